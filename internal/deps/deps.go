@@ -1,0 +1,45 @@
+//go:build tools
+
+// Package deps pins the modules the packages of this repository import while they are being
+// written, so that go.sum holds every checksum up front.
+package deps
+
+import (
+	_ "github.com/cenkalti/backoff/v4"
+	_ "github.com/coder/websocket"
+	_ "github.com/google/cel-go/cel"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "github.com/stretchr/testify/assert"
+	_ "github.com/stretchr/testify/require"
+	_ "github.com/twmb/franz-go/pkg/kadm"
+	_ "github.com/twmb/franz-go/pkg/kerr"
+	_ "github.com/twmb/franz-go/pkg/kfake"
+	_ "github.com/twmb/franz-go/pkg/kgo"
+	_ "github.com/twmb/franz-go/pkg/kmsg"
+	_ "github.com/twmb/franz-go/pkg/sasl/plain"
+	_ "github.com/twmb/franz-go/pkg/sasl/scram"
+	_ "go.opentelemetry.io/otel"
+	_ "go.opentelemetry.io/otel/attribute"
+	_ "go.opentelemetry.io/otel/exporters/prometheus"
+	_ "go.opentelemetry.io/otel/metric"
+	_ "go.opentelemetry.io/otel/metric/noop"
+	_ "go.opentelemetry.io/otel/propagation"
+	_ "go.opentelemetry.io/otel/sdk/metric"
+	_ "go.opentelemetry.io/otel/sdk/trace"
+	_ "go.opentelemetry.io/otel/trace"
+	_ "go.opentelemetry.io/otel/trace/noop"
+	_ "golang.org/x/oauth2"
+	_ "golang.org/x/oauth2/clientcredentials"
+	_ "google.golang.org/grpc"
+	_ "google.golang.org/grpc/codes"
+	_ "google.golang.org/grpc/credentials"
+	_ "google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/health"
+	_ "google.golang.org/grpc/metadata"
+	_ "google.golang.org/grpc/status"
+	_ "google.golang.org/protobuf/proto"
+	_ "google.golang.org/protobuf/reflect/protoreflect"
+	_ "google.golang.org/protobuf/runtime/protoimpl"
+	_ "google.golang.org/protobuf/types/known/timestamppb"
+	_ "gopkg.in/yaml.v3"
+)

@@ -1,0 +1,210 @@
+package retry
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Reason names the budget that ended a call that did not succeed.
+type Reason string
+
+const (
+	// ReasonAttempts: the attempt budget (Policy.MaxAttempts) ran out.
+	ReasonAttempts Reason = "attempts"
+	// ReasonAge: the age budget (Policy.MaxAge) ran out, or the next wait would have crossed it.
+	ReasonAge Reason = "age"
+	// ReasonPermanent: an attempt failed with an error marked Permanent.
+	ReasonPermanent Reason = "permanent"
+	// ReasonCanceled: the caller's context ended. The work may well succeed if tried again later.
+	ReasonCanceled Reason = "canceled"
+)
+
+// Error is what Do returns when it gives up. It unwraps to the last attempt's error (and, for
+// ReasonCanceled, to the context's error too), so errors.Is and errors.As see through it.
+type Error struct {
+	Attempts int           // attempts made
+	Elapsed  time.Duration // from the start of the call (or Since) to giving up
+	Reason   Reason        // which budget ran out
+	Last     error         // the last attempt's error; never nil
+	ctxErr   error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("retry: gave up after %d attempt(s) in %v (%s): %v",
+		e.Attempts, e.Elapsed.Round(time.Millisecond), e.Reason, e.Last)
+}
+
+// Unwrap returns the last attempt's error and, when the context ended the call, the context's error.
+func (e *Error) Unwrap() []error {
+	if e.ctxErr != nil {
+		return []error{e.Last, e.ctxErr}
+	}
+	return []error{e.Last}
+}
+
+// Attempt describes a failed attempt that will be retried; OnRetry hooks receive it.
+type Attempt struct {
+	Number  int           // 1 for the first attempt
+	Err     error         // why it failed
+	Wait    time.Duration // how long the Retrier waits before the next attempt
+	Elapsed time.Duration // since the start of the call (or Since)
+}
+
+// Option configures a Retrier.
+type Option interface{ apply(*Retrier) }
+
+type optionFunc func(*Retrier)
+
+func (f optionFunc) apply(r *Retrier) { f(r) }
+
+// WithClock sets the clock used for waits, deadlines and ages. The default is SystemClock.
+func WithClock(c Clock) Option {
+	return optionFunc(func(r *Retrier) { r.clock = c })
+}
+
+// WithOnRetry sets a hook called after every failed attempt that will be retried, before the wait.
+// It runs on the calling goroutine and must not block. The default is no hook.
+func WithOnRetry(f func(Attempt)) Option {
+	return optionFunc(func(r *Retrier) { r.onRetry = f })
+}
+
+// WithRandom sets the source of jitter: a function returning a float in [0, 1). The default is
+// math/rand/v2's Float64.
+func WithRandom(f func() float64) Option {
+	return optionFunc(func(r *Retrier) { r.random = f })
+}
+
+// Retrier runs an operation until it succeeds or a budget of its Policy runs out. A Retrier is
+// immutable and safe for concurrent use; every Do call keeps its own state.
+type Retrier struct {
+	policy  Policy
+	clock   Clock
+	onRetry func(Attempt)
+	random  func() float64
+}
+
+// New returns a Retrier for p, or an error wrapping ErrInvalidPolicy naming the bad field.
+func New(p Policy, opts ...Option) (*Retrier, error) {
+	p, err := p.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r := &Retrier{policy: p, clock: SystemClock, random: rand.Float64}
+	for _, o := range opts {
+		o.apply(r)
+	}
+	if r.clock == nil || r.random == nil {
+		return nil, fmt.Errorf("%w: nil clock or random source", ErrInvalidPolicy)
+	}
+	return r, nil
+}
+
+// Policy returns the Retrier's policy with its defaults filled in.
+func (r *Retrier) Policy() Policy { return r.policy }
+
+// CallOption adjusts one Do call.
+type CallOption func(*call)
+
+type call struct {
+	start   time.Time
+	onRetry func(Attempt)
+}
+
+// Since counts the age budget from t instead of from the start of the call: pass the time an event
+// was received so that its retries across several calls share one budget.
+func Since(t time.Time) CallOption { return func(c *call) { c.start = t } }
+
+// OnRetry adds a hook for this call only, called after the Retrier's own hook.
+func OnRetry(f func(Attempt)) CallOption { return func(c *call) { c.onRetry = f } }
+
+// Do calls op until it returns nil, and returns nil then. Otherwise it returns an *Error saying how
+// many attempts were made, how long it took, which budget ran out, and the last error.
+//
+// Between attempts Do waits an exponentially growing interval (randomised by the Policy's Jitter),
+// or at least the wait an error asked for with After. It stops at once on an error marked Permanent
+// and when ctx ends; it never starts a wait that would end past the age budget. Each attempt gets a
+// context bounded by ctx and by Policy.AttemptTimeout.
+func (r *Retrier) Do(ctx context.Context, op func(ctx context.Context) error, opts ...CallOption) error {
+	c := call{}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.start.IsZero() {
+		c.start = r.clock.Now()
+	}
+	p := &r.policy
+	// A fresh backoff for every call: interval growth is never shared between calls.
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     p.InitialInterval,
+		RandomizationFactor: 0, // jitter is applied below, as full jitter
+		Multiplier:          p.Multiplier,
+		MaxInterval:         p.MaxInterval,
+		MaxElapsedTime:      0, // budgets are ours
+		Stop:                backoff.Stop,
+		Clock:               backoff.SystemClock,
+	}
+	b.Reset()
+
+	giveUp := func(n int, reason Reason, last, ctxErr error) error {
+		return &Error{Attempts: n, Elapsed: r.clock.Now().Sub(c.start), Reason: reason, Last: last, ctxErr: ctxErr}
+	}
+	if err := ctx.Err(); err != nil {
+		return giveUp(0, ReasonCanceled, err, err)
+	}
+	for n := 1; ; n++ {
+		err := r.attempt(ctx, op)
+		if err == nil {
+			return nil
+		}
+		if IsPermanent(err) {
+			return giveUp(n, ReasonPermanent, err, nil)
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return giveUp(n, ReasonCanceled, err, ctxErr)
+		}
+		if p.MaxAttempts > 0 && n >= p.MaxAttempts {
+			return giveUp(n, ReasonAttempts, err, nil)
+		}
+		wait := b.NextBackOff()
+		if p.Jitter == FullJitter {
+			wait = time.Duration(r.random() * float64(wait))
+		}
+		if d, ok := RetryAfter(err); ok {
+			wait = max(wait, min(d, p.MaxRetryAfter))
+		}
+		elapsed := r.clock.Now().Sub(c.start)
+		if p.MaxAge > 0 && elapsed+wait >= p.MaxAge {
+			return giveUp(n, ReasonAge, err, nil)
+		}
+		a := Attempt{Number: n, Err: err, Wait: wait, Elapsed: elapsed}
+		if r.onRetry != nil {
+			r.onRetry(a)
+		}
+		if c.onRetry != nil {
+			c.onRetry(a)
+		}
+		if wait > 0 {
+			t := r.clock.NewTimer(wait)
+			select {
+			case <-t.C():
+			case <-ctx.Done():
+				t.Stop()
+				return giveUp(n, ReasonCanceled, err, ctx.Err())
+			}
+		}
+	}
+}
+
+// attempt runs op once under the per-attempt timeout. A panic is not recovered: it is a bug in op.
+func (r *Retrier) attempt(ctx context.Context, op func(context.Context) error) error {
+	if r.policy.AttemptTimeout <= 0 {
+		return op(ctx)
+	}
+	actx, cancel := context.WithTimeout(ctx, r.policy.AttemptTimeout)
+	defer cancel()
+	return op(actx)
+}

@@ -1,0 +1,324 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
+)
+
+var errFlaky = errors.New("flaky")
+
+// run calls r.Do on a goroutine and advances clk through every wait Do starts, recording each wait.
+// It returns Do's result and the waits in order. The test fails if Do does not finish in 10 s.
+func run(t *testing.T, clk *retrytest.Clock, r *retry.Retrier, op func(context.Context) error, opts ...retry.CallOption) (error, []time.Duration) {
+	t.Helper()
+	return runCtx(t, context.Background(), clk, r, op, opts...)
+}
+
+func runCtx(t *testing.T, ctx context.Context, clk *retrytest.Clock, r *retry.Retrier, op func(context.Context) error, opts ...retry.CallOption) (error, []time.Duration) {
+	t.Helper()
+	deadline, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Do(ctx, op, opts...) }()
+	var waits []time.Duration
+	for {
+		timerUp := make(chan struct{})
+		go func() {
+			if clk.WaitTimers(deadline, 1) == nil {
+				close(timerUp)
+			}
+		}()
+		select {
+		case err := <-done:
+			return err, waits
+		case <-timerUp:
+			d, ok := clk.NextDue()
+			if !ok {
+				continue
+			}
+			waits = append(waits, d)
+			clk.Advance(d)
+		case <-deadline.Done():
+			t.Fatal("Do did not finish")
+		}
+	}
+}
+
+func newRetrier(t *testing.T, p retry.Policy, opts ...retry.Option) (*retry.Retrier, *retrytest.Clock) {
+	t.Helper()
+	clk := retrytest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	r, err := retry.New(p, append([]retry.Option{retry.WithClock(clk)}, opts...)...)
+	require.NoError(t, err)
+	return r, clk
+}
+
+func failN(n int, err error) (func(context.Context) error, *int) {
+	calls := 0
+	return func(context.Context) error {
+		calls++
+		if calls <= n {
+			return err
+		}
+		return nil
+	}, &calls
+}
+
+func TestExponentialGrowthAndCap(t *testing.T) {
+	r, clk := newRetrier(t, retry.Policy{
+		InitialInterval: 100 * time.Millisecond,
+		Multiplier:      2,
+		MaxInterval:     time.Second,
+		Jitter:          retry.NoJitter,
+		MaxAttempts:     8,
+	})
+	op, calls := failN(7, errFlaky)
+	err, waits := run(t, clk, r, op)
+	require.NoError(t, err)
+	assert.Equal(t, 8, *calls)
+	ms := time.Millisecond
+	assert.Equal(t, []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, time.Second, time.Second, time.Second}, waits)
+}
+
+func TestFullJitterStaysWithinBounds(t *testing.T) {
+	draws := []float64{0, 0.5, 0.999, 0.25}
+	i := 0
+	r, clk := newRetrier(t, retry.Policy{InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second, MaxAttempts: 5},
+		retry.WithRandom(func() float64 { v := draws[i%len(draws)]; i++; return v }))
+	var seen []time.Duration
+	r2 := r
+	op, _ := failN(4, errFlaky)
+	err, _ := run(t, clk, r2, op, retry.OnRetry(func(a retry.Attempt) { seen = append(seen, a.Wait) }))
+	require.NoError(t, err)
+	ms := time.Millisecond
+	// interval 100, 200, 400, 800 ms scaled by the draws 0, 0.5, 0.999, 0.25
+	assert.Equal(t, []time.Duration{0, 100 * ms, time.Duration(0.999 * float64(400*ms)), 200 * ms}, seen)
+
+	// With the real random source every wait lies in [0, interval].
+	real, err := retry.New(retry.Policy{InitialInterval: 10 * time.Millisecond, MaxInterval: 40 * time.Millisecond, MaxAttempts: 6},
+		retry.WithClock(clk))
+	require.NoError(t, err)
+	for range 50 {
+		var waits []retry.Attempt
+		op, _ := failN(5, errFlaky)
+		err, _ := run(t, clk, real, op, retry.OnRetry(func(a retry.Attempt) { waits = append(waits, a) }))
+		require.NoError(t, err)
+		ceil := []time.Duration{10, 20, 40, 40, 40}
+		for k, a := range waits {
+			assert.GreaterOrEqual(t, a.Wait, time.Duration(0))
+			assert.LessOrEqual(t, a.Wait, ceil[k]*time.Millisecond)
+		}
+	}
+}
+
+func TestRetryAfterIsHonouredAndCapped(t *testing.T) {
+	r, clk := newRetrier(t, retry.Policy{
+		InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond,
+		Jitter: retry.NoJitter, MaxAttempts: 3, MaxRetryAfter: 5 * time.Second,
+	})
+	op, _ := failN(2, retry.After(errFlaky, 3*time.Second))
+	err, waits := run(t, clk, r, op)
+	require.NoError(t, err)
+	assert.Equal(t, []time.Duration{3 * time.Second, 3 * time.Second}, waits, "Retry-After beats the shorter backoff")
+
+	op, _ = failN(1, retry.After(errFlaky, time.Hour))
+	err, waits = run(t, clk, r, op)
+	require.NoError(t, err)
+	assert.Equal(t, []time.Duration{5 * time.Second}, waits, "Retry-After is capped by MaxRetryAfter")
+
+	op, _ = failN(1, retry.After(errFlaky, time.Millisecond))
+	err, waits = run(t, clk, r, op)
+	require.NoError(t, err)
+	assert.Equal(t, []time.Duration{10 * time.Millisecond}, waits, "a shorter Retry-After does not shorten the backoff")
+}
+
+func TestAttemptBudget(t *testing.T) {
+	r, clk := newRetrier(t, retry.Policy{InitialInterval: time.Millisecond, MaxAttempts: 3, Jitter: retry.NoJitter})
+	op, calls := failN(100, errFlaky)
+	err, _ := run(t, clk, r, op)
+	var re *retry.Error
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, 3, *calls)
+	assert.Equal(t, 3, re.Attempts)
+	assert.Equal(t, retry.ReasonAttempts, re.Reason)
+	assert.Equal(t, 3*time.Millisecond, re.Elapsed) // 1 ms + 2 ms of fake time
+	assert.ErrorIs(t, err, errFlaky, "unwraps to the last cause")
+	assert.Equal(t, retry.ClassRetryable, retry.Classify(err))
+	assert.Contains(t, err.Error(), "3 attempt(s)")
+	assert.Contains(t, err.Error(), "attempts")
+}
+
+func TestAgeBudget(t *testing.T) {
+	r, clk := newRetrier(t, retry.Policy{
+		InitialInterval: time.Second, MaxInterval: time.Second, Jitter: retry.NoJitter,
+		MaxAttempts: -1, MaxAge: 3500 * time.Millisecond,
+	})
+	op, calls := failN(100, errFlaky)
+	err, waits := run(t, clk, r, op)
+	var re *retry.Error
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, retry.ReasonAge, re.Reason)
+	assert.Equal(t, 4, *calls, "attempts at 0, 1, 2 and 3 s; a fourth wait would cross 3.5 s")
+	assert.Len(t, waits, 3)
+
+	// The age counts from Since: an event that is already old gets fewer attempts.
+	op, calls = failN(100, errFlaky)
+	err, _ = run(t, clk, r, op, retry.Since(clk.Now().Add(-3*time.Second)))
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, retry.ReasonAge, re.Reason)
+	assert.Equal(t, 1, *calls)
+	assert.Equal(t, 3*time.Second, re.Elapsed)
+}
+
+func TestPermanentStopsAtOnce(t *testing.T) {
+	r, clk := newRetrier(t, retry.Policy{MaxAttempts: 10})
+	cause := errors.New("record too large")
+	op, calls := failN(100, retry.Permanent(fmt.Errorf("produce: %w", cause)))
+	err, waits := run(t, clk, r, op)
+	assert.Equal(t, 1, *calls)
+	assert.Empty(t, waits)
+	var re *retry.Error
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, retry.ReasonPermanent, re.Reason)
+	assert.True(t, retry.IsPermanent(err))
+	assert.ErrorIs(t, err, cause)
+	assert.Equal(t, retry.ClassPermanent, retry.Classify(err))
+}
+
+func TestContextCancellationDuringWait(t *testing.T) {
+	r, clk := newRetrier(t, retry.Policy{InitialInterval: time.Minute, MaxInterval: time.Minute, Jitter: retry.NoJitter, MaxAttempts: 5})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Do(ctx, func(context.Context) error { return errFlaky })
+	}()
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	require.NoError(t, clk.WaitTimers(wctx, 1), "Do starts its wait")
+	cancel()
+	var err error
+	select {
+	case err = <-done:
+	case <-wctx.Done():
+		t.Fatal("Do did not return after cancel")
+	}
+	var re *retry.Error
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, retry.ReasonCanceled, re.Reason)
+	assert.Equal(t, 1, re.Attempts)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, err, errFlaky)
+	assert.False(t, retry.IsPermanent(err), "our own cancellation is never permanent")
+	assert.Equal(t, retry.ClassCanceled, retry.Classify(err))
+	assert.Equal(t, 0, clk.Pending(), "the wait's timer is stopped")
+}
+
+func TestContextAlreadyDone(t *testing.T) {
+	r, _ := newRetrier(t, retry.Policy{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	called := false
+	err := r.Do(ctx, func(context.Context) error { called = true; return nil })
+	assert.False(t, called)
+	var re *retry.Error
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, 0, re.Attempts)
+	assert.Equal(t, retry.ReasonCanceled, re.Reason)
+}
+
+func TestAttemptTimeout(t *testing.T) {
+	r, clk := newRetrier(t, retry.Policy{AttemptTimeout: 5 * time.Millisecond, MaxAttempts: 3, Jitter: retry.NoJitter, InitialInterval: time.Millisecond})
+	var deadlines int
+	err, _ := run(t, clk, r, func(ctx context.Context) error {
+		if _, ok := ctx.Deadline(); ok {
+			deadlines++
+		}
+		<-ctx.Done() // blocks until the per-attempt deadline
+		return ctx.Err()
+	})
+	var re *retry.Error
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, retry.ReasonAttempts, re.Reason, "a timed-out attempt is retried")
+	assert.Equal(t, 3, deadlines)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestOnRetryHooks(t *testing.T) {
+	var global, local []retry.Attempt
+	r, clk := newRetrier(t, retry.Policy{InitialInterval: time.Millisecond, Jitter: retry.NoJitter, MaxAttempts: 3},
+		retry.WithOnRetry(func(a retry.Attempt) { global = append(global, a) }))
+	op, _ := failN(2, errFlaky)
+	err, _ := run(t, clk, r, op, retry.OnRetry(func(a retry.Attempt) { local = append(local, a) }))
+	require.NoError(t, err)
+	require.Len(t, global, 2)
+	assert.Equal(t, global, local)
+	assert.Equal(t, 1, global[0].Number)
+	assert.Equal(t, 2, global[1].Number)
+	assert.ErrorIs(t, global[0].Err, errFlaky)
+	assert.Equal(t, time.Millisecond, global[1].Elapsed)
+}
+
+func TestInvalidPolicy(t *testing.T) {
+	for name, p := range map[string]retry.Policy{
+		"negative initial":   {InitialInterval: -1},
+		"multiplier below 1": {Multiplier: 0.5},
+		"negative max":       {MaxInterval: -1},
+		"max below initial":  {InitialInterval: time.Second, MaxInterval: time.Millisecond},
+		"negative age":       {MaxAge: -1},
+		"negative timeout":   {AttemptTimeout: -1},
+		"negative cap":       {MaxRetryAfter: -1},
+		"unknown jitter":     {Jitter: 7},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := retry.New(p)
+			assert.ErrorIs(t, err, retry.ErrInvalidPolicy)
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	r, err := retry.New(retry.Policy{})
+	require.NoError(t, err)
+	p := r.Policy()
+	assert.Equal(t, retry.DefaultInitialInterval, p.InitialInterval)
+	assert.Equal(t, retry.DefaultMultiplier, p.Multiplier)
+	assert.Equal(t, retry.DefaultMaxInterval, p.MaxInterval)
+	assert.Equal(t, retry.DefaultMaxAttempts, p.MaxAttempts)
+	assert.Equal(t, p.MaxInterval, p.MaxRetryAfter)
+	assert.Equal(t, retry.FullJitter, p.Jitter)
+}
+
+func TestErrorClasses(t *testing.T) {
+	base := errors.New("boom")
+	assert.Nil(t, retry.Permanent(nil))
+	assert.Nil(t, retry.After(nil, time.Second))
+	assert.Equal(t, retry.Class(""), retry.Classify(nil))
+
+	p := retry.Permanent(base)
+	assert.Same(t, p, retry.Permanent(p), "marking twice changes nothing")
+	assert.Equal(t, "boom", p.Error())
+	assert.ErrorIs(t, p, base)
+
+	a := retry.After(base, 2*time.Second)
+	d, ok := retry.RetryAfter(fmt.Errorf("wrapped: %w", a))
+	assert.True(t, ok)
+	assert.Equal(t, 2*time.Second, d)
+	assert.Equal(t, retry.ClassRetryable, retry.Classify(a))
+	_, ok = retry.RetryAfter(base)
+	assert.False(t, ok)
+	d, _ = retry.RetryAfter(retry.After(base, -time.Second))
+	assert.Zero(t, d)
+
+	assert.Equal(t, retry.ClassPermanent, retry.Classify(retry.Permanent(retry.After(base, time.Second))))
+	assert.Equal(t, retry.ClassCanceled, retry.Classify(fmt.Errorf("x: %w", context.Canceled)))
+	assert.Equal(t, retry.ClassRetryable, retry.Classify(context.DeadlineExceeded))
+	assert.Equal(t, retry.ClassPermanent, retry.Classify(retry.Permanent(context.Canceled)))
+}

@@ -1,0 +1,16 @@
+// Package sink defines where events go: the Sink interface, Func, middleware, and the optional
+// extras a sink may implement (io.Closer to flush and release, Batcher to deliver in batches).
+//
+// Drivers live in sub-packages (memsink, kafkasink, grpcsink); every driver, and every Sink a user
+// writes, is checked by the conformance suite in sinktest.
+//
+// # Errors
+//
+// A sink classifies its failures with package retry and never retries itself: Permanent for what
+// no retry cures (an unknown topic, an invalid argument), After for an explicit wait, unmarked for
+// what another attempt may cure. A Send on a closed sink returns an error wrapping ErrClosed.
+//
+// # Concurrency
+//
+// Every Sink must be safe for concurrent use: a dispatcher calls Send from many goroutines.
+package sink

@@ -1,0 +1,83 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+
+	"github.com/fanbridge/fanbridge"
+)
+
+// Sink delivers events to one destination.
+//
+// Send returns nil only when the destination has the event (a broker acknowledged it, a server
+// answered OK). Otherwise it returns an error classified with package retry: Permanent when no
+// retry can cure it, After when the destination asked for a wait, unmarked when another attempt
+// may succeed. Send never retries or sleeps on its own; the caller's Retrier does. Send must honour
+// ctx's cancellation and deadline, must not modify e, and must be safe for concurrent use.
+type Sink interface {
+	Send(ctx context.Context, e *fanbridge.Event) error
+}
+
+// Func adapts a function to a Sink.
+type Func func(ctx context.Context, e *fanbridge.Event) error
+
+// Send calls f(ctx, e).
+func (f Func) Send(ctx context.Context, e *fanbridge.Event) error { return f(ctx, e) }
+
+// Middleware wraps a Sink with behaviour of its own (logging, metrics, transformation).
+type Middleware func(Sink) Sink
+
+// Chain wraps s with middleware; the first middleware is the outermost, the one Send reaches first.
+func Chain(s Sink, mw ...Middleware) Sink {
+	for i := len(mw) - 1; i >= 0; i-- {
+		s = mw[i](s)
+	}
+	return s
+}
+
+// Batcher is implemented by sinks that deliver several events more cheaply together.
+//
+// SendBatch returns nil when every event was delivered. When only some failed it returns a
+// *BatchError; any other error applies to every event of the batch.
+type Batcher interface {
+	SendBatch(ctx context.Context, events []*fanbridge.Event) error
+}
+
+// BatchError reports per-event results of a SendBatch call: Errs[i] belongs to events[i] and is nil
+// for an event that was delivered.
+type BatchError struct {
+	Errs []error
+}
+
+func (b *BatchError) Error() string {
+	failed := 0
+	var first error
+	for _, err := range b.Errs {
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			failed++
+		}
+	}
+	if first == nil {
+		return "sink: batch: no failures"
+	}
+	return "sink: batch: " + strconv.Itoa(failed) + " of " + strconv.Itoa(len(b.Errs)) + " events failed, first: " + first.Error()
+}
+
+// Unwrap returns the per-event errors, so errors.Is and errors.As look at each of them.
+func (b *BatchError) Unwrap() []error { return b.Errs }
+
+// ErrClosed is returned (possibly wrapped) by Send on a sink that has been closed.
+var ErrClosed = errors.New("sink: closed")
+
+// Close closes s if it implements io.Closer, and returns nil otherwise.
+func Close(s Sink) error {
+	if c, ok := s.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
