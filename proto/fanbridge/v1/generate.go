@@ -1,0 +1,13 @@
+// Package fanbridgev1 holds the Go code generated from sink.proto: the EventSink gRPC service and
+// its messages, the wire contract between fanbridge's gRPC sink (package sink/grpcsink) and a
+// consumer service.
+//
+// Most users never touch this package directly: grpcsink.New sends to it and grpcsink.NewServer
+// implements it. Consumers written in other languages generate their own code from sink.proto.
+//
+// The code was generated with protoc 3.21.12 (libprotoc, Debian package protobuf-compiler),
+// protoc-gen-go v1.36.12 and protoc-gen-go-grpc 1.6.2, by the go:generate line below run in this
+// directory. The generated files are committed; builds never run the generator.
+package fanbridgev1
+
+//go:generate protoc -I ../.. --go_out=../.. --go_opt=paths=source_relative --go-grpc_out=../.. --go-grpc_opt=paths=source_relative fanbridge/v1/sink.proto
