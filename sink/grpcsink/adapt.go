@@ -1,0 +1,69 @@
+package grpcsink
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// Adapt returns a Sink that delivers each event through a method of a gRPC client you already
+// have, for a consumer whose service speaks its own proto rather than fanbridge.v1.EventSink.
+//
+// call is the generated client method, such as client.RecordInteraction; convert turns an event
+// into its request. Each Send converts, then calls with the same deadline (WithCallTimeout),
+// outgoing metadata (event id, traceparent, tracestate), call options and classification
+// (Classify) as a Sink built with New. A convert error is returned marked retry.Permanent, since
+// converting the same event again gives the same result. The response is discarded.
+//
+// The client's connection stays the caller's: the adapter has no Close. Options about the
+// connection or the fanbridge.v1 request (WithTLS, WithInsecure, WithDialOptions, WithoutRaw,
+// WithName) do not apply and make Adapt fail with ErrInvalidOption.
+func Adapt[Req, Resp any](
+	call func(ctx context.Context, req Req, opts ...grpc.CallOption) (Resp, error),
+	convert func(e *fanbridge.Event) (Req, error),
+	opts ...Option,
+) (sink.Sink, error) {
+	if call == nil || convert == nil {
+		return nil, fmt.Errorf("%w: Adapt needs a call and a convert function", ErrInvalidOption)
+	}
+	cfg := newConfig(opts)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if misplaced := append(append([]string(nil), cfg.connOnly...), cfg.deliverOnly...); len(misplaced) > 0 {
+		return nil, fmt.Errorf("%w: %s do not apply to Adapt", ErrInvalidOption, strings.Join(misplaced, ", "))
+	}
+	return &adapter[Req, Resp]{
+		call:    call,
+		convert: convert,
+		caller:  caller{timeout: cfg.callTimeout, logger: cfg.logger},
+		opts:    cfg.callOptions,
+	}, nil
+}
+
+type adapter[Req, Resp any] struct {
+	call    func(ctx context.Context, req Req, opts ...grpc.CallOption) (Resp, error)
+	convert func(e *fanbridge.Event) (Req, error)
+	caller  caller
+	opts    []grpc.CallOption
+}
+
+func (a *adapter[Req, Resp]) Send(ctx context.Context, e *fanbridge.Event) error {
+	if e == nil {
+		return retry.Permanent(ErrNilEvent)
+	}
+	req, err := a.convert(e)
+	if err != nil {
+		return retry.Permanent(fmt.Errorf("grpcsink: convert event %q: %w", e.ID, err))
+	}
+	callCtx, cancel := a.caller.prepare(ctx, e)
+	_, err = a.call(callCtx, req, a.opts...)
+	cancel()
+	return a.caller.finish(ctx, e, err)
+}

@@ -1,0 +1,86 @@
+package grpcsink
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/fanbridge/fanbridge"
+)
+
+// gRPC metadata keys sent with every call.
+const (
+	// MetadataEventID carries the event id, so that a consumer, a proxy or a log can see which
+	// event a call delivers without decoding the body.
+	MetadataEventID = "fanbridge-event-id"
+	// MetadataEventIDBin carries the event id instead of MetadataEventID when the id is not
+	// printable ASCII, which plain gRPC metadata values must be.
+	MetadataEventIDBin = "fanbridge-event-id-bin"
+)
+
+// caller holds what a Sink and an adapter share around one call: the deadline, the outgoing
+// metadata and the classification of the result.
+type caller struct {
+	timeout time.Duration
+	logger  *slog.Logger
+}
+
+// prepare returns the context one call runs under: bounded by the call timeout and carrying the
+// event id and trace context as outgoing metadata. The cancel func must be called.
+func (c *caller) prepare(ctx context.Context, e *fanbridge.Event) (context.Context, context.CancelFunc) {
+	cancel := context.CancelFunc(func() {})
+	if c.timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+	}
+	var kv [6]string
+	md := kv[:0]
+	if printableASCII(e.ID) {
+		md = append(md, MetadataEventID, e.ID)
+	} else {
+		md = append(md, MetadataEventIDBin, e.ID)
+	}
+	// A trace header that is not printable ASCII is not valid W3C trace context either; gRPC would
+	// refuse the whole call for it, so it is left out rather than failing delivery.
+	if tp := e.Metadata[fanbridge.MetaTraceparent]; tp != "" && printableASCII(tp) {
+		md = append(md, fanbridge.MetaTraceparent, tp)
+	}
+	if ts := e.Metadata[fanbridge.MetaTracestate]; ts != "" && printableASCII(ts) {
+		md = append(md, fanbridge.MetaTracestate, ts)
+	}
+	return metadata.AppendToOutgoingContext(ctx, md...), cancel
+}
+
+// finish turns the error of a call made under parent into what Send returns.
+func (c *caller) finish(parent context.Context, e *fanbridge.Event, err error) error {
+	if err == nil {
+		return nil
+	}
+	if code := status.Code(err); code == codes.Canceled || code == codes.DeadlineExceeded {
+		// The caller's own context ended the call: say so with the context's error, so that
+		// retry.Classify sees a cancellation (never a reason to dead-letter) and errors.Is works.
+		if ctxErr := parent.Err(); ctxErr != nil {
+			return fmt.Errorf("grpcsink: deliver: %w: %w", ctxErr, err)
+		}
+	}
+	classified := Classify(err)
+	if classified == nil {
+		c.logger.LogAttrs(parent, slog.LevelDebug, "grpcsink: consumer already had the event",
+			slog.String("event_id", e.ID))
+		return nil
+	}
+	return fmt.Errorf("grpcsink: deliver: %w", classified)
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,99 @@
+package grpcsink
+
+import (
+	"errors"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+// Errors returned by the constructors, and by Send for input it can never deliver.
+var (
+	// ErrInvalidTarget is wrapped by the error New returns for a target it cannot use.
+	ErrInvalidTarget = errors.New("grpcsink: invalid target")
+	// ErrInvalidOption is wrapped by the error a constructor returns for a bad or misplaced option.
+	ErrInvalidOption = errors.New("grpcsink: invalid option")
+	// ErrNilEvent is returned, marked permanent, by Send when the event is nil.
+	ErrNilEvent = errors.New("grpcsink: nil event")
+)
+
+// Class is what Classify decides for a gRPC status code.
+type Class int
+
+const (
+	// Delivered: the consumer has the event (OK, and AlreadyExists: it had it already).
+	Delivered Class = iota
+	// Retryable: another attempt may succeed.
+	Retryable
+	// Permanent: no retry can cure it; the event belongs in the dead-letter queue.
+	Permanent
+)
+
+func (c Class) String() string {
+	switch c {
+	case Delivered:
+		return "delivered"
+	case Retryable:
+		return "retryable"
+	case Permanent:
+		return "permanent"
+	}
+	return "unknown"
+}
+
+// CodeClass returns the class of a gRPC status code, as the table in the package documentation
+// gives it. A code this package does not know is Retryable.
+func CodeClass(c codes.Code) Class {
+	switch c {
+	case codes.OK, codes.AlreadyExists:
+		return Delivered
+	case codes.InvalidArgument, codes.NotFound, codes.PermissionDenied, codes.Unauthenticated,
+		codes.FailedPrecondition, codes.Unimplemented, codes.OutOfRange, codes.DataLoss:
+		return Permanent
+	default:
+		// Unavailable, DeadlineExceeded, ResourceExhausted, Aborted, Internal, Unknown, Canceled.
+		return Retryable
+	}
+}
+
+// Classify turns the error of a gRPC call into what a sink.Sink returns: nil when the consumer has
+// the event (AlreadyExists included), err marked with retry.Permanent for a permanent code, err
+// marked with retry.After when the server attached a google.rpc.RetryInfo detail to a retryable
+// code, and err unchanged otherwise. An error without a gRPC status (a context error, say) is
+// returned unchanged. Use it in a Sink of your own over another gRPC client; Adapt already does.
+func Classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch CodeClass(st.Code()) {
+	case Delivered:
+		return nil
+	case Permanent:
+		return retry.Permanent(err)
+	}
+	if d, ok := retryDelay(st); ok {
+		return retry.After(err, d)
+	}
+	return err
+}
+
+// retryDelay returns the wait a google.rpc.RetryInfo detail asks for.
+func retryDelay(st *status.Status) (time.Duration, bool) {
+	for _, d := range st.Details() {
+		if ri, isRI := d.(*errdetails.RetryInfo); isRI && ri.GetRetryDelay() != nil {
+			if err := ri.GetRetryDelay().CheckValid(); err != nil {
+				continue
+			}
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,56 @@
+package grpcsink
+
+import (
+	"encoding/json"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/fanbridge/fanbridge"
+	fanbridgev1 "github.com/fanbridge/fanbridge/proto/fanbridge/v1"
+)
+
+// ToProto converts e to its wire form. The result shares e's Data, Raw and Metadata rather than
+// copying them, so neither may be modified while the other is in use. A zero Time is left unset.
+func ToProto(e *fanbridge.Event) *fanbridgev1.Event {
+	pe := &fanbridgev1.Event{
+		Id:       e.ID,
+		Type:     e.Type,
+		Topic:    e.Topic,
+		Source:   e.Source,
+		Data:     e.Data,
+		Metadata: e.Metadata,
+		Raw:      e.Raw,
+	}
+	if !e.Time.IsZero() {
+		pe.Time = timestamppb.New(e.Time)
+	}
+	return pe
+}
+
+// FromProto converts a wire event back to a fanbridge.Event. An unset time becomes the zero Time,
+// a set one is in UTC; empty bytes and maps become nil. The result shares pe's byte slices and map.
+// It returns an error when the time is out of the range a Timestamp allows.
+func FromProto(pe *fanbridgev1.Event) (*fanbridge.Event, error) {
+	e := &fanbridge.Event{
+		ID:     pe.GetId(),
+		Type:   pe.GetType(),
+		Topic:  pe.GetTopic(),
+		Source: pe.GetSource(),
+	}
+	if ts := pe.GetTime(); ts != nil {
+		if err := ts.CheckValid(); err != nil {
+			return nil, err
+		}
+		e.Time = ts.AsTime()
+	}
+	if d := pe.GetData(); len(d) > 0 {
+		e.Data = json.RawMessage(d)
+	}
+	if r := pe.GetRaw(); len(r) > 0 {
+		e.Raw = r
+	}
+	if m := pe.GetMetadata(); len(m) > 0 {
+		e.Metadata = m
+	}
+	return e, nil
+}

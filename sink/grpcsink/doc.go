@@ -1,0 +1,81 @@
+// Package grpcsink delivers fanbridge events to gRPC services, and helps consumers implement them.
+//
+// The wire contract is the fanbridge.v1.EventSink service (proto/fanbridge/v1/sink.proto, Go code
+// in package fanbridgev1): one unary Deliver call per event, carrying every Event field.
+//
+//   - New(target, opts...) returns a Sink with a connection of its own: one address, a dns:///
+//     name, or a comma-separated list of addresses, balanced round-robin. TLS with the system roots
+//     is the default; WithTLS takes a tls.Config (a private CA, client certificates for mutual TLS);
+//     plaintext happens only with WithInsecure.
+//   - NewFromConn(conn, opts...) delivers over a connection the caller owns and keeps.
+//   - Adapt(call, convert, opts...) delivers through a method of the caller's own generated client,
+//     for services that speak their own proto.
+//   - NewServer(handler) implements EventSink for a consumer: it turns each call back into a
+//     *fanbridge.Event and the handler's error back into a status code.
+//   - Classify and StatusOf are the two halves of the error mapping, for code of your own.
+//
+// Every call carries gRPC metadata: "fanbridge-event-id" (MetadataEventID, or MetadataEventIDBin
+// for an id that is not printable ASCII) and, when the event has them, "traceparent" and
+// "tracestate" from Event.Metadata, so that a consumer joins the sender's trace without decoding the
+// body. Each call is bounded by WithCallTimeout (default 5 s) or the caller's deadline, whichever
+// comes first.
+//
+// # Errors
+//
+// Send never retries. It returns nil when the consumer has the event, and otherwise an error that
+// package retry classifies, following the gRPC status code of the answer:
+//
+//	code                 Send returns                         why
+//	OK                   nil                                  delivered
+//	AlreadyExists        nil                                  the consumer already had this event id
+//	Unavailable          retryable                            server down, restarting, or unreachable
+//	DeadlineExceeded     retryable                            the call timed out; it may have landed
+//	ResourceExhausted    retryable, retry.After if hinted     throttled
+//	Aborted              retryable                            a conflict the server says to retry
+//	Internal             retryable                            a server fault that may pass
+//	Unknown              retryable                            a handler error without a status
+//	Canceled             retryable, or canceled (see below)   the server, or our caller, gave up
+//	InvalidArgument      retry.Permanent                      the consumer refuses this event
+//	NotFound             retry.Permanent                      no such service or resource
+//	PermissionDenied     retry.Permanent                      credentials lack the right
+//	Unauthenticated      retry.Permanent                      no or bad credentials
+//	FailedPrecondition   retry.Permanent                      the consumer's rules reject it
+//	Unimplemented        retry.Permanent                      the server lacks EventSink/Deliver
+//	OutOfRange           retry.Permanent                      the request is outside what is valid
+//	DataLoss             retry.Permanent                      the server reports corruption; an
+//	                                                          operator must look, the DLQ keeps it
+//
+// A retryable answer that carries a google.rpc.RetryInfo detail is marked retry.After with its
+// delay (a Server sends one for a handler error marked retry.After). When the caller's own context
+// ends a call, the error wraps the context's error as well as the status: context.Canceled is
+// classified retry.ClassCanceled, never a reason to dead-letter, and a caller's deadline is
+// retryable. A connection failure, including a TLS handshake that fails (an unknown server
+// certificate, a missing or refused client certificate under mutual TLS, or TLS spoken to a
+// plaintext server), surfaces from gRPC as Unavailable and is therefore retryable: a certificate
+// rotation or a restarted server cures it, and the retry budget then moves the event to the
+// dead-letter queue. Send on a closed Sink returns an error wrapping sink.ErrClosed; Send of a nil
+// event returns ErrNilEvent marked permanent. CodeClass gives the table as a function.
+//
+// On the consumer's side NewServer (and StatusOf) map a handler's error back: nil to OK,
+// fanbridge.ErrDuplicate to AlreadyExists, retry.Permanent to FailedPrecondition, retry.After to
+// ResourceExhausted with RetryInfo, a context error to Canceled or DeadlineExceeded, an explicit
+// gRPC status to itself, and anything else to Unavailable; so a classification made in the
+// consumer survives the trip.
+//
+// # Concurrency
+//
+// A Sink and an adapter are safe for concurrent use; calls share one HTTP/2 connection per address
+// and are not serialised. Close waits for the Sends in flight, then closes the connection New made;
+// it never closes a connection given to NewFromConn. A Server calls its handler concurrently, once
+// per call.
+//
+// # Delivery semantics
+//
+// Delivery is at-least-once. A call that timed out or lost its answer may have reached the
+// consumer, and the dispatcher's retry or a redrive from the dead-letter queue sends the same event
+// again, with the same id. A consumer should therefore be idempotent on Event.id (it also arrives as
+// the "fanbridge-event-id" header): when it sees an id it already processed it answers OK, or
+// AlreadyExists, which the Sink also counts as delivered (a Server handler returns
+// fanbridge.ErrDuplicate for that). Calls for different events are independent and may arrive in
+// any order, and with several addresses at different servers.
+package grpcsink

@@ -1,0 +1,122 @@
+package grpcsink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/fanbridge/fanbridge"
+	fanbridgev1 "github.com/fanbridge/fanbridge/proto/fanbridge/v1"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// Server implements the fanbridge.v1.EventSink service on the consumer's side: it turns each
+// Deliver call back into a *fanbridge.Event, hands it to a Sink of the consumer's (often a
+// sink.Func), and answers with a status code that a grpcsink.Sink classifies the way the handler's
+// error was classified. Register it on a *grpc.Server.
+type Server struct {
+	fanbridgev1.UnimplementedEventSinkServer
+	handler sink.Sink
+}
+
+// NewServer returns a Server that hands every delivered event to handler. handler is called
+// concurrently, once per call, with the call's context (its deadline, cancellation and incoming
+// gRPC metadata); the event it receives is its own. What handler returns becomes the answer:
+//
+//   - nil: OK.
+//   - an error carrying a gRPC status (status.Error, or one wrapping it): that status, unchanged.
+//   - an error wrapping fanbridge.ErrDuplicate: AlreadyExists, which the sending Sink counts as
+//     delivered.
+//   - an error marked retry.Permanent: FailedPrecondition, which the sending Sink treats as
+//     permanent.
+//   - an error marked retry.After(err, d): ResourceExhausted with a google.rpc.RetryInfo detail of
+//     d, which the sending Sink returns marked retry.After(d).
+//   - an error wrapping context.Canceled or context.DeadlineExceeded: Canceled or DeadlineExceeded.
+//   - any other error: Unavailable (retryable).
+//
+// The error's text becomes the status message that the sender sees and may record in its
+// dead-letter queue: keep secrets out of it. A request without an event, or with an invalid
+// timestamp, is answered InvalidArgument without calling handler.
+func NewServer(handler sink.Sink) (*Server, error) {
+	if handler == nil {
+		return nil, fmt.Errorf("%w: NewServer needs a handler", ErrInvalidOption)
+	}
+	return &Server{handler: handler}, nil
+}
+
+// Register registers s as the fanbridge.v1.EventSink service on r, usually a *grpc.Server.
+func (s *Server) Register(r grpc.ServiceRegistrar) {
+	fanbridgev1.RegisterEventSinkServer(r, s)
+}
+
+// Deliver implements fanbridgev1.EventSinkServer.
+func (s *Server) Deliver(ctx context.Context, req *fanbridgev1.DeliverRequest) (*fanbridgev1.DeliverResponse, error) {
+	if req.GetEvent() == nil {
+		return nil, status.Error(codes.InvalidArgument, "grpcsink: request has no event")
+	}
+	e, err := FromProto(req.GetEvent())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "grpcsink: event %q: invalid time: %v", req.GetEvent().GetId(), err)
+	}
+	if name := req.GetSink(); name != "" {
+		ctx = context.WithValue(ctx, sinkNameKey{}, name)
+	}
+	if err := s.handler.Send(ctx, e); err != nil {
+		return nil, StatusOf(err)
+	}
+	return &fanbridgev1.DeliverResponse{}, nil
+}
+
+type sinkNameKey struct{}
+
+// SinkName returns, inside a Server's handler, the name the sending sink was given with WithName,
+// or "" when it has none.
+func SinkName(ctx context.Context) string {
+	name, _ := ctx.Value(sinkNameKey{}).(string)
+	return name
+}
+
+// StatusOf returns the gRPC status error a Server answers for a handler's error, as NewServer
+// describes; nil for nil. Use it in a service of your own so that fanbridge classifies your
+// answers the way you classified the errors.
+func StatusOf(err error) error {
+	if err == nil {
+		return nil
+	}
+	var gs interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &gs) {
+		if st, _ := status.FromError(err); st.Code() != codes.OK {
+			return st.Err()
+		}
+		// A status of OK attached to a failure would acknowledge an event the handler refused.
+		return status.Error(codes.Unknown, err.Error())
+	}
+	msg := err.Error()
+	switch {
+	case errors.Is(err, fanbridge.ErrDuplicate):
+		return status.Error(codes.AlreadyExists, msg)
+	case retry.IsPermanent(err):
+		return status.Error(codes.FailedPrecondition, msg)
+	}
+	if d, ok := retry.RetryAfter(err); ok {
+		st, detailErr := status.New(codes.ResourceExhausted, msg).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)})
+		if detailErr != nil {
+			return status.Error(codes.ResourceExhausted, msg)
+		}
+		return st.Err()
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, msg)
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, msg)
+	}
+	return status.Error(codes.Unavailable, msg)
+}

@@ -1,0 +1,183 @@
+package grpcsink
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/fanbridge/fanbridge"
+	fanbridgev1 "github.com/fanbridge/fanbridge/proto/fanbridge/v1"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// Sink delivers events to one consumer service over gRPC, one fanbridge.v1.EventSink/Deliver call
+// per Send. Build one per logical consumer with New or NewFromConn; it is safe for concurrent use.
+type Sink struct {
+	owned  *grpc.ClientConn // the connection New made, which Close closes; nil for NewFromConn
+	client fanbridgev1.EventSinkClient
+	call   caller
+	opts   []grpc.CallOption
+	raw    bool
+	name   string
+	logger *slog.Logger
+
+	mu       sync.RWMutex // guards closed against in-flight's Add
+	closed   bool
+	inFlight sync.WaitGroup
+}
+
+var (
+	_ sink.Sink = (*Sink)(nil)
+	_ io.Closer = (*Sink)(nil)
+)
+
+// New returns a Sink that delivers to the consumer at target, on a connection of its own that
+// Close closes.
+//
+// target is either one gRPC target, such as "consumer.internal:8443", "dns:///consumer:8443"
+// (every address the name resolves to is used) or "unix:///run/consumer.sock", or a
+// comma-separated list of host:port addresses, such as "10.0.0.1:8443,10.0.0.2:8443". Calls are
+// spread round-robin over all the addresses either form yields.
+//
+// The connection uses TLS with the system roots unless WithTLS or WithInsecure says otherwise.
+// New does not connect: the first Send does, and a consumer that is down shows as a retryable
+// Unavailable error from Send, not as an error here. New fails with an error wrapping
+// ErrInvalidTarget or ErrInvalidOption for a target or options it cannot use.
+func New(target string, opts ...Option) (*Sink, error) {
+	addrs, err := parseTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	cfg := newConfig(opts)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	var creds credentials.TransportCredentials
+	switch {
+	case cfg.insecure && cfg.tlsSet:
+		return nil, fmt.Errorf("%w: WithTLS and WithInsecure exclude each other", ErrInvalidOption)
+	case cfg.insecure:
+		creds = insecure.NewCredentials()
+	default:
+		tc := cfg.tls
+		if tc == nil {
+			tc = &tls.Config{}
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	dial := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultServiceConfig(roundRobin),
+	}
+	grpcTarget := target
+	if addrs != nil {
+		grpcTarget = staticScheme + ":///"
+		dial = append(dial, grpc.WithResolvers(&staticResolver{addrs: addrs}))
+	}
+	dial = append(dial, cfg.dialOptions...)
+	conn, err := grpc.NewClient(grpcTarget, dial...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: %w", ErrInvalidTarget, target, err)
+	}
+	s := newSink(conn, cfg)
+	s.owned = conn
+	return s, nil
+}
+
+// NewFromConn returns a Sink that delivers over conn, a connection the caller made and keeps:
+// Close never closes it. Use it to share one connection between several sinks, or to reach a
+// consumer through credentials, balancers or interceptors New does not offer. WithTLS,
+// WithInsecure and WithDialOptions do not apply and make it fail with ErrInvalidOption.
+func NewFromConn(conn grpc.ClientConnInterface, opts ...Option) (*Sink, error) {
+	if conn == nil {
+		return nil, fmt.Errorf("%w: nil connection", ErrInvalidOption)
+	}
+	cfg := newConfig(opts)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if len(cfg.connOnly) > 0 {
+		return nil, fmt.Errorf("%w: %s only apply to New", ErrInvalidOption, strings.Join(cfg.connOnly, ", "))
+	}
+	return newSink(conn, cfg), nil
+}
+
+func newSink(conn grpc.ClientConnInterface, cfg config) *Sink {
+	return &Sink{
+		client: fanbridgev1.NewEventSinkClient(conn),
+		call:   caller{timeout: cfg.callTimeout, logger: cfg.logger},
+		opts:   cfg.callOptions,
+		raw:    !cfg.withoutRaw,
+		name:   cfg.name,
+		logger: cfg.logger,
+	}
+}
+
+// validate checks what every constructor shares.
+func (c *config) validate() error {
+	if c.callTimeout < 0 {
+		return fmt.Errorf("%w: WithCallTimeout(%v) is negative", ErrInvalidOption, c.callTimeout)
+	}
+	return nil
+}
+
+// Send delivers e with one Deliver call and returns nil once the consumer answered OK or
+// AlreadyExists. Otherwise the error is classified as the package documentation's table says:
+// marked retry.Permanent, marked retry.After when the server asked for a wait, unmarked when
+// retryable, and wrapping the context's error when ctx ended the call. After Close, Send returns
+// an error wrapping sink.ErrClosed.
+func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
+	if e == nil {
+		return retry.Permanent(ErrNilEvent)
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return fmt.Errorf("grpcsink: send: %w", sink.ErrClosed)
+	}
+	s.inFlight.Add(1)
+	s.mu.RUnlock()
+	defer s.inFlight.Done()
+
+	pe := ToProto(e)
+	if !s.raw {
+		pe.Raw = nil
+	}
+	req := &fanbridgev1.DeliverRequest{Event: pe, Sink: s.name}
+	callCtx, cancel := s.call.prepare(ctx, e)
+	_, err := s.client.Deliver(callCtx, req, s.opts...)
+	cancel()
+	return s.call.finish(ctx, e, err)
+}
+
+// Close stops the Sink: later Sends fail with sink.ErrClosed, Sends in flight are waited for (each
+// is bounded by its context and the call timeout), and then the connection New made is closed. A
+// connection given to NewFromConn stays open. Close is idempotent and returns the connection's
+// close error, if any.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.inFlight.Wait()
+	if s.owned == nil {
+		return nil
+	}
+	s.logger.Debug("grpcsink: closing connection", slog.String("target", s.owned.Target()))
+	if err := s.owned.Close(); err != nil {
+		return fmt.Errorf("grpcsink: close: %w", err)
+	}
+	return nil
+}
