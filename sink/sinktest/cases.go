@@ -1,0 +1,467 @@
+package sinktest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+const (
+	// subtestTimeout bounds every subtest, so a sink that hangs fails instead of stalling CI.
+	subtestTimeout = 30 * time.Second
+	// hangDeadline is the deadline a Send gets while the destination does not answer.
+	hangDeadline = 250 * time.Millisecond
+	// deadlineSlack is how late after its deadline such a Send may return: generous, because the
+	// suite runs under -race on loaded machines.
+	deadlineSlack = 3 * time.Second
+	// manyEvents is how many events the sequential check sends.
+	manyEvents = 200
+	// workers and perWorker shape the concurrent checks.
+	workers   = 8
+	perWorker = 25
+)
+
+func subtestContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), subtestTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// send sends e and fails the test on error. It also checks that Send left e as it was.
+func send(t *testing.T, ctx context.Context, s sink.Sink, e *fanbridge.Event) {
+	t.Helper()
+	before := e.Clone()
+	if err := s.Send(ctx, e); err != nil {
+		t.Fatalf("sinktest: Send(%q) = %s, want nil", e.ID, describe(err))
+	}
+	if !reflect.DeepEqual(before, e) {
+		t.Errorf("sinktest: Send(%q) modified the event it was given", e.ID)
+	}
+}
+
+func (s *suite) deliverIntact(t *testing.T) {
+	ctx := subtestContext(t)
+	in := s.open(t)
+	prefix := runPrefix()
+	events := fixtures(prefix)
+	for _, e := range events {
+		send(t, ctx, in.Sink, e)
+	}
+	if got, ok := s.received(t, ctx, in); ok {
+		s.checkArrived(t, events, ofRun(got, prefix))
+	}
+}
+
+func (s *suite) deliverMany(t *testing.T) {
+	ctx := subtestContext(t)
+	in := s.open(t)
+	prefix := runPrefix()
+	events := numbered(prefix, manyEvents)
+	for _, e := range events {
+		send(t, ctx, in.Sink, e)
+	}
+	if got, ok := s.received(t, ctx, in); ok {
+		s.checkArrived(t, events, ofRun(got, prefix))
+	}
+}
+
+func (s *suite) deliverConcurrent(t *testing.T) {
+	ctx := subtestContext(t)
+	in := s.open(t)
+	prefix := runPrefix()
+	events := numbered(prefix, workers*perWorker)
+	errs := make([]error, len(events))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(events); i += workers {
+				errs[i] = in.Sink.Send(ctx, events[i])
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("sinktest: concurrent Send(%q) = %s, want nil", events[i].ID, describe(err))
+		}
+	}
+	if got, ok := s.received(t, ctx, in); ok {
+		// Concurrent sends have no order to keep; compare as a set.
+		unordered := *s
+		unordered.h.Features.Ordered = false
+		unordered.checkArrived(t, events, ofRun(got, prefix))
+	}
+}
+
+// deliverShared sends one event from several goroutines at once, as a dispatcher does when several
+// routes reach the same sink: under -race this catches a sink that writes to the event it was given.
+func (s *suite) deliverShared(t *testing.T) {
+	ctx := subtestContext(t)
+	in := s.open(t)
+	prefix := runPrefix()
+	e := fixtures(prefix)[0]
+	before := e.Clone()
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() { errs[i] = in.Sink.Send(ctx, e) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Errorf("sinktest: Send of a shared event = %s, want nil", describe(err))
+		}
+	}
+	if !reflect.DeepEqual(before, e) {
+		t.Error("sinktest: Send modified a shared event")
+	}
+	if got, ok := s.received(t, ctx, in); ok {
+		// Each acknowledged Send is a delivery, but a destination may deduplicate on ID.
+		if n := len(ofRun(got, prefix)); n < 1 || n > len(errs) {
+			t.Errorf("sinktest: the shared event arrived %d times, want 1 to %d", n, len(errs))
+		}
+	}
+}
+
+// contextDone checks a Send whose context is already canceled (or past its deadline): it fails with
+// an error that is not permanent, because the caller stopped it, and delivers nothing.
+func (s *suite) contextDone(expired bool) func(t *testing.T) {
+	return func(t *testing.T) {
+		ctx := subtestContext(t)
+		in := s.open(t)
+		prefix := runPrefix()
+		var done context.Context
+		var cancel context.CancelFunc
+		if expired {
+			done, cancel = context.WithDeadline(ctx, time.Now().Add(-time.Second))
+		} else {
+			done, cancel = context.WithCancel(ctx)
+			cancel()
+		}
+		defer cancel()
+		stopped := numberedEvent(prefix, 0)
+		err := in.Sink.Send(done, stopped)
+		if err == nil {
+			t.Fatal("sinktest: Send with a done context = nil, want an error")
+		}
+		if c := retry.Classify(err); c == retry.ClassPermanent {
+			t.Errorf("sinktest: Send with a done context = %s, classified %s: a caller's cancellation is never permanent", describe(err), c)
+		}
+		want := context.Canceled
+		if expired {
+			want = context.DeadlineExceeded
+		}
+		if !errors.Is(err, want) {
+			t.Errorf("sinktest: Send with a done context = %s, want an error wrapping %v", describe(err), want)
+		}
+		// A marker sent afterwards shows the destination is readable and lets the check see that
+		// the stopped event is not there.
+		marker := numberedEvent(prefix, 1)
+		send(t, ctx, in.Sink, marker)
+		if got, ok := s.received(t, ctx, in); ok {
+			s.checkArrived(t, []*fanbridge.Event{marker}, ofRun(got, prefix))
+		}
+	}
+}
+
+// contextDeadline checks that Send gives up by its deadline when the destination does not answer,
+// with an error that is not permanent.
+func (s *suite) contextDeadline(t *testing.T) {
+	s.skipUnless(t, s.h.Features.Hang, "Hang")
+	ctx := subtestContext(t)
+	in := s.open(t)
+	prefix := runPrefix()
+	// Deliver one event first, so the hang applies to a sink that is connected and warmed up.
+	send(t, ctx, in.Sink, numberedEvent(prefix, 0))
+
+	release := in.Hang()
+	t.Cleanup(release) // runs before the sink is closed, so Close has no hung request to wait for
+	sendCtx, cancel := context.WithTimeout(ctx, hangDeadline)
+	defer cancel()
+	start := time.Now()
+	result := make(chan error, 1)
+	go func() { result <- in.Sink.Send(sendCtx, numberedEvent(prefix, 1)) }()
+	select {
+	case err := <-result:
+		elapsed := time.Since(start)
+		if err == nil {
+			t.Fatal("sinktest: Send to a destination that does not answer = nil, want a deadline error")
+		}
+		if c := retry.Classify(err); c == retry.ClassPermanent {
+			t.Errorf("sinktest: Send past its deadline = %s, classified %s, want not permanent", describe(err), c)
+		}
+		if elapsed > hangDeadline+deadlineSlack {
+			t.Errorf("sinktest: Send returned %s after a deadline of %s", elapsed, hangDeadline)
+		}
+	case <-time.After(hangDeadline + 10*time.Second):
+		t.Fatalf("sinktest: Send ignored its %s deadline for over 10 s", hangDeadline)
+	}
+	release()
+	// Once the destination answers again, the sink works again.
+	send(t, ctx, in.Sink, numberedEvent(prefix, 2))
+}
+
+// failure checks that a destination failure reaches the caller classified, and that the sink
+// recovers once the destination does.
+func (s *suite) failure(permanent bool) func(t *testing.T) {
+	return func(t *testing.T) {
+		if permanent {
+			s.skipUnless(t, s.h.Features.PermanentFailure, "PermanentFailure")
+		} else {
+			s.skipUnless(t, s.h.Features.TransientFailure, "TransientFailure")
+		}
+		ctx := subtestContext(t)
+		in := s.open(t)
+		prefix := runPrefix()
+		send(t, ctx, in.Sink, numberedEvent(prefix, 0))
+
+		arm := in.FailTransient
+		if permanent {
+			arm = in.FailPermanent
+		}
+		heal := arm()
+		t.Cleanup(heal)
+		err := in.Sink.Send(ctx, numberedEvent(prefix, 1))
+		heal()
+		if err == nil {
+			t.Fatal("sinktest: Send to a failing destination = nil, want an error")
+		}
+		if permanent && !retry.IsPermanent(err) {
+			t.Errorf("sinktest: Send = %s, want an error satisfying retry.IsPermanent", describe(err))
+		}
+		if !permanent && retry.Classify(err) != retry.ClassRetryable {
+			t.Errorf("sinktest: Send = %s, classified %s, want %s", describe(err), retry.Classify(err), retry.ClassRetryable)
+		}
+		if errors.Is(err, sink.ErrClosed) {
+			t.Errorf("sinktest: Send = %s: a destination failure must not look like a closed sink", describe(err))
+		}
+		// A failed attempt may or may not have reached the destination (at-least-once), so only the
+		// events acknowledged around it are checked.
+		after := numberedEvent(prefix, 2)
+		send(t, ctx, in.Sink, after)
+		if got, ok := s.received(t, ctx, in); ok {
+			ids := map[string]bool{}
+			for _, g := range ofRun(got, prefix) {
+				ids[g.ID] = true
+			}
+			for _, id := range []string{prefix + "-0", after.ID} {
+				if !ids[id] {
+					t.Errorf("sinktest: event %q was acknowledged but did not arrive", id)
+				}
+			}
+		}
+	}
+}
+
+func closer(t *testing.T, s sink.Sink) io.Closer {
+	t.Helper()
+	c, ok := s.(io.Closer)
+	if !ok {
+		t.Fatalf("sinktest: Features.Close is on but %T does not implement io.Closer", s)
+	}
+	return c
+}
+
+// sendAfterClose checks that a Send on a closed sink fails promptly with an error wrapping
+// sink.ErrClosed, without panicking.
+func sendAfterClose(t *testing.T, ctx context.Context, s sink.Sink, e *fanbridge.Event) {
+	t.Helper()
+	result := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Errorf("sinktest: Send after Close panicked: %v", r)
+				result <- errors.New("panicked")
+			}
+		}()
+		result <- s.Send(ctx, e)
+	}()
+	select {
+	case err := <-result:
+		if !errors.Is(err, sink.ErrClosed) {
+			t.Errorf("sinktest: Send after Close = %s, want an error wrapping sink.ErrClosed", describe(err))
+		}
+		if retry.IsPermanent(err) {
+			t.Errorf("sinktest: Send after Close = %s is permanent; a closed sink is no fault of the event", describe(err))
+		}
+	case <-ctx.Done():
+		t.Fatal("sinktest: Send after Close did not return")
+	}
+}
+
+func (s *suite) closeRejects(t *testing.T) {
+	s.skipUnless(t, s.h.Features.Close, "Close")
+	ctx := subtestContext(t)
+	in := s.open(t)
+	c := closer(t, in.Sink)
+	prefix := runPrefix()
+	events := numbered(prefix, 10)
+	for _, e := range events {
+		send(t, ctx, in.Sink, e)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("sinktest: Close = %s, want nil", describe(err))
+	}
+	sendAfterClose(t, ctx, in.Sink, numberedEvent(prefix, 100))
+	if err := c.Close(); err != nil && !errors.Is(err, sink.ErrClosed) {
+		t.Errorf("sinktest: second Close = %s, want nil or an error wrapping sink.ErrClosed", describe(err))
+	}
+	if got, ok := s.received(t, ctx, in); ok {
+		s.checkArrived(t, events, ofRun(got, prefix))
+	}
+}
+
+// closeWhileSending closes the sink while goroutines keep sending: every Send that returned nil
+// must have arrived, every other one must have failed with an error that is not permanent.
+func (s *suite) closeWhileSending(t *testing.T) {
+	s.skipUnless(t, s.h.Features.Close, "Close")
+	ctx := subtestContext(t)
+	in := s.open(t)
+	c := closer(t, in.Sink)
+	prefix := runPrefix()
+
+	const maxPerWorker = 5000
+	type result struct {
+		e   *fanbridge.Event
+		err error
+	}
+	results := make([][]result, workers)
+	delivered := make(chan struct{}, workers*maxPerWorker)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range maxPerWorker {
+				e := numberedEvent(prefix, w*maxPerWorker+i)
+				err := in.Sink.Send(ctx, e)
+				results[w] = append(results[w], result{e, err})
+				if err != nil {
+					return
+				}
+				delivered <- struct{}{}
+			}
+		})
+	}
+	// Close once some events are through, so Close meets Sends in flight.
+	for range workers {
+		select {
+		case <-delivered:
+		case <-ctx.Done():
+			t.Fatal("sinktest: no Send completed before the subtest's deadline")
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("sinktest: Close while sending = %s, want nil", describe(err))
+	}
+	wg.Wait()
+
+	var acked []*fanbridge.Event
+	for w := range results {
+		for _, r := range results[w] {
+			switch {
+			case r.err == nil:
+				acked = append(acked, r.e)
+			case retry.IsPermanent(r.err):
+				t.Errorf("sinktest: Send racing Close = %s is permanent", describe(r.err))
+			}
+		}
+		if n := len(results[w]); n == maxPerWorker && results[w][n-1].err == nil {
+			t.Errorf("sinktest: %d Sends after Close all succeeded", maxPerWorker)
+		}
+	}
+	sendAfterClose(t, ctx, in.Sink, numberedEvent(prefix, -1))
+	if got, ok := s.received(t, ctx, in); ok {
+		unordered := *s
+		unordered.h.Features.Ordered = false
+		unordered.checkArrived(t, acked, ofRun(got, prefix))
+	}
+}
+
+func batcher(t *testing.T, s sink.Sink) sink.Batcher {
+	t.Helper()
+	b, ok := s.(sink.Batcher)
+	if !ok {
+		t.Fatalf("sinktest: Features.Batch is on but %T does not implement sink.Batcher", s)
+	}
+	return b
+}
+
+func (s *suite) batchDelivers(t *testing.T) {
+	s.skipUnless(t, s.h.Features.Batch, "Batch")
+	ctx := subtestContext(t)
+	in := s.open(t)
+	b := batcher(t, in.Sink)
+	if err := b.SendBatch(ctx, nil); err != nil {
+		t.Errorf("sinktest: SendBatch of no events = %s, want nil", describe(err))
+	}
+	prefix := runPrefix()
+	events := append(fixtures(prefix), numbered(prefix, 20)...)
+	if err := b.SendBatch(ctx, events); err != nil {
+		t.Fatalf("sinktest: SendBatch = %s, want nil", describe(err))
+	}
+	if got, ok := s.received(t, ctx, in); ok {
+		unordered := *s
+		unordered.h.Features.Ordered = false // a batch need not arrive in order
+		unordered.checkArrived(t, events, ofRun(got, prefix))
+	}
+}
+
+// checkBatchErrors checks that err gives each of n events an error satisfying ok.
+func checkBatchErrors(t *testing.T, err error, n int, ok func(error) bool, want string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("sinktest: SendBatch = nil, want an error")
+	}
+	var be *sink.BatchError
+	if errors.As(err, &be) && len(be.Errs) != n {
+		t.Fatalf("sinktest: SendBatch returned a BatchError with %d errors for %d events", len(be.Errs), n)
+	}
+	for i := range n {
+		if e := sink.EventError(err, i); e == nil || !ok(e) {
+			t.Errorf("sinktest: SendBatch's error for event %d = %s, want %s", i, describe(e), want)
+		}
+	}
+}
+
+func (s *suite) batchCanceled(t *testing.T) {
+	s.skipUnless(t, s.h.Features.Batch, "Batch")
+	ctx := subtestContext(t)
+	in := s.open(t)
+	b := batcher(t, in.Sink)
+	prefix := runPrefix()
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	events := numbered(prefix, 5)
+	err := b.SendBatch(done, events)
+	checkBatchErrors(t, err, len(events), func(e error) bool {
+		return !retry.IsPermanent(e) && errors.Is(e, context.Canceled)
+	}, "a non-permanent error wrapping context.Canceled")
+	marker := numberedEvent(prefix, 99)
+	send(t, ctx, in.Sink, marker)
+	if got, ok := s.received(t, ctx, in); ok {
+		s.checkArrived(t, []*fanbridge.Event{marker}, ofRun(got, prefix))
+	}
+}
+
+func (s *suite) batchPermanent(t *testing.T) {
+	s.skipUnless(t, s.h.Features.Batch, "Batch")
+	s.skipUnless(t, s.h.Features.PermanentFailure, "PermanentFailure")
+	ctx := subtestContext(t)
+	in := s.open(t)
+	b := batcher(t, in.Sink)
+	prefix := runPrefix()
+	send(t, ctx, in.Sink, numberedEvent(prefix, 0))
+	heal := in.FailPermanent()
+	t.Cleanup(heal)
+	events := numbered(prefix+"-batch", 3)
+	err := b.SendBatch(ctx, events)
+	heal()
+	checkBatchErrors(t, err, len(events), retry.IsPermanent, "a permanent error")
+}

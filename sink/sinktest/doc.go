@@ -1,0 +1,64 @@
+// Package sinktest is the conformance suite every fanbridge sink runs, including the ones you
+// write yourself.
+//
+// A Sink makes promises a dispatcher relies on: Send returns nil only when the destination has the
+// event, intact; it honours its context's cancellation and deadline; it classifies failures
+// (retry.Permanent for what no retry cures, unmarked for what another attempt may cure) and never
+// retries on its own; it is safe for concurrent use and never modifies the event; a closed sink
+// keeps what it delivered and refuses more with an error wrapping sink.ErrClosed. Run checks each
+// promise with a subtest, against a destination the sink's author provides.
+//
+// # How to use it
+//
+// Write a test that describes your sink with a Harness: how to open a fresh sink with its own
+// destination, how to read back what that destination received, how to make it fail or hang,
+// and which optional Features your sink has. Then call Run.
+//
+//	func TestConformance(t *testing.T) {
+//		sinktest.Run(t, sinktest.Harness{
+//			Features: sinktest.Features{ReadBack: true, Metadata: true, PermanentFailure: true, Close: true},
+//			Open: func(tb testing.TB) sinktest.Instance {
+//				dest := newFakeDestination(tb)         // yours: an httptest.Server, a kfake cluster ...
+//				s, err := mysink.New(dest.URL)
+//				if err != nil {
+//					tb.Fatal(err)
+//				}
+//				return sinktest.Instance{
+//					Sink:          s,
+//					Received:      dest.Events,       // func(ctx) ([]*fanbridge.Event, error)
+//					FailPermanent: dest.RejectAll,    // func() (heal func())
+//				}
+//			},
+//		})
+//	}
+//
+// Turn on only the features your sink and harness support; a feature whose hook is missing fails
+// the test with a message naming it, and a feature left off skips its subtests (visible with
+// go test -v). RunBenchmarks measures the same harness.
+//
+// # What Run checks
+//
+//   - Deliver/Intact: events (a full Genesys event, a minimal one, a body with awkward JSON bytes,
+//     metadata with W3C trace context, a 64 KiB body) arrive with ID, Type, Topic, Source, Time
+//     (the same instant) and Data byte for byte; Metadata and Raw too when Features.Metadata and
+//     Features.Raw are on. Send must not modify the event.
+//   - Deliver/Many and Deliver/Concurrent: 200 events one by one (in order with Features.Ordered),
+//     then 8 goroutines at once; every event arrives exactly once.
+//   - Deliver/SharedEvent: one event sent from several goroutines at once (run with -race).
+//   - Context/Canceled and Context/Expired: a Send with a done context fails with an error wrapping
+//     the context's error, not permanent, and delivers nothing.
+//   - Context/Deadline (Features.Hang): with the destination not answering, Send returns by its
+//     deadline with an error that is not permanent, and works again once the destination answers.
+//   - Failure/Transient and Failure/Permanent: a destination failure is classified as such
+//     (retry.Classify, retry.IsPermanent), and the sink recovers afterwards.
+//   - Close (Features.Close): Close keeps what was delivered; Sends racing Close either succeed
+//     (and arrived) or fail with an error that is not permanent; a Send after Close fails promptly
+//     with an error wrapping sink.ErrClosed; a second Close is harmless.
+//   - Batch (Features.Batch): SendBatch delivers every event, an empty batch is a no-op, and a
+//     failure gives every event an error (through sink.EventError) of the right class.
+//
+// Event IDs carry a prefix unique to each subtest, and Received may return events of earlier
+// subtests: Run ignores them, so one destination (one Kafka cluster, one server) can serve all
+// subtests. A destination must not hold duplicates of an acknowledged event when nothing failed.
+// Every subtest carries a 30 s deadline, so a sink that hangs fails rather than stalls.
+package sinktest

@@ -1,0 +1,168 @@
+package sinktest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// Harness tells Run how to build the sink under test and how to look at its destination.
+type Harness struct {
+	// Open returns a new sink delivering to a destination of its own, empty and healthy. Run calls
+	// it once per subtest; Open registers the teardown of what it started with tb.Cleanup. Run
+	// closes the sink itself (when it implements io.Closer) before those cleanups run. Required.
+	Open func(tb testing.TB) Instance
+
+	// Features switches the optional checks on. A feature that needs a function of Instance fails
+	// the test when Open leaves that function nil.
+	Features Features
+}
+
+// Instance is one sink under test together with the hooks Run needs to observe and disturb its
+// destination.
+type Instance struct {
+	// Sink is the sink under test. Required.
+	Sink sink.Sink
+
+	// Received returns every event the destination holds, rebuilt from what it stored, in the order
+	// it accepted them. Run calls it only after the Sends it checks have returned, so it need not
+	// wait for anything: a Sink returns nil only when the destination has the event. Required with
+	// Features.ReadBack.
+	Received func(ctx context.Context) ([]*fanbridge.Event, error)
+
+	// FailTransient makes the destination fail every delivery with a failure another attempt could
+	// cure (a retriable broker error, UNAVAILABLE, a 503) until heal is called. Required with
+	// Features.TransientFailure.
+	FailTransient func() (heal func())
+
+	// FailPermanent makes the destination reject every delivery for good (an unknown topic, an
+	// authorization failure, INVALID_ARGUMENT) until heal is called. Required with
+	// Features.PermanentFailure.
+	FailPermanent func() (heal func())
+
+	// Hang makes the destination stop answering, without failing, until release is called; release
+	// must be safe to call more than once. Required with Features.Hang.
+	Hang func() (release func())
+}
+
+// Features switches on the parts of the suite that not every sink supports.
+type Features struct {
+	// ReadBack checks what arrived against what was sent, field by field, through
+	// Instance.Received. Without it Run checks only what Send returns.
+	ReadBack bool
+	// Metadata: the destination keeps Event.Metadata, every key and value.
+	Metadata bool
+	// Raw: the destination keeps Event.Raw byte for byte.
+	Raw bool
+	// Ordered: Received lists events in the order the destination accepted them, so events sent one
+	// after another (each Send returning before the next) come back in that order.
+	Ordered bool
+	// TransientFailure checks that a transient destination failure is retryable, through
+	// Instance.FailTransient.
+	TransientFailure bool
+	// PermanentFailure checks that a permanent destination failure satisfies retry.IsPermanent,
+	// through Instance.FailPermanent.
+	PermanentFailure bool
+	// Hang checks that Send returns by its context's deadline when the destination does not
+	// answer, through Instance.Hang.
+	Hang bool
+	// Close: the sink implements io.Closer; Close keeps what was delivered, later Sends fail with
+	// an error wrapping sink.ErrClosed, and a second Close is harmless.
+	Close bool
+	// Batch: the sink implements sink.Batcher with per-event results.
+	Batch bool
+}
+
+// Run runs the conformance suite against the sink h describes, as subtests of t.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if h.Open == nil {
+		t.Fatal("sinktest: Harness.Open is nil")
+	}
+	s := &suite{h: h}
+	t.Run("Deliver", func(t *testing.T) {
+		t.Run("Intact", s.deliverIntact)
+		t.Run("Many", s.deliverMany)
+		t.Run("Concurrent", s.deliverConcurrent)
+		t.Run("SharedEvent", s.deliverShared)
+	})
+	t.Run("Context", func(t *testing.T) {
+		t.Run("Canceled", s.contextDone(false))
+		t.Run("Expired", s.contextDone(true))
+		t.Run("Deadline", s.contextDeadline)
+	})
+	t.Run("Failure", func(t *testing.T) {
+		t.Run("Transient", s.failure(false))
+		t.Run("Permanent", s.failure(true))
+	})
+	t.Run("Close", func(t *testing.T) {
+		t.Run("KeepsDeliveredThenRejects", s.closeRejects)
+		t.Run("WhileSending", s.closeWhileSending)
+	})
+	t.Run("Batch", func(t *testing.T) {
+		t.Run("Delivers", s.batchDelivers)
+		t.Run("Canceled", s.batchCanceled)
+		t.Run("Permanent", s.batchPermanent)
+	})
+}
+
+type suite struct {
+	h Harness
+}
+
+// open builds an instance for one subtest, checks it has what the features need, and closes its
+// sink when the subtest ends.
+func (s *suite) open(t *testing.T) Instance {
+	t.Helper()
+	in := s.h.Open(t)
+	if in.Sink == nil {
+		t.Fatal("sinktest: Harness.Open returned an Instance without a Sink")
+	}
+	f := s.h.Features
+	need := func(on bool, have bool, what string) {
+		if on && !have {
+			t.Fatalf("sinktest: a feature is on but Instance.%s is nil", what)
+		}
+	}
+	need(f.ReadBack, in.Received != nil, "Received")
+	need(f.TransientFailure, in.FailTransient != nil, "FailTransient")
+	need(f.PermanentFailure, in.FailPermanent != nil, "FailPermanent")
+	need(f.Hang, in.Hang != nil, "Hang")
+	t.Cleanup(func() {
+		if err := sink.Close(in.Sink); err != nil && !errors.Is(err, sink.ErrClosed) {
+			t.Errorf("sinktest: closing the sink after the subtest: %v", err)
+		}
+	})
+	return in
+}
+
+func (s *suite) skipUnless(t *testing.T, on bool, feature string) {
+	t.Helper()
+	if !on {
+		t.Skipf("sinktest: Features.%s is off", feature)
+	}
+}
+
+// received reads the destination back, or returns false when ReadBack is off.
+func (s *suite) received(t *testing.T, ctx context.Context, in Instance) ([]*fanbridge.Event, bool) {
+	t.Helper()
+	if !s.h.Features.ReadBack {
+		return nil, false
+	}
+	got, err := in.Received(ctx)
+	if err != nil {
+		t.Fatalf("sinktest: Received: %v", err)
+	}
+	return got, true
+}
+
+func describe(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("%v (%T)", err, err)
+}
