@@ -1,0 +1,187 @@
+package grpcsink_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink/grpcsink"
+)
+
+// codeTable is the documented classification of every gRPC code.
+var codeTable = []struct {
+	code codes.Code
+	want retry.Class // "" means delivered
+}{
+	{codes.OK, ""},
+	{codes.AlreadyExists, ""},
+	{codes.Unavailable, retry.ClassRetryable},
+	{codes.DeadlineExceeded, retry.ClassRetryable},
+	{codes.ResourceExhausted, retry.ClassRetryable},
+	{codes.Aborted, retry.ClassRetryable},
+	{codes.Internal, retry.ClassRetryable},
+	{codes.Unknown, retry.ClassRetryable},
+	{codes.Canceled, retry.ClassRetryable},
+	{codes.InvalidArgument, retry.ClassPermanent},
+	{codes.NotFound, retry.ClassPermanent},
+	{codes.PermissionDenied, retry.ClassPermanent},
+	{codes.Unauthenticated, retry.ClassPermanent},
+	{codes.FailedPrecondition, retry.ClassPermanent},
+	{codes.Unimplemented, retry.ClassPermanent},
+	{codes.OutOfRange, retry.ClassPermanent},
+	{codes.DataLoss, retry.ClassPermanent},
+}
+
+func TestEveryStatusCodeFromARealServer(t *testing.T) {
+	require.Len(t, codeTable, 17, "every gRPC code has a documented class")
+	// The consumer answers each event with the code named by its Type.
+	rec := newRecorder()
+	rec.err = func(e *fanbridge.Event) error {
+		n, err := strconv.Atoi(e.Type)
+		if err != nil {
+			return err
+		}
+		return status.Error(codes.Code(n), "answer "+e.Type)
+	}
+	s := newSink(t, startServer(t, rec))
+
+	for _, tt := range codeTable {
+		t.Run(tt.code.String(), func(t *testing.T) {
+			e := &fanbridge.Event{ID: "id-" + tt.code.String(), Type: strconv.Itoa(int(tt.code))}
+
+			err := s.Send(testContext(t), e)
+
+			assert.Equal(t, tt.want, retry.Classify(err), "class of %v", err)
+			assert.Equal(t, tt.want == retry.ClassPermanent, retry.IsPermanent(err))
+			if err != nil {
+				assert.Equal(t, tt.code, status.Code(err), "the status code survives wrapping")
+				_, hinted := retry.RetryAfter(err)
+				assert.False(t, hinted, "no RetryInfo was sent")
+			}
+		})
+	}
+}
+
+func TestHandlerErrorsRoundTrip(t *testing.T) {
+	tests := []struct {
+		name      string
+		handler   error
+		wantCode  codes.Code
+		wantClass retry.Class
+		wantAfter time.Duration
+	}{
+		{"nil", nil, codes.OK, "", 0},
+		{"plain error", errors.New("database down"), codes.Unavailable, retry.ClassRetryable, 0},
+		{"permanent", retry.Permanent(errors.New("unknown queue")), codes.FailedPrecondition, retry.ClassPermanent, 0},
+		{"after", retry.After(errors.New("slow down"), 1500*time.Millisecond), codes.ResourceExhausted, retry.ClassRetryable, 1500 * time.Millisecond},
+		{"duplicate", fmt.Errorf("seen it: %w", fanbridge.ErrDuplicate), codes.OK, "", 0},
+		{"explicit status", fmt.Errorf("wrapped: %w", status.Error(codes.NotFound, "no such agent")), codes.NotFound, retry.ClassPermanent, 0},
+		{"explicit status beats permanent mark", retry.Permanent(status.Error(codes.Aborted, "conflict")), codes.Aborted, retry.ClassRetryable, 0},
+		{"context canceled in the handler", fmt.Errorf("gave up: %w", context.Canceled), codes.Canceled, retry.ClassRetryable, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newRecorder()
+			rec.err = func(*fanbridge.Event) error { return tt.handler }
+			s := newSink(t, startServer(t, rec))
+
+			err := s.Send(testContext(t), &fanbridge.Event{ID: "e1"})
+
+			assert.Equal(t, tt.wantClass, retry.Classify(err), "class of %v", err)
+			if tt.wantCode != codes.OK {
+				assert.Equal(t, tt.wantCode, status.Code(err))
+			}
+			d, ok := retry.RetryAfter(err)
+			assert.Equal(t, tt.wantAfter != 0, ok)
+			assert.Equal(t, tt.wantAfter, d)
+			assert.Equal(t, 1, rec.count())
+		})
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tt := range codeTable {
+		t.Run(tt.code.String(), func(t *testing.T) {
+			err := grpcsink.Classify(status.Error(tt.code, "x"))
+			assert.Equal(t, tt.want, retry.Classify(err))
+			wantClass := map[retry.Class]grpcsink.Class{"": grpcsink.Delivered, retry.ClassRetryable: grpcsink.Retryable, retry.ClassPermanent: grpcsink.Permanent}[tt.want]
+			assert.Equal(t, wantClass, grpcsink.CodeClass(tt.code))
+		})
+	}
+	t.Run("nil", func(t *testing.T) { assert.NoError(t, grpcsink.Classify(nil)) })
+	t.Run("not a gRPC error", func(t *testing.T) {
+		err := fmt.Errorf("dial: %w", context.Canceled)
+		assert.Same(t, err, grpcsink.Classify(err))
+	})
+	t.Run("RetryInfo on a retryable code", func(t *testing.T) {
+		st, err := status.New(codes.Unavailable, "busy").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(3 * time.Second)})
+		require.NoError(t, err)
+		d, ok := retry.RetryAfter(grpcsink.Classify(st.Err()))
+		assert.True(t, ok)
+		assert.Equal(t, 3*time.Second, d)
+	})
+	t.Run("RetryInfo on a permanent code is ignored", func(t *testing.T) {
+		st, err := status.New(codes.InvalidArgument, "bad").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+		require.NoError(t, err)
+		classified := grpcsink.Classify(st.Err())
+		assert.True(t, retry.IsPermanent(classified))
+		_, ok := retry.RetryAfter(classified)
+		assert.False(t, ok)
+	})
+	t.Run("invalid RetryInfo is ignored", func(t *testing.T) {
+		st, err := status.New(codes.ResourceExhausted, "x").WithDetails(&errdetails.RetryInfo{RetryDelay: &durationpb.Duration{Seconds: 1, Nanos: -5}})
+		require.NoError(t, err)
+		_, ok := retry.RetryAfter(grpcsink.Classify(st.Err()))
+		assert.False(t, ok)
+	})
+	t.Run("class names", func(t *testing.T) {
+		assert.Equal(t, "delivered", grpcsink.Delivered.String())
+		assert.Equal(t, "retryable", grpcsink.Retryable.String())
+		assert.Equal(t, "permanent", grpcsink.Permanent.String())
+	})
+}
+
+func TestStatusOf(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want codes.Code
+	}{
+		{"nil", nil, codes.OK},
+		{"plain", errors.New("x"), codes.Unavailable},
+		{"permanent", retry.Permanent(errors.New("x")), codes.FailedPrecondition},
+		{"after", retry.After(errors.New("x"), time.Second), codes.ResourceExhausted},
+		{"duplicate", fanbridge.ErrDuplicate, codes.AlreadyExists},
+		{"deadline", context.DeadlineExceeded, codes.DeadlineExceeded},
+		{"canceled", context.Canceled, codes.Canceled},
+		{"status", status.Error(codes.PermissionDenied, "x"), codes.PermissionDenied},
+		{"status OK on a failure", okStatusError{}, codes.Unknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := grpcsink.StatusOf(tt.err)
+			assert.Equal(t, tt.want, status.Code(got))
+			if tt.err != nil {
+				assert.Error(t, got)
+			}
+		})
+	}
+}
+
+// okStatusError is a broken error type that claims status OK.
+type okStatusError struct{}
+
+func (okStatusError) Error() string              { return "broken" }
+func (okStatusError) GRPCStatus() *status.Status { return status.New(codes.OK, "") }

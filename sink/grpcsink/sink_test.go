@@ -1,0 +1,214 @@
+package grpcsink_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+	"github.com/fanbridge/fanbridge/sink/grpcsink"
+)
+
+func TestSendDeliversEveryField(t *testing.T) {
+	full := sampleEvent(t)
+	bare := &fanbridge.Event{ID: "only-an-id"}
+	oddID := full.Clone()
+	oddID.ID = "événement-\x01"
+	badTrace := full.Clone()
+	badTrace.Metadata[fanbridge.MetaTraceparent] = "00-\u00e9"
+
+	tests := []struct {
+		name      string
+		event     *fanbridge.Event
+		opts      []grpcsink.Option
+		wantRaw   bool
+		wantName  string
+		wantMD    map[string]string // gRPC metadata expected to arrive; "" means absent
+		wantIDBin bool
+	}{
+		{
+			name: "every field and trace context", event: full, wantRaw: true,
+			wantMD: map[string]string{
+				grpcsink.MetadataEventID:  full.ID,
+				fanbridge.MetaTraceparent: full.Metadata[fanbridge.MetaTraceparent],
+				fanbridge.MetaTracestate:  full.Metadata[fanbridge.MetaTracestate],
+			},
+		},
+		{
+			name: "without raw, with a name", event: full, opts: []grpcsink.Option{grpcsink.WithoutRaw(), grpcsink.WithName("interactions")},
+			wantName: "interactions",
+			wantMD:   map[string]string{grpcsink.MetadataEventID: full.ID, fanbridge.MetaTraceparent: full.Metadata[fanbridge.MetaTraceparent]},
+		},
+		{
+			name: "empty fields stay empty", event: bare, wantRaw: true,
+			wantMD: map[string]string{grpcsink.MetadataEventID: "only-an-id", fanbridge.MetaTraceparent: "", fanbridge.MetaTracestate: ""},
+		},
+		{
+			name: "id that is not ASCII travels as binary metadata", event: oddID, wantRaw: true, wantIDBin: true,
+			wantMD: map[string]string{grpcsink.MetadataEventID: ""},
+		},
+		{
+			name: "invalid trace header is left out, not fatal", event: badTrace, wantRaw: true,
+			wantMD: map[string]string{fanbridge.MetaTraceparent: "", fanbridge.MetaTracestate: full.Metadata[fanbridge.MetaTracestate]},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newRecorder()
+			s := newSink(t, startServer(t, rec), tt.opts...)
+			before := tt.event.Clone()
+
+			require.NoError(t, s.Send(testContext(t), tt.event))
+
+			got := rec.events()
+			require.Len(t, got, 1)
+			want := tt.event.Clone()
+			if !tt.wantRaw {
+				want.Raw = nil
+			}
+			assertSameEvent(t, want, got[0].event)
+			assertSameEvent(t, before, tt.event) // Send must not modify the event
+			assert.Equal(t, tt.wantName, got[0].sinkName)
+			for k, v := range tt.wantMD {
+				if v == "" {
+					assert.Empty(t, got[0].md.Get(k), "metadata %q", k)
+				} else {
+					assert.Equal(t, []string{v}, got[0].md.Get(k), "metadata %q", k)
+				}
+			}
+			if tt.wantIDBin {
+				assert.Equal(t, []string{tt.event.ID}, got[0].md.Get(grpcsink.MetadataEventIDBin))
+			}
+		})
+	}
+}
+
+func TestTargetForms(t *testing.T) {
+	rec := newRecorder()
+	addr := startServer(t, rec)
+	for _, target := range []string{addr, "dns:///" + addr, "passthrough:///" + addr, addr + ", " + addr} {
+		t.Run(target, func(t *testing.T) {
+			s := newSink(t, target)
+			require.NoError(t, s.Send(testContext(t), &fanbridge.Event{ID: target}))
+		})
+	}
+	assert.Equal(t, 4, rec.count())
+}
+
+func TestConstructorsRefuseBadInput(t *testing.T) {
+	conn, err := grpc.NewClient("127.0.0.1:1", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	noopCall := func(context.Context, *fanbridge.Event, ...grpc.CallOption) (*fanbridge.Event, error) { return nil, nil }
+	noopConvert := func(e *fanbridge.Event) (*fanbridge.Event, error) { return e, nil }
+
+	tests := []struct {
+		name  string
+		build func() error
+		want  error
+	}{
+		{"empty target", func() error { _, err := grpcsink.New(" ", grpcsink.WithInsecure()); return err }, grpcsink.ErrInvalidTarget},
+		{"empty address in list", func() error { _, err := grpcsink.New("a:1,,b:2", grpcsink.WithInsecure()); return err }, grpcsink.ErrInvalidTarget},
+		{"list without ports", func() error { _, err := grpcsink.New("a,b", grpcsink.WithInsecure()); return err }, grpcsink.ErrInvalidTarget},
+		{"URI in list", func() error { _, err := grpcsink.New("dns:///a:1,b:2", grpcsink.WithInsecure()); return err }, grpcsink.ErrInvalidTarget},
+		{"TLS and insecure", func() error { _, err := grpcsink.New("a:1", grpcsink.WithInsecure(), grpcsink.WithTLS(nil)); return err }, grpcsink.ErrInvalidOption},
+		{"negative call timeout", func() error { _, err := grpcsink.New("a:1", grpcsink.WithCallTimeout(-time.Second)); return err }, grpcsink.ErrInvalidOption},
+		{"nil conn", func() error { _, err := grpcsink.NewFromConn(nil); return err }, grpcsink.ErrInvalidOption},
+		{"conn with TLS option", func() error { _, err := grpcsink.NewFromConn(conn, grpcsink.WithTLS(nil)); return err }, grpcsink.ErrInvalidOption},
+		{"conn with dial options", func() error { _, err := grpcsink.NewFromConn(conn, grpcsink.WithDialOptions()); return err }, grpcsink.ErrInvalidOption},
+		{"adapt without call", func() error { _, err := grpcsink.Adapt[*fanbridge.Event, *fanbridge.Event](nil, noopConvert); return err }, grpcsink.ErrInvalidOption},
+		{"adapt without convert", func() error { _, err := grpcsink.Adapt(noopCall, nil); return err }, grpcsink.ErrInvalidOption},
+		{"adapt with insecure", func() error { _, err := grpcsink.Adapt(noopCall, noopConvert, grpcsink.WithInsecure()); return err }, grpcsink.ErrInvalidOption},
+		{"adapt with name", func() error { _, err := grpcsink.Adapt(noopCall, noopConvert, grpcsink.WithName("x")); return err }, grpcsink.ErrInvalidOption},
+		{"adapt with negative timeout", func() error {
+			_, err := grpcsink.Adapt(noopCall, noopConvert, grpcsink.WithCallTimeout(-1))
+			return err
+		}, grpcsink.ErrInvalidOption},
+		{"server without handler", func() error { _, err := grpcsink.NewServer(nil); return err }, grpcsink.ErrInvalidOption},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.build()
+			require.Error(t, err)
+			assert.ErrorIs(t, err, tt.want)
+		})
+	}
+}
+
+func TestSendNilEventIsPermanent(t *testing.T) {
+	s := newSink(t, "127.0.0.1:1")
+	err := s.Send(testContext(t), nil)
+	assert.ErrorIs(t, err, grpcsink.ErrNilEvent)
+	assert.True(t, retry.IsPermanent(err))
+}
+
+func TestClose(t *testing.T) {
+	t.Run("send after close", func(t *testing.T) {
+		rec := newRecorder()
+		s := newSink(t, startServer(t, rec))
+		require.NoError(t, s.Send(testContext(t), &fanbridge.Event{ID: "1"}))
+		require.NoError(t, s.Close())
+		require.NoError(t, s.Close(), "Close is idempotent")
+		err := s.Send(testContext(t), &fanbridge.Event{ID: "2"})
+		assert.ErrorIs(t, err, sink.ErrClosed)
+		assert.Equal(t, 1, rec.count())
+	})
+
+	t.Run("waits for sends in flight", func(t *testing.T) {
+		ctx := testContext(t)
+		entered, release := make(chan struct{}), make(chan struct{})
+		blocker := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+			if e.ID == "slow" {
+				close(entered)
+				<-release
+			}
+			return nil
+		})
+		s := newSink(t, startServer(t, blocker))
+		sent := make(chan error, 1)
+		go func() { sent <- s.Send(ctx, &fanbridge.Event{ID: "slow"}) }()
+		select {
+		case <-entered:
+		case <-ctx.Done():
+			t.Fatal("the slow send never reached the server")
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- s.Close() }()
+		// Once Close has begun, new Sends are refused while the slow one is still being served.
+		require.Eventually(t, func() bool {
+			return s.Send(ctx, &fanbridge.Event{ID: "late"}) != nil
+		}, 5*time.Second, time.Millisecond)
+		select {
+		case <-closed:
+			t.Fatal("Close returned while a Send was in flight")
+		default:
+		}
+		close(release)
+		require.NoError(t, <-sent, "the send in flight completes on its connection")
+		require.NoError(t, <-closed)
+	})
+
+	t.Run("never closes a caller's connection", func(t *testing.T) {
+		rec := newRecorder()
+		conn, err := grpc.NewClient(startServer(t, rec), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close() })
+		first, err := grpcsink.NewFromConn(conn)
+		require.NoError(t, err)
+		require.NoError(t, first.Send(testContext(t), &fanbridge.Event{ID: "1"}))
+		require.NoError(t, first.Close())
+		assert.ErrorIs(t, first.Send(testContext(t), &fanbridge.Event{ID: "2"}), sink.ErrClosed)
+
+		second, err := grpcsink.NewFromConn(conn)
+		require.NoError(t, err)
+		require.NoError(t, second.Send(testContext(t), &fanbridge.Event{ID: "3"}), "the shared connection is still open")
+		assert.Equal(t, 2, rec.count())
+	})
+}
