@@ -1,6 +1,13 @@
 // Package sink defines where events go: the Sink interface, Func, middleware, and the optional
 // extras a sink may implement (io.Closer to flush and release, Batcher to deliver in batches).
 //
+// Middleware wraps a sink with behaviour of its own; Chain applies several. Timeout bounds each
+// delivery and Transform hands the sink a changed copy of each event; both forward Close and
+// SendBatch, so a wrapped sink still flushes and batches. A Middleware written as a plain Func
+// hides those extras: forward them in your own wrapper type when the sink underneath needs them.
+// SendBatch delivers a slice through Batcher when a sink has it and one Send at a time otherwise,
+// and EventError reads one event's result out of its error.
+//
 // Drivers live in sub-packages (memsink, kafkasink, grpcsink); every driver, and every Sink a user
 // writes, is checked by the conformance suite in sinktest.
 //

@@ -1,0 +1,280 @@
+package sinktest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+	"github.com/fanbridge/fanbridge/sink/memsink"
+	"github.com/fanbridge/fanbridge/sink/sinktest"
+)
+
+// faulty is a memsink with one promise broken: send replaces its Send, closeFn its Close.
+type faulty struct {
+	*memsink.Sink
+	send    func(ctx context.Context, e *fanbridge.Event) error
+	closeFn func() error
+}
+
+func (f *faulty) Send(ctx context.Context, e *fanbridge.Event) error {
+	if f.send != nil {
+		return f.send(ctx, e)
+	}
+	return f.Sink.Send(ctx, e)
+}
+
+func (f *faulty) Close() error {
+	if f.closeFn != nil {
+		return f.closeFn()
+	}
+	return f.Sink.Close()
+}
+
+var allFeatures = sinktest.Features{
+	ReadBack: true, Metadata: true, Raw: true, Ordered: true,
+	TransientFailure: true, PermanentFailure: true, Hang: true, Close: true,
+}
+
+// harnessFor builds a harness around a faulty sink; change adjusts the sink and instance.
+func harnessFor(change func(f *faulty, in *sinktest.Instance)) sinktest.Harness {
+	return sinktest.Harness{
+		Features: allFeatures,
+		Open: func(tb testing.TB) sinktest.Instance {
+			m := memsink.New()
+			f := &faulty{Sink: m}
+			in := sinktest.Instance{
+				Sink:     f,
+				Received: func(context.Context) ([]*fanbridge.Event, error) { return m.Events(), nil },
+				FailTransient: func() func() {
+					m.FailFunc(func(*fanbridge.Event) error { return errors.New("unavailable") })
+					return func() { m.FailFunc(nil) }
+				},
+				FailPermanent: func() func() {
+					m.FailFunc(func(*fanbridge.Event) error { return retry.Permanent(errors.New("rejected")) })
+					return func() { m.FailFunc(nil) }
+				},
+				Hang: m.Hold,
+			}
+			if change != nil {
+				change(f, &in)
+			}
+			return in
+		},
+	}
+}
+
+// brokenSinks are sinks that each break one promise, with the message the suite must fail with.
+var brokenSinks = map[string]struct {
+	change func(f *faulty, in *sinktest.Instance)
+	want   string
+}{
+	"drops-metadata": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				c := e.Clone()
+				c.Metadata = nil
+				return f.Sink.Send(ctx, c)
+			}
+		},
+		want: "arrived changed: Metadata",
+	},
+	"reencodes-body": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				c := e.Clone()
+				if len(c.Data) > 0 {
+					var buf bytes.Buffer
+					if err := json.Compact(&buf, c.Data); err != nil {
+						return retry.Permanent(err)
+					}
+					c.Data = buf.Bytes()
+				}
+				return f.Sink.Send(ctx, c)
+			}
+		},
+		want: "Data differs",
+	},
+	"loses-time-zone-instant": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				c := e.Clone()
+				// Reads the wall clock as if it were UTC: the instant moves for non-UTC times.
+				c.Time = time.Date(c.Time.Year(), c.Time.Month(), c.Time.Day(), c.Time.Hour(), c.Time.Minute(),
+					c.Time.Second(), c.Time.Nanosecond(), time.UTC)
+				return f.Sink.Send(ctx, c)
+			}
+		},
+		want: "arrived changed: Time",
+	},
+	"modifies-event": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				if e.Source == "" {
+					e.Source = "filled-in"
+				}
+				return f.Sink.Send(ctx, e)
+			}
+		},
+		want: "modified the event",
+	},
+	"ignores-cancellation": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				if ctx.Err() != nil {
+					ctx = context.Background()
+				}
+				return f.Sink.Send(ctx, e)
+			}
+		},
+		want: "Send with a done context = nil",
+	},
+	"cancellation-is-permanent": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				if err := ctx.Err(); err != nil {
+					return retry.Permanent(err)
+				}
+				return f.Sink.Send(ctx, e)
+			}
+		},
+		want: "a caller's cancellation is never permanent",
+	},
+	"ignores-deadline": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				// Waits for the destination for 4 s whatever the deadline says.
+				wait, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*time.Second)
+				defer cancel()
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return f.Sink.Send(wait, e)
+			}
+		},
+		want: "after a deadline of",
+	},
+	"unclassified-permanent-failure": {
+		change: func(f *faulty, in *sinktest.Instance) {
+			in.FailPermanent = func() func() {
+				f.Sink.FailFunc(func(*fanbridge.Event) error { return errors.New("404 topic not found") })
+				return func() { f.Sink.FailFunc(nil) }
+			}
+		},
+		want: "want an error satisfying retry.IsPermanent",
+	},
+	"transient-failure-is-permanent": {
+		change: func(f *faulty, in *sinktest.Instance) {
+			in.FailTransient = in.FailPermanent
+		},
+		want: "classified permanent, want retryable",
+	},
+	"close-does-not-reject": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.closeFn = func() error { return nil }
+		},
+		want: "want an error wrapping sink.ErrClosed",
+	},
+	"duplicates": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				if err := f.Sink.Send(ctx, e); err != nil {
+					return err
+				}
+				return f.Sink.Send(ctx, e)
+			}
+		},
+		want: "arrived more than once",
+	},
+	"acknowledges-without-delivering": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			var n atomic.Int64
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				if n.Add(1)%7 == 0 {
+					return nil
+				}
+				return f.Sink.Send(ctx, e)
+			}
+		},
+		want: "was acknowledged but did not arrive",
+	},
+	"reorders": {
+		change: func(f *faulty, in *sinktest.Instance) {
+			m := f.Sink
+			in.Received = func(context.Context) ([]*fanbridge.Event, error) {
+				got := m.Events()
+				for i, j := 0, len(got)-1; i < j; i, j = i+1, j-1 {
+					got[i], got[j] = got[j], got[i]
+				}
+				return got, nil
+			}
+		},
+		want: "arrived out of order",
+	},
+	"missing-hook": {
+		change: func(_ *faulty, in *sinktest.Instance) { in.Hang = nil },
+		want:   "Instance.Hang is nil",
+	},
+}
+
+const brokenEnv = "SINKTEST_BROKEN_SINK"
+
+// TestBrokenSink runs the suite against one broken sink; it runs only in the child process that
+// TestSuiteCatchesBrokenSinks starts, where it is meant to fail.
+func TestBrokenSink(t *testing.T) {
+	name := os.Getenv(brokenEnv)
+	if name == "" {
+		t.Skip("runs only as a child of TestSuiteCatchesBrokenSinks")
+	}
+	b, ok := brokenSinks[name]
+	require.True(t, ok, "unknown broken sink %q", name)
+	sinktest.Run(t, harnessFor(b.change))
+}
+
+func TestSuiteCatchesBrokenSinks(t *testing.T) {
+	if os.Getenv(brokenEnv) != "" {
+		t.Skip("inside a child process")
+	}
+	for name, b := range brokenSinks {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestBrokenSink$", "-test.count=1")
+			cmd.Env = append(os.Environ(), brokenEnv+"="+name)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit, "the suite passed a broken sink:\n%s", out)
+			assert.Contains(t, string(out), b.want)
+		})
+	}
+}
+
+// TestSoundSinkPasses is the control: the same harness without a fault passes.
+func TestSoundSinkPasses(t *testing.T) {
+	h := harnessFor(nil)
+	h.Features.Batch = true
+	sinktest.Run(t, h)
+}
+
+func TestSinkWithoutOptionalFeatures(t *testing.T) {
+	// A sink that is only a function: no read-back, no Close, no Batch. The suite still checks
+	// what Send returns.
+	m := memsink.New()
+	sinktest.Run(t, sinktest.Harness{
+		Open: func(testing.TB) sinktest.Instance {
+			return sinktest.Instance{Sink: sink.Func(m.Send)}
+		},
+	})
+}
