@@ -1,0 +1,115 @@
+package signature
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+)
+
+// Body is the request body after verification: the bytes that were verified, readable again. Verify
+// puts one in r.Body, so the next handler reads exactly what was verified. Besides io.ReadCloser it
+// has Bytes, which hands over the whole body without another copy; a handler in any package finds it
+// with a type assertion on the method alone:
+//
+//	if b, ok := r.Body.(interface{ Bytes() []byte }); ok { body = b.Bytes() }
+//
+// BodyBytes does the same. The bytes belong to the request: nothing in this package keeps or
+// reuses them after the handler returns, so a handler may retain them (in an event, a queue).
+type Body struct {
+	b   []byte
+	off int
+}
+
+// NewBody returns a Body over b, for tests and for frameworks that buffer the body themselves.
+func NewBody(b []byte) *Body { return &Body{b: b} }
+
+// Bytes returns the whole body, however much of it was already read.
+func (b *Body) Bytes() []byte { return b.b }
+
+// Len returns the number of bytes not yet read.
+func (b *Body) Len() int { return len(b.b) - b.off }
+
+// Read implements io.Reader.
+func (b *Body) Read(p []byte) (int, error) {
+	if b.off >= len(b.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.b[b.off:])
+	b.off += n
+	return n, nil
+}
+
+// WriteTo implements io.WriterTo, so io.Copy writes the unread bytes in one call.
+func (b *Body) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(b.b[b.off:])
+	b.off += n
+	return int64(n), err
+}
+
+// Close does nothing: the bytes stay readable through Bytes.
+func (b *Body) Close() error { return nil }
+
+// BodyBytes returns the whole body of r when an earlier layer (Verify, VerifyRequest) buffered it,
+// and false otherwise.
+func BodyBytes(r *http.Request) ([]byte, bool) {
+	if b, ok := r.Body.(interface{ Bytes() []byte }); ok {
+		return b.Bytes(), true
+	}
+	return nil, false
+}
+
+// readBody reads r's body whole, refusing more than max bytes (ErrTooLarge). It allocates one slice
+// of exactly the body's size: from Content-Length when known (the HTTP server guarantees the body
+// has that length), else through a pooled buffer.
+func readBody(r *http.Request, max int64) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return []byte{}, nil
+	}
+	if b, ok := r.Body.(interface{ Bytes() []byte }); ok {
+		// Already buffered by an outer layer: reuse the bytes, no copy.
+		body := b.Bytes()
+		if int64(len(body)) > max {
+			return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), max)
+		}
+		return body, nil
+	}
+	if r.ContentLength > max {
+		return nil, fmt.Errorf("%w: Content-Length %d, limit %d", ErrTooLarge, r.ContentLength, max)
+	}
+	if r.ContentLength >= 0 {
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, readError(err)
+		}
+		return body, nil
+	}
+	buf := bufferPool.Get().(*bytes.Buffer)
+	defer func() {
+		// A rare huge body must not pin its buffer in the pool.
+		if buf.Cap() <= 64<<10 {
+			buf.Reset()
+			bufferPool.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, max+1)); err != nil {
+		return nil, readError(err)
+	}
+	if int64(buf.Len()) > max {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
+	}
+	return bytes.Clone(buf.Bytes()), nil
+}
+
+var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func readError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, mbe.Limit)
+	}
+	return fmt.Errorf("%w: %w", ErrUnreadable, err)
+}

@@ -1,0 +1,67 @@
+package signature
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// singleValue returns the one value of header key (canonical form). An absent or empty header is
+// ErrMissing; a header sent more than once is ErrMalformed, because two credentials on one request
+// are ambiguous and a proxy may have added one of them.
+func singleValue(h http.Header, key string) (string, error) {
+	vs := h[key]
+	switch {
+	case len(vs) == 0 || (len(vs) == 1 && vs[0] == ""):
+		return "", fmt.Errorf("%w: no %s header", ErrMissing, key)
+	case len(vs) > 1:
+		return "", fmt.Errorf("%w: %s header sent %d times", ErrMalformed, key, len(vs))
+	}
+	return vs[0], nil
+}
+
+// checkHeaderName validates a configured header name and returns its canonical form.
+func checkHeaderName(name string) (string, error) {
+	if name == "" {
+		return "", errors.New("signature: header name is empty")
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTokenChar(name[i]) {
+			return "", fmt.Errorf("signature: header name %q is not a valid HTTP field name", name)
+		}
+	}
+	return http.CanonicalHeaderKey(name), nil
+}
+
+// isTokenChar reports whether c may appear in an HTTP token (RFC 9110 section 5.6.2).
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// checkSecrets validates a list of configured credentials: at least one, none empty, no
+// duplicates, no surrounding whitespace (HTTP strips it from header values, so such a credential
+// could never match).
+func checkSecrets(what string, secrets []string) error {
+	if len(secrets) == 0 {
+		return fmt.Errorf("signature: at least one %s is required", what)
+	}
+	seen := make(map[string]int, len(secrets))
+	for i, s := range secrets {
+		if s == "" {
+			return fmt.Errorf("signature: %s %d is empty", what, i)
+		}
+		if strings.TrimSpace(s) != s {
+			return fmt.Errorf("signature: %s %d has leading or trailing whitespace", what, i)
+		}
+		if j, dup := seen[s]; dup {
+			return fmt.Errorf("signature: %s %d repeats %s %d", what, i, what, j)
+		}
+		seen[s] = i
+	}
+	return nil
+}

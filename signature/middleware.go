@@ -1,0 +1,324 @@
+package signature
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// DefaultMaxBodyBytes is the default body limit: 256 KiB, the largest event Amazon EventBridge
+// delivers.
+const DefaultMaxBodyBytes = 256 << 10
+
+// Option configures Verify.
+type Option interface{ apply(*config) }
+
+type config struct {
+	maxBody  int64
+	logger   *slog.Logger
+	meter    metric.MeterProvider
+	onReject func(r *http.Request, err error)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithMaxBodyBytes sets the largest body accepted; a larger one is answered 413 before it is read
+// further. It must be positive. The default is DefaultMaxBodyBytes (256 KiB).
+func WithMaxBodyBytes(n int64) Option {
+	return optionFunc(func(c *config) { c.maxBody = n })
+}
+
+// WithLogger logs every rejection at Warn, with its reason, method, path and remote address, and
+// every verified request at Debug, with the scheme and the non-secret identity (key index, user,
+// message id). Header values, secrets and bodies are never logged. The default is no logging.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) { c.logger = l })
+}
+
+// WithMeterProvider counts requests with OpenTelemetry: fanbridge.signature.verified (attribute
+// "scheme") and fanbridge.signature.rejected (attribute "reason", see Reason). The default is no
+// metrics.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c *config) { c.meter = mp })
+}
+
+// WithOnReject calls f for every request that is not passed on, with the error (classify it with
+// errors.Is or Reason), before the answer is written. f must not write the response. The default
+// is none.
+func WithOnReject(f func(r *http.Request, err error)) Option {
+	return optionFunc(func(c *config) { c.onReject = f })
+}
+
+// Verify returns HTTP middleware that reads the body (up to the limit), verifies the request with
+// v, and passes it on to the next handler with the body intact: r.Body is a *Body over the verified
+// bytes (its Bytes method hands them over without copying), r.ContentLength is their length, and
+// the context carries the Identity (IdentityFrom).
+//
+// It answers itself, and never calls the next handler, when:
+//   - the body is over the limit: 413 {"error":"request body too large"};
+//   - the body cannot be read: 400 {"error":"cannot read request body"};
+//   - verification fails for any reason: 401 {"error":"unauthorized"}, the same body and headers
+//     whatever the reason, plus WWW-Authenticate when v is a Challenger (Basic, Bearer);
+//   - verification could not complete (ErrUnavailable): 503 with Retry-After, so the sender retries.
+//
+// When v claimed the message id in a replay cache and the next handler answers outside 2xx (or
+// panics), the claim is released so that the sender's retry is accepted.
+//
+// Verify panics when v is nil or an option is invalid: configuration errors surface when the
+// server is built, never per request.
+func Verify(v Verifier, opts ...Option) func(http.Handler) http.Handler {
+	m, err := newMiddleware(v, opts)
+	if err != nil {
+		panic(err)
+	}
+	return func(next http.Handler) http.Handler {
+		if next == nil {
+			panic("signature: Verify: next handler is nil")
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.serve(w, r, next) })
+	}
+}
+
+// VerifyRequest verifies r with v outside any middleware, for frameworks that want the decision
+// but not the HTTP answers. It reads the body (at most maxBody bytes; 0 means
+// DefaultMaxBodyBytes), verifies it, and replaces r.Body with a *Body over the bytes and sets
+// r.ContentLength, so the body can be read again. The error wraps ErrTooLarge or ErrUnreadable
+// when the body could not be read, otherwise it is the verifier's. On success, call
+// Identity.Release if the message is then not accepted.
+func VerifyRequest(v Verifier, r *http.Request, maxBody int64) (Identity, error) {
+	if v == nil {
+		return Identity{}, errors.New("signature: VerifyRequest: verifier is nil")
+	}
+	switch {
+	case maxBody == 0:
+		maxBody = DefaultMaxBodyBytes
+	case maxBody < 0:
+		return Identity{}, fmt.Errorf("signature: VerifyRequest: body limit %d must be positive", maxBody)
+	}
+	body, err := readBody(r, maxBody)
+	if err != nil {
+		return Identity{}, err
+	}
+	r.Body = NewBody(body)
+	r.ContentLength = int64(len(body))
+	return v.Verify(r.Context(), r.Header, body)
+}
+
+type middleware struct {
+	v          Verifier
+	maxBody    int64
+	challenges []string
+	logger     *slog.Logger
+	onReject   func(r *http.Request, err error)
+	metrics    *metrics
+}
+
+func newMiddleware(v Verifier, opts []Option) (*middleware, error) {
+	if v == nil {
+		return nil, errors.New("signature: Verify: verifier is nil")
+	}
+	cfg := config{maxBody: DefaultMaxBodyBytes}
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("signature: Verify: nil option")
+		}
+		o.apply(&cfg)
+	}
+	if cfg.maxBody <= 0 {
+		return nil, fmt.Errorf("signature: Verify: body limit %d must be positive", cfg.maxBody)
+	}
+	m := &middleware{v: v, maxBody: cfg.maxBody, logger: cfg.logger, onReject: cfg.onReject}
+	if c, ok := v.(Challenger); ok {
+		m.challenges = c.Challenge()
+	}
+	if cfg.meter != nil {
+		var err error
+		if m.metrics, err = newMetrics(cfg.meter); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	body, err := readBody(r, m.maxBody)
+	if err != nil {
+		m.reject(w, r, err)
+		return
+	}
+	id, err := m.v.Verify(r.Context(), r.Header, body)
+	if err != nil {
+		m.reject(w, r, err)
+		return
+	}
+	m.verified(r, &id)
+
+	r2 := r.WithContext(WithIdentity(r.Context(), id))
+	r2.Body = NewBody(body)
+	r2.ContentLength = int64(len(body))
+	if id.release == nil {
+		next.ServeHTTP(w, r2)
+		return
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if !sw.accepted() {
+			// The handler's context may be cancelled already; the release must still happen.
+			if err := id.Release(context.WithoutCancel(r.Context())); err != nil && m.logger != nil {
+				m.logger.LogAttrs(r.Context(), slog.LevelWarn, "signature: releasing message id failed",
+					slog.String("error", err.Error()))
+			}
+		}
+	}()
+	next.ServeHTTP(sw, r2)
+}
+
+var (
+	bodyUnauthorized = []byte(`{"error":"unauthorized"}` + "\n")
+	bodyTooLarge     = []byte(`{"error":"request body too large"}` + "\n")
+	bodyUnreadable   = []byte(`{"error":"cannot read request body"}` + "\n")
+	bodyUnavailable  = []byte(`{"error":"verification unavailable, retry later"}` + "\n")
+)
+
+func (m *middleware) reject(w http.ResponseWriter, r *http.Request, err error) {
+	reason := Reason(err)
+	if m.onReject != nil {
+		m.onReject(r, err)
+	}
+	if m.metrics != nil {
+		m.metrics.rejected(r.Context(), reason)
+	}
+	if m.logger != nil && m.logger.Enabled(r.Context(), slog.LevelWarn) {
+		m.logger.LogAttrs(r.Context(), slog.LevelWarn, "signature: request rejected",
+			slog.String("reason", reason),
+			slog.String("error", err.Error()),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.String("remote", r.RemoteAddr))
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	var status int
+	var body []byte
+	switch reason {
+	case ReasonTooLarge:
+		// The rest of the body is not read; ask the client not to reuse the connection.
+		h.Set("Connection", "close")
+		status, body = http.StatusRequestEntityTooLarge, bodyTooLarge
+	case ReasonUnreadable:
+		status, body = http.StatusBadRequest, bodyUnreadable
+	case ReasonUnavailable:
+		h.Set("Retry-After", "1")
+		status, body = http.StatusServiceUnavailable, bodyUnavailable
+	default:
+		for _, c := range m.challenges {
+			h.Add("WWW-Authenticate", c)
+		}
+		status, body = http.StatusUnauthorized, bodyUnauthorized
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func (m *middleware) verified(r *http.Request, id *Identity) {
+	if m.metrics != nil {
+		m.metrics.verified(r.Context(), id.Scheme)
+	}
+	if m.logger != nil && m.logger.Enabled(r.Context(), slog.LevelDebug) {
+		m.logger.LogAttrs(r.Context(), slog.LevelDebug, "signature: request verified",
+			slog.String("scheme", id.Scheme),
+			slog.Int("key", id.Key),
+			slog.String("user", id.User),
+			slog.String("message_id", id.MessageID),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path))
+	}
+}
+
+// statusWriter records whether the handler accepted the request (answered 2xx).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 && code >= 200 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the server's writer (Flush, deadlines).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// accepted reports a 2xx answer; a handler that wrote nothing answers 200. It is called from a
+// deferred function, so a panicking handler that wrote nothing counts as not accepted.
+func (s *statusWriter) accepted() bool {
+	return s.status >= 200 && s.status < 300
+}
+
+// metrics holds the OpenTelemetry counters and their attribute sets, built once.
+type metrics struct {
+	verifiedCount metric.Int64Counter
+	rejectedCount metric.Int64Counter
+	byReason      map[string]metric.AddOption
+
+	mu       sync.RWMutex
+	byScheme map[string]metric.AddOption
+}
+
+func newMetrics(mp metric.MeterProvider) (*metrics, error) {
+	meter := mp.Meter("github.com/fanbridge/fanbridge/signature")
+	v, err := meter.Int64Counter("fanbridge.signature.verified",
+		metric.WithDescription("Requests whose credentials were verified."), metric.WithUnit("{request}"))
+	if err != nil {
+		return nil, fmt.Errorf("signature: creating metrics: %w", err)
+	}
+	rj, err := meter.Int64Counter("fanbridge.signature.rejected",
+		metric.WithDescription("Requests refused, by reason."), metric.WithUnit("{request}"))
+	if err != nil {
+		return nil, fmt.Errorf("signature: creating metrics: %w", err)
+	}
+	m := &metrics{verifiedCount: v, rejectedCount: rj, byReason: map[string]metric.AddOption{}, byScheme: map[string]metric.AddOption{}}
+	for _, r := range []string{ReasonMissing, ReasonMalformed, ReasonMismatch, ReasonStale, ReasonFuture,
+		ReasonReplayed, ReasonTooLarge, ReasonUnavailable, ReasonUnreadable, ReasonOther} {
+		m.byReason[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r)))
+	}
+	return m, nil
+}
+
+func (m *metrics) rejected(ctx context.Context, reason string) {
+	m.rejectedCount.Add(ctx, 1, m.byReason[reason])
+}
+
+func (m *metrics) verified(ctx context.Context, scheme string) {
+	m.mu.RLock()
+	opt, ok := m.byScheme[scheme]
+	m.mu.RUnlock()
+	if !ok {
+		opt = metric.WithAttributeSet(attribute.NewSet(attribute.String("scheme", scheme)))
+		m.mu.Lock()
+		// Custom verifiers may invent schemes; a bound keeps a misbehaving one from growing this map.
+		if len(m.byScheme) < 64 {
+			m.byScheme[scheme] = opt
+		}
+		m.mu.Unlock()
+	}
+	m.verifiedCount.Add(ctx, 1, opt)
+}

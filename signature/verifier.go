@@ -1,0 +1,158 @@
+package signature
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Verifier decides whether a request comes from a trusted sender. It sees the request headers and
+// the whole body, so it serves HTTP middleware (Verify), other frameworks (VerifyRequest, or a
+// direct call with the framework's headers copied into an http.Header) and non-HTTP transports
+// alike.
+//
+// Verify returns the Identity of the sender on success. On failure the error wraps one of ErrMissing,
+// ErrMalformed, ErrMismatch, ErrStale, ErrFuture, ErrReplayed (all answered 401) or ErrUnavailable
+// (answered 503). A Verifier must be safe for concurrent use and must not keep body or header after
+// it returns.
+type Verifier interface {
+	Verify(ctx context.Context, header http.Header, body []byte) (Identity, error)
+}
+
+// VerifierFunc adapts a function to a Verifier.
+type VerifierFunc func(ctx context.Context, header http.Header, body []byte) (Identity, error)
+
+// Verify calls f(ctx, header, body).
+func (f VerifierFunc) Verify(ctx context.Context, header http.Header, body []byte) (Identity, error) {
+	return f(ctx, header, body)
+}
+
+// Challenger is implemented by verifiers whose scheme has an HTTP challenge (Basic, Bearer). The
+// middleware sends each value as a WWW-Authenticate header on every 401 it answers, whatever the
+// reason, so the headers reveal nothing either.
+type Challenger interface {
+	Challenge() []string
+}
+
+// Scheme names carried in Identity.Scheme and in the "scheme" metric attribute.
+const (
+	SchemeAPIKey           = "api-key"
+	SchemeBasic            = "basic"
+	SchemeBearer           = "bearer"
+	SchemeHMAC             = "hmac"
+	SchemeGitHub           = "github"
+	SchemeOpenMessaging    = "open-messaging"
+	SchemeStandardWebhooks = "standard-webhooks"
+)
+
+// Identity says who was verified, in terms that are not secret: which configured key matched (by
+// index), which user, which message. Verify puts it in the request context; read it with
+// IdentityFrom.
+type Identity struct {
+	// Scheme is the verifier's scheme, one of the Scheme constants (or a custom HMACScheme.Name).
+	Scheme string
+	// Key is the index, in the order given to the constructor, of the key, token or secret that
+	// matched; -1 where no list applies (BearerFunc).
+	Key int
+	// User is the Basic user name.
+	User string
+	// MessageID is the sender's message id (Standard Webhooks webhook-id).
+	MessageID string
+	// Timestamp is the signed send time (Standard Webhooks webhook-timestamp).
+	Timestamp time.Time
+
+	// release undoes a replay-cache claim; nil when nothing was claimed.
+	release func(ctx context.Context) error
+}
+
+// Release forgets the message id this Identity claimed in a replay cache, so that the sender's next
+// attempt of the same message verifies again. Call it when the message was verified but then not
+// accepted (the middleware does so by itself for every answer outside 2xx). It does nothing when no
+// replay cache was involved.
+func (id Identity) Release(ctx context.Context) error {
+	if id.release == nil {
+		return nil
+	}
+	return id.release(ctx)
+}
+
+type identityKey struct{}
+
+// WithIdentity returns a copy of ctx carrying id.
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, &id)
+}
+
+// IdentityFrom returns the Identity that Verify stored in ctx, and false when there is none.
+func IdentityFrom(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(*Identity)
+	if !ok {
+		return Identity{}, false
+	}
+	return *id, true
+}
+
+// Any returns a Verifier that accepts a request when one of vs accepts it, trying them in order
+// and stopping at the first success; use it when several senders post to one path.
+//
+// When all fail, the error wraps ErrMissing if every verifier reported ErrMissing (the request
+// carries none of the expected credentials); otherwise it joins (errors.Join) the failures of the
+// verifiers that did find their credentials, so errors.Is finds each of their sentinels, and Reason
+// picks the most telling one (unavailable before replayed, stale, future, mismatch, malformed).
+// Any's challenges are those of its members.
+func Any(vs ...Verifier) (Verifier, error) {
+	if len(vs) == 0 {
+		return nil, errors.New("signature: Any needs at least one verifier")
+	}
+	for i, v := range vs {
+		if v == nil {
+			return nil, fmt.Errorf("signature: Any: verifier %d is nil", i)
+		}
+	}
+	a := &anyVerifier{vs: append([]Verifier(nil), vs...)}
+	for _, v := range vs {
+		if c, ok := v.(Challenger); ok {
+			a.challenges = append(a.challenges, c.Challenge()...)
+		}
+	}
+	return a, nil
+}
+
+type anyVerifier struct {
+	vs         []Verifier
+	challenges []string
+}
+
+func (a *anyVerifier) Challenge() []string { return a.challenges }
+
+func (a *anyVerifier) Verify(ctx context.Context, header http.Header, body []byte) (Identity, error) {
+	var failed []error
+	for _, v := range a.vs {
+		id, err := v.Verify(ctx, header, body)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, ErrMissing) {
+			failed = append(failed, err)
+		}
+	}
+	switch len(failed) {
+	case 0:
+		return Identity{}, fmt.Errorf("%w: none of %d verifiers found its credentials", ErrMissing, len(a.vs))
+	case 1:
+		return Identity{}, failed[0]
+	default:
+		return Identity{}, errors.Join(failed...)
+	}
+}
+
+// Must returns v, or panics when err is not nil. It suits verifiers built from constants at
+// program start, e.g. Must(GitHub(secret)).
+func Must(v Verifier, err error) Verifier {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
