@@ -1,0 +1,369 @@
+package eventbridge
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Bounds on the strings a decoder copies into an Event. They keep hostile envelopes from turning
+// ids and metadata into megabyte-sized Kafka headers or deduplication keys.
+const (
+	// maxAttrLen bounds ID, Type, Topic, Source and every metadata value, in bytes.
+	maxAttrLen = 1024
+	// maxMetadata bounds how many entries a webhook's metadata or CloudEvents extensions add.
+	maxMetadata = 64
+)
+
+// object is a view of one JSON object in a scanned body: the members whose parent is parent.
+type object struct {
+	s      *scanner
+	parent int32
+}
+
+func (s *scanner) root() object { return object{s: s, parent: -1} }
+
+func (s *scanner) val(m *member) []byte    { return s.buf[m.valStart:m.valEnd] }
+func (s *scanner) rawKey(m *member) []byte { return s.buf[m.keyStart:m.keyEnd] }
+
+// key returns the member's name, unescaped when the body escaped it, so that "i\u0064" is "id"
+// exactly as encoding/json sees it.
+func (s *scanner) key(m *member) []byte {
+	k := s.rawKey(m)
+	if m.keyEscaped {
+		k = unescape(k)
+	}
+	return k
+}
+
+// child returns the object value of member idx. Members recorded during the scan are used as they
+// are; otherwise the value (already validated) is scanned on its own, by a scanner released
+// together with s.
+func (s *scanner) child(idx int32) object {
+	m := &s.members[idx]
+	if m.children {
+		return object{s: s, parent: idx}
+	}
+	sub := getScanner()
+	s.subs = append(s.subs, sub)
+	// The value was validated as part of the whole body, so this cannot fail.
+	_ = sub.scan(s.buf[m.valStart:m.valEnd])
+	return sub.root()
+}
+
+// fields locates the named members of o in one pass. slot(name) returns the index in idx for a
+// member name, or -1 to ignore the member. A name seen twice is an error: the two copies could be
+// read differently by different parsers (a signature proxy and this decoder), so neither wins.
+// Members whose value is JSON null count as absent, as encoding/json treats them.
+func (o object) fields(where string, idx []int32, slot func(name []byte) int) error {
+	for i := range idx {
+		idx[i] = -1
+	}
+	ms := o.s.members
+	for i := range ms {
+		m := &ms[i]
+		if m.parent != o.parent {
+			continue
+		}
+		j := slot(o.s.key(m))
+		if j < 0 {
+			continue
+		}
+		if idx[j] >= 0 {
+			return fmt.Errorf("%w: duplicate key %s%s", ErrInvalidField, where, slotName(o.s.key(m)))
+		}
+		idx[j] = int32(i)
+	}
+	for i, j := range idx {
+		if j >= 0 && isNull(o.s.val(&ms[j])) {
+			idx[i] = -1
+		}
+	}
+	return nil
+}
+
+// slotName renders a key for an error message: only keys the decoder asked for reach here, so this
+// never echoes arbitrary body content, but bound it anyway.
+func slotName(k []byte) string {
+	if len(k) > 32 {
+		k = k[:32]
+	}
+	return fmt.Sprintf("%q", k)
+}
+
+func isNull(v []byte) bool { return len(v) == 4 && v[0] == 'n' }
+
+// kindName names a JSON value's type for error messages.
+func kindName(v []byte) string {
+	switch v[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+func wrongType(field, want string, v []byte) error {
+	return fmt.Errorf("%w: %s must be %s, not %s", ErrInvalidField, field, want, kindName(v))
+}
+
+func missing(field string) error {
+	return fmt.Errorf("%w: %s is missing", ErrInvalidField, field)
+}
+
+func empty(field string) error {
+	return fmt.Errorf("%w: %s is empty", ErrInvalidField, field)
+}
+
+// stringValue returns the contents of a JSON string value, unescaped when needed, checked for the
+// bounds every attribute string shares: at most maxAttrLen bytes, no control characters.
+func stringValue(field string, v []byte) ([]byte, error) {
+	if v[0] != '"' {
+		return nil, wrongType(field, "a string", v)
+	}
+	raw := v[1 : len(v)-1]
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		raw = unescape(raw)
+	}
+	if len(raw) > maxAttrLen {
+		return nil, fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidField, field, maxAttrLen)
+	}
+	for _, c := range raw {
+		if c < 0x20 || c == 0x7f {
+			return nil, fmt.Errorf("%w: %s holds a control character", ErrInvalidField, field)
+		}
+	}
+	return raw, nil
+}
+
+// requiredString is stringValue for a member that must be present and not empty.
+func (s *scanner) requiredString(field string, idx int32) ([]byte, error) {
+	if idx < 0 {
+		return nil, missing(field)
+	}
+	b, err := stringValue(field, s.val(&s.members[idx]))
+	if err == nil && len(b) == 0 {
+		err = empty(field)
+	}
+	return b, err
+}
+
+// optionalString is stringValue for a member that may be absent (idx < 0 gives nil).
+func (s *scanner) optionalString(field string, idx int32) ([]byte, error) {
+	if idx < 0 {
+		return nil, nil
+	}
+	return stringValue(field, s.val(&s.members[idx]))
+}
+
+// optionalTime parses an RFC 3339 string member; absent gives the zero time.
+func (s *scanner) optionalTime(field string, idx int32) (time.Time, error) {
+	b, err := s.optionalString(field, idx)
+	if err != nil || b == nil {
+		return time.Time{}, err
+	}
+	t, ok := parseTime(b)
+	if !ok {
+		return time.Time{}, fmt.Errorf("%w: %s is not an RFC 3339 timestamp", ErrInvalidField, field)
+	}
+	return t, nil
+}
+
+// parseTime parses an RFC 3339 timestamp ("2021-06-25T15:11:52.435Z", any number of fraction
+// digits up to nine, "Z" or a "+hh:mm" offset) and returns it in UTC. It does what time.Parse with
+// time.RFC3339Nano does for these inputs, without converting b to a string (an allocation per
+// field on the hot path).
+func parseTime(b []byte) (time.Time, bool) {
+	if len(b) < len("2006-01-02T15:04:05Z") || b[4] != '-' || b[7] != '-' || b[13] != ':' || b[16] != ':' ||
+		(b[10] != 'T' && b[10] != 't') {
+		return time.Time{}, false
+	}
+	year, ok1 := digits(b[0:4])
+	month, ok2 := digits(b[5:7])
+	day, ok3 := digits(b[8:10])
+	hour, ok4 := digits(b[11:13])
+	minute, ok5 := digits(b[14:16])
+	sec, ok6 := digits(b[17:19])
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || month < 1 || month > 12 || day < 1 ||
+		day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	rest := b[19:]
+	nsec := 0
+	if len(rest) > 0 && rest[0] == '.' {
+		i := 1
+		for i < len(rest) && isDigit(rest[i]) {
+			i++
+		}
+		if i == 1 || i > 10 {
+			return time.Time{}, false
+		}
+		frac, _ := digits(rest[1:i])
+		for k := i - 1; k < 9; k++ {
+			frac *= 10
+		}
+		nsec = frac
+		rest = rest[i:]
+	}
+	offset := 0
+	switch {
+	case len(rest) == 1 && (rest[0] == 'Z' || rest[0] == 'z'):
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+		oh, ok1 := digits(rest[1:3])
+		om, ok2 := digits(rest[4:6])
+		if !ok1 || !ok2 || oh > 23 || om > 59 {
+			return time.Time{}, false
+		}
+		offset = (oh*60 + om) * 60
+		if rest[0] == '-' {
+			offset = -offset
+		}
+	default:
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	return t.Add(-time.Duration(offset) * time.Second), true
+}
+
+func digits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// unescape decodes the backslash escapes of a JSON string's contents (without quotes), which the
+// scanner has already validated. Unpaired surrogates become U+FFFD, as encoding/json does.
+func unescape(raw []byte) []byte {
+	out := make([]byte, 0, len(raw))
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c != '\\' {
+			out = append(out, c)
+			i++
+			continue
+		}
+		switch raw[i+1] {
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r := hex4(raw[i+2 : i+6])
+			i += 6
+			if utf16.IsSurrogate(r) {
+				if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
+					if r2 := utf16.DecodeRune(r, hex4(raw[i+2:i+6])); r2 != utf8.RuneError {
+						out = utf8.AppendRune(out, r2)
+						i += 6
+						continue
+					}
+				}
+				r = utf8.RuneError
+			}
+			out = utf8.AppendRune(out, r)
+			continue
+		default: // '"', '\\', '/'
+			out = append(out, raw[i+1])
+		}
+		i += 2
+	}
+	return out
+}
+
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b[:4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		default:
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
+}
+
+// strtab gathers the strings one Event needs and makes them all with a single allocation.
+type strtab struct {
+	parts [][]byte
+	all   string
+	offs  []int
+}
+
+func (t *strtab) reset() {
+	clear(t.parts) // drop references into the body
+	t.parts = t.parts[:0]
+	t.offs = t.offs[:0]
+	t.all = ""
+}
+
+// add queues b and returns the handle to get it back after build; a nil or empty b gives -1.
+func (t *strtab) add(b []byte) int {
+	if len(b) == 0 {
+		return -1
+	}
+	t.parts = append(t.parts, b)
+	return len(t.parts) - 1
+}
+
+func (t *strtab) build() {
+	n := 0
+	for _, p := range t.parts {
+		n += len(p)
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	off := 0
+	for _, p := range t.parts {
+		t.offs = append(t.offs, off)
+		sb.Write(p)
+		off += len(p)
+	}
+	t.offs = append(t.offs, off)
+	t.all = sb.String()
+}
+
+func (t *strtab) get(h int) string {
+	if h < 0 {
+		return ""
+	}
+	return t.all[t.offs[h]:t.offs[h+1]]
+}

@@ -1,0 +1,364 @@
+package eventbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+// Handler is an http.Handler that decodes each POSTed event and hands it to a Dispatcher,
+// answering as the package documentation's status table says. Build one with NewHandler; it is
+// safe for concurrent use.
+type Handler struct {
+	d   Dispatcher
+	dec *Decoder
+	cfg config
+	log *slog.Logger
+	tel *telemetry
+	// retryAfter is the default Retry-After header value, formatted once.
+	retryAfter []string
+}
+
+// NewHandler returns a Handler that dispatches to d. Invalid options are reported together, as an
+// error wrapping ErrInvalidConfig.
+func NewHandler(d Dispatcher, opts ...Option) (*Handler, error) {
+	c := config{
+		maxBody:         DefaultMaxBodySize,
+		ignoredStatus:   http.StatusOK,
+		retryAfter:      DefaultRetryAfter,
+		dispatchTimeout: DefaultDispatchTimeout,
+	}
+	if d == nil {
+		c.fail("dispatcher must not be nil")
+	}
+	for _, o := range opts {
+		if o == nil {
+			c.fail("nil option")
+			continue
+		}
+		o.apply(&c)
+	}
+	var dec *Decoder
+	if len(c.errs) == 0 {
+		var err error
+		if dec, err = NewDecoder(c.formats...); err != nil {
+			c.errs = append(c.errs, err)
+		}
+	}
+	if len(c.errs) > 0 {
+		return nil, errors.Join(c.errs...)
+	}
+	tel, err := newTelemetry(&c)
+	if err != nil {
+		return nil, fmt.Errorf("eventbridge: creating instruments: %w", err)
+	}
+	log := c.logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{
+		d:          d,
+		dec:        dec,
+		cfg:        c,
+		log:        log,
+		tel:        tel,
+		retryAfter: []string{strconv.FormatInt(retryAfterSeconds(c.retryAfter), 10)},
+	}, nil
+}
+
+// Header values shared by every answer; net/http only reads them.
+var (
+	jsonContentType = []string{"application/json"}
+	allowPost       = []string{http.MethodPost}
+	connectionClose = []string{"close"}
+	ignoredBody     = []byte(`{"status":"ignored"}`)
+	duplicateBody   = []byte(`{"status":"duplicate"}`)
+)
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var start time.Time
+	if h.tel.metrics {
+		start = time.Now()
+		h.tel.requests.Add(ctx, 1)
+	}
+	var span trace.Span
+	if h.tel.tracer != nil {
+		ctx = h.tel.propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		ctx, span = h.tel.tracer.Start(ctx, "eventbridge receive", trace.WithSpanKind(trace.SpanKindServer))
+	}
+	status := h.serve(ctx, w, r, span)
+	if span != nil {
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+		span.End()
+	}
+	if h.tel.metrics {
+		opts, ok := h.tel.statusOpts[status]
+		if !ok {
+			opts = []metric.RecordOption{metric.WithAttributes(attribute.Int("http.response.status_code", status))}
+		}
+		h.tel.duration.Record(ctx, time.Since(start).Seconds(), opts...)
+	}
+}
+
+// serve answers the request and returns the status it answered with.
+func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, span trace.Span) int {
+	if r.Method != http.MethodPost {
+		w.Header()["Allow"] = allowPost
+		return h.reject(ctx, w, span, reasonMethod, http.StatusMethodNotAllowed,
+			"eventbridge: method not allowed, use POST")
+	}
+	ct := r.Header.Get("Content-Type")
+	media, err := parseMediaType(ct)
+	if err != nil {
+		return h.reject(ctx, w, span, reasonContentType, http.StatusUnsupportedMediaType, err.Error())
+	}
+	body, err := h.readBody(r)
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			// The rest of the body stays unread; do not keep the connection for another request.
+			w.Header()["Connection"] = connectionClose
+			return h.reject(ctx, w, span, reasonSize, http.StatusRequestEntityTooLarge, err.Error())
+		}
+		return h.reject(ctx, w, span, reasonRead, http.StatusBadRequest, "eventbridge: reading the body failed")
+	}
+	e, err := h.dec.decode(body, media)
+	if err != nil {
+		return h.reject(ctx, w, span, reasonMalformed, http.StatusBadRequest, err.Error())
+	}
+	if !h.sourceAllowed(e.Source) {
+		return h.reject(ctx, w, span, reasonSource, http.StatusForbidden, "eventbridge: source not allowed")
+	}
+	if h.cfg.accounts != nil {
+		if _, ok := h.cfg.accounts[e.Metadata[fanbridge.MetaAccount]]; !ok {
+			return h.reject(ctx, w, span, reasonAccount, http.StatusForbidden, "eventbridge: account not allowed")
+		}
+	}
+	copyTraceContext(r.Header, e)
+	if span != nil {
+		span.SetAttributes(attribute.String("messaging.message.id", e.ID),
+			attribute.String("fanbridge.event.type", e.Type))
+	}
+
+	// The dispatch keeps the request's values (the span) but not its cancellation: a sender that
+	// hangs up must not stop a fan-out halfway. The budget bounds it instead.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.dispatchTimeout)
+	err = h.d.Dispatch(dctx, e)
+	cancel()
+
+	switch {
+	case err == nil:
+		h.count(ctx, outcomeDelivered)
+		return writeDelivered(w, e.ID)
+	case errors.Is(err, fanbridge.ErrNoMatch):
+		h.count(ctx, outcomeIgnored)
+		if h.cfg.ignoredStatus == http.StatusNoContent {
+			w.WriteHeader(http.StatusNoContent)
+			return http.StatusNoContent
+		}
+		return writeJSON(w, h.cfg.ignoredStatus, ignoredBody)
+	case errors.Is(err, fanbridge.ErrDuplicate):
+		h.count(ctx, outcomeDuplicate)
+		return writeJSON(w, http.StatusOK, duplicateBody)
+	}
+
+	var o outcome
+	var msg string
+	switch {
+	case errors.Is(err, fanbridge.ErrOverloaded):
+		o, msg = outcomeOverloaded, "eventbridge: overloaded, retry later"
+	case errors.Is(err, fanbridge.ErrClosed):
+		o, msg = outcomeClosed, "eventbridge: shutting down, retry later"
+	case errors.Is(err, context.DeadlineExceeded):
+		o, msg = outcomeTimeout, "eventbridge: delivery did not finish in time, retry later"
+	default:
+		o, msg = outcomeFailed, "eventbridge: delivery failed, retry later"
+	}
+	h.count(ctx, o)
+	if span != nil {
+		span.SetStatus(codes.Error, outcomeNames[o])
+	}
+	if h.log.Enabled(ctx, slog.LevelWarn) {
+		// The dispatcher's error stays in the log: it can name sinks and hosts the sender must
+		// not learn.
+		h.log.LogAttrs(ctx, slog.LevelWarn, "eventbridge: dispatch failed",
+			slog.String("id", e.ID), slog.String("type", e.Type), slog.String("outcome", outcomeNames[o]),
+			slog.Any("error", err))
+	}
+	if d, ok := retry.RetryAfter(err); ok && d > 0 {
+		w.Header()["Retry-After"] = []string{strconv.FormatInt(retryAfterSeconds(d), 10)}
+	} else {
+		w.Header()["Retry-After"] = h.retryAfter
+	}
+	return writeError(w, http.StatusServiceUnavailable, msg, e.ID)
+}
+
+func (h *Handler) count(ctx context.Context, o outcome) {
+	if h.tel.metrics {
+		h.tel.dispatched.Add(ctx, 1, h.tel.outcomeOpts[o]...)
+	}
+}
+
+// reject answers a request refused before dispatch.
+func (h *Handler) reject(ctx context.Context, w http.ResponseWriter, span trace.Span, why reason, status int, msg string) int {
+	if h.tel.metrics {
+		h.tel.rejected.Add(ctx, 1, h.tel.reasonOpts[why]...)
+	}
+	if span != nil {
+		span.SetStatus(codes.Error, reasonNames[why])
+	}
+	if h.log.Enabled(ctx, slog.LevelDebug) {
+		h.log.LogAttrs(ctx, slog.LevelDebug, "eventbridge: request rejected",
+			slog.String("reason", reasonNames[why]), slog.Int("status", status), slog.String("error", msg))
+	}
+	return writeError(w, status, msg, "")
+}
+
+func (h *Handler) sourceAllowed(src string) bool {
+	if h.cfg.exactSources == nil && h.cfg.prefixSources == nil {
+		return true
+	}
+	if src == "" {
+		return false
+	}
+	if _, ok := h.cfg.exactSources[src]; ok {
+		return true
+	}
+	for _, p := range h.cfg.prefixSources {
+		if strings.HasPrefix(src, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// retryAfterSeconds rounds d up to whole seconds, at least one.
+func retryAfterSeconds(d time.Duration) int64 {
+	return max(int64((d+time.Second-1)/time.Second), 1)
+}
+
+var errTooLarge = errors.New("eventbridge: body too large")
+
+// bodyBytes is implemented by request bodies that were read already (signature.Verify replaces
+// r.Body with one); the Handler uses their bytes instead of reading a second copy.
+type bodyBytes interface{ Bytes() []byte }
+
+// readBody returns the whole body, or errTooLarge past the limit without reading further.
+func (h *Handler) readBody(r *http.Request) ([]byte, error) {
+	limit := h.cfg.maxBody
+	if b, ok := r.Body.(bodyBytes); ok {
+		body := b.Bytes()
+		if int64(len(body)) > limit {
+			return nil, fmt.Errorf("%w: limit is %d bytes", errTooLarge, limit)
+		}
+		return body, nil
+	}
+	if r.ContentLength > limit {
+		return nil, fmt.Errorf("%w: limit is %d bytes", errTooLarge, limit)
+	}
+	if r.Body == nil {
+		return nil, nil
+	}
+	size := int64(4 << 10)
+	if r.ContentLength >= 0 {
+		size = r.ContentLength
+	}
+	// One byte of room past the expected end lets the final Read report EOF without a regrow.
+	buf := make([]byte, 0, min(size, limit)+1)
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				return nil, fmt.Errorf("%w: limit is %d bytes", errTooLarge, limit)
+			}
+			buf = append(buf, 0)[:len(buf)]
+			if int64(cap(buf)) > limit+1 {
+				buf = buf[: len(buf) : limit+1]
+			}
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			if int64(len(buf)) > limit {
+				return nil, fmt.Errorf("%w: limit is %d bytes", errTooLarge, limit)
+			}
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) int {
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	return status
+}
+
+func writeDelivered(w http.ResponseWriter, id string) int {
+	b := make([]byte, 0, len(`{"status":"delivered","id":""}`)+len(id)+8)
+	b = append(b, `{"status":"delivered","id":`...)
+	b = appendJSONString(b, id)
+	b = append(b, '}')
+	return writeJSON(w, http.StatusOK, b)
+}
+
+// writeError answers {"error": msg, "id": id}; id is left out when empty.
+func writeError(w http.ResponseWriter, status int, msg, id string) int {
+	b := make([]byte, 0, len(msg)+len(id)+32)
+	b = append(b, `{"error":`...)
+	b = appendJSONString(b, msg)
+	if id != "" {
+		b = append(b, `,"id":`...)
+		b = appendJSONString(b, id)
+	}
+	b = append(b, '}')
+	return writeJSON(w, status, b)
+}
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}

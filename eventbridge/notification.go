@@ -1,0 +1,122 @@
+package eventbridge
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+
+	"github.com/fanbridge/fanbridge"
+)
+
+// decodeNotification decodes a bare Genesys notification (the WebSocket format).
+func decodeNotification(s *scanner) (*fanbridge.Event, error) {
+	n, err := decodeDetail(s.root(), &bareDetail)
+	if err != nil {
+		return nil, err
+	}
+	if n.topic == nil {
+		return nil, missing("topicName")
+	}
+	if len(n.topic) == 0 {
+		return nil, empty("topicName")
+	}
+	if n.body == nil {
+		return nil, missing("eventBody")
+	}
+	t := n.timestamp
+	if t.IsZero() {
+		t, _ = eventTimeIn(s.child(n.bodyIdx))
+	}
+	var id [idLen]byte
+	synthesizeID(&id, n.topic, n.body)
+
+	tab := &s.strs
+	hID, hTopic, hCorr := tab.add(id[:]), tab.add(n.topic), tab.add(n.correlation)
+	tab.build()
+	topic := tab.get(hTopic)
+	md := make(map[string]string, 4)
+	md[fanbridge.MetaFormat] = string(FormatNotification)
+	setMeta(md, fanbridge.MetaCorrelationID, tab.get(hCorr))
+	return &fanbridge.Event{
+		ID:       tab.get(hID),
+		Type:     TopicTemplate(topic),
+		Topic:    topic,
+		Time:     t,
+		Data:     n.body,
+		Metadata: md,
+		Raw:      s.buf,
+	}, nil
+}
+
+// idLen is the length of a synthesized ID: 128 bits of SHA-256 in hex.
+const idLen = 32
+
+// synthesizeID derives an ID for formats that carry none: the first 128 bits, in hex, of
+// SHA-256(name, 0x00, SHA-256(body)). A sender that redelivers the same message produces the same
+// ID, so deduplication still works; two different bodies never share one in practice.
+func synthesizeID(dst *[idLen]byte, name, body []byte) {
+	const maxName = maxAttrLen
+	var buf [maxName + 1 + sha256.Size]byte
+	n := copy(buf[:maxName], name)
+	buf[n] = 0
+	bodySum := sha256.Sum256(body)
+	n += 1 + copy(buf[n+1:], bodySum[:])
+	sum := sha256.Sum256(buf[:n])
+	hex.Encode(dst[:], sum[:idLen/2])
+}
+
+// EventTime returns when a Genesys event happened according to its body's "eventTime" field:
+// epoch milliseconds (analytics detail events) or an RFC 3339 string (audit and transcription
+// events). It reports false when data is not a JSON object with such a field.
+func EventTime(data json.RawMessage) (time.Time, bool) {
+	s := getScanner()
+	defer putScanner(s)
+	if s.scan(data) != nil || !s.isObject() {
+		return time.Time{}, false
+	}
+	return eventTimeIn(s.root())
+}
+
+// eventTimeIn reads "eventTime" from an eventBody object. A body with a bad or repeated eventTime
+// just has no time: the body is the sender's data, and its shape is not ours to reject.
+func eventTimeIn(o object) (time.Time, bool) {
+	var f [1]int32
+	err := o.fields("", f[:], func(k []byte) int {
+		if string(k) == "eventTime" {
+			return 0
+		}
+		return -1
+	})
+	if err != nil || f[0] < 0 {
+		return time.Time{}, false
+	}
+	return parseEventTime(o.s.val(&o.s.members[f[0]]))
+}
+
+// parseEventTime parses a JSON value that is either integer epoch milliseconds or an RFC 3339
+// string.
+func parseEventTime(v []byte) (time.Time, bool) {
+	switch {
+	case v[0] == '"':
+		raw := v[1 : len(v)-1]
+		if len(raw) > 64 {
+			return time.Time{}, false
+		}
+		return parseTime(raw)
+	case v[0] >= '0' && v[0] <= '9':
+		// At most 15 digits keeps the value exact and within the years time.Time represents.
+		if len(v) > 15 {
+			return time.Time{}, false
+		}
+		var ms int64
+		for _, c := range v {
+			if !isDigit(c) {
+				return time.Time{}, false
+			}
+			ms = ms*10 + int64(c-'0')
+		}
+		return time.UnixMilli(ms).UTC(), true
+	}
+	return time.Time{}, false
+}

@@ -1,0 +1,191 @@
+package eventbridge
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Option configures a Handler.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// Defaults of the Handler's options.
+const (
+	DefaultMaxBodySize     = 256 << 10
+	DefaultDispatchTimeout = 4 * time.Second
+	DefaultRetryAfter      = time.Second
+)
+
+type config struct {
+	maxBody         int64
+	exactSources    map[string]struct{}
+	prefixSources   []string
+	accounts        map[string]struct{}
+	ignoredStatus   int
+	retryAfter      time.Duration
+	dispatchTimeout time.Duration
+	formats         []Format
+	logger          *slog.Logger
+	meterProvider   metric.MeterProvider
+	tracerProvider  trace.TracerProvider
+	errs            []error
+}
+
+func (c *config) fail(format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+}
+
+// WithMaxBodySize limits the request body to n bytes; a larger body is answered 413 without being
+// read to the end. EventBridge never sends more than 256 KB. The default is 256 KiB.
+func WithMaxBodySize(n int64) Option {
+	return optionFunc(func(c *config) {
+		if n <= 0 {
+			c.fail("max body size must be positive, got %d", n)
+			return
+		}
+		c.maxBody = n
+	})
+}
+
+// WithAllowedSources accepts only events whose Source is one of sources; any other is answered
+// 403, which EventBridge does not retry. An entry ending in "/" or "*" is a prefix (the "*" is
+// dropped), so "aws.partner/genesys.com/cloud/<org-id>/" admits every event bus of one Genesys
+// organisation; any other entry must match exactly. An event without a Source (a bare
+// notification, a webhook without one) never matches. Source is what the body claims: this is a
+// filter against misrouted traffic, not authentication (put signature.Verify in front for that).
+// Calls add up. The default is to accept every source.
+func WithAllowedSources(sources ...string) Option {
+	return optionFunc(func(c *config) {
+		for _, src := range sources {
+			switch {
+			case strings.TrimRight(src, "*") == "":
+				c.fail("allowed source %q would match everything", src)
+			case strings.HasSuffix(src, "*"):
+				c.prefixSources = append(c.prefixSources, strings.TrimSuffix(src, "*"))
+			case strings.HasSuffix(src, "/"):
+				c.prefixSources = append(c.prefixSources, src)
+			default:
+				if c.exactSources == nil {
+					c.exactSources = make(map[string]struct{})
+				}
+				c.exactSources[src] = struct{}{}
+			}
+		}
+	})
+}
+
+// WithAllowedAccounts accepts only events whose AWS account (the EventBridge envelope's "account",
+// in Metadata[fanbridge.MetaAccount]) is one of accounts; any other, or none, is answered 403.
+// Like WithAllowedSources it filters on what the body claims. Calls add up. The default is to
+// accept every account.
+func WithAllowedAccounts(accounts ...string) Option {
+	return optionFunc(func(c *config) {
+		for _, a := range accounts {
+			if a == "" {
+				c.fail("allowed account must not be empty")
+				continue
+			}
+			if c.accounts == nil {
+				c.accounts = make(map[string]struct{})
+			}
+			c.accounts[a] = struct{}{}
+		}
+	})
+}
+
+// WithIgnoredStatus sets the status answered when the Dispatcher reports fanbridge.ErrNoMatch. It
+// must be a 2xx code: the sender must not retry an event nobody wants. With 204 the answer has no
+// body; otherwise it is {"status":"ignored"}. The default is 200.
+func WithIgnoredStatus(code int) Option {
+	return optionFunc(func(c *config) {
+		if code < 200 || code > 299 {
+			c.fail("ignored status must be 2xx, got %d", code)
+			return
+		}
+		c.ignoredStatus = code
+	})
+}
+
+// WithRetryAfter sets the Retry-After sent with a 503 when the Dispatcher's error does not carry
+// its own wait (retry.After); it is rounded up to whole seconds. The default is 1 s.
+func WithRetryAfter(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d <= 0 {
+			c.fail("retry-after must be positive, got %v", d)
+			return
+		}
+		c.retryAfter = d
+	})
+}
+
+// WithDispatchTimeout bounds each Dispatch call: its context's deadline is this long after the
+// body has been decoded. Keep it under the sender's own timeout (5 s for EventBridge), so that the
+// answer, not a timeout, tells the sender what happened. The default is 4 s.
+func WithDispatchTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d <= 0 {
+			c.fail("dispatch timeout must be positive, got %v", d)
+			return
+		}
+		c.dispatchTimeout = d
+	})
+}
+
+// WithFormats restricts the Handler to the given envelope formats; a body of any other format is
+// answered 400. The default is every format.
+func WithFormats(formats ...Format) Option {
+	return optionFunc(func(c *config) {
+		if len(formats) == 0 {
+			c.fail("WithFormats needs at least one format")
+			return
+		}
+		c.formats = append(c.formats, formats...)
+	})
+}
+
+// WithLogger logs rejected requests (at Debug) and failed dispatches (at Warn), with the event id
+// and type but never the body. The default is to log nothing.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l == nil {
+			c.fail("logger must not be nil")
+			return
+		}
+		c.logger = l
+	})
+}
+
+// WithMeterProvider records the Handler's metrics with mp: counters
+// fanbridge.eventbridge.requests, fanbridge.eventbridge.rejected{reason} and
+// fanbridge.eventbridge.dispatched{outcome}, and the histogram
+// fanbridge.eventbridge.request.duration{http.response.status_code} in seconds. The default is to
+// record nothing.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c *config) {
+		if mp == nil {
+			c.fail("meter provider must not be nil")
+			return
+		}
+		c.meterProvider = mp
+	})
+}
+
+// WithTracerProvider starts one server span per request with tp, a child of the request's W3C
+// trace context, and passes it to the Dispatcher in the context. The default is no spans.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c *config) {
+		if tp == nil {
+			c.fail("tracer provider must not be nil")
+			return
+		}
+		c.tracerProvider = tp
+	})
+}

@@ -1,0 +1,103 @@
+package eventbridge
+
+import (
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Why a request was refused before dispatch: the reason attribute of the rejected counter.
+type reason uint8
+
+const (
+	reasonMethod reason = iota
+	reasonSize
+	reasonContentType
+	reasonMalformed
+	reasonRead
+	reasonSource
+	reasonAccount
+	nReasons
+)
+
+var reasonNames = [nReasons]string{"method", "size", "content_type", "malformed", "read", "source", "account"}
+
+// What Dispatch reported: the outcome attribute of the dispatched counter.
+type outcome uint8
+
+const (
+	outcomeDelivered outcome = iota
+	outcomeIgnored
+	outcomeDuplicate
+	outcomeOverloaded
+	outcomeClosed
+	outcomeTimeout
+	outcomeFailed
+	nOutcomes
+)
+
+var outcomeNames = [nOutcomes]string{"delivered", "ignored", "duplicate", "overloaded", "closed", "timeout", "failed"}
+
+// statuses are the codes a Handler answers with; their histogram options are built up front.
+var statuses = []int{200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 400, 403, 405, 413, 415, 503}
+
+// telemetry holds the instruments and the attribute options, all made once in NewHandler so that
+// recording on the hot path does not allocate.
+type telemetry struct {
+	metrics    bool
+	requests   metric.Int64Counter
+	rejected   metric.Int64Counter
+	dispatched metric.Int64Counter
+	duration   metric.Float64Histogram
+
+	reasonOpts  [nReasons][]metric.AddOption
+	outcomeOpts [nOutcomes][]metric.AddOption
+	statusOpts  map[int][]metric.RecordOption
+
+	tracer     trace.Tracer
+	propagator propagation.TraceContext
+}
+
+const instrumentationName = "github.com/fanbridge/fanbridge/eventbridge"
+
+func newTelemetry(c *config) (*telemetry, error) {
+	t := &telemetry{}
+	if c.tracerProvider != nil {
+		t.tracer = c.tracerProvider.Tracer(instrumentationName)
+	}
+	if c.meterProvider == nil {
+		return t, nil
+	}
+	m := c.meterProvider.Meter(instrumentationName)
+	var err error
+	if t.requests, err = m.Int64Counter("fanbridge.eventbridge.requests",
+		metric.WithDescription("Requests received."), metric.WithUnit("{request}")); err != nil {
+		return nil, err
+	}
+	if t.rejected, err = m.Int64Counter("fanbridge.eventbridge.rejected",
+		metric.WithDescription("Requests refused before dispatch, by reason."), metric.WithUnit("{request}")); err != nil {
+		return nil, err
+	}
+	if t.dispatched, err = m.Int64Counter("fanbridge.eventbridge.dispatched",
+		metric.WithDescription("Events handed to the dispatcher, by outcome."), metric.WithUnit("{event}")); err != nil {
+		return nil, err
+	}
+	if t.duration, err = m.Float64Histogram("fanbridge.eventbridge.request.duration",
+		metric.WithDescription("Time from request to answer."), metric.WithUnit("s")); err != nil {
+		return nil, err
+	}
+	for i, name := range reasonNames {
+		t.reasonOpts[i] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", name)))}
+	}
+	for i, name := range outcomeNames {
+		t.outcomeOpts[i] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", name)))}
+	}
+	t.statusOpts = make(map[int][]metric.RecordOption, len(statuses))
+	for _, code := range statuses {
+		t.statusOpts[code] = []metric.RecordOption{
+			metric.WithAttributeSet(attribute.NewSet(attribute.Int("http.response.status_code", code)))}
+	}
+	t.metrics = true
+	return t, nil
+}

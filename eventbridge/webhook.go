@@ -1,0 +1,215 @@
+package eventbridge
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fanbridge/fanbridge"
+)
+
+// reservedMeta are the metadata keys only decoders set from envelope facts; a webhook's own
+// metadata cannot claim them.
+func reservedMeta(k string) bool {
+	return k == fanbridge.MetaFormat || k == fanbridge.MetaAccount || k == fanbridge.MetaRegion
+}
+
+// decodeWebhook decodes {"event","data","metadata"}.
+func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
+	const (
+		fEvent = iota
+		fData
+		fMeta
+		nFields
+	)
+	var f [nFields]int32
+	err := s.root().fields("", f[:], func(k []byte) int {
+		switch string(k) {
+		case "event":
+			return fEvent
+		case "data":
+			return fData
+		case "metadata":
+			return fMeta
+		}
+		return -1
+	})
+	if err != nil {
+		return nil, err
+	}
+	typ, err := s.requiredString("event", f[fEvent])
+	if err != nil {
+		return nil, err
+	}
+	if f[fData] < 0 {
+		return nil, missing("data")
+	}
+	data := s.val(&s.members[f[fData]])
+	var id [idLen]byte
+	synthesizeID(&id, typ, data)
+
+	tab := &s.strs
+	hID, hType := tab.add(id[:]), tab.add(typ)
+	var pairs []metaPair
+	if i := f[fMeta]; i >= 0 {
+		v := s.val(&s.members[i])
+		if v[0] != '{' {
+			return nil, wrongType("metadata", "an object", v)
+		}
+		if pairs, err = webhookMetadata(s.child(i), tab); err != nil {
+			return nil, err
+		}
+	}
+	tab.build()
+
+	e := &fanbridge.Event{
+		ID:       tab.get(hID),
+		Type:     tab.get(hType),
+		Data:     data,
+		Metadata: make(map[string]string, len(pairs)+2),
+		Raw:      s.buf,
+	}
+	for _, p := range pairs {
+		k, v := tab.get(p.key), tab.get(p.value)
+		switch {
+		case k == "source":
+			e.Source = v
+		case k == "timestamp" || k == "time":
+			if t, ok := parseTime([]byte(v)); ok && e.Time.IsZero() {
+				e.Time = t
+				continue
+			}
+			e.Metadata[k] = v
+		case strings.EqualFold(k, "correlationId"):
+			e.Metadata[fanbridge.MetaCorrelationID] = v
+		default:
+			e.Metadata[k] = v
+		}
+	}
+	e.Metadata[fanbridge.MetaFormat] = string(FormatWebhook)
+	return e, nil
+}
+
+type metaPair struct{ key, value int }
+
+// webhookMetadata queues the string members of a metadata object. Other value types are skipped:
+// metadata is a map of strings, and a sender's extra structure belongs in data.
+func webhookMetadata(o object, tab *strtab) ([]metaPair, error) {
+	var pairs []metaPair
+	seen := make(map[string]struct{})
+	for i := range o.s.members {
+		m := &o.s.members[i]
+		if m.parent != o.parent {
+			continue
+		}
+		k := o.s.key(m)
+		if _, dup := seen[string(k)]; dup {
+			return nil, fmt.Errorf("%w: duplicate key in metadata", ErrInvalidField)
+		}
+		seen[string(k)] = struct{}{}
+		v := o.s.val(m)
+		if v[0] != '"' {
+			continue
+		}
+		if err := checkMetaKey("metadata", k); err != nil {
+			return nil, err
+		}
+		if reservedMeta(string(k)) {
+			continue
+		}
+		val, err := stringValue("a metadata value", v)
+		if err != nil {
+			return nil, err
+		}
+		if len(pairs) == maxMetadata {
+			return nil, fmt.Errorf("%w: metadata has more than %d entries", ErrInvalidField, maxMetadata)
+		}
+		pairs = append(pairs, metaPair{key: tab.add(k), value: tab.add(val)})
+	}
+	return pairs, nil
+}
+
+// checkMetaKey bounds a metadata key like a value and refuses an empty one.
+func checkMetaKey(where string, k []byte) error {
+	if len(k) == 0 {
+		return fmt.Errorf("%w: %s has an empty key", ErrInvalidField, where)
+	}
+	if len(k) > 256 {
+		return fmt.Errorf("%w: %s has a key longer than 256 bytes", ErrInvalidField, where)
+	}
+	for _, c := range k {
+		if c < 0x20 || c == 0x7f {
+			return fmt.Errorf("%w: %s has a key with a control character", ErrInvalidField, where)
+		}
+	}
+	return nil
+}
+
+// decodeWebhookAttributes decodes {"id","eventType","timestamp","source","attributes"}.
+func decodeWebhookAttributes(s *scanner) (*fanbridge.Event, error) {
+	const (
+		fID = iota
+		fType
+		fTimestamp
+		fSource
+		fAttributes
+		nFields
+	)
+	var f [nFields]int32
+	err := s.root().fields("", f[:], func(k []byte) int {
+		switch string(k) {
+		case "id":
+			return fID
+		case "eventType":
+			return fType
+		case "timestamp":
+			return fTimestamp
+		case "source":
+			return fSource
+		case "attributes":
+			return fAttributes
+		}
+		return -1
+	})
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.requiredString("id", f[fID])
+	if err != nil {
+		return nil, err
+	}
+	typ, err := s.requiredString("eventType", f[fType])
+	if err != nil {
+		return nil, err
+	}
+	source, err := s.optionalString("source", f[fSource])
+	if err != nil {
+		return nil, err
+	}
+	var t time.Time
+	if i := f[fTimestamp]; i >= 0 {
+		v := s.val(&s.members[i])
+		if v[0] != '"' && (v[0] < '0' || v[0] > '9') {
+			return nil, wrongType("timestamp", "a string or a number", v)
+		}
+		var ok bool
+		if t, ok = parseEventTime(v); !ok {
+			return nil, fmt.Errorf("%w: timestamp is neither RFC 3339 nor epoch milliseconds", ErrInvalidField)
+		}
+	}
+	if f[fAttributes] < 0 {
+		return nil, missing("attributes")
+	}
+	tab := &s.strs
+	hID, hType, hSource := tab.add(id), tab.add(typ), tab.add(source)
+	tab.build()
+	return &fanbridge.Event{
+		ID:       tab.get(hID),
+		Type:     tab.get(hType),
+		Source:   tab.get(hSource),
+		Time:     t,
+		Data:     s.val(&s.members[f[fAttributes]]),
+		Metadata: map[string]string{fanbridge.MetaFormat: string(FormatWebhookAttributes)},
+		Raw:      s.buf,
+	}, nil
+}
