@@ -58,6 +58,9 @@ func (a *adapter[Req, Resp]) Send(ctx context.Context, e *fanbridge.Event) error
 	if e == nil {
 		return retry.Permanent(ErrNilEvent)
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("grpcsink: deliver: %w", err)
+	}
 	req, err := a.convert(e)
 	if err != nil {
 		return retry.Permanent(fmt.Errorf("grpcsink: convert event %q: %w", e.ID, err))

@@ -139,6 +139,9 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	if e == nil {
 		return retry.Permanent(ErrNilEvent)
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("grpcsink: deliver: %w", err)
+	}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()

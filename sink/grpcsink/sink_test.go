@@ -118,12 +118,18 @@ func TestConstructorsRefuseBadInput(t *testing.T) {
 		{"empty address in list", func() error { _, err := grpcsink.New("a:1,,b:2", grpcsink.WithInsecure()); return err }, grpcsink.ErrInvalidTarget},
 		{"list without ports", func() error { _, err := grpcsink.New("a,b", grpcsink.WithInsecure()); return err }, grpcsink.ErrInvalidTarget},
 		{"URI in list", func() error { _, err := grpcsink.New("dns:///a:1,b:2", grpcsink.WithInsecure()); return err }, grpcsink.ErrInvalidTarget},
-		{"TLS and insecure", func() error { _, err := grpcsink.New("a:1", grpcsink.WithInsecure(), grpcsink.WithTLS(nil)); return err }, grpcsink.ErrInvalidOption},
+		{"TLS and insecure", func() error {
+			_, err := grpcsink.New("a:1", grpcsink.WithInsecure(), grpcsink.WithTLS(nil))
+			return err
+		}, grpcsink.ErrInvalidOption},
 		{"negative call timeout", func() error { _, err := grpcsink.New("a:1", grpcsink.WithCallTimeout(-time.Second)); return err }, grpcsink.ErrInvalidOption},
 		{"nil conn", func() error { _, err := grpcsink.NewFromConn(nil); return err }, grpcsink.ErrInvalidOption},
 		{"conn with TLS option", func() error { _, err := grpcsink.NewFromConn(conn, grpcsink.WithTLS(nil)); return err }, grpcsink.ErrInvalidOption},
 		{"conn with dial options", func() error { _, err := grpcsink.NewFromConn(conn, grpcsink.WithDialOptions()); return err }, grpcsink.ErrInvalidOption},
-		{"adapt without call", func() error { _, err := grpcsink.Adapt[*fanbridge.Event, *fanbridge.Event](nil, noopConvert); return err }, grpcsink.ErrInvalidOption},
+		{"adapt without call", func() error {
+			_, err := grpcsink.Adapt[*fanbridge.Event, *fanbridge.Event](nil, noopConvert)
+			return err
+		}, grpcsink.ErrInvalidOption},
 		{"adapt without convert", func() error { _, err := grpcsink.Adapt(noopCall, nil); return err }, grpcsink.ErrInvalidOption},
 		{"adapt with insecure", func() error { _, err := grpcsink.Adapt(noopCall, noopConvert, grpcsink.WithInsecure()); return err }, grpcsink.ErrInvalidOption},
 		{"adapt with name", func() error { _, err := grpcsink.Adapt(noopCall, noopConvert, grpcsink.WithName("x")); return err }, grpcsink.ErrInvalidOption},
