@@ -1,0 +1,572 @@
+package eventbridge_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/eventbridge"
+)
+
+func readSample(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	return b
+}
+
+// rawPath returns the raw bytes of the value at path, as encoding/json sees them.
+func rawPath(t testing.TB, body []byte, path ...string) json.RawMessage {
+	t.Helper()
+	raw := json.RawMessage(body)
+	for _, p := range path {
+		var m map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal(raw, &m))
+		raw = m[p]
+		require.NotNil(t, raw, "no %q", p)
+	}
+	return raw
+}
+
+// within reports whether sub lies inside buf's memory: the decoder sliced it, it did not copy it.
+func within(sub, buf []byte) bool {
+	if len(sub) == 0 || len(buf) == 0 {
+		return false
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(sub)))
+	return p >= start && p+uintptr(len(sub)) <= start+uintptr(len(buf))
+}
+
+func ts(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func TestDecodeSamples(t *testing.T) {
+	const testSource = "aws.partner/genesys.com.test/cloud/32aa07aa-db1b-4987-abd0-9483601ec29d/test-event-bus"
+	tests := []struct {
+		file     string
+		id       string
+		typ      string
+		topic    string
+		source   string
+		time     time.Time
+		dataPath []string // where Data comes from in the sample
+		meta     map[string]string
+	}{
+		{
+			file:     "v2.detail.events.conversation.customer.end.json",
+			id:       "58fb5dac-f077-4eec-a25f-c638dbdd4368",
+			typ:      "v2.detail.events.conversation.{id}.customer.end",
+			topic:    "v2.detail.events.conversation.2f7bf00a-0fc2-4d6a-9b56-92238191433e.customer.end",
+			source:   testSource,
+			time:     ts("2022-06-14T16:12:11Z"), // detail.timestamp is months away: time wins
+			dataPath: []string{"detail", "eventBody"},
+			meta: map[string]string{"correlation-id": "7272d362-23b2-4c14-9d40-dc7b7683153a",
+				"account": "123456789012", "region": "us-east-1", "format": "eventbridge"},
+		},
+		{
+			file:     "v2.detail.events.conversation.customer.end.no-external-contact.json",
+			id:       "58fb5dac-f077-4eec-a25f-c638dbdd4368",
+			typ:      "v2.detail.events.conversation.{id}.customer.end",
+			topic:    "v2.detail.events.conversation.2f7bf00a-0fc2-4d6a-9b56-92238191433e.customer.end",
+			source:   testSource,
+			time:     ts("2022-06-14T16:12:11Z"),
+			dataPath: []string{"detail", "eventBody"},
+			meta: map[string]string{"correlation-id": "7272d362-23b2-4c14-9d40-dc7b7683153a",
+				"account": "123456789012", "region": "us-east-1", "format": "eventbridge"},
+		},
+		{
+			file:     "v2.detail.events.conversation.customer.start.json",
+			id:       "adbcfa5b-0116-4baa-b66b-a3f5902e95bf",
+			typ:      "v2.detail.events.conversation.{id}.customer.start",
+			topic:    "v2.detail.events.conversation.2f7bf00a-0fc2-4d6a-9b56-92238191433e.customer.start",
+			source:   testSource,
+			time:     ts("2022-04-06T09:30:45.013Z"), // same second as time, finer
+			dataPath: []string{"detail", "eventBody"},
+			meta: map[string]string{"correlation-id": "fe8a8579-b83f-4f07-b371-2b39398f91a8",
+				"account": "123456789012", "region": "us-east-1", "format": "eventbridge"},
+		},
+		{
+			// detail-type and topicName disagree: Type follows detail-type (what EventBridge
+			// rules matched), Topic follows topicName; nothing is added to Metadata.
+			file:     "negative-test.mismatched-detail-type.json",
+			id:       "adbcfa5b-0116-4baa-b66b-a3f5902e95bf",
+			typ:      "v2.something.but.conversation.{id}.customer.start",
+			topic:    "v2.detail.events.conversation.2f7bf00a-0fc2-4d6a-9b56-92238191433e.customer.start",
+			source:   testSource,
+			time:     ts("2022-04-06T09:30:45.013Z"),
+			dataPath: []string{"detail", "eventBody"},
+			meta: map[string]string{"correlation-id": "fe8a8579-b83f-4f07-b371-2b39398f91a8",
+				"account": "123456789012", "region": "us-east-1", "format": "eventbridge"},
+		},
+		{
+			file:     "v2.audits.entitytype.OAuthClient.delete.json",
+			id:       "e9938ff0-50e2-45f8-950f-ad02d95fee85",
+			typ:      "v2.audits.entitytype.{id}.entityid.{id}",
+			topic:    "v2.audits.entitytype.OAuthClient.entityid.46a10c81-ca63-4bfe-bc9d-3fbf41ee06b5",
+			source:   "aws.partner/genesys.com/cloud/23faea37-1117-4c0a-88a2-572c46780b03/quickstart-test",
+			time:     ts("2021-05-31T09:49:26.031Z"),
+			dataPath: []string{"detail", "eventBody"},
+			meta: map[string]string{"correlation-id": "8f725aa1-d831-4fb3-a8ea-9ccf7d44db68-archival",
+				"account": "490606849374", "region": "us-east-1", "format": "eventbridge"},
+		},
+		{
+			file:     "v2.audits.entitytype.UserPresence.update.json",
+			id:       "4cbedb0f-4dfd-4c8e-9e57-0acded092527",
+			typ:      "v2.audits.entitytype.{id}.entityid.{id}",
+			topic:    "v2.audits.entitytype.UserPresence.entityid.278522be-1683-4877-8257-4164a177be89",
+			source:   "aws.partner/genesys.com/cloud/bb14bed0-f8f9-445d-b9d1-10cecb8569d6/quickstart-test",
+			time:     ts("2021-06-25T15:11:52.435Z"),
+			dataPath: []string{"detail", "eventBody"},
+			meta: map[string]string{"correlation-id": "b61df0b3-9e33-444b-a455-1c92a33ef4e2-archival",
+				"account": "123456789", "region": "us-east-1", "format": "eventbridge"},
+		},
+		{
+			file:     "v2.conversations.transcription.json",
+			id:       "6efd5506-3fd6-09a1-5599-09ae48bd6dd8",
+			typ:      "v2.conversations.{id}.transcription",
+			topic:    "v2.conversations.97b9dcb3-c182-4d1f-8123-76a4b5cf1f5a.transcription",
+			source:   "aws.partner/genesys.com/cloud/cf6cb7d5-d0ea-45b5-b0cf-73ad5f5b8721/DA-VOICE-SB",
+			time:     ts("2026-03-19T22:04:48.128Z"),
+			dataPath: []string{"detail", "eventBody"},
+			meta: map[string]string{"correlation-id": "d1ab36e9-af51-4b3c-ab96-98d7349e75b4",
+				"account": "765425735388", "region": "us-east-2", "format": "eventbridge"},
+		},
+		{
+			file:     "websocket.v2.users.activity.REPAIRED.json",
+			id:       "951b5d4bad649b5fc4fbd0585f88dd1b",
+			typ:      "v2.users.{id}.activity",
+			topic:    "v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity",
+			dataPath: []string{"eventBody"},
+			meta:     map[string]string{"correlation-id": "9e8067c7-8b35-4e54-add9-db24e7d6f086", "format": "notification"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			body := readSample(t, tt.file)
+			e, err := eventbridge.Decode(body, "application/json; charset=utf-8")
+			require.NoError(t, err)
+			assert.Equal(t, tt.id, e.ID)
+			assert.Equal(t, tt.typ, e.Type)
+			assert.Equal(t, tt.topic, e.Topic)
+			assert.Equal(t, tt.source, e.Source)
+			assert.True(t, tt.time.Equal(e.Time), "time %v, want %v", e.Time, tt.time)
+			assert.Equal(t, tt.meta, e.Metadata)
+			assert.Equal(t, string(rawPath(t, body, tt.dataPath...)), string(e.Data), "Data must be the bytes as sent")
+			assert.True(t, within(e.Data, body), "Data must alias the body, not copy it")
+			assert.Equal(t, unsafe.SliceData(body), unsafe.SliceData(e.Raw), "Raw must be the body itself")
+			assert.Len(t, e.Raw, len(body))
+			if tt.typ != "v2.something.but.conversation.{id}.customer.start" {
+				assert.Equal(t, tt.typ, eventbridge.TopicTemplate(e.Topic), "topic and type agree")
+			} else {
+				assert.NotEqual(t, e.Type, eventbridge.TopicTemplate(e.Topic), "the mismatch is detectable")
+			}
+		})
+	}
+}
+
+func TestDecodeNotification(t *testing.T) {
+	body := readSample(t, "websocket.v2.users.activity.REPAIRED.json")
+
+	t.Run("sample", func(t *testing.T) {
+		e, err := eventbridge.DecodeNotification(body)
+		require.NoError(t, err)
+		assert.Equal(t, "v2.users.{id}.activity", e.Type)
+		assert.Equal(t, "v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity", e.Topic)
+		assert.Equal(t, "notification", e.Meta(fanbridge.MetaFormat))
+		assert.Equal(t, "9e8067c7-8b35-4e54-add9-db24e7d6f086", e.Meta(fanbridge.MetaCorrelationID))
+		assert.Len(t, e.ID, 32)
+		assert.Empty(t, e.Source)
+		assert.True(t, e.Time.IsZero(), "activity bodies carry no eventTime")
+		assert.False(t, eventbridge.IsHeartbeat(e))
+	})
+
+	t.Run("redelivery keeps the ID, a different body changes it", func(t *testing.T) {
+		a, err := eventbridge.DecodeNotification(body)
+		require.NoError(t, err)
+		b, err := eventbridge.DecodeNotification(append([]byte(nil), body...))
+		require.NoError(t, err)
+		assert.Equal(t, a.ID, b.ID)
+
+		changed := []byte(strings.Replace(string(body), "OFF_QUEUE", "IDLE", 1))
+		c, err := eventbridge.DecodeNotification(changed)
+		require.NoError(t, err)
+		assert.NotEqual(t, a.ID, c.ID)
+
+		otherTopic := []byte(strings.Replace(string(body), `.activity"`, `.presence"`, 1))
+		d, err := eventbridge.DecodeNotification(otherTopic)
+		require.NoError(t, err)
+		assert.NotEqual(t, a.ID, d.ID)
+		assert.Equal(t, "v2.users.{id}.presence", d.Type)
+	})
+
+	t.Run("malformed sample", func(t *testing.T) {
+		_, err := eventbridge.DecodeNotification(readSample(t, "websocket.v2.users.activity.malformed.txt"))
+		require.ErrorIs(t, err, eventbridge.ErrMalformed)
+		assert.NotContains(t, err.Error(), "OFF_QUEUE")
+	})
+
+	t.Run("heartbeat", func(t *testing.T) {
+		e, err := eventbridge.DecodeNotification([]byte(`{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}`))
+		require.NoError(t, err)
+		assert.Equal(t, "channel.metadata", e.Type)
+		assert.True(t, eventbridge.IsHeartbeat(e))
+		assert.False(t, eventbridge.IsSocketClosing(e))
+	})
+
+	t.Run("socket closing", func(t *testing.T) {
+		e, err := eventbridge.DecodeNotification([]byte(`{"topicName":"v2.system.socket_closing","eventBody":{"message":"bye"}}`))
+		require.NoError(t, err)
+		assert.True(t, eventbridge.IsSocketClosing(e))
+		assert.Equal(t, "v2.system.socket_closing", e.Type)
+	})
+
+	t.Run("time from timestamp, then eventTime", func(t *testing.T) {
+		e, err := eventbridge.DecodeNotification([]byte(`{"topicName":"v2.detail.events.conversation.2f7bf00a-0fc2-4d6a-9b56-92238191433e.acw","eventBody":{"eventTime":1649237504949},"timestamp":"2022-04-06T09:31:00.5Z"}`))
+		require.NoError(t, err)
+		assert.True(t, ts("2022-04-06T09:31:00.5Z").Equal(e.Time))
+		assert.Equal(t, "v2.detail.events.conversation.{id}.acw", e.Type)
+
+		e, err = eventbridge.DecodeNotification([]byte(`{"topicName":"v2.detail.events.conversation.2f7bf00a-0fc2-4d6a-9b56-92238191433e.acw","eventBody":{"eventTime":1649237504949}}`))
+		require.NoError(t, err)
+		assert.True(t, time.UnixMilli(1649237504949).Equal(e.Time))
+
+		e, err = eventbridge.DecodeNotification([]byte(`{"topicName":"v2.conversations.97b9dcb3-c182-4d1f-8123-76a4b5cf1f5a.transcription","eventBody":{"eventTime":"2026-03-19T22:04:48.128Z"}}`))
+		require.NoError(t, err)
+		assert.True(t, ts("2026-03-19T22:04:48.128Z").Equal(e.Time))
+	})
+
+	t.Run("EventBridge envelope is not a notification", func(t *testing.T) {
+		_, err := eventbridge.DecodeNotification(readSample(t, "v2.conversations.transcription.json"))
+		require.ErrorIs(t, err, eventbridge.ErrInvalidField)
+	})
+
+	bad := map[string]string{
+		"no topicName":         `{"eventBody":{}}`,
+		"empty topicName":      `{"topicName":"","eventBody":{}}`,
+		"no eventBody":         `{"topicName":"v2.users.x.activity"}`,
+		"eventBody string":     `{"topicName":"v2.users.x.activity","eventBody":"x"}`,
+		"topicName number":     `{"topicName":1,"eventBody":{}}`,
+		"metadata array":       `{"topicName":"a","eventBody":{},"metadata":[]}`,
+		"correlation number":   `{"topicName":"a","eventBody":{},"metadata":{"CorrelationId":7}}`,
+		"duplicate topicName":  `{"topicName":"a","topicName":"b","eventBody":{}}`,
+		"bad timestamp":        `{"topicName":"a","eventBody":{},"timestamp":"yesterday"}`,
+		"array":                `[{"topicName":"a","eventBody":{}}]`,
+		"escaped duplicate":    `{"topicName":"a","topic\u004eame":"b","eventBody":{}}`,
+		"control char in name": `{"topicName":"a\u0000b","eventBody":{}}`,
+	}
+	for name, body := range bad {
+		t.Run("rejects "+name, func(t *testing.T) {
+			_, err := eventbridge.DecodeNotification([]byte(body))
+			require.Error(t, err)
+			assert.True(t, isDecodeError(err), "%v", err)
+		})
+	}
+}
+
+func isDecodeError(err error) bool {
+	for _, s := range []error{eventbridge.ErrMalformed, eventbridge.ErrUnknownFormat, eventbridge.ErrInvalidField} {
+		if errorsIs(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestTopicTemplate(t *testing.T) {
+	tests := map[string]string{
+		"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity":                         "v2.users.{id}.activity",
+		"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence":                         "v2.users.{id}.presence",
+		"v2.users.{id}.presence":                                                         "v2.users.{id}.presence",
+		"v2.detail.events.conversation.2f7bf00a-0fc2-4d6a-9b56-92238191433e.customer.end": "v2.detail.events.conversation.{id}.customer.end",
+		"v2.audits.entitytype.UserPresence.entityid.278522be-1683-4877-8257-4164a177be89": "v2.audits.entitytype.{id}.entityid.{id}",
+		"v2.system.socket_closing":                                                       "v2.system.socket_closing",
+		"channel.metadata":                                                               "channel.metadata",
+		// Not in Genesys' list: UUID-shaped segments still become {id}.
+		"v2.future.E40F28EA-FA86-493F-A5B8-D559C8533C96.thing": "v2.future.{id}.thing",
+		"v2.future.not-a-uuid.thing":                           "v2.future.not-a-uuid.thing",
+		"":                                                     "",
+		"v2.users..activity":                                   "v2.users..activity",
+		"v2.users.x.activity.extra":                            "v2.users.x.activity.extra",
+	}
+	for topic, want := range tests {
+		t.Run(topic, func(t *testing.T) {
+			assert.Equal(t, want, eventbridge.TopicTemplate(topic))
+		})
+	}
+
+	t.Run("every known template maps to itself and from its concrete form", func(t *testing.T) {
+		known := eventbridge.KnownTopics()
+		require.Len(t, known, 237)
+		for _, tmpl := range known {
+			assert.Equal(t, tmpl, eventbridge.TopicTemplate(tmpl))
+			concrete := strings.ReplaceAll(tmpl, "{id}", "0a1b2c3d-0000-4000-8000-00000000abcd")
+			assert.Equal(t, tmpl, eventbridge.TopicTemplate(concrete), concrete)
+		}
+	})
+}
+
+func TestEventTime(t *testing.T) {
+	tests := []struct {
+		body string
+		want time.Time
+		ok   bool
+	}{
+		{`{"eventTime":1649237504949}`, time.UnixMilli(1649237504949), true},
+		{`{"a":[1,{"eventTime":2}],"eventTime":"2021-05-31T09:49:25.000Z"}`, ts("2021-05-31T09:49:25Z"), true},
+		{`{"eventTime":"2021-05-31T11:49:25+02:00"}`, ts("2021-05-31T09:49:25Z"), true},
+		{`{"eventTime":"not a time"}`, time.Time{}, false},
+		{`{"eventTime":1.5e12}`, time.Time{}, false},
+		{`{"eventTime":-1}`, time.Time{}, false},
+		{`{"eventTime":null}`, time.Time{}, false},
+		{`{"other":1}`, time.Time{}, false},
+		{`[1]`, time.Time{}, false},
+		{`{"eventTime":1,"eventTime":2}`, time.Time{}, false},
+		{`{`, time.Time{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.body, func(t *testing.T) {
+			got, ok := eventbridge.EventTime(json.RawMessage(tt.body))
+			assert.Equal(t, tt.ok, ok)
+			assert.True(t, tt.want.Equal(got), "got %v want %v", got, tt.want)
+		})
+	}
+}
+
+func TestDecodeEventBridgeVariants(t *testing.T) {
+	t.Run("generic EventBridge event: Data is detail", func(t *testing.T) {
+		body := []byte(`{"id":"1","detail-type":"Order Placed","source":"com.example.shop","time":"2024-01-02T03:04:05Z","detail":{"order":7}}`)
+		e, err := eventbridge.Decode(body, "")
+		require.NoError(t, err)
+		assert.Equal(t, `{"order":7}`, string(e.Data))
+		assert.Empty(t, e.Topic)
+		assert.Equal(t, "Order Placed", e.Type)
+		assert.NotContains(t, e.Metadata, fanbridge.MetaCorrelationID)
+	})
+	t.Run("no time: detail.timestamp", func(t *testing.T) {
+		body := []byte(`{"id":"1","detail-type":"t","source":"s","detail":{"timestamp":"2024-01-02T03:04:05.678Z","eventBody":{}}}`)
+		e, err := eventbridge.Decode(body, "")
+		require.NoError(t, err)
+		assert.True(t, ts("2024-01-02T03:04:05.678Z").Equal(e.Time))
+	})
+	t.Run("no time nor timestamp: eventBody.eventTime", func(t *testing.T) {
+		body := []byte(`{"id":"1","detail-type":"t","source":"s","detail":{"eventBody":{"eventTime":1649237504949}}}`)
+		e, err := eventbridge.Decode(body, "")
+		require.NoError(t, err)
+		assert.True(t, time.UnixMilli(1649237504949).Equal(e.Time))
+	})
+	t.Run("escaped keys and values decode like encoding/json", func(t *testing.T) {
+		body := []byte(`{"i\u0064":"a\/b\u00e9","detail-type":"t\"q","source":"s","d\u0065tail":{"t\u006fpicName":"x","eventBody":{"eventTime":5},"m\u0065tadata":{"Correlati\u006fnId":"c"}}}`)
+		e, err := eventbridge.Decode(body, "")
+		require.NoError(t, err)
+		assert.Equal(t, "a/bé", e.ID)
+		assert.Equal(t, `t"q`, e.Type)
+		assert.Equal(t, "x", e.Topic)
+		assert.Equal(t, "c", e.Meta(fanbridge.MetaCorrelationID))
+		assert.True(t, time.UnixMilli(5).Equal(e.Time))
+	})
+	t.Run("null optional fields count as absent", func(t *testing.T) {
+		body := []byte(`{"id":"1","detail-type":"t","source":"s","account":null,"time":null,"detail":{"eventBody":{},"metadata":null}}`)
+		e, err := eventbridge.Decode(body, "")
+		require.NoError(t, err)
+		assert.Equal(t, map[string]string{"format": "eventbridge"}, e.Metadata)
+	})
+}
+
+func TestDecodeWebhook(t *testing.T) {
+	body := []byte(`{"event":"routing:interaction:completed","data":{"channel":"voice"},"metadata":{"correlationId":"c-1","source":"tutorial","timestamp":"2024-01-02T03:04:05Z","tenant":"acme","attempt":3,"account":"999"}}`)
+	e, err := eventbridge.Decode(body, "application/json")
+	require.NoError(t, err)
+	assert.Equal(t, "routing:interaction:completed", e.Type)
+	assert.Equal(t, `{"channel":"voice"}`, string(e.Data))
+	assert.Equal(t, "tutorial", e.Source)
+	assert.True(t, ts("2024-01-02T03:04:05Z").Equal(e.Time))
+	assert.Equal(t, map[string]string{"correlation-id": "c-1", "tenant": "acme", "format": "webhook"}, e.Metadata,
+		"string values only; account is not the webhook's to claim")
+	assert.Len(t, e.ID, 32)
+
+	again, err := eventbridge.Decode([]byte(strings.Replace(string(body), `"tenant":"acme"`, `"tenant":"other"`, 1)), "")
+	require.NoError(t, err)
+	assert.Equal(t, e.ID, again.ID, "the ID derives from event and data only")
+
+	for name, bad := range map[string]string{
+		"event array":        `{"event":[],"data":{}}`,
+		"no data":            `{"event":"x"}`,
+		"metadata string":    `{"event":"x","data":1,"metadata":"m"}`,
+		"duplicate metadata": `{"event":"x","data":1,"metadata":{"a":"1","a":"2"}}`,
+		"control in value":   `{"event":"x","data":1,"metadata":{"a":"\u0007"}}`,
+		"empty key":          `{"event":"x","data":1,"metadata":{"":"v"}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := eventbridge.Decode([]byte(bad), "")
+			require.ErrorIs(t, err, eventbridge.ErrInvalidField)
+		})
+	}
+}
+
+func TestDecodeWebhookAttributes(t *testing.T) {
+	body := []byte(`{"id":"evt-1","eventType":"presence:state:changed","timestamp":"2024-01-02T03:04:05.5Z","source":"genesys","attributes":{"state":"AVAILABLE"}}`)
+	e, err := eventbridge.Decode(body, "")
+	require.NoError(t, err)
+	assert.Equal(t, "evt-1", e.ID)
+	assert.Equal(t, "presence:state:changed", e.Type)
+	assert.Equal(t, "genesys", e.Source)
+	assert.True(t, ts("2024-01-02T03:04:05.5Z").Equal(e.Time))
+	assert.Equal(t, `{"state":"AVAILABLE"}`, string(e.Data))
+	assert.Equal(t, map[string]string{"format": "webhook-attributes"}, e.Metadata)
+
+	e, err = eventbridge.Decode([]byte(`{"id":"e","eventType":"t","timestamp":1649237504949,"attributes":[]}`), "")
+	require.NoError(t, err)
+	assert.True(t, time.UnixMilli(1649237504949).Equal(e.Time))
+
+	for name, bad := range map[string]string{
+		"no id":           `{"eventType":"t","attributes":{}}`,
+		"no attributes":   `{"id":"e","eventType":"t"}`,
+		"bad timestamp":   `{"id":"e","eventType":"t","timestamp":"soon","attributes":{}}`,
+		"bool timestamp":  `{"id":"e","eventType":"t","timestamp":true,"attributes":{}}`,
+		"source number":   `{"id":"e","eventType":"t","source":1,"attributes":{}}`,
+		"eventType empty": `{"id":"e","eventType":"","attributes":{}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := eventbridge.Decode([]byte(bad), "")
+			require.ErrorIs(t, err, eventbridge.ErrInvalidField)
+		})
+	}
+}
+
+func TestDecodeCloudEvents(t *testing.T) {
+	const ce = "application/cloudevents+json"
+	body := []byte(`{"specversion":"1.0","id":"A234-1234-1234","source":"https://github.com/cloudevents/spec/pull","type":"com.github.pull_request.opened","subject":"123","time":"2018-04-05T17:31:00Z","datacontenttype":"application/json","dataschema":"https://example.com/schema","comexampleextension1":"value","comexampleothervalue":5,"flag":true,"nothing":null,"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","data":{"x":1}}`)
+	e, err := eventbridge.Decode(body, ce)
+	require.NoError(t, err)
+	assert.Equal(t, "A234-1234-1234", e.ID)
+	assert.Equal(t, "com.github.pull_request.opened", e.Type)
+	assert.Equal(t, "https://github.com/cloudevents/spec/pull", e.Source)
+	assert.Equal(t, "123", e.Topic)
+	assert.True(t, ts("2018-04-05T17:31:00Z").Equal(e.Time))
+	assert.Equal(t, `{"x":1}`, string(e.Data))
+	assert.Equal(t, map[string]string{
+		"comexampleextension1": "value", "comexampleothervalue": "5", "flag": "true",
+		"datacontenttype": "application/json", "dataschema": "https://example.com/schema",
+		"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "format": "cloudevents",
+	}, e.Metadata)
+
+	t.Run("detected in plain JSON too", func(t *testing.T) {
+		e, err := eventbridge.Decode(body, "application/json")
+		require.NoError(t, err)
+		assert.Equal(t, "cloudevents", e.Meta(fanbridge.MetaFormat))
+	})
+	t.Run("data_base64 holding JSON becomes Data", func(t *testing.T) {
+		e, err := eventbridge.Decode([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"eyJhIjpbMV19"}`), ce)
+		require.NoError(t, err)
+		assert.Equal(t, `{"a":[1]}`, string(e.Data))
+		assert.NotContains(t, e.Metadata, eventbridge.MetaDataBase64)
+	})
+	t.Run("binary data_base64 stays base64", func(t *testing.T) {
+		e, err := eventbridge.Decode([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"image/png","data_base64":"iVBORw0KGgo="}`), ce)
+		require.NoError(t, err)
+		assert.Equal(t, `"iVBORw0KGgo="`, string(e.Data))
+		assert.Equal(t, "true", e.Meta(eventbridge.MetaDataBase64))
+	})
+	t.Run("invalid traceparent extension dropped", func(t *testing.T) {
+		e, err := eventbridge.Decode([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","traceparent":"garbage","tracestate":"a=b"}`), ce)
+		require.NoError(t, err)
+		assert.NotContains(t, e.Metadata, "traceparent")
+		assert.NotContains(t, e.Metadata, "tracestate")
+	})
+	for name, bad := range map[string]string{
+		"specversion missing":   `{"id":"1","source":"s","type":"t"}`,
+		"specversion 0.3":       `{"specversion":"0.3","id":"1","source":"s","type":"t"}`,
+		"specversion number":    `{"specversion":1.0,"id":"1","source":"s","type":"t"}`,
+		"id missing":            `{"specversion":"1.0","source":"s","type":"t"}`,
+		"source empty":          `{"specversion":"1.0","id":"1","source":"","type":"t"}`,
+		"type object":           `{"specversion":"1.0","id":"1","source":"s","type":{}}`,
+		"bad time":              `{"specversion":"1.0","id":"1","source":"s","type":"t","time":"noon"}`,
+		"data and data_base64":  `{"specversion":"1.0","id":"1","source":"s","type":"t","data":1,"data_base64":"MQ=="}`,
+		"bad base64":            `{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"!!"}`,
+		"upper-case extension":  `{"specversion":"1.0","id":"1","source":"s","type":"t","Ext":"v"}`,
+		"object extension":      `{"specversion":"1.0","id":"1","source":"s","type":"t","ext":{}}`,
+		"duplicate extension":   `{"specversion":"1.0","id":"1","source":"s","type":"t","ext":"a","ext":"b"}`,
+		"duplicate id":          `{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t"}`,
+		"subject with newline":  `{"specversion":"1.0","id":"1","source":"s","type":"t","subject":"a\nb"}`,
+		"datacontenttype array": `{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":[]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := eventbridge.Decode([]byte(bad), ce)
+			require.ErrorIs(t, err, eventbridge.ErrInvalidField)
+		})
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name, body, contentType string
+		want                    error
+	}{
+		{"empty", ``, "", eventbridge.ErrMalformed},
+		{"blank", " \n\t", "", eventbridge.ErrMalformed},
+		{"truncated", `{"id":"1"`, "", eventbridge.ErrMalformed},
+		{"trailing", `{} {}`, "", eventbridge.ErrMalformed},
+		{"invalid utf-8", "{\"id\":\"\xff\"}", "", eventbridge.ErrMalformed},
+		{"deep", strings.Repeat("[", 65) + strings.Repeat("]", 65), "", eventbridge.ErrMalformed},
+		{"not an object", `[1,2]`, "", eventbridge.ErrUnknownFormat},
+		{"unknown keys", `{"hello":"world"}`, "", eventbridge.ErrUnknownFormat},
+		{"xml", `{}`, "application/xml", eventbridge.ErrUnsupportedMediaType},
+		{"latin1", `{}`, "application/json; charset=iso-8859-1", eventbridge.ErrUnsupportedMediaType},
+		{"cloudevents batch", `[]`, "application/cloudevents-batch+json", eventbridge.ErrUnsupportedMediaType},
+		{"missing detail", `{"id":"1","detail-type":"t","source":"s"}`, "", eventbridge.ErrInvalidField},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := eventbridge.Decode([]byte(tt.body), tt.contentType)
+			require.ErrorIs(t, err, tt.want)
+		})
+	}
+	t.Run("nesting at the limit is fine", func(t *testing.T) {
+		body := `{"id":"1","detail-type":"t","source":"s","detail":{"eventBody":` +
+			strings.Repeat("[", 61) + strings.Repeat("]", 61) + `}}`
+		_, err := eventbridge.Decode([]byte(body), "")
+		require.ErrorIs(t, err, eventbridge.ErrInvalidField, "eventBody must be an object, but the depth passed")
+		// envelope (1), detail (2), eventBody (3), then 61 arrays: depth 64.
+		body = `{"id":"1","detail-type":"t","source":"s","detail":{"eventBody":{"a":` +
+			strings.Repeat("[", 61) + strings.Repeat("]", 61) + `}}}`
+		_, err = eventbridge.Decode([]byte(body), "")
+		require.NoError(t, err)
+		body = `{"id":"1","detail-type":"t","source":"s","detail":{"eventBody":{"a":` +
+			strings.Repeat("[", 62) + strings.Repeat("]", 62) + `}}}`
+		_, err = eventbridge.Decode([]byte(body), "")
+		require.ErrorIs(t, err, eventbridge.ErrMalformed)
+	})
+}
+
+func TestNewDecoder(t *testing.T) {
+	_, err := eventbridge.NewDecoder("xml")
+	require.ErrorIs(t, err, eventbridge.ErrInvalidConfig)
+
+	d, err := eventbridge.NewDecoder(eventbridge.FormatEventBridge)
+	require.NoError(t, err)
+	assert.Equal(t, []eventbridge.Format{eventbridge.FormatEventBridge}, d.Formats())
+	_, err = d.Decode(readSample(t, "v2.conversations.transcription.json"), "")
+	require.NoError(t, err)
+	_, err = d.Decode(readSample(t, "websocket.v2.users.activity.REPAIRED.json"), "")
+	require.ErrorIs(t, err, eventbridge.ErrUnknownFormat)
+	_, err = d.Decode([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t"}`), "application/cloudevents+json")
+	require.ErrorIs(t, err, eventbridge.ErrUnknownFormat)
+
+	all, err := eventbridge.NewDecoder()
+	require.NoError(t, err)
+	assert.Len(t, all.Formats(), 5)
+}
