@@ -1,0 +1,600 @@
+// Package dlqtest holds the conformance suite every dead-letter queue driver passes, and Memory,
+// an in-memory queue for tests of code that uses one.
+//
+// A driver's test calls Run with a Harness that opens its store over fresh backing storage:
+//
+//	func TestConformance(t *testing.T) {
+//		dlqtest.Run(t, dlqtest.Harness{
+//			New: func(t *testing.T) dlqtest.Opener {
+//				dir := t.TempDir()
+//				return func(t *testing.T) dlqtest.Store {
+//					q, err := filedlq.Open(dir)
+//					require.NoError(t, err)
+//					return q
+//				}
+//			},
+//			Features: dlqtest.Features{Delete: true, Durable: true, Ordered: true},
+//		})
+//	}
+package dlqtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// Store is a driver under test: a queue that can be read back.
+type Store interface {
+	dlq.Queue
+	dlq.Reader
+}
+
+// Opener opens a store over one backing storage. Calling it again after the previous store was
+// closed reopens the same storage.
+type Opener func(t *testing.T) Store
+
+// Features switches the subtests that only some drivers can pass.
+type Features struct {
+	// Delete: Reader.Delete removes entries. Without it, Delete must fail with dlq.ErrUnsupported.
+	Delete bool
+	// Durable: entries survive closing the store and opening it again.
+	Durable bool
+	// Ordered: entries put one after another are listed in that order.
+	Ordered bool
+}
+
+// Harness tells Run how to test one driver.
+type Harness struct {
+	// New prepares empty backing storage for one subtest and returns its Opener. The suite
+	// closes every store it opens (when it implements io.Closer) before reopening and at the end
+	// of the subtest; New registers the cleanup of the storage itself with t.Cleanup.
+	New func(t *testing.T) Opener
+	// Features says which optional behaviour the driver has.
+	Features Features
+}
+
+// timeout bounds every subtest, so that a driver that hangs fails instead of stalling the run.
+const timeout = 60 * time.Second
+
+// Run runs the conformance suite against the driver h opens. Each subtest gets fresh storage.
+func Run(t *testing.T, h Harness) {
+	require.NotNil(t, h.New, "Harness.New")
+	s := &suite{h: h}
+	tests := []struct {
+		name string
+		need func(Features) bool
+		fn   func(t *testing.T, ctx context.Context, st *stores)
+	}{
+		{"RoundTrip", nil, s.testRoundTrip},
+		{"AssignsIDs", nil, s.testAssignsIDs},
+		{"GetMissing", nil, s.testGetMissing},
+		{"InvalidEntry", nil, s.testInvalidEntry},
+		{"ConcurrentPuts", nil, s.testConcurrentPuts},
+		{"CanceledContext", nil, s.testCanceledContext},
+		{"ListStopsOnError", nil, s.testListStopsOnError},
+		{"Order", func(f Features) bool { return f.Ordered }, s.testOrder},
+		{"Reopen", func(f Features) bool { return f.Durable }, s.testReopen},
+		{"Delete", nil, s.testDelete},
+		{"DeleteDuringList", func(f Features) bool { return f.Delete }, s.testDeleteDuringList},
+		{"Redrive", nil, s.testRedrive},
+		{"RedriveConcurrent", func(f Features) bool { return f.Delete }, s.testRedriveConcurrent},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.need != nil && !tc.need(h.Features) {
+				t.Skipf("the driver does not have this feature")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			st := &stores{open: h.New(t)}
+			t.Cleanup(func() { st.close(t) })
+			tc.fn(t, ctx, st)
+		})
+	}
+}
+
+type suite struct{ h Harness }
+
+// stores opens and closes the stores of one subtest.
+type stores struct {
+	open    Opener
+	current Store
+}
+
+func (s *stores) get(t *testing.T) Store {
+	t.Helper()
+	if s.current == nil {
+		s.current = s.open(t)
+		require.NotNil(t, s.current, "Opener returned nil")
+	}
+	return s.current
+}
+
+func (s *stores) close(t *testing.T) {
+	t.Helper()
+	if c, ok := s.current.(io.Closer); ok {
+		assert.NoError(t, c.Close(), "closing the store")
+	}
+	s.current = nil
+}
+
+func (s *stores) reopen(t *testing.T) Store {
+	t.Helper()
+	s.close(t)
+	return s.get(t)
+}
+
+// base is a complete entry whose times carry nanoseconds and a non-UTC zone.
+func base(id, sinkName string) dlq.Entry {
+	zone := time.FixedZone("UTC+2", 2*60*60)
+	return dlq.Entry{
+		ID:           id,
+		Event:        SampleEvents()[0],
+		Sink:         sinkName,
+		Route:        "route-" + sinkName,
+		Class:        retry.ClassRetryable,
+		Error:        "kafka: NOT_LEADER_FOR_PARTITION",
+		Attempts:     5,
+		FirstAttempt: time.Date(2026, 3, 1, 10, 0, 0, 123456789, zone),
+		LastAttempt:  time.Date(2026, 3, 1, 10, 0, 3, 987654321, zone),
+		Condition:    dlq.ConditionAttempts,
+		TraceID:      "4bf92f3577b34da6a3ce929d0e0e4736",
+	}
+}
+
+func roundTripCases() []struct {
+	name string
+	e    dlq.Entry
+} {
+	samples := SampleEvents()
+	compact := []byte(`{"version":"0","id":"e-1","detail-type":"v2.users.{id}.presence","detail":{"eventBody":{"a":[1,2.5,"x\"y"]}}}`)
+	html := []byte(`{"note":"<b>a & b</b>","sep":"` + "\u2028" + `"}`)
+	binary := []byte{0x00, 0xff, '\n', 0xfe, '"', '\\', 0x80, 0x7f, '\r'}
+	withNewline := append(append([]byte(nil), compact...), '\n')
+
+	long := strings.Repeat("é", dlq.MaxErrorText) // two bytes each: the cap falls inside a rune
+	c := []struct {
+		name string
+		e    dlq.Entry
+	}{}
+	add := func(name string, f func(e *dlq.Entry)) {
+		e := base("rt-"+name, "kafka-orders")
+		f(&e)
+		c = append(c, struct {
+			name string
+			e    dlq.Entry
+		}{name, e})
+	}
+	add("genesys-pretty", func(e *dlq.Entry) {
+		e.Event = samples[0]
+		e.Event.Metadata = map[string]string{fanbridge.MetaTraceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "k": "v"}
+	})
+	add("genesys-audit", func(e *dlq.Entry) { e.Event = samples[len(samples)-1] })
+	add("compact-raw", func(e *dlq.Entry) {
+		e.Event.Raw = compact
+		e.Event.Data = compact[bytes.Index(compact, []byte(`{"a"`)) : len(compact)-2]
+	})
+	add("html-and-separators", func(e *dlq.Entry) { e.Event.Raw, e.Event.Data = html, html })
+	add("binary-raw", func(e *dlq.Entry) { e.Event.Raw, e.Event.Data = binary, []byte("not json") })
+	add("trailing-newline", func(e *dlq.Entry) { e.Event.Raw = withNewline })
+	add("minimal", func(e *dlq.Entry) {
+		*e = dlq.Entry{ID: "rt-minimal", Sink: "grpc-crm"}
+	})
+	add("circuit-open", func(e *dlq.Entry) {
+		e.Condition, e.Attempts, e.Class, e.Error = dlq.ConditionCircuitOpen, 0, "", ""
+		e.FirstAttempt, e.LastAttempt = time.Time{}, time.Time{}
+	})
+	add("permanent", func(e *dlq.Entry) {
+		e.Condition, e.Class, e.Attempts = dlq.ConditionPermanent, retry.ClassPermanent, 1
+	})
+	add("long-error", func(e *dlq.Entry) { e.Error = long })
+	add("unicode-and-invalid-text", func(e *dlq.Entry) {
+		e.Error = "bad \xff byte, \"quoted\"\n\ttab, 日本語, \x00"
+		e.Route = "route ünïcödé"
+		e.Event.Metadata = map[string]string{"bad\xfe": "v\xff", "emoji": "📞", "empty": ""}
+	})
+	add("empty-metadata", func(e *dlq.Entry) { e.Event.Metadata = map[string]string{} })
+	return c
+}
+
+func (s *suite) testRoundTrip(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	cases := roundTripCases()
+	for _, tc := range cases {
+		require.NoError(t, q.Put(ctx, tc.e), "Put %s", tc.name)
+	}
+	got := listAll(t, ctx, q)
+	require.Len(t, got, len(cases))
+	byID := map[string]dlq.Entry{}
+	for _, e := range got {
+		byID[e.ID] = e
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := expected(t, tc.e)
+			g, ok := byID[tc.e.ID]
+			require.True(t, ok, "entry %s not listed", tc.e.ID)
+			AssertEntry(t, want, g)
+			g2, err := q.Get(ctx, tc.e.ID)
+			require.NoError(t, err)
+			AssertEntry(t, want, g2)
+		})
+	}
+	t.Run("long-error-capped", func(t *testing.T) {
+		e := byID["rt-long-error"]
+		assert.LessOrEqual(t, len(e.Error), dlq.MaxErrorText)
+		assert.Greater(t, len(e.Error), dlq.MaxErrorText-4)
+		assert.True(t, utf8.ValidString(e.Error))
+	})
+}
+
+// expected is what a store must give back for e: e as dlq.Prepare normalises it.
+func expected(t *testing.T, e dlq.Entry) dlq.Entry {
+	t.Helper()
+	p, err := dlq.Prepare(e)
+	require.NoError(t, err)
+	return p
+}
+
+// AssertEntry checks that got is want as a store gives it back: every field equal, times equal as
+// instants to the nanosecond, Raw and Data byte for byte (a nil and an empty slice count as the
+// same), and nil and empty Metadata alike.
+func AssertEntry(t *testing.T, want, got dlq.Entry) {
+	t.Helper()
+	assert.Equal(t, want.ID, got.ID, "ID")
+	assert.Equal(t, want.Sink, got.Sink, "Sink")
+	assert.Equal(t, want.Route, got.Route, "Route")
+	assert.Equal(t, want.Class, got.Class, "Class")
+	assert.Equal(t, want.Error, got.Error, "Error")
+	assert.Equal(t, want.Attempts, got.Attempts, "Attempts")
+	assertTime(t, want.FirstAttempt, got.FirstAttempt, "FirstAttempt")
+	assertTime(t, want.LastAttempt, got.LastAttempt, "LastAttempt")
+	assert.Equal(t, want.Condition, got.Condition, "Condition")
+	assert.Equal(t, want.TraceID, got.TraceID, "TraceID")
+	w, g := want.Event, got.Event
+	assert.Equal(t, w.ID, g.ID, "Event.ID")
+	assert.Equal(t, w.Type, g.Type, "Event.Type")
+	assert.Equal(t, w.Topic, g.Topic, "Event.Topic")
+	assert.Equal(t, w.Source, g.Source, "Event.Source")
+	assertTime(t, w.Time, g.Time, "Event.Time")
+	if len(w.Metadata) == 0 {
+		assert.Empty(t, g.Metadata, "Event.Metadata")
+	} else {
+		assert.Equal(t, w.Metadata, g.Metadata, "Event.Metadata")
+	}
+	assert.True(t, bytes.Equal(w.Data, g.Data), "Event.Data differs:\nwant %q\ngot  %q", w.Data, g.Data)
+	assert.True(t, bytes.Equal(w.Raw, g.Raw), "Event.Raw differs:\nwant %q\ngot  %q", w.Raw, g.Raw)
+}
+
+func assertTime(t *testing.T, want, got time.Time, name string) {
+	t.Helper()
+	if want.IsZero() {
+		assert.True(t, got.IsZero(), "%s: want zero, got %v", name, got)
+		return
+	}
+	assert.True(t, want.Equal(got), "%s: want %v, got %v", name, want, got)
+	assert.Equal(t, want.Nanosecond(), got.Nanosecond(), "%s: nanoseconds", name)
+}
+
+func listAll(t *testing.T, ctx context.Context, r dlq.Reader) []dlq.Entry {
+	t.Helper()
+	var out []dlq.Entry
+	require.NoError(t, r.List(ctx, func(e dlq.Entry) error {
+		out = append(out, e)
+		return nil
+	}))
+	return out
+}
+
+func ids(entries []dlq.Entry) []string {
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = e.ID
+	}
+	return out
+}
+
+func (s *suite) testAssignsIDs(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	for range 3 {
+		require.NoError(t, q.Put(ctx, base("", "s")))
+	}
+	got := listAll(t, ctx, q)
+	require.Len(t, got, 3)
+	seen := map[string]bool{}
+	for _, e := range got {
+		require.NoError(t, dlq.CheckID(e.ID))
+		assert.False(t, seen[e.ID], "ID %s given twice", e.ID)
+		seen[e.ID] = true
+		g, err := q.Get(ctx, e.ID)
+		require.NoError(t, err)
+		assert.Equal(t, e.ID, g.ID)
+	}
+}
+
+func (s *suite) testGetMissing(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	require.NoError(t, q.Put(ctx, base("present", "s")))
+	_, err := q.Get(ctx, "absent")
+	assert.ErrorIs(t, err, dlq.ErrNotFound)
+}
+
+func (s *suite) testInvalidEntry(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	cases := []struct {
+		name string
+		f    func(e *dlq.Entry)
+	}{
+		{"no-sink", func(e *dlq.Entry) { e.Sink = "" }},
+		{"negative-attempts", func(e *dlq.Entry) { e.Attempts = -1 }},
+		{"unknown-condition", func(e *dlq.Entry) { e.Condition = "bored" }},
+		{"unknown-class", func(e *dlq.Entry) { e.Class = "sleepy" }},
+		{"id-with-space", func(e *dlq.Entry) { e.ID = "a b" }},
+		{"id-too-long", func(e *dlq.Entry) { e.ID = strings.Repeat("x", dlq.MaxIDLength+1) }},
+		{"time-out-of-range", func(e *dlq.Entry) { e.LastAttempt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := base("invalid-"+tc.name, "s")
+			tc.f(&e)
+			assert.ErrorIs(t, q.Put(ctx, e), dlq.ErrInvalidEntry)
+		})
+	}
+	assert.Empty(t, listAll(t, ctx, q), "an invalid entry was stored")
+}
+
+func (s *suite) testConcurrentPuts(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	const goroutines, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*each)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				errs <- q.Put(ctx, base(fmt.Sprintf("c-%d-%d", g, i), "s"))
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	count := map[string]int{}
+	for _, e := range listAll(t, ctx, q) {
+		count[e.ID]++
+	}
+	require.Len(t, count, goroutines*each)
+	for id, n := range count {
+		assert.Equal(t, 1, n, "entry %s listed %d times", id, n)
+	}
+}
+
+func (s *suite) testCanceledContext(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	require.NoError(t, q.Put(ctx, base("kept", "s")))
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	assert.ErrorIs(t, q.Put(canceled, base("not-stored", "s")), context.Canceled)
+	assert.ErrorIs(t, q.List(canceled, func(dlq.Entry) error { return nil }), context.Canceled)
+	_, err := q.Get(canceled, "kept")
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, q.Delete(canceled, "kept"), context.Canceled)
+	assert.Equal(t, []string{"kept"}, ids(listAll(t, ctx, q)), "a Put with a canceled context stored its entry, or a Delete removed one")
+}
+
+func (s *suite) testListStopsOnError(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	for i := range 3 {
+		require.NoError(t, q.Put(ctx, base(fmt.Sprintf("stop-%d", i), "s")))
+	}
+	stop := errors.New("enough")
+	calls := 0
+	err := q.List(ctx, func(dlq.Entry) error {
+		calls++
+		if calls == 2 {
+			return stop
+		}
+		return nil
+	})
+	assert.ErrorIs(t, err, stop)
+	assert.Equal(t, 2, calls)
+}
+
+func (s *suite) testOrder(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	var want []string
+	for i := range 20 {
+		id := fmt.Sprintf("order-%02d", 19-i) // IDs sort opposite to the put order
+		want = append(want, id)
+		require.NoError(t, q.Put(ctx, base(id, "s")))
+	}
+	assert.Equal(t, want, ids(listAll(t, ctx, q)))
+}
+
+func (s *suite) testReopen(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	cases := roundTripCases()
+	for _, tc := range cases {
+		require.NoError(t, q.Put(ctx, tc.e))
+	}
+	q = st.reopen(t)
+	got := listAll(t, ctx, q)
+	require.Len(t, got, len(cases))
+	byID := map[string]dlq.Entry{}
+	for _, e := range got {
+		byID[e.ID] = e
+	}
+	for _, tc := range cases {
+		AssertEntry(t, expected(t, tc.e), byID[tc.e.ID])
+	}
+	require.NoError(t, q.Put(ctx, base("after-reopen", "s")))
+	q = st.reopen(t)
+	assert.Len(t, listAll(t, ctx, q), len(cases)+1)
+}
+
+func (s *suite) testDelete(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	for i := range 4 {
+		require.NoError(t, q.Put(ctx, base(fmt.Sprintf("del-%d", i), "s")))
+	}
+	err := q.Delete(ctx, "del-1", "del-3", "no-such-entry")
+	if !s.h.Features.Delete {
+		assert.ErrorIs(t, err, dlq.ErrUnsupported)
+		assert.Len(t, listAll(t, ctx, q), 4)
+		return
+	}
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"del-0", "del-2"}, ids(listAll(t, ctx, q)))
+	_, err = q.Get(ctx, "del-1")
+	assert.ErrorIs(t, err, dlq.ErrNotFound)
+	require.NoError(t, q.Delete(ctx, "del-1"), "deleting again")
+	require.NoError(t, q.Delete(ctx), "deleting nothing")
+	if s.h.Features.Durable {
+		q = st.reopen(t)
+		assert.ElementsMatch(t, []string{"del-0", "del-2"}, ids(listAll(t, ctx, q)))
+	}
+	require.NoError(t, q.Delete(ctx, "del-0", "del-2"))
+	assert.Empty(t, listAll(t, ctx, q))
+	require.NoError(t, q.Put(ctx, base("del-after", "s")))
+	assert.Equal(t, []string{"del-after"}, ids(listAll(t, ctx, q)))
+}
+
+func (s *suite) testDeleteDuringList(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	const n = 10
+	for i := range n {
+		require.NoError(t, q.Put(ctx, base(fmt.Sprintf("dl-%d", i), "s")))
+	}
+	seen := map[string]int{}
+	require.NoError(t, q.List(ctx, func(e dlq.Entry) error {
+		seen[e.ID]++
+		return q.Delete(ctx, e.ID)
+	}))
+	assert.Len(t, seen, n)
+	for id, c := range seen {
+		assert.Equal(t, 1, c, "entry %s visited %d times", id, c)
+	}
+	assert.Empty(t, listAll(t, ctx, q))
+}
+
+// recorder is a sink that keeps what it is sent, or fails with err.
+type recorder struct {
+	mu     sync.Mutex
+	events []fanbridge.Event
+	err    error
+}
+
+func (r *recorder) Send(_ context.Context, e *fanbridge.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, *e.Clone())
+	return r.err
+}
+
+func (r *recorder) got() []fanbridge.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]fanbridge.Event(nil), r.events...)
+}
+
+func (s *suite) testRedrive(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	samples := SampleEvents()
+	put := func(id, sinkName, route string, ev fanbridge.Event) {
+		e := base(id, sinkName)
+		e.Route, e.Event = route, ev
+		e.Event.ID = id + "-event"
+		require.NoError(t, q.Put(ctx, e))
+	}
+	for i := range 3 {
+		put(fmt.Sprintf("ok-%d", i), "ok", "r", samples[i%len(samples)])
+	}
+	put("bad-0", "bad", "r", samples[0])
+	put("bad-1", "bad", "r", samples[0])
+	put("gone-0", "gone", "r", samples[0])
+	put("held-0", "ok", "held", samples[0])
+
+	ok := &recorder{}
+	bad := &recorder{err: retry.Permanent(errors.New("still refused"))}
+	var mu sync.Mutex
+	results := map[string]dlq.Outcome{}
+	rep, err := dlq.Redrive(ctx, q, map[string]sink.Sink{"ok": ok, "bad": bad},
+		func(e dlq.Entry) bool { return e.Route != "held" },
+		dlq.WithOnResult(func(r dlq.Result) {
+			mu.Lock()
+			defer mu.Unlock()
+			results[r.Entry.ID] = r.Outcome
+		}))
+	want := dlq.Report{Selected: 6, Redriven: 3, Removed: 3, Failed: 2, Skipped: 1}
+	remain := []string{"bad-0", "bad-1", "gone-0", "held-0"}
+	if s.h.Features.Delete {
+		require.NoError(t, err)
+	} else {
+		require.ErrorIs(t, err, dlq.ErrUnsupported)
+		want.Removed = 0
+		remain = append(remain, "ok-0", "ok-1", "ok-2")
+	}
+	assert.Equal(t, want, rep)
+	assert.Equal(t, map[string]dlq.Outcome{
+		"ok-0": dlq.OutcomeRedriven, "ok-1": dlq.OutcomeRedriven, "ok-2": dlq.OutcomeRedriven,
+		"bad-0": dlq.OutcomeFailed, "bad-1": dlq.OutcomeFailed, "gone-0": dlq.OutcomeSkipped,
+	}, results)
+
+	// Each sink got exactly its own entries' events, byte for byte, once.
+	sent := map[string][]byte{}
+	for _, e := range ok.got() {
+		_, dup := sent[e.ID]
+		assert.False(t, dup, "event %s sent twice", e.ID)
+		sent[e.ID] = e.Raw
+	}
+	require.Len(t, sent, 3)
+	for i := range 3 {
+		assert.Equal(t, samples[i%len(samples)].Raw, sent[fmt.Sprintf("ok-%d-event", i)])
+	}
+	var badIDs []string
+	for _, e := range bad.got() {
+		badIDs = append(badIDs, e.ID)
+	}
+	assert.ElementsMatch(t, []string{"bad-0-event", "bad-1-event"}, badIDs)
+
+	assert.ElementsMatch(t, remain, ids(listAll(t, ctx, q)))
+	failed, err := q.Get(ctx, "bad-0")
+	require.NoError(t, err)
+	AssertEntry(t, expected(t, func() dlq.Entry {
+		e := base("bad-0", "bad")
+		e.Route, e.Event = "r", samples[0]
+		e.Event.ID = "bad-0-event"
+		return e
+	}()), failed)
+}
+
+func (s *suite) testRedriveConcurrent(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	const n = 40
+	for i := range n {
+		require.NoError(t, q.Put(ctx, base(fmt.Sprintf("rc-%02d", i), "ok")))
+	}
+	ok := &recorder{}
+	rep, err := dlq.Redrive(ctx, q, map[string]sink.Sink{"ok": ok}, nil, dlq.WithConcurrency(4), dlq.WithDeleteBatch(7))
+	require.NoError(t, err)
+	assert.Equal(t, dlq.Report{Selected: n, Redriven: n, Removed: n}, rep)
+	assert.Len(t, ok.got(), n)
+	assert.Empty(t, listAll(t, ctx, q))
+}

@@ -1,0 +1,273 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// Outcome says what a redrive did with one selected entry.
+type Outcome string
+
+const (
+	// OutcomeRedriven: the sink took the event again; the entry is removed (or, when the queue
+	// cannot remove entries, counted in Report.Redriven but not Report.Removed).
+	OutcomeRedriven Outcome = "redriven"
+	// OutcomeFailed: the sink refused the event again; the entry stays as it was.
+	OutcomeFailed Outcome = "failed"
+	// OutcomeSkipped: no sink of the entry's name was given; the entry stays as it was.
+	OutcomeSkipped Outcome = "skipped"
+)
+
+// ErrNoSink is the error of an OutcomeSkipped result: the sinks passed to Redrive have none of the
+// entry's name.
+var ErrNoSink = errors.New("dlq: no sink of that name")
+
+// Result is what Redrive did with one entry; a WithOnResult hook receives it.
+type Result struct {
+	Entry   Entry
+	Outcome Outcome
+	// Err is why the entry stays: the sink's error (for a Retrier, the *retry.Error) or ErrNoSink.
+	// It is nil for OutcomeRedriven.
+	Err error
+}
+
+// Report counts what a Redrive did.
+type Report struct {
+	// Selected counts the entries the filter chose (all of them for a nil filter).
+	Selected int
+	// Redriven counts the entries their sink took again.
+	Redriven int
+	// Removed counts the redriven entries removed from the queue. It is smaller than Redriven
+	// only when removal failed or is unsupported; those entries will be sent again by the next
+	// redrive.
+	Removed int
+	// Failed counts the entries their sink refused again; they stay in the queue unchanged.
+	Failed int
+	// Skipped counts the entries whose sink was not given; they stay in the queue unchanged.
+	Skipped int
+}
+
+// Option configures Redrive.
+type Option interface{ apply(*redriveConfig) }
+
+type redriveConfig struct {
+	concurrency   int
+	retrier       *retry.Retrier
+	onResult      func(Result)
+	deleteBatch   int
+	removeTimeout time.Duration
+}
+
+type optionFunc func(*redriveConfig)
+
+func (f optionFunc) apply(c *redriveConfig) { f(c) }
+
+// WithConcurrency sets how many entries are re-sent at once; n must be at least 1. With more than
+// one, entries may reach their sinks out of queue order. The default is 1.
+func WithConcurrency(n int) Option {
+	return optionFunc(func(c *redriveConfig) { c.concurrency = n })
+}
+
+// WithRetrier retries each re-send with r before counting it failed. The event's original age
+// budget is not applied: a redrive is a fresh delivery. The default is a single attempt per entry.
+func WithRetrier(r *retry.Retrier) Option {
+	return optionFunc(func(c *redriveConfig) { c.retrier = r })
+}
+
+// WithOnResult sets a hook called once per selected entry with what happened to it, for progress
+// output. Calls never overlap, even with WithConcurrency, and must not block for long. The default
+// is no hook.
+func WithOnResult(f func(Result)) Option {
+	return optionFunc(func(c *redriveConfig) { c.onResult = f })
+}
+
+// WithDeleteBatch sets how many redriven entries are removed with one Reader.Delete call; n must
+// be at least 1. Larger batches are cheaper for queues that rewrite files; smaller ones leave fewer
+// entries to be sent twice if the process dies during the redrive. The default is 100.
+func WithDeleteBatch(n int) Option {
+	return optionFunc(func(c *redriveConfig) { c.deleteBatch = n })
+}
+
+// ErrInvalidOption is wrapped by the error Redrive returns for an option it cannot use.
+var ErrInvalidOption = errors.New("dlq: invalid option")
+
+// Redrive re-sends the entries of r that filter selects (every entry for a nil filter), each to the
+// sink it failed on and to no other: sinks[entry.Sink]. An entry the sink takes is removed from
+// the queue; an entry it refuses stays unchanged (its error is reported through WithOnResult), and
+// so does an entry whose sink is missing from sinks, which is counted as skipped rather than
+// stopping the redrive.
+//
+// Redrive returns the counts and nil when it went through the whole queue. It stops early with
+// the counts so far and an error when ctx ends, when List fails or when Delete fails. When the
+// Reader cannot remove entries (ErrUnsupported) it redrives everything and then returns an error
+// wrapping ErrUnsupported, since those entries would be sent again by the next redrive.
+//
+// Removal follows delivery, so a redrive stopped between the two (a crash, a failed Delete) leaves
+// delivered entries in the queue: at-least-once, as everywhere in fanbridge. Removal of the last
+// batch runs even when ctx has been cancelled, for at most 30 seconds, so that a stopped redrive
+// does not leave behind what it delivered.
+func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter func(Entry) bool, opts ...Option) (Report, error) {
+	cfg := redriveConfig{concurrency: 1, deleteBatch: 100, removeTimeout: 30 * time.Second}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	switch {
+	case r == nil:
+		return Report{}, fmt.Errorf("%w: nil Reader", ErrInvalidOption)
+	case cfg.concurrency < 1:
+		return Report{}, fmt.Errorf("%w: concurrency %d, want at least 1", ErrInvalidOption, cfg.concurrency)
+	case cfg.deleteBatch < 1:
+		return Report{}, fmt.Errorf("%w: delete batch %d, want at least 1", ErrInvalidOption, cfg.deleteBatch)
+	}
+	rd := &redrive{cfg: &cfg, r: r}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	rd.cancel = cancel
+
+	work := make(chan job)
+	var wg sync.WaitGroup
+	for range cfg.concurrency {
+		wg.Go(func() {
+			for j := range work {
+				rd.deliver(ctx, j)
+			}
+		})
+	}
+	listErr := r.List(ctx, func(e Entry) error {
+		if filter != nil && !filter(e) {
+			return nil
+		}
+		rd.mu.Lock()
+		rd.rep.Selected++
+		rd.mu.Unlock()
+		s := sinks[e.Sink]
+		if s == nil {
+			rd.finish(ctx, Result{Entry: e, Outcome: OutcomeSkipped, Err: fmt.Errorf("%w: %q", ErrNoSink, e.Sink)})
+			return nil
+		}
+		select {
+		case work <- job{e: e, s: s}:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	})
+	close(work)
+	wg.Wait()
+
+	// The last removals run even after a cancellation, so that what was delivered is not sent
+	// twice; they get a bounded context of their own.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.removeTimeout)
+	defer rcancel()
+	rd.flush(rctx, true)
+
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	switch {
+	case rd.err != nil:
+		return rd.rep, rd.err
+	case listErr != nil:
+		return rd.rep, fmt.Errorf("dlq: redrive: %w", listErr)
+	case rd.unsupported:
+		return rd.rep, fmt.Errorf("dlq: redrive: %d redriven entries could not be removed: %w", rd.rep.Redriven-rd.rep.Removed, ErrUnsupported)
+	}
+	return rd.rep, nil
+}
+
+type job struct {
+	e Entry
+	s sink.Sink
+}
+
+// redrive is the shared state of one Redrive call.
+type redrive struct {
+	cfg    *redriveConfig
+	r      Reader
+	cancel context.CancelCauseFunc
+
+	mu          sync.Mutex // guards everything below and serialises onResult
+	rep         Report
+	pending     []string // redriven entries not yet removed
+	unsupported bool
+	err         error // the first removal error, which stops the redrive
+
+	deleteMu sync.Mutex // one Delete at a time, in the order batches filled up
+}
+
+func (rd *redrive) deliver(ctx context.Context, j job) {
+	send := func(ctx context.Context) error { return j.s.Send(ctx, &j.e.Event) }
+	var err error
+	if rd.cfg.retrier != nil {
+		err = rd.cfg.retrier.Do(ctx, send)
+	} else {
+		err = send(ctx)
+	}
+	if err != nil && ctx.Err() != nil {
+		// Stopped by the redrive's own cancellation: not the sink's failure, and the entry stays.
+		return
+	}
+	if err != nil {
+		rd.finish(ctx, Result{Entry: j.e, Outcome: OutcomeFailed, Err: err})
+		return
+	}
+	rd.finish(ctx, Result{Entry: j.e, Outcome: OutcomeRedriven})
+}
+
+// finish counts a result, reports it, and removes a full batch of redriven entries.
+func (rd *redrive) finish(ctx context.Context, res Result) {
+	rd.mu.Lock()
+	switch res.Outcome {
+	case OutcomeRedriven:
+		rd.rep.Redriven++
+		rd.pending = append(rd.pending, res.Entry.ID)
+	case OutcomeFailed:
+		rd.rep.Failed++
+	case OutcomeSkipped:
+		rd.rep.Skipped++
+	}
+	if rd.cfg.onResult != nil {
+		rd.cfg.onResult(res)
+	}
+	full := len(rd.pending) >= rd.cfg.deleteBatch
+	rd.mu.Unlock()
+	if full {
+		rd.flush(ctx, false)
+	}
+}
+
+// flush removes the pending redriven entries: a full batch, or everything when final.
+func (rd *redrive) flush(ctx context.Context, final bool) {
+	rd.deleteMu.Lock()
+	defer rd.deleteMu.Unlock()
+	rd.mu.Lock()
+	if rd.unsupported || rd.err != nil || len(rd.pending) == 0 || (!final && len(rd.pending) < rd.cfg.deleteBatch) {
+		rd.mu.Unlock()
+		return
+	}
+	ids := rd.pending
+	rd.pending = nil
+	rd.mu.Unlock()
+
+	err := rd.r.Delete(ctx, ids...)
+
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	switch {
+	case err == nil:
+		rd.rep.Removed += len(ids)
+	case errors.Is(err, ErrUnsupported):
+		rd.unsupported = true
+	case ctx.Err() != nil && !final:
+		// The redrive is stopping; the final removal, which outlives the cancellation, retries them.
+		rd.pending = append(ids, rd.pending...)
+	default:
+		rd.err = fmt.Errorf("dlq: redrive: removing %d redriven entries: %w", len(ids), err)
+		rd.cancel(rd.err)
+	}
+}
