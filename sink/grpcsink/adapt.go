@@ -68,5 +68,5 @@ func (a *adapter[Req, Resp]) Send(ctx context.Context, e *fanbridge.Event) error
 	callCtx, cancel := a.caller.prepare(ctx, e)
 	_, err = a.call(callCtx, req, a.opts...)
 	cancel()
-	return a.caller.finish(ctx, e, err)
+	return a.caller.finish(ctx, callCtx, e, err)
 }

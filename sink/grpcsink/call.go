@@ -55,17 +55,16 @@ func (c *caller) prepare(ctx context.Context, e *fanbridge.Event) (context.Conte
 	return metadata.AppendToOutgoingContext(ctx, md...), cancel
 }
 
-// finish turns the error of a call made under parent into what Send returns.
-func (c *caller) finish(parent context.Context, e *fanbridge.Event, err error) error {
+// finish turns the error of a call made under callCtx, derived from the caller's parent, into what
+// Send returns.
+func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err error) error {
 	if err == nil {
 		return nil
 	}
-	if code := status.Code(err); code == codes.Canceled || code == codes.DeadlineExceeded {
+	if ctxErr := callerEnded(parent, callCtx, status.Code(err)); ctxErr != nil {
 		// The caller's own context ended the call: say so with the context's error, so that
 		// retry.Classify sees a cancellation (never a reason to dead-letter) and errors.Is works.
-		if ctxErr := parent.Err(); ctxErr != nil {
-			return fmt.Errorf("grpcsink: deliver: %w: %w", ctxErr, err)
-		}
+		return fmt.Errorf("grpcsink: deliver: %w: %w", ctxErr, err)
 	}
 	classified := Classify(err)
 	if classified == nil {
@@ -74,6 +73,28 @@ func (c *caller) finish(parent context.Context, e *fanbridge.Event, err error) e
 		return nil
 	}
 	return fmt.Errorf("grpcsink: deliver: %w", classified)
+}
+
+// callerEnded returns the caller's context error when it, rather than the sink's call timeout or
+// the server, ended a call that failed with code.
+func callerEnded(parent, callCtx context.Context, code codes.Code) error {
+	if code != codes.Canceled && code != codes.DeadlineExceeded {
+		return nil
+	}
+	if err := parent.Err(); err != nil {
+		return err
+	}
+	// The server learns the deadline from the grpc-timeout header and may give up a moment before
+	// the caller's own timer fires. When the caller's deadline was the binding one, it is still the
+	// caller's deadline that ran out.
+	if code == codes.DeadlineExceeded {
+		pd, ok := parent.Deadline()
+		cd, _ := callCtx.Deadline()
+		if ok && pd.Equal(cd) {
+			return context.DeadlineExceeded
+		}
+	}
+	return nil
 }
 
 func printableASCII(s string) bool {

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -185,3 +186,16 @@ type okStatusError struct{}
 
 func (okStatusError) Error() string              { return "broken" }
 func (okStatusError) GRPCStatus() *status.Status { return status.New(codes.OK, "") }
+
+func TestServerWithoutEventSinkIsPermanent(t *testing.T) {
+	lis := listen(t)
+	gs := grpc.NewServer() // a gRPC server that does not implement fanbridge.v1.EventSink
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	s := newSink(t, lis.Addr().String())
+
+	err := s.Send(testContext(t), &fanbridge.Event{ID: "lost"})
+
+	assert.Equal(t, codes.Unimplemented, status.Code(err))
+	assert.True(t, retry.IsPermanent(err), "a misconfigured consumer needs an operator, not retries")
+}

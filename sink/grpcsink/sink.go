@@ -159,7 +159,7 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	callCtx, cancel := s.call.prepare(ctx, e)
 	_, err := s.client.Deliver(callCtx, req, s.opts...)
 	cancel()
-	return s.call.finish(ctx, e, err)
+	return s.call.finish(ctx, callCtx, e, err)
 }
 
 // Close stops the Sink: later Sends fail with sink.ErrClosed, Sends in flight are waited for (each
