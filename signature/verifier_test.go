@@ -1,0 +1,470 @@
+package signature_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/fanbridge/fanbridge/signature"
+)
+
+func TestConstructorsRejectBadConfiguration(t *testing.T) {
+	short := "whsec_" + "c2hvcnQ=" // "short": under the 24 bytes the specification requires
+	for name, build := range map[string]func() (signature.Verifier, error){
+		"apikey no keys":         func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key") },
+		"apikey empty key":       func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "") },
+		"apikey repeated key":    func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "a") },
+		"apikey spaced key":      func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a ") },
+		"apikey empty header":    func() (signature.Verifier, error) { return signature.APIKey("", "a") },
+		"apikey bad header":      func() (signature.Verifier, error) { return signature.APIKey("X Api", "a") },
+		"basic no users":         func() (signature.Verifier, error) { return signature.Basic(nil) },
+		"basic colon in user":    func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a:b": "c"}) },
+		"basic empty user":       func() (signature.Verifier, error) { return signature.Basic(map[string]string{"": "c"}) },
+		"basic empty password":   func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a": ""}) },
+		"basic control in user":  func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a\n": "c"}) },
+		"bearer no tokens":       func() (signature.Verifier, error) { return signature.Bearer() },
+		"bearer empty token":     func() (signature.Verifier, error) { return signature.Bearer("") },
+		"bearerfunc nil":         func() (signature.Verifier, error) { return signature.BearerFunc(nil) },
+		"hmac no secrets":        func() (signature.Verifier, error) { return signature.GitHub() },
+		"hmac empty secret":      func() (signature.Verifier, error) { return signature.GitHub("") },
+		"hmac repeated secret":   func() (signature.Verifier, error) { return signature.GitHub("a", "a") },
+		"hmac no header":         func() (signature.Verifier, error) { return signature.HMAC(signature.HMACScheme{Encoding: signature.Hex}, "s") },
+		"hmac no encoding":       func() (signature.Verifier, error) { return signature.HMAC(signature.HMACScheme{Header: "X-Sig"}, "s") },
+		"hmac bad hash":          func() (signature.Verifier, error) { return signature.HMAC(signature.HMACScheme{Header: "X-Sig", Encoding: signature.Hex, Hash: 9}, "s") },
+		"hmac prefix with space": func() (signature.Verifier, error) { return signature.HMAC(signature.HMACScheme{Header: "X-Sig", Encoding: signature.Hex, Prefix: "a b"}, "s") },
+		"sw no keys":             func() (signature.Verifier, error) { return signature.StandardWebhooks(nil) },
+		"sw short secret":        func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{short}) },
+		"sw not base64":          func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{"whsec_***"}) },
+		"sw signing key":         func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{signingC}) },
+		"sw short public key":    func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{"whpk_c2hvcnQ="}) },
+		"sw repeated key":        func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{secretA, secretA}) },
+		"sw zero tolerance": func() (signature.Verifier, error) {
+			return signature.StandardWebhooks([]string{secretA}, signature.WithTolerance(0))
+		},
+		"sw nil clock": func() (signature.Verifier, error) {
+			return signature.StandardWebhooks([]string{secretA}, signature.WithClock(nil))
+		},
+		"sw nil option": func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{secretA}, nil) },
+		"any empty":     func() (signature.Verifier, error) { return signature.Any() },
+		"any nil":       func() (signature.Verifier, error) { return signature.Any(nil) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			v, err := build()
+			assert.Error(t, err)
+			assert.Nil(t, v)
+		})
+	}
+	assert.Panics(t, func() { signature.Must(signature.Bearer()) })
+	_, err := signature.NewMemoryReplayCache(0)
+	assert.Error(t, err)
+}
+
+func TestSignersRejectBadInput(t *testing.T) {
+	_, err := signature.SignGitHub("", nil)
+	assert.Error(t, err)
+	_, err = signature.SignHMAC(signature.HMACScheme{Header: "X"}, "s", nil)
+	assert.Error(t, err)
+	for name, key := range map[string]string{"public key": publicC, "garbage": "whsk_***", "short seed": "whsk_c2hvcnQ=", "short secret": "whsec_c2hvcnQ="} {
+		_, err = signature.SignStandardWebhooks(key, "msg", testNow, nil)
+		assert.Error(t, err, name)
+	}
+	_, err = signature.SignStandardWebhooks(secretA, "", testNow, nil)
+	assert.Error(t, err)
+	_, err = signature.SignStandardWebhooks(secretA, "a.b", testNow, nil)
+	assert.Error(t, err)
+	assert.Error(t, signature.SignStandardWebhooksRequest(httptest.NewRequest("POST", "/", nil), "m", testNow, nil))
+	_, err = signature.StandardWebhooksPublicKey(secretA)
+	assert.Error(t, err)
+}
+
+func TestKeyGeneration(t *testing.T) {
+	sec, err := signature.NewStandardWebhooksSecret()
+	require.NoError(t, err)
+	pub, sk, err := signature.NewStandardWebhooksKeyPair()
+	require.NoError(t, err)
+	derived, err := signature.StandardWebhooksPublicKey(sk)
+	require.NoError(t, err)
+	assert.Equal(t, pub, derived)
+
+	v, err := signature.StandardWebhooks([]string{sec, pub}, signature.WithClock(fixedClock))
+	require.NoError(t, err)
+	body := []byte("payload")
+	for i, key := range []string{sec, sk} {
+		id, err := v.Verify(context.Background(), swHeader(t, "msg", testNow, body, key), body)
+		require.NoError(t, err)
+		assert.Equal(t, i, id.Key)
+	}
+	// Both signatures in one header, as a sender rotating keys sends them.
+	_, err = v.Verify(context.Background(), swHeader(t, "msg", testNow, body, secretB, sk), body)
+	require.NoError(t, err)
+}
+
+func TestSvixHeadersCanBeTurnedOff(t *testing.T) {
+	body := []byte("x")
+	h := swHeader(t, "msg", testNow, body, secretA)
+	for _, k := range []string{"Id", "Timestamp", "Signature"} {
+		h.Set("Svix-"+k, h.Get("Webhook-"+k))
+		h.Del("Webhook-" + k)
+	}
+	on := signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithClock(fixedClock)))
+	off := signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithClock(fixedClock), signature.WithSvixHeaders(false)))
+	_, err := on.Verify(context.Background(), h, body)
+	assert.NoError(t, err)
+	_, err = off.Verify(context.Background(), h, body)
+	assert.ErrorIs(t, err, signature.ErrMissing)
+}
+
+func TestToleranceAndClock(t *testing.T) {
+	now := testNow
+	v := signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithTolerance(30*time.Second),
+		signature.WithClock(func() time.Time { return now })))
+	body := []byte("x")
+	h := swHeader(t, "msg", testNow, body, secretA)
+	for _, tc := range []struct {
+		offset time.Duration
+		want   error
+	}{
+		{0, nil}, {30 * time.Second, nil}, {-30 * time.Second, nil},
+		{31 * time.Second, signature.ErrStale}, {-31 * time.Second, signature.ErrFuture},
+		{time.Hour, signature.ErrStale}, {-time.Hour, signature.ErrFuture},
+	} {
+		now = testNow.Add(tc.offset)
+		_, err := v.Verify(context.Background(), h, body)
+		if tc.want == nil {
+			assert.NoError(t, err, tc.offset)
+		} else {
+			assert.ErrorIs(t, err, tc.want, tc.offset)
+		}
+	}
+}
+
+func TestAnyErrors(t *testing.T) {
+	ctx := context.Background()
+	gh := signature.Must(signature.GitHub("s"))
+	key := signature.Must(signature.APIKey("X-Api-Key", "k"))
+	down := signature.VerifierFunc(func(context.Context, http.Header, []byte) (signature.Identity, error) {
+		return signature.Identity{}, fmt.Errorf("store: %w", signature.ErrUnavailable)
+	})
+	any := signature.Must(signature.Any(gh, key))
+
+	_, err := any.Verify(ctx, headers(), nil)
+	assert.ErrorIs(t, err, signature.ErrMissing, "all missing")
+	assert.Equal(t, signature.ReasonMissing, signature.Reason(err))
+
+	_, err = any.Verify(ctx, headers("X-Api-Key", "wrong"), nil)
+	assert.ErrorIs(t, err, signature.ErrMismatch)
+	assert.NotErrorIs(t, err, signature.ErrMissing, "the verifier that found nothing does not count")
+
+	_, err = any.Verify(ctx, headers("X-Api-Key", "wrong", "X-Hub-Signature-256", "junk"), nil)
+	assert.ErrorIs(t, err, signature.ErrMismatch)
+	assert.ErrorIs(t, err, signature.ErrMalformed)
+	assert.Equal(t, signature.ReasonMismatch, signature.Reason(err))
+
+	_, err = signature.Must(signature.Any(gh, down)).Verify(ctx, headers("X-Hub-Signature-256", "junk"), nil)
+	assert.Equal(t, signature.ReasonUnavailable, signature.Reason(err), "unavailable outranks a rejection")
+
+	id, err := any.Verify(ctx, headers("X-Api-Key", "k", "X-Hub-Signature-256", "junk"), nil)
+	require.NoError(t, err, "one success is enough")
+	assert.Equal(t, signature.SchemeAPIKey, id.Scheme)
+
+	c, ok := signature.Must(signature.Any(signature.Must(signature.Basic(map[string]string{"u": "p"})), signature.Must(signature.Bearer("t")))).(signature.Challenger)
+	require.True(t, ok)
+	assert.Len(t, c.Challenge(), 2)
+}
+
+func TestReason(t *testing.T) {
+	assert.Equal(t, "", signature.Reason(nil))
+	assert.Equal(t, signature.ReasonOther, signature.Reason(errors.New("x")))
+	assert.Equal(t, signature.ReasonStale, signature.Reason(fmt.Errorf("a: %w", signature.ErrStale)))
+	assert.Equal(t, signature.ReasonReplayed, signature.Reason(signature.ErrReplayed))
+}
+
+// TestEverySecretIsCompared proves that verification compares the presented credential with every
+// configured secret, matched or not, first or last: there is no early exit for timing to reveal.
+func TestEverySecretIsCompared(t *testing.T) {
+	var n int
+	restore := signature.SetCompareHook(func() { n++ })
+	defer restore()
+	ctx := context.Background()
+	body := []byte("body")
+	users := map[string]string{"a": "1", "b": "2", "c": "3", "d": "4"}
+
+	for _, tc := range []struct {
+		name string
+		v    signature.Verifier
+		h    http.Header
+		want int
+	}{
+		{"apikey first", signature.Must(signature.APIKey("K", "k1", "k2", "k3")), headers("K", "k1"), 3},
+		{"apikey last", signature.Must(signature.APIKey("K", "k1", "k2", "k3")), headers("K", "k3"), 3},
+		{"apikey none", signature.Must(signature.APIKey("K", "k1", "k2", "k3")), headers("K", "k4"), 3},
+		{"bearer first", signature.Must(signature.Bearer("t1", "t2")), headers("Authorization", "Bearer t1"), 2},
+		{"basic known user", signature.Must(signature.Basic(users)), headers("Authorization", basicAuth("a:1")), 4},
+		{"basic unknown user", signature.Must(signature.Basic(users)), headers("Authorization", basicAuth("z:1")), 4},
+		{"hmac first", signature.Must(signature.GitHub("s1", "s2", "s3")), headers("X-Hub-Signature-256", hub(t, signature.GitHubScheme, "s1", body)), 3},
+		{"hmac none", signature.Must(signature.GitHub("s1", "s2", "s3")), headers("X-Hub-Signature-256", hub(t, signature.GitHubScheme, "s4", body)), 3},
+		{"sw first", signature.Must(signature.StandardWebhooks([]string{secretA, secretB}, signature.WithClock(fixedClock))), swHeader(t, "m", testNow, body, secretA), 2},
+		{"sw none", signature.Must(signature.StandardWebhooks([]string{secretA, secretB}, signature.WithClock(fixedClock))), swHeader(t, "m", testNow, body, "whsec_"+strings.Repeat("A", 32)), 2},
+	} {
+		n = 0
+		_, _ = tc.v.Verify(ctx, tc.h, body)
+		assert.Equal(t, tc.want, n, tc.name)
+	}
+}
+
+func TestReplayCacheThroughMiddleware(t *testing.T) {
+	cache, err := signature.NewMemoryReplayCache(100)
+	require.NoError(t, err)
+	now := testNow
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	v := signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithClock(clock), signature.WithReplayCache(cache)))
+	e := newEndpoint(t, v)
+	body := []byte(`{"n":1}`)
+	h := swHeader(t, "msg_replay", testNow, body, secretA)
+
+	assert.Equal(t, 200, e.post(t, h, body, false).status)
+	assert.Equal(t, 401, e.post(t, h, body, false).status)
+	assert.ErrorIs(t, e.takeErr(), signature.ErrReplayed)
+	// The sender's retry has a new timestamp and signature, but the same id.
+	assert.Equal(t, 401, e.post(t, swHeader(t, "msg_replay", testNow.Add(time.Second), body, secretA), body, false).status)
+	assert.Equal(t, 1, e.next.count())
+
+	// A forged request with a fresh id does not reach the cache.
+	assert.Equal(t, 401, e.post(t, swHeader(t, "msg_forged", testNow, body, secretB), body, false).status)
+	assert.Equal(t, 1, cache.Len())
+
+	// Once timestamp + tolerance has passed, the id is forgotten (and the old request is stale).
+	mu.Lock()
+	now = testNow.Add(5*time.Minute + time.Second)
+	mu.Unlock()
+	assert.Equal(t, 401, e.post(t, h, body, false).status)
+	assert.ErrorIs(t, e.takeErr(), signature.ErrStale)
+	assert.Equal(t, 200, e.post(t, swHeader(t, "msg_replay", now, body, secretA), body, false).status)
+}
+
+func TestReplayClaimReleasedWhenHandlerFails(t *testing.T) {
+	cache, err := signature.NewMemoryReplayCache(100)
+	require.NoError(t, err)
+	v := signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithClock(fixedClock), signature.WithReplayCache(cache)))
+	e := newEndpoint(t, v)
+	body := []byte(`{"n":2}`)
+	h := swHeader(t, "msg_retry", testNow, body, secretA)
+
+	e.next.status = http.StatusServiceUnavailable
+	assert.Equal(t, 503, e.post(t, h, body, false).status)
+	assert.Zero(t, cache.Len(), "a message the handler did not accept is released")
+	e.next.status = 0
+	assert.Equal(t, 200, e.post(t, h, body, false).status, "so the sender's retry is accepted")
+	assert.Equal(t, 1, cache.Len())
+	assert.Equal(t, 401, e.post(t, h, body, false).status)
+
+	// A panicking handler releases the claim too.
+	panicking := signature.Verify(v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
+	r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	for k, vs := range swHeader(t, "msg_panic", testNow, body, secretA) {
+		r.Header[k] = vs
+	}
+	assert.Panics(t, func() { panicking.ServeHTTP(httptest.NewRecorder(), r) })
+	assert.Equal(t, 1, cache.Len())
+}
+
+type failingCache struct{}
+
+func (failingCache) Claim(context.Context, string, time.Time, time.Time) (bool, error) {
+	return false, errors.New("redis: connection refused")
+}
+func (failingCache) Release(context.Context, string) error { return nil }
+
+func TestReplayCacheFailureIsUnavailable(t *testing.T) {
+	v := signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithClock(fixedClock), signature.WithReplayCache(failingCache{})))
+	e := newEndpoint(t, v)
+	got := e.post(t, swHeader(t, "m", testNow, []byte("b"), secretA), []byte("b"), false)
+	assert.Equal(t, 503, got.status)
+	assert.Equal(t, "1", got.header.Get("Retry-After"))
+	assert.ErrorIs(t, e.takeErr(), signature.ErrUnavailable)
+	assert.Zero(t, e.next.count())
+}
+
+func TestMemoryReplayCache(t *testing.T) {
+	ctx := context.Background()
+	c, err := signature.NewMemoryReplayCache(3)
+	require.NoError(t, err)
+	at := func(s int) time.Time { return testNow.Add(time.Duration(s) * time.Second) }
+
+	claim := func(id string, now, exp int) bool {
+		ok, err := c.Claim(ctx, id, at(now), at(exp))
+		require.NoError(t, err)
+		return ok
+	}
+	assert.True(t, claim("a", 0, 10))
+	assert.False(t, claim("a", 5, 20), "held until its expiry")
+	assert.True(t, claim("b", 0, 20))
+	assert.True(t, claim("c", 0, 30))
+	assert.True(t, claim("d", 0, 40), "full: the earliest expiry (a) is evicted")
+	assert.Equal(t, 3, c.Len())
+	assert.Equal(t, uint64(1), c.Evicted())
+	assert.True(t, claim("a", 1, 10))
+	assert.Equal(t, uint64(2), c.Evicted(), "b went next")
+	assert.False(t, claim("d", 1, 50))
+
+	assert.True(t, claim("e", 35, 60), "at 35, a and c have expired and are dropped without eviction")
+	assert.Equal(t, uint64(2), c.Evicted())
+	assert.Equal(t, 2, c.Len())
+
+	require.NoError(t, c.Release(ctx, "d"))
+	assert.True(t, claim("d", 36, 70), "released ids can be claimed again")
+
+	// Claim and release in a loop must not grow the cache without bound.
+	for i := 0; i < 1000; i++ {
+		assert.True(t, claim("x", 40, 100))
+		require.NoError(t, c.Release(ctx, "x"))
+	}
+	assert.LessOrEqual(t, c.Len(), 3)
+}
+
+func TestMemoryReplayCacheConcurrentClaims(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := signature.NewMemoryReplayCache(10_000)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wins := make([]int, 100)
+	var mu sync.Mutex
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100 && ctx.Err() == nil; i++ {
+				ok, err := c.Claim(ctx, fmt.Sprint("id", i), testNow, testNow.Add(time.Minute))
+				assert.NoError(t, err)
+				if ok {
+					mu.Lock()
+					wins[i]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, w := range wins {
+		assert.Equal(t, 1, w, "id%d is claimed exactly once", i)
+	}
+}
+
+func TestBearerFuncContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	v := signature.Must(signature.BearerFunc(func(ctx context.Context, _ string) error {
+		cancel()
+		return ctx.Err()
+	}))
+	_, err := v.Verify(ctx, headers("Authorization", "Bearer abc"), nil)
+	assert.ErrorIs(t, err, signature.ErrUnavailable, "a cancelled validation is not a rejection")
+}
+
+func TestMetrics(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	v := signature.Must(signature.APIKey("X-Api-Key", "k"))
+	e := newEndpoint(t, v, signature.WithMeterProvider(mp))
+	e.post(t, headers("X-Api-Key", "k"), []byte("x"), false)
+	e.post(t, headers("X-Api-Key", "k"), []byte("x"), false)
+	e.post(t, headers("X-Api-Key", "bad"), []byte("x"), false)
+	e.post(t, headers(), []byte("x"), false)
+	e.post(t, headers(), bytes.Repeat([]byte("x"), signature.DefaultMaxBodyBytes+1), false)
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			require.True(t, ok, m.Name)
+			for _, dp := range sum.DataPoints {
+				for _, kv := range dp.Attributes.ToSlice() {
+					got[m.Name+"/"+kv.Value.AsString()] += dp.Value
+				}
+			}
+		}
+	}
+	assert.Equal(t, map[string]int64{
+		"fanbridge.signature.verified/api-key":   2,
+		"fanbridge.signature.rejected/mismatch":  1,
+		"fanbridge.signature.rejected/missing":   1,
+		"fanbridge.signature.rejected/too_large": 1,
+	}, got)
+}
+
+// TestLogsNeverCarrySecrets logs every kind of outcome at the most verbose level and checks that
+// no secret, signature, token, password or body byte appears.
+func TestLogsNeverCarrySecrets(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &buf, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	body := []byte(`{"body-secret":"BODYMARK"}`)
+	basicPass := "PASSWORDMARK:x"
+	v := signature.Must(signature.Any(
+		signature.Must(signature.Basic(map[string]string{"ops": basicPass})),
+		signature.Must(signature.Bearer("TOKENMARK")),
+		signature.Must(signature.GitHub("GHSECRETMARK")),
+		signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithClock(fixedClock))),
+	))
+	e := newEndpoint(t, v, signature.WithLogger(logger))
+	ghSig := hub(t, signature.GitHubScheme, "GHSECRETMARK", body)
+	sw := swHeader(t, "msg_log", testNow, body, secretA)
+	for _, h := range []http.Header{
+		headers("Authorization", basicAuth("ops:"+basicPass)),
+		headers("Authorization", basicAuth("ops:WRONGPASSMARK")),
+		headers("Authorization", "Bearer TOKENMARK"),
+		headers("Authorization", "Bearer WRONGTOKENMARK"),
+		headers("X-Hub-Signature-256", ghSig),
+		headers("X-Hub-Signature-256", ghSig+"00"),
+		sw,
+		headers(),
+	} {
+		e.post(t, h, body, false)
+	}
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	require.Contains(t, out, `"reason":"mismatch"`)
+	require.Contains(t, out, `"user":"ops"`)
+	for _, secret := range []string{"BODYMARK", "PASSWORDMARK", "WRONGPASSMARK", "TOKENMARK", "GHSECRETMARK",
+		ghSig[7:20], sw.Get("Webhook-Signature")[3:15], secretA[6:16], strings.TrimPrefix(basicAuth("ops:"+basicPass), "Basic ")[:10]} {
+		assert.NotContains(t, out, secret)
+	}
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func TestIdentityContext(t *testing.T) {
+	_, ok := signature.IdentityFrom(context.Background())
+	assert.False(t, ok)
+	ctx := signature.WithIdentity(context.Background(), signature.Identity{Scheme: "x", Key: 2})
+	id, ok := signature.IdentityFrom(ctx)
+	require.True(t, ok)
+	assert.Equal(t, 2, id.Key)
+	assert.NoError(t, id.Release(ctx), "nothing to release")
+}
