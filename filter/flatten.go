@@ -1,0 +1,373 @@
+package filter
+
+import "strings"
+
+// pathTable lists the field paths some pattern reads. Paths are the object keys from the event's
+// root joined with ".", arrays leaving no trace (as in EventBridge, {"a.b": 1} and {"a": {"b": 1}}
+// both have a field "a.b"). The flattener only descends into keys that lead to a listed path.
+type pathTable struct {
+	ids   map[string]int32
+	nodes []pathNode
+	paths []string // leaf paths by leaf id
+}
+
+type pathNode struct {
+	leaf  int32 // leaf id, or -1 when no pattern tests this path itself
+	inner bool  // some listed path continues below this one
+}
+
+// newPathTable builds a table whose leaf ids are the indexes of paths.
+func newPathTable(paths []string) *pathTable {
+	t := &pathTable{ids: make(map[string]int32), paths: paths}
+	node := func(p string) *pathNode {
+		id, ok := t.ids[p]
+		if !ok {
+			id = int32(len(t.nodes))
+			t.ids[p] = id
+			t.nodes = append(t.nodes, pathNode{leaf: -1})
+		}
+		return &t.nodes[id]
+	}
+	for i, p := range paths {
+		node(p).leaf = int32(i)
+		for j := strings.IndexByte(p, '.'); j >= 0; {
+			node(p[:j]).inner = true
+			k := strings.IndexByte(p[j+1:], '.')
+			if k < 0 {
+				break
+			}
+			j += 1 + k
+		}
+	}
+	return t
+}
+
+// field is one leaf value of a flattened event.
+type field struct {
+	leaf   int32 // leaf path id in the table
+	kind   valueKind
+	numOK  bool
+	inText bool // text is in flatEvent.text (unescaped) rather than in the raw event
+	rel    bool // lies in an array whose elements hold objects (array consistency applies)
+	num    int64
+	tOff   int32
+	tLen   int32
+	memOff int32
+	memLen int32
+}
+
+// memEntry says a field lies in element idx of array arr.
+type memEntry struct {
+	arr, idx int32
+}
+
+// frame is one open object (arr < 0) or array on the walk down the event.
+type frame struct {
+	arr, idx int32
+}
+
+// flatEvent is an event reduced to the leaf values at listed paths, each with the array elements
+// it lies in. It is reused from a pool: after warm-up flattening does not allocate.
+type flatEvent struct {
+	raw    []byte
+	fields []field
+	text   []byte
+	mem    []memEntry
+	arrays []bool // per array id: some element holds an object, so consistency applies
+
+	byPath    []int32 // field indexes grouped by leaf path
+	pathStart []int32 // byPath[pathStart[l]:pathStart[l+1]] are the fields at leaf l
+	pathRel   []bool  // some field at leaf l has rel set
+
+	pathBuf []byte
+	stack   []frame
+	fold    []byte // scratch for case folding
+}
+
+func (f *flatEvent) reset(raw []byte) {
+	f.raw = raw
+	f.fields = f.fields[:0]
+	f.text = f.text[:0]
+	f.mem = f.mem[:0]
+	f.arrays = f.arrays[:0]
+	f.pathBuf = f.pathBuf[:0]
+	f.stack = f.stack[:0]
+}
+
+// flatten reads raw, which must be one JSON object, and records the leaf values at t's paths.
+func (f *flatEvent) flatten(t *pathTable, raw []byte) error {
+	f.reset(raw)
+	i := skipWS(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return syntaxErr(i, "the event must be a JSON object")
+	}
+	end, err := f.object(t, i, 0)
+	if err != nil {
+		return err
+	}
+	if err := checkTrailing(raw, end); err != nil {
+		return err
+	}
+	f.group(len(t.paths))
+	return nil
+}
+
+func (f *flatEvent) object(t *pathTable, i, depth int) (int, error) {
+	b := f.raw
+	if depth >= maxEventDepth {
+		return i, syntaxErr(i, "nesting too deep")
+	}
+	// Every array between this object and the enclosing one now holds an object, so its
+	// elements can give different paths, and array consistency applies to it.
+	for k := len(f.stack) - 1; k >= 0 && f.stack[k].arr >= 0; k-- {
+		f.arrays[f.stack[k].arr] = true
+	}
+	f.stack = append(f.stack, frame{arr: -1})
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		f.stack = f.stack[:len(f.stack)-1]
+		return i + 1, nil
+	}
+	base := len(f.pathBuf)
+	for {
+		kStart := i
+		kEnd, esc, err := scanString(b, i)
+		if err != nil {
+			return kEnd, err
+		}
+		if base > 0 {
+			f.pathBuf = append(f.pathBuf, '.')
+		}
+		if esc {
+			f.pathBuf = unescapeAppend(f.pathBuf, b[kStart+1:kEnd-1])
+		} else {
+			f.pathBuf = append(f.pathBuf, b[kStart+1:kEnd-1]...)
+		}
+		id, listed := t.ids[string(f.pathBuf)]
+		i = skipWS(b, kEnd)
+		if i >= len(b) || b[i] != ':' {
+			return i, syntaxErr(i, "expected ':'")
+		}
+		if listed {
+			i, err = f.value(t, i+1, depth+1, t.nodes[id])
+		} else {
+			i, err = skipValue(b, i+1, depth+1)
+		}
+		if err != nil {
+			return i, err
+		}
+		f.pathBuf = f.pathBuf[:base]
+		i = skipWS(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == '}' {
+			f.stack = f.stack[:len(f.stack)-1]
+			return i + 1, nil
+		}
+		return i, syntaxErr(i, "expected ',' or '}'")
+	}
+}
+
+func (f *flatEvent) value(t *pathTable, i, depth int, n pathNode) (int, error) {
+	b := f.raw
+	i = skipWS(b, i)
+	if i >= len(b) {
+		return i, syntaxErr(i, "unexpected end")
+	}
+	switch c := b[i]; c {
+	case '{':
+		if !n.inner {
+			return skipValue(b, i, depth)
+		}
+		return f.object(t, i, depth)
+	case '[':
+		if depth >= maxEventDepth {
+			return i, syntaxErr(i, "nesting too deep")
+		}
+		id := int32(len(f.arrays))
+		f.arrays = append(f.arrays, false)
+		f.stack = append(f.stack, frame{arr: id})
+		top := len(f.stack) - 1
+		i = skipWS(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			f.stack = f.stack[:top]
+			return i + 1, nil
+		}
+		for idx := int32(0); ; idx++ {
+			f.stack[top].idx = idx
+			var err error
+			if i, err = f.value(t, i, depth+1, n); err != nil {
+				return i, err
+			}
+			i = skipWS(b, i)
+			if i < len(b) && b[i] == ',' {
+				i++
+				continue
+			}
+			if i < len(b) && b[i] == ']' {
+				f.stack = f.stack[:top]
+				return i + 1, nil
+			}
+			return i, syntaxErr(i, "expected ',' or ']'")
+		}
+	case '"':
+		end, esc, err := scanString(b, i)
+		if err != nil || n.leaf < 0 {
+			return end, err
+		}
+		fd := field{leaf: n.leaf, kind: kindString}
+		if esc {
+			off := len(f.text)
+			f.text = unescapeAppend(f.text, b[i+1:end-1])
+			fd.inText, fd.tOff, fd.tLen = true, int32(off), int32(len(f.text)-off)
+		} else {
+			fd.tOff, fd.tLen = int32(i+1), int32(end-i-2)
+		}
+		f.record(fd)
+		return end, nil
+	case 't', 'f', 'n':
+		lit, kind := "true", kindTrue
+		if c == 'f' {
+			lit, kind = "false", kindFalse
+		} else if c == 'n' {
+			lit, kind = "null", kindNull
+		}
+		end, err := scanLiteral(b, i, lit)
+		if err != nil || n.leaf < 0 {
+			return end, err
+		}
+		f.record(field{leaf: n.leaf, kind: kind})
+		return end, nil
+	default:
+		end, err := scanNumber(b, i)
+		if err != nil || n.leaf < 0 {
+			return end, err
+		}
+		num, ok := comparableNumber(b[i:end])
+		f.record(field{leaf: n.leaf, kind: kindNumber, num: num, numOK: ok, tOff: int32(i), tLen: int32(end - i)})
+		return end, nil
+	}
+}
+
+func (f *flatEvent) record(fd field) {
+	fd.memOff = int32(len(f.mem))
+	for _, fr := range f.stack {
+		if fr.arr >= 0 {
+			f.mem = append(f.mem, memEntry(fr))
+		}
+	}
+	fd.memLen = int32(len(f.mem)) - fd.memOff
+	f.fields = append(f.fields, fd)
+}
+
+// group orders the fields by leaf path and works out which of them array consistency concerns.
+func (f *flatEvent) group(leaves int) {
+	f.pathStart = growInt32(f.pathStart, leaves+1)
+	clear(f.pathStart)
+	f.pathRel = growBool(f.pathRel, leaves)
+	clear(f.pathRel)
+	for k := range f.fields {
+		fd := &f.fields[k]
+		for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
+			if f.arrays[e.arr] {
+				fd.rel = true
+				f.pathRel[fd.leaf] = true
+				break
+			}
+		}
+		f.pathStart[fd.leaf+1]++
+	}
+	for l := 1; l <= leaves; l++ {
+		f.pathStart[l] += f.pathStart[l-1]
+	}
+	f.byPath = growInt32(f.byPath, len(f.fields))
+	// Fill each leaf's slot range in field order; pathStart[l] ends up at the next leaf's start,
+	// so shift it back afterwards.
+	for k := range f.fields {
+		l := f.fields[k].leaf
+		f.byPath[f.pathStart[l]] = int32(k)
+		f.pathStart[l]++
+	}
+	for l := leaves; l > 0; l-- {
+		f.pathStart[l] = f.pathStart[l-1]
+	}
+	f.pathStart[0] = 0
+}
+
+// at returns the indexes of the fields at leaf l, in document order.
+func (f *flatEvent) at(l int32) []int32 {
+	return f.byPath[f.pathStart[l]:f.pathStart[l+1]]
+}
+
+func (f *flatEvent) textOf(fd *field) []byte {
+	if fd.inText {
+		return f.text[fd.tOff : fd.tOff+fd.tLen]
+	}
+	return f.raw[fd.tOff : fd.tOff+fd.tLen]
+}
+
+// valueOf fills v with field k's value.
+func (f *flatEvent) valueOf(k int32, v *value) {
+	fd := &f.fields[k]
+	*v = value{kind: fd.kind, num: fd.num, numOK: fd.numOK, fold: &f.fold}
+	if fd.kind == kindString || fd.kind == kindNumber {
+		v.text = f.textOf(fd)
+	}
+}
+
+// consistent reports whether field k can be chosen together with the fields whose array
+// positions are in cur: no array where both lie in different elements.
+func (f *flatEvent) consistent(cur []memEntry, k int32) bool {
+	fd := &f.fields[k]
+	if !fd.rel || len(cur) == 0 {
+		return true
+	}
+	for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
+		if !f.arrays[e.arr] {
+			continue
+		}
+		for _, c := range cur {
+			if c.arr == e.arr && c.idx != e.idx {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// push adds field k's array positions that matter to cur.
+func (f *flatEvent) push(cur []memEntry, k int32) []memEntry {
+	fd := &f.fields[k]
+	if !fd.rel {
+		return cur
+	}
+outer:
+	for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
+		if !f.arrays[e.arr] {
+			continue
+		}
+		for _, c := range cur {
+			if c.arr == e.arr {
+				continue outer
+			}
+		}
+		cur = append(cur, e)
+	}
+	return cur
+}
+
+func growInt32(s []int32, n int) []int32 {
+	if cap(s) < n {
+		return make([]int32, n, n+n/4)
+	}
+	return s[:n]
+}
+
+func growBool(s []bool, n int) []bool {
+	if cap(s) < n {
+		return make([]bool, n, n+n/4)
+	}
+	return s[:n]
+}

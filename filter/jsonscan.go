@@ -1,0 +1,271 @@
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// The event side of the package reads JSON with these few functions instead of encoding/json, so
+// that matching can look at the fields a pattern names and step over everything else without
+// decoding it or allocating.
+
+// maxEventDepth bounds the nesting of objects and arrays in an event the package will walk.
+const maxEventDepth = 512
+
+// errEventSyntax is the cause behind every ErrInvalidEvent about malformed JSON.
+var errEventSyntax = errors.New("malformed JSON")
+
+func syntaxErr(i int, what string) error {
+	return fmt.Errorf("%w: %w at offset %d: %s", ErrInvalidEvent, errEventSyntax, i, what)
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// scanString reads the string starting at b[i] (which must be '"'). It returns the offset just
+// after the closing quote and whether the string contains escapes.
+func scanString(b []byte, i int) (end int, escaped bool, err error) {
+	if i >= len(b) || b[i] != '"' {
+		return i, false, syntaxErr(i, "expected string")
+	}
+	i++
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			return i + 1, escaped, nil
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(b) {
+				return i, false, syntaxErr(i, "unterminated escape")
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) {
+					return i, false, syntaxErr(i, "short \\u escape")
+				}
+				for _, h := range b[i+2 : i+6] {
+					if hexVal(h) < 0 {
+						return i, false, syntaxErr(i, "bad \\u escape")
+					}
+				}
+				i += 6
+			default:
+				return i, false, syntaxErr(i, "bad escape")
+			}
+		case c < 0x20:
+			return i, false, syntaxErr(i, "control character in string")
+		default:
+			i++
+		}
+	}
+	return i, false, syntaxErr(i, "unterminated string")
+}
+
+func hexVal(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+func hex4(b []byte) rune {
+	return rune(hexVal(b[0])<<12 | hexVal(b[1])<<8 | hexVal(b[2])<<4 | hexVal(b[3]))
+}
+
+// unescapeAppend appends the decoded content of a string body (the bytes between the quotes,
+// already checked by scanString) to dst. Lone surrogates become U+FFFD, as in encoding/json.
+func unescapeAppend(dst, s []byte) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		switch s[i+1] {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r := hex4(s[i+2:])
+			i += 6
+			if utf16.IsSurrogate(r) {
+				if i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
+					if r2 := utf16.DecodeRune(r, hex4(s[i+2:])); r2 != utf8.RuneError {
+						dst = utf8.AppendRune(dst, r2)
+						i += 6
+						continue
+					}
+				}
+				r = utf8.RuneError
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		default: // '"', '\\', '/'
+			dst = append(dst, s[i+1])
+		}
+		i += 2
+	}
+	return dst
+}
+
+// scanNumber reads the JSON number starting at b[i] and returns the offset after it.
+func scanNumber(b []byte, i int) (int, error) {
+	start := i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return start, syntaxErr(start, "bad number")
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return start, syntaxErr(start, "bad number fraction")
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return start, syntaxErr(start, "bad number exponent")
+		}
+	}
+	return i, nil
+}
+
+func scanLiteral(b []byte, i int, lit string) (int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, syntaxErr(i, "bad literal")
+	}
+	return i + len(lit), nil
+}
+
+// skipValue checks and steps over the value starting at b[i] (after whitespace), returning the
+// offset just after it.
+func skipValue(b []byte, i, depth int) (int, error) {
+	i = skipWS(b, i)
+	if i >= len(b) {
+		return i, syntaxErr(i, "unexpected end")
+	}
+	switch c := b[i]; c {
+	case '"':
+		end, _, err := scanString(b, i)
+		return end, err
+	case '{':
+		if depth >= maxEventDepth {
+			return i, syntaxErr(i, "nesting too deep")
+		}
+		i = skipWS(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1, nil
+		}
+		for {
+			end, _, err := scanString(b, i)
+			if err != nil {
+				return end, err
+			}
+			i = skipWS(b, end)
+			if i >= len(b) || b[i] != ':' {
+				return i, syntaxErr(i, "expected ':'")
+			}
+			if i, err = skipValue(b, i+1, depth+1); err != nil {
+				return i, err
+			}
+			i = skipWS(b, i)
+			if i < len(b) && b[i] == ',' {
+				i = skipWS(b, i+1)
+				continue
+			}
+			if i < len(b) && b[i] == '}' {
+				return i + 1, nil
+			}
+			return i, syntaxErr(i, "expected ',' or '}'")
+		}
+	case '[':
+		if depth >= maxEventDepth {
+			return i, syntaxErr(i, "nesting too deep")
+		}
+		i = skipWS(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, nil
+		}
+		for {
+			var err error
+			if i, err = skipValue(b, i, depth+1); err != nil {
+				return i, err
+			}
+			i = skipWS(b, i)
+			if i < len(b) && b[i] == ',' {
+				i++
+				continue
+			}
+			if i < len(b) && b[i] == ']' {
+				return i + 1, nil
+			}
+			return i, syntaxErr(i, "expected ',' or ']'")
+		}
+	case 't':
+		return scanLiteral(b, i, "true")
+	case 'f':
+		return scanLiteral(b, i, "false")
+	case 'n':
+		return scanLiteral(b, i, "null")
+	default:
+		if c == '-' || (c >= '0' && c <= '9') {
+			return scanNumber(b, i)
+		}
+		return i, syntaxErr(i, "unexpected character")
+	}
+}
+
+// checkTrailing reports an error unless only whitespace follows offset i.
+func checkTrailing(b []byte, i int) error {
+	if i = skipWS(b, i); i != len(b) {
+		return syntaxErr(i, "data after the top-level value")
+	}
+	return nil
+}
