@@ -288,13 +288,13 @@ func isDecodeError(err error) bool {
 
 func TestTopicTemplate(t *testing.T) {
 	tests := map[string]string{
-		"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity":                         "v2.users.{id}.activity",
-		"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence":                         "v2.users.{id}.presence",
-		"v2.users.{id}.presence":                                                         "v2.users.{id}.presence",
+		"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity":                          "v2.users.{id}.activity",
+		"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence":                          "v2.users.{id}.presence",
+		"v2.users.{id}.presence":                                                          "v2.users.{id}.presence",
 		"v2.detail.events.conversation.2f7bf00a-0fc2-4d6a-9b56-92238191433e.customer.end": "v2.detail.events.conversation.{id}.customer.end",
 		"v2.audits.entitytype.UserPresence.entityid.278522be-1683-4877-8257-4164a177be89": "v2.audits.entitytype.{id}.entityid.{id}",
-		"v2.system.socket_closing":                                                       "v2.system.socket_closing",
-		"channel.metadata":                                                               "channel.metadata",
+		"v2.system.socket_closing":                                                        "v2.system.socket_closing",
+		"channel.metadata":                                                                "channel.metadata",
 		// Not in Genesys' list: UUID-shaped segments still become {id}.
 		"v2.future.E40F28EA-FA86-493F-A5B8-D559C8533C96.thing": "v2.future.{id}.thing",
 		"v2.future.not-a-uuid.thing":                           "v2.future.not-a-uuid.thing",

@@ -1,0 +1,494 @@
+package eventbridge_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+// recorder is a Dispatcher that keeps what it was given and answers with err.
+type recorder struct {
+	mu     sync.Mutex
+	err    error
+	events []*fanbridge.Event
+	ctxs   []context.Context
+}
+
+func (r *recorder) Dispatch(ctx context.Context, e *fanbridge.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+	r.ctxs = append(r.ctxs, ctx)
+	return r.err
+}
+
+func (r *recorder) last(t *testing.T) (*fanbridge.Event, context.Context) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	require.NotEmpty(t, r.events, "the dispatcher was not called")
+	return r.events[len(r.events)-1], r.ctxs[len(r.ctxs)-1]
+}
+
+func newHandler(t *testing.T, d eventbridge.Dispatcher, opts ...eventbridge.Option) *eventbridge.Handler {
+	t.Helper()
+	h, err := eventbridge.NewHandler(d, opts...)
+	require.NoError(t, err)
+	return h
+}
+
+func post(h http.Handler, body []byte, header ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/events", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func decodeAnswer(t *testing.T, w *httptest.ResponseRecorder) map[string]string {
+	t.Helper()
+	assert.Equal(t, "application/json", w.Header().Get("Content-Type"))
+	var m map[string]string
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &m), "answer %q", w.Body.String())
+	return m
+}
+
+func TestHandlerDispatchOutcomes(t *testing.T) {
+	body := readSample(t, "v2.detail.events.conversation.customer.end.json")
+	const id = "58fb5dac-f077-4eec-a25f-c638dbdd4368"
+	tests := []struct {
+		name       string
+		err        error
+		opts       []eventbridge.Option
+		status     int
+		answer     map[string]string
+		retryAfter string
+	}{
+		{name: "delivered", status: 200, answer: map[string]string{"status": "delivered", "id": id}},
+		{name: "dead-lettered counts as delivered", err: nil, status: 200, answer: map[string]string{"status": "delivered", "id": id}},
+		{name: "no match", err: fanbridge.ErrNoMatch, status: 200, answer: map[string]string{"status": "ignored"}},
+		{name: "no match wrapped", err: fmt.Errorf("routes: %w", fanbridge.ErrNoMatch), status: 200,
+			answer: map[string]string{"status": "ignored"}},
+		{name: "no match, 202 configured", err: fanbridge.ErrNoMatch, opts: []eventbridge.Option{eventbridge.WithIgnoredStatus(202)},
+			status: 202, answer: map[string]string{"status": "ignored"}},
+		{name: "duplicate", err: fanbridge.ErrDuplicate, status: 200, answer: map[string]string{"status": "duplicate"}},
+		{name: "overloaded with its own wait", err: retry.After(fanbridge.ErrOverloaded, 2500*time.Millisecond), status: 503,
+			answer: map[string]string{"error": "eventbridge: overloaded, retry later", "id": id}, retryAfter: "3"},
+		{name: "closed", err: fanbridge.ErrClosed, status: 503,
+			answer: map[string]string{"error": "eventbridge: shutting down, retry later", "id": id}, retryAfter: "1"},
+		{name: "sink failure text stays private", err: errors.New("kafka broker 10.0.0.7:9092 password=hunter2 refused"), status: 503,
+			answer: map[string]string{"error": "eventbridge: delivery failed, retry later", "id": id}, retryAfter: "1"},
+		{name: "configured retry-after rounds up", err: errors.New("x"), opts: []eventbridge.Option{eventbridge.WithRetryAfter(1200 * time.Millisecond)},
+			status: 503, answer: map[string]string{"error": "eventbridge: delivery failed, retry later", "id": id}, retryAfter: "2"},
+		{name: "a tiny wait is still one second", err: retry.After(errors.New("x"), time.Millisecond), status: 503,
+			answer: map[string]string{"error": "eventbridge: delivery failed, retry later", "id": id}, retryAfter: "1"},
+		{name: "timeout", err: fmt.Errorf("sink: %w", context.DeadlineExceeded), status: 503,
+			answer: map[string]string{"error": "eventbridge: delivery did not finish in time, retry later", "id": id}, retryAfter: "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &recorder{err: tt.err}
+			w := post(newHandler(t, d, tt.opts...), body)
+			assert.Equal(t, tt.status, w.Code)
+			assert.Equal(t, tt.answer, decodeAnswer(t, w))
+			assert.Equal(t, tt.retryAfter, w.Header().Get("Retry-After"))
+			assert.NotContains(t, w.Body.String(), "hunter2")
+			e, _ := d.last(t)
+			assert.Equal(t, id, e.ID)
+		})
+	}
+
+	t.Run("204 for ignored has no body", func(t *testing.T) {
+		w := post(newHandler(t, &recorder{err: fanbridge.ErrNoMatch}, eventbridge.WithIgnoredStatus(204)), body)
+		assert.Equal(t, 204, w.Code)
+		assert.Empty(t, w.Body.Bytes())
+	})
+}
+
+func TestHandlerDispatchContext(t *testing.T) {
+	body := readSample(t, "v2.conversations.transcription.json")
+
+	t.Run("deadline is the budget", func(t *testing.T) {
+		d := &recorder{}
+		h := newHandler(t, d, eventbridge.WithDispatchTimeout(1500*time.Millisecond))
+		before := time.Now()
+		post(h, body)
+		_, ctx := d.last(t)
+		deadline, ok := ctx.Deadline()
+		require.True(t, ok)
+		assert.WithinDuration(t, before.Add(1500*time.Millisecond), deadline, time.Second)
+	})
+
+	t.Run("default budget stays under EventBridge's 5 s", func(t *testing.T) {
+		d := &recorder{}
+		before := time.Now()
+		post(newHandler(t, d), body)
+		_, ctx := d.last(t)
+		deadline, ok := ctx.Deadline()
+		require.True(t, ok)
+		assert.Less(t, deadline.Sub(before), 5*time.Second)
+		assert.Greater(t, deadline.Sub(before), 3*time.Second)
+	})
+
+	t.Run("a budget that runs out answers 503", func(t *testing.T) {
+		d := eventbridge.DispatcherFunc(func(ctx context.Context, _ *fanbridge.Event) error {
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		h := newHandler(t, d, eventbridge.WithDispatchTimeout(20*time.Millisecond))
+		w := post(h, body)
+		assert.Equal(t, 503, w.Code)
+		assert.Equal(t, "1", w.Header().Get("Retry-After"))
+	})
+
+	t.Run("a sender hanging up does not cancel the dispatch", func(t *testing.T) {
+		var errAtDispatch error = errors.New("not called")
+		h := newHandler(t, eventbridge.DispatcherFunc(func(ctx context.Context, _ *fanbridge.Event) error {
+			errAtDispatch = ctx.Err()
+			return nil
+		}))
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body)).WithContext(ctx)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		assert.Equal(t, 200, w.Code)
+		assert.NoError(t, errAtDispatch)
+	})
+}
+
+func TestHandlerAllowedSourcesAndAccounts(t *testing.T) {
+	body := readSample(t, "v2.audits.entitytype.OAuthClient.delete.json")
+	// source aws.partner/genesys.com/cloud/23faea37-1117-4c0a-88a2-572c46780b03/quickstart-test, account 490606849374
+	tests := []struct {
+		name   string
+		opts   []eventbridge.Option
+		status int
+		reason string
+	}{
+		{"exact source", []eventbridge.Option{eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/23faea37-1117-4c0a-88a2-572c46780b03/quickstart-test")}, 200, ""},
+		{"prefix with slash", []eventbridge.Option{eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/23faea37-1117-4c0a-88a2-572c46780b03/")}, 200, ""},
+		{"prefix with star", []eventbridge.Option{eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/23faea37-*")}, 200, ""},
+		{"other org", []eventbridge.Option{eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/00000000-1117-4c0a-88a2-572c46780b03/")}, 403, "eventbridge: source not allowed"},
+		{"exact does not prefix", []eventbridge.Option{eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/23faea37-1117-4c0a-88a2-572c46780b03/quickstart")}, 403, "eventbridge: source not allowed"},
+		{"one of several", []eventbridge.Option{eventbridge.WithAllowedSources("a", "b/"), eventbridge.WithAllowedSources("aws.partner/genesys.com/")}, 200, ""},
+		{"account", []eventbridge.Option{eventbridge.WithAllowedAccounts("111111111111", "490606849374")}, 200, ""},
+		{"wrong account", []eventbridge.Option{eventbridge.WithAllowedAccounts("111111111111")}, 403, "eventbridge: account not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &recorder{}
+			w := post(newHandler(t, d, tt.opts...), body)
+			assert.Equal(t, tt.status, w.Code)
+			if tt.status == 403 {
+				assert.Equal(t, map[string]string{"error": tt.reason}, decodeAnswer(t, w))
+				assert.Empty(t, d.events)
+			}
+		})
+	}
+
+	t.Run("an event without source or account is refused when a list is set", func(t *testing.T) {
+		ws := readSample(t, "websocket.v2.users.activity.REPAIRED.json")
+		assert.Equal(t, 403, post(newHandler(t, &recorder{}, eventbridge.WithAllowedSources("x/")), ws).Code)
+		assert.Equal(t, 403, post(newHandler(t, &recorder{}, eventbridge.WithAllowedAccounts("1")), ws).Code)
+		assert.Equal(t, 200, post(newHandler(t, &recorder{}), ws).Code)
+	})
+}
+
+func TestHandlerTraceContext(t *testing.T) {
+	body := readSample(t, "v2.detail.events.conversation.customer.start.json")
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	tests := []struct {
+		name          string
+		headers       []string
+		parent, state string
+	}{
+		{"valid pair", []string{"traceparent", tp, "tracestate", "congo=t61rcWkgMzE"}, tp, "congo=t61rcWkgMzE"},
+		{"parent only", []string{"traceparent", tp}, tp, ""},
+		{"upper-case hex", []string{"traceparent", strings.ToUpper(tp), "tracestate", "a=b"}, "", ""},
+		{"zero trace id", []string{"traceparent", "00-00000000000000000000000000000000-b7ad6b7169203331-01"}, "", ""},
+		{"version ff", []string{"traceparent", "ff" + tp[2:]}, "", ""},
+		{"too long for 00", []string{"traceparent", tp + "-x"}, "", ""},
+		{"future version may extend", []string{"traceparent", "01" + tp[2:] + "-what"}, "01" + tp[2:] + "-what", ""},
+		{"tracestate alone", []string{"tracestate", "a=b"}, "", ""},
+		{"tracestate with control", []string{"traceparent", tp, "tracestate", "a=b\x01"}, tp, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &recorder{}
+			require.Equal(t, 200, post(newHandler(t, d), body, tt.headers...).Code)
+			e, _ := d.last(t)
+			assert.Equal(t, tt.parent, e.Meta(fanbridge.MetaTraceparent))
+			assert.Equal(t, tt.state, e.Meta(fanbridge.MetaTracestate))
+		})
+	}
+}
+
+// bytesBody is a request body that was read already: it offers its bytes and fails the test if
+// read again.
+type bytesBody struct {
+	t    *testing.T
+	data []byte
+}
+
+func (b *bytesBody) Bytes() []byte { return b.data }
+func (b *bytesBody) Read([]byte) (int, error) {
+	b.t.Error("the handler read a body whose bytes it was offered")
+	return 0, io.EOF
+}
+func (b *bytesBody) Close() error { return nil }
+
+func TestHandlerBodyReuse(t *testing.T) {
+	body := readSample(t, "v2.conversations.transcription.json")
+	d := &recorder{}
+	h := newHandler(t, d)
+	req := httptest.NewRequest(http.MethodPost, "/", nil)
+	req.Body = &bytesBody{t: t, data: body}
+	req.ContentLength = -1
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	require.Equal(t, 200, w.Code)
+	e, _ := d.last(t)
+	assert.True(t, within(e.Raw, body) && len(e.Raw) == len(body), "Raw must be the offered bytes, not a copy")
+	assert.True(t, within(e.Data, body))
+
+	t.Run("the limit still applies", func(t *testing.T) {
+		req := httptest.NewRequest(http.MethodPost, "/", nil)
+		req.Body = &bytesBody{t: t, data: body}
+		w := httptest.NewRecorder()
+		newHandler(t, failDispatcher(t), eventbridge.WithMaxBodySize(100)).ServeHTTP(w, req)
+		assert.Equal(t, 413, w.Code)
+	})
+}
+
+// chunks is a reader that hands out its data a few bytes at a time, like a chunked upload.
+type chunks struct {
+	data []byte
+	n    int
+}
+
+func (c *chunks) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	k := min(len(p), c.n, len(c.data))
+	copy(p, c.data[:k])
+	c.data = c.data[k:]
+	return k, nil
+}
+
+func TestHandlerBodyReading(t *testing.T) {
+	body := readSample(t, "v2.conversations.transcription.json")
+	tests := []struct {
+		name          string
+		contentLength int64
+		chunk         int
+		limit         int64
+		status        int
+	}{
+		{"unknown length, small reads", -1, 7, 0, 200},
+		{"unknown length, limit exactly the body", -1, 100, int64(len(body)), 200},
+		{"unknown length, one byte over", -1, 100, int64(len(body)) - 1, 413},
+		{"known length, exactly the limit", int64(len(body)), 4096, int64(len(body)), 200},
+		{"declared length over the limit", int64(len(body)), 4096, 1000, 413},
+		{"unknown length, big limit", -1, 3, 1 << 20, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &recorder{}
+			var opts []eventbridge.Option
+			if tt.limit > 0 {
+				opts = append(opts, eventbridge.WithMaxBodySize(tt.limit))
+			}
+			req := httptest.NewRequest(http.MethodPost, "/", nil)
+			req.Body = io.NopCloser(&chunks{data: body, n: tt.chunk})
+			req.ContentLength = tt.contentLength
+			w := httptest.NewRecorder()
+			newHandler(t, d, opts...).ServeHTTP(w, req)
+			assert.Equal(t, tt.status, w.Code, w.Body.String())
+			if tt.status == 200 {
+				e, _ := d.last(t)
+				assert.Equal(t, body, e.Raw)
+			} else {
+				assert.Empty(t, d.events)
+				assert.Equal(t, "close", w.Header().Get("Connection"))
+			}
+		})
+	}
+
+	t.Run("read error", func(t *testing.T) {
+		req := httptest.NewRequest(http.MethodPost, "/", nil)
+		req.Body = io.NopCloser(io.MultiReader(strings.NewReader(`{"id":`), errReader{}))
+		w := httptest.NewRecorder()
+		newHandler(t, failDispatcher(t)).ServeHTTP(w, req)
+		assert.Equal(t, 400, w.Code)
+		assert.Equal(t, map[string]string{"error": "eventbridge: reading the body failed"}, decodeAnswer(t, w))
+	})
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
+
+func TestNewHandlerValidation(t *testing.T) {
+	d := &recorder{}
+	tests := map[string][]eventbridge.Option{
+		"size":          {eventbridge.WithMaxBodySize(0)},
+		"ignored 400":   {eventbridge.WithIgnoredStatus(400)},
+		"ignored 199":   {eventbridge.WithIgnoredStatus(199)},
+		"retry-after":   {eventbridge.WithRetryAfter(0)},
+		"timeout":       {eventbridge.WithDispatchTimeout(-time.Second)},
+		"star source":   {eventbridge.WithAllowedSources("*")},
+		"empty source":  {eventbridge.WithAllowedSources("")},
+		"empty account": {eventbridge.WithAllowedAccounts("")},
+		"no formats":    {eventbridge.WithFormats()},
+		"bad format":    {eventbridge.WithFormats("soap")},
+		"nil logger":    {eventbridge.WithLogger(nil)},
+		"nil meter":     {eventbridge.WithMeterProvider(nil)},
+		"nil tracer":    {eventbridge.WithTracerProvider(nil)},
+		"nil option":    {nil},
+	}
+	for name, opts := range tests {
+		t.Run(name, func(t *testing.T) {
+			h, err := eventbridge.NewHandler(d, opts...)
+			require.ErrorIs(t, err, eventbridge.ErrInvalidConfig)
+			assert.Nil(t, h)
+		})
+	}
+	t.Run("nil dispatcher", func(t *testing.T) {
+		_, err := eventbridge.NewHandler(nil)
+		require.ErrorIs(t, err, eventbridge.ErrInvalidConfig)
+	})
+	t.Run("all errors reported together", func(t *testing.T) {
+		_, err := eventbridge.NewHandler(nil, eventbridge.WithMaxBodySize(-1), eventbridge.WithRetryAfter(0))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "dispatcher")
+		assert.Contains(t, err.Error(), "max body size")
+		assert.Contains(t, err.Error(), "retry-after")
+	})
+}
+
+func TestHandlerFormats(t *testing.T) {
+	h := newHandler(t, &recorder{}, eventbridge.WithFormats(eventbridge.FormatNotification))
+	assert.Equal(t, 200, post(h, readSample(t, "websocket.v2.users.activity.REPAIRED.json")).Code)
+	w := post(h, readSample(t, "v2.conversations.transcription.json"))
+	assert.Equal(t, 400, w.Code)
+	assert.Equal(t, map[string]string{"error": "eventbridge: unknown event format: eventbridge envelopes are not accepted here"},
+		decodeAnswer(t, w))
+}
+
+func TestHandlerLogging(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	body := readSample(t, "v2.conversations.transcription.json")
+
+	h := newHandler(t, &recorder{err: errors.New("sink exploded")}, eventbridge.WithLogger(logger))
+	require.Equal(t, 503, post(h, body).Code)
+	require.Equal(t, 400, post(h, bytes.ReplaceAll(body, []byte(`"EXTERNAL"`), []byte(`"EXTERNAL`))).Code)
+	out := buf.String()
+	assert.Contains(t, out, "dispatch failed")
+	assert.Contains(t, out, "sink exploded")
+	assert.Contains(t, out, "6efd5506-3fd6-09a1-5599-09ae48bd6dd8")
+	assert.Contains(t, out, "request rejected")
+	assert.NotContains(t, out, "cissians", "bodies never reach the log")
+
+	t.Run("silent by default", func(t *testing.T) {
+		// Nothing to observe but the absence of a panic and of output elsewhere; the default
+		// logger discards.
+		assert.Equal(t, 503, post(newHandler(t, &recorder{err: errors.New("x")}), body).Code)
+	})
+}
+
+func TestHandlerTelemetry(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	d := &recorder{}
+	h := newHandler(t, d, eventbridge.WithMeterProvider(mp), eventbridge.WithTracerProvider(tp))
+	body := readSample(t, "v2.conversations.transcription.json")
+
+	const tp1 = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	require.Equal(t, 200, post(h, body, "traceparent", tp1).Code)
+	require.Equal(t, 405, func() int {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+		return w.Code
+	}())
+	require.Equal(t, 400, post(h, []byte(`{`)).Code)
+	d.err = fanbridge.ErrNoMatch
+	require.Equal(t, 200, post(h, body).Code)
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	sums := map[string]int64{}
+	var histCount uint64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch data := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, dp := range data.DataPoints {
+					key := m.Name
+					for _, kv := range dp.Attributes.ToSlice() {
+						key += "," + string(kv.Key) + "=" + kv.Value.Emit()
+					}
+					sums[key] += dp.Value
+				}
+			case metricdata.Histogram[float64]:
+				for _, dp := range data.DataPoints {
+					histCount += dp.Count
+				}
+			}
+		}
+	}
+	assert.Equal(t, map[string]int64{
+		"fanbridge.eventbridge.requests":                     4,
+		"fanbridge.eventbridge.rejected,reason=method":       1,
+		"fanbridge.eventbridge.rejected,reason=malformed":    1,
+		"fanbridge.eventbridge.dispatched,outcome=delivered": 1,
+		"fanbridge.eventbridge.dispatched,outcome=ignored":   1,
+	}, sums)
+	assert.Equal(t, uint64(4), histCount)
+
+	ended := spans.Ended()
+	require.Len(t, ended, 4)
+	first := ended[0]
+	assert.Equal(t, "0af7651916cd43dd8448eb211c80319c", first.SpanContext().TraceID().String(), "child of the sender's trace")
+	assert.Equal(t, trace.SpanKindServer, first.SpanKind())
+	attrs := map[string]string{}
+	for _, kv := range first.Attributes() {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	assert.Equal(t, "6efd5506-3fd6-09a1-5599-09ae48bd6dd8", attrs["messaging.message.id"])
+	assert.Equal(t, "v2.conversations.{id}.transcription", attrs["fanbridge.event.type"])
+	assert.Equal(t, "200", attrs["http.response.status_code"])
+
+	_, dctx := d.last(t)
+	assert.Equal(t, ended[3].SpanContext().SpanID(), trace.SpanContextFromContext(dctx).SpanID(),
+		"the dispatcher runs inside the request's span")
+}
