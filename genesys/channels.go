@@ -1,0 +1,93 @@
+package genesys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Limits of the WebSocket Notification API.
+const (
+	// MaxTopicsPerChannel is how many topics one channel may subscribe; more is a 400.
+	MaxTopicsPerChannel = 1000
+	// MaxChannels is how many channels one OAuth client may hold; creating another evicts the
+	// least recently used, unconnected ones first.
+	MaxChannels = 20
+	// ChannelLifetime is how long a channel lives after its creation.
+	ChannelLifetime = 24 * time.Hour
+)
+
+var (
+	// ErrTemplateTopic reports a subscription topic with a "{id}" placeholder: the WebSocket API
+	// needs concrete ids ("v2.users.<uuid>.presence"). Templates are for EventBridge filters.
+	ErrTemplateTopic = errors.New("genesys: WebSocket topics need concrete ids, not {id} templates")
+	// ErrTooManyTopics reports more topics than one channel can subscribe (MaxTopicsPerChannel).
+	ErrTooManyTopics = errors.New("genesys: too many topics for one channel")
+)
+
+// Channel is a notification channel: a WebSocket address that receives the events of the topics
+// subscribed to it, until Expires.
+type Channel struct {
+	ID         string    `json:"id"`
+	ConnectURI string    `json:"connectUri"`
+	Expires    time.Time `json:"expires"`
+}
+
+// CreateChannel opens a new notification channel (POST /api/v2/notifications/channels).
+//
+// A creation whose answer is lost may be sent again: the orphan channel has no connection, so it is
+// the first one Genesys evicts when the 20-channel limit is reached.
+func (c *Client) CreateChannel(ctx context.Context) (*Channel, error) {
+	var ch Channel
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v2/notifications/channels", repeatable: true}, &ch)
+	if err != nil {
+		return nil, err
+	}
+	if ch.ID == "" || ch.ConnectURI == "" {
+		return nil, fmt.Errorf("genesys: channel answer without id or connectUri")
+	}
+	return &ch, nil
+}
+
+// SetSubscriptions replaces the channel's subscriptions with topics
+// (PUT /api/v2/notifications/channels/{id}/subscriptions). Topics must be concrete (see
+// ErrTemplateTopic) and at most MaxTopicsPerChannel; both are checked before any request.
+func (c *Client) SetSubscriptions(ctx context.Context, channelID string, topics []string) error {
+	if channelID == "" {
+		return fmt.Errorf("genesys: SetSubscriptions: empty channel id")
+	}
+	if err := CheckSubscriptionTopics(topics); err != nil {
+		return err
+	}
+	if len(topics) > MaxTopicsPerChannel {
+		return fmt.Errorf("%w: %d topics, at most %d", ErrTooManyTopics, len(topics), MaxTopicsPerChannel)
+	}
+	body := make([]map[string]string, len(topics))
+	for i, t := range topics {
+		body[i] = map[string]string{"id": t}
+	}
+	return c.do(ctx, request{
+		method: http.MethodPut, path: "/api/v2/notifications/channels/" + url.PathEscape(channelID) + "/subscriptions",
+		body: body, repeatable: true,
+	}, nil)
+}
+
+// CheckSubscriptionTopics reports the first topic that cannot be subscribed on a WebSocket channel:
+// empty, with white space, or a "{id}" template (ErrTemplateTopic).
+func CheckSubscriptionTopics(topics []string) error {
+	for _, t := range topics {
+		switch {
+		case t == "":
+			return fmt.Errorf("genesys: empty subscription topic")
+		case strings.ContainsAny(t, " \t\r\n"):
+			return fmt.Errorf("genesys: subscription topic %q contains white space", clean(t, 200))
+		case strings.ContainsAny(t, "{}"):
+			return fmt.Errorf("%w: %q", ErrTemplateTopic, clean(t, 200))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,407 @@
+package genesys
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+// Size limits for answers the client reads.
+const (
+	maxResponseBody = 32 << 20 // a successful answer (topic listings are the largest)
+	maxErrorBody    = 64 << 10 // an error answer: only its JSON head matters
+)
+
+// Client calls the Genesys Cloud REST API endpoints fanbridge needs: integrations, notification
+// topics and channels, and the organization. It authenticates with OAuth client credentials, caches
+// the token and renews it before it expires, and retries what is safe to retry. A Client is safe
+// for concurrent use.
+type Client struct {
+	region        Region
+	baseURL       string // without a trailing slash
+	http          *http.Client
+	log           *slog.Logger
+	retrier       *retry.Retrier
+	clock         retry.Clock
+	maxRetryAfter time.Duration
+	userAgent     string
+	tokens        *tokenCache
+}
+
+// NewClient returns a client for the Genesys Cloud region (a constant such as USEast1, a Region
+// from ParseRegion, or any API host) using the OAuth client credentials clientID and clientSecret.
+// The client's rights come from the roles given to the OAuth client in Genesys Cloud.
+//
+// NewClient makes no request; the first call fetches a token. It returns an error wrapping
+// ErrInvalidConfig, which never contains the secret, for an argument or option it cannot use.
+func NewClient(region Region, clientID, clientSecret string, opts ...Option) (*Client, error) {
+	cfg := config{
+		logger:        slog.New(slog.DiscardHandler),
+		policy:        DefaultRetryPolicy,
+		maxRetryAfter: DefaultMaxRetryAfter,
+		clock:         retry.SystemClock,
+		userAgent:     DefaultUserAgent,
+	}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	switch {
+	case strings.TrimSpace(clientID) == "":
+		return nil, fmt.Errorf("%w: client id is empty", ErrInvalidConfig)
+	case strings.TrimSpace(clientSecret) == "":
+		return nil, fmt.Errorf("%w: client secret is empty", ErrInvalidConfig)
+	case cfg.logger == nil:
+		return nil, fmt.Errorf("%w: nil logger", ErrInvalidConfig)
+	case cfg.clock == nil:
+		return nil, fmt.Errorf("%w: nil clock", ErrInvalidConfig)
+	case cfg.maxRetryAfter < 0:
+		return nil, fmt.Errorf("%w: negative MaxRetryAfter %v", ErrInvalidConfig, cfg.maxRetryAfter)
+	case strings.ContainsAny(cfg.userAgent, "\r\n"):
+		return nil, fmt.Errorf("%w: User-Agent contains a line break", ErrInvalidConfig)
+	}
+	if err := region.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.baseURL == "" {
+		cfg.baseURL = "https://" + region.APIHost()
+	}
+	if cfg.tokenURL == "" {
+		if region.LoginHost() == "" {
+			return nil, fmt.Errorf("%w: region %q does not start with \"api.\": give the token URL with WithTokenURL", ErrInvalidConfig, region)
+		}
+		cfg.tokenURL = "https://" + region.LoginHost() + "/oauth/token"
+	}
+	if _, err := parseHTTPURL("base URL", cfg.baseURL); err != nil {
+		return nil, err
+	}
+	if _, err := parseHTTPURL("token URL", cfg.tokenURL); err != nil {
+		return nil, err
+	}
+	if cfg.httpClient == nil {
+		cfg.httpClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	cfg.policy.MaxRetryAfter = cfg.maxRetryAfter
+	if cfg.maxRetryAfter == 0 {
+		cfg.policy.MaxRetryAfter = time.Nanosecond // zero would mean MaxInterval to the retry package
+	}
+	r, err := retry.New(cfg.policy, retry.WithClock(cfg.clock))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	c := &Client{
+		region:        region,
+		baseURL:       strings.TrimSuffix(cfg.baseURL, "/"),
+		http:          cfg.httpClient,
+		log:           cfg.logger,
+		retrier:       r,
+		clock:         cfg.clock,
+		maxRetryAfter: cfg.maxRetryAfter,
+		userAgent:     cfg.userAgent,
+	}
+	c.tokens = &tokenCache{
+		conf: clientcredentials.Config{
+			ClientID:     clientID,
+			ClientSecret: clientSecret,
+			TokenURL:     cfg.tokenURL,
+			AuthStyle:    oauth2.AuthStyleInHeader,
+		},
+		http:  withUserAgent(cfg.httpClient, cfg.userAgent),
+		clock: cfg.clock,
+		c:     c,
+	}
+	return c, nil
+}
+
+func parseHTTPURL(what, s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.User != nil {
+		return nil, fmt.Errorf("%w: %s %q is not an http(s) URL without query or user info", ErrInvalidConfig, what, clean(s, 200))
+	}
+	return u, nil
+}
+
+// withUserAgent returns a copy of hc whose requests carry ua; the oauth2 package sets none itself.
+func withUserAgent(hc *http.Client, ua string) *http.Client {
+	cp := *hc
+	base := hc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	cp.Transport = uaTransport{base: base, ua: ua}
+	return &cp
+}
+
+type uaTransport struct {
+	base http.RoundTripper
+	ua   string
+}
+
+func (t uaTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("User-Agent", t.ua)
+	return t.base.RoundTrip(r)
+}
+
+// Region returns the region the client was built for.
+func (c *Client) Region() Region { return c.region }
+
+// HTTPClient returns the HTTP client the Client uses; package notifications dials WebSockets with
+// it so that proxies and TLS settings apply there too.
+func (c *Client) HTTPClient() *http.Client { return c.http }
+
+// request describes one API call.
+type request struct {
+	method string
+	path   string // escaped path below the base URL, starting with "/"
+	query  url.Values
+	body   any
+	// repeatable says whether sending the request again after an unclear failure is harmless.
+	// GET, PUT, PATCH and DELETE are; a POST that creates something is not unless the caller says so.
+	repeatable bool
+}
+
+func get(path string, q url.Values) request {
+	return request{method: http.MethodGet, path: path, query: q, repeatable: true}
+}
+
+// do runs r with retries and decodes a successful answer into out (when out is not nil).
+//
+// The error it returns is classified for package retry: a 4xx that no retry can cure is marked
+// Permanent; an exhausted quota carries its wait with retry.After; a request that kept failing
+// with retryable errors is a *retry.Error, unmarked. All of them unwrap to the *APIError or
+// *TokenError of the last attempt.
+func (c *Client) do(ctx context.Context, r request, out any) error {
+	var payload []byte
+	if r.body != nil {
+		var err error
+		if payload, err = json.Marshal(r.body); err != nil {
+			return fmt.Errorf("genesys: encoding %s %s: %w", r.method, r.path, err)
+		}
+	}
+	var last error
+	err := c.retrier.Do(ctx, func(ctx context.Context) error {
+		last = c.attempt(ctx, r, payload, out)
+		return c.classify(r, last)
+	}, retry.OnRetry(func(a retry.Attempt) {
+		c.log.LogAttrs(ctx, slog.LevelWarn, "genesys: retrying request",
+			slog.String("method", r.method), slog.String("path", r.path), slog.Int("attempt", a.Number),
+			slogDuration("wait", a.Wait), slog.String("error", a.Err.Error()))
+	}))
+	if err == nil {
+		return nil
+	}
+	var re *retry.Error
+	if !errors.As(err, &re) {
+		return err
+	}
+	switch re.Reason {
+	case retry.ReasonPermanent:
+		var q *quotaError
+		if errors.As(re.Last, &q) {
+			// Not permanent for the caller: the quota comes back. Say when.
+			return retry.After(q, q.wait)
+		}
+		return re.Last
+	default:
+		return re
+	}
+}
+
+// attempt sends r once, and a second time when a 401 says the token was refused: the token is then
+// renewed first. It returns errors as they are; classify marks them for the retrier.
+func (c *Client) attempt(ctx context.Context, r request, payload []byte, out any) error {
+	for renewed := false; ; renewed = true {
+		token, err := c.tokens.get(ctx)
+		if err != nil {
+			return err
+		}
+		status, h, body, err := c.send(ctx, r, payload, token)
+		if err != nil {
+			return err
+		}
+		if status == http.StatusUnauthorized && !renewed {
+			c.log.LogAttrs(ctx, levelDebug, "genesys: token refused, renewing it",
+				slog.String("method", r.method), slog.String("path", r.path))
+			c.tokens.invalidate(token)
+			continue
+		}
+		if status < 200 || status > 299 {
+			e := parseAPIError(status, h, body, c.clock.Now())
+			e.Method, e.Path = r.method, r.path
+			return e
+		}
+		if out != nil && len(bytes.TrimSpace(body)) > 0 {
+			if err := json.Unmarshal(body, out); err != nil {
+				return &decodeError{method: r.method, path: r.path, err: err}
+			}
+		}
+		return nil
+	}
+}
+
+// send performs one HTTP exchange and reads the whole answer.
+func (c *Client) send(ctx context.Context, r request, payload []byte, token string) (int, http.Header, []byte, error) {
+	target := c.baseURL + r.path
+	if len(r.query) > 0 {
+		target += "?" + r.query.Encode()
+	}
+	var body io.Reader
+	if payload != nil {
+		body = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, target, body)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("genesys: building %s %s: %w", r.method, r.path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, nil, &transportError{method: r.method, path: r.path, err: err}
+	}
+	defer resp.Body.Close()
+	limit := int64(maxResponseBody)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		limit = maxErrorBody
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return 0, nil, nil, &transportError{method: r.method, path: r.path, err: err, afterHeaders: true}
+	}
+	c.log.LogAttrs(ctx, levelDebug, "genesys: request",
+		slog.String("method", r.method), slog.String("path", r.path), slog.Int("status", resp.StatusCode),
+		slogDuration("took", time.Since(start)), slog.String("correlation_id", resp.Header.Get("ININ-Correlation-Id")))
+	return resp.StatusCode, resp.Header, data, nil
+}
+
+// classify marks err for the retrier: which failures another attempt may cure, and for how long
+// the server asked us to wait.
+func (c *Client) classify(r request, err error) error {
+	if err == nil {
+		return nil
+	}
+	var (
+		apiErr   *APIError
+		tokenErr *TokenError
+		tErr     *transportError
+		dErr     *decodeError
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return err
+	case errors.As(err, &apiErr):
+		return c.classifyStatus(r, apiErr.Status, apiErr.RetryAfter, err)
+	case errors.As(err, &tokenErr):
+		// The token request is always safe to repeat: it creates nothing.
+		return c.classifyStatus(request{repeatable: true}, tokenErr.Status, tokenErr.RetryAfter, err)
+	case errors.As(err, &tErr):
+		if r.repeatable || tErr.nothingSent() {
+			return err
+		}
+		return retry.Permanent(fmt.Errorf("%w: %w", ErrOutcomeUnknown, err))
+	case errors.As(err, &dErr):
+		return retry.Permanent(err)
+	default:
+		// A token request that could not be exchanged: it creates nothing and the API request
+		// was not sent yet, so another attempt is harmless.
+		return err
+	}
+}
+
+func (c *Client) classifyStatus(r request, status int, wait time.Duration, err error) error {
+	switch {
+	case status == http.StatusTooManyRequests:
+		// A 429 was refused before any work, so even a POST may be sent again.
+		if wait > c.maxRetryAfter {
+			return retry.Permanent(retry.After(&quotaError{wait: wait, ceiling: c.maxRetryAfter, err: err}, wait))
+		}
+		return retry.After(err, wait)
+	case status >= 500 && status != http.StatusNotImplemented:
+		if !r.repeatable {
+			return retry.Permanent(fmt.Errorf("%w: %w", ErrOutcomeUnknown, err))
+		}
+		return retry.After(err, wait)
+	default:
+		return retry.Permanent(err)
+	}
+}
+
+// quotaError is a 429 whose Retry-After is above the client's ceiling.
+type quotaError struct {
+	wait, ceiling time.Duration
+	err           error
+}
+
+func (q *quotaError) Error() string {
+	return fmt.Sprintf("%v: the server asks to wait %v, longer than the %v this client waits for (WithMaxRetryAfter): %v",
+		ErrQuotaExhausted, q.wait.Round(time.Second), q.ceiling, q.err)
+}
+
+func (q *quotaError) Unwrap() []error { return []error{ErrQuotaExhausted, q.err} }
+
+// RetryAfter returns the wait the server asked for.
+func (q *quotaError) RetryAfter() time.Duration { return q.wait }
+
+// transportError is a failure to exchange a request and its answer.
+type transportError struct {
+	method, path string
+	err          error
+	afterHeaders bool // the answer's headers arrived, so the server did receive the request
+}
+
+func (e *transportError) Error() string {
+	return fmt.Sprintf("genesys: %s %s: %v", e.method, e.path, e.err)
+}
+
+func (e *transportError) Unwrap() error { return e.err }
+
+// nothingSent reports whether the request certainly never reached the server: the connection was
+// never made. Only then is a non-repeatable request safe to send again.
+func (e *transportError) nothingSent() bool {
+	if e.afterHeaders {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(e.err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(e.err, &dns)
+}
+
+// decodeError is a successful answer whose body does not decode.
+type decodeError struct {
+	method, path string
+	err          error
+}
+
+func (e *decodeError) Error() string {
+	return fmt.Sprintf("genesys: %s %s: decoding the answer: %v", e.method, e.path, e.err)
+}
+
+func (e *decodeError) Unwrap() error { return e.err }
+
+const levelDebug = slog.LevelDebug
+
+func slogDuration(key string, d time.Duration) slog.Attr {
+	return slog.String(key, d.Round(time.Millisecond).String())
+}

@@ -1,0 +1,368 @@
+package genesys_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/genesys/genesystest"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
+)
+
+func TestNewClientValidates(t *testing.T) {
+	const secret = "s3cr3t-value-never-shown"
+	tests := []struct {
+		name          string
+		region        genesys.Region
+		id, secret    string
+		opts          []genesys.Option
+		wantSubstring string
+	}{
+		{"empty id", genesys.USEast1, "", secret, nil, "client id is empty"},
+		{"empty secret", genesys.USEast1, "id", " ", nil, "client secret is empty"},
+		{"bad region", genesys.Region("api..example"), "id", secret, nil, "not a host name"},
+		{"empty region", "", "id", secret, nil, "empty region"},
+		{"custom host without login", genesys.Region("genesys.example.net"), "id", secret, nil, "WithTokenURL"},
+		{"bad base URL", genesys.USEast1, "id", secret, []genesys.Option{genesys.WithBaseURL("ftp://x")}, "base URL"},
+		{"bad token URL", genesys.USEast1, "id", secret, []genesys.Option{genesys.WithTokenURL("http://")}, "token URL"},
+		{"nil logger", genesys.USEast1, "id", secret, []genesys.Option{genesys.WithLogger(nil)}, "nil logger"},
+		{"bad policy", genesys.USEast1, "id", secret, []genesys.Option{genesys.WithRetryPolicy(retry.Policy{Multiplier: 0.5})}, "Multiplier"},
+		{"negative ceiling", genesys.USEast1, "id", secret, []genesys.Option{genesys.WithMaxRetryAfter(-time.Second)}, "MaxRetryAfter"},
+		{"user agent injection", genesys.USEast1, "id", secret, []genesys.Option{genesys.WithUserAgent("a\r\nX: y")}, "User-Agent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := genesys.NewClient(tt.region, tt.id, tt.secret, tt.opts...)
+			require.Error(t, err)
+			assert.Nil(t, c)
+			assert.ErrorIs(t, err, genesys.ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tt.wantSubstring)
+			assert.NotContains(t, err.Error(), secret)
+		})
+	}
+	t.Run("custom host with token URL", func(t *testing.T) {
+		c, err := genesys.NewClient("genesys.example.net:8443", "id", secret, genesys.WithTokenURL("https://auth.example.net/oauth/token"))
+		require.NoError(t, err)
+		assert.Equal(t, genesys.Region("genesys.example.net:8443"), c.Region())
+	})
+}
+
+func TestRegions(t *testing.T) {
+	all := genesys.Regions()
+	require.Len(t, all, 18)
+	seen := map[string]bool{}
+	for _, r := range all {
+		aws := r.AWSRegion()
+		assert.NotEmpty(t, aws, "region %s has no AWS name", r)
+		assert.False(t, seen[aws], "AWS region %s twice", aws)
+		seen[aws] = true
+		assert.True(t, strings.HasPrefix(r.LoginHost(), "login."), r.LoginHost())
+		assert.Equal(t, strings.TrimPrefix(r.APIHost(), "api."), strings.TrimPrefix(r.LoginHost(), "login."))
+		parsed, err := genesys.ParseRegion(aws)
+		require.NoError(t, err)
+		assert.Equal(t, r, parsed)
+	}
+	assert.Equal(t, "login.mypurecloud.com", genesys.USEast1.LoginHost())
+	assert.Equal(t, "login.edee1.eusc-pure.cloud", genesys.EUSCDEEast1.LoginHost())
+	assert.Equal(t, "eu-central-2", genesys.EUCentral2.AWSRegion())
+	assert.Equal(t, "", genesys.Region("api.example.net").AWSRegion())
+	assert.Equal(t, "", genesys.Region("example.net").LoginHost())
+
+	parse := []struct {
+		in   string
+		want genesys.Region
+	}{
+		{"us-east-1", genesys.USEast1},
+		{" EU-WEST-1 ", genesys.EUWest1},
+		{"mypurecloud.de", genesys.EUCentral1},
+		{"api.mypurecloud.jp", genesys.APNortheast1},
+		{"login.usw2.pure.cloud", genesys.USWest2},
+		{"https://api.mypurecloud.com.au/", genesys.APSoutheast2},
+		{"api.genesys.example.net", "api.genesys.example.net"},
+	}
+	for _, p := range parse {
+		t.Run("parse "+p.in, func(t *testing.T) {
+			got, err := genesys.ParseRegion(p.in)
+			require.NoError(t, err)
+			assert.Equal(t, p.want, got)
+		})
+	}
+	for _, bad := range []string{"", "https://", "api.bad_host", "api.x:99999999", "api.-x.com", "a b"} {
+		t.Run("reject "+bad, func(t *testing.T) {
+			_, err := genesys.ParseRegion(bad)
+			assert.ErrorIs(t, err, genesys.ErrInvalidConfig)
+		})
+	}
+}
+
+func TestTokenCachedAndRenewedBeforeExpiry(t *testing.T) {
+	clk := retrytest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	f := newFixture(t, []genesystest.Option{genesystest.WithClock(clk.Now), genesystest.WithTokenLifetime(300 * time.Second)},
+		genesys.WithClock(clk))
+	ctx := testContext(t)
+
+	_, err := f.client.Organization(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.srv.TokensIssued())
+
+	clk.Advance(200 * time.Second)
+	_, err = f.client.Organization(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, f.srv.TokensIssued(), "a token with 100s left must be reused")
+
+	// 10% of 300s is 30s: at 275s the token has 25s left and is replaced before the server would
+	// refuse it.
+	clk.Advance(75 * time.Second)
+	_, err = f.client.Organization(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 2, f.srv.TokensIssued(), "the token must be renewed before it expires")
+	for _, r := range f.srv.Requests() {
+		assert.NotEqual(t, http.StatusUnauthorized, r.Status, "no request may be refused: %+v", r)
+	}
+}
+
+func TestTokenRenewedAfter401(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := testContext(t)
+	_, err := f.client.Organization(ctx)
+	require.NoError(t, err)
+
+	f.srv.ExpireTokens() // revoked behind the client's back
+	f.srv.ResetLog()
+	org, err := f.client.Organization(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, genesystest.DefaultOrganizationID, org.ID)
+
+	var statuses []int
+	for _, r := range f.srv.Requests() {
+		statuses = append(statuses, r.Status)
+	}
+	assert.Equal(t, []int{401, 200, 200}, statuses, "refused call, new token, replayed call")
+
+	t.Run("a second 401 is final", func(t *testing.T) {
+		f.srv.ResetLog()
+		f.srv.Fail(genesystest.Fault{Path: "/api/v2/organizations/me", Status: 401, Times: 2, Code: "bad.credentials"})
+		_, err := f.client.Organization(ctx)
+		require.Error(t, err)
+		assert.True(t, genesys.IsUnauthorized(err))
+		assert.True(t, retry.IsPermanent(err))
+		assert.Equal(t, 2, f.srv.Count(http.MethodGet, "/api/v2/organizations/me"))
+	})
+}
+
+func TestWrongCredentials(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	logs := &syncBuffer{}
+	const wrong = "wrong-secret-8d1e"
+	c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, wrong,
+		genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy),
+		genesys.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	require.NoError(t, err)
+
+	_, err = c.Organization(testContext(t))
+	require.Error(t, err)
+	var te *genesys.TokenError
+	require.ErrorAs(t, err, &te)
+	assert.Equal(t, http.StatusUnauthorized, te.Status)
+	assert.Equal(t, "invalid_client", te.Code)
+	assert.Equal(t, "client not found", te.Description)
+	assert.NotEmpty(t, te.CorrelationID)
+	assert.True(t, genesys.IsUnauthorized(err))
+	assert.True(t, retry.IsPermanent(err), "refused credentials are not retried")
+	assert.Equal(t, 1, srv.Count(http.MethodPost, "/oauth/token"))
+	assert.Equal(t, 0, srv.Count("", "/api/"))
+	assert.NotContains(t, err.Error(), wrong)
+	assert.NotContains(t, logs.String(), wrong)
+}
+
+func TestRateLimitHonoursRetryAfter(t *testing.T) {
+	clk := retrytest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	f := newFixture(t, []genesystest.Option{genesystest.WithClock(clk.Now)}, genesys.WithClock(clk))
+	ctx := testContext(t)
+	f.srv.Fail(genesystest.Fault{Path: "/api/v2/organizations/me", Status: 429, RetryAfter: "7"})
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.client.Organization(ctx)
+		done <- err
+	}()
+	require.NoError(t, clk.WaitTimers(ctx, 1))
+	wait, ok := clk.NextDue()
+	require.True(t, ok)
+	assert.Equal(t, 7*time.Second, wait, "the retry waits what Retry-After asked")
+	select {
+	case err := <-done:
+		t.Fatalf("returned before the wait was over: %v", err)
+	default:
+	}
+	clk.Advance(wait)
+	require.NoError(t, <-done)
+	assert.Equal(t, 2, f.srv.Count(http.MethodGet, "/api/v2/organizations/me"))
+}
+
+func TestQuotaRetryAfterFailsAtOnce(t *testing.T) {
+	f := newFixture(t, nil)
+	f.srv.Fail(genesystest.Fault{Path: "/api/v2/organizations/me", Status: 429, RetryAfter: "3600"})
+	start := time.Now()
+	_, err := f.client.Organization(testContext(t))
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.ErrorIs(t, err, genesys.ErrQuotaExhausted)
+	assert.True(t, genesys.IsRateLimited(err))
+	assert.Contains(t, err.Error(), "1h0m0s")
+	d, ok := retry.RetryAfter(err)
+	assert.True(t, ok)
+	assert.Equal(t, time.Hour, d, "the error carries the wait")
+	assert.False(t, retry.IsPermanent(err), "a quota comes back: callers may retry after the wait")
+	var apiErr *genesys.APIError
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, "too.many.requests.retry.after", apiErr.Code)
+	assert.Equal(t, 1, f.srv.Count(http.MethodGet, "/api/v2/organizations/me"))
+
+	t.Run("ceiling is configurable", func(t *testing.T) {
+		f := newFixture(t, nil, genesys.WithMaxRetryAfter(time.Second))
+		f.srv.Fail(genesystest.Fault{Path: "/api/v2/organizations/me", Status: 429, RetryAfter: "2"})
+		_, err := f.client.Organization(testContext(t))
+		assert.ErrorIs(t, err, genesys.ErrQuotaExhausted)
+	})
+}
+
+func TestServerErrors(t *testing.T) {
+	tests := []struct {
+		name      string
+		fault     genesystest.Fault
+		wantErr   bool
+		wantCalls int
+		permanent bool
+	}{
+		{"5xx burst is retried", genesystest.Fault{Status: 503, Times: 3}, false, 4, false},
+		{"502 then success", genesystest.Fault{Status: 502}, false, 2, false},
+		{"501 is not retried", genesystest.Fault{Status: 501, Code: "not.implemented"}, true, 1, true},
+		{"404 is not retried", genesystest.Fault{Status: 404, Code: "not.found"}, true, 1, true},
+		{"400 is not retried", genesystest.Fault{Status: 400}, true, 1, true},
+		{"403 is not retried", genesystest.Fault{Status: 403, Code: "missing.permissions"}, true, 1, true},
+		{"retries run out", genesystest.Fault{Status: 500, Times: 10}, true, 5, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			tt.fault.Path = "/api/v2/organizations/me"
+			f.srv.Fail(tt.fault)
+			_, err := f.client.Organization(testContext(t))
+			assert.Equal(t, tt.wantCalls, f.srv.Count(http.MethodGet, "/api/v2/organizations/me"))
+			if !tt.wantErr {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Equal(t, tt.permanent, retry.IsPermanent(err))
+			var apiErr *genesys.APIError
+			require.ErrorAs(t, err, &apiErr)
+			assert.Equal(t, tt.fault.Status, apiErr.Status)
+			assert.NotEmpty(t, apiErr.CorrelationID, "ININ-Correlation-Id is kept")
+			assert.NotEmpty(t, apiErr.ContextID)
+			assert.Equal(t, http.MethodGet, apiErr.Method)
+			assert.Equal(t, "/api/v2/organizations/me", apiErr.Path)
+			assert.Contains(t, err.Error(), apiErr.CorrelationID)
+			if !tt.permanent {
+				var re *retry.Error
+				require.ErrorAs(t, err, &re)
+				assert.Equal(t, retry.ReasonAttempts, re.Reason)
+				assert.True(t, errors.Is(err, genesys.ErrServer))
+			}
+		})
+	}
+	t.Run("sentinels", func(t *testing.T) {
+		f := newFixture(t, nil)
+		f.srv.Fail(genesystest.Fault{Path: "/api/", Status: 409})
+		f.srv.Fail(genesystest.Fault{Path: "/api/", Status: 404})
+		_, err := f.client.Organization(testContext(t))
+		assert.True(t, genesys.IsConflict(err))
+		assert.False(t, genesys.IsNotFound(err))
+		_, err = f.client.GetIntegration(testContext(t), "nope")
+		assert.True(t, genesys.IsNotFound(err))
+		assert.False(t, genesys.IsForbidden(err))
+	})
+}
+
+func TestConnectionErrorsAreRetried(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	// A port nobody listens on: every connection is refused.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := "http://" + l.Addr().String()
+	require.NoError(t, l.Close())
+
+	retries := 0
+	c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+		genesys.WithBaseURL(dead), genesys.WithTokenURL(srv.TokenURL()),
+		genesys.WithRetryPolicy(retry.Policy{InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, MaxAttempts: 3}),
+		genesys.WithLogger(slog.New(slog.NewTextHandler(countingWriter(&retries, "retrying request"), nil))))
+	require.NoError(t, err)
+	_, err = c.Organization(testContext(t))
+	require.Error(t, err)
+	var re *retry.Error
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, 3, re.Attempts)
+	assert.Equal(t, 2, retries)
+	var op *net.OpError
+	assert.ErrorAs(t, err, &op)
+}
+
+type countWriter struct {
+	n   *int
+	sub string
+}
+
+func (w countWriter) Write(p []byte) (int, error) {
+	*w.n += strings.Count(string(p), w.sub)
+	return len(p), nil
+}
+
+func countingWriter(n *int, sub string) countWriter { return countWriter{n: n, sub: sub} }
+
+func TestUserAgentAndNoSecretsInLogs(t *testing.T) {
+	f := newFixture(t, []genesystest.Option{genesystest.WithTokenLifetime(time.Hour)}, genesys.WithUserAgent("acme-contact-centre/2"))
+	ctx := testContext(t)
+	f.srv.Fail(genesystest.Fault{Path: "/api/v2/organizations/me", Status: 429, RetryAfter: "0"})
+	f.srv.Fail(genesystest.Fault{Path: "/api/v2/integrations", Status: 503})
+	_, err := f.client.Organization(ctx)
+	require.NoError(t, err)
+	f.srv.ExpireTokens()
+	_, err = f.client.ListEventBridgeIntegrations(ctx)
+	require.NoError(t, err)
+	_, err = f.client.GetIntegration(ctx, "missing")
+	require.Error(t, err)
+
+	for _, r := range f.srv.Requests() {
+		assert.Equal(t, "acme-contact-centre/2", r.UserAgent, "%s %s", r.Method, r.Path)
+	}
+	logs := f.logs.String()
+	require.Contains(t, logs, "retrying request", "the logger saw the retries")
+	require.Contains(t, logs, "fetched access token")
+	assertNoSecrets(t, f.srv, "logs", logs)
+	assertNoSecrets(t, f.srv, "error", err.Error())
+	assert.NotContains(t, logs, "Bearer")
+}
+
+func TestCanceledContext(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := f.client.Organization(ctx)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, retry.ClassCanceled, retry.Classify(err))
+}

@@ -1,0 +1,82 @@
+package genesystest
+
+import "time"
+
+// Default credentials the fake accepts.
+const (
+	DefaultClientID     = "fanbridge-test-client"
+	DefaultClientSecret = "fanbridge-test-secret-3f9a"
+	// DefaultOrganizationID is the organization GET /api/v2/organizations/me returns.
+	DefaultOrganizationID = "32aa07aa-db1b-4987-abd0-9483601ec29d"
+)
+
+// Option configures a Server.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	clientID, clientSecret string
+	tokenLifetime          time.Duration
+	now                    func() time.Time
+	orgID                  string
+	heartbeat              time.Duration
+	channelLifetime        time.Duration
+	maxPageSize            int
+}
+
+func defaults() options {
+	return options{
+		clientID:        DefaultClientID,
+		clientSecret:    DefaultClientSecret,
+		tokenLifetime:   24 * time.Hour,
+		now:             time.Now,
+		orgID:           DefaultOrganizationID,
+		heartbeat:       30 * time.Second,
+		channelLifetime: 24 * time.Hour,
+		maxPageSize:     100,
+	}
+}
+
+// WithCredentials sets the OAuth client id and secret the token endpoint accepts. The default is
+// DefaultClientID and DefaultClientSecret.
+func WithCredentials(id, secret string) Option {
+	return optionFunc(func(o *options) { o.clientID, o.clientSecret = id, secret })
+}
+
+// WithTokenLifetime sets the expires_in of issued tokens; the API refuses a token with a 401 once
+// it is older. The default is 24h, Genesys' default.
+func WithTokenLifetime(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.tokenLifetime = d })
+}
+
+// WithClock sets the time source for token lifetimes and channel expiry dates (pass the Now of a
+// fake clock). The default is time.Now.
+func WithClock(now func() time.Time) Option {
+	return optionFunc(func(o *options) { o.now = now })
+}
+
+// WithOrganizationID sets the organization id. The default is DefaultOrganizationID.
+func WithOrganizationID(id string) Option {
+	return optionFunc(func(o *options) { o.orgID = id })
+}
+
+// WithHeartbeatInterval sets how often connected sockets get a heartbeat; zero sends none. The
+// default is 30s, as Genesys does.
+func WithHeartbeatInterval(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.heartbeat = d })
+}
+
+// WithChannelLifetime sets how long a notification channel lives; its socket is closed when it
+// expires. The default is 24h, as Genesys does.
+func WithChannelLifetime(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.channelLifetime = d })
+}
+
+// WithMaxPageSize caps the page size of the integrations listing, so that tests can make paging
+// happen with few integrations. The default is 100.
+func WithMaxPageSize(n int) Option {
+	return optionFunc(func(o *options) { o.maxPageSize = n })
+}

@@ -1,0 +1,76 @@
+package genesys_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/genesys/genesystest"
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+// fastPolicy retries quickly so that tests with real time stay short.
+var fastPolicy = retry.Policy{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxAttempts: 5, Jitter: retry.NoJitter}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fixture is a fake Genesys Cloud and a client pointed at it, logging at debug level into logs.
+type fixture struct {
+	srv    *genesystest.Server
+	client *genesys.Client
+	logs   *syncBuffer
+}
+
+func newFixture(t *testing.T, srvOpts []genesystest.Option, opts ...genesys.Option) *fixture {
+	t.Helper()
+	srv := genesystest.NewServer(srvOpts...)
+	t.Cleanup(srv.Close)
+	logs := &syncBuffer{}
+	all := append([]genesys.Option{
+		genesys.WithBaseURL(srv.URL),
+		genesys.WithTokenURL(srv.TokenURL()),
+		genesys.WithRetryPolicy(fastPolicy),
+		genesys.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+	}, opts...)
+	c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret, all...)
+	require.NoError(t, err)
+	return &fixture{srv: srv, client: c, logs: logs}
+}
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// assertNoSecrets fails when the client secret or any issued token appears in s.
+func assertNoSecrets(t *testing.T, srv *genesystest.Server, what, s string) {
+	t.Helper()
+	require.NotContains(t, s, genesystest.DefaultClientSecret, "%s contains the client secret", what)
+	for _, tok := range srv.Tokens() {
+		require.NotContains(t, s, tok, "%s contains an access token", what)
+	}
+}
