@@ -1,0 +1,80 @@
+package fanout
+
+import (
+	"time"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/filter"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// Config is what a Dispatcher routes over: its sinks, its routes and its dead-letter queue. New
+// takes the first one; Update swaps in another at run time.
+type Config struct {
+	// Sinks are the named destinations. Each delivers on its own, with its own settings.
+	Sinks []SinkConfig
+	// Routes select sinks for each event. An event goes to the union of the sinks of every route
+	// that matches it, each sink once.
+	Routes []Route
+	// DLQ takes what a sink could not deliver. With none, a failed sink makes the dispatch fail so
+	// that the sender retries.
+	DLQ dlq.Queue
+}
+
+// SinkConfig is one named sink and how it is delivered to.
+type SinkConfig struct {
+	// Name identifies the sink in routes, results, dead-letter entries, logs and metrics.
+	Name string
+	// Sink is the destination. The Dispatcher closes it (see WithSinkClosing) once it is no longer
+	// used and its work has drained.
+	Sink sink.Sink
+	// Retry is the sink's own retry policy; the zero Policy takes retry's defaults (5 attempts,
+	// 100ms growing twice up to 10s, full jitter). Its MaxAge counts from the event's arrival.
+	Retry retry.Policy
+	// Concurrency is the most Sends in flight to this sink at once. The default is 32.
+	Concurrency int
+	// QueueSize bounds the events accepted for this sink and not yet finished (waiting, parked
+	// behind an ordering key, or being delivered). A dispatch that finds it full is refused with
+	// fanbridge.ErrOverloaded. The default is 1024.
+	QueueSize int
+	// Breaker configures the sink's circuit breaker.
+	Breaker Breaker
+}
+
+// Breaker configures a sink's circuit breaker. While open, events skip the sink and go straight to
+// the dead-letter queue with dlq.ConditionCircuitOpen and no attempt; after Cooldown one probe at a
+// time is let through, and its success closes the breaker again.
+type Breaker struct {
+	// Failures is how many consecutive failed attempts open the breaker; a negative value turns
+	// the breaker off. Only retryable failures count: a permanent failure proves the sink answers,
+	// and an attempt cut short by our own context says nothing about the sink. The default is 20.
+	Failures int
+	// Cooldown is how long the breaker stays open before it lets a probe through. The default is
+	// 5s.
+	Cooldown time.Duration
+}
+
+// Route sends the events its filter matches to the sinks it names.
+type Route struct {
+	// Name identifies the route in results, dead-letter entries, logs and metrics.
+	Name string
+	// Filter decides which events the route wants; use All for a route that wants every event.
+	Filter filter.Predicate
+	// Sinks names the sinks the route delivers to.
+	Sinks []string
+}
+
+// All is a Predicate that matches every event, for catch-all routes.
+var All filter.Predicate = filter.PredicateFunc(matchAll)
+
+func matchAll(*fanbridge.Event) bool { return true }
+
+// Defaults of a SinkConfig's zero fields.
+const (
+	DefaultConcurrency     = 32
+	DefaultQueueSize       = 1024
+	DefaultBreakerFailures = 20
+	DefaultBreakerCooldown = 5 * time.Second
+)

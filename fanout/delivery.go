@@ -1,0 +1,272 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+const (
+	taskQueued uint32 = iota
+	taskStarted
+	taskWithdrawn
+)
+
+// task is one event on its way to one sink.
+type task struct {
+	sink    *sinkState
+	e       *fanbridge.Event
+	ctx     context.Context // Sync: the dispatch's budget context; Async: the Dispatcher's lifetime
+	key     string
+	route   string
+	arrived time.Time // for the retry policy's age budget
+	queue   dlq.Queue // the dead-letter queue of the snapshot the event started with
+	state   atomic.Uint32
+	g       *group // the Sync dispatch waiting for the task; nil in Async mode
+	next    *task  // in its ordering lane
+	out     SinkResult
+}
+
+// attempt is the state of one task's retry loop.
+type attempt struct {
+	st          *sinkState
+	t           *task
+	n           int
+	first, last time.Time
+	lastErr     error // the last attempt's error
+	sinkErr     error // the last error that was the sink's, not our own context's
+	circuit     bool  // the breaker refused an attempt
+	replay      error // the inline first attempt's error, handed to the Retrier as its attempt 1
+}
+
+// op is one attempt, as the Retrier calls it.
+func (a *attempt) op(ctx context.Context) error {
+	if err := a.replay; err != nil {
+		a.replay = nil
+		return err
+	}
+	st := a.st
+	ok, probe := st.breaker.allow()
+	if !ok {
+		a.circuit = true
+		return errCircuitOpen
+	}
+	now := st.d.cfg.clock.Now()
+	if a.n == 0 {
+		a.first = now
+	}
+	a.last = now
+	a.n++
+	var span trace.Span
+	if tr := st.d.tel.tracer; tr != nil {
+		ctx, span = tr.Start(ctx, "fanout.send", trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("fanout.sink", st.name), attribute.Int("fanout.attempt", a.n)))
+	}
+	err := st.sink.Send(ctx, a.t.e)
+	if span != nil {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "send failed")
+		}
+		span.End()
+	}
+	v := healthy
+	if err != nil {
+		a.lastErr = err
+		switch {
+		case a.t.ctx.Err() != nil:
+			v = neutral // our own budget or shutdown cut it short
+		case retry.IsPermanent(err):
+			a.sinkErr = err
+		default:
+			a.sinkErr = err
+			v = sick
+		}
+	}
+	st.breaker.record(v, probe)
+	return err
+}
+
+// deliver runs t's retry loop and, when it ends without delivery, dead-letters the event. The
+// first attempt runs inline, so that the common case (delivered at once) costs no Retrier call.
+func (st *sinkState) deliver(t *task) SinkResult {
+	d := st.d
+	start := d.cfg.clock.Now()
+	a := attempt{st: st, t: t}
+	err := st.firstAttempt(&a)
+	if err == nil {
+		return st.delivered(t, &a, start)
+	}
+	if t.ctx.Err() == nil && !retry.IsPermanent(err) {
+		a.replay = err
+		err = st.retrier.Do(t.ctx, a.op, retry.Since(t.arrived))
+		if err == nil {
+			return st.delivered(t, &a, start)
+		}
+	}
+	// Why did it stop?
+	var cond dlq.Condition
+	var re *retry.Error
+	switch {
+	case a.circuit:
+		cond = dlq.ConditionCircuitOpen
+	case retry.IsPermanent(err):
+		cond = dlq.ConditionPermanent
+	case errors.As(err, &re) && re.Reason == retry.ReasonAttempts:
+		cond = dlq.ConditionAttempts
+	case errors.As(err, &re) && re.Reason == retry.ReasonAge:
+		cond = dlq.ConditionAge
+	default: // the task's context ended
+		if !d.deadLetterOnCancel(t) {
+			return st.failed(t, a.n, a.lastErr, start, "", nil)
+		}
+		cond = dlq.ConditionAge
+	}
+	cause := a.sinkErr
+	if cause == nil {
+		switch {
+		case a.circuit:
+			cause = ErrCircuitOpen
+		case d.stopped.Load():
+			cause = ErrShutdown
+		case a.lastErr != nil:
+			cause = a.lastErr
+		default:
+			cause = t.ctx.Err()
+		}
+	}
+	if a.n == 0 {
+		a.first = d.cfg.clock.Now()
+		a.last = a.first
+	}
+	return st.deadLetter(t, cond, a.n, a.first, a.last, cause, start)
+}
+
+// firstAttempt runs attempt 1 under the policy's per-attempt timeout.
+func (st *sinkState) firstAttempt(a *attempt) error {
+	if st.attemptT <= 0 {
+		return a.op(a.t.ctx)
+	}
+	ctx, cancel := context.WithTimeout(a.t.ctx, st.attemptT)
+	defer cancel()
+	return a.op(ctx)
+}
+
+func (st *sinkState) delivered(t *task, a *attempt, start time.Time) SinkResult {
+	d := st.d
+	dur := d.cfg.clock.Now().Sub(start)
+	d.tel.delivered.Add(t.ctx, 1, st.addOpts...)
+	d.tel.latency.Record(t.ctx, dur.Seconds(), st.recOpts...)
+	return SinkResult{Sink: st.name, Route: t.route, Outcome: Delivered, Attempts: a.n, Duration: dur}
+}
+
+// deadLetterOnCancel decides what a delivery cut short by its context becomes. Our own budget and
+// our own shutdown dead-letter the event (the sender is told "done", so we must keep it); the
+// caller's cancellation (the client went away) does not: the dispatch fails, the sender retries,
+// and deduplication sends the retry only to the sinks that lack the event.
+func (d *Dispatcher) deadLetterOnCancel(t *task) bool {
+	if d.stopped.Load() || t.g == nil {
+		return true
+	}
+	return !errors.Is(t.g.parent.Err(), context.Canceled)
+}
+
+// abandon gives an outcome to a task its dispatch withdrew before any worker started it.
+func (st *sinkState) abandon(t *task) SinkResult {
+	d := st.d
+	start := d.cfg.clock.Now()
+	if !d.deadLetterOnCancel(t) {
+		return st.failed(t, 0, t.g.parent.Err(), start, "", nil)
+	}
+	cause := t.ctx.Err()
+	if d.stopped.Load() {
+		cause = ErrShutdown
+	}
+	return st.deadLetter(t, dlq.ConditionAge, 0, start, start, cause, start)
+}
+
+func (st *sinkState) failed(t *task, n int, err error, start time.Time, cond dlq.Condition, dlqErr error) SinkResult {
+	d := st.d
+	d.tel.failed.Add(context.Background(), 1, st.addOpts...)
+	return SinkResult{Sink: st.name, Route: t.route, Outcome: Failed, Attempts: n, Err: err, Condition: cond,
+		DeadLetterErr: dlqErr, Duration: d.cfg.clock.Now().Sub(start)}
+}
+
+// deadLetter writes one entry for (t.e, this sink). The write runs under a context detached from
+// the task's cancellation, bounded by the DLQ timeout (or, once Close's deadline has passed, by
+// the shared drain deadline), and is retried with backoff within that bound.
+func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last time.Time, cause error, start time.Time) SinkResult {
+	d := st.d
+	if t.queue == nil {
+		return st.failed(t, n, cause, start, cond, ErrNoDLQ)
+	}
+	entry := dlq.Entry{
+		Event:        *t.e,
+		Sink:         st.name,
+		Route:        t.route,
+		Class:        retry.Classify(cause),
+		Error:        capText(cause.Error(), dlq.MaxErrorText),
+		Attempts:     n,
+		FirstAttempt: first,
+		LastAttempt:  last,
+		Condition:    cond,
+		TraceID:      traceID(t.e.Meta(fanbridge.MetaTraceparent)),
+	}
+	ctx, cancel := d.dlqContext(t.ctx)
+	err := d.dlqRetrier.Do(ctx, func(ctx context.Context) error { return t.queue.Put(ctx, entry) })
+	cancel()
+	if err != nil {
+		var re *retry.Error
+		if errors.As(err, &re) {
+			err = re.Last
+		}
+		if d.tel.logger.Enabled(context.Background(), slog.LevelError) {
+			d.tel.logger.Error("fanout: dead-letter write failed", "event_id", t.e.ID, "sink", st.name,
+				"route", t.route, "condition", string(cond), "error", err)
+		}
+		return st.failed(t, n, cause, start, cond, fmt.Errorf("%w: %w", ErrDLQ, err))
+	}
+	d.tel.deadLettered.Add(context.Background(), 1, st.addOpts...)
+	dur := d.cfg.clock.Now().Sub(start)
+	d.tel.latency.Record(context.Background(), dur.Seconds(), st.recOpts...)
+	if d.tel.logger.Enabled(context.Background(), slog.LevelWarn) {
+		d.tel.logger.Warn("fanout: event dead-lettered", "event_id", t.e.ID, "sink", st.name, "route", t.route,
+			"condition", string(cond), "attempts", n, "class", string(entry.Class), "error", entry.Error)
+	}
+	return SinkResult{Sink: st.name, Route: t.route, Outcome: DeadLettered, Attempts: n, Err: cause, Condition: cond,
+		Duration: dur}
+}
+
+// dlqContext returns the context of a dead-letter write: never cancelled by the dispatch, and
+// bounded in time.
+func (d *Dispatcher) dlqContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d.stopped.Load() {
+		if dc := d.drainCtx.Load(); dc != nil {
+			return *dc, func() {}
+		}
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), d.cfg.dlqTimeout)
+}
+
+// capText cuts s to at most n bytes without splitting a UTF-8 sequence.
+func capText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

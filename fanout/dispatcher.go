@@ -1,0 +1,775 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// closeGrace is how long Close waits, past its deadline and the dead-letter timeout, for
+// deliveries to notice cancellation before it gives up on them.
+const closeGrace = 100 * time.Millisecond
+
+// Dispatcher routes each event to the sinks of the routes that match it and delivers it to each
+// sink on its own: with the sink's retry policy, concurrency limit, queue and circuit breaker, and
+// to the dead-letter queue when a sink cannot take it. See the package documentation for the
+// delivery semantics. A Dispatcher is safe for concurrent use.
+type Dispatcher struct {
+	cfg        config
+	snap       atomic.Pointer[snapshot]
+	updateMu   sync.Mutex // serialises New/Update/SetRoutes/Close on the snapshot
+	dedup      DedupStore
+	claims     *claims
+	tel        *telemetry
+	dlqRetrier *retry.Retrier
+	groups     sync.Pool
+	tasks      sync.Pool
+
+	// life is the context of Async deliveries; Close cancels it at its deadline.
+	life        context.Context
+	endLife     context.CancelFunc
+	stopOnce    sync.Once
+	stopped     atomic.Bool
+	drainCtx    atomic.Pointer[context.Context]
+	drainCancel context.CancelFunc
+	reg         registry
+
+	sinkMu   sync.Mutex
+	live     map[any]int // comparable Sink values -> running sinkStates using them
+	retiring sync.WaitGroup
+
+	errMu    sync.Mutex
+	sinkErrs []error // from closing sinks
+	lost     int64   // Async deliveries neither delivered nor dead-lettered
+	lastLost error
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a Dispatcher over cfg's sinks and routes, with its workers running. It checks the
+// whole configuration first and names the route or sink at fault; on error nothing is started.
+func New(cfg Config, opts ...Option) (*Dispatcher, error) {
+	c := defaultConfig()
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	switch {
+	case c.mode != Sync && c.mode != Async:
+		return nil, fmt.Errorf("%w: unknown mode %d", ErrInvalidConfig, c.mode)
+	case c.budget <= 0:
+		return nil, fmt.Errorf("%w: budget %v is not positive", ErrInvalidConfig, c.budget)
+	case c.dlqReserve < 0:
+		return nil, fmt.Errorf("%w: DLQ reserve %v is negative", ErrInvalidConfig, c.dlqReserve)
+	case c.dlqTimeout <= 0:
+		return nil, fmt.Errorf("%w: DLQ timeout %v is not positive", ErrInvalidConfig, c.dlqTimeout)
+	case c.overloadAfter < 0:
+		return nil, fmt.Errorf("%w: overload retry-after %v is negative", ErrInvalidConfig, c.overloadAfter)
+	case c.clock == nil:
+		return nil, fmt.Errorf("%w: nil clock", ErrInvalidConfig)
+	}
+	d := &Dispatcher{cfg: c, claims: newClaims(), live: make(map[any]int)}
+	d.groups.New = func() any { return &group{done: make(chan struct{}, 1)} }
+	d.tasks.New = func() any { return new(task) }
+	if c.dedupSet {
+		d.dedup = c.dedup
+	} else {
+		m, err := NewMemoryDedup(DefaultDedupWindow, DefaultDedupEntries, WithDedupClock(c.clock))
+		if err != nil {
+			return nil, err
+		}
+		d.dedup = m
+	}
+	var err error
+	if d.dlqRetrier, err = retry.New(retry.Policy{InitialInterval: 20 * time.Millisecond,
+		MaxInterval: 500 * time.Millisecond, MaxAttempts: -1}); err != nil {
+		return nil, err
+	}
+	if d.tel, err = newTelemetry(&c, d); err != nil {
+		return nil, err
+	}
+	s, fresh, err := d.build(cfg, nil)
+	if err != nil {
+		d.tel.close()
+		return nil, err
+	}
+	d.life, d.endLife = context.WithCancel(context.Background())
+	d.updateMu.Lock()
+	d.commit(nil, s, fresh)
+	d.updateMu.Unlock()
+	return d, nil
+}
+
+// Dispatch delivers e to the sinks of every route that matches it, in the Dispatcher's Mode. It
+// implements the Dispatcher interface of package eventbridge.
+//
+// It returns nil when every matched sink has the event, or the dead-letter queue has it for each
+// sink that failed (Async: when every matched sink's queue has accepted it); an error wrapping
+// fanbridge.ErrNoMatch when no route matched; fanbridge.ErrDuplicate when an event with the same
+// ID was already handled within the deduplication window; fanbridge.ErrOverloaded, wrapped with
+// retry.After, when a matched sink's queue is full (then no sink got the event); fanbridge.ErrClosed
+// once Close has begun; and otherwise a non-nil error (a *DeliveryError when some sink failed and
+// the dead-letter queue is missing or refused the entry): the sender must retry. For the outcome at
+// each sink, use Deliver.
+//
+// e must not be modified while Dispatch runs, nor, in Async mode, afterwards: the workers still
+// read it.
+func (d *Dispatcher) Dispatch(ctx context.Context, e *fanbridge.Event) error {
+	return d.dispatch(ctx, e, d.cfg.mode, nil)
+}
+
+// Deliver is Dispatch in Sync mode, whatever the Dispatcher's mode, reporting the outcome at each
+// matched sink. Its error is the one Dispatch would return in Sync mode.
+//
+// The eventbridge contract fixes Dispatch's signature, so the per-sink result lives here; an
+// intake that wants it (to log or answer in detail) can call Deliver instead of Dispatch.
+func (d *Dispatcher) Deliver(ctx context.Context, e *fanbridge.Event) (Result, error) {
+	var r Result
+	err := d.dispatch(ctx, e, Sync, &r)
+	return r, err
+}
+
+func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode, res *Result) (err error) {
+	if e == nil {
+		return errNilEvent
+	}
+	if res != nil {
+		res.ID = e.ID
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("fanout: %w", cerr)
+	}
+	s := d.acquire()
+	if s == nil {
+		return errClosed
+	}
+	defer s.release()
+	if tr := d.tel.tracer; tr != nil {
+		var span trace.Span
+		ctx, span = tr.Start(parentContext(ctx, e), "fanout.dispatch", trace.WithSpanKind(trace.SpanKindInternal),
+			trace.WithAttributes(attribute.String("fanout.event.id", e.ID), attribute.String("fanout.event.type", e.Type)))
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				if !errors.Is(err, fanbridge.ErrNoMatch) && !errors.Is(err, fanbridge.ErrDuplicate) {
+					span.SetStatus(codes.Error, "dispatch failed")
+				}
+			}
+			span.End()
+		}()
+	}
+
+	g := d.newGroup(len(s.sinks))
+	defer d.unref(g)
+	if !s.match(ctx, e, g, d.tel) || len(g.targets) == 0 {
+		return errNoMatch
+	}
+
+	dedup := d.dedup != nil && e.ID != ""
+	if dedup {
+		if cerr := d.claims.acquire(ctx, e.ID); cerr != nil {
+			return retry.After(fmt.Errorf("%w: %w", ErrInFlight, cerr), d.cfg.overloadAfter)
+		}
+		defer d.claims.release(e.ID)
+		rec, seen, serr := d.dedup.Seen(ctx, e.ID)
+		if serr != nil {
+			// Delivering again is safer than dropping: at least once, never at most once.
+			d.tel.logger.Warn("fanout: dedup lookup failed; delivering", "event_id", e.ID, "error", serr)
+		}
+		if seen {
+			all := true
+			for i := range g.targets {
+				if rec.has(g.targets[i].sink.name) {
+					g.targets[i].skip = true
+				} else {
+					all = false
+				}
+			}
+			if all {
+				if !rec.Complete {
+					d.record(ctx, e.ID, DedupRecord{Complete: true})
+				}
+				if res != nil {
+					for _, tg := range g.targets {
+						res.Sinks = append(res.Sinks, SinkResult{Sink: tg.sink.name, Route: tg.route, Outcome: SkippedDuplicate})
+					}
+				}
+				return errDuplicate
+			}
+		}
+	}
+
+	// All or nothing: a slot in every matched sink's queue, or none, so that a refused event is
+	// not half delivered and then duplicated by the sender's retry.
+	for i := range g.targets {
+		tg := &g.targets[i]
+		if tg.skip || tg.sink.reserve() {
+			continue
+		}
+		for _, prev := range g.targets[:i] {
+			if !prev.skip {
+				prev.sink.reserved.Add(-1)
+			}
+		}
+		return tg.sink.errOverloaded
+	}
+	if mode == Async {
+		d.enqueue(ctx, s, g, e, dedup)
+		return nil
+	}
+	return d.deliverSync(ctx, s, g, e, dedup, res)
+}
+
+func (d *Dispatcher) orderingKey(e *fanbridge.Event) string {
+	if d.cfg.orderingKey == nil {
+		return ""
+	}
+	return d.cfg.orderingKey(e)
+}
+
+// enqueue hands the event to every reserved sink's queue (Async).
+func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanbridge.Event, dedup bool) {
+	arrived := d.cfg.clock.Now()
+	key := d.orderingKey(e)
+	tctx := d.life
+	if d.tel.tracer != nil {
+		tctx = trace.ContextWithSpanContext(tctx, trace.SpanContextFromContext(ctx))
+	}
+	for _, tg := range g.targets {
+		if tg.skip {
+			continue
+		}
+		t := d.tasks.Get().(*task)
+		t.sink, t.e, t.ctx, t.key, t.route, t.arrived, t.queue, t.g = tg.sink, e, tctx, key, tg.route, arrived, s.dlq, nil
+		t.state.Store(taskQueued)
+		tg.sink.queue <- t
+	}
+	if dedup {
+		d.record(ctx, e.ID, DedupRecord{Complete: true})
+	}
+}
+
+// deliverSync hands the event to every reserved sink's workers and waits for the outcomes.
+func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *fanbridge.Event, dedup bool, res *Result) error {
+	now := time.Now()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = now.Add(d.cfg.budget)
+	}
+	reserve := min(d.cfg.dlqReserve, deadline.Sub(now)/2)
+	gctx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
+	defer cancel()
+	g.ctx, g.parent, g.cancel = gctx, ctx, cancel
+	d.register(g)
+	defer d.unregister(g)
+
+	arrived := d.cfg.clock.Now()
+	key := d.orderingKey(e)
+	n := 0
+	for i := range g.targets {
+		if !g.targets[i].skip {
+			n++
+		}
+	}
+	if cap(g.tasks) < n {
+		g.tasks = make([]task, n)
+	}
+	g.tasks = g.tasks[:n]
+	g.pending.Store(int32(n))
+	g.refs.Add(int32(n))
+	j := 0
+	for _, tg := range g.targets {
+		if tg.skip {
+			continue
+		}
+		t := &g.tasks[j]
+		j++
+		t.sink, t.e, t.ctx, t.key, t.route, t.arrived, t.queue, t.g = tg.sink, e, gctx, key, tg.route, arrived, s.dlq, g
+		t.state.Store(taskQueued)
+		tg.sink.queue <- t
+	}
+
+	select {
+	case <-g.done:
+	case <-gctx.Done():
+		// Tasks no worker has started yet get their outcome here, now: a sink whose queue is
+		// long must not hold the answer past the budget.
+		for j := range g.tasks {
+			t := &g.tasks[j]
+			if t.state.CompareAndSwap(taskQueued, taskWithdrawn) {
+				t.out = t.sink.abandon(t)
+				if g.pending.Add(-1) == 0 {
+					g.done <- struct{}{}
+				}
+			}
+		}
+		<-g.done
+	}
+
+	failed := 0
+	for j := range g.tasks {
+		if g.tasks[j].out.Outcome == Failed {
+			failed++
+		}
+	}
+	if res != nil {
+		res.Sinks = make([]SinkResult, 0, len(g.targets))
+		j := 0
+		for _, tg := range g.targets {
+			if tg.skip {
+				res.Sinks = append(res.Sinks, SinkResult{Sink: tg.sink.name, Route: tg.route, Outcome: SkippedDuplicate})
+				continue
+			}
+			res.Sinks = append(res.Sinks, g.tasks[j].out)
+			j++
+		}
+	}
+	if failed == 0 {
+		if dedup {
+			d.record(ctx, e.ID, DedupRecord{Complete: true})
+		}
+		return nil
+	}
+
+	derr := &DeliveryError{ID: e.ID, Failed: make([]SinkResult, 0, failed)}
+	var have []string
+	j = 0
+	for _, tg := range g.targets {
+		if tg.skip {
+			have = append(have, tg.sink.name)
+			continue
+		}
+		out := g.tasks[j].out
+		j++
+		if out.Outcome != Failed {
+			have = append(have, out.Sink)
+			continue
+		}
+		derr.Failed = append(derr.Failed, out)
+		cause := out.DeadLetterErr
+		switch {
+		case errors.Is(cause, ErrNoDLQ):
+			cause = ErrNoDLQ
+		case errors.Is(cause, ErrDLQ):
+			cause = ErrDLQ
+		case cause == nil:
+			cause = context.Canceled
+		}
+		if !containsErr(derr.causes, cause) {
+			derr.causes = append(derr.causes, cause)
+		}
+	}
+	if dedup && len(have) > 0 {
+		d.record(ctx, e.ID, DedupRecord{Sinks: have})
+	}
+	return derr
+}
+
+func containsErr(errs []error, err error) bool {
+	for _, e := range errs {
+		if e == err {
+			return true
+		}
+	}
+	return false
+}
+
+// record stores a deduplication record; a failure only costs a possible duplicate later.
+func (d *Dispatcher) record(ctx context.Context, id string, rec DedupRecord) {
+	if ctx.Err() != nil {
+		ctx = context.WithoutCancel(ctx)
+	}
+	if err := d.dedup.Record(ctx, id, rec); err != nil {
+		d.tel.logger.Warn("fanout: dedup record failed", "event_id", id, "error", err)
+	}
+}
+
+// finish hands a task's outcome to whoever waits for it.
+func (d *Dispatcher) finish(t *task, out SinkResult) {
+	if g := t.g; g != nil {
+		t.out = out
+		if g.pending.Add(-1) == 0 {
+			g.done <- struct{}{}
+		}
+		d.unref(g)
+		return
+	}
+	if out.Outcome == Failed {
+		d.errMu.Lock()
+		d.lost++
+		d.lastLost = fmt.Errorf("event %q, sink %q: %w", t.e.ID, out.Sink, errors.Join(out.Err, out.DeadLetterErr))
+		d.errMu.Unlock()
+		d.tel.logger.Error("fanout: event lost: neither delivered nor dead-lettered", "event_id", t.e.ID,
+			"sink", out.Sink, "route", out.Route, "error", out.Err, "dlq_error", out.DeadLetterErr)
+	}
+	*t = task{}
+	d.tasks.Put(t)
+}
+
+// group is the state of one dispatch: its targets and, in Sync mode, its tasks. Groups are
+// pooled; one goes back to the pool when its dispatch and every worker holding one of its tasks
+// are done with it.
+type group struct {
+	targets []target
+	seen    []bool
+	tasks   []task
+	pending atomic.Int32 // tasks without an outcome
+	refs    atomic.Int32 // the dispatch, plus each task still in a queue or lane
+	done    chan struct{}
+
+	ctx    context.Context
+	parent context.Context
+	cancel context.CancelFunc
+
+	shard      *regShard
+	prev, next *group
+}
+
+func (d *Dispatcher) newGroup(nSinks int) *group {
+	g := d.groups.Get().(*group)
+	g.refs.Store(1)
+	if cap(g.seen) < nSinks {
+		g.seen = make([]bool, nSinks)
+	}
+	g.seen = g.seen[:nSinks]
+	return g
+}
+
+func (d *Dispatcher) unref(g *group) {
+	if g.refs.Add(-1) != 0 {
+		return
+	}
+	clear(g.seen)
+	clear(g.targets)
+	g.targets = g.targets[:0]
+	for i := range g.tasks {
+		g.tasks[i] = task{}
+	}
+	g.tasks = g.tasks[:0]
+	g.ctx, g.parent, g.cancel = nil, nil, nil
+	d.groups.Put(g)
+}
+
+// registry lists the Sync dispatches in progress, so that Close's deadline can cut them short.
+type registry struct {
+	next   atomic.Uint32
+	shards [8]regShard
+}
+
+type regShard struct {
+	mu   sync.Mutex
+	head *group
+}
+
+func (d *Dispatcher) register(g *group) {
+	sh := &d.reg.shards[d.reg.next.Add(1)%uint32(len(d.reg.shards))]
+	g.shard = sh
+	sh.mu.Lock()
+	g.next = sh.head
+	if sh.head != nil {
+		sh.head.prev = g
+	}
+	sh.head = g
+	sh.mu.Unlock()
+	if d.stopped.Load() {
+		g.cancel()
+	}
+}
+
+func (d *Dispatcher) unregister(g *group) {
+	sh := g.shard
+	sh.mu.Lock()
+	if g.prev != nil {
+		g.prev.next = g.next
+	} else {
+		sh.head = g.next
+	}
+	if g.next != nil {
+		g.next.prev = g.prev
+	}
+	sh.mu.Unlock()
+	g.prev, g.next, g.shard = nil, nil, nil
+}
+
+// stop ends retrying everywhere: Close's deadline has come. Deliveries still going are cut short
+// and dead-lettered under one shared deadline, dlqTimeout from now.
+func (d *Dispatcher) stop() {
+	d.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.dlqTimeout)
+		d.drainCancel = cancel
+		d.drainCtx.Store(&ctx)
+		d.stopped.Store(true)
+		d.endLife()
+		for i := range d.reg.shards {
+			sh := &d.reg.shards[i]
+			sh.mu.Lock()
+			for g := sh.head; g != nil; g = g.next {
+				g.cancel()
+			}
+			sh.mu.Unlock()
+		}
+		d.tel.logger.Warn("fanout: close deadline reached; dead-lettering what is left")
+	})
+}
+
+// Update swaps in a new configuration atomically. Dispatches already running finish with the
+// configuration they started with; new ones use cfg. A sink keeps its queue, workers and breaker
+// across the swap when its name, settings and Sink value are unchanged (values of uncomparable
+// types, such as sink.Func, never count as unchanged: use SetRoutes to change only the routes).
+// Every other old sink is stopped, and closed (see WithSinkClosing), once the last dispatch that
+// could reach it is done and its queue has drained; Update does not wait for that.
+//
+// cfg is checked first; on error nothing changes.
+func (d *Dispatcher) Update(cfg Config) error {
+	d.updateMu.Lock()
+	defer d.updateMu.Unlock()
+	old := d.snap.Load()
+	if old == nil {
+		return errClosed
+	}
+	s, fresh, err := d.build(cfg, old)
+	if err != nil {
+		return err
+	}
+	d.commit(old, s, fresh)
+	return nil
+}
+
+// SetRoutes swaps in new routes over the current sinks and dead-letter queue, atomically, as
+// Update does. routes is checked first; on error nothing changes.
+func (d *Dispatcher) SetRoutes(routes []Route) error {
+	d.updateMu.Lock()
+	defer d.updateMu.Unlock()
+	old := d.snap.Load()
+	if old == nil {
+		return errClosed
+	}
+	rs, err := buildRoutes(routes, old.sinks)
+	if err != nil {
+		return err
+	}
+	d.commit(old, newSnapshot(old.sinks, rs, old.dlq), nil)
+	return nil
+}
+
+// build checks cfg and makes a snapshot of it, reusing old's sinks where they are unchanged.
+// Nothing is started: commit does that.
+func (d *Dispatcher) build(cfg Config, old *snapshot) (*snapshot, []*sinkState, error) {
+	var sinks, fresh []*sinkState
+	names := make(map[string]bool, len(cfg.Sinks))
+	for i, sc := range cfg.Sinks {
+		if sc.Name == "" {
+			return nil, nil, fmt.Errorf("%w: sink %d has no name", ErrInvalidConfig, i)
+		}
+		if names[sc.Name] {
+			return nil, nil, fmt.Errorf("%w: sink %q is defined twice", ErrInvalidConfig, sc.Name)
+		}
+		names[sc.Name] = true
+		if sc.Sink == nil || isNil(sc.Sink) {
+			return nil, nil, fmt.Errorf("%w: sink %q: nil Sink", ErrInvalidConfig, sc.Name)
+		}
+		n, err := normalize(sc)
+		if err != nil {
+			return nil, nil, err
+		}
+		var st *sinkState
+		if old != nil {
+			for _, o := range old.sinks {
+				if o.name == n.Name && o.same(n) {
+					st = o
+					break
+				}
+			}
+		}
+		if st == nil {
+			if st, err = d.newSinkState(n); err != nil {
+				return nil, nil, err
+			}
+			fresh = append(fresh, st)
+		}
+		sinks = append(sinks, st)
+	}
+	if cfg.DLQ != nil && isNil(cfg.DLQ) {
+		return nil, nil, fmt.Errorf("%w: nil DLQ inside a non-nil interface", ErrInvalidConfig)
+	}
+	routes, err := buildRoutes(cfg.Routes, sinks)
+	if err != nil {
+		return nil, nil, err
+	}
+	return newSnapshot(sinks, routes, cfg.DLQ), fresh, nil
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// commit starts s's new sinks and makes s current; old, if any, is retired in the background.
+// The caller holds updateMu.
+func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
+	d.sinkMu.Lock()
+	for _, st := range fresh {
+		if k, ok := sinkKey(st.sink); ok {
+			d.live[k]++
+		}
+	}
+	d.sinkMu.Unlock()
+	for _, st := range fresh {
+		st.start()
+	}
+	if old == nil {
+		s.prevAll = closedChan
+		d.snap.Store(s)
+		return
+	}
+	s.prevAll = old.all
+	d.snap.Store(s)
+	var gone []*sinkState
+	for _, o := range old.sinks {
+		kept := false
+		for _, n := range s.sinks {
+			if n == o {
+				kept = true
+				break
+			}
+		}
+		if !kept {
+			gone = append(gone, o)
+		}
+	}
+	d.retiring.Add(1)
+	go d.retire(old, gone)
+	old.release()
+}
+
+// retire waits until no dispatch can reach old's removed sinks any more, lets their queues drain,
+// and closes the sinks no running sink shares.
+func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
+	defer d.retiring.Done()
+	<-old.drained
+	<-old.prevAll
+	close(old.all)
+	for _, st := range gone {
+		close(st.queue)
+	}
+	for _, st := range gone {
+		st.workers.Wait()
+		d.dropSink(st)
+	}
+}
+
+func (d *Dispatcher) dropSink(st *sinkState) {
+	closeIt := d.cfg.closeSinks
+	if k, ok := sinkKey(st.sink); ok {
+		d.sinkMu.Lock()
+		d.live[k]--
+		if d.live[k] > 0 {
+			closeIt = false
+		} else {
+			delete(d.live, k)
+		}
+		d.sinkMu.Unlock()
+	}
+	if !closeIt {
+		return
+	}
+	if err := sink.Close(st.sink); err != nil {
+		d.errMu.Lock()
+		d.sinkErrs = append(d.sinkErrs, fmt.Errorf("fanout: closing sink %q: %w", st.name, err))
+		d.errMu.Unlock()
+	}
+}
+
+// sinkKey returns s as a map key when its dynamic type is comparable.
+func sinkKey(s sink.Sink) (any, bool) {
+	t := reflect.TypeOf(s)
+	if t == nil || !t.Comparable() {
+		return nil, false
+	}
+	return s, true
+}
+
+func isNil(v any) bool {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Func, reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface, reflect.Chan:
+		return rv.IsNil()
+	}
+	return false
+}
+
+// Close shuts the Dispatcher down. From its first moment every new dispatch fails with
+// fanbridge.ErrClosed. Dispatches in progress and queued deliveries carry on, retries included,
+// until all are done or ctx ends; when ctx ends, retrying stops, and whatever is not delivered is
+// dead-lettered (under a context detached from ctx, within the DLQ timeout), never dropped because
+// of our own cancellation. Then the sinks are closed (see WithSinkClosing); the dead-letter queue
+// is not: the caller closes it after Close returns.
+//
+// Close returns by ctx's deadline plus the DLQ timeout (plus a short grace for sinks to notice
+// cancellation). Its error reports deliveries that could not even be dead-lettered (since New,
+// in Async mode), sinks that failed to close, and deliveries still stuck in a sink or dead-letter
+// queue that ignored cancellation. Calling Close again returns the first call's result.
+func (d *Dispatcher) Close(ctx context.Context) error {
+	d.closeOnce.Do(func() { d.closeErr = d.close(ctx) })
+	return d.closeErr
+}
+
+func (d *Dispatcher) close(ctx context.Context) error {
+	d.updateMu.Lock()
+	s := d.snap.Swap(nil)
+	d.updateMu.Unlock()
+	stopAtDeadline := context.AfterFunc(ctx, d.stop)
+	defer stopAtDeadline()
+
+	d.retiring.Add(1)
+	go d.retire(s, s.sinks)
+	s.release()
+
+	done := make(chan struct{})
+	go func() {
+		d.retiring.Wait()
+		close(done)
+	}()
+	var errs []error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		d.stop()
+		grace := time.NewTimer(d.cfg.dlqTimeout + closeGrace)
+		select {
+		case <-done:
+		case <-grace.C:
+			var stuck int64
+			for _, st := range s.sinks {
+				stuck += st.reserved.Load()
+			}
+			errs = append(errs, fmt.Errorf("fanout: close: %d deliveries still in flight in sinks or a dead-letter queue that ignored cancellation", stuck))
+		}
+		grace.Stop()
+	}
+	d.endLife()
+	d.tel.close()
+
+	d.errMu.Lock()
+	if d.lost > 0 {
+		errs = append(errs, fmt.Errorf("fanout: %d deliveries neither delivered nor dead-lettered; last: %w", d.lost, d.lastLost))
+	}
+	errs = append(errs, d.sinkErrs...)
+	d.errMu.Unlock()
+	if len(errs) > 0 {
+		d.tel.logger.Error("fanout: closed with losses or errors", "error", errors.Join(errs...))
+	} else {
+		d.tel.logger.Log(context.Background(), slog.LevelInfo, "fanout: closed; every accepted event delivered or dead-lettered")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,202 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// sinkState is one sink at run time: its queue, its workers, its ordering lanes, its breaker. It is
+// shared by every snapshot that keeps the sink, and stopped once the last of them has drained.
+type sinkState struct {
+	d        *Dispatcher
+	name     string
+	sink     sink.Sink
+	cfg      SinkConfig // with defaults filled in
+	retrier  *retry.Retrier
+	attemptT time.Duration
+	breaker  *breaker
+	attrSet
+
+	// queue feeds the workers; its capacity is cfg.QueueSize, and reserved (which never exceeds
+	// it) counts every task accepted and not finished, so a send on queue after a successful
+	// reserve never blocks.
+	queue    chan *task
+	reserved atomic.Int64
+	workers  sync.WaitGroup
+
+	laneMu    sync.Mutex
+	lanes     map[string]*lane
+	freeLanes *lane
+
+	errOverloaded error
+}
+
+// normalize fills in a SinkConfig's defaults and checks its ranges.
+func normalize(sc SinkConfig) (SinkConfig, error) {
+	switch {
+	case sc.Concurrency < 0:
+		return sc, fmt.Errorf("%w: sink %q: Concurrency %d is negative", ErrInvalidConfig, sc.Name, sc.Concurrency)
+	case sc.QueueSize < 0:
+		return sc, fmt.Errorf("%w: sink %q: QueueSize %d is negative", ErrInvalidConfig, sc.Name, sc.QueueSize)
+	case sc.Breaker.Cooldown < 0:
+		return sc, fmt.Errorf("%w: sink %q: Breaker.Cooldown %v is negative", ErrInvalidConfig, sc.Name, sc.Breaker.Cooldown)
+	}
+	if sc.Concurrency == 0 {
+		sc.Concurrency = DefaultConcurrency
+	}
+	if sc.QueueSize == 0 {
+		sc.QueueSize = DefaultQueueSize
+	}
+	if sc.Breaker.Failures == 0 {
+		sc.Breaker.Failures = DefaultBreakerFailures
+	}
+	if sc.Breaker.Cooldown == 0 {
+		sc.Breaker.Cooldown = DefaultBreakerCooldown
+	}
+	return sc, nil
+}
+
+func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
+	st := &sinkState{d: d, name: sc.Name, sink: sc.Sink, cfg: sc, attrSet: newAttrSet("sink", sc.Name),
+		lanes: make(map[string]*lane)}
+	r, err := retry.New(sc.Retry, retry.WithClock(d.cfg.clock), retry.WithOnRetry(st.onRetry))
+	if err != nil {
+		return nil, fmt.Errorf("%w: sink %q: %w", ErrInvalidConfig, sc.Name, err)
+	}
+	st.retrier = r
+	st.attemptT = r.Policy().AttemptTimeout
+	st.breaker = newBreaker(sc.Breaker, d.cfg.clock)
+	st.errOverloaded = retry.After(fmt.Errorf("fanout: sink %q: queue full: %w", sc.Name, fanbridge.ErrOverloaded), d.cfg.overloadAfter)
+	return st, nil
+}
+
+// start launches the sink's workers.
+func (st *sinkState) start() {
+	st.queue = make(chan *task, st.cfg.QueueSize)
+	st.workers.Add(st.cfg.Concurrency)
+	for range st.cfg.Concurrency {
+		go st.work()
+	}
+}
+
+func (st *sinkState) onRetry(retry.Attempt) {
+	st.d.tel.retried.Add(context.Background(), 1, st.addOpts...)
+}
+
+// same reports whether st can stand for sc unchanged across an Update.
+func (st *sinkState) same(sc SinkConfig) bool {
+	a, b := st.cfg, sc
+	a.Sink, b.Sink = nil, nil
+	return a == b && sameSink(st.sink, sc.Sink)
+}
+
+// sameSink compares two sinks without panicking on uncomparable dynamic types (sink.Func is one):
+// those are never the same.
+func sameSink(a, b sink.Sink) bool {
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	return ta == tb && ta != nil && ta.Comparable() && a == b
+}
+
+// reserve takes one slot of the sink's queue, or reports that it is full.
+func (st *sinkState) reserve() bool {
+	if st.reserved.Add(1) > int64(st.cfg.QueueSize) {
+		st.reserved.Add(-1)
+		return false
+	}
+	return true
+}
+
+// work is one worker: it runs tasks until the queue is closed (after the sink's last snapshot has
+// drained) and empty.
+func (st *sinkState) work() {
+	defer st.workers.Done()
+	for t := range st.queue {
+		st.run(t)
+	}
+}
+
+// lane is the FIFO of tasks waiting behind the one being delivered for an ordering key.
+type lane struct {
+	head, tail *task
+	nextFree   *lane
+}
+
+// run executes t, or parks it behind the task of its ordering key already in progress. The worker
+// that finishes a lane's task carries on with the lane's next one, so that one key never occupies
+// more than one worker and other keys are never held up.
+func (st *sinkState) run(t *task) {
+	key := t.key
+	if key != "" {
+		st.laneMu.Lock()
+		if l := st.lanes[key]; l != nil {
+			if l.tail == nil {
+				l.head = t
+			} else {
+				l.tail.next = t
+			}
+			l.tail = t
+			st.laneMu.Unlock()
+			return
+		}
+		l := st.freeLanes
+		if l != nil {
+			st.freeLanes = l.nextFree
+			l.nextFree = nil
+		} else {
+			l = new(lane)
+		}
+		st.lanes[key] = l
+		st.laneMu.Unlock()
+	}
+	for t != nil {
+		st.execute(t)
+		if key == "" {
+			return
+		}
+		st.laneMu.Lock()
+		l := st.lanes[key]
+		t = l.head
+		if t != nil {
+			l.head = t.next
+			if l.head == nil {
+				l.tail = nil
+			}
+			t.next = nil
+		} else {
+			// Empty lanes go at once, so memory stays bounded by the tasks in flight.
+			delete(st.lanes, key)
+			l.nextFree = st.freeLanes
+			st.freeLanes = l
+		}
+		st.laneMu.Unlock()
+	}
+}
+
+// execute delivers t unless its dispatch withdrew it first, then gives up its queue slot.
+func (st *sinkState) execute(t *task) {
+	if !t.state.CompareAndSwap(taskQueued, taskStarted) {
+		// The dispatch's budget ran out while t waited; the dispatch gave it an outcome itself.
+		g := t.g
+		st.reserved.Add(-1)
+		st.d.unref(g)
+		return
+	}
+	out := st.deliver(t)
+	st.reserved.Add(-1)
+	st.d.finish(t, out)
+}
+
+// lanes returns how many ordering lanes are open (for tests of bounded memory).
+func (st *sinkState) laneCount() int {
+	st.laneMu.Lock()
+	defer st.laneMu.Unlock()
+	return len(st.lanes)
+}

@@ -1,0 +1,140 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/fanbridge/fanbridge"
+)
+
+const instrumentation = "github.com/fanbridge/fanbridge/fanout"
+
+// telemetry holds the instruments, created once so that the hot path only calls them.
+type telemetry struct {
+	logger *slog.Logger
+	tracer trace.Tracer // nil: tracing off, and no span work at all on the hot path
+
+	matched      metric.Int64Counter
+	delivered    metric.Int64Counter
+	retried      metric.Int64Counter
+	deadLettered metric.Int64Counter
+	failed       metric.Int64Counter
+	latency      metric.Float64Histogram
+	depth        metric.Int64ObservableGauge
+	breakerState metric.Int64ObservableGauge
+	reg          metric.Registration
+}
+
+func newTelemetry(c *config, d *Dispatcher) (*telemetry, error) {
+	t := &telemetry{logger: c.logger}
+	if t.logger == nil {
+		t.logger = slog.New(slog.DiscardHandler)
+	}
+	if c.tracers != nil {
+		t.tracer = c.tracers.Tracer(instrumentation)
+	}
+	mp := c.meters
+	if mp == nil {
+		mp = noop.NewMeterProvider()
+	}
+	m := mp.Meter(instrumentation)
+	var errs [9]error
+	t.matched, errs[0] = m.Int64Counter("fanout.route.matched",
+		metric.WithDescription("Events a route matched."), metric.WithUnit("{event}"))
+	t.delivered, errs[1] = m.Int64Counter("fanout.sink.delivered",
+		metric.WithDescription("Events a sink acknowledged."), metric.WithUnit("{event}"))
+	t.retried, errs[2] = m.Int64Counter("fanout.sink.retried",
+		metric.WithDescription("Failed attempts that were retried."), metric.WithUnit("{attempt}"))
+	t.deadLettered, errs[3] = m.Int64Counter("fanout.sink.dead_lettered",
+		metric.WithDescription("Events written to the dead-letter queue for a sink."), metric.WithUnit("{event}"))
+	t.failed, errs[4] = m.Int64Counter("fanout.sink.failed",
+		metric.WithDescription("Events a sink does not have and the dead-letter queue does not either."), metric.WithUnit("{event}"))
+	t.latency, errs[5] = m.Float64Histogram("fanout.sink.delivery.duration",
+		metric.WithDescription("Time from first attempt to outcome, per sink."), metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+	t.depth, errs[6] = m.Int64ObservableGauge("fanout.sink.queue.depth",
+		metric.WithDescription("Events accepted for a sink and not yet finished."), metric.WithUnit("{event}"))
+	t.breakerState, errs[7] = m.Int64ObservableGauge("fanout.sink.breaker.state",
+		metric.WithDescription("Circuit breaker state: 0 closed, 1 half-open, 2 open."))
+	if errs[6] == nil && errs[7] == nil {
+		t.reg, errs[8] = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			s := d.snap.Load()
+			if s == nil {
+				return nil
+			}
+			for _, st := range s.sinks {
+				o.ObserveInt64(t.depth, st.reserved.Load(), st.obsOpts...)
+				o.ObserveInt64(t.breakerState, int64(st.breaker.state.Load()), st.obsOpts...)
+			}
+			return nil
+		}, t.depth, t.breakerState)
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("fanout: metrics: %w", err)
+		}
+	}
+	return t, nil
+}
+
+func (t *telemetry) close() {
+	if t.reg != nil {
+		_ = t.reg.Unregister()
+	}
+}
+
+// attrSet is one attribute set in the three forms the instruments take, built once per sink or
+// route so that recording allocates nothing.
+type attrSet struct {
+	addOpts []metric.AddOption
+	recOpts []metric.RecordOption
+	obsOpts []metric.ObserveOption
+}
+
+func newAttrSet(key, value string) attrSet {
+	o := metric.WithAttributeSet(attribute.NewSet(attribute.String(key, value)))
+	return attrSet{addOpts: []metric.AddOption{o}, recOpts: []metric.RecordOption{o}, obsOpts: []metric.ObserveOption{o}}
+}
+
+// parentContext returns ctx carrying the event's remote trace context, when it has a valid one.
+func parentContext(ctx context.Context, e *fanbridge.Event) context.Context {
+	if e.Meta(fanbridge.MetaTraceparent) == "" {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier(e.Metadata))
+}
+
+// traceID returns the trace id of a W3C traceparent value ("00-<32 hex>-<16 hex>-<2 hex>"), or ""
+// when the value is not a valid one.
+func traceID(tp string) string {
+	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
+		return ""
+	}
+	if tp[:2] == "ff" || (tp[:2] == "00" && len(tp) != 55) || (len(tp) > 55 && tp[55] != '-') {
+		return ""
+	}
+	if !lowerHex(tp[:2]) || !lowerHex(tp[3:35]) || !lowerHex(tp[36:52]) || !lowerHex(tp[53:55]) {
+		return ""
+	}
+	if tp[3:35] == "00000000000000000000000000000000" || tp[36:52] == "0000000000000000" {
+		return ""
+	}
+	return tp[3:35]
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
