@@ -274,6 +274,10 @@ func decodeMAC(dst *[sha512.Size]byte, val, prefix string, enc Encoding, size in
 	return 0, errDigits
 }
 
+// base64Scratch holds the decoding of any accepted signature: StdEncoding.DecodedLen of the padded
+// encoding of 64 bytes is 66.
+const base64Scratch = sha512.Size + 3
+
 // decodeBase64 decodes s (padded or not) into dst, which must receive exactly size bytes.
 func decodeBase64(dst []byte, s string, url bool, size int) (int, error) {
 	var e *base64.Encoding
@@ -291,14 +295,18 @@ func decodeBase64(dst []byte, s string, url bool, size int) (int, error) {
 	default:
 		return 0, errLength
 	}
-	n, err := e.Strict().Decode(dst, bytesOf(s))
+	// Decode needs room for DecodedLen(len(s)) bytes, which exceeds size when padding characters
+	// are replaced by data (44 characters without "=" claim 33 bytes): decode into scratch space
+	// and copy only a result of the right length.
+	var scratch [base64Scratch]byte
+	n, err := e.Strict().Decode(scratch[:], bytesOf(s))
 	if err != nil {
 		return 0, errDigits
 	}
 	if n != size {
 		return 0, errLength
 	}
-	return n, nil
+	return copy(dst, scratch[:n]), nil
 }
 
 func unhex(c byte) (byte, bool) {

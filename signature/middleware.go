@@ -161,8 +161,10 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	}
 	m.verified(r, &id)
 
-	r2 := r.WithContext(WithIdentity(r.Context(), id))
-	r2.Body = NewBody(body)
+	// One allocation holds both the identity the context points to and the body reader.
+	vr := &verifiedRequest{id: id, body: Body{b: body}}
+	r2 := r.WithContext(context.WithValue(r.Context(), identityKey{}, &vr.id))
+	r2.Body = &vr.body
 	r2.ContentLength = int64(len(body))
 	if id.release == nil {
 		next.ServeHTTP(w, r2)
@@ -179,6 +181,11 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		}
 	}()
 	next.ServeHTTP(sw, r2)
+}
+
+type verifiedRequest struct {
+	id   Identity
+	body Body
 }
 
 var (

@@ -24,33 +24,39 @@ import (
 func TestConstructorsRejectBadConfiguration(t *testing.T) {
 	short := "whsec_" + "c2hvcnQ=" // "short": under the 24 bytes the specification requires
 	for name, build := range map[string]func() (signature.Verifier, error){
-		"apikey no keys":         func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key") },
-		"apikey empty key":       func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "") },
-		"apikey repeated key":    func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "a") },
-		"apikey spaced key":      func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a ") },
-		"apikey empty header":    func() (signature.Verifier, error) { return signature.APIKey("", "a") },
-		"apikey bad header":      func() (signature.Verifier, error) { return signature.APIKey("X Api", "a") },
-		"basic no users":         func() (signature.Verifier, error) { return signature.Basic(nil) },
-		"basic colon in user":    func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a:b": "c"}) },
-		"basic empty user":       func() (signature.Verifier, error) { return signature.Basic(map[string]string{"": "c"}) },
-		"basic empty password":   func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a": ""}) },
-		"basic control in user":  func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a\n": "c"}) },
-		"bearer no tokens":       func() (signature.Verifier, error) { return signature.Bearer() },
-		"bearer empty token":     func() (signature.Verifier, error) { return signature.Bearer("") },
-		"bearerfunc nil":         func() (signature.Verifier, error) { return signature.BearerFunc(nil) },
-		"hmac no secrets":        func() (signature.Verifier, error) { return signature.GitHub() },
-		"hmac empty secret":      func() (signature.Verifier, error) { return signature.GitHub("") },
-		"hmac repeated secret":   func() (signature.Verifier, error) { return signature.GitHub("a", "a") },
-		"hmac no header":         func() (signature.Verifier, error) { return signature.HMAC(signature.HMACScheme{Encoding: signature.Hex}, "s") },
-		"hmac no encoding":       func() (signature.Verifier, error) { return signature.HMAC(signature.HMACScheme{Header: "X-Sig"}, "s") },
-		"hmac bad hash":          func() (signature.Verifier, error) { return signature.HMAC(signature.HMACScheme{Header: "X-Sig", Encoding: signature.Hex, Hash: 9}, "s") },
-		"hmac prefix with space": func() (signature.Verifier, error) { return signature.HMAC(signature.HMACScheme{Header: "X-Sig", Encoding: signature.Hex, Prefix: "a b"}, "s") },
-		"sw no keys":             func() (signature.Verifier, error) { return signature.StandardWebhooks(nil) },
-		"sw short secret":        func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{short}) },
-		"sw not base64":          func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{"whsec_***"}) },
-		"sw signing key":         func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{signingC}) },
-		"sw short public key":    func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{"whpk_c2hvcnQ="}) },
-		"sw repeated key":        func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{secretA, secretA}) },
+		"apikey no keys":        func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key") },
+		"apikey empty key":      func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "") },
+		"apikey repeated key":   func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "a") },
+		"apikey spaced key":     func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a ") },
+		"apikey empty header":   func() (signature.Verifier, error) { return signature.APIKey("", "a") },
+		"apikey bad header":     func() (signature.Verifier, error) { return signature.APIKey("X Api", "a") },
+		"basic no users":        func() (signature.Verifier, error) { return signature.Basic(nil) },
+		"basic colon in user":   func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a:b": "c"}) },
+		"basic empty user":      func() (signature.Verifier, error) { return signature.Basic(map[string]string{"": "c"}) },
+		"basic empty password":  func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a": ""}) },
+		"basic control in user": func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a\n": "c"}) },
+		"bearer no tokens":      func() (signature.Verifier, error) { return signature.Bearer() },
+		"bearer empty token":    func() (signature.Verifier, error) { return signature.Bearer("") },
+		"bearerfunc nil":        func() (signature.Verifier, error) { return signature.BearerFunc(nil) },
+		"hmac no secrets":       func() (signature.Verifier, error) { return signature.GitHub() },
+		"hmac empty secret":     func() (signature.Verifier, error) { return signature.GitHub("") },
+		"hmac repeated secret":  func() (signature.Verifier, error) { return signature.GitHub("a", "a") },
+		"hmac no header": func() (signature.Verifier, error) {
+			return signature.HMAC(signature.HMACScheme{Encoding: signature.Hex}, "s")
+		},
+		"hmac no encoding": func() (signature.Verifier, error) { return signature.HMAC(signature.HMACScheme{Header: "X-Sig"}, "s") },
+		"hmac bad hash": func() (signature.Verifier, error) {
+			return signature.HMAC(signature.HMACScheme{Header: "X-Sig", Encoding: signature.Hex, Hash: 9}, "s")
+		},
+		"hmac prefix with space": func() (signature.Verifier, error) {
+			return signature.HMAC(signature.HMACScheme{Header: "X-Sig", Encoding: signature.Hex, Prefix: "a b"}, "s")
+		},
+		"sw no keys":          func() (signature.Verifier, error) { return signature.StandardWebhooks(nil) },
+		"sw short secret":     func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{short}) },
+		"sw not base64":       func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{"whsec_***"}) },
+		"sw signing key":      func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{signingC}) },
+		"sw short public key": func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{"whpk_c2hvcnQ="}) },
+		"sw repeated key":     func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{secretA, secretA}) },
 		"sw zero tolerance": func() (signature.Verifier, error) {
 			return signature.StandardWebhooks([]string{secretA}, signature.WithTolerance(0))
 		},
@@ -467,4 +473,21 @@ func TestIdentityContext(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, 2, id.Key)
 	assert.NoError(t, id.Release(ctx), "nothing to release")
+}
+
+// TestBase64WithoutPaddingOfPaddedLength is the regression for a fuzzer find: a base64 value as
+// long as the padded encoding but with data where the padding goes claims one byte more than the
+// MAC and must be refused, not decoded past its buffer.
+func TestBase64WithoutPaddingOfPaddedLength(t *testing.T) {
+	ctx := context.Background()
+	s512 := signature.HMACScheme{Header: "X-Sig", Encoding: signature.Base64, Hash: signature.SHA512}
+	v := signature.Must(signature.HMAC(s512, "s"))
+	_, err := v.Verify(ctx, headers("X-Sig", strings.Repeat("0", 88)), nil)
+	assert.ErrorIs(t, err, signature.ErrMalformed)
+	_, err = signature.Must(signature.OpenMessaging("s")).Verify(ctx, headers("X-Hub-Signature-256", "sha256="+strings.Repeat("0", 44)), nil)
+	assert.ErrorIs(t, err, signature.ErrMalformed)
+	sw := signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithClock(fixedClock)))
+	_, err = sw.Verify(ctx, headers("Webhook-Id", "m", "Webhook-Timestamp", "1700000000",
+		"Webhook-Signature", "v1,"+strings.Repeat("0", 44)+" v1a,"+strings.Repeat("0", 88)), nil)
+	assert.ErrorIs(t, err, signature.ErrMalformed)
 }
