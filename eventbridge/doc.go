@@ -1,0 +1,148 @@
+// Package eventbridge takes events in over HTTP: a Handler decodes each POST into a
+// *fanbridge.Event, hands it to a Dispatcher (usually a fanout.Dispatcher), and answers the sender
+// so that it retries exactly when the event is not safe yet.
+//
+//	d := fanout.New(...)                        // any eventbridge.Dispatcher
+//	h, err := eventbridge.NewHandler(d,
+//		eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/<org-id>/"))
+//	mux.Handle("POST /events", signature.Verify(apiKey)(h))
+//
+// The decoders are exported too (Decode, DecodeNotification, Decoder), so that the WebSocket
+// source in genesys/notifications and any other intake turn the same bytes into the same events.
+//
+// # Formats
+//
+// A body must be one JSON object, in UTF-8, nested at most MaxDepth (64) deep. The format is
+// detected from its top-level keys, in this order (a Content-Type of
+// application/cloudevents+json selects CloudEvents directly):
+//
+//   - EventBridge ("detail-type" or "detail"): the envelope an Amazon EventBridge API destination
+//     POSTs, with a Genesys notification as detail. ID = id, Type = detail-type (the topic
+//     template rules match on), Topic = detail.topicName (the concrete topic), Source = source,
+//     Data = detail.eventBody (or the whole detail when it has no eventBody: any EventBridge event
+//     decodes), Metadata: correlation-id = detail.metadata.CorrelationId, account, region.
+//     id, detail-type, source and detail are required. Time is the envelope's time; when
+//     detail.timestamp falls within the same second it is used instead (EventBridge truncates time
+//     to seconds, Genesys' timestamp has milliseconds); with no time, detail.timestamp; with
+//     neither, detail.eventBody.eventTime. When detail-type and topicName disagree (the
+//     negative-test sample), the event still decodes: Type follows detail-type, because that is
+//     what the EventBridge rule matched, and Topic follows topicName. Nothing is added to Metadata
+//     for it; TopicTemplate(e.Topic) != e.Type detects it where it matters.
+//   - CloudEvents ("specversion"): CloudEvents 1.0 in structured JSON mode. specversion must be
+//     "1.0"; id, source and type are required. ID = id, Type = type, Source = source, Topic =
+//     subject, Time = time, Data = data; datacontenttype and dataschema go to Metadata under the
+//     same names, and every extension attribute (lower-case a-z0-9 names, string, number or boolean
+//     values) too, numbers and booleans as their JSON text. data_base64 is decoded: when the
+//     content type is JSON (or absent) and the bytes are valid JSON they become Data; otherwise
+//     Data is the base64 text as a JSON string and Metadata[MetaDataBase64] is "true". Both data
+//     and data_base64 is an error. Batches (application/cloudevents-batch+json) are refused.
+//   - Notification ("topicName" or "eventBody"): a bare Genesys notification as the WebSocket
+//     Notification API sends it. topicName and eventBody are required. Topic = topicName, Type =
+//     TopicTemplate(topicName), Data = eventBody, correlation-id from metadata.CorrelationId, Time
+//     = timestamp when present, else eventBody.eventTime (epoch milliseconds or RFC 3339; see
+//     EventTime). There is no id, so ID is derived from the content: 32 hex digits of
+//     SHA-256(topicName, 0, SHA-256(eventBody bytes)). A redelivery of the same message gets the
+//     same ID and deduplication works; Genesys bodies carry their own timestamps, so distinct
+//     events do not collide. Heartbeats (topic "channel.metadata") decode as events of that type;
+//     IsHeartbeat and IsSocketClosing let a WebSocket reader drop or act on them.
+//   - Webhook ("event"): {"event","data","metadata"}. Type = event, Data = data (any JSON value,
+//     required), ID derived from event and data as for notifications. The string values of
+//     metadata go to Metadata (other types are skipped), except that "source" becomes Source, an
+//     RFC 3339 "timestamp" or "time" becomes Time, "correlationId" (any case) becomes correlation-id,
+//     and the keys account, region and format are ignored: only envelope facts set them.
+//   - Webhook with attributes ("eventType"): {"id","eventType","timestamp","source","attributes"}.
+//     id, eventType and attributes are required; Data = attributes; timestamp is RFC 3339 or epoch
+//     milliseconds.
+//
+// Every event gets Metadata[fanbridge.MetaFormat] (the Format name) and Raw, the body exactly as
+// received. Raw and Data are not copies: Data is a sub-slice of Raw, so the body must not be
+// reused or pooled by whoever owns it while the event lives (the Handler never reuses it).
+//
+// Strings copied into the event (ID, Type, Topic, Source, Metadata values) must hold at most 1024
+// bytes and no control characters, and a key the decoder reads must appear only once in its object
+// (also when spelled with escapes, like "i\u0064"): a duplicate is rejected rather than resolved,
+// because a proxy in front that reads the first copy and a decoder that reads the last would
+// disagree about what was checked. Duplicate keys inside Data are the sender's business and pass
+// through unchanged. JSON null counts as an absent member. Keys match exactly (case-sensitive),
+// unlike encoding/json's struct decoding.
+//
+// Decoding validates the whole body in one pass and extracts only the fields above; eventBody is
+// never materialised. That is what makes the Handler several times faster than code that
+// unmarshals into map[string]any, with a small fixed number of allocations per event.
+//
+// # HTTP answers
+//
+//	situation                                              status  body
+//	Dispatch returned nil (delivered or dead-lettered)      200     {"status":"delivered","id":"..."}
+//	Dispatch returned fanbridge.ErrNoMatch                  200*    {"status":"ignored"}
+//	Dispatch returned fanbridge.ErrDuplicate                200     {"status":"duplicate"}
+//	method other than POST                                  405     error, Allow: POST
+//	body over the limit (WithMaxBodySize)                   413     error, Connection: close
+//	Content-Type not JSON / CloudEvents JSON, or non-UTF-8  415     error
+//	body unreadable, not JSON, unknown format, bad field    400     error
+//	Source or account not allowed                           403     error
+//	any other Dispatch error: overload, shutdown, failure   503     error with id, Retry-After
+//
+// (*) WithIgnoredStatus picks another 2xx; 204 has no body. Error bodies are
+// {"error":"...","id":"..."}, where id is there only for 503 (the event was decoded). They name
+// what is wrong (a field, an offset) and never echo the body, a header value or the
+// Dispatcher's error text, which can name internal hosts. A missing Content-Type is taken as JSON:
+// some senders leave it out, and the body is validated as JSON anyway. Amazon EventBridge does
+// not retry 400, 403, 405, 413 and 415, so none of these is ever used for a condition that could
+// heal; it retries 503 for up to 24 hours, honouring Retry-After.
+//
+// Retry-After is the wait the Dispatcher asked for with retry.After, or WithRetryAfter's default
+// (1 s), rounded up to whole seconds.
+//
+// # Options
+//
+//	WithMaxBodySize(n)            256 KiB  larger bodies: 413
+//	WithAllowedSources(s...)      any      exact, or prefix when ending in "/" or "*"; else 403
+//	WithAllowedAccounts(a...)     any      EventBridge account must be listed; else 403
+//	WithIgnoredStatus(code)       200      answer for ErrNoMatch (2xx only)
+//	WithRetryAfter(d)             1 s      Retry-After when the error carries none
+//	WithDispatchTimeout(d)        4 s      deadline of the Dispatch context
+//	WithFormats(f...)             all      formats the Handler accepts
+//	WithLogger(l)                 silent   Debug: rejections; Warn: failed dispatches
+//	WithMeterProvider(mp)         none     requests, rejected{reason}, dispatched{outcome}, duration
+//	WithTracerProvider(tp)        none     one server span per request, child of traceparent
+//
+// Source and account checks filter on what the body claims; they keep misrouted traffic out but
+// do not authenticate. Authenticate with signature.Verify in front of the Handler: when it has
+// read the body already, r.Body offers a Bytes() []byte method, and the Handler uses those bytes
+// instead of reading or copying again.
+//
+// Valid W3C traceparent and tracestate request headers are copied to
+// Metadata[fanbridge.MetaTraceparent] and Metadata[fanbridge.MetaTracestate] (an invalid
+// traceparent drops both), overriding CloudEvents extensions of the same names, so sinks can carry
+// the sender's trace on.
+//
+// # Errors
+//
+// Decoding errors wrap exactly one of ErrMalformed (not one valid JSON document, invalid UTF-8, too
+// deep), ErrUnknownFormat (valid JSON, but no accepted envelope), ErrInvalidField (a known
+// envelope with a missing, mistyped, duplicated or out-of-bounds field) and
+// ErrUnsupportedMediaType; test them with errors.Is. NewHandler and NewDecoder return errors
+// wrapping ErrInvalidConfig, all problems at once.
+//
+// # Concurrency
+//
+// Handler and Decoder are immutable after construction and safe for concurrent use; the package
+// functions are too. Each request is served on its own goroutine by net/http; the Handler starts no
+// goroutines of its own. The Dispatcher is called once per accepted request, concurrently for
+// concurrent requests.
+//
+// # Delivery semantics
+//
+// The Handler answers 2xx only when Dispatch returned nil (every matching sink has the event, or
+// it is durably dead-lettered), fanbridge.ErrNoMatch (nobody wants it) or fanbridge.ErrDuplicate
+// (it was accepted before). Any other outcome, including the dispatch budget running out, is 503
+// with Retry-After, so the sender, which delivers at least once, tries again: EventBridge for up
+// to 24 hours. Requests refused before dispatch (400, 403, 405, 413, 415) are never retried by
+// EventBridge, and are used only for requests no retry could fix.
+//
+// Dispatch runs with a context that carries the request's values (the trace span) and a deadline
+// of WithDispatchTimeout (4 s, under EventBridge's 5 s timeout) but not the request's
+// cancellation: a sender hanging up does not stop a fan-out halfway, which would leave some sinks
+// with the event and force a retry to deliver it again.
+package eventbridge

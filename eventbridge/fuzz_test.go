@@ -1,0 +1,278 @@
+package eventbridge_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/eventbridge"
+)
+
+var contentTypes = []string{"application/json", "", "application/cloudevents+json", "application/json; charset=utf-8", "text/plain"}
+
+func addSamples(f *testing.F, add func(body []byte)) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.*"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		add(b)
+	}
+	for _, s := range []string{
+		`{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}`,
+		`{"event":"routing:interaction:completed","data":{"channel":"voice"},"metadata":{"correlationId":"c","timestamp":"2024-01-02T03:04:05Z"}}`,
+		`{"id":"evt-1","eventType":"presence:state:changed","timestamp":1649237504949,"source":"genesys","attributes":{"state":"AVAILABLE"}}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2018-04-05T17:31:00Z","ext":5,"data":{"x":[1,2]}}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"eyJhIjpbMV19"}`,
+		`{"i\u0064":"a\ud800\u0041","detail-type":"t","source":"s","detail":{"eventBody":{"eventTime":"2021-05-31T09:49:25.5+02:00"}}}`,
+		`{"id":"1","detail-type":"t","source":"s","detail":{"metadata":{"CorrelationId":"\u00e9"}}}`,
+		`[[[[1e-5,-0.0,true,false,null,"\"\\\/\b\f\n\r\t"]]]]`,
+	} {
+		add([]byte(s))
+	}
+}
+
+// jsonDepth is the nesting depth of a document encoding/json accepted.
+func jsonDepth(b []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
+}
+
+// checkValidity holds the decoder to encoding/json: a body it rejects must be rejected as
+// malformed, and a body it accepts (in valid UTF-8, within MaxDepth) must not be.
+func checkValidity(t *testing.T, body []byte, err error) {
+	t.Helper()
+	stdValid := json.Valid(body)
+	if !stdValid && !errors.Is(err, eventbridge.ErrMalformed) {
+		t.Fatalf("encoding/json rejects the body, the decoder answered %v", err)
+	}
+	wellFormed := stdValid && utf8.Valid(body) && jsonDepth(body) <= eventbridge.MaxDepth
+	if wellFormed && errors.Is(err, eventbridge.ErrMalformed) {
+		t.Fatalf("valid JSON rejected as malformed: %v", err)
+	}
+	if stdValid && !wellFormed && !errors.Is(err, eventbridge.ErrMalformed) {
+		t.Fatalf("invalid UTF-8 or too deep, but not malformed: %v", err)
+	}
+	if err != nil && len(body) >= 16 && strings.Contains(err.Error(), string(body)) {
+		t.Fatalf("the error echoes the body: %v", err)
+	}
+}
+
+type rawObject map[string]json.RawMessage
+
+func object(t *testing.T, raw json.RawMessage) rawObject {
+	t.Helper()
+	var m rawObject
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("decoded, but encoding/json cannot read the object: %v", err)
+	}
+	return m
+}
+
+// str decodes member k as encoding/json would; absent and null give "".
+func (m rawObject) str(t *testing.T, k string) string {
+	t.Helper()
+	raw, ok := m[k]
+	if !ok || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatalf("decoded, but %s is not a string for encoding/json: %v", k, err)
+	}
+	return s
+}
+
+func (m rawObject) obj(t *testing.T, k string) rawObject {
+	t.Helper()
+	raw, ok := m[k]
+	if !ok || string(raw) == "null" {
+		return nil
+	}
+	return object(t, raw)
+}
+
+func equal(t *testing.T, what, got, want string) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s: decoder %q, encoding/json %q", what, got, want)
+	}
+}
+
+// crossCheck compares a decoded event with what encoding/json reads from the same body.
+func crossCheck(t *testing.T, body []byte, e *fanbridge.Event) {
+	t.Helper()
+	if !bytes.Equal(e.Raw, body) {
+		t.Fatal("Raw differs from the body")
+	}
+	if e.Data != nil && !json.Valid(e.Data) {
+		t.Fatalf("Data is not valid JSON: %q", e.Data)
+	}
+	if e.ID == "" || e.Type == "" {
+		t.Fatal("empty ID or Type")
+	}
+	for k, v := range e.Metadata {
+		if k == "" || strings.ContainsAny(v, "\x00\n\r") {
+			t.Fatalf("bad metadata %q=%q", k, v)
+		}
+	}
+	top := object(t, body)
+	switch e.Meta(fanbridge.MetaFormat) {
+	case "eventbridge":
+		equal(t, "id", e.ID, top.str(t, "id"))
+		equal(t, "detail-type", e.Type, top.str(t, "detail-type"))
+		equal(t, "source", e.Source, top.str(t, "source"))
+		equal(t, "account", e.Meta(fanbridge.MetaAccount), top.str(t, "account"))
+		equal(t, "region", e.Meta(fanbridge.MetaRegion), top.str(t, "region"))
+		detail := top.obj(t, "detail")
+		equal(t, "topicName", e.Topic, detail.str(t, "topicName"))
+		equal(t, "CorrelationId", e.Meta(fanbridge.MetaCorrelationID), detail.obj(t, "metadata").str(t, "CorrelationId"))
+		want := detail["eventBody"]
+		if want == nil || string(want) == "null" {
+			want = top["detail"]
+		}
+		equal(t, "Data", string(e.Data), string(want))
+	case "notification":
+		equal(t, "topicName", e.Topic, top.str(t, "topicName"))
+		equal(t, "Type", e.Type, eventbridge.TopicTemplate(top.str(t, "topicName")))
+		equal(t, "Data", string(e.Data), string(top["eventBody"]))
+		equal(t, "CorrelationId", e.Meta(fanbridge.MetaCorrelationID), top.obj(t, "metadata").str(t, "CorrelationId"))
+	case "webhook":
+		equal(t, "event", e.Type, top.str(t, "event"))
+		equal(t, "Data", string(e.Data), string(top["data"]))
+	case "webhook-attributes":
+		equal(t, "id", e.ID, top.str(t, "id"))
+		equal(t, "eventType", e.Type, top.str(t, "eventType"))
+		equal(t, "source", e.Source, top.str(t, "source"))
+		equal(t, "Data", string(e.Data), string(top["attributes"]))
+	case "cloudevents":
+		equal(t, "specversion", top.str(t, "specversion"), "1.0")
+		equal(t, "id", e.ID, top.str(t, "id"))
+		equal(t, "type", e.Type, top.str(t, "type"))
+		equal(t, "source", e.Source, top.str(t, "source"))
+		equal(t, "subject", e.Topic, top.str(t, "subject"))
+		if raw, ok := top["data"]; ok && string(raw) != "null" {
+			equal(t, "Data", string(e.Data), string(raw))
+		}
+	default:
+		t.Fatalf("unknown format %q", e.Meta(fanbridge.MetaFormat))
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	addSamples(f, func(b []byte) {
+		for i := range contentTypes {
+			f.Add(b, uint8(i))
+		}
+	})
+	f.Fuzz(func(t *testing.T, body []byte, ct uint8) {
+		contentType := contentTypes[int(ct)%len(contentTypes)]
+		e, err := eventbridge.Decode(body, contentType)
+		if errors.Is(err, eventbridge.ErrUnsupportedMediaType) {
+			if contentType != "text/plain" {
+				t.Fatalf("%q refused: %v", contentType, err)
+			}
+			return
+		}
+		checkValidity(t, body, err)
+		if err == nil {
+			crossCheck(t, body, e)
+		}
+	})
+}
+
+func FuzzDecodeNotification(f *testing.F) {
+	addSamples(f, func(b []byte) { f.Add(b) })
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		e, err := eventbridge.DecodeNotification(raw)
+		checkValidity(t, raw, err)
+		if err != nil {
+			return
+		}
+		if e.Meta(fanbridge.MetaFormat) != "notification" {
+			t.Fatalf("format %q", e.Meta(fanbridge.MetaFormat))
+		}
+		crossCheck(t, raw, e)
+		again, err := eventbridge.DecodeNotification(bytes.Clone(raw))
+		if err != nil || again.ID != e.ID {
+			t.Fatalf("decoding the same bytes again gave %v, %v", again, err)
+		}
+	})
+}
+
+func FuzzCloudEvents(f *testing.F) {
+	addSamples(f, func(b []byte) { f.Add(b) })
+	f.Fuzz(func(t *testing.T, body []byte) {
+		e, err := eventbridge.Decode(body, "application/cloudevents+json")
+		checkValidity(t, body, err)
+		if err != nil {
+			return
+		}
+		if e.Meta(fanbridge.MetaFormat) != "cloudevents" {
+			t.Fatalf("format %q", e.Meta(fanbridge.MetaFormat))
+		}
+		crossCheck(t, body, e)
+	})
+}
+
+func FuzzWebhook(f *testing.F) {
+	addSamples(f, func(b []byte) { f.Add(b) })
+	webhooks, err := eventbridge.NewDecoder(eventbridge.FormatWebhook, eventbridge.FormatWebhookAttributes)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		e, err := webhooks.Decode(body, "application/json")
+		checkValidity(t, body, err)
+		if err != nil {
+			return
+		}
+		if f := e.Meta(fanbridge.MetaFormat); f != "webhook" && f != "webhook-attributes" {
+			t.Fatalf("format %q", f)
+		}
+		crossCheck(t, body, e)
+	})
+}
+
+func FuzzTopicTemplate(f *testing.F) {
+	for _, s := range eventbridge.KnownTopics() {
+		f.Add(s)
+		f.Add(strings.ReplaceAll(s, "{id}", "e40f28ea-fa86-493f-a5b8-d559c8533c96"))
+	}
+	f.Add("channel.metadata")
+	f.Add("v2..users.")
+	f.Fuzz(func(t *testing.T, topic string) {
+		got := eventbridge.TopicTemplate(topic)
+		if strings.Count(got, ".") != strings.Count(topic, ".") {
+			t.Fatalf("%q -> %q changed the number of segments", topic, got)
+		}
+		if again := eventbridge.TopicTemplate(got); again != got {
+			t.Fatalf("not idempotent: %q -> %q -> %q", topic, got, again)
+		}
+	})
+}
