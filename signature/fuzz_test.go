@@ -208,4 +208,3 @@ func FuzzHMACHeader(f *testing.F) {
 		}
 	})
 }
-
