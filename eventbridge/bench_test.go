@@ -3,6 +3,9 @@ package eventbridge_test
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/signature"
 )
 
 // The benchmarks put the Handler next to "tutorial" code, the way webhook receivers are usually
@@ -27,7 +31,11 @@ var benchSamples = []string{
 
 var noop = eventbridge.DispatcherFunc(func(context.Context, *fanbridge.Event) error { return nil })
 
-func tutorialHandler(d eventbridge.Dispatcher) http.Handler {
+func tutorialHandler(d eventbridge.Dispatcher) http.Handler { return tutorialSignedHandler(d, nil) }
+
+// tutorialSignedHandler checks a hex HMAC-SHA256 of the body in X-Genesys-Event-Signature when
+// secret is set, with hmac.New per request, as the tutorials do.
+func tutorialSignedHandler(d eventbridge.Dispatcher, secret []byte) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -37,6 +45,15 @@ func tutorialHandler(d eventbridge.Dispatcher) http.Handler {
 		if err != nil {
 			http.Error(w, "cannot read body", http.StatusBadRequest)
 			return
+		}
+		if secret != nil {
+			mac := hmac.New(sha256.New, secret)
+			mac.Write(body)
+			expected := hex.EncodeToString(mac.Sum(nil))
+			if !hmac.Equal([]byte(expected), []byte(r.Header.Get("X-Genesys-Event-Signature"))) {
+				http.Error(w, "invalid signature", http.StatusUnauthorized)
+				return
+			}
 		}
 		var envelope map[string]any
 		if err := json.Unmarshal(body, &envelope); err != nil {
@@ -175,6 +192,34 @@ func BenchmarkHandlerVsTutorial(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			pair(b, requestLoop(b, h, body, nil), requestLoop(b, tutorialHandler(noop), body, nil))
+		})
+	}
+}
+
+// BenchmarkVerifyHandlerVsTutorial puts signature.Verify (HMAC-SHA256, hex) in front of the
+// Handler and compares it with tutorial code that computes hmac.New per request before
+// unmarshalling.
+func BenchmarkVerifyHandlerVsTutorial(b *testing.B) {
+	const secret = "s3cr3t-shared-with-the-signing-proxy"
+	scheme := signature.HMACScheme{Header: "X-Genesys-Event-Signature", Encoding: signature.Hex}
+	v, err := signature.HMAC(scheme, secret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, name := range benchSamples {
+		body := readSample(b, name)
+		sig, err := signature.SignHMAC(scheme, secret, body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		signed := func(r *http.Request) { r.Header["X-Genesys-Event-Signature"] = []string{sig} }
+		h, err := eventbridge.NewHandler(noop)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			pair(b, requestLoop(b, signature.Verify(v)(h), body, signed),
+				requestLoop(b, tutorialSignedHandler(noop, []byte(secret)), body, signed))
 		})
 	}
 }
