@@ -1,0 +1,102 @@
+package genesys_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/genesys/genesystest"
+)
+
+func TestRunProvisionCommand(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	env := map[string]string{
+		"GENESYS_REGION":              "eu-west-1",
+		"GENESYS_CLIENT_ID":           genesystest.DefaultClientID,
+		"GENESYS_CLIENT_SECRET":       genesystest.DefaultClientSecret,
+		"AWS_ACCOUNT_ID":              "123456789012",
+		"AWS_REGION":                  "eu-west-1",
+		"GENESYS_EVENT_SOURCE_SUFFIX": "fanbridge-prod",
+		"GENESYS_EVENTBRIDGE_TOPICS":  "v2.users.{id}.presence, v2.detail.events.conversation.{id}.customer.end",
+		"GENESYS_API_URL":             srv.URL,
+		"GENESYS_TOKEN_URL":           srv.TokenURL(),
+	}
+	getenv := func(k string) string { return env[k] }
+	run := func(t *testing.T, args ...string) (string, string, error) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		err := genesys.RunProvisionCommand(testContext(t), args, getenv, &out, &errOut)
+		assertNoSecrets(t, srv, "stdout", out.String())
+		assertNoSecrets(t, srv, "stderr", errOut.String())
+		if err != nil {
+			assertNoSecrets(t, srv, "error", err.Error())
+		}
+		return out.String(), errOut.String(), err
+	}
+
+	out, _, err := run(t, "-name", "fanbridge-prod")
+	require.NoError(t, err)
+	want := "aws.partner/genesys.com/cloud/" + genesystest.DefaultOrganizationID + "/fanbridge-prod"
+	assert.Contains(t, out, "partner event source: "+want+"\n")
+	assert.Contains(t, out, "created, configured, enabled (reported state ACTIVE)")
+	assert.Contains(t, out, "aws events create-event-bus --region eu-west-1 --name "+want+" --event-source-name "+want)
+
+	out, _, err = run(t, "-name", "fanbridge-prod")
+	require.NoError(t, err)
+	assert.Contains(t, out, ": unchanged (reported state ACTIVE)")
+	assert.Equal(t, 1, srv.IntegrationCount(genesys.EventBridgeIntegrationType))
+
+	t.Run("flags win over the environment", func(t *testing.T) {
+		out, _, err := run(t, "-name", "other", "-suffix", "other-suffix", "-org-id", "0f9e8d7c-6b5a-4321-8765-43210fedcba9")
+		require.NoError(t, err)
+		assert.Contains(t, out, "aws.partner/genesys.com/cloud/0f9e8d7c-6b5a-4321-8765-43210fedcba9/other-suffix")
+	})
+	t.Run("usage errors", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			env  map[string]string
+			want string
+		}{
+			{[]string{"-nope"}, nil, "flag provided but not defined"},
+			{[]string{"extra"}, nil, "unexpected argument"},
+			{nil, map[string]string{"GENESYS_CLIENT_SECRET": ""}, "missing GENESYS_CLIENT_SECRET"},
+			{nil, map[string]string{"GENESYS_REGION": ""}, "missing -region"},
+			{[]string{"-aws-account", "12"}, nil, "AWSAccountID"},
+			{[]string{"-region", "bad host!"}, nil, "not a host name"},
+		} {
+			saved := map[string]string{}
+			for k, v := range tc.env {
+				saved[k] = env[k]
+				env[k] = v
+			}
+			_, _, err := run(t, tc.args...)
+			for k, v := range saved {
+				env[k] = v
+			}
+			require.Error(t, err, "%v", tc.args)
+			assert.ErrorIs(t, err, genesys.ErrUsage)
+			assert.Contains(t, err.Error(), tc.want)
+		}
+	})
+	t.Run("wrong secret", func(t *testing.T) {
+		env["GENESYS_CLIENT_SECRET"] = "not-the-secret-0000"
+		defer func() { env["GENESYS_CLIENT_SECRET"] = genesystest.DefaultClientSecret }()
+		out, errOut, err := run(t)
+		require.Error(t, err)
+		assert.True(t, genesys.IsUnauthorized(err))
+		for _, s := range []string{out, errOut, err.Error()} {
+			assert.False(t, strings.Contains(s, "not-the-secret-0000"))
+		}
+	})
+	t.Run("help does not print environment values", func(t *testing.T) {
+		_, errOut, err := run(t, "-h")
+		require.Error(t, err)
+		assert.Contains(t, errOut, "GENESYS_CLIENT_SECRET")
+		assert.NotContains(t, errOut, genesystest.DefaultClientID)
+	})
+}

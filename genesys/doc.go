@@ -1,0 +1,92 @@
+// Package genesys is a small client for the Genesys Cloud REST API endpoints fanbridge needs:
+// provisioning the Amazon EventBridge source integration, listing notification topics, opening
+// notification channels for the WebSocket path (package genesys/notifications), and reading the
+// organization. It replaces the official SDK (thousands of generated files, a new major version
+// almost every release) with the dozen calls that matter, each checked against Genesys'
+// documentation.
+//
+// # Regions and authentication
+//
+// A Region is the API host of a Genesys Cloud region; the constants name every public region after
+// its AWS region (USEast1 is "api.mypurecloud.com"), and ParseRegion reads "eu-west-1",
+// "mypurecloud.ie", "api.mypurecloud.ie" or a URL. The OAuth server is the API host with "api."
+// replaced by "login.".
+//
+// NewClient authenticates with OAuth client credentials (golang.org/x/oauth2/clientcredentials):
+// POST https://login.<region>/oauth/token with the id and secret in HTTP Basic and
+// grant_type=client_credentials. The token is cached and replaced before it expires: expires_in is
+// read from the answer (Genesys lets each OAuth client choose 5 minutes to 48 hours) and the token
+// is renewed when 10% of its lifetime, at most 60 seconds, remains. A 401 from the API (a revoked
+// or expired token) renews the token once and replays the request once. The client's rights come
+// from the roles given to the OAuth client; OAuth scopes do not apply to this grant.
+//
+// # Provisioning the EventBridge integration
+//
+// EnsureEventBridgeIntegration does what Genesys' own Terraform provider does, idempotently: it
+// validates the spec, checks every topic filter against GET /api/v2/notifications/availabletopics
+// (an unknown one, or one not carried on EventBridge, fails with an *UnknownTopicsError naming each
+// and suggesting the template when a concrete id was given), finds the amazon-eventbridge-source
+// integration by name (GET /api/v2/integrations, all pages) or creates it
+// (POST /api/v2/integrations), reads the config version (GET .../config/current), writes the
+// config (PUT .../config/current) only when it differs, re-reading the version after a 409, and
+// enables the integration (PATCH /api/v2/integrations/{id}). Nothing is written before every check
+// has passed, and a second run with the same spec only reads.
+//
+// The partner event source name, aws.partner/genesys.com/cloud/{orgId}/{suffix}, needs the
+// organization id. The provisioning endpoints do not return it, so it comes from the spec or, when
+// the spec leaves it empty, from GET /api/v2/organizations/me, the documented public endpoint that
+// returns the caller's organization (its "id" is the orgId).
+//
+// Genesys ties the partner event source to the AWS account, region and suffix of the integration.
+// fanbridge therefore never changes them in place: when an existing integration has other values,
+// EnsureEventBridgeIntegration writes nothing and returns an *ImmutableChangeError naming each
+// difference, unless EventBridgeSpec.Replace asks it to delete the integration and create it again
+// (the AWS side must then link the new partner event source).
+//
+// Creating an integration is not safe to repeat blindly: if the answer to the POST is lost (a
+// timeout, a reset connection, a 5xx from a gateway), the integration may exist anyway. The client
+// never replays such a POST; EnsureEventBridgeIntegration sends the name in the create request and,
+// after such a failure, lists the integrations by name again and creates only if none is there.
+//
+// RunProvisionCommand wraps all this as a command line that reads the usual environment variables
+// (GENESYS_REGION, GENESYS_CLIENT_ID, GENESYS_CLIENT_SECRET, GENESYS_ORGANIZATION_ID...).
+//
+// # Retries
+//
+// Requests are retried with package retry on connection errors, 429 and 5xx except 501, never on
+// other 4xx. A 429 waits as long as its Retry-After says, up to a ceiling (WithMaxRetryAfter,
+// default 180 seconds as in the official SDKs); a daily quota that asks for longer fails at once
+// with ErrQuotaExhausted naming the wait, instead of sleeping for hours. Only requests that are
+// safe to repeat are retried after an unclear failure: GET, PUT, PATCH and DELETE, and POSTs that
+// create nothing durable (a notification channel). A creating POST is retried only when it
+// certainly did not reach the server (connection refused, 429); otherwise its error wraps
+// ErrOutcomeUnknown.
+//
+// # Errors
+//
+// A non-2xx answer is an *APIError with the status, Genesys' code, message and contextId, and the
+// ININ-Correlation-Id header, which Genesys support asks for. It matches the sentinels ErrNotFound,
+// ErrConflict, ErrBadRequest, ErrUnauthorized, ErrForbidden, ErrRateLimited and ErrServer with
+// errors.Is; IsNotFound, IsConflict and the other helpers say the same. A failed token request is
+// a *TokenError (OAuth's error and description); refused credentials match ErrUnauthorized.
+//
+// Errors are classified for package retry: those no retry can cure (4xx, refused credentials) are
+// marked retry.Permanent; an exhausted quota carries its wait (retry.RetryAfter); a request that
+// kept failing with retryable errors returns the *retry.Error, which unwraps to the last *APIError.
+// Provisioning errors add ErrInvalidSpec (each bad field named), ErrUnknownTopic,
+// ErrImmutableConfig and ErrAmbiguousName.
+//
+// The client secret and access tokens never appear in errors or logs; error messages from the
+// server are capped and stripped of control characters.
+//
+// # Concurrency
+//
+// A Client is safe for concurrent use. Concurrent calls share one token; when it needs renewing,
+// one call fetches it while the others wait.
+//
+// # Testing
+//
+// Package genesys/genesystest is a local fake of Genesys Cloud (token endpoint, integrations,
+// topics, channels and their WebSocket) with fault injection; point a Client at it with
+// WithBaseURL and WithTokenURL.
+package genesys

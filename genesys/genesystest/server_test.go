@@ -1,0 +1,181 @@
+package genesystest_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/genesys/genesystest"
+)
+
+// rawClient talks to the fake with plain net/http, so that the fake's own behaviour is checked
+// without the genesys client in between.
+type rawClient struct {
+	t     *testing.T
+	srv   *genesystest.Server
+	token string
+}
+
+func (c *rawClient) do(method, path string, body any) (*http.Response, map[string]any) {
+	c.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(c.t, err)
+		r = strings.NewReader(string(b))
+	}
+	req, err := http.NewRequest(method, c.srv.URL+path, r)
+	require.NoError(c.t, err)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp, out
+}
+
+func tokenRequest(t *testing.T, srv *genesystest.Server, id, secret string) (*http.Response, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, srv.TokenURL(), strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(id, secret)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return resp, out
+}
+
+func TestFakeBehavesAsDocumented(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	srv := genesystest.NewServer(genesystest.WithClock(clock), genesystest.WithTokenLifetime(10*time.Minute))
+	t.Cleanup(srv.Close)
+
+	resp, body := tokenRequest(t, srv, genesystest.DefaultClientID, "wrong")
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Equal(t, "invalid_client", body["error"])
+	assert.NotEmpty(t, body["error_description"])
+	assert.NotEmpty(t, body["description"])
+
+	resp, body = tokenRequest(t, srv, genesystest.DefaultClientID, genesystest.DefaultClientSecret)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.EqualValues(t, 600, body["expires_in"])
+	c := &rawClient{t: t, srv: srv, token: body["access_token"].(string)}
+
+	resp, body = c.do(http.MethodGet, "/api/v2/organizations/me", nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, genesystest.DefaultOrganizationID, body["id"])
+
+	resp, body = c.do(http.MethodPost, "/api/v2/notifications/channels", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	chID := body["id"].(string)
+	assert.True(t, strings.HasPrefix(body["connectUri"].(string), "ws://"))
+	assert.Equal(t, "2026-01-02T00:00:00.000Z", body["expires"])
+
+	many := make([]map[string]string, 1001)
+	for i := range many {
+		many[i] = map[string]string{"id": fmt.Sprintf("v2.users.00000000-0000-4000-8000-%012d.presence", i)}
+	}
+	resp, body = c.do(http.MethodPut, "/api/v2/notifications/channels/"+chID+"/subscriptions", many)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "over 1,000 topics is a 400")
+	assert.NotEmpty(t, resp.Header.Get("ININ-Correlation-Id"))
+	assert.Equal(t, "bad.request", body["code"])
+	assert.EqualValues(t, 400, body["status"])
+
+	resp, _ = c.do(http.MethodPut, "/api/v2/notifications/channels/"+chID+"/subscriptions", many[:1000])
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, _ = c.do(http.MethodPut, "/api/v2/notifications/channels/"+chID+"/subscriptions", []map[string]string{{"id": "v2.users.{id}.presence"}})
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "templates are not WebSocket topics")
+
+	resp, body = c.do(http.MethodPut, "/api/v2/integrations/none/config/current", map[string]any{"version": 1})
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	assert.Equal(t, "not.found", body["code"])
+
+	now = now.Add(11 * time.Minute)
+	resp, body = c.do(http.MethodGet, "/api/v2/organizations/me", nil)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "an expired token is refused")
+	assert.Equal(t, "bad.credentials", body["code"])
+}
+
+func TestFakeWebSocket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv := genesystest.NewServer(genesystest.WithHeartbeatInterval(20 * time.Millisecond))
+	t.Cleanup(srv.Close)
+	_, body := tokenRequest(t, srv, genesystest.DefaultClientID, genesystest.DefaultClientSecret)
+	c := &rawClient{t: t, srv: srv, token: body["access_token"].(string)}
+	_, ch := c.do(http.MethodPost, "/api/v2/notifications/channels", nil)
+	const topic = "v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"
+	resp, _ := c.do(http.MethodPut, "/api/v2/notifications/channels/"+ch["id"].(string)+"/subscriptions", []map[string]string{{"id": topic}})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	conn, _, err := websocket.Dial(ctx, ch["connectUri"].(string), nil)
+	require.NoError(t, err)
+	defer conn.CloseNow()
+	require.NoError(t, srv.WaitSubscribed(ctx, topic, 1))
+
+	read := func() map[string]any {
+		_, data, err := conn.Read(ctx)
+		require.NoError(t, err)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(data, &m))
+		return m
+	}
+	hb := read()
+	assert.Equal(t, "channel.metadata", hb["topicName"])
+	assert.Equal(t, map[string]any{"message": "WebSocket Heartbeat"}, hb["eventBody"])
+
+	seq, n := srv.Publish(topic, map[string]any{"seq": 1})
+	assert.Equal(t, int64(1), seq)
+	assert.Equal(t, 1, n)
+	for {
+		m := read()
+		if m["topicName"] == topic {
+			assert.Equal(t, map[string]any{"seq": float64(1)}, m["eventBody"])
+			break
+		}
+	}
+	require.NoError(t, conn.Write(ctx, websocket.MessageText, []byte(`{"message":"ping"}`)))
+	for {
+		m := read()
+		if m["eventBody"].(map[string]any)["message"] == "pong" {
+			break
+		}
+	}
+	assert.Equal(t, 1, srv.SendSocketClosing())
+	for {
+		if m := read(); m["topicName"] == "v2.system.socket_closing" {
+			break
+		}
+	}
+	assert.Equal(t, 1, srv.Disconnect())
+	_, _, err = conn.Read(ctx)
+	assert.Error(t, err)
+	require.NoError(t, srv.WaitConnected(ctx, 0))
+	_, n = srv.Publish(topic, map[string]any{"seq": 2})
+	assert.Equal(t, 0, n, "nobody is connected")
+}
+
+func ExampleNewServer() {
+	srv := genesystest.NewServer(genesystest.WithHeartbeatInterval(0))
+	defer srv.Close()
+	srv.Fail(genesystest.Fault{Method: http.MethodGet, Path: "/api/v2/integrations", Status: 429, RetryAfter: "1"})
+	fmt.Println(strings.HasPrefix(srv.URL, "http://127.0.0.1:"), srv.PendingFaults(), len(genesystest.Topics()))
+	// Output: true 1 237
+}

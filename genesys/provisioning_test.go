@@ -1,0 +1,284 @@
+package genesys_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/genesys/genesystest"
+)
+
+func goodSpec() genesys.EventBridgeSpec {
+	return genesys.EventBridgeSpec{
+		Name:              "fanbridge-events",
+		AWSAccountID:      "123456789012",
+		AWSRegion:         "eu-west-1",
+		EventSourceSuffix: "contact-centre.prod",
+		Topics: []string{
+			"v2.detail.events.conversation.{id}.customer.end",
+			"v2.users.{id}.presence",
+		},
+		Notes: "managed by fanbridge",
+	}
+}
+
+func TestEnsureEventBridgeIntegrationIsIdempotent(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := testContext(t)
+
+	res, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+	require.NoError(t, err)
+	assert.True(t, res.Created)
+	assert.True(t, res.ConfigUpdated)
+	assert.True(t, res.Enabled)
+	assert.False(t, res.Replaced)
+	assert.Equal(t, genesystest.DefaultOrganizationID, res.OrganizationID)
+	assert.Equal(t, "aws.partner/genesys.com/cloud/"+genesystest.DefaultOrganizationID+"/contact-centre.prod", res.PartnerEventSource)
+	assert.Equal(t, "fanbridge-events", res.Integration.Name)
+	assert.Equal(t, genesys.StateEnabled, res.Integration.IntendedState)
+	require.NotNil(t, res.Integration.ReportedState)
+	assert.Equal(t, genesys.ReportedActive, res.Integration.ReportedState.Code)
+	writes := f.srv.Writes()
+	require.Len(t, writes, 3, "create, config, enable: %+v", writes)
+	assert.Equal(t, http.MethodPost, writes[0].Method)
+	assert.Equal(t, http.MethodPut, writes[1].Method)
+	assert.Equal(t, http.MethodPatch, writes[2].Method)
+
+	cfg, err := f.client.GetIntegrationConfig(ctx, res.Integration.ID)
+	require.NoError(t, err)
+	assert.JSONEq(t, `"123456789012"`, string(cfg.Properties["awsAccountId"]))
+	assert.JSONEq(t, `"eu-west-1"`, string(cfg.Properties["awsAccountRegion"]))
+	assert.JSONEq(t, `"contact-centre.prod"`, string(cfg.Properties["eventSourceSuffix"]))
+	assert.JSONEq(t, `["v2.detail.events.conversation.{id}.customer.end","v2.users.{id}.presence"]`, string(cfg.Properties["eventFilter"]))
+	assert.Equal(t, "managed by fanbridge", cfg.Notes)
+
+	f.srv.ResetLog()
+	spec := goodSpec()
+	spec.Topics = []string{spec.Topics[1], spec.Topics[0]} // order carries no meaning
+	again, err := f.client.EnsureEventBridgeIntegration(ctx, spec)
+	require.NoError(t, err)
+	assert.False(t, again.Changed(), "%+v", again)
+	assert.Empty(t, f.srv.Writes(), "the second run only reads")
+	assert.Equal(t, res.Integration.ID, again.Integration.ID)
+	assert.Equal(t, res.PartnerEventSource, again.PartnerEventSource)
+	assert.Equal(t, 1, f.srv.IntegrationCount(genesys.EventBridgeIntegrationType))
+	require.NotNil(t, again.Integration.ReportedState)
+	assert.Equal(t, genesys.ReportedActive, again.Integration.ReportedState.Code)
+}
+
+func TestEnsureSurvivesVersionConflict(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := testContext(t)
+	id := f.srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "contact-centre.prod",
+		[]string{"v2.users.{id}.presence"})
+
+	// Another writer changes the config between our read of the version and our write: the hook
+	// runs just before the server handles our PUT.
+	bumped := false
+	f.srv.SetHook(func(r *http.Request) {
+		if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/config/current") && !bumped {
+			bumped = true
+			f.srv.BumpConfigVersion(id)
+		}
+	})
+	res, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+	require.NoError(t, err)
+	assert.True(t, res.ConfigUpdated)
+	assert.False(t, res.Created)
+	assert.False(t, res.Enabled, "it was enabled already")
+
+	var puts []int
+	for _, r := range f.srv.Requests() {
+		if r.Method == http.MethodPut {
+			puts = append(puts, r.Status)
+		}
+	}
+	assert.Equal(t, []int{http.StatusConflict, http.StatusOK}, puts)
+	assert.Equal(t, 2, f.srv.Count(http.MethodGet, "/api/v2/integrations/"+id+"/config/current"), "the version was read again")
+
+	t.Run("conflicts are bounded", func(t *testing.T) {
+		f.srv.SetHook(func(r *http.Request) {
+			if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/config/current") {
+				f.srv.BumpConfigVersion(id)
+			}
+		})
+		spec := goodSpec()
+		spec.Notes = "changed again"
+		_, err := f.client.EnsureEventBridgeIntegration(ctx, spec)
+		require.Error(t, err)
+		assert.True(t, genesys.IsConflict(err))
+	})
+}
+
+func TestEnsureValidatesBeforeAnyWrite(t *testing.T) {
+	tests := []struct {
+		name      string
+		mutate    func(*genesys.EventBridgeSpec)
+		target    error
+		contains  []string
+		noRequest bool // the spec alone is wrong: not even a read happens
+	}{
+		{"short account id", func(s *genesys.EventBridgeSpec) { s.AWSAccountID = "12345678901" }, genesys.ErrInvalidSpec, []string{"AWSAccountID", "12345678901"}, true},
+		{"letters in account id", func(s *genesys.EventBridgeSpec) { s.AWSAccountID = "12345678901x" }, genesys.ErrInvalidSpec, []string{"AWSAccountID"}, true},
+		{"bad region", func(s *genesys.EventBridgeSpec) { s.AWSRegion = "Mars" }, genesys.ErrInvalidSpec, []string{"AWSRegion", "Mars"}, true},
+		{"suffix with slash", func(s *genesys.EventBridgeSpec) { s.EventSourceSuffix = "a/b" }, genesys.ErrInvalidSpec, []string{"EventSourceSuffix"}, true},
+		{"suffix too long", func(s *genesys.EventBridgeSpec) { s.EventSourceSuffix = strings.Repeat("x", 65) }, genesys.ErrInvalidSpec, []string{"EventSourceSuffix"}, true},
+		{"empty name", func(s *genesys.EventBridgeSpec) { s.Name = "" }, genesys.ErrInvalidSpec, []string{"Name"}, true},
+		{"no topics", func(s *genesys.EventBridgeSpec) { s.Topics = nil }, genesys.ErrInvalidSpec, []string{"Topics"}, true},
+		{"duplicate topic", func(s *genesys.EventBridgeSpec) { s.Topics = append(s.Topics, s.Topics[0]) }, genesys.ErrInvalidSpec, []string{"Topics[2]", "twice"}, true},
+		{"several fields", func(s *genesys.EventBridgeSpec) { s.AWSAccountID, s.AWSRegion = "", "" }, genesys.ErrInvalidSpec, []string{"AWSAccountID", "AWSRegion"}, true},
+		{"unknown topic", func(s *genesys.EventBridgeSpec) { s.Topics = append(s.Topics, "v2.users.{id}.mood") }, genesys.ErrUnknownTopic, []string{"v2.users.{id}.mood"}, false},
+		{"concrete id instead of template", func(s *genesys.EventBridgeSpec) {
+			s.Topics = []string{"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"}
+		}, genesys.ErrUnknownTopic, []string{`did you mean "v2.users.{id}.presence"`}, false},
+		{"websocket-only topic", func(s *genesys.EventBridgeSpec) { s.Topics = []string{"v2.system.socket_closing"} }, genesys.ErrUnknownTopic, []string{"not available on EventBridge"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			spec := goodSpec()
+			tt.mutate(&spec)
+			res, err := f.client.EnsureEventBridgeIntegration(testContext(t), spec)
+			require.Error(t, err)
+			assert.Nil(t, res)
+			assert.ErrorIs(t, err, tt.target)
+			for _, c := range tt.contains {
+				assert.Contains(t, err.Error(), c)
+			}
+			assert.Empty(t, f.srv.Writes(), "nothing may be written")
+			if tt.noRequest {
+				assert.Empty(t, f.srv.Requests(), "a bad spec is refused before any request")
+			}
+		})
+	}
+	t.Run("unknown topics are all named", func(t *testing.T) {
+		f := newFixture(t, nil)
+		spec := goodSpec()
+		spec.Topics = []string{"v2.users.{id}.mood", "v2.users.{id}.presence", "v2.queues.{id}.weather"}
+		_, err := f.client.EnsureEventBridgeIntegration(testContext(t), spec)
+		var ute *genesys.UnknownTopicsError
+		require.ErrorAs(t, err, &ute)
+		assert.Equal(t, []string{"v2.users.{id}.mood", "v2.queues.{id}.weather"}, ute.Unknown)
+	})
+}
+
+func TestEnsureRefusesToMoveTheEventSource(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := testContext(t)
+	old := f.srv.SeedEventBridgeIntegration("fanbridge-events", "999999999999", "eu-west-1", "contact-centre.prod",
+		[]string{"v2.users.{id}.presence"})
+
+	_, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+	require.Error(t, err)
+	assert.ErrorIs(t, err, genesys.ErrImmutableConfig)
+	var ice *genesys.ImmutableChangeError
+	require.ErrorAs(t, err, &ice)
+	assert.Equal(t, old, ice.IntegrationID)
+	assert.Equal(t, []genesys.FieldChange{{Field: "awsAccountId", Current: "999999999999", Desired: "123456789012"}}, ice.Changes)
+	assert.Empty(t, f.srv.Writes())
+
+	t.Run("Replace re-creates it", func(t *testing.T) {
+		spec := goodSpec()
+		spec.Replace = true
+		res, err := f.client.EnsureEventBridgeIntegration(ctx, spec)
+		require.NoError(t, err)
+		assert.True(t, res.Replaced)
+		assert.NotEqual(t, old, res.Integration.ID)
+		assert.Equal(t, 1, f.srv.IntegrationCount(genesys.EventBridgeIntegrationType))
+		_, err = f.client.GetIntegration(ctx, old)
+		assert.True(t, genesys.IsNotFound(err))
+		assert.Equal(t, genesys.StateEnabled, res.Integration.IntendedState)
+	})
+}
+
+func TestEnsureRecoversALostCreateAnswer(t *testing.T) {
+	f := newFixture(t, nil)
+	// The gateway times out after Genesys created the integration: the client sees a 504.
+	f.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: "/api/v2/integrations", Status: 504, Processed: true})
+	res, err := f.client.EnsureEventBridgeIntegration(testContext(t), goodSpec())
+	require.NoError(t, err)
+	assert.Equal(t, 1, f.srv.IntegrationCount(genesys.EventBridgeIntegrationType), "no duplicate integration")
+	assert.Equal(t, 1, f.srv.Count(http.MethodPost, "/api/v2/integrations"), "the POST is not replayed")
+	assert.Equal(t, "fanbridge-events", res.Integration.Name)
+
+	t.Run("a refused create is tried again", func(t *testing.T) {
+		f := newFixture(t, nil)
+		// Not processed: the integration does not exist after the failure.
+		f.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: "/api/v2/integrations", Status: 503})
+		_, err := f.client.EnsureEventBridgeIntegration(testContext(t), goodSpec())
+		require.NoError(t, err)
+		assert.Equal(t, 1, f.srv.IntegrationCount(genesys.EventBridgeIntegrationType))
+		assert.Equal(t, 2, f.srv.Count(http.MethodPost, "/api/v2/integrations"))
+	})
+	t.Run("a rate-limited create is retried by the client", func(t *testing.T) {
+		f := newFixture(t, nil)
+		f.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: "/api/v2/integrations", Status: 429, RetryAfter: "0"})
+		_, err := f.client.EnsureEventBridgeIntegration(testContext(t), goodSpec())
+		require.NoError(t, err)
+		assert.Equal(t, 1, f.srv.IntegrationCount(genesys.EventBridgeIntegrationType))
+	})
+}
+
+func TestEnsureWithGivenOrganizationID(t *testing.T) {
+	f := newFixture(t, nil)
+	spec := goodSpec()
+	spec.OrganizationID = "0f9e8d7c-6b5a-4321-8765-43210fedcba9"
+	res, err := f.client.EnsureEventBridgeIntegration(testContext(t), spec)
+	require.NoError(t, err)
+	assert.Equal(t, "aws.partner/genesys.com/cloud/0f9e8d7c-6b5a-4321-8765-43210fedcba9/contact-centre.prod", res.PartnerEventSource)
+	assert.Zero(t, f.srv.Count("", "/api/v2/organizations"))
+}
+
+func TestEnsureAmbiguousName(t *testing.T) {
+	f := newFixture(t, nil)
+	a := f.srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "a", []string{"v2.users.{id}.presence"})
+	b := f.srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "b", []string{"v2.users.{id}.presence"})
+	_, err := f.client.EnsureEventBridgeIntegration(testContext(t), goodSpec())
+	require.ErrorIs(t, err, genesys.ErrAmbiguousName)
+	assert.Contains(t, err.Error(), a)
+	assert.Contains(t, err.Error(), b)
+	assert.Empty(t, f.srv.Writes())
+}
+
+func TestIntegrationLifecycle(t *testing.T) {
+	f := newFixture(t, []genesystest.Option{genesystest.WithMaxPageSize(2)})
+	ctx := testContext(t)
+	var ids []string
+	for _, suffix := range []string{"a", "b", "c", "d", "e"} {
+		ids = append(ids, f.srv.SeedEventBridgeIntegration("n-"+suffix, "123456789012", "eu-west-1", suffix, []string{"v2.users.{id}.presence"}))
+	}
+	all, err := f.client.ListEventBridgeIntegrations(ctx)
+	require.NoError(t, err)
+	require.Len(t, all, 5)
+	assert.Equal(t, 3, f.srv.Count(http.MethodGet, "/api/v2/integrations"), "three pages of two")
+	for i, in := range all {
+		assert.Equal(t, ids[i], in.ID)
+		assert.Equal(t, genesys.EventBridgeIntegrationType, in.IntegrationType.ID)
+	}
+
+	in, err := f.client.DisableIntegration(ctx, ids[0])
+	require.NoError(t, err)
+	assert.Equal(t, genesys.StateDisabled, in.IntendedState)
+	got, err := f.client.GetIntegration(ctx, ids[0])
+	require.NoError(t, err)
+	assert.Equal(t, genesys.StateDisabled, got.IntendedState)
+	assert.Equal(t, "INACTIVE", got.ReportedState.Code)
+
+	require.NoError(t, f.client.DeleteIntegration(ctx, ids[0]))
+	_, err = f.client.GetIntegration(ctx, ids[0])
+	assert.True(t, genesys.IsNotFound(err))
+	err = f.client.DeleteIntegration(ctx, ids[0])
+	assert.True(t, genesys.IsNotFound(err))
+
+	for _, bad := range []func() error{
+		func() error { _, err := f.client.GetIntegration(ctx, ""); return err },
+		func() error { _, err := f.client.DisableIntegration(ctx, ""); return err },
+		func() error { return f.client.DeleteIntegration(ctx, "") },
+	} {
+		assert.Error(t, bad())
+	}
+}
