@@ -1,0 +1,66 @@
+package filter
+
+import "github.com/fanbridge/fanbridge"
+
+// And returns a Predicate that matches when both a and b match; b is not consulted when a does
+// not match. It panics if a or b is nil.
+func And(a, b Predicate) Predicate { return All(a, b) }
+
+// Or returns a Predicate that matches when a or b matches; b is not consulted when a matches. It
+// panics if a or b is nil.
+func Or(a, b Predicate) Predicate { return Any(a, b) }
+
+// All returns a Predicate that matches when every one of ps matches, checking them in order and
+// stopping at the first that does not. All() matches every event. It panics if any of ps is nil,
+// so that a missing filter is found when routes are built rather than when events arrive.
+func All(ps ...Predicate) Predicate {
+	checkNil("All", ps)
+	return allOf(append([]Predicate(nil), ps...))
+}
+
+// Any returns a Predicate that matches when at least one of ps matches, checking them in order
+// and stopping at the first that does. Any() matches no event. It panics if any of ps is nil.
+func Any(ps ...Predicate) Predicate {
+	checkNil("Any", ps)
+	return anyOf(append([]Predicate(nil), ps...))
+}
+
+// Not returns a Predicate that matches exactly when p does not. It panics if p is nil.
+func Not(p Predicate) Predicate {
+	checkNil("Not", []Predicate{p})
+	return not{p}
+}
+
+func checkNil(fn string, ps []Predicate) {
+	for _, p := range ps {
+		if p == nil {
+			panic("filter: " + fn + " given a nil Predicate")
+		}
+	}
+}
+
+type allOf []Predicate
+
+func (a allOf) Match(e *fanbridge.Event) bool {
+	for _, p := range a {
+		if !p.Match(e) {
+			return false
+		}
+	}
+	return true
+}
+
+type anyOf []Predicate
+
+func (a anyOf) Match(e *fanbridge.Event) bool {
+	for _, p := range a {
+		if p.Match(e) {
+			return true
+		}
+	}
+	return false
+}
+
+type not struct{ p Predicate }
+
+func (n not) Match(e *fanbridge.Event) bool { return !n.p.Match(e) }

@@ -1,0 +1,240 @@
+package filter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/interpreter"
+
+	"github.com/fanbridge/fanbridge"
+)
+
+// Defaults for CEL expressions.
+const (
+	// DefaultCostLimit bounds the work of one evaluation, in CEL cost units (roughly one per
+	// operation and per element an operation walks). 100,000 allows comprehensions over every
+	// element of a large Genesys body while keeping an evaluation well under a millisecond.
+	DefaultCostLimit = 100_000
+	// DefaultMaxExprSize bounds an expression's source, in Unicode code points.
+	DefaultMaxExprSize = 4096
+)
+
+// Expression is a compiled CEL expression over an event. It implements Predicate and is safe for
+// concurrent use.
+//
+// The expression sees two variables: data, the event body (Event.Data) as JSON values (objects
+// as maps, arrays as lists, integers as int, other numbers as double), and event, a map with id,
+// type, topic, source (strings), time (a timestamp) and metadata (a map of strings).
+type Expression struct {
+	src    string
+	prg    cel.Program
+	logger *slog.Logger
+}
+
+// ExprOption configures Expr.
+type ExprOption interface{ apply(*exprConfig) }
+
+type exprConfig struct {
+	costLimit uint64
+	maxSize   int
+	logger    *slog.Logger
+}
+
+type exprOptionFunc func(*exprConfig)
+
+func (f exprOptionFunc) apply(c *exprConfig) { f(c) }
+
+// WithCostLimit sets the cost limit of one evaluation; an evaluation that exceeds it is an
+// evaluation error, so the event does not match. The default is DefaultCostLimit (100,000).
+func WithCostLimit(n uint64) ExprOption {
+	return exprOptionFunc(func(c *exprConfig) { c.costLimit = n })
+}
+
+// WithMaxExprSize sets the longest expression source accepted, in code points. The default is
+// DefaultMaxExprSize (4096).
+func WithMaxExprSize(n int) ExprOption {
+	return exprOptionFunc(func(c *exprConfig) { c.maxSize = n })
+}
+
+// WithExprLogger makes evaluation errors (a missing field, a wrong type, the cost limit) be
+// logged at debug level with the expression and the event id; never the body. The default is
+// silence.
+func WithExprLogger(l *slog.Logger) ExprOption {
+	return exprOptionFunc(func(c *exprConfig) { c.logger = l })
+}
+
+var (
+	baseEnvOnce sync.Once
+	baseEnv     *cel.Env
+	baseEnvErr  error
+)
+
+func celEnv(maxSize int) (*cel.Env, error) {
+	baseEnvOnce.Do(func() {
+		baseEnv, baseEnvErr = cel.NewEnv(
+			cel.Variable("data", cel.DynType),
+			cel.Variable("event", cel.MapType(cel.StringType, cel.DynType)),
+			cel.CrossTypeNumericComparisons(true),
+			cel.ParserExpressionSizeLimit(DefaultMaxExprSize),
+		)
+	})
+	if baseEnvErr != nil || maxSize == DefaultMaxExprSize {
+		return baseEnv, baseEnvErr
+	}
+	return baseEnv.Extend(cel.ParserExpressionSizeLimit(maxSize))
+}
+
+// Expr compiles a CEL expression, such as
+//
+//	data.mediaType == 'CHAT' && data.interactingDurationMs > 120000
+//
+// Parse and type errors, a result type other than bool (or dyn, checked when evaluated), and a
+// source longer than the size limit are reported here, wrapping ErrInvalidExpression.
+func Expr(src string, opts ...ExprOption) (*Expression, error) {
+	cfg := exprConfig{costLimit: DefaultCostLimit, maxSize: DefaultMaxExprSize}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if cfg.maxSize <= 0 {
+		return nil, fmt.Errorf("%w: the size limit must be positive", ErrInvalidExpression)
+	}
+	env, err := celEnv(cfg.maxSize)
+	if err != nil {
+		return nil, fmt.Errorf("filter: CEL environment: %w", err)
+	}
+	ast, iss := env.Compile(src)
+	if iss != nil && iss.Err() != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidExpression, iss.Err())
+	}
+	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
+		return nil, fmt.Errorf("%w: the expression gives %s, not bool", ErrInvalidExpression, t)
+	}
+	prg, err := env.Program(ast, cel.CostLimit(cfg.costLimit), cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidExpression, err)
+	}
+	x := &Expression{src: src, prg: prg, logger: cfg.logger}
+	return x, nil
+}
+
+// MustExpr is Expr for expressions known to be valid; it panics on error.
+func MustExpr(src string, opts ...ExprOption) *Expression {
+	x, err := Expr(src, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return x
+}
+
+// String returns the expression's source.
+func (x *Expression) String() string { return x.src }
+
+// Match reports whether the expression is true for e. An evaluation error (a missing field, a
+// wrong type, a body that is not JSON, the cost limit) means no match.
+func (x *Expression) Match(e *fanbridge.Event) bool {
+	act := newActivation(e)
+	ok, _ := x.eval(e, act)
+	return ok
+}
+
+// Eval is Match that also returns the evaluation error, for tools and tests.
+func (x *Expression) Eval(e *fanbridge.Event) (bool, error) {
+	return x.eval(e, newActivation(e))
+}
+
+func (x *Expression) eval(e *fanbridge.Event, act *activation) (bool, error) {
+	out, _, err := x.prg.Eval(act)
+	if err == nil {
+		if b, ok := out.Value().(bool); ok {
+			return b, nil
+		}
+		err = fmt.Errorf("the expression gave %s, not bool", out.Type())
+	}
+	if act.err != nil {
+		err = fmt.Errorf("%w (data: %w)", err, act.err)
+	}
+	err = fmt.Errorf("filter: evaluating %s: %w", strconv.Quote(x.src), err)
+	if x.logger != nil && e != nil {
+		x.logger.LogAttrs(context.Background(), slog.LevelDebug, "CEL expression did not evaluate",
+			slog.String("expr", x.src), slog.String("event_id", e.ID), slog.String("error", err.Error()))
+	}
+	return false, err
+}
+
+// MatchExprs appends to dst the indexes of the expressions that are true for e, decoding the
+// event body once for all of them, and returns the extended slice.
+func MatchExprs(e *fanbridge.Event, exprs []*Expression, dst []int) []int {
+	act := newActivation(e)
+	for i, x := range exprs {
+		if ok, _ := x.eval(e, act); ok {
+			dst = append(dst, i)
+		}
+	}
+	return dst
+}
+
+// activation supplies data and event to an evaluation, decoding each the first time the
+// expression asks for it: an expression on event.type never decodes the body.
+type activation struct {
+	e        *fanbridge.Event
+	data     any
+	dataDone bool
+	event    map[string]any
+	err      error
+}
+
+var _ interpreter.Activation = (*activation)(nil)
+
+func newActivation(e *fanbridge.Event) *activation {
+	if e == nil {
+		e = &fanbridge.Event{}
+	}
+	return &activation{e: e}
+}
+
+func (a *activation) ResolveName(name string) (any, bool) {
+	switch name {
+	case "data":
+		if !a.dataDone {
+			a.dataDone = true
+			if len(a.e.Data) == 0 {
+				a.err = errors.New("the event has no body")
+				return nil, false
+			}
+			v, err := decodeJSON(a.e.Data)
+			if err != nil {
+				a.err = err
+				return nil, false
+			}
+			a.data = v
+		}
+		if a.data == nil && a.err != nil {
+			return nil, false
+		}
+		return a.data, true
+	case "event":
+		if a.event == nil {
+			md := a.e.Metadata
+			if md == nil {
+				md = map[string]string{}
+			}
+			a.event = map[string]any{
+				"id":       a.e.ID,
+				"type":     a.e.Type,
+				"topic":    a.e.Topic,
+				"source":   a.e.Source,
+				"time":     a.e.Time,
+				"metadata": md,
+			}
+		}
+		return a.event, true
+	}
+	return nil, false
+}
+
+func (a *activation) Parent() interpreter.Activation { return nil }
