@@ -33,8 +33,10 @@ type caller struct {
 // prepare returns the context one call runs under: bounded by the call timeout and carrying the
 // event id and trace context as outgoing metadata. The cancel func must be called.
 func (c *caller) prepare(ctx context.Context, e *fanbridge.Event) (context.Context, context.CancelFunc) {
-	cancel := context.CancelFunc(func() {})
-	if c.timeout > 0 {
+	cancel := context.CancelFunc(noCancel)
+	// A caller's deadline that comes first already bounds the call; a timer of our own would only
+	// cost allocations.
+	if dl, ok := ctx.Deadline(); c.timeout > 0 && (!ok || time.Until(dl) > c.timeout) {
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 	}
 	var kv [6]string
@@ -96,6 +98,8 @@ func callerEnded(parent, callCtx context.Context, code codes.Code) error {
 	}
 	return nil
 }
+
+func noCancel() {}
 
 func printableASCII(s string) bool {
 	for i := 0; i < len(s); i++ {

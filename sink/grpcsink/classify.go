@@ -19,6 +19,10 @@ var (
 	ErrInvalidOption = errors.New("grpcsink: invalid option")
 	// ErrNilEvent is returned, marked permanent, by Send when the event is nil.
 	ErrNilEvent = errors.New("grpcsink: nil event")
+	// ErrInvalidEvent is wrapped, marked permanent, by Send for an event that proto3 cannot
+	// encode: a text field (ID, Type, Topic, Source, a Metadata key or value) that is not valid
+	// UTF-8. Encoding it again would fail again, so no retry is spent on it.
+	ErrInvalidEvent = errors.New("grpcsink: event cannot be encoded")
 )
 
 // Class is what Classify decides for a gRPC status code.

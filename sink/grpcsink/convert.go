@@ -2,6 +2,9 @@ package grpcsink
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -25,6 +28,24 @@ func ToProto(e *fanbridge.Event) *fanbridgev1.Event {
 		pe.Time = timestamppb.New(e.Time)
 	}
 	return pe
+}
+
+// checkEncodable returns an error wrapping ErrInvalidEvent, naming the field, when a text field of
+// e is not valid UTF-8, which proto3 string fields must be.
+func checkEncodable(e *fanbridge.Event) error {
+	for _, f := range [...]struct{ name, value string }{
+		{"ID", e.ID}, {"Type", e.Type}, {"Topic", e.Topic}, {"Source", e.Source},
+	} {
+		if !utf8.ValidString(f.value) {
+			return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidEvent, f.name)
+		}
+	}
+	for k, v := range e.Metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("%w: Metadata key %q or its value is not valid UTF-8", ErrInvalidEvent, strings.ToValidUTF8(k, "\uFFFD"))
+		}
+	}
+	return nil
 }
 
 // FromProto converts a wire event back to a fanbridge.Event. An unset time becomes the zero Time,

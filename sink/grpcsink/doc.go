@@ -47,14 +47,17 @@
 //
 // A retryable answer that carries a google.rpc.RetryInfo detail is marked retry.After with its
 // delay (a Server sends one for a handler error marked retry.After). When the caller's own context
-// ends a call, the error wraps the context's error as well as the status: context.Canceled is
-// classified retry.ClassCanceled, never a reason to dead-letter, and a caller's deadline is
-// retryable. A connection failure, including a TLS handshake that fails (an unknown server
+// ends a call (its cancellation, or its deadline when that was sooner than the call timeout), the
+// error wraps the context's error as well as the status: context.Canceled is classified
+// retry.ClassCanceled, never a reason to dead-letter, and a deadline is retryable. A context that
+// is already done when Send is called fails at once with its error, and nothing is sent. A connection failure, including a TLS handshake that fails (an unknown server
 // certificate, a missing or refused client certificate under mutual TLS, or TLS spoken to a
 // plaintext server), surfaces from gRPC as Unavailable and is therefore retryable: a certificate
 // rotation or a restarted server cures it, and the retry budget then moves the event to the
 // dead-letter queue. Send on a closed Sink returns an error wrapping sink.ErrClosed; Send of a nil
-// event returns ErrNilEvent marked permanent. CodeClass gives the table as a function.
+// event returns ErrNilEvent marked permanent, and Send of an event with a text field that is not
+// valid UTF-8 (which proto3 cannot encode) returns ErrInvalidEvent marked permanent, without a
+// call. CodeClass gives the table as a function.
 //
 // On the consumer's side NewServer (and StatusOf) map a handler's error back: nil to OK,
 // fanbridge.ErrDuplicate to AlreadyExists, retry.Permanent to FailedPrecondition, retry.After to

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -127,6 +128,9 @@ func (c *config) validate() error {
 	if c.callTimeout < 0 {
 		return fmt.Errorf("%w: WithCallTimeout(%v) is negative", ErrInvalidOption, c.callTimeout)
 	}
+	if !utf8.ValidString(c.name) {
+		return fmt.Errorf("%w: WithName: the name is not valid UTF-8", ErrInvalidOption)
+	}
 	return nil
 }
 
@@ -141,6 +145,9 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("grpcsink: deliver: %w", err)
+	}
+	if err := checkEncodable(e); err != nil {
+		return retry.Permanent(err)
 	}
 	s.mu.RLock()
 	if s.closed {

@@ -137,6 +137,7 @@ func TestConstructorsRefuseBadInput(t *testing.T) {
 			_, err := grpcsink.Adapt(noopCall, noopConvert, grpcsink.WithCallTimeout(-1))
 			return err
 		}, grpcsink.ErrInvalidOption},
+		{"name not UTF-8", func() error { _, err := grpcsink.New("a:1", grpcsink.WithName("\xff")); return err }, grpcsink.ErrInvalidOption},
 		{"server without handler", func() error { _, err := grpcsink.NewServer(nil); return err }, grpcsink.ErrInvalidOption},
 	}
 	for _, tt := range tests {
@@ -153,6 +154,28 @@ func TestSendNilEventIsPermanent(t *testing.T) {
 	err := s.Send(testContext(t), nil)
 	assert.ErrorIs(t, err, grpcsink.ErrNilEvent)
 	assert.True(t, retry.IsPermanent(err))
+}
+
+func TestSendRefusesWhatProtoCannotEncode(t *testing.T) {
+	rec := newRecorder()
+	s := newSink(t, startServer(t, rec))
+	for name, e := range map[string]*fanbridge.Event{
+		"ID":             {ID: "bad-\xff"},
+		"Type":           {ID: "1", Type: "\xc3\x28"},
+		"Topic":          {ID: "1", Topic: "\xed\xa0\x80"},
+		"Source":         {ID: "1", Source: "\xff"},
+		"metadata key":   {ID: "1", Metadata: map[string]string{"\xff": "v"}},
+		"metadata value": {ID: "1", Metadata: map[string]string{"k": "\xfe"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := s.Send(testContext(t), e)
+			assert.ErrorIs(t, err, grpcsink.ErrInvalidEvent)
+			assert.True(t, retry.IsPermanent(err), "encoding it again fails again")
+		})
+	}
+	assert.Zero(t, rec.count())
+	// Bytes fields carry anything.
+	require.NoError(t, s.Send(testContext(t), &fanbridge.Event{ID: "ok", Data: []byte{0xff}, Raw: []byte{0xfe}}))
 }
 
 func TestClose(t *testing.T) {
