@@ -1,0 +1,129 @@
+// Package signature checks who sent an HTTP request before fanbridge takes its event: static API
+// keys, Basic and bearer credentials, HMAC signatures of the body, and Standard Webhooks signatures
+// (symmetric v1 and ed25519 v1a).
+//
+// Verify is the middleware: it reads the body once (bounded), asks a Verifier, and passes the
+// request on with the body intact, or answers the sender itself.
+//
+//	v, err := signature.APIKey("X-Api-Key", os.Getenv("EVENTBRIDGE_API_KEY"))
+//	if err != nil { ... }
+//	mux.Handle("POST /events", signature.Verify(v, signature.WithLogger(log))(eventsHandler))
+//
+// # Which verifier for which sender
+//
+//	sender                                              verifier
+//	Amazon EventBridge API destination, API key auth     APIKey(header, keys...)   (any header name)
+//	Amazon EventBridge API destination, Basic auth       Basic(users)
+//	Amazon EventBridge API destination, OAuth client     BearerFunc(validate)      (introspect or check the JWT)
+//	  credentials (or a static bearer token)             Bearer(tokens...)
+//	Genesys Cloud Open Messaging outbound webhooks       OpenMessaging(secrets...) (sha256=<base64>)
+//	GitHub webhooks                                      GitHub(secrets...)        (sha256=<hex>)
+//	Standard Webhooks and Svix senders                   StandardWebhooks(keys, opts...)
+//	any other "HMAC of the body in a header" sender      HMAC(HMACScheme{...}, secrets...)
+//	several of these on one path                         Any(verifiers...)
+//
+// AWS never signs what an API destination posts: the Connection's credentials are all there is, so
+// use APIKey, Basic or Bearer there. Genesys Cloud itself signs only Open Messaging webhooks (base64,
+// although the header name and prefix are GitHub's, whose signature is hex) and AudioHook. The
+// X-Genesys-Event-Signature header that some tutorials describe is not sent by Genesys; a signing
+// proxy of your own may add it, and HMAC(HMACScheme{Header: "X-Genesys-Event-Signature", Encoding:
+// Hex}, secret) verifies it.
+//
+// Every verifier takes several keys at once, so keys rotate without downtime: add the new one,
+// switch the sender, remove the old one. Identity.Key tells which one matched.
+//
+// Each HMAC scheme has a signer for clients and tests: SignHMAC, SignHMACRequest, SignGitHub,
+// SignOpenMessaging, SignStandardWebhooks and SignStandardWebhooksRequest (v1 with a "whsec_" secret,
+// v1a with a "whsk_" signing key); NewStandardWebhooksSecret and NewStandardWebhooksKeyPair make keys.
+//
+// # HTTP answers
+//
+//	situation                                              status  body
+//	verified                                               (next handler answers)
+//	body over the limit (default 256 KiB)                  413     {"error":"request body too large"}
+//	body unreadable (client gone, short body)              400     {"error":"cannot read request body"}
+//	credentials missing                                    401     {"error":"unauthorized"}
+//	malformed header, header sent twice, wrong key or      401     {"error":"unauthorized"}
+//	  signature, stale or future timestamp, replayed id
+//	a replay cache or token validator failed               503     {"error":"verification unavailable, retry later"}, Retry-After: 1
+//
+// All 401 answers are the same, status, headers and body, whatever the reason: a caller probing the
+// endpoint learns nothing about which part was wrong. Basic and Bearer verifiers add their
+// WWW-Authenticate challenge to every 401. The reason goes only to the logger (WithLogger), to the
+// metrics (WithMeterProvider), to WithOnReject, and to Go callers as the error.
+//
+// # The body
+//
+// The next handler gets r.Body as a *Body over exactly the bytes that were verified, and
+// r.ContentLength set to their length. Body has a Bytes method returning the whole body without a
+// copy; handlers in other packages find it with a type assertion on that method alone (the
+// eventbridge Handler does), or call BodyBytes. The bytes are never reused by this package, so
+// handlers may keep them. When Content-Length is known the body is read into one slice of exactly
+// that size; a body larger than the limit is refused from its Content-Length before it is read.
+//
+// Outside net/http middleware, call VerifyRequest (reads, verifies, leaves a re-readable body) or a
+// Verifier's Verify method directly with the headers and body your framework gives you.
+//
+// # Standard Webhooks
+//
+// StandardWebhooks reads webhook-id, webhook-timestamp and webhook-signature (or svix-id,
+// svix-timestamp and svix-signature when none of the former is present; WithSvixHeaders(false) turns
+// that off). The signed content is "<id>.<timestamp>.<body>"; the signature header lists
+// space-separated "v1,<base64>" (HMAC-SHA256 keyed with the base64-decoded "whsec_" secret) and
+// "v1a,<base64>" (ed25519 under a "whpk_" public key) entries; one match with one key suffices.
+// The timestamp must lie within the tolerance of the clock in both directions (WithTolerance,
+// default 5 minutes; WithClock for tests).
+//
+// With WithReplayCache, a verified webhook-id is remembered until its timestamp plus the tolerance,
+// and a second request with it is refused (ErrReplayed). Only ids whose signature verified are
+// stored, so forged requests cannot fill the cache. MemoryReplayCache is bounded: when full it
+// evicts the id closest to expiry, which could then be replayed until that expiry; size it above
+// the messages accepted within twice the tolerance. Several instances behind a load balancer need
+// a shared ReplayCache (the interface is two methods). Replay protection rests on the timestamp:
+// beyond the tolerance a request is stale anyway.
+//
+// # Delivery semantics
+//
+// A rejection (401, 413, 400) is final for the sender: Amazon EventBridge does not retry other 4xx.
+// An ErrUnavailable (503 with Retry-After) makes it retry. When the next handler answers outside
+// 2xx, or panics, after a replay-cache claim, Verify releases the claim, so the sender's retry of
+// the same message id is accepted rather than refused as a replay; only an accepted message keeps
+// its id. A caller of VerifyRequest or Verifier.Verify does the same with Identity.Release.
+//
+// # Security
+//
+//   - Constant time. Keys, tokens, users and passwords are compared as SHA-256 digests with
+//     crypto/subtle, so every comparison has the same length; HMAC signatures are compared with
+//     hmac.Equal. Every configured key is compared on every request, with no early exit, so timing
+//     reveals neither which key matched nor whether the user name existed.
+//   - No oracle. One 401 answer for every failure, see above.
+//   - Strict parsing. A credential header sent twice is malformed, not merged. Hex and base64 are
+//     never guessed: the scheme says which. Signatures of the wrong length are malformed. A
+//     webhook-id over 256 bytes or containing "." (which would make the signed content ambiguous)
+//     is malformed; at most 16 signature entries are examined, since each v1a entry costs an
+//     ed25519 verification.
+//   - Bad configuration fails in the constructor: empty or repeated keys, unknown encodings, Standard
+//     Webhooks secrets shorter than the specification's 24 bytes, a signing key given to a receiver.
+//   - Logs carry the reason, method, path and remote address, and on success the scheme, key index,
+//     user name and message id. Never a header value, key, signature, token or body byte. Errors
+//     returned by a BearerFunc validator are logged as they are, so they must not contain the token.
+//
+// # Errors
+//
+// A Verifier's error wraps one of ErrMissing, ErrMalformed, ErrMismatch, ErrStale, ErrFuture,
+// ErrReplayed or ErrUnavailable; reading the body can fail with ErrTooLarge or ErrUnreadable. Test
+// them with errors.Is, or map any error to a short label with Reason (the "reason" of logs and
+// metrics). Any joins the failures of its members (see Any). Constructors return plain errors
+// describing the configuration problem; Verify panics on a configuration error, because it has no
+// error result and a server must not start misconfigured.
+//
+// # Metrics
+//
+// With WithMeterProvider, Verify counts fanbridge.signature.verified (attribute "scheme") and
+// fanbridge.signature.rejected (attribute "reason"). Without it, no metric code runs.
+//
+// # Concurrency
+//
+// Verifiers, the middleware and MemoryReplayCache are safe for concurrent use and immutable after
+// construction. HMAC states are pooled per key, so concurrent requests never share one.
+package signature
