@@ -1,0 +1,98 @@
+// Package kafkasink delivers events to Apache Kafka through the franz-go client.
+//
+// A Sink produces each event as one record and returns from Send once the broker acknowledged it.
+// Build it around your own client with New, which leaves every producer setting to you and never
+// closes the client, or let Dial build a client from a ClientConfig (brokers, TLS, SASL PLAIN or
+// SCRAM-SHA-256/512, client id) that the sink owns and closes:
+//
+//	s, err := kafkasink.Dial(kafkasink.ClientConfig{Brokers: []string{"kafka:9092"}},
+//		kafkasink.WithTopicByType(map[string]string{
+//			"v2.users.{id}.presence": "gen-presence-status",
+//		}, "genesys-other"),
+//		kafkasink.WithKey(kafkasink.UserKey),
+//	)
+//
+// # Topics and keys
+//
+// One topic option is required: WithTopic (one topic for all), WithTopicByType (a map from
+// Event.Type, with a fallback or a permanent failure for other types), WithTopicTemplate (such as
+// "genesys.{type}" or "{topic}", values made safe with SanitizeTopic) or WithTopicFunc. Names are
+// checked against Kafka's rules ([a-zA-Z0-9._-], at most 249 bytes, not "." or "..") when the sink
+// is built, or, for names only known per event, before anything is produced.
+//
+// The record key decides the partition, and Kafka keeps order within a partition. The default key
+// is the event ID (KeyByID). ConversationKey keeps each Genesys conversation in one partition and
+// in order, reading the id from the concrete topic ("v2.detail.events.conversation.<id>.…") or the
+// body's "conversationId"; UserKey does the same for users ("v2.users.<id>.…", or "userId");
+// NoKey leaves records unkeyed.
+//
+// # Record layout
+//
+// The value is the event body (Event.Data) as it arrived, byte for byte; WithEnvelopeValue makes it
+// the whole envelope (Event.Raw) instead. Headers, in this order: ce_specversion ("1.0", left out
+// with WithEnvelopeValue), ce_id, ce_type, ce_source, ce_subject (the concrete Genesys topic),
+// ce_time (RFC 3339 with nanoseconds), content-type ("application/json"), then one header per
+// Metadata entry in key order: traceparent and tracestate under their W3C names, every other key k
+// as "fanbridge-meta-k" (so the correlation id travels as "fanbridge-meta-correlation-id"). Empty
+// fields are left out. The core headers follow the CloudEvents Kafka binding in binary mode, so a
+// CloudEvents SDK reads a record as an event whose data is the body. EventFromRecord turns a
+// record back into the event. The record's own timestamp is the time it was produced, not the
+// event time, so that broker-side retention and timestamp limits judge it as new.
+//
+// # Errors
+//
+// Send returns errors classified for package retry; it never retries on its own beyond what the
+// client does inside (see Delivery semantics). IsPermanent holds the rules:
+//
+//	failure                                                  class       why
+//	-------------------------------------------------------  ----------  ------------------------------
+//	invalid topic name (from a template or TopicFunc)        permanent   refused before producing
+//	type not in WithTopicByType and no fallback              permanent   ErrUnmappedType
+//	UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_ID             permanent   after kgo.UnknownTopicRetries
+//	TOPIC_/CLUSTER_AUTHORIZATION_FAILED                      permanent   ACLs do not change by retrying
+//	SASL_AUTHENTICATION_FAILED, unsupported SASL mechanism   permanent   credentials are wrong
+//	MESSAGE_TOO_LARGE (client or broker),                    permanent   the event will not shrink
+//	  RECORD_LIST_TOO_LARGE
+//	any other code kerr marks non-retriable                  permanent   INVALID_RECORD, POLICY_VIOLATION ...
+//	producer-session codes (OUT_OF_ORDER_SEQUENCE_NUMBER,    retryable   the client resets its session
+//	  INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID ...)
+//	codes kerr marks retriable, once the client gave up      retryable   NOT_ENOUGH_REPLICAS, NOT_LEADER ...
+//	kgo.ErrRecordTimeout, kgo.ErrRecordRetries, connections  retryable   the cause, when wrapped, decides
+//	ctx canceled / deadline while waiting                    canceled /  the record may still arrive
+//	                                                         retryable
+//	Send after Close; client closed under a pending Send     retryable   wraps sink.ErrClosed
+//
+// The client reports some failures wrapped (kgo.ErrRecordTimeout carries the last error it met),
+// so the whole error chain counts. Errors name the event ID and the topic, never the body.
+// ErrInvalidConfig and ErrInvalidTopic come back from New and Dial for settings that cannot work.
+//
+// # Concurrency
+//
+// A Sink is safe for concurrent use, and meant for it: each Send hands its record to the client
+// asynchronously (kgo.Client.Produce with a callback) and waits on its own notification, so
+// records of concurrent Sends travel together in the client's batches and produce requests, with
+// no goroutine per Send. Record storage is reused once acknowledged. Up to WithMaxInFlight records
+// wait for acknowledgement at once (the client's buffer size by default); a Send beyond that waits
+// for room within its context. SendBatch produces all its events before waiting for any.
+//
+// # Delivery semantics
+//
+// Send returns nil once the broker acknowledged the record as the client's acks setting requires.
+// Dial's client uses acks=all, so the record is on every in-sync replica (how many must be in sync
+// is the topic's min.insync.replicas), and is idempotent, so the client's own retries of a produce
+// request never store a record twice. New uses whatever the caller's client is set to; franz-go's
+// defaults are the same (acks=all, idempotent), but a client set to fewer acks gives weaker
+// guarantees, and a linger adds its delay to every Send that has no company.
+//
+// Delivery is at-least-once. When a Send's context ends before the acknowledgement, Send returns
+// an error that is not permanent, but the record stays with the client, which may still deliver
+// it (the client fails a whole buffered batch when the context of its first record ends, so each
+// record gets a context that never ends, and one caller's cancellation cannot fail another's
+// record). The caller's retry then produces the event again: consumers should deduplicate on
+// ce_id. With WithLogger, the fate of such an abandoned record is logged. The same holds for a
+// Send whose acknowledgement was lost, and for a dead-lettered event redriven later.
+//
+// Close stops new Sends, waits (WithCloseTimeout) for records already produced to be acknowledged,
+// then closes the client if Dial built it; records still unacknowledged then fail, and Close says
+// how many there were.
+package kafkasink

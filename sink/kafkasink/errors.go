@@ -1,0 +1,84 @@
+package kafkasink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// producerStateErrors are codes kerr calls non-retriable that concern the client's producer
+// session (its id, epoch and sequence numbers), not the record: the client resets its session, and
+// the same event produced again succeeds. They are retryable here.
+var producerStateErrors = []error{
+	kerr.OutOfOrderSequenceNumber,
+	kerr.DuplicateSequenceNumber,
+	kerr.InvalidProducerEpoch,
+	kerr.UnknownProducerID,
+	kerr.InvalidProducerIDMapping,
+}
+
+// classify wraps err, the failure the client reported for the record of event id on topic, and
+// marks it permanent when no retry can cure it.
+func classify(id, topic string, err error) error {
+	wrapped := fmt.Errorf("kafkasink: event %q to topic %q: %w", id, topic, err)
+	switch {
+	case errors.Is(err, kgo.ErrClientClosed):
+		return fmt.Errorf("kafkasink: event %q to topic %q: %w: %w", id, topic, sink.ErrClosed, err)
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return wrapped
+	case IsPermanent(err):
+		return retry.Permanent(wrapped)
+	default:
+		return wrapped
+	}
+}
+
+// IsPermanent reports whether err, as the franz-go client reports a failed record, is one no retry
+// can cure: an unknown topic (the client stops waiting for it after kgo.UnknownTopicRetries
+// metadata refreshes), a failed authorization or SASL authentication, a record or batch too large,
+// an invalid topic or record, or any other broker error code kerr marks non-retriable, except
+// those about the producer session, which the client repairs. Everything else is retryable:
+// retriable broker codes, kgo.ErrRecordTimeout and kgo.ErrRecordRetries with a retriable cause,
+// connection failures, a full buffer.
+//
+// The client may wrap the cause (kgo.ErrRecordTimeout reports the last error it saw), so every
+// error in err's chain counts.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
+		return true
+	}
+	for _, p := range producerStateErrors {
+		if errors.Is(err, p) {
+			return false
+		}
+	}
+	return anyKafkaError(err, func(ke *kerr.Error) bool { return !ke.Retriable })
+}
+
+// anyKafkaError reports whether some *kerr.Error in err's tree satisfies f.
+func anyKafkaError(err error, f func(*kerr.Error) bool) bool {
+	switch e := err.(type) {
+	case *kerr.Error:
+		return f(e)
+	case interface{ Unwrap() error }:
+		if inner := e.Unwrap(); inner != nil {
+			return anyKafkaError(inner, f)
+		}
+	case interface{ Unwrap() []error }:
+		for _, inner := range e.Unwrap() {
+			if inner != nil && anyKafkaError(inner, f) {
+				return true
+			}
+		}
+	}
+	return false
+}

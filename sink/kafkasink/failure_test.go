@@ -1,0 +1,372 @@
+package kafkasink_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+	"github.com/fanbridge/fanbridge/sink/kafkasink"
+)
+
+// TestRetriableBrokerErrorIsRetriedByTheClient: the broker refuses the first produce request with
+// a retriable code; the client retries on its own and Send succeeds, with the record stored once.
+func TestRetriableBrokerErrorIsRetriedByTheClient(t *testing.T) {
+	for _, code := range []*kerr.Error{kerr.NotEnoughReplicas, kerr.NotLeaderForPartition, kerr.RequestTimedOut} {
+		t.Run(code.Message, func(t *testing.T) {
+			ctx := testContext(t)
+			c := newCluster(t, "events")
+			s := newSink(t, newClient(t, c), kafkasink.WithTopic("events"))
+			require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+
+			fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "events", Err: code, Count: 1})
+			require.NoError(t, s.Send(ctx, presenceEvent("retried")))
+			assert.Equal(t, 1, fault.Hits(), "the broker refused one request")
+
+			var ids []string
+			for _, e := range readEvents(t, ctx, c, "events") {
+				ids = append(ids, e.ID)
+			}
+			assert.Equal(t, []string{"warm", "retried"}, ids, "idempotent retries store the record once")
+		})
+	}
+}
+
+// TestBrokerErrorClassification: a broker error the client does not retry reaches Send, classified
+// by kerr's own retriable flag.
+func TestBrokerErrorClassification(t *testing.T) {
+	tests := []struct {
+		code      *kerr.Error
+		permanent bool
+	}{
+		{code: kerr.TopicAuthorizationFailed, permanent: true},
+		{code: kerr.ClusterAuthorizationFailed, permanent: true},
+		{code: kerr.MessageTooLarge, permanent: true},
+		{code: kerr.RecordListTooLarge, permanent: true},
+		{code: kerr.InvalidRecord, permanent: true},
+		{code: kerr.PolicyViolation, permanent: true},
+		{code: kerr.UnknownServerError, permanent: true},
+		{code: kerr.InvalidTopicException, permanent: true},
+		// Retriable codes the client kept meeting until its retry limit.
+		{code: kerr.NotEnoughReplicas, permanent: false},
+		{code: kerr.LeaderNotAvailable, permanent: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code.Message, func(t *testing.T) {
+			ctx := testContext(t)
+			c := newCluster(t, "events")
+			s := newSink(t, newClient(t, c, kgo.RecordRetries(2)), kafkasink.WithTopic("events"))
+			require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+
+			fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "events", Err: tt.code, Count: -1})
+			err := s.Send(ctx, presenceEvent("refused"))
+			fault.Remove()
+			require.Error(t, err)
+			assert.ErrorIs(t, err, tt.code)
+			assert.Equal(t, tt.permanent, retry.IsPermanent(err), "%v", err)
+			assert.NotErrorIs(t, err, sink.ErrClosed)
+			assert.Contains(t, err.Error(), `"refused"`, "the error names the event")
+
+			require.NoError(t, s.Send(ctx, presenceEvent("after")), "the sink recovers")
+		})
+	}
+}
+
+// TestUnknownTopicIsPermanent: with topic creation off, a missing topic fails the Send permanently
+// once the client has looked it up kgo.UnknownTopicRetries times.
+func TestUnknownTopicIsPermanent(t *testing.T) {
+	for _, retries := range []int{0, 4} {
+		t.Run(fmt.Sprintf("UnknownTopicRetries(%d)", retries), func(t *testing.T) {
+			ctx := testContext(t)
+			c := newCluster(t, "events")
+			s := newSink(t, newClient(t, c, kgo.UnknownTopicRetries(retries)), kafkasink.WithTopic("missing"))
+			start := time.Now()
+			err := s.Send(ctx, presenceEvent("p"))
+			require.ErrorIs(t, err, kerr.UnknownTopicOrPartition)
+			assert.True(t, retry.IsPermanent(err), "%v", err)
+			t.Logf("surfaced after %s", time.Since(start))
+		})
+	}
+}
+
+func TestRecordTooLargeIsPermanent(t *testing.T) {
+	// Random bytes, so that compression cannot shrink the record under the limits.
+	data := make([]byte, 2<<20)
+	_, _ = rand.Read(data)
+	big := &fanbridge.Event{ID: "big", Type: presenceType, Data: data}
+	t.Run("refused by the client", func(t *testing.T) {
+		ctx := testContext(t)
+		c := newCluster(t, "events")
+		s := newSink(t, newClient(t, c), kafkasink.WithTopic("events"))
+		start := time.Now()
+		err := s.Send(ctx, big)
+		require.ErrorIs(t, err, kerr.MessageTooLarge)
+		assert.True(t, retry.IsPermanent(err))
+		assert.Less(t, time.Since(start), time.Second, "refused before any request")
+	})
+	t.Run("refused by the broker", func(t *testing.T) {
+		ctx := testContext(t)
+		c := newCluster(t, "events")
+		// The client allows batches bigger than the broker's max.message.bytes (1 MB).
+		s := newSink(t, newClient(t, c, kgo.ProducerBatchMaxBytes(8<<20), kgo.BrokerMaxWriteBytes(16<<20)), kafkasink.WithTopic("events"))
+		err := s.Send(ctx, big)
+		require.ErrorIs(t, err, kerr.MessageTooLarge)
+		assert.True(t, retry.IsPermanent(err))
+		require.NoError(t, s.Send(ctx, presenceEvent("small")), "the sink recovers")
+	})
+}
+
+// TestDeadlineWhileBrokerHangs: the broker holds the produce request; Send returns by its deadline
+// with a retryable error, and the record is still delivered once the broker answers
+// (at-least-once).
+func TestDeadlineWhileBrokerHangs(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	s := newSink(t, newClient(t, c), kafkasink.WithTopic("events"))
+	require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+
+	release, _ := hang(c)
+	defer release()
+	const deadline = 200 * time.Millisecond
+	sendCtx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	start := time.Now()
+	err := s.Send(sendCtx, presenceEvent("late"))
+	elapsed := time.Since(start)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, retry.ClassRetryable, retry.Classify(err))
+	assert.Contains(t, err.Error(), "may still be delivered")
+	assert.Less(t, elapsed, deadline+2*time.Second)
+
+	release()
+	require.NoError(t, s.Close(), "Close waits for the abandoned record too")
+	var ids []string
+	for _, e := range readEvents(t, ctx, c, "events") {
+		ids = append(ids, e.ID)
+	}
+	assert.Equal(t, []string{"warm", "late"}, ids)
+}
+
+// TestOneCancellationDoesNotFailOthers: records of concurrent Sends share produce batches, and the
+// client fails a whole buffered batch when the context it was given for the batch's first record
+// ends. One caller giving up must not fail the records of the others.
+func TestOneCancellationDoesNotFailOthers(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	hook := newBufferedHook()
+	s := newSink(t, newClient(t, c, kgo.WithHooks(hook), kgo.MaxProduceRequestsInflightPerBroker(1)), kafkasink.WithTopic("events"))
+	require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+	hook.waitBuffered(t, ctx, 1)
+
+	// A first request reaches the broker and hangs there; records produced after it wait in the
+	// client's buffer, in one batch.
+	release, arrived := hang(c)
+	defer release()
+	trigger := make(chan error, 1)
+	go func() { trigger <- s.Send(ctx, presenceEvent("trigger")) }()
+	waitFor(t, ctx, arrived, "the first produce request")
+	hook.waitBuffered(t, ctx, 1)
+
+	canceled, cancel := context.WithCancel(ctx)
+	first := make(chan error, 1)
+	go func() { first <- s.Send(canceled, presenceEvent("e0")) }()
+	hook.waitBuffered(t, ctx, 1) // e0 heads the buffered batch
+	var wg sync.WaitGroup
+	errs := make([]error, 9)
+	for i := range errs {
+		wg.Go(func() { errs[i] = s.Send(ctx, presenceEvent(fmt.Sprint("e", i+1))) })
+	}
+	hook.waitBuffered(t, ctx, len(errs))
+
+	cancel()
+	err := <-first
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, retry.ClassCanceled, retry.Classify(err))
+	release()
+	wg.Wait()
+	require.NoError(t, <-trigger)
+	for i, err := range errs {
+		assert.NoError(t, err, "Send e%d", i+1)
+	}
+	// e0 was delivered all the same: its caller must treat the event as possibly delivered.
+	ids := map[string]bool{}
+	for _, e := range readEvents(t, ctx, c, "events") {
+		ids[e.ID] = true
+	}
+	assert.Len(t, ids, 12)
+	assert.True(t, ids["e0"])
+}
+
+func TestMaxInFlightHonoursDeadline(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	s := newSink(t, newClient(t, c), kafkasink.WithTopic("events"), kafkasink.WithMaxInFlight(1))
+	require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+
+	release, arrived := hang(c)
+	defer release()
+	first := make(chan error, 1)
+	go func() { first <- s.Send(ctx, presenceEvent("first")) }()
+	waitFor(t, ctx, arrived, "the first produce request") // it holds the only slot
+
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	err := s.Send(short, presenceEvent("second"))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "not produced")
+	assert.False(t, retry.IsPermanent(err))
+
+	release()
+	require.NoError(t, <-first)
+	require.NoError(t, s.Send(ctx, presenceEvent("third")))
+	var ids []string
+	for _, e := range readEvents(t, ctx, c, "events") {
+		ids = append(ids, e.ID)
+	}
+	assert.Equal(t, []string{"warm", "first", "third"}, ids, "the refused Send produced nothing")
+}
+
+func TestCloseTimeout(t *testing.T) {
+	for _, owned := range []bool{false, true} {
+		t.Run(fmt.Sprintf("owned=%v", owned), func(t *testing.T) {
+			ctx := testContext(t)
+			c := newCluster(t, "events")
+			opts := []kafkasink.Option{kafkasink.WithTopic("events"), kafkasink.WithCloseTimeout(200 * time.Millisecond)}
+			var s *kafkasink.Sink
+			var err error
+			if owned {
+				s, err = kafkasink.Dial(kafkasink.ClientConfig{Brokers: c.ListenAddrs(), Opts: fastOpts()}, opts...)
+			} else {
+				s, err = kafkasink.New(newClient(t, c), opts...)
+			}
+			require.NoError(t, err)
+			require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+
+			release, arrived := hang(c)
+			defer release()
+			inFlight := make(chan error, 1)
+			go func() { inFlight <- s.Send(ctx, presenceEvent("in-flight")) }()
+			waitFor(t, ctx, arrived, "the produce request")
+
+			err = s.Close()
+			require.Error(t, err, "a record was still unacknowledged")
+			assert.Contains(t, err.Error(), "1 records still unacknowledged")
+			release()
+			err = <-inFlight
+			if owned {
+				// The sink closed its client, which failed the record.
+				require.ErrorIs(t, err, sink.ErrClosed)
+				assert.False(t, retry.IsPermanent(err))
+			} else {
+				// A caller's client stays open and delivers it.
+				require.NoError(t, err)
+			}
+		})
+	}
+}
+
+func TestNewLeavesCallersClientOpen(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	cl := newClient(t, c)
+	s := newSink(t, cl, kafkasink.WithTopic("events"))
+	require.NoError(t, s.Send(ctx, presenceEvent("a")))
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close())
+	require.ErrorIs(t, s.Send(ctx, presenceEvent("b")), sink.ErrClosed)
+	require.NoError(t, cl.ProduceSync(ctx, &kgo.Record{Topic: "events", Value: []byte("still open")}).FirstErr())
+}
+
+func TestDialOwnsItsClient(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	s, err := kafkasink.Dial(kafkasink.ClientConfig{Brokers: c.ListenAddrs(), ClientID: "fanbridge-test"}, kafkasink.WithTopic("events"))
+	require.NoError(t, err)
+	require.NoError(t, s.Ping(ctx))
+	require.NoError(t, s.Send(ctx, presenceEvent("a")))
+	require.NoError(t, s.Close())
+	err = s.Client().ProduceSync(ctx, &kgo.Record{Topic: "events", Value: []byte("x")}).FirstErr()
+	require.ErrorIs(t, err, kgo.ErrClientClosed, "Close closed the client Dial built")
+	require.ErrorIs(t, s.Send(ctx, presenceEvent("b")), sink.ErrClosed)
+	assert.Len(t, readAll(t, ctx, c, "events"), 1)
+}
+
+// TestAbandonedRecordIsLogged: the outcome of a record whose Send gave up is logged, with its id
+// and topic and without its body.
+func TestAbandonedRecordIsLogged(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := newSink(t, newClient(t, c), kafkasink.WithTopic("events"), kafkasink.WithLogger(logger))
+	require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+
+	release, _ := hang(c)
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	require.Error(t, s.Send(short, presenceEvent("abandoned")))
+	release()
+	require.NoError(t, s.Close())
+	out := logs.String()
+	assert.Contains(t, out, "was delivered")
+	assert.Contains(t, out, "id=abandoned")
+	assert.NotContains(t, out, "systemPresence", "no body in logs")
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestClassifyWrappedClientErrors(t *testing.T) {
+	tests := []struct {
+		name      string
+		err       error
+		permanent bool
+	}{
+		{name: "record timeout with an unknown topic", err: fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, kerr.UnknownTopicOrPartition), permanent: true},
+		{name: "record timeout with a retriable cause", err: fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, kerr.NotLeaderForPartition)},
+		{name: "record timeout with a SASL failure", err: fmt.Errorf("%w, last err: %w", kgo.ErrRecordTimeout, kerr.SaslAuthenticationFailed), permanent: true},
+		{name: "record timeout alone", err: kgo.ErrRecordTimeout},
+		{name: "record retries", err: kgo.ErrRecordRetries},
+		{name: "max buffered", err: kgo.ErrMaxBuffered},
+		{name: "joined", err: errors.Join(errors.New("x"), kerr.TopicAuthorizationFailed), permanent: true},
+		{name: "producer session", err: kerr.OutOfOrderSequenceNumber},
+		{name: "producer epoch", err: kerr.InvalidProducerEpoch},
+		{name: "unknown topic id", err: kerr.UnknownTopicID, permanent: true},
+		{name: "plain", err: errors.New("EOF")},
+		{name: "nil", err: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.permanent, kafkasink.IsPermanent(tt.err))
+		})
+	}
+}

@@ -1,0 +1,131 @@
+package kafkasink
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanbridge/fanbridge"
+)
+
+// Record headers. The event's own attributes travel under the names of the CloudEvents Kafka
+// binding (binary mode), so a CloudEvents SDK reads a record as an event with the body as its
+// data; trace context travels under the W3C names that tracing instrumentation reads; every other
+// metadata entry travels under HeaderMetadataPrefix followed by its key, unchanged.
+const (
+	// HeaderSpecVersion is "1.0", the CloudEvents version, on records whose value is the body.
+	HeaderSpecVersion = "ce_specversion"
+	// HeaderID carries Event.ID.
+	HeaderID = "ce_id"
+	// HeaderType carries Event.Type, such as "v2.users.{id}.presence".
+	HeaderType = "ce_type"
+	// HeaderSource carries Event.Source, when set.
+	HeaderSource = "ce_source"
+	// HeaderSubject carries Event.Topic, the concrete Genesys topic with real ids, when set.
+	HeaderSubject = "ce_subject"
+	// HeaderTime carries Event.Time in RFC 3339 with nanoseconds, when set.
+	HeaderTime = "ce_time"
+	// HeaderContentType is "application/json", the type of the value, when the value is not empty.
+	HeaderContentType = "content-type"
+	// HeaderTraceparent carries Metadata[fanbridge.MetaTraceparent], when set.
+	HeaderTraceparent = "traceparent"
+	// HeaderTracestate carries Metadata[fanbridge.MetaTracestate], when set.
+	HeaderTracestate = "tracestate"
+	// HeaderMetadataPrefix starts the header of every other metadata entry:
+	// Metadata["correlation-id"] travels as "fanbridge-meta-correlation-id".
+	HeaderMetadataPrefix = "fanbridge-meta-"
+	// HeaderValue is "envelope" on records whose value is Event.Raw (WithEnvelopeValue) rather than
+	// the body, and absent otherwise.
+	HeaderValue = "fanbridge-value"
+)
+
+const (
+	specVersion     = "1.0"
+	jsonContentType = "application/json"
+	valueEnvelope   = "envelope"
+)
+
+// metaHeaderNames caches the header names of the metadata keys fanbridge's decoders set, so
+// building a record does not concatenate them each time.
+var metaHeaderNames = map[string]string{
+	fanbridge.MetaCorrelationID: HeaderMetadataPrefix + fanbridge.MetaCorrelationID,
+	fanbridge.MetaAccount:       HeaderMetadataPrefix + fanbridge.MetaAccount,
+	fanbridge.MetaRegion:        HeaderMetadataPrefix + fanbridge.MetaRegion,
+	fanbridge.MetaFormat:        HeaderMetadataPrefix + fanbridge.MetaFormat,
+	fanbridge.MetaTraceparent:   HeaderTraceparent,
+	fanbridge.MetaTracestate:    HeaderTracestate,
+}
+
+func metaHeaderName(key string) string {
+	if name, ok := metaHeaderNames[key]; ok {
+		return name
+	}
+	return HeaderMetadataPrefix + key
+}
+
+// ErrNotEvent is wrapped by the error EventFromRecord returns for a record that does not carry a
+// fanbridge event.
+var ErrNotEvent = errors.New("kafkasink: record is not a fanbridge event")
+
+// EventFromRecord rebuilds the event a Sink wrote into r: the reverse of the record layout
+// described in the package documentation. Consumers use it to read fanbridge's records.
+//
+// The event's Data (or Raw, for a record written with WithEnvelopeValue) shares memory with
+// r.Value. A record without a HeaderID header, or with a HeaderTime that is not RFC 3339, is
+// refused with an error wrapping ErrNotEvent. Unknown headers are ignored; a repeated header
+// counts once, the last one winning.
+func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
+	e := &fanbridge.Event{}
+	hasID := false
+	envelope := false
+	for _, h := range r.Headers {
+		v := string(h.Value)
+		switch h.Key {
+		case HeaderID:
+			e.ID, hasID = v, true
+		case HeaderType:
+			e.Type = v
+		case HeaderSource:
+			e.Source = v
+		case HeaderSubject:
+			e.Topic = v
+		case HeaderTime:
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: header %s: %w", ErrNotEvent, HeaderTime, err)
+			}
+			e.Time = t
+		case HeaderTraceparent:
+			setMeta(e, fanbridge.MetaTraceparent, v)
+		case HeaderTracestate:
+			setMeta(e, fanbridge.MetaTracestate, v)
+		case HeaderValue:
+			envelope = v == valueEnvelope
+		default:
+			if key, ok := strings.CutPrefix(h.Key, HeaderMetadataPrefix); ok && key != "" {
+				setMeta(e, key, v)
+			}
+		}
+	}
+	if !hasID {
+		return nil, fmt.Errorf("%w: no %s header", ErrNotEvent, HeaderID)
+	}
+	if len(r.Value) > 0 {
+		if envelope {
+			e.Raw = r.Value
+		} else {
+			e.Data = r.Value
+		}
+	}
+	return e, nil
+}
+
+func setMeta(e *fanbridge.Event, key, value string) {
+	if e.Metadata == nil {
+		e.Metadata = make(map[string]string, 4)
+	}
+	e.Metadata[key] = value
+}

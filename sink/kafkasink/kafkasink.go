@@ -1,0 +1,376 @@
+package kafkasink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// ErrInvalidConfig is wrapped by the error New or Dial returns for options or a ClientConfig that
+// cannot work.
+var ErrInvalidConfig = errors.New("kafkasink: invalid configuration")
+
+const defaultCloseTimeout = 10 * time.Second
+
+// Sink produces each event as one Kafka record and returns once the broker acknowledged it. It
+// implements sink.Sink, sink.Batcher and io.Closer. Build one with New or Dial.
+type Sink struct {
+	client *kgo.Client
+	owned  bool // the sink built the client, so Close closes it
+	cfg    config
+	slots  chan struct{} // one token per record waiting for its acknowledgement
+	pool   sync.Pool     // *pending, reused once their promise has run
+
+	mu     sync.RWMutex // Send holds it shared around Produce, Close exclusively to set closed
+	closed bool
+}
+
+var (
+	_ sink.Sink    = (*Sink)(nil)
+	_ sink.Batcher = (*Sink)(nil)
+)
+
+// New returns a Sink that produces through client, which stays the caller's: the sink never closes
+// it, and the client's own settings (acks, idempotence, linger, retries, delivery timeout) decide
+// how records are produced. A topic option is required.
+func New(client *kgo.Client, opts ...Option) (*Sink, error) {
+	if client == nil {
+		return nil, fmt.Errorf("%w: nil client", ErrInvalidConfig)
+	}
+	return newSink(client, false, opts)
+}
+
+func newSink(client *kgo.Client, owned bool, opts []Option) (*Sink, error) {
+	cfg := config{key: KeyByID, closeTimeout: defaultCloseTimeout}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&cfg)
+		}
+	}
+	switch {
+	case cfg.topicOptions == 0:
+		return nil, fmt.Errorf("%w: no topic: use WithTopic, WithTopicByType, WithTopicTemplate or WithTopicFunc", ErrInvalidConfig)
+	case cfg.topicOptions > 1:
+		return nil, fmt.Errorf("%w: %d topic options given, want one", ErrInvalidConfig, cfg.topicOptions)
+	case cfg.topicErr != nil:
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, cfg.topicErr)
+	case cfg.key == nil:
+		return nil, fmt.Errorf("%w: nil KeyFunc", ErrInvalidConfig)
+	case cfg.closeTimeout <= 0:
+		return nil, fmt.Errorf("%w: close timeout %s is not positive", ErrInvalidConfig, cfg.closeTimeout)
+	case cfg.maxInFlight < 0:
+		return nil, fmt.Errorf("%w: max in flight %d is negative", ErrInvalidConfig, cfg.maxInFlight)
+	}
+	if cfg.maxInFlight == 0 {
+		cfg.maxInFlight, _ = client.OptValue(kgo.MaxBufferedRecords).(int)
+		if cfg.maxInFlight <= 0 {
+			cfg.maxInFlight = 10_000
+		}
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Sink{client: client, owned: owned, cfg: cfg, slots: make(chan struct{}, cfg.maxInFlight)}
+	s.pool.New = func() any { return s.newPending() }
+	return s, nil
+}
+
+// Client returns the client the sink produces through.
+func (s *Sink) Client() *kgo.Client { return s.client }
+
+// Ping checks that at least one broker answers, for readiness checks at startup.
+func (s *Sink) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx); err != nil {
+		return fmt.Errorf("kafkasink: ping: %w", err)
+	}
+	return nil
+}
+
+// pending is one record on its way: the record itself, the storage its key and headers point into,
+// and the channel its promise reports on. Once the promise has run and its result was read, the
+// whole of it is reused for another record.
+type pending struct {
+	s       *Sink
+	rec     kgo.Record
+	headers []kgo.RecordHeader
+	buf     []byte
+	keys    []string
+	id      string
+	done    chan error
+	state   atomic.Int32
+	promise func(*kgo.Record, error)
+}
+
+const (
+	stateWaiting   int32 = iota // Send waits for the promise
+	stateAbandoned              // Send gave up; the promise cleans up
+	stateAnswered               // the promise ran and reported on done
+)
+
+func (s *Sink) newPending() *pending {
+	p := &pending{s: s, done: make(chan error, 1)}
+	p.promise = func(r *kgo.Record, err error) {
+		<-s.slots
+		if p.state.CompareAndSwap(stateWaiting, stateAnswered) {
+			p.done <- err
+			return
+		}
+		// The Send gave up waiting; nobody else will hear how the record fared.
+		if err != nil {
+			s.cfg.logger.Warn("kafkasink: a record whose Send gave up waiting failed", "id", p.id, "topic", r.Topic, "error", err)
+		} else {
+			s.cfg.logger.Debug("kafkasink: a record whose Send gave up waiting was delivered", "id", p.id, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+		}
+		s.release(p)
+	}
+	return p
+}
+
+func (s *Sink) release(p *pending) {
+	p.rec = kgo.Record{}
+	p.id = ""
+	clear(p.keys)
+	p.state.Store(stateWaiting)
+	s.pool.Put(p)
+}
+
+// fill builds p's record for e, or returns the (classified) reason it cannot.
+func (s *Sink) fill(p *pending, e *fanbridge.Event) error {
+	topic, err := s.cfg.topic.f(e)
+	if err != nil {
+		return fmt.Errorf("kafkasink: choosing a topic for event %q: %w", e.ID, err)
+	}
+	if !s.cfg.topic.checked {
+		if err := ValidTopic(topic); err != nil {
+			return retry.Permanent(fmt.Errorf("kafkasink: event %q: %w", e.ID, err))
+		}
+	}
+	key := s.cfg.key(e)
+
+	// Every string the record needs goes into one buffer, sized up front so the slices taken from
+	// it stay valid.
+	p.keys = p.keys[:0]
+	size := len(key) + len(e.ID) + len(e.Type) + len(e.Source) + len(e.Topic) + len(time.RFC3339Nano) + 8
+	for k, v := range e.Metadata {
+		p.keys = append(p.keys, k)
+		size += len(v)
+	}
+	if cap(p.buf) < size {
+		p.buf = make([]byte, 0, size)
+	}
+	buf := p.buf[:0]
+	take := func(s string) []byte {
+		start := len(buf)
+		buf = append(buf, s...)
+		return buf[start:len(buf):len(buf)]
+	}
+	h := p.headers[:0]
+	envelope := s.cfg.envelope && len(e.Raw) > 0
+	if !envelope {
+		h = append(h, kgo.RecordHeader{Key: HeaderSpecVersion, Value: specVersionBytes})
+	}
+	h = append(h, kgo.RecordHeader{Key: HeaderID, Value: take(e.ID)})
+	h = append(h, kgo.RecordHeader{Key: HeaderType, Value: take(e.Type)})
+	if e.Source != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderSource, Value: take(e.Source)})
+	}
+	if e.Topic != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderSubject, Value: take(e.Topic)})
+	}
+	if !e.Time.IsZero() {
+		start := len(buf)
+		buf = e.Time.AppendFormat(buf, time.RFC3339Nano)
+		h = append(h, kgo.RecordHeader{Key: HeaderTime, Value: buf[start:len(buf):len(buf)]})
+	}
+	value := []byte(e.Data)
+	if envelope {
+		value = e.Raw
+		h = append(h, kgo.RecordHeader{Key: HeaderValue, Value: envelopeBytes})
+	}
+	if len(value) > 0 {
+		h = append(h, kgo.RecordHeader{Key: HeaderContentType, Value: jsonContentTypeBytes})
+	}
+	// Sorted, so that one event always makes the same record.
+	slices.Sort(p.keys)
+	for _, k := range p.keys {
+		h = append(h, kgo.RecordHeader{Key: metaHeaderName(k), Value: take(e.Metadata[k])})
+	}
+	var keyBytes []byte
+	if key != "" {
+		keyBytes = take(key)
+	}
+	p.buf, p.headers, p.id = buf, h, e.ID
+	p.rec = kgo.Record{Topic: topic, Key: keyBytes, Value: value, Headers: h}
+	return nil
+}
+
+var (
+	specVersionBytes     = []byte(specVersion)
+	envelopeBytes        = []byte(valueEnvelope)
+	jsonContentTypeBytes = []byte(jsonContentType)
+)
+
+// Send produces e and waits for the broker to acknowledge it (with acks=all, for every in-sync
+// replica to have it). The record is produced asynchronously inside the client, so concurrent Sends
+// share produce requests. When ctx ends first, Send returns an error wrapping ctx's error, which is
+// never permanent, and the record may still be delivered: see the package documentation.
+func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
+	if e == nil {
+		return retry.Permanent(errors.New("kafkasink: nil event"))
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kafkasink: event %q not produced: %w", e.ID, err)
+	}
+	p := s.pool.Get().(*pending)
+	if err := s.produce(ctx, p, e); err != nil {
+		s.release(p)
+		return err
+	}
+	return s.wait(ctx, p)
+}
+
+// produce hands p's record for e to the client, holding a slot until its promise runs.
+func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) error {
+	if err := s.fill(p, e); err != nil {
+		return err
+	}
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("kafkasink: event %q not produced: %d records already wait for acknowledgement: %w", e.ID, cap(s.slots), ctx.Err())
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		<-s.slots
+		return fmt.Errorf("kafkasink: event %q: %w", e.ID, sink.ErrClosed)
+	}
+	// The client gets a context that is never canceled but keeps ctx's values (for tracing hooks):
+	// the client fails every record batched with one whose context ends, so one caller's
+	// cancellation must not reach the records of others.
+	s.client.Produce(context.WithoutCancel(ctx), &p.rec, p.promise)
+	s.mu.RUnlock()
+	return nil
+}
+
+// wait waits for p's promise, or for ctx to end.
+func (s *Sink) wait(ctx context.Context, p *pending) error {
+	select {
+	case err := <-p.done:
+		return s.answer(p, err)
+	case <-ctx.Done():
+		if p.state.CompareAndSwap(stateWaiting, stateAbandoned) {
+			return fmt.Errorf("kafkasink: event %q to topic %q: no acknowledgement yet, the record may still be delivered: %w",
+				p.id, p.rec.Topic, ctx.Err())
+		}
+		// The promise ran just now: its answer is the truth.
+		return s.answer(p, <-p.done)
+	}
+}
+
+func (s *Sink) answer(p *pending, err error) error {
+	if err != nil {
+		err = classify(p.id, p.rec.Topic, err)
+	}
+	s.release(p)
+	return err
+}
+
+// SendBatch produces every event, then waits for every acknowledgement; the records share produce
+// requests. It returns nil when all were acknowledged, and otherwise a *sink.BatchError with one
+// entry per event (nil for those delivered), or, when ctx was already done, that one error for all.
+func (s *Sink) SendBatch(ctx context.Context, events []*fanbridge.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kafkasink: batch of %d events not produced: %w", len(events), err)
+	}
+	ps := make([]*pending, len(events))
+	errs := make([]error, len(events))
+	failed := false
+	for i, e := range events {
+		if e == nil {
+			errs[i], failed = retry.Permanent(errors.New("kafkasink: nil event")), true
+			continue
+		}
+		p := s.pool.Get().(*pending)
+		if err := s.produce(ctx, p, e); err != nil {
+			s.release(p)
+			errs[i], failed = err, true
+			continue
+		}
+		ps[i] = p
+	}
+	for i, p := range ps {
+		if p == nil {
+			continue
+		}
+		if errs[i] = s.wait(ctx, p); errs[i] != nil {
+			failed = true
+		}
+	}
+	if !failed {
+		return nil
+	}
+	return &sink.BatchError{Errs: errs}
+}
+
+// Close stops new Sends (they fail with an error wrapping sink.ErrClosed), waits up to the close
+// timeout for the records already produced to be acknowledged, and then closes the client if the
+// sink built it (Dial). A caller's client is left open. Close returns an error when records were
+// still unacknowledged at the timeout; a client the sink owns is closed regardless, which fails
+// them. Closing twice is safe: the second call returns nil.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.closeTimeout)
+	defer cancel()
+	if s.owned {
+		// Flush sends what the client still lingers on at once, rather than after its linger.
+		_ = s.client.Flush(ctx)
+	}
+	err := s.drain(ctx)
+	if s.owned {
+		s.client.Close()
+	}
+	return err
+}
+
+// drain waits until no record of this sink awaits acknowledgement, by taking every slot.
+func (s *Sink) drain(ctx context.Context) error {
+	taken := 0
+	defer func() {
+		for range taken {
+			<-s.slots
+		}
+	}()
+	for taken < cap(s.slots) {
+		select {
+		case s.slots <- struct{}{}:
+			taken++
+		case <-ctx.Done():
+			// Our own tokens are in the channel too; the rest belong to unacknowledged records.
+			return fmt.Errorf("kafkasink: close: %d records still unacknowledged after %s: %w",
+				len(s.slots)-taken, s.cfg.closeTimeout, ctx.Err())
+		}
+	}
+	return nil
+}
