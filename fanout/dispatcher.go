@@ -255,7 +255,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanb
 		t := d.tasks.Get().(*task)
 		t.sink, t.e, t.ctx, t.key, t.route, t.arrived, t.queue, t.g = tg.sink, e, tctx, key, tg.route, arrived, s.dlq, nil
 		t.state.Store(taskQueued)
-		tg.sink.queue <- t
+		tg.sink.submit(t)
 	}
 	if dedup {
 		d.record(ctx, e.ID, DedupRecord{Complete: true})
@@ -299,7 +299,7 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		j++
 		t.sink, t.e, t.ctx, t.key, t.route, t.arrived, t.queue, t.g = tg.sink, e, gctx, key, tg.route, arrived, s.dlq, g
 		t.state.Store(taskQueued)
-		tg.sink.queue <- t
+		tg.sink.submit(t)
 	}
 
 	select {

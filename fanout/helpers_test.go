@@ -14,6 +14,7 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/filter"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
 	"github.com/fanbridge/fanbridge/sink"
 )
 
@@ -146,7 +147,6 @@ func (q *memDLQ) Has(id, sinkName string) bool {
 	return false
 }
 
-
 func newDispatcher(t testing.TB, cfg fanout.Config, opts ...fanout.Option) *fanout.Dispatcher {
 	t.Helper()
 	d, err := fanout.New(cfg, opts...)
@@ -163,3 +163,24 @@ func newDispatcher(t testing.TB, cfg fanout.Config, opts ...fanout.Option) *fano
 func sinkFunc(f func(context.Context, *fanbridge.Event) error) sink.Sink { return sink.Func(f) }
 
 var errBoom = errors.New("boom")
+
+// autoAdvance moves clk to each timer as soon as one waits, until the test ends: retries then run
+// at once, in fake time, with their waits recorded.
+func autoAdvance(t testing.TB, clk *retrytest.Clock) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		for clk.WaitTimers(ctx, 1) == nil {
+			if d, ok := clk.NextDue(); ok {
+				clk.Advance(d)
+			}
+		}
+	}()
+}
+
+var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

@@ -129,14 +129,15 @@ type lane struct {
 	nextFree   *lane
 }
 
-// run executes t, or parks it behind the task of its ordering key already in progress. The worker
-// that finishes a lane's task carries on with the lane's next one, so that one key never occupies
-// more than one worker and other keys are never held up.
-func (st *sinkState) run(t *task) {
-	key := t.key
-	if key != "" {
+// submit hands t to the sink. With an ordering key, the lane is taken here, on the dispatching
+// side and under a lock, so that the order of dispatches is the order of delivery even with many
+// workers: a task whose key is busy waits in the lane, outside the queue, and the worker that
+// finishes the lane's current task carries on with it. One key therefore never occupies more than
+// one worker, and other keys are never held up.
+func (st *sinkState) submit(t *task) {
+	if t.key != "" {
 		st.laneMu.Lock()
-		if l := st.lanes[key]; l != nil {
+		if l := st.lanes[t.key]; l != nil {
 			if l.tail == nil {
 				l.head = t
 			} else {
@@ -153,45 +154,58 @@ func (st *sinkState) run(t *task) {
 		} else {
 			l = new(lane)
 		}
-		st.lanes[key] = l
+		st.lanes[t.key] = l
 		st.laneMu.Unlock()
 	}
+	st.queue <- t
+}
+
+// run delivers t, then the tasks waiting behind it in its lane, unless their dispatch withdrew
+// them first. Each gives up its queue slot, and its lane goes when empty, before its outcome is
+// handed over, so that a caller who has the outcome also sees the slot and lane free.
+func (st *sinkState) run(t *task) {
 	for t != nil {
-		st.execute(t)
-		if key == "" {
-			return
+		key := t.key
+		started := t.state.CompareAndSwap(taskQueued, taskStarted)
+		var out SinkResult
+		if started {
+			out = st.deliver(t)
 		}
-		st.laneMu.Lock()
-		l := st.lanes[key]
-		t = l.head
-		if t != nil {
-			l.head = t.next
-			if l.head == nil {
-				l.tail = nil
-			}
-			t.next = nil
+		var next *task
+		if key != "" {
+			next = st.advance(key)
+		}
+		st.reserved.Add(-1)
+		if started {
+			st.d.finish(t, out)
 		} else {
-			// Empty lanes go at once, so memory stays bounded by the tasks in flight.
-			delete(st.lanes, key)
-			l.nextFree = st.freeLanes
-			st.freeLanes = l
+			// Withdrawn: its dispatch's budget ran out while it waited, and the dispatch gave it
+			// an outcome itself.
+			st.d.unref(t.g)
 		}
-		st.laneMu.Unlock()
+		t = next
 	}
 }
 
-// execute delivers t unless its dispatch withdrew it first, then gives up its queue slot.
-func (st *sinkState) execute(t *task) {
-	if !t.state.CompareAndSwap(taskQueued, taskStarted) {
-		// The dispatch's budget ran out while t waited; the dispatch gave it an outcome itself.
-		g := t.g
-		st.reserved.Add(-1)
-		st.d.unref(g)
-		return
+// advance pops the next task of key's lane, or removes the lane when it is empty: memory stays
+// bounded by the tasks in flight.
+func (st *sinkState) advance(key string) *task {
+	st.laneMu.Lock()
+	defer st.laneMu.Unlock()
+	l := st.lanes[key]
+	t := l.head
+	if t == nil {
+		delete(st.lanes, key)
+		l.nextFree = st.freeLanes
+		st.freeLanes = l
+		return nil
 	}
-	out := st.deliver(t)
-	st.reserved.Add(-1)
-	st.d.finish(t, out)
+	l.head = t.next
+	if l.head == nil {
+		l.tail = nil
+	}
+	t.next = nil
+	return t
 }
 
 // lanes returns how many ordering lanes are open (for tests of bounded memory).

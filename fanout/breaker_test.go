@@ -1,0 +1,160 @@
+package fanout_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
+)
+
+// switchSink fails while down is set, and blocks on gate (when set) before answering.
+type switchSink struct {
+	down    atomic.Bool
+	calls   atomic.Int64
+	gate    chan struct{}
+	entered chan struct{}
+}
+
+func (s *switchSink) Send(ctx context.Context, _ *fanbridge.Event) error {
+	s.calls.Add(1)
+	if s.entered != nil {
+		s.entered <- struct{}{}
+	}
+	if s.gate != nil {
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if s.down.Load() {
+		return errBoom
+	}
+	return nil
+}
+
+func TestCircuitBreaker(t *testing.T) {
+	const cooldown = 10 * time.Second
+	clk := retrytest.NewClock(epoch)
+	s := &switchSink{}
+	s.down.Store(true)
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s, Retry: retry.Policy{MaxAttempts: 1},
+			Breaker: fanout.Breaker{Failures: 3, Cooldown: cooldown}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	}, fanout.WithClock(clk))
+	ctx := testContext(t)
+	n := 0
+	deliver := func() fanout.SinkResult {
+		t.Helper()
+		n++
+		res, err := d.Deliver(ctx, event(fmt.Sprintf("e%d", n), "x"))
+		require.NoError(t, err)
+		require.Len(t, res.Sinks, 1)
+		return res.Sinks[0]
+	}
+
+	t.Run("opens after N consecutive failures", func(t *testing.T) {
+		for range 3 {
+			r := deliver()
+			assert.Equal(t, fanout.DeadLettered, r.Outcome)
+			assert.Equal(t, dlq.ConditionAttempts, r.Condition)
+		}
+		assert.EqualValues(t, 3, s.calls.Load())
+	})
+	t.Run("open: straight to the DLQ, no attempt, no waiting", func(t *testing.T) {
+		r := deliver()
+		assert.Equal(t, fanout.DeadLettered, r.Outcome)
+		assert.Equal(t, dlq.ConditionCircuitOpen, r.Condition)
+		assert.Equal(t, 0, r.Attempts)
+		assert.ErrorIs(t, r.Err, fanout.ErrCircuitOpen)
+		assert.EqualValues(t, 3, s.calls.Load(), "the sink must not be called while open")
+		entries := q.Entries()
+		last := entries[len(entries)-1]
+		assert.Equal(t, dlq.ConditionCircuitOpen, last.Condition)
+		assert.Equal(t, 0, last.Attempts)
+	})
+	t.Run("failed probe opens again", func(t *testing.T) {
+		clk.Advance(cooldown)
+		r := deliver()
+		assert.Equal(t, 1, r.Attempts, "the probe reaches the sink")
+		assert.Equal(t, dlq.ConditionAttempts, r.Condition)
+		r = deliver()
+		assert.Equal(t, dlq.ConditionCircuitOpen, r.Condition)
+		assert.EqualValues(t, 4, s.calls.Load())
+	})
+	t.Run("one probe at a time, and its success closes", func(t *testing.T) {
+		clk.Advance(cooldown)
+		s.down.Store(false)
+		s.gate = make(chan struct{})
+		s.entered = make(chan struct{}, 1)
+		probe := make(chan fanout.SinkResult, 1)
+		go func() {
+			res, _ := d.Deliver(ctx, event("probe", "x"))
+			probe <- res.Sinks[0]
+		}()
+		<-s.entered // the probe is in the sink
+		r := deliver()
+		assert.Equal(t, dlq.ConditionCircuitOpen, r.Condition, "a second probe must not go while one is out")
+		assert.Equal(t, 0, r.Attempts)
+		close(s.gate)
+		pr := <-probe
+		assert.Equal(t, fanout.Delivered, pr.Outcome)
+		s.gate, s.entered = nil, nil
+		for range 3 {
+			assert.Equal(t, fanout.Delivered, deliver().Outcome, "closed again")
+		}
+	})
+}
+
+func TestBreakerOpensMidRetry(t *testing.T) {
+	clk := retrytest.NewClock(epoch)
+	autoAdvance(t, clk)
+	s := &switchSink{}
+	s.down.Store(true)
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s, Retry: retry.Policy{MaxAttempts: 10},
+			Breaker: fanout.Breaker{Failures: 3, Cooldown: time.Minute}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	}, fanout.WithClock(clk))
+	res, err := d.Deliver(testContext(t), event("e1", "x"))
+	require.NoError(t, err)
+	assert.Equal(t, dlq.ConditionCircuitOpen, res.Sinks[0].Condition)
+	assert.Equal(t, 3, res.Sinks[0].Attempts)
+	assert.EqualValues(t, 3, s.calls.Load())
+	require.Len(t, q.Entries(), 1)
+	assert.Equal(t, 3, q.Entries()[0].Attempts)
+	assert.Contains(t, q.Entries()[0].Error, "boom", "the entry keeps the sink's last error")
+}
+
+func TestBreakerIgnoresPermanentFailures(t *testing.T) {
+	clk := retrytest.NewClock(epoch)
+	s := newRecSink()
+	s.fail = func(*fanbridge.Event, int) error { return retry.Permanent(errBoom) }
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s,
+			Breaker: fanout.Breaker{Failures: 2, Cooldown: time.Minute}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	}, fanout.WithClock(clk))
+	for i := range 5 {
+		res, err := d.Deliver(testContext(t), event(fmt.Sprint(i), "x"))
+		require.NoError(t, err)
+		assert.Equal(t, dlq.ConditionPermanent, res.Sinks[0].Condition, "a sink that answers is not down")
+	}
+}

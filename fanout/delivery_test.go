@@ -1,0 +1,362 @@
+package fanout_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
+)
+
+// failFirst fails the first n attempts of every event.
+func failFirst(n int, err error) func(*fanbridge.Event, int) error {
+	return func(_ *fanbridge.Event, attempt int) error {
+		if attempt <= n {
+			return err
+		}
+		return nil
+	}
+}
+
+func TestOnlyFailedSinksAreRetried(t *testing.T) {
+	clk := retrytest.NewClock(epoch)
+	autoAdvance(t, clk)
+	a, b, c := newRecSink(), newRecSink(), newRecSink()
+	b.fail = failFirst(2, errBoom)
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "a", Sink: a}, {Name: "b", Sink: b}, {Name: "c", Sink: c}},
+		Routes: []fanout.Route{
+			{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b", "c"}},
+		},
+	}, fanout.WithClock(clk))
+
+	res, err := d.Deliver(testContext(t), event("e1", "x"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, a.Attempts("e1"), "a succeeded at once and must not be sent again")
+	assert.Equal(t, 3, b.Attempts("e1"))
+	assert.Equal(t, 1, c.Attempts("e1"))
+	for _, s := range []*recSink{a, b, c} {
+		assert.Equal(t, 1, s.Delivered("e1"))
+	}
+	require.Len(t, res.Sinks, 3)
+	assert.Equal(t, 3, res.Sinks[1].Attempts)
+	assert.Equal(t, fanout.Delivered, res.Sinks[1].Outcome)
+	assert.Equal(t, 3, res.Count(fanout.Delivered))
+}
+
+func TestDeadLetterEntries(t *testing.T) {
+	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	long := strings.Repeat("é", dlq.MaxErrorText) // 2 bytes a rune: the cap falls mid-rune
+	tests := []struct {
+		name         string
+		policy       retry.Policy
+		fail         func(*fanbridge.Event, int) error
+		meta         map[string]string
+		wantCond     dlq.Condition
+		wantClass    retry.Class
+		wantAttempts int
+		wantTrace    string
+		wantSpan     time.Duration // LastAttempt - FirstAttempt
+	}{
+		{
+			name:   "permanent goes at once",
+			policy: retry.Policy{MaxAttempts: 5, Jitter: retry.NoJitter},
+			fail: func(*fanbridge.Event, int) error {
+				return retry.Permanent(errors.New("rpc error: code = InvalidArgument"))
+			},
+			meta:     map[string]string{fanbridge.MetaTraceparent: traceparent},
+			wantCond: dlq.ConditionPermanent, wantClass: retry.ClassPermanent, wantAttempts: 1,
+			wantTrace: "4bf92f3577b34da6a3ce929d0e0e4736",
+		},
+		{
+			name:     "attempts run out",
+			policy:   retry.Policy{MaxAttempts: 3, InitialInterval: 100 * time.Millisecond, Jitter: retry.NoJitter},
+			fail:     func(*fanbridge.Event, int) error { return errBoom },
+			meta:     map[string]string{fanbridge.MetaTraceparent: "not-a-traceparent"},
+			wantCond: dlq.ConditionAttempts, wantClass: retry.ClassRetryable, wantAttempts: 3,
+			wantSpan: 300 * time.Millisecond, // waits of 100ms and 200ms
+		},
+		{
+			name: "age runs out",
+			policy: retry.Policy{MaxAttempts: -1, MaxAge: time.Second, InitialInterval: 300 * time.Millisecond,
+				Jitter: retry.NoJitter},
+			fail:     func(*fanbridge.Event, int) error { return errBoom },
+			wantCond: dlq.ConditionAge, wantClass: retry.ClassRetryable, wantAttempts: 3,
+			wantSpan: 900 * time.Millisecond, // waits of 300ms and 600ms; 1.2s more would cross 1s
+		},
+		{
+			name:     "long error text is capped on a rune boundary",
+			policy:   retry.Policy{MaxAttempts: 1},
+			fail:     func(*fanbridge.Event, int) error { return errors.New("x" + long) },
+			wantCond: dlq.ConditionAttempts, wantClass: retry.ClassRetryable, wantAttempts: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := retrytest.NewClock(epoch)
+			autoAdvance(t, clk)
+			ok, bad := newRecSink(), newRecSink()
+			bad.fail = tt.fail
+			q := &memDLQ{}
+			d := newDispatcher(t, fanout.Config{
+				Sinks: []fanout.SinkConfig{{Name: "ok", Sink: ok}, {Name: "bad", Sink: bad, Retry: tt.policy}},
+				Routes: []fanout.Route{
+					{Name: "first", Filter: typeIs("x"), Sinks: []string{"ok"}},
+					{Name: "second", Filter: fanout.All, Sinks: []string{"ok", "bad"}},
+					{Name: "third", Filter: fanout.All, Sinks: []string{"bad"}},
+				},
+				DLQ: q,
+			}, fanout.WithClock(clk))
+			e := event("e1", "x")
+			e.Metadata = tt.meta
+			res, err := d.Deliver(testContext(t), e)
+			require.NoError(t, err, "dead-lettered counts as handled")
+			assert.Equal(t, 1, ok.Delivered("e1"))
+			assert.Equal(t, 0, bad.Delivered("e1"))
+			assert.Equal(t, tt.wantAttempts, bad.Attempts("e1"))
+
+			entries := q.Entries()
+			require.Len(t, entries, 1, "one entry per (event, failed sink)")
+			got := entries[0]
+			assert.Equal(t, "e1", got.Event.ID)
+			assert.Equal(t, e.Raw, got.Event.Raw)
+			assert.Equal(t, "bad", got.Sink)
+			assert.Equal(t, "second", got.Route, "the first matching route that named the sink")
+			assert.Equal(t, tt.wantCond, got.Condition)
+			assert.Equal(t, tt.wantClass, got.Class)
+			assert.Equal(t, tt.wantAttempts, got.Attempts)
+			assert.Equal(t, tt.wantTrace, got.TraceID)
+			assert.Equal(t, epoch, got.FirstAttempt)
+			assert.Equal(t, tt.wantSpan, got.LastAttempt.Sub(got.FirstAttempt))
+			assert.LessOrEqual(t, len(got.Error), dlq.MaxErrorText)
+			assert.True(t, utf8.ValidString(got.Error))
+			assert.NotEmpty(t, got.Error)
+
+			require.Len(t, res.Sinks, 2)
+			assert.Equal(t, fanout.DeadLettered, res.Sinks[1].Outcome)
+			assert.Equal(t, tt.wantCond, res.Sinks[1].Condition)
+			assert.Equal(t, tt.wantAttempts, res.Sinks[1].Attempts)
+		})
+	}
+}
+
+func TestFailureWithoutDLQOrWithFailingDLQ(t *testing.T) {
+	failing := &memDLQ{fail: func(dlq.Entry) error { return retry.Permanent(errors.New("disk full")) }}
+	tests := []struct {
+		name  string
+		queue dlq.Queue
+		want  error
+	}{
+		{"no DLQ", nil, fanout.ErrNoDLQ},
+		{"DLQ write fails", failing, fanout.ErrDLQ},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok, bad := newRecSink(), newRecSink()
+			bad.fail = func(*fanbridge.Event, int) error { return retry.Permanent(errBoom) }
+			d := newDispatcher(t, fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "ok", Sink: ok}, {Name: "bad", Sink: bad}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"ok", "bad"}}},
+				DLQ:    tt.queue,
+			})
+			err := d.Dispatch(testContext(t), event("e1", "x"))
+			require.Error(t, err, "the intake must answer 503 so that the sender retries")
+			assert.ErrorIs(t, err, fanout.ErrUndelivered)
+			assert.ErrorIs(t, err, tt.want)
+			assert.NotErrorIs(t, err, fanbridge.ErrNoMatch)
+			assert.NotErrorIs(t, err, fanbridge.ErrDuplicate)
+			var de *fanout.DeliveryError
+			require.ErrorAs(t, err, &de)
+			require.Len(t, de.Failed, 1)
+			assert.Equal(t, "bad", de.Failed[0].Sink)
+			assert.Equal(t, fanout.Failed, de.Failed[0].Outcome)
+			assert.ErrorIs(t, de.Failed[0].DeadLetterErr, tt.want)
+			assert.Equal(t, 1, ok.Delivered("e1"))
+		})
+	}
+}
+
+func TestDLQWriteIsRetriedWithinItsTimeout(t *testing.T) {
+	bad := newRecSink()
+	bad.fail = func(*fanbridge.Event, int) error { return retry.Permanent(errBoom) }
+	q := &memDLQ{}
+	q.fail = func(dlq.Entry) error {
+		if q.puts < 3 {
+			return errors.New("dlq: transient")
+		}
+		return nil
+	}
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "bad", Sink: bad}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"bad"}}},
+		DLQ:    q,
+	})
+	require.NoError(t, d.Dispatch(testContext(t), event("e1", "x")))
+	assert.True(t, q.Has("e1", "bad"))
+}
+
+func TestRetryTimingWithFakeClock(t *testing.T) {
+	clk := retrytest.NewClock(epoch)
+	s := newRecSink()
+	s.fail = func(_ *fanbridge.Event, n int) error {
+		switch n {
+		case 1, 2:
+			return errBoom
+		case 3:
+			return retry.After(errBoom, 2*time.Second) // the sink asks for a longer wait
+		}
+		return nil
+	}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s, Retry: retry.Policy{
+			InitialInterval: 100 * time.Millisecond, Multiplier: 2, MaxInterval: 10 * time.Second,
+			Jitter: retry.NoJitter, MaxAttempts: 5}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+	}, fanout.WithClock(clk))
+	ctx := testContext(t)
+	done := make(chan error, 1)
+	go func() { done <- d.Dispatch(ctx, event("e1", "x")) }()
+
+	for _, want := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 2 * time.Second} {
+		require.NoError(t, clk.WaitTimers(ctx, 1))
+		due, ok := clk.NextDue()
+		require.True(t, ok)
+		assert.Equal(t, want, due)
+		clk.Advance(due)
+	}
+	require.NoError(t, <-done)
+	assert.Equal(t, 4, s.Attempts("e1"))
+	assert.Equal(t, 1, s.Delivered("e1"))
+}
+
+func TestSyncBudgetRunsOutToAgeAndKeepsAReserve(t *testing.T) {
+	// The retry waits never fire (fake clock, never advanced): only the request budget ends them.
+	clk := retrytest.NewClock(epoch)
+	s := newRecSink()
+	s.fail = func(*fanbridge.Event, int) error { return errBoom }
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s, Retry: retry.Policy{MaxAttempts: -1}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	}, fanout.WithClock(clk), fanout.WithDLQReserve(150*time.Millisecond))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	res, err := d.Deliver(ctx, event("e1", "x"))
+	require.NoError(t, err)
+	assert.True(t, time.Now().Before(deadline), "the DLQ write must fit inside the caller's budget")
+	require.Len(t, res.Sinks, 1)
+	assert.Equal(t, fanout.DeadLettered, res.Sinks[0].Outcome)
+	require.Len(t, q.Entries(), 1)
+	got := q.Entries()[0]
+	assert.Equal(t, dlq.ConditionAge, got.Condition)
+	assert.Equal(t, 1, got.Attempts)
+	assert.Equal(t, retry.ClassRetryable, got.Class)
+	assert.Contains(t, got.Error, "boom", "the sink's error, not our deadline, is what the entry keeps")
+}
+
+func TestNoDeadlineUsesDefaultBudget(t *testing.T) {
+	clk := retrytest.NewClock(epoch)
+	s := newRecSink()
+	s.fail = func(*fanbridge.Event, int) error { return errBoom }
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s, Retry: retry.Policy{MaxAttempts: -1}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	}, fanout.WithClock(clk), fanout.WithBudget(200*time.Millisecond))
+	start := time.Now()
+	require.NoError(t, d.Dispatch(context.Background(), event("e1", "x")))
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.True(t, q.Has("e1", "s"))
+}
+
+func TestCallerCancelMidRetryFailsWithoutDeadLetterThenRetryGoesOnlyToFailedSink(t *testing.T) {
+	clk := retrytest.NewClock(epoch)
+	a, b := newRecSink(), newRecSink()
+	b.fail = failFirst(1, errBoom)
+	a.sent = make(chan string, 1)
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "a", Sink: a}, {Name: "b", Sink: b}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b"}}},
+		DLQ:    q,
+	}, fanout.WithClock(clk))
+
+	ctx, cancel := context.WithCancel(testContext(t))
+	done := make(chan error, 1)
+	go func() { done <- d.Dispatch(ctx, event("e1", "x")) }()
+	require.NoError(t, clk.WaitTimers(testContext(t), 1)) // b is waiting to retry
+	require.Equal(t, "e1", <-a.sent)                      // a has it
+	cancel()                                              // the client went away
+	err := <-done
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, err, fanout.ErrUndelivered)
+	assert.Empty(t, q.Entries(), "our caller's cancellation is no reason to dead-letter")
+
+	// The sender retries: only b gets it.
+	res, err := d.Deliver(testContext(t), event("e1", "x"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, a.Attempts("e1"))
+	assert.Equal(t, 1, a.Delivered("e1"))
+	assert.Equal(t, 1, b.Delivered("e1"))
+	require.Len(t, res.Sinks, 2)
+	assert.Equal(t, fanout.SkippedDuplicate, res.Sinks[0].Outcome)
+	assert.Equal(t, fanout.Delivered, res.Sinks[1].Outcome)
+
+	// And a third time it is a duplicate.
+	err = d.Dispatch(testContext(t), event("e1", "x"))
+	assert.ErrorIs(t, err, fanbridge.ErrDuplicate)
+}
+
+func TestSinkStuckInQueuePastBudgetIsDeadLetteredWithoutAttempt(t *testing.T) {
+	// One worker, held by a blocked event: the next event's task waits in the queue and the budget
+	// runs out before the sink's turn comes. The dispatch must answer in time anyway.
+	gate := make(chan struct{})
+	slow := newRecSink()
+	slow.fail = func(e *fanbridge.Event, _ int) error {
+		if e.ID == "blocker" {
+			<-gate
+		}
+		return nil
+	}
+	fast := newRecSink()
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "slow", Sink: slow, Concurrency: 1}, {Name: "fast", Sink: fast}},
+		Routes: []fanout.Route{
+			{Name: "block", Filter: typeIs("block"), Sinks: []string{"slow"}},
+			{Name: "r", Filter: typeIs("x"), Sinks: []string{"slow", "fast"}},
+		},
+		DLQ: q,
+	}, fanout.WithDLQReserve(50*time.Millisecond))
+	defer close(gate)
+	blocked := make(chan error, 1)
+	go func() { blocked <- d.Dispatch(testContext(t), event("blocker", "block")) }()
+	require.Eventually(t, func() bool { return slow.Attempts("blocker") == 1 }, 5*time.Second, time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	res, err := d.Deliver(ctx, event("e1", "x"))
+	require.NoError(t, err)
+	require.Len(t, res.Sinks, 2)
+	assert.Equal(t, fanout.DeadLettered, res.Sinks[0].Outcome)
+	assert.Equal(t, 0, res.Sinks[0].Attempts)
+	assert.Equal(t, fanout.Delivered, res.Sinks[1].Outcome)
+	require.True(t, q.Has("e1", "slow"))
+	assert.Equal(t, dlq.ConditionAge, q.Entries()[0].Condition)
+	assert.Equal(t, 0, q.Entries()[0].Attempts)
+}

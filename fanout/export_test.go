@@ -1,0 +1,42 @@
+package fanout
+
+// Hooks into internal state for the black-box tests: they observe, never change.
+
+// ClaimWaiting reports whether a dispatch is waiting for another dispatch of id to finish.
+func ClaimWaiting(d *Dispatcher, id string) bool {
+	s := d.claims.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held[id] != nil
+}
+
+// LaneCount returns how many ordering lanes the named sink holds open.
+func LaneCount(d *Dispatcher, sinkName string) int {
+	st := d.sinkState(sinkName)
+	if st == nil {
+		return -1
+	}
+	return st.laneCount()
+}
+
+// QueueDepth returns how many events the named sink has accepted and not finished.
+func QueueDepth(d *Dispatcher, sinkName string) int64 {
+	st := d.sinkState(sinkName)
+	if st == nil {
+		return -1
+	}
+	return st.reserved.Load()
+}
+
+func (d *Dispatcher) sinkState(name string) *sinkState {
+	s := d.snap.Load()
+	if s == nil {
+		return nil
+	}
+	for _, st := range s.sinks {
+		if st.name == name {
+			return st
+		}
+	}
+	return nil
+}

@@ -1,0 +1,388 @@
+package fanout_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+func TestAsyncOverloadIsAllOrNothing(t *testing.T) {
+	gate := make(chan struct{})
+	a := newRecSink()
+	a.sent = make(chan string, 8)
+	b := newRecSink()
+	entered := make(chan string, 8)
+	b.fail = func(e *fanbridge.Event, _ int) error {
+		entered <- e.ID
+		<-gate
+		return nil
+	}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "a", Sink: a},
+			{Name: "b", Sink: b, Concurrency: 1, QueueSize: 2}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b"}}},
+	}, fanout.WithMode(fanout.Async), fanout.WithOverloadRetryAfter(3*time.Second))
+	ctx := testContext(t)
+
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+	require.Equal(t, "e1", <-entered) // b's only worker is busy with e1
+	require.NoError(t, d.Dispatch(ctx, event("e2", "x")))
+	err := d.Dispatch(ctx, event("e3", "x"))
+	require.ErrorIs(t, err, fanbridge.ErrOverloaded)
+	wait, ok := retry.RetryAfter(err)
+	assert.True(t, ok)
+	assert.Equal(t, 3*time.Second, wait)
+	assert.Contains(t, err.Error(), `sink "b"`)
+	<-a.sent
+	<-a.sent
+	assert.EqualValues(t, 0, fanout.QueueDepth(d, "a"), "a's slot for e3 was given back")
+	assert.Equal(t, 0, a.Attempts("e3"), "no sink gets a refused event")
+
+	close(gate)
+	require.Eventually(t, func() bool { return fanout.QueueDepth(d, "b") == 0 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, d.Dispatch(ctx, event("e3", "x")), "the sender's retry is not a duplicate")
+	require.NoError(t, d.Close(ctx))
+	for _, id := range []string{"e1", "e2", "e3"} {
+		assert.Equal(t, 1, a.Delivered(id), id)
+		assert.Equal(t, 1, b.Delivered(id), id)
+	}
+}
+
+func TestSyncOverload(t *testing.T) {
+	gate := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	b := newRecSink()
+	b.fail = func(*fanbridge.Event, int) error {
+		entered <- struct{}{}
+		<-gate
+		return nil
+	}
+	a := newRecSink()
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "a", Sink: a}, {Name: "b", Sink: b, Concurrency: 1, QueueSize: 1}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b"}}},
+	})
+	ctx := testContext(t)
+	first := make(chan error, 1)
+	go func() { first <- d.Dispatch(ctx, event("e1", "x")) }()
+	<-entered
+	err := d.Dispatch(ctx, event("e2", "x"))
+	require.ErrorIs(t, err, fanbridge.ErrOverloaded)
+	assert.Equal(t, 0, a.Attempts("e2"))
+	close(gate)
+	require.NoError(t, <-first)
+}
+
+// closingSink records sends and its closing, and fails the test on a send after Close.
+type closingSink struct {
+	t      *testing.T
+	name   string
+	sent   atomic.Int64
+	closed atomic.Bool
+	mu     sync.Mutex
+	got    map[string]bool
+}
+
+func newClosingSink(t *testing.T, name string) *closingSink {
+	return &closingSink{t: t, name: name, got: map[string]bool{}}
+}
+
+func (c *closingSink) Send(_ context.Context, e *fanbridge.Event) error {
+	if c.closed.Load() {
+		c.t.Errorf("sink %s: Send of %s after Close", c.name, e.ID)
+		return sink.ErrClosed
+	}
+	c.sent.Add(1)
+	c.mu.Lock()
+	c.got[e.ID] = true
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *closingSink) Has(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.got[id]
+}
+
+func (c *closingSink) Close() error {
+	if c.closed.Swap(true) {
+		c.t.Errorf("sink %s closed twice", c.name)
+	}
+	return nil
+}
+
+// TestRouteSwapUnderConcurrentDispatch swaps between two route sets while events flow: every event
+// must reach exactly the sinks of one set, never a mix.
+func TestRouteSwapUnderConcurrentDispatch(t *testing.T) {
+	for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
+		t.Run(mode.String(), func(t *testing.T) {
+			sinks := map[string]*closingSink{}
+			var cfgSinks []fanout.SinkConfig
+			for _, n := range []string{"a1", "a2", "b1", "b2"} {
+				sinks[n] = newClosingSink(t, n)
+				cfgSinks = append(cfgSinks, fanout.SinkConfig{Name: n, Sink: sinks[n]})
+			}
+			routesA := []fanout.Route{{Name: "ra1", Filter: fanout.All, Sinks: []string{"a1"}},
+				{Name: "ra2", Filter: fanout.All, Sinks: []string{"a2"}}}
+			routesB := []fanout.Route{{Name: "rb", Filter: fanout.All, Sinks: []string{"b1", "b2"}}}
+			d, err := fanout.New(fanout.Config{Sinks: cfgSinks, Routes: routesA}, fanout.WithMode(mode))
+			require.NoError(t, err)
+			ctx := testContext(t)
+
+			var accepted sync.Map
+			var count atomic.Int64
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for w := range 4 {
+				wg.Go(func() {
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						id := fmt.Sprintf("w%d-%d", w, i)
+						if err := d.Dispatch(ctx, event(id, "x")); err == nil {
+							accepted.Store(id, true)
+							count.Add(1)
+						} else {
+							assert.ErrorIs(t, err, fanbridge.ErrOverloaded)
+						}
+					}
+				})
+			}
+			for i := range 200 {
+				// At least one event between swaps, so that swaps land among dispatches.
+				for seen := count.Load(); count.Load() == seen; {
+					runtime.Gosched()
+				}
+				routes := routesA
+				if i%2 == 0 {
+					routes = routesB
+				}
+				require.NoError(t, d.SetRoutes(routes))
+			}
+			close(stop)
+			wg.Wait()
+			require.NoError(t, d.Close(ctx))
+
+			n := 0
+			accepted.Range(func(k, _ any) bool {
+				id := k.(string)
+				n++
+				inA := sinks["a1"].Has(id) && sinks["a2"].Has(id)
+				inB := sinks["b1"].Has(id) && sinks["b2"].Has(id)
+				anyA := sinks["a1"].Has(id) || sinks["a2"].Has(id)
+				anyB := sinks["b1"].Has(id) || sinks["b2"].Has(id)
+				assert.True(t, (inA && !anyB) || (inB && !anyA), "event %s reached a mix of route sets", id)
+				return true
+			})
+			assert.Positive(t, n)
+			for name, s := range sinks {
+				assert.True(t, s.closed.Load(), "sink %s closed by Close", name)
+			}
+		})
+	}
+}
+
+// TestUpdateRetiresRemovedSinksAfterDrain removes a sink that still has work queued: the work
+// finishes, and only then is the sink closed.
+func TestUpdateRetiresRemovedSinksAfterDrain(t *testing.T) {
+	gate := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	old := &gatedCloser{gate: gate, entered: entered}
+	keep := newClosingSink(t, "keep")
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "old", Sink: old}, {Name: "keep", Sink: keep}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"old", "keep"}}},
+	}, fanout.WithMode(fanout.Async))
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+	require.NoError(t, d.Dispatch(ctx, event("e2", "x")))
+	<-entered
+
+	fresh := newClosingSink(t, "new")
+	require.NoError(t, d.Update(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "new", Sink: fresh}, {Name: "keep", Sink: keep}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"new", "keep"}}},
+	}))
+	require.NoError(t, d.Dispatch(ctx, event("e3", "x")))
+	assert.False(t, old.closed.Load(), "old still has e1 in flight and e2 queued")
+
+	close(gate)
+	require.Eventually(t, old.closed.Load, 5*time.Second, time.Millisecond)
+	assert.EqualValues(t, 2, old.delivered.Load(), "old finished its work before being closed")
+	assert.False(t, keep.closed.Load(), "keep is unchanged and stays open")
+	require.NoError(t, d.Close(ctx))
+	assert.True(t, keep.Has("e3"))
+	assert.True(t, fresh.Has("e3"))
+	assert.False(t, fresh.Has("e1"))
+}
+
+type gatedCloser struct {
+	gate      chan struct{}
+	entered   chan struct{}
+	delivered atomic.Int64
+	closed    atomic.Bool
+}
+
+func (g *gatedCloser) Send(ctx context.Context, _ *fanbridge.Event) error {
+	if g.closed.Load() {
+		return sink.ErrClosed
+	}
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	g.delivered.Add(1)
+	return nil
+}
+
+func (g *gatedCloser) Close() error { g.closed.Store(true); return nil }
+
+func TestClosedDispatcherRefuses(t *testing.T) {
+	s := newClosingSink(t, "s")
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+	}, fanout.WithSinkClosing(false))
+	require.NoError(t, err)
+	ctx := testContext(t)
+	require.NoError(t, d.Close(ctx))
+	assert.ErrorIs(t, d.Dispatch(ctx, event("e1", "x")), fanbridge.ErrClosed)
+	assert.ErrorIs(t, d.Update(fanout.Config{}), fanbridge.ErrClosed)
+	assert.ErrorIs(t, d.SetRoutes(nil), fanbridge.ErrClosed)
+	assert.NoError(t, d.Close(ctx), "a second Close returns the first's result")
+	assert.False(t, s.closed.Load(), "WithSinkClosing(false) leaves sinks open")
+}
+
+// TestCloseUnderLoadLosesNothing runs many dispatchers against a fast sink, a flaky one and one
+// that hangs on some events until cancelled, then closes with a short deadline while events are
+// still flowing. Every event whose Dispatch returned nil must be in each of its sinks or in the
+// DLQ for that sink; Close must return within its deadline plus the DLQ timeout.
+func TestCloseUnderLoadLosesNothing(t *testing.T) {
+	for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
+		t.Run(mode.String(), func(t *testing.T) {
+			fast := newRecSink()
+			flaky := newRecSink()
+			flaky.fail = func(e *fanbridge.Event, attempt int) error {
+				if rand.IntN(3) == 0 {
+					return errBoom
+				}
+				return nil
+			}
+			// hang never answers until its context ends.
+			hang := newRecSink()
+			hang.fail = func(e *fanbridge.Event, _ int) error {
+				return errors.New("hang: no answer")
+			}
+			hangSink := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+				<-ctx.Done()
+				return hang.Send(ctx, e)
+			})
+			q := &memDLQ{}
+			const dlqTimeout = time.Second
+			d, err := fanout.New(fanout.Config{
+				Sinks: []fanout.SinkConfig{
+					{Name: "fast", Sink: fast},
+					{Name: "flaky", Sink: flaky, Retry: retry.Policy{InitialInterval: time.Millisecond, MaxAttempts: 4}},
+					{Name: "hang", Sink: hangSink, Retry: retry.Policy{InitialInterval: 5 * time.Millisecond,
+						MaxInterval: 20 * time.Millisecond, MaxAttempts: -1}, Breaker: fanout.Breaker{Failures: -1}},
+				},
+				Routes: []fanout.Route{
+					{Name: "all", Filter: fanout.All, Sinks: []string{"fast", "flaky"}},
+					{Name: "some", Filter: typeIs("hang"), Sinks: []string{"hang"}},
+				},
+				DLQ: q,
+			}, fanout.WithMode(mode), fanout.WithDLQTimeout(dlqTimeout))
+			require.NoError(t, err)
+
+			ctx := testContext(t)
+			var mu sync.Mutex
+			accepted := map[string]string{}
+			started := make(chan struct{})
+			var once sync.Once
+			var wg sync.WaitGroup
+			for w := range 8 {
+				wg.Go(func() {
+					for i := 0; ; i++ {
+						typ := "x"
+						if i%5 == 0 {
+							typ = "hang"
+						}
+						id := fmt.Sprintf("w%d-%d", w, i)
+						dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond) // an intake's budget
+						err := d.Dispatch(dctx, event(id, typ))
+						cancel()
+						if errors.Is(err, fanbridge.ErrClosed) {
+							return
+						}
+						if i == 20 {
+							once.Do(func() { close(started) })
+						}
+						if err == nil {
+							mu.Lock()
+							accepted[id] = typ
+							mu.Unlock()
+						}
+					}
+				})
+			}
+			<-started
+			cctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+			defer cancel()
+			begin := time.Now()
+			require.NoError(t, d.Close(cctx))
+			took := time.Since(begin)
+			wg.Wait()
+			assert.Less(t, took, 150*time.Millisecond+dlqTimeout+200*time.Millisecond, "Close overran its deadline")
+
+			require.NotEmpty(t, accepted)
+			mu.Lock()
+			defer mu.Unlock()
+			lost := 0
+			for id, typ := range accepted {
+				check := func(s *recSink, name string) {
+					if s.Delivered(id) == 0 && !q.Has(id, name) {
+						lost++
+						t.Errorf("event %s lost at sink %s", id, name)
+					}
+				}
+				check(fast, "fast")
+				check(flaky, "flaky")
+				if typ == "hang" {
+					check(hang, "hang")
+				}
+			}
+			assert.Zero(t, lost)
+			for _, e := range q.Entries() {
+				assert.NotEqual(t, retry.ClassCanceled, e.Class, "our own shutdown is not the sink's failure class")
+				if e.Sink == "hang" {
+					assert.Equal(t, dlq.ConditionAge, e.Condition)
+				}
+			}
+			t.Logf("%s: %d events accepted, %d dead-letter entries, Close took %v", mode, len(accepted), len(q.Entries()), took)
+		})
+	}
+}

@@ -1,0 +1,164 @@
+package fanout_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
+)
+
+func byConversation(e *fanbridge.Event) string { return e.Meta("conversation") }
+
+func keyed(id, conv string) *fanbridge.Event {
+	e := event(id, "x")
+	e.Metadata = map[string]string{"conversation": conv}
+	return e
+}
+
+// TestOrderingKeyUnderConcurrency dispatches several conversations at once, each in order, to two
+// sinks with many workers, one of which fails now and then (so some events retry while later ones
+// of the same conversation wait). Each sink must see each conversation in dispatch order.
+func TestOrderingKeyUnderConcurrency(t *testing.T) {
+	const keys, perKey = 8, 60
+	for _, mode := range []fanout.Mode{fanout.Async, fanout.Sync} {
+		t.Run(mode.String(), func(t *testing.T) {
+			clk := retrytest.NewClock(epoch)
+			autoAdvance(t, clk)
+			a, b := newRecSink(), newRecSink()
+			b.fail = func(e *fanbridge.Event, attempt int) error {
+				runtime.Gosched()
+				if attempt == 1 && len(e.ID)%3 == 0 {
+					return errBoom
+				}
+				return nil
+			}
+			d := newDispatcher(t, fanout.Config{
+				Sinks: []fanout.SinkConfig{{Name: "a", Sink: a, Concurrency: 4},
+					{Name: "b", Sink: b, Concurrency: 4}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b"}}},
+			}, fanout.WithMode(mode), fanout.WithOrderingKey(byConversation), fanout.WithClock(clk))
+			ctx := testContext(t)
+			var wg sync.WaitGroup
+			for k := range keys {
+				wg.Go(func() {
+					for i := range perKey {
+						assert.NoError(t, d.Dispatch(ctx, keyed(fmt.Sprintf("c%d-%d", k, i), fmt.Sprint(k))))
+					}
+				})
+			}
+			wg.Wait()
+			require.NoError(t, d.Close(ctx))
+			for name, s := range map[string]*recSink{"a": a, "b": b} {
+				order := s.Order()
+				require.Len(t, order, keys*perKey, name)
+				next := map[string]int{}
+				for _, id := range order {
+					conv, seq, _ := strings.Cut(id, "-")
+					n, _ := strconv.Atoi(seq)
+					assert.Equal(t, next[conv], n, "sink %s: %s out of order", name, id)
+					next[conv] = n + 1
+				}
+			}
+		})
+	}
+}
+
+// TestStuckKeyBlocksOnlyItself holds one conversation's first event in the sink: the rest of that
+// conversation waits behind it, and another conversation goes through.
+func TestStuckKeyBlocksOnlyItself(t *testing.T) {
+	gate := make(chan struct{})
+	s := newRecSink()
+	s.sent = make(chan string, 16)
+	entered := make(chan string, 16)
+	s.fail = func(e *fanbridge.Event, _ int) error {
+		entered <- e.ID
+		if e.ID == "a1" {
+			<-gate
+		}
+		return nil
+	}
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: 2}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+	}, fanout.WithMode(fanout.Async), fanout.WithOrderingKey(byConversation))
+	ctx := testContext(t)
+
+	require.NoError(t, d.Dispatch(ctx, keyed("a1", "A")))
+	require.Equal(t, "a1", <-entered)
+	require.NoError(t, d.Dispatch(ctx, keyed("a2", "A")))
+	require.NoError(t, d.Dispatch(ctx, keyed("a3", "A")))
+	require.NoError(t, d.Dispatch(ctx, keyed("b1", "B")))
+	require.NoError(t, d.Dispatch(ctx, keyed("b2", "B")))
+	assert.Equal(t, "b1", <-s.sent, "B must not wait for A")
+	assert.Equal(t, "b2", <-s.sent)
+	assert.Equal(t, "b1", <-entered)
+	assert.Equal(t, "b2", <-entered)
+	assert.Empty(t, entered, "a2 must not reach the sink before a1 is done")
+	assert.Equal(t, 0, s.Delivered("a2"))
+
+	close(gate)
+	for _, want := range []string{"a1", "a2", "a3"} {
+		assert.Equal(t, want, <-s.sent)
+	}
+	// Async: nothing to wait on but the lane itself.
+	require.Eventually(t, func() bool { return fanout.LaneCount(d, "s") == 0 }, 5*time.Second, time.Millisecond,
+		"lanes go when empty")
+}
+
+// TestSyncStuckKeyBlocksOnlyItself: the same in Sync mode, where a waiting dispatch is a waiting
+// caller.
+func TestSyncStuckKeyBlocksOnlyItself(t *testing.T) {
+	gate := make(chan struct{})
+	entered := make(chan string, 4)
+	s := newRecSink()
+	s.fail = func(e *fanbridge.Event, _ int) error {
+		entered <- e.ID
+		if e.ID == "a1" {
+			<-gate
+		}
+		return nil
+	}
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: 2}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+	}, fanout.WithOrderingKey(byConversation))
+	ctx := testContext(t)
+	a1 := make(chan error, 1)
+	go func() { a1 <- d.Dispatch(ctx, keyed("a1", "A")) }()
+	require.Equal(t, "a1", <-entered)
+	a2 := make(chan error, 1)
+	go func() { a2 <- d.Dispatch(ctx, keyed("a2", "A")) }()
+	require.NoError(t, d.Dispatch(ctx, keyed("b1", "B")), "B goes through while A is stuck")
+	assert.Equal(t, "b1", <-entered)
+	assert.Equal(t, 0, s.Attempts("a2"))
+	close(gate)
+	require.NoError(t, <-a1)
+	require.NoError(t, <-a2)
+	assert.Equal(t, []string{"b1", "a1", "a2"}, s.Order())
+	assert.Equal(t, 0, fanout.LaneCount(d, "s"), "lanes go when empty")
+}
+
+func TestLanesAreRemovedWhenEmpty(t *testing.T) {
+	s := newRecSink()
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+	}, fanout.WithOrderingKey(byConversation))
+	ctx := context.Background()
+	for i := range 1000 {
+		require.NoError(t, d.Dispatch(ctx, keyed(fmt.Sprint(i), fmt.Sprint(i))))
+	}
+	assert.Equal(t, 0, fanout.LaneCount(d, "s"))
+	assert.EqualValues(t, 0, fanout.QueueDepth(d, "s"))
+}
