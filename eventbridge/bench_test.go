@@ -224,6 +224,35 @@ func BenchmarkVerifyHandlerVsTutorial(b *testing.B) {
 	}
 }
 
+// BenchmarkHTTPVsTutorial runs both over real HTTP on loopback (client and server in this
+// process, keep-alive), where the network stack's share of the cost is included in both.
+func BenchmarkHTTPVsTutorial(b *testing.B) {
+	body := readSample(b, benchSamples[0])
+	h, err := eventbridge.NewHandler(noop)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ours := httptest.NewServer(h)
+	defer ours.Close()
+	theirs := httptest.NewServer(tutorialHandler(noop))
+	defer theirs.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	send := func(url string) func() {
+		return func() {
+			resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	}
+	pair(b, send(ours.URL), send(theirs.URL))
+}
+
 // BenchmarkDecode compares Decode alone with json.Unmarshal into map[string]any.
 func BenchmarkDecode(b *testing.B) {
 	for _, name := range benchSamples {
