@@ -15,19 +15,32 @@ import (
 // ToProto converts e to its wire form. The result shares e's Data, Raw and Metadata rather than
 // copying them, so neither may be modified while the other is in use. A zero Time is left unset.
 func ToProto(e *fanbridge.Event) *fanbridgev1.Event {
-	pe := &fanbridgev1.Event{
-		Id:       e.ID,
-		Type:     e.Type,
-		Topic:    e.Topic,
-		Source:   e.Source,
-		Data:     e.Data,
-		Metadata: e.Metadata,
-		Raw:      e.Raw,
-	}
-	if !e.Time.IsZero() {
-		pe.Time = timestamppb.New(e.Time)
-	}
+	pe, ts := new(fanbridgev1.Event), new(timestamppb.Timestamp)
+	fillProto(pe, ts, e)
 	return pe
+}
+
+// fillProto fills pe from e, using ts for the time when e has one.
+func fillProto(pe *fanbridgev1.Event, ts *timestamppb.Timestamp, e *fanbridge.Event) {
+	pe.Id = e.ID
+	pe.Type = e.Type
+	pe.Topic = e.Topic
+	pe.Source = e.Source
+	pe.Data = e.Data
+	pe.Metadata = e.Metadata
+	pe.Raw = e.Raw
+	if !e.Time.IsZero() {
+		ts.Seconds = e.Time.Unix()
+		ts.Nanos = int32(e.Time.Nanosecond())
+		pe.Time = ts
+	}
+}
+
+// delivery holds one request and the messages it points to in a single allocation.
+type delivery struct {
+	req   fanbridgev1.DeliverRequest
+	event fanbridgev1.Event
+	time  timestamppb.Timestamp
 }
 
 // checkEncodable returns an error wrapping ErrInvalidEvent, naming the field, when a text field of

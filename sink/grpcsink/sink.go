@@ -158,13 +158,14 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	s.mu.RUnlock()
 	defer s.inFlight.Done()
 
-	pe := ToProto(e)
+	d := new(delivery)
+	fillProto(&d.event, &d.time, e)
 	if !s.raw {
-		pe.Raw = nil
+		d.event.Raw = nil
 	}
-	req := &fanbridgev1.DeliverRequest{Event: pe, Sink: s.name}
+	d.req.Event, d.req.Sink = &d.event, s.name
 	callCtx, cancel := s.call.prepare(ctx, e)
-	_, err := s.client.Deliver(callCtx, req, s.opts...)
+	_, err := s.client.Deliver(callCtx, &d.req, s.opts...)
 	cancel()
 	return s.call.finish(ctx, callCtx, e, err)
 }
