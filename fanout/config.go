@@ -61,7 +61,14 @@ type Route struct {
 	// Name identifies the route in results, dead-letter entries, logs and metrics.
 	Name string
 	// Filter decides which events the route wants; use All for a route that wants every event.
+	// A *filter.Pattern here is matched together with every other pattern route (see Pattern).
 	Filter filter.Predicate
+	// Pattern is an Amazon EventBridge event pattern (JSON source), an alternative to Filter:
+	// exactly one of the two must be set. All the pattern routes of a configuration (and the
+	// Filters that are a *filter.Pattern) are compiled into one filter.Matcher, so that matching
+	// a thousand pattern routes costs about as much as matching one; other Filters are evaluated
+	// one by one, in route order.
+	Pattern []byte
 	// Sinks names the sinks the route delivers to.
 	Sinks []string
 }

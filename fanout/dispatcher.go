@@ -425,6 +425,8 @@ func (d *Dispatcher) finish(t *task, out SinkResult) {
 type group struct {
 	targets []target
 	seen    []bool
+	rules   []string // pattern rules the Matcher matched
+	hits    []bool   // per route: matched by the Matcher
 	tasks   []task
 	pending atomic.Int32 // tasks without an outcome
 	refs    atomic.Int32 // the dispatch, plus each task still in a queue or lane
@@ -453,6 +455,9 @@ func (d *Dispatcher) unref(g *group) {
 		return
 	}
 	clear(g.seen)
+	clear(g.hits)
+	clear(g.rules)
+	g.rules = g.rules[:0]
 	clear(g.targets)
 	g.targets = g.targets[:0]
 	for i := range g.tasks {

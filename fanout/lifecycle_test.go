@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -146,7 +145,7 @@ func TestRouteSwapUnderConcurrentDispatch(t *testing.T) {
 			ctx := testContext(t)
 
 			var accepted sync.Map
-			var count atomic.Int64
+			progress := make(chan struct{}, 1)
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			for w := range 4 {
@@ -160,18 +159,18 @@ func TestRouteSwapUnderConcurrentDispatch(t *testing.T) {
 						id := fmt.Sprintf("w%d-%d", w, i)
 						if err := d.Dispatch(ctx, event(id, "x")); err == nil {
 							accepted.Store(id, true)
-							count.Add(1)
+							select {
+							case progress <- struct{}{}:
+							default:
+							}
 						} else {
 							assert.ErrorIs(t, err, fanbridge.ErrOverloaded)
 						}
 					}
 				})
 			}
-			for i := range 200 {
-				// At least one event between swaps, so that swaps land among dispatches.
-				for seen := count.Load(); count.Load() == seen; {
-					runtime.Gosched()
-				}
+			for i := range 60 {
+				<-progress // at least one event between swaps, so that swaps land among dispatches
 				routes := routesA
 				if i%2 == 0 {
 					routes = routesB
