@@ -19,7 +19,9 @@ import (
 // into its request. Each Send converts, then calls with the same deadline (WithCallTimeout),
 // outgoing metadata (event id, traceparent, tracestate), call options and classification
 // (Classify) as a Sink built with New. A convert error is returned marked retry.Permanent, since
-// converting the same event again gives the same result. The response is discarded.
+// converting the same event again gives the same result; so convert should refuse what its request
+// cannot carry (such as text that is not valid UTF-8 in a proto3 string field), which gRPC would
+// otherwise report as a retryable Internal encoding error. The response is discarded.
 //
 // The client's connection stays the caller's: the adapter has no Close. Options about the
 // connection or the fanbridge.v1 request (WithTLS, WithInsecure, WithDialOptions, WithoutRaw,

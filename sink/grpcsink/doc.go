@@ -20,6 +20,14 @@
 // body. Each call is bounded by WithCallTimeout (default 5 s) or the caller's deadline, whichever
 // comes first.
 //
+// # Transport security
+//
+// New never sends in plaintext unless WithInsecure is given by name. Without a transport option it
+// speaks TLS and verifies the server against the system roots, rather than failing: most consumers
+// sit behind a load balancer or ingress with a publicly trusted certificate, and this default can
+// only fail closed. A consumer with a private CA, or one that requires client certificates, takes
+// WithTLS with RootCAs and Certificates set. WithTLS and WithInsecure together are an error.
+//
 // # Errors
 //
 // Send never retries. It returns nil when the consumer has the event, and otherwise an error that
@@ -53,8 +61,8 @@
 // is already done when Send is called fails at once with its error, and nothing is sent. A connection failure, including a TLS handshake that fails (an unknown server
 // certificate, a missing or refused client certificate under mutual TLS, or TLS spoken to a
 // plaintext server), surfaces from gRPC as Unavailable and is therefore retryable: a certificate
-// rotation or a restarted server cures it, and the retry budget then moves the event to the
-// dead-letter queue. Send on a closed Sink returns an error wrapping sink.ErrClosed; Send of a nil
+// rotation or a restarted server cures it, and when the retry budget runs out the event goes to
+// the dead-letter queue. Send on a closed Sink returns an error wrapping sink.ErrClosed; Send of a nil
 // event returns ErrNilEvent marked permanent, and Send of an event with a text field that is not
 // valid UTF-8 (which proto3 cannot encode) returns ErrInvalidEvent marked permanent, without a
 // call. CodeClass gives the table as a function.
