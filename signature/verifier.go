@@ -13,6 +13,9 @@ import (
 // direct call with the framework's headers copied into an http.Header) and non-HTTP transports
 // alike.
 //
+// The header keys must be in canonical form, as http.Header's Set and Add write them (a server's
+// request headers always are); callers that start from another map copy it with Set.
+//
 // Verify returns the Identity of the sender on success. On failure the error wraps one of ErrMissing,
 // ErrMalformed, ErrMismatch, ErrStale, ErrFuture, ErrReplayed (all answered 401) or ErrUnavailable
 // (answered 503). A Verifier must be safe for concurrent use and must not keep body or header after

@@ -491,3 +491,29 @@ func TestBase64WithoutPaddingOfPaddedLength(t *testing.T) {
 		"Webhook-Signature", "v1,"+strings.Repeat("0", 44)+" v1a,"+strings.Repeat("0", 88)), nil)
 	assert.ErrorIs(t, err, signature.ErrMalformed)
 }
+
+// TestFlushThroughReplayTracking checks that a handler behind a replay cache can still flush, and
+// that a flushed answer counts as accepted.
+func TestFlushThroughReplayTracking(t *testing.T) {
+	cache, err := signature.NewMemoryReplayCache(10)
+	require.NoError(t, err)
+	v := signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithClock(fixedClock), signature.WithReplayCache(cache)))
+	var flushed bool
+	h := signature.Verify(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, ok := w.(http.Flusher)
+		if ok {
+			f.Flush()
+			flushed = true
+		}
+	}))
+	body := []byte("x")
+	r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	for k, vs := range swHeader(t, "msg_flush", testNow, body, secretA) {
+		r.Header[k] = vs
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	assert.True(t, flushed)
+	assert.True(t, w.Flushed)
+	assert.Equal(t, 1, cache.Len(), "the flushed answer was a 200: the id stays claimed")
+}
