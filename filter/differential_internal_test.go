@@ -1,0 +1,369 @@
+package filter
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+var long = flag.Bool("long", false, "run the long variants of the randomized tests")
+
+// The randomized tests generate events and patterns from a small vocabulary, so that values,
+// paths and array shapes collide often, and hold three implementations to one another:
+//
+//   - the Matcher, with every pattern loaded at once;
+//   - each Pattern on its own (the reference search in evalSteps over the flattener's fields);
+//   - an oracle that decodes the event with encoding/json, enumerates its leaves with their
+//     array positions (no array is left out), and searches the branches itself.
+
+var (
+	genKeys    = []string{"a", "b", "c", "a.b"}
+	genStrings = []string{`"x"`, `"y"`, `"xy"`, `"X"`, `""`, `"10.0.0.1"`, `"2001:db8::1"`, `"a*b"`, `"é"`, `"\u0078"`, `"x\"y"`}
+	genNumbers = []string{"0", "1", "1.5", "-2", "5.0", "3e2", "300", "1e-7", "6e11", "12345678901234567890", "0.000001"}
+)
+
+type gen struct{ r *rand.Rand }
+
+func (g gen) pick(s []string) string { return s[g.r.IntN(len(s))] }
+
+func (g gen) scalar() string {
+	switch g.r.IntN(10) {
+	case 0, 1, 2, 3:
+		return g.pick(genStrings)
+	case 4, 5, 6:
+		return g.pick(genNumbers)
+	case 7:
+		return "true"
+	case 8:
+		return "false"
+	default:
+		return "null"
+	}
+}
+
+func (g gen) value(depth int) string {
+	r := g.r.IntN(10)
+	switch {
+	case depth < 3 && r < 3:
+		return g.object(depth + 1)
+	case depth < 3 && r < 5:
+		n := g.r.IntN(4)
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = g.value(depth + 1)
+		}
+		return "[" + strings.Join(parts, ",") + "]"
+	}
+	return g.scalar()
+}
+
+func (g gen) object(depth int) string {
+	keys := slices.Clone(genKeys)
+	g.r.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+	n := 1 + g.r.IntN(len(keys))
+	var b strings.Builder
+	b.WriteString("{")
+	for i, k := range keys[:n] {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		if k == "a" && g.r.IntN(4) == 0 {
+			b.WriteString(`"\u0061"`) // an escaped key
+		} else {
+			b.WriteString(`"` + k + `"`)
+		}
+		b.WriteString(":" + g.value(depth))
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+func (g gen) path() []string {
+	n := 1 + g.r.IntN(3)
+	p := make([]string, n)
+	for i := range p {
+		p[i] = g.pick(genKeys[:3])
+	}
+	return p
+}
+
+func (g gen) operand() any {
+	num := func() json.Number { return json.Number(g.pick([]string{"0", "1", "1.5", "-2", "5", "300", "0.000001"})) }
+	str := func() string { return g.pick([]string{"x", "y", "xy", "X", "", "a", "é"}) }
+	nonEmpty := func() string { return g.pick([]string{"x", "y", "X", "a", "é"}) }
+	switch g.r.IntN(22) {
+	case 0, 1:
+		var s string
+		_ = json.Unmarshal([]byte(g.pick(genStrings)), &s)
+		return s
+	case 2, 3:
+		return json.Number(g.pick(genNumbers))
+	case 4:
+		return g.r.IntN(2) == 0
+	case 5:
+		return nil
+	case 6:
+		return map[string]any{"prefix": str()}
+	case 7:
+		return map[string]any{"suffix": str()}
+	case 8:
+		return map[string]any{"equals-ignore-case": str()}
+	case 9:
+		return map[string]any{g.pick([]string{"prefix", "suffix"}): map[string]any{"equals-ignore-case": str()}}
+	case 10:
+		return map[string]any{"wildcard": g.pick([]string{"x*", "*y", "*", "x*y", `a\*b`, "*.*", "x", "*x*"})}
+	case 11:
+		return map[string]any{"anything-but": str()}
+	case 12:
+		return map[string]any{"anything-but": []any{str(), str()}}
+	case 13:
+		return map[string]any{"anything-but": num()}
+	case 14:
+		return map[string]any{"anything-but": []any{num(), num()}}
+	case 15:
+		inner := g.pick([]string{"prefix", "suffix", "equals-ignore-case", "wildcard"})
+		v := nonEmpty()
+		if inner == "wildcard" {
+			v += "*"
+		}
+		return map[string]any{"anything-but": map[string]any{inner: v}}
+	case 16, 17:
+		ops := [][]any{{">", num()}, {">=", num()}, {"<", num()}, {"<=", num()}, {"=", num()}, {">", json.Number("-3"), "<=", json.Number("2")}, {">=", json.Number("0"), "<", json.Number("400")}}
+		return map[string]any{"numeric": ops[g.r.IntN(len(ops))]}
+	case 18, 19:
+		return map[string]any{"exists": g.r.IntN(2) == 0}
+	default:
+		return map[string]any{"cidr": g.pick([]string{"10.0.0.0/8", "2001:db8::/32", "0.0.0.0/0"})}
+	}
+}
+
+// fields builds an object pattern with one to three fields.
+func (g gen) fields(into map[string]any) {
+	for range 1 + g.r.IntN(3) {
+		p := g.path()
+		m := into
+		ok := true
+		for _, k := range p[:len(p)-1] {
+			next, exists := m[k]
+			if !exists {
+				nm := map[string]any{}
+				m[k] = nm
+				m = nm
+				continue
+			}
+			nm, isMap := next.(map[string]any)
+			if !isMap {
+				ok = false
+				break
+			}
+			m = nm
+		}
+		last := p[len(p)-1]
+		if _, exists := m[last]; !ok || exists {
+			continue
+		}
+		vals := make([]any, 1+g.r.IntN(3))
+		for i := range vals {
+			vals[i] = g.operand()
+		}
+		m[last] = vals
+	}
+}
+
+func (g gen) pattern() []byte {
+	p := map[string]any{}
+	g.fields(p)
+	if g.r.IntN(4) == 0 {
+		alts := make([]any, 2+g.r.IntN(2))
+		for i := range alts {
+			a := map[string]any{}
+			g.fields(a)
+			alts[i] = a
+		}
+		p["$or"] = alts
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(p)
+	return bytes.TrimSpace(buf.Bytes())
+}
+
+// oracle
+
+type oleaf struct {
+	path string
+	v    value
+	mem  []memEntry
+}
+
+func oracleLeaves(t testing.TB, raw []byte) []oleaf {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var root any
+	require.NoError(t, dec.Decode(&root))
+	var out []oleaf
+	arrays := int32(0)
+	var walk func(x any, path string, mem []memEntry)
+	walk = func(x any, path string, mem []memEntry) {
+		switch v := x.(type) {
+		case map[string]any:
+			for k, e := range v {
+				walk(e, joinPath(path, k), mem)
+			}
+		case []any:
+			id := arrays
+			arrays++
+			for i, e := range v {
+				walk(e, path, append(slices.Clip(mem), memEntry{arr: id, idx: int32(i)}))
+			}
+		case string:
+			out = append(out, oleaf{path: path, v: value{kind: kindString, text: []byte(v)}, mem: mem})
+		case json.Number:
+			n, ok := comparableNumber([]byte(v))
+			out = append(out, oleaf{path: path, v: value{kind: kindNumber, text: []byte(v), num: n, numOK: ok}, mem: mem})
+		case bool:
+			k := kindFalse
+			if v {
+				k = kindTrue
+			}
+			out = append(out, oleaf{path: path, v: value{kind: k}, mem: mem})
+		case nil:
+			out = append(out, oleaf{path: path, v: value{kind: kindNull}, mem: mem})
+		}
+	}
+	walk(root, "", nil)
+	return out
+}
+
+func oracleConsistent(chosen, mem []memEntry) bool {
+	for _, e := range mem {
+		for _, c := range chosen {
+			if c.arr == e.arr && c.idx != e.idx {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func oracleMatch(p *Pattern, leaves []oleaf) bool {
+	var fold []byte
+	var search func(steps []step, chosen []memEntry) bool
+	search = func(steps []step, chosen []memEntry) bool {
+		if len(steps) == 0 {
+			return true
+		}
+		st := steps[0]
+		seen := false
+		for i := range leaves {
+			l := &leaves[i]
+			if l.path != st.path || !oracleConsistent(chosen, l.mem) {
+				continue
+			}
+			seen = true
+			v := l.v
+			v.fold = &fold
+			if st.c.matches(&v) && search(steps[1:], append(slices.Clip(chosen), l.mem...)) {
+				return true
+			}
+		}
+		return st.c.absentOK && !seen && search(steps[1:], chosen)
+	}
+	for _, b := range p.branches {
+		if search(b.steps, nil) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDifferentialMatcherPatternOracle(t *testing.T) {
+	seeds, nPatterns, nEvents := 3, 300, 150
+	if *long {
+		seeds, nPatterns, nEvents = 40, 500, 400
+	}
+	for seed := range seeds {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			g := gen{r: rand.New(rand.NewPCG(uint64(seed), 0x5eed))}
+			m := NewMatcher()
+			var names []string
+			pats := map[string]*Pattern{}
+			srcs := map[string][]byte{}
+			for i := 0; len(names) < nPatterns && i < nPatterns*3; i++ {
+				src := g.pattern()
+				p, err := ParsePattern(src)
+				if err != nil {
+					continue // the generator can produce, say, an empty $or alternative
+				}
+				name := fmt.Sprintf("p%03d", len(names))
+				require.NoError(t, m.AddPattern(name, p))
+				names = append(names, name)
+				pats[name] = p
+				srcs[name] = src
+			}
+			require.Greater(t, len(names), nPatterns/2)
+			matchedSomething := 0
+			for range nEvents {
+				ev := []byte(g.object(0))
+				leaves := oracleLeaves(t, ev)
+				got, err := m.MatchRaw(ev, nil)
+				require.NoError(t, err, "event %s", ev)
+				var want []string
+				for _, n := range names {
+					single, err := pats[n].MatchRaw(ev)
+					require.NoError(t, err)
+					oracle := oracleMatch(pats[n], leaves)
+					require.Equal(t, oracle, single, "Pattern vs oracle\npattern %s\nevent   %s", srcs[n], ev)
+					if single {
+						want = append(want, n)
+					}
+				}
+				require.Equal(t, want, got, "Matcher vs Patterns on event %s", ev)
+				if len(want) > 0 {
+					matchedSomething++
+				}
+			}
+			// The vocabulary is small on purpose: most events must match some pattern, or the
+			// comparison would prove little.
+			require.Greater(t, matchedSomething, nEvents/2)
+		})
+	}
+}
+
+// TestMatcherChanges checks that Add, replace and Remove are seen by the next match.
+func TestDifferentialMatcherChanges(t *testing.T) {
+	g := gen{r: rand.New(rand.NewPCG(7, 7))}
+	m := NewMatcher()
+	live := map[string]*Pattern{}
+	for step := range 400 {
+		name := fmt.Sprintf("r%d", g.r.IntN(40))
+		if g.r.IntN(3) == 0 {
+			_, had := live[name]
+			require.Equal(t, had, m.Remove(name))
+			delete(live, name)
+		} else if p, err := ParsePattern(g.pattern()); err == nil {
+			require.NoError(t, m.AddPattern(name, p))
+			live[name] = p
+		}
+		ev := []byte(g.object(0))
+		got, err := m.MatchRaw(ev, nil)
+		require.NoError(t, err)
+		var want []string
+		for n, p := range live {
+			if ok, _ := p.MatchRaw(ev); ok {
+				want = append(want, n)
+			}
+		}
+		slices.Sort(want)
+		require.Equal(t, want, got, "step %d", step)
+		require.Equal(t, len(live), m.Len())
+	}
+}

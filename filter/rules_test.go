@@ -1,0 +1,156 @@
+package filter_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+)
+
+// genRule is one generated routing rule, as an event pattern and as the equivalent CEL
+// expression (data is the event body, event.type the detail-type).
+type genRule struct {
+	name string
+	src  []byte
+	cel  string
+}
+
+var (
+	genMedia    = []string{"CHAT", "VOICE", "EMAIL", "MESSAGE", "CALLBACK"}
+	genWrapups  = []string{"Sale", "Upsell", "Refund", "Complaint", "Follow-up", "No answer", "Wrong number"}
+	genSuffixes = []string{"customer.end", "customer.start", "user.end", "user.start", "acw", "wrapup", "flow.end", "outbound"}
+	hotTopics   = []string{
+		"v2.detail.events.conversation.{id}.customer.end", "v2.detail.events.conversation.{id}.user.end",
+		"v2.detail.events.conversation.{id}.acw", "v2.detail.events.conversation.{id}.wrapup",
+		"v2.detail.events.conversation.{id}.customer.start", "v2.users.{id}.presence",
+		"v2.audits.entitytype.{id}.entityid.{id}",
+	}
+)
+
+func readTopics() []string {
+	f, err := os.ReadFile("testdata/topics.txt")
+	if err != nil {
+		panic(err)
+	}
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(f))
+	for sc.Scan() {
+		if t, _, _ := strings.Cut(sc.Text(), " "); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// genesysRules generates n realistic rules: mostly a detail-type (a third of them one of the
+// busy conversation topics, the rest any of the 237 topics) plus a body condition on media type,
+// durations, queue, presence changes, wrap-up code or direction; some prefix, wildcard, anything-but and $or rules.
+// Against a given event a few match and most do not.
+func genesysRules(n int, seed uint64) []genRule {
+	r := rand.New(rand.NewPCG(seed, 42))
+	topics := readTopics()
+	pick := func(s []string) string { return s[r.IntN(len(s))] }
+	topic := func() string {
+		if r.IntN(3) == 0 {
+			return pick(hotTopics)
+		}
+		return pick(topics)
+	}
+	uuid := func() string {
+		if r.IntN(50) == 0 {
+			return "4750048b-1994-41d4-8410-a5760c49a6cd" // the sample's queue
+		}
+		return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", r.Uint32(), r.IntN(1<<16), r.IntN(1<<12), r.IntN(1<<12), r.Int64N(1<<48))
+	}
+	rules := make([]genRule, n)
+	for i := range rules {
+		t := topic()
+		var src, cel string
+		switch k := r.IntN(100); {
+		case k < 30:
+			m := pick(genMedia)
+			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"mediaType":[%q]}}}`, t, m)
+			cel = fmt.Sprintf(`event.type == %q && data.mediaType == %q`, t, m)
+		case k < 50:
+			lo := (r.IntN(60) + 1) * 10000
+			if r.IntN(2) == 0 {
+				src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"interactingDurationMs":[{"numeric":[">",%d]}]}}}`, t, lo)
+				cel = fmt.Sprintf(`event.type == %q && data.interactingDurationMs > %d`, t, lo)
+			} else {
+				hi := lo + (r.IntN(30)+1)*10000
+				src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"mediaType":[%q],"interactingDurationMs":[{"numeric":[">=",%d,"<",%d]}]}}}`, t, pick(genMedia), lo, hi)
+				cel = fmt.Sprintf(`event.type == %q && data.mediaType == %q && data.interactingDurationMs >= %d && data.interactingDurationMs < %d`, t, pick(genMedia), lo, hi)
+			}
+		case k < 58:
+			dots := strings.Split(t, ".")
+			p := strings.Join(dots[:1+r.IntN(len(dots))], ".") + "."
+			src = fmt.Sprintf(`{"detail-type":[{"prefix":%q}],"detail":{"eventBody":{"direction":[%q]}}}`, p, pick([]string{"INBOUND", "OUTBOUND"}))
+			cel = fmt.Sprintf(`event.type.startsWith(%q) && data.direction == %q`, p, pick([]string{"INBOUND", "OUTBOUND"}))
+		case k < 66:
+			p := pick([]string{"Available", "Busy", "Away", "Break", "Meal", "Training", "Meeting", "Offline"})
+			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"propertyChanges":{"newValues":[%q]}}}}`, t, p)
+			cel = fmt.Sprintf(`event.type == %q && data.propertyChanges.exists(c, has(c.newValues) && %q in c.newValues)`, t, p)
+		case k < 70:
+			q := uuid()
+			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"queueId":[%q]}}}`, t, q)
+			cel = fmt.Sprintf(`event.type == %q && data.queueId == %q`, t, q)
+		case k < 80:
+			w1, w2 := pick(genWrapups), pick(genWrapups)
+			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"wrapupCode":[%q,%q]}}}`, t, w1, w2)
+			cel = fmt.Sprintf(`event.type == %q && data.wrapupCode in [%q, %q]`, t, w1, w2)
+		case k < 84:
+			s := pick(genSuffixes)
+			src = fmt.Sprintf(`{"detail":{"topicName":[{"wildcard":"v2.detail.events.conversation.*.%s"}],"eventBody":{"mediaType":[%q]}}}`, s, pick(genMedia))
+			cel = fmt.Sprintf(`event.topic.startsWith("v2.detail.events.conversation.") && event.topic.endsWith(".%s") && data.mediaType == %q`, s, pick(genMedia))
+		case k < 90:
+			org := uuid()
+			src = fmt.Sprintf(`{"source":[{"prefix":"aws.partner/genesys.com/cloud/%s/"}],"detail-type":[%q]}`, org, t)
+			cel = fmt.Sprintf(`event.source.startsWith("aws.partner/genesys.com/cloud/%s/") && event.type == %q`, org, t)
+		case k < 95:
+			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"direction":["INBOUND"],"disconnectType":[{"anything-but":["TRANSFER","SYSTEM"]}]}}}`, t)
+			cel = fmt.Sprintf(`event.type == %q && data.direction == "INBOUND" && !(data.disconnectType in ["TRANSFER", "SYSTEM"])`, t)
+		default:
+			m, w := pick(genMedia), pick(genWrapups)
+			src = fmt.Sprintf(`{"detail-type":[%q],"$or":[{"detail":{"eventBody":{"mediaType":[%q]}}},{"detail":{"eventBody":{"wrapupCode":[%q]}}}]}`, t, m, w)
+			cel = fmt.Sprintf(`event.type == %q && (data.mediaType == %q || data.wrapupCode == %q)`, t, m, w)
+		}
+		rules[i] = genRule{name: fmt.Sprintf("rule-%05d", i), src: []byte(src), cel: cel}
+	}
+	return rules
+}
+
+// benchEvents returns the Genesys-sized envelopes the benchmarks and scale tests use: the
+// customer.end sample padded with the fields a real one carries (2.7 KB), and two audits.
+func benchEvents(t testing.TB) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, f := range []string{"bench-customer-end.json", "v2.audits.entitytype.UserPresence.update.json", "v2.detail.events.conversation.customer.start.json"} {
+		b, err := os.ReadFile("testdata/" + f)
+		require.NoError(t, err)
+		out = append(out, b)
+	}
+	return out
+}
+
+// benchEvent is the padded customer.end envelope as a decoded Event.
+func benchEvent(t testing.TB) *fanbridge.Event {
+	raw := benchEvents(t)[0]
+	start := bytes.Index(raw, []byte(`"eventBody": `)) + len(`"eventBody": `)
+	end := bytes.Index(raw, []byte(`, "metadata": {"CorrelationId"`))
+	require.Greater(t, end, start)
+	return &fanbridge.Event{
+		ID:     "58fb5dac-f077-4eec-a25f-c638dbdd4368",
+		Type:   "v2.detail.events.conversation.{id}.customer.end",
+		Topic:  "v2.detail.events.conversation.2f7bf00a-0fc2-4d6a-9b56-92238191433e.customer.end",
+		Source: "aws.partner/genesys.com/cloud/32aa07aa-db1b-4987-abd0-9483601ec29d/contact-center-prod",
+		Data:   raw[start:end],
+		Raw:    raw,
+	}
+}
