@@ -56,6 +56,10 @@ type ChannelInfo struct {
 func (s *Server) Channels() []ChannelInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.channelInfoLocked()
+}
+
+func (s *Server) channelInfoLocked() []ChannelInfo {
 	out := make([]ChannelInfo, len(s.channels))
 	for i, ch := range s.channels {
 		out[i] = ChannelInfo{ID: ch.id, Topics: len(ch.topics), Connected: ch.sock != nil, Expires: ch.expires}
@@ -63,15 +67,18 @@ func (s *Server) Channels() []ChannelInfo {
 	return out
 }
 
-// ChannelsCreated returns how many channels were created so far (POST answered 200).
+// ChannelsCreated returns how many channels were created so far.
 func (s *Server) ChannelsCreated() int {
-	n := 0
-	for _, r := range s.Requests() {
-		if r.Method == http.MethodPost && r.Path == "/api/v2/notifications/channels" && r.Status == http.StatusOK {
-			n++
-		}
-	}
-	return n
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.created
+}
+
+// WaitChannels blocks until cond, called with the live channels (oldest first) and the number of
+// channels created so far, returns true, or ctx ends. It is checked after every change of
+// channels, subscriptions or sockets.
+func (s *Server) WaitChannels(ctx context.Context, cond func(live []ChannelInfo, created int) bool) error {
+	return s.waitFor(ctx, func() bool { return cond(s.channelInfoLocked(), s.created) })
 }
 
 func (s *Server) socketsLocked() []*socket {
@@ -131,6 +138,7 @@ func (s *Server) handleCreateChannel(w http.ResponseWriter, r *http.Request) {
 	ch := &channel{id: randomUUID(), created: now, expires: now.Add(s.opts.channelLifetime), lastUsed: now}
 	ch.timer = time.AfterFunc(s.opts.channelLifetime, func() { s.expireChannel(ch) })
 	s.channels = append(s.channels, ch)
+	s.created++
 	s.notifyLocked()
 	s.mu.Unlock()
 	if evicted != nil {

@@ -39,6 +39,7 @@ type Server struct {
 	integrations []*integration
 	nextID       int
 	channels     []*channel
+	created      int // channels created so far
 	sockets      map[*socket]struct{}
 	log          []Request
 	faults       []*Fault

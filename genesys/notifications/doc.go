@@ -1,0 +1,79 @@
+// Package notifications takes Genesys Cloud events in over the WebSocket Notification API, for
+// teams that do not route them through Amazon EventBridge, and hands each one to the same
+// Dispatcher the HTTP intake uses.
+//
+// A Source opens notification channels (POST /api/v2/notifications/channels), subscribes the
+// topics (PUT /api/v2/notifications/channels/{id}/subscriptions), reads each channel's socket, and
+// decodes every message with eventbridge.DecodeNotification, the decoder of the HTTP path, so an
+// event looks the same whichever way it came: Type is the topic template
+// ("v2.users.{id}.presence"), Topic the concrete topic, Data the eventBody, and ID a digest of topic
+// and body (WebSocket messages carry no id of their own).
+//
+// Topics must be concrete ("v2.users.<uuid>.presence"): the WebSocket API has no "{id}" wildcard,
+// and New refuses templates with genesys.ErrTemplateTopic. A channel subscribes at most 1,000
+// topics, so the source holds one channel per 1,000 (at most WithMaxChannels, 10 by default:
+// Genesys allows 20 per OAuth client and a replacement briefly needs one more).
+//
+// # Keeping the channels alive
+//
+// A channel is replaced by a new one, with the whole subscription set, when its socket fails, when
+// it stays silent longer than the heartbeat timeout (Genesys sends a heartbeat every 30 seconds;
+// WithHeartbeatTimeout defaults to 60), when Genesys announces maintenance with
+// v2.system.socket_closing or drops the subscription (v2.system.no_longer_subscribed), and some
+// minutes before its 24-hour expiry (WithExpiryMargin). The new channel is created, connected and
+// subscribed before the old one is dropped, and the old socket is still read for a short overlap
+// (WithOverlap), so that what is already on its way arrives; a message that comes over both is
+// dispatched once (deduplicated by ID over the last WithDedupWindow events). Opening a channel is
+// retried with backoff (WithReconnectPolicy); old channels left behind have no connection, which
+// is what Genesys evicts first when the 20-channel limit is reached. Heartbeats and pongs
+// (topic channel.metadata) and system notices are never dispatched. WithPingInterval adds client
+// pings, whose pongs also count as signs of life.
+//
+// # Delivery semantics
+//
+// The WebSocket path is at-most-once on Genesys' side: Genesys does not store notifications for a
+// channel and has no acknowledgement or redelivery. An event published while no channel of ours was
+// subscribed (during a reconnection after a failure, while credentials are refused, while the
+// process is down) is never sent to us, and nothing can bring it back. Use the EventBridge
+// integration (package genesys, EnsureEventBridgeIntegration) where every event matters: AWS
+// retries a delivery for 24 hours.
+//
+// What the source has read, it does not drop quietly:
+//
+//   - Events are dispatched one at a time, in the order they were read. A Dispatch error is retried
+//     with backoff for as long as it takes (WithDispatchPolicy); later events wait, so the order
+//     holds. fanbridge.ErrNoMatch and fanbridge.ErrDuplicate count as handled. An error marked
+//     retry.Permanent gives the event up: it is logged at error level with its id and type and
+//     counted as failed.
+//   - While the dispatcher is slow or failing, decoded events wait in a bounded buffer
+//     (WithBufferSize); when it is full, the sockets are no longer read, and messages wait in the
+//     network buffers instead. Genesys may then close a socket that does not keep up; the source
+//     reconnects, and what Genesys dropped meanwhile is lost (see above). Waiting for room in the
+//     buffer never counts as a silent socket.
+//   - When Run's context ends or Close is called, the sockets are closed at once and the events
+//     already read are still dispatched, for at most the drain timeout (WithDrainTimeout). Any left
+//     then are logged and counted as lost.
+//
+// # Errors
+//
+// New returns errors wrapping ErrInvalidConfig (with genesys.ErrTemplateTopic or
+// genesys.ErrTooManyTopics when the topics are at fault). Run returns nil after Close, the
+// context's error when its context ended, ErrAlreadyRunning or ErrClosed when misused, and the
+// error of the genesys client when a channel cannot be opened for a reason no retry cures: refused
+// credentials (genesys.IsUnauthorized), a missing permission, a topic Genesys refuses. An exhausted
+// API quota is waited out (up to the reconnect policy's MaxRetryAfter, an hour by default).
+//
+// # Concurrency
+//
+// Run may be called once; Close may be called from any goroutine, any number of times, and waits
+// until Run has returned. Dispatch is called from one goroutine at a time.
+//
+// # Observability
+//
+// The source logs connections, replacements and failures to the WithLogger logger (never event
+// bodies or tokens) and counts, with WithMeterProvider: fanbridge.notifications.messages by kind
+// (event, heartbeat, system, malformed), fanbridge.notifications.events by outcome (delivered,
+// ignored, duplicate, failed, lost), fanbridge.notifications.reconnects by reason (socket_error,
+// heartbeat_missed, socket_closing, no_longer_subscribed, expiry),
+// fanbridge.notifications.heartbeats_missed and fanbridge.notifications.dispatch_retries.
+package notifications

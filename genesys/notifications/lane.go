@@ -1,0 +1,267 @@
+package notifications
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+// pingMessage is the client text Genesys answers with a pong.
+var pingMessage = []byte(`{"message":"ping"}`)
+
+// lane keeps one set of up to 1,000 topics subscribed: one channel at a time, two while a channel
+// is being replaced.
+type lane struct {
+	s       *Source
+	idx     int
+	topics  []string
+	events  chan<- *fanbridge.Event
+	pushCtx context.Context // ends when the dispatch loop stops taking events
+}
+
+// conn is one channel and its socket, read by its own goroutine.
+type conn struct {
+	ch     *genesys.Channel
+	ws     *websocket.Conn
+	opened time.Time
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the reader has returned
+
+	closing     chan struct{} // closed when Genesys asks us to move to a new channel
+	closingOnce sync.Once
+	closeReason string // set before closing is closed
+
+	reason string // why the reader returned on its own; read after done
+	err    error
+}
+
+// signal asks the lane to replace the channel, for reason.
+func (c *conn) signal(reason string) {
+	c.closingOnce.Do(func() {
+		c.closeReason = reason
+		close(c.closing)
+	})
+}
+
+// close drops the socket and waits for its reader, which first hands over an event it holds.
+func (c *conn) close() {
+	c.cancel()
+	_ = c.ws.CloseNow()
+	<-c.done
+}
+
+// run keeps the lane's topics subscribed until ctx ends. It returns nil then, or the error that
+// made opening a channel impossible.
+func (l *lane) run(ctx context.Context) error {
+	cur, err := l.connect(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	var retiring sync.WaitGroup
+	defer func() {
+		cur.close()
+		retiring.Wait()
+	}()
+	for {
+		timer := time.NewTimer(l.rotateIn(cur))
+		var reason string
+		var cause error
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-cur.done:
+			reason, cause = cur.reason, cur.err // the reader has returned: safe to read
+		case <-cur.closing:
+			reason = cur.closeReason
+		case <-timer.C:
+			reason = reasonExpiry
+		}
+		timer.Stop()
+		if ctx.Err() != nil {
+			return nil
+		}
+		l.s.m.reconnect(reason)
+		attrs := []slog.Attr{slog.Int("lane", l.idx), slog.String("channel", cur.ch.ID), slog.String("reason", reason)}
+		if cause != nil {
+			attrs = append(attrs, slog.String("error", cause.Error()))
+		}
+		l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: replacing channel", attrs...)
+		next, err := l.connect(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		// The new channel is subscribed before the old one is dropped, so there is no gap.
+		old := cur
+		cur = next
+		retiring.Add(1)
+		go func() {
+			defer retiring.Done()
+			l.retire(ctx, old)
+		}()
+	}
+}
+
+// retire keeps reading the old socket for the overlap, so that messages already on their way are
+// not lost (duplicates are dropped by the dispatch loop), then closes it.
+func (l *lane) retire(ctx context.Context, old *conn) {
+	t := time.NewTimer(l.s.cfg.overlap)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-old.done:
+	case <-ctx.Done():
+	}
+	old.close()
+}
+
+// rotateIn returns how long until the channel should be replaced because of its expiry: the
+// expiry margin before it expires, but not before half its life, so that short-lived channels do
+// not churn.
+func (l *lane) rotateIn(c *conn) time.Duration {
+	exp := c.ch.Expires
+	if exp.IsZero() {
+		exp = c.opened.Add(genesys.ChannelLifetime)
+	}
+	at := exp.Add(-l.s.cfg.expiryMargin)
+	if half := c.opened.Add(exp.Sub(c.opened) / 2); at.Before(half) {
+		at = half
+	}
+	return max(time.Until(at), 0)
+}
+
+// connect opens a channel, connects its socket, starts reading it and subscribes the lane's topics,
+// retrying with the reconnect policy.
+func (l *lane) connect(ctx context.Context) (*conn, error) {
+	var c *conn
+	err := l.s.reconnect.Do(ctx, func(actx context.Context) error {
+		ch, err := l.s.client.CreateChannel(actx)
+		if err != nil {
+			return err
+		}
+		ws, _, err := websocket.Dial(actx, ch.ConnectURI, &websocket.DialOptions{HTTPClient: l.s.client.HTTPClient()})
+		if err != nil {
+			return fmt.Errorf("notifications: connecting to channel %s: %w", ch.ID, err)
+		}
+		ws.SetReadLimit(l.s.cfg.readLimit)
+		// Read before subscribing, so that the first events never wait in a socket buffer.
+		conn := l.start(ctx, ch, ws)
+		if err := l.s.client.SetSubscriptions(actx, ch.ID, l.topics); err != nil {
+			conn.close()
+			return err
+		}
+		c = conn
+		return nil
+	}, retry.OnRetry(func(a retry.Attempt) {
+		l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: opening a channel failed, retrying",
+			slog.Int("lane", l.idx), slog.Int("attempt", a.Number), slog.Duration("wait", a.Wait), slog.String("error", a.Err.Error()))
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("notifications: opening a channel for %d topics: %w", len(l.topics), err)
+	}
+	l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: channel subscribed",
+		slog.Int("lane", l.idx), slog.String("channel", c.ch.ID), slog.Int("topics", len(l.topics)), slog.Time("expires", c.ch.Expires))
+	return c, nil
+}
+
+func (l *lane) start(ctx context.Context, ch *genesys.Channel, ws *websocket.Conn) *conn {
+	cctx, cancel := context.WithCancel(ctx)
+	c := &conn{ch: ch, ws: ws, opened: time.Now(), cancel: cancel, done: make(chan struct{}), closing: make(chan struct{})}
+	go l.read(cctx, c)
+	if l.s.cfg.pingInterval > 0 {
+		go l.ping(cctx, c)
+	}
+	return c
+}
+
+// read decodes every message of the socket with the decoder the HTTP path uses, keeps heartbeats
+// and system notices for itself, and hands events to the dispatch loop, waiting while its buffer
+// is full.
+func (l *lane) read(ctx context.Context, c *conn) {
+	defer close(c.done)
+	for {
+		// The silence allowed is measured while waiting for the socket only, never while waiting
+		// for room in the buffer: a slow dispatcher is not a dead socket.
+		rctx, cancel := context.WithTimeout(ctx, l.s.cfg.heartbeatTimeout)
+		_, data, err := c.ws.Read(rctx)
+		silent := errors.Is(rctx.Err(), context.DeadlineExceeded)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				c.reason, c.err = reasonSocketError, err
+				if silent {
+					c.reason = reasonHeartbeatMissed
+					l.s.m.missed.Add(context.Background(), 1)
+				}
+			}
+			return
+		}
+		ev, err := eventbridge.DecodeNotification(data)
+		if err != nil {
+			l.s.m.message(kindMalformed)
+			l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: message is not a notification, skipped",
+				slog.String("channel", c.ch.ID), slog.Int("bytes", len(data)), slog.String("error", err.Error()))
+			continue
+		}
+		switch {
+		case eventbridge.IsHeartbeat(ev):
+			l.s.m.message(kindHeartbeat)
+			continue
+		case eventbridge.IsSocketClosing(ev):
+			l.s.m.message(kindSystem)
+			c.signal(reasonSocketClosing)
+			continue
+		case strings.HasPrefix(ev.Topic, "v2.system."):
+			l.s.m.message(kindSystem)
+			if strings.HasPrefix(ev.Topic, "v2.system.no_longer_subscribed") {
+				c.signal(reasonUnsubscribed)
+			}
+			l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: system notice", slog.String("channel", c.ch.ID), slog.String("topic", ev.Topic))
+			continue
+		}
+		l.s.m.message(kindEvent)
+		select {
+		case l.events <- ev:
+		case <-l.pushCtx.Done():
+			l.s.m.event(outcomeLost, 1)
+			l.s.log.LogAttrs(context.Background(), slog.LevelError, "notifications: event read but not delivered before the drain timeout",
+				slog.String("id", ev.ID), slog.String("type", ev.Type))
+			return
+		}
+	}
+}
+
+func (l *lane) ping(ctx context.Context, c *conn) {
+	t := time.NewTicker(l.s.cfg.pingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			wctx, cancel := context.WithTimeout(ctx, l.s.cfg.heartbeatTimeout)
+			err := c.ws.Write(wctx, websocket.MessageText, pingMessage)
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,159 @@
+package notifications
+
+import (
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+// Option configures a Source.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// Defaults of a Source.
+const (
+	DefaultHeartbeatTimeout = 60 * time.Second // twice Genesys' 30-second heartbeat
+	DefaultExpiryMargin     = 10 * time.Minute
+	DefaultOverlap          = 5 * time.Second
+	DefaultBufferSize       = 256
+	DefaultDedupWindow      = 10000
+	DefaultMaxChannels      = 10
+	DefaultDrainTimeout     = 10 * time.Second
+	DefaultReadLimit        = 1 << 20
+)
+
+// DefaultReconnectPolicy retries opening a channel for ever (until the context ends), from 1s up to
+// 1 minute apart with full jitter; an exhausted API quota may ask for up to an hour.
+var DefaultReconnectPolicy = retry.Policy{
+	InitialInterval: time.Second,
+	MaxInterval:     time.Minute,
+	MaxAttempts:     -1,
+	MaxRetryAfter:   time.Hour,
+}
+
+// DefaultDispatchPolicy retries a failed Dispatch for ever (until shutdown), from 100ms up to 30s
+// apart with full jitter.
+var DefaultDispatchPolicy = retry.Policy{
+	InitialInterval: 100 * time.Millisecond,
+	MaxInterval:     30 * time.Second,
+	MaxAttempts:     -1,
+	MaxRetryAfter:   time.Minute,
+}
+
+type config struct {
+	logger           *slog.Logger
+	meterProvider    metric.MeterProvider
+	heartbeatTimeout time.Duration
+	pingInterval     time.Duration
+	expiryMargin     time.Duration
+	overlap          time.Duration
+	reconnect        retry.Policy
+	dispatch         retry.Policy
+	bufferSize       int
+	dedupWindow      int
+	maxChannels      int
+	drainTimeout     time.Duration
+	readLimit        int64
+	clock            retry.Clock
+}
+
+func defaultConfig() config {
+	return config{
+		logger:           slog.New(slog.DiscardHandler),
+		heartbeatTimeout: DefaultHeartbeatTimeout,
+		expiryMargin:     DefaultExpiryMargin,
+		overlap:          DefaultOverlap,
+		reconnect:        DefaultReconnectPolicy,
+		dispatch:         DefaultDispatchPolicy,
+		bufferSize:       DefaultBufferSize,
+		dedupWindow:      DefaultDedupWindow,
+		maxChannels:      DefaultMaxChannels,
+		drainTimeout:     DefaultDrainTimeout,
+		readLimit:        DefaultReadLimit,
+		clock:            retry.SystemClock,
+	}
+}
+
+// WithLogger sets the logger for connections, reconnections, dispatch retries and failures. Event
+// bodies and tokens are never logged. The default discards everything.
+func WithLogger(l *slog.Logger) Option { return optionFunc(func(c *config) { c.logger = l }) }
+
+// WithMeterProvider sets where the source's OpenTelemetry metrics go:
+// fanbridge.notifications.messages (by kind), .events (by outcome), .reconnects (by reason),
+// .heartbeats_missed and .dispatch_retries. The default is a no-op provider.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c *config) { c.meterProvider = mp })
+}
+
+// WithHeartbeatTimeout sets how long a socket may stay silent (no heartbeat, no message) before it
+// is considered dead and replaced. The default is DefaultHeartbeatTimeout (60s, two heartbeats).
+func WithHeartbeatTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.heartbeatTimeout = d })
+}
+
+// WithPingInterval makes the source send {"message":"ping"} this often; Genesys answers with a
+// pong, which counts as a sign of life. Zero disables pings, leaving liveness to Genesys'
+// heartbeats. The default is zero.
+func WithPingInterval(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.pingInterval = d })
+}
+
+// WithExpiryMargin sets how long before a channel's 24-hour expiry it is replaced by a new one.
+// A channel that lives shorter than twice the margin is replaced halfway through its life. The
+// default is DefaultExpiryMargin (10 minutes).
+func WithExpiryMargin(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.expiryMargin = d })
+}
+
+// WithOverlap sets how long an old channel stays open after its replacement is subscribed, so that
+// messages already on their way over the old socket are still read. Messages that arrive on both
+// are dispatched once. The default is DefaultOverlap (5s).
+func WithOverlap(d time.Duration) Option { return optionFunc(func(c *config) { c.overlap = d }) }
+
+// WithReconnectPolicy sets how opening a channel (create, connect, subscribe) is retried. A
+// permanent error (refused credentials, a 4xx) ends Run with that error. The default is
+// DefaultReconnectPolicy.
+func WithReconnectPolicy(p retry.Policy) Option {
+	return optionFunc(func(c *config) { c.reconnect = p })
+}
+
+// WithDispatchPolicy sets how a failed Dispatch is retried. An error marked retry.Permanent stops
+// the retries for that event, which is then logged and counted as failed. The default is
+// DefaultDispatchPolicy, which never gives up on a retryable error.
+func WithDispatchPolicy(p retry.Policy) Option {
+	return optionFunc(func(c *config) { c.dispatch = p })
+}
+
+// WithBufferSize sets how many decoded events may wait for the dispatcher. When the buffer is full,
+// the sockets are not read until there is room again. The default is DefaultBufferSize (256).
+func WithBufferSize(n int) Option { return optionFunc(func(c *config) { c.bufferSize = n }) }
+
+// WithDedupWindow sets how many recent event IDs are remembered to drop a message that arrives
+// twice (on an old and a new channel during a replacement). The default is DefaultDedupWindow.
+func WithDedupWindow(n int) Option { return optionFunc(func(c *config) { c.dedupWindow = n }) }
+
+// WithMaxChannels caps how many channels the source holds at once; each subscribes up to 1,000
+// topics, and one more is opened briefly while a channel is replaced. It must be between 1 and 19
+// (Genesys allows 20 per OAuth client). The default is DefaultMaxChannels (10).
+func WithMaxChannels(n int) Option { return optionFunc(func(c *config) { c.maxChannels = n }) }
+
+// WithDrainTimeout sets how long, once Run's context ends or Close is called, the source keeps
+// dispatching events it has already read. Events still undelivered then are logged and counted
+// as lost. The default is DefaultDrainTimeout (10s).
+func WithDrainTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.drainTimeout = d })
+}
+
+// WithReadLimit sets the largest WebSocket message accepted, in bytes; a larger one closes the
+// socket, which is then replaced. The default is DefaultReadLimit (1 MiB).
+func WithReadLimit(n int64) Option { return optionFunc(func(c *config) { c.readLimit = n }) }
+
+// WithClock sets the clock of the reconnect and dispatch retries. The default is
+// retry.SystemClock.
+func WithClock(clk retry.Clock) Option { return optionFunc(func(c *config) { c.clock = clk }) }

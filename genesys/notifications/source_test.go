@@ -1,0 +1,431 @@
+package notifications_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/genesys/genesystest"
+	"github.com/fanbridge/fanbridge/genesys/notifications"
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+// publish sends events with seq from..to and returns the seqs that reached at least one socket.
+func publish(srv *genesystest.Server, topic string, from, to int) []int64 {
+	var sent []int64
+	for i := from; i <= to; i++ {
+		if _, n := srv.Publish(topic, map[string]any{"seq": i, "presenceDefinition": map[string]string{"systemPresence": "AVAILABLE"}}); n > 0 {
+			sent = append(sent, int64(i))
+		}
+	}
+	return sent
+}
+
+// assertExactlyOnce checks that every sent seq was dispatched once and nothing else was.
+func assertExactlyOnce(t *testing.T, sent, got []int64) {
+	t.Helper()
+	counts := map[int64]int{}
+	for _, s := range got {
+		counts[s]++
+	}
+	for _, s := range sent {
+		assert.Equal(t, 1, counts[s], "event %d dispatched %d times", s, counts[s])
+		delete(counts, s)
+	}
+	assert.Empty(t, counts, "events dispatched that were never sent")
+}
+
+func TestDeliversEvents(t *testing.T) {
+	h := newHarness(t, []string{presence, presence}, nil)
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	sent := publish(h.srv, presence, 1, 20)
+	require.Len(t, sent, 20)
+	h.rec.waitCount(t, ctx, 20)
+	assertExactlyOnce(t, sent, h.rec.snapshot())
+	assert.Equal(t, sent, h.rec.snapshot(), "order is kept")
+
+	ev := h.rec.events[0]
+	assert.Equal(t, "v2.users.{id}.presence", ev.Type)
+	assert.Equal(t, presence, ev.Topic)
+	assert.Equal(t, "5e9c0000-0000-4000-8000-000000000001", ev.Meta(fanbridge.MetaCorrelationID))
+	assert.Len(t, ev.ID, 32)
+	assert.Equal(t, 1, h.src.Channels())
+	assert.Len(t, h.srv.Channels(), 1, "a duplicate topic does not need another channel")
+	assert.EqualValues(t, 20, h.counter(t, "fanbridge.notifications.events", "outcome", "delivered"))
+	assert.EqualValues(t, 20, h.counter(t, "fanbridge.notifications.messages", "kind", "event"))
+}
+
+func TestSurvivesForcedDisconnect(t *testing.T) {
+	h := newHarness(t, []string{presence}, nil)
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	sent := publish(h.srv, presence, 1, 25)
+	h.rec.waitCount(t, ctx, len(sent))
+
+	require.Equal(t, 1, h.srv.Disconnect())
+	require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, created int) bool {
+		return created == 2 && len(live) == 2 && live[1].Connected && live[1].Topics == 1
+	}))
+	after := publish(h.srv, presence, 26, 50)
+	require.Len(t, after, 25, "every event after re-subscription reaches the new socket")
+	sent = append(sent, after...)
+	h.rec.waitCount(t, ctx, len(sent))
+	assertExactlyOnce(t, sent, h.rec.snapshot())
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_error"))
+}
+
+func TestSocketClosingOverlapsWithoutDuplicates(t *testing.T) {
+	// A long overlap keeps both sockets subscribed while the test publishes, so that every event
+	// arrives twice.
+	h := newHarness(t, []string{presence}, nil, notifications.WithOverlap(time.Minute))
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	sent := publish(h.srv, presence, 1, 5)
+	h.rec.waitCount(t, ctx, 5)
+
+	require.Equal(t, 1, h.srv.SendSocketClosing())
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 2), "the new channel is subscribed before the old one closes")
+	for i := 6; i <= 15; i++ {
+		_, n := h.srv.Publish(presence, map[string]any{"seq": i})
+		require.Equal(t, 2, n)
+		sent = append(sent, int64(i))
+	}
+	h.waitCounter(t, ctx, "fanbridge.notifications.events", "outcome", "duplicate", 10)
+	h.rec.waitCount(t, ctx, len(sent))
+	assertExactlyOnce(t, sent, h.rec.snapshot())
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_closing"))
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.messages", "kind", "system"))
+}
+
+func TestOldChannelClosedAfterOverlap(t *testing.T) {
+	h := newHarness(t, []string{presence}, nil, notifications.WithOverlap(20*time.Millisecond))
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	first := h.srv.Channels()[0].ID
+	h.srv.SendSocketClosing()
+	require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, created int) bool {
+		connected := 0
+		for _, c := range live {
+			if c.Connected {
+				connected++
+				if c.ID == first {
+					return false
+				}
+			}
+		}
+		return created == 2 && connected == 1
+	}))
+	sent := publish(h.srv, presence, 1, 3)
+	require.Len(t, sent, 3)
+	h.rec.waitCount(t, ctx, 3)
+	assertExactlyOnce(t, sent, h.rec.snapshot())
+}
+
+func TestMissedHeartbeatReconnects(t *testing.T) {
+	h := newHarness(t, []string{presence}, []genesystest.Option{genesystest.WithHeartbeatInterval(50 * time.Millisecond)},
+		notifications.WithHeartbeatTimeout(400*time.Millisecond))
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "heartbeat", 1)
+	require.Equal(t, 1, h.srv.Silence())
+
+	require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, created int) bool {
+		return created >= 2 && live[len(live)-1].Connected && live[len(live)-1].Topics == 1
+	}))
+	assert.GreaterOrEqual(t, h.counter(t, "fanbridge.notifications.heartbeats_missed", "", ""), int64(1))
+	assert.GreaterOrEqual(t, h.counter(t, "fanbridge.notifications.reconnects", "reason", "heartbeat_missed"), int64(1))
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	sent := publish(h.srv, presence, 1, 3)
+	require.NotEmpty(t, sent)
+	h.rec.waitCount(t, ctx, len(sent))
+	assertExactlyOnce(t, sent, h.rec.snapshot())
+}
+
+func TestPingsKeepAQuietSocketAlive(t *testing.T) {
+	// No heartbeats at all: only the pongs to our pings show the socket is alive.
+	h := newHarness(t, []string{presence}, []genesystest.Option{genesystest.WithHeartbeatInterval(0)},
+		notifications.WithHeartbeatTimeout(time.Second), notifications.WithPingInterval(25*time.Millisecond))
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "heartbeat", 60) // at least 1.5s of pongs
+	assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "", ""))
+	assert.Equal(t, 1, h.srv.ChannelsCreated())
+}
+
+func TestChannelExpiryRotates(t *testing.T) {
+	h := newHarness(t, []string{presence}, []genesystest.Option{genesystest.WithChannelLifetime(600 * time.Millisecond)},
+		notifications.WithOverlap(10*time.Millisecond))
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, created int) bool {
+		return created >= 2 && len(live) > 0 && live[len(live)-1].Connected && live[len(live)-1].Topics == 1
+	}))
+	// Replaced at half its life, before the server expired it.
+	assert.GreaterOrEqual(t, h.counter(t, "fanbridge.notifications.reconnects", "reason", "expiry"), int64(1))
+	assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_error"))
+}
+
+func TestManyTopicsUseSeveralChannels(t *testing.T) {
+	topics := make([]string, 2500)
+	for i := range topics {
+		topics[i] = userTopic(i)
+	}
+	h := newHarness(t, topics, nil)
+	assert.Equal(t, 3, h.src.Channels())
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, _ int) bool {
+		n := 0
+		for _, c := range live {
+			if c.Connected && c.Topics > 0 {
+				n++
+			}
+		}
+		return n == 3
+	}))
+	var sizes []int
+	for _, c := range h.srv.Channels() {
+		sizes = append(sizes, c.Topics)
+	}
+	slices.Sort(sizes)
+	assert.Equal(t, []int{500, 1000, 1000}, sizes)
+	var sent []int64
+	for i, topic := range []string{topics[0], topics[1500], topics[2499]} {
+		_, n := h.srv.Publish(topic, map[string]any{"seq": i + 1})
+		require.Equal(t, 1, n, topic)
+		sent = append(sent, int64(i+1))
+	}
+	h.rec.waitCount(t, ctx, 3)
+	assertExactlyOnce(t, sent, h.rec.snapshot())
+}
+
+func TestNewRejects(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	client, err := genesys.NewClient(genesys.USEast1, "id", "secret", genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.TokenURL()))
+	require.NoError(t, err)
+	d := newRecorder()
+	tooMany := make([]string, 10*genesys.MaxTopicsPerChannel+1)
+	for i := range tooMany {
+		tooMany[i] = userTopic(i)
+	}
+	tests := []struct {
+		name   string
+		client *genesys.Client
+		topics []string
+		d      eventbridge.Dispatcher
+		opts   []notifications.Option
+		target error
+		text   string
+	}{
+		{"template", client, []string{presence, "v2.users.{id}.presence"}, d, nil, genesys.ErrTemplateTopic, "v2.users.{id}.presence"},
+		{"no topics", client, nil, d, nil, notifications.ErrInvalidConfig, "no topics"},
+		{"too many topics", client, tooMany, d, nil, genesys.ErrTooManyTopics, "11 channels"},
+		{"nil client", nil, []string{presence}, d, nil, notifications.ErrInvalidConfig, "nil client"},
+		{"nil dispatcher", client, []string{presence}, nil, nil, notifications.ErrInvalidConfig, "nil dispatcher"},
+		{"20 channels", client, []string{presence}, d, []notifications.Option{notifications.WithMaxChannels(20)}, notifications.ErrInvalidConfig, "max channels"},
+		{"zero buffer", client, []string{presence}, d, []notifications.Option{notifications.WithBufferSize(0)}, notifications.ErrInvalidConfig, "buffer"},
+		{"bad policy", client, []string{presence}, d, []notifications.Option{notifications.WithDispatchPolicy(retry.Policy{Multiplier: 0.1})}, retry.ErrInvalidPolicy, "dispatch policy"},
+		{"zero heartbeat", client, []string{presence}, d, []notifications.Option{notifications.WithHeartbeatTimeout(0)}, notifications.ErrInvalidConfig, "heartbeat"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := notifications.New(tt.client, tt.topics, tt.d, tt.opts...)
+			require.Error(t, err)
+			assert.Nil(t, s)
+			assert.ErrorIs(t, err, tt.target)
+			assert.Contains(t, err.Error(), tt.text)
+		})
+	}
+	assert.Empty(t, srv.Requests(), "New makes no request")
+}
+
+func TestDispatchFailuresAreRetriedNotDropped(t *testing.T) {
+	var calls atomic.Int32
+	rec := newRecorder()
+	d := eventbridge.DispatcherFunc(func(ctx context.Context, e *fanbridge.Event) error {
+		switch n := calls.Add(1); {
+		case n <= 3:
+			return errors.New("kafka unavailable")
+		case n == 4:
+			return retry.After(fanbridge.ErrOverloaded, time.Millisecond)
+		}
+		return rec.Dispatch(ctx, e)
+	})
+	h := newHarnessWith(t, d, []string{presence}, nil,
+		notifications.WithDispatchPolicy(retry.Policy{InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond, MaxAttempts: -1}))
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	sent := publish(h.srv, presence, 1, 3)
+	rec.waitCount(t, ctx, 3)
+	assertExactlyOnce(t, sent, rec.snapshot())
+	assert.Equal(t, sent, rec.snapshot(), "a failing event is not overtaken")
+	assert.EqualValues(t, 7, calls.Load())
+	assert.EqualValues(t, 4, h.counter(t, "fanbridge.notifications.dispatch_retries", "", ""))
+}
+
+func TestAcknowledgingOutcomesAndPermanentFailures(t *testing.T) {
+	logs := &strings.Builder{}
+	var mu sync.Mutex
+	var seen []string
+	d := eventbridge.DispatcherFunc(func(ctx context.Context, e *fanbridge.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, string(e.Data))
+		switch len(seen) {
+		case 1:
+			return fanbridge.ErrNoMatch
+		case 2:
+			return fmt.Errorf("wrapped: %w", fanbridge.ErrDuplicate)
+		case 3:
+			return retry.Permanent(errors.New("schema rejected"))
+		}
+		return nil
+	})
+	h := newHarnessWith(t, d, []string{presence}, nil,
+		notifications.WithLogger(slog.New(slog.NewTextHandler(lockedWriter{w: logs, mu: &mu}, nil))))
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	publish(h.srv, presence, 1, 4)
+	h.waitCounter(t, ctx, "fanbridge.notifications.events", "outcome", "delivered", 1)
+	mu.Lock()
+	assert.Len(t, seen, 4, "each event dispatched once")
+	assert.Contains(t, logs.String(), "dispatcher failed permanently")
+	mu.Unlock()
+	assert.EqualValues(t, 2, h.counter(t, "fanbridge.notifications.events", "outcome", "ignored"))
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.events", "outcome", "failed"))
+}
+
+type lockedWriter struct {
+	w  *strings.Builder
+	mu *sync.Mutex
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func TestSlowDispatcherBlocksReadingWithoutLoss(t *testing.T) {
+	release := make(chan struct{})
+	rec := newRecorder()
+	d := eventbridge.DispatcherFunc(func(ctx context.Context, e *fanbridge.Event) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return rec.Dispatch(ctx, e)
+	})
+	h := newHarnessWith(t, d, []string{presence}, []genesystest.Option{genesystest.WithHeartbeatInterval(20 * time.Millisecond)},
+		notifications.WithBufferSize(2), notifications.WithHeartbeatTimeout(400*time.Millisecond))
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	sent := publish(h.srv, presence, 1, 20)
+	require.Len(t, sent, 20)
+	// While the dispatcher is stuck, heartbeats wait in the socket behind the events; the reader
+	// is blocked on the full buffer, which must not count as a silent socket.
+	h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "event", 4)
+	// Not a synchronisation: the scenario needs the dispatcher stuck for longer than the
+	// heartbeat timeout.
+	time.Sleep(time.Second)
+	assert.EqualValues(t, 4, h.counter(t, "fanbridge.notifications.messages", "kind", "event"), "one in dispatch, two buffered, one held by the reader")
+	close(release)
+	rec.waitCount(t, ctx, 20)
+	assert.Equal(t, sent, rec.snapshot())
+	assert.Zero(t, h.counter(t, "fanbridge.notifications.events", "outcome", "lost"))
+	assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "", ""), "a slow dispatcher is not a dead socket")
+}
+
+func TestCloseDrainsWhatWasRead(t *testing.T) {
+	entered := make(chan struct{}, 10)
+	release := make(chan struct{})
+	rec := newRecorder()
+	d := eventbridge.DispatcherFunc(func(ctx context.Context, e *fanbridge.Event) error {
+		entered <- struct{}{}
+		<-release
+		return rec.Dispatch(ctx, e)
+	})
+	h := newHarnessWith(t, d, []string{presence}, nil, notifications.WithDrainTimeout(10*time.Second))
+	src := h.src
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	sent := publish(h.srv, presence, 1, 3)
+	<-entered
+	h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "event", 3) // all three are read
+
+	closed := make(chan error, 1)
+	go func() { closed <- src.Close() }()
+	require.NoError(t, h.srv.WaitConnected(ctx, 0), "Close stops reading at once")
+	close(release)
+	require.NoError(t, <-closed)
+	assert.NoError(t, <-h.runErr, "Run returns nil after Close")
+	h.runErr <- nil // for the cleanup
+	assertExactlyOnce(t, sent, rec.snapshot())
+	assert.ErrorIs(t, src.Run(context.Background()), notifications.ErrClosed)
+}
+
+func TestDrainTimeoutCountsLostEvents(t *testing.T) {
+	d := eventbridge.DispatcherFunc(func(ctx context.Context, e *fanbridge.Event) error {
+		<-ctx.Done() // a dispatcher that never finishes
+		return ctx.Err()
+	})
+	h := newHarnessWith(t, d, []string{presence}, nil, notifications.WithDrainTimeout(50*time.Millisecond))
+	src := h.src
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	publish(h.srv, presence, 1, 3)
+	h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "event", 3)
+	require.NoError(t, src.Close())
+	assert.EqualValues(t, 3, h.counter(t, "fanbridge.notifications.events", "outcome", "lost"), "undelivered events are counted, not silently dropped")
+}
+
+func TestRunLifecycle(t *testing.T) {
+	t.Run("permanent error at start", func(t *testing.T) {
+		srv := genesystest.NewServer()
+		t.Cleanup(srv.Close)
+		client, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, "wrong-secret",
+			genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.TokenURL()))
+		require.NoError(t, err)
+		src, err := notifications.New(client, []string{presence}, newRecorder(), notifications.WithReconnectPolicy(fastReconnect))
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = src.Run(ctx)
+		require.Error(t, err)
+		assert.True(t, genesys.IsUnauthorized(err))
+		assert.NotContains(t, err.Error(), "wrong-secret")
+	})
+	t.Run("context end", func(t *testing.T) {
+		h := newHarness(t, []string{presence}, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- h.src.Run(ctx) }()
+		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer wcancel()
+		require.NoError(t, h.srv.WaitSubscribed(wctx, presence, 1))
+		assert.ErrorIs(t, h.src.Run(ctx), notifications.ErrAlreadyRunning)
+		cancel()
+		assert.ErrorIs(t, <-done, context.Canceled)
+		require.NoError(t, h.srv.WaitConnected(wctx, 0))
+		assert.NoError(t, h.src.Close())
+	})
+	t.Run("close before run", func(t *testing.T) {
+		h := newHarness(t, []string{presence}, nil)
+		require.NoError(t, h.src.Close())
+		assert.ErrorIs(t, h.src.Run(context.Background()), notifications.ErrClosed)
+	})
+}
