@@ -30,7 +30,8 @@ type ReplayCache interface {
 //
 // When the cache is full, Claim evicts the id that would expire first. That id could then be
 // replayed until its own expiry, so size the cache above the number of messages accepted within
-// twice the tolerance (300 messages/s with a 5-minute tolerance: 180,000 ids, about 20 MB).
+// twice the tolerance (300 messages/s with a 5-minute tolerance: 180,000 ids, about 25 MB for
+// 30-byte ids).
 type MemoryReplayCache struct {
 	max int
 
