@@ -2,8 +2,11 @@ package eventbridge_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -273,6 +276,54 @@ func FuzzTopicTemplate(f *testing.F) {
 		}
 		if again := eventbridge.TopicTemplate(got); again != got {
 			t.Fatalf("not idempotent: %q -> %q -> %q", topic, got, again)
+		}
+	})
+}
+
+// FuzzHandler holds the Handler to Decode: what Decode refuses is answered 400 or 415 without a
+// dispatch, and what it accepts is dispatched as the same event and answered 200.
+func FuzzHandler(f *testing.F) {
+	addSamples(f, func(b []byte) {
+		for i := range contentTypes {
+			f.Add(b, uint8(i))
+		}
+	})
+	var got *fanbridge.Event
+	h, err := eventbridge.NewHandler(eventbridge.DispatcherFunc(func(_ context.Context, e *fanbridge.Event) error {
+		got = e
+		return nil
+	}))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, ct uint8) {
+		contentType := contentTypes[int(ct)%len(contentTypes)]
+		want, decodeErr := eventbridge.Decode(body, contentType)
+		got = nil
+		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		var answer map[string]string
+		if err := json.Unmarshal(w.Body.Bytes(), &answer); err != nil {
+			t.Fatalf("answer %q is not a JSON object of strings: %v", w.Body.Bytes(), err)
+		}
+		switch {
+		case errors.Is(decodeErr, eventbridge.ErrUnsupportedMediaType):
+			if w.Code != http.StatusUnsupportedMediaType || got != nil {
+				t.Fatalf("status %d, dispatched %v", w.Code, got != nil)
+			}
+		case decodeErr != nil:
+			if w.Code != http.StatusBadRequest || got != nil || answer["error"] != decodeErr.Error() {
+				t.Fatalf("status %d, dispatched %v, answer %v", w.Code, got != nil, answer)
+			}
+		default:
+			if w.Code != http.StatusOK || got == nil || answer["id"] != want.ID {
+				t.Fatalf("status %d, answer %v", w.Code, answer)
+			}
+			if got.ID != want.ID || got.Type != want.Type || !bytes.Equal(got.Data, want.Data) {
+				t.Fatalf("dispatched %+v, Decode gave %+v", got, want)
+			}
 		}
 	})
 }
