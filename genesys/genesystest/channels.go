@@ -344,12 +344,6 @@ func (s *Server) Publish(topic string, body any) (seq int64, sockets int) {
 	s.mu.Lock()
 	s.seq++
 	seq = s.seq
-	var targets []*socket
-	for _, ch := range s.channels {
-		if ch.sock != nil && ch.subscribed(topic) {
-			targets = append(targets, ch.sock)
-		}
-	}
 	s.mu.Unlock()
 	msg := compactJSON(map[string]any{
 		"topicName": topic,
@@ -357,12 +351,28 @@ func (s *Server) Publish(topic string, body any) (seq int64, sockets int) {
 		"eventBody": body,
 		"metadata":  map[string]string{"CorrelationId": fmt.Sprintf("5e9c0000-0000-4000-8000-%012d", seq)},
 	})
-	for _, so := range targets {
-		if s.write(so, msg) == nil {
-			sockets++
+	return seq, s.PublishRaw(topic, msg)
+}
+
+// PublishRaw writes msg verbatim, as a notification of the concrete topic, to every connected
+// socket whose channel subscribes to topic, and returns how many got it. Benchmarks use it to keep
+// the fake's encoding cost out of the measurement.
+func (s *Server) PublishRaw(topic string, msg []byte) int {
+	s.mu.Lock()
+	var targets []*socket
+	for _, ch := range s.channels {
+		if ch.sock != nil && ch.subscribed(topic) {
+			targets = append(targets, ch.sock)
 		}
 	}
-	return seq, sockets
+	s.mu.Unlock()
+	n := 0
+	for _, so := range targets {
+		if s.write(so, msg) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // SendRaw writes msg verbatim to every connected socket and returns how many got it.

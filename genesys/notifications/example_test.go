@@ -42,7 +42,12 @@ func ExampleNew() {
 		panic(err)
 	}
 	srv.Publish(topic, map[string]any{"presenceDefinition": map[string]string{"systemPresence": "AVAILABLE"}})
-	e := <-got
+	var e *fanbridge.Event
+	select {
+	case e = <-got:
+	case <-ctx.Done():
+		panic("no event")
+	}
 	fmt.Println(e.Type)
 	fmt.Println(string(e.Data))
 	// Output:

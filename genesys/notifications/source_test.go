@@ -308,6 +308,18 @@ func TestAcknowledgingOutcomesAndPermanentFailures(t *testing.T) {
 	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.events", "outcome", "failed"))
 }
 
+// recv receives from c, failing the test when ctx ends first.
+func recv[T any](t *testing.T, ctx context.Context, c <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-ctx.Done():
+		t.Fatalf("nothing received: %v", ctx.Err())
+		panic("unreachable")
+	}
+}
+
 type lockedWriter struct {
 	w  *strings.Builder
 	mu *sync.Mutex
@@ -364,15 +376,15 @@ func TestCloseDrainsWhatWasRead(t *testing.T) {
 	ctx := h.start(t)
 	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
 	sent := publish(h.srv, presence, 1, 3)
-	<-entered
+	recv(t, ctx, entered)
 	h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "event", 3) // all three are read
 
 	closed := make(chan error, 1)
 	go func() { closed <- src.Close() }()
 	require.NoError(t, h.srv.WaitConnected(ctx, 0), "Close stops reading at once")
 	close(release)
-	require.NoError(t, <-closed)
-	assert.NoError(t, <-h.runErr, "Run returns nil after Close")
+	require.NoError(t, recv(t, ctx, closed))
+	assert.NoError(t, recv(t, ctx, h.runErr), "Run returns nil after Close")
 	h.runErr <- nil // for the cleanup
 	assertExactlyOnce(t, sent, rec.snapshot())
 	assert.ErrorIs(t, src.Run(context.Background()), notifications.ErrClosed)
@@ -419,7 +431,7 @@ func TestRunLifecycle(t *testing.T) {
 		require.NoError(t, h.srv.WaitSubscribed(wctx, presence, 1))
 		assert.ErrorIs(t, h.src.Run(ctx), notifications.ErrAlreadyRunning)
 		cancel()
-		assert.ErrorIs(t, <-done, context.Canceled)
+		assert.ErrorIs(t, recv(t, wctx, done), context.Canceled)
 		require.NoError(t, h.srv.WaitConnected(wctx, 0))
 		assert.NoError(t, h.src.Close())
 	})
