@@ -114,6 +114,8 @@ func PartnerEventSourceName(orgID, suffix string) string {
 // EventBridgeResult tells what EnsureEventBridgeIntegration found and did.
 type EventBridgeResult struct {
 	// Integration is the integration as it stands after the call, with its reported state.
+	// Activation is asynchronous in Genesys Cloud: the state may still be ACTIVATING; read it
+	// again later with GetIntegration to see ACTIVE, or ERROR with a reason.
 	Integration Integration
 	// OrganizationID is the organization id used in PartnerEventSource.
 	OrganizationID string
