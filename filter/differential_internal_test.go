@@ -95,7 +95,9 @@ func (g gen) path() []string {
 }
 
 func (g gen) operand() any {
-	num := func() json.Number { return json.Number(g.pick([]string{"0", "1", "1.5", "-2", "5", "300", "0.000001"})) }
+	num := func() json.Number {
+		return json.Number(g.pick([]string{"0", "1", "1.5", "-2", "5", "300", "0.000001"}))
+	}
 	str := func() string { return g.pick([]string{"x", "y", "xy", "X", "", "a", "é"}) }
 	nonEmpty := func() string { return g.pick([]string{"x", "y", "X", "a", "é"}) }
 	switch g.r.IntN(22) {

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/ext"
 	"github.com/google/cel-go/interpreter"
 
 	"github.com/fanbridge/fanbridge"
@@ -28,8 +31,8 @@ const (
 // concurrent use.
 //
 // The expression sees two variables: data, the event body (Event.Data) as JSON values (objects
-// as maps, arrays as lists, integers as int, other numbers as double), and event, a map with id,
-// type, topic, source (strings), time (a timestamp) and metadata (a map of strings).
+// as maps, arrays as lists, integers as int, other numbers as double), and event, with the typed
+// fields id, type, topic, source (strings), time (a timestamp) and metadata (a map of strings).
 type Expression struct {
 	src    string
 	prg    cel.Program
@@ -78,7 +81,8 @@ func celEnv(maxSize int) (*cel.Env, error) {
 	baseEnvOnce.Do(func() {
 		baseEnv, baseEnvErr = cel.NewEnv(
 			cel.Variable("data", cel.DynType),
-			cel.Variable("event", cel.MapType(cel.StringType, cel.DynType)),
+			ext.NativeTypes(reflect.TypeFor[celEvent](), ext.ParseStructTags(true)),
+			cel.Variable("event", cel.ObjectType("filter.celEvent")),
 			cel.CrossTypeNumericComparisons(true),
 			cel.ParserExpressionSizeLimit(DefaultMaxExprSize),
 		)
@@ -178,13 +182,24 @@ func MatchExprs(e *fanbridge.Event, exprs []*Expression, dst []int) []int {
 	return dst
 }
 
+// celEvent is what the event variable holds: typed fields, so that a misuse such as
+// event.type + 1 is caught when the expression compiles.
+type celEvent struct {
+	ID       string            `cel:"id"`
+	Type     string            `cel:"type"`
+	Topic    string            `cel:"topic"`
+	Source   string            `cel:"source"`
+	Time     time.Time         `cel:"time"`
+	Metadata map[string]string `cel:"metadata"`
+}
+
 // activation supplies data and event to an evaluation, decoding each the first time the
 // expression asks for it: an expression on event.type never decodes the body.
 type activation struct {
 	e        *fanbridge.Event
 	data     any
 	dataDone bool
-	event    map[string]any
+	event    *celEvent
 	err      error
 }
 
@@ -223,14 +238,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 			if md == nil {
 				md = map[string]string{}
 			}
-			a.event = map[string]any{
-				"id":       a.e.ID,
-				"type":     a.e.Type,
-				"topic":    a.e.Topic,
-				"source":   a.e.Source,
-				"time":     a.e.Time,
-				"metadata": md,
-			}
+			a.event = &celEvent{ID: a.e.ID, Type: a.e.Type, Topic: a.e.Topic, Source: a.e.Source, Time: a.e.Time, Metadata: md}
 		}
 		return a.event, true
 	}

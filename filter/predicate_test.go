@@ -3,8 +3,8 @@ package filter_test
 import (
 	"encoding/json"
 	"regexp"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"

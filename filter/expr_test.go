@@ -1,0 +1,190 @@
+package filter_test
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/filter"
+)
+
+func chatEvent() *fanbridge.Event {
+	return &fanbridge.Event{
+		ID:       "evt-1",
+		Type:     "v2.detail.events.conversation.{id}.customer.end",
+		Topic:    "v2.detail.events.conversation.c1.customer.end",
+		Source:   "aws.partner/genesys.com/cloud/org/prod",
+		Time:     time.Date(2022, 6, 14, 16, 12, 11, 0, time.UTC),
+		Metadata: map[string]string{fanbridge.MetaCorrelationID: "corr-1"},
+		Data: []byte(`{"mediaType":"CHAT","interactingDurationMs":185000,"score":4.5,"secret":"s3cr3t-body",
+			"propertyChanges":[{"property":"PRESENCE","newValues":["Available"]}],"none":null,"tags":["vip","web"]}`),
+	}
+}
+
+func TestExprEvaluates(t *testing.T) {
+	e := chatEvent()
+	tests := []struct {
+		src  string
+		want bool
+	}{
+		{`data.mediaType == 'CHAT' && data.interactingDurationMs > 120000`, true},
+		{`data.mediaType == 'VOICE'`, false},
+		{`data.interactingDurationMs > 120000.5`, true},
+		{`data.score > 4`, true},
+		{`data.score == 4.5`, true},
+		{`data.interactingDurationMs == 185000.0`, true},
+		{`data.propertyChanges.exists(c, 'Available' in c.newValues)`, true},
+		{`'vip' in data.tags`, true},
+		{`data.none == null`, true},
+		{`has(data.mediaType) && !has(data.wrapupCode)`, true},
+		{`event.id == 'evt-1'`, true},
+		{`event.type.endsWith('.customer.end')`, true},
+		{`event.topic.contains('.c1.')`, true},
+		{`event.source.startsWith('aws.partner/genesys.com/')`, true},
+		{`event.time == timestamp('2022-06-14T16:12:11Z')`, true},
+		{`event.metadata['correlation-id'] == 'corr-1'`, true},
+		{`event.type == 'v2.users.{id}.presence'`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.src, func(t *testing.T) {
+			x, err := filter.Expr(tt.src)
+			require.NoError(t, err)
+			got, err := x.Eval(e)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.want, x.Match(e))
+			assert.Equal(t, tt.src, x.String())
+		})
+	}
+}
+
+func TestExprCompileErrors(t *testing.T) {
+	for _, src := range []string{
+		``,
+		`data.(`,
+		`1 + 1`,
+		`'text'`,
+		`unknown == 1`,
+		`data.x == 1 &&`,
+		`event.type + 1 == 2`,
+		strings.Repeat(`data.x == 1 || `, 400) + `true`,
+	} {
+		t.Run(src[:min(len(src), 30)], func(t *testing.T) {
+			x, err := filter.Expr(src)
+			assert.Nil(t, x)
+			assert.ErrorIs(t, err, filter.ErrInvalidExpression)
+		})
+	}
+	_, err := filter.Expr(`true`, filter.WithMaxExprSize(0))
+	assert.ErrorIs(t, err, filter.ErrInvalidExpression)
+	_, err = filter.Expr(`data.mediaType == 'CHAT'`, filter.WithMaxExprSize(10))
+	assert.ErrorIs(t, err, filter.ErrInvalidExpression, "longer than the configured size")
+	_, err = filter.Expr(`data.mediaType == 'CHAT'`, filter.WithMaxExprSize(100))
+	assert.NoError(t, err)
+	assert.Panics(t, func() { filter.MustExpr(`1`) })
+}
+
+func TestExprEvaluationErrorsDoNotMatch(t *testing.T) {
+	e := chatEvent()
+	for _, tt := range []struct {
+		name string
+		src  string
+		e    *fanbridge.Event
+	}{
+		{"missing-field", `data.wrapupCode == 'Sale'`, e},
+		{"wrong-type", `data.mediaType > 5`, e},
+		{"dyn-result-not-bool", `data.mediaType`, e},
+		{"body-not-json", `data.mediaType == 'CHAT'`, &fanbridge.Event{Data: []byte(`{"mediaType":`)}},
+		{"no-body", `data.mediaType == 'CHAT'`, &fanbridge.Event{}},
+		{"nil-event", `data.mediaType == 'CHAT'`, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			x := filter.MustExpr(tt.src)
+			ok, err := x.Eval(tt.e)
+			assert.False(t, ok)
+			assert.Error(t, err)
+			assert.False(t, x.Match(tt.e))
+		})
+	}
+	// event alone never needs the body, so a broken body does not hurt it
+	x := filter.MustExpr(`event.id == 'x'`)
+	ok, err := x.Eval(&fanbridge.Event{ID: "x", Data: []byte(`{{{`)})
+	require.NoError(t, err)
+	assert.True(t, ok)
+}
+
+func TestExprCostLimit(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"xs":[`)
+	for i := range 300 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("1")
+	}
+	b.WriteString(`]}`)
+	e := &fanbridge.Event{Data: []byte(b.String())}
+	const quadratic = `data.xs.all(x, data.xs.all(y, x + y == 2))`
+
+	x := filter.MustExpr(quadratic)
+	ok, err := x.Eval(e)
+	assert.False(t, ok)
+	require.Error(t, err, "90,000 steps exceed the default limit")
+	assert.Contains(t, err.Error(), "cost")
+
+	x = filter.MustExpr(quadratic, filter.WithCostLimit(10_000_000))
+	ok, err = x.Eval(e)
+	require.NoError(t, err)
+	assert.True(t, ok)
+}
+
+func TestExprLogger(t *testing.T) {
+	var buf bytes.Buffer
+	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	x := filter.MustExpr(`data.wrapupCode == 'Sale'`, filter.WithExprLogger(l))
+	assert.False(t, x.Match(chatEvent()))
+	out := buf.String()
+	assert.Contains(t, out, "event_id=evt-1")
+	assert.Contains(t, out, "wrapupCode")
+	assert.NotContains(t, out, "s3cr3t-body", "the body never reaches the log")
+
+	buf.Reset()
+	assert.True(t, filter.MustExpr(`data.mediaType == 'CHAT'`, filter.WithExprLogger(l)).Match(chatEvent()))
+	assert.Empty(t, buf.String(), "nothing is logged for a clean evaluation")
+}
+
+func TestMatchExprs(t *testing.T) {
+	exprs := []*filter.Expression{
+		filter.MustExpr(`data.mediaType == 'CHAT'`),
+		filter.MustExpr(`data.missing == 1`),
+		filter.MustExpr(`event.type.endsWith('.customer.end')`),
+		filter.MustExpr(`data.interactingDurationMs < 1000`),
+	}
+	assert.Equal(t, []int{0, 2}, filter.MatchExprs(chatEvent(), exprs, nil))
+	assert.Equal(t, []int{9, 2}, filter.MatchExprs(&fanbridge.Event{Type: "a.customer.end", Data: []byte(`nope`)}, exprs, []int{9}))
+}
+
+func TestExprConcurrent(t *testing.T) {
+	x := filter.MustExpr(`data.mediaType == 'CHAT' && event.metadata['correlation-id'] == 'corr-1'`)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				if !x.Match(chatEvent()) {
+					t.Error("no match")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
