@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -313,12 +314,21 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) int {
 	return status
 }
 
+// answerPool recycles the buffers of delivered answers: io.Writer implementations must not keep
+// what they are given, so a buffer is free again once Write returns.
+var answerPool = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
+
 func writeDelivered(w http.ResponseWriter, id string) int {
-	b := make([]byte, 0, len(`{"status":"delivered","id":""}`)+len(id)+8)
-	b = append(b, `{"status":"delivered","id":`...)
+	bp := answerPool.Get().(*[]byte)
+	b := append((*bp)[:0], `{"status":"delivered","id":`...)
 	b = appendJSONString(b, id)
 	b = append(b, '}')
-	return writeJSON(w, http.StatusOK, b)
+	status := writeJSON(w, http.StatusOK, b)
+	if cap(b) <= 4096 {
+		*bp = b
+		answerPool.Put(bp)
+	}
+	return status
 }
 
 // writeError answers {"error": msg, "id": id}; id is left out when empty.
