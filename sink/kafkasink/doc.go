@@ -31,7 +31,7 @@
 // The value is the event body (Event.Data) as it arrived, byte for byte; WithEnvelopeValue makes it
 // the whole envelope (Event.Raw) instead. Headers, in this order: ce_specversion ("1.0", left out
 // with WithEnvelopeValue), ce_id, ce_type, ce_source, ce_subject (the concrete Genesys topic),
-// ce_time (RFC 3339 with nanoseconds), content-type ("application/json"), then one header per
+// ce_time (RFC 3339 with nanoseconds, in UTC), content-type ("application/json"), then one header per
 // Metadata entry in key order: traceparent and tracestate under their W3C names, every other key k
 // as "fanbridge-meta-k" (so the correlation id travels as "fanbridge-meta-correlation-id"). Empty
 // fields are left out. The core headers follow the CloudEvents Kafka binding in binary mode, so a
@@ -48,9 +48,11 @@
 //	-------------------------------------------------------  ----------  ------------------------------
 //	invalid topic name (from a template or TopicFunc)        permanent   refused before producing
 //	type not in WithTopicByType and no fallback              permanent   ErrUnmappedType
+//	Event.Time outside the years 0 to 9999                   permanent   RFC 3339 cannot write it
 //	UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_ID             permanent   after kgo.UnknownTopicRetries
+//	                                                                     lookups (default 4: ~1 s)
 //	TOPIC_/CLUSTER_AUTHORIZATION_FAILED                      permanent   ACLs do not change by retrying
-//	SASL_AUTHENTICATION_FAILED, unsupported SASL mechanism   permanent   credentials are wrong
+//	SASL_AUTHENTICATION_FAILED, unsupported SASL mechanism   permanent   credentials are wrong (*)
 //	MESSAGE_TOO_LARGE (client or broker),                    permanent   the event will not shrink
 //	  RECORD_LIST_TOO_LARGE
 //	any other code kerr marks non-retriable                  permanent   INVALID_RECORD, POLICY_VIOLATION ...
@@ -61,6 +63,10 @@
 //	ctx canceled / deadline while waiting                    canceled /  the record may still arrive
 //	                                                         retryable
 //	Send after Close; client closed under a pending Send     retryable   wraps sink.ErrClosed
+//
+// (*) The client keeps reconnecting until the record's delivery timeout (ClientConfig.DeliveryTimeout,
+// kgo.RecordDeliveryTimeout), so a Send whose deadline comes first sees only a retryable deadline
+// error; Ping reports a refused login at once, which makes it the check to run at startup.
 //
 // The client reports some failures wrapped (kgo.ErrRecordTimeout carries the last error it met),
 // so the whole error chain counts. Errors name the event ID and the topic, never the body.

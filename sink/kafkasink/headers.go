@@ -26,7 +26,7 @@ const (
 	HeaderSource = "ce_source"
 	// HeaderSubject carries Event.Topic, the concrete Genesys topic with real ids, when set.
 	HeaderSubject = "ce_subject"
-	// HeaderTime carries Event.Time in RFC 3339 with nanoseconds, when set.
+	// HeaderTime carries Event.Time in RFC 3339 with nanoseconds, in UTC, when set.
 	HeaderTime = "ce_time"
 	// HeaderContentType is "application/json", the type of the value, when the value is not empty.
 	HeaderContentType = "content-type"

@@ -189,8 +189,14 @@ func (s *Sink) fill(p *pending, e *fanbridge.Event) error {
 		h = append(h, kgo.RecordHeader{Key: HeaderSubject, Value: take(e.Topic)})
 	}
 	if !e.Time.IsZero() {
+		// In UTC: RFC 3339 offsets have no seconds, so a zone with an odd offset would move the
+		// instant.
+		t := e.Time.UTC()
+		if y := t.Year(); y < 0 || y > 9999 {
+			return retry.Permanent(fmt.Errorf("kafkasink: event %q: time %s has no RFC 3339 form", e.ID, t))
+		}
 		start := len(buf)
-		buf = e.Time.AppendFormat(buf, time.RFC3339Nano)
+		buf = t.AppendFormat(buf, time.RFC3339Nano)
 		h = append(h, kgo.RecordHeader{Key: HeaderTime, Value: buf[start:len(buf):len(buf)]})
 	}
 	value := []byte(e.Data)

@@ -1,0 +1,18 @@
+package kafkasink
+
+import (
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanbridge/fanbridge"
+)
+
+// BuildRecord returns the record s would produce for e, for tests that check the layout without
+// a broker.
+func BuildRecord(s *Sink, e *fanbridge.Event) (*kgo.Record, error) {
+	p := s.newPending()
+	if err := s.fill(p, e); err != nil {
+		return nil, err
+	}
+	r := p.rec
+	return &r, nil
+}
