@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -41,24 +40,41 @@ func (r DedupRecord) has(sinkName string) bool {
 	return r.Complete || slices.Contains(r.Sinks, sinkName)
 }
 
-// MemoryDedup is the default DedupStore: a bounded in-memory map of IDs, dropping the oldest record
-// first when full and every record once its window has passed. It is safe for concurrent use.
+// MemoryDedup is the default DedupStore: a bounded in-memory record of event IDs, safe for
+// concurrent use.
+//
+// It keeps two generations of records and, when the current one has held MaxEntries/2 IDs or has
+// been current for a whole window, drops the older one wholesale and starts afresh: no per-ID
+// eviction, no linked list, no allocation per ID once warm. An ID is therefore remembered for at
+// least the window (between one and two windows) unless more than MaxEntries/2 other IDs arrive
+// sooner, and at most MaxEntries IDs are held. IDs are kept as 128-bit hashes (two independent
+// seeded hashes), not as strings, so that the garbage collector has nothing to scan; the chance
+// that two IDs collide within one store is about 2^-100.
 type MemoryDedup struct {
 	window time.Duration
-	max    int
+	genMax int
 	clock  retry.Clock
+	seeds  [2]maphash.Seed
 
-	mu         sync.Mutex
-	entries    map[string]*dedupEntry
-	head, tail *dedupEntry // head: least recently recorded
-	free       *dedupEntry // evicted entries, reused
+	mu        sync.Mutex
+	cur, prev *dedupGen
 }
 
-type dedupEntry struct {
-	id         string
-	rec        DedupRecord
-	at         time.Time
-	prev, next *dedupEntry
+type dedupKey [2]uint64
+
+type dedupVal struct {
+	at       int64 // recorded at, Unix nanoseconds
+	complete bool
+}
+
+type dedupGen struct {
+	vals  map[dedupKey]dedupVal
+	sinks map[dedupKey][]string // the partial records' sink lists
+	start time.Time
+}
+
+func newDedupGen(size int) *dedupGen {
+	return &dedupGen{vals: make(map[dedupKey]dedupVal, size), sinks: make(map[dedupKey][]string)}
 }
 
 // MemoryDedupOption configures a MemoryDedup.
@@ -74,8 +90,9 @@ func WithDedupClock(c retry.Clock) MemoryDedupOption {
 	return dedupOptionFunc(func(m *MemoryDedup) { m.clock = c })
 }
 
-// NewMemoryDedup returns a store that keeps each ID for window, and at most maxEntries IDs.
-// The memory it holds is bounded by maxEntries (about 150 bytes per ID plus the ID itself).
+// NewMemoryDedup returns a store that remembers each ID for window (see MemoryDedup for the
+// exact bounds), holding at most maxEntries IDs: about 40 bytes each, plus the sink lists of
+// partly failed events.
 func NewMemoryDedup(window time.Duration, maxEntries int, opts ...MemoryDedupOption) (*MemoryDedup, error) {
 	if window <= 0 {
 		return nil, fmt.Errorf("%w: dedup window %v is not positive", ErrInvalidConfig, window)
@@ -83,102 +100,84 @@ func NewMemoryDedup(window time.Duration, maxEntries int, opts ...MemoryDedupOpt
 	if maxEntries <= 0 {
 		return nil, fmt.Errorf("%w: dedup size %d is not positive", ErrInvalidConfig, maxEntries)
 	}
-	m := &MemoryDedup{window: window, max: maxEntries, clock: retry.SystemClock,
-		entries: make(map[string]*dedupEntry, min(maxEntries, 4096))}
+	m := &MemoryDedup{window: window, genMax: max(1, maxEntries/2), clock: retry.SystemClock,
+		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
 	for _, o := range opts {
 		o.applyDedup(m)
 	}
 	if m.clock == nil {
 		return nil, fmt.Errorf("%w: nil dedup clock", ErrInvalidConfig)
 	}
+	size := min(m.genMax, 4096)
+	m.cur, m.prev = newDedupGen(size), newDedupGen(size)
+	m.cur.start = m.clock.Now()
 	return m, nil
+}
+
+func (m *MemoryDedup) key(id string) dedupKey {
+	return dedupKey{maphash.String(m.seeds[0], id), maphash.String(m.seeds[1], id)}
 }
 
 // Seen implements DedupStore. The returned record shares its Sinks with the store; callers must
 // not modify it.
 func (m *MemoryDedup) Seen(_ context.Context, id string) (DedupRecord, bool, error) {
-	now := m.clock.Now()
+	k := m.key(id)
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	e := m.entries[id]
-	if e == nil || now.Sub(e.at) >= m.window {
+	g := m.cur
+	v, ok := g.vals[k]
+	if !ok {
+		g = m.prev
+		v, ok = g.vals[k]
+	}
+	if !ok {
+		m.mu.Unlock()
+		return DedupRecord{}, false, nil // the common case: no clock reading
+	}
+	rec := DedupRecord{Complete: v.complete}
+	if !v.complete {
+		rec.Sinks = g.sinks[k]
+	}
+	m.mu.Unlock()
+	if m.clock.Now().UnixNano()-v.at >= int64(m.window) {
 		return DedupRecord{}, false, nil
 	}
-	return e.rec, true, nil
+	return rec, true, nil
 }
 
 // Record implements DedupStore.
 func (m *MemoryDedup) Record(_ context.Context, id string, rec DedupRecord) error {
+	k := m.key(id)
+	var sinks []string
 	if !rec.Complete {
-		rec.Sinks = slices.Clone(rec.Sinks)
-	} else {
-		rec.Sinks = nil
+		sinks = slices.Clone(rec.Sinks)
 	}
 	now := m.clock.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for m.head != nil && now.Sub(m.head.at) >= m.window {
-		m.evictLocked(m.head)
+	if _, again := m.cur.vals[k]; !again && (len(m.cur.vals) >= m.genMax || now.Sub(m.cur.start) >= m.window) {
+		// Rotate: the older generation goes, its maps are reused for the new one.
+		old := m.prev
+		m.prev = m.cur
+		clear(old.vals)
+		clear(old.sinks)
+		old.start = now
+		m.cur = old
 	}
-	e := m.entries[id]
-	if e != nil {
-		m.unlinkLocked(e)
+	m.cur.vals[k] = dedupVal{at: now.UnixNano(), complete: rec.Complete}
+	if sinks != nil {
+		m.cur.sinks[k] = sinks
 	} else {
-		if len(m.entries) >= m.max {
-			m.evictLocked(m.head)
-		}
-		e = m.free
-		if e != nil {
-			m.free = e.next
-			e.next = nil
-		} else {
-			e = new(dedupEntry)
-		}
-		// A copy, so that a short ID cut from a long string does not keep the long one alive.
-		e.id = strings.Clone(id)
-		m.entries[e.id] = e
+		delete(m.cur.sinks, k)
 	}
-	e.rec, e.at = rec, now
-	m.pushLocked(e)
 	return nil
 }
 
-// Len returns how many IDs the store holds, expired ones included until they are dropped.
+// Len returns how many ID records the store holds (an ID recorded again after a rotation may
+// count twice until the older generation goes).
 func (m *MemoryDedup) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.entries)
-}
-
-func (m *MemoryDedup) evictLocked(e *dedupEntry) {
-	m.unlinkLocked(e)
-	delete(m.entries, e.id)
-	*e = dedupEntry{next: m.free}
-	m.free = e
-}
-
-func (m *MemoryDedup) unlinkLocked(e *dedupEntry) {
-	if e.prev != nil {
-		e.prev.next = e.next
-	} else {
-		m.head = e.next
-	}
-	if e.next != nil {
-		e.next.prev = e.prev
-	} else {
-		m.tail = e.prev
-	}
-	e.prev, e.next = nil, nil
-}
-
-func (m *MemoryDedup) pushLocked(e *dedupEntry) {
-	e.prev = m.tail
-	if m.tail != nil {
-		m.tail.next = e
-	} else {
-		m.head = e
-	}
-	m.tail = e
+	return len(m.cur.vals) + len(m.prev.vals)
 }
 
 // claims keeps concurrent dispatches of one event ID apart within this process: the first holds

@@ -36,6 +36,7 @@ type task struct {
 	state   atomic.Uint32
 	g       *group // the Sync dispatch waiting for the task; nil in Async mode
 	next    *task  // in its ordering lane
+	timed   bool   // measure durations (metrics on, or a Result wanted)
 	out     SinkResult
 }
 
@@ -58,6 +59,17 @@ func (a *attempt) op(ctx context.Context) error {
 		return err
 	}
 	st := a.st
+	// A slot of the sink's concurrency limit, held for the Send only, not across retry waits.
+	select {
+	case st.sem <- struct{}{}:
+	default:
+		select {
+		case st.sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	defer func() { <-st.sem }()
 	ok, probe := st.breaker.allow()
 	if !ok {
 		a.circuit = true
@@ -100,21 +112,25 @@ func (a *attempt) op(ctx context.Context) error {
 }
 
 // deliver runs t's retry loop and, when it ends without delivery, dead-letters the event. The
-// first attempt runs inline, so that the common case (delivered at once) costs no Retrier call.
+// first attempt runs without the Retrier, so that the common case (delivered at once) costs no
+// Retrier call and one clock reading.
 func (st *sinkState) deliver(t *task) SinkResult {
 	d := st.d
-	start := d.cfg.clock.Now()
 	a := attempt{st: st, t: t}
 	err := st.firstAttempt(&a)
 	if err == nil {
-		return st.delivered(t, &a, start)
+		return st.delivered(t, &a)
 	}
 	if t.ctx.Err() == nil && !retry.IsPermanent(err) {
 		a.replay = err
 		err = st.retrier.Do(t.ctx, a.op, retry.Since(t.arrived))
 		if err == nil {
-			return st.delivered(t, &a, start)
+			return st.delivered(t, &a)
 		}
+	}
+	if a.n == 0 {
+		a.first = d.cfg.clock.Now()
+		a.last = a.first
 	}
 	// Why did it stop?
 	var cond dlq.Condition
@@ -130,7 +146,7 @@ func (st *sinkState) deliver(t *task) SinkResult {
 		cond = dlq.ConditionAge
 	default: // the task's context ended
 		if !d.deadLetterOnCancel(t) {
-			return st.failed(t, a.n, a.lastErr, start, "", nil)
+			return st.failed(t, a.n, a.lastErr, a.first, "", nil)
 		}
 		cond = dlq.ConditionAge
 	}
@@ -147,11 +163,7 @@ func (st *sinkState) deliver(t *task) SinkResult {
 			cause = t.ctx.Err()
 		}
 	}
-	if a.n == 0 {
-		a.first = d.cfg.clock.Now()
-		a.last = a.first
-	}
-	return st.deadLetter(t, cond, a.n, a.first, a.last, cause, start)
+	return st.deadLetter(t, cond, a.n, a.first, a.last, cause, a.first)
 }
 
 // firstAttempt runs attempt 1 under the policy's per-attempt timeout.
@@ -164,11 +176,14 @@ func (st *sinkState) firstAttempt(a *attempt) error {
 	return a.op(ctx)
 }
 
-func (st *sinkState) delivered(t *task, a *attempt, start time.Time) SinkResult {
+func (st *sinkState) delivered(t *task, a *attempt) SinkResult {
 	d := st.d
-	dur := d.cfg.clock.Now().Sub(start)
+	var dur time.Duration
+	if t.timed {
+		dur = d.cfg.clock.Now().Sub(a.first)
+		d.tel.latency.Record(t.ctx, dur.Seconds(), st.recOpts...)
+	}
 	d.tel.delivered.Add(t.ctx, 1, st.addOpts...)
-	d.tel.latency.Record(t.ctx, dur.Seconds(), st.recOpts...)
 	return SinkResult{Sink: st.name, Route: t.route, Outcome: Delivered, Attempts: a.n, Duration: dur}
 }
 

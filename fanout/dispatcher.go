@@ -37,6 +37,8 @@ type Dispatcher struct {
 	dlqRetrier *retry.Retrier
 	groups     sync.Pool
 	tasks      sync.Pool
+	timed      bool // a meter provider is set: measure delivery durations
+	sysClock   bool // the clock is the system clock: time.Now readings can be shared with it
 
 	// life is the context of Async deliveries; Close cancels it at its deadline.
 	life        context.Context
@@ -81,7 +83,8 @@ func New(cfg Config, opts ...Option) (*Dispatcher, error) {
 	case c.clock == nil:
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidConfig)
 	}
-	d := &Dispatcher{cfg: c, claims: newClaims(), live: make(map[any]int)}
+	d := &Dispatcher{cfg: c, claims: newClaims(), live: make(map[any]int), timed: c.meters != nil,
+		sysClock: c.clock == retry.SystemClock}
 	d.groups.New = func() any { return &group{done: make(chan struct{}, 1)} }
 	d.tasks.New = func() any { return new(task) }
 	if c.dedupSet {
@@ -254,6 +257,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanb
 		}
 		t := d.tasks.Get().(*task)
 		t.sink, t.e, t.ctx, t.key, t.route, t.arrived, t.queue, t.g = tg.sink, e, tctx, key, tg.route, arrived, s.dlq, nil
+		t.timed = d.timed
 		t.state.Store(taskQueued)
 		tg.sink.submit(t)
 	}
@@ -276,8 +280,12 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 	d.register(g)
 	defer d.unregister(g)
 
-	arrived := d.cfg.clock.Now()
+	arrived := now
+	if !d.sysClock {
+		arrived = d.cfg.clock.Now()
+	}
 	key := d.orderingKey(e)
+	timed := d.timed || res != nil
 	n := 0
 	for i := range g.targets {
 		if !g.targets[i].skip {
@@ -290,16 +298,46 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 	g.tasks = g.tasks[:n]
 	g.pending.Store(int32(n))
 	g.refs.Add(int32(n))
+	// Every task but one goes to its sink's workers at once, so that each sink starts without
+	// waiting for the others. The first unordered one runs right here, on the caller's goroutine,
+	// which would otherwise only wait: one hand-off fewer.
+	inline := -1
 	j := 0
 	for _, tg := range g.targets {
 		if tg.skip {
 			continue
 		}
 		t := &g.tasks[j]
-		j++
 		t.sink, t.e, t.ctx, t.key, t.route, t.arrived, t.queue, t.g = tg.sink, e, gctx, key, tg.route, arrived, s.dlq, g
-		t.state.Store(taskQueued)
-		tg.sink.submit(t)
+		t.timed = timed
+		if inline < 0 && key == "" {
+			inline = j
+			t.state.Store(taskStarted)
+		} else {
+			t.state.Store(taskQueued)
+			tg.sink.submit(t)
+		}
+		j++
+	}
+	if inline >= 0 {
+		t := &g.tasks[inline]
+		out := t.sink.deliver(t)
+		t.sink.reserved.Add(-1)
+		d.complete(t, out)
+		d.unref(g) // the hold it would have had in a queue
+	}
+	// Then the caller takes back whatever no worker has started yet (workers may be slow to
+	// wake on a busy machine), one task at a time, so that a task it runs never holds up one a
+	// worker could take meanwhile. Ordered tasks stay with their lanes.
+	if key == "" {
+		for j := range g.tasks {
+			t := &g.tasks[j]
+			if j == inline || gctx.Err() != nil || len(t.sink.sem) == cap(t.sink.sem) ||
+				!t.state.CompareAndSwap(taskQueued, taskStarted) {
+				continue
+			}
+			d.complete(t, t.sink.deliver(t)) // the worker that dequeues it releases its slot
+		}
 	}
 
 	select {
@@ -310,10 +348,7 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		for j := range g.tasks {
 			t := &g.tasks[j]
 			if t.state.CompareAndSwap(taskQueued, taskWithdrawn) {
-				t.out = t.sink.abandon(t)
-				if g.pending.Add(-1) == 0 {
-					g.done <- struct{}{}
-				}
+				d.complete(t, t.sink.abandon(t))
 			}
 		}
 		<-g.done
@@ -397,13 +432,18 @@ func (d *Dispatcher) record(ctx context.Context, id string, rec DedupRecord) {
 	}
 }
 
-// finish hands a task's outcome to whoever waits for it.
+// complete records a Sync task's outcome and wakes its dispatch when it was the last.
+func (d *Dispatcher) complete(t *task, out SinkResult) {
+	t.out = out
+	if g := t.g; g.pending.Add(-1) == 0 {
+		g.done <- struct{}{}
+	}
+}
+
+// finish hands the outcome of a task a worker ran to whoever waits for it.
 func (d *Dispatcher) finish(t *task, out SinkResult) {
 	if g := t.g; g != nil {
-		t.out = out
-		if g.pending.Add(-1) == 0 {
-			g.done <- struct{}{}
-		}
+		d.complete(t, out)
 		d.unref(g)
 		return
 	}

@@ -31,6 +31,9 @@ type sinkState struct {
 	queue    chan *task
 	reserved atomic.Int64
 	workers  sync.WaitGroup
+	// sem holds one token per Send in flight: cfg.Concurrency at most, whether the Send runs on a
+	// worker or on a Sync dispatcher's own goroutine.
+	sem chan struct{}
 
 	laneMu    sync.Mutex
 	lanes     map[string]*lane
@@ -81,6 +84,7 @@ func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
 // start launches the sink's workers.
 func (st *sinkState) start() {
 	st.queue = make(chan *task, st.cfg.QueueSize)
+	st.sem = make(chan struct{}, st.cfg.Concurrency)
 	st.workers.Add(st.cfg.Concurrency)
 	for range st.cfg.Concurrency {
 		go st.work()
@@ -179,8 +183,8 @@ func (st *sinkState) run(t *task) {
 		if started {
 			st.d.finish(t, out)
 		} else {
-			// Withdrawn: its dispatch's budget ran out while it waited, and the dispatch gave it
-			// an outcome itself.
+			// Its Sync dispatch ran it itself, or withdrew it when the budget ran out, and gave
+			// it an outcome: only the queue's hold on it is left to release.
 			st.d.unref(t.g)
 		}
 		t = next
