@@ -2,6 +2,7 @@ package eventbridge_test
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -279,7 +280,7 @@ func TestDecodeNotification(t *testing.T) {
 
 func isDecodeError(err error) bool {
 	for _, s := range []error{eventbridge.ErrMalformed, eventbridge.ErrUnknownFormat, eventbridge.ErrInvalidField} {
-		if errorsIs(err, s) {
+		if errors.Is(err, s) {
 			return true
 		}
 	}
