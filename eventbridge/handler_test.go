@@ -496,3 +496,49 @@ func TestHandlerTelemetry(t *testing.T) {
 	assert.Equal(t, ended[3].SpanContext().SpanID(), trace.SpanContextFromContext(dctx).SpanID(),
 		"the dispatcher runs inside the request's span")
 }
+
+// Concurrent requests share the Handler and its pooled scanners; every event must come out as its
+// own body says (run with -race).
+func TestHandlerConcurrent(t *testing.T) {
+	files := []string{
+		"v2.conversations.transcription.json",
+		"v2.audits.entitytype.OAuthClient.delete.json",
+		"v2.detail.events.conversation.customer.start.json",
+		"websocket.v2.users.activity.REPAIRED.json",
+	}
+	bodies := make([][]byte, len(files))
+	want := make([]*fanbridge.Event, len(files))
+	for i, f := range files {
+		bodies[i] = readSample(t, f)
+		e, err := eventbridge.Decode(bodies[i], "")
+		require.NoError(t, err)
+		want[i] = e
+	}
+	h := newHandler(t, eventbridge.DispatcherFunc(func(_ context.Context, e *fanbridge.Event) error {
+		for _, w := range want {
+			if w.ID == e.ID {
+				if w.Type != e.Type || w.Topic != e.Topic || !bytes.Equal(w.Data, e.Data) ||
+					w.Meta(fanbridge.MetaCorrelationID) != e.Meta(fanbridge.MetaCorrelationID) {
+					return errors.New("event decoded wrongly")
+				}
+				return nil
+			}
+		}
+		return errors.New("unknown event")
+	}))
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				w := post(h, bodies[(g+i)%len(bodies)])
+				if w.Code != 200 {
+					t.Errorf("status %d: %s", w.Code, w.Body.String())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
