@@ -265,7 +265,11 @@ func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) erro
 	// The client gets a context that is never canceled but keeps ctx's values (for tracing hooks):
 	// the client fails every record batched with one whose context ends, so one caller's
 	// cancellation must not reach the records of others.
-	s.client.Produce(context.WithoutCancel(ctx), &p.rec, p.promise)
+	produceCtx := ctx
+	if ctx.Done() != nil {
+		produceCtx = context.WithoutCancel(ctx)
+	}
+	s.client.Produce(produceCtx, &p.rec, p.promise)
 	s.mu.RUnlock()
 	return nil
 }
