@@ -8,10 +8,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
 
@@ -323,4 +325,40 @@ func header(r *kgo.Record, key string) string {
 		}
 	}
 	return ""
+}
+
+// TestSendBatchPerEventResults: one batch mixing events that can be delivered with events that
+// cannot gives each its own result.
+func TestSendBatchPerEventResults(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "gen-presence-status")
+	s := newSink(t, newClient(t, c, kgo.UnknownTopicRetries(0)), kafkasink.WithTopicFunc(func(e *fanbridge.Event) (string, error) {
+		switch e.Type {
+		case presenceType:
+			return "gen-presence-status", nil
+		case customerEnd:
+			return "missing", nil // no such topic
+		default:
+			return "", retry.Permanent(errors.New("no route"))
+		}
+	}))
+	events := []*fanbridge.Event{presenceEvent("p1"), customerEndEvent("c"), nil, otherEvent("o"), presenceEvent("p2")}
+	err := s.SendBatch(ctx, events)
+	var be *sink.BatchError
+	require.ErrorAs(t, err, &be)
+	require.Len(t, be.Errs, len(events))
+	assert.NoError(t, be.Errs[0])
+	assert.ErrorIs(t, be.Errs[1], kerr.UnknownTopicOrPartition)
+	assert.True(t, retry.IsPermanent(be.Errs[1]))
+	assert.True(t, retry.IsPermanent(be.Errs[2]), "a nil event")
+	assert.ErrorContains(t, be.Errs[3], "no route")
+	assert.True(t, retry.IsPermanent(be.Errs[3]))
+	assert.NoError(t, be.Errs[4])
+
+	var ids []string
+	for _, e := range readEvents(t, ctx, c, "gen-presence-status") {
+		ids = append(ids, e.ID)
+	}
+	assert.Equal(t, []string{"p1", "p2"}, ids)
+	require.NoError(t, s.SendBatch(ctx, []*fanbridge.Event{presenceEvent("p3")}))
 }
