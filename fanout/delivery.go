@@ -18,10 +18,13 @@ import (
 	"github.com/fanbridge/fanbridge/retry"
 )
 
+// A task's state moves once from queued to one of the others, by compare-and-swap, so that exactly
+// one party runs it or answers for it.
 const (
-	taskQueued uint32 = iota
-	taskStarted
-	taskWithdrawn
+	taskQueued    uint32 = iota
+	taskStarted          // run by a worker, or inline by its Sync dispatch before being queued
+	taskStolen           // taken back from the queue and run by its Sync dispatch
+	taskWithdrawn        // given up by its Sync dispatch when the budget ran out
 )
 
 // task is one event on its way to one sink.

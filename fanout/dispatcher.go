@@ -332,11 +332,12 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 	if key == "" {
 		for j := range g.tasks {
 			t := &g.tasks[j]
-			if j == inline || gctx.Err() != nil || len(t.sink.sem) == cap(t.sink.sem) ||
-				!t.state.CompareAndSwap(taskQueued, taskStarted) {
+			if j == inline || gctx.Err() != nil || !t.sink.takeBack(t) {
 				continue
 			}
-			d.complete(t, t.sink.deliver(t)) // the worker that dequeues it releases its slot
+			out := t.sink.deliver(t)
+			t.sink.reserved.Add(-1)
+			d.complete(t, out)
 		}
 	}
 

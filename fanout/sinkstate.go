@@ -25,11 +25,13 @@ type sinkState struct {
 	breaker  *breaker
 	attrSet
 
-	// queue feeds the workers; its capacity is cfg.QueueSize, and reserved (which never exceeds
-	// it) counts every task accepted and not finished, so a send on queue after a successful
-	// reserve never blocks.
+	// queue feeds the workers. reserved (never above cfg.QueueSize) counts the tasks accepted and
+	// not finished; ghosts (never above cfg.QueueSize either) counts the tasks their Sync dispatch
+	// took back and ran, still in the queue until a worker skips them. The queue holds both, so its
+	// capacity is twice cfg.QueueSize, and a send after a successful reserve never blocks.
 	queue    chan *task
 	reserved atomic.Int64
+	ghosts   atomic.Int64
 	workers  sync.WaitGroup
 	// sem holds one token per Send in flight: cfg.Concurrency at most, whether the Send runs on a
 	// worker or on a Sync dispatcher's own goroutine.
@@ -83,7 +85,7 @@ func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
 
 // start launches the sink's workers.
 func (st *sinkState) start() {
-	st.queue = make(chan *task, st.cfg.QueueSize)
+	st.queue = make(chan *task, 2*st.cfg.QueueSize)
 	st.sem = make(chan struct{}, st.cfg.Concurrency)
 	st.workers.Add(st.cfg.Concurrency)
 	for range st.cfg.Concurrency {
@@ -107,6 +109,23 @@ func (st *sinkState) same(sc SinkConfig) bool {
 func sameSink(a, b sink.Sink) bool {
 	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
 	return ta == tb && ta != nil && ta.Comparable() && a == b
+}
+
+// takeBack claims t, still queued, for its own Sync dispatch to run, if the ghost it leaves in the
+// queue fits the allowance.
+func (st *sinkState) takeBack(t *task) bool {
+	if len(st.sem) == cap(st.sem) {
+		return false // the sink is at its limit: the dispatch would only wait for a slot
+	}
+	if st.ghosts.Add(1) > int64(st.cfg.QueueSize) {
+		st.ghosts.Add(-1)
+		return false
+	}
+	if !t.state.CompareAndSwap(taskQueued, taskStolen) {
+		st.ghosts.Add(-1)
+		return false
+	}
+	return true
 }
 
 // reserve takes one slot of the sink's queue, or reports that it is full.
@@ -179,12 +198,18 @@ func (st *sinkState) run(t *task) {
 		if key != "" {
 			next = st.advance(key)
 		}
-		st.reserved.Add(-1)
-		if started {
+		switch {
+		case started:
+			st.reserved.Add(-1)
 			st.d.finish(t, out)
-		} else {
-			// Its Sync dispatch ran it itself, or withdrew it when the budget ran out, and gave
-			// it an outcome: only the queue's hold on it is left to release.
+		case t.state.Load() == taskStolen:
+			// Its Sync dispatch ran it and gave back its slot: only the ghost is left.
+			st.ghosts.Add(-1)
+			st.d.unref(t.g)
+		default:
+			// Withdrawn by its Sync dispatch, which gave it an outcome; its slot is freed here,
+			// where it leaves the queue.
+			st.reserved.Add(-1)
 			st.d.unref(t.g)
 		}
 		t = next
