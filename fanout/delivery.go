@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -231,16 +230,17 @@ func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last 
 		return st.failed(t, n, cause, start, cond, ErrNoDLQ)
 	}
 	entry := dlq.Entry{
+		ID:           dlq.NewID(), // ours, so that the log line below can name it
 		Event:        *t.e,
 		Sink:         st.name,
 		Route:        t.route,
 		Class:        retry.Classify(cause),
-		Error:        capText(cause.Error(), dlq.MaxErrorText),
+		Error:        dlq.TruncateError(cause.Error()),
 		Attempts:     n,
 		FirstAttempt: first,
 		LastAttempt:  last,
 		Condition:    cond,
-		TraceID:      traceID(t.e.Meta(fanbridge.MetaTraceparent)),
+		TraceID:      dlq.TraceID(t.e.Meta(fanbridge.MetaTraceparent)),
 	}
 	ctx, cancel := d.dlqContext(t.ctx)
 	err := d.dlqRetrier.Do(ctx, func(ctx context.Context) error { return t.queue.Put(ctx, entry) })
@@ -260,7 +260,7 @@ func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last 
 	dur := d.cfg.clock.Now().Sub(start)
 	d.tel.latency.Record(context.Background(), dur.Seconds(), st.recOpts...)
 	if d.tel.logger.Enabled(context.Background(), slog.LevelWarn) {
-		d.tel.logger.Warn("fanout: event dead-lettered", "event_id", t.e.ID, "sink", st.name, "route", t.route,
+		d.tel.logger.Warn("fanout: event dead-lettered", "event_id", t.e.ID, "entry_id", entry.ID, "sink", st.name, "route", t.route,
 			"condition", string(cond), "attempts", n, "class", string(entry.Class), "error", entry.Error)
 	}
 	return SinkResult{Sink: st.name, Route: t.route, Outcome: DeadLettered, Attempts: n, Err: cause, Condition: cond,
@@ -276,15 +276,4 @@ func (d *Dispatcher) dlqContext(ctx context.Context) (context.Context, context.C
 		}
 	}
 	return context.WithTimeout(context.WithoutCancel(ctx), d.cfg.dlqTimeout)
-}
-
-// capText cuts s to at most n bytes without splitting a UTF-8 sequence.
-func capText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

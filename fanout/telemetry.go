@@ -110,31 +110,3 @@ func parentContext(ctx context.Context, e *fanbridge.Event) context.Context {
 	}
 	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier(e.Metadata))
 }
-
-// traceID returns the trace id of a W3C traceparent value ("00-<32 hex>-<16 hex>-<2 hex>"), or ""
-// when the value is not a valid one.
-func traceID(tp string) string {
-	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
-		return ""
-	}
-	if tp[:2] == "ff" || (tp[:2] == "00" && len(tp) != 55) || (len(tp) > 55 && tp[55] != '-') {
-		return ""
-	}
-	if !lowerHex(tp[:2]) || !lowerHex(tp[3:35]) || !lowerHex(tp[36:52]) || !lowerHex(tp[53:55]) {
-		return ""
-	}
-	if tp[3:35] == "00000000000000000000000000000000" || tp[36:52] == "0000000000000000" {
-		return ""
-	}
-	return tp[3:35]
-}
-
-func lowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}

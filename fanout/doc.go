@@ -1,0 +1,163 @@
+// Package fanout delivers each event to every sink that wants it, each sink on its own, and to
+// the dead-letter queue where a sink cannot take it, so that no acknowledged event is lost.
+//
+// A Dispatcher is built from a Config (named sinks, routes, a dead-letter queue) and options:
+//
+//	d, err := fanout.New(fanout.Config{
+//		Sinks: []fanout.SinkConfig{
+//			{Name: "kafka", Sink: kafkaSink},
+//			{Name: "crm", Sink: crmSink, Retry: retry.Policy{MaxAttempts: 8}, Concurrency: 16},
+//		},
+//		Routes: []fanout.Route{
+//			{Name: "ended", Pattern: []byte(`{"detail-type":[{"suffix":".customer.end"}]}`), Sinks: []string{"kafka", "crm"}},
+//			{Name: "presence", Filter: presence, Sinks: []string{"kafka"}},
+//		},
+//		DLQ: queue,
+//	})
+//
+// It implements the Dispatcher interface of package eventbridge (Dispatch(ctx, e) error) without
+// importing it, so an eventbridge.Handler, a WebSocket source or any other intake can drive it.
+//
+// # Routing
+//
+// An event goes to the union of the sinks of every route that matches it, each sink once, in
+// route order. A route matches with a filter.Predicate (Filter; All matches everything) or an
+// Amazon EventBridge event pattern (Pattern, or a Filter that is a *filter.Pattern). All the
+// pattern routes of a configuration are compiled together into one filter.Matcher, so a thousand
+// of them cost about what one does; other predicates run one by one. For each sink, results and
+// dead-letter entries name the first route (in configuration order) that chose it. An event no
+// route matches is reported with fanbridge.ErrNoMatch and forgotten.
+//
+// New checks the whole configuration once and names what is wrong: an unknown sink in a route, a
+// name used twice, a nil sink, an invalid retry policy or pattern. Update (a whole new Config)
+// and SetRoutes (new routes over the same sinks) swap configurations at run time atomically:
+// each dispatch uses the configuration it started with from beginning to end.
+//
+// # Per-sink isolation
+//
+// Each sink has its own retry.Policy, its own limit of Sends in flight (Concurrency, default 32),
+// its own queue (QueueSize, default 1024) and workers, and its own circuit breaker (Breaker:
+// opens after 20 consecutive retryable failures, lets one probe through after 5s). No lock is held
+// across a Send, and no sink's backlog takes a worker, a queue slot or a Send slot from another:
+// a dead or slow sink never slows a healthy one. The retry loop wraps each sink's Send alone,
+// never the fan-out, so a sink that has the event is never sent it again by the same dispatch
+// (tutorial fan-outs that retry everything duplicate about half the events on sinks that fail a
+// fifth of the time; see BenchmarkTutorialFanout).
+//
+// While a sink's breaker is open its events go straight to the dead-letter queue with
+// dlq.ConditionCircuitOpen and no attempt: nothing waits on a sink known to be down.
+//
+// # Delivery semantics
+//
+// Sync mode (the default) answers when every matched sink has the event or the dead-letter queue
+// has it for each sink that failed. Async mode (WithMode(Async)) answers as soon as every matched
+// sink's queue has accepted it; workers then deliver, retry and dead-letter it.
+//
+// What a nil from Dispatch promises, exactly:
+//
+//   - Sync: each matched sink's Send returned nil, or the dead-letter queue's Put returned nil for
+//     it (as durable as that queue promises: for filedlq, written and fsynced), or an earlier
+//     dispatch of the same ID did one of the two. A crash after the answer loses nothing. A crash
+//     before it loses nothing either, because the sender, having no answer, retries; the sinks
+//     that had the event before the crash get it again (deduplication lives in memory unless a
+//     shared DedupStore is plugged in): delivery is at least once.
+//   - Async: the event is in memory, in the queue of every matched sink. A crash (or a kill that
+//     skips Close) loses what is still queued, and the sender will not retry what it was told was
+//     accepted. Use Async only where the intake cannot wait and the loss on a crash is acceptable,
+//     or where the source redelivers on its own; behind Amazon EventBridge, which retries for 24
+//     hours, use Sync. After acceptance, a delivery that neither reaches its sink nor the
+//     dead-letter queue (none configured, or its Put failed) is lost: it is logged, counted in
+//     fanout.sink.failed and reported by Close.
+//
+// Budgets. A Sync dispatch's budget is its context's deadline (eventbridge.Handler gives 4s,
+// under EventBridge's 5s timeout), or WithBudget (default 4s) when the context has none. Retrying
+// stops WithDLQReserve (default 500ms, at most half the budget) before the deadline, so that the
+// dead-letter write fits; an event still failing then is dead-lettered with dlq.ConditionAge, and
+// one that waited in a long queue past the budget is dead-lettered without an attempt. Retry
+// policies count age (Policy.MaxAge) from the event's arrival, in both modes.
+//
+// Cancellation. The dead-letter write runs under a context detached from the dispatch's
+// cancellation (context.WithoutCancel), bounded by WithDLQTimeout (default 2s) and retried with
+// backoff within it: our own cancellation never loses an event. When a Sync caller's context is
+// cancelled (the client went away) retrying stops and the sinks that do not have the event are
+// not dead-lettered: the dispatch fails with an error wrapping context.Canceled, the sender
+// (having no answer) retries, and deduplication sends the retry only to those sinks. A Send under
+// way at the moment of cancellation may or may not have reached its destination; that sink may
+// get the event twice. A deadline, by contrast, is a budget running out: dead-letter.
+//
+// Sender retries. With deduplication on (the default), the Dispatcher remembers per event ID
+// which sinks have the event (delivered or dead-lettered). A retry of a fully handled event is
+// answered with fanbridge.ErrDuplicate and sent nowhere; a retry of a partly failed one goes only
+// to the sinks that lack it; a retry of a failed one is not a duplicate. An ID is recorded only
+// once its dispatch is over (Sync), or once every queue accepted it (Async: that is what the
+// answer promised). See DedupStore and NewMemoryDedup for the window and bounds.
+//
+// Shutdown. Close refuses new dispatches at once (fanbridge.ErrClosed) and lets in-flight and
+// queued deliveries finish, retries included. When its context ends, retrying stops everywhere
+// and what is left is dead-lettered under one shared deadline, the DLQ timeout from then: Close
+// returns by its deadline plus the DLQ timeout, and nothing accepted is dropped because of our
+// own cancellation. Its error reports what could not even be dead-lettered.
+//
+// Ordering. With WithOrderingKey (a conversation id, say), events with the same key reach each
+// sink in the order they were dispatched: each sink keeps one FIFO lane per busy key, and an event
+// that keeps failing holds up only its own key. Dispatches of one key that overlap in time have no
+// order between them. Lanes go away when empty. An event dead-lettered from its lane leaves it, so
+// later events of the key may be delivered before a redrive of it.
+//
+// # Errors
+//
+// What Dispatch returns, and how an intake should answer (eventbridge.Handler does this):
+//
+//	nil                                     delivered (or dead-lettered)  200, sender done
+//	fanbridge.ErrNoMatch (wrapped)          no route wanted the event     200 ignored
+//	fanbridge.ErrDuplicate (wrapped)        already handled               200 duplicate
+//	fanbridge.ErrOverloaded, retry.After    a matched queue is full       503 + Retry-After
+//	fanbridge.ErrClosed (wrapped)           shutting down                 503, retry elsewhere
+//	ErrInFlight, retry.After                same ID still in flight       503 + Retry-After
+//	*DeliveryError (ErrUndelivered)         a sink failed, DLQ missing    503, sender retries
+//	                                        (ErrNoDLQ) or refused (ErrDLQ)
+//	                                        or client gone (context.Canceled)
+//	retry.Permanent error                   nil event: a caller's bug     (never from an intake)
+//
+// An overloaded event was given to no sink at all (every matched queue is reserved first, all or
+// nothing), so the sender's retry duplicates nothing. A *DeliveryError lists the failed sinks; it
+// never unwraps to a sink's own error, so a sink's retry.Permanent mark cannot make an intake drop
+// the event. For the outcome at every sink (delivered, dead-lettered, failed, skipped-duplicate,
+// attempts, last error, duration), call Deliver instead of Dispatch: the eventbridge contract
+// fixes Dispatch's signature, so the per-sink Result comes from this second method, which behaves
+// as Dispatch in Sync mode.
+//
+// # Concurrency
+//
+// A Dispatcher is safe for concurrent use. Each sink has Concurrency workers fed by its queue; a
+// Sync dispatch hands every sink but one to the workers and runs the remaining one on its own
+// goroutine (it would otherwise only wait), then takes back any task no worker has started yet.
+// A semaphore per sink keeps the number of Sends in flight within Concurrency wherever they run.
+// Dispatching costs a few microseconds and no goroutine per event (see BenchmarkDispatch3Sinks).
+//
+// Two dispatches of the same event ID never run at once: the second waits for the first's outcome
+// and then is a duplicate, or delivers to the sinks the first failed; if its own context ends
+// first it returns ErrInFlight, wrapped with retry.After. A DedupStore shared by several processes
+// sees concurrent duplicates across processes only through its records.
+//
+// Update and SetRoutes swap an immutable snapshot behind an atomic pointer. A sink that a new
+// configuration no longer uses (or uses with other settings) is stopped once every dispatch that
+// could reach it has finished and its queue has drained, and then closed.
+//
+// Who closes what: the Dispatcher closes the sinks it was given (sink.Close: those that implement
+// io.Closer), once drained, on Close and on removal by Update, unless WithSinkClosing(false); a
+// Sink value shared by several sink names is closed once, when the last goes. The dead-letter
+// queue is never closed by the Dispatcher: close it after Close returns.
+//
+// # Observability
+//
+// WithLogger (silent by default) logs dead-lettered and lost deliveries and shutdown, never an
+// event's body. WithMeterProvider records fanout.route.matched per route; fanout.sink.delivered,
+// .retried, .dead_lettered, .failed and the fanout.sink.delivery.duration histogram per sink; and
+// the gauges fanout.sink.queue.depth and fanout.sink.breaker.state (0 closed, 1 half-open,
+// 2 open). WithTracerProvider starts a span per dispatch, the child of the event's traceparent
+// when it has one, and a span per sink attempt. The attempt's span travels in the context given
+// to Send, where instrumented clients (gRPC, Kafka) pick it up; the Event itself is never
+// modified, so its traceparent metadata stays as received. Without these options the hot path
+// does no telemetry work at all.
+package fanout
