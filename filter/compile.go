@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Limits on one event pattern. They keep compile time, memory and match time bounded whatever a
@@ -156,21 +157,17 @@ func compilePattern(src []byte) ([][]fieldCond, error) {
 		return nil, invalid("", "", "must be a JSON object")
 	}
 	c := &compiler{}
-	branches, err := c.object(root, "", 0, false, [][]fieldCond{nil})
+	branches, err := c.object(root, nil, 0, false, [][]fieldCond{nil})
 	if err != nil {
 		return nil, err
 	}
 	return branches, nil
 }
 
-func joinPath(prefix, key string) string {
-	if prefix == "" {
-		return key
-	}
-	return prefix + "." + key
-}
-
-func (c *compiler) object(n *jsonNode, prefix string, depth int, inOr bool, bs [][]fieldCond) ([][]fieldCond, error) {
+// segs are the object keys from the pattern's root down to the current object; a field's path is
+// them and its key joined with ".".
+func (c *compiler) object(n *jsonNode, segs []string, depth int, inOr bool, bs [][]fieldCond) ([][]fieldCond, error) {
+	prefix := strings.Join(segs, ".")
 	if len(n.keys) == 0 {
 		return nil, invalid(prefix, "", "must not be an empty object")
 	}
@@ -181,19 +178,20 @@ func (c *compiler) object(n *jsonNode, prefix string, depth int, inOr bool, bs [
 		v := n.vals[i]
 		if k == orKeyword {
 			var err error
-			if bs, err = c.or(v, prefix, depth, bs); err != nil {
+			if bs, err = c.or(v, segs, depth, bs); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		path := joinPath(prefix, k)
+		sub := append(segs[:len(segs):len(segs)], k)
+		path := strings.Join(sub, ".")
 		if inOr && reservedInOr[k] {
 			return nil, invalid(path, k, "is an operator, not a field name; inside $or it must sit in a field's list of values")
 		}
 		switch v.kind {
 		case 'o':
 			var err error
-			if bs, err = c.object(v, path, depth+1, inOr, bs); err != nil {
+			if bs, err = c.object(v, sub, depth+1, inOr, bs); err != nil {
 				return nil, err
 			}
 		case 'a':
@@ -223,7 +221,8 @@ func setField(b []fieldCond, path string, cd *cond) []fieldCond {
 	return append(b, fieldCond{path: path, c: cd})
 }
 
-func (c *compiler) or(v *jsonNode, prefix string, depth int, bs [][]fieldCond) ([][]fieldCond, error) {
+func (c *compiler) or(v *jsonNode, segs []string, depth int, bs [][]fieldCond) ([][]fieldCond, error) {
+	prefix := strings.Join(segs, ".")
 	if v.kind != 'a' {
 		return nil, invalid(prefix, orKeyword, "wants an array of at least two objects")
 	}
@@ -239,7 +238,7 @@ func (c *compiler) or(v *jsonNode, prefix string, depth int, bs [][]fieldCond) (
 		for i, b := range bs {
 			copies[i] = slices.Clone(b)
 		}
-		copies, err := c.object(alt, prefix, depth+1, true, copies)
+		copies, err := c.object(alt, segs, depth+1, true, copies)
 		if err != nil {
 			return nil, err
 		}

@@ -213,12 +213,16 @@ func oracleLeaves(t testing.TB, raw []byte) []oleaf {
 	require.NoError(t, dec.Decode(&root))
 	var out []oleaf
 	arrays := int32(0)
-	var walk func(x any, path string, mem []memEntry)
-	walk = func(x any, path string, mem []memEntry) {
+	var walk func(x any, path *string, mem []memEntry)
+	walk = func(x any, path *string, mem []memEntry) {
 		switch v := x.(type) {
 		case map[string]any:
 			for k, e := range v {
-				walk(e, joinPath(path, k), mem)
+				p := k
+				if path != nil {
+					p = *path + "." + k
+				}
+				walk(e, &p, mem)
 			}
 		case []any:
 			id := arrays
@@ -227,21 +231,21 @@ func oracleLeaves(t testing.TB, raw []byte) []oleaf {
 				walk(e, path, append(slices.Clip(mem), memEntry{arr: id, idx: int32(i)}))
 			}
 		case string:
-			out = append(out, oleaf{path: path, v: value{kind: kindString, text: []byte(v)}, mem: mem})
+			out = append(out, oleaf{path: *path, v: value{kind: kindString, text: []byte(v)}, mem: mem})
 		case json.Number:
 			n, ok := comparableNumber([]byte(v))
-			out = append(out, oleaf{path: path, v: value{kind: kindNumber, text: []byte(v), num: n, numOK: ok}, mem: mem})
+			out = append(out, oleaf{path: *path, v: value{kind: kindNumber, text: []byte(v), num: n, numOK: ok}, mem: mem})
 		case bool:
 			k := kindFalse
 			if v {
 				k = kindTrue
 			}
-			out = append(out, oleaf{path: path, v: value{kind: k}, mem: mem})
+			out = append(out, oleaf{path: *path, v: value{kind: k}, mem: mem})
 		case nil:
-			out = append(out, oleaf{path: path, v: value{kind: kindNull}, mem: mem})
+			out = append(out, oleaf{path: *path, v: value{kind: kindNull}, mem: mem})
 		}
 	}
-	walk(root, "", nil)
+	walk(root, nil, nil)
 	return out
 }
 

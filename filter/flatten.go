@@ -1,45 +1,93 @@
 package filter
 
-import "strings"
+import (
+	"bytes"
+	"strings"
+)
 
-// pathTable lists the field paths some pattern reads. Paths are the object keys from the event's
-// root joined with ".", arrays leaving no trace (as in EventBridge, {"a.b": 1} and {"a": {"b": 1}}
-// both have a field "a.b"). The flattener only descends into keys that lead to a listed path.
+// pathTable lists the field paths some pattern reads, as a tree of object keys. A path is the
+// object keys from the event's root joined with "." and arrays leave no trace, so, as in
+// EventBridge, {"a.b": 1} and {"a": {"b": 1}} both have a field at "a.b": the tree is keyed by the
+// dot-separated segments and an event key with a dot in it is followed segment by segment. The
+// flattener only descends into keys that lead to a listed path.
 type pathTable struct {
-	ids   map[string]int32
-	nodes []pathNode
-	paths []string // leaf paths by leaf id
+	nodes []pathNode // nodes[0] is the root, the event object itself
+	paths []string   // leaf paths by leaf id
+	below [][]uint64 // per node: the leaves whose path is this node's path or lies under it
 }
 
 type pathNode struct {
-	leaf  int32 // leaf id, or -1 when no pattern tests this path itself
-	inner bool  // some listed path continues below this one
+	leaf int32            // leaf id, or -1 when no pattern tests this path itself
+	kids map[string]int32 // next segment -> node
+	// first and lens rule most keys out before the map lookup: the first bytes and the lengths
+	// (up to 63; 63 stands for longer) of the segments in kids.
+	first [4]uint64
+	lens  uint64
 }
 
 // newPathTable builds a table whose leaf ids are the indexes of paths.
 func newPathTable(paths []string) *pathTable {
-	t := &pathTable{ids: make(map[string]int32), paths: paths}
-	node := func(p string) *pathNode {
-		id, ok := t.ids[p]
-		if !ok {
-			id = int32(len(t.nodes))
-			t.ids[p] = id
-			t.nodes = append(t.nodes, pathNode{leaf: -1})
-		}
-		return &t.nodes[id]
-	}
+	t := &pathTable{nodes: []pathNode{{leaf: -1}}, paths: paths}
+	chains := make([][]int32, len(paths))
 	for i, p := range paths {
-		node(p).leaf = int32(i)
-		for j := strings.IndexByte(p, '.'); j >= 0; {
-			node(p[:j]).inner = true
-			k := strings.IndexByte(p[j+1:], '.')
-			if k < 0 {
-				break
+		n := int32(0)
+		for _, seg := range strings.Split(p, ".") {
+			next, ok := t.nodes[n].kids[seg]
+			if !ok {
+				next = int32(len(t.nodes))
+				t.nodes = append(t.nodes, pathNode{leaf: -1})
+				if t.nodes[n].kids == nil {
+					t.nodes[n].kids = map[string]int32{}
+				}
+				t.nodes[n].kids[seg] = next
+				if seg != "" {
+					t.nodes[n].first[seg[0]/64] |= 1 << (seg[0] % 64)
+				}
+				t.nodes[n].lens |= 1 << min(len(seg), 63)
 			}
-			j += 1 + k
+			n = next
+			chains[i] = append(chains[i], n)
+		}
+		t.nodes[n].leaf = int32(i)
+	}
+	words := (len(paths) + 63) / 64
+	bits := make([]uint64, len(t.nodes)*words)
+	t.below = make([][]uint64, len(t.nodes))
+	for i := range t.below {
+		t.below[i] = bits[i*words : (i+1)*words : (i+1)*words]
+	}
+	for i, chain := range chains {
+		for _, n := range chain {
+			t.below[n][i/64] |= 1 << (i % 64)
 		}
 	}
 	return t
+}
+
+// child returns the node reached from n by the object key key, if it leads to a listed path.
+func (t *pathTable) child(n int32, key []byte) (int32, bool) {
+	nd := &t.nodes[n]
+	if len(key) > 0 && nd.first[key[0]/64]&(1<<(key[0]%64)) == 0 {
+		return 0, false
+	}
+	if bytes.IndexByte(key, '.') < 0 {
+		if nd.lens&(1<<min(len(key), 63)) == 0 {
+			return 0, false
+		}
+		id, ok := nd.kids[string(key)]
+		return id, ok
+	}
+	for {
+		seg, rest, more := bytes.Cut(key, []byte{'.'})
+		id, ok := t.nodes[n].kids[string(seg)]
+		if !ok {
+			return 0, false
+		}
+		if !more {
+			return id, true
+		}
+		n, key = id, rest
+	}
 }
 
 // field is one leaf value of a flattened event.
@@ -74,14 +122,16 @@ type flatEvent struct {
 	text   []byte
 	mem    []memEntry
 	arrays []bool // per array id: some element holds an object, so consistency applies
+	// arrayNode is, per array id, the path table node of the path the array sits at.
+	arrayNode []int32
 
 	byPath    []int32 // field indexes grouped by leaf path
 	pathStart []int32 // byPath[pathStart[l]:pathStart[l+1]] are the fields at leaf l
 	pathRel   []bool  // some field at leaf l has rel set
 
-	pathBuf []byte
-	stack   []frame
-	fold    []byte // scratch for case folding
+	keyBuf []byte
+	stack  []frame
+	fold   []byte // scratch for case folding
 }
 
 func (f *flatEvent) reset(raw []byte) {
@@ -90,7 +140,7 @@ func (f *flatEvent) reset(raw []byte) {
 	f.text = f.text[:0]
 	f.mem = f.mem[:0]
 	f.arrays = f.arrays[:0]
-	f.pathBuf = f.pathBuf[:0]
+	f.arrayNode = f.arrayNode[:0]
 	f.stack = f.stack[:0]
 }
 
@@ -101,7 +151,7 @@ func (f *flatEvent) flatten(t *pathTable, raw []byte) error {
 	if i >= len(raw) || raw[i] != '{' {
 		return syntaxErr(i, "the event must be a JSON object")
 	}
-	end, err := f.object(t, i, 0)
+	end, err := f.object(t, i, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -112,7 +162,7 @@ func (f *flatEvent) flatten(t *pathTable, raw []byte) error {
 	return nil
 }
 
-func (f *flatEvent) object(t *pathTable, i, depth int) (int, error) {
+func (f *flatEvent) object(t *pathTable, i, depth int, node int32) (int, error) {
 	b := f.raw
 	if depth >= maxEventDepth {
 		return i, syntaxErr(i, "nesting too deep")
@@ -128,35 +178,30 @@ func (f *flatEvent) object(t *pathTable, i, depth int) (int, error) {
 		f.stack = f.stack[:len(f.stack)-1]
 		return i + 1, nil
 	}
-	base := len(f.pathBuf)
 	for {
 		kStart := i
 		kEnd, esc, err := scanString(b, i)
 		if err != nil {
 			return kEnd, err
 		}
-		if base > 0 {
-			f.pathBuf = append(f.pathBuf, '.')
-		}
+		key := b[kStart+1 : kEnd-1]
 		if esc {
-			f.pathBuf = unescapeAppend(f.pathBuf, b[kStart+1:kEnd-1])
-		} else {
-			f.pathBuf = append(f.pathBuf, b[kStart+1:kEnd-1]...)
+			f.keyBuf = unescapeAppend(f.keyBuf[:0], key)
+			key = f.keyBuf
 		}
-		id, listed := t.ids[string(f.pathBuf)]
+		id, listed := t.child(node, key)
 		i = skipWS(b, kEnd)
 		if i >= len(b) || b[i] != ':' {
 			return i, syntaxErr(i, "expected ':'")
 		}
 		if listed {
-			i, err = f.value(t, i+1, depth+1, t.nodes[id])
+			i, err = f.value(t, i+1, depth+1, id)
 		} else {
 			i, err = skipValue(b, i+1, depth+1)
 		}
 		if err != nil {
 			return i, err
 		}
-		f.pathBuf = f.pathBuf[:base]
 		i = skipWS(b, i)
 		if i < len(b) && b[i] == ',' {
 			i = skipWS(b, i+1)
@@ -170,25 +215,27 @@ func (f *flatEvent) object(t *pathTable, i, depth int) (int, error) {
 	}
 }
 
-func (f *flatEvent) value(t *pathTable, i, depth int, n pathNode) (int, error) {
+func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 	b := f.raw
+	n := t.nodes[id]
 	i = skipWS(b, i)
 	if i >= len(b) {
 		return i, syntaxErr(i, "unexpected end")
 	}
 	switch c := b[i]; c {
 	case '{':
-		if !n.inner {
+		if len(n.kids) == 0 {
 			return skipValue(b, i, depth)
 		}
-		return f.object(t, i, depth)
+		return f.object(t, i, depth, id)
 	case '[':
 		if depth >= maxEventDepth {
 			return i, syntaxErr(i, "nesting too deep")
 		}
-		id := int32(len(f.arrays))
+		arr := int32(len(f.arrays))
 		f.arrays = append(f.arrays, false)
-		f.stack = append(f.stack, frame{arr: id})
+		f.arrayNode = append(f.arrayNode, id)
+		f.stack = append(f.stack, frame{arr: arr})
 		top := len(f.stack) - 1
 		i = skipWS(b, i+1)
 		if i < len(b) && b[i] == ']' {
@@ -198,7 +245,7 @@ func (f *flatEvent) value(t *pathTable, i, depth int, n pathNode) (int, error) {
 		for idx := int32(0); ; idx++ {
 			f.stack[top].idx = idx
 			var err error
-			if i, err = f.value(t, i, depth+1, n); err != nil {
+			if i, err = f.value(t, i, depth+1, id); err != nil {
 				return i, err
 			}
 			i = skipWS(b, i)
@@ -339,23 +386,29 @@ func (f *flatEvent) consistent(cur []memEntry, k int32) bool {
 
 // push adds field k's array positions that matter to cur.
 func (f *flatEvent) push(cur []memEntry, k int32) []memEntry {
+	return f.pushFrom(cur, 0, k)
+}
+
+// pushFrom appends to s those of field k's array positions that matter and are not yet in
+// s[from:].
+func (f *flatEvent) pushFrom(s []memEntry, from int, k int32) []memEntry {
 	fd := &f.fields[k]
 	if !fd.rel {
-		return cur
+		return s
 	}
 outer:
 	for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
 		if !f.arrays[e.arr] {
 			continue
 		}
-		for _, c := range cur {
+		for _, c := range s[from:] {
 			if c.arr == e.arr {
 				continue outer
 			}
 		}
-		cur = append(cur, e)
+		s = append(s, e)
 	}
-	return cur
+	return s
 }
 
 func growInt32(s []int32, n int) []int32 {

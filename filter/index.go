@@ -7,46 +7,48 @@ import (
 	"sync"
 )
 
-// A snapshot is the compiled, immutable form of a Matcher's rules. Matching runs in two phases:
+// A snapshot is the compiled, immutable form of a Matcher's rules: one automaton for all of them,
+// in the manner of EventBridge's own matcher.
 //
-//  1. Every recorded field value is looked up in the index of its path, which names the
-//     conditions the value satisfies: exact values by map lookup, prefixes and suffixes by map
-//     lookup per distinct length, numeric ranges in an interval tree, the rest (anything-but,
-//     cidr, wildcards without literal ends) by a short per-path scan. Conditions are shared by
-//     every rule that has the same test on the same path, so this phase costs the same for one
-//     rule or ten thousand that look alike.
-//  2. Each branch (a pattern with its $or resolved) is filed under its most selective condition,
-//     its key. Only branches whose key was hit are checked, against the hits of phase 1, with
-//     the same path-ordered, array-consistent search as Pattern.Match.
+// Each branch of each pattern (the pattern with its $or resolved) is a sequence of steps, one per
+// field, in path order; each step is a path and a condition on its value. The branches are merged
+// into a trie: rules that begin with the same steps share the nodes for them. A node's outgoing
+// transitions are grouped by path, and each group has an index from values to child nodes: exact
+// values by map lookup, prefixes and suffixes by one map lookup per distinct length, numeric
+// ranges in an interval tree, and the rest (anything-but, cidr, wildcards without literal ends)
+// by a short scan. Matching flattens the event once and walks the trie from the root, following
+// for each node only the transitions the event's values take, so its cost depends on how many
+// rules partly match the event, not on how many rules there are.
+//
+// Arrays: a transition taken on a value inside an array of objects carries that value's array
+// positions down the walk, and values in other elements of the same arrays are not used further
+// down (all fields of a pattern must match within one element). Walks whose remaining steps
+// cannot be affected by any position carried are merged, which keeps the walk linear in events
+// with many independent arrays.
 type snapshot struct {
-	version  uint64
-	names    []string
-	table    *pathTable
-	conds    []mcond
-	branches []mbranch
-	keyed    [][]int32 // per condition: the branches whose key it is
-	always   []int32   // branches without a condition that can be a key
-	idx      []pathIndex
-	pool     sync.Pool
+	version   uint64
+	names     []string
+	table     *pathTable
+	nodes     []tnode
+	leafWords int
+	pool      sync.Pool
 }
 
-type mcond struct {
-	leaf int32
-	c    *cond
+// tnode is a state of the automaton.
+type tnode struct {
+	accept  []int32  // rules matched on reaching the node
+	trans   []ttrans // by path
+	subtree []uint64 // the leaf paths tested at or below this node
 }
 
-type mbranch struct {
-	rule  int32
-	steps []mstep // in path order
+// ttrans is a node's transitions on one path.
+type ttrans struct {
+	leaf   int32
+	idx    pathIndex
+	absent []int32 // children taken when the path has no usable value ({"exists": false})
 }
 
-type mstep struct {
-	leaf     int32
-	cond     int32
-	absentOK bool
-}
-
-// pathIndex finds the conditions on one path that a value satisfies.
+// pathIndex finds, for one value, the transitions it takes: the ids it holds are trie nodes.
 type pathIndex struct {
 	exact  map[string][]int32
 	ip     map[netip.Addr][]int32
@@ -70,12 +72,22 @@ type guarded struct {
 	verify *valueMatcher
 }
 
-// lenIndex finds the prefixes (or suffixes) of a value among a set, with one map lookup per
-// distinct length in the set.
+// lenIndex finds the prefixes (or suffixes) of a value among a set. Walking the value once, it
+// keeps a rolling hash of the first (or last) n bytes, and at each length some entry has it looks
+// that hash up: one integer-keyed map lookup per distinct length, and no string hashing.
 type lenIndex struct {
-	m    map[string][]guarded
-	lens []int
+	m      map[string][]guarded // while building
+	lens   []int
+	byHash map[uint64][]hashedEntry
+	suffix bool
 }
+
+type hashedEntry struct {
+	s  string
+	gs []guarded
+}
+
+const rollMul = 0x100000001b3
 
 func (x *lenIndex) add(s string, g guarded) {
 	if x.m == nil {
@@ -88,6 +100,56 @@ func (x *lenIndex) add(s string, g guarded) {
 		}
 	}
 	x.m[s] = append(x.m[s], g)
+}
+
+// seal builds the hash table; add must not be called afterwards.
+func (x *lenIndex) seal(suffix bool) {
+	x.suffix = suffix
+	if x.m == nil {
+		return
+	}
+	x.byHash = make(map[uint64][]hashedEntry, len(x.m))
+	for s, gs := range x.m {
+		h := rollHash([]byte(s), len(s), suffix)
+		x.byHash[h] = append(x.byHash[h], hashedEntry{s: s, gs: gs})
+	}
+	x.m = nil
+}
+
+// rollHash hashes the first n bytes of b, or, for suffix, the last n bytes taken from the end.
+func rollHash(b []byte, n int, suffix bool) uint64 {
+	var h uint64
+	for i := range n {
+		c := b[i]
+		if suffix {
+			c = b[len(b)-1-i]
+		}
+		h = h*rollMul + uint64(c)
+	}
+	return h
+}
+
+// find pushes the children of every entry that is a prefix (suffix) of text.
+func (x *lenIndex) find(m *matchScratch, text []byte, v *value) {
+	var h uint64
+	i := 0
+	for _, n := range x.lens {
+		if n > len(text) {
+			return
+		}
+		for ; i < n; i++ {
+			c := text[i]
+			if x.suffix {
+				c = text[len(text)-1-i]
+			}
+			h = h*rollMul + uint64(c)
+		}
+		for _, e := range x.byHash[h] {
+			if x.suffix && string(text[len(text)-n:]) == e.s || !x.suffix && string(text[:n]) == e.s {
+				m.collectGuarded(e.gs, v)
+			}
+		}
+	}
 }
 
 // intervalIndex is a segment tree over the distinct range ends: a value's conditions are the
@@ -145,73 +207,140 @@ func buildIntervals(rs []rangeEntry) intervalIndex {
 	return x
 }
 
+// buildTrans collects one node's transitions on one path while the trie is built.
+type buildTrans struct {
+	leaf  int32
+	child map[string]int32 // condition key -> child node
+	conds []*cond
+	kids  []int32
+}
+
+// walkOrder returns the order the automaton tests a branch's steps in. Without {"exists": false}
+// the order does not change the outcome, so the steps that narrow the walk most come first: exact
+// values, then prefixes and suffixes, wildcards, ranges, and last the tests most values pass.
+// With {"exists": false} the steps keep path order, because an absence is judged against the
+// array elements chosen for the fields before it in that order, as EventBridge does.
+func walkOrder(steps []step) []step {
+	for _, st := range steps {
+		if st.c.absentOK {
+			return steps
+		}
+	}
+	out := slices.Clone(steps)
+	slices.SortStableFunc(out, func(a, b step) int { return condRank(a.c) - condRank(b.c) })
+	return out
+}
+
+// condRank orders conditions from the most to the least selective.
+func condRank(c *cond) int {
+	r := 0
+	for i := range c.ms {
+		m := &c.ms[i]
+		var k int
+		switch m.op {
+		case opExact, opNumber, opEqualsFold:
+			k = 0
+		case opPrefix, opSuffix, opPrefixFold, opSuffixFold:
+			k = 1
+			if len(m.s) < 3 {
+				k = 2
+			}
+		case opWildcard, opTrue, opFalse, opNull:
+			k = 2
+		case opNumeric, opCIDR:
+			k = 3
+		default: // exists, anything-but
+			k = 4
+		}
+		r = max(r, k)
+	}
+	return r
+}
+
 // buildSnapshot compiles rules (sorted by name) into one snapshot.
 func buildSnapshot(names []string, pats []*Pattern, version uint64) *snapshot {
 	s := &snapshot{version: version, names: names}
 	leafOf := map[string]int32{}
 	var paths []string
-	type condKey struct {
-		leaf int32
-		key  string
+	type bnode struct {
+		accept []int32
+		trans  map[int32]*buildTrans
 	}
-	condOf := map[condKey]int32{}
+	nodes := []bnode{{}}
 	for r, p := range pats {
 		for _, b := range p.branches {
-			mb := mbranch{rule: int32(r), steps: make([]mstep, len(b.steps))}
-			for i, st := range b.steps {
+			n := int32(0)
+			for _, st := range walkOrder(b.steps) {
 				leaf, ok := leafOf[st.path]
 				if !ok {
 					leaf = int32(len(paths))
 					leafOf[st.path] = leaf
 					paths = append(paths, st.path)
 				}
-				ck := condKey{leaf, st.c.key}
-				id, ok := condOf[ck]
-				if !ok {
-					id = int32(len(s.conds))
-					condOf[ck] = id
-					s.conds = append(s.conds, mcond{leaf: leaf, c: st.c})
+				if nodes[n].trans == nil {
+					nodes[n].trans = map[int32]*buildTrans{}
 				}
-				mb.steps[i] = mstep{leaf: leaf, cond: id, absentOK: st.c.absentOK}
+				bt := nodes[n].trans[leaf]
+				if bt == nil {
+					bt = &buildTrans{leaf: leaf, child: map[string]int32{}}
+					nodes[n].trans[leaf] = bt
+				}
+				child, ok := bt.child[st.c.key]
+				if !ok {
+					child = int32(len(nodes))
+					nodes = append(nodes, bnode{})
+					bt.child[st.c.key] = child
+					bt.conds = append(bt.conds, st.c)
+					bt.kids = append(bt.kids, child)
+				}
+				n = child
 			}
-			s.branches = append(s.branches, mb)
+			if a := nodes[n].accept; len(a) == 0 || a[len(a)-1] != int32(r) {
+				nodes[n].accept = append(nodes[n].accept, int32(r))
+			}
 		}
 	}
 	s.table = newPathTable(paths)
-
-	// How many branches use each condition: a condition many rules share (mediaType CHAT) is a
-	// poor key even if its values are exact, since every hit wakes all of those rules.
-	freq := make([]int, len(s.conds))
-	for _, b := range s.branches {
-		for _, st := range b.steps {
-			freq[st.cond]++
+	s.leafWords = (len(paths) + 63) / 64
+	s.nodes = make([]tnode, len(nodes))
+	bits := make([]uint64, len(nodes)*s.leafWords)
+	for i := range nodes {
+		tn := &s.nodes[i]
+		tn.accept = nodes[i].accept
+		tn.subtree = bits[i*s.leafWords : (i+1)*s.leafWords : (i+1)*s.leafWords]
+		for _, bt := range nodes[i].trans {
+			tn.trans = append(tn.trans, buildTransitions(bt))
+		}
+		slices.SortFunc(tn.trans, func(a, b ttrans) int { return int(a.leaf - b.leaf) })
+	}
+	// Children always come after their parent, so one backward pass fills the subtrees.
+	for i := len(s.nodes) - 1; i >= 0; i-- {
+		tn := &s.nodes[i]
+		for _, bt := range nodes[i].trans {
+			tn.subtree[bt.leaf/64] |= 1 << (bt.leaf % 64)
+			for _, k := range bt.kids {
+				for w, x := range s.nodes[k].subtree {
+					tn.subtree[w] |= x
+				}
+			}
 		}
 	}
-	s.keyed = make([][]int32, len(s.conds))
-	for bi, b := range s.branches {
-		best, bestCost := int32(-1), math.Inf(1)
-		for _, st := range b.steps {
-			if st.absentOK {
-				continue // can hold without any hit, so it cannot gate the branch
-			}
-			if c := selectivity(s.conds[st.cond].c) * float64(freq[st.cond]); c < bestCost {
-				best, bestCost = st.cond, c
-			}
-		}
-		if best < 0 {
-			s.always = append(s.always, int32(bi))
-		} else {
-			s.keyed[best] = append(s.keyed[best], int32(bi))
-		}
-	}
+	s.pool.New = func() any { return s.newScratch() }
+	return s
+}
 
-	s.idx = make([]pathIndex, len(paths))
-	ranges := make([][]rangeEntry, len(paths))
-	for ci, mc := range s.conds {
-		x := &s.idx[mc.leaf]
-		id := int32(ci)
-		for mi := range mc.c.ms {
-			m := &mc.c.ms[mi]
+// buildTransitions indexes the conditions of one node's transitions on one path.
+func buildTransitions(bt *buildTrans) ttrans {
+	t := ttrans{leaf: bt.leaf}
+	x := &t.idx
+	var ranges []rangeEntry
+	for ci, c := range bt.conds {
+		id := bt.kids[ci]
+		if c.absentOK {
+			t.absent = append(t.absent, id)
+		}
+		for mi := range c.ms {
+			m := &c.ms[mi]
 			switch m.op {
 			case opExact:
 				x.exact = appendMap(x.exact, m.s, id)
@@ -258,7 +387,7 @@ func buildSnapshot(names []string, pats []*Pattern, version uint64) *snapshot {
 					x.scan = append(x.scan, guarded{cond: id, verify: m})
 				}
 			case opNumeric:
-				ranges[mc.leaf] = append(ranges[mc.leaf], rangeEntry{lo: m.lo, hi: m.hi, cond: id})
+				ranges = append(ranges, rangeEntry{lo: m.lo, hi: m.hi, cond: id})
 			case opExists:
 				x.exists = append(x.exists, id)
 			case opCIDR, opAnythingBut:
@@ -266,11 +395,12 @@ func buildSnapshot(names []string, pats []*Pattern, version uint64) *snapshot {
 			}
 		}
 	}
-	for l := range ranges {
-		s.idx[l].ranges = buildIntervals(ranges[l])
-	}
-	s.pool.New = func() any { return s.newScratch() }
-	return s
+	x.ranges = buildIntervals(ranges)
+	x.prefix.seal(false)
+	x.suffix.seal(true)
+	x.foldPrefix.seal(false)
+	x.foldSuffix.seal(true)
+	return t
 }
 
 func appendMap(m map[string][]int32, k string, id int32) map[string][]int32 {
@@ -281,58 +411,24 @@ func appendMap(m map[string][]int32, k string, id int32) map[string][]int32 {
 	return m
 }
 
-// selectivity guesses the share of events on which a condition holds. Only the order matters:
-// exact values are rare, ranges and existence common.
-func selectivity(c *cond) float64 {
-	p := 0.0
-	for i := range c.ms {
-		m := &c.ms[i]
-		switch m.op {
-		case opExact, opNumber, opEqualsFold:
-			p += 0.02
-		case opTrue, opFalse, opNull:
-			p += 0.3
-		case opPrefix, opSuffix, opPrefixFold, opSuffixFold:
-			if len(m.s) < 3 {
-				p += 0.2
-			} else {
-				p += 0.05
-			}
-		case opWildcard:
-			p += 0.1
-		case opNumeric:
-			p += 0.3
-		case opCIDR:
-			p += 0.2
-		default: // exists, anything-but
-			p += 0.9
-		}
-	}
-	return min(p, 1)
-}
-
 // matchScratch is the per-call state of a snapshot match; it comes from the snapshot's pool.
 type matchScratch struct {
 	fe        flatEvent
 	epoch     uint32
-	hitEpoch  []uint32 // per condition: hit in this epoch
-	hitHead   []int32  // per condition: last entry of its hit list
-	hits      []hitEntry
-	hitConds  []int32
+	seen      []uint32 // per node: visited in this epoch with no array positions that matter
+	stamp     uint32
+	kidStamp  []uint32 // per node: already collected for the current value
+	kids      []int32  // stack of children to visit
+	stack     []memEntry
 	ruleEpoch []uint32
 	matched   []int32
-	cur       []memEntry
 	v         value
-}
-
-type hitEntry struct {
-	field, next int32
 }
 
 func (s *snapshot) newScratch() any {
 	return &matchScratch{
-		hitEpoch:  make([]uint32, len(s.conds)),
-		hitHead:   make([]int32, len(s.conds)),
+		seen:      make([]uint32, len(s.nodes)),
+		kidStamp:  make([]uint32, len(s.nodes)),
 		ruleEpoch: make([]uint32, len(s.names)),
 	}
 }
@@ -340,117 +436,179 @@ func (s *snapshot) newScratch() any {
 func (m *matchScratch) next() {
 	m.epoch++
 	if m.epoch == 0 {
-		clear(m.hitEpoch)
+		clear(m.seen)
 		clear(m.ruleEpoch)
 		m.epoch = 1
 	}
-	m.hits = m.hits[:0]
-	m.hitConds = m.hitConds[:0]
 	m.matched = m.matched[:0]
+	m.kids = m.kids[:0]
+	m.stack = m.stack[:0]
 }
 
-func (m *matchScratch) hit(c, field int32) {
-	if m.hitEpoch[c] != m.epoch {
-		m.hitEpoch[c] = m.epoch
-		m.hitHead[c] = -1
-		m.hitConds = append(m.hitConds, c)
-	} else if h := m.hitHead[c]; h >= 0 && m.hits[h].field == field {
-		return // the same value satisfied another entry of the same condition
-	}
-	m.hits = append(m.hits, hitEntry{field: field, next: m.hitHead[c]})
-	m.hitHead[c] = int32(len(m.hits) - 1)
-}
-
-func (m *matchScratch) hitAll(cs []int32, field int32) {
-	for _, c := range cs {
-		m.hit(c, field)
+func (m *matchScratch) collectOne(id int32) {
+	if m.kidStamp[id] != m.stamp {
+		m.kidStamp[id] = m.stamp
+		m.kids = append(m.kids, id)
 	}
 }
 
-func (m *matchScratch) hitGuarded(gs []guarded, field int32, v *value) {
-	for i := range gs {
-		if gs[i].verify == nil || gs[i].verify.match(v) {
-			m.hit(gs[i].cond, field)
+// collect pushes the children in ids onto m.kids, once per value.
+func (m *matchScratch) collect(ids []int32) {
+	for _, id := range ids {
+		if m.kidStamp[id] != m.stamp {
+			m.kidStamp[id] = m.stamp
+			m.kids = append(m.kids, id)
 		}
 	}
 }
 
-// match runs both phases on the flattened event in m.fe and leaves the matching rule ids,
+func (m *matchScratch) collectGuarded(gs []guarded, v *value) {
+	for i := range gs {
+		if gs[i].verify == nil || gs[i].verify.match(v) {
+			m.collectOne(gs[i].cond)
+		}
+	}
+}
+
+// match walks the automaton over the flattened event in m.fe and leaves the matching rule ids,
 // ascending, in m.matched.
 func (s *snapshot) match(m *matchScratch) {
 	m.next()
-	fe := &m.fe
-	v := &m.v
-	for l := range s.idx {
-		x := &s.idx[l]
-		for _, k := range fe.at(int32(l)) {
-			fe.valueOf(k, v)
-			m.lookup(x, k, v)
-		}
-	}
-	for _, c := range m.hitConds {
-		for _, b := range s.keyed[c] {
-			s.check(m, b)
-		}
-	}
-	for _, b := range s.always {
-		s.check(m, b)
-	}
+	s.visit(m, 0, nil)
 	slices.Sort(m.matched)
 }
 
-func (m *matchScratch) lookup(x *pathIndex, k int32, v *value) {
-	m.hitAll(x.exists, k)
+func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
+	nd := &s.nodes[n]
+	fe := &m.fe
+	top := len(m.stack)
+	defer func() { m.stack = m.stack[:top] }()
+	if len(cur) > 0 {
+		cur = s.reduce(m, nd, cur)
+	}
+	if len(cur) == 0 {
+		// Without array positions that matter below, every visit of this node is the same.
+		if m.seen[n] == m.epoch {
+			return
+		}
+		m.seen[n] = m.epoch
+	}
+	for _, r := range nd.accept {
+		if m.ruleEpoch[r] != m.epoch {
+			m.ruleEpoch[r] = m.epoch
+			m.matched = append(m.matched, r)
+		}
+	}
+	v := &m.v
+	for ti := range nd.trans {
+		t := &nd.trans[ti]
+		usable := false
+		for _, k := range fe.at(t.leaf) {
+			if !fe.consistent(cur, k) {
+				continue
+			}
+			usable = true
+			fe.valueOf(k, v)
+			base := len(m.kids)
+			m.stamp++
+			if m.stamp == 0 {
+				clear(m.kidStamp)
+				m.stamp = 1
+			}
+			m.lookup(&t.idx, v)
+			if len(m.kids) == base {
+				continue
+			}
+			next := cur
+			if fe.fields[k].rel {
+				t0 := len(m.stack)
+				m.stack = append(m.stack, cur...)
+				m.stack = fe.pushFrom(m.stack, t0, k)
+				next = m.stack[t0:]
+			}
+			for i := base; i < len(m.kids); i++ {
+				s.visit(m, m.kids[i], next)
+			}
+			m.kids = m.kids[:base]
+		}
+		if !usable {
+			for _, c := range t.absent {
+				s.visit(m, c, cur)
+			}
+		}
+	}
+}
+
+// reduce drops from cur the array positions that no path at or below nd can be affected by; the
+// result lives on m.stack.
+func (s *snapshot) reduce(m *matchScratch, nd *tnode, cur []memEntry) []memEntry {
+	fe := &m.fe
+	keep := 0
+	for _, e := range cur {
+		if s.matters(fe, nd, e.arr) {
+			keep++
+		}
+	}
+	if keep == len(cur) {
+		return cur
+	}
+	t0 := len(m.stack)
+	for _, e := range cur {
+		if s.matters(fe, nd, e.arr) {
+			m.stack = append(m.stack, e)
+		}
+	}
+	return m.stack[t0:]
+}
+
+// matters reports whether some path tested at or below nd lies inside array arr.
+func (s *snapshot) matters(fe *flatEvent, nd *tnode, arr int32) bool {
+	below := s.table.below[fe.arrayNode[arr]]
+	for w, x := range below {
+		if x&nd.subtree[w] != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup pushes onto m.kids the children that value v takes through index x.
+func (m *matchScratch) lookup(x *pathIndex, v *value) {
+	m.collect(x.exists)
 	switch v.kind {
 	case kindString:
 		if x.exact != nil {
-			m.hitAll(x.exact[string(v.text)], k)
+			m.collect(x.exact[string(v.text)])
 		}
 		if x.ip != nil {
 			if a, ok := parseIP(v.text); ok {
-				m.hitAll(x.ip[a], k)
+				m.collect(x.ip[a])
 			}
 		}
-		if x.prefix.m != nil {
-			for _, n := range x.prefix.lens {
-				if n > len(v.text) {
-					break
-				}
-				m.hitGuarded(x.prefix.m[string(v.text[:n])], k, v)
-			}
+		if x.prefix.byHash != nil {
+			x.prefix.find(m, v.text, v)
 		}
-		if x.suffix.m != nil {
-			for _, n := range x.suffix.lens {
-				if n > len(v.text) {
-					break
-				}
-				m.hitGuarded(x.suffix.m[string(v.text[len(v.text)-n:])], k, v)
-			}
+		if x.suffix.byHash != nil {
+			x.suffix.find(m, v.text, v)
 		}
-		if x.fold != nil || x.foldPrefix.m != nil || x.foldSuffix.m != nil {
+		if x.fold != nil || x.foldPrefix.byHash != nil || x.foldSuffix.byHash != nil {
 			f := v.foldedText()
 			if x.fold != nil {
-				m.hitAll(x.fold[string(f)], k)
+				m.collect(x.fold[string(f)])
 			}
-			for _, n := range x.foldPrefix.lens {
-				if n > len(f) {
-					break
-				}
-				m.hitGuarded(x.foldPrefix.m[string(f[:n])], k, v)
+			if x.foldPrefix.byHash != nil {
+				x.foldPrefix.find(m, f, v)
 			}
-			for _, n := range x.foldSuffix.lens {
-				if n > len(f) {
-					break
-				}
-				m.hitGuarded(x.foldSuffix.m[string(f[len(f)-n:])], k, v)
+			if x.foldSuffix.byHash != nil {
+				x.foldSuffix.find(m, f, v)
 			}
 		}
 	case kindNumber:
 		if v.numOK && x.numEq != nil {
-			m.hitAll(x.numEq[v.num], k)
+			m.collect(x.numEq[v.num])
 		}
 		if x.numLit != nil {
-			m.hitAll(x.numLit[string(v.text)], k)
+			m.collect(x.numLit[string(v.text)])
 		}
 		if v.numOK && len(x.ranges.pts) > 0 {
 			r := &x.ranges
@@ -460,74 +618,16 @@ func (m *matchScratch) lookup(x *pathIndex, k int32, v *value) {
 			}
 			if i >= 0 {
 				for n := i + r.size; n >= 1; n >>= 1 {
-					m.hitAll(r.tree[n], k)
+					m.collect(r.tree[n])
 				}
 			}
 		}
 	case kindTrue:
-		m.hitAll(x.trueC, k)
+		m.collect(x.trueC)
 	case kindFalse:
-		m.hitAll(x.falseC, k)
+		m.collect(x.falseC)
 	case kindNull:
-		m.hitAll(x.nullC, k)
+		m.collect(x.nullC)
 	}
-	m.hitGuarded(x.scan, k, v)
-}
-
-// check decides branch b and records its rule when it matches.
-func (s *snapshot) check(m *matchScratch, bi int32) {
-	b := &s.branches[bi]
-	if m.ruleEpoch[b.rule] == m.epoch {
-		return
-	}
-	fe := &m.fe
-	simple := true
-	for _, st := range b.steps {
-		if !st.absentOK && m.hitEpoch[st.cond] != m.epoch {
-			return
-		}
-		if fe.pathRel[st.leaf] {
-			simple = false
-		}
-	}
-	if simple {
-		// No value on these paths lies in an array of objects, so any choice of values is
-		// consistent: a condition holds when hit, or, with exists:false, when its path is empty.
-		for _, st := range b.steps {
-			if st.absentOK && m.hitEpoch[st.cond] != m.epoch && len(fe.at(st.leaf)) > 0 {
-				return
-			}
-		}
-	} else if !m.search(b.steps, m.cur[:0]) {
-		return
-	}
-	m.ruleEpoch[b.rule] = m.epoch
-	m.matched = append(m.matched, b.rule)
-}
-
-// search is evalSteps driven by the hit lists: the values that satisfy each step's condition
-// are already known, so only array consistency is left to decide.
-func (m *matchScratch) search(steps []mstep, cur []memEntry) bool {
-	if len(steps) == 0 {
-		return true
-	}
-	st := &steps[0]
-	fe := &m.fe
-	if m.hitEpoch[st.cond] == m.epoch {
-		for h := m.hitHead[st.cond]; h >= 0; h = m.hits[h].next {
-			k := m.hits[h].field
-			if fe.consistent(cur, k) && m.search(steps[1:], fe.push(cur, k)) {
-				return true
-			}
-		}
-	}
-	if !st.absentOK {
-		return false
-	}
-	for _, k := range fe.at(st.leaf) {
-		if fe.consistent(cur, k) {
-			return false
-		}
-	}
-	return m.search(steps[1:], cur)
+	m.collectGuarded(x.scan, v)
 }

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"unicode/utf16"
@@ -41,6 +42,13 @@ func scanString(b []byte, i int) (end int, escaped bool, err error) {
 	}
 	i++
 	for i < len(b) {
+		// Skip eight plain bytes at a time: none a quote, a backslash or a control character.
+		for i+8 <= len(b) && !specialIn8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':
@@ -73,6 +81,22 @@ func scanString(b []byte, i int) (end int, escaped bool, err error) {
 		}
 	}
 	return i, false, syntaxErr(i, "unterminated string")
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// specialIn8 reports whether any of the eight bytes in x is '"', '\\' or below 0x20. It may
+// report true for a plain byte that follows a special one, never false for a special one.
+func specialIn8(x uint64) bool {
+	quote := x ^ (lsb * '"')
+	bslash := x ^ (lsb * '\\')
+	z := (quote - lsb) &^ quote
+	z |= (bslash - lsb) &^ bslash
+	z |= (x - lsb*0x20) &^ x
+	return z&msb != 0
 }
 
 func hexVal(c byte) int {

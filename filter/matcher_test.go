@@ -80,7 +80,7 @@ func TestMatcherAppendsToDst(t *testing.T) {
 // TestMatcherManyRulesAtOnce loads a generated Genesys rule set and checks the Matcher's answer
 // for a real event against every rule on its own.
 func TestMatcherManyRulesAtOnce(t *testing.T) {
-	rules := genesysRules(2000, 1)
+	rules := genesysRules(10000, 1)
 	m := filter.NewMatcher()
 	singles := make([]*filter.Pattern, len(rules))
 	for i, r := range rules {
@@ -100,7 +100,7 @@ func TestMatcherManyRulesAtOnce(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, got)
 		assert.NotEmpty(t, want, "the generated rules include some that match each sample")
-		assert.Less(t, len(want), len(rules)/10, "and most do not")
+		assert.Less(t, len(want), len(rules)/100, "and most do not")
 	}
 }
 
@@ -174,8 +174,8 @@ func contains(s []string, x string) bool {
 }
 
 func TestMatcherZeroAllocations(t *testing.T) {
-	if testing.Short() {
-		t.Skip("allocation counts are checked in the full run")
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items, so allocations are counted without it")
 	}
 	rules := genesysRules(1000, 2)
 	m := filter.NewMatcher()

@@ -49,10 +49,12 @@ func readTopics() []string {
 	return out
 }
 
-// genesysRules generates n realistic rules: mostly a detail-type (a third of them one of the
-// busy conversation topics, the rest any of the 237 topics) plus a body condition on media type,
-// durations, queue, presence changes, wrap-up code or direction; some prefix, wildcard, anything-but and $or rules.
-// Against a given event a few match and most do not.
+// genesysRules generates n realistic routing rules. Large rule sets are large because of
+// high-cardinality values (queues, divisions, organisations, wrap-up codes), not because of
+// thousands of copies of one rule, so most rules pair a detail-type (a third of them one of the
+// busy conversation topics, the rest any of the 237 topics) with such a value; others test media
+// type and duration ranges, presence changes, direction, and use prefix, wildcard, anything-but and
+// $or. Against a given event a few match and most do not.
 func genesysRules(n int, seed uint64) []genRule {
 	r := rand.New(rand.NewPCG(seed, 42))
 	topics := readTopics()
@@ -63,63 +65,71 @@ func genesysRules(n int, seed uint64) []genRule {
 		}
 		return pick(topics)
 	}
-	uuid := func() string {
-		if r.IntN(50) == 0 {
-			return "4750048b-1994-41d4-8410-a5760c49a6cd" // the sample's queue
+	pool := func(size int, sample string) []string {
+		p := make([]string, size)
+		for i := range p {
+			p[i] = fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", r.Uint32(), r.IntN(1<<16), r.IntN(1<<12), r.IntN(1<<12), r.Int64N(1<<48))
 		}
-		return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", r.Uint32(), r.IntN(1<<16), r.IntN(1<<12), r.IntN(1<<12), r.Int64N(1<<48))
+		p[r.IntN(size)] = sample
+		return p
 	}
+	queues := pool(2000, "4750048b-1994-41d4-8410-a5760c49a6cd")
+	divisions := pool(500, "a6c1d06f-7d6e-4d36-a8c7-1f3bd7c36c9a")
+	orgs := pool(200, "32aa07aa-db1b-4987-abd0-9483601ec29d")
+	wrapups := make([]string, 40)
+	for i := range wrapups {
+		wrapups[i] = fmt.Sprintf("%s %d", pick(genWrapups), i)
+	}
+	wrapups[0] = "Sale"
 	rules := make([]genRule, n)
 	for i := range rules {
 		t := topic()
 		var src, cel string
 		switch k := r.IntN(100); {
-		case k < 30:
-			m := pick(genMedia)
-			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"mediaType":[%q]}}}`, t, m)
-			cel = fmt.Sprintf(`event.type == %q && data.mediaType == %q`, t, m)
+		case k < 35:
+			q := pick(queues)
+			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"queueId":[%q]}}}`, t, q)
+			cel = fmt.Sprintf(`event.type == %q && data.queueId == %q`, t, q)
 		case k < 50:
+			m := pick(genMedia)
 			lo := (r.IntN(60) + 1) * 10000
-			if r.IntN(2) == 0 {
-				src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"interactingDurationMs":[{"numeric":[">",%d]}]}}}`, t, lo)
-				cel = fmt.Sprintf(`event.type == %q && data.interactingDurationMs > %d`, t, lo)
-			} else {
-				hi := lo + (r.IntN(30)+1)*10000
-				src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"mediaType":[%q],"interactingDurationMs":[{"numeric":[">=",%d,"<",%d]}]}}}`, t, pick(genMedia), lo, hi)
-				cel = fmt.Sprintf(`event.type == %q && data.mediaType == %q && data.interactingDurationMs >= %d && data.interactingDurationMs < %d`, t, pick(genMedia), lo, hi)
-			}
-		case k < 58:
+			hi := lo + (r.IntN(30)+1)*10000
+			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"mediaType":[%q],"interactingDurationMs":[{"numeric":[">=",%d,"<",%d]}]}}}`, t, m, lo, hi)
+			cel = fmt.Sprintf(`event.type == %q && data.mediaType == %q && data.interactingDurationMs >= %d && data.interactingDurationMs < %d`, t, m, lo, hi)
+		case k < 60:
+			d := pick(divisions)
+			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"divisionId":[%q]}}}`, t, d)
+			cel = fmt.Sprintf(`event.type == %q && data.divisionId == %q`, t, d)
+		case k < 68:
 			dots := strings.Split(t, ".")
-			p := strings.Join(dots[:1+r.IntN(len(dots))], ".") + "."
-			src = fmt.Sprintf(`{"detail-type":[{"prefix":%q}],"detail":{"eventBody":{"direction":[%q]}}}`, p, pick([]string{"INBOUND", "OUTBOUND"}))
-			cel = fmt.Sprintf(`event.type.startsWith(%q) && data.direction == %q`, p, pick([]string{"INBOUND", "OUTBOUND"}))
-		case k < 66:
+			p := strings.Join(dots[:len(dots)-1], ".") + "."
+			q := pick(queues)
+			src = fmt.Sprintf(`{"detail-type":[{"prefix":%q}],"detail":{"eventBody":{"queueId":[%q]}}}`, p, q)
+			cel = fmt.Sprintf(`event.type.startsWith(%q) && data.queueId == %q`, p, q)
+		case k < 76:
+			w1, w2 := pick(wrapups), pick(wrapups)
+			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"wrapupCode":[%q,%q]}}}`, t, w1, w2)
+			cel = fmt.Sprintf(`event.type == %q && data.wrapupCode in [%q, %q]`, t, w1, w2)
+		case k < 81:
+			s, m := pick(genSuffixes), pick(genMedia)
+			src = fmt.Sprintf(`{"detail":{"topicName":[{"wildcard":"v2.detail.events.conversation.*.%s"}],"eventBody":{"mediaType":[%q],"direction":["INBOUND"]}}}`, s, m)
+			cel = fmt.Sprintf(`event.topic.startsWith("v2.detail.events.conversation.") && event.topic.endsWith(".%s") && data.mediaType == %q && data.direction == "INBOUND"`, s, m)
+		case k < 86:
+			org := pick(orgs)
+			src = fmt.Sprintf(`{"source":[{"prefix":"aws.partner/genesys.com/cloud/%s/"}],"detail-type":[%q]}`, org, t)
+			cel = fmt.Sprintf(`event.source.startsWith("aws.partner/genesys.com/cloud/%s/") && event.type == %q`, org, t)
+		case k < 90:
 			p := pick([]string{"Available", "Busy", "Away", "Break", "Meal", "Training", "Meeting", "Offline"})
 			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"propertyChanges":{"newValues":[%q]}}}}`, t, p)
 			cel = fmt.Sprintf(`event.type == %q && data.propertyChanges.exists(c, has(c.newValues) && %q in c.newValues)`, t, p)
-		case k < 70:
-			q := uuid()
-			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"queueId":[%q]}}}`, t, q)
-			cel = fmt.Sprintf(`event.type == %q && data.queueId == %q`, t, q)
-		case k < 80:
-			w1, w2 := pick(genWrapups), pick(genWrapups)
-			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"wrapupCode":[%q,%q]}}}`, t, w1, w2)
-			cel = fmt.Sprintf(`event.type == %q && data.wrapupCode in [%q, %q]`, t, w1, w2)
-		case k < 84:
-			s := pick(genSuffixes)
-			src = fmt.Sprintf(`{"detail":{"topicName":[{"wildcard":"v2.detail.events.conversation.*.%s"}],"eventBody":{"mediaType":[%q]}}}`, s, pick(genMedia))
-			cel = fmt.Sprintf(`event.topic.startsWith("v2.detail.events.conversation.") && event.topic.endsWith(".%s") && data.mediaType == %q`, s, pick(genMedia))
-		case k < 90:
-			org := uuid()
-			src = fmt.Sprintf(`{"source":[{"prefix":"aws.partner/genesys.com/cloud/%s/"}],"detail-type":[%q]}`, org, t)
-			cel = fmt.Sprintf(`event.source.startsWith("aws.partner/genesys.com/cloud/%s/") && event.type == %q`, org, t)
 		case k < 95:
-			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"direction":["INBOUND"],"disconnectType":[{"anything-but":["TRANSFER","SYSTEM"]}]}}}`, t)
-			cel = fmt.Sprintf(`event.type == %q && data.direction == "INBOUND" && !(data.disconnectType in ["TRANSFER", "SYSTEM"])`, t)
+			m := pick(genMedia)
+			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"mediaType":[%q],"direction":["INBOUND"],"disconnectType":[{"anything-but":["TRANSFER","SYSTEM"]}]}}}`, t, m)
+			cel = fmt.Sprintf(`event.type == %q && data.mediaType == %q && data.direction == "INBOUND" && !(data.disconnectType in ["TRANSFER", "SYSTEM"])`, t, m)
 		default:
-			m, w := pick(genMedia), pick(genWrapups)
-			src = fmt.Sprintf(`{"detail-type":[%q],"$or":[{"detail":{"eventBody":{"mediaType":[%q]}}},{"detail":{"eventBody":{"wrapupCode":[%q]}}}]}`, t, m, w)
-			cel = fmt.Sprintf(`event.type == %q && (data.mediaType == %q || data.wrapupCode == %q)`, t, m, w)
+			q, w := pick(queues), pick(wrapups)
+			src = fmt.Sprintf(`{"detail-type":[%q],"$or":[{"detail":{"eventBody":{"queueId":[%q]}}},{"detail":{"eventBody":{"wrapupCode":[%q]}}}]}`, t, q, w)
+			cel = fmt.Sprintf(`event.type == %q && (data.queueId == %q || data.wrapupCode == %q)`, t, q, w)
 		}
 		rules[i] = genRule{name: fmt.Sprintf("rule-%05d", i), src: []byte(src), cel: cel}
 	}
