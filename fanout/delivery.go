@@ -185,6 +185,7 @@ func (st *sinkState) delivered(t *task, a *attempt) SinkResult {
 		dur = d.cfg.clock.Now().Sub(a.first)
 		d.tel.latency.Record(t.ctx, dur.Seconds(), st.recOpts...)
 	}
+	st.count.delivered.Add(1)
 	d.tel.delivered.Add(t.ctx, 1, st.addOpts...)
 	return SinkResult{Sink: st.name, Route: t.route, Outcome: Delivered, Attempts: a.n, Duration: dur}
 }
@@ -216,6 +217,7 @@ func (st *sinkState) abandon(t *task) SinkResult {
 
 func (st *sinkState) failed(t *task, n int, err error, start time.Time, cond dlq.Condition, dlqErr error) SinkResult {
 	d := st.d
+	st.count.failed.Add(1)
 	d.tel.failed.Add(context.Background(), 1, st.addOpts...)
 	return SinkResult{Sink: st.name, Route: t.route, Outcome: Failed, Attempts: n, Err: err, Condition: cond,
 		DeadLetterErr: dlqErr, Duration: d.cfg.clock.Now().Sub(start)}
@@ -256,6 +258,7 @@ func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last 
 		}
 		return st.failed(t, n, cause, start, cond, fmt.Errorf("%w: %w", ErrDLQ, err))
 	}
+	st.count.deadLettered.Add(1)
 	d.tel.deadLettered.Add(context.Background(), 1, st.addOpts...)
 	dur := d.cfg.clock.Now().Sub(start)
 	d.tel.latency.Record(context.Background(), dur.Seconds(), st.recOpts...)

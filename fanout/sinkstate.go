@@ -42,6 +42,12 @@ type sinkState struct {
 	freeLanes *lane
 
 	errOverloaded error
+	count         counters
+}
+
+// counters are what Stats reports.
+type counters struct {
+	delivered, deadLettered, failed, retried atomic.Int64
 }
 
 // normalize fills in a SinkConfig's defaults and checks its ranges.
@@ -94,6 +100,7 @@ func (st *sinkState) start() {
 }
 
 func (st *sinkState) onRetry(retry.Attempt) {
+	st.count.retried.Add(1)
 	st.d.tel.retried.Add(context.Background(), 1, st.addOpts...)
 }
 

@@ -1,0 +1,190 @@
+package fanout_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// TestAsyncAgeCountsFromArrival: an event that waited in the queue has used part of its age
+// budget before its first attempt.
+func TestAsyncAgeCountsFromArrival(t *testing.T) {
+	clk := retrytest.NewClock(epoch)
+	gate := make(chan struct{})
+	entered := make(chan string, 4)
+	s := newRecSink()
+	s.fail = func(e *fanbridge.Event, _ int) error {
+		entered <- e.ID
+		if e.ID == "blocker" {
+			<-gate
+			return nil
+		}
+		return errBoom
+	}
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: 1, Retry: retry.Policy{
+			MaxAttempts: -1, MaxAge: time.Second, InitialInterval: 300 * time.Millisecond, Jitter: retry.NoJitter}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	}, fanout.WithMode(fanout.Async), fanout.WithClock(clk))
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("blocker", "x")))
+	require.Equal(t, "blocker", <-entered)
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x"))) // arrives at epoch, waits
+	clk.Advance(800 * time.Millisecond)
+	close(gate)
+	require.Equal(t, "e1", <-entered) // first attempt at +800ms fails; +300ms would pass the 1s age
+	require.NoError(t, d.Close(ctx))
+	require.Len(t, q.Entries(), 1)
+	got := q.Entries()[0]
+	assert.Equal(t, dlq.ConditionAge, got.Condition)
+	assert.Equal(t, 1, got.Attempts)
+	assert.Equal(t, epoch.Add(800*time.Millisecond), got.FirstAttempt, "the first attempt, not the arrival")
+}
+
+func TestAsyncRetriesThenDeadLetters(t *testing.T) {
+	clk := retrytest.NewClock(epoch)
+	autoAdvance(t, clk)
+	ok, bad := newRecSink(), newRecSink()
+	bad.fail = func(*fanbridge.Event, int) error { return errBoom }
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "ok", Sink: ok}, {Name: "bad", Sink: bad, Retry: retry.Policy{MaxAttempts: 3}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"ok", "bad"}}},
+		DLQ:    q,
+	}, fanout.WithMode(fanout.Async), fanout.WithClock(clk))
+	ctx := testContext(t)
+	for _, id := range []string{"e1", "e2", "e3"} {
+		require.NoError(t, d.Dispatch(ctx, event(id, "x")))
+	}
+	require.NoError(t, d.Close(ctx))
+	for _, id := range []string{"e1", "e2", "e3"} {
+		assert.Equal(t, 1, ok.Delivered(id))
+		assert.Equal(t, 3, bad.Attempts(id))
+		assert.True(t, q.Has(id, "bad"))
+	}
+	for _, e := range q.Entries() {
+		assert.Equal(t, dlq.ConditionAttempts, e.Condition)
+		assert.Equal(t, 3, e.Attempts)
+	}
+}
+
+// TestAsyncLossIsReported: in Async mode a delivery the DLQ refuses has no sender to retry it; it
+// must not vanish silently.
+func TestAsyncLossIsReported(t *testing.T) {
+	bad := newRecSink()
+	bad.fail = func(*fanbridge.Event, int) error { return retry.Permanent(errBoom) }
+	q := &memDLQ{fail: func(dlq.Entry) error { return retry.Permanent(errors.New("dlq: disk full")) }}
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "bad", Sink: bad}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"bad"}}},
+		DLQ:    q,
+	}, fanout.WithMode(fanout.Async))
+	require.NoError(t, err)
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+	require.Eventually(t, func() bool { return d.Stats()[0].Failed == 1 }, 5*time.Second, time.Millisecond)
+	err = d.Close(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "1 deliveries neither delivered nor dead-lettered")
+	assert.Contains(t, err.Error(), `event "e1", sink "bad"`)
+	assert.Contains(t, err.Error(), "disk full")
+}
+
+// TestCloseReturnsInTimeDespiteASinkIgnoringCancellation: a sink that never returns must not keep
+// Close past its deadline plus the DLQ timeout (and a short grace).
+func TestCloseReturnsInTimeDespiteASinkIgnoringCancellation(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	entered := make(chan struct{}, 1)
+	stuck := sink.Func(func(context.Context, *fanbridge.Event) error {
+		entered <- struct{}{}
+		<-release // ignores its context: a broken sink
+		return nil
+	})
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "stuck", Sink: stuck}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"stuck"}}},
+		DLQ:    &memDLQ{},
+	}, fanout.WithMode(fanout.Async), fanout.WithDLQTimeout(100*time.Millisecond))
+	require.NoError(t, err)
+	require.NoError(t, d.Dispatch(testContext(t), event("e1", "x")))
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = d.Close(ctx)
+	took := time.Since(start)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "still in flight")
+	assert.Less(t, took, 2*time.Second, "100ms deadline + 100ms DLQ timeout + grace, with room for a loaded machine")
+}
+
+// TestSyncDispatchCutShortByCloseIsDeadLettered: a Sync dispatch retrying when Close's deadline
+// comes is answered "done" only because the DLQ has the event.
+func TestSyncDispatchCutShortByCloseIsDeadLettered(t *testing.T) {
+	clk := retrytest.NewClock(epoch) // never advanced: the retry wait lasts until cut short
+	s := newRecSink()
+	s.fail = func(*fanbridge.Event, int) error { return errBoom }
+	q := &memDLQ{}
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s, Retry: retry.Policy{MaxAttempts: -1}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	}, fanout.WithClock(clk))
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- d.Dispatch(testContext(t), event("e1", "x")) }()
+	require.NoError(t, clk.WaitTimers(testContext(t), 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.NoError(t, d.Close(ctx))
+	require.NoError(t, <-done)
+	require.Len(t, q.Entries(), 1)
+	e := q.Entries()[0]
+	assert.Equal(t, dlq.ConditionAge, e.Condition)
+	assert.Equal(t, retry.ClassRetryable, e.Class)
+	assert.Contains(t, e.Error, "boom", "the sink's last error, not our cancellation")
+}
+
+// TestUpdateKeepsTheDLQAnEventStartedWith: an event in flight during a swap is dead-lettered
+// where its configuration said.
+func TestUpdateKeepsTheDLQAnEventStartedWith(t *testing.T) {
+	gate := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	s := sink.Func(func(context.Context, *fanbridge.Event) error {
+		entered <- struct{}{}
+		<-gate
+		return retry.Permanent(errBoom)
+	})
+	oldQ, newQ := &memDLQ{}, &memDLQ{}
+	cfg := fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    oldQ,
+	}
+	d := newDispatcher(t, cfg)
+	done := make(chan error, 1)
+	go func() { done <- d.Dispatch(testContext(t), event("e1", "x")) }()
+	<-entered
+	cfg.DLQ = newQ
+	require.NoError(t, d.Update(cfg))
+	close(gate)
+	require.NoError(t, <-done)
+	assert.True(t, oldQ.Has("e1", "s"))
+	assert.Empty(t, newQ.Entries())
+	require.NoError(t, d.Dispatch(testContext(t), event("e2", "x")))
+	assert.True(t, newQ.Has("e2", "s"))
+}

@@ -1,0 +1,176 @@
+package fanout_test
+
+import (
+	"bytes"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
+)
+
+// points returns, for the named metric, each data point's value by the value of attribute key.
+func points(t *testing.T, rm metricdata.ResourceMetrics, name, key string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			add := func(set attribute.Set, v float64) {
+				val, _ := set.Value(attribute.Key(key))
+				out[val.AsString()] += v
+			}
+			switch data := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range data.DataPoints {
+					add(p.Attributes, float64(p.Value))
+				}
+			case metricdata.Gauge[int64]:
+				for _, p := range data.DataPoints {
+					add(p.Attributes, float64(p.Value))
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range data.DataPoints {
+					add(p.Attributes, float64(p.Count))
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestMetricsAndStats(t *testing.T) {
+	clk := retrytest.NewClock(epoch)
+	autoAdvance(t, clk)
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	ok, flaky, dead := newRecSink(), newRecSink(), newRecSink()
+	flaky.fail = failFirst(1, errBoom)
+	dead.fail = func(*fanbridge.Event, int) error { return errBoom }
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "ok", Sink: ok}, {Name: "flaky", Sink: flaky},
+			{Name: "dead", Sink: dead, Retry: retry.Policy{MaxAttempts: 2}, Breaker: fanout.Breaker{Failures: 2}}},
+		Routes: []fanout.Route{
+			{Name: "main", Filter: fanout.All, Sinks: []string{"ok", "flaky"}},
+			{Name: "extra", Filter: typeIs("x"), Sinks: []string{"dead"}},
+		},
+		DLQ: &memDLQ{},
+	}, fanout.WithMeterProvider(mp), fanout.WithClock(clk))
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+	require.NoError(t, d.Dispatch(ctx, event("e2", "y")))
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(ctx, &rm))
+	assert.Equal(t, map[string]float64{"main": 2, "extra": 1}, points(t, rm, "fanout.route.matched", "route"))
+	assert.Equal(t, map[string]float64{"ok": 2, "flaky": 2}, points(t, rm, "fanout.sink.delivered", "sink"))
+	assert.Equal(t, map[string]float64{"flaky": 2, "dead": 1}, points(t, rm, "fanout.sink.retried", "sink"))
+	assert.Equal(t, map[string]float64{"dead": 1}, points(t, rm, "fanout.sink.dead_lettered", "sink"))
+	assert.Equal(t, map[string]float64{"ok": 2, "flaky": 2, "dead": 1}, points(t, rm, "fanout.sink.delivery.duration", "sink"))
+	assert.Equal(t, map[string]float64{"ok": 0, "flaky": 0, "dead": 0}, points(t, rm, "fanout.sink.queue.depth", "sink"))
+	assert.Equal(t, map[string]float64{"ok": 0, "flaky": 0, "dead": 2}, points(t, rm, "fanout.sink.breaker.state", "sink"),
+		"two failed attempts opened dead's breaker")
+
+	stats := d.Stats()
+	require.Len(t, stats, 3)
+	assert.Equal(t, fanout.SinkStats{Name: "ok", Delivered: 2, Breaker: "closed"}, stats[0])
+	assert.Equal(t, fanout.SinkStats{Name: "flaky", Delivered: 2, Retried: 2, Breaker: "closed"}, stats[1])
+	assert.Equal(t, fanout.SinkStats{Name: "dead", DeadLettered: 1, Retried: 1, Breaker: "open"}, stats[2])
+}
+
+func TestTracing(t *testing.T) {
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
+		t.Run(mode.String(), func(t *testing.T) {
+			rec := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+			var mu sync.Mutex
+			seen := map[string]string{}
+			s := newRecSink()
+			s.fail = func(e *fanbridge.Event, _ int) error {
+				mu.Lock()
+				defer mu.Unlock()
+				seen[e.ID] = e.Meta(fanbridge.MetaTraceparent)
+				return nil
+			}
+			d, err := fanout.New(fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "a", Sink: s}, {Name: "b", Sink: newRecSink()}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b"}}},
+			}, fanout.WithTracerProvider(tp), fanout.WithMode(mode))
+			require.NoError(t, err)
+			e := event("e1", "x")
+			tp0 := "00-" + traceID + "-00f067aa0ba902b7-01"
+			e.Metadata = map[string]string{fanbridge.MetaTraceparent: tp0}
+			require.NoError(t, d.Dispatch(testContext(t), e))
+			require.NoError(t, d.Close(testContext(t)))
+
+			var dispatch sdktrace.ReadOnlySpan
+			var sends []sdktrace.ReadOnlySpan
+			for _, sp := range rec.Ended() {
+				switch sp.Name() {
+				case "fanout.dispatch":
+					dispatch = sp
+				case "fanout.send":
+					sends = append(sends, sp)
+				}
+			}
+			require.NotNil(t, dispatch)
+			assert.Equal(t, traceID, dispatch.SpanContext().TraceID().String(), "the dispatch continues the event's trace")
+			assert.Equal(t, "00f067aa0ba902b7", dispatch.Parent().SpanID().String())
+			require.Len(t, sends, 2, "one span per sink attempt")
+			for _, sp := range sends {
+				assert.Equal(t, dispatch.SpanContext().SpanID(), sp.Parent().SpanID())
+				assert.Equal(t, traceID, sp.SpanContext().TraceID().String())
+			}
+			assert.Equal(t, tp0, seen["e1"], "the event reaches the sink unmodified")
+		})
+	}
+}
+
+func TestLogsNameTheSinkButNeverTheBody(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
+	s := newRecSink()
+	s.fail = func(*fanbridge.Event, int) error { return retry.Permanent(errBoom) }
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "crm", Sink: s}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"crm"}}},
+		DLQ:    &memDLQ{},
+	}, fanout.WithLogger(logger))
+	e := event("e1", "x")
+	e.Data = []byte(`{"card":"4111111111111111"}`)
+	e.Raw = e.Data
+	require.NoError(t, d.Dispatch(testContext(t), e))
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	assert.Contains(t, out, "dead-lettered")
+	assert.Contains(t, out, `"sink":"crm"`)
+	assert.Contains(t, out, `"event_id":"e1"`)
+	assert.NotContains(t, out, "4111111111111111")
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
