@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -88,7 +89,7 @@ func (a *attempt) op(ctx context.Context) error {
 		ctx, span = tr.Start(ctx, "fanout.send", trace.WithSpanKind(trace.SpanKindProducer),
 			trace.WithAttributes(attribute.String("fanout.sink", st.name), attribute.Int("fanout.attempt", a.n)))
 	}
-	err := st.sink.Send(ctx, a.t.e)
+	err := st.send(ctx, a.t.e)
 	if span != nil {
 		if err != nil {
 			span.RecordError(err)
@@ -111,6 +112,20 @@ func (a *attempt) op(ctx context.Context) error {
 	}
 	st.breaker.record(v, probe)
 	return err
+}
+
+// send calls the sink's Send. A panic there is a bug in the sink, but it must not take the
+// process, and every event queued in memory, down with it: it becomes a permanent failure of this
+// one delivery, so the event is dead-lettered, and the panic is logged with its stack.
+func (st *sinkState) send(ctx context.Context, e *fanbridge.Event) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = retry.Permanent(fmt.Errorf("fanout: sink %q panicked: %v", st.name, p))
+			st.d.tel.logger.Error("fanout: sink panicked", "sink", st.name, "event_id", e.ID,
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	return st.sink.Send(ctx, e)
 }
 
 // deliver runs t's retry loop and, when it ends without delivery, dead-letters the event. The

@@ -360,3 +360,28 @@ func TestSinkStuckInQueuePastBudgetIsDeadLetteredWithoutAttempt(t *testing.T) {
 	assert.Equal(t, dlq.ConditionAge, q.Entries()[0].Condition)
 	assert.Equal(t, 0, q.Entries()[0].Attempts)
 }
+
+func TestPanickingSinkIsDeadLetteredNotFatal(t *testing.T) {
+	for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
+		t.Run(mode.String(), func(t *testing.T) {
+			ok := newRecSink()
+			ok.sent = make(chan string, 1)
+			bad := newRecSink()
+			bad.fail = func(*fanbridge.Event, int) error { panic("nil map write") }
+			q := &memDLQ{}
+			d := newDispatcher(t, fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "ok", Sink: ok}, {Name: "bad", Sink: bad}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"ok", "bad"}}},
+				DLQ:    q,
+			}, fanout.WithMode(mode))
+			require.NoError(t, d.Dispatch(testContext(t), event("e1", "x")))
+			<-ok.sent
+			require.NoError(t, d.Close(testContext(t)))
+			require.Len(t, q.Entries(), 1)
+			got := q.Entries()[0]
+			assert.Equal(t, dlq.ConditionPermanent, got.Condition)
+			assert.Equal(t, 1, got.Attempts)
+			assert.Contains(t, got.Error, `sink "bad" panicked: nil map write`)
+		})
+	}
+}

@@ -45,7 +45,9 @@
 // fifth of the time; see BenchmarkTutorialFanout).
 //
 // While a sink's breaker is open its events go straight to the dead-letter queue with
-// dlq.ConditionCircuitOpen and no attempt: nothing waits on a sink known to be down.
+// dlq.ConditionCircuitOpen and no attempt: nothing waits on a sink known to be down. A Send that
+// panics is a bug in the sink, but it fails only that delivery: it counts as a permanent failure
+// (dead-lettered, logged with its stack), and the process and its queues live on.
 //
 // # Delivery semantics
 //
