@@ -163,5 +163,7 @@
 // when it has one, and a span per sink attempt. The attempt's span travels in the context given
 // to Send, where instrumented clients (gRPC, Kafka) pick it up; the Event itself is never
 // modified, so its traceparent metadata stays as received. Without these options the hot path
-// does no telemetry work at all.
+// does no telemetry work at all. Stats returns per-sink counters (delivered, dead-lettered,
+// failed, retried, queued, breaker state) without any metrics pipeline, for health endpoints and
+// for reconciling a run.
 package fanout
