@@ -220,7 +220,7 @@ func (s *suite) testRoundTrip(t *testing.T, ctx context.Context, st *stores) {
 		require.NoError(t, q.Put(ctx, tc.e), "Put %s", tc.name)
 	}
 	got := listAll(t, ctx, q)
-	require.Len(t, got, len(cases))
+	require.Len(t, ids(got), len(cases))
 	byID := map[string]dlq.Entry{}
 	for _, e := range got {
 		byID[e.ID] = e
@@ -316,7 +316,7 @@ func (s *suite) testAssignsIDs(t *testing.T, ctx context.Context, st *stores) {
 		require.NoError(t, q.Put(ctx, base("", "s")))
 	}
 	got := listAll(t, ctx, q)
-	require.Len(t, got, 3)
+	require.Len(t, ids(got), 3)
 	seen := map[string]bool{}
 	for _, e := range got {
 		require.NoError(t, dlq.CheckID(e.ID))
@@ -356,7 +356,7 @@ func (s *suite) testInvalidEntry(t *testing.T, ctx context.Context, st *stores) 
 			assert.ErrorIs(t, q.Put(ctx, e), dlq.ErrInvalidEntry)
 		})
 	}
-	assert.Empty(t, listAll(t, ctx, q), "an invalid entry was stored")
+	assert.Empty(t, ids(listAll(t, ctx, q)), "an invalid entry was stored")
 }
 
 func (s *suite) testConcurrentPuts(t *testing.T, ctx context.Context, st *stores) {
@@ -436,7 +436,7 @@ func (s *suite) testReopen(t *testing.T, ctx context.Context, st *stores) {
 	}
 	q = st.reopen(t)
 	got := listAll(t, ctx, q)
-	require.Len(t, got, len(cases))
+	require.Len(t, ids(got), len(cases))
 	byID := map[string]dlq.Entry{}
 	for _, e := range got {
 		byID[e.ID] = e
@@ -446,7 +446,7 @@ func (s *suite) testReopen(t *testing.T, ctx context.Context, st *stores) {
 	}
 	require.NoError(t, q.Put(ctx, base("after-reopen", "s")))
 	q = st.reopen(t)
-	assert.Len(t, listAll(t, ctx, q), len(cases)+1)
+	assert.Len(t, ids(listAll(t, ctx, q)), len(cases)+1)
 }
 
 func (s *suite) testDelete(t *testing.T, ctx context.Context, st *stores) {
@@ -457,7 +457,7 @@ func (s *suite) testDelete(t *testing.T, ctx context.Context, st *stores) {
 	err := q.Delete(ctx, "del-1", "del-3", "no-such-entry")
 	if !s.h.Features.Delete {
 		assert.ErrorIs(t, err, dlq.ErrUnsupported)
-		assert.Len(t, listAll(t, ctx, q), 4)
+		assert.Len(t, ids(listAll(t, ctx, q)), 4)
 		return
 	}
 	require.NoError(t, err)
@@ -471,7 +471,7 @@ func (s *suite) testDelete(t *testing.T, ctx context.Context, st *stores) {
 		assert.ElementsMatch(t, []string{"del-0", "del-2"}, ids(listAll(t, ctx, q)))
 	}
 	require.NoError(t, q.Delete(ctx, "del-0", "del-2"))
-	assert.Empty(t, listAll(t, ctx, q))
+	assert.Empty(t, ids(listAll(t, ctx, q)))
 	require.NoError(t, q.Put(ctx, base("del-after", "s")))
 	assert.Equal(t, []string{"del-after"}, ids(listAll(t, ctx, q)))
 }
@@ -491,7 +491,7 @@ func (s *suite) testDeleteDuringList(t *testing.T, ctx context.Context, st *stor
 	for id, c := range seen {
 		assert.Equal(t, 1, c, "entry %s visited %d times", id, c)
 	}
-	assert.Empty(t, listAll(t, ctx, q))
+	assert.Empty(t, ids(listAll(t, ctx, q)))
 }
 
 // recorder is a sink that keeps what it is sent, or fails with err.
@@ -596,5 +596,5 @@ func (s *suite) testRedriveConcurrent(t *testing.T, ctx context.Context, st *sto
 	require.NoError(t, err)
 	assert.Equal(t, dlq.Report{Selected: n, Redriven: n, Removed: n}, rep)
 	assert.Len(t, ok.got(), n)
-	assert.Empty(t, listAll(t, ctx, q))
+	assert.Empty(t, ids(listAll(t, ctx, q)))
 }

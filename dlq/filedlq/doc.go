@@ -1,0 +1,94 @@
+// Package filedlq is a dead-letter queue in local files: JSON Lines segments in one directory,
+// each entry appended with a single write, fsynced before Put returns (by default), checksummed
+// so that a torn or damaged line is never taken for an entry.
+//
+//	q, err := filedlq.Open("/var/lib/fanbridge/dlq") // SyncAlways
+//	...
+//	err = q.Put(ctx, entry) // nil: the entry is on disk and survives a power cut
+//
+// A Queue implements dlq.Queue for the dispatcher and dlq.Reader for inspection and dlq.Redrive.
+//
+// # Directory and segments
+//
+// The directory holds segment files named dlq-<sequence>.jsonl, with a 20-digit decimal sequence
+// number starting at 1 (dlq-00000000000000000001.jsonl), and a LOCK file. Entries are appended to
+// the segment with the highest number, the active one. When an entry would take the active segment
+// past the maximum segment size (WithMaxSegmentSize, 64 MiB by default) a new segment with the
+// next number is started; a segment therefore holds at least one entry, however large. Numbers
+// only grow, so reading every segment in number order, and each from start to end, reads the
+// entries oldest first. With WithRetention(n) starting a segment deletes the oldest segments
+// beyond n, with their entries; by default nothing is ever deleted that way.
+//
+// # File format, version 1
+//
+// A segment is a sequence of lines, each ending with "\n" (0x0A), each holding one entry:
+//
+//	{"crc32c":"<8 lowercase hex digits>","entry":<entry JSON>}
+//
+// where <entry JSON> is the entry in the single-line JSON shape of package dlq (version 1; see
+// its documentation: Raw and Data are kept byte for byte) and the checksum is the CRC-32C
+// (Castagnoli) of exactly the bytes of <entry JSON>. Every line is itself a JSON object, so jq
+// and friends read a segment as it is (jq '.entry'). A reader accepts a line only when the frame
+// is exactly as above, the checksum matches and the entry decodes; anything else, including bytes
+// after the last newline, is damage: skipped, never returned as an entry, and reported (see
+// Damage). AppendLine and ParseLine implement the format for tools.
+//
+// # Crashes and torn writes
+//
+// Each entry is appended with one write call on a file opened with O_APPEND, so that lines never
+// interleave; a crash during the write can only leave a prefix of the line at the end of the
+// segment. Open (for writing) looks at the end of every segment and, when it does not end with a
+// newline, truncates the torn bytes away and fsyncs the segment before anything else is written,
+// so the next entry starts on a line of its own. Torn bytes were never acknowledged (Put had not
+// returned), so nothing acknowledged is lost. Each repair is reported to the WithOnDamage hook,
+// logged as a warning, and returned by Recovered. A damaged line elsewhere (a disk error, a hand
+// edit) is skipped and reported on every read, and kept as it is.
+//
+// # Deleting entries
+//
+// Delete rewrites each segment holding an entry to delete: the other lines are copied, byte for
+// byte, to dlq-<sequence>.jsonl.tmp, which is fsynced and renamed over the segment, and the
+// directory is fsynced; a crash leaves either the old or the new segment, and Open removes a
+// leftover .tmp file. A segment left empty is removed, unless it is the active one.
+//
+// # Errors
+//
+// Open returns ErrInvalidOption for bad options and ErrLocked when another queue has the directory
+// open for writing (one writer per directory, enforced with flock; readers opened WithReadOnly
+// take no lock). Put returns errors wrapping dlq.ErrInvalidEntry or ErrTooLarge for entries it
+// refuses (marked permanent with retry.Permanent), dlq.ErrClosed after Close, ErrBroken after a
+// failed fsync or an unrepairable failed write (the queue refuses entries until it is reopened),
+// the context's error, or the storage error. A read-only queue returns dlq.ErrUnsupported from Put
+// and Delete. Get returns dlq.ErrNotFound. Damaged bytes are not errors of List: they are reported
+// with Damage values wrapping ErrTorn, ErrBadLine, ErrChecksum, ErrLineTooLong or a decoding error
+// of package dlq.
+//
+// # Concurrency
+//
+// A Queue is safe for concurrent use. Puts are serialised for their single write and then, under
+// SyncAlways, wait together: one fsync, run by a background goroutine, acknowledges every Put that
+// wrote before it started (group commit), so many concurrent Puts cost about one fsync per round
+// instead of one each. List, Get and Delete run beside Puts; List reads what was written when it
+// started, and fn may call Delete. Delete blocks Puts only while it rewrites the active segment.
+// Within one process and across processes, only one Queue may write a directory.
+//
+// # Delivery semantics
+//
+// What a nil error from Put promises depends on the sync policy (WithSync):
+//
+//   - SyncAlways (the default): the entry was written and fsynced (and the directory entry of its
+//     segment too). It survives a crash of the process and of the machine (power loss, kernel
+//     panic), as far as the disk honours fsync. This is what the intake's promise needs: an event
+//     is acknowledged only when its dead letter is on stable storage.
+//   - SyncInterval(d): the entry was written to the file, that is to the kernel's page cache. It
+//     survives a crash or kill of the process; a machine crash loses the entries written in the
+//     last d or so before it. A rotation and Close fsync all that was written.
+//   - SyncNever: as SyncInterval, but the kernel alone decides when to write back (typically
+//     within 30 s on Linux), so a machine crash may lose more; Close does not fsync either.
+//
+// An error from Put does not prove the entry absent: a Put whose context ended while it waited
+// for the fsync has written its entry, which the next fsync makes durable. The sender retries on
+// such an error, so the queue may hold the same event twice; it never holds none. An fsync that
+// fails makes the queue refuse further entries (ErrBroken), because the kernel may have discarded
+// the data it could not write and a later successful fsync would prove nothing.
+package filedlq

@@ -1,0 +1,147 @@
+package filedlq_test
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/filedlq"
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+func TestOpenRejectsBadOptions(t *testing.T) {
+	cases := []struct {
+		name string
+		opt  filedlq.Option
+	}{
+		{"zero-policy", filedlq.WithSync(filedlq.SyncPolicy{})}, // the zero policy is SyncAlways: valid
+		{"zero-interval", filedlq.WithSync(filedlq.SyncInterval(0))},
+		{"negative-interval", filedlq.WithSync(filedlq.SyncInterval(-time.Second))},
+		{"zero-segment", filedlq.WithMaxSegmentSize(0)},
+		{"negative-retention", filedlq.WithRetention(-1)},
+		{"tiny-entries", filedlq.WithMaxEntrySize(100)},
+		{"nil-logger", filedlq.WithLogger(nil)},
+		{"nil-clock", filedlq.WithClock(nil)},
+		{"group-readable-only", filedlq.WithFileMode(0o440)},
+		{"not-permissions", filedlq.WithFileMode(os.ModeDir | 0o600)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "q")
+			q, err := filedlq.Open(dir, tc.opt)
+			if tc.name == "zero-policy" {
+				require.NoError(t, err)
+				require.NoError(t, q.Close())
+				return
+			}
+			require.ErrorIs(t, err, filedlq.ErrInvalidOption)
+			assert.NoDirExists(t, dir, "a refused Open changed the disk")
+		})
+	}
+	_, err := filedlq.Open("")
+	assert.ErrorIs(t, err, filedlq.ErrInvalidOption)
+}
+
+func TestOpenCreatesPrivateFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	q := open(t, dir)
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+	segs := segments(t, dir)
+	require.Len(t, segs, 1)
+	fi, err = os.Stat(segs[0])
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	require.NoError(t, q.Close())
+}
+
+func TestOneWriterPerDirectory(t *testing.T) {
+	dir := t.TempDir()
+	q, err := filedlq.Open(dir)
+	require.NoError(t, err)
+	_, err = filedlq.Open(dir)
+	require.ErrorIs(t, err, filedlq.ErrLocked)
+	// Readers are welcome beside the writer.
+	ro := open(t, dir, filedlq.WithReadOnly())
+	require.NoError(t, q.Close())
+	require.NoError(t, ro.Close())
+	q = open(t, dir)
+	require.NoError(t, q.Close())
+}
+
+func TestReadOnly(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	w := open(t, dir, filedlq.WithMaxSegmentSize(1024))
+	require.NoError(t, w.Put(ctx, entryFor("a", 0)))
+	ro := open(t, dir, filedlq.WithReadOnly())
+	assert.ErrorIs(t, ro.Put(ctx, entryFor("b", 0)), dlq.ErrUnsupported)
+	assert.ErrorIs(t, ro.Delete(ctx, "a"), dlq.ErrUnsupported)
+	// The reader follows the writer's new entries and segments.
+	require.NoError(t, w.Put(ctx, entryFor("b", 0)))
+	require.NoError(t, w.Put(ctx, entryFor("c", 0)))
+	assert.Equal(t, []string{"a", "b", "c"}, listIDs(t, ctx, ro))
+	got, err := ro.Get(ctx, "c")
+	require.NoError(t, err)
+	assert.Equal(t, "c", got.ID)
+
+	_, err = filedlq.Open(filepath.Join(dir, "missing"), filedlq.WithReadOnly())
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+func TestPutRefusals(t *testing.T) {
+	ctx := testCtx(t)
+	q := open(t, t.TempDir(), filedlq.WithMaxEntrySize(4096))
+	err := q.Put(ctx, entryFor("big", 8<<10))
+	assert.ErrorIs(t, err, filedlq.ErrTooLarge)
+	assert.True(t, retry.IsPermanent(err))
+	err = q.Put(ctx, dlq.Entry{ID: "no-sink"})
+	assert.ErrorIs(t, err, dlq.ErrInvalidEntry)
+	assert.True(t, retry.IsPermanent(err))
+	assert.Empty(t, listIDs(t, ctx, q))
+	assert.Equal(t, uint64(0), q.Stats().Puts)
+}
+
+func TestClosedQueue(t *testing.T) {
+	ctx := testCtx(t)
+	q, err := filedlq.Open(t.TempDir())
+	require.NoError(t, err)
+	require.NoError(t, q.Put(ctx, entryFor("a", 0)))
+	require.NoError(t, q.Close())
+	require.NoError(t, q.Close(), "a second Close")
+	assert.ErrorIs(t, q.Put(ctx, entryFor("b", 0)), dlq.ErrClosed)
+	assert.ErrorIs(t, q.List(ctx, func(dlq.Entry) error { return nil }), dlq.ErrClosed)
+	_, err = q.Get(ctx, "a")
+	assert.ErrorIs(t, err, dlq.ErrClosed)
+	assert.ErrorIs(t, q.Delete(ctx, "a"), dlq.ErrClosed)
+}
+
+func TestLoggerIsSilentByDefaultAndNeverLogsContents(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	q := open(t, dir)
+	e := entryFor("secret-carrier", 0)
+	e.Error = "token=hunter2"
+	require.NoError(t, q.Put(ctx, e))
+	require.NoError(t, q.Close())
+	appendBytes(t, segments(t, dir)[0], []byte(`{"crc32c":"token=hunter2`))
+	var logs strings.Builder
+	q = open(t, dir, filedlq.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	assert.Len(t, q.Recovered(), 1)
+	assert.Contains(t, logs.String(), "damaged bytes")
+	assert.NotContains(t, logs.String(), "hunter2")
+}
+
+func TestSyncPolicyString(t *testing.T) {
+	assert.Equal(t, "always", filedlq.SyncAlways().String())
+	assert.Equal(t, "interval(1s)", filedlq.SyncInterval(time.Second).String())
+	assert.Equal(t, "never", filedlq.SyncNever().String())
+}

@@ -1,0 +1,325 @@
+package filedlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+// Queue is a dead-letter queue kept in a directory of JSON Lines segment files. It implements
+// dlq.Queue and dlq.Reader and is safe for concurrent use. Close releases it.
+type Queue struct {
+	dir string
+	cfg config
+
+	lock      *os.File // holds the directory's flock; nil when read-only
+	recovered []Damage
+
+	// Lock order: mu, then fileMu, then segMu.
+	mu     sync.Mutex // serialises appends; guards active, activeSeq, size, closed, broken
+	active *os.File   // the segment appended to; nil when read-only
+	// activeSeq is the sequence number of the active segment; size its length, every byte of which
+	// belongs to a complete line.
+	activeSeq uint64
+	size      int64
+	closed    bool
+	broken    error
+
+	fileMu sync.Mutex // held while the active file is fsynced, and while it is replaced or closed
+
+	segMu sync.Mutex // guards segs, and the files of segments that are not active
+	segs  []uint64
+
+	sy syncState
+
+	written   atomic.Uint64 // lines appended; a line's sequence number is the count after it
+	syncs     atomic.Uint64
+	rotations atomic.Uint64
+	dropped   atomic.Uint64
+	damaged   atomic.Uint64
+}
+
+// syncState tracks which appended lines are durable, for Puts waiting under SyncAlways.
+type syncState struct {
+	mu      sync.Mutex
+	synced  uint64        // lines known to be fsynced
+	err     error         // a failed fsync; sticky, since the kernel may have dropped the data
+	closed  bool          // the queue is closed: no more fsyncs
+	running bool          // a Put is running an fsync round
+	done    chan struct{} // closed and replaced whenever the state above changes
+	quit    chan struct{} // stops the SyncInterval goroutine
+	exited  chan struct{}
+}
+
+var (
+	_ dlq.Queue  = (*Queue)(nil)
+	_ dlq.Reader = (*Queue)(nil)
+)
+
+// Open opens the queue in dir, creating the directory (mode 0700) and its first segment when
+// needed. For writing it takes an exclusive lock on the directory (ErrLocked when another queue
+// holds it), removes files left by an interrupted Delete, and truncates a torn write off the end
+// of every segment, reporting each repair to WithOnDamage, the logger and Recovered.
+func Open(dir string, opts ...Option) (*Queue, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if dir == "" {
+		return nil, fmt.Errorf("%w: empty directory name", ErrInvalidOption)
+	}
+	q := &Queue{dir: dir, cfg: cfg}
+	q.sy.done = make(chan struct{})
+	if cfg.readOnly {
+		segs, _, err := scanDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("filedlq: open %s: %w", dir, err)
+		}
+		q.segs = segs
+		return q, nil
+	}
+	if err := q.openWriter(); err != nil {
+		if q.lock != nil {
+			q.lock.Close()
+		}
+		return nil, fmt.Errorf("filedlq: open %s: %w", dir, err)
+	}
+	q.startSyncer()
+	return q, nil
+}
+
+func (q *Queue) openWriter() error {
+	if err := os.MkdirAll(q.dir, 0o700); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(filepath.Join(q.dir, lockName), os.O_RDWR|os.O_CREATE, q.cfg.fileMode)
+	if err != nil {
+		return err
+	}
+	q.lock = lock
+	if err := lockFile(lock); err != nil {
+		return err
+	}
+	segs, tmps, err := scanDir(q.dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range tmps {
+		if err := os.Remove(filepath.Join(q.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	for _, seg := range segs {
+		d, ok, err := repairTail(q.dir, seg)
+		if err != nil {
+			return err
+		}
+		if ok {
+			q.recovered = append(q.recovered, d)
+			q.report(d)
+		}
+	}
+	if len(segs) == 0 {
+		segs = []uint64{1}
+		f, err := q.createSegment(1)
+		if err != nil {
+			return err
+		}
+		f.Close()
+	}
+	q.segs = segs
+	q.activeSeq = segs[len(segs)-1]
+	f, err := os.OpenFile(filepath.Join(q.dir, segName(q.activeSeq)), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	q.active, q.size = f, fi.Size()
+	return nil
+}
+
+// createSegment creates an empty segment file and makes its directory entry durable, so that an
+// fsynced entry in it cannot vanish with a machine crash.
+func (q *Queue) createSegment(seq uint64) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(q.dir, segName(seq)), os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, q.cfg.fileMode)
+	if err != nil {
+		return nil, err
+	}
+	if err := syncDir(q.dir); err != nil {
+		f.Close()
+		os.Remove(f.Name()) // so that the next attempt can create it again
+		return nil, err
+	}
+	return f, nil
+}
+
+// Recovered returns the torn writes Open truncated away. Under SyncAlways none of them was an
+// acknowledged entry.
+func (q *Queue) Recovered() []Damage { return append([]Damage(nil), q.recovered...) }
+
+func (q *Queue) report(d Damage) {
+	q.damaged.Add(1)
+	q.cfg.logger.Warn("filedlq: damaged bytes in a segment", "dir", q.dir, "segment", d.Segment,
+		"offset", d.Offset, "length", d.Length, "repaired", d.Repaired, "reason", d.Err)
+	if q.cfg.onDamage != nil {
+		q.cfg.onDamage(d)
+	}
+}
+
+// bufPool holds line buffers, so that a Put in steady state allocates little.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// Put appends e to the active segment with a single write and, under SyncAlways, returns once the
+// write is fsynced. It returns an error wrapping dlq.ErrInvalidEntry or ErrTooLarge (permanent)
+// for an entry it refuses, dlq.ErrClosed after Close, ErrBroken after a storage failure, the
+// context's error when ctx ends first, and the storage error otherwise.
+//
+// An error does not prove the entry absent: a Put whose context ended while it waited for the
+// fsync has still written its entry, which becomes durable with the next fsync.
+func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("filedlq: put: %w", err)
+	}
+	if q.cfg.readOnly {
+		return fmt.Errorf("filedlq: put: read-only queue: %w", dlq.ErrUnsupported)
+	}
+	e, err := dlq.Prepare(e)
+	if err != nil {
+		return retry.Permanent(fmt.Errorf("filedlq: put: %w", err))
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 1<<20 { // do not pin huge buffers in the pool
+			bufPool.Put(bp)
+		}
+	}()
+	line, err := AppendLine((*bp)[:0], e)
+	*bp = line
+	if err != nil {
+		return retry.Permanent(fmt.Errorf("filedlq: put: %w", err))
+	}
+	if len(line) > q.cfg.maxEntrySize {
+		return retry.Permanent(fmt.Errorf("%w: %d bytes encoded, at most %d", ErrTooLarge, len(line), q.cfg.maxEntrySize))
+	}
+	seq, err := q.append(line)
+	if err != nil {
+		return err
+	}
+	if q.cfg.sync.mode != syncAlways || q.cfg.noGroupCommit {
+		return nil
+	}
+	return q.waitSynced(ctx, seq)
+}
+
+// append writes one line at the end of the active segment, rotating first when it would overflow,
+// and returns the line's sequence number.
+func (q *Queue) append(line []byte) (uint64, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.closed:
+		return 0, fmt.Errorf("filedlq: put: %w", dlq.ErrClosed)
+	case q.broken != nil:
+		return 0, fmt.Errorf("filedlq: put: %w: %w", ErrBroken, q.broken)
+	}
+	if err := q.syncErr(); err != nil {
+		return 0, fmt.Errorf("filedlq: put: %w: fsync: %w", ErrBroken, err)
+	}
+	if q.size > 0 && q.size+int64(len(line)) > q.cfg.maxSegmentSize {
+		if err := q.rotateLocked(); err != nil {
+			return 0, err
+		}
+	}
+	// One write call for the whole line: O_APPEND puts it at the end, and a crash can tear it but
+	// never interleave it with another.
+	n, err := q.active.Write(line)
+	if err != nil {
+		// Take a partial line back off, so that the next line starts on a line of its own.
+		if n > 0 {
+			if terr := q.active.Truncate(q.size); terr != nil {
+				q.broken = fmt.Errorf("write failed (%v) and its partial line could not be removed: %w", err, terr)
+				q.cfg.logger.Error("filedlq: segment left with a partial line", "dir", q.dir, "segment", segName(q.activeSeq), "err", q.broken)
+			}
+		}
+		return 0, fmt.Errorf("filedlq: put: %w", err)
+	}
+	q.size += int64(n)
+	seq := q.written.Add(1)
+	if q.cfg.sync.mode == syncAlways && q.cfg.noGroupCommit {
+		q.syncs.Add(1)
+		if err := q.cfg.syncFile(q.active); err != nil {
+			q.broken = err
+			return 0, fmt.Errorf("filedlq: put: fsync: %w", err)
+		}
+	}
+	return seq, nil
+}
+
+// rotateLocked makes a new, empty segment the active one and applies the retention. The caller
+// holds mu.
+func (q *Queue) rotateLocked() error {
+	q.fileMu.Lock()
+	defer q.fileMu.Unlock()
+	if q.cfg.sync.mode != syncNever {
+		target := q.written.Load()
+		q.syncs.Add(1)
+		if err := q.cfg.syncFile(q.active); err != nil {
+			q.failSync(err)
+			return fmt.Errorf("filedlq: put: fsync before rotation: %w", err)
+		}
+		q.markSynced(target)
+	}
+	next := q.activeSeq + 1
+	f, err := q.createSegment(next)
+	if err != nil {
+		return fmt.Errorf("filedlq: put: new segment: %w", err)
+	}
+	q.active.Close()
+	q.active, q.activeSeq, q.size = f, next, 0
+	q.rotations.Add(1)
+
+	q.segMu.Lock()
+	defer q.segMu.Unlock()
+	q.segs = append(q.segs, next)
+	if q.cfg.retention > 0 && len(q.segs) > q.cfg.retention {
+		drop := q.segs[:len(q.segs)-q.cfg.retention]
+		removed := map[uint64]bool{}
+		for _, seg := range drop {
+			path := filepath.Join(q.dir, segName(seg))
+			fi, _ := os.Stat(path)
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				// The segment stays; retention tries again at the next rotation.
+				q.cfg.logger.Error("filedlq: retention could not remove a segment", "dir", q.dir, "segment", segName(seg), "err", err)
+				continue
+			}
+			removed[seg] = true
+			q.dropped.Add(1)
+			var size int64
+			if fi != nil {
+				size = fi.Size()
+			}
+			q.cfg.logger.Warn("filedlq: retention removed a segment with its entries", "dir", q.dir, "segment", segName(seg), "bytes", size)
+		}
+		q.segs = slices.DeleteFunc(q.segs, func(s uint64) bool { return removed[s] })
+		if err := syncDir(q.dir); err != nil {
+			q.cfg.logger.Error("filedlq: directory sync after retention failed", "dir", q.dir, "err", err)
+		}
+	}
+	return nil
+}
