@@ -156,9 +156,10 @@ func TestFailureWithoutDLQOrWithFailingDLQ(t *testing.T) {
 		name  string
 		queue dlq.Queue
 		want  error
+		text  string
 	}{
-		{"no DLQ", nil, fanout.ErrNoDLQ},
-		{"DLQ write fails", failing, fanout.ErrDLQ},
+		{"no DLQ", nil, fanout.ErrNoDLQ, "fanout: no dead-letter queue"},
+		{"DLQ write fails", failing, fanout.ErrDLQ, "fanout: dead-letter queue write failed: disk full"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,6 +178,7 @@ func TestFailureWithoutDLQOrWithFailingDLQ(t *testing.T) {
 			assert.NotErrorIs(t, err, fanbridge.ErrDuplicate)
 			var de *fanout.DeliveryError
 			require.ErrorAs(t, err, &de)
+			assert.Equal(t, `fanout: event "e1" not delivered to sink "bad" (boom; `+tt.text+`)`, err.Error())
 			require.Len(t, de.Failed, 1)
 			assert.Equal(t, "bad", de.Failed[0].Sink)
 			assert.Equal(t, fanout.Failed, de.Failed[0].Outcome)
@@ -323,42 +325,51 @@ func TestCallerCancelMidRetryFailsWithoutDeadLetterThenRetryGoesOnlyToFailedSink
 }
 
 func TestSinkStuckInQueuePastBudgetIsDeadLetteredWithoutAttempt(t *testing.T) {
-	// One worker, held by a blocked event: the next event's task waits in the queue and the budget
-	// runs out before the sink's turn comes. The dispatch must answer in time anyway.
-	gate := make(chan struct{})
-	slow := newRecSink()
-	slow.fail = func(e *fanbridge.Event, _ int) error {
-		if e.ID == "blocker" {
-			<-gate
-		}
-		return nil
-	}
-	fast := newRecSink()
-	q := &memDLQ{}
-	d := newDispatcher(t, fanout.Config{
-		Sinks: []fanout.SinkConfig{{Name: "slow", Sink: slow, Concurrency: 1}, {Name: "fast", Sink: fast}},
-		Routes: []fanout.Route{
-			{Name: "block", Filter: typeIs("block"), Sinks: []string{"slow"}},
-			{Name: "r", Filter: typeIs("x"), Sinks: []string{"slow", "fast"}},
-		},
-		DLQ: q,
-	}, fanout.WithDLQReserve(50*time.Millisecond))
-	defer close(gate)
-	blocked := make(chan error, 1)
-	go func() { blocked <- d.Dispatch(testContext(t), event("blocker", "block")) }()
-	require.Eventually(t, func() bool { return slow.Attempts("blocker") == 1 }, 5*time.Second, time.Millisecond)
+	// One worker, held by a blocked event: the next event's task for that sink cannot start, and
+	// the budget runs out before its turn comes. The dispatch must answer in time anyway, whether
+	// the stuck task is the one the caller runs itself or one waiting in the queue.
+	for _, order := range [][]string{{"slow", "fast"}, {"fast", "slow"}} {
+		t.Run(order[0]+"-first", func(t *testing.T) {
+			gate := make(chan struct{})
+			slow := newRecSink()
+			slow.fail = func(e *fanbridge.Event, _ int) error {
+				if e.ID == "blocker" {
+					<-gate
+				}
+				return nil
+			}
+			fast := newRecSink()
+			q := &memDLQ{}
+			d := newDispatcher(t, fanout.Config{
+				Sinks: []fanout.SinkConfig{{Name: "slow", Sink: slow, Concurrency: 1}, {Name: "fast", Sink: fast}},
+				Routes: []fanout.Route{
+					{Name: "block", Filter: typeIs("block"), Sinks: []string{"slow"}},
+					{Name: "r", Filter: typeIs("x"), Sinks: order},
+				},
+				DLQ: q,
+			}, fanout.WithDLQReserve(50*time.Millisecond), fanout.WithMode(fanout.Async))
+			defer close(gate)
+			// Async: the blocker holds slow's only worker (and Send slot); Deliver is Sync.
+			require.NoError(t, d.Dispatch(testContext(t), event("blocker", "block")))
+			require.Eventually(t, func() bool { return slow.Attempts("blocker") == 1 }, 5*time.Second, time.Millisecond)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	res, err := d.Deliver(ctx, event("e1", "x"))
-	require.NoError(t, err)
-	require.Len(t, res.Sinks, 2)
-	assert.Equal(t, fanout.DeadLettered, res.Sinks[0].Outcome)
-	assert.Equal(t, 0, res.Sinks[0].Attempts)
-	assert.Equal(t, fanout.Delivered, res.Sinks[1].Outcome)
-	require.True(t, q.Has("e1", "slow"))
-	assert.Equal(t, dlq.ConditionAge, q.Entries()[0].Condition)
-	assert.Equal(t, 0, q.Entries()[0].Attempts)
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			res, err := d.Deliver(ctx, event("e1", "x"))
+			require.NoError(t, err)
+			got := map[string]fanout.SinkResult{}
+			for _, r := range res.Sinks {
+				got[r.Sink] = r
+			}
+			assert.Equal(t, fanout.DeadLettered, got["slow"].Outcome)
+			assert.Equal(t, 0, got["slow"].Attempts)
+			assert.Equal(t, dlq.ConditionAge, got["slow"].Condition)
+			assert.Equal(t, fanout.Delivered, got["fast"].Outcome)
+			require.True(t, q.Has("e1", "slow"))
+			assert.Equal(t, dlq.ConditionAge, q.Entries()[0].Condition)
+			assert.Equal(t, 0, q.Entries()[0].Attempts)
+		})
+	}
 }
 
 func TestPanickingSinkIsDeadLetteredNotFatal(t *testing.T) {

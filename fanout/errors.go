@@ -67,9 +67,17 @@ func (e *DeliveryError) Error() string {
 		}
 		b.WriteString("sink ")
 		b.WriteString(strconv.Quote(f.Sink))
-		if f.Err != nil {
+		if f.Err != nil || f.DeadLetterErr != nil {
 			b.WriteString(" (")
-			b.WriteString(f.Err.Error())
+			if f.Err != nil {
+				b.WriteString(f.Err.Error())
+			}
+			if f.DeadLetterErr != nil {
+				if f.Err != nil {
+					b.WriteString("; ")
+				}
+				b.WriteString(f.DeadLetterErr.Error())
+			}
 			b.WriteString(")")
 		}
 	}
