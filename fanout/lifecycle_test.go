@@ -385,3 +385,28 @@ func TestCloseUnderLoadLosesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedSinkValueIsClosedOnceAtTheEnd: a Sink value used under two names, and kept across an
+// Update that changes its settings, is closed once, when nothing uses it any more.
+func TestSharedSinkValueIsClosedOnceAtTheEnd(t *testing.T) {
+	shared := newClosingSink(t, "shared")
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "a", Sink: shared}, {Name: "b", Sink: shared}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b"}}},
+	})
+	require.NoError(t, err)
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+	require.NoError(t, d.Update(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "a", Sink: shared, Concurrency: 4}}, // changed settings; b removed
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a"}}},
+	}))
+	require.NoError(t, d.Dispatch(ctx, event("e2", "x")))
+	stats := d.Stats()
+	require.Len(t, stats, 1)
+	assert.Equal(t, int64(1), stats[0].Delivered, "a changed sink starts its counters afresh")
+	assert.False(t, shared.closed.Load(), "still in use under a")
+	require.NoError(t, d.Close(ctx))
+	assert.True(t, shared.closed.Load())
+	assert.EqualValues(t, 3, shared.sent.Load())
+}
