@@ -1,0 +1,77 @@
+// Package kafkadlq is a dead-letter queue in a Kafka topic, written and read with franz-go.
+//
+//	client, _ := kgo.NewClient(kgo.SeedBrokers("kafka:9092")) // acks=all, idempotent: the defaults
+//	q, err := kafkadlq.New(client, "fanbridge-dlq")
+//	...
+//	err = q.Put(ctx, entry) // nil: every in-sync replica has the record
+//
+// New takes the caller's *kgo.Client rather than wrapping its many settings; the queue never
+// closes it. A Queue implements dlq.Queue and dlq.Reader.
+//
+// # Records
+//
+// Each entry is one record. Its value is the event's Raw envelope, byte for byte, so that any
+// Kafka tool shows the event as the sender posted it. Its key is the event's ID (the entry's ID for
+// an event without one; WithKey changes it), so that the entries of one event share a partition.
+// Everything else travels in headers, each left out when empty:
+//
+//	dlq.v               format version, "1"
+//	dlq.id              entry ID
+//	dlq.sink, dlq.route the sink that failed and the route that chose it
+//	dlq.class           retry.Class of the last error
+//	dlq.error           its text, at most dlq.MaxErrorText bytes
+//	dlq.attempts        decimal
+//	dlq.first-attempt   RFC 3339 in UTC, to the nanosecond; so are dlq.last-attempt and event.time
+//	dlq.last-attempt
+//	dlq.condition       attempts | age | permanent | circuit-open
+//	dlq.trace-id        W3C trace id
+//	event.id, event.type, event.topic, event.source, event.time
+//	event.data-span     "<offset>:<length>" of Event.Data within the value, when Data is part of Raw
+//	event.data          Event.Data itself otherwise
+//	meta.<key>          each Event.Metadata entry
+//
+// A record without dlq.v was not written by this package; one with a newer version, or with
+// headers that do not parse, is not an entry this version can read. List and Get skip such
+// records and report them (WithOnDamage, the logger).
+//
+// # Reading and removing
+//
+// Reading a topic is natural in Kafka: List and Get read every partition from its start offset to
+// the end offset it had when the read began, with a short-lived direct consumer (no consumer
+// group, no committed offsets). That client is built from the options of the queue's client
+// (Client.Opts), without its producer, consumer and group options, so it reaches the same
+// brokers with the same TLS, SASL and dialer; WithReadOpts adds more.
+//
+// Removing a record is not: Kafka deletes only whole prefixes of a partition. Delete therefore
+// appends a removal record for each ID (key: the ID, no value, headers dlq.v, dlq.op = "remove"
+// and dlq.id), and readers hide every entry whose ID has a removal record; List reads the topic
+// twice for that, once for removals and once for entries. Records, removed or not, stay until the
+// topic's retention deletes them. Use the delete cleanup policy with a retention long enough to
+// redrive in: under the compact policy a removal record, which has no value, would be taken for a
+// tombstone of its key.
+//
+// # Errors
+//
+// New returns ErrInvalidOption for a nil client, a bad topic name or a nil logger, and ErrWeakAcks
+// for a client that does not produce with acks=all, unless WithAllowWeakAcks is given. Put and
+// Delete classify failures like a sink: permanent (retry.Permanent) for an invalid entry
+// (dlq.ErrInvalidEntry), an unknown topic, a denied authorization, a record too large and any other
+// broker error Kafka marks not retriable; an error wrapping dlq.ErrClosed for a closed client; the
+// context's error when ctx ends first; unmarked, so retryable, otherwise (franz-go has already
+// retried what kerr.IsRetriable allows). Get returns dlq.ErrNotFound.
+//
+// # Concurrency
+//
+// A Queue is safe for concurrent use, as is the client beneath it. Concurrent Puts are batched by
+// the client into the same produce requests. Every List and Get uses clients of its own, so reads
+// run beside Puts and beside each other, and Delete may be called from List's callback.
+//
+// # Delivery semantics
+//
+// Put returns nil once the partition leader acknowledged the record with the client's acks; with
+// acks=all, which New insists on, every in-sync replica has it, so it survives the crash of this
+// process, of this machine and of any broker short of losing all in-sync replicas. Set the topic's
+// min.insync.replicas to 2 or more for that to mean more than one copy. A Put that fails may still
+// have been written (the acknowledgement was lost): the sender retries, and the topic may then hold
+// the event twice; it never holds none.
+package kafkadlq

@@ -1,0 +1,19 @@
+package kafkadlq
+
+import (
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanbridge/fanbridge/dlq"
+)
+
+// DecodeRecord exposes the record decoder to the fuzz test: the entry, or the ID a removal record
+// removes.
+func DecodeRecord(r *kgo.Record) (dlq.Entry, string, error) {
+	d, err := decode(r)
+	return d.entry, d.removes, err
+}
+
+// EncodeRecord exposes the record encoder to the fuzz test.
+func EncodeRecord(e dlq.Entry) *kgo.Record {
+	return record("t", []byte(e.Event.ID), &e)
+}

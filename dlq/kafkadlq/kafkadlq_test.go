@@ -1,0 +1,267 @@
+package kafkadlq_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/dlqtest"
+	"github.com/fanbridge/fanbridge/dlq/kafkadlq"
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+func testCtx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newQueue(t testing.TB, cl *kgo.Client, opts ...kafkadlq.Option) *kafkadlq.Queue {
+	t.Helper()
+	q, err := kafkadlq.New(cl, topic, opts...)
+	require.NoError(t, err)
+	return q
+}
+
+// consumeAll reads every record of the topic with a plain consumer.
+func consumeAll(t *testing.T, ctx context.Context, cl *kgo.Client, want int) []*kgo.Record {
+	t.Helper()
+	c, err := kgo.NewClient(kgo.SeedBrokers(cl.OptValue(kgo.SeedBrokers).([]string)...),
+		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer c.Close()
+	var out []*kgo.Record
+	for len(out) < want {
+		f := c.PollFetches(ctx)
+		require.NoError(t, ctx.Err(), "timed out with %d of %d records", len(out), want)
+		require.Empty(t, f.Errors())
+		out = append(out, f.Records()...)
+	}
+	return out
+}
+
+func headers(r *kgo.Record) map[string]string {
+	m := map[string]string{}
+	for _, h := range r.Headers {
+		m[h.Key] = string(h.Value)
+	}
+	return m
+}
+
+func TestRecordLayout(t *testing.T) {
+	ctx := testCtx(t)
+	_, cl := cluster(t, 1)
+	q := newQueue(t, cl)
+	ev := dlqtest.SampleEvents()[0]
+	ev.Metadata[fanbridge.MetaTraceparent] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	first := time.Date(2026, 3, 1, 10, 0, 0, 123456789, time.UTC)
+	e := dlq.NewEntry(&ev, "grpc-crm", "ended", retry.Permanent(errors.New("NotFound")), first, first.Add(time.Second))
+	require.NoError(t, q.Put(ctx, e))
+
+	other := e
+	other.ID = "data-elsewhere"
+	other.Event.Data = []byte(`{"not":"in raw"}`)
+	require.NoError(t, q.Put(ctx, other))
+
+	recs := consumeAll(t, ctx, cl, 2)
+	r := recs[0]
+	assert.Equal(t, ev.ID, string(r.Key), "the key is the event ID")
+	assert.Equal(t, ev.Raw, r.Value, "the value is the raw envelope")
+	h := headers(r)
+	at := bytes.Index(ev.Raw, ev.Data)
+	assert.Equal(t, map[string]string{
+		"dlq.v":               "1",
+		"dlq.id":              e.ID,
+		"dlq.sink":            "grpc-crm",
+		"dlq.route":           "ended",
+		"dlq.class":           "permanent",
+		"dlq.error":           "NotFound",
+		"dlq.attempts":        "1",
+		"dlq.first-attempt":   "2026-03-01T10:00:00.123456789Z",
+		"dlq.last-attempt":    "2026-03-01T10:00:01.123456789Z",
+		"dlq.condition":       "permanent",
+		"dlq.trace-id":        "4bf92f3577b34da6a3ce929d0e0e4736",
+		"event.id":            ev.ID,
+		"event.type":          ev.Type,
+		"event.topic":         ev.Topic,
+		"event.source":        ev.Source,
+		"event.time":          ev.Time.UTC().Format(time.RFC3339Nano),
+		"event.data-span":     fmt.Sprintf("%d:%d", at, len(ev.Data)),
+		"meta.account":        ev.Metadata["account"],
+		"meta.region":         ev.Metadata["region"],
+		"meta.format":         "eventbridge",
+		"meta.correlation-id": ev.Metadata["correlation-id"],
+		"meta.traceparent":    ev.Metadata[fanbridge.MetaTraceparent],
+	}, h)
+	assert.Equal(t, `{"not":"in raw"}`, headers(recs[1])["event.data"])
+	assert.NotContains(t, headers(recs[1]), "event.data-span")
+
+	got, err := q.Get(ctx, "data-elsewhere")
+	require.NoError(t, err)
+	assert.Equal(t, `{"not":"in raw"}`, string(got.Event.Data))
+}
+
+func TestPartitionsSpread(t *testing.T) {
+	ctx := testCtx(t)
+	_, cl := cluster(t, 3)
+	q := newQueue(t, cl, kafkadlq.WithKey(func(e *dlq.Entry) []byte { return []byte(e.ID) }))
+	var want []string
+	for i := range 30 {
+		id := fmt.Sprintf("p-%02d", i)
+		want = append(want, id)
+		require.NoError(t, q.Put(ctx, dlq.Entry{ID: id, Sink: "s", Event: fanbridge.Event{Raw: []byte(id)}}))
+	}
+	parts := map[int32]bool{}
+	for _, r := range consumeAll(t, ctx, cl, 30) {
+		parts[r.Partition] = true
+	}
+	require.Greater(t, len(parts), 1, "the test needs entries on several partitions")
+
+	var got []string
+	require.NoError(t, q.List(ctx, func(e dlq.Entry) error {
+		got = append(got, e.ID)
+		assert.Equal(t, e.ID, string(e.Event.Raw))
+		return nil
+	}))
+	assert.ElementsMatch(t, want, got)
+	require.NoError(t, q.Delete(ctx, want[:10]...))
+	got = nil
+	require.NoError(t, q.List(ctx, func(e dlq.Entry) error { got = append(got, e.ID); return nil }))
+	assert.ElementsMatch(t, want[10:], got)
+}
+
+func TestForeignRecordsAreSkippedAndReported(t *testing.T) {
+	ctx := testCtx(t)
+	_, cl := cluster(t, 1)
+	var damage []kafkadlq.Damage
+	q := newQueue(t, cl, kafkadlq.WithOnDamage(func(d kafkadlq.Damage) { damage = append(damage, d) }))
+	require.NoError(t, q.Put(ctx, dlq.Entry{ID: "good-1", Sink: "s"}))
+	hdr := func(kv ...string) []kgo.RecordHeader {
+		var h []kgo.RecordHeader
+		for i := 0; i < len(kv); i += 2 {
+			h = append(h, kgo.RecordHeader{Key: kv[i], Value: []byte(kv[i+1])})
+		}
+		return h
+	}
+	foreign := []*kgo.Record{
+		{Topic: topic, Value: []byte("someone else's record")},
+		{Topic: topic, Headers: hdr("dlq.v", "9", "dlq.id", "x", "dlq.sink", "s")},
+		{Topic: topic, Headers: hdr("dlq.v", "1", "dlq.id", "x", "dlq.sink", "s", "dlq.attempts", "many")},
+		{Topic: topic, Headers: hdr("dlq.v", "1", "dlq.id", "x", "dlq.sink", "s", "event.data-span", "5:100")},
+		{Topic: topic, Headers: hdr("dlq.v", "1", "dlq.sink", "s")},
+		{Topic: topic, Headers: hdr("dlq.v", "1", "dlq.op", "remove")},
+	}
+	require.NoError(t, cl.ProduceSync(ctx, foreign...).FirstErr())
+	require.NoError(t, q.Put(ctx, dlq.Entry{ID: "good-2", Sink: "s"}))
+
+	var got []string
+	require.NoError(t, q.List(ctx, func(e dlq.Entry) error { got = append(got, e.ID); return nil }))
+	assert.Equal(t, []string{"good-1", "good-2"}, got)
+	// Both passes of List report each foreign record.
+	require.Len(t, damage, 2*len(foreign))
+	want := []error{kafkadlq.ErrNotEntry, dlq.ErrUnknownVersion, dlq.ErrMalformed, dlq.ErrMalformed, dlq.ErrMalformed, dlq.ErrMalformed}
+	for i, w := range want {
+		assert.ErrorIs(t, damage[i].Err, w, "record %d", i)
+		assert.Equal(t, int64(i+1), damage[i].Offset)
+	}
+}
+
+func TestPutErrors(t *testing.T) {
+	ctx := testCtx(t)
+	_, cl := cluster(t, 1, kgo.UnknownTopicRetries(1), kgo.ProducerBatchMaxBytes(4096))
+	q := newQueue(t, cl)
+
+	err := q.Put(ctx, dlq.Entry{ID: "big", Sink: "s", Event: fanbridge.Event{Raw: bytes.Repeat([]byte("x"), 8192)}})
+	assert.ErrorIs(t, err, kerr.MessageTooLarge)
+	assert.True(t, retry.IsPermanent(err), "record too large: %v", err)
+
+	err = q.Put(ctx, dlq.Entry{ID: "no sink"})
+	assert.ErrorIs(t, err, dlq.ErrInvalidEntry)
+	assert.True(t, retry.IsPermanent(err))
+
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	assert.ErrorIs(t, q.Put(canceled, dlq.Entry{ID: "a", Sink: "s"}), context.Canceled)
+
+	missing, err := kafkadlq.New(cl, "no-such-topic")
+	require.NoError(t, err)
+	err = missing.Put(ctx, dlq.Entry{ID: "a", Sink: "s"})
+	assert.True(t, retry.IsPermanent(err), "unknown topic: %v", err)
+	assert.Error(t, missing.List(ctx, func(dlq.Entry) error { return nil }))
+
+	_, other := cluster(t, 1)
+	other.Close()
+	closed := newQueue(t, other)
+	assert.ErrorIs(t, closed.Put(ctx, dlq.Entry{ID: "a", Sink: "s"}), dlq.ErrClosed)
+}
+
+func TestNew(t *testing.T) {
+	_, cl := cluster(t, 1)
+	cases := []struct {
+		name  string
+		cl    *kgo.Client
+		topic string
+		opts  []kafkadlq.Option
+		want  error
+	}{
+		{"nil-client", nil, topic, nil, kafkadlq.ErrInvalidOption},
+		{"empty-topic", cl, "", nil, kafkadlq.ErrInvalidOption},
+		{"bad-topic", cl, "dead letters", nil, kafkadlq.ErrInvalidOption},
+		{"dot-topic", cl, "..", nil, kafkadlq.ErrInvalidOption},
+		{"long-topic", cl, strings.Repeat("t", 250), nil, kafkadlq.ErrInvalidOption},
+		{"nil-logger", cl, topic, []kafkadlq.Option{kafkadlq.WithLogger(nil)}, kafkadlq.ErrInvalidOption},
+		{"ok", cl, topic, nil, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := kafkadlq.New(tc.cl, tc.topic, tc.opts...)
+			if tc.want == nil {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, tc.want)
+		})
+	}
+	t.Run("weak-acks", func(t *testing.T) {
+		_, weak := cluster(t, 1, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+		_, err := kafkadlq.New(weak, topic)
+		assert.ErrorIs(t, err, kafkadlq.ErrWeakAcks)
+		_, err = kafkadlq.New(weak, topic, kafkadlq.WithAllowWeakAcks())
+		assert.NoError(t, err)
+	})
+}
+
+// TestReadsWithAConsumerClient: the queue's client may itself consume in a group; the reader
+// clients copy only its connection options.
+func TestReadsWithAConsumerClient(t *testing.T) {
+	ctx := testCtx(t)
+	_, cl := cluster(t, 1, kgo.ConsumerGroup("app"), kgo.ConsumeTopics("orders"), kgo.DefaultProduceTopic("orders"))
+	q := newQueue(t, cl)
+	require.NoError(t, q.Put(ctx, dlq.Entry{ID: "a", Sink: "s"}))
+	got, err := q.Get(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, "a", got.ID)
+}
+
+func TestListEndsWithTheContext(t *testing.T) {
+	c, cl := cluster(t, 1, kgo.RetryTimeout(time.Second))
+	q := newQueue(t, cl)
+	require.NoError(t, q.Put(testCtx(t), dlq.Entry{ID: "a", Sink: "s"}))
+	c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := q.List(ctx, func(dlq.Entry) error { return nil })
+	require.Error(t, err)
+}

@@ -1,0 +1,187 @@
+package kafkadlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanbridge/fanbridge/dlq"
+)
+
+// readerOpts returns the options of a client that reads the topic: the connection options of the
+// queue's client (brokers, TLS, SASL, dialer, hooks) without its producer, consumer and group
+// options, then the options given with WithReadOpts, then those of the scan.
+func (q *Queue) readerOpts(extra ...kgo.Opt) []kgo.Opt {
+	var opts []kgo.Opt
+	for _, o := range q.client.Opts() {
+		switch o.(type) {
+		case kgo.ProducerOpt, kgo.ConsumerOpt, kgo.GroupOpt:
+			continue
+		}
+		opts = append(opts, o)
+	}
+	opts = append(opts, q.cfg.readOpts...)
+	return append(opts, extra...)
+}
+
+// scan reads every record that was in the topic when it started, calling fn with each decoded
+// record; records that are not entries are reported and skipped. fn's error stops the scan and is
+// returned as it is.
+func (q *Queue) scan(ctx context.Context, fn func(decoded) error) error {
+	adm := kadm.NewClient(q.client)
+	starts, err := adm.ListStartOffsets(ctx, q.topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return classify("read", err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, q.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return classify("read", err)
+	}
+	from := map[int32]kgo.Offset{}
+	until := map[int32]int64{} // end offset of each partition with records to read
+	ends.Each(func(o kadm.ListedOffset) {
+		start, ok := starts.Lookup(o.Topic, o.Partition)
+		if ok && o.Offset > start.Offset {
+			from[o.Partition] = kgo.NewOffset().At(start.Offset)
+			until[o.Partition] = o.Offset
+		}
+	})
+	if len(until) == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(q.readerOpts(
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{q.topic: from}),
+		// Control records (transaction markers) are kept so that every offset up to the end is
+		// seen, and then skipped.
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return fmt.Errorf("kafkadlq: read: new client: %w", err)
+	}
+	defer cl.Close()
+	for len(until) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("kafkadlq: read: %w", err)
+		}
+		for _, fe := range fetches.Errors() {
+			if errors.Is(fe.Err, context.Canceled) || errors.Is(fe.Err, context.DeadlineExceeded) {
+				return fmt.Errorf("kafkadlq: read: %w", fe.Err)
+			}
+			return classify("read", fe.Err)
+		}
+		var stop error
+		fetches.EachRecord(func(r *kgo.Record) {
+			end, want := until[r.Partition]
+			if stop != nil || !want || r.Offset >= end {
+				return
+			}
+			if r.Offset+1 >= end {
+				delete(until, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				return
+			}
+			d, err := decode(r)
+			if err != nil {
+				q.report(Damage{Partition: r.Partition, Offset: r.Offset, Err: err})
+				return
+			}
+			stop = fn(d)
+		})
+		if stop != nil {
+			return stop
+		}
+	}
+	return nil
+}
+
+// removed returns the IDs of the entries removed by removal records.
+func (q *Queue) removed(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := q.scan(ctx, func(d decoded) error {
+		if d.removes != "" {
+			out[d.removes] = true
+		}
+		return nil
+	})
+	return out, err
+}
+
+// List calls fn with each entry of the topic that has not been removed: within a partition in the
+// order they were written, partitions interleaved. It reads the topic twice: once for the removal
+// records, once for the entries, up to the end the topic had when each pass began.
+func (q *Queue) List(ctx context.Context, fn func(dlq.Entry) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kafkadlq: list: %w", err)
+	}
+	removed, err := q.removed(ctx)
+	if err != nil {
+		return err
+	}
+	return q.scan(ctx, func(d decoded) error {
+		if d.removes != "" || removed[d.entry.ID] {
+			return nil
+		}
+		return fn(d.entry)
+	})
+}
+
+// Get returns the entry with the given ID, unless a removal record removed it, reading the whole
+// topic once.
+func (q *Queue) Get(ctx context.Context, id string) (dlq.Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return dlq.Entry{}, fmt.Errorf("kafkadlq: get: %w", err)
+	}
+	var (
+		found    dlq.Entry
+		ok, gone bool
+	)
+	err := q.scan(ctx, func(d decoded) error {
+		switch {
+		case d.removes == id:
+			gone = true
+		case d.removes == "" && d.entry.ID == id && !ok:
+			found, ok = d.entry, true
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return dlq.Entry{}, err
+	case !ok || gone:
+		return dlq.Entry{}, fmt.Errorf("kafkadlq: get %q: %w", id, dlq.ErrNotFound)
+	}
+	return found, nil
+}
+
+// Delete appends a removal record for each ID (key: the ID, no value, headers dlq.v, dlq.op=remove
+// and dlq.id) and returns once the broker has acknowledged them. A removal hides every entry with
+// its ID from List and Get; the records themselves stay until the topic's retention removes them.
+func (q *Queue) Delete(ctx context.Context, ids ...string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kafkadlq: delete: %w", err)
+	}
+	recs := make([]*kgo.Record, 0, len(ids))
+	for _, id := range ids {
+		if dlq.CheckID(id) == nil { // an invalid ID names no entry
+			recs = append(recs, removal(q.topic, id))
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := q.client.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return classify("delete", err)
+	}
+	return nil
+}
