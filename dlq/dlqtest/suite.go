@@ -181,11 +181,11 @@ func roundTripCases() []struct {
 			e    dlq.Entry
 		}{name, e})
 	}
-	add("genesys-pretty", func(e *dlq.Entry) {
+	add("genesys-audit", func(e *dlq.Entry) {
 		e.Event = samples[0]
 		e.Event.Metadata = map[string]string{fanbridge.MetaTraceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "k": "v"}
 	})
-	add("genesys-audit", func(e *dlq.Entry) { e.Event = samples[len(samples)-1] })
+	add("genesys-conversation", func(e *dlq.Entry) { e.Event = samples[len(samples)-1] })
 	add("compact-raw", func(e *dlq.Entry) {
 		e.Event.Raw = compact
 		e.Event.Data = compact[bytes.Index(compact, []byte(`{"a"`)) : len(compact)-2]
