@@ -71,3 +71,28 @@ func Example_redrive() {
 	// 2 2 <nil>
 	// left: 0
 }
+
+func ExampleSyncInterval() {
+	dir, _ := os.MkdirTemp("", "dlq")
+	defer os.RemoveAll(dir)
+	// Put returns once the entry is in the page cache; a background fsync runs every second.
+	// SyncAlways() (the default) and SyncNever() are the other policies.
+	q, err := filedlq.Open(dir, filedlq.WithSync(filedlq.SyncInterval(time.Second)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer q.Close()
+	fmt.Println(filedlq.SyncInterval(time.Second), filedlq.SyncAlways(), filedlq.SyncNever())
+	// Output: interval(1s) always never
+}
+
+func ExampleAppendLine() {
+	line, _ := filedlq.AppendLine(nil, dlq.Entry{ID: "01J0", Sink: "crm", Event: fanbridge.Event{Raw: []byte(`{"id":"e"}`)}})
+	fmt.Print(string(line))
+	e, err := filedlq.ParseLine(line[:len(line)-1])
+	fmt.Println(e.ID, e.Sink, string(e.Event.Raw), err)
+	// Output:
+	// {"crc32c":"9f36843f","entry":{"v":1,"id":"01J0","sink":"crm","event":{"id":"","raw":{"id":"e"}}}}
+	// 01J0 crm {"id":"e"} <nil>
+}
