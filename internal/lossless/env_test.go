@@ -144,8 +144,9 @@ func newEnv(t *testing.T, c *corpus, cfg setup) *env {
 	e.disp, err = fanout.New(fanout.Config{
 		Sinks: []fanout.SinkConfig{
 			// Retry policies are the defaults but for an attempt timeout, which Async mode needs
-			// against hanging calls, and quicker first retries for the gRPC consumers.
-			{Name: sinkKafka, Sink: e.obs[sinkKafka], Retry: retry.Policy{AttemptTimeout: 2 * time.Second}},
+			// against hanging calls, and quicker first retries for the gRPC consumers. Breakers
+			// cool down within a second, so that a run of seconds sees them open and close.
+			{Name: sinkKafka, Sink: e.obs[sinkKafka], Retry: retry.Policy{AttemptTimeout: 2 * time.Second}, Breaker: fanout.Breaker{Cooldown: time.Second}},
 			{Name: sinkA, Sink: e.obs[sinkA], Retry: retry.Policy{InitialInterval: 10 * time.Millisecond, MaxInterval: 200 * time.Millisecond, AttemptTimeout: 500 * time.Millisecond}},
 			{Name: sinkB, Sink: e.obs[sinkB], Retry: retry.Policy{InitialInterval: 20 * time.Millisecond, MaxInterval: 400 * time.Millisecond, MaxAttempts: 8, AttemptTimeout: time.Second}, Breaker: cfg.breakerB},
 		},

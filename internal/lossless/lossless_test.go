@@ -34,6 +34,11 @@ func eventCount(short, full int) int {
 
 const senders = 32
 
+// kafkaStall is how long the broker holds produce requests once: longer than the Kafka sink's
+// attempt timeout, so that Sends time out while their records wait in the client, and the
+// retries produce them again.
+const kafkaStall = 2500 * time.Millisecond
+
 // chaosMarks are the milestones chaos waits for.
 var chaosMarks = []float64{0.15, 0.30, 0.45, 0.60}
 
@@ -72,7 +77,7 @@ func (e *env) chaos(ctx context.Context, p *progress, total int) (stop func() st
 			heal()
 		}()
 	}
-	after(0.15, 0, func() { e.kfaults.stall.Store(int64(600 * time.Millisecond)) }, func() {})
+	after(0.15, 0, func() { e.kfaults.stall.Store(int64(kafkaStall)) }, func() {})
 	var srvMu sync.Mutex // the two stops of grpc-b must not overlap
 	restartB := func() {
 		if err := e.srvB.restart(context.WithoutCancel(ctx)); err != nil {
@@ -90,8 +95,8 @@ func (e *env) chaos(ctx context.Context, p *progress, total int) (stop func() st
 		wg.Wait()
 		mu.Lock()
 		defer mu.Unlock()
-		return fmt.Sprintf("kafka stall 600ms at 15%%; grpc-b stopped at 30%% and 60%%, restarted %d times, down %v in all; dead-letter queue refused every Put for %v at 45%% (%d refused) %v",
-			e.srvB.restarts, e.srvB.downtime.Round(time.Millisecond), outage, e.outage.refused.Load(), log)
+		return fmt.Sprintf("kafka stall %v at 15%%; grpc-b stopped at 30%% and 60%%, restarted %d times, down %v in all; dead-letter queue refused every Put for %v at 45%% (%d refused) %v",
+			kafkaStall, e.srvB.restarts, e.srvB.downtime.Round(time.Millisecond), outage, e.outage.refused.Load(), log)
 	}
 }
 
