@@ -16,6 +16,6 @@
 // for that sink, once; every other answer was one the sender retries; a sink holds an event twice
 // only when a delivery to it really failed. The counts are printed with -v.
 //
-//	go test -race ./internal/lossless                          CI size
-//	go test -race ./internal/lossless -run Lossless -long -v   20,000 events per mode
+//	go test -race ./internal/lossless                          CI size: 10,000 per mode
+//	go test -race ./internal/lossless -run Lossless -long -v   50,000 events per mode
 package lossless

@@ -74,7 +74,7 @@ type consumer struct {
 	late        func(int) bool // events whose first answer is lost (see lateAtA)
 	calls       *idSet         // every call, per id
 	delivered   *idSet         // calls answered OK with the event recorded
-	failed      *idSet         // calls answered with an error or too late
+	clean       *idSet         // calls answered with an error, the event not stored
 	refused     *idSet         // calls refused for good
 	counts      struct{ unavailable, rejected, late, foreign, corrupt atomic.Int64 }
 }
@@ -82,7 +82,7 @@ type consumer struct {
 func newConsumer(name string, c *corpus, unavailable float64, rejects func(int) bool, rejectErr func(string) error, late func(int) bool) *consumer {
 	return &consumer{
 		name: name, c: c, unavailable: unavailable, rejects: rejects, rejectErr: rejectErr, late: late,
-		calls: newIDSet(), delivered: newIDSet(), failed: newIDSet(), refused: newIDSet(),
+		calls: newIDSet(), delivered: newIDSet(), clean: newIDSet(), refused: newIDSet(),
 	}
 }
 
@@ -101,19 +101,18 @@ func (cs *consumer) Send(ctx context.Context, e *fanbridge.Event) error {
 	switch {
 	case cs.rejects != nil && cs.rejects(idx):
 		cs.counts.rejected.Add(1)
-		cs.failed.add(e.ID)
+		cs.clean.add(e.ID)
 		cs.refused.add(e.ID)
 		return cs.rejectErr(e.ID)
 	case cs.late != nil && cs.late(idx) && n == 1:
 		// Commit only once the caller has given up: the event lands, the answer is lost.
 		<-ctx.Done()
 		cs.counts.late.Add(1)
-		cs.failed.add(e.ID)
 		cs.delivered.add(e.ID)
 		return nil
 	case rand.Float64() < cs.unavailable:
 		cs.counts.unavailable.Add(1)
-		cs.failed.add(e.ID)
+		cs.clean.add(e.ID)
 		return status.Error(codes.Unavailable, cs.name+": busy, try again")
 	}
 	cs.delivered.add(e.ID)
@@ -305,7 +304,8 @@ func (k *kafkaFaults) noteRecords(b []byte) error {
 func (k *kafkaFaults) close() { k.stopOnce.Do(func() { close(k.stop) }) }
 
 // observed passes every Send through to the real sink and notes, per event id, the Sends that
-// failed: the evidence that a duplicate on this sink has a cause.
+// failed: the only way a sink can come to hold an event twice is a Send that failed after the
+// event landed (a timeout, a lost answer, a connection cut mid-call).
 type observed struct {
 	next  sink.Sink
 	sends atomic.Int64

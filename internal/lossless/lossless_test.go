@@ -18,7 +18,7 @@ import (
 )
 
 var (
-	long       = flag.Bool("long", false, "run the long variant: 20,000 events per mode")
+	long       = flag.Bool("long", false, "run the long variant: 50,000 events per mode, 20,000 in the shutdown scenario")
 	eventsFlag = flag.Int("events", 0, "events per scenario (overrides the default and -long)")
 )
 

@@ -94,6 +94,10 @@ func TestReconcileCatches(t *testing.T) {
 		{"a duplicate on a sink that never failed", "unexplained-duplicate", rules{}, func(_ []outcome, h *holdings) {
 			h.delivered[sinkB][c.events[firstFor(sinkB, true)].id] = 2
 		}},
+		{"more copies than failed Sends", "unexplained-duplicate", rules{}, func(_ []outcome, h *holdings) {
+			h.delivered[sinkKafka][c.events[firstFor(sinkKafka, true)].id] = 3
+			h.ambiguous[sinkKafka][c.events[firstFor(sinkKafka, true)].id] = 1
+		}},
 		{"two dead letters for one event and sink", "dead-lettered-twice", rules{}, func(_ []outcome, h *holdings) {
 			i := firstFor(sinkA, true)
 			delete(h.delivered[sinkA], c.events[i].id)
@@ -144,7 +148,7 @@ func TestReconcileCatches(t *testing.T) {
 		outs, h := perfect()
 		i := firstFor(sinkKafka, true)
 		h.delivered[sinkKafka][c.events[i].id] = 2
-		h.failures[sinkKafka][c.events[i].id] = 1
+		h.ambiguous[sinkKafka][c.events[i].id] = 1
 		j := firstFor(sinkA, true)
 		delete(h.delivered[sinkA], c.events[j].id)
 		h.refused[sinkA][c.events[j].id] = 1
