@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/fanbridge/fanbridge"
@@ -73,11 +74,16 @@ func (p *fieldPredicate) Match(e *fanbridge.Event) bool {
 	if e == nil || len(e.Data) == 0 {
 		return false
 	}
-	var w fieldWalker
-	w.test = p.test
+	w := walkerPool.Get().(*fieldWalker)
+	w.test, w.found = p.test, false
 	_, _ = w.walk(e.Data, skipWS(e.Data, 0), p.f.path, 0)
-	return w.found
+	found := w.found
+	w.test = nil
+	walkerPool.Put(w)
+	return found
 }
+
+var walkerPool = sync.Pool{New: func() any { return new(fieldWalker) }}
 
 func (p *fieldPredicate) String() string { return "Field(" + strconv.Quote(p.f.src) + ")." + p.desc }
 

@@ -132,6 +132,12 @@ type flatEvent struct {
 	keyBuf []byte
 	stack  []frame
 	fold   []byte // scratch for case folding
+
+	// red holds array positions while a search runs; memo marks (branch, step) searches that
+	// failed with no position that mattered, in the current memoEpoch.
+	red       []memEntry
+	memo      []uint32
+	memoEpoch uint32
 }
 
 func (f *flatEvent) reset(raw []byte) {
@@ -409,6 +415,53 @@ outer:
 		s = append(s, e)
 	}
 	return s
+}
+
+// newMemo starts a search over n steps.
+func (f *flatEvent) newMemo(n int) {
+	if cap(f.memo) < n {
+		f.memo = make([]uint32, n)
+		f.memoEpoch = 0
+	}
+	f.memo = f.memo[:n]
+	f.memoEpoch++
+	if f.memoEpoch == 0 {
+		clear(f.memo[:cap(f.memo)])
+		f.memoEpoch = 1
+	}
+	f.red = f.red[:0]
+}
+
+// reduce drops from cur the positions in arrays that hold none of the leaves in leaves; the
+// result, if smaller, is built on f.red.
+func (f *flatEvent) reduce(t *pathTable, leaves []uint64, cur []memEntry) []memEntry {
+	if len(cur) == 0 {
+		return cur
+	}
+	matters := func(arr int32) bool {
+		for w, x := range t.below[f.arrayNode[arr]] {
+			if x&leaves[w] != 0 {
+				return true
+			}
+		}
+		return false
+	}
+	keep := 0
+	for _, e := range cur {
+		if matters(e.arr) {
+			keep++
+		}
+	}
+	if keep == len(cur) {
+		return cur
+	}
+	t0 := len(f.red)
+	for _, e := range cur {
+		if matters(e.arr) {
+			f.red = append(f.red, e)
+		}
+	}
+	return f.red[t0:]
 }
 
 func growInt32(s []int32, n int) []int32 {

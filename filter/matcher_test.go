@@ -192,4 +192,9 @@ func TestMatcherZeroAllocations(t *testing.T) {
 	p := filter.MustParsePattern(string(rules[0].src))
 	allocs = testing.AllocsPerRun(200, func() { p.Match(e) })
 	assert.Zero(t, allocs, "allocations per Pattern.Match")
+
+	field := filter.All(filter.Type("v2.detail.events.conversation.{id}.customer.end"), filter.Field("queueId").Eq("x"))
+	ev := benchEvent(t)
+	allocs = testing.AllocsPerRun(200, func() { field.Match(ev) })
+	assert.Zero(t, allocs, "allocations per field predicate")
 }

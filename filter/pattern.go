@@ -14,12 +14,17 @@ type Pattern struct {
 	src      string
 	branches []branch
 	table    *pathTable
+	steps    int // over all branches, for the search's memo
 }
 
 // branch is one way for the pattern to match: every step must hold (the pattern with each $or
 // resolved to one of its alternatives).
 type branch struct {
 	steps []step // ordered by path, the order EventBridge checks fields in
+	// after[i] holds the leaves tested by steps[i:]; memo is where the branch's entries start in
+	// the search memo.
+	after [][]uint64
+	memo  int
 }
 
 type step struct {
@@ -56,6 +61,19 @@ func ParsePattern(src []byte) (*Pattern, error) {
 		p.branches = append(p.branches, b)
 	}
 	p.table = newPathTable(paths)
+	words := (len(paths) + 63) / 64
+	for bi := range p.branches {
+		b := &p.branches[bi]
+		b.memo = p.steps
+		p.steps += len(b.steps)
+		b.after = make([][]uint64, len(b.steps)+1)
+		b.after[len(b.steps)] = make([]uint64, words)
+		for i := len(b.steps) - 1; i >= 0; i-- {
+			b.after[i] = slices.Clone(b.after[i+1])
+			l := b.steps[i].leaf
+			b.after[i][l/64] |= 1 << (l % 64)
+		}
+	}
 	return p, nil
 }
 
@@ -108,9 +126,9 @@ func Test(pattern, event []byte) (bool, error) {
 }
 
 func (p *Pattern) matchFlat(fe *flatEvent) bool {
-	var curBuf [8]memEntry
+	fe.newMemo(p.steps)
 	for i := range p.branches {
-		if evalSteps(fe, p.branches[i].steps, curBuf[:0]) {
+		if p.evalSteps(fe, &p.branches[i], 0, nil) {
 			return true
 		}
 	}
@@ -121,11 +139,22 @@ func (p *Pattern) matchFlat(fe *flatEvent) bool {
 // value that matches its condition and lies in the same array elements as the values chosen for
 // the fields before it, or, for {"exists": false}, no such value at all. Backtrack over the
 // choices. The Matcher reaches the same answers by other means, and the tests hold it to this.
-func evalSteps(fe *flatEvent, steps []step, cur []memEntry) bool {
-	if len(steps) == 0 {
+//
+// One refinement keeps the search linear when an event has many independent arrays: the array
+// positions chosen so far are reduced to those the remaining steps can meet; when none are left,
+// the outcome depends on the step alone, so a step that failed that way fails again at once.
+func (p *Pattern) evalSteps(fe *flatEvent, b *branch, i int, cur []memEntry) bool {
+	if i == len(b.steps) {
 		return true
 	}
-	st := &steps[0]
+	top := len(fe.red)
+	defer func() { fe.red = fe.red[:top] }()
+	cur = fe.reduce(p.table, b.after[i], cur)
+	memo := b.memo + i
+	if len(cur) == 0 && fe.memo[memo] == fe.memoEpoch {
+		return false
+	}
+	st := &b.steps[i]
 	seen := false
 	var v value
 	for _, k := range fe.at(st.leaf) {
@@ -137,12 +166,22 @@ func evalSteps(fe *flatEvent, steps []step, cur []memEntry) bool {
 		if !st.c.matches(&v) {
 			continue
 		}
-		next := fe.push(cur, k)
-		if evalSteps(fe, steps[1:], next) {
+		t0 := len(fe.red)
+		fe.red = append(fe.red, cur...)
+		fe.red = fe.pushFrom(fe.red, t0, k)
+		ok := p.evalSteps(fe, b, i+1, fe.red[t0:])
+		fe.red = fe.red[:t0]
+		if ok {
 			return true
 		}
 	}
-	return st.c.absentOK && !seen && evalSteps(fe, steps[1:], cur)
+	if st.c.absentOK && !seen && p.evalSteps(fe, b, i+1, cur) {
+		return true
+	}
+	if len(cur) == 0 {
+		fe.memo[memo] = fe.memoEpoch
+	}
+	return false
 }
 
 var flatPool = sync.Pool{New: func() any { return new(flatEvent) }}
