@@ -1,3 +1,196 @@
-// Package filter decides which events a route wants: Go predicates, Amazon EventBridge event
-// patterns (one at a time, or thousands at once in a Matcher), and CEL expressions.
+// Package filter decides which events a route wants. It offers three ways to say so, all of
+// which implement Predicate:
+//
+//   - Go predicates: And, Or, Not, All, Any, field tests on the event body (Field), and tests on
+//     the event's attributes (Type, Topic, Source, SourcePrefix, Meta).
+//   - Amazon EventBridge event patterns, with exactly the meaning they have in AWS: one at a time
+//     (ParsePattern, *Pattern) or thousands at once (Matcher), at nearly the same cost.
+//   - CEL expressions (Expr), for conditions patterns cannot state.
+//
+// Test checks a pattern against an event the way EventBridge's TestEventPattern does.
+//
+// # Go predicates
+//
+// Field("propertyChanges.newValues").Eq("Available") looks the value up in the raw JSON of
+// Event.Data without decoding the body or allocating. A path is object keys joined with '.'
+// (a backslash makes the next character literal, so `a\.b` is the key "a.b"; the empty path is
+// the body itself). Arrays on the way are looked through: the test holds when any element
+// satisfies it. Eq and In compare strings with strings, numbers with numbers by value (5 equals
+// 5.0), bools with bools and nil with null; Gt, Gte, Lt, Lte and Between compare numbers as
+// float64; Prefix, Suffix, Contains, EqualFold and Matches test strings; Exists holds for any
+// value, null and objects included (an empty array holds none). A missing field, a value of
+// another type, or a body that is not JSON never matches and never panics. The lookup stops at
+// the first value that passes, so damage to the JSON after that point goes unnoticed.
+//
+// Type and Topic accept topic templates: a segment in braces stands for any one segment, so
+// Type("v2.users.{id}.presence") matches the EventBridge detail-type "v2.users.{id}.presence"
+// and a concrete "v2.users.6a3a….presence" alike.
+//
+// All() matches everything and Any() nothing. The combinators and Field's comparison methods
+// panic when given nil or a value they cannot compare: such mistakes are found when routes are
+// built, not when events arrive.
+//
+// # Event patterns: what is matched
+//
+// A pattern is matched against the event's envelope, Event.Raw, exactly as received. An Event
+// with an empty Raw (built in code, or by a decoder that keeps no envelope) is matched against
+// an EventBridge-shaped view of its fields:
+//
+//	{"id": ID, "detail-type": Type, "source": Source, "account": Metadata["account"],
+//	 "time": Time (RFC 3339, UTC), "region": Metadata["region"],
+//	 "detail": {"topicName": Topic, "eventBody": Data,
+//	            "metadata": {"CorrelationId": Metadata["correlation-id"]}}}
+//
+// with empty members left out, so the same pattern serves events from the EventBridge API
+// destination and events built elsewhere. An event that is not a JSON object matches nothing
+// (MatchRaw and Test report it as an error wrapping ErrInvalidEvent).
+//
+// # Event patterns: semantics
+//
+// The package implements the EventBridge pattern language as documented by AWS and as its
+// matching engine (event-ruler) behaves where the documentation is silent. Each rule below is
+// exercised by testdata/conformance.json.
+//
+// Structure. A pattern is a JSON object. Its leaves are arrays of values; its objects mirror the
+// event's nesting. An event matches when every field the pattern names matches (AND); a field
+// matches when any value in its array matches (OR); fields the pattern does not name are
+// ignored. A field is identified by its path, the keys from the root joined with "." (so, as in
+// EventBridge, {"a.b": …} and {"a": {"b": …}} name the same field). Values and operators apply
+// to leaf values only (strings, numbers, true, false, null), never to objects: a pattern that
+// names an object field as a leaf does not match it.
+//
+// Arrays. Arrays in the event leave no trace in paths: a field matches when any element
+// matches, and nested arrays are looked through. When a pattern tests several fields inside an
+// array of objects, all of them must be satisfied by one element: {"employees": {"first":
+// ["Anna"], "last": ["Jones"]}} does not match an Anna Smith beside a Peter Jones. The rule
+// applies at every level of nesting, and to arrays whose elements mix objects and other values.
+//
+// Exact values. A string matches the identical string (no case folding or normalisation; ""
+// matches only the empty string). true, false and null match themselves; null is not the empty
+// string and not a missing field. A number matches a number of the same value: 300 matches
+// 300.0 and 3.0e2. Numbers are compared exactly when they lie between -5e11 and 5e11 with at most
+// six digits after the point (trailing zeros do not count); other numbers, such as 1649237504949
+// epoch milliseconds or 0.0000001, match only the same literal text. A string pattern that is an
+// IP address matches the same address written another way ("2001:db8::1" matches
+// "2001:0db8:0:0:0:0:0:1"). Strings never match numbers and numbers never match strings.
+//
+// Operators, each an object with one key inside a field's array:
+//
+//	{"prefix": "v2.audits."}                    a string starting with the text
+//	{"suffix": ".customer.end"}                 a string ending with the text
+//	{"equals-ignore-case": "chat"}              a string equal to the text ignoring case
+//	{"prefix": {"equals-ignore-case": "v2."}}   a prefix, ignoring case
+//	{"suffix": {"equals-ignore-case": ".END"}}  a suffix, ignoring case
+//	{"wildcard": "v2.*.customer.end"}           '*' stands for any run of characters; \* is a
+//	                                            literal star and \\ a backslash
+//	{"numeric": [">", 0, "<=", 5]}              a number in the range; also "=", "<", "<=", ">=";
+//	                                            a lower bound may be followed by an upper one
+//	{"cidr": "10.0.0.0/24"}                     a string that is an IPv4 or IPv6 address in
+//	                                            the block
+//	{"exists": true}                            the field has a leaf value (null counts; an
+//	                                            object or an empty array does not)
+//	{"exists": false}                           the field has no leaf value
+//	{"anything-but": "initializing"}            any value except the one given; also a number,
+//	                                            a list of only strings or only numbers, or
+//	                                            {"prefix"|"suffix"|"equals-ignore-case"|
+//	                                            "wildcard": a string or a list of strings}
+//
+// Prefix, suffix, equals-ignore-case, wildcard and cidr match strings only; numeric matches
+// numbers only (comparable ones, as defined above). Anything-but matches a leaf value of any type
+// that its operand does not exclude: {"anything-but": "x"} matches 5 and null. Like every test
+// it needs a value: it does not match a missing field, and it matches an array when some element
+// is not excluded. Case-insensitive tests use Unicode simple case folding (as strings.EqualFold).
+// {"exists": false} may share a field's array with other values, meaning "absent, or one of
+// these".
+//
+// $or. {"$or": [{…}, {…}]} at any level matches when at least one of its objects (two or more)
+// matches together with the rest of the pattern; $or may nest. Operator names may not be used as
+// field names inside $or objects. When one alternative names a field that the surrounding
+// pattern also names, the occurrence written later applies, as in EventBridge.
+//
+// Absence inside arrays of objects. EventBridge checks a pattern's fields in the order of their
+// paths, and judges {"exists": false} against the array elements chosen for the fields checked
+// before it. So {"list": {"kind": ["a"], "note": [{"exists": false}]}} asks for an element of
+// kind "a" without a note ("kind" sorts before "note"), while with the field names the other way
+// round the absence is judged over all elements. This package does the same.
+//
+// # Compile errors and limits
+//
+// ParsePattern rejects what EventBridge rejects: a pattern that is not a JSON object, an empty
+// object or array, a leaf that is not an array, arrays inside a field's array, unknown
+// operators ("exactly" is not part of the EventBridge language), an operator object with more
+// than one key, an operand of the wrong type, a wildcard with "**" or an escape other than \*
+// and \\, anything-but with a mixed or empty list, null or a boolean, or an empty prefix or
+// suffix, a numeric range whose bounds are out of range, have more than six decimals, or do not
+// have the lower bound below the upper one, a malformed CIDR block, and a $or that is not an
+// array of at least two objects. It also bounds what a pattern may cost (ErrPatternTooComplex):
+// MaxPatternBytes (64 KiB), MaxPatternDepth (32 levels), MaxPatternValues (1,000 values and
+// operators), MaxOrCombinations (1,000 alternatives once every $or is multiplied out),
+// MaxWildcardStars (16 per wildcard) and MaxWildcardValues (100 wildcards).
+//
+// # Divergences from EventBridge
+//
+// None in the language above, with three notes. The range of comparable numbers is the one of
+// the current EventBridge engine (±5e11, six decimals); older AWS documentation quotes a smaller
+// range, and a number outside it is treated as literal text either way. Case folding is Unicode
+// simple folding, so characters whose upper case is longer (German ß against "SS") are not equal
+// ignoring case. Key order for the absence rule compares paths byte by byte (UTF-8), which
+// differs from the engine's UTF-16 order only between characters above U+FFFF and those from
+// U+E000 to U+FFFF.
+//
+// # The Matcher
+//
+// A Matcher holds named patterns and returns the names that match an event. It compiles all of
+// them into one automaton: each pattern (with its $or alternatives) becomes a sequence of
+// steps, a path and a condition each, and the sequences are merged into a trie in which each
+// node indexes its outgoing conditions by value: exact values in maps, prefixes and suffixes by
+// a rolling hash per distinct length, numeric ranges in an interval tree; anything-but, cidr and
+// wildcards with no literal start or end are checked one by one at their node. Matching reads
+// the event once, keeping only the fields some pattern names (others are stepped over without
+// being decoded), then walks the trie from the root along the transitions the event's values
+// take. The cost depends on the event and on how many rules partly match it, not on how many
+// rules there are: on a 2.7 KB Genesys event, 10,000 generated routing rules cost about 1.5
+// times what one does (BenchmarkSideBySide). Steps are tested most selective first (exact
+// values before ranges); a rule using {"exists": false} keeps path order, which its meaning
+// depends on. Walks whose remaining steps no array element can affect are merged, so events with
+// many large arrays stay linear.
+//
+// Match appends names in ascending order to the caller's slice; reusing it (dst[:0]) makes
+// matching allocation-free after warm-up, for events carrying Raw. Add replaces a rule of the
+// same name; Add, AddPattern and Remove are cheap, and the first match after a change builds
+// the new automaton (so a burst of changes costs one build).
+//
+// # CEL expressions
+//
+// Expr compiles a CEL expression with two variables: data, the event body (objects as maps,
+// arrays as lists, integers as int, other numbers as double; int and double compare with each
+// other), and event, with the fields id, type, topic, source (strings), time (timestamp) and
+// metadata (map of strings). The result type must be bool (or dyn, checked when evaluated).
+// Compilation bounds the source size (WithMaxExprSize, default 4,096 code points) and
+// evaluation the work (WithCostLimit, default 100,000 cost units; cost is tracked only for
+// expressions whose worst case could exceed the limit, such as comprehensions over the body,
+// because tracking slows evaluation down). An evaluation error (a
+// missing field, a wrong type, the cost limit, a body that is not JSON) means no match; Eval
+// returns the error, and WithExprLogger logs it at debug level without the body. The body is
+// decoded only if the expression uses data, once per evaluation; MatchExprs evaluates many
+// expressions on one event with a single decode.
+//
+// # Errors
+//
+// ParsePattern returns a *PatternError naming the path, the operator and the reason, such as
+//
+//	filter: pattern at "detail.eventBody.mediaType": "prefix" wants a string
+//
+// wrapping ErrInvalidPattern, or ErrPatternTooComplex for patterns beyond the limits. Expr
+// returns errors wrapping ErrInvalidExpression. MatchRaw and Test return errors wrapping
+// ErrInvalidEvent for events that are not a JSON object; Match treats such events as matching
+// nothing. Matcher.Add and AddPattern return ErrInvalidName for an empty name or a nil pattern,
+// or the pattern's compile error; a failed change leaves the Matcher as it was.
+//
+// # Concurrency
+//
+// Every Predicate in this package, including *Pattern and *Expression, is immutable and safe
+// for concurrent use. A Matcher matches without locks against an immutable snapshot; Add,
+// AddPattern and Remove may run at the same time and are serialised among themselves; once one
+// of them returns, every later match sees its effect.
 package filter
