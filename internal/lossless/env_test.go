@@ -39,6 +39,8 @@ type setup struct {
 	breakerB fanout.Breaker
 	// kafkaFaultRate is the share of produce requests kfake fails.
 	kafkaFaultRate float64
+	// kafkaStall is how long the broker holds one produce request at 15% of the run.
+	kafkaStall time.Duration
 }
 
 // env is the whole path, built from the library's public API only.

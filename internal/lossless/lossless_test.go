@@ -35,10 +35,13 @@ func eventCount(short, full int) int {
 
 const senders = 32
 
-// kafkaStall is how long the broker holds produce requests once: longer than the Kafka sink's
-// attempt timeout, so that Sends time out while their records wait in the client, and the
-// retries produce them again.
-const kafkaStall = 2500 * time.Millisecond
+// The broker holds produce requests once per run: for shortStall, which the Kafka sink's attempt
+// timeout (2 s) rides out, or for longStall, which it does not, so that Sends time out while
+// their records wait in the client, and the retries produce them again.
+const (
+	shortStall = 600 * time.Millisecond
+	longStall  = 2500 * time.Millisecond
+)
 
 // chaosMarks are the milestones chaos waits for.
 var chaosMarks = []float64{0.15, 0.30, 0.45, 0.60}
@@ -78,7 +81,7 @@ func (e *env) chaos(ctx context.Context, p *progress, total int) (stop func() st
 			heal()
 		}()
 	}
-	after(0.15, 0, func() { e.kfaults.stall.Store(int64(kafkaStall)) }, func() {})
+	after(0.15, 0, func() { e.kfaults.stall.Store(int64(e.cfg.kafkaStall)) }, func() {})
 	var srvMu sync.Mutex // the two stops of grpc-b must not overlap
 	restartB := func() {
 		if err := e.srvB.restart(context.WithoutCancel(ctx)); err != nil {
@@ -97,7 +100,7 @@ func (e *env) chaos(ctx context.Context, p *progress, total int) (stop func() st
 		mu.Lock()
 		defer mu.Unlock()
 		return fmt.Sprintf("kafka stall %v at 15%%; grpc-b stopped at 30%% and 60%%, restarted %d times, down %v in all; dead-letter queue refused every Put for %v at 45%% (%d refused)%s",
-			kafkaStall, e.srvB.restarts, e.srvB.downtime.Round(time.Millisecond), outage, e.outage.refused.Load(), strings.Join(append([]string{""}, log...), "; "))
+			e.cfg.kafkaStall, e.srvB.restarts, e.srvB.downtime.Round(time.Millisecond), outage, e.outage.refused.Load(), strings.Join(append([]string{""}, log...), "; "))
 	}
 }
 
@@ -121,66 +124,82 @@ func sendForged(t *testing.T, ctx context.Context, e *env) {
 	}
 }
 
+// TestLossless runs the whole path in both modes while everything fails (see chaos), then
+// reconciles. The broker stall stays within the Kafka sink's attempt timeout here; see
+// TestLosslessKafkaTimeouts for the longer one.
 func TestLossless(t *testing.T) {
 	n := eventCount(10000, 50000)
 	for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
-		t.Run(mode.String(), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			c := newCorpus(t, fmt.Sprintf("%08x", time.Now().UnixNano()&0xffffffff), n)
-			e := newEnv(t, c, setup{mode: mode, breakerB: fanout.Breaker{Cooldown: 300 * time.Millisecond}, kafkaFaultRate: 0.03})
-			e.kfaults.active.Store(true)
+		t.Run(mode.String(), func(t *testing.T) { runScenario(t, mode, n, shortStall) })
+	}
+}
 
-			start := time.Now()
-			p := newProgress(n, chaosMarks...)
-			stopChaos := e.chaos(ctx, p, n)
-			sendForged(t, ctx, e)
-			outs := sendAll(ctx, newSender(e.http.URL+"/events"), c, senders, p)
-			faults := stopChaos()
-			e.kfaults.active.Store(false)
-			sent := time.Since(start)
+// TestLosslessKafkaTimeouts is TestLossless in Sync mode with a broker stall longer than the
+// Kafka sink's attempt timeout: Sends time out while their records wait in the client, which
+// delivers them later, so Kafka may hold events twice or both hold and dead-letter them.
+func TestLosslessKafkaTimeouts(t *testing.T) {
+	skipKafkasinkRace(t)
+	runScenario(t, fanout.Sync, eventCount(5000, 20000), longStall)
+}
 
-			lossless := mode == fanout.Sync
-			if lossless {
-				// The Sync answer's promise holds when it is given, not only after a drain.
-				h, err := e.collect(ctx)
-				require.NoError(t, err)
-				if r := reconcile(c, outs, h, rules{allAcked: true, holdingsOnly: true, routes: e.routes}); !r.ok() {
-					r.log(t)
-					r.fail(t)
-					t.FailNow()
-				}
-			}
-			closeCtx, closeCancel := context.WithTimeout(ctx, 30*time.Second)
-			defer closeCancel()
-			closeErr := e.disp.Close(closeCtx)
+// runScenario sends n events through the path in the given mode while chaos runs, with a broker
+// stall of the given length, and reconciles: before Close in Sync mode (what the answer promised
+// must hold at once), and after Close in both.
+func runScenario(t *testing.T, mode fanout.Mode, n int, stall time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := newCorpus(t, fmt.Sprintf("%08x", time.Now().UnixNano()&0xffffffff), n)
+	e := newEnv(t, c, setup{mode: mode, breakerB: fanout.Breaker{Cooldown: 300 * time.Millisecond}, kafkaFaultRate: 0.03, kafkaStall: stall})
+	e.kfaults.active.Store(true)
 
-			h, err := e.collect(ctx)
-			require.NoError(t, err)
-			r := reconcile(c, outs, h, rules{allAcked: true, mayLose: !lossless, routes: e.routes})
-			t.Logf("%s: %d events sent in %v by %d senders (%.0f events/s), drained in %v",
-				mode, n, sent.Round(time.Millisecond), senders, float64(n)/sent.Seconds(), time.Since(start).Round(time.Millisecond))
-			t.Logf("faults: %s", faults)
-			t.Logf("injected: %s", e.injected())
-			t.Logf("Close: %v", closeErr)
+	start := time.Now()
+	p := newProgress(n, chaosMarks...)
+	stopChaos := e.chaos(ctx, p, n)
+	sendForged(t, ctx, e)
+	outs := sendAll(ctx, newSender(e.http.URL+"/events"), c, senders, p)
+	faults := stopChaos()
+	e.kfaults.active.Store(false)
+	sent := time.Since(start)
+
+	lossless := mode == fanout.Sync
+	if lossless {
+		// The Sync answer's promise holds when it is given, not only after a drain.
+		h, err := e.collect(ctx)
+		require.NoError(t, err)
+		if r := reconcile(c, outs, h, rules{allAcked: true, holdingsOnly: true, routes: e.routes}); !r.ok() {
 			r.log(t)
 			r.fail(t)
-			if lossless {
-				assert.NoError(t, closeErr, "Close reports deliveries lost")
-				return
-			}
-			// Async loses what the dead-letter queue refused after acceptance; Close must say
-			// so, with the count the log holds.
-			reported := 0
-			for _, m := range h.reported {
-				reported += len(m)
-			}
-			if reported == 0 {
-				assert.NoError(t, closeErr)
-			} else if assert.Error(t, closeErr) {
-				assert.Contains(t, closeErr.Error(), fmt.Sprintf("%d deliveries neither delivered nor dead-lettered", reported))
-			}
-		})
+			t.FailNow()
+		}
+	}
+	closeCtx, closeCancel := context.WithTimeout(ctx, 30*time.Second)
+	defer closeCancel()
+	closeErr := e.disp.Close(closeCtx)
+
+	h, err := e.collect(ctx)
+	require.NoError(t, err)
+	r := reconcile(c, outs, h, rules{allAcked: true, mayLose: !lossless, routes: e.routes})
+	t.Logf("%s: %d events sent in %v by %d senders (%.0f events/s), drained in %v",
+		mode, n, sent.Round(time.Millisecond), senders, float64(n)/sent.Seconds(), time.Since(start).Round(time.Millisecond))
+	t.Logf("faults: %s", faults)
+	t.Logf("injected: %s", e.injected())
+	t.Logf("Close: %v", closeErr)
+	r.log(t)
+	r.fail(t)
+	if lossless {
+		assert.NoError(t, closeErr, "Close reports deliveries lost")
+		return
+	}
+	// Async loses what the dead-letter queue refused after acceptance; Close must say
+	// so, with the count the log holds.
+	reported := 0
+	for _, m := range h.reported {
+		reported += len(m)
+	}
+	if reported == 0 {
+		assert.NoError(t, closeErr)
+	} else if assert.Error(t, closeErr) {
+		assert.Contains(t, closeErr.Error(), fmt.Sprintf("%d deliveries neither delivered nor dead-lettered", reported))
 	}
 }
 
