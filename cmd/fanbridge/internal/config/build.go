@@ -1,0 +1,297 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/filter"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/signature"
+	"github.com/fanbridge/fanbridge/sink/kafkasink"
+)
+
+// This file turns configuration values into the library's values. Validate calls the same
+// functions, so a configuration that validates also builds.
+
+// Build returns the verifier v describes.
+func (v *Verifier) Build() (signature.Verifier, error) {
+	switch {
+	case v.APIKey != nil:
+		return signature.APIKey(v.APIKey.Header, v.APIKey.Keys...)
+	case v.Basic != nil:
+		return signature.Basic(v.Basic.Users)
+	case v.Bearer != nil:
+		return signature.Bearer(v.Bearer.Tokens...)
+	case v.HMAC != nil:
+		s, err := v.HMAC.Scheme()
+		if err != nil {
+			return nil, err
+		}
+		return signature.HMAC(s, v.HMAC.Secrets...)
+	case v.GitHub != nil:
+		return signature.GitHub(v.GitHub.Secrets...)
+	case v.OpenMessaging != nil:
+		return signature.OpenMessaging(v.OpenMessaging.Secrets...)
+	case v.StandardWebhooks != nil:
+		sw := v.StandardWebhooks
+		var opts []signature.WebhookOption
+		if sw.Tolerance > 0 {
+			opts = append(opts, signature.WithTolerance(sw.Tolerance.D()))
+		}
+		if sw.SvixHeaders != nil {
+			opts = append(opts, signature.WithSvixHeaders(*sw.SvixHeaders))
+		}
+		if sw.ReplayCache > 0 {
+			c, err := signature.NewMemoryReplayCache(sw.ReplayCache)
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, signature.WithReplayCache(c))
+		}
+		return signature.StandardWebhooks(sw.Keys, opts...)
+	}
+	return nil, errors.New("no verifier kind given")
+}
+
+// Kind names the verifier's kind as its key in the file.
+func (v *Verifier) Kind() string {
+	var kinds []string
+	if v.APIKey != nil {
+		kinds = append(kinds, "api_key")
+	}
+	if v.Basic != nil {
+		kinds = append(kinds, "basic")
+	}
+	if v.Bearer != nil {
+		kinds = append(kinds, "bearer")
+	}
+	if v.HMAC != nil {
+		kinds = append(kinds, "hmac")
+	}
+	if v.GitHub != nil {
+		kinds = append(kinds, "github")
+	}
+	if v.OpenMessaging != nil {
+		kinds = append(kinds, "open_messaging")
+	}
+	if v.StandardWebhooks != nil {
+		kinds = append(kinds, "standard_webhooks")
+	}
+	return strings.Join(kinds, ",")
+}
+
+// Scheme returns the HMAC scheme described by h.
+func (h *HMACVerifier) Scheme() (signature.HMACScheme, error) {
+	s := signature.HMACScheme{Name: "hmac", Header: h.Header, Prefix: h.Prefix}
+	switch strings.ToLower(h.Encoding) {
+	case "hex":
+		s.Encoding = signature.Hex
+	case "base64":
+		s.Encoding = signature.Base64
+	case "base64url":
+		s.Encoding = signature.Base64URL
+	default:
+		return s, fmt.Errorf("encoding must be hex, base64 or base64url, got %q", h.Encoding)
+	}
+	switch strings.ToLower(h.Hash) {
+	case "", "sha256":
+		s.Hash = signature.SHA256
+	case "sha1":
+		s.Hash = signature.SHA1
+	case "sha512":
+		s.Hash = signature.SHA512
+	default:
+		return s, fmt.Errorf("hash must be sha256, sha1 or sha512, got %q", h.Hash)
+	}
+	return s, nil
+}
+
+// Verifier returns the intake's verifier: its verifiers joined with signature.Any, or nil for an
+// insecure_no_auth path.
+func (in *Intake) Verifier() (signature.Verifier, error) {
+	if len(in.Verifiers) == 0 {
+		return nil, nil
+	}
+	vs := make([]signature.Verifier, 0, len(in.Verifiers))
+	for i := range in.Verifiers {
+		v, err := in.Verifiers[i].Build()
+		if err != nil {
+			return nil, fmt.Errorf("verifiers[%d].%s: %w", i, in.Verifiers[i].Kind(), err)
+		}
+		vs = append(vs, v)
+	}
+	if len(vs) == 1 {
+		return vs[0], nil
+	}
+	return signature.Any(vs...)
+}
+
+// HandlerOptions returns the eventbridge.Handler options of the intake (without telemetry).
+func (in *Intake) HandlerOptions() []eventbridge.Option {
+	opts := []eventbridge.Option{
+		eventbridge.WithMaxBodySize(int64(in.MaxBody)),
+		eventbridge.WithDispatchTimeout(in.DispatchTimeout.D()),
+	}
+	if len(in.AllowedSources) > 0 {
+		opts = append(opts, eventbridge.WithAllowedSources(in.AllowedSources...))
+	}
+	if len(in.AllowedAccounts) > 0 {
+		opts = append(opts, eventbridge.WithAllowedAccounts(in.AllowedAccounts...))
+	}
+	if in.IgnoredStatus != 0 {
+		opts = append(opts, eventbridge.WithIgnoredStatus(in.IgnoredStatus))
+	}
+	if in.RetryAfter > 0 {
+		opts = append(opts, eventbridge.WithRetryAfter(in.RetryAfter.D()))
+	}
+	if len(in.Formats) > 0 {
+		fs := make([]eventbridge.Format, len(in.Formats))
+		for i, f := range in.Formats {
+			fs[i] = eventbridge.Format(f)
+		}
+		opts = append(opts, eventbridge.WithFormats(fs...))
+	}
+	return opts
+}
+
+// Build returns the fanout route r describes.
+func (r *Route) Build() (fanout.Route, error) {
+	out := fanout.Route{Name: r.Name, Sinks: r.Sinks}
+	switch {
+	case r.Pattern != nil:
+		if _, err := filter.ParsePattern(r.Pattern.JSON); err != nil {
+			return out, fmt.Errorf("pattern: %w", err)
+		}
+		out.Pattern = r.Pattern.JSON
+	case r.CEL != "":
+		x, err := filter.Expr(r.CEL)
+		if err != nil {
+			return out, fmt.Errorf("cel: %w", err)
+		}
+		out.Filter = x
+	case r.All:
+		out.Filter = fanout.All
+	default:
+		return out, errors.New("one of pattern, cel or all is required")
+	}
+	return out, nil
+}
+
+// Policy returns the retry policy.
+func (p RetryPolicy) Policy() retry.Policy {
+	return retry.Policy{
+		InitialInterval: p.InitialInterval.D(),
+		Multiplier:      p.Multiplier,
+		MaxInterval:     p.MaxInterval.D(),
+		MaxAttempts:     p.MaxAttempts,
+		MaxAge:          p.MaxAge.D(),
+		AttemptTimeout:  p.AttemptTimeout.D(),
+	}
+}
+
+// Config loads the TLS files and returns the client TLS configuration.
+func (t *TLS) Config() (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // only when asked by name
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", t.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, errors.New("cert_file and key_file go together")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			// The error of LoadX509KeyPair names the files and the problem, never key bytes.
+			return nil, fmt.Errorf("cert_file/key_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// ClientConfig returns the kafkasink client configuration (TLS files loaded).
+func (k *KafkaClient) ClientConfig() (kafkasink.ClientConfig, error) {
+	cc := kafkasink.ClientConfig{
+		Brokers:         k.Brokers,
+		ClientID:        k.ClientID,
+		Linger:          k.Linger.D(),
+		DeliveryTimeout: k.DeliveryTimeout.D(),
+	}
+	if k.TLS != nil {
+		t, err := k.TLS.Config()
+		if err != nil {
+			return cc, fmt.Errorf("tls.%w", err)
+		}
+		cc.TLS = t
+	}
+	if k.SASL != nil {
+		mech := map[string]string{
+			"plain":         kafkasink.SASLPlain,
+			"scram-sha-256": kafkasink.SASLScramSHA256,
+			"scram-sha-512": kafkasink.SASLScramSHA512,
+		}[strings.ToLower(k.SASL.Mechanism)]
+		if mech == "" {
+			return cc, fmt.Errorf("sasl.mechanism: want plain, scram-sha-256 or scram-sha-512, got %q", k.SASL.Mechanism)
+		}
+		cc.SASL = &kafkasink.SASL{Mechanism: mech, Username: k.SASL.Username, Password: k.SASL.Password}
+	}
+	return cc, nil
+}
+
+// KeyFunc returns the record key function named by key (id, conversation, user, none).
+func KeyFunc(key string) (kafkasink.KeyFunc, error) {
+	switch key {
+	case "", "id":
+		return kafkasink.KeyByID, nil
+	case "conversation":
+		return kafkasink.ConversationKey, nil
+	case "user":
+		return kafkasink.UserKey, nil
+	case "none":
+		return kafkasink.NoKey, nil
+	}
+	return nil, fmt.Errorf("want id, conversation, user or none, got %q", key)
+}
+
+// Options returns the kafkasink options of k (topics, key, value).
+func (k *KafkaSink) Options() ([]kafkasink.Option, error) {
+	var opts []kafkasink.Option
+	switch {
+	case k.Topic != "":
+		opts = append(opts, kafkasink.WithTopic(k.Topic))
+	case len(k.TopicByType) > 0:
+		opts = append(opts, kafkasink.WithTopicByType(k.TopicByType, k.FallbackTopic))
+	case k.TopicTemplate != "":
+		opts = append(opts, kafkasink.WithTopicTemplate(k.TopicTemplate))
+	}
+	kf, err := KeyFunc(k.Key)
+	if err != nil {
+		return nil, fmt.Errorf("key: %w", err)
+	}
+	opts = append(opts, kafkasink.WithKey(kf))
+	switch k.Value {
+	case "", "data":
+	case "raw":
+		opts = append(opts, kafkasink.WithEnvelopeValue())
+	default:
+		return nil, fmt.Errorf("value: want data or raw, got %q", k.Value)
+	}
+	return opts, nil
+}

@@ -1,0 +1,408 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// decoder walks the YAML node tree into a Config by reflection, so that every problem is reported
+// with the key path where it sits (yaml.v3 itself reports line numbers only), unknown keys are
+// refused, and ${ENV} expansion applies to scalar values after parsing, where it cannot add
+// structure.
+type decoder struct {
+	lookup func(string) (string, bool)
+	errs   *Errors
+}
+
+var (
+	durationType = reflect.TypeOf(Duration(0))
+	sizeType     = reflect.TypeOf(Size(0))
+	patternType  = reflect.TypeOf(Pattern{})
+)
+
+func (d *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if n != nil && n.Line > 0 {
+		msg += fmt.Sprintf(" (line %d)", n.Line)
+	}
+	d.errs.add(path, msg)
+}
+
+// scalar returns the expanded text of a scalar node and whether expansion changed it (then the
+// text may be a secret and is never echoed in errors).
+func (d *decoder) scalar(path string, n *yaml.Node) (string, bool, bool) {
+	if n.Kind != yaml.ScalarNode {
+		d.fail(path, n, "want a single value, got %s", kindName(n))
+		return "", false, false
+	}
+	out, changed, err := expand(n.Value, d.lookup)
+	if err != nil {
+		d.fail(path, n, "%v", err)
+		return "", false, false
+	}
+	return out, changed, true
+}
+
+// show quotes a value for an error message unless it came from the environment.
+func show(text string, expanded bool) string {
+	if expanded {
+		return "(value from the environment)"
+	}
+	if len(text) > 64 {
+		text = text[:64] + "..."
+	}
+	return strconv.Quote(text)
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null" && n.Style == 0
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return "a single value"
+	}
+	return "something else"
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func mapKeyPath(path, key string) string {
+	simple := key != ""
+	for _, r := range key {
+		if !(r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			simple = false
+			break
+		}
+	}
+	if simple {
+		return join(path, key)
+	}
+	return path + "[" + strconv.Quote(key) + "]"
+}
+
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if isNull(n) {
+		return
+	}
+	t := v.Type()
+	switch t {
+	case durationType:
+		text, exp, ok := d.scalar(path, n)
+		if !ok {
+			return
+		}
+		dur, err := parseDuration(text)
+		if err != nil {
+			d.fail(path, n, "want a duration such as 5s or 1m30s, got %s", show(text, exp))
+			return
+		}
+		v.SetInt(int64(dur))
+		return
+	case sizeType:
+		text, exp, ok := d.scalar(path, n)
+		if !ok {
+			return
+		}
+		sz, err := parseSize(text)
+		if err != nil {
+			d.fail(path, n, "want a size such as 262144, 256KiB or 64MiB, got %s", show(text, exp))
+			return
+		}
+		v.SetInt(sz)
+		return
+	case patternType:
+		d.decodePattern(n, v.Addr().Interface().(*Pattern), path)
+		return
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		p := reflect.New(t.Elem())
+		d.decode(n, p.Elem(), path)
+		v.Set(p)
+	case reflect.Struct:
+		d.decodeStruct(n, v, path)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			d.fail(path, n, "want a list, got %s", kindName(n))
+			return
+		}
+		s := reflect.MakeSlice(t, len(n.Content), len(n.Content))
+		for i, c := range n.Content {
+			d.decode(c, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			d.fail(path, n, "want a mapping, got %s", kindName(n))
+			return
+		}
+		m := reflect.MakeMapWithSize(t, len(n.Content)/2)
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				d.fail(path, k, "keys must be single values")
+				continue
+			}
+			kp := mapKeyPath(path, k.Value)
+			if seen[k.Value] {
+				d.fail(kp, k, "key given twice")
+				continue
+			}
+			seen[k.Value] = true
+			ev := reflect.New(t.Elem()).Elem()
+			d.decode(val, ev, kp)
+			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(t.Key()), ev)
+		}
+		v.Set(m)
+	case reflect.String:
+		text, _, ok := d.scalar(path, n)
+		if ok {
+			v.SetString(text)
+		}
+	case reflect.Bool:
+		text, exp, ok := d.scalar(path, n)
+		if !ok {
+			return
+		}
+		switch text {
+		case "true":
+			v.SetBool(true)
+		case "false":
+			v.SetBool(false)
+		default:
+			d.fail(path, n, "want true or false, got %s", show(text, exp))
+		}
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		text, exp, ok := d.scalar(path, n)
+		if !ok {
+			return
+		}
+		i, err := strconv.ParseInt(strings.ReplaceAll(text, "_", ""), 10, 64)
+		if err != nil {
+			d.fail(path, n, "want a whole number, got %s", show(text, exp))
+			return
+		}
+		v.SetInt(i)
+	case reflect.Float64:
+		text, exp, ok := d.scalar(path, n)
+		if !ok {
+			return
+		}
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			d.fail(path, n, "want a number, got %s", show(text, exp))
+			return
+		}
+		v.SetFloat(f)
+	default:
+		d.fail(path, n, "cannot decode into %s", t)
+	}
+}
+
+// fields lists the yaml keys of a struct type, flattening ",inline" members.
+func fields(t reflect.Type) map[string][]int {
+	out := map[string][]int{}
+	var walk func(t reflect.Type, prefix []int)
+	walk = func(t reflect.Type, prefix []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag := f.Tag.Get("yaml")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			idx := append(append([]int(nil), prefix...), i)
+			name, opts, _ := strings.Cut(tag, ",")
+			if opts == "inline" {
+				walk(f.Type, idx)
+				continue
+			}
+			out[name] = idx
+		}
+	}
+	walk(t, nil)
+	return out
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.fail(path, n, "want a mapping, got %s", kindName(n))
+		return
+	}
+	known := fields(v.Type())
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			d.fail(path, k, "keys must be single values")
+			continue
+		}
+		kp := join(path, k.Value)
+		idx, ok := known[k.Value]
+		if !ok {
+			d.fail(kp, k, "unknown key")
+			continue
+		}
+		if seen[k.Value] {
+			d.fail(kp, k, "key given twice")
+			continue
+		}
+		seen[k.Value] = true
+		d.decode(val, v.FieldByIndex(idx), kp)
+	}
+}
+
+// decodePattern accepts a JSON string or a YAML mapping, turned into JSON keeping numbers as
+// written (EventBridge compares some numbers by their literal text).
+func (d *decoder) decodePattern(n *yaml.Node, p *Pattern, path string) {
+	p.node = n
+	if n.Kind == yaml.ScalarNode {
+		text, _, ok := d.scalar(path, n)
+		if !ok {
+			return
+		}
+		p.JSON = []byte(strings.TrimSpace(text))
+		return
+	}
+	var buf bytes.Buffer
+	if err := d.nodeJSON(&buf, n, path); err != nil {
+		return
+	}
+	p.JSON = buf.Bytes()
+}
+
+func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string) error {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		buf.WriteByte('{')
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode {
+				d.fail(path, k, "pattern keys must be strings")
+				return errBadPattern
+			}
+			if seen[k.Value] {
+				d.fail(mapKeyPath(path, k.Value), k, "key given twice")
+				return errBadPattern
+			}
+			seen[k.Value] = true
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			kb, _ := json.Marshal(k.Value)
+			buf.Write(kb)
+			buf.WriteByte(':')
+			if err := d.nodeJSON(buf, n.Content[i+1], mapKeyPath(path, k.Value)); err != nil {
+				return err
+			}
+		}
+		buf.WriteByte('}')
+	case yaml.SequenceNode:
+		buf.WriteByte('[')
+		for i, c := range n.Content {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			if err := d.nodeJSON(buf, c, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+		buf.WriteByte(']')
+	case yaml.ScalarNode:
+		if n.Style == 0 {
+			switch n.Tag {
+			case "!!null":
+				buf.WriteString("null")
+				return nil
+			case "!!bool":
+				if n.Value == "true" || n.Value == "false" {
+					buf.WriteString(n.Value)
+					return nil
+				}
+			case "!!int", "!!float":
+				if json.Valid([]byte(n.Value)) {
+					buf.WriteString(n.Value)
+					return nil
+				}
+			}
+		}
+		text, _, ok := d.scalar(path, n)
+		if !ok {
+			return errBadPattern
+		}
+		b, _ := json.Marshal(text)
+		buf.Write(b)
+	default:
+		d.fail(path, n, "unsupported YAML node")
+		return errBadPattern
+	}
+	return nil
+}
+
+var errBadPattern = fmt.Errorf("bad pattern")
+
+func parseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		return 0, nil
+	}
+	dur, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if dur < 0 {
+		return 0, fmt.Errorf("negative")
+	}
+	return dur, nil
+}
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
+	{"B", 1},
+}
+
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			mult = u.mult
+			s = strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size")
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,154 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ErrInvalid is wrapped by every error Load and Parse return for a configuration they refuse.
+var ErrInvalid = errors.New("config: invalid")
+
+// Errors lists every problem found in a configuration, each naming its key path.
+type Errors struct {
+	List []string
+}
+
+func (e *Errors) add(path, msg string) {
+	if path == "" {
+		e.List = append(e.List, "config: "+msg)
+		return
+	}
+	e.List = append(e.List, "config: "+path+": "+msg)
+}
+
+func (e *Errors) addf(path, format string, args ...any) { e.add(path, fmt.Sprintf(format, args...)) }
+
+// Error joins the problems, one per line.
+func (e *Errors) Error() string { return strings.Join(e.List, "\n") }
+
+// Unwrap makes errors.Is(err, ErrInvalid) hold.
+func (e *Errors) Unwrap() error { return ErrInvalid }
+
+func (e *Errors) err() error {
+	if len(e.List) == 0 {
+		return nil
+	}
+	return e
+}
+
+// Lookup finds an environment variable, as os.LookupEnv does.
+type Lookup func(name string) (string, bool)
+
+// Load reads, expands, decodes and validates the file at path, looking variables up with lookup
+// (os.LookupEnv when nil).
+func Load(path string, lookup Lookup) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b, lookup)
+}
+
+// Parse decodes and validates YAML text. Errors name each bad key by its path; several problems
+// are reported together.
+func Parse(text []byte, lookup Lookup) (*Config, error) {
+	cfg, err := Decode(text, lookup)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Decode decodes YAML text without validating it (defaults are not applied either).
+func Decode(text []byte, lookup Lookup) (*Config, error) {
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(text, &doc); err != nil {
+		// yaml.v3's syntax errors carry a line number and the offending token only, never a value.
+		return nil, &Errors{List: []string{"config: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil, &Errors{List: []string{"config: the file is empty"}}
+	}
+	errs := &Errors{}
+	d := &decoder{lookup: lookup, errs: errs}
+	cfg := &Config{}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		d.fail("", root, "the file must hold a mapping of settings, got %s", kindName(root))
+		return nil, errs
+	}
+	d.decode(root, reflect.ValueOf(cfg).Elem(), "")
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// expand replaces ${NAME} and ${NAME:-default} in s. "$${" stands for a literal "${". It reports
+// whether anything was replaced. A variable that is unset (or empty, with a default given) takes
+// the default; unset without a default is an error naming it.
+func expand(s string, lookup Lookup) (string, bool, error) {
+	if !strings.Contains(s, "${") {
+		return s, false, nil
+	}
+	var b strings.Builder
+	changed := false
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			break
+		}
+		if i > 0 && s[i-1] == '$' {
+			b.WriteString(s[:i-1])
+			b.WriteString("${")
+			s = s[i+2:]
+			continue
+		}
+		b.WriteString(s[:i])
+		end := strings.IndexByte(s[i:], '}')
+		if end < 0 {
+			return "", false, fmt.Errorf("unterminated ${ in value")
+		}
+		expr := s[i+2 : i+end]
+		s = s[i+end+1:]
+		name, def, hasDef := strings.Cut(expr, ":-")
+		if !validEnvName(name) {
+			return "", false, fmt.Errorf("invalid variable name %q in ${...}", name)
+		}
+		val, ok := lookup(name)
+		switch {
+		case hasDef && (!ok || val == ""):
+			val = def
+		case !ok:
+			return "", false, fmt.Errorf("environment variable %s is not set", name)
+		}
+		b.WriteString(val)
+		changed = true
+	}
+	return b.String(), changed, nil
+}
+
+func validEnvName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9' {
+			continue
+		}
+		return false
+	}
+	return true
+}

@@ -1,0 +1,475 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink/kafkasink"
+)
+
+// Defaults of the settings a file leaves out.
+const (
+	DefaultAddress           = ":8080"
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultMaxBody           = eventbridge.DefaultMaxBodySize
+	DefaultDispatchTimeout   = 4 * time.Second
+	DefaultHealthCache       = time.Second
+	DefaultProbeTimeout      = 2 * time.Second
+	DefaultHTTPShutdown      = 10 * time.Second
+	DefaultDrainTimeout      = 15 * time.Second
+	DefaultReloadInterval    = 2 * time.Second
+	DefaultFsyncInterval     = time.Second
+	DefaultDedupWindow       = time.Hour
+	DefaultDedupSize         = 100_000
+	DefaultGRPCCallTimeout   = 5 * time.Second
+)
+
+// reserved paths are served by the service itself.
+var reserved = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// Validate fills in defaults and checks everything that can be checked without reaching a
+// network: required keys, value ranges, names, references between routes and sinks, event
+// patterns, CEL expressions, verifier keys and TLS files. Each problem names its key path.
+func (c *Config) Validate() error {
+	e := &Errors{}
+	c.defaults()
+	c.validateListen(e)
+	c.validateIntake(e)
+	sinks := c.validateSinks(e)
+	c.validateRoutes(e, sinks)
+	c.validateDLQ(e)
+	c.validateDispatch(e)
+	switch c.Logging.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		e.addf("logging.level", "want debug, info, warn or error, got %q", c.Logging.Level)
+	}
+	switch c.Logging.Format {
+	case "json", "text":
+	default:
+		e.addf("logging.format", "want json or text, got %q", c.Logging.Format)
+	}
+	if r := c.Tracing.SampleRatio; r != nil && (*r < 0 || *r > 1) {
+		e.add("tracing.sample_ratio", "want a number from 0 to 1")
+	}
+	return e.err()
+}
+
+func setDur(d *Duration, def time.Duration) {
+	if *d == 0 {
+		*d = Duration(def)
+	}
+}
+
+func (c *Config) defaults() {
+	l := &c.Listen
+	if l.Address == "" {
+		l.Address = DefaultAddress
+	}
+	setDur(&l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDur(&l.ReadTimeout, DefaultReadTimeout)
+	setDur(&l.WriteTimeout, DefaultWriteTimeout)
+	setDur(&l.IdleTimeout, DefaultIdleTimeout)
+	if l.MaxHeaderBytes == 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	for i := range c.Intake {
+		in := &c.Intake[i]
+		if in.MaxBody == 0 {
+			in.MaxBody = DefaultMaxBody
+		}
+		setDur(&in.DispatchTimeout, DefaultDispatchTimeout)
+	}
+	for i := range c.Sinks {
+		s := &c.Sinks[i]
+		if s.Kafka != nil {
+			if s.Kafka.Key == "" {
+				s.Kafka.Key = "id"
+			}
+			if s.Kafka.Value == "" {
+				s.Kafka.Value = "data"
+			}
+		}
+		if s.GRPC != nil {
+			setDur(&s.GRPC.CallTimeout, DefaultGRPCCallTimeout)
+		}
+	}
+	if c.DLQ != nil && c.DLQ.File != nil {
+		f := c.DLQ.File
+		if f.Fsync == "" {
+			f.Fsync = "always"
+		}
+		if f.Fsync == "interval" {
+			setDur(&f.FsyncInterval, DefaultFsyncInterval)
+		}
+	}
+	d := &c.Dispatch
+	if d.Mode == "" {
+		d.Mode = "sync"
+	}
+	if d.OrderingKey == "" {
+		d.OrderingKey = "none"
+	}
+	setDur(&d.Dedup.Window, DefaultDedupWindow)
+	if d.Dedup.Size == 0 {
+		d.Dedup.Size = DefaultDedupSize
+	}
+	if c.Logging.Level == "" {
+		c.Logging.Level = "info"
+	}
+	if c.Logging.Format == "" {
+		c.Logging.Format = "json"
+	}
+	setDur(&c.Health.Cache, DefaultHealthCache)
+	setDur(&c.Health.ProbeTimeout, DefaultProbeTimeout)
+	setDur(&c.Shutdown.HTTPTimeout, DefaultHTTPShutdown)
+	setDur(&c.Shutdown.DrainTimeout, DefaultDrainTimeout)
+	setDur(&c.Reload.Interval, DefaultReloadInterval)
+}
+
+func (c *Config) validateListen(e *Errors) {
+	if _, _, err := net.SplitHostPort(c.Listen.Address); err != nil {
+		e.addf("listen.address", "want host:port, got %q", c.Listen.Address)
+	}
+	if c.Listen.MaxHeaderBytes < 0 || c.Listen.MaxHeaderBytes > 1<<24 {
+		e.add("listen.max_header_bytes", "want at most 16MiB")
+	}
+}
+
+func (c *Config) validateIntake(e *Errors) {
+	if len(c.Intake) == 0 {
+		e.add("intake", "at least one intake path is required")
+	}
+	paths := map[string]int{}
+	for i := range c.Intake {
+		in := &c.Intake[i]
+		p := fmt.Sprintf("intake[%d]", i)
+		switch {
+		case !strings.HasPrefix(in.Path, "/"):
+			e.addf(p+".path", "want a path starting with /, got %q", in.Path)
+		case reserved[in.Path]:
+			e.addf(p+".path", "%s is served by fanbridge itself", in.Path)
+		case strings.ContainsAny(in.Path, " {}"):
+			e.addf(p+".path", "must not contain spaces or braces, got %q", in.Path)
+		}
+		if j, dup := paths[in.Path]; dup {
+			e.addf(p+".path", "%q is also intake[%d].path", in.Path, j)
+		}
+		paths[in.Path] = i
+		if len(in.Verifiers) == 0 && !in.InsecureNoAuth {
+			e.add(p+".verifiers", "at least one verifier is required (or insecure_no_auth: true, by name)")
+		}
+		if len(in.Verifiers) > 0 && in.InsecureNoAuth {
+			e.add(p+".insecure_no_auth", "cannot be combined with verifiers")
+		}
+		for j := range in.Verifiers {
+			v := &in.Verifiers[j]
+			vp := fmt.Sprintf("%s.verifiers[%d]", p, j)
+			kind := v.Kind()
+			if kind == "" || strings.Contains(kind, ",") {
+				e.add(vp, "want exactly one of api_key, basic, bearer, hmac, github, open_messaging, standard_webhooks")
+				continue
+			}
+			if _, err := v.Build(); err != nil {
+				e.add(vp+"."+kind, err.Error())
+			}
+		}
+		if in.MaxBody < 0 || in.MaxBody > 16<<20 {
+			e.add(p+".max_body", "want at most 16MiB")
+		}
+		if in.DispatchTimeout.D() >= c.Listen.WriteTimeout.D() {
+			e.addf(p+".dispatch_timeout", "must be shorter than listen.write_timeout (%s)", c.Listen.WriteTimeout.D())
+		}
+		if in.IgnoredStatus != 0 && (in.IgnoredStatus < 200 || in.IgnoredStatus > 299) {
+			e.add(p+".ignored_status", "want a 2xx status")
+		}
+		for j, f := range in.Formats {
+			switch eventbridge.Format(f) {
+			case eventbridge.FormatEventBridge, eventbridge.FormatCloudEvents, eventbridge.FormatNotification, eventbridge.FormatWebhook, eventbridge.FormatWebhookAttributes:
+			default:
+				e.addf(fmt.Sprintf("%s.formats[%d]", p, j), "unknown format %q", f)
+			}
+		}
+	}
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || r == '-' || r == '.' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Config) validateSinks(e *Errors) map[string]bool {
+	names := map[string]bool{}
+	if len(c.Sinks) == 0 {
+		e.add("sinks", "at least one sink is required")
+	}
+	for i := range c.Sinks {
+		s := &c.Sinks[i]
+		p := fmt.Sprintf("sinks[%d]", i)
+		if !validName(s.Name) {
+			e.addf(p+".name", "want a name of letters, digits, '.', '_' or '-', got %q", s.Name)
+		} else if names[s.Name] {
+			e.addf(p+".name", "%q names another sink too", s.Name)
+		}
+		names[s.Name] = true
+		switch {
+		case s.Kafka != nil && s.GRPC != nil:
+			e.add(p, "want one of kafka or grpc, not both")
+		case s.Kafka != nil:
+			validateKafkaSink(e, p+".kafka", s.Kafka)
+		case s.GRPC != nil:
+			validateGRPCSink(e, p+".grpc", s.GRPC)
+		default:
+			e.add(p, "one of kafka or grpc is required")
+		}
+		if _, err := retry.New(s.Retry.Policy()); err != nil {
+			e.add(p+".retry", err.Error())
+		}
+		if s.Concurrency < 0 {
+			e.add(p+".concurrency", "must not be negative")
+		}
+		if s.QueueSize < 0 {
+			e.add(p+".queue_size", "must not be negative")
+		}
+		if s.Breaker.Failures < -1 {
+			e.add(p+".breaker.failures", "want -1 (off), 0 (default) or a positive count")
+		}
+	}
+	return names
+}
+
+func validateKafkaClient(e *Errors, p string, k *KafkaClient) {
+	if len(k.Brokers) == 0 {
+		e.add(p+".brokers", "at least one broker is required")
+	}
+	for i, b := range k.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			e.addf(fmt.Sprintf("%s.brokers[%d]", p, i), "want host:port, got %q", b)
+		}
+	}
+	if k.SASL != nil {
+		if k.SASL.Username == "" {
+			e.add(p+".sasl.username", "is required")
+		}
+		if k.SASL.Password == "" {
+			e.add(p+".sasl.password", "is required")
+		}
+	}
+	if _, err := k.ClientConfig(); err != nil {
+		e.add(p+"."+strings.SplitN(err.Error(), ":", 2)[0], strings.TrimSpace(strings.SplitN(err.Error(), ":", 2)[1]))
+	}
+}
+
+func validateKafkaSink(e *Errors, p string, k *KafkaSink) {
+	validateKafkaClient(e, p, &k.KafkaClient)
+	n := 0
+	if k.Topic != "" {
+		n++
+		if err := kafkasink.ValidTopic(k.Topic); err != nil {
+			e.add(p+".topic", err.Error())
+		}
+	}
+	if len(k.TopicByType) > 0 {
+		n++
+		for t, topic := range k.TopicByType {
+			if err := kafkasink.ValidTopic(topic); err != nil {
+				e.add(mapKeyPath(p+".topic_by_type", t), err.Error())
+			}
+		}
+		if k.FallbackTopic != "" {
+			if err := kafkasink.ValidTopic(k.FallbackTopic); err != nil {
+				e.add(p+".fallback_topic", err.Error())
+			}
+		}
+	} else if k.FallbackTopic != "" {
+		e.add(p+".fallback_topic", "only applies with topic_by_type")
+	}
+	if k.TopicTemplate != "" {
+		n++
+	}
+	if n != 1 {
+		e.add(p, "want exactly one of topic, topic_by_type or topic_template")
+	}
+	if _, err := KeyFunc(k.Key); err != nil {
+		e.add(p+".key", err.Error())
+	}
+	if k.Value != "data" && k.Value != "raw" {
+		e.addf(p+".value", "want data or raw, got %q", k.Value)
+	}
+	if k.TopicTemplate != "" {
+		if err := checkTemplate(k.TopicTemplate); err != nil {
+			e.add(p+".topic_template", err.Error())
+		}
+	}
+}
+
+// checkTemplate checks a kafkasink topic template: known placeholders, valid literal text.
+func checkTemplate(t string) error {
+	rest := t
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return fmt.Errorf("unterminated placeholder in %q", t)
+		}
+		switch rest[i : i+j+1] {
+		case "{type}", "{topic}", "{source}", "{account}", "{region}":
+		default:
+			return fmt.Errorf("unknown placeholder %s: want {type}, {topic}, {source}, {account} or {region}", rest[i:i+j+1])
+		}
+		rest = rest[:i] + "x" + rest[i+j+1:]
+	}
+	if err := kafkasink.ValidTopic(rest); err != nil {
+		return fmt.Errorf("literal text is not valid in a topic name: %q", t)
+	}
+	return nil
+}
+
+func validateGRPCSink(e *Errors, p string, g *GRPCSink) {
+	if len(g.Targets) == 0 {
+		e.add(p+".targets", "at least one target is required")
+	}
+	for i, t := range g.Targets {
+		tp := fmt.Sprintf("%s.targets[%d]", p, i)
+		switch {
+		case strings.Contains(t, ","):
+			e.add(tp, "one target per entry: list several as separate entries")
+		case strings.Contains(t, "://") || strings.HasPrefix(t, "unix:"):
+			if len(g.Targets) > 1 {
+				e.add(tp, "a URI target must be the only target")
+			}
+		default:
+			if _, _, err := net.SplitHostPort(t); err != nil {
+				e.addf(tp, "want host:port or a gRPC URI such as dns:///name:443, got %q", t)
+			}
+		}
+	}
+	if g.Insecure && g.TLS != nil {
+		e.add(p+".insecure", "cannot be combined with tls")
+	}
+	if g.TLS != nil {
+		if _, err := g.TLS.Config(); err != nil {
+			e.add(p+".tls."+strings.SplitN(err.Error(), ":", 2)[0], strings.TrimSpace(strings.SplitN(err.Error(), ":", 2)[1]))
+		}
+	}
+}
+
+func (c *Config) validateRoutes(e *Errors, sinks map[string]bool) {
+	if len(c.Routes) == 0 {
+		e.add("routes", "at least one route is required")
+	}
+	names := map[string]bool{}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		p := fmt.Sprintf("routes[%d]", i)
+		if !validName(r.Name) {
+			e.addf(p+".name", "want a name of letters, digits, '.', '_' or '-', got %q", r.Name)
+		} else if names[r.Name] {
+			e.addf(p+".name", "%q names another route too", r.Name)
+		}
+		names[r.Name] = true
+		n := 0
+		if r.Pattern != nil {
+			n++
+		}
+		if r.CEL != "" {
+			n++
+		}
+		if r.All {
+			n++
+		}
+		if n != 1 {
+			e.add(p, "want exactly one of pattern, cel or all")
+		} else if _, err := r.Build(); err != nil {
+			key, msg, _ := strings.Cut(err.Error(), ": ")
+			e.add(p+"."+key, msg)
+		}
+		if len(r.Sinks) == 0 {
+			e.add(p+".sinks", "at least one sink is required")
+		}
+		seen := map[string]bool{}
+		for j, s := range r.Sinks {
+			sp := fmt.Sprintf("%s.sinks[%d]", p, j)
+			switch {
+			case !sinks[s]:
+				e.addf(sp, "no sink is named %q", s)
+			case seen[s]:
+				e.addf(sp, "%q is listed twice", s)
+			}
+			seen[s] = true
+		}
+	}
+}
+
+func (c *Config) validateDLQ(e *Errors) {
+	if c.DLQ == nil {
+		return
+	}
+	d := c.DLQ
+	switch {
+	case d.File != nil && d.Kafka != nil:
+		e.add("dlq", "want one of file or kafka, not both")
+	case d.File != nil:
+		f := d.File
+		if f.Dir == "" {
+			e.add("dlq.file.dir", "is required")
+		}
+		switch f.Fsync {
+		case "always", "never":
+			if f.FsyncInterval != 0 {
+				e.add("dlq.file.fsync_interval", "only applies with fsync: interval")
+			}
+		case "interval":
+		default:
+			e.addf("dlq.file.fsync", "want always, interval or never, got %q", f.Fsync)
+		}
+		if f.Retention < 0 {
+			e.add("dlq.file.retention", "must not be negative")
+		}
+		if f.MaxSegmentSize < 0 {
+			e.add("dlq.file.max_segment_size", "must not be negative")
+		}
+	case d.Kafka != nil:
+		validateKafkaClient(e, "dlq.kafka", &d.Kafka.KafkaClient)
+		if d.Kafka.Topic == "" {
+			e.add("dlq.kafka.topic", "is required")
+		} else if err := kafkasink.ValidTopic(d.Kafka.Topic); err != nil {
+			e.add("dlq.kafka.topic", err.Error())
+		}
+	default:
+		e.add("dlq", "one of file or kafka is required")
+	}
+}
+
+func (c *Config) validateDispatch(e *Errors) {
+	d := &c.Dispatch
+	if d.Mode != "sync" && d.Mode != "async" {
+		e.addf("dispatch.mode", "want sync or async, got %q", d.Mode)
+	}
+	switch d.OrderingKey {
+	case "none", "conversation", "user":
+	default:
+		e.addf("dispatch.ordering_key", "want none, conversation or user, got %q", d.OrderingKey)
+	}
+	if d.Dedup.Size < 0 {
+		e.add("dispatch.dedup.size", "must not be negative")
+	}
+}

@@ -1,0 +1,165 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/signature"
+)
+
+// routes is the fixed top-level handler: health, readiness and metrics, and the intake paths
+// behind an atomic pointer that a reload swaps.
+func (s *Service) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", s.tel.metrics)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		(*s.intake.Load()).ServeHTTP(w, r)
+	})
+	return mux
+}
+
+// buildIntake builds the handler of every intake path: a method check, signature.Verify with
+// the path's verifiers, and an eventbridge.Handler in front of the Dispatcher.
+func (s *Service) buildIntake(cfg *config.Config) (http.Handler, error) {
+	mux := http.NewServeMux()
+	d := &eventLogger{d: s.disp, log: s.log.With("component", "events"), async: cfg.Dispatch.Mode == "async", level: slog.LevelDebug}
+	if cfg.Logging.Events {
+		d.level = slog.LevelInfo
+	}
+	for i := range cfg.Intake {
+		in := &cfg.Intake[i]
+		p := fmt.Sprintf("config: intake[%d]", i)
+		opts := append(in.HandlerOptions(),
+			eventbridge.WithLogger(s.log.With("component", "intake", "path", in.Path)),
+			eventbridge.WithMeterProvider(s.tel.meters),
+			eventbridge.WithTracerProvider(s.tel.tracer),
+		)
+		h, err := eventbridge.NewHandler(d, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		var next http.Handler = h
+		v, err := in.Verifier()
+		if err != nil {
+			return nil, fmt.Errorf("%s.%w", p, err)
+		}
+		if v != nil {
+			next = signature.Verify(v,
+				signature.WithLogger(s.log.With("component", "signature", "path", in.Path)),
+				signature.WithMeterProvider(s.tel.meters),
+				signature.WithMaxBodyBytes(int64(in.MaxBody)),
+			)(h)
+		}
+		mux.Handle(in.Path, postOnly(next))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such path"})
+	})
+	return mux, nil
+}
+
+// postOnly answers other methods with 405 before credentials are even looked at.
+func postOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// eventLogger logs one line per dispatched event: id, type, matched routes, and each sink's
+// outcome. In Sync mode it calls Deliver, which is Dispatch with the per-sink results.
+type eventLogger struct {
+	d     *fanout.Dispatcher
+	log   *slog.Logger
+	level slog.Level
+	async bool
+}
+
+func (l *eventLogger) Dispatch(ctx context.Context, e *fanbridge.Event) error {
+	if !l.log.Enabled(ctx, l.level) {
+		return l.d.Dispatch(ctx, e)
+	}
+	if l.async {
+		err := l.d.Dispatch(ctx, e)
+		l.log.Log(ctx, l.level, "event", "id", e.ID, "type", e.Type, "outcome", outcome(err, true))
+		return err
+	}
+	res, err := l.d.Deliver(ctx, e)
+	var routes, sinks []string
+	for _, r := range res.Sinks {
+		if !slices.Contains(routes, r.Route) {
+			routes = append(routes, r.Route)
+		}
+		sinks = append(sinks, r.Sink+"="+string(r.Outcome))
+	}
+	l.log.Log(ctx, l.level, "event", "id", e.ID, "type", e.Type, "routes", routes, "sinks", sinks, "outcome", outcome(err, false))
+	return err
+}
+
+func outcome(err error, async bool) string {
+	switch {
+	case err == nil && async:
+		return "queued"
+	case err == nil:
+		return "delivered"
+	case errors.Is(err, fanbridge.ErrNoMatch):
+		return "ignored"
+	case errors.Is(err, fanbridge.ErrDuplicate):
+		return "duplicate"
+	case errors.Is(err, fanbridge.ErrOverloaded):
+		return "overloaded"
+	case errors.Is(err, fanbridge.ErrClosed):
+		return "closed"
+	}
+	return "failed"
+}
+
+func resultAttr(v string) attribute.KeyValue { return attribute.String("result", v) }
+
+func equalJSON(a, b any) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return reflect.DeepEqual(ja, jb)
+}
+
+// ParseLevel maps a configuration level name to a slog level.
+func parseLevel(s string) slog.Level {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

@@ -1,0 +1,115 @@
+package service
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+)
+
+// NewLogger returns the logger the configuration asks for, writing to w, and the level variable
+// a reload adjusts.
+func NewLogger(c config.Logging, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	lv := &slog.LevelVar{}
+	lv.Set(parseLevel(c.Level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts)), lv
+	}
+	return slog.New(slog.NewJSONHandler(w, opts)), lv
+}
+
+type probe struct {
+	name  string
+	check func(ctx context.Context) error
+}
+
+// readiness answers /readyz: ready when every sink (and the dead-letter queue) answers its probe,
+// with the result cached briefly so that frequent probes do not hammer the sinks.
+type readiness struct {
+	cache    time.Duration
+	timeout  time.Duration
+	shutting *atomic.Bool
+
+	probes atomic.Pointer[[]probe]
+	gen    atomic.Int64 // bumped by setProbes, so a cached answer for old sinks is not reused
+
+	mu      sync.Mutex
+	at      time.Time
+	atGen   int64
+	unready map[string]string
+	ok      atomic.Bool
+}
+
+func newReadiness(h config.Health, shutting *atomic.Bool, mp metric.MeterProvider) *readiness {
+	r := &readiness{cache: h.Cache.D(), timeout: h.ProbeTimeout.D(), shutting: shutting}
+	g, err := mp.Meter("github.com/fanbridge/fanbridge/cmd/fanbridge").Int64ObservableGauge("fanbridge.ready",
+		metric.WithDescription("1 when the last readiness check passed and the service is not shutting down, else 0."))
+	if err == nil {
+		_, _ = mp.Meter("github.com/fanbridge/fanbridge/cmd/fanbridge").RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			v := int64(0)
+			if r.ok.Load() && !r.shutting.Load() {
+				v = 1
+			}
+			o.ObserveInt64(g, v)
+			return nil
+		}, g)
+	}
+	return r
+}
+
+func (r *readiness) setProbes(ps []probe) {
+	r.probes.Store(&ps)
+	r.gen.Add(1)
+}
+
+func (r *readiness) check(ctx context.Context) map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	gen := r.gen.Load()
+	if !r.at.IsZero() && r.atGen == gen && time.Since(r.at) < r.cache {
+		return r.unready
+	}
+	ps := *r.probes.Load()
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		wg.Go(func() { errs[i] = p.check(ctx) })
+	}
+	wg.Wait()
+	unready := map[string]string{}
+	for i, p := range ps {
+		if errs[i] != nil {
+			unready[p.name] = errs[i].Error()
+		}
+	}
+	r.at, r.atGen, r.unready = time.Now(), gen, unready
+	r.ok.Store(len(unready) == 0)
+	return unready
+}
+
+func (r *readiness) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if r.shutting.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "shutting down"})
+		return
+	}
+	unready := r.check(context.WithoutCancel(req.Context()))
+	if r.shutting.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "shutting down"})
+		return
+	}
+	if len(unready) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unready", "unready": unready})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+}

@@ -1,0 +1,497 @@
+// Package service runs fanbridge as a process: it builds the intake, sinks, routes and
+// dead-letter queue a config.Config describes, serves them over HTTP with health and metrics
+// endpoints, reloads routes and sinks at run time, and shuts down without losing what it
+// acknowledged.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/filedlq"
+	"github.com/fanbridge/fanbridge/dlq/kafkadlq"
+	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/sink/kafkasink"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Options are the process-level settings that do not come from the configuration file.
+type Options struct {
+	// ConfigPath is the file ReloadFile reads; empty for a configuration built in memory.
+	ConfigPath string
+	// Lookup resolves ${ENV} references on reload; os.LookupEnv when nil.
+	Lookup config.Lookup
+	// Logger receives the service's logs. Required.
+	Logger *slog.Logger
+	// Level, when set, is changed on reload to the new logging.level.
+	Level *slog.LevelVar
+	// Listener, when set, is served instead of listening on cfg.Listen.Address.
+	Listener net.Listener
+}
+
+// Service is a running fanbridge.
+type Service struct {
+	opts Options
+	log  *slog.Logger
+	tel  *telemetry
+
+	disp   *fanout.Dispatcher
+	queue  dlq.Queue
+	closeQ func() error
+	dlqPing func(context.Context) error
+
+	mu    sync.Mutex // serialises reloads and guards cfg and sinks
+	cfg   *config.Config
+	sinks map[string]*builtSink
+
+	intake atomic.Pointer[http.Handler]
+	ready  *readiness
+
+	srv *http.Server
+	ln  net.Listener
+
+	shutting atomic.Bool
+	stopOnce sync.Once
+	stopped  chan struct{}
+}
+
+// New builds everything cfg (validated) describes and starts listening; Run serves.
+func New(cfg *config.Config, opts Options) (s *Service, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Lookup == nil {
+		opts.Lookup = os.LookupEnv
+	}
+	s = &Service{opts: opts, log: opts.Logger, cfg: cfg, stopped: make(chan struct{})}
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	if s.tel, err = newTelemetry(cfg.Tracing, s.log); err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	cleanup = append(cleanup, func() { _ = s.tel.shutdown(context.Background()) })
+
+	if err = s.openDLQ(cfg.DLQ); err != nil {
+		return nil, err
+	}
+	if s.closeQ != nil {
+		cleanup = append(cleanup, func() { _ = s.closeQ() })
+	}
+
+	s.sinks = map[string]*builtSink{}
+	for i := range cfg.Sinks {
+		b, berr := buildSink(&cfg.Sinks[i], s.log)
+		if berr != nil {
+			err = fmt.Errorf("config: sinks[%d] (%s): %w", i, cfg.Sinks[i].Name, berr)
+			return nil, err
+		}
+		s.sinks[b.name] = b
+		cleanup = append(cleanup, func() { b.release(); _ = closeSink(b) })
+	}
+	routes, err := buildRoutes(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.disp, err = fanout.New(fanout.Config{Sinks: sinkConfigs(cfg, s.sinks), Routes: routes, DLQ: s.queue}, s.dispatchOptions(cfg)...)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	// From here on the Dispatcher owns the sinks: undo in the order shutdown uses.
+	cleanup = []func(){func() { _ = s.tel.shutdown(context.Background()) }}
+	if s.closeQ != nil {
+		cleanup = append(cleanup, func() { _ = s.closeQ() })
+	}
+	cleanup = append(cleanup, func() { _ = s.disp.Close(context.Background()) })
+	for _, b := range s.sinks {
+		cleanup = append(cleanup, b.release)
+	}
+
+	h, err := s.buildIntake(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.intake.Store(&h)
+	s.ready = newReadiness(cfg.Health, &s.shutting, s.tel.meters)
+	s.ready.setProbes(s.probes())
+
+	s.srv = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
+		ReadTimeout:       cfg.Listen.ReadTimeout.D(),
+		WriteTimeout:      cfg.Listen.WriteTimeout.D(),
+		IdleTimeout:       cfg.Listen.IdleTimeout.D(),
+		MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.ln = opts.Listener
+	if s.ln == nil {
+		if s.ln, err = net.Listen("tcp", cfg.Listen.Address); err != nil {
+			return nil, fmt.Errorf("listen.address: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Service) Addr() net.Addr { return s.ln.Addr() }
+
+// Dispatcher returns the service's dispatcher (for tests and embedding).
+func (s *Service) Dispatcher() *fanout.Dispatcher { return s.disp }
+
+func (s *Service) openDLQ(d *config.DLQ) error {
+	switch {
+	case d == nil:
+		return nil
+	case d.File != nil:
+		f := d.File
+		opts := []filedlq.Option{filedlq.WithLogger(s.log.With("component", "dlq"))}
+		switch f.Fsync {
+		case "always":
+			opts = append(opts, filedlq.WithSync(filedlq.SyncAlways()))
+		case "interval":
+			opts = append(opts, filedlq.WithSync(filedlq.SyncInterval(f.FsyncInterval.D())))
+		case "never":
+			opts = append(opts, filedlq.WithSync(filedlq.SyncNever()))
+		}
+		if f.MaxSegmentSize > 0 {
+			opts = append(opts, filedlq.WithMaxSegmentSize(int64(f.MaxSegmentSize)))
+		}
+		if f.Retention > 0 {
+			opts = append(opts, filedlq.WithRetention(f.Retention))
+		}
+		if err := os.MkdirAll(f.Dir, 0o750); err != nil {
+			return fmt.Errorf("config: dlq.file.dir: %w", err)
+		}
+		q, err := filedlq.Open(f.Dir, opts...)
+		if err != nil {
+			return fmt.Errorf("config: dlq.file.dir: %w", err)
+		}
+		s.queue, s.closeQ = q, q.Close
+		s.dlqPing = func(context.Context) error { return nil }
+	case d.Kafka != nil:
+		cc, err := d.Kafka.ClientConfig()
+		if err != nil {
+			return fmt.Errorf("config: dlq.kafka: %w", err)
+		}
+		// A kafkasink built for the topic gives a client with acks=all and idempotence, which
+		// kafkadlq requires, and a Ping for readiness.
+		ks, err := kafkasink.Dial(cc, kafkasink.WithTopic(d.Kafka.Topic))
+		if err != nil {
+			return fmt.Errorf("config: dlq.kafka: %w", err)
+		}
+		q, err := kafkadlq.New(ks.Client(), d.Kafka.Topic, kafkadlq.WithLogger(s.log.With("component", "dlq")))
+		if err != nil {
+			_ = ks.Close()
+			return fmt.Errorf("config: dlq.kafka: %w", err)
+		}
+		s.queue, s.closeQ, s.dlqPing = q, ks.Close, ks.Ping
+	}
+	return nil
+}
+
+func (s *Service) dispatchOptions(cfg *config.Config) []fanout.Option {
+	d := cfg.Dispatch
+	opts := []fanout.Option{
+		fanout.WithLogger(s.log.With("component", "fanout")),
+		fanout.WithMeterProvider(s.tel.meters),
+		fanout.WithTracerProvider(s.tel.tracer),
+	}
+	if d.Mode == "async" {
+		opts = append(opts, fanout.WithMode(fanout.Async))
+	}
+	switch d.OrderingKey {
+	case "conversation":
+		opts = append(opts, fanout.WithOrderingKey(kafkasink.ConversationKey))
+	case "user":
+		opts = append(opts, fanout.WithOrderingKey(kafkasink.UserKey))
+	}
+	if d.Budget > 0 {
+		opts = append(opts, fanout.WithBudget(d.Budget.D()))
+	}
+	if d.DLQTimeout > 0 {
+		opts = append(opts, fanout.WithDLQTimeout(d.DLQTimeout.D()))
+	}
+	if d.DLQReserve > 0 {
+		opts = append(opts, fanout.WithDLQReserve(d.DLQReserve.D()))
+	}
+	if d.OverloadRetryAfter > 0 {
+		opts = append(opts, fanout.WithOverloadRetryAfter(d.OverloadRetryAfter.D()))
+	}
+	if d.Dedup.Disabled {
+		opts = append(opts, fanout.WithDedup(nil))
+	} else {
+		// Validate checked the window and size; NewMemoryDedup cannot fail on them.
+		if dd, err := fanout.NewMemoryDedup(d.Dedup.Window.D(), d.Dedup.Size); err == nil {
+			opts = append(opts, fanout.WithDedup(dd))
+		}
+	}
+	return opts
+}
+
+func buildRoutes(cfg *config.Config) ([]fanout.Route, error) {
+	routes := make([]fanout.Route, 0, len(cfg.Routes))
+	for i := range cfg.Routes {
+		r, err := cfg.Routes[i].Build()
+		if err != nil {
+			return nil, fmt.Errorf("config: routes[%d].%w", i, err)
+		}
+		routes = append(routes, r)
+	}
+	return routes, nil
+}
+
+func (s *Service) probes() []probe {
+	var ps []probe
+	for i := range s.cfg.Sinks {
+		b := s.sinks[s.cfg.Sinks[i].Name]
+		ps = append(ps, probe{name: b.name, check: b.probe})
+	}
+	if s.dlqPing != nil {
+		ps = append(ps, probe{name: "dlq", check: s.dlqPing})
+	}
+	return ps
+}
+
+// Run serves until ctx ends (a signal), then shuts down gracefully: readiness fails at once, the
+// server stops accepting and finishes its requests, the Dispatcher drains, and sinks, the
+// dead-letter queue and telemetry are closed. It returns nil after a clean shutdown.
+func (s *Service) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	s.log.Info("listening", "addr", s.ln.Addr().String())
+	if s.cfg.Reload.Watch && s.opts.ConfigPath != "" {
+		go s.watch(ctx)
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			serveErr = fmt.Errorf("http server: %w", err)
+		}
+	}
+	return errors.Join(serveErr, s.shutdown())
+}
+
+func (s *Service) shutdown() error {
+	var err error
+	s.stopOnce.Do(func() {
+		defer close(s.stopped)
+		s.shutting.Store(true)
+		s.mu.Lock()
+		cfg := s.cfg
+		s.mu.Unlock()
+		s.log.Info("shutting down", "http_timeout", cfg.Shutdown.HTTPTimeout.D().String(), "drain_timeout", cfg.Shutdown.DrainTimeout.D().String())
+		start := time.Now()
+
+		hctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.HTTPTimeout.D())
+		if herr := s.srv.Shutdown(hctx); herr != nil {
+			s.log.Warn("http requests still running at the shutdown deadline; closing their connections", "err", herr)
+			_ = s.srv.Close()
+		}
+		cancel()
+
+		dctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.DrainTimeout.D())
+		derr := s.disp.Close(dctx)
+		cancel()
+		if derr != nil {
+			err = fmt.Errorf("dispatcher: %w", derr)
+		}
+		s.mu.Lock()
+		for _, b := range s.sinks {
+			b.release()
+		}
+		s.mu.Unlock()
+		if s.closeQ != nil {
+			if qerr := s.closeQ(); qerr != nil {
+				err = errors.Join(err, fmt.Errorf("dlq: %w", qerr))
+			}
+		}
+		tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.tel.shutdown(tctx)
+		cancel()
+		if err != nil {
+			s.log.Error("shutdown finished with errors", "err", err, "took", time.Since(start).String())
+		} else {
+			s.log.Info("shutdown complete", "took", time.Since(start).String())
+		}
+	})
+	<-s.stopped
+	return err
+}
+
+// ReloadFile reads the configuration file again and applies it (see Reload). A file that does
+// not load or validate is rejected and the running configuration stays.
+func (s *Service) ReloadFile() error {
+	if s.opts.ConfigPath == "" {
+		return errors.New("no configuration file to reload")
+	}
+	cfg, err := config.Load(s.opts.ConfigPath, s.opts.Lookup)
+	if err != nil {
+		s.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(resultAttr("rejected")))
+		s.log.Error("configuration reload rejected; the running configuration stays", "path", s.opts.ConfigPath, "err", err)
+		return err
+	}
+	return s.Reload(cfg)
+}
+
+// Reload applies a new, validated configuration without dropping traffic: sinks whose settings
+// changed (or are new) are built first, then routes and sinks are swapped into the Dispatcher
+// atomically, then the intake paths and verifiers. Settings that cannot change in a running
+// process are reported and keep their old values until a restart. On any error nothing changes.
+func (s *Service) Reload(cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting.Load() {
+		return errors.New("shutting down")
+	}
+	fail := func(err error) error {
+		s.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(resultAttr("rejected")))
+		s.log.Error("configuration reload rejected; the running configuration stays", "err", err)
+		return err
+	}
+	// Settings that belong to the process keep their running values.
+	for _, k := range restartOnly(s.cfg, cfg) {
+		s.log.Warn("setting changed in the file takes effect after a restart", "key", k)
+	}
+	cfg.Listen, cfg.DLQ, cfg.Dispatch, cfg.Tracing, cfg.Health = s.cfg.Listen, s.cfg.DLQ, s.cfg.Dispatch, s.cfg.Tracing, s.cfg.Health
+	cfg.Logging.Format = s.cfg.Logging.Format
+
+	next := map[string]*builtSink{}
+	var fresh []*builtSink
+	discard := func() {
+		for _, b := range fresh {
+			b.release()
+			_ = closeSink(b)
+		}
+	}
+	for i := range cfg.Sinks {
+		sc := &cfg.Sinks[i]
+		if old, ok := s.sinks[sc.Name]; ok && old.key == sinkKey(sc) {
+			next[sc.Name] = old
+			continue
+		}
+		b, err := buildSink(sc, s.log)
+		if err != nil {
+			discard()
+			return fail(fmt.Errorf("config: sinks[%d] (%s): %w", i, sc.Name, err))
+		}
+		next[sc.Name] = b
+		fresh = append(fresh, b)
+	}
+	routes, err := buildRoutes(cfg)
+	if err != nil {
+		discard()
+		return fail(err)
+	}
+	h, err := s.buildIntake(cfg)
+	if err != nil {
+		discard()
+		return fail(err)
+	}
+	if err := s.disp.Update(fanout.Config{Sinks: sinkConfigs(cfg, next), Routes: routes, DLQ: s.queue}); err != nil {
+		discard()
+		return fail(fmt.Errorf("config: %w", err))
+	}
+	s.intake.Store(&h)
+	var released []string
+	for name, old := range s.sinks {
+		if next[name] != old {
+			old.release() // the Dispatcher closes the sink itself once drained
+			released = append(released, name)
+		}
+	}
+	s.sinks, s.cfg = next, cfg
+	s.ready.setProbes(s.probes())
+	if s.opts.Level != nil {
+		s.opts.Level.Set(parseLevel(cfg.Logging.Level))
+	}
+	slices.Sort(released)
+	names := make([]string, 0, len(fresh))
+	for _, b := range fresh {
+		names = append(names, b.name)
+	}
+	s.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(resultAttr("applied")))
+	s.log.Info("configuration reloaded", "routes", len(routes), "sinks", len(cfg.Sinks), "rebuilt_sinks", names, "retired_sinks", released)
+	return nil
+}
+
+// restartOnly lists the keys whose change needs a restart.
+func restartOnly(old, cur *config.Config) []string {
+	var keys []string
+	if old.Listen != cur.Listen {
+		keys = append(keys, "listen")
+	}
+	if !equalJSON(old.DLQ, cur.DLQ) {
+		keys = append(keys, "dlq")
+	}
+	if !equalJSON(old.Dispatch, cur.Dispatch) {
+		keys = append(keys, "dispatch")
+	}
+	if !equalJSON(old.Tracing, cur.Tracing) {
+		keys = append(keys, "tracing")
+	}
+	if old.Health != cur.Health {
+		keys = append(keys, "health")
+	}
+	if old.Logging.Format != cur.Logging.Format {
+		keys = append(keys, "logging.format")
+	}
+	return keys
+}
+
+func closeSink(b *builtSink) error {
+	if c, ok := b.sink.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// watch reloads the file when its modification time or size changes.
+func (s *Service) watch(ctx context.Context) {
+	stat := func() (time.Time, int64) {
+		fi, err := os.Stat(s.opts.ConfigPath)
+		if err != nil {
+			return time.Time{}, -1
+		}
+		return fi.ModTime(), fi.Size()
+	}
+	mt, sz := stat()
+	t := time.NewTicker(s.cfg.Reload.Interval.D())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.stopped:
+			return
+		case <-t.C:
+			m, z := stat()
+			if z < 0 || (m.Equal(mt) && z == sz) {
+				continue
+			}
+			mt, sz = m, z
+			s.log.Info("configuration file changed; reloading", "path", s.opts.ConfigPath)
+			_ = s.ReloadFile()
+		}
+	}
+}
