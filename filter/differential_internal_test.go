@@ -344,7 +344,7 @@ func TestDifferentialMatcherPatternOracle(t *testing.T) {
 	}
 }
 
-// TestMatcherChanges checks that Add, replace and Remove are seen by the next match.
+// TestDifferentialMatcherChanges checks that Add, replace and Remove are seen by the next match.
 func TestDifferentialMatcherChanges(t *testing.T) {
 	g := gen{r: rand.New(rand.NewPCG(7, 7))}
 	m := NewMatcher()
