@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/filedlq"
+	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/filter"
+	"github.com/fanbridge/fanbridge/signature"
+	"github.com/fanbridge/fanbridge/sink/memsink"
+)
+
+// Event ids of the samples.
+const (
+	idStart     = "adbcfa5b-0116-4baa-b66b-a3f5902e95bf"
+	idChat      = "58fb5dac-f077-4eec-a25f-c638dbdd4368"
+	idSale      = "0b7c5a1e-3f2d-4e8a-9c61-5d4b2a7e8f90"
+	idWrong     = "6e2a4c8b-0d1f-4b3e-a5c7-9e1b3d5f7a2c"
+	idVoiceCall = "d4f6a8c0-2e4b-4d6f-8a0c-2e4b6d8f0a1b"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestOffline(t *testing.T) {
+	for _, kind := range []string{"pattern", "cel"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			dir := t.TempDir()
+			var out bytes.Buffer
+			require.NoError(t, run(ctx, []string{"-filter", kind}, env(map[string]string{"DLQ_DIR": dir}), &out))
+			text := out.String()
+
+			for _, id := range []string{idStart, idChat, idWrong} {
+				assert.Contains(t, text, id+" -> not selected\n")
+			}
+			// Reporting failed twice and was retried; the CRM was called once.
+			assert.Contains(t, text, idSale+" -> crm: delivered after 1 attempt(s)\n")
+			assert.Contains(t, text, idSale+" -> reporting: delivered after 3 attempt(s)\n")
+			assert.Equal(t, 1, strings.Count(text, "[crm] "+idSale+": conversation"))
+			assert.Equal(t, 1, strings.Count(text, "[reporting] "+idSale+": recorded"))
+			// The CRM refuses a conversation without a contact for good: dead-lettered, not retried.
+			assert.Contains(t, text, idVoiceCall+" -> crm: dead-lettered after 1 attempt(s) [permanent:")
+			assert.Contains(t, text, idVoiceCall+" -> reporting: delivered after 1 attempt(s)\n")
+			assert.Contains(t, text, idVoiceCall+" sink=crm route=follow-up condition=permanent attempts=1")
+			assert.Equal(t, 5, strings.Count(text, "  answer: 200 "))
+
+			// The dead letter is on disk, with the envelope as received.
+			q, err := filedlq.Open(dir, filedlq.WithReadOnly())
+			require.NoError(t, err)
+			defer q.Close()
+			var entries []dlq.Entry
+			for e, err := range dlq.All(ctx, q) {
+				require.NoError(t, err)
+				entries = append(entries, e)
+			}
+			require.Len(t, entries, 1)
+			assert.Equal(t, idVoiceCall, entries[0].Event.ID)
+			assert.Equal(t, "crm", entries[0].Sink)
+			assert.Equal(t, dlq.ConditionPermanent, entries[0].Condition)
+			raw, err := samples.ReadFile("samples/customer-end-voice.json")
+			require.NoError(t, err)
+			assert.Equal(t, raw, entries[0].Event.Raw)
+		})
+	}
+}
+
+// envelope wraps an event body as Amazon EventBridge delivers it.
+func envelope(detailType, body string) []byte {
+	return []byte(`{"version":"0","id":"e-1","detail-type":"` + detailType + `",` +
+		`"source":"aws.partner/genesys.com/cloud/org/suffix","account":"123456789012",` +
+		`"time":"2026-03-02T10:17:43Z","region":"eu-west-1","resources":[],` +
+		`"detail":{"topicName":"` + strings.ReplaceAll(detailType, "{id}", "c-1") + `","version":"2","eventBody":` + body + `}}`)
+}
+
+func TestFiltersAgree(t *testing.T) {
+	const (
+		end = "v2.detail.events.conversation.{id}.customer.end"
+		acw = "v2.detail.events.conversation.{id}.acw"
+	)
+	cases := []struct {
+		name string
+		raw  []byte
+		want bool
+	}{
+		{"end 2 min 1 ms", envelope(end, `{"interactingDurationMs":120001}`), true},
+		{"end exactly 2 min", envelope(end, `{"interactingDurationMs":120000}`), false},
+		{"end as a float", envelope(end, `{"interactingDurationMs":120000.5}`), true},
+		{"end without duration", envelope(end, `{"mediaType":"VOICE"}`), false},
+		{"end with duration as text", envelope(end, `{"interactingDurationMs":"900000"}`), false},
+		{"end carrying a sale code", envelope(end, `{"interactingDurationMs":1,"wrapupCode":"`+wrapupSale+`","wrapupDurationMs":5}`), false},
+		{"acw sale", envelope(acw, `{"wrapupCode":"`+wrapupSale+`","wrapupDurationMs":1}`), true},
+		{"acw complaint 10 min", envelope(acw, `{"wrapupCode":"`+wrapupComplaint+`","wrapupDurationMs":600000}`), true},
+		{"acw complaint over 10 min", envelope(acw, `{"wrapupCode":"`+wrapupComplaint+`","wrapupDurationMs":600001}`), false},
+		{"acw sale 0 ms", envelope(acw, `{"wrapupCode":"`+wrapupSale+`","wrapupDurationMs":0}`), false},
+		{"acw sale without duration", envelope(acw, `{"wrapupCode":"`+wrapupSale+`"}`), false},
+		{"acw other code", envelope(acw, `{"wrapupCode":"9f1e3d5c-7b9a-4e2c-8d4f-6a8c0e2b4d6f","wrapupDurationMs":1}`), false},
+		{"acw long conversation", envelope(acw, `{"interactingDurationMs":900000}`), false},
+		{"user end, long", envelope("v2.detail.events.conversation.{id}.user.end", `{"interactingDurationMs":900000}`), false},
+	}
+	want := map[string]bool{"acw-sale.json": true, "customer-end-voice.json": true}
+	for _, name := range demo {
+		raw, err := samples.ReadFile("samples/" + name)
+		require.NoError(t, err)
+		cases = append(cases, struct {
+			name string
+			raw  []byte
+			want bool
+		}{"sample " + name, raw, want[name]})
+	}
+
+	expr, err := filter.Expr(followUpCEL)
+	require.NoError(t, err)
+	pattern, err := filter.ParsePattern([]byte(followUpPattern))
+	require.NoError(t, err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e, err := eventbridge.Decode(c.raw, "application/json")
+			require.NoError(t, err)
+			assert.Equal(t, c.want, expr.Match(e), "CEL")
+			assert.Equal(t, c.want, pattern.Match(e), "pattern")
+			tested, err := filter.Test([]byte(followUpPattern), c.raw)
+			require.NoError(t, err)
+			assert.Equal(t, c.want, tested, "filter.Test")
+		})
+	}
+}
+
+// startRun runs the command in the background and returns the intake's URL once it listens.
+func startRun(t *testing.T, ctx context.Context, args []string, vars map[string]string) (string, <-chan error) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, args, env(vars), pw)
+		pw.Close()
+		done <- err
+	}()
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+				urls <- strings.Fields(rest)[0]
+			}
+		}
+	}()
+	select {
+	case url := <-urls:
+		return url, done
+	case err := <-done:
+		t.Fatalf("run returned before listening: %v", err)
+	case <-ctx.Done():
+		t.Fatal("run did not start listening")
+	}
+	return "", nil
+}
+
+func post(t *testing.T, ctx context.Context, url string, body []byte, header http.Header) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header = header
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func ids(events []*fanbridge.Event) []string {
+	var list []string
+	for _, e := range events {
+		list = append(list, e.ID)
+	}
+	slices.Sort(list)
+	return list
+}
+
+func TestAgainstServices(t *testing.T) {
+	for _, kind := range []string{"pattern", "cel"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			// Two real consumer services, as a user would run them.
+			crm, reporting := memsink.New(), memsink.New()
+			reporting.FailNext(2, nil)
+			crmAddr, stopCRM, err := startConsumer(crm)
+			require.NoError(t, err)
+			defer stopCRM()
+			reportingAddr, stopReporting, err := startConsumer(reporting)
+			require.NoError(t, err)
+			defer stopReporting()
+
+			runCtx, stop := context.WithCancel(ctx)
+			defer stop()
+			url, done := startRun(t, runCtx, []string{"-insecure", "-filter", kind}, map[string]string{
+				"GRPC_DOWNSTREAM_ADDRESSES": crmAddr + ", " + reportingAddr,
+				"EVENTBRIDGE_API_KEY":       "test-key",
+				"GENESYS_WEBHOOK_SECRET":    "test-secret",
+				"GENESYS_ORGANIZATION_ID":   "32aa07aa-db1b-4987-abd0-9483601ec29d",
+				"LISTEN_ADDR":               "127.0.0.1:0",
+				"DLQ_DIR":                   t.TempDir(),
+			})
+
+			sale, err := samples.ReadFile("samples/acw-sale.json")
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusUnauthorized, post(t, ctx, url, sale, http.Header{}), "no credentials")
+			assert.Equal(t, http.StatusUnauthorized, post(t, ctx, url, sale, http.Header{apiKeyHeader: {"wrong"}}), "wrong key")
+
+			for _, name := range []string{"acw-sale.json", "acw-wrong-number.json"} {
+				body, err := samples.ReadFile("samples/" + name)
+				require.NoError(t, err)
+				assert.Equal(t, http.StatusOK, post(t, ctx, url, body, http.Header{apiKeyHeader: {"test-key"}}), name)
+			}
+			// A signing proxy's HMAC is accepted too.
+			voice, err := samples.ReadFile("samples/customer-end-voice.json")
+			require.NoError(t, err)
+			sig, err := signature.SignHMAC(hmacScheme, "test-secret", voice)
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusOK, post(t, ctx, url, voice, http.Header{hmacScheme.Header: {sig}}))
+			// The chat sample comes from another organization's test bus: refused.
+			chat, err := samples.ReadFile("samples/customer-end-chat.json")
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusForbidden, post(t, ctx, url, chat, http.Header{apiKeyHeader: {"test-key"}}))
+
+			// A 200 means both services have the selected events, each once.
+			want := []string{idVoiceCall, idSale}
+			slices.Sort(want)
+			assert.Equal(t, want, ids(crm.Events()))
+			assert.Equal(t, want, ids(reporting.Events()))
+			assert.Equal(t, 4, reporting.Attempts(), "only the failing service is retried")
+			assert.Equal(t, 2, crm.Attempts())
+
+			stop()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-ctx.Done():
+				t.Fatal("run did not stop")
+			}
+		})
+	}
+}
+
+func TestConfigurationErrors(t *testing.T) {
+	good := map[string]string{
+		"GRPC_DOWNSTREAM_ADDRESSES": "127.0.0.1:1,127.0.0.1:2",
+		"EVENTBRIDGE_API_KEY":       "k",
+		"LISTEN_ADDR":               "127.0.0.1:0",
+	}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{"DLQ_DIR": t.TempDir()}
+		for gk, gv := range good {
+			m[gk] = gv
+		}
+		m[k] = v
+		return m
+	}
+	cases := []struct {
+		name string
+		args []string
+		vars map[string]string
+		want string
+	}{
+		{"one address", nil, with("GRPC_DOWNSTREAM_ADDRESSES", "127.0.0.1:1"), "want two addresses"},
+		{"no credentials", nil, with("EVENTBRIDGE_API_KEY", ""), "never runs unauthenticated"},
+		{"no dead-letter directory", nil, with("DLQ_DIR", ""), "DLQ_DIR"},
+		{"unknown filter", []string{"-filter", "regex"}, with("LISTEN_ADDR", "127.0.0.1:0"), "want pattern or cel"},
+		{"unknown flag", []string{"-verbose"}, with("LISTEN_ADDR", "127.0.0.1:0"), "verbose"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := run(ctx, c.args, env(c.vars), io.Discard)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+		})
+	}
+}
