@@ -47,9 +47,9 @@ type Service struct {
 	log  *slog.Logger
 	tel  *telemetry
 
-	disp   *fanout.Dispatcher
-	queue  dlq.Queue
-	closeQ func() error
+	disp    *fanout.Dispatcher
+	queue   dlq.Queue
+	closeQ  func() error
 	dlqPing func(context.Context) error
 
 	mu    sync.Mutex // serialises reloads and guards cfg and sinks

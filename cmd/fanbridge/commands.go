@@ -1,0 +1,398 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/demo"
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/service"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/filter"
+	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file to check (required)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: fanbridge validate -config FILE\n\nChecks a configuration file: syntax, unknown keys, ${ENV} references, values, patterns,\nCEL expressions, verifier keys and TLS files. Exits 0 when it is valid, 1 otherwise.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
+	}
+	if *cfgPath == "" && len(pos) == 1 {
+		*cfgPath, pos = pos[0], nil
+	}
+	if *cfgPath == "" || len(pos) > 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	cfg, err := config.Load(*cfgPath, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d intake paths, %d sinks, %d routes, dlq: %s, mode: %s)\n",
+		*cfgPath, len(cfg.Intake), len(cfg.Sinks), len(cfg.Routes), dlqKind(cfg.DLQ), cfg.Dispatch.Mode)
+	return exitOK
+}
+
+func dlqKind(d *config.DLQ) string {
+	switch {
+	case d == nil:
+		return "none"
+	case d.File != nil:
+		return "file " + d.File.Dir
+	default:
+		return "kafka topic " + d.Kafka.Topic
+	}
+}
+
+const dlqUsage = `usage: fanbridge dlq list   [-config FILE | -file DIR] [-json]
+       fanbridge dlq show   [-config FILE | -file DIR] ID
+       fanbridge dlq redrive -config FILE [-file DIR] [-sink NAME] [-id ID]... [-attempts N]
+
+list     prints one line per dead-letter entry, oldest first (-json: one JSON entry per line)
+show     prints one entry in full, as JSON
+redrive  re-sends entries, each to the one sink it failed on (the sinks come from -config),
+         and removes those the sink took; -sink and -id select entries (repeatable; comma lists)
+
+The queue is the configuration's dlq (file or Kafka), or the filedlq directory given by -file.
+A running fanbridge holds a file queue for writing: list and show work beside it, redrive does not.
+
+flags:
+`
+
+func cmdDLQ(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfgPath  = fs.String("config", "", "configuration file: its dlq, and for redrive its sinks")
+		dir      = fs.String("file", "", "filedlq directory (overrides the configuration's dlq)")
+		asJSON   = fs.Bool("json", false, "list: print entries as JSON lines")
+		sinks    listFlag
+		ids      listFlag
+		attempts = fs.Int("attempts", 3, "redrive: attempts per entry, with backoff")
+	)
+	fs.Var(&sinks, "sink", "redrive: only entries of this sink (repeatable)")
+	fs.Var(&ids, "id", "redrive: only these entry ids (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), dlqUsage)
+		fs.PrintDefaults()
+	}
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) == 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	sub, pos := pos[0], pos[1:]
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	var cfg *config.Config
+	if *cfgPath != "" {
+		var err error
+		if cfg, err = config.Load(*cfgPath, nil); err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitFail
+		}
+	}
+	var where *config.DLQ
+	switch {
+	case *dir != "":
+		where = &config.DLQ{File: &config.FileDLQ{Dir: *dir}}
+	case cfg != nil:
+		where = cfg.DLQ
+	default:
+		fmt.Fprintln(stderr, "fanbridge dlq: give -config FILE or -file DIR")
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch sub {
+	case "list":
+		if len(pos) > 0 {
+			fs.Usage()
+			return exitUsage
+		}
+		r, closeR, err := service.OpenDLQ(where, true, log)
+		if err != nil {
+			fmt.Fprintln(stderr, "fanbridge dlq:", err)
+			return exitFail
+		}
+		defer func() { _ = closeR() }()
+		return dlqList(ctx, r, *asJSON, stdout, stderr)
+	case "show":
+		if len(pos) != 1 {
+			fs.Usage()
+			return exitUsage
+		}
+		r, closeR, err := service.OpenDLQ(where, true, log)
+		if err != nil {
+			fmt.Fprintln(stderr, "fanbridge dlq:", err)
+			return exitFail
+		}
+		defer func() { _ = closeR() }()
+		e, err := r.Get(ctx, pos[0])
+		if err != nil {
+			fmt.Fprintln(stderr, "fanbridge dlq:", err)
+			return exitFail
+		}
+		b, _ := e.MarshalJSON()
+		var out bytes.Buffer
+		_ = json.Indent(&out, b, "", "  ")
+		fmt.Fprintln(stdout, out.String())
+		return exitOK
+	case "redrive":
+		if len(pos) > 0 {
+			fs.Usage()
+			return exitUsage
+		}
+		if cfg == nil {
+			fmt.Fprintln(stderr, "fanbridge dlq redrive: -config is required (the sinks to redrive to come from it)")
+			return exitUsage
+		}
+		return dlqRedrive(ctx, cfg, where, sinks, ids, *attempts, log, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "fanbridge dlq: unknown command %q\n", sub)
+	fs.Usage()
+	return exitUsage
+}
+
+func dlqList(ctx context.Context, r dlq.Reader, asJSON bool, stdout, stderr io.Writer) int {
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	if !asJSON {
+		fmt.Fprintln(tw, "ID\tLAST ATTEMPT\tSINK\tROUTE\tCONDITION\tATTEMPTS\tEVENT ID\tTYPE\tERROR")
+	}
+	n := 0
+	err := r.List(ctx, func(e dlq.Entry) error {
+		n++
+		if asJSON {
+			b, err := e.MarshalJSON()
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(stdout, string(b))
+			return err
+		}
+		msg := e.Error
+		if len(msg) > 60 {
+			msg = msg[:60] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.LastAttempt.Format(time.RFC3339), e.Sink, e.Route,
+			e.Condition, e.Attempts, e.Event.ID, e.Event.Type, strings.ReplaceAll(msg, "\n", " "))
+		return nil
+	})
+	if !asJSON {
+		_ = tw.Flush()
+		fmt.Fprintf(stderr, "%d entries\n", n)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "fanbridge dlq:", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sinkNames, ids []string, attempts int, log *slog.Logger, stdout, stderr io.Writer) int {
+	for _, n := range sinkNames {
+		if !slices.ContainsFunc(cfg.Sinks, func(s config.Sink) bool { return s.Name == n }) {
+			fmt.Fprintf(stderr, "fanbridge dlq redrive: -sink %s: no sink of that name in the configuration\n", n)
+			return exitUsage
+		}
+	}
+	sinks, release, err := service.Sinks(cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
+		return exitFail
+	}
+	defer release()
+	r, closeR, err := service.OpenDLQ(where, false, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
+		return exitFail
+	}
+	defer func() { _ = closeR() }()
+	if attempts < 1 {
+		attempts = 1
+	}
+	rt, err := retry.New(retry.Policy{MaxAttempts: attempts, MaxInterval: 2 * time.Second, AttemptTimeout: 10 * time.Second})
+	if err != nil {
+		fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
+		return exitUsage
+	}
+	selectEntry := func(e dlq.Entry) bool {
+		return (len(sinkNames) == 0 || slices.Contains(sinkNames, e.Sink)) && (len(ids) == 0 || slices.Contains(ids, e.ID))
+	}
+	rep, err := dlq.Redrive(ctx, r, sinks, selectEntry, dlq.WithRetrier(rt), dlq.WithOnResult(func(res dlq.Result) {
+		line := fmt.Sprintf("%s  %-10s sink=%s event=%s", res.Entry.ID, res.Outcome, res.Entry.Sink, res.Entry.Event.ID)
+		if res.Err != nil {
+			line += "  error: " + res.Err.Error()
+		}
+		fmt.Fprintln(stdout, line)
+	}))
+	fmt.Fprintf(stdout, "selected %d, redriven %d, removed %d, failed %d, skipped %d\n", rep.Selected, rep.Redriven, rep.Removed, rep.Failed, rep.Skipped)
+	if err != nil {
+		fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
+		return exitFail
+	}
+	if rep.Failed > 0 || rep.Skipped > 0 {
+		return exitFail
+	}
+	return exitOK
+}
+
+const patternUsage = `usage: fanbridge pattern test PATTERN EVENT
+
+Tests an Amazon EventBridge event pattern against an event, as EventBridge's TestEventPattern
+does. Each argument is JSON text, @FILE to read a file, or @- to read standard input.
+Prints "match" and exits 0, prints "no match" and exits 1; exits 2 for a bad pattern or event.
+
+  fanbridge pattern test '{"detail-type":[{"suffix":".customer.end"}]}' @event.json
+`
+
+func cmdPattern(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pattern", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), patternUsage) }
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 3 || pos[0] != "test" {
+		fs.Usage()
+		return exitUsage
+	}
+	pattern, err := readArg(pos[1])
+	if err != nil {
+		fmt.Fprintln(stderr, "fanbridge pattern: PATTERN:", err)
+		return exitUsage
+	}
+	event, err := readArg(pos[2])
+	if err != nil {
+		fmt.Fprintln(stderr, "fanbridge pattern: EVENT:", err)
+		return exitUsage
+	}
+	matched, err := filter.Test(pattern, event)
+	if err != nil {
+		fmt.Fprintln(stderr, "fanbridge pattern:", err)
+		return exitUsage
+	}
+	if matched {
+		fmt.Fprintln(stdout, "match")
+		return exitOK
+	}
+	fmt.Fprintln(stdout, "no match")
+	return exitFail
+}
+
+func readArg(a string) ([]byte, error) {
+	switch {
+	case a == "@-":
+		return io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
+	case strings.HasPrefix(a, "@"):
+		return os.ReadFile(a[1:])
+	}
+	return []byte(a), nil
+}
+
+func cmdProvision(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := genesys.RunProvisionCommand(ctx, args, os.Getenv, stdout, stderr)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, genesys.ErrUsage):
+		fmt.Fprintln(stderr, "fanbridge provision:", err)
+		return exitUsage
+	}
+	fmt.Fprintln(stderr, "fanbridge provision:", err)
+	return exitFail
+}
+
+const demoUsage = `usage: fanbridge demo send [-url URL] [-key KEY]
+       fanbridge demo sample [NAME]
+       fanbridge demo config
+
+send    posts every embedded Genesys sample to a running demo (or any fanbridge API-key path)
+sample  prints a sample (a name or a suffix of one), or lists them without NAME
+config  prints the demo's configuration file
+
+flags:
+`
+
+func cmdDemo(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "http://"+demo.DefaultListen+demo.IntakePath, "send: intake URL")
+	key := fs.String("key", os.Getenv("FANBRIDGE_API_KEY"), "send: API key (default $FANBRIDGE_API_KEY)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), demoUsage)
+		fs.PrintDefaults()
+	}
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) == 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	switch pos[0] {
+	case "send":
+		if *key == "" {
+			fmt.Fprintln(stderr, "fanbridge demo send: -key is required (the demo prints it at start)")
+			return exitUsage
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := demo.Send(ctx, *url, *key, stdout); err != nil {
+			fmt.Fprintln(stderr, "fanbridge demo send:", err)
+			return exitFail
+		}
+		return exitOK
+	case "sample":
+		if len(pos) == 1 {
+			for _, s := range demo.Samples() {
+				fmt.Fprintln(stdout, s.Name)
+			}
+			return exitOK
+		}
+		s, ok := demo.FindSample(pos[1])
+		if !ok {
+			fmt.Fprintf(stderr, "fanbridge demo sample: no sample %q\n", pos[1])
+			return exitFail
+		}
+		fmt.Fprintln(stdout, string(s.Body))
+		return exitOK
+	case "config":
+		_, _ = stdout.Write(demo.ConfigYAML())
+		return exitOK
+	}
+	fs.Usage()
+	return exitUsage
+}

@@ -1,0 +1,294 @@
+// Package demo is what `fanbridge` runs with no configuration file: an in-process Kafka broker
+// (kfake), an in-process gRPC consumer, a temporary dead-letter directory, a generated API key,
+// the embedded Genesys samples, and the banner that tells a newcomer how to try it.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"google.golang.org/grpc"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+	"github.com/fanbridge/fanbridge/sink"
+	"github.com/fanbridge/fanbridge/sink/grpcsink"
+)
+
+//go:embed demo.yaml
+var demoYAML []byte
+
+//go:embed samples/*.json
+var samples embed.FS
+
+// Topics are the Kafka topics the demo routes write to.
+var Topics = []string{"genesys.conversations", "gen-presence-status", "gen-user-activity", "genesys.all"}
+
+// Defaults for the demo's addresses; a taken default falls back to a free port.
+const (
+	DefaultListen    = "127.0.0.1:8080"
+	DefaultKafkaPort = 9092
+	APIKeyHeader     = "X-Api-Key"
+	IntakePath       = "/events"
+	// CurlSample is the sample the banner's curl command posts.
+	CurlSample = "v2.detail.events.conversation.customer.end"
+)
+
+// Sample is one embedded Genesys event.
+type Sample struct {
+	Name string // file name without .json
+	Body []byte // compact JSON
+}
+
+// Samples returns the embedded Genesys samples, compacted, in a fixed order that posts each
+// event before the sample that repeats its id.
+func Samples() []Sample {
+	entries, _ := samples.ReadDir("samples")
+	var out []Sample
+	for _, e := range entries {
+		b, err := samples.ReadFile(path.Join("samples", e.Name()))
+		if err != nil {
+			continue
+		}
+		var buf bytes.Buffer
+		if json.Compact(&buf, b) != nil {
+			continue
+		}
+		out = append(out, Sample{Name: strings.TrimSuffix(e.Name(), ".json"), Body: buf.Bytes()})
+	}
+	rank := func(n string) int {
+		if strings.HasPrefix(n, "negative-test") || strings.HasSuffix(n, "no-external-contact") {
+			return 1
+		}
+		return 0
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if ri, rj := rank(out[i].Name), rank(out[j].Name); ri != rj {
+			return ri < rj
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// FindSample returns the sample whose name is or ends with name.
+func FindSample(name string) (Sample, bool) {
+	for _, s := range Samples() {
+		if s.Name == name || strings.HasSuffix(s.Name, name) {
+			return s, true
+		}
+	}
+	return Sample{}, false
+}
+
+// Options choose the demo's addresses.
+type Options struct {
+	// Listen is the intake address; DefaultListen when empty, with a free port when that is taken.
+	Listen string
+	// KafkaPort is the broker's port on 127.0.0.1; DefaultKafkaPort when negative, with a free
+	// port when that is taken; 0 picks a free port.
+	KafkaPort int
+	// APIKey is the intake key; generated when empty.
+	APIKey string
+	// DLQDir is the dead-letter directory; a new temporary directory when empty.
+	DLQDir string
+	// Logger receives the consumer's lines.
+	Logger *slog.Logger
+}
+
+// Env is a running demo environment.
+type Env struct {
+	Listener  net.Listener
+	KafkaAddr string
+	GRPCAddr  string
+	DLQDir    string
+	APIKey    string
+	Config    *config.Config
+
+	kafka   *kfake.Cluster
+	grpcSrv *grpc.Server
+	tempDir string
+}
+
+// Start starts the broker and the consumer, opens the intake listener and builds the
+// configuration.
+func Start(opts Options) (env *Env, err error) {
+	env = &Env{APIKey: opts.APIKey, DLQDir: opts.DLQDir}
+	defer func() {
+		if err != nil {
+			env.Close()
+		}
+	}()
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if env.Listener, err = listen(opts.Listen); err != nil {
+		return env, err
+	}
+	if env.kafka, err = startKafka(opts.KafkaPort); err != nil {
+		return env, fmt.Errorf("demo kafka: %w", err)
+	}
+	env.KafkaAddr = env.kafka.ListenAddrs()[0]
+
+	consumer, err := grpcsink.NewServer(sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+		log.Info("analytics consumer received", "id", e.ID, "type", e.Type, "topic", e.Topic, "sink", grpcsink.SinkName(ctx), "bytes", len(e.Data))
+		return nil
+	}))
+	if err != nil {
+		return env, err
+	}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return env, fmt.Errorf("demo grpc consumer: %w", err)
+	}
+	env.grpcSrv = grpc.NewServer()
+	consumer.Register(env.grpcSrv)
+	go func() { _ = env.grpcSrv.Serve(gl) }()
+	env.GRPCAddr = gl.Addr().String()
+
+	if env.DLQDir == "" {
+		if env.tempDir, err = os.MkdirTemp("", "fanbridge-demo-"); err != nil {
+			return env, err
+		}
+		env.DLQDir = env.tempDir + string(os.PathSeparator) + "dlq"
+	}
+	if env.APIKey == "" {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		env.APIKey = "demo-" + hex.EncodeToString(b)
+	}
+	vars := map[string]string{
+		"DEMO_LISTEN":  env.Listener.Addr().String(),
+		"DEMO_API_KEY": env.APIKey,
+		"DEMO_GRPC":    env.GRPCAddr,
+		"DEMO_KAFKA":   env.KafkaAddr,
+		"DEMO_DLQ":     env.DLQDir,
+	}
+	env.Config, err = config.Parse(demoYAML, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	if err != nil {
+		return env, fmt.Errorf("demo configuration: %w", err)
+	}
+	return env, nil
+}
+
+// ConfigYAML returns the embedded demo configuration text.
+func ConfigYAML() []byte { return demoYAML }
+
+func listen(addr string) (net.Listener, error) {
+	if addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", addr, err)
+		}
+		return ln, nil
+	}
+	if ln, err := net.Listen("tcp", DefaultListen); err == nil {
+		return ln, nil
+	}
+	return net.Listen("tcp", "127.0.0.1:0")
+}
+
+func startKafka(port int) (*kfake.Cluster, error) {
+	opts := []kfake.Opt{kfake.SeedTopics(1, Topics...)}
+	if port < 0 {
+		if c, err := kfake.NewCluster(append(opts, kfake.Ports(DefaultKafkaPort))...); err == nil {
+			return c, nil
+		}
+		port = 0
+	}
+	return kfake.NewCluster(append(opts, kfake.Ports(port))...)
+}
+
+// Close stops the consumer and the broker and removes the temporary directory.
+func (e *Env) Close() {
+	if e.grpcSrv != nil {
+		e.grpcSrv.Stop()
+	}
+	if e.kafka != nil {
+		e.kafka.Close()
+	}
+	if e.tempDir != "" {
+		_ = os.RemoveAll(e.tempDir)
+	}
+}
+
+// IntakeURL is the URL events are posted to.
+func (e *Env) IntakeURL() string { return "http://" + e.Listener.Addr().String() + IntakePath }
+
+// Banner writes what a newcomer needs: where to post, with which key, a curl command, how to send
+// every sample, and how to read Kafka.
+func (e *Env) Banner(w io.Writer) {
+	base := "http://" + e.Listener.Addr().String()
+	s, _ := FindSample(CurlSample)
+	fmt.Fprintf(w, `
+fanbridge demo is running. Press Ctrl-C to stop.
+
+  intake:   POST %s
+  api key:  %s: %s
+  kafka:    %s  topics: %s
+  grpc:     %s  (consumer "analytics" logs each event it gets)
+  dlq:      %s
+  health:   %s/healthz  %s/readyz  metrics: %s/metrics
+
+Post a Genesys "conversation ended" event:
+
+  curl -sS -X POST '%s' -H 'Content-Type: application/json' -H '%s: %s' -d '%s'
+
+Post every embedded Genesys sample:
+
+  go run ./cmd/fanbridge demo send -url '%s' -key '%s'
+
+Read what reached Kafka:
+
+  kcat -b %s -C -t genesys.conversations -o beginning -e -f 'key=%%k %%s\n'
+
+`, e.IntakeURL(), APIKeyHeader, e.APIKey, e.KafkaAddr, strings.Join(Topics, ", "), e.GRPCAddr, e.DLQDir,
+		base, base, base,
+		e.IntakeURL(), APIKeyHeader, e.APIKey, s.Body,
+		e.IntakeURL(), e.APIKey, e.KafkaAddr)
+}
+
+// Send posts every sample to url with the API key and writes one line per answer.
+func Send(ctx context.Context, url, key string, w io.Writer) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	var failed []string
+	for _, s := range Samples() {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(s.Body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(APIKeyHeader, key)
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		_ = resp.Body.Close()
+		fmt.Fprintf(w, "%-70s %d %s\n", s.Name, resp.StatusCode, strings.TrimSpace(string(body)))
+		if resp.StatusCode/100 != 2 {
+			failed = append(failed, s.Name)
+		}
+	}
+	if len(failed) > 0 {
+		return errors.New("not accepted: " + strings.Join(failed, ", "))
+	}
+	return nil
+}

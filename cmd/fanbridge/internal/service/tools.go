@@ -1,0 +1,74 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/filedlq"
+	"github.com/fanbridge/fanbridge/dlq/kafkadlq"
+	"github.com/fanbridge/fanbridge/sink"
+	"github.com/fanbridge/fanbridge/sink/kafkasink"
+)
+
+// Sinks builds the configured sinks by name, for tools such as `dlq redrive`; release closes them.
+func Sinks(cfg *config.Config, log *slog.Logger) (map[string]sink.Sink, func(), error) {
+	out := map[string]sink.Sink{}
+	var built []*builtSink
+	release := func() {
+		for _, b := range built {
+			b.release()
+			_ = closeSink(b)
+		}
+	}
+	for i := range cfg.Sinks {
+		b, err := buildSink(&cfg.Sinks[i], log)
+		if err != nil {
+			release()
+			return nil, nil, fmt.Errorf("config: sinks[%d] (%s): %w", i, cfg.Sinks[i].Name, err)
+		}
+		built = append(built, b)
+		out[b.name] = b.sink
+	}
+	return out, release, nil
+}
+
+// OpenDLQ opens the configured dead-letter queue as a Reader. A file queue opened for writing
+// fails with an error wrapping filedlq.ErrLocked while a running service holds it.
+func OpenDLQ(d *config.DLQ, readOnly bool, log *slog.Logger) (dlq.Reader, func() error, error) {
+	switch {
+	case d == nil:
+		return nil, nil, errors.New("the configuration has no dlq")
+	case d.File != nil:
+		opts := []filedlq.Option{filedlq.WithLogger(log)}
+		if readOnly {
+			opts = append(opts, filedlq.WithReadOnly())
+		}
+		q, err := filedlq.Open(d.File.Dir, opts...)
+		if err != nil {
+			if errors.Is(err, filedlq.ErrLocked) {
+				return nil, nil, fmt.Errorf("%w (a running fanbridge holds this directory: stop it first, or redrive from a copy)", err)
+			}
+			return nil, nil, err
+		}
+		return q, q.Close, nil
+	case d.Kafka != nil:
+		cc, err := d.Kafka.ClientConfig()
+		if err != nil {
+			return nil, nil, err
+		}
+		ks, err := kafkasink.Dial(cc, kafkasink.WithTopic(d.Kafka.Topic))
+		if err != nil {
+			return nil, nil, err
+		}
+		q, err := kafkadlq.New(ks.Client(), d.Kafka.Topic, kafkadlq.WithLogger(log))
+		if err != nil {
+			_ = ks.Close()
+			return nil, nil, err
+		}
+		return q, ks.Close, nil
+	}
+	return nil, nil, errors.New("the dlq has neither file nor kafka")
+}

@@ -1,0 +1,130 @@
+// Command fanbridge is the ready-made fanbridge service: it takes Genesys Cloud events in over
+// HTTP (Amazon EventBridge API destinations, signed webhooks), checks who sent them, routes them
+// with EventBridge patterns or CEL expressions, and delivers them to Kafka topics and gRPC
+// consumers, retrying each sink on its own and dead-lettering what still fails.
+//
+// Run with no arguments for the demo (an in-process Kafka broker and gRPC consumer), or with
+// -config for a configuration file. See README.md in this directory for the manual.
+//
+//	fanbridge [-config FILE] [flags]      run the service (the demo without -config)
+//	fanbridge validate -config FILE       check a configuration
+//	fanbridge dlq list|show|redrive       inspect and redrive the dead-letter queue
+//	fanbridge pattern test PATTERN EVENT  test an EventBridge pattern against an event
+//	fanbridge provision [flags]           set up the Genesys Cloud EventBridge integration
+//	fanbridge demo send|sample|config     demo helpers
+//	fanbridge version                     print the version
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: fanbridge [command] [flags]
+
+commands:
+  (none)      run the service: with -config FILE, or the demo without it
+  validate    check a configuration file
+  dlq         list, show and redrive dead-letter entries
+  pattern     test an EventBridge event pattern against an event
+  provision   create or update the Genesys Cloud EventBridge integration
+  demo        demo helpers: send the embedded samples, print a sample or the demo configuration
+  version     print the version
+
+Run "fanbridge COMMAND -h" for the flags of a command, and "fanbridge -h" for the service's.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, rest := args[0], args[1:]
+		switch cmd {
+		case "validate":
+			return cmdValidate(rest, stdout, stderr)
+		case "dlq":
+			return cmdDLQ(rest, stdout, stderr)
+		case "pattern":
+			return cmdPattern(rest, stdout, stderr)
+		case "provision":
+			return cmdProvision(rest, stdout, stderr)
+		case "demo":
+			return cmdDemo(rest, stdout, stderr)
+		case "version":
+			fmt.Fprintln(stdout, versionString())
+			return exitOK
+		case "help":
+			fmt.Fprint(stdout, usage)
+			return exitOK
+		case "serve", "run":
+			args = rest
+		default:
+			fmt.Fprintf(stderr, "fanbridge: unknown command %q\n\n%s", cmd, usage)
+			return exitUsage
+		}
+	}
+	return cmdServe(args, stdout, stderr)
+}
+
+func versionString() string {
+	v := version
+	if v == "" {
+		v = "(devel)"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+	}
+	return fmt.Sprintf("fanbridge %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// parseFlags parses flags that may come before, between or after positional arguments, and
+// reports -h as exitOK.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, int, bool) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitOK, false
+			}
+			return nil, exitUsage, false
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, 0, true
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// listFlag is a repeatable flag that also splits on commas.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(s string) error {
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/demo"
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/service"
+)
+
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("fanbridge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfgPath     = fs.String("config", "", "configuration file (YAML); without it fanbridge runs the demo")
+		listen      = fs.String("listen", "", "listen address, overriding listen.address (demo: default 127.0.0.1:8080, or a free port when taken)")
+		kafkaPort   = fs.Int("kafka-port", -1, "demo only: port of the in-process Kafka broker on 127.0.0.1 (default 9092, or a free port when taken; 0 = any free port)")
+		apiKey      = fs.String("api-key", "", "demo only: the intake API key (default: generated)")
+		dlqDir      = fs.String("dlq-dir", "", "demo only: dead-letter directory (default: a new temporary directory)")
+		sendSamples = fs.Bool("send-samples", false, "demo only: post every embedded Genesys sample once the service is up")
+	)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage+"\nservice flags:\n")
+		fs.PrintDefaults()
+	}
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "fanbridge: unexpected argument %q\n", pos[0])
+		return exitUsage
+	}
+
+	var (
+		cfg   *config.Config
+		env   *demo.Env
+		opts  service.Options
+		log   *slog.Logger
+		level *slog.LevelVar
+		err   error
+	)
+	if *cfgPath != "" {
+		cfg, err = config.Load(*cfgPath, nil)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitFail
+		}
+		if *listen != "" {
+			cfg.Listen.Address = *listen
+		}
+		log, level = service.NewLogger(cfg.Logging, stderr)
+		opts = service.Options{ConfigPath: *cfgPath, Logger: log, Level: level}
+	} else {
+		log, level = service.NewLogger(config.Logging{Level: "info", Format: "text"}, stderr)
+		env, err = demo.Start(demo.Options{Listen: *listen, KafkaPort: *kafkaPort, APIKey: *apiKey, DLQDir: *dlqDir, Logger: log.With("component", "demo")})
+		if err != nil {
+			fmt.Fprintln(stderr, "fanbridge demo:", err)
+			return exitFail
+		}
+		defer env.Close()
+		cfg = env.Config
+		opts = service.Options{Logger: log, Level: level, Listener: env.Listener}
+	}
+
+	svc, err := service.New(cfg, opts)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitFail
+	}
+	if env != nil {
+		env.Banner(stdout)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if *cfgPath == "" {
+				log.Warn("SIGHUP ignored: the demo has no configuration file to reload")
+				continue
+			}
+			log.Info("SIGHUP: reloading configuration", "path", *cfgPath)
+			_ = svc.ReloadFile()
+		}
+	}()
+	go func() {
+		// A second Ctrl-C or SIGTERM while draining ends the process at once.
+		<-ctx.Done()
+		stop()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		<-again
+		fmt.Fprintln(stderr, "fanbridge: second signal, exiting without finishing the drain")
+		os.Exit(130)
+	}()
+	if env != nil && *sendSamples {
+		go func() {
+			if err := demo.Send(ctx, env.IntakeURL(), env.APIKey, stdout); err != nil {
+				log.Warn("sending samples", "err", err)
+			}
+		}()
+	}
+
+	if err := svc.Run(ctx); err != nil {
+		log.Error("stopped with errors", "err", err)
+		return exitFail
+	}
+	return exitOK
+}
