@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/filedlq"
+	"github.com/fanbridge/fanbridge/signature"
+	"github.com/fanbridge/fanbridge/sink/kafkasink"
+)
+
+// Event ids and users of the samples.
+const (
+	idOnQueue   = "8b1e0c6e-3c9a-4f43-9d6a-0f3f2b7c1a55"
+	idActivity  = "951b5d4bad649b5fc4fbd0585f88dd1b" // derived from the notification's content
+	idAvailable = "f1a3c5e7-2b4d-4f6a-8c0e-1b3d5f7a9c2e"
+	idAudit     = "4cbedb0f-4dfd-4c8e-9e57-0acded092527"
+	idOAuth     = "e9938ff0-50e2-45f8-950f-ad02d95fee85"
+
+	agentA = "e40f28ea-fa86-493f-a5b8-d559c8533c96"
+	agentB = "278522be-1683-4877-8257-4164a177be89"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestOffline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	require.NoError(t, run(ctx, nil, env(nil), &out))
+	text := out.String()
+
+	// Each record is on its type's topic, keyed by its agent.
+	for _, want := range []struct{ topic, key, id string }{
+		{topicPresence, agentA, idOnQueue},
+		{topicActivity, agentA, idActivity},
+		{topicPresence, agentB, idAvailable},
+		{topicAudit, agentB, idAudit},
+	} {
+		line := findLine(text, "id="+want.id+" ")
+		require.NotEmpty(t, line, "no record of %s in\n%s", want.id, text)
+		assert.True(t, strings.HasPrefix(strings.TrimSpace(line), want.topic+" "), line)
+		assert.Contains(t, line, " key="+want.key+" ")
+	}
+	assert.Contains(t, text, idOAuth+" -> no route wants v2.audits.entitytype.{id}.entityid.{id}\n")
+	assert.Equal(t, 4, strings.Count(text, "answer: 200 delivered"))
+	assert.Equal(t, 1, strings.Count(text, "answer: 200 ignored"))
+	assert.NotContains(t, text, "id="+idOAuth)
+}
+
+func findLine(text, substr string) string {
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, substr) {
+			return line
+		}
+	}
+	return ""
+}
+
+// startRun runs the command in the background and returns the intake's URL once it listens.
+func startRun(t *testing.T, ctx context.Context, args []string, vars map[string]string) (string, <-chan error) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, args, env(vars), pw)
+		pw.Close()
+		done <- err
+	}()
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+				urls <- strings.TrimSuffix(strings.Fields(rest)[0], ",")
+			}
+		}
+	}()
+	select {
+	case url := <-urls:
+		return url, done
+	case err := <-done:
+		t.Fatalf("run returned before listening: %v", err)
+	case <-ctx.Done():
+		t.Fatal("run did not start listening")
+	}
+	return "", nil
+}
+
+func post(t *testing.T, ctx context.Context, url string, body []byte, header http.Header) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header = header
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestAgainstCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// The cluster lacks the audit topic: that event cannot be produced and is dead-lettered.
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topicPresence, topicActivity))
+	require.NoError(t, err)
+	defer cluster.Close()
+	dir := t.TempDir()
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	url, done := startRun(t, runCtx, nil, map[string]string{
+		"KAFKA_BROKERS":       strings.Join(cluster.ListenAddrs(), ","),
+		"EVENTBRIDGE_API_KEY": "test-key",
+		"LISTEN_ADDR":         "127.0.0.1:0",
+		"DLQ_DIR":             dir,
+	})
+
+	onQueue, err := samples.ReadFile("samples/user-presence-on-queue.json")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusUnauthorized, post(t, ctx, url, onQueue, http.Header{}))
+	key := http.Header{apiKeyHeader: {"test-key"}}
+	for _, name := range demo {
+		body, err := samples.ReadFile("samples/" + name)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusOK, post(t, ctx, url, body, key), name)
+	}
+
+	// Read the topics back as a consumer service would.
+	client, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...),
+		kgo.ConsumeTopics(topicPresence, topicActivity), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer client.Close()
+	type record struct{ topic, key, id string }
+	var got []record
+	for len(got) < 3 {
+		fetches := client.PollFetches(ctx)
+		require.NoError(t, ctx.Err())
+		require.Empty(t, fetches.Errors())
+		for _, r := range fetches.Records() {
+			e, err := kafkasink.EventFromRecord(r)
+			require.NoError(t, err)
+			got = append(got, record{r.Topic, string(r.Key), e.ID})
+		}
+	}
+	assert.ElementsMatch(t, []record{
+		{topicPresence, agentA, idOnQueue},
+		{topicActivity, agentA, idActivity},
+		{topicPresence, agentB, idAvailable},
+	}, got)
+
+	// Dead-lettered, not lost: the sender was answered 200 only once the entry was on disk.
+	stop()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-ctx.Done():
+		t.Fatal("run did not stop")
+	}
+	q, err := filedlq.Open(dir, filedlq.WithReadOnly())
+	require.NoError(t, err)
+	defer q.Close()
+	var entries []dlq.Entry
+	for e, err := range dlq.All(ctx, q) {
+		require.NoError(t, err)
+		entries = append(entries, e)
+	}
+	require.Len(t, entries, 1)
+	assert.Equal(t, idAudit, entries[0].Event.ID)
+	assert.Equal(t, "kafka", entries[0].Sink)
+	assert.Equal(t, "presence-audit", entries[0].Route)
+	assert.Equal(t, dlq.ConditionPermanent, entries[0].Condition)
+}
+
+func TestOrderPerAgent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topicPresence, topicActivity, topicAudit))
+	require.NoError(t, err)
+	defer cluster.Close()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	url, done := startRun(t, runCtx, nil, map[string]string{
+		"KAFKA_BROKERS":          cluster.ListenAddrs()[0],
+		"GENESYS_WEBHOOK_SECRET": "test-secret",
+		"LISTEN_ADDR":            "127.0.0.1:0",
+		"DLQ_DIR":                t.TempDir(),
+	})
+
+	// Ten presence changes of one agent, signed by a proxy, one after the other.
+	template, err := samples.ReadFile("samples/user-presence-on-queue.json")
+	require.NoError(t, err)
+	var want []string
+	for i := range 10 {
+		id := fmt.Sprintf("%s-%02d", idOnQueue, i)
+		want = append(want, id)
+		body := bytes.Replace(template, []byte(idOnQueue), []byte(id), 1)
+		sig, err := signature.SignHMAC(hmacScheme, "test-secret", body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, post(t, ctx, url, body, http.Header{hmacScheme.Header: {sig}}))
+	}
+
+	client, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...),
+		kgo.ConsumeTopics(topicPresence), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer client.Close()
+	var ids []string
+	parts := map[int32]bool{}
+	for len(ids) < len(want) {
+		fetches := client.PollFetches(ctx)
+		require.NoError(t, ctx.Err())
+		for _, r := range fetches.Records() {
+			assert.Equal(t, agentA, string(r.Key))
+			parts[r.Partition] = true
+			e, err := kafkasink.EventFromRecord(r)
+			require.NoError(t, err)
+			ids = append(ids, e.ID)
+		}
+	}
+	assert.Len(t, parts, 1, "one agent, one partition")
+	assert.Equal(t, want, ids, "in the order they were posted")
+	stop()
+	require.NoError(t, <-done)
+}
+
+func TestConfigurationErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		vars map[string]string
+		want string
+	}{
+		{"no credentials", nil, map[string]string{"KAFKA_BROKERS": "127.0.0.1:1", "DLQ_DIR": t.TempDir()}, "never runs unauthenticated"},
+		{"no dead-letter directory", nil, map[string]string{"KAFKA_BROKERS": "127.0.0.1:1", "EVENTBRIDGE_API_KEY": "k"}, "DLQ_DIR"},
+		{"unknown flag", []string{"-topics", "x"}, nil, "topics"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := run(ctx, c.args, env(c.vars), io.Discard)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+		})
+	}
+}
