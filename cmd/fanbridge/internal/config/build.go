@@ -19,6 +19,23 @@ import (
 // This file turns configuration values into the library's values. Validate calls the same
 // functions, so a configuration that validates also builds.
 
+// KeyError is a problem with one key below the value that reported it.
+type KeyError struct {
+	Key string
+	Err error
+}
+
+func (e *KeyError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *KeyError) Unwrap() error { return e.Err }
+
+func keyErr(key string, err error) error {
+	var ke *KeyError
+	if errors.As(err, &ke) {
+		return &KeyError{Key: key + "." + ke.Key, Err: ke.Err}
+	}
+	return &KeyError{Key: key, Err: err}
+}
+
 // Build returns the verifier v describes.
 func (v *Verifier) Build() (signature.Verifier, error) {
 	switch {
@@ -204,22 +221,22 @@ func (t *TLS) Config() (*tls.Config, error) {
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
+			return nil, keyErr("ca_file", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", t.CAFile)
+			return nil, keyErr("ca_file", fmt.Errorf("%s holds no PEM certificate", t.CAFile))
 		}
 		c.RootCAs = pool
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, errors.New("cert_file and key_file go together")
+		return nil, keyErr("key_file", errors.New("cert_file and key_file go together"))
 	}
 	if t.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
 			// The error of LoadX509KeyPair names the files and the problem, never key bytes.
-			return nil, fmt.Errorf("cert_file/key_file: %w", err)
+			return nil, keyErr("cert_file", err)
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}
@@ -237,7 +254,7 @@ func (k *KafkaClient) ClientConfig() (kafkasink.ClientConfig, error) {
 	if k.TLS != nil {
 		t, err := k.TLS.Config()
 		if err != nil {
-			return cc, fmt.Errorf("tls.%w", err)
+			return cc, keyErr("tls", err)
 		}
 		cc.TLS = t
 	}
@@ -248,7 +265,7 @@ func (k *KafkaClient) ClientConfig() (kafkasink.ClientConfig, error) {
 			"scram-sha-512": kafkasink.SASLScramSHA512,
 		}[strings.ToLower(k.SASL.Mechanism)]
 		if mech == "" {
-			return cc, fmt.Errorf("sasl.mechanism: want plain, scram-sha-256 or scram-sha-512, got %q", k.SASL.Mechanism)
+			return cc, keyErr("sasl.mechanism", fmt.Errorf("want plain, scram-sha-256 or scram-sha-512, got %q", k.SASL.Mechanism))
 		}
 		cc.SASL = &kafkasink.SASL{Mechanism: mech, Username: k.SASL.Username, Password: k.SASL.Password}
 	}

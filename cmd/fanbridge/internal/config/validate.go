@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -271,7 +272,7 @@ func validateKafkaClient(e *Errors, p string, k *KafkaClient) {
 		}
 	}
 	if _, err := k.ClientConfig(); err != nil {
-		e.add(p+"."+strings.SplitN(err.Error(), ":", 2)[0], strings.TrimSpace(strings.SplitN(err.Error(), ":", 2)[1]))
+		addKeyErr(e, p, err)
 	}
 }
 
@@ -367,7 +368,7 @@ func validateGRPCSink(e *Errors, p string, g *GRPCSink) {
 	}
 	if g.TLS != nil {
 		if _, err := g.TLS.Config(); err != nil {
-			e.add(p+".tls."+strings.SplitN(err.Error(), ":", 2)[0], strings.TrimSpace(strings.SplitN(err.Error(), ":", 2)[1]))
+			addKeyErr(e, p+".tls", err)
 		}
 	}
 }
@@ -472,4 +473,14 @@ func (c *Config) validateDispatch(e *Errors) {
 	if d.Dedup.Size < 0 {
 		e.add("dispatch.dedup.size", "must not be negative")
 	}
+}
+
+// addKeyErr reports err under its KeyError's key below path.
+func addKeyErr(e *Errors, path string, err error) {
+	var ke *KeyError
+	if errors.As(err, &ke) {
+		e.add(path+"."+ke.Key, ke.Err.Error())
+		return
+	}
+	e.add(path, err.Error())
 }

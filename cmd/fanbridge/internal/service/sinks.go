@@ -105,7 +105,7 @@ func buildSink(s *config.Sink, log *slog.Logger) (*builtSink, error) {
 		default:
 			tc, err := g.TLS.Config()
 			if err != nil {
-				return nil, fmt.Errorf("tls.%w", err)
+				return nil, fmt.Errorf("tls: %w", err)
 			}
 			if tc == nil {
 				tc = &tls.Config{MinVersion: tls.VersionTLS12}
