@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// maxLine bounds one line of the log; an event that does not fit will never fit.
+const maxLine = 1 << 20
+
+var (
+	errNilEvent = errors.New("auditlog: nil event")
+	errNotUTF8  = errors.New("auditlog: event body is not valid UTF-8")
+	errTooLarge = errors.New("auditlog: event too large for one line")
+)
+
+// AuditLog is a sink.Sink that appends each event to a file as one JSON line (JSON Lines), and
+// syncs the file before Send returns, so an event it acknowledged survives a crash.
+//
+// It follows the rules every sink follows: it never retries on its own, it marks with
+// retry.Permanent the failures no retry can cure (so the dispatcher dead-letters at once), it
+// leaves every other failure unmarked (retryable), it is safe for concurrent use, and after
+// Close it refuses events with an error wrapping sink.ErrClosed.
+type AuditLog struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+	torn   bool // a write failed part-way: the next line must start on a line of its own
+}
+
+// record is one line of the log. Data is the body as a JSON string, which keeps it byte for byte
+// (jq -r '.data | fromjson' turns it back into JSON).
+type record struct {
+	ID       string            `json:"id"`
+	Type     string            `json:"type"`
+	Topic    string            `json:"topic,omitempty"`
+	Source   string            `json:"source,omitempty"`
+	Time     time.Time         `json:"time,omitzero"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Data     string            `json:"data"`
+}
+
+// OpenAuditLog appends to the file at path, creating it if needed.
+func OpenAuditLog(path string) (*AuditLog, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return NewAuditLog(f), nil
+}
+
+// NewAuditLog appends to w, which it owns from now on: Close closes it when it is an io.Closer,
+// and Send syncs it after every line when it has a Sync method (as *os.File does).
+func NewAuditLog(w io.Writer) *AuditLog {
+	return &AuditLog{w: w}
+}
+
+// Send appends e as one line and returns once the line is written and synced.
+func (l *AuditLog) Send(ctx context.Context, e *fanbridge.Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Bad events are refused before anything is written, and for good: a retry would send the
+	// same bytes.
+	if e == nil {
+		return retry.Permanent(errNilEvent)
+	}
+	if !utf8.Valid(e.Data) {
+		return retry.Permanent(fmt.Errorf("%w: event %s", errNotUTF8, e.ID))
+	}
+	line, err := json.Marshal(record{ID: e.ID, Type: e.Type, Topic: e.Topic, Source: e.Source,
+		Time: e.Time, Metadata: e.Metadata, Data: string(e.Data)})
+	if err != nil {
+		return retry.Permanent(fmt.Errorf("auditlog: event %s: %w", e.ID, err))
+	}
+	if len(line) >= maxLine {
+		return retry.Permanent(fmt.Errorf("%w: event %s, %d bytes", errTooLarge, e.ID, len(line)))
+	}
+	line = append(line, '\n')
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return fmt.Errorf("auditlog: %w", sink.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil { // it may have ended while we waited for the lock
+		return err
+	}
+	if l.torn {
+		line = append([]byte{'\n'}, line...)
+	}
+	n, err := l.w.Write(line)
+	if err != nil {
+		l.torn = l.torn || n > 0
+		return classify(err)
+	}
+	l.torn = false
+	// A failed sync leaves the line in the file, so the retry that follows may write the event a
+	// second time: readers deduplicate on id, as with every at-least-once sink.
+	if s, ok := l.w.(interface{ Sync() error }); ok {
+		if err := s.Sync(); err != nil {
+			return classify(err)
+		}
+	}
+	return nil
+}
+
+// Close syncs and closes the file. Sends after Close fail with sink.ErrClosed; a second Close
+// does nothing.
+func (l *AuditLog) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	var err error
+	if s, ok := l.w.(interface{ Sync() error }); ok {
+		err = s.Sync()
+	}
+	if c, ok := l.w.(io.Closer); ok {
+		err = errors.Join(err, c.Close())
+	}
+	return err
+}
+
+// classify decides once whether another attempt could succeed: a full disk may be cleared, but
+// a read-only file system, a missing permission or a file at its size limit stay that way until
+// someone acts, so those go to the dead-letter queue at once.
+func classify(err error) error {
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EFBIG) {
+		return retry.Permanent(fmt.Errorf("auditlog: %w", err))
+	}
+	return fmt.Errorf("auditlog: %w", err)
+}
+
+// ReadAuditLog reads the events of a log back, oldest first. A line that is not a record (what a
+// failed write may leave behind) is skipped.
+func ReadAuditLog(r io.Reader) ([]*fanbridge.Event, error) {
+	var events []*fanbridge.Event
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, maxLine+1)
+	for sc.Scan() {
+		var rec record
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil || rec.ID == "" {
+			continue
+		}
+		events = append(events, &fanbridge.Event{ID: rec.ID, Type: rec.Type, Topic: rec.Topic, Source: rec.Source,
+			Time: rec.Time, Metadata: rec.Metadata, Data: json.RawMessage(rec.Data)})
+	}
+	return events, sc.Err()
+}
