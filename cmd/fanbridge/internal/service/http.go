@@ -47,7 +47,7 @@ func (s *Service) buildIntake(cfg *config.Config) (http.Handler, error) {
 		in := &cfg.Intake[i]
 		p := fmt.Sprintf("config: intake[%d]", i)
 		opts := append(in.HandlerOptions(),
-			eventbridge.WithLogger(s.log.With("component", "intake", "path", in.Path)),
+			eventbridge.WithLogger(s.log.With("component", "intake", "intake", in.Path)),
 			eventbridge.WithMeterProvider(s.tel.meters),
 			eventbridge.WithTracerProvider(s.tel.tracer),
 		)
@@ -62,7 +62,7 @@ func (s *Service) buildIntake(cfg *config.Config) (http.Handler, error) {
 		}
 		if v != nil {
 			next = signature.Verify(v,
-				signature.WithLogger(s.log.With("component", "signature", "path", in.Path)),
+				signature.WithLogger(s.log.With("component", "signature", "intake", in.Path)),
 				signature.WithMeterProvider(s.tel.meters),
 				signature.WithMaxBodyBytes(int64(in.MaxBody)),
 			)(h)
