@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
+)
+
+const agent = "e40f28ea-fa86-493f-a5b8-d559c8533c96"
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestOffline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	// The demo checks every status it gets; run fails on the first surprise.
+	require.NoError(t, run(ctx, nil, env(nil), &out))
+	text := out.String()
+	assert.Contains(t, text, "  -> 401 {\"error\":\"unauthorized\"}\n")
+	assert.Contains(t, text, "  -> 405 Method Not Allowed (Allow: POST)\n")
+	assert.Contains(t, text, `  -> 200 {"presence":"ON_QUEUE","routingStatus":"OFF_QUEUE","updated":"2026-03-02T09:03:17.112Z"}`)
+	assert.Equal(t, 8, strings.Count(text, "  access: "), "every route goes through the service's chain")
+}
+
+// started is a command running in the background.
+type started struct {
+	base  string
+	lines <-chan string
+	done  <-chan error
+}
+
+// waitFor reads output until a line starting with prefix.
+func (s started) waitFor(t *testing.T, ctx context.Context, prefix string) {
+	t.Helper()
+	for {
+		select {
+		case line, ok := <-s.lines:
+			require.True(t, ok, "output ended before %q", prefix)
+			if strings.HasPrefix(line, prefix) {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("no line %q", prefix)
+		}
+	}
+}
+
+// startRun runs the command in the background and returns once it listens.
+func startRun(t *testing.T, ctx context.Context, args []string, vars map[string]string) started {
+	t.Helper()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, args, env(vars), pw)
+		pw.Close()
+		done <- err
+	}()
+	lines := make(chan string, 1024)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default: // nobody reads that far: drop
+			}
+		}
+	}()
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("run returned before listening: %v", <-done)
+			}
+			if base, found := strings.CutPrefix(line, "listening on "); found {
+				return started{base: base, lines: lines, done: done}
+			}
+		case <-ctx.Done():
+			t.Fatal("run did not start listening")
+		}
+	}
+}
+
+func (s started) stop(t *testing.T, ctx context.Context, cancel context.CancelFunc) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-s.done:
+		require.NoError(t, err)
+	case <-ctx.Done():
+		t.Fatal("run did not stop")
+	}
+}
+
+func do(t *testing.T, ctx context.Context, method, url string, body []byte, header http.Header) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(b)
+}
+
+func TestServeAfterDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	s := startRun(t, runCtx, []string{"-serve"}, nil)
+	s.waitFor(t, ctx, "serving until Ctrl-C")
+
+	resp, body := do(t, ctx, http.MethodGet, s.base+"/api/agents/"+agent, nil, http.Header{"X-Request-Id": {"probe-1"}})
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "probe-1", resp.Header.Get("X-Request-Id"), "the caller's request id comes back")
+	assert.Contains(t, body, `"presence":"ON_QUEUE"`)
+	s.stop(t, ctx, stop)
+}
+
+func TestBehindASender(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	s := startRun(t, runCtx, nil, map[string]string{
+		"EVENTBRIDGE_API_KEY": "test-key",
+		"LISTEN_ADDR":         "127.0.0.1:0",
+		"DLQ_DIR":             t.TempDir(),
+	})
+	presence, err := samples.ReadFile("samples/user-presence-on-queue.json")
+	require.NoError(t, err)
+	events := s.base + "/events/genesys"
+
+	cases := []struct {
+		name, method, url string
+		body              []byte
+		header            http.Header
+		status            int
+		contains          string
+	}{
+		{"health", http.MethodGet, s.base + "/healthz", nil, nil, http.StatusOK, "ok"},
+		{"agent not known yet", http.MethodGet, s.base + "/api/agents/" + agent, nil, nil, http.StatusNotFound, "unknown agent"},
+		{"no credentials", http.MethodPost, events, presence, nil, http.StatusUnauthorized, "unauthorized"},
+		{"the demo key", http.MethodPost, events, presence, http.Header{apiKeyHeader: {demoAPIKey}}, http.StatusUnauthorized, "unauthorized"},
+		{"a made-up signature", http.MethodPost, events, presence, http.Header{hmacScheme.Header: {"00"}}, http.StatusUnauthorized, "unauthorized"},
+		{"PUT on the events route", http.MethodPut, events, presence, http.Header{apiKeyHeader: {"test-key"}}, http.StatusMethodNotAllowed, ""},
+		{"POST on the API", http.MethodPost, s.base + "/api/agents/" + agent, nil, nil, http.StatusMethodNotAllowed, ""},
+		{"event", http.MethodPost, events, presence, http.Header{apiKeyHeader: {"test-key"}}, http.StatusOK, `"status":"delivered"`},
+		{"again", http.MethodPost, events, presence, http.Header{apiKeyHeader: {"test-key"}}, http.StatusOK, `"status":"duplicate"`},
+		{"agent known", http.MethodGet, s.base + "/api/agents/" + agent, nil, nil, http.StatusOK, `"presence":"ON_QUEUE"`},
+		{"unknown route", http.MethodGet, s.base + "/api/queues", nil, nil, http.StatusNotFound, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp, body := do(t, ctx, c.method, c.url, c.body, c.header)
+			assert.Equal(t, c.status, resp.StatusCode, body)
+			assert.Contains(t, body, c.contains)
+			assert.NotEmpty(t, resp.Header.Get("X-Request-Id"), "the chain wraps every route")
+		})
+	}
+	s.stop(t, ctx, stop)
+}
+
+func TestChainOrder(t *testing.T) {
+	var order []string
+	mark := func(name string) func(http.Handler) http.Handler {
+		return func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				order = append(order, name)
+				next.ServeHTTP(w, r)
+			})
+		}
+	}
+	h := chain(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { order = append(order, "handler") }),
+		mark("outer"), mark("inner"))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+	assert.Equal(t, []string{"outer", "inner", "handler"}, order)
+}
+
+func TestRecoverPanics(t *testing.T) {
+	var out bytes.Buffer
+	h := recoverPanics(&out)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/x", nil))
+	assert.Equal(t, http.StatusInternalServerError, rec.Code)
+	assert.Contains(t, out.String(), "panic serving /api/x: boom")
+}
+
+func TestBoard(t *testing.T) {
+	ctx := context.Background()
+	at := func(s string) time.Time {
+		tm, err := time.Parse(time.RFC3339, s)
+		require.NoError(t, err)
+		return tm
+	}
+	presence := func(state string, when time.Time) *fanbridge.Event {
+		return &fanbridge.Event{ID: state, Topic: "v2.users." + agent + ".presence", Time: when,
+			Data: json.RawMessage(`{"presenceDefinition":{"systemPresence":"` + state + `"}}`)}
+	}
+	b := newBoard()
+	require.NoError(t, b.Send(ctx, presence("ON_QUEUE", at("2026-03-02T10:00:00Z"))))
+	require.NoError(t, b.Send(ctx, presence("AWAY", at("2026-03-02T09:00:00Z"))), "an older event is accepted")
+	assert.Equal(t, "ON_QUEUE", b.agents[agent].Presence, "and changes nothing")
+	require.NoError(t, b.Send(ctx, presence("BREAK", at("2026-03-02T11:00:00Z"))))
+	assert.Equal(t, "BREAK", b.agents[agent].Presence)
+
+	err := b.Send(ctx, &fanbridge.Event{ID: "x", Topic: "v2.users." + agent + ".presence", Data: json.RawMessage(`[1]`)})
+	assert.True(t, retry.IsPermanent(err), "a body of the wrong shape is refused for good: %v", err)
+	err = b.Send(ctx, &fanbridge.Event{ID: "y", Topic: "v2.routing.queues.q.members", Data: json.RawMessage(`{}`)})
+	assert.True(t, retry.IsPermanent(err), "%v", err)
+}
