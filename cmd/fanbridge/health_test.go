@@ -1,0 +1,113 @@
+package main_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestHealthReadinessAndMetrics(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e := newE2E(t)
+	p := startService(t, ctx, e.cfgPath, e.env...)
+
+	status, body, err := get(ctx, p.url("/healthz"))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, status)
+	assert.JSONEq(t, `{"status":"ok"}`, body)
+
+	status, body, err = get(ctx, p.url("/readyz"))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, status, body)
+	assert.JSONEq(t, `{"status":"ready"}`, body)
+
+	// The gRPC consumer goes away: readiness fails and names the sink.
+	e.cons.stop()
+	var last string
+	ok := eventually(ctx, func() bool {
+		status, last, _ = get(ctx, p.url("/readyz"))
+		return status == http.StatusServiceUnavailable
+	})
+	require.True(t, ok, "still ready with the consumer down: %s", last)
+	assert.Contains(t, last, `"status":"unready"`)
+	assert.Contains(t, last, `"analytics":`)
+	assert.NotContains(t, last, `"kafka-all"`, "only the sink that is down is named")
+	// Liveness does not depend on the sinks.
+	status, _, err = get(ctx, p.url("/healthz"))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, status)
+
+	// It comes back: ready again.
+	e.cons.restart(t)
+	ok = eventually(ctx, func() bool {
+		status, last, _ = get(ctx, p.url("/readyz"))
+		return status == http.StatusOK
+	})
+	require.True(t, ok, "not ready after the consumer came back: %s", last)
+
+	// Traffic, then the metrics of every package appear in Prometheus text format.
+	body0, err := os.ReadFile(filepath.Join("testdata", "genesys", "v2.detail.events.conversation.customer.end.json"))
+	require.NoError(t, err)
+	st, answer, err := post(ctx, http.DefaultClient, p.url("/events"), body0, map[string]string{"X-Api-Key": e2eAPIKey})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, st, answer)
+	st, _, err = post(ctx, http.DefaultClient, p.url("/events"), body0, map[string]string{"X-Api-Key": "wrong-key-0123456"})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, st)
+
+	status, metrics, err := get(ctx, p.url("/metrics"))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status)
+	for _, name := range []string{
+		"fanbridge_eventbridge_requests_total",
+		"fanbridge_eventbridge_dispatched_total",
+		"fanbridge_eventbridge_request_duration",
+		"fanbridge_signature_verified_total",
+		"fanbridge_signature_rejected_total",
+		"fanout_route_matched_total",
+		"fanout_sink_delivered_total",
+		"fanout_sink_delivery_duration",
+		"fanout_sink_queue_depth",
+		"fanout_sink_breaker_state",
+		"fanbridge_ready",
+	} {
+		assert.Contains(t, metrics, name, "metric %s", name)
+	}
+	assert.Contains(t, metrics, `sink="analytics"`)
+	assert.NotContains(t, metrics, e2eAPIKey)
+
+	// Shutting down: readiness fails at once; the process exits 0.
+	p.signal(t, syscall.SIGTERM)
+	_, _, err = p.stderr.wait(ctx, 0, func(s string) bool { _, ok := logMsg(s, "shutting down"); return ok })
+	require.NoError(t, err)
+	code, err := p.exit(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+	_, _, err = get(ctx, p.url("/readyz"))
+	require.Error(t, err, "the listener is closed after shutdown")
+}
+
+func TestMethodsAndUnknownPaths(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e := newE2E(t)
+	p := startService(t, ctx, e.cfgPath, e.env...)
+	status, body, err := get(ctx, p.url("/events"))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusMethodNotAllowed, status, body)
+	status, _, err = get(ctx, p.url("/nowhere"))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusNotFound, status)
+	status, body, err = post(ctx, http.DefaultClient, p.url("/events"), []byte(strings.Repeat(" ", 300<<10)), map[string]string{"X-Api-Key": e2eAPIKey})
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, status, body)
+}
