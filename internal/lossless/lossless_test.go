@@ -138,7 +138,6 @@ func TestLossless(t *testing.T) {
 // Kafka sink's attempt timeout: Sends time out while their records wait in the client, which
 // delivers them later, so Kafka may hold events twice or both hold and dead-letter them.
 func TestLosslessKafkaTimeouts(t *testing.T) {
-	skipKafkasinkRace(t)
 	runScenario(t, fanout.Sync, eventCount(5000, 20000), longStall)
 }
 

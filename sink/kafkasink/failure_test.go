@@ -370,3 +370,57 @@ func TestClassifyWrappedClientErrors(t *testing.T) {
 		})
 	}
 }
+
+// logSignal is a slog.Handler that closes ch the first time a message containing match is logged.
+type logSignal struct {
+	match string
+	ch    chan struct{}
+	once  sync.Once
+}
+
+func (s *logSignal) Enabled(context.Context, slog.Level) bool { return true }
+func (s *logSignal) Handle(_ context.Context, r slog.Record) error {
+	if bytes.Contains([]byte(r.Message), []byte(s.match)) {
+		s.once.Do(func() { close(s.ch) })
+	}
+	return nil
+}
+func (s *logSignal) WithAttrs([]slog.Attr) slog.Handler { return s }
+func (s *logSignal) WithGroup(string) slog.Handler      { return s }
+
+// TestAbandonedSendThenAcknowledged: a Send whose context ends while the broker holds its produce
+// request gives up with an error naming its own event and topic; the acknowledgement that comes
+// later recycles the record. Under -race this proves the Send reads nothing of the record once it
+// has handed it over to the acknowledgement.
+func TestAbandonedSendThenAcknowledged(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "events"))
+	require.NoError(t, err)
+	defer cluster.Close()
+	// Hold the first produce request on a timer of the broker's own, so that nothing the Send's
+	// goroutine does afterwards is ordered before the answer.
+	var held sync.Once
+	cluster.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		held.Do(func() { cluster.SleepControl(func() { <-time.After(300 * time.Millisecond) }) })
+		return nil, nil, false
+	})
+	client, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
+	require.NoError(t, err)
+	defer client.Close()
+	delivered := &logSignal{match: "was delivered", ch: make(chan struct{})}
+	s, err := kafkasink.New(client, kafkasink.WithTopic("events"), kafkasink.WithLogger(slog.New(delivered)))
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = s.Send(ctx, &fanbridge.Event{ID: "e-1", Type: "t", Data: []byte(`{}`)})
+	require.Error(t, err, "the Send must give up while the broker holds the request")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), `event "e-1" to topic "events"`)
+	select {
+	case <-delivered.ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the abandoned record was never reported delivered")
+	}
+	// The recycled record serves the next Send correctly.
+	require.NoError(t, s.Send(context.Background(), &fanbridge.Event{ID: "e-2", Type: "t", Data: []byte(`{}`)}))
+}

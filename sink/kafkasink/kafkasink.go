@@ -280,9 +280,12 @@ func (s *Sink) wait(ctx context.Context, p *pending) error {
 	case err := <-p.done:
 		return s.answer(p, err)
 	case <-ctx.Done():
+		// Once abandoned, the promise owns p and may recycle it at any moment: read what the
+		// error names first.
+		id, topic := p.id, p.rec.Topic
 		if p.state.CompareAndSwap(stateWaiting, stateAbandoned) {
 			return fmt.Errorf("kafkasink: event %q to topic %q: no acknowledgement yet, the record may still be delivered: %w",
-				p.id, p.rec.Topic, ctx.Err())
+				id, topic, ctx.Err())
 		}
 		// The promise ran just now: its answer is the truth.
 		return s.answer(p, <-p.done)
