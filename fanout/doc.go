@@ -156,9 +156,10 @@
 // # Observability
 //
 // WithLogger (silent by default) logs dead-lettered and lost deliveries and shutdown, never an
-// event's body. WithMeterProvider records fanout.route.matched per route; fanout.sink.delivered,
-// .retried, .dead_lettered, .failed and the fanout.sink.delivery.duration histogram per sink; and
-// the gauges fanout.sink.queue.depth and fanout.sink.breaker.state (0 closed, 1 half-open,
+// event's body. WithMeterProvider records fanbridge.fanout.route.matched per route;
+// fanbridge.fanout.sink.delivered, .retried, .dead_lettered, .failed and the
+// fanbridge.fanout.sink.delivery.duration histogram per sink; and the gauges
+// fanbridge.fanout.sink.queue.depth and fanbridge.fanout.sink.breaker.state (0 closed, 1 half-open,
 // 2 open). WithTracerProvider starts a span per dispatch, the child of the event's traceparent
 // when it has one, and a span per sink attempt. The attempt's span travels in the context given
 // to Send, where instrumented clients (gRPC, Kafka) pick it up; the Event itself is never

@@ -46,22 +46,22 @@ func newTelemetry(c *config, d *Dispatcher) (*telemetry, error) {
 	}
 	m := mp.Meter(instrumentation)
 	var errs [9]error
-	t.matched, errs[0] = m.Int64Counter("fanout.route.matched",
+	t.matched, errs[0] = m.Int64Counter("fanbridge.fanout.route.matched",
 		metric.WithDescription("Events a route matched."), metric.WithUnit("{event}"))
-	t.delivered, errs[1] = m.Int64Counter("fanout.sink.delivered",
+	t.delivered, errs[1] = m.Int64Counter("fanbridge.fanout.sink.delivered",
 		metric.WithDescription("Events a sink acknowledged."), metric.WithUnit("{event}"))
-	t.retried, errs[2] = m.Int64Counter("fanout.sink.retried",
+	t.retried, errs[2] = m.Int64Counter("fanbridge.fanout.sink.retried",
 		metric.WithDescription("Failed attempts that were retried."), metric.WithUnit("{attempt}"))
-	t.deadLettered, errs[3] = m.Int64Counter("fanout.sink.dead_lettered",
+	t.deadLettered, errs[3] = m.Int64Counter("fanbridge.fanout.sink.dead_lettered",
 		metric.WithDescription("Events written to the dead-letter queue for a sink."), metric.WithUnit("{event}"))
-	t.failed, errs[4] = m.Int64Counter("fanout.sink.failed",
+	t.failed, errs[4] = m.Int64Counter("fanbridge.fanout.sink.failed",
 		metric.WithDescription("Events a sink does not have and the dead-letter queue does not either."), metric.WithUnit("{event}"))
-	t.latency, errs[5] = m.Float64Histogram("fanout.sink.delivery.duration",
+	t.latency, errs[5] = m.Float64Histogram("fanbridge.fanout.sink.delivery.duration",
 		metric.WithDescription("Time from first attempt to outcome, per sink."), metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-	t.depth, errs[6] = m.Int64ObservableGauge("fanout.sink.queue.depth",
+	t.depth, errs[6] = m.Int64ObservableGauge("fanbridge.fanout.sink.queue.depth",
 		metric.WithDescription("Events accepted for a sink and not yet finished."), metric.WithUnit("{event}"))
-	t.breakerState, errs[7] = m.Int64ObservableGauge("fanout.sink.breaker.state",
+	t.breakerState, errs[7] = m.Int64ObservableGauge("fanbridge.fanout.sink.breaker.state",
 		metric.WithDescription("Circuit breaker state: 0 closed, 1 half-open, 2 open."))
 	if errs[6] == nil && errs[7] == nil {
 		t.reg, errs[8] = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {

@@ -75,13 +75,13 @@ func TestMetricsAndStats(t *testing.T) {
 
 	var rm metricdata.ResourceMetrics
 	require.NoError(t, reader.Collect(ctx, &rm))
-	assert.Equal(t, map[string]float64{"main": 2, "extra": 1}, points(t, rm, "fanout.route.matched", "route"))
-	assert.Equal(t, map[string]float64{"ok": 2, "flaky": 2}, points(t, rm, "fanout.sink.delivered", "sink"))
-	assert.Equal(t, map[string]float64{"flaky": 2, "dead": 1}, points(t, rm, "fanout.sink.retried", "sink"))
-	assert.Equal(t, map[string]float64{"dead": 1}, points(t, rm, "fanout.sink.dead_lettered", "sink"))
-	assert.Equal(t, map[string]float64{"ok": 2, "flaky": 2, "dead": 1}, points(t, rm, "fanout.sink.delivery.duration", "sink"))
-	assert.Equal(t, map[string]float64{"ok": 0, "flaky": 0, "dead": 0}, points(t, rm, "fanout.sink.queue.depth", "sink"))
-	assert.Equal(t, map[string]float64{"ok": 0, "flaky": 0, "dead": 2}, points(t, rm, "fanout.sink.breaker.state", "sink"),
+	assert.Equal(t, map[string]float64{"main": 2, "extra": 1}, points(t, rm, "fanbridge.fanout.route.matched", "route"))
+	assert.Equal(t, map[string]float64{"ok": 2, "flaky": 2}, points(t, rm, "fanbridge.fanout.sink.delivered", "sink"))
+	assert.Equal(t, map[string]float64{"flaky": 2, "dead": 1}, points(t, rm, "fanbridge.fanout.sink.retried", "sink"))
+	assert.Equal(t, map[string]float64{"dead": 1}, points(t, rm, "fanbridge.fanout.sink.dead_lettered", "sink"))
+	assert.Equal(t, map[string]float64{"ok": 2, "flaky": 2, "dead": 1}, points(t, rm, "fanbridge.fanout.sink.delivery.duration", "sink"))
+	assert.Equal(t, map[string]float64{"ok": 0, "flaky": 0, "dead": 0}, points(t, rm, "fanbridge.fanout.sink.queue.depth", "sink"))
+	assert.Equal(t, map[string]float64{"ok": 0, "flaky": 0, "dead": 2}, points(t, rm, "fanbridge.fanout.sink.breaker.state", "sink"),
 		"two failed attempts opened dead's breaker")
 
 	stats := d.Stats()
