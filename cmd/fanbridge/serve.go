@@ -48,7 +48,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		err   error
 	)
 	if *cfgPath != "" {
-		cfg, err = config.Load(*cfgPath, nil)
+		text, rerr := os.ReadFile(*cfgPath)
+		if rerr != nil {
+			fmt.Fprintln(stderr, "config:", rerr)
+			return exitFail
+		}
+		cfg, err = config.Parse(text, nil)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitFail
@@ -57,7 +62,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 			cfg.Listen.Address = *listen
 		}
 		log, level = service.NewLogger(cfg.Logging, stderr)
-		opts = service.Options{ConfigPath: *cfgPath, Logger: log, Level: level}
+		opts = service.Options{ConfigPath: *cfgPath, ConfigText: text, Logger: log, Level: level}
 	} else {
 		log, level = service.NewLogger(config.Logging{Level: "info", Format: "text"}, stderr)
 		env, err = demo.Start(demo.Options{Listen: *listen, KafkaPort: *kafkaPort, APIKey: *apiKey, DLQDir: *dlqDir, Logger: log.With("component", "demo")})

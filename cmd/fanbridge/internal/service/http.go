@@ -30,6 +30,15 @@ func (s *Service) routes() http.Handler {
 	mux.Handle("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", s.tel.metrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if s.shutting.Load() {
+			// A request that arrives on a kept-alive connection once shutdown has begun is
+			// refused before it is read: the sender retries elsewhere, and what this process
+			// acknowledges stays limited to what it can still finish.
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Connection", "close")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "shutting down, retry later"})
+			return
+		}
 		(*s.intake.Load()).ServeHTTP(w, r)
 	})
 	return mux

@@ -6,6 +6,7 @@ package service
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,9 @@ type Options struct {
 	Level *slog.LevelVar
 	// Listener, when set, is served instead of listening on cfg.Listen.Address.
 	Listener net.Listener
+	// ConfigText is the file's text the running configuration was parsed from; the file watch
+	// (reload.watch) reloads when the file's content differs from the last text read.
+	ConfigText []byte
 }
 
 // Service is a running fanbridge.
@@ -62,6 +66,9 @@ type Service struct {
 	srv *http.Server
 	ln  net.Listener
 
+	// fileSum is the SHA-256 of the configuration text last read (at start or by ReloadFile).
+	fileSum atomic.Pointer[[sha256.Size]byte]
+
 	shutting atomic.Bool
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -76,6 +83,10 @@ func New(cfg *config.Config, opts Options) (s *Service, err error) {
 		opts.Lookup = os.LookupEnv
 	}
 	s = &Service{opts: opts, log: opts.Logger, cfg: cfg, stopped: make(chan struct{})}
+	if opts.ConfigText != nil {
+		sum := sha256.Sum256(opts.ConfigText)
+		s.fileSum.Store(&sum)
+	}
 	var cleanup []func()
 	defer func() {
 		if err != nil {
@@ -277,10 +288,21 @@ func (s *Service) probes() []probe {
 func (s *Service) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(s.ln) }()
-	s.log.Info("listening", "addr", s.ln.Addr().String())
-	if s.cfg.Reload.Watch && s.opts.ConfigPath != "" {
-		go s.watch(ctx)
+	s.mu.Lock()
+	watch, every := s.cfg.Reload.Watch && s.opts.ConfigPath != "", s.cfg.Reload.Interval.D()
+	s.mu.Unlock()
+	if watch {
+		// The watch compares with the text read at start (or now, when none was given), so a
+		// change made as soon as "listening" is logged is not missed.
+		if s.fileSum.Load() == nil {
+			if b, err := os.ReadFile(s.opts.ConfigPath); err == nil {
+				sum := sha256.Sum256(b)
+				s.fileSum.Store(&sum)
+			}
+		}
+		go s.watch(ctx, every)
 	}
+	s.log.Info("listening", "addr", s.ln.Addr().String())
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -345,7 +367,17 @@ func (s *Service) ReloadFile() error {
 	if s.opts.ConfigPath == "" {
 		return errors.New("no configuration file to reload")
 	}
-	cfg, err := config.Load(s.opts.ConfigPath, s.opts.Lookup)
+	b, err := os.ReadFile(s.opts.ConfigPath)
+	var cfg *config.Config
+	if err != nil {
+		err = fmt.Errorf("config: %w", err)
+	} else {
+		// Remembered even when rejected: the watch waits for the next change rather than
+		// reporting the same mistake at every tick.
+		sum := sha256.Sum256(b)
+		s.fileSum.Store(&sum)
+		cfg, err = config.Parse(b, s.opts.Lookup)
+	}
 	if err != nil {
 		s.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(resultAttr("rejected")))
 		s.log.Error("configuration reload rejected; the running configuration stays", "path", s.opts.ConfigPath, "err", err)
@@ -466,17 +498,10 @@ func closeSink(b *builtSink) error {
 	return nil
 }
 
-// watch reloads the file when its modification time or size changes.
-func (s *Service) watch(ctx context.Context) {
-	stat := func() (time.Time, int64) {
-		fi, err := os.Stat(s.opts.ConfigPath)
-		if err != nil {
-			return time.Time{}, -1
-		}
-		return fi.ModTime(), fi.Size()
-	}
-	mt, sz := stat()
-	t := time.NewTicker(s.cfg.Reload.Interval.D())
+// watch reloads the file when its content changes. It reads and hashes the file at every tick
+// rather than trusting its modification time, which can be too coarse to see two quick writes.
+func (s *Service) watch(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -485,11 +510,14 @@ func (s *Service) watch(ctx context.Context) {
 		case <-s.stopped:
 			return
 		case <-t.C:
-			m, z := stat()
-			if z < 0 || (m.Equal(mt) && z == sz) {
+			b, err := os.ReadFile(s.opts.ConfigPath)
+			if err != nil {
+				continue // being replaced, or gone: keep the running configuration
+			}
+			sum := sha256.Sum256(b)
+			if last := s.fileSum.Load(); last != nil && *last == sum {
 				continue
 			}
-			mt, sz = m, z
 			s.log.Info("configuration file changed; reloading", "path", s.opts.ConfigPath)
 			_ = s.ReloadFile()
 		}
