@@ -21,6 +21,7 @@ import (
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/demo"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/service"
 	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/genesys"
 	"github.com/fanbridge/fanbridge/retry"
@@ -264,17 +265,24 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 }
 
 const patternUsage = `usage: fanbridge pattern test PATTERN EVENT
+       fanbridge pattern test -cel EXPRESSION EVENT
 
 Tests an Amazon EventBridge event pattern against an event, as EventBridge's TestEventPattern
-does. Each argument is JSON text, @FILE to read a file, or @- to read standard input.
-Prints "match" and exits 0, prints "no match" and exits 1; exits 2 for a bad pattern or event.
+does, or with -cel a CEL expression as a route's cel: key evaluates it (over data, the event
+body, and event: id, type, topic, source, time, metadata). Each argument is the text itself,
+@FILE to read a file, or @- to read standard input; EVENT is an event as posted to an intake.
+Prints "match" and exits 0, prints "no match" and exits 1; exits 2 for a bad pattern,
+expression or event. A CEL expression that fails on this event (a missing field, say) does not
+match, as in a route: "no match", the reason on standard error, exit 1.
 
   fanbridge pattern test '{"detail-type":[{"suffix":".customer.end"}]}' @event.json
+  fanbridge pattern test -cel "data.mediaType == 'CHAT'" @event.json
 `
 
 func cmdPattern(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pattern", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	cel := fs.Bool("cel", false, "PATTERN is a CEL expression")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), patternUsage) }
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
@@ -294,8 +302,22 @@ func cmdPattern(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fanbridge pattern: EVENT:", err)
 		return exitUsage
 	}
-	matched, err := filter.Test(pattern, event)
-	if err != nil {
+	var matched bool
+	if *cel {
+		x, err := filter.Expr(string(pattern))
+		if err != nil {
+			fmt.Fprintln(stderr, "fanbridge pattern:", err)
+			return exitUsage
+		}
+		e, err := eventbridge.Decode(event, "application/json")
+		if err != nil {
+			fmt.Fprintln(stderr, "fanbridge pattern: EVENT:", err)
+			return exitUsage
+		}
+		if matched, err = x.Eval(e); err != nil {
+			fmt.Fprintln(stderr, "fanbridge pattern: the expression fails on this event, which a route counts as no match:", err)
+		}
+	} else if matched, err = filter.Test(pattern, event); err != nil {
 		fmt.Fprintln(stderr, "fanbridge pattern:", err)
 		return exitUsage
 	}

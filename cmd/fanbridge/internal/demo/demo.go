@@ -23,12 +23,14 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/grpcsink"
+	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
 
 //go:embed demo.yaml
@@ -121,9 +123,11 @@ type Env struct {
 	APIKey    string
 	Config    *config.Config
 
-	kafka   *kfake.Cluster
-	grpcSrv *grpc.Server
-	tempDir string
+	kafka    *kfake.Cluster
+	tail     *kgo.Client
+	tailDone chan struct{}
+	grpcSrv  *grpc.Server
+	tempDir  string
 }
 
 // Start starts the broker and the consumer, opens the intake listener and builds the
@@ -146,9 +150,12 @@ func Start(opts Options) (env *Env, err error) {
 		return env, fmt.Errorf("demo kafka: %w", err)
 	}
 	env.KafkaAddr = env.kafka.ListenAddrs()[0]
+	if err = env.startTail(log); err != nil {
+		return env, fmt.Errorf("demo kafka consumer: %w", err)
+	}
 
 	consumer, err := grpcsink.NewServer(sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
-		log.Info("analytics consumer received", "id", e.ID, "type", e.Type, "topic", e.Topic, "sink", grpcsink.SinkName(ctx), "bytes", len(e.Data))
+		log.Info("grpc consumer received", "id", e.ID, "type", e.Type, "topic", e.Topic, "sink", grpcsink.SinkName(ctx), "bytes", len(e.Data))
 		return nil
 	}))
 	if err != nil {
@@ -216,10 +223,46 @@ func startKafka(port int) (*kfake.Cluster, error) {
 	return kfake.NewCluster(append(opts, kfake.Ports(port))...)
 }
 
-// Close stops the consumer and the broker and removes the temporary directory.
+// startTail consumes the demo topics from the start and logs one line per record, so that a
+// newcomer sees where each event landed: topic, partition, offset and key.
+func (e *Env) startTail(log *slog.Logger) error {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(e.KafkaAddr),
+		kgo.ConsumeTopics(Topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(250*time.Millisecond),
+	)
+	if err != nil {
+		return err
+	}
+	e.tail, e.tailDone = cl, make(chan struct{})
+	go func() {
+		defer close(e.tailDone)
+		for {
+			fs := cl.PollFetches(context.Background())
+			if fs.IsClientClosed() {
+				return
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				attrs := []any{"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "key", string(r.Key)}
+				if ev, err := kafkasink.EventFromRecord(r); err == nil {
+					attrs = append(attrs, "id", ev.ID, "type", ev.Type)
+				}
+				log.Info("kafka consumer received", attrs...)
+			})
+		}
+	}()
+	return nil
+}
+
+// Close stops the consumers and the broker and removes the temporary directory.
 func (e *Env) Close() {
 	if e.grpcSrv != nil {
 		e.grpcSrv.Stop()
+	}
+	if e.tail != nil {
+		e.tail.Close()
+		<-e.tailDone
 	}
 	if e.kafka != nil {
 		e.kafka.Close()
@@ -236,33 +279,56 @@ func (e *Env) IntakeURL() string { return "http://" + e.Listener.Addr().String()
 // every sample, and how to read Kafka.
 func (e *Env) Banner(w io.Writer) {
 	base := "http://" + e.Listener.Addr().String()
-	s, _ := FindSample(CurlSample)
 	fmt.Fprintf(w, `
 fanbridge demo is running. Press Ctrl-C to stop.
 
   intake:   POST %s
   api key:  %s: %s
   kafka:    %s  topics: %s
-  grpc:     %s  (consumer "analytics" logs each event it gets)
+  grpc:     %s  (consumer "analytics": each event it gets is logged as "grpc consumer received")
   dlq:      %s
   health:   %s/healthz  %s/readyz  metrics: %s/metrics
 
+Each event is logged as "event" (its routes and each sink's outcome), and each record that
+reaches Kafka as "kafka consumer received" (topic, partition, offset, key).
+
 Post a Genesys "conversation ended" event:
 
-  curl -sS -X POST '%s' -H 'Content-Type: application/json' -H '%s: %s' -d '%s'
+  %s
 
 Post every embedded Genesys sample:
 
-  go run ./cmd/fanbridge demo send -url '%s' -key '%s'
+  go run ./cmd/fanbridge demo send -url %s -key %s
 
 Read what reached Kafka:
 
-  kcat -b %s -C -t genesys.conversations -o beginning -e -f 'key=%%k %%s\n'
+  %s
 
 `, e.IntakeURL(), APIKeyHeader, e.APIKey, e.KafkaAddr, strings.Join(Topics, ", "), e.GRPCAddr, e.DLQDir,
 		base, base, base,
-		e.IntakeURL(), APIKeyHeader, e.APIKey, s.Body,
-		e.IntakeURL(), e.APIKey, e.KafkaAddr)
+		e.CurlCommand(),
+		shellQuote(e.IntakeURL()), shellQuote(e.APIKey),
+		e.KcatCommand())
+}
+
+// CurlCommand is the shell command that posts the "conversation ended" sample to the demo.
+func (e *Env) CurlCommand() string {
+	s, _ := FindSample(CurlSample)
+	return strings.Join([]string{"curl", "-sS", "-X", "POST", shellQuote(e.IntakeURL()),
+		"-H", shellQuote("Content-Type: application/json"),
+		"-H", shellQuote(APIKeyHeader + ": " + e.APIKey),
+		"-d", shellQuote(string(s.Body))}, " ")
+}
+
+// KcatCommand is the shell command that prints what reached the genesys.conversations topic,
+// one line per record with its key, and exits at the end.
+func (e *Env) KcatCommand() string {
+	return "kcat -b " + e.KafkaAddr + " -C -t genesys.conversations -o beginning -e -f " + shellQuote(`key=%k %s\n`)
+}
+
+// shellQuote quotes s for a POSIX shell: in single quotes, with each ' written as '\”.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Send posts every sample to url with the API key and writes one line per answer.
