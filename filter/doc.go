@@ -32,17 +32,19 @@
 //
 // # Event patterns: what is matched
 //
-// A pattern is matched against the event's envelope, Event.Raw, exactly as received. An Event
-// with an empty Raw (built in code, or by a decoder that keeps no envelope) is matched against
-// an EventBridge-shaped view of its fields:
+// A pattern is matched against the event's Amazon EventBridge envelope: Event.Raw, exactly as
+// received, when the event came in one (Metadata["format"] is "eventbridge", or is not set, as
+// for events built in code). Any other event (a bare Genesys notification from the WebSocket
+// Notification API, a simple webhook shape, a CloudEvent, or an event with an empty Raw) is
+// matched against an EventBridge-shaped view of its fields:
 //
 //	{"id": ID, "detail-type": Type, "source": Source, "account": Metadata["account"],
 //	 "time": Time (RFC 3339, UTC), "region": Metadata["region"],
 //	 "detail": {"topicName": Topic, "eventBody": Data,
 //	            "metadata": {"CorrelationId": Metadata["correlation-id"]}}}
 //
-// with empty members left out, so the same pattern serves events from the EventBridge API
-// destination and events built elsewhere. An event that is not a JSON object matches nothing
+// with empty members left out, so the same pattern routes a Genesys event the same way whichever
+// intake it came through. An event that is not a JSON object matches nothing
 // (MatchRaw and Test report it as an error wrapping ErrInvalidEvent).
 //
 // # Event patterns: semantics

@@ -7,8 +7,8 @@ import (
 	"github.com/fanbridge/fanbridge"
 )
 
-// envelopeOf returns what event patterns match for e: e.Raw when the event carries it, otherwise
-// an EventBridge-shaped envelope written from the event's fields:
+// envelopeOf returns what event patterns match for e: e.Raw when it is an EventBridge envelope
+// (see rawIsEnvelope), otherwise an EventBridge-shaped envelope written from the event's fields:
 //
 //	{"id": ID, "detail-type": Type, "source": Source, "account": Metadata[account],
 //	 "time": Time (RFC 3339, UTC), "region": Metadata[region],
@@ -17,7 +17,7 @@ import (
 //
 // with empty members left out. buf, when not nil, must be passed to releaseEnvelope.
 func envelopeOf(e *fanbridge.Event) (raw []byte, buf *[]byte) {
-	if len(e.Raw) > 0 {
+	if len(e.Raw) > 0 && rawIsEnvelope(e) {
 		return e.Raw, nil
 	}
 	buf = envPool.Get().(*[]byte)
@@ -105,3 +105,20 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	return append(b, '"')
 }
+
+// rawIsEnvelope reports whether e.Raw is what patterns match: when the decoder that built e says
+// the body was an Amazon EventBridge envelope, or says nothing (events built in code). Events
+// from the other formats (a bare Genesys notification from the WebSocket API, a webhook shape,
+// a CloudEvent) are matched through the EventBridge-shaped view instead, so that one pattern
+// routes a Genesys event the same way whichever intake it came through.
+func rawIsEnvelope(e *fanbridge.Event) bool {
+	switch e.Meta(fanbridge.MetaFormat) {
+	case "", formatEventBridge:
+		return true
+	}
+	return false
+}
+
+// formatEventBridge is the MetaFormat value the eventbridge package gives events decoded from an
+// EventBridge envelope.
+const formatEventBridge = "eventbridge"

@@ -103,7 +103,7 @@ func (m *Matcher) current() *snapshot {
 }
 
 // Match appends to dst the names of the rules whose pattern matches the event's envelope
-// (Event.Raw, or the envelope view when Raw is empty), in ascending order, and returns the
+// (Event.Raw, or the envelope view; see the package documentation), in ascending order, and returns the
 // extended slice. An event that is not a valid JSON object matches nothing. Reusing dst across
 // calls (dst[:0]) makes matching free of allocations after warm-up.
 func (m *Matcher) Match(e *fanbridge.Event, dst []string) []string {

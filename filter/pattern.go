@@ -90,8 +90,8 @@ func MustParsePattern(src string) *Pattern {
 // String returns the pattern's source.
 func (p *Pattern) String() string { return p.src }
 
-// Match reports whether the pattern matches the event's envelope: Event.Raw, or, when Raw is
-// empty, the envelope view described in the package documentation. An event that is not valid
+// Match reports whether the pattern matches the event's envelope: Event.Raw when it is an
+// EventBridge envelope, otherwise the envelope view described in the package documentation. An event that is not valid
 // JSON does not match.
 func (p *Pattern) Match(e *fanbridge.Event) bool {
 	if e == nil {
