@@ -1,0 +1,242 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// reloadConfig is rewritten during the test: the version comment and its padding make every
+// version's text (and size) differ.
+const reloadConfig = `# version %[1]d%[2]s
+listen: {address: "127.0.0.1:0"}
+intake:
+  - path: /events
+    verifiers:
+      - api_key: {header: X-Api-Key, keys: ["${E2E_API_KEY}"]}
+sinks:
+%[3]s
+routes:
+%[4]s
+dlq: {file: {dir: "%[5]s"}}
+logging: {level: info, format: json}
+reload: {watch: %[6]t, interval: 20ms}
+`
+
+// Configuration A sends everything to reload.a; configuration B drops that sink, adds kafka-b,
+// and routes with a pattern and a CEL expression: ended conversations to reload.b and the gRPC
+// consumer, started ones to reload.b only.
+const (
+	sinksA = `  - name: analytics
+    grpc: {targets: ["%[1]s"], insecure: true}
+  - name: kafka-a
+    kafka: {brokers: ["%[2]s"], topic: reload.a}`
+	routesA = `  - {name: everything, all: true, sinks: [kafka-a]}`
+	sinksB  = `  - name: analytics
+    grpc: {targets: ["%[1]s"], insecure: true}
+  - name: kafka-b
+    kafka: {brokers: ["%[2]s"], topic: reload.b}`
+	routesB = `  - name: ended
+    pattern: {detail-type: [{suffix: ".customer.end"}]}
+    sinks: [kafka-b, analytics]
+  - name: started
+    cel: "event.type.endsWith('.customer.start')"
+    sinks: [kafka-b]`
+	// Two ways to get B wrong: a misspelt key, and a route naming a sink that does not exist.
+	routesBadKey = `  - name: ended
+    patern: {detail-type: [{suffix: ".customer.end"}]}
+    sinks: [kafka-b, analytics]`
+	routesBadRef = `  - name: ended
+    pattern: {detail-type: [{suffix: ".customer.end"}]}
+    sinks: [kafka-b, analytics]
+  - name: started
+    cel: "event.type.endsWith('.customer.start')"
+    sinks: [kafka-b, kafka-c]`
+)
+
+// TestReloadUnderLoad changes the routes of the running binary while clients post without pause,
+// first with SIGHUP and then by editing the file under reload.watch: no request fails, each event
+// follows exactly one configuration (the old one or the new one), events posted after the reload
+// follow the new routes, and a file with a mistake is refused with the key named while the
+// running routes carry on.
+func TestReloadUnderLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		watch bool
+	}{
+		{"SIGHUP", false},
+		{"file change", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testReload(t, tc.watch) })
+	}
+}
+
+func testReload(t *testing.T, watch bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	perPhase, nPosters := 20, 4
+	if *long {
+		perPhase, nPosters = 500, 16
+	}
+	kc := newKafka(t, "reload.a", "reload.b")
+	broker := kc.ListenAddrs()[0]
+	cons := newConsumer(t)
+	dlqDir := filepath.Join(t.TempDir(), "dlq")
+	cfgPath := filepath.Join(t.TempDir(), "fanbridge.yaml")
+	version := 0
+	write := func(sinks, routes string) {
+		version++
+		writeFile(t, cfgPath, fmt.Sprintf(reloadConfig, version, strings.Repeat(" #", version),
+			fmt.Sprintf(sinks, cons.addr, broker), routes, dlqDir, watch))
+	}
+	write(sinksA, routesA)
+	p := startService(t, ctx, cfgPath, "E2E_API_KEY="+e2eAPIKey)
+
+	// change writes a new version and triggers a reload, then waits for the service's verdict.
+	change := func(sinks, routes, want string) map[string]any {
+		t.Helper()
+		from := p.stderr.len()
+		write(sinks, routes)
+		if !watch {
+			p.signal(t, syscall.SIGHUP)
+		}
+		line, _, err := p.stderr.wait(ctx, from, func(s string) bool {
+			_, applied := logMsg(s, "configuration reloaded")
+			_, rejected := logMsg(s, "configuration reload rejected; the running configuration stays")
+			return applied || rejected
+		})
+		require.NoError(t, err, "no reload logged")
+		m, ok := logMsg(line, want)
+		require.True(t, ok, "want %q, got %s", want, line)
+		trigger := "SIGHUP: reloading configuration"
+		if watch {
+			trigger = "configuration file changed; reloading"
+		}
+		_, _, err = p.stderr.wait(ctx, from, func(s string) bool { _, ok := logMsg(s, trigger); return ok })
+		require.NoError(t, err)
+		return m
+	}
+
+	ps := startPosters(ctx, t, nPosters, p.url("/events"), e2eAPIKey, newEnvelopes(t), 0)
+	const (
+		cfgA = 1 << iota
+		cfgB
+	)
+	// allowed lists the configurations an event may follow by the phase it was posted in; a
+	// phase during which a reload was under way allows both.
+	allowed := []int{cfgA}
+	next := func(cfgs int) {
+		allowed = append(allowed, cfgs)
+		ps.phase.Add(1)
+	}
+	require.NoError(t, ps.waitPhase(ctx, perPhase))
+
+	next(cfgA | cfgB)
+	change(sinksB, routesB, "configuration reloaded")
+	next(cfgB)
+	require.NoError(t, ps.waitPhase(ctx, perPhase))
+
+	m := change(sinksB, routesBadKey, "configuration reload rejected; the running configuration stays")
+	assert.Contains(t, m["err"], `routes[0].patern: unknown key`)
+	next(cfgB)
+	require.NoError(t, ps.waitPhase(ctx, perPhase))
+
+	m = change(sinksB, routesBadRef, "configuration reload rejected; the running configuration stays")
+	assert.Contains(t, m["err"], `routes[1].sinks[1]: no sink is named "kafka-c"`)
+	next(cfgB)
+	require.NoError(t, ps.waitPhase(ctx, perPhase))
+
+	next(cfgA | cfgB)
+	change(sinksA, routesA, "configuration reloaded")
+	next(cfgA)
+	require.NoError(t, ps.waitPhase(ctx, perPhase))
+	attempts := ps.stop()
+
+	// Where each event went.
+	type dest = string
+	got := map[string]map[dest]int{}
+	add := func(id string, d dest) {
+		if got[id] == nil {
+			got[id] = map[dest]int{}
+		}
+		got[id][d]++
+	}
+	for _, r := range readAll(t, ctx, []string{broker}, "reload.a", "reload.b") {
+		add(r.Event.ID, r.Topic)
+	}
+	for _, d := range cons.deliveries() {
+		add(d.Event.ID, "grpc")
+	}
+	want := func(cfg, kind int) []dest {
+		switch {
+		case cfg == cfgA:
+			return []dest{"reload.a"}
+		case kind == kindEnd:
+			return []dest{"grpc", "reload.b"}
+		}
+		return []dest{"reload.b"}
+	}
+
+	byPhase := map[int32]int{}
+	for _, a := range attempts {
+		byPhase[a.Start]++
+		if !assert.NoError(t, a.Err, "%s: no request may fail during a reload", a.ID) {
+			continue
+		}
+		if !assert.Equal(t, 200, a.Status, "%s: %s", a.ID, a.Body) {
+			continue
+		}
+		assert.Contains(t, a.Body, `"status":"delivered"`, a.ID)
+		var dests []dest
+		for d, n := range got[a.ID] {
+			assert.Equal(t, 1, n, "%s delivered %d times to %s", a.ID, n, d)
+			dests = append(dests, d)
+		}
+		slices.Sort(dests)
+		cfgs := 0
+		for ph := a.Start; ph <= a.End; ph++ {
+			cfgs |= allowed[ph]
+		}
+		ok := false
+		for _, c := range []int{cfgA, cfgB} {
+			if cfgs&c != 0 && slices.Equal(dests, want(c, a.Kind)) {
+				ok = true
+			}
+		}
+		assert.True(t, ok, "%s (kind %d, phases %d-%d) went to %v", a.ID, a.Kind, a.Start, a.End, dests)
+		delete(got, a.ID)
+	}
+	assert.Empty(t, got, "events nobody posted")
+	t.Logf("%d events posted, by phase: %v", len(attempts), byPhase)
+
+	// Exactly the two valid versions were applied: a refused file is not retried at every tick of
+	// the watch, and SIGHUP alone reloads when the watch is off.
+	var applied, changed int
+	for _, l := range strings.Split(p.stderr.String(), "\n") {
+		if _, ok := logMsg(l, "configuration reloaded"); ok {
+			applied++
+		}
+		if _, ok := logMsg(l, "configuration file changed; reloading"); ok {
+			changed++
+		}
+	}
+	assert.Equal(t, 2, applied, "reloads applied")
+	if watch {
+		assert.Equal(t, 4, changed, "one reload per change of the file")
+	} else {
+		assert.Zero(t, changed, "the file is not watched")
+	}
+
+	p.signal(t, syscall.SIGTERM)
+	code, err := p.exit(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+}
