@@ -1,0 +1,351 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/signature"
+)
+
+func TestValidate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e := newE2E(t)
+	whsec, err := signature.NewStandardWebhooksSecret()
+	require.NoError(t, err)
+	exampleEnv := []string{
+		"EVENTBRIDGE_API_KEY=example-api-key-0123456789", "WEBHOOK_HMAC_SECRET=example-hmac-secret",
+		"STANDARD_WEBHOOKS_SECRET=" + whsec, "KAFKA_PASSWORD=example-kafka-password",
+		"EVENTBRIDGE_BASIC_PASSWORD=example-basic-password",
+	}
+	bad := func(from, to string) string {
+		b, err := os.ReadFile(e.cfgPath)
+		require.NoError(t, err)
+		require.Contains(t, string(b), from)
+		p := filepath.Join(t.TempDir(), "bad.yaml")
+		writeFile(t, p, strings.Replace(string(b), from, to, 1))
+		return p
+	}
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		env        []string
+		code       int
+		stdout     string // regexp
+		stderr     []string
+		notInOuput string
+	}{
+		{name: "valid", args: []string{"-config", e.cfgPath}, env: e.env, code: 0,
+			stdout: `^` + regexp.QuoteMeta(e.cfgPath) + `: valid \(2 intake paths, 4 sinks, 3 routes, dlq: file \S+, mode: sync\)\n$`},
+		{name: "file as argument", args: []string{e.cfgPath}, env: e.env, code: 0, stdout: `: valid `},
+		{name: "the example configuration", args: []string{"-config", "fanbridge.example.yaml"}, env: exampleEnv, code: 0,
+			stdout: `valid \(2 intake paths, 4 sinks, 4 routes, dlq: file /var/lib/fanbridge/dlq, mode: sync\)`},
+		{name: "secret not set", args: []string{"-config", e.cfgPath}, env: []string{"E2E_API_KEY=" + e2eAPIKey, "E2E_WHSEC=" + e.whsec}, code: 1,
+			stderr: []string{"config: intake[1].verifiers[1].hmac.secrets[0]: environment variable E2E_HMAC is not set"}},
+		{name: "misspelt key", args: []string{"-config", bad("topic: genesys.all", "topik: genesys.all")}, env: e.env, code: 1,
+			stderr: []string{"config: sinks[3].kafka.topik: unknown key (line "}},
+		{name: "route to a missing sink", args: []string{"-config", bad("sinks: [kafka-all]", "sinks: [kafka-everything]")}, env: e.env, code: 1,
+			stderr: []string{`config: routes[2].sinks[0]: no sink is named "kafka-everything"`}},
+		{name: "bad CEL", args: []string{"-config", bad("event.type in", "event.typo in")}, env: e.env, code: 1,
+			stderr: []string{"config: routes[1].cel:", "typo"}},
+		{name: "bad pattern", args: []string{"-config", bad(`{suffix: ".customer.end"}`, `{suffix: 5}`)}, env: e.env, code: 1,
+			stderr: []string{"config: routes[0].pattern:"}},
+		{name: "bad secret, not echoed", args: []string{"-config", e.cfgPath}, env: []string{"E2E_API_KEY=" + e2eAPIKey, "E2E_HMAC=" + e2eHMAC, "E2E_WHSEC=whsec_not-base64-topsecret"}, code: 1,
+			stderr: []string{"config: intake[1].verifiers[0].standard_webhooks: signature: StandardWebhooks key 0: secret is not whsec_ followed by base64"}, notInOuput: "topsecret"},
+		{name: "empty secret", args: []string{"-config", e.cfgPath}, env: []string{"E2E_API_KEY=", "E2E_HMAC=" + e2eHMAC, "E2E_WHSEC=" + e.whsec}, code: 1,
+			stderr: []string{"config: intake[0].verifiers[0].api_key: signature: API key 0 is empty"}},
+		{name: "no such file", args: []string{"-config", filepath.Join(t.TempDir(), "nope.yaml")}, code: 1, stderr: []string{"no such file"}},
+		{name: "no file given", args: nil, code: 2, stderr: []string{"usage: fanbridge validate -config FILE"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, ctx, tc.env, append([]string{"validate"}, tc.args...)...)
+			assert.Equal(t, tc.code, code, "stdout: %s\nstderr: %s", out, errOut)
+			if tc.stdout != "" {
+				assert.Regexp(t, tc.stdout, out)
+			}
+			for _, s := range tc.stderr {
+				assert.Contains(t, errOut, s)
+			}
+			if tc.notInOuput != "" {
+				assert.NotContains(t, out+errOut, tc.notInOuput)
+			}
+		})
+	}
+}
+
+func TestPatternTest(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	event := "@" + filepath.Join("testdata", "genesys", "v2.detail.events.conversation.customer.end.json")
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		stdin  string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{name: "match", args: []string{`{"detail-type":[{"suffix":".customer.end"}],"detail":{"eventBody":{"mediaType":["CHAT"]}}}`, event}, code: 0, stdout: "match\n"},
+		{name: "numeric match", args: []string{`{"detail":{"eventBody":{"interactingDurationMs":[{"numeric":[">",30000]}]}}}`, event}, code: 0, stdout: "match\n"},
+		{name: "no match", args: []string{`{"detail-type":[{"suffix":".customer.start"}]}`, event}, code: 1, stdout: "no match\n"},
+		{name: "pattern from a file, event from stdin", args: []string{"@" + writeTemp(t, `{"source":[{"prefix":"aws.partner/genesys.com"}]}`), "@-"},
+			stdin: mustRead(t, event[1:]), code: 0, stdout: "match\n"},
+		{name: "bad pattern", args: []string{`{"detail-type":[{"suffix":5}]}`, event}, code: 2, stderr: `pattern at "detail-type": "suffix" wants a string`},
+		{name: "pattern not JSON", args: []string{`{detail-type`, event}, code: 2, stderr: "fanbridge pattern: filter:"},
+		{name: "event not JSON", args: []string{`{"source":["x"]}`, "not json"}, code: 2, stderr: "fanbridge pattern: filter: event is not a valid JSON object"},
+		{name: "missing file", args: []string{`{"source":["x"]}`, "@/nonexistent/event.json"}, code: 2, stderr: "fanbridge pattern: EVENT:"},
+		{name: "cel match", args: []string{"-cel", "data.mediaType == 'CHAT' && data.interactingDurationMs > 30000 && event.type.endsWith('.customer.end')", event}, code: 0, stdout: "match\n"},
+		{name: "cel no match", args: []string{"-cel", "data.mediaType == 'VOICE'", event}, code: 1, stdout: "no match\n"},
+		{name: "cel fails on the event", args: []string{"-cel", "data.wrapup.code == 'x'", event}, code: 1, stdout: "no match\n", stderr: "no such key: wrapup"},
+		{name: "cel bad expression", args: []string{"-cel", "data.mediaType ==", event}, code: 2, stderr: "fanbridge pattern: filter: invalid CEL expression"},
+		{name: "cel event not an event", args: []string{"-cel", "true", `{"a":1}`}, code: 2, stderr: "fanbridge pattern: EVENT:"},
+		{name: "too few arguments", args: []string{`{}`}, code: 2, stderr: "usage: fanbridge pattern test PATTERN EVENT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.CommandContext(ctx, binary, append([]string{"pattern", "test"}, tc.args...)...)
+			cmd.Stdin = strings.NewReader(tc.stdin)
+			var so, se strings.Builder
+			cmd.Stdout, cmd.Stderr = &so, &se
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else {
+				require.NoError(t, err)
+			}
+			assert.Equal(t, tc.code, code, "stdout: %s\nstderr: %s", so.String(), se.String())
+			if tc.stdout != "" || tc.code != 2 {
+				assert.Equal(t, tc.stdout, so.String())
+			}
+			if tc.stderr != "" {
+				assert.Contains(t, se.String(), tc.stderr)
+			}
+		})
+	}
+}
+
+func writeTemp(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "f.json")
+	require.NoError(t, os.WriteFile(p, []byte(text), 0o600))
+	return p
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// dlqConfig sends every event to an archive topic and to a sink that maps only presence types
+// to a topic: without a fallback topic, every other type fails there permanently and is
+// dead-lettered. The fix for redrive adds the fallback.
+const dlqConfig = `
+listen: {address: "127.0.0.1:0"}
+intake:
+  - path: /events
+    verifiers:
+      - api_key: {header: X-Api-Key, keys: ["${E2E_API_KEY}"]}
+sinks:
+  - name: people
+    kafka:
+      brokers: ["%[1]s"]
+      topic_by_type: {"v2.users.{id}.presence": gen-presence-status}
+      %[3]s
+  - name: archive
+    kafka: {brokers: ["%[1]s"], topic: genesys.all}
+routes:
+  - {name: everything, all: true, sinks: [people, archive]}
+dlq: {file: {dir: "%[2]s"}}
+logging: {format: json}
+`
+
+// TestDLQCommands dead-letters events with a sink that fails permanently, then lists, shows and
+// redrives them with the dlq subcommands: beside the running service (list works, redrive is
+// refused), after it stopped (redrive with the broken sink keeps the entries; with the sink fixed
+// it delivers and removes them).
+func TestDLQCommands(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kc := newKafka(t, "gen-presence-status", "genesys.all", "genesys-other")
+	broker := kc.ListenAddrs()[0]
+	dir := filepath.Join(t.TempDir(), "dlq")
+	cfgPath := filepath.Join(t.TempDir(), "fanbridge.yaml")
+	writeFile(t, cfgPath, fmt.Sprintf(dlqConfig, broker, dir, ""))
+	fixed := filepath.Join(t.TempDir(), "fixed.yaml")
+	writeFile(t, fixed, fmt.Sprintf(dlqConfig, broker, dir, "fallback_topic: genesys-other"))
+	env := []string{"E2E_API_KEY=" + e2eAPIKey}
+	p := startService(t, ctx, cfgPath, env...)
+
+	samples := []string{
+		"v2.detail.events.conversation.customer.end.json",
+		"v2.detail.events.conversation.customer.start.json",
+		"v2.audits.entitytype.OAuthClient.delete.json",
+	}
+	ids := map[string]bool{}
+	for _, s := range samples {
+		body := mustRead(t, filepath.Join("testdata", "genesys", s))
+		status, answer, err := post(ctx, http.DefaultClient, p.url("/events"), []byte(body), map[string]string{"X-Api-Key": e2eAPIKey})
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, status, answer)
+		assert.Contains(t, answer, `"status":"delivered"`, "dead-lettered counts as delivered")
+		var ev struct{ ID string }
+		require.NoError(t, json.Unmarshal([]byte(body), &ev))
+		ids[ev.ID] = true
+	}
+
+	dlqCmd := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCmd(t, ctx, env, append([]string{"dlq"}, args...)...)
+	}
+
+	// Beside the running service: list reads, redrive is refused.
+	code, out, errOut := dlqCmd("list", "-config", cfgPath)
+	require.Equal(t, 0, code, errOut)
+	rows := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, rows, 1+len(samples), out)
+	assert.Regexp(t, `^ID\s+LAST ATTEMPT\s+SINK\s+ROUTE\s+CONDITION\s+ATTEMPTS\s+EVENT ID\s+TYPE\s+ERROR`, rows[0])
+	for _, r := range rows[1:] {
+		assert.Regexp(t, `\speople\s+everything\s+permanent\s+1\s`, r)
+		assert.Contains(t, r, "kafkasink: choosing a topic for event")
+	}
+	assert.Equal(t, fmt.Sprintf("%d entries\n", len(samples)), errOut)
+	code, _, errOut = dlqCmd("redrive", "-config", cfgPath)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "a running fanbridge holds this directory")
+
+	p.signal(t, syscall.SIGTERM)
+	code, err := p.exit(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, code)
+
+	// list -json: one entry per line, each naming the sink, route, condition and event.
+	code, out, errOut = dlqCmd("list", "-file", dir, "-json")
+	require.Equal(t, 0, code, errOut)
+	var entries []dlq.Entry
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e dlq.Entry
+		require.NoError(t, json.Unmarshal([]byte(l), &e), l)
+		entries = append(entries, e)
+		assert.Equal(t, "people", e.Sink)
+		assert.Equal(t, "everything", e.Route)
+		assert.Equal(t, dlq.ConditionPermanent, e.Condition)
+		assert.Equal(t, 1, e.Attempts)
+		assert.Contains(t, e.Error, "kafkasink: no topic for event type")
+		assert.True(t, ids[e.Event.ID], "entry for %s", e.Event.ID)
+	}
+	require.Len(t, entries, len(samples))
+
+	// show: one entry in full, by id.
+	code, out, errOut = dlqCmd("show", "-file", dir, entries[1].ID)
+	require.Equal(t, 0, code, errOut)
+	var shown dlq.Entry
+	require.NoError(t, json.Unmarshal([]byte(out), &shown), out)
+	assert.Equal(t, entries[1].ID, shown.ID)
+	assert.Equal(t, entries[1].Event.ID, shown.Event.ID)
+	assert.NotEmpty(t, shown.Event.Raw, "the envelope as received")
+	assert.Contains(t, out, "\n  \"", "indented")
+	code, _, errOut = dlqCmd("show", "-file", dir, "01NOSUCHENTRY")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "fanbridge dlq:")
+	code, _, _ = dlqCmd("show", "-file", dir)
+	assert.Equal(t, 2, code, "show needs an id")
+
+	// Redrive with the sink still broken: every entry fails again and stays.
+	code, out, _ = dlqCmd("redrive", "-config", cfgPath, "-attempts", "1")
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, fmt.Sprintf("selected %d, redriven 0, removed 0, failed %d, skipped 0", len(samples), len(samples)))
+
+	// Redrive one entry, then the rest, with the sink fixed.
+	code, out, errOut = dlqCmd("redrive", "-config", fixed, "-id", entries[0].ID)
+	require.Equal(t, 0, code, "%s\n%s", out, errOut)
+	assert.Contains(t, out, "selected 1, redriven 1, removed 1, failed 0, skipped 0")
+	code, out, errOut = dlqCmd("redrive", "-config", fixed, "-sink", "people")
+	require.Equal(t, 0, code, "%s\n%s", out, errOut)
+	assert.Contains(t, out, fmt.Sprintf("selected %d, redriven %d, removed %d", len(samples)-1, len(samples)-1, len(samples)-1))
+	code, out, errOut = dlqCmd("list", "-config", fixed)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, "0 entries\n", errOut)
+	assert.Equal(t, 1, len(strings.Split(strings.TrimSpace(out), "\n")), "only the header")
+
+	// The redriven events are in the fallback topic, once each.
+	got := map[string]int{}
+	for _, r := range readAll(t, ctx, []string{broker}, "genesys-other") {
+		got[r.Event.ID]++
+	}
+	want := map[string]int{}
+	for id := range ids {
+		want[id] = 1
+	}
+	assert.Equal(t, want, got)
+
+	// Mistakes in the command line.
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{nil, 2, "usage: fanbridge dlq list"},
+		{[]string{"list"}, 2, "give -config FILE or -file DIR"},
+		{[]string{"frob", "-file", dir}, 2, `unknown command "frob"`},
+		{[]string{"redrive", "-file", dir}, 2, "-config is required"},
+		{[]string{"redrive", "-config", fixed, "-sink", "nope"}, 2, "-sink nope: no sink of that name"},
+	} {
+		code, _, errOut := dlqCmd(tc.args...)
+		assert.Equal(t, tc.code, code, "%v: %s", tc.args, errOut)
+		assert.Contains(t, errOut, tc.msg, "%v", tc.args)
+	}
+}
+
+func TestVersionHelpAndUnknownCommands(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code, out, _ := runCmd(t, ctx, nil, "version")
+	assert.Equal(t, 0, code)
+	assert.Regexp(t, `^fanbridge \S+ `+regexp.QuoteMeta(runtime.Version())+` `+runtime.GOOS+`/`+runtime.GOARCH+"\n$", out)
+
+	code, out, _ = runCmd(t, ctx, nil, "help")
+	assert.Equal(t, 0, code)
+	for _, c := range []string{"validate", "dlq", "pattern", "provision", "demo", "version"} {
+		assert.Regexp(t, `(?m)^  `+c+`\s`, out)
+	}
+
+	code, _, errOut := runCmd(t, ctx, nil, "frobnicate")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, `unknown command "frobnicate"`)
+
+	code, _, errOut = runCmd(t, ctx, nil, "-config", filepath.Join(t.TempDir(), "nope.yaml"))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "no such file")
+
+	code, _, errOut = runCmd(t, ctx, nil, "-no-such-flag")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "flag provided but not defined: -no-such-flag")
+
+	// The demo helpers that need no running service.
+	code, out, _ = runCmd(t, ctx, nil, "demo", "sample")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "v2.detail.events.conversation.customer.end\n")
+	code, out, _ = runCmd(t, ctx, nil, "demo", "sample", "customer.end")
+	assert.Equal(t, 0, code)
+	assert.JSONEq(t, mustRead(t, filepath.Join("testdata", "genesys", "v2.detail.events.conversation.customer.end.json")), out)
+	code, out, _ = runCmd(t, ctx, nil, "demo", "config")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "${DEMO_API_KEY}")
+}
