@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/genesys/genesystest"
 	"github.com/fanbridge/fanbridge/signature"
 )
 
@@ -348,4 +349,43 @@ func TestVersionHelpAndUnknownCommands(t *testing.T) {
 	code, out, _ = runCmd(t, ctx, nil, "demo", "config")
 	assert.Equal(t, 0, code)
 	assert.Contains(t, out, "${DEMO_API_KEY}")
+}
+
+// TestProvision runs `provision` against a fake Genesys Cloud: it creates the EventBridge
+// integration once, a second run changes nothing, and a wrong secret or missing flags fail with
+// the matching exit codes.
+func TestProvision(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := genesystest.NewServer()
+	defer srv.Close()
+	// The process environment must not fill in what the test leaves out.
+	clean := []string{"GENESYS_REGION=", "GENESYS_CLIENT_ID=", "GENESYS_API_URL=", "GENESYS_TOKEN_URL=", "AWS_ACCOUNT_ID=", "AWS_REGION="}
+	env := append(clean, "GENESYS_CLIENT_SECRET="+genesystest.DefaultClientSecret)
+	args := []string{"provision", "-api-url", srv.URL, "-token-url", srv.TokenURL(), "-client-id", genesystest.DefaultClientID,
+		"-region", "us-east-1", "-aws-account", "123456789012", "-aws-region", "us-east-1", "-suffix", "fanbridge-test",
+		"-topics", "v2.users.{id}.presence,v2.detail.events.conversation.{id}.customer.end"}
+	source := "aws.partner/genesys.com/cloud/" + genesystest.DefaultOrganizationID + "/fanbridge-test"
+
+	code, out, errOut := runCmd(t, ctx, env, args...)
+	require.Equal(t, 0, code, "%s\n%s", out, errOut)
+	assert.Contains(t, out, `"fanbridge": created, configured, enabled`)
+	assert.Contains(t, out, "partner event source: "+source)
+	writes := len(srv.Writes())
+	assert.Positive(t, writes)
+
+	code, out, errOut = runCmd(t, ctx, env, args...)
+	require.Equal(t, 0, code, "%s\n%s", out, errOut)
+	assert.Contains(t, out, `"fanbridge": unchanged`)
+	assert.Len(t, srv.Writes(), writes, "a second run writes nothing")
+	assert.NotContains(t, out+errOut, genesystest.DefaultClientSecret)
+
+	code, out, errOut = runCmd(t, ctx, append(clean, "GENESYS_CLIENT_SECRET=not-the-secret"), args...)
+	assert.Equal(t, 1, code, "%s\n%s", out, errOut)
+	assert.Contains(t, errOut, "fanbridge provision:")
+	assert.NotContains(t, out+errOut, "not-the-secret")
+
+	code, _, errOut = runCmd(t, ctx, env, "provision")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "missing -region or GENESYS_REGION")
 }
