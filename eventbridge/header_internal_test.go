@@ -1,0 +1,98 @@
+package eventbridge
+
+import (
+	"mime"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// FuzzParseMediaType holds parseMediaType to the standard library's parser: a Content-Type that
+// mime.ParseMediaType reads as JSON or CloudEvents JSON, with no charset or UTF-8, is accepted as
+// that media type; one it reads as anything else is refused.
+func FuzzParseMediaType(f *testing.F) {
+	for _, s := range []string{
+		"", "application/json", "APPLICATION/JSON", "application/json; charset=utf-8",
+		`application/json; charset="UTF-8"`, "application/json;charset=latin1",
+		"application/cloudevents+json", "application/cloudevents+json; charset=utf8",
+		"text/plain", "application/json-seq", "application/jsonx", " application/json ; q=1",
+		"application/json; charset=utf-8; charset=latin1", ";", "application/json;;",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ct string) {
+		got, err := parseMediaType(ct)
+		mt, params, mimeErr := mime.ParseMediaType(ct)
+		if mimeErr != nil {
+			return // not a well-formed Content-Type: ours may be more lenient
+		}
+		charset, hasCharset := params["charset"]
+		utf8 := !hasCharset || strings.EqualFold(charset, "utf-8") || strings.EqualFold(charset, "utf8")
+		switch {
+		case mt == "application/json" && utf8:
+			if err != nil || got != mediaJSON {
+				t.Fatalf("%q: got %v, %v; want JSON", ct, got, err)
+			}
+		case mt == "application/cloudevents+json" && utf8:
+			if err != nil || got != mediaCloudEvents {
+				t.Fatalf("%q: got %v, %v; want CloudEvents", ct, got, err)
+			}
+		default:
+			if err == nil {
+				t.Fatalf("%q (media type %q, charset %q) accepted as %v", ct, mt, charset, got)
+			}
+		}
+	})
+}
+
+// traceparentForm is the W3C traceparent grammar: version, trace id, parent id, flags, and for
+// versions after 00, further "-" fields.
+var traceparentForm = regexp.MustCompile(`(?s)^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?$`)
+
+// FuzzValidTraceparent holds validTraceparent to the grammar written as a regular expression,
+// with the rules the grammar cannot say: version ff is invalid, version 00 has no further fields,
+// and neither id may be all zeros.
+func FuzzValidTraceparent(f *testing.F) {
+	for _, s := range []string{
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01", "", "00-",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		want := false
+		if m := traceparentForm.FindStringSubmatch(v); m != nil {
+			want = m[1] != "ff" && !(m[1] == "00" && m[4] != "") &&
+				strings.Trim(m[2], "0") != "" && strings.Trim(m[3], "0") != ""
+		}
+		if got := validTraceparent(v); got != want {
+			t.Fatalf("validTraceparent(%q) = %v, want %v", v, got, want)
+		}
+	})
+}
+
+// FuzzValidTracestate: an accepted tracestate is at most 512 printable ASCII characters, so it can
+// go into a Kafka header and gRPC metadata as it is.
+func FuzzValidTracestate(f *testing.F) {
+	f.Add("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+	f.Add("a=\x00")
+	f.Add(strings.Repeat("k=v,", 200))
+	f.Fuzz(func(t *testing.T, v string) {
+		if !validTracestate(v) {
+			return
+		}
+		if v == "" || len(v) > 512 {
+			t.Fatalf("accepted %d bytes", len(v))
+		}
+		for _, r := range []byte(v) {
+			if r < 0x20 || r > 0x7e {
+				t.Fatalf("accepted byte %#x", r)
+			}
+		}
+	})
+}
