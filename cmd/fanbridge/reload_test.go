@@ -29,7 +29,7 @@ routes:
 dlq: {file: {dir: "%[5]s"}}
 logging: {level: info, format: json}
 reload: {watch: %[6]t, interval: 20ms}
-`
+%[7]s`
 
 // Configuration A sends everything to reload.a; configuration B drops that sink, adds kafka-b,
 // and routes with a pattern and a CEL expression: ended conversations to reload.b and the gRPC
@@ -94,8 +94,14 @@ func testReload(t *testing.T, watch bool) {
 	version := 0
 	write := func(sinks, routes string) {
 		version++
+		// B also asks for async dispatch, which only a restart can change: it is reported and
+		// ignored (the events of B are still delivered before the answer).
+		extra := ""
+		if sinks == sinksB {
+			extra = "dispatch: {mode: async}\n"
+		}
 		writeFile(t, cfgPath, fmt.Sprintf(reloadConfig, version, strings.Repeat(" #", version),
-			fmt.Sprintf(sinks, cons.addr, broker), routes, dlqDir, watch))
+			fmt.Sprintf(sinks, cons.addr, broker), routes, dlqDir, watch, extra))
 	}
 	write(sinksA, routesA)
 	p := startService(t, ctx, cfgPath, "E2E_API_KEY="+e2eAPIKey)
@@ -140,8 +146,14 @@ func testReload(t *testing.T, watch bool) {
 	require.NoError(t, ps.waitPhase(ctx, perPhase))
 
 	next(cfgA | cfgB)
+	from := p.stderr.len()
 	change(sinksB, routesB, "configuration reloaded")
 	next(cfgB)
+	_, _, err := p.stderr.wait(ctx, from, func(s string) bool {
+		m, ok := logMsg(s, "setting changed in the file takes effect after a restart")
+		return ok && m["key"] == "dispatch"
+	})
+	require.NoError(t, err, "a restart-only setting is reported")
 	require.NoError(t, ps.waitPhase(ctx, perPhase))
 
 	m := change(sinksB, routesBadKey, "configuration reload rejected; the running configuration stays")

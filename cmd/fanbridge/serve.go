@@ -62,7 +62,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 			cfg.Listen.Address = *listen
 		}
 		log, level = service.NewLogger(cfg.Logging, stderr)
-		opts = service.Options{ConfigPath: *cfgPath, ConfigText: text, Logger: log, Level: level}
+		opts = service.Options{ConfigPath: *cfgPath, ConfigText: text, ListenAddress: *listen, Logger: log, Level: level}
 	} else {
 		log, level = service.NewLogger(config.Logging{Level: "info", Format: "text"}, stderr)
 		env, err = demo.Start(demo.Options{Listen: *listen, KafkaPort: *kafkaPort, APIKey: *apiKey, DLQDir: *dlqDir, Logger: log.With("component", "demo")})

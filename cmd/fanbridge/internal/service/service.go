@@ -40,6 +40,9 @@ type Options struct {
 	Level *slog.LevelVar
 	// Listener, when set, is served instead of listening on cfg.Listen.Address.
 	Listener net.Listener
+	// ListenAddress, when set, overrides listen.address of every configuration, the first and
+	// the reloaded ones (the -listen flag).
+	ListenAddress string
 	// ConfigText is the file's text the running configuration was parsed from; the file watch
 	// (reload.watch) reloads when the file's content differs from the last text read.
 	ConfigText []byte
@@ -401,12 +404,15 @@ func (s *Service) Reload(cfg *config.Config) error {
 		s.log.Error("configuration reload rejected; the running configuration stays", "err", err)
 		return err
 	}
+	if s.opts.ListenAddress != "" {
+		cfg.Listen.Address = s.opts.ListenAddress
+	}
 	// Settings that belong to the process keep their running values.
 	for _, k := range restartOnly(s.cfg, cfg) {
 		s.log.Warn("setting changed in the file takes effect after a restart", "key", k)
 	}
 	cfg.Listen, cfg.DLQ, cfg.Dispatch, cfg.Tracing, cfg.Health = s.cfg.Listen, s.cfg.DLQ, s.cfg.Dispatch, s.cfg.Tracing, s.cfg.Health
-	cfg.Logging.Format = s.cfg.Logging.Format
+	cfg.Logging.Format, cfg.Reload = s.cfg.Logging.Format, s.cfg.Reload
 
 	next := map[string]*builtSink{}
 	var fresh []*builtSink
@@ -487,6 +493,9 @@ func restartOnly(old, cur *config.Config) []string {
 	}
 	if old.Logging.Format != cur.Logging.Format {
 		keys = append(keys, "logging.format")
+	}
+	if old.Reload != cur.Reload {
+		keys = append(keys, "reload")
 	}
 	return keys
 }
