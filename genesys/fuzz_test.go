@@ -4,7 +4,9 @@ package genesys
 // the package is black-box.
 
 import (
+	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -109,4 +111,41 @@ func TestParseRetryAfter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParseRegion: whatever ParseRegion accepts is a Region whose hosts are plain DNS names it
+// can build URLs from, and reading its own API host, login host or AWS region name again gives the
+// same Region.
+func FuzzParseRegion(f *testing.F) {
+	for _, s := range []string{"eu-west-1", "api.mypurecloud.ie", "login.mypurecloud.ie", "mypurecloud.ie",
+		"https://api.mypurecloud.ie/", "HTTPS://API.MYPURECLOUD.IE", "api.example.net", "", "api.", "..",
+		"https://user:pw@api.mypurecloud.ie/x?y", "api.mypurecloud.ie:443", "ap-south-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRegion(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("ParseRegion(%q): error %v does not wrap ErrInvalidConfig", s, err)
+			}
+			return
+		}
+		for _, host := range []string{r.APIHost(), r.LoginHost()} {
+			u, err := url.Parse("https://" + host + "/api/v2/")
+			if err != nil || u.Host != host || strings.ContainsAny(host, "/?#@ \t\r\n") {
+				t.Fatalf("ParseRegion(%q) = %q: host %q does not make a URL (%v)", s, r, host, err)
+			}
+		}
+		for _, again := range []string{r.APIHost(), r.LoginHost(), r.String()} {
+			r2, err := ParseRegion(again)
+			if err != nil || r2 != r {
+				t.Fatalf("ParseRegion(%q) = %q, but ParseRegion(%q) = %q, %v", s, r, again, r2, err)
+			}
+		}
+		if aws := r.AWSRegion(); aws != "" {
+			if r2, err := ParseRegion(aws); err != nil || r2 != r {
+				t.Fatalf("ParseRegion(%q) = %q, but its AWS region %q reads as %q, %v", s, r, aws, r2, err)
+			}
+		}
+	})
 }
