@@ -301,6 +301,27 @@ func TestDemo(t *testing.T) {
 	assert.Regexp(t, `(?m)^v2\.conversations\.transcription\s+200 \{"status":"delivered"`, out)
 	assert.Regexp(t, `(?m)^v2\.detail\.events\.conversation\.customer\.end\s+200 \{"status":"duplicate"`, out)
 
+	// README.md shows the banner's commands from a run on the default ports: they are the same
+	// commands, address and key aside.
+	readme := mustRead(t, "README.md")
+	readmeKey := regexp.MustCompile(`X-Api-Key: (demo-[0-9a-f]{32})`).FindStringSubmatch(readme)
+	require.NotNil(t, readmeKey, "README.md shows a demo key")
+	localize := strings.NewReplacer("http://127.0.0.1:8080/events", b.intake, "127.0.0.1:9092", b.kafka, readmeKey[1], b.key)
+	for _, cmd := range []string{b.curl, b.send, b.kcat} {
+		name := strings.Join(strings.Fields(cmd)[:2], " ")
+		if name == "go run" {
+			name = "go run ./cmd/fanbridge demo send"
+		}
+		found := false
+		for _, l := range strings.Split(readme, "\n") {
+			if strings.HasPrefix(l, name+" ") {
+				found = true
+				assert.Equal(t, cmd, localize.Replace(l), "README.md's %q command", name)
+			}
+		}
+		assert.True(t, found, "README.md shows the %q command", name)
+	}
+
 	p.signal(t, syscall.SIGTERM)
 	code, err = p.exit(ctx)
 	require.NoError(t, err)

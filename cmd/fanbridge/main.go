@@ -1,18 +1,3 @@
-// Command fanbridge is the ready-made fanbridge service: it takes Genesys Cloud events in over
-// HTTP (Amazon EventBridge API destinations, signed webhooks), checks who sent them, routes them
-// with EventBridge patterns or CEL expressions, and delivers them to Kafka topics and gRPC
-// consumers, retrying each sink on its own and dead-lettering what still fails.
-//
-// Run with no arguments for the demo (an in-process Kafka broker and gRPC consumer), or with
-// -config for a configuration file. See README.md in this directory for the manual.
-//
-//	fanbridge [-config FILE] [flags]      run the service (the demo without -config)
-//	fanbridge validate -config FILE       check a configuration
-//	fanbridge dlq list|show|redrive       inspect and redrive the dead-letter queue
-//	fanbridge pattern test PATTERN EVENT  test an EventBridge pattern against an event
-//	fanbridge provision [flags]           set up the Genesys Cloud EventBridge integration
-//	fanbridge demo send|sample|config     demo helpers
-//	fanbridge version                     print the version
 package main
 
 import (

@@ -1,0 +1,65 @@
+// Command fanbridge is the ready-made fanbridge service: it takes Genesys Cloud events in over
+// HTTP (Amazon EventBridge API destinations, signed webhooks), checks who sent them, routes them
+// with EventBridge patterns or CEL expressions, and delivers them to Kafka topics and gRPC
+// consumers, retrying each sink on its own and dead-lettering what still fails. It is built
+// only from the library's public packages. README.md in this directory is the full manual.
+//
+// Usage:
+//
+//	fanbridge [-config FILE] [-listen ADDR]        run the service (the demo without -config)
+//	fanbridge validate -config FILE                check a configuration
+//	fanbridge dlq list|show|redrive [flags]        inspect and redrive the dead-letter queue
+//	fanbridge pattern test [-cel] PATTERN EVENT    does a pattern or CEL expression match?
+//	fanbridge provision [flags]                    set up the Genesys Cloud EventBridge integration
+//	fanbridge demo send|sample|config              demo helpers
+//	fanbridge version                              print the version
+//
+// Exit codes: 0 success (and a clean shutdown), 1 failure (an invalid configuration, a pattern
+// that does not match, a shutdown that lost or could not close something), 2 usage errors.
+//
+// # Demo
+//
+// With no -config, fanbridge starts an in-process Kafka broker (kfake) on 127.0.0.1:9092, an
+// in-process gRPC consumer, a file dead-letter queue in a temporary directory and an intake at
+// http://127.0.0.1:8080/events protected by a generated API key (a taken port falls back to a
+// free one), and prints a banner with the key, the addresses, a curl command that posts a
+// Genesys sample, and a kcat command that reads the topic. Each event is then logged with its
+// routes and each sink's outcome, and each Kafka record with its topic, partition and offset.
+// `go run ./cmd/fanbridge` is all it takes.
+//
+// # Configuration
+//
+// A YAML file declares the listen address; intake paths with their verifiers (api_key, basic,
+// bearer, hmac, github, open_messaging, standard_webhooks); sinks (kafka with brokers, TLS, SASL,
+// a topic, topics by type or a topic template, and a key; grpc with targets and TLS), each with
+// its retry policy, concurrency, queue and circuit breaker; routes (a name, an EventBridge pattern
+// or a CEL expression or all, and sink names); a dead-letter queue (a directory or a Kafka
+// topic); the dispatch mode; logging, tracing, health, shutdown and reload settings. Any value
+// may be ${ENV} or ${ENV:-default}, which is how secrets are given. Unknown keys are errors, and
+// every error names its key path; the process does not start on an invalid file.
+// fanbridge.example.yaml lists every key with its default.
+//
+// # Delivery semantics
+//
+// In sync mode (the default) a 200 means every matched sink acknowledged the event or the
+// dead-letter queue holds it for that sink: nothing acknowledged is lost, and delivery is at
+// least once. In async mode a 200 means every matched sink's queue accepted it in memory: a
+// graceful shutdown still delivers or dead-letters it, a crash loses what is queued.
+//
+// # Signals
+//
+// SIGHUP reloads the configuration file (as does a change of its content with reload.watch):
+// routes, sinks, intake paths and verifiers are swapped without dropping a request; a file with
+// a mistake is refused with the key named in the log, and the running configuration stays.
+// SIGTERM and SIGINT shut down gracefully: /readyz fails, new requests get 503, requests in
+// flight finish (shutdown.http_timeout), queued deliveries drain (shutdown.drain_timeout) and
+// what is left is dead-lettered; the exit code is 0 when nothing was lost. A second signal exits
+// at once.
+//
+// # Endpoints
+//
+// POST on each intake path; GET /healthz (liveness), GET /readyz (ready only when every sink
+// and the dead-letter queue answer their probe), GET /metrics (Prometheus). A traceparent header
+// starts spans in the sender's trace (per request, per event and per sink attempt) and travels
+// on as a Kafka record header and as gRPC call metadata.
+package main
