@@ -41,11 +41,11 @@ func TestAsyncAgeCountsFromArrival(t *testing.T) {
 	}, fanout.WithMode(fanout.Async), fanout.WithClock(clk))
 	ctx := testContext(t)
 	require.NoError(t, d.Dispatch(ctx, event("blocker", "x")))
-	require.Equal(t, "blocker", <-entered)
+	require.Equal(t, "blocker", recv(t, entered))
 	require.NoError(t, d.Dispatch(ctx, event("e1", "x"))) // arrives at epoch, waits
 	clk.Advance(800 * time.Millisecond)
 	close(gate)
-	require.Equal(t, "e1", <-entered) // first attempt at +800ms fails; +300ms would pass the 1s age
+	require.Equal(t, "e1", recv(t, entered)) // first attempt at +800ms fails; +300ms would pass the 1s age
 	require.NoError(t, d.Close(ctx))
 	require.Len(t, q.Entries(), 1)
 	got := q.Entries()[0]
@@ -121,7 +121,7 @@ func TestCloseReturnsInTimeDespiteASinkIgnoringCancellation(t *testing.T) {
 	}, fanout.WithMode(fanout.Async), fanout.WithDLQTimeout(100*time.Millisecond))
 	require.NoError(t, err)
 	require.NoError(t, d.Dispatch(testContext(t), event("e1", "x")))
-	<-entered
+	recv(t, entered)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -151,7 +151,7 @@ func TestSyncDispatchCutShortByCloseIsDeadLettered(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	require.NoError(t, d.Close(ctx))
-	require.NoError(t, <-done)
+	require.NoError(t, recv(t, done))
 	require.Len(t, q.Entries(), 1)
 	e := q.Entries()[0]
 	assert.Equal(t, dlq.ConditionAge, e.Condition)
@@ -178,11 +178,11 @@ func TestUpdateKeepsTheDLQAnEventStartedWith(t *testing.T) {
 	d := newDispatcher(t, cfg)
 	done := make(chan error, 1)
 	go func() { done <- d.Dispatch(testContext(t), event("e1", "x")) }()
-	<-entered
+	recv(t, entered)
 	cfg.DLQ = newQ
 	require.NoError(t, d.Update(cfg))
 	close(gate)
-	require.NoError(t, <-done)
+	require.NoError(t, recv(t, done))
 	assert.True(t, oldQ.Has("e1", "s"))
 	assert.Empty(t, newQ.Entries())
 	require.NoError(t, d.Dispatch(testContext(t), event("e2", "x")))

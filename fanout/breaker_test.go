@@ -105,12 +105,12 @@ func TestCircuitBreaker(t *testing.T) {
 			res, _ := d.Deliver(ctx, event("probe", "x"))
 			probe <- res.Sinks[0]
 		}()
-		<-s.entered // the probe is in the sink
+		recv(t, s.entered) // the probe is in the sink
 		r := deliver()
 		assert.Equal(t, dlq.ConditionCircuitOpen, r.Condition, "a second probe must not go while one is out")
 		assert.Equal(t, 0, r.Attempts)
 		close(s.gate)
-		pr := <-probe
+		pr := recv(t, probe)
 		assert.Equal(t, fanout.Delivered, pr.Outcome)
 		s.gate, s.entered = nil, nil
 		for range 3 {

@@ -28,13 +28,13 @@ func TestDuplicateIsAcknowledgedNotRedelivered(t *testing.T) {
 			}, fanout.WithMode(mode))
 			ctx := testContext(t)
 			require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
-			<-a.sent
-			<-b.sent
+			recv(t, a.sent)
+			recv(t, b.sent)
 			err := d.Dispatch(ctx, event("e1", "x"))
 			assert.ErrorIs(t, err, fanbridge.ErrDuplicate)
 			require.NoError(t, d.Dispatch(ctx, event("e2", "x")))
-			<-a.sent
-			<-b.sent
+			recv(t, a.sent)
+			recv(t, b.sent)
 			assert.Equal(t, 1, a.Delivered("e1"))
 			assert.Equal(t, 1, b.Delivered("e1"))
 		})
@@ -167,13 +167,13 @@ func TestConcurrentDuplicates(t *testing.T) {
 		ctx := testContext(t)
 		first := make(chan error, 1)
 		go func() { first <- d.Dispatch(ctx, event("e1", "x")) }()
-		<-slow.entered
+		recv(t, slow.entered)
 		second := make(chan error, 1)
 		go func() { second <- d.Dispatch(ctx, event("e1", "x")) }()
 		require.Eventually(t, func() bool { return fanout.ClaimWaiting(d, "e1") }, 5*time.Second, time.Millisecond)
 		close(slow.gate)
-		require.NoError(t, <-first)
-		assert.ErrorIs(t, <-second, fanbridge.ErrDuplicate)
+		require.NoError(t, recv(t, first))
+		assert.ErrorIs(t, recv(t, second), fanbridge.ErrDuplicate)
 		assert.EqualValues(t, 1, slow.calls.Load())
 		assert.Equal(t, 1, other.Attempts("e1"))
 	})
@@ -183,16 +183,16 @@ func TestConcurrentDuplicates(t *testing.T) {
 		ctx := testContext(t)
 		first := make(chan error, 1)
 		go func() { first <- d.Dispatch(ctx, event("e1", "x")) }()
-		<-slow.entered
+		recv(t, slow.entered)
 		second := make(chan error, 1)
 		go func() { second <- d.Dispatch(ctx, event("e1", "x")) }()
 		require.Eventually(t, func() bool { return fanout.ClaimWaiting(d, "e1") }, 5*time.Second, time.Millisecond)
 		slow.gate <- struct{}{} // the first's attempt answers: down, no DLQ
-		require.Error(t, <-first)
-		<-slow.entered
+		require.Error(t, recv(t, first))
+		recv(t, slow.entered)
 		slow.down.Store(false)
 		close(slow.gate)
-		require.NoError(t, <-second)
+		require.NoError(t, recv(t, second))
 		assert.EqualValues(t, 2, slow.calls.Load())
 		assert.Equal(t, 1, other.Attempts("e1"), "other had it from the first dispatch")
 	})
@@ -202,7 +202,7 @@ func TestConcurrentDuplicates(t *testing.T) {
 		defer close(slow.gate)
 		first := make(chan error, 1)
 		go func() { first <- d.Dispatch(testContext(t), event("e1", "x")) }()
-		<-slow.entered
+		recv(t, slow.entered)
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		err := d.Dispatch(ctx, event("e1", "x"))

@@ -236,7 +236,7 @@ func TestRetryTimingWithFakeClock(t *testing.T) {
 		assert.Equal(t, want, due)
 		clk.Advance(due)
 	}
-	require.NoError(t, <-done)
+	require.NoError(t, recv(t, done))
 	assert.Equal(t, 4, s.Attempts("e1"))
 	assert.Equal(t, 1, s.Delivered("e1"))
 }
@@ -301,9 +301,9 @@ func TestCallerCancelMidRetryFailsWithoutDeadLetterThenRetryGoesOnlyToFailedSink
 	done := make(chan error, 1)
 	go func() { done <- d.Dispatch(ctx, event("e1", "x")) }()
 	require.NoError(t, clk.WaitTimers(testContext(t), 1)) // b is waiting to retry
-	require.Equal(t, "e1", <-a.sent)                      // a has it
+	require.Equal(t, "e1", recv(t, a.sent))               // a has it
 	cancel()                                              // the client went away
-	err := <-done
+	err := recv(t, done)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.ErrorIs(t, err, fanout.ErrUndelivered)
@@ -386,7 +386,7 @@ func TestPanickingSinkIsDeadLetteredNotFatal(t *testing.T) {
 				DLQ:    q,
 			}, fanout.WithMode(mode))
 			require.NoError(t, d.Dispatch(testContext(t), event("e1", "x")))
-			<-ok.sent
+			recv(t, ok.sent)
 			require.NoError(t, d.Close(testContext(t)))
 			require.Len(t, q.Entries(), 1)
 			got := q.Entries()[0]

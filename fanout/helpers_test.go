@@ -21,6 +21,34 @@ import (
 // testTimeout bounds every test that could hang.
 const testTimeout = 20 * time.Second
 
+// recv returns the next value on ch, and fails the test when none comes within testTimeout, so
+// that a regression fails fast instead of hanging until go test's own timeout. Call it from the
+// test's goroutine only.
+func recv[T any](t testing.TB, ch <-chan T) T {
+	t.Helper()
+	timer := time.NewTimer(testTimeout)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("nothing received within %v", testTimeout)
+		panic("unreachable")
+	}
+}
+
+// waitGroup waits for wg, and fails the test when it does not finish within testTimeout. Call it
+// from the test's goroutine only.
+func waitGroup(t testing.TB, wg *sync.WaitGroup) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	recv(t, done)
+}
+
 func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
@@ -171,7 +199,7 @@ func autoAdvance(t testing.TB, clk *retrytest.Clock) {
 	done := make(chan struct{})
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		recv(t, done)
 	})
 	go func() {
 		defer close(done)

@@ -39,7 +39,7 @@ func TestAsyncOverloadIsAllOrNothing(t *testing.T) {
 	ctx := testContext(t)
 
 	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
-	require.Equal(t, "e1", <-entered) // b's only worker is busy with e1
+	require.Equal(t, "e1", recv(t, entered)) // b's only worker is busy with e1
 	require.NoError(t, d.Dispatch(ctx, event("e2", "x")))
 	err := d.Dispatch(ctx, event("e3", "x"))
 	require.ErrorIs(t, err, fanbridge.ErrOverloaded)
@@ -47,8 +47,8 @@ func TestAsyncOverloadIsAllOrNothing(t *testing.T) {
 	assert.True(t, ok)
 	assert.Equal(t, 3*time.Second, wait)
 	assert.Contains(t, err.Error(), `sink "b"`)
-	<-a.sent
-	<-a.sent
+	recv(t, a.sent)
+	recv(t, a.sent)
 	assert.EqualValues(t, 0, fanout.QueueDepth(d, "a"), "a's slot for e3 was given back")
 	assert.Equal(t, 0, a.Attempts("e3"), "no sink gets a refused event")
 
@@ -79,12 +79,12 @@ func TestSyncOverload(t *testing.T) {
 	ctx := testContext(t)
 	first := make(chan error, 1)
 	go func() { first <- d.Dispatch(ctx, event("e1", "x")) }()
-	<-entered
+	recv(t, entered)
 	err := d.Dispatch(ctx, event("e2", "x"))
 	require.ErrorIs(t, err, fanbridge.ErrOverloaded)
 	assert.Equal(t, 0, a.Attempts("e2"))
 	close(gate)
-	require.NoError(t, <-first)
+	require.NoError(t, recv(t, first))
 }
 
 // closingSink records sends and its closing, and fails the test on a send after Close.
@@ -170,7 +170,7 @@ func TestRouteSwapUnderConcurrentDispatch(t *testing.T) {
 				})
 			}
 			for i := range 60 {
-				<-progress // at least one event between swaps, so that swaps land among dispatches
+				recv(t, progress) // at least one event between swaps, so that swaps land among dispatches
 				routes := routesA
 				if i%2 == 0 {
 					routes = routesB
@@ -178,7 +178,7 @@ func TestRouteSwapUnderConcurrentDispatch(t *testing.T) {
 				require.NoError(t, d.SetRoutes(routes))
 			}
 			close(stop)
-			wg.Wait()
+			waitGroup(t, &wg)
 			require.NoError(t, d.Close(ctx))
 
 			n := 0
@@ -214,7 +214,7 @@ func TestUpdateRetiresRemovedSinksAfterDrain(t *testing.T) {
 	ctx := testContext(t)
 	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
 	require.NoError(t, d.Dispatch(ctx, event("e2", "x")))
-	<-entered
+	recv(t, entered)
 
 	fresh := newClosingSink(t, "new")
 	require.NoError(t, d.Update(fanout.Config{
@@ -348,13 +348,13 @@ func TestCloseUnderLoadLosesNothing(t *testing.T) {
 					}
 				})
 			}
-			<-started
+			recv(t, started)
 			cctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 			defer cancel()
 			begin := time.Now()
 			require.NoError(t, d.Close(cctx))
 			took := time.Since(begin)
-			wg.Wait()
+			waitGroup(t, &wg)
 			assert.Less(t, took, 150*time.Millisecond+dlqTimeout+200*time.Millisecond, "Close overran its deadline")
 
 			require.NotEmpty(t, accepted)

@@ -57,7 +57,7 @@ func TestOrderingKeyUnderConcurrency(t *testing.T) {
 					}
 				})
 			}
-			wg.Wait()
+			waitGroup(t, &wg)
 			require.NoError(t, d.Close(ctx))
 			for name, s := range map[string]*recSink{"a": a, "b": b} {
 				order := s.Order()
@@ -95,21 +95,21 @@ func TestStuckKeyBlocksOnlyItself(t *testing.T) {
 	ctx := testContext(t)
 
 	require.NoError(t, d.Dispatch(ctx, keyed("a1", "A")))
-	require.Equal(t, "a1", <-entered)
+	require.Equal(t, "a1", recv(t, entered))
 	require.NoError(t, d.Dispatch(ctx, keyed("a2", "A")))
 	require.NoError(t, d.Dispatch(ctx, keyed("a3", "A")))
 	require.NoError(t, d.Dispatch(ctx, keyed("b1", "B")))
 	require.NoError(t, d.Dispatch(ctx, keyed("b2", "B")))
-	assert.Equal(t, "b1", <-s.sent, "B must not wait for A")
-	assert.Equal(t, "b2", <-s.sent)
-	assert.Equal(t, "b1", <-entered)
-	assert.Equal(t, "b2", <-entered)
+	assert.Equal(t, "b1", recv(t, s.sent), "B must not wait for A")
+	assert.Equal(t, "b2", recv(t, s.sent))
+	assert.Equal(t, "b1", recv(t, entered))
+	assert.Equal(t, "b2", recv(t, entered))
 	assert.Empty(t, entered, "a2 must not reach the sink before a1 is done")
 	assert.Equal(t, 0, s.Delivered("a2"))
 
 	close(gate)
 	for _, want := range []string{"a1", "a2", "a3"} {
-		assert.Equal(t, want, <-s.sent)
+		assert.Equal(t, want, recv(t, s.sent))
 	}
 	// Async: nothing to wait on but the lane itself.
 	require.Eventually(t, func() bool { return fanout.LaneCount(d, "s") == 0 }, 5*time.Second, time.Millisecond,
@@ -136,15 +136,15 @@ func TestSyncStuckKeyBlocksOnlyItself(t *testing.T) {
 	ctx := testContext(t)
 	a1 := make(chan error, 1)
 	go func() { a1 <- d.Dispatch(ctx, keyed("a1", "A")) }()
-	require.Equal(t, "a1", <-entered)
+	require.Equal(t, "a1", recv(t, entered))
 	a2 := make(chan error, 1)
 	go func() { a2 <- d.Dispatch(ctx, keyed("a2", "A")) }()
 	require.NoError(t, d.Dispatch(ctx, keyed("b1", "B")), "B goes through while A is stuck")
-	assert.Equal(t, "b1", <-entered)
+	assert.Equal(t, "b1", recv(t, entered))
 	assert.Equal(t, 0, s.Attempts("a2"))
 	close(gate)
-	require.NoError(t, <-a1)
-	require.NoError(t, <-a2)
+	require.NoError(t, recv(t, a1))
+	require.NoError(t, recv(t, a2))
 	assert.Equal(t, []string{"b1", "a1", "a2"}, s.Order())
 	assert.Equal(t, 0, fanout.LaneCount(d, "s"), "lanes go when empty")
 }
