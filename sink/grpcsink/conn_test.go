@@ -77,7 +77,7 @@ func TestCallDeadline(t *testing.T) {
 		assert.Equal(t, retry.ClassRetryable, retry.Classify(err))
 		assert.GreaterOrEqual(t, elapsed, timeout)
 		assert.Less(t, elapsed, testTimeout/2, "Send returned by its own deadline, not the test's")
-		<-entered
+		recv(t, entered)
 	})
 
 	t.Run("caller's deadline comes first", func(t *testing.T) {
@@ -88,15 +88,18 @@ func TestCallDeadline(t *testing.T) {
 		require.Error(t, err)
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.Equal(t, retry.ClassRetryable, retry.Classify(err))
-		<-entered
+		recv(t, entered)
 	})
 
 	t.Run("caller cancels", func(t *testing.T) {
 		s := newSink(t, addr)
 		ctx, cancel := context.WithCancel(testContext(t))
 		go func() {
-			<-entered
-			cancel()
+			defer cancel()
+			select {
+			case <-entered:
+			case <-ctx.Done(): // the call never reached the server: Send fails on the test's deadline
+			}
 		}()
 		err := s.Send(ctx, &fanbridge.Event{ID: "blocked"})
 		require.Error(t, err)

@@ -30,6 +30,22 @@ func testContext(t testing.TB) context.Context {
 	return ctx
 }
 
+// recv returns the next value on ch, and fails the test when none comes within testTimeout, so
+// that a regression fails fast instead of hanging until go test's own timeout. Call it from the
+// test's goroutine only.
+func recv[T any](t testing.TB, ch <-chan T) T {
+	t.Helper()
+	timer := time.NewTimer(testTimeout)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("nothing received within %v", testTimeout)
+		panic("unreachable")
+	}
+}
+
 // fastReconnect shortens gRPC's connect backoff (1 s base by default) so that a restarted server
 // is found again quickly.
 func fastReconnect() grpc.DialOption {
@@ -61,7 +77,7 @@ func serve(t testing.TB, lis net.Listener, h sink.Sink, opts ...grpc.ServerOptio
 	}()
 	t.Cleanup(func() {
 		gs.Stop()
-		<-done
+		recv(t, done)
 	})
 	return gs
 }

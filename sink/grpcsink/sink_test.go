@@ -220,8 +220,8 @@ func TestClose(t *testing.T) {
 		default:
 		}
 		close(release)
-		require.NoError(t, <-sent, "the send in flight completes on its connection")
-		require.NoError(t, <-closed)
+		require.NoError(t, recv(t, sent), "the send in flight completes on its connection")
+		require.NoError(t, recv(t, closed))
 	})
 
 	t.Run("never closes a caller's connection", func(t *testing.T) {

@@ -153,7 +153,7 @@ func TestTLS(t *testing.T) {
 
 			if tt.delivered {
 				require.NoError(t, err)
-				assert.Equal(t, tt.clientCN, <-rec.clientCN)
+				assert.Equal(t, tt.clientCN, recv(t, rec.clientCN))
 				assert.Equal(t, 1, rec.count())
 				return
 			}
