@@ -53,10 +53,28 @@ func BenchmarkConformance(b *testing.B) {
 	sinktest.RunBenchmarks(b, harness())
 }
 
+// testTimeout bounds every wait, so that a regression fails instead of hanging.
+const testTimeout = 20 * time.Second
+
 func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// recv returns the next value on ch, and fails the test when none comes within testTimeout. Call
+// it from the test's goroutine only.
+func recv[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	timer := time.NewTimer(testTimeout)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("nothing received within %v", testTimeout)
+		panic("unreachable")
+	}
 }
 
 func event(id string) *fanbridge.Event {
@@ -176,7 +194,7 @@ func TestHoldAndWait(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	assert.Equal(t, "held", got[0].ID)
-	require.NoError(t, <-sent)
+	require.NoError(t, recv(t, sent))
 }
 
 func TestHeldSendHonoursContext(t *testing.T) {
@@ -187,8 +205,10 @@ func TestHeldSendHonoursContext(t *testing.T) {
 	sendCtx, cancel := context.WithCancel(ctx)
 	result := make(chan error, 1)
 	go func() { result <- s.Send(sendCtx, event("x")) }()
+	// Cancel only once Send is past its first check of ctx, so that the hold is what it waits on.
+	require.Eventually(t, func() bool { return s.Attempts() == 1 }, testTimeout, time.Millisecond)
 	cancel()
-	err := <-result
+	err := recv(t, result)
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, retry.ClassCanceled, retry.Classify(err))
 	assert.Zero(t, s.Len())
@@ -200,9 +220,11 @@ func TestCloseReleasesHeldSendWithErrClosed(t *testing.T) {
 	release := s.Hold()
 	result := make(chan error, 1)
 	go func() { result <- s.Send(ctx, event("x")) }()
+	// Close only once Send is past its first check of closing, so that it is held when Close comes.
+	require.Eventually(t, func() bool { return s.Attempts() == 1 }, testTimeout, time.Millisecond)
 	require.NoError(t, s.Close())
 	release()
-	require.ErrorIs(t, <-result, sink.ErrClosed)
+	require.ErrorIs(t, recv(t, result), sink.ErrClosed)
 	require.NoError(t, s.Close())
 }
 
@@ -216,7 +238,12 @@ func TestWaitWakesOnConcurrentSends(t *testing.T) {
 	got, err := s.Wait(ctx, 50)
 	require.NoError(t, err)
 	assert.Len(t, got, 50)
-	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	recv(t, done)
 }
 
 func TestReset(t *testing.T) {
