@@ -27,7 +27,24 @@ import (
 var (
 	clientsFlag = flag.Int("clients", 16, "concurrent keep-alive HTTP clients of the load generator")
 	roundsFlag  = flag.Int("rounds", 5, "interleaved rounds of BenchmarkEndToEndCompare")
+	// franz-go compresses batches with snappy by default and Sarama does not compress; with this
+	// flag the franz-go pipelines (fanbridge, tutorial, floor-http-kafka) send uncompressed too.
+	uncompressedFlag = flag.Bool("uncompressed", false, "produce uncompressed from the franz-go pipelines too, as Sarama (Watermill) does by default")
 )
+
+// franzOpts are the producer options every franz-go pipeline shares beyond its defaults.
+func franzOpts() []kgo.Opt {
+	if *uncompressedFlag {
+		return []kgo.Opt{kgo.ProducerBatchCompression(kgo.NoCompression())}
+	}
+	return nil
+}
+
+// newFranzClient is the client of the tutorial and the Kafka floor: franz-go's defaults, with
+// acks from every in-sync replica spelled out.
+func newFranzClient(brokers []string) (*kgo.Client, error) {
+	return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.RequiredAcks(kgo.AllISRAcks())}, franzOpts()...)...)
+}
 
 const (
 	// signatureHeader carries the hex HMAC-SHA256 of the body. Genesys does not send it; a signing
@@ -159,7 +176,7 @@ func newPipeline(name string, brokers []string, topic string, rules []rule) (*pi
 	case nameFanbridge:
 		return newFanbridgePipeline(brokers, topic, rules)
 	case nameTutorial:
-		client, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RequiredAcks(kgo.AllISRAcks()))
+		client, err := newFranzClient(brokers)
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +203,7 @@ func newPipeline(name string, brokers []string, topic string, rules []rule) (*pi
 			return nil
 		}}, nil
 	case nameFloorKafka:
-		client, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RequiredAcks(kgo.AllISRAcks()))
+		client, err := newFranzClient(brokers)
 		if err != nil {
 			return nil, err
 		}
@@ -215,7 +232,7 @@ func newPipeline(name string, brokers []string, topic string, rules []rule) (*pi
 // WithEnvelopeValue makes the record value the whole envelope, the bytes the other pipelines
 // produce.
 func newFanbridgePipeline(brokers []string, topic string, rules []rule) (*pipeline, error) {
-	ks, err := kafkasink.Dial(kafkasink.ClientConfig{Brokers: brokers},
+	ks, err := kafkasink.Dial(kafkasink.ClientConfig{Brokers: brokers, Opts: franzOpts()},
 		kafkasink.WithTopic(topic), kafkasink.WithEnvelopeValue())
 	if err != nil {
 		return nil, err
