@@ -1,0 +1,62 @@
+package config_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+)
+
+// FuzzParse feeds configuration text to the decoder and validator: no input may panic, every
+// refusal wraps ErrInvalid, a value that came from the environment never appears in a decoding
+// error, and a configuration that validated validates again unchanged.
+func FuzzParse(f *testing.F) {
+	example, err := os.ReadFile(filepath.Join("..", "..", "fanbridge.example.yaml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(string(example))
+	f.Add(minimal)
+	f.Add(strings.Replace(minimal, `"k-0123456789"`, `"${API_KEY}"`, 1))
+	f.Add(strings.Replace(minimal, `127.0.0.1:9092`, `${BROKER:-127.0.0.1:9092}`, 1))
+	f.Add(minimal + "dlq: {file: {dir: \"$${HOME}/dlq\", fsync: interval}}\ndispatch: {mode: async, budget: 1m30s}\n")
+	f.Add(minimal + "listen: {max_header_bytes: 1GiB}\nlogging: {level: info, level: debug}\n")
+	f.Add("intake: [\n")
+	f.Add("- a\n- b\n")
+	f.Add("a: &x [*x]\n")
+	const secret = "fuzz-secret-7Qz"
+	lookup := func(name string) (string, bool) {
+		if name == "UNSET" {
+			return "", false
+		}
+		return secret + name, true
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		if _, err := config.Decode([]byte(doc), lookup); err != nil {
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Fatalf("decode error does not wrap ErrInvalid: %v", err)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("decode error shows a value from the environment: %v", err)
+			}
+		}
+		cfg, err := config.Parse([]byte(doc), lookup)
+		if err != nil {
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Fatalf("parse error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		before, _ := json.Marshal(cfg)
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("a valid configuration fails its second validation: %v", err)
+		}
+		if after, _ := json.Marshal(cfg); string(after) != string(before) {
+			t.Fatalf("a second validation changed the configuration:\n%s\n%s", before, after)
+		}
+	})
+}
