@@ -73,11 +73,11 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 		"fanbridge_eventbridge_request_duration",
 		"fanbridge_signature_verified_total",
 		"fanbridge_signature_rejected_total",
-		"fanout_route_matched_total",
-		"fanout_sink_delivered_total",
-		"fanout_sink_delivery_duration",
-		"fanout_sink_queue_depth",
-		"fanout_sink_breaker_state",
+		"fanbridge_fanout_route_matched_total",
+		"fanbridge_fanout_sink_delivered_total",
+		"fanbridge_fanout_sink_delivery_duration",
+		"fanbridge_fanout_sink_queue_depth",
+		"fanbridge_fanout_sink_breaker_state",
 		"fanbridge_ready",
 	} {
 		assert.Contains(t, metrics, name, "metric %s", name)
