@@ -1,8 +1,13 @@
 package main_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -162,4 +167,56 @@ func testShutdown(t *testing.T, mode string) {
 	assert.NotEmpty(t, dead["analytics"], "the held consumer's events were dead-lettered")
 	assert.GreaterOrEqual(t, ok, warmup)
 	assert.True(t, strings.Contains(p.stderr.String(), `"msg":"shutdown complete"`), "clean shutdown logged")
+}
+
+// TestRequestArrivingDuringShutdownIsRefused finishes a request on a connection the server
+// accepted before SIGTERM, once shutdown has begun: it is never accepted. Either the connection
+// is closed without an answer (net/http drops a request whose header completes during Shutdown)
+// or the answer is 503 with Retry-After and Connection: close; the event is delivered nowhere.
+func TestRequestArrivingDuringShutdownIsRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e := newE2E(t)
+	p := startService(t, ctx, e.cfgPath, e.env...)
+	body, err := os.ReadFile(filepath.Join("testdata", "genesys", "v2.detail.events.conversation.customer.end.json"))
+	require.NoError(t, err)
+
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", p.addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	dl, _ := ctx.Deadline()
+	require.NoError(t, conn.SetDeadline(dl))
+	head := fmt.Sprintf("POST /events HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nX-Api-Key: %s\r\nContent-Length: %d\r\n\r\n",
+		p.addr, e2eAPIKey, len(body))
+	_, err = io.WriteString(conn, head[:20])
+	require.NoError(t, err)
+	// A whole request on a second connection: the server's accept loop takes connections in the
+	// order they were made, so once it answers, the first connection is accepted too, and waits
+	// for the rest of its header.
+	other := &http.Client{Transport: &http.Transport{}}
+	status, _, err := post(ctx, other, p.url("/nowhere"), nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNotFound, status)
+
+	p.signal(t, syscall.SIGTERM)
+	_, _, err = p.stderr.wait(ctx, 0, func(s string) bool { _, ok := logMsg(s, "shutting down"); return ok })
+	require.NoError(t, err)
+	_, _ = io.WriteString(conn, head[20:]+string(body)) // the server may have hung up already
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Logf("connection closed without an answer: %v", err)
+	} else {
+		answer, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+		assert.True(t, resp.Close, "Connection: close")
+		assert.JSONEq(t, `{"error":"shutting down, retry later"}`, string(answer))
+	}
+
+	code, err := p.exit(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+	assert.Empty(t, readAll(t, ctx, e.brokers, allTopics...), "the refused event went nowhere")
 }

@@ -31,9 +31,9 @@ func (s *Service) routes() http.Handler {
 	mux.Handle("GET /metrics", s.tel.metrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if s.shutting.Load() {
-			// A request that arrives on a kept-alive connection once shutdown has begun is
-			// refused before it is read: the sender retries elsewhere, and what this process
-			// acknowledges stays limited to what it can still finish.
+			// net/http drops a request whose header completes once its Shutdown has begun; one
+			// read in the instant between the signal and that call is refused here the same way,
+			// before its body is read, so that the sender retries elsewhere.
 			w.Header().Set("Retry-After", "1")
 			w.Header().Set("Connection", "close")
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "shutting down, retry later"})
