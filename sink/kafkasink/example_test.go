@@ -165,7 +165,8 @@ func ExampleWithTopicTemplate() {
 }
 
 func ExampleWithTopicByType() {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "gen-presence-status"))
 	if err != nil {
 		log.Fatal(err)

@@ -17,10 +17,41 @@ import (
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
 
+// testTimeout bounds every test that talks to a broker, so that a regression fails instead of
+// hanging until go test's own timeout.
+const testTimeout = 30 * time.Second
+
 func testContext(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// recv returns the next value on ch, and fails the test when none comes within testTimeout. Call
+// it from the test's goroutine only.
+func recv[T any](t testing.TB, ch <-chan T) T {
+	t.Helper()
+	timer := time.NewTimer(testTimeout)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("nothing received within %v", testTimeout)
+		panic("unreachable")
+	}
+}
+
+// waitGroup waits for wg, and fails the test when it does not finish within testTimeout. Call it
+// from the test's goroutine only.
+func waitGroup(t testing.TB, wg *sync.WaitGroup) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	recv(t, done)
 }
 
 // newCluster starts an in-process Kafka cluster of one broker with the given topics (one
