@@ -2,7 +2,10 @@ package kafkasink
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -18,12 +21,57 @@ const (
 	SASLScramSHA512 = "SCRAM-SHA-512"
 )
 
-// SASL holds SASL credentials. The password never appears in errors or logs.
+// SASL holds SASL credentials. The password never appears in errors or logs: printed with any fmt
+// verb, logged with slog or encoded as JSON, a SASL shows its mechanism and username and
+// "[redacted]" in place of the password.
 type SASL struct {
 	// Mechanism is SASLPlain, SASLScramSHA256 or SASLScramSHA512.
 	Mechanism string
 	Username  string
 	Password  string
+}
+
+// redacted stands in for a password wherever a SASL is printed or logged.
+const redacted = "[redacted]"
+
+// shownPassword is what a printed SASL shows of its password: whether one is set, never what.
+func (a SASL) shownPassword() string {
+	if a.Password == "" {
+		return ""
+	}
+	return redacted
+}
+
+// String returns the credentials as %+v would print them, with the password redacted.
+func (a SASL) String() string {
+	return fmt.Sprintf("{Mechanism:%s Username:%s Password:%s}", a.Mechanism, a.Username, a.shownPassword())
+}
+
+// GoString returns the credentials as %#v would print them, with the password redacted.
+func (a SASL) GoString() string {
+	return fmt.Sprintf("kafkasink.SASL{Mechanism:%q, Username:%q, Password:%q}", a.Mechanism, a.Username, a.shownPassword())
+}
+
+// Format prints the credentials with the password redacted whatever the verb: GoString for %#v,
+// String for every other verb, so that not even %x or %d reaches the password field.
+func (a SASL) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		_, _ = io.WriteString(f, a.GoString())
+		return
+	}
+	_, _ = io.WriteString(f, a.String())
+}
+
+// LogValue logs the mechanism and username, and the password redacted.
+func (a SASL) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("mechanism", a.Mechanism), slog.String("username", a.Username),
+		slog.String("password", a.shownPassword()))
+}
+
+// MarshalJSON encodes the credentials with the password redacted, so that a struct holding them
+// can be logged by slog.JSONHandler (which marshals structs as they are) or dumped as JSON.
+func (a SASL) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct{ Mechanism, Username, Password string }{a.Mechanism, a.Username, a.shownPassword()})
 }
 
 // ClientConfig describes the Kafka client Dial builds. Only Brokers is required.
@@ -47,6 +95,19 @@ type ClientConfig struct {
 	// Opts are further client options, applied after everything above, so they can override it
 	// (kgo.ProducerBatchCompression, kgo.MaxBufferedRecords, even kgo.RequiredAcks).
 	Opts []kgo.Opt
+}
+
+// LogValue logs the configuration with the SASL password redacted: a handler that encodes structs
+// itself (slog.JSONHandler marshals them) would otherwise write the password as it is.
+func (cfg ClientConfig) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.Any("brokers", cfg.Brokers), slog.String("client_id", cfg.ClientID),
+		slog.Bool("tls", cfg.TLS != nil)}
+	if cfg.SASL != nil {
+		attrs = append(attrs, slog.Any("sasl", *cfg.SASL))
+	}
+	attrs = append(attrs, slog.Duration("linger", cfg.Linger), slog.Duration("delivery_timeout", cfg.DeliveryTimeout),
+		slog.Int("opts", len(cfg.Opts)))
+	return slog.GroupValue(attrs...)
 }
 
 const (

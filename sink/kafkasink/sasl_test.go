@@ -1,6 +1,12 @@
 package kafkasink_test
 
 import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -70,4 +76,61 @@ func TestSASLFailureIsPermanent(t *testing.T) {
 	require.ErrorIs(t, err, kerr.SaslAuthenticationFailed)
 	assert.True(t, retry.IsPermanent(err), "%v", err)
 	assert.NotContains(t, err.Error(), password)
+}
+
+// TestSASLPasswordNeverPrinted: a configuration printed with any verb, logged by either slog
+// handler (alone or inside a struct of the caller's), or encoded as JSON shows who authenticates
+// and how, never the password.
+func TestSASLPasswordNeverPrinted(t *testing.T) {
+	const password = "s3cr3t-kafka-password"
+	creds := &kafkasink.SASL{Mechanism: kafkasink.SASLScramSHA512, Username: "fanbridge", Password: password}
+	cfg := kafkasink.ClientConfig{Brokers: []string{"kafka-1:9093"}, ClientID: "svc", SASL: creds,
+		TLS: &tls.Config{MinVersion: tls.VersionTLS12}, Opts: fastOpts()}
+	type appConfig struct {
+		Name  string
+		Kafka kafkasink.ClientConfig
+	}
+	values := map[string]any{
+		"ClientConfig": cfg, "*ClientConfig": &cfg, "SASL": *creds, "*SASL": creds,
+		// Without TLS and Opts, which encoding/json cannot encode, so that the JSON handler
+		// writes the struct rather than an error.
+		"struct holding a ClientConfig": appConfig{Name: "svc", Kafka: kafkasink.ClientConfig{Brokers: cfg.Brokers, SASL: creds}},
+	}
+
+	for name, v := range values {
+		t.Run(name, func(t *testing.T) {
+			for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
+				out := fmt.Sprintf(verb, v)
+				assert.NotContains(t, out, password, verb)
+				assert.NotContains(t, out, fmt.Sprintf("%x", password), verb)
+			}
+			for handler, newHandler := range map[string]func(io.Writer) slog.Handler{
+				"text": func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, nil) },
+				"json": func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) },
+			} {
+				var buf bytes.Buffer
+				slog.New(newHandler(&buf)).Info("starting", "config", v)
+				assert.NotContains(t, buf.String(), password, handler)
+				assert.NotContains(t, buf.String(), "!ERROR", handler)
+			}
+		})
+	}
+
+	t.Run("what is shown", func(t *testing.T) {
+		assert.Equal(t, "{Mechanism:SCRAM-SHA-512 Username:fanbridge Password:[redacted]}", fmt.Sprint(creds))
+		assert.Equal(t, `kafkasink.SASL{Mechanism:"SCRAM-SHA-512", Username:"fanbridge", Password:"[redacted]"}`,
+			fmt.Sprintf("%#v", *creds))
+		assert.Equal(t, "{Mechanism:PLAIN Username:u Password:}", fmt.Sprint(kafkasink.SASL{Mechanism: "PLAIN", Username: "u"}),
+			"an empty password shows as empty")
+		var buf bytes.Buffer
+		slog.New(slog.NewJSONHandler(&buf, nil)).Info("starting", "config", cfg)
+		assert.Contains(t, buf.String(), `"sasl":{"mechanism":"SCRAM-SHA-512","username":"fanbridge","password":"[redacted]"}`)
+		assert.Contains(t, buf.String(), `"brokers":["kafka-1:9093"]`)
+		b, err := json.Marshal(creds)
+		require.NoError(t, err)
+		assert.JSONEq(t, `{"Mechanism":"SCRAM-SHA-512","Username":"fanbridge","Password":"[redacted]"}`, string(b))
+		var none *kafkasink.SASL
+		assert.Equal(t, "<nil>", fmt.Sprint(none))
+		assert.Equal(t, password, creds.Password, "printing changes nothing")
+	})
 }
