@@ -36,11 +36,14 @@ func fillProto(pe *fanbridgev1.Event, ts *timestamppb.Timestamp, e *fanbridge.Ev
 	}
 }
 
-// delivery holds one request and the messages it points to in a single allocation.
+// delivery holds one request, the messages it points to and the response in a single
+// allocation. It is not pooled: an interceptor or stats handler on the caller's connection may
+// keep the request after the call returns.
 type delivery struct {
 	req   fanbridgev1.DeliverRequest
 	event fanbridgev1.Event
 	time  timestamppb.Timestamp
+	resp  fanbridgev1.DeliverResponse
 }
 
 // checkEncodable returns an error wrapping ErrInvalidEvent, naming the field, when a text field of

@@ -23,9 +23,11 @@ import (
 // Sink delivers events to one consumer service over gRPC, one fanbridge.v1.EventSink/Deliver call
 // per Send. Build one per logical consumer with New or NewFromConn; it is safe for concurrent use.
 type Sink struct {
-	owned  *grpc.ClientConn // the connection New made, which Close closes; nil for NewFromConn
-	client fanbridgev1.EventSinkClient
-	call   caller
+	owned *grpc.ClientConn // the connection New made, which Close closes; nil for NewFromConn
+	conn  grpc.ClientConnInterface
+	call  caller
+	// opts are the options of every call, prepared once: what the generated client would build
+	// per call (grpc.StaticMethod, then the caller's), which costs an allocation each time.
 	opts   []grpc.CallOption
 	raw    bool
 	name   string
@@ -114,9 +116,9 @@ func NewFromConn(conn grpc.ClientConnInterface, opts ...Option) (*Sink, error) {
 
 func newSink(conn grpc.ClientConnInterface, cfg config) *Sink {
 	return &Sink{
-		client: fanbridgev1.NewEventSinkClient(conn),
+		conn:   conn,
 		call:   caller{timeout: cfg.callTimeout, logger: cfg.logger},
-		opts:   cfg.callOptions,
+		opts:   append([]grpc.CallOption{grpc.StaticMethod()}, cfg.callOptions...),
 		raw:    !cfg.withoutRaw,
 		name:   cfg.name,
 		logger: cfg.logger,
@@ -165,7 +167,9 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	}
 	d.req.Event, d.req.Sink = &d.event, s.name
 	callCtx, cancel := s.call.prepare(ctx, e)
-	_, err := s.client.Deliver(callCtx, &d.req, s.opts...)
+	// The generated client's Deliver, without its two allocations per call: the response lives
+	// in d, and the options are prepared.
+	err := s.conn.Invoke(callCtx, fanbridgev1.EventSink_Deliver_FullMethodName, &d.req, &d.resp, s.opts...)
 	cancel()
 	return s.call.finish(ctx, callCtx, e, err)
 }
