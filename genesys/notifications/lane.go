@@ -199,9 +199,9 @@ func (l *lane) read(ctx context.Context, c *conn) {
 	for {
 		// The silence allowed is measured while waiting for the socket only, never while waiting
 		// for room in the buffer: a slow dispatcher is not a dead socket.
-		rctx, cancel := context.WithTimeout(ctx, l.s.cfg.heartbeatTimeout)
+		rctx, cancel := l.s.silenceContext(ctx)
 		_, data, err := c.ws.Read(rctx)
-		silent := errors.Is(rctx.Err(), context.DeadlineExceeded)
+		silent := err != nil && errors.Is(context.Cause(rctx), context.DeadlineExceeded)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {

@@ -154,6 +154,6 @@ func WithDrainTimeout(d time.Duration) Option {
 // socket, which is then replaced. The default is DefaultReadLimit (1 MiB).
 func WithReadLimit(n int64) Option { return optionFunc(func(c *config) { c.readLimit = n }) }
 
-// WithClock sets the clock of the reconnect and dispatch retries. The default is
-// retry.SystemClock.
+// WithClock sets the clock of the reconnect and dispatch retries and of the heartbeat timeout. The
+// default is retry.SystemClock.
 func WithClock(clk retry.Clock) Option { return optionFunc(func(c *config) { c.clock = clk }) }

@@ -21,6 +21,7 @@ import (
 	"github.com/fanbridge/fanbridge/genesys/genesystest"
 	"github.com/fanbridge/fanbridge/genesys/notifications"
 	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
 )
 
 // publish sends events with seq from..to and returns the seqs that reached at least one socket.
@@ -331,7 +332,12 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// TestSlowDispatcherBlocksReadingWithoutLoss: a dispatcher stuck for longer than the heartbeat
+// timeout blocks reading, losing nothing, and does not count as a silent socket. The heartbeat
+// timeout runs on a fake clock, so the test moves time past it without waiting.
 func TestSlowDispatcherBlocksReadingWithoutLoss(t *testing.T) {
+	const heartbeatTimeout = 30 * time.Second
+	clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	release := make(chan struct{})
 	rec := newRecorder()
 	d := eventbridge.DispatcherFunc(func(ctx context.Context, e *fanbridge.Event) error {
@@ -343,7 +349,7 @@ func TestSlowDispatcherBlocksReadingWithoutLoss(t *testing.T) {
 		return rec.Dispatch(ctx, e)
 	})
 	h := newHarnessWith(t, d, []string{presence}, []genesystest.Option{genesystest.WithHeartbeatInterval(20 * time.Millisecond)},
-		notifications.WithBufferSize(2), notifications.WithHeartbeatTimeout(400*time.Millisecond))
+		notifications.WithBufferSize(2), notifications.WithHeartbeatTimeout(heartbeatTimeout), notifications.WithClock(clk))
 	ctx := h.start(t)
 	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
 	sent := publish(h.srv, presence, 1, 20)
@@ -351,15 +357,20 @@ func TestSlowDispatcherBlocksReadingWithoutLoss(t *testing.T) {
 	// While the dispatcher is stuck, heartbeats wait in the socket behind the events; the reader
 	// is blocked on the full buffer, which must not count as a silent socket.
 	h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "event", 4)
-	// Not a synchronisation: the scenario needs the dispatcher stuck for longer than the
-	// heartbeat timeout.
-	time.Sleep(time.Second)
+	clk.Advance(2 * heartbeatTimeout)
 	assert.EqualValues(t, 4, h.counter(t, "fanbridge.notifications.messages", "kind", "event"), "one in dispatch, two buffered, one held by the reader")
 	close(release)
 	rec.waitCount(t, ctx, 20)
 	assert.Equal(t, sent, rec.snapshot())
 	assert.Zero(t, h.counter(t, "fanbridge.notifications.events", "outcome", "lost"))
+
+	// The clock does govern the heartbeat timeout: once the socket is really silent, moving the
+	// clock past the timeout replaces it. Before that, nothing was replaced.
 	assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "", ""), "a slow dispatcher is not a dead socket")
+	require.Equal(t, 1, h.srv.Silence())
+	require.NoError(t, clk.WaitTimers(ctx, 1))
+	clk.Advance(heartbeatTimeout)
+	h.waitCounter(t, ctx, "fanbridge.notifications.heartbeats_missed", "", "", 1)
 }
 
 func TestCloseDrainsWhatWasRead(t *testing.T) {
