@@ -16,6 +16,10 @@
 // for that sink, once; every other answer was one the sender retries; a sink holds an event twice
 // only when a delivery to it really failed. The counts are printed with -v.
 //
-//	go test -race ./internal/lossless                          CI size: 10,000 per mode
-//	go test -race ./internal/lossless -run Lossless -long -v   50,000 events per mode
+// The tests come in three sizes (events per mode in TestLossless; TestLosslessKafkaTimeouts and
+// TestLosslessShutdown in brackets); -events N sets every scenario's size instead:
+//
+//	go test -race -short ./internal/lossless                   quick: 1,000 (1,000 and 1,000)
+//	go test -race ./internal/lossless                          CI size: 10,000 (5,000 and 3,000)
+//	go test -race ./internal/lossless -run Lossless -long -v   long: 50,000 (20,000 and 20,000)
 package lossless

@@ -19,18 +19,26 @@ import (
 )
 
 var (
-	long       = flag.Bool("long", false, "run the long variant: 50,000 events per mode, 20,000 in the shutdown scenario")
+	longFlag   = flag.Bool("long", false, "run the long variant: 50,000 events per mode, 20,000 with Kafka timeouts and in the shutdown scenario")
 	eventsFlag = flag.Int("events", 0, "events per scenario (overrides the default and -long)")
 )
 
-func eventCount(short, full int) int {
+// shortEvents is the size of every scenario under -short: enough for each fault to land among
+// events, small enough for a quick check.
+const shortEvents = 1000
+
+// eventCount returns a scenario's size: -events if given, else long with -long, shortEvents with
+// -short, and ci otherwise.
+func eventCount(ci, long int) int {
 	switch {
 	case *eventsFlag > 0:
 		return *eventsFlag
-	case *long:
-		return full
+	case *longFlag:
+		return long
+	case testing.Short():
+		return min(ci, shortEvents)
 	}
-	return short
+	return ci
 }
 
 const senders = 32
