@@ -467,7 +467,7 @@ type group struct {
 	targets []target
 	seen    []bool
 	rules   []string // pattern rules the Matcher matched
-	hits    []bool   // per route: matched by the Matcher
+	order   []int    // route indices to look at, in configuration order
 	tasks   []task
 	pending atomic.Int32 // tasks without an outcome
 	refs    atomic.Int32 // the dispatch, plus each task still in a queue or lane
@@ -496,7 +496,7 @@ func (d *Dispatcher) unref(g *group) {
 		return
 	}
 	clear(g.seen)
-	clear(g.hits)
+	g.order = g.order[:0]
 	clear(g.rules)
 	g.rules = g.rules[:0]
 	clear(g.targets)

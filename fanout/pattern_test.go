@@ -1,11 +1,14 @@
 package fanout_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -13,6 +16,7 @@ import (
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/filter"
+	"github.com/fanbridge/fanbridge/sink"
 )
 
 // sample reads a Genesys event, as Amazon EventBridge delivers it, from testdata.
@@ -91,4 +95,45 @@ func TestPatternRouteErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
+}
+
+// TestRouteOrderWithMixedFilters: pattern routes matched together by the Matcher and routes with
+// their own filter are visited in configuration order, so each sink is credited to the first
+// route naming it, and the sinks come in the order of the routes and their sink lists.
+func TestRouteOrderWithMixedFilters(t *testing.T) {
+	e := sample(t, "v2.detail.events.conversation.customer.end.json")
+	ok := sink.Func(func(context.Context, *fanbridge.Event) error { return nil })
+	never := `{"detail-type":["nothing"]}`
+	always := `{"detail-type":[{"suffix":".customer.end"}]}`
+	var routes []fanout.Route
+	add := func(name, pattern string, pred filter.Predicate, sinks ...string) {
+		r := fanout.Route{Name: name, Sinks: sinks, Filter: pred}
+		if pattern != "" {
+			r.Pattern = []byte(pattern)
+		}
+		routes = append(routes, r)
+	}
+	for i := range 50 {
+		add("never-"+strconv.Itoa(i), never, nil, "a")
+	}
+	add("go-c", always, nil, "c")
+	add("code-b", "", filter.PredicateFunc(func(*fanbridge.Event) bool { return true }), "b", "c")
+	add("code-never", "", filter.PredicateFunc(func(*fanbridge.Event) bool { return false }), "a")
+	add("go-a", always, nil, "a", "b")
+	add("go-d", always, nil, "d")
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "a", Sink: ok}, {Name: "b", Sink: ok}, {Name: "c", Sink: ok}, {Name: "d", Sink: ok}},
+		Routes: routes,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	defer d.Close(ctx)
+	res, err := d.Deliver(ctx, e)
+	require.NoError(t, err)
+	var got []string
+	for _, s := range res.Sinks {
+		got = append(got, s.Sink+"<-"+s.Route)
+	}
+	assert.Equal(t, []string{"c<-go-c", "b<-code-b", "a<-go-a", "d<-go-d"}, got)
 }

@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/fanbridge/fanbridge"
@@ -22,6 +23,9 @@ type snapshot struct {
 	// to route indices. nil when fewer than two routes are patterns.
 	matcher *filter.Matcher
 	byRule  map[string]int
+	// others are the indices of the routes the Matcher does not match, in order; with a Matcher,
+	// a dispatch looks at these and at the routes it matched, never at every route.
+	others []int
 
 	// refs counts the dispatches using the snapshot, plus one while it is current.
 	refs    atomic.Int64
@@ -73,6 +77,11 @@ func newSnapshot(sinks []*sinkState, routes []routeState, q dlq.Queue) *snapshot
 				s.byRule[r.name] = i
 			}
 		}
+		for i := range routes {
+			if !routes[i].shared {
+				s.others = append(s.others, i)
+			}
+		}
 		// Build the Matcher's index now rather than on the first event.
 		s.matcher.Match(&fanbridge.Event{Raw: []byte("{}")}, nil)
 	}
@@ -108,37 +117,48 @@ func (d *Dispatcher) acquire() *snapshot {
 // match appends to g.targets the sinks of every route matching e, each sink once, with the first
 // route (in configuration order) that named it. It reports whether any route matched.
 func (s *snapshot) match(ctx context.Context, e *fanbridge.Event, g *group, tel *telemetry) bool {
-	if s.matcher != nil {
-		g.rules = s.matcher.Match(e, g.rules[:0])
-		if cap(g.hits) < len(s.routes) {
-			g.hits = make([]bool, len(s.routes))
-		}
-		g.hits = g.hits[:len(s.routes)]
-		for _, name := range g.rules {
-			g.hits[s.byRule[name]] = true
-		}
-	}
-	matched := false
-	for i := range s.routes {
-		r := &s.routes[i]
-		if r.shared {
-			if !g.hits[i] {
-				continue
+	if s.matcher == nil {
+		matched := false
+		for i := range s.routes {
+			if s.routes[i].filter.Match(e) {
+				matched = true
+				s.take(ctx, i, g, tel)
 			}
-		} else if !r.filter.Match(e) {
+		}
+		return matched
+	}
+	// The candidates are the routes the Matcher matched plus the others, visited in configuration
+	// order so that a sink is credited to the first route naming it. Matching a thousand pattern
+	// routes thus costs the Matcher's work plus a few steps per matched route, not a step per route.
+	g.rules = s.matcher.Match(e, g.rules[:0])
+	g.order = g.order[:0]
+	for _, name := range g.rules {
+		g.order = append(g.order, s.byRule[name])
+	}
+	g.order = append(g.order, s.others...)
+	slices.Sort(g.order)
+	matched := false
+	for _, i := range g.order {
+		if !s.routes[i].shared && !s.routes[i].filter.Match(e) {
 			continue
 		}
 		matched = true
-		tel.matched.Add(ctx, 1, r.attrs.addOpts...)
-		for _, k := range r.sinks {
-			if g.seen[k] {
-				continue
-			}
-			g.seen[k] = true
-			g.targets = append(g.targets, target{sink: s.sinks[k], route: r.name})
-		}
+		s.take(ctx, i, g, tel)
 	}
 	return matched
+}
+
+// take counts route i as matched and adds its sinks the event does not go to yet.
+func (s *snapshot) take(ctx context.Context, i int, g *group, tel *telemetry) {
+	r := &s.routes[i]
+	tel.matched.Add(ctx, 1, r.attrs.addOpts...)
+	for _, k := range r.sinks {
+		if g.seen[k] {
+			continue
+		}
+		g.seen[k] = true
+		g.targets = append(g.targets, target{sink: s.sinks[k], route: r.name})
+	}
 }
 
 // buildRoutes validates routes against sinks and resolves sink names to indices.
