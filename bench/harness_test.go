@@ -27,17 +27,30 @@ import (
 var (
 	clientsFlag = flag.Int("clients", 16, "concurrent keep-alive HTTP clients of the load generator")
 	roundsFlag  = flag.Int("rounds", 5, "interleaved rounds of BenchmarkEndToEndCompare")
-	// franz-go compresses batches with snappy by default and Sarama does not compress; with this
-	// flag the franz-go pipelines (fanbridge, tutorial, floor-http-kafka) send uncompressed too.
-	uncompressedFlag = flag.Bool("uncompressed", false, "produce uncompressed from the franz-go pipelines too, as Sarama (Watermill) does by default")
+	// Every pipeline produces with the same codec, so that none pays for compression the others
+	// skip: franz-go compresses batches with snappy by default and Sarama (under Watermill) does
+	// not compress, so each is told. "none" is what a broker on the same host wants; "snappy" what
+	// a network between services usually does.
+	compressionFlag = flag.String("compression", "none", `codec of every pipeline's producer: "none" or "snappy"`)
 )
+
+// snappy reports whether the pipelines compress, and fails on an unknown -compression.
+func snappy() bool {
+	switch *compressionFlag {
+	case "none":
+		return false
+	case "snappy":
+		return true
+	}
+	panic(fmt.Sprintf("bench: -compression %q: want none or snappy", *compressionFlag))
+}
 
 // franzOpts are the producer options every franz-go pipeline shares beyond its defaults.
 func franzOpts() []kgo.Opt {
-	if *uncompressedFlag {
-		return []kgo.Opt{kgo.ProducerBatchCompression(kgo.NoCompression())}
+	if snappy() {
+		return []kgo.Opt{kgo.ProducerBatchCompression(kgo.SnappyCompression())}
 	}
-	return nil
+	return []kgo.Opt{kgo.ProducerBatchCompression(kgo.NoCompression())}
 }
 
 // newFranzClient is the client of the tutorial and the Kafka floor: franz-go's defaults, with

@@ -160,6 +160,10 @@ func newWatermillPipeline(brokers []string, topic string, secret []byte, rules [
 	// replica as the other two pipelines have.
 	saramaConfig := kafka.DefaultSaramaSyncPublisherConfig()
 	saramaConfig.Producer.RequiredAcks = sarama.WaitForAll
+	saramaConfig.Producer.Compression = sarama.CompressionNone
+	if snappy() {
+		saramaConfig.Producer.Compression = sarama.CompressionSnappy
+	}
 	pub, err := kafka.NewPublisher(kafka.PublisherConfig{
 		Brokers:               brokers,
 		Marshaler:             kafka.DefaultMarshaler{},
