@@ -100,27 +100,3 @@ func callerEnded(parent, callCtx context.Context, code codes.Code) error {
 }
 
 func noCancel() {}
-
-// printableASCII reports whether every byte of s is printable ASCII (0x20 to 0x7e), which plain
-// gRPC metadata values must be. It tests eight bytes at a time, since it runs on the id and the
-// trace headers of every call.
-func printableASCII(s string) bool {
-	const ones, tops = 0x0101010101010101, 0x8080808080808080
-	for len(s) >= 8 {
-		x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-		// A byte gets its top bit set in x when it is 0x80 or more, in x+1 when it is 0x7f, and in
-		// x-0x20 when it is below 0x20. A carry or borrow into the next byte only starts at a byte
-		// that is caught itself, so it cannot hide one.
-		if (x|(x+ones)|(x-0x20*ones))&tops != 0 {
-			return false
-		}
-		s = s[8:]
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}

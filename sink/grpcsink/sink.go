@@ -171,6 +171,9 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	// in d, and the options are prepared.
 	err := s.conn.Invoke(callCtx, fanbridgev1.EventSink_Deliver_FullMethodName, &d.req, &d.resp, s.opts...)
 	cancel()
+	if err == nil {
+		return nil
+	}
 	return s.call.finish(ctx, callCtx, e, err)
 }
 
