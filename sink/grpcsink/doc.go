@@ -89,4 +89,37 @@
 // AlreadyExists, which the Sink also counts as delivered (a Server handler returns
 // fanbridge.ErrDuplicate for that). Calls for different events are independent and may arrive in
 // any order, and with several addresses at different servers.
+//
+// # Performance
+//
+// Send costs what the same delivery written by hand costs: the request built from the event and
+// one call through the generated client, with the event id and trace context as metadata. On top
+// of that it checks that the event's text can be encoded (so that a bad event fails permanently,
+// without a call) and counts the calls in flight for Close: about 0.15 µs per call on the client,
+// with fewer allocations than the hand-written call (5 against 9, or 9 against 13 with a timer).
+//
+// BenchmarkOverhead measures the difference end to end on the least favourable path: a loopback
+// connection to an in-process consumer that does nothing, where a call takes about 55 µs alone and
+// 27 µs per call with 8 at once. The two sides alternate in short batches within one run. Wall
+// time overhead of Send, the median of 5 runs (and their range):
+//
+//	how each call is bounded                              1 caller             8 callers
+//	a deadline of the caller (fanout's Sync mode)         +0.0% (-2.4, +3.4)   +0.5% (+0.2, +2.7)
+//	no caller deadline: Send's call timeout, and the      -0.2% (-2.1, +2.9)   -0.7% (-2.3, +2.0)
+//	  hand-written call under the same context.WithTimeout
+//	no caller deadline, WithCallTimeout(0), no bound      -1.7% (-5.3, +1.8)   +1.4% (-0.1, +2.2)
+//
+// Against a hand-written call with no deadline at all, Send with its call timeout takes 7 to 9%
+// longer (+6.8% and +8.7%; single runs +4% to +12%). That is what grpc-go spends on any deadline
+// (a grpc-timeout header, and timers on both ends), not Send's own work; without it a consumer
+// that never answers holds the call for ever. WithCallTimeout(0) removes the bound and its cost
+// together. Over a real network, where a call takes milliseconds, none of these differences shows.
+//
+// The figures come from a shared machine with 2 cores that was running other builds and tests at
+// the time (load average 2 to 4), with Go 1.26 and grpc-go 1.85:
+//
+//	go test -run='^$' -bench='BenchmarkOverhead|BenchmarkClientSide' -count=5 -benchtime=3s ./sink/grpcsink/
+//
+// BenchmarkClientSide measures the client's own work alone (extra-ns/op), over a connection that
+// answers at once.
 package grpcsink
