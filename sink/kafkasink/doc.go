@@ -101,4 +101,37 @@
 // Close stops new Sends, waits (WithCloseTimeout) for records already produced to be acknowledged,
 // then closes the client if Dial built it; records still unacknowledged then fail, and Close says
 // how many there were.
+//
+// # Performance
+//
+// BenchmarkProduce puts Send beside the ways people produce without it. Each pair of producers
+// writes the same record to one in-process kfake broker, through clients with the same settings,
+// in alternating batches within one run, and an event counts once it is acknowledged. How many
+// times more events per second Send delivers, the median of 5 runs (and their range):
+//
+//	Send from 64 goroutines, against                                  x faster
+//	a ProduceSync loop: one goroutine producing and waiting in turn   6.2 (6.16, 6.37)
+//	the tutorial loop: Produce, then wait on a delivery channel       6.4 (6.29, 6.64)
+//	ProduceSync from 64 goroutines, handed the finished record        0.91 (0.90, 0.93)
+//	ProduceSync from 64 goroutines, building the record each time     1.12 (1.11, 1.13)
+//	Send from one goroutine, against the ProduceSync loop             0.98 (0.97, 1.00)
+//
+// That is about 200,000 events a second from 64 goroutines against 32,000 from a loop, and
+// 700,000 a second with SendBatch of 64 events. The first two lines are the gain of handing
+// concurrent deliveries to one Sink: the client batches the records of concurrent Sends into
+// shared produce requests, while a loop waits a whole round trip for each record. The same client
+// called with ProduceSync from 64 goroutines batches in the same way, so about 1x is the expected
+// result there: handed a record built once in advance it is ahead by the cost of building the
+// record (the CloudEvents headers, the formatted time, the metadata headers in key order), and
+// building the same record for each event it falls behind, since Send reuses the memory of
+// acknowledged records (8 allocations per event against 23). From one goroutine Send takes 2%
+// longer than ProduceSync of a finished record, for the same reason.
+//
+// The figures come from a shared machine with 2 cores that was running other builds and tests at
+// the time (load average 2 to 4), with Go 1.26 and franz-go 1.22:
+//
+//	go test -run='^$' -bench=BenchmarkProduce -count=5 -benchtime=3s ./sink/kafkasink/
+//
+// The broker runs in the same process, so there is no network: a real broker's round trip makes a
+// one-at-a-time loop slower still, and batching worth more.
 package kafkasink
