@@ -66,6 +66,8 @@ func TestDeliversEvents(t *testing.T) {
 	assert.Len(t, ev.ID, 32)
 	assert.Equal(t, 1, h.src.Channels())
 	assert.Len(t, h.srv.Channels(), 1, "a duplicate topic does not need another channel")
+	// The outcome is counted once Dispatch has returned, just after the recorder saw the event.
+	h.waitCounter(t, ctx, "fanbridge.notifications.events", "outcome", "delivered", 20)
 	assert.EqualValues(t, 20, h.counter(t, "fanbridge.notifications.events", "outcome", "delivered"))
 	assert.EqualValues(t, 20, h.counter(t, "fanbridge.notifications.messages", "kind", "event"))
 }
