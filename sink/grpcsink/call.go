@@ -100,3 +100,14 @@ func callerEnded(parent, callCtx context.Context, code codes.Code) error {
 }
 
 func noCancel() {}
+
+// printableASCII reports whether every byte of s is printable ASCII (0x20 to 0x7e), which plain
+// gRPC metadata values must be.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -45,24 +45,3 @@ func FuzzFromProto(f *testing.F) {
 		assert.Equal(t, e.Raw, again.Raw)
 	})
 }
-
-// FuzzPrintableASCII holds the check that decides whether an id or a trace header can travel as
-// plain gRPC metadata, which reads eight bytes at a time, against its definition byte by byte.
-func FuzzPrintableASCII(f *testing.F) {
-	e := sampleEvent(f)
-	for _, s := range []string{
-		e.ID, e.Metadata[fanbridge.MetaTraceparent], e.Metadata[fanbridge.MetaTracestate], "",
-		"événement", "tab\there", "0123456\x7f", "0123456 ~", "\x1f1234567", "12345678\x80", "\xff\xff\xff\xff\xff\xff\xff\xff",
-	} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want := true
-		for i := 0; i < len(s); i++ {
-			if s[i] < 0x20 || s[i] > 0x7e {
-				want = false
-			}
-		}
-		assert.Equal(t, want, grpcsink.PrintableASCII(s), "%q", s)
-	})
-}
