@@ -290,7 +290,6 @@ type segment struct {
 	wall     time.Duration // the load generator's, first request to last answer
 	cpu      time.Duration // this process's user+system time: the server's
 	mallocs  uint64
-	bytes    uint64
 	p50, p99 time.Duration
 }
 
@@ -347,7 +346,6 @@ func (h *harness) measure(p *pipeline, n int, withMem bool, after func()) (segme
 		wall:    time.Duration(resp.Elapsed),
 		cpu:     cpu,
 		mallocs: ms1.Mallocs - ms0.Mallocs,
-		bytes:   ms1.TotalAlloc - ms0.TotalAlloc,
 		p50:     time.Duration(resp.P50),
 		p99:     time.Duration(resp.P99),
 	}, nil
