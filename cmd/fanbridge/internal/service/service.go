@@ -24,6 +24,7 @@ import (
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/dlq/kafkadlq"
 	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -119,7 +120,7 @@ func New(cfg *config.Config, opts Options) (s *Service, err error) {
 			return nil, err
 		}
 		s.sinks[b.name] = b
-		cleanup = append(cleanup, func() { b.release(); _ = closeSink(b) })
+		cleanup = append(cleanup, func() { b.release(); _ = sink.Close(b.sink) })
 	}
 	routes, err := buildRoutes(cfg)
 	if err != nil {
@@ -419,7 +420,7 @@ func (s *Service) Reload(cfg *config.Config) error {
 	discard := func() {
 		for _, b := range fresh {
 			b.release()
-			_ = closeSink(b)
+			_ = sink.Close(b.sink)
 		}
 	}
 	for i := range cfg.Sinks {
@@ -498,13 +499,6 @@ func restartOnly(old, cur *config.Config) []string {
 		keys = append(keys, "reload")
 	}
 	return keys
-}
-
-func closeSink(b *builtSink) error {
-	if c, ok := b.sink.(io.Closer); ok {
-		return c.Close()
-	}
-	return nil
 }
 
 // watch reloads the file when its content changes. It reads and hashes the file at every tick

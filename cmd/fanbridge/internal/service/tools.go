@@ -20,7 +20,7 @@ func Sinks(cfg *config.Config, log *slog.Logger) (map[string]sink.Sink, func(), 
 	release := func() {
 		for _, b := range built {
 			b.release()
-			_ = closeSink(b)
+			_ = sink.Close(b.sink)
 		}
 	}
 	for i := range cfg.Sinks {
