@@ -309,6 +309,10 @@ func processCPU() time.Duration {
 // reads the allocation counters around the run (a short stop of the world at each end); after,
 // when set, runs as soon as the load generator answers (a benchmark stops its timer there).
 func (h *harness) measure(p *pipeline, n int, withMem bool, after func()) (segment, error) {
+	// Start from a collected heap: the garbage the previous segment left (in the comparison,
+	// another pipeline's, and always the same one's, since the order only rotates) would otherwise
+	// be collected during this segment and billed to this pipeline's CPU.
+	runtime.GC()
 	var ms0, ms1 runtime.MemStats
 	if withMem {
 		runtime.ReadMemStats(&ms0)
