@@ -101,13 +101,6 @@ func withSeq(body []byte, seq uint64) ([]byte, error) {
 	return out, nil
 }
 
-// signHex is the signature every pipeline checks: hex HMAC-SHA256 of the body.
-func signHex(secret, body []byte) string {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
-	return hex.EncodeToString(mac.Sum(nil))
-}
-
 // ---- child side ----
 
 type loadgenChild struct {
