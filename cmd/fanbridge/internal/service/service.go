@@ -33,8 +33,6 @@ import (
 type Options struct {
 	// ConfigPath is the file ReloadFile reads; empty for a configuration built in memory.
 	ConfigPath string
-	// Lookup resolves ${ENV} references on reload; os.LookupEnv when nil.
-	Lookup config.Lookup
 	// Logger receives the service's logs. Required.
 	Logger *slog.Logger
 	// Level, when set, is changed on reload to the new logging.level.
@@ -82,9 +80,6 @@ type Service struct {
 func New(cfg *config.Config, opts Options) (s *Service, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if opts.Lookup == nil {
-		opts.Lookup = os.LookupEnv
 	}
 	s = &Service{opts: opts, log: opts.Logger, cfg: cfg, stopped: make(chan struct{})}
 	if opts.ConfigText != nil {
@@ -168,9 +163,6 @@ func New(cfg *config.Config, opts Options) (s *Service, err error) {
 
 // Addr is the address the server listens on.
 func (s *Service) Addr() net.Addr { return s.ln.Addr() }
-
-// Dispatcher returns the service's dispatcher (for tests and embedding).
-func (s *Service) Dispatcher() *fanout.Dispatcher { return s.disp }
 
 func (s *Service) openDLQ(d *config.DLQ) error {
 	switch {
@@ -380,7 +372,7 @@ func (s *Service) ReloadFile() error {
 		// reporting the same mistake at every tick.
 		sum := sha256.Sum256(b)
 		s.fileSum.Store(&sum)
-		cfg, err = config.Parse(b, s.opts.Lookup)
+		cfg, err = config.Parse(b, nil)
 	}
 	if err != nil {
 		s.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(resultAttr("rejected")))

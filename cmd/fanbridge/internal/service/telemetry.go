@@ -20,10 +20,9 @@ import (
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
 )
 
-// telemetry holds the meter and tracer providers every package is given, and the Prometheus
-// registry /metrics serves.
+// telemetry holds the meter and tracer providers every package is given, and the handler that
+// serves the meters' Prometheus registry at /metrics.
 type telemetry struct {
-	registry *prometheus.Registry
 	meters   *sdkmetric.MeterProvider
 	tracer   trace.TracerProvider
 	sdkTrace *sdktrace.TracerProvider
@@ -39,9 +38,8 @@ func newTelemetry(cfg config.Tracing, log *slog.Logger) (*telemetry, error) {
 		return nil, err
 	}
 	t := &telemetry{
-		registry: reg,
-		meters:   sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp)),
-		metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		meters:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp)),
+		metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 	}
 	// W3C trace context is what EventBridge senders, Kafka headers and gRPC metadata carry.
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
