@@ -182,10 +182,13 @@ func (r *Route) Build() (fanout.Route, error) {
 	out := fanout.Route{Name: r.Name, Sinks: r.Sinks}
 	switch {
 	case r.Pattern != nil:
-		if _, err := filter.ParsePattern(r.Pattern.JSON); err != nil {
+		// A parsed *filter.Pattern as the Filter is matched with the other pattern routes, as a
+		// Pattern would be, without fanout parsing the source a second time.
+		p, err := filter.ParsePattern(r.Pattern.JSON)
+		if err != nil {
 			return out, fmt.Errorf("pattern: %w", err)
 		}
-		out.Pattern = r.Pattern.JSON
+		out.Filter = p
 	case r.CEL != "":
 		x, err := filter.Expr(r.CEL)
 		if err != nil {
