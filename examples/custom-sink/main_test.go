@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/examples/internal/exampletest"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/signature"
 	"github.com/fanbridge/fanbridge/sink"
@@ -163,16 +163,12 @@ func TestSendAfterClose(t *testing.T) {
 	assert.NoError(t, log.Close())
 }
 
-func env(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
-}
-
 func TestOffline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	var out bytes.Buffer
-	require.NoError(t, run(ctx, []string{"-out", path}, env(map[string]string{"DLQ_DIR": t.TempDir()}), &out))
+	require.NoError(t, run(ctx, []string{"-out", path}, exampletest.Env(map[string]string{"DLQ_DIR": t.TempDir()}), &out))
 	text := out.String()
 	assert.Contains(t, text, "a body that is not UTF-8: auditlog: event body is not valid UTF-8: event not-utf8 (permanent)\n")
 	assert.Equal(t, 4, strings.Count(text, ": 200 {\"status\":\"delivered\""))
@@ -197,63 +193,23 @@ func TestOffline(t *testing.T) {
 func TestUnwritableLog(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err := run(ctx, []string{"-out", filepath.Join(t.TempDir(), "missing", "audit.jsonl")}, env(nil), io.Discard)
+	err := run(ctx, []string{"-out", filepath.Join(t.TempDir(), "missing", "audit.jsonl")}, exampletest.Env(nil), io.Discard)
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, os.ErrNotExist), "%v", err)
-}
-
-// startRun runs the command in the background and returns the intake's URL once it listens.
-func startRun(t *testing.T, ctx context.Context, args []string, vars map[string]string) (string, <-chan error) {
-	t.Helper()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, args, env(vars), pw)
-		pw.Close()
-		done <- err
-	}()
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-				urls <- strings.TrimSuffix(strings.Fields(rest)[0], ",")
-			}
-		}
-	}()
-	select {
-	case url := <-urls:
-		return url, done
-	case err := <-done:
-		t.Fatalf("run returned before listening: %v", err)
-	case <-ctx.Done():
-		t.Fatal("run did not start listening")
-	}
-	return "", nil
 }
 
 func TestBehindASender(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	url, done := startRun(t, runCtx, []string{"-out", path}, map[string]string{
+	p := exampletest.Start(t, ctx, run, []string{"-out", path}, map[string]string{
 		"GENESYS_WEBHOOK_SECRET": "test-secret",
 		"LISTEN_ADDR":            "127.0.0.1:0",
 	})
 
 	body, err := samples.ReadFile("samples/customer-end.json")
 	require.NoError(t, err)
-	send := func(h http.Header) int {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		require.NoError(t, err)
-		req.Header = h
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	send := func(h http.Header) int { return exampletest.Post(t, ctx, p.URL, body, h) }
 	assert.Equal(t, http.StatusUnauthorized, send(http.Header{}))
 	assert.Equal(t, http.StatusUnauthorized, send(http.Header{apiKeyHeader: {demoAPIKey}}), "the demo key is not accepted")
 	sig, err := signature.SignHMAC(hmacScheme, "test-secret", body)
@@ -269,11 +225,5 @@ func TestBehindASender(t *testing.T) {
 	require.Len(t, events, 1)
 	assert.Equal(t, "58fb5dac-f077-4eec-a25f-c638dbdd4368", events[0].ID)
 
-	stop()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-ctx.Done():
-		t.Fatal("run did not stop")
-	}
+	p.Stop(t)
 }

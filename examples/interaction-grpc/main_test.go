@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -16,8 +15,8 @@ import (
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
-	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/examples/internal/exampletest"
 	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/signature"
 	"github.com/fanbridge/fanbridge/sink/memsink"
@@ -32,10 +31,6 @@ const (
 	idVoiceCall = "d4f6a8c0-2e4b-4d6f-8a0c-2e4b6d8f0a1b"
 )
 
-func env(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
-}
-
 func TestOffline(t *testing.T) {
 	for _, kind := range []string{"pattern", "cel"} {
 		t.Run(kind, func(t *testing.T) {
@@ -43,7 +38,7 @@ func TestOffline(t *testing.T) {
 			defer cancel()
 			dir := t.TempDir()
 			var out bytes.Buffer
-			require.NoError(t, run(ctx, []string{"-filter", kind}, env(map[string]string{"DLQ_DIR": dir}), &out))
+			require.NoError(t, run(ctx, []string{"-filter", kind}, exampletest.Env(map[string]string{"DLQ_DIR": dir}), &out))
 			text := out.String()
 
 			for _, id := range []string{idStart, idChat, idWrong} {
@@ -61,14 +56,7 @@ func TestOffline(t *testing.T) {
 			assert.Equal(t, 5, strings.Count(text, "  answer: 200 "))
 
 			// The dead letter is on disk, with the envelope as received.
-			q, err := filedlq.Open(dir, filedlq.WithReadOnly())
-			require.NoError(t, err)
-			defer q.Close()
-			var entries []dlq.Entry
-			for e, err := range dlq.All(ctx, q) {
-				require.NoError(t, err)
-				entries = append(entries, e)
-			}
+			entries := exampletest.DeadLetters(t, ctx, dir)
 			require.Len(t, entries, 1)
 			assert.Equal(t, idVoiceCall, entries[0].Event.ID)
 			assert.Equal(t, "crm", entries[0].Sink)
@@ -141,47 +129,6 @@ func TestFiltersAgree(t *testing.T) {
 	}
 }
 
-// startRun runs the command in the background and returns the intake's URL once it listens.
-func startRun(t *testing.T, ctx context.Context, args []string, vars map[string]string) (string, <-chan error) {
-	t.Helper()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, args, env(vars), pw)
-		pw.Close()
-		done <- err
-	}()
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-				urls <- strings.Fields(rest)[0]
-			}
-		}
-	}()
-	select {
-	case url := <-urls:
-		return url, done
-	case err := <-done:
-		t.Fatalf("run returned before listening: %v", err)
-	case <-ctx.Done():
-		t.Fatal("run did not start listening")
-	}
-	return "", nil
-}
-
-func post(t *testing.T, ctx context.Context, url string, body []byte, header http.Header) int {
-	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	require.NoError(t, err)
-	req.Header = header
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 func ids(events []*fanbridge.Event) []string {
 	var list []string
 	for _, e := range events {
@@ -206,9 +153,7 @@ func TestAgainstServices(t *testing.T) {
 			require.NoError(t, err)
 			defer stopReporting()
 
-			runCtx, stop := context.WithCancel(ctx)
-			defer stop()
-			url, done := startRun(t, runCtx, []string{"-insecure", "-filter", kind}, map[string]string{
+			p := exampletest.Start(t, ctx, run, []string{"-insecure", "-filter", kind}, map[string]string{
 				"GRPC_DOWNSTREAM_ADDRESSES": crmAddr + ", " + reportingAddr,
 				"EVENTBRIDGE_API_KEY":       "test-key",
 				"GENESYS_WEBHOOK_SECRET":    "test-secret",
@@ -219,24 +164,24 @@ func TestAgainstServices(t *testing.T) {
 
 			sale, err := samples.ReadFile("samples/acw-sale.json")
 			require.NoError(t, err)
-			assert.Equal(t, http.StatusUnauthorized, post(t, ctx, url, sale, http.Header{}), "no credentials")
-			assert.Equal(t, http.StatusUnauthorized, post(t, ctx, url, sale, http.Header{apiKeyHeader: {"wrong"}}), "wrong key")
+			assert.Equal(t, http.StatusUnauthorized, exampletest.Post(t, ctx, p.URL, sale, http.Header{}), "no credentials")
+			assert.Equal(t, http.StatusUnauthorized, exampletest.Post(t, ctx, p.URL, sale, http.Header{apiKeyHeader: {"wrong"}}), "wrong key")
 
 			for _, name := range []string{"acw-sale.json", "acw-wrong-number.json"} {
 				body, err := samples.ReadFile("samples/" + name)
 				require.NoError(t, err)
-				assert.Equal(t, http.StatusOK, post(t, ctx, url, body, http.Header{apiKeyHeader: {"test-key"}}), name)
+				assert.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, body, http.Header{apiKeyHeader: {"test-key"}}), name)
 			}
 			// A signing proxy's HMAC is accepted too.
 			voice, err := samples.ReadFile("samples/customer-end-voice.json")
 			require.NoError(t, err)
 			sig, err := signature.SignHMAC(hmacScheme, "test-secret", voice)
 			require.NoError(t, err)
-			assert.Equal(t, http.StatusOK, post(t, ctx, url, voice, http.Header{hmacScheme.Header: {sig}}))
+			assert.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, voice, http.Header{hmacScheme.Header: {sig}}))
 			// The chat sample comes from another organization's test bus: refused.
 			chat, err := samples.ReadFile("samples/customer-end-chat.json")
 			require.NoError(t, err)
-			assert.Equal(t, http.StatusForbidden, post(t, ctx, url, chat, http.Header{apiKeyHeader: {"test-key"}}))
+			assert.Equal(t, http.StatusForbidden, exampletest.Post(t, ctx, p.URL, chat, http.Header{apiKeyHeader: {"test-key"}}))
 
 			// A 200 means both services have the selected events, each once.
 			want := []string{idVoiceCall, idSale}
@@ -246,13 +191,7 @@ func TestAgainstServices(t *testing.T) {
 			assert.Equal(t, 4, reporting.Attempts(), "only the failing service is retried")
 			assert.Equal(t, 2, crm.Attempts())
 
-			stop()
-			select {
-			case err := <-done:
-				require.NoError(t, err)
-			case <-ctx.Done():
-				t.Fatal("run did not stop")
-			}
+			p.Stop(t)
 		})
 	}
 }
@@ -287,7 +226,7 @@ func TestConfigurationErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err := run(ctx, c.args, env(c.vars), io.Discard)
+			err := run(ctx, c.args, exampletest.Env(c.vars), io.Discard)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), c.want)
 		})

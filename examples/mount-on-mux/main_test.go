@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,21 +14,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/examples/internal/exampletest"
 	"github.com/fanbridge/fanbridge/retry"
 )
 
 const agent = "e40f28ea-fa86-493f-a5b8-d559c8533c96"
-
-func env(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
-}
 
 func TestOffline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var out bytes.Buffer
 	// The demo checks every status it gets; run fails on the first surprise.
-	require.NoError(t, run(ctx, nil, env(nil), &out))
+	require.NoError(t, run(ctx, nil, exampletest.Env(nil), &out))
 	text := out.String()
 	assert.Contains(t, text, "  -> 401 {\"error\":\"unauthorized\"}\n")
 	assert.Contains(t, text, "  -> 405 Method Not Allowed (Allow: POST)\n")
@@ -38,119 +33,30 @@ func TestOffline(t *testing.T) {
 	assert.Equal(t, 8, strings.Count(text, "  access: "), "every route goes through the service's chain")
 }
 
-// started is a command running in the background.
-type started struct {
-	base  string
-	lines <-chan string
-	done  <-chan error
-}
-
-// waitFor reads output until a line starting with prefix.
-func (s started) waitFor(t *testing.T, ctx context.Context, prefix string) {
-	t.Helper()
-	for {
-		select {
-		case line, ok := <-s.lines:
-			require.True(t, ok, "output ended before %q", prefix)
-			if strings.HasPrefix(line, prefix) {
-				return
-			}
-		case <-ctx.Done():
-			t.Fatalf("no line %q", prefix)
-		}
-	}
-}
-
-// startRun runs the command in the background and returns once it listens.
-func startRun(t *testing.T, ctx context.Context, args []string, vars map[string]string) started {
-	t.Helper()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, args, env(vars), pw)
-		pw.Close()
-		done <- err
-	}()
-	lines := make(chan string, 1024)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default: // nobody reads that far: drop
-			}
-		}
-	}()
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatalf("run returned before listening: %v", <-done)
-			}
-			if base, found := strings.CutPrefix(line, "listening on "); found {
-				return started{base: base, lines: lines, done: done}
-			}
-		case <-ctx.Done():
-			t.Fatal("run did not start listening")
-		}
-	}
-}
-
-func (s started) stop(t *testing.T, ctx context.Context, cancel context.CancelFunc) {
-	t.Helper()
-	cancel()
-	select {
-	case err := <-s.done:
-		require.NoError(t, err)
-	case <-ctx.Done():
-		t.Fatal("run did not stop")
-	}
-}
-
-func do(t *testing.T, ctx context.Context, method, url string, body []byte, header http.Header) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
-	require.NoError(t, err)
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp, string(b)
-}
-
 func TestServeAfterDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	s := startRun(t, runCtx, []string{"-serve"}, nil)
-	s.waitFor(t, ctx, "serving until Ctrl-C")
+	s := exampletest.Start(t, ctx, run, []string{"-serve"}, nil)
+	s.WaitFor(t, "serving until Ctrl-C")
 
-	resp, body := do(t, ctx, http.MethodGet, s.base+"/api/agents/"+agent, nil, http.Header{"X-Request-Id": {"probe-1"}})
+	resp, body := exampletest.Do(t, ctx, http.MethodGet, s.URL+"/api/agents/"+agent, nil, http.Header{"X-Request-Id": {"probe-1"}})
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "probe-1", resp.Header.Get("X-Request-Id"), "the caller's request id comes back")
 	assert.Contains(t, body, `"presence":"ON_QUEUE"`)
-	s.stop(t, ctx, stop)
+	s.Stop(t)
 }
 
 func TestBehindASender(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	s := startRun(t, runCtx, nil, map[string]string{
+	s := exampletest.Start(t, ctx, run, nil, map[string]string{
 		"EVENTBRIDGE_API_KEY": "test-key",
 		"LISTEN_ADDR":         "127.0.0.1:0",
 		"DLQ_DIR":             t.TempDir(),
 	})
 	presence, err := samples.ReadFile("samples/user-presence-on-queue.json")
 	require.NoError(t, err)
-	events := s.base + "/events/genesys"
+	events := s.URL + "/events/genesys"
 
 	cases := []struct {
 		name, method, url string
@@ -159,27 +65,27 @@ func TestBehindASender(t *testing.T) {
 		status            int
 		contains          string
 	}{
-		{"health", http.MethodGet, s.base + "/healthz", nil, nil, http.StatusOK, "ok"},
-		{"agent not known yet", http.MethodGet, s.base + "/api/agents/" + agent, nil, nil, http.StatusNotFound, "unknown agent"},
+		{"health", http.MethodGet, s.URL + "/healthz", nil, nil, http.StatusOK, "ok"},
+		{"agent not known yet", http.MethodGet, s.URL + "/api/agents/" + agent, nil, nil, http.StatusNotFound, "unknown agent"},
 		{"no credentials", http.MethodPost, events, presence, nil, http.StatusUnauthorized, "unauthorized"},
 		{"the demo key", http.MethodPost, events, presence, http.Header{apiKeyHeader: {demoAPIKey}}, http.StatusUnauthorized, "unauthorized"},
 		{"a made-up signature", http.MethodPost, events, presence, http.Header{hmacScheme.Header: {"00"}}, http.StatusUnauthorized, "unauthorized"},
 		{"PUT on the events route", http.MethodPut, events, presence, http.Header{apiKeyHeader: {"test-key"}}, http.StatusMethodNotAllowed, ""},
-		{"POST on the API", http.MethodPost, s.base + "/api/agents/" + agent, nil, nil, http.StatusMethodNotAllowed, ""},
+		{"POST on the API", http.MethodPost, s.URL + "/api/agents/" + agent, nil, nil, http.StatusMethodNotAllowed, ""},
 		{"event", http.MethodPost, events, presence, http.Header{apiKeyHeader: {"test-key"}}, http.StatusOK, `"status":"delivered"`},
 		{"again", http.MethodPost, events, presence, http.Header{apiKeyHeader: {"test-key"}}, http.StatusOK, `"status":"duplicate"`},
-		{"agent known", http.MethodGet, s.base + "/api/agents/" + agent, nil, nil, http.StatusOK, `"presence":"ON_QUEUE"`},
-		{"unknown route", http.MethodGet, s.base + "/api/queues", nil, nil, http.StatusNotFound, ""},
+		{"agent known", http.MethodGet, s.URL + "/api/agents/" + agent, nil, nil, http.StatusOK, `"presence":"ON_QUEUE"`},
+		{"unknown route", http.MethodGet, s.URL + "/api/queues", nil, nil, http.StatusNotFound, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			resp, body := do(t, ctx, c.method, c.url, c.body, c.header)
+			resp, body := exampletest.Do(t, ctx, c.method, c.url, c.body, c.header)
 			assert.Equal(t, c.status, resp.StatusCode, body)
 			assert.Contains(t, body, c.contains)
 			assert.NotEmpty(t, resp.Header.Get("X-Request-Id"), "the chain wraps every route")
 		})
 	}
-	s.stop(t, ctx, stop)
+	s.Stop(t)
 }
 
 func TestChainOrder(t *testing.T) {

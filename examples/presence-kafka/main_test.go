@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -17,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge/dlq"
-	"github.com/fanbridge/fanbridge/dlq/filedlq"
+	"github.com/fanbridge/fanbridge/examples/internal/exampletest"
 	"github.com/fanbridge/fanbridge/signature"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
@@ -34,15 +33,11 @@ const (
 	agentB = "278522be-1683-4877-8257-4164a177be89"
 )
 
-func env(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
-}
-
 func TestOffline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	require.NoError(t, run(ctx, nil, env(nil), &out))
+	require.NoError(t, run(ctx, nil, exampletest.Env(nil), &out))
 	text := out.String()
 
 	// Each record is on its type's topic, keyed by its agent.
@@ -72,47 +67,6 @@ func findLine(text, substr string) string {
 	return ""
 }
 
-// startRun runs the command in the background and returns the intake's URL once it listens.
-func startRun(t *testing.T, ctx context.Context, args []string, vars map[string]string) (string, <-chan error) {
-	t.Helper()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, args, env(vars), pw)
-		pw.Close()
-		done <- err
-	}()
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-				urls <- strings.TrimSuffix(strings.Fields(rest)[0], ",")
-			}
-		}
-	}()
-	select {
-	case url := <-urls:
-		return url, done
-	case err := <-done:
-		t.Fatalf("run returned before listening: %v", err)
-	case <-ctx.Done():
-		t.Fatal("run did not start listening")
-	}
-	return "", nil
-}
-
-func post(t *testing.T, ctx context.Context, url string, body []byte, header http.Header) int {
-	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	require.NoError(t, err)
-	req.Header = header
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 func TestAgainstCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -122,9 +76,7 @@ func TestAgainstCluster(t *testing.T) {
 	defer cluster.Close()
 	dir := t.TempDir()
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	url, done := startRun(t, runCtx, nil, map[string]string{
+	p := exampletest.Start(t, ctx, run, nil, map[string]string{
 		"KAFKA_BROKERS":       strings.Join(cluster.ListenAddrs(), ","),
 		"EVENTBRIDGE_API_KEY": "test-key",
 		"LISTEN_ADDR":         "127.0.0.1:0",
@@ -133,12 +85,12 @@ func TestAgainstCluster(t *testing.T) {
 
 	onQueue, err := samples.ReadFile("samples/user-presence-on-queue.json")
 	require.NoError(t, err)
-	assert.Equal(t, http.StatusUnauthorized, post(t, ctx, url, onQueue, http.Header{}))
+	assert.Equal(t, http.StatusUnauthorized, exampletest.Post(t, ctx, p.URL, onQueue, http.Header{}))
 	key := http.Header{apiKeyHeader: {"test-key"}}
 	for _, name := range demo {
 		body, err := samples.ReadFile("samples/" + name)
 		require.NoError(t, err)
-		assert.Equal(t, http.StatusOK, post(t, ctx, url, body, key), name)
+		assert.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, body, key), name)
 	}
 
 	// Read the topics back as a consumer service would.
@@ -165,21 +117,8 @@ func TestAgainstCluster(t *testing.T) {
 	}, got)
 
 	// Dead-lettered, not lost: the sender was answered 200 only once the entry was on disk.
-	stop()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-ctx.Done():
-		t.Fatal("run did not stop")
-	}
-	q, err := filedlq.Open(dir, filedlq.WithReadOnly())
-	require.NoError(t, err)
-	defer q.Close()
-	var entries []dlq.Entry
-	for e, err := range dlq.All(ctx, q) {
-		require.NoError(t, err)
-		entries = append(entries, e)
-	}
+	p.Stop(t)
+	entries := exampletest.DeadLetters(t, ctx, dir)
 	require.Len(t, entries, 1)
 	assert.Equal(t, idAudit, entries[0].Event.ID)
 	assert.Equal(t, "kafka", entries[0].Sink)
@@ -193,9 +132,7 @@ func TestOrderPerAgent(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topicPresence, topicActivity, topicAudit))
 	require.NoError(t, err)
 	defer cluster.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	url, done := startRun(t, runCtx, nil, map[string]string{
+	p := exampletest.Start(t, ctx, run, nil, map[string]string{
 		"KAFKA_BROKERS":          cluster.ListenAddrs()[0],
 		"GENESYS_WEBHOOK_SECRET": "test-secret",
 		"LISTEN_ADDR":            "127.0.0.1:0",
@@ -212,7 +149,7 @@ func TestOrderPerAgent(t *testing.T) {
 		body := bytes.Replace(template, []byte(idOnQueue), []byte(id), 1)
 		sig, err := signature.SignHMAC(hmacScheme, "test-secret", body)
 		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, post(t, ctx, url, body, http.Header{hmacScheme.Header: {sig}}))
+		require.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, body, http.Header{hmacScheme.Header: {sig}}))
 	}
 
 	client, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...),
@@ -234,8 +171,7 @@ func TestOrderPerAgent(t *testing.T) {
 	}
 	assert.Len(t, parts, 1, "one agent, one partition")
 	assert.Equal(t, want, ids, "in the order they were posted")
-	stop()
-	require.NoError(t, <-done)
+	p.Stop(t)
 }
 
 func TestConfigurationErrors(t *testing.T) {
@@ -253,7 +189,7 @@ func TestConfigurationErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err := run(ctx, c.args, env(c.vars), io.Discard)
+			err := run(ctx, c.args, exampletest.Env(c.vars), io.Discard)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), c.want)
 		})

@@ -1,0 +1,147 @@
+// Package exampletest runs the example programs from their tests: in the background, with an
+// environment of the test's choosing, until the test stops them, and talks to them over HTTP.
+package exampletest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/filedlq"
+)
+
+// RunFunc is an example program without its process: arguments, environment and output are
+// passed in.
+type RunFunc func(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error
+
+// Env is an environment holding vars and nothing else.
+func Env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+// Program is an example program running in the background.
+type Program struct {
+	// URL is the first word of the line the program prints once it listens ("listening on URL"),
+	// without a trailing comma.
+	URL string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	lines  <-chan string
+	done   <-chan error
+}
+
+// Start runs the program in the background and returns once it listens. It fails the test when
+// the program returns first or ctx ends; the program stops at the latest when the test ends.
+func Start(t *testing.T, ctx context.Context, run RunFunc, args []string, vars map[string]string) *Program {
+	t.Helper()
+	runCtx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(runCtx, args, Env(vars), pw)
+		pw.Close()
+		done <- err
+	}()
+	// The output is read to its end, so that the program never blocks on it; lines beyond what
+	// the buffer holds, unread by the test, are dropped.
+	lines := make(chan string, 1024)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("run returned before listening: %v", <-done)
+			}
+			if rest, found := strings.CutPrefix(line, "listening on "); found {
+				url := strings.TrimSuffix(strings.Fields(rest)[0], ",")
+				return &Program{URL: url, ctx: ctx, cancel: cancel, lines: lines, done: done}
+			}
+		case <-ctx.Done():
+			t.Fatal("run did not start listening")
+		}
+	}
+}
+
+// WaitFor reads the program's output until a line that starts with prefix.
+func (p *Program) WaitFor(t *testing.T, prefix string) {
+	t.Helper()
+	for {
+		select {
+		case line, ok := <-p.lines:
+			require.True(t, ok, "output ended before %q", prefix)
+			if strings.HasPrefix(line, prefix) {
+				return
+			}
+		case <-p.ctx.Done():
+			t.Fatalf("no line %q", prefix)
+		}
+	}
+}
+
+// Stop interrupts the program, as Ctrl-C does, and requires that it returns without error before
+// the context given to Start ends.
+func (p *Program) Stop(t *testing.T) {
+	t.Helper()
+	p.cancel()
+	select {
+	case err := <-p.done:
+		require.NoError(t, err)
+	case <-p.ctx.Done():
+		t.Fatal("run did not stop")
+	}
+}
+
+// Do sends a request with header and returns the answer and its body.
+func Do(t *testing.T, ctx context.Context, method, url string, body []byte, header http.Header) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(b)
+}
+
+// Post posts body with header and returns the answer's status code.
+func Post(t *testing.T, ctx context.Context, url string, body []byte, header http.Header) int {
+	t.Helper()
+	resp, _ := Do(t, ctx, http.MethodPost, url, body, header)
+	return resp.StatusCode
+}
+
+// DeadLetters returns the entries of the file dead-letter queue in dir, opened read-only.
+func DeadLetters(t *testing.T, ctx context.Context, dir string) []dlq.Entry {
+	t.Helper()
+	q, err := filedlq.Open(dir, filedlq.WithReadOnly())
+	require.NoError(t, err)
+	defer q.Close()
+	var entries []dlq.Entry
+	for e, err := range dlq.All(ctx, q) {
+		require.NoError(t, err)
+		entries = append(entries, e)
+	}
+	return entries
+}
