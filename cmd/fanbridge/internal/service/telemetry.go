@@ -85,6 +85,11 @@ type logExporter struct {
 }
 
 func (e *logExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	// The exporter runs in line with every span's end, on the request path: with debug off (the
+	// level can change on reload) it returns at once rather than format what the handler drops.
+	if !e.log.Enabled(ctx, slog.LevelDebug) {
+		return nil
+	}
 	for _, s := range spans {
 		sc := s.SpanContext()
 		e.log.LogAttrs(ctx, slog.LevelDebug, "span",
