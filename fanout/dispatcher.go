@@ -496,7 +496,6 @@ func (d *Dispatcher) unref(g *group) {
 		return
 	}
 	clear(g.seen)
-	g.order = g.order[:0]
 	clear(g.rules)
 	g.rules = g.rules[:0]
 	clear(g.targets)

@@ -68,17 +68,12 @@ func newSnapshot(sinks []*sinkState, routes []routeState, q dlq.Queue) *snapshot
 		s.byRule = make(map[string]int, n)
 		for i := range routes {
 			r := &routes[i]
-			if r.pattern == nil {
-				continue
-			}
-			// Route names are unique and non-empty, and the pattern is compiled: this cannot fail.
-			if err := s.matcher.AddPattern(r.name, r.pattern); err == nil {
+			// Route names are unique and non-empty, and the pattern is compiled: AddPattern cannot
+			// fail.
+			if r.pattern != nil && s.matcher.AddPattern(r.name, r.pattern) == nil {
 				r.shared = true
 				s.byRule[r.name] = i
-			}
-		}
-		for i := range routes {
-			if !routes[i].shared {
+			} else {
 				s.others = append(s.others, i)
 			}
 		}
