@@ -18,7 +18,9 @@ func objects(obj string, n int) string {
 
 // TestAdversarialArrays feeds events built to make a naive array-consistent search explode:
 // several independent arrays of many objects, where every combination of elements has to be
-// ruled out. Matching must stay fast (well under the deadline) and correct.
+// ruled out. Matching must be correct and finish: a search that tries the combinations would need
+// 3000^3 steps, hours, so a bound of seconds tells it apart however loaded the machine is, while a
+// bound near the milliseconds the search takes would only measure the load.
 func TestAdversarialArrays(t *testing.T) {
 	const n = 3000
 	event := []byte(`{"a":` + objects(`{"x":1,"w":1}`, n) + `,"b":` + objects(`{"y":1}`, n) +
@@ -40,19 +42,18 @@ func TestAdversarialArrays(t *testing.T) {
 	for i, c := range cases {
 		require.NoError(t, m.Add(string(rune('A'+i)), []byte(c.pattern)))
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	const bound = 20 * time.Second
 	for i, c := range cases {
 		p := filter.MustParsePattern(c.pattern)
 		start := time.Now()
 		got, err := p.MatchRaw(event)
 		require.NoError(t, err)
 		assert.Equal(t, c.want, got, c.pattern)
-		assert.Less(t, time.Since(start), 2*time.Second, "Pattern %d took too long", i)
-		require.True(t, time.Now().Before(deadline))
+		assert.Less(t, time.Since(start), bound, "Pattern %d took too long", i)
 	}
 	start := time.Now()
 	got, err := m.MatchRaw(event, nil)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"B", "G"}, got)
-	assert.Less(t, time.Since(start), 2*time.Second, "Matcher took too long")
+	assert.Less(t, time.Since(start), bound, "Matcher took too long")
 }

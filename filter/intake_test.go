@@ -42,6 +42,9 @@ func TestSamePatternWhicheverIntake(t *testing.T) {
 		{`{"detail":{"metadata":{"CorrelationId":[{"exists":true}]}}}`, true, true},
 		{`{"detail":{"eventBody":{"mediaType":["VOICE"]}}}`, false, false},
 		{`{"source":[{"prefix":"aws.partner/genesys.com"}]}`, true, false},
+		// Only the envelope as received has a version: the view is not what the EventBridge
+		// event is matched against.
+		{`{"version":["0"]}`, true, false},
 	} {
 		t.Run(tc.pattern, func(t *testing.T) {
 			p, err := filter.ParsePattern([]byte(tc.pattern))
