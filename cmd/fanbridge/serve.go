@@ -58,9 +58,6 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, err)
 			return exitFail
 		}
-		if *listen != "" {
-			cfg.Listen.Address = *listen
-		}
 		log, level = service.NewLogger(cfg.Logging, stderr)
 		opts = service.Options{ConfigPath: *cfgPath, ConfigText: text, ListenAddress: *listen, Logger: log, Level: level}
 	} else {

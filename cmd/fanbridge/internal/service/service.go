@@ -81,6 +81,9 @@ func New(cfg *config.Config, opts Options) (s *Service, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if opts.ListenAddress != "" {
+		cfg.Listen.Address = opts.ListenAddress
+	}
 	s = &Service{opts: opts, log: opts.Logger, cfg: cfg, stopped: make(chan struct{})}
 	if opts.ConfigText != nil {
 		sum := sha256.Sum256(opts.ConfigText)
