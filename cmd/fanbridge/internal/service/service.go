@@ -22,7 +22,6 @@ import (
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
-	"github.com/fanbridge/fanbridge/dlq/kafkadlq"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
@@ -198,19 +197,8 @@ func (s *Service) openDLQ(d *config.DLQ) error {
 		s.queue, s.closeQ = q, q.Close
 		s.dlqPing = func(context.Context) error { return nil }
 	case d.Kafka != nil:
-		cc, err := d.Kafka.ClientConfig()
+		q, ks, err := dialKafkaDLQ(d.Kafka, s.log.With("component", "dlq"))
 		if err != nil {
-			return fmt.Errorf("config: dlq.kafka: %w", err)
-		}
-		// A kafkasink built for the topic gives a client with acks=all and idempotence, which
-		// kafkadlq requires, and a Ping for readiness.
-		ks, err := kafkasink.Dial(cc, kafkasink.WithTopic(d.Kafka.Topic))
-		if err != nil {
-			return fmt.Errorf("config: dlq.kafka: %w", err)
-		}
-		q, err := kafkadlq.New(ks.Client(), d.Kafka.Topic, kafkadlq.WithLogger(s.log.With("component", "dlq")))
-		if err != nil {
-			_ = ks.Close()
 			return fmt.Errorf("config: dlq.kafka: %w", err)
 		}
 		s.queue, s.closeQ, s.dlqPing = q, ks.Close, ks.Ping

@@ -55,20 +55,31 @@ func OpenDLQ(d *config.DLQ, readOnly bool, log *slog.Logger) (dlq.Reader, func()
 		}
 		return q, q.Close, nil
 	case d.Kafka != nil:
-		cc, err := d.Kafka.ClientConfig()
+		q, ks, err := dialKafkaDLQ(d.Kafka, log)
 		if err != nil {
-			return nil, nil, err
-		}
-		ks, err := kafkasink.Dial(cc, kafkasink.WithTopic(d.Kafka.Topic))
-		if err != nil {
-			return nil, nil, err
-		}
-		q, err := kafkadlq.New(ks.Client(), d.Kafka.Topic, kafkadlq.WithLogger(log))
-		if err != nil {
-			_ = ks.Close()
 			return nil, nil, err
 		}
 		return q, ks.Close, nil
 	}
 	return nil, nil, errors.New("the dlq has neither file nor kafka")
+}
+
+// dialKafkaDLQ opens a Kafka dead-letter queue on a client of its own. A kafkasink built for the
+// topic gives a client with acks=all and idempotence, which kafkadlq requires, and a Ping for
+// readiness; closing the sink closes the client.
+func dialKafkaDLQ(k *config.KafkaDLQ, log *slog.Logger) (*kafkadlq.Queue, *kafkasink.Sink, error) {
+	cc, err := k.ClientConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	ks, err := kafkasink.Dial(cc, kafkasink.WithTopic(k.Topic))
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := kafkadlq.New(ks.Client(), k.Topic, kafkadlq.WithLogger(log))
+	if err != nil {
+		_ = ks.Close()
+		return nil, nil, err
+	}
+	return q, ks, nil
 }
