@@ -177,6 +177,56 @@ dlq: {file: {dir: "%[2]s"}}
 logging: {format: json}
 `
 
+// TestKafkaDLQ dead-letters an event to a Kafka topic instead of a directory, then lists, shows
+// and redrives it from that topic with the dlq subcommands.
+func TestKafkaDLQ(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kc := newKafka(t, "gen-presence-status", "genesys.all", "genesys-other", "genesys-dlq")
+	broker := kc.ListenAddrs()[0]
+	kafkaDLQ := strings.Replace(dlqConfig, `dlq: {file: {dir: "%[2]s"}}`, `dlq: {kafka: {brokers: ["%[1]s"], topic: genesys-dlq}}`, 1)
+	require.NotEqual(t, dlqConfig, kafkaDLQ)
+	cfgPath := filepath.Join(t.TempDir(), "fanbridge.yaml")
+	writeFile(t, cfgPath, fmt.Sprintf(kafkaDLQ, broker, "", ""))
+	fixed := filepath.Join(t.TempDir(), "fixed.yaml")
+	writeFile(t, fixed, fmt.Sprintf(kafkaDLQ, broker, "", "fallback_topic: genesys-other"))
+	env := []string{"E2E_API_KEY=" + e2eAPIKey}
+	p := startService(t, ctx, cfgPath, env...)
+
+	body := mustRead(t, filepath.Join("testdata", "genesys", "v2.detail.events.conversation.customer.end.json"))
+	var ev struct{ ID string }
+	require.NoError(t, json.Unmarshal([]byte(body), &ev))
+	status, answer, err := post(ctx, http.DefaultClient, p.url("/events"), []byte(body), map[string]string{"X-Api-Key": e2eAPIKey})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status, answer)
+	assert.Contains(t, answer, `"status":"delivered"`, "dead-lettered counts as delivered")
+	p.signal(t, syscall.SIGTERM)
+	code, err := p.exit(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, code)
+
+	code, out, errOut := runCmd(t, ctx, env, "dlq", "list", "-config", cfgPath, "-json")
+	require.Equal(t, 0, code, errOut)
+	var e dlq.Entry
+	require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(out)), &e), out)
+	assert.Equal(t, "people", e.Sink)
+	assert.Equal(t, dlq.ConditionPermanent, e.Condition)
+	assert.Equal(t, ev.ID, e.Event.ID)
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "show", "-config", cfgPath, e.ID)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, ev.ID)
+
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", fixed)
+	require.Equal(t, 0, code, "%s\n%s", out, errOut)
+	assert.Contains(t, out, "selected 1, redriven 1, removed 1, failed 0, skipped 0")
+	got := readAll(t, ctx, []string{broker}, "genesys-other")
+	require.Len(t, got, 1)
+	assert.Equal(t, ev.ID, got[0].Event.ID)
+	code, _, errOut = runCmd(t, ctx, env, "dlq", "list", "-config", fixed)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, "0 entries\n", errOut, "the redriven entry is removed from the topic")
+}
+
 // TestDLQCommands dead-letters events with a sink that fails permanently, then lists, shows and
 // redrives them with the dlq subcommands: beside the running service (list works, redrive is
 // refused), after it stopped (redrive with the broken sink keeps the entries; with the sink fixed
