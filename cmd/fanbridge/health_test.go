@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -85,7 +86,7 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	assert.Contains(t, metrics, `sink="analytics"`)
 	assert.NotContains(t, metrics, e2eAPIKey)
 
-	// Shutting down: readiness fails at once; the process exits 0.
+	// Shutting down: the process exits 0 and stops listening.
 	p.signal(t, syscall.SIGTERM)
 	_, _, err = p.stderr.wait(ctx, 0, func(s string) bool { _, ok := logMsg(s, "shutting down"); return ok })
 	require.NoError(t, err)
@@ -101,12 +102,27 @@ func TestMethodsAndUnknownPaths(t *testing.T) {
 	defer cancel()
 	e := newE2E(t)
 	p := startService(t, ctx, e.cfgPath, e.env...)
-	status, body, err := get(ctx, p.url("/events"))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url("/events"), nil)
 	require.NoError(t, err)
-	assert.Equal(t, http.StatusMethodNotAllowed, status, body)
-	status, _, err = get(ctx, p.url("/nowhere"))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	answer, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, string(answer))
+	assert.Equal(t, http.MethodPost, resp.Header.Get("Allow"))
+	assert.JSONEq(t, `{"error":"method not allowed"}`, string(answer))
+	status, body, err := get(ctx, p.url("/nowhere"))
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusNotFound, status)
+	assert.JSONEq(t, `{"error":"no such path"}`, body)
+	status, body, err = post(ctx, http.DefaultClient, p.url("/events"), []byte(`{}`), map[string]string{"X-Api-Key": "wrong-key-0123456"})
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusUnauthorized, status)
+	assert.JSONEq(t, `{"error":"unauthorized"}`, body)
+	status, body, err = post(ctx, http.DefaultClient, p.url("/events"), []byte(`{}`), map[string]string{"X-Api-Key": e2eAPIKey, "Content-Type": "text/plain"})
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusUnsupportedMediaType, status, body)
 	status, body, err = post(ctx, http.DefaultClient, p.url("/events"), []byte(strings.Repeat(" ", 300<<10)), map[string]string{"X-Api-Key": e2eAPIKey})
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusRequestEntityTooLarge, status, body)
