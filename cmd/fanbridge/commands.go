@@ -198,8 +198,8 @@ func dlqList(ctx context.Context, r dlq.Reader, asJSON bool, stdout, stderr io.W
 			return err
 		}
 		msg := e.Error
-		if len(msg) > 60 {
-			msg = msg[:60] + "..."
+		if r := []rune(msg); len(r) > 60 {
+			msg = string(r[:60]) + "..."
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.LastAttempt.Format(time.RFC3339), e.Sink, e.Route,
 			e.Condition, e.Attempts, e.Event.ID, e.Event.Type, strings.ReplaceAll(msg, "\n", " "))

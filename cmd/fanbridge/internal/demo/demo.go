@@ -326,7 +326,8 @@ func (e *Env) KcatCommand() string {
 	return "kcat -b " + e.KafkaAddr + " -C -t genesys.conversations -o beginning -e -f " + shellQuote(`key=%k %s\n`)
 }
 
-// shellQuote quotes s for a POSIX shell: in single quotes, with each ' written as '\”.
+// shellQuote quotes s for a POSIX shell: in single quotes, each quote inside written as an
+// escaped quote between two quoted runs.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
