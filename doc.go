@@ -52,7 +52,9 @@
 // TracerProvider as options (silent by default): counters of requests, rejections by reason,
 // route matches, deliveries, retries and dead letters per sink, latency histograms, queue depth
 // and breaker state; a span per event and per sink attempt. A W3C traceparent on the request is
-// kept in Event.Metadata and carried on into Kafka record headers and gRPC metadata.
+// kept in Event.Metadata and starts the event's spans; Kafka record headers and gRPC metadata
+// carry the trace on, as the sink attempt's span when the dispatcher traces, so a consumer's
+// spans hang under the delivery that reached it.
 //
 // # The service
 //

@@ -162,8 +162,10 @@
 // fanbridge.fanout.sink.queue.depth and fanbridge.fanout.sink.breaker.state (0 closed, 1 half-open,
 // 2 open). WithTracerProvider starts a span per dispatch, the child of the event's traceparent
 // when it has one, and a span per sink attempt. The attempt's span travels in the context given
-// to Send, where instrumented clients (gRPC, Kafka) pick it up; the Event itself is never
-// modified, so its traceparent metadata stays as received. Without these options the hot path
+// to Send: kafkasink and grpcsink send it on as the traceparent of the record or call (see
+// sink.TraceContext), so a consumer's spans become its children. The Event itself is never
+// modified, so its traceparent metadata stays as received, and dead-letter entries keep the
+// sender's trace id. Without these options the hot path
 // does no telemetry work at all. Stats returns per-sink counters (delivered, dead-lettered,
 // failed, retried, queued, breaker state) without any metrics pipeline, for health endpoints and
 // for reconciling a run.

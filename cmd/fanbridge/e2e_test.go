@@ -82,6 +82,17 @@ health: {cache: 100ms}
 
 var allTopics = []string{"genesys.conversations", "gen-presence-status", "gen-user-activity", "genesys.all"}
 
+// assertAttemptTrace checks that got, the traceparent a consumer received, continues sent, the
+// sender's: the same trace, under a span of fanbridge's own.
+func assertAttemptTrace(t *testing.T, sent, got string, msgAndArgs ...any) {
+	t.Helper()
+	if !assert.Len(t, got, 55, msgAndArgs...) {
+		return
+	}
+	assert.Equal(t, sent[:36], got[:36], msgAndArgs...)        // version and trace id
+	assert.NotEqual(t, sent[36:52], got[36:52], msgAndArgs...) // a span of fanbridge's, not the sender's
+}
+
 func newTraceparent() (string, string) {
 	tid := make([]byte, 16)
 	sid := make([]byte, 8)
@@ -234,7 +245,7 @@ func TestEndToEndGenesysSamples(t *testing.T) {
 	}
 
 	// Kafka: each topic holds exactly the events its routes name, once, keyed as configured, with
-	// the sender's traceparent.
+	// a traceparent in the sender's trace.
 	recs := readAll(t, ctx, e.brokers, allTopics...)
 	got := map[string]map[string]int{}
 	for _, r := range recs {
@@ -249,7 +260,7 @@ func TestEndToEndGenesysSamples(t *testing.T) {
 		if key != "" {
 			assert.Equal(t, key, r.Key, "record key of %s in %s", r.Event.ID, r.Topic)
 		}
-		assert.Equal(t, traces[r.Event.ID], r.Event.Metadata["traceparent"], "traceparent header of %s in %s", r.Event.ID, r.Topic)
+		assertAttemptTrace(t, traces[r.Event.ID], r.Event.Metadata["traceparent"], "traceparent header of %s in %s", r.Event.ID, r.Topic)
 	}
 	for topic, ids := range wantTopics {
 		for id := range ids {
@@ -276,17 +287,19 @@ func TestEndToEndGenesysSamples(t *testing.T) {
 	for i, d := range ds {
 		assert.Equal(t, wantGRPC[i], d.Event.ID)
 		assert.Equal(t, "analytics", d.Sink)
-		assert.Equal(t, traces[d.Event.ID], d.Traceparent)
+		assertAttemptTrace(t, traces[d.Event.ID], d.Traceparent, "gRPC traceparent of %s", d.Event.ID)
 		assert.Equal(t, "v2.detail.events.conversation."+conversation+".customer.end", d.Event.Topic)
 	}
 
-	// Spans were created in the sender's trace.
+	// The traceparent the consumer got is the span of the sink attempt that reached it, in the
+	// sender's trace.
 	id := wantGRPC[0]
+	attemptSpan := ds[0].Traceparent[36:52]
 	_, _, err = p.stderr.wait(ctx, 0, func(s string) bool {
 		m, ok := logMsg(s, "span")
-		return ok && m["trace_id"] == traceIDs[id]
+		return ok && m["trace_id"] == traceIDs[id] && m["span_id"] == attemptSpan && m["name"] == "fanout.send"
 	})
-	require.NoError(t, err, "no span logged in trace %s", traceIDs[id])
+	require.NoError(t, err, "no fanout.send span %s logged in trace %s", attemptSpan, traceIDs[id])
 
 	// One log line per event, naming its routes and sinks.
 	line, _, err := p.stderr.wait(ctx, 0, func(s string) bool {

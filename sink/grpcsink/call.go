@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/sink"
 )
 
 // gRPC metadata keys sent with every call.
@@ -48,10 +49,11 @@ func (c *caller) prepare(ctx context.Context, e *fanbridge.Event) (context.Conte
 	}
 	// A trace header that is not printable ASCII is not valid W3C trace context either; gRPC would
 	// refuse the whole call for it, so it is left out rather than failing delivery.
-	if tp := e.Metadata[fanbridge.MetaTraceparent]; tp != "" && printableASCII(tp) {
+	tp, ts := sink.TraceContext(ctx, e)
+	if tp != "" && printableASCII(tp) {
 		md = append(md, fanbridge.MetaTraceparent, tp)
 	}
-	if ts := e.Metadata[fanbridge.MetaTracestate]; ts != "" && printableASCII(ts) {
+	if ts != "" && printableASCII(ts) {
 		md = append(md, fanbridge.MetaTracestate, ts)
 	}
 	return metadata.AppendToOutgoingContext(ctx, md...), cancel

@@ -15,9 +15,10 @@
 //   - Classify and StatusOf are the two halves of the error mapping, for code of your own.
 //
 // Every call carries gRPC metadata: "fanbridge-event-id" (MetadataEventID, or MetadataEventIDBin
-// for an id that is not printable ASCII) and, when the event has them, "traceparent" and
-// "tracestate" from Event.Metadata, so that a consumer joins the sender's trace without decoding the
-// body. Each call is bounded by WithCallTimeout (default 5 s) or the caller's deadline, whichever
+// for an id that is not printable ASCII) and W3C trace context, "traceparent" and "tracestate", as
+// sink.TraceContext gives it: the span in the context of Send when there is one (fanout's attempt
+// span, when its Dispatcher traces), otherwise the event's own trace metadata. A consumer's spans
+// thus join the event's trace without decoding the body. Each call is bounded by WithCallTimeout (default 5 s) or the caller's deadline, whichever
 // comes first.
 //
 // # Transport security

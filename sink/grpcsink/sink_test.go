@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -88,6 +89,30 @@ func TestSendDeliversEveryField(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A Send under a span (fanout's attempt span, when it traces) carries that span's trace context
+// instead of the one the event came with, so the consumer's spans hang under the delivery.
+func TestSendCarriesTheSpanOfSend(t *testing.T) {
+	rec := newRecorder()
+	s := newSink(t, startServer(t, rec))
+	state, err := trace.ParseTraceState("fb=attempt")
+	require.NoError(t, err)
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+		SpanID:     trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8},
+		TraceFlags: trace.FlagsSampled,
+		TraceState: state,
+	})
+	e := sampleEvent(t)
+	require.NoError(t, s.Send(trace.ContextWithSpanContext(testContext(t), sc), e))
+
+	got := rec.events()
+	require.Len(t, got, 1)
+	assert.Equal(t, []string{"00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01"}, got[0].md.Get(fanbridge.MetaTraceparent))
+	assert.Equal(t, []string{"fb=attempt"}, got[0].md.Get(fanbridge.MetaTracestate))
+	// The body is the event as it came, trace metadata included.
+	assert.Equal(t, e.Metadata[fanbridge.MetaTraceparent], got[0].event.Metadata[fanbridge.MetaTraceparent])
 }
 
 func TestTargetForms(t *testing.T) {

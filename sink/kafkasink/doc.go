@@ -32,9 +32,11 @@
 // the whole envelope (Event.Raw) instead. Headers, in this order: ce_specversion ("1.0", left out
 // with WithEnvelopeValue), ce_id, ce_type, ce_source, ce_subject (the concrete Genesys topic),
 // ce_time (RFC 3339 with nanoseconds, in UTC), content-type ("application/json"), then one header per
-// Metadata entry in key order: traceparent and tracestate under their W3C names, every other key k
-// as "fanbridge-meta-k" (so the correlation id travels as "fanbridge-meta-correlation-id"). Empty
-// fields are left out. The core headers follow the CloudEvents Kafka binding in binary mode, so a
+// Metadata entry in key order, each key k as "fanbridge-meta-k" (so the correlation id travels as
+// "fanbridge-meta-correlation-id"), then the W3C trace context, traceparent and tracestate, as
+// sink.TraceContext gives it: the span in the context of Send when there is one (fanout's attempt
+// span, when its Dispatcher traces), otherwise the event's own trace metadata. Empty fields are
+// left out. The core headers follow the CloudEvents Kafka binding in binary mode, so a
 // CloudEvents SDK reads a record as an event whose data is the body. EventFromRecord turns a
 // record back into the event. The record's own timestamp is the time it was produced, not the
 // event time, so that broker-side retention and timestamp limits judge it as new.

@@ -1,6 +1,8 @@
 package kafkasink
 
 import (
+	"context"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge"
@@ -10,7 +12,7 @@ import (
 // a broker.
 func BuildRecord(s *Sink, e *fanbridge.Event) (*kgo.Record, error) {
 	p := s.newPending()
-	if err := s.fill(p, e); err != nil {
+	if err := s.fill(context.Background(), p, e); err != nil {
 		return nil, err
 	}
 	r := p.rec

@@ -30,9 +30,10 @@ const (
 	HeaderTime = "ce_time"
 	// HeaderContentType is "application/json", the type of the value, when the value is not empty.
 	HeaderContentType = "content-type"
-	// HeaderTraceparent carries Metadata[fanbridge.MetaTraceparent], when set.
+	// HeaderTraceparent carries the W3C traceparent of sink.TraceContext: the span Send ran
+	// under, or else Metadata[fanbridge.MetaTraceparent].
 	HeaderTraceparent = "traceparent"
-	// HeaderTracestate carries Metadata[fanbridge.MetaTracestate], when set.
+	// HeaderTracestate carries the W3C tracestate of sink.TraceContext.
 	HeaderTracestate = "tracestate"
 	// HeaderMetadataPrefix starts the header of every other metadata entry:
 	// Metadata["correlation-id"] travels as "fanbridge-meta-correlation-id".

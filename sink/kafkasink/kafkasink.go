@@ -145,8 +145,8 @@ func (s *Sink) release(p *pending) {
 	s.pool.Put(p)
 }
 
-// fill builds p's record for e, or returns the (classified) reason it cannot.
-func (s *Sink) fill(p *pending, e *fanbridge.Event) error {
+// fill builds p's record for e, sent under ctx, or returns the (classified) reason it cannot.
+func (s *Sink) fill(ctx context.Context, p *pending, e *fanbridge.Event) error {
 	topic, err := s.cfg.topic.f(e)
 	if err != nil {
 		return fmt.Errorf("kafkasink: choosing a topic for event %q: %w", e.ID, err)
@@ -157,12 +157,17 @@ func (s *Sink) fill(p *pending, e *fanbridge.Event) error {
 		}
 	}
 	key := s.cfg.key(e)
+	traceparent, tracestate := sink.TraceContext(ctx, e)
 
 	// Every string the record needs goes into one buffer, sized up front so the slices taken from
 	// it stay valid.
 	p.keys = p.keys[:0]
-	size := len(key) + len(e.ID) + len(e.Type) + len(e.Source) + len(e.Topic) + len(time.RFC3339Nano) + 8
+	size := len(key) + len(e.ID) + len(e.Type) + len(e.Source) + len(e.Topic) + len(time.RFC3339Nano) + 8 +
+		len(traceparent) + len(tracestate)
 	for k, v := range e.Metadata {
+		if k == fanbridge.MetaTraceparent || k == fanbridge.MetaTracestate {
+			continue // sent from TraceContext's answer
+		}
 		p.keys = append(p.keys, k)
 		size += len(v)
 	}
@@ -212,6 +217,12 @@ func (s *Sink) fill(p *pending, e *fanbridge.Event) error {
 	for _, k := range p.keys {
 		h = append(h, kgo.RecordHeader{Key: metaHeaderName(k), Value: take(e.Metadata[k])})
 	}
+	if traceparent != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderTraceparent, Value: take(traceparent)})
+	}
+	if tracestate != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderTracestate, Value: take(tracestate)})
+	}
 	var keyBytes []byte
 	if key != "" {
 		keyBytes = take(key)
@@ -248,7 +259,7 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 
 // produce hands p's record for e to the client, holding a slot until its promise runs.
 func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) error {
-	if err := s.fill(p, e); err != nil {
+	if err := s.fill(ctx, p, e); err != nil {
 		return err
 	}
 	select {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/retry"
@@ -273,9 +274,9 @@ func TestHeaders(t *testing.T) {
 		{Key: "fanbridge-meta-account", Value: []byte("123456789012")},
 		{Key: "fanbridge-meta-correlation-id", Value: []byte("7272d362-23b2-4c14-9d40-dc7b7683153a")},
 		{Key: "fanbridge-meta-region", Value: []byte("us-east-1")},
+		{Key: "fanbridge-meta-x-tenant", Value: []byte("acme")},
 		{Key: "traceparent", Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
 		{Key: "tracestate", Value: []byte("congo=t61rcWkgMzE")},
-		{Key: "fanbridge-meta-x-tenant", Value: []byte("acme")},
 	}, recs[0].Headers)
 	assert.Equal(t, customerEndEvent("c").Data, json.RawMessage(recs[0].Value))
 	assert.Equal(t, []byte("c"), recs[0].Key)
@@ -361,4 +362,39 @@ func TestSendBatchPerEventResults(t *testing.T) {
 	}
 	assert.Equal(t, []string{"p1", "p2"}, ids)
 	require.NoError(t, s.SendBatch(ctx, []*fanbridge.Event{presenceEvent("p3")}))
+}
+
+// A Send under a span (fanout's attempt span, when it traces) carries that span's trace context
+// instead of the one the event came with, so the consumer's spans hang under the delivery.
+func TestHeadersCarryTheSpanOfSend(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	s := newSink(t, newClient(t, c), kafkasink.WithTopic("events"))
+	state, err := trace.ParseTraceState("fb=attempt")
+	require.NoError(t, err)
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+		SpanID:     trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8},
+		TraceFlags: trace.FlagsSampled,
+		TraceState: state,
+	})
+	e := customerEndEvent("c")
+	require.NoError(t, s.Send(trace.ContextWithSpanContext(ctx, sc), e))
+
+	recs := readAll(t, ctx, c, "events")
+	require.Len(t, recs, 1)
+	assert.Equal(t, "00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01", header(recs[0], kafkasink.HeaderTraceparent))
+	assert.Equal(t, "fb=attempt", header(recs[0], kafkasink.HeaderTracestate))
+	n := 0
+	for _, h := range recs[0].Headers {
+		if h.Key == kafkasink.HeaderTraceparent || h.Key == kafkasink.HeaderTracestate {
+			n++
+		}
+	}
+	assert.Equal(t, 2, n, "one traceparent and one tracestate header")
+	got, err := kafkasink.EventFromRecord(recs[0])
+	require.NoError(t, err)
+	assert.Equal(t, "00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01", got.Metadata[fanbridge.MetaTraceparent])
+	assert.Equal(t, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", e.Metadata[fanbridge.MetaTraceparent],
+		"the event itself is not modified")
 }
