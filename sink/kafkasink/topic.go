@@ -117,6 +117,13 @@ func topicsByType(topics map[string]string, fallback string) (topicChooser, erro
 	}}, nil
 }
 
+// ValidTopicTemplate reports whether WithTopicTemplate accepts tmpl, with an error wrapping
+// ErrInvalidTopic that says why not, so that a configuration can be checked before a Sink is built.
+func ValidTopicTemplate(tmpl string) error {
+	_, err := topicTemplate(tmpl)
+	return err
+}
+
 // templatePart is a literal run of a topic template, or a placeholder when field is set.
 type templatePart struct {
 	literal string

@@ -191,6 +191,18 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	assert.ErrorIs(t, err, kafkasink.ErrInvalidConfig)
 }
 
+// ValidTopicTemplate gives the answer New gives, without a client.
+func TestValidTopicTemplate(t *testing.T) {
+	for _, tmpl := range []string{"genesys.{type}", "{topic}", "a-{account}_{region}.{source}", "plain"} {
+		assert.NoError(t, kafkasink.ValidTopicTemplate(tmpl), tmpl)
+	}
+	for tmpl, text := range map[string]string{"x.{detail}": "{detail}", "x.{type": "unclosed", "x/{type}": "outside a placeholder", "": "empty"} {
+		err := kafkasink.ValidTopicTemplate(tmpl)
+		require.ErrorIs(t, err, kafkasink.ErrInvalidTopic, tmpl)
+		assert.Contains(t, err.Error(), text, tmpl)
+	}
+}
+
 func TestDialRejectsBadConfig(t *testing.T) {
 	const secret = "s3cr3t-password"
 	tests := []struct {

@@ -112,7 +112,7 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "bad broker", from: `"127.0.0.1:9092"`, to: `"kafka"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port, got "kafka"`},
 		{name: "two topic choices", from: "topic: t}", to: "topic: t, topic_template: \"x.{type}\"}", wantError: "config: sinks[0].kafka: want exactly one of topic, topic_by_type or topic_template"},
 		{name: "bad topic", from: "topic: t}", to: "topic: \"a b\"}", wantError: "config: sinks[0].kafka.topic:"},
-		{name: "bad template placeholder", from: "topic: t}", to: "topic_template: \"x.{typo}\"}", wantError: "config: sinks[0].kafka.topic_template: unknown placeholder {typo}"},
+		{name: "bad template placeholder", from: "topic: t}", to: "topic_template: \"x.{typo}\"}", wantError: "config: sinks[0].kafka.topic_template: template \"x.{typo}\" uses unknown placeholder {typo}"},
 		{name: "bad topic_by_type topic", from: "topic: t}", to: "topic_by_type: {\"v2.users.{id}.presence\": \"no way\"}}", wantError: `config: sinks[0].kafka.topic_by_type["v2.users.{id}.presence"]:`},
 		{name: "fallback without map", from: "topic: t}", to: "topic: t, fallback_topic: f}", wantError: "config: sinks[0].kafka.fallback_topic: only applies with topic_by_type"},
 		{name: "bad key", from: "topic: t}", to: "topic: t, key: partition}", wantError: `config: sinks[0].kafka.key: want id, conversation, user or none, got "partition"`},

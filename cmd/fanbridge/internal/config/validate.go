@@ -313,35 +313,10 @@ func validateKafkaSink(e *Errors, p string, k *KafkaSink) {
 		e.addf(p+".value", "want data or raw, got %q", k.Value)
 	}
 	if k.TopicTemplate != "" {
-		if err := checkTemplate(k.TopicTemplate); err != nil {
-			e.add(p+".topic_template", err.Error())
+		if err := kafkasink.ValidTopicTemplate(k.TopicTemplate); err != nil {
+			e.add(p+".topic_template", strings.TrimPrefix(err.Error(), kafkasink.ErrInvalidTopic.Error()+": "))
 		}
 	}
-}
-
-// checkTemplate checks a kafkasink topic template: known placeholders, valid literal text.
-func checkTemplate(t string) error {
-	rest := t
-	for {
-		i := strings.IndexByte(rest, '{')
-		if i < 0 {
-			break
-		}
-		j := strings.IndexByte(rest[i:], '}')
-		if j < 0 {
-			return fmt.Errorf("unterminated placeholder in %q", t)
-		}
-		switch rest[i : i+j+1] {
-		case "{type}", "{topic}", "{source}", "{account}", "{region}":
-		default:
-			return fmt.Errorf("unknown placeholder %s: want {type}, {topic}, {source}, {account} or {region}", rest[i:i+j+1])
-		}
-		rest = rest[:i] + "x" + rest[i+j+1:]
-	}
-	if err := kafkasink.ValidTopic(rest); err != nil {
-		return fmt.Errorf("literal text is not valid in a topic name: %q", t)
-	}
-	return nil
 }
 
 func validateGRPCSink(e *Errors, p string, g *GRPCSink) {
