@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/jsonstr"
 )
 
 // FieldRef names a value in the event body (Event.Data) by a dotted path, such as
@@ -335,7 +336,7 @@ func (w *fieldWalker) walk(b []byte, i int, path []string, depth int) (int, erro
 			}
 			key := b[i+1 : kEnd-1]
 			if esc {
-				key = unescapeAppend(w.buf[:0], key)
+				key = jsonstr.AppendUnescaped(w.buf[:0], key)
 			}
 			hit := string(key) == path[0]
 			i = skipWS(b, kEnd)
@@ -373,7 +374,7 @@ func (w *fieldWalker) walk(b []byte, i int, path []string, depth int) (int, erro
 		kind = kindString
 		text = b[i+1 : end-1]
 		if bytes.IndexByte(text, '\\') >= 0 {
-			text = unescapeAppend(w.buf[:0], text)
+			text = jsonstr.AppendUnescaped(w.buf[:0], text)
 		}
 	case 't':
 		kind = kindTrue

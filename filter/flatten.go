@@ -3,6 +3,8 @@ package filter
 import (
 	"bytes"
 	"strings"
+
+	"github.com/fanbridge/fanbridge/internal/jsonstr"
 )
 
 // pathTable lists the field paths some pattern reads, as a tree of object keys. A path is the
@@ -192,7 +194,7 @@ func (f *flatEvent) object(t *pathTable, i, depth int, node int32) (int, error) 
 		}
 		key := b[kStart+1 : kEnd-1]
 		if esc {
-			f.keyBuf = unescapeAppend(f.keyBuf[:0], key)
+			f.keyBuf = jsonstr.AppendUnescaped(f.keyBuf[:0], key)
 			key = f.keyBuf
 		}
 		id, listed := t.child(node, key)
@@ -273,7 +275,7 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 		fd := field{leaf: n.leaf, kind: kindString}
 		if esc {
 			off := len(f.text)
-			f.text = unescapeAppend(f.text, b[i+1:end-1])
+			f.text = jsonstr.AppendUnescaped(f.text, b[i+1:end-1])
 			fd.inText, fd.tOff, fd.tLen = true, int32(off), int32(len(f.text)-off)
 		} else {
 			fd.tOff, fd.tLen = int32(i+1), int32(end-i-2)

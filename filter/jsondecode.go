@@ -2,6 +2,8 @@ package filter
 
 import (
 	"strconv"
+
+	"github.com/fanbridge/fanbridge/internal/jsonstr"
 )
 
 // decodeJSON decodes a JSON value into the Go values CEL adapts natively: map[string]any,
@@ -110,7 +112,7 @@ func decodeValue(b []byte, i, depth int) (any, int, error) {
 
 func stringOf(s []byte, escaped bool) string {
 	if escaped {
-		return string(unescapeAppend(make([]byte, 0, len(s)), s))
+		return string(jsonstr.AppendUnescaped(make([]byte, 0, len(s)), s))
 	}
 	return string(s)
 }
