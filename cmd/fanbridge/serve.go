@@ -81,7 +81,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		env.Banner(stdout)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// One registration for the whole life of the process: the first SIGINT or SIGTERM starts the
+	// shutdown, a second one ends the process. Registering again after the first would leave an
+	// instant in which a second signal is dropped, or kills the process with the default action.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -97,12 +103,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	go func() {
+		select {
+		case <-sigs:
+			stop()
+		case <-ctx.Done(): // run is returning on its own
+			return
+		}
 		// A second Ctrl-C or SIGTERM while draining ends the process at once.
-		<-ctx.Done()
-		stop()
-		again := make(chan os.Signal, 1)
-		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
-		<-again
+		<-sigs
 		fmt.Fprintln(stderr, "fanbridge: second signal, exiting without finishing the drain")
 		os.Exit(130)
 	}()
