@@ -70,11 +70,13 @@ type lines struct {
 	all     []string
 	changed chan struct{}
 	closed  bool
+	eof     chan struct{} // closed once the stream has been read to its end
 }
 
 func newLines(r io.Reader) *lines {
-	l := &lines{changed: make(chan struct{})}
+	l := &lines{changed: make(chan struct{}), eof: make(chan struct{})}
 	go func() {
+		defer close(l.eof)
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 64<<10), 4<<20)
 		for sc.Scan() {
@@ -84,6 +86,9 @@ func newLines(r io.Reader) *lines {
 			l.changed = make(chan struct{})
 			l.mu.Unlock()
 		}
+		// After a line too long for the scanner, keep reading so the process never blocks on
+		// a full pipe.
+		_, _ = io.Copy(io.Discard, r)
 		l.mu.Lock()
 		l.closed = true
 		close(l.changed)
@@ -159,6 +164,10 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	require.NoError(t, cmd.Start())
 	p := &proc{cmd: cmd, stdout: newLines(so), stderr: newLines(se), done: make(chan struct{})}
 	go func() {
+		// Wait closes the pipes: read them to their end first (the process closes them when it
+		// exits), so that no line written just before the exit is lost.
+		<-p.stdout.eof
+		<-p.stderr.eof
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
