@@ -257,7 +257,7 @@ func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last 
 		FirstAttempt: first,
 		LastAttempt:  last,
 		Condition:    cond,
-		TraceID:      dlq.TraceID(t.e.Meta(fanbridge.MetaTraceparent)),
+		TraceID:      traceID(t.ctx, t.e),
 	}
 	ctx, cancel := d.dlqContext(t.ctx)
 	err := d.dlqRetrier.Do(ctx, func(ctx context.Context) error { return t.queue.Put(ctx, entry) })

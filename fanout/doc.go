@@ -164,9 +164,9 @@
 // when it has one, and a span per sink attempt. The attempt's span travels in the context given
 // to Send: kafkasink and grpcsink send it on as the traceparent of the record or call (see
 // sink.TraceContext), so a consumer's spans become its children. The Event itself is never
-// modified, so its traceparent metadata stays as received, and dead-letter entries keep the
-// sender's trace id. Without these options the hot path
-// does no telemetry work at all. Stats returns per-sink counters (delivered, dead-lettered,
+// modified, so its traceparent metadata stays as received. A dead-letter entry's TraceID names
+// the dispatch's trace: the sender's when it sent one, else the one the dispatch span began.
+// Without these options the hot path does no telemetry work at all. Stats returns per-sink counters (delivered, dead-lettered,
 // failed, retried, queued, breaker state) without any metrics pipeline, for health endpoints and
 // for reconciling a run.
 package fanout

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
 )
 
 const instrumentation = "github.com/fanbridge/fanbridge/fanout"
@@ -109,4 +110,14 @@ func parentContext(ctx context.Context, e *fanbridge.Event) context.Context {
 		return ctx
 	}
 	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier(e.Metadata))
+}
+
+// traceID is the trace a dead-letter entry names: the one of the span ctx carries (the dispatch
+// span, when the Dispatcher traces, which also covers events that came without trace context),
+// or else the one of the event's traceparent.
+func traceID(ctx context.Context, e *fanbridge.Event) string {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return sc.TraceID().String()
+	}
+	return dlq.TraceID(e.Meta(fanbridge.MetaTraceparent))
 }

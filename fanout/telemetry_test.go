@@ -2,6 +2,8 @@ package fanout_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"testing"
@@ -13,11 +15,13 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/retry/retrytest"
+	"github.com/fanbridge/fanbridge/sink"
 )
 
 // points returns, for the named metric, each data point's value by the value of attribute key.
@@ -136,6 +140,55 @@ func TestTracing(t *testing.T) {
 				assert.Equal(t, traceID, sp.SpanContext().TraceID().String())
 			}
 			assert.Equal(t, tp0, seen["e1"], "the event reaches the sink unmodified")
+		})
+	}
+}
+
+// An event that came without trace context starts a trace of its own in the dispatch; the sink
+// attempt runs under its span, and a dead-letter entry names that trace, so the entry leads to
+// the spans that explain it.
+func TestDeadLetterEntryNamesTheDispatchTrace(t *testing.T) {
+	for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
+		t.Run(mode.String(), func(t *testing.T) {
+			rec := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+			var mu sync.Mutex
+			var sendSpans []trace.SpanContext
+			s := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+				mu.Lock()
+				sendSpans = append(sendSpans, trace.SpanContextFromContext(ctx))
+				mu.Unlock()
+				return retry.Permanent(errors.New("refused"))
+			})
+			q := &memDLQ{}
+			d, err := fanout.New(fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "a", Sink: s}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a"}}},
+				DLQ:    q,
+			}, fanout.WithTracerProvider(tp), fanout.WithMode(mode))
+			require.NoError(t, err)
+			require.NoError(t, d.Dispatch(testContext(t), event("e1", "x")))
+			require.NoError(t, d.Close(testContext(t)))
+
+			var dispatch, send sdktrace.ReadOnlySpan
+			for _, sp := range rec.Ended() {
+				switch sp.Name() {
+				case "fanout.dispatch":
+					dispatch = sp
+				case "fanout.send":
+					send = sp
+				}
+			}
+			require.NotNil(t, dispatch)
+			require.NotNil(t, send)
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			require.Len(t, q.entries, 1)
+			assert.Equal(t, dispatch.SpanContext().TraceID().String(), q.entries[0].TraceID)
+			mu.Lock()
+			defer mu.Unlock()
+			require.Len(t, sendSpans, 1)
+			assert.Equal(t, send.SpanContext(), sendSpans[0], "Send runs under its attempt's span")
 		})
 	}
 }
