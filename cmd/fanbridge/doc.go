@@ -51,7 +51,8 @@
 // SIGHUP reloads the configuration file (as does a change of its content with reload.watch):
 // routes, sinks, intake paths and verifiers are swapped without dropping a request; a file with
 // a mistake is refused with the key named in the log, and the running configuration stays.
-// SIGTERM and SIGINT shut down gracefully: /readyz fails, new requests are refused (503, or a
+// SIGTERM and SIGINT shut down gracefully: /readyz fails (and, for shutdown.ready_delay,
+// requests are still taken while a load balancer catches up), new requests are refused (503, or a
 // connection closed without an answer), requests in flight finish (shutdown.http_timeout),
 // queued deliveries drain (shutdown.drain_timeout) and what is left is dead-lettered; the exit
 // code is 0 when nothing was lost. A second signal exits at once.

@@ -684,3 +684,67 @@ func TestAsyncLossExits1(t *testing.T) {
 		})
 	}
 }
+
+// TestReadyDelayKeepsServing: with shutdown.ready_delay, /readyz fails from the signal on while
+// intake requests are still taken and delivered as usual, so that a load balancer can stop
+// sending before the listener closes; when the delay is over the shutdown goes on and the
+// process exits 0.
+func TestReadyDelayKeepsServing(t *testing.T) {
+	const delay = 5 * time.Second // the window the checks below must fit in: a few local requests
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cons := newGatedConsumer(t, nil)
+	cfg := writePromiseConfig(t, cons.addr, fmt.Sprintf(`dlq: {file: {dir: %q}}
+health: {cache: 1ms}
+shutdown: {ready_delay: %s, http_timeout: 5s, drain_timeout: 5s}
+`, filepath.Join(t.TempDir(), "dlq"), delay))
+	p := startService(t, ctx, cfg, "E2E_HMAC="+e2eHMAC)
+	require.True(t, eventually(ctx, func() bool {
+		status, _, _ := get(ctx, p.url("/readyz"))
+		return status == http.StatusOK
+	}), "never ready")
+
+	from := p.stderr.len()
+	signalled := time.Now()
+	p.signal(t, syscall.SIGTERM)
+	_, _, err := p.stderr.wait(ctx, from, func(s string) bool { _, ok := logMsg(s, "shutting down"); return ok })
+	require.NoError(t, err)
+
+	status, body, err := get(ctx, p.url("/readyz"))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusServiceUnavailable, status)
+	assert.JSONEq(t, `{"status":"shutting down"}`, body)
+	status, body, err = get(ctx, p.url("/healthz"))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, status, body)
+	status, answer := signedPost(t, ctx, p, sample(t, "v2.detail.events.conversation.customer.end.json", nil))
+	assert.Equal(t, http.StatusOK, status, answer)
+	assert.Contains(t, answer, `"status":"delivered"`)
+	select {
+	case e := <-cons.got:
+		assert.Equal(t, "58fb5dac-f077-4eec-a25f-c638dbdd4368", e.ID)
+	case <-ctx.Done():
+		t.Fatal("the event taken during the ready delay did not reach the consumer")
+	}
+	assert.Less(t, time.Since(signalled), delay, "the checks above ran after the delay: they prove nothing")
+	assert.Equal(t, -1, indexOf(p.stderr, from, "ready delay over; closing the listener"),
+		"the listener closed before the checks above")
+
+	code, err := p.exit(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+	assert.GreaterOrEqual(t, time.Since(signalled), delay, "the process waited out the delay")
+	assert.NotEqual(t, -1, indexOf(p.stderr, from, "ready delay over; closing the listener"))
+}
+
+// indexOf returns the index of the first log line at or after from whose message is msg, or -1.
+func indexOf(l *lines, from int, msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := from; i < len(l.all); i++ {
+		if _, ok := logMsg(l.all[i], msg); ok {
+			return i
+		}
+	}
+	return -1
+}

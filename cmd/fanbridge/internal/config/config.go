@@ -257,6 +257,10 @@ type Health struct {
 
 // Shutdown bounds the graceful shutdown.
 type Shutdown struct {
+	// ReadyDelay is how long /readyz fails while requests are still served as usual, before the
+	// listener closes: time for a load balancer to stop sending new requests. 0 (the default)
+	// closes the listener at once.
+	ReadyDelay   Duration `yaml:"ready_delay"`
 	HTTPTimeout  Duration `yaml:"http_timeout"`
 	DrainTimeout Duration `yaml:"drain_timeout"`
 }

@@ -26,6 +26,7 @@ const (
 	DefaultProbeTimeout      = 2 * time.Second
 	DefaultHTTPShutdown      = 10 * time.Second
 	DefaultDrainTimeout      = 15 * time.Second
+	MaxReadyDelay            = 5 * time.Minute
 	DefaultReloadInterval    = 2 * time.Second
 	DefaultFsyncInterval     = time.Second
 	DefaultDedupWindow       = time.Hour
@@ -60,6 +61,9 @@ func (c *Config) Validate() error {
 	}
 	if r := c.Tracing.SampleRatio; r != nil && (*r < 0 || *r > 1) {
 		e.add("tracing.sample_ratio", "want a number from 0 to 1")
+	}
+	if c.Shutdown.ReadyDelay.D() > MaxReadyDelay {
+		e.addf("shutdown.ready_delay", "want at most %s", MaxReadyDelay)
 	}
 	return e.err()
 }

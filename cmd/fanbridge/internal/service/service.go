@@ -70,7 +70,8 @@ type Service struct {
 	// fileSum is the SHA-256 of the configuration text last read (at start or by ReloadFile).
 	fileSum atomic.Pointer[[sha256.Size]byte]
 
-	shutting atomic.Bool
+	unready  atomic.Bool // /readyz fails: the shutdown began
+	shutting atomic.Bool // intake requests are refused: the listener closes
 	stopOnce sync.Once
 	stopped  chan struct{}
 }
@@ -142,7 +143,7 @@ func New(cfg *config.Config, opts Options) (s *Service, err error) {
 		return nil, err
 	}
 	s.intake.Store(&h)
-	s.ready = newReadiness(cfg.Health, &s.shutting, s.tel.meters)
+	s.ready = newReadiness(cfg.Health, &s.unready, s.tel.meters)
 	s.ready.setProbes(s.probes())
 
 	s.srv = &http.Server{
@@ -305,12 +306,21 @@ func (s *Service) shutdown() error {
 	var err error
 	s.stopOnce.Do(func() {
 		defer close(s.stopped)
-		s.shutting.Store(true)
+		s.unready.Store(true)
 		s.mu.Lock()
 		cfg := s.cfg
 		s.mu.Unlock()
-		s.log.Info("shutting down", "http_timeout", cfg.Shutdown.HTTPTimeout.D().String(), "drain_timeout", cfg.Shutdown.DrainTimeout.D().String())
+		s.log.Info("shutting down", "ready_delay", cfg.Shutdown.ReadyDelay.D().String(),
+			"http_timeout", cfg.Shutdown.HTTPTimeout.D().String(), "drain_timeout", cfg.Shutdown.DrainTimeout.D().String())
 		start := time.Now()
+		if d := cfg.Shutdown.ReadyDelay.D(); d > 0 {
+			// Readiness fails from now on, while requests are still taken as usual, so that a
+			// load balancer has time to stop sending new ones before the listener closes.
+			t := time.NewTimer(d)
+			<-t.C
+			s.log.Info("ready delay over; closing the listener")
+		}
+		s.shutting.Store(true)
 
 		hctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.HTTPTimeout.D())
 		if herr := s.srv.Shutdown(hctx); herr != nil {
@@ -380,7 +390,7 @@ func (s *Service) ReloadFile() error {
 func (s *Service) Reload(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.shutting.Load() {
+	if s.unready.Load() {
 		return errors.New("shutting down")
 	}
 	fail := func(err error) error {
