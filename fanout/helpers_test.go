@@ -14,6 +14,7 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/filter"
+	"github.com/fanbridge/fanbridge/internal/testwait"
 	"github.com/fanbridge/fanbridge/retry/retrytest"
 	"github.com/fanbridge/fanbridge/sink"
 )
@@ -21,32 +22,16 @@ import (
 // testTimeout bounds every test that could hang.
 const testTimeout = 20 * time.Second
 
-// recv returns the next value on ch, and fails the test when none comes within testTimeout, so
-// that a regression fails fast instead of hanging until go test's own timeout. Call it from the
-// test's goroutine only.
+// recv returns the next value on ch, and fails the test when none comes within testTimeout.
 func recv[T any](t testing.TB, ch <-chan T) T {
 	t.Helper()
-	timer := time.NewTimer(testTimeout)
-	defer timer.Stop()
-	select {
-	case v := <-ch:
-		return v
-	case <-timer.C:
-		t.Fatalf("nothing received within %v", testTimeout)
-		panic("unreachable")
-	}
+	return testwait.Recv(t, ch, testTimeout)
 }
 
-// waitGroup waits for wg, and fails the test when it does not finish within testTimeout. Call it
-// from the test's goroutine only.
+// waitGroup waits for wg, and fails the test when it does not finish within testTimeout.
 func waitGroup(t testing.TB, wg *sync.WaitGroup) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	recv(t, done)
+	testwait.Group(t, wg, testTimeout)
 }
 
 func testContext(t testing.TB) context.Context {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
+	"github.com/fanbridge/fanbridge/internal/testwait"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/retry/retrytest"
 )
@@ -215,11 +216,5 @@ func wait(t *testing.T, ctx context.Context, ch <-chan struct{}) {
 // recv receives from ch, failing the test when ctx ends first.
 func recv[T any](t *testing.T, ctx context.Context, ch <-chan T) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-ctx.Done():
-		t.Fatal("timed out")
-		panic("unreachable")
-	}
+	return testwait.RecvCtx(t, ctx, ch)
 }

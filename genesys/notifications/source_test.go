@@ -20,6 +20,7 @@ import (
 	"github.com/fanbridge/fanbridge/genesys"
 	"github.com/fanbridge/fanbridge/genesys/genesystest"
 	"github.com/fanbridge/fanbridge/genesys/notifications"
+	"github.com/fanbridge/fanbridge/internal/testwait"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/retry/retrytest"
 )
@@ -311,16 +312,10 @@ func TestAcknowledgingOutcomesAndPermanentFailures(t *testing.T) {
 	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.events", "outcome", "failed"))
 }
 
-// recv receives from c, failing the test when ctx ends first.
-func recv[T any](t *testing.T, ctx context.Context, c <-chan T) T {
+// recv receives from ch, failing the test when ctx ends first.
+func recv[T any](t *testing.T, ctx context.Context, ch <-chan T) T {
 	t.Helper()
-	select {
-	case v := <-c:
-		return v
-	case <-ctx.Done():
-		t.Fatalf("nothing received: %v", ctx.Err())
-		panic("unreachable")
-	}
+	return testwait.RecvCtx(t, ctx, ch)
 }
 
 type lockedWriter struct {

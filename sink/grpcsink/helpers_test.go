@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/testwait"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/grpcsink"
 )
@@ -30,20 +31,10 @@ func testContext(t testing.TB) context.Context {
 	return ctx
 }
 
-// recv returns the next value on ch, and fails the test when none comes within testTimeout, so
-// that a regression fails fast instead of hanging until go test's own timeout. Call it from the
-// test's goroutine only.
+// recv returns the next value on ch, and fails the test when none comes within testTimeout.
 func recv[T any](t testing.TB, ch <-chan T) T {
 	t.Helper()
-	timer := time.NewTimer(testTimeout)
-	defer timer.Stop()
-	select {
-	case v := <-ch:
-		return v
-	case <-timer.C:
-		t.Fatalf("nothing received within %v", testTimeout)
-		panic("unreachable")
-	}
+	return testwait.Recv(t, ch, testTimeout)
 }
 
 // fastReconnect shortens gRPC's connect backoff (1 s base by default) so that a restarted server

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/testwait"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/memsink"
@@ -62,19 +63,10 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// recv returns the next value on ch, and fails the test when none comes within testTimeout. Call
-// it from the test's goroutine only.
-func recv[T any](t *testing.T, ch <-chan T) T {
+// recv returns the next value on ch, and fails the test when none comes within testTimeout.
+func recv[T any](t testing.TB, ch <-chan T) T {
 	t.Helper()
-	timer := time.NewTimer(testTimeout)
-	defer timer.Stop()
-	select {
-	case v := <-ch:
-		return v
-	case <-timer.C:
-		t.Fatalf("nothing received within %v", testTimeout)
-		panic("unreachable")
-	}
+	return testwait.Recv(t, ch, testTimeout)
 }
 
 func event(id string) *fanbridge.Event {

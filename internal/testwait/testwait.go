@@ -1,0 +1,48 @@
+// Package testwait bounds the waits of fanbridge's own tests, so that a regression fails the test
+// at once with a message instead of hanging until go test's timeout. Call its functions from the
+// test's goroutine only: they end the test with t.Fatalf.
+package testwait
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Recv returns the next value on ch, and fails the test when none comes within d.
+func Recv[T any](t testing.TB, ch <-chan T, d time.Duration) T {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("nothing received within %v", d)
+		panic("unreachable")
+	}
+}
+
+// RecvCtx returns the next value on ch, and fails the test when ctx ends first.
+func RecvCtx[T any](t testing.TB, ctx context.Context, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-ctx.Done():
+		t.Fatalf("nothing received: %v", ctx.Err())
+		panic("unreachable")
+	}
+}
+
+// Group waits for wg, and fails the test when it does not finish within d.
+func Group(t testing.TB, wg *sync.WaitGroup, d time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	Recv(t, done, d)
+}
