@@ -18,57 +18,32 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/examples/internal/demo"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/signature"
 )
 
-// How senders prove who they are. An Amazon EventBridge API destination sends its Connection's
-// API key in a header the Connection names; a signing proxy of your own may add a hex HMAC of
-// the body instead (Genesys itself does not sign what EventBridge delivers).
-const apiKeyHeader = "X-Api-Key"
-
-var hmacScheme = signature.HMACScheme{Header: "X-Genesys-Event-Signature", Encoding: signature.Hex}
-
-// The offline demo's key; it only ever guards a loopback port.
-const demoAPIKey = "offline-demo-key"
-
 //go:embed samples/*.json
 var samples embed.FS
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "custom-sink:", err)
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("custom-sink", run) }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (err error) {
-	flags := flag.NewFlagSet("custom-sink", flag.ContinueOnError)
-	flags.SetOutput(stdout)
-	serve := flags.Bool("serve", false, "offline: keep serving after the demo, until Ctrl-C")
+	flags, serve := demo.Flags("custom-sink", stdout)
 	path := flags.String("out", "", "the audit log file (default genesys-audit.jsonl; offline a temporary file)")
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if done, err := demo.Parse(flags, args); done {
 		return err
 	}
 
@@ -76,9 +51,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	apiKey, secret := getenv("EVENTBRIDGE_API_KEY"), getenv("GENESYS_WEBHOOK_SECRET")
 	offline := apiKey == "" && secret == ""
 	if offline {
-		apiKey = demoAPIKey
+		apiKey = demo.APIKey
 	}
-	verifier, err := newVerifier(apiKey, secret)
+	verifier, err := demo.Verifier(apiKey, secret)
 	if err != nil {
 		return err
 	}
@@ -136,32 +111,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	mux := http.NewServeMux()
 	mux.Handle("POST /events/genesys", signature.Verify(verifier)(intake))
 
-	listen := getenv("LISTEN_ADDR")
-	if listen == "" {
-		listen = "127.0.0.1:0"
-		if !offline {
-			listen = ":8080"
-		}
-	}
-	ln, err := net.Listen("tcp", listen)
+	srv, err := demo.Listen(getenv("LISTEN_ADDR"), offline, mux)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		err = errors.Join(err, srv.Shutdown(ctx))
-	}()
-	url := "http://" + ln.Addr().String() + "/events/genesys"
+	defer func() { err = errors.Join(err, srv.Shutdown(ctx)) }()
+	url := srv.URL + "/events/genesys"
 	fmt.Fprintf(stdout, "listening on %s, appending to %s\n", url, *path)
 
 	if offline {
 		// A refusal for good, as the dispatcher would see it: no retry, straight to the DLQ.
 		err := audit.Send(ctx, &fanbridge.Event{ID: "not-utf8", Type: "demo", Data: []byte{0xff, 0xfe}})
 		fmt.Fprintf(stdout, "a body that is not UTF-8: %v (%s)\n", err, retry.Classify(err))
-		if err := postSamples(ctx, url, stdout); err != nil {
+		// Then every sample (no names: all of them) as a sender would post it, one line each.
+		if _, err := demo.PostSamples(ctx, url, samples, nil, stdout, demo.ShowLine); err != nil {
 			return err
 		}
 		if err := printLog(*path, stdout); err != nil {
@@ -175,65 +138,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if !*serve {
 			return nil
 		}
-		fmt.Fprintf(stdout, "serving until Ctrl-C; try:\n  curl -H '%s: %s' --data @examples/custom-sink/samples/customer-end.json %s\n",
-			apiKeyHeader, demoAPIKey, url)
+		demo.ServingHint(stdout, "examples/custom-sink/samples/customer-end.json", url)
 	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "shutting down")
-	return nil
-}
-
-// newVerifier accepts whichever credentials are configured.
-func newVerifier(apiKey, secret string) (signature.Verifier, error) {
-	var vs []signature.Verifier
-	if apiKey != "" {
-		v, err := signature.APIKey(apiKeyHeader, apiKey)
-		if err != nil {
-			return nil, fmt.Errorf("EVENTBRIDGE_API_KEY: %w", err)
-		}
-		vs = append(vs, v)
-	}
-	if secret != "" {
-		v, err := signature.HMAC(hmacScheme, secret)
-		if err != nil {
-			return nil, fmt.Errorf("GENESYS_WEBHOOK_SECRET: %w", err)
-		}
-		vs = append(vs, v)
-	}
-	return signature.Any(vs...)
-}
-
-// postSamples plays the sender: it posts each sample with the API key and prints the answer.
-func postSamples(ctx context.Context, url string, out io.Writer) error {
-	names, err := samples.ReadDir("samples")
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		body, err := samples.ReadFile("samples/" + name.Name())
-		if err != nil {
-			return err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(apiKeyHeader, demoAPIKey)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		answer, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "POST %s: %d %s\n", name.Name(), resp.StatusCode, bytes.TrimSpace(answer))
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: answered %d", name.Name(), resp.StatusCode)
-		}
-	}
 	return nil
 }
 

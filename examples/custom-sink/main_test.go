@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/examples/internal/demo"
 	"github.com/fanbridge/fanbridge/examples/internal/exampletest"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/signature"
@@ -211,10 +212,10 @@ func TestBehindASender(t *testing.T) {
 	require.NoError(t, err)
 	send := func(h http.Header) int { return exampletest.Post(t, ctx, p.URL, body, h) }
 	assert.Equal(t, http.StatusUnauthorized, send(http.Header{}))
-	assert.Equal(t, http.StatusUnauthorized, send(http.Header{apiKeyHeader: {demoAPIKey}}), "the demo key is not accepted")
-	sig, err := signature.SignHMAC(hmacScheme, "test-secret", body)
+	assert.Equal(t, http.StatusUnauthorized, send(http.Header{demo.APIKeyHeader: {demo.APIKey}}), "the demo key is not accepted")
+	sig, err := signature.SignHMAC(demo.HMACScheme, "test-secret", body)
 	require.NoError(t, err)
-	assert.Equal(t, http.StatusOK, send(http.Header{hmacScheme.Header: {sig}}))
+	assert.Equal(t, http.StatusOK, send(http.Header{demo.HMACScheme.Header: {sig}}))
 
 	// Acknowledged means in the file, before shutdown.
 	f, err := os.Open(path)

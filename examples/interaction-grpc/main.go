@@ -20,22 +20,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -44,6 +38,7 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/examples/internal/demo"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/retry"
@@ -79,21 +74,11 @@ const followUpPattern = `{"$or": [
 		"wrapupDurationMs": [{"numeric": [">", 0, "<=", 600000]}]}}}
 ]}`
 
-// How senders prove who they are. An Amazon EventBridge API destination sends its Connection's
-// API key in a header the Connection names; a signing proxy of your own may add a hex HMAC of
-// the body instead (Genesys itself does not sign what EventBridge delivers).
-const apiKeyHeader = "X-Api-Key"
-
-var hmacScheme = signature.HMACScheme{Header: "X-Genesys-Event-Signature", Encoding: signature.Hex}
-
-// The offline demo's key; it only ever guards a loopback port.
-const demoAPIKey = "offline-demo-key"
-
 //go:embed samples/*.json
 var samples embed.FS
 
-// demo is the order in which the offline run posts the samples.
-var demo = []string{
+// order is the order in which the offline run posts the samples.
+var order = []string{
 	"customer-start.json",     // not a conversation end: ignored
 	"customer-end-chat.json",  // a one-minute chat: ignored
 	"acw-sale.json",           // sale wrap-up: both services (reporting fails twice first)
@@ -101,28 +86,16 @@ var demo = []string{
 	"customer-end-voice.json", // a 12-minute call without a CRM contact: dead-lettered for the CRM
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "interaction-grpc:", err)
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("interaction-grpc", run) }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (err error) {
-	flags := flag.NewFlagSet("interaction-grpc", flag.ContinueOnError)
-	flags.SetOutput(stdout)
-	serve := flags.Bool("serve", false, "offline: keep serving after the demo, until Ctrl-C")
+	flags, serve := demo.Flags("interaction-grpc", stdout)
 	filterKind := flags.String("filter", "pattern", "what selects the events: pattern or cel")
 	insecure := flags.Bool("insecure", false, "speak plaintext gRPC to GRPC_DOWNSTREAM_ADDRESSES (the default is TLS)")
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if done, err := demo.Parse(flags, args); done {
 		return err
 	}
-	out := &lockedWriter{w: stdout}
+	out := demo.Locked(stdout)
 
 	followUp, err := selection(*filterKind)
 	if err != nil {
@@ -130,12 +103,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	// Offline the two services run in this process; otherwise they are yours.
-	addrs := splitList(getenv("GRPC_DOWNSTREAM_ADDRESSES"))
+	addrs := demo.SplitList(getenv("GRPC_DOWNSTREAM_ADDRESSES"))
 	offline := len(addrs) == 0
 	apiKey, secret := getenv("EVENTBRIDGE_API_KEY"), getenv("GENESYS_WEBHOOK_SECRET")
 	var intakeOpts []eventbridge.Option
 	if offline {
-		apiKey, secret = demoAPIKey, ""
+		apiKey, secret = demo.APIKey, ""
 		for _, c := range []sink.Sink{crmConsumer(out), reportingConsumer(out)} {
 			addr, stop, err := startConsumer(c)
 			if err != nil {
@@ -153,23 +126,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			intakeOpts = append(intakeOpts, eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/"+org+"/"))
 		}
 	}
-	verifier, err := newVerifier(apiKey, secret)
+	verifier, err := demo.Verifier(apiKey, secret)
 	if err != nil {
 		return err
 	}
 
 	// The dead-letter queue: what a service cannot take is fsynced here before the sender hears
 	// 200, so nothing acknowledged is lost.
-	dir := getenv("DLQ_DIR")
-	if dir == "" {
-		if !offline {
-			return errors.New("DLQ_DIR: set a directory for the dead-letter queue")
-		}
-		if dir, err = os.MkdirTemp("", "interaction-grpc-dlq-"); err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
+	dir, removeDir, err := demo.DLQDir(getenv("DLQ_DIR"), offline, "interaction-grpc")
+	if err != nil {
+		return err
 	}
+	defer removeDir()
 	queue, err := filedlq.Open(dir)
 	if err != nil {
 		return err
@@ -219,39 +187,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		err = errors.Join(err, dispatcher.Close(ctx))
 	}()
 
-	intake, err := eventbridge.NewHandler(report(dispatcher, out), intakeOpts...)
+	// demo.Report delivers with Deliver, Dispatch with a result per sink, and prints each
+	// service's outcome; the Handler still answers from the error alone.
+	intake, err := eventbridge.NewHandler(demo.Report(dispatcher, out,
+		func(s fanout.SinkResult) string {
+			return fmt.Sprintf("%s: %s after %d attempt(s)", s.Sink, s.Outcome, s.Attempts)
+		},
+		func(*fanbridge.Event) string { return "not selected" },
+	), intakeOpts...)
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /events/genesys", signature.Verify(verifier)(intake))
 
-	listen := getenv("LISTEN_ADDR")
-	if listen == "" {
-		listen = "127.0.0.1:0"
-		if !offline {
-			listen = ":8080"
-		}
-	}
-	ln, err := net.Listen("tcp", listen)
+	srv, err := demo.Listen(getenv("LISTEN_ADDR"), offline, mux)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		err = errors.Join(err, srv.Shutdown(ctx))
-	}()
-	url := "http://" + ln.Addr().String() + "/events/genesys"
+	defer func() { err = errors.Join(err, srv.Shutdown(ctx)) }()
+	url := srv.URL + "/events/genesys"
 	fmt.Fprintf(out, "listening on %s (filter: %s)\n", url, *filterKind)
 
 	if offline {
 		if err := compareFilters(out); err != nil {
 			return err
 		}
-		if err := postSamples(ctx, url, out); err != nil {
+		if _, err := demo.PostSamples(ctx, url, samples, order, out, demo.ShowBody); err != nil {
 			return err
 		}
 		if err := printDeadLetters(ctx, dir, queue, out); err != nil {
@@ -260,8 +222,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if !*serve {
 			return nil
 		}
-		fmt.Fprintf(out, "serving until Ctrl-C; try:\n  curl -H '%s: %s' --data @examples/interaction-grpc/samples/acw-sale.json %s\n",
-			apiKeyHeader, demoAPIKey, url)
+		demo.ServingHint(out, "examples/interaction-grpc/samples/acw-sale.json", url)
 	}
 	<-ctx.Done()
 	fmt.Fprintln(out, "shutting down")
@@ -290,7 +251,7 @@ func compareFilters(out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "%-24s %-5s %s\n", "sample", "cel", "pattern")
-	for _, name := range demo {
+	for _, name := range order {
 		body, err := samples.ReadFile("samples/" + name)
 		if err != nil {
 			return err
@@ -300,82 +261,6 @@ func compareFilters(out io.Writer) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		fmt.Fprintf(out, "%-24s %-5t %t\n", name, expr.Match(e), pattern.Match(e))
-	}
-	return nil
-}
-
-// newVerifier accepts whichever credentials are configured, and refuses to run without any.
-func newVerifier(apiKey, secret string) (signature.Verifier, error) {
-	var vs []signature.Verifier
-	if apiKey != "" {
-		v, err := signature.APIKey(apiKeyHeader, apiKey)
-		if err != nil {
-			return nil, fmt.Errorf("EVENTBRIDGE_API_KEY: %w", err)
-		}
-		vs = append(vs, v)
-	}
-	if secret != "" {
-		v, err := signature.HMAC(hmacScheme, secret)
-		if err != nil {
-			return nil, fmt.Errorf("GENESYS_WEBHOOK_SECRET: %w", err)
-		}
-		vs = append(vs, v)
-	}
-	if len(vs) == 0 {
-		return nil, errors.New("set EVENTBRIDGE_API_KEY or GENESYS_WEBHOOK_SECRET: the intake never runs unauthenticated")
-	}
-	return signature.Any(vs...)
-}
-
-// report delivers each event and prints where it went. Deliver is Dispatch with a result per
-// sink; the Handler still answers from the error alone.
-func report(d *fanout.Dispatcher, out io.Writer) eventbridge.Dispatcher {
-	return eventbridge.DispatcherFunc(func(ctx context.Context, e *fanbridge.Event) error {
-		res, err := d.Deliver(ctx, e)
-		var b strings.Builder
-		for _, s := range res.Sinks {
-			fmt.Fprintf(&b, "  %s -> %s: %s after %d attempt(s)", e.ID, s.Sink, s.Outcome, s.Attempts)
-			if s.Outcome != fanout.Delivered {
-				fmt.Fprintf(&b, " [%s: %v]", s.Condition, s.Err)
-			}
-			b.WriteByte('\n')
-		}
-		if errors.Is(err, fanbridge.ErrNoMatch) {
-			fmt.Fprintf(&b, "  %s -> not selected\n", e.ID)
-		}
-		io.WriteString(out, b.String())
-		return err
-	})
-}
-
-// postSamples plays Amazon EventBridge: it posts each sample with the API key and prints the
-// answer.
-func postSamples(ctx context.Context, url string, out io.Writer) error {
-	for _, name := range demo {
-		body, err := samples.ReadFile("samples/" + name)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "POST %s\n", name)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(apiKeyHeader, demoAPIKey)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		answer, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "  answer: %d %s\n", resp.StatusCode, bytes.TrimSpace(answer))
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: answered %d", name, resp.StatusCode)
-		}
 	}
 	return nil
 }
@@ -452,26 +337,4 @@ func reportingConsumer(out io.Writer) sink.Sink {
 		fmt.Fprintf(out, "  [reporting] %s: recorded %s\n", e.ID, e.Topic)
 		return nil
 	})
-}
-
-func splitList(s string) []string {
-	var list []string
-	for _, item := range strings.Split(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			list = append(list, item)
-		}
-	}
-	return list
-}
-
-// lockedWriter serialises writes: the services, the intake and the demo print concurrently.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/examples/internal/demo"
 	"github.com/fanbridge/fanbridge/examples/internal/exampletest"
 	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/signature"
@@ -102,7 +103,7 @@ func TestFiltersAgree(t *testing.T) {
 		{"user end, long", envelope("v2.detail.events.conversation.{id}.user.end", `{"interactingDurationMs":900000}`), false},
 	}
 	want := map[string]bool{"acw-sale.json": true, "customer-end-voice.json": true}
-	for _, name := range demo {
+	for _, name := range order {
 		raw, err := samples.ReadFile("samples/" + name)
 		require.NoError(t, err)
 		cases = append(cases, struct {
@@ -165,23 +166,23 @@ func TestAgainstServices(t *testing.T) {
 			sale, err := samples.ReadFile("samples/acw-sale.json")
 			require.NoError(t, err)
 			assert.Equal(t, http.StatusUnauthorized, exampletest.Post(t, ctx, p.URL, sale, http.Header{}), "no credentials")
-			assert.Equal(t, http.StatusUnauthorized, exampletest.Post(t, ctx, p.URL, sale, http.Header{apiKeyHeader: {"wrong"}}), "wrong key")
+			assert.Equal(t, http.StatusUnauthorized, exampletest.Post(t, ctx, p.URL, sale, http.Header{demo.APIKeyHeader: {"wrong"}}), "wrong key")
 
 			for _, name := range []string{"acw-sale.json", "acw-wrong-number.json"} {
 				body, err := samples.ReadFile("samples/" + name)
 				require.NoError(t, err)
-				assert.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, body, http.Header{apiKeyHeader: {"test-key"}}), name)
+				assert.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, body, http.Header{demo.APIKeyHeader: {"test-key"}}), name)
 			}
 			// A signing proxy's HMAC is accepted too.
 			voice, err := samples.ReadFile("samples/customer-end-voice.json")
 			require.NoError(t, err)
-			sig, err := signature.SignHMAC(hmacScheme, "test-secret", voice)
+			sig, err := signature.SignHMAC(demo.HMACScheme, "test-secret", voice)
 			require.NoError(t, err)
-			assert.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, voice, http.Header{hmacScheme.Header: {sig}}))
+			assert.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, voice, http.Header{demo.HMACScheme.Header: {sig}}))
 			// The chat sample comes from another organization's test bus: refused.
 			chat, err := samples.ReadFile("samples/customer-end-chat.json")
 			require.NoError(t, err)
-			assert.Equal(t, http.StatusForbidden, exampletest.Post(t, ctx, p.URL, chat, http.Header{apiKeyHeader: {"test-key"}}))
+			assert.Equal(t, http.StatusForbidden, exampletest.Post(t, ctx, p.URL, chat, http.Header{demo.APIKeyHeader: {"test-key"}}))
 
 			// A 200 means both services have the selected events, each once.
 			want := []string{idVoiceCall, idSale}

@@ -25,71 +25,46 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/examples/internal/demo"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/signature"
 )
 
-// How senders prove who they are. An Amazon EventBridge API destination sends its Connection's
-// API key in a header the Connection names; a signing proxy of your own may add a hex HMAC of
-// the body instead (Genesys itself does not sign what EventBridge delivers).
-const apiKeyHeader = "X-Api-Key"
-
-var hmacScheme = signature.HMACScheme{Header: "X-Genesys-Event-Signature", Encoding: signature.Hex}
-
-// The offline demo's credentials; they only ever guard a loopback port.
-const (
-	demoAPIKey = "offline-demo-key"
-	demoSecret = "offline-demo-secret"
-)
+// The offline demo's HMAC secret (its API key is demo.APIKey); it only ever guards a loopback
+// port.
+const demoSecret = "offline-demo-secret"
 
 //go:embed samples/*.json
 var samples embed.FS
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "mount-on-mux:", err)
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("mount-on-mux", run) }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (err error) {
-	flags := flag.NewFlagSet("mount-on-mux", flag.ContinueOnError)
-	flags.SetOutput(stdout)
-	serve := flags.Bool("serve", false, "offline: keep serving after the demo, until Ctrl-C")
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	flags, serve := demo.Flags("mount-on-mux", stdout)
+	if done, err := demo.Parse(flags, args); done {
 		return err
 	}
-	out := &lockedWriter{w: stdout}
+	out := demo.Locked(stdout)
 
 	// With credentials in the environment a real sender is expected; without, the demo plays it.
 	apiKey, secret := getenv("EVENTBRIDGE_API_KEY"), getenv("GENESYS_WEBHOOK_SECRET")
 	offline := apiKey == "" && secret == ""
 	if offline {
-		apiKey, secret = demoAPIKey, demoSecret
+		apiKey, secret = demo.APIKey, demoSecret
 	}
-	verifier, err := newVerifier(apiKey, secret)
+	verifier, err := demo.Verifier(apiKey, secret)
 	if err != nil {
 		return err
 	}
@@ -135,35 +110,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// The chain every route goes through, outermost first, as chi's Use would apply it.
 	handler := chain(mux, recoverPanics(out), requestID, accessLog(out))
 
-	listen := getenv("LISTEN_ADDR")
-	if listen == "" {
-		listen = "127.0.0.1:0"
-		if !offline {
-			listen = ":8080"
-		}
-	}
-	ln, err := net.Listen("tcp", listen)
+	srv, err := demo.Listen(getenv("LISTEN_ADDR"), offline, handler)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		err = errors.Join(err, srv.Shutdown(ctx))
-	}()
-	base := "http://" + ln.Addr().String()
-	fmt.Fprintf(out, "listening on %s\n", base)
+	defer func() { err = errors.Join(err, srv.Shutdown(ctx)) }()
+	fmt.Fprintf(out, "listening on %s\n", srv.URL)
 
 	if offline {
-		if err := demo(ctx, base, out); err != nil {
+		if err := makeRequests(ctx, srv.URL, out); err != nil {
 			return err
 		}
 		if !*serve {
 			return nil
 		}
-		fmt.Fprintf(out, "serving until Ctrl-C; try:\n  curl %s/api/agents/e40f28ea-fa86-493f-a5b8-d559c8533c96\n", base)
+		fmt.Fprintf(out, "serving until Ctrl-C; try:\n  curl %s/api/agents/e40f28ea-fa86-493f-a5b8-d559c8533c96\n", srv.URL)
 	}
 	<-ctx.Done()
 	fmt.Fprintln(out, "shutting down")
@@ -232,26 +193,6 @@ func recoverPanics(out io.Writer) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
-}
-
-// newVerifier accepts whichever credentials are configured.
-func newVerifier(apiKey, secret string) (signature.Verifier, error) {
-	var vs []signature.Verifier
-	if apiKey != "" {
-		v, err := signature.APIKey(apiKeyHeader, apiKey)
-		if err != nil {
-			return nil, fmt.Errorf("EVENTBRIDGE_API_KEY: %w", err)
-		}
-		vs = append(vs, v)
-	}
-	if secret != "" {
-		v, err := signature.HMAC(hmacScheme, secret)
-		if err != nil {
-			return nil, fmt.Errorf("GENESYS_WEBHOOK_SECRET: %w", err)
-		}
-		vs = append(vs, v)
-	}
-	return signature.Any(vs...)
 }
 
 // agentStatus is what the board knows about one agent.
@@ -324,9 +265,9 @@ func (b *board) serveAgent(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(s)
 }
 
-// demo makes the requests a monitoring probe, a sender and an API client would, and prints
-// each answer.
-func demo(ctx context.Context, base string, out io.Writer) error {
+// makeRequests makes the requests a monitoring probe, a sender and an API client would, and
+// prints each answer.
+func makeRequests(ctx context.Context, base string, out io.Writer) error {
 	activity, err := samples.ReadFile("samples/websocket-user-activity.json")
 	if err != nil {
 		return err
@@ -335,7 +276,7 @@ func demo(ctx context.Context, base string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sig, err := signature.SignHMAC(hmacScheme, demoSecret, presence)
+	sig, err := signature.SignHMAC(demo.HMACScheme, demoSecret, presence)
 	if err != nil {
 		return err
 	}
@@ -347,28 +288,16 @@ func demo(ctx context.Context, base string, out io.Writer) error {
 	}{
 		{"health check", http.MethodGet, "/healthz", nil, nil, http.StatusOK},
 		{"event without credentials", http.MethodPost, "/events/genesys", activity, nil, http.StatusUnauthorized},
-		{"event with a wrong key", http.MethodPost, "/events/genesys", activity, http.Header{apiKeyHeader: {"guess"}}, http.StatusUnauthorized},
+		{"event with a wrong key", http.MethodPost, "/events/genesys", activity, http.Header{demo.APIKeyHeader: {"guess"}}, http.StatusUnauthorized},
 		{"wrong method", http.MethodGet, "/events/genesys", nil, nil, http.StatusMethodNotAllowed},
-		{"activity with the API key", http.MethodPost, "/events/genesys", activity, http.Header{apiKeyHeader: {demoAPIKey}}, http.StatusOK},
-		{"presence signed with HMAC", http.MethodPost, "/events/genesys", presence, http.Header{hmacScheme.Header: {sig}}, http.StatusOK},
+		{"activity with the API key", http.MethodPost, "/events/genesys", activity, http.Header{demo.APIKeyHeader: {demo.APIKey}}, http.StatusOK},
+		{"presence signed with HMAC", http.MethodPost, "/events/genesys", presence, http.Header{demo.HMACScheme.Header: {sig}}, http.StatusOK},
 		{"the agent's status", http.MethodGet, "/api/agents/e40f28ea-fa86-493f-a5b8-d559c8533c96", nil, nil, http.StatusOK},
 		{"an unknown agent", http.MethodGet, "/api/agents/nobody", nil, nil, http.StatusNotFound},
 	}
 	for _, s := range steps {
-		req, err := http.NewRequestWithContext(ctx, s.method, base+s.path, bytes.NewReader(s.body))
-		if err != nil {
-			return err
-		}
-		for k, v := range s.header {
-			req.Header[k] = v
-		}
 		fmt.Fprintf(out, "%s: %s %s\n", s.what, s.method, s.path)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		answer, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, answer, err := demo.Do(ctx, s.method, base+s.path, s.body, s.header)
 		if err != nil {
 			return err
 		}
@@ -382,16 +311,4 @@ func demo(ctx context.Context, base string, out io.Writer) error {
 		}
 	}
 	return nil
-}
-
-// lockedWriter serialises writes: the server and the demo print concurrently.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/examples/internal/demo"
 	"github.com/fanbridge/fanbridge/examples/internal/exampletest"
 	"github.com/fanbridge/fanbridge/retry"
 )
@@ -68,12 +69,12 @@ func TestBehindASender(t *testing.T) {
 		{"health", http.MethodGet, s.URL + "/healthz", nil, nil, http.StatusOK, "ok"},
 		{"agent not known yet", http.MethodGet, s.URL + "/api/agents/" + agent, nil, nil, http.StatusNotFound, "unknown agent"},
 		{"no credentials", http.MethodPost, events, presence, nil, http.StatusUnauthorized, "unauthorized"},
-		{"the demo key", http.MethodPost, events, presence, http.Header{apiKeyHeader: {demoAPIKey}}, http.StatusUnauthorized, "unauthorized"},
-		{"a made-up signature", http.MethodPost, events, presence, http.Header{hmacScheme.Header: {"00"}}, http.StatusUnauthorized, "unauthorized"},
-		{"PUT on the events route", http.MethodPut, events, presence, http.Header{apiKeyHeader: {"test-key"}}, http.StatusMethodNotAllowed, ""},
+		{"the demo key", http.MethodPost, events, presence, http.Header{demo.APIKeyHeader: {demo.APIKey}}, http.StatusUnauthorized, "unauthorized"},
+		{"a made-up signature", http.MethodPost, events, presence, http.Header{demo.HMACScheme.Header: {"00"}}, http.StatusUnauthorized, "unauthorized"},
+		{"PUT on the events route", http.MethodPut, events, presence, http.Header{demo.APIKeyHeader: {"test-key"}}, http.StatusMethodNotAllowed, ""},
 		{"POST on the API", http.MethodPost, s.URL + "/api/agents/" + agent, nil, nil, http.StatusMethodNotAllowed, ""},
-		{"event", http.MethodPost, events, presence, http.Header{apiKeyHeader: {"test-key"}}, http.StatusOK, `"status":"delivered"`},
-		{"again", http.MethodPost, events, presence, http.Header{apiKeyHeader: {"test-key"}}, http.StatusOK, `"status":"duplicate"`},
+		{"event", http.MethodPost, events, presence, http.Header{demo.APIKeyHeader: {"test-key"}}, http.StatusOK, `"status":"delivered"`},
+		{"again", http.MethodPost, events, presence, http.Header{demo.APIKeyHeader: {"test-key"}}, http.StatusOK, `"status":"duplicate"`},
 		{"agent known", http.MethodGet, s.URL + "/api/agents/" + agent, nil, nil, http.StatusOK, `"presence":"ON_QUEUE"`},
 		{"unknown route", http.MethodGet, s.URL + "/api/queues", nil, nil, http.StatusNotFound, ""},
 	}

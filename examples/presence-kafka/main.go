@@ -21,23 +21,15 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -46,6 +38,7 @@ import (
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/examples/internal/demo"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/signature"
@@ -62,21 +55,11 @@ const (
 // Every audit event has this detail-type, whatever the entity: the body tells presence apart.
 const auditType = "v2.audits.entitytype.{id}.entityid.{id}"
 
-// How senders prove who they are. An Amazon EventBridge API destination sends its Connection's
-// API key in a header the Connection names; a signing proxy of your own may add a hex HMAC of
-// the body instead (Genesys itself does not sign what EventBridge delivers).
-const apiKeyHeader = "X-Api-Key"
-
-var hmacScheme = signature.HMACScheme{Header: "X-Genesys-Event-Signature", Encoding: signature.Hex}
-
-// The offline demo's key; it only ever guards a loopback port.
-const demoAPIKey = "offline-demo-key"
-
 //go:embed samples/*.json
 var samples embed.FS
 
-// demo is the order in which the offline run posts the samples.
-var demo = []string{
+// order is the order in which the offline run posts the samples.
+var order = []string{
 	"user-presence-on-queue.json",    // agent e40f28ea goes on queue
 	"websocket-user-activity.json",   // the same agent's activity, as the WebSocket API sends it
 	"user-presence-available.json",   // agent 278522be is available
@@ -84,30 +67,18 @@ var demo = []string{
 	"audit-oauth-client-delete.json", // an audit event of another entity: ignored
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "presence-kafka:", err)
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("presence-kafka", run) }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (err error) {
-	flags := flag.NewFlagSet("presence-kafka", flag.ContinueOnError)
-	flags.SetOutput(stdout)
-	serve := flags.Bool("serve", false, "offline: keep serving after the demo, until Ctrl-C")
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	flags, serve := demo.Flags("presence-kafka", stdout)
+	if done, err := demo.Parse(flags, args); done {
 		return err
 	}
-	out := &lockedWriter{w: stdout}
+	out := demo.Locked(stdout)
 
 	// Offline an in-process broker (franz-go's kfake, a real Kafka wire protocol server) stands in
 	// for the cluster, with the topics already created.
-	brokers := splitList(getenv("KAFKA_BROKERS"))
+	brokers := demo.SplitList(getenv("KAFKA_BROKERS"))
 	offline := len(brokers) == 0
 	apiKey, secret := getenv("EVENTBRIDGE_API_KEY"), getenv("GENESYS_WEBHOOK_SECRET")
 	var intakeOpts []eventbridge.Option
@@ -118,25 +89,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		defer cluster.Close()
 		brokers = cluster.ListenAddrs()
-		apiKey, secret = demoAPIKey, ""
+		apiKey, secret = demo.APIKey, ""
 	} else if org := getenv("GENESYS_ORGANIZATION_ID"); org != "" {
 		intakeOpts = append(intakeOpts, eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/"+org+"/"))
 	}
-	verifier, err := newVerifier(apiKey, secret)
+	verifier, err := demo.Verifier(apiKey, secret)
 	if err != nil {
 		return err
 	}
 
-	dir := getenv("DLQ_DIR")
-	if dir == "" {
-		if !offline {
-			return errors.New("DLQ_DIR: set a directory for the dead-letter queue")
-		}
-		if dir, err = os.MkdirTemp("", "presence-kafka-dlq-"); err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
+	dir, removeDir, err := demo.DLQDir(getenv("DLQ_DIR"), offline, "presence-kafka")
+	if err != nil {
+		return err
 	}
+	defer removeDir()
 	queue, err := filedlq.Open(dir)
 	if err != nil {
 		return err
@@ -186,36 +152,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		err = errors.Join(err, dispatcher.Close(ctx))
 	}()
 
-	intake, err := eventbridge.NewHandler(report(dispatcher, out), intakeOpts...)
+	// demo.Report delivers with Deliver, Dispatch with a result per sink, and prints the route
+	// each event took; the Handler still answers from the error alone.
+	intake, err := eventbridge.NewHandler(demo.Report(dispatcher, out,
+		func(s fanout.SinkResult) string { return fmt.Sprintf("%s (route %s): %s", s.Sink, s.Route, s.Outcome) },
+		func(e *fanbridge.Event) string { return "no route wants " + e.Type },
+	), intakeOpts...)
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /events/genesys", signature.Verify(verifier)(intake))
 
-	listen := getenv("LISTEN_ADDR")
-	if listen == "" {
-		listen = "127.0.0.1:0"
-		if !offline {
-			listen = ":8080"
-		}
-	}
-	ln, err := net.Listen("tcp", listen)
+	srv, err := demo.Listen(getenv("LISTEN_ADDR"), offline, mux)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		err = errors.Join(err, srv.Shutdown(ctx))
-	}()
-	url := "http://" + ln.Addr().String() + "/events/genesys"
+	defer func() { err = errors.Join(err, srv.Shutdown(ctx)) }()
+	url := srv.URL + "/events/genesys"
 	fmt.Fprintf(out, "listening on %s, producing to %s\n", url, strings.Join(brokers, ","))
 
 	if offline {
-		delivered, err := postSamples(ctx, url, out)
+		delivered, err := demo.PostSamples(ctx, url, samples, order, out, demo.ShowStatus)
 		if err != nil {
 			return err
 		}
@@ -225,92 +183,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if !*serve {
 			return nil
 		}
-		fmt.Fprintf(out, "serving until Ctrl-C; try:\n  curl -H '%s: %s' --data @examples/presence-kafka/samples/user-presence-on-queue.json %s\n",
-			apiKeyHeader, demoAPIKey, url)
+		demo.ServingHint(out, "examples/presence-kafka/samples/user-presence-on-queue.json", url)
 	}
 	<-ctx.Done()
 	fmt.Fprintln(out, "shutting down")
 	return nil
-}
-
-// newVerifier accepts whichever credentials are configured, and refuses to run without any.
-func newVerifier(apiKey, secret string) (signature.Verifier, error) {
-	var vs []signature.Verifier
-	if apiKey != "" {
-		v, err := signature.APIKey(apiKeyHeader, apiKey)
-		if err != nil {
-			return nil, fmt.Errorf("EVENTBRIDGE_API_KEY: %w", err)
-		}
-		vs = append(vs, v)
-	}
-	if secret != "" {
-		v, err := signature.HMAC(hmacScheme, secret)
-		if err != nil {
-			return nil, fmt.Errorf("GENESYS_WEBHOOK_SECRET: %w", err)
-		}
-		vs = append(vs, v)
-	}
-	if len(vs) == 0 {
-		return nil, errors.New("set EVENTBRIDGE_API_KEY or GENESYS_WEBHOOK_SECRET: the intake never runs unauthenticated")
-	}
-	return signature.Any(vs...)
-}
-
-// report delivers each event and prints where it went. Deliver is Dispatch with a result per
-// sink; the Handler still answers from the error alone.
-func report(d *fanout.Dispatcher, out io.Writer) eventbridge.Dispatcher {
-	return eventbridge.DispatcherFunc(func(ctx context.Context, e *fanbridge.Event) error {
-		res, err := d.Deliver(ctx, e)
-		var b strings.Builder
-		for _, s := range res.Sinks {
-			fmt.Fprintf(&b, "  %s -> %s (route %s): %s", e.ID, s.Sink, s.Route, s.Outcome)
-			if s.Outcome != fanout.Delivered {
-				fmt.Fprintf(&b, " [%s: %v]", s.Condition, s.Err)
-			}
-			b.WriteByte('\n')
-		}
-		if errors.Is(err, fanbridge.ErrNoMatch) {
-			fmt.Fprintf(&b, "  %s -> no route wants %s\n", e.ID, e.Type)
-		}
-		io.WriteString(out, b.String())
-		return err
-	})
-}
-
-// postSamples plays the sender: it posts each sample with the API key, prints the answer, and
-// returns how many events were delivered.
-func postSamples(ctx context.Context, url string, out io.Writer) (delivered int, err error) {
-	for _, name := range demo {
-		body, err := samples.ReadFile("samples/" + name)
-		if err != nil {
-			return 0, err
-		}
-		fmt.Fprintf(out, "POST %s\n", name)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			return 0, err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(apiKeyHeader, demoAPIKey)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		var answer struct{ Status string }
-		err = json.NewDecoder(resp.Body).Decode(&answer)
-		resp.Body.Close()
-		if err != nil {
-			return 0, fmt.Errorf("%s: answer: %w", name, err)
-		}
-		fmt.Fprintf(out, "  answer: %d %s\n", resp.StatusCode, answer.Status)
-		if resp.StatusCode != http.StatusOK {
-			return 0, fmt.Errorf("%s: answered %d", name, resp.StatusCode)
-		}
-		if answer.Status == "delivered" {
-			delivered++
-		}
-	}
-	return delivered, nil
 }
 
 // readBack consumes the topics from the start, as a downstream service would, and prints where
@@ -347,26 +224,4 @@ func readBack(ctx context.Context, brokers []string, n int, out io.Writer) error
 		fmt.Fprintf(out, "  %-19s partition=%d offset=%d key=%s id=%s type=%s\n", r.Topic, r.Partition, r.Offset, r.Key, e.ID, e.Type)
 	}
 	return nil
-}
-
-func splitList(s string) []string {
-	var list []string
-	for _, item := range strings.Split(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			list = append(list, item)
-		}
-	}
-	return list
-}
-
-// lockedWriter serialises writes: the intake and the demo print concurrently.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/examples/internal/demo"
 	"github.com/fanbridge/fanbridge/examples/internal/exampletest"
 	"github.com/fanbridge/fanbridge/signature"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
@@ -86,8 +87,8 @@ func TestAgainstCluster(t *testing.T) {
 	onQueue, err := samples.ReadFile("samples/user-presence-on-queue.json")
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusUnauthorized, exampletest.Post(t, ctx, p.URL, onQueue, http.Header{}))
-	key := http.Header{apiKeyHeader: {"test-key"}}
-	for _, name := range demo {
+	key := http.Header{demo.APIKeyHeader: {"test-key"}}
+	for _, name := range order {
 		body, err := samples.ReadFile("samples/" + name)
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, body, key), name)
@@ -147,9 +148,9 @@ func TestOrderPerAgent(t *testing.T) {
 		id := fmt.Sprintf("%s-%02d", idOnQueue, i)
 		want = append(want, id)
 		body := bytes.Replace(template, []byte(idOnQueue), []byte(id), 1)
-		sig, err := signature.SignHMAC(hmacScheme, "test-secret", body)
+		sig, err := signature.SignHMAC(demo.HMACScheme, "test-secret", body)
 		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, body, http.Header{hmacScheme.Header: {sig}}))
+		require.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, body, http.Header{demo.HMACScheme.Header: {sig}}))
 	}
 
 	client, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...),

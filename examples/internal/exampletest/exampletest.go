@@ -4,7 +4,6 @@ package exampletest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -15,11 +14,8 @@ import (
 
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
+	"github.com/fanbridge/fanbridge/examples/internal/demo"
 )
-
-// RunFunc is an example program without its process: arguments, environment and output are
-// passed in.
-type RunFunc func(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error
 
 // Env is an environment holding vars and nothing else.
 func Env(vars map[string]string) func(string) string {
@@ -40,7 +36,7 @@ type Program struct {
 
 // Start runs the program in the background and returns once it listens. It fails the test when
 // the program returns first or ctx ends; the program stops at the latest when the test ends.
-func Start(t *testing.T, ctx context.Context, run RunFunc, args []string, vars map[string]string) *Program {
+func Start(t *testing.T, ctx context.Context, run demo.RunFunc, args []string, vars map[string]string) *Program {
 	t.Helper()
 	runCtx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
@@ -112,15 +108,7 @@ func (p *Program) Stop(t *testing.T) {
 // Do sends a request with header and returns the answer and its body.
 func Do(t *testing.T, ctx context.Context, method, url string, body []byte, header http.Header) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
-	require.NoError(t, err)
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	resp, b, err := demo.Do(ctx, method, url, body, header)
 	require.NoError(t, err)
 	return resp, string(b)
 }

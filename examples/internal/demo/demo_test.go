@@ -1,0 +1,133 @@
+package demo_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/examples/internal/demo"
+	"github.com/fanbridge/fanbridge/signature"
+)
+
+func TestSplitList(t *testing.T) {
+	for in, want := range map[string][]string{
+		"":                  nil,
+		" , ,":              nil,
+		"a":                 {"a"},
+		" a:1 ,, b:2 , ":    {"a:1", "b:2"},
+		"dns:///x:443,y:80": {"dns:///x:443", "y:80"},
+	} {
+		assert.Equal(t, want, demo.SplitList(in), "%q", in)
+	}
+}
+
+func TestVerifier(t *testing.T) {
+	body := []byte(`{"id":"e-1"}`)
+	sig, err := signature.SignHMAC(demo.HMACScheme, "s3cret", body)
+	require.NoError(t, err)
+	withKey := http.Header{demo.APIKeyHeader: {"k3y"}}
+	withSig := http.Header{demo.HMACScheme.Header: {sig}}
+	cases := []struct {
+		name, apiKey, secret string
+		header               http.Header
+		want                 int
+	}{
+		{"key accepted", "k3y", "", withKey, http.StatusOK},
+		{"signature refused without a secret", "k3y", "", withSig, http.StatusUnauthorized},
+		{"signature accepted", "", "s3cret", withSig, http.StatusOK},
+		{"either accepted: key", "k3y", "s3cret", withKey, http.StatusOK},
+		{"either accepted: signature", "k3y", "s3cret", withSig, http.StatusOK},
+		{"nothing refused", "k3y", "s3cret", http.Header{}, http.StatusUnauthorized},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := demo.Verifier(c.apiKey, c.secret)
+			require.NoError(t, err)
+			h := signature.Verify(v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+			req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(string(body)))
+			for k, vs := range c.header {
+				req.Header[k] = vs
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			assert.Equal(t, c.want, rec.Code)
+		})
+	}
+
+	_, err = demo.Verifier("", "")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "never runs unauthenticated")
+}
+
+func TestDLQDir(t *testing.T) {
+	dir, remove, err := demo.DLQDir("/var/lib/dlq", false, "x")
+	require.NoError(t, err)
+	assert.Equal(t, "/var/lib/dlq", dir)
+	remove() // never deletes a directory it did not make
+
+	_, remove, err = demo.DLQDir("", false, "x")
+	require.ErrorContains(t, err, "DLQ_DIR")
+	require.NotNil(t, remove)
+
+	dir, remove, err = demo.DLQDir("", true, "x")
+	require.NoError(t, err)
+	assert.DirExists(t, dir)
+	remove()
+	assert.NoDirExists(t, dir)
+}
+
+func TestPostSamples(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// An intake that checks the demo's key and answers as eventbridge.Handler does.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(demo.APIKeyHeader) != demo.APIKey || r.Header.Get("Content-Type") != "application/json" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if strings.Contains(r.URL.Path, "refuse") {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		buf := make([]byte, 64)
+		n, _ := r.Body.Read(buf)
+		w.Write(append([]byte(`{"status":`), buf[:n]...))
+		w.Write([]byte("}\n"))
+	}))
+	defer srv.Close()
+	fsys := fstest.MapFS{
+		"samples/b.json": {Data: []byte(`"ignored"`)},
+		"samples/a.json": {Data: []byte(`"delivered"`)},
+	}
+	cases := []struct {
+		show  demo.Show
+		names []string
+		want  string
+	}{
+		{demo.ShowBody, []string{"b.json", "a.json"}, "POST b.json\n  answer: 200 {\"status\":\"ignored\"}\nPOST a.json\n  answer: 200 {\"status\":\"delivered\"}\n"},
+		{demo.ShowStatus, []string{"a.json"}, "POST a.json\n  answer: 200 delivered\n"},
+		{demo.ShowLine, nil, "POST a.json: 200 {\"status\":\"delivered\"}\nPOST b.json: 200 {\"status\":\"ignored\"}\n"},
+	}
+	for _, c := range cases {
+		var out strings.Builder
+		delivered, err := demo.PostSamples(ctx, srv.URL, fsys, c.names, &out, c.show)
+		require.NoError(t, err)
+		assert.Equal(t, c.want, out.String())
+		assert.Equal(t, 1, delivered)
+	}
+
+	var out strings.Builder
+	_, err := demo.PostSamples(ctx, srv.URL+"/refuse", fsys, []string{"a.json", "b.json"}, &out, demo.ShowBody)
+	require.ErrorContains(t, err, "a.json: answered 503")
+	assert.NotContains(t, out.String(), "b.json", "stops at the first refusal")
+
+	_, err = demo.PostSamples(ctx, srv.URL, fsys, []string{"missing.json"}, &out, demo.ShowBody)
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
