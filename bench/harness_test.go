@@ -292,12 +292,19 @@ type segment struct {
 	events   int
 	wall     time.Duration // the load generator's, first request to last answer
 	cpu      time.Duration // this process's user+system time: the server's
+	childCPU time.Duration // the child's over its run: the clients' and the broker's
 	mallocs  uint64
 	p50, p99 time.Duration
 }
 
 func (s segment) eventsPerSec() float64 { return float64(s.events) / s.wall.Seconds() }
 func (s segment) cpuPerEvent() float64  { return float64(s.cpu.Nanoseconds()) / float64(s.events) / 1e3 } // µs
+
+// childCPUPerEvent is the load generator's and the broker's CPU per event, in µs. The machine
+// spends cpuPerEvent + childCPUPerEvent on each event, which is what bounds events/s.
+func (s segment) childCPUPerEvent() float64 {
+	return float64(s.childCPU.Nanoseconds()) / float64(s.events) / 1e3
+}
 
 func processCPU() time.Duration {
 	var ru syscall.Rusage
@@ -349,11 +356,12 @@ func (h *harness) measure(p *pipeline, n int, withMem bool, after func()) (segme
 		return segment{}, fmt.Errorf("%s: %d events acknowledged but %d records in Kafka", p.name, n, drained.Produced)
 	}
 	return segment{
-		events:  n,
-		wall:    time.Duration(resp.Elapsed),
-		cpu:     cpu,
-		mallocs: ms1.Mallocs - ms0.Mallocs,
-		p50:     time.Duration(resp.P50),
-		p99:     time.Duration(resp.P99),
+		events:   n,
+		wall:     time.Duration(resp.Elapsed),
+		cpu:      cpu,
+		childCPU: time.Duration(resp.CPU),
+		mallocs:  ms1.Mallocs - ms0.Mallocs,
+		p50:      time.Duration(resp.P50),
+		p99:      time.Duration(resp.P99),
 	}, nil
 }

@@ -61,6 +61,7 @@ type lgResponse struct {
 	Brokers  []string    `json:",omitempty"`
 	FirstSeq uint64      `json:",omitempty"`
 	Elapsed  int64       `json:",omitempty"` // ns from the first request's start to the last answer
+	CPU      int64       `json:",omitempty"` // ns of the child's own CPU time over the same span
 	P50      int64       `json:",omitempty"` // ns
 	P99      int64       `json:",omitempty"` // ns
 	Statuses map[int]int `json:",omitempty"` // HTTP status -> count; -1 for transport errors
@@ -193,6 +194,7 @@ func (g *loadgenChild) run(req lgRequest) lgResponse {
 		firstErr string
 		wg       sync.WaitGroup
 	)
+	cpu0 := processCPU()
 	start := time.Now()
 	for range min(req.Clients, req.N) {
 		wg.Add(1)
@@ -236,10 +238,12 @@ func (g *loadgenChild) run(req lgRequest) lgResponse {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
 	slices.Sort(lat)
 	return lgResponse{
 		FirstSeq: first,
 		Elapsed:  elapsed.Nanoseconds(),
+		CPU:      cpu.Nanoseconds(),
 		P50:      percentile(lat, 50).Nanoseconds(),
 		P99:      percentile(lat, 99).Nanoseconds(),
 		Statuses: statuses,
