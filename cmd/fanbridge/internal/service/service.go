@@ -310,17 +310,23 @@ func (s *Service) shutdown() error {
 		s.mu.Lock()
 		cfg := s.cfg
 		s.mu.Unlock()
-		s.log.Info("shutting down", "ready_delay", cfg.Shutdown.ReadyDelay.D().String(),
+		// New requests are refused from the moment the log says so: at once without a ready
+		// delay, after it with one.
+		delay := cfg.Shutdown.ReadyDelay.D()
+		if delay <= 0 {
+			s.shutting.Store(true)
+		}
+		s.log.Info("shutting down", "ready_delay", delay.String(),
 			"http_timeout", cfg.Shutdown.HTTPTimeout.D().String(), "drain_timeout", cfg.Shutdown.DrainTimeout.D().String())
 		start := time.Now()
-		if d := cfg.Shutdown.ReadyDelay.D(); d > 0 {
+		if delay > 0 {
 			// Readiness fails from now on, while requests are still taken as usual, so that a
 			// load balancer has time to stop sending new ones before the listener closes.
-			t := time.NewTimer(d)
+			t := time.NewTimer(delay)
 			<-t.C
+			s.shutting.Store(true)
 			s.log.Info("ready delay over; closing the listener")
 		}
-		s.shutting.Store(true)
 
 		hctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.HTTPTimeout.D())
 		if herr := s.srv.Shutdown(hctx); herr != nil {
