@@ -136,7 +136,7 @@ func newEnv(t *testing.T, c *corpus, cfg setup) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.queue.Close() })
-	e.outage = &outageQueue{next: e.queue}
+	e.outage = &outageQueue{next: e.queue, uncertain: newIDSet()}
 	e.losses = newLossLog()
 
 	routes := make([]fanout.Route, 0, len(routeDefs))

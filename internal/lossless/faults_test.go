@@ -339,10 +339,14 @@ func invalidB(id string) error {
 
 // outageQueue stands in front of the real dead-letter queue and refuses every Put while the
 // disk is "full", as a queue on a full or failing volume does. A refused entry is not stored.
+// It also counts, by sink and event, the Puts the real queue failed: such an entry may be stored
+// all the same (filedlq writes the line, then gives up waiting for the fsync when the context
+// ends), so the sender's retry may leave a second one.
 type outageQueue struct {
-	next    dlq.Queue
-	down    atomic.Bool
-	refused atomic.Int64
+	next      dlq.Queue
+	down      atomic.Bool
+	refused   atomic.Int64
+	uncertain *idSet // "sink event-id" -> failed Puts that may have stored their entry
 }
 
 func (q *outageQueue) Put(ctx context.Context, en dlq.Entry) error {
@@ -350,7 +354,11 @@ func (q *outageQueue) Put(ctx context.Context, en dlq.Entry) error {
 		q.refused.Add(1)
 		return errors.New("dead-letter volume: no space left on device")
 	}
-	return q.next.Put(ctx, en)
+	err := q.next.Put(ctx, en)
+	if err != nil {
+		q.uncertain.add(en.Sink + " " + en.Event.ID)
+	}
+	return err
 }
 
 // lossLog is a slog.Handler that keeps the deliveries the Dispatcher reports lost (Async mode's

@@ -104,6 +104,14 @@ func TestReconcileCatches(t *testing.T) {
 			deadLetter(h, i, sinkA, dlq.ConditionAttempts, retry.ClassRetryable, "x")
 			deadLetter(h, i, sinkA, dlq.ConditionAttempts, retry.ClassRetryable, "x")
 		}},
+		{"more dead letters than failed Puts explain", "dead-lettered-twice", rules{}, func(_ []outcome, h *holdings) {
+			i := firstFor(sinkA, true)
+			delete(h.delivered[sinkA], c.events[i].id)
+			h.dlqMaybe[sinkA][c.events[i].id] = 1
+			for range 3 {
+				deadLetter(h, i, sinkA, dlq.ConditionAttempts, retry.ClassRetryable, "x")
+			}
+		}},
 		{"a dead letter naming a route that does not name its sink", "dead-letter-entry", rules{}, func(_ []outcome, h *holdings) {
 			i := firstFor(sinkA, true)
 			deadLetter(h, i, sinkA, dlq.ConditionAttempts, retry.ClassRetryable, "x")
@@ -152,6 +160,10 @@ func TestReconcileCatches(t *testing.T) {
 		j := firstFor(sinkA, true)
 		delete(h.delivered[sinkA], c.events[j].id)
 		h.refused[sinkA][c.events[j].id] = 1
+		deadLetter(h, j, sinkA, dlq.ConditionPermanent, retry.ClassPermanent, permanentA(c.events[j].id).Error())
+		// Its first Put failed after storing the entry (the fsync wait ran out of time), the
+		// sender retried, and the refusal was dead-lettered again.
+		h.dlqMaybe[sinkA][c.events[j].id] = 1
 		deadLetter(h, j, sinkA, dlq.ConditionPermanent, retry.ClassPermanent, permanentA(c.events[j].id).Error())
 		k := firstFor(sinkB, true)
 		delete(h.delivered[sinkB], c.events[k].id)

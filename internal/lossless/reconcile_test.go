@@ -25,6 +25,7 @@ type holdings struct {
 	delivered map[string]map[string]int         // sink -> event id -> deliveries
 	dlq       map[string]map[string][]dlq.Entry // sink -> event id -> dead-letter entries
 	ambiguous map[string]map[string]int         // sink -> event id -> failed Sends that may have landed
+	dlqMaybe  map[string]map[string]int         // sink -> event id -> failed dead-letter Puts that may have stored their entry
 	refused   map[string]map[string]int         // sink -> event id -> calls the consumer refused for good
 	reported  map[string]map[string]bool        // sink -> event id: deliveries the Dispatcher logged as lost
 	misplaced []string                          // Kafka records on a topic their type does not map to
@@ -32,9 +33,10 @@ type holdings struct {
 }
 
 func newHoldings() *holdings {
-	h := &holdings{delivered: map[string]map[string]int{}, dlq: map[string]map[string][]dlq.Entry{}, ambiguous: map[string]map[string]int{}, refused: map[string]map[string]int{}}
+	h := &holdings{delivered: map[string]map[string]int{}, dlq: map[string]map[string][]dlq.Entry{}, ambiguous: map[string]map[string]int{},
+		dlqMaybe: map[string]map[string]int{}, refused: map[string]map[string]int{}}
 	for _, s := range allSinks {
-		h.delivered[s], h.dlq[s], h.ambiguous[s], h.refused[s] = map[string]int{}, map[string][]dlq.Entry{}, map[string]int{}, map[string]int{}
+		h.delivered[s], h.dlq[s], h.ambiguous[s], h.dlqMaybe[s], h.refused[s] = map[string]int{}, map[string][]dlq.Entry{}, map[string]int{}, map[string]int{}, map[string]int{}
 	}
 	return h
 }
@@ -95,6 +97,11 @@ func (e *env) collect(ctx context.Context) (*holdings, error) {
 			if n > clean[id] {
 				h.ambiguous[cs.name][id] = n - clean[id]
 			}
+		}
+	}
+	for key, n := range e.outage.uncertain.snapshot() {
+		if sinkName, id, ok := strings.Cut(key, " "); ok && h.dlqMaybe[sinkName] != nil {
+			h.dlqMaybe[sinkName][id] += n
 		}
 	}
 	h.reported = e.losses.snapshot()
@@ -262,15 +269,19 @@ func reconcile(c *corpus, outs []outcome, h *holdings, ru rules) *report {
 		return r
 	}
 
-	// Dead letters: one per (event, sink), naming a route that chose the sink, with a reason; the
-	// events a consumer refuses for good are there and nowhere else.
+	// Dead letters: one per (event, sink), or one more for each failed Put that may have stored
+	// its entry all the same, naming a route that chose the sink, with a reason; the events a
+	// consumer refuses for good are there and nowhere else.
 	for _, s := range allSinks {
 		conds := map[dlq.Condition]int{}
-		var both, dups, extra, dead int
+		var both, dups, extra, dead, deadTwice int
 		for id, es := range h.dlq[s] {
 			dead += len(es)
 			if len(es) > 1 {
-				r.problem("dead-lettered-twice", "%s for %s: %d entries", id, s, len(es))
+				deadTwice++
+				if len(es)-1 > h.dlqMaybe[s][id] {
+					r.problem("dead-lettered-twice", "%s for %s: %d entries, after %d failed Puts that may have stored theirs", id, s, len(es), h.dlqMaybe[s][id])
+				}
 			}
 			if h.delivered[s][id] > 0 {
 				both++
@@ -311,8 +322,8 @@ func reconcile(c *corpus, outs []outcome, h *holdings, ru rules) *report {
 			}
 		}
 		ambiguous := sum(h.ambiguous[s])
-		r.logf("%-6s wanted %d, delivered %d events (%d deliveries), dead-lettered %d %v, both %d, lost and reported %d, duplicated %d events (%d extra deliveries), refused for good %d, failed Sends that may have landed %d",
-			s, wanted[s], len(h.delivered[s]), sum(h.delivered[s]), dead, conds, both, reportedLost[s], dups, extra, rejected, ambiguous)
+		r.logf("%-6s wanted %d, delivered %d events (%d deliveries), dead-lettered %d %v, both %d, lost and reported %d, duplicated %d events (%d extra deliveries), refused for good %d, failed Sends that may have landed %d, dead-lettered twice %d after %d failed Puts that may have stored theirs",
+			s, wanted[s], len(h.delivered[s]), sum(h.delivered[s]), dead, conds, both, reportedLost[s], dups, extra, rejected, ambiguous, deadTwice, sum(h.dlqMaybe[s]))
 	}
 	return r
 }
