@@ -25,22 +25,26 @@ func TestRepositoryReadmeDemo(t *testing.T) {
 	require.NoError(t, err)
 	readme := mustRead(t, filepath.Join(root, "README.md"))
 	// The commands are the lines of the first shell block after "With a fixed key:", a
-	// backslash joining a line to the next, each followed by the comment line of what it prints.
+	// backslash joining a line to the next, each followed by the comment lines of what it prints.
 	_, block, ok := strings.Cut(readme, "With a fixed key:\n\n```sh\n")
 	require.True(t, ok, "README.md has no demo block")
 	block, _, _ = strings.Cut(block, "```")
-	var cmds, prints []string
+	var cmds []string
+	var prints [][]string // prints[i]: the comment lines after cmds[i]
 	for _, l := range strings.Split(strings.ReplaceAll(block, "\\\n", ""), "\n") {
 		switch l = strings.TrimSpace(l); {
 		case l == "":
-		case strings.HasPrefix(l, "# "):
-			prints = append(prints, strings.TrimPrefix(l, "# "))
+		case strings.HasPrefix(l, "#"):
+			require.NotEmpty(t, cmds, "README.md's demo block starts with a comment")
+			prints[len(cmds)-1] = append(prints[len(cmds)-1], strings.TrimPrefix(strings.TrimPrefix(l, "#"), " "))
 		default:
 			cmds = append(cmds, strings.Join(strings.Fields(l), " "))
+			prints = append(prints, nil)
 		}
 	}
 	require.Len(t, cmds, 3, "README.md's demo block: %q", cmds)
-	require.Len(t, prints, 2, "README.md's demo block: %q", prints)
+	require.Len(t, prints[1], 1, "README.md's demo block: what curl prints: %q", prints[1])
+	require.NotEmpty(t, prints[2], "README.md's demo block: what kcat prints")
 
 	run := regexp.MustCompile(`^go run \./cmd/fanbridge (.*) &$`).FindStringSubmatch(cmds[0])
 	require.NotNil(t, run, "the first command starts the demo in the background: %q", cmds[0])
@@ -64,16 +68,16 @@ func TestRepositoryReadmeDemo(t *testing.T) {
 	}
 	t.Run("curl", func(t *testing.T) {
 		require.True(t, strings.HasPrefix(cmds[1], "curl "), cmds[1])
-		assert.Equal(t, prints[0], strings.TrimSpace(sh(t, "curl", cmds[1])))
+		assert.Equal(t, prints[1][0], strings.TrimSpace(sh(t, "curl", cmds[1])))
 	})
 	t.Run("kcat", func(t *testing.T) {
 		require.True(t, strings.HasPrefix(cmds[2], "kcat "), cmds[2])
-		// The README abbreviates the record's value with "..."; the value is the event body
-		// as sent, pretty-printed over several lines, so spacing is not compared.
-		want, _, _ := strings.Cut(prints[1], " ...")
+		// The README shows the first lines of the record and abbreviates the rest with "...".
+		// The comment marker takes the lines' leading spaces, so spacing is not compared.
+		want, _, _ := strings.Cut(strings.Join(prints[2], "\n"), "...")
 		out := sh(t, "kcat", cmds[2])
 		assert.True(t, strings.HasPrefix(strings.Join(strings.Fields(out), ""), strings.Join(strings.Fields(want), "")),
-			"kcat printed %q, README.md says %q", out, prints[1])
+			"kcat printed %q, README.md says %q", out, prints[2])
 	})
 
 	p.signal(t, syscall.SIGTERM)
