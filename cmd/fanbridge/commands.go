@@ -28,13 +28,8 @@ import (
 )
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("validate", "usage: fanbridge validate -config FILE\n\nChecks a configuration file: syntax, unknown keys, ${ENV} references, values, patterns,\nCEL expressions, verifier keys and TLS files. Exits 0 when it is valid, 1 otherwise.\n\nflags:\n", stderr)
 	cfgPath := fs.String("config", "", "configuration file to check (required)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: fanbridge validate -config FILE\n\nChecks a configuration file: syntax, unknown keys, ${ENV} references, values, patterns,\nCEL expressions, verifier keys and TLS files. Exits 0 when it is valid, 1 otherwise.\n\nflags:\n")
-		fs.PrintDefaults()
-	}
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
@@ -83,8 +78,7 @@ flags:
 `
 
 func cmdDLQ(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("dlq", dlqUsage, stderr)
 	var (
 		cfgPath  = fs.String("config", "", "configuration file: its dlq, and for redrive its sinks")
 		dir      = fs.String("file", "", "filedlq directory (overrides the configuration's dlq)")
@@ -95,10 +89,6 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	)
 	fs.Var(&sinks, "sink", "redrive: only entries of this sink (repeatable)")
 	fs.Var(&ids, "id", "redrive: only these entry ids (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), dlqUsage)
-		fs.PrintDefaults()
-	}
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
@@ -280,10 +270,9 @@ match, as in a route: "no match", the reason on standard error, exit 1.
 `
 
 func cmdPattern(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("pattern", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("pattern", patternUsage, stderr)
 	cel := fs.Bool("cel", false, "PATTERN is a CEL expression")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), patternUsage) }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), patternUsage) } // the usage explains -cel
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
@@ -368,14 +357,9 @@ flags:
 `
 
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("demo", demoUsage, stderr)
 	url := fs.String("url", "http://"+demo.DefaultListen+demo.IntakePath, "send: intake URL")
 	key := fs.String("key", os.Getenv("FANBRIDGE_API_KEY"), "send: API key (default $FANBRIDGE_API_KEY)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), demoUsage)
-		fs.PrintDefaults()
-	}
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code

@@ -439,3 +439,33 @@ func TestProvision(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "missing -region or GENESYS_REGION")
 }
+
+// TestHelp asks every command for -h: it exits 0 and prints its usage on standard error,
+// followed by its flags, except pattern's, whose usage explains its one flag itself.
+func TestHelp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		args  []string
+		usage string
+		flag  string // a flag the listing must show; "" when none is listed
+	}{
+		{[]string{"-h"}, "service flags:", "-config"},
+		{[]string{"validate", "-h"}, "usage: fanbridge validate -config FILE", "-config"},
+		{[]string{"dlq", "-h"}, "usage: fanbridge dlq list", "-attempts"},
+		{[]string{"demo", "-h"}, "config  prints the demo's configuration file", "-key"},
+		{[]string{"pattern", "-h"}, "usage: fanbridge pattern test PATTERN EVENT", ""},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out, errOut := runCmd(t, ctx, nil, tc.args...)
+			assert.Equal(t, 0, code, "stderr: %s", errOut)
+			assert.Empty(t, out)
+			assert.Contains(t, errOut, tc.usage)
+			if tc.flag != "" {
+				assert.Contains(t, errOut, "  "+tc.flag+" ")
+			} else {
+				assert.NotContains(t, errOut, "\n  -")
+			}
+		})
+	}
+}

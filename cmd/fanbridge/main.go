@@ -82,6 +82,18 @@ func versionString() string {
 
 // parseFlags parses flags that may come before, between or after positional arguments, and
 // reports -h as exitOK.
+// newFlagSet returns the flag set of a command: errors go to stderr, and -h prints usage followed
+// by the flags and their defaults.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	var pos []string
 	for {

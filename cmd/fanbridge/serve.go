@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,8 +15,7 @@ import (
 )
 
 func cmdServe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("fanbridge", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("fanbridge", usage+"\nservice flags:\n", stderr)
 	var (
 		cfgPath     = fs.String("config", "", "configuration file (YAML); without it fanbridge runs the demo")
 		listen      = fs.String("listen", "", "listen address, overriding listen.address (demo: default 127.0.0.1:8080, or a free port when taken)")
@@ -26,10 +24,6 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		dlqDir      = fs.String("dlq-dir", "", "demo only: dead-letter directory (default: a new temporary directory)")
 		sendSamples = fs.Bool("send-samples", false, "demo only: post every embedded Genesys sample once the service is up")
 	)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage+"\nservice flags:\n")
-		fs.PrintDefaults()
-	}
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
