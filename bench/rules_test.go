@@ -1,13 +1,12 @@
 package bench_test
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strings"
+
+	"github.com/fanbridge/fanbridge/internal/rulegen"
 )
 
 // The 1,000 routing rules every pipeline evaluates. Each rule is generated once as a list of
@@ -43,39 +42,8 @@ type rule struct {
 	conds []cond
 }
 
-var (
-	genMedia   = []string{"CHAT", "VOICE", "EMAIL", "MESSAGE", "CALLBACK"}
-	genWrapups = []string{"Sale", "Upsell", "Refund", "Complaint", "Follow-up", "No answer", "Wrong number"}
-	hotTopics  = []string{
-		"v2.detail.events.conversation.{id}.customer.end", "v2.detail.events.conversation.{id}.user.end",
-		"v2.detail.events.conversation.{id}.acw", "v2.detail.events.conversation.{id}.wrapup",
-		"v2.detail.events.conversation.{id}.customer.start", "v2.users.{id}.presence",
-		"v2.audits.entitytype.{id}.entityid.{id}",
-	}
-)
-
-// The values of the 2.7 KB conversation event that the planted rules select.
-const (
-	benchType     = "v2.detail.events.conversation.{id}.customer.end"
-	benchQueue    = "4750048b-1994-41d4-8410-a5760c49a6cd"
-	benchDivision = "a6c1d06f-7d6e-4d36-a8c7-1f3bd7c36c9a"
-	benchOrg      = "32aa07aa-db1b-4987-abd0-9483601ec29d"
-)
-
-func readTopics() []string {
-	raw, err := os.ReadFile("testdata/topics.txt")
-	if err != nil {
-		panic(err)
-	}
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	for sc.Scan() {
-		if t, _, _ := strings.Cut(sc.Text(), " "); t != "" {
-			out = append(out, t)
-		}
-	}
-	return out
-}
+// The detail-type of the 2.7 KB conversation event, which the planted rules select.
+const benchType = "v2.detail.events.conversation.{id}.customer.end"
 
 // generateRules returns n rules of the kinds contact centres write: most pair a detail-type with
 // a high-cardinality value (a queue, a division, an organisation, wrap-up codes), others test
@@ -84,34 +52,12 @@ func readTopics() []string {
 // rule set large in practice.
 func generateRules(n int, seed uint64) []rule {
 	r := rand.New(rand.NewPCG(seed, 7))
-	topics := readTopics()
-	pick := func(s []string) string { return s[r.IntN(len(s))] }
-	topic := func() string {
-		if r.IntN(3) == 0 {
-			return pick(hotTopics)
-		}
-		return pick(topics)
-	}
-	uuids := func(size int, planted string) []string {
-		p := make([]string, size)
-		for i := range p {
-			p[i] = fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", r.Uint32(), r.IntN(1<<16), r.IntN(1<<12), r.IntN(1<<12), r.Int64N(1<<48))
-		}
-		p[r.IntN(size)] = planted
-		return p
-	}
-	queues := uuids(2000, benchQueue)
-	divisions := uuids(500, benchDivision)
-	orgs := uuids(200, benchOrg)
-	wrapups := make([]string, 40)
-	for i := range wrapups {
-		wrapups[i] = fmt.Sprintf("%s %d", pick(genWrapups), i)
-	}
-	wrapups[0] = "Sale"
+	v := rulegen.New(r)
+	pick, topic := v.Pick, v.Topic
 
 	body := func(field string) string { return "detail.eventBody." + field }
 	typeIs := func(t ...string) cond { return cond{path: "detail-type", kind: condOneOf, values: t} }
-	oneOf := func(field string, v ...string) cond { return cond{path: body(field), kind: condOneOf, values: v} }
+	oneOf := func(field string, vals ...string) cond { return cond{path: body(field), kind: condOneOf, values: vals} }
 
 	rules := make([]rule, n)
 	for i := range rules {
@@ -119,33 +65,33 @@ func generateRules(n int, seed uint64) []rule {
 		var cs []cond
 		switch k := r.IntN(100); {
 		case k < 35:
-			cs = []cond{typeIs(t), oneOf("queueId", pick(queues))}
+			cs = []cond{typeIs(t), oneOf("queueId", pick(v.Queues))}
 		case k < 50:
 			lo := float64((r.IntN(60) + 1) * 10000)
 			hi := lo + float64((r.IntN(30)+1)*10000)
-			cs = []cond{typeIs(t), oneOf("mediaType", pick(genMedia)),
+			cs = []cond{typeIs(t), oneOf("mediaType", pick(rulegen.Media)),
 				{path: body("interactingDurationMs"), kind: condRange, lo: lo, hi: hi}}
 		case k < 60:
-			cs = []cond{typeIs(t), oneOf("divisionId", pick(divisions))}
+			cs = []cond{typeIs(t), oneOf("divisionId", pick(v.Divisions))}
 		case k < 68:
 			dots := strings.Split(t, ".")
 			cs = []cond{{path: "detail-type", kind: condPrefix, prefix: strings.Join(dots[:len(dots)-1], ".") + "."},
-				oneOf("queueId", pick(queues))}
+				oneOf("queueId", pick(v.Queues))}
 		case k < 76:
-			cs = []cond{typeIs(t), oneOf("wrapupCode", pick(wrapups), pick(wrapups))}
+			cs = []cond{typeIs(t), oneOf("wrapupCode", pick(v.Wrapups), pick(v.Wrapups))}
 		case k < 85:
-			cs = []cond{{path: "source", kind: condPrefix, prefix: "aws.partner/genesys.com/cloud/" + pick(orgs) + "/"}, typeIs(t)}
+			cs = []cond{{path: "source", kind: condPrefix, prefix: "aws.partner/genesys.com/cloud/" + pick(v.Orgs) + "/"}, typeIs(t)}
 		case k < 95:
-			cs = []cond{typeIs(t), oneOf("mediaType", pick(genMedia)), oneOf("direction", "INBOUND"),
+			cs = []cond{typeIs(t), oneOf("mediaType", pick(rulegen.Media)), oneOf("direction", "INBOUND"),
 				{path: body("disconnectType"), kind: condAnythingBut, values: []string{"TRANSFER", "SYSTEM"}}}
 		default:
-			cs = []cond{typeIs(t, pick(hotTopics)), oneOf("mediaType", pick(genMedia))}
+			cs = []cond{typeIs(t, pick(rulegen.HotTopics)), oneOf("mediaType", pick(rulegen.Media))}
 		}
 		rules[i] = rule{name: fmt.Sprintf("rule-%04d", i), conds: cs}
 	}
 	// Plant three rules the 2.7 KB event matches, spread over the list.
-	rules[n/4].conds = []cond{typeIs(benchType), oneOf("queueId", benchQueue)}
-	rules[n/2].conds = []cond{typeIs(benchType), oneOf("divisionId", benchDivision)}
+	rules[n/4].conds = []cond{typeIs(benchType), oneOf("queueId", rulegen.Queue)}
+	rules[n/2].conds = []cond{typeIs(benchType), oneOf("divisionId", rulegen.Division)}
 	rules[3*n/4].conds = []cond{typeIs(benchType, "v2.detail.events.conversation.{id}.acw"), oneOf("wrapupCode", "Sale", "Upsell")}
 	return rules
 }

@@ -1,7 +1,6 @@
 package filter_test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/rulegen"
 )
 
 // genRule is one generated routing rule, as an event pattern and as the equivalent CEL
@@ -22,32 +22,7 @@ type genRule struct {
 	cel  string
 }
 
-var (
-	genMedia    = []string{"CHAT", "VOICE", "EMAIL", "MESSAGE", "CALLBACK"}
-	genWrapups  = []string{"Sale", "Upsell", "Refund", "Complaint", "Follow-up", "No answer", "Wrong number"}
-	genSuffixes = []string{"customer.end", "customer.start", "user.end", "user.start", "acw", "wrapup", "flow.end", "outbound"}
-	hotTopics   = []string{
-		"v2.detail.events.conversation.{id}.customer.end", "v2.detail.events.conversation.{id}.user.end",
-		"v2.detail.events.conversation.{id}.acw", "v2.detail.events.conversation.{id}.wrapup",
-		"v2.detail.events.conversation.{id}.customer.start", "v2.users.{id}.presence",
-		"v2.audits.entitytype.{id}.entityid.{id}",
-	}
-)
-
-func readTopics() []string {
-	f, err := os.ReadFile("testdata/topics.txt")
-	if err != nil {
-		panic(err)
-	}
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(f))
-	for sc.Scan() {
-		if t, _, _ := strings.Cut(sc.Text(), " "); t != "" {
-			out = append(out, t)
-		}
-	}
-	return out
-}
+var genSuffixes = []string{"customer.end", "customer.start", "user.end", "user.start", "acw", "wrapup", "flow.end", "outbound"}
 
 // genesysRules generates n realistic routing rules. Large rule sets are large because of
 // high-cardinality values (queues, divisions, organisations, wrap-up codes), not because of
@@ -57,65 +32,43 @@ func readTopics() []string {
 // $or. Against a given event a few match and most do not.
 func genesysRules(n int, seed uint64) []genRule {
 	r := rand.New(rand.NewPCG(seed, 42))
-	topics := readTopics()
-	pick := func(s []string) string { return s[r.IntN(len(s))] }
-	topic := func() string {
-		if r.IntN(3) == 0 {
-			return pick(hotTopics)
-		}
-		return pick(topics)
-	}
-	pool := func(size int, sample string) []string {
-		p := make([]string, size)
-		for i := range p {
-			p[i] = fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", r.Uint32(), r.IntN(1<<16), r.IntN(1<<12), r.IntN(1<<12), r.Int64N(1<<48))
-		}
-		p[r.IntN(size)] = sample
-		return p
-	}
-	queues := pool(2000, "4750048b-1994-41d4-8410-a5760c49a6cd")
-	divisions := pool(500, "a6c1d06f-7d6e-4d36-a8c7-1f3bd7c36c9a")
-	orgs := pool(200, "32aa07aa-db1b-4987-abd0-9483601ec29d")
-	wrapups := make([]string, 40)
-	for i := range wrapups {
-		wrapups[i] = fmt.Sprintf("%s %d", pick(genWrapups), i)
-	}
-	wrapups[0] = "Sale"
+	v := rulegen.New(r)
+	pick, topic := v.Pick, v.Topic
 	rules := make([]genRule, n)
 	for i := range rules {
 		t := topic()
 		var src, cel string
 		switch k := r.IntN(100); {
 		case k < 35:
-			q := pick(queues)
+			q := pick(v.Queues)
 			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"queueId":[%q]}}}`, t, q)
 			cel = fmt.Sprintf(`event.type == %q && data.queueId == %q`, t, q)
 		case k < 50:
-			m := pick(genMedia)
+			m := pick(rulegen.Media)
 			lo := (r.IntN(60) + 1) * 10000
 			hi := lo + (r.IntN(30)+1)*10000
 			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"mediaType":[%q],"interactingDurationMs":[{"numeric":[">=",%d,"<",%d]}]}}}`, t, m, lo, hi)
 			cel = fmt.Sprintf(`event.type == %q && data.mediaType == %q && data.interactingDurationMs >= %d && data.interactingDurationMs < %d`, t, m, lo, hi)
 		case k < 60:
-			d := pick(divisions)
+			d := pick(v.Divisions)
 			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"divisionId":[%q]}}}`, t, d)
 			cel = fmt.Sprintf(`event.type == %q && data.divisionId == %q`, t, d)
 		case k < 68:
 			dots := strings.Split(t, ".")
 			p := strings.Join(dots[:len(dots)-1], ".") + "."
-			q := pick(queues)
+			q := pick(v.Queues)
 			src = fmt.Sprintf(`{"detail-type":[{"prefix":%q}],"detail":{"eventBody":{"queueId":[%q]}}}`, p, q)
 			cel = fmt.Sprintf(`event.type.startsWith(%q) && data.queueId == %q`, p, q)
 		case k < 76:
-			w1, w2 := pick(wrapups), pick(wrapups)
+			w1, w2 := pick(v.Wrapups), pick(v.Wrapups)
 			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"wrapupCode":[%q,%q]}}}`, t, w1, w2)
 			cel = fmt.Sprintf(`event.type == %q && data.wrapupCode in [%q, %q]`, t, w1, w2)
 		case k < 81:
-			s, m := pick(genSuffixes), pick(genMedia)
+			s, m := pick(genSuffixes), pick(rulegen.Media)
 			src = fmt.Sprintf(`{"detail":{"topicName":[{"wildcard":"v2.detail.events.conversation.*.%s"}],"eventBody":{"mediaType":[%q],"direction":["INBOUND"]}}}`, s, m)
 			cel = fmt.Sprintf(`event.topic.startsWith("v2.detail.events.conversation.") && event.topic.endsWith(".%s") && data.mediaType == %q && data.direction == "INBOUND"`, s, m)
 		case k < 86:
-			org := pick(orgs)
+			org := pick(v.Orgs)
 			src = fmt.Sprintf(`{"source":[{"prefix":"aws.partner/genesys.com/cloud/%s/"}],"detail-type":[%q]}`, org, t)
 			cel = fmt.Sprintf(`event.source.startsWith("aws.partner/genesys.com/cloud/%s/") && event.type == %q`, org, t)
 		case k < 90:
@@ -123,11 +76,11 @@ func genesysRules(n int, seed uint64) []genRule {
 			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"propertyChanges":{"newValues":[%q]}}}}`, t, p)
 			cel = fmt.Sprintf(`event.type == %q && data.propertyChanges.exists(c, has(c.newValues) && %q in c.newValues)`, t, p)
 		case k < 95:
-			m := pick(genMedia)
+			m := pick(rulegen.Media)
 			src = fmt.Sprintf(`{"detail-type":[%q],"detail":{"eventBody":{"mediaType":[%q],"direction":["INBOUND"],"disconnectType":[{"anything-but":["TRANSFER","SYSTEM"]}]}}}`, t, m)
 			cel = fmt.Sprintf(`event.type == %q && data.mediaType == %q && data.direction == "INBOUND" && !(data.disconnectType in ["TRANSFER", "SYSTEM"])`, t, m)
 		default:
-			q, w := pick(queues), pick(wrapups)
+			q, w := pick(v.Queues), pick(v.Wrapups)
 			src = fmt.Sprintf(`{"detail-type":[%q],"$or":[{"detail":{"eventBody":{"queueId":[%q]}}},{"detail":{"eventBody":{"wrapupCode":[%q]}}}]}`, t, q, w)
 			cel = fmt.Sprintf(`event.type == %q && (data.queueId == %q || data.wrapupCode == %q)`, t, q, w)
 		}
