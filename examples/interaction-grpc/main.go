@@ -181,11 +181,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	// The dispatcher drains and closes the sinks; the queue closes after it (deferred earlier).
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		err = errors.Join(err, dispatcher.Close(ctx))
-	}()
+	defer func() { err = errors.Join(err, demo.Close(ctx, dispatcher)) }()
 
 	// demo.Report delivers with Deliver, Dispatch with a result per sink, and prints each
 	// service's outcome; the Handler still answers from the error alone.

@@ -87,11 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		err = errors.Join(err, dispatcher.Close(ctx))
-	}()
+	defer func() { err = errors.Join(err, demo.Close(ctx, dispatcher)) }()
 	intake, err := eventbridge.NewHandler(dispatcher)
 	if err != nil {
 		return err

@@ -146,11 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		kafka.Close()
 		return err
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		err = errors.Join(err, dispatcher.Close(ctx))
-	}()
+	defer func() { err = errors.Join(err, demo.Close(ctx, dispatcher)) }()
 
 	// demo.Report delivers with Deliver, Dispatch with a result per sink, and prints the route
 	// each event took; the Handler still answers from the error alone.

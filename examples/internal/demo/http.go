@@ -166,3 +166,12 @@ func Report(d *fanout.Dispatcher, out io.Writer, sinkLine func(fanout.SinkResult
 		return err
 	})
 }
+
+// Close closes d, letting what it accepted finish or be dead-lettered, within 10 seconds. It
+// runs when ctx has already ended (Ctrl-C), so the drain gets a deadline of its own: Close with
+// an ended context would give up on the drain at once.
+func Close(ctx context.Context, d *fanout.Dispatcher) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return d.Close(ctx)
+}
