@@ -218,6 +218,17 @@ func validName(s string) bool {
 	return true
 }
 
+// checkName reports a sink's or route's name at path p when it is not a valid name or another
+// one (in names, which it adds to) has it already; kind is "sink" or "route".
+func checkName(e *Errors, p, kind, name string, names map[string]bool) {
+	if !validName(name) {
+		e.addf(p+".name", "want a name of letters, digits, '.', '_' or '-', got %q", name)
+	} else if names[name] {
+		e.addf(p+".name", "%q names another %s too", name, kind)
+	}
+	names[name] = true
+}
+
 func (c *Config) validateSinks(e *Errors) map[string]bool {
 	names := map[string]bool{}
 	if len(c.Sinks) == 0 {
@@ -226,12 +237,7 @@ func (c *Config) validateSinks(e *Errors) map[string]bool {
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
 		p := fmt.Sprintf("sinks[%d]", i)
-		if !validName(s.Name) {
-			e.addf(p+".name", "want a name of letters, digits, '.', '_' or '-', got %q", s.Name)
-		} else if names[s.Name] {
-			e.addf(p+".name", "%q names another sink too", s.Name)
-		}
-		names[s.Name] = true
+		checkName(e, p, "sink", s.Name, names)
 		switch {
 		case s.Kafka != nil && s.GRPC != nil:
 			e.add(p, "want one of kafka or grpc, not both")
@@ -360,12 +366,7 @@ func (c *Config) validateRoutes(e *Errors, sinks map[string]bool) {
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		p := fmt.Sprintf("routes[%d]", i)
-		if !validName(r.Name) {
-			e.addf(p+".name", "want a name of letters, digits, '.', '_' or '-', got %q", r.Name)
-		} else if names[r.Name] {
-			e.addf(p+".name", "%q names another route too", r.Name)
-		}
-		names[r.Name] = true
+		checkName(e, p, "route", r.Name, names)
 		n := 0
 		if r.Pattern != nil {
 			n++
