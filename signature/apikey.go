@@ -14,14 +14,17 @@ import (
 // remove the old key. Every request is compared against all keys in constant time (see the package
 // documentation), and Identity.Key tells which one matched.
 //
-// APIKey fails when header is not a valid field name or when a key is empty, repeated or padded
-// with whitespace.
+// APIKey fails when header is not a valid field name or when a key is empty, repeated, padded
+// with whitespace or holds a control character (no header could carry it).
 func APIKey(header string, keys ...string) (Verifier, error) {
 	canon, err := checkHeaderName(header)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkSecrets("API key", keys); err != nil {
+		return nil, err
+	}
+	if err := checkSendable("API key", keys, 0); err != nil {
 		return nil, err
 	}
 	v := &apiKeyVerifier{header: canon, keys: make(digestSet, len(keys))}

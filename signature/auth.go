@@ -69,7 +69,8 @@ func isToken68(s string) bool {
 // neither which users exist nor how much of a password was right. Identity.User names the user.
 //
 // Basic fails when users is empty, a user name is empty or contains a colon or a control
-// character, or a password is empty.
+// character, a password is empty, or a user's encoded credentials would be longer than the 4096
+// bytes the verifier reads (no request could present them).
 func Basic(users map[string]string) (Verifier, error) {
 	if len(users) == 0 {
 		return nil, fmt.Errorf("signature: Basic needs at least one user")
@@ -85,6 +86,9 @@ func Basic(users map[string]string) (Verifier, error) {
 			return nil, fmt.Errorf("signature: Basic user name %q contains a control character", name)
 		case pass == "":
 			return nil, fmt.Errorf("signature: Basic password of user %q is empty", name)
+		case base64.StdEncoding.EncodedLen(len(name)+1+len(pass)) > maxCredentials:
+			return nil, fmt.Errorf("signature: Basic credentials of user %q are longer than the %d bytes the verifier reads, once encoded",
+				name, maxCredentials)
 		}
 		v.users = append(v.users, basicUser{name: name, user: digestOf(name), pass: digestOf(pass)})
 	}

@@ -16,9 +16,13 @@ var bearerChallenge = []string{`Bearer realm="fanbridge"`}
 // For tokens issued by an authorization server (the OAuth client-credentials authorization of an
 // Amazon EventBridge API destination Connection) use BearerFunc.
 //
-// Bearer fails when a token is empty, repeated or padded with whitespace.
+// Bearer fails when a token is empty, repeated, padded with whitespace, holds a control character
+// or is longer than 4096 bytes (the most the verifier reads): no request could present it.
 func Bearer(tokens ...string) (Verifier, error) {
 	if err := checkSecrets("bearer token", tokens); err != nil {
+		return nil, err
+	}
+	if err := checkSendable("bearer token", tokens, maxCredentials); err != nil {
 		return nil, err
 	}
 	v := &bearerVerifier{tokens: make(digestSet, len(tokens))}

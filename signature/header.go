@@ -65,3 +65,21 @@ func checkSecrets(what string, secrets []string) error {
 	}
 	return nil
 }
+
+// checkSendable refuses header credentials no request could carry: a control character other than
+// a tab is not allowed in a header field value (RFC 9110 section 5.5; net/http refuses such a
+// request before any handler runs), and a value over limit bytes is refused by the verifier. The
+// error names the credential by its position, never by its value.
+func checkSendable(what string, secrets []string, limit int) error {
+	for i, s := range secrets {
+		if limit > 0 && len(s) > limit {
+			return fmt.Errorf("signature: %s %d is %d bytes, more than the %d a request may carry", what, i, len(s), limit)
+		}
+		for j := 0; j < len(s); j++ {
+			if c := s[j]; c < 0x20 && c != '\t' || c == 0x7f {
+				return fmt.Errorf("signature: %s %d contains a control character, which no HTTP header can carry", what, i)
+			}
+		}
+	}
+	return nil
+}

@@ -24,23 +24,31 @@ import (
 func TestConstructorsRejectBadConfiguration(t *testing.T) {
 	short := "whsec_" + "c2hvcnQ=" // "short": under the 24 bytes the specification requires
 	for name, build := range map[string]func() (signature.Verifier, error){
-		"apikey no keys":        func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key") },
-		"apikey empty key":      func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "") },
-		"apikey repeated key":   func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "a") },
-		"apikey spaced key":     func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a ") },
-		"apikey empty header":   func() (signature.Verifier, error) { return signature.APIKey("", "a") },
-		"apikey bad header":     func() (signature.Verifier, error) { return signature.APIKey("X Api", "a") },
-		"basic no users":        func() (signature.Verifier, error) { return signature.Basic(nil) },
-		"basic colon in user":   func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a:b": "c"}) },
-		"basic empty user":      func() (signature.Verifier, error) { return signature.Basic(map[string]string{"": "c"}) },
-		"basic empty password":  func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a": ""}) },
-		"basic control in user": func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a\n": "c"}) },
-		"bearer no tokens":      func() (signature.Verifier, error) { return signature.Bearer() },
-		"bearer empty token":    func() (signature.Verifier, error) { return signature.Bearer("") },
-		"bearerfunc nil":        func() (signature.Verifier, error) { return signature.BearerFunc(nil) },
-		"hmac no secrets":       func() (signature.Verifier, error) { return signature.GitHub() },
-		"hmac empty secret":     func() (signature.Verifier, error) { return signature.GitHub("") },
-		"hmac repeated secret":  func() (signature.Verifier, error) { return signature.GitHub("a", "a") },
+		"apikey no keys":          func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key") },
+		"apikey empty key":        func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "") },
+		"apikey repeated key":     func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "a") },
+		"apikey spaced key":       func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a ") },
+		"apikey empty header":     func() (signature.Verifier, error) { return signature.APIKey("", "a") },
+		"apikey bad header":       func() (signature.Verifier, error) { return signature.APIKey("X Api", "a") },
+		"basic no users":          func() (signature.Verifier, error) { return signature.Basic(nil) },
+		"basic colon in user":     func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a:b": "c"}) },
+		"basic empty user":        func() (signature.Verifier, error) { return signature.Basic(map[string]string{"": "c"}) },
+		"basic empty password":    func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a": ""}) },
+		"basic control in user":   func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a\n": "c"}) },
+		"bearer no tokens":        func() (signature.Verifier, error) { return signature.Bearer() },
+		"bearer empty token":      func() (signature.Verifier, error) { return signature.Bearer("") },
+		"bearer control in token": func() (signature.Verifier, error) { return signature.Bearer("a\x01b") },
+		"bearer token too long":   func() (signature.Verifier, error) { return signature.Bearer(strings.Repeat("t", 4097)) },
+		"apikey control in key":   func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a\nb") },
+		"apikey DEL in key":       func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a\x7fb") },
+		"basic credentials too long": func() (signature.Verifier, error) {
+			// "u:" and 3,070 bytes are 3,072 bytes, 4,096 once in base64; one more is too many.
+			return signature.Basic(map[string]string{"u": strings.Repeat("p", 3071)})
+		},
+		"bearerfunc nil":       func() (signature.Verifier, error) { return signature.BearerFunc(nil) },
+		"hmac no secrets":      func() (signature.Verifier, error) { return signature.GitHub() },
+		"hmac empty secret":    func() (signature.Verifier, error) { return signature.GitHub("") },
+		"hmac repeated secret": func() (signature.Verifier, error) { return signature.GitHub("a", "a") },
 		"hmac no header": func() (signature.Verifier, error) {
 			return signature.HMAC(signature.HMACScheme{Encoding: signature.Hex}, "s")
 		},
@@ -76,6 +84,43 @@ func TestConstructorsRejectBadConfiguration(t *testing.T) {
 	assert.Panics(t, func() { signature.Must(signature.Bearer()) })
 	_, err := signature.NewMemoryReplayCache(0)
 	assert.Error(t, err)
+}
+
+// TestLongestCredentials: a credential is refused at construction exactly when no request could
+// present it, so every verifier that builds accepts its own credentials, and the error names the
+// credential without showing it.
+func TestLongestCredentials(t *testing.T) {
+	ctx := context.Background()
+	pass := strings.Repeat("p", 3070) // "u:" + 3,070 bytes = 4,096 bytes of base64
+	basic, err := signature.Basic(map[string]string{"u": pass})
+	require.NoError(t, err)
+	id, err := basic.Verify(ctx, headers("Authorization", basicAuth("u:"+pass)), nil)
+	require.NoError(t, err)
+	assert.Equal(t, "u", id.User)
+
+	token := strings.Repeat("t", 4096)
+	bearer, err := signature.Bearer("short", token)
+	require.NoError(t, err)
+	id, err = bearer.Verify(ctx, headers("Authorization", "Bearer "+token), nil)
+	require.NoError(t, err)
+	assert.Equal(t, 1, id.Key)
+
+	key := "tab\tinside"
+	apiKey, err := signature.APIKey("X-Api-Key", key)
+	require.NoError(t, err)
+	_, err = apiKey.Verify(ctx, headers("X-Api-Key", key), nil)
+	require.NoError(t, err)
+
+	for _, build := range []func() error{
+		func() error { _, err := signature.Basic(map[string]string{"u": pass + "SECRETMARK"}); return err },
+		func() error { _, err := signature.Bearer("short", token+"SECRETMARK"); return err },
+		func() error { _, err := signature.APIKey("X-Api-Key", "SECRETMARK\n"); return err },
+	} {
+		err := build()
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "SECRETMARK")
+		assert.NotContains(t, err.Error(), "ppppp")
+	}
 }
 
 func TestSignersRejectBadInput(t *testing.T) {

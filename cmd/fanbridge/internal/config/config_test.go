@@ -237,12 +237,18 @@ func TestEnvExpansion(t *testing.T) {
 		},
 		{
 			name: "value cannot inject structure", doc: base,
-			env: map[string]string{"API_KEY": "x\"]\n      - bearer: {tokens: [\"injected\"]}\n#"},
+			env: map[string]string{"API_KEY": "x\"], bearer: {tokens: [\"injected\"]}, k: [\""},
 			check: func(t *testing.T, c *config.Config) {
 				require.Len(t, c.Intake[0].Verifiers, 1)
 				assert.Nil(t, c.Intake[0].Verifiers[0].Bearer)
-				assert.Equal(t, "x\"]\n      - bearer: {tokens: [\"injected\"]}\n#", c.Intake[0].Verifiers[0].APIKey.Keys[0])
+				assert.Equal(t, "x\"], bearer: {tokens: [\"injected\"]}, k: [\"", c.Intake[0].Verifiers[0].APIKey.Keys[0])
 			},
+		},
+		{
+			// The lines stay inside the value, which no HTTP header could then carry.
+			name: "value cannot inject lines", doc: base,
+			env:     map[string]string{"API_KEY": "x\"]\n      - bearer: {tokens: [\"injected\"]}\n#"},
+			wantErr: "config: intake[0].verifiers[0].api_key: signature: API key 0 contains a control character",
 		},
 		{
 			name: "keys are not expanded", doc: minimal + "${KEY}: 1\n", env: map[string]string{"KEY": "logging"},
