@@ -31,7 +31,13 @@ func checkHeaderName(name string) (string, error) {
 			return "", fmt.Errorf("signature: header name %q is not a valid HTTP field name", name)
 		}
 	}
-	return http.CanonicalHeaderKey(name), nil
+	canon := http.CanonicalHeaderKey(name)
+	if canon == "Host" || canon == "Transfer-Encoding" {
+		// net/http moves these into Request.Host and Request.TransferEncoding: a verifier would
+		// never find them in the header and refuse every request.
+		return "", fmt.Errorf("signature: header %q never reaches a handler's Request.Header", name)
+	}
+	return canon, nil
 }
 
 // isTokenChar reports whether c may appear in an HTTP token (RFC 9110 section 5.6.2).

@@ -24,12 +24,16 @@ import (
 func TestConstructorsRejectBadConfiguration(t *testing.T) {
 	short := "whsec_" + "c2hvcnQ=" // "short": under the 24 bytes the specification requires
 	for name, build := range map[string]func() (signature.Verifier, error){
-		"apikey no keys":          func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key") },
-		"apikey empty key":        func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "") },
-		"apikey repeated key":     func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "a") },
-		"apikey spaced key":       func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a ") },
-		"apikey empty header":     func() (signature.Verifier, error) { return signature.APIKey("", "a") },
-		"apikey bad header":       func() (signature.Verifier, error) { return signature.APIKey("X Api", "a") },
+		"apikey no keys":      func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key") },
+		"apikey empty key":    func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "") },
+		"apikey repeated key": func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a", "a") },
+		"apikey spaced key":   func() (signature.Verifier, error) { return signature.APIKey("X-Api-Key", "a ") },
+		"apikey empty header": func() (signature.Verifier, error) { return signature.APIKey("", "a") },
+		"apikey bad header":   func() (signature.Verifier, error) { return signature.APIKey("X Api", "a") },
+		"apikey in Host":      func() (signature.Verifier, error) { return signature.APIKey("host", "a") },
+		"hmac in Transfer-Encoding": func() (signature.Verifier, error) {
+			return signature.HMAC(signature.HMACScheme{Header: "Transfer-Encoding", Encoding: signature.Hex}, "s")
+		},
 		"basic no users":          func() (signature.Verifier, error) { return signature.Basic(nil) },
 		"basic colon in user":     func() (signature.Verifier, error) { return signature.Basic(map[string]string{"a:b": "c"}) },
 		"basic empty user":        func() (signature.Verifier, error) { return signature.Basic(map[string]string{"": "c"}) },
