@@ -14,8 +14,9 @@ import (
 // remove the old key. Every request is compared against all keys in constant time (see the package
 // documentation), and Identity.Key tells which one matched.
 //
-// APIKey fails when header is not a valid field name or when a key is empty, repeated, padded
-// with whitespace or holds a control character (no header could carry it).
+// APIKey fails when header is not a valid field name or is Host or Transfer-Encoding (net/http
+// takes those out of Request.Header), or when a key is empty, repeated, padded with whitespace or
+// holds a control character (no header could carry it).
 func APIKey(header string, keys ...string) (Verifier, error) {
 	canon, err := checkHeaderName(header)
 	if err != nil {
