@@ -120,10 +120,12 @@ const (
 
 func (s *Sink) newPending() *pending {
 	p := &pending{s: s, done: make(chan error, 1)}
+	// The slot is given back only once the record's fate is reported, so that Close, which waits
+	// for every slot, returns after the last report (and its log line) and not before it.
 	p.promise = func(r *kgo.Record, err error) {
-		<-s.slots
 		if p.state.CompareAndSwap(stateWaiting, stateAnswered) {
 			p.done <- err
+			<-s.slots
 			return
 		}
 		// The Send gave up waiting; nobody else will hear how the record fared.
@@ -133,6 +135,7 @@ func (s *Sink) newPending() *pending {
 			s.cfg.logger.Debug("kafkasink: a record whose Send gave up waiting was delivered", "id", p.id, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
 		}
 		s.release(p)
+		<-s.slots
 	}
 	return p
 }
