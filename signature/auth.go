@@ -81,18 +81,32 @@ func Basic(users map[string]string) (Verifier, error) {
 		case name == "":
 			return nil, fmt.Errorf("signature: Basic user name is empty")
 		case strings.ContainsRune(name, ':'):
-			return nil, fmt.Errorf("signature: Basic user name %q contains a colon", name)
+			return nil, fmt.Errorf("signature: Basic user name %s contains a colon (the rest is not shown: it may be a password)", userForError(name))
 		case hasControl(name):
-			return nil, fmt.Errorf("signature: Basic user name %q contains a control character", name)
+			return nil, fmt.Errorf("signature: Basic user name %s contains a control character", userForError(name))
 		case pass == "":
-			return nil, fmt.Errorf("signature: Basic password of user %q is empty", name)
+			return nil, fmt.Errorf("signature: Basic password of user %s is empty", userForError(name))
 		case base64.StdEncoding.EncodedLen(len(name)+1+len(pass)) > maxCredentials:
-			return nil, fmt.Errorf("signature: Basic credentials of user %q are longer than the %d bytes the verifier reads, once encoded",
-				name, maxCredentials)
+			return nil, fmt.Errorf("signature: Basic credentials of user %s are longer than the %d bytes the verifier reads, once encoded",
+				userForError(name), maxCredentials)
 		}
 		v.users = append(v.users, basicUser{name: name, user: digestOf(name), pass: digestOf(pass)})
 	}
 	return v, nil
+}
+
+// userForError quotes a user name for a construction error: only what comes before a colon (a
+// name holding one is often "user:password" given as the name) and at most 64 bytes of it.
+func userForError(name string) string {
+	const limit = 64
+	name, _, cut := strings.Cut(name, ":")
+	if len(name) > limit {
+		name, cut = name[:limit], true
+	}
+	if cut {
+		return fmt.Sprintf("%q…", name)
+	}
+	return fmt.Sprintf("%q", name)
 }
 
 func hasControl(s string) bool {

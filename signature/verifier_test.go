@@ -127,6 +127,28 @@ func TestLongestCredentials(t *testing.T) {
 	}
 }
 
+// TestBasicUserNamesInErrors: a construction error names the user, but never what follows a
+// colon in the name (often "user:password" given as the name), and never more than 64 bytes.
+func TestBasicUserNamesInErrors(t *testing.T) {
+	for name, tc := range map[string]struct {
+		users map[string]string
+		shown string
+	}{
+		"colon":           {map[string]string{"eventbridge:SECRETMARK": "p"}, `"eventbridge"…`},
+		"long name":       {map[string]string{strings.Repeat("n", 100) + "\n": "p"}, `"` + strings.Repeat("n", 64) + `"…`},
+		"empty password":  {map[string]string{"ops": ""}, `"ops"`},
+		"long with colon": {map[string]string{strings.Repeat("n", 10) + ":" + strings.Repeat("SECRETMARK", 10): "p"}, `"nnnnnnnnnn"…`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := signature.Basic(tc.users)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.shown)
+			assert.NotContains(t, err.Error(), "SECRETMARK")
+			assert.NotContains(t, err.Error(), strings.Repeat("n", 65))
+		})
+	}
+}
+
 func TestSignersRejectBadInput(t *testing.T) {
 	_, err := signature.SignGitHub("", nil)
 	assert.Error(t, err)
