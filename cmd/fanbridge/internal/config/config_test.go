@@ -109,7 +109,10 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "unknown top-level key", from: "intake:", to: "intkae: []\nintake:", wantError: "config: intkae: unknown key (line 2)"},
 		{name: "unknown nested key", from: "topic: t}", to: "topic: t, brokerz: []}", wantError: "config: sinks[0].kafka.brokerz: unknown key"},
 		{name: "no brokers", from: `brokers: ["127.0.0.1:9092"], `, to: "", wantError: "config: sinks[0].kafka.brokers: at least one broker is required"},
-		{name: "bad broker", from: `"127.0.0.1:9092"`, to: `"kafka"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port, got "kafka"`},
+		{name: "bad broker", from: `"127.0.0.1:9092"`, to: `"kafka"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port (credentials go in sasl), got "kafka"`},
+		{name: "broker with credentials", from: `"127.0.0.1:9092"`, to: `"svc:hunter2@kafka:9092"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port (credentials go in sasl), got "…@kafka:9092" (what came before the @ is not shown)`},
+		{name: "grpc target with credentials", from: `"127.0.0.1:5000"`, to: `"svc:hunter2@consumer:5000"`, wantError: `config: sinks[1].grpc.targets[0]: want host:port or a gRPC URI such as dns:///name:443, got "…@consumer:5000"`},
+		{name: "listen address with credentials", doc: minimal + "listen: {address: \"a:hunter2@b:c:1\"}\n", wantError: `config: listen.address: want host:port, got "…@b:c:1"`},
 		{name: "two topic choices", from: "topic: t}", to: "topic: t, topic_template: \"x.{type}\"}", wantError: "config: sinks[0].kafka: want exactly one of topic, topic_by_type or topic_template"},
 		{name: "bad topic", from: "topic: t}", to: "topic: \"a b\"}", wantError: "config: sinks[0].kafka.topic:"},
 		{name: "bad template placeholder", from: "topic: t}", to: "topic_template: \"x.{typo}\"}", wantError: "config: sinks[0].kafka.topic_template: template \"x.{typo}\" uses unknown placeholder {typo}"},
@@ -176,6 +179,7 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 			require.Error(t, err)
 			assert.True(t, errors.Is(err, config.ErrInvalid))
 			assert.Contains(t, err.Error(), tc.wantError)
+			assert.NotContains(t, err.Error(), "hunter2", "no credential in an error")
 		})
 	}
 }

@@ -142,7 +142,7 @@ func (c *Config) defaults() {
 
 func (c *Config) validateListen(e *Errors) {
 	if _, _, err := net.SplitHostPort(c.Listen.Address); err != nil {
-		e.addf("listen.address", "want host:port, got %q", c.Listen.Address)
+		e.addf("listen.address", "want host:port, got %s", quoteAddress(c.Listen.Address))
 	}
 	if c.Listen.MaxHeaderBytes < 0 || c.Listen.MaxHeaderBytes > 1<<24 {
 		e.add("listen.max_header_bytes", "want at most 16MiB")
@@ -270,7 +270,7 @@ func validateKafkaClient(e *Errors, p string, k *KafkaClient) {
 	}
 	for i, b := range k.Brokers {
 		if _, _, err := net.SplitHostPort(b); err != nil {
-			e.addf(fmt.Sprintf("%s.brokers[%d]", p, i), "want host:port, got %q", b)
+			e.addf(fmt.Sprintf("%s.brokers[%d]", p, i), "want host:port (credentials go in sasl), got %s", quoteAddress(b))
 		}
 	}
 	if k.SASL != nil {
@@ -344,7 +344,7 @@ func validateGRPCSink(e *Errors, p string, g *GRPCSink) {
 			}
 		default:
 			if _, _, err := net.SplitHostPort(t); err != nil {
-				e.addf(tp, "want host:port or a gRPC URI such as dns:///name:443, got %q", t)
+				e.addf(tp, "want host:port or a gRPC URI such as dns:///name:443, got %s", quoteAddress(t))
 			}
 		}
 	}
@@ -463,4 +463,19 @@ func addKeyErr(e *Errors, path string, err error) {
 		return
 	}
 	e.add(path, err.Error())
+}
+
+// quoteAddress quotes an address for an error, leaving out whatever comes before an "@" (after
+// a scheme's "://"): user information such as "user:password@host:9092" is no address, but it
+// holds a password often enough that it is never shown.
+func quoteAddress(a string) string {
+	at := strings.LastIndexByte(a, '@')
+	if at < 0 {
+		return fmt.Sprintf("%q", a)
+	}
+	scheme := ""
+	if i := strings.Index(a[:at], "://"); i >= 0 {
+		scheme = a[:i+3]
+	}
+	return fmt.Sprintf("%q (what came before the @ is not shown)", scheme+"…"+a[at:])
 }
