@@ -7,11 +7,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/tracetest"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/grpcsink"
@@ -96,16 +96,8 @@ func TestSendDeliversEveryField(t *testing.T) {
 func TestSendCarriesTheSpanOfSend(t *testing.T) {
 	rec := newRecorder()
 	s := newSink(t, startServer(t, rec))
-	state, err := trace.ParseTraceState("fb=attempt")
-	require.NoError(t, err)
-	sc := trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
-		SpanID:     trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8},
-		TraceFlags: trace.FlagsSampled,
-		TraceState: state,
-	})
 	e := sampleEvent(t)
-	require.NoError(t, s.Send(trace.ContextWithSpanContext(testContext(t), sc), e))
+	require.NoError(t, s.Send(tracetest.WithAttemptSpan(t, testContext(t)), e))
 
 	got := rec.events()
 	require.Len(t, got, 1)

@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/tracetest"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
@@ -370,16 +370,8 @@ func TestHeadersCarryTheSpanOfSend(t *testing.T) {
 	ctx := testContext(t)
 	c := newCluster(t, "events")
 	s := newSink(t, newClient(t, c), kafkasink.WithTopic("events"))
-	state, err := trace.ParseTraceState("fb=attempt")
-	require.NoError(t, err)
-	sc := trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
-		SpanID:     trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8},
-		TraceFlags: trace.FlagsSampled,
-		TraceState: state,
-	})
 	e := customerEndEvent("c")
-	require.NoError(t, s.Send(trace.ContextWithSpanContext(ctx, sc), e))
+	require.NoError(t, s.Send(tracetest.WithAttemptSpan(t, ctx), e))
 
 	recs := readAll(t, ctx, c, "events")
 	require.Len(t, recs, 1)
