@@ -33,7 +33,10 @@ type SinkConfig struct {
 	// Retry is the sink's own retry policy; the zero Policy takes retry's defaults (5 attempts,
 	// 100ms growing twice up to 10s, full jitter). Its MaxAge counts from the event's arrival.
 	Retry retry.Policy
-	// Concurrency is the most Sends in flight to this sink at once. The default is 32.
+	// Concurrency is the most Sends in flight to this sink at once. The default is 32. In Sync
+	// mode each dispatch waiting on the sink holds one, so a sink that batches concurrent Sends
+	// (the Kafka sink does) delivers more cheaply when this is at least the number of requests
+	// the intake serves at once.
 	Concurrency int
 	// QueueSize bounds the events accepted for this sink and not yet finished (waiting, parked
 	// behind an ordering key, or being delivered). A dispatch that finds it full is refused with
