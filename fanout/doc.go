@@ -166,7 +166,7 @@
 // sink.TraceContext), so a consumer's spans become its children. The Event itself is never
 // modified, so its traceparent metadata stays as received. A dead-letter entry's TraceID names
 // the dispatch's trace: the sender's when it sent one, else the one the dispatch span began.
-// Without these options the hot path does no telemetry work at all. Stats returns per-sink counters (delivered, dead-lettered,
-// failed, retried, queued, breaker state) without any metrics pipeline, for health endpoints and
-// for reconciling a run.
+// Without these options the hot path does no telemetry work at all. Stats returns per-sink
+// counters (delivered, dead-lettered, failed, retried, queued, breaker state) without any metrics
+// pipeline, for health endpoints and for reconciling a run.
 package fanout

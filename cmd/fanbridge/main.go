@@ -80,8 +80,6 @@ func versionString() string {
 	return fmt.Sprintf("fanbridge %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
-// parseFlags parses flags that may come before, between or after positional arguments, and
-// reports -h as exitOK.
 // newFlagSet returns the flag set of a command: errors go to stderr, and -h prints usage followed
 // by the flags and their defaults.
 func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
@@ -94,6 +92,8 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses flags that may come before, between or after positional arguments, and
+// reports -h as exitOK.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	var pos []string
 	for {

@@ -18,8 +18,8 @@
 // for an id that is not printable ASCII) and W3C trace context, "traceparent" and "tracestate", as
 // sink.TraceContext gives it: the span in the context of Send when there is one (fanout's attempt
 // span, when its Dispatcher traces), otherwise the event's own trace metadata. A consumer's spans
-// thus join the event's trace without decoding the body. Each call is bounded by WithCallTimeout (default 5 s) or the caller's deadline, whichever
-// comes first.
+// thus join the event's trace without decoding the body. Each call is bounded by
+// WithCallTimeout (default 5 s) or the caller's deadline, whichever comes first.
 //
 // # Transport security
 //

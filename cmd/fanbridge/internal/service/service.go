@@ -322,8 +322,7 @@ func (s *Service) shutdown() error {
 		if delay > 0 {
 			// Readiness fails from now on, while requests are still taken as usual, so that a
 			// load balancer has time to stop sending new ones before the listener closes.
-			t := time.NewTimer(delay)
-			<-t.C
+			time.Sleep(delay)
 			s.shutting.Store(true)
 			s.log.Info("ready delay over; closing the listener")
 		}
