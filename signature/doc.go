@@ -74,9 +74,12 @@
 // The timestamp must lie within the tolerance of the clock in both directions (WithTolerance,
 // default 5 minutes; WithClock for tests).
 //
-// With WithReplayCache, a verified webhook-id is remembered until its timestamp plus the tolerance,
-// and a second request with it is refused (ErrReplayed). Only ids whose signature verified are
-// stored, so forged requests cannot fill the cache. MemoryReplayCache is bounded: when full it
+// With WithReplayCache, a verified webhook-id is remembered with its webhook-timestamp until that
+// timestamp plus the tolerance, and a second request with both is refused (ErrReplayed): a
+// captured request cannot change its timestamp without breaking the signature. A sender's retry of
+// the same message is signed anew with a new timestamp, so it verifies, and the dispatcher's
+// deduplication by event ID acknowledges it without delivering it twice. Only ids whose signature
+// verified are stored, so forged requests cannot fill the cache. MemoryReplayCache is bounded: when full it
 // evicts the id closest to expiry, which could then be replayed until that expiry; size it above
 // the messages accepted within twice the tolerance. Several instances behind a load balancer need
 // a shared ReplayCache (the interface is two methods). Replay protection rests on the timestamp:
@@ -86,9 +89,9 @@
 //
 // A rejection (401, 413, 400) is final for the sender: Amazon EventBridge does not retry other 4xx.
 // An ErrUnavailable (503 with Retry-After) makes it retry. When the next handler answers outside
-// 2xx, or panics, after a replay-cache claim, Verify releases the claim, so the sender's retry of
-// the same message id is accepted rather than refused as a replay; only an accepted message keeps
-// its id. A caller of VerifyRequest or Verifier.Verify does the same with Identity.Release.
+// 2xx, or panics, after a replay-cache claim, Verify releases the claim, so that the very same
+// request, sent again, verifies rather than being refused as a replay; only an accepted message
+// keeps its claim. A handler that returns without writing has answered 200 and keeps it. A caller of VerifyRequest or Verifier.Verify does the same with Identity.Release.
 //
 // # Security
 //

@@ -171,8 +171,9 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		return
 	}
 	sw := &statusWriter{ResponseWriter: w}
+	returned := false
 	defer func() {
-		if !sw.accepted() {
+		if !sw.accepted(returned) {
 			// The handler's context may be cancelled already; the release must still happen.
 			if err := id.Release(context.WithoutCancel(r.Context())); err != nil && m.logger != nil {
 				m.logger.LogAttrs(r.Context(), slog.LevelWarn, "signature: releasing message id failed",
@@ -181,6 +182,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		}
 	}()
 	next.ServeHTTP(sw, r2)
+	returned = true
 }
 
 type verifiedRequest struct {
@@ -282,9 +284,12 @@ func (s *statusWriter) Flush() {
 // Unwrap lets http.ResponseController reach the server's writer (Flush, deadlines).
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// accepted reports a 2xx answer; a handler that wrote nothing answers 200. It is called from a
-// deferred function, so a panicking handler that wrote nothing counts as not accepted.
-func (s *statusWriter) accepted() bool {
+// accepted reports a 2xx answer. A handler that returned without writing anything answers 200,
+// as net/http sends it; one that panicked before writing answered nothing and is not accepted.
+func (s *statusWriter) accepted(returned bool) bool {
+	if s.status == 0 {
+		return returned
+	}
 	return s.status >= 200 && s.status < 300
 }
 

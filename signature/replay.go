@@ -8,13 +8,16 @@ import (
 	"time"
 )
 
-// ReplayCache remembers message ids that were verified, so that a captured request cannot be
+// ReplayCache remembers the messages that were verified, so that a captured request cannot be
 // replayed while its timestamp is still inside the tolerance. Implement it over a shared store
 // (Redis SET NX with an expiry, a database row with a unique key) when several instances receive
 // the same sender; NewMemoryReplayCache serves a single instance.
 //
-// Ids are the sender's: give each StandardWebhooks verifier its own cache, or prefix the ids in your
-// implementation, when senders could reuse each other's ids.
+// The StandardWebhooks verifier claims "<webhook-id>.<webhook-timestamp>": the two values a
+// replayed request cannot change without breaking its signature. A sender's own retry of a message
+// carries a new timestamp, so it is claimed afresh. Ids are the sender's: give each
+// StandardWebhooks verifier its own cache, or prefix the ids in your implementation, when senders
+// could reuse each other's ids.
 type ReplayCache interface {
 	// Claim records id until expires and reports true, or reports false when id is already
 	// recorded and its record has not expired at now. It must be atomic: of two concurrent claims
@@ -30,8 +33,8 @@ type ReplayCache interface {
 //
 // When the cache is full, Claim evicts the id that would expire first. That id could then be
 // replayed until its own expiry, so size the cache above the number of messages accepted within
-// twice the tolerance (300 messages/s with a 5-minute tolerance: 180,000 ids, about 25 MB for
-// 30-byte ids).
+// twice the tolerance (300 messages/s with a 5-minute tolerance: 180,000 ids, about 27 MB for
+// 30-byte webhook ids with their timestamps).
 type MemoryReplayCache struct {
 	max int
 

@@ -333,15 +333,18 @@ func (v *webhookVerifier) Verify(ctx context.Context, h http.Header, body []byte
 	}
 	id := Identity{Scheme: SchemeStandardWebhooks, Key: idx, MessageID: w.id, Timestamp: ts}
 	if c := v.cfg.cache; c != nil {
-		claimed, err := c.Claim(ctx, w.id, now, ts.Add(v.cfg.tolerance))
+		// The pair is what a captured request repeats: a sender's retry signs the same id with a
+		// new timestamp, and must verify (deduplication by event ID answers it), while a replay
+		// cannot change the timestamp without breaking the signature.
+		key := w.id + "." + w.timestamp
+		claimed, err := c.Claim(ctx, key, now, ts.Add(v.cfg.tolerance))
 		if err != nil {
 			return Identity{}, fmt.Errorf("%w: replay cache: %w", ErrUnavailable, err)
 		}
 		if !claimed {
-			return Identity{}, fmt.Errorf("%w: webhook-id seen before", ErrReplayed)
+			return Identity{}, fmt.Errorf("%w: webhook-id and webhook-timestamp seen before", ErrReplayed)
 		}
-		msgID := w.id
-		id.release = func(ctx context.Context) error { return c.Release(ctx, msgID) }
+		id.release = func(ctx context.Context) error { return c.Release(ctx, key) }
 	}
 	return id, nil
 }

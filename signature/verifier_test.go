@@ -316,13 +316,20 @@ func TestReplayCacheThroughMiddleware(t *testing.T) {
 	assert.Equal(t, 200, e.post(t, h, body, false).status)
 	assert.Equal(t, 401, e.post(t, h, body, false).status)
 	assert.ErrorIs(t, e.takeErr(), signature.ErrReplayed)
-	// The sender's retry has a new timestamp and signature, but the same id.
-	assert.Equal(t, 401, e.post(t, swHeader(t, "msg_replay", testNow.Add(time.Second), body, secretA), body, false).status)
 	assert.Equal(t, 1, e.next.count())
+	// The sender's retry (of a message whose 200 it never saw) has the same id, but a new
+	// timestamp and signature: it verifies, and the dispatcher's deduplication answers it.
+	retried := swHeader(t, "msg_replay", testNow.Add(time.Second), body, secretA)
+	assert.Equal(t, 200, e.post(t, retried, body, false).status)
+	assert.Equal(t, 2, e.next.count())
+	// Replaying the retry is refused like replaying the original.
+	assert.Equal(t, 401, e.post(t, retried, body, false).status)
+	assert.ErrorIs(t, e.takeErr(), signature.ErrReplayed)
+	assert.Equal(t, 2, e.next.count())
 
 	// A forged request with a fresh id does not reach the cache.
 	assert.Equal(t, 401, e.post(t, swHeader(t, "msg_forged", testNow, body, secretB), body, false).status)
-	assert.Equal(t, 1, cache.Len())
+	assert.Equal(t, 2, cache.Len())
 
 	// Once timestamp + tolerance has passed, the id is forgotten (and the old request is stale).
 	mu.Lock()
@@ -357,6 +364,21 @@ func TestReplayClaimReleasedWhenHandlerFails(t *testing.T) {
 	}
 	assert.Panics(t, func() { panicking.ServeHTTP(httptest.NewRecorder(), r) })
 	assert.Equal(t, 1, cache.Len())
+
+	// A handler that returns without writing has answered 200: its claim is kept, so the same
+	// request cannot be replayed.
+	silent := signature.Verify(v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	quiet := swHeader(t, "msg_silent", testNow, body, secretA)
+	for i, want := range []int{200, 401} {
+		r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+		for k, vs := range quiet {
+			r.Header[k] = vs
+		}
+		rec := httptest.NewRecorder()
+		silent.ServeHTTP(rec, r)
+		assert.Equal(t, want, rec.Code, "request %d", i)
+	}
+	assert.Equal(t, 2, cache.Len())
 }
 
 type failingCache struct{}
