@@ -5,14 +5,36 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/retry"
 )
 
-// DedupStore remembers, for a window, what became of each event ID: whether every matched sink has
-// the event, or which sinks do. The Dispatcher consults it before delivering and records into it
+// DedupKey returns what identifies e for deduplication: its ID alone when it has no Source, else
+// the length of its Source in decimal, a colon, the Source and the ID. Events are the same when
+// both their Source and ID are, as CloudEvents defines it: two producers may both number their
+// events from 1, and a sender's retry repeats both.
+func DedupKey(e *fanbridge.Event) string {
+	if e.Source == "" {
+		return e.ID
+	}
+	var n [20]byte
+	l := strconv.AppendInt(n[:0], int64(len(e.Source)), 10)
+	var b strings.Builder
+	b.Grow(len(l) + 1 + len(e.Source) + len(e.ID))
+	b.Write(l)
+	b.WriteByte(':')
+	b.WriteString(e.Source)
+	b.WriteString(e.ID)
+	return b.String()
+}
+
+// DedupStore remembers, for a window, what became of each event (by DedupKey): whether every
+// matched sink has the event, or which sinks do. The Dispatcher consults it before delivering and records into it
 // once an event is handled, so that a sender's retry is acknowledged without redelivery and a retry
 // of a partly failed event reaches only the sinks that lack it.
 //
@@ -21,7 +43,8 @@ import (
 // processes (Redis, say) should keep records for its window with a TTL. Implementations must be safe
 // for concurrent use.
 type DedupStore interface {
-	// Seen returns what is recorded for id, and false when nothing is (or its window has passed).
+	// Seen returns what is recorded for id (an event's DedupKey), and false when nothing is (or
+	// its window has passed).
 	Seen(ctx context.Context, id string) (DedupRecord, bool, error)
 	// Record stores rec for id, replacing what was there, for the store's window.
 	Record(ctx context.Context, id string, rec DedupRecord) error

@@ -41,6 +41,35 @@ func TestDuplicateIsAcknowledgedNotRedelivered(t *testing.T) {
 	}
 }
 
+func TestDedupKeyIsSourceAndID(t *testing.T) {
+	s := newRecSink()
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+	})
+	ctx := testContext(t)
+	from := func(source string) *fanbridge.Event {
+		e := event("1", "x")
+		e.Source = source
+		return e
+	}
+	// Two producers that both number their events from 1 send two events, not one twice.
+	require.NoError(t, d.Dispatch(ctx, from("/crm")))
+	require.NoError(t, d.Dispatch(ctx, from("/billing")))
+	require.NoError(t, d.Dispatch(ctx, from("")))
+	assert.Equal(t, 3, s.Delivered("1"))
+	// A retry repeats both.
+	assert.ErrorIs(t, d.Dispatch(ctx, from("/crm")), fanbridge.ErrDuplicate)
+	assert.ErrorIs(t, d.Dispatch(ctx, from("")), fanbridge.ErrDuplicate)
+	assert.Equal(t, 3, s.Delivered("1"))
+
+	// The key cannot be forged by moving characters between Source and ID.
+	a, b := &fanbridge.Event{Source: "a:", ID: "b"}, &fanbridge.Event{Source: "a", ID: ":b"}
+	assert.NotEqual(t, fanout.DedupKey(a), fanout.DedupKey(b))
+	assert.Equal(t, "b", fanout.DedupKey(&fanbridge.Event{ID: "b"}))
+	assert.Equal(t, "2:a:b", fanout.DedupKey(a))
+}
+
 func TestDeadLetteredCountsAsHandled(t *testing.T) {
 	s := newRecSink()
 	s.fail = func(*fanbridge.Event, int) error { return retry.Permanent(errBoom) }
@@ -170,7 +199,7 @@ func TestConcurrentDuplicates(t *testing.T) {
 		recv(t, slow.entered)
 		second := make(chan error, 1)
 		go func() { second <- d.Dispatch(ctx, event("e1", "x")) }()
-		require.Eventually(t, func() bool { return fanout.ClaimWaiting(d, "e1") }, 5*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return fanout.ClaimWaiting(d, event("e1", "x")) }, 5*time.Second, time.Millisecond)
 		close(slow.gate)
 		require.NoError(t, recv(t, first))
 		assert.ErrorIs(t, recv(t, second), fanbridge.ErrDuplicate)
@@ -186,7 +215,7 @@ func TestConcurrentDuplicates(t *testing.T) {
 		recv(t, slow.entered)
 		second := make(chan error, 1)
 		go func() { second <- d.Dispatch(ctx, event("e1", "x")) }()
-		require.Eventually(t, func() bool { return fanout.ClaimWaiting(d, "e1") }, 5*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return fanout.ClaimWaiting(d, event("e1", "x")) }, 5*time.Second, time.Millisecond)
 		slow.gate <- struct{}{} // the first's attempt answers: down, no DLQ
 		require.Error(t, recv(t, first))
 		recv(t, slow.entered)

@@ -69,7 +69,10 @@ func (a *attempt) op(ctx context.Context) error {
 		select {
 		case st.sem <- struct{}{}:
 		case <-ctx.Done():
-			return ctx.Err()
+			// Not the sink's fault, but the reason this attempt failed: remember it, or an
+			// attempt that never got a slot would leave nothing to dead-letter with.
+			a.lastErr = fmt.Errorf("fanout: sink %q: no send slot free (Concurrency %d): %w", st.name, cap(st.sem), ctx.Err())
+			return a.lastErr
 		}
 	}
 	defer func() { <-st.sem }()
@@ -176,8 +179,10 @@ func (st *sinkState) deliver(t *task) SinkResult {
 			cause = ErrShutdown
 		case a.lastErr != nil:
 			cause = a.lastErr
-		default:
+		case t.ctx.Err() != nil:
 			cause = t.ctx.Err()
+		default:
+			cause = err // the Retrier's own account
 		}
 	}
 	return st.deadLetter(t, cond, a.n, a.first, a.last, cause, a.first)
@@ -243,6 +248,9 @@ func (st *sinkState) failed(t *task, n int, err error, start time.Time, cond dlq
 // the shared drain deadline), and is retried with backoff within that bound.
 func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last time.Time, cause error, start time.Time) SinkResult {
 	d := st.d
+	if cause == nil {
+		cause = errors.New("fanout: delivery failed for no recorded reason") // never expected
+	}
 	if t.queue == nil {
 		return st.failed(t, n, cause, start, cond, ErrNoDLQ)
 	}
@@ -260,7 +268,7 @@ func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last 
 		TraceID:      traceID(t.ctx, t.e),
 	}
 	ctx, cancel := d.dlqContext(t.ctx)
-	err := d.dlqRetrier.Do(ctx, func(ctx context.Context) error { return t.queue.Put(ctx, entry) })
+	err := d.dlqRetrier.Do(ctx, func(ctx context.Context) error { return putEntry(ctx, t.queue, &entry) })
 	cancel()
 	if err != nil {
 		var re *retry.Error
@@ -283,6 +291,18 @@ func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last 
 	}
 	return SinkResult{Sink: st.name, Route: t.route, Outcome: DeadLettered, Attempts: n, Err: cause, Condition: cond,
 		Duration: dur}
+}
+
+// putEntry writes entry to q. A panic in the queue's Put becomes a permanent failure of this
+// write, as a panic in a Send does: it may run on a sink's worker, where it would end the process
+// and lose every event queued in memory.
+func putEntry(ctx context.Context, q dlq.Queue, entry *dlq.Entry) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = retry.Permanent(fmt.Errorf("dead-letter queue panicked: %v", p))
+		}
+	}()
+	return q.Put(ctx, *entry)
 }
 
 // dlqContext returns the context of a dead-letter write: never cancelled by the dispatch, and

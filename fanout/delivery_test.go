@@ -16,6 +16,7 @@ import (
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/retry/retrytest"
+	"github.com/fanbridge/fanbridge/sink"
 )
 
 // failFirst fails the first n attempts of every event.
@@ -396,3 +397,104 @@ func TestPanickingSinkIsDeadLetteredNotFatal(t *testing.T) {
 		})
 	}
 }
+
+// An attempt that times out waiting for a send slot (the sink is at its Concurrency) has still
+// failed for a reason, and the event is dead-lettered with it rather than with none.
+func TestAttemptsThatNeverGetASlotAreDeadLettered(t *testing.T) {
+	gate, entered := make(chan struct{}), make(chan struct{}, 1)
+	held := sink.Func(func(_ context.Context, e *fanbridge.Event) error {
+		if e.ID == "holder" {
+			entered <- struct{}{}
+			<-gate // ignores its context: the slot stays taken
+		}
+		return nil
+	})
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: held, Concurrency: 1,
+			Retry: retry.Policy{AttemptTimeout: 20 * time.Millisecond, MaxAttempts: 2, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	})
+	ctx := testContext(t)
+	first := make(chan error, 1)
+	go func() { first <- d.Dispatch(ctx, event("holder", "x")) }()
+	recv(t, entered)
+
+	res, err := d.Deliver(ctx, event("waiter", "x"))
+	require.NoError(t, err, "dead-lettered counts as handled")
+	require.Len(t, res.Sinks, 1)
+	assert.Equal(t, fanout.DeadLettered, res.Sinks[0].Outcome)
+	assert.Equal(t, dlq.ConditionAttempts, res.Sinks[0].Condition)
+	require.Len(t, q.Entries(), 1)
+	assert.Equal(t, "waiter", q.Entries()[0].Event.ID)
+	assert.Contains(t, q.Entries()[0].Error, "no send slot free")
+
+	close(gate)
+	require.NoError(t, recv(t, first))
+}
+
+// Panics in the other user code the Dispatcher calls (a dead-letter queue's Put, an ordering-key
+// function, a sink's Close) are contained as a panicking Send is: they may run on a worker or a
+// background goroutine, where a panic would end the process.
+func TestPanicsInUserCodeAreContained(t *testing.T) {
+	t.Run("dead-letter queue Put", func(t *testing.T) {
+		for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
+			t.Run(mode.String(), func(t *testing.T) {
+				bad := newRecSink()
+				bad.fail = func(*fanbridge.Event, int) error { return retry.Permanent(errBoom) }
+				q := &memDLQ{fail: func(dlq.Entry) error { panic("disk on fire") }}
+				d := newDispatcher(t, fanout.Config{
+					Sinks:  []fanout.SinkConfig{{Name: "bad", Sink: bad}},
+					Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"bad"}}},
+					DLQ:    q,
+				}, fanout.WithMode(mode))
+				err := d.Dispatch(testContext(t), event("e1", "x"))
+				if mode == fanout.Sync {
+					// The sender is told, and retries.
+					require.ErrorIs(t, err, fanout.ErrDLQ)
+					assert.Contains(t, err.Error(), "dead-letter queue panicked: disk on fire")
+					require.NoError(t, d.Close(testContext(t)))
+				} else {
+					// The sender was told "accepted": Close, which waits for the worker that
+					// reached the panicking Put, reports the loss.
+					require.NoError(t, err)
+					require.ErrorContains(t, d.Close(testContext(t)), "dead-letter queue panicked: disk on fire")
+				}
+				assert.Empty(t, q.Entries())
+			})
+		}
+	})
+	t.Run("ordering key", func(t *testing.T) {
+		s := newRecSink()
+		d := newDispatcher(t, fanout.Config{
+			Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s, QueueSize: 1}},
+			Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		}, fanout.WithOrderingKey(func(e *fanbridge.Event) string {
+			if e.ID == "bad" {
+				panic("no key")
+			}
+			return e.ID
+		}))
+		for range 3 {
+			assert.Panics(t, func() { _ = d.Dispatch(testContext(t), event("bad", "x")) })
+		}
+		assert.Zero(t, fanout.QueueDepth(d, "s"), "the panics took no queue slot")
+		require.NoError(t, d.Dispatch(testContext(t), event("good", "x")))
+		assert.Equal(t, 1, s.Delivered("good"))
+	})
+	t.Run("sink Close", func(t *testing.T) {
+		d := newDispatcher(t, fanout.Config{
+			Sinks:  []fanout.SinkConfig{{Name: "s", Sink: panickingCloser{}}},
+			Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		})
+		err := d.Close(testContext(t))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), `closing sink "s": close panicked: half closed`)
+	})
+}
+
+type panickingCloser struct{}
+
+func (panickingCloser) Send(context.Context, *fanbridge.Event) error { return nil }
+func (panickingCloser) Close() error                                 { panic("half closed") }

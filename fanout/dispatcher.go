@@ -182,12 +182,14 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 	}
 
 	dedup := d.dedup != nil && e.ID != ""
+	var key string
 	if dedup {
-		if cerr := d.claims.acquire(ctx, e.ID); cerr != nil {
+		key = DedupKey(e)
+		if cerr := d.claims.acquire(ctx, key); cerr != nil {
 			return retry.After(fmt.Errorf("%w: %w", ErrInFlight, cerr), d.cfg.overloadAfter)
 		}
-		defer d.claims.release(e.ID)
-		rec, seen, serr := d.dedup.Seen(ctx, e.ID)
+		defer d.claims.release(key)
+		rec, seen, serr := d.dedup.Seen(ctx, key)
 		if serr != nil {
 			// Delivering again is safer than dropping: at least once, never at most once.
 			d.tel.logger.Warn("fanout: dedup lookup failed; delivering", "event_id", e.ID, "error", serr)
@@ -203,7 +205,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 			}
 			if all {
 				if !rec.Complete {
-					d.record(ctx, e.ID, DedupRecord{Complete: true})
+					d.record(ctx, key, DedupRecord{Complete: true})
 				}
 				if res != nil {
 					for _, tg := range g.targets {
@@ -214,6 +216,9 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 			}
 		}
 	}
+
+	// The user's ordering function runs before any slot is taken, so that a panic in it leaks none.
+	order := d.orderingKey(e)
 
 	// All or nothing: a slot in every matched sink's queue, or none, so that a refused event is
 	// not half delivered and then duplicated by the sender's retry.
@@ -230,10 +235,10 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 		return tg.sink.errOverloaded
 	}
 	if mode == Async {
-		d.enqueue(ctx, s, g, e, dedup)
+		d.enqueue(ctx, s, g, e, key, order)
 		return nil
 	}
-	return d.deliverSync(ctx, s, g, e, dedup, res)
+	return d.deliverSync(ctx, s, g, e, key, order, res)
 }
 
 func (d *Dispatcher) orderingKey(e *fanbridge.Event) string {
@@ -243,10 +248,10 @@ func (d *Dispatcher) orderingKey(e *fanbridge.Event) string {
 	return d.cfg.orderingKey(e)
 }
 
-// enqueue hands the event to every reserved sink's queue (Async).
-func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanbridge.Event, dedup bool) {
+// enqueue hands the event to every reserved sink's queue (Async). dedupKey is empty when
+// deduplication is off.
+func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanbridge.Event, dedupKey, order string) {
 	arrived := d.cfg.clock.Now()
-	key := d.orderingKey(e)
 	tctx := d.life
 	if d.tel.tracer != nil {
 		tctx = trace.ContextWithSpanContext(tctx, trace.SpanContextFromContext(ctx))
@@ -256,18 +261,19 @@ func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanb
 			continue
 		}
 		t := d.tasks.Get().(*task)
-		t.sink, t.e, t.ctx, t.key, t.route, t.arrived, t.queue, t.g = tg.sink, e, tctx, key, tg.route, arrived, s.dlq, nil
+		t.sink, t.e, t.ctx, t.key, t.route, t.arrived, t.queue, t.g = tg.sink, e, tctx, order, tg.route, arrived, s.dlq, nil
 		t.timed = d.timed
 		t.state.Store(taskQueued)
 		tg.sink.submit(t)
 	}
-	if dedup {
-		d.record(ctx, e.ID, DedupRecord{Complete: true})
+	if dedupKey != "" {
+		d.record(ctx, dedupKey, DedupRecord{Complete: true})
 	}
 }
 
 // deliverSync hands the event to every reserved sink's workers and waits for the outcomes.
-func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *fanbridge.Event, dedup bool, res *Result) error {
+// dedupKey is empty when deduplication is off.
+func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *fanbridge.Event, dedupKey, order string, res *Result) error {
 	now := time.Now()
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -284,7 +290,6 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 	if !d.sysClock {
 		arrived = d.cfg.clock.Now()
 	}
-	key := d.orderingKey(e)
 	timed := d.timed || res != nil
 	n := 0
 	for i := range g.targets {
@@ -308,9 +313,9 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 			continue
 		}
 		t := &g.tasks[j]
-		t.sink, t.e, t.ctx, t.key, t.route, t.arrived, t.queue, t.g = tg.sink, e, gctx, key, tg.route, arrived, s.dlq, g
+		t.sink, t.e, t.ctx, t.key, t.route, t.arrived, t.queue, t.g = tg.sink, e, gctx, order, tg.route, arrived, s.dlq, g
 		t.timed = timed
-		if inline < 0 && key == "" {
+		if inline < 0 && order == "" {
 			inline = j
 			t.state.Store(taskStarted)
 		} else {
@@ -329,7 +334,7 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 	// Then the caller takes back whatever no worker has started yet (workers may be slow to
 	// wake on a busy machine), one task at a time, so that a task it runs never holds up one a
 	// worker could take meanwhile. Ordered tasks stay with their lanes.
-	if key == "" {
+	if order == "" {
 		for j := range g.tasks {
 			t := &g.tasks[j]
 			if j == inline || gctx.Err() != nil || !t.sink.takeBack(t) {
@@ -374,8 +379,8 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		}
 	}
 	if failed == 0 {
-		if dedup {
-			d.record(ctx, e.ID, DedupRecord{Complete: true})
+		if dedupKey != "" {
+			d.record(ctx, dedupKey, DedupRecord{Complete: true})
 		}
 		return nil
 	}
@@ -408,8 +413,8 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 			derr.causes = append(derr.causes, cause)
 		}
 	}
-	if dedup && len(have) > 0 {
-		d.record(ctx, e.ID, DedupRecord{Sinks: have})
+	if dedupKey != "" && len(have) > 0 {
+		d.record(ctx, dedupKey, DedupRecord{Sinks: have})
 	}
 	return derr
 }
@@ -728,11 +733,22 @@ func (d *Dispatcher) dropSink(st *sinkState) {
 	if !closeIt {
 		return
 	}
-	if err := sink.Close(st.sink); err != nil {
+	if err := closeSink(st.sink); err != nil {
 		d.errMu.Lock()
 		d.sinkErrs = append(d.sinkErrs, fmt.Errorf("fanout: closing sink %q: %w", st.name, err))
 		d.errMu.Unlock()
 	}
+}
+
+// closeSink closes s, turning a panic in its Close into an error: it may run on a background
+// goroutine after a route swap, where a panic would end the process.
+func closeSink(s sink.Sink) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("close panicked: %v", p)
+		}
+	}()
+	return sink.Close(s)
 }
 
 // sinkKey returns s as a map key when its dynamic type is comparable.

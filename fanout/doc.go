@@ -47,7 +47,10 @@
 // While a sink's breaker is open its events go straight to the dead-letter queue with
 // dlq.ConditionCircuitOpen and no attempt: nothing waits on a sink known to be down. A Send that
 // panics is a bug in the sink, but it fails only that delivery: it counts as a permanent failure
-// (dead-lettered, logged with its stack), and the process and its queues live on.
+// (dead-lettered, logged with its stack), and the process and its queues live on. A panic in a
+// dead-letter queue's Put fails that write (as an error would), and one in a sink's Close is
+// returned by Close or Update; a panicking ordering-key function panics in the caller of
+// Dispatch, before any queue slot is taken.
 //
 // # Delivery semantics
 //
@@ -89,8 +92,8 @@
 // way at the moment of cancellation may or may not have reached its destination; that sink may
 // get the event twice. A deadline, by contrast, is a budget running out: dead-letter.
 //
-// Sender retries. With deduplication on (the default), the Dispatcher remembers per event ID
-// which sinks have the event (delivered or dead-lettered). A retry of a fully handled event is
+// Sender retries. With deduplication on (the default), the Dispatcher remembers per event (its
+// Source and ID, see DedupKey) which sinks have the event (delivered or dead-lettered). A retry of a fully handled event is
 // answered with fanbridge.ErrDuplicate and sent nowhere; a retry of a partly failed one goes only
 // to the sinks that lack it; a retry of a failed one is not a duplicate. An ID is recorded only
 // once its dispatch is over (Sync), or once every queue accepted it (Async: that is what the

@@ -1,9 +1,12 @@
 package fanout
 
+import "github.com/fanbridge/fanbridge"
+
 // Hooks into internal state for the black-box tests: they observe, never change.
 
-// ClaimWaiting reports whether a dispatch is waiting for another dispatch of id to finish.
-func ClaimWaiting(d *Dispatcher, id string) bool {
+// ClaimWaiting reports whether a dispatch is waiting for another dispatch of e to finish.
+func ClaimWaiting(d *Dispatcher, e *fanbridge.Event) bool {
+	id := DedupKey(e)
 	s := d.claims.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
