@@ -148,7 +148,7 @@ func TestDecodeSamples(t *testing.T) {
 		},
 		{
 			file:     "websocket.v2.users.activity.REPAIRED.json",
-			id:       "951b5d4bad649b5fc4fbd0585f88dd1b",
+			id:       "19299f96f7e41cb5c67a6b5bb2cdcd2c",
 			typ:      "v2.users.{id}.activity",
 			topic:    "v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity",
 			dataPath: []string{"eventBody"},
@@ -212,6 +212,14 @@ func TestDecodeNotification(t *testing.T) {
 		require.NoError(t, err)
 		assert.NotEqual(t, a.ID, d.ID)
 		assert.Equal(t, "v2.users.{id}.presence", d.Type)
+
+		// A body that returns to an earlier state (1 active call, 0, 1 again) is another
+		// notification: its CorrelationId differs, and so does its ID.
+		otherCorrelation := []byte(strings.Replace(string(body), "9e8067c7-8b35-4e54-add9-db24e7d6f086", "5b1ad1c6-6f0e-4a5e-9d2b-3c4d5e6f7a8b", 1))
+		o, err := eventbridge.DecodeNotification(otherCorrelation)
+		require.NoError(t, err)
+		assert.Equal(t, a.Data, o.Data)
+		assert.NotEqual(t, a.ID, o.ID)
 	})
 
 	t.Run("malformed sample", func(t *testing.T) {
@@ -357,6 +365,26 @@ func TestDecodeEventBridgeVariants(t *testing.T) {
 		assert.Equal(t, "Order Placed", e.Type)
 		assert.NotContains(t, e.Metadata, fanbridge.MetaCorrelationID)
 	})
+	t.Run("a detail that is not a Genesys notification may use the same names otherwise", func(t *testing.T) {
+		for _, detail := range []string{
+			`{"timestamp":1700000000,"state":"running"}`,
+			`{"timestamp":"2023-11-14 22:13:20","state":"running"}`,
+			`{"metadata":"v1","state":"running"}`,
+			`{"metadata":{"CorrelationId":42}}`,
+			`{"topicName":7}`,
+		} {
+			body := `{"id":"e1","detail-type":"Some Partner Event","source":"aws.partner/x.com/1/y","time":"2023-11-14T22:13:20Z","detail":` + detail + `}`
+			e, err := eventbridge.Decode([]byte(body), "")
+			require.NoError(t, err, detail)
+			assert.Equal(t, detail, string(e.Data))
+			assert.Empty(t, e.Topic)
+			assert.NotContains(t, e.Metadata, fanbridge.MetaCorrelationID)
+			assert.True(t, ts("2023-11-14T22:13:20Z").Equal(e.Time))
+		}
+		// With an eventBody the detail is Genesys', and its fields must have Genesys' types.
+		_, err := eventbridge.Decode([]byte(`{"id":"e1","detail-type":"t","source":"s","detail":{"eventBody":{},"topicName":7}}`), "")
+		require.ErrorIs(t, err, eventbridge.ErrInvalidField)
+	})
 	t.Run("no time: detail.timestamp", func(t *testing.T) {
 		body := []byte(`{"id":"1","detail-type":"t","source":"s","detail":{"timestamp":"2024-01-02T03:04:05.678Z","eventBody":{}}}`)
 		e, err := eventbridge.Decode(body, "")
@@ -401,7 +429,19 @@ func TestDecodeWebhook(t *testing.T) {
 
 	again, err := eventbridge.Decode([]byte(strings.Replace(string(body), `"tenant":"acme"`, `"tenant":"other"`, 1)), "")
 	require.NoError(t, err)
-	assert.Equal(t, e.ID, again.ID, "the ID derives from event and data only")
+	assert.Equal(t, e.ID, again.ID, "the ID derives from event, data, correlation id and timestamp only")
+	// The same data with another correlation id or timestamp is another event (a presence going
+	// back to what it was), and must not be taken for a duplicate.
+	for _, other := range []string{
+		strings.Replace(string(body), `"c-1"`, `"c-2"`, 1),
+		strings.Replace(string(body), `03:04:05Z`, `03:09:05Z`, 1),
+		strings.Replace(string(body), `"timestamp"`, `"time"`, 1),
+	} {
+		o, err := eventbridge.Decode([]byte(other), "")
+		require.NoError(t, err)
+		assert.Equal(t, e.Data, o.Data)
+		assert.NotEqual(t, e.ID, o.ID, other)
+	}
 
 	for name, bad := range map[string]string{
 		"event array":        `{"event":[],"data":{}}`,
@@ -465,6 +505,11 @@ func TestDecodeCloudEvents(t *testing.T) {
 		"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "format": "cloudevents",
 	}, e.Metadata)
 
+	t.Run("extensions cannot claim the keys of envelope facts", func(t *testing.T) {
+		e, err := eventbridge.Decode([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","account":"123456789012","region":"us-east-1","format":"eventbridge","database64":"true","tenant":"acme","data":{}}`), ce)
+		require.NoError(t, err)
+		assert.Equal(t, map[string]string{"tenant": "acme", "format": "cloudevents"}, e.Metadata)
+	})
 	t.Run("detected in plain JSON too", func(t *testing.T) {
 		e, err := eventbridge.Decode(body, "application/json")
 		require.NoError(t, err)

@@ -20,7 +20,9 @@
 //     POSTs, with a Genesys notification as detail. ID = id, Type = detail-type (the topic
 //     template rules match on), Topic = detail.topicName (the concrete topic), Source = source,
 //     Data = detail.eventBody (or the whole detail when it has no eventBody: any EventBridge event
-//     decodes), Metadata: correlation-id = detail.metadata.CorrelationId, account, region.
+//     decodes, and such a detail's topicName, timestamp and metadata.CorrelationId are used only
+//     when they have the types Genesys gives them), Metadata: correlation-id =
+//     detail.metadata.CorrelationId, account, region.
 //     id, detail-type, source and detail are required. Time is the envelope's time; when
 //     detail.timestamp falls within the same second it is used instead (EventBridge truncates time
 //     to seconds, Genesys' timestamp has milliseconds); with no time, detail.timestamp; with
@@ -32,7 +34,8 @@
 //     "1.0"; id, source and type are required. ID = id, Type = type, Source = source, Topic =
 //     subject, Time = time, Data = data; datacontenttype and dataschema go to Metadata under the
 //     same names, and every extension attribute (lower-case a-z0-9 names, string, number or boolean
-//     values) too, numbers and booleans as their JSON text. data_base64 is decoded: when the
+//     values) too, numbers and booleans as their JSON text; the extensions account, region, format
+//     and database64 are ignored, as only envelope facts and the decoder set those keys. data_base64 is decoded: when the
 //     content type is JSON (or absent) and the bytes are valid JSON they become Data; otherwise
 //     Data is the base64 text as a JSON string and Metadata[MetaDataBase64] is "true". Both data
 //     and data_base64 is an error. Batches (application/cloudevents-batch+json) are refused.
@@ -40,13 +43,16 @@
 //     Notification API sends it. topicName and eventBody are required. Topic = topicName, Type =
 //     TopicTemplate(topicName), Data = eventBody, correlation-id from metadata.CorrelationId, Time
 //     = timestamp when present, else eventBody.eventTime (epoch milliseconds or RFC 3339; see
-//     EventTime). There is no id, so ID is derived from the content: 32 hex digits of
-//     SHA-256(topicName, 0, SHA-256(eventBody bytes)). A redelivery of the same message gets the
-//     same ID and deduplication works; Genesys bodies carry their own timestamps, so distinct
-//     events do not collide. Heartbeats (topic "channel.metadata") decode as events of that type;
+//     EventTime). There is no id, so ID is derived from the content: the first 32 hex digits of
+//     the SHA-256 of topicName and metadata.CorrelationId, each preceded by its length as 4
+//     big-endian bytes, then the eventBody bytes. A redelivery of the same message gets the same ID
+//     and deduplication works; a body that repeats an earlier one (a user's conversation summary
+//     going back to one active call) comes with another CorrelationId, so distinct events do not
+//     collide. Heartbeats (topic "channel.metadata") decode as events of that type;
 //     IsHeartbeat and IsSocketClosing let a WebSocket reader drop or act on them.
 //   - Webhook ("event"): {"event","data","metadata"}. Type = event, Data = data (any JSON value,
-//     required), ID derived from event and data as for notifications. The string values of
+//     required), ID derived as for notifications from event, the correlation id, timestamp and
+//     time values of metadata, and data. The string values of
 //     metadata go to Metadata (other types are skipped), except that "source" becomes Source, an
 //     RFC 3339 "timestamp" or "time" becomes Time, "correlationId" (any case) becomes correlation-id,
 //     and the keys account, region and format are ignored: only envelope facts set them.
@@ -96,7 +102,7 @@
 //
 // # Options
 //
-//	WithMaxBodySize(n)            256 KiB  larger bodies: 413
+//	WithMaxBodySize(n)            260 KiB  larger bodies: 413
 //	WithAllowedSources(s...)      any      exact, or prefix when ending in "/" or "*"; else 403
 //	WithAllowedAccounts(a...)     any      EventBridge account must be listed; else 403
 //	WithIgnoredStatus(code)       200      answer for ErrNoMatch (2xx only)

@@ -148,6 +148,11 @@ var (
 )
 
 // decodeDetail reads topicName, eventBody, metadata.CorrelationId and timestamp of o.
+//
+// An EventBridge detail without an eventBody is not a Genesys notification but some other
+// partner's or service's payload, whose fields of these names mean whatever that sender meant: a
+// value of another type or form is then left out of the event instead of failing the request,
+// which EventBridge would not retry.
 func decodeDetail(o object, names *detailNames) (notification, error) {
 	const (
 		fTopic = iota
@@ -174,12 +179,19 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 	if err != nil {
 		return n, err
 	}
+	lenient := names == &envelopeDetail && f[fBody] < 0
 	s := o.s
 	if n.topic, err = s.optionalString(names.topicName, f[fTopic]); err != nil {
-		return n, err
+		if !lenient {
+			return n, err
+		}
+		n.topic = nil
 	}
 	if n.timestamp, err = s.optionalTime(names.timestamp, f[fTimestamp]); err != nil {
-		return n, err
+		if !lenient {
+			return n, err
+		}
+		n.timestamp = time.Time{}
 	}
 	if i := f[fBody]; i >= 0 {
 		v := s.val(&s.members[i])
@@ -191,6 +203,9 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 	if i := f[fMeta]; i >= 0 {
 		v := s.val(&s.members[i])
 		if v[0] != '{' {
+			if lenient {
+				return n, nil
+			}
 			return n, wrongType(names.metadata, "an object", v)
 		}
 		var c [1]int32
@@ -201,11 +216,14 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 			}
 			return -1
 		})
-		if err != nil {
-			return n, err
+		if err == nil {
+			n.correlation, err = meta.s.optionalString(names.correlationID, c[0])
 		}
-		if n.correlation, err = meta.s.optionalString(names.correlationID, c[0]); err != nil {
-			return n, err
+		if err != nil {
+			if !lenient {
+				return n, err
+			}
+			n.correlation = nil
 		}
 	}
 	return n, nil

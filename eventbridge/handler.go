@@ -133,6 +133,10 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	body, err := h.readBody(r)
 	if err != nil {
+		var mbe *http.MaxBytesError // an http.MaxBytesHandler around the handler set a lower limit
+		if errors.As(err, &mbe) {
+			err = fmt.Errorf("%w: limit is %d bytes", errTooLarge, mbe.Limit)
+		}
 		if errors.Is(err, errTooLarge) {
 			// The rest of the body stays unread; do not keep the connection for another request.
 			w.Header()["Connection"] = connectionClose

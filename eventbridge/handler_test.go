@@ -306,6 +306,33 @@ func (c *chunks) Read(p []byte) (int, error) {
 	return k, nil
 }
 
+func TestHandlerBodyLimits(t *testing.T) {
+	// The largest event EventBridge accepts has 256 KiB; its API destination wraps it in an
+	// envelope, and the default limit takes both.
+	filler := strings.Repeat("x", 256<<10-200)
+	body := []byte(`{"version":"0","id":"7bf73129-1428-4cd3-a780-95db273d1602","detail-type":"v2.users.{id}.activity",` +
+		`"source":"aws.partner/genesys.com/cloud/cf6cb7d5-d0ea-45b5-b0cf-73ad5f5b8721/DA-VOICE-SB","account":"765425735388",` +
+		`"time":"2026-03-19T22:04:48Z","region":"us-east-2","resources":[],` +
+		`"detail":{"topicName":"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity","eventBody":{"notes":"` + filler + `"}}}`)
+	require.Greater(t, len(body), 256<<10)
+	d := &recorder{}
+	w := httptest.NewRecorder()
+	newHandler(t, d).ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body)))
+	assert.Equal(t, 200, w.Code, w.Body.String())
+	assert.Len(t, d.events, 1)
+
+	// A lower limit set around the handler with http.MaxBytesHandler is answered like the
+	// handler's own: 413, and the connection is not reused.
+	d = &recorder{}
+	w = httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	req.ContentLength = -1
+	http.MaxBytesHandler(newHandler(t, d), 1000).ServeHTTP(w, req)
+	assert.Equal(t, 413, w.Code, w.Body.String())
+	assert.Equal(t, "close", w.Header().Get("Connection"))
+	assert.Empty(t, d.events)
+}
+
 func TestHandlerBodyReading(t *testing.T) {
 	body := readSample(t, "v2.conversations.transcription.json")
 	tests := []struct {

@@ -2,6 +2,7 @@ package eventbridge
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"time"
@@ -29,7 +30,7 @@ func decodeNotification(s *scanner) (*fanbridge.Event, error) {
 		t, _ = eventTimeIn(s.child(n.bodyIdx))
 	}
 	var id [idLen]byte
-	synthesizeID(&id, n.topic, n.body)
+	synthesizeID(&id, n.body, n.topic, n.correlation)
 
 	tab := &s.strs
 	hID, hTopic, hCorr := tab.add(id[:]), tab.add(n.topic), tab.add(n.correlation)
@@ -52,18 +53,21 @@ func decodeNotification(s *scanner) (*fanbridge.Event, error) {
 // idLen is the length of a synthesized ID: 128 bits of SHA-256 in hex.
 const idLen = 32
 
-// synthesizeID derives an ID for formats that carry none: the first 128 bits, in hex, of
-// SHA-256(name, 0x00, SHA-256(body)). A sender that redelivers the same message produces the same
-// ID, so deduplication still works; two different bodies never share one in practice.
-func synthesizeID(dst *[idLen]byte, name, body []byte) {
-	const maxName = maxAttrLen
-	var buf [maxName + 1 + sha256.Size]byte
-	n := copy(buf[:maxName], name)
-	buf[n] = 0
-	bodySum := sha256.Sum256(body)
-	n += 1 + copy(buf[n+1:], bodySum[:])
-	sum := sha256.Sum256(buf[:n])
-	hex.Encode(dst[:], sum[:idLen/2])
+// synthesizeID derives an ID for formats that carry none: the first 128 bits, in hex, of the
+// SHA-256 of parts and body, each part preceded by its length. The parts are what tells one event
+// from another when bodies repeat (a topic or type, a correlation id, a timestamp); a sender that
+// redelivers the same message produces the same ID, so deduplication still works.
+func synthesizeID(dst *[idLen]byte, body []byte, parts ...[]byte) {
+	h := sha256.New()
+	var n [4]byte
+	for _, p := range parts {
+		binary.BigEndian.PutUint32(n[:], uint32(len(p)))
+		h.Write(n[:])
+		h.Write(p)
+	}
+	h.Write(body)
+	var sum [sha256.Size]byte
+	hex.Encode(dst[:], h.Sum(sum[:0])[:idLen/2])
 }
 
 // EventTime returns when a Genesys event happened according to its body's "eventTime" field:

@@ -19,7 +19,7 @@ func (f optionFunc) apply(c *config) { f(c) }
 
 // Defaults of the Handler's options.
 const (
-	DefaultMaxBodySize     = 256 << 10
+	DefaultMaxBodySize     = 260 << 10
 	DefaultDispatchTimeout = 4 * time.Second
 	DefaultRetryAfter      = time.Second
 )
@@ -44,7 +44,8 @@ func (c *config) fail(format string, args ...any) {
 }
 
 // WithMaxBodySize limits the request body to n bytes; a larger body is answered 413 without being
-// read to the end. EventBridge never sends more than 256 KB. The default is 256 KiB.
+// read to the end. The default, 260 KiB, takes the largest event EventBridge accepts (256 KiB)
+// with the envelope an API destination wraps it in.
 func WithMaxBodySize(n int64) Option {
 	return optionFunc(func(c *config) {
 		if n <= 0 {

@@ -45,11 +45,9 @@ func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
 		return nil, missing("data")
 	}
 	data := s.val(&s.members[f[fData]])
-	var id [idLen]byte
-	synthesizeID(&id, typ, data)
 
 	tab := &s.strs
-	hID, hType := tab.add(id[:]), tab.add(typ)
+	hType := tab.add(typ)
 	var pairs []metaPair
 	if i := f[fMeta]; i >= 0 {
 		v := s.val(&s.members[i])
@@ -60,6 +58,23 @@ func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
 			return nil, err
 		}
 	}
+	// The same data can describe distinct events (a presence going back to what it was): the
+	// correlation id and the timestamp tell them apart, and a redelivery repeats both.
+	var correlation, timestamp, tm []byte
+	for _, p := range pairs {
+		k, v := tab.bytes(p.key), tab.bytes(p.value)
+		switch {
+		case strings.EqualFold(string(k), "correlationId"):
+			correlation = v
+		case string(k) == "timestamp":
+			timestamp = v
+		case string(k) == "time":
+			tm = v
+		}
+	}
+	var id [idLen]byte
+	synthesizeID(&id, data, typ, correlation, timestamp, tm)
+	hID := tab.add(id[:])
 	tab.build()
 
 	e := &fanbridge.Event{

@@ -40,7 +40,7 @@
 //
 //	situation                                              status  body
 //	verified                                               (next handler answers)
-//	body over the limit (default 256 KiB)                  413     {"error":"request body too large"}
+//	body over the limit (default 260 KiB)                  413     {"error":"request body too large"}
 //	body unreadable (client gone, short body)              400     {"error":"cannot read request body"}
 //	credentials missing                                    401     {"error":"unauthorized"}
 //	malformed header, header sent twice, wrong key or      401     {"error":"unauthorized"}

@@ -25,7 +25,7 @@ import (
 // Event ids and users of the samples.
 const (
 	idOnQueue   = "8b1e0c6e-3c9a-4f43-9d6a-0f3f2b7c1a55"
-	idActivity  = "951b5d4bad649b5fc4fbd0585f88dd1b" // derived from the notification's content
+	idActivity  = "19299f96f7e41cb5c67a6b5bb2cdcd2c" // derived from the notification's content
 	idAvailable = "f1a3c5e7-2b4d-4f6a-8c0e-1b3d5f7a9c2e"
 	idAudit     = "4cbedb0f-4dfd-4c8e-9e57-0acded092527"
 	idOAuth     = "e9938ff0-50e2-45f8-950f-ad02d95fee85"

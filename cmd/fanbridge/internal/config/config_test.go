@@ -88,7 +88,7 @@ func TestMinimalConfigDefaults(t *testing.T) {
 	assert.Equal(t, ":8080", cfg.Listen.Address)
 	assert.Equal(t, 5*time.Second, cfg.Listen.ReadHeaderTimeout.D())
 	assert.Equal(t, 4*time.Second, cfg.Intake[0].DispatchTimeout.D())
-	assert.EqualValues(t, 256<<10, cfg.Intake[0].MaxBody)
+	assert.EqualValues(t, 260<<10, cfg.Intake[0].MaxBody)
 	assert.Equal(t, "sync", cfg.Dispatch.Mode)
 	assert.Equal(t, "none", cfg.Dispatch.OrderingKey)
 	assert.Equal(t, "id", cfg.Sinks[0].Kafka.Key)
