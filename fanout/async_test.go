@@ -188,3 +188,37 @@ func TestUpdateKeepsTheDLQAnEventStartedWith(t *testing.T) {
 	require.NoError(t, d.Dispatch(testContext(t), event("e2", "x")))
 	assert.True(t, newQ.Has("e2", "s"))
 }
+
+func TestAsyncEventOlderThanMaxAgeGetsNoAttempt(t *testing.T) {
+	clk := retrytest.NewClock(epoch)
+	gate := make(chan struct{})
+	entered := make(chan string, 4)
+	s := newRecSink()
+	s.fail = func(e *fanbridge.Event, _ int) error {
+		entered <- e.ID
+		if e.ID == "blocker" {
+			<-gate
+		}
+		return nil
+	}
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: 1, Retry: retry.Policy{MaxAge: time.Second}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	}, fanout.WithMode(fanout.Async), fanout.WithClock(clk))
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("blocker", "x")))
+	require.Equal(t, "blocker", recv(t, entered))
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x"))) // arrives at epoch, waits
+	clk.Advance(time.Second)
+	close(gate)
+	require.NoError(t, d.Close(ctx))
+	assert.Zero(t, s.Attempts("e1"), "past its age budget: no attempt")
+	require.Len(t, q.Entries(), 1)
+	got := q.Entries()[0]
+	assert.Equal(t, "e1", got.Event.ID)
+	assert.Equal(t, dlq.ConditionAge, got.Condition)
+	assert.Zero(t, got.Attempts)
+	assert.Contains(t, got.Error, "past MaxAge 1s")
+}

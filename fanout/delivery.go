@@ -136,6 +136,15 @@ func (st *sinkState) send(ctx context.Context, e *fanbridge.Event) (err error) {
 // Retrier call and one clock reading.
 func (st *sinkState) deliver(t *task) SinkResult {
 	d := st.d
+	if st.maxAge > 0 {
+		// No attempt starts past the age budget, counted from arrival: an event that waited in
+		// the queue that long is dead-lettered without one.
+		if now := d.cfg.clock.Now(); now.Sub(t.arrived) >= st.maxAge {
+			cause := fmt.Errorf("fanout: sink %q: the event waited %v, past MaxAge %v: %w",
+				st.name, now.Sub(t.arrived).Round(time.Millisecond), st.maxAge, retry.ErrAgeSpent)
+			return st.deadLetter(t, dlq.ConditionAge, 0, now, now, cause, now)
+		}
+	}
 	a := attempt{st: st, t: t}
 	err := st.firstAttempt(&a)
 	if err == nil {

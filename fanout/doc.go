@@ -79,7 +79,9 @@
 // stops WithDLQReserve (default 500ms, at most half the budget) before the deadline, so that the
 // dead-letter write fits; an event still failing then is dead-lettered with dlq.ConditionAge, and
 // one that waited in a long queue past the budget is dead-lettered without an attempt. Retry
-// policies count age (Policy.MaxAge) from the event's arrival, in both modes. In Async mode there
+// policies count age (Policy.MaxAge) from the event's arrival, in both modes, and no attempt starts
+// past it: an event that waited in a sink's queue longer than MaxAge is dead-lettered with
+// dlq.ConditionAge and no attempt. In Async mode there
 // is no request budget: give sinks that may hang a Policy.AttemptTimeout (or wrap them with
 // sink.Timeout), or a hanging Send holds its worker until Close's deadline.
 //

@@ -22,6 +22,7 @@ type sinkState struct {
 	cfg      SinkConfig // with defaults filled in
 	retrier  *retry.Retrier
 	attemptT time.Duration
+	maxAge   time.Duration // the policy's MaxAge, 0 for none
 	breaker  *breaker
 	attrSet
 
@@ -84,6 +85,7 @@ func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
 	}
 	st.retrier = r
 	st.attemptT = r.Policy().AttemptTimeout
+	st.maxAge = r.Policy().MaxAge
 	st.breaker = newBreaker(sc.Breaker, d.cfg.clock)
 	st.errOverloaded = retry.After(fmt.Errorf("fanout: sink %q: queue full: %w", sc.Name, fanbridge.ErrOverloaded), d.cfg.overloadAfter)
 	return st, nil

@@ -2,6 +2,7 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -15,7 +16,8 @@ type Reason string
 const (
 	// ReasonAttempts: the attempt budget (Policy.MaxAttempts) ran out.
 	ReasonAttempts Reason = "attempts"
-	// ReasonAge: the age budget (Policy.MaxAge) ran out, or the next wait would have crossed it.
+	// ReasonAge: the age budget (Policy.MaxAge) ran out, or the next wait would have crossed it,
+	// or (with Since) it was spent before the call began: then no attempt is made.
 	ReasonAge Reason = "age"
 	// ReasonPermanent: an attempt failed with an error marked Permanent.
 	ReasonPermanent Reason = "permanent"
@@ -23,13 +25,17 @@ const (
 	ReasonCanceled Reason = "canceled"
 )
 
+// ErrAgeSpent is the Last error of a call that made no attempt because the age budget counted from
+// Since was already spent when it began.
+var ErrAgeSpent = errors.New("retry: age budget spent before the first attempt")
+
 // Error is what Do returns when it gives up. It unwraps to the last attempt's error (and, for
 // ReasonCanceled, to the context's error too), so errors.Is and errors.As see through it.
 type Error struct {
 	Attempts int           // attempts made
 	Elapsed  time.Duration // from the start of the call (or Since) to giving up
 	Reason   Reason        // which budget ran out
-	Last     error         // the last attempt's error; never nil
+	Last     error         // the last attempt's error (ErrAgeSpent when none was made); never nil
 	ctxErr   error
 }
 
@@ -154,6 +160,12 @@ func (r *Retrier) Do(ctx context.Context, op func(ctx context.Context) error, op
 	}
 	if err := ctx.Err(); err != nil {
 		return giveUp(0, ReasonCanceled, err, err)
+	}
+	if p.MaxAge > 0 {
+		// With Since, the budget may be spent before this call begins.
+		if age := r.clock.Now().Sub(c.start); age >= p.MaxAge {
+			return giveUp(0, ReasonAge, fmt.Errorf("%w: %v old, MaxAge is %v", ErrAgeSpent, age.Round(time.Millisecond), p.MaxAge), nil)
+		}
 	}
 	for n := 1; ; n++ {
 		err := r.attempt(ctx, op)

@@ -176,6 +176,17 @@ func TestAgeBudget(t *testing.T) {
 	assert.Equal(t, retry.ReasonAge, re.Reason)
 	assert.Equal(t, 1, *calls)
 	assert.Equal(t, 3*time.Second, re.Elapsed)
+
+	// An event older than the whole budget gets no attempt at all.
+	op, calls = failN(100, errFlaky)
+	err, waits = run(t, clk, r, op, retry.Since(clk.Now().Add(-time.Hour)))
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, retry.ReasonAge, re.Reason)
+	assert.Zero(t, re.Attempts)
+	assert.Zero(t, *calls)
+	assert.Empty(t, waits)
+	assert.ErrorIs(t, err, retry.ErrAgeSpent)
+	assert.Contains(t, err.Error(), "MaxAge is 3.5s")
 }
 
 func TestPermanentStopsAtOnce(t *testing.T) {
