@@ -203,7 +203,7 @@ func TestAsyncEventOlderThanMaxAgeGetsNoAttempt(t *testing.T) {
 	}
 	q := &memDLQ{}
 	d := newDispatcher(t, fanout.Config{
-		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: 1, Retry: retry.Policy{MaxAge: time.Second}}},
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: 1, Retry: retry.Policy{MaxAge: time.Second}}},
 		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
 		DLQ:    q,
 	}, fanout.WithMode(fanout.Async), fanout.WithClock(clk))
