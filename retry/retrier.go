@@ -117,12 +117,13 @@ type CallOption func(*call)
 
 type call struct {
 	start   time.Time
+	since   bool // start was given with Since
 	onRetry func(Attempt)
 }
 
 // Since counts the age budget from t instead of from the start of the call: pass the time an event
 // was received so that its retries across several calls share one budget.
-func Since(t time.Time) CallOption { return func(c *call) { c.start = t } }
+func Since(t time.Time) CallOption { return func(c *call) { c.start, c.since = t, true } }
 
 // OnRetry adds a hook for this call only, called after the Retrier's own hook.
 func OnRetry(f func(Attempt)) CallOption { return func(c *call) { c.onRetry = f } }
@@ -161,7 +162,7 @@ func (r *Retrier) Do(ctx context.Context, op func(ctx context.Context) error, op
 	if err := ctx.Err(); err != nil {
 		return giveUp(0, ReasonCanceled, err, err)
 	}
-	if p.MaxAge > 0 {
+	if p.MaxAge > 0 && c.since {
 		// With Since, the budget may be spent before this call begins.
 		if age := r.clock.Now().Sub(c.start); age >= p.MaxAge {
 			return giveUp(0, ReasonAge, fmt.Errorf("%w: %v old, MaxAge is %v", ErrAgeSpent, age.Round(time.Millisecond), p.MaxAge), nil)
