@@ -49,7 +49,10 @@
 // Delete rewrites each segment holding an entry to delete: the other lines are copied, byte for
 // byte, to dlq-<sequence>.jsonl.tmp, which is fsynced and renamed over the segment, and the
 // directory is fsynced; a crash leaves either the old or the new segment, and Open removes a
-// leftover .tmp file. A segment left empty is removed, unless it is the active one.
+// leftover .tmp file. A segment left empty is removed, unless it is the active one. The copy of
+// the active segment holds the lines of Puts still waiting for their fsync; those Puts are
+// acknowledged once the directory fsync has made the new segment the durable one, and if that
+// fsync fails the queue refuses further entries (ErrBroken), as after a failed fsync of a segment.
 //
 // # Errors
 //
@@ -57,7 +60,8 @@
 // open for writing (one writer per directory, enforced with flock; readers opened WithReadOnly
 // take no lock). Put returns errors wrapping dlq.ErrInvalidEntry or ErrTooLarge for entries it
 // refuses (marked permanent with retry.Permanent), dlq.ErrClosed after Close, ErrBroken after a
-// failed fsync or an unrepairable failed write (the queue refuses entries until it is reopened),
+// failed fsync (of a segment, or of the directory after a Delete rewrote the active segment) or an
+// unrepairable failed write (the queue refuses entries until it is reopened),
 // the context's error, or the storage error. A read-only queue returns dlq.ErrUnsupported from Put
 // and Delete. Get returns dlq.ErrNotFound. Damaged bytes are not errors of List: they are reported
 // with Damage values wrapping ErrTorn, ErrBadLine, ErrChecksum, ErrLineTooLong or a decoding error

@@ -16,9 +16,9 @@ var (
 	// ErrTooLarge is wrapped by the error Put returns for an entry whose line exceeds the
 	// maximum entry size. It is permanent: the entry will never fit.
 	ErrTooLarge = errors.New("filedlq: entry too large")
-	// ErrBroken is wrapped by every Put after the queue could not write or fsync a segment and
-	// could not be sure what the segment holds. Close the queue and open it again: Open repairs
-	// what can be repaired.
+	// ErrBroken is wrapped by every Put after the queue could not write or fsync a segment, or
+	// fsync the directory after a Delete rewrote the active segment, and could not be sure what
+	// the segment holds. Close the queue and open it again: Open repairs what can be repaired.
 	ErrBroken = errors.New("filedlq: queue failed; reopen it")
 )
 

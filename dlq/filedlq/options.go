@@ -71,6 +71,8 @@ type config struct {
 	// Hooks for this package's tests.
 	noGroupCommit bool
 	syncFile      func(*os.File) error
+	syncDir       func(dir string) error
+	beforeRename  func(segment string) // called by a rewrite before it renames its temporary file
 }
 
 // Defaults of Open.
@@ -88,6 +90,7 @@ func defaultConfig() config {
 		clock:          retry.SystemClock,
 		fileMode:       0o600,
 		syncFile:       (*os.File).Sync,
+		syncDir:        syncDir,
 	}
 }
 

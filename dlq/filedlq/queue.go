@@ -161,7 +161,7 @@ func (q *Queue) createSegment(seq uint64) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syncDir(q.dir); err != nil {
+	if err := q.cfg.syncDir(q.dir); err != nil {
 		f.Close()
 		os.Remove(f.Name()) // so that the next attempt can create it again
 		return nil, err
@@ -317,7 +317,7 @@ func (q *Queue) rotateLocked() error {
 			q.cfg.logger.Warn("filedlq: retention removed a segment with its entries", "dir", q.dir, "segment", segName(seg), "bytes", size)
 		}
 		q.segs = slices.DeleteFunc(q.segs, func(s uint64) bool { return removed[s] })
-		if err := syncDir(q.dir); err != nil {
+		if err := q.cfg.syncDir(q.dir); err != nil {
 			q.cfg.logger.Error("filedlq: directory sync after retention failed", "dir", q.dir, "err", err)
 		}
 	}

@@ -276,8 +276,21 @@ func (q *Queue) deleteFrom(ctx context.Context, seg uint64, drop map[string]bool
 		if err != nil || !removed {
 			return err
 		}
-		// The segment file was replaced: append to the new one. Its lines, including those not
-		// yet fsynced in the old file, were fsynced by the rewrite.
+		// The new file holds every line written so far (mu keeps Puts out) and was fsynced, but
+		// until the directory is fsynced a machine crash may bring the old file back, in which
+		// lines still waiting for their fsync may never have reached the disk. So the directory
+		// is fsynced first; only then are those lines marked durable, which acknowledges their
+		// Puts, and only then does the new file become the one that fsync rounds and later Puts
+		// use, so that no fsync of it can acknowledge a line before the rename is durable.
+		// (An fsync round running meanwhile on the old file acknowledges rightly: whichever
+		// file the name ends up on holds its lines, fsynced.) When the directory fsync fails,
+		// the name may stay on either file, and new lines would go to a file the directory
+		// may not keep: that breaks the queue, as a failed fsync does.
+		if err := q.cfg.syncDir(q.dir); err != nil {
+			q.failSync(fmt.Errorf("directory fsync after rewriting the active segment: %w", err))
+			return err
+		}
+		q.markSynced(q.written.Load())
 		f, err := os.OpenFile(filepath.Join(q.dir, segName(seg)), os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
 			q.broken = fmt.Errorf("reopening the rewritten active segment: %w", err)
@@ -287,8 +300,7 @@ func (q *Queue) deleteFrom(ctx context.Context, seg uint64, drop map[string]bool
 		q.active.Close()
 		q.active, q.size = f, size
 		q.fileMu.Unlock()
-		q.markSynced(q.written.Load())
-		return syncDir(q.dir)
+		return nil
 	}
 	q.segMu.Lock()
 	q.mu.Unlock()
@@ -301,13 +313,13 @@ func (q *Queue) deleteFrom(ctx context.Context, seg uint64, drop map[string]bool
 		return err
 	}
 	if size > 0 {
-		return syncDir(q.dir)
+		return q.cfg.syncDir(q.dir)
 	}
 	if err := os.Remove(filepath.Join(q.dir, segName(seg))); err != nil {
 		return err
 	}
 	q.segs = slices.DeleteFunc(q.segs, func(s uint64) bool { return s == seg })
-	return syncDir(q.dir)
+	return q.cfg.syncDir(q.dir)
 }
 
 // rewrite replaces the segment with a copy that lacks the lines of the dropped entries, and
@@ -364,6 +376,9 @@ func (q *Queue) rewrite(ctx context.Context, seg uint64, limit int64, drop map[s
 		return 0, false, err
 	}
 	committed = true
+	if q.cfg.beforeRename != nil {
+		q.cfg.beforeRename(segName(seg))
+	}
 	if err := os.Rename(tmpPath, path); err != nil {
 		os.Remove(tmpPath)
 		return 0, false, err

@@ -1,0 +1,120 @@
+package filedlq_test
+
+import (
+	"context"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/dlq/filedlq"
+	"github.com/fanbridge/fanbridge/internal/testwait"
+)
+
+// heldSync returns an fsync replacement that, once armed, holds the next fsync of a segment until
+// release is closed or ctx ends; started is closed when it holds one.
+type heldSync struct {
+	ctx              context.Context
+	armed            atomic.Bool
+	started, release chan struct{}
+	once             sync.Once
+}
+
+func newHeldSync(ctx context.Context) *heldSync {
+	return &heldSync{ctx: ctx, started: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *heldSync) option() filedlq.Option {
+	return filedlq.WithSyncFunc(func(f *os.File) error {
+		if h.armed.CompareAndSwap(true, false) {
+			h.once.Do(func() { close(h.started) })
+			select {
+			case <-h.release:
+			case <-h.ctx.Done():
+			}
+		}
+		return f.Sync()
+	})
+}
+
+// A Delete that rewrites the active segment copies the lines of Puts still waiting for their
+// fsync into the new file and fsyncs it, but the new file is the segment only once the directory
+// is fsynced: the waiting Puts must be acknowledged after that, not before.
+func TestDeleteOnActiveSegmentAcknowledgesPutsAfterTheDirectoryFsync(t *testing.T) {
+	for _, dirFails := range []bool{false, true} {
+		name := map[bool]string{false: "directory fsync succeeds", true: "directory fsync fails"}[dirFails]
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			dir := t.TempDir()
+			held := newHeldSync(ctx)
+			var (
+				q                            *filedlq.Queue
+				putErr                       = make(chan error, 1)
+				dirArmed                     atomic.Bool
+				ackedEarly, durableAtDirSync atomic.Int64
+			)
+			ackedEarly.Store(-1)
+			q, err := filedlq.Open(dir, held.option(), filedlq.WithDirSyncFunc(func(d string) error {
+				if dirArmed.CompareAndSwap(true, false) {
+					// The Delete's directory fsync: the waiting Put must not have returned yet.
+					ackedEarly.Store(int64(len(putErr)))
+					durableAtDirSync.Store(int64(q.DurableLines()))
+					if dirFails {
+						return syscall.EIO
+					}
+				}
+				f, err := os.Open(d)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				return f.Sync()
+			}))
+			require.NoError(t, err)
+			t.Cleanup(func() { q.Close() })
+			require.NoError(t, q.Put(ctx, entryFor("x", 0)))
+
+			// The fsync of a's line is held, so a's Put waits while the Delete runs.
+			held.armed.Store(true)
+			go func() { putErr <- q.Put(ctx, entryFor("a", 0)) }()
+			wait(t, ctx, held.started)
+			dirArmed.Store(true)
+			delErr := make(chan error, 1)
+			go func() { delErr <- q.Delete(ctx, "x") }()
+
+			if !dirFails {
+				// The Delete made a's line durable: it acknowledges a's Put although a's own
+				// fsync is still held.
+				require.NoError(t, testwait.Recv(t, putErr, 10*time.Second))
+				close(held.release)
+				require.NoError(t, recv(t, ctx, delErr))
+				assert.Equal(t, int64(0), ackedEarly.Load(), "a Put was acknowledged before the directory fsync")
+				assert.Equal(t, int64(1), durableAtDirSync.Load(), "lines were marked durable before the directory fsync")
+				assert.Equal(t, uint64(2), q.DurableLines())
+				require.NoError(t, q.Put(ctx, entryFor("b", 0)))
+				assert.Equal(t, []string{"a", "b"}, listIDs(t, ctx, q))
+				return
+			}
+			// The name may be on either file: a's Put is not acknowledged, and the queue takes
+			// no more entries, since they would go to a file the directory may not keep.
+			err = testwait.Recv(t, putErr, 10*time.Second)
+			require.ErrorIs(t, err, filedlq.ErrBroken)
+			require.ErrorIs(t, err, syscall.EIO)
+			close(held.release)
+			require.ErrorIs(t, recv(t, ctx, delErr), syscall.EIO)
+			assert.Equal(t, int64(0), ackedEarly.Load())
+			assert.Equal(t, uint64(1), q.DurableLines())
+			require.ErrorIs(t, q.Put(ctx, entryFor("refused", 0)), filedlq.ErrBroken)
+			require.NoError(t, q.Close())
+
+			q2 := open(t, dir)
+			assert.Equal(t, []string{"a"}, listIDs(t, ctx, q2))
+			assert.Empty(t, q2.Recovered())
+		})
+	}
+}
