@@ -3,6 +3,9 @@ package filedlq_test
 import (
 	"context"
 	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -12,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/internal/testwait"
 )
@@ -116,5 +120,86 @@ func TestDeleteOnActiveSegmentAcknowledgesPutsAfterTheDirectoryFsync(t *testing.
 			assert.Equal(t, []string{"a"}, listIDs(t, ctx, q2))
 			assert.Empty(t, q2.Recovered())
 		})
+	}
+}
+
+// Close must wait for a Delete that is rewriting an older segment: once Close has released the
+// directory, another writer may reuse the segment's temporary file, and the rewrite would rename
+// a copy it did not write over the segment.
+func TestCloseWaitsForADeleteRewritingAnOlderSegment(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	var armed atomic.Bool
+	entered, release := make(chan string, 1), make(chan struct{})
+	q, err := filedlq.Open(dir, filedlq.WithMaxSegmentSize(1000), filedlq.WithBeforeRename(func(seg string) {
+		if armed.CompareAndSwap(true, false) {
+			entered <- seg
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+	}))
+	require.NoError(t, err)
+	t.Cleanup(func() { q.Close() })
+	for _, id := range []string{"a1", "a2", "b1", "b2"} {
+		require.NoError(t, q.Put(ctx, entryFor(id, 0)))
+	}
+	segs := segments(t, dir)
+	require.Len(t, segs, 2, "a1 and a2 fill the first segment")
+
+	armed.Store(true)
+	delErr := make(chan error, 1)
+	go func() { delErr <- q.Delete(ctx, "a1") }()
+	assert.Equal(t, "dlq-00000000000000000001.jsonl", recv(t, ctx, entered))
+	closeErr := make(chan error, 1)
+	go func() { closeErr <- q.Close() }()
+
+	// Close must block, inside Close, while the rewrite is held; returning is the defect.
+	blocked := waitUntilBlockedIn(t, ctx, "filedlq.(*Queue).Close", closeErr)
+	require.True(t, blocked, "Close returned while a Delete was rewriting a segment")
+	_, err = filedlq.Open(dir)
+	require.ErrorIs(t, err, filedlq.ErrLocked, "Close released the directory during a rewrite")
+
+	close(release)
+	require.NoError(t, recv(t, ctx, closeErr))
+	// The rewrite of the first segment finished; the Delete then found the queue closed.
+	require.ErrorIs(t, recv(t, ctx, delErr), dlq.ErrClosed)
+
+	q2 := open(t, dir)
+	assert.Equal(t, []string{"a2", "b1", "b2"}, listIDs(t, ctx, q2))
+	assert.Empty(t, q2.Recovered())
+	tmps, err := filepath.Glob(filepath.Join(dir, "*.tmp"))
+	require.NoError(t, err)
+	assert.Empty(t, tmps)
+}
+
+// waitUntilBlockedIn waits until a goroutine running fn is blocked, and reports true, or until
+// done delivers (fn returned), and reports false. It reads the goroutines' stacks, so that a test
+// can tell "fn waits" from "fn has not got there yet" without a timed guess.
+func waitUntilBlockedIn(t *testing.T, ctx context.Context, fn string, done <-chan error) bool {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for {
+		select {
+		case err := <-done:
+			t.Logf("%s returned: %v", fn, err)
+			return false
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s to block: %v", fn, ctx.Err())
+		default:
+		}
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			header, _, _ := strings.Cut(g, "\n")
+			// A goroutine waiting on a mutex, wait group or channel is shown as, for example,
+			// "goroutine 7 [sync.Mutex.Lock]:".
+			waiting := strings.Contains(header, "sync.") || strings.Contains(header, "semacquire") ||
+				strings.Contains(header, "chan ")
+			if waiting && strings.Contains(g, fn+"(") {
+				return true
+			}
+		}
+		runtime.Gosched()
 	}
 }

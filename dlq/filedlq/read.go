@@ -302,6 +302,9 @@ func (q *Queue) deleteFrom(ctx context.Context, seg uint64, drop map[string]bool
 		q.fileMu.Unlock()
 		return nil
 	}
+	// Close waits for segMu before it releases the directory's lock; taking segMu before mu is
+	// released, after closed was checked, makes sure no rewrite starts that Close does not wait
+	// for.
 	q.segMu.Lock()
 	q.mu.Unlock()
 	defer q.segMu.Unlock()

@@ -149,8 +149,8 @@ func (s *syncState) wakeLocked() {
 }
 
 // Close stops the queue: later Puts fail with dlq.ErrClosed. Under SyncAlways and SyncInterval it
-// fsyncs what was written first, so Puts still waiting return nil. It then releases the
-// directory's lock. Close returns the error of that last fsync; closing again returns nil.
+// fsyncs what was written first, so Puts still waiting return nil. It waits for a Delete that is
+// rewriting a segment, and then releases the directory's lock. Close returns the error of that last fsync; closing again returns nil.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -161,6 +161,12 @@ func (q *Queue) Close() error {
 	if q.cfg.readOnly {
 		return nil
 	}
+	// A Delete rewriting an older segment holds segMu but not mu. Wait for it: once the lock is
+	// released another writer may reuse the segment's temporary file, over which the rewrite
+	// would then rename a copy it did not write. No later rewrite can start, since deleteFrom
+	// takes segMu under mu and checks closed first.
+	q.segMu.Lock()
+	q.segMu.Unlock()
 	close(q.sy.quit)
 	<-q.sy.exited
 
