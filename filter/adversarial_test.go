@@ -57,3 +57,60 @@ func TestAdversarialArrays(t *testing.T) {
 	assert.Equal(t, []string{"B", "G"}, got)
 	assert.Less(t, time.Since(start), bound, "Matcher took too long")
 }
+
+// TestAdversarialNestedArraysLinear covers independent arrays of objects that share one element
+// of an enclosing array: that element's position stays part of the search's state, and a search
+// that only merged walks with no positions left would try every combination of elements. The
+// work (steps tried plus values looked at, counted by the package) must grow linearly with the
+// event: doubling the arrays may at most about double it, where trying combinations would
+// multiply it by eight or more.
+func TestAdversarialNestedArraysLinear(t *testing.T) {
+	four := func(n int) string {
+		return `{"a":` + objects(`{"x":1}`, n) + `,"b":` + objects(`{"y":1}`, n) +
+			`,"c":` + objects(`{"z":1}`, n) + `,"d":` + objects(`{"w":1}`, n) + `}`
+	}
+	cases := []struct {
+		name    string
+		pattern string
+		event   func(n int) string
+		want    bool
+	}{
+		{"one enclosing element", `{"o":{"a":{"x":[1]},"b":{"y":[1]},"c":{"z":[1]},"d":{"w":[2]}}}`,
+			func(n int) string { return `{"o":[` + four(n) + `]}` }, false},
+		{"one enclosing element, match", `{"o":{"a":{"x":[1]},"b":{"y":[1]},"c":{"z":[1]},"d":{"w":[1]}}}`,
+			func(n int) string { return `{"o":[` + four(n) + `]}` }, true},
+		{"several enclosing elements", `{"o":{"a":{"x":[1]},"b":{"y":[1]},"c":{"z":[1]},"d":{"w":[2]}}}`,
+			func(n int) string { return `{"o":[` + four(n) + `,` + four(n) + `,{"a":[{"x":1}]}]}` }, false},
+		{"two enclosing arrays", `{"p":{"o":{"a":{"x":[1]},"b":{"y":[1]},"c":{"z":[1]},"d":{"w":[2]}}}}`,
+			func(n int) string { return `{"p":[{"o":[` + four(n) + `]},{"o":[` + four(n) + `]}]}` }, false},
+		{"enclosing array tested too", `{"o":{"k":[1],"a":{"x":[1]},"b":{"y":[1]},"d":{"w":[2]}}}`,
+			func(n int) string {
+				return `{"o":[{"k":1,"a":` + objects(`{"x":1}`, n) + `,"b":` + objects(`{"y":1}`, n) + `,"d":` + objects(`{"w":1}`, n) + `}]}`
+			}, false},
+		{"absence in the last array", `{"o":{"a":{"x":[1]},"b":{"y":[1]},"c":{"z":[1]},"d":{"w":[{"exists":false}]}}}`,
+			func(n int) string { return `{"o":[` + four(n) + `]}` }, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			const n = 24
+			p := filter.MustParsePattern(c.pattern)
+			m := filter.NewMatcher()
+			require.NoError(t, m.Add("r", []byte(c.pattern)))
+			var pw, mw [2]int
+			for i, size := range []int{n, 2 * n} {
+				event := []byte(c.event(size))
+				got, work, err := filter.PatternWork(p, event)
+				require.NoError(t, err)
+				assert.Equal(t, c.want, got)
+				pw[i] = work
+				names, work, err := filter.MatcherWork(m, event)
+				require.NoError(t, err)
+				assert.Equal(t, c.want, len(names) == 1)
+				mw[i] = work
+			}
+			t.Logf("Pattern work %d then %d, Matcher work %d then %d", pw[0], pw[1], mw[0], mw[1])
+			assert.LessOrEqual(t, float64(pw[1]), 2.5*float64(pw[0]), "Pattern work grows faster than the event")
+			assert.LessOrEqual(t, float64(mw[1]), 2.5*float64(mw[0]), "Matcher work grows faster than the event")
+		})
+	}
+}

@@ -136,10 +136,16 @@ type flatEvent struct {
 	fold   []byte // scratch for case folding
 
 	// red holds array positions while a search runs; memo marks (branch, step) searches that
-	// failed with no position that mattered, in the current memoEpoch.
+	// failed with no position that mattered, in the current memoEpoch, and memoPos the steps
+	// for which states records failures with positions that mattered.
 	red       []memEntry
 	memo      []uint32
+	memoPos   []uint32
 	memoEpoch uint32
+	states    stateMemo
+
+	// work counts the search's steps and the values it looks at, for tests that bound it.
+	work int
 }
 
 func (f *flatEvent) reset(raw []byte) {
@@ -423,15 +429,19 @@ outer:
 func (f *flatEvent) newMemo(n int) {
 	if cap(f.memo) < n {
 		f.memo = make([]uint32, n)
+		f.memoPos = make([]uint32, n)
 		f.memoEpoch = 0
 	}
 	f.memo = f.memo[:n]
+	f.memoPos = f.memoPos[:n]
 	f.memoEpoch++
 	if f.memoEpoch == 0 {
 		clear(f.memo[:cap(f.memo)])
+		clear(f.memoPos[:cap(f.memoPos)])
 		f.memoEpoch = 1
 	}
 	f.red = f.red[:0]
+	f.states.reset()
 }
 
 // reduce drops from cur the positions in arrays that hold none of the leaves in leaves; the

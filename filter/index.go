@@ -23,8 +23,9 @@ import (
 // Arrays: a transition taken on a value inside an array of objects carries that value's array
 // positions down the walk, and values in other elements of the same arrays are not used further
 // down (all fields of a pattern must match within one element). Walks whose remaining steps
-// cannot be affected by any position carried are merged, which keeps the walk linear in events
-// with many independent arrays.
+// cannot be affected by any position carried are merged, as are walks that reach one node with
+// the same positions that matter below it, which keeps the walk linear in events with many
+// independent arrays, whether or not they share an element of an enclosing array.
 type snapshot struct {
 	version   uint64
 	names     []string
@@ -415,7 +416,7 @@ func appendMap(m map[string][]int32, k string, id int32) map[string][]int32 {
 type matchScratch struct {
 	fe        flatEvent
 	epoch     uint32
-	seen      []uint32 // per node: visited in this epoch with no array positions that matter
+	seen      []uint32 // per node: visited in this epoch with no array positions that matter (fe.states has the others)
 	stamp     uint32
 	kidStamp  []uint32 // per node: already collected for the current value
 	kids      []int32  // stack of children to visit
@@ -443,6 +444,7 @@ func (m *matchScratch) next() {
 	m.matched = m.matched[:0]
 	m.kids = m.kids[:0]
 	m.stack = m.stack[:0]
+	m.fe.states.reset()
 }
 
 func (m *matchScratch) collectOne(id int32) {
@@ -481,17 +483,21 @@ func (s *snapshot) match(m *matchScratch) {
 func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
 	nd := &s.nodes[n]
 	fe := &m.fe
+	fe.work++
 	top := len(m.stack)
 	defer func() { m.stack = m.stack[:top] }()
 	if len(cur) > 0 {
 		cur = s.reduce(m, nd, cur)
 	}
+	// A visit's effect depends only on the node and the array positions that matter below it,
+	// so a second visit with the same ones (often none) has nothing left to do.
 	if len(cur) == 0 {
-		// Without array positions that matter below, every visit of this node is the same.
 		if m.seen[n] == m.epoch {
 			return
 		}
 		m.seen[n] = m.epoch
+	} else if fe.states.add(n, cur) {
+		return
 	}
 	for _, r := range nd.accept {
 		if m.ruleEpoch[r] != m.epoch {
@@ -503,6 +509,7 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
 	for ti := range nd.trans {
 		t := &nd.trans[ti]
 		usable := false
+		fe.work += len(fe.at(t.leaf))
 		for _, k := range fe.at(t.leaf) {
 			if !fe.consistent(cur, k) {
 				continue

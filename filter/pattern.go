@@ -141,9 +141,11 @@ func (p *Pattern) matchFlat(fe *flatEvent) bool {
 // choices. The Matcher reaches the same answers by other means, and the tests hold it to this.
 //
 // One refinement keeps the search linear when an event has many independent arrays: the array
-// positions chosen so far are reduced to those the remaining steps can meet; when none are left,
-// the outcome depends on the step alone, so a step that failed that way fails again at once.
+// positions chosen so far are reduced to those the remaining steps can meet, and the outcome
+// then depends on the step and those positions alone, so a step that failed with the same
+// positions (often none, or only the element of an enclosing array) fails again at once.
 func (p *Pattern) evalSteps(fe *flatEvent, b *branch, i int, cur []memEntry) bool {
+	fe.work++
 	if i == len(b.steps) {
 		return true
 	}
@@ -151,12 +153,17 @@ func (p *Pattern) evalSteps(fe *flatEvent, b *branch, i int, cur []memEntry) boo
 	defer func() { fe.red = fe.red[:top] }()
 	cur = fe.reduce(p.table, b.after[i], cur)
 	memo := b.memo + i
-	if len(cur) == 0 && fe.memo[memo] == fe.memoEpoch {
+	if len(cur) == 0 {
+		if fe.memo[memo] == fe.memoEpoch {
+			return false
+		}
+	} else if fe.memoPos[memo] == fe.memoEpoch && fe.states.has(int32(memo), cur) {
 		return false
 	}
 	st := &b.steps[i]
 	seen := false
 	var v value
+	fe.work += len(fe.at(st.leaf))
 	for _, k := range fe.at(st.leaf) {
 		if !fe.consistent(cur, k) {
 			continue
@@ -180,6 +187,9 @@ func (p *Pattern) evalSteps(fe *flatEvent, b *branch, i int, cur []memEntry) boo
 	}
 	if len(cur) == 0 {
 		fe.memo[memo] = fe.memoEpoch
+	} else {
+		fe.memoPos[memo] = fe.memoEpoch
+		fe.states.add(int32(memo), cur)
 	}
 	return false
 }
@@ -190,7 +200,7 @@ func getFlat() *flatEvent { return flatPool.Get().(*flatEvent) }
 
 func putFlat(fe *flatEvent) {
 	// Keep buffers grown by an unusually large event out of the pool.
-	if cap(fe.fields) > 1<<14 || cap(fe.text) > 1<<20 || cap(fe.mem) > 1<<16 {
+	if cap(fe.fields) > 1<<14 || cap(fe.text) > 1<<20 || cap(fe.mem) > 1<<16 || fe.states.big() {
 		return
 	}
 	fe.raw = nil

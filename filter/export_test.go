@@ -1,0 +1,31 @@
+package filter
+
+// PatternWork matches p against raw like MatchRaw and also returns how much searching it took:
+// the steps tried plus the values looked at.
+func PatternWork(p *Pattern, raw []byte) (bool, int, error) {
+	fe := getFlat()
+	defer putFlat(fe)
+	if err := fe.flatten(p.table, raw); err != nil {
+		return false, 0, err
+	}
+	fe.work = 0
+	ok := p.matchFlat(fe)
+	return ok, fe.work, nil
+}
+
+// MatcherWork is MatchRaw that also returns the nodes visited plus the values looked at.
+func MatcherWork(m *Matcher, raw []byte) ([]string, int, error) {
+	s := m.current()
+	ms := s.pool.Get().(*matchScratch)
+	defer s.release(ms)
+	if err := ms.fe.flatten(s.table, raw); err != nil {
+		return nil, 0, err
+	}
+	ms.fe.work = 0
+	s.match(ms)
+	var names []string
+	for _, r := range ms.matched {
+		names = append(names, s.names[r])
+	}
+	return names, ms.fe.work, nil
+}
