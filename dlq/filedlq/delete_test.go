@@ -2,6 +2,7 @@ package filedlq_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -202,4 +203,56 @@ func waitUntilBlockedIn(t *testing.T, ctx context.Context, fn string, done <-cha
 		}
 		runtime.Gosched()
 	}
+}
+
+// A List that reaches the active segment after a Delete shrank it and a Put grew it again must
+// not take the line its size limit cuts for a torn write: nothing is damaged.
+func TestListAfterTheActiveSegmentWasRewrittenReportsNoDamage(t *testing.T) {
+	for _, grow := range []int{0, 40, 4000} {
+		t.Run(fmt.Sprintf("regrown by an entry of %d bytes", grow), func(t *testing.T) {
+			ctx := testCtx(t)
+			var d damages
+			q := open(t, t.TempDir(), filedlq.WithMaxSegmentSize(600), d.option())
+			for _, id := range []string{"a", "b", "c"} { // each in a segment of its own
+				require.NoError(t, q.Put(ctx, entryFor(id, 0)))
+			}
+			require.Equal(t, 3, q.Stats().Segments)
+			var seen []string
+			require.NoError(t, q.List(ctx, func(e dlq.Entry) error {
+				seen = append(seen, e.ID)
+				if e.ID == "a" {
+					require.NoError(t, q.Delete(ctx, "c"))
+					require.NoError(t, q.Put(ctx, entryFor("later", grow)))
+				}
+				return nil
+			}))
+			assert.Empty(t, d.list, "nothing is damaged")
+			assert.Zero(t, q.Stats().Damaged)
+			// What List saw at its start and was not deleted is all there; an entry written
+			// since may be, too.
+			require.GreaterOrEqual(t, len(seen), 2)
+			assert.Equal(t, []string{"a", "b"}, seen[:2])
+			assert.Subset(t, []string{"a", "b", "later"}, seen)
+			assert.Equal(t, []string{"a", "b", "later"}, listIDs(t, ctx, q))
+		})
+	}
+}
+
+// A torn write that the size limit of a reader does not cut is still reported.
+func TestListReportsATornTailBeforeTheLimit(t *testing.T) {
+	ctx := testCtx(t)
+	var d damages
+	dir := t.TempDir()
+	q := open(t, dir, d.option())
+	require.NoError(t, q.Put(ctx, entryFor("a", 0)))
+	require.NoError(t, q.Put(ctx, entryFor("b", 0)))
+	// Shrink the segment behind the writer's back, cutting b in half: the writer's size limit
+	// now lies past the end of the file, and the half line is damage.
+	seg := segments(t, dir)[0]
+	b, err := os.ReadFile(seg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(seg, b[:len(b)-50], 0o600))
+	assert.Equal(t, []string{"a"}, listIDs(t, ctx, q))
+	require.Len(t, d.list, 1)
+	assert.ErrorIs(t, d.list[0].Err, filedlq.ErrTorn)
 }

@@ -73,11 +73,12 @@
 // SyncAlways, wait together: one fsync acknowledges every Put that wrote before it started (group
 // commit), so many concurrent Puts cost about one fsync per round instead of one each. The first
 // Put that waits starts the round on a goroutine of its own, so that every waiting Put, that one
-// included, can still give up when its context ends. List, Get and Delete run beside Puts; List reads what was written when it
-// started, and fn may call Delete. Delete blocks Puts while it rewrites the active segment, and a
-// Put that must start a new segment waits for a rewrite of an older one to finish. Close waits
-// for a rewrite in progress before it releases the directory.
-// Within one process and across processes, only one Queue may write a directory.
+// included, can still give up when its context ends. List, Get and Delete run beside Puts; List
+// reads what was written when it started (and, when a Delete rewrote the active segment
+// meanwhile, perhaps some entries written since), and fn may call Delete. Delete blocks Puts
+// while it rewrites the active segment, and a Put that must start a new segment waits for a
+// rewrite of an older one to finish. Close waits for a rewrite in progress before it releases the
+// directory. Within one process and across processes, only one Queue may write a directory.
 //
 // # Delivery semantics
 //

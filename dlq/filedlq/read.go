@@ -16,6 +16,12 @@ import (
 
 // view is what a reader sees of the queue: the segments to read, in order, and for the active one
 // the size up to which its lines are complete.
+//
+// That size holds only until a Delete rewrites the active segment: the segment then shrinks, and
+// Puts may grow it again past the size, which then falls inside a line written since. What the
+// size still covers is every line the view saw and the Delete kept, since a rewrite keeps the
+// order of the lines and only removes some, and perhaps lines written since; a line it cuts
+// was written since, and scan skips it instead of taking it for a torn write.
 type view struct {
 	segs       []uint64
 	activeSeq  uint64
@@ -71,7 +77,8 @@ func (q *Queue) maxLine() int { return max(2*q.cfg.maxEntrySize, 16<<20) }
 
 // scan reads the segment's lines, up to limit bytes when limit is not negative. It calls onLine
 // with each complete line's offset and bytes, newline excluded (valid until onLine returns), and
-// onTail with bytes after the last newline. A line longer than maxLine is reported as damage.
+// onTail with bytes after the last newline, unless the limit cut them off a line that goes on in
+// the file. A line longer than maxLine is reported as damage.
 // A segment that no longer exists (removed by retention or emptied by a Delete) reads as empty.
 func (q *Queue) scan(ctx context.Context, seg uint64, limit int64, maxLine int,
 	onLine func(off int64, line []byte) error, onTail func(off int64, tail []byte) error) error {
@@ -84,8 +91,9 @@ func (q *Queue) scan(ctx context.Context, seg uint64, limit int64, maxLine int,
 	}
 	defer f.Close()
 	var r io.Reader = f
+	lr := &io.LimitedReader{R: f, N: limit}
 	if limit >= 0 {
-		r = io.LimitReader(f, limit)
+		r = lr
 	}
 	br := bufio.NewReaderSize(r, 256<<10)
 	var (
@@ -123,6 +131,14 @@ func (q *Queue) scan(ctx context.Context, seg uint64, limit int64, maxLine int,
 				}
 			}
 		case errors.Is(err, io.EOF):
+			if n > 0 && limit >= 0 && lr.N == 0 {
+				// The limit cut a line that goes on in the file. It is not a torn write: the
+				// segment was rewritten by a Delete since the limit was taken, and grew again.
+				var b [1]byte
+				if k, _ := f.ReadAt(b[:], limit); k == 1 {
+					return nil
+				}
+			}
 			if n > 0 && !tooLong {
 				return onTail(off, append(long, chunk...))
 			}
@@ -148,7 +164,8 @@ func (q *Queue) reportTail(seg uint64) func(int64, []byte) error {
 }
 
 // List calls fn with each entry, oldest first: segments in order, lines in the order they were
-// written. It reads what was written before List started, except entries deleted meanwhile.
+// written. It reads what was written before List started, except entries deleted meanwhile; when
+// a Delete rewrote the active segment meanwhile, it may also read some entries written since.
 // Damaged lines are skipped and reported (see Damage). fn may call Delete.
 func (q *Queue) List(ctx context.Context, fn func(dlq.Entry) error) error {
 	if err := ctx.Err(); err != nil {
