@@ -60,10 +60,12 @@ func TestAdversarialArrays(t *testing.T) {
 
 // TestAdversarialNestedArraysLinear covers independent arrays of objects that share one element
 // of an enclosing array: that element's position stays part of the search's state, and a search
-// that only merged walks with no positions left would try every combination of elements. The
-// work (steps tried plus values looked at, counted by the package) must grow linearly with the
-// event: doubling the arrays may at most about double it, where trying combinations would
-// multiply it by eight or more.
+// that only merged walks with no positions left would try every combination of elements. It
+// also covers patterns testing two fields of one long array, where looking at every element's
+// value for every element chosen would be quadratic. The work (steps tried plus values looked
+// at, counted by the package) must grow linearly with the event: doubling the arrays may at most
+// about double it, where a quadratic search would multiply it by four, and one trying
+// combinations by eight or more.
 func TestAdversarialNestedArraysLinear(t *testing.T) {
 	four := func(n int) string {
 		return `{"a":` + objects(`{"x":1}`, n) + `,"b":` + objects(`{"y":1}`, n) +
@@ -87,6 +89,18 @@ func TestAdversarialNestedArraysLinear(t *testing.T) {
 			func(n int) string {
 				return `{"o":[{"k":1,"a":` + objects(`{"x":1}`, n) + `,"b":` + objects(`{"y":1}`, n) + `,"d":` + objects(`{"w":1}`, n) + `}]}`
 			}, false},
+		{"two fields of one array", `{"a":{"w":[1],"x":[2]}}`,
+			func(n int) string { return `{"a":` + objects(`{"w":1,"x":1}`, 4*n) + `}` }, false},
+		{"two fields of one array, enclosed", `{"o":{"a":{"w":[1],"x":[2]}}}`,
+			func(n int) string {
+				return `{"o":[{"a":` + objects(`{"w":1,"x":1}`, 2*n) + `},{"a":` + objects(`{"w":1,"x":1}`, 2*n) + `}]}`
+			}, false},
+		{"absence after a field of the same array", `{"a":{"w":[1],"x":[{"exists":false}]}}`,
+			func(n int) string { return `{"a":` + objects(`{"w":1,"x":1}`, 4*n) + `}` }, false},
+		{"one path, two arrays", `{"a":{"w":[1],"x":[2]}}`,
+			func(n int) string { return `{"a":` + objects(`{"w":1}`, 4*n) + `,"a":` + objects(`{"x":2}`, 4*n) + `}` }, true},
+		{"one path, an array and a dotted key", `{"a":{"w":[1],"x":[2]}}`,
+			func(n int) string { return `{"a":` + objects(`{"w":1}`, 4*n) + `,"a.x":` + objects(`3`, 4*n) + `}` }, false},
 		{"absence in the last array", `{"o":{"a":{"x":[1]},"b":{"y":[1]},"c":{"z":[1]},"d":{"w":[{"exists":false}]}}}`,
 			func(n int) string { return `{"o":[` + four(n) + `]}` }, false},
 	}

@@ -2,6 +2,8 @@ package filter
 
 import (
 	"bytes"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/fanbridge/fanbridge/internal/jsonstr"
@@ -16,6 +18,7 @@ type pathTable struct {
 	nodes []pathNode // nodes[0] is the root, the event object itself
 	paths []string   // leaf paths by leaf id
 	below [][]uint64 // per node: the leaves whose path is this node's path or lies under it
+	node  []int32    // per leaf: its node
 }
 
 type pathNode struct {
@@ -29,7 +32,7 @@ type pathNode struct {
 
 // newPathTable builds a table whose leaf ids are the indexes of paths.
 func newPathTable(paths []string) *pathTable {
-	t := &pathTable{nodes: []pathNode{{leaf: -1}}, paths: paths}
+	t := &pathTable{nodes: []pathNode{{leaf: -1}}, paths: paths, node: make([]int32, len(paths))}
 	chains := make([][]int32, len(paths))
 	for i, p := range paths {
 		n := int32(0)
@@ -51,6 +54,7 @@ func newPathTable(paths []string) *pathTable {
 			chains[i] = append(chains[i], n)
 		}
 		t.nodes[n].leaf = int32(i)
+		t.node[i] = n
 	}
 	words := (len(paths) + 63) / 64
 	bits := make([]uint64, len(t.nodes)*words)
@@ -111,6 +115,9 @@ type memEntry struct {
 	arr, idx int32
 }
 
+// span is a range of field indexes.
+type span struct{ lo, hi int32 }
+
 // frame is one open object (arr < 0) or array on the walk down the event.
 type frame struct {
 	arr, idx int32
@@ -124,16 +131,25 @@ type flatEvent struct {
 	text   []byte
 	mem    []memEntry
 	arrays []bool // per array id: some element holds an object, so consistency applies
-	// arrayNode is, per array id, the path table node of the path the array sits at.
+	// arrayNode is, per array id, the path table node of the path the array sits at, and
+	// arraySpan the fields that lie in the array: fields[lo:hi].
 	arrayNode []int32
+	arraySpan []span
 
 	byPath    []int32 // field indexes grouped by leaf path
 	pathStart []int32 // byPath[pathStart[l]:pathStart[l+1]] are the fields at leaf l
 	pathRel   []bool  // some field at leaf l has rel set
+	// holds is, per array id, a bitset of the leaves with a field that has a position in the
+	// array (holds[arr*words:][:words]): positions in it matter only to steps at those leaves.
+	holds []uint64
+	words int
 
 	keyBuf []byte
 	stack  []frame
 	fold   []byte // scratch for case folding
+
+	// opts holds the fields a search step may choose from (see options), as a stack.
+	opts []int32
 
 	// red holds array positions while a search runs; memo marks (branch, step) searches that
 	// failed with no position that mattered, in the current memoEpoch, and memoPos the steps
@@ -155,7 +171,9 @@ func (f *flatEvent) reset(raw []byte) {
 	f.mem = f.mem[:0]
 	f.arrays = f.arrays[:0]
 	f.arrayNode = f.arrayNode[:0]
+	f.arraySpan = f.arraySpan[:0]
 	f.stack = f.stack[:0]
+	f.opts = f.opts[:0]
 }
 
 // flatten reads raw, which must be one JSON object, and records the leaf values at t's paths.
@@ -249,11 +267,13 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 		arr := int32(len(f.arrays))
 		f.arrays = append(f.arrays, false)
 		f.arrayNode = append(f.arrayNode, id)
+		f.arraySpan = append(f.arraySpan, span{lo: int32(len(f.fields))})
 		f.stack = append(f.stack, frame{arr: arr})
 		top := len(f.stack) - 1
 		i = skipWS(b, i+1)
 		if i < len(b) && b[i] == ']' {
 			f.stack = f.stack[:top]
+			f.arraySpan[arr].hi = int32(len(f.fields))
 			return i + 1, nil
 		}
 		for idx := int32(0); ; idx++ {
@@ -269,6 +289,7 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 			}
 			if i < len(b) && b[i] == ']' {
 				f.stack = f.stack[:top]
+				f.arraySpan[arr].hi = int32(len(f.fields))
 				return i + 1, nil
 			}
 			return i, syntaxErr(i, "expected ',' or ']'")
@@ -329,13 +350,16 @@ func (f *flatEvent) group(leaves int) {
 	clear(f.pathStart)
 	f.pathRel = growBool(f.pathRel, leaves)
 	clear(f.pathRel)
+	f.words = (leaves + 63) / 64
+	f.holds = growUint64(f.holds, len(f.arrays)*f.words)
+	clear(f.holds)
 	for k := range f.fields {
 		fd := &f.fields[k]
 		for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
 			if f.arrays[e.arr] {
 				fd.rel = true
 				f.pathRel[fd.leaf] = true
-				break
+				f.holds[int(e.arr)*f.words+int(fd.leaf/64)] |= 1 << (fd.leaf % 64)
 			}
 		}
 		f.pathStart[fd.leaf+1]++
@@ -376,6 +400,68 @@ func (f *flatEvent) valueOf(k int32, v *value) {
 	if fd.kind == kindString || fd.kind == kindNumber {
 		v.text = f.textOf(fd)
 	}
+}
+
+// options returns the fields at leaf l that a search holding the array positions cur may
+// choose from, as a slice of l's fields or on the f.opts stack. It leaves out, by binary search,
+// the fields that lie in another element of an array where cur holds a position, which
+// consistent would reject one by one: without this, a pattern testing two fields of one array
+// of n objects would look at n values for each of n elements. The fields it returns still need
+// consistent.
+func (f *flatEvent) options(t *pathTable, l int32, cur []memEntry) []int32 {
+	ks := f.at(l)
+	if len(cur) == 0 || len(ks) < optionsMin || !f.pathRel[l] {
+		return ks
+	}
+	// holes are ranges of ks to leave out, two per array of cur that l lies strictly under.
+	// Only there does every field of the array at l carry a position in it (a scalar element of
+	// the array itself has none), in ascending order.
+	var holes [8]span
+	nh := 0
+	for _, c := range cur {
+		an := f.arrayNode[c.arr]
+		if an == t.node[l] || t.below[an][l/64]&(1<<(l%64)) == 0 || nh == len(holes) {
+			continue
+		}
+		sp := f.arraySpan[c.arr]
+		lo, _ := slices.BinarySearch(ks, sp.lo)
+		hi, _ := slices.BinarySearch(ks, sp.hi)
+		in := ks[lo:hi]
+		eLo := lo + sort.Search(len(in), func(i int) bool { return f.indexIn(in[i], c.arr) >= c.idx })
+		eHi := lo + sort.Search(len(in), func(i int) bool { return f.indexIn(in[i], c.arr) > c.idx })
+		holes[nh], holes[nh+1] = span{int32(lo), int32(eLo)}, span{int32(eHi), int32(hi)}
+		nh += 2
+	}
+	if nh == 0 {
+		return ks
+	}
+	hs := holes[:nh]
+	slices.SortFunc(hs, func(a, b span) int { return int(a.lo - b.lo) })
+	t0 := len(f.opts)
+	pos := int32(0)
+	for _, h := range hs {
+		if h.lo > pos {
+			f.opts = append(f.opts, ks[pos:h.lo]...)
+		}
+		pos = max(pos, h.hi)
+	}
+	f.opts = append(f.opts, ks[pos:]...)
+	return f.opts[t0:]
+}
+
+// optionsMin is the number of fields at a path from which options narrows them down; below it
+// looking at each costs less. Tests lower it.
+var optionsMin = 8
+
+// indexIn returns the element of array arr that field k lies in, or -1.
+func (f *flatEvent) indexIn(k, arr int32) int32 {
+	fd := &f.fields[k]
+	for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
+		if e.arr == arr {
+			return e.idx
+		}
+	}
+	return -1
 }
 
 // consistent reports whether field k can be chosen together with the fields whose array
@@ -444,20 +530,23 @@ func (f *flatEvent) newMemo(n int) {
 	f.states.reset()
 }
 
-// reduce drops from cur the positions in arrays that hold none of the leaves in leaves; the
+// matters reports whether array arr holds a field at one of the leaves in leaves.
+func (f *flatEvent) matters(arr int32, leaves []uint64) bool {
+	for w, x := range f.holds[int(arr)*f.words : int(arr+1)*f.words] {
+		if x&leaves[w] != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// reduce drops from cur the positions in arrays that hold no field at the leaves in leaves; the
 // result, if smaller, is built on f.red.
-func (f *flatEvent) reduce(t *pathTable, leaves []uint64, cur []memEntry) []memEntry {
+func (f *flatEvent) reduce(leaves []uint64, cur []memEntry) []memEntry {
 	if len(cur) == 0 {
 		return cur
 	}
-	matters := func(arr int32) bool {
-		for w, x := range t.below[f.arrayNode[arr]] {
-			if x&leaves[w] != 0 {
-				return true
-			}
-		}
-		return false
-	}
+	matters := func(arr int32) bool { return f.matters(arr, leaves) }
 	keep := 0
 	for _, e := range cur {
 		if matters(e.arr) {
@@ -479,6 +568,13 @@ func (f *flatEvent) reduce(t *pathTable, leaves []uint64, cur []memEntry) []memE
 func growInt32(s []int32, n int) []int32 {
 	if cap(s) < n {
 		return make([]int32, n, n+n/4)
+	}
+	return s[:n]
+}
+
+func growUint64(s []uint64, n int) []uint64 {
+	if cap(s) < n {
+		return make([]uint64, n, n+n/4)
 	}
 	return s[:n]
 }

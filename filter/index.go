@@ -484,8 +484,8 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
 	nd := &s.nodes[n]
 	fe := &m.fe
 	fe.work++
-	top := len(m.stack)
-	defer func() { m.stack = m.stack[:top] }()
+	top, optTop := len(m.stack), len(fe.opts)
+	defer func() { m.stack, fe.opts = m.stack[:top], fe.opts[:optTop] }()
 	if len(cur) > 0 {
 		cur = s.reduce(m, nd, cur)
 	}
@@ -509,8 +509,9 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
 	for ti := range nd.trans {
 		t := &nd.trans[ti]
 		usable := false
-		fe.work += len(fe.at(t.leaf))
-		for _, k := range fe.at(t.leaf) {
+		ks := fe.options(s.table, t.leaf, cur)
+		fe.work += len(ks)
+		for _, k := range ks {
 			if !fe.consistent(cur, k) {
 				continue
 			}
@@ -568,15 +569,9 @@ func (s *snapshot) reduce(m *matchScratch, nd *tnode, cur []memEntry) []memEntry
 	return m.stack[t0:]
 }
 
-// matters reports whether some path tested at or below nd lies inside array arr.
+// matters reports whether array arr holds a field at a path tested at or below nd.
 func (s *snapshot) matters(fe *flatEvent, nd *tnode, arr int32) bool {
-	below := s.table.below[fe.arrayNode[arr]]
-	for w, x := range below {
-		if x&nd.subtree[w] != 0 {
-			return true
-		}
-	}
-	return false
+	return fe.matters(arr, nd.subtree)
 }
 
 // lookup pushes onto m.kids the children that value v takes through index x.

@@ -149,9 +149,9 @@ func (p *Pattern) evalSteps(fe *flatEvent, b *branch, i int, cur []memEntry) boo
 	if i == len(b.steps) {
 		return true
 	}
-	top := len(fe.red)
-	defer func() { fe.red = fe.red[:top] }()
-	cur = fe.reduce(p.table, b.after[i], cur)
+	top, optTop := len(fe.red), len(fe.opts)
+	defer func() { fe.red, fe.opts = fe.red[:top], fe.opts[:optTop] }()
+	cur = fe.reduce(b.after[i], cur)
 	memo := b.memo + i
 	if len(cur) == 0 {
 		if fe.memo[memo] == fe.memoEpoch {
@@ -163,8 +163,9 @@ func (p *Pattern) evalSteps(fe *flatEvent, b *branch, i int, cur []memEntry) boo
 	st := &b.steps[i]
 	seen := false
 	var v value
-	fe.work += len(fe.at(st.leaf))
-	for _, k := range fe.at(st.leaf) {
+	ks := fe.options(p.table, st.leaf, cur)
+	fe.work += len(ks)
+	for _, k := range ks {
 		if !fe.consistent(cur, k) {
 			continue
 		}
