@@ -24,7 +24,7 @@ var long = flag.Bool("long", false, "run the long variants of the randomized tes
 //     array positions (no array is left out), and searches the branches itself.
 
 var (
-	genKeys    = []string{"a", "b", "c", "a.b"}
+	genKeys    = []string{"a", "b", "c", "a.b", ".c"}
 	genStrings = []string{`"x"`, `"y"`, `"xy"`, `"X"`, `""`, `"10.0.0.1"`, `"2001:db8::1"`, `"a*b"`, `"é"`, `"\u0078"`, `"x\"y"`}
 	genNumbers = []string{"0", "1", "1.5", "-2", "5.0", "3e2", "300", "1e-7", "6e11", "12345678901234567890", "0.000001"}
 )
@@ -90,6 +90,9 @@ func (g gen) path() []string {
 	p := make([]string, n)
 	for i := range p {
 		p[i] = g.pick(genKeys[:3])
+		if g.r.IntN(8) == 0 {
+			p[i] = "" // meets event keys starting with '.', such as ".c"
+		}
 	}
 	return p
 }

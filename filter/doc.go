@@ -57,7 +57,8 @@
 // event's nesting. An event matches when every field the pattern names matches (AND); a field
 // matches when any value in its array matches (OR); fields the pattern does not name are
 // ignored. A field is identified by its path, the keys from the root joined with "." (so, as in
-// EventBridge, {"a.b": …} and {"a": {"b": …}} name the same field). Values and operators apply
+// EventBridge, {"a.b": …} and {"a": {"b": …}} name the same field, and so do {".x": …} and
+// {"": {"x": …}}; a key may start or end with "."). Values and operators apply
 // to leaf values only (strings, numbers, true, false, null), never to objects: a pattern that
 // names an object field as a leaf does not match it.
 //

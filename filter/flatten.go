@@ -45,9 +45,13 @@ func newPathTable(paths []string) *pathTable {
 					t.nodes[n].kids = map[string]int32{}
 				}
 				t.nodes[n].kids[seg] = next
+				// An event key that starts with '.' leads through an empty segment (".x" is the
+				// path of {"": {"x": …}} too), so an empty segment admits the first byte '.'.
+				c := byte('.')
 				if seg != "" {
-					t.nodes[n].first[seg[0]/64] |= 1 << (seg[0] % 64)
+					c = seg[0]
 				}
+				t.nodes[n].first[c/64] |= 1 << (c % 64)
 				t.nodes[n].lens |= 1 << min(len(seg), 63)
 			}
 			n = next
