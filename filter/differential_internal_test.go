@@ -231,7 +231,12 @@ func oracleLeaves(t testing.TB, raw []byte) []oleaf {
 			id := arrays
 			arrays++
 			for i, e := range v {
-				walk(e, path, append(slices.Clip(mem), memEntry{arr: id, idx: int32(i)}))
+				switch e.(type) {
+				case map[string]any, []any:
+					walk(e, path, append(slices.Clip(mem), memEntry{arr: id, idx: int32(i)}))
+				default:
+					walk(e, path, mem) // a value that is an element has no position
+				}
 			}
 		case string:
 			out = append(out, oleaf{path: *path, v: value{kind: kindString, text: []byte(v)}, mem: mem})

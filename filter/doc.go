@@ -66,7 +66,9 @@
 // matches, and nested arrays are looked through. When a pattern tests several fields inside an
 // array of objects, all of them must be satisfied by one element: {"employees": {"first":
 // ["Anna"], "last": ["Jones"]}} does not match an Anna Smith beside a Peter Jones. The rule
-// applies at every level of nesting, and to arrays whose elements mix objects and other values.
+// applies at every level of nesting. Only objects and arrays are elements in this sense: a value
+// that is itself an element of an array lies in none of its elements and goes with any of them,
+// as in EventBridge, so {"x": [1], "x.a": [2]} matches {"x": [1, {"a": 2}]}.
 //
 // Exact values. A string matches the identical string (no case folding or normalisation; ""
 // matches only the empty string). true, false and null match themselves; null is not the empty

@@ -337,9 +337,16 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 	}
 }
 
+// record adds a leaf value with its array positions. As in event-ruler, only an object or an
+// array takes a position in the array holding it: a value that is itself an element of the
+// innermost array has none there, so it never conflicts with the fields of that array's objects.
 func (f *flatEvent) record(fd field) {
 	fd.memOff = int32(len(f.mem))
-	for _, fr := range f.stack {
+	stack := f.stack
+	if n := len(stack); n > 0 && stack[n-1].arr >= 0 {
+		stack = stack[:n-1]
+	}
+	for _, fr := range stack {
 		if fr.arr >= 0 {
 			f.mem = append(f.mem, memEntry(fr))
 		}
