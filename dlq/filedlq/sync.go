@@ -150,7 +150,8 @@ func (s *syncState) wakeLocked() {
 
 // Close stops the queue: later Puts fail with dlq.ErrClosed. Under SyncAlways and SyncInterval it
 // fsyncs what was written first, so Puts still waiting return nil. It waits for a Delete that is
-// rewriting a segment, and then releases the directory's lock. Close returns the error of that last fsync; closing again returns nil.
+// rewriting a segment, and then releases the directory's lock. Close returns the error of that
+// last fsync; closing again returns nil.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
