@@ -367,6 +367,13 @@ func (c *compiler) operator(n *jsonNode, path string, cd *cond) error {
 		if err != nil {
 			return invalid(path, op, "wants an IPv4 or IPv6 CIDR block such as \"10.0.0.0/24\"")
 		}
+		// EventBridge refuses these three; say what to write instead.
+		if a, _, _ := strings.Cut(v.str, "/"); p.Addr().Is6() && strings.Contains(a, ".") {
+			return invalid(path, op, "wants an IPv6 block written in hexadecimal, without an IPv4 part")
+		}
+		if p.Bits() == p.Addr().BitLen() {
+			return invalid(path, op, "does not take a block of one address (/32 for IPv4, /128 for IPv6); match the address as an exact string instead")
+		}
 		cd.ms = append(cd.ms, valueMatcher{op: opCIDR, pfx: p.Masked()})
 	default:
 		return invalid(path, op, "is not a known operator")

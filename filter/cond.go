@@ -287,10 +287,22 @@ func parseIP(b []byte) (netip.Addr, bool) {
 	if len(b) < 2 || len(b) > 45 {
 		return netip.Addr{}, false
 	}
+	colon, dot := false, false
 	for _, c := range b {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' || c == '.') {
+		switch {
+		case c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F':
+		case c == ':':
+			colon = true
+		case c == '.':
+			dot = true
+		default:
 			return netip.Addr{}, false
 		}
+	}
+	if colon && dot {
+		// EventBridge does not take an IPv6 address with an IPv4 part ("::ffff:10.0.0.1") for
+		// an address: such a string is text.
+		return netip.Addr{}, false
 	}
 	// The string only lives for the call: ParseAddr keeps no reference to it when there is no
 	// zone, and the check above rules zones out.

@@ -77,7 +77,9 @@
 // six digits after the point (trailing zeros do not count); other numbers, such as 1649237504949
 // epoch milliseconds or 0.0000001, match only the same literal text. A string pattern that is an
 // IP address matches the same address written another way ("2001:db8::1" matches
-// "2001:0db8:0:0:0:0:0:1"). Strings never match numbers and numbers never match strings.
+// "2001:0db8:0:0:0:0:0:1"); as in EventBridge, an IPv6 address written with an IPv4 part
+// ("::ffff:10.0.0.1") is not taken for an address, here or by cidr, and matches only the same
+// text. Strings never match numbers and numbers never match strings.
 //
 // Operators, each an object with one key inside a field's array:
 //
@@ -127,7 +129,9 @@
 // than one key, an operand of the wrong type, a wildcard with "**" or an escape other than \*
 // and \\, anything-but with a mixed or empty list, null or a boolean, or an empty prefix or
 // suffix, a numeric range whose bounds are out of range, have more than six decimals, or do not
-// have the lower bound below the upper one, a malformed CIDR block, and a $or that is not an
+// have the lower bound below the upper one, a malformed CIDR block or one EventBridge refuses (a
+// block of one address, /32 for IPv4 or /128 for IPv6, for which an exact string does the job,
+// or an IPv6 block written with an IPv4 part), and a $or that is not an
 // array of at least two objects. It also bounds what a pattern may cost (ErrPatternTooComplex):
 // MaxPatternBytes (64 KiB), MaxPatternDepth (32 levels), MaxPatternValues (1,000 values and
 // operators), MaxOrCombinations (1,000 alternatives once every $or is multiplied out),
@@ -135,13 +139,21 @@
 //
 // # Divergences from EventBridge
 //
-// None in the language above, with three notes. The range of comparable numbers is the one of
+// None in the language above, with these notes. The range of comparable numbers is the one of
 // the current EventBridge engine (±5e11, six decimals); older AWS documentation quotes a smaller
-// range, and a number outside it is treated as literal text either way. Case folding is Unicode
-// simple folding, so characters whose upper case is longer (German ß against "SS") are not equal
-// ignoring case. Key order for the absence rule compares paths byte by byte (UTF-8), which
-// differs from the engine's UTF-16 order only between characters above U+FFFF and those from
-// U+E000 to U+FFFF.
+// range, and a number outside it is treated as literal text either way. Case folding
+// (equals-ignore-case, alone or in prefix, suffix and anything-but) is Unicode simple folding,
+// as strings.EqualFold: characters whose upper case is longer (German ß against "SS") are not
+// equal ignoring case, while some that EventBridge's engine keeps apart are: the Kelvin sign
+// K (U+212A) equals "k", "ſ" equals "s" and the final "ς" equals "σ". A CIDR block written with
+// host bits set stands for its whole network here ("10.0.0.33/24" is 10.0.0.0 to 10.0.0.255),
+// where the engine starts the range at the address written. Key order for the absence rule
+// compares paths byte by byte (UTF-8), which differs from the engine's UTF-16 order only between
+// characters above U+FFFF and those from U+E000 to U+FFFF.
+//
+// Field's Eq and In, which are not part of the pattern language, compare numbers as float64, so
+// integers beyond 2^53 that round to the same float64 are equal (9007199254740993 equals
+// 9007199254740992); patterns compare such numbers by their text.
 //
 // # The Matcher
 //

@@ -1,0 +1,39 @@
+package filter_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/filter"
+)
+
+// TestDocumentedDivergences holds the package to what its documentation says under
+// "Divergences from EventBridge".
+func TestDocumentedDivergences(t *testing.T) {
+	folds := []struct{ event, pattern string }{
+		{"\u212a", "k"}, // Kelvin sign
+		{"ſ", "s"},
+		{"ς", "σ"},
+	}
+	for _, c := range folds {
+		ok, err := filter.Test([]byte(`{"a":[{"equals-ignore-case":"`+c.pattern+`"}]}`), []byte(`{"a":"`+c.event+`"}`))
+		require.NoError(t, err)
+		assert.True(t, ok, "%q against %q", c.event, c.pattern)
+	}
+	ok, err := filter.Test([]byte(`{"a":[{"equals-ignore-case":"SS"}]}`), []byte(`{"a":"ß"}`))
+	require.NoError(t, err)
+	assert.False(t, ok)
+
+	ok, err = filter.Test([]byte(`{"a":[{"cidr":"10.0.0.33/24"}]}`), []byte(`{"a":"10.0.0.1"}`))
+	require.NoError(t, err)
+	assert.True(t, ok, "a block with host bits set stands for its network")
+
+	e := &fanbridge.Event{Data: []byte(`{"n":9007199254740992}`)}
+	assert.True(t, filter.Field("n").Eq(int64(9007199254740993)).Match(e), "Eq compares as float64")
+	ok, err = filter.Test([]byte(`{"n":[9007199254740993]}`), []byte(`{"n":9007199254740992}`))
+	require.NoError(t, err)
+	assert.False(t, ok, "patterns compare large numbers by their text")
+}
