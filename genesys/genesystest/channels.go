@@ -74,6 +74,14 @@ func (s *Server) ChannelsCreated() int {
 	return s.created
 }
 
+// EvictedInUse returns how many channels with a connected socket were evicted so far because
+// another channel was created beyond the limit of 20; a client that keeps within the limit sees 0.
+func (s *Server) EvictedInUse() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.evictedInUse
+}
+
 // WaitChannels blocks until cond, called with the live channels (oldest first) and the number of
 // channels created so far, returns true, or ctx ends. It is checked after every change of
 // channels, subscriptions or sockets.
@@ -134,6 +142,9 @@ func (s *Server) handleCreateChannel(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		evicted = s.removeChannelLocked(victim)
+		if evicted != nil {
+			s.evictedInUse++
+		}
 	}
 	ch := &channel{id: randomUUID(), created: now, expires: now.Add(s.opts.channelLifetime), lastUsed: now}
 	ch.timer = time.AfterFunc(s.opts.channelLifetime, func() { s.expireChannel(ch) })

@@ -40,6 +40,7 @@ type Server struct {
 	nextID       int
 	channels     []*channel
 	created      int // channels created so far
+	evictedInUse int // connected channels evicted by a channel created beyond the limit
 	sockets      map[*socket]struct{}
 	log          []Request
 	faults       []*Fault

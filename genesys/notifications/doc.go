@@ -11,8 +11,9 @@
 //
 // Topics must be concrete ("v2.users.<uuid>.presence"): the WebSocket API has no "{id}" wildcard,
 // and New refuses templates with genesys.ErrTemplateTopic. A channel subscribes at most 1,000
-// topics, so the source holds one channel per 1,000 (at most WithMaxChannels, 10 by default:
-// Genesys allows 20 per OAuth client and a replacement briefly needs one more).
+// topics, so the source holds one channel per 1,000 (at most WithMaxChannels, and never more than
+// MaxChannels, 10: Genesys allows 20 per OAuth client and evicts the oldest beyond that, and a
+// maintenance notice makes every channel open its replacement at the same time).
 //
 // # Keeping the channels alive
 //
@@ -23,7 +24,9 @@
 // minutes before its 24-hour expiry (WithExpiryMargin). The new channel is created, connected and
 // subscribed before the old one is dropped, and the old socket is still read for a short overlap
 // (WithOverlap), so that what is already on its way arrives; a message that comes over both is
-// dispatched once (deduplicated by ID over the last WithDedupWindow events). Opening a channel is
+// dispatched once (deduplicated by ID over the last WithDedupWindow events). A set of topics never
+// holds more than two channels: when a replacement must itself be replaced during its overlap, the
+// old channel is closed first. Opening a channel is
 // retried with backoff (WithReconnectPolicy); old channels left behind have no connection, which
 // is what Genesys evicts first when the 20-channel limit is reached. Heartbeats and pongs
 // (topic channel.metadata) and system notices are never dispatched. WithPingInterval adds client

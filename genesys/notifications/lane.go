@@ -21,7 +21,7 @@ import (
 var pingMessage = []byte(`{"message":"ping"}`)
 
 // lane keeps one set of up to 1,000 topics subscribed: one channel at a time, two while a channel
-// is being replaced.
+// is being replaced, never more.
 type lane struct {
 	s       *Source
 	idx     int
@@ -76,16 +76,19 @@ func (l *lane) run(ctx context.Context) error {
 		cur.close()
 		retiring.Wait()
 	}()
+	var retired chan struct{} // closed once the last channel replaced is closed
 	for {
 		timer := time.NewTimer(l.rotateIn(cur))
 		var reason string
 		var cause error
+		failed := false
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return nil
 		case <-cur.done:
 			reason, cause = cur.reason, cur.err // the reader has returned: safe to read
+			failed = true
 		case <-cur.closing:
 			reason = cur.closeReason
 		case <-timer.C:
@@ -101,6 +104,18 @@ func (l *lane) run(ctx context.Context) error {
 			attrs = append(attrs, slog.String("error", cause.Error()))
 		}
 		l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: replacing channel", attrs...)
+		// A lane never holds more than two channels, which is what lets MaxChannels lanes replace
+		// theirs all at once within Genesys' limit: a failed channel is dropped before its
+		// successor is opened, and a live one waits until the channel it replaced is closed.
+		if failed {
+			cur.close()
+		} else if retired != nil {
+			select {
+			case <-retired:
+			case <-ctx.Done():
+				return nil
+			}
+		}
 		next, err := l.connect(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -111,9 +126,12 @@ func (l *lane) run(ctx context.Context) error {
 		// The new channel is subscribed before the old one is dropped, so there is no gap.
 		old := cur
 		cur = next
+		done := make(chan struct{})
+		retired = done
 		retiring.Add(1)
 		go func() {
 			defer retiring.Done()
+			defer close(done)
 			l.retire(ctx, old)
 		}()
 	}
@@ -126,6 +144,9 @@ func (l *lane) retire(ctx context.Context, old *conn) {
 	defer t.Stop()
 	select {
 	case <-t.C:
+		// A close handshake tells Genesys the channel is no longer in use before the lane may
+		// open another one.
+		_ = old.ws.Close(websocket.StatusNormalClosure, "channel replaced")
 	case <-old.done:
 	case <-ctx.Done():
 	}

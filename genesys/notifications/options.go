@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/fanbridge/fanbridge/genesys"
 	"github.com/fanbridge/fanbridge/retry"
 )
 
@@ -23,10 +24,15 @@ const (
 	DefaultOverlap          = 5 * time.Second
 	DefaultBufferSize       = 256
 	DefaultDedupWindow      = 10000
-	DefaultMaxChannels      = 10
+	DefaultMaxChannels      = MaxChannels
 	DefaultDrainTimeout     = 10 * time.Second
 	DefaultReadLimit        = 1 << 20
 )
+
+// MaxChannels is the most channels a source may hold (WithMaxChannels): half the 20 Genesys allows
+// per OAuth client, so that every channel can be replaced at the same time without evicting one
+// still in use.
+const MaxChannels = genesys.MaxChannels / 2
 
 // DefaultReconnectPolicy retries opening a channel for ever (until the context ends), from 1s up to
 // 1 minute apart with full jitter; an exhausted API quota may ask for up to an hour.
@@ -139,8 +145,10 @@ func WithBufferSize(n int) Option { return optionFunc(func(c *config) { c.buffer
 func WithDedupWindow(n int) Option { return optionFunc(func(c *config) { c.dedupWindow = n }) }
 
 // WithMaxChannels caps how many channels the source holds at once; each subscribes up to 1,000
-// topics, and one more is opened briefly while a channel is replaced. It must be between 1 and 19
-// (Genesys allows 20 per OAuth client). The default is DefaultMaxChannels (10).
+// topics. It must be between 1 and MaxChannels (10): Genesys allows 20 channels per OAuth client
+// and evicts the oldest beyond that, and every channel needs a successor open beside it while it
+// is replaced, which after a maintenance notice or at expiry happens to all of them at once. The
+// default is DefaultMaxChannels (10).
 func WithMaxChannels(n int) Option { return optionFunc(func(c *config) { c.maxChannels = n }) }
 
 // WithDrainTimeout sets how long, once Run's context ends or Close is called, the source keeps

@@ -70,8 +70,8 @@ func New(client *genesys.Client, topics []string, d eventbridge.Dispatcher, opts
 		return nil, fmt.Errorf("%w: buffer size must be at least 1", ErrInvalidConfig)
 	case cfg.dedupWindow < 1:
 		return nil, fmt.Errorf("%w: dedup window must be at least 1", ErrInvalidConfig)
-	case cfg.maxChannels < 1 || cfg.maxChannels >= genesys.MaxChannels:
-		return nil, fmt.Errorf("%w: max channels must be between 1 and %d", ErrInvalidConfig, genesys.MaxChannels-1)
+	case cfg.maxChannels < 1 || cfg.maxChannels > MaxChannels:
+		return nil, fmt.Errorf("%w: max channels must be between 1 and %d", ErrInvalidConfig, MaxChannels)
 	case cfg.readLimit < 1024:
 		return nil, fmt.Errorf("%w: read limit must be at least 1 KiB", ErrInvalidConfig)
 	}

@@ -240,6 +240,8 @@ func TestNewRejects(t *testing.T) {
 		{"nil client", nil, []string{presence}, d, nil, notifications.ErrInvalidConfig, "nil client"},
 		{"nil dispatcher", client, []string{presence}, nil, nil, notifications.ErrInvalidConfig, "nil dispatcher"},
 		{"20 channels", client, []string{presence}, d, []notifications.Option{notifications.WithMaxChannels(20)}, notifications.ErrInvalidConfig, "max channels"},
+		{"11 channels", client, []string{presence}, d, []notifications.Option{notifications.WithMaxChannels(notifications.MaxChannels + 1)}, notifications.ErrInvalidConfig, "between 1 and 10"},
+		{"zero channels", client, []string{presence}, d, []notifications.Option{notifications.WithMaxChannels(0)}, notifications.ErrInvalidConfig, "max channels"},
 		{"zero buffer", client, []string{presence}, d, []notifications.Option{notifications.WithBufferSize(0)}, notifications.ErrInvalidConfig, "buffer"},
 		{"bad policy", client, []string{presence}, d, []notifications.Option{notifications.WithDispatchPolicy(retry.Policy{Multiplier: 0.1})}, retry.ErrInvalidPolicy, "dispatch policy"},
 		{"zero heartbeat", client, []string{presence}, d, []notifications.Option{notifications.WithHeartbeatTimeout(0)}, notifications.ErrInvalidConfig, "heartbeat"},
