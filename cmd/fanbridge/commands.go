@@ -359,10 +359,15 @@ flags:
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("demo", demoUsage, stderr)
 	url := fs.String("url", "http://"+demo.DefaultListen+demo.IntakePath, "send: intake URL")
-	key := fs.String("key", os.Getenv("FANBRIDGE_API_KEY"), "send: API key (default $FANBRIDGE_API_KEY)")
+	// The key's default is read after parsing, never made the flag's default, which -h and every
+	// flag error would print.
+	key := fs.String("key", "", "send: API key (default $FANBRIDGE_API_KEY)")
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
+	}
+	if *key == "" {
+		*key = os.Getenv("FANBRIDGE_API_KEY")
 	}
 	if len(pos) == 0 {
 		fs.Usage()

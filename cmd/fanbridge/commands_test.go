@@ -469,3 +469,27 @@ func TestHelp(t *testing.T) {
 		})
 	}
 }
+
+// TestHelpNeverShowsSecrets asks every command for -h, and gives each a flag it does not know,
+// with secrets in the environment: no usage text may echo them (as a flag's default would).
+func TestHelpNeverShowsSecrets(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const secret = "s3cr3t-from-the-environment"
+	env := []string{"FANBRIDGE_API_KEY=" + secret, "GENESYS_CLIENT_SECRET=" + secret, "GENESYS_CLIENT_ID=" + secret + "-id"}
+	for _, cmd := range [][]string{nil, {"validate"}, {"dlq"}, {"demo"}, {"pattern"}, {"provision"}} {
+		for _, flag := range []string{"-h", "-no-such-flag"} {
+			args := append(append([]string(nil), cmd...), flag)
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				_, out, errOut := runCmd(t, ctx, env, args...)
+				assert.NotContains(t, out+errOut, secret)
+			})
+		}
+	}
+	t.Run("demo send takes the key from the environment", func(t *testing.T) {
+		code, out, errOut := runCmd(t, ctx, env, "demo", "send", "-url", "http://127.0.0.1:1/events")
+		assert.Equal(t, 1, code, "the post fails: nothing listens")
+		assert.NotContains(t, errOut, "-key is required")
+		assert.NotContains(t, out+errOut, secret)
+	})
+}
