@@ -57,7 +57,10 @@ type Service struct {
 	closeQ  func() error
 	dlqPing func(context.Context) error
 
-	mu    sync.Mutex // serialises reloads and guards cfg and sinks
+	// reloadMu serialises reloads from reading the file to applying it, so that of two reloads
+	// at once (the file watch and SIGHUP) the one that read the newer text applies last.
+	reloadMu sync.Mutex
+	mu       sync.Mutex // guards cfg and sinks
 	cfg   *config.Config
 	sinks map[string]*builtSink
 
@@ -369,7 +372,12 @@ func (s *Service) ReloadFile() error {
 	if s.opts.ConfigPath == "" {
 		return errors.New("no configuration file to reload")
 	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	b, err := os.ReadFile(s.opts.ConfigPath)
+	if afterRead != nil {
+		afterRead()
+	}
 	var cfg *config.Config
 	if err != nil {
 		err = fmt.Errorf("config: %w", err)
@@ -385,14 +393,24 @@ func (s *Service) ReloadFile() error {
 		s.log.Error("configuration reload rejected; the running configuration stays", "path", s.opts.ConfigPath, "err", err)
 		return err
 	}
-	return s.Reload(cfg)
+	return s.reload(cfg)
 }
+
+// afterRead, when set by a test, runs in ReloadFile between reading the file and applying it.
+var afterRead func()
 
 // Reload applies a new, validated configuration without dropping traffic: sinks whose settings
 // changed (or are new) are built first, then routes and sinks are swapped into the Dispatcher
 // atomically, then the intake paths and verifiers. Settings that cannot change in a running
 // process are reported and keep their old values until a restart. On any error nothing changes.
 func (s *Service) Reload(cfg *config.Config) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	return s.reload(cfg)
+}
+
+// reload is Reload; the caller holds reloadMu.
+func (s *Service) reload(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.unready.Load() {
