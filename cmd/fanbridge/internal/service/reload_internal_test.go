@@ -104,3 +104,46 @@ func TestConcurrentReloadsApplyTheNewestText(t *testing.T) {
 	assert.Equal(t, "error", level, "the newest text runs")
 	assert.Equal(t, sha256.Sum256(v2), *s.fileSum.Load(), "the hash remembered is the running text's")
 }
+
+// A reload keeps the running listen settings, so an intake's dispatch_timeout is checked against
+// the running write_timeout, not the file's: raising both is rejected and changes nothing.
+func TestReloadChecksDispatchTimeoutAgainstRunningWriteTimeout(t *testing.T) {
+	s, _ := newTestService(t, testConfig(t, "info")) // write_timeout: the default, 30s
+	for _, tc := range []struct {
+		name, text string
+		applied    bool
+	}{
+		{"both raised", `listen: {write_timeout: 2m}
+intake: [{path: /events, insecure_no_auth: true, dispatch_timeout: 1m}]`, false},
+		{"equal to the running one", `listen: {write_timeout: 1m}
+intake: [{path: /events, insecure_no_auth: true, dispatch_timeout: 30s}]`, false},
+		{"under the running one", `intake: [{path: /events, insecure_no_auth: true, dispatch_timeout: 10s}]`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := tc.text + `
+sinks: [{name: consumer, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
+routes: [{name: everything, all: true, sinks: [consumer]}]
+logging: {level: error}
+`
+			cfg, err := config.Parse([]byte(text), nil)
+			require.NoError(t, err, "the file on its own is valid")
+			s.mu.Lock()
+			before := s.cfg
+			s.mu.Unlock()
+			err = s.Reload(cfg)
+			s.mu.Lock()
+			after := s.cfg
+			s.mu.Unlock()
+			if tc.applied {
+				require.NoError(t, err)
+				assert.Equal(t, 10*time.Second, after.Intake[0].DispatchTimeout.D())
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "intake[0].dispatch_timeout")
+			assert.Contains(t, err.Error(), "running listen.write_timeout (30s)")
+			assert.Same(t, before, after, "nothing changes")
+			assert.Equal(t, "info", after.Logging.Level)
+		})
+	}
+}

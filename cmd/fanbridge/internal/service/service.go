@@ -61,8 +61,8 @@ type Service struct {
 	// at once (the file watch and SIGHUP) the one that read the newer text applies last.
 	reloadMu sync.Mutex
 	mu       sync.Mutex // guards cfg and sinks
-	cfg   *config.Config
-	sinks map[string]*builtSink
+	cfg      *config.Config
+	sinks    map[string]*builtSink
 
 	intake atomic.Pointer[http.Handler]
 	ready  *readiness
@@ -427,6 +427,13 @@ func (s *Service) reload(cfg *config.Config) error {
 	// Settings that belong to the process keep their running values.
 	for _, k := range restartOnly(s.cfg, cfg) {
 		s.log.Warn("setting changed in the file takes effect after a restart", "key", k)
+	}
+	// Validate compared each dispatch_timeout with the file's listen.write_timeout, but the
+	// server keeps the running one: a deadline past it would cut answers off.
+	for i := range cfg.Intake {
+		if wt := s.cfg.Listen.WriteTimeout.D(); cfg.Intake[i].DispatchTimeout.D() >= wt {
+			return fail(fmt.Errorf("config: intake[%d].dispatch_timeout: must be shorter than the running listen.write_timeout (%s), which changes only with a restart", i, wt))
+		}
 	}
 	cfg.Listen, cfg.DLQ, cfg.Dispatch, cfg.Tracing, cfg.Health = s.cfg.Listen, s.cfg.DLQ, s.cfg.Dispatch, s.cfg.Tracing, s.cfg.Health
 	cfg.Logging.Format, cfg.Reload = s.cfg.Logging.Format, s.cfg.Reload
