@@ -3,6 +3,7 @@ package genesys
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -113,13 +114,14 @@ func NewClient(region Region, clientID, clientSecret string, opts ...Option) (*C
 		userAgent:     cfg.userAgent,
 	}
 	c.tokens = &tokenCache{
+		// Genesys documents the header as base64(clientId:clientSecret), without the form
+		// encoding RFC 6749 and oauth2.AuthStyleInHeader apply first (a "+" would become "%2B"),
+		// so the header is set here and oauth2 adds no credentials of its own.
 		conf: clientcredentials.Config{
-			ClientID:     clientID,
-			ClientSecret: clientSecret,
-			TokenURL:     cfg.tokenURL,
-			AuthStyle:    oauth2.AuthStyleInHeader,
+			TokenURL:  cfg.tokenURL,
+			AuthStyle: oauth2.AuthStyleInParams,
 		},
-		http:  withUserAgent(cfg.httpClient, cfg.userAgent),
+		http:  withBasicAuth(withUserAgent(cfg.httpClient, cfg.userAgent), clientID, clientSecret),
 		clock: cfg.clock,
 		c:     c,
 	}
@@ -153,6 +155,27 @@ type uaTransport struct {
 func (t uaTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("User-Agent", t.ua)
+	return t.base.RoundTrip(r)
+}
+
+// withBasicAuth returns a copy of hc that sends Authorization: Basic base64(id:secret) on every
+// request; it is used for the token endpoint only. It follows no redirect, so that the
+// credentials never go to another address.
+func withBasicAuth(hc *http.Client, id, secret string) *http.Client {
+	cp := *hc
+	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cp.Transport = basicTransport{base: hc.Transport, header: "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))}
+	return &cp
+}
+
+type basicTransport struct {
+	base   http.RoundTripper
+	header string
+}
+
+func (t basicTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", t.header)
 	return t.base.RoundTrip(r)
 }
 

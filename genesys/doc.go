@@ -13,8 +13,9 @@
 // replaced by "login.".
 //
 // NewClient authenticates with OAuth client credentials (golang.org/x/oauth2/clientcredentials):
-// POST https://login.<region>/oauth/token with the id and secret in HTTP Basic and
-// grant_type=client_credentials. The token is cached and replaced before it expires: expires_in is
+// POST https://login.<region>/oauth/token with Authorization: Basic base64(clientId:clientSecret)
+// exactly as Genesys documents it (id and secret are not form-encoded first, as RFC 6749 would
+// have it) and grant_type=client_credentials. The token is cached and replaced before it expires: expires_in is
 // read from the answer (Genesys lets each OAuth client choose 5 minutes to 48 hours) and the token
 // is renewed when 10% of its lifetime, at most 60 seconds, remains. A 401 from the API (a revoked
 // or expired token) renews the token once and replays the request once. The client's rights come

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -387,14 +386,10 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool 
 }
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	// Genesys documents the header as Basic base64(clientId:clientSecret), with no form encoding
+	// (RFC 6749 section 2.3.1) applied first, so the decoded id and secret are compared as they
+	// are: a client that form-encodes a secret holding "+" or "%" is refused.
 	id, secret, ok := r.BasicAuth()
-	if ok {
-		// RFC 6749 section 2.3.1: both are form-urlencoded before Basic encoding.
-		var err1, err2 error
-		id, err1 = url.QueryUnescape(id)
-		secret, err2 = url.QueryUnescape(secret)
-		ok = err1 == nil && err2 == nil
-	}
 	if !ok || subtle.ConstantTimeCompare([]byte(id), []byte(s.opts.clientID)) != 1 ||
 		subtle.ConstantTimeCompare([]byte(secret), []byte(s.opts.clientSecret)) != 1 {
 		s.writeJSON(w, http.StatusUnauthorized, map[string]string{
