@@ -1,8 +1,10 @@
 package config
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -37,7 +39,23 @@ func keyErr(key string, err error) error {
 }
 
 // Build returns the verifier v describes.
-func (v *Verifier) Build() (signature.Verifier, error) {
+func (v *Verifier) Build() (signature.Verifier, error) { return v.build("", nil) }
+
+// ReplayCaches provides the replay cache of a standard_webhooks verifier: key names the verifier
+// (its intake path, its index and a digest of its settings and keys) and size is its
+// replay_cache. A service keeps its caches across reloads this way, so that a reload does not
+// forget the messages already accepted.
+type ReplayCaches func(key string, size int) (signature.ReplayCache, error)
+
+// replayKey names a standard_webhooks verifier for ReplayCaches; a change of its keys or settings
+// gives it a new name, and so a new cache.
+func replayKey(path string, index int, sw *StandardWebhooksVerifier) string {
+	b, _ := json.Marshal(sw)
+	sum := sha256.Sum256(b)
+	return fmt.Sprintf("%s\x00%d\x00%x", path, index, sum)
+}
+
+func (v *Verifier) build(key string, caches ReplayCaches) (signature.Verifier, error) {
 	switch {
 	case v.APIKey != nil:
 		return signature.APIKey(v.APIKey.Header, v.APIKey.Keys...)
@@ -65,7 +83,13 @@ func (v *Verifier) Build() (signature.Verifier, error) {
 			opts = append(opts, signature.WithSvixHeaders(*sw.SvixHeaders))
 		}
 		if sw.ReplayCache > 0 {
-			c, err := signature.NewMemoryReplayCache(sw.ReplayCache)
+			var c signature.ReplayCache
+			var err error
+			if caches != nil {
+				c, err = caches(key, sw.ReplayCache)
+			} else {
+				c, err = signature.NewMemoryReplayCache(sw.ReplayCache)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -131,13 +155,21 @@ func (h *HMACVerifier) Scheme() (signature.HMACScheme, error) {
 
 // Verifier returns the intake's verifier: its verifiers joined with signature.Any, or nil for an
 // insecure_no_auth path.
-func (in *Intake) Verifier() (signature.Verifier, error) {
+func (in *Intake) Verifier() (signature.Verifier, error) { return in.VerifierWith(nil) }
+
+// VerifierWith is Verifier, taking the replay caches of standard_webhooks verifiers from caches
+// (new ones when nil).
+func (in *Intake) VerifierWith(caches ReplayCaches) (signature.Verifier, error) {
 	if len(in.Verifiers) == 0 {
 		return nil, nil
 	}
 	vs := make([]signature.Verifier, 0, len(in.Verifiers))
 	for i := range in.Verifiers {
-		v, err := in.Verifiers[i].Build()
+		var key string
+		if sw := in.Verifiers[i].StandardWebhooks; sw != nil {
+			key = replayKey(in.Path, i, sw)
+		}
+		v, err := in.Verifiers[i].build(key, caches)
 		if err != nil {
 			return nil, fmt.Errorf("verifiers[%d].%s: %w", i, in.Verifiers[i].Kind(), err)
 		}

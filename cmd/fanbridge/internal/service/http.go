@@ -45,8 +45,24 @@ func (s *Service) routes() http.Handler {
 }
 
 // buildIntake builds the handler of every intake path: a method check, signature.Verify with
-// the path's verifiers, and an eventbridge.Handler in front of the Dispatcher.
-func (s *Service) buildIntake(cfg *config.Config) (http.Handler, error) {
+// the path's verifiers, and an eventbridge.Handler in front of the Dispatcher. A standard_webhooks
+// verifier whose path, position, keys and settings are unchanged gets the replay cache it had
+// (from s.replay, which the caller guards); the caches the handler uses are returned, for the
+// caller to keep once the handler is in place.
+func (s *Service) buildIntake(cfg *config.Config) (http.Handler, map[string]signature.ReplayCache, error) {
+	used := map[string]signature.ReplayCache{}
+	caches := func(key string, size int) (signature.ReplayCache, error) {
+		if c, ok := s.replay[key]; ok {
+			used[key] = c
+			return c, nil
+		}
+		c, err := signature.NewMemoryReplayCache(size)
+		if err != nil {
+			return nil, err
+		}
+		used[key] = c
+		return c, nil
+	}
 	mux := http.NewServeMux()
 	d := &eventLogger{d: s.disp, log: s.log.With("component", "events"), async: cfg.Dispatch.Mode == "async", level: slog.LevelDebug}
 	if cfg.Logging.Events {
@@ -62,12 +78,12 @@ func (s *Service) buildIntake(cfg *config.Config) (http.Handler, error) {
 		)
 		h, err := eventbridge.NewHandler(d, opts...)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+			return nil, nil, fmt.Errorf("%s: %w", p, err)
 		}
 		var next http.Handler = h
-		v, err := in.Verifier()
+		v, err := in.VerifierWith(caches)
 		if err != nil {
-			return nil, fmt.Errorf("%s.%w", p, err)
+			return nil, nil, fmt.Errorf("%s.%w", p, err)
 		}
 		if v != nil {
 			next = signature.Verify(v,
@@ -81,7 +97,7 @@ func (s *Service) buildIntake(cfg *config.Config) (http.Handler, error) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such path"})
 	})
-	return mux, nil
+	return mux, used, nil
 }
 
 // postOnly answers other methods with 405 before credentials are even looked at.

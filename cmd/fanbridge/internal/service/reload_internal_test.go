@@ -1,12 +1,16 @@
 package service
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+	"github.com/fanbridge/fanbridge/signature"
 )
 
 // testConfig is a configuration whose logging level tells which version is running.
@@ -146,4 +151,48 @@ logging: {level: error}
 			assert.Equal(t, "info", after.Logging.Level)
 		})
 	}
+}
+
+// A reload keeps the replay cache of a standard_webhooks verifier whose path, position, keys
+// and settings are unchanged, so a message accepted before the reload is still refused as a
+// replay after it; changing the verifier's keys starts a new cache.
+func TestReloadKeepsReplayCaches(t *testing.T) {
+	secret, err := signature.NewStandardWebhooksSecret()
+	require.NoError(t, err)
+	other, err := signature.NewStandardWebhooksSecret()
+	require.NoError(t, err)
+	text := func(level string, keys ...string) []byte {
+		return fmt.Appendf(nil, `intake:
+  - path: /webhooks
+    verifiers:
+      - standard_webhooks: {keys: [%s], replay_cache: 100}
+sinks: [{name: consumer, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
+routes: [{name: nothing, pattern: {source: ["never"]}, sinks: [consumer]}]
+logging: {level: %s}
+`, strings.Join(keys, ", "), level)
+	}
+	s, _ := newTestService(t, text("info", secret))
+	body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "genesys", "v2.audits.entitytype.UserPresence.update.json"))
+	require.NoError(t, err)
+	ts := time.Now()
+	post := func(key string) int {
+		req := httptest.NewRequest(http.MethodPost, "/webhooks", bytes.NewReader(body))
+		require.NoError(t, signature.SignStandardWebhooksRequest(req, "msg_1", ts, body, key))
+		rec := httptest.NewRecorder()
+		s.routes().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	reload := func(level string, keys ...string) {
+		cfg, err := config.Parse(text(level, keys...), nil)
+		require.NoError(t, err)
+		require.NoError(t, s.Reload(cfg))
+	}
+
+	require.Equal(t, http.StatusOK, post(secret), "accepted (no route matches)")
+	require.Equal(t, http.StatusUnauthorized, post(secret), "the same message again is a replay")
+	reload("warn", secret)
+	assert.Equal(t, http.StatusUnauthorized, post(secret), "still a replay after a reload")
+	reload("warn", secret, other)
+	assert.Equal(t, http.StatusOK, post(other), "new keys, new cache")
+	assert.Equal(t, http.StatusUnauthorized, post(other))
 }

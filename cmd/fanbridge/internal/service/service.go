@@ -23,6 +23,7 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/signature"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 	"go.opentelemetry.io/otel/metric"
@@ -60,9 +61,12 @@ type Service struct {
 	// reloadMu serialises reloads from reading the file to applying it, so that of two reloads
 	// at once (the file watch and SIGHUP) the one that read the newer text applies last.
 	reloadMu sync.Mutex
-	mu       sync.Mutex // guards cfg and sinks
+	mu       sync.Mutex // guards cfg, sinks and replay
 	cfg      *config.Config
 	sinks    map[string]*builtSink
+	// replay holds the replay caches of the standard_webhooks verifiers running now, kept across
+	// reloads so that a reload does not forget the messages already accepted.
+	replay map[string]signature.ReplayCache
 
 	intake atomic.Pointer[http.Handler]
 	ready  *readiness
@@ -141,11 +145,12 @@ func New(cfg *config.Config, opts Options) (s *Service, err error) {
 		cleanup = append(cleanup, b.release)
 	}
 
-	h, err := s.buildIntake(cfg)
+	h, replay, err := s.buildIntake(cfg)
 	if err != nil {
 		return nil, err
 	}
 	s.intake.Store(&h)
+	s.replay = replay
 	s.ready = newReadiness(cfg.Health, &s.unready, s.tel.meters)
 	s.ready.setProbes(s.probes())
 
@@ -465,7 +470,7 @@ func (s *Service) reload(cfg *config.Config) error {
 		discard()
 		return fail(err)
 	}
-	h, err := s.buildIntake(cfg)
+	h, replay, err := s.buildIntake(cfg)
 	if err != nil {
 		discard()
 		return fail(err)
@@ -482,7 +487,7 @@ func (s *Service) reload(cfg *config.Config) error {
 			released = append(released, name)
 		}
 	}
-	s.sinks, s.cfg = next, cfg
+	s.sinks, s.cfg, s.replay = next, cfg, replay
 	s.ready.setProbes(s.probes())
 	if s.opts.Level != nil {
 		s.opts.Level.Set(parseLevel(cfg.Logging.Level))
