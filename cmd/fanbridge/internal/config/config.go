@@ -31,6 +31,10 @@ type Config struct {
 	Shutdown Shutdown `yaml:"shutdown"`
 	// Reload controls reloading the file on a change of its modification time.
 	Reload Reload `yaml:"reload"`
+
+	// fromEnv holds the values Decode took from the environment, by key path, which Validate
+	// never shows in an error.
+	fromEnv map[string]string
 }
 
 // Listen is the HTTP server's address and timeouts.

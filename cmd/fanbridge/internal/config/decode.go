@@ -17,8 +17,9 @@ import (
 // refused, and ${ENV} expansion applies to scalar values after parsing, where it cannot add
 // structure.
 type decoder struct {
-	lookup func(string) (string, bool)
-	errs   *Errors
+	lookup  func(string) (string, bool)
+	errs    *Errors
+	fromEnv map[string]string // key path -> value, for the text values ${ENV} expansion changed
 }
 
 var (
@@ -53,7 +54,7 @@ func (d *decoder) scalar(path string, n *yaml.Node) (string, bool, bool) {
 // show quotes a value for an error message unless it came from the environment.
 func show(text string, expanded bool) string {
 	if expanded {
-		return "(value from the environment)"
+		return fromEnvText
 	}
 	if len(text) > 64 {
 		text = text[:64] + "..."
@@ -177,9 +178,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.Set(m)
 	case reflect.String:
-		text, _, ok := d.scalar(path, n)
+		text, exp, ok := d.scalar(path, n)
 		if ok {
 			v.SetString(text)
+			if exp {
+				d.fromEnv[path] = text
+			}
 		}
 	case reflect.Bool:
 		text, exp, ok := d.scalar(path, n)

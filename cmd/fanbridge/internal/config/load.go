@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -16,9 +17,48 @@ var ErrInvalid = errors.New("config: invalid")
 // Errors lists every problem found in a configuration, each naming its key path.
 type Errors struct {
 	List []string
+
+	fromEnv map[string]string // key path -> value, for the values ${ENV} expansion made
 }
 
+// show quotes the value at path for an error message, unless it came from the environment, where
+// it may be a secret: then it says so instead.
+func (e *Errors) show(path, v string) string {
+	if _, ok := e.fromEnv[path]; ok {
+		return fromEnvText
+	}
+	return strconv.Quote(v)
+}
+
+// showAddress is show for an address, which quoteAddress shows without its user information.
+func (e *Errors) showAddress(path, a string) string {
+	if _, ok := e.fromEnv[path]; ok {
+		return fromEnvText
+	}
+	return quoteAddress(a)
+}
+
+// redact replaces, in a message about path, the values from the environment at path or below it,
+// which the library functions Validate calls may quote: quoted wherever they appear, and as they
+// are when long enough not to be mistaken for a word of the message.
+func (e *Errors) redact(path, msg string) string {
+	for q, v := range e.fromEnv {
+		if v == "" || path != "" && q != path && !strings.HasPrefix(q, path+".") && !strings.HasPrefix(q, path+"[") {
+			continue
+		}
+		msg = strings.ReplaceAll(msg, strconv.Quote(v), fromEnvText)
+		if len(v) >= 8 {
+			msg = strings.ReplaceAll(msg, v, fromEnvText)
+		}
+	}
+	return msg
+}
+
+// fromEnvText stands in an error for a value that came from the environment.
+const fromEnvText = "(value from the environment)"
+
 func (e *Errors) add(path, msg string) {
+	msg = e.redact(path, msg)
 	if path == "" {
 		e.List = append(e.List, "config: "+msg)
 		return
@@ -81,8 +121,8 @@ func Decode(text []byte, lookup Lookup) (*Config, error) {
 		return nil, &Errors{List: []string{"config: the file is empty"}}
 	}
 	errs := &Errors{}
-	d := &decoder{lookup: lookup, errs: errs}
-	cfg := &Config{}
+	d := &decoder{lookup: lookup, errs: errs, fromEnv: map[string]string{}}
+	cfg := &Config{fromEnv: d.fromEnv}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
 		d.fail("", root, "the file must hold a mapping of settings, got %s", kindName(root))

@@ -41,7 +41,7 @@ var reserved = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": tr
 // network: required keys, value ranges, names, references between routes and sinks, event
 // patterns, CEL expressions, verifier keys and TLS files. Each problem names its key path.
 func (c *Config) Validate() error {
-	e := &Errors{}
+	e := &Errors{fromEnv: c.fromEnv}
 	c.defaults()
 	c.validateListen(e)
 	c.validateIntake(e)
@@ -52,12 +52,12 @@ func (c *Config) Validate() error {
 	switch c.Logging.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		e.addf("logging.level", "want debug, info, warn or error, got %q", c.Logging.Level)
+		e.addf("logging.level", "want debug, info, warn or error, got %s", e.show("logging.level", c.Logging.Level))
 	}
 	switch c.Logging.Format {
 	case "json", "text":
 	default:
-		e.addf("logging.format", "want json or text, got %q", c.Logging.Format)
+		e.addf("logging.format", "want json or text, got %s", e.show("logging.format", c.Logging.Format))
 	}
 	if r := c.Tracing.SampleRatio; r != nil && (*r < 0 || *r > 1) {
 		e.add("tracing.sample_ratio", "want a number from 0 to 1")
@@ -142,7 +142,7 @@ func (c *Config) defaults() {
 
 func (c *Config) validateListen(e *Errors) {
 	if _, _, err := net.SplitHostPort(c.Listen.Address); err != nil {
-		e.addf("listen.address", "want host:port, got %s", quoteAddress(c.Listen.Address))
+		e.addf("listen.address", "want host:port, got %s", e.showAddress("listen.address", c.Listen.Address))
 	}
 	if c.Listen.MaxHeaderBytes < 0 || c.Listen.MaxHeaderBytes > 1<<24 {
 		e.add("listen.max_header_bytes", "want at most 16MiB")
@@ -159,14 +159,14 @@ func (c *Config) validateIntake(e *Errors) {
 		p := fmt.Sprintf("intake[%d]", i)
 		switch {
 		case !strings.HasPrefix(in.Path, "/"):
-			e.addf(p+".path", "want a path starting with /, got %q", in.Path)
+			e.addf(p+".path", "want a path starting with /, got %s", e.show(p+".path", in.Path))
 		case reserved[in.Path]:
 			e.addf(p+".path", "%s is served by fanbridge itself", in.Path)
 		case strings.ContainsAny(in.Path, " {}"):
-			e.addf(p+".path", "must not contain spaces or braces, got %q", in.Path)
+			e.addf(p+".path", "must not contain spaces or braces, got %s", e.show(p+".path", in.Path))
 		}
 		if j, dup := paths[in.Path]; dup {
-			e.addf(p+".path", "%q is also intake[%d].path", in.Path, j)
+			e.addf(p+".path", "%s is also intake[%d].path", e.show(p+".path", in.Path), j)
 		}
 		paths[in.Path] = i
 		if len(in.Verifiers) == 0 && !in.InsecureNoAuth {
@@ -200,7 +200,8 @@ func (c *Config) validateIntake(e *Errors) {
 			switch eventbridge.Format(f) {
 			case eventbridge.FormatEventBridge, eventbridge.FormatCloudEvents, eventbridge.FormatNotification, eventbridge.FormatWebhook, eventbridge.FormatWebhookAttributes:
 			default:
-				e.addf(fmt.Sprintf("%s.formats[%d]", p, j), "unknown format %q", f)
+				fp := fmt.Sprintf("%s.formats[%d]", p, j)
+				e.addf(fp, "unknown format %s", e.show(fp, f))
 			}
 		}
 	}
@@ -222,9 +223,9 @@ func validName(s string) bool {
 // one (in names, which it adds to) has it already; kind is "sink" or "route".
 func checkName(e *Errors, p, kind, name string, names map[string]bool) {
 	if !validName(name) {
-		e.addf(p+".name", "want a name of letters, digits, '.', '_' or '-', got %q", name)
+		e.addf(p+".name", "want a name of letters, digits, '.', '_' or '-', got %s", e.show(p+".name", name))
 	} else if names[name] {
-		e.addf(p+".name", "%q names another %s too", name, kind)
+		e.addf(p+".name", "%s names another %s too", e.show(p+".name", name), kind)
 	}
 	names[name] = true
 }
@@ -270,7 +271,8 @@ func validateKafkaClient(e *Errors, p string, k *KafkaClient) {
 	}
 	for i, b := range k.Brokers {
 		if _, _, err := net.SplitHostPort(b); err != nil {
-			e.addf(fmt.Sprintf("%s.brokers[%d]", p, i), "want host:port (credentials go in sasl), got %s", quoteAddress(b))
+			bp := fmt.Sprintf("%s.brokers[%d]", p, i)
+			e.addf(bp, "want host:port (credentials go in sasl), got %s", e.showAddress(bp, b))
 		}
 	}
 	if k.SASL != nil {
@@ -320,7 +322,7 @@ func validateKafkaSink(e *Errors, p string, k *KafkaSink) {
 		e.add(p+".key", err.Error())
 	}
 	if k.Value != "data" && k.Value != "raw" {
-		e.addf(p+".value", "want data or raw, got %q", k.Value)
+		e.addf(p+".value", "want data or raw, got %s", e.show(p+".value", k.Value))
 	}
 	if k.TopicTemplate != "" {
 		if err := kafkasink.ValidTopicTemplate(k.TopicTemplate); err != nil {
@@ -344,7 +346,7 @@ func validateGRPCSink(e *Errors, p string, g *GRPCSink) {
 			}
 		default:
 			if _, _, err := net.SplitHostPort(t); err != nil {
-				e.addf(tp, "want host:port or a gRPC URI such as dns:///name:443, got %s", quoteAddress(t))
+				e.addf(tp, "want host:port or a gRPC URI such as dns:///name:443, got %s", e.showAddress(tp, t))
 			}
 		}
 	}
@@ -391,9 +393,9 @@ func (c *Config) validateRoutes(e *Errors, sinks map[string]bool) {
 			sp := fmt.Sprintf("%s.sinks[%d]", p, j)
 			switch {
 			case !sinks[s]:
-				e.addf(sp, "no sink is named %q", s)
+				e.addf(sp, "no sink is named %s", e.show(sp, s))
 			case seen[s]:
-				e.addf(sp, "%q is listed twice", s)
+				e.addf(sp, "%s is listed twice", e.show(sp, s))
 			}
 			seen[s] = true
 		}
@@ -420,7 +422,7 @@ func (c *Config) validateDLQ(e *Errors) {
 			}
 		case "interval":
 		default:
-			e.addf("dlq.file.fsync", "want always, interval or never, got %q", f.Fsync)
+			e.addf("dlq.file.fsync", "want always, interval or never, got %s", e.show("dlq.file.fsync", f.Fsync))
 		}
 		if f.Retention < 0 {
 			e.add("dlq.file.retention", "must not be negative")
@@ -443,12 +445,12 @@ func (c *Config) validateDLQ(e *Errors) {
 func (c *Config) validateDispatch(e *Errors) {
 	d := &c.Dispatch
 	if d.Mode != "sync" && d.Mode != "async" {
-		e.addf("dispatch.mode", "want sync or async, got %q", d.Mode)
+		e.addf("dispatch.mode", "want sync or async, got %s", e.show("dispatch.mode", d.Mode))
 	}
 	switch d.OrderingKey {
 	case "none", "conversation", "user":
 	default:
-		e.addf("dispatch.ordering_key", "want none, conversation or user, got %q", d.OrderingKey)
+		e.addf("dispatch.ordering_key", "want none, conversation or user, got %s", e.show("dispatch.ordering_key", d.OrderingKey))
 	}
 	if d.Dedup.Size < 0 {
 		e.add("dispatch.dedup.size", "must not be negative")
