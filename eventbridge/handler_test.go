@@ -493,6 +493,17 @@ func TestHandlerTelemetry(t *testing.T) {
 			case metricdata.Histogram[float64]:
 				for _, dp := range data.DataPoints {
 					histCount += dp.Count
+					// Seconds: a request of this test takes far less than one, so it must
+					// land in a bucket below 1 s, not in one as wide as the whole budget.
+					require.NotEmpty(t, dp.Bounds)
+					assert.Less(t, dp.Bounds[0], 0.001, "the smallest bucket is under a millisecond")
+					var under1s uint64
+					for i, b := range dp.Bounds {
+						if b <= 1 {
+							under1s += dp.BucketCounts[i]
+						}
+					}
+					assert.Equal(t, dp.Count, under1s)
 				}
 			}
 		}

@@ -83,8 +83,11 @@ func newTelemetry(c *config) (*telemetry, error) {
 		metric.WithDescription("Events handed to the dispatcher, by outcome."), metric.WithUnit("{event}")); err != nil {
 		return nil, err
 	}
+	// In seconds, so the SDK's default buckets (meant for milliseconds) would put every request in
+	// one: these span 250 µs to past the 4 s dispatch budget.
 	if t.duration, err = m.Float64Histogram("fanbridge.eventbridge.request.duration",
-		metric.WithDescription("Time from request to answer."), metric.WithUnit("s")); err != nil {
+		metric.WithDescription("Time from request to answer."), metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 5, 10)); err != nil {
 		return nil, err
 	}
 	for i, name := range reasonNames {
