@@ -62,14 +62,15 @@ func dlqKind(d *config.DLQ) string {
 	}
 }
 
-const dlqUsage = `usage: fanbridge dlq list   [-config FILE | -file DIR] [-json]
+const dlqUsage = `usage: fanbridge dlq list   [-config FILE | -file DIR] [-sink NAME]... [-id ID]... [-json]
        fanbridge dlq show   [-config FILE | -file DIR] ID
        fanbridge dlq redrive -config FILE [-file DIR] [-sink NAME] [-id ID]... [-attempts N]
 
 list     prints one line per dead-letter entry, oldest first (-json: one JSON entry per line)
 show     prints one entry in full, as JSON
 redrive  re-sends entries, each to the one sink it failed on (the sinks come from -config),
-         and removes those the sink took; -sink and -id select entries (repeatable; comma lists)
+         and removes those the sink took
+list and redrive take -sink and -id to select entries (repeatable; comma lists)
 
 The queue is the configuration's dlq (file or Kafka), or the filedlq directory given by -file.
 A running fanbridge holds a file queue for writing: list and show work beside it, redrive does not.
@@ -87,8 +88,8 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 		ids      listFlag
 		attempts = fs.Int("attempts", 3, "redrive: attempts per entry, with backoff")
 	)
-	fs.Var(&sinks, "sink", "redrive: only entries of this sink (repeatable)")
-	fs.Var(&ids, "id", "redrive: only these entry ids (repeatable)")
+	fs.Var(&sinks, "sink", "list, redrive: only entries of this sink (repeatable)")
+	fs.Var(&ids, "id", "list, redrive: only these entry ids (repeatable)")
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
@@ -133,10 +134,14 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 			return exitFail
 		}
 		defer func() { _ = closeR() }()
-		return dlqList(ctx, r, *asJSON, stdout, stderr)
+		return dlqList(ctx, r, sinks, ids, *asJSON, stdout, stderr)
 	case "show":
 		if len(pos) != 1 {
 			fs.Usage()
+			return exitUsage
+		}
+		if len(sinks) > 0 || len(ids) > 0 {
+			fmt.Fprintln(stderr, "fanbridge dlq show: -sink and -id select entries for list and redrive; show takes one entry id")
 			return exitUsage
 		}
 		r, closeR, err := service.OpenDLQ(where, true, log)
@@ -171,13 +176,21 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-func dlqList(ctx context.Context, r dlq.Reader, asJSON bool, stdout, stderr io.Writer) int {
+// selected reports whether e is among the entries -sink and -id select (all when neither is given).
+func selected(e dlq.Entry, sinkNames, ids []string) bool {
+	return (len(sinkNames) == 0 || slices.Contains(sinkNames, e.Sink)) && (len(ids) == 0 || slices.Contains(ids, e.ID))
+}
+
+func dlqList(ctx context.Context, r dlq.Reader, sinkNames, ids []string, asJSON bool, stdout, stderr io.Writer) int {
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	if !asJSON {
 		fmt.Fprintln(tw, "ID\tLAST ATTEMPT\tSINK\tROUTE\tCONDITION\tATTEMPTS\tEVENT ID\tTYPE\tERROR")
 	}
 	n := 0
 	err := r.List(ctx, func(e dlq.Entry) error {
+		if !selected(e, sinkNames, ids) {
+			return nil
+		}
 		n++
 		if asJSON {
 			b, err := e.MarshalJSON()
@@ -234,7 +247,7 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 		return exitUsage
 	}
 	selectEntry := func(e dlq.Entry) bool {
-		return (len(sinkNames) == 0 || slices.Contains(sinkNames, e.Sink)) && (len(ids) == 0 || slices.Contains(ids, e.ID))
+		return selected(e, sinkNames, ids)
 	}
 	rep, err := dlq.Redrive(ctx, r, sinks, selectEntry, dlq.WithRetrier(rt), dlq.WithOnResult(func(res dlq.Result) {
 		line := fmt.Sprintf("%s  %-10s sink=%s event=%s", res.Entry.ID, res.Outcome, res.Entry.Sink, res.Entry.Event.ID)

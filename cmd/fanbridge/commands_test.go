@@ -317,6 +317,21 @@ func TestDLQCommands(t *testing.T) {
 	assert.Contains(t, errOut, "fanbridge dlq:")
 	code, _, _ = dlqCmd("show", "-file", dir)
 	assert.Equal(t, 2, code, "show needs an id")
+	code, _, errOut = dlqCmd("show", "-file", dir, "-sink", "people", entries[1].ID)
+	assert.Equal(t, 2, code, "show takes no selection")
+	assert.Contains(t, errOut, "-sink and -id select entries for list and redrive")
+
+	// list selects with -sink and -id as redrive does.
+	code, out, errOut = dlqCmd("list", "-file", dir, "-json", "-id", entries[2].ID+","+entries[0].ID)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, 2, strings.Count(out, "\n"), out)
+	assert.Contains(t, out, entries[0].ID)
+	assert.Contains(t, out, entries[2].ID)
+	assert.NotContains(t, out, entries[1].ID)
+	code, out, errOut = dlqCmd("list", "-file", dir, "-sink", "nobody")
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, 1, strings.Count(out, "\n"), "the header only: %s", out)
+	assert.Equal(t, "0 entries\n", errOut)
 
 	// Redrive with the sink still broken: every entry fails again and stays.
 	code, out, _ = dlqCmd("redrive", "-config", cfgPath, "-attempts", "1")
