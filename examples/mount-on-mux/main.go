@@ -218,20 +218,36 @@ func (b *board) Send(ctx context.Context, e *fanbridge.Event) error {
 	}
 	var body struct {
 		PresenceDefinition struct{ SystemPresence string } `json:"presenceDefinition"` // presence
-		RoutingStatus      struct{ Status string }         `json:"routingStatus"`      // activity
-		Presence           struct {
+		ModifiedDate       time.Time                       `json:"modifiedDate"`       // presence
+		RoutingStatus      struct {
+			Status    string
+			StartTime time.Time `json:"startTime"`
+		} `json:"routingStatus"` // activity
+		Presence struct {
 			PresenceDefinition struct{ SystemPresence string } `json:"presenceDefinition"`
+			ModifiedDate       time.Time                       `json:"modifiedDate"`
 		} `json:"presence"` // activity
 	}
 	if err := json.Unmarshal(e.Data, &body); err != nil {
 		return retry.Permanent(fmt.Errorf("board: event %s: %w", e.ID, err))
 	}
+	// A WebSocket notification has no envelope time: the body's own timestamps tell when the
+	// state it reports began.
+	when := e.Time
+	if when.IsZero() {
+		for _, t := range []time.Time{body.ModifiedDate, body.RoutingStatus.StartTime, body.Presence.ModifiedDate} {
+			if t.After(when) {
+				when = t
+			}
+		}
+	}
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.agents[parts[2]]
-	// Delivery is at least once and in no particular order: never let an older event win.
-	if !e.Time.IsZero() && e.Time.Before(s.Updated) {
+	// Delivery is at least once and in no particular order: never let an older event win, nor
+	// one that says nothing of when it happened win over one that does.
+	if when.Before(s.Updated) {
 		return nil
 	}
 	if p := cmp.Or(body.PresenceDefinition.SystemPresence, body.Presence.PresenceDefinition.SystemPresence); p != "" {
@@ -240,8 +256,8 @@ func (b *board) Send(ctx context.Context, e *fanbridge.Event) error {
 	if body.RoutingStatus.Status != "" {
 		s.RoutingStatus = body.RoutingStatus.Status
 	}
-	if e.Time.After(s.Updated) {
-		s.Updated = e.Time
+	if when.After(s.Updated) {
+		s.Updated = when
 	}
 	b.agents[parts[2]] = s
 	return nil

@@ -132,6 +132,23 @@ func TestBoard(t *testing.T) {
 	require.NoError(t, b.Send(ctx, presence("BREAK", at("2026-03-02T11:00:00Z"))))
 	assert.Equal(t, "BREAK", b.agents[agent].Presence)
 
+	// A notification without an envelope time is placed by its body's timestamps: an old one
+	// does not overwrite newer state, and one without any time never overwrites timed state.
+	activity := func(presence, startTime string) *fanbridge.Event {
+		return &fanbridge.Event{ID: "a" + presence, Topic: "v2.users." + agent + ".activity",
+			Data: json.RawMessage(`{"routingStatus":{"status":"OFF_QUEUE","startTime":"` + startTime + `"},` +
+				`"presence":{"presenceDefinition":{"systemPresence":"` + presence + `"}}}`)}
+	}
+	require.NoError(t, b.Send(ctx, activity("AVAILABLE", "2021-05-14T09:03:17.067Z")))
+	assert.Equal(t, "BREAK", b.agents[agent].Presence)
+	require.NoError(t, b.Send(ctx, &fanbridge.Event{ID: "untimed", Topic: "v2.users." + agent + ".presence",
+		Data: json.RawMessage(`{"presenceDefinition":{"systemPresence":"MEAL"}}`)}))
+	assert.Equal(t, "BREAK", b.agents[agent].Presence)
+	require.NoError(t, b.Send(ctx, activity("AVAILABLE", "2026-03-02T12:00:00Z")))
+	assert.Equal(t, "AVAILABLE", b.agents[agent].Presence)
+	assert.Equal(t, "OFF_QUEUE", b.agents[agent].RoutingStatus)
+	assert.Equal(t, at("2026-03-02T12:00:00Z"), b.agents[agent].Updated)
+
 	err := b.Send(ctx, &fanbridge.Event{ID: "x", Topic: "v2.users." + agent + ".presence", Data: json.RawMessage(`[1]`)})
 	assert.True(t, retry.IsPermanent(err), "a body of the wrong shape is refused for good: %v", err)
 	err = b.Send(ctx, &fanbridge.Event{ID: "y", Topic: "v2.routing.queues.q.members", Data: json.RawMessage(`{}`)})
