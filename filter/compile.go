@@ -270,7 +270,9 @@ func (c *compiler) values(list *jsonNode, path string) (*cond, error) {
 		switch v.kind {
 		case 's':
 			m := valueMatcher{op: opExact, s: v.str}
-			if a, err := netip.ParseAddr(v.str); err == nil && a.Zone() == "" {
+			// The same rule as for event values, so that Pattern and Matcher agree: what is
+			// an address there is one here.
+			if a, ok := parseIP([]byte(v.str)); ok {
 				m.ip = a
 			}
 			cd.ms = append(cd.ms, m)
@@ -370,6 +372,14 @@ func (c *compiler) operator(n *jsonNode, path string, cd *cond) error {
 		// EventBridge refuses these three; say what to write instead.
 		if a, _, _ := strings.Cut(v.str, "/"); p.Addr().Is6() && strings.Contains(a, ".") {
 			return invalid(path, op, "wants an IPv6 block written in hexadecimal, without an IPv4 part")
+		}
+		if p.Addr().Is4In6() {
+			// EventBridge reads an IPv4-mapped address as the IPv4 address, and the mask bits
+			// as an IPv4 mask.
+			if p.Bits() >= 32 {
+				return invalid(path, op, "takes an IPv4-mapped IPv6 address only with fewer than 32 mask bits, counted as an IPv4 mask; write the IPv4 block instead")
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits())
 		}
 		if p.Bits() == p.Addr().BitLen() {
 			return invalid(path, op, "does not take a block of one address (/32 for IPv4, /128 for IPv6); match the address as an exact string instead")

@@ -307,5 +307,6 @@ func parseIP(b []byte) (netip.Addr, bool) {
 	// The string only lives for the call: ParseAddr keeps no reference to it when there is no
 	// zone, and the check above rules zones out.
 	a, err := netip.ParseAddr(unsafe.String(&b[0], len(b)))
-	return a, err == nil
+	// An IPv4-mapped IPv6 address ("::ffff:a00:1") is the IPv4 address, as EventBridge reads it.
+	return a.Unmap(), err == nil
 }

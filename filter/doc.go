@@ -79,7 +79,9 @@
 // IP address matches the same address written another way ("2001:db8::1" matches
 // "2001:0db8:0:0:0:0:0:1"); as in EventBridge, an IPv6 address written with an IPv4 part
 // ("::ffff:10.0.0.1") is not taken for an address, here or by cidr, and matches only the same
-// text. Strings never match numbers and numbers never match strings.
+// text, while an IPv4-mapped address written in hexadecimal ("::ffff:a00:1") is the IPv4 address
+// (it matches "10.0.0.1" and cidr "10.0.0.0/8"). Strings never match numbers and numbers never
+// match strings.
 //
 // Operators, each an object with one key inside a field's array:
 //
@@ -131,7 +133,8 @@
 // suffix, a numeric range whose bounds are out of range, have more than six decimals, or do not
 // have the lower bound below the upper one, a malformed CIDR block or one EventBridge refuses (a
 // block of one address, /32 for IPv4 or /128 for IPv6, for which an exact string does the job,
-// or an IPv6 block written with an IPv4 part), and a $or that is not an
+// an IPv6 block written with an IPv4 part, or an IPv4-mapped block with 32 or more mask bits,
+// which EventBridge counts as an IPv4 mask), and a $or that is not an
 // array of at least two objects. It also bounds what a pattern may cost (ErrPatternTooComplex):
 // MaxPatternBytes (64 KiB), MaxPatternDepth (32 levels), MaxPatternValues (1,000 values and
 // operators), MaxOrCombinations (1,000 alternatives once every $or is multiplied out),
