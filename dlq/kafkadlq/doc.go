@@ -58,12 +58,19 @@
 // (dlq.ErrInvalidEntry), an unknown topic, a denied authorization, a record too large and any other
 // broker error Kafka marks not retriable; an error wrapping dlq.ErrClosed for a closed client; the
 // context's error when ctx ends first; unmarked, so retryable, otherwise (franz-go has already
-// retried what kerr.IsRetriable allows). Get returns dlq.ErrNotFound.
+// retried what kerr.IsRetriable allows), a full client buffer (kgo.ErrMaxBuffered, from a
+// kgo.MaxBufferedRecords or kgo.MaxBufferedBytes limit) included. Get returns dlq.ErrNotFound.
+//
+// Put and Delete wait for the broker's acknowledgement only as long as ctx lasts: when it ends
+// first they return at once, with an error that wraps ctx's error (retry.Classify calls it
+// canceled) and says the record may still be written, because the client keeps producing it.
 //
 // # Concurrency
 //
 // A Queue is safe for concurrent use, as is the client beneath it. Concurrent Puts are batched by
-// the client into the same produce requests. Every List and Get uses clients of its own, so reads
+// the client into the same produce requests; the client gets each record with a context that
+// keeps the caller's values but never ends, so one Put's cancellation or deadline cannot fail the
+// records of others batched with it. Every List and Get uses clients of its own, so reads
 // run beside Puts and beside each other, and Delete may be called from List's callback.
 //
 // # Delivery semantics
@@ -72,6 +79,6 @@
 // acks=all, which New insists on, every in-sync replica has it, so it survives the crash of this
 // process, of this machine and of any broker short of losing all in-sync replicas. Set the topic's
 // min.insync.replicas to 2 or more for that to mean more than one copy. A Put that fails may still
-// have been written (the acknowledgement was lost): the sender retries, and the topic may then hold
-// the event twice; it never holds none.
+// have been written (the acknowledgement was lost, or ctx ended before it came): the sender
+// retries, and the topic may then hold the event twice; it never holds none.
 package kafkadlq

@@ -143,7 +143,9 @@ func (q *Queue) Topic() string { return q.topic }
 // Put writes e as one record and returns once the broker has acknowledged it, with every in-sync
 // replica holding it (acks=all). The error is classified like a sink's: marked permanent (with
 // retry.Permanent) for an invalid entry, an unknown topic, a denied authorization or a record too
-// large; a context error when ctx ends first; unmarked, and so retryable, otherwise.
+// large; an error wrapping ctx's error when ctx ends first, in which case the record may still be
+// written; unmarked, and so retryable, otherwise, a full client buffer (kgo.ErrMaxBuffered)
+// included.
 func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("kafkadlq: put: %w", err)
@@ -152,8 +154,34 @@ func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err != nil {
 		return retry.Permanent(fmt.Errorf("kafkadlq: put: %w", err))
 	}
-	if err := q.client.ProduceSync(ctx, record(q.topic, q.cfg.key(&e), &e)).FirstErr(); err != nil {
-		return classify("put", err)
+	return q.produce(ctx, "put", record(q.topic, q.cfg.key(&e), &e))
+}
+
+// produce hands recs to the client and waits for every acknowledgement, or for ctx to end.
+func (q *Queue) produce(ctx context.Context, op string, recs ...*kgo.Record) error {
+	done := make(chan error, len(recs)) // buffered: a promise must never block the client
+	promise := func(_ *kgo.Record, err error) { done <- err }
+	// The records get a context that never ends but keeps ctx's values: the client fails every
+	// record batched with one whose context ends, so one caller's deadline must not reach the
+	// records of others. TryProduce, because Produce would wait for room in a full buffer with
+	// no regard to ctx.
+	rctx := context.WithoutCancel(ctx)
+	for _, r := range recs {
+		q.client.TryProduce(rctx, r, promise)
+	}
+	var first error
+	for range recs {
+		select {
+		case err := <-done:
+			if first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("kafkadlq: %s: no acknowledgement yet, the record may still be written: %w", op, ctx.Err())
+		}
+	}
+	if first != nil {
+		return classify(op, first)
 	}
 	return nil
 }

@@ -167,6 +167,8 @@ func (q *Queue) Get(ctx context.Context, id string) (dlq.Entry, error) {
 // Delete appends a removal record for each ID (key: the ID, no value, headers dlq.v, dlq.op=remove
 // and dlq.id) and returns once the broker has acknowledged them. A removal hides every entry with
 // its ID from List and Get; the records themselves stay until the topic's retention removes them.
+// When ctx ends first, Delete returns an error wrapping ctx's error, and the removals may still be
+// written.
 func (q *Queue) Delete(ctx context.Context, ids ...string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("kafkadlq: delete: %w", err)
@@ -180,8 +182,5 @@ func (q *Queue) Delete(ctx context.Context, ids ...string) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	if err := q.client.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		return classify("delete", err)
-	}
-	return nil
+	return q.produce(ctx, "delete", recs...)
 }
