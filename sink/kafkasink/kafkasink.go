@@ -32,8 +32,9 @@ type Sink struct {
 	slots  chan struct{} // one token per record waiting for its acknowledgement
 	pool   sync.Pool     // *pending, reused once their promise has run
 
-	mu     sync.RWMutex // Send holds it shared around Produce, Close exclusively to set closed
-	closed bool
+	// closed is set by Close. A Send reads it only while it holds a slot, so Close, which sets it
+	// and then takes every slot, waits for each Send that saw it unset.
+	closed atomic.Bool
 }
 
 var (
@@ -270,9 +271,7 @@ func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) erro
 	case <-ctx.Done():
 		return fmt.Errorf("kafkasink: event %q not produced: %d records already wait for acknowledgement: %w", e.ID, cap(s.slots), ctx.Err())
 	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
+	if s.closed.Load() {
 		<-s.slots
 		return fmt.Errorf("kafkasink: event %q: %w", e.ID, sink.ErrClosed)
 	}
@@ -283,8 +282,10 @@ func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) erro
 	if ctx.Done() != nil {
 		produceCtx = context.WithoutCancel(ctx)
 	}
-	s.client.Produce(produceCtx, &p.rec, p.promise)
-	s.mu.RUnlock()
+	// TryProduce, because Produce waits for room in a full client buffer (kgo.MaxBufferedBytes, or
+	// records of other producers sharing the client) with no regard to ctx; the promise reports
+	// kgo.ErrMaxBuffered instead, a retryable failure.
+	s.client.TryProduce(produceCtx, &p.rec, p.promise)
 	return nil
 }
 
@@ -360,13 +361,9 @@ func (s *Sink) SendBatch(ctx context.Context, events []*fanbridge.Event) error {
 // still unacknowledged at the timeout; a client the sink owns is closed regardless, which fails
 // them. Closing twice is safe: the second call returns nil.
 func (s *Sink) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if s.closed.Swap(true) {
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.closeTimeout)
 	defer cancel()
