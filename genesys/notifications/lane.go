@@ -126,6 +126,9 @@ func (l *lane) run(ctx context.Context) error {
 		// The new channel is subscribed before the old one is dropped, so there is no gap.
 		old := cur
 		cur = next
+		// done closes once old and every channel retired before it are closed: a failed channel's
+		// retirement ends at once, and must not hide an earlier one still in its overlap.
+		prev := retired
 		done := make(chan struct{})
 		retired = done
 		retiring.Add(1)
@@ -133,6 +136,12 @@ func (l *lane) run(ctx context.Context) error {
 			defer retiring.Done()
 			defer close(done)
 			l.retire(ctx, old)
+			if prev != nil {
+				select {
+				case <-prev:
+				case <-ctx.Done():
+				}
+			}
 		}()
 	}
 }

@@ -66,8 +66,11 @@ func (p *publisher) all(t *testing.T) {
 	}
 }
 
-// waitReplaced blocks until created channels exist and exactly one connected, subscribed channel
-// per lane is left.
+// waitReplaced blocks until at least created channels were made and exactly one connected,
+// subscribed channel per lane is left. A few more may have been made: the fake, like Genesys,
+// evicts a channel without a socket first, and that can be another lane's channel created an
+// instant before, while a closed channel's socket is still counted as connected; that lane then
+// opens another (its old channel still serves meanwhile).
 func waitReplaced(t *testing.T, h *harness, ctx context.Context, created int) {
 	t.Helper()
 	require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, n int) bool {
@@ -77,7 +80,7 @@ func waitReplaced(t *testing.T, h *harness, ctx context.Context, created int) {
 				connected++
 			}
 		}
-		return n == created && connected == notifications.MaxChannels
+		return n >= created && connected == notifications.MaxChannels
 	}), "created %d, live %+v", h.srv.ChannelsCreated(), h.srv.Channels())
 }
 
@@ -112,7 +115,7 @@ func TestSecondNoticeDuringOverlapKeepsEveryLaneSubscribed(t *testing.T) {
 	waitReplaced(t, h, ctx, lanes)
 	require.Equal(t, lanes, h.srv.SendSocketClosing())
 	require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, n int) bool {
-		if n != 2*lanes || len(live) < lanes {
+		if n < 2*lanes || len(live) < lanes {
 			return false
 		}
 		for _, c := range live[len(live)-lanes:] { // the replacements, newest last
