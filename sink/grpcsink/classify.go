@@ -2,6 +2,7 @@ package grpcsink
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -50,7 +51,9 @@ func (c Class) String() string {
 }
 
 // CodeClass returns the class of a gRPC status code, as the table in the package documentation
-// gives it. A code this package does not know is Retryable.
+// gives it. A code this package does not know is Retryable. It sees the code alone: Classify also
+// reads the status, and makes a ResourceExhausted that reports a message over gRPC's size limit
+// permanent.
 func CodeClass(c codes.Code) Class {
 	switch c {
 	case codes.OK, codes.AlreadyExists:
@@ -67,8 +70,10 @@ func CodeClass(c codes.Code) Class {
 // Classify turns the error of a gRPC call into what a sink.Sink returns: nil when the consumer has
 // the event (AlreadyExists included), err marked with retry.Permanent for a permanent code, err
 // marked with retry.After when the server attached a google.rpc.RetryInfo detail to a retryable
-// code, and err unchanged otherwise. An error without a gRPC status (a context error, say) is
-// returned unchanged. Use it in a Sink of your own over another gRPC client; Adapt already does.
+// code, err marked with retry.Permanent for a ResourceExhausted without RetryInfo whose message is
+// gRPC's own report of a message over the size limit ("larger than max"), and err unchanged
+// otherwise. An error without a gRPC status (a context error, say) is returned unchanged. Use it
+// in a Sink of your own over another gRPC client; Adapt already does.
 func Classify(err error) error {
 	if err == nil {
 		return nil
@@ -86,7 +91,20 @@ func Classify(err error) error {
 	if d, ok := retryDelay(st); ok {
 		return retry.After(err, d)
 	}
+	if tooLarge(st) {
+		return retry.Permanent(err)
+	}
 	return err
+}
+
+// tooLarge reports whether st is gRPC's refusal of a message over a size limit: grpc-go's
+// "grpc: received message larger than max" from the receiving side (the server's
+// MaxRecvMsgSize), "trying to send message larger than max" from the sending side, and their
+// variants after decompression. The same event is as large on every attempt, so retrying it, or
+// redriving it later, only fails again; a server that throttles instead says ResourceExhausted
+// with another message, or attaches RetryInfo, and stays retryable.
+func tooLarge(st *status.Status) bool {
+	return st.Code() == codes.ResourceExhausted && strings.Contains(st.Message(), "larger than max")
 }
 
 // retryDelay returns the wait a google.rpc.RetryInfo detail asks for.

@@ -40,6 +40,7 @@
 //	Unavailable          retryable                            server down, restarting, or unreachable
 //	DeadlineExceeded     retryable                            the call timed out; it may have landed
 //	ResourceExhausted    retryable, retry.After if hinted     throttled
+//	  "larger than max"  retry.Permanent, unless hinted       the event is over a message size limit
 //	Aborted              retryable                            a conflict the server says to retry
 //	Internal             retryable                            a server fault that may pass
 //	Unknown              retryable                            a handler error without a status
@@ -55,7 +56,11 @@
 //	                                                          operator must look, the DLQ keeps it
 //
 // A retryable answer that carries a google.rpc.RetryInfo detail is marked retry.After with its
-// delay (a Server sends one for a handler error marked retry.After). When the caller's own context
+// delay (a Server sends one for a handler error marked retry.After). A ResourceExhausted without
+// one whose message is gRPC's report of a message over its size limit ("grpc: received message
+// larger than max", from a server whose MaxRecvMsgSize the event exceeds, or "trying to send
+// message larger than max", from a grpc.MaxCallSendMsgSize given with WithCallOptions) is
+// permanent: the event is as large on every attempt. When the caller's own context
 // ends a call (its cancellation, or its deadline when that was sooner than the call timeout), the
 // error wraps the context's error as well as the status: context.Canceled is classified
 // retry.ClassCanceled, never a reason to dead-letter, and a deadline is retryable. A context that
