@@ -93,7 +93,8 @@ type ClientConfig struct {
 	// records whose Send already gave up waiting. The default is one minute.
 	DeliveryTimeout time.Duration
 	// Opts are further client options, applied after everything above, so they can override it
-	// (kgo.ProducerBatchCompression, kgo.MaxBufferedRecords, even kgo.RequiredAcks).
+	// (kgo.ProducerBatchCompression, kgo.MaxBufferedRecords, even kgo.RequiredAcks, though fewer
+	// acks than all also need WithAllowWeakAcks).
 	Opts []kgo.Opt
 }
 

@@ -73,7 +73,9 @@
 //
 // The client reports some failures wrapped (kgo.ErrRecordTimeout carries the last error it met),
 // so the whole error chain counts. Errors name the event ID and the topic, never the body.
-// ErrInvalidConfig and ErrInvalidTopic come back from New and Dial for settings that cannot work.
+// ErrInvalidConfig and ErrInvalidTopic come back from New and Dial for settings that cannot work,
+// and ErrWeakAcks (with ErrInvalidConfig) for a client that does not produce with acks=all, unless
+// WithAllowWeakAcks is given.
 //
 // # Concurrency
 //
@@ -93,9 +95,11 @@
 // Send returns nil once the broker acknowledged the record as the client's acks setting requires.
 // Dial's client uses acks=all, so the record is on every in-sync replica (how many must be in sync
 // is the topic's min.insync.replicas), and is idempotent, so the client's own retries of a produce
-// request never store a record twice. New uses whatever the caller's client is set to; franz-go's
-// defaults are the same (acks=all, idempotent), but a client set to fewer acks gives weaker
-// guarantees, and a linger adds its delay to every Send that has no company.
+// request never store a record twice. New requires the caller's client to use acks=all too
+// (franz-go's default, with idempotence), and refuses one set to fewer acks with an error wrapping
+// ErrWeakAcks, unless WithAllowWeakAcks says that weaker guarantee is wanted; Dial does the same
+// when ClientConfig.Opts lowers the acks. A linger adds its delay to every Send that has no
+// company.
 //
 // Delivery is at-least-once. When a Send's context ends before the acknowledgement, Send returns
 // an error that is not permanent, but the record stays with the client, which may still deliver

@@ -17,9 +17,16 @@ import (
 	"github.com/fanbridge/fanbridge/sink"
 )
 
-// ErrInvalidConfig is wrapped by the error New or Dial returns for options or a ClientConfig that
-// cannot work.
-var ErrInvalidConfig = errors.New("kafkasink: invalid configuration")
+var (
+	// ErrInvalidConfig is wrapped by the error New or Dial returns for options or a ClientConfig
+	// that cannot work.
+	ErrInvalidConfig = errors.New("kafkasink: invalid configuration")
+	// ErrWeakAcks is wrapped, with ErrInvalidConfig, by the error New or Dial returns for a client
+	// that does not wait for every in-sync replica (acks=all) when producing, unless
+	// WithAllowWeakAcks is given: with fewer acks, a nil from Send does not mean the record
+	// survives the loss of the partition leader.
+	ErrWeakAcks = errors.New("kafkasink: client does not produce with acks=all")
+)
 
 const defaultCloseTimeout = 10 * time.Second
 
@@ -43,8 +50,9 @@ var (
 )
 
 // New returns a Sink that produces through client, which stays the caller's: the sink never closes
-// it, and the client's own settings (acks, idempotence, linger, retries, delivery timeout) decide
-// how records are produced. A topic option is required.
+// it, and the client's own settings (idempotence, linger, retries, delivery timeout) decide how
+// records are produced. The client must produce with acks=all (the franz-go default) unless
+// WithAllowWeakAcks is given. A topic option is required.
 func New(client *kgo.Client, opts ...Option) (*Sink, error) {
 	if client == nil {
 		return nil, fmt.Errorf("%w: nil client", ErrInvalidConfig)
@@ -72,6 +80,9 @@ func newSink(client *kgo.Client, owned bool, opts []Option) (*Sink, error) {
 		return nil, fmt.Errorf("%w: close timeout %s is not positive", ErrInvalidConfig, cfg.closeTimeout)
 	case cfg.maxInFlight < 0:
 		return nil, fmt.Errorf("%w: max in flight %d is negative", ErrInvalidConfig, cfg.maxInFlight)
+	}
+	if acks, ok := client.OptValue(kgo.RequiredAcks).(kgo.Acks); ok && acks != kgo.AllISRAcks() && !cfg.allowWeakAcks {
+		return nil, fmt.Errorf("%w: %w: use acks=all, or WithAllowWeakAcks", ErrInvalidConfig, ErrWeakAcks)
 	}
 	if cfg.maxInFlight == 0 {
 		cfg.maxInFlight, _ = client.OptValue(kgo.MaxBufferedRecords).(int)

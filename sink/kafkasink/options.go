@@ -22,6 +22,8 @@ type config struct {
 	closeTimeout time.Duration
 	maxInFlight  int
 	logger       *slog.Logger
+	// allowWeakAcks lets New and Dial take a client producing with acks=0 or acks=1.
+	allowWeakAcks bool
 }
 
 func (c *config) setTopic(t topicChooser, err error) {
@@ -77,6 +79,14 @@ func WithKey(f KeyFunc) Option {
 // the value is no longer the CloudEvents data. The default is the body.
 func WithEnvelopeValue() Option {
 	return optionFunc(func(c *config) { c.envelope = true })
+}
+
+// WithAllowWeakAcks lets New and Dial accept a client that produces with acks=0 or acks=1, for
+// events whose loss is acceptable: Send's nil then means only that the leader took the record
+// (acks=1), or that it was sent (acks=0), and a broker failure can lose it. The default refuses
+// such a client with an error wrapping ErrWeakAcks.
+func WithAllowWeakAcks() Option {
+	return optionFunc(func(c *config) { c.allowWeakAcks = true })
 }
 
 // WithCloseTimeout bounds how long Close waits for the records this sink has produced to be
