@@ -80,7 +80,7 @@
 // # Concurrency
 //
 // A Sink is safe for concurrent use, and meant for it: each Send hands its record to the client
-// asynchronously (kgo.Client.Produce with a callback) and waits on its own notification, so
+// asynchronously (kgo.Client.TryProduce with a callback) and waits on its own notification, so
 // records of concurrent Sends travel together in the client's batches and produce requests, with
 // no goroutine per Send. Record storage is reused once acknowledged. Up to WithMaxInFlight records
 // wait for acknowledgement at once (the client's buffer size by default); a Send beyond that waits
