@@ -139,23 +139,8 @@ func parseHTTPURL(what, s string) (*url.URL, error) {
 // withUserAgent returns a copy of hc whose requests carry ua; the oauth2 package sets none itself.
 func withUserAgent(hc *http.Client, ua string) *http.Client {
 	cp := *hc
-	base := hc.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	cp.Transport = uaTransport{base: base, ua: ua}
+	cp.Transport = newHeaderTransport(hc.Transport, "User-Agent", ua)
 	return &cp
-}
-
-type uaTransport struct {
-	base http.RoundTripper
-	ua   string
-}
-
-func (t uaTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("User-Agent", t.ua)
-	return t.base.RoundTrip(r)
 }
 
 // withBasicAuth returns a copy of hc that sends Authorization: Basic base64(id:secret) on every
@@ -164,18 +149,26 @@ func (t uaTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func withBasicAuth(hc *http.Client, id, secret string) *http.Client {
 	cp := *hc
 	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	cp.Transport = basicTransport{base: hc.Transport, header: "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))}
+	cp.Transport = newHeaderTransport(hc.Transport, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(id+":"+secret)))
 	return &cp
 }
 
-type basicTransport struct {
-	base   http.RoundTripper
-	header string
+// headerTransport sets one header on every request it passes on.
+type headerTransport struct {
+	base        http.RoundTripper
+	name, value string
 }
 
-func (t basicTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func newHeaderTransport(base http.RoundTripper, name, value string) headerTransport {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return headerTransport{base: base, name: name, value: value}
+}
+
+func (t headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", t.header)
+	r.Header.Set(t.name, t.value)
 	return t.base.RoundTrip(r)
 }
 
