@@ -90,6 +90,9 @@ func TestFullClientBufferFailsSendAtOnce(t *testing.T) {
 
 			release()
 			require.NoError(t, recv(t, first))
+			// The client gives the room back just after it ran the first record's promise: wait
+			// until it has (the other producer's record too), then there is room again.
+			require.Eventually(t, func() bool { return cl.BufferedProduceRecords() == 0 }, returnBound, time.Millisecond)
 			require.NoError(t, s.Send(ctx, paddedEvent("third")), "room again once the broker answers")
 			var ids []string
 			for _, r := range readAll(t, ctx, c, "events") {
