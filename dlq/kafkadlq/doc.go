@@ -58,8 +58,8 @@
 // (dlq.ErrInvalidEntry), an unknown topic, a denied authorization, a record too large and any other
 // broker error Kafka marks not retriable; an error wrapping dlq.ErrClosed for a closed client; the
 // context's error when ctx ends first; unmarked, so retryable, otherwise (franz-go has already
-// retried what kerr.IsRetriable allows), a full client buffer (kgo.ErrMaxBuffered, from a
-// kgo.MaxBufferedRecords or kgo.MaxBufferedBytes limit) included. Get returns dlq.ErrNotFound.
+// retried what kerr.IsRetriable allows). A full client buffer is waited out within ctx. Get
+// returns dlq.ErrNotFound.
 //
 // Put and Delete wait for the broker's acknowledgement only as long as ctx lasts: when it ends
 // first they return at once, with an error that wraps ctx's error (retry.Classify calls it

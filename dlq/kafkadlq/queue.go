@@ -144,8 +144,7 @@ func (q *Queue) Topic() string { return q.topic }
 // replica holding it (acks=all). The error is classified like a sink's: marked permanent (with
 // retry.Permanent) for an invalid entry, an unknown topic, a denied authorization or a record too
 // large; an error wrapping ctx's error when ctx ends first, in which case the record may still be
-// written; unmarked, and so retryable, otherwise, a full client buffer (kgo.ErrMaxBuffered)
-// included.
+// written; unmarked, and so retryable, otherwise. A full client buffer is waited out, within ctx.
 func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("kafkadlq: put: %w", err)
@@ -163,12 +162,15 @@ func (q *Queue) produce(ctx context.Context, op string, recs ...*kgo.Record) err
 	promise := func(_ *kgo.Record, err error) { done <- err }
 	// The records get a context that never ends but keeps ctx's values: the client fails every
 	// record batched with one whose context ends, so one caller's deadline must not reach the
-	// records of others. TryProduce, because Produce would wait for room in a full buffer with
-	// no regard to ctx.
+	// records of others. Produce waits for room in a full buffer, with no regard to a context it
+	// may not cancel, so it runs on its own goroutine while this one waits within ctx; a
+	// Delete of more ids than the buffer holds then goes out as room comes.
 	rctx := context.WithoutCancel(ctx)
-	for _, r := range recs {
-		q.client.TryProduce(rctx, r, promise)
-	}
+	go func() {
+		for _, r := range recs {
+			q.client.Produce(rctx, r, promise)
+		}
+	}()
 	var first error
 	for range recs {
 		select {

@@ -167,7 +167,7 @@ func TestOnePutsCancellationDoesNotFailOthers(t *testing.T) {
 
 // A client whose buffer is full makes the queue fail at once with a retryable error, rather than
 // wait for room with no regard to the context.
-func TestPutWithAFullClientBufferIsRetryable(t *testing.T) {
+func TestPutWaitsForRoomInAFullClientBuffer(t *testing.T) {
 	ctx := testCtx(t)
 	c, cl := cluster(t, 1, kgo.MaxBufferedRecords(1))
 	q := newQueue(t, cl)
@@ -177,14 +177,37 @@ func TestPutWithAFullClientBufferIsRetryable(t *testing.T) {
 	go func() { held <- q.Put(ctx, sampleEntry(t, "held")) }()
 	waitFor(t, ctx, arrived, "the produce request")
 
-	bound, stop := context.WithTimeout(ctx, returnBound)
+	// Within its context, a Put waits for room, and returns when the context ends.
+	short, stop := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer stop()
+	err := q.Put(short, sampleEntry(t, "gave-up"))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "may still be written")
 	res := make(chan error, 1)
-	go func() { res <- q.Put(ctx, sampleEntry(t, "no-room")) }()
-	err := waitFor(t, bound, res, "Put on a full buffer")
-	require.ErrorIs(t, err, kgo.ErrMaxBuffered)
-	assert.Equal(t, retry.ClassRetryable, retry.Classify(err))
+	go func() { res <- q.Put(ctx, sampleEntry(t, "waited")) }()
 
 	release()
 	require.NoError(t, waitFor(t, ctx, held, "the held Put"))
+	require.NoError(t, waitFor(t, ctx, res, "the Put that waited for room"))
+	var ids []string
+	require.NoError(t, q.List(ctx, func(e dlq.Entry) error { ids = append(ids, e.ID); return nil }))
+	assert.Subset(t, ids, []string{"warm", "held", "waited"})
+}
+
+// A Delete of more ids than the client's buffer holds goes out as room comes, as a redrive's
+// removal of a whole batch needs.
+func TestDeleteOfMoreIDsThanTheBufferHolds(t *testing.T) {
+	ctx := testCtx(t)
+	_, cl := cluster(t, 1, kgo.MaxBufferedRecords(2))
+	q := newQueue(t, cl)
+	var ids []string
+	for i := range 5 {
+		e := sampleEntry(t, fmt.Sprintf("e%d", i))
+		require.NoError(t, q.Put(ctx, e))
+		ids = append(ids, e.ID)
+	}
+	require.NoError(t, q.Delete(ctx, ids...))
+	n := 0
+	require.NoError(t, q.List(ctx, func(dlq.Entry) error { n++; return nil }))
+	assert.Zero(t, n)
 }

@@ -62,7 +62,6 @@
 //	  INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID ...)
 //	codes kerr marks retriable, once the client gave up      retryable   NOT_ENOUGH_REPLICAS, NOT_LEADER ...
 //	kgo.ErrRecordTimeout, kgo.ErrRecordRetries, connections  retryable   the cause, when wrapped, decides
-//	kgo.ErrMaxBuffered: the client's buffer is full          retryable   room comes as records are acked
 //	ctx canceled / deadline while waiting                    canceled /  the record may still arrive
 //	                                                         retryable
 //	Send after Close; client closed under a pending Send     retryable   wraps sink.ErrClosed
@@ -80,15 +79,15 @@
 // # Concurrency
 //
 // A Sink is safe for concurrent use, and meant for it: each Send hands its record to the client
-// asynchronously (kgo.Client.TryProduce with a callback) and waits on its own notification, so
+// asynchronously (kgo.Client.Produce with a callback) and waits on its own notification, so
 // records of concurrent Sends travel together in the client's batches and produce requests, with
 // no goroutine per Send. Record storage is reused once acknowledged. Up to WithMaxInFlight records
 // wait for acknowledgement at once (the client's buffer size by default); a Send beyond that waits
-// for room within its context. Send never waits inside the client: when the client's own buffer
-// is full (kgo.MaxBufferedBytes, or a client shared with other producers), it fails at once with a
-// retryable error wrapping kgo.ErrMaxBuffered, so a Send, and Close, never outlast their deadline
-// because of it. SendBatch produces all its events before waiting for any; those that find the
-// buffer full fail in its *sink.BatchError.
+// for room within its context, so the client's buffer does not fill with this sink's records.
+// When it fills with others' (a client shared with other producers) or is bounded in bytes
+// (kgo.MaxBufferedBytes), a Send waits inside the client for room, past its context if the broker
+// stalls: give the sink a client of its own, sized in records. Close never waits behind such a
+// Send beyond its timeout. SendBatch produces all its events before waiting for any.
 //
 // # Delivery semantics
 //

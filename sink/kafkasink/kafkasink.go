@@ -293,10 +293,12 @@ func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) erro
 	if ctx.Done() != nil {
 		produceCtx = context.WithoutCancel(ctx)
 	}
-	// TryProduce, because Produce waits for room in a full client buffer (kgo.MaxBufferedBytes, or
-	// records of other producers sharing the client) with no regard to ctx; the promise reports
-	// kgo.ErrMaxBuffered instead, a retryable failure.
-	s.client.TryProduce(produceCtx, &p.rec, p.promise)
+	// Produce waits for room when the client's buffer is full. With the default WithMaxInFlight
+	// the slots keep it from filling, but for the instant between a promise (which gives the slot
+	// back) and the client counting the record out, which TryProduce would fail; a buffer shared
+	// with other producers or bounded in bytes can make the wait longer (see WithMaxInFlight).
+	// No lock is held meanwhile, so Close keeps its timeout.
+	s.client.Produce(produceCtx, &p.rec, p.promise)
 	return nil
 }
 

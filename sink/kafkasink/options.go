@@ -96,11 +96,11 @@ func WithCloseTimeout(d time.Duration) Option {
 }
 
 // WithMaxInFlight bounds how many records this sink has waiting for an acknowledgement at once; a
-// Send beyond it waits for room, within its context. Set above the client's kgo.MaxBufferedRecords,
-// or with a client whose buffer also holds other producers' records or is bounded in bytes
-// (kgo.MaxBufferedBytes), the client's buffer may fill first: Send then fails at once with a
-// retryable error wrapping kgo.ErrMaxBuffered rather than wait inside the client. The default is
-// the client's kgo.MaxBufferedRecords.
+// Send beyond it waits for room, within its context. It keeps Send from waiting inside the client,
+// where its context does not count, for room in a full buffer: set above the client's
+// kgo.MaxBufferedRecords, or with a client whose buffer also holds other producers' records or is
+// bounded in bytes (kgo.MaxBufferedBytes), the client's buffer may fill first, and a Send then
+// waits there until the broker answers. The default is the client's kgo.MaxBufferedRecords.
 func WithMaxInFlight(n int) Option {
 	return optionFunc(func(c *config) { c.maxInFlight = n })
 }
