@@ -104,7 +104,25 @@ func Classify(err error) error {
 // redriving it later, only fails again; a server that throttles instead says ResourceExhausted
 // with another message, or attaches RetryInfo, and stays retryable.
 func tooLarge(st *status.Status) bool {
-	return st.Code() == codes.ResourceExhausted && strings.Contains(st.Message(), "larger than max")
+	if st.Code() != codes.ResourceExhausted {
+		return false
+	}
+	msg := st.Message()
+	for _, prefix := range sizeRefusals {
+		if strings.HasPrefix(msg, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// sizeRefusals are how grpc-go's messages for a size limit begin; a server's own message that
+// merely mentions a maximum does not count.
+var sizeRefusals = []string{
+	"grpc: received message larger than max",
+	"grpc: message after decompression larger than max",
+	"grpc: received message after decompression larger than max",
+	"trying to send message larger than max",
 }
 
 // retryDelay returns the wait a google.rpc.RetryInfo detail asks for.

@@ -59,7 +59,9 @@ func TestClassifyResourceExhausted(t *testing.T) {
 		{"server's receive limit", "grpc: received message larger than max (4096 vs. 1024)", false, retry.ClassPermanent, false},
 		{"client's send limit", "trying to send message larger than max (4096 vs. 1024)", false, retry.ClassPermanent, false},
 		{"after decompression", "grpc: received message after decompression larger than max 1024", false, retry.ClassPermanent, false},
+		{"decompressed message", "grpc: message after decompression larger than max (4096 vs. 1024)", false, retry.ClassPermanent, false},
 		{"throttled", "quota exceeded", false, retry.ClassRetryable, false},
+		{"a server's own message mentioning a maximum", "tenant backlog larger than max", false, retry.ClassRetryable, false},
 		{"size limit with RetryInfo", "grpc: received message larger than max (4096 vs. 1024)", true, retry.ClassRetryable, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
