@@ -94,7 +94,8 @@ type ClientConfig struct {
 	DeliveryTimeout time.Duration
 	// Opts are further client options, applied after everything above, so they can override it
 	// (kgo.ProducerBatchCompression, kgo.MaxBufferedRecords, even kgo.RequiredAcks, though fewer
-	// acks than all also need WithAllowWeakAcks).
+	// acks than all also need WithAllowWeakAcks, and kgo.DisableIdempotentWrite, without which
+	// franz-go refuses them).
 	Opts []kgo.Opt
 }
 
