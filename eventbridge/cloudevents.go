@@ -132,7 +132,7 @@ func decodeCloudEvents(s *scanner) (*fanbridge.Event, error) {
 		if !validExtensionName(k) {
 			return nil, fmt.Errorf("%w: extension attribute names must be 1 to 64 of a-z and 0-9", ErrInvalidField)
 		}
-		if reservedMeta(string(k)) || string(k) == MetaDataBase64 {
+		if reservedMeta(string(k)) {
 			// Only envelope facts set these (account and region feed WithAllowedAccounts), and
 			// database64 only the decoder: a sender's extension cannot claim them.
 			continue

@@ -381,9 +381,18 @@ func TestDecodeEventBridgeVariants(t *testing.T) {
 			assert.NotContains(t, e.Metadata, fanbridge.MetaCorrelationID)
 			assert.True(t, ts("2023-11-14T22:13:20Z").Equal(e.Time))
 		}
-		// With an eventBody the detail is Genesys', and its fields must have Genesys' types.
-		_, err := eventbridge.Decode([]byte(`{"id":"e1","detail-type":"t","source":"s","detail":{"eventBody":{},"topicName":7}}`), "")
-		require.ErrorIs(t, err, eventbridge.ErrInvalidField)
+		// So may one with an eventBody but no topicName, whatever that eventBody is.
+		for _, detail := range []string{`{"eventBody":"text","timestamp":7}`, `{"eventBody":null,"x":1}`, `{"eventBody":[1]}`} {
+			e, err := eventbridge.Decode([]byte(`{"id":"e1","detail-type":"t","source":"s","detail":`+detail+`}`), "")
+			require.NoError(t, err, detail)
+			assert.Equal(t, detail, string(e.Data))
+		}
+		// With both topicName and eventBody the detail is Genesys', and its fields must have
+		// Genesys' types.
+		for _, detail := range []string{`{"eventBody":{},"topicName":7}`, `{"eventBody":"text","topicName":"v2.users.x.presence"}`} {
+			_, err := eventbridge.Decode([]byte(`{"id":"e1","detail-type":"t","source":"s","detail":`+detail+`}`), "")
+			require.ErrorIs(t, err, eventbridge.ErrInvalidField, detail)
+		}
 	})
 	t.Run("no time: detail.timestamp", func(t *testing.T) {
 		body := []byte(`{"id":"1","detail-type":"t","source":"s","detail":{"timestamp":"2024-01-02T03:04:05.678Z","eventBody":{}}}`)
@@ -442,6 +451,24 @@ func TestDecodeWebhook(t *testing.T) {
 		assert.Equal(t, e.Data, o.Data)
 		assert.NotEqual(t, e.ID, o.ID, other)
 	}
+	// Whatever their type: epoch milliseconds tell events apart as well.
+	idOf := func(body string) string {
+		t.Helper()
+		e, err := eventbridge.Decode([]byte(body), "")
+		require.NoError(t, err)
+		return e.ID
+	}
+	assert.NotEqual(t,
+		idOf(`{"event":"x","data":{"s":1},"metadata":{"timestamp":1700000000000}}`),
+		idOf(`{"event":"x","data":{"s":1},"metadata":{"timestamp":1700000600000}}`))
+	// A sender that re-serializes its metadata in another order keeps the ID.
+	assert.Equal(t,
+		idOf(`{"event":"x","data":1,"metadata":{"correlationId":"c1","CorrelationID":"c2","time":"t"}}`),
+		idOf(`{"event":"x","data":1,"metadata":{"time":"t","CorrelationID":"c2","correlationId":"c1"}}`))
+	// database64 is the decoder's to set, as account is.
+	d64, err := eventbridge.Decode([]byte(`{"event":"x","data":"aGk=","metadata":{"database64":"true"}}`), "")
+	require.NoError(t, err)
+	assert.NotContains(t, d64.Metadata, eventbridge.MetaDataBase64)
 
 	for name, bad := range map[string]string{
 		"event array":        `{"event":[],"data":{}}`,
@@ -584,8 +611,9 @@ func TestDecodeErrors(t *testing.T) {
 	t.Run("nesting at the limit is fine", func(t *testing.T) {
 		body := `{"id":"1","detail-type":"t","source":"s","detail":{"eventBody":` +
 			strings.Repeat("[", 61) + strings.Repeat("]", 61) + `}}`
-		_, err := eventbridge.Decode([]byte(body), "")
-		require.ErrorIs(t, err, eventbridge.ErrInvalidField, "eventBody must be an object, but the depth passed")
+		e, err := eventbridge.Decode([]byte(body), "")
+		require.NoError(t, err, "the depth passed; without a topicName the detail is not Genesys'")
+		assert.Equal(t, body[len(`{"id":"1","detail-type":"t","source":"s","detail":`):len(body)-1], string(e.Data))
 		// envelope (1), detail (2), eventBody (3), then 61 arrays: depth 64.
 		body = `{"id":"1","detail-type":"t","source":"s","detail":{"eventBody":{"a":` +
 			strings.Repeat("[", 61) + strings.Repeat("]", 61) + `}}}`

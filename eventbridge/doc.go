@@ -19,9 +19,10 @@
 //   - EventBridge ("detail-type" or "detail"): the envelope an Amazon EventBridge API destination
 //     POSTs, with a Genesys notification as detail. ID = id, Type = detail-type (the topic
 //     template rules match on), Topic = detail.topicName (the concrete topic), Source = source,
-//     Data = detail.eventBody (or the whole detail when it has no eventBody: any EventBridge event
-//     decodes, and such a detail's topicName, timestamp and metadata.CorrelationId are used only
-//     when they have the types Genesys gives them), Metadata: correlation-id =
+//     Data = detail.eventBody when it is an object, else the whole detail: any EventBridge event
+//     decodes. A detail with both topicName and eventBody is a Genesys notification, and those
+//     fields, timestamp and metadata.CorrelationId must have the types Genesys gives them; in
+//     any other detail they are used only when they do), Metadata: correlation-id =
 //     detail.metadata.CorrelationId, account, region.
 //     id, detail-type, source and detail are required. Time is the envelope's time; when
 //     detail.timestamp falls within the same second it is used instead (EventBridge truncates time
@@ -51,11 +52,12 @@
 //     collide. Heartbeats (topic "channel.metadata") decode as events of that type;
 //     IsHeartbeat and IsSocketClosing let a WebSocket reader drop or act on them.
 //   - Webhook ("event"): {"event","data","metadata"}. Type = event, Data = data (any JSON value,
-//     required), ID derived as for notifications from event, the correlation id, timestamp and
-//     time values of metadata, and data. The string values of
-//     metadata go to Metadata (other types are skipped), except that "source" becomes Source, an
-//     RFC 3339 "timestamp" or "time" becomes Time, "correlationId" (any case) becomes correlation-id,
-//     and the keys account, region and format are ignored: only envelope facts set them.
+//     required), ID derived as for notifications from event, the metadata members correlationId
+//     (any case), timestamp and time as sent (in key order, whatever their type), and data. The
+//     string values of metadata go to Metadata (other types are skipped), except that "source"
+//     becomes Source, an RFC 3339 "timestamp" or "time" becomes Time, "correlationId" (any case)
+//     becomes correlation-id, and the keys account, region, format and database64 are ignored:
+//     only decoders set them.
 //   - Webhook with attributes ("eventType"): {"id","eventType","timestamp","source","attributes"}.
 //     id, eventType and attributes are required; Data = attributes; timestamp is RFC 3339 or epoch
 //     milliseconds.

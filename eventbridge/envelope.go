@@ -149,10 +149,11 @@ var (
 
 // decodeDetail reads topicName, eventBody, metadata.CorrelationId and timestamp of o.
 //
-// An EventBridge detail without an eventBody is not a Genesys notification but some other
-// partner's or service's payload, whose fields of these names mean whatever that sender meant: a
-// value of another type or form is then left out of the event instead of failing the request,
-// which EventBridge would not retry.
+// An EventBridge detail without both topicName and eventBody is not a Genesys notification but
+// some other partner's or service's payload, whose fields of these names mean whatever that sender
+// meant: a value of another type or form is then left out of the event instead of failing the
+// request, which EventBridge would not retry, and unless eventBody is an object the whole detail
+// is the event's data.
 func decodeDetail(o object, names *detailNames) (notification, error) {
 	const (
 		fTopic = iota
@@ -179,8 +180,8 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 	if err != nil {
 		return n, err
 	}
-	lenient := names == &envelopeDetail && f[fBody] < 0
 	s := o.s
+	lenient := names == &envelopeDetail && (f[fBody] < 0 || f[fTopic] < 0)
 	if n.topic, err = s.optionalString(names.topicName, f[fTopic]); err != nil {
 		if !lenient {
 			return n, err
@@ -194,11 +195,12 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 		n.timestamp = time.Time{}
 	}
 	if i := f[fBody]; i >= 0 {
-		v := s.val(&s.members[i])
-		if v[0] != '{' {
+		switch v := s.val(&s.members[i]); {
+		case v[0] == '{':
+			n.body, n.bodyIdx = v, i
+		case !lenient:
 			return n, wrongType(names.eventBody, "an object", v)
 		}
-		n.body, n.bodyIdx = v, i
 	}
 	if i := f[fMeta]; i >= 0 {
 		v := s.val(&s.members[i])

@@ -290,14 +290,6 @@ func (t *strtab) add(b []byte) int {
 	return len(t.parts) - 1
 }
 
-// bytes returns what a handle was queued with, before build; nil for -1.
-func (t *strtab) bytes(h int) []byte {
-	if h < 0 {
-		return nil
-	}
-	return t.parts[h]
-}
-
 func (t *strtab) build() {
 	n := 0
 	for _, p := range t.parts {

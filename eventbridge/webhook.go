@@ -1,17 +1,19 @@
 package eventbridge
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/fanbridge/fanbridge"
 )
 
-// reservedMeta are the metadata keys only decoders set from envelope facts; a webhook's own
-// metadata cannot claim them.
+// reservedMeta are the metadata keys only decoders set, from envelope facts or (database64) from
+// how they decoded the data; a sender's metadata or extensions cannot claim them.
 func reservedMeta(k string) bool {
-	return k == fanbridge.MetaFormat || k == fanbridge.MetaAccount || k == fanbridge.MetaRegion
+	return k == fanbridge.MetaFormat || k == fanbridge.MetaAccount || k == fanbridge.MetaRegion || k == MetaDataBase64
 }
 
 // decodeWebhook decodes {"event","data","metadata"}.
@@ -49,6 +51,7 @@ func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
 	tab := &s.strs
 	hType := tab.add(typ)
 	var pairs []metaPair
+	parts := [][]byte{typ}
 	if i := f[fMeta]; i >= 0 {
 		v := s.val(&s.members[i])
 		if v[0] != '{' {
@@ -57,23 +60,10 @@ func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
 		if pairs, err = webhookMetadata(s.child(i), tab); err != nil {
 			return nil, err
 		}
-	}
-	// The same data can describe distinct events (a presence going back to what it was): the
-	// correlation id and the timestamp tell them apart, and a redelivery repeats both.
-	var correlation, timestamp, tm []byte
-	for _, p := range pairs {
-		k, v := tab.bytes(p.key), tab.bytes(p.value)
-		switch {
-		case strings.EqualFold(string(k), "correlationId"):
-			correlation = v
-		case string(k) == "timestamp":
-			timestamp = v
-		case string(k) == "time":
-			tm = v
-		}
+		parts = identityParts(s.child(i), parts)
 	}
 	var id [idLen]byte
-	synthesizeID(&id, data, typ, correlation, timestamp, tm)
+	synthesizeID(&id, data, parts...)
 	hID := tab.add(id[:])
 	tab.build()
 
@@ -106,6 +96,30 @@ func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
 }
 
 type metaPair struct{ key, value int }
+
+// identityParts appends to parts what tells one webhook event from another when their data is the
+// same (a presence going back to what it was): the members of metadata named correlationId (in
+// any case), timestamp or time, key and value as sent, whatever the value's type, in key order so
+// that a sender re-serializing its metadata gets the same ID. A redelivery repeats them.
+func identityParts(o object, parts [][]byte) [][]byte {
+	type kv struct{ k, v []byte }
+	var found []kv
+	for i := range o.s.members {
+		m := &o.s.members[i]
+		if m.parent != o.parent {
+			continue
+		}
+		k := o.s.key(m)
+		if string(k) == "timestamp" || string(k) == "time" || strings.EqualFold(string(k), "correlationId") {
+			found = append(found, kv{k, o.s.val(m)})
+		}
+	}
+	slices.SortFunc(found, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
+	for _, f := range found {
+		parts = append(parts, f.k, f.v)
+	}
+	return parts
+}
 
 // webhookMetadata queues the string members of a metadata object. Other value types are skipped:
 // metadata is a map of strings, and a sender's extra structure belongs in data.
