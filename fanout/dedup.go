@@ -14,14 +14,12 @@ import (
 	"github.com/fanbridge/fanbridge/retry"
 )
 
-// DedupKey returns what identifies e for deduplication: its ID alone when it has no Source, else
-// the length of its Source in decimal, a colon, the Source and the ID. Events are the same when
+// DedupKey returns what identifies e for deduplication: the length of its Source in decimal, a
+// colon, the Source and the ID ("0:" and the ID when it has no Source). Events are the same when
 // both their Source and ID are, as CloudEvents defines it: two producers may both number their
-// events from 1, and a sender's retry repeats both.
+// events from 1, and a sender's retry repeats both. The length makes the key unambiguous, also
+// between an event with a Source and one without.
 func DedupKey(e *fanbridge.Event) string {
-	if e.Source == "" {
-		return e.ID
-	}
 	var n [20]byte
 	l := strconv.AppendInt(n[:0], int64(len(e.Source)), 10)
 	var b strings.Builder
@@ -34,9 +32,9 @@ func DedupKey(e *fanbridge.Event) string {
 }
 
 // DedupStore remembers, for a window, what became of each event (by DedupKey): whether every
-// matched sink has the event, or which sinks do. The Dispatcher consults it before delivering and records into it
-// once an event is handled, so that a sender's retry is acknowledged without redelivery and a retry
-// of a partly failed event reaches only the sinks that lack it.
+// matched sink has the event, or which sinks do. The Dispatcher consults it before delivering and
+// records into it once an event is handled, so that a sender's retry is acknowledged without
+// redelivery and a retry of a partly failed event reaches only the sinks that lack it.
 //
 // The Dispatcher keeps concurrent dispatches of one ID apart on its own (see "Concurrency" in the
 // package documentation), so a store needs no locking across calls; a store shared by several

@@ -66,8 +66,10 @@ func TestDedupKeyIsSourceAndID(t *testing.T) {
 	// The key cannot be forged by moving characters between Source and ID.
 	a, b := &fanbridge.Event{Source: "a:", ID: "b"}, &fanbridge.Event{Source: "a", ID: ":b"}
 	assert.NotEqual(t, fanout.DedupKey(a), fanout.DedupKey(b))
-	assert.Equal(t, "b", fanout.DedupKey(&fanbridge.Event{ID: "b"}))
+	assert.Equal(t, "0:b", fanout.DedupKey(&fanbridge.Event{ID: "b"}))
 	assert.Equal(t, "2:a:b", fanout.DedupKey(a))
+	// Nor by an ID that spells another event's key.
+	assert.NotEqual(t, fanout.DedupKey(&fanbridge.Event{ID: "4:acmeX"}), fanout.DedupKey(&fanbridge.Event{Source: "acme", ID: "X"}))
 }
 
 func TestDeadLetteredCountsAsHandled(t *testing.T) {
