@@ -36,10 +36,10 @@
 //     subject, Time = time, Data = data; datacontenttype and dataschema go to Metadata under the
 //     same names, and every extension attribute (lower-case a-z0-9 names, string, number or boolean
 //     values) too, numbers and booleans as their JSON text; the extensions account, region, format
-//     and database64 are ignored, as only envelope facts and the decoder set those keys. data_base64 is decoded: when the
-//     content type is JSON (or absent) and the bytes are valid JSON they become Data; otherwise
-//     Data is the base64 text as a JSON string and Metadata[MetaDataBase64] is "true". Both data
-//     and data_base64 is an error. Batches (application/cloudevents-batch+json) are refused.
+//     and database64 are ignored, as only envelope facts and the decoder set those keys.
+//     data_base64 is decoded: when the content type is JSON (or absent) and the bytes are valid
+//     JSON they become Data; otherwise Data is the base64 text as a JSON string and
+//     Metadata[MetaDataBase64] is "true". Both data and data_base64 is an error. Batches (application/cloudevents-batch+json) are refused.
 //   - Notification ("topicName" or "eventBody"): a bare Genesys notification as the WebSocket
 //     Notification API sends it. topicName and eventBody are required. Topic = topicName, Type =
 //     TopicTemplate(topicName), Data = eventBody, correlation-id from metadata.CorrelationId, Time

@@ -95,9 +95,10 @@
 // get the event twice. A deadline, by contrast, is a budget running out: dead-letter.
 //
 // Sender retries. With deduplication on (the default), the Dispatcher remembers per event (its
-// Source and ID, see DedupKey) which sinks have the event (delivered or dead-lettered). A retry of a fully handled event is
-// answered with fanbridge.ErrDuplicate and sent nowhere; a retry of a partly failed one goes only
-// to the sinks that lack it; a retry of a failed one is not a duplicate. An ID is recorded only
+// Source and ID, see DedupKey) which sinks have the event (delivered or dead-lettered). A retry of
+// a fully handled event is answered with fanbridge.ErrDuplicate and sent nowhere; a retry of a
+// partly failed one goes only to the sinks that lack it; a retry of a failed one is not a
+// duplicate. An ID is recorded only
 // once its dispatch is over (Sync), or once every queue accepted it (Async: that is what the
 // answer promised). See DedupStore and NewMemoryDedup for the window and bounds.
 //

@@ -15,9 +15,9 @@
 // NewClient authenticates with OAuth client credentials (golang.org/x/oauth2/clientcredentials):
 // POST https://login.<region>/oauth/token with Authorization: Basic base64(clientId:clientSecret)
 // exactly as Genesys documents it (id and secret are not form-encoded first, as RFC 6749 would
-// have it) and grant_type=client_credentials. The token is cached and replaced before it expires: expires_in is
-// read from the answer (Genesys lets each OAuth client choose 5 minutes to 48 hours) and the token
-// is renewed when 10% of its lifetime, at most 60 seconds, remains. A 401 from the API (a revoked
+// have it) and grant_type=client_credentials. The token is cached and replaced before it expires:
+// expires_in is read from the answer (Genesys lets each OAuth client choose 5 minutes to 48
+// hours) and the token is renewed when 10% of its lifetime, at most 60 seconds, remains. A 401 from the API (a revoked
 // or expired token) renews the token once and replays the request once. The client's rights come
 // from the roles given to the OAuth client; OAuth scopes do not apply to this grant.
 //

@@ -6,8 +6,8 @@
 // topics (PUT /api/v2/notifications/channels/{id}/subscriptions), reads each channel's socket, and
 // decodes every message with eventbridge.DecodeNotification, the decoder of the HTTP path, so an
 // event looks the same whichever way it came: Type is the topic template
-// ("v2.users.{id}.presence"), Topic the concrete topic, Data the eventBody, and ID a digest of topic
-// and body (WebSocket messages carry no id of their own).
+// ("v2.users.{id}.presence"), Topic the concrete topic, Data the eventBody, and ID a digest of
+// topic, CorrelationId and body (WebSocket messages carry no id of their own).
 //
 // Topics must be concrete ("v2.users.<uuid>.presence"): the WebSocket API has no "{id}" wildcard,
 // and New refuses templates with genesys.ErrTemplateTopic. A channel subscribes at most 1,000
