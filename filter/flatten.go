@@ -357,12 +357,12 @@ func (f *flatEvent) record(fd field) {
 
 // group orders the fields by leaf path and works out which of them array consistency concerns.
 func (f *flatEvent) group(leaves int) {
-	f.pathStart = growInt32(f.pathStart, leaves+1)
+	f.pathStart = grow(f.pathStart, leaves+1)
 	clear(f.pathStart)
-	f.pathRel = growBool(f.pathRel, leaves)
+	f.pathRel = grow(f.pathRel, leaves)
 	clear(f.pathRel)
 	f.words = (leaves + 63) / 64
-	f.holds = growUint64(f.holds, len(f.arrays)*f.words)
+	f.holds = grow(f.holds, len(f.arrays)*f.words)
 	clear(f.holds)
 	for k := range f.fields {
 		fd := &f.fields[k]
@@ -378,7 +378,7 @@ func (f *flatEvent) group(leaves int) {
 	for l := 1; l <= leaves; l++ {
 		f.pathStart[l] += f.pathStart[l-1]
 	}
-	f.byPath = growInt32(f.byPath, len(f.fields))
+	f.byPath = grow(f.byPath, len(f.fields))
 	// Fill each leaf's slot range in field order; pathStart[l] ends up at the next leaf's start,
 	// so shift it back afterwards.
 	for k := range f.fields {
@@ -557,10 +557,9 @@ func (f *flatEvent) reduce(leaves []uint64, cur []memEntry) []memEntry {
 	if len(cur) == 0 {
 		return cur
 	}
-	matters := func(arr int32) bool { return f.matters(arr, leaves) }
 	keep := 0
 	for _, e := range cur {
-		if matters(e.arr) {
+		if f.matters(e.arr, leaves) {
 			keep++
 		}
 	}
@@ -569,30 +568,18 @@ func (f *flatEvent) reduce(leaves []uint64, cur []memEntry) []memEntry {
 	}
 	t0 := len(f.red)
 	for _, e := range cur {
-		if matters(e.arr) {
+		if f.matters(e.arr, leaves) {
 			f.red = append(f.red, e)
 		}
 	}
 	return f.red[t0:]
 }
 
-func growInt32(s []int32, n int) []int32 {
+// grow returns s with length n, reusing its array when it is large enough. The contents are
+// whatever they were: callers clear or overwrite them.
+func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
-		return make([]int32, n, n+n/4)
-	}
-	return s[:n]
-}
-
-func growUint64(s []uint64, n int) []uint64 {
-	if cap(s) < n {
-		return make([]uint64, n, n+n/4)
-	}
-	return s[:n]
-}
-
-func growBool(s []bool, n int) []bool {
-	if cap(s) < n {
-		return make([]bool, n, n+n/4)
+		return make([]T, n, n+n/4)
 	}
 	return s[:n]
 }
