@@ -181,9 +181,8 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 		return errNoMatch
 	}
 
-	dedup := d.dedup != nil && e.ID != ""
-	var key string
-	if dedup {
+	var key string // empty when deduplication is off, for this event or at all
+	if d.dedup != nil && e.ID != "" {
 		key = DedupKey(e)
 		if cerr := d.claims.acquire(ctx, key); cerr != nil {
 			return retry.After(fmt.Errorf("%w: %w", ErrInFlight, cerr), d.cfg.overloadAfter)
