@@ -158,3 +158,62 @@ func TestBreakerIgnoresPermanentFailures(t *testing.T) {
 		assert.Equal(t, dlq.ConditionPermanent, res.Sinks[0].Condition, "a sink that answers is not down")
 	}
 }
+
+// A Sync sink that hangs until every budget runs out, with no AttemptTimeout, must still open
+// its breaker: an attempt that had the whole budget and was cut by it is a failure of the sink.
+// Otherwise every request would wait out its full budget for a sink known to be down.
+func TestHangingSinkOpensBreakerInSyncMode(t *testing.T) {
+	s := &switchSink{gate: make(chan struct{})} // never opened: every Send hangs until its ctx ends
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s, Retry: retry.Policy{MaxAttempts: 5},
+			Breaker: fanout.Breaker{Failures: 2, Cooldown: time.Hour}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	})
+	parent := testContext(t)
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(parent, time.Second) // 500ms for attempts, 500ms reserve
+		res, err := d.Deliver(ctx, event(fmt.Sprint("hang", i), "x"))
+		cancel()
+		require.NoError(t, err)
+		r := res.Sinks[0]
+		assert.Equal(t, fanout.DeadLettered, r.Outcome)
+		assert.Equal(t, dlq.ConditionAge, r.Condition, "the budget ran out")
+		assert.Equal(t, 1, r.Attempts)
+	}
+	assert.Equal(t, "open", d.Stats()[0].Breaker, "two attempts that each hung through the budget")
+
+	ctx, cancel := context.WithTimeout(parent, time.Second)
+	defer cancel()
+	res, err := d.Deliver(ctx, event("after", "x"))
+	require.NoError(t, err)
+	assert.Equal(t, dlq.ConditionCircuitOpen, res.Sinks[0].Condition)
+	assert.Equal(t, 0, res.Sinks[0].Attempts, "no request waits for a sink known to hang")
+	assert.EqualValues(t, 2, s.calls.Load())
+	assert.Len(t, q.Entries(), 3, "every event is dead-lettered")
+}
+
+// The caller going away says nothing about the sink, however long the attempt ran.
+func TestCallerCancellationLeavesBreakerClosed(t *testing.T) {
+	s := &switchSink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s,
+			Breaker: fanout.Breaker{Failures: 1, Cooldown: time.Hour}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    &memDLQ{},
+	})
+	for i := range 3 {
+		ctx, cancel := context.WithCancel(testContext(t))
+		done := make(chan error, 1)
+		go func() {
+			_, err := d.Deliver(ctx, event(fmt.Sprint("gone", i), "x"))
+			done <- err
+		}()
+		recv(t, s.entered)
+		cancel()
+		assert.ErrorIs(t, recv(t, done), context.Canceled)
+	}
+	assert.Equal(t, "closed", d.Stats()[0].Breaker)
+	assert.EqualValues(t, 3, s.calls.Load())
+}

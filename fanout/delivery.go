@@ -82,6 +82,10 @@ func (a *attempt) op(ctx context.Context) error {
 		return errCircuitOpen
 	}
 	now := st.d.cfg.clock.Now()
+	started := now // on the system clock, which Sync budgets run on
+	if !st.d.sysClock {
+		started = time.Now()
+	}
 	if a.n == 0 {
 		a.first = now
 	}
@@ -105,7 +109,7 @@ func (a *attempt) op(ctx context.Context) error {
 		a.lastErr = err
 		switch {
 		case a.t.ctx.Err() != nil:
-			v = neutral // our own budget or shutdown cut it short
+			v = st.cutVerdict(a.t, started)
 		case retry.IsPermanent(err):
 			a.sinkErr = err
 		default:
@@ -115,6 +119,24 @@ func (a *attempt) op(ctx context.Context) error {
 	}
 	st.breaker.record(v, probe)
 	return err
+}
+
+// cutVerdict judges an attempt, started at started on the system clock, that its task's context
+// cut short. Shutdown and the caller going away say nothing about the sink. A Sync budget running
+// out does when the attempt itself had at least half of it: without that, a sink that hangs until
+// every budget ends (one with no Policy.AttemptTimeout) would never open its breaker, and every
+// request would wait out its whole budget for it. An attempt that started late, after retries,
+// says nothing.
+func (st *sinkState) cutVerdict(t *task, started time.Time) verdict {
+	g := t.g
+	if g == nil || st.d.stopped.Load() || !errors.Is(t.ctx.Err(), context.DeadlineExceeded) {
+		return neutral
+	}
+	elapsed := time.Since(started)
+	if elapsed >= g.budget/2 {
+		return sick
+	}
+	return neutral
 }
 
 // send calls the sink's Send. A panic there is a bug in the sink, but it must not take the

@@ -282,6 +282,7 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 	gctx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
 	defer cancel()
 	g.ctx, g.parent, g.cancel = gctx, ctx, cancel
+	g.budget = deadline.Sub(now) - reserve
 	d.register(g)
 	defer d.unregister(g)
 
@@ -480,6 +481,7 @@ type group struct {
 	ctx    context.Context
 	parent context.Context
 	cancel context.CancelFunc
+	budget time.Duration // ctx's time for attempts, from the dispatch's start to its deadline
 
 	shard      *regShard
 	prev, next *group
