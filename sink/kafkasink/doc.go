@@ -89,6 +89,14 @@
 // stalls: give the sink a client of its own, sized in records. Close never waits behind such a
 // Send beyond its timeout. SendBatch produces all its events before waiting for any.
 //
+// Close may be called more than once, and from several goroutines at once (a deferred Close and a
+// shutdown path, say): the first call closes the sink, and every call, the first or not, returns
+// only once the sink is closed, with the first call's result, so that no caller goes on while
+// records are still being flushed. CloseContext bounds one caller's wait by its context: when the
+// context ends first it returns an error wrapping the context's error, and the close carries on
+// within its own timeout. A Send that begins once a Close has begun fails at once with an error
+// wrapping sink.ErrClosed.
+//
 // # Delivery semantics
 //
 // Send returns nil once the broker acknowledged the record as the client's acks setting requires.
@@ -109,8 +117,8 @@
 // Send whose acknowledgement was lost, and for a dead-lettered event redriven later.
 //
 // Close stops new Sends, waits (WithCloseTimeout) for records already produced to be acknowledged,
-// then closes the client if Dial built it; records still unacknowledged then fail, and Close says
-// how many there were.
+// then closes the client if Dial built it; records still unacknowledged then fail, and Close (every
+// call of it) says how many there were.
 //
 // # Performance
 //

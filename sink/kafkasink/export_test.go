@@ -18,3 +18,6 @@ func BuildRecord(s *Sink, e *fanbridge.Event) (*kgo.Record, error) {
 	r := p.rec
 	return &r, nil
 }
+
+// Closing reports whether a Close has begun, so that tests can start a second one after it.
+func Closing(s *Sink) bool { return s.closed.Load() }

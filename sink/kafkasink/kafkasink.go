@@ -39,9 +39,13 @@ type Sink struct {
 	slots  chan struct{} // one token per record waiting for its acknowledgement
 	pool   sync.Pool     // *pending, reused once their promise has run
 
-	// closed is set by Close. A Send reads it only while it holds a slot, so Close, which sets it
-	// and then takes every slot, waits for each Send that saw it unset.
+	// closed is set by the first Close. A Send reads it while it holds a slot, so Close, which
+	// sets it and then takes every slot, waits for each Send that saw it unset.
 	closed atomic.Bool
+	// closeDone is closed when the first Close has finished, after closeErr holds its result,
+	// so that every Close waits for the same end and returns the same result.
+	closeDone chan struct{}
+	closeErr  error
 }
 
 var (
@@ -93,7 +97,7 @@ func newSink(client *kgo.Client, owned bool, opts []Option) (*Sink, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Sink{client: client, owned: owned, cfg: cfg, slots: make(chan struct{}, cfg.maxInFlight)}
+	s := &Sink{client: client, owned: owned, cfg: cfg, slots: make(chan struct{}, cfg.maxInFlight), closeDone: make(chan struct{})}
 	s.pool.New = func() any { return s.newPending() }
 	return s, nil
 }
@@ -277,6 +281,10 @@ func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) erro
 	if err := s.fill(ctx, p, e); err != nil {
 		return err
 	}
+	// Checked before waiting for a slot too: while Close drains, it holds every free slot.
+	if s.closed.Load() {
+		return fmt.Errorf("kafkasink: event %q: %w", e.ID, sink.ErrClosed)
+	}
 	select {
 	case s.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -372,12 +380,41 @@ func (s *Sink) SendBatch(ctx context.Context, events []*fanbridge.Event) error {
 // timeout for the records already produced to be acknowledged, and then closes the client if the
 // sink built it (Dial). A caller's client is left open. Close returns an error when records were
 // still unacknowledged at the timeout; a client the sink owns is closed regardless, which fails
-// them. Closing twice is safe: the second call returns nil.
+// them. Close may be called more than once, and concurrently: every call returns only once the
+// sink is closed, with the first call's result. Close is CloseContext with a context that never
+// ends.
 func (s *Sink) Close() error {
-	if s.closed.Swap(true) {
-		return nil
-	}
+	return s.CloseContext(context.Background())
+}
 
+// CloseContext closes the sink as Close does, but waits for it only as long as ctx lasts: when
+// ctx ends first, it returns an error wrapping ctx's error, and the close carries on within its
+// own timeout (WithCloseTimeout), whichever call began it. Otherwise it returns what Close
+// returns, the same result for every call.
+func (s *Sink) CloseContext(ctx context.Context) error {
+	if !s.closed.Swap(true) {
+		if ctx.Done() == nil {
+			s.shutdown() // this caller waits for the end anyway: no goroutine needed
+		} else {
+			go s.shutdown()
+		}
+	}
+	// A finished close wins over a context that has ended too.
+	select {
+	case <-s.closeDone:
+		return s.closeErr
+	default:
+	}
+	select {
+	case <-s.closeDone:
+		return s.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("kafkasink: close: stopped waiting while the sink is still closing: %w", ctx.Err())
+	}
+}
+
+// shutdown does the work of the first Close, then publishes its result.
+func (s *Sink) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.closeTimeout)
 	defer cancel()
 	if s.owned {
@@ -388,7 +425,8 @@ func (s *Sink) Close() error {
 	if s.owned {
 		s.client.Close()
 	}
-	return err
+	s.closeErr = err
+	close(s.closeDone)
 }
 
 // drain waits until no record of this sink awaits acknowledgement, by taking every slot.

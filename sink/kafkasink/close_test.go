@@ -1,0 +1,206 @@
+package kafkasink_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanbridge/fanbridge/sink"
+	"github.com/fanbridge/fanbridge/sink/kafkasink"
+)
+
+// unbufferedHook counts the records whose fate the client has decided. It runs before the
+// record's promise, so a Close that waited for every promise returns after the count went up.
+type unbufferedHook struct{ n atomic.Int64 }
+
+func (h *unbufferedHook) OnProduceRecordUnbuffered(*kgo.Record, error) { h.n.Add(1) }
+
+// openSink builds a sink for topic "events" of c: with owned, through Dial, which owns its client;
+// otherwise through New, around a client of the test's. kopts go to the client either way.
+func openSink(t *testing.T, c *kfake.Cluster, owned bool, kopts []kgo.Opt, opts ...kafkasink.Option) *kafkasink.Sink {
+	t.Helper()
+	opts = append([]kafkasink.Option{kafkasink.WithTopic("events")}, opts...)
+	if !owned {
+		return newSink(t, newClient(t, c, kopts...), opts...)
+	}
+	s, err := kafkasink.Dial(kafkasink.ClientConfig{Brokers: c.ListenAddrs(), Opts: append(fastOpts(), kopts...)}, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// closeResult is what one Close returned, and how many records the client had finished with at
+// that moment, read on the goroutine of the Close so that a Close returning early is caught
+// whenever the test gets to look.
+type closeResult struct {
+	err      error
+	finished int64
+}
+
+func closeAsync(s *kafkasink.Sink, hook *unbufferedHook) <-chan closeResult {
+	ch := make(chan closeResult, 1)
+	go func() {
+		err := s.Close()
+		ch <- closeResult{err: err, finished: hook.n.Load()}
+	}()
+	return ch
+}
+
+// Every Close, not only the first, waits until the records in flight are acknowledged; all of
+// them return the same result.
+func TestConcurrentCloseWaitsForTheFlush(t *testing.T) {
+	for _, owned := range []bool{false, true} {
+		t.Run(fmt.Sprintf("owned=%v", owned), func(t *testing.T) {
+			ctx := testContext(t)
+			c := newCluster(t, "events")
+			hook := &unbufferedHook{}
+			s := openSink(t, c, owned, []kgo.Opt{kgo.WithHooks(hook)}, kafkasink.WithCloseTimeout(testTimeout))
+			require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+			require.EqualValues(t, 1, hook.n.Load())
+
+			release, arrived := hang(c)
+			defer release()
+			inFlight := make(chan error, 1)
+			go func() { inFlight <- s.Send(ctx, presenceEvent("in-flight")) }()
+			waitFor(t, ctx, arrived, "the produce request")
+
+			first := closeAsync(s, hook)
+			// Only the state of the sink can tell that the first Close has begun: a Send would
+			// produce a record if it had not.
+			require.Eventually(t, func() bool { return kafkasink.Closing(s) }, returnBound, time.Millisecond)
+			second := closeAsync(s, hook)
+
+			// Sends fail at once while the close goes on.
+			sctx, cancel := context.WithTimeout(ctx, returnBound)
+			defer cancel()
+			require.ErrorIs(t, s.Send(sctx, presenceEvent("late")), sink.ErrClosed)
+
+			// A Close whose own context ends first says so, and leaves the others waiting.
+			short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancelShort()
+			err := s.CloseContext(short)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.ErrorContains(t, err, "still closing")
+			for i, ch := range []<-chan closeResult{first, second} {
+				select {
+				case r := <-ch:
+					t.Fatalf("Close %d returned %v while the broker held the record", i, r.err)
+				default:
+				}
+			}
+
+			release()
+			for i, ch := range []<-chan closeResult{first, second} {
+				r := recv(t, ch)
+				require.NoError(t, r.err, "Close %d", i)
+				assert.EqualValues(t, 2, r.finished, "Close %d returned before the record in flight was acknowledged", i)
+			}
+			require.NoError(t, recv(t, inFlight))
+			require.NoError(t, s.Close(), "a later Close returns the same result")
+			done, cancelDone := context.WithCancel(ctx)
+			cancelDone()
+			require.NoError(t, s.CloseContext(done), "even with a context that has ended, once the sink is closed")
+
+			var ids []string
+			for _, e := range readEvents(t, ctx, c, "events") {
+				ids = append(ids, e.ID)
+			}
+			assert.Equal(t, []string{"warm", "in-flight"}, ids, "no Send after the close began produced anything")
+		})
+	}
+}
+
+// When the close times out, every concurrent Close returns that same error.
+func TestConcurrentCloseSameTimeoutError(t *testing.T) {
+	for _, owned := range []bool{false, true} {
+		t.Run(fmt.Sprintf("owned=%v", owned), func(t *testing.T) {
+			ctx := testContext(t)
+			c := newCluster(t, "events")
+			s := openSink(t, c, owned, nil, kafkasink.WithCloseTimeout(100*time.Millisecond))
+			require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+
+			release, arrived := hang(c)
+			defer release()
+			inFlight := make(chan error, 1)
+			go func() { inFlight <- s.Send(ctx, presenceEvent("in-flight")) }()
+			waitFor(t, ctx, arrived, "the produce request")
+
+			const closers = 4
+			errs := make(chan error, closers)
+			for range closers {
+				go func() { errs <- s.Close() }()
+			}
+			want := recv(t, errs)
+			require.ErrorIs(t, want, context.DeadlineExceeded)
+			assert.ErrorContains(t, want, "1 records still unacknowledged")
+			for range closers - 1 {
+				assert.True(t, recv(t, errs) == want, "every Close returns the first one's error")
+			}
+			assert.True(t, s.Close() == want, "so does a later Close")
+
+			release()
+			if err := recv(t, inFlight); owned {
+				require.ErrorIs(t, err, sink.ErrClosed, "the sink closed its client, which failed the record")
+			} else {
+				require.NoError(t, err, "a caller's client stays open and delivers the record")
+			}
+		})
+	}
+}
+
+// A CloseContext that gives up waiting does not stop the close: it goes on, and a later Close
+// waits for it to finish.
+func TestCloseContextGivesUpButTheCloseGoesOn(t *testing.T) {
+	for _, owned := range []bool{false, true} {
+		t.Run(fmt.Sprintf("owned=%v", owned), func(t *testing.T) {
+			ctx := testContext(t)
+			c := newCluster(t, "events")
+			hook := &unbufferedHook{}
+			s := openSink(t, c, owned, []kgo.Opt{kgo.WithHooks(hook)}, kafkasink.WithCloseTimeout(testTimeout))
+			require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+
+			release, arrived := hang(c)
+			defer release()
+			inFlight := make(chan error, 1)
+			go func() { inFlight <- s.Send(ctx, presenceEvent("in-flight")) }()
+			waitFor(t, ctx, arrived, "the produce request")
+
+			short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancelShort()
+			err := s.CloseContext(short)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.EqualValues(t, 1, hook.n.Load(), "the record in flight is still held")
+			assert.ErrorIs(t, s.Send(ctx, presenceEvent("late")), sink.ErrClosed, "the close has begun")
+
+			later := closeAsync(s, hook)
+			release()
+			r := recv(t, later)
+			require.NoError(t, r.err)
+			assert.EqualValues(t, 2, r.finished, "Close returned before the record in flight was acknowledged")
+			require.NoError(t, recv(t, inFlight))
+		})
+	}
+}
+
+// A CloseContext given a context that has already ended still closes the sink.
+func TestCloseContextWithAnEndedContextStillCloses(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	s := openSink(t, c, true, nil)
+	require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.CloseContext(done); err != nil {
+		// The close may have finished before this call looked: then its result wins.
+		require.ErrorIs(t, err, context.Canceled)
+	}
+	require.NoError(t, s.Close())
+	assert.ErrorIs(t, s.Send(ctx, presenceEvent("late")), sink.ErrClosed)
+}
