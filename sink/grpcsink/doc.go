@@ -86,6 +86,15 @@
 // it never closes a connection given to NewFromConn. A Server calls its handler concurrently, once
 // per call.
 //
+// Close may be called more than once, and from several goroutines at once (a deferred Close and a
+// shutdown path, say): the first call closes the Sink, and every call, the first or not, returns
+// only once the Sends in flight have returned and the connection is closed, with the first call's
+// result, so that no caller goes on while an event is still being delivered. A Send that begins
+// once a Close has begun fails at once with an error wrapping sink.ErrClosed. Close waits as long
+// as the Sends in flight take, each bounded by its own context and the call timeout;
+// CloseContext bounds one caller's wait by its context instead: when the context ends first it
+// returns an error wrapping the context's error, and the close carries on.
+//
 // # Delivery semantics
 //
 // Delivery is at-least-once. A call that timed out or lost its answer may have reached the

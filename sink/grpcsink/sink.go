@@ -36,6 +36,10 @@ type Sink struct {
 	mu       sync.RWMutex // guards closed against in-flight's Add
 	closed   bool
 	inFlight sync.WaitGroup
+	// closeDone is closed when the first Close has finished, after closeErr holds its result,
+	// so that every Close waits for the same end and returns the same result.
+	closeDone chan struct{}
+	closeErr  error
 }
 
 var (
@@ -122,6 +126,8 @@ func newSink(conn grpc.ClientConnInterface, cfg config) *Sink {
 		raw:    !cfg.withoutRaw,
 		name:   cfg.name,
 		logger: cfg.logger,
+
+		closeDone: make(chan struct{}),
 	}
 }
 
@@ -179,23 +185,51 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 
 // Close stops the Sink: later Sends fail with sink.ErrClosed, Sends in flight are waited for (each
 // is bounded by its context and the call timeout), and then the connection New made is closed. A
-// connection given to NewFromConn stays open. Close is idempotent and returns the connection's
-// close error, if any.
+// connection given to NewFromConn stays open. Close may be called more than once, and
+// concurrently: every call returns only once the Sink is closed, with the first call's result,
+// the connection's close error if any. Close is CloseContext with a context that never ends.
 func (s *Sink) Close() error {
+	return s.CloseContext(context.Background())
+}
+
+// CloseContext closes the Sink as Close does, but waits for it only as long as ctx lasts: when
+// ctx ends first, it returns an error wrapping ctx's error, and the close carries on, whichever
+// call began it, until the Sends in flight have returned. Otherwise it returns what Close
+// returns, the same result for every call.
+func (s *Sink) CloseContext(ctx context.Context) error {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
+	first := !s.closed
 	s.closed = true
 	s.mu.Unlock()
+	if first {
+		if ctx.Done() == nil {
+			s.shutdown() // this caller waits for the end anyway: no goroutine needed
+		} else {
+			go s.shutdown()
+		}
+	}
+	// A finished close wins over a context that has ended too.
+	select {
+	case <-s.closeDone:
+		return s.closeErr
+	default:
+	}
+	select {
+	case <-s.closeDone:
+		return s.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("grpcsink: close: stopped waiting while the sink is still closing: %w", ctx.Err())
+	}
+}
+
+// shutdown does the work of the first Close, then publishes its result.
+func (s *Sink) shutdown() {
 	s.inFlight.Wait()
-	if s.owned == nil {
-		return nil
+	if s.owned != nil {
+		s.logger.Debug("grpcsink: closing connection", slog.String("target", s.owned.Target()))
+		if err := s.owned.Close(); err != nil {
+			s.closeErr = fmt.Errorf("grpcsink: close: %w", err)
+		}
 	}
-	s.logger.Debug("grpcsink: closing connection", slog.String("target", s.owned.Target()))
-	if err := s.owned.Close(); err != nil {
-		return fmt.Errorf("grpcsink: close: %w", err)
-	}
-	return nil
+	close(s.closeDone)
 }
