@@ -20,14 +20,11 @@ const (
 )
 
 type channel struct {
-	id       string
-	created  time.Time
-	expires  time.Time
-	lastUsed time.Time
-	topics   []string
-	sock     *socket
-	silent   bool // no heartbeats and no pongs: a socket that went quiet
-	timer    *time.Timer
+	id      string
+	expires time.Time
+	topics  []string
+	sock    *socket
+	timer   *time.Timer
 }
 
 func (ch *channel) subscribed(topic string) bool { return slices.Contains(ch.topics, topic) }
@@ -37,6 +34,7 @@ type socket struct {
 	ch     *channel
 	ctx    context.Context
 	cancel context.CancelFunc
+	silent bool // no heartbeats and no pongs: a socket that went quiet; guarded by Server.mu
 }
 
 func (so *socket) closeNow() {
@@ -75,7 +73,8 @@ func (s *Server) ChannelsCreated() int {
 }
 
 // EvictedInUse returns how many channels with a connected socket were evicted so far because
-// another channel was created beyond the limit of 20; a client that keeps within the limit sees 0.
+// another channel was created beyond the limit of 20 (the oldest channel goes, whether or not it
+// is connected); a client that never creates a channel while it holds 20 sees 0.
 func (s *Server) EvictedInUse() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -128,25 +127,14 @@ func (s *Server) handleCreateChannel(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	var evicted *socket
 	if len(s.channels) >= maxChannels {
-		// The 21st channel evicts the least recently used one, unconnected channels first.
-		victim := s.channels[0]
-		for _, ch := range s.channels {
-			if (ch.sock == nil) != (victim.sock == nil) {
-				if ch.sock == nil {
-					victim = ch
-				}
-				continue
-			}
-			if ch.lastUsed.Before(victim.lastUsed) {
-				victim = ch
-			}
-		}
-		evicted = s.removeChannelLocked(victim)
+		// The 21st channel evicts the oldest one, connected or not, as Genesys documents it.
+		// s.channels is in order of creation.
+		evicted = s.removeChannelLocked(s.channels[0])
 		if evicted != nil {
 			s.evictedInUse++
 		}
 	}
-	ch := &channel{id: randomUUID(), created: now, expires: now.Add(s.opts.channelLifetime), lastUsed: now}
+	ch := &channel{id: randomUUID(), expires: now.Add(s.opts.channelLifetime)}
 	ch.timer = time.AfterFunc(s.opts.channelLifetime, func() { s.expireChannel(ch) })
 	s.channels = append(s.channels, ch)
 	s.created++
@@ -230,7 +218,6 @@ func (s *Server) handlePutSubscriptions(w http.ResponseWriter, r *http.Request) 
 	ch := s.findChannelLocked(r.PathValue("id"))
 	if ch != nil {
 		ch.topics = topics
-		ch.lastUsed = s.opts.now()
 		s.notifyLocked()
 	}
 	s.mu.Unlock()
@@ -269,7 +256,6 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		delete(s.sockets, old)
 	}
 	ch.sock = so
-	ch.lastUsed = s.opts.now()
 	s.sockets[so] = struct{}{}
 	s.notifyLocked()
 	s.mu.Unlock()
@@ -315,7 +301,7 @@ func (s *Server) readLoop(so *socket) {
 func (s *Server) isSilent(so *socket) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return so.ch.silent
+	return so.silent
 }
 
 func (s *Server) heartbeats(so *socket) {
@@ -417,19 +403,38 @@ func (s *Server) Disconnect() int {
 	return len(socks)
 }
 
-// Silence stops heartbeats and pongs on every channel connected now, as a socket that went quiet
-// would; channels created later are not affected. It returns how many channels went quiet.
+// DisconnectTopic drops, without a close handshake, the socket of every channel subscribed to
+// topic, and returns those channels' ids, oldest first. The channels remain, and may be connected
+// again. Tests use it to break one of a client's channels while the others stay connected.
+func (s *Server) DisconnectTopic(topic string) []string {
+	s.mu.Lock()
+	var (
+		ids   []string
+		socks []*socket
+	)
+	for _, ch := range s.channels {
+		if ch.sock != nil && ch.subscribed(topic) {
+			ids = append(ids, ch.id)
+			socks = append(socks, ch.sock)
+		}
+	}
+	s.mu.Unlock()
+	for _, so := range socks {
+		so.closeNow()
+	}
+	return ids
+}
+
+// Silence stops heartbeats and pongs on every socket connected now, as a socket that went quiet
+// would; sockets connected later, to any channel, are not affected. It returns how many sockets
+// went quiet.
 func (s *Server) Silence() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for _, ch := range s.channels {
-		if ch.sock != nil {
-			ch.silent = true
-			n++
-		}
+	for so := range s.sockets {
+		so.silent = true
 	}
-	return n
+	return len(s.sockets)
 }
 
 func (s *Server) connected() []*socket {

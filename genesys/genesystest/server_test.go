@@ -172,6 +172,94 @@ func TestFakeWebSocket(t *testing.T) {
 	assert.Equal(t, 0, n, "nobody is connected")
 }
 
+// Genesys keeps 20 channels per OAuth client and the 21st evicts the oldest by creation, connected
+// or not: an unconnected newer channel does not go first.
+func TestFakeEvictsTheOldestChannel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv := genesystest.NewServer(genesystest.WithHeartbeatInterval(0))
+	t.Cleanup(srv.Close)
+	_, body := tokenRequest(t, srv, genesystest.DefaultClientID, genesystest.DefaultClientSecret)
+	c := &rawClient{t: t, srv: srv, token: body["access_token"].(string)}
+	create := func() map[string]any {
+		resp, ch := c.do(http.MethodPost, "/api/v2/notifications/channels", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		return ch
+	}
+	const topic = "v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"
+	var ids []string
+	for range 20 {
+		ids = append(ids, create()["id"].(string))
+	}
+	resp, _ := c.do(http.MethodPut, "/api/v2/notifications/channels/"+ids[0]+"/subscriptions", []map[string]string{{"id": topic}})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	oldest, _, err := websocket.Dial(ctx, strings.Replace(srv.URL, "http", "ws", 1)+"/channels/"+ids[0], nil)
+	require.NoError(t, err)
+	defer oldest.CloseNow()
+	require.NoError(t, srv.WaitConnected(ctx, 1))
+
+	liveIDs := func() []string {
+		var out []string
+		for _, ch := range srv.Channels() {
+			out = append(out, ch.ID)
+		}
+		return out
+	}
+	create()
+	assert.Equal(t, 1, srv.EvictedInUse(), "the oldest channel goes although it is connected")
+	live := liveIDs()
+	require.Len(t, live, 20)
+	assert.Equal(t, ids[1:], live[:19], "the unconnected channels, all newer, stay")
+	_, _, err = oldest.Read(ctx)
+	assert.Error(t, err, "the evicted channel's socket is closed")
+	require.NoError(t, srv.WaitConnected(ctx, 0))
+	resp, _ = c.do(http.MethodGet, "/api/v2/notifications/channels/"+ids[0]+"/subscriptions", nil)
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+
+	create()
+	assert.Equal(t, 1, srv.EvictedInUse(), "an unconnected channel is not in use")
+	assert.Equal(t, ids[2:], liveIDs()[:18])
+	assert.Equal(t, 22, srv.ChannelsCreated())
+}
+
+// DisconnectTopic breaks the sockets of the channels subscribed to one topic and leaves the others;
+// a channel can be connected again.
+func TestFakeDisconnectTopic(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv := genesystest.NewServer(genesystest.WithHeartbeatInterval(0))
+	t.Cleanup(srv.Close)
+	_, body := tokenRequest(t, srv, genesystest.DefaultClientID, genesystest.DefaultClientSecret)
+	c := &rawClient{t: t, srv: srv, token: body["access_token"].(string)}
+	topics := []string{"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence", "v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity"}
+	var (
+		ids   []string
+		conns []*websocket.Conn
+	)
+	for _, topic := range topics {
+		_, ch := c.do(http.MethodPost, "/api/v2/notifications/channels", nil)
+		resp, _ := c.do(http.MethodPut, "/api/v2/notifications/channels/"+ch["id"].(string)+"/subscriptions", []map[string]string{{"id": topic}})
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		conn, _, err := websocket.Dial(ctx, ch["connectUri"].(string), nil)
+		require.NoError(t, err)
+		defer conn.CloseNow()
+		ids = append(ids, ch["id"].(string))
+		conns = append(conns, conn)
+	}
+	require.NoError(t, srv.WaitConnected(ctx, 2))
+	assert.Equal(t, ids[:1], srv.DisconnectTopic(topics[0]))
+	_, _, err := conns[0].Read(ctx)
+	assert.Error(t, err)
+	require.NoError(t, srv.WaitConnected(ctx, 1))
+	require.NoError(t, srv.WaitSubscribed(ctx, topics[1], 1), "the other channel stays connected")
+
+	again, _, err := websocket.Dial(ctx, strings.Replace(srv.URL, "http", "ws", 1)+"/channels/"+ids[0], nil)
+	require.NoError(t, err)
+	defer again.CloseNow()
+	require.NoError(t, srv.WaitSubscribed(ctx, topics[0], 1), "a channel whose socket broke can be connected again")
+	assert.Equal(t, 2, srv.ChannelsCreated())
+}
+
 func ExampleNewServer() {
 	srv := genesystest.NewServer(genesystest.WithHeartbeatInterval(0))
 	defer srv.Close()
