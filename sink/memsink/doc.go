@@ -22,7 +22,9 @@
 // # Concurrency
 //
 // All methods are safe for concurrent use. Recorded events are copies, and every read returns new
-// copies, so neither senders nor readers can change what was recorded.
+// copies, so neither senders nor readers can change what was recorded. Close may be called more
+// than once, and from several goroutines at once: with nothing buffered, the sink is closed when
+// any call returns, every call returns nil, and no Send records anything after that.
 //
 // # Delivery semantics
 //
