@@ -73,6 +73,11 @@
 // records of others batched with it. Every List and Get uses clients of its own, so reads
 // run beside Puts and beside each other, and Delete may be called from List's callback.
 //
+// A Queue has no Close: it holds nothing but the caller's client, and shutting it down is closing
+// that client, once, after the last Put has returned. A Put or Delete still waiting when the
+// client closes, from any goroutine, fails with an error wrapping dlq.ErrClosed; it never
+// reports as stored a record the broker did not acknowledge.
+//
 // # Delivery semantics
 //
 // Put returns nil once the partition leader acknowledged the record with the client's acks; with
