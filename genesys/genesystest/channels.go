@@ -24,6 +24,7 @@ type channel struct {
 	expires time.Time
 	topics  []string
 	sock    *socket
+	sockets int // sockets connected so far
 	timer   *time.Timer
 }
 
@@ -47,7 +48,10 @@ type ChannelInfo struct {
 	ID        string
 	Topics    int
 	Connected bool
-	Expires   time.Time
+	// Sockets is how many sockets have connected to the channel so far; more than one means a
+	// client connected the same channel again.
+	Sockets int
+	Expires time.Time
 }
 
 // Channels returns the live channels, oldest first.
@@ -60,7 +64,7 @@ func (s *Server) Channels() []ChannelInfo {
 func (s *Server) channelInfoLocked() []ChannelInfo {
 	out := make([]ChannelInfo, len(s.channels))
 	for i, ch := range s.channels {
-		out[i] = ChannelInfo{ID: ch.id, Topics: len(ch.topics), Connected: ch.sock != nil, Expires: ch.expires}
+		out[i] = ChannelInfo{ID: ch.id, Topics: len(ch.topics), Connected: ch.sock != nil, Sockets: ch.sockets, Expires: ch.expires}
 	}
 	return out
 }
@@ -256,6 +260,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		delete(s.sockets, old)
 	}
 	ch.sock = so
+	ch.sockets++
 	s.sockets[so] = struct{}{}
 	s.notifyLocked()
 	s.mu.Unlock()

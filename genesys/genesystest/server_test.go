@@ -258,6 +258,10 @@ func TestFakeDisconnectTopic(t *testing.T) {
 	defer again.CloseNow()
 	require.NoError(t, srv.WaitSubscribed(ctx, topics[0], 1), "a channel whose socket broke can be connected again")
 	assert.Equal(t, 2, srv.ChannelsCreated())
+	info := srv.Channels()
+	require.Len(t, info, 2)
+	assert.Equal(t, 2, info[0].Sockets)
+	assert.Equal(t, 1, info[1].Sockets)
 }
 
 func ExampleNewServer() {
