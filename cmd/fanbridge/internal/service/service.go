@@ -84,14 +84,15 @@ type Service struct {
 }
 
 // New builds everything cfg (validated) describes and starts listening; Run serves.
-func New(cfg *config.Config, opts Options) (s *Service, err error) {
+func New(cfg *config.Config, opts Options) (_ *Service, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if opts.ListenAddress != "" {
 		cfg.Listen.Address = opts.ListenAddress
 	}
-	s = &Service{opts: opts, log: opts.Logger, cfg: cfg, stopped: make(chan struct{})}
+	// The cleanups below close over s, which the named result would turn to nil on return.
+	s := &Service{opts: opts, log: opts.Logger, cfg: cfg, stopped: make(chan struct{})}
 	if opts.ConfigText != nil {
 		sum := sha256.Sum256(opts.ConfigText)
 		s.fileSum.Store(&sum)
