@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"path"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/retry"
@@ -160,10 +163,18 @@ func (c *Config) validateIntake(e *Errors) {
 		switch {
 		case !strings.HasPrefix(in.Path, "/"):
 			e.addf(p+".path", "want a path starting with /, got %s", e.show(p+".path", in.Path))
+		case in.Path == "/":
+			e.add(p+".path", "/ answers every unknown path with 404; use a path of its own, such as /events")
 		case reserved[in.Path]:
 			e.addf(p+".path", "%s is served by fanbridge itself", in.Path)
-		case strings.ContainsAny(in.Path, " {}"):
-			e.addf(p+".path", "must not contain spaces or braces, got %s", e.show(p+".path", in.Path))
+		case strings.ContainsFunc(in.Path, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '{' || r == '}' }):
+			e.addf(p+".path", "must not contain whitespace, control characters or braces, got %s", e.show(p+".path", in.Path))
+		case strings.ContainsAny(in.Path, "?#"):
+			e.addf(p+".path", "want a path without query or fragment, got %s", e.show(p+".path", in.Path))
+		case cleanPath(in.Path) != in.Path:
+			e.addf(p+".path", "want a clean path (net/http redirects requests for %s elsewhere)", e.show(p+".path", in.Path))
+		case !routable(in.Path):
+			e.addf(p+".path", "net/http cannot route %s beside the service's own paths", e.show(p+".path", in.Path))
 		}
 		if j, dup := paths[in.Path]; dup {
 			e.addf(p+".path", "%s is also intake[%d].path", e.show(p+".path", in.Path), j)
@@ -205,6 +216,33 @@ func (c *Config) validateIntake(e *Errors) {
 			}
 		}
 	}
+}
+
+// cleanPath is p with dot segments and repeated slashes removed, keeping a trailing slash: the path
+// net/http's ServeMux redirects a request for p to.
+func cleanPath(p string) string {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
+// routable reports whether path can join a ServeMux beside the service's own paths. ServeMux
+// panics on a pattern it refuses, at start or, worse, in a running service's reload.
+func routable(pattern string) (ok bool) {
+	mux := http.NewServeMux()
+	for r := range reserved {
+		mux.Handle(r, http.NotFoundHandler())
+	}
+	mux.Handle("/", http.NotFoundHandler())
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	mux.Handle(pattern, http.NotFoundHandler())
+	return true
 }
 
 func validName(s string) bool {

@@ -49,7 +49,14 @@ func (s *Service) routes() http.Handler {
 // verifier whose path, position, keys and settings are unchanged gets the replay cache it had
 // (from s.replay, which the caller guards); the caches the handler uses are returned, for the
 // caller to keep once the handler is in place.
-func (s *Service) buildIntake(cfg *config.Config) (http.Handler, map[string]signature.ReplayCache, error) {
+func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]signature.ReplayCache, err error) {
+	// ServeMux panics on a pattern it refuses. Validate refuses such paths first; should one get
+	// through, a reload must fail with an error, not take the running service down.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("config: intake: %v", p)
+		}
+	}()
 	used := map[string]signature.ReplayCache{}
 	caches := func(key string, size int) (signature.ReplayCache, error) {
 		if c, ok := s.replay[key]; ok {

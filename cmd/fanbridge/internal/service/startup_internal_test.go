@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
@@ -71,4 +72,17 @@ func TestNewReturnsStartupErrors(t *testing.T) {
 		require.Error(t, err)
 		assert.Nil(t, s)
 	})
+}
+
+// A file that would make net/http panic is refused, and the running service keeps its routes.
+func TestReloadRefusesARootIntakePath(t *testing.T) {
+	s, path := newTestService(t, testConfig(t, "info"))
+	bad := bytes.Replace(testConfig(t, "debug"), []byte("path: /events"), []byte("path: /"), 1)
+	require.NoError(t, os.WriteFile(path, bad, 0o600))
+	err := s.ReloadFile()
+	require.ErrorContains(t, err, "intake[0].path")
+	s.mu.Lock()
+	level := s.cfg.Logging.Level
+	s.mu.Unlock()
+	assert.Equal(t, "info", level, "the running configuration stays")
 }
