@@ -31,3 +31,6 @@ func (q *Queue) DurableLines() uint64 {
 	defer q.sy.mu.Unlock()
 	return q.sy.synced
 }
+
+// CRCSpan returns the CRC-32C of n bytes from the CRCs of the bytes before them and of both.
+func CRCSpan(prefix, whole uint32, n int64) uint32 { return crcSpan(prefix, whole, n) }

@@ -29,7 +29,8 @@ var (
 	// that was interrupted (a crash, a kill, a full disk) or, for a read-only reader, of a write
 	// still in progress.
 	ErrTorn = errors.New("filedlq: torn write")
-	// ErrBadLine: a line that is not in the line format.
+	// ErrBadLine: a line that is not in the line format, or bytes of a line that hold no entry
+	// next to the entries found in it.
 	ErrBadLine = errors.New("filedlq: not a dead-letter line")
 	// ErrChecksum: a line whose entry does not match its checksum.
 	ErrChecksum = errors.New("filedlq: checksum mismatch")

@@ -122,7 +122,7 @@ func (q *Queue) openWriter() error {
 		}
 	}
 	for _, seg := range segs {
-		d, ok, err := repairTail(q.dir, seg)
+		d, ok, err := repairTail(q.dir, seg, q.maxLine())
 		if err != nil {
 			return err
 		}
@@ -169,8 +169,9 @@ func (q *Queue) createSegment(seq uint64) (*os.File, error) {
 	return f, nil
 }
 
-// Recovered returns the torn writes Open truncated away. Under SyncAlways none of them was an
-// acknowledged entry.
+// Recovered returns the torn writes Open truncated away. Under SyncAlways none of them held an
+// acknowledged entry: Open keeps the entries it finds among the bytes after a segment's last
+// newline, and truncates only what follows the last of them.
 func (q *Queue) Recovered() []Damage { return append([]Damage(nil), q.recovered...) }
 
 func (q *Queue) report(d Damage) {

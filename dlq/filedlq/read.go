@@ -75,13 +75,28 @@ func (q *Queue) view(op string) (view, error) {
 // maxLine is the longest line a reader accepts.
 func (q *Queue) maxLine() int { return max(2*q.cfg.maxEntrySize, 16<<20) }
 
-// scan reads the segment's lines, up to limit bytes when limit is not negative. It calls onLine
-// with each complete line's offset and bytes, newline excluded (valid until onLine returns), and
-// onTail with bytes after the last newline, unless the limit cut them off a line that goes on in
-// the file. A line longer than maxLine is reported as damage.
+// visitor receives what scan finds in a segment, in order.
+type visitor struct {
+	// entry receives each line that is in the line format with a matching checksum, and each
+	// such frame that resync found in a line that is not: off is its offset, n the bytes it
+	// takes up (its newline included, when it has one), rec its bytes without the newline and
+	// entry the entry JSON inside, both valid until entry returns.
+	entry func(off, n int64, rec, entry []byte) error
+	// damage, when set, receives every other byte but the newlines, in order and in pieces.
+	damage func(b []byte) error
+	// newline, when set, is called at the end of every line.
+	newline func() error
+	// report makes scan report the damaged bytes (see Damage).
+	report bool
+}
+
+// scan reads the segment, up to limit bytes when limit is not negative, and hands its entries and
+// the rest of its bytes to v. A line that fails its check, or is longer than maxLine, goes
+// through resync, so that the entries in it are found; the bytes between them are damage. Bytes
+// after the last newline are a torn write, unless the limit cut them off a line that goes on in
+// the file, in which case they are skipped.
 // A segment that no longer exists (removed by retention or emptied by a Delete) reads as empty.
-func (q *Queue) scan(ctx context.Context, seg uint64, limit int64, maxLine int,
-	onLine func(off int64, line []byte) error, onTail func(off int64, tail []byte) error) error {
+func (q *Queue) scan(ctx context.Context, seg uint64, limit int64, v visitor) error {
 	f, err := os.Open(filepath.Join(q.dir, segName(seg)))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -96,39 +111,67 @@ func (q *Queue) scan(ctx context.Context, seg uint64, limit int64, maxLine int,
 		r = lr
 	}
 	br := bufio.NewReaderSize(r, 256<<10)
+	maxLine := q.maxLine()
+	s := &lineScan{q: q, seg: seg, v: v}
+	s.rs = resync{max: maxLine, entry: s.found, damage: v.damage}
 	var (
-		off     int64  // offset of the line being read
-		long    []byte // the line so far, when it does not fit the reader's buffer
-		n       int64  // bytes of the line so far
-		tooLong bool
+		off       int64  // offset of the line being read
+		long      []byte // the line so far, when it does not fit the reader's buffer
+		n         int64  // bytes of the line so far
+		streaming bool   // the line is too long to keep: resync has it
 	)
 	for {
 		chunk, err := br.ReadSlice('\n')
 		n += int64(len(chunk))
 		switch {
 		case errors.Is(err, bufio.ErrBufferFull):
-			if !tooLong && len(long)+len(chunk) > maxLine {
-				tooLong, long = true, nil
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			if !tooLong {
+			var ferr error
+			switch {
+			case streaming:
+				ferr = s.rs.feed(chunk)
+			case len(long)+len(chunk) > maxLine:
+				streaming = true
+				s.begin(off)
+				if ferr = s.rs.feed(long); ferr == nil {
+					ferr = s.rs.feed(chunk)
+				}
+				long = nil
+			default:
 				long = append(long, chunk...)
+			}
+			if ferr != nil {
+				return ferr
 			}
 			continue
 		case err == nil:
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if tooLong {
-				q.report(Damage{Segment: segName(seg), Offset: off, Length: n,
-					Err: fmt.Errorf("%w: %d bytes, at most %d", ErrLineTooLong, n, maxLine)})
+			if streaming {
+				if err = s.rs.feed(chunk[:len(chunk)-1]); err == nil {
+					err = s.end(n, true, fmt.Errorf("%w: %d bytes, at most %d", ErrLineTooLong, n, maxLine))
+				}
 			} else {
 				line := chunk
 				if long != nil {
 					line = append(long, chunk...)
 				}
-				if err := onLine(off, line[:len(line)-1]); err != nil {
-					return err
+				line = line[:len(line)-1]
+				if entry, cerr := checkLine(line); cerr == nil {
+					err = v.entry(off, n, line, entry)
+				} else {
+					s.begin(off)
+					err = s.whole(line, n, true, cerr)
 				}
+			}
+			if err == nil && v.newline != nil {
+				err = v.newline()
+			}
+			if err != nil {
+				return err
 			}
 		case errors.Is(err, io.EOF):
 			if n > 0 && limit >= 0 && lr.N == 0 {
@@ -139,34 +182,103 @@ func (q *Queue) scan(ctx context.Context, seg uint64, limit int64, maxLine int,
 					return nil
 				}
 			}
-			if n > 0 && !tooLong {
-				return onTail(off, append(long, chunk...))
+			if n == 0 {
+				return nil
 			}
-			if n > 0 {
-				q.report(Damage{Segment: segName(seg), Offset: off, Length: n, Err: fmt.Errorf("%w: unterminated", ErrTorn)})
+			torn := fmt.Errorf("%w: %d bytes after the last complete line", ErrTorn, n)
+			if !streaming {
+				s.begin(off)
+				return s.whole(append(long, chunk...), n, false, torn)
 			}
-			return nil
+			if err := s.rs.feed(chunk); err != nil {
+				return err
+			}
+			return s.end(n, false, torn)
 		default:
 			return err
 		}
 		off += n
-		n, long, tooLong = 0, nil, false
+		n, long, streaming = 0, nil, false
 	}
 }
 
-// reportTail reports bytes after a segment's last newline as a torn write.
-func (q *Queue) reportTail(seg uint64) func(int64, []byte) error {
-	return func(off int64, tail []byte) error {
-		q.report(Damage{Segment: segName(seg), Offset: off, Length: int64(len(tail)),
-			Err: fmt.Errorf("%w: %d bytes after the last complete line", ErrTorn, len(tail))})
-		return nil
+// lineScan follows a line that resync scans, to report the damage between its entries.
+type lineScan struct {
+	q       *Queue
+	seg     uint64
+	v       visitor
+	rs      resync
+	start   int64 // the line's offset
+	gap     int64 // where the bytes not yet in an entry start
+	entries int   // entries found in the line
+}
+
+func (s *lineScan) begin(off int64) {
+	s.start, s.gap, s.entries = off, off, 0
+	s.rs.begin(off)
+}
+
+func (s *lineScan) found(off int64, rec []byte, nl bool) error {
+	if off > s.gap {
+		s.damaged(s.gap, off-s.gap, fmt.Errorf("%w: %d bytes before an entry", ErrBadLine, off-s.gap))
+	}
+	s.gap = off + int64(len(rec))
+	s.entries++
+	n := int64(len(rec))
+	if nl {
+		n++
+	}
+	return s.v.entry(off, n, rec, rec[entryAt:len(rec)-1])
+}
+
+// whole scans a line given at once, n bytes long with its newline when eol is true (b is without
+// it). lineErr says what is wrong with the line when it holds no entry.
+func (s *lineScan) whole(b []byte, n int64, eol bool, lineErr error) error {
+	if err := s.rs.whole(b, eol); err != nil {
+		return err
+	}
+	s.report(n, eol, lineErr)
+	return nil
+}
+
+// end finishes a line fed to resync in pieces, like whole.
+func (s *lineScan) end(n int64, eol bool, lineErr error) error {
+	if err := s.rs.end(eol); err != nil {
+		return err
+	}
+	s.report(n, eol, lineErr)
+	return nil
+}
+
+// report reports the damage after the line's last entry, or the whole line when it has none.
+func (s *lineScan) report(n int64, eol bool, lineErr error) {
+	lineEnd, content := s.start+n, s.start+n
+	if eol {
+		content--
+	}
+	switch {
+	case s.entries == 0:
+		s.damaged(s.start, n, lineErr)
+	case s.gap == content:
+		// Nothing after the last entry but its newline.
+	case !eol:
+		s.damaged(s.gap, lineEnd-s.gap, fmt.Errorf("%w: %d bytes after the last entry", ErrTorn, lineEnd-s.gap))
+	default:
+		s.damaged(s.gap, lineEnd-s.gap, fmt.Errorf("%w: %d bytes after an entry", ErrBadLine, content-s.gap))
+	}
+}
+
+func (s *lineScan) damaged(off, n int64, err error) {
+	if s.v.report {
+		s.q.report(Damage{Segment: segName(s.seg), Offset: off, Length: n, Err: err})
 	}
 }
 
 // List calls fn with each entry, oldest first: segments in order, lines in the order they were
 // written. It reads what was written before List started, except entries deleted meanwhile; when
 // a Delete rewrote the active segment meanwhile, it may also read some entries written since.
-// Damaged lines are skipped and reported (see Damage). fn may call Delete.
+// Damaged bytes are skipped and reported (see Damage); the entries among them are found and
+// returned (see the package documentation). fn may call Delete.
 func (q *Queue) List(ctx context.Context, fn func(dlq.Entry) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("filedlq: list: %w", err)
@@ -177,10 +289,10 @@ func (q *Queue) List(ctx context.Context, fn func(dlq.Entry) error) error {
 	}
 	for _, seg := range v.segs {
 		var fnErr error
-		err := q.scan(ctx, seg, v.limit(seg), q.maxLine(), func(off int64, line []byte) error {
-			e, err := ParseLine(line)
-			if err != nil {
-				q.report(Damage{Segment: segName(seg), Offset: off, Length: int64(len(line)) + 1, Err: err})
+		err := q.scan(ctx, seg, v.limit(seg), visitor{report: true, entry: func(off, n int64, _, entry []byte) error {
+			var e dlq.Entry
+			if err := e.UnmarshalJSON(entry); err != nil {
+				q.report(Damage{Segment: segName(seg), Offset: off, Length: n, Err: err})
 				return nil
 			}
 			if err := fn(e); err != nil {
@@ -188,7 +300,7 @@ func (q *Queue) List(ctx context.Context, fn func(dlq.Entry) error) error {
 				return err
 			}
 			return nil
-		}, q.reportTail(seg))
+		}})
 		if fnErr != nil {
 			return fnErr
 		}
@@ -213,23 +325,18 @@ func (q *Queue) Get(ctx context.Context, id string) (dlq.Entry, error) {
 	}
 	var found dlq.Entry
 	for _, seg := range v.segs {
-		err := q.scan(ctx, seg, v.limit(seg), q.maxLine(), func(off int64, line []byte) error {
-			entry, err := checkLine(line)
-			if err != nil {
-				q.report(Damage{Segment: segName(seg), Offset: off, Length: int64(len(line)) + 1, Err: err})
-				return nil
-			}
+		err := q.scan(ctx, seg, v.limit(seg), visitor{report: true, entry: func(off, n int64, rec, entry []byte) error {
 			got, err := lineID(entry)
 			if err != nil {
-				q.report(Damage{Segment: segName(seg), Offset: off, Length: int64(len(line)) + 1, Err: err})
+				q.report(Damage{Segment: segName(seg), Offset: off, Length: n, Err: err})
 				return nil
 			}
 			if got != id {
 				return nil
 			}
-			e, err := ParseLine(line)
+			e, err := ParseLine(rec)
 			if err != nil {
-				q.report(Damage{Segment: segName(seg), Offset: off, Length: int64(len(line)) + 1, Err: err})
+				q.report(Damage{Segment: segName(seg), Offset: off, Length: n, Err: err})
 				return nil
 			}
 			if e.ID != id {
@@ -237,7 +344,7 @@ func (q *Queue) Get(ctx context.Context, id string) (dlq.Entry, error) {
 			}
 			found = e
 			return errFound
-		}, q.reportTail(seg))
+		}})
 		if errors.Is(err, errFound) {
 			return found, nil
 		}
@@ -249,10 +356,10 @@ func (q *Queue) Get(ctx context.Context, id string) (dlq.Entry, error) {
 }
 
 // Delete removes the entries with the given IDs by rewriting each segment that holds one: the
-// kept lines, byte for byte, go to a temporary file, which is fsynced and renamed over the
+// rest, byte for byte, goes to a temporary file, which is fsynced and renamed over the
 // segment, so that a crash leaves either the old or the new segment. A segment left without lines
-// is removed unless it is the active one. Damaged lines are kept as they are. IDs that name no
-// entry are ignored.
+// is removed unless it is the active one. Damaged bytes are kept as they are, and so are the
+// entries found among them unless deleted. IDs that name no entry are ignored.
 //
 // Puts wait while the active segment is rewritten; other segments are rewritten beside them.
 func (q *Queue) Delete(ctx context.Context, ids ...string) error {
@@ -363,26 +470,35 @@ func (q *Queue) rewrite(ctx context.Context, seg uint64, limit int64, drop map[s
 	bw := bufio.NewWriterSize(tmp, 256<<10)
 	var size int64
 	removed := false
-	keep := func(b []byte, newline bool) error {
+	write := func(b []byte) error {
 		size += int64(len(b))
-		if _, err := bw.Write(b); err != nil {
-			return err
-		}
-		if newline {
-			size++
-			return bw.WriteByte('\n')
-		}
-		return nil
+		_, err := bw.Write(b)
+		return err
 	}
-	err = q.scan(ctx, seg, limit, int(^uint(0)>>1), func(_ int64, line []byte) error {
-		if entry, err := checkLine(line); err == nil {
+	// A line loses its newline when it held deleted entries and nothing else: entries that shared
+	// a line with damage leave the damage on a line of its own.
+	var dropped, kept bool
+	err = q.scan(ctx, seg, limit, visitor{
+		entry: func(_, _ int64, rec, entry []byte) error {
 			if id, err := lineID(entry); err == nil && drop[id] {
-				removed = true
+				removed, dropped = true, true
 				return nil
 			}
-		}
-		return keep(line, true)
-	}, func(_ int64, tail []byte) error { return keep(tail, false) })
+			kept = true
+			return write(rec)
+		},
+		damage: func(b []byte) error {
+			kept = kept || len(b) > 0
+			return write(b)
+		},
+		newline: func() error {
+			defer func() { dropped, kept = false, false }()
+			if dropped && !kept {
+				return nil
+			}
+			return write([]byte{'\n'})
+		},
+	})
 	if err != nil || !removed {
 		return 0, false, err
 	}

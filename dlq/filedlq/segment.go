@@ -103,19 +103,31 @@ func tornTail(path string) (keep, size int64, err error) {
 	return 0, size, nil
 }
 
-// repairTail truncates a torn write off the end of the segment at path and makes the truncation
+// repairTail removes a torn write from the end of the segment at path and makes the repair
 // durable. It returns the damage it repaired, if any.
-func repairTail(dir string, seg uint64) (Damage, bool, error) {
+//
+// The bytes after the last newline are usually the start of a line whose write was cut short, but
+// they may also hold entries: when the newline of the last line was damaged, the whole entry is
+// there, followed by the damaged byte. resync finds them; the segment is then cut after the last
+// of them and given the newline it lost, so that no entry whose bytes are intact is lost.
+func repairTail(dir string, seg uint64, maxLine int) (Damage, bool, error) {
 	path := filepath.Join(dir, segName(seg))
 	keep, size, err := tornTail(path)
 	if err != nil || keep == size {
+		return Damage{}, false, err
+	}
+	end, err := lastEntryEnd(path, keep, maxLine)
+	if err != nil {
 		return Damage{}, false, err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return Damage{}, false, err
 	}
-	err = f.Truncate(keep)
+	err = f.Truncate(end)
+	if err == nil && end > keep {
+		_, err = f.WriteAt([]byte{'\n'}, end)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -125,8 +137,48 @@ func repairTail(dir string, seg uint64) (Damage, bool, error) {
 	if err != nil {
 		return Damage{}, false, err
 	}
+	what := "the last complete line"
+	if end > keep {
+		what = "the last entry"
+	}
 	return Damage{
-		Segment: segName(seg), Offset: keep, Length: size - keep, Repaired: true,
-		Err: fmt.Errorf("%w: %d bytes after the last complete line", ErrTorn, size-keep),
+		Segment: segName(seg), Offset: end, Length: size - end, Repaired: true,
+		Err: fmt.Errorf("%w: %d bytes after %s", ErrTorn, size-end, what),
 	}, true, nil
+}
+
+// lastEntryEnd returns the offset just after the last entry that resync finds in the segment at
+// path from the offset from on, a stretch without a newline, or from when it finds none.
+func lastEntryEnd(path string, from int64, maxLine int) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	end := from
+	rs := resync{max: maxLine, entry: func(off int64, rec []byte, _ bool) error {
+		end = off + int64(len(rec))
+		return nil
+	}}
+	rs.begin(from)
+	r := io.NewSectionReader(f, from, 1<<62)
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if ferr := rs.feed(buf[:n]); ferr != nil {
+				return 0, ferr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	if err := rs.end(false); err != nil {
+		return 0, err
+	}
+	return end, nil
 }
