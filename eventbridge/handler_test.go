@@ -219,7 +219,7 @@ func TestHandlerAllowedSourcesAndAccounts(t *testing.T) {
 	t.Run("an event without source or account is refused when a list is set", func(t *testing.T) {
 		ws := readSample(t, "websocket.v2.users.activity.REPAIRED.json")
 		assert.Equal(t, 403, post(newHandler(t, &recorder{}, eventbridge.WithAllowedSources("x/")), ws).Code)
-		assert.Equal(t, 403, post(newHandler(t, &recorder{}, eventbridge.WithAllowedAccounts("1")), ws).Code)
+		assert.Equal(t, 403, post(newHandler(t, &recorder{}, eventbridge.WithAllowedAccounts("111111111111")), ws).Code)
 		assert.Equal(t, 200, post(newHandler(t, &recorder{}), ws).Code)
 	})
 }
@@ -389,20 +389,22 @@ func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection re
 func TestNewHandlerValidation(t *testing.T) {
 	d := &recorder{}
 	tests := map[string][]eventbridge.Option{
-		"size":          {eventbridge.WithMaxBodySize(0)},
-		"ignored 400":   {eventbridge.WithIgnoredStatus(400)},
-		"ignored 199":   {eventbridge.WithIgnoredStatus(199)},
-		"retry-after":   {eventbridge.WithRetryAfter(0)},
-		"timeout":       {eventbridge.WithDispatchTimeout(-time.Second)},
-		"star source":   {eventbridge.WithAllowedSources("*")},
-		"empty source":  {eventbridge.WithAllowedSources("")},
-		"empty account": {eventbridge.WithAllowedAccounts("")},
-		"no formats":    {eventbridge.WithFormats()},
-		"bad format":    {eventbridge.WithFormats("soap")},
-		"nil logger":    {eventbridge.WithLogger(nil)},
-		"nil meter":     {eventbridge.WithMeterProvider(nil)},
-		"nil tracer":    {eventbridge.WithTracerProvider(nil)},
-		"nil option":    {nil},
+		"size":                  {eventbridge.WithMaxBodySize(0)},
+		"ignored 400":           {eventbridge.WithIgnoredStatus(400)},
+		"ignored 199":           {eventbridge.WithIgnoredStatus(199)},
+		"retry-after":           {eventbridge.WithRetryAfter(0)},
+		"timeout":               {eventbridge.WithDispatchTimeout(-time.Second)},
+		"star source":           {eventbridge.WithAllowedSources("*")},
+		"empty source":          {eventbridge.WithAllowedSources("")},
+		"empty account":         {eventbridge.WithAllowedAccounts("")},
+		"short account":         {eventbridge.WithAllowedAccounts("12345678901")},
+		"account with a letter": {eventbridge.WithAllowedAccounts("12345678901O")},
+		"no formats":            {eventbridge.WithFormats()},
+		"bad format":            {eventbridge.WithFormats("soap")},
+		"nil logger":            {eventbridge.WithLogger(nil)},
+		"nil meter":             {eventbridge.WithMeterProvider(nil)},
+		"nil tracer":            {eventbridge.WithTracerProvider(nil)},
+		"nil option":            {nil},
 	}
 	for name, opts := range tests {
 		t.Run(name, func(t *testing.T) {

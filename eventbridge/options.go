@@ -85,13 +85,15 @@ func WithAllowedSources(sources ...string) Option {
 
 // WithAllowedAccounts accepts only events whose AWS account (the EventBridge envelope's "account",
 // in Metadata[fanbridge.MetaAccount]) is one of accounts; any other, or none, is answered 403.
+// Each entry must be a 12-digit account ID: a typo would otherwise refuse every event, and
+// EventBridge does not retry a 403.
 // Like WithAllowedSources it filters on what the body claims. Calls add up. The default is to
 // accept every account.
 func WithAllowedAccounts(accounts ...string) Option {
 	return optionFunc(func(c *config) {
 		for _, a := range accounts {
-			if a == "" {
-				c.fail("allowed account must not be empty")
+			if !isAccountID(a) {
+				c.fail("allowed account %q: want the 12 digits of an AWS account ID", a)
 				continue
 			}
 			if c.accounts == nil {
@@ -100,6 +102,19 @@ func WithAllowedAccounts(accounts ...string) Option {
 			c.accounts[a] = struct{}{}
 		}
 	})
+}
+
+// isAccountID reports whether a is an AWS account ID: exactly 12 decimal digits.
+func isAccountID(a string) bool {
+	if len(a) != 12 {
+		return false
+	}
+	for i := range len(a) {
+		if a[i] < '0' || a[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // WithIgnoredStatus sets the status answered when the Dispatcher reports fanbridge.ErrNoMatch. It
