@@ -147,6 +147,8 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "hmac bad encoding", from: `- api_key: {header: X-Api-Key, keys: ["k-0123456789"]}`, to: `- hmac: {header: X-Sig, encoding: rot13, secrets: [s]}`, wantError: `config: intake[0].verifiers[0].hmac: encoding must be hex, base64 or base64url, got "rot13"`},
 		{name: "short standard webhooks secret", from: `- api_key: {header: X-Api-Key, keys: ["k-0123456789"]}`, to: `- standard_webhooks: {keys: ["whsec_c2hvcnQ="]}`, wantError: "config: intake[0].verifiers[0].standard_webhooks:"},
 		{name: "reserved path", from: "path: /events", to: "path: /metrics", wantError: "config: intake[0].path: /metrics is served by fanbridge itself"},
+		{name: "star source", from: "path: /events", to: "path: /events\n    allowed_sources: [\"*\"]", wantError: "config: intake[0].allowed_sources[0]: would admit every source; leave allowed_sources out to accept any"},
+		{name: "short account", from: "path: /events", to: "path: /events\n    allowed_accounts: [\"123456789012\", \"1234\"]", wantError: `config: intake[0].allowed_accounts[1]: want the 12 digits of an AWS account ID, got "1234"`},
 		{name: "root path", from: "path: /events", to: "path: /", wantError: "config: intake[0].path: / answers every unknown path with 404; use a path of its own, such as /events"},
 		{name: "path with a tab", from: "path: /events", to: `path: "/a\tb"`, wantError: `config: intake[0].path: must not contain whitespace, control characters or braces, got "/a\tb"`},
 		{name: "path with dot segments", from: "path: /events", to: "path: /a/../b", wantError: `config: intake[0].path: want a clean path (net/http redirects requests for "/a/../b" elsewhere)`},

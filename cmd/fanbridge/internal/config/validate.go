@@ -207,6 +207,17 @@ func (c *Config) validateIntake(e *Errors) {
 		if in.IgnoredStatus != 0 && (in.IgnoredStatus < 200 || in.IgnoredStatus > 299) {
 			e.add(p+".ignored_status", "want a 2xx status")
 		}
+		for j, src := range in.AllowedSources {
+			if strings.TrimRight(src, "*") == "" {
+				e.addf(fmt.Sprintf("%s.allowed_sources[%d]", p, j), "would admit every source; leave allowed_sources out to accept any")
+			}
+		}
+		for j, a := range in.AllowedAccounts {
+			if !accountID(a) {
+				ap := fmt.Sprintf("%s.allowed_accounts[%d]", p, j)
+				e.addf(ap, "want the 12 digits of an AWS account ID, got %s", e.show(ap, a))
+			}
+		}
 		for j, f := range in.Formats {
 			switch eventbridge.Format(f) {
 			case eventbridge.FormatEventBridge, eventbridge.FormatCloudEvents, eventbridge.FormatNotification, eventbridge.FormatWebhook, eventbridge.FormatWebhookAttributes:
@@ -216,6 +227,11 @@ func (c *Config) validateIntake(e *Errors) {
 			}
 		}
 	}
+}
+
+// accountID reports whether a is 12 decimal digits, as every AWS account ID is.
+func accountID(a string) bool {
+	return len(a) == 12 && strings.Trim(a, "0123456789") == ""
 }
 
 // cleanPath is p with dot segments and repeated slashes removed, keeping a trailing slash: the path
