@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,7 @@ type lane struct {
 // conn is one channel and its socket, read by its own goroutine.
 type conn struct {
 	ch     *genesys.Channel
+	claim  *claim // the lane's hold on ch in the source's account
 	ws     *websocket.Conn
 	opened time.Time
 	cancel context.CancelFunc
@@ -54,8 +56,15 @@ func (c *conn) signal(reason string) {
 	})
 }
 
-// close drops the socket and waits for its reader, which first hands over an event it holds.
+// close drops the socket, waits for its reader, which first hands over an event it holds, and
+// gives the channel back to the source's account.
 func (c *conn) close() {
+	c.shut()
+	c.claim.release()
+}
+
+// shut drops the socket and waits for its reader; the lane keeps its claim on the channel.
+func (c *conn) shut() {
 	c.cancel()
 	_ = c.ws.CloseNow()
 	<-c.done
@@ -177,33 +186,65 @@ func (l *lane) rotateIn(c *conn) time.Duration {
 	return max(time.Until(at), 0)
 }
 
-// connect opens a channel, connects its socket, starts reading it and subscribes the lane's topics,
-// retrying with the reconnect policy.
+// connect takes a channel from the source's account (see account), connects its socket, starts
+// reading it and subscribes the lane's topics, retrying with the reconnect policy. An attempt that
+// fails leaves its channel to the next attempt, which connects and subscribes it again rather than
+// creating another: Genesys keeps every channel created for 24 hours, so each one left behind
+// would count against its limit of 20 and bring the oldest, which another lane may be using,
+// closer to eviction. Only a channel that Genesys no longer has, or that has expired, is given up.
 func (l *lane) connect(ctx context.Context) (*conn, error) {
-	var c *conn
+	var (
+		c    *conn
+		kept *claim // the channel of the attempt that failed last
+	)
 	err := l.s.reconnect.Do(ctx, func(actx context.Context) error {
-		ch, err := l.s.client.CreateChannel(actx)
-		if err != nil {
-			return err
+		if kept != nil && kept.expired() {
+			kept.drop()
+			kept = nil
 		}
-		ws, _, err := websocket.Dial(actx, ch.ConnectURI, &websocket.DialOptions{HTTPClient: l.s.client.HTTPClient()})
+		if kept == nil {
+			cl, err := l.s.account.acquire(actx, l.idx)
+			if err != nil {
+				return err
+			}
+			kept = cl
+		}
+		ch := kept.channel()
+		ws, resp, err := websocket.Dial(actx, ch.ConnectURI, &websocket.DialOptions{HTTPClient: l.s.client.HTTPClient()})
 		if err != nil {
-			return fmt.Errorf("notifications: connecting to channel %s: %w", ch.ID, err)
+			err = fmt.Errorf("notifications: connecting to channel %s: %w", ch.ID, err)
+			// The socket endpoint's answer alone does not make the channel gone: the API must say
+			// so too, or a channel that still counts against the limit would be forgotten.
+			if resp != nil && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone) {
+				if serr := l.s.client.SetSubscriptions(actx, ch.ID, l.topics); genesys.IsNotFound(serr) {
+					return l.gone(ctx, &kept, err)
+				}
+			}
+			return err
 		}
 		ws.SetReadLimit(l.s.cfg.readLimit)
 		// Read before subscribing, so that the first events never wait in a socket buffer.
-		conn := l.start(ctx, ch, ws)
+		conn := l.start(ctx, kept, ws)
 		if err := l.s.client.SetSubscriptions(actx, ch.ID, l.topics); err != nil {
-			conn.close()
+			conn.shut()
+			if genesys.IsNotFound(err) {
+				return l.gone(ctx, &kept, err)
+			}
 			return err
 		}
-		c = conn
+		c, kept = conn, nil
 		return nil
 	}, retry.OnRetry(func(a retry.Attempt) {
-		l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: opening a channel failed, retrying",
-			slog.Int("lane", l.idx), slog.Int("attempt", a.Number), slog.Duration("wait", a.Wait), slog.String("error", a.Err.Error()))
+		attrs := []slog.Attr{slog.Int("lane", l.idx), slog.Int("attempt", a.Number), slog.Duration("wait", a.Wait), slog.String("error", a.Err.Error())}
+		if kept != nil {
+			attrs = append(attrs, slog.String("channel", kept.channel().ID)) // connected again by the next attempt
+		}
+		l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: opening a channel failed, retrying", attrs...)
 	}))
 	if err != nil {
+		if kept != nil {
+			kept.release()
+		}
 		return nil, fmt.Errorf("notifications: opening a channel for %d topics: %w", len(l.topics), err)
 	}
 	l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: channel subscribed",
@@ -211,9 +252,23 @@ func (l *lane) connect(ctx context.Context) (*conn, error) {
 	return c, nil
 }
 
-func (l *lane) start(ctx context.Context, ch *genesys.Channel, ws *websocket.Conn) *conn {
+// gone gives up the claimed channel, which Genesys answered it does not have, and returns a
+// retryable error so that the next attempt takes another. Genesys drops a channel before its
+// expiry only to make room for a newer one, so another process or source creating channels with
+// the same OAuth client is the likely cause.
+func (l *lane) gone(ctx context.Context, kept **claim, err error) error {
+	ch := (*kept).channel()
+	(*kept).drop()
+	*kept = nil
+	l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: Genesys no longer has the channel before its expiry; is another client creating channels with the same OAuth client?",
+		slog.Int("lane", l.idx), slog.String("channel", ch.ID), slog.Time("expires", ch.Expires))
+	// Not wrapped: the client's answer is marked permanent, and the next attempt may well succeed.
+	return fmt.Errorf("notifications: channel %s no longer exists: %v", ch.ID, err)
+}
+
+func (l *lane) start(ctx context.Context, cl *claim, ws *websocket.Conn) *conn {
 	cctx, cancel := context.WithCancel(ctx)
-	c := &conn{ch: ch, ws: ws, opened: time.Now(), cancel: cancel, done: make(chan struct{}), closing: make(chan struct{})}
+	c := &conn{ch: cl.channel(), claim: cl, ws: ws, opened: time.Now(), cancel: cancel, done: make(chan struct{}), closing: make(chan struct{})}
 	go l.read(cctx, c)
 	if l.s.cfg.pingInterval > 0 {
 		go l.ping(cctx, c)

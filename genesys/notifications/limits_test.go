@@ -2,6 +2,12 @@ package notifications_test
 
 import (
 	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +40,10 @@ func TestMaxChannelsLeavesRoomToReplaceEveryChannel(t *testing.T) {
 	assert.Equal(t, notifications.MaxChannels, s.Channels())
 }
 
+// patientHeartbeat keeps heartbeat timeouts out of tests that count channels: a loaded machine may
+// stall a reader for seconds, and the replacement that follows would change the counts.
+var patientHeartbeat = notifications.WithHeartbeatTimeout(time.Minute)
+
 // lanesHarness runs a source with MaxChannels full lanes and returns the first topic of each.
 func lanesHarness(t *testing.T, opts ...notifications.Option) (*harness, []string) {
 	t.Helper()
@@ -45,7 +55,7 @@ func lanesHarness(t *testing.T, opts ...notifications.Option) (*harness, []strin
 	for l := range firsts {
 		firsts[l] = topics[l*genesys.MaxTopicsPerChannel]
 	}
-	return newHarness(t, topics, nil, append([]notifications.Option{notifications.WithMaxChannels(notifications.MaxChannels)}, opts...)...), firsts
+	return newHarness(t, topics, nil, append([]notifications.Option{notifications.WithMaxChannels(notifications.MaxChannels), patientHeartbeat}, opts...)...), firsts
 }
 
 // publisher publishes one event to each lane and remembers what it sent.
@@ -66,22 +76,31 @@ func (p *publisher) all(t *testing.T) {
 	}
 }
 
-// waitReplaced blocks until at least created channels were made and exactly one connected,
-// subscribed channel per lane is left. A few more may have been made: the fake, like Genesys,
-// evicts a channel without a socket first, and that can be another lane's channel created an
-// instant before, while a closed channel's socket is still counted as connected; that lane then
-// opens another (its old channel still serves meanwhile).
-func waitReplaced(t *testing.T, h *harness, ctx context.Context, created int) {
+// waitReplaced blocks until sockets connections were made in all and exactly one connected,
+// subscribed channel per lane is left, then checks that exactly created channels were made and
+// none evicted in use. Each lane connects one socket per replacement, and its old channel closes
+// only after the new one is subscribed, so the state is final once both counts hold. No extra
+// channel is ever made: Genesys evicts the oldest channel, never one an instant old, and the
+// source creates no channel while 20 of its own live, connecting an unused one instead.
+func waitReplaced(t *testing.T, h *harness, ctx context.Context, created, sockets int) {
 	t.Helper()
 	require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, n int) bool {
-		connected := 0
+		connected, total := 0, 0
 		for _, c := range live {
+			total += c.Sockets
 			if c.Connected && c.Topics > 0 {
 				connected++
 			}
 		}
-		return n >= created && connected == notifications.MaxChannels
-	}), "created %d, live %+v", h.srv.ChannelsCreated(), h.srv.Channels())
+		// More channels than expected can only fail the check below: stop waiting.
+		return n > created || (total >= sockets && connected == notifications.MaxChannels)
+	}), "created %d, evicted in use %d, live %+v", h.srv.ChannelsCreated(), h.srv.EvictedInUse(), h.srv.Channels())
+	reasons := map[string]int64{}
+	for _, r := range []string{"socket_error", "heartbeat_missed", "socket_closing", "no_longer_subscribed", "expiry"} {
+		reasons[r] = h.counter(t, "fanbridge.notifications.reconnects", "reason", r)
+	}
+	require.Equal(t, created, h.srv.ChannelsCreated(), "channels created; reconnects %v", reasons)
+	require.Zero(t, h.srv.EvictedInUse(), "channels in use evicted")
 }
 
 // A maintenance notice makes every channel open its successor at the same time; with MaxChannels
@@ -91,28 +110,32 @@ func TestReplacingEveryChannelAtOnceEvictsNoneInUse(t *testing.T) {
 	h, firsts := lanesHarness(t, notifications.WithOverlap(50*time.Millisecond))
 	ctx := h.start(t)
 	p := &publisher{h: h, firsts: firsts}
-	waitReplaced(t, h, ctx, lanes)
+	waitReplaced(t, h, ctx, lanes, lanes)
 	p.all(t)
 
 	require.Equal(t, lanes, h.srv.SendSocketClosing())
 	p.all(t)
-	waitReplaced(t, h, ctx, 2*lanes)
+	waitReplaced(t, h, ctx, 2*lanes, 2*lanes)
 	p.all(t)
 	h.rec.waitCount(t, ctx, len(p.sent))
 	assertExactlyOnce(t, p.sent, h.rec.snapshot())
 	assert.Zero(t, h.srv.EvictedInUse(), "channels in use evicted")
 	assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_error"))
 	assert.EqualValues(t, lanes, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_closing"))
+	assert.EqualValues(t, 2*lanes, h.counter(t, "fanbridge.notifications.channels", "origin", "created"))
+	assert.Zero(t, h.counter(t, "fanbridge.notifications.channels", "origin", "reused"))
 }
 
 // A second notice while the first replacements still overlap their old channels makes each lane
-// close its old channel before it opens a third; every lane stays subscribed throughout.
+// close its old channel before it opens a third; every lane stays subscribed throughout. The
+// source then holds 20 channels, so each lane connects again one that was closed instead of
+// creating one, which would evict the oldest.
 func TestSecondNoticeDuringOverlapKeepsEveryLaneSubscribed(t *testing.T) {
 	const lanes = notifications.MaxChannels
 	h, firsts := lanesHarness(t, notifications.WithOverlap(time.Second))
 	ctx := h.start(t)
 	p := &publisher{h: h, firsts: firsts}
-	waitReplaced(t, h, ctx, lanes)
+	waitReplaced(t, h, ctx, lanes, lanes)
 	require.Equal(t, lanes, h.srv.SendSocketClosing())
 	require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, n int) bool {
 		if n < 2*lanes || len(live) < lanes {
@@ -130,10 +153,203 @@ func TestSecondNoticeDuringOverlapKeepsEveryLaneSubscribed(t *testing.T) {
 	require.GreaterOrEqual(t, got, lanes)
 	t.Logf("second notice reached %d sockets", got)
 	p.all(t)
-	waitReplaced(t, h, ctx, 3*lanes)
+	waitReplaced(t, h, ctx, 2*lanes, 3*lanes)
 	p.all(t)
 	h.rec.waitCount(t, ctx, len(p.sent))
 	assertExactlyOnce(t, p.sent, h.rec.snapshot())
+	assert.Zero(t, h.srv.EvictedInUse(), "channels in use evicted")
 	assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_error"))
 	assert.EqualValues(t, 2*lanes, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_closing"))
+	assert.EqualValues(t, 2*lanes, h.counter(t, "fanbridge.notifications.channels", "origin", "created"))
+	assert.EqualValues(t, lanes, h.counter(t, "fanbridge.notifications.channels", "origin", "reused"))
+}
+
+// onLog is a slog.Handler that calls f with the message of every record, from the goroutine that
+// logs it.
+type onLog func(msg string)
+
+func (f onLog) Enabled(context.Context, slog.Level) bool { return true }
+func (f onLog) Handle(_ context.Context, r slog.Record) error {
+	f(r.Message)
+	return nil
+}
+func (f onLog) WithAttrs([]slog.Attr) slog.Handler { return f }
+func (f onLog) WithGroup(string) slog.Handler      { return f }
+
+// Opening a channel fails again and again for one lane while the others stay connected: first
+// Genesys refuses the socket, then subscribing fails. Genesys keeps every channel created for 24
+// hours and the 21st evicts the oldest, so a lane that created a channel per attempt would soon
+// evict the channels the other lanes use. Each attempt connects the channel of the one before
+// instead: one channel is created in all, none is evicted, and the other lanes lose no event,
+// including those published between the attempts.
+func TestRepeatedConnectFailuresEvictNoChannelInUse(t *testing.T) {
+	const (
+		lanes         = notifications.MaxChannels
+		refused       = 10 // socket upgrades refused
+		subscribeFail = 3  // subscriptions failed, each after the client's 5 tries
+		clientTries   = 5  // retry.DefaultMaxAttempts, the harness' client policy
+	)
+	var (
+		mu       sync.Mutex
+		between  func() // publishes to the healthy lanes; called after each failed attempt
+		attempts int
+	)
+	logger := slog.New(onLog(func(msg string) {
+		if msg != "notifications: opening a channel failed, retrying" {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		attempts++
+		if between != nil {
+			between()
+		}
+	}))
+	h, firsts := lanesHarness(t, notifications.WithLogger(logger))
+	ctx := h.start(t)
+	waitReplaced(t, h, ctx, lanes, lanes)
+	before := map[string]bool{}
+	for _, c := range h.srv.Channels() {
+		before[c.ID] = true
+	}
+
+	broken := lanes - 1
+	healthy := &publisher{h: h, firsts: slices.Delete(slices.Clone(firsts), broken, broken+1)}
+	var unreached []int64 // events between attempts that found no socket of a healthy lane
+	mu.Lock()
+	between = func() {
+		for _, topic := range healthy.firsts {
+			healthy.seq++
+			if _, n := h.srv.Publish(topic, map[string]any{"seq": healthy.seq}); n == 1 {
+				healthy.sent = append(healthy.sent, healthy.seq)
+			} else {
+				unreached = append(unreached, healthy.seq)
+			}
+		}
+	}
+	mu.Unlock()
+	h.srv.Fail(genesystest.Fault{Method: http.MethodGet, Path: "/channels/", Status: http.StatusServiceUnavailable, Times: refused})
+	h.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: "/api/v2/notifications/channels/", Status: http.StatusServiceUnavailable,
+		Times: subscribeFail * clientTries})
+	dropped := h.srv.DisconnectTopic(firsts[broken])
+	require.Len(t, dropped, 1)
+
+	// The broken lane is back once its channel has had a socket per subscription attempt and is
+	// subscribed, and every lane has exactly one connected channel.
+	waitReplaced(t, h, ctx, lanes+1, lanes+subscribeFail+1)
+	mu.Lock()
+	between = nil
+	assert.Equal(t, refused+subscribeFail, attempts, "failed attempts")
+	assert.Empty(t, unreached, "events published while a healthy lane had no socket")
+	mu.Unlock()
+	assert.Zero(t, h.srv.PendingFaults())
+
+	for _, c := range h.srv.Channels() {
+		switch {
+		case c.ID == dropped[0]:
+			assert.False(t, c.Connected, "the broken lane's old channel stays unused")
+		case before[c.ID]:
+			assert.True(t, c.Connected, "a healthy lane kept its channel")
+			assert.Equal(t, 1, c.Sockets, "a healthy lane never reconnected")
+		default:
+			assert.True(t, c.Connected)
+			assert.Equal(t, subscribeFail+1, c.Sockets, "every attempt that got a socket used the one new channel")
+		}
+	}
+
+	p := &publisher{h: h, firsts: firsts, seq: 1_000_000}
+	p.all(t)
+	sent := append(healthy.sent, p.sent...)
+	h.rec.waitCount(t, ctx, len(sent))
+	assertExactlyOnce(t, sent, h.rec.snapshot())
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.reconnects", "", ""), "only the broken lane reconnected")
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_error"))
+	assert.EqualValues(t, lanes+1, h.counter(t, "fanbridge.notifications.channels", "origin", "created"))
+}
+
+// One lane's socket breaks again and again while the others stay connected. Each break makes the
+// lane take another channel, and Genesys keeps the broken ones; once 20 channels of the source
+// live, the lane connects again one it has closed instead of creating one, which would evict the
+// oldest channel, in use by another lane.
+func TestBreakingSocketReusesChannelsAtTheLimit(t *testing.T) {
+	const (
+		lanes  = notifications.MaxChannels
+		breaks = genesys.MaxChannels - lanes + 5
+	)
+	h, firsts := lanesHarness(t)
+	ctx := h.start(t)
+	waitReplaced(t, h, ctx, lanes, lanes)
+	broken := lanes - 1
+	p := &publisher{h: h, firsts: firsts}
+	for i := 1; i <= breaks; i++ {
+		require.Len(t, h.srv.DisconnectTopic(firsts[broken]), 1, "break %d", i)
+		waitReplaced(t, h, ctx, min(lanes+i, genesys.MaxChannels), lanes+i)
+		p.all(t)
+	}
+	h.rec.waitCount(t, ctx, len(p.sent))
+	assertExactlyOnce(t, p.sent, h.rec.snapshot())
+	assert.EqualValues(t, breaks, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_error"))
+	assert.EqualValues(t, genesys.MaxChannels, h.counter(t, "fanbridge.notifications.channels", "origin", "created"))
+	assert.EqualValues(t, lanes+breaks-genesys.MaxChannels, h.counter(t, "fanbridge.notifications.channels", "origin", "reused"))
+}
+
+// A channel that Genesys no longer has (another client with the same OAuth credentials created 20
+// more, so it was evicted) is given up and another one opened, whether the socket or the
+// subscription finds it gone; Run goes on.
+func TestChannelGoneBeforeSubscribedIsReplaced(t *testing.T) {
+	for _, tc := range []struct {
+		name, method, path string
+	}{
+		{"before its socket connects", http.MethodGet, "/channels/"},
+		{"before it is subscribed", http.MethodPut, "/api/v2/notifications/channels/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gone atomic.Int32
+			logger := slog.New(onLog(func(msg string) {
+				if strings.HasPrefix(msg, "notifications: Genesys no longer has the channel") {
+					gone.Add(1)
+				}
+			}))
+			h := newHarness(t, []string{presence}, nil, notifications.WithLogger(logger), patientHeartbeat)
+			other, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+				genesys.WithBaseURL(h.srv.URL), genesys.WithTokenURL(h.srv.TokenURL()))
+			require.NoError(t, err)
+			var (
+				once      sync.Once
+				hookErr   error
+				evictedBy = make(chan struct{})
+			)
+			h.srv.SetHook(func(r *http.Request) {
+				if r.Method != tc.method || !strings.HasPrefix(r.URL.Path, tc.path) {
+					return
+				}
+				once.Do(func() {
+					defer close(evictedBy)
+					for range genesys.MaxChannels {
+						if _, err := other.CreateChannel(r.Context()); err != nil {
+							hookErr = err
+							return
+						}
+					}
+				})
+			})
+			ctx := h.start(t)
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			recv(t, ctx, evictedBy)
+			require.NoError(t, hookErr)
+			assert.Equal(t, 1+genesys.MaxChannels+1, h.srv.ChannelsCreated())
+			assert.EqualValues(t, 1, gone.Load(), "warnings about a channel gone")
+			assert.EqualValues(t, 2, h.counter(t, "fanbridge.notifications.channels", "origin", "created"))
+
+			sent := publish(h.srv, presence, 1, 3)
+			require.Len(t, sent, 3)
+			h.rec.waitCount(t, ctx, 3)
+			assertExactlyOnce(t, sent, h.rec.snapshot())
+			select {
+			case err := <-h.runErr:
+				t.Fatalf("Run returned %v", err)
+			default:
+			}
+		})
+	}
 }

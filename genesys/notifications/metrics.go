@@ -34,8 +34,15 @@ const (
 	reasonUnsubscribed    = "no_longer_subscribed"
 )
 
+// Origins of a channel a lane connects.
+const (
+	originCreated = "created" // created for it
+	originReused  = "reused"  // one no lane was using, connected again because the account was full
+)
+
 type metrics struct {
 	messages, events, reconnects, missed, retries metric.Int64Counter
+	channels, limitWaits                          metric.Int64Counter
 	attrs                                         map[string]metric.AddOption
 }
 
@@ -61,6 +68,10 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	ms.reconnects = counter("fanbridge.notifications.reconnects", "Channels replaced, by reason")
 	ms.missed = counter("fanbridge.notifications.heartbeats_missed", "Sockets that stayed silent longer than the heartbeat timeout")
 	ms.retries = counter("fanbridge.notifications.dispatch_retries", "Dispatch attempts that failed and were retried")
+	ms.channels = counter("fanbridge.notifications.channels",
+		"Channels taken to connect, by origin (created, or reused because Genesys' limit of 20 was reached)")
+	ms.limitWaits = counter("fanbridge.notifications.channel_limit_waits",
+		"Times a lane waited for a channel because every one counted against Genesys' limit was in use")
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +83,7 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 		{"outcome", outcomeFailed}, {"outcome", outcomeLost},
 		{"reason", reasonSocketError}, {"reason", reasonHeartbeatMissed}, {"reason", reasonSocketClosing},
 		{"reason", reasonExpiry}, {"reason", reasonUnsubscribed},
+		{"origin", originCreated}, {"origin", originReused},
 	} {
 		ms.attrs[kv[1]] = metric.WithAttributeSet(attribute.NewSet(attribute.String(kv[0], kv[1])))
 	}
@@ -85,3 +97,7 @@ func (m *metrics) event(outcome string, n int64) {
 func (m *metrics) reconnect(reason string) {
 	m.reconnects.Add(context.Background(), 1, m.attrs[reason])
 }
+func (m *metrics) channel(origin string) {
+	m.channels.Add(context.Background(), 1, m.attrs[origin])
+}
+func (m *metrics) limitWait() { m.limitWaits.Add(context.Background(), 1) }

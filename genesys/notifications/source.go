@@ -36,6 +36,7 @@ type Source struct {
 
 	reconnect *retry.Retrier
 	dispatch  *retry.Retrier
+	account   *account // the channels Genesys holds for the source, against its limit of 20
 
 	mu      sync.Mutex
 	started bool
@@ -113,7 +114,7 @@ func New(client *genesys.Client, topics []string, d eventbridge.Dispatcher, opts
 	}
 	return &Source{
 		client: client, d: d, lanes: lanes, cfg: cfg, log: cfg.logger, m: m,
-		reconnect: reconnect, dispatch: dispatch, done: make(chan struct{}),
+		reconnect: reconnect, dispatch: dispatch, account: newAccount(client, m, cfg.logger), done: make(chan struct{}),
 	}, nil
 }
 
