@@ -17,27 +17,53 @@
 //
 // # Keeping the channels alive
 //
-// A channel is replaced by a new one, with the whole subscription set, when its socket fails, when
+// A channel is replaced by another, with the whole subscription set, when its socket fails, when
 // it stays silent longer than the heartbeat timeout (Genesys sends a heartbeat every 30 seconds;
 // WithHeartbeatTimeout defaults to 60), when Genesys announces maintenance with
 // v2.system.socket_closing or drops the subscription (v2.system.no_longer_subscribed), and some
-// minutes before its 24-hour expiry (WithExpiryMargin). The new channel is created, connected and
-// subscribed before the old one is dropped, and the old socket is still read for a short overlap
+// minutes before its 24-hour expiry (WithExpiryMargin). The replacement is connected and subscribed
+// before the old channel is dropped, and the old socket is still read for a short overlap
 // (WithOverlap), so that what is already on its way arrives; a message that comes over both is
 // dispatched once (deduplicated by ID over the last WithDedupWindow events). A set of topics never
 // holds more than two channels: when a replacement must itself be replaced during its overlap, the
-// old channel is closed first. Opening a channel is
-// retried with backoff (WithReconnectPolicy); old channels left behind have no connection, which
-// is what Genesys evicts first when the 20-channel limit is reached. Heartbeats and pongs
-// (topic channel.metadata) and system notices are never dispatched. WithPingInterval adds client
-// pings, whose pongs also count as signs of life.
+// old channel is closed first. Opening a channel is retried with backoff (WithReconnectPolicy).
+// Heartbeats and pongs (topic channel.metadata) and system notices are never dispatched.
+// WithPingInterval adds client pings, whose pongs also count as signs of life.
+//
+// # Channel limits
+//
+// Genesys keeps every channel for 24 hours, whether a socket is connected to it or not (a channel
+// cannot be deleted), counts them all against 20 per OAuth client, and when a 21st is created it
+// evicts the oldest, even one in use, closing its socket. So a source leaves no channel behind and
+// never creates a 21st:
+//
+//   - An attempt to open a channel that fails once the channel exists (the socket is refused,
+//     subscribing fails) leaves the channel to the next attempt, which connects and subscribes it
+//     again instead of creating another. Only a channel that Genesys says it does not have (404)
+//     is given up, with a warning: Genesys drops a channel early only to make room for a newer
+//     one.
+//   - The source counts the channels it created that have not expired. While 20 of them live, a
+//     lane that needs a channel does not create one: it connects again the unused one (closed by
+//     an earlier replacement) that expires last, and subscribes its topics there; this is logged
+//     and counted (fanbridge.notifications.channels, origin reused). Should all 20 be in use, it
+//     would wait until one is free or expires rather than have one evicted, with a warning and
+//     fanbridge.notifications.channel_limit_waits; with at most MaxChannels lanes of at most two
+//     channels each, that does not happen.
+//   - The count covers this source only. Channels created with the same OAuth client elsewhere,
+//     by another source or another running process, count against the same 20, and so does a
+//     channel whose creation the genesys client sent again because the answer was lost; those
+//     created later than a channel of this source bring it closer to eviction. Give each running
+//     source its own OAuth client. (Channels of a process that has stopped are older than every
+//     channel of its successor, so they are the ones evicted.)
 //
 // # Delivery semantics
 //
 // The WebSocket path is at-most-once on Genesys' side: Genesys does not store notifications for a
 // channel and has no acknowledgement or redelivery. An event published while no channel of ours was
-// subscribed (during a reconnection after a failure, while credentials are refused, while the
-// process is down) is never sent to us, and nothing can bring it back. Use the EventBridge
+// subscribed (during a reconnection after a failure, after Genesys evicted a channel because
+// channels were created elsewhere with the same OAuth client, see Channel limits, while
+// credentials are refused, while the process is down) is never sent to us, and nothing can bring
+// it back. Use the EventBridge
 // integration (package genesys, EnsureEventBridgeIntegration) where every event matters: AWS
 // retries a delivery for 24 hours.
 //
@@ -78,5 +104,7 @@
 // (event, heartbeat, system, malformed), fanbridge.notifications.events by outcome (delivered,
 // ignored, duplicate, failed, lost), fanbridge.notifications.reconnects by reason (socket_error,
 // heartbeat_missed, socket_closing, no_longer_subscribed, expiry),
-// fanbridge.notifications.heartbeats_missed and fanbridge.notifications.dispatch_retries.
+// fanbridge.notifications.heartbeats_missed, fanbridge.notifications.dispatch_retries,
+// fanbridge.notifications.channels by origin (created, or reused because 20 channels of the
+// source live) and fanbridge.notifications.channel_limit_waits.
 package notifications

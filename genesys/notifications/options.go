@@ -92,7 +92,8 @@ func WithLogger(l *slog.Logger) Option { return optionFunc(func(c *config) { c.l
 
 // WithMeterProvider sets where the source's OpenTelemetry metrics go:
 // fanbridge.notifications.messages (by kind), .events (by outcome), .reconnects (by reason),
-// .heartbeats_missed and .dispatch_retries. The default is a no-op provider.
+// .heartbeats_missed, .dispatch_retries, .channels (by origin) and .channel_limit_waits. The
+// default is a no-op provider.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(c *config) { c.meterProvider = mp })
 }
