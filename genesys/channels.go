@@ -15,7 +15,8 @@ const (
 	// MaxTopicsPerChannel is how many topics one channel may subscribe; more is a 400.
 	MaxTopicsPerChannel = 1000
 	// MaxChannels is how many channels one OAuth client may hold; creating another evicts the
-	// least recently used, unconnected ones first.
+	// oldest, even one with a socket in use. A channel counts until it expires, whether or not a
+	// socket is connected to it.
 	MaxChannels = 20
 	// ChannelLifetime is how long a channel lives after its creation.
 	ChannelLifetime = 24 * time.Hour
@@ -39,8 +40,9 @@ type Channel struct {
 
 // CreateChannel opens a new notification channel (POST /api/v2/notifications/channels).
 //
-// A creation whose answer is lost may be sent again: the orphan channel has no connection, so it is
-// the first one Genesys evicts when the 20-channel limit is reached.
+// A creation whose answer is lost may be sent again. The channel the lost answer named is then never
+// used, yet it counts against MaxChannels until it expires, and brings every channel older than it
+// one creation closer to eviction.
 func (c *Client) CreateChannel(ctx context.Context) (*Channel, error) {
 	var ch Channel
 	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v2/notifications/channels", repeatable: true}, &ch)

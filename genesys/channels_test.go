@@ -54,7 +54,7 @@ func TestChannels(t *testing.T) {
 		err := f.client.SetSubscriptions(ctx, "no-such-channel", topics)
 		assert.True(t, genesys.IsNotFound(err))
 	})
-	t.Run("the 21st channel evicts an unconnected one", func(t *testing.T) {
+	t.Run("the 21st channel evicts the oldest", func(t *testing.T) {
 		for range genesys.MaxChannels {
 			_, err := f.client.CreateChannel(ctx)
 			require.NoError(t, err)
