@@ -40,9 +40,9 @@ type Channel struct {
 
 // CreateChannel opens a new notification channel (POST /api/v2/notifications/channels).
 //
-// A creation whose answer is lost may be sent again. The channel the lost answer named is then never
-// used, yet it counts against MaxChannels until it expires, and brings every channel older than it
-// one creation closer to eviction.
+// A creation whose answer is lost may be sent again. The channel the lost answer named is then
+// never used, yet it counts against MaxChannels until it expires, and brings every channel older
+// than it one creation closer to eviction.
 func (c *Client) CreateChannel(ctx context.Context) (*Channel, error) {
 	var ch Channel
 	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v2/notifications/channels", repeatable: true}, &ch)

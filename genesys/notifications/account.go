@@ -85,7 +85,8 @@ func (a *account) acquire(ctx context.Context, lane int) (*claim, error) {
 	}
 }
 
-// waitChange waits until changed is closed, the time next has come (unless it is zero), or ctx ends.
+// waitChange waits until changed is closed, the time next has come (unless it is zero), or ctx
+// ends.
 func waitChange(ctx context.Context, changed <-chan struct{}, next time.Time) error {
 	var expired <-chan time.Time
 	if !next.IsZero() {
