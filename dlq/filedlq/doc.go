@@ -28,10 +28,25 @@
 // where <entry JSON> is the entry in the single-line JSON shape of package dlq (version 1; see
 // its documentation: Raw and Data are kept byte for byte) and the checksum is the CRC-32C
 // (Castagnoli) of exactly the bytes of <entry JSON>. Every line is itself a JSON object, so jq
-// and friends read a segment as it is (jq '.entry'). A reader accepts a line only when the frame
-// is exactly as above, the checksum matches and the entry decodes; anything else, including bytes
-// after the last newline, is damage: skipped, never returned as an entry, and reported (see
-// Damage). AppendLine and ParseLine implement the format for tools.
+// and friends read a segment as it is (jq '.entry'). A reader accepts a line when the frame is
+// exactly as above, the checksum matches and the entry decodes. AppendLine and ParseLine implement
+// the format for tools.
+//
+// A line that fails the check is searched for frames, since damage can merge lines (a corrupt
+// newline, a write cut short and followed by the next) or put garbage before one. Every
+// occurrence of {"crc32c":"<8 lowercase hex digits>","entry":{ starts a candidate; the reader
+// follows the brackets and strings of the entry JSON from there to the brace that closes it, and
+// takes the candidate for an entry when the frame's closing brace comes next, the checksum
+// matches, and the frame is followed by the line's newline or by any byte but ",", "]" and "}".
+// That last rule keeps a frame quoted inside another entry's event JSON (an event that carries a
+// dead-letter line) from being taken for an entry: in intact JSON a quoted frame is always
+// followed by one of those three. Bytes outside the entries found are damage: skipped, never
+// returned as an entry, and reported (see Damage). Bytes after the last newline are a torn write
+// (ErrTorn), apart from the entries found among them; a frame that ends the segment without a
+// following byte is a torn write too. The search reads each byte once, in time linear in the
+// damaged bytes, and holds a bounded amount in memory however long the damage (a few times the
+// longest line a reader accepts: twice WithMaxEntrySize, at least 16 MiB); lines without damage
+// never pay for it.
 //
 // # Crashes and torn writes
 //
@@ -40,16 +55,20 @@
 // segment. Open (for writing) looks at the end of every segment and, when it does not end with a
 // newline, truncates the torn bytes away and fsyncs the segment before anything else is written,
 // so the next entry starts on a line of its own. Torn bytes were never acknowledged (Put had not
-// returned), so nothing acknowledged is lost. Each repair is reported to the WithOnDamage hook,
-// logged as a warning, and returned by Recovered. A damaged line elsewhere (a disk error, a hand
-// edit) is skipped and reported on every read, and kept as it is.
+// returned), so nothing acknowledged is lost. When the bytes after the last newline hold entries
+// (the newline of the last line was damaged), Open keeps them, cuts the segment after the last
+// one and writes the newline back. Each repair is reported to the WithOnDamage hook, logged as a
+// warning, and returned by Recovered. Damage elsewhere (a disk error, a hand edit) is skipped and
+// reported on every read, and kept as it is.
 //
 // # Deleting entries
 //
-// Delete rewrites each segment holding an entry to delete: the other lines are copied, byte for
+// Delete rewrites each segment holding an entry to delete: everything else is copied, byte for
 // byte, to dlq-<sequence>.jsonl.tmp, which is fsynced and renamed over the segment, and the
 // directory is fsynced; a crash leaves either the old or the new segment, and Open removes a
-// leftover .tmp file. A segment left empty is removed, unless it is the active one. The copy of
+// leftover .tmp file. A deleted entry goes with its newline, unless it shared its line with
+// damage, which then keeps the newline; the damaged bytes and the entries found among them are
+// copied as they are. A segment left empty is removed, unless it is the active one. The copy of
 // the active segment holds the lines of Puts still waiting for their fsync; those Puts are
 // acknowledged once the directory fsync has made the new segment the durable one, and if that
 // fsync fails the queue refuses further entries (ErrBroken), as after a failed fsync of a segment.
@@ -99,4 +118,19 @@
 // such an error, so the queue may hold the same event twice; it never holds none. An fsync that
 // fails makes the queue refuse further entries (ErrBroken), because the kernel may have discarded
 // the data it could not write and a later successful fsync would prove nothing.
+//
+// Damage to a segment on disk (a flipped bit, a garbled or misdirected write, a zeroed block, a
+// hand edit) costs the entries whose bytes it touched and no other:
+//
+//   - Every entry whose line, newline included, is intact is listed, fetched, redriven and
+//     deleted as before, wherever the damage lies and however long it is: in the same line,
+//     merged into it by a lost newline, or just before it.
+//   - An entry whose bytes are intact but whose newline is damaged survives too, unless its
+//     newline became ",", "]" or "}" (the rule that protects quoted frames) or the entry ends the
+//     segment with no byte after it (a torn write, which Open truncates).
+//   - An entry with a damaged byte of its own fails its checksum and is lost; so is one cut short.
+//     The damaged bytes are reported on every read and kept by Delete, never dropped unseen.
+//   - No entry is returned that does not match its checksum, so random damage cannot make one up
+//     (a forged frame would have to match a CRC-32C). A frame quoted verbatim inside another
+//     entry's event is only taken for an entry when the damage falls on the byte right after it.
 package filedlq
