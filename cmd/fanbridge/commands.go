@@ -270,12 +270,15 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 const patternUsage = `usage: fanbridge pattern test PATTERN EVENT
        fanbridge pattern test -cel EXPRESSION EVENT
 
-Tests an Amazon EventBridge event pattern against an event, as EventBridge's TestEventPattern
-does, or with -cel a CEL expression as a route's cel: key evaluates it (over data, the event
-body, and event: id, type, topic, source, time, metadata). Each argument is the text itself,
-@FILE to read a file, or @- to read standard input; EVENT is an event as posted to an intake.
-Prints "match" and exits 0, prints "no match" and exits 1; exits 2 for a bad pattern,
-expression or event. A CEL expression that fails on this event (a missing field, say) does not
+Tests an Amazon EventBridge event pattern against an event, or with -cel a CEL expression (over
+data, the event body, and event: id, type, topic, source, time, metadata), exactly as a route's
+pattern: or cel: key sees it. Each argument is the text itself, @FILE to read a file, or @- to
+read standard input. EVENT is a body as posted to an intake (an EventBridge event, a CloudEvent,
+a Genesys notification or webhook), decoded as the intake decodes it. A pattern matches an
+EventBridge event as EventBridge's TestEventPattern does; any other event it matches in the
+EventBridge shape fanbridge gives it, with the topic as detail-type and the body as
+detail.eventBody. Prints "match" and exits 0, prints "no match" and exits 1; exits 2 for a bad
+pattern, expression or event. A CEL expression that fails on this event (a missing field, say) does not
 match, as in a route: "no match", the reason on standard error, exit 1.
 
   fanbridge pattern test '{"detail-type":[{"suffix":".customer.end"}]}' @event.json
@@ -304,24 +307,32 @@ func cmdPattern(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fanbridge pattern: EVENT:", err)
 		return exitUsage
 	}
-	var matched bool
+	// Both kinds are compiled before the event is read, so that a bad pattern is reported as
+	// such whatever the event; then the event is decoded as an intake decodes it, so that the
+	// answer is the route's.
+	var x *filter.Expression
+	var pat *filter.Pattern
 	if *cel {
-		x, err := filter.Expr(string(pattern))
-		if err != nil {
-			fmt.Fprintln(stderr, "fanbridge pattern:", err)
-			return exitUsage
-		}
-		e, err := eventbridge.Decode(event, "application/json")
-		if err != nil {
-			fmt.Fprintln(stderr, "fanbridge pattern: EVENT:", err)
-			return exitUsage
-		}
+		x, err = filter.Expr(string(pattern))
+	} else {
+		pat, err = filter.ParsePattern(pattern)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "fanbridge pattern:", err)
+		return exitUsage
+	}
+	e, err := eventbridge.Decode(event, "application/json")
+	if err != nil {
+		fmt.Fprintln(stderr, "fanbridge pattern: EVENT:", err)
+		return exitUsage
+	}
+	var matched bool
+	if x != nil {
 		if matched, err = x.Eval(e); err != nil {
 			fmt.Fprintln(stderr, "fanbridge pattern: the expression fails on this event, which a route counts as no match:", err)
 		}
-	} else if matched, err = filter.Test(pattern, event); err != nil {
-		fmt.Fprintln(stderr, "fanbridge pattern:", err)
-		return exitUsage
+	} else {
+		matched = pat.Match(e)
 	}
 	if matched {
 		fmt.Fprintln(stdout, "match")

@@ -93,6 +93,7 @@ func TestPatternTest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	event := "@" + filepath.Join("testdata", "genesys", "v2.detail.events.conversation.customer.end.json")
+	wsEvent := "@" + filepath.Join("testdata", "genesys", "websocket.v2.users.activity.REPAIRED.json")
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -108,7 +109,11 @@ func TestPatternTest(t *testing.T) {
 			stdin: mustRead(t, event[1:]), code: 0, stdout: "match\n"},
 		{name: "bad pattern", args: []string{`{"detail-type":[{"suffix":5}]}`, event}, code: 2, stderr: `pattern at "detail-type": "suffix" wants a string`},
 		{name: "pattern not JSON", args: []string{`{detail-type`, event}, code: 2, stderr: "fanbridge pattern: filter:"},
-		{name: "event not JSON", args: []string{`{"source":["x"]}`, "not json"}, code: 2, stderr: "fanbridge pattern: filter: event is not a valid JSON object"},
+		{name: "event not JSON", args: []string{`{"source":["x"]}`, "not json"}, code: 2, stderr: "fanbridge pattern: EVENT:"},
+		{name: "not an event", args: []string{`{"source":["x"]}`, `{"not":"an event"}`}, code: 2, stderr: "fanbridge pattern: EVENT:"},
+		// A WebSocket notification is matched in the shape a route sees: its topic as detail-type.
+		{name: "notification as a route sees it", args: []string{`{"detail-type":["v2.users.{id}.activity"]}`, wsEvent}, code: 0, stdout: "match\n"},
+		{name: "notification's own field names", args: []string{`{"topicName":[{"prefix":"v2.users."}]}`, wsEvent}, code: 1, stdout: "no match\n"},
 		{name: "missing file", args: []string{`{"source":["x"]}`, "@/nonexistent/event.json"}, code: 2, stderr: "fanbridge pattern: EVENT:"},
 		{name: "cel match", args: []string{"-cel", "data.mediaType == 'CHAT' && data.interactingDurationMs > 30000 && event.type.endsWith('.customer.end')", event}, code: 0, stdout: "match\n"},
 		{name: "cel no match", args: []string{"-cel", "data.mediaType == 'VOICE'", event}, code: 1, stdout: "no match\n"},
