@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -229,6 +230,18 @@ func (c *Config) validateIntake(e *Errors) {
 	}
 }
 
+// brokerAddress reports whether b is host:port with a numeric port and no credentials: a
+// "user:pass@host" splits as host "user" and port "pass@host", and would show the password in
+// every error the Kafka client logs.
+func brokerAddress(b string) bool {
+	host, port, err := net.SplitHostPort(b)
+	if err != nil || host == "" || strings.Contains(b, "@") {
+		return false
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && n > 0
+}
+
 // accountID reports whether a is 12 decimal digits, as every AWS account ID is.
 func accountID(a string) bool {
 	return len(a) == 12 && strings.Trim(a, "0123456789") == ""
@@ -324,7 +337,7 @@ func validateKafkaClient(e *Errors, p string, k *KafkaClient) {
 		e.add(p+".brokers", "at least one broker is required")
 	}
 	for i, b := range k.Brokers {
-		if _, _, err := net.SplitHostPort(b); err != nil {
+		if !brokerAddress(b) {
 			bp := fmt.Sprintf("%s.brokers[%d]", p, i)
 			e.addf(bp, "want host:port (credentials go in sasl), got %s", e.showAddress(bp, b))
 		}
