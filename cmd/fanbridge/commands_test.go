@@ -513,3 +513,28 @@ func TestHelpNeverShowsSecrets(t *testing.T) {
 		assert.NotContains(t, out+errOut, secret)
 	})
 }
+
+// A demo flag beside -config is refused rather than silently ignored, and -kafka-port's help
+// shows no default of its own beside the one its text explains.
+func TestDemoFlagsWithConfig(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := writeTemp(t, "listen: {address: \"127.0.0.1:0\"}\n")
+	for _, args := range [][]string{
+		{"-config", cfg, "-api-key", "zzz"},
+		{"-config", cfg, "-send-samples"},
+		{"-config", cfg, "-kafka-port", "0"},
+		{"-dlq-dir", "/tmp/x", "-config", cfg},
+	} {
+		t.Run(strings.Join(args[2:], " "), func(t *testing.T) {
+			code, _, errOut := runCmd(t, ctx, nil, args...)
+			assert.Equal(t, 2, code, "stderr: %s", errOut)
+			assert.Contains(t, errOut, "is for the demo only")
+		})
+	}
+	code, _, errOut := runCmd(t, ctx, nil, "-kafka-port", "70000")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "want a port from 0 to 65535")
+	assert.Contains(t, errOut, "-kafka-port port\n")
+	assert.NotContains(t, errOut, "(default -1)")
+}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
@@ -19,11 +21,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	var (
 		cfgPath     = fs.String("config", "", "configuration file (YAML); without it fanbridge runs the demo")
 		listen      = fs.String("listen", "", "listen address, overriding listen.address (demo: default 127.0.0.1:8080, or a free port when taken)")
-		kafkaPort   = fs.Int("kafka-port", -1, "demo only: port of the in-process Kafka broker on 127.0.0.1 (default 9092, or a free port when taken; 0 = any free port)")
+		kafkaPort   portFlag
 		apiKey      = fs.String("api-key", "", "demo only: the intake API key (default: generated)")
 		dlqDir      = fs.String("dlq-dir", "", "demo only: dead-letter directory (default: a new temporary directory)")
 		sendSamples = fs.Bool("send-samples", false, "demo only: post every embedded Genesys sample once the service is up")
 	)
+	fs.Var(&kafkaPort, "kafka-port", "demo only: `port` of the in-process Kafka broker on 127.0.0.1 (default 9092, or a free port when taken; 0 = any free port)")
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
@@ -31,6 +34,22 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		fmt.Fprintf(stderr, "fanbridge: unexpected argument %q\n", pos[0])
 		return exitUsage
+	}
+	if *cfgPath != "" {
+		// A demo flag beside -config would be silently ignored: the file decides those things.
+		bad := ""
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "kafka-port", "api-key", "dlq-dir", "send-samples":
+				if bad == "" {
+					bad = f.Name
+				}
+			}
+		})
+		if bad != "" {
+			fmt.Fprintf(stderr, "fanbridge: -%s is for the demo only; with -config, the configuration file decides it\n", bad)
+			return exitUsage
+		}
 	}
 
 	var (
@@ -56,7 +75,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		opts = service.Options{ConfigPath: *cfgPath, ConfigText: text, ListenAddress: *listen, Logger: log, Level: level}
 	} else {
 		log, level = service.NewLogger(config.Logging{Level: "info", Format: "text"}, stderr)
-		env, err = demo.Start(demo.Options{Listen: *listen, KafkaPort: *kafkaPort, APIKey: *apiKey, DLQDir: *dlqDir, Logger: log.With("component", "demo")})
+		env, err = demo.Start(demo.Options{Listen: *listen, KafkaPort: kafkaPort.port(), APIKey: *apiKey, DLQDir: *dlqDir, Logger: log.With("component", "demo")})
 		if err != nil {
 			fmt.Fprintln(stderr, "fanbridge demo:", err)
 			return exitFail
@@ -121,4 +140,34 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// portFlag is -kafka-port: a TCP port, or unset (-1 to the demo: 9092, or a free one when taken).
+// Its help shows no "(default -1)" beside the default the text explains.
+type portFlag struct {
+	n   int
+	set bool
+}
+
+func (p *portFlag) String() string {
+	if p == nil || !p.set {
+		return ""
+	}
+	return strconv.Itoa(p.n)
+}
+
+func (p *portFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("want a port from 0 to 65535")
+	}
+	p.n, p.set = n, true
+	return nil
+}
+
+func (p *portFlag) port() int {
+	if !p.set {
+		return -1
+	}
+	return p.n
 }
