@@ -1,6 +1,9 @@
 package filedlq
 
-import "hash/crc32"
+import (
+	"hash/crc32"
+	"sync"
+)
 
 // resync finds the entries in a line that failed its check. Damage can merge lines (a corrupt
 // newline, a write that was cut short and followed by the next) or put garbage before a line, so
@@ -274,14 +277,21 @@ func frameStart(b []byte) (uint32, bool) {
 // castagnoliPoly is the CRC-32C polynomial, bit-reversed, without its x^32 term.
 const castagnoliPoly = 0x82f63b78
 
-// xPow2 holds x^(2^k) mod the polynomial for k = 0..63.
-var xPow2 = func() (t [64]uint32) {
-	t[0] = 1 << 30 // x^1
-	for k := 1; k < len(t); k++ {
-		t[k] = gfMul(t[k-1], t[k-1])
+// xPow8 holds, for each byte k of a length n and each value v of that byte, x^(8 v 256^k) mod
+// the polynomial, so that x^(8n) is the product of at most eight entries: a span's checksum costs
+// the same however long the span. It is built on first use.
+var xPow8 = sync.OnceValue(func() *[8][256]uint32 {
+	var t [8][256]uint32
+	step := uint32(1) << 23 // x^8, the first entry's step
+	for k := range t {
+		t[k][0] = 1 << 31 // x^0
+		for v := 1; v < 256; v++ {
+			t[k][v] = gfMul(t[k][v-1], step)
+		}
+		step = gfMul(t[k][255], step) // x^(8 256^(k+1))
 	}
-	return t
-}()
+	return &t
+})
 
 // gfMul multiplies two remainders modulo the polynomial.
 func gfMul(a, b uint32) uint32 {
@@ -303,11 +313,11 @@ func gfMul(a, b uint32) uint32 {
 // crcSpan returns the CRC-32C of n bytes, from the CRC before them (prefix) and the CRC with
 // them (whole).
 func crcSpan(prefix, whole uint32, n int64) uint32 {
-	// x^(8n) as the product of x^(2^k) over the bits k of 8n.
+	t := xPow8()
 	shift := uint32(1) << 31 // x^0
-	for k, m := 3, uint64(n); m != 0; k, m = k+1, m>>1 {
-		if m&1 != 0 {
-			shift = gfMul(shift, xPow2[k])
+	for k, m := 0, uint64(n); m != 0; k, m = k+1, m>>8 {
+		if v := m & 0xff; v != 0 {
+			shift = gfMul(shift, t[k][v])
 		}
 	}
 	return whole ^ gfMul(prefix, shift)

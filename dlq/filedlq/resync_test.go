@@ -376,4 +376,9 @@ func TestCRCSpan(t *testing.T) {
 		a, b := data[:c.a], data[c.a:c.a+c.n]
 		assert.Equal(t, crc32c(b), filedlq.CRCSpan(crc32c(a), crc32c(data[:c.a+c.n]), int64(c.n)), "%+v", c)
 	}
+	// A span whose length needs four bytes.
+	long := make([]byte, 1<<24+1000)
+	copy(long, data[:500])
+	copy(long[len(long)-500:], data[500:])
+	assert.Equal(t, crc32c(long[7:]), filedlq.CRCSpan(crc32c(long[:7]), crc32c(long), int64(len(long)-7)))
 }
