@@ -1,10 +1,13 @@
 package filedlq_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -205,4 +208,70 @@ func BenchmarkList(b *testing.B) {
 			b.Fatal(n)
 		}
 	}
+}
+
+// BenchmarkListDamaged reads segments whose damage resync has to search. "merged" lists 1000
+// entries whose newlines are all damaged, so that they form a single line, and reports how many
+// times slower that is than listing them intact, in the same run. "nested" reads a line of frame
+// starts nested in one another, each followed by a space so that every one is checked: the worst
+// case for resync. Its time per byte stays flat as the line grows, since each check costs the
+// same however far apart a frame's ends are.
+func BenchmarkListDamaged(b *testing.B) {
+	ctx := context.Background()
+	write := func(b *testing.B, data []byte) *filedlq.Queue {
+		dir := b.TempDir()
+		require.NoError(b, os.WriteFile(filepath.Join(dir, "dlq-00000000000000000001.jsonl"), data, 0o600))
+		q, err := filedlq.Open(dir, filedlq.WithReadOnly())
+		require.NoError(b, err)
+		b.Cleanup(func() { q.Close() })
+		return q
+	}
+	list := func(b *testing.B, q *filedlq.Queue, want int) {
+		n := 0
+		require.NoError(b, q.List(ctx, func(dlq.Entry) error { n++; return nil }))
+		if n != want {
+			b.Fatal(n)
+		}
+	}
+	b.Run("merged", func(b *testing.B) {
+		line, err := filedlq.AppendLine(nil, mustPrepare(b, benchEntry(b)))
+		require.NoError(b, err)
+		intact := bytes.Repeat(line, 1000)
+		merged := bytes.Clone(intact)
+		for i := len(line) - 1; i < len(merged)-1; i += len(line) {
+			merged[i] = ' '
+		}
+		qi, qm := write(b, intact), write(b, merged)
+		b.SetBytes(int64(len(merged)))
+		b.ReportAllocs()
+		var tm, ti time.Duration
+		for b.Loop() {
+			start := time.Now()
+			list(b, qm, 1000)
+			tm += time.Since(start)
+			start = time.Now()
+			list(b, qi, 1000)
+			ti += time.Since(start)
+		}
+		b.ReportMetric(float64(tm)/float64(ti), "x-intact")
+	})
+	for _, size := range []int{256 << 10, 1 << 20, 4 << 20} {
+		b.Run(fmt.Sprintf("nested/%dKiB", size>>10), func(b *testing.B) {
+			open, end := []byte(`{"crc32c":"00000000","entry":{"x":[`), []byte(` ]}} `)
+			levels := size / (len(open) + len(end))
+			data := slices.Concat(bytes.Repeat(open, levels), bytes.Repeat(end, levels), []byte("\n"))
+			q := write(b, data)
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				list(b, q, 0)
+			}
+		})
+	}
+}
+
+func mustPrepare(b *testing.B, e dlq.Entry) dlq.Entry {
+	e, err := dlq.Prepare(e)
+	require.NoError(b, err)
+	return e
 }
