@@ -101,20 +101,28 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	sub, pos := pos[0], pos[1:]
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
+	// redrive builds the sinks, so it needs the whole file; list and show read the queue only,
+	// and need nothing (no secret, say) outside its section.
 	var cfg *config.Config
+	var where *config.DLQ
 	if *cfgPath != "" {
 		var err error
-		if cfg, err = config.Load(*cfgPath, nil); err != nil {
+		if sub == "redrive" {
+			if cfg, err = config.Load(*cfgPath, nil); err == nil {
+				where = cfg.DLQ
+			}
+		} else {
+			where, err = config.LoadDLQ(*cfgPath, nil)
+		}
+		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitFail
 		}
 	}
-	var where *config.DLQ
 	switch {
 	case *dir != "":
 		where = &config.DLQ{File: &config.FileDLQ{Dir: *dir}}
-	case cfg != nil:
-		where = cfg.DLQ
+	case *cfgPath != "":
 	default:
 		fmt.Fprintln(stderr, "fanbridge dlq: give -config FILE or -file DIR")
 		return exitUsage

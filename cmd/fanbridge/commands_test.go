@@ -538,3 +538,31 @@ func TestDemoFlagsWithConfig(t *testing.T) {
 	assert.Contains(t, errOut, "-kafka-port port\n")
 	assert.NotContains(t, errOut, "(default -1)")
 }
+
+// dlq list and show read the dlq section alone: a secret the rest of the file needs may be
+// missing; redrive, which builds the sinks, still needs the whole file.
+func TestDLQListNeedsOnlyTheDLQSection(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cfg := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", dir, ""))
+	code, _, errOut := runCmd(t, ctx, nil, "dlq", "list", "-config", cfg)
+	assert.Equal(t, 0, code, errOut)
+	assert.Equal(t, "0 entries\n", errOut)
+	code, _, errOut = runCmd(t, ctx, nil, "dlq", "show", "-config", cfg, "no-such-entry")
+	assert.Equal(t, 1, code)
+	assert.NotContains(t, errOut, "E2E_API_KEY")
+	code, _, errOut = runCmd(t, ctx, nil, "dlq", "redrive", "-config", cfg)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "E2E_API_KEY", "redrive needs the sinks, so the whole file")
+
+	bad := writeTemp(t, strings.Replace(fmt.Sprintf(dlqConfig, "127.0.0.1:1", dir, ""), `dlq: {file: {dir:`, `dlq: {file: {fsync: sometimes, dir:`, 1))
+	code, _, errOut = runCmd(t, ctx, nil, "dlq", "list", "-config", bad)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "dlq.file.fsync: want always, interval or never")
+
+	none := writeTemp(t, "listen: {address: \"127.0.0.1:0\"}\n")
+	code, _, errOut = runCmd(t, ctx, nil, "dlq", "list", "-config", none)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "the configuration has no dlq")
+}

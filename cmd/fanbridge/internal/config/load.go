@@ -94,6 +94,49 @@ func Load(path string, lookup Lookup) (*Config, error) {
 	return Parse(b, lookup)
 }
 
+// LoadDLQ reads the file at path for its dlq section alone: only that section's variables are
+// expanded and only it is validated, so that reading dead letters does not need every secret
+// of the service. It returns nil, without error, when the file has no dlq section.
+func LoadDLQ(path string, lookup Lookup) (*DLQ, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, &Errors{List: []string{"config: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		_, err := Decode(b, lookup) // says what is wrong with the file
+		return nil, err
+	}
+	root := doc.Content[0]
+	only := &yaml.Node{Kind: yaml.MappingNode}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "dlq" {
+			only.Content = append(only.Content, root.Content[i], root.Content[i+1])
+		}
+	}
+	if len(only.Content) == 0 {
+		return nil, nil
+	}
+	text, err := yaml.Marshal(only)
+	if err != nil {
+		return nil, fmt.Errorf("config: dlq: %w", err)
+	}
+	cfg, err := Decode(text, lookup)
+	if err != nil {
+		return nil, err
+	}
+	cfg.defaults()
+	e := &Errors{fromEnv: cfg.fromEnv}
+	cfg.validateDLQ(e)
+	if err := e.err(); err != nil {
+		return nil, err
+	}
+	return cfg.DLQ, nil
+}
+
 // Parse decodes and validates YAML text. Errors name each bad key by its path; several problems
 // are reported together.
 func Parse(text []byte, lookup Lookup) (*Config, error) {
