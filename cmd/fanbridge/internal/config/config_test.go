@@ -334,3 +334,26 @@ func TestPatternKeepsNumbersAsWritten(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, `{"detail":{"eventBody":{"eventTime":[1649237504949],"ratio":[0.50],"flag":[true],"none":[null],"word":["yes"]}}}`, string(c.Routes[0].Pattern.JSON))
 }
+
+// Two intake paths net/http routes the same requests to (the same path, or two spellings of it)
+// are refused by name: the ServeMux would panic on them at start or in a reload.
+func TestIntakePathsRoutedAlike(t *testing.T) {
+	second := func(a, b string) string {
+		return strings.Replace(minimal, "intake:\n  - path: /events\n", "intake:\n  - path: "+a+"\n    insecure_no_auth: true\n  - path: "+b+"\n", 1)
+	}
+	for _, tc := range []struct{ a, b, want string }{
+		{"/events", "/events", `config: intake[1].path: "/events" is also intake[0].path`},
+		{"/ab", "/a%62", `config: intake[1].path: net/http cannot route "/a%62" beside the service's own paths and the intake paths before it`},
+		{"/a%2fb", "/a%2Fb", `config: intake[1].path: net/http cannot route "/a%2Fb"`},
+	} {
+		t.Run(tc.a+" "+tc.b, func(t *testing.T) {
+			_, err := config.Parse([]byte(second(tc.a, tc.b)), env(nil))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	for _, ok := range [][2]string{{"/events", "/events/"}, {"/a/b", "/a%2Fb"}, {"/genesys", "/genesys/webhooks"}} {
+		_, err := config.Parse([]byte(second(ok[0], ok[1])), env(nil))
+		assert.NoError(t, err, "%s and %s", ok[0], ok[1])
+	}
+}

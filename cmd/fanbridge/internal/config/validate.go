@@ -158,6 +158,7 @@ func (c *Config) validateIntake(e *Errors) {
 		e.add("intake", "at least one intake path is required")
 	}
 	paths := map[string]int{}
+	mux := newRouteCheck()
 	for i := range c.Intake {
 		in := &c.Intake[i]
 		p := fmt.Sprintf("intake[%d]", i)
@@ -174,11 +175,12 @@ func (c *Config) validateIntake(e *Errors) {
 			e.addf(p+".path", "want a path without query or fragment, got %s", e.show(p+".path", in.Path))
 		case cleanPath(in.Path) != in.Path:
 			e.addf(p+".path", "want a clean path (net/http redirects requests for %s elsewhere)", e.show(p+".path", in.Path))
-		case !routable(in.Path):
-			e.addf(p+".path", "net/http cannot route %s beside the service's own paths", e.show(p+".path", in.Path))
-		}
-		if j, dup := paths[in.Path]; dup {
-			e.addf(p+".path", "%s is also intake[%d].path", e.show(p+".path", in.Path), j)
+		default:
+			if j, dup := paths[in.Path]; dup {
+				e.addf(p+".path", "%s is also intake[%d].path", e.show(p+".path", in.Path), j)
+			} else if !mux.add(in.Path) {
+				e.addf(p+".path", "net/http cannot route %s beside the service's own paths and the intake paths before it (another spelling of one of them?)", e.show(p+".path", in.Path))
+			}
 		}
 		paths[in.Path] = i
 		if len(in.Verifiers) == 0 && !in.InsecureNoAuth {
@@ -257,20 +259,29 @@ func cleanPath(p string) string {
 	return c
 }
 
-// routable reports whether path can join a ServeMux beside the service's own paths. ServeMux
-// panics on a pattern it refuses, at start or, worse, in a running service's reload.
-func routable(pattern string) (ok bool) {
+// routeCheck is a ServeMux holding the service's own paths, to which intake paths are added one
+// by one as the service will add them. ServeMux panics on a pattern it refuses, or one that
+// routes the same requests as another (such as "/ab" and "/a%62"): at start or, worse, in a
+// running service's reload.
+type routeCheck struct{ mux *http.ServeMux }
+
+func newRouteCheck() routeCheck {
 	mux := http.NewServeMux()
 	for r := range reserved {
 		mux.Handle(r, http.NotFoundHandler())
 	}
 	mux.Handle("/", http.NotFoundHandler())
+	return routeCheck{mux}
+}
+
+// add reports whether pattern joined the mux.
+func (c routeCheck) add(pattern string) (ok bool) {
 	defer func() {
 		if recover() != nil {
 			ok = false
 		}
 	}()
-	mux.Handle(pattern, http.NotFoundHandler())
+	c.mux.Handle(pattern, http.NotFoundHandler())
 	return true
 }
 
