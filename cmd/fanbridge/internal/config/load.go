@@ -110,8 +110,10 @@ func LoadDLQ(path string, lookup Lookup) (*DLQ, error) {
 		_, err := Decode(b, lookup) // says what is wrong with the file
 		return nil, err
 	}
+	// The dlq key and value nodes themselves, not a copy of their text: aliases keep pointing
+	// at anchors elsewhere in the file, and errors keep the file's line numbers.
 	root := doc.Content[0]
-	only := &yaml.Node{Kind: yaml.MappingNode}
+	only := &yaml.Node{Kind: yaml.MappingNode, Line: root.Line, Column: root.Column}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		if root.Content[i].Value == "dlq" {
 			only.Content = append(only.Content, root.Content[i], root.Content[i+1])
@@ -120,11 +122,7 @@ func LoadDLQ(path string, lookup Lookup) (*DLQ, error) {
 	if len(only.Content) == 0 {
 		return nil, nil
 	}
-	text, err := yaml.Marshal(only)
-	if err != nil {
-		return nil, fmt.Errorf("config: dlq: %w", err)
-	}
-	cfg, err := Decode(text, lookup)
+	cfg, err := decodeRoot(only, lookup)
 	if err != nil {
 		return nil, err
 	}
@@ -152,9 +150,6 @@ func Parse(text []byte, lookup Lookup) (*Config, error) {
 
 // Decode decodes YAML text without validating it (defaults are not applied either).
 func Decode(text []byte, lookup Lookup) (*Config, error) {
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(text, &doc); err != nil {
 		// yaml.v3's syntax errors carry a line number and the offending token only, never a value.
@@ -163,10 +158,17 @@ func Decode(text []byte, lookup Lookup) (*Config, error) {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 		return nil, &Errors{List: []string{"config: the file is empty"}}
 	}
+	return decodeRoot(doc.Content[0], lookup)
+}
+
+// decodeRoot decodes the file's top-level mapping, or a part of it.
+func decodeRoot(root *yaml.Node, lookup Lookup) (*Config, error) {
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
 	errs := &Errors{}
 	d := &decoder{lookup: lookup, errs: errs, fromEnv: map[string]string{}}
 	cfg := &Config{fromEnv: d.fromEnv}
-	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
 		d.fail("", root, "the file must hold a mapping of settings, got %s", kindName(root))
 		return nil, errs
