@@ -217,3 +217,24 @@ func TestCallerCancellationLeavesBreakerClosed(t *testing.T) {
 	assert.Equal(t, "closed", d.Stats()[0].Breaker)
 	assert.EqualValues(t, 3, s.calls.Load())
 }
+
+// A caller that comes with little time left cuts the attempt short, whatever the sink: that says
+// nothing about the sink, and must not open its breaker for the callers with time to spare.
+func TestShortCallerDeadlinesLeaveBreakerClosed(t *testing.T) {
+	s := &switchSink{gate: make(chan struct{})} // slower than any of these callers
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s,
+			Breaker: fanout.Breaker{Failures: 2, Cooldown: time.Hour}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    &memDLQ{},
+	})
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(testContext(t), 4*time.Millisecond)
+		res, err := d.Deliver(ctx, event(fmt.Sprint("short", i), "x"))
+		cancel()
+		require.NoError(t, err)
+		assert.Equal(t, dlq.ConditionAge, res.Sinks[0].Condition)
+	}
+	assert.Equal(t, "closed", d.Stats()[0].Breaker)
+	assert.EqualValues(t, 3, s.calls.Load(), "every caller reached the sink")
+}

@@ -123,7 +123,7 @@ func (a *attempt) op(ctx context.Context) error {
 
 // cutVerdict judges an attempt, started at started on the system clock, that its task's context
 // cut short. Shutdown and the caller going away say nothing about the sink. A Sync budget running
-// out does when the attempt itself had at least half of it: without that, a sink that hangs until
+// out does when the attempt itself had at least half of it, and minHang: without that, a sink that hangs until
 // every budget ends (one with no Policy.AttemptTimeout) would never open its breaker, and every
 // request would wait out its whole budget for it. An attempt that started late, after retries,
 // says nothing.
@@ -132,12 +132,15 @@ func (st *sinkState) cutVerdict(t *task, started time.Time) verdict {
 	if g == nil || st.d.stopped.Load() || !errors.Is(t.ctx.Err(), context.DeadlineExceeded) {
 		return neutral
 	}
-	elapsed := time.Since(started)
-	if elapsed >= g.budget/2 {
+	if elapsed := time.Since(started); elapsed >= g.budget/2 && elapsed >= minHang {
 		return sick
 	}
 	return neutral
 }
+
+// minHang is the least time an attempt cut by its Sync budget must have run to count against
+// the sink: a caller that came with a few milliseconds left says nothing about a healthy sink.
+const minHang = 250 * time.Millisecond
 
 // send calls the sink's Send. A panic there is a bug in the sink, but it must not take the
 // process, and every event queued in memory, down with it: it becomes a permanent failure of this

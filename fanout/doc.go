@@ -47,7 +47,8 @@
 // While a sink's breaker is open its events go straight to the dead-letter queue with
 // dlq.ConditionCircuitOpen and no attempt: nothing waits on a sink known to be down. A Sync
 // attempt that its dispatch's budget cut short counts as a failure when it had at least half of
-// that budget, so a sink that hangs opens its breaker even without a Policy.AttemptTimeout;
+// that budget and at least 250ms, so a sink that hangs opens its breaker even without a
+// Policy.AttemptTimeout, while a caller that comes with little time left opens none;
 // attempts cut by shutdown or by the caller going away count for nothing. A Send that
 // panics is a bug in the sink, but it fails only that delivery: it counts as a permanent failure
 // (dead-lettered, logged with its stack), and the process and its queues live on. A panic in a
