@@ -118,9 +118,9 @@ func (r *resync) scan(final, eol bool) error {
 					r.open[n-1].depth++
 				}
 				at := r.base + int64(i)
-				r.open = append(r.open, frame{start: at, want: want, crc: r.crcTo(at + int64(entryAt)), depth: 1})
+				r.open = append(r.open, frame{start: at, want: want, crc: r.crcTo(at + int64(entryAt)), depth: 0})
 				r.inStr, r.esc = false, false
-				i += entryAt // the entry's '{', counted in depth
+				i += entryAt - 1 // the entry's '{' is scanned next: it may start a frame itself
 				continue
 			}
 		}
@@ -211,6 +211,12 @@ func (r *resync) compact() error {
 	now := r.base + int64(r.pos)
 	for r.gone < len(r.open) && now-r.open[r.gone].start > int64(r.max) {
 		r.gone++
+	}
+	// Gone frames are never checked and sit below every other: dropping them changes nothing
+	// but the memory they hold.
+	if r.gone > 0 && r.gone >= len(r.open)-r.gone {
+		r.open = r.open[:copy(r.open, r.open[r.gone:])]
+		r.gone = 0
 	}
 	keep := r.pos
 	if r.gone < len(r.open) {

@@ -382,3 +382,23 @@ func TestCRCSpan(t *testing.T) {
 	copy(long[len(long)-500:], data[500:])
 	assert.Equal(t, crc32c(long[7:]), filedlq.CRCSpan(crc32c(long[:7]), crc32c(long), int64(len(long)-7)))
 }
+
+// Damage that ends with a frame's first 29 bytes (a write torn right after its prefix, followed
+// by the next line) must not hide the intact line after it: that line's "{" is not the bogus
+// frame's entry, and its own frame start must still be seen.
+func TestFramePrefixBeforeAnIntactLine(t *testing.T) {
+	for name, damage := range map[string]func(lines [][]byte) []byte{
+		"torn after the prefix": func(lines [][]byte) []byte { return lines[1][:29] },
+		"garbage ending in one": func([][]byte) []byte { return []byte(`xx{"crc32c":"00000000","entry":`) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path, lines := writeSegment(t, dir, entriesFor("a", "b", "c")...)
+			d := damage(lines)
+			require.Equal(t, `","entry":`, string(d[len(d)-10:]))
+			require.NoError(t, os.WriteFile(path, slicesConcat(lines[0], d, lines[1], lines[2]), 0o600))
+			q := open(t, dir, filedlq.WithReadOnly())
+			assert.Equal(t, []string{"a", "b", "c"}, listIDs(t, testCtx(t), q))
+		})
+	}
+}

@@ -103,6 +103,24 @@ func tornTail(path string) (keep, size int64, err error) {
 	return 0, size, nil
 }
 
+// cutAfter cuts the segment f after end, the end of its last entry, giving that entry back the
+// newline it lost when end > keep. The newline overwrites the damaged byte before anything is
+// cut, so that every state the disk may be left in (a crash between the two, a failed write)
+// still has a byte after the entry: a segment ending right after an entry's "}" would read as a
+// torn write at the next Open, and the entry kept here would be cut away.
+func cutAfter(f interface {
+	WriteAt([]byte, int64) (int, error)
+	Truncate(int64) error
+}, keep, end int64) error {
+	if end > keep {
+		if _, err := f.WriteAt([]byte{'\n'}, end); err != nil {
+			return err
+		}
+		end++
+	}
+	return f.Truncate(end)
+}
+
 // repairTail removes a torn write from the end of the segment at path and makes the repair
 // durable. It returns the damage it repaired, if any.
 //
@@ -124,10 +142,7 @@ func repairTail(dir string, seg uint64, maxLine int) (Damage, bool, error) {
 	if err != nil {
 		return Damage{}, false, err
 	}
-	err = f.Truncate(end)
-	if err == nil && end > keep {
-		_, err = f.WriteAt([]byte{'\n'}, end)
-	}
+	err = cutAfter(f, keep, end)
 	if err == nil {
 		err = f.Sync()
 	}
