@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/closeonce"
 	fanbridgev1 "github.com/fanbridge/fanbridge/proto/fanbridge/v1"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
@@ -36,10 +37,8 @@ type Sink struct {
 	mu       sync.RWMutex // guards closed against in-flight's Add
 	closed   bool
 	inFlight sync.WaitGroup
-	// closeDone is closed when the first Close has finished, after closeErr holds its result,
-	// so that every Close waits for the same end and returns the same result.
-	closeDone chan struct{}
-	closeErr  error
+	// done is the end of the first Close, which every Close waits for and returns.
+	done *closeonce.Done
 }
 
 var (
@@ -127,7 +126,7 @@ func newSink(conn grpc.ClientConnInterface, cfg config) *Sink {
 		name:   cfg.name,
 		logger: cfg.logger,
 
-		closeDone: make(chan struct{}),
+		done: closeonce.New(),
 	}
 }
 
@@ -202,34 +201,19 @@ func (s *Sink) CloseContext(ctx context.Context) error {
 	s.closed = true
 	s.mu.Unlock()
 	if first {
-		if ctx.Done() == nil {
-			s.shutdown() // this caller waits for the end anyway: no goroutine needed
-		} else {
-			go s.shutdown()
-		}
+		s.done.Start(ctx, s.shutdown)
 	}
-	// A finished close wins over a context that has ended too.
-	select {
-	case <-s.closeDone:
-		return s.closeErr
-	default:
-	}
-	select {
-	case <-s.closeDone:
-		return s.closeErr
-	case <-ctx.Done():
-		return fmt.Errorf("grpcsink: close: stopped waiting while the sink is still closing: %w", ctx.Err())
-	}
+	return s.done.Wait(ctx, "grpcsink")
 }
 
-// shutdown does the work of the first Close, then publishes its result.
-func (s *Sink) shutdown() {
+// shutdown does the work of the first Close.
+func (s *Sink) shutdown() error {
 	s.inFlight.Wait()
 	if s.owned != nil {
 		s.logger.Debug("grpcsink: closing connection", slog.String("target", s.owned.Target()))
 		if err := s.owned.Close(); err != nil {
-			s.closeErr = fmt.Errorf("grpcsink: close: %w", err)
+			return fmt.Errorf("grpcsink: close: %w", err)
 		}
 	}
-	close(s.closeDone)
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/closeonce"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 )
@@ -42,10 +43,8 @@ type Sink struct {
 	// closed is set by the first Close. A Send reads it while it holds a slot, so Close, which
 	// sets it and then takes every slot, waits for each Send that saw it unset.
 	closed atomic.Bool
-	// closeDone is closed when the first Close has finished, after closeErr holds its result,
-	// so that every Close waits for the same end and returns the same result.
-	closeDone chan struct{}
-	closeErr  error
+	// done is the end of the first Close, which every Close waits for and returns.
+	done *closeonce.Done
 }
 
 var (
@@ -97,7 +96,7 @@ func newSink(client *kgo.Client, owned bool, opts []Option) (*Sink, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Sink{client: client, owned: owned, cfg: cfg, slots: make(chan struct{}, cfg.maxInFlight), closeDone: make(chan struct{})}
+	s := &Sink{client: client, owned: owned, cfg: cfg, slots: make(chan struct{}, cfg.maxInFlight), done: closeonce.New()}
 	s.pool.New = func() any { return s.newPending() }
 	return s, nil
 }
@@ -393,28 +392,13 @@ func (s *Sink) Close() error {
 // returns, the same result for every call.
 func (s *Sink) CloseContext(ctx context.Context) error {
 	if !s.closed.Swap(true) {
-		if ctx.Done() == nil {
-			s.shutdown() // this caller waits for the end anyway: no goroutine needed
-		} else {
-			go s.shutdown()
-		}
+		s.done.Start(ctx, s.shutdown)
 	}
-	// A finished close wins over a context that has ended too.
-	select {
-	case <-s.closeDone:
-		return s.closeErr
-	default:
-	}
-	select {
-	case <-s.closeDone:
-		return s.closeErr
-	case <-ctx.Done():
-		return fmt.Errorf("kafkasink: close: stopped waiting while the sink is still closing: %w", ctx.Err())
-	}
+	return s.done.Wait(ctx, "kafkasink")
 }
 
-// shutdown does the work of the first Close, then publishes its result.
-func (s *Sink) shutdown() {
+// shutdown does the work of the first Close.
+func (s *Sink) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.closeTimeout)
 	defer cancel()
 	if s.owned {
@@ -425,8 +409,7 @@ func (s *Sink) shutdown() {
 	if s.owned {
 		s.client.Close()
 	}
-	s.closeErr = err
-	close(s.closeDone)
+	return err
 }
 
 // drain waits until no record of this sink awaits acknowledgement, by taking every slot.
