@@ -752,10 +752,9 @@ func closeSink(s sink.Sink) (err error) {
 	return sink.Close(s)
 }
 
-// sinkKey returns s as a map key when its dynamic type is comparable.
+// sinkKey returns s as a map key when its dynamic value is comparable.
 func sinkKey(s sink.Sink) (any, bool) {
-	t := reflect.TypeOf(s)
-	if t == nil || !t.Comparable() {
+	if s == nil || !comparableSink(s) {
 		return nil, false
 	}
 	return s, true

@@ -413,3 +413,26 @@ func TestSharedSinkValueIsClosedOnceAtTheEnd(t *testing.T) {
 	assert.True(t, shared.closed.Load())
 	assert.EqualValues(t, 3, shared.sent.Load())
 }
+
+// wrapSink is a value-type middleware: its type is comparable, but the Sink it holds may not be.
+type wrapSink struct{ next sink.Sink }
+
+func (w wrapSink) Send(ctx context.Context, e *fanbridge.Event) error { return w.next.Send(ctx, e) }
+
+// A Sink value whose type is comparable but whose contents are not (a struct holding a
+// sink.Func) is a valid configuration: New and Update must take it, not panic hashing it.
+func TestSinkValueHoldingAFunc(t *testing.T) {
+	var got atomic.Int64
+	s := wrapSink{next: sink.Func(func(context.Context, *fanbridge.Event) error { got.Add(1); return nil })}
+	cfg := fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+	}
+	d := newDispatcher(t, cfg)
+	_, err := d.Deliver(testContext(t), event("e1", "x"))
+	require.NoError(t, err)
+	require.NoError(t, d.Update(cfg))
+	_, err = d.Deliver(testContext(t), event("e2", "x"))
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, got.Load())
+}

@@ -117,7 +117,14 @@ func (st *sinkState) same(sc SinkConfig) bool {
 // those are never the same.
 func sameSink(a, b sink.Sink) bool {
 	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
-	return ta == tb && ta != nil && ta.Comparable() && a == b
+	return ta == tb && ta != nil && comparableSink(a) && a == b
+}
+
+// comparableSink reports whether s can be compared with == and used as a map key without a panic.
+// Its type says too little: a struct that holds an interface is a comparable type, yet holding
+// a sink.Func it panics.
+func comparableSink(s sink.Sink) bool {
+	return reflect.ValueOf(s).Comparable()
 }
 
 // takeBack claims t, still queued, for its own Sync dispatch to run, if the ghost it leaves in the
