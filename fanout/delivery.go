@@ -24,7 +24,8 @@ const (
 	taskQueued    uint32 = iota
 	taskStarted          // run by a worker, or inline by its Sync dispatch before being queued
 	taskStolen           // taken back from the queue and run by its Sync dispatch
-	taskWithdrawn        // given up by its Sync dispatch when the budget ran out
+	taskWithdrawn        // given up by its Sync dispatch when the budget ran out; it keeps its slot
+	taskReleased         // withdrawn, its slot given back at once: only a ghost is left, as when stolen
 )
 
 // task is one event on its way to one sink.

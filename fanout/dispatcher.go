@@ -353,7 +353,7 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		// long must not hold the answer past the budget.
 		for j := range g.tasks {
 			t := &g.tasks[j]
-			if t.state.CompareAndSwap(taskQueued, taskWithdrawn) {
+			if t.sink.withdraw(t) {
 				d.complete(t, t.sink.abandon(t))
 			}
 		}

@@ -436,3 +436,36 @@ func TestSinkValueHoldingAFunc(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 2, got.Load())
 }
+
+// A task its Sync dispatch withdrew when the budget ran out has its outcome: it no longer counts
+// as queued, and its queue slot is free for new events, although a worker has yet to skip it.
+func TestWithdrawnTasksGiveTheirSlotBack(t *testing.T) {
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
+	stuck := sink.Func(func(_ context.Context, e *fanbridge.Event) error {
+		if e.ID == "1" {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil
+	})
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: stuck, Concurrency: 1, QueueSize: 2},
+			{Name: "a", Sink: newRecSink()}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "s"}}},
+		DLQ:    &memDLQ{},
+	}, fanout.WithMode(fanout.Async))
+	defer close(release)
+	require.NoError(t, d.Dispatch(testContext(t), event("1", "x")))
+	recv(t, entered) // the only worker is held in Send(1)
+
+	ctx, cancel := context.WithTimeout(testContext(t), 200*time.Millisecond)
+	res, err := d.Deliver(ctx, event("2", "x"))
+	cancel()
+	require.NoError(t, err)
+	require.Equal(t, fanout.DeadLettered, res.Sinks[1].Outcome, "2 waited behind 1 past its budget")
+
+	st := d.Stats()[0]
+	assert.EqualValues(t, 1, st.Queued, "only 1 is unfinished")
+	assert.EqualValues(t, 2, st.Delivered+st.DeadLettered+st.Failed+st.Queued, "every event given to the sink, once")
+	assert.NoError(t, d.Dispatch(testContext(t), event("3", "x")), "QueueSize 2, one event unfinished")
+}

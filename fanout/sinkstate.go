@@ -28,7 +28,8 @@ type sinkState struct {
 
 	// queue feeds the workers. reserved (never above cfg.QueueSize) counts the tasks accepted and
 	// not finished; ghosts (never above cfg.QueueSize either) counts the tasks their Sync dispatch
-	// took back and ran, still in the queue until a worker skips them. The queue holds both, so its
+	// took back and ran, or withdrew and answered for, still in the queue until a worker skips
+	// them. The queue holds both, so its
 	// capacity is twice cfg.QueueSize, and a send after a successful reserve never blocks.
 	queue    chan *task
 	reserved atomic.Int64
@@ -144,6 +145,23 @@ func (st *sinkState) takeBack(t *task) bool {
 	return true
 }
 
+// withdraw claims t, still queued, for its Sync dispatch to give an outcome to now that the
+// budget has run out. Its queue slot is given back at once, leaving a ghost in the queue, so that
+// an event that has its outcome no longer counts as queued nor takes room from new ones; only
+// when the ghost allowance is full does the slot wait until a worker pops the task.
+func (st *sinkState) withdraw(t *task) bool {
+	if st.ghosts.Add(1) <= int64(st.cfg.QueueSize) {
+		if t.state.CompareAndSwap(taskQueued, taskReleased) {
+			st.reserved.Add(-1)
+			return true
+		}
+		st.ghosts.Add(-1)
+		return false
+	}
+	st.ghosts.Add(-1)
+	return t.state.CompareAndSwap(taskQueued, taskWithdrawn)
+}
+
 // reserve takes one slot of the sink's queue, or reports that it is full.
 func (st *sinkState) reserve() bool {
 	if st.reserved.Add(1) > int64(st.cfg.QueueSize) {
@@ -218,8 +236,9 @@ func (st *sinkState) run(t *task) {
 		case started:
 			st.reserved.Add(-1)
 			st.d.finish(t, out)
-		case t.state.Load() == taskStolen:
-			// Its Sync dispatch ran it and gave back its slot: only the ghost is left.
+		case t.state.Load() == taskStolen || t.state.Load() == taskReleased:
+			// Its Sync dispatch ran it or gave it an outcome, and gave back its slot: only the
+			// ghost is left.
 			st.ghosts.Add(-1)
 			st.d.unref(t.g)
 		default:
