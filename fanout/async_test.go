@@ -3,6 +3,7 @@ package fanout_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -221,4 +222,51 @@ func TestAsyncEventOlderThanMaxAgeGetsNoAttempt(t *testing.T) {
 	assert.Equal(t, dlq.ConditionAge, got.Condition)
 	assert.Zero(t, got.Attempts)
 	assert.Contains(t, got.Error, "past MaxAge 1s")
+}
+
+// An Update that rebuilds a sink (new settings, same name) keeps the ordering-key promise: the
+// new sink's workers start only once the old one's lanes are done, so an event dispatched after
+// the Update cannot overtake an earlier one of its key still held by the old sink.
+func TestOrderingKeyHoldsAcrossUpdate(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan string, 8)
+	var mu sync.Mutex
+	var order []string
+	s := sink.Func(func(_ context.Context, e *fanbridge.Event) error {
+		entered <- e.ID
+		if e.ID == "1" {
+			<-release
+		}
+		mu.Lock()
+		order = append(order, e.ID)
+		mu.Unlock()
+		return nil
+	})
+	cfg := func(concurrency int) fanout.Config {
+		return fanout.Config{
+			Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: concurrency}},
+			Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		}
+	}
+	d, err := fanout.New(cfg(2), fanout.WithMode(fanout.Async),
+		fanout.WithOrderingKey(func(*fanbridge.Event) string { return "conversation-1" }))
+	require.NoError(t, err)
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("1", "x")))
+	require.NoError(t, d.Dispatch(ctx, event("2", "x")))
+	assert.Equal(t, "1", recv(t, entered))
+	require.NoError(t, d.Update(cfg(4)))
+	require.NoError(t, d.Dispatch(ctx, event("3", "x")))
+	// While 1 is held, nothing else of its key may reach the sink. A short look suffices for
+	// the old behaviour, where the rebuilt sink's idle workers took 3 at once.
+	select {
+	case id := <-entered:
+		t.Fatalf("event %s reached the sink while 1 of the same key was still being sent", id)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	require.NoError(t, d.Close(ctx))
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"1", "2", "3"}, order)
 }

@@ -581,7 +581,10 @@ func (d *Dispatcher) stop() {
 // across the swap when its name, settings and Sink value are unchanged (values of uncomparable
 // types, such as sink.Func, never count as unchanged: use SetRoutes to change only the routes).
 // Every other old sink is stopped, and closed (see WithSinkClosing), once the last dispatch that
-// could reach it is done and its queue has drained; Update does not wait for that.
+// could reach it is done and its queue has drained; Update does not wait for that. With
+// WithOrderingKey, a sink rebuilt under the same name starts its workers only once the old one's
+// are done, so that events of a key reach it in dispatch order across the swap; events accepted
+// meanwhile wait in its queue.
 //
 // cfg is checked first; on error nothing changes.
 func (d *Dispatcher) Update(cfg Config) error {
@@ -648,6 +651,13 @@ func (d *Dispatcher) build(cfg Config, old *snapshot) (*snapshot, []*sinkState, 
 		if st == nil {
 			if st, err = d.newSinkState(n); err != nil {
 				return nil, nil, err
+			}
+			if old != nil && d.cfg.orderingKey != nil {
+				for _, o := range old.sinks {
+					if o.name == n.Name {
+						st.after = o // see sinkState.after
+					}
+				}
 			}
 			fresh = append(fresh, st)
 		}

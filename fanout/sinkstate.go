@@ -25,6 +25,10 @@ type sinkState struct {
 	maxAge   time.Duration // the policy's MaxAge, 0 for none
 	breaker  *breaker
 	attrSet
+	// after is the sink of the same name this one replaces in an Update, while ordering keys
+	// are on: its lanes may still hold earlier events of a key, so this one's workers start
+	// only once its workers are done. start clears it, so that no chain of Updates is kept.
+	after *sinkState
 
 	// queue feeds the workers. reserved (never above cfg.QueueSize) counts the tasks accepted and
 	// not finished; ghosts (never above cfg.QueueSize either) counts the tasks their Sync dispatch
@@ -97,8 +101,15 @@ func (st *sinkState) start() {
 	st.queue = make(chan *task, 2*st.cfg.QueueSize)
 	st.sem = make(chan struct{}, st.cfg.Concurrency)
 	st.workers.Add(st.cfg.Concurrency)
+	prev := st.after
+	st.after = nil
 	for range st.cfg.Concurrency {
-		go st.work()
+		go func() {
+			if prev != nil {
+				prev.workers.Wait()
+			}
+			st.work()
+		}()
 	}
 }
 
