@@ -40,7 +40,13 @@ type apiKeyVerifier struct {
 	keys   digestSet
 }
 
-func (v *apiKeyVerifier) Verify(_ context.Context, h http.Header, _ []byte) (Identity, error) {
+// Verify decides from the headers alone; see VerifyHeader.
+func (v *apiKeyVerifier) Verify(ctx context.Context, h http.Header, _ []byte) (Identity, error) {
+	return v.VerifyHeader(ctx, h)
+}
+
+// VerifyHeader implements HeaderVerifier.
+func (v *apiKeyVerifier) VerifyHeader(_ context.Context, h http.Header) (Identity, error) {
 	val, err := singleValue(h, v.header)
 	if err != nil {
 		return Identity{}, err

@@ -129,7 +129,13 @@ func (v *basicVerifier) Challenge() []string {
 	return []string{`Basic realm="fanbridge", charset="UTF-8"`}
 }
 
-func (v *basicVerifier) Verify(_ context.Context, h http.Header, _ []byte) (Identity, error) {
+// Verify decides from the headers alone; see VerifyHeader.
+func (v *basicVerifier) Verify(ctx context.Context, h http.Header, _ []byte) (Identity, error) {
+	return v.VerifyHeader(ctx, h)
+}
+
+// VerifyHeader implements HeaderVerifier.
+func (v *basicVerifier) VerifyHeader(_ context.Context, h http.Header) (Identity, error) {
 	cred, err := authorization(h, "Basic")
 	if err != nil {
 		return Identity{}, err

@@ -36,7 +36,13 @@ type bearerVerifier struct{ tokens digestSet }
 
 func (v *bearerVerifier) Challenge() []string { return bearerChallenge }
 
-func (v *bearerVerifier) Verify(_ context.Context, h http.Header, _ []byte) (Identity, error) {
+// Verify decides from the headers alone; see VerifyHeader.
+func (v *bearerVerifier) Verify(ctx context.Context, h http.Header, _ []byte) (Identity, error) {
+	return v.VerifyHeader(ctx, h)
+}
+
+// VerifyHeader implements HeaderVerifier.
+func (v *bearerVerifier) VerifyHeader(_ context.Context, h http.Header) (Identity, error) {
 	tok, err := authorization(h, "Bearer")
 	if err != nil {
 		return Identity{}, err
@@ -72,7 +78,13 @@ type bearerFuncVerifier struct {
 
 func (v *bearerFuncVerifier) Challenge() []string { return bearerChallenge }
 
+// Verify decides from the headers alone; see VerifyHeader.
 func (v *bearerFuncVerifier) Verify(ctx context.Context, h http.Header, _ []byte) (Identity, error) {
+	return v.VerifyHeader(ctx, h)
+}
+
+// VerifyHeader implements HeaderVerifier.
+func (v *bearerFuncVerifier) VerifyHeader(ctx context.Context, h http.Header) (Identity, error) {
 	tok, err := authorization(h, "Bearer")
 	if err != nil {
 		return Identity{}, err

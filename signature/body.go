@@ -61,9 +61,16 @@ func BodyBytes(r *http.Request) ([]byte, bool) {
 	return nil, false
 }
 
-// readBody reads r's body whole, refusing more than max bytes (ErrTooLarge). It allocates one slice
-// of exactly the body's size: from Content-Length when known (the HTTP server guarantees the body
-// has that length), else through a pooled buffer.
+// firstReadSize bounds the buffer allocated before any byte of a body has arrived. Content-Length
+// is only the client's claim: a client announcing 260 KiB and sending one byte must not make each
+// connection it holds open pin 260 KiB. Nearly every event is smaller, and still takes one
+// allocation of exactly its size.
+const firstReadSize = 16 << 10
+
+// readBody reads r's body whole, refusing more than max bytes (ErrTooLarge). When Content-Length is
+// known (the HTTP server guarantees the body has that length) the result is one slice of exactly
+// that size, grown from at most firstReadSize as bytes arrive; otherwise the body goes through a
+// pooled buffer.
 func readBody(r *http.Request, max int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return []byte{}, nil
@@ -80,11 +87,7 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: Content-Length %d, limit %d", ErrTooLarge, r.ContentLength, max)
 	}
 	if r.ContentLength >= 0 {
-		body := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return nil, readError(err)
-		}
-		return body, nil
+		return readLength(r.Body, r.ContentLength)
 	}
 	buf := bufferPool.Get().(*bytes.Buffer)
 	defer func() {
@@ -102,6 +105,50 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
 	}
 	return bytes.Clone(buf.Bytes()), nil
+}
+
+// checkDeclaredLength refuses a body whose announced size is over max, before any of it is read.
+func checkDeclaredLength(r *http.Request, max int64) error {
+	if b, ok := r.Body.(interface{ Bytes() []byte }); ok {
+		if n := len(b.Bytes()); int64(n) > max {
+			return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, max)
+		}
+		return nil
+	}
+	if r.ContentLength > max {
+		return fmt.Errorf("%w: Content-Length %d, limit %d", ErrTooLarge, r.ContentLength, max)
+	}
+	return nil
+}
+
+// bodyPending reports whether r has body bytes still to come from the client.
+func bodyPending(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return false
+	}
+	_, buffered := r.Body.(interface{ Bytes() []byte })
+	return !buffered
+}
+
+// readLength reads exactly n bytes from rd. The buffer starts at firstReadSize at most and doubles
+// each time it is full, up to n, so the memory held for a body that is still arriving is at most
+// twice what was received, or firstReadSize.
+func readLength(rd io.Reader, n int64) ([]byte, error) {
+	body := make([]byte, min(n, firstReadSize))
+	got := 0
+	for {
+		m, err := io.ReadFull(rd, body[got:])
+		got += m
+		if err != nil {
+			return nil, readError(err)
+		}
+		if int64(got) == n {
+			return body, nil
+		}
+		grown := make([]byte, min(n, 2*int64(len(body))))
+		copy(grown, body)
+		body = grown
+	}
 }
 
 var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}

@@ -3,7 +3,8 @@
 // (symmetric v1 and ed25519 v1a).
 //
 // Verify is the middleware: it reads the body once (bounded), asks a Verifier, and passes the
-// request on with the body intact, or answers the sender itself.
+// request on with the body intact, or answers the sender itself. Verifiers that decide from the
+// headers alone (APIKey, Basic, Bearer, BearerFunc) are asked before the body is read.
 //
 //	v, err := signature.APIKey("X-Api-Key", os.Getenv("EVENTBRIDGE_API_KEY"))
 //	if err != nil { ... }
@@ -47,8 +48,9 @@
 //	  signature, stale or future timestamp, replayed id
 //	a replay cache or token validator failed               503     {"error":"verification unavailable, retry later"}, Retry-After: 1
 //
-// All 401 answers are the same, status, headers and body, whatever the reason: a caller probing the
-// endpoint learns nothing about which part was wrong. Basic and Bearer verifiers add their
+// All 401 answers of a verifier are the same, status, headers and body, whatever the reason: a
+// caller probing the endpoint learns nothing about which part was wrong. (A HeaderVerifier's 401
+// comes before the body is read, and carries Connection: close when a body was announced.) Basic and Bearer verifiers add their
 // WWW-Authenticate challenge to every 401. The reason goes only to the logger (WithLogger), to the
 // metrics (WithMeterProvider), to WithOnReject, and to Go callers as the error.
 //
@@ -58,8 +60,16 @@
 // r.ContentLength set to their length. Body has a Bytes method returning the whole body without a
 // copy; handlers in other packages find it with a type assertion on that method alone (the
 // eventbridge Handler does), or call BodyBytes. The bytes are never reused by this package, so
-// handlers may keep them. When Content-Length is known the body is read into one slice of exactly
-// that size; a body larger than the limit is refused from its Content-Length before it is read.
+// handlers may keep them. A body larger than the limit is refused from its Content-Length before
+// it is read. When Content-Length is known the body ends up in one slice of exactly that size, but
+// the buffer is not allocated from the claim: it starts at 16 KiB at most and doubles as bytes
+// arrive, so a client that announces a large body and sends little holds little memory.
+//
+// The order of the checks is: an announced size over the limit (413); then, for a HeaderVerifier
+// (APIKey, Basic, Bearer, BearerFunc, or Any of only those), the credentials (401, the body left
+// unread and the connection closed after the answer); then reading the body (413, 400); then, for
+// the other verifiers, the signature over headers and body (401). A verifier of your own that
+// needs no body opts in to the early check by implementing HeaderVerifier.
 //
 // Outside net/http middleware, call VerifyRequest (reads, verifies, leaves a re-readable body) or a
 // Verifier's Verify method directly with the headers and body your framework gives you.
@@ -100,6 +110,10 @@
 //     hmac.Equal. Every configured key is compared on every request, with no early exit, so timing
 //     reveals neither which key matched nor whether the user name existed.
 //   - No oracle. One 401 answer for every failure, see above.
+//   - Memory before trust. Nothing is allocated from the client's Content-Length: the body buffer
+//     grows with the bytes that arrive (16 KiB first), and header-only credentials are checked
+//     before the body is read at all, so connections that announce large bodies they never send
+//     cost little.
 //   - Strict parsing. A credential header sent twice is malformed, not merged. Hex and base64 are
 //     never guessed: the scheme says which. Signatures of the wrong length are malformed. A
 //     webhook-id over 256 bytes or containing "." (which would make the signed content ambiguous)
@@ -114,7 +128,8 @@
 // # Errors
 //
 // A Verifier's error wraps one of ErrMissing, ErrMalformed, ErrMismatch, ErrStale, ErrFuture,
-// ErrReplayed or ErrUnavailable; reading the body can fail with ErrTooLarge or ErrUnreadable. Test
+// ErrReplayed or ErrUnavailable; reading the body can fail with ErrTooLarge or ErrUnreadable (with a
+// HeaderVerifier, only once the credentials passed, unless Content-Length was over the limit). Test
 // them with errors.Is, or map any error to a short label with Reason (the "reason" of logs and
 // metrics). Any joins the failures of its members (see Any). Constructors return plain errors
 // describing the configuration problem; Verify panics on a configuration error, because it has no

@@ -63,7 +63,9 @@ func WithOnReject(f func(r *http.Request, err error)) Option {
 // bytes (its Bytes method hands them over without copying), r.ContentLength is their length, and
 // the context carries the Identity (IdentityFrom).
 //
-// It answers itself, and never calls the next handler, when:
+// A HeaderVerifier (APIKey, Basic, Bearer, BearerFunc) is asked before the body is read, so a
+// request with wrong credentials costs no body buffer. It answers itself, and never calls the next
+// handler, when:
 //   - the body is over the limit: 413 {"error":"request body too large"};
 //   - the body cannot be read: 400 {"error":"cannot read request body"};
 //   - verification fails for any reason: 401 {"error":"unauthorized"}, the same body and headers
@@ -91,7 +93,8 @@ func Verify(v Verifier, opts ...Option) func(http.Handler) http.Handler {
 // VerifyRequest verifies r with v outside any middleware, for frameworks that want the decision
 // but not the HTTP answers. It reads the body (at most maxBody bytes; 0 means
 // DefaultMaxBodyBytes), verifies it, and replaces r.Body with a *Body over the bytes and sets
-// r.ContentLength, so the body can be read again. The error wraps ErrTooLarge or ErrUnreadable
+// r.ContentLength, so the body can be read again. When v is a HeaderVerifier the credentials are
+// checked first, and a request that fails them is returned with its body unread. The error wraps ErrTooLarge or ErrUnreadable
 // when the body could not be read, otherwise it is the verifier's. On success, call
 // Identity.Release if the message is then not accepted.
 func VerifyRequest(v Verifier, r *http.Request, maxBody int64) (Identity, error) {
@@ -104,17 +107,37 @@ func VerifyRequest(v Verifier, r *http.Request, maxBody int64) (Identity, error)
 	case maxBody < 0:
 		return Identity{}, fmt.Errorf("signature: VerifyRequest: body limit %d must be positive", maxBody)
 	}
+	ctx := r.Context()
+	hv, headerOnly := v.(HeaderVerifier)
+	var id Identity
+	if headerOnly {
+		if err := checkDeclaredLength(r, maxBody); err != nil {
+			return Identity{}, err
+		}
+		var err error
+		if id, err = hv.VerifyHeader(ctx, r.Header); err != nil {
+			return Identity{}, err
+		}
+	}
 	body, err := readBody(r, maxBody)
 	if err != nil {
+		if headerOnly {
+			// The request goes no further: the sender's retry must not be refused as a replay.
+			_ = id.Release(context.WithoutCancel(ctx))
+		}
 		return Identity{}, err
 	}
 	r.Body = NewBody(body)
 	r.ContentLength = int64(len(body))
-	return v.Verify(r.Context(), r.Header, body)
+	if headerOnly {
+		return id, nil
+	}
+	return v.Verify(ctx, r.Header, body)
 }
 
 type middleware struct {
 	v          Verifier
+	hv         HeaderVerifier // v, when it decides from the headers alone; else nil
 	maxBody    int64
 	challenges []string
 	logger     *slog.Logger
@@ -137,6 +160,7 @@ func newMiddleware(v Verifier, opts []Option) (*middleware, error) {
 		return nil, fmt.Errorf("signature: Verify: body limit %d must be positive", cfg.maxBody)
 	}
 	m := &middleware{v: v, maxBody: cfg.maxBody, logger: cfg.logger, onReject: cfg.onReject}
+	m.hv, _ = v.(HeaderVerifier)
 	if c, ok := v.(Challenger); ok {
 		m.challenges = c.Challenge()
 	}
@@ -150,14 +174,8 @@ func newMiddleware(v Verifier, opts []Option) (*middleware, error) {
 }
 
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
-	body, err := readBody(r, m.maxBody)
-	if err != nil {
-		m.reject(w, r, err)
-		return
-	}
-	id, err := m.v.Verify(r.Context(), r.Header, body)
-	if err != nil {
-		m.reject(w, r, err)
+	id, body, ok := m.check(w, r)
+	if !ok {
 		return
 	}
 	m.verified(r, &id)
@@ -175,15 +193,61 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	returned := false
 	defer func() {
 		if !sw.accepted(returned) {
-			// The handler's context may be cancelled already; the release must still happen.
-			if err := id.Release(context.WithoutCancel(r.Context())); err != nil && m.logger != nil {
-				m.logger.LogAttrs(r.Context(), slog.LevelWarn, "signature: releasing message id failed",
-					slog.String("error", err.Error()))
-			}
+			m.release(r, &vr.id)
 		}
 	}()
 	next.ServeHTTP(sw, r2)
 	returned = true
+}
+
+// check verifies r and reads its body, or answers the request itself and returns false. A
+// HeaderVerifier is asked before the body is read, so credentials that fail cost no body buffer;
+// other verifiers need the body first.
+func (m *middleware) check(w http.ResponseWriter, r *http.Request) (Identity, []byte, bool) {
+	if m.hv == nil {
+		body, err := readBody(r, m.maxBody)
+		if err != nil {
+			m.reject(w, r, err)
+			return Identity{}, nil, false
+		}
+		id, err := m.v.Verify(r.Context(), r.Header, body)
+		if err != nil {
+			m.reject(w, r, err)
+			return Identity{}, nil, false
+		}
+		return id, body, true
+	}
+	// An announced body over the limit is refused first, as for every verifier.
+	if err := checkDeclaredLength(r, m.maxBody); err != nil {
+		m.reject(w, r, err)
+		return Identity{}, nil, false
+	}
+	id, err := m.hv.VerifyHeader(r.Context(), r.Header)
+	if err != nil {
+		if bodyPending(r) {
+			// The body stays unread. Closing the connection after the answer saves the server
+			// from reading the rest of it to reuse the connection, at the sender's pace.
+			w.Header().Set("Connection", "close")
+		}
+		m.reject(w, r, err)
+		return Identity{}, nil, false
+	}
+	body, err := readBody(r, m.maxBody)
+	if err != nil {
+		m.release(r, &id)
+		m.reject(w, r, err)
+		return Identity{}, nil, false
+	}
+	return id, body, true
+}
+
+// release undoes the replay-cache claim of id, if any, for a request that is not accepted. The
+// handler's context may be cancelled already; the release must still happen.
+func (m *middleware) release(r *http.Request, id *Identity) {
+	if err := id.Release(context.WithoutCancel(r.Context())); err != nil && m.logger != nil {
+		m.logger.LogAttrs(r.Context(), slog.LevelWarn, "signature: releasing message id failed",
+			slog.String("error", err.Error()))
+	}
 }
 
 type verifiedRequest struct {

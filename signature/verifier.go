@@ -24,6 +24,20 @@ type Verifier interface {
 	Verify(ctx context.Context, header http.Header, body []byte) (Identity, error)
 }
 
+// HeaderVerifier is implemented by verifiers that decide from the headers alone: APIKey, Basic,
+// Bearer and BearerFunc, and Any when all of its members are. Verify and VerifyRequest call
+// VerifyHeader before reading the body, so a request with wrong or missing credentials is refused
+// without its body being read or buffered; a request that passes still has its body read, within
+// the limit, and handed on as usual. VerifyHeader is then the only check made: Verify is not
+// called as well.
+//
+// Implement it on a verifier of your own only when the body plays no part in the decision:
+// VerifyHeader(ctx, header) must return what Verify(ctx, header, body) returns for every body.
+type HeaderVerifier interface {
+	Verifier
+	VerifyHeader(ctx context.Context, header http.Header) (Identity, error)
+}
+
 // VerifierFunc adapts a function to a Verifier.
 type VerifierFunc func(ctx context.Context, header http.Header, body []byte) (Identity, error)
 
@@ -104,7 +118,9 @@ func IdentityFrom(ctx context.Context) (Identity, bool) {
 // carries none of the expected credentials); otherwise it joins (errors.Join) the failures of the
 // verifiers that did find their credentials, so errors.Is finds each of their sentinels, and Reason
 // picks the most telling one (unavailable before replayed, stale, future, mismatch, malformed).
-// Any's challenges are those of its members.
+// Any's challenges are those of its members. Any is a HeaderVerifier when every member is one (Any
+// of APIKey and Basic, say), so that the body is read only after the credentials passed; with a
+// member that needs the body, the body is read first.
 func Any(vs ...Verifier) (Verifier, error) {
 	if len(vs) == 0 {
 		return nil, errors.New("signature: Any needs at least one verifier")
@@ -115,10 +131,17 @@ func Any(vs ...Verifier) (Verifier, error) {
 		}
 	}
 	a := &anyVerifier{vs: append([]Verifier(nil), vs...)}
+	headerOnly := true
 	for _, v := range vs {
 		if c, ok := v.(Challenger); ok {
 			a.challenges = append(a.challenges, c.Challenge()...)
 		}
+		if _, ok := v.(HeaderVerifier); !ok {
+			headerOnly = false
+		}
+	}
+	if headerOnly {
+		return &anyHeaderVerifier{a}, nil
 	}
 	return a, nil
 }
@@ -131,9 +154,14 @@ type anyVerifier struct {
 func (a *anyVerifier) Challenge() []string { return a.challenges }
 
 func (a *anyVerifier) Verify(ctx context.Context, header http.Header, body []byte) (Identity, error) {
+	return a.first(func(v Verifier) (Identity, error) { return v.Verify(ctx, header, body) })
+}
+
+// first returns the Identity of the first member that check accepts, or the combined failure.
+func (a *anyVerifier) first(check func(Verifier) (Identity, error)) (Identity, error) {
 	var failed []error
 	for _, v := range a.vs {
-		id, err := v.Verify(ctx, header, body)
+		id, err := check(v)
 		if err == nil {
 			return id, nil
 		}
@@ -149,6 +177,13 @@ func (a *anyVerifier) Verify(ctx context.Context, header http.Header, body []byt
 	default:
 		return Identity{}, errors.Join(failed...)
 	}
+}
+
+// anyHeaderVerifier is Any of verifiers that all decide from the headers, so it does too.
+type anyHeaderVerifier struct{ *anyVerifier }
+
+func (a *anyHeaderVerifier) VerifyHeader(ctx context.Context, header http.Header) (Identity, error) {
+	return a.first(func(v Verifier) (Identity, error) { return v.(HeaderVerifier).VerifyHeader(ctx, header) })
 }
 
 // Must returns v, or panics when err is not nil. It suits verifiers built from constants at
