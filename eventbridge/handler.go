@@ -265,6 +265,9 @@ var errTooLarge = errors.New("eventbridge: body too large")
 // r.Body with one); the Handler uses their bytes instead of reading a second copy.
 type bodyBytes interface{ Bytes() []byte }
 
+// firstReadSize bounds the buffer allocated for a body before any of it has arrived.
+const firstReadSize = 16 << 10
+
 // readBody returns the whole body, or errTooLarge past the limit without reading further.
 func (h *Handler) readBody(r *http.Request) ([]byte, error) {
 	limit := h.cfg.maxBody
@@ -281,9 +284,12 @@ func (h *Handler) readBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil {
 		return nil, nil
 	}
-	size := int64(4 << 10)
+	// The buffer follows the bytes that arrive, not the size the client announced: Content-Length
+	// is only a claim, and a client that announces 260 KiB and sends one byte must not make each
+	// connection it holds pin 260 KiB. Nearly every event fits the first buffer, of its exact size.
+	size, end := int64(4<<10), limit
 	if r.ContentLength >= 0 {
-		size = r.ContentLength
+		size, end = min(r.ContentLength, firstReadSize), r.ContentLength
 	}
 	// One byte of room past the expected end lets the final Read report EOF without a regrow.
 	buf := make([]byte, 0, min(size, limit)+1)
@@ -292,10 +298,14 @@ func (h *Handler) readBody(r *http.Request) ([]byte, error) {
 			if int64(len(buf)) > limit {
 				return nil, fmt.Errorf("%w: limit is %d bytes", errTooLarge, limit)
 			}
-			buf = append(buf, 0)[:len(buf)]
-			if int64(cap(buf)) > limit+1 {
-				buf = buf[: len(buf) : limit+1]
+			// Double what arrived, but not past the expected end (and its EOF byte) nor the limit.
+			grow := 2 * int64(len(buf))
+			if int64(len(buf)) <= end {
+				grow = min(grow, end+1)
 			}
+			grown := make([]byte, len(buf), min(grow, limit+1))
+			copy(grown, buf)
+			buf = grown
 		}
 		n, err := r.Body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
