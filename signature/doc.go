@@ -81,6 +81,8 @@
 // that off). The signed content is "<id>.<timestamp>.<body>"; the signature header lists
 // space-separated "v1,<base64>" (HMAC-SHA256 keyed with the base64-decoded "whsec_" secret) and
 // "v1a,<base64>" (ed25519 under a "whpk_" public key) entries; one match with one key suffices.
+// Keys must carry their prefix: a bare base64 value is refused, because a public key given without
+// "whpk_" would otherwise be taken for an HMAC secret, and whoever knows the public key could sign.
 // The timestamp must lie within the tolerance of the clock in both directions (WithTolerance,
 // default 5 minutes; WithClock for tests).
 //
@@ -120,7 +122,9 @@
 //     is malformed; at most 16 signature entries are examined, since each v1a entry costs an
 //     ed25519 verification.
 //   - Bad configuration fails in the constructor: empty or repeated keys, unknown encodings, Standard
-//     Webhooks secrets shorter than the specification's 24 bytes, a signing key given to a receiver.
+//     Webhooks secrets shorter than the specification's 24 bytes, Standard Webhooks keys without
+//     their whsec_ or whpk_ prefix, a signing key given to a receiver. The error names a key by its
+//     index, never by its value.
 //   - Logs carry the reason, method, path and remote address, and on success the scheme, key index,
 //     user name and message id. Never a header value, key, signature, token or body byte. Errors
 //     returned by a BearerFunc validator are logged as they are, so they must not contain the token.

@@ -101,10 +101,13 @@ func WithSvixHeaders(on bool) WebhookOption {
 //
 // Each key is one of:
 //   - "whsec_<base64>": a symmetric secret of at least 24 bytes, for v1 (HMAC-SHA256 keyed with the
-//     decoded bytes). The bare base64 form without prefix is accepted too, as Svix libraries do;
+//     decoded bytes);
 //   - "whpk_<base64>": a 32-byte ed25519 public key, for v1a.
 //
-// A signing key ("whsk_") is refused: a receiver needs only the public key (see
+// The prefix is required, as the specification serializes keys. Some Svix libraries also take a
+// secret as bare base64, but a bare value cannot say what it is: a public key given without its
+// whpk_ prefix would become an HMAC secret, and everyone who knows the public key could then sign
+// v1 messages. A signing key ("whsk_") is refused too: a receiver needs only the public key (see
 // StandardWebhooksPublicKey). Several keys may be given for rotation; Identity.Key is the index of
 // the one that matched, Identity.MessageID the webhook-id and Identity.Timestamp the signed time.
 //
@@ -113,8 +116,9 @@ func WithSvixHeaders(on bool) WebhookOption {
 // dots, which would make the signed content ambiguous); so is a header with more than 16 entries.
 // Entries of unknown versions are ignored, for forward compatibility.
 //
-// StandardWebhooks fails when keys is empty, a key cannot be decoded, a secret is too short, or an
-// option is invalid.
+// StandardWebhooks fails when keys is empty, a key has none of the prefixes or cannot be decoded,
+// a secret is too short, or an option is invalid. The error names the key by its index, never by
+// its value.
 func StandardWebhooks(keys []string, opts ...WebhookOption) (Verifier, error) {
 	cfg := webhookConfig{tolerance: DefaultTolerance, now: time.Now, svix: true}
 	for _, o := range opts {
@@ -147,20 +151,31 @@ func StandardWebhooks(keys []string, opts ...WebhookOption) (Verifier, error) {
 			v.public = append(v.public, publicKey{index: i, key: ed25519.PublicKey(pub)})
 		case strings.HasPrefix(k, StandardWebhooksSigningKeyPrefix):
 			return nil, fmt.Errorf("signature: StandardWebhooks key %d is a signing key (whsk_); give the receiver its public key (whpk_)", i)
-		default:
+		case strings.HasPrefix(k, StandardWebhooksSecretPrefix):
 			secret, err := decodeSecret(k)
 			if err != nil {
 				return nil, fmt.Errorf("signature: StandardWebhooks key %d: %w", i, err)
 			}
 			v.secrets = append(v.secrets, secretKey{index: i, mac: newMACPool(sha256.New, secret)})
+		default:
+			return nil, fmt.Errorf("signature: StandardWebhooks key %d: %w", i, errNoKeyPrefix)
 		}
 	}
 	return v, nil
 }
 
-// decodeSecret decodes a symmetric secret, with or without its whsec_ prefix.
+// errNoKeyPrefix refuses a key without its prefix: bare base64 could be a public key as well as a
+// secret, and a public key taken for a secret would let anyone sign.
+var errNoKeyPrefix = errors.New("key has no prefix: write a symmetric secret as whsec_<base64> " +
+	"and an ed25519 public key as whpk_<base64>")
+
+// decodeSecret decodes a symmetric secret: whsec_ and base64.
 func decodeSecret(k string) ([]byte, error) {
-	b, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(k, StandardWebhooksSecretPrefix))
+	rest, ok := strings.CutPrefix(k, StandardWebhooksSecretPrefix)
+	if !ok {
+		return nil, errors.New("secret has no whsec_ prefix")
+	}
+	b, err := base64.StdEncoding.DecodeString(rest)
 	if err != nil {
 		return nil, errors.New("secret is not whsec_ followed by base64")
 	}
@@ -394,9 +409,9 @@ func signedContent(id, timestamp string, body []byte) []byte {
 }
 
 // SignStandardWebhooks returns one webhook-signature entry for body, sent as message id at time ts:
-// "v1,<base64>" for a symmetric secret ("whsec_", or bare base64) and "v1a,<base64>" for a signing
-// key ("whsk_"). To sign with several keys, join the entries with a space. It fails when the key
-// cannot be decoded, or id is empty, too long or contains a dot.
+// "v1,<base64>" for a symmetric secret ("whsec_") and "v1a,<base64>" for a signing key ("whsk_").
+// To sign with several keys, join the entries with a space. It fails when the key has neither
+// prefix or cannot be decoded, or id is empty, too long or contains a dot.
 func SignStandardWebhooks(key, id string, ts time.Time, body []byte) (string, error) {
 	if id == "" {
 		return "", errors.New("signature: Standard Webhooks message id is empty")
@@ -415,6 +430,9 @@ func SignStandardWebhooks(key, id string, ts time.Time, body []byte) (string, er
 	}
 	if strings.HasPrefix(key, StandardWebhooksPublicKeyPrefix) {
 		return "", errors.New("signature: a public key (whpk_) cannot sign; use the signing key (whsk_)")
+	}
+	if !strings.HasPrefix(key, StandardWebhooksSecretPrefix) {
+		return "", errors.New("signature: Standard Webhooks key has no prefix: write a symmetric secret as whsec_<base64> and a signing key as whsk_<base64>")
 	}
 	secret, err := decodeSecret(key)
 	if err != nil {

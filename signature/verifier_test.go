@@ -3,11 +3,17 @@ package signature_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -609,4 +615,48 @@ func TestFlushThroughReplayTracking(t *testing.T) {
 	assert.True(t, flushed)
 	assert.True(t, w.Flushed)
 	assert.Equal(t, 1, cache.Len(), "the flushed answer was a 200: the id stays claimed")
+}
+
+// TestStandardWebhooksKeysNeedTheirPrefix: a key without its whsec_ or whpk_ prefix is refused. A
+// bare ed25519 public key used to be taken for an HMAC secret, and anyone who knows a public key
+// (it is public) could then sign v1 messages that verified. The error says what to write, by the
+// key's index, and never shows the key.
+func TestStandardWebhooksKeysNeedTheirPrefix(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	bare := base64.StdEncoding.EncodeToString(pub)
+	for name, keys := range map[string][]string{
+		"bare public key":               {bare},
+		"bare public key after another": {secretA, bare},
+		"bare secret":                   {strings.TrimPrefix(secretA, "whsec_")},
+		"bare long secret":              {base64.StdEncoding.EncodeToString(make([]byte, 64))},
+		"prefix in other case":          {"WHSEC_" + strings.TrimPrefix(secretA, "whsec_")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			v, err := signature.StandardWebhooks(keys)
+			require.Error(t, err)
+			assert.Nil(t, v)
+			assert.Contains(t, err.Error(), fmt.Sprintf("key %d", len(keys)-1))
+			assert.Contains(t, err.Error(), "whsec_<base64>")
+			assert.Contains(t, err.Error(), "whpk_<base64>")
+			last := keys[len(keys)-1]
+			assert.NotContains(t, err.Error(), last[len(last)/2:], "the key is not shown")
+
+			_, err = signature.SignStandardWebhooks(last, "msg_1", testNow, nil)
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), last[len(last)/2:], "the key is not shown")
+		})
+	}
+
+	// The attack itself: a v1 signature made with the public key as HMAC key does not verify
+	// under that public key, given as it must be.
+	v, err := signature.StandardWebhooks([]string{"whpk_" + bare}, signature.WithClock(fixedClock))
+	require.NoError(t, err)
+	body := []byte(`{"x":1}`)
+	m := hmac.New(sha256.New, pub)
+	fmt.Fprintf(m, "msg_1.%d.%s", testNow.Unix(), body)
+	forged := headers("Webhook-Id", "msg_1", "Webhook-Timestamp", strconv.FormatInt(testNow.Unix(), 10),
+		"Webhook-Signature", "v1,"+base64.StdEncoding.EncodeToString(m.Sum(nil)))
+	_, err = v.Verify(context.Background(), forged, body)
+	assert.ErrorIs(t, err, signature.ErrMismatch)
 }
