@@ -40,12 +40,16 @@ type Channel struct {
 
 // CreateChannel opens a new notification channel (POST /api/v2/notifications/channels).
 //
-// A creation whose answer is lost may be sent again. The channel the lost answer named is then
-// never used, yet it counts against MaxChannels until it expires, and brings every channel older
-// than it one creation closer to eviction.
+// The creation is sent again only when it certainly did not reach Genesys: a refused connection or
+// a 429, which Genesys answers before doing any work. After an unclear failure (a 5xx, a timeout, a
+// connection broken once the request was sent) the channel may exist anyway, and creating another
+// would make Genesys hold one more channel than the caller knows of, so CreateChannel returns an
+// error wrapping ErrOutcomeUnknown instead. Genesys offers no way to delete a channel; a caller
+// that counts its channels against MaxChannels should count such a creation as a channel that
+// lives ChannelLifetime from now (package genesys/notifications does).
 func (c *Client) CreateChannel(ctx context.Context) (*Channel, error) {
 	var ch Channel
-	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v2/notifications/channels", repeatable: true}, &ch)
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v2/notifications/channels"}, &ch)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package genesys_test
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/fanbridge/fanbridge/genesys"
 	"github.com/fanbridge/fanbridge/genesys/genesystest"
+	"github.com/fanbridge/fanbridge/retry"
 )
 
 func TestChannels(t *testing.T) {
@@ -61,6 +63,67 @@ func TestChannels(t *testing.T) {
 		}
 		assert.Len(t, f.srv.Channels(), genesys.MaxChannels)
 		assert.Equal(t, http.StatusOK, f.srv.Requests()[len(f.srv.Requests())-1].Status)
+	})
+}
+
+// A channel creation whose outcome is unclear is never sent again: Genesys may hold the channel
+// already, and a second one would count against MaxChannels unknown to the caller. Only a 429,
+// which Genesys answers before doing anything, is retried.
+func TestCreateChannelIsNotRepeatedAfterAnUnclearFailure(t *testing.T) {
+	const path = "/api/v2/notifications/channels"
+	for _, tc := range []struct {
+		name    string
+		fault   *genesystest.Fault
+		abort   bool // the server drops the connection once it has read the request
+		created int  // channels Genesys holds afterwards
+	}{
+		{name: "5xx after Genesys created the channel", created: 1,
+			fault: &genesystest.Fault{Method: http.MethodPost, Path: path, Status: http.StatusServiceUnavailable, Processed: true}},
+		{name: "5xx before Genesys created it",
+			fault: &genesystest.Fault{Method: http.MethodPost, Path: path, Status: http.StatusBadGateway}},
+		{name: "connection broken after the request was sent", abort: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			ctx := testContext(t)
+			if tc.fault != nil {
+				f.srv.Fail(*tc.fault)
+			}
+			if tc.abort {
+				f.srv.SetHook(func(r *http.Request) {
+					if r.Method == http.MethodPost && r.URL.Path == path {
+						panic(http.ErrAbortHandler)
+					}
+				})
+			}
+			ch, err := f.client.CreateChannel(ctx)
+			require.ErrorIs(t, err, genesys.ErrOutcomeUnknown)
+			assert.Nil(t, ch)
+			assert.Equal(t, 1, f.srv.Count(http.MethodPost, path), "creations sent")
+			assert.Equal(t, tc.created, f.srv.ChannelsCreated())
+		})
+	}
+	t.Run("429 is retried", func(t *testing.T) {
+		f := newFixture(t, nil)
+		f.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: path, Status: http.StatusTooManyRequests, RetryAfter: "0", Times: 2})
+		ch, err := f.client.CreateChannel(testContext(t))
+		require.NoError(t, err)
+		assert.NotEmpty(t, ch.ID)
+		assert.Equal(t, 3, f.srv.Count(http.MethodPost, path), "creations sent")
+		assert.Equal(t, 1, f.srv.ChannelsCreated())
+	})
+	t.Run("refused connection is retried", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		closed := "http://" + l.Addr().String()
+		require.NoError(t, l.Close())
+		f := newFixture(t, nil, genesys.WithBaseURL(closed))
+		_, err = f.client.CreateChannel(testContext(t))
+		require.Error(t, err)
+		assert.NotErrorIs(t, err, genesys.ErrOutcomeUnknown, "nothing reached the server")
+		var re *retry.Error
+		require.ErrorAs(t, err, &re)
+		assert.Equal(t, fastPolicy.MaxAttempts, re.Attempts, "every attempt of the policy was made")
 	})
 }
 

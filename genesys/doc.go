@@ -58,11 +58,11 @@
 // other 4xx. A 429 waits as long as its Retry-After says, up to a ceiling (WithMaxRetryAfter,
 // default 180 seconds as in the official SDKs); a daily quota that asks for longer fails at once
 // with ErrQuotaExhausted naming the wait, instead of sleeping for hours. Only requests that are
-// safe to repeat are retried after an unclear failure: GET, PUT, PATCH and DELETE, and the POST
-// that creates a notification channel (a channel created twice leaves one unused, which counts
-// against MaxChannels until it expires; see CreateChannel). Any other creating POST is retried only
-// when it certainly did not reach the server (connection refused, 429); otherwise its error wraps
-// ErrOutcomeUnknown.
+// safe to repeat are retried after an unclear failure: GET, PUT, PATCH and DELETE. A POST that
+// creates something, the creation of a notification channel included (a channel created twice
+// leaves one unused, which counts against MaxChannels until it expires; see CreateChannel), is
+// retried only when it certainly did not reach the server (connection refused, 429); otherwise its
+// error wraps ErrOutcomeUnknown.
 //
 // # Errors
 //

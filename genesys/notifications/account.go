@@ -2,6 +2,8 @@ package notifications
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -10,30 +12,62 @@ import (
 	"github.com/fanbridge/fanbridge/genesys"
 )
 
-// account is the source's record of the channels Genesys holds for it. Genesys keeps a channel
-// for 24 hours whatever becomes of its socket (a channel cannot be deleted), counts every one
-// against 20 per OAuth client, and evicts the oldest when another is created, even one in use.
-// So the source creates a channel only while fewer than 20 of its own are unexpired (or being
-// created); beyond that it connects again one that no lane is using, and if every one is in use
-// it waits until one is given back or expires. No creation of the source then makes Genesys evict
-// one of its channels.
+// account is the source's record of the channels Genesys may hold for it, in the order their
+// creations were sent. Genesys keeps a channel for 24 hours whatever becomes of its socket (a
+// channel cannot be deleted), counts every one against 20 per OAuth client, and when another is
+// created evicts the oldest, even one in use. The record keeps one rule: creating a channel never
+// makes Genesys evict a channel of the source that a lane is using.
+//
+// The record holds three kinds of items: channels the source created, creations under way, and
+// placeholders for creations whose answer was lost (genesys.ErrOutcomeUnknown), which Genesys may
+// or may not have carried out. A placeholder counts as a channel until ChannelLifetime after the
+// failure, later than the channel it stands for would expire, and is never connected. So Genesys
+// holds no more channels of the source than the record has items (n), and any it holds beyond
+// the record is older than every item (see dropOldestLocked).
+//
+// While n is below 20, a creation evicts nothing. At 20 or more, a lane connects again a channel
+// no lane is using, when there is one. Otherwise a creation may still be safe. Genesys holds G of
+// the items, G <= n, so one more creation evicts at most G+1-20 channels, the oldest it holds,
+// and since at most n-G items do not exist, those lie among the k = n+1-20 oldest items. Creations
+// sent at the same time may have been carried out in either order, so an item may be among the k
+// oldest when fewer than k items are certainly older. If no such item is in use (they are then
+// all placeholders), the source creates, alone, and then forgets the oldest items beyond 20:
+// Genesys now holds at most 20, and any forgotten one it still holds is older than every item
+// kept, so it is the first to go. Only when such an item is in use does the lane wait, until a
+// channel is given back or expires. Without this, placeholders alone (an outage in which every
+// creation answers 503) would fill the 20 places and stop the source for 24 hours.
+//
+// The record cannot see channels created with the same OAuth client by another process or
+// source; those count against the same 20 and, when newer, bring the source's channels closer to
+// eviction.
 type account struct {
-	client *genesys.Client
-	m      *metrics
-	log    *slog.Logger
+	createChannel func(context.Context) (*genesys.Channel, error) // the client's CreateChannel
+	m             *metrics
+	log           *slog.Logger
 
-	mu       sync.Mutex
-	channels []*held       // unexpired channels the source created, oldest first
-	creating int           // creations under way, each holding a place among the 20
-	changed  chan struct{} // closed and replaced when a channel is given back, dropped or created
+	mu      sync.Mutex
+	items   []*held       // in the order their creations were sent
+	seq     uint64        // orders the sending and the answer of every creation
+	alone   *held         // a creation beyond 20 under way; no other creation starts meanwhile
+	changed chan struct{} // closed and replaced when an item is given back, dropped or created
 }
 
-// held is one channel of the account.
+// held is one item of the account.
 type held struct {
-	ch      *genesys.Channel
-	expires time.Time
-	inUse   bool // a lane holds a claim on it
+	ch      *genesys.Channel // nil for a creation under way or a placeholder
+	expires time.Time        // zero while the creation is under way
+	// sent and done order the creation: sent when it was sent, done when its answer (or failure)
+	// came, zero while under way. Genesys created the channel, if at all, in between, so an item
+	// whose done is below another's sent is certainly the older of the two.
+	sent, done uint64
+	inUse      bool // a lane holds a claim on it, or it is being created for one
 }
+
+// pending reports whether the item is a creation under way.
+func (h *held) pending() bool { return h.done == 0 }
+
+// placeholder reports whether the item is a creation whose outcome is unknown.
+func (h *held) placeholder() bool { return h.ch == nil && !h.pending() }
 
 // claim is a lane's hold on one channel, from acquire until release or drop.
 type claim struct {
@@ -43,46 +77,71 @@ type claim struct {
 }
 
 func newAccount(client *genesys.Client, m *metrics, log *slog.Logger) *account {
-	return &account{client: client, m: m, log: log, changed: make(chan struct{})}
+	return &account{createChannel: client.CreateChannel, m: m, log: log, changed: make(chan struct{})}
 }
 
 // acquire returns a claim on a channel for lane: a new one while the account has room, otherwise
-// the unused one with the most life left. It waits while every channel is in use.
+// the unused one with the most life left, otherwise a new one when creating it cannot evict a
+// channel in use (see account). It waits while none of these is possible.
 func (a *account) acquire(ctx context.Context, lane int) (*claim, error) {
 	waited := false
 	for {
-		now := time.Now()
-		a.mu.Lock()
-		a.pruneLocked(now)
-		if len(a.channels)+a.creating < genesys.MaxChannels {
-			a.creating++
-			a.mu.Unlock()
-			return a.create(ctx)
+		t := a.take(ctx, lane, time.Now())
+		switch {
+		case t.claim != nil:
+			return t.claim, nil
+		case t.create != nil:
+			ch, err := a.createChannel(ctx)
+			unknown := err != nil && (errors.Is(err, genesys.ErrOutcomeUnknown) || ctx.Err() != nil)
+			return a.created(ctx, lane, t.create, ch, err, unknown, time.Now())
 		}
-		if h := a.idleLocked(); h != nil {
-			h.inUse = true
-			a.mu.Unlock()
-			a.m.channel(originReused)
-			a.log.LogAttrs(ctx, slog.LevelInfo, "notifications: reusing an unused channel, since creating one would make Genesys evict the oldest",
-				slog.Int("lane", lane), slog.String("channel", h.ch.ID), slog.Time("expires", h.expires),
-				slog.Int("limit", genesys.MaxChannels))
-			return &claim{a: a, h: h}, nil
-		}
-		// Every place is taken by a channel in use or a creation under way. With at most
-		// MaxChannels lanes of two channels each this does not happen; should it, waiting is
-		// better than having a channel in use evicted.
-		changed, next := a.changed, a.nextExpiryLocked()
-		a.mu.Unlock()
 		if !waited {
 			waited = true
 			a.m.limitWait()
 			a.log.LogAttrs(ctx, slog.LevelWarn, "notifications: every channel Genesys allows is in use; waiting for one to be free",
 				slog.Int("lane", lane), slog.Int("limit", genesys.MaxChannels))
 		}
-		if err := waitChange(ctx, changed, next); err != nil {
+		if err := waitChange(ctx, t.changed, t.next); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// taken is what take decided: a claim on a channel connected again, a creation to send, or a
+// wait until changed is closed or next has come.
+type taken struct {
+	claim   *claim
+	create  *held
+	changed <-chan struct{}
+	next    time.Time
+}
+
+// take decides, at now, how lane gets a channel.
+func (a *account) take(ctx context.Context, lane int, now time.Time) taken {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pruneLocked(now)
+	if a.alone == nil && len(a.items) < genesys.MaxChannels {
+		return taken{create: a.reserveLocked()}
+	}
+	if h := a.idleLocked(); h != nil {
+		h.inUse = true
+		a.m.channel(originReused)
+		a.log.LogAttrs(ctx, slog.LevelInfo, "notifications: reusing an unused channel, since creating one would make Genesys evict the oldest",
+			slog.Int("lane", lane), slog.String("channel", h.ch.ID), slog.Time("expires", h.expires),
+			slog.Int("limit", genesys.MaxChannels))
+		return taken{claim: &claim{a: a, h: h}}
+	}
+	if a.alone == nil && a.evictsNoneInUseLocked() {
+		n := len(a.items)
+		a.alone = a.reserveLocked()
+		a.log.LogAttrs(ctx, slog.LevelInfo, "notifications: creating a channel beyond the 20 counted: the oldest are channels whose creation answer was lost, and none is in use",
+			slog.Int("lane", lane), slog.Int("counted", n), slog.Int("limit", genesys.MaxChannels))
+		return taken{create: a.alone}
+	}
+	// Every place is taken by a channel in use, a creation under way, or placeholders younger
+	// than a channel in use. Waiting is better than having a channel in use evicted.
+	return taken{changed: a.changed, next: a.nextExpiryLocked()}
 }
 
 // waitChange waits until changed is closed, the time next has come (unless it is zero), or ctx
@@ -103,47 +162,142 @@ func waitChange(ctx context.Context, changed <-chan struct{}, next time.Time) er
 	return nil
 }
 
-// create opens a new channel in the place acquire reserved.
-func (a *account) create(ctx context.Context) (*claim, error) {
-	ch, err := a.client.CreateChannel(ctx)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.creating--
-	a.notifyLocked()
-	if err != nil {
-		return nil, err
-	}
-	exp := ch.Expires
-	if exp.IsZero() {
-		exp = time.Now().Add(genesys.ChannelLifetime)
-	}
-	h := &held{ch: ch, expires: exp, inUse: true}
-	a.channels = append(a.channels, h)
-	a.m.channel(originCreated)
-	return &claim{a: a, h: h}, nil
+// reserveLocked adds a creation under way, newest, in use by the lane it is for.
+func (a *account) reserveLocked() *held {
+	a.seq++
+	h := &held{sent: a.seq, inUse: true}
+	a.items = append(a.items, h)
+	return h
 }
 
-// pruneLocked forgets the channels that have expired: Genesys no longer counts them.
+// created records the outcome of the creation reserved as h, at now: the channel ch, or err. A
+// creation that certainly failed gives its place back; one whose outcome is unknown keeps it as a
+// placeholder and returns a retryable error, so that the lane tries again after the reconnect
+// policy's wait.
+func (a *account) created(ctx context.Context, lane int, h *held, ch *genesys.Channel, err error, unknown bool, now time.Time) (*claim, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.seq++
+	h.done = a.seq
+	if a.alone == h {
+		a.alone = nil
+	}
+	defer a.notifyLocked()
+	switch {
+	case err == nil:
+		h.ch, h.expires = ch, ch.Expires
+		if h.expires.IsZero() {
+			h.expires = now.Add(genesys.ChannelLifetime)
+		}
+	case unknown:
+		// Genesys created the channel, if at all, before the failure was seen, so it expires
+		// before the placeholder does.
+		h.expires, h.inUse = now.Add(genesys.ChannelLifetime), false
+	default:
+		a.items = slices.DeleteFunc(a.items, func(x *held) bool { return x == h })
+	}
+	a.dropOldestLocked(lane)
+	switch {
+	case err == nil:
+		a.m.channel(originCreated)
+		return &claim{a: a, h: h}, nil
+	case unknown:
+		a.m.channel(originUnknown)
+		a.log.LogAttrs(ctx, slog.LevelWarn, "notifications: the answer to a channel creation was lost; Genesys may hold the channel, so it is counted against the limit until it would expire",
+			slog.Int("lane", lane), slog.Time("counted_until", h.expires), slog.Int("counted", len(a.items)),
+			slog.String("error", err.Error()))
+		// Not wrapped as a whole: the client marks the error permanent, and the next attempt may
+		// well succeed.
+		return nil, fmt.Errorf("notifications: creating a channel: %w: %v", genesys.ErrOutcomeUnknown, err)
+	default:
+		return nil, err
+	}
+}
+
+// evictsNoneInUseLocked reports whether creating a channel now cannot make Genesys evict a channel
+// in use, with 20 or more items counted (see account). No creation may be under way, so that
+// every item's place in the order is settled; an item may be among the k oldest when fewer than k
+// items are certainly older than it.
+func (a *account) evictsNoneInUseLocked() bool {
+	k := len(a.items) + 1 - genesys.MaxChannels
+	if k <= 0 {
+		return true
+	}
+	for _, h := range a.items {
+		if h.pending() {
+			return false
+		}
+	}
+	for _, h := range a.items {
+		if h.inUse && a.olderLocked(h) < k {
+			return false
+		}
+	}
+	return true
+}
+
+// olderLocked returns how many items are certainly older than h.
+func (a *account) olderLocked(h *held) int {
+	n := 0
+	for _, x := range a.items {
+		if !x.pending() && x.done < h.sent {
+			n++
+		}
+	}
+	return n
+}
+
+// dropOldestLocked forgets the oldest items beyond the 20 Genesys can hold, as far as their
+// order is settled: the longest run of oldest items, at most n-20, that are each certainly older
+// than every item after them. Genesys holds at most 20 channels, so the items kept still count
+// them all, and any channel forgotten that Genesys still holds is older than every item kept,
+// which keeps the rule of evictsNoneInUseLocked true. An item whose order is not settled stays,
+// which only over-counts. Only placeholders are ever forgotten so: a creation beyond 20 starts
+// only when none of the items it may evict is in use.
+func (a *account) dropOldestLocked(lane int) {
+	limit := len(a.items) - genesys.MaxChannels
+	drop, newest := 0, uint64(0)
+	for j := 0; j < len(a.items) && j <= limit; j++ {
+		// The first j items are a settled run when the newest answer among them came before
+		// item j was sent.
+		if j > 0 && newest < a.items[j].sent {
+			drop = j
+		}
+		h := a.items[j]
+		if h.pending() {
+			break
+		}
+		newest = max(newest, h.done)
+	}
+	if drop == 0 {
+		return
+	}
+	a.items = slices.Delete(a.items, 0, drop)
+	a.log.LogAttrs(context.Background(), slog.LevelInfo, "notifications: forgot the oldest channels whose creation answer was lost: Genesys holds at most 20, so they are evicted or never existed",
+		slog.Int("lane", lane), slog.Int("forgotten", drop), slog.Int("counted", len(a.items)))
+}
+
+// pruneLocked forgets the items that have expired: Genesys no longer counts them.
 func (a *account) pruneLocked(now time.Time) {
-	a.channels = slices.DeleteFunc(a.channels, func(h *held) bool { return !h.expires.After(now) })
+	a.items = slices.DeleteFunc(a.items, func(h *held) bool { return !h.pending() && !h.expires.After(now) })
 }
 
 // idleLocked returns the unused channel that expires last, or nil.
 func (a *account) idleLocked() *held {
 	var best *held
-	for _, h := range a.channels {
-		if !h.inUse && (best == nil || h.expires.After(best.expires)) {
+	for _, h := range a.items {
+		if h.ch != nil && !h.inUse && (best == nil || h.expires.After(best.expires)) {
 			best = h
 		}
 	}
 	return best
 }
 
-// nextExpiryLocked returns when the first channel expires, or zero without channels.
+// nextExpiryLocked returns when the first item expires, or zero without one.
 func (a *account) nextExpiryLocked() time.Time {
 	var next time.Time
-	for _, h := range a.channels {
-		if next.IsZero() || h.expires.Before(next) {
+	for _, h := range a.items {
+		if !h.pending() && (next.IsZero() || h.expires.Before(next)) {
 			next = h.expires
 		}
 	}
@@ -177,7 +331,7 @@ func (c *claim) drop() {
 	c.once.Do(func() {
 		c.a.mu.Lock()
 		defer c.a.mu.Unlock()
-		c.a.channels = slices.DeleteFunc(c.a.channels, func(h *held) bool { return h == c.h })
+		c.a.items = slices.DeleteFunc(c.a.items, func(h *held) bool { return h == c.h })
 		c.a.notifyLocked()
 	})
 }

@@ -34,27 +34,39 @@
 //
 // Genesys keeps every channel for 24 hours, whether a socket is connected to it or not (a channel
 // cannot be deleted), counts them all against 20 per OAuth client, and when a 21st is created it
-// evicts the oldest, even one in use, closing its socket. So a source leaves no channel behind and
-// never creates a 21st:
+// evicts the oldest, even one in use, closing its socket. A source keeps this promise: no channel
+// it creates makes Genesys evict a channel that one of its own lanes is using, as long as no other
+// process or source creates channels with the same OAuth client at the same time. It keeps a
+// record of the channels Genesys may hold for it, in the order their creations were sent:
 //
 //   - An attempt to open a channel that fails once the channel exists (the socket is refused,
 //     subscribing fails) leaves the channel to the next attempt, which connects and subscribes it
 //     again instead of creating another. Only a channel that Genesys says it does not have (404)
 //     is given up, with a warning: Genesys drops a channel early only to make room for a newer
 //     one.
-//   - The source counts the channels it created that have not expired. While 20 of them live, a
-//     lane that needs a channel does not create one: it connects again the unused one (closed by
-//     an earlier replacement) that expires last, and subscribes its topics there; this is logged
-//     and counted (fanbridge.notifications.channels, origin reused). Should all 20 be in use, it
-//     would wait until one is free or expires rather than have one evicted, with a warning and
-//     fanbridge.notifications.channel_limit_waits; with at most MaxChannels lanes of at most two
-//     channels each, that does not happen.
-//   - The count covers this source only. Channels created with the same OAuth client elsewhere,
-//     by another source or another running process, count against the same 20, and so does a
-//     channel whose creation the genesys client sent again because the answer was lost; those
-//     created later than a channel of this source bring it closer to eviction. Give each running
-//     source its own OAuth client. (Channels of a process that has stopped are older than every
-//     channel of its successor, so they are the ones evicted.)
+//   - A creation whose answer is lost (a 5xx, a timeout, a connection broken after the request
+//     was sent) is not sent again (genesys.ErrOutcomeUnknown), since Genesys may have created the
+//     channel. The source counts it as a channel that it cannot connect until 24 hours after the
+//     failure, logs a warning, counts it (fanbridge.notifications.channels, origin unknown) and
+//     tries again after the reconnect policy's wait; Run goes on.
+//   - While fewer than 20 channels are counted, a lane that needs a channel creates one. At 20, it
+//     connects again the unused channel (closed by an earlier replacement) that expires last and
+//     subscribes its topics there (origin reused).
+//   - With 20 or more counted and none unused, creating one more evicts at most as many channels
+//     as are counted beyond 19, the oldest Genesys holds, and those are among as many of the
+//     oldest counted: those that do not exist only make room. When none of those may be in use
+//     (they are then all lost creations), the source creates the channel, one creation at a time,
+//     and then stops counting the oldest beyond 20. So creations that answer 503 during an outage
+//     do not stop the source for 24 hours once they fill the 20 places. Only when a channel in use
+//     is among them does the lane wait, until a channel is given back or expires, with a warning
+//     and fanbridge.notifications.channel_limit_waits. A lane opening a successor while its old
+//     channel is still live gives the old one back as soon as its socket fails, so that a wait
+//     never outlasts the sockets Genesys closes after a maintenance notice.
+//   - The record covers this source only. Channels created with the same OAuth client elsewhere,
+//     by another source or another running process, count against the same 20; those created
+//     later than a channel of this source bring it closer to eviction, and the source cannot see
+//     them. Give each running source its own OAuth client. Channels of a process that has stopped
+//     are older than every channel of its successor, so they are the first evicted and do no harm.
 //
 // # Delivery semantics
 //
@@ -105,6 +117,7 @@
 // ignored, duplicate, failed, lost), fanbridge.notifications.reconnects by reason (socket_error,
 // heartbeat_missed, socket_closing, no_longer_subscribed, expiry),
 // fanbridge.notifications.heartbeats_missed, fanbridge.notifications.dispatch_retries,
-// fanbridge.notifications.channels by origin (created, or reused because 20 channels of the
-// source live) and fanbridge.notifications.channel_limit_waits.
+// fanbridge.notifications.channels by origin (created; reused because 20 channels of the source
+// are counted; unknown for a creation whose answer was lost) and
+// fanbridge.notifications.channel_limit_waits.
 package notifications

@@ -161,7 +161,7 @@ func (h *harness) counter(t *testing.T, name, key, value string) int64 {
 }
 
 // waitCounter polls a metric until it reaches at least n. Metrics have no change notification, so
-// this is the one place the tests poll.
+// the tests poll them, as they do the fake's request log (waitRequests).
 func (h *harness) waitCounter(t *testing.T, ctx context.Context, name, key, value string, n int64) {
 	t.Helper()
 	for {
@@ -171,6 +171,19 @@ func (h *harness) waitCounter(t *testing.T, ctx context.Context, name, key, valu
 		select {
 		case <-ctx.Done():
 			t.Fatalf("%s{%s=%s} stayed below %d (%d)", name, key, value, n, h.counter(t, name, key, value))
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// waitRequests polls the fake's request log until n requests of method to a path starting with
+// prefix have been answered.
+func waitRequests(t *testing.T, h *harness, ctx context.Context, method, prefix string, n int) {
+	t.Helper()
+	for h.srv.Count(method, prefix) < n {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d %s %s requests", h.srv.Count(method, prefix), n, method, prefix)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}

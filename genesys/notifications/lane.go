@@ -116,16 +116,22 @@ func (l *lane) run(ctx context.Context) error {
 		// A lane never holds more than two channels, which is what lets MaxChannels lanes replace
 		// theirs all at once within Genesys' limit: a failed channel is dropped before its
 		// successor is opened, and a live one waits until the channel it replaced is closed.
+		stopWatch := func() {}
 		if failed {
 			cur.close()
-		} else if retired != nil {
-			select {
-			case <-retired:
-			case <-ctx.Done():
-				return nil
+		} else {
+			stopWatch = closeWhenDead(cur)
+			if retired != nil {
+				select {
+				case <-retired:
+				case <-ctx.Done():
+					stopWatch()
+					return nil
+				}
 			}
 		}
 		next, err := l.connect(ctx)
+		stopWatch()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -152,6 +158,28 @@ func (l *lane) run(ctx context.Context) error {
 				}
 			}
 		}()
+	}
+}
+
+// closeWhenDead closes c, giving its channel back to the source's account, as soon as its socket
+// fails, until stop is called. A lane opening a successor for a channel that is still live keeps
+// it in use meanwhile; should its socket fail then (Genesys closes every socket a minute after a
+// maintenance notice), the channel must not stay in use while the lane waits for a place among
+// the 20 (see account): it could be the one place that lane, or another, is waiting for.
+func closeWhenDead(c *conn) (stop func()) {
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		select {
+		case <-c.done:
+			c.close()
+		case <-done:
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
 	}
 }
 

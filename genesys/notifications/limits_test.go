@@ -353,3 +353,120 @@ func TestChannelGoneBeforeSubscribedIsReplaced(t *testing.T) {
 		})
 	}
 }
+
+// An answer to a channel creation is lost after Genesys created the channel (a gateway answers
+// 503). The creation is not sent again, and the source counts the channel it cannot see until it
+// would expire: at 20 it connects an unused channel again instead of creating a 21st, which would
+// evict the oldest channel, in use by a healthy lane.
+func TestLostCreationAnswerEvictsNoChannelInUse(t *testing.T) {
+	const (
+		lanes     = notifications.MaxChannels
+		lastLane  = 500 // topics of the last lane, so that its channel can be told apart
+		allTopics = (lanes-1)*genesys.MaxTopicsPerChannel + lastLane
+	)
+	topics := make([]string, allTopics)
+	firsts := make([]string, lanes)
+	for i := range topics {
+		topics[i] = userTopic(i)
+		if i%genesys.MaxTopicsPerChannel == 0 {
+			firsts[i/genesys.MaxTopicsPerChannel] = topics[i]
+		}
+	}
+	h := newHarness(t, topics, nil, notifications.WithMaxChannels(lanes), patientHeartbeat)
+	ctx := h.start(t)
+	waitReplaced(t, h, ctx, lanes, lanes)
+	// Break a lane that does not hold the oldest channel, which Genesys would evict first.
+	broken := lanes - 1
+	if h.srv.Channels()[0].Topics == lastLane {
+		broken = 0
+	}
+	for i := 1; i < genesys.MaxChannels-lanes; i++ {
+		require.Len(t, h.srv.DisconnectTopic(firsts[broken]), 1)
+		waitReplaced(t, h, ctx, lanes+i, lanes+i)
+	}
+	// The source now counts 19 channels; Genesys creates the 20th, and its answer is lost.
+	h.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: "/api/v2/notifications/channels", Status: http.StatusServiceUnavailable, Processed: true})
+	require.Len(t, h.srv.DisconnectTopic(firsts[broken]), 1)
+	waitReplaced(t, h, ctx, genesys.MaxChannels, genesys.MaxChannels)
+	assert.Equal(t, genesys.MaxChannels, h.srv.Count(http.MethodPost, "/api/v2/notifications/channels"), "creations sent")
+	assert.EqualValues(t, genesys.MaxChannels-lanes, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_error"),
+		"only the broken lane lost its socket")
+	assert.EqualValues(t, genesys.MaxChannels-1, h.counter(t, "fanbridge.notifications.channels", "origin", "created"))
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.channels", "origin", "unknown"))
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.channels", "origin", "reused"))
+	p := &publisher{h: h, firsts: firsts}
+	p.all(t)
+	h.rec.waitCount(t, ctx, len(p.sent))
+	assertExactlyOnce(t, p.sent, h.rec.snapshot())
+}
+
+// Every channel creation fails with a 503 for a while, as in an outage of Genesys' API, whether or
+// not Genesys created the channels. The source counts each as a channel until it would expire,
+// so these alone soon fill the 20 places; it must not wait 24 hours for them to expire. Creating
+// once more can only evict the oldest of them, none of which is in use, so the source goes on
+// creating, and once the outage is over every lane is subscribed, with no channel in use evicted.
+func TestCreationOutageDoesNotStopTheSource(t *testing.T) {
+	const (
+		lanes    = notifications.MaxChannels
+		failures = 2*genesys.MaxChannels - 5 // more than the 20 places
+	)
+	for _, tc := range []struct {
+		name      string
+		processed bool
+	}{
+		{"Genesys created the channels", true},
+		{"Genesys created nothing", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, firsts := lanesHarness(t)
+			h.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: "/api/v2/notifications/channels", Status: http.StatusServiceUnavailable,
+				Processed: tc.processed, Times: failures})
+			ctx, cancel := context.WithTimeout(h.start(t), 15*time.Second)
+			defer cancel()
+			created := lanes
+			if tc.processed {
+				created += failures
+			}
+			waitReplaced(t, h, ctx, created, lanes)
+			assert.Zero(t, h.srv.PendingFaults())
+			assert.Equal(t, failures+lanes, h.srv.Count(http.MethodPost, "/api/v2/notifications/channels"), "creations sent")
+			assert.EqualValues(t, failures, h.counter(t, "fanbridge.notifications.channels", "origin", "unknown"))
+			assert.EqualValues(t, lanes, h.counter(t, "fanbridge.notifications.channels", "origin", "created"))
+			p := &publisher{h: h, firsts: firsts}
+			p.all(t)
+			h.rec.waitCount(t, ctx, len(p.sent))
+			assertExactlyOnce(t, p.sent, h.rec.snapshot())
+		})
+	}
+}
+
+// Genesys announces maintenance while every channel creation fails. Each lane keeps its channel,
+// in use, while it tries to create a successor; the lost creations fill the places left, and the
+// lanes wait. When Genesys then closes the sockets, the channels they were on are no longer in
+// use: the lanes connect them again at once instead of waiting for a place to expire.
+func TestMaintenanceDuringCreationOutageRecovers(t *testing.T) {
+	const lanes = notifications.MaxChannels
+	h, firsts := lanesHarness(t)
+	ctx, cancel := context.WithTimeout(h.start(t), 15*time.Second)
+	defer cancel()
+	waitReplaced(t, h, ctx, lanes, lanes)
+	h.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: "/api/v2/notifications/channels", Status: http.StatusServiceUnavailable,
+		Processed: true, Times: genesys.MaxChannels - lanes})
+	require.Equal(t, lanes, h.srv.SendSocketClosing())
+	h.waitCounter(t, ctx, "fanbridge.notifications.channel_limit_waits", "", "", lanes)
+	assert.Zero(t, h.srv.PendingFaults())
+	p := &publisher{h: h, firsts: firsts}
+	p.all(t) // every lane still reads its channel while it waits
+
+	require.Equal(t, lanes, h.srv.Disconnect())
+	// A lane may connect the channel another lane was on, which shows that lane's topics until
+	// it subscribes its own: wait for every lane's subscription first.
+	waitRequests(t, h, ctx, http.MethodPut, "/api/v2/notifications/channels/", 2*lanes)
+	waitReplaced(t, h, ctx, genesys.MaxChannels, 2*lanes)
+	p.all(t)
+	h.rec.waitCount(t, ctx, len(p.sent))
+	assertExactlyOnce(t, p.sent, h.rec.snapshot())
+	assert.EqualValues(t, genesys.MaxChannels-lanes, h.counter(t, "fanbridge.notifications.channels", "origin", "unknown"))
+	assert.EqualValues(t, lanes, h.counter(t, "fanbridge.notifications.channels", "origin", "reused"))
+	assert.EqualValues(t, lanes, h.counter(t, "fanbridge.notifications.channels", "origin", "created"))
+}

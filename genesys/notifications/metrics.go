@@ -38,6 +38,7 @@ const (
 const (
 	originCreated = "created" // created for it
 	originReused  = "reused"  // one no lane was using, connected again because the account was full
+	originUnknown = "unknown" // a creation whose answer was lost, counted as a channel until it would expire
 )
 
 type metrics struct {
@@ -69,7 +70,7 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	ms.missed = counter("fanbridge.notifications.heartbeats_missed", "Sockets that stayed silent longer than the heartbeat timeout")
 	ms.retries = counter("fanbridge.notifications.dispatch_retries", "Dispatch attempts that failed and were retried")
 	ms.channels = counter("fanbridge.notifications.channels",
-		"Channels taken to connect, by origin (created, or reused because Genesys' limit of 20 was reached)")
+		"Channels taken to connect, by origin (created, or reused because Genesys' limit of 20 was reached), and creations whose answer was lost (origin unknown)")
 	ms.limitWaits = counter("fanbridge.notifications.channel_limit_waits",
 		"Times a lane waited for a channel because every one counted against Genesys' limit was in use")
 	if err != nil {
@@ -83,7 +84,7 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 		{"outcome", outcomeFailed}, {"outcome", outcomeLost},
 		{"reason", reasonSocketError}, {"reason", reasonHeartbeatMissed}, {"reason", reasonSocketClosing},
 		{"reason", reasonExpiry}, {"reason", reasonUnsubscribed},
-		{"origin", originCreated}, {"origin", originReused},
+		{"origin", originCreated}, {"origin", originReused}, {"origin", originUnknown},
 	} {
 		ms.attrs[kv[1]] = metric.WithAttributeSet(attribute.NewSet(attribute.String(kv[0], kv[1])))
 	}
