@@ -26,7 +26,13 @@
 // (WithOverlap), so that what is already on its way arrives; a message that comes over both is
 // dispatched once (deduplicated by ID over the last WithDedupWindow events). A set of topics never
 // holds more than two channels: when a replacement must itself be replaced during its overlap, the
-// old channel is closed first. Opening a channel is retried with backoff (WithReconnectPolicy).
+// old channel is closed first. Opening a channel is retried with backoff (WithReconnectPolicy), and
+// a channel replaced within the heartbeat timeout of being subscribed (a socket a proxy closes at
+// once, say) counts as a failed attempt: the lane waits before opening the next one, longer each
+// time, as the policy's interval grows, until a channel lives longer than the heartbeat timeout.
+// Replacing a channel creates or connects one and subscribes up to 1,000 topics, requests that
+// count against the organization's API rate limit; this keeps a socket that keeps breaking from
+// spending it.
 // Heartbeats and pongs (topic channel.metadata) and system notices are never dispatched.
 // WithPingInterval adds client pings, whose pongs also count as signs of life.
 //
@@ -72,12 +78,13 @@
 //
 // The WebSocket path is at-most-once on Genesys' side: Genesys does not store notifications for a
 // channel and has no acknowledgement or redelivery. An event published while no channel of ours was
-// subscribed (during a reconnection after a failure, after Genesys evicted a channel because
-// channels were created elsewhere with the same OAuth client, see Channel limits, while
-// credentials are refused, while the process is down) is never sent to us, and nothing can bring
-// it back. Use the EventBridge
-// integration (package genesys, EnsureEventBridgeIntegration) where every event matters: AWS
-// retries a delivery for 24 hours.
+// subscribed is never sent to us, and nothing can bring it back: during a reconnection after a
+// failure (which waits longer and longer while new channels keep failing soon after being
+// subscribed, see Keeping the channels alive), during an outage of Genesys' API, after Genesys
+// evicted a channel because channels were created elsewhere with the same OAuth client (see
+// Channel limits), while a lane waits for a place among the 20, while credentials are refused,
+// while the process is down. Use the EventBridge integration (package genesys,
+// EnsureEventBridgeIntegration) where every event matters: AWS retries a delivery for 24 hours.
 //
 // What the source has read, it does not drop quietly:
 //

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,6 +22,10 @@ import (
 
 // pingMessage is the client text Genesys answers with a pong.
 var pingMessage = []byte(`{"message":"ping"}`)
+
+// errReplacedSoon is the failed attempt a lane counts for a channel replaced soon after it was
+// subscribed; see lane.holdOff.
+var errReplacedSoon = errors.New("notifications: channel replaced within the heartbeat timeout of being subscribed")
 
 // lane keeps one set of up to 1,000 topics subscribed: one channel at a time, two while a channel
 // is being replaced, never more.
@@ -37,8 +43,10 @@ type conn struct {
 	claim  *claim // the lane's hold on ch in the source's account
 	ws     *websocket.Conn
 	opened time.Time
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the reader has returned
+	// subscribed is when the lane's topics were subscribed, on the source's clock.
+	subscribed time.Time
+	cancel     context.CancelFunc
+	done       chan struct{} // closed when the reader has returned
 
 	closing     chan struct{} // closed when Genesys asks us to move to a new channel
 	closingOnce sync.Once
@@ -86,6 +94,9 @@ func (l *lane) run(ctx context.Context) error {
 		retiring.Wait()
 	}()
 	var retired chan struct{} // closed once the last channel replaced is closed
+	// quick counts the channels in a row replaced within the heartbeat timeout of being
+	// subscribed; see holdOff.
+	quick := 0
 	for {
 		timer := time.NewTimer(l.rotateIn(cur))
 		var reason string
@@ -113,6 +124,11 @@ func (l *lane) run(ctx context.Context) error {
 			attrs = append(attrs, slog.String("error", cause.Error()))
 		}
 		l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: replacing channel", attrs...)
+		if reason != reasonExpiry && l.s.cfg.clock.Now().Sub(cur.subscribed) < l.s.cfg.heartbeatTimeout {
+			quick++
+		} else {
+			quick = 0
+		}
 		// A lane never holds more than two channels, which is what lets MaxChannels lanes replace
 		// theirs all at once within Genesys' limit: a failed channel is dropped before its
 		// successor is opened, and a live one waits until the channel it replaced is closed.
@@ -130,6 +146,7 @@ func (l *lane) run(ctx context.Context) error {
 				}
 			}
 		}
+		l.holdOff(ctx, quick)
 		next, err := l.connect(ctx)
 		stopWatch()
 		if err != nil {
@@ -181,6 +198,38 @@ func closeWhenDead(c *conn) (stop func()) {
 		close(done)
 		<-exited
 	}
+}
+
+// holdOff waits before a lane opens another channel when the last quick channels in a row were
+// each replaced within the heartbeat timeout of being subscribed: a socket that a proxy closes at
+// once, or a notice on every new socket, would otherwise have the lane create or connect a channel
+// and subscribe up to 1,000 topics again and again, spending the organization's API rate limit.
+// Each such channel counts as a failed attempt of the reconnect policy: the wait grows as the
+// policy's interval does, from InitialInterval to MaxInterval, and starts again once a channel has
+// lived longer than the heartbeat timeout. The wait goes through the reconnect retrier, so it runs
+// on the source's clock.
+func (l *lane) holdOff(ctx context.Context, quick int) {
+	if quick == 0 {
+		return
+	}
+	p := l.s.reconnect.Policy()
+	d := min(float64(p.InitialInterval)*math.Pow(p.Multiplier, float64(quick-1)), float64(p.MaxInterval))
+	if p.Jitter == retry.FullJitter {
+		d *= rand.Float64()
+	}
+	waited := false
+	// Its only error is the end of ctx, or a policy that allows no retry at all, and then there is
+	// nothing to wait for.
+	_ = l.s.reconnect.Do(ctx, func(context.Context) error {
+		if waited {
+			return nil
+		}
+		waited = true
+		return retry.After(errReplacedSoon, time.Duration(d))
+	}, retry.OnRetry(func(a retry.Attempt) {
+		l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: channel replaced soon after it was subscribed; waiting before opening another",
+			slog.Int("lane", l.idx), slog.Int("in_a_row", quick), slog.Duration("wait", a.Wait))
+	}))
 }
 
 // retire keeps reading the old socket for the overlap, so that messages already on their way are
@@ -260,6 +309,7 @@ func (l *lane) connect(ctx context.Context) (*conn, error) {
 			}
 			return err
 		}
+		conn.subscribed = l.s.cfg.clock.Now()
 		c, kept = conn, nil
 		return nil
 	}, retry.OnRetry(func(a retry.Attempt) {

@@ -124,8 +124,10 @@ func WithExpiryMargin(d time.Duration) Option {
 func WithOverlap(d time.Duration) Option { return optionFunc(func(c *config) { c.overlap = d }) }
 
 // WithReconnectPolicy sets how opening a channel (create, connect, subscribe) is retried. A
-// permanent error (refused credentials, a 4xx) ends Run with that error. The default is
-// DefaultReconnectPolicy.
+// permanent error (refused credentials, a 4xx) ends Run with that error. The policy's interval
+// also sets how long a lane waits before opening another channel after channels in a row were
+// replaced within the heartbeat timeout of being subscribed (see the package documentation). The
+// default is DefaultReconnectPolicy.
 func WithReconnectPolicy(p retry.Policy) Option {
 	return optionFunc(func(c *config) { c.reconnect = p })
 }
