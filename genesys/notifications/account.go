@@ -312,6 +312,10 @@ func (a *account) notifyLocked() {
 // channel returns the claimed channel.
 func (c *claim) channel() *genesys.Channel { return c.h.ch }
 
+// expires returns when the claimed channel expires: its creation and ChannelLifetime later, which
+// for a channel connected again is earlier than its socket's connection and ChannelLifetime.
+func (c *claim) expires() time.Time { return c.h.expires }
+
 // expired reports whether the channel's lifetime is over.
 func (c *claim) expired() bool { return !c.h.expires.After(time.Now()) }
 

@@ -252,10 +252,9 @@ func (l *lane) retire(ctx context.Context, old *conn) {
 // expiry margin before it expires, but not before half its life, so that short-lived channels do
 // not churn.
 func (l *lane) rotateIn(c *conn) time.Duration {
-	exp := c.ch.Expires
-	if exp.IsZero() {
-		exp = c.opened.Add(genesys.ChannelLifetime)
-	}
+	// The account's expiry counts from the channel's creation, which for a channel connected again
+	// was long before its socket was opened.
+	exp := c.claim.expires()
 	at := exp.Add(-l.s.cfg.expiryMargin)
 	if half := c.opened.Add(exp.Sub(c.opened) / 2); at.Before(half) {
 		at = half
