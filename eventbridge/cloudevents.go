@@ -179,10 +179,7 @@ func decodeCloudEvents(s *scanner) (*fanbridge.Event, error) {
 	if base64Kept {
 		md[MetaDataBase64] = "true"
 	}
-	if tp, ok := md[fanbridge.MetaTraceparent]; ok && !validTraceparent(tp) {
-		delete(md, fanbridge.MetaTraceparent)
-		delete(md, fanbridge.MetaTracestate)
-	}
+	checkTraceMetadata(md)
 	md[fanbridge.MetaFormat] = string(FormatCloudEvents)
 	return &fanbridge.Event{
 		ID:       tab.get(hID),

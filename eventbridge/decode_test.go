@@ -584,6 +584,68 @@ func TestDecodeCloudEvents(t *testing.T) {
 	}
 }
 
+// TestDecodeTraceContextInBody: trace context a body carries, in webhook metadata or CloudEvents
+// extensions, is held to the rules of the traceparent and tracestate headers before it reaches an
+// event: an invalid traceparent is dropped with its tracestate, a later version's is cut to its
+// first 55 characters, and a tracestate that is invalid or has no traceparent is dropped.
+func TestDecodeTraceContextInBody(t *testing.T) {
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	future := "01" + tp[2:]
+	tests := []struct {
+		name          string
+		parent, state string // JSON values; "" leaves the member out
+		wantParent    string
+		wantState     string
+	}{
+		{"valid pair", `"` + tp + `"`, `"congo=t61rcWkgMzE"`, tp, "congo=t61rcWkgMzE"},
+		{"parent only", `"` + tp + `"`, "", tp, ""},
+		{"not a traceparent", `"not-a-trace"`, `"a=b"`, "", ""},
+		{"upper-case hex", `"` + strings.ToUpper(tp) + `"`, "", "", ""},
+		{"version 00 with more", `"` + tp + `-x"`, "", "", ""},
+		{"future version cut to 55", `"` + future + `-more-fields"`, `"a=b"`, future, "a=b"},
+		{"future version with non-ASCII rest", `"` + future + "-" + strings.Repeat("é", 400) + `"`, "", future, ""},
+		{"tracestate without traceparent", "", `"a=b"`, "", ""},
+		{"invalid tracestate", `"` + tp + `"`, `"A=B"`, tp, ""},
+		{"tracestate key twice", `"` + tp + `"`, `"a=1,a=2"`, tp, ""},
+		{"tracestate non-ASCII", `"` + tp + `"`, `"a=\u00e9"`, tp, ""},
+	}
+	formats := map[string]func(members string) string{
+		"webhook": func(m string) string { return `{"event":"x","data":{},"metadata":{"k":"v"` + m + `}}` },
+		"cloudevents": func(m string) string {
+			return `{"specversion":"1.0","id":"1","source":"s","type":"t"` + m + `,"data":{}}`
+		},
+	}
+	for format, build := range formats {
+		for _, tt := range tests {
+			t.Run(format+"/"+tt.name, func(t *testing.T) {
+				var m string
+				if tt.parent != "" {
+					m += `,"traceparent":` + tt.parent
+				}
+				if tt.state != "" {
+					m += `,"tracestate":` + tt.state
+				}
+				e, err := eventbridge.Decode([]byte(build(m)), "application/json")
+				require.NoError(t, err)
+				assert.Equal(t, format, e.Meta(fanbridge.MetaFormat))
+				assert.Equal(t, tt.wantParent, e.Meta(fanbridge.MetaTraceparent))
+				assert.Equal(t, tt.wantState, e.Meta(fanbridge.MetaTracestate))
+				_, hasParent := e.Metadata[fanbridge.MetaTraceparent]
+				assert.Equal(t, tt.wantParent != "", hasParent, "no empty traceparent is left behind")
+				_, hasState := e.Metadata[fanbridge.MetaTracestate]
+				assert.Equal(t, tt.wantState != "", hasState, "no empty tracestate is left behind")
+			})
+		}
+	}
+
+	t.Run("cloudevents/number traceparent", func(t *testing.T) {
+		e, err := eventbridge.Decode([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","traceparent":5,"tracestate":"a=b"}`), "application/json")
+		require.NoError(t, err)
+		assert.NotContains(t, e.Metadata, fanbridge.MetaTraceparent)
+		assert.NotContains(t, e.Metadata, fanbridge.MetaTracestate)
+	})
+}
+
 func TestDecodeErrors(t *testing.T) {
 	tests := []struct {
 		name, body, contentType string

@@ -36,7 +36,8 @@
 //     subject, Time = time, Data = data; datacontenttype and dataschema go to Metadata under the
 //     same names, and every extension attribute (lower-case a-z0-9 names, string, number or boolean
 //     values) too, numbers and booleans as their JSON text; the extensions account, region, format
-//     and database64 are ignored, as only envelope facts and the decoder set those keys.
+//     and database64 are ignored, as only envelope facts and the decoder set those keys; the
+//     traceparent and tracestate extensions are checked as trace context (see below).
 //     data_base64 is decoded: when the content type is JSON (or absent) and the bytes are valid
 //     JSON they become Data; otherwise Data is the base64 text as a JSON string and
 //     Metadata[MetaDataBase64] is "true". Both data and data_base64 is an error. Batches (application/cloudevents-batch+json) are refused.
@@ -57,7 +58,7 @@
 //     string values of metadata go to Metadata (other types are skipped), except that "source"
 //     becomes Source, an RFC 3339 "timestamp" or "time" becomes Time, "correlationId" (any case)
 //     becomes correlation-id, and the keys account, region, format and database64 are ignored:
-//     only decoders set them.
+//     only decoders set them; traceparent and tracestate are checked as trace context (see below).
 //   - Webhook with attributes ("eventType"): {"id","eventType","timestamp","source","attributes"}.
 //     id, eventType and attributes are required; Data = attributes; timestamp is RFC 3339 or epoch
 //     milliseconds.
@@ -67,7 +68,8 @@
 // reused or pooled by whoever owns it while the event lives (the Handler never reuses it).
 //
 // Strings copied into the event (ID, Type, Topic, Source, Metadata values) must hold at most 1024
-// bytes and no control characters, and a key the decoder reads must appear only once in its object
+// bytes (trace context from the headers too: a traceparent is kept to 55, a tracestate to 512) and
+// no control characters, and a key the decoder reads must appear only once in its object
 // (also when spelled with escapes, like "i\u0064"): a duplicate is rejected rather than resolved,
 // because a proxy in front that reads the first copy and a decoder that reads the last would
 // disagree about what was checked. Duplicate keys inside Data are the sender's business and pass
@@ -127,9 +129,19 @@
 // the http.Server's ReadTimeout to bound how long it can hold the connection.
 //
 // Valid W3C traceparent and tracestate request headers are copied to
-// Metadata[fanbridge.MetaTraceparent] and Metadata[fanbridge.MetaTracestate] (an invalid
-// traceparent drops both), overriding CloudEvents extensions of the same names, so sinks can carry
-// the sender's trace on.
+// Metadata[fanbridge.MetaTraceparent] and Metadata[fanbridge.MetaTracestate], replacing the trace
+// context of the body (webhook metadata or CloudEvents extensions of the same names), so sinks can
+// carry the sender's trace on. Trace context from headers and bodies alike is checked against the
+// W3C Trace Context grammar before it reaches an event, so it is printable ASCII that fits a Kafka
+// header or gRPC metadata:
+//   - traceparent: "vv-<32 hex>-<16 hex>-<2 hex>" in lower case, ids not all zeros, version not ff.
+//     Version 00 is exactly 55 characters; a later version may go on with "-" and more fields,
+//     which are dropped: the first 55 characters are kept. Anything else is dropped, and its
+//     tracestate with it.
+//   - tracestate: kept only beside a valid traceparent, and only when it is a valid list: at most
+//     512 characters and 32 members; each member key=value with a key of a-z 0-9 _ - * / @ (up to
+//     256, starting with a letter or digit) and a value of up to 256 printable characters other
+//     than "," and "="; no key twice; spaces around members allowed, tabs not.
 //
 // # Errors
 //
@@ -137,7 +149,8 @@
 // deep), ErrUnknownFormat (valid JSON, but no accepted envelope), ErrInvalidField (a known
 // envelope with a missing, mistyped, duplicated or out-of-bounds field) and
 // ErrUnsupportedMediaType; test them with errors.Is. NewHandler and NewDecoder return errors
-// wrapping ErrInvalidConfig, all problems at once.
+// wrapping ErrInvalidConfig, all problems at once. Trace context that fails its checks is not an
+// error: it is left out of the event, which is decoded and dispatched as usual.
 //
 // # Concurrency
 //

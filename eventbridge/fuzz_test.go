@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -40,6 +41,8 @@ func addSamples(f *testing.F, add func(body []byte)) {
 		`{"i\u0064":"a\ud800\u0041","detail-type":"t","source":"s","detail":{"eventBody":{"eventTime":"2021-05-31T09:49:25.5+02:00"}}}`,
 		`{"id":"1","detail-type":"t","source":"s","detail":{"metadata":{"CorrelationId":"\u00e9"}}}`,
 		`[[[[1e-5,-0.0,true,false,null,"\"\\\/\b\f\n\r\t"]]]]`,
+		`{"event":"x","data":{},"metadata":{"traceparent":"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-\u00e9","tracestate":"a=b, c@d=e"}}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"rojo=1,congo=2"}`,
 	} {
 		add([]byte(s))
 	}
@@ -168,6 +171,7 @@ func crossCheck(t *testing.T, body []byte, e *fanbridge.Event) {
 			t.Fatalf("bad metadata %q=%q", k, v)
 		}
 	}
+	checkTraceContext(t, e)
 	top := object(t, body)
 	switch e.Meta(fanbridge.MetaFormat) {
 	case "eventbridge":
@@ -221,6 +225,30 @@ func crossCheck(t *testing.T, body []byte, e *fanbridge.Event) {
 		t.Fatalf("unknown format %q", e.Meta(fanbridge.MetaFormat))
 	}
 }
+
+// checkTraceContext asserts what reaches an event as trace context: a traceparent of exactly 55
+// characters, and a tracestate only beside one, of at most 512 printable ASCII characters.
+func checkTraceContext(t *testing.T, e *fanbridge.Event) {
+	t.Helper()
+	tp, hasParent := e.Metadata[fanbridge.MetaTraceparent]
+	if hasParent && !traceparentShape.MatchString(tp) {
+		t.Fatalf("traceparent %q kept", tp)
+	}
+	ts, hasState := e.Metadata[fanbridge.MetaTracestate]
+	if !hasState {
+		return
+	}
+	if !hasParent || ts == "" || len(ts) > 512 {
+		t.Fatalf("tracestate %q kept beside traceparent %q", ts, tp)
+	}
+	for i := 0; i < len(ts); i++ {
+		if ts[i] < 0x20 || ts[i] > 0x7e {
+			t.Fatalf("tracestate %q kept with byte %#x", ts, ts[i])
+		}
+	}
+}
+
+var traceparentShape = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
 
 func FuzzDecode(f *testing.F) {
 	addSamples(f, func(b []byte) {
@@ -359,6 +387,48 @@ func FuzzHandler(f *testing.F) {
 			if got.ID != want.ID || got.Type != want.Type || !bytes.Equal(got.Data, want.Data) {
 				t.Fatalf("dispatched %+v, Decode gave %+v", got, want)
 			}
+		}
+	})
+}
+
+// FuzzHandlerTraceHeaders sends an event with any traceparent and tracestate headers: it is always
+// delivered, and what reaches it as trace context is a 55-character traceparent taken from the
+// header's start, with the tracestate header as sent or nothing.
+func FuzzHandlerTraceHeaders(f *testing.F) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, s := range [][2]string{
+		{tp, "congo=t61rcWkgMzE"}, {"01" + tp[2:] + "-" + strings.Repeat("\u00e9", 50), "a=b,,c@d=e "},
+		{"ff" + tp[2:], "a=b"}, {tp + "-x", ""}, {"", "a=b"}, {tp, strings.Repeat("k=v,", 40)},
+	} {
+		f.Add(s[0], s[1])
+	}
+	var got *fanbridge.Event
+	h, err := eventbridge.NewHandler(eventbridge.DispatcherFunc(func(_ context.Context, e *fanbridge.Event) error {
+		got = e
+		return nil
+	}))
+	if err != nil {
+		f.Fatal(err)
+	}
+	body := []byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","traceparent":"` + tp + `","tracestate":"body=1"}`)
+	f.Fuzz(func(t *testing.T, parent, state string) {
+		got = nil
+		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header["Traceparent"] = []string{parent}
+		req.Header["Tracestate"] = []string{state}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK || got == nil {
+			t.Fatalf("status %d", w.Code)
+		}
+		checkTraceContext(t, got)
+		kept := got.Meta(fanbridge.MetaTraceparent)
+		if kept != tp && !strings.HasPrefix(parent, kept) {
+			t.Fatalf("traceparent %q kept from header %q", kept, parent)
+		}
+		if ts := got.Meta(fanbridge.MetaTracestate); ts != "" && ts != state && ts != "body=1" {
+			t.Fatalf("tracestate %q kept from header %q", ts, state)
 		}
 	})
 }

@@ -238,14 +238,47 @@ func TestHandlerTraceContext(t *testing.T) {
 		{"zero trace id", []string{"traceparent", "00-00000000000000000000000000000000-b7ad6b7169203331-01"}, "", ""},
 		{"version ff", []string{"traceparent", "ff" + tp[2:]}, "", ""},
 		{"too long for 00", []string{"traceparent", tp + "-x"}, "", ""},
-		{"future version may extend", []string{"traceparent", "01" + tp[2:] + "-what"}, "01" + tp[2:] + "-what", ""},
+		{"future version keeps its known fields", []string{"traceparent", "01" + tp[2:] + "-what", "tracestate", "a=b"}, "01" + tp[2:], "a=b"},
+		{"future version of exactly 55", []string{"traceparent", "cc" + tp[2:]}, "cc" + tp[2:], ""},
+		{"future version, huge non-ASCII rest", []string{"traceparent", "01" + tp[2:] + "-" + strings.Repeat("é", 100<<10)}, "01" + tp[2:], ""},
+		{"future version, rest without dash", []string{"traceparent", "01" + tp[2:] + "x"}, "", ""},
 		{"tracestate alone", []string{"tracestate", "a=b"}, "", ""},
 		{"tracestate with control", []string{"traceparent", tp, "tracestate", "a=b\x01"}, tp, ""},
+		{"tracestate with spaces and empty members", []string{"traceparent", tp, "tracestate", "rojo=00f067aa0ba902b7 , congo=t61rcWkgMzE,"}, tp, "rojo=00f067aa0ba902b7 , congo=t61rcWkgMzE,"},
+		{"tracestate multi-tenant key", []string{"traceparent", tp, "tracestate", "fw529a3039@dt=ffffffff"}, tp, "fw529a3039@dt=ffffffff"},
+		{"tracestate upper-case key", []string{"traceparent", tp, "tracestate", "Congo=t61rcWkgMzE"}, tp, ""},
+		{"tracestate without =", []string{"traceparent", tp, "tracestate", "congo"}, tp, ""},
+		{"tracestate key twice", []string{"traceparent", tp, "tracestate", "a=1,a=2"}, tp, ""},
+		{"tracestate non-ASCII", []string{"traceparent", tp, "tracestate", "a=é"}, tp, ""},
+		{"tracestate of 512", []string{"traceparent", tp, "tracestate", "a=" + strings.Repeat("v", 254) + ",b=" + strings.Repeat("v", 253)}, tp, "a=" + strings.Repeat("v", 254) + ",b=" + strings.Repeat("v", 253)},
+		{"tracestate over 512", []string{"traceparent", tp, "tracestate", "a=" + strings.Repeat("v", 254) + ",b=" + strings.Repeat("v", 254)}, tp, ""},
+		{"tracestate of 33 members", []string{"traceparent", tp, "tracestate", strings.Repeat("a=b,", 32) + "z=y"}, tp, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := &recorder{}
 			require.Equal(t, 200, post(newHandler(t, d), body, tt.headers...).Code)
+			e, _ := d.last(t)
+			assert.Equal(t, tt.parent, e.Meta(fanbridge.MetaTraceparent))
+			assert.Equal(t, tt.state, e.Meta(fanbridge.MetaTracestate))
+		})
+	}
+
+	// Valid headers replace the trace context of the body as a whole; invalid ones leave it.
+	const bodyParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	ce := []byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","traceparent":"` + bodyParent + `","tracestate":"body=1","data":{}}`)
+	for _, tt := range []struct {
+		name          string
+		headers       []string
+		parent, state string
+	}{
+		{"headers win", []string{"traceparent", tp}, tp, ""},
+		{"headers win with their tracestate", []string{"traceparent", tp, "tracestate", "hdr=2"}, tp, "hdr=2"},
+		{"invalid header leaves the body's", []string{"traceparent", "garbage", "tracestate", "hdr=2"}, bodyParent, "body=1"},
+	} {
+		t.Run("body and "+tt.name, func(t *testing.T) {
+			d := &recorder{}
+			require.Equal(t, 200, post(newHandler(t, d), ce, tt.headers...).Code)
 			e, _ := d.last(t)
 			assert.Equal(t, tt.parent, e.Meta(fanbridge.MetaTraceparent))
 			assert.Equal(t, tt.state, e.Meta(fanbridge.MetaTracestate))

@@ -49,14 +49,17 @@ func FuzzParseMediaType(f *testing.F) {
 // versions after 00, further "-" fields.
 var traceparentForm = regexp.MustCompile(`(?s)^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?$`)
 
-// FuzzValidTraceparent holds validTraceparent to the grammar written as a regular expression,
-// with the rules the grammar cannot say: version ff is invalid, version 00 has no further fields,
-// and neither id may be all zeros.
-func FuzzValidTraceparent(f *testing.F) {
+// FuzzTraceparent holds traceparent to the grammar written as a regular expression, with the rules
+// the grammar cannot say: version ff is invalid, version 00 has no further fields, and neither id
+// may be all zeros. What is kept is the first 55 characters, the fields every version has.
+func FuzzTraceparent(f *testing.F) {
 	for _, s := range []string{
 		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
 		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-\xc3\xa9\x00",
+		"cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
 		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
 		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
@@ -70,24 +73,58 @@ func FuzzValidTraceparent(f *testing.F) {
 			want = m[1] != "ff" && !(m[1] == "00" && m[4] != "") &&
 				strings.Trim(m[2], "0") != "" && strings.Trim(m[3], "0") != ""
 		}
-		if got := validTraceparent(v); got != want {
-			t.Fatalf("validTraceparent(%q) = %v, want %v", v, got, want)
+		got, ok := traceparent(v)
+		if ok != want {
+			t.Fatalf("traceparent(%q) accepted %v, want %v", v, ok, want)
+		}
+		if ok && got != v[:55] {
+			t.Fatalf("traceparent(%q) kept %q, want the first 55 characters", v, got)
 		}
 	})
 }
 
-// FuzzValidTracestate: an accepted tracestate is at most 512 printable ASCII characters, so it can
-// go into a Kafka header and gRPC metadata as it is.
+// tracestateMember is one non-empty W3C tracestate list member: key = value.
+var tracestateMember = regexp.MustCompile(`^([a-z0-9][a-z0-9_\-*/@]{0,255})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$`)
+
+// FuzzValidTracestate holds validTracestate to the W3C list grammar, written independently: at
+// most 512 characters and 32 members, split at commas, spaces around members ignored, each member
+// empty or matching tracestateMember, no key twice, at least one member. What passes is printable
+// ASCII, so it can go into a Kafka header and gRPC metadata as it is.
 func FuzzValidTracestate(f *testing.F) {
-	f.Add("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
-	f.Add("a=\x00")
-	f.Add(strings.Repeat("k=v,", 200))
+	for _, s := range []string{
+		"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", "a=\x00", strings.Repeat("k=v,", 200),
+		"rojo=00f067aa0ba902b7 , congo=t61rcWkgMzE,,", "a=1,a=2", "tenant@vendor=x", "A=b", "a= b",
+		"a=b ", "a=b\t", ",", " ", "", "a=", "=b", "a=b=c", "a=\xc3\xa9",
+	} {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, v string) {
-		if !validTracestate(v) {
-			return
+		want := len(v) <= 512
+		members := strings.Split(v, ",")
+		if len(members) > 32 {
+			want = false
 		}
-		if v == "" || len(v) > 512 {
-			t.Fatalf("accepted %d bytes", len(v))
+		keys := map[string]bool{}
+		for _, m := range members {
+			m = strings.Trim(m, " ")
+			if m == "" {
+				continue
+			}
+			sub := tracestateMember.FindStringSubmatch(m)
+			if sub == nil || keys[sub[1]] {
+				want = false
+				break
+			}
+			keys[sub[1]] = true
+		}
+		if len(keys) == 0 {
+			want = false
+		}
+		if got := validTracestate(v); got != want {
+			t.Fatalf("validTracestate(%q) = %v, want %v", v, got, want)
+		}
+		if !want {
+			return
 		}
 		for _, r := range []byte(v) {
 			if r < 0x20 || r > 0x7e {

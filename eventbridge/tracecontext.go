@@ -7,18 +7,34 @@ import (
 	"github.com/fanbridge/fanbridge"
 )
 
+const (
+	// traceparentLen is the length of a version 00 traceparent: version, trace id, parent id and
+	// flags, the fields every version has.
+	traceparentLen = 55
+	// maxTracestate and maxTracestateMembers are the W3C limits of a tracestate list.
+	maxTracestate        = 512
+	maxTracestateMembers = 32
+	// maxTracestateKey and maxTracestateValue bound one list member's key and value.
+	maxTracestateKey   = 256
+	maxTracestateValue = 256
+)
+
 // copyTraceContext stores the request's W3C trace context in the event's metadata, so sinks can
 // pass it on. A traceparent that is not well formed is dropped, and so is the tracestate with it
-// (the W3C rule); valid headers override what a CloudEvent's extensions said.
+// (the W3C rule); valid headers override what the body said.
 func copyTraceContext(h http.Header, e *fanbridge.Event) {
 	tp := h["Traceparent"]
-	if len(tp) != 1 || !validTraceparent(tp[0]) {
+	if len(tp) != 1 {
+		return
+	}
+	parent, ok := traceparent(tp[0])
+	if !ok {
 		return
 	}
 	if e.Metadata == nil {
 		e.Metadata = make(map[string]string, 2)
 	}
-	e.Metadata[fanbridge.MetaTraceparent] = tp[0]
+	e.Metadata[fanbridge.MetaTraceparent] = parent
 	delete(e.Metadata, fanbridge.MetaTracestate)
 	var ts string
 	switch vs := h["Tracestate"]; len(vs) {
@@ -34,25 +50,53 @@ func copyTraceContext(h http.Header, e *fanbridge.Event) {
 	}
 }
 
-// validTraceparent checks the W3C traceparent form "vv-<32 hex>-<16 hex>-ff" in lower-case hex,
-// with non-zero ids. Version 00 must be exactly that long; later versions may append "-..."
-// fields, and version ff is invalid.
-func validTraceparent(v string) bool {
-	if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' {
-		return false
+// checkTraceMetadata holds the trace context a body carried (webhook metadata, CloudEvents
+// extensions) to the rules of the headers: a traceparent that is not valid is dropped with its
+// tracestate, a later version's is cut to the fields this version defines, and a tracestate that
+// is not valid, or comes without a traceparent, is dropped.
+func checkTraceMetadata(md map[string]string) {
+	tp, hasParent := md[fanbridge.MetaTraceparent]
+	if hasParent {
+		parent, ok := traceparent(tp)
+		if ok {
+			md[fanbridge.MetaTraceparent] = parent
+		} else {
+			delete(md, fanbridge.MetaTraceparent)
+			hasParent = false
+		}
+	}
+	if ts, ok := md[fanbridge.MetaTracestate]; ok && (!hasParent || !validTracestate(ts)) {
+		delete(md, fanbridge.MetaTracestate)
+	}
+}
+
+// traceparent checks the W3C traceparent form "vv-<32 hex>-<16 hex>-ff" in lower-case hex, with
+// non-zero ids, and returns the value to keep. Version ff is invalid. Version 00 must be exactly
+// that long. A later version may go on with "-" and fields this version does not know: only its
+// first 55 characters are kept (as the specification parses them), so what follows, however long
+// and whatever it holds, never reaches an event.
+func traceparent(v string) (string, bool) {
+	if len(v) < traceparentLen || v[2] != '-' || v[35] != '-' || v[52] != '-' {
+		return "", false
 	}
 	if !lowerHex(v[0:2]) || !lowerHex(v[3:35]) || !lowerHex(v[36:52]) || !lowerHex(v[53:55]) {
-		return false
+		return "", false
 	}
 	switch {
 	case v[0:2] == "ff":
-		return false
-	case v[0:2] == "00" && len(v) != 55:
-		return false
-	case len(v) > 55 && v[55] != '-':
-		return false
+		return "", false
+	case v[0:2] == "00" && len(v) != traceparentLen:
+		return "", false
+	case len(v) > traceparentLen && v[traceparentLen] != '-':
+		return "", false
+	case strings.Trim(v[3:35], "0") == "" || strings.Trim(v[36:52], "0") == "":
+		return "", false
 	}
-	return strings.Trim(v[3:35], "0") != "" && strings.Trim(v[36:52], "0") != ""
+	if len(v) > traceparentLen {
+		// A copy, so that the event does not keep a long header alive.
+		return strings.Clone(v[:traceparentLen]), true
+	}
+	return v, true
 }
 
 func lowerHex(s string) bool {
@@ -65,14 +109,66 @@ func lowerHex(s string) bool {
 	return true
 }
 
-// validTracestate accepts a tracestate of at most 512 printable ASCII characters; the vendors'
-// list entries are theirs to parse.
+// validTracestate checks a W3C tracestate list: at most 512 characters and 32 list members,
+// separated by commas with optional spaces around them; each member empty or key=value, with no key
+// twice; a key of up to 256 characters a-z, 0-9, _ - * / @, starting with a letter or digit; a value
+// of 1 to 256 printable ASCII characters other than comma and equals sign, not ending in a space.
+// The specification also allows tabs around members, but a tab cannot travel in gRPC metadata, so
+// such a list is not kept. A list with no member at all is not kept either.
 func validTracestate(v string) bool {
-	if v == "" || len(v) > 512 {
+	if len(v) > maxTracestate {
+		return false
+	}
+	var keys [maxTracestateMembers]string
+	nkeys := 0
+	for members := 0; ; members++ {
+		if members == maxTracestateMembers {
+			return false
+		}
+		member, rest, more := strings.Cut(v, ",")
+		member = strings.Trim(member, " ")
+		if member != "" {
+			key, value, ok := strings.Cut(member, "=")
+			if !ok || !tracestateKey(key) || !tracestateValue(value) {
+				return false
+			}
+			for _, k := range keys[:nkeys] {
+				if k == key {
+					return false
+				}
+			}
+			keys[nkeys] = key
+			nkeys++
+		}
+		if !more {
+			return nkeys > 0
+		}
+		v = rest
+	}
+}
+
+func tracestateKey(k string) bool {
+	if k == "" || len(k) > maxTracestateKey {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && (c == '_' || c == '-' || c == '*' || c == '/' || c == '@'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func tracestateValue(v string) bool {
+	if v == "" || len(v) > maxTracestateValue || v[len(v)-1] == ' ' {
 		return false
 	}
 	for i := 0; i < len(v); i++ {
-		if v[i] < 0x20 || v[i] > 0x7e {
+		if c := v[i]; c < 0x20 || c > 0x7e || c == ',' || c == '=' {
 			return false
 		}
 	}

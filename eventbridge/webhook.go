@@ -91,6 +91,7 @@ func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
 			e.Metadata[k] = v
 		}
 	}
+	checkTraceMetadata(e.Metadata)
 	e.Metadata[fanbridge.MetaFormat] = string(FormatWebhook)
 	return e, nil
 }
