@@ -2,6 +2,8 @@ package signature_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -394,4 +396,42 @@ func ExampleStandardWebhooksPublicKey() {
 	fmt.Println(pub[:5], len(pub), err)
 	// Output:
 	// whpk_ 49 <nil>
+}
+
+// tenantKeys is a verifier of one's own that decides from the headers alone: each tenant has its
+// own key. Implementing HeaderVerifier lets Verify refuse a wrong key before reading the body.
+type tenantKeys map[string]string
+
+func (t tenantKeys) VerifyHeader(_ context.Context, h http.Header) (signature.Identity, error) {
+	tenant, key := h.Get("X-Tenant"), h.Get("X-Api-Key")
+	if tenant == "" || key == "" {
+		return signature.Identity{}, signature.ErrMissing
+	}
+	// Digests have one length, so the comparison takes the same time however long the key.
+	got, want := sha256.Sum256([]byte(key)), sha256.Sum256([]byte(t[tenant]))
+	if _, known := t[tenant]; !known || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		return signature.Identity{}, fmt.Errorf("%w: wrong tenant or key", signature.ErrMismatch)
+	}
+	return signature.Identity{Scheme: "tenant-key", Key: -1, User: tenant}, nil
+}
+
+func (t tenantKeys) Verify(ctx context.Context, h http.Header, _ []byte) (signature.Identity, error) {
+	return t.VerifyHeader(ctx, h)
+}
+
+func ExampleHeaderVerifier() {
+	events := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _ := signature.IdentityFrom(r.Context())
+		body, _ := signature.BodyBytes(r)
+		fmt.Printf("%s sent %s\n", id.User, body)
+	})
+	srv := httptest.NewServer(signature.Verify(tenantKeys{"acme": "acme-key"})(events))
+	defer srv.Close()
+
+	fmt.Println(examplePost(srv.URL, `{"id":"1"}`, "X-Tenant", "acme", "X-Api-Key", "acme-key"))
+	fmt.Println(examplePost(srv.URL, `{"id":"2"}`, "X-Tenant", "acme", "X-Api-Key", "guess"))
+	// Output:
+	// acme sent {"id":"1"}
+	// 200
+	// 401
 }
