@@ -110,9 +110,10 @@ func lowerHex(s string) bool {
 }
 
 // validTracestate checks a W3C tracestate list: at most 512 characters and 32 list members,
-// separated by commas with optional spaces around them; each member empty or key=value, with no key
-// twice; a key of up to 256 characters a-z, 0-9, _ - * / @, starting with a letter or digit; a value
-// of 1 to 256 printable ASCII characters other than comma and equals sign, not ending in a space.
+// separated by commas with optional spaces around them; each member empty or key=value, with no
+// key twice; a key of up to 256 characters a-z, 0-9, _ - * / @, starting with a letter or digit; a
+// value of 1 to 256 printable ASCII characters other than comma and equals sign, not ending in a
+// space.
 // The specification also allows tabs around members, but a tab cannot travel in gRPC metadata, so
 // such a list is not kept. A list with no member at all is not kept either.
 func validTracestate(v string) bool {

@@ -50,9 +50,10 @@
 //
 // All 401 answers of a verifier are the same, status, headers and body, whatever the reason: a
 // caller probing the endpoint learns nothing about which part was wrong. (A HeaderVerifier's 401
-// comes before the body is read, and carries Connection: close when a body was announced.) Basic and Bearer verifiers add their
-// WWW-Authenticate challenge to every 401. The reason goes only to the logger (WithLogger), to the
-// metrics (WithMeterProvider), to WithOnReject, and to Go callers as the error.
+// comes before the body is read, and carries Connection: close when a body was announced.) Basic
+// and Bearer verifiers add their WWW-Authenticate challenge to every 401. The reason goes only to
+// the logger (WithLogger), to the metrics (WithMeterProvider), to WithOnReject, and to Go callers
+// as the error.
 //
 // # The body
 //
@@ -103,7 +104,8 @@
 // An ErrUnavailable (503 with Retry-After) makes it retry. When the next handler answers outside
 // 2xx, or panics, after a replay-cache claim, Verify releases the claim, so that the very same
 // request, sent again, verifies rather than being refused as a replay; only an accepted message
-// keeps its claim. A handler that returns without writing has answered 200 and keeps it. A caller of VerifyRequest or Verifier.Verify does the same with Identity.Release.
+// keeps its claim. A handler that returns without writing has answered 200 and keeps it. A caller
+// of VerifyRequest or Verifier.Verify does the same with Identity.Release.
 //
 // # Security
 //
@@ -132,9 +134,9 @@
 // # Errors
 //
 // A Verifier's error wraps one of ErrMissing, ErrMalformed, ErrMismatch, ErrStale, ErrFuture,
-// ErrReplayed or ErrUnavailable; reading the body can fail with ErrTooLarge or ErrUnreadable (with a
-// HeaderVerifier, only once the credentials passed, unless Content-Length was over the limit). Test
-// them with errors.Is, or map any error to a short label with Reason (the "reason" of logs and
+// ErrReplayed or ErrUnavailable; reading the body can fail with ErrTooLarge or ErrUnreadable (with
+// a HeaderVerifier, only once the credentials passed, unless Content-Length was over the limit).
+// Test them with errors.Is, or map any error to a short label with Reason (the "reason" of logs and
 // metrics). Any joins the failures of its members (see Any). Constructors return plain errors
 // describing the configuration problem; Verify panics on a configuration error, because it has no
 // error result and a server must not start misconfigured.

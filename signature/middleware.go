@@ -94,9 +94,9 @@ func Verify(v Verifier, opts ...Option) func(http.Handler) http.Handler {
 // but not the HTTP answers. It reads the body (at most maxBody bytes; 0 means
 // DefaultMaxBodyBytes), verifies it, and replaces r.Body with a *Body over the bytes and sets
 // r.ContentLength, so the body can be read again. When v is a HeaderVerifier the credentials are
-// checked first, and a request that fails them is returned with its body unread. The error wraps ErrTooLarge or ErrUnreadable
-// when the body could not be read, otherwise it is the verifier's. On success, call
-// Identity.Release if the message is then not accepted.
+// checked first, and a request that fails them is returned with its body unread. The error wraps
+// ErrTooLarge or ErrUnreadable when the body could not be read, otherwise it is the verifier's. On
+// success, call Identity.Release if the message is then not accepted.
 func VerifyRequest(v Verifier, r *http.Request, maxBody int64) (Identity, error) {
 	if v == nil {
 		return Identity{}, errors.New("signature: VerifyRequest: verifier is nil")
