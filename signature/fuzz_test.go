@@ -126,9 +126,17 @@ func FuzzBasicCredentials(f *testing.F) {
 			if err == nil {
 				t.Fatalf("accepted bad configuration user=%q", user)
 			}
-			// The error names the user, never the password (unless the quoted name holds it).
-			if len(pass) >= 4 && !strings.Contains(strconv.Quote(user), pass) && strings.Contains(err.Error(), pass) {
-				t.Fatalf("error %q shows the password", err)
+			// The error names the user, never the password: another password of the same length
+			// (the only property of it the checks look at) gives the same error, so nothing of
+			// the password's content is in it. Comparing errors, rather than searching one for
+			// the password, keeps words of the message ("password" holds "pass") from counting.
+			other := strings.Repeat("\x00", len(pass))
+			if other == pass {
+				other = strings.Repeat("\x01", len(pass))
+			}
+			_, otherErr := signature.Basic(map[string]string{user: other})
+			if otherErr == nil || otherErr.Error() != err.Error() {
+				t.Fatalf("error %q depends on the password's content (another gives %v)", err, otherErr)
 			}
 			return
 		}
