@@ -12,6 +12,13 @@ import (
 	"github.com/fanbridge/fanbridge/genesys"
 )
 
+// lateCreationGrace is how long after its failure was seen the source takes a creation whose
+// answer was lost to be still liable to be carried out by Genesys. It is well above the genesys
+// client's default per-attempt timeout (60 seconds), after which the request may still wait in
+// Genesys' queue, and above what a backend may go on working behind a gateway that answered 502
+// or 504.
+const lateCreationGrace = 5 * time.Minute
+
 // account is the source's record of the channels Genesys may hold for it, in the order their
 // creations were sent. Genesys keeps a channel for 24 hours whatever becomes of its socket (a
 // channel cannot be deleted), counts every one against 20 per OAuth client, and when another is
@@ -20,17 +27,23 @@ import (
 //
 // The record holds three kinds of items: channels the source created, creations under way, and
 // placeholders for creations whose answer was lost (genesys.ErrOutcomeUnknown), which Genesys may
-// or may not have carried out. A placeholder counts as a channel until ChannelLifetime after the
-// failure, later than the channel it stands for would expire, and is never connected. So Genesys
-// holds no more channels of the source than the record has items (n), and any it holds beyond
-// the record is older than every item (see dropOldestLocked).
+// or may not carry out. The failure seen does not mean Genesys is done with the request: a client
+// that gave up waiting, a gateway's 502 or 504, a broken connection leave it queued behind, so
+// Genesys may create the channel later, up to lateCreationGrace after the failure. A placeholder
+// counts as a channel until ChannelLifetime after that, later than the channel it stands for would
+// expire, and is never connected. So Genesys holds, or will still create, no more channels of the
+// source than the record has items (n), and any it holds beyond the record is older than every
+// item (see dropOldestLocked).
 //
 // While n is below 20, a creation evicts nothing. At 20 or more, a lane connects again a channel
 // no lane is using, when there is one. Otherwise a creation may still be safe. Genesys holds G of
 // the items, G <= n, so one more creation evicts at most G+1-20 channels, the oldest it holds,
-// and since at most n-G items do not exist, those lie among the k = n+1-20 oldest items. Creations
-// sent at the same time may have been carried out in either order, so an item may be among the k
-// oldest when fewer than k items are certainly older. If no such item is in use (they are then
+// and since at most n-G items do not exist, those lie among the k = n+1-20 oldest items; a
+// placeholder created later only comes after every channel held now, and its eviction counts
+// against the same k. Creations sent at the same time may have been carried out in either order,
+// and a placeholder may have been carried out up to lateCreationGrace after its failure, so an
+// item may be among the k oldest when fewer than k items are certainly older. If no such item is
+// in use (they are then
 // all placeholders), the source creates, alone, and then forgets the oldest items beyond 20:
 // Genesys now holds at most 20, and any forgotten one it still holds is older than every item
 // kept, so it is the first to go. Only when such an item is in use does the lane wait, until a
@@ -42,6 +55,7 @@ import (
 // eviction.
 type account struct {
 	createChannel func(context.Context) (*genesys.Channel, error) // the client's CreateChannel
+	grace         time.Duration                                   // lateCreationGrace, shorter in tests
 	m             *metrics
 	log           *slog.Logger
 
@@ -57,10 +71,14 @@ type held struct {
 	ch      *genesys.Channel // nil for a creation under way or a placeholder
 	expires time.Time        // zero while the creation is under way
 	// sent and done order the creation: sent when it was sent, done when its answer (or failure)
-	// came, zero while under way. Genesys created the channel, if at all, in between, so an item
-	// whose done is below another's sent is certainly the older of the two.
+	// came, zero while under way. Genesys created a channel it answered for in between, so such
+	// an item whose done is below another's sent is certainly the older of the two.
 	sent, done uint64
-	inUse      bool // a lane holds a claim on it, or it is being created for one
+	// sentAt is when the creation was sent, no later than it was; failed, for a placeholder, when
+	// its failure was seen, no earlier than it was. Genesys may create a placeholder's channel up
+	// to lateCreationGrace after failed, so it is certainly older only than items sent after that.
+	sentAt, failed time.Time
+	inUse          bool // a lane holds a claim on it, or it is being created for one
 }
 
 // pending reports whether the item is a creation under way.
@@ -76,8 +94,8 @@ type claim struct {
 	once sync.Once
 }
 
-func newAccount(client *genesys.Client, m *metrics, log *slog.Logger) *account {
-	return &account{createChannel: client.CreateChannel, m: m, log: log, changed: make(chan struct{})}
+func newAccount(client *genesys.Client, m *metrics, log *slog.Logger, grace time.Duration) *account {
+	return &account{createChannel: client.CreateChannel, grace: grace, m: m, log: log, changed: make(chan struct{})}
 }
 
 // acquire returns a claim on a channel for lane: a new one while the account has room, otherwise
@@ -122,7 +140,7 @@ func (a *account) take(ctx context.Context, lane int, now time.Time) taken {
 	defer a.mu.Unlock()
 	a.pruneLocked(now)
 	if a.alone == nil && len(a.items) < genesys.MaxChannels {
-		return taken{create: a.reserveLocked()}
+		return taken{create: a.reserveLocked(now)}
 	}
 	if h := a.idleLocked(); h != nil {
 		h.inUse = true
@@ -134,7 +152,7 @@ func (a *account) take(ctx context.Context, lane int, now time.Time) taken {
 	}
 	if a.alone == nil && a.evictsNoneInUseLocked() {
 		n := len(a.items)
-		a.alone = a.reserveLocked()
+		a.alone = a.reserveLocked(now)
 		a.log.LogAttrs(ctx, slog.LevelInfo, "notifications: creating a channel beyond the 20 counted: the oldest are channels whose creation answer was lost, and none is in use",
 			slog.Int("lane", lane), slog.Int("counted", n), slog.Int("limit", genesys.MaxChannels))
 		return taken{create: a.alone}
@@ -162,10 +180,10 @@ func waitChange(ctx context.Context, changed <-chan struct{}, next time.Time) er
 	return nil
 }
 
-// reserveLocked adds a creation under way, newest, in use by the lane it is for.
-func (a *account) reserveLocked() *held {
+// reserveLocked adds a creation under way, sent at now, newest, in use by the lane it is for.
+func (a *account) reserveLocked(now time.Time) *held {
 	a.seq++
-	h := &held{sent: a.seq, inUse: true}
+	h := &held{sent: a.seq, sentAt: now, inUse: true}
 	a.items = append(a.items, h)
 	return h
 }
@@ -190,13 +208,14 @@ func (a *account) created(ctx context.Context, lane int, h *held, ch *genesys.Ch
 			h.expires = now.Add(genesys.ChannelLifetime)
 		}
 	case unknown:
-		// Genesys created the channel, if at all, before the failure was seen, so it expires
+		// Genesys creates the channel, if at all, by the end of the grace period, so it expires
 		// before the placeholder does.
-		h.expires, h.inUse = now.Add(genesys.ChannelLifetime), false
+		h.failed, h.inUse = now, false
+		h.expires = now.Add(a.grace + genesys.ChannelLifetime)
 	default:
 		a.items = slices.DeleteFunc(a.items, func(x *held) bool { return x == h })
 	}
-	a.dropOldestLocked(lane)
+	a.dropOldestLocked(lane, now)
 	switch {
 	case err == nil:
 		a.m.channel(originCreated)
@@ -240,34 +259,37 @@ func (a *account) evictsNoneInUseLocked() bool {
 func (a *account) olderLocked(h *held) int {
 	n := 0
 	for _, x := range a.items {
-		if !x.pending() && x.done < h.sent {
+		if a.olderThan(x, h) {
 			n++
 		}
 	}
 	return n
 }
 
-// dropOldestLocked forgets the oldest items beyond the 20 Genesys can hold, as far as their
-// order is settled: the longest run of oldest items, at most n-20, that are each certainly older
-// than every item after them. Genesys holds at most 20 channels, so the items kept still count
-// them all, and any channel forgotten that Genesys still holds is older than every item kept,
-// which keeps the rule of evictsNoneInUseLocked true. An item whose order is not settled stays,
-// which only over-counts. Only placeholders are ever forgotten so: a creation beyond 20 starts
-// only when none of the items it may evict is in use.
-func (a *account) dropOldestLocked(lane int) {
-	limit := len(a.items) - genesys.MaxChannels
-	drop, newest := 0, uint64(0)
-	for j := 0; j < len(a.items) && j <= limit; j++ {
-		// The first j items are a settled run when the newest answer among them came before
-		// item j was sent.
-		if j > 0 && newest < a.items[j].sent {
+// olderThan reports whether Genesys created x, if at all, before h: x was answered before h was
+// sent and, for a placeholder, h was sent after the grace period in which Genesys may still
+// create x.
+func (a *account) olderThan(x, h *held) bool {
+	if x.pending() || x.done >= h.sent {
+		return false
+	}
+	return !x.placeholder() || h.sentAt.After(x.failed.Add(a.grace))
+}
+
+// dropOldestLocked forgets, at now, the oldest items beyond the 20 Genesys can hold, as far as
+// their order is settled: the longest run of oldest items, at most n-20, that are each certainly
+// older than every item after them. Genesys holds at most 20 channels, so the items kept still
+// count them all, and any channel forgotten that Genesys still holds is older than every item
+// kept, which keeps the rule of evictsNoneInUseLocked true. An item whose order is not settled
+// stays, which only over-counts; so does a placeholder whose channel Genesys may still create,
+// which would then be the newest. Only placeholders are ever forgotten so: a creation beyond 20
+// starts only when none of the items it may evict is in use.
+func (a *account) dropOldestLocked(lane int, now time.Time) {
+	drop := 0
+	for j := 1; j <= len(a.items)-genesys.MaxChannels; j++ {
+		if a.settledLocked(j, now) {
 			drop = j
 		}
-		h := a.items[j]
-		if h.pending() {
-			break
-		}
-		newest = max(newest, h.done)
 	}
 	if drop == 0 {
 		return
@@ -275,6 +297,22 @@ func (a *account) dropOldestLocked(lane int) {
 	a.items = slices.Delete(a.items, 0, drop)
 	a.log.LogAttrs(context.Background(), slog.LevelInfo, "notifications: forgot the oldest channels whose creation answer was lost: Genesys holds at most 20, so they are evicted or never existed",
 		slog.Int("lane", lane), slog.Int("forgotten", drop), slog.Int("counted", len(a.items)))
+}
+
+// settledLocked reports whether the first j items may be forgotten at now: each is certainly older
+// than every later item, and none is a placeholder Genesys may still create.
+func (a *account) settledLocked(j int, now time.Time) bool {
+	for _, x := range a.items[:j] {
+		if x.placeholder() && !now.After(x.failed.Add(a.grace)) {
+			return false
+		}
+		for _, h := range a.items[j:] {
+			if !a.olderThan(x, h) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // pruneLocked forgets the items that have expired: Genesys no longer counts them.

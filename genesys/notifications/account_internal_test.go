@@ -21,7 +21,7 @@ func testAccount(t *testing.T) *account {
 	t.Helper()
 	m, err := newMetrics(nil)
 	require.NoError(t, err)
-	return &account{m: m, log: slog.New(slog.DiscardHandler), changed: make(chan struct{}),
+	return &account{m: m, log: slog.New(slog.DiscardHandler), changed: make(chan struct{}), grace: lateCreationGrace,
 		createChannel: func(context.Context) (*genesys.Channel, error) { return nil, errors.New("no creation in this test") }}
 }
 
@@ -33,9 +33,15 @@ const (
 	busy = "under way"
 )
 
+// itemsEpoch is when the first of the items built by items was sent.
+var itemsEpoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// afterItems is a time when the grace period of every placeholder built by items is over.
+func afterItems(n int) time.Time { return itemsEpoch.Add(time.Duration(n+2) * 2 * lateCreationGrace) }
+
 // items builds account items of the given kinds, oldest first. The first together items were
 // created at the same time, so their order is not settled; every later creation was sent after
-// the answer to the one before.
+// the answer to the one before, and after the grace period of a placeholder before it.
 func items(together int, kinds ...string) []*held {
 	var out []*held
 	seq := uint64(0)
@@ -43,13 +49,16 @@ func items(together int, kinds ...string) []*held {
 		h := &held{expires: time.Now().Add(time.Hour)}
 		if i < together {
 			h.sent, h.done = uint64(i+1), uint64(together+i+1)
+			h.sentAt = itemsEpoch
 			seq = uint64(2 * together)
 		} else {
 			seq++
 			h.sent = seq
 			seq++
 			h.done = seq
+			h.sentAt = itemsEpoch.Add(time.Duration(i+1) * 2 * lateCreationGrace)
 		}
+		h.failed = h.sentAt.Add(time.Second)
 		switch k {
 		case idle, used:
 			h.ch = &genesys.Channel{ID: fmt.Sprintf("c%d", i), ConnectURI: "ws://x"}
@@ -129,15 +138,24 @@ func TestOldestItemsBeyondTwentyAreForgottenOnlyInSettledOrder(t *testing.T) {
 			a := testAccount(t)
 			a.items = items(tc.together, repeat(tc.n, ph)...)
 			want := sents(a.items[tc.dropped:])
-			a.dropOldestLocked(0)
+			a.dropOldestLocked(0, afterItems(tc.n))
 			assert.Equal(t, want, sents(a.items))
 		})
 	}
+	t.Run("not a placeholder Genesys may still create", func(t *testing.T) {
+		a := testAccount(t)
+		a.items = items(0, repeat(21, ph)...)
+		want := sents(a.items)
+		a.dropOldestLocked(0, a.items[0].failed.Add(lateCreationGrace))
+		assert.Equal(t, want, sents(a.items))
+		a.dropOldestLocked(0, a.items[0].failed.Add(lateCreationGrace+time.Second))
+		assert.Equal(t, want[1:], sents(a.items))
+	})
 	t.Run("not past a creation under way", func(t *testing.T) {
 		a := testAccount(t)
 		a.items = items(0, append(append(repeat(2, ph), busy), repeat(20, ph)...)...)
 		want := sents(a.items[2:])
-		a.dropOldestLocked(0)
+		a.dropOldestLocked(0, afterItems(23))
 		assert.Equal(t, want, sents(a.items))
 	})
 }
@@ -163,8 +181,9 @@ func (g *simGenesys) create() (id, evicted string) {
 const (
 	outSuccess    = iota
 	outLostAfter  // Genesys created the channel, the answer was lost
-	outLostBefore // the request failed before Genesys acted, in a way that leaves it unclear
-	outRefused    // a definite failure: nothing was created
+	outLostBefore // the request failed before Genesys acted, in a way that leaves it unclear; it
+	// may still act on it after the failure was seen, within the grace period
+	outRefused // a definite failure: nothing was created
 )
 
 type simCreation struct {
@@ -173,11 +192,13 @@ type simCreation struct {
 	outcome   int
 	processed bool
 	id        string
+	latest    time.Time // for a lost creation Genesys has not acted on: the last moment it may
 }
 
 // TestAccountNeverEvictsAChannelInUse runs the account against a model of Genesys through random
 // interleavings of lanes taking channels, creations reaching Genesys in any order, their answers
-// arriving in any order or getting lost, and channels given back. Genesys must never evict a
+// arriving in any order or getting lost, lost creations carried out after their failure was seen
+// (within the grace period), time passing at different paces, and channels given back. Genesys must never evict a
 // channel the account holds (in use or not), a lane must never be handed a channel Genesys no
 // longer has, and with nothing in use and nothing under way a lane must never have to wait.
 func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
@@ -190,15 +211,22 @@ func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 	}
 	// Seed 5796 reaches an interleaving in which forgetting items of unsettled order would evict
 	// a channel in use.
-	var beyond, waits, placeholders int
+	steps := 400
+	if *long {
+		steps = 1000
+	}
+	var beyond, waits, placeholders, tardies int
 	for _, seed := range append(seq(seeds), 5796) {
 		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		// Drawn apart, so that the weather of the other draws stays as it was for each seed.
+		rng2 := rand.New(rand.NewPCG(uint64(seed), 11))
 		a := testAccount(t)
 		g := &simGenesys{}
 		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 		lanes := 1 + rng.IntN(MaxChannels)
 		claims := make([][]*claim, lanes)
 		var pending []*simCreation // creations sent and not answered yet
+		var late []*simCreation    // creations answered as lost that Genesys may still carry out
 		waiting := func(l int) bool {
 			return slices.ContainsFunc(pending, func(c *simCreation) bool { return c.lane == l })
 		}
@@ -222,6 +250,12 @@ func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 			after   = []float64{0, 0.5, 0.9, 1}[rng.IntN(4)] // of the lost answers, those Genesys acted on
 			refused = []float64{0, 0.2}[rng.IntN(2)]
 			release = []int{1, 3, 10}[rng.IntN(3)]
+			// Of the lost creations Genesys had not acted on, those it may act on later, and how
+			// much time passes between steps.
+			tardy = []float64{0, 0.5, 1}[rng2.IntN(3)]
+			tick  = []time.Duration{time.Second, 10 * time.Second, time.Minute}[rng2.IntN(3)]
+			// Lanes that keep their channels for long let placeholders pile up around them.
+			keep = []float64{0, 0.9, 0.99}[rng2.IntN(3)]
 		)
 		fail := func() int {
 			switch {
@@ -245,7 +279,21 @@ func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 			}
 			return false
 		}
-		for step := range 400 {
+		carryOut := func(where string, c *simCreation) {
+			if c.processed {
+				tardies++
+			}
+			var evicted string
+			c.id, evicted = g.create()
+			c.processed = true
+			if evicted != "" {
+				require.False(t, inUse(evicted), "%s: Genesys evicted channel %s, in use", where, evicted)
+				for _, h := range a.items {
+					require.False(t, h.ch != nil && h.ch.ID == evicted, "%s: Genesys evicted channel %s, held by the account", where, evicted)
+				}
+			}
+		}
+		for step := range steps {
 			where := fmt.Sprintf("seed %d step %d", seed, step)
 			switch rng.IntN(3 + release) {
 			case 0: // a lane takes a channel
@@ -273,18 +321,13 @@ func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 					waits++
 					require.False(t, quiet, "%s: a lane waits with nothing in use and nothing under way: %d items", where, len(a.items))
 				}
-			case 1: // Genesys carries out a creation
-				if i := pick(false); i >= 0 {
-					c := pending[i]
-					var evicted string
-					c.id, evicted = g.create()
-					c.processed = true
-					if evicted != "" {
-						require.False(t, inUse(evicted), "%s: Genesys evicted channel %s, in use", where, evicted)
-						for _, h := range a.items {
-							require.False(t, h.ch != nil && h.ch.ID == evicted, "%s: Genesys evicted channel %s, held by the account", where, evicted)
-						}
-					}
+			case 1: // Genesys carries out a creation, one sent or one answered as lost
+				if i := pick(false); i >= 0 && (len(late) == 0 || rng2.IntN(2) == 0) {
+					carryOut(where, pending[i])
+				} else if len(late) > 0 {
+					j := rng2.IntN(len(late))
+					carryOut(where, late[j])
+					late = slices.Delete(late, j, j+1)
 				}
 			case 2: // an answer arrives
 				if i := pick(true); i >= 0 {
@@ -300,6 +343,10 @@ func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 					case outLostAfter, outLostBefore:
 						err = fmt.Errorf("%w: 503", genesys.ErrOutcomeUnknown)
 						placeholders++
+						if c.outcome == outLostBefore && rng2.Float64() < tardy {
+							c.latest = now.Add(lateCreationGrace)
+							late = append(late, c)
+						}
 					default:
 						err = errors.New("400")
 					}
@@ -313,16 +360,97 @@ func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 				}
 			default: // a lane gives a channel back
 				l := rng.IntN(lanes)
-				if len(claims[l]) > 0 {
+				if len(claims[l]) > 0 && rng2.Float64() >= keep {
 					i := rng.IntN(len(claims[l]))
 					claims[l][i].release()
 					claims[l] = slices.Delete(claims[l], i, i+1)
 				}
 			}
-			now = now.Add(time.Second)
+			// Genesys acts on a lost creation within the grace period, or never; acting at the last
+			// moment puts it after as many creations as it can be.
+			late = slices.DeleteFunc(late, func(c *simCreation) bool {
+				if !now.Add(tick).After(c.latest) {
+					return false
+				}
+				if rng2.IntN(2) == 0 {
+					carryOut(fmt.Sprintf("seed %d step %d", seed, step), c)
+				}
+				return true
+			})
+			now = now.Add(tick)
 		}
 	}
-	t.Logf("creations beyond 20: %d, waits: %d, placeholders: %d", beyond, waits, placeholders)
+	t.Logf("creations beyond 20: %d, waits: %d, placeholders: %d, carried out after their failure: %d", beyond, waits, placeholders, tardies)
 	assert.Positive(t, beyond, "the simulation never created beyond 20")
 	assert.Positive(t, waits, "the simulation never waited")
+}
+
+// A creation whose answer is lost because the client gave up (its per-attempt timeout, a 504 from
+// a gateway) may be carried out by Genesys after the failure was seen. Such a placeholder is not
+// older than channels created soon after the failure, so it cannot make room for a creation beyond
+// 20 that would evict one of them; once the creations were sent after its grace period, it can.
+func TestLostCreationCarriedOutLateEvictsNoChannelInUse(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gap  time.Duration // between the failure of the first creation and the sending of the second
+		safe bool
+	}{
+		{"channel created within the grace period", time.Second, false},
+		{"channel created after the grace period", 6 * time.Minute, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			a := testAccount(t)
+			g := &simGenesys{}
+			now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+			lost := fmt.Errorf("%w: 504 from a gateway", genesys.ErrOutcomeUnknown)
+
+			// The first creation times out; Genesys has not carried it out yet.
+			first := a.take(ctx, 0, now).create
+			require.NotNil(t, first)
+			_, err := a.created(ctx, 0, first, nil, lost, true, now)
+			require.ErrorIs(t, err, genesys.ErrOutcomeUnknown)
+
+			// The next one succeeds, and lane 0 uses its channel. Genesys carries out the first
+			// creation at the last moment it can: the end of the grace period, before the second
+			// when that was sent later, and else after it.
+			now = now.Add(tc.gap)
+			if tc.safe {
+				g.create()
+			}
+			second := a.take(ctx, 0, now).create
+			require.NotNil(t, second)
+			id, _ := g.create()
+			cl, err := a.created(ctx, 0, second, &genesys.Channel{ID: id, ConnectURI: "ws://x", Expires: now.Add(genesys.ChannelLifetime)}, nil, false, now)
+			require.NoError(t, err)
+			if !tc.safe {
+				_, evicted := g.create()
+				require.Empty(t, evicted)
+			}
+
+			// Eighteen more creations are carried out and their answers lost: 20 places are counted.
+			for i := range 18 {
+				now = now.Add(time.Second)
+				h := a.take(ctx, 1, now).create
+				require.NotNil(t, h, "creation %d", i)
+				g.create()
+				_, err := a.created(ctx, 1, h, nil, lost, true, now)
+				require.Error(t, err)
+			}
+
+			// A lane needs a channel.
+			now = now.Add(time.Second)
+			tk := a.take(ctx, 1, now)
+			if tk.create != nil {
+				_, evicted := g.create()
+				require.NotEqual(t, cl.channel().ID, evicted, "Genesys evicted channel %s, in use", evicted)
+			}
+			if tc.safe {
+				require.NotNil(t, tk.create, "the lane waits although the first creation is older than every channel")
+			} else {
+				require.Nil(t, tk.claim)
+				require.Nil(t, tk.create)
+			}
+		})
+	}
 }

@@ -52,20 +52,28 @@
 //     one.
 //   - A creation whose answer is lost (a 5xx, a timeout, a connection broken after the request
 //     was sent) is not sent again (genesys.ErrOutcomeUnknown), since Genesys may have created the
-//     channel. The source counts it as a channel that it cannot connect until 24 hours after the
-//     failure, logs a warning, counts it (fanbridge.notifications.channels, origin unknown) and
-//     tries again after the reconnect policy's wait; Run goes on.
+//     channel, or may still create it: a request the client gave up on after its per-attempt
+//     timeout, or one a gateway answered 502 or 504 for, can wait in Genesys' queue after the
+//     failure was seen. The source takes such a channel as created at any moment up to a grace
+//     period of 5 minutes after the failure (longer than the client's default per-attempt timeout
+//     of 60 seconds, and than a backend goes on working behind a gateway that gave up), counts it
+//     as a channel that it cannot connect until 24 hours after that, logs a warning, counts it
+//     (fanbridge.notifications.channels, origin unknown) and tries again after the reconnect
+//     policy's wait; Run goes on. It never stops counting one within its grace period.
 //   - While fewer than 20 channels are counted, a lane that needs a channel creates one. At 20, it
 //     connects again the unused channel (closed by an earlier replacement) that expires last and
 //     subscribes its topics there (origin reused).
 //   - With 20 or more counted and none unused, creating one more evicts at most as many channels
 //     as are counted beyond 19, the oldest Genesys holds, and those are among as many of the
-//     oldest counted: those that do not exist only make room. When none of those may be in use
-//     (they are then all lost creations), the source creates the channel, one creation at a time,
-//     and then stops counting the oldest beyond 20. So creations that answer 503 during an outage
-//     do not stop the source for 24 hours once they fill the 20 places. Only when a channel in use
-//     is among them does the lane wait, until a channel is given back or expires, with a warning
-//     and fanbridge.notifications.channel_limit_waits. A lane opening a successor while its old
+//     oldest counted: those that do not exist only make room. A lost creation is older than a
+//     channel only when that channel's creation was sent after the lost one's grace period. When
+//     none of those that may be the oldest is in use (they are then all lost creations), the
+//     source creates the channel, one creation at a time, and then stops counting the oldest
+//     beyond 20. So creations that answer 503 during an outage longer than the grace period do
+//     not stop the source for 24 hours once they fill the 20 places. Only when a channel in use
+//     may be among them (after a shorter outage, a channel created within the grace period of the
+//     lost creations before it) does the lane wait, until a channel is given back or expires, with
+//     a warning and fanbridge.notifications.channel_limit_waits. A lane opening a successor while its old
 //     channel is still live gives the old one back as soon as its socket fails, so that a wait
 //     never outlasts the sockets Genesys closes after a maintenance notice.
 //   - The record covers this source only. Channels created with the same OAuth client elsewhere,

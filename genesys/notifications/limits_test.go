@@ -405,6 +405,8 @@ func TestLostCreationAnswerEvictsNoChannelInUse(t *testing.T) {
 // so these alone soon fill the 20 places; it must not wait 24 hours for them to expire. Creating
 // once more can only evict the oldest of them, none of which is in use, so the source goes on
 // creating, and once the outage is over every lane is subscribed, with no channel in use evicted.
+// The fake answers only after it has acted, so the grace period in which Genesys may still carry
+// out a lost creation is cut short: with the real one, the outage would have to outlast it.
 func TestCreationOutageDoesNotStopTheSource(t *testing.T) {
 	const (
 		lanes    = notifications.MaxChannels
@@ -418,7 +420,7 @@ func TestCreationOutageDoesNotStopTheSource(t *testing.T) {
 		{"Genesys created nothing", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h, firsts := lanesHarness(t)
+			h, firsts := lanesHarness(t, notifications.WithLateCreationGrace(time.Millisecond))
 			h.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: "/api/v2/notifications/channels", Status: http.StatusServiceUnavailable,
 				Processed: tc.processed, Times: failures})
 			ctx, cancel := context.WithTimeout(h.start(t), 15*time.Second)

@@ -67,6 +67,7 @@ type config struct {
 	drainTimeout     time.Duration
 	readLimit        int64
 	clock            retry.Clock
+	lateGrace        time.Duration // see lateCreationGrace; only tests change it
 }
 
 func defaultConfig() config {
@@ -83,6 +84,7 @@ func defaultConfig() config {
 		drainTimeout:     DefaultDrainTimeout,
 		readLimit:        DefaultReadLimit,
 		clock:            retry.SystemClock,
+		lateGrace:        lateCreationGrace,
 	}
 }
 

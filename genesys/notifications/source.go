@@ -114,7 +114,7 @@ func New(client *genesys.Client, topics []string, d eventbridge.Dispatcher, opts
 	}
 	return &Source{
 		client: client, d: d, lanes: lanes, cfg: cfg, log: cfg.logger, m: m,
-		reconnect: reconnect, dispatch: dispatch, account: newAccount(client, m, cfg.logger), done: make(chan struct{}),
+		reconnect: reconnect, dispatch: dispatch, account: newAccount(client, m, cfg.logger, cfg.lateGrace), done: make(chan struct{}),
 	}, nil
 }
 
