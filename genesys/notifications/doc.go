@@ -2,12 +2,12 @@
 // teams that do not route them through Amazon EventBridge, and hands each one to the same
 // Dispatcher the HTTP intake uses.
 //
-// A Source opens notification channels (POST /api/v2/notifications/channels), subscribes the
-// topics (PUT /api/v2/notifications/channels/{id}/subscriptions), reads each channel's socket, and
-// decodes every message with eventbridge.DecodeNotification, the decoder of the HTTP path, so an
-// event looks the same whichever way it came: Type is the topic template
-// ("v2.users.{id}.presence"), Topic the concrete topic, Data the eventBody, and ID a digest of
-// topic, CorrelationId and body (WebSocket messages carry no id of their own).
+// A Source opens notification channels (POST /api/v2/notifications/channels), subscribes the topics
+// (PUT /api/v2/notifications/channels/{id}/subscriptions), reads each channel's socket, and decodes
+// every message with eventbridge.DecodeNotification, the decoder of the HTTP path, so an event
+// looks the same whichever way it came: Type is the topic template ("v2.users.{id}.presence"),
+// Topic the concrete topic, Data the eventBody, and ID a digest of topic, CorrelationId and body
+// (WebSocket messages carry no id of their own).
 //
 // Topics must be concrete ("v2.users.<uuid>.presence"): the WebSocket API has no "{id}" wildcard,
 // and New refuses templates with genesys.ErrTemplateTopic. A channel subscribes at most 1,000
@@ -17,24 +17,25 @@
 //
 // # Keeping the channels alive
 //
-// A channel is replaced by another, with the whole subscription set, when its socket fails, when
-// it stays silent longer than the heartbeat timeout (Genesys sends a heartbeat every 30 seconds;
+// A channel is replaced by another, with the whole subscription set, when its socket fails, when it
+// stays silent longer than the heartbeat timeout (Genesys sends a heartbeat every 30 seconds;
 // WithHeartbeatTimeout defaults to 60), when Genesys announces maintenance with
-// v2.system.socket_closing or drops the subscription (v2.system.no_longer_subscribed), and some
-// minutes before its 24-hour expiry (WithExpiryMargin). The replacement is connected and subscribed
-// before the old channel is dropped, and the old socket is still read for a short overlap
-// (WithOverlap), so that what is already on its way arrives; a message that comes over both is
-// dispatched once (deduplicated by ID over the last WithDedupWindow events). A set of topics never
-// holds more than two channels: when a replacement must itself be replaced during its overlap, the
-// old channel is closed first. Opening a channel is retried with backoff (WithReconnectPolicy), and
-// a channel replaced within the heartbeat timeout of being subscribed (a socket a proxy closes at
-// once, say) counts as a failed attempt: the lane waits before opening the next one, longer each
-// time, as the policy's interval grows, until a channel lives longer than the heartbeat timeout.
-// Replacing a channel creates or connects one and subscribes up to 1,000 topics, requests that
-// count against the organization's API rate limit; this keeps a socket that keeps breaking from
-// spending it.
-// Heartbeats and pongs (topic channel.metadata) and system notices are never dispatched.
-// WithPingInterval adds client pings, whose pongs also count as signs of life.
+// v2.system.socket_closing, and some minutes before its 24-hour expiry (WithExpiryMargin). When
+// Genesys drops a channel's subscriptions (v2.system.no_longer_subscribed), the source first
+// subscribes the topics again on the same channel, which replaces its whole subscription set and
+// needs no new channel; only if that request fails is the channel replaced. The replacement is
+// connected and subscribed before the old channel is dropped, and the old socket is still read for
+// a short overlap (WithOverlap), so that what is already on its way arrives; a message that comes
+// over both is dispatched once (deduplicated by ID over the last WithDedupWindow events). A set of
+// topics never holds more than two channels: when a replacement must itself be replaced during its
+// overlap, the old channel is closed first. Opening a channel is retried with backoff
+// (WithReconnectPolicy), and a channel replaced within the heartbeat timeout of being subscribed (a
+// socket a proxy closes at once, say) counts as a failed attempt: the lane waits before opening the
+// next one, longer each time, as the policy's interval grows, until a channel lives longer than the
+// heartbeat timeout. Replacing a channel creates or connects one and subscribes up to 1,000 topics,
+// requests that count against the organization's API rate limit; this keeps a socket that keeps
+// breaking from spending it. Heartbeats and pongs (topic channel.metadata) and system notices are
+// never dispatched. WithPingInterval adds client pings, whose pongs also count as signs of life.
 //
 // # Channel limits
 //
@@ -42,16 +43,15 @@
 // cannot be deleted), counts them all against 20 per OAuth client, and when a 21st is created it
 // evicts the oldest, even one in use, closing its socket. A source keeps this promise: no channel
 // it creates makes Genesys evict a channel that one of its own lanes is using, as long as no other
-// process or source creates channels with the same OAuth client at the same time. It keeps a
-// record of the channels Genesys may hold for it, in the order their creations were sent:
+// process or source creates channels with the same OAuth client at the same time. It keeps a record
+// of the channels Genesys may hold for it, in the order their creations were sent:
 //
 //   - An attempt to open a channel that fails once the channel exists (the socket is refused,
 //     subscribing fails) leaves the channel to the next attempt, which connects and subscribes it
-//     again instead of creating another. Only a channel that Genesys says it does not have (404)
-//     is given up, with a warning: Genesys drops a channel early only to make room for a newer
-//     one.
-//   - A creation whose answer is lost (a 5xx, a timeout, a connection broken after the request
-//     was sent) is not sent again (genesys.ErrOutcomeUnknown), since Genesys may have created the
+//     again instead of creating another. Only a channel that Genesys says it does not have (404) is
+//     given up, with a warning: Genesys drops a channel early only to make room for a newer one.
+//   - A creation whose answer is lost (a 5xx, a timeout, a connection broken after the request was
+//     sent) is not sent again (genesys.ErrOutcomeUnknown), since Genesys may have created the
 //     channel, or may still create it: a request the client gave up on after its per-attempt
 //     timeout, or one a gateway answered 502 or 504 for, can wait in Genesys' queue after the
 //     failure was seen. The source takes such a channel as created at any moment up to a grace
@@ -63,33 +63,35 @@
 //   - While fewer than 20 channels are counted, a lane that needs a channel creates one. At 20, it
 //     connects again the unused channel (closed by an earlier replacement) that expires last and
 //     subscribes its topics there (origin reused).
-//   - With 20 or more counted and none unused, creating one more evicts at most as many channels
-//     as are counted beyond 19, the oldest Genesys holds, and those are among as many of the
-//     oldest counted: those that do not exist only make room. A lost creation is older than a
-//     channel only when that channel's creation was sent after the lost one's grace period. When
-//     none of those that may be the oldest is in use (they are then all lost creations), the
-//     source creates the channel, one creation at a time, and then stops counting the oldest
-//     beyond 20. So creations that answer 503 during an outage longer than the grace period do
-//     not stop the source for 24 hours once they fill the 20 places. Only when a channel in use
-//     may be among them (after a shorter outage, a channel created within the grace period of the
-//     lost creations before it) does the lane wait, until a channel is given back or expires, with
-//     a warning and fanbridge.notifications.channel_limit_waits. A lane opening a successor while its old
-//     channel is still live gives the old one back as soon as its socket fails, so that a wait
-//     never outlasts the sockets Genesys closes after a maintenance notice.
-//   - The record covers this source only. Channels created with the same OAuth client elsewhere,
-//     by another source or another running process, count against the same 20; those created
-//     later than a channel of this source bring it closer to eviction, and the source cannot see
-//     them. Give each running source its own OAuth client. Channels of a process that has stopped
-//     are older than every channel of its successor, so they are the first evicted and do no harm.
+//   - With 20 or more counted and none unused, creating one more evicts at most as many channels as
+//     are counted beyond 19, the oldest Genesys holds, and those are among as many of the oldest
+//     counted: those that do not exist only make room. A lost creation is older than a channel only
+//     when that channel's creation was sent after the lost one's grace period. When none of those
+//     that may be the oldest is in use (they are then all lost creations), the source creates the
+//     channel, one creation at a time, and then stops counting the oldest beyond 20. So creations
+//     that answer 503 during an outage longer than the grace period do not stop the source for 24
+//     hours once they fill the 20 places. Only when a channel in use may be among them (after a
+//     shorter outage, a channel created within the grace period of the lost creations before it)
+//     does the lane wait, until a channel is given back or expires, with a warning and
+//     fanbridge.notifications.channel_limit_waits. A lane opening a successor while its old channel
+//     is still live gives the old one back as soon as its socket fails, so that a wait never
+//     outlasts the sockets Genesys closes after a maintenance notice.
+//   - The record covers this source only. Channels created with the same OAuth client elsewhere, by
+//     another source or another running process, count against the same 20; those created later
+//     than a channel of this source bring it closer to eviction, and the source cannot see them.
+//     Give each running source its own OAuth client. Channels of a process that has stopped are
+//     older than every channel of its successor, so they are the first evicted and do no harm.
 //
 // # Delivery semantics
 //
 // The WebSocket path is at-most-once on Genesys' side: Genesys does not store notifications for a
 // channel and has no acknowledgement or redelivery. An event published while no channel of ours was
-// subscribed is never sent to us, and nothing can bring it back: during a reconnection after a
-// failure (which waits longer and longer while new channels keep failing soon after being
-// subscribed, see Keeping the channels alive), during an outage of Genesys' API, after Genesys
-// evicted a channel because channels were created elsewhere with the same OAuth client (see
+// subscribed is never sent to us, and nothing can bring it back: between Genesys dropping a
+// channel's subscriptions and the source subscribing its topics again (one request once the
+// v2.system.no_longer_subscribed notice arrives, see Keeping the channels alive), during a
+// reconnection after a failure (which waits longer and longer while new channels keep failing soon
+// after being subscribed, see Keeping the channels alive), during an outage of Genesys' API, after
+// Genesys evicted a channel because channels were created elsewhere with the same OAuth client (see
 // Channel limits), while a lane waits for a place among the 20, while credentials are refused,
 // while the process is down. Use the EventBridge integration (package genesys,
 // EnsureEventBridgeIntegration) where every event matters: AWS retries a delivery for 24 hours.
@@ -130,9 +132,9 @@
 // bodies or tokens) and counts, with WithMeterProvider: fanbridge.notifications.messages by kind
 // (event, heartbeat, system, malformed), fanbridge.notifications.events by outcome (delivered,
 // ignored, duplicate, failed, lost), fanbridge.notifications.reconnects by reason (socket_error,
-// heartbeat_missed, socket_closing, no_longer_subscribed, expiry),
+// heartbeat_missed, socket_closing, no_longer_subscribed when subscribing again failed, expiry),
 // fanbridge.notifications.heartbeats_missed, fanbridge.notifications.dispatch_retries,
-// fanbridge.notifications.channels by origin (created; reused because 20 channels of the source
-// are counted; unknown for a creation whose answer was lost) and
+// fanbridge.notifications.channels by origin (created; reused because 20 channels of the source are
+// counted; unknown for a creation whose answer was lost) and
 // fanbridge.notifications.channel_limit_waits.
 package notifications

@@ -51,6 +51,8 @@ type conn struct {
 	closing     chan struct{} // closed when Genesys asks us to move to a new channel
 	closingOnce sync.Once
 	closeReason string // set before closing is closed
+	// unsubscribed receives when Genesys says it dropped the channel's subscriptions.
+	unsubscribed chan struct{}
 
 	reason string // why the reader returned on its own; read after done
 	err    error
@@ -111,6 +113,12 @@ func (l *lane) run(ctx context.Context) error {
 			failed = true
 		case <-cur.closing:
 			reason = cur.closeReason
+		case <-cur.unsubscribed:
+			timer.Stop()
+			if l.resubscribe(ctx, cur) {
+				continue
+			}
+			reason = reasonUnsubscribed
 		case <-timer.C:
 			reason = reasonExpiry
 		}
@@ -176,6 +184,24 @@ func (l *lane) run(ctx context.Context) error {
 			}
 		}()
 	}
+}
+
+// resubscribe subscribes the lane's topics again on c, whose subscriptions Genesys dropped, and
+// reports whether it could. Genesys replaces a channel's whole subscription set on each request,
+// so this restores it without a new channel: replacing the channel could have the lane wait for a
+// place among the 20 (see account) while its topics send nothing.
+func (l *lane) resubscribe(ctx context.Context, c *conn) bool {
+	err := l.s.client.SetSubscriptions(ctx, c.ch.ID, l.topics)
+	if err != nil {
+		if ctx.Err() == nil {
+			l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: subscribing again after Genesys dropped the subscriptions failed; replacing the channel",
+				slog.Int("lane", l.idx), slog.String("channel", c.ch.ID), slog.String("error", err.Error()))
+		}
+		return false
+	}
+	l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: subscribed again after Genesys dropped the subscriptions",
+		slog.Int("lane", l.idx), slog.String("channel", c.ch.ID), slog.Int("topics", len(l.topics)))
+	return true
 }
 
 // closeWhenDead closes c, giving its channel back to the source's account, as soon as its socket
@@ -345,7 +371,8 @@ func (l *lane) gone(ctx context.Context, kept **claim, err error) error {
 
 func (l *lane) start(ctx context.Context, cl *claim, ws *websocket.Conn) *conn {
 	cctx, cancel := context.WithCancel(ctx)
-	c := &conn{ch: cl.channel(), claim: cl, ws: ws, opened: time.Now(), cancel: cancel, done: make(chan struct{}), closing: make(chan struct{})}
+	c := &conn{ch: cl.channel(), claim: cl, ws: ws, opened: time.Now(), cancel: cancel, done: make(chan struct{}), closing: make(chan struct{}),
+		unsubscribed: make(chan struct{}, 1)}
 	go l.read(cctx, c)
 	if l.s.cfg.pingInterval > 0 {
 		go l.ping(cctx, c)
@@ -393,7 +420,11 @@ func (l *lane) read(ctx context.Context, c *conn) {
 		case strings.HasPrefix(ev.Topic, "v2.system."):
 			l.s.m.message(kindSystem)
 			if strings.HasPrefix(ev.Topic, "v2.system.no_longer_subscribed") {
-				c.signal(reasonUnsubscribed)
+				// The lane subscribes again; one notice waiting is as good as several.
+				select {
+				case c.unsubscribed <- struct{}{}:
+				default:
+				}
 			}
 			l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: system notice", slog.String("channel", c.ch.ID), slog.String("topic", ev.Topic))
 			continue

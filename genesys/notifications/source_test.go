@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -450,4 +451,58 @@ func TestRunLifecycle(t *testing.T) {
 		require.NoError(t, h.src.Close())
 		assert.ErrorIs(t, h.src.Run(context.Background()), notifications.ErrClosed)
 	})
+}
+
+// Genesys may drop a channel's subscriptions and say so with v2.system.no_longer_subscribed. The
+// source subscribes the topics again on the same channel, which needs no place among the 20; only
+// when that fails does it replace the channel. Either way the events published afterwards arrive.
+func TestNoLongerSubscribedSubscribesAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		fail     bool // the subscription request made after the notice fails
+		channels int  // channels created in all
+		replaced int64
+	}{
+		{"on the same channel", false, 1, 0},
+		{"on a new channel when that fails", true, 2, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, []string{presence}, nil, notifications.WithOverlap(10*time.Millisecond))
+			ctx := h.start(t)
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			sent := publish(h.srv, presence, 1, 5)
+			require.Len(t, sent, 5)
+			h.rec.waitCount(t, ctx, len(sent))
+
+			// Genesys drops the subscriptions, then tells the socket.
+			first := h.srv.Channels()[0].ID
+			require.NoError(t, h.client.SetSubscriptions(ctx, first, []string{}))
+			_, n := h.srv.Publish(presence, map[string]any{"seq": 0})
+			require.Zero(t, n, "the channel still has the topic")
+			if tc.fail {
+				h.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: "/api/v2/notifications/channels/", Status: http.StatusBadRequest})
+			}
+			puts := h.srv.Count(http.MethodPut, "/api/v2/notifications/channels/")
+			notice := fmt.Sprintf(`{"topicName":"v2.system.no_longer_subscribed.%s","version":"2","eventBody":{"message":"subscriptions dropped"}}`, first)
+			require.Equal(t, 1, h.srv.SendRaw([]byte(notice)))
+
+			require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, created int) bool {
+				// More channels than expected can only fail the check below: stop waiting.
+				return created > tc.channels || (created == tc.channels && live[len(live)-1].Connected && live[len(live)-1].Topics == 1)
+			}), "channels %+v", h.srv.Channels())
+			assert.Equal(t, tc.channels, h.srv.ChannelsCreated())
+			if !tc.fail {
+				assert.Equal(t, puts+1, h.srv.Count(http.MethodPut, "/api/v2/notifications/channels/"), "subscription requests")
+				assert.Equal(t, first, h.srv.Channels()[0].ID)
+			}
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			after := publish(h.srv, presence, 6, 15)
+			require.Len(t, after, 10, "every event after the notice reaches a subscribed socket")
+			sent = append(sent, after...)
+			h.rec.waitCount(t, ctx, len(sent))
+			assertExactlyOnce(t, sent, h.rec.snapshot())
+			assert.EqualValues(t, tc.replaced, h.counter(t, "fanbridge.notifications.reconnects", "reason", "no_longer_subscribed"))
+			assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.messages", "kind", "system"))
+		})
+	}
 }
