@@ -40,13 +40,7 @@ type apiKeyVerifier struct {
 	keys   digestSet
 }
 
-// Verify decides from the headers alone; see VerifyHeader.
-func (v *apiKeyVerifier) Verify(ctx context.Context, h http.Header, _ []byte) (Identity, error) {
-	return v.VerifyHeader(ctx, h)
-}
-
-// VerifyHeader implements HeaderVerifier.
-func (v *apiKeyVerifier) VerifyHeader(_ context.Context, h http.Header) (Identity, error) {
+func (v *apiKeyVerifier) Verify(_ context.Context, h http.Header, _ []byte) (Identity, error) {
 	val, err := singleValue(h, v.header)
 	if err != nil {
 		return Identity{}, err
@@ -57,4 +51,9 @@ func (v *apiKeyVerifier) VerifyHeader(_ context.Context, h http.Header) (Identit
 		return Identity{}, fmt.Errorf("%w: %s matches no API key", ErrMismatch, v.header)
 	}
 	return Identity{Scheme: SchemeAPIKey, Key: i}, nil
+}
+
+// VerifyHeader implements HeaderVerifier: Verify never looks at the body.
+func (v *apiKeyVerifier) VerifyHeader(ctx context.Context, h http.Header) (Identity, error) {
+	return v.Verify(ctx, h, nil)
 }

@@ -129,13 +129,7 @@ func (v *basicVerifier) Challenge() []string {
 	return []string{`Basic realm="fanbridge", charset="UTF-8"`}
 }
 
-// Verify decides from the headers alone; see VerifyHeader.
-func (v *basicVerifier) Verify(ctx context.Context, h http.Header, _ []byte) (Identity, error) {
-	return v.VerifyHeader(ctx, h)
-}
-
-// VerifyHeader implements HeaderVerifier.
-func (v *basicVerifier) VerifyHeader(_ context.Context, h http.Header) (Identity, error) {
+func (v *basicVerifier) Verify(_ context.Context, h http.Header, _ []byte) (Identity, error) {
 	cred, err := authorization(h, "Basic")
 	if err != nil {
 		return Identity{}, err
@@ -156,6 +150,11 @@ func (v *basicVerifier) VerifyHeader(_ context.Context, h http.Header) (Identity
 		return Identity{}, fmt.Errorf("%w: Basic credentials match no user", ErrMismatch)
 	}
 	return Identity{Scheme: SchemeBasic, Key: -1, User: v.users[idx].name}, nil
+}
+
+// VerifyHeader implements HeaderVerifier: Verify never looks at the body.
+func (v *basicVerifier) VerifyHeader(ctx context.Context, h http.Header) (Identity, error) {
+	return v.Verify(ctx, h, nil)
 }
 
 // decodeBasic decodes Basic credentials and splits them at the first colon. The returned slices

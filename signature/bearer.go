@@ -36,13 +36,7 @@ type bearerVerifier struct{ tokens digestSet }
 
 func (v *bearerVerifier) Challenge() []string { return bearerChallenge }
 
-// Verify decides from the headers alone; see VerifyHeader.
-func (v *bearerVerifier) Verify(ctx context.Context, h http.Header, _ []byte) (Identity, error) {
-	return v.VerifyHeader(ctx, h)
-}
-
-// VerifyHeader implements HeaderVerifier.
-func (v *bearerVerifier) VerifyHeader(_ context.Context, h http.Header) (Identity, error) {
+func (v *bearerVerifier) Verify(_ context.Context, h http.Header, _ []byte) (Identity, error) {
 	tok, err := authorization(h, "Bearer")
 	if err != nil {
 		return Identity{}, err
@@ -53,6 +47,11 @@ func (v *bearerVerifier) VerifyHeader(_ context.Context, h http.Header) (Identit
 		return Identity{}, fmt.Errorf("%w: bearer token matches no token", ErrMismatch)
 	}
 	return Identity{Scheme: SchemeBearer, Key: i}, nil
+}
+
+// VerifyHeader implements HeaderVerifier: Verify never looks at the body.
+func (v *bearerVerifier) VerifyHeader(ctx context.Context, h http.Header) (Identity, error) {
+	return v.Verify(ctx, h, nil)
 }
 
 // BearerFunc returns a Verifier that hands each bearer token to validate: for tokens issued by an
@@ -78,13 +77,7 @@ type bearerFuncVerifier struct {
 
 func (v *bearerFuncVerifier) Challenge() []string { return bearerChallenge }
 
-// Verify decides from the headers alone; see VerifyHeader.
 func (v *bearerFuncVerifier) Verify(ctx context.Context, h http.Header, _ []byte) (Identity, error) {
-	return v.VerifyHeader(ctx, h)
-}
-
-// VerifyHeader implements HeaderVerifier.
-func (v *bearerFuncVerifier) VerifyHeader(ctx context.Context, h http.Header) (Identity, error) {
 	tok, err := authorization(h, "Bearer")
 	if err != nil {
 		return Identity{}, err
@@ -102,4 +95,9 @@ func (v *bearerFuncVerifier) VerifyHeader(ctx context.Context, h http.Header) (I
 		return Identity{}, fmt.Errorf("%w: %w", ErrMismatch, err)
 	}
 	return Identity{Scheme: SchemeBearer, Key: -1}, nil
+}
+
+// VerifyHeader implements HeaderVerifier: Verify never looks at the body.
+func (v *bearerFuncVerifier) VerifyHeader(ctx context.Context, h http.Header) (Identity, error) {
+	return v.Verify(ctx, h, nil)
 }
