@@ -56,7 +56,7 @@ func (b *meteredBody) checkGrowth(t *testing.T) {
 
 // TestHandlerBodyBufferFollowsArrivedBytes: a client that announces the largest body allowed and
 // sends one byte makes the Handler hold at most firstReadBound bytes for it; complete bodies of
-// every size, announced or chunked, are still read whole.
+// every size, announced or chunked, are still read whole, into one slice of exactly their size.
 func TestHandlerBodyBufferFollowsArrivedBytes(t *testing.T) {
 	t.Run("announced but not sent", func(t *testing.T) {
 		for _, declared := range []int64{firstReadBound, eventbridge.DefaultMaxBodySize} {
@@ -67,6 +67,30 @@ func TestHandlerBodyBufferFollowsArrivedBytes(t *testing.T) {
 			newHandler(t, failDispatcher(t)).ServeHTTP(w, req)
 			assert.Equal(t, http.StatusBadRequest, w.Code)
 			body.checkGrowth(t)
+		}
+	})
+
+	t.Run("more than announced", func(t *testing.T) {
+		// Only a body that ignores its Content-Length sends more; the Handler reads to the end.
+		event := []byte(`{"id":"e1","detail-type":"t","source":"s","detail":{"pad":"` + strings.Repeat("x", 40000) + `"}}`)
+		for _, announced := range []int64{0, 100, firstReadBound - 1} {
+			body := &meteredBody{data: event, step: 1000, end: io.EOF}
+			req := httptest.NewRequest(http.MethodPost, "/", nil)
+			req.Body, req.ContentLength = body, announced
+			d := &recorder{}
+			w := httptest.NewRecorder()
+			newHandler(t, d).ServeHTTP(w, req)
+			require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+			e, _ := d.last(t)
+			assert.Equal(t, event, e.Raw)
+
+			body = &meteredBody{data: event, step: 1000, end: io.EOF}
+			req = httptest.NewRequest(http.MethodPost, "/", nil)
+			req.Body, req.ContentLength = body, announced
+			w = httptest.NewRecorder()
+			newHandler(t, failDispatcher(t), eventbridge.WithMaxBodySize(30000)).ServeHTTP(w, req)
+			assert.Equal(t, http.StatusRequestEntityTooLarge, w.Code)
+			assert.LessOrEqual(t, body.off, 30001+1000, "reading stops soon after the limit")
 		}
 	})
 
@@ -88,6 +112,9 @@ func TestHandlerBodyBufferFollowsArrivedBytes(t *testing.T) {
 				require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 				e, _ := d.last(t)
 				assert.Equal(t, event, e.Raw)
+				if size > firstReadBound {
+					assert.Equal(t, len(e.Raw), cap(e.Raw), "one slice of exactly the body's size")
+				}
 				body.checkGrowth(t)
 			})
 		}

@@ -122,11 +122,12 @@
 // read the body already, r.Body offers a Bytes() []byte method, and the Handler uses those bytes
 // instead of reading or copying again.
 //
-// The Handler reads a body into a buffer that follows the bytes that arrive, never allocated from
-// Content-Length, which is only the client's claim: the first buffer holds at most 16 KiB (an
-// event of up to 16 KiB takes one allocation of its exact size) and it doubles as more arrives, up
-// to the limit. A client that announces a large body and sends little holds little memory; set
-// the http.Server's ReadTimeout to bound how long it can hold the connection.
+// The memory the Handler holds for a body follows the bytes that arrive, never the Content-Length,
+// which is only the client's claim: an event of up to 16 KiB is read straight into one slice of its
+// size, and a larger body is collected in pooled 16 KiB chunks as it arrives and copied into one
+// slice of its exact size once complete. A client that announces a large body and sends little
+// holds little memory; set the http.Server's ReadTimeout to bound how long it can hold the
+// connection.
 //
 // Valid W3C traceparent and tracestate request headers are copied to
 // Metadata[fanbridge.MetaTraceparent] and Metadata[fanbridge.MetaTracestate], replacing the trace

@@ -284,42 +284,78 @@ func (h *Handler) readBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil {
 		return nil, nil
 	}
-	// The buffer follows the bytes that arrive, not the size the client announced: Content-Length
-	// is only a claim, and a client that announces 260 KiB and sends one byte must not make each
-	// connection it holds pin 260 KiB. Nearly every event fits the first buffer, of its exact size.
-	size, end := int64(4<<10), limit
-	if r.ContentLength >= 0 {
-		size, end = min(r.ContentLength, firstReadSize), r.ContentLength
-	}
-	// One byte of room past the expected end lets the final Read report EOF without a regrow.
-	buf := make([]byte, 0, min(size, limit)+1)
-	for {
-		if len(buf) == cap(buf) {
-			if int64(len(buf)) > limit {
-				return nil, fmt.Errorf("%w: limit is %d bytes", errTooLarge, limit)
+	if r.ContentLength >= 0 && r.ContentLength <= firstReadSize {
+		// Nearly every event: one allocation of exactly its size, and one byte of room more so
+		// that the final Read reports EOF without a regrow.
+		buf := make([]byte, 0, r.ContentLength+1)
+		for len(buf) < cap(buf) {
+			n, err := r.Body.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+			if err == io.EOF {
+				if int64(len(buf)) > limit {
+					return nil, fmt.Errorf("%w: limit is %d bytes", errTooLarge, limit)
+				}
+				return buf, nil
 			}
-			// Double what arrived, but not past the expected end (and its EOF byte) nor the limit.
-			grow := 2 * int64(len(buf))
-			if int64(len(buf)) <= end {
-				grow = min(grow, end+1)
+			if err != nil {
+				return nil, err
 			}
-			grown := make([]byte, len(buf), min(grow, limit+1))
-			copy(grown, buf)
-			buf = grown
 		}
-		n, err := r.Body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		// More than announced: only a body that ignores its Content-Length gets here.
+		return readChunks(r.Body, buf, limit, 0)
+	}
+	return readChunks(r.Body, nil, limit, r.ContentLength)
+}
+
+// readChunks reads rd to its end, after the bytes in head, refusing more than limit bytes in all.
+// The bytes are collected in pooled chunks as they arrive and copied into one slice of exactly
+// their size at the end, so the memory held for a body follows the bytes received, never the
+// Content-Length a client announced and may not send. size, the announced length when known,
+// only sizes the list of chunks.
+func readChunks(rd io.Reader, head []byte, limit, size int64) ([]byte, error) {
+	chunks := make([]*chunk, 0, max(size, 0)/firstReadSize+1)
+	defer func() {
+		for _, c := range chunks {
+			chunkPool.Put(c)
+		}
+	}()
+	total := int64(len(head))
+	fill := firstReadSize // of the last chunk
+	for {
+		if total > limit {
+			return nil, fmt.Errorf("%w: limit is %d bytes", errTooLarge, limit)
+		}
+		if fill == firstReadSize {
+			chunks = append(chunks, chunkPool.Get().(*chunk))
+			fill = 0
+		}
+		// Never more than one byte past the limit, which is enough to know it was passed.
+		room := min(int64(firstReadSize-fill), limit+1-total)
+		n, err := rd.Read(chunks[len(chunks)-1][fill : fill+int(room)])
+		fill += n
+		total += int64(n)
 		if err == io.EOF {
-			if int64(len(buf)) > limit {
-				return nil, fmt.Errorf("%w: limit is %d bytes", errTooLarge, limit)
-			}
-			return buf, nil
+			break
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
+	if total > limit {
+		return nil, fmt.Errorf("%w: limit is %d bytes", errTooLarge, limit)
+	}
+	body := make([]byte, total)
+	off := copy(body, head)
+	for _, c := range chunks {
+		off += copy(body[off:], c[:])
+	}
+	return body, nil
 }
+
+// chunk is a piece of a body that is still arriving.
+type chunk [firstReadSize]byte
+
+var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) int {
 	w.Header()["Content-Type"] = jsonContentType

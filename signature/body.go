@@ -63,14 +63,13 @@ func BodyBytes(r *http.Request) ([]byte, bool) {
 
 // firstReadSize bounds the buffer allocated before any byte of a body has arrived. Content-Length
 // is only the client's claim: a client announcing 260 KiB and sending one byte must not make each
-// connection it holds open pin 260 KiB. Nearly every event is smaller, and still takes one
-// allocation of exactly its size.
+// connection it holds open pin 260 KiB. Nearly every event is smaller, and is read straight into
+// one allocation of exactly its size.
 const firstReadSize = 16 << 10
 
 // readBody reads r's body whole, refusing more than max bytes (ErrTooLarge). When Content-Length is
 // known (the HTTP server guarantees the body has that length) the result is one slice of exactly
-// that size, grown from at most firstReadSize as bytes arrive; otherwise the body goes through a
-// pooled buffer.
+// that size (see readLength); otherwise the body goes through a pooled buffer.
 func readBody(r *http.Request, max int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return []byte{}, nil
@@ -130,26 +129,45 @@ func bodyPending(r *http.Request) bool {
 	return !buffered
 }
 
-// readLength reads exactly n bytes from rd. The buffer starts at firstReadSize at most and doubles
-// each time it is full, up to n, so the memory held for a body that is still arriving is at most
-// twice what was received, or firstReadSize.
+// readLength reads exactly n bytes from rd into one slice of exactly that size. A body of up to
+// firstReadSize is read straight into it. A larger one is first collected in pooled chunks as it
+// arrives, and the slice is allocated only once all of it is here: until then the memory held
+// follows the bytes received, and the result is still one allocation.
 func readLength(rd io.Reader, n int64) ([]byte, error) {
-	body := make([]byte, min(n, firstReadSize))
-	got := 0
-	for {
-		m, err := io.ReadFull(rd, body[got:])
-		got += m
+	if n <= firstReadSize {
+		body := make([]byte, n)
+		if _, err := io.ReadFull(rd, body); err != nil {
+			return nil, readError(err)
+		}
+		return body, nil
+	}
+	chunks := make([]*chunk, 0, (n+firstReadSize-1)/firstReadSize)
+	defer func() {
+		for _, c := range chunks {
+			chunkPool.Put(c)
+		}
+	}()
+	for got := int64(0); got < n; {
+		c := chunkPool.Get().(*chunk)
+		chunks = append(chunks, c)
+		m, err := io.ReadFull(rd, c[:min(n-got, firstReadSize)])
+		got += int64(m)
 		if err != nil {
 			return nil, readError(err)
 		}
-		if int64(got) == n {
-			return body, nil
-		}
-		grown := make([]byte, min(n, 2*int64(len(body))))
-		copy(grown, body)
-		body = grown
 	}
+	body := make([]byte, n)
+	off := 0
+	for _, c := range chunks {
+		off += copy(body[off:], c[:])
+	}
+	return body, nil
 }
+
+// chunk is a piece of a body that is still arriving.
+type chunk [firstReadSize]byte
+
+var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
 
 var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 

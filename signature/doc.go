@@ -63,8 +63,9 @@
 // eventbridge Handler does), or call BodyBytes. The bytes are never reused by this package, so
 // handlers may keep them. A body larger than the limit is refused from its Content-Length before
 // it is read. When Content-Length is known the body ends up in one slice of exactly that size, but
-// the buffer is not allocated from the claim: it starts at 16 KiB at most and doubles as bytes
-// arrive, so a client that announces a large body and sends little holds little memory.
+// memory is not allocated from the claim: a body of up to 16 KiB is read straight into its slice,
+// and a larger one is collected in pooled 16 KiB chunks as it arrives and copied into its slice
+// once complete, so a client that announces a large body and sends little holds little memory.
 //
 // The order of the checks is: an announced size over the limit (413); then, for a HeaderVerifier
 // (APIKey, Basic, Bearer, BearerFunc, or Any of only those), the credentials (401, the body left
@@ -114,10 +115,10 @@
 //     hmac.Equal. Every configured key is compared on every request, with no early exit, so timing
 //     reveals neither which key matched nor whether the user name existed.
 //   - No oracle. One 401 answer for every failure, see above.
-//   - Memory before trust. Nothing is allocated from the client's Content-Length: the body buffer
-//     grows with the bytes that arrive (16 KiB first), and header-only credentials are checked
-//     before the body is read at all, so connections that announce large bodies they never send
-//     cost little.
+//   - Memory before trust. Nothing large is allocated from the client's Content-Length: the memory
+//     held for a body follows the bytes that arrive (in 16 KiB steps), and header-only credentials
+//     are checked before the body is read at all, so connections that announce large bodies they
+//     never send cost little.
 //   - Strict parsing. A credential header sent twice is malformed, not merged. Hex and base64 are
 //     never guessed: the scheme says which. Signatures of the wrong length are malformed. A
 //     webhook-id over 256 bytes or containing "." (which would make the signed content ambiguous)
