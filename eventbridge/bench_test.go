@@ -7,9 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,6 +193,26 @@ func BenchmarkHandlerVsTutorial(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run(name, func(b *testing.B) {
+			pair(b, requestLoop(b, h, body, nil), requestLoop(b, tutorialHandler(noop), body, nil))
+		})
+	}
+}
+
+// BenchmarkHandlerLargeVsTutorial is BenchmarkHandlerVsTutorial for events above the 16 KiB that
+// are read straight into one slice: a conversation with many participants, and one near the
+// EventBridge limit of 256 KiB.
+func BenchmarkHandlerLargeVsTutorial(b *testing.B) {
+	h, err := eventbridge.NewHandler(noop)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, size := range []int{40 << 10, 250 << 10} {
+		body := []byte(`{"version":"0","id":"7bf73129-1428-4cd3-a780-95db273d1602","detail-type":"v2.users.{id}.activity",` +
+			`"source":"aws.partner/genesys.com/cloud/cf6cb7d5-d0ea-45b5-b0cf-73ad5f5b8721/DA-VOICE-SB","account":"765425735388",` +
+			`"time":"2026-03-19T22:04:48Z","region":"us-east-2","resources":[],` +
+			`"detail":{"topicName":"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity","eventBody":{"notes":"` +
+			strings.Repeat("x", size) + `"}}}`)
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
 			pair(b, requestLoop(b, h, body, nil), requestLoop(b, tutorialHandler(noop), body, nil))
 		})
 	}
