@@ -42,6 +42,7 @@ type Server struct {
 	evictedInUse int // connected channels evicted by a channel created beyond the limit
 	sockets      map[*socket]struct{}
 	log          []Request
+	logGen       int // counts ResetLog calls, so that an answer is not recorded in a newer log
 	faults       []*Fault
 	hook         func(*http.Request)
 	seq          int64
@@ -54,6 +55,8 @@ type Request struct {
 	Method string
 	Path   string
 	Query  string
+	// Status is the answer's status; 0 while the request is still being served. A request is
+	// logged when it arrives, so that the log never lags behind what the request changed.
 	Status int
 	Time   time.Time
 	// UserAgent is the request's User-Agent header.
@@ -146,6 +149,7 @@ func (s *Server) ResetLog() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.log = nil
+	s.logGen++
 }
 
 // SetHook sets a function called with every request before it is handled (after fault injection
@@ -277,13 +281,19 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w}
 		rec.Header().Set("ININ-Correlation-Id", s.correlationID())
+		s.mu.Lock()
+		at, gen := len(s.log), s.logGen
+		s.log = append(s.log, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Time: s.opts.now(), UserAgent: r.UserAgent()})
+		s.mu.Unlock()
 		defer func() {
 			status := rec.status
 			if status == 0 {
 				status = http.StatusSwitchingProtocols
 			}
 			s.mu.Lock()
-			s.log = append(s.log, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Status: status, Time: s.opts.now(), UserAgent: r.UserAgent()})
+			if s.logGen == gen { // not emptied by ResetLog meanwhile
+				s.log[at].Status = status
+			}
 			s.mu.Unlock()
 		}()
 		if f := s.takeFault(r); f != nil {

@@ -501,6 +501,9 @@ func TestNoLongerSubscribedSubscribesAgain(t *testing.T) {
 			sent = append(sent, after...)
 			h.rec.waitCount(t, ctx, len(sent))
 			assertExactlyOnce(t, sent, h.rec.snapshot())
+			if !tc.fail {
+				assert.Equal(t, puts+1, h.srv.Count(http.MethodPut, "/api/v2/notifications/channels/"), "one subscription request, on the same channel")
+			}
 			assert.EqualValues(t, tc.replaced, h.counter(t, "fanbridge.notifications.reconnects", "reason", "no_longer_subscribed"))
 			assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.messages", "kind", "system"))
 		})
