@@ -82,16 +82,9 @@ func checkLine(line []byte) ([]byte, error) {
 	if bytes.IndexByte(line, '\n') >= 0 {
 		return nil, fmt.Errorf("%w: newline inside the line", ErrBadLine)
 	}
-	var want uint32
-	for _, c := range line[len(linePrefix) : len(linePrefix)+8] {
-		switch {
-		case c >= '0' && c <= '9':
-			want = want<<4 | uint32(c-'0')
-		case c >= 'a' && c <= 'f':
-			want = want<<4 | uint32(c-'a'+10)
-		default:
-			return nil, fmt.Errorf("%w: bad checksum digits", ErrBadLine)
-		}
+	want, ok := parseCRC(line[len(linePrefix) : len(linePrefix)+8])
+	if !ok {
+		return nil, fmt.Errorf("%w: bad checksum digits", ErrBadLine)
 	}
 	entry := line[entryAt : len(line)-1]
 	if got := crc32.Checksum(entry, castagnoli); got != want {
@@ -117,4 +110,20 @@ func lineID(entry []byte) (string, error) {
 		return "", err
 	}
 	return e.ID, nil
+}
+
+// parseCRC reads the 8 lowercase hex digits of a frame's checksum.
+func parseCRC(digits []byte) (uint32, bool) {
+	var sum uint32
+	for _, c := range digits {
+		switch {
+		case c >= '0' && c <= '9':
+			sum = sum<<4 | uint32(c-'0')
+		case c >= 'a' && c <= 'f':
+			sum = sum<<4 | uint32(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return sum, true
 }

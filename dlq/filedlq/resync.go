@@ -256,18 +256,7 @@ func frameStart(b []byte) (uint32, bool) {
 		string(b[len(linePrefix)+8:entryAt]) != lineMiddle || b[entryAt] != '{' {
 		return 0, false
 	}
-	var sum uint32
-	for _, c := range b[len(linePrefix) : len(linePrefix)+8] {
-		switch {
-		case c >= '0' && c <= '9':
-			sum = sum<<4 | uint32(c-'0')
-		case c >= 'a' && c <= 'f':
-			sum = sum<<4 | uint32(c-'a'+10)
-		default:
-			return 0, false
-		}
-	}
-	return sum, true
+	return parseCRC(b[len(linePrefix) : len(linePrefix)+8])
 }
 
 // CRC arithmetic. A CRC is the remainder of a polynomial over GF(2) divided by the CRC's
