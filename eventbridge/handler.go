@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/chunkbuf"
 	"github.com/fanbridge/fanbridge/retry"
 )
 
@@ -266,7 +267,7 @@ var errTooLarge = errors.New("eventbridge: body too large")
 type bodyBytes interface{ Bytes() []byte }
 
 // firstReadSize bounds the buffer allocated for a body before any of it has arrived.
-const firstReadSize = 16 << 10
+const firstReadSize = chunkbuf.Size
 
 // readBody returns the whole body, or errTooLarge past the limit without reading further.
 func (h *Handler) readBody(r *http.Request) ([]byte, error) {
@@ -313,12 +314,9 @@ func (h *Handler) readBody(r *http.Request) ([]byte, error) {
 // Content-Length a client announced and may not send. size, the announced length when known,
 // only sizes the list of chunks.
 func readChunks(rd io.Reader, head []byte, limit, size int64) ([]byte, error) {
-	chunks := make([]*chunk, 0, max(size, 0)/firstReadSize+1)
-	defer func() {
-		for _, c := range chunks {
-			chunkPool.Put(c)
-		}
-	}()
+	chunks := make([]*chunkbuf.Chunk, 0, max(size, 0)/firstReadSize+1)
+	defer func() { chunkbuf.Put(chunks) }()
+	var last *chunkbuf.Chunk
 	total := int64(len(head))
 	fill := firstReadSize // of the last chunk
 	for {
@@ -326,12 +324,12 @@ func readChunks(rd io.Reader, head []byte, limit, size int64) ([]byte, error) {
 			return nil, fmt.Errorf("%w: limit is %d bytes", errTooLarge, limit)
 		}
 		if fill == firstReadSize {
-			chunks = append(chunks, chunkPool.Get().(*chunk))
-			fill = 0
+			last, fill = chunkbuf.Get(), 0
+			chunks = append(chunks, last)
 		}
 		// Never more than one byte past the limit, which is enough to know it was passed.
 		room := min(int64(firstReadSize-fill), limit+1-total)
-		n, err := rd.Read(chunks[len(chunks)-1][fill : fill+int(room)])
+		n, err := rd.Read(last[fill : fill+int(room)])
 		fill += n
 		total += int64(n)
 		if err == io.EOF {
@@ -344,18 +342,8 @@ func readChunks(rd io.Reader, head []byte, limit, size int64) ([]byte, error) {
 	if total > limit {
 		return nil, fmt.Errorf("%w: limit is %d bytes", errTooLarge, limit)
 	}
-	body := make([]byte, total)
-	off := copy(body, head)
-	for _, c := range chunks {
-		off += copy(body[off:], c[:])
-	}
-	return body, nil
+	return chunkbuf.Join(head, chunks, total), nil
 }
-
-// chunk is a piece of a body that is still arriving.
-type chunk [firstReadSize]byte
-
-var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) int {
 	w.Header()["Content-Type"] = jsonContentType

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"sync"
+
+	"github.com/fanbridge/fanbridge/internal/chunkbuf"
 )
 
 // Body is the request body after verification: the bytes that were verified, readable again. Verify
@@ -65,7 +67,7 @@ func BodyBytes(r *http.Request) ([]byte, bool) {
 // is only the client's claim: a client announcing 260 KiB and sending one byte must not make each
 // connection it holds open pin 260 KiB. Nearly every event is smaller, and is read straight into
 // one allocation of exactly its size.
-const firstReadSize = 16 << 10
+const firstReadSize = chunkbuf.Size
 
 // readBody reads r's body whole, refusing more than max bytes (ErrTooLarge). When Content-Length is
 // known (the HTTP server guarantees the body has that length) the result is one slice of exactly
@@ -141,14 +143,10 @@ func readLength(rd io.Reader, n int64) ([]byte, error) {
 		}
 		return body, nil
 	}
-	chunks := make([]*chunk, 0, (n+firstReadSize-1)/firstReadSize)
-	defer func() {
-		for _, c := range chunks {
-			chunkPool.Put(c)
-		}
-	}()
+	chunks := make([]*chunkbuf.Chunk, 0, (n+firstReadSize-1)/firstReadSize)
+	defer func() { chunkbuf.Put(chunks) }()
 	for got := int64(0); got < n; {
-		c := chunkPool.Get().(*chunk)
+		c := chunkbuf.Get()
 		chunks = append(chunks, c)
 		m, err := io.ReadFull(rd, c[:min(n-got, firstReadSize)])
 		got += int64(m)
@@ -156,18 +154,8 @@ func readLength(rd io.Reader, n int64) ([]byte, error) {
 			return nil, readError(err)
 		}
 	}
-	body := make([]byte, n)
-	off := 0
-	for _, c := range chunks {
-		off += copy(body[off:], c[:])
-	}
-	return body, nil
+	return chunkbuf.Join(nil, chunks, n), nil
 }
-
-// chunk is a piece of a body that is still arriving.
-type chunk [firstReadSize]byte
-
-var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
 
 var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 

@@ -1,0 +1,37 @@
+// Package chunkbuf collects a request body in pooled fixed-size chunks as it arrives, so that the
+// memory held for a body follows the bytes received rather than the length a client announced,
+// and then joins them into one slice of exactly their size.
+//
+// The caller keeps its chunks in a slice of its own: a small one then stays on its stack.
+package chunkbuf
+
+import "sync"
+
+// Size is the size of a chunk, and the largest body worth reading straight into one allocation.
+const Size = 16 << 10
+
+// Chunk is a piece of a body that is still arriving.
+type Chunk [Size]byte
+
+var pool = sync.Pool{New: func() any { return new(Chunk) }}
+
+// Get returns a chunk from the pool.
+func Get() *Chunk { return pool.Get().(*Chunk) }
+
+// Put gives chunks back to the pool.
+func Put(chunks []*Chunk) {
+	for _, c := range chunks {
+		pool.Put(c)
+	}
+}
+
+// Join returns head followed by the first total-len(head) bytes of chunks, in one slice of
+// exactly total bytes.
+func Join(head []byte, chunks []*Chunk, total int64) []byte {
+	body := make([]byte, total)
+	off := copy(body, head)
+	for _, c := range chunks {
+		off += copy(body[off:], c[:])
+	}
+	return body
+}
