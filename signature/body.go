@@ -76,16 +76,11 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return []byte{}, nil
 	}
-	if b, ok := r.Body.(interface{ Bytes() []byte }); ok {
-		// Already buffered by an outer layer: reuse the bytes, no copy.
-		body := b.Bytes()
-		if int64(len(body)) > max {
-			return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), max)
-		}
-		return body, nil
+	if err := checkDeclaredLength(r, max); err != nil {
+		return nil, err
 	}
-	if r.ContentLength > max {
-		return nil, fmt.Errorf("%w: Content-Length %d, limit %d", ErrTooLarge, r.ContentLength, max)
+	if body, ok := BodyBytes(r); ok {
+		return body, nil // already buffered by an outer layer: reuse the bytes, no copy
 	}
 	if r.ContentLength >= 0 {
 		return readLength(r.Body, r.ContentLength)
@@ -110,9 +105,9 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 
 // checkDeclaredLength refuses a body whose announced size is over max, before any of it is read.
 func checkDeclaredLength(r *http.Request, max int64) error {
-	if b, ok := r.Body.(interface{ Bytes() []byte }); ok {
-		if n := len(b.Bytes()); int64(n) > max {
-			return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, max)
+	if body, ok := BodyBytes(r); ok {
+		if int64(len(body)) > max {
+			return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), max)
 		}
 		return nil
 	}
@@ -127,7 +122,7 @@ func bodyPending(r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return false
 	}
-	_, buffered := r.Body.(interface{ Bytes() []byte })
+	_, buffered := BodyBytes(r)
 	return !buffered
 }
 
