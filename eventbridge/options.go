@@ -92,7 +92,7 @@ func WithAllowedSources(sources ...string) Option {
 func WithAllowedAccounts(accounts ...string) Option {
 	return optionFunc(func(c *config) {
 		for _, a := range accounts {
-			if !isAccountID(a) {
+			if !ValidAccountID(a) {
 				c.fail("allowed account %q: want the 12 digits of an AWS account ID", a)
 				continue
 			}
@@ -104,8 +104,9 @@ func WithAllowedAccounts(accounts ...string) Option {
 	})
 }
 
-// isAccountID reports whether a is an AWS account ID: exactly 12 decimal digits.
-func isAccountID(a string) bool {
+// ValidAccountID reports whether WithAllowedAccounts accepts a: an AWS account ID, exactly 12
+// decimal digits. It lets a configuration be checked before a Handler is built.
+func ValidAccountID(a string) bool {
 	if len(a) != 12 {
 		return false
 	}

@@ -216,7 +216,7 @@ func (c *Config) validateIntake(e *Errors) {
 			}
 		}
 		for j, a := range in.AllowedAccounts {
-			if !accountID(a) {
+			if !eventbridge.ValidAccountID(a) {
 				ap := fmt.Sprintf("%s.allowed_accounts[%d]", p, j)
 				e.addf(ap, "want the 12 digits of an AWS account ID, got %s", e.show(ap, a))
 			}
@@ -242,11 +242,6 @@ func brokerAddress(b string) bool {
 	}
 	n, err := strconv.ParseUint(port, 10, 16)
 	return err == nil && n > 0
-}
-
-// accountID reports whether a is 12 decimal digits, as every AWS account ID is.
-func accountID(a string) bool {
-	return len(a) == 12 && strings.Trim(a, "0123456789") == ""
 }
 
 // cleanPath is p with dot segments and repeated slashes removed, keeping a trailing slash: the path
