@@ -166,3 +166,38 @@ func TestCloseKeepsItsTimeoutBesideAFullBuffer(t *testing.T) {
 	require.NoError(t, recv(t, second), "and the one that waited for room")
 	assert.True(t, s.Close() == err, "closing twice is safe, and returns the first Close's result")
 }
+
+// With the default WithMaxInFlight the sink has as many slots as the client's buffer holds
+// records, so a Send that finds them taken waits for one within its own context, never inside
+// the client.
+func TestDefaultMaxInFlightFollowsTheClientBuffer(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	cl := newClient(t, c, kgo.MaxBufferedRecords(1))
+	s := newSink(t, cl, kafkasink.WithTopic("events"))
+	require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+
+	release, arrived := hang(c)
+	defer release()
+	first := make(chan error, 1)
+	go func() { first <- s.Send(ctx, presenceEvent("first")) }()
+	waitFor(t, ctx, arrived, "the first produce request")
+
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	second := make(chan error, 1)
+	go func() { second <- s.Send(short, presenceEvent("second")) }()
+	err := within(t, ctx, second, "a Send with a 100ms deadline while the only slot is taken")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "1 records already wait for acknowledgement")
+
+	release()
+	require.NoError(t, recv(t, first))
+	ids := map[string]bool{}
+	for _, r := range readAll(t, ctx, c, "events") {
+		e, err := kafkasink.EventFromRecord(r)
+		require.NoError(t, err)
+		ids[e.ID] = true
+	}
+	assert.Equal(t, map[string]bool{"warm": true, "first": true}, ids, "the Send that gave up produced nothing")
+}

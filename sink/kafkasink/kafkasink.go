@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -88,10 +89,7 @@ func newSink(client *kgo.Client, owned bool, opts []Option) (*Sink, error) {
 		return nil, fmt.Errorf("%w: %w: use acks=all, or WithAllowWeakAcks", ErrInvalidConfig, ErrWeakAcks)
 	}
 	if cfg.maxInFlight == 0 {
-		cfg.maxInFlight, _ = client.OptValue(kgo.MaxBufferedRecords).(int)
-		if cfg.maxInFlight <= 0 {
-			cfg.maxInFlight = 10_000
-		}
+		cfg.maxInFlight = clientBufferedRecords(client)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
@@ -99,6 +97,22 @@ func newSink(client *kgo.Client, owned bool, opts []Option) (*Sink, error) {
 	s := &Sink{client: client, owned: owned, cfg: cfg, slots: make(chan struct{}, cfg.maxInFlight), done: closeonce.New()}
 	s.pool.New = func() any { return s.newPending() }
 	return s, nil
+}
+
+// clientBufferedRecords is the client's kgo.MaxBufferedRecords, the default of WithMaxInFlight.
+// The client reports it as an int64; 10,000 stands in for a value it does not report.
+func clientBufferedRecords(client *kgo.Client) int {
+	var n int64
+	switch v := client.OptValue(kgo.MaxBufferedRecords).(type) {
+	case int64:
+		n = v
+	case int:
+		n = int64(v)
+	}
+	if n <= 0 {
+		return 10_000
+	}
+	return int(min(n, math.MaxInt32))
 }
 
 // Client returns the client the sink produces through.
