@@ -103,8 +103,10 @@ var ErrInvalidOption = errors.New("dlq: invalid option")
 // so does an entry whose sink is missing from sinks, which is counted as skipped rather than
 // stopping the redrive.
 //
-// Redrive returns the counts and nil when it went through the whole queue. It stops early with
-// the counts so far and an error when ctx ends, when List fails or when Delete fails. When the
+// Redrive returns the counts and nil when it went through the whole queue and every selected entry
+// has an outcome. It stops early with the counts so far and an error when ctx ends (context.Cause
+// of ctx, even when only the last entries' sends were cut short, which leaves them in no count),
+// when List fails or when Delete fails. When the
 // Reader cannot remove entries (ErrUnsupported) it redrives everything and then returns an error
 // wrapping ErrUnsupported, since those entries would be sent again by the next redrive.
 //
@@ -169,11 +171,20 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
+	// An entry whose send the cancellation cut short is in no count; a List that had already
+	// handed over its last entry returns nil, so that is the only sign the redrive did not finish.
+	unsent := rd.rep.Selected - rd.rep.Redriven - rd.rep.Failed - rd.rep.Skipped
 	switch {
 	case rd.err != nil:
 		return rd.rep, rd.err
 	case listErr != nil:
 		return rd.rep, fmt.Errorf("dlq: redrive: %w", listErr)
+	case unsent > 0:
+		cause := context.Cause(ctx)
+		if cause == nil {
+			cause = context.Canceled
+		}
+		return rd.rep, fmt.Errorf("dlq: redrive: stopped before %d selected entries were sent: %w", unsent, cause)
 	case rd.unsupported:
 		return rd.rep, fmt.Errorf("dlq: redrive: %d redriven entries could not be removed: %w", rd.rep.Redriven-rd.rep.Removed, ErrUnsupported)
 	}

@@ -131,6 +131,39 @@ func TestRedriveCancelRemovesWhatWasDelivered(t *testing.T) {
 	assert.Equal(t, 3, m.Len())
 }
 
+// A cancellation that cuts short the sends of the last entries, after List has handed them all
+// over, still ends the redrive with the cancellation's cause: those entries are in no count.
+func TestRedriveCancelDuringLastSends(t *testing.T) {
+	errStop := errors.New("operator stopped the redrive")
+	cases := []struct {
+		name        string
+		entries     int
+		concurrency int
+	}{
+		{"one-entry", 1, 1},
+		{"all-in-flight", 3, 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(testCtx(t))
+			m := dlqtest.NewMemory()
+			fill(t, ctx, m, "slow", tc.entries)
+			var started atomic.Int32
+			slow := sink.Func(func(ctx context.Context, _ *fanbridge.Event) error {
+				if int(started.Add(1)) == tc.entries {
+					cancel(errStop) // every entry is in a worker's hands, List is done
+				}
+				<-ctx.Done()
+				return ctx.Err()
+			})
+			rep, err := dlq.Redrive(ctx, m, map[string]sink.Sink{"slow": slow}, nil, dlq.WithConcurrency(tc.concurrency))
+			require.ErrorIs(t, err, errStop, "a redrive that left selected entries unsent must say why")
+			assert.Equal(t, dlq.Report{Selected: tc.entries}, rep)
+			assert.Equal(t, tc.entries, m.Len())
+		})
+	}
+}
+
 func TestRedriveMissingSinks(t *testing.T) {
 	ctx := testCtx(t)
 	m := dlqtest.NewMemory()
