@@ -56,7 +56,8 @@
 //	TOPIC_/CLUSTER_AUTHORIZATION_FAILED                      permanent   ACLs do not change by retrying
 //	SASL_AUTHENTICATION_FAILED, unsupported SASL mechanism   permanent   credentials are wrong (*)
 //	MESSAGE_TOO_LARGE (client or broker),                    permanent   the event will not shrink
-//	  RECORD_LIST_TOO_LARGE
+//	  RECORD_LIST_TOO_LARGE, for the record alone
+//	the same for a batch the record shared with others      retryable   it may fit a smaller batch (**)
 //	any other code kerr marks non-retriable                  permanent   INVALID_RECORD, POLICY_VIOLATION ...
 //	producer-session codes (OUT_OF_ORDER_SEQUENCE_NUMBER,    retryable   the client resets its session
 //	  INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID ...)
@@ -65,6 +66,11 @@
 //	ctx canceled / deadline while waiting                    canceled /  the record may still arrive
 //	                                                         retryable
 //	Send after Close; client closed under a pending Send     retryable   wraps sink.ErrClosed
+//
+// (**) The broker judges whole batches against a topic's max.message.bytes, and the client fails
+// every record of a refused batch. Keep the client's kgo.ProducerBatchMaxBytes (default 1,000,012)
+// at or below the smallest max.message.bytes of the topics the sink writes to, and the broker
+// refuses only records too large on their own.
 //
 // (*) The client keeps reconnecting until the record's delivery timeout (ClientConfig.DeliveryTimeout,
 // kgo.RecordDeliveryTimeout), so a Send whose deadline comes first sees only a retryable deadline

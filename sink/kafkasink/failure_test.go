@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -445,4 +446,49 @@ func TestAbandonedSendThenAcknowledged(t *testing.T) {
 	require.Equal(t, want, gaveUp, "Sends that gave up while the broker held their request, of %d", attempts)
 	// The recycled record serves the next Send correctly.
 	require.NoError(t, s.Send(ctx, &fanbridge.Event{ID: "last", Type: "t", Data: []byte(`{}`)}))
+}
+
+// The broker judges whole batches against a topic's max.message.bytes, and the client then fails
+// every record of a refused batch with MESSAGE_TOO_LARGE. A record that fits the topic on its own
+// but shared the batch is retryable; one the topic refuses alone stays permanent.
+func TestBatchTooLargeForTheTopic(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t)
+	limit := "4096"
+	created, err := kadm.NewClient(newClient(t, c)).CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": &limit}, "small")
+	require.NoError(t, err)
+	require.NoError(t, created.Err)
+	// A linger far longer than the Sends take to start gathers them into one batch.
+	s := newSink(t, newClient(t, c, kgo.ProducerLinger(time.Second)), kafkasink.WithTopic("small"))
+	event := func(id string, size int) *fanbridge.Event {
+		data := make([]byte, size)
+		_, _ = rand.Read(data)
+		return &fanbridge.Event{ID: id, Type: presenceType, Data: data}
+	}
+
+	t.Run("alone", func(t *testing.T) {
+		err := s.Send(ctx, event("big", 5000))
+		require.ErrorIs(t, err, kerr.MessageTooLarge)
+		assert.True(t, retry.IsPermanent(err), "%v", err)
+	})
+	t.Run("in a shared batch", func(t *testing.T) {
+		errs := make([]error, 8)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = s.Send(ctx, event(fmt.Sprint("e", i), 1000)) })
+		}
+		waitGroup(t, &wg)
+		refused := 0
+		for i, err := range errs {
+			if err == nil {
+				continue
+			}
+			refused++
+			require.ErrorIs(t, err, kerr.MessageTooLarge, "event %d", i)
+			assert.False(t, retry.IsPermanent(err), "event %d fits the topic alone: %v", i, err)
+			assert.Contains(t, err.Error(), "ProducerBatchMaxBytes", "the error says what to change")
+		}
+		require.NotZero(t, refused, "the 8 KB batch went through: the test sent nothing the topic refuses")
+		require.NoError(t, s.Send(ctx, event("retried", 1000)), "alone, the same size fits")
+	})
 }

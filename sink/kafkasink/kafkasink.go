@@ -343,7 +343,7 @@ func (s *Sink) wait(ctx context.Context, p *pending) error {
 
 func (s *Sink) answer(p *pending, err error) error {
 	if err != nil {
-		err = classify(p.id, p.rec.Topic, err)
+		err = classify(p.id, p.rec.Topic, err, sharedBatchTooLarge(err, &p.rec))
 	}
 	s.release(p)
 	return err
