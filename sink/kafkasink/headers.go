@@ -106,7 +106,7 @@ func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
 		case HeaderValue:
 			envelope = v == valueEnvelope
 		default:
-			if key, ok := strings.CutPrefix(h.Key, HeaderMetadataPrefix); ok && key != "" {
+			if key, ok := strings.CutPrefix(h.Key, HeaderMetadataPrefix); ok {
 				setMeta(e, key, v)
 			}
 		}

@@ -240,6 +240,9 @@ func TestEventFromRecordRoundTrip(t *testing.T) {
 		sampleEvent(t, "websocket.v2.users.activity.REPAIRED.json"),
 		customerEndEvent("with-trace-context"),
 	}
+	odd := presenceEvent("odd-metadata")
+	odd.Metadata = map[string]string{"": "empty name", "empty-value": "", "caf\u00e9": "x"}
+	events = append(events, odd)
 	for _, e := range events {
 		require.NoError(t, s.Send(ctx, e))
 	}
@@ -270,14 +273,15 @@ func TestEventFromRecordRefuses(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.text)
 		})
 	}
-	// Unknown headers are ignored, a repeated one counts once (the last).
+	// Unknown headers are ignored, a repeated one counts once (the last); the metadata prefix alone
+	// is the entry with the empty name, which a Sink writes so.
 	e, err := kafkasink.EventFromRecord(&kgo.Record{Headers: []kgo.RecordHeader{
 		{Key: "ce_id", Value: []byte("1")}, {Key: "x-other", Value: []byte("y")},
 		{Key: "ce_type", Value: []byte("a")}, {Key: "ce_type", Value: []byte("b")},
 		{Key: "fanbridge-meta-", Value: []byte("no key")},
 	}})
 	require.NoError(t, err)
-	assert.Equal(t, &fanbridge.Event{ID: "1", Type: "b"}, e)
+	assert.Equal(t, &fanbridge.Event{ID: "1", Type: "b", Metadata: map[string]string{"": "no key"}}, e)
 }
 
 func TestTimeWithoutRFC3339FormIsPermanent(t *testing.T) {
