@@ -113,18 +113,13 @@ func NewClient(region Region, clientID, clientSecret string, opts ...Option) (*C
 		maxRetryAfter: cfg.maxRetryAfter,
 		userAgent:     cfg.userAgent,
 	}
-	c.tokens = &tokenCache{
-		// Genesys documents the header as base64(clientId:clientSecret), without the form
-		// encoding RFC 6749 and oauth2.AuthStyleInHeader apply first (a "+" would become "%2B"),
-		// so the header is set here and oauth2 adds no credentials of its own.
-		conf: clientcredentials.Config{
-			TokenURL:  cfg.tokenURL,
-			AuthStyle: oauth2.AuthStyleInParams,
-		},
-		http:  withBasicAuth(withUserAgent(cfg.httpClient, cfg.userAgent), clientID, clientSecret),
-		clock: cfg.clock,
-		c:     c,
-	}
+	// Genesys documents the header as base64(clientId:clientSecret), without the form encoding
+	// RFC 6749 and oauth2.AuthStyleInHeader apply first (a "+" would become "%2B"), so the header
+	// is set here and oauth2 adds no credentials of its own.
+	c.tokens = newTokenCache(
+		clientcredentials.Config{TokenURL: cfg.tokenURL, AuthStyle: oauth2.AuthStyleInParams},
+		withBasicAuth(withUserAgent(cfg.httpClient, cfg.userAgent), clientID, clientSecret),
+		cfg.clock, c)
 	return c, nil
 }
 

@@ -84,7 +84,9 @@
 // # Concurrency
 //
 // A Client is safe for concurrent use. Concurrent calls share one token; when it needs renewing,
-// one call fetches it while the others wait.
+// one call fetches it while the others wait. A waiting call stops waiting when its own context
+// ends, returning an error that wraps the context's error, and leaves the fetch of the other
+// call running.
 //
 // # Testing
 //

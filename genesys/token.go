@@ -23,24 +23,52 @@ const maxRefreshMargin = 60 * time.Second
 // tokenCache holds the current access token and fetches a new one, once for all waiting callers,
 // when it is missing, about to expire, or was refused by the API.
 type tokenCache struct {
-	conf   clientcredentials.Config
-	http   *http.Client
-	clock  retry.Clock
-	c      *Client
-	mu     sync.Mutex // held during a fetch, so concurrent callers share one token request
+	conf  clientcredentials.Config
+	http  *http.Client
+	clock retry.Clock
+	c     *Client
+	// fetching is a one-slot semaphore held during a fetch, so that concurrent callers share one
+	// token request. It is a channel rather than a mutex so that a waiting caller can give up
+	// when its own context ends, without touching the fetch of the caller that holds it.
+	fetching chan struct{}
+
+	mu     sync.Mutex // guards the fields below; never held during a request
 	token  string
 	expiry time.Time // when the server says the token expires
 	renew  time.Time // when we replace it, a margin before expiry
 }
 
-// get returns a valid access token, fetching one when needed.
+func newTokenCache(conf clientcredentials.Config, hc *http.Client, clock retry.Clock, c *Client) *tokenCache {
+	return &tokenCache{conf: conf, http: hc, clock: clock, c: c, fetching: make(chan struct{}, 1)}
+}
+
+// get returns a valid access token, fetching one when needed. While another caller fetches, it
+// waits for that token or for the end of ctx, whichever comes first.
 func (t *tokenCache) get(ctx context.Context) (string, error) {
+	if tok, ok := t.cached(); ok {
+		return tok, nil
+	}
+	select {
+	case t.fetching <- struct{}{}:
+	case <-ctx.Done():
+		return "", fmt.Errorf("genesys: waiting for an access token: %w", ctx.Err())
+	}
+	defer func() { <-t.fetching }()
+	// The caller that held the slot may have fetched the token meanwhile.
+	if tok, ok := t.cached(); ok {
+		return tok, nil
+	}
+	return t.fetch(ctx)
+}
+
+// cached returns the current token unless it is missing or due for renewal.
+func (t *tokenCache) cached() (string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.token != "" && t.clock.Now().Before(t.renew) {
-		return t.token, nil
+		return t.token, true
 	}
-	return t.fetchLocked(ctx)
+	return "", false
 }
 
 // invalidate drops token if it is still the cached one, so that the next get fetches a new one.
@@ -53,7 +81,8 @@ func (t *tokenCache) invalidate(token string) {
 	}
 }
 
-func (t *tokenCache) fetchLocked(ctx context.Context) (string, error) {
+// fetch requests a new token and caches it; the caller holds the fetching slot.
+func (t *tokenCache) fetch(ctx context.Context) (string, error) {
 	start := t.clock.Now()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, t.http)
 	tok, err := t.conf.Token(ctx)
@@ -65,12 +94,14 @@ func (t *tokenCache) fetchLocked(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("genesys: token answer has no usable expires_in")
 	}
 	margin := min(maxRefreshMargin, lifetime/10)
+	t.mu.Lock()
 	t.token = tok.AccessToken
 	t.expiry = start.Add(lifetime)
 	t.renew = t.expiry.Add(-margin)
+	t.mu.Unlock()
 	t.c.log.LogAttrs(ctx, levelDebug, "genesys: fetched access token",
 		slogDuration("lifetime", lifetime), slogDuration("refresh_margin", margin))
-	return t.token, nil
+	return tok.AccessToken, nil
 }
 
 // tokenLifetime reads expires_in from the token answer. It does not use tok.Expiry, which the

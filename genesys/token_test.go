@@ -1,18 +1,22 @@
 package genesys_test
 
 import (
+	"context"
 	"encoding/base64"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge/genesys"
 	"github.com/fanbridge/fanbridge/genesys/genesystest"
+	"github.com/fanbridge/fanbridge/retry"
 )
 
 // A secret holding characters that form encoding changes, and a colon, which only the id may not
@@ -78,3 +82,159 @@ func TestFakeTokenEndpointReadsPlainBasicCredentials(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// holdTokenEndpoint makes the fake's token endpoint hang until release is called (or the request
+// ends), and reports on the returned channel each token request that arrives.
+func holdTokenEndpoint(t *testing.T, srv *genesystest.Server) (arrived <-chan struct{}, release func()) {
+	t.Helper()
+	in := make(chan struct{}, 64)
+	gate := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release) // before the server closes, which waits for its handlers
+	srv.SetHook(func(r *http.Request) {
+		if r.URL.Path != "/oauth/token" {
+			return
+		}
+		in <- struct{}{}
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+		}
+	})
+	return in, release
+}
+
+// waitingContext closes waiting the first time Done is called, which is when a call starts to wait
+// on it: the client's retrier only asks Err before the first attempt.
+type waitingContext struct {
+	context.Context
+	once    sync.Once
+	waiting chan struct{}
+}
+
+func newWaitingContext(ctx context.Context) *waitingContext {
+	return &waitingContext{Context: ctx, waiting: make(chan struct{})}
+}
+
+func (c *waitingContext) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.waiting) })
+	return c.Context.Done()
+}
+
+// receive returns the next value from ch, failing the test if none comes before ctx ends.
+func receive[T any](t *testing.T, ctx context.Context, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-ctx.Done():
+		require.FailNow(t, "timed out waiting for "+what)
+		var zero T
+		return zero
+	}
+}
+
+// A call waiting for the token another call is fetching gives up when its own context ends, even
+// though the attempt timeout is long and the token endpoint hangs, and its giving up neither
+// cancels that fetch nor starts another.
+func TestTokenWaitEndsWithTheCallersContext(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy retry.Policy
+		// wait starts the waiting call on a context derived from parent and ends that context.
+		wait func(t *testing.T, parent context.Context, c *genesys.Client) <-chan error
+		want error
+	}{
+		// Without an attempt timeout the call's context reaches the token cache as it is, so the
+		// first Done is the wait itself.
+		{"canceled while waiting", fastPolicy, func(t *testing.T, parent context.Context, c *genesys.Client) <-chan error {
+			ctx, cancel := context.WithCancel(parent)
+			t.Cleanup(cancel)
+			wctx := newWaitingContext(ctx)
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.Organization(wctx)
+				done <- err
+			}()
+			receive(t, parent, wctx.waiting, "the second call to wait on its context")
+			cancel()
+			return done
+		}, context.Canceled},
+		{"short deadline", retry.Policy{InitialInterval: time.Millisecond, MaxAttempts: 1, AttemptTimeout: 60 * time.Second}, func(t *testing.T, parent context.Context, c *genesys.Client) <-chan error {
+			ctx, cancel := context.WithTimeout(parent, 100*time.Millisecond)
+			t.Cleanup(cancel)
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.Organization(ctx)
+				done <- err
+			}()
+			return done
+		}, context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, nil, genesys.WithRetryPolicy(tt.policy))
+			arrived, release := holdTokenEndpoint(t, f.srv)
+			ctx := testContext(t)
+
+			first := make(chan error, 1)
+			go func() {
+				_, err := f.client.Organization(ctx)
+				first <- err
+			}()
+			receive(t, ctx, arrived, "the first call's token request")
+
+			// The token endpoint stays held: only the waiting call's own context can end its wait.
+			bounded, stop := context.WithTimeout(ctx, 5*time.Second)
+			defer stop()
+			err := receive(t, bounded, tt.wait(t, bounded, f.client), "the waiting call to return")
+			require.Error(t, err)
+			assert.ErrorIs(t, err, tt.want)
+			assert.Contains(t, err.Error(), "genesys: ")
+
+			release()
+			require.NoError(t, receive(t, ctx, first, "the first call to return"))
+			assert.Equal(t, 1, f.srv.Count(http.MethodPost, "/oauth/token"))
+			assert.Equal(t, 1, f.srv.TokensIssued())
+		})
+	}
+}
+
+// Calls that need a token while one is being fetched wait for that one: a single token request
+// serves them all.
+func TestConcurrentCallsShareOneTokenRequest(t *testing.T) {
+	const waiters = 7
+	f := newFixture(t, nil)
+	arrived, release := holdTokenEndpoint(t, f.srv)
+	ctx := testContext(t)
+
+	errs := make(chan error, waiters+1)
+	go func() {
+		_, err := f.client.Organization(ctx)
+		errs <- err
+	}()
+	receive(t, ctx, arrived, "the first token request")
+	bounded, stop := context.WithTimeout(ctx, 5*time.Second)
+	defer stop()
+	for range waiters {
+		wctx := newWaitingContext(ctx)
+		go func() {
+			_, err := f.client.Organization(wctx)
+			errs <- err
+		}()
+		receive(t, bounded, wctx.waiting, "a call to wait for the token")
+	}
+	select {
+	case <-arrived:
+		require.FailNow(t, "a second token request was sent while the first was in flight")
+	default:
+	}
+	release()
+	for range waiters + 1 {
+		require.NoError(t, receive(t, ctx, errs, "a call to return"))
+	}
+	assert.Equal(t, 1, f.srv.Count(http.MethodPost, "/oauth/token"))
+	assert.Equal(t, 1, f.srv.TokensIssued())
+	assert.Equal(t, waiters+1, f.srv.Count(http.MethodGet, "/api/v2/organizations/me"))
+}
