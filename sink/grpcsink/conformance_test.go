@@ -25,11 +25,13 @@ type consumer struct {
 	events []*fanbridge.Event
 	fail   error         // returned instead of storing, when set
 	hang   chan struct{} // blocks deliveries until closed, when set
+	asked  int           // deliveries requested, stored or not
 }
 
 func (c *consumer) Send(ctx context.Context, e *fanbridge.Event) error {
 	c.mu.Lock()
 	fail, hang := c.fail, c.hang
+	c.asked++
 	c.mu.Unlock()
 	if hang != nil {
 		select {
@@ -51,6 +53,12 @@ func (c *consumer) received(context.Context) ([]*fanbridge.Event, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]*fanbridge.Event(nil), c.events...), nil
+}
+
+func (c *consumer) attempts() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.asked
 }
 
 func (c *consumer) failWith(err error) func() (heal func()) {
@@ -92,6 +100,7 @@ func instance(tb testing.TB, build func(tb testing.TB, addr string) sink.Sink) s
 		FailTransient: c.failWith(errors.New("consumer: database unavailable")),
 		FailPermanent: c.failWith(retry.Permanent(errors.New("consumer: event rejected"))),
 		Hang:          c.stall,
+		Attempts:      c.attempts,
 	}
 }
 

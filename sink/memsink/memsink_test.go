@@ -41,6 +41,7 @@ func harness() sinktest.Harness {
 				FailTransient: fail(errors.New("destination unavailable")),
 				FailPermanent: fail(retry.Permanent(errors.New("destination rejects the event"))),
 				Hang:          s.Hold,
+				Attempts:      s.Attempts,
 			}
 		},
 	}

@@ -230,8 +230,17 @@ func (s *suite) failure(permanent bool) func(t *testing.T) {
 		}
 		heal := arm()
 		t.Cleanup(heal)
+		var before int
+		if in.Attempts != nil {
+			before = in.Attempts()
+		}
 		err := in.Sink.Send(ctx, numberedEvent(prefix, 1))
 		heal()
+		if in.Attempts != nil {
+			if n := in.Attempts() - before; n != 1 {
+				t.Errorf("sinktest: a failing Send asked the destination %d times, want once: a sink does not retry on its own", n)
+			}
+		}
 		if err == nil {
 			t.Fatal("sinktest: Send to a failing destination = nil, want an error")
 		}

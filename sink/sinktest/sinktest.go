@@ -47,6 +47,14 @@ type Instance struct {
 	// Hang makes the destination stop answering, without failing, until release is called; release
 	// must be safe to call more than once. Required with Features.Hang.
 	Hang func() (release func())
+
+	// Attempts, when set, returns how many deliveries the destination has been asked for so far,
+	// accepted or refused. Failure/Transient and Failure/Permanent then check that a failing Send
+	// asked exactly once: a sink never retries on its own, since the dispatcher's retry policy,
+	// with its backoff, breaker and dead-letter queue, decides what happens next. Leave it nil when
+	// a client library the sink drives retries inside by design (franz-go does, for retriable
+	// broker codes). Optional.
+	Attempts func() int
 }
 
 // Features switches on the parts of the suite that not every sink supports.

@@ -65,7 +65,8 @@ func harnessFor(change func(f *faulty, in *sinktest.Instance)) sinktest.Harness 
 					m.FailFunc(func(*fanbridge.Event) error { return retry.Permanent(errors.New("rejected")) })
 					return func() { m.FailFunc(nil) }
 				},
-				Hang: m.Hold,
+				Hang:     m.Hold,
+				Attempts: m.Attempts,
 			}
 			if change != nil {
 				change(f, &in)
@@ -80,6 +81,21 @@ var brokenSinks = map[string]struct {
 	change func(f *faulty, in *sinktest.Instance)
 	want   string
 }{
+	"retries-on-its-own": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				err := f.Sink.Send(ctx, e)
+				for range 2 {
+					if err == nil || retry.IsPermanent(err) {
+						break
+					}
+					err = f.Sink.Send(ctx, e)
+				}
+				return err
+			}
+		},
+		want: "asked the destination 3 times, want once",
+	},
 	"drops-metadata": {
 		change: func(f *faulty, _ *sinktest.Instance) {
 			f.send = func(ctx context.Context, e *fanbridge.Event) error {
