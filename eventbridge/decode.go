@@ -166,7 +166,8 @@ func (s *scanner) isObject() bool {
 // detect picks the format from the top-level keys.
 func (s *scanner) detect() Format {
 	const (
-		hasEventBridge = 1 << iota
+		hasDetailType = 1 << iota
+		hasDetail
 		hasSpecVersion
 		hasNotification
 		hasEvent
@@ -179,8 +180,10 @@ func (s *scanner) detect() Format {
 			continue
 		}
 		switch string(s.key(m)) {
-		case "detail-type", "detail":
-			has |= hasEventBridge
+		case "detail-type":
+			has |= hasDetailType
+		case "detail":
+			has |= hasDetail
 		case "specversion":
 			has |= hasSpecVersion
 		case "topicName", "eventBody":
@@ -192,10 +195,14 @@ func (s *scanner) detect() Format {
 		}
 	}
 	switch {
-	case has&hasEventBridge != 0:
+	// "detail" is also a legal CloudEvents extension name: with specversion beside it, the body is
+	// a CloudEvent.
+	case has&hasDetailType != 0:
 		return FormatEventBridge
 	case has&hasSpecVersion != 0:
 		return FormatCloudEvents
+	case has&hasDetail != 0:
+		return FormatEventBridge
 	case has&hasNotification != 0:
 		return FormatNotification
 	case has&hasEvent != 0:

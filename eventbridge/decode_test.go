@@ -542,6 +542,13 @@ func TestDecodeCloudEvents(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "cloudevents", e.Meta(fanbridge.MetaFormat))
 	})
+	t.Run("an extension named detail in plain JSON", func(t *testing.T) {
+		// "detail" is a legal extension name; only "detail-type" outranks specversion.
+		e, err := eventbridge.Decode([]byte(`{"specversion":"1.0","id":"1","source":"urn:x","type":"t","detail":"full","data":{}}`), "application/json")
+		require.NoError(t, err)
+		assert.Equal(t, "cloudevents", e.Meta(fanbridge.MetaFormat))
+		assert.Equal(t, "full", e.Meta("detail"))
+	})
 	t.Run("data_base64 holding JSON becomes Data", func(t *testing.T) {
 		e, err := eventbridge.Decode([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"eyJhIjpbMV19"}`), ce)
 		require.NoError(t, err)

@@ -16,7 +16,7 @@
 // detected from its top-level keys, in this order (a Content-Type of
 // application/cloudevents+json selects CloudEvents directly):
 //
-//   - EventBridge ("detail-type" or "detail"): the envelope an Amazon EventBridge API destination
+//   - EventBridge ("detail-type", or "detail" without "specversion"): the envelope an Amazon EventBridge API destination
 //     POSTs, with a Genesys notification as detail. ID = id, Type = detail-type (the topic
 //     template rules match on), Topic = detail.topicName (the concrete topic), Source = source,
 //     Data = detail.eventBody when it is an object, else the whole detail: any EventBridge event
