@@ -38,7 +38,9 @@
 //
 // Reading a topic is natural in Kafka: List and Get read every partition from its start offset to
 // the end offset it had when the read began, with a short-lived direct consumer (no consumer
-// group, no committed offsets). That client is built from the options of the queue's client
+// group, no committed offsets). Records that retention deletes meanwhile are not waited for: a
+// partition whose unread records are all gone is done, and one that lost a prefix is read from its
+// new start offset. That client is built from the options of the queue's client
 // (Client.Opts), without its producer, consumer and group options, so it reaches the same
 // brokers with the same TLS, SASL and dialer; WithReadOpts adds more.
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge/dlq"
@@ -48,11 +49,13 @@ func (q *Queue) scan(ctx context.Context, fn func(decoded) error) error {
 	}
 	from := map[int32]kgo.Offset{}
 	until := map[int32]int64{} // end offset of each partition with records to read
+	next := map[int32]int64{}  // offset after the last one read, of each partition in until
 	ends.Each(func(o kadm.ListedOffset) {
 		start, ok := starts.Lookup(o.Topic, o.Partition)
 		if ok && o.Offset > start.Offset {
 			from[o.Partition] = kgo.NewOffset().At(start.Offset)
 			until[o.Partition] = o.Offset
+			next[o.Partition] = start.Offset
 		}
 	})
 	if len(until) == 0 {
@@ -63,6 +66,10 @@ func (q *Queue) scan(ctx context.Context, fn func(decoded) error) error {
 		// Control records (transaction markers) are kept so that every offset up to the end is
 		// seen, and then skipped.
 		kgo.KeepControlRecords(),
+		// Retention may delete records the scan has not read yet. The client would move to the
+		// new start on its own, and wait there for ever when nothing is left before the end the
+		// scan waits for; without a reset it reports the deletion, and resume decides.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 	)...)
 	if err != nil {
 		return fmt.Errorf("kafkadlq: read: new client: %w", err)
@@ -73,18 +80,32 @@ func (q *Queue) scan(ctx context.Context, fn func(decoded) error) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("kafkadlq: read: %w", err)
 		}
+		var trimmed []int32
 		for _, fe := range fetches.Errors() {
 			if errors.Is(fe.Err, context.Canceled) || errors.Is(fe.Err, context.DeadlineExceeded) {
 				return fmt.Errorf("kafkadlq: read: %w", fe.Err)
+			}
+			if errors.Is(fe.Err, kerr.OffsetOutOfRange) && fe.Topic == q.topic {
+				if _, want := until[fe.Partition]; want {
+					trimmed = append(trimmed, fe.Partition)
+				}
+				continue
 			}
 			return classify("read", fe.Err)
 		}
 		var stop error
 		fetches.EachRecord(func(r *kgo.Record) {
 			end, want := until[r.Partition]
-			if stop != nil || !want || r.Offset >= end {
+			if stop != nil || !want {
 				return
 			}
+			if r.Offset >= end {
+				// The record at end-1 is gone (a compacted or aborted tail): what follows was
+				// written after the scan began.
+				delete(until, r.Partition)
+				return
+			}
+			next[r.Partition] = r.Offset + 1
 			if r.Offset+1 >= end {
 				delete(until, r.Partition)
 			}
@@ -96,11 +117,64 @@ func (q *Queue) scan(ctx context.Context, fn func(decoded) error) error {
 				q.report(Damage{Partition: r.Partition, Offset: r.Offset, Err: err})
 				return
 			}
+			d.partition = r.Partition
 			stop = fn(d)
 		})
 		if stop != nil {
 			return stop
 		}
+		if len(trimmed) > 0 {
+			if err := q.resume(ctx, cl, trimmed, next, until); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// resume continues reading the partitions whose next offset retention deleted: at the new start
+// offset, or not at all when nothing is left before the end the scan reads to. A partition whose
+// end fell below the scan's end lost records; the scan then ends there.
+func (q *Queue) resume(ctx context.Context, cl *kgo.Client, parts []int32, next, until map[int32]int64) error {
+	adm := kadm.NewClient(q.client)
+	starts, err := adm.ListStartOffsets(ctx, q.topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return classify("read", err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, q.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return classify("read", err)
+	}
+	set := map[int32]kgo.EpochOffset{}
+	var done []int32
+	for _, p := range parts {
+		start, ok1 := starts.Lookup(q.topic, p)
+		end, ok2 := ends.Lookup(q.topic, p)
+		if !ok1 || !ok2 {
+			return classify("read", fmt.Errorf("partition %d: %w", p, kerr.UnknownTopicOrPartition))
+		}
+		limit := min(until[p], end.Offset)
+		at := max(start.Offset, next[p])
+		if at >= limit {
+			delete(until, p)
+			done = append(done, p)
+			continue
+		}
+		until[p], next[p] = limit, at
+		set[p] = kgo.EpochOffset{Epoch: -1, Offset: at}
+	}
+	if len(done) > 0 {
+		// Without a reset the client would keep asking for the deleted offset.
+		cl.PauseFetchPartitions(map[string][]int32{q.topic: done})
+	}
+	if len(set) > 0 {
+		cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{q.topic: set})
 	}
 	return nil
 }

@@ -120,8 +120,9 @@ func removal(topic, id string) *kgo.Record {
 
 // decoded is what a record of the topic is: an entry, or the removal of one.
 type decoded struct {
-	entry   dlq.Entry
-	removes string // the ID a removal record removes; "" for an entry
+	entry     dlq.Entry
+	removes   string // the ID a removal record removes; "" for an entry
+	partition int32  // where the record was read
 }
 
 // decode reads a record of the topic. It returns an error wrapping ErrNotEntry for a record
