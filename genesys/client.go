@@ -123,12 +123,27 @@ func NewClient(region Region, clientID, clientSecret string, opts ...Option) (*C
 	return c, nil
 }
 
+// parseHTTPURL checks a configured URL. Its errors quote the URL through redactURL: a URL refused
+// for its user info or query is one that carries a secret.
 func parseHTTPURL(what, s string) (*url.URL, error) {
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.User != nil {
-		return nil, fmt.Errorf("%w: %s %q is not an http(s) URL without query or user info", ErrInvalidConfig, what, clean(s, 200))
+	var problem string
+	switch {
+	case err != nil:
+		// Not wrapped: url.Error quotes the URL whole.
+		problem = "does not parse"
+	case u.User != nil:
+		problem = "holds user info; credentials go to NewClient"
+	case u.RawQuery != "" || u.ForceQuery:
+		problem = "has a query"
+	case u.Fragment != "":
+		problem = "has a fragment"
+	case u.Scheme != "https" && u.Scheme != "http" || u.Host == "":
+		problem = "is not an http(s) URL with a host"
+	default:
+		return u, nil
 	}
-	return u, nil
+	return nil, fmt.Errorf("%w: %s %q %s", ErrInvalidConfig, what, clean(redactURL(s), 200), problem)
 }
 
 // withUserAgent returns a copy of hc whose requests carry ua; the oauth2 package sets none itself.

@@ -57,6 +57,67 @@ func TestNewClientValidates(t *testing.T) {
 	})
 }
 
+// A refused URL or region is named in the error without the user info, password, query or
+// fragment it came with, which may be credentials or tokens.
+func TestRefusedURLsDoNotEchoSecrets(t *testing.T) {
+	const secret = "Zq7s3cr3tVal"
+	newClient := func(opt genesys.Option) error {
+		_, err := genesys.NewClient(genesys.USEast1, "id", "client-secret", opt)
+		return err
+	}
+	parseRegion := func(s string) error {
+		_, err := genesys.ParseRegion(s)
+		return err
+	}
+	tests := []struct {
+		name string
+		call func() error
+		want string // what the error names instead
+	}{
+		{"base URL password", func() error { return newClient(genesys.WithBaseURL("https://id:" + secret + "@api.mypurecloud.com")) }, "user info"},
+		{"base URL user", func() error { return newClient(genesys.WithBaseURL("https://" + secret + "@api.mypurecloud.com/")) }, "user info"},
+		{"base URL query", func() error {
+			return newClient(genesys.WithBaseURL("https://api.mypurecloud.com/?access_token=" + secret))
+		}, "query"},
+		{"base URL fragment", func() error {
+			return newClient(genesys.WithBaseURL("https://api.mypurecloud.com/#access_token=" + secret))
+		}, "fragment"},
+		{"base URL password with a slash", func() error { return newClient(genesys.WithBaseURL("https://id:a/" + secret + "@api.mypurecloud.com")) }, "base URL"},
+		{"base URL password with a question mark", func() error { return newClient(genesys.WithBaseURL("https://id:a?" + secret + "@api.mypurecloud.com")) }, "base URL"},
+		{"base URL that does not parse", func() error {
+			return newClient(genesys.WithBaseURL("https://id:" + secret + "@api.mypurecloud.com:bad/"))
+		}, "does not parse"},
+		{"token URL password", func() error {
+			return newClient(genesys.WithTokenURL("https://id:" + secret + "@login.mypurecloud.com/oauth/token"))
+		}, "user info"},
+		{"token URL query", func() error {
+			return newClient(genesys.WithTokenURL("https://login.mypurecloud.com/oauth/token?client_secret=" + secret))
+		}, "query"},
+		{"token URL query holding @", func() error {
+			return newClient(genesys.WithTokenURL("https://login.mypurecloud.com/oauth/token?user=a@b&client_secret=" + secret))
+		}, "query"},
+		{"token URL that does not parse", func() error {
+			return newClient(genesys.WithTokenURL("https://login.mypurecloud.com/%zz?client_secret=" + secret))
+		}, "does not parse"},
+		{"region URL password", func() error { return parseRegion("https://id:" + secret + "@api.mypurecloud.ie/") }, "not a host name"},
+		{"region URL user", func() error { return parseRegion(secret + "@mypurecloud.ie") }, "not a host name"},
+		{"region URL query", func() error { return parseRegion("api.mypurecloud.ie/?access_token=" + secret) }, "not a host name"},
+		{"region value", func() error {
+			_, err := genesys.NewClient(genesys.Region("id:"+secret+"@api.mypurecloud.ie"), "id", "client-secret")
+			return err
+		}, "not a host name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			require.Error(t, err)
+			assert.ErrorIs(t, err, genesys.ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, strings.ToLower(err.Error()), strings.ToLower(secret))
+		})
+	}
+}
+
 func TestRegions(t *testing.T) {
 	all := genesys.Regions()
 	require.Len(t, all, 18)

@@ -204,6 +204,45 @@ func clean(s string, n int) string {
 	}, s)
 }
 
+// redactURL returns s, a URL or host that was refused, fit to be quoted in an error: user info,
+// query and fragment, which may hold credentials or tokens, become "[redacted]". It works on the
+// text, because a refused value often does not parse; when a '?' or '#' comes before the last '@',
+// it cannot tell a password from a query and hides everything after the scheme.
+func redactURL(s string) string {
+	const hidden = "[redacted]"
+	head, rest := "", s
+	if i := strings.Index(s, "://"); i > 0 && isScheme(s[:i]) {
+		head, rest = s[:i+3], s[i+3:]
+	}
+	at := strings.LastIndexByte(rest, '@')
+	q := strings.IndexAny(rest, "?#")
+	if at >= 0 && q >= 0 && q < at {
+		return head + hidden
+	}
+	if at >= 0 {
+		rest = hidden + "@" + rest[at+1:]
+		q = strings.IndexAny(rest, "?#")
+	}
+	if q >= 0 {
+		rest = rest[:q+1] + hidden
+	}
+	return head + rest
+}
+
+// isScheme reports whether s is a URL scheme as RFC 3986 section 3.1 spells it.
+func isScheme(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
 // TokenError is a failed OAuth token request, decoded from Genesys' token error body
 // {error, description, error_description}. It matches ErrUnauthorized with errors.Is when the
 // login server refused the credentials (400 or 401). It never holds the client secret.

@@ -149,3 +149,50 @@ func FuzzParseRegion(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRefusedURLErrorsHideSecrets: a secret placed in the user info, password, query or fragment
+// of a base URL, token URL or region never reaches the error that refuses it, whatever host and
+// path surround it. The secret is fenced by a marker that must not appear at all, so that a part
+// of it showing is caught too.
+func FuzzRefusedURLErrorsHideSecrets(f *testing.F) {
+	for _, seed := range [][3]string{
+		{"api.mypurecloud.com", "/", "s3cr3t"},
+		{"login.mypurecloud.ie", "/oauth/token", "a/b?c#d@e"},
+		{"api.example.net:bad", "/%zz", "x:y"},
+		{"a@b", "/p?q=1@", "?"},
+		{"", "", ""},
+	} {
+		f.Add(seed[0], seed[1], seed[2])
+	}
+	const marker = "zq7"
+	f.Fuzz(func(t *testing.T, host, path, secret string) {
+		if strings.Contains(strings.ToLower(host+path), marker) {
+			t.Skip()
+		}
+		s := "Zq7" + secret + "Zq7"
+		check := func(in string, err error) {
+			if err != nil && strings.Contains(strings.ToLower(err.Error()), marker) {
+				t.Fatalf("the error refusing %q shows the secret: %v", in, err)
+			}
+		}
+		for _, u := range []string{
+			"https://" + s + "@" + host + path,
+			"https://id:" + s + "@" + host + path,
+			"https://" + host + path + "?access_token=" + s,
+			"https://" + host + path + "#" + s,
+		} {
+			_, err := parseHTTPURL("base URL", u)
+			check(u, err)
+		}
+		for _, r := range []string{
+			s + "@" + host,
+			"https://id:" + s + "@" + host + path,
+			host + path + "?access_token=" + s,
+		} {
+			_, err := ParseRegion(r)
+			check(r, err)
+			err = Region(r).validate()
+			check(r, err)
+		}
+	})
+}

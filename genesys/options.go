@@ -77,13 +77,16 @@ func WithClock(c retry.Clock) Option {
 }
 
 // WithBaseURL sets the base URL of the REST API, such as "https://api.mypurecloud.com" or the URL
-// of a test server (http is allowed). The default is "https://" plus the region's API host.
+// of a test server (http is allowed), without user info, query or fragment. The default is
+// "https://" plus the region's API host.
 func WithBaseURL(u string) Option {
 	return optionFunc(func(cfg *config) { cfg.baseURL = u })
 }
 
-// WithTokenURL sets the OAuth token endpoint. The default is "https://" plus the region's login
-// host plus "/oauth/token". It is required for a region whose host does not start with "api.".
+// WithTokenURL sets the OAuth token endpoint, an http(s) URL without user info, query or fragment
+// (the credentials given to NewClient are sent in the Authorization header). It is required for a
+// region whose host does not start with "api.". The default is "https://" plus the region's login
+// host plus "/oauth/token".
 func WithTokenURL(u string) Option {
 	return optionFunc(func(cfg *config) { cfg.tokenURL = u })
 }

@@ -128,6 +128,10 @@ func (r Region) validate() error {
 	if h == "" {
 		return fmt.Errorf("%w: empty region", ErrInvalidConfig)
 	}
+	if strings.ContainsAny(h, "@?#") {
+		// User info or a query: the value may hold a secret, so it is quoted redacted.
+		return fmt.Errorf("%w: region %q is not a host name", ErrInvalidConfig, clean(redactURL(h), 100))
+	}
 	host, port, hasPort := strings.Cut(h, ":")
 	if hasPort {
 		if port == "" || len(port) > 5 || strings.Trim(port, "0123456789") != "" {
