@@ -17,6 +17,7 @@ import (
 	"github.com/fanbridge/fanbridge/genesys"
 	"github.com/fanbridge/fanbridge/genesys/genesystest"
 	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
 )
 
 // A secret holding characters that form encoding changes, and a colon, which only the id may not
@@ -237,4 +238,40 @@ func TestConcurrentCallsShareOneTokenRequest(t *testing.T) {
 	assert.Equal(t, 1, f.srv.Count(http.MethodPost, "/oauth/token"))
 	assert.Equal(t, 1, f.srv.TokensIssued())
 	assert.Equal(t, waiters+1, f.srv.Count(http.MethodGet, "/api/v2/organizations/me"))
+}
+
+// Faults injected on the fake's token endpoint come in the login server's OAuth shape, so the
+// client decodes them as it decodes real token errors: a 429 waits its Retry-After, and a refusal
+// is a permanent *TokenError with the OAuth code and description.
+func TestTokenEndpointFaults(t *testing.T) {
+	t.Run("429 is retried", func(t *testing.T) {
+		clk := retrytest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+		f := newFixture(t, []genesystest.Option{genesystest.WithClock(clk.Now)}, genesys.WithClock(clk))
+		ctx := testContext(t)
+		f.srv.Fail(genesystest.Fault{Path: "/oauth/token", Status: http.StatusTooManyRequests})
+		done := make(chan error, 1)
+		go func() {
+			_, err := f.client.Organization(ctx)
+			done <- err
+		}()
+		require.NoError(t, clk.WaitTimers(ctx, 1))
+		due, ok := clk.NextDue()
+		require.True(t, ok)
+		assert.Equal(t, time.Second, due, "the default Retry-After of a 429 is one second")
+		clk.Advance(time.Second)
+		require.NoError(t, receive(t, ctx, done, "the call to return"))
+		assert.Equal(t, 1, f.srv.TokensIssued())
+	})
+	t.Run("refusal is a TokenError", func(t *testing.T) {
+		f := newFixture(t, nil)
+		f.srv.Fail(genesystest.Fault{Path: "/oauth/token", Status: http.StatusBadRequest, Code: "invalid_grant", Message: "grant refused"})
+		_, err := f.client.Organization(testContext(t))
+		var te *genesys.TokenError
+		require.ErrorAs(t, err, &te)
+		assert.Equal(t, http.StatusBadRequest, te.Status)
+		assert.Equal(t, "invalid_grant", te.Code)
+		assert.Equal(t, "grant refused", te.Description)
+		assert.True(t, retry.IsPermanent(err))
+		assert.Equal(t, 1, f.srv.Count(http.MethodPost, "/oauth/token"))
+	})
 }

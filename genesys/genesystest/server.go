@@ -11,6 +11,7 @@ package genesystest
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -169,9 +170,13 @@ type Fault struct {
 	Path string
 	// Status is the status of the answer, such as 429, 503 or 501.
 	Status int
-	// RetryAfter, if set, is sent as the Retry-After header (seconds or an HTTP date).
+	// RetryAfter, if set, is sent as the Retry-After header (seconds or an HTTP date). A 429
+	// without one gets "1", as Genesys sends Retry-After with every 429.
 	RetryAfter string
-	// Code and Message go into the error body; defaults are derived from Status.
+	// Code and Message go into the error body; defaults are derived from Status. On the token
+	// endpoint the body takes the OAuth shape the login server uses, Code as "error" and Message
+	// as "error_description" and "description"; elsewhere it is the API's error shape, with
+	// "code" and "message".
 	Code, Message string
 	// Times is how many matching requests get the fault; zero means once.
 	Times int
@@ -300,7 +305,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			if f.Processed {
 				s.serve(httptest.NewRecorder(), r, next)
 			}
-			s.writeFault(rec, f)
+			s.writeFault(rec, r, f)
 			return
 		}
 		s.mu.Lock()
@@ -333,8 +338,24 @@ func (s *Server) authorized(r *http.Request) bool {
 	return ok && s.opts.now().Before(exp)
 }
 
-func (s *Server) writeFault(w http.ResponseWriter, f *Fault) {
-	code, msg := f.Code, f.Message
+// writeFault answers r with f, in the error shape of the server r was meant for.
+func (s *Server) writeFault(w http.ResponseWriter, r *http.Request, f *Fault) {
+	retryAfter := f.RetryAfter
+	if retryAfter == "" && f.Status == http.StatusTooManyRequests {
+		retryAfter = "1"
+	}
+	if retryAfter != "" {
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	msg := f.Message
+	if msg == "" {
+		msg = http.StatusText(f.Status)
+	}
+	if r.URL.Path == "/oauth/token" {
+		s.writeTokenError(w, f.Status, cmp.Or(f.Code, tokenErrorCode(f.Status)), msg)
+		return
+	}
+	code := f.Code
 	if code == "" {
 		switch {
 		case f.Status == http.StatusTooManyRequests:
@@ -345,13 +366,22 @@ func (s *Server) writeFault(w http.ResponseWriter, f *Fault) {
 			code = "bad.request"
 		}
 	}
-	if msg == "" {
-		msg = http.StatusText(f.Status)
-	}
-	if f.RetryAfter != "" {
-		w.Header().Set("Retry-After", f.RetryAfter)
-	}
 	s.writeError(w, f.Status, code, msg)
+}
+
+// tokenErrorCode is the OAuth error code (RFC 6749 section 5.2, and the server_error and
+// temporarily_unavailable codes of section 4.1.2.1) a token fault with status gets by default.
+func tokenErrorCode(status int) string {
+	switch {
+	case status == http.StatusUnauthorized:
+		return "invalid_client"
+	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+		return "temporarily_unavailable"
+	case status >= 500:
+		return "server_error"
+	default:
+		return "invalid_request"
+	}
 }
 
 func (s *Server) correlationID() string {
@@ -372,6 +402,12 @@ func (s *Server) writeError(w http.ResponseWriter, status int, code, message str
 		"details":   details,
 		"errors":    []any{},
 	})
+}
+
+// writeTokenError writes an error of the login server, in OAuth's shape: Genesys fills both
+// "description" and "error_description".
+func (s *Server) writeTokenError(w http.ResponseWriter, status int, code, description string) {
+	s.writeJSON(w, status, map[string]string{"error": code, "description": description, "error_description": description})
 }
 
 func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
@@ -402,15 +438,11 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	id, secret, ok := r.BasicAuth()
 	if !ok || subtle.ConstantTimeCompare([]byte(id), []byte(s.opts.clientID)) != 1 ||
 		subtle.ConstantTimeCompare([]byte(secret), []byte(s.opts.clientSecret)) != 1 {
-		s.writeJSON(w, http.StatusUnauthorized, map[string]string{
-			"error": "invalid_client", "description": "client not found", "error_description": "client not found",
-		})
+		s.writeTokenError(w, http.StatusUnauthorized, "invalid_client", "client not found")
 		return
 	}
 	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "client_credentials" {
-		s.writeJSON(w, http.StatusBadRequest, map[string]string{
-			"error": "unsupported_grant_type", "description": "grant type not supported", "error_description": "grant type not supported",
-		})
+		s.writeTokenError(w, http.StatusBadRequest, "unsupported_grant_type", "grant type not supported")
 		return
 	}
 	token := randomHex(24)

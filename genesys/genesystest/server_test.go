@@ -113,6 +113,67 @@ func TestFakeBehavesAsDocumented(t *testing.T) {
 	assert.Equal(t, "bad.credentials", body["code"])
 }
 
+// An injected fault answers as the real server would: every 429 carries Retry-After, and the token
+// endpoint answers in the OAuth error shape of the login server, not the API's.
+func TestFakeFaults(t *testing.T) {
+	apiShape := func(code, message string) map[string]any {
+		return map[string]any{"code": code, "message": message}
+	}
+	tokenShape := func(code, description string) map[string]any {
+		return map[string]any{"error": code, "error_description": description, "description": description}
+	}
+	tests := []struct {
+		name           string
+		fault          genesystest.Fault
+		token          bool // request the token endpoint instead of the API
+		wantRetryAfter string
+		wantBody       map[string]any
+	}{
+		{"API 429 without Retry-After", genesystest.Fault{Status: http.StatusTooManyRequests}, false,
+			"1", apiShape("too.many.requests.retry.after", "Too Many Requests")},
+		{"API 429 with Retry-After", genesystest.Fault{Status: http.StatusTooManyRequests, RetryAfter: "7"}, false,
+			"7", apiShape("too.many.requests.retry.after", "Too Many Requests")},
+		{"API 503", genesystest.Fault{Status: http.StatusServiceUnavailable}, false,
+			"", apiShape("internal.server.error", "Service Unavailable")},
+		{"token 429 without Retry-After", genesystest.Fault{Status: http.StatusTooManyRequests}, true,
+			"1", tokenShape("temporarily_unavailable", "Too Many Requests")},
+		{"token 502", genesystest.Fault{Status: http.StatusBadGateway}, true,
+			"", tokenShape("server_error", "Bad Gateway")},
+		{"token 401", genesystest.Fault{Status: http.StatusUnauthorized}, true,
+			"", tokenShape("invalid_client", "Unauthorized")},
+		{"token 400 with code and message", genesystest.Fault{Status: http.StatusBadRequest, Code: "invalid_grant", Message: "grant refused"}, true,
+			"", tokenShape("invalid_grant", "grant refused")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := genesystest.NewServer()
+			t.Cleanup(srv.Close)
+			var resp *http.Response
+			var body map[string]any
+			if tt.token {
+				tt.fault.Path = "/oauth/token"
+				srv.Fail(tt.fault)
+				resp, body = tokenRequest(t, srv, genesystest.DefaultClientID, genesystest.DefaultClientSecret)
+			} else {
+				tt.fault.Path = "/api/v2/organizations/me"
+				srv.Fail(tt.fault)
+				resp, body = (&rawClient{t: t, srv: srv}).do(http.MethodGet, "/api/v2/organizations/me", nil)
+			}
+			assert.Equal(t, tt.fault.Status, resp.StatusCode)
+			assert.Equal(t, tt.wantRetryAfter, resp.Header.Get("Retry-After"))
+			assert.NotEmpty(t, resp.Header.Get("ININ-Correlation-Id"))
+			for k, v := range tt.wantBody {
+				assert.Equal(t, v, body[k], "body field %q", k)
+			}
+			if tt.token {
+				assert.NotContains(t, body, "code", "the login server does not answer in the API's shape")
+				assert.NotContains(t, body, "message")
+			}
+			assert.Zero(t, srv.PendingFaults())
+		})
+	}
+}
+
 func TestFakeWebSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
