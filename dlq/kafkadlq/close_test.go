@@ -42,3 +42,23 @@ func TestClosingTheClientUnderPutsInFlight(t *testing.T) {
 	}
 	assert.ErrorIs(t, q.Put(ctx, sampleEntry(t, "after")), dlq.ErrClosed)
 }
+
+// A Delete writes with a client of its own, which the queue's client takes down with it: a Delete
+// in flight fails with dlq.ErrClosed, as a Put does, and so does one that starts afterwards.
+func TestClosingTheClientUnderADeleteInFlight(t *testing.T) {
+	ctx := testCtx(t)
+	c, cl := cluster(t, 1)
+	q := newQueue(t, cl)
+	require.NoError(t, q.Put(ctx, sampleEntry(t, "held")))
+
+	_, arrived := hold(t, c, kmsg.Produce)
+	res := make(chan error, 1)
+	go func() { res <- q.Delete(ctx, "held") }()
+	waitFor(t, ctx, arrived, "the produce request")
+
+	cl.Close()
+	err := waitFor(t, ctx, res, "the Delete in flight")
+	require.ErrorIs(t, err, dlq.ErrClosed)
+	assert.False(t, retry.IsPermanent(err))
+	assert.ErrorIs(t, q.Delete(ctx, "held"), dlq.ErrClosed)
+}

@@ -37,12 +37,12 @@
 // # Reading and removing
 //
 // Reading a topic is natural in Kafka: List and Get read every partition from its start offset to
-// the end offset it had when the read began, with a short-lived direct consumer (no consumer
-// group, no committed offsets). Records that retention deletes meanwhile are not waited for: a
-// partition whose unread records are all gone is done, and one that lost a prefix is read from its
-// new start offset. That client is built from the options of the queue's client
-// (Client.Opts), without its producer, consumer and group options, so it reaches the same
-// brokers with the same TLS, SASL and dialer; WithReadOpts adds more.
+// the end offset it had when the read began, with a short-lived direct consumer (no consumer group,
+// no committed offsets). Records that retention deletes meanwhile are not waited for: a partition
+// whose unread records are all gone is done, and one that lost a prefix is read from its new start
+// offset. That client is built from the options of the queue's client (Client.Opts), without its
+// producer, consumer and group options, so it reaches the same brokers with the same TLS, SASL and
+// dialer; WithReadOpts adds more.
 //
 // Removing a record is not: Kafka deletes only whole prefixes of a partition. Delete therefore
 // appends a removal record for each ID (key: the ID, no value, headers dlq.v, dlq.op = "remove"
@@ -51,6 +51,16 @@
 // topic's retention deletes them. Use the delete cleanup policy with a retention long enough to
 // redrive in: under the compact policy a removal record, which has no value, would be taken for a
 // tombstone of its key.
+//
+// Retention trims each partition on its own: were a removal on another partition than its entry,
+// retention could delete the removal and keep the entry, and a delivered entry would reappear to be
+// redriven again. Delete therefore writes each removal to the partition of the entry it removes,
+// after the entry, whatever partitioner the queue's client uses, so that retention deletes the
+// entry no later than its removal. The Queue learns where an entry lies from the List or Get that
+// returned it and remembers it for up to 65,536 entries at a time (a few MiB); the removal of an
+// ID it has not read, or has forgotten, goes to every partition of the topic. Delete writes through
+// a short-lived client of its own, built like the readers', with acks=all and a partitioner that
+// keeps the partition each removal names.
 //
 // # Errors
 //
@@ -72,13 +82,14 @@
 // A Queue is safe for concurrent use, as is the client beneath it. Concurrent Puts are batched by
 // the client into the same produce requests; the client gets each record with a context that
 // keeps the caller's values but never ends, so one Put's cancellation or deadline cannot fail the
-// records of others batched with it. Every List and Get uses clients of its own, so reads
+// records of others batched with it. Every List, Get and Delete uses clients of its own, so reads
 // run beside Puts and beside each other, and Delete may be called from List's callback.
 //
-// A Queue has no Close: it holds nothing but the caller's client, and shutting it down is closing
-// that client, once, after the last Put has returned. A Put or Delete still waiting when the
-// client closes, from any goroutine, fails with an error wrapping dlq.ErrClosed; it never
-// reports as stored a record the broker did not acknowledge.
+// A Queue has no Close: it holds nothing but the caller's client and the placement of the entries
+// it read, and shutting it down is closing that client, once, after the last Put has returned. A
+// Put or Delete still waiting when the client closes, from any goroutine, fails with an error
+// wrapping dlq.ErrClosed (a Delete's own client is closed with it); it never reports as stored a
+// record the broker did not acknowledge.
 //
 // # Delivery semantics
 //

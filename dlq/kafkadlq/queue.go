@@ -74,9 +74,9 @@ func WithOnDamage(f func(Damage)) Option {
 	return optionFunc(func(c *config) { c.onDamage = f })
 }
 
-// WithReadOpts adds options to the short-lived clients that List, Get and Delete's reads use,
-// after the connection options copied from the queue's client (see the package documentation).
-// The default adds none.
+// WithReadOpts adds options to the short-lived clients that List and Get read with and Delete
+// writes removals with, after the connection options copied from the queue's client (see the
+// package documentation). The default adds none.
 func WithReadOpts(opts ...kgo.Opt) Option {
 	return optionFunc(func(c *config) { c.readOpts = append(c.readOpts, opts...) })
 }
@@ -87,6 +87,7 @@ type Queue struct {
 	client *kgo.Client
 	topic  string
 	cfg    config
+	placed placements
 }
 
 var (
@@ -153,11 +154,11 @@ func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err != nil {
 		return retry.Permanent(fmt.Errorf("kafkadlq: put: %w", err))
 	}
-	return q.produce(ctx, "put", record(q.topic, q.cfg.key(&e), &e))
+	return q.produce(ctx, q.client, "put", record(q.topic, q.cfg.key(&e), &e))
 }
 
-// produce hands recs to the client and waits for every acknowledgement, or for ctx to end.
-func (q *Queue) produce(ctx context.Context, op string, recs ...*kgo.Record) error {
+// produce hands recs to cl and waits for every acknowledgement, or for ctx to end.
+func (q *Queue) produce(ctx context.Context, cl *kgo.Client, op string, recs ...*kgo.Record) error {
 	done := make(chan error, len(recs)) // buffered: a promise must never block the client
 	promise := func(_ *kgo.Record, err error) { done <- err }
 	// The records get a context that never ends but keeps ctx's values: the client fails every
@@ -168,7 +169,7 @@ func (q *Queue) produce(ctx context.Context, op string, recs ...*kgo.Record) err
 	rctx := context.WithoutCancel(ctx)
 	go func() {
 		for _, r := range recs {
-			q.client.Produce(rctx, r, promise)
+			cl.Produce(rctx, r, promise)
 		}
 	}()
 	var first error

@@ -206,6 +206,7 @@ func (q *Queue) List(ctx context.Context, fn func(dlq.Entry) error) error {
 		if d.removes != "" || removed[d.entry.ID] {
 			return nil
 		}
+		q.placed.remember(d.entry.ID, d.partition) // for the Delete that may follow
 		return fn(d.entry)
 	})
 }
@@ -224,8 +225,11 @@ func (q *Queue) Get(ctx context.Context, id string) (dlq.Entry, error) {
 		switch {
 		case d.removes == id:
 			gone = true
-		case d.removes == "" && d.entry.ID == id && !ok:
-			found, ok = d.entry, true
+		case d.removes == "" && d.entry.ID == id:
+			q.placed.remember(id, d.partition) // every copy, for the Delete that may follow
+			if !ok {
+				found, ok = d.entry, true
+			}
 		}
 		return nil
 	})
@@ -236,25 +240,4 @@ func (q *Queue) Get(ctx context.Context, id string) (dlq.Entry, error) {
 		return dlq.Entry{}, fmt.Errorf("kafkadlq: get %q: %w", id, dlq.ErrNotFound)
 	}
 	return found, nil
-}
-
-// Delete appends a removal record for each ID (key: the ID, no value, headers dlq.v, dlq.op=remove
-// and dlq.id) and returns once the broker has acknowledged them. A removal hides every entry with
-// its ID from List and Get; the records themselves stay until the topic's retention removes them.
-// When ctx ends first, Delete returns an error wrapping ctx's error, and the removals may still be
-// written.
-func (q *Queue) Delete(ctx context.Context, ids ...string) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("kafkadlq: delete: %w", err)
-	}
-	recs := make([]*kgo.Record, 0, len(ids))
-	for _, id := range ids {
-		if dlq.CheckID(id) == nil { // an invalid ID names no entry
-			recs = append(recs, removal(q.topic, id))
-		}
-	}
-	if len(recs) == 0 {
-		return nil
-	}
-	return q.produce(ctx, "delete", recs...)
 }

@@ -111,8 +111,8 @@ func TestWritesReturnWhenTheContextEndsBeforeTheAcknowledgement(t *testing.T) {
 			assert.Contains(t, err.Error(), "may still be written")
 
 			// The client keeps producing the record: once the broker answers, it is there. The
-			// partition keeps the client's order, so the held record is written once a later one
-			// is acknowledged.
+			// partition keeps the client's order, so a held Put is written once a later one is
+			// acknowledged; a Delete writes with a client of its own, so its record is waited for.
 			release()
 			if tc.name == "Put" {
 				require.NoError(t, q.Put(ctx, sampleEntry(t, "after")))
@@ -120,6 +120,8 @@ func TestWritesReturnWhenTheContextEndsBeforeTheAcknowledgement(t *testing.T) {
 				require.NoError(t, err)
 				assert.Equal(t, "held", got.ID)
 			} else {
+				recs := consumeAll(t, ctx, cl, 2)
+				assert.Equal(t, "remove", headers(recs[1])["dlq.op"])
 				require.NoError(t, q.Put(ctx, sampleEntry(t, "held")))
 				_, err := q.Get(ctx, "held")
 				require.ErrorIs(t, err, dlq.ErrNotFound, "the removal was written after all")
@@ -195,11 +197,11 @@ func TestPutWaitsForRoomInAFullClientBuffer(t *testing.T) {
 }
 
 // A Delete of more ids than the client's buffer holds goes out as room comes, as a redrive's
-// removal of a whole batch needs.
+// removal of a whole batch needs. Its writer takes the buffer size from WithReadOpts.
 func TestDeleteOfMoreIDsThanTheBufferHolds(t *testing.T) {
 	ctx := testCtx(t)
 	_, cl := cluster(t, 1, kgo.MaxBufferedRecords(2))
-	q := newQueue(t, cl)
+	q := newQueue(t, cl, kafkadlq.WithReadOpts(kgo.MaxBufferedRecords(2)))
 	var ids []string
 	for i := range 5 {
 		e := sampleEntry(t, fmt.Sprintf("e%d", i))
