@@ -3,6 +3,7 @@ package retry
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -22,7 +23,8 @@ const (
 type Policy struct {
 	// InitialInterval is the interval before the first retry. The default is 100ms.
 	InitialInterval time.Duration
-	// Multiplier grows the interval after each retry; it must be at least 1. The default is 2.
+	// Multiplier grows the interval after each retry; it must be a finite number of at least 1.
+	// The default is 2.
 	Multiplier float64
 	// MaxInterval caps the interval. The default is 10s.
 	MaxInterval time.Duration
@@ -59,6 +61,10 @@ func (p Policy) withDefaults() (Policy, error) {
 	switch {
 	case p.InitialInterval < 0:
 		return p, fmt.Errorf("%w: InitialInterval %v is negative", ErrInvalidPolicy, p.InitialInterval)
+	case math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0):
+		// NaN fails every comparison, so it would slip past the check below and make no wait a
+		// duration.
+		return p, fmt.Errorf("%w: Multiplier %v is not a finite number", ErrInvalidPolicy, p.Multiplier)
 	case p.Multiplier != 0 && p.Multiplier < 1:
 		return p, fmt.Errorf("%w: Multiplier %v is below 1", ErrInvalidPolicy, p.Multiplier)
 	case p.MaxInterval < 0:

@@ -78,8 +78,9 @@ func WithOnRetry(f func(Attempt)) Option {
 	return optionFunc(func(r *Retrier) { r.onRetry = f })
 }
 
-// WithRandom sets the source of jitter: a function returning a float in [0, 1). The default is
-// math/rand/v2's Float64.
+// WithRandom sets the source of jitter: a function returning a float in [0, 1). A value outside
+// [0, 1], NaN included, counts as 1, so that a broken source waits the whole interval rather than
+// none or a negative one. The default is math/rand/v2's Float64.
 func WithRandom(f func() float64) Option {
 	return optionFunc(func(r *Retrier) { r.random = f })
 }
@@ -107,6 +108,14 @@ func New(p Policy, opts ...Option) (*Retrier, error) {
 		return nil, fmt.Errorf("%w: nil clock or random source", ErrInvalidPolicy)
 	}
 	return r, nil
+}
+
+// fraction returns the jitter factor for one wait, in [0, 1].
+func (r *Retrier) fraction() float64 {
+	if f := r.random(); f >= 0 && f <= 1 {
+		return f
+	}
+	return 1
 }
 
 // Policy returns the Retrier's policy with its defaults filled in.
@@ -184,7 +193,7 @@ func (r *Retrier) Do(ctx context.Context, op func(ctx context.Context) error, op
 		}
 		wait := b.NextBackOff()
 		if p.Jitter == FullJitter {
-			wait = time.Duration(r.random() * float64(wait))
+			wait = time.Duration(r.fraction() * float64(wait))
 		}
 		if d, ok := RetryAfter(err); ok {
 			wait = max(wait, min(d, p.MaxRetryAfter))

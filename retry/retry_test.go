@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -117,6 +118,21 @@ func TestFullJitterStaysWithinBounds(t *testing.T) {
 			assert.LessOrEqual(t, a.Wait, ceil[k]*time.Millisecond)
 		}
 	}
+}
+
+// A random source that strays out of [0, 1) must not turn waits into none, negative or longer than
+// the interval: each such draw counts as 1.
+func TestBrokenRandomSourceWaitsTheWholeInterval(t *testing.T) {
+	draws := []float64{math.NaN(), -0.5, 1.5, math.Inf(1)}
+	i := 0
+	r, clk := newRetrier(t, retry.Policy{InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second, MaxAttempts: 5},
+		retry.WithRandom(func() float64 { v := draws[i%len(draws)]; i++; return v }))
+	var seen []time.Duration
+	op, _ := failN(4, errFlaky)
+	err, _ := run(t, clk, r, op, retry.OnRetry(func(a retry.Attempt) { seen = append(seen, a.Wait) }))
+	require.NoError(t, err)
+	ms := time.Millisecond
+	assert.Equal(t, []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms}, seen)
 }
 
 func TestRetryAfterIsHonouredAndCapped(t *testing.T) {
@@ -279,14 +295,17 @@ func TestOnRetryHooks(t *testing.T) {
 
 func TestInvalidPolicy(t *testing.T) {
 	for name, p := range map[string]retry.Policy{
-		"negative initial":   {InitialInterval: -1},
-		"multiplier below 1": {Multiplier: 0.5},
-		"negative max":       {MaxInterval: -1},
-		"max below initial":  {InitialInterval: time.Second, MaxInterval: time.Millisecond},
-		"negative age":       {MaxAge: -1},
-		"negative timeout":   {AttemptTimeout: -1},
-		"negative cap":       {MaxRetryAfter: -1},
-		"unknown jitter":     {Jitter: 7},
+		"negative initial":             {InitialInterval: -1},
+		"multiplier below 1":           {Multiplier: 0.5},
+		"NaN multiplier":               {Multiplier: math.NaN()},
+		"infinite multiplier":          {Multiplier: math.Inf(1)},
+		"negative infinite multiplier": {Multiplier: math.Inf(-1)},
+		"negative max":                 {MaxInterval: -1},
+		"max below initial":            {InitialInterval: time.Second, MaxInterval: time.Millisecond},
+		"negative age":                 {MaxAge: -1},
+		"negative timeout":             {AttemptTimeout: -1},
+		"negative cap":                 {MaxRetryAfter: -1},
+		"unknown jitter":               {Jitter: 7},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := retry.New(p)
