@@ -128,3 +128,153 @@ func TestAdversarialNestedArraysLinear(t *testing.T) {
 		})
 	}
 }
+
+// TestAdversarialSiblingArraysLinear covers patterns that test two or more fields in each of
+// several arrays of objects that lie side by side. Each field of an array must be taken from the
+// element chosen for the array's other fields, so a walk that moved to the next array before
+// finishing one would hold a position in every array at once: n^k states for k arrays of n
+// objects, seconds and gigabytes for a 3 KB event. The work must grow linearly with the event, as
+// in TestAdversarialNestedArraysLinear; sizes are small enough that a search trying the
+// combinations ends too, within a second, so the test fails rather than hangs.
+func TestAdversarialSiblingArraysLinear(t *testing.T) {
+	const xw = `"x":[1],"w":[{"numeric":[">",5]}]`
+	arrays := func(keys string, elem string) func(n int) string {
+		return func(n int) string {
+			var b strings.Builder
+			for i, k := range keys {
+				if i > 0 {
+					b.WriteString(",")
+				}
+				b.WriteString(`"` + string(k) + `":` + objects(elem, n))
+			}
+			return "{" + b.String() + "}"
+		}
+	}
+	pattern := func(keys string, fields string) string {
+		var b strings.Builder
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(`"` + string(k) + `":{` + fields + `}`)
+		}
+		return "{" + b.String() + "}"
+	}
+	cases := []struct {
+		name    string
+		n       int
+		pattern string
+		event   func(n int) string
+		want    bool
+	}{
+		{"two arrays", 24, pattern("ab", xw), arrays("ab", `{"x":1,"w":0}`), false},
+		{"three arrays", 24, pattern("abc", xw), arrays("abc", `{"x":1,"w":0}`), false},
+		{"four arrays", 12, pattern("abcd", xw), arrays("abcd", `{"x":1,"w":0}`), false},
+		{"four arrays, match in the last elements", 12, pattern("abcd", xw),
+			func(n int) string {
+				o := strings.TrimSuffix(objects(`{"x":1,"w":0}`, n), "]") + `,{"x":1,"w":6}]`
+				return `{"a":` + o + `,"b":` + o + `,"c":` + o + `,"d":` + o + `}`
+			}, true},
+		{"three fields of each array", 12, pattern("abcd", `"x":[1],"y":[{"prefix":"v"}],"w":[{"numeric":[">",5]}]`),
+			arrays("abcd", `{"x":1,"y":"v1","w":0}`), false},
+		{"arrays under nested keys", 24, `{"p":{"a":{` + xw + `},"b":{` + xw + `}},"q":{"c":{` + xw + `}}}`,
+			func(n int) string {
+				o := objects(`{"x":1,"w":0}`, n)
+				return `{"p":{"a":` + o + `,"b":` + o + `},"q":{"c":` + o + `}}`
+			}, false},
+		{"sibling arrays in an enclosing array", 12, `{"o":` + pattern("abc", xw) + `}`,
+			func(n int) string { e := arrays("abc", `{"x":1,"w":0}`)(n); return `{"o":[` + e + `,` + e + `]}` }, false},
+		{"sibling arrays of arrays", 12, pattern("abc", xw),
+			func(n int) string {
+				o := objects(`{"x":1,"w":0}`, n)
+				return `{"a":[` + o + `,` + o + `],"b":[` + o + `,` + o + `],"c":[` + o + `,` + o + `]}`
+			}, false},
+		{"nested sibling arrays", 12, `{"a":{"x":[1],"w":[{"numeric":[">",5]}],"i":` + pattern("jk", xw) + `}}`,
+			func(n int) string {
+				inner := arrays("jk", `{"x":1,"w":0}`)(n)
+				return `{"a":` + objects(`{"x":1,"w":0,"i":`+inner+`}`, 2) + `}`
+			}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filter.MustParsePattern(c.pattern)
+			m := filter.NewMatcher()
+			require.NoError(t, m.Add("r", []byte(c.pattern)))
+			require.NoError(t, m.Add("other", []byte(`{"source":["x"]}`)))
+			var pw, mw [2]int
+			for i, size := range []int{c.n, 2 * c.n} {
+				event := []byte(c.event(size))
+				got, work, err := filter.PatternWork(p, event)
+				require.NoError(t, err)
+				assert.Equal(t, c.want, got)
+				pw[i] = work
+				names, work, err := filter.MatcherWork(m, event)
+				require.NoError(t, err)
+				assert.Equal(t, c.want, len(names) == 1)
+				mw[i] = work
+			}
+			t.Logf("Pattern work %d then %d, Matcher work %d then %d", pw[0], pw[1], mw[0], mw[1])
+			assert.LessOrEqual(t, float64(pw[1]), 2.5*float64(pw[0]), "Pattern work grows faster than the event")
+			assert.LessOrEqual(t, float64(mw[1]), 2.5*float64(mw[0]), "Matcher work grows faster than the event")
+		})
+	}
+}
+
+// TestAdversarialSharedStepsLinear covers rules that begin with the same step, so that the
+// Matcher walks them together for a while, when one of them needs the array position that step
+// chose and the others do not: a walk that kept the position for all of them would look at the
+// other rules' fields once for each element of the array, n*n for two arrays of n objects.
+func TestAdversarialSharedStepsLinear(t *testing.T) {
+	const num = `{"numeric":[">",5]}`
+	cases := []struct {
+		name  string
+		rules []string
+		event func(n int) string
+		want  []string
+	}{
+		{"sibling arrays",
+			[]string{`{"a":{"x":[1],"w":[` + num + `]}}`, `{"a":{"x":[1]},"c":{"z":[1]}}`, `{"a":{"x":[1]},"d":{"z":[1]}}`},
+			func(n int) string {
+				return `{"a":` + objects(`{"x":1,"w":0}`, n) + `,"c":` + objects(`{"z":0}`, n) + `,"c":[{"z":1}]` +
+					`,"d":` + objects(`{"z":0}`, n) + `,"d":[{"z":1}]}`
+			}, []string{"B", "C"}},
+		{"a field of the enclosing array",
+			[]string{`{"o":{"a":{"x":[1],"w":[` + num + `]}}}`, `{"o":{"a":{"x":[1]},"k":[1]}}`},
+			func(n int) string {
+				return `{"o":[{"a":` + objects(`{"x":1,"w":0}`, n) + `,"k":` + objects(`0`, n) + `}]}`
+			}, nil},
+		{"an array inside the enclosing array",
+			[]string{`{"o":{"a":{"x":[1],"w":[` + num + `]}}}`, `{"o":{"a":{"x":[1]},"k":{"v":[1]}}}`},
+			func(n int) string {
+				return `{"o":[{"a":` + objects(`{"x":1,"w":0}`, n) + `,"k":` + objects(`{"v":0}`, n) + `,"k":[{"v":1}]}]}`
+			}, []string{"B"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := filter.NewMatcher()
+			for i, r := range c.rules {
+				require.NoError(t, m.Add(string(rune('A'+i)), []byte(r)))
+			}
+			const n = 48
+			var mw [2]int
+			for i, size := range []int{n, 2 * n} {
+				event := []byte(c.event(size))
+				var want []string
+				for i, r := range c.rules {
+					ok, err := filter.MustParsePattern(r).MatchRaw(event)
+					require.NoError(t, err)
+					if ok {
+						want = append(want, string(rune('A'+i)))
+					}
+				}
+				require.Equal(t, c.want, want, "the case's expectation")
+				names, work, err := filter.MatcherWork(m, event)
+				require.NoError(t, err)
+				assert.Equal(t, c.want, names)
+				mw[i] = work
+			}
+			t.Logf("Matcher work %d then %d", mw[0], mw[1])
+			assert.LessOrEqual(t, float64(mw[1]), 2.5*float64(mw[0]), "Matcher work grows faster than the event")
+		})
+	}
+}

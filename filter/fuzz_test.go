@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fanbridge/fanbridge"
@@ -87,6 +88,12 @@ func FuzzMatch(f *testing.F) {
 	}
 	f.Add([]byte(`{"a":{"b":[{"exists":false}],"c":[1]}}`), []byte(`{"a":[{"c":1},{"b":2,"c":1}]}`))
 	f.Add([]byte(`{"k":["\u00e9"]}`), []byte(`{"\u006b":"\u00e9"}`))
+	// Two fields in each of four arrays of objects: a walk that took the arrays' fields in turn
+	// across the arrays held a position in all four at once.
+	xw := `{"x":[1],"w":[{"numeric":[">",5]}]}`
+	arr := "[" + strings.TrimSuffix(strings.Repeat(`{"x":1,"w":0},`, 16), ",") + "]"
+	f.Add([]byte(`{"a":`+xw+`,"b":`+xw+`,"c":`+xw+`,"d":`+xw+`}`),
+		[]byte(`{"a":`+arr+`,"b":`+arr+`,"c":`+arr+`,"d":`+arr+`}`))
 	f.Fuzz(func(t *testing.T, src, event []byte) {
 		p, err := filter.ParsePattern(src)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -11,20 +12,21 @@ import (
 // in the manner of EventBridge's own matcher.
 //
 // Each branch of each pattern (the pattern with its $or resolved) is a sequence of steps, one per
-// field, in path order; each step is a path and a condition on its value. The branches are merged
-// into a trie: rules that begin with the same steps share the nodes for them. A node's outgoing
-// transitions are grouped by path, and each group has an index from values to child nodes: exact
-// values by map lookup, prefixes and suffixes by one map lookup per distinct length, numeric
-// ranges in an interval tree, and the rest (anything-but, cidr, wildcards without literal ends)
-// by a short scan. Matching flattens the event once and walks the trie from the root, following
-// for each node only the transitions the event's values take, so its cost depends on how many
-// rules partly match the event, not on how many rules there are.
+// field, in the order walkOrder gives; each step is a path and a condition on its value. The
+// branches are merged into a trie: rules that begin with the same steps share the nodes for them. A
+// node's outgoing transitions are grouped by path, and each group has an index from values to child
+// nodes: exact values by map lookup, prefixes and suffixes by one map lookup per distinct length,
+// numeric ranges in an interval tree, and the rest (anything-but, cidr, wildcards without literal
+// ends) by a short scan. Matching flattens the event once and walks the trie from the root,
+// following for each node only the transitions the event's values take, so its cost depends on how
+// many rules partly match the event, not on how many rules there are.
 //
 // Arrays: a transition taken on a value inside an array of objects carries that value's array
 // positions down the walk, and values in other elements of the same arrays are not used further
 // down (all fields of a pattern must match within one element). Walks whose remaining steps
 // cannot be affected by any position carried are merged, as are walks that reach one node with
-// the same positions that matter below it, which keeps the walk linear in events with many
+// the same positions that matter below it, and walks that take one transition with the same
+// positions that matter to it and below it, which keeps the walk linear in events with many
 // independent arrays, whether or not they share an element of an enclosing array.
 type snapshot struct {
 	version   uint64
@@ -45,8 +47,10 @@ type tnode struct {
 // ttrans is a node's transitions on one path.
 type ttrans struct {
 	leaf   int32
+	id     int32 // numbers the transitions of all nodes, for the search's memo
 	idx    pathIndex
-	absent []int32 // children taken when the path has no usable value ({"exists": false})
+	absent []int32  // children taken when the path has no usable value ({"exists": false})
+	leaves []uint64 // the leaf paths tested by the transition and below its children
 }
 
 // pathIndex finds, for one value, the transitions it takes: the ids it holds are trie nodes.
@@ -219,6 +223,12 @@ type buildTrans struct {
 // walkOrder returns the order the automaton tests a branch's steps in. Without {"exists": false}
 // the order does not change the outcome, so the steps that narrow the walk most come first: exact
 // values, then prefixes and suffixes, wildcards, ranges, and last the tests most values pass.
+// That preference yields to one rule: the steps under one key are tested one after the other, as
+// in path order. A walk holds a position in an array of objects from the first step that takes a
+// value inside it to the last step that tests a field under it; kept together, the steps hold
+// positions only in the arrays enclosing the field tested next, one chain of them, and a walk
+// has as many states as that chain has elements. Interleaving the fields of sibling arrays (a.x,
+// b.x, a.w, b.w) would hold a position in each at once, n^k states for k arrays of n objects.
 // With {"exists": false} the steps keep path order, because an absence is judged against the
 // array elements chosen for the fields before it in that order, as EventBridge does.
 func walkOrder(steps []step) []step {
@@ -227,8 +237,58 @@ func walkOrder(steps []step) []step {
 			return steps
 		}
 	}
-	out := slices.Clone(steps)
-	slices.SortStableFunc(out, func(a, b step) int { return condRank(a.c) - condRank(b.c) })
+	segs := make([][]string, len(steps))
+	idx := make([]int, len(steps))
+	for i := range steps {
+		segs[i] = strings.Split(steps[i].path, ".")
+		idx[i] = i
+	}
+	out := make([]step, 0, len(steps))
+	for _, i := range orderUnder(steps, segs, idx, 0) {
+		out = append(out, steps[i])
+	}
+	return out
+}
+
+// orderUnder orders the steps idx (indexes into steps, in path order), whose paths share their
+// first depth segments: the steps whose paths continue with one key form a group, each group is
+// ordered in turn and kept together, and the groups, and the steps whose paths end here, go most
+// selective first (by the best rank in a group), in path order among equals.
+func orderUnder(steps []step, segs [][]string, idx []int, depth int) []int {
+	if len(idx) == 1 {
+		return idx
+	}
+	type item struct {
+		rank int
+		idx  []int
+	}
+	var items []item
+	at := map[string]int{}
+	for _, i := range idx {
+		if len(segs[i]) == depth {
+			items = append(items, item{rank: condRank(steps[i].c), idx: []int{i}})
+			continue
+		}
+		k := segs[i][depth]
+		j, ok := at[k]
+		if !ok {
+			j = len(items)
+			at[k] = j
+			items = append(items, item{rank: math.MaxInt})
+		}
+		items[j].rank = min(items[j].rank, condRank(steps[i].c))
+		items[j].idx = append(items[j].idx, i)
+	}
+	// Items are in the path order of their first step, which the stable sort keeps among equals.
+	slices.SortStableFunc(items, func(a, b item) int { return a.rank - b.rank })
+	out := make([]int, 0, len(idx))
+	for _, it := range items {
+		if len(it.idx) == 1 {
+			out = append(out, it.idx[0])
+			continue
+		}
+		out = append(out, orderUnder(steps, segs, it.idx, depth+1)...)
+	}
 	return out
 }
 
@@ -315,14 +375,27 @@ func buildSnapshot(names []string, pats []*Pattern, version uint64) *snapshot {
 		slices.SortFunc(tn.trans, func(a, b ttrans) int { return int(a.leaf - b.leaf) })
 	}
 	// Children always come after their parent, so one backward pass fills the subtrees.
+	ntrans := 0
+	for i := range s.nodes {
+		ntrans += len(s.nodes[i].trans)
+	}
+	tbits := make([]uint64, ntrans*s.leafWords)
+	id := int32(0)
 	for i := len(s.nodes) - 1; i >= 0; i-- {
 		tn := &s.nodes[i]
-		for _, bt := range nodes[i].trans {
-			tn.subtree[bt.leaf/64] |= 1 << (bt.leaf % 64)
-			for _, k := range bt.kids {
+		for ti := range tn.trans {
+			t := &tn.trans[ti]
+			t.id = id
+			t.leaves = tbits[int(id)*s.leafWords : int(id+1)*s.leafWords : int(id+1)*s.leafWords]
+			id++
+			t.leaves[t.leaf/64] |= 1 << (t.leaf % 64)
+			for _, k := range nodes[i].trans[t.leaf].kids {
 				for w, x := range s.nodes[k].subtree {
-					tn.subtree[w] |= x
+					t.leaves[w] |= x
 				}
+			}
+			for w, x := range t.leaves {
+				tn.subtree[w] |= x
 			}
 		}
 	}
@@ -487,7 +560,7 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
 	top, optTop := len(m.stack), len(fe.opts)
 	defer func() { m.stack, fe.opts = m.stack[:top], fe.opts[:optTop] }()
 	if len(cur) > 0 {
-		cur = s.reduce(m, nd, cur)
+		cur = m.reduce(nd.subtree, cur)
 	}
 	// A visit's effect depends only on the node and the array positions that matter below it,
 	// so a second visit with the same ones (often none) has nothing left to do.
@@ -506,8 +579,22 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
 		}
 	}
 	v := &m.v
+	all := cur
 	for ti := range nd.trans {
 		t := &nd.trans[ti]
+		mark := len(m.stack)
+		cur := all
+		if len(cur) > 0 {
+			// Like a visit, a transition's effect depends only on the positions that matter to
+			// it, and rules that share the node may need positions this one does not: without
+			// this, {"a": {"x": [1]}, "c": {"z": [1]}}, sharing its first step with a rule that
+			// tests another field of a's element, would look at c's values once per element of a.
+			cur = m.reduce(t.leaves, cur)
+			if len(cur) < len(all) && fe.states.add(int32(len(s.nodes))+t.id, cur) {
+				m.stack = m.stack[:mark]
+				continue
+			}
+		}
 		usable := false
 		ks := fe.options(s.table, t.leaf, cur)
 		fe.work += len(ks)
@@ -544,16 +631,17 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
 				s.visit(m, c, cur)
 			}
 		}
+		m.stack = m.stack[:mark]
 	}
 }
 
-// reduce drops from cur the array positions that no path at or below nd can be affected by; the
-// result lives on m.stack.
-func (s *snapshot) reduce(m *matchScratch, nd *tnode, cur []memEntry) []memEntry {
+// reduce drops from cur the positions in arrays that hold no field at the leaves in leaves; the
+// result, if smaller, lives on m.stack.
+func (m *matchScratch) reduce(leaves []uint64, cur []memEntry) []memEntry {
 	fe := &m.fe
 	keep := 0
 	for _, e := range cur {
-		if s.matters(fe, nd, e.arr) {
+		if fe.matters(e.arr, leaves) {
 			keep++
 		}
 	}
@@ -562,16 +650,11 @@ func (s *snapshot) reduce(m *matchScratch, nd *tnode, cur []memEntry) []memEntry
 	}
 	t0 := len(m.stack)
 	for _, e := range cur {
-		if s.matters(fe, nd, e.arr) {
+		if fe.matters(e.arr, leaves) {
 			m.stack = append(m.stack, e)
 		}
 	}
 	return m.stack[t0:]
-}
-
-// matters reports whether array arr holds a field at a path tested at or below nd.
-func (s *snapshot) matters(fe *flatEvent, nd *tnode, arr int32) bool {
-	return fe.matters(arr, nd.subtree)
 }
 
 // lookup pushes onto m.kids the children that value v takes through index x.
