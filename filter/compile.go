@@ -24,6 +24,12 @@ const (
 	// MaxOrCombinations bounds the alternatives a pattern's $or operators expand to, multiplied
 	// out (two $or of three objects each make nine).
 	MaxOrCombinations = 1000
+	// MaxExpandedFields bounds the fields of all those alternatives together: each alternative
+	// holds its own fields and every field outside the $or, so beside two $or of three objects a
+	// field counts nine times. Compile time, memory and match time grow with this number, not
+	// with the two limits above, whose product would allow a million; 10,000 leaves each of the
+	// MaxOrCombinations alternatives ten fields.
+	MaxExpandedFields = 10000
 	// MaxWildcardStars bounds the '*' in one wildcard value.
 	MaxWildcardStars = 16
 	// MaxWildcardValues bounds the wildcard values (plain or inside anything-but) in one pattern.
@@ -202,6 +208,11 @@ func (c *compiler) object(n *jsonNode, segs []string, depth int, inOr bool, bs [
 			for j := range bs {
 				bs[j] = setField(bs[j], path, cd)
 			}
+			if len(bs) > 1 {
+				if err := checkExpanded(bs, path, ""); err != nil {
+					return nil, err
+				}
+			}
 		default:
 			return nil, invalid(path, "", "must be an object or an array of values")
 		}
@@ -246,8 +257,25 @@ func (c *compiler) or(v *jsonNode, segs []string, depth int, bs [][]fieldCond) (
 		if len(out) > MaxOrCombinations {
 			return nil, tooComplex(prefix, orKeyword, "expands to more than "+strconv.Itoa(MaxOrCombinations)+" combinations")
 		}
+		if err := checkExpanded(out, prefix, orKeyword); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
+}
+
+// checkExpanded refuses branches holding more than MaxExpandedFields fields in all. Checked as
+// the branches grow, it also bounds the work of building them.
+func checkExpanded(bs [][]fieldCond, path, op string) error {
+	n := 0
+	for _, b := range bs {
+		n += len(b)
+	}
+	if n > MaxExpandedFields {
+		return tooComplex(path, op, "brings the pattern over "+strconv.Itoa(MaxExpandedFields)+
+			" fields, counting each field once for every $or combination it is part of")
+	}
+	return nil
 }
 
 func (c *compiler) count(path, op string) error {

@@ -176,12 +176,50 @@ func invalidCases(t *testing.T) []invalidCase {
 	require.NoError(t, err)
 	var cases []invalidCase
 	require.NoError(t, json.Unmarshal(src, &cases))
-	// Two that are too big to keep in the file.
+	// Some that are too big to keep in the file.
 	cases = append(cases,
 		invalidCase{Name: "too-large", Pattern: `{"a":["` + strings.Repeat("x", filter.MaxPatternBytes) + `"]}`, TooComplex: true},
 		invalidCase{Name: "too-many-values-total", Pattern: manyFields(filter.MaxPatternValues + 1), Path: "f1000", TooComplex: true},
+		// 968 fields beside three $or of ten objects: 1,000 combinations of 971 fields each.
+		invalidCase{Name: "too-many-expanded-fields-or-last", Pattern: fieldsAndOrs(968, 3, 10, false), Path: "o1", Op: "$or", TooComplex: true},
+		invalidCase{Name: "too-many-expanded-fields-or-first", Pattern: fieldsAndOrs(968, 3, 10, true), Path: "f7", TooComplex: true},
 	)
 	return cases
+}
+
+// fieldsAndOrs returns a pattern with fields f0, f1 ... and ors $or operators of alts objects
+// each (at o0, o1 ...), the $or before or after the fields.
+func fieldsAndOrs(fields, ors, alts int, orFirst bool) string {
+	var parts []string
+	for i := range ors {
+		var as []string
+		for j := range alts {
+			as = append(as, `{"x`+strconv.Itoa(j)+`":[1]}`)
+		}
+		parts = append(parts, `"o`+strconv.Itoa(i)+`":{"$or":[`+strings.Join(as, ",")+`]}`)
+	}
+	f := strings.TrimSuffix(strings.TrimPrefix(manyFields(fields), "{"), "}")
+	if orFirst {
+		return "{" + strings.Join(append(parts, f), ",") + "}"
+	}
+	return "{" + strings.Join(append([]string{f}, parts...), ",") + "}"
+}
+
+// TestExpandedFieldsLimit: a pattern whose $or combinations hold MaxExpandedFields fields in all
+// compiles and matches, one field more is refused.
+func TestExpandedFieldsLimit(t *testing.T) {
+	// 1,000 combinations of three $or fields and seven others: 10,000.
+	p, err := filter.ParsePattern([]byte(fieldsAndOrs(7, 3, 10, false)))
+	require.NoError(t, err)
+	event := `{"f0":1,"f1":1,"f2":1,"f3":1,"f4":1,"f5":1,"f6":1,"o0":{"x3":1},"o1":{"x9":1},"o2":{"x0":1}}`
+	ok, err := p.MatchRaw([]byte(event))
+	require.NoError(t, err)
+	assert.True(t, ok)
+	for _, orFirst := range []bool{false, true} {
+		_, err = filter.ParsePattern([]byte(fieldsAndOrs(8, 3, 10, orFirst)))
+		require.ErrorIs(t, err, filter.ErrPatternTooComplex)
+		assert.Contains(t, err.Error(), "over 10000 fields")
+	}
 }
 
 func manyFields(n int) string {

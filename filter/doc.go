@@ -138,7 +138,8 @@
 // array of at least two objects. It also bounds what a pattern may cost (ErrPatternTooComplex):
 // MaxPatternBytes (64 KiB), MaxPatternDepth (32 levels), MaxPatternValues (1,000 values and
 // operators), MaxOrCombinations (1,000 alternatives once every $or is multiplied out),
-// MaxWildcardStars (16 per wildcard) and MaxWildcardValues (100 wildcards).
+// MaxExpandedFields (10,000 fields over all those alternatives, a field outside a $or counting
+// once in each), MaxWildcardStars (16 per wildcard) and MaxWildcardValues (100 wildcards).
 //
 // # Divergences from EventBridge
 //
