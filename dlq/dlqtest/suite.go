@@ -55,7 +55,8 @@ type Features struct {
 	Delete bool
 	// Durable: entries survive closing the store and opening it again.
 	Durable bool
-	// Ordered: entries put one after another are listed in that order.
+	// Ordered: entries put one after another are listed in that order, by a store reopened over
+	// the same storage too when Durable.
 	Ordered bool
 }
 
@@ -90,6 +91,8 @@ func Run(t *testing.T, h Harness) {
 		{"ListStopsOnError", nil, s.testListStopsOnError},
 		{"Order", func(f Features) bool { return f.Ordered }, s.testOrder},
 		{"Reopen", func(f Features) bool { return f.Durable }, s.testReopen},
+		{"ReopenOrder", func(f Features) bool { return f.Durable && f.Ordered }, s.testReopenOrder},
+		{"Many", nil, s.testMany},
 		{"Delete", nil, s.testDelete},
 		{"DeleteDuringList", func(f Features) bool { return f.Delete }, s.testDeleteDuringList},
 		{"Redrive", nil, s.testRedrive},
@@ -447,6 +450,130 @@ func (s *suite) testReopen(t *testing.T, ctx context.Context, st *stores) {
 	require.NoError(t, q.Put(ctx, base("after-reopen", "s")))
 	q = st.reopen(t)
 	assert.Len(t, ids(listAll(t, ctx, q)), len(cases)+1)
+}
+
+func (s *suite) testReopenOrder(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	var want []string
+	put := func(n int) {
+		for range n {
+			id := fmt.Sprintf("ro-%02d", 99-len(want)) // IDs sort opposite to the put order
+			want = append(want, id)
+			require.NoError(t, q.Put(ctx, base(id, "s")))
+		}
+	}
+	put(20)
+	q = st.reopen(t)
+	assert.Equal(t, want, ids(listAll(t, ctx, q)), "order after reopening")
+	put(5)
+	assert.Equal(t, want, ids(listAll(t, ctx, q)), "order of entries put before and after reopening")
+	q = st.reopen(t)
+	assert.Equal(t, want, ids(listAll(t, ctx, q)), "order after reopening twice")
+}
+
+// manyWriters and manyEach make testMany put far more entries than a page, a batch or a segment of
+// any driver holds, from writers running at once so that it stays quick.
+const manyWriters, manyEach = 16, 100
+
+func (s *suite) testMany(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	id := func(w, i int) string { return fmt.Sprintf("many-%02d-%03d", w, i) }
+	var wg sync.WaitGroup
+	errs := make(chan error, manyWriters)
+	// Small events keep the reads quick; a driver's paging and segmenting count entries and bytes
+	// the same way whatever their content.
+	entry := func(w, i int) dlq.Entry {
+		e := base(id(w, i), fmt.Sprintf("s%d", i%3))
+		raw := fmt.Appendf(nil, `{"id":%q,"detail":{"writer":%d,"n":%d}}`, id(w, i)+"-event", w, i)
+		e.Event = fanbridge.Event{ID: id(w, i) + "-event", Type: "many", Raw: raw, Data: raw[bytes.IndexByte(raw[1:], '{')+1 : len(raw)-1]}
+		return e
+	}
+	for w := range manyWriters {
+		wg.Go(func() {
+			for i := range manyEach {
+				if err := q.Put(ctx, entry(w, i)); err != nil {
+					errs <- fmt.Errorf("Put %s: %w", id(w, i), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+
+	// check lists the store and requires every entry still in it exactly once; each writer put its
+	// entries one after another, so an Ordered driver lists them in that order.
+	check := func(q Store, what string, gone func(w, i int) bool) {
+		t.Helper()
+		at := map[string]int{}
+		for n, got := range ids(listAll(t, ctx, q)) {
+			_, dup := at[got]
+			require.False(t, dup, "%s: entry %s listed twice", what, got)
+			at[got] = n
+		}
+		want := 0
+		for w := range manyWriters {
+			last := -1
+			for i := range manyEach {
+				if gone(w, i) {
+					continue
+				}
+				want++
+				n, ok := at[id(w, i)]
+				require.True(t, ok, "%s: entry %s not listed", what, id(w, i))
+				if s.h.Features.Ordered {
+					require.Greater(t, n, last, "%s: entry %s listed before one put earlier", what, id(w, i))
+				}
+				last = n
+			}
+		}
+		require.Len(t, at, want, "%s: entries listed", what)
+	}
+	none := func(int, int) bool { return false }
+	check(q, "after the puts", none)
+	for _, wi := range [][2]int{{0, 0}, {manyWriters - 1, manyEach - 1}, {manyWriters / 2, manyEach / 2}} {
+		got, err := q.Get(ctx, id(wi[0], wi[1]))
+		require.NoError(t, err, "Get %s", id(wi[0], wi[1]))
+		AssertEntry(t, expected(t, entry(wi[0], wi[1])), got)
+	}
+	if s.h.Features.Durable {
+		q = st.reopen(t)
+		check(q, "after reopening", none)
+	}
+	if !s.h.Features.Delete {
+		return
+	}
+
+	// Remove every other entry in one call, then redrive the rest in a few batches.
+	odd := func(_, i int) bool { return i%2 == 1 }
+	var remove []string
+	for w := range manyWriters {
+		for i := range manyEach {
+			if odd(w, i) {
+				remove = append(remove, id(w, i))
+			}
+		}
+	}
+	require.NoError(t, q.Delete(ctx, remove...))
+	check(q, "after removing half", odd)
+	if s.h.Features.Durable {
+		q = st.reopen(t)
+		check(q, "after removing half and reopening", odd)
+	}
+	sinks := map[string]sink.Sink{"s0": &recorder{}, "s1": &recorder{}, "s2": &recorder{}}
+	rep, err := dlq.Redrive(ctx, q, sinks, nil, dlq.WithConcurrency(4), dlq.WithDeleteBatch(300))
+	require.NoError(t, err)
+	half := manyWriters * manyEach / 2
+	assert.Equal(t, dlq.Report{Selected: half, Redriven: half, Removed: half}, rep)
+	sent := 0
+	for _, r := range sinks {
+		sent += len(r.(*recorder).got())
+	}
+	assert.Equal(t, half, sent)
+	assert.Empty(t, ids(listAll(t, ctx, q)))
 }
 
 func (s *suite) testDelete(t *testing.T, ctx context.Context, st *stores) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 	"time"
 
@@ -23,6 +24,8 @@ type broken struct {
 	list   func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error
 	get    func(m *dlqtest.Memory, ctx context.Context, id string) (dlq.Entry, error)
 	delete func(m *dlqtest.Memory, ctx context.Context, ids ...string) error
+	// reopened is set on a durable store opened over the storage of an earlier one.
+	reopened bool
 }
 
 func (b *broken) Put(ctx context.Context, e dlq.Entry) error {
@@ -53,29 +56,53 @@ func (b *broken) Delete(ctx context.Context, ids ...string) error {
 	return b.Memory.Delete(ctx, ids...)
 }
 
-// brokenStores each break one promise; fails names a subtest the suite must fail with.
+// listInPages lists the entries of m in pages of 256, handing each page to page, which may drop
+// or reorder it.
+func listInPages(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error, pages func([][]dlq.Entry) [][]dlq.Entry) error {
+	var all []dlq.Entry
+	if err := m.List(ctx, func(e dlq.Entry) error { all = append(all, e); return nil }); err != nil {
+		return err
+	}
+	var split [][]dlq.Entry
+	for len(all) > 0 {
+		n := min(256, len(all))
+		split, all = append(split, all[:n]), all[n:]
+	}
+	for _, p := range pages(split) {
+		for _, e := range p {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// brokenStores each break one promise; fails names a subtest the suite must fail with. A durable
+// one keeps its entries across reopening, and is tested as Durable.
 var brokenStores = map[string]struct {
-	store func() *broken
-	fails string
+	store   func() *broken
+	fails   string
+	durable bool
 }{
 	"raw-trimmed": {func() *broken {
 		return &broken{put: func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry) error {
 			e.Event.Raw = bytes.TrimSpace(e.Event.Raw)
 			return m.Put(ctx, e)
 		}}
-	}, "RoundTrip/trailing-newline"},
+	}, "RoundTrip/trailing-newline", false},
 	"times-to-milliseconds": {func() *broken {
 		return &broken{put: func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry) error {
 			e.LastAttempt = e.LastAttempt.Truncate(time.Millisecond)
 			return m.Put(ctx, e)
 		}}
-	}, "RoundTrip/genesys-audit"},
+	}, "RoundTrip/genesys-audit", false},
 	"metadata-dropped": {func() *broken {
 		return &broken{put: func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry) error {
 			e.Event.Metadata = nil
 			return m.Put(ctx, e)
 		}}
-	}, "RoundTrip/genesys-audit"},
+	}, "RoundTrip/genesys-audit", false},
 	"accepts-invalid": {func() *broken {
 		return &broken{put: func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry) error {
 			if e.Sink == "" {
@@ -83,12 +110,12 @@ var brokenStores = map[string]struct {
 			}
 			return m.Put(ctx, e)
 		}}
-	}, "InvalidEntry"},
+	}, "InvalidEntry", false},
 	"ignores-context": {func() *broken {
 		return &broken{put: func(m *dlqtest.Memory, _ context.Context, e dlq.Entry) error {
 			return m.Put(context.Background(), e)
 		}}
-	}, "CanceledContext"},
+	}, "CanceledContext", false},
 	"lists-twice": {func() *broken {
 		return &broken{list: func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error {
 			return m.List(ctx, func(e dlq.Entry) error {
@@ -101,7 +128,7 @@ var brokenStores = map[string]struct {
 				return nil
 			})
 		}}
-	}, "ConcurrentPuts"},
+	}, "ConcurrentPuts", false},
 	"list-ignores-callback-error": {func() *broken {
 		return &broken{list: func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error {
 			var first error
@@ -113,7 +140,7 @@ var brokenStores = map[string]struct {
 			})
 			return errors.Join(err, first)
 		}}
-	}, "ListStopsOnError"},
+	}, "ListStopsOnError", false},
 	"get-missing-without-error": {func() *broken {
 		return &broken{get: func(m *dlqtest.Memory, ctx context.Context, id string) (dlq.Entry, error) {
 			e, err := m.Get(ctx, id)
@@ -122,10 +149,40 @@ var brokenStores = map[string]struct {
 			}
 			return e, err
 		}}
-	}, "GetMissing"},
+	}, "GetMissing", false},
 	"delete-does-nothing": {func() *broken {
 		return &broken{delete: func(*dlqtest.Memory, context.Context, ...string) error { return nil }}
-	}, "Delete"},
+	}, "Delete", false},
+	"list-stops-after-a-page": {func() *broken {
+		return &broken{list: func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error {
+			return listInPages(m, ctx, fn, func(p [][]dlq.Entry) [][]dlq.Entry { return p[:min(1, len(p))] })
+		}}
+	}, "Many", false},
+	"list-pages-out-of-order": {func() *broken {
+		return &broken{list: func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error {
+			return listInPages(m, ctx, fn, func(p [][]dlq.Entry) [][]dlq.Entry {
+				if len(p) > 1 {
+					p[0], p[1] = p[1], p[0]
+				}
+				return p
+			})
+		}}
+	}, "Many", false},
+	"order-lost-on-reopen": {func() *broken {
+		b := &broken{}
+		b.list = func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error {
+			if !b.reopened {
+				return m.List(ctx, fn)
+			}
+			return listInPages(m, ctx, fn, func(p [][]dlq.Entry) [][]dlq.Entry {
+				for _, page := range p {
+					slices.Reverse(page)
+				}
+				return p
+			})
+		}
+		return b
+	}, "ReopenOrder", true},
 }
 
 const brokenEnv = "DLQTEST_BROKEN_STORE"
@@ -141,15 +198,31 @@ func TestBrokenStore(t *testing.T) {
 	require.True(t, ok, "unknown broken store %q", name)
 	dlqtest.Run(t, dlqtest.Harness{
 		New: func(t *testing.T) dlqtest.Opener {
+			var backing *dlqtest.Memory // the storage a durable store reopens
 			return func(t *testing.T) dlqtest.Store {
 				s := b.store()
-				s.Memory = dlqtest.NewMemory()
+				switch {
+				case !b.durable:
+					s.Memory = dlqtest.NewMemory()
+				case backing == nil:
+					backing = dlqtest.NewMemory()
+					s.Memory = backing
+					return durable{s}
+				default:
+					s.Memory, s.reopened = backing, true
+					return durable{s}
+				}
 				return s
 			}
 		},
-		Features: dlqtest.Features{Delete: true, Ordered: true},
+		Features: dlqtest.Features{Delete: true, Ordered: true, Durable: b.durable},
 	})
 }
+
+// durable is a broken store whose Close leaves its storage open for the next store.
+type durable struct{ *broken }
+
+func (durable) Close() error { return nil }
 
 // TestSuiteCatchesBrokenStores proves the suite can fail: each broken store must fail it, in the
 // subtest about the promise it breaks.
