@@ -197,8 +197,10 @@
 // evaluation the work (WithCostLimit, default 100,000 cost units; cost is tracked only for
 // expressions whose worst case could exceed the limit, such as comprehensions over the body,
 // because tracking slows evaluation down). An evaluation error (a
-// missing field, a wrong type, the cost limit, a body that is not JSON) means no match; Eval
-// returns the error, and WithExprLogger logs it at debug level without the body. The body is
+// missing field, a wrong type, the cost limit, a body that is not JSON) means no match. Eval
+// returns it as an *EvalError, whose message names the expression and a fixed reason but no value
+// from the body (the CEL error it wraps may quote some), and WithExprLogger logs the same at
+// debug level. The body is
 // decoded only if the expression uses data, once per evaluation; MatchExprs evaluates many
 // expressions on one event with a single decode.
 //
@@ -209,7 +211,7 @@
 //	filter: pattern at "detail.eventBody.mediaType": "prefix" wants a string
 //
 // wrapping ErrInvalidPattern, or ErrPatternTooComplex for patterns beyond the limits. Expr
-// returns errors wrapping ErrInvalidExpression. MatchRaw and Test return errors wrapping
+// returns errors wrapping ErrInvalidExpression, and Expression.Eval an *EvalError. MatchRaw and Test return errors wrapping
 // ErrInvalidEvent for events that are not a JSON object; Match treats such events as matching
 // nothing. Matcher.Add and AddPattern return ErrInvalidName for an empty name or a nil pattern,
 // or the pattern's compile error; a failed change leaves the Matcher as it was.

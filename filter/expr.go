@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,8 +68,8 @@ func WithMaxExprSize(n int) ExprOption {
 }
 
 // WithExprLogger makes evaluation errors (a missing field, a wrong type, the cost limit) be
-// logged at debug level with the expression and the event id; never the body. The default is
-// silence.
+// logged at debug level with the expression, the event id and the error's reason, one of the
+// fixed phrases EvalError.Reason lists; never a value from the body. The default is silence.
 func WithExprLogger(l *slog.Logger) ExprOption {
 	return exprOptionFunc(func(c *exprConfig) { c.logger = l })
 }
@@ -163,28 +164,100 @@ func (x *Expression) match(e *fanbridge.Event, act *activation) bool {
 	return ok
 }
 
-// Eval is Match that also returns the evaluation error, for tools and tests.
+// Eval is Match that also returns the evaluation error, an *EvalError, for tools and tests.
 func (x *Expression) Eval(e *fanbridge.Event) (bool, error) {
 	return x.eval(e, newActivation(e))
 }
 
+// EvalError is the error of an evaluation that did not give true or false. Its message names the
+// expression and the reason and nothing else, so it may be logged: CEL's own messages quote
+// values from the body (a map key, a string that is not a timestamp or not a regular expression),
+// which may be secrets.
+type EvalError struct {
+	// Expr is the expression's source.
+	Expr string
+	// Reason is one of "the event has no body", "the event body is not JSON", "the cost limit
+	// was exceeded", "a field or key is missing", "a value has the wrong type", "an index is out
+	// of range", "division by zero", "a number is out of range", "a string has the wrong form",
+	// "the result is not a bool" and, for anything else, "the evaluation failed".
+	Reason string
+	// Err is CEL's error, wrapping the body's decoding error (and ErrInvalidEvent) when the body
+	// is not JSON. Its message may quote values from the body: show it only to whoever may see
+	// the event.
+	Err error
+}
+
+// Error formats the error as `filter: evaluating "expr": reason`.
+func (e *EvalError) Error() string {
+	return "filter: evaluating " + strconv.Quote(e.Expr) + ": " + e.Reason
+}
+
+// Unwrap returns Err.
+func (e *EvalError) Unwrap() error { return e.Err }
+
+var errNoBody = errors.New("the event has no body")
+
+// evalReasons maps the start of CEL's evaluation error messages to the fixed reasons of
+// EvalError, so that the part of the message that may come from the body is never kept.
+var evalReasons = []struct{ prefix, reason string }{
+	{"no such key", "a field or key is missing"},
+	{"no such attribute", "a field or key is missing"},
+	{"no such field", "a field or key is missing"},
+	{"no such overload", "a value has the wrong type"},
+	{"no matching overload", "a value has the wrong type"},
+	{"type conversion error", "a value has the wrong type"},
+	{"unsupported index type", "a value has the wrong type"},
+	{"index out of bounds", "an index is out of range"},
+	{"unsupported index value", "an index is out of range"},
+	{"division by zero", "division by zero"},
+	{"modulus by zero", "division by zero"},
+	{"integer overflow", "a number is out of range"},
+	{"unsigned integer overflow", "a number is out of range"},
+	{"duration overflow", "a number is out of range"},
+	{"timestamp overflow", "a number is out of range"},
+	{"invalid RFC 3339 timestamp", "a string has the wrong form"},
+	{"error parsing regexp", "a string has the wrong form"},
+}
+
+// evalReason says in a fixed phrase why an evaluation failed with err.
+func evalReason(err error, act *activation) string {
+	switch {
+	case errors.Is(act.err, errNoBody):
+		return "the event has no body"
+	case act.err != nil:
+		return "the event body is not JSON"
+	case errors.As(err, new(interpreter.EvalCancelledError)):
+		return "the cost limit was exceeded"
+	}
+	msg := err.Error()
+	for _, r := range evalReasons {
+		if strings.HasPrefix(msg, r.prefix) {
+			return r.reason
+		}
+	}
+	return "the evaluation failed"
+}
+
 func (x *Expression) eval(e *fanbridge.Event, act *activation) (bool, error) {
 	out, _, err := x.prg.Eval(act)
+	reason := ""
 	if err == nil {
 		if b, ok := out.Value().(bool); ok {
 			return b, nil
 		}
 		err = fmt.Errorf("the expression gave %s, not bool", out.Type())
+		reason = "the result is not a bool"
+	} else {
+		reason = evalReason(err, act)
 	}
 	if act.err != nil {
 		err = fmt.Errorf("%w (data: %w)", err, act.err)
 	}
-	err = fmt.Errorf("filter: evaluating %s: %w", strconv.Quote(x.src), err)
 	if x.logger != nil && e != nil {
 		x.logger.LogAttrs(context.Background(), slog.LevelDebug, "CEL expression did not evaluate",
-			slog.String("expr", x.src), slog.String("event_id", e.ID), slog.String("error", err.Error()))
+			slog.String("expr", x.src), slog.String("event_id", e.ID), slog.String("reason", reason))
 	}
-	return false, err
+	return false, &EvalError{Expr: x.src, Reason: reason, Err: err}
 }
 
 // MatchExprs appends to dst the indexes of the expressions that are true for e, decoding the
@@ -244,7 +317,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		if !a.dataDone {
 			a.dataDone = true
 			if len(a.e.Data) == 0 {
-				a.err = errors.New("the event has no body")
+				a.err = errNoBody
 				return nil, false
 			}
 			v, err := decodeJSON(a.e.Data)

@@ -2,7 +2,10 @@ package filter_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -158,6 +161,61 @@ func TestExprLogger(t *testing.T) {
 	buf.Reset()
 	assert.True(t, filter.MustExpr(`data.mediaType == 'CHAT'`, filter.WithExprLogger(l)).Match(chatEvent()))
 	assert.Empty(t, buf.String(), "nothing is logged for a clean evaluation")
+}
+
+// TestExprErrorsKeepTheBodyOut: CEL's messages quote values from the body (a key looked up by a
+// value, a string that is no timestamp or regular expression); neither the log record nor the
+// error Eval returns may carry them.
+func TestExprErrorsKeepTheBodyOut(t *testing.T) {
+	const secret = "s3cr3t-7f3a("
+	e := &fanbridge.Event{ID: "evt-9", Data: []byte(`{"token":"` + secret + `","obj":{"k":1},"list":[1],"n":7,"big":1e300}`)}
+	for _, tt := range []struct {
+		src    string
+		reason string
+	}{
+		{`timestamp(data.token) > timestamp("2000-01-01T00:00:00Z")`, "a string has the wrong form"},
+		{`data.token.matches(data.token)`, "a string has the wrong form"},
+		{`data.obj[data.token] == 1`, "a field or key is missing"},
+		{`data.missing == data.token`, "a field or key is missing"},
+		{`int(data.token) > 0`, "a value has the wrong type"},
+		{`data.token + 1 == 2`, "a value has the wrong type"},
+		{`data.list[data.n] == 1`, "an index is out of range"},
+		{`data.n / 0 == 1`, "division by zero"},
+		{`int(data.big) == 1`, "a number is out of range"},
+		{`data.token`, "the result is not a bool"},
+	} {
+		t.Run(tt.src, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			x := filter.MustExpr(tt.src, filter.WithExprLogger(l))
+			ok, err := x.Eval(e)
+			assert.False(t, ok)
+			var ee *filter.EvalError
+			require.ErrorAs(t, err, &ee)
+			assert.Equal(t, tt.reason, ee.Reason)
+			assert.Equal(t, `filter: evaluating `+strconv.Quote(tt.src)+`: `+tt.reason, err.Error())
+			assert.NotContains(t, fmt.Sprintf("%v %+v", err, err), secret)
+
+			var rec map[string]any
+			require.NoError(t, json.Unmarshal(buf.Bytes(), &rec), "one record: %s", buf.Bytes())
+			assert.Equal(t, tt.reason, rec["reason"])
+			assert.Equal(t, "evt-9", rec["event_id"])
+			assert.NotContains(t, buf.String(), secret)
+		})
+	}
+	// The reasons for a body that is not there or not JSON, and for the cost limit.
+	x := filter.MustExpr(`data.token == "x"`)
+	_, err := x.Eval(&fanbridge.Event{Data: []byte(`{"token":"` + secret)})
+	var ee *filter.EvalError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, "the event body is not JSON", ee.Reason)
+	assert.ErrorIs(t, err, filter.ErrInvalidEvent)
+	_, err = x.Eval(&fanbridge.Event{})
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, "the event has no body", ee.Reason)
+	_, err = filter.MustExpr(`data.list.all(x, data.list.all(y, x == y))`, filter.WithCostLimit(1)).Eval(e)
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, "the cost limit was exceeded", ee.Reason)
 }
 
 func TestMatchExprs(t *testing.T) {
