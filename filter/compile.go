@@ -436,6 +436,9 @@ func (c *compiler) glob(path, op, s string) (*glob, error) {
 
 const numberRangeText = "numbers must lie between -5e11 and 5e11 and have at most six decimals"
 
+// butInner are the operators anything-but accepts in an object.
+var butInner = map[string]bool{"prefix": true, "suffix": true, "equals-ignore-case": true, "wildcard": true}
+
 func (c *compiler) anythingBut(v *jsonNode, path string) (*anythingBut, error) {
 	const op = "anything-but"
 	switch v.kind {
@@ -492,6 +495,10 @@ func (c *compiler) anythingBut(v *jsonNode, path string) (*anythingBut, error) {
 			}
 		default:
 			return nil, invalid(path, op, "wants a string or a list of strings for \""+inner+"\"")
+		}
+		// An empty list would exclude nothing, so the operator would match every value.
+		if len(strs) == 0 && butInner[inner] {
+			return nil, invalid(path, op, "wants at least one string for \""+inner+"\"")
 		}
 		for range strs {
 			if err := c.count(path, op); err != nil {

@@ -265,6 +265,21 @@ func TestInvalidPatterns(t *testing.T) {
 	}
 }
 
+// TestAnythingButEmptyOperandList: an empty list inside anything-but excludes nothing, so the
+// operator would match every value; like the empty list of anything-but itself it is refused,
+// and the message names the operator the list belongs to.
+func TestAnythingButEmptyOperandList(t *testing.T) {
+	for _, inner := range []string{"prefix", "suffix", "equals-ignore-case", "wildcard"} {
+		t.Run(inner, func(t *testing.T) {
+			_, err := filter.ParsePattern([]byte(`{"state":[{"anything-but":{"` + inner + `":[]}}]}`))
+			require.ErrorIs(t, err, filter.ErrInvalidPattern)
+			assert.Equal(t, `filter: pattern at "state": "anything-but" wants at least one string for "`+inner+`"`, err.Error())
+		})
+	}
+	_, err := filter.ParsePattern([]byte(`{"state":[{"anything-but":{"prefix":["a"]}}]}`))
+	assert.NoError(t, err, "a list of one is fine")
+}
+
 func TestPatternErrorMessage(t *testing.T) {
 	_, err := filter.ParsePattern([]byte(`{"detail":{"eventBody":{"mediaType":[{"prefix":5}]}}}`))
 	require.Error(t, err)
