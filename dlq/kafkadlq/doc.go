@@ -67,8 +67,10 @@
 // New returns ErrInvalidOption for a nil client, a bad topic name or a nil logger, and ErrWeakAcks
 // for a client that does not produce with acks=all, unless WithAllowWeakAcks is given. Put and
 // Delete classify failures like a sink: permanent (retry.Permanent) for an invalid entry
-// (dlq.ErrInvalidEntry), an unknown topic, a denied authorization, a record too large and any other
-// broker error Kafka marks not retriable; an error wrapping dlq.ErrClosed for a closed client; the
+// (dlq.ErrInvalidEntry), an unknown topic, a denied authorization, a record too large on its own
+// and any other broker error Kafka marks not retriable (a batch the broker refused for its size
+// that held other records too is retryable: keep the client's kgo.ProducerBatchMaxBytes at or
+// below the topic's max.message.bytes); an error wrapping dlq.ErrClosed for a closed client; the
 // context's error when ctx ends first; unmarked, so retryable, otherwise (franz-go has already
 // retried what kerr.IsRetriable allows). A full client buffer is waited out within ctx. Get
 // returns dlq.ErrNotFound.

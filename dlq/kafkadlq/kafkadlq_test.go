@@ -3,15 +3,20 @@ package kafkadlq_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge"
@@ -264,4 +269,51 @@ func TestListEndsWithTheContext(t *testing.T) {
 	defer cancel()
 	err := q.List(ctx, func(dlq.Entry) error { return nil })
 	require.Error(t, err)
+}
+
+// The broker judges whole batches against the topic's max.message.bytes: entries that fit the
+// topic alone but were refused in a shared batch may be put again; one too large alone may not.
+func TestPutRefusedInASharedBatchIsRetryable(t *testing.T) {
+	ctx := testCtx(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	// A linger far longer than the Puts take to start gathers them into one batch.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ProducerLinger(time.Second))
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	limit := "4096"
+	created, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": &limit}, topic)
+	require.NoError(t, err)
+	require.NoError(t, created.Err)
+	q := newQueue(t, cl)
+	entry := func(id string, size int) dlq.Entry {
+		// Random, so that compression cannot shrink it under the limit.
+		raw := make([]byte, size/2)
+		_, _ = rand.Read(raw)
+		return dlq.Entry{ID: id, Sink: "s", Event: fanbridge.Event{ID: id, Raw: []byte(hex.EncodeToString(raw))}}
+	}
+
+	err = q.Put(ctx, entry("big", 5000))
+	require.ErrorIs(t, err, kerr.MessageTooLarge)
+	assert.True(t, retry.IsPermanent(err), "too large alone: %v", err)
+
+	errs := make([]error, 8)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() { errs[i] = q.Put(ctx, entry(fmt.Sprint("e", i), 800)) })
+	}
+	wg.Wait()
+	refused := 0
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		refused++
+		require.ErrorIs(t, err, kerr.MessageTooLarge, "entry %d", i)
+		assert.False(t, retry.IsPermanent(err), "entry %d fits the topic alone: %v", i, err)
+		assert.Contains(t, err.Error(), "ProducerBatchMaxBytes")
+	}
+	require.NotZero(t, refused, "the batch went through: the test sent nothing the topic refuses")
+	require.NoError(t, q.Put(ctx, entry("again", 800)), "alone, the same size fits")
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/internal/kafkaerr"
 	"github.com/fanbridge/fanbridge/retry"
 )
 
@@ -144,7 +145,7 @@ func (q *Queue) Topic() string { return q.topic }
 // Put writes e as one record and returns once the broker has acknowledged it, with every in-sync
 // replica holding it (acks=all). The error is classified like a sink's: marked permanent (with
 // retry.Permanent) for an invalid entry, an unknown topic, a denied authorization or a record too
-// large; an error wrapping ctx's error when ctx ends first, in which case the record may still be
+// large on its own (a batch refused for its size that held other records too is retryable); an error wrapping ctx's error when ctx ends first, in which case the record may still be
 // written; unmarked, and so retryable, otherwise. A full client buffer is waited out, within ctx.
 func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err := ctx.Err(); err != nil {
@@ -159,8 +160,12 @@ func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 
 // produce hands recs to cl and waits for every acknowledgement, or for ctx to end.
 func (q *Queue) produce(ctx context.Context, cl *kgo.Client, op string, recs ...*kgo.Record) error {
-	done := make(chan error, len(recs)) // buffered: a promise must never block the client
-	promise := func(_ *kgo.Record, err error) { done <- err }
+	type outcome struct {
+		r   *kgo.Record
+		err error
+	}
+	done := make(chan outcome, len(recs)) // buffered: a promise must never block the client
+	promise := func(r *kgo.Record, err error) { done <- outcome{r, err} }
 	// The records get a context that never ends but keeps ctx's values: the client fails every
 	// record batched with one whose context ends, so one caller's deadline must not reach the
 	// records of others. Produce waits for room in a full buffer, with no regard to a context it
@@ -172,21 +177,26 @@ func (q *Queue) produce(ctx context.Context, cl *kgo.Client, op string, recs ...
 			cl.Produce(rctx, r, promise)
 		}
 	}()
-	var first error
+	var first outcome
 	for range recs {
 		select {
-		case err := <-done:
-			if first == nil {
-				first = err
+		case o := <-done:
+			if first.err == nil {
+				first = o
 			}
 		case <-ctx.Done():
 			return fmt.Errorf("kafkadlq: %s: no acknowledgement yet, the record may still be written: %w", op, ctx.Err())
 		}
 	}
-	if first != nil {
-		return classify(op, first)
+	if first.err == nil {
+		return nil
 	}
-	return nil
+	if kafkaerr.SharedBatchTooLarge(first.err, first.r) {
+		// The broker judged the whole batch; the record alone may fit, so another attempt may pass.
+		return fmt.Errorf("kafkadlq: %s: the broker refused a batch holding the record as too large, and the record alone may fit "+
+			"(keep the client's ProducerBatchMaxBytes at or below the topic's max.message.bytes): %w", op, first.err)
+	}
+	return classify(op, first.err)
 }
 
 // classify marks what no retry cures as permanent, the way kafkasink does: franz-go retries what

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -27,7 +25,7 @@ var producerStateErrors = []error{
 
 // classify wraps err, the failure the client reported for the record of event id on topic, and
 // marks it permanent when no retry can cure it. sharedBatch is set for a MESSAGE_TOO_LARGE about a
-// batch the record shared with others (see sharedBatchTooLarge), which a retry may cure.
+// batch the record shared with others (see kafkaerr.SharedBatchTooLarge), which a retry may cure.
 func classify(id, topic string, err error, sharedBatch bool) error {
 	wrapped := fmt.Errorf("kafkasink: event %q to topic %q: %w", id, topic, err)
 	switch {
@@ -91,44 +89,4 @@ func anyKafkaError(err error, f func(*kerr.Error) bool) bool {
 		}
 	}
 	return false
-}
-
-// sharedBatchTooLarge reports whether err is the broker refusing, as too large, a batch in which r
-// was not alone: the client then fails every record of the batch, and r on its own may fit.
-//
-// The client adds the refused batch's size to the broker's MESSAGE_TOO_LARGE ("(uncompressed_bytes=N,
-// compressed_bytes=M)"); the client's own refusal of a record too large for its limits carries only
-// the record's size. A batch larger than r with the most framing one record and a batch header can
-// add held something else too. When the size cannot be read, the error stays permanent.
-func sharedBatchTooLarge(err error, r *kgo.Record) bool {
-	if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) {
-		return false
-	}
-	batch, ok := refusedBatchBytes(err.Error())
-	if !ok {
-		return false
-	}
-	// A record batch header is 61 bytes; a record adds at most 36 bytes of framing (a length, its
-	// attributes, timestamp and offset deltas, key and value lengths, a header count) and 10 per
-	// header (two lengths).
-	alone := int64(61 + 36 + 10*len(r.Headers) + len(r.Key) + len(r.Value))
-	for _, h := range r.Headers {
-		alone += int64(len(h.Key) + len(h.Value))
-	}
-	return batch > alone
-}
-
-// refusedBatchBytes reads N from the last "(uncompressed_bytes=N, compressed_bytes=" in msg.
-func refusedBatchBytes(msg string) (int64, bool) {
-	const prefix = "(uncompressed_bytes="
-	i := strings.LastIndex(msg, prefix)
-	if i < 0 {
-		return 0, false
-	}
-	digits, rest, ok := strings.Cut(msg[i+len(prefix):], ",")
-	if !ok || !strings.HasPrefix(rest, " compressed_bytes=") {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(digits, 10, 64)
-	return n, err == nil && n >= 0
 }

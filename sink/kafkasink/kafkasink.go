@@ -15,6 +15,7 @@ import (
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/internal/closeonce"
+	"github.com/fanbridge/fanbridge/internal/kafkaerr"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 )
@@ -343,7 +344,7 @@ func (s *Sink) wait(ctx context.Context, p *pending) error {
 
 func (s *Sink) answer(p *pending, err error) error {
 	if err != nil {
-		err = classify(p.id, p.rec.Topic, err, sharedBatchTooLarge(err, &p.rec))
+		err = classify(p.id, p.rec.Topic, err, kafkaerr.SharedBatchTooLarge(err, &p.rec))
 	}
 	s.release(p)
 	return err

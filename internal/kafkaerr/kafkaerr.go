@@ -1,0 +1,51 @@
+// Package kafkaerr reads what franz-go reports about refused records beyond their error codes.
+package kafkaerr
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// SharedBatchTooLarge reports whether err is the broker refusing, as too large, a batch in which r
+// was not alone: the client then fails every record of the batch, and r on its own may fit.
+//
+// The client adds the refused batch's size to the broker's MESSAGE_TOO_LARGE ("(uncompressed_bytes=N,
+// compressed_bytes=M)"); the client's own refusal of a record too large for its limits carries only
+// the record's size. A batch larger than r with the most framing one record and a batch header can
+// add held something else too. When the size cannot be read, it reports false.
+func SharedBatchTooLarge(err error, r *kgo.Record) bool {
+	if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) {
+		return false
+	}
+	batch, ok := refusedBatchBytes(err.Error())
+	if !ok {
+		return false
+	}
+	// A record batch header is 61 bytes; a record adds at most 36 bytes of framing (a length, its
+	// attributes, timestamp and offset deltas, key and value lengths, a header count) and 10 per
+	// header (two lengths).
+	alone := int64(61 + 36 + 10*len(r.Headers) + len(r.Key) + len(r.Value))
+	for _, h := range r.Headers {
+		alone += int64(len(h.Key) + len(h.Value))
+	}
+	return batch > alone
+}
+
+// refusedBatchBytes reads N from the last "(uncompressed_bytes=N, compressed_bytes=" in msg.
+func refusedBatchBytes(msg string) (int64, bool) {
+	const prefix = "(uncompressed_bytes="
+	i := strings.LastIndex(msg, prefix)
+	if i < 0 {
+		return 0, false
+	}
+	digits, rest, ok := strings.Cut(msg[i+len(prefix):], ",")
+	if !ok || !strings.HasPrefix(rest, " compressed_bytes=") {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	return n, err == nil && n >= 0
+}
