@@ -337,6 +337,12 @@ func cmdPattern(args []string, stdout, stderr io.Writer) int {
 	var matched bool
 	if x != nil {
 		if matched, err = x.Eval(e); err != nil {
+			// The event is the user's own, given on the command line: CEL's detail, which may quote
+			// it, helps and reveals nothing.
+			var ee *filter.EvalError
+			if errors.As(err, &ee) && ee.Err != nil {
+				err = fmt.Errorf("%w (%v)", err, ee.Err)
+			}
 			fmt.Fprintln(stderr, "fanbridge pattern: the expression fails on this event, which a route counts as no match:", err)
 		}
 	} else {
