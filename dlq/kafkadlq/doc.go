@@ -54,13 +54,12 @@
 //
 // Retention trims each partition on its own: were a removal on another partition than its entry,
 // retention could delete the removal and keep the entry, and a delivered entry would reappear to be
-// redriven again. Delete therefore writes each removal to the partition of the entry it removes,
-// after the entry, whatever partitioner the queue's client uses, so that retention deletes the
-// entry no later than its removal. The Queue learns where an entry lies from the List or Get that
-// returned it and remembers it for up to 65,536 entries at a time (a few MiB); the removal of an
-// ID it has not read, or has forgotten, goes to every partition of the topic. Delete writes through
-// a short-lived client of its own, built like the readers', with acks=all and a partitioner that
-// keeps the partition each removal names.
+// redriven again. Delete therefore writes each removal to every partition of the topic, after
+// whatever entries with its ID each holds, whatever partitioner the queue's client uses, so that
+// retention deletes an entry no later than its removal. An ID may have entries on more than one
+// partition (a Put retried after an unclear failure can land elsewhere), and no reader can be
+// sure it saw them all. Delete writes through a short-lived client of its own, built like the
+// readers', with acks=all and a partitioner that keeps the partition each removal names.
 //
 // # Errors
 //
@@ -87,8 +86,7 @@
 // records of others batched with it. Every List, Get and Delete uses clients of its own, so reads
 // run beside Puts and beside each other, and Delete may be called from List's callback.
 //
-// A Queue has no Close: it holds nothing but the caller's client and the placement of the entries
-// it read, and shutting it down is closing that client, once, after the last Put has returned. A
+// A Queue has no Close: it holds nothing but the caller's client, and shutting it down is closing that client, once, after the last Put has returned. A
 // Put or Delete still waiting when the client closes, from any goroutine, fails with an error
 // wrapping dlq.ErrClosed (a Delete's own client is closed with it); it never reports as stored a
 // record the broker did not acknowledge.

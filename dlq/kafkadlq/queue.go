@@ -88,7 +88,6 @@ type Queue struct {
 	client *kgo.Client
 	topic  string
 	cfg    config
-	placed placements
 }
 
 var (

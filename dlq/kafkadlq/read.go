@@ -206,7 +206,6 @@ func (q *Queue) List(ctx context.Context, fn func(dlq.Entry) error) error {
 		if d.removes != "" || removed[d.entry.ID] {
 			return nil
 		}
-		q.placed.remember(d.entry.ID, d.partition) // for the Delete that may follow
 		return fn(d.entry)
 	})
 }
@@ -226,7 +225,6 @@ func (q *Queue) Get(ctx context.Context, id string) (dlq.Entry, error) {
 		case d.removes == id:
 			gone = true
 		case d.removes == "" && d.entry.ID == id:
-			q.placed.remember(id, d.partition) // every copy, for the Delete that may follow
 			if !ok {
 				found, ok = d.entry, true
 			}

@@ -46,7 +46,7 @@ func placementsOf(t *testing.T, ctx context.Context, cl *kgo.Client, want int) m
 // Retention trims each partition on its own. A removal on another partition than its entry could
 // go first and bring a redriven entry back, to be redriven again; on the entry's own partition,
 // after the entry, it cannot. Entries of one event share a partition, while their IDs hash
-// elsewhere; and the queue's client may place records any way it likes.
+// elsewhere; and the queue's client may place records any way it likes: every partition gets one.
 func TestRemovalsLandOnTheirEntrysPartition(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -80,10 +80,10 @@ func testRemovalsLandOnTheirEntrysPartition(t *testing.T, opts ...kgo.Opt) {
 	require.NoError(t, err)
 	require.Equal(t, n, rep.Removed)
 
-	where := placementsOf(t, ctx, cl, 2*n)
+	where := placementsOf(t, ctx, cl, n+3*n)
 	require.Len(t, where, n)
 	for id, pl := range where {
-		assert.Equal(t, []int32{pl.entry}, pl.removals, "entry %s: one removal, on the entry's partition", id)
+		assert.ElementsMatch(t, []int32{0, 1, 2}, pl.removals, "entry %s: a removal on every partition", id)
 	}
 
 	// Retention deletes every partition that holds a removal up to and including it.
@@ -131,4 +131,28 @@ func TestRemovalOfAnUnreadEntryGoesToEveryPartition(t *testing.T) {
 	})
 	_, err = fresh.Get(ctx, "unread")
 	assert.ErrorIs(t, err, dlq.ErrNotFound)
+}
+
+// An ID can have entries on two partitions: a Put retried after an unclear failure lands where
+// the client's partitioner puts it. A Delete after a read that saw only one of them must still
+// leave a removal after each, or retention trimming the one partition brings the other back.
+func TestRemovalCoversACopyNoReadSaw(t *testing.T) {
+	ctx := testCtx(t)
+	_, cl := cluster(t, 2, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	q := newQueue(t, cl)
+	require.NoError(t, q.Put(ctx, sampleEntry(t, "x")))
+	var listed int
+	require.NoError(t, q.List(ctx, func(dlq.Entry) error { listed++; return nil }))
+	require.Equal(t, 1, listed)
+	first := placementsOf(t, ctx, cl, 1)["x"].entry
+	require.NoError(t, q.Put(ctx, sampleEntry(t, "x")), "the retry, on the other partition")
+	require.NoError(t, q.Delete(ctx, "x"))
+
+	pl := placementsOf(t, ctx, cl, 4)["x"]
+	require.NotNil(t, pl)
+	require.ElementsMatch(t, []int32{0, 1}, pl.removals)
+	// Retention empties the first copy's partition, removal included.
+	trim(t, ctx, kadm.NewClient(cl), first, pl.last[first]+1)
+	_, err := q.Get(ctx, "x")
+	assert.ErrorIs(t, err, dlq.ErrNotFound, "the copy on the other partition came back")
 }

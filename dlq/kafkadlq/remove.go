@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -13,57 +12,9 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 )
 
-// maxPlacements bounds how many entries' partitions a Queue remembers, a few MiB of IDs. An
-// entry it forgot gets its removal on every partition instead, which costs records, not
-// correctness.
-const maxPlacements = 1 << 16
-
 // removalGrace is how long the client of a Delete whose context ended keeps trying to write its
 // removals before it is closed.
 const removalGrace = 30 * time.Second
-
-// placements remembers on which partitions the entries that reads returned lie, so that their
-// removals can be written there.
-type placements struct {
-	mu sync.Mutex
-	m  map[string][]int32
-}
-
-func (pl *placements) remember(id string, p int32) {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	if ps, ok := pl.m[id]; ok {
-		if !slices.Contains(ps, p) {
-			pl.m[id] = append(ps, p)
-		}
-		return
-	}
-	if pl.m == nil {
-		pl.m = map[string][]int32{}
-	}
-	if len(pl.m) >= maxPlacements {
-		for k := range pl.m { // any one: forgetting costs only extra removal records
-			delete(pl.m, k)
-			break
-		}
-	}
-	pl.m[id] = []int32{p}
-}
-
-// lookup returns the partitions known to hold entries with the ID, nil when none is known.
-func (pl *placements) lookup(id string) []int32 {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	return slices.Clone(pl.m[id])
-}
-
-func (pl *placements) forget(ids []string) {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	for _, id := range ids {
-		delete(pl.m, id)
-	}
-}
 
 // writerOpts returns the options of the client a Delete writes its removals with: the connection
 // options of the queue's client, those given with WithReadOpts, and then a partitioner that keeps
@@ -82,11 +33,13 @@ func (q *Queue) writerOpts() []kgo.Opt {
 // removal hides every entry with its ID from List and Get; the records themselves stay until the
 // topic's retention removes them.
 //
-// Each removal goes to the partition of the entry it removes, after that entry, so that retention,
-// which trims each partition on its own, cannot delete the removal and keep the entry: a delivered
-// entry would come back and be redriven again. Where an entry lies is known from the List or Get
-// that returned it (the Queue remembers that for up to 65,536 entries at a time); the removal of
-// an ID the Queue has not read, or has forgotten, is written to every partition.
+// Each removal is written to every partition of the topic, so that each partition holding an entry
+// with the ID holds a removal after it: retention, which trims each partition on its own, then
+// cannot delete a removal and keep its entry, which would come back to be redriven again. An ID
+// can have entries on several partitions (a Put retried after an unclear failure, with a
+// partitioner that spreads records or after the topic gained partitions), and no reader can know
+// them all, so every partition gets one. A Delete of n IDs thus writes n removal records per
+// partition, each the size of its headers.
 //
 // Delete writes through a short-lived client of its own, which places records by partition
 // whatever the partitioner of the queue's client; it is closed when the queue's client is, which
@@ -128,29 +81,19 @@ func (q *Queue) Delete(ctx context.Context, ids ...string) error {
 		}()
 	}()
 
-	var every []int32 // every partition of the topic, for IDs whose entries were not read
-	recs := make([]*kgo.Record, 0, len(ids))
+	every, err := q.allPartitions(ctx, w)
+	if err != nil {
+		return err
+	}
+	recs := make([]*kgo.Record, 0, len(ids)*len(every))
 	for _, id := range ids {
-		parts := q.placed.lookup(id)
-		if parts == nil {
-			if every == nil {
-				if every, err = q.allPartitions(ctx, w); err != nil {
-					return err
-				}
-			}
-			parts = every
-		}
-		for _, p := range parts {
+		for _, p := range every {
 			r := removal(q.topic, id)
 			r.Partition = p
 			recs = append(recs, r)
 		}
 	}
-	if err := q.produce(ctx, w, "delete", recs...); err != nil {
-		return err
-	}
-	q.placed.forget(ids)
-	return nil
+	return q.produce(ctx, w, "delete", recs...)
 }
 
 // allPartitions returns the partitions of the topic, asking through the writer, whose metadata is
