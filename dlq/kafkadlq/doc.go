@@ -45,7 +45,7 @@
 // dialer; WithReadOpts adds more.
 //
 // Removing a record is not: Kafka deletes only whole prefixes of a partition. Delete therefore
-// appends a removal record for each ID (key: the ID, no value, headers dlq.v, dlq.op = "remove"
+// appends removal records for each ID (key: the ID, no value, headers dlq.v, dlq.op = "remove"
 // and dlq.id), and readers hide every entry whose ID has a removal record; List reads the topic
 // twice for that, once for removals and once for entries. Records, removed or not, stay until the
 // topic's retention deletes them. Use the delete cleanup policy with a retention long enough to
