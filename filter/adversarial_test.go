@@ -103,6 +103,12 @@ func TestAdversarialNestedArraysLinear(t *testing.T) {
 			func(n int) string { return `{"a":` + objects(`{"w":1}`, 4*n) + `,"a.x":` + objects(`3`, 4*n) + `}` }, false},
 		{"absence in the last array", `{"o":{"a":{"x":[1]},"b":{"y":[1]},"c":{"z":[1]},"d":{"w":[{"exists":false}]}}}`,
 			func(n int) string { return `{"o":[` + four(n) + `]}` }, false},
+		{"two fields of one array, five arrays deep", `{"a":{"k":[1],"w":[{"numeric":[">",5]}]}}`,
+			func(n int) string { return `{"a":[[[[` + objects(`{"k":1,"w":1}`, 4*n) + `]]]]}` }, false},
+		{"two fields of one array, nine arrays deep", `{"a":{"k":[1],"w":[{"numeric":[">",5]}]}}`,
+			func(n int) string {
+				return `{"a":[[[[[[[[` + objects(`{"k":1,"w":1}`, 4*n) + `,` + objects(`{"k":1,"w":6}`, 1) + `]]]]]]]]}`
+			}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -152,8 +152,10 @@ type flatEvent struct {
 	stack  []frame
 	fold   []byte // scratch for case folding
 
-	// opts holds the fields a search step may choose from (see options), as a stack.
-	opts []int32
+	// opts holds the fields a search step may choose from (see options), as a stack, and holes
+	// the ranges options leaves out, scratch that keeps its capacity across events.
+	opts  []int32
+	holes []span
 
 	// red holds array positions while a search runs; memo marks (branch, step) searches that
 	// failed with no position that mattered, in the current memoEpoch, and memoPos the steps
@@ -426,12 +428,13 @@ func (f *flatEvent) options(t *pathTable, l int32, cur []memEntry) []int32 {
 	}
 	// holes are ranges of ks to leave out, two per array of cur that l lies strictly under.
 	// Only there does every field of the array at l carry a position in it (a scalar element of
-	// the array itself has none), in ascending order.
-	var holes [8]span
-	nh := 0
+	// the array itself has none), in ascending order. There is no limit on their number: with
+	// one, a search holding positions in more arrays than it allows stops narrowing, and work
+	// on arrays nested that deep grows with the square of the event.
+	holes := f.holes[:0]
 	for _, c := range cur {
 		an := f.arrayNode[c.arr]
-		if an == t.node[l] || t.below[an][l/64]&(1<<(l%64)) == 0 || nh == len(holes) {
+		if an == t.node[l] || t.below[an][l/64]&(1<<(l%64)) == 0 {
 			continue
 		}
 		sp := f.arraySpan[c.arr]
@@ -440,17 +443,16 @@ func (f *flatEvent) options(t *pathTable, l int32, cur []memEntry) []int32 {
 		in := ks[lo:hi]
 		eLo := lo + sort.Search(len(in), func(i int) bool { return f.indexIn(in[i], c.arr) >= c.idx })
 		eHi := lo + sort.Search(len(in), func(i int) bool { return f.indexIn(in[i], c.arr) > c.idx })
-		holes[nh], holes[nh+1] = span{int32(lo), int32(eLo)}, span{int32(eHi), int32(hi)}
-		nh += 2
+		holes = append(holes, span{int32(lo), int32(eLo)}, span{int32(eHi), int32(hi)})
 	}
-	if nh == 0 {
+	f.holes = holes
+	if len(holes) == 0 {
 		return ks
 	}
-	hs := holes[:nh]
-	slices.SortFunc(hs, func(a, b span) int { return int(a.lo - b.lo) })
+	slices.SortFunc(holes, func(a, b span) int { return int(a.lo - b.lo) })
 	t0 := len(f.opts)
 	pos := int32(0)
-	for _, h := range hs {
+	for _, h := range holes {
 		if h.lo > pos {
 			f.opts = append(f.opts, ks[pos:h.lo]...)
 		}

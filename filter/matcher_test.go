@@ -197,4 +197,19 @@ func TestMatcherZeroAllocations(t *testing.T) {
 	ev := benchEvent(t)
 	allocs = testing.AllocsPerRun(200, func() { field.Match(ev) })
 	assert.Zero(t, allocs, "allocations per field predicate")
+
+	// Deeply nested arrays make the search keep ranges of fields to skip for each array it
+	// holds a position in; that scratch must be reused too.
+	deep := `{"a":{"k":[1],"w":[{"numeric":[">",5]}]}}`
+	dm := filter.NewMatcher()
+	require.NoError(t, dm.Add("deep", []byte(deep)))
+	dp := filter.MustParsePattern(deep)
+	de := &fanbridge.Event{Raw: []byte(`{"a":[[[[[[[[` + objects(`{"k":1,"w":1}`, 64) + `,[{"k":1,"w":6}]]]]]]]]]}`)}
+	dst = dm.Match(de, dst[:0])
+	require.Equal(t, []string{"deep"}, dst)
+	require.True(t, dp.Match(de))
+	allocs = testing.AllocsPerRun(200, func() { dst = dm.Match(de, dst[:0]) })
+	assert.Zero(t, allocs, "allocations per Match on nested arrays")
+	allocs = testing.AllocsPerRun(200, func() { dp.Match(de) })
+	assert.Zero(t, allocs, "allocations per Pattern.Match on nested arrays")
 }
