@@ -222,9 +222,9 @@ var evalReasons = []struct{ prefix, reason string }{
 // evalReason says in a fixed phrase why an evaluation failed with err.
 func evalReason(err error, act *activation) string {
 	switch {
-	case errors.Is(act.err, errNoBody):
+	case act.askedData && errors.Is(act.err, errNoBody):
 		return "the event has no body"
-	case act.err != nil:
+	case act.askedData && act.err != nil:
 		return "the event body is not JSON"
 	case errors.As(err, new(interpreter.EvalCancelledError)):
 		return "the cost limit was exceeded"
@@ -239,6 +239,9 @@ func evalReason(err error, act *activation) string {
 }
 
 func (x *Expression) eval(e *fanbridge.Event, act *activation) (bool, error) {
+	// MatchExprs shares act, and with it a body's decoding error, among expressions: only one
+	// that asked for data failed because of it.
+	act.askedData = false
 	out, _, err := x.prg.Eval(act)
 	reason := ""
 	if err == nil {
@@ -250,7 +253,7 @@ func (x *Expression) eval(e *fanbridge.Event, act *activation) (bool, error) {
 	} else {
 		reason = evalReason(err, act)
 	}
-	if act.err != nil {
+	if act.askedData && act.err != nil {
 		err = fmt.Errorf("%w (data: %w)", err, act.err)
 	}
 	if x.logger != nil && e != nil {
@@ -300,6 +303,8 @@ type activation struct {
 	dataDone bool
 	event    *celEvent
 	err      error
+	// askedData says the evaluation under way resolved data; eval resets it.
+	askedData bool
 }
 
 var _ interpreter.Activation = (*activation)(nil)
@@ -314,6 +319,7 @@ func newActivation(e *fanbridge.Event) *activation {
 func (a *activation) ResolveName(name string) (any, bool) {
 	switch name {
 	case "data":
+		a.askedData = true
 		if !a.dataDone {
 			a.dataDone = true
 			if len(a.e.Data) == 0 {

@@ -229,6 +229,38 @@ func TestMatchExprs(t *testing.T) {
 	assert.Equal(t, []int{9, 2}, filter.MatchExprs(&fanbridge.Event{Type: "a.customer.end", Data: []byte(`nope`)}, exprs, []int{9}))
 }
 
+// TestMatchExprsReasonsPerExpression: MatchExprs decodes the body once for all expressions, so a
+// body that is not JSON is the reason only for those that asked for data, not for an expression
+// on the event's own fields that fails after one of them.
+func TestMatchExprsReasonsPerExpression(t *testing.T) {
+	for _, tt := range []struct {
+		name, data, reason string
+	}{
+		{"not JSON", `not json`, "the event body is not JSON"},
+		{"no body", ``, "the event has no body"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			exprs := []*filter.Expression{
+				filter.MustExpr(`data.x == 1`, filter.WithExprLogger(l)),
+				filter.MustExpr(`event.metadata["k"] == "v"`, filter.WithExprLogger(l)),
+				filter.MustExpr(`event.id.matches(event.type)`, filter.WithExprLogger(l)),
+				filter.MustExpr(`has(data.y)`, filter.WithExprLogger(l)),
+			}
+			e := &fanbridge.Event{ID: "evt-3", Type: "(", Data: []byte(tt.data)}
+			assert.Empty(t, filter.MatchExprs(e, exprs, nil))
+			var reasons []any
+			for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+				var rec map[string]any
+				require.NoError(t, json.Unmarshal(line, &rec), "%s", line)
+				reasons = append(reasons, rec["reason"])
+			}
+			assert.Equal(t, []any{tt.reason, "a field or key is missing", "a string has the wrong form", tt.reason}, reasons)
+		})
+	}
+}
+
 func TestExprConcurrent(t *testing.T) {
 	x := filter.MustExpr(`data.mediaType == 'CHAT' && event.metadata['correlation-id'] == 'corr-1'`)
 	var wg sync.WaitGroup
