@@ -109,6 +109,18 @@ func TestAdversarialNestedArraysLinear(t *testing.T) {
 			func(n int) string {
 				return `{"a":[[[[[[[[` + objects(`{"k":1,"w":1}`, 4*n) + `,` + objects(`{"k":1,"w":6}`, 1) + `]]]]]]]]}`
 			}, true},
+		{"a key that prefixes another, with one between", `{"a":[{"numeric":[">",0]}],"a-b":[{"numeric":[">",0]}],"a.x":[5]}`,
+			func(n int) string {
+				return `{"a":[` + strings.Repeat(`[1],`, 4*n) + `{"x":1}],"a-b":` + objects(`1`, 4*n) + `}`
+			}, false},
+		{"a key that prefixes another, as selective", `{"a":[{"numeric":[">",0]}],"a-b":[{"numeric":[">",0]}],"a.x":[{"numeric":[">",1]}]}`,
+			func(n int) string {
+				return `{"a":[` + strings.Repeat(`[1],`, 4*n) + `{"x":1}],"a-b":` + objects(`1`, 4*n) + `}`
+			}, false},
+		{"a key that prefixes another, with absence", `{"a":[{"numeric":[">",0]}],"a-b":[{"numeric":[">",0]}],"a.x":[5],"z":[{"exists":false}]}`,
+			func(n int) string {
+				return `{"a":[` + strings.Repeat(`[1],`, 4*n) + `{"x":1}],"a-b":` + objects(`1`, 4*n) + `}`
+			}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -292,7 +292,11 @@ func oracleMatch(p *Pattern, leaves []oleaf) bool {
 		return st.c.absentOK && !seen && search(steps[1:], chosen)
 	}
 	for _, b := range p.branches {
-		if search(b.steps, nil) {
+		// The oracle takes the fields in path order, as EventBridge does, not in the order
+		// Pattern and Matcher take them.
+		steps := slices.Clone(b.steps)
+		slices.SortStableFunc(steps, func(x, y step) int { return strings.Compare(x.path, y.path) })
+		if search(steps, nil) {
 			return true
 		}
 	}

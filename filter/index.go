@@ -12,7 +12,7 @@ import (
 // in the manner of EventBridge's own matcher.
 //
 // Each branch of each pattern (the pattern with its $or resolved) is a sequence of steps, one per
-// field, in the order walkOrder gives; each step is a path and a condition on its value. The
+// field, in the order walkOrder gives (the order of branch.steps); each step is a path and a condition on its value. The
 // branches are merged into a trie: rules that begin with the same steps share the nodes for them. A
 // node's outgoing transitions are grouped by path, and each group has an index from values to child
 // nodes: exact values by map lookup, prefixes and suffixes by one map lookup per distinct length,
@@ -220,33 +220,46 @@ type buildTrans struct {
 	kids  []int32
 }
 
-// walkOrder returns the order the automaton tests a branch's steps in. Without {"exists": false}
-// the order does not change the outcome, so the steps that narrow the walk most come first: exact
-// values, then prefixes and suffixes, wildcards, ranges, and last the tests most values pass.
-// That preference yields to one rule: the steps under one key are tested one after the other, as
-// in path order. A walk holds a position in an array of objects from the first step that takes a
-// value inside it to the last step that tests a field under it; kept together, the steps hold
-// positions only in the arrays enclosing the field tested next, one chain of them, and a walk
-// has as many states as that chain has elements. Interleaving the fields of sibling arrays (a.x,
-// b.x, a.w, b.w) would hold a position in each at once, n^k states for k arrays of n objects.
-// With {"exists": false} the steps keep path order, because an absence is judged against the
-// array elements chosen for the fields before it in that order, as EventBridge does.
+// walkOrder returns the order a branch's steps (given in path order) are tested in, by the
+// automaton and by Pattern alike. Without {"exists": false} the order does not change the
+// outcome, so the steps that narrow the walk most come first: exact values, then prefixes and
+// suffixes, wildcards, ranges, and last the tests most values pass. That preference yields to
+// one rule: the steps under one key are tested one after the other, as in path order. A walk
+// holds a position in an array of objects from the first step that takes a value inside it to
+// the last step that tests a field under it; kept together, the steps hold positions only in the
+// arrays enclosing the field tested next, one chain of them, and a walk has as many states as
+// that chain has elements. Interleaving the fields of sibling arrays (a.x, b.x, a.w, b.w) would
+// hold a position in each at once, n^k states for k arrays of n objects; so would path order
+// itself when one key is a prefix of another, as "a-b" sorts between "a" and "a.x".
+//
+// A step that accepts absence ({"exists": false}) stays where path order puts it, because it is
+// judged against the array elements chosen for the fields before it in that order, as
+// EventBridge does. Only the set of those fields matters, not their order (each is "some value
+// fits"), so the steps between two such steps are ordered as above among themselves.
 func walkOrder(steps []step) []step {
-	for _, st := range steps {
-		if st.c.absentOK {
-			return steps
-		}
-	}
 	segs := make([][]string, len(steps))
-	idx := make([]int, len(steps))
 	for i := range steps {
 		segs[i] = strings.Split(steps[i].path, ".")
-		idx[i] = i
 	}
 	out := make([]step, 0, len(steps))
-	for _, i := range orderUnder(steps, segs, idx, 0) {
-		out = append(out, steps[i])
+	var stretch []int
+	flush := func() {
+		if len(stretch) > 0 {
+			for _, i := range orderUnder(steps, segs, stretch, 0) {
+				out = append(out, steps[i])
+			}
+			stretch = stretch[:0]
+		}
 	}
+	for i := range steps {
+		if steps[i].c.absentOK {
+			flush()
+			out = append(out, steps[i])
+			continue
+		}
+		stretch = append(stretch, i)
+	}
+	flush()
 	return out
 }
 
@@ -331,7 +344,7 @@ func buildSnapshot(names []string, pats []*Pattern, version uint64) *snapshot {
 	for r, p := range pats {
 		for _, b := range p.branches {
 			n := int32(0)
-			for _, st := range walkOrder(b.steps) {
+			for _, st := range b.steps {
 				leaf, ok := leafOf[st.path]
 				if !ok {
 					leaf = int32(len(paths))

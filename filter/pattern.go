@@ -20,7 +20,9 @@ type Pattern struct {
 // branch is one way for the pattern to match: every step must hold (the pattern with each $or
 // resolved to one of its alternatives).
 type branch struct {
-	steps []step // ordered by path, the order EventBridge checks fields in
+	// steps are in the order walkOrder gives, which reaches the answer EventBridge gives
+	// checking the fields in path order.
+	steps []step
 	// after[i] holds the leaves tested by steps[i:]; memo is where the branch's entries start in
 	// the search memo.
 	after [][]uint64
@@ -58,6 +60,7 @@ func ParsePattern(src []byte) (*Pattern, error) {
 			b.steps[i] = step{path: f.path, leaf: id, c: f.c}
 		}
 		slices.SortFunc(b.steps, func(x, y step) int { return strings.Compare(x.path, y.path) })
+		b.steps = walkOrder(b.steps)
 		p.branches = append(p.branches, b)
 	}
 	p.table = newPathTable(paths)
@@ -138,7 +141,9 @@ func (p *Pattern) matchFlat(fe *flatEvent) bool {
 // evalSteps is the reference semantics of a branch: take its fields in path order; each needs a
 // value that matches its condition and lies in the same array elements as the values chosen for
 // the fields before it, or, for {"exists": false}, no such value at all. Backtrack over the
-// choices. The Matcher reaches the same answers by other means, and the tests hold it to this.
+// choices. It takes the fields in the order walkOrder gives, which reaches the same answer with
+// fewer choices. The Matcher reaches the same answers by other means, and the tests hold it to
+// this.
 //
 // One refinement keeps the search linear when an event has many independent arrays: the array
 // positions chosen so far are reduced to those the remaining steps can meet, and the outcome
