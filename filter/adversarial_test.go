@@ -121,6 +121,20 @@ func TestAdversarialNestedArraysLinear(t *testing.T) {
 			func(n int) string {
 				return `{"a":[` + strings.Repeat(`[1],`, 4*n) + `{"x":1}],"a-b":` + objects(`1`, 4*n) + `}`
 			}, false},
+		{"an absence test between two keys that prefix each other", `{"a":[{"numeric":[">",0]}],"a-b":[{"exists":false}],"a.x":[5]}`,
+			func(n int) string {
+				return `{"a":[` + strings.Repeat(`[1],`, 4*n) + `{"x":1}],"a-b":` + objects(`1`, 4*n) + `}`
+			}, false},
+		// The absence test splits a's fields; another key's more selective field must not come
+		// between them while the walk holds a position in a's array.
+		{"an absence test inside one key's fields, another key beside", `{"a":{"k":[1],"m":[{"exists":false}],"x":[{"numeric":[">",5]}]},"b":{"k":[1]}}`,
+			func(n int) string {
+				return `{"a":` + objects(`{"k":1,"x":1}`, 4*n) + `,"b":` + objects(`{"k":1}`, 4*n) + `}`
+			}, false},
+		{"an absence test between prefixing keys, another key beside", `{"a":[{"numeric":[">",0]}],"a-b":[{"exists":false}],"a.x":[{"numeric":[">",5]}],"b":{"k":[1]}}`,
+			func(n int) string {
+				return `{"a":[` + strings.Repeat(`[1],`, 4*n) + `{"x":1}],"b":` + objects(`{"k":1}`, 4*n) + `}`
+			}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

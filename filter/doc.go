@@ -174,9 +174,10 @@
 // rules there are: on a 2.7 KB Genesys event, 10,000 generated routing rules cost about 1.5
 // times what one does (BenchmarkSideBySide). Steps are tested most selective first (exact
 // values before ranges), except that the fields under one key are tested one after the other, so
-// that a walk holds positions only in the arrays enclosing the field it tests next; in a rule
-// using {"exists": false} that test stays where path order puts it, which its meaning depends
-// on, and only the steps between two such tests are reordered. A Pattern tests its steps in the
+// that a walk holds positions only in the arrays enclosing the field it tests next. In a rule
+// using {"exists": false}, whose meaning depends on path order, the fields under the top-level
+// key holding that test keep path order among themselves (the arrays it is judged over lie under
+// that key), while the top-level keys are still ordered freely. A Pattern tests its steps in the
 // same order. Walks that reach the same
 // step holding the same positions in the arrays that can still affect the remaining steps are
 // merged, rules that share a step go on from it with only the positions each needs, and a step

@@ -232,34 +232,22 @@ type buildTrans struct {
 // hold a position in each at once, n^k states for k arrays of n objects; so would path order
 // itself when one key is a prefix of another, as "a-b" sorts between "a" and "a.x".
 //
-// A step that accepts absence ({"exists": false}) stays where path order puts it, because it is
-// judged against the array elements chosen for the fields before it in that order, as
-// EventBridge does. Only the set of those fields matters, not their order (each is "some value
-// fits"), so the steps between two such steps are ordered as above among themselves.
+// A step that accepts absence ({"exists": false}) is judged against the array elements chosen for
+// the fields before it in path order, as EventBridge does. Those elements lie in arrays under the
+// step's own top-level key (the event is an object, not an array), so the groups of different
+// top-level keys are still ordered freely; inside a group that holds such a step, path order
+// stays.
 func walkOrder(steps []step) []step {
 	segs := make([][]string, len(steps))
+	idx := make([]int, len(steps))
 	for i := range steps {
 		segs[i] = strings.Split(steps[i].path, ".")
+		idx[i] = i
 	}
 	out := make([]step, 0, len(steps))
-	var stretch []int
-	flush := func() {
-		if len(stretch) > 0 {
-			for _, i := range orderUnder(steps, segs, stretch, 0) {
-				out = append(out, steps[i])
-			}
-			stretch = stretch[:0]
-		}
+	for _, i := range orderUnder(steps, segs, idx, 0) {
+		out = append(out, steps[i])
 	}
-	for i := range steps {
-		if steps[i].c.absentOK {
-			flush()
-			out = append(out, steps[i])
-			continue
-		}
-		stretch = append(stretch, i)
-	}
-	flush()
 	return out
 }
 
@@ -267,8 +255,14 @@ func walkOrder(steps []step) []step {
 // first depth segments: the steps whose paths continue with one key form a group, each group is
 // ordered in turn and kept together, and the groups, and the steps whose paths end here, go most
 // selective first (by the best rank in a group), in path order among equals.
+//
+// Below the top level, a group holding a step that accepts absence keeps path order (see
+// walkOrder).
 func orderUnder(steps []step, segs [][]string, idx []int, depth int) []int {
 	if len(idx) == 1 {
+		return idx
+	}
+	if depth > 0 && slices.ContainsFunc(idx, func(i int) bool { return steps[i].c.absentOK }) {
 		return idx
 	}
 	type item struct {
