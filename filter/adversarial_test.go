@@ -131,6 +131,12 @@ func TestAdversarialNestedArraysLinear(t *testing.T) {
 			func(n int) string {
 				return `{"a":` + objects(`{"k":1,"x":1}`, 4*n) + `,"b":` + objects(`{"k":1}`, 4*n) + `}`
 			}, false},
+		// Below the top level too: the absence test elsewhere under t must not leave t.a's fields
+		// apart with t.a-b between them.
+		{"prefixing keys one level down, an absence test beside", `{"t":{"a":[{"numeric":[">",0]}],"a-b":[1],"a.x":[5],"m":[{"exists":false}]}}`,
+			func(n int) string {
+				return `{"t":{"a":[` + strings.Repeat(`[1],`, 4*n) + `{"x":1}],"a-b":` + objects(`1`, 4*n) + `}}`
+			}, false},
 		{"an absence test between prefixing keys, another key beside", `{"a":[{"numeric":[">",0]}],"a-b":[{"exists":false}],"a.x":[{"numeric":[">",5]}],"b":{"k":[1]}}`,
 			func(n int) string {
 				return `{"a":[` + strings.Repeat(`[1],`, 4*n) + `{"x":1}],"b":` + objects(`{"k":1}`, 4*n) + `}`

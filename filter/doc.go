@@ -175,10 +175,13 @@
 // times what one does (BenchmarkSideBySide). Steps are tested most selective first (exact
 // values before ranges), except that the fields under one key are tested one after the other, so
 // that a walk holds positions only in the arrays enclosing the field it tests next. In a rule
-// using {"exists": false}, whose meaning depends on path order, the fields under the top-level
-// key holding that test keep path order among themselves (the arrays it is judged over lie under
-// that key), while the top-level keys are still ordered freely. A Pattern tests its steps in the
-// same order. Walks that reach the same
+// using {"exists": false}, whose meaning depends on the fields before that test in path order,
+// the test keeps its place among the fields under its own top-level key (the arrays it is judged
+// over lie under that key) and only the fields between two such tests are grouped by key; the
+// top-level keys are still ordered freely. A Pattern tests its steps in the same order. An
+// absence test on a key that sorts between two fields of another key (a.b, then a.b-x absent,
+// then a.b.c) keeps them apart, and there arrays under a.b can make the work grow with the
+// product of two array lengths. Walks that reach the same
 // step holding the same positions in the arrays that can still affect the remaining steps are
 // merged, rules that share a step go on from it with only the positions each needs, and a step
 // taken inside an element of an array looks only at the values in that element, so the work

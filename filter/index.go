@@ -235,8 +235,10 @@ type buildTrans struct {
 // A step that accepts absence ({"exists": false}) is judged against the array elements chosen for
 // the fields before it in path order, as EventBridge does. Those elements lie in arrays under the
 // step's own top-level key (the event is an object, not an array), so the groups of different
-// top-level keys are still ordered freely; inside a group that holds such a step, path order
-// stays.
+// top-level keys are still ordered freely. Inside a group that holds such a step, each absence
+// test keeps its place in path order, and so the set of steps before it; only the steps between
+// two of them are reordered, grouped by key as above but in path order of their first step, so
+// that a group an absence test interrupted is taken up again first.
 func walkOrder(steps []step) []step {
 	segs := make([][]string, len(steps))
 	idx := make([]int, len(steps))
@@ -245,7 +247,7 @@ func walkOrder(steps []step) []step {
 		idx[i] = i
 	}
 	out := make([]step, 0, len(steps))
-	for _, i := range orderUnder(steps, segs, idx, 0) {
+	for _, i := range orderUnder(steps, segs, idx, 0, true) {
 		out = append(out, steps[i])
 	}
 	return out
@@ -254,16 +256,17 @@ func walkOrder(steps []step) []step {
 // orderUnder orders the steps idx (indexes into steps, in path order), whose paths share their
 // first depth segments: the steps whose paths continue with one key form a group, each group is
 // ordered in turn and kept together, and the groups, and the steps whose paths end here, go most
-// selective first (by the best rank in a group), in path order among equals.
+// selective first (by the best rank in a group) when byRank is set, in path order of their first
+// step otherwise, and among equals.
 //
-// Below the top level, a group holding a step that accepts absence keeps path order (see
-// walkOrder).
-func orderUnder(steps []step, segs [][]string, idx []int, depth int) []int {
+// Below the top level, a group holding a step that accepts absence is ordered by absenceOrder
+// (see walkOrder).
+func orderUnder(steps []step, segs [][]string, idx []int, depth int, byRank bool) []int {
 	if len(idx) == 1 {
 		return idx
 	}
-	if depth > 0 && slices.ContainsFunc(idx, func(i int) bool { return steps[i].c.absentOK }) {
-		return idx
+	if depth > 0 && byRank && slices.ContainsFunc(idx, func(i int) bool { return steps[i].c.absentOK }) {
+		return absenceOrder(steps, segs, idx, depth)
 	}
 	type item struct {
 		rank int
@@ -287,15 +290,41 @@ func orderUnder(steps []step, segs [][]string, idx []int, depth int) []int {
 		items[j].idx = append(items[j].idx, i)
 	}
 	// Items are in the path order of their first step, which the stable sort keeps among equals.
-	slices.SortStableFunc(items, func(a, b item) int { return a.rank - b.rank })
+	if byRank {
+		slices.SortStableFunc(items, func(a, b item) int { return a.rank - b.rank })
+	}
 	out := make([]int, 0, len(idx))
 	for _, it := range items {
 		if len(it.idx) == 1 {
 			out = append(out, it.idx[0])
 			continue
 		}
-		out = append(out, orderUnder(steps, segs, it.idx, depth+1)...)
+		out = append(out, orderUnder(steps, segs, it.idx, depth+1, byRank)...)
 	}
+	return out
+}
+
+// absenceOrder orders the steps idx of a group holding steps that accept absence: each of those
+// stays where path order puts it, and the steps between two of them are grouped by key in path
+// order of their first step.
+func absenceOrder(steps []step, segs [][]string, idx []int, depth int) []int {
+	out := make([]int, 0, len(idx))
+	var stretch []int
+	flush := func() {
+		if len(stretch) > 0 {
+			out = append(out, orderUnder(steps, segs, stretch, depth, false)...)
+			stretch = nil
+		}
+	}
+	for _, i := range idx {
+		if steps[i].c.absentOK {
+			flush()
+			out = append(out, i)
+			continue
+		}
+		stretch = append(stretch, i)
+	}
+	flush()
 	return out
 }
 
