@@ -52,6 +52,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	// SIGHUP is taken from the start, so that one sent while the service starts (or, at the end,
+	// while the demo's broker closes) does not end the process with the signal's default action;
+	// one that arrives before the service exists is kept and reloads the file once it runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	var (
 		cfg   *config.Config
 		env   *demo.Env
@@ -102,9 +109,6 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for range hup {
 			if *cfgPath == "" {

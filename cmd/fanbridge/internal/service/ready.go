@@ -70,6 +70,15 @@ func (r *readiness) setProbes(ps []probe) {
 	r.gen.Add(1)
 }
 
+// swapProbes makes ps the probes of the next check, then runs release once no check still uses
+// the probes before them.
+func (r *readiness) swapProbes(ps []probe, release func()) {
+	r.setProbes(ps)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	release()
+}
+
 func (r *readiness) check(ctx context.Context) map[string]string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -482,14 +482,21 @@ func (s *Service) reload(cfg *config.Config) error {
 	}
 	s.intake.Store(&h)
 	var released []string
+	var gone []*builtSink
 	for name, old := range s.sinks {
 		if next[name] != old {
-			old.release() // the Dispatcher closes the sink itself once drained
+			gone = append(gone, old)
 			released = append(released, name)
 		}
 	}
 	s.sinks, s.cfg, s.replay = next, cfg, replay
-	s.ready.setProbes(s.probes())
+	// The new probes first; the replaced sinks' connections close once no readiness check is
+	// still probing through them, so a /readyz answered during the reload is not failed by it.
+	s.ready.swapProbes(s.probes(), func() {
+		for _, old := range gone {
+			old.release() // the Dispatcher closes the sink itself once drained
+		}
+	})
 	if s.opts.Level != nil {
 		s.opts.Level.Set(parseLevel(cfg.Logging.Level))
 	}

@@ -1,0 +1,95 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/testwait"
+	"github.com/fanbridge/fanbridge/sink"
+	"github.com/fanbridge/fanbridge/sink/grpcsink"
+)
+
+// heldHealth answers health checks once proceed is closed, and says when one has arrived.
+type heldHealth struct {
+	healthpb.UnimplementedHealthServer
+	arrived chan struct{}
+	proceed chan struct{}
+}
+
+func (h heldHealth) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	select {
+	case h.arrived <- struct{}{}:
+	default:
+	}
+	select {
+	case <-h.proceed:
+		return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// A reload that rebuilds a gRPC sink must not fail a readiness check that is probing through
+// the old sink's connections: they close only once no check uses them.
+func TestReadyzDuringAReloadThatRebuildsASink(t *testing.T) {
+	health := heldHealth{arrived: make(chan struct{}, 1), proceed: make(chan struct{})}
+	consumer, err := grpcsink.NewServer(sink.Func(func(context.Context, *fanbridge.Event) error { return nil }))
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	gs := grpc.NewServer()
+	consumer.Register(gs)
+	healthpb.RegisterHealthServer(gs, health)
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(gs.Stop)
+
+	configWith := func(callTimeout string) []byte {
+		return fmt.Appendf(nil, `listen: {address: "127.0.0.1:0"}
+intake:
+  - path: /events
+    insecure_no_auth: true
+sinks:
+  - name: consumer
+    grpc: {targets: [%q], insecure: true, call_timeout: %s}
+routes:
+  - {name: everything, all: true, sinks: [consumer]}
+health: {cache: 1ms, probe_timeout: 20s}
+`, ln.Addr().String(), callTimeout)
+	}
+	s, path := newTestService(t, configWith("5s"))
+
+	answered := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		s.ready.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		answered <- rec
+	}()
+	testwait.Recv(t, health.arrived, 10*time.Second) // the check is probing the sink
+
+	// A changed call timeout rebuilds the sink and its probe.
+	require.NoError(t, os.WriteFile(path, configWith("6s"), 0o600))
+	gen := s.ready.gen.Load()
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- s.ReloadFile() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.ready.gen.Load() == gen { // the new probes are in place
+		require.True(t, time.Now().Before(deadline), "the reload never swapped the probes")
+		runtime.Gosched()
+	}
+	close(health.proceed)
+	rec := testwait.Recv(t, answered, 10*time.Second)
+	require.Equal(t, http.StatusOK, rec.Code, "a healthy sink reported unready during a reload: %s", rec.Body)
+	require.NoError(t, testwait.Recv(t, reloaded, 10*time.Second))
+}
