@@ -116,6 +116,7 @@
 //	WithLogger(l)                 silent   Debug: rejections; Warn: failed dispatches
 //	WithMeterProvider(mp)         none     requests, rejected{reason}, dispatched{outcome}, duration
 //	WithTracerProvider(tp)        none     one server span per request, child of traceparent
+//	                                       (a body's trace context is linked)
 //
 // Source and account checks filter on what the body claims; they keep misrouted traffic out but
 // do not authenticate. Authenticate with signature.Verify in front of the Handler: when it has

@@ -103,21 +103,38 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var span trace.Span
 	if h.tel.tracer != nil {
-		ctx = h.tel.propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		// The parent is the trace context the Handler itself accepts (see copyTraceContext), so
+		// that the span and the event's metadata never name different traces.
+		if parent, state, ok := headerTraceContext(r.Header); ok {
+			md := propagation.MapCarrier{fanbridge.MetaTraceparent: parent}
+			if state != "" {
+				md[fanbridge.MetaTracestate] = state
+			}
+			ctx = h.tel.propagator.Extract(ctx, md)
+		}
 		ctx, span = h.tel.tracer.Start(ctx, "eventbridge receive", trace.WithSpanKind(trace.SpanKindServer))
 	}
-	status := h.serve(ctx, w, r, span)
-	if span != nil {
-		span.SetAttributes(attribute.Int("http.response.status_code", status))
-		span.End()
+	if span == nil && !h.tel.metrics {
+		h.serve(ctx, w, r, nil)
+		return
 	}
-	if h.tel.metrics {
-		opts, ok := h.tel.statusOpts[status]
-		if !ok {
-			opts = []metric.RecordOption{metric.WithAttributes(attribute.Int("http.response.status_code", status))}
+	// Deferred, so that a Dispatcher that panics (net/http recovers it) still ends the span and
+	// records the request.
+	status := http.StatusInternalServerError
+	defer func() {
+		if span != nil {
+			span.SetAttributes(attribute.Int("http.response.status_code", status))
+			span.End()
 		}
-		h.tel.duration.Record(ctx, time.Since(start).Seconds(), opts...)
-	}
+		if h.tel.metrics {
+			opts, ok := h.tel.statusOpts[status]
+			if !ok {
+				opts = []metric.RecordOption{metric.WithAttributes(attribute.Int("http.response.status_code", status))}
+			}
+			h.tel.duration.Record(ctx, time.Since(start).Seconds(), opts...)
+		}
+	}()
+	status = h.serve(ctx, w, r, span)
 }
 
 // serve answers the request and returns the status it answered with.
@@ -157,10 +174,19 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			return h.reject(ctx, w, span, reasonAccount, http.StatusForbidden, "eventbridge: account not allowed")
 		}
 	}
-	copyTraceContext(r.Header, e)
+	fromHeaders := copyTraceContext(r.Header, e)
 	if span != nil {
 		span.SetAttributes(attribute.String("messaging.message.id", e.ID),
 			attribute.String("fanbridge.event.type", e.Type))
+		// Trace context that came in the body (webhook metadata, CloudEvents extensions) was
+		// read after the span began: the span links to it, and the dispatch, a child of the span,
+		// stays in the request's trace.
+		if !fromHeaders && e.Meta(fanbridge.MetaTraceparent) != "" {
+			if sc := trace.SpanContextFromContext(h.tel.propagator.Extract(context.Background(),
+				propagation.MapCarrier(e.Metadata))); sc.IsValid() {
+				span.AddLink(trace.Link{SpanContext: sc})
+			}
+		}
 	}
 
 	// The dispatch keeps the request's values (the span) but not its cancellation: a sender that

@@ -615,3 +615,57 @@ func TestHandlerConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// The receive span's parent is the trace context the Handler accepts for the event, never one it
+// refuses; trace context that came in the body is linked; and a Dispatcher that panics still
+// leaves an ended span.
+func TestHandlerSpanParentAndLinks(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	d := &recorder{}
+	h := newHandler(t, d, eventbridge.WithTracerProvider(tp))
+	const (
+		tpA = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+		tpB = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	)
+
+	t.Run("two traceparent headers", func(t *testing.T) {
+		req := httptest.NewRequest(http.MethodPost, "/events", bytes.NewReader(readSample(t, "v2.conversations.transcription.json")))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Add("traceparent", tpA)
+		req.Header.Add("traceparent", tpB)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		require.Equal(t, 200, w.Code)
+		e, _ := d.last(t)
+		assert.Empty(t, e.Meta(fanbridge.MetaTraceparent), "refused: the W3C rule wants one")
+		ended := spans.Ended()
+		sp := ended[len(ended)-1]
+		assert.False(t, sp.Parent().IsValid(), "the span has no parent the event does not carry")
+	})
+	t.Run("trace context in the body", func(t *testing.T) {
+		body := []byte(`{"specversion":"1.0","id":"1","source":"urn:x","type":"t","traceparent":"` + tpB + `","data":{}}`)
+		require.Equal(t, 200, post(h, body).Code)
+		e, dctx := d.last(t)
+		assert.Equal(t, tpB, e.Meta(fanbridge.MetaTraceparent), "the event keeps it for its sinks")
+		ended := spans.Ended()
+		sp := ended[len(ended)-1]
+		require.Len(t, sp.Links(), 1)
+		assert.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", sp.Links()[0].SpanContext.TraceID().String())
+		assert.Equal(t, sp.SpanContext().SpanID(), trace.SpanContextFromContext(dctx).SpanID(),
+			"the dispatcher still runs inside the request's span")
+	})
+	t.Run("a dispatcher that panics", func(t *testing.T) {
+		ph := newHandler(t, panicker{}, eventbridge.WithTracerProvider(tp))
+		before := len(spans.Ended())
+		func() {
+			defer func() { assert.NotNil(t, recover()) }()
+			post(ph, readSample(t, "v2.conversations.transcription.json"))
+		}()
+		require.Len(t, spans.Ended(), before+1, "the span was ended")
+	})
+}
+
+type panicker struct{}
+
+func (panicker) Dispatch(context.Context, *fanbridge.Event) error { panic("dispatcher bug") }

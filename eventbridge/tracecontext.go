@@ -19,35 +19,46 @@ const (
 	maxTracestateValue = 256
 )
 
-// copyTraceContext stores the request's W3C trace context in the event's metadata, so sinks can
-// pass it on. A traceparent that is not well formed is dropped, and so is the tracestate with it
-// (the W3C rule); valid headers override what the body said.
-func copyTraceContext(h http.Header, e *fanbridge.Event) {
+// headerTraceContext returns the request's W3C trace context: ok is false when it has no valid
+// traceparent header (exactly one). A traceparent that is not well formed is dropped, and so is
+// the tracestate with it (the W3C rule); state is empty when the tracestate is missing or invalid.
+func headerTraceContext(h http.Header) (parent, state string, ok bool) {
 	tp := h["Traceparent"]
 	if len(tp) != 1 {
-		return
+		return "", "", false
 	}
-	parent, ok := traceparent(tp[0])
+	if parent, ok = traceparent(tp[0]); !ok {
+		return "", "", false
+	}
+	switch vs := h["Tracestate"]; len(vs) {
+	case 0:
+	case 1:
+		state = vs[0]
+	default:
+		state = strings.Join(vs, ",")
+	}
+	if state != "" && !validTracestate(state) {
+		state = ""
+	}
+	return parent, state, true
+}
+
+// copyTraceContext stores the request's W3C trace context in the event's metadata, so sinks can
+// pass it on, and reports whether there was one; valid headers override what the body said.
+func copyTraceContext(h http.Header, e *fanbridge.Event) bool {
+	parent, state, ok := headerTraceContext(h)
 	if !ok {
-		return
+		return false
 	}
 	if e.Metadata == nil {
 		e.Metadata = make(map[string]string, 2)
 	}
 	e.Metadata[fanbridge.MetaTraceparent] = parent
 	delete(e.Metadata, fanbridge.MetaTracestate)
-	var ts string
-	switch vs := h["Tracestate"]; len(vs) {
-	case 0:
-		return
-	case 1:
-		ts = vs[0]
-	default:
-		ts = strings.Join(vs, ",")
+	if state != "" {
+		e.Metadata[fanbridge.MetaTracestate] = state
 	}
-	if validTracestate(ts) {
-		e.Metadata[fanbridge.MetaTracestate] = ts
-	}
+	return true
 }
 
 // checkTraceMetadata holds the trace context a body carried (webhook metadata, CloudEvents

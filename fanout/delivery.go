@@ -92,6 +92,9 @@ func (a *attempt) op(ctx context.Context) error {
 	}
 	a.last = now
 	a.n++
+	if a.n > 1 {
+		st.retried()
+	}
 	var span trace.Span
 	if tr := st.d.tel.tracer; tr != nil {
 		ctx, span = tr.Start(ctx, "fanout.send", trace.WithSpanKind(trace.SpanKindProducer),

@@ -498,3 +498,24 @@ type panickingCloser struct{}
 
 func (panickingCloser) Send(context.Context, *fanbridge.Event) error { return nil }
 func (panickingCloser) Close() error                                 { panic("half closed") }
+
+// Retried counts the retries that reached the sink: a retry cut off by the dispatch budget while
+// it waited never happened, and the event went to the dead-letter queue after one attempt.
+func TestRetriedCountsOnlyRetriesThatHappened(t *testing.T) {
+	var sends int
+	s := sinkFunc(func(context.Context, *fanbridge.Event) error { sends++; return errors.New("unavailable") })
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "a", Sink: s,
+			Retry: retry.Policy{MaxAttempts: 5, InitialInterval: time.Hour, MaxInterval: time.Hour, Multiplier: 2}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a"}}},
+		DLQ:    q,
+	})
+	ctx, cancel := context.WithTimeout(testContext(t), 300*time.Millisecond)
+	defer cancel()
+	require.NoError(t, d.Dispatch(ctx, event("e1", "t")), "dead-lettered")
+	require.True(t, q.Has("e1", "a"))
+	st := d.Stats()[0]
+	assert.Equal(t, 1, sends)
+	assert.Zero(t, st.Retried, "the retry waited for never came")
+}

@@ -170,12 +170,14 @@
 // fanbridge.fanout.sink.delivered, .retried, .dead_lettered, .failed and the
 // fanbridge.fanout.sink.delivery.duration histogram per sink; and the gauges
 // fanbridge.fanout.sink.queue.depth and fanbridge.fanout.sink.breaker.state (0 closed, 1 half-open,
-// 2 open). WithTracerProvider starts a span per dispatch, the child of the event's traceparent
-// when it has one, and a span per sink attempt. The attempt's span travels in the context given
+// 2 open). WithTracerProvider starts a span per dispatch, the child of the span the caller's
+// context carries (an intake's receive span), or, when it carries none, of the event's
+// traceparent when it has one; and a span per sink attempt. The attempt's span travels in the context given
 // to Send: kafkasink and grpcsink send it on as the traceparent of the record or call (see
 // sink.TraceContext), so a consumer's spans become its children. The Event itself is never
 // modified, so its traceparent metadata stays as received. A dead-letter entry's TraceID names
-// the dispatch's trace: the sender's when it sent one, else the one the dispatch span began.
+// the dispatch's trace: the caller's span's or the sender's when there is one, else the one the
+// dispatch span began.
 // Without these options the hot path does no telemetry work at all. Stats returns per-sink
 // counters (delivered, dead-lettered, failed, retried, queued, breaker state) without any metrics
 // pipeline, for health endpoints and for reconciling a run.

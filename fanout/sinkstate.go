@@ -84,7 +84,7 @@ func normalize(sc SinkConfig) (SinkConfig, error) {
 func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
 	st := &sinkState{d: d, name: sc.Name, sink: sc.Sink, cfg: sc, attrSet: newAttrSet("sink", sc.Name),
 		lanes: make(map[string]*lane)}
-	r, err := retry.New(sc.Retry, retry.WithClock(d.cfg.clock), retry.WithOnRetry(st.onRetry))
+	r, err := retry.New(sc.Retry, retry.WithClock(d.cfg.clock))
 	if err != nil {
 		return nil, fmt.Errorf("%w: sink %q: %w", ErrInvalidConfig, sc.Name, err)
 	}
@@ -113,7 +113,9 @@ func (st *sinkState) start() {
 	}
 }
 
-func (st *sinkState) onRetry(retry.Attempt) {
+// retried counts a failed attempt retried: called as the next attempt reaches the sink, so that
+// a retry the budget, shutdown or an open breaker cut off before it happened is not counted.
+func (st *sinkState) retried() {
 	st.count.retried.Add(1)
 	st.d.tel.retried.Add(context.Background(), 1, st.addOpts...)
 }

@@ -104,9 +104,11 @@ func newAttrSet(key, value string) attrSet {
 	return attrSet{addOpts: []metric.AddOption{o}, recOpts: []metric.RecordOption{o}, obsOpts: []metric.ObserveOption{o}}
 }
 
-// parentContext returns ctx carrying the event's remote trace context, when it has a valid one.
+// parentContext returns the context the dispatch span starts from: ctx itself when it carries a
+// span already (an intake's receive span, which the sender's trace context, if any, is the
+// parent of), or else ctx with the event's remote trace context, when it has a valid one.
 func parentContext(ctx context.Context, e *fanbridge.Event) context.Context {
-	if e.Meta(fanbridge.MetaTraceparent) == "" {
+	if trace.SpanContextFromContext(ctx).IsValid() || e.Meta(fanbridge.MetaTraceparent) == "" {
 		return ctx
 	}
 	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier(e.Metadata))

@@ -227,3 +227,32 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// When the caller's context carries a span (an intake's receive span, already the child of the
+// sender's trace context), the dispatch is that span's child, not a sibling parented on the
+// event's traceparent, and not in another trace when the traceparent came in the body.
+func TestDispatchIsAChildOfTheCallersSpan(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "a", Sink: newRecSink()}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a"}}},
+	}, fanout.WithTracerProvider(tp))
+	require.NoError(t, err)
+	ctx, receive := tp.Tracer("intake").Start(testContext(t), "receive")
+	e := event("e1", "x")
+	e.Metadata = map[string]string{fanbridge.MetaTraceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	require.NoError(t, d.Dispatch(ctx, e))
+	receive.End()
+	require.NoError(t, d.Close(testContext(t)))
+
+	var dispatch sdktrace.ReadOnlySpan
+	for _, sp := range rec.Ended() {
+		if sp.Name() == "fanout.dispatch" {
+			dispatch = sp
+		}
+	}
+	require.NotNil(t, dispatch)
+	assert.Equal(t, receive.SpanContext().TraceID(), dispatch.SpanContext().TraceID())
+	assert.Equal(t, receive.SpanContext().SpanID(), dispatch.Parent().SpanID())
+}
