@@ -28,24 +28,30 @@ func (q *Queue) readerOpts(extra ...kgo.Opt) []kgo.Opt {
 	return append(opts, extra...)
 }
 
+// offsets lists the start and end offsets of the topic's partitions.
+func (q *Queue) offsets(ctx context.Context) (starts, ends kadm.ListedOffsets, err error) {
+	adm := kadm.NewClient(q.client)
+	if starts, err = adm.ListStartOffsets(ctx, q.topic); err == nil {
+		err = starts.Error()
+	}
+	if err == nil {
+		if ends, err = adm.ListEndOffsets(ctx, q.topic); err == nil {
+			err = ends.Error()
+		}
+	}
+	if err != nil {
+		return nil, nil, classify("read", err)
+	}
+	return starts, ends, nil
+}
+
 // scan reads every record that was in the topic when it started, calling fn with each decoded
 // record; records that are not entries are reported and skipped. fn's error stops the scan and is
 // returned as it is.
 func (q *Queue) scan(ctx context.Context, fn func(decoded) error) error {
-	adm := kadm.NewClient(q.client)
-	starts, err := adm.ListStartOffsets(ctx, q.topic)
-	if err == nil {
-		err = starts.Error()
-	}
+	starts, ends, err := q.offsets(ctx)
 	if err != nil {
-		return classify("read", err)
-	}
-	ends, err := adm.ListEndOffsets(ctx, q.topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return classify("read", err)
+		return err
 	}
 	from := map[int32]kgo.Offset{}
 	until := map[int32]int64{} // end offset of each partition with records to read
@@ -136,20 +142,9 @@ func (q *Queue) scan(ctx context.Context, fn func(decoded) error) error {
 // offset, or not at all when nothing is left before the end the scan reads to. A partition whose
 // end fell below the scan's end lost records; the scan then ends there.
 func (q *Queue) resume(ctx context.Context, cl *kgo.Client, parts []int32, next, until map[int32]int64) error {
-	adm := kadm.NewClient(q.client)
-	starts, err := adm.ListStartOffsets(ctx, q.topic)
-	if err == nil {
-		err = starts.Error()
-	}
+	starts, ends, err := q.offsets(ctx)
 	if err != nil {
-		return classify("read", err)
-	}
-	ends, err := adm.ListEndOffsets(ctx, q.topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return classify("read", err)
+		return err
 	}
 	set := map[int32]kgo.EpochOffset{}
 	var done []int32
