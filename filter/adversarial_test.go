@@ -16,6 +16,28 @@ func objects(obj string, n int) string {
 	return "[" + strings.TrimSuffix(strings.Repeat(obj+",", n), ",") + "]"
 }
 
+// assertLinearWork matches p and m (which holds p as its only rule of that outcome) against
+// event(n) and event(2n), checks the outcome is want, and that neither's work more than about
+// doubles with the event.
+func assertLinearWork(t *testing.T, p *filter.Pattern, m *filter.Matcher, event func(int) string, n int, want bool) {
+	t.Helper()
+	var pw, mw [2]int
+	for i, size := range []int{n, 2 * n} {
+		ev := []byte(event(size))
+		got, work, err := filter.PatternWork(p, ev)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+		pw[i] = work
+		names, work, err := filter.MatcherWork(m, ev)
+		require.NoError(t, err)
+		assert.Equal(t, want, len(names) == 1)
+		mw[i] = work
+	}
+	t.Logf("Pattern work %d then %d, Matcher work %d then %d", pw[0], pw[1], mw[0], mw[1])
+	assert.LessOrEqual(t, float64(pw[1]), 2.5*float64(pw[0]), "Pattern work grows faster than the event")
+	assert.LessOrEqual(t, float64(mw[1]), 2.5*float64(mw[0]), "Matcher work grows faster than the event")
+}
+
 // TestAdversarialArrays feeds events built to make a naive array-consistent search explode:
 // several independent arrays of many objects, where every combination of elements has to be
 // ruled out. Matching must be correct and finish: a search that tries the combinations would need
@@ -148,21 +170,7 @@ func TestAdversarialNestedArraysLinear(t *testing.T) {
 			p := filter.MustParsePattern(c.pattern)
 			m := filter.NewMatcher()
 			require.NoError(t, m.Add("r", []byte(c.pattern)))
-			var pw, mw [2]int
-			for i, size := range []int{n, 2 * n} {
-				event := []byte(c.event(size))
-				got, work, err := filter.PatternWork(p, event)
-				require.NoError(t, err)
-				assert.Equal(t, c.want, got)
-				pw[i] = work
-				names, work, err := filter.MatcherWork(m, event)
-				require.NoError(t, err)
-				assert.Equal(t, c.want, len(names) == 1)
-				mw[i] = work
-			}
-			t.Logf("Pattern work %d then %d, Matcher work %d then %d", pw[0], pw[1], mw[0], mw[1])
-			assert.LessOrEqual(t, float64(pw[1]), 2.5*float64(pw[0]), "Pattern work grows faster than the event")
-			assert.LessOrEqual(t, float64(mw[1]), 2.5*float64(mw[0]), "Matcher work grows faster than the event")
+			assertLinearWork(t, p, m, c.event, n, c.want)
 		})
 	}
 }
@@ -239,21 +247,7 @@ func TestAdversarialSiblingArraysLinear(t *testing.T) {
 			m := filter.NewMatcher()
 			require.NoError(t, m.Add("r", []byte(c.pattern)))
 			require.NoError(t, m.Add("other", []byte(`{"source":["x"]}`)))
-			var pw, mw [2]int
-			for i, size := range []int{c.n, 2 * c.n} {
-				event := []byte(c.event(size))
-				got, work, err := filter.PatternWork(p, event)
-				require.NoError(t, err)
-				assert.Equal(t, c.want, got)
-				pw[i] = work
-				names, work, err := filter.MatcherWork(m, event)
-				require.NoError(t, err)
-				assert.Equal(t, c.want, len(names) == 1)
-				mw[i] = work
-			}
-			t.Logf("Pattern work %d then %d, Matcher work %d then %d", pw[0], pw[1], mw[0], mw[1])
-			assert.LessOrEqual(t, float64(pw[1]), 2.5*float64(pw[0]), "Pattern work grows faster than the event")
-			assert.LessOrEqual(t, float64(mw[1]), 2.5*float64(mw[0]), "Matcher work grows faster than the event")
+			assertLinearWork(t, p, m, c.event, c.n, c.want)
 		})
 	}
 }
