@@ -34,8 +34,11 @@
 // next one, longer each time, as the policy's interval grows, until a channel lives longer than the
 // heartbeat timeout. Replacing a channel creates or connects one and subscribes up to 1,000 topics,
 // requests that count against the organization's API rate limit; this keeps a socket that keeps
-// breaking from spending it. Heartbeats and pongs (topic channel.metadata) and system notices are
-// never dispatched. WithPingInterval adds client pings, whose pongs also count as signs of life.
+// breaking from spending it. For the same reason, subscriptions that Genesys drops again within the
+// heartbeat timeout of the source restoring them are restored only after such a wait, growing in
+// the same way while the drops go on. Heartbeats and pongs (topic channel.metadata) and system
+// notices are never dispatched. WithPingInterval adds client pings, whose pongs also count as signs
+// of life.
 //
 // # Channel limits
 //

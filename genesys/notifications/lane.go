@@ -27,6 +27,15 @@ var pingMessage = []byte(`{"message":"ping"}`)
 // subscribed; see lane.holdOff.
 var errReplacedSoon = errors.New("notifications: channel replaced within the heartbeat timeout of being subscribed")
 
+// errDroppedSoon is the failed attempt a lane counts for subscriptions Genesys drops again within
+// the heartbeat timeout of the lane subscribing them again; see lane.holdOff.
+var errDroppedSoon = errors.New("notifications: subscriptions dropped again within the heartbeat timeout of being restored")
+
+const (
+	replacedSoonMsg = "notifications: channel replaced soon after it was subscribed; waiting before opening another"
+	droppedSoonMsg  = "notifications: subscriptions dropped again soon after they were restored; waiting before subscribing again"
+)
+
 // lane keeps one set of up to 1,000 topics subscribed: one channel at a time, two while a channel
 // is being replaced, never more.
 type lane struct {
@@ -99,6 +108,10 @@ func (l *lane) run(ctx context.Context) error {
 	// quick counts the channels in a row replaced within the heartbeat timeout of being
 	// subscribed; see holdOff.
 	quick := 0
+	// restored is when the lane last subscribed cur's topics again after Genesys dropped them,
+	// and dropped counts the drops in a row that came within the heartbeat timeout of it.
+	var restored time.Time
+	dropped := 0
 	for {
 		timer := time.NewTimer(l.rotateIn(cur))
 		var reason string
@@ -115,7 +128,30 @@ func (l *lane) run(ctx context.Context) error {
 			reason = cur.closeReason
 		case <-cur.unsubscribed:
 			timer.Stop()
+			// A notice that keeps coming back would otherwise cost a subscription request of up
+			// to 1,000 topics each time: the same backoff as for channels replaced soon.
+			if !restored.IsZero() && l.s.cfg.clock.Now().Sub(restored) < l.s.cfg.heartbeatTimeout {
+				dropped++
+			} else {
+				dropped = 0
+			}
+			l.holdOff(ctx, dropped, errDroppedSoon, droppedSoonMsg)
+			if ctx.Err() != nil {
+				return nil
+			}
+			select {
+			case <-cur.done: // the socket failed during the wait: the channel is replaced
+				continue
+			default:
+			}
+			// The request below restores every subscription: notices that came during the wait
+			// are answered by it.
+			select {
+			case <-cur.unsubscribed:
+			default:
+			}
 			if l.resubscribe(ctx, cur) {
+				restored = l.s.cfg.clock.Now()
 				continue
 			}
 			reason = reasonUnsubscribed
@@ -154,7 +190,7 @@ func (l *lane) run(ctx context.Context) error {
 				}
 			}
 		}
-		l.holdOff(ctx, quick)
+		l.holdOff(ctx, quick, errReplacedSoon, replacedSoonMsg)
 		next, err := l.connect(ctx)
 		stopWatch()
 		if err != nil {
@@ -166,6 +202,7 @@ func (l *lane) run(ctx context.Context) error {
 		// The new channel is subscribed before the old one is dropped, so there is no gap.
 		old := cur
 		cur = next
+		restored, dropped = time.Time{}, 0
 		// done closes once old and every channel retired before it are closed: a failed channel's
 		// retirement ends at once, and must not hide an earlier one still in its overlap.
 		prev := retired
@@ -232,9 +269,11 @@ func closeWhenDead(c *conn) (stop func()) {
 // and subscribe up to 1,000 topics again and again, spending the organization's API rate limit.
 // Each such channel counts as a failed attempt of the reconnect policy: the wait grows as the
 // policy's interval does, from InitialInterval to MaxInterval, and starts again once a channel has
-// lived longer than the heartbeat timeout. The wait goes through the reconnect retrier, so it runs
-// on the source's clock.
-func (l *lane) holdOff(ctx context.Context, quick int) {
+// lived longer than the heartbeat timeout. The same wait comes before subscribing a channel's
+// topics again when Genesys dropped them again within the heartbeat timeout of the last time; the
+// failed attempt counted and the warning logged are then cause and msg. The wait goes through the
+// reconnect retrier, so it runs on the source's clock.
+func (l *lane) holdOff(ctx context.Context, quick int, cause error, msg string) {
 	if quick == 0 {
 		return
 	}
@@ -251,9 +290,9 @@ func (l *lane) holdOff(ctx context.Context, quick int) {
 			return nil
 		}
 		waited = true
-		return retry.After(errReplacedSoon, time.Duration(d))
+		return retry.After(cause, time.Duration(d))
 	}, retry.OnRetry(func(a retry.Attempt) {
-		l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: channel replaced soon after it was subscribed; waiting before opening another",
+		l.s.log.LogAttrs(ctx, slog.LevelWarn, msg,
 			slog.Int("lane", l.idx), slog.Int("in_a_row", quick), slog.Duration("wait", a.Wait))
 	}))
 }

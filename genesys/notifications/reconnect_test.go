@@ -2,6 +2,7 @@ package notifications_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -16,27 +17,43 @@ import (
 	"github.com/fanbridge/fanbridge/retry/retrytest"
 )
 
-// laneLog is a slog.Handler that sends the wait of every "replaced soon" warning to waits, and
-// signals every "channel subscribed" to subscribed, which the lane logs once it has the answer to
-// its subscription.
+// laneLog is a slog.Handler that reports what a lane logs: the wait of every "replaced soon"
+// warning to waits, and of every "dropped again soon" warning to dropWaits; every "channel
+// subscribed" (logged once the lane has the answer to its subscription) to subscribed; every
+// "subscribed again" to restored; every system notice read (logged once the reader has passed it
+// on to the lane) to notices. Nil channels are not reported to.
 type laneLog struct {
-	waits      chan time.Duration
-	subscribed chan struct{}
+	waits, dropWaits              chan time.Duration
+	subscribed, restored, notices chan struct{}
 }
 
 func (h laneLog) Enabled(context.Context, slog.Level) bool { return true }
 func (h laneLog) Handle(_ context.Context, r slog.Record) error {
-	switch r.Message {
-	case "notifications: channel subscribed":
-		h.subscribed <- struct{}{}
-	case "notifications: channel replaced soon after it was subscribed; waiting before opening another":
+	signal := func(ch chan struct{}) {
+		if ch != nil {
+			ch <- struct{}{}
+		}
+	}
+	wait := func(ch chan time.Duration) {
 		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "wait" {
-				h.waits <- a.Value.Duration()
+			if a.Key == "wait" && ch != nil {
+				ch <- a.Value.Duration()
 				return false
 			}
 			return true
 		})
+	}
+	switch r.Message {
+	case "notifications: channel subscribed":
+		signal(h.subscribed)
+	case "notifications: subscribed again after Genesys dropped the subscriptions":
+		signal(h.restored)
+	case "notifications: system notice":
+		signal(h.notices)
+	case "notifications: channel replaced soon after it was subscribed; waiting before opening another":
+		wait(h.waits)
+	case "notifications: subscriptions dropped again soon after they were restored; waiting before subscribing again":
+		wait(h.dropWaits)
 	}
 	return nil
 }
@@ -122,4 +139,75 @@ func TestSocketClosedRightAfterSubscribingBacksOff(t *testing.T) {
 	breakRightAway(time.Second)
 	assert.EqualValues(t, 7, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_error"))
 	assert.Equal(t, created, h.srv.Count(http.MethodPut, subscriptions), "one subscription per channel")
+}
+
+// Genesys dropping a channel's subscriptions again and again (a v2.system.no_longer_subscribed
+// notice right after each restoration) does not cost a subscription request of up to 1,000 topics
+// each time: a drop within the heartbeat timeout of the last restoration counts as a failed
+// attempt of the reconnect policy, and the lane waits before subscribing again, longer each time,
+// with nothing requested during the wait. Notices that come during the wait are answered by the
+// one request after it. Once the subscriptions have held longer than the heartbeat timeout, the
+// next drop is restored at once again. The channel is never replaced: every request succeeds.
+func TestRepeatedNoLongerSubscribedBacksOff(t *testing.T) {
+	const heartbeatTimeout = time.Minute
+	clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	logs := laneLog{dropWaits: make(chan time.Duration, 16), subscribed: make(chan struct{}, 16),
+		restored: make(chan struct{}, 16), notices: make(chan struct{}, 16)}
+	policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter, MaxAttempts: -1}
+	h := newHarness(t, []string{presence}, nil, notifications.WithClock(clk), notifications.WithReconnectPolicy(policy),
+		notifications.WithHeartbeatTimeout(heartbeatTimeout), notifications.WithOverlap(0), notifications.WithLogger(slog.New(logs)))
+	ctx := h.start(t)
+	recv(t, ctx, logs.subscribed)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	id := h.srv.Channels()[0].ID
+	const subscriptions = "/api/v2/notifications/channels/"
+	notice := func() {
+		t.Helper()
+		msg := fmt.Sprintf(`{"topicName":"v2.system.no_longer_subscribed.%s","version":"2","eventBody":{"message":"subscriptions dropped"}}`, id)
+		require.Equal(t, 1, h.srv.SendRaw([]byte(msg)))
+		recv(t, ctx, logs.notices)
+	}
+	restoredAtOnce := func() {
+		t.Helper()
+		puts := h.srv.Count(http.MethodPut, subscriptions)
+		notice()
+		recv(t, ctx, logs.restored)
+		assert.Equal(t, puts+1, h.srv.Count(http.MethodPut, subscriptions))
+		assert.Empty(t, logs.dropWaits, "waited before restoring")
+	}
+	restoredAfter := func(want time.Duration, extra int) {
+		t.Helper()
+		puts := h.srv.Count(http.MethodPut, subscriptions)
+		notice()
+		assert.Equal(t, want, recv(t, ctx, logs.dropWaits))
+		waitDue(t, ctx, clk, want)
+		for range extra {
+			notice()
+		}
+		assert.Equal(t, puts, h.srv.Count(http.MethodPut, subscriptions), "subscribed again during the wait")
+		clk.Advance(want)
+		recv(t, ctx, logs.restored)
+		assert.Equal(t, puts+1, h.srv.Count(http.MethodPut, subscriptions), "one request after the wait")
+	}
+
+	restoredAtOnce()
+	restoredAfter(time.Second, 0)
+	restoredAfter(2*time.Second, 3)
+	restoredAfter(4*time.Second, 0)
+	restoredAfter(4*time.Second, 0)
+	assert.Empty(t, logs.restored, "the notices during the wait were answered by one request")
+
+	// The subscriptions now hold longer than the heartbeat timeout. The clock moves in two steps,
+	// with heartbeats read in between, so that the socket never looks silent.
+	beats := h.counter(t, "fanbridge.notifications.messages", "kind", "heartbeat")
+	clk.Advance(heartbeatTimeout / 2)
+	h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "heartbeat", beats+2)
+	clk.Advance(heartbeatTimeout / 2)
+	restoredAtOnce()
+	restoredAfter(time.Second, 0)
+
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	assert.Equal(t, 1, h.srv.ChannelsCreated())
+	assert.Equal(t, id, h.srv.Channels()[0].ID)
+	assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "reason", "no_longer_subscribed"))
 }
