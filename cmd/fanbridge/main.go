@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/hangup"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -42,6 +44,11 @@ Run "fanbridge COMMAND -h" for the flags of a command, and "fanbridge -h" for th
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, rest := args[0], args[1:]
+		if cmd != "serve" && cmd != "run" {
+			// Only the service reloads on SIGHUP; the other commands end on it, as programs do
+			// when their terminal goes away.
+			hangup.Release()
+		}
 		switch cmd {
 		case "validate":
 			return cmdValidate(rest, stdout, stderr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -251,4 +252,66 @@ func testReload(t *testing.T, watch bool) {
 	code, err := p.exit(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 0, code)
+}
+
+// A SIGHUP that arrives while the service starts (initializing its packages, reading its file,
+// building its sinks, binding its listener) does not end the process with the signal's default
+// action: it is kept, and reloads the file once the service runs. The process asks for SIGHUP in
+// the init of package hangup; with GODEBUG=inittrace=1 the Go runtime reports that init on
+// stderr, and from then on the test sends SIGHUP without pause until the service listens (before
+// that, SIGHUP ends any program). Then it checks that the service runs, reloads, and stops
+// cleanly on SIGTERM.
+func TestSIGHUPDuringStartUpIsKept(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kc := newKafka(t, "startup")
+	cfgPath := filepath.Join(t.TempDir(), "fanbridge.yaml")
+	writeFile(t, cfgPath, fmt.Sprintf(reloadConfig, 1, "", fmt.Sprintf(`  - name: kafka
+    kafka: {brokers: ["%s"], topic: startup}`, kc.ListenAddrs()[0]),
+		`  - {name: everything, all: true, sinks: [kafka]}`, filepath.Join(t.TempDir(), "dlq"), false, ""))
+	p := start(t, []string{"E2E_API_KEY=" + e2eAPIKey, "GODEBUG=inittrace=1"}, "-config", cfgPath)
+	_, _, err := p.stderr.wait(ctx, 0, func(s string) bool {
+		return strings.HasPrefix(s, "init github.com/fanbridge/fanbridge/cmd/fanbridge/internal/hangup ")
+	})
+	require.NoError(t, err, "no init trace of package hangup:\n%s", p.stderr.String())
+
+	listening := func() bool {
+		for _, l := range strings.Split(p.stderr.String(), "\n") {
+			if _, ok := logMsg(l, "listening"); ok {
+				return true
+			}
+		}
+		return false
+	}
+	sent := 0
+	for !listening() {
+		select {
+		case <-p.done:
+			t.Fatalf("the process ended after %d SIGHUPs during start-up: %v\n%s", sent, p.err, p.stderr.String())
+		case <-ctx.Done():
+			t.Fatalf("the service did not start:\n%s", p.stderr.String())
+		default:
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err == nil {
+			sent++
+		}
+		runtime.Gosched()
+	}
+	t.Logf("%d SIGHUPs sent during start-up", sent)
+	require.Positive(t, sent)
+
+	_, _, err = p.stderr.wait(ctx, 0, func(s string) bool { _, ok := logMsg(s, "SIGHUP: reloading configuration"); return ok })
+	require.NoError(t, err, "the SIGHUP kept from the start-up did not reload:\n%s", p.stderr.String())
+	line, _, err := p.stderr.wait(ctx, 0, func(s string) bool { _, ok := logMsg(s, "listening"); return ok })
+	require.NoError(t, err)
+	m, _ := logMsg(line, "listening")
+	p.addr = m["addr"].(string)
+	code, _, err := get(ctx, p.url("/healthz"))
+	require.NoError(t, err)
+	assert.Equal(t, 200, code)
+
+	p.signal(t, syscall.SIGTERM)
+	code, err = p.exit(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, code, "exit code after SIGTERM:\n%s", p.stderr.String())
 }

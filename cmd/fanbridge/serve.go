@@ -13,6 +13,7 @@ import (
 
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/demo"
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/hangup"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/service"
 )
 
@@ -52,12 +53,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	// SIGHUP is taken from the start, so that one sent while the service starts (or, at the end,
-	// while the demo's broker closes) does not end the process with the signal's default action;
-	// one that arrives before the service exists is kept and reloads the file once it runs.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// SIGHUP is taken from the process's start (package hangup), so that one sent while the
+	// service starts (or, at the end, while the demo's broker closes) does not end the process
+	// with the signal's default action; one that arrives before the service exists is kept and
+	// reloads the file once it runs.
+	hup := hangup.Take()
+	defer hangup.Release()
 
 	var (
 		cfg   *config.Config
