@@ -1,10 +1,16 @@
 package eventbridge
 
 import (
+	"context"
+	"fmt"
 	"mime"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // FuzzParseMediaType holds parseMediaType to the standard library's parser: a Content-Type that
@@ -51,7 +57,9 @@ var traceparentForm = regexp.MustCompile(`(?s)^([0-9a-f]{2})-([0-9a-f]{32})-([0-
 
 // FuzzTraceparent holds traceparent to the grammar written as a regular expression, with the rules
 // the grammar cannot say: version ff is invalid, version 00 has no further fields, and neither id
-// may be all zeros. What is kept is the first 55 characters, the fields every version has.
+// may be all zeros. What is kept is the first 55 characters, the fields every version has, with a
+// version 00's reserved flag bits (all but sampled and random) cleared; OpenTelemetry's propagator
+// reads what is kept as the same trace and parent, and the same sampled flag.
 func FuzzTraceparent(f *testing.F) {
 	for _, s := range []string{
 		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -64,6 +72,10 @@ func FuzzTraceparent(f *testing.F) {
 		"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
 		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
 		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01", "", "00-",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09",
 	} {
 		f.Add(s)
 	}
@@ -77,10 +89,45 @@ func FuzzTraceparent(f *testing.F) {
 		if ok != want {
 			t.Fatalf("traceparent(%q) accepted %v, want %v", v, ok, want)
 		}
-		if ok && got != v[:55] {
-			t.Fatalf("traceparent(%q) kept %q, want the first 55 characters", v, got)
+		if !ok {
+			return
+		}
+		kept := v[:55]
+		if v[:2] == "00" {
+			flags, err := strconv.ParseUint(v[53:55], 16, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept = fmt.Sprintf("%s%02x", v[:53], flags&3)
+		}
+		if got != kept {
+			t.Fatalf("traceparent(%q) kept %q, want %q", v, got, kept)
+		}
+		sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(),
+			propagation.MapCarrier{"traceparent": got}))
+		if !sc.IsValid() || sc.TraceID().String() != v[3:35] || sc.SpanID().String() != v[36:52] ||
+			sc.IsSampled() != (hexDigit(got[54])&1 == 1) {
+			t.Fatalf("OpenTelemetry reads %q as %v (from %q)", got, sc, v)
 		}
 	})
+}
+
+// A version 00 traceparent with reserved flag bits set is kept with them cleared, and the receive
+// span then follows the trace the event carries on.
+func TestTraceparentReservedFlags(t *testing.T) {
+	for in, want := range map[string]string{
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-fe": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-a0": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+		// A later version's flags are its own: they are kept as they came.
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09": "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09",
+	} {
+		got, ok := traceparent(in)
+		if !ok || got != want {
+			t.Errorf("traceparent(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
 }
 
 // tracestateMember is one non-empty W3C tracestate list member: key = value.

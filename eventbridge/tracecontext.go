@@ -85,7 +85,10 @@ func checkTraceMetadata(md map[string]string) {
 // non-zero ids, and returns the value to keep. Version ff is invalid. Version 00 must be exactly
 // that long. A later version may go on with "-" and fields this version does not know: only its
 // first 55 characters are kept (as the specification parses them), so what follows, however long
-// and whatever it holds, never reaches an event.
+// and whatever it holds, never reaches an event. Version 00 defines two flags, sampled (01) and
+// random (02); the other bits are reserved, and whoever passes the context on must send them as
+// zero, so they are cleared (OpenTelemetry refuses a version 00 traceparent with them set, and the
+// receive span would not follow the trace the event carries).
 func traceparent(v string) (string, bool) {
 	if len(v) < traceparentLen || v[2] != '-' || v[35] != '-' || v[52] != '-' {
 		return "", false
@@ -107,7 +110,18 @@ func traceparent(v string) (string, bool) {
 		// A copy, so that the event does not keep a long header alive.
 		return strings.Clone(v[:traceparentLen]), true
 	}
+	if v[0:2] == "00" && (v[53] != '0' || v[54] > '3') {
+		return v[:53] + "0" + string("0123"[hexDigit(v[54])&3]), true
+	}
 	return v, true
+}
+
+// hexDigit returns the value of the lower-case hex digit c.
+func hexDigit(c byte) byte {
+	if c >= 'a' {
+		return c - 'a' + 10
+	}
+	return c - '0'
 }
 
 func lowerHex(s string) bool {
