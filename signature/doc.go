@@ -112,8 +112,10 @@
 //
 //   - Constant time. Keys, tokens, users and passwords are compared as SHA-256 digests with
 //     crypto/subtle, so every comparison has the same length; HMAC signatures are compared with
-//     hmac.Equal. Every configured key is compared on every request, with no early exit, so timing
-//     reveals neither which key matched nor whether the user name existed.
+//     hmac.Equal. Every configured secret (API keys, tokens, users, HMAC and Standard Webhooks
+//     secrets) is compared on every request, with no early exit, so timing reveals neither which
+//     secret matched nor whether the user name existed. Standard Webhooks public keys (v1a) are
+//     tried only when no secret matched, and in turn until one verifies: they are not secret.
 //   - No oracle. One 401 answer for every failure, see above.
 //   - Memory before trust. Nothing large is allocated from the client's Content-Length: the memory
 //     held for a body follows the bytes that arrive (in 16 KiB steps), and header-only credentials

@@ -99,15 +99,20 @@ func (c *MemoryReplayCache) Evicted() uint64 {
 	return c.evicted
 }
 
-// pruneLocked drops every id whose expiry is not after now.
+// pruneLocked drops every id whose expiry is not after now. It pops only heap entries that have
+// expired: an entry left behind by a released id is skipped on its own, never with the live id
+// after it.
 func (c *MemoryReplayCache) pruneLocked(now time.Time) {
 	for len(c.order) > 0 && !c.order[0].expires.After(now) {
-		c.popLocked()
+		e := heap.Pop(&c.order).(expiryEntry)
+		if exp, ok := c.entries[e.id]; ok && exp.Equal(e.expires) {
+			delete(c.entries, e.id)
+		}
 	}
 }
 
-// popLocked removes the heap's earliest entry and, when it is still the live record of its id,
-// the id itself. It reports whether a live id was removed.
+// popLocked removes the heap's earliest entries up to the first that is still the live record of
+// its id, and that id: the eviction of a full cache. It reports whether a live id was removed.
 func (c *MemoryReplayCache) popLocked() bool {
 	for len(c.order) > 0 {
 		e := heap.Pop(&c.order).(expiryEntry)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -439,6 +440,84 @@ func TestMemoryReplayCache(t *testing.T) {
 		require.NoError(t, c.Release(ctx, "x"))
 	}
 	assert.LessOrEqual(t, c.Len(), 3)
+}
+
+// A released id leaves its expiry behind in the cache's order; when that expiry passes, only it
+// goes, never the live id that expires after it. Otherwise, after a message answered outside 2xx
+// (released) and another accepted, a captured copy of the accepted one could be replayed inside
+// its tolerance, without the cache ever being full.
+func TestMemoryReplayCacheReleaseKeepsOthers(t *testing.T) {
+	ctx := context.Background()
+	c, err := signature.NewMemoryReplayCache(100)
+	require.NoError(t, err)
+	at := func(s int) time.Time { return testNow.Add(time.Duration(s) * time.Second) }
+	claim := func(id string, now, exp int) bool {
+		ok, err := c.Claim(ctx, id, at(now), at(exp))
+		require.NoError(t, err)
+		return ok
+	}
+	require.True(t, claim("a", 0, 10))
+	require.NoError(t, c.Release(ctx, "a"))
+	require.True(t, claim("b", 0, 600))
+	require.True(t, claim("c", 11, 611), "after a's expiry")
+	assert.False(t, claim("b", 11, 600), "b replayed inside its tolerance")
+	assert.Zero(t, c.Evicted())
+
+	// The same through the verifier: msg_a answered 503 (released), msg_b accepted, msg_c after
+	// msg_a's expiry, then msg_b again.
+	cache, err := signature.NewMemoryReplayCache(100)
+	require.NoError(t, err)
+	var mu sync.Mutex
+	now := testNow
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e := newEndpoint(t, signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithClock(clock), signature.WithReplayCache(cache))))
+	body := []byte(`{"n":3}`)
+	e.next.status = http.StatusServiceUnavailable
+	require.Equal(t, 503, e.post(t, swHeader(t, "msg_a", testNow, body, secretA), body, false).status)
+	e.next.status = 0
+	mu.Lock()
+	now = testNow.Add(time.Second)
+	mu.Unlock()
+	hb := swHeader(t, "msg_b", now, body, secretA)
+	require.Equal(t, 200, e.post(t, hb, body, false).status)
+	mu.Lock()
+	now = testNow.Add(5*time.Minute + 500*time.Millisecond)
+	mu.Unlock()
+	require.Equal(t, 200, e.post(t, swHeader(t, "msg_c", now, body, secretA), body, false).status)
+	assert.Equal(t, 401, e.post(t, hb, body, false).status, "msg_b replayed")
+	assert.ErrorIs(t, e.takeErr(), signature.ErrReplayed)
+}
+
+// MemoryReplayCache against a model, over random claims and releases at moving times in a cache
+// too large to evict: a claim wins exactly when its id is not held, or its hold has expired.
+func TestMemoryReplayCacheModel(t *testing.T) {
+	ctx := context.Background()
+	for seed := range 200 {
+		rng := mrand.New(mrand.NewPCG(uint64(seed), 0))
+		c, err := signature.NewMemoryReplayCache(1000)
+		require.NoError(t, err)
+		held := map[string]time.Time{}
+		now := testNow
+		for step := range 300 {
+			now = now.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+			id := fmt.Sprint("m", rng.IntN(12))
+			if rng.IntN(4) == 0 {
+				require.NoError(t, c.Release(ctx, id))
+				delete(held, id)
+				continue
+			}
+			exp := now.Add(time.Duration(1+rng.IntN(20)) * time.Second)
+			ok, err := c.Claim(ctx, id, now, exp)
+			require.NoError(t, err)
+			h, isHeld := held[id]
+			want := !isHeld || !h.After(now)
+			require.Equal(t, want, ok, "seed %d step %d: claim of %s at %v (held until %v: %v)", seed, step, id, now.Sub(testNow), h.Sub(testNow), isHeld)
+			if ok {
+				held[id] = exp
+			}
+		}
+		require.Zero(t, c.Evicted(), "seed %d", seed)
+	}
 }
 
 func TestMemoryReplayCacheConcurrentClaims(t *testing.T) {
