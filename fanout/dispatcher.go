@@ -51,6 +51,10 @@ type Dispatcher struct {
 
 	sinkMu   sync.Mutex
 	live     map[any]int // comparable Sink values -> running sinkStates using them
+	// newest holds, with ordering keys on, the latest sinkState started under each name until
+	// its workers are done, even once an Update removed it: a sink of that name added again
+	// later waits for it (see sinkState.after).
+	newest map[string]*sinkState
 	retiring sync.WaitGroup
 
 	errMu    sync.Mutex
@@ -83,7 +87,7 @@ func New(cfg Config, opts ...Option) (*Dispatcher, error) {
 	case c.clock == nil:
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidConfig)
 	}
-	d := &Dispatcher{cfg: c, claims: newClaims(), live: make(map[any]int), timed: c.meters != nil,
+	d := &Dispatcher{cfg: c, claims: newClaims(), live: make(map[any]int), newest: make(map[string]*sinkState), timed: c.meters != nil,
 		sysClock: c.clock == retry.SystemClock}
 	d.groups.New = func() any { return &group{done: make(chan struct{}, 1)} }
 	d.tasks.New = func() any { return new(task) }
@@ -652,12 +656,12 @@ func (d *Dispatcher) build(cfg Config, old *snapshot) (*snapshot, []*sinkState, 
 			if st, err = d.newSinkState(n); err != nil {
 				return nil, nil, err
 			}
-			if old != nil && d.cfg.orderingKey != nil {
-				for _, o := range old.sinks {
-					if o.name == n.Name {
-						st.after = o // see sinkState.after
-					}
-				}
+			if d.cfg.orderingKey != nil {
+				// The sink this one replaces, whether the last snapshot has it or an earlier
+				// Update removed it and its lanes may still hold events: see sinkState.after.
+				d.sinkMu.Lock()
+				st.after = d.newest[n.Name]
+				d.sinkMu.Unlock()
 			}
 			fresh = append(fresh, st)
 		}
@@ -682,6 +686,9 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 	for _, st := range fresh {
 		if k, ok := sinkKey(st.sink); ok {
 			d.live[k]++
+		}
+		if d.cfg.orderingKey != nil {
+			d.newest[st.name] = st
 		}
 	}
 	d.sinkMu.Unlock()
@@ -725,6 +732,11 @@ func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 	}
 	for _, st := range gone {
 		st.workers.Wait()
+		d.sinkMu.Lock()
+		if d.newest[st.name] == st {
+			delete(d.newest, st.name)
+		}
+		d.sinkMu.Unlock()
 		d.dropSink(st)
 	}
 }

@@ -26,7 +26,8 @@ type sinkState struct {
 	breaker  *breaker
 	attrSet
 	// after is the sink of the same name this one replaces in an Update, while ordering keys
-	// are on: its lanes may still hold earlier events of a key, so this one's workers start
+	// are on (the one the last snapshot has, or one an earlier Update removed and whose workers
+	// still run): its lanes may still hold earlier events of a key, so this one's workers start
 	// only once its workers are done. start clears it, so that no chain of Updates is kept.
 	after *sinkState
 
