@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,6 +135,11 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "duplicate sink name", from: "- name: g", to: "- name: k", wantError: `config: sinks[1].name: "k" names another sink too`},
 		{name: "bad retry policy", from: "topic: t}", to: "topic: t}\n    retry: {multiplier: 0.5}", wantError: "config: sinks[0].retry:"},
 		{name: "duration not a duration", from: "topic: t}", to: "topic: t}\n    retry: {max_interval: soon}", wantError: `config: sinks[0].retry.max_interval: want a duration such as 5s or 1m30s, got "soon"`},
+		{name: "queue size past what a channel can hold", from: "topic: t}", to: "topic: t}\n    queue_size: 1152921504606846976", wantError: "config: sinks[0].queue_size: want 0 (the default) to 1000000"},
+		{name: "queue size past memory", from: "topic: t}", to: "topic: t}\n    queue_size: 100000000000", wantError: "config: sinks[0].queue_size: want 0 (the default) to 1000000"},
+		{name: "negative queue size", from: "topic: t}", to: "topic: t}\n    queue_size: -1", wantError: "config: sinks[0].queue_size: want 0 (the default) to 1000000"},
+		{name: "concurrency past memory", from: "topic: t}", to: "topic: t}\n    concurrency: 50000000", wantError: "config: sinks[0].concurrency: want 0 (the default) to 10000"},
+		{name: "negative concurrency", from: "topic: t}", to: "topic: t}\n    concurrency: -1", wantError: "config: sinks[0].concurrency: want 0 (the default) to 10000"},
 		{name: "number not a number", from: "topic: t}", to: "topic: t}\n    concurrency: many", wantError: `config: sinks[0].concurrency: want a whole number, got "many"`},
 		{name: "duplicate route name", from: "routes:\n  - name: r", to: "routes:\n  - name: r\n    pattern: {source: [{prefix: \"aws.\"}]}\n    sinks: [k]\n  - name: r",
 			wantError: `config: routes[1].name: "r" names another route too`},
@@ -191,6 +197,22 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 			assert.NotContains(t, err.Error(), "hunter2", "no credential in an error")
 		})
 	}
+}
+
+// The largest queue_size and concurrency are accepted; one more is refused.
+func TestSinkQueueAndConcurrencyBounds(t *testing.T) {
+	doc := func(queue, conc int) string {
+		return strings.Replace(minimal, "topic: t}", fmt.Sprintf("topic: t}\n    queue_size: %d\n    concurrency: %d", queue, conc), 1)
+	}
+	c, err := config.Parse([]byte(doc(config.MaxQueueSize, config.MaxConcurrency)), env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, config.MaxQueueSize, c.Sinks[0].QueueSize)
+	assert.Equal(t, config.MaxConcurrency, c.Sinks[0].Concurrency)
+
+	_, err = config.Parse([]byte(doc(config.MaxQueueSize+1, config.MaxConcurrency+1)), env(nil))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "config: sinks[0].queue_size:")
+	assert.Contains(t, err.Error(), "config: sinks[0].concurrency:")
 }
 
 func TestSeveralProblemsReportedTogether(t *testing.T) {

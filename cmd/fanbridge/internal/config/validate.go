@@ -36,6 +36,11 @@ const (
 	DefaultDedupWindow       = time.Hour
 	DefaultDedupSize         = 100_000
 	DefaultGRPCCallTimeout   = 5 * time.Second
+	// MaxConcurrency and MaxQueueSize bound a sink's workers and queue: far above what one
+	// process can use, and low enough that a slip of the keyboard is refused here rather than
+	// making the dispatcher allocate until the process dies.
+	MaxConcurrency = 10_000
+	MaxQueueSize   = 1_000_000
 )
 
 // reserved paths are served by the service itself.
@@ -325,11 +330,11 @@ func (c *Config) validateSinks(e *Errors) map[string]bool {
 		if _, err := retry.New(s.Retry.Policy()); err != nil {
 			e.add(p+".retry", err.Error())
 		}
-		if s.Concurrency < 0 {
-			e.add(p+".concurrency", "must not be negative")
+		if s.Concurrency < 0 || s.Concurrency > MaxConcurrency {
+			e.addf(p+".concurrency", "want 0 (the default) to %d", MaxConcurrency)
 		}
-		if s.QueueSize < 0 {
-			e.add(p+".queue_size", "must not be negative")
+		if s.QueueSize < 0 || s.QueueSize > MaxQueueSize {
+			e.addf(p+".queue_size", "want 0 (the default) to %d", MaxQueueSize)
 		}
 		if s.Breaker.Failures < -1 {
 			e.add(p+".breaker.failures", "want -1 (off), 0 (default) or a positive count")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -195,4 +196,70 @@ logging: {level: %s}
 	reload("warn", secret, other)
 	assert.Equal(t, http.StatusOK, post(other), "new keys, new cache")
 	assert.Equal(t, http.StatusUnauthorized, post(other))
+}
+
+// lockedBuffer is a log destination safe for the service's goroutines to write while a test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A configuration that panics while it is applied (here a queue the Dispatcher cannot allocate,
+// set past the checks that now refuse it) is a rejected reload: the running configuration stays,
+// the reload after it applies, and the panic does not reach the SIGHUP goroutine.
+func TestReloadPanicIsARejectedReload(t *testing.T) {
+	text := testConfig(t, "info")
+	cfg, err := config.Parse(text, nil)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	logs := &lockedBuffer{}
+	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Listener: ln, ConfigText: text})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.shutdown() })
+	s.mu.Lock()
+	before, sinksBefore := s.cfg, s.sinks["consumer"]
+	s.mu.Unlock()
+
+	bad, err := config.Parse(testConfig(t, "warn"), nil)
+	require.NoError(t, err)
+	bad.Sinks[0].QueueSize = 1 << 60 // make(chan, 2*QueueSize) panics in the Dispatcher
+	err = func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("Reload panicked: %v", p)
+			}
+		}()
+		return s.Reload(bad)
+	}()
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "Reload panicked")
+	assert.Contains(t, err.Error(), "the configuration could not be applied")
+	assert.Contains(t, logs.String(), "configuration reload rejected; the running configuration stays")
+
+	s.mu.Lock()
+	after, sinksAfter := s.cfg, s.sinks["consumer"]
+	s.mu.Unlock()
+	assert.Same(t, before, after, "nothing changes")
+	assert.Same(t, sinksBefore, sinksAfter, "the running sink stays")
+	assert.Equal(t, "info", after.Logging.Level)
+
+	next, err := config.Parse(testConfig(t, "error"), nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Reload(next), "no lock is left held")
+	s.mu.Lock()
+	assert.Equal(t, "error", s.cfg.Logging.Level)
+	s.mu.Unlock()
 }

@@ -416,7 +416,7 @@ func (s *Service) Reload(cfg *config.Config) error {
 }
 
 // reload is Reload; the caller holds reloadMu.
-func (s *Service) reload(cfg *config.Config) error {
+func (s *Service) reload(cfg *config.Config) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.unready.Load() {
@@ -427,6 +427,28 @@ func (s *Service) reload(cfg *config.Config) error {
 		s.log.Error("configuration reload rejected; the running configuration stays", "err", err)
 		return err
 	}
+	var fresh []*builtSink
+	discard := func() {
+		for _, b := range fresh {
+			b.release()
+			_ = sink.Close(b.sink)
+		}
+	}
+	// A panic while building or swapping in the new configuration (a value the checks let
+	// through and a library cannot take) rejects it like any other error: a reload runs on
+	// the SIGHUP or watch goroutine, where a panic would end the process and lose what the
+	// async queues hold. Until the Dispatcher took the new sinks and routes, nothing changed;
+	// after that the new configuration partly runs, so a panic there is no rejection and goes on.
+	swapped := false
+	defer func() {
+		if p := recover(); p != nil {
+			if swapped {
+				panic(p)
+			}
+			discard()
+			err = fail(fmt.Errorf("config: the configuration could not be applied: %v", p))
+		}
+	}()
 	if s.opts.ListenAddress != "" {
 		cfg.Listen.Address = s.opts.ListenAddress
 	}
@@ -445,13 +467,6 @@ func (s *Service) reload(cfg *config.Config) error {
 	cfg.Logging.Format, cfg.Reload = s.cfg.Logging.Format, s.cfg.Reload
 
 	next := map[string]*builtSink{}
-	var fresh []*builtSink
-	discard := func() {
-		for _, b := range fresh {
-			b.release()
-			_ = sink.Close(b.sink)
-		}
-	}
 	for i := range cfg.Sinks {
 		sc := &cfg.Sinks[i]
 		if old, ok := s.sinks[sc.Name]; ok && old.key == sinkKey(sc) {
@@ -480,6 +495,7 @@ func (s *Service) reload(cfg *config.Config) error {
 		discard()
 		return fail(fmt.Errorf("config: %w", err))
 	}
+	swapped = true
 	s.intake.Store(&h)
 	var released []string
 	var gone []*builtSink
