@@ -216,50 +216,65 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// A configuration that panics while it is applied (here a queue the Dispatcher cannot allocate,
-// set past the checks that now refuse it) is a rejected reload: the running configuration stays,
-// the reload after it applies, and the panic does not reach the SIGHUP goroutine.
+// A configuration that panics while it is applied is a rejected reload: the running
+// configuration stays, the reload after it applies, and the panic does not reach the SIGHUP
+// goroutine. The panics: a queue the Dispatcher cannot allocate (set past the checks that refuse
+// it; a Dispatcher that refuses it with an error instead is as good), and one raised once the
+// new sinks are built.
 func TestReloadPanicIsARejectedReload(t *testing.T) {
-	text := testConfig(t, "info")
-	cfg, err := config.Parse(text, nil)
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	logs := &lockedBuffer{}
-	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Listener: ln, ConfigText: text})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.shutdown() })
-	s.mu.Lock()
-	before, sinksBefore := s.cfg, s.sinks["consumer"]
-	s.mu.Unlock()
+	for _, tc := range []struct {
+		name  string
+		spoil func(*config.Config)
+		swap  func()
+	}{
+		{name: "in the dispatcher", spoil: func(c *config.Config) { c.Sinks[0].QueueSize = 1 << 60 }},
+		{name: "before the swap", spoil: func(c *config.Config) { c.Sinks[0].QueueSize = 7 }, swap: func() { panic("boom") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := testConfig(t, "info")
+			cfg, err := config.Parse(text, nil)
+			require.NoError(t, err)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			logs := &lockedBuffer{}
+			s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Listener: ln, ConfigText: text})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = s.shutdown() })
+			s.mu.Lock()
+			before, sinkBefore := s.cfg, s.sinks["consumer"]
+			s.mu.Unlock()
 
-	bad, err := config.Parse(testConfig(t, "warn"), nil)
-	require.NoError(t, err)
-	bad.Sinks[0].QueueSize = 1 << 60 // make(chan, 2*QueueSize) panics in the Dispatcher
-	err = func() (err error) {
-		defer func() {
-			if p := recover(); p != nil {
-				err = fmt.Errorf("Reload panicked: %v", p)
-			}
-		}()
-		return s.Reload(bad)
-	}()
-	require.Error(t, err)
-	assert.NotContains(t, err.Error(), "Reload panicked")
-	assert.Contains(t, err.Error(), "the configuration could not be applied")
-	assert.Contains(t, logs.String(), "configuration reload rejected; the running configuration stays")
+			bad, err := config.Parse(testConfig(t, "warn"), nil)
+			require.NoError(t, err)
+			tc.spoil(bad) // a changed sink: built anew before the swap
+			beforeSwap = tc.swap
+			t.Cleanup(func() { beforeSwap = nil })
+			err = func() (err error) {
+				defer func() {
+					if p := recover(); p != nil {
+						err = fmt.Errorf("Reload panicked: %v", p)
+					}
+				}()
+				return s.Reload(bad)
+			}()
+			beforeSwap = nil
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), "Reload panicked")
+			assert.Contains(t, logs.String(), "configuration reload rejected; the running configuration stays")
 
-	s.mu.Lock()
-	after, sinksAfter := s.cfg, s.sinks["consumer"]
-	s.mu.Unlock()
-	assert.Same(t, before, after, "nothing changes")
-	assert.Same(t, sinksBefore, sinksAfter, "the running sink stays")
-	assert.Equal(t, "info", after.Logging.Level)
+			s.mu.Lock()
+			after, sinkAfter := s.cfg, s.sinks["consumer"]
+			s.mu.Unlock()
+			assert.Same(t, before, after, "nothing changes")
+			assert.Same(t, sinkBefore, sinkAfter, "the running sink stays")
+			assert.Equal(t, "info", after.Logging.Level)
 
-	next, err := config.Parse(testConfig(t, "error"), nil)
-	require.NoError(t, err)
-	require.NoError(t, s.Reload(next), "no lock is left held")
-	s.mu.Lock()
-	assert.Equal(t, "error", s.cfg.Logging.Level)
-	s.mu.Unlock()
+			next, err := config.Parse(testConfig(t, "error"), nil)
+			require.NoError(t, err)
+			require.NoError(t, s.Reload(next), "no lock is left held")
+			s.mu.Lock()
+			assert.Equal(t, "error", s.cfg.Logging.Level)
+			s.mu.Unlock()
+		})
+	}
 }

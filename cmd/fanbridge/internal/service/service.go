@@ -405,6 +405,10 @@ func (s *Service) ReloadFile() error {
 // afterRead, when set by a test, runs in ReloadFile between reading the file and applying it.
 var afterRead func()
 
+// beforeSwap, when set by a test, runs in a reload once the new sinks are built, before the
+// Dispatcher takes them.
+var beforeSwap func()
+
 // Reload applies a new, validated configuration without dropping traffic: sinks whose settings
 // changed (or are new) are built first, then routes and sinks are swapped into the Dispatcher
 // atomically, then the intake paths and verifiers. Settings that cannot change in a running
@@ -490,6 +494,9 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 	if err != nil {
 		discard()
 		return fail(err)
+	}
+	if beforeSwap != nil {
+		beforeSwap()
 	}
 	if err := s.disp.Update(fanout.Config{Sinks: sinkConfigs(cfg, next), Routes: routes, DLQ: s.queue}); err != nil {
 		discard()
