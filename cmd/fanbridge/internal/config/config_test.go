@@ -215,6 +215,67 @@ func TestSinkQueueAndConcurrencyBounds(t *testing.T) {
 	assert.Contains(t, err.Error(), "config: sinks[0].concurrency:")
 }
 
+// A key written with nothing after it (or ~, or null) is there: for tls that means TLS with the
+// system roots, as the README says of its presence, never plaintext, and the other keys that
+// stand for a group of settings are checked as that group with nothing set.
+func TestNullKeyIsPresent(t *testing.T) {
+	const kafkaSASL = "sasl: {mechanism: plain, username: u, password: \"${PW}\"}"
+	cases := []struct {
+		name      string
+		from, to  string // replaced in minimal, or appended when from is ""
+		check     func(t *testing.T, c *config.Config)
+		wantError string
+	}{
+		{name: "kafka sink tls left empty", from: "kafka: {brokers: [\"127.0.0.1:9092\"], topic: t}",
+			to: "kafka:\n      brokers: [\"127.0.0.1:9092\"]\n      topic: t\n      tls:\n      " + kafkaSASL,
+			check: func(t *testing.T, c *config.Config) {
+				require.NotNil(t, c.Sinks[0].Kafka.TLS)
+				cc, err := c.Sinks[0].Kafka.ClientConfig()
+				require.NoError(t, err)
+				require.NotNil(t, cc.TLS, "TLS on")
+				assert.False(t, cc.TLS.InsecureSkipVerify)
+				assert.Nil(t, cc.TLS.RootCAs, "the system roots")
+			}},
+		{name: "kafka sink tls ~", from: "topic: t}", to: "topic: t, tls: ~, " + kafkaSASL + "}",
+			check: func(t *testing.T, c *config.Config) { assert.NotNil(t, c.Sinks[0].Kafka.TLS) }},
+		{name: "kafka sink tls null", from: "topic: t}", to: "topic: t, tls: null}",
+			check: func(t *testing.T, c *config.Config) { assert.NotNil(t, c.Sinks[0].Kafka.TLS) }},
+		{name: "kafka dlq tls left empty", to: "dlq:\n  kafka:\n    brokers: [\"127.0.0.1:9092\"]\n    topic: d\n    tls:\n    " + kafkaSASL + "\n",
+			check: func(t *testing.T, c *config.Config) {
+				require.NotNil(t, c.DLQ.Kafka.TLS)
+				cc, err := c.DLQ.Kafka.ClientConfig()
+				require.NoError(t, err)
+				assert.NotNil(t, cc.TLS)
+			}},
+		{name: "grpc tls left empty", from: "grpc: {targets: [\"127.0.0.1:5000\"], insecure: true}", to: "grpc:\n      targets: [\"127.0.0.1:5000\"]\n      tls:",
+			check: func(t *testing.T, c *config.Config) { assert.NotNil(t, c.Sinks[1].GRPC.TLS) }},
+		{name: "grpc tls left empty beside insecure", from: "insecure: true}", to: "insecure: true, tls: }", wantError: "config: sinks[1].grpc.insecure: cannot be combined with tls"},
+		{name: "sasl left empty", from: "topic: t}", to: "topic: t, sasl: }", wantError: "config: sinks[0].kafka.sasl.username: is required"},
+		{name: "dlq left empty", to: "dlq:\n", wantError: "config: dlq: one of file or kafka is required"},
+		{name: "file dlq left empty", to: "dlq: {file: }\n", wantError: "config: dlq.file.dir: is required"},
+		{name: "kafka left empty", from: "kafka: {brokers: [\"127.0.0.1:9092\"], topic: t}", to: "kafka:", wantError: "config: sinks[0].kafka.brokers: at least one broker is required"},
+		{name: "verifier left empty", from: `{header: X-Api-Key, keys: ["k-0123456789"]}`, to: "", wantError: "config: intake[0].verifiers[0].api_key:"},
+		{name: "pattern left empty", from: `{source: [{prefix: "aws."}]}`, to: "", wantError: "config: routes[0].pattern: want an event pattern, as a mapping or a JSON string, got nothing (line 13)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := minimal + tc.to
+			if tc.from != "" {
+				require.Contains(t, minimal, tc.from)
+				doc = strings.Replace(minimal, tc.from, tc.to, 1)
+			}
+			c, err := config.Parse([]byte(doc), env(map[string]string{"PW": "secret-password"}))
+			if tc.wantError != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.wantError)
+				return
+			}
+			require.NoError(t, err)
+			tc.check(t, c)
+		})
+	}
+}
+
 func TestSeveralProblemsReportedTogether(t *testing.T) {
 	doc := strings.Replace(minimal, "sinks: [k, g]", "sinks: [k, nope]", 1) + "dispatch: {mode: fast}\n"
 	_, err := config.Parse([]byte(doc), env(nil))

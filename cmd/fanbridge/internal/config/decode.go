@@ -104,6 +104,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		n = n.Alias
 	}
 	if isNull(n) {
+		d.decodeNull(n, v, path)
 		return
 	}
 	t := v.Type()
@@ -223,6 +224,24 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	default:
 		d.fail(path, n, "cannot decode into %s", t)
 	}
+}
+
+// decodeNull decodes an explicit null (a key with nothing after it, ~ or null). For most keys
+// it is the same as leaving the key out. A key that turns a feature on by being there, as tls
+// does, says it is there all the same: such a key with all its settings commented out must not
+// quietly mean off, which for tls is plaintext with SASL passwords on the wire. So a null
+// pointer-to-struct key becomes the struct with its defaults, refused by validation where those
+// are not enough, and a null pattern is refused here.
+func (d *decoder) decodeNull(n *yaml.Node, v reflect.Value, path string) {
+	t := v.Type()
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return
+	}
+	if t.Elem() == patternType {
+		d.fail(path, n, "want an event pattern, as a mapping or a JSON string, got nothing")
+		return
+	}
+	v.Set(reflect.New(t.Elem()))
 }
 
 // fields lists the yaml keys of a struct type, flattening ",inline" members.
