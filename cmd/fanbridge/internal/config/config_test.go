@@ -358,6 +358,21 @@ func TestEnvExpansion(t *testing.T) {
 			name: "invalid name", doc: minimal + "listen: {address: \"${1X}\"}\n",
 			wantErr: `config: listen.address: invalid variable name "1X"`,
 		},
+		{
+			// Cut at the first "}", the key would be the guessable text "${FALLBACK_KEY}".
+			name: "reference in a default", doc: strings.Replace(minimal, `keys: ["k-0123456789"]`, `keys: ["${API_KEY:-${FALLBACK_KEY}}"]`, 1),
+			env:     map[string]string{"FALLBACK_KEY": "fallback-key-0123456789"},
+			wantErr: "config: intake[0].verifiers[0].api_key.keys[0]: the default of ${API_KEY:-...} holds a ${...} reference",
+		},
+		{
+			name: "reference in a default, variable set", doc: minimal + "listen: {address: \"${ADDR:-127.0.0.1:${PORT}}\"}\n",
+			env:     map[string]string{"ADDR": "127.0.0.1:80", "PORT": "81"},
+			wantErr: "config: listen.address: the default of ${ADDR:-...} holds a ${...} reference",
+		},
+		{
+			name: "escaped reference in a default", doc: minimal + "listen: {address: \"${ADDR:-$${PORT}}\"}\n",
+			wantErr: "config: listen.address: the default of ${ADDR:-...} holds a ${...} reference",
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

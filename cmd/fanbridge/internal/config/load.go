@@ -182,7 +182,8 @@ func decodeRoot(root *yaml.Node, lookup Lookup) (*Config, error) {
 
 // expand replaces ${NAME} and ${NAME:-default} in s. "$${" stands for a literal "${". It reports
 // whether anything was replaced. A variable that is unset (or empty, with a default given) takes
-// the default; unset without a default is an error naming it.
+// the default; unset without a default is an error naming it. A default is literal text without
+// "${" in it.
 func expand(s string, lookup Lookup) (string, bool, error) {
 	if !strings.Contains(s, "${") {
 		return s, false, nil
@@ -211,6 +212,11 @@ func expand(s string, lookup Lookup) (string, bool, error) {
 		name, def, hasDef := strings.Cut(expr, ":-")
 		if !validEnvName(name) {
 			return "", false, fmt.Errorf("invalid variable name %q in ${...}", name)
+		}
+		// A reference in a default would end the outer one at its own "}", leaving its text,
+		// such as "${FALLBACK_KEY}", as the value: for a key or password, one anybody can guess.
+		if strings.Contains(def, "${") {
+			return "", false, fmt.Errorf("the default of ${%s:-...} holds a ${...} reference; defaults are literal text, and references do not nest", name)
 		}
 		val, ok := lookup(name)
 		switch {
