@@ -29,9 +29,10 @@
 // over both is dispatched once (deduplicated by ID over the last WithDedupWindow events). A set of
 // topics never holds more than two channels: when a replacement must itself be replaced during its
 // overlap, the old channel is closed first. Opening a channel is retried with backoff
-// (WithReconnectPolicy), and a channel replaced within the heartbeat timeout of being subscribed (a
-// socket a proxy closes at once, say) counts as a failed attempt: the lane waits before opening the
-// next one, longer each time, as the policy's interval grows, until a channel lives longer than the
+// (WithReconnectPolicy); a WebSocket handshake that gets no answer within the heartbeat timeout (a
+// proxy that takes the connection and never answers) is such a failed attempt. A channel replaced
+// within the heartbeat timeout of being subscribed (a socket a proxy closes at once, say) counts as
+// a failed attempt too: the lane waits before opening the next one, longer each time, as the policy's interval grows, until a channel lives longer than the
 // heartbeat timeout. Replacing a channel creates or connects one and subscribes up to 1,000 topics,
 // requests that count against the organization's API rate limit; this keeps a socket that keeps
 // breaking from spending it. For the same reason, subscriptions that Genesys drops again within the

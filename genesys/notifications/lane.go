@@ -351,7 +351,18 @@ func (l *lane) connect(ctx context.Context) (*conn, error) {
 			kept = cl
 		}
 		ch := kept.channel()
-		ws, resp, err := websocket.Dial(actx, ch.ConnectURI, &websocket.DialOptions{HTTPClient: l.s.client.HTTPClient()})
+		// Neither the HTTP client nor the reconnect policy need bound an attempt, and a proxy that
+		// takes the connection but never answers the handshake would otherwise hold the lane for
+		// ever, without a socket: the answer must come within the heartbeat timeout, as a message
+		// must once the socket is open.
+		dctx, cancel := l.s.silenceContext(actx)
+		ws, resp, err := websocket.Dial(dctx, ch.ConnectURI, &websocket.DialOptions{HTTPClient: l.s.client.HTTPClient()})
+		unanswered := err != nil && actx.Err() == nil && errors.Is(context.Cause(dctx), context.DeadlineExceeded)
+		cancel()
+		if unanswered {
+			return fmt.Errorf("notifications: connecting to channel %s: no answer to the WebSocket handshake within the heartbeat timeout (%v): %w",
+				ch.ID, l.s.cfg.heartbeatTimeout, err)
+		}
 		if err != nil {
 			err = fmt.Errorf("notifications: connecting to channel %s: %w", ch.ID, err)
 			// The socket endpoint's answer alone does not make the channel gone: the API must say

@@ -101,7 +101,9 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 }
 
 // WithHeartbeatTimeout sets how long a socket may stay silent (no heartbeat, no message) before it
-// is considered dead and replaced. The default is DefaultHeartbeatTimeout (60s, two heartbeats).
+// is considered dead and replaced, and how long the answer to a WebSocket handshake may take
+// before the attempt counts as failed and is retried. The default is DefaultHeartbeatTimeout (60s,
+// two heartbeats).
 func WithHeartbeatTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.heartbeatTimeout = d })
 }

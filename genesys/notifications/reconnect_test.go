@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,12 +20,13 @@ import (
 )
 
 // laneLog is a slog.Handler that reports what a lane logs: the wait of every "replaced soon"
-// warning to waits, and of every "dropped again soon" warning to dropWaits; every "channel
+// warning to waits, of every "dropped again soon" warning to dropWaits, and of every failed
+// attempt to open a channel to failures; every "channel
 // subscribed" (logged once the lane has the answer to its subscription) to subscribed; every
 // "subscribed again" to restored; every system notice read (logged once the reader has passed it
 // on to the lane) to notices. Nil channels are not reported to.
 type laneLog struct {
-	waits, dropWaits              chan time.Duration
+	waits, dropWaits, failures    chan time.Duration
 	subscribed, restored, notices chan struct{}
 }
 
@@ -54,6 +57,8 @@ func (h laneLog) Handle(_ context.Context, r slog.Record) error {
 		wait(h.waits)
 	case "notifications: subscriptions dropped again soon after they were restored; waiting before subscribing again":
 		wait(h.dropWaits)
+	case "notifications: opening a channel failed, retrying":
+		wait(h.failures)
 	}
 	return nil
 }
@@ -210,4 +215,42 @@ func TestRepeatedNoLongerSubscribedBacksOff(t *testing.T) {
 	assert.Equal(t, 1, h.srv.ChannelsCreated())
 	assert.Equal(t, id, h.srv.Channels()[0].ID)
 	assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "reason", "no_longer_subscribed"))
+}
+
+// A proxy that takes the connection but never answers the WebSocket handshake does not hold the
+// lane for ever: the answer must come within the heartbeat timeout, on the source's clock, and an
+// attempt without one is retried after the reconnect policy's wait, connecting the same channel
+// again.
+func TestUnansweredHandshakeIsRetried(t *testing.T) {
+	const heartbeatTimeout = time.Minute
+	clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	logs := laneLog{failures: make(chan time.Duration, 4), subscribed: make(chan struct{}, 4)}
+	policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter, MaxAttempts: -1}
+	h := newHarness(t, []string{presence}, nil, notifications.WithClock(clk), notifications.WithReconnectPolicy(policy),
+		notifications.WithHeartbeatTimeout(heartbeatTimeout), notifications.WithLogger(slog.New(logs)))
+	hung, release := make(chan struct{}, 1), make(chan struct{})
+	t.Cleanup(func() { close(release) }) // before the server closes, which waits for its handlers
+	var first atomic.Bool
+	first.Store(true)
+	h.srv.SetHook(func(r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/channels/") && first.CompareAndSwap(true, false) {
+			hung <- struct{}{}
+			<-release // a handshake that is never answered
+		}
+	})
+	ctx := h.start(t)
+	recv(t, ctx, hung)
+	waitDue(t, ctx, clk, heartbeatTimeout)
+	clk.Advance(heartbeatTimeout)
+	assert.Equal(t, time.Second, recv(t, ctx, logs.failures))
+	waitDue(t, ctx, clk, time.Second)
+	clk.Advance(time.Second)
+	recv(t, ctx, logs.subscribed)
+
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	sent := publish(h.srv, presence, 1, 3)
+	require.Len(t, sent, 3)
+	h.rec.waitCount(t, ctx, len(sent))
+	assert.Equal(t, 1, h.srv.ChannelsCreated(), "the channel is connected again, not replaced")
+	assert.Equal(t, 2, h.srv.Count(http.MethodGet, "/channels/"), "handshakes")
 }

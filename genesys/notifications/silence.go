@@ -7,8 +7,8 @@ import (
 )
 
 // silenceContext returns ctx bounded by the heartbeat timeout, measured on the source's clock, for
-// one wait for the next message; context.Cause of the result is context.DeadlineExceeded once the
-// timeout has passed. With another clock than the system's (a test's fake clock) the timeout
+// one wait for the next message or for the answer to a WebSocket handshake; context.Cause of the
+// result is context.DeadlineExceeded once the timeout has passed. With another clock than the system's (a test's fake clock) the timeout
 // passes when that clock says so.
 func (s *Source) silenceContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if s.cfg.clock == retry.SystemClock {
