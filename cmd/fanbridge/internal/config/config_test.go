@@ -180,6 +180,9 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "key given twice", doc: minimal + "logging: {level: info, level: debug}\n", wantError: "config: logging.level: key given twice"},
 		{name: "not a mapping", doc: "- a\n- b\n", wantError: "config: the file must hold a mapping of settings, got a list"},
 		{name: "empty file", doc: "", wantError: "config: the file is empty"},
+		{name: "comments only", doc: "# nothing yet\n", wantError: "config: the file is empty"},
+		{name: "second document", doc: minimal + "---\ndlq: {file: {dir: /tmp/x}}\n", wantError: "config: the file holds more than one YAML document (a --- line starts another, with settings at line 16); put every setting in one"},
+		{name: "second document, invalid", doc: minimal + "---\n[\n", wantError: "config: "},
 		{name: "yaml syntax", doc: "intake: [\n", wantError: "config: "},
 		{name: "no sinks or routes", doc: "intake:\n  - {path: /e, insecure_no_auth: true}\n", wantError: "config: sinks: at least one sink is required"},
 	}
@@ -273,6 +276,15 @@ func TestNullKeyIsPresent(t *testing.T) {
 			require.NoError(t, err)
 			tc.check(t, c)
 		})
+	}
+}
+
+// A file may start with "---" and end with "---" or "...": one document, read whole.
+func TestOneDocumentWithMarkers(t *testing.T) {
+	for _, doc := range []string{"---\n" + minimal, minimal + "---\n", minimal + "...\n", "---\n" + minimal + "---\n# the end\n"} {
+		c, err := config.Parse([]byte(doc), env(nil))
+		require.NoError(t, err, doc)
+		assert.Len(t, c.Sinks, 2)
 	}
 }
 

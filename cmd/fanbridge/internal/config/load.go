@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"strconv"
@@ -102,17 +104,16 @@ func LoadDLQ(path string, lookup Lookup) (*DLQ, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, &Errors{List: []string{"config: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	root, err := document(b)
+	if err != nil {
+		return nil, err
 	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+	if root.Kind != yaml.MappingNode {
 		_, err := Decode(b, lookup) // says what is wrong with the file
 		return nil, err
 	}
 	// The dlq key and value nodes themselves, not a copy of their text: aliases keep pointing
 	// at anchors elsewhere in the file, and errors keep the file's line numbers.
-	root := doc.Content[0]
 	only := &yaml.Node{Kind: yaml.MappingNode, Line: root.Line, Column: root.Column}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		if root.Content[i].Value == "dlq" {
@@ -150,15 +151,45 @@ func Parse(text []byte, lookup Lookup) (*Config, error) {
 
 // Decode decodes YAML text without validating it (defaults are not applied either).
 func Decode(text []byte, lookup Lookup) (*Config, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(text, &doc); err != nil {
-		// yaml.v3's syntax errors carry a line number and the offending token only, never a value.
-		return nil, &Errors{List: []string{"config: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	root, err := document(text)
+	if err != nil {
+		return nil, err
 	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+	return decodeRoot(root, lookup)
+}
+
+// document parses text as one YAML document and returns its top node. A file of several
+// documents is refused: reading only the first would quietly drop every setting after a "---"
+// (a dead-letter queue, say); an empty document after one, as a trailing "---" makes, is allowed.
+func document(text []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(text))
+	var root *yaml.Node
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			// yaml.v3's syntax errors carry a line number and the offending token only, never a value.
+			return nil, &Errors{List: []string{"config: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+		}
+		if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+			continue
+		}
+		n := doc.Content[0]
+		if root == nil {
+			root = n
+			continue
+		}
+		if !isNull(n) {
+			return nil, &Errors{List: []string{fmt.Sprintf("config: the file holds more than one YAML document (a --- line starts another, with settings at line %d); put every setting in one", n.Line)}}
+		}
+	}
+	if root == nil {
 		return nil, &Errors{List: []string{"config: the file is empty"}}
 	}
-	return decodeRoot(doc.Content[0], lookup)
+	return root, nil
 }
 
 // decodeRoot decodes the file's top-level mapping, or a part of it.

@@ -57,6 +57,11 @@ dlq:
 	assert.Contains(t, derr.Error(), "line 8", "the file's line numbers")
 	assert.Contains(t, lerr.Error(), "line 8")
 
+	// A dlq section in a second document is not quietly left out.
+	_, derr = config.LoadDLQ(write(t, "listen: {address: \"127.0.0.1:0\"}\n---\ndlq: {file: {dir: /tmp/x}}\n"), env(nil))
+	require.Error(t, derr)
+	assert.Contains(t, derr.Error(), "config: the file holds more than one YAML document")
+
 	d, err = config.LoadDLQ(write(t, "listen: {address: \"127.0.0.1:0\"}\n"), env(nil))
 	require.NoError(t, err)
 	assert.Nil(t, d, "no dlq section")
