@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -370,6 +371,82 @@ func TestSinkStuckInQueuePastBudgetIsDeadLetteredWithoutAttempt(t *testing.T) {
 			assert.Equal(t, dlq.ConditionAge, q.Entries()[0].Condition)
 			assert.Equal(t, 0, q.Entries()[0].Attempts)
 		})
+	}
+}
+
+// barrierDLQ holds every Put until n Puts are under way at once, then lets them all through.
+type barrierDLQ struct {
+	memDLQ
+	n       int
+	mu      sync.Mutex
+	waiting int
+	all     chan struct{}
+	entered chan struct{}
+}
+
+func (q *barrierDLQ) Put(ctx context.Context, e dlq.Entry) error {
+	q.mu.Lock()
+	q.waiting++
+	if q.waiting == q.n {
+		close(q.all)
+	}
+	q.mu.Unlock()
+	q.entered <- struct{}{}
+	select {
+	case <-q.all:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return q.memDLQ.Put(ctx, e)
+}
+
+// When the budget runs out with tasks still queued behind busy workers, in several sinks, their
+// dead-letter writes run side by side: the answer waits for the slowest write, not for the sum
+// of all of them (three 600ms writes behind eventbridge.Handler's 4s would answer after
+// EventBridge's 5s). The dead-letter queue here lets a write finish only once all three are under
+// way at once, so writes made one after another never finish at all.
+func TestWithdrawnTasksAreDeadLetteredSideBySide(t *testing.T) {
+	gate := make(chan struct{})
+	entered := make(chan struct{}, 3)
+	blocker := func(_ context.Context, e *fanbridge.Event) error {
+		if e.ID == "block" {
+			entered <- struct{}{}
+			<-gate
+		}
+		return nil
+	}
+	q := &barrierDLQ{n: 3, all: make(chan struct{}), entered: make(chan struct{}, 3)}
+	var scs []fanout.SinkConfig
+	for _, n := range []string{"a", "b", "c"} {
+		scs = append(scs, fanout.SinkConfig{Name: n, Sink: sink.Func(blocker), Concurrency: 1})
+	}
+	d := newDispatcher(t, fanout.Config{Sinks: scs,
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b", "c"}}}, DLQ: q},
+		fanout.WithMode(fanout.Async), fanout.WithDLQReserve(50*time.Millisecond), fanout.WithDLQTimeout(testTimeout))
+	defer close(gate)
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("block", "x")))
+	for range 3 {
+		recv(t, entered) // each sink's only worker is held
+	}
+	dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	var res fanout.Result
+	go func() {
+		r, err := d.Deliver(dctx, event("e", "x"))
+		res = r
+		done <- err
+	}()
+	for range 3 {
+		recv(t, q.entered) // all three writes are under way at once
+	}
+	require.NoError(t, recv(t, done))
+	require.Len(t, res.Sinks, 3)
+	for _, r := range res.Sinks {
+		assert.Equal(t, fanout.DeadLettered, r.Outcome, r.Sink)
+		assert.Zero(t, r.Attempts, r.Sink)
+		assert.True(t, q.Has("e", r.Sink), r.Sink)
 	}
 }
 

@@ -49,12 +49,12 @@ type Dispatcher struct {
 	drainCancel context.CancelFunc
 	reg         registry
 
-	sinkMu   sync.Mutex
-	live     map[any]int // comparable Sink values -> running sinkStates using them
+	sinkMu sync.Mutex
+	live   map[any]int // comparable Sink values -> running sinkStates using them
 	// newest holds, with ordering keys on, the latest sinkState started under each name until
 	// its workers are done, even once an Update removed it: a sink of that name added again
 	// later waits for it (see sinkState.after).
-	newest map[string]*sinkState
+	newest   map[string]*sinkState
 	retiring sync.WaitGroup
 
 	errMu    sync.Mutex
@@ -355,12 +355,7 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 	case <-gctx.Done():
 		// Tasks no worker has started yet get their outcome here, now: a sink whose queue is
 		// long must not hold the answer past the budget.
-		for j := range g.tasks {
-			t := &g.tasks[j]
-			if t.sink.withdraw(t) {
-				d.complete(t, t.sink.abandon(t))
-			}
-		}
+		d.withdrawQueued(g)
 		<-g.done
 	}
 
@@ -621,6 +616,18 @@ func (d *Dispatcher) SetRoutes(routes []Route) error {
 	}
 	d.commit(old, newSnapshot(old.sinks, rs, old.dlq), nil)
 	return nil
+}
+
+// withdrawQueued gives every task of g that no worker has started yet its outcome now that g's
+// budget is over: dead-lettered, each on a goroutine of its own, so that the answer waits for
+// the slowest of those writes, not for their sum. A task already withdrawn is left alone.
+func (d *Dispatcher) withdrawQueued(g *group) {
+	for j := range g.tasks {
+		t := &g.tasks[j]
+		if t.sink.withdraw(t) {
+			go func() { d.complete(t, t.sink.abandon(t)) }()
+		}
+	}
 }
 
 // build checks cfg and makes a snapshot of it, reusing old's sinks where they are unchanged.

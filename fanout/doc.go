@@ -82,11 +82,13 @@
 // under EventBridge's 5s timeout), or WithBudget (default 4s) when the context has none. Retrying
 // stops WithDLQReserve (default 500ms, at most half the budget) before the deadline, so that the
 // dead-letter write fits; an event still failing then is dead-lettered with dlq.ConditionAge, and
-// one that waited in a long queue past the budget is dead-lettered without an attempt. Retry
-// policies count age (Policy.MaxAge) from the event's arrival, in both modes, and no attempt starts
-// past it: an event that waited in a sink's queue longer than MaxAge is dead-lettered with
-// dlq.ConditionAge and no attempt. In Async mode there
-// is no request budget: give sinks that may hang a Policy.AttemptTimeout (or wrap them with
+// one that waited in a long queue past the budget is dead-lettered without an attempt. Those
+// writes run side by side, each bounded by WithDLQTimeout, so the answer comes at most
+// WithDLQTimeout after retrying stopped, however many sinks needed one; a queue slower than the
+// reserve makes it later than the deadline. Retry policies count age (Policy.MaxAge) from the
+// event's arrival, in both modes, and no attempt starts past it: an event that waited in a sink's
+// queue longer than MaxAge is dead-lettered with dlq.ConditionAge and no attempt. In Async mode
+// there is no request budget: give sinks that may hang a Policy.AttemptTimeout (or wrap them with
 // sink.Timeout), or a hanging Send holds its worker until Close's deadline.
 //
 // Cancellation. The dead-letter write runs under a context detached from the dispatch's
