@@ -33,14 +33,14 @@ type SinkConfig struct {
 	// Retry is the sink's own retry policy; the zero Policy takes retry's defaults (5 attempts,
 	// 100ms growing twice up to 10s, full jitter). Its MaxAge counts from the event's arrival.
 	Retry retry.Policy
-	// Concurrency is the most Sends in flight to this sink at once. The default is 32. In Sync
-	// mode each dispatch waiting on the sink holds one, so a sink that batches concurrent Sends
-	// (the Kafka sink does) delivers more cheaply when this is at least the number of requests
-	// the intake serves at once.
+	// Concurrency is the most Sends in flight to this sink at once, at most MaxConcurrency. The
+	// default is 32. In Sync mode each dispatch waiting on the sink holds one, so a sink that
+	// batches concurrent Sends (the Kafka sink does) delivers more cheaply when this is at least
+	// the number of requests the intake serves at once.
 	Concurrency int
 	// QueueSize bounds the events accepted for this sink and not yet finished (waiting, parked
 	// behind an ordering key, or being delivered). A dispatch that finds it full is refused with
-	// fanbridge.ErrOverloaded. The default is 1024.
+	// fanbridge.ErrOverloaded. At most MaxQueueSize; the default is 1024.
 	QueueSize int
 	// Breaker configures the sink's circuit breaker.
 	Breaker Breaker
@@ -87,4 +87,12 @@ const (
 	DefaultQueueSize       = 1024
 	DefaultBreakerFailures = 20
 	DefaultBreakerCooldown = 5 * time.Second
+)
+
+// Limits of a SinkConfig: each unit of Concurrency is a goroutine, and each of QueueSize two
+// slots of a channel, allocated when the sink starts. A larger value is refused with
+// ErrInvalidConfig rather than exhausting memory (or panicking) at New or Update.
+const (
+	MaxConcurrency = 4096
+	MaxQueueSize   = 1 << 20
 )

@@ -132,6 +132,13 @@ func TestConfigValidation(t *testing.T) {
 		{"negative queue", fanout.Config{
 			Sinks: []fanout.SinkConfig{{Name: "a", Sink: ok, QueueSize: -1}},
 		}, nil, `sink "a": QueueSize -1 is negative`},
+		{"huge concurrency", fanout.Config{
+			Sinks: []fanout.SinkConfig{{Name: "a", Sink: ok, Concurrency: fanout.MaxConcurrency + 1}},
+		}, nil, `sink "a": Concurrency 4097 is above 4096`},
+		{"huge queue", fanout.Config{
+			// A channel this large cannot even be made: New would panic.
+			Sinks: []fanout.SinkConfig{{Name: "a", Sink: ok, QueueSize: 1 << 60}},
+		}, nil, `sink "a": QueueSize 1152921504606846976 is above 1048576`},
 		{"route without filter", fanout.Config{
 			Sinks:  []fanout.SinkConfig{{Name: "a", Sink: ok}},
 			Routes: []fanout.Route{{Name: "r", Sinks: []string{"a"}}},
