@@ -76,11 +76,16 @@ func TestCreateChannelIsNotRepeatedAfterAnUnclearFailure(t *testing.T) {
 		fault   *genesystest.Fault
 		abort   bool // the server drops the connection once it has read the request
 		created int  // channels Genesys holds afterwards
+		// wait is the Retry-After the error carries for the caller, who may try again: zero
+		// for none.
+		wait time.Duration
 	}{
 		{name: "5xx after Genesys created the channel", created: 1,
 			fault: &genesystest.Fault{Method: http.MethodPost, Path: path, Status: http.StatusServiceUnavailable, Processed: true}},
 		{name: "5xx before Genesys created it",
 			fault: &genesystest.Fault{Method: http.MethodPost, Path: path, Status: http.StatusBadGateway}},
+		{name: "5xx with Retry-After", wait: 30 * time.Second,
+			fault: &genesystest.Fault{Method: http.MethodPost, Path: path, Status: http.StatusServiceUnavailable, RetryAfter: "30"}},
 		{name: "connection broken after the request was sent", abort: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,6 +106,9 @@ func TestCreateChannelIsNotRepeatedAfterAnUnclearFailure(t *testing.T) {
 			assert.Nil(t, ch)
 			assert.Equal(t, 1, f.srv.Count(http.MethodPost, path), "creations sent")
 			assert.Equal(t, tc.created, f.srv.ChannelsCreated())
+			wait, ok := retry.RetryAfter(err)
+			assert.Equal(t, tc.wait != 0, ok, "the error carries a wait")
+			assert.Equal(t, tc.wait, wait)
 		})
 	}
 	t.Run("429 is retried", func(t *testing.T) {

@@ -363,7 +363,13 @@ func (c *Client) classifyStatus(r request, status int, wait time.Duration, err e
 		return retry.After(err, wait)
 	case status >= 500 && status != http.StatusNotImplemented:
 		if !r.repeatable {
-			return retry.Permanent(fmt.Errorf("%w: %w", ErrOutcomeUnknown, err))
+			// Not sent again here, but the caller that decides to try again must wait as long as
+			// the server asked.
+			unknown := fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+			if wait > 0 {
+				unknown = retry.After(unknown, wait)
+			}
+			return retry.Permanent(unknown)
 		}
 		return retry.After(err, wait)
 	default:

@@ -62,7 +62,8 @@
 // creates something, the creation of a notification channel included (a channel created twice
 // leaves one unused, which counts against MaxChannels until it expires; see CreateChannel), is
 // retried only when it certainly did not reach the server (connection refused, 429); otherwise its
-// error wraps ErrOutcomeUnknown.
+// error wraps ErrOutcomeUnknown, and carries the wait a 5xx's Retry-After asked for
+// (retry.RetryAfter), for a caller that tries again.
 //
 // # Errors
 //

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/retry"
 )
 
 // lateCreationGrace is how long after its failure was seen the source takes a creation whose
@@ -226,8 +227,13 @@ func (a *account) created(ctx context.Context, lane int, h *held, ch *genesys.Ch
 			slog.Int("lane", lane), slog.Time("counted_until", h.expires), slog.Int("counted", len(a.items)),
 			slog.String("error", err.Error()))
 		// Not wrapped as a whole: the client marks the error permanent, and the next attempt may
-		// well succeed.
-		return nil, fmt.Errorf("notifications: creating a channel: %w: %v", genesys.ErrOutcomeUnknown, err)
+		// well succeed. The wait the server asked for is kept, so that the lane's next attempt,
+		// which may create another channel, comes no sooner.
+		lost := fmt.Errorf("notifications: creating a channel: %w: %v", genesys.ErrOutcomeUnknown, err)
+		if d, ok := retry.RetryAfter(err); ok {
+			lost = retry.After(lost, d)
+		}
+		return nil, lost
 	default:
 		return nil, err
 	}

@@ -63,7 +63,8 @@
 //     of 60 seconds, and than a backend goes on working behind a gateway that gave up), counts it
 //     as a channel that it cannot connect until 24 hours after that, logs a warning, counts it
 //     (fanbridge.notifications.channels, origin unknown) and tries again after the reconnect
-//     policy's wait; Run goes on. It never stops counting one within its grace period.
+//     policy's wait, or after the longer one the answer's Retry-After asked for (up to the
+//     policy's MaxRetryAfter); Run goes on. It never stops counting one within its grace period.
 //   - While fewer than 20 channels are counted, a lane that needs a channel creates one. At 20, it
 //     connects again the unused channel (closed by an earlier replacement) that expires last and
 //     subscribes its topics there (origin reused).

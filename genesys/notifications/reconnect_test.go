@@ -254,3 +254,26 @@ func TestUnansweredHandshakeIsRetried(t *testing.T) {
 	assert.Equal(t, 1, h.srv.ChannelsCreated(), "the channel is connected again, not replaced")
 	assert.Equal(t, 2, h.srv.Count(http.MethodGet, "/channels/"), "handshakes")
 }
+
+// A channel creation answered with a 5xx and Retry-After (Genesys overloaded) is not sent again
+// before the wait the server asked for: the creation may have been carried out, and each one sent
+// may leave a channel that counts against the 20 for 24 hours. The wait runs on the source's
+// clock, longer than the reconnect policy's own.
+func TestCreationRetryAfterIsWaited(t *testing.T) {
+	const channels = "/api/v2/notifications/channels"
+	clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	logs := laneLog{failures: make(chan time.Duration, 4), subscribed: make(chan struct{}, 4)}
+	policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter,
+		MaxAttempts: -1, MaxRetryAfter: time.Hour}
+	h := newHarness(t, []string{presence}, nil, notifications.WithClock(clk), notifications.WithReconnectPolicy(policy),
+		notifications.WithHeartbeatTimeout(time.Minute), notifications.WithLogger(slog.New(logs)))
+	h.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: channels, Status: http.StatusServiceUnavailable, RetryAfter: "30"})
+	ctx := h.start(t)
+	assert.Equal(t, 30*time.Second, recv(t, ctx, logs.failures))
+	waitDue(t, ctx, clk, 30*time.Second)
+	assert.Equal(t, 1, h.srv.Count(http.MethodPost, channels), "created a channel during the wait")
+	clk.Advance(30 * time.Second)
+	recv(t, ctx, logs.subscribed)
+	assert.Equal(t, 2, h.srv.Count(http.MethodPost, channels))
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.channels", "origin", "unknown"))
+}
