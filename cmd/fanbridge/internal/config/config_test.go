@@ -445,6 +445,59 @@ func TestPatternKeepsNumbersAsWritten(t *testing.T) {
 	assert.Equal(t, `{"detail":{"eventBody":{"eventTime":[1649237504949],"ratio":[0.50],"flag":[true],"none":[null],"word":["yes"]}}}`, string(c.Routes[0].Pattern.JSON))
 }
 
+// ${ENV} in a pattern written as a JSON string expands inside its string values, once the JSON
+// is parsed, exactly as in the YAML form: a value never adds keys or structure, and numbers keep
+// their text.
+func TestPatternJSONStringExpansion(t *testing.T) {
+	route := func(pattern string) string {
+		return strings.Replace(minimal, `pattern: {source: [{prefix: "aws."}]}`, "pattern: "+pattern, 1)
+	}
+	cases := []struct {
+		name     string
+		pattern  string
+		env      map[string]string
+		wantJSON string
+		wantErr  string
+	}{
+		{name: "a value cannot add a key", pattern: `'{"source": ["${SRC}"]}'`, env: map[string]string{"SRC": `a"],"detail-type":["x`},
+			wantJSON: `{"source":["a\"],\"detail-type\":[\"x"]}`},
+		{name: "inside a longer string, numbers as written", pattern: `'{"source": ["aws.partner/${BUS}"], "detail": {"n": [{"numeric": [">", 1.50]}], "b": [true, null]}}'`,
+			env: map[string]string{"BUS": "genesys.com/<x>&"}, wantJSON: `{"source":["aws.partner/genesys.com/<x>&"],"detail":{"n":[{"numeric":[">",1.50]}],"b":[true,null]}}`},
+		{name: "keys are kept as written", pattern: `'{"${K}": ["${V}"]}'`, env: map[string]string{"K": "source", "V": "v"}, wantJSON: `{"${K}":["v"]}`},
+		{name: "literal dollar brace", pattern: `'{"source": ["$${SRC}"]}'`, wantJSON: `{"source":["${SRC}"]}`},
+		{name: "default", pattern: `'{"source": ["${SRC:-aws.events}"]}'`, wantJSON: `{"source":["aws.events"]}`},
+		{name: "without references, the text as written", pattern: `'{"source": ["a"]}'`, wantJSON: `{"source": ["a"]}`},
+		{name: "unset variable", pattern: `'{"source": ["${SRC}"]}'`, wantErr: "config: routes[0].pattern: environment variable SRC is not set"},
+		{name: "reference outside a string", pattern: `'{"source": ${SRC}}'`, env: map[string]string{"SRC": `["a"]`},
+			wantErr: "config: routes[0].pattern: not JSON: invalid character '$' looking for beginning of value (a ${...} reference may stand only inside a string)"},
+		{name: "cut short", pattern: `'{"source": ["${SRC}"]'`, env: map[string]string{"SRC": "env-value-1"}, wantErr: "config: routes[0].pattern: not JSON: the text ends before the pattern does"},
+		{name: "two values", pattern: `'{"source": ["${SRC}"]} {}'`, env: map[string]string{"SRC": "env-value-1"}, wantErr: "config: routes[0].pattern: not JSON: text after the pattern"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := config.Parse([]byte(route(tc.pattern)), env(tc.env))
+			if tc.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.wantErr)
+				for _, v := range tc.env {
+					assert.NotContains(t, err.Error(), v, "no value from the environment in an error")
+				}
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantJSON, string(c.Routes[0].Pattern.JSON))
+		})
+	}
+
+	// The JSON form and the YAML form of a pattern agree on what a variable becomes.
+	e := env(map[string]string{"SRC": `a"],"detail-type":["x`})
+	fromJSON, err := config.Parse([]byte(route(`'{"source": ["${SRC}"]}'`)), e)
+	require.NoError(t, err)
+	fromYAML, err := config.Parse([]byte(route(`{source: ["${SRC}"]}`)), e)
+	require.NoError(t, err)
+	assert.Equal(t, string(fromYAML.Routes[0].Pattern.JSON), string(fromJSON.Routes[0].Pattern.JSON))
+}
+
 // Two intake paths net/http routes the same requests to (the same path, or two spellings of it)
 // are refused by name: the ServeMux would panic on them at start or in a reload.
 func TestIntakePathsRoutedAlike(t *testing.T) {

@@ -3,7 +3,9 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strconv"
 	"strings"
@@ -301,11 +303,17 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 func (d *decoder) decodePattern(n *yaml.Node, p *Pattern, path string) {
 	p.node = n
 	if n.Kind == yaml.ScalarNode {
-		text, _, ok := d.scalar(path, n)
-		if !ok {
+		text := strings.TrimSpace(n.Value)
+		if !strings.Contains(text, "${") {
+			p.JSON = []byte(text)
 			return
 		}
-		p.JSON = []byte(strings.TrimSpace(text))
+		out, err := d.expandJSONStrings(text)
+		if err != nil {
+			d.fail(path, n, "%v", err)
+			return
+		}
+		p.JSON = out
 		return
 	}
 	var buf bytes.Buffer
@@ -388,6 +396,105 @@ func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string) error {
 }
 
 var errBadPattern = fmt.Errorf("bad pattern")
+
+// jsonFrame is an object or array expandJSONStrings is inside of.
+type jsonFrame struct {
+	object  bool
+	items   int  // members or elements written so far
+	wantKey bool // in an object, the next token is a key
+}
+
+// expandJSONStrings expands ${ENV} in the string values of a pattern written as JSON, once the
+// JSON is parsed, as the YAML form does: expanding the text before parsing it would let a value
+// such as `a"],"detail-type":["x` add keys to the pattern. Keys are kept as written, as the YAML
+// form keeps them, and numbers keep their text. A reference outside a string is refused.
+func (d *decoder) expandJSONStrings(text string) ([]byte, error) {
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	var buf bytes.Buffer
+	var stack []jsonFrame
+	// before writes what separates the next key or value from the one before it.
+	before := func() {
+		if len(stack) == 0 {
+			return
+		}
+		f := &stack[len(stack)-1]
+		switch {
+		case f.object && f.wantKey:
+			if f.items > 0 {
+				buf.WriteByte(',')
+			}
+		case f.object:
+			buf.WriteByte(':')
+			f.items++
+		default:
+			if f.items > 0 {
+				buf.WriteByte(',')
+			}
+			f.items++
+		}
+		if f.object {
+			f.wantKey = !f.wantKey
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			if len(stack) > 0 || buf.Len() == 0 {
+				return nil, errors.New("not JSON: the text ends before the pattern does")
+			}
+			break
+		}
+		if err != nil {
+			// Syntax errors name a character and an offset of the text as written, never an
+			// expanded value.
+			return nil, fmt.Errorf("not JSON: %v (a ${...} reference may stand only inside a string)", err)
+		}
+		if len(stack) == 0 && buf.Len() > 0 {
+			return nil, errors.New("not JSON: text after the pattern")
+		}
+		switch tok := tok.(type) {
+		case json.Delim:
+			if tok == '{' || tok == '[' {
+				before()
+				stack = append(stack, jsonFrame{object: tok == '{', wantKey: tok == '{'})
+			} else {
+				stack = stack[:len(stack)-1]
+			}
+			buf.WriteRune(rune(tok))
+		case string:
+			key := len(stack) > 0 && stack[len(stack)-1].object && stack[len(stack)-1].wantKey
+			before()
+			val := tok
+			if !key {
+				expanded, _, err := expand(tok, d.lookup)
+				if err != nil {
+					return nil, err
+				}
+				val = expanded
+			}
+			writeJSONString(&buf, val)
+		case json.Number:
+			before()
+			buf.WriteString(tok.String())
+		case bool:
+			before()
+			buf.WriteString(strconv.FormatBool(tok))
+		case nil:
+			before()
+			buf.WriteString("null")
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// writeJSONString writes s as a JSON string, leaving <, > and & as they are.
+func writeJSONString(buf *bytes.Buffer, s string) {
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	buf.Truncate(buf.Len() - 1) // Encode's newline
+}
 
 func parseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)

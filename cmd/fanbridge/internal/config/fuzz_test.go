@@ -28,6 +28,8 @@ func FuzzParse(f *testing.F) {
 	f.Add("intake: [\n")
 	f.Add("- a\n- b\n")
 	f.Add("a: &x [*x]\n")
+	f.Add(strings.Replace(minimal, `pattern: {source: [{prefix: "aws."}]}`, `pattern: '{"source": ["${SRC}", "$${X}", "${UNSET:-d}"], "n": [{"numeric": [">", 1.50]}]}'`, 1))
+	f.Add(strings.Replace(minimal, `pattern: {source: [{prefix: "aws."}]}`, `pattern: '{"${K}": [${V}]'`, 1))
 	const secret = "fuzz-secret-7Qz"
 	lookup := func(name string) (string, bool) {
 		if name == "UNSET" {
