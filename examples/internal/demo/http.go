@@ -52,9 +52,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // ServingHint tells, once the offline demo is done and keeps serving, how to post sample (a path
-// from the repository's root) to url by hand.
+// from the repository's root) to url by hand. The command names the JSON content type, which the
+// intake requires (curl's --data alone sends a form, answered 415), and posts the file as it is
+// (--data would drop its line breaks).
 func ServingHint(out io.Writer, sample, url string) {
-	fmt.Fprintf(out, "serving until Ctrl-C; try:\n  curl -H '%s: %s' --data @%s %s\n", APIKeyHeader, APIKey, sample, url)
+	fmt.Fprintf(out, "serving until Ctrl-C; try:\n  curl -H 'Content-Type: application/json' -H '%s: %s' --data-binary @%s %s\n", APIKeyHeader, APIKey, sample, url)
 }
 
 // Do sends a request with body and header to url and returns the answer, its body read and

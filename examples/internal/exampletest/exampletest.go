@@ -7,6 +7,9 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -90,6 +93,46 @@ func (p *Program) WaitFor(t *testing.T, prefix string) {
 			t.Fatalf("no line %q", prefix)
 		}
 	}
+}
+
+// RunServingHint reads the program's output until the hint an offline demo prints once it keeps
+// serving ("serving until Ctrl-C; try:", then a command on the next line), runs that command as
+// printed from the repository's root, as a reader would paste it, and returns what it wrote to
+// its standard output. It skips the test when curl or sh is not installed.
+func (p *Program) RunServingHint(t *testing.T) string {
+	t.Helper()
+	for _, tool := range []string{"curl", "sh"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	p.WaitFor(t, "serving until Ctrl-C; try:")
+	var hint string
+	select {
+	case line, ok := <-p.lines:
+		require.True(t, ok, "output ended after the hint's first line")
+		hint = strings.TrimSpace(line)
+	case <-p.ctx.Done():
+		t.Fatal("no command after the hint's first line")
+	}
+	require.True(t, strings.HasPrefix(hint, "curl "), "the hint is a curl command: %q", hint)
+	root, err := filepath.Abs(".")
+	require.NoError(t, err)
+	for {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(root)
+		require.NotEqual(t, root, parent, "no go.mod above the test's directory")
+		root = parent
+	}
+	cmd := exec.CommandContext(p.ctx, "sh", "-c", hint)
+	cmd.Dir = root
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "%s\n%s", hint, stderr.String())
+	return string(out)
 }
 
 // Stop interrupts the program, as Ctrl-C does, and requires that it returns without error before
