@@ -42,7 +42,7 @@ func TestExampleConfigParsesAndValidates(t *testing.T) {
 	assert.Len(t, cfg.Routes, 4)
 	assert.Equal(t, "scram-sha-512", cfg.Sinks[0].Kafka.SASL.Mechanism)
 	assert.Equal(t, "example-kafka-password", cfg.Sinks[0].Kafka.SASL.Password)
-	assert.Equal(t, []string{"kafka-1:9092"}, cfg.Sinks[0].Kafka.Brokers, "the ${KAFKA_BROKERS:-...} default applies")
+	assert.Equal(t, []string{"kafka-1:9092"}, cfg.Sinks[0].Kafka.Brokers, "the ${KAFKA_BROKER:-...} default applies")
 	assert.Equal(t, "/var/lib/fanbridge/dlq", cfg.DLQ.File.Dir)
 	assert.JSONEq(t, `{"detail-type":[{"suffix":".customer.end"}],"detail":{"eventBody":{"mediaType":["VOICE","CHAT","CALLBACK"],"interactingDurationMs":[{"numeric":[">",120000]}]}}}`,
 		string(cfg.Routes[0].Pattern.JSON))
@@ -64,6 +64,17 @@ func TestExampleConfigNeedsItsSecrets(t *testing.T) {
 	_, err := config.Load(filepath.Join("..", "..", "fanbridge.example.yaml"), env(e))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "config: sinks[0].kafka.sasl.password: environment variable KAFKA_PASSWORD is not set")
+}
+
+// A comma list of brokers in the example's variable, as the examples' KAFKA_BROKERS holds, is
+// refused with what to do instead, without showing the value.
+func TestExampleConfigBrokerListVariable(t *testing.T) {
+	e := exampleEnv(t)
+	e["KAFKA_BROKER"] = "kafka-1.internal:9092,kafka-2.internal:9092"
+	_, err := config.Load(filepath.Join("..", "..", "fanbridge.example.yaml"), env(e))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "config: sinks[0].kafka.brokers[0]: one broker per entry, got (value from the environment): list several as separate entries")
+	assert.NotContains(t, err.Error(), "kafka-2.internal")
 }
 
 // minimal is a valid configuration the bad cases below change one thing in.
@@ -111,6 +122,8 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "unknown nested key", from: "topic: t}", to: "topic: t, brokerz: []}", wantError: "config: sinks[0].kafka.brokerz: unknown key"},
 		{name: "no brokers", from: `brokers: ["127.0.0.1:9092"], `, to: "", wantError: "config: sinks[0].kafka.brokers: at least one broker is required"},
 		{name: "bad broker", from: `"127.0.0.1:9092"`, to: `"kafka"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port (credentials go in sasl), got "kafka"`},
+		{name: "brokers as a comma list", from: `"127.0.0.1:9092"`, to: `"kafka-1:9092,kafka-2:9092"`, wantError: `config: sinks[0].kafka.brokers[0]: one broker per entry, got "kafka-1:9092,kafka-2:9092": list several as separate entries`},
+		{name: "dlq brokers as a comma list", doc: minimal + "dlq: {kafka: {brokers: [\"a:1\", \"b:1,c:1\"], topic: d}}\n", wantError: `config: dlq.kafka.brokers[1]: one broker per entry, got "b:1,c:1": list several as separate entries`},
 		{name: "broker with credentials", from: `"127.0.0.1:9092"`, to: `"svc:hunter2@kafka:9092"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port (credentials go in sasl), got "…@kafka:9092" (what came before the @ is not shown)`},
 		{name: "broker with credentials, no port", from: `"127.0.0.1:9092"`, to: `"svc:hunter2@kafka"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port (credentials go in sasl), got "…@kafka" (what came before the @ is not shown)`},
 		{name: "broker with a named port", from: `"127.0.0.1:9092"`, to: `"kafka:http"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port (credentials go in sasl), got "kafka:http"`},

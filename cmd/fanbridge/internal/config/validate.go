@@ -348,8 +348,12 @@ func validateKafkaClient(e *Errors, p string, k *KafkaClient) {
 		e.add(p+".brokers", "at least one broker is required")
 	}
 	for i, b := range k.Brokers {
-		if !brokerAddress(b) {
-			bp := fmt.Sprintf("%s.brokers[%d]", p, i)
+		bp := fmt.Sprintf("%s.brokers[%d]", p, i)
+		switch {
+		case strings.Contains(b, ","):
+			// A comma list, as a KAFKA_BROKERS variable often holds, is several entries in one.
+			e.addf(bp, "one broker per entry, got %s: list several as separate entries", e.showAddress(bp, b))
+		case !brokerAddress(b):
 			e.addf(bp, "want host:port (credentials go in sasl), got %s", e.showAddress(bp, b))
 		}
 	}
