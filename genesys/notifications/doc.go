@@ -32,8 +32,10 @@
 // (WithReconnectPolicy); a WebSocket handshake that gets no answer within the heartbeat timeout (a
 // proxy that takes the connection and never answers) is such a failed attempt. A channel replaced
 // within the heartbeat timeout of being subscribed (a socket a proxy closes at once, say) counts as
-// a failed attempt too: the lane waits before opening the next one, longer each time, as the policy's interval grows, until a channel lives longer than the
-// heartbeat timeout. Replacing a channel creates or connects one and subscribes up to 1,000 topics,
+// a failed attempt too: the lane waits before opening the next one, longer each time, as the
+// policy's interval grows, until a channel lives longer than the heartbeat timeout; the policy's
+// attempt and age budgets, which say when to stop trying to open a channel, neither end nor shorten
+// this wait. Replacing a channel creates or connects one and subscribes up to 1,000 topics,
 // requests that count against the organization's API rate limit; this keeps a socket that keeps
 // breaking from spending it. For the same reason, subscriptions that Genesys drops again within the
 // heartbeat timeout of the source restoring them are restored only after such a wait, growing in

@@ -23,14 +23,6 @@ import (
 // pingMessage is the client text Genesys answers with a pong.
 var pingMessage = []byte(`{"message":"ping"}`)
 
-// errReplacedSoon is the failed attempt a lane counts for a channel replaced soon after it was
-// subscribed; see lane.holdOff.
-var errReplacedSoon = errors.New("notifications: channel replaced within the heartbeat timeout of being subscribed")
-
-// errDroppedSoon is the failed attempt a lane counts for subscriptions Genesys drops again within
-// the heartbeat timeout of the lane subscribing them again; see lane.holdOff.
-var errDroppedSoon = errors.New("notifications: subscriptions dropped again within the heartbeat timeout of being restored")
-
 const (
 	replacedSoonMsg = "notifications: channel replaced soon after it was subscribed; waiting before opening another"
 	droppedSoonMsg  = "notifications: subscriptions dropped again soon after they were restored; waiting before subscribing again"
@@ -135,7 +127,7 @@ func (l *lane) run(ctx context.Context) error {
 			} else {
 				dropped = 0
 			}
-			l.holdOff(ctx, dropped, errDroppedSoon, droppedSoonMsg)
+			l.holdOff(ctx, dropped, droppedSoonMsg)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -190,7 +182,7 @@ func (l *lane) run(ctx context.Context) error {
 				}
 			}
 		}
-		l.holdOff(ctx, quick, errReplacedSoon, replacedSoonMsg)
+		l.holdOff(ctx, quick, replacedSoonMsg)
 		next, err := l.connect(ctx)
 		stopWatch()
 		if err != nil {
@@ -271,30 +263,37 @@ func closeWhenDead(c *conn) (stop func()) {
 // policy's interval does, from InitialInterval to MaxInterval, and starts again once a channel has
 // lived longer than the heartbeat timeout. The same wait comes before subscribing a channel's
 // topics again when Genesys dropped them again within the heartbeat timeout of the last time; the
-// failed attempt counted and the warning logged are then cause and msg. The wait goes through the
-// reconnect retrier, so it runs on the source's clock.
-func (l *lane) holdOff(ctx context.Context, quick int, cause error, msg string) {
-	if quick == 0 {
+// warning logged is then msg. Only the policy's interval sets the wait: its attempt and age budgets
+// say when to give up opening a channel, and a lane never gives up its topics, so a policy of one
+// attempt, or an age budget shorter than the wait, must not make the wait vanish. It runs on the
+// source's clock and ends early only with ctx.
+func (l *lane) holdOff(ctx context.Context, quick int, msg string) {
+	d := l.backoff(ctx, quick, msg)
+	if d <= 0 {
 		return
+	}
+	t := l.s.cfg.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C():
+	case <-ctx.Done():
+	}
+}
+
+// backoff returns the wait after quick failures in a row (see holdOff), zero for none, and logs
+// msg with it.
+func (l *lane) backoff(ctx context.Context, quick int, msg string) time.Duration {
+	if quick == 0 {
+		return 0
 	}
 	p := l.s.reconnect.Policy()
 	d := min(float64(p.InitialInterval)*math.Pow(p.Multiplier, float64(quick-1)), float64(p.MaxInterval))
 	if p.Jitter == retry.FullJitter {
 		d *= rand.Float64()
 	}
-	waited := false
-	// Its only error is the end of ctx, or a policy that allows no retry at all, and then there is
-	// nothing to wait for.
-	_ = l.s.reconnect.Do(ctx, func(context.Context) error {
-		if waited {
-			return nil
-		}
-		waited = true
-		return retry.After(cause, time.Duration(d))
-	}, retry.OnRetry(func(a retry.Attempt) {
-		l.s.log.LogAttrs(ctx, slog.LevelWarn, msg,
-			slog.Int("lane", l.idx), slog.Int("in_a_row", quick), slog.Duration("wait", a.Wait))
-	}))
+	wait := time.Duration(d)
+	l.s.log.LogAttrs(ctx, slog.LevelWarn, msg, slog.Int("lane", l.idx), slog.Int("in_a_row", quick), slog.Duration("wait", wait))
+	return wait
 }
 
 // retire keeps reading the old socket for the overlap, so that messages already on their way are

@@ -130,8 +130,9 @@ func WithOverlap(d time.Duration) Option { return optionFunc(func(c *config) { c
 // WithReconnectPolicy sets how opening a channel (create, connect, subscribe) is retried. A
 // permanent error (refused credentials, a 4xx) ends Run with that error. The policy's interval
 // also sets how long a lane waits before opening another channel after channels in a row were
-// replaced within the heartbeat timeout of being subscribed (see the package documentation). The
-// default is DefaultReconnectPolicy.
+// replaced within the heartbeat timeout of being subscribed (see the package documentation); the
+// policy's attempt and age budgets neither end nor shorten that wait. The default is
+// DefaultReconnectPolicy.
 func WithReconnectPolicy(p retry.Policy) Option {
 	return optionFunc(func(c *config) { c.reconnect = p })
 }

@@ -81,140 +81,165 @@ func waitDue(t *testing.T, ctx context.Context, clk *retrytest.Clock, d time.Dur
 	}
 }
 
+// budgets are reconnect policies that differ only in their attempt and age budgets. Those say
+// when to give up opening a channel; they must neither end nor shorten the waits between
+// channels replaced soon, or between subscriptions dropped again soon.
+var budgets = []struct {
+	name        string
+	maxAttempts int
+	maxAge      time.Duration
+}{
+	{"no budget", -1, 0},
+	{"one attempt", 1, 0},
+	{"age budget shorter than the waits", -1, 500 * time.Millisecond},
+}
+
 // A socket closed right after it is subscribed (by a proxy, say) is not replaced in a tight loop,
 // each round a creation and a subscription of up to 1,000 topics against the organization's API
 // rate limit: each such channel counts as a failed attempt of the reconnect policy, so the wait
 // before the next channel grows as the policy's interval does, and nothing is requested during
-// it. A channel that lives longer than the heartbeat timeout starts the count again. The waits run
-// on a fake clock, so the test sees every one of them exactly.
+// it, whatever the policy's attempt and age budgets. A channel that lives longer than the heartbeat
+// timeout starts the count again. The waits run on a fake clock, so the test sees every one of
+// them exactly.
 func TestSocketClosedRightAfterSubscribingBacksOff(t *testing.T) {
-	const heartbeatTimeout = time.Minute
-	clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-	logs := laneLog{waits: make(chan time.Duration, 16), subscribed: make(chan struct{}, 16)}
-	policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter, MaxAttempts: -1}
-	h := newHarness(t, []string{presence}, nil, notifications.WithClock(clk), notifications.WithReconnectPolicy(policy),
-		notifications.WithHeartbeatTimeout(heartbeatTimeout), notifications.WithOverlap(0), notifications.WithLogger(slog.New(logs)))
-	ctx := h.start(t)
-	created := 1
-	// subscribed waits until the lane has subscribed a channel, and checks that it is the one
-	// created last and the only one connected.
-	subscribed := func() {
-		t.Helper()
-		recv(t, ctx, logs.subscribed)
-		require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, n int) bool {
-			connected := 0
-			for _, c := range live {
-				if c.Connected {
-					connected++
-				}
+	for _, b := range budgets {
+		t.Run(b.name, func(t *testing.T) {
+			const heartbeatTimeout = time.Minute
+			clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+			logs := laneLog{waits: make(chan time.Duration, 16), subscribed: make(chan struct{}, 16)}
+			policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter,
+				MaxAttempts: b.maxAttempts, MaxAge: b.maxAge}
+			h := newHarness(t, []string{presence}, nil, notifications.WithClock(clk), notifications.WithReconnectPolicy(policy),
+				notifications.WithHeartbeatTimeout(heartbeatTimeout), notifications.WithOverlap(0), notifications.WithLogger(slog.New(logs)))
+			ctx := h.start(t)
+			created := 1
+			// subscribed waits until the lane has subscribed a channel, and checks that it is the one
+			// created last and the only one connected.
+			subscribed := func() {
+				t.Helper()
+				recv(t, ctx, logs.subscribed)
+				require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, n int) bool {
+					connected := 0
+					for _, c := range live {
+						if c.Connected {
+							connected++
+						}
+					}
+					return n == created && connected == 1 && live[len(live)-1].Connected && live[len(live)-1].Topics == 1
+				}), "created %d: %+v", h.srv.ChannelsCreated(), h.srv.Channels())
 			}
-			return n == created && connected == 1 && live[len(live)-1].Connected && live[len(live)-1].Topics == 1
-		}), "created %d: %+v", h.srv.ChannelsCreated(), h.srv.Channels())
-	}
-	subscribed()
-	const subscriptions = "/api/v2/notifications/channels/"
-	breakRightAway := func(want time.Duration) {
-		t.Helper()
-		puts, posts := h.srv.Count(http.MethodPut, subscriptions), h.srv.Count(http.MethodPost, "/api/v2/notifications/channels")
-		require.Equal(t, 1, h.srv.Disconnect())
-		assert.Equal(t, want, recv(t, ctx, logs.waits))
-		waitDue(t, ctx, clk, want)
-		assert.Equal(t, puts, h.srv.Count(http.MethodPut, subscriptions), "subscribed again during the wait")
-		assert.Equal(t, posts, h.srv.Count(http.MethodPost, "/api/v2/notifications/channels"), "created a channel during the wait")
-		clk.Advance(want)
-		created++
-		subscribed()
-	}
-	for _, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second, 4 * time.Second} {
-		breakRightAway(want)
-	}
+			subscribed()
+			const subscriptions = "/api/v2/notifications/channels/"
+			breakRightAway := func(want time.Duration) {
+				t.Helper()
+				puts, posts := h.srv.Count(http.MethodPut, subscriptions), h.srv.Count(http.MethodPost, "/api/v2/notifications/channels")
+				require.Equal(t, 1, h.srv.Disconnect())
+				assert.Equal(t, want, recv(t, ctx, logs.waits))
+				waitDue(t, ctx, clk, want)
+				assert.Equal(t, puts, h.srv.Count(http.MethodPut, subscriptions), "subscribed again during the wait")
+				assert.Equal(t, posts, h.srv.Count(http.MethodPost, "/api/v2/notifications/channels"), "created a channel during the wait")
+				clk.Advance(want)
+				created++
+				subscribed()
+			}
+			for _, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second, 4 * time.Second} {
+				breakRightAway(want)
+			}
 
-	// The channel now lives longer than the heartbeat timeout. The clock moves in two steps, with
-	// heartbeats read in between, so that the socket never looks silent.
-	beats := h.counter(t, "fanbridge.notifications.messages", "kind", "heartbeat")
-	clk.Advance(heartbeatTimeout / 2)
-	h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "heartbeat", beats+2)
-	clk.Advance(heartbeatTimeout / 2)
-	require.Equal(t, 1, h.srv.Disconnect())
-	created++
-	subscribed() // at once: the clock does not move
-	assert.Empty(t, logs.waits, "waited after a channel that lived")
-	assert.Zero(t, h.counter(t, "fanbridge.notifications.heartbeats_missed", "", ""))
+			// The channel now lives longer than the heartbeat timeout. The clock moves in two steps, with
+			// heartbeats read in between, so that the socket never looks silent.
+			beats := h.counter(t, "fanbridge.notifications.messages", "kind", "heartbeat")
+			clk.Advance(heartbeatTimeout / 2)
+			h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "heartbeat", beats+2)
+			clk.Advance(heartbeatTimeout / 2)
+			require.Equal(t, 1, h.srv.Disconnect())
+			created++
+			subscribed() // at once: the clock does not move
+			assert.Empty(t, logs.waits, "waited after a channel that lived")
+			assert.Zero(t, h.counter(t, "fanbridge.notifications.heartbeats_missed", "", ""))
 
-	breakRightAway(time.Second)
-	assert.EqualValues(t, 7, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_error"))
-	assert.Equal(t, created, h.srv.Count(http.MethodPut, subscriptions), "one subscription per channel")
+			breakRightAway(time.Second)
+			assert.EqualValues(t, 7, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_error"))
+			assert.Equal(t, created, h.srv.Count(http.MethodPut, subscriptions), "one subscription per channel")
+		})
+	}
 }
 
 // Genesys dropping a channel's subscriptions again and again (a v2.system.no_longer_subscribed
 // notice right after each restoration) does not cost a subscription request of up to 1,000 topics
 // each time: a drop within the heartbeat timeout of the last restoration counts as a failed
 // attempt of the reconnect policy, and the lane waits before subscribing again, longer each time,
-// with nothing requested during the wait. Notices that come during the wait are answered by the
-// one request after it. Once the subscriptions have held longer than the heartbeat timeout, the
-// next drop is restored at once again. The channel is never replaced: every request succeeds.
+// with nothing requested during the wait, whatever the policy's attempt and age budgets. Notices
+// that come during the wait are answered by the one request after it. Once the subscriptions have
+// held longer than the heartbeat timeout, the next drop is restored at once again. The channel is
+// never replaced: every request succeeds.
 func TestRepeatedNoLongerSubscribedBacksOff(t *testing.T) {
-	const heartbeatTimeout = time.Minute
-	clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-	logs := laneLog{dropWaits: make(chan time.Duration, 16), subscribed: make(chan struct{}, 16),
-		restored: make(chan struct{}, 16), notices: make(chan struct{}, 16)}
-	policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter, MaxAttempts: -1}
-	h := newHarness(t, []string{presence}, nil, notifications.WithClock(clk), notifications.WithReconnectPolicy(policy),
-		notifications.WithHeartbeatTimeout(heartbeatTimeout), notifications.WithOverlap(0), notifications.WithLogger(slog.New(logs)))
-	ctx := h.start(t)
-	recv(t, ctx, logs.subscribed)
-	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
-	id := h.srv.Channels()[0].ID
-	const subscriptions = "/api/v2/notifications/channels/"
-	notice := func() {
-		t.Helper()
-		msg := fmt.Sprintf(`{"topicName":"v2.system.no_longer_subscribed.%s","version":"2","eventBody":{"message":"subscriptions dropped"}}`, id)
-		require.Equal(t, 1, h.srv.SendRaw([]byte(msg)))
-		recv(t, ctx, logs.notices)
-	}
-	restoredAtOnce := func() {
-		t.Helper()
-		puts := h.srv.Count(http.MethodPut, subscriptions)
-		notice()
-		recv(t, ctx, logs.restored)
-		assert.Equal(t, puts+1, h.srv.Count(http.MethodPut, subscriptions))
-		assert.Empty(t, logs.dropWaits, "waited before restoring")
-	}
-	restoredAfter := func(want time.Duration, extra int) {
-		t.Helper()
-		puts := h.srv.Count(http.MethodPut, subscriptions)
-		notice()
-		assert.Equal(t, want, recv(t, ctx, logs.dropWaits))
-		waitDue(t, ctx, clk, want)
-		for range extra {
-			notice()
-		}
-		assert.Equal(t, puts, h.srv.Count(http.MethodPut, subscriptions), "subscribed again during the wait")
-		clk.Advance(want)
-		recv(t, ctx, logs.restored)
-		assert.Equal(t, puts+1, h.srv.Count(http.MethodPut, subscriptions), "one request after the wait")
-	}
+	for _, b := range budgets {
+		t.Run(b.name, func(t *testing.T) {
+			const heartbeatTimeout = time.Minute
+			clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+			logs := laneLog{dropWaits: make(chan time.Duration, 16), subscribed: make(chan struct{}, 16),
+				restored: make(chan struct{}, 16), notices: make(chan struct{}, 16)}
+			policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter,
+				MaxAttempts: b.maxAttempts, MaxAge: b.maxAge}
+			h := newHarness(t, []string{presence}, nil, notifications.WithClock(clk), notifications.WithReconnectPolicy(policy),
+				notifications.WithHeartbeatTimeout(heartbeatTimeout), notifications.WithOverlap(0), notifications.WithLogger(slog.New(logs)))
+			ctx := h.start(t)
+			recv(t, ctx, logs.subscribed)
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			id := h.srv.Channels()[0].ID
+			const subscriptions = "/api/v2/notifications/channels/"
+			notice := func() {
+				t.Helper()
+				msg := fmt.Sprintf(`{"topicName":"v2.system.no_longer_subscribed.%s","version":"2","eventBody":{"message":"subscriptions dropped"}}`, id)
+				require.Equal(t, 1, h.srv.SendRaw([]byte(msg)))
+				recv(t, ctx, logs.notices)
+			}
+			restoredAtOnce := func() {
+				t.Helper()
+				puts := h.srv.Count(http.MethodPut, subscriptions)
+				notice()
+				recv(t, ctx, logs.restored)
+				assert.Equal(t, puts+1, h.srv.Count(http.MethodPut, subscriptions))
+				assert.Empty(t, logs.dropWaits, "waited before restoring")
+			}
+			restoredAfter := func(want time.Duration, extra int) {
+				t.Helper()
+				puts := h.srv.Count(http.MethodPut, subscriptions)
+				notice()
+				assert.Equal(t, want, recv(t, ctx, logs.dropWaits))
+				waitDue(t, ctx, clk, want)
+				for range extra {
+					notice()
+				}
+				assert.Equal(t, puts, h.srv.Count(http.MethodPut, subscriptions), "subscribed again during the wait")
+				clk.Advance(want)
+				recv(t, ctx, logs.restored)
+				assert.Equal(t, puts+1, h.srv.Count(http.MethodPut, subscriptions), "one request after the wait")
+			}
 
-	restoredAtOnce()
-	restoredAfter(time.Second, 0)
-	restoredAfter(2*time.Second, 3)
-	restoredAfter(4*time.Second, 0)
-	restoredAfter(4*time.Second, 0)
-	assert.Empty(t, logs.restored, "the notices during the wait were answered by one request")
+			restoredAtOnce()
+			restoredAfter(time.Second, 0)
+			restoredAfter(2*time.Second, 3)
+			restoredAfter(4*time.Second, 0)
+			restoredAfter(4*time.Second, 0)
+			assert.Empty(t, logs.restored, "the notices during the wait were answered by one request")
 
-	// The subscriptions now hold longer than the heartbeat timeout. The clock moves in two steps,
-	// with heartbeats read in between, so that the socket never looks silent.
-	beats := h.counter(t, "fanbridge.notifications.messages", "kind", "heartbeat")
-	clk.Advance(heartbeatTimeout / 2)
-	h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "heartbeat", beats+2)
-	clk.Advance(heartbeatTimeout / 2)
-	restoredAtOnce()
-	restoredAfter(time.Second, 0)
+			// The subscriptions now hold longer than the heartbeat timeout. The clock moves in two steps,
+			// with heartbeats read in between, so that the socket never looks silent.
+			beats := h.counter(t, "fanbridge.notifications.messages", "kind", "heartbeat")
+			clk.Advance(heartbeatTimeout / 2)
+			h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "heartbeat", beats+2)
+			clk.Advance(heartbeatTimeout / 2)
+			restoredAtOnce()
+			restoredAfter(time.Second, 0)
 
-	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
-	assert.Equal(t, 1, h.srv.ChannelsCreated())
-	assert.Equal(t, id, h.srv.Channels()[0].ID)
-	assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "reason", "no_longer_subscribed"))
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			assert.Equal(t, 1, h.srv.ChannelsCreated())
+			assert.Equal(t, id, h.srv.Channels()[0].ID)
+			assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "reason", "no_longer_subscribed"))
+		})
+	}
 }
 
 // A proxy that takes the connection but never answers the WebSocket handshake does not hold the
