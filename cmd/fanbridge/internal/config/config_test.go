@@ -147,6 +147,7 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "sink with no kind", from: "  - name: g\n    grpc: {targets: [\"127.0.0.1:5000\"], insecure: true}", to: "  - name: g", wantError: "config: sinks[1]: one of kafka or grpc is required"},
 		{name: "duplicate sink name", from: "- name: g", to: "- name: k", wantError: `config: sinks[1].name: "k" names another sink too`},
 		{name: "bad retry policy", from: "topic: t}", to: "topic: t}\n    retry: {multiplier: 0.5}", wantError: "config: sinks[0].retry:"},
+		{name: "no attempt budget without max_age", from: "topic: t}", to: "topic: t}\n    retry: {max_attempts: -1}", wantError: "config: sinks[0].retry.max_age: is required with a negative max_attempts (no attempt budget), to end the retries"},
 		{name: "duration not a duration", from: "topic: t}", to: "topic: t}\n    retry: {max_interval: soon}", wantError: `config: sinks[0].retry.max_interval: want a duration such as 5s or 1m30s, got "soon"`},
 		{name: "queue size past what a channel can hold", from: "topic: t}", to: "topic: t}\n    queue_size: 1152921504606846976", wantError: "config: sinks[0].queue_size: want 0 (the default) to 1000000"},
 		{name: "queue size past memory", from: "topic: t}", to: "topic: t}\n    queue_size: 100000000000", wantError: "config: sinks[0].queue_size: want 0 (the default) to 1000000"},
@@ -299,6 +300,14 @@ func TestOneDocumentWithMarkers(t *testing.T) {
 		require.NoError(t, err, doc)
 		assert.Len(t, c.Sinks, 2)
 	}
+}
+
+// max_attempts: -1 takes max_age as the budget that ends the retries.
+func TestNoAttemptBudgetWithMaxAge(t *testing.T) {
+	c, err := config.Parse([]byte(strings.Replace(minimal, "topic: t}", "topic: t}\n    retry: {max_attempts: -1, max_age: 10m}", 1)), env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, -1, c.Sinks[0].Retry.Policy().MaxAttempts)
+	assert.Equal(t, 10*time.Minute, c.Sinks[0].Retry.Policy().MaxAge)
 }
 
 func TestSeveralProblemsReportedTogether(t *testing.T) {

@@ -330,6 +330,10 @@ func (c *Config) validateSinks(e *Errors) map[string]bool {
 		if _, err := retry.New(s.Retry.Policy()); err != nil {
 			e.add(p+".retry", err.Error())
 		}
+		if s.Retry.MaxAttempts < 0 && s.Retry.MaxAge == 0 {
+			// Without either budget an async delivery retries until the shutdown's drain deadline.
+			e.add(p+".retry.max_age", "is required with a negative max_attempts (no attempt budget), to end the retries")
+		}
 		if s.Concurrency < 0 || s.Concurrency > MaxConcurrency {
 			e.addf(p+".concurrency", "want 0 (the default) to %d", MaxConcurrency)
 		}
