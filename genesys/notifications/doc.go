@@ -131,7 +131,11 @@
 // # Concurrency
 //
 // Run may be called once; Close may be called from any goroutine, any number of times, and waits
-// until Run has returned. Dispatch is called from one goroutine at a time.
+// until Run has returned. Dispatch is called from one goroutine at a time, and may call Close (on
+// an event it cannot handle, say): Run waits for Dispatch to return, so Close called from Dispatch
+// starts the shutdown and returns at once, and Run returns nil once Dispatch has returned and the
+// events already read are drained. A goroutine that Dispatch waits for must not call Close: that
+// Close would wait for Run, which waits for Dispatch.
 //
 // # Observability
 //

@@ -1,11 +1,15 @@
 package notifications
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fanbridge/fanbridge"
@@ -43,6 +47,8 @@ type Source struct {
 	closed  bool
 	stop    context.CancelFunc
 	done    chan struct{}
+	// dispatching is the id of the goroutine that calls Dispatch, zero until it starts; see Close.
+	dispatching atomic.Uint64
 }
 
 // New returns a source that subscribes the concrete topics (such as
@@ -156,6 +162,7 @@ func (s *Source) Run(ctx context.Context) error {
 	dispatched := make(chan struct{})
 	go func() {
 		defer close(dispatched)
+		s.dispatching.Store(goroutineID())
 		s.dispatchLoop(dispatchCtx, events)
 	}()
 
@@ -190,8 +197,9 @@ func (s *Source) Run(ctx context.Context) error {
 }
 
 // Close stops a running source and waits until Run has returned (after draining, see
-// WithDrainTimeout). Calling it on a source that never ran makes a later Run return ErrClosed. It
-// always returns nil.
+// WithDrainTimeout). Called from the Dispatcher's Dispatch, it starts the shutdown and returns at
+// once: Run waits for Dispatch to return, so waiting for Run there would never end. Calling it on a
+// source that never ran makes a later Run return ErrClosed. It always returns nil.
 func (s *Source) Close() error {
 	s.mu.Lock()
 	s.closed = true
@@ -199,9 +207,26 @@ func (s *Source) Close() error {
 	s.mu.Unlock()
 	if started {
 		stop()
-		<-s.done
+		if g := s.dispatching.Load(); g == 0 || g != goroutineID() {
+			<-s.done
+		}
 	}
 	return nil
+}
+
+// goroutineID returns the id of the calling goroutine, read from the first line of its stack
+// ("goroutine 42 [running]:"); ids are never zero and never reused. Go offers no other way to
+// tell whether Close is called from Dispatch, and Close alone asks, so its cost does not matter.
+func goroutineID() uint64 {
+	var buf [64]byte
+	line := buf[:runtime.Stack(buf[:], false)]
+	line, _ = bytes.CutPrefix(line, []byte("goroutine "))
+	id, _, _ := bytes.Cut(line, []byte(" "))
+	n, err := strconv.ParseUint(string(id), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // dispatchLoop hands events to the dispatcher one at a time, in the order they were read, and

@@ -509,3 +509,29 @@ func TestNoLongerSubscribedSubscribesAgain(t *testing.T) {
 		})
 	}
 }
+
+// A Dispatcher may call Close, on an event it cannot handle, say. Run waits for Dispatch to
+// return, so Close called from Dispatch starts the shutdown and returns without waiting for Run;
+// Run then returns nil, as after any Close.
+func TestCloseFromDispatch(t *testing.T) {
+	closed := make(chan error, 1)
+	var src *notifications.Source
+	d := eventbridge.DispatcherFunc(func(context.Context, *fanbridge.Event) error {
+		select {
+		case closed <- src.Close():
+		default:
+		}
+		return nil
+	})
+	h := newHarnessWith(t, d, []string{presence}, nil)
+	src = h.src
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	require.Len(t, publish(h.srv, presence, 1, 1), 1)
+	require.NoError(t, recv(t, ctx, closed))
+	assert.NoError(t, recv(t, ctx, h.runErr), "Run returns nil after Close")
+	h.runErr <- nil // for the cleanup
+	require.NoError(t, h.srv.WaitConnected(ctx, 0))
+	assert.NoError(t, src.Close(), "Close after Run returned")
+	assert.ErrorIs(t, src.Run(context.Background()), notifications.ErrClosed)
+}
