@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
@@ -36,11 +37,10 @@ const (
 	DefaultDedupWindow       = time.Hour
 	DefaultDedupSize         = 100_000
 	DefaultGRPCCallTimeout   = 5 * time.Second
-	// MaxConcurrency and MaxQueueSize bound a sink's workers and queue: far above what one
-	// process can use, and low enough that a slip of the keyboard is refused here rather than
-	// making the dispatcher allocate until the process dies.
-	MaxConcurrency = 10_000
-	MaxQueueSize   = 1_000_000
+	// MaxConcurrency and MaxQueueSize bound a sink's workers and queue, as the dispatcher does:
+	// a slip of the keyboard is refused here, naming the key, rather than by the dispatcher.
+	MaxConcurrency = fanout.MaxConcurrency
+	MaxQueueSize   = fanout.MaxQueueSize
 )
 
 // reserved paths are served by the service itself.
