@@ -204,9 +204,18 @@ func (a *account) created(ctx context.Context, lane int, h *held, ch *genesys.Ch
 	defer a.notifyLocked()
 	switch {
 	case err == nil:
-		h.ch, h.expires = ch, ch.Expires
-		if h.expires.IsZero() {
-			h.expires = now.Add(genesys.ChannelLifetime)
+		// Genesys gives the expiry on its own clock. One already past (a local clock more than a
+		// day ahead, or a bad answer) would have the lane replace the channel at once, again and
+		// again, and the record forget a channel in use; so the channel is taken to live its 24
+		// hours from now, the latest it can have been created, unless the answer names an expiry
+		// within that.
+		h.ch, h.expires = ch, now.Add(genesys.ChannelLifetime)
+		switch {
+		case ch.Expires.After(now) && !ch.Expires.After(h.expires):
+			h.expires = ch.Expires
+		case !ch.Expires.IsZero():
+			a.log.LogAttrs(ctx, slog.LevelWarn, "notifications: Genesys gave a channel an expiry already past or more than 24 hours away; is the local clock wrong? Counting 24 hours from now",
+				slog.Int("lane", lane), slog.String("channel", ch.ID), slog.Time("answered", ch.Expires), slog.Time("expires", h.expires))
 		}
 	case unknown:
 		// Genesys creates the channel, if at all, by the end of the grace period, so it expires
@@ -356,8 +365,9 @@ func (a *account) notifyLocked() {
 // channel returns the claimed channel.
 func (c *claim) channel() *genesys.Channel { return c.h.ch }
 
-// expires returns when the claimed channel expires: its creation and ChannelLifetime later, which
-// for a channel connected again is earlier than its socket's connection and ChannelLifetime.
+// expires returns when the claimed channel expires: its creation and ChannelLifetime later (see
+// created), which for a channel connected again is earlier than its socket's connection and
+// ChannelLifetime.
 func (c *claim) expires() time.Time { return c.h.expires }
 
 // expired reports whether the channel's lifetime is over.

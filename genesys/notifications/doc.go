@@ -20,28 +20,31 @@
 // A channel is replaced by another, with the whole subscription set, when its socket fails, when it
 // stays silent longer than the heartbeat timeout (Genesys sends a heartbeat every 30 seconds;
 // WithHeartbeatTimeout defaults to 60), when Genesys announces maintenance with
-// v2.system.socket_closing, and some minutes before its 24-hour expiry (WithExpiryMargin). When
-// Genesys drops a channel's subscriptions (v2.system.no_longer_subscribed), the source first
-// subscribes the topics again on the same channel, which replaces its whole subscription set and
-// needs no new channel; only if that request fails is the channel replaced. The replacement is
+// v2.system.socket_closing, and some minutes before its 24-hour expiry (WithExpiryMargin): the
+// expiry in Genesys' answer, unless that is already past or more than 24 hours away (a local clock
+// or Genesys' that is wrong, or a bad answer; a warning is logged), and then 24 hours after the
+// answer. When Genesys drops a channel's subscriptions (v2.system.no_longer_subscribed), the source
+// first subscribes the topics again on the same channel, which replaces its whole subscription set
+// and needs no new channel; only if that request fails is the channel replaced. The replacement is
 // connected and subscribed before the old channel is dropped, and the old socket is still read for
 // a short overlap (WithOverlap), so that what is already on its way arrives; a message that comes
 // over both is dispatched once (deduplicated by ID over the last WithDedupWindow events). A set of
 // topics never holds more than two channels: when a replacement must itself be replaced during its
-// overlap, the old channel is closed first. Opening a channel is retried with backoff
-// (WithReconnectPolicy); a WebSocket handshake that gets no answer within the heartbeat timeout (a
-// proxy that takes the connection and never answers) is such a failed attempt. A channel replaced
-// within the heartbeat timeout of being subscribed (a socket a proxy closes at once, say) counts as
-// a failed attempt too: the lane waits before opening the next one, longer each time, as the
-// policy's interval grows, until a channel lives longer than the heartbeat timeout; the policy's
-// attempt and age budgets, which say when to stop trying to open a channel, neither end nor shorten
-// this wait. Replacing a channel creates or connects one and subscribes up to 1,000 topics,
-// requests that count against the organization's API rate limit; this keeps a socket that keeps
-// breaking from spending it. For the same reason, subscriptions that Genesys drops again within the
-// heartbeat timeout of the source restoring them are restored only after such a wait, growing in
-// the same way while the drops go on. Heartbeats and pongs (topic channel.metadata) and system
-// notices are never dispatched. WithPingInterval adds client pings, whose pongs also count as signs
-// of life.
+// overlap, the old channel is closed first.
+//
+// Opening a channel is retried with backoff (WithReconnectPolicy); a WebSocket handshake that gets
+// no answer within the heartbeat timeout (a proxy that takes the connection and never answers) is
+// such a failed attempt. A channel replaced within the heartbeat timeout of being subscribed (a
+// socket a proxy closes at once, or a channel whose expiry comes that soon) counts as a failed
+// attempt too: the lane waits before opening the next one, longer each time, as the policy's
+// interval grows, until a channel lives longer than the heartbeat timeout; the policy's attempt and
+// age budgets, which say when to stop trying to open a channel, neither end nor shorten this wait.
+// Replacing a channel creates or connects one and subscribes up to 1,000 topics, requests that
+// count against the organization's API rate limit; this keeps a socket that keeps breaking from
+// spending it. For the same reason, subscriptions that Genesys drops again within the heartbeat
+// timeout of the source restoring them are restored only after such a wait, growing in the same way
+// while the drops go on. Heartbeats and pongs (topic channel.metadata) and system notices are never
+// dispatched. WithPingInterval adds client pings, whose pongs also count as signs of life.
 //
 // # Channel limits
 //

@@ -160,7 +160,9 @@ func (l *lane) run(ctx context.Context) error {
 			attrs = append(attrs, slog.String("error", cause.Error()))
 		}
 		l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: replacing channel", attrs...)
-		if reason != reasonExpiry && l.s.cfg.clock.Now().Sub(cur.subscribed) < l.s.cfg.heartbeatTimeout {
+		// An expiry counts too: a channel whose expiry comes that soon (a bad answer) would
+		// otherwise be replaced by another like it again and again.
+		if l.s.cfg.clock.Now().Sub(cur.subscribed) < l.s.cfg.heartbeatTimeout {
 			quick++
 		} else {
 			quick = 0
@@ -400,7 +402,7 @@ func (l *lane) connect(ctx context.Context) (*conn, error) {
 		return nil, fmt.Errorf("notifications: opening a channel for %d topics: %w", len(l.topics), err)
 	}
 	l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: channel subscribed",
-		slog.Int("lane", l.idx), slog.String("channel", c.ch.ID), slog.Int("topics", len(l.topics)), slog.Time("expires", c.ch.Expires))
+		slog.Int("lane", l.idx), slog.String("channel", c.ch.ID), slog.Int("topics", len(l.topics)), slog.Time("expires", c.claim.expires()))
 	return c, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fanbridge/fanbridge/genesys"
 	"github.com/fanbridge/fanbridge/genesys/genesystest"
 	"github.com/fanbridge/fanbridge/genesys/notifications"
 	"github.com/fanbridge/fanbridge/retry"
@@ -20,14 +21,17 @@ import (
 )
 
 // laneLog is a slog.Handler that reports what a lane logs: the wait of every "replaced soon"
-// warning to waits, of every "dropped again soon" warning to dropWaits, and of every failed
-// attempt to open a channel to failures; every "channel
-// subscribed" (logged once the lane has the answer to its subscription) to subscribed; every
-// "subscribed again" to restored; every system notice read (logged once the reader has passed it
-// on to the lane) to notices. Nil channels are not reported to.
+// warning to waits, of every "dropped again soon" warning to dropWaits, and of every failed attempt
+// to open a channel to failures; every "channel subscribed" (logged once the lane has the answer to
+// its subscription) to subscribed; every "subscribed again" to restored; every system notice read
+// (logged once the reader has passed it on to the lane) to notices. Nil channels are not reported
+// to.
 type laneLog struct {
 	waits, dropWaits, failures    chan time.Duration
 	subscribed, restored, notices chan struct{}
+	// expiries gets the expiry of every channel subscribed, as the lane takes it, when there is
+	// room; it is never waited for.
+	expiries chan time.Time
 }
 
 func (h laneLog) Enabled(context.Context, slog.Level) bool { return true }
@@ -49,6 +53,15 @@ func (h laneLog) Handle(_ context.Context, r slog.Record) error {
 	switch r.Message {
 	case "notifications: channel subscribed":
 		signal(h.subscribed)
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "expires" && h.expiries != nil {
+				select {
+				case h.expiries <- a.Value.Time():
+				default:
+				}
+			}
+			return true
+		})
 	case "notifications: subscribed again after Genesys dropped the subscriptions":
 		signal(h.restored)
 	case "notifications: system notice":
@@ -301,4 +314,64 @@ func TestCreationRetryAfterIsWaited(t *testing.T) {
 	recv(t, ctx, logs.subscribed)
 	assert.Equal(t, 2, h.srv.Count(http.MethodPost, channels))
 	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.channels", "origin", "unknown"))
+}
+
+// Genesys gives a channel's expiry on its own clock. One already past (a local clock more than a
+// day ahead, or a bad answer) had the lane replace the channel at once, again and again, each time
+// with a new channel, as an expiry never counted as a quick replacement and the account forgot
+// the channel still in use; one more than 24 hours away kept the channel counted too long. Such
+// an expiry gives way to 24 hours from the local time of the answer.
+func TestImplausibleChannelExpiryCountsFromLocalCreation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		skew time.Duration // of Genesys' clock
+	}{
+		{"already past", -25 * time.Hour},
+		{"more than 24 hours away", 2 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := laneLog{expiries: make(chan time.Time, 16)}
+			skewed := genesystest.WithClock(func() time.Time { return time.Now().Add(tc.skew) })
+			h := newHarness(t, []string{presence}, []genesystest.Option{skewed}, notifications.WithOverlap(0),
+				notifications.WithLogger(slog.New(logs)))
+			before := time.Now()
+			ctx := h.start(t)
+			expires := recv(t, ctx, logs.expiries)
+			after := time.Now()
+			assert.False(t, expires.Before(before.Add(genesys.ChannelLifetime)), "expires %v", expires)
+			assert.False(t, expires.After(after.Add(genesys.ChannelLifetime)), "expires %v", expires)
+
+			// Events pass over the one channel; one replaced at once would have had successors
+			// created meanwhile.
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			for i := 1; i <= 10; i++ {
+				require.Len(t, publish(h.srv, presence, i, i), 1)
+				h.rec.waitCount(t, ctx, i)
+			}
+			assert.Equal(t, 1, h.srv.ChannelsCreated())
+			assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "", ""))
+		})
+	}
+}
+
+// A channel that expires soon after it is subscribed (Genesys' answer gives it moments to live) is
+// replaced at half its life, and such a replacement within the heartbeat timeout of subscribing
+// counts as a quick one, as a socket that breaks at once does: the lane waits before the next
+// channel, longer each time, instead of creating one after another.
+func TestShortLivedChannelsBackOff(t *testing.T) {
+	clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	logs := laneLog{waits: make(chan time.Duration, 16), subscribed: make(chan struct{}, 16)}
+	policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter, MaxAttempts: -1}
+	h := newHarness(t, []string{presence}, []genesystest.Option{genesystest.WithChannelLifetime(600 * time.Millisecond)},
+		notifications.WithClock(clk), notifications.WithReconnectPolicy(policy), notifications.WithHeartbeatTimeout(time.Minute),
+		notifications.WithOverlap(0), notifications.WithLogger(slog.New(logs)))
+	ctx := h.start(t)
+	recv(t, ctx, logs.subscribed)
+	for i, want := range []time.Duration{time.Second, 2 * time.Second} {
+		assert.Equal(t, want, recv(t, ctx, logs.waits))
+		waitDue(t, ctx, clk, want)
+		assert.Equal(t, i+1, h.srv.ChannelsCreated(), "created a channel during the wait")
+		clk.Advance(want)
+		recv(t, ctx, logs.subscribed)
+	}
 }
