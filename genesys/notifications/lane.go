@@ -119,7 +119,6 @@ func (l *lane) run(ctx context.Context) error {
 		case <-cur.closing:
 			reason = cur.closeReason
 		case <-cur.unsubscribed:
-			timer.Stop()
 			// A notice that keeps coming back would otherwise cost a subscription request of up
 			// to 1,000 topics each time: the same backoff as for channels replaced soon.
 			if !restored.IsZero() && l.s.cfg.clock.Now().Sub(restored) < l.s.cfg.heartbeatTimeout {
@@ -127,14 +126,16 @@ func (l *lane) run(ctx context.Context) error {
 			} else {
 				dropped = 0
 			}
-			l.holdOff(ctx, dropped, droppedSoonMsg)
+			reason, failed = l.pause(ctx, cur, timer.C, l.backoff(ctx, dropped, droppedSoonMsg))
 			if ctx.Err() != nil {
+				timer.Stop()
 				return nil
 			}
-			select {
-			case <-cur.done: // the socket failed during the wait: the channel is replaced
-				continue
-			default:
+			if failed {
+				cause = cur.err
+			}
+			if reason != "" {
+				break // the channel is replaced anyway
 			}
 			// The request below restores every subscription: notices that came during the wait
 			// are answered by it.
@@ -144,6 +145,7 @@ func (l *lane) run(ctx context.Context) error {
 			}
 			if l.resubscribe(ctx, cur) {
 				restored = l.s.cfg.clock.Now()
+				timer.Stop()
 				continue
 			}
 			reason = reasonUnsubscribed
@@ -257,18 +259,18 @@ func closeWhenDead(c *conn) (stop func()) {
 	}
 }
 
-// holdOff waits before a lane opens another channel when the last quick channels in a row were
-// each replaced within the heartbeat timeout of being subscribed: a socket that a proxy closes at
-// once, or a notice on every new socket, would otherwise have the lane create or connect a channel
-// and subscribe up to 1,000 topics again and again, spending the organization's API rate limit.
-// Each such channel counts as a failed attempt of the reconnect policy: the wait grows as the
-// policy's interval does, from InitialInterval to MaxInterval, and starts again once a channel has
-// lived longer than the heartbeat timeout. The same wait comes before subscribing a channel's
-// topics again when Genesys dropped them again within the heartbeat timeout of the last time; the
-// warning logged is then msg. Only the policy's interval sets the wait: its attempt and age budgets
-// say when to give up opening a channel, and a lane never gives up its topics, so a policy of one
-// attempt, or an age budget shorter than the wait, must not make the wait vanish. It runs on the
-// source's clock and ends early only with ctx.
+// holdOff waits before a lane opens another channel when the last quick channels in a row were each
+// replaced within the heartbeat timeout of being subscribed: a socket that a proxy closes at once,
+// or a notice on every new socket, would otherwise have the lane create or connect a channel and
+// subscribe up to 1,000 topics again and again, spending the organization's API rate limit. Each
+// such channel counts as a failed attempt of the reconnect policy: the wait grows as the policy's
+// interval does, from InitialInterval to MaxInterval, and starts again once a channel has lived
+// longer than the heartbeat timeout. The same backoff comes before subscribing a channel's topics
+// again when Genesys dropped them again within the heartbeat timeout of the last time (see pause).
+// Only the policy's interval sets the wait: its attempt and age budgets say when to give up opening
+// one channel, not how long to wait between channels that each opened, so a policy of one attempt,
+// or an age budget shorter than the wait, must not make the wait vanish. It runs on the source's
+// clock and ends early only with ctx.
 func (l *lane) holdOff(ctx context.Context, quick int, msg string) {
 	d := l.backoff(ctx, quick, msg)
 	if d <= 0 {
@@ -279,6 +281,42 @@ func (l *lane) holdOff(ctx context.Context, quick int, msg string) {
 	select {
 	case <-t.C():
 	case <-ctx.Done():
+	}
+}
+
+// pause waits d on the source's clock before the lane subscribes cur's topics again, and returns
+// an empty reason then, or when ctx ends. It returns at once, with the reason to replace cur, when
+// cur's socket fails (failed is then true), Genesys announces it closes the socket, or cur reaches
+// its replacement time (expiry fires): cur is replaced anyway, and Genesys closes the socket
+// about a minute after its notice, so the wait must not delay the replacement past that.
+func (l *lane) pause(ctx context.Context, cur *conn, expiry <-chan time.Time, d time.Duration) (reason string, failed bool) {
+	// The channel's own end comes first, even without a wait: a channel replaced anyway needs no
+	// request.
+	select {
+	case <-cur.done:
+		return cur.reason, true // the reader has returned: safe to read
+	case <-cur.closing:
+		return cur.closeReason, false
+	case <-expiry:
+		return reasonExpiry, false
+	default:
+	}
+	if d <= 0 {
+		return "", false
+	}
+	t := l.s.cfg.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return "", false
+	case <-cur.done:
+		return cur.reason, true
+	case <-cur.closing:
+		return cur.closeReason, false
+	case <-expiry:
+		return reasonExpiry, false
+	case <-t.C():
+		return "", false
 	}
 }
 

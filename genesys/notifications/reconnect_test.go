@@ -375,3 +375,56 @@ func TestShortLivedChannelsBackOff(t *testing.T) {
 		recv(t, ctx, logs.subscribed)
 	}
 }
+
+// While a lane waits before subscribing again the topics Genesys dropped again soon, the channel
+// may have to be replaced anyway: Genesys announces it closes the socket (about a minute later),
+// the socket fails, or the channel reaches its replacement time. The wait then ends at once and
+// the channel is replaced, with no subscription request on the old one.
+func TestReplacementEndsTheWaitBeforeSubscribingAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		lifetime time.Duration // of a channel; zero for 24 hours
+		end      func(*genesystest.Server)
+		reason   string
+	}{
+		{name: "socket closing", end: func(srv *genesystest.Server) { srv.SendSocketClosing() }, reason: "socket_closing"},
+		{name: "socket failed", end: func(srv *genesystest.Server) { srv.Disconnect() }, reason: "socket_error"},
+		// Replaced halfway through its life, once the wait has begun.
+		{name: "expiry", lifetime: 3 * time.Second, reason: "expiry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+			logs := laneLog{waits: make(chan time.Duration, 16), dropWaits: make(chan time.Duration, 16),
+				subscribed: make(chan struct{}, 16), restored: make(chan struct{}, 16), notices: make(chan struct{}, 16)}
+			policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter, MaxAttempts: -1}
+			var srvOpts []genesystest.Option
+			if tc.lifetime > 0 {
+				srvOpts = append(srvOpts, genesystest.WithChannelLifetime(tc.lifetime))
+			}
+			h := newHarness(t, []string{presence}, srvOpts, notifications.WithClock(clk), notifications.WithReconnectPolicy(policy),
+				notifications.WithHeartbeatTimeout(time.Minute), notifications.WithOverlap(0), notifications.WithLogger(slog.New(logs)))
+			ctx := h.start(t)
+			recv(t, ctx, logs.subscribed)
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			id := h.srv.Channels()[0].ID
+			notice := fmt.Sprintf(`{"topicName":"v2.system.no_longer_subscribed.%s","version":"2","eventBody":{"message":"subscriptions dropped"}}`, id)
+			require.Equal(t, 1, h.srv.SendRaw([]byte(notice)))
+			recv(t, ctx, logs.restored)
+			require.Equal(t, 1, h.srv.SendRaw([]byte(notice)))
+			assert.Equal(t, time.Second, recv(t, ctx, logs.dropWaits))
+			if tc.end != nil {
+				tc.end(h.srv)
+			}
+
+			// The channel lived less than the heartbeat timeout: the lane waits before the next.
+			assert.Equal(t, time.Second, recv(t, ctx, logs.waits))
+			waitDue(t, ctx, clk, time.Second)
+			clk.Advance(time.Second)
+			recv(t, ctx, logs.subscribed)
+			assert.Equal(t, 2, h.srv.ChannelsCreated())
+			assert.Equal(t, 3, h.srv.Count(http.MethodPut, "/api/v2/notifications/channels/"), "subscription requests")
+			assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.reconnects", "reason", tc.reason))
+			assert.Empty(t, logs.restored, "subscribed again on the channel replaced")
+		})
+	}
+}
