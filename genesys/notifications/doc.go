@@ -25,12 +25,14 @@
 // or Genesys' that is wrong, or a bad answer; a warning is logged), and then 24 hours after the
 // answer. When Genesys drops a channel's subscriptions (v2.system.no_longer_subscribed), the source
 // first subscribes the topics again on the same channel, which replaces its whole subscription set
-// and needs no new channel; only if that request fails is the channel replaced. The replacement is
-// connected and subscribed before the old channel is dropped, and the old socket is still read for
-// a short overlap (WithOverlap), so that what is already on its way arrives; a message that comes
-// over both is dispatched once (deduplicated by ID over the last WithDedupWindow events). A set of
-// topics never holds more than two channels: when a replacement must itself be replaced during its
-// overlap, the old channel is closed first.
+// and needs no new channel; a request refused for now (a 429, or an answer with Retry-After) is
+// sent again after the wait asked for, up to the reconnect policy's MaxRetryAfter, and only if the
+// request fails otherwise is the channel replaced. The replacement is connected and subscribed
+// before the old channel is dropped, and the old socket is still read for a short overlap
+// (WithOverlap), so that what is already on its way arrives; a message that comes over both is
+// dispatched once (deduplicated by ID over the last WithDedupWindow events). A set of topics never
+// holds more than two channels: when a replacement must itself be replaced during its overlap, the
+// old channel is closed first.
 //
 // Opening a channel is retried with backoff (WithReconnectPolicy); a WebSocket handshake that gets
 // no answer within the heartbeat timeout (a proxy that takes the connection and never answers) is
@@ -132,7 +134,8 @@
 // context's error when its context ended, ErrAlreadyRunning or ErrClosed when misused, and the
 // error of the genesys client when a channel cannot be opened for a reason no retry cures: refused
 // credentials (genesys.IsUnauthorized), a missing permission, a topic Genesys refuses. An exhausted
-// API quota is waited out (up to the reconnect policy's MaxRetryAfter, an hour by default).
+// API quota, and any answer with Retry-After (a WebSocket handshake's included), is waited out (up
+// to the reconnect policy's MaxRetryAfter, an hour by default).
 //
 // # Concurrency
 //

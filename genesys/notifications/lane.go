@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -126,7 +127,7 @@ func (l *lane) run(ctx context.Context) error {
 			} else {
 				dropped = 0
 			}
-			reason, failed = l.pause(ctx, cur, timer.C, l.backoff(ctx, dropped, droppedSoonMsg))
+			reason, failed = l.restore(ctx, cur, timer.C, l.backoff(ctx, dropped, droppedSoonMsg))
 			if ctx.Err() != nil {
 				timer.Stop()
 				return nil
@@ -134,21 +135,11 @@ func (l *lane) run(ctx context.Context) error {
 			if failed {
 				cause = cur.err
 			}
-			if reason != "" {
-				break // the channel is replaced anyway
-			}
-			// The request below restores every subscription: notices that came during the wait
-			// are answered by it.
-			select {
-			case <-cur.unsubscribed:
-			default:
-			}
-			if l.resubscribe(ctx, cur) {
+			if reason == "" {
 				restored = l.s.cfg.clock.Now()
 				timer.Stop()
 				continue
 			}
-			reason = reasonUnsubscribed
 		case <-timer.C:
 			reason = reasonExpiry
 		}
@@ -219,23 +210,81 @@ func (l *lane) run(ctx context.Context) error {
 	}
 }
 
-// resubscribe subscribes the lane's topics again on c, whose subscriptions Genesys dropped, and
-// reports whether it could. Genesys replaces a channel's whole subscription set on each request,
-// so this restores it without a new channel: replacing the channel could have the lane wait for a
-// place among the 20 (see account) while its topics send nothing.
-func (l *lane) resubscribe(ctx context.Context, c *conn) bool {
-	err := l.s.client.SetSubscriptions(ctx, c.ch.ID, l.topics)
-	if err != nil {
-		if ctx.Err() == nil {
-			l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: subscribing again after Genesys dropped the subscriptions failed; replacing the channel",
-				slog.Int("lane", l.idx), slog.String("channel", c.ch.ID), slog.String("error", err.Error()))
+// restore subscribes the lane's topics again on cur, whose subscriptions Genesys dropped, once
+// wait is over (see pause), and returns an empty reason once it has, or when ctx ends. Genesys
+// replaces a channel's whole subscription set on each request, so this restores it without a new
+// channel: replacing the channel could have the lane wait for a place among the 20 (see account)
+// while its topics send nothing. A request refused for now (a 429, or an answer with Retry-After,
+// once the client's own retries are spent) is sent again after the wait asked for, up to the
+// reconnect policy's MaxRetryAfter: a new channel would cost a creation against the same rate
+// limit and one of the 20 places. Otherwise it returns the reason to replace cur: the one pause
+// returned, or reasonUnsubscribed when the request failed.
+func (l *lane) restore(ctx context.Context, cur *conn, expiry <-chan time.Time, wait time.Duration) (reason string, failed bool) {
+	for {
+		if reason, failed = l.pause(ctx, cur, expiry, wait); reason != "" || ctx.Err() != nil {
+			return reason, failed
 		}
-		return false
+		// The request below restores every subscription: notices that came during the wait are
+		// answered by it.
+		select {
+		case <-cur.unsubscribed:
+		default:
+		}
+		err := l.s.client.SetSubscriptions(ctx, cur.ch.ID, l.topics)
+		switch {
+		case err == nil:
+			l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: subscribed again after Genesys dropped the subscriptions",
+				slog.Int("lane", l.idx), slog.String("channel", cur.ch.ID), slog.Int("topics", len(l.topics)))
+			return "", false
+		case ctx.Err() != nil:
+			return "", false
+		}
+		if d, ok := throttled(err); ok {
+			p := l.s.reconnect.Policy()
+			wait = min(max(d, p.InitialInterval), p.MaxRetryAfter)
+			l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: subscribing again after Genesys dropped the subscriptions was refused for now; waiting before sending it again",
+				slog.Int("lane", l.idx), slog.String("channel", cur.ch.ID), slog.Duration("wait", wait), slog.String("error", err.Error()))
+			continue
+		}
+		l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: subscribing again after Genesys dropped the subscriptions failed; replacing the channel",
+			slog.Int("lane", l.idx), slog.String("channel", cur.ch.ID), slog.String("error", err.Error()))
+		return reasonUnsubscribed, false
 	}
-	l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: subscribed again after Genesys dropped the subscriptions",
-		slog.Int("lane", l.idx), slog.String("channel", c.ch.ID), slog.Int("topics", len(l.topics)))
-	return true
 }
+
+// throttled returns the wait an error's answer asked for, and whether the request was refused for
+// now: a 429 (with any wait, even none), or another answer with a Retry-After.
+func throttled(err error) (time.Duration, bool) {
+	d, ok := retry.RetryAfter(err)
+	return d, genesys.IsRateLimited(err) || ok && d > 0
+}
+
+// dialRetryAfter returns the wait the Retry-After header of a refused WebSocket handshake asks for
+// (delay-seconds or an HTTP-date), and whether there is one: Genesys sends one with every 429.
+func dialRetryAfter(resp *http.Response) (time.Duration, bool) {
+	if resp == nil {
+		return 0, false
+	}
+	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		if secs < 0 || math.IsNaN(secs) {
+			return 0, false
+		}
+		return time.Duration(min(secs, maxRetryAfterSeconds) * float64(time.Second)), true
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return min(max(time.Until(at), 0), maxRetryAfterSeconds*time.Second), true
+}
+
+// maxRetryAfterSeconds bounds a Retry-After so that the conversion cannot overflow; the reconnect
+// policy's MaxRetryAfter caps the wait far below it.
+const maxRetryAfterSeconds = 30 * 24 * 60 * 60
 
 // closeWhenDead closes c, giving its channel back to the source's account, as soon as its socket
 // fails, until stop is called. A lane opening a successor for a channel that is still live keeps
@@ -404,6 +453,9 @@ func (l *lane) connect(ctx context.Context) (*conn, error) {
 		}
 		if err != nil {
 			err = fmt.Errorf("notifications: connecting to channel %s: %w", ch.ID, err)
+			if d, ok := dialRetryAfter(resp); ok {
+				err = retry.After(err, d) // the reconnect policy waits at least that long
+			}
 			// The socket endpoint's answer alone does not make the channel gone: the API must say
 			// so too, or a channel that still counts against the limit would be forgotten.
 			if resp != nil && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone) {

@@ -27,7 +27,9 @@ import (
 // (logged once the reader has passed it on to the lane) to notices. Nil channels are not reported
 // to.
 type laneLog struct {
-	waits, dropWaits, failures    chan time.Duration
+	waits, dropWaits, failures chan time.Duration
+	// throttled gets the wait of every subscription request sent again after a refusal for now.
+	throttled                     chan time.Duration
 	subscribed, restored, notices chan struct{}
 	// expiries gets the expiry of every channel subscribed, as the lane takes it, when there is
 	// room; it is never waited for.
@@ -72,6 +74,8 @@ func (h laneLog) Handle(_ context.Context, r slog.Record) error {
 		wait(h.dropWaits)
 	case "notifications: opening a channel failed, retrying":
 		wait(h.failures)
+	case "notifications: subscribing again after Genesys dropped the subscriptions was refused for now; waiting before sending it again":
+		wait(h.throttled)
 	}
 	return nil
 }
@@ -427,4 +431,60 @@ func TestReplacementEndsTheWaitBeforeSubscribingAgain(t *testing.T) {
 			assert.Empty(t, logs.restored, "subscribed again on the channel replaced")
 		})
 	}
+}
+
+// Genesys answers a request it refuses for now with 429 and Retry-After, a daily quota with hours.
+// A refused WebSocket handshake is tried again after the wait its Retry-After asks for, and a
+// subscription request after Genesys dropped a channel's subscriptions is sent again after it (up
+// to the reconnect policy's MaxRetryAfter), on the same channel: a new channel would cost a
+// creation against the same limit and one of the 20 places.
+func TestRetryAfterOnConnectAndOnSubscribingAgain(t *testing.T) {
+	const (
+		channels      = "/api/v2/notifications/channels"
+		subscriptions = "/api/v2/notifications/channels/"
+	)
+	policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter,
+		MaxAttempts: -1, MaxRetryAfter: 30 * time.Second}
+	newSource := func(t *testing.T, logs laneLog) (*harness, *retrytest.Clock) {
+		clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+		h := newHarness(t, []string{presence}, nil, notifications.WithClock(clk), notifications.WithReconnectPolicy(policy),
+			notifications.WithHeartbeatTimeout(time.Minute), notifications.WithLogger(slog.New(logs)))
+		return h, clk
+	}
+	t.Run("handshake", func(t *testing.T) {
+		logs := laneLog{failures: make(chan time.Duration, 4), subscribed: make(chan struct{}, 4)}
+		h, clk := newSource(t, logs)
+		h.srv.Fail(genesystest.Fault{Method: http.MethodGet, Path: "/channels/", Status: http.StatusTooManyRequests, RetryAfter: "20"})
+		ctx := h.start(t)
+		assert.Equal(t, 20*time.Second, recv(t, ctx, logs.failures))
+		waitDue(t, ctx, clk, 20*time.Second)
+		assert.Equal(t, 1, h.srv.Count(http.MethodGet, "/channels/"), "handshakes")
+		clk.Advance(20 * time.Second)
+		recv(t, ctx, logs.subscribed)
+		assert.Equal(t, 2, h.srv.Count(http.MethodGet, "/channels/"), "handshakes")
+		assert.Equal(t, 1, h.srv.ChannelsCreated(), "the channel is connected again")
+	})
+	t.Run("subscribing again", func(t *testing.T) {
+		logs := laneLog{throttled: make(chan time.Duration, 4), subscribed: make(chan struct{}, 4), restored: make(chan struct{}, 4)}
+		h, clk := newSource(t, logs)
+		ctx := h.start(t)
+		recv(t, ctx, logs.subscribed)
+		require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+		id := h.srv.Channels()[0].ID
+		// An hour: more than the client waits for itself, so the refusal reaches the lane.
+		h.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: subscriptions, Status: http.StatusTooManyRequests, RetryAfter: "3600"})
+		notice := fmt.Sprintf(`{"topicName":"v2.system.no_longer_subscribed.%s","version":"2","eventBody":{"message":"subscriptions dropped"}}`, id)
+		require.Equal(t, 1, h.srv.SendRaw([]byte(notice)))
+		assert.Equal(t, 30*time.Second, recv(t, ctx, logs.throttled), "the policy's MaxRetryAfter")
+		waitDue(t, ctx, clk, 30*time.Second)
+		assert.Equal(t, 2, h.srv.Count(http.MethodPut, subscriptions), "subscription requests")
+		clk.Advance(30 * time.Second)
+		recv(t, ctx, logs.restored)
+		assert.Equal(t, 3, h.srv.Count(http.MethodPut, subscriptions), "subscription requests")
+		assert.Equal(t, 1, h.srv.Count(http.MethodPost, channels), "channels created")
+		assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "", ""))
+		require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+		require.Len(t, publish(h.srv, presence, 1, 1), 1)
+		h.rec.waitCount(t, ctx, 1)
+	})
 }
