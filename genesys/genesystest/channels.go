@@ -389,13 +389,44 @@ func (s *Server) SendRaw(msg []byte) int {
 }
 
 // SendSocketClosing sends the v2.system.socket_closing notice Genesys sends before maintenance
-// to every connected socket, and returns how many got it. The sockets stay open.
+// to every connected socket, and returns how many got it. Those sockets are closed (with
+// StatusGoingAway) after the delay set with WithSocketClosingDelay, a minute by default, as
+// Genesys closes them; their channels remain.
 func (s *Server) SendSocketClosing() int {
-	return s.SendRaw(compactJSON(map[string]any{
+	msg := compactJSON(map[string]any{
 		"topicName": "v2.system.socket_closing",
 		"version":   "2",
 		"eventBody": map[string]string{"message": "The socket is closing for maintenance; connect a new channel."},
-	}))
+	})
+	n := 0
+	for _, so := range s.connected() {
+		if s.write(so, msg) != nil {
+			continue
+		}
+		n++
+		if d := s.opts.socketClosingDelay; d >= 0 {
+			s.closeLater(so, d)
+		}
+	}
+	return n
+}
+
+// closeLater closes so after d, unless the server is closed first (it then closes every socket).
+func (s *Server) closeLater(so *socket, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		delete(s.closings, t)
+		s.mu.Unlock()
+		_ = so.conn.Close(websocket.StatusGoingAway, "socket closing for maintenance")
+		so.cancel()
+	})
+	s.closings[t] = struct{}{}
 }
 
 // Disconnect drops every connected socket without a close handshake and returns how many it

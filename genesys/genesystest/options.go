@@ -25,18 +25,20 @@ type options struct {
 	heartbeat              time.Duration
 	channelLifetime        time.Duration
 	maxPageSize            int
+	socketClosingDelay     time.Duration
 }
 
 func defaults() options {
 	return options{
-		clientID:        DefaultClientID,
-		clientSecret:    DefaultClientSecret,
-		tokenLifetime:   24 * time.Hour,
-		now:             time.Now,
-		orgID:           DefaultOrganizationID,
-		heartbeat:       30 * time.Second,
-		channelLifetime: 24 * time.Hour,
-		maxPageSize:     100,
+		clientID:           DefaultClientID,
+		clientSecret:       DefaultClientSecret,
+		tokenLifetime:      24 * time.Hour,
+		now:                time.Now,
+		orgID:              DefaultOrganizationID,
+		heartbeat:          30 * time.Second,
+		channelLifetime:    24 * time.Hour,
+		maxPageSize:        100,
+		socketClosingDelay: DefaultSocketClosingDelay,
 	}
 }
 
@@ -79,4 +81,17 @@ func WithChannelLifetime(d time.Duration) Option {
 // happen with few integrations. The default is 100.
 func WithMaxPageSize(n int) Option {
 	return optionFunc(func(o *options) { o.maxPageSize = n })
+}
+
+// DefaultSocketClosingDelay is how long after v2.system.socket_closing the fake closes the sockets
+// that got the notice, as Genesys does about a minute later.
+const DefaultSocketClosingDelay = time.Minute
+
+// WithSocketClosingDelay sets how long after SendSocketClosing the sockets that got the notice are
+// closed, so that a client that is late to replace them loses what is published afterwards, as it
+// would with Genesys. The delay runs in real time: the clock of WithClock only reads the time. Zero
+// closes them right after the notice; a negative delay leaves them open. The default is
+// DefaultSocketClosingDelay (1 minute).
+func WithSocketClosingDelay(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.socketClosingDelay = d })
 }

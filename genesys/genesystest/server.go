@@ -3,7 +3,8 @@
 // channels with their WebSocket, and the organization. It behaves as Genesys documents (answers,
 // error bodies with ININ-Correlation-Id, limits), records every request, and lets a test inject
 // faults (429 with Retry-After, 5xx bursts, lost answers), expire tokens, publish events, and drop
-// or close sockets.
+// or close sockets. Like Genesys, it closes a socket a while after announcing maintenance on it
+// (SendSocketClosing, WithSocketClosingDelay).
 //
 // A Server serves plain HTTP on 127.0.0.1; point a client at it with genesys.WithBaseURL(srv.URL)
 // and genesys.WithTokenURL(srv.TokenURL()).
@@ -49,6 +50,7 @@ type Server struct {
 	seq          int64
 	changed      chan struct{} // closed and replaced when channels, subscriptions or sockets change
 	closed       bool
+	closings     map[*time.Timer]struct{} // sockets to close after a socket_closing notice
 }
 
 // Request is one request the server received, as its log records it.
@@ -66,7 +68,8 @@ type Request struct {
 
 // NewServer starts a fake Genesys Cloud. Close it when done.
 func NewServer(opts ...Option) *Server {
-	s := &Server{opts: defaults(), tokens: map[string]time.Time{}, sockets: map[*socket]struct{}{}, changed: make(chan struct{})}
+	s := &Server{opts: defaults(), tokens: map[string]time.Time{}, sockets: map[*socket]struct{}{}, changed: make(chan struct{}),
+		closings: map[*time.Timer]struct{}{}}
 	for _, o := range opts {
 		o.apply(&s.opts)
 	}
@@ -105,6 +108,9 @@ func (s *Server) Close() {
 		if ch.timer != nil {
 			ch.timer.Stop()
 		}
+	}
+	for t := range s.closings {
+		t.Stop()
 	}
 	s.mu.Unlock()
 	for _, so := range socks {

@@ -233,6 +233,32 @@ func TestFakeWebSocket(t *testing.T) {
 	assert.Equal(t, 0, n, "nobody is connected")
 }
 
+// Genesys closes a socket about a minute after its v2.system.socket_closing notice; the fake does
+// so after WithSocketClosingDelay, with a close handshake, and keeps the channel.
+func TestFakeClosesSocketsAfterSocketClosing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv := genesystest.NewServer(genesystest.WithHeartbeatInterval(0), genesystest.WithSocketClosingDelay(50*time.Millisecond))
+	t.Cleanup(srv.Close)
+	_, body := tokenRequest(t, srv, genesystest.DefaultClientID, genesystest.DefaultClientSecret)
+	c := &rawClient{t: t, srv: srv, token: body["access_token"].(string)}
+	_, ch := c.do(http.MethodPost, "/api/v2/notifications/channels", nil)
+	conn, _, err := websocket.Dial(ctx, ch["connectUri"].(string), nil)
+	require.NoError(t, err)
+	defer conn.CloseNow()
+	require.NoError(t, srv.WaitConnected(ctx, 1))
+
+	require.Equal(t, 1, srv.SendSocketClosing())
+	_, data, err := conn.Read(ctx)
+	require.NoError(t, err)
+	assert.Contains(t, string(data), "v2.system.socket_closing")
+	_, _, err = conn.Read(ctx)
+	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "read: %v", err)
+	require.NoError(t, srv.WaitConnected(ctx, 0))
+	require.Len(t, srv.Channels(), 1)
+	assert.Equal(t, ch["id"], srv.Channels()[0].ID)
+}
+
 // Genesys keeps 20 channels per OAuth client and the 21st evicts the oldest by creation, connected
 // or not: an unconnected newer channel does not go first.
 func TestFakeEvictsTheOldestChannel(t *testing.T) {

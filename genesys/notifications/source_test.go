@@ -95,15 +95,17 @@ func TestSurvivesForcedDisconnect(t *testing.T) {
 
 func TestSocketClosingOverlapsWithoutDuplicates(t *testing.T) {
 	// A long overlap keeps both sockets subscribed while the test publishes, so that every event
-	// arrives twice.
-	h := newHarness(t, []string{presence}, nil, notifications.WithOverlap(time.Minute))
+	// arrives twice; Genesys closes the old socket a while after its notice (a minute; a few
+	// seconds here), and the new one must be subscribed before.
+	h := newHarness(t, []string{presence}, []genesystest.Option{genesystest.WithSocketClosingDelay(3 * time.Second)},
+		notifications.WithOverlap(time.Minute))
 	ctx := h.start(t)
 	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
 	sent := publish(h.srv, presence, 1, 5)
 	h.rec.waitCount(t, ctx, 5)
 
 	require.Equal(t, 1, h.srv.SendSocketClosing())
-	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 2), "the new channel is subscribed before the old one closes")
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 2), "the new channel is subscribed before Genesys closes the old one")
 	for i := 6; i <= 15; i++ {
 		_, n := h.srv.Publish(presence, map[string]any{"seq": i})
 		require.Equal(t, 2, n)
