@@ -286,12 +286,6 @@ func (st *sinkState) failed(t *task, n int, err error, start time.Time, cond dlq
 // the shared drain deadline), and is retried with backoff within that bound.
 func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last time.Time, cause error, start time.Time) SinkResult {
 	d := st.d
-	if t.g != nil && t.ctx.Err() != nil {
-		// The dispatch's budget is over: its tasks still queued are dead-lettered now, beside
-		// this write rather than after it (this may be the caller's own goroutine, which would
-		// withdraw them only once this write is done).
-		d.withdrawQueued(t.g)
-	}
 	if cause == nil {
 		cause = errors.New("fanout: delivery failed for no recorded reason") // never expected
 	}

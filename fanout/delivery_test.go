@@ -3,8 +3,10 @@ package fanout_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -447,6 +449,117 @@ func TestWithdrawnTasksAreDeadLetteredSideBySide(t *testing.T) {
 		assert.Equal(t, fanout.DeadLettered, r.Outcome, r.Sink)
 		assert.Zero(t, r.Attempts, r.Sink)
 		assert.True(t, q.Has("e", r.Sink), r.Sink)
+	}
+}
+
+// The same when the caller's own task (the first sink's, run on the dispatching goroutine) began
+// its dead-letter write before the budget ran out: the other sinks' queued tasks are withdrawn
+// when it runs out all the same, and written beside it, not after it.
+func TestWithdrawnWhileTheCallerWritesItsOwn(t *testing.T) {
+	gate := make(chan struct{})
+	entered := make(chan struct{}, 2)
+	blocker := func(_ context.Context, e *fanbridge.Event) error {
+		if e.ID == "block" {
+			entered <- struct{}{}
+			<-gate
+		}
+		return nil
+	}
+	refuse := func(context.Context, *fanbridge.Event) error { return retry.Permanent(errors.New("refused")) }
+	q := &barrierDLQ{n: 3, all: make(chan struct{}), entered: make(chan struct{}, 3)}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{
+			{Name: "a", Sink: sink.Func(refuse)},
+			{Name: "b", Sink: sink.Func(blocker), Concurrency: 1},
+			{Name: "c", Sink: sink.Func(blocker), Concurrency: 1},
+		},
+		Routes: []fanout.Route{
+			{Name: "block", Filter: typeIs("block"), Sinks: []string{"b", "c"}},
+			{Name: "r", Filter: typeIs("x"), Sinks: []string{"a", "b", "c"}},
+		},
+		DLQ: q,
+	}, fanout.WithMode(fanout.Async), fanout.WithDLQReserve(50*time.Millisecond), fanout.WithDLQTimeout(testTimeout))
+	defer close(gate)
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("block", "block")))
+	recv(t, entered)
+	recv(t, entered)
+	dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.Deliver(dctx, event("e", "x"))
+		done <- err
+	}()
+	recv(t, q.entered) // a's own write, at once, long before the deadline
+	recv(t, q.entered) // b's and c's, once the budget is over
+	recv(t, q.entered)
+	require.NoError(t, recv(t, done))
+	for _, n := range []string{"a", "b", "c"} {
+		assert.True(t, q.Has("e", n), n)
+	}
+}
+
+// Sync dispatches whose budgets end while their tasks are being handed out, at every moment of
+// it: every event ends delivered or dead-lettered once for every sink, never both, never lost.
+func TestBudgetsEndingWhileTasksAreHandedOut(t *testing.T) {
+	const sinks, workers = 4, 4
+	n := 2000
+	if testing.Short() {
+		n = 500
+	}
+	quick := sink.Func(func(ctx context.Context, _ *fanbridge.Event) error { return ctx.Err() })
+	var scs []fanout.SinkConfig
+	var names []string
+	for i := range sinks {
+		name := fmt.Sprint("s", i)
+		scs = append(scs, fanout.SinkConfig{Name: name, Sink: quick, Concurrency: 1})
+		names = append(names, name)
+	}
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{Sinks: scs, DLQ: q,
+		Routes: []fanout.Route{{Name: "all", Filter: fanout.All, Sinks: names}}})
+	ctx := testContext(t)
+	var wg sync.WaitGroup
+	var accepted atomic.Int64
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				if ctx.Err() != nil {
+					return
+				}
+				dctx, cancel := context.WithTimeout(ctx, time.Duration(1+i%40)*time.Microsecond)
+				err := d.Dispatch(dctx, event(fmt.Sprint("e", w, "-", i), "x"))
+				cancel()
+				// A budget over before the dispatch starts, or a full queue, refuses the event
+				// whole: nothing is sent, and the sender retries.
+				if err == nil {
+					accepted.Add(1)
+				} else if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, fanbridge.ErrOverloaded) {
+					t.Errorf("dispatch: %v", err)
+				}
+			}
+		}()
+	}
+	waitGroup(t, &wg)
+	require.Positive(t, accepted.Load())
+	written := map[string]int{}
+	for _, e := range q.Entries() {
+		written[e.Event.ID+"/"+e.Sink]++
+	}
+	var dead int64
+	for _, st := range d.Stats() {
+		assert.Zero(t, st.Failed, st.Name)
+		assert.Equal(t, accepted.Load(), st.Delivered+st.DeadLettered, st.Name)
+		dead += st.DeadLettered
+	}
+	assert.Len(t, written, int(dead))
+	for k, c := range written {
+		if c != 1 {
+			t.Errorf("%s dead-lettered %d times", k, c)
+		}
 	}
 }
 

@@ -328,6 +328,22 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		}
 		j++
 	}
+	// Once the budget is over, the tasks no worker has started yet are withdrawn at once, even
+	// while this goroutine is still busy with a task of its own (its Send, or a dead-letter
+	// write that began just before the deadline), so that their dead-letter writes run beside
+	// that one rather than after it. Armed only now that every task is handed out, and only when
+	// this goroutine runs tasks itself and there are others (else the select below suffices).
+	armed := inline >= 0 && n > 1
+	if armed {
+		if g.expiry == nil {
+			g.expiry = time.AfterFunc(time.Hour, func() {
+				defer g.expiring.Done()
+				d.withdrawQueued(g)
+			})
+		}
+		g.expiring.Add(1)
+		g.expiry.Reset(time.Until(deadline.Add(-reserve)))
+	}
 	if inline >= 0 {
 		t := &g.tasks[inline]
 		out := t.sink.deliver(t)
@@ -354,9 +370,16 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 	case <-g.done:
 	case <-gctx.Done():
 		// Tasks no worker has started yet get their outcome here, now: a sink whose queue is
-		// long must not hold the answer past the budget.
+		// long must not hold the answer past the budget, nor past the caller's cancellation or
+		// Close's deadline.
 		d.withdrawQueued(g)
 		<-g.done
+	}
+	if armed {
+		if g.expiry.Stop() {
+			g.expiring.Done() // it will not run
+		}
+		g.expiring.Wait() // g goes back to the pool: the expiry must be done with it
 	}
 
 	failed := 0
@@ -481,6 +504,10 @@ type group struct {
 	parent context.Context
 	cancel context.CancelFunc
 	budget time.Duration // ctx's time for attempts, from the dispatch's start to its deadline
+	// expiry withdraws the queued tasks when the budget ends (see deliverSync); made once per
+	// pooled group, re-armed by each dispatch. expiring counts its run still to come or under way.
+	expiry   *time.Timer
+	expiring sync.WaitGroup
 
 	shard      *regShard
 	prev, next *group
@@ -620,7 +647,8 @@ func (d *Dispatcher) SetRoutes(routes []Route) error {
 
 // withdrawQueued gives every task of g that no worker has started yet its outcome now that g's
 // budget is over: dead-lettered, each on a goroutine of its own, so that the answer waits for
-// the slowest of those writes, not for their sum. A task already withdrawn is left alone.
+// the slowest of those writes, not for their sum. A task already withdrawn is left alone. It
+// must run only once every task of g is handed out.
 func (d *Dispatcher) withdrawQueued(g *group) {
 	for j := range g.tasks {
 		t := &g.tasks[j]
