@@ -20,6 +20,10 @@ import (
 // or 504.
 const lateCreationGrace = 5 * time.Minute
 
+// clockSkew is how far ahead of the local clock Genesys' may be before a channel expiry more than
+// 24 hours away is worth a warning.
+const clockSkew = time.Minute
+
 // account is the source's record of the channels Genesys may hold for it, in the order their
 // creations were sent. Genesys keeps a channel for 24 hours whatever becomes of its socket (a
 // channel cannot be deleted), counts every one against 20 per OAuth client, and when another is
@@ -213,7 +217,9 @@ func (a *account) created(ctx context.Context, lane int, h *held, ch *genesys.Ch
 		switch {
 		case ch.Expires.After(now) && !ch.Expires.After(h.expires):
 			h.expires = ch.Expires
-		case !ch.Expires.IsZero():
+		case ch.Expires.IsZero() || ch.Expires.After(now) && ch.Expires.Sub(h.expires) <= clockSkew:
+			// No expiry given, or Genesys' clock a little ahead of ours: nothing to warn about.
+		default:
 			a.log.LogAttrs(ctx, slog.LevelWarn, "notifications: Genesys gave a channel an expiry already past or more than 24 hours away; is the local clock wrong? Counting 24 hours from now",
 				slog.Int("lane", lane), slog.String("channel", ch.ID), slog.Time("answered", ch.Expires), slog.Time("expires", h.expires))
 		}

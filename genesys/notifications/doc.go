@@ -22,17 +22,17 @@
 // WithHeartbeatTimeout defaults to 60), when Genesys announces maintenance with
 // v2.system.socket_closing, and some minutes before its 24-hour expiry (WithExpiryMargin): the
 // expiry in Genesys' answer, unless that is already past or more than 24 hours away (a local clock
-// or Genesys' that is wrong, or a bad answer; a warning is logged), and then 24 hours after the
-// answer. When Genesys drops a channel's subscriptions (v2.system.no_longer_subscribed), the source
-// first subscribes the topics again on the same channel, which replaces its whole subscription set
-// and needs no new channel; a request refused for now (a 429, or an answer with Retry-After) is
-// sent again after the wait asked for, up to the reconnect policy's MaxRetryAfter, and only if the
-// request fails otherwise is the channel replaced. The replacement is connected and subscribed
-// before the old channel is dropped, and the old socket is still read for a short overlap
-// (WithOverlap), so that what is already on its way arrives; a message that comes over both is
-// dispatched once (deduplicated by ID over the last WithDedupWindow events). A set of topics never
-// holds more than two channels: when a replacement must itself be replaced during its overlap, the
-// old channel is closed first.
+// or Genesys' that is wrong, or a bad answer; a warning is logged unless Genesys' clock is less
+// than a minute ahead), and then 24 hours after the answer. When Genesys drops a channel's
+// subscriptions (v2.system.no_longer_subscribed), the source first subscribes the topics again on
+// the same channel, which replaces its whole subscription set and needs no new channel; a request
+// refused for now (a 429, or an answer with Retry-After) is sent again after the wait asked for, up
+// to the reconnect policy's MaxRetryAfter, and only if the request fails otherwise is the channel
+// replaced. The replacement is connected and subscribed before the old channel is dropped, and the
+// old socket is still read for a short overlap (WithOverlap), so that what is already on its way
+// arrives; a message that comes over both is dispatched once (deduplicated by ID over the last
+// WithDedupWindow events). A set of topics never holds more than two channels: when a replacement
+// must itself be replaced during its overlap, the old channel is closed first.
 //
 // Opening a channel is retried with backoff (WithReconnectPolicy); a WebSocket handshake that gets
 // no answer within the heartbeat timeout (a proxy that takes the connection and never answers) is

@@ -31,9 +31,11 @@ type laneLog struct {
 	// throttled gets the wait of every subscription request sent again after a refusal for now.
 	throttled                     chan time.Duration
 	subscribed, restored, notices chan struct{}
-	// expiries gets the expiry of every channel subscribed, as the lane takes it, when there is
-	// room; it is never waited for.
-	expiries chan time.Time
+	// expiries gets the expiry of every channel subscribed, as the lane takes it, and
+	// expiryWarnings every warning about the expiry Genesys gave, when there is room; they are
+	// never waited for.
+	expiries       chan time.Time
+	expiryWarnings chan struct{}
 }
 
 func (h laneLog) Enabled(context.Context, slog.Level) bool { return true }
@@ -72,6 +74,11 @@ func (h laneLog) Handle(_ context.Context, r slog.Record) error {
 		wait(h.waits)
 	case "notifications: subscriptions dropped again soon after they were restored; waiting before subscribing again":
 		wait(h.dropWaits)
+	case "notifications: Genesys gave a channel an expiry already past or more than 24 hours away; is the local clock wrong? Counting 24 hours from now":
+		select {
+		case h.expiryWarnings <- struct{}{}:
+		default:
+		}
 	case "notifications: opening a channel failed, retrying":
 		wait(h.failures)
 	case "notifications: subscribing again after Genesys dropped the subscriptions was refused for now; waiting before sending it again":
@@ -324,17 +331,20 @@ func TestCreationRetryAfterIsWaited(t *testing.T) {
 // day ahead, or a bad answer) had the lane replace the channel at once, again and again, each time
 // with a new channel, as an expiry never counted as a quick replacement and the account forgot
 // the channel still in use; one more than 24 hours away kept the channel counted too long. Such
-// an expiry gives way to 24 hours from the local time of the answer.
+// an expiry gives way to 24 hours from the local time of the answer, with a warning unless
+// Genesys' clock is only a little ahead.
 func TestImplausibleChannelExpiryCountsFromLocalCreation(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		skew time.Duration // of Genesys' clock
+		warn bool
 	}{
-		{"already past", -25 * time.Hour},
-		{"more than 24 hours away", 2 * time.Hour},
+		{"already past", -25 * time.Hour, true},
+		{"more than 24 hours away", 2 * time.Hour, true},
+		{"a few seconds more than 24 hours away", 5 * time.Second, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := laneLog{expiries: make(chan time.Time, 16)}
+			logs := laneLog{expiries: make(chan time.Time, 16), expiryWarnings: make(chan struct{}, 16)}
 			skewed := genesystest.WithClock(func() time.Time { return time.Now().Add(tc.skew) })
 			h := newHarness(t, []string{presence}, []genesystest.Option{skewed}, notifications.WithOverlap(0),
 				notifications.WithLogger(slog.New(logs)))
@@ -354,6 +364,7 @@ func TestImplausibleChannelExpiryCountsFromLocalCreation(t *testing.T) {
 			}
 			assert.Equal(t, 1, h.srv.ChannelsCreated())
 			assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "", ""))
+			assert.Equal(t, tc.warn, len(logs.expiryWarnings) == 1, "warned %d times", len(logs.expiryWarnings))
 		})
 	}
 }
