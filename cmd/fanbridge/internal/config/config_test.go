@@ -486,6 +486,8 @@ func TestPatternJSONStringExpansion(t *testing.T) {
 		{name: "inside a longer string, numbers as written", pattern: `'{"source": ["aws.partner/${BUS}"], "detail": {"n": [{"numeric": [">", 1.50]}], "b": [true, null]}}'`,
 			env: map[string]string{"BUS": "genesys.com/<x>&"}, wantJSON: `{"source":["aws.partner/genesys.com/<x>&"],"detail":{"n":[{"numeric":[">",1.50]}],"b":[true,null]}}`},
 		{name: "keys are kept as written", pattern: `'{"${K}": ["${V}"]}'`, env: map[string]string{"K": "source", "V": "v"}, wantJSON: `{"${K}":["v"]}`},
+		{name: "reference spelt with an escape", pattern: `'{"source": ["\u0024{SRC}"]}'`, env: map[string]string{"SRC": "v"}, wantJSON: `{"source":["v"]}`},
+		{name: "other escapes, read as JSON reads them", pattern: `'{"source": ["\u0061"]}'`, wantJSON: `{"source":["a"]}`},
 		{name: "literal dollar brace", pattern: `'{"source": ["$${SRC}"]}'`, wantJSON: `{"source":["${SRC}"]}`},
 		{name: "default", pattern: `'{"source": ["${SRC:-aws.events}"]}'`, wantJSON: `{"source":["aws.events"]}`},
 		{name: "without references, the text as written", pattern: `'{"source": ["a"]}'`, wantJSON: `{"source": ["a"]}`},

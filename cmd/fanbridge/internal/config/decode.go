@@ -304,7 +304,8 @@ func (d *decoder) decodePattern(n *yaml.Node, p *Pattern, path string) {
 	p.node = n
 	if n.Kind == yaml.ScalarNode {
 		text := strings.TrimSpace(n.Value)
-		if !strings.Contains(text, "${") {
+		// Without "${" or an escape that could spell it, no string value holds a reference.
+		if !strings.Contains(text, "${") && !strings.Contains(text, `\u`) {
 			p.JSON = []byte(text)
 			return
 		}
