@@ -405,7 +405,7 @@ func TestReplacementEndsTheWaitBeforeSubscribingAgain(t *testing.T) {
 		{name: "socket closing", end: func(srv *genesystest.Server) { srv.SendSocketClosing() }, reason: "socket_closing"},
 		{name: "socket failed", end: func(srv *genesystest.Server) { srv.Disconnect() }, reason: "socket_error"},
 		// Replaced halfway through its life, once the wait has begun.
-		{name: "expiry", lifetime: 3 * time.Second, reason: "expiry"},
+		{name: "expiry", lifetime: 6 * time.Second, reason: "expiry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
