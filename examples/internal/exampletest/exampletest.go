@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge/dlq"
@@ -133,6 +135,21 @@ func (p *Program) RunServingHint(t *testing.T) string {
 	out, err := cmd.Output()
 	require.NoError(t, err, "%s\n%s", hint, stderr.String())
 	return string(out)
+}
+
+// CheckServingHint runs an offline demo that keeps serving (-serve, its dead letters in a
+// temporary directory), runs the command it prints to try by hand as printed (see
+// RunServingHint), and requires that it is taken as a sender's post is (JSON content type, the
+// body as the file holds it): the demo posted that sample already, so it is acknowledged as a
+// duplicate.
+func CheckServingHint(t *testing.T, run demo.RunFunc) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p := Start(t, ctx, run, []string{"-serve"}, map[string]string{"DLQ_DIR": t.TempDir()})
+	answer := p.RunServingHint(t)
+	assert.JSONEq(t, `{"status":"duplicate"}`, answer)
+	p.Stop(t)
 }
 
 // Stop interrupts the program, as Ctrl-C does, and requires that it returns without error before
