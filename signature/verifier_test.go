@@ -405,17 +405,22 @@ func TestReplayCacheFailureIsUnavailable(t *testing.T) {
 	assert.Zero(t, e.next.count())
 }
 
+// claimer returns a claim on c at now, until exp, both in seconds after testNow.
+func claimer(t *testing.T, c *signature.MemoryReplayCache) func(id string, now, exp int) bool {
+	at := func(s int) time.Time { return testNow.Add(time.Duration(s) * time.Second) }
+	return func(id string, now, exp int) bool {
+		t.Helper()
+		ok, err := c.Claim(context.Background(), id, at(now), at(exp))
+		require.NoError(t, err)
+		return ok
+	}
+}
+
 func TestMemoryReplayCache(t *testing.T) {
 	ctx := context.Background()
 	c, err := signature.NewMemoryReplayCache(3)
 	require.NoError(t, err)
-	at := func(s int) time.Time { return testNow.Add(time.Duration(s) * time.Second) }
-
-	claim := func(id string, now, exp int) bool {
-		ok, err := c.Claim(ctx, id, at(now), at(exp))
-		require.NoError(t, err)
-		return ok
-	}
+	claim := claimer(t, c)
 	assert.True(t, claim("a", 0, 10))
 	assert.False(t, claim("a", 5, 20), "held until its expiry")
 	assert.True(t, claim("b", 0, 20))
@@ -450,12 +455,7 @@ func TestMemoryReplayCacheReleaseKeepsOthers(t *testing.T) {
 	ctx := context.Background()
 	c, err := signature.NewMemoryReplayCache(100)
 	require.NoError(t, err)
-	at := func(s int) time.Time { return testNow.Add(time.Duration(s) * time.Second) }
-	claim := func(id string, now, exp int) bool {
-		ok, err := c.Claim(ctx, id, at(now), at(exp))
-		require.NoError(t, err)
-		return ok
-	}
+	claim := claimer(t, c)
 	require.True(t, claim("a", 0, 10))
 	require.NoError(t, c.Release(ctx, "a"))
 	require.True(t, claim("b", 0, 600))
