@@ -27,8 +27,9 @@
 // subscriptions (v2.system.no_longer_subscribed), the source first subscribes the topics again on
 // the same channel, which replaces its whole subscription set and needs no new channel; a request
 // refused for now (a 429, or an answer with Retry-After) is sent again after the wait asked for, up
-// to the reconnect policy's MaxRetryAfter, and only if the request fails otherwise is the channel
-// replaced. The replacement is connected and subscribed before the old channel is dropped, and the
+// to the reconnect policy's MaxRetryAfter but never less than its InitialInterval, and only if the
+// request fails otherwise is the channel replaced. Should the channel need replacing anyway while
+// that request waits (inside the genesys client too), the request is cut short. The replacement is connected and subscribed before the old channel is dropped, and the
 // old socket is still read for a short overlap (WithOverlap), so that what is already on its way
 // arrives; a message that comes over both is dispatched once (deduplicated by ID over the last
 // WithDedupWindow events). A set of topics never holds more than two channels: when a replacement

@@ -216,9 +216,10 @@ func (l *lane) run(ctx context.Context) error {
 // channel: replacing the channel could have the lane wait for a place among the 20 (see account)
 // while its topics send nothing. A request refused for now (a 429, or an answer with Retry-After,
 // once the client's own retries are spent) is sent again after the wait asked for, up to the
-// reconnect policy's MaxRetryAfter: a new channel would cost a creation against the same rate
-// limit and one of the 20 places. Otherwise it returns the reason to replace cur: the one pause
-// returned, or reasonUnsubscribed when the request failed.
+// reconnect policy's MaxRetryAfter and never less than its InitialInterval: a new channel would
+// cost a creation against the same rate limit and one of the 20 places. Otherwise it returns the
+// reason to replace cur: the one pause or subscribeAgain returned, or reasonUnsubscribed when the
+// request failed.
 func (l *lane) restore(ctx context.Context, cur *conn, expiry <-chan time.Time, wait time.Duration) (reason string, failed bool) {
 	for {
 		if reason, failed = l.pause(ctx, cur, expiry, wait); reason != "" || ctx.Err() != nil {
@@ -230,7 +231,10 @@ func (l *lane) restore(ctx context.Context, cur *conn, expiry <-chan time.Time, 
 		case <-cur.unsubscribed:
 		default:
 		}
-		err := l.s.client.SetSubscriptions(ctx, cur.ch.ID, l.topics)
+		reason, failed, err := l.subscribeAgain(ctx, cur, expiry)
+		if reason != "" {
+			return reason, failed
+		}
 		switch {
 		case err == nil:
 			l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: subscribed again after Genesys dropped the subscriptions",
@@ -241,7 +245,9 @@ func (l *lane) restore(ctx context.Context, cur *conn, expiry <-chan time.Time, 
 		}
 		if d, ok := throttled(err); ok {
 			p := l.s.reconnect.Policy()
-			wait = min(max(d, p.InitialInterval), p.MaxRetryAfter)
+			// Never less than the policy's first interval, even under a MaxRetryAfter below
+			// it: the request carries up to 1,000 topics.
+			wait = max(min(d, p.MaxRetryAfter), p.InitialInterval)
 			l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: subscribing again after Genesys dropped the subscriptions was refused for now; waiting before sending it again",
 				slog.Int("lane", l.idx), slog.String("channel", cur.ch.ID), slog.Duration("wait", wait), slog.String("error", err.Error()))
 			continue
@@ -250,6 +256,37 @@ func (l *lane) restore(ctx context.Context, cur *conn, expiry <-chan time.Time, 
 			slog.Int("lane", l.idx), slog.String("channel", cur.ch.ID), slog.String("error", err.Error()))
 		return reasonUnsubscribed, false
 	}
+}
+
+// subscribeAgain sends the request that restores cur's subscriptions. The genesys client waits
+// out refusals on its own (a Retry-After of up to minutes, several attempts), so the request is
+// cut short, and the reason to replace cur returned, as soon as cur's socket fails, Genesys
+// announces it closes the socket, or cur reaches its replacement time: a minute after the notice
+// the socket is gone, and waiting on would lose every event published until the request gave up.
+func (l *lane) subscribeAgain(ctx context.Context, cur *conn, expiry <-chan time.Time) (reason string, failed bool, err error) {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-cur.done:
+			reason, failed = cur.reason, true // the reader has returned: safe to read
+		case <-cur.closing:
+			reason = cur.closeReason
+		case <-expiry:
+			reason = reasonExpiry
+		case <-stop:
+			return
+		}
+		cancel()
+	}()
+	err = l.s.client.SetSubscriptions(rctx, cur.ch.ID, l.topics)
+	close(stop)
+	<-watched
+	// Once the watch has seen cur's end (and taken the expiry's tick), cur is replaced whatever
+	// the request's outcome.
+	return reason, failed, err
 }
 
 // throttled returns the wait an error's answer asked for, and whether the request was refused for

@@ -377,7 +377,9 @@ func TestShortLivedChannelsBackOff(t *testing.T) {
 	clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	logs := laneLog{waits: make(chan time.Duration, 16), subscribed: make(chan struct{}, 16)}
 	policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter, MaxAttempts: -1}
-	h := newHarness(t, []string{presence}, []genesystest.Option{genesystest.WithChannelLifetime(600 * time.Millisecond)},
+	// Each channel must be created, connected and subscribed within its real life, or the fake
+	// forgets it under the lane: 3 s leaves room on a loaded machine.
+	h := newHarness(t, []string{presence}, []genesystest.Option{genesystest.WithChannelLifetime(3 * time.Second)},
 		notifications.WithClock(clk), notifications.WithReconnectPolicy(policy), notifications.WithHeartbeatTimeout(time.Minute),
 		notifications.WithOverlap(0), notifications.WithLogger(slog.New(logs)))
 	ctx := h.start(t)
@@ -456,7 +458,7 @@ func TestRetryAfterOnConnectAndOnSubscribingAgain(t *testing.T) {
 	)
 	policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter,
 		MaxAttempts: -1, MaxRetryAfter: 30 * time.Second}
-	newSource := func(t *testing.T, logs laneLog) (*harness, *retrytest.Clock) {
+	newSourceWith := func(t *testing.T, logs laneLog, policy retry.Policy) (*harness, *retrytest.Clock) {
 		clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 		h := newHarness(t, []string{presence}, nil, notifications.WithClock(clk), notifications.WithReconnectPolicy(policy),
 			notifications.WithHeartbeatTimeout(time.Minute), notifications.WithLogger(slog.New(logs)))
@@ -464,7 +466,7 @@ func TestRetryAfterOnConnectAndOnSubscribingAgain(t *testing.T) {
 	}
 	t.Run("handshake", func(t *testing.T) {
 		logs := laneLog{failures: make(chan time.Duration, 4), subscribed: make(chan struct{}, 4)}
-		h, clk := newSource(t, logs)
+		h, clk := newSourceWith(t, logs, policy)
 		h.srv.Fail(genesystest.Fault{Method: http.MethodGet, Path: "/channels/", Status: http.StatusTooManyRequests, RetryAfter: "20"})
 		ctx := h.start(t)
 		assert.Equal(t, 20*time.Second, recv(t, ctx, logs.failures))
@@ -475,27 +477,87 @@ func TestRetryAfterOnConnectAndOnSubscribingAgain(t *testing.T) {
 		assert.Equal(t, 2, h.srv.Count(http.MethodGet, "/channels/"), "handshakes")
 		assert.Equal(t, 1, h.srv.ChannelsCreated(), "the channel is connected again")
 	})
-	t.Run("subscribing again", func(t *testing.T) {
-		logs := laneLog{throttled: make(chan time.Duration, 4), subscribed: make(chan struct{}, 4), restored: make(chan struct{}, 4)}
-		h, clk := newSource(t, logs)
-		ctx := h.start(t)
-		recv(t, ctx, logs.subscribed)
-		require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
-		id := h.srv.Channels()[0].ID
-		// An hour: more than the client waits for itself, so the refusal reaches the lane.
-		h.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: subscriptions, Status: http.StatusTooManyRequests, RetryAfter: "3600"})
-		notice := fmt.Sprintf(`{"topicName":"v2.system.no_longer_subscribed.%s","version":"2","eventBody":{"message":"subscriptions dropped"}}`, id)
-		require.Equal(t, 1, h.srv.SendRaw([]byte(notice)))
-		assert.Equal(t, 30*time.Second, recv(t, ctx, logs.throttled), "the policy's MaxRetryAfter")
-		waitDue(t, ctx, clk, 30*time.Second)
-		assert.Equal(t, 2, h.srv.Count(http.MethodPut, subscriptions), "subscription requests")
-		clk.Advance(30 * time.Second)
-		recv(t, ctx, logs.restored)
-		assert.Equal(t, 3, h.srv.Count(http.MethodPut, subscriptions), "subscription requests")
-		assert.Equal(t, 1, h.srv.Count(http.MethodPost, channels), "channels created")
-		assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "", ""))
-		require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
-		require.Len(t, publish(h.srv, presence, 1, 1), 1)
-		h.rec.waitCount(t, ctx, 1)
-	})
+	for _, tc := range []struct {
+		name          string
+		maxRetryAfter time.Duration
+		want          time.Duration
+	}{
+		{"subscribing again", 30 * time.Second, 30 * time.Second},
+		// The cap never takes the wait below the policy's first interval: the request carries
+		// up to 1,000 topics.
+		{"subscribing again, cap below the first interval", time.Millisecond, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := laneLog{throttled: make(chan time.Duration, 4), subscribed: make(chan struct{}, 4), restored: make(chan struct{}, 4)}
+			p := policy
+			p.MaxRetryAfter = tc.maxRetryAfter
+			h, clk := newSourceWith(t, logs, p)
+			ctx := h.start(t)
+			recv(t, ctx, logs.subscribed)
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			id := h.srv.Channels()[0].ID
+			// An hour: more than the client waits for itself, so the refusal reaches the lane.
+			h.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: subscriptions, Status: http.StatusTooManyRequests, RetryAfter: "3600"})
+			notice := fmt.Sprintf(`{"topicName":"v2.system.no_longer_subscribed.%s","version":"2","eventBody":{"message":"subscriptions dropped"}}`, id)
+			require.Equal(t, 1, h.srv.SendRaw([]byte(notice)))
+			assert.Equal(t, tc.want, recv(t, ctx, logs.throttled))
+			waitDue(t, ctx, clk, tc.want)
+			assert.Equal(t, 2, h.srv.Count(http.MethodPut, subscriptions), "subscription requests")
+			clk.Advance(tc.want)
+			recv(t, ctx, logs.restored)
+			assert.Equal(t, 3, h.srv.Count(http.MethodPut, subscriptions), "subscription requests")
+			assert.Equal(t, 1, h.srv.Count(http.MethodPost, channels), "channels created")
+			assert.Zero(t, h.counter(t, "fanbridge.notifications.reconnects", "", ""))
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			require.Len(t, publish(h.srv, presence, 1, 1), 1)
+			h.rec.waitCount(t, ctx, 1)
+		})
+	}
+}
+
+// The request that restores dropped subscriptions may be waiting inside the genesys client, which
+// waits out a Retry-After of up to minutes on its own before it gives up. If the channel must be
+// replaced anyway meanwhile (Genesys announces it closes the socket, the socket fails, the channel
+// reaches its replacement time), the request is cut short and the channel replaced at once:
+// Genesys closes the socket a minute after its notice, and every event published until the
+// request gave up would be lost. The refusal here asks for 100 s; the test's deadline is 30 s.
+func TestReplacementCutsTheRequestToSubscribeAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		lifetime time.Duration // of a channel; zero for 24 hours
+		end      func(*genesystest.Server)
+		reason   string
+	}{
+		{name: "socket closing", end: func(srv *genesystest.Server) { srv.SendSocketClosing() }, reason: "socket_closing"},
+		{name: "socket failed", end: func(srv *genesystest.Server) { srv.Disconnect() }, reason: "socket_error"},
+		// Replaced halfway through its life, while the request waits.
+		{name: "expiry", lifetime: 6 * time.Second, reason: "expiry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const subscriptions = "/api/v2/notifications/channels/"
+			logs := laneLog{subscribed: make(chan struct{}, 16), restored: make(chan struct{}, 16)}
+			var srvOpts []genesystest.Option
+			if tc.lifetime > 0 {
+				srvOpts = append(srvOpts, genesystest.WithChannelLifetime(tc.lifetime))
+			}
+			h := newHarness(t, []string{presence}, srvOpts, notifications.WithOverlap(0), notifications.WithLogger(slog.New(logs)))
+			ctx := h.start(t)
+			recv(t, ctx, logs.subscribed)
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			id := h.srv.Channels()[0].ID
+			h.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: subscriptions, Status: http.StatusTooManyRequests, RetryAfter: "100", Times: 1})
+			puts := h.srv.Count(http.MethodPut, subscriptions)
+			notice := fmt.Sprintf(`{"topicName":"v2.system.no_longer_subscribed.%s","version":"2","eventBody":{"message":"subscriptions dropped"}}`, id)
+			require.Equal(t, 1, h.srv.SendRaw([]byte(notice)))
+			waitRequests(t, h, ctx, http.MethodPut, subscriptions, puts+1) // refused: the client waits
+			if tc.end != nil {
+				tc.end(h.srv)
+			}
+			recv(t, ctx, logs.subscribed)
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			assert.Equal(t, 2, h.srv.ChannelsCreated())
+			assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.reconnects", "reason", tc.reason))
+			assert.Empty(t, logs.restored, "subscribed again on the channel replaced")
+		})
+	}
 }
