@@ -500,6 +500,105 @@ func TestWithdrawnWhileTheCallerWritesItsOwn(t *testing.T) {
 	}
 }
 
+// The same when Close's deadline, not the budget, cuts the dispatch short while the caller's own
+// task is still being sent: its dead-letter write and those of the other sinks' queued tasks run
+// side by side under the drain deadline, not one after the other.
+func TestCloseDeadlineWithdrawsBesideTheCallersWrite(t *testing.T) {
+	started := make(chan string, 4)
+	gate := make(chan struct{})
+	defer close(gate)
+	hang := func(ctx context.Context, e *fanbridge.Event) error {
+		started <- e.ID
+		if e.ID == "block" {
+			<-gate // held whatever happens, so that b's queued task can only be withdrawn
+			return nil
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	q := &barrierDLQ{n: 2, all: make(chan struct{}), entered: make(chan struct{}, 2)}
+	d, err := fanout.New(fanout.Config{
+		Sinks: []fanout.SinkConfig{
+			{Name: "a", Sink: sink.Func(hang)},
+			{Name: "b", Sink: sink.Func(hang), Concurrency: 1},
+		},
+		Routes: []fanout.Route{
+			{Name: "block", Filter: typeIs("block"), Sinks: []string{"b"}},
+			{Name: "r", Filter: typeIs("x"), Sinks: []string{"a", "b"}},
+		},
+		DLQ: q,
+	}, fanout.WithMode(fanout.Async), fanout.WithDLQTimeout(testTimeout), fanout.WithBudget(time.Hour))
+	require.NoError(t, err)
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("block", "block")))
+	assert.Equal(t, "block", recv(t, started)) // b's only worker holds it
+	type outcome struct {
+		res fanout.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		// No deadline but Close's: the budget (an hour) never runs out during the test.
+		res, err := d.Deliver(context.Background(), event("e", "x"))
+		done <- outcome{res, err}
+	}()
+	assert.Equal(t, "e", recv(t, started)) // a's Send, on the caller's goroutine
+	go func() {
+		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		_ = d.Close(cctx) // reports b's held event as not drained in time
+	}()
+	recv(t, q.entered) // both writes under way at once
+	recv(t, q.entered)
+	got := recv(t, done)
+	require.NoError(t, got.err)
+	for _, r := range got.res.Sinks {
+		assert.Equal(t, fanout.DeadLettered, r.Outcome, r.Sink)
+	}
+}
+
+// A task withdrawn when the budget runs out is dead-lettered with the deadline as its cause,
+// never with a placeholder: the withdrawal runs only once the budget's context has ended.
+func TestWithdrawnTaskCauseIsTheDeadline(t *testing.T) {
+	gate := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	hang := func(ctx context.Context, e *fanbridge.Event) error {
+		if e.ID == "block" {
+			entered <- struct{}{}
+			<-gate
+			return nil
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{
+			{Name: "a", Sink: sink.Func(hang)},
+			{Name: "b", Sink: sink.Func(hang), Concurrency: 1},
+		},
+		Routes: []fanout.Route{
+			{Name: "block", Filter: typeIs("block"), Sinks: []string{"b"}},
+			{Name: "r", Filter: typeIs("x"), Sinks: []string{"a", "b"}},
+		},
+		DLQ: q,
+	}, fanout.WithMode(fanout.Async), fanout.WithDLQReserve(0))
+	defer close(gate)
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("block", "block")))
+	recv(t, entered) // b's only worker holds it
+	for i := range 100 {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Millisecond)
+		res, err := d.Deliver(dctx, event(fmt.Sprint("e", i), "x"))
+		cancel()
+		require.NoError(t, err)
+		for _, r := range res.Sinks {
+			require.Equal(t, fanout.DeadLettered, r.Outcome, "%s of e%d", r.Sink, i)
+			require.ErrorIs(t, r.Err, context.DeadlineExceeded, "%s of e%d", r.Sink, i)
+		}
+	}
+}
+
 // Sync dispatches whose budgets end while their tasks are being handed out, at every moment of
 // it: every event ends delivered or dead-lettered once for every sink, never both, never lost.
 func TestBudgetsEndingWhileTasksAreHandedOut(t *testing.T) {

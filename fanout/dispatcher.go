@@ -328,21 +328,23 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		}
 		j++
 	}
-	// Once the budget is over, the tasks no worker has started yet are withdrawn at once, even
-	// while this goroutine is still busy with a task of its own (its Send, or a dead-letter
-	// write that began just before the deadline), so that their dead-letter writes run beside
-	// that one rather than after it. Armed only now that every task is handed out, and only when
-	// this goroutine runs tasks itself and there are others (else the select below suffices).
+	// Once gctx ends (the budget is over, the caller gives up, or Close's deadline cuts the
+	// dispatch short), the tasks no worker has started yet are withdrawn at once, even while this
+	// goroutine is still busy with a task of its own (its Send, or a dead-letter write that began
+	// earlier), so that their dead-letter writes run beside that one rather than after it. Armed
+	// only now that every task is handed out, and only when this goroutine runs tasks itself and
+	// there are others (else the select below suffices). The function is made once per pooled
+	// group.
 	armed := inline >= 0 && n > 1
 	if armed {
-		if g.expiry == nil {
-			g.expiry = time.AfterFunc(time.Hour, func() {
+		if g.withdraw == nil {
+			g.withdraw = func() {
 				defer g.expiring.Done()
 				d.withdrawQueued(g)
-			})
+			}
 		}
 		g.expiring.Add(1)
-		g.expiry.Reset(time.Until(deadline.Add(-reserve)))
+		g.stopWithdraw = context.AfterFunc(gctx, g.withdraw)
 	}
 	if inline >= 0 {
 		t := &g.tasks[inline]
@@ -376,10 +378,11 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		<-g.done
 	}
 	if armed {
-		if g.expiry.Stop() {
+		if g.stopWithdraw() {
 			g.expiring.Done() // it will not run
 		}
-		g.expiring.Wait() // g goes back to the pool: the expiry must be done with it
+		g.expiring.Wait() // g goes back to the pool: the withdrawal must be done with it
+		g.stopWithdraw = nil
 	}
 
 	failed := 0
@@ -504,10 +507,12 @@ type group struct {
 	parent context.Context
 	cancel context.CancelFunc
 	budget time.Duration // ctx's time for attempts, from the dispatch's start to its deadline
-	// expiry withdraws the queued tasks when the budget ends (see deliverSync); made once per
-	// pooled group, re-armed by each dispatch. expiring counts its run still to come or under way.
-	expiry   *time.Timer
-	expiring sync.WaitGroup
+	// withdraw withdraws the queued tasks once ctx ends (see deliverSync); made once per pooled
+	// group, registered by each dispatch that needs it, which stopWithdraw undoes. expiring
+	// counts its run still to come or under way.
+	withdraw     func()
+	stopWithdraw func() bool
+	expiring     sync.WaitGroup
 
 	shard      *regShard
 	prev, next *group
