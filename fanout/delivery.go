@@ -39,6 +39,8 @@ type task struct {
 	queue   dlq.Queue // the dead-letter queue of the snapshot the event started with
 	state   atomic.Uint32
 	g       *group // the Sync dispatch waiting for the task; nil in Async mode
+	runBy   uint8  // who runs it: a worker, or the Sync dispatch's own goroutine (runInline, runTaken)
+	offload bool   // run by the dispatch's goroutine, with other tasks pending: see deadLetter
 	next    *task  // in its ordering lane
 	timed   bool   // measure durations (metrics on, or a Result wanted)
 	out     SinkResult
@@ -281,10 +283,39 @@ func (st *sinkState) failed(t *task, n int, err error, start time.Time, cond dlq
 		DeadLetterErr: dlqErr, Duration: d.cfg.clock.Now().Sub(start)}
 }
 
+// Who runs a task of a Sync dispatch other than a worker.
+const (
+	runInline = 1 + iota // the dispatch's own goroutine, the task it keeps
+	runTaken             // the dispatch's own goroutine, a task it took back from the queue
+)
+
+// outcomeOffloaded is what deliver returns to the Sync dispatch's goroutine for a task whose
+// dead-letter write went to a goroutine of its own, which finishes the task.
+const outcomeOffloaded Outcome = "offloaded"
+
 // deadLetter writes one entry for (t.e, this sink). The write runs under a context detached from
 // the task's cancellation, bounded by the DLQ timeout (or, once Close's deadline has passed, by
 // the shared drain deadline), and is retried with backoff within that bound.
+//
+// A task the Sync dispatch's goroutine runs while other tasks of the dispatch are pending
+// (t.offload) has its write made on a goroutine of its own, which then finishes the task as that
+// goroutine would have, and outcomeOffloaded is returned: the dispatch's goroutine must not wait
+// for it, as it alone withdraws the queued tasks once the budget ends (or Close's deadline comes),
+// and their writes must run beside this one, not after it.
 func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last time.Time, cause error, start time.Time) SinkResult {
+	if t.offload {
+		t.offload = false
+		g, runBy := t.g, t.runBy
+		go func() {
+			out := st.deadLetter(t, cond, n, first, last, cause, start)
+			st.reserved.Add(-1)
+			st.d.complete(t, out)
+			if runBy == runInline {
+				st.d.unref(g) // the hold it would have had in a queue
+			}
+		}()
+		return SinkResult{Outcome: outcomeOffloaded}
+	}
 	d := st.d
 	if cause == nil {
 		cause = errors.New("fanout: delivery failed for no recorded reason") // never expected

@@ -328,30 +328,20 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		}
 		j++
 	}
-	// Once gctx ends (the budget is over, the caller gives up, or Close's deadline cuts the
-	// dispatch short), the tasks no worker has started yet are withdrawn at once, even while this
-	// goroutine is still busy with a task of its own (its Send, or a dead-letter write that began
-	// earlier), so that their dead-letter writes run beside that one rather than after it. Armed
-	// only now that every task is handed out, and only when this goroutine runs tasks itself and
-	// there are others (else the select below suffices). The function is made once per pooled
-	// group.
-	armed := inline >= 0 && n > 1
-	if armed {
-		if g.withdraw == nil {
-			g.withdraw = func() {
-				defer g.expiring.Done()
-				d.withdrawQueued(g)
-			}
-		}
-		g.expiring.Add(1)
-		g.stopWithdraw = context.AfterFunc(gctx, g.withdraw)
-	}
+	// A task this goroutine runs whose dead-letter write it would have to make while other tasks
+	// are pending hands the write to a goroutine of its own (see sinkState.deadLetter): this one
+	// must get to the select below, which withdraws the queued tasks as soon as gctx ends, so
+	// that their writes run beside that one rather than after it.
+	offload := n > 1
 	if inline >= 0 {
 		t := &g.tasks[inline]
-		out := t.sink.deliver(t)
-		t.sink.reserved.Add(-1)
-		d.complete(t, out)
-		d.unref(g) // the hold it would have had in a queue
+		t.runBy = runInline
+		t.offload = offload
+		if out := t.sink.deliver(t); out.Outcome != outcomeOffloaded {
+			t.sink.reserved.Add(-1)
+			d.complete(t, out)
+			d.unref(g) // the hold it would have had in a queue
+		}
 	}
 	// Then the caller takes back whatever no worker has started yet (workers may be slow to
 	// wake on a busy machine), one task at a time, so that a task it runs never holds up one a
@@ -362,9 +352,12 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 			if j == inline || gctx.Err() != nil || !t.sink.takeBack(t) {
 				continue
 			}
-			out := t.sink.deliver(t)
-			t.sink.reserved.Add(-1)
-			d.complete(t, out)
+			t.runBy = runTaken
+			t.offload = offload
+			if out := t.sink.deliver(t); out.Outcome != outcomeOffloaded {
+				t.sink.reserved.Add(-1)
+				d.complete(t, out)
+			}
 		}
 	}
 
@@ -372,17 +365,9 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 	case <-g.done:
 	case <-gctx.Done():
 		// Tasks no worker has started yet get their outcome here, now: a sink whose queue is
-		// long must not hold the answer past the budget, nor past the caller's cancellation or
-		// Close's deadline.
+		// long must not hold the answer past the budget, nor past Close's deadline.
 		d.withdrawQueued(g)
 		<-g.done
-	}
-	if armed {
-		if g.stopWithdraw() {
-			g.expiring.Done() // it will not run
-		}
-		g.expiring.Wait() // g goes back to the pool: the withdrawal must be done with it
-		g.stopWithdraw = nil
 	}
 
 	failed := 0
@@ -507,12 +492,6 @@ type group struct {
 	parent context.Context
 	cancel context.CancelFunc
 	budget time.Duration // ctx's time for attempts, from the dispatch's start to its deadline
-	// withdraw withdraws the queued tasks once ctx ends (see deliverSync); made once per pooled
-	// group, registered by each dispatch that needs it, which stopWithdraw undoes. expiring
-	// counts its run still to come or under way.
-	withdraw     func()
-	stopWithdraw func() bool
-	expiring     sync.WaitGroup
 
 	shard      *regShard
 	prev, next *group
@@ -651,9 +630,9 @@ func (d *Dispatcher) SetRoutes(routes []Route) error {
 }
 
 // withdrawQueued gives every task of g that no worker has started yet its outcome now that g's
-// budget is over: dead-lettered, each on a goroutine of its own, so that the answer waits for
-// the slowest of those writes, not for their sum. A task already withdrawn is left alone. It
-// must run only once every task of g is handed out.
+// context has ended: dead-lettered (or failed, when the caller gave up), each on a goroutine of
+// its own, so that the answer waits for the slowest of those writes, not for their sum. It runs
+// only once every task of g is handed out.
 func (d *Dispatcher) withdrawQueued(g *group) {
 	for j := range g.tasks {
 		t := &g.tasks[j]
