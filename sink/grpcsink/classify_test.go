@@ -91,6 +91,15 @@ func TestHandlerErrorsRoundTrip(t *testing.T) {
 		{"explicit status", fmt.Errorf("wrapped: %w", status.Error(codes.NotFound, "no such agent")), codes.NotFound, retry.ClassPermanent, 0},
 		{"explicit status beats permanent mark", retry.Permanent(status.Error(codes.Aborted, "conflict")), codes.Aborted, retry.ClassRetryable, 0},
 		{"context canceled in the handler", fmt.Errorf("gave up: %w", context.Canceled), codes.Canceled, retry.ClassRetryable, 0},
+		// A handler relaying what its own grpcsink.Sink returned for an event too large
+		// downstream: the status goes on with its own message, which says so.
+		{"relayed size refusal", retry.Permanent(fmt.Errorf("grpcsink: deliver: %w",
+			status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5000 vs. 4000)"))),
+			codes.ResourceExhausted, retry.ClassPermanent, 0},
+		{"after on a status without RetryInfo", retry.After(status.Error(codes.Unavailable, "busy"), 2*time.Second),
+			codes.Unavailable, retry.ClassRetryable, 2 * time.Second},
+		// What a fanbridge Dispatcher's Dispatch returns for an event no route wants: taken.
+		{"no match", fmt.Errorf("dropped: %w", fanbridge.ErrNoMatch), codes.OK, "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

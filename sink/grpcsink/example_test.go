@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -95,8 +96,11 @@ func ExampleNewFromConn() {
 }
 
 func ExampleNewServer() {
+	var mu sync.Mutex // the handler is called concurrently
 	seen := map[string]bool{}
 	handler := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
 		switch {
 		case seen[e.ID]:
 			return fanbridge.ErrDuplicate // answered AlreadyExists: the sender counts it delivered

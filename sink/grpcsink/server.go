@@ -20,7 +20,8 @@ import (
 // Server implements the fanbridge.v1.EventSink service on the consumer's side: it turns each
 // Deliver call back into a *fanbridge.Event, hands it to a Sink of the consumer's (often a
 // sink.Func), and answers with a status code that a grpcsink.Sink classifies the way the handler's
-// error was classified. Register it on a *grpc.Server.
+// error was classified (a gRPC status the error carries decides: see NewServer). Register it on a
+// *grpc.Server.
 type Server struct {
 	fanbridgev1.UnimplementedEventSinkServer
 	handler sink.Sink
@@ -30,8 +31,14 @@ type Server struct {
 // concurrently, once per call, with the call's context (its deadline, cancellation and incoming
 // gRPC metadata); the event it receives is its own. What handler returns becomes the answer:
 //
-//   - nil: OK.
-//   - an error carrying a gRPC status (status.Error, or one wrapping it): that status, unchanged.
+//   - nil, or an error wrapping fanbridge.ErrNoMatch (the event was taken and dropped on
+//     purpose, as a fanbridge Dispatcher's Dispatch reports it): OK.
+//   - an error carrying a gRPC status (status.Error, or one wrapping it): that status, with its
+//     own code, message and details (the wrapping text is not added: the sending Sink reads gRPC's
+//     own size refusals by their message, so a handler relaying what another grpcsink.Sink
+//     returned is classified as that Sink classified it). The status decides the class, even
+//     under a retry.Permanent mark; a retry.After mark on a retryable status without a
+//     google.rpc.RetryInfo adds that detail.
 //   - an error wrapping fanbridge.ErrDuplicate: AlreadyExists, which the sending Sink counts as
 //     delivered.
 //   - an error marked retry.Permanent: FailedPrecondition, which the sending Sink treats as
@@ -68,8 +75,8 @@ func (s *Server) Deliver(ctx context.Context, req *fanbridgev1.DeliverRequest) (
 	if name := req.GetSink(); name != "" {
 		ctx = context.WithValue(ctx, sinkNameKey{}, name)
 	}
-	if err := s.handler.Send(ctx, e); err != nil {
-		return nil, StatusOf(err)
+	if err := StatusOf(s.handler.Send(ctx, e)); err != nil {
+		return nil, err
 	}
 	return &fanbridgev1.DeliverResponse{}, nil
 }
@@ -87,16 +94,35 @@ func SinkName(ctx context.Context) string {
 // describes; nil for nil. Use it in a service of your own so that fanbridge classifies your
 // answers the way you classified the errors.
 func StatusOf(err error) error {
-	if err == nil {
+	if err == nil || errors.Is(err, fanbridge.ErrNoMatch) {
 		return nil
 	}
 	var gs interface{ GRPCStatus() *status.Status }
 	if errors.As(err, &gs) {
-		if st, _ := status.FromError(err); st.Code() != codes.OK {
-			return st.Err()
+		st := gs.GRPCStatus()
+		if st == nil || st.Code() == codes.OK {
+			// A status of OK attached to a failure would acknowledge an event the handler
+			// refused.
+			return status.Error(codes.Unknown, err.Error())
 		}
-		// A status of OK attached to a failure would acknowledge an event the handler refused.
-		return status.Error(codes.Unknown, err.Error())
+		// The status's own message, not the wrapping text: the sender reads some messages
+		// (gRPC's size refusals) to classify them.
+		answer := st.Err()
+		if CodeClass(st.Code()) == Delivered {
+			return answer
+		}
+		judged := Classify(answer)
+		if retry.IsPermanent(judged) {
+			return answer
+		}
+		if d, ok := retry.RetryAfter(err); ok && d > 0 {
+			if _, has := retry.RetryAfter(judged); !has {
+				if withDelay, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}); derr == nil {
+					return withDelay.Err()
+				}
+			}
+		}
+		return answer
 	}
 	msg := err.Error()
 	switch {
