@@ -11,6 +11,8 @@ import (
 // Timeout returns middleware that bounds every Send and SendBatch of the wrapped sink to d, on top
 // of whatever deadline the caller's context already carries. A Send cut short returns the wrapped
 // sink's error, which for a well-behaved sink wraps context.DeadlineExceeded and so is retryable.
+// A SendBatch to a sink that is a Batcher is bounded as a whole; to one that is not, the batch is
+// sent one Send at a time, each bounded to d, as each would be on its own.
 //
 // A d of zero or less leaves the sink unbounded. The wrapper forwards Close and SendBatch to the
 // wrapped sink, so wrapping loses neither.
@@ -35,6 +37,9 @@ func (t *timeoutSink) Send(ctx context.Context, e *fanbridge.Event) error {
 }
 
 func (t *timeoutSink) SendBatch(ctx context.Context, events []*fanbridge.Event) error {
+	if _, ok := t.next.(Batcher); !ok {
+		return SendBatch(ctx, Func(t.Send), events)
+	}
 	ctx, cancel := context.WithTimeout(ctx, t.d)
 	defer cancel()
 	return SendBatch(ctx, t.next, events)

@@ -127,6 +127,17 @@ func TestTimeout(t *testing.T) {
 	assert.Zero(t, m.Len())
 
 	assert.Same(t, sink.Sink(m), sink.Timeout(0)(m), "a zero timeout leaves the sink alone")
+
+	// Over a sink that is not a Batcher, a batch goes one Send at a time, and each gets d of its
+	// own: the first here takes all of its d, and the second still has a live context.
+	plain := sink.Chain(sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+		if e.ID == "slow" {
+			<-ctx.Done()
+			return nil
+		}
+		return ctx.Err()
+	}), sink.Timeout(20*time.Millisecond))
+	assert.NoError(t, sink.SendBatch(ctx, plain, []*fanbridge.Event{{ID: "slow"}, {ID: "next"}}))
 }
 
 func TestTransform(t *testing.T) {
