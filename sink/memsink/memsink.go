@@ -41,6 +41,9 @@ func New() *Sink {
 // sink.ErrClosed after Close, waits while the sink is held (see Hold), then fails with an injected
 // error (see FailNext and FailFunc) before it records anything.
 func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
+	s.mu.Lock()
+	s.attempts++ // every call counts, those that fail at once included
+	s.mu.Unlock()
 	if e == nil {
 		return retry.Permanent(errors.New("memsink: nil event"))
 	}
@@ -48,7 +51,6 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 		return fmt.Errorf("memsink: %w", err)
 	}
 	s.mu.Lock()
-	s.attempts++
 	if s.closed {
 		s.mu.Unlock()
 		return fmt.Errorf("memsink: %w", sink.ErrClosed)

@@ -239,6 +239,18 @@ func TestWaitWakesOnConcurrentSends(t *testing.T) {
 	recv(t, done)
 }
 
+// Attempts counts every call, those refused at once included, so that a retry test counting
+// attempts is not off by one when a context ends between two of them.
+func TestAttemptsCountsCallsRefusedAtOnce(t *testing.T) {
+	s := memsink.New()
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.Error(t, s.Send(done, event("a")))
+	require.Error(t, s.Send(testContext(t), nil))
+	assert.Equal(t, 2, s.Attempts())
+	assert.Zero(t, s.Len())
+}
+
 func TestReset(t *testing.T) {
 	ctx := testContext(t)
 	s := memsink.New()
