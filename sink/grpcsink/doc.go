@@ -73,11 +73,12 @@
 // valid UTF-8 (which proto3 cannot encode) returns ErrInvalidEvent marked permanent, without a
 // call. CodeClass gives the table as a function.
 //
-// On the consumer's side NewServer (and StatusOf) map a handler's error back: nil to OK,
-// fanbridge.ErrDuplicate to AlreadyExists, retry.Permanent to FailedPrecondition, retry.After to
-// ResourceExhausted with RetryInfo, a context error to Canceled or DeadlineExceeded, an explicit
-// gRPC status to itself, and anything else to Unavailable; so a classification made in the
-// consumer survives the trip.
+// On the consumer's side NewServer (and StatusOf) map a handler's error back: nil and
+// fanbridge.ErrNoMatch to OK, fanbridge.ErrDuplicate to AlreadyExists, retry.Permanent to
+// FailedPrecondition, retry.After to ResourceExhausted with RetryInfo, a context error to Canceled
+// or DeadlineExceeded, an explicit gRPC status to itself (its own message and details), and
+// anything else to Unavailable; so a classification made in the consumer survives the trip, also
+// through a consumer that relays to another one with a grpcsink.Sink of its own.
 //
 // # Concurrency
 //
