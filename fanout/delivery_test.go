@@ -376,6 +376,22 @@ func TestSinkStuckInQueuePastBudgetIsDeadLetteredWithoutAttempt(t *testing.T) {
 	}
 }
 
+// holdBlock returns a Send that holds the event "block" until gate closes, saying so on entered,
+// and takes every other event at once.
+func holdBlock(entered chan<- struct{}, gate <-chan struct{}) sink.Func {
+	return func(_ context.Context, e *fanbridge.Event) error {
+		if e.ID == "block" {
+			entered <- struct{}{}
+			<-gate
+		}
+		return nil
+	}
+}
+
+func newBarrierDLQ(n int) *barrierDLQ {
+	return &barrierDLQ{n: n, all: make(chan struct{}), entered: make(chan struct{}, n)}
+}
+
 // barrierDLQ holds every Put until n Puts are under way at once, then lets them all through.
 type barrierDLQ struct {
 	memDLQ
@@ -410,17 +426,11 @@ func (q *barrierDLQ) Put(ctx context.Context, e dlq.Entry) error {
 func TestWithdrawnTasksAreDeadLetteredSideBySide(t *testing.T) {
 	gate := make(chan struct{})
 	entered := make(chan struct{}, 3)
-	blocker := func(_ context.Context, e *fanbridge.Event) error {
-		if e.ID == "block" {
-			entered <- struct{}{}
-			<-gate
-		}
-		return nil
-	}
-	q := &barrierDLQ{n: 3, all: make(chan struct{}), entered: make(chan struct{}, 3)}
+	blocker := holdBlock(entered, gate)
+	q := newBarrierDLQ(3)
 	var scs []fanout.SinkConfig
 	for _, n := range []string{"a", "b", "c"} {
-		scs = append(scs, fanout.SinkConfig{Name: n, Sink: sink.Func(blocker), Concurrency: 1})
+		scs = append(scs, fanout.SinkConfig{Name: n, Sink: blocker, Concurrency: 1})
 	}
 	d := newDispatcher(t, fanout.Config{Sinks: scs,
 		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b", "c"}}}, DLQ: q},
@@ -458,20 +468,14 @@ func TestWithdrawnTasksAreDeadLetteredSideBySide(t *testing.T) {
 func TestWithdrawnWhileTheCallerWritesItsOwn(t *testing.T) {
 	gate := make(chan struct{})
 	entered := make(chan struct{}, 2)
-	blocker := func(_ context.Context, e *fanbridge.Event) error {
-		if e.ID == "block" {
-			entered <- struct{}{}
-			<-gate
-		}
-		return nil
-	}
+	blocker := holdBlock(entered, gate)
 	refuse := func(context.Context, *fanbridge.Event) error { return retry.Permanent(errors.New("refused")) }
-	q := &barrierDLQ{n: 3, all: make(chan struct{}), entered: make(chan struct{}, 3)}
+	q := newBarrierDLQ(3)
 	d := newDispatcher(t, fanout.Config{
 		Sinks: []fanout.SinkConfig{
 			{Name: "a", Sink: sink.Func(refuse)},
-			{Name: "b", Sink: sink.Func(blocker), Concurrency: 1},
-			{Name: "c", Sink: sink.Func(blocker), Concurrency: 1},
+			{Name: "b", Sink: blocker, Concurrency: 1},
+			{Name: "c", Sink: blocker, Concurrency: 1},
 		},
 		Routes: []fanout.Route{
 			{Name: "block", Filter: typeIs("block"), Sinks: []string{"b", "c"}},
@@ -516,7 +520,7 @@ func TestCloseDeadlineWithdrawsBesideTheCallersWrite(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	q := &barrierDLQ{n: 2, all: make(chan struct{}), entered: make(chan struct{}, 2)}
+	q := newBarrierDLQ(2)
 	d, err := fanout.New(fanout.Config{
 		Sinks: []fanout.SinkConfig{
 			{Name: "a", Sink: sink.Func(hang)},
