@@ -393,22 +393,27 @@ func TestShortLivedChannelsBackOff(t *testing.T) {
 	}
 }
 
+// channelEnds are the ways a channel comes to be replaced while its lane is busy restoring its
+// subscriptions: the lane must notice each at once.
+var channelEnds = []struct {
+	name     string
+	lifetime time.Duration // of a channel; zero for 24 hours
+	end      func(*genesystest.Server)
+	reason   string
+}{
+	{name: "socket closing", end: func(srv *genesystest.Server) { srv.SendSocketClosing() }, reason: "socket_closing"},
+	{name: "socket failed", end: func(srv *genesystest.Server) { srv.Disconnect() }, reason: "socket_error"},
+	// Replaced halfway through its life (6 s, so that the test's steps before it fit on a
+	// loaded machine), once the lane is busy.
+	{name: "expiry", lifetime: 6 * time.Second, reason: "expiry"},
+}
+
 // While a lane waits before subscribing again the topics Genesys dropped again soon, the channel
 // may have to be replaced anyway: Genesys announces it closes the socket (about a minute later),
 // the socket fails, or the channel reaches its replacement time. The wait then ends at once and
 // the channel is replaced, with no subscription request on the old one.
 func TestReplacementEndsTheWaitBeforeSubscribingAgain(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		lifetime time.Duration // of a channel; zero for 24 hours
-		end      func(*genesystest.Server)
-		reason   string
-	}{
-		{name: "socket closing", end: func(srv *genesystest.Server) { srv.SendSocketClosing() }, reason: "socket_closing"},
-		{name: "socket failed", end: func(srv *genesystest.Server) { srv.Disconnect() }, reason: "socket_error"},
-		// Replaced halfway through its life, once the wait has begun.
-		{name: "expiry", lifetime: 6 * time.Second, reason: "expiry"},
-	} {
+	for _, tc := range channelEnds {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 			logs := laneLog{waits: make(chan time.Duration, 16), dropWaits: make(chan time.Duration, 16),
@@ -522,17 +527,7 @@ func TestRetryAfterOnConnectAndOnSubscribingAgain(t *testing.T) {
 // Genesys closes the socket a minute after its notice, and every event published until the
 // request gave up would be lost. The refusal here asks for 100 s; the test's deadline is 30 s.
 func TestReplacementCutsTheRequestToSubscribeAgain(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		lifetime time.Duration // of a channel; zero for 24 hours
-		end      func(*genesystest.Server)
-		reason   string
-	}{
-		{name: "socket closing", end: func(srv *genesystest.Server) { srv.SendSocketClosing() }, reason: "socket_closing"},
-		{name: "socket failed", end: func(srv *genesystest.Server) { srv.Disconnect() }, reason: "socket_error"},
-		// Replaced halfway through its life, while the request waits.
-		{name: "expiry", lifetime: 6 * time.Second, reason: "expiry"},
-	} {
+	for _, tc := range channelEnds {
 		t.Run(tc.name, func(t *testing.T) {
 			const subscriptions = "/api/v2/notifications/channels/"
 			logs := laneLog{subscribed: make(chan struct{}, 16), restored: make(chan struct{}, 16)}
