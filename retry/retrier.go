@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -193,13 +194,18 @@ func (r *Retrier) Do(ctx context.Context, op func(ctx context.Context) error, op
 		}
 		wait := b.NextBackOff()
 		if p.Jitter == FullJitter {
-			wait = time.Duration(r.fraction() * float64(wait))
+			// A product at the top of the range does not convert back to a Duration: it would
+			// wrap to a negative wait, and retries would run back to back.
+			if f := r.fraction() * float64(wait); f < float64(math.MaxInt64) {
+				wait = time.Duration(f)
+			}
 		}
 		if d, ok := RetryAfter(err); ok {
 			wait = max(wait, min(d, p.MaxRetryAfter))
 		}
 		elapsed := r.clock.Now().Sub(c.start)
-		if p.MaxAge > 0 && elapsed+wait >= p.MaxAge {
+		// Written so as not to overflow: wait can be close to the largest Duration.
+		if p.MaxAge > 0 && wait >= p.MaxAge-elapsed {
 			return giveUp(n, ReasonAge, err, nil)
 		}
 		a := Attempt{Number: n, Err: err, Wait: wait, Elapsed: elapsed}

@@ -135,6 +135,33 @@ func TestBrokenRandomSourceWaitsTheWholeInterval(t *testing.T) {
 	assert.Equal(t, []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms}, seen)
 }
 
+// Waits at the top of time.Duration's range neither wrap to a negative wait (a draw of 1 on the
+// largest interval) nor slip past the age budget (elapsed plus wait overflowing): the first would
+// retry at once, the second would sleep for centuries.
+func TestHugeWaitsDoNotOverflow(t *testing.T) {
+	t.Run("jitter", func(t *testing.T) {
+		r, clk := newRetrier(t, retry.Policy{InitialInterval: math.MaxInt64, MaxInterval: math.MaxInt64, MaxAttempts: 2},
+			retry.WithRandom(func() float64 { return 1 }))
+		var seen []time.Duration
+		op, _ := failN(1, errFlaky)
+		err, waits := run(t, clk, r, op, retry.OnRetry(func(a retry.Attempt) { seen = append(seen, a.Wait) }))
+		require.NoError(t, err)
+		assert.Equal(t, []time.Duration{math.MaxInt64}, seen)
+		assert.Equal(t, []time.Duration{math.MaxInt64}, waits)
+	})
+	t.Run("age", func(t *testing.T) {
+		r, clk := newRetrier(t, retry.Policy{MaxAge: time.Hour, MaxRetryAfter: math.MaxInt64, MaxAttempts: -1, Jitter: retry.NoJitter})
+		err, waits := run(t, clk, r, func(context.Context) error {
+			clk.Advance(time.Second) // the attempt takes a second
+			return retry.After(errFlaky, math.MaxInt64)
+		})
+		var re *retry.Error
+		require.ErrorAs(t, err, &re)
+		assert.Equal(t, retry.ReasonAge, re.Reason)
+		assert.Empty(t, waits)
+	})
+}
+
 func TestRetryAfterIsHonouredAndCapped(t *testing.T) {
 	r, clk := newRetrier(t, retry.Policy{
 		InitialInterval: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond,
