@@ -246,6 +246,14 @@ func TestNew(t *testing.T) {
 		_, err = kafkadlq.New(weak, topic, kafkadlq.WithAllowWeakAcks())
 		assert.NoError(t, err)
 	})
+	// Under these no Put could ever succeed.
+	for name, opt := range map[string]kgo.Opt{"transactional": kgo.TransactionalID("fanbridge-tx"), "manual-flushing": kgo.ManualFlushing()} {
+		t.Run(name, func(t *testing.T) {
+			_, cl := cluster(t, 1, opt)
+			_, err := kafkadlq.New(cl, topic)
+			assert.ErrorIs(t, err, kafkadlq.ErrInvalidOption)
+		})
+	}
 }
 
 // TestReadsWithAConsumerClient: the queue's client may itself consume in a group; the reader

@@ -96,7 +96,8 @@ var (
 )
 
 // New returns a queue writing to topic through client, which must produce with acks=all (the
-// franz-go default) unless WithAllowWeakAcks is given. The topic must exist, or the client must
+// franz-go default) unless WithAllowWeakAcks is given, and must be neither transactional nor
+// flushed by hand (kgo.TransactionalID, kgo.ManualFlushing). The topic must exist, or the client must
 // be allowed to create it; use the delete cleanup policy (see the package documentation).
 func New(client *kgo.Client, topic string, opts ...Option) (*Queue, error) {
 	cfg := config{logger: slog.New(slog.DiscardHandler)}
@@ -113,6 +114,13 @@ func New(client *kgo.Client, topic string, opts ...Option) (*Queue, error) {
 	}
 	if acks, ok := client.OptValue(kgo.RequiredAcks).(kgo.Acks); ok && acks != kgo.AllISRAcks() && !cfg.allowWeakAcks {
 		return nil, ErrWeakAcks
+	}
+	// Two client settings under which no Put could ever succeed, and every dead letter would fail.
+	if id, _ := client.OptValue(kgo.TransactionalID).(string); id != "" {
+		return nil, fmt.Errorf("%w: the client is transactional: a Put produces outside any transaction, which the client refuses", ErrInvalidOption)
+	}
+	if manual, _ := client.OptValue(kgo.ManualFlushing).(bool); manual {
+		return nil, fmt.Errorf("%w: the client flushes only when told to, and no Put is ever acknowledged: leave ManualFlushing off", ErrInvalidOption)
 	}
 	if cfg.key == nil {
 		cfg.key = func(e *dlq.Entry) []byte {

@@ -41,3 +41,23 @@ func TestWeakAcksNeedConsent(t *testing.T) {
 		newSink(t, cl, kafkasink.WithTopic("events"))
 	})
 }
+
+// Under a transactional client (a Send produces outside any transaction, which the client
+// refuses) or one flushed only by hand (nothing is ever sent), no Send could succeed, and each
+// event would spend its whole retry budget before being dead-lettered: the sink refuses both.
+func TestClientsThatCannotDeliverAreRefused(t *testing.T) {
+	c := newCluster(t, "events")
+	for name, opt := range map[string]kgo.Opt{
+		"transactional":   kgo.TransactionalID("fanbridge-tx"),
+		"manual flushing": kgo.ManualFlushing(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := kafkasink.New(newClient(t, c, opt), kafkasink.WithTopic("events"))
+			require.ErrorIs(t, err, kafkasink.ErrInvalidConfig)
+			assert.Nil(t, s)
+			s, err = kafkasink.Dial(kafkasink.ClientConfig{Brokers: c.ListenAddrs(), Opts: []kgo.Opt{opt}}, kafkasink.WithTopic("events"))
+			require.ErrorIs(t, err, kafkasink.ErrInvalidConfig)
+			assert.Nil(t, s)
+		})
+	}
+}

@@ -57,7 +57,9 @@ var (
 // New returns a Sink that produces through client, which stays the caller's: the sink never closes
 // it, and the client's own settings (idempotence, linger, retries, delivery timeout) decide how
 // records are produced. The client must produce with acks=all (the franz-go default) unless
-// WithAllowWeakAcks is given. A topic option is required.
+// WithAllowWeakAcks is given, and must be neither transactional nor flushed by hand
+// (kgo.TransactionalID, kgo.ManualFlushing), under which no Send could succeed. A topic option is
+// required.
 func New(client *kgo.Client, opts ...Option) (*Sink, error) {
 	if client == nil {
 		return nil, fmt.Errorf("%w: nil client", ErrInvalidConfig)
@@ -88,6 +90,14 @@ func newSink(client *kgo.Client, owned bool, opts []Option) (*Sink, error) {
 	}
 	if acks, ok := client.OptValue(kgo.RequiredAcks).(kgo.Acks); ok && acks != kgo.AllISRAcks() && !cfg.allowWeakAcks {
 		return nil, fmt.Errorf("%w: %w: use acks=all, or WithAllowWeakAcks", ErrInvalidConfig, ErrWeakAcks)
+	}
+	// Two client settings under which no Send could ever succeed: each event would spend its
+	// whole retry budget before being dead-lettered.
+	if id, _ := client.OptValue(kgo.TransactionalID).(string); id != "" {
+		return nil, fmt.Errorf("%w: the client is transactional: a Send produces outside any transaction, which the client refuses", ErrInvalidConfig)
+	}
+	if manual, _ := client.OptValue(kgo.ManualFlushing).(bool); manual {
+		return nil, fmt.Errorf("%w: the client flushes only when told to, and no Send is ever acknowledged: leave ManualFlushing off", ErrInvalidConfig)
 	}
 	if cfg.maxInFlight == 0 {
 		cfg.maxInFlight = clientBufferedRecords(client)
