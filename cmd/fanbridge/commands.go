@@ -166,7 +166,10 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 		b, _ := e.MarshalJSON()
 		var out bytes.Buffer
 		_ = json.Indent(&out, b, "", "  ")
-		fmt.Fprintln(stdout, out.String())
+		if _, err := fmt.Fprintln(stdout, out.String()); err != nil {
+			fmt.Fprintln(stderr, "fanbridge dlq: writing the entry:", err)
+			return exitFail
+		}
 		return exitOK
 	case "redrive":
 		if len(pos) > 0 {
@@ -212,12 +215,15 @@ func dlqList(ctx context.Context, r dlq.Reader, sinkNames, ids []string, asJSON 
 		if r := []rune(msg); len(r) > 60 {
 			msg = string(r[:60]) + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.LastAttempt.Format(time.RFC3339), e.Sink, e.Route,
+		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.LastAttempt.Format(time.RFC3339), e.Sink, e.Route,
 			e.Condition, e.Attempts, e.Event.ID, e.Event.Type, strings.ReplaceAll(msg, "\n", " "))
-		return nil
+		return err
 	})
 	if !asJSON {
-		_ = tw.Flush()
+		// The table reaches stdout only here: a full disk or a closed pipe shows now.
+		if ferr := tw.Flush(); ferr != nil && err == nil {
+			err = fmt.Errorf("writing the list: %w", ferr)
+		}
 		fmt.Fprintf(stderr, "%d entries\n", n)
 	}
 	if err != nil {

@@ -308,6 +308,22 @@ func TestDLQCommands(t *testing.T) {
 	}
 	require.Len(t, entries, len(samples))
 
+	// Output that cannot be written (a full disk: /dev/full) is a failure, not a success that
+	// shows nothing.
+	if full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0); err == nil {
+		defer full.Close()
+		for _, args := range [][]string{{"list", "-file", dir}, {"list", "-file", dir, "-json"}, {"show", "-file", dir, entries[0].ID}} {
+			cmd := exec.CommandContext(ctx, binary, append([]string{"dlq"}, args...)...)
+			cmd.Stdout = full
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			var ee *exec.ExitError
+			require.ErrorAs(t, cmd.Run(), &ee, "dlq %v to a full disk", args)
+			assert.Equal(t, 1, ee.ExitCode(), "dlq %v: %s", args, stderr.String())
+			assert.Contains(t, stderr.String(), "no space left on device", "dlq %v", args)
+		}
+	}
+
 	// show: one entry in full, by id.
 	code, out, errOut = dlqCmd("show", "-file", dir, entries[1].ID)
 	require.Equal(t, 0, code, errOut)
