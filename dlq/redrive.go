@@ -51,6 +51,11 @@ type Report struct {
 	Failed int
 	// Skipped counts the entries whose sink was not given; they stay in the queue unchanged.
 	Skipped int
+	// Copies counts further entries with the ID of one already selected: the same entry written
+	// twice by a Put retried after an unclear failure. A copy is not sent again; it shares the
+	// outcome of the entry selected first (removed with it, or kept with it), and is not in
+	// Selected.
+	Copies int
 }
 
 // Option configures Redrive.
@@ -110,6 +115,10 @@ var ErrInvalidOption = errors.New("dlq: invalid option")
 // Reader cannot remove entries (ErrUnsupported) it redrives everything and then returns an error
 // wrapping ErrUnsupported, since those entries would be sent again by the next redrive.
 //
+// Entries are removed by ID, and a Put retried after an unclear failure can leave two copies of
+// one entry: the first one listed is sent, and its copies follow its outcome without being sent
+// again (Report.Copies). Redrive remembers the ID of every selected entry for this.
+//
 // Removal follows delivery, so a redrive stopped between the two (a crash, a failed Delete) leaves
 // delivered entries in the queue: at-least-once, as everywhere in fanbridge. Removal of the last
 // batch runs even when ctx has been cancelled, for at most 30 seconds, so that a stopped redrive
@@ -127,7 +136,7 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 	case cfg.deleteBatch < 1:
 		return Report{}, fmt.Errorf("%w: delete batch %d, want at least 1", ErrInvalidOption, cfg.deleteBatch)
 	}
-	rd := &redrive{cfg: &cfg, r: r}
+	rd := &redrive{cfg: &cfg, r: r, seen: make(map[string]struct{})}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	rd.cancel = cancel
@@ -146,6 +155,12 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 			return nil
 		}
 		rd.mu.Lock()
+		if _, copied := rd.seen[e.ID]; copied {
+			rd.rep.Copies++
+			rd.mu.Unlock()
+			return nil
+		}
+		rd.seen[e.ID] = struct{}{}
 		rd.rep.Selected++
 		rd.mu.Unlock()
 		s := sinks[e.Sink]
@@ -204,7 +219,8 @@ type redrive struct {
 
 	mu          sync.Mutex // guards everything below and serialises onResult
 	rep         Report
-	pending     []string // redriven entries not yet removed
+	pending     []string            // redriven entries not yet removed
+	seen        map[string]struct{} // the IDs selected so far
 	unsupported bool
 	err         error // the first removal error, which stops the redrive
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,6 +101,50 @@ func TestRedriveDeleteFailureStops(t *testing.T) {
 	assert.Equal(t, 0, rep.Removed)
 	assert.Equal(t, int32(1), r.deletes.Load())
 	assert.Equal(t, 10, r.Len())
+}
+
+// A Put retried after an unclear failure can leave two copies of one entry (same ID). Redrive
+// sends the first one listed and lets its copies follow its outcome: the event is not sent twice,
+// and a copy is never reported failed while its removal takes it away with the first.
+func TestRedriveCopiesFollowTheFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		fail    bool
+		wantRep dlq.Report
+		left    int
+	}{
+		{"taken", false, dlq.Report{Selected: 3, Redriven: 3, Removed: 3, Copies: 1}, 0},
+		{"refused", true, dlq.Report{Selected: 3, Redriven: 2, Removed: 2, Failed: 1, Copies: 1}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			q := dlqtest.NewMemory()
+			fill(t, ctx, q, "ok", 3)
+			first, err := q.Get(ctx, "ok-001")
+			require.NoError(t, err)
+			require.NoError(t, q.Put(ctx, first)) // the same entry, written twice
+			sends := map[string]int{}
+			var mu sync.Mutex
+			s := sink.Func(func(_ context.Context, e *fanbridge.Event) error {
+				mu.Lock()
+				defer mu.Unlock()
+				sends[e.ID]++
+				// The second send of an event fails: a copy sent again would be reported failed
+				// while its removal went with the first.
+				if tc.fail || sends[e.ID] > 1 {
+					if e.ID == first.Event.ID {
+						return errors.New("refused")
+					}
+				}
+				return nil
+			})
+			rep, err := dlq.Redrive(ctx, q, map[string]sink.Sink{"ok": s}, nil)
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantRep, rep)
+			assert.Equal(t, 1, sends[first.Event.ID], "sent once")
+			assert.Equal(t, tc.left, q.Len())
+		})
+	}
 }
 
 func TestRedriveDeleteUnsupported(t *testing.T) {

@@ -270,7 +270,11 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 		}
 		fmt.Fprintln(stdout, line)
 	}))
-	fmt.Fprintf(stdout, "selected %d, redriven %d, removed %d, failed %d, skipped %d\n", rep.Selected, rep.Redriven, rep.Removed, rep.Failed, rep.Skipped)
+	summary := fmt.Sprintf("selected %d, redriven %d, removed %d, failed %d, skipped %d", rep.Selected, rep.Redriven, rep.Removed, rep.Failed, rep.Skipped)
+	if rep.Copies > 0 {
+		summary += fmt.Sprintf(", copies %d (written twice; they went with the first)", rep.Copies)
+	}
+	fmt.Fprintln(stdout, summary)
 	if err != nil {
 		fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
 		return exitFail
