@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,6 +61,40 @@ func TestOpenCreatesPrivateFiles(t *testing.T) {
 	fi, err = os.Stat(segs[0])
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	require.NoError(t, q.Close())
+}
+
+// Open makes every directory it creates durable, by syncing the directory that holds it, before
+// any Put: a crash soon after the first acknowledged Put must not lose the directory. A directory
+// that already exists costs no such sync.
+func TestOpenSyncsTheDirectoriesItCreates(t *testing.T) {
+	root := t.TempDir()
+	var mu sync.Mutex
+	var synced []string
+	record := filedlq.WithDirSyncFunc(func(d string) error {
+		mu.Lock()
+		synced = append(synced, d)
+		mu.Unlock()
+		return nil
+	})
+	dir := filepath.Join(root, "a", "b")
+	q, err := filedlq.Open(dir, record)
+	require.NoError(t, err)
+	mu.Lock()
+	require.GreaterOrEqual(t, len(synced), 2)
+	assert.Equal(t, []string{root, filepath.Join(root, "a")}, synced[:2], "the parents, top down, first")
+	mu.Unlock()
+	require.NoError(t, q.Close())
+
+	mu.Lock()
+	synced = nil
+	mu.Unlock()
+	q, err = filedlq.Open(dir, record)
+	require.NoError(t, err)
+	mu.Lock()
+	assert.NotContains(t, synced, root)
+	assert.NotContains(t, synced, filepath.Join(root, "a"))
+	mu.Unlock()
 	require.NoError(t, q.Close())
 }
 

@@ -100,8 +100,35 @@ func Open(dir string, opts ...Option) (*Queue, error) {
 	return q, nil
 }
 
-func (q *Queue) openWriter() error {
+// makeDir creates the queue's directory and any missing parent, and makes each new directory's
+// own entry durable by syncing the directory that holds it: a Put acknowledged soon after the
+// first Open must not depend on the file system writing the mkdir before the segment's data.
+func (q *Queue) makeDir() error {
+	var created []string // from the deepest up
+	for d := filepath.Clean(q.dir); ; {
+		if _, err := os.Lstat(d); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		created = append(created, d)
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+	}
 	if err := os.MkdirAll(q.dir, 0o700); err != nil {
+		return err
+	}
+	for i := len(created) - 1; i >= 0; i-- {
+		if err := q.cfg.syncDir(filepath.Dir(created[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (q *Queue) openWriter() error {
+	if err := q.makeDir(); err != nil {
 		return err
 	}
 	lock, err := os.OpenFile(filepath.Join(q.dir, lockName), os.O_RDWR|os.O_CREATE, q.cfg.fileMode)
