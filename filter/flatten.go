@@ -143,10 +143,14 @@ type flatEvent struct {
 	byPath    []int32 // field indexes grouped by leaf path
 	pathStart []int32 // byPath[pathStart[l]:pathStart[l+1]] are the fields at leaf l
 	pathRel   []bool  // some field at leaf l has rel set
-	// holds is, per array id, a bitset of the leaves with a field that has a position in the
-	// array (holds[arr*words:][:words]): positions in it matter only to steps at those leaves.
-	holds []uint64
-	words int
+	// holdLeaves lists, per array id, the leaves with a field that has a position in the array
+	// (holdLeaves[holdStart[arr]:holdEnd[arr]], each leaf once): positions in it matter only to
+	// steps at those leaves. Sparse, so that its size follows the event's fields, not the
+	// number of arrays times the number of paths the rules name. leafMark is scratch for it.
+	holdLeaves []int32
+	holdStart  []int32
+	holdEnd    []int32
+	leafMark   []int32
 
 	keyBuf []byte
 	stack  []frame
@@ -168,6 +172,13 @@ type flatEvent struct {
 
 	// work counts the search's steps and the values it looks at, for tests that bound it.
 	work int
+}
+
+// outsized reports whether an unusually large event grew f's buffers beyond what the pools
+// should keep.
+func (f *flatEvent) outsized() bool {
+	return cap(f.fields) > 1<<14 || cap(f.text) > 1<<20 || cap(f.mem) > 1<<16 || cap(f.arrays) > 1<<14 ||
+		cap(f.holdLeaves) > 1<<16 || f.states.big()
 }
 
 func (f *flatEvent) reset(raw []byte) {
@@ -363,19 +374,53 @@ func (f *flatEvent) group(leaves int) {
 	clear(f.pathStart)
 	f.pathRel = grow(f.pathRel, leaves)
 	clear(f.pathRel)
-	f.words = (leaves + 63) / 64
-	f.holds = grow(f.holds, len(f.arrays)*f.words)
-	clear(f.holds)
+	// Count the (array, leaf) pairs per array, then place them, then keep each leaf once per
+	// array: three passes over the fields' array positions, whose number the event bounds.
+	arrays := len(f.arrays)
+	f.holdStart = grow(f.holdStart, arrays+1)
+	clear(f.holdStart)
 	for k := range f.fields {
 		fd := &f.fields[k]
 		for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
 			if f.arrays[e.arr] {
 				fd.rel = true
 				f.pathRel[fd.leaf] = true
-				f.holds[int(e.arr)*f.words+int(fd.leaf/64)] |= 1 << (fd.leaf % 64)
+				f.holdStart[e.arr+1]++
 			}
 		}
 		f.pathStart[fd.leaf+1]++
+	}
+	for a := 1; a <= arrays; a++ {
+		f.holdStart[a] += f.holdStart[a-1]
+	}
+	f.holdLeaves = grow(f.holdLeaves, int(f.holdStart[arrays]))
+	f.holdEnd = grow(f.holdEnd, arrays)
+	copy(f.holdEnd, f.holdStart[:arrays])
+	for k := range f.fields {
+		fd := &f.fields[k]
+		if !fd.rel {
+			continue
+		}
+		for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
+			if f.arrays[e.arr] {
+				f.holdLeaves[f.holdEnd[e.arr]] = fd.leaf
+				f.holdEnd[e.arr]++
+			}
+		}
+	}
+	f.leafMark = grow(f.leafMark, leaves)
+	clear(f.leafMark)
+	for a := range arrays {
+		lo, hi := f.holdStart[a], f.holdEnd[a]
+		end := lo
+		for _, l := range f.holdLeaves[lo:hi] {
+			if f.leafMark[l] != int32(a)+1 {
+				f.leafMark[l] = int32(a) + 1
+				f.holdLeaves[end] = l
+				end++
+			}
+		}
+		f.holdEnd[a] = end
 	}
 	for l := 1; l <= leaves; l++ {
 		f.pathStart[l] += f.pathStart[l-1]
@@ -543,10 +588,10 @@ func (f *flatEvent) newMemo(n int) {
 	f.states.reset()
 }
 
-// matters reports whether array arr holds a field at one of the leaves in leaves.
+// matters reports whether array arr holds a field at one of the leaves in leaves, a bitset.
 func (f *flatEvent) matters(arr int32, leaves []uint64) bool {
-	for w, x := range f.holds[int(arr)*f.words : int(arr+1)*f.words] {
-		if x&leaves[w] != 0 {
+	for _, l := range f.holdLeaves[f.holdStart[arr]:f.holdEnd[arr]] {
+		if leaves[l/64]&(1<<(l%64)) != 0 {
 			return true
 		}
 	}

@@ -141,7 +141,7 @@ func (s *snapshot) matchRaw(raw []byte, dst []string) ([]string, error) {
 
 func (s *snapshot) release(ms *matchScratch) {
 	fe := &ms.fe
-	if cap(fe.fields) > 1<<14 || cap(fe.text) > 1<<20 || cap(fe.mem) > 1<<16 || cap(ms.stack) > 1<<16 || fe.states.big() {
+	if fe.outsized() || cap(ms.stack) > 1<<16 {
 		return // do not keep what an outsized event grew
 	}
 	fe.raw = nil

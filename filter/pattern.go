@@ -206,7 +206,7 @@ func getFlat() *flatEvent { return flatPool.Get().(*flatEvent) }
 
 func putFlat(fe *flatEvent) {
 	// Keep buffers grown by an unusually large event out of the pool.
-	if cap(fe.fields) > 1<<14 || cap(fe.text) > 1<<20 || cap(fe.mem) > 1<<16 || fe.states.big() {
+	if fe.outsized() {
 		return
 	}
 	fe.raw = nil
