@@ -393,7 +393,7 @@ func (c *compiler) operator(n *jsonNode, path string, cd *cond) error {
 		if v.kind != 's' {
 			return invalid(path, op, "wants a string")
 		}
-		p, err := netip.ParsePrefix(v.str)
+		p, err := parseCIDR(v.str)
 		if err != nil {
 			return invalid(path, op, "wants an IPv4 or IPv6 CIDR block such as \"10.0.0.0/24\"")
 		}
@@ -627,4 +627,28 @@ func numericRange(v *jsonNode, path string) (valueMatcher, error) {
 		return m, invalid(path, op, "wants the lower bound below the upper bound")
 	}
 	return m, nil
+}
+
+// parseCIDR reads an address block as EventBridge does: the mask bits are read as a decimal
+// integer, which may carry a sign or leading zeros ("10.0.0.0/08", "/+8", "/-0"), where
+// netip.ParsePrefix wants plain digits.
+func parseCIDR(s string) (netip.Prefix, error) {
+	a, m, ok := strings.Cut(s, "/")
+	if !ok {
+		return netip.Prefix{}, errors.New("no mask")
+	}
+	addr, err := netip.ParseAddr(a)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	bits, err := strconv.Atoi(m)
+	switch {
+	case err != nil:
+		return netip.Prefix{}, err
+	case addr.Zone() != "":
+		return netip.Prefix{}, errors.New("a zone in a block")
+	case bits < 0 || bits > addr.BitLen():
+		return netip.Prefix{}, errors.New("mask out of range")
+	}
+	return netip.PrefixFrom(addr, bits), nil
 }

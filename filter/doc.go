@@ -95,7 +95,8 @@
 //	{"numeric": [">", 0, "<=", 5]}              a number in the range; also "=", "<", "<=", ">=";
 //	                                            a lower bound may be followed by an upper one
 //	{"cidr": "10.0.0.0/24"}                     a string that is an IPv4 or IPv6 address in
-//	                                            the block
+//	                                            the block (the mask read as EventBridge reads
+//	                                            it: "/024" and "/+24" are /24)
 //	{"exists": true}                            the field has a leaf value (null counts; an
 //	                                            object or an empty array does not)
 //	{"exists": false}                           the field has no leaf value
