@@ -180,12 +180,14 @@ func (s *scanner) optionalTime(field string, idx int32) (time.Time, error) {
 	return t, nil
 }
 
-// parseTime parses an RFC 3339 timestamp ("2021-06-25T15:11:52.435Z": upper-case T and Z, any
-// number of fraction digits, "Z" or a "+hh:mm" offset) and returns it in UTC. It does what time.Parse with
-// time.RFC3339Nano does for these inputs, without converting b to a string (an allocation per
-// field on the hot path).
+// parseTime parses an RFC 3339 timestamp ("2021-06-25T15:11:52.435Z": any number of fraction
+// digits, "Z" or a "+hh:mm" offset) and returns it in UTC, without converting b to a string (an
+// allocation per field on the hot path). It does what time.Parse with time.RFC3339Nano does,
+// and also takes two forms RFC 3339 allows and time.Parse refuses: a lower-case "t" or "z", and
+// a leap second (second 60, read as the first second of the next minute). Refusing them would
+// answer 400 to a valid event, which senders do not retry.
 func parseTime(b []byte) (time.Time, bool) {
-	if len(b) < len("2006-01-02T15:04:05Z") || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' ||
+	if len(b) < len("2006-01-02T15:04:05Z") || b[4] != '-' || b[7] != '-' || b[10]|0x20 != 't' || b[13] != ':' ||
 		b[16] != ':' {
 		return time.Time{}, false
 	}
@@ -196,7 +198,7 @@ func parseTime(b []byte) (time.Time, bool) {
 	minute, ok5 := digits(b[14:16])
 	sec, ok6 := digits(b[17:19])
 	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || month < 1 || month > 12 || day < 1 ||
-		day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
+		day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 60 {
 		return time.Time{}, false
 	}
 	rest := b[19:]
@@ -219,7 +221,7 @@ func parseTime(b []byte) (time.Time, bool) {
 	}
 	offset := 0
 	switch {
-	case len(rest) == 1 && rest[0] == 'Z':
+	case len(rest) == 1 && rest[0]|0x20 == 'z':
 	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
 		oh, ok1 := digits(rest[1:3])
 		om, ok2 := digits(rest[4:6])

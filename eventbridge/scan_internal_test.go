@@ -69,19 +69,44 @@ func FuzzScan(f *testing.F) {
 	})
 }
 
-var rfc3339Shape = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$`)
+var rfc3339Shape = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$`)
 
-// FuzzParseTime holds parseTime to time.Parse(time.RFC3339Nano): whatever it accepts, time.Parse
-// accepts as the same instant.
+// parseTimeOracle reads s with time.Parse(time.RFC3339Nano), after putting the two forms RFC 3339
+// allows and time.Parse refuses into ones it takes: a lower-case "t" or "z" is made upper-case,
+// and a leap second (second 60) is read as second 59 plus one second.
+func parseTimeOracle(s string) (time.Time, error) {
+	b := []byte(s)
+	leap := false
+	if len(b) >= 20 {
+		if b[10] == 't' {
+			b[10] = 'T'
+		}
+		if b[len(b)-1] == 'z' {
+			b[len(b)-1] = 'Z'
+		}
+		if string(b[17:19]) == "60" {
+			b[17], b[18], leap = '5', '9', true
+		}
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(b))
+	if leap {
+		t = t.Add(time.Second)
+	}
+	return t, err
+}
+
+// FuzzParseTime holds parseTime to time.Parse(time.RFC3339Nano), with the two forms it refuses
+// put right first (see parseTimeOracle): whatever parseTime accepts, the oracle accepts as the
+// same instant.
 func FuzzParseTime(f *testing.F) {
 	for _, s := range []string{"2021-06-25T15:11:52Z", "2021-06-25T15:11:52.435Z", "2024-02-29T00:00:00+14:00",
 		"2023-02-29T00:00:00Z", "2021-06-25t15:11:52.123456789z", "2021-06-25T15:11:52.12345678901Z", "2021-06-25T24:00:00Z",
-		"2021-06-25T15:11:52-07:30", "0000-01-01T00:00:00Z"} {
+		"2021-06-25T15:11:52-07:30", "0000-01-01T00:00:00Z", "2016-12-31T23:59:60Z", "2016-12-31t23:59:60.5+00:00"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		got, ok := parseTime([]byte(s))
-		want, err := time.Parse(time.RFC3339Nano, s)
+		want, err := parseTimeOracle(s)
 		if ok && err != nil {
 			t.Fatalf("parseTime accepted %q, time.Parse did not: %v", s, err)
 		}
@@ -105,7 +130,21 @@ func TestParseTimeMatchesTimeParse(t *testing.T) {
 			t.Errorf("%q: parseTime %v %v, time.Parse %v %v", s, got, ok, want, err)
 		}
 	}
+	// Forms RFC 3339 allows and time.Parse refuses: lower-case t and z, and a leap second.
+	for s, want := range map[string]time.Time{
+		"2016-12-31t23:59:59z":           time.Date(2016, 12, 31, 23, 59, 59, 0, time.UTC),
+		"2016-12-31T23:59:60Z":           time.Date(2017, 1, 1, 0, 0, 0, 0, time.UTC),
+		"2016-12-31T23:59:60.5+00:00":    time.Date(2017, 1, 1, 0, 0, 0, 5e8, time.UTC),
+		"2016-12-31T18:59:60.25-05:00":   time.Date(2017, 1, 1, 0, 0, 0, 25e7, time.UTC),
+		"2021-06-25T15:11:52.123456789z": time.Date(2021, 6, 25, 15, 11, 52, 123456789, time.UTC),
+	} {
+		got, ok := parseTime([]byte(s))
+		if !ok || !got.Equal(want) {
+			t.Errorf("%q: parseTime %v %v, want %v", s, got, ok, want)
+		}
+	}
 	for _, s := range []string{"2023-02-29T00:00:00Z", "2021-06-25T24:00:00Z", "2021-06-25 15:11:52Z", "2021-06-25T15:11:52",
+		"2021-06-25T15:11:61Z", "2021-06-25x15:11:52Z", "2021-06-25T15:11:52y",
 		"2021-06-25T15:11:52.Z", "2021-06-25T15:11:52+2:00", "2021-13-01T00:00:00Z", "21-06-25T15:11:52Z"} {
 		if _, ok := parseTime([]byte(s)); ok {
 			t.Errorf("parseTime accepted %q", s)
