@@ -199,8 +199,9 @@
 //
 // Expr compiles a CEL expression with two variables: data, the event body (objects as maps,
 // arrays as lists, integers as int, other numbers as double; int and double compare with each
-// other), and event, with the fields id, type, topic, source (strings), time (timestamp) and
-// metadata (map of strings). The result type must be bool (or dyn, checked when evaluated).
+// other), and event, with the fields id, type, topic, source (strings), time (timestamp; for an
+// event without a time, 1970-01-01T00:00:00Z) and metadata (map of strings). The result type must
+// be bool (or dyn, checked when evaluated).
 // Compilation bounds the source size (WithMaxExprSize, default 4,096 code points) and
 // evaluation the work (WithCostLimit, default 100,000 cost units; cost is tracked only for
 // expressions whose worst case could exceed the limit, such as comprehensions over the body,

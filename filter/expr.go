@@ -35,7 +35,8 @@ const (
 //
 // The expression sees two variables: data, the event body (Event.Data) as JSON values (objects
 // as maps, arrays as lists, integers as int, other numbers as double), and event, with the typed
-// fields id, type, topic, source (strings), time (a timestamp) and metadata (a map of strings).
+// fields id, type, topic, source (strings), time (a timestamp: the Unix epoch for an event without
+// a time) and metadata (a map of strings).
 type Expression struct {
 	src    string
 	prg    cel.Program

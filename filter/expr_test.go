@@ -66,6 +66,14 @@ func TestExprEvaluates(t *testing.T) {
 			assert.Equal(t, tt.src, x.String())
 		})
 	}
+
+	// An event without a time shows the Unix epoch, as the documentation says.
+	x, err := filter.Expr(`event.time == timestamp(0)`)
+	require.NoError(t, err)
+	timeless := *e
+	timeless.Time = time.Time{}
+	assert.True(t, x.Match(&timeless))
+	assert.False(t, x.Match(e))
 }
 
 func TestExprCompileErrors(t *testing.T) {
