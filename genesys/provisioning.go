@@ -10,6 +10,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/fanbridge/fanbridge/retry"
 )
 
 var (
@@ -355,7 +358,8 @@ func (c *Client) findEventBridgeIntegration(ctx context.Context, name string) (*
 }
 
 // createEventBridgeIntegration creates the integration, and after a failure with an unclear
-// outcome looks it up by name before trying again, so that a lost answer never yields two.
+// outcome waits, then looks it up by name before trying again, so that a lost answer never
+// yields two.
 func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) (*Integration, error) {
 	var err error
 	for try := 1; try <= maxCreateTries; try++ {
@@ -366,8 +370,19 @@ func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) 
 		if !errors.Is(err, ErrOutcomeUnknown) {
 			return nil, fmt.Errorf("genesys: creating EventBridge integration: %w", err)
 		}
-		c.log.LogAttrs(ctx, slog.LevelWarn, "genesys: creating the integration had an unclear outcome; looking it up by name",
-			slog.String("name", name), slog.Int("try", try), slog.String("error", err.Error()))
+		// A gateway can answer while the backend is still creating the integration: looking at
+		// once could miss it and create a second. Wait as long as the server asked (up to
+		// MaxRetryAfter), and at least the retry policy's interval, doubling with each try.
+		p := c.retrier.Policy()
+		wait := min(p.InitialInterval<<(try-1), p.MaxInterval)
+		if d, ok := retry.RetryAfter(err); ok {
+			wait = max(wait, min(d, c.maxRetryAfter))
+		}
+		c.log.LogAttrs(ctx, slog.LevelWarn, "genesys: creating the integration had an unclear outcome; looking it up by name after a wait",
+			slog.String("name", name), slog.Int("try", try), slog.Duration("wait", wait), slog.String("error", err.Error()))
+		if werr := c.sleep(ctx, wait); werr != nil {
+			return nil, fmt.Errorf("genesys: creating EventBridge integration: %w (and then %w)", err, werr)
+		}
 		found, ferr := c.findEventBridgeIntegration(ctx, name)
 		if ferr != nil {
 			return nil, ferr
@@ -505,4 +520,19 @@ func configMatches(cur, desired *IntegrationConfig) bool {
 	slices.Sort(have)
 	slices.Sort(want)
 	return slices.Equal(have, want)
+}
+
+// sleep waits d on the client's clock, or until ctx ends.
+func (c *Client) sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := c.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

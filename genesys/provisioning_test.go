@@ -4,12 +4,14 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge/genesys"
 	"github.com/fanbridge/fanbridge/genesys/genesystest"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
 )
 
 func goodSpec() genesys.EventBridgeSpec {
@@ -211,6 +213,41 @@ func TestEnsureRecoversALostCreateAnswer(t *testing.T) {
 		f.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: "/api/v2/integrations", Status: 503})
 		_, err := f.client.EnsureEventBridgeIntegration(testContext(t), goodSpec())
 		require.NoError(t, err)
+		assert.Equal(t, 1, f.srv.IntegrationCount(genesys.EventBridgeIntegrationType))
+		assert.Equal(t, 2, f.srv.Count(http.MethodPost, "/api/v2/integrations"))
+	})
+	t.Run("the lookup waits as long as the server asked", func(t *testing.T) {
+		// A gateway may answer while the backend still creates the integration: looking it up
+		// at once could miss it and create a second one.
+		clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+		f := newFixture(t, nil, genesys.WithClock(clk))
+		f.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: "/api/v2/integrations", Status: 503, RetryAfter: "2"})
+		ctx := testContext(t)
+		done := make(chan error, 1)
+		go func() {
+			_, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+			done <- err
+		}()
+		for {
+			if due, ok := clk.NextDue(); ok && due == 2*time.Second {
+				break
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("Ensure returned %v without waiting", err)
+			case <-ctx.Done():
+				t.Fatal("no wait of 2s")
+			case <-time.After(time.Millisecond):
+			}
+		}
+		assert.Equal(t, 1, f.srv.Count(http.MethodPost, "/api/v2/integrations"), "created again during the wait")
+		clk.Advance(2 * time.Second)
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-ctx.Done():
+			t.Fatal("Ensure did not finish")
+		}
 		assert.Equal(t, 1, f.srv.IntegrationCount(genesys.EventBridgeIntegrationType))
 		assert.Equal(t, 2, f.srv.Count(http.MethodPost, "/api/v2/integrations"))
 	})
