@@ -34,6 +34,11 @@ var ErrUsage = errors.New("genesys: usage")
 //
 // The secret is read from the environment only, so that it never shows in a process listing, and
 // it is never printed.
+//
+// It returns an error wrapping ErrUsage for a bad flag or setting (and for -h, wrapping
+// flag.ErrHelp too, which callers usually treat as success), and an error when the integration
+// ends in Genesys' ERROR state: it is printed, but Genesys could not start it, so a script must
+// not take the run for a success.
 func RunProvisionCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -132,6 +137,11 @@ func RunProvisionCommand(ctx context.Context, args []string, getenv func(string)
 		return err
 	}
 	printResult(stdout, res, spec)
+	if rs := res.Integration.ReportedState; rs != nil && rs.Code == ReportedError {
+		// The integration exists and is configured, but Genesys could not start it: a script
+		// must not take that for success.
+		return fmt.Errorf("genesys: integration %s reports state %s; see the message above, fix it, and run again", res.Integration.ID, ReportedError)
+	}
 	return nil
 }
 
@@ -170,6 +180,9 @@ func printResult(w io.Writer, res *EventBridgeResult, spec EventBridgeSpec) {
 		}
 	}
 	fmt.Fprintf(w, "integration %s %q: %s (reported state %s)\n", res.Integration.ID, res.Integration.Name, strings.Join(did, ", "), state)
+	if rs := res.Integration.ReportedState; rs != nil && rs.Code == ReportedError {
+		return // nothing to do in AWS until Genesys can start it
+	}
 	fmt.Fprintf(w, "topics: %s\n", strings.Join(spec.Topics, ", "))
 	fmt.Fprintf(w, "partner event source: %s\n", res.PartnerEventSource)
 	fmt.Fprintf(w, "next, in AWS account %s: associate it with an event bus, for example\n", spec.AWSAccountID)

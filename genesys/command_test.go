@@ -2,6 +2,13 @@ package genesys_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -92,6 +99,39 @@ func TestRunProvisionCommand(t *testing.T) {
 		for _, s := range []string{out, errOut, err.Error()} {
 			assert.False(t, strings.Contains(s, "not-the-secret-0000"))
 		}
+	})
+	t.Run("an integration Genesys cannot start fails the command", func(t *testing.T) {
+		// A proxy makes Genesys answer the enabling PATCH with the ERROR state it reports, for
+		// instance, when the partner event source already exists in AWS.
+		target, err := url.Parse(srv.URL)
+		require.NoError(t, err)
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		proxy.ModifyResponse = func(r *http.Response) error {
+			if r.Request.Method != http.MethodPatch {
+				return nil
+			}
+			var in map[string]any
+			if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+				return err
+			}
+			in["reportedState"] = map[string]any{"code": "ERROR", "detail": map[string]any{"message": "event source already exists"}}
+			b, _ := json.Marshal(in)
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			r.ContentLength = int64(len(b))
+			r.Header.Set("Content-Length", strconv.Itoa(len(b)))
+			return nil
+		}
+		front := httptest.NewServer(proxy)
+		defer front.Close()
+		saved := env["GENESYS_API_URL"]
+		env["GENESYS_API_URL"] = front.URL
+		defer func() { env["GENESYS_API_URL"] = saved }()
+		out, _, err := run(t, "-name", "fanbridge-error", "-suffix", "fanbridge-error")
+		require.Error(t, err)
+		assert.NotErrorIs(t, err, genesys.ErrUsage)
+		assert.Contains(t, err.Error(), "reports state ERROR")
+		assert.Contains(t, out, "(reported state ERROR: event source already exists)")
+		assert.NotContains(t, out, "aws events create-event-bus", "no advice for AWS while Genesys cannot start it")
 	})
 	t.Run("help does not print environment values", func(t *testing.T) {
 		_, errOut, err := run(t, "-h")

@@ -432,8 +432,10 @@ func (c *Client) configureEventBridge(ctx context.Context, in *Integration, spec
 			in.Name, in.Notes = spec.Name, spec.Notes
 			return in, nil
 		}
-		wrote = true
 		_, err = c.putIntegrationConfig(ctx, in.ID, desired)
+		// A version conflict wrote nothing: if the config read again then matches, another
+		// writer stored it, and this run did not configure anything.
+		wrote = wrote || !IsConflict(err)
 		switch {
 		case err == nil:
 			res.ConfigUpdated = true

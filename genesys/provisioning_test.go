@@ -3,6 +3,7 @@ package genesys_test
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,6 +103,35 @@ func TestEnsureSurvivesVersionConflict(t *testing.T) {
 	assert.Equal(t, []int{http.StatusConflict, http.StatusOK}, puts)
 	assert.Equal(t, 2, f.srv.Count(http.MethodGet, "/api/v2/integrations/"+id+"/config/current"), "the version was read again")
 
+	t.Run("the same config stored by another writer is not this run's update", func(t *testing.T) {
+		f := newFixture(t, nil)
+		other, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+			genesys.WithBaseURL(f.srv.URL), genesys.WithTokenURL(f.srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy))
+		require.NoError(t, err)
+		f.srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "contact-centre.prod",
+			[]string{"v2.users.{id}.presence"})
+		// Just before our PUT, another run stores the very config we are about to write: ours
+		// meets a version conflict, and the config read again already matches.
+		var started atomic.Bool
+		otherErr := make(chan error, 1)
+		f.srv.SetHook(func(r *http.Request) {
+			if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/config/current") && started.CompareAndSwap(false, true) {
+				_, err := other.EnsureEventBridgeIntegration(ctx, goodSpec())
+				otherErr <- err
+			}
+		})
+		res, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+		require.NoError(t, err)
+		require.NoError(t, <-otherErr)
+		assert.False(t, res.ConfigUpdated, "this run wrote nothing")
+		var puts []int
+		for _, r := range f.srv.Requests() {
+			if r.Method == http.MethodPut {
+				puts = append(puts, r.Status)
+			}
+		}
+		assert.Equal(t, []int{http.StatusConflict, http.StatusOK}, puts, "ours (in the log as it arrived), refused; the other run's, stored")
+	})
 	t.Run("conflicts are bounded", func(t *testing.T) {
 		f.srv.SetHook(func(r *http.Request) {
 			if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/config/current") {

@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -32,6 +33,9 @@ func main() {
 // it against a fake Genesys Cloud.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if err := genesys.RunProvisionCommand(ctx, args, getenv, stdout, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // -h printed the usage, as asked
+		}
 		fmt.Fprintln(stderr, "provision:", err)
 		if errors.Is(err, genesys.ErrUsage) {
 			return 2

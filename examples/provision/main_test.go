@@ -60,6 +60,14 @@ func TestProvision(t *testing.T) {
 		assert.Contains(t, errOut, "GENESYS_CLIENT_SECRET")
 		assert.Len(t, srv.Writes(), writes)
 	})
+	t.Run("help", func(t *testing.T) {
+		// The README says to run it with -h to see the flags: that is not a failure.
+		code, out, errOut := runProgram(t, []string{"-h"}, env)
+		assert.Equal(t, 0, code)
+		assert.Empty(t, out)
+		assert.Contains(t, errOut, "usage: provision")
+		assert.NotContains(t, errOut, "provision: ", "no error line")
+	})
 	t.Run("refused credentials", func(t *testing.T) {
 		wrong := map[string]string{}
 		for k, v := range env {
