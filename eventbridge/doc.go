@@ -141,9 +141,14 @@
 //     which are dropped: the first 55 characters are kept. Anything else is dropped, and its
 //     tracestate with it.
 //   - tracestate: kept only beside a valid traceparent, and only when it is a valid list: at most
-//     512 characters and 32 members; each member key=value with a key of a-z 0-9 _ - * / @ (up to
-//     256, starting with a letter or digit) and a value of up to 256 printable characters other
-//     than "," and "="; no key twice; spaces around members allowed, tabs not.
+//     512 characters and 32 members; each member key=value with a W3C key (a lower-case letter
+//     then up to 255 of a-z 0-9 _ - * /, or tenant@system with a tenant of up to 241 and a system
+//     of up to 14 such characters, the system starting with a letter) and a value of up to 256
+//     printable characters other than "," and "="; no key twice; spaces around members and empty
+//     members allowed, tabs not. It is kept as its members joined by commas, without the empty
+//     ones and the spaces: the list OpenTelemetry reads, so that spans and sinks carry the same.
+//     A version 00 traceparent keeps only the sampled and random flags (the reserved bits are
+//     cleared).
 //
 // # Errors
 //

@@ -244,7 +244,10 @@ func TestHandlerTraceContext(t *testing.T) {
 		{"future version, rest without dash", []string{"traceparent", "01" + tp[2:] + "x"}, "", ""},
 		{"tracestate alone", []string{"tracestate", "a=b"}, "", ""},
 		{"tracestate with control", []string{"traceparent", tp, "tracestate", "a=b\x01"}, tp, ""},
-		{"tracestate with spaces and empty members", []string{"traceparent", tp, "tracestate", "rojo=00f067aa0ba902b7 , congo=t61rcWkgMzE,"}, tp, "rojo=00f067aa0ba902b7 , congo=t61rcWkgMzE,"},
+		// Kept as OpenTelemetry reads it, so that the sinks and the spans carry the same list.
+		{"tracestate with spaces and empty members", []string{"traceparent", tp, "tracestate", "rojo=00f067aa0ba902b7 , congo=t61rcWkgMzE,"}, tp, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"},
+		{"tracestate key outside the W3C grammar", []string{"traceparent", tp, "tracestate", "1abc=x,congo=t61rcWkgMzE"}, tp, ""},
+		{"tracestate multi-tenant key", []string{"traceparent", tp, "tracestate", "tenant1@vendor=x"}, tp, "tenant1@vendor=x"},
 		{"tracestate multi-tenant key", []string{"traceparent", tp, "tracestate", "fw529a3039@dt=ffffffff"}, tp, "fw529a3039@dt=ffffffff"},
 		{"tracestate upper-case key", []string{"traceparent", tp, "tracestate", "Congo=t61rcWkgMzE"}, tp, ""},
 		{"tracestate without =", []string{"traceparent", tp, "tracestate", "congo"}, tp, ""},

@@ -131,17 +131,20 @@ func TestTraceparentReservedFlags(t *testing.T) {
 }
 
 // tracestateMember is one non-empty W3C tracestate list member: key = value.
-var tracestateMember = regexp.MustCompile(`^([a-z0-9][a-z0-9_\-*/@]{0,255})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$`)
+// Its key is a simple key, or tenant@system.
+var tracestateMember = regexp.MustCompile(`^([a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$`)
 
-// FuzzValidTracestate holds validTracestate to the W3C list grammar, written independently: at
+// FuzzValidTracestate holds tracestate to the W3C list grammar, written independently: at
 // most 512 characters and 32 members, split at commas, spaces around members ignored, each member
 // empty or matching tracestateMember, no key twice, at least one member. What passes is printable
-// ASCII, so it can go into a Kafka header and gRPC metadata as it is.
+// ASCII, so it can go into a Kafka header and gRPC metadata as it is, and OpenTelemetry reads it
+// as the same list, so that the spans and the sinks carry the same trace state.
 func FuzzValidTracestate(f *testing.F) {
 	for _, s := range []string{
 		"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", "a=\x00", strings.Repeat("k=v,", 200),
 		"rojo=00f067aa0ba902b7 , congo=t61rcWkgMzE,,", "a=1,a=2", "tenant@vendor=x", "A=b", "a= b",
 		"a=b ", "a=b\t", ",", " ", "", "a=", "=b", "a=b=c", "a=\xc3\xa9",
+		"1abc=x", "a@b@c=x", "a@=x", "t@1sys=x", "1t@sys=x", "t@abcdefghijklmn=x", "t@abcdefghijklmno=x",
 	} {
 		f.Add(s)
 	}
@@ -167,16 +170,24 @@ func FuzzValidTracestate(f *testing.F) {
 		if len(keys) == 0 {
 			want = false
 		}
-		if got := validTracestate(v); got != want {
-			t.Fatalf("validTracestate(%q) = %v, want %v", v, got, want)
+		kept, got := tracestate(v)
+		if got != want {
+			t.Fatalf("tracestate(%q) = %v, want %v", v, got, want)
 		}
 		if !want {
 			return
 		}
-		for _, r := range []byte(v) {
+		for _, r := range []byte(kept) {
 			if r < 0x20 || r > 0x7e {
-				t.Fatalf("accepted byte %#x", r)
+				t.Fatalf("kept byte %#x", r)
 			}
+		}
+		ts, err := trace.ParseTraceState(kept)
+		if err != nil || ts.Len() != len(keys) {
+			t.Fatalf("tracestate(%q) kept %q, which OpenTelemetry reads as %d members, %v", v, kept, ts.Len(), err)
+		}
+		if ts.String() != kept {
+			t.Fatalf("tracestate(%q) kept %q, OpenTelemetry writes %q", v, kept, ts.String())
 		}
 	})
 }

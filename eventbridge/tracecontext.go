@@ -14,8 +14,7 @@ const (
 	// maxTracestate and maxTracestateMembers are the W3C limits of a tracestate list.
 	maxTracestate        = 512
 	maxTracestateMembers = 32
-	// maxTracestateKey and maxTracestateValue bound one list member's key and value.
-	maxTracestateKey   = 256
+	// maxTracestateValue bounds one list member's value (keys: see tracestateKey).
 	maxTracestateValue = 256
 )
 
@@ -37,8 +36,8 @@ func headerTraceContext(h http.Header) (parent, state string, ok bool) {
 	default:
 		state = strings.Join(vs, ",")
 	}
-	if state != "" && !validTracestate(state) {
-		state = ""
+	if state != "" {
+		state, _ = tracestate(state)
 	}
 	return parent, state, true
 }
@@ -76,8 +75,12 @@ func checkTraceMetadata(md map[string]string) {
 			hasParent = false
 		}
 	}
-	if ts, ok := md[fanbridge.MetaTracestate]; ok && (!hasParent || !validTracestate(ts)) {
-		delete(md, fanbridge.MetaTracestate)
+	if ts, ok := md[fanbridge.MetaTracestate]; ok {
+		if kept, valid := tracestate(ts); hasParent && valid {
+			md[fanbridge.MetaTracestate] = kept
+		} else {
+			delete(md, fanbridge.MetaTracestate)
+		}
 	}
 }
 
@@ -134,54 +137,81 @@ func lowerHex(s string) bool {
 	return true
 }
 
-// validTracestate checks a W3C tracestate list: at most 512 characters and 32 list members,
-// separated by commas with optional spaces around them; each member empty or key=value, with no
-// key twice; a key of up to 256 characters a-z, 0-9, _ - * / @, starting with a letter or digit; a
-// value of 1 to 256 printable ASCII characters other than comma and equals sign, not ending in a
-// space.
+// tracestate checks a W3C tracestate list and returns the value to keep: at most 512 characters
+// and 32 list members, separated by commas with optional spaces around them; each member empty or
+// key=value, with no key twice; a key as tracestateKey says; a value of 1 to 256 printable ASCII
+// characters other than comma and equals sign, not ending in a space. What is kept is the members
+// joined by commas, without the empty ones and the spaces around them (the list OpenTelemetry
+// reads, which refuses those), and v itself when it is written so already.
 // The specification also allows tabs around members, but a tab cannot travel in gRPC metadata, so
 // such a list is not kept. A list with no member at all is not kept either.
-func validTracestate(v string) bool {
+func tracestate(v string) (string, bool) {
 	if len(v) > maxTracestate {
-		return false
+		return "", false
 	}
-	var keys [maxTracestateMembers]string
-	nkeys := 0
-	for members := 0; ; members++ {
-		if members == maxTracestateMembers {
-			return false
+	orig := v
+	var members [maxTracestateMembers]string
+	n, size := 0, 0
+	for count := 0; ; count++ {
+		if count == maxTracestateMembers {
+			return "", false
 		}
 		member, rest, more := strings.Cut(v, ",")
 		member = strings.Trim(member, " ")
 		if member != "" {
 			key, value, ok := strings.Cut(member, "=")
 			if !ok || !tracestateKey(key) || !tracestateValue(value) {
-				return false
+				return "", false
 			}
-			for _, k := range keys[:nkeys] {
-				if k == key {
-					return false
+			for _, m := range members[:n] {
+				if k, _, _ := strings.Cut(m, "="); k == key {
+					return "", false
 				}
 			}
-			keys[nkeys] = key
-			nkeys++
+			members[n] = member
+			n++
+			size += len(member)
 		}
 		if !more {
-			return nkeys > 0
+			break
 		}
 		v = rest
 	}
+	if n == 0 {
+		return "", false
+	}
+	if size+n-1 == len(orig) {
+		return orig, true // no empty member, no space around one: as written
+	}
+	return strings.Join(members[:n], ","), true
 }
 
+// tracestateKey checks a list member's key by the W3C grammar: a simple key (a lower-case letter,
+// then up to 255 of a-z 0-9 _ - * /), or tenant@system (the tenant a letter or digit then up to
+// 240 more, the system a letter then up to 13 more). OpenTelemetry refuses a whole list over one
+// key outside it, so a looser check would let the sinks get a list the spans do not carry.
 func tracestateKey(k string) bool {
-	if k == "" || len(k) > maxTracestateKey {
+	if tenant, system, multi := strings.Cut(k, "@"); multi {
+		return keyPart(tenant, false, 241) && keyPart(system, true, 14)
+	}
+	return keyPart(k, true, 256)
+}
+
+// keyPart reports whether p is 1 to max characters of a-z 0-9 _ - * /, the first a letter (or,
+// unless letterFirst, a digit).
+func keyPart(p string, letterFirst bool, max int) bool {
+	if p == "" || len(p) > max {
 		return false
 	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
+	for i := 0; i < len(p); i++ {
+		c := p[i]
 		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case i > 0 && (c == '_' || c == '-' || c == '*' || c == '/' || c == '@'):
+		case c >= 'a' && c <= 'z':
+		case c >= '0' && c <= '9':
+			if i == 0 && letterFirst {
+				return false
+			}
+		case i > 0 && (c == '_' || c == '-' || c == '*' || c == '/'):
 		default:
 			return false
 		}
