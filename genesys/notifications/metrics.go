@@ -68,7 +68,7 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	ms.events = counter("fanbridge.notifications.events", "Events handled, by outcome (delivered, ignored, duplicate, failed, lost)")
 	ms.reconnects = counter("fanbridge.notifications.reconnects", "Channels replaced, by reason")
 	ms.missed = counter("fanbridge.notifications.heartbeats_missed", "Sockets that stayed silent longer than the heartbeat timeout")
-	ms.retries = counter("fanbridge.notifications.dispatch_retries", "Dispatch attempts that failed and were retried")
+	ms.retries = counter("fanbridge.notifications.dispatch_retries", "Dispatch attempts made again after a failed one")
 	ms.channels = counter("fanbridge.notifications.channels",
 		"Channels taken to connect, by origin (created, or reused because Genesys' limit of 20 was reached), and creations whose answer was lost (origin unknown)")
 	ms.limitWaits = counter("fanbridge.notifications.channel_limit_waits",

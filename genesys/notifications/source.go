@@ -254,7 +254,13 @@ func (s *Source) dispatchLoop(ctx context.Context, events <-chan *fanbridge.Even
 
 func (s *Source) deliver(ctx context.Context, ev *fanbridge.Event, lost *int64) {
 	outcome := outcomeDelivered
+	attempts := 0
 	err := s.dispatch.Do(ctx, func(ctx context.Context) error {
+		// A retry is counted as it reaches the dispatcher: one the drain cut off during its wait
+		// never happened.
+		if attempts++; attempts > 1 {
+			s.m.retries.Add(ctx, 1)
+		}
 		err := s.d.Dispatch(ctx, ev)
 		switch {
 		case err == nil:
@@ -265,7 +271,6 @@ func (s *Source) deliver(ctx context.Context, ev *fanbridge.Event, lost *int64) 
 		}
 		return err
 	}, retry.OnRetry(func(a retry.Attempt) {
-		s.m.retries.Add(ctx, 1)
 		s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: dispatch failed, retrying",
 			slog.String("id", ev.ID), slog.String("type", ev.Type), slog.Int("attempt", a.Number),
 			slog.Duration("wait", a.Wait), slog.String("error", a.Err.Error()))

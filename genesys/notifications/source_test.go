@@ -418,6 +418,26 @@ func TestDrainTimeoutCountsLostEvents(t *testing.T) {
 	assert.EqualValues(t, 3, h.counter(t, "fanbridge.notifications.events", "outcome", "lost"), "undelivered events are counted, not silently dropped")
 }
 
+// A retry the drain cuts off during its wait never reaches the dispatcher, and is not counted as
+// one: the event is counted lost, and dispatch_retries stays at zero.
+func TestRetryCutOffByTheDrainIsNotCounted(t *testing.T) {
+	tried := make(chan struct{}, 4)
+	d := eventbridge.DispatcherFunc(func(context.Context, *fanbridge.Event) error {
+		tried <- struct{}{}
+		return errors.New("kafka unavailable")
+	})
+	h := newHarnessWith(t, d, []string{presence}, nil, notifications.WithDrainTimeout(50*time.Millisecond),
+		notifications.WithDispatchPolicy(retry.Policy{InitialInterval: time.Hour, MaxInterval: time.Hour, Jitter: retry.NoJitter, MaxAttempts: -1}))
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	publish(h.srv, presence, 1, 1)
+	recv(t, ctx, tried) // the first attempt failed; the retry waits an hour
+	require.NoError(t, h.src.Close())
+	assert.Len(t, tried, 0, "no second attempt")
+	assert.Zero(t, h.counter(t, "fanbridge.notifications.dispatch_retries", "", ""))
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.events", "outcome", "lost"))
+}
+
 func TestRunLifecycle(t *testing.T) {
 	t.Run("permanent error at start", func(t *testing.T) {
 		srv := genesystest.NewServer()
