@@ -141,13 +141,15 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithMeterProvider sets where the Dispatcher's metrics go: matched events per route; delivered,
 // retried, dead-lettered and failed per sink; delivery latency per sink; queue depth and breaker
-// state per sink. The default is no metrics.
+// state per sink of the current configuration (a sink an Update removed, and every sink once Close
+// has begun, is no longer reported while its queue drains). The default is no metrics.
 func WithMeterProvider(p metric.MeterProvider) Option {
 	return optionFunc(func(c *config) { c.meters = p })
 }
 
-// WithTracerProvider sets where the Dispatcher's spans go: one per dispatch, a child of the
-// event's traceparent when it has one, and one per sink attempt. The default is no tracing.
+// WithTracerProvider sets where the Dispatcher's spans go: one per dispatch, a child of the span
+// the caller's context carries (or, without one, of the event's traceparent), and one per sink
+// attempt. The default is no tracing.
 func WithTracerProvider(p trace.TracerProvider) Option {
 	return optionFunc(func(c *config) { c.tracers = p })
 }
