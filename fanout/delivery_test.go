@@ -392,6 +392,22 @@ func newBarrierDLQ(n int) *barrierDLQ {
 	return &barrierDLQ{n: n, all: make(chan struct{}), entered: make(chan struct{}, n)}
 }
 
+// blockedB is two sinks sending with send: a, and b with one worker, which the event "block"
+// (routed to b alone) can hold; events of type "x" go to both.
+func blockedB(send sink.Func, q dlq.Queue) fanout.Config {
+	return fanout.Config{
+		Sinks: []fanout.SinkConfig{
+			{Name: "a", Sink: send},
+			{Name: "b", Sink: send, Concurrency: 1},
+		},
+		Routes: []fanout.Route{
+			{Name: "block", Filter: typeIs("block"), Sinks: []string{"b"}},
+			{Name: "r", Filter: typeIs("x"), Sinks: []string{"a", "b"}},
+		},
+		DLQ: q,
+	}
+}
+
 // barrierDLQ holds every Put until n Puts are under way at once, then lets them all through.
 type barrierDLQ struct {
 	memDLQ
@@ -521,17 +537,7 @@ func TestCloseDeadlineWithdrawsBesideTheCallersWrite(t *testing.T) {
 		return ctx.Err()
 	}
 	q := newBarrierDLQ(2)
-	d, err := fanout.New(fanout.Config{
-		Sinks: []fanout.SinkConfig{
-			{Name: "a", Sink: sink.Func(hang)},
-			{Name: "b", Sink: sink.Func(hang), Concurrency: 1},
-		},
-		Routes: []fanout.Route{
-			{Name: "block", Filter: typeIs("block"), Sinks: []string{"b"}},
-			{Name: "r", Filter: typeIs("x"), Sinks: []string{"a", "b"}},
-		},
-		DLQ: q,
-	}, fanout.WithMode(fanout.Async), fanout.WithDLQTimeout(testTimeout), fanout.WithBudget(time.Hour))
+	d, err := fanout.New(blockedB(hang, q), fanout.WithMode(fanout.Async), fanout.WithDLQTimeout(testTimeout), fanout.WithBudget(time.Hour))
 	require.NoError(t, err)
 	ctx := testContext(t)
 	require.NoError(t, d.Dispatch(ctx, event("block", "block")))
@@ -576,17 +582,7 @@ func TestWithdrawnTaskCauseIsTheDeadline(t *testing.T) {
 		return ctx.Err()
 	}
 	q := &memDLQ{}
-	d := newDispatcher(t, fanout.Config{
-		Sinks: []fanout.SinkConfig{
-			{Name: "a", Sink: sink.Func(hang)},
-			{Name: "b", Sink: sink.Func(hang), Concurrency: 1},
-		},
-		Routes: []fanout.Route{
-			{Name: "block", Filter: typeIs("block"), Sinks: []string{"b"}},
-			{Name: "r", Filter: typeIs("x"), Sinks: []string{"a", "b"}},
-		},
-		DLQ: q,
-	}, fanout.WithMode(fanout.Async), fanout.WithDLQReserve(0))
+	d := newDispatcher(t, blockedB(hang, q), fanout.WithMode(fanout.Async), fanout.WithDLQReserve(0))
 	defer close(gate)
 	ctx := testContext(t)
 	require.NoError(t, d.Dispatch(ctx, event("block", "block")))
