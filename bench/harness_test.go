@@ -315,7 +315,10 @@ func processCPU() time.Duration {
 }
 
 // measure sends n fresh copies of the 2.7 KB event to p and checks that every one was answered
-// 200 and produced to Kafka exactly once, so that a broken pipeline cannot be timed. withMem
+// 200 and that the topic then holds exactly n new records, so that a broken pipeline cannot be
+// timed. (It counts records, not ids: that each acknowledged event is there once, and that the
+// answer waits for the broker, the smoke tests check by reading the records back and with a
+// slow broker.) withMem
 // reads the allocation counters around the run (a short stop of the world at each end); after,
 // when set, runs as soon as the load generator answers (a benchmark stops its timer there).
 func (h *harness) measure(p *pipeline, n int, withMem bool, after func()) (segment, error) {

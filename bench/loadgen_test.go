@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // The load generator and the Kafka broker run in a child process: the test binary started again
@@ -36,7 +37,7 @@ const loadgenEnv = "FANBRIDGE_BENCH_LOADGEN"
 
 // lgRequest is one command to the load generator.
 type lgRequest struct {
-	Op string // "start", "run" or "drain"
+	Op string // "start", "run", "drain" or "slow"
 
 	// start: create the broker with these topics.
 	Topics     []string `json:",omitempty"`
@@ -53,6 +54,10 @@ type lgRequest struct {
 
 	// drain: count the records produced to Topic since the last drain, then delete them.
 	Topic string `json:",omitempty"`
+
+	// slow: hold every produce request this long before the broker handles it (0: none), to
+	// show that the pipelines answer only once the broker has acknowledged.
+	SlowProduce time.Duration `json:",omitempty"`
 }
 
 // lgResponse is the load generator's answer.
@@ -111,6 +116,7 @@ type loadgenChild struct {
 	adm     *kadm.Client
 	kc      *kgo.Client
 	seq     uint64
+	slow    atomic.Int64 // ns each produce request is held; see lgRequest.SlowProduce
 }
 
 // loadgenMain runs the load generator until its stdin closes.
@@ -152,6 +158,9 @@ func (g *loadgenChild) handle(req lgRequest) lgResponse {
 		return g.run(req)
 	case "drain":
 		return g.drain(req)
+	case "slow":
+		g.slow.Store(int64(req.SlowProduce))
+		return lgResponse{}
 	}
 	return lgResponse{Err: "unknown op " + req.Op}
 }
@@ -165,6 +174,13 @@ func (g *loadgenChild) start(req lgRequest) lgResponse {
 		return lgResponse{Err: err.Error()}
 	}
 	g.cluster = c
+	// A slow broker, when asked for: the request waits, then is handled as usual.
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if d := g.slow.Load(); d > 0 {
+			time.Sleep(time.Duration(d))
+		}
+		return nil, nil, false
+	})
 	g.kc, err = kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
 	if err != nil {
 		return lgResponse{Err: err.Error()}

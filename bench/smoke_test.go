@@ -250,6 +250,37 @@ func TestPipelines(t *testing.T) {
 	}
 }
 
+// Every pipeline answers an event only once the broker has acknowledged its record: with every
+// produce request held 300 ms by the broker, no answer comes sooner. A pipeline that answered
+// when the record was only queued would answer in a few milliseconds, and the exact record
+// counts of the other checks, taken after the run, would not see it.
+func TestPipelinesAnswerAfterTheBrokerAcknowledges(t *testing.T) {
+	const hold = 300 * time.Millisecond
+	h := getHarness(t)
+	for _, name := range pipelineNames {
+		p := h.pipelines[name]
+		t.Run(name, func(t *testing.T) {
+			_, err := h.gen.call(lgRequest{Op: "drain", Topic: p.topic})
+			require.NoError(t, err)
+			_, err = h.gen.call(lgRequest{Op: "slow", SlowProduce: hold})
+			require.NoError(t, err)
+			defer func() {
+				_, err := h.gen.call(lgRequest{Op: "slow"})
+				require.NoError(t, err)
+			}()
+			body, err := withSeq(h.template, smokeSeq.Add(1))
+			require.NoError(t, err)
+			start := time.Now()
+			require.Equal(t, http.StatusOK, post(t, p.url, body, sign(t, benchSecret, body)))
+			took := time.Since(start)
+			assert.GreaterOrEqual(t, took, hold, "answered before the broker acknowledged")
+			drained, err := h.gen.call(lgRequest{Op: "drain", Topic: p.topic})
+			require.NoError(t, err)
+			assert.Equal(t, int64(1), drained.Produced)
+		})
+	}
+}
+
 func TestIDTail(t *testing.T) {
 	for _, body := range []string{`{"id": "58fb5dac-f077-4eec-a25f-c638dbdd4368"}`, `{"id":"58fb5dac-f077-4eec-a25f-c638dbdd4368"}`} {
 		got, err := withSeq([]byte(body), 0xabc)
