@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/fanbridge/fanbridge/retry"
 )
@@ -372,15 +371,14 @@ func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) 
 		}
 		// A gateway can answer while the backend is still creating the integration: looking at
 		// once could miss it and create a second. Wait as long as the server asked (up to
-		// MaxRetryAfter), and at least the retry policy's interval, doubling with each try.
-		p := c.retrier.Policy()
-		wait := min(p.InitialInterval<<(try-1), p.MaxInterval)
+		// MaxRetryAfter), and at least the retry policy's interval, growing with each try.
+		wait := c.retrier.Interval(try)
 		if d, ok := retry.RetryAfter(err); ok {
 			wait = max(wait, min(d, c.maxRetryAfter))
 		}
 		c.log.LogAttrs(ctx, slog.LevelWarn, "genesys: creating the integration had an unclear outcome; looking it up by name after a wait",
 			slog.String("name", name), slog.Int("try", try), slog.Duration("wait", wait), slog.String("error", err.Error()))
-		if werr := c.sleep(ctx, wait); werr != nil {
+		if werr := retry.Sleep(ctx, c.clock, wait); werr != nil {
 			return nil, fmt.Errorf("genesys: creating EventBridge integration: %w (and then %w)", err, werr)
 		}
 		found, ferr := c.findEventBridgeIntegration(ctx, name)
@@ -522,19 +520,4 @@ func configMatches(cur, desired *IntegrationConfig) bool {
 	slices.Sort(have)
 	slices.Sort(want)
 	return slices.Equal(have, want)
-}
-
-// sleep waits d on the client's clock, or until ctx ends.
-func (c *Client) sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := c.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

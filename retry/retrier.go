@@ -122,6 +122,34 @@ func (r *Retrier) fraction() float64 {
 // Policy returns the Retrier's policy with its defaults filled in.
 func (r *Retrier) Policy() Policy { return r.policy }
 
+// Interval returns the interval of the policy before retry n (n >= 1), before jitter:
+// InitialInterval × Multiplier^(n-1), at most MaxInterval. It is the growth Do follows, for callers
+// that pace waits of their own on the same policy (a run of failures that are not one call).
+func (r *Retrier) Interval(n int) time.Duration {
+	p := &r.policy
+	d := float64(p.InitialInterval) * math.Pow(p.Multiplier, float64(max(n, 1)-1))
+	if d >= float64(p.MaxInterval) {
+		return p.MaxInterval
+	}
+	return time.Duration(d)
+}
+
+// Sleep waits d on clock, and returns nil then, or ctx's error as soon as ctx ends first. It is
+// the wait Do makes between attempts, for callers that pace waits of their own.
+func Sleep(ctx context.Context, clock Clock, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // CallOption adjusts one Do call.
 type CallOption func(*call)
 
@@ -215,14 +243,8 @@ func (r *Retrier) Do(ctx context.Context, op func(ctx context.Context) error, op
 		if c.onRetry != nil {
 			c.onRetry(a)
 		}
-		if wait > 0 {
-			t := r.clock.NewTimer(wait)
-			select {
-			case <-t.C():
-			case <-ctx.Done():
-				t.Stop()
-				return giveUp(n, ReasonCanceled, err, ctx.Err())
-			}
+		if serr := Sleep(ctx, r.clock, wait); serr != nil {
+			return giveUp(n, ReasonCanceled, err, serr)
 		}
 	}
 }

@@ -89,6 +89,43 @@ func TestExponentialGrowthAndCap(t *testing.T) {
 	assert.Equal(t, []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, time.Second, time.Second, time.Second}, waits)
 }
 
+// Interval gives the growth Do follows: the waits of a call without jitter, one by one.
+func TestIntervalIsTheGrowthDoFollows(t *testing.T) {
+	for _, p := range []retry.Policy{
+		{InitialInterval: 100 * time.Millisecond, Multiplier: 2, MaxInterval: time.Second, Jitter: retry.NoJitter, MaxAttempts: 8},
+		{InitialInterval: 30 * time.Millisecond, Multiplier: 1.5, MaxInterval: 200 * time.Millisecond, Jitter: retry.NoJitter, MaxAttempts: 8},
+		{InitialInterval: time.Second, Multiplier: 1, MaxInterval: time.Second, Jitter: retry.NoJitter, MaxAttempts: 4},
+	} {
+		r, clk := newRetrier(t, p)
+		op, _ := failN(p.MaxAttempts-1, errFlaky)
+		err, waits := run(t, clk, r, op)
+		require.NoError(t, err)
+		require.Len(t, waits, p.MaxAttempts-1)
+		for i, w := range waits {
+			assert.Equal(t, w, r.Interval(i+1), "retry %d under %+v", i+1, p)
+		}
+	}
+}
+
+// Sleep waits on the clock, and ends early with the context.
+func TestSleep(t *testing.T) {
+	clk := retrytest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- retry.Sleep(ctx, clk, time.Minute) }()
+	require.NoError(t, clk.WaitTimers(ctx, 1))
+	clk.Advance(time.Minute)
+	require.NoError(t, <-done)
+
+	cctx, ccancel := context.WithCancel(ctx)
+	go func() { done <- retry.Sleep(cctx, clk, time.Minute) }()
+	require.NoError(t, clk.WaitTimers(ctx, 1))
+	ccancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+	assert.NoError(t, retry.Sleep(ctx, clk, 0), "no wait at all")
+}
+
 func TestFullJitterStaysWithinBounds(t *testing.T) {
 	draws := []float64{0, 0.5, 0.999, 0.25}
 	i := 0

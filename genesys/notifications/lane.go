@@ -358,16 +358,7 @@ func closeWhenDead(c *conn) (stop func()) {
 // or an age budget shorter than the wait, must not make the wait vanish. It runs on the source's
 // clock and ends early only with ctx.
 func (l *lane) holdOff(ctx context.Context, quick int, msg string) {
-	d := l.backoff(ctx, quick, msg)
-	if d <= 0 {
-		return
-	}
-	t := l.s.cfg.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C():
-	case <-ctx.Done():
-	}
+	_ = retry.Sleep(ctx, l.s.cfg.clock, l.backoff(ctx, quick, msg)) // it ends early only with ctx
 }
 
 // pause waits d on the source's clock before the lane subscribes cur's topics again, and returns
@@ -412,12 +403,10 @@ func (l *lane) backoff(ctx context.Context, quick int, msg string) time.Duration
 	if quick == 0 {
 		return 0
 	}
-	p := l.s.reconnect.Policy()
-	d := min(float64(p.InitialInterval)*math.Pow(p.Multiplier, float64(quick-1)), float64(p.MaxInterval))
-	if p.Jitter == retry.FullJitter {
-		d *= rand.Float64()
+	wait := l.s.reconnect.Interval(quick)
+	if l.s.reconnect.Policy().Jitter == retry.FullJitter {
+		wait = time.Duration(rand.Float64() * float64(wait))
 	}
-	wait := time.Duration(d)
 	l.s.log.LogAttrs(ctx, slog.LevelWarn, msg, slog.Int("lane", l.idx), slog.Int("in_a_row", quick), slog.Duration("wait", wait))
 	return wait
 }
