@@ -102,20 +102,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.tel.requests.Add(ctx, 1)
 	}
 	var span trace.Span
+	var ht headerTrace
 	if h.tel.tracer != nil {
 		// The parent is the trace context the Handler itself accepts (see copyTraceContext), so
 		// that the span and the event's metadata never name different traces.
-		if parent, state, ok := headerTraceContext(r.Header); ok {
-			md := propagation.MapCarrier{fanbridge.MetaTraceparent: parent}
-			if state != "" {
-				md[fanbridge.MetaTracestate] = state
+		if ht = readHeaderTrace(r.Header); ht.ok {
+			md := propagation.MapCarrier{fanbridge.MetaTraceparent: ht.parent}
+			if ht.state != "" {
+				md[fanbridge.MetaTracestate] = ht.state
 			}
 			ctx = h.tel.propagator.Extract(ctx, md)
 		}
 		ctx, span = h.tel.tracer.Start(ctx, "eventbridge receive", trace.WithSpanKind(trace.SpanKindServer))
 	}
 	if span == nil && !h.tel.metrics {
-		h.serve(ctx, w, r, nil)
+		h.serve(ctx, w, r, nil, ht)
 		return
 	}
 	// Deferred, so that a Dispatcher that panics (net/http recovers it) still ends the span and
@@ -134,11 +135,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.tel.duration.Record(ctx, time.Since(start).Seconds(), opts...)
 		}
 	}()
-	status = h.serve(ctx, w, r, span)
+	status = h.serve(ctx, w, r, span, ht)
 }
 
-// serve answers the request and returns the status it answered with.
-func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, span trace.Span) int {
+// serve answers the request and returns the status it answered with; ht is the request's trace
+// context when the span has read it already.
+func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, span trace.Span, ht headerTrace) int {
 	if r.Method != http.MethodPost {
 		w.Header()["Allow"] = allowPost
 		return h.reject(ctx, w, span, reasonMethod, http.StatusMethodNotAllowed,
@@ -174,7 +176,10 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			return h.reject(ctx, w, span, reasonAccount, http.StatusForbidden, "eventbridge: account not allowed")
 		}
 	}
-	fromHeaders := copyTraceContext(r.Header, e)
+	if !ht.read {
+		ht = readHeaderTrace(r.Header)
+	}
+	fromHeaders := copyTraceContext(ht, e)
 	if span != nil {
 		span.SetAttributes(attribute.String("messaging.message.id", e.ID),
 			attribute.String("fanbridge.event.type", e.Type))

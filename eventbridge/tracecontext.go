@@ -42,10 +42,23 @@ func headerTraceContext(h http.Header) (parent, state string, ok bool) {
 	return parent, state, true
 }
 
+// headerTrace is a request's trace context as headerTraceContext reads it, kept so that the
+// headers are checked once per request whether the span or the event needs them first.
+type headerTrace struct {
+	parent, state string
+	ok            bool // a valid traceparent header
+	read          bool // the headers have been read
+}
+
+func readHeaderTrace(h http.Header) headerTrace {
+	parent, state, ok := headerTraceContext(h)
+	return headerTrace{parent: parent, state: state, ok: ok, read: true}
+}
+
 // copyTraceContext stores the request's W3C trace context in the event's metadata, so sinks can
 // pass it on, and reports whether there was one; valid headers override what the body said.
-func copyTraceContext(h http.Header, e *fanbridge.Event) bool {
-	parent, state, ok := headerTraceContext(h)
+func copyTraceContext(ht headerTrace, e *fanbridge.Event) bool {
+	parent, state, ok := ht.parent, ht.state, ht.ok
 	if !ok {
 		return false
 	}
