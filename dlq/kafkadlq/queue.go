@@ -115,12 +115,9 @@ func New(client *kgo.Client, topic string, opts ...Option) (*Queue, error) {
 	if acks, ok := client.OptValue(kgo.RequiredAcks).(kgo.Acks); ok && acks != kgo.AllISRAcks() && !cfg.allowWeakAcks {
 		return nil, ErrWeakAcks
 	}
-	// Two client settings under which no Put could ever succeed, and every dead letter would fail.
-	if id, _ := client.OptValue(kgo.TransactionalID).(string); id != "" {
-		return nil, fmt.Errorf("%w: the client is transactional: a Put produces outside any transaction, which the client refuses", ErrInvalidOption)
-	}
-	if manual, _ := client.OptValue(kgo.ManualFlushing).(bool); manual {
-		return nil, fmt.Errorf("%w: the client flushes only when told to, and no Put is ever acknowledged: leave ManualFlushing off", ErrInvalidOption)
+	// Under these no Put could ever succeed, and every dead letter would fail.
+	if err := kafkaerr.NeverProduces(client); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	if cfg.key == nil {
 		cfg.key = func(e *dlq.Entry) []byte {

@@ -1,4 +1,5 @@
-// Package kafkaerr reads what franz-go reports about refused records beyond their error codes.
+// Package kafkaerr reads what franz-go reports about refused records beyond their error codes, and
+// tells the client settings under which no record would ever be acknowledged.
 package kafkaerr
 
 import (
@@ -48,4 +49,17 @@ func refusedBatchBytes(msg string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(digits, 10, 64)
 	return n, err == nil && n >= 0
+}
+
+// NeverProduces returns why a record produced through c, outside any transaction, could never be
+// acknowledged, or nil: a transactional client refuses such records, and one flushed by hand sends
+// nothing until told to.
+func NeverProduces(c *kgo.Client) error {
+	if id, _ := c.OptValue(kgo.TransactionalID).(string); id != "" {
+		return errors.New("the client is transactional: it refuses records produced outside a transaction")
+	}
+	if manual, _ := c.OptValue(kgo.ManualFlushing).(bool); manual {
+		return errors.New("the client flushes only when told to, so no record is ever acknowledged: leave ManualFlushing off")
+	}
+	return nil
 }

@@ -91,13 +91,10 @@ func newSink(client *kgo.Client, owned bool, opts []Option) (*Sink, error) {
 	if acks, ok := client.OptValue(kgo.RequiredAcks).(kgo.Acks); ok && acks != kgo.AllISRAcks() && !cfg.allowWeakAcks {
 		return nil, fmt.Errorf("%w: %w: use acks=all, or WithAllowWeakAcks", ErrInvalidConfig, ErrWeakAcks)
 	}
-	// Two client settings under which no Send could ever succeed: each event would spend its
-	// whole retry budget before being dead-lettered.
-	if id, _ := client.OptValue(kgo.TransactionalID).(string); id != "" {
-		return nil, fmt.Errorf("%w: the client is transactional: a Send produces outside any transaction, which the client refuses", ErrInvalidConfig)
-	}
-	if manual, _ := client.OptValue(kgo.ManualFlushing).(bool); manual {
-		return nil, fmt.Errorf("%w: the client flushes only when told to, and no Send is ever acknowledged: leave ManualFlushing off", ErrInvalidConfig)
+	// Under these no Send could ever succeed: each event would spend its whole retry budget
+	// before being dead-lettered.
+	if err := kafkaerr.NeverProduces(client); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if cfg.maxInFlight == 0 {
 		cfg.maxInFlight = clientBufferedRecords(client)
