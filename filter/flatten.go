@@ -542,11 +542,6 @@ func (f *flatEvent) consistent(cur []memEntry, k int32) bool {
 	return true
 }
 
-// push adds field k's array positions that matter to cur.
-func (f *flatEvent) push(cur []memEntry, k int32) []memEntry {
-	return f.pushFrom(cur, 0, k)
-}
-
 // pushFrom appends to s those of field k's array positions that matter and are not yet in
 // s[from:].
 func (f *flatEvent) pushFrom(s []memEntry, from int, k int32) []memEntry {

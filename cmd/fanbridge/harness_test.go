@@ -305,11 +305,10 @@ type consumer struct {
 	addr string
 	srv  *grpc.Server
 
-	mu     sync.Mutex
-	got    []delivery
-	notify chan struct{}
-	gate   chan struct{} // when non-nil, Deliver waits for it to close
-	held   chan struct{} // gets one value per held Deliver
+	mu   sync.Mutex
+	got  []delivery
+	gate chan struct{} // when non-nil, Deliver waits for it to close
+	held chan struct{} // gets one value per held Deliver
 }
 
 type delivery struct {
@@ -319,7 +318,7 @@ type delivery struct {
 }
 
 func newConsumer(t *testing.T) *consumer {
-	c := &consumer{t: t, notify: make(chan struct{}, 1), held: make(chan struct{}, 4096)}
+	c := &consumer{t: t, held: make(chan struct{}, 4096)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	c.addr = ln.Addr().String()
@@ -348,10 +347,6 @@ func (c *consumer) serve(ln net.Listener) {
 		c.mu.Lock()
 		c.got = append(c.got, d)
 		c.mu.Unlock()
-		select {
-		case c.notify <- struct{}{}:
-		default:
-		}
 		return nil
 	}))
 	require.NoError(c.t, err)
@@ -401,20 +396,6 @@ func (c *consumer) deliveries() []delivery {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]delivery(nil), c.got...)
-}
-
-// waitFor waits until the consumer holds at least n deliveries.
-func (c *consumer) waitFor(ctx context.Context, n int) ([]delivery, error) {
-	for {
-		if d := c.deliveries(); len(d) >= n {
-			return d, nil
-		}
-		select {
-		case <-c.notify:
-		case <-ctx.Done():
-			return c.deliveries(), ctx.Err()
-		}
-	}
 }
 
 // post sends body to url with headers and returns the status and body; a transport error is
