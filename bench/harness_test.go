@@ -96,6 +96,20 @@ func TestMain(m *testing.M) {
 	if os.Getenv(loadgenEnv) == "1" {
 		os.Exit(loadgenMain())
 	}
+	flag.Parse()
+	if *pinFlag && benchmarking() {
+		server, child, err := pinServer()
+		switch {
+		case err != nil:
+			fmt.Fprintln(os.Stderr, "bench: not pinned, the processes share every CPU:", err)
+		case server == nil:
+			fmt.Println("bench: one CPU: the server, the load generator and the broker share it")
+		default:
+			childCPUs = child
+			fmt.Printf("bench: server on CPU %s (GOMAXPROCS %d), load generator and broker on CPU %s\n",
+				formatCPUs(server), len(server), formatCPUs(child))
+		}
+	}
 	code := m.Run()
 	if theHarness != nil {
 		if err := theHarness.close(); err != nil {

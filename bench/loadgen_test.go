@@ -121,6 +121,10 @@ type loadgenChild struct {
 
 // loadgenMain runs the load generator until its stdin closes.
 func loadgenMain() int {
+	if err := pinChild(); err != nil {
+		fmt.Fprintln(os.Stderr, "load generator: pinning:", err)
+		return 1
+	}
 	g := &loadgenChild{seq: 1}
 	defer g.close()
 	in := bufio.NewScanner(os.Stdin)
@@ -402,6 +406,9 @@ func startLoadgen() (*loadgen, error) {
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), loadgenEnv+"=1")
+	if childCPUs != nil {
+		cmd.Env = append(cmd.Env, childCPUsEnv+"="+formatCPUs(childCPUs))
+	}
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
