@@ -6,7 +6,8 @@
 // Amazon EventBridge envelope, matches it against the same 1,000 event patterns and produces it to
 // Kafka (a kfake broker), answering the sender only once the broker has acknowledged the record.
 // The load generator and the broker run in a child process, so that the server's CPU time can be
-// read from the operating system without subtracting anything.
+// read from the operating system without subtracting anything, and when benchmarking the two
+// processes are pinned to separate halves of the CPUs (-pin=false shares them instead).
 //
 // Run it as described in README.md:
 //
