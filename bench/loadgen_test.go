@@ -405,9 +405,8 @@ func startLoadgen() (*loadgen, error) {
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), loadgenEnv+"=1")
-	if childCPUs != nil {
-		cmd.Env = append(cmd.Env, childCPUsEnv+"="+formatCPUs(childCPUs))
-	}
+	// Always set, so that a value in the caller's environment cannot pin an unpinned run.
+	cmd.Env = append(cmd.Env, childCPUsEnv+"="+formatCPUs(childCPUs))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
