@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -33,13 +32,16 @@ var (
 //
 // It follows the rules every sink follows: it never retries on its own, it marks with
 // retry.Permanent the failures no retry can cure (so the dispatcher dead-letters at once), it
-// leaves every other failure unmarked (retryable), it is safe for concurrent use, and after
-// Close it refuses events with an error wrapping sink.ErrClosed.
+// leaves every other failure unmarked (retryable), it returns by its context's deadline even
+// when the disk does not answer, it is safe for concurrent use, and after Close it refuses events
+// with an error wrapping sink.ErrClosed.
 type AuditLog struct {
-	mu     sync.Mutex
+	// lock has one slot: whoever put a value in it holds the lock. Unlike a sync.Mutex, a Send
+	// can stop waiting for it when its context ends.
+	lock   chan struct{}
 	w      io.Writer
 	closed bool
-	torn   bool // a write failed part-way: the next line must start on a line of its own
+	torn   bool // the file ends in half a line: the next line must start on a line of its own
 }
 
 // record is one line of the log. Data is the body as a JSON string, which keeps it byte for byte
@@ -54,19 +56,47 @@ type record struct {
 	Data     string            `json:"data"`
 }
 
-// OpenAuditLog appends to the file at path, creating it if needed.
+// OpenAuditLog appends to the file at path, creating it if needed. A file that does not end in a
+// line break ends in half a line, left by a write that failed part-way before a crash or a
+// restart: the first event is then written on a line of its own, so the half line cannot swallow
+// it.
 func OpenAuditLog(path string) (*AuditLog, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	// Read as well as write: the last byte tells whether the file ends in half a line.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	return NewAuditLog(f), nil
+	torn, err := endsInHalfLine(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("auditlog: %w", err)
+	}
+	l := NewAuditLog(f)
+	l.torn = torn
+	return l, nil
+}
+
+// endsInHalfLine reports whether f is not empty and does not end in a line break.
+func endsInHalfLine(f *os.File) (bool, error) {
+	info, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	if info.Size() == 0 {
+		return false, nil
+	}
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, info.Size()-1); err != nil {
+		return false, err
+	}
+	return last[0] != '\n', nil
 }
 
 // NewAuditLog appends to w, which it owns from now on: Close closes it when it is an io.Closer,
-// and Send syncs it after every line when it has a Sync method (as *os.File does).
+// and Send syncs it after every line when it has a Sync method (as *os.File does). w is taken to
+// be empty or to end in a line break; OpenAuditLog checks a file it opens.
 func NewAuditLog(w io.Writer) *AuditLog {
-	return &AuditLog{w: w}
+	return &AuditLog{lock: make(chan struct{}, 1), w: w}
 }
 
 // Send appends e as one line and returns once the line is written and synced.
@@ -92,14 +122,40 @@ func (l *AuditLog) Send(ctx context.Context, e *fanbridge.Event) error {
 	}
 	line = append(line, '\n')
 
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	// Waiting for the lock ends with ctx: another Send may be stuck in a write to a disk that
+	// does not answer.
+	select {
+	case l.lock <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("auditlog: event %s: %w", e.ID, ctx.Err())
+	}
 	if l.closed {
+		<-l.lock
 		return fmt.Errorf("auditlog: %w", sink.ErrClosed)
 	}
-	if err := ctx.Err(); err != nil { // it may have ended while we waited for the lock
-		return err
+	if err := ctx.Err(); err != nil { // both were ready, and select picked the lock
+		<-l.lock
+		return fmt.Errorf("auditlog: event %s: %w", e.ID, err)
 	}
+	// The write and sync run on their own, holding the lock until they end, so that Send can
+	// return by its deadline when they hang (a stalled network file system, a dying disk). A line
+	// they finish after that stays in the file, and the retry writes the event again: readers
+	// deduplicate on id, as with every at-least-once sink.
+	done := make(chan error, 1)
+	go func() {
+		defer func() { <-l.lock }()
+		done <- l.write(line)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("auditlog: event %s: %w", e.ID, ctx.Err())
+	}
+}
+
+// write appends line and syncs the file; the caller holds the lock.
+func (l *AuditLog) write(line []byte) error {
 	if l.torn {
 		line = append([]byte{'\n'}, line...)
 	}
@@ -110,7 +166,7 @@ func (l *AuditLog) Send(ctx context.Context, e *fanbridge.Event) error {
 	}
 	l.torn = false
 	// A failed sync leaves the line in the file, so the retry that follows may write the event a
-	// second time: readers deduplicate on id, as with every at-least-once sink.
+	// second time: readers deduplicate on id.
 	if s, ok := l.w.(interface{ Sync() error }); ok {
 		if err := s.Sync(); err != nil {
 			return classify(err)
@@ -121,9 +177,10 @@ func (l *AuditLog) Send(ctx context.Context, e *fanbridge.Event) error {
 
 // Close syncs and closes the file. Sends after Close fail with sink.ErrClosed; a second Close
 // does nothing.
+// Close waits for a write in progress to end, however long that takes.
 func (l *AuditLog) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.lock <- struct{}{}
+	defer func() { <-l.lock }()
 	if l.closed {
 		return nil
 	}

@@ -26,22 +26,40 @@ import (
 	"github.com/fanbridge/fanbridge/sink/sinktest"
 )
 
-// disk is the audit log's file with failures on demand: a full disk (which may clear) or a
-// read-only file system (which will not).
+// disk is the audit log's file with failures on demand: a full disk (which may clear), a
+// read-only file system (which will not), or a disk that stops answering.
 type disk struct {
 	*os.File
 	mu   sync.Mutex
 	fail error
+	gate chan struct{} // while not nil, writes wait until it is closed
 }
 
 func (d *disk) Write(p []byte) (int, error) {
 	d.mu.Lock()
-	err := d.fail
+	err, gate := d.fail, d.gate
 	d.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	if err != nil {
 		return 0, &os.PathError{Op: "write", Path: d.Name(), Err: err}
 	}
 	return d.File.Write(p)
+}
+
+// hang makes writes wait until release is called.
+func (d *disk) hang() (release func()) {
+	gate := make(chan struct{})
+	d.mu.Lock()
+	d.gate = gate
+	d.mu.Unlock()
+	return sync.OnceFunc(func() {
+		d.mu.Lock()
+		d.gate = nil
+		d.mu.Unlock()
+		close(gate)
+	})
 }
 
 func (d *disk) failWith(err error) func() (heal func()) {
@@ -62,7 +80,7 @@ func TestConformance(t *testing.T) {
 	sinktest.Run(t, sinktest.Harness{
 		Features: sinktest.Features{
 			ReadBack: true, Metadata: true, Ordered: true,
-			TransientFailure: true, PermanentFailure: true, Close: true,
+			TransientFailure: true, PermanentFailure: true, Hang: true, Close: true,
 		},
 		Open: func(tb testing.TB) sinktest.Instance {
 			path := filepath.Join(tb.TempDir(), "audit.jsonl")
@@ -83,6 +101,7 @@ func TestConformance(t *testing.T) {
 				},
 				FailTransient: d.failWith(syscall.ENOSPC),
 				FailPermanent: d.failWith(syscall.EROFS),
+				Hang:          d.hang,
 			}
 		},
 	})
