@@ -15,9 +15,10 @@ import (
 // was not alone: the client then fails every record of the batch, and r on its own may fit.
 //
 // The client adds the refused batch's size to the broker's MESSAGE_TOO_LARGE ("(uncompressed_bytes=N,
-// compressed_bytes=M)"); the client's own refusal of a record too large for its limits carries only
-// the record's size. A batch larger than r with the most framing one record and a batch header can
-// add held something else too. When the size cannot be read, it reports false.
+// compressed_bytes=M)"): the bytes of its records, without the batch header. The client's own
+// refusal of a record too large for its limits carries only the record's size. A batch whose
+// records take more bytes than r takes as a batch's only record held something else too. When the
+// size cannot be read, it reports false.
 func SharedBatchTooLarge(err error, r *kgo.Record) bool {
 	if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) {
 		return false
@@ -26,14 +27,36 @@ func SharedBatchTooLarge(err error, r *kgo.Record) bool {
 	if !ok {
 		return false
 	}
-	// A record batch header is 61 bytes; a record adds at most 36 bytes of framing (a length, its
-	// attributes, timestamp and offset deltas, key and value lengths, a header count) and 10 per
-	// header (two lengths).
-	alone := int64(61 + 36 + 10*len(r.Headers) + len(r.Key) + len(r.Value))
+	return batch > loneRecordBytes(r)
+}
+
+// loneRecordBytes is the size of r encoded as the first record of a batch (Kafka's record format
+// v2): its timestamp and offset deltas are then zero, one byte each.
+func loneRecordBytes(r *kgo.Record) int64 {
+	body := 1 + 1 + 1 + bytesField(r.Key) + bytesField(r.Value) + varintLen(int64(len(r.Headers)))
 	for _, h := range r.Headers {
-		alone += int64(len(h.Key) + len(h.Value))
+		body += varintLen(int64(len(h.Key))) + int64(len(h.Key)) + bytesField(h.Value)
 	}
-	return batch > alone
+	return varintLen(body) + body
+}
+
+// bytesField is the size of a nullable byte field: its length as a varint (-1 for nil), then it.
+func bytesField(b []byte) int64 {
+	if b == nil {
+		return varintLen(-1)
+	}
+	return varintLen(int64(len(b))) + int64(len(b))
+}
+
+// varintLen is the size of n as a zig-zag varint.
+func varintLen(n int64) int64 {
+	u := uint64(n<<1) ^ uint64(n>>63)
+	size := int64(1)
+	for u >= 0x80 {
+		u >>= 7
+		size++
+	}
+	return size
 }
 
 // refusedBatchBytes reads N from the last "(uncompressed_bytes=N, compressed_bytes=" in msg.

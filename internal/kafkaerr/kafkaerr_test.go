@@ -1,19 +1,27 @@
 package kafkaerr
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestSharedBatchTooLarge(t *testing.T) {
 	rec := &kgo.Record{Key: []byte("id-1"), Value: make([]byte, 1000),
 		Headers: []kgo.RecordHeader{{Key: "ce_id", Value: []byte("id-1")}}}
-	alone := 61 + 36 + 10 + 4 + 1000 + 5 + 4 // the most one record and a batch header take
+	// As a batch's only record: its length (2), attributes and two deltas (3), the key (1+4), the
+	// value (2+1000), a header count (1) and the header (1+5+1+4).
+	alone := 2 + 3 + 5 + 1002 + 1 + 11
 	broker := func(code error, batch int) error {
 		return fmt.Errorf("%w (uncompressed_bytes=%d, compressed_bytes=%d)", code, batch, batch)
 	}
@@ -24,9 +32,8 @@ func TestSharedBatchTooLarge(t *testing.T) {
 	}{
 		{"broker, batch shared", broker(kerr.MessageTooLarge, 8800), true},
 		{"broker, record list shared", broker(kerr.RecordListTooLarge, 8800), true},
-		{"broker, record alone", broker(kerr.MessageTooLarge, 1090), false},
-		{"broker, at the bound for one record", broker(kerr.MessageTooLarge, alone), false},
-		{"broker, one byte past it", broker(kerr.MessageTooLarge, alone+1), true},
+		{"broker, record alone", broker(kerr.MessageTooLarge, alone), false},
+		{"broker, one byte more than the record", broker(kerr.MessageTooLarge, alone+1), true},
 		{"wrapped further", fmt.Errorf("%w: last error: %w", kgo.ErrRecordTimeout, broker(kerr.MessageTooLarge, 8800)), true},
 		{"client refusal carries the record's size only", fmt.Errorf("%w (uncompressed_bytes=%d)", kerr.MessageTooLarge, 8800), false},
 		{"no size", kerr.MessageTooLarge, false},
@@ -60,4 +67,117 @@ func FuzzRefusedBatchBytes(f *testing.F) {
 			t.Fatalf("refusedBatchBytes(%q) = %d, which the message does not spell", msg, n)
 		}
 	})
+}
+
+// batchBytes passes on the size franz-go reports for each batch it writes: the bytes of its
+// records, the figure it also puts into a refusal's "uncompressed_bytes".
+type batchBytes chan int
+
+func (h batchBytes) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	h <- m.UncompressedBytes
+}
+
+// TestLoneRecordBytesIsWhatTheClientCounts checks the encoding against franz-go on a real broker:
+// each record, produced alone, must make a batch of exactly loneRecordBytes.
+func TestLoneRecordBytesIsWhatTheClientCounts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h := make(batchBytes, 16)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.WithHooks(h),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	many := make([]kgo.RecordHeader, 70)
+	for i := range many {
+		many[i] = kgo.RecordHeader{Key: "h" + strconv.Itoa(i), Value: []byte("v")}
+	}
+	for _, r := range []*kgo.Record{
+		{},
+		{Value: []byte{}},
+		{Key: []byte("k"), Value: []byte("x")},
+		{Key: make([]byte, 200), Value: make([]byte, 70000)},
+		{Value: []byte("v"), Headers: []kgo.RecordHeader{{Key: "ce_id", Value: nil}, {Key: "", Value: []byte("e")}}},
+		{Key: []byte("id"), Value: make([]byte, 1000), Headers: many},
+	} {
+		r.Topic = "t"
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		// The hook may run after the record's promise: wait for it.
+		select {
+		case got := <-h:
+			if int64(got) != loneRecordBytes(r) {
+				t.Errorf("key %d bytes, value %d bytes, %d headers: a batch of %d bytes, loneRecordBytes %d",
+					len(r.Key), len(r.Value), len(r.Headers), got, loneRecordBytes(r))
+			}
+		case <-ctx.Done():
+			t.Fatal("no batch reported")
+		}
+	}
+}
+
+// TestSharedBatchTooLargeOnABroker has a broker refuse a batch that r fits alone but not beside a
+// one-byte record, and a batch of r alone that does not fit.
+func TestSharedBatchTooLargeOnABroker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Records produced together within the linger share a batch.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ProducerLinger(100*time.Millisecond),
+		kgo.RecordRetries(1), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	newRec := func(topic string) *kgo.Record {
+		return &kgo.Record{Topic: topic, Key: []byte("id-1"), Value: make([]byte, 1000),
+			Headers: []kgo.RecordHeader{{Key: "ce_id", Value: []byte("id-1")}}}
+	}
+	// A batch is its 61-byte header and its records: "fits" takes r alone exactly, "small" not.
+	fits := strconv.FormatInt(61+loneRecordBytes(newRec("")), 10)
+	small := strconv.FormatInt(61+loneRecordBytes(newRec(""))-1, 10)
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": &fits}, "fits"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": &small}, "small"); err != nil {
+		t.Fatal(err)
+	}
+
+	r := newRec("fits")
+	var wg sync.WaitGroup
+	var shared error
+	wg.Add(2)
+	cl.Produce(ctx, r, func(_ *kgo.Record, err error) { shared = err; wg.Done() })
+	cl.Produce(ctx, &kgo.Record{Topic: "fits", Value: []byte("x")}, func(*kgo.Record, error) { wg.Done() })
+	wg.Wait()
+	if shared == nil {
+		t.Fatal("the broker took a batch over its limit")
+	}
+	if !SharedBatchTooLarge(shared, r) {
+		t.Errorf("SharedBatchTooLarge(%v) = false for a batch r shared", shared)
+	}
+	if err := cl.ProduceSync(ctx, newRec("fits")).FirstErr(); err != nil {
+		t.Errorf("r alone: %v", err)
+	}
+
+	r = newRec("small")
+	alone := cl.ProduceSync(ctx, r).FirstErr()
+	if alone == nil {
+		t.Fatal("the broker took a record over its limit")
+	}
+	if SharedBatchTooLarge(alone, r) {
+		t.Errorf("SharedBatchTooLarge(%v) = true for r alone", alone)
+	}
 }
