@@ -1,5 +1,5 @@
 // Command presence-kafka routes Genesys Cloud agent presence and activity events to Kafka topics,
-// one topic per event type, keyed by user so that each agent's changes stay in order.
+// one topic per event type, keyed by agent so that each agent's changes stay in order.
 //
 // It takes events in over HTTP (Amazon EventBridge envelopes, or bare notifications as the
 // WebSocket Notification API sends them), keeps presence, activity and presence-audit events with
@@ -24,6 +24,7 @@ import (
 	"cmp"
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -109,7 +110,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer func() { err = errors.Join(err, queue.Close()) }()
 
-	// One sink for all three topics: the record's topic follows the event type, its key the user.
+	// One sink for all three topics: the record's topic follows the event type, its key the agent.
 	// TLS and SASL go in the ClientConfig as well.
 	kafka, err := kafkasink.Dial(kafkasink.ClientConfig{Brokers: brokers},
 		kafkasink.WithTopicByType(map[string]string{
@@ -117,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			"v2.users.{id}.activity": topicActivity,
 			auditType:                topicAudit,
 		}, ""),
-		kafkasink.WithKey(kafkasink.UserKey),
+		kafkasink.WithKey(agentKey),
 	)
 	if err != nil {
 		return err
@@ -140,7 +141,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		DLQ: queue,
 	},
 		// One agent's events reach Kafka in the order they came in, even when they overlap.
-		fanout.WithOrderingKey(kafkasink.UserKey),
+		fanout.WithOrderingKey(agentKey),
 	)
 	if err != nil {
 		kafka.Close()
@@ -184,6 +185,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	<-ctx.Done()
 	fmt.Fprintln(out, "shutting down")
 	return nil
+}
+
+// agentKey is the record key and the ordering key: the user id of the agent an event is about.
+// An audit event names the agent in its topic (v2.audits.entitytype.UserPresence.entityid.<id>)
+// and in its body's entity.id, while its body's userId is whoever made the change (a supervisor,
+// an administrator, the agent), so audits take the entity; every other event is keyed by
+// kafkasink.UserKey, which reads the user from the topic or the body's userId.
+func agentKey(e *fanbridge.Event) string {
+	if e.Type == auditType {
+		if _, rest, ok := strings.Cut(e.Topic, ".entityid."); ok && rest != "" && !strings.ContainsAny(rest, ".{}") {
+			return rest
+		}
+		var body struct {
+			Entity struct {
+				ID string `json:"id"`
+			} `json:"entity"`
+		}
+		if json.Unmarshal(e.Data, &body) == nil && body.Entity.ID != "" {
+			return body.Entity.ID
+		}
+	}
+	return kafkasink.UserKey(e)
 }
 
 // readBack consumes the topics from the start, as a downstream service would, and prints where

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,7 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/examples/internal/demo"
 	"github.com/fanbridge/fanbridge/examples/internal/exampletest"
 	"github.com/fanbridge/fanbridge/signature"
@@ -199,3 +202,89 @@ func TestConfigurationErrors(t *testing.T) {
 
 // The command the offline demo prints to try by hand does what it says when pasted.
 func TestServingHint(t *testing.T) { exampletest.CheckServingHint(t, run) }
+
+// supervisor changes agent B's presence in the audit samples the tests rewrite.
+const supervisor = "5f1c0a3e-1111-4222-8333-944455556666"
+
+// auditBySupervisor is the presence-audit sample as it reads when a supervisor, not the agent,
+// changed agent B's presence: the body's userId is the supervisor's.
+func auditBySupervisor(t *testing.T) []byte {
+	t.Helper()
+	body, err := samples.ReadFile("samples/audit-user-presence.json")
+	require.NoError(t, err)
+	changed := bytes.Replace(body, []byte(`"userId": "`+agentB+`"`), []byte(`"userId": "`+supervisor+`"`), 1)
+	require.NotEqual(t, body, changed)
+	return changed
+}
+
+func TestAgentKey(t *testing.T) {
+	decode := func(t *testing.T, body []byte) *fanbridge.Event {
+		t.Helper()
+		e, err := eventbridge.Decode(body, "application/json")
+		require.NoError(t, err)
+		return e
+	}
+	sample := func(t *testing.T, name string) *fanbridge.Event {
+		t.Helper()
+		body, err := samples.ReadFile("samples/" + name)
+		require.NoError(t, err)
+		return decode(t, body)
+	}
+	cases := []struct {
+		name  string
+		event func(t *testing.T) *fanbridge.Event
+		want  string
+	}{
+		{"presence", func(t *testing.T) *fanbridge.Event { return sample(t, "user-presence-on-queue.json") }, agentA},
+		{"activity notification", func(t *testing.T) *fanbridge.Event { return sample(t, "websocket-user-activity.json") }, agentA},
+		{"audit by the agent", func(t *testing.T) *fanbridge.Event { return sample(t, "audit-user-presence.json") }, agentB},
+		{"audit by a supervisor", func(t *testing.T) *fanbridge.Event { return decode(t, auditBySupervisor(t)) }, agentB},
+		{"audit without a concrete topic", func(t *testing.T) *fanbridge.Event {
+			e := decode(t, auditBySupervisor(t))
+			e.Topic = auditType
+			return e
+		}, agentB},
+		{"audit without an entity", func(t *testing.T) *fanbridge.Event {
+			return &fanbridge.Event{ID: "a-1", Type: auditType, Data: json.RawMessage(`{"userId":"` + supervisor + `"}`)}
+		}, supervisor},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			assert.Equal(t, c.want, agentKey(c.event(t)))
+		})
+	}
+}
+
+// A supervisor's change to agent B's presence is keyed by agent B, beside agent B's own presence
+// events: one partition, in order.
+func TestAuditKeyedByAgent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topicPresence, topicActivity, topicAudit))
+	require.NoError(t, err)
+	defer cluster.Close()
+	p := exampletest.Start(t, ctx, run, nil, map[string]string{
+		"KAFKA_BROKERS":       cluster.ListenAddrs()[0],
+		"EVENTBRIDGE_API_KEY": "test-key",
+		"LISTEN_ADDR":         "127.0.0.1:0",
+		"DLQ_DIR":             t.TempDir(),
+	})
+	key := http.Header{demo.APIKeyHeader: {"test-key"}}
+	require.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, auditBySupervisor(t), key))
+
+	client, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...),
+		kgo.ConsumeTopics(topicAudit), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer client.Close()
+	var keys []string
+	for len(keys) == 0 {
+		fetches := client.PollFetches(ctx)
+		require.NoError(t, ctx.Err())
+		require.Empty(t, fetches.Errors())
+		for _, r := range fetches.Records() {
+			keys = append(keys, string(r.Key))
+		}
+	}
+	assert.Equal(t, []string{agentB}, keys)
+	p.Stop(t)
+}
