@@ -3,6 +3,7 @@ package eventbridge_test
 import (
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -118,5 +119,25 @@ func TestHandlerBodyBufferFollowsArrivedBytes(t *testing.T) {
 				body.checkGrowth(t)
 			})
 		}
+	}
+}
+
+// TestLargestBodyLimit: a limit of math.MaxInt64 is a limit nothing passes, not one whose "one
+// byte more" wraps around.
+func TestLargestBodyLimit(t *testing.T) {
+	event := []byte(`{"id":"e1","detail-type":"t","source":"s","detail":{"pad":"` + strings.Repeat("x", 40000) + `"}}`)
+	for _, announced := range []bool{true, false} {
+		body := &meteredBody{data: event, step: 1000, end: io.EOF}
+		req := httptest.NewRequest(http.MethodPost, "/", nil)
+		req.Body, req.ContentLength = body, -1
+		if announced {
+			req.ContentLength = int64(len(event))
+		}
+		d := &recorder{}
+		w := httptest.NewRecorder()
+		newHandler(t, d, eventbridge.WithMaxBodySize(math.MaxInt64)).ServeHTTP(w, req)
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		e, _ := d.last(t)
+		assert.Equal(t, event, e.Raw)
 	}
 }

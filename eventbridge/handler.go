@@ -359,7 +359,11 @@ func readChunks(rd io.Reader, head []byte, limit, size int64) ([]byte, error) {
 			chunks = append(chunks, last)
 		}
 		// Never more than one byte past the limit, which is enough to know it was passed.
-		room := min(int64(firstReadSize-fill), limit+1-total)
+		// (total <= limit here; limit+1 would overflow for a limit of math.MaxInt64.)
+		room := int64(firstReadSize - fill)
+		if left := limit - total; left < room {
+			room = left + 1
+		}
 		n, err := rd.Read(last[fill : fill+int(room)])
 		fill += n
 		total += int64(n)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sync"
 
@@ -94,7 +95,8 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 		}
 	}()
 	buf.Reset()
-	if _, err := buf.ReadFrom(io.LimitReader(r.Body, max+1)); err != nil {
+	// One byte past the limit tells that it was passed; a limit of math.MaxInt64 cannot be.
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, max+min(1, math.MaxInt64-max))); err != nil {
 		return nil, readError(err)
 	}
 	if int64(buf.Len()) > max {

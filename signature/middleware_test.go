@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -393,6 +394,21 @@ func TestBodyLimitOption(t *testing.T) {
 	// The limit applies before the credentials are looked at.
 	assert.Equal(t, 413, e.post(t, headers(), []byte("0123456789A"), false).status)
 	assert.Equal(t, 2, e.next.count())
+}
+
+// TestLargestBodyLimit: a limit of math.MaxInt64 is a limit nothing passes, not one whose
+// "one byte more" wraps around and reads nothing.
+func TestLargestBodyLimit(t *testing.T) {
+	v := signature.Must(signature.APIKey("X-Api-Key", "k"))
+	e := newEndpoint(t, v, signature.WithMaxBodyBytes(math.MaxInt64))
+	body := bytes.Repeat([]byte("x"), 70<<10)
+	for _, chunked := range []bool{false, true} {
+		assert.Equal(t, 200, e.post(t, headers("X-Api-Key", "k"), body, chunked).status)
+		e.next.mu.Lock()
+		got := e.next.bodies[len(e.next.bodies)-1]
+		e.next.mu.Unlock()
+		assert.Equal(t, body, got, "chunked %v", chunked)
+	}
 }
 
 func TestVerifyPanicsOnBadConfiguration(t *testing.T) {
