@@ -42,7 +42,7 @@ func main() { demo.Main("custom-sink", run) }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (err error) {
 	flags, serve := demo.Flags("custom-sink", stdout)
-	path := flags.String("out", "", "the audit log file (default genesys-audit.jsonl; offline a temporary file)")
+	path := flags.String("out", "", "the audit log file (default genesys-audit.jsonl; the offline demo writes a temporary one)")
 	if done, err := demo.Parse(flags, args); done {
 		return err
 	}
@@ -51,6 +51,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	apiKey, secret := getenv("EVENTBRIDGE_API_KEY"), getenv("GENESYS_WEBHOOK_SECRET")
 	offline := apiKey == "" && secret == ""
 	if offline {
+		// The demo touches only temporary files and a loopback port: its sample events must
+		// never land in a real audit log.
+		const missing = "EVENTBRIDGE_API_KEY or GENESYS_WEBHOOK_SECRET"
+		if *path != "" {
+			return demo.NotOffline("-out", missing)
+		}
+		if err := demo.CheckOffline(getenv, missing, "DLQ_DIR", "LISTEN_ADDR"); err != nil {
+			return err
+		}
 		apiKey = demo.APIKey
 	}
 	verifier, err := demo.Verifier(apiKey, secret)

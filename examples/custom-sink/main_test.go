@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -186,21 +187,86 @@ func TestSendAfterClose(t *testing.T) {
 func TestOffline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	var out bytes.Buffer
-	require.NoError(t, run(ctx, []string{"-out", path}, exampletest.Env(map[string]string{"DLQ_DIR": t.TempDir()}), &out))
+	require.NoError(t, run(ctx, nil, exampletest.Env(nil), &out))
 	text := out.String()
 	assert.Contains(t, text, "a body that is not UTF-8: auditlog: event body is not valid UTF-8: event not-utf8 (permanent)\n")
-	assert.Equal(t, 4, strings.Count(text, ": 200 {\"status\":\"delivered\""))
-	assert.Contains(t, text, "dead-letter queue:\n")
+	names, err := samples.ReadDir("samples")
+	require.NoError(t, err)
+	assert.Equal(t, len(names), strings.Count(text, ": 200 {\"status\":\"delivered\""))
+	assert.Contains(t, text, fmt.Sprintf("%d events in the log:\n", len(names)))
 
-	// Every sample is in the log, body byte for byte.
+	// The log was a temporary file, gone with the demo.
+	_, rest, ok := strings.Cut(text, ", appending to ")
+	require.True(t, ok, text)
+	path, _, _ := strings.Cut(rest, "\n")
+	assert.True(t, filepath.IsAbs(path), path)
+	assert.NoFileExists(t, path)
+}
+
+// The offline demo, which runs when no credentials are set, writes only a temporary file and
+// listens only on loopback: given a file, a dead-letter directory or an address it refuses to
+// start, naming the setting, and touches none of them.
+func TestOfflineRefusesAServicesSettings(t *testing.T) {
+	cases := []struct {
+		name    string
+		args    []string
+		vars    func(dir string) map[string]string
+		setting string
+	}{
+		{"-out", []string{"-out", "audit.jsonl"}, func(string) map[string]string { return nil }, "-out"},
+		{"DLQ_DIR", nil, func(dir string) map[string]string { return map[string]string{"DLQ_DIR": filepath.Join(dir, "dlq")} }, "DLQ_DIR"},
+		{"LISTEN_ADDR", nil, func(string) map[string]string { return map[string]string{"LISTEN_ADDR": "0.0.0.0:0"} }, "LISTEN_ADDR"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			dir := t.TempDir()
+			t.Chdir(dir) // where a relative -out would land
+			var out bytes.Buffer
+			err := run(ctx, c.args, exampletest.Env(c.vars(dir)), &out)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.setting+" is set but EVENTBRIDGE_API_KEY or GENESYS_WEBHOOK_SECRET is not")
+			assert.Empty(t, out.String(), "nothing ran")
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			assert.Empty(t, entries, "nothing written")
+		})
+	}
+}
+
+func TestUnwritableLog(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"-out", filepath.Join(t.TempDir(), "missing", "audit.jsonl")},
+		exampletest.Env(map[string]string{"EVENTBRIDGE_API_KEY": "k", "LISTEN_ADDR": "127.0.0.1:0"}), io.Discard)
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, os.ErrNotExist), "%v", err)
+}
+
+// Every sample a sender posts is in the log once answered, its body byte for byte.
+func TestEverySampleKept(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	p := exampletest.Start(t, ctx, run, []string{"-out", path}, map[string]string{
+		"EVENTBRIDGE_API_KEY": "test-key",
+		"LISTEN_ADDR":         "127.0.0.1:0",
+		"DLQ_DIR":             t.TempDir(),
+	})
+	names, err := samples.ReadDir("samples")
+	require.NoError(t, err)
+	for _, name := range names {
+		body, err := samples.ReadFile("samples/" + name.Name())
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, body, http.Header{demo.APIKeyHeader: {"test-key"}}), name.Name())
+	}
+
 	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
 	events, err := ReadAuditLog(f)
-	require.NoError(t, err)
-	names, err := samples.ReadDir("samples")
 	require.NoError(t, err)
 	require.Len(t, events, len(names))
 	for i, name := range names {
@@ -208,14 +274,7 @@ func TestOffline(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, bytes.Contains(raw, events[i].Data), "%s: body not kept byte for byte", name.Name())
 	}
-}
-
-func TestUnwritableLog(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	err := run(ctx, []string{"-out", filepath.Join(t.TempDir(), "missing", "audit.jsonl")}, exampletest.Env(nil), io.Discard)
-	require.Error(t, err)
-	assert.True(t, errors.Is(err, os.ErrNotExist), "%v", err)
+	p.Stop(t)
 }
 
 func TestBehindASender(t *testing.T) {

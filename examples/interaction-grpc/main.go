@@ -106,9 +106,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	addrs := demo.SplitList(getenv("GRPC_DOWNSTREAM_ADDRESSES"))
 	offline := len(addrs) == 0
 	apiKey, secret := getenv("EVENTBRIDGE_API_KEY"), getenv("GENESYS_WEBHOOK_SECRET")
-	var intakeOpts []eventbridge.Option
+	org, err := demo.Organization(getenv("GENESYS_ORGANIZATION_ID"))
+	if err != nil {
+		return err
+	}
 	if offline {
-		apiKey, secret = demo.APIKey, ""
+		// The demo touches only temporary files and loopback ports.
+		if err := demo.CheckOffline(getenv, "GRPC_DOWNSTREAM_ADDRESSES", "DLQ_DIR", "LISTEN_ADDR"); err != nil {
+			return err
+		}
+		apiKey, secret, org = demo.APIKey, "", ""
 		for _, c := range []sink.Sink{crmConsumer(out), reportingConsumer(out)} {
 			addr, stop, err := startConsumer(c)
 			if err != nil {
@@ -118,13 +125,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			addrs = append(addrs, addr)
 		}
 		*insecure = true // loopback
-	} else {
-		if len(addrs) != 2 {
-			return fmt.Errorf("GRPC_DOWNSTREAM_ADDRESSES: want two addresses, crm then reporting, got %d", len(addrs))
-		}
-		if org := getenv("GENESYS_ORGANIZATION_ID"); org != "" {
-			intakeOpts = append(intakeOpts, eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/"+org+"/"))
-		}
+	} else if len(addrs) != 2 {
+		return fmt.Errorf("GRPC_DOWNSTREAM_ADDRESSES: want two addresses, crm then reporting, got %d", len(addrs))
 	}
 	verifier, err := demo.Verifier(apiKey, secret)
 	if err != nil {
@@ -185,14 +187,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	// demo.Report delivers with Deliver, Dispatch with a result per sink, and prints each
 	// service's outcome; the Handler still answers from the error alone.
-	intake, err := eventbridge.NewHandler(demo.Report(dispatcher, out,
+	report := demo.Report(dispatcher, out,
 		func(s fanout.SinkResult) string {
 			return fmt.Sprintf("%s: %s after %d attempt(s)", s.Sink, s.Outcome, s.Attempts)
 		},
 		func(*fanbridge.Event) string { return "not selected" },
-	), intakeOpts...)
+	)
+	var intake http.Handler
+	intake, err = eventbridge.NewHandler(report)
 	if err != nil {
 		return err
+	}
+	if org != "" {
+		// Events that name another organization in their source are refused (403). A bare
+		// notification names none: it is taken as before, on the sender's credentials alone.
+		fromOrg, err := eventbridge.NewHandler(report, eventbridge.WithAllowedSources(demo.OrganizationSources(org)))
+		if err != nil {
+			return err
+		}
+		intake = demo.BareNotificationsTo(intake, fromOrg)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /events/genesys", signature.Verify(verifier)(intake))

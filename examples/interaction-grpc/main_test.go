@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge"
-	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/examples/internal/demo"
 	"github.com/fanbridge/fanbridge/examples/internal/exampletest"
@@ -37,9 +39,8 @@ func TestOffline(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			dir := t.TempDir()
 			var out bytes.Buffer
-			require.NoError(t, run(ctx, []string{"-filter", kind}, exampletest.Env(map[string]string{"DLQ_DIR": dir}), &out))
+			require.NoError(t, run(ctx, []string{"-filter", kind}, exampletest.Env(nil), &out))
 			text := out.String()
 
 			for _, id := range []string{idStart, idChat, idWrong} {
@@ -56,15 +57,16 @@ func TestOffline(t *testing.T) {
 			assert.Contains(t, text, idVoiceCall+" sink=crm route=follow-up condition=permanent attempts=1")
 			assert.Equal(t, 5, strings.Count(text, "  answer: 200 "))
 
-			// The dead letter is on disk, with the envelope as received.
-			entries := exampletest.DeadLetters(t, ctx, dir)
-			require.Len(t, entries, 1)
-			assert.Equal(t, idVoiceCall, entries[0].Event.ID)
-			assert.Equal(t, "crm", entries[0].Sink)
-			assert.Equal(t, dlq.ConditionPermanent, entries[0].Condition)
+			// The dead letter kept the envelope as received, in a temporary directory gone with
+			// the demo.
 			raw, err := samples.ReadFile("samples/customer-end-voice.json")
 			require.NoError(t, err)
-			assert.Equal(t, raw, entries[0].Event.Raw)
+			assert.Contains(t, text, fmt.Sprintf("(%d bytes of envelope kept)", len(raw)))
+			_, rest, ok := strings.Cut(text, "dead-letter queue in ")
+			require.True(t, ok, text)
+			dir, _, _ := strings.Cut(rest, ":\n")
+			assert.True(t, filepath.IsAbs(dir), dir)
+			assert.NoDirExists(t, dir)
 		})
 	}
 }
@@ -220,6 +222,7 @@ func TestConfigurationErrors(t *testing.T) {
 		{"one address", nil, with("GRPC_DOWNSTREAM_ADDRESSES", "127.0.0.1:1"), "want two addresses"},
 		{"no credentials", nil, with("EVENTBRIDGE_API_KEY", ""), "never runs unauthenticated"},
 		{"no dead-letter directory", nil, with("DLQ_DIR", ""), "DLQ_DIR"},
+		{"organization not a UUID", nil, with("GENESYS_ORGANIZATION_ID", "32aa07aa"), "GENESYS_ORGANIZATION_ID: want the organization's id, a UUID"},
 		{"unknown filter", []string{"-filter", "regex"}, with("LISTEN_ADDR", "127.0.0.1:0"), "want pattern or cel"},
 		{"unknown flag", []string{"-verbose"}, with("LISTEN_ADDR", "127.0.0.1:0"), "verbose"},
 	}
@@ -236,3 +239,94 @@ func TestConfigurationErrors(t *testing.T) {
 
 // The command the offline demo prints to try by hand does what it says when pasted.
 func TestServingHint(t *testing.T) { exampletest.CheckServingHint(t, run) }
+
+// org is the organization whose event bus the samples come from.
+const org = "32aa07aa-db1b-4987-abd0-9483601ec29d"
+
+// bareNotification is the notification an envelope carries (its detail), as the WebSocket
+// Notification API sends it: with no source.
+func bareNotification(t *testing.T, envelope []byte) []byte {
+	t.Helper()
+	var e struct{ Detail json.RawMessage }
+	require.NoError(t, json.Unmarshal(envelope, &e))
+	require.NotEmpty(t, e.Detail)
+	return e.Detail
+}
+
+// With GENESYS_ORGANIZATION_ID set, events whose source names another organization (or another
+// partner) are refused, those of the organization are taken, and so are bare notifications,
+// which name none. The id is taken without blanks around it and in any case.
+func TestOrganization(t *testing.T) {
+	sale, err := samples.ReadFile("samples/acw-sale.json")
+	require.NoError(t, err)
+	voice, err := samples.ReadFile("samples/customer-end-voice.json")
+	require.NoError(t, err)
+	chat, err := samples.ReadFile("samples/customer-end-chat.json") // from genesys.com.test
+	require.NoError(t, err)
+	otherOrg := bytes.Replace(voice, []byte("cloud/"+org+"/"), []byte("cloud/23faea37-1117-4c0a-88a2-572c46780b03/"), 1)
+	require.NotEqual(t, voice, otherOrg)
+
+	for name, value := range map[string]string{
+		"as written":         org,
+		"with blanks around": "\t" + org + " ",
+		"upper case":         strings.ToUpper(org),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			crm, reporting := memsink.New(), memsink.New()
+			crmAddr, stopCRM, err := startConsumer(crm)
+			require.NoError(t, err)
+			defer stopCRM()
+			reportingAddr, stopReporting, err := startConsumer(reporting)
+			require.NoError(t, err)
+			defer stopReporting()
+			p := exampletest.Start(t, ctx, run, []string{"-insecure"}, map[string]string{
+				"GRPC_DOWNSTREAM_ADDRESSES": crmAddr + "," + reportingAddr,
+				"EVENTBRIDGE_API_KEY":       "test-key",
+				"GENESYS_ORGANIZATION_ID":   value,
+				"LISTEN_ADDR":               "127.0.0.1:0",
+				"DLQ_DIR":                   t.TempDir(),
+			})
+			key := http.Header{demo.APIKeyHeader: {"test-key"}}
+			for _, c := range []struct {
+				name   string
+				body   []byte
+				status int
+			}{
+				{"envelope of the organization", sale, http.StatusOK},
+				{"bare notification", bareNotification(t, voice), http.StatusOK},
+				{"envelope of another organization", otherOrg, http.StatusForbidden},
+				{"envelope of another partner", chat, http.StatusForbidden},
+			} {
+				resp, answer := exampletest.Do(t, ctx, http.MethodPost, p.URL, c.body, key)
+				assert.Equal(t, c.status, resp.StatusCode, "%s: %s", c.name, answer)
+				if c.status == http.StatusOK {
+					assert.Contains(t, answer, `"status":"delivered"`, c.name)
+				}
+			}
+			assert.Len(t, reporting.Events(), 2, "the sale and the bare notification")
+			p.Stop(t)
+		})
+	}
+}
+
+// The offline demo, which runs when GRPC_DOWNSTREAM_ADDRESSES is not set, keeps its dead letters
+// in a temporary directory and listens only on loopback: given a directory or an address it
+// refuses to start, naming the setting, and touches neither.
+func TestOfflineRefusesAServicesSettings(t *testing.T) {
+	for _, setting := range []string{"DLQ_DIR", "LISTEN_ADDR"} {
+		t.Run(setting, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			dir := filepath.Join(t.TempDir(), "dlq")
+			vars := map[string]string{"DLQ_DIR": dir, "LISTEN_ADDR": "0.0.0.0:0"}
+			var out bytes.Buffer
+			err := run(ctx, nil, exampletest.Env(map[string]string{setting: vars[setting]}), &out)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), setting+" is set but GRPC_DOWNSTREAM_ADDRESSES is not")
+			assert.Empty(t, out.String(), "nothing ran")
+			assert.NoDirExists(t, dir)
+		})
+	}
+}

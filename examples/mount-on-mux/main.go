@@ -62,6 +62,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	apiKey, secret := getenv("EVENTBRIDGE_API_KEY"), getenv("GENESYS_WEBHOOK_SECRET")
 	offline := apiKey == "" && secret == ""
 	if offline {
+		// The demo touches only temporary files and a loopback port.
+		if err := demo.CheckOffline(getenv, "EVENTBRIDGE_API_KEY or GENESYS_WEBHOOK_SECRET", "DLQ_DIR", "LISTEN_ADDR"); err != nil {
+			return err
+		}
 		apiKey, secret = demo.APIKey, demoSecret
 	}
 	verifier, err := demo.Verifier(apiKey, secret)

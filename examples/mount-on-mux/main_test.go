@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -153,4 +154,24 @@ func TestBoard(t *testing.T) {
 	assert.True(t, retry.IsPermanent(err), "a body of the wrong shape is refused for good: %v", err)
 	err = b.Send(ctx, &fanbridge.Event{ID: "y", Topic: "v2.routing.queues.q.members", Data: json.RawMessage(`{}`)})
 	assert.True(t, retry.IsPermanent(err), "%v", err)
+}
+
+// The offline demo, which runs when no credentials are set, listens only on loopback and keeps
+// no dead letters: given an address or a dead-letter directory it refuses to start, naming the
+// setting, and touches neither.
+func TestOfflineRefusesAServicesSettings(t *testing.T) {
+	for _, setting := range []string{"DLQ_DIR", "LISTEN_ADDR"} {
+		t.Run(setting, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			dir := filepath.Join(t.TempDir(), "dlq")
+			vars := map[string]string{"DLQ_DIR": dir, "LISTEN_ADDR": "0.0.0.0:0"}
+			var out bytes.Buffer
+			err := run(ctx, nil, exampletest.Env(map[string]string{setting: vars[setting]}), &out)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), setting+" is set but EVENTBRIDGE_API_KEY or GENESYS_WEBHOOK_SECRET is not")
+			assert.Empty(t, out.String(), "nothing ran")
+			assert.NoDirExists(t, dir)
+		})
+	}
 }

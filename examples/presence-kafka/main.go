@@ -82,17 +82,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	brokers := demo.SplitList(getenv("KAFKA_BROKERS"))
 	offline := len(brokers) == 0
 	apiKey, secret := getenv("EVENTBRIDGE_API_KEY"), getenv("GENESYS_WEBHOOK_SECRET")
-	var intakeOpts []eventbridge.Option
+	org, err := demo.Organization(getenv("GENESYS_ORGANIZATION_ID"))
+	if err != nil {
+		return err
+	}
 	if offline {
+		// The demo touches only temporary files and a loopback port.
+		if err := demo.CheckOffline(getenv, "KAFKA_BROKERS", "DLQ_DIR", "LISTEN_ADDR"); err != nil {
+			return err
+		}
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topicPresence, topicActivity, topicAudit))
 		if err != nil {
 			return err
 		}
 		defer cluster.Close()
 		brokers = cluster.ListenAddrs()
-		apiKey, secret = demo.APIKey, ""
-	} else if org := getenv("GENESYS_ORGANIZATION_ID"); org != "" {
-		intakeOpts = append(intakeOpts, eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/"+org+"/"))
+		apiKey, secret, org = demo.APIKey, "", ""
 	}
 	verifier, err := demo.Verifier(apiKey, secret)
 	if err != nil {
@@ -151,12 +156,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	// demo.Report delivers with Deliver, Dispatch with a result per sink, and prints the route
 	// each event took; the Handler still answers from the error alone.
-	intake, err := eventbridge.NewHandler(demo.Report(dispatcher, out,
+	report := demo.Report(dispatcher, out,
 		func(s fanout.SinkResult) string { return fmt.Sprintf("%s (route %s): %s", s.Sink, s.Route, s.Outcome) },
 		func(e *fanbridge.Event) string { return "no route wants " + e.Type },
-	), intakeOpts...)
+	)
+	var intake http.Handler
+	intake, err = eventbridge.NewHandler(report)
 	if err != nil {
 		return err
+	}
+	if org != "" {
+		// Events that name another organization in their source are refused (403). A bare
+		// notification names none: it is taken as before, on the sender's credentials alone.
+		fromOrg, err := eventbridge.NewHandler(report, eventbridge.WithAllowedSources(demo.OrganizationSources(org)))
+		if err != nil {
+			return err
+		}
+		intake = demo.BareNotificationsTo(intake, fromOrg)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /events/genesys", signature.Verify(verifier)(intake))

@@ -187,6 +187,10 @@ func TestConfigurationErrors(t *testing.T) {
 	}{
 		{"no credentials", nil, map[string]string{"KAFKA_BROKERS": "127.0.0.1:1", "DLQ_DIR": t.TempDir()}, "never runs unauthenticated"},
 		{"no dead-letter directory", nil, map[string]string{"KAFKA_BROKERS": "127.0.0.1:1", "EVENTBRIDGE_API_KEY": "k"}, "DLQ_DIR"},
+		{"organization not a UUID", nil, map[string]string{"KAFKA_BROKERS": "127.0.0.1:1", "EVENTBRIDGE_API_KEY": "k", "DLQ_DIR": t.TempDir(),
+			"GENESYS_ORGANIZATION_ID": "bb14bed0-f8f9-445d-b9d1"}, "GENESYS_ORGANIZATION_ID: want the organization's id, a UUID"},
+		{"organization with a word", nil, map[string]string{"KAFKA_BROKERS": "127.0.0.1:1", "EVENTBRIDGE_API_KEY": "k", "DLQ_DIR": t.TempDir(),
+			"GENESYS_ORGANIZATION_ID": "org bb14bed0-f8f9-445d-b9d1-10cecb8569d6"}, "GENESYS_ORGANIZATION_ID"},
 		{"unknown flag", []string{"-topics", "x"}, nil, "topics"},
 	}
 	for _, c := range cases {
@@ -287,4 +291,71 @@ func TestAuditKeyedByAgent(t *testing.T) {
 	}
 	assert.Equal(t, []string{agentB}, keys)
 	p.Stop(t)
+}
+
+// orgB is the organization the presence samples come from; the OAuth client audit comes from
+// another.
+const orgB = "bb14bed0-f8f9-445d-b9d1-10cecb8569d6"
+
+// With GENESYS_ORGANIZATION_ID set, events whose source names another organization are refused,
+// those of the organization are taken, and so are bare notifications, which name none. The id
+// is taken without blanks around it and in any case.
+func TestOrganization(t *testing.T) {
+	for name, org := range map[string]string{
+		"as written":         orgB,
+		"with blanks around": " " + orgB + " \n",
+		"upper case":         strings.ToUpper(orgB),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topicPresence, topicActivity, topicAudit))
+			require.NoError(t, err)
+			defer cluster.Close()
+			p := exampletest.Start(t, ctx, run, nil, map[string]string{
+				"KAFKA_BROKERS":           cluster.ListenAddrs()[0],
+				"EVENTBRIDGE_API_KEY":     "test-key",
+				"LISTEN_ADDR":             "127.0.0.1:0",
+				"DLQ_DIR":                 t.TempDir(),
+				"GENESYS_ORGANIZATION_ID": org,
+			})
+			key := http.Header{demo.APIKeyHeader: {"test-key"}}
+			for _, c := range []struct {
+				sample string
+				status int
+				answer string
+			}{
+				{"user-presence-on-queue.json", http.StatusOK, `{"status":"delivered","id":"` + idOnQueue + `"}`},
+				{"websocket-user-activity.json", http.StatusOK, `{"status":"delivered","id":"` + idActivity + `"}`},
+				{"audit-oauth-client-delete.json", http.StatusForbidden, `{"error":"eventbridge: source not allowed"}`},
+			} {
+				body, err := samples.ReadFile("samples/" + c.sample)
+				require.NoError(t, err)
+				resp, answer := exampletest.Do(t, ctx, http.MethodPost, p.URL, body, key)
+				assert.Equal(t, c.status, resp.StatusCode, c.sample)
+				assert.JSONEq(t, c.answer, answer, c.sample)
+			}
+			p.Stop(t)
+		})
+	}
+}
+
+// The offline demo, which runs when KAFKA_BROKERS is not set, keeps its dead letters in a
+// temporary directory and listens only on loopback: given a directory or an address it refuses
+// to start, naming the setting, and touches neither.
+func TestOfflineRefusesAServicesSettings(t *testing.T) {
+	for _, setting := range []string{"DLQ_DIR", "LISTEN_ADDR"} {
+		t.Run(setting, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			dir := t.TempDir()
+			vars := map[string]string{"DLQ_DIR": dir + "/dlq", "LISTEN_ADDR": "0.0.0.0:0"}
+			var out bytes.Buffer
+			err := run(ctx, nil, exampletest.Env(map[string]string{setting: vars[setting]}), &out)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), setting+" is set but KAFKA_BROKERS is not")
+			assert.Empty(t, out.String(), "nothing ran")
+			assert.NoDirExists(t, dir+"/dlq")
+		})
+	}
 }

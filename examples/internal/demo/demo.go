@@ -94,12 +94,37 @@ func Verifier(apiKey, secret string) (signature.Verifier, error) {
 	return signature.Any(vs...)
 }
 
+// CheckOffline returns nil when none of names (environment variables) is set, and otherwise an
+// error from NotOffline for the first that is. The offline demo runs because missing (the setting
+// that makes a program a service) is not set, and it writes only temporary files and listens
+// only on loopback: a program that was given a place to write or listen was meant to be a
+// service whose missing setting was forgotten, and must not put the demo's sample events in a
+// real dead-letter queue, nor serve the demo's well-known key on a real address.
+func CheckOffline(getenv func(string) string, missing string, names ...string) error {
+	for _, name := range names {
+		if getenv(name) != "" {
+			return NotOffline(name, missing)
+		}
+	}
+	return nil
+}
+
+// NotOffline is the error of a program that runs the offline demo, because missing is not set,
+// but was given setting, which only a service uses.
+func NotOffline(setting, missing string) error {
+	return fmt.Errorf("%s is set but %s is not: set %s as well to run the service, or leave %s out to run the offline demo, which writes only temporary files and listens only on loopback",
+		setting, missing, missing, setting)
+}
+
 // DLQDir returns the directory of the file dead-letter queue: dir (DLQ_DIR) when it is set;
 // otherwise, offline, a new temporary directory named after the program, which remove deletes.
-// A service without one is an error: it would have nowhere to keep what its sinks refuse.
-// remove is never nil.
+// A service without one is an error: it would have nowhere to keep what its sinks refuse; so is
+// the offline demo with one (see CheckOffline). remove is never nil.
 func DLQDir(dir string, offline bool, name string) (_ string, remove func(), err error) {
 	remove = func() {}
+	if offline && dir != "" {
+		return "", remove, errors.New("DLQ_DIR: the offline demo keeps its dead letters in a temporary directory")
+	}
 	if dir != "" {
 		return dir, remove, nil
 	}

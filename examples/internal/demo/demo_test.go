@@ -77,6 +77,9 @@ func TestDLQDir(t *testing.T) {
 	require.ErrorContains(t, err, "DLQ_DIR")
 	require.NotNil(t, remove)
 
+	_, _, err = demo.DLQDir("/var/lib/dlq", true, "x")
+	require.ErrorContains(t, err, "DLQ_DIR", "the offline demo takes no directory of a service's")
+
 	dir, remove, err = demo.DLQDir("", true, "x")
 	require.NoError(t, err)
 	assert.DirExists(t, dir)

@@ -26,8 +26,12 @@ type Server struct {
 }
 
 // Listen serves h on addr (LISTEN_ADDR as given). Without an address a service listens on :8080,
-// and the offline demo on a free loopback port, so that it never collides with anything.
+// and the offline demo on a free loopback port, so that it never collides with anything. The
+// offline demo with an address is an error (see CheckOffline): its key is well known.
 func Listen(addr string, offline bool, h http.Handler) (*Server, error) {
+	if offline && addr != "" {
+		return nil, errors.New("LISTEN_ADDR: the offline demo listens only on a free loopback port")
+	}
 	if addr == "" {
 		addr = "127.0.0.1:0"
 		if !offline {

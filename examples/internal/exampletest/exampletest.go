@@ -137,8 +137,7 @@ func (p *Program) RunServingHint(t *testing.T) string {
 	return string(out)
 }
 
-// CheckServingHint runs an offline demo that keeps serving (-serve, its dead letters in a
-// temporary directory), runs the command it prints to try by hand as printed (see
+// CheckServingHint runs an offline demo that keeps serving (-serve), runs the command it prints to try by hand as printed (see
 // RunServingHint), and requires that it is taken as a sender's post is (JSON content type, the
 // body as the file holds it): the demo posted that sample already, so it is acknowledged as a
 // duplicate.
@@ -146,7 +145,7 @@ func CheckServingHint(t *testing.T, run demo.RunFunc) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	p := Start(t, ctx, run, []string{"-serve"}, map[string]string{"DLQ_DIR": t.TempDir()})
+	p := Start(t, ctx, run, []string{"-serve"}, nil)
 	answer := p.RunServingHint(t)
 	assert.JSONEq(t, `{"status":"duplicate"}`, answer)
 	p.Stop(t)
