@@ -9,6 +9,8 @@
 // read from the operating system without subtracting anything, and when benchmarking the two
 // processes are pinned to separate halves of the CPUs (-pin=false shares them instead).
 //
+// The tests build on Unix systems only (they read CPU time with getrusage).
+//
 // Run it as described in README.md:
 //
 //	go test ./bench                                      # smoke test: every pipeline delivers

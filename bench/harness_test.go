@@ -1,3 +1,5 @@
+//go:build unix
+
 package bench_test
 
 import (
@@ -98,23 +100,15 @@ func TestMain(m *testing.M) {
 	}
 	flag.Parse()
 	if *pinFlag && benchmarking() {
-		server, child, err := pinServer()
-		switch {
-		case err != nil:
-			fmt.Fprintln(os.Stderr, "bench: not pinned, the processes share every CPU:", err)
-		case server == nil:
-			fmt.Println("bench: one CPU: the server, the load generator and the broker share it")
-		default:
-			childCPUs = child
-			fmt.Printf("bench: server on CPU %s (GOMAXPROCS %d), load generator and broker on CPU %s\n",
-				formatCPUs(server), len(server), formatCPUs(child))
-		}
+		startPinned()
 	}
 	code := m.Run()
 	if theHarness != nil {
 		if err := theHarness.close(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: closing:", err)
 		}
+	} else if pinnedGen != nil {
+		_ = pinnedGen.close()
 	}
 	os.Exit(code)
 }
@@ -162,7 +156,9 @@ func newHarness() (h *harness, err error) {
 	if h.idAt, err = idTailOffset(h.template); err != nil {
 		return nil, err
 	}
-	if h.gen, err = startLoadgen(); err != nil {
+	if pinnedGen != nil {
+		h.gen, pinnedGen = pinnedGen, nil
+	} else if h.gen, err = startLoadgen(); err != nil {
 		return nil, err
 	}
 	defer func() {

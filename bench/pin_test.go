@@ -1,3 +1,5 @@
+//go:build unix
+
 package bench_test
 
 import (
@@ -13,15 +15,20 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Benchmarks run with the server and the child on separate CPUs. Sharing every core, each
-// process's scheduler spins for work on cores the other one is using, and each server's CPU
-// figure grows by time that belongs to neither its requests nor its peers' (on 2 cores, 10 to
-// 20 µs per event); a load generator on a machine of its own is the usual remedy, and separate
-// cores are the nearest to it on one machine. -pin=false shares every core instead.
-var pinFlag = flag.Bool("pin", true, "when benchmarking, run the server on half of the CPUs and the load generator and broker on the rest")
+// Benchmarks run with the server and the child on separate CPUs, the server on the first half
+// of those the process may use with GOMAXPROCS set to match, the child on the rest: on 2 CPUs a
+// single-P server on a core of its own, as a Go service in a 1-CPU container runs. -pin=false
+// shares every CPU, each process with its default GOMAXPROCS (see README.md for what changes).
+var pinFlag = flag.Bool("pin", true, "when benchmarking, run the server on half of the CPUs, with GOMAXPROCS to match, and the load generator and broker on the rest")
 
 // childCPUsEnv carries the child's CPUs, as a comma-separated list, to the child.
 const childCPUsEnv = "FANBRIDGE_BENCH_CPUS"
+
+// childCPUs are the CPUs left to the child, for childCPUsEnv; nil when nothing is pinned.
+var childCPUs []int
+
+// pinnedGen is the child startPinned started, for the harness to take.
+var pinnedGen *loadgen
 
 // splitCPUs gives the server the first half of cpus, rounded down, and the child the rest: the
 // child holds both the clients and the broker.
@@ -36,25 +43,41 @@ func benchmarking() bool {
 	return f != nil && f.Value.String() != ""
 }
 
-// childCPUs are the CPUs left to the child, for childCPUsEnv; nil when nothing is pinned.
-var childCPUs []int
-
-// pinServer pins this process to its share of the CPUs and returns both shares. It pins
-// nothing, and returns nil, when there is only one CPU.
-func pinServer() (server, child []int, err error) {
+// startPinned starts the child, which moves itself to its share of the CPUs, then pins this
+// process to the other share. The child starts first, on every CPU this process may use: should
+// it fail to pin itself, it stays there rather than on the server's share. What was done is
+// printed on the first lines of the output.
+func startPinned() {
 	cpus, err := allowedCPUs()
 	if err != nil {
-		return nil, nil, err
+		fmt.Fprintln(os.Stderr, "bench: not pinned, the processes share every CPU:", err)
+		return
 	}
-	server, child = splitCPUs(cpus)
+	server, child := splitCPUs(cpus)
 	if len(server) == 0 {
-		return nil, nil, nil
+		fmt.Println("bench: one CPU: the server, the load generator and the broker share it")
+		return
+	}
+	childCPUs = child
+	if pinnedGen, err = startLoadgen(); err != nil {
+		childCPUs = nil
+		fmt.Fprintln(os.Stderr, "bench: not pinned, the processes share every CPU:", err)
+		return
 	}
 	if err := pinThreads(server); err != nil {
-		return nil, nil, err
+		// Some threads may have moved: put them all back.
+		_ = pinThreads(cpus)
+		fmt.Fprintf(os.Stderr, "bench: server not pinned, it runs on every CPU, the load generator and broker on CPU %s: %v\n",
+			formatCPUs(child), err)
+		return
 	}
 	runtime.GOMAXPROCS(len(server))
-	return server, child, nil
+	fmt.Printf("bench: server on CPU %s (GOMAXPROCS %d), load generator and broker on CPU %s\n",
+		formatCPUs(server), len(server), formatCPUs(child))
+	if f := flag.Lookup("test.cpu"); f != nil && f.Value.String() != "" {
+		fmt.Printf("bench: -cpu %s sets the server's GOMAXPROCS for each benchmark; it still runs on CPU %s\n",
+			f.Value.String(), formatCPUs(server))
+	}
 }
 
 // pinChild pins the child to the CPUs the parent left it, if it left any.
