@@ -3,6 +3,7 @@ package sinktest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"sync"
@@ -15,9 +16,15 @@ import (
 	"github.com/fanbridge/fanbridge/sink"
 )
 
-const (
-	// subtestTimeout bounds every subtest, so a sink that hangs fails instead of stalling CI.
+// subtestTimeout bounds every subtest, and returnLate is how long after a call's context ends the
+// suite still waits for a call into the sink: a sink that hangs fails instead of stalling CI.
+// (Variables only so that the package's own tests can shorten them.)
+var (
 	subtestTimeout = 30 * time.Second
+	returnLate     = 5 * time.Second
+)
+
+const (
 	// hangDeadline is the deadline a Send gets while the destination does not answer.
 	hangDeadline = 250 * time.Millisecond
 	// deadlineSlack is how late after its deadline such a Send may return: generous, because the
@@ -36,11 +43,51 @@ func subtestContext(t *testing.T) context.Context {
 	return ctx
 }
 
+// bounded runs f, a call into the sink named by what, and returns its error. When f has not
+// returned returnLate after ctx ended, the sink hangs or ignores its context: bounded fails the
+// test at once, naming the call, rather than let it stall the run, and leaves f running.
+func bounded(t *testing.T, ctx context.Context, what string, f func() error) error {
+	t.Helper()
+	if err, ok := waitBounded(ctx, f); ok {
+		return err
+	}
+	t.Fatalf("sinktest: %s had not returned %s after its context ended: the sink hangs, or ignores its context", what, returnLate)
+	return nil
+}
+
+// waitBounded runs f and waits for it until returnLate after ctx ends; ok is false when f was
+// still running then.
+func waitBounded(ctx context.Context, f func() error) (err error, ok bool) {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err, true
+	case <-ctx.Done():
+	}
+	late := time.NewTimer(returnLate)
+	defer late.Stop()
+	select {
+	case err := <-done:
+		return err, true
+	case <-late.C:
+		return nil, false
+	}
+}
+
+// boundedClose closes c within the subtest's deadline, failing the test when Close hangs.
+func boundedClose(t *testing.T, c io.Closer) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), subtestTimeout)
+	defer cancel()
+	return bounded(t, ctx, "Close", c.Close)
+}
+
 // send sends e and fails the test on error. It also checks that Send left e as it was.
 func send(t *testing.T, ctx context.Context, s sink.Sink, e *fanbridge.Event) {
 	t.Helper()
 	before := e.Clone()
-	if err := s.Send(ctx, e); err != nil {
+	if err := bounded(t, ctx, fmt.Sprintf("Send(%q)", e.ID), func() error { return s.Send(ctx, e) }); err != nil {
 		t.Fatalf("sinktest: Send(%q) = %s, want nil", e.ID, describe(err))
 	}
 	if !reflect.DeepEqual(before, e) {
@@ -88,7 +135,7 @@ func (s *suite) deliverConcurrent(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	bounded(t, ctx, "concurrent Sends", func() error { wg.Wait(); return nil })
 	for i, err := range errs {
 		if err != nil {
 			t.Errorf("sinktest: concurrent Send(%q) = %s, want nil", events[i].ID, describe(err))
@@ -115,7 +162,7 @@ func (s *suite) deliverShared(t *testing.T) {
 	for i := range errs {
 		wg.Go(func() { errs[i] = in.Sink.Send(ctx, e) })
 	}
-	wg.Wait()
+	bounded(t, ctx, "concurrent Sends of one event", func() error { wg.Wait(); return nil })
 	for _, err := range errs {
 		if err != nil {
 			t.Errorf("sinktest: Send of a shared event = %s, want nil", describe(err))
@@ -149,7 +196,7 @@ func (s *suite) contextDone(expired bool) func(t *testing.T) {
 		}
 		defer cancel()
 		stopped := numberedEvent(prefix, 0)
-		err := in.Sink.Send(done, stopped)
+		err := bounded(t, ctx, "Send with a done context", func() error { return in.Sink.Send(done, stopped) })
 		if err == nil {
 			t.Fatal("sinktest: Send with a done context = nil, want an error")
 		}
@@ -234,7 +281,7 @@ func (s *suite) failure(permanent bool) func(t *testing.T) {
 		if in.Attempts != nil {
 			before = in.Attempts()
 		}
-		err := in.Sink.Send(ctx, numberedEvent(prefix, 1))
+		err := bounded(t, ctx, "Send to a failing destination", func() error { return in.Sink.Send(ctx, numberedEvent(prefix, 1)) })
 		heal()
 		if in.Attempts != nil {
 			if n := in.Attempts() - before; n != 1 {
@@ -317,11 +364,11 @@ func (s *suite) closeRejects(t *testing.T) {
 	for _, e := range events {
 		send(t, ctx, in.Sink, e)
 	}
-	if err := c.Close(); err != nil {
+	if err := boundedClose(t, c); err != nil {
 		t.Fatalf("sinktest: Close = %s, want nil", describe(err))
 	}
 	sendAfterClose(t, ctx, in.Sink, numberedEvent(prefix, 100))
-	if err := c.Close(); err != nil && !errors.Is(err, sink.ErrClosed) {
+	if err := boundedClose(t, c); err != nil && !errors.Is(err, sink.ErrClosed) {
 		t.Errorf("sinktest: second Close = %s, want nil or an error wrapping sink.ErrClosed", describe(err))
 	}
 	if got, ok := s.received(t, ctx, in); ok {
@@ -370,11 +417,11 @@ func (s *suite) closeWhileSending(t *testing.T) {
 			t.Fatal("sinktest: no Send completed before the subtest's deadline")
 		}
 	}
-	if err := c.Close(); err != nil {
+	if err := boundedClose(t, c); err != nil {
 		t.Errorf("sinktest: Close while sending = %s, want nil", describe(err))
 	}
 	closed.Store(true)
-	wg.Wait()
+	bounded(t, ctx, "Sends racing Close", func() error { wg.Wait(); return nil })
 
 	// A worker may have finished all its Sends before Close began (on a loaded machine), so only
 	// the Sends that began after Close returned are bound to fail.
@@ -413,12 +460,12 @@ func (s *suite) batchDelivers(t *testing.T) {
 	ctx := subtestContext(t)
 	in := s.open(t)
 	b := batcher(t, in.Sink)
-	if err := b.SendBatch(ctx, nil); err != nil {
+	if err := bounded(t, ctx, "SendBatch of no events", func() error { return b.SendBatch(ctx, nil) }); err != nil {
 		t.Errorf("sinktest: SendBatch of no events = %s, want nil", describe(err))
 	}
 	prefix := runPrefix()
 	events := append(fixtures(prefix), numbered(prefix, 20)...)
-	if err := b.SendBatch(ctx, events); err != nil {
+	if err := bounded(t, ctx, "SendBatch", func() error { return b.SendBatch(ctx, events) }); err != nil {
 		t.Fatalf("sinktest: SendBatch = %s, want nil", describe(err))
 	}
 	if got, ok := s.received(t, ctx, in); ok {
@@ -454,7 +501,7 @@ func (s *suite) batchCanceled(t *testing.T) {
 	done, cancel := context.WithCancel(ctx)
 	cancel()
 	events := numbered(prefix, 5)
-	err := b.SendBatch(done, events)
+	err := bounded(t, ctx, "SendBatch with a done context", func() error { return b.SendBatch(done, events) })
 	checkBatchErrors(t, err, len(events), func(e error) bool {
 		return !retry.IsPermanent(e) && errors.Is(e, context.Canceled)
 	}, "a non-permanent error wrapping context.Canceled")
@@ -476,7 +523,7 @@ func (s *suite) batchPermanent(t *testing.T) {
 	heal := in.FailPermanent()
 	t.Cleanup(heal)
 	events := numbered(prefix+"-batch", 3)
-	err := b.SendBatch(ctx, events)
+	err := bounded(t, ctx, "SendBatch to a failing destination", func() error { return b.SendBatch(ctx, events) })
 	heal()
 	checkBatchErrors(t, err, len(events), retry.IsPermanent, "a permanent error")
 }

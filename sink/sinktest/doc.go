@@ -61,5 +61,8 @@
 // Event IDs carry a prefix unique to each subtest, and Received may return events of earlier
 // subtests: Run ignores them, so one destination (one Kafka cluster, one server) can serve all
 // subtests. A destination must not hold duplicates of an acknowledged event when nothing failed.
-// Every subtest carries a 30 s deadline, so a sink that hangs fails rather than stalls.
+// Every subtest carries a 30 s deadline. A call into the sink (Send, SendBatch, Close, including
+// the Close after each subtest) that has not returned 5 s after its context ended, or after that
+// deadline for Close, fails the subtest and names the call: a sink that hangs or ignores its
+// context fails rather than stalls the run.
 package sinktest

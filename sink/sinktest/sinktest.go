@@ -141,7 +141,14 @@ func (s *suite) open(t *testing.T) Instance {
 	need(f.PermanentFailure, in.FailPermanent != nil, "FailPermanent")
 	need(f.Hang, in.Hang != nil, "Hang")
 	t.Cleanup(func() {
-		if err := sink.Close(in.Sink); err != nil && !errors.Is(err, sink.ErrClosed) {
+		ctx, cancel := context.WithTimeout(context.Background(), subtestTimeout)
+		defer cancel()
+		err, ok := waitBounded(ctx, func() error { return sink.Close(in.Sink) })
+		switch {
+		case !ok:
+			t.Errorf("sinktest: closing the sink after the subtest had not returned %s after %s: Close hangs",
+				returnLate, subtestTimeout)
+		case err != nil && !errors.Is(err, sink.ErrClosed):
 			t.Errorf("sinktest: closing the sink after the subtest: %v", err)
 		}
 	})
