@@ -3,6 +3,7 @@ package fanout_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -293,6 +294,67 @@ func TestOrderingKeyHoldsAcrossUpdate(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			assert.Equal(t, []string{"1", "2", "3"}, order)
+		})
+	}
+}
+
+// slowClosingSink delivers at once but takes until release to close. With ctxAware it has
+// CloseContext, as kafkasink and grpcsink do, and reports why it stopped waiting.
+type slowClosingSink struct {
+	release chan struct{}
+}
+
+func (s *slowClosingSink) Send(context.Context, *fanbridge.Event) error { return nil }
+
+func (s *slowClosingSink) Close() error {
+	<-s.release
+	return nil
+}
+
+type slowContextClosingSink struct{ slowClosingSink }
+
+func (s *slowContextClosingSink) CloseContext(ctx context.Context) error {
+	select {
+	case <-s.release:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("3 records still unacknowledged: %w", ctx.Err())
+	}
+}
+
+// TestCloseNamesASinkStillClosing: when Close's deadline passes while a sink's own Close is still
+// running, Close says which sink, and a sink that can bound its close by a context reports its
+// own reason in Close's answer, not after it.
+func TestCloseNamesASinkStillClosing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		s    func(release chan struct{}) sink.Sink
+		want string
+	}{
+		{"Close only", func(r chan struct{}) sink.Sink { return &slowClosingSink{release: r} },
+			`fanout: close: sinks ["slow"] still closing after the deadline`},
+		{"CloseContext", func(r chan struct{}) sink.Sink { return &slowContextClosingSink{slowClosingSink{release: r}} },
+			`fanout: closing sink "slow": 3 records still unacknowledged: context canceled`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			defer close(release)
+			d, err := fanout.New(fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "slow", Sink: tc.s(release)}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"slow"}}},
+				DLQ:    &memDLQ{},
+			}, fanout.WithDLQTimeout(100*time.Millisecond))
+			require.NoError(t, err)
+			require.NoError(t, d.Dispatch(testContext(t), event("e1", "x")))
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			err = d.Close(ctx)
+			took := time.Since(start)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "deliveries still in flight", "no delivery was in flight")
+			assert.Less(t, took, 2*time.Second, "100ms deadline + 100ms DLQ timeout + grace, with room for a loaded machine")
 		})
 	}
 }

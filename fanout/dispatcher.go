@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,9 +60,14 @@ type Dispatcher struct {
 	retiring sync.WaitGroup
 
 	errMu    sync.Mutex
-	sinkErrs []error // from closing sinks
-	lost     int64   // Async deliveries neither delivered nor dead-lettered
+	sinkErrs []error        // from closing sinks
+	closing  map[string]int // sinks whose Close is running, by name
+	lost     int64          // Async deliveries neither delivered nor dead-lettered
 	lastLost error
+
+	// sinkCloseCtx, once Close has begun, bounds the sinks' closing (see closeSink): it ends the
+	// dead-letter timeout after Close's context, just before Close gives up waiting.
+	sinkCloseCtx atomic.Pointer[context.Context]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -87,7 +94,7 @@ func New(cfg Config, opts ...Option) (*Dispatcher, error) {
 	case c.clock == nil:
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidConfig)
 	}
-	d := &Dispatcher{cfg: c, claims: newClaims(), live: make(map[any]int), newest: make(map[string]*sinkState), timed: c.meters != nil,
+	d := &Dispatcher{cfg: c, claims: newClaims(), live: make(map[any]int), newest: make(map[string]*sinkState), closing: map[string]int{}, timed: c.meters != nil,
 		sysClock: c.clock == retry.SystemClock}
 	d.groups.New = func() any { return &group{done: make(chan struct{}, 1)} }
 	d.tasks.New = func() any { return new(task) }
@@ -775,21 +782,39 @@ func (d *Dispatcher) dropSink(st *sinkState) {
 	if !closeIt {
 		return
 	}
-	if err := closeSink(st.sink); err != nil {
-		d.errMu.Lock()
-		d.sinkErrs = append(d.sinkErrs, fmt.Errorf("fanout: closing sink %q: %w", st.name, err))
-		d.errMu.Unlock()
+	d.errMu.Lock()
+	d.closing[st.name]++
+	d.errMu.Unlock()
+	err := closeSink(d.sinkCloseCtx.Load(), st.sink)
+	d.errMu.Lock()
+	if d.closing[st.name]--; d.closing[st.name] == 0 {
+		delete(d.closing, st.name)
 	}
+	if err != nil {
+		d.sinkErrs = append(d.sinkErrs, fmt.Errorf("fanout: closing sink %q: %w", st.name, err))
+	}
+	d.errMu.Unlock()
+}
+
+// contextCloser is a sink whose close can be waited for within a context, as kafkasink's and
+// grpcsink's can.
+type contextCloser interface {
+	CloseContext(ctx context.Context) error
 }
 
 // closeSink closes s, turning a panic in its Close into an error: it may run on a background
-// goroutine after a route swap, where a panic would end the process.
-func closeSink(s sink.Sink) (err error) {
+// goroutine after a route swap, where a panic would end the process. When ctx is not nil (the
+// Dispatcher is closing) and s has CloseContext, the wait ends with *ctx, so that the sink's own
+// error reaches Close's result instead of arriving after it.
+func closeSink(ctx *context.Context, s sink.Sink) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("close panicked: %v", p)
 		}
 	}()
+	if cc, ok := s.(contextCloser); ok && ctx != nil {
+		return cc.CloseContext(*ctx)
+	}
 	return sink.Close(s)
 }
 
@@ -818,9 +843,12 @@ func isNil(v any) bool {
 // is not: the caller closes it after Close returns.
 //
 // Close returns by ctx's deadline plus the DLQ timeout (plus a short grace for sinks to notice
-// cancellation). Its error reports deliveries that could not even be dead-lettered (since New,
-// in Async mode), sinks that failed to close, and deliveries still stuck in a sink or dead-letter
-// queue that ignored cancellation. Calling Close again returns the first call's result.
+// cancellation). A sink with a CloseContext(ctx) method (kafkasink's, grpcsink's) is closed with
+// it, under a context that ends just before Close gives up, so that its own error is part of
+// Close's. Close's error reports deliveries that could not even be dead-lettered (since New, in
+// Async mode), sinks that failed to close or were still closing, and deliveries still stuck in a
+// sink or dead-letter queue that ignored cancellation. Calling Close again returns the first
+// call's result.
 func (d *Dispatcher) Close(ctx context.Context) error {
 	d.closeOnce.Do(func() { d.closeErr = d.close(ctx) })
 	return d.closeErr
@@ -832,6 +860,11 @@ func (d *Dispatcher) close(ctx context.Context) error {
 	d.updateMu.Unlock()
 	stopAtDeadline := context.AfterFunc(ctx, d.stop)
 	defer stopAtDeadline()
+	// Sinks closed from here on stop waiting for their close when Close itself is about to give
+	// up, so that what they report is part of Close's answer.
+	sinkCtx, endSinkCtx := context.WithCancel(context.Background())
+	defer endSinkCtx()
+	d.sinkCloseCtx.Store(&sinkCtx)
 
 	d.retiring.Add(1)
 	go d.retire(s, s.sinks)
@@ -847,6 +880,8 @@ func (d *Dispatcher) close(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		d.stop()
+		endSinks := time.AfterFunc(d.cfg.dlqTimeout, endSinkCtx)
+		defer endSinks.Stop()
 		grace := time.NewTimer(d.cfg.dlqTimeout + closeGrace)
 		select {
 		case <-done:
@@ -855,7 +890,18 @@ func (d *Dispatcher) close(ctx context.Context) error {
 			for _, st := range s.sinks {
 				stuck += st.reserved.Load()
 			}
-			errs = append(errs, fmt.Errorf("fanout: close: %d deliveries still in flight in sinks or a dead-letter queue that ignored cancellation", stuck))
+			if stuck > 0 {
+				errs = append(errs, fmt.Errorf("fanout: close: %d deliveries still in flight in sinks or a dead-letter queue that ignored cancellation", stuck))
+			}
+			d.errMu.Lock()
+			still := slices.Sorted(maps.Keys(d.closing))
+			d.errMu.Unlock()
+			if len(still) > 0 {
+				errs = append(errs, fmt.Errorf("fanout: close: sinks %q still closing after the deadline", still))
+			}
+			if stuck == 0 && len(still) == 0 {
+				errs = append(errs, errors.New("fanout: close: the sinks' workers did not stop by the deadline"))
+			}
 		}
 		grace.Stop()
 	}
