@@ -2,10 +2,13 @@
 // *fanbridge.Event, hands it to a Dispatcher (usually a fanout.Dispatcher), and answers the sender
 // so that it retries exactly when the event is not safe yet.
 //
-//	d := fanout.New(...)                        // any eventbridge.Dispatcher
+//	d, err := fanout.New(fanout.Config{...})   // or any other eventbridge.Dispatcher
+//	...
 //	h, err := eventbridge.NewHandler(d,
 //		eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/<org-id>/"))
-//	mux.Handle("POST /events", signature.Verify(apiKey)(h))
+//	...
+//	v := signature.Must(signature.APIKey("X-Api-Key", apiKey))
+//	mux.Handle("POST /events", signature.Verify(v)(h))
 //
 // The decoders are exported too (Decode, DecodeNotification, Decoder), so that the WebSocket
 // source in genesys/notifications and any other intake turn the same bytes into the same events.
