@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -140,4 +141,28 @@ func TestLargestBodyLimit(t *testing.T) {
 		e, _ := d.last(t)
 		assert.Equal(t, event, e.Raw)
 	}
+}
+
+// allocatedBy returns the bytes f allocates, as the runtime counts them.
+func allocatedBy(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestClaimedLengthAllocatesNothing: a client that claims a terabyte and sends 20 KB makes the
+// Handler allocate for the bytes it sent, not for the claim, whatever the body limit.
+func TestClaimedLengthAllocatesNothing(t *testing.T) {
+	h := newHandler(t, failDispatcher(t), eventbridge.WithMaxBodySize(math.MaxInt64))
+	got := allocatedBy(func() {
+		body := &meteredBody{data: []byte(`{"id":"` + strings.Repeat("x", 20000)), step: 4096, end: io.ErrUnexpectedEOF}
+		req := httptest.NewRequest(http.MethodPost, "/", nil)
+		req.Body, req.ContentLength = body, 1<<40
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		assert.Equal(t, http.StatusBadRequest, w.Code)
+	})
+	assert.Less(t, got, uint64(8<<20), "bytes allocated for a 20 KB body claiming 1 TiB")
 }

@@ -343,9 +343,10 @@ func (h *Handler) readBody(r *http.Request) ([]byte, error) {
 // The bytes are collected in pooled chunks as they arrive and copied into one slice of exactly
 // their size at the end, so the memory held for a body follows the bytes received, never the
 // Content-Length a client announced and may not send. size, the announced length when known,
-// only sizes the list of chunks.
+// only sizes the list of chunks, up to 1 MiB's worth.
 func readChunks(rd io.Reader, head []byte, limit, size int64) ([]byte, error) {
-	chunks := make([]*chunkbuf.Chunk, 0, max(size, 0)/firstReadSize+1)
+	// The list starts small and grows as chunks fill: size is only what the client claims.
+	chunks := make([]*chunkbuf.Chunk, 0, min(max(size, 0), 1<<20)/firstReadSize+1)
 	defer func() { chunkbuf.Put(chunks) }()
 	var last *chunkbuf.Chunk
 	total := int64(len(head))

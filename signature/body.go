@@ -140,7 +140,8 @@ func readLength(rd io.Reader, n int64) ([]byte, error) {
 		}
 		return body, nil
 	}
-	chunks := make([]*chunkbuf.Chunk, 0, (n+firstReadSize-1)/firstReadSize)
+	// The list starts small and grows as chunks fill: n is only what the client claims.
+	chunks := make([]*chunkbuf.Chunk, 0, min(n, 1<<20)/firstReadSize+1)
 	defer func() { chunkbuf.Put(chunks) }()
 	for got := int64(0); got < n; {
 		c := chunkbuf.Get()

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -294,4 +297,24 @@ func TestWrongKeyAnsweredWhileBodyIsWithheld(t *testing.T) {
 	defer resp.Body.Close()
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	assert.True(t, resp.Close, "the server closes the connection")
+}
+
+// TestClaimedLengthAllocatesNothing: a client that claims a terabyte and sends 20 KB makes Verify
+// allocate for the bytes it sent, not for the claim, whatever the body limit.
+func TestClaimedLengthAllocatesNothing(t *testing.T) {
+	v := signature.Must(signature.HMAC(signature.HMACScheme{Header: "X-Sig", Encoding: signature.Hex}, "s3cret"))
+	h := signature.Verify(v, signature.WithMaxBodyBytes(math.MaxInt64))(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		t.Error("a body that broke off was passed on")
+	}))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	req := httptest.NewRequest(http.MethodPost, "/", nil)
+	req.Body = io.NopCloser(io.MultiReader(strings.NewReader(strings.Repeat("x", 20000)), iotest.ErrReader(io.ErrUnexpectedEOF)))
+	req.ContentLength = 1 << 40
+	req.Header.Set("X-Sig", "00")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	runtime.ReadMemStats(&after)
+	assert.Equal(t, http.StatusBadRequest, w.Code)
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(8<<20), "bytes allocated for a 20 KB body claiming 1 TiB")
 }
