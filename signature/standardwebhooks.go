@@ -67,7 +67,8 @@ func (f webhookOptionFunc) apply(c *webhookConfig) { f(c) }
 
 // WithTolerance sets how far webhook-timestamp may lie from the clock, in the past (stale) and in
 // the future alike; it must be positive. It also sets how long a replay cache keeps an id: until
-// timestamp plus tolerance. The default is DefaultTolerance (5 minutes).
+// the first instant the timestamp is stale, one nanosecond after timestamp plus tolerance. The
+// default is DefaultTolerance (5 minutes).
 func WithTolerance(d time.Duration) WebhookOption {
 	return webhookOptionFunc(func(c *webhookConfig) { c.tolerance = d })
 }
@@ -352,7 +353,8 @@ func (v *webhookVerifier) Verify(ctx context.Context, h http.Header, body []byte
 		// new timestamp, and must verify (deduplication by event ID answers it), while a replay
 		// cannot change the timestamp without breaking the signature.
 		key := w.id + "." + w.timestamp
-		claimed, err := c.Claim(ctx, key, now, ts.Add(v.cfg.tolerance))
+		// Kept until the first instant the timestamp is stale: at ts+tolerance it is still accepted.
+		claimed, err := c.Claim(ctx, key, now, ts.Add(v.cfg.tolerance+time.Nanosecond))
 		if err != nil {
 			return Identity{}, fmt.Errorf("%w: replay cache: %w", ErrUnavailable, err)
 		}

@@ -739,3 +739,23 @@ func TestStandardWebhooksKeysNeedTheirPrefix(t *testing.T) {
 	_, err = v.Verify(context.Background(), forged, body)
 	assert.ErrorIs(t, err, signature.ErrMismatch)
 }
+
+// TestReplayAtTheToleranceBoundary: a message is still accepted at exactly timestamp plus
+// tolerance, so its id must still be claimed then: the same request must not verify twice.
+func TestReplayAtTheToleranceBoundary(t *testing.T) {
+	now := testNow
+	cache, err := signature.NewMemoryReplayCache(100)
+	require.NoError(t, err)
+	v := signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithTolerance(30*time.Second),
+		signature.WithReplayCache(cache), signature.WithClock(func() time.Time { return now })))
+	body := []byte("x")
+	h := swHeader(t, "msg", testNow, body, secretA)
+	_, err = v.Verify(context.Background(), h, body)
+	require.NoError(t, err)
+	now = testNow.Add(30 * time.Second)
+	_, err = v.Verify(context.Background(), h, body)
+	assert.ErrorIs(t, err, signature.ErrReplayed, "the same message verified twice at timestamp plus tolerance")
+	now = now.Add(time.Nanosecond)
+	_, err = v.Verify(context.Background(), h, body)
+	assert.ErrorIs(t, err, signature.ErrStale)
+}
