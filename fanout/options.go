@@ -154,9 +154,9 @@ func WithTracerProvider(p trace.TracerProvider) Option {
 	return optionFunc(func(c *config) { c.tracers = p })
 }
 
-// WithSinkClosing chooses whether the Dispatcher closes (with sink.Close) the sinks it was given,
-// once their work has drained: on Close, and when Update removes a sink whose value no remaining
-// sink uses. The default is true.
+// WithSinkClosing chooses whether the Dispatcher closes (with sink.Close, or under Close with the
+// sink's CloseContext when it has one) the sinks it was given, once their work has drained: on
+// Close, and when Update removes a sink whose value no remaining sink uses. The default is true.
 func WithSinkClosing(on bool) Option {
 	return optionFunc(func(c *config) { c.closeSinks = on })
 }
