@@ -31,6 +31,41 @@ func DedupKey(e *fanbridge.Event) string {
 	return b.String()
 }
 
+// dedupScopeKey is the context key of WithDedupScope.
+type dedupScopeKey struct{}
+
+// WithDedupScope returns a copy of ctx under which a Dispatcher deduplicates events within scope
+// only: an event dispatched under one scope is never a duplicate of one dispatched under another
+// or under none, even with the same Source and ID. An empty scope is no scope.
+//
+// Source and ID come from the event, which a sender writes. Several intakes sharing one
+// Dispatcher (an HTTP path per partner, say) should each dispatch under a scope of their own (the
+// path, or a name), or else a sender authenticated for one can make another's events look like
+// duplicates by sending their Source and ID first, and they would never be delivered.
+func WithDedupScope(ctx context.Context, scope string) context.Context {
+	return context.WithValue(ctx, dedupScopeKey{}, scope)
+}
+
+// scopedDedupKey returns DedupKey(e), preceded, when ctx carries a dedup scope, by the scope's
+// length in decimal, a slash and the scope. The slash (where DedupKey has its colon) keeps scoped
+// keys apart from unscoped ones, and the length keeps scopes apart from each other.
+func scopedDedupKey(ctx context.Context, e *fanbridge.Event) string {
+	scope, _ := ctx.Value(dedupScopeKey{}).(string)
+	if scope == "" {
+		return DedupKey(e)
+	}
+	var n [20]byte
+	l := strconv.AppendInt(n[:0], int64(len(scope)), 10)
+	k := DedupKey(e)
+	var b strings.Builder
+	b.Grow(len(l) + 1 + len(scope) + len(k))
+	b.Write(l)
+	b.WriteByte('/')
+	b.WriteString(scope)
+	b.WriteString(k)
+	return b.String()
+}
+
 // DedupStore remembers, for a window, what became of each event (by DedupKey): whether every
 // matched sink has the event, or which sinks do. The Dispatcher consults it before delivering and
 // records into it once an event is handled, so that a sender's retry is acknowledged without
@@ -41,8 +76,8 @@ func DedupKey(e *fanbridge.Event) string {
 // processes (Redis, say) should keep records for its window with a TTL. Implementations must be safe
 // for concurrent use.
 type DedupStore interface {
-	// Seen returns what is recorded for id (an event's DedupKey), and false when nothing is (or
-	// its window has passed).
+	// Seen returns what is recorded for id (an event's DedupKey, preceded by its scope when it
+	// was dispatched under WithDedupScope), and false when nothing is (or its window has passed).
 	Seen(ctx context.Context, id string) (DedupRecord, bool, error)
 	// Record stores rec for id, replacing what was there, for the store's window.
 	Record(ctx context.Context, id string, rec DedupRecord) error

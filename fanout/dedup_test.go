@@ -284,3 +284,93 @@ func TestBrokenDedupStoreStillDelivers(t *testing.T) {
 	require.NoError(t, d.Dispatch(testContext(t), event("e1", "x")), "at least once, never at most once")
 	assert.Equal(t, 2, s.Delivered("e1"))
 }
+
+// keyStore records the keys a Dispatcher asks about, in front of a MemoryDedup.
+type keyStore struct {
+	mu   sync.Mutex
+	keys []string
+	next fanout.DedupStore
+}
+
+func (k *keyStore) Seen(ctx context.Context, id string) (fanout.DedupRecord, bool, error) {
+	k.mu.Lock()
+	k.keys = append(k.keys, id)
+	k.mu.Unlock()
+	return k.next.Seen(ctx, id)
+}
+
+func (k *keyStore) Record(ctx context.Context, id string, rec fanout.DedupRecord) error {
+	return k.next.Record(ctx, id, rec)
+}
+
+func TestDedupScopeKeepsIntakesApart(t *testing.T) {
+	for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
+		t.Run(mode.String(), func(t *testing.T) {
+			s := newRecSink()
+			s.sent = make(chan string, 8)
+			mem, err := fanout.NewMemoryDedup(time.Hour, 100)
+			require.NoError(t, err)
+			store := &keyStore{next: mem}
+			d := newDispatcher(t, fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+			}, fanout.WithMode(mode), fanout.WithDedup(store))
+			ctx := testContext(t)
+			crm := func() *fanbridge.Event {
+				e := event("1001", "x")
+				e.Source = "crm"
+				return e
+			}
+			partner, own := fanout.WithDedupScope(ctx, "/partner"), fanout.WithDedupScope(ctx, "/crm")
+
+			// One intake's sender claims another's Source and ID first: the other's event still goes out.
+			require.NoError(t, d.Dispatch(partner, crm()))
+			recv(t, s.sent)
+			require.NoError(t, d.Dispatch(own, crm()))
+			recv(t, s.sent)
+			// Within a scope, a retry is still a duplicate.
+			assert.ErrorIs(t, d.Dispatch(own, crm()), fanbridge.ErrDuplicate)
+			assert.ErrorIs(t, d.Dispatch(partner, crm()), fanbridge.ErrDuplicate)
+			// No scope is a scope of its own, and the empty scope is no scope.
+			require.NoError(t, d.Dispatch(ctx, crm()))
+			recv(t, s.sent)
+			assert.ErrorIs(t, d.Dispatch(fanout.WithDedupScope(ctx, ""), crm()), fanbridge.ErrDuplicate)
+			// The innermost scope counts.
+			assert.ErrorIs(t, d.Dispatch(fanout.WithDedupScope(partner, "/crm"), crm()), fanbridge.ErrDuplicate)
+			assert.Equal(t, 3, s.Delivered("1001"))
+
+			store.mu.Lock()
+			keys := store.keys
+			store.mu.Unlock()
+			require.Len(t, keys, 7)
+			assert.Equal(t, "8//partner3:crm1001", keys[0])
+			assert.Equal(t, "4//crm3:crm1001", keys[1])
+			assert.Equal(t, fanout.DedupKey(crm()), keys[4], "without a scope the key is unchanged")
+		})
+	}
+}
+
+func TestDedupScopeCannotBeForged(t *testing.T) {
+	s := newRecSink()
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+	})
+	ctx := testContext(t)
+	ev := func(source, id string) *fanbridge.Event {
+		e := event(id, "x")
+		e.Source = source
+		return e
+	}
+	// Characters moved between the scope, the Source and the ID make another event, and so does an
+	// unscoped event whose Source spells a scoped key.
+	require.NoError(t, d.Dispatch(fanout.WithDedupScope(ctx, "ab"), ev("c", "1")))
+	require.NoError(t, d.Dispatch(fanout.WithDedupScope(ctx, "a"), ev("bc", "1")))
+	require.NoError(t, d.Dispatch(fanout.WithDedupScope(ctx, "a"), ev("b", "c1")))
+	require.NoError(t, d.Dispatch(ctx, ev("2/ab1:c", "1")))
+	require.NoError(t, d.Dispatch(fanout.WithDedupScope(ctx, "1:"), ev("", "1")))
+	require.NoError(t, d.Dispatch(ctx, ev("", "1/1:0:1")))
+	assert.Equal(t, 4, s.Delivered("1"))
+	assert.Equal(t, 1, s.Delivered("c1"))
+	assert.Equal(t, 1, s.Delivered("1/1:0:1"))
+}

@@ -29,6 +29,9 @@ const closeGrace = 100 * time.Millisecond
 // sink on its own: with the sink's retry policy, concurrency limit, queue and circuit breaker, and
 // to the dead-letter queue when a sink cannot take it. See the package documentation for the
 // delivery semantics. A Dispatcher is safe for concurrent use.
+//
+// Several intakes sharing one Dispatcher should each dispatch under their own WithDedupScope, or a
+// sender authenticated for one can make another's events look like duplicates.
 type Dispatcher struct {
 	cfg        config
 	snap       atomic.Pointer[snapshot]
@@ -194,7 +197,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 
 	var key string // empty when deduplication is off, for this event or at all
 	if d.dedup != nil && e.ID != "" {
-		key = DedupKey(e)
+		key = scopedDedupKey(ctx, e)
 		if cerr := d.claims.acquire(ctx, key); cerr != nil {
 			return retry.After(fmt.Errorf("%w: %w", ErrInFlight, cerr), d.cfg.overloadAfter)
 		}

@@ -108,6 +108,12 @@
 // once its dispatch is over (Sync), or once every queue accepted it (Async: that is what the
 // answer promised). See DedupStore and NewMemoryDedup for the window and bounds.
 //
+// Several intakes sharing one Dispatcher. Source and ID are whatever the sender wrote, so a sender
+// authenticated for one intake could send another intake's next Source and ID first, and that
+// intake's real event would then be answered as a duplicate and never delivered. Give each intake
+// its own scope (WithDedupScope on the context it dispatches with): events are then duplicates
+// only of events dispatched under the same scope.
+//
 // Shutdown. Close refuses new dispatches at once (fanbridge.ErrClosed) and lets in-flight and
 // queued deliveries finish, retries included. When its context ends, retrying stops everywhere
 // and what is left is dead-lettered under one shared deadline, the DLQ timeout from then: Close
