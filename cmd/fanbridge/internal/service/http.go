@@ -83,7 +83,11 @@ func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]
 			eventbridge.WithMeterProvider(s.tel.meters),
 			eventbridge.WithTracerProvider(s.tel.tracer),
 		)
-		h, err := eventbridge.NewHandler(d, opts...)
+		// Each path deduplicates on its own: Source and ID are the sender's to write, and a sender
+		// trusted on one path must not be able to make another path's events look like duplicates.
+		scoped := *d
+		scoped.scope = in.Path
+		h, err := eventbridge.NewHandler(&scoped, opts...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", p, err)
 		}
@@ -128,15 +132,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // eventLogger logs one line per dispatched event: id, type, matched routes, and each sink's
-// outcome. In Sync mode it calls Deliver, which is Dispatch with the per-sink results.
+// outcome. In Sync mode it calls Deliver, which is Dispatch with the per-sink results. It
+// dispatches under its intake's deduplication scope.
 type eventLogger struct {
 	d     *fanout.Dispatcher
 	log   *slog.Logger
 	level slog.Level
 	async bool
+	scope string
 }
 
 func (l *eventLogger) Dispatch(ctx context.Context, e *fanbridge.Event) error {
+	ctx = fanout.WithDedupScope(ctx, l.scope)
 	if !l.log.Enabled(ctx, l.level) {
 		return l.d.Dispatch(ctx, e)
 	}
