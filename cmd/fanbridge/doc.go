@@ -60,7 +60,10 @@
 // # Endpoints
 //
 // POST on each intake path; GET /healthz (liveness), GET /readyz (ready only when every sink
-// and the dead-letter queue answer their probe), GET /metrics (Prometheus). A traceparent header
+// and the dead-letter queue answer their probe; it names the sinks that are down, the log says
+// why), GET /metrics (Prometheus). With listen.admin_address set, /metrics is served on that
+// address only, and /healthz and /readyz on both. Each intake path deduplicates events on its
+// own, so that a sender trusted on one path cannot suppress another's events. A traceparent header
 // starts spans in the sender's trace (per request, per event and per sink attempt) and travels
 // on as a Kafka record header and as gRPC call metadata.
 package main

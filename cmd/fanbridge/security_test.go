@@ -3,8 +3,10 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,4 +70,96 @@ func TestKeyForOneIntakeCannotSuppressAnothersEvents(t *testing.T) {
 		data = append(data, string(d.Event.Data))
 	}
 	assert.ElementsMatch(t, []string{`{"fake":true}`, `{"real":true}`}, data, "what the consumer got")
+}
+
+// TestReadyzNamesSinksNotHosts: /readyz is unauthenticated, so it names a sink that is down but
+// not what its probe said (which names the target's host and port); the log has that.
+func TestReadyzNamesSinksNotHosts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons := newConsumer(t)
+	cfgPath := filepath.Join(t.TempDir(), "fanbridge.yaml")
+	writeFile(t, cfgPath, fmt.Sprintf(twoIntakesConfig, cons.addr, ""))
+	p := startService(t, ctx, cfgPath)
+
+	cons.stop()
+	var status int
+	var body string
+	require.True(t, eventually(ctx, func() bool {
+		status, body, _ = get(ctx, p.url("/readyz"))
+		return status == http.StatusServiceUnavailable
+	}), "still ready with the consumer down: %s", body)
+	assert.JSONEq(t, `{"status":"unready","unready":{"consumer":"unavailable"}}`, body)
+	_, port, err := net.SplitHostPort(cons.addr)
+	require.NoError(t, err)
+	assert.NotContains(t, body, port, "the target's port")
+
+	line, _, err := p.stderr.wait(ctx, 0, func(s string) bool { _, ok := logMsg(s, "sink not ready"); return ok })
+	require.NoError(t, err, "the probe's error is logged")
+	m, _ := logMsg(line, "sink not ready")
+	assert.Equal(t, "WARN", m["level"])
+	assert.Equal(t, "consumer", m["sink"])
+	assert.Contains(t, m["err"], cons.addr, "the log has the details")
+
+	cons.restart(t)
+	require.True(t, eventually(ctx, func() bool {
+		status, body, _ = get(ctx, p.url("/readyz"))
+		return status == http.StatusOK
+	}), "not ready after the consumer came back: %s", body)
+	_, _, err = p.stderr.wait(ctx, 0, func(s string) bool { _, ok := logMsg(s, "sink ready again"); return ok })
+	require.NoError(t, err)
+}
+
+// TestAdminAddress: with listen.admin_address, /metrics is served there only, /healthz and /readyz
+// on both listeners, and the intake paths on the intake's listener only; both close on shutdown.
+func TestAdminAddress(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons := newConsumer(t)
+	cfgPath := filepath.Join(t.TempDir(), "fanbridge.yaml")
+	writeFile(t, cfgPath, fmt.Sprintf(twoIntakesConfig, cons.addr, "  admin_address: 127.0.0.1:0"))
+	p := startService(t, ctx, cfgPath)
+	line, _, err := p.stderr.wait(ctx, 0, func(s string) bool { _, ok := logMsg(s, "listening"); return ok })
+	require.NoError(t, err)
+	m, _ := logMsg(line, "listening")
+	adminAddr, _ := m["admin_addr"].(string)
+	require.NotEmpty(t, adminAddr, "the listening line names the admin address: %s", line)
+	require.NotEqual(t, p.addr, adminAddr)
+	admin := func(path string) string { return "http://" + adminAddr + path }
+
+	status, answer, err := post(ctx, http.DefaultClient, p.url("/crm"),
+		[]byte(`{"specversion":"1.0","source":"crm","id":"1","type":"t","data":{}}`), map[string]string{"X-Api-Key": "crm-key-0123456789"})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status, answer)
+
+	cases := []struct {
+		url    string
+		status int
+		has    string
+	}{
+		{p.url("/metrics"), http.StatusNotFound, `{"error":"no such path"}`},
+		{p.url("/healthz"), http.StatusOK, `{"status":"ok"}`},
+		{p.url("/readyz"), http.StatusOK, `{"status":"ready"}`},
+		{admin("/metrics"), http.StatusOK, "fanbridge_eventbridge_requests_total"},
+		{admin("/healthz"), http.StatusOK, `{"status":"ok"}`},
+		{admin("/readyz"), http.StatusOK, `{"status":"ready"}`},
+		{admin("/crm"), http.StatusNotFound, `{"error":"no such path"}`},
+	}
+	for _, c := range cases {
+		status, body, err := get(ctx, c.url)
+		require.NoError(t, err, c.url)
+		assert.Equal(t, c.status, status, "%s: %s", c.url, body)
+		assert.Contains(t, body, c.has, c.url)
+	}
+	status, answer, err = post(ctx, http.DefaultClient, admin("/crm"),
+		[]byte(`{"specversion":"1.0","source":"crm","id":"2","type":"t","data":{}}`), map[string]string{"X-Api-Key": "crm-key-0123456789"})
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusNotFound, status, "no intake on the admin listener: %s", answer)
+
+	p.signal(t, syscall.SIGTERM)
+	code, err := p.exit(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+	_, _, err = get(ctx, admin("/healthz"))
+	require.Error(t, err, "the admin listener is closed after shutdown")
 }

@@ -39,7 +39,10 @@ type Config struct {
 
 // Listen is the HTTP server's address and timeouts.
 type Listen struct {
-	Address           string   `yaml:"address"`
+	Address string `yaml:"address"`
+	// AdminAddress, when set, is a second listener that serves /metrics, /readyz and /healthz,
+	// and then /metrics is no longer served on Address.
+	AdminAddress      string   `yaml:"admin_address"`
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	ReadTimeout       Duration `yaml:"read_timeout"`
 	WriteTimeout      Duration `yaml:"write_timeout"`

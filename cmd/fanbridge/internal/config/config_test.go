@@ -44,6 +44,7 @@ func TestExampleConfigParsesAndValidates(t *testing.T) {
 	assert.Equal(t, "example-kafka-password", cfg.Sinks[0].Kafka.SASL.Password)
 	assert.Equal(t, []string{"kafka-1:9092"}, cfg.Sinks[0].Kafka.Brokers, "the ${KAFKA_BROKER:-...} default applies")
 	assert.Equal(t, "/var/lib/fanbridge/dlq", cfg.DLQ.File.Dir)
+	assert.Equal(t, "127.0.0.1:9090", cfg.Listen.AdminAddress)
 	assert.JSONEq(t, `{"detail-type":[{"suffix":".customer.end"}],"detail":{"eventBody":{"mediaType":["VOICE","CHAT","CALLBACK"],"interactingDurationMs":[{"numeric":[">",120000]}]}}}`,
 		string(cfg.Routes[0].Pattern.JSON))
 	assert.Equal(t, `{"detail-type": ["v2.detail.events.conversation.{id}.wrapup"]}`, string(cfg.Routes[1].Pattern.JSON))
@@ -130,6 +131,9 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "broker without a host", from: `"127.0.0.1:9092"`, to: `":9092"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port (credentials go in sasl), got ":9092"`},
 		{name: "grpc target with credentials", from: `"127.0.0.1:5000"`, to: `"svc:hunter2@consumer:5000"`, wantError: `config: sinks[1].grpc.targets[0]: want host:port or a gRPC URI such as dns:///name:443, got "…@consumer:5000"`},
 		{name: "listen address with credentials", doc: minimal + "listen: {address: \"a:hunter2@b:c:1\"}\n", wantError: `config: listen.address: want host:port, got "…@b:c:1"`},
+		{name: "admin address without a port", doc: minimal + "listen: {admin_address: \"localhost\"}\n", wantError: `config: listen.admin_address: want host:port, got "localhost"`},
+		{name: "admin address with credentials", doc: minimal + "listen: {admin_address: \"a:hunter2@b:c:1\"}\n", wantError: `config: listen.admin_address: want host:port, got "…@b:c:1"`},
+		{name: "admin address the same as the intake's", doc: minimal + "listen: {address: \"127.0.0.1:8080\", admin_address: \"127.0.0.1:8080\"}\n", wantError: "config: listen.admin_address: must differ from listen.address"},
 		{name: "two topic choices", from: "topic: t}", to: "topic: t, topic_template: \"x.{type}\"}", wantError: "config: sinks[0].kafka: want exactly one of topic, topic_by_type or topic_template"},
 		{name: "bad topic", from: "topic: t}", to: "topic: \"a b\"}", wantError: "config: sinks[0].kafka.topic:"},
 		{name: "bad template placeholder", from: "topic: t}", to: "topic_template: \"x.{typo}\"}", wantError: "config: sinks[0].kafka.topic_template: template \"x.{typo}\" uses unknown placeholder {typo}"},

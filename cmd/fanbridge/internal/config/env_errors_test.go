@@ -24,6 +24,7 @@ func TestValuesFromTheEnvironmentNeverInErrors(t *testing.T) {
 		{name: "logging.level", to: "logging: {level: %s}\n", wantError: "config: logging.level: want debug, info, warn or error, got (value from the environment)"},
 		{name: "logging.format", to: "logging: {format: %s}\n", wantError: "config: logging.format: want json or text, got (value from the environment)"},
 		{name: "listen.address", to: "listen: {address: %s}\n", wantError: "config: listen.address: want host:port, got (value from the environment)"},
+		{name: "listen.admin_address", to: "listen: {admin_address: %s}\n", wantError: "config: listen.admin_address: want host:port, got (value from the environment)"},
 		{name: "dispatch.mode", to: "dispatch: {mode: %s}\n", wantError: "config: dispatch.mode: want sync or async, got (value from the environment)"},
 		{name: "dispatch.ordering_key", to: "dispatch: {ordering_key: %s}\n", wantError: "config: dispatch.ordering_key:"},
 		{name: "dlq.file.fsync", to: "dlq: {file: {dir: /tmp/x, fsync: %s}}\n", wantError: "config: dlq.file.fsync:"},

@@ -153,6 +153,13 @@ func (c *Config) validateListen(e *Errors) {
 	if _, _, err := net.SplitHostPort(c.Listen.Address); err != nil {
 		e.addf("listen.address", "want host:port, got %s", e.showAddress("listen.address", c.Listen.Address))
 	}
+	if a := c.Listen.AdminAddress; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil {
+			e.addf("listen.admin_address", "want host:port, got %s", e.showAddress("listen.admin_address", a))
+		} else if a == c.Listen.Address && port != "0" {
+			e.add("listen.admin_address", "must differ from listen.address")
+		}
+	}
 	if c.Listen.MaxHeaderBytes < 0 || c.Listen.MaxHeaderBytes > 1<<24 {
 		e.add("listen.max_header_bytes", "want at most 16MiB")
 	}

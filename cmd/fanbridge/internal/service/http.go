@@ -20,15 +20,16 @@ import (
 	"github.com/fanbridge/fanbridge/signature"
 )
 
-// routes is the fixed top-level handler: health, readiness and metrics, and the intake paths
-// behind an atomic pointer that a reload swaps.
-func (s *Service) routes() http.Handler {
+// routes is the fixed top-level handler of the intake's listener: health, readiness, metrics
+// unless an admin listener serves them, and the intake paths behind an atomic pointer that a
+// reload swaps. Health and readiness stay here either way, for the load balancer in front of it.
+func (s *Service) routes(metrics bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /readyz", s.ready)
-	mux.Handle("GET /metrics", s.tel.metrics)
+	if metrics {
+		mux.Handle("GET /metrics", s.tel.metrics)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if s.shutting.Load() {
 			// net/http drops a request whose header completes once its Shutdown has begun; one
@@ -42,6 +43,23 @@ func (s *Service) routes() http.Handler {
 		(*s.intake.Load()).ServeHTTP(w, r)
 	})
 	return mux
+}
+
+// adminRoutes is the handler of the admin listener: health, readiness and metrics, and nothing
+// else.
+func (s *Service) adminRoutes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", s.tel.metrics)
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such path"})
+	})
+	return mux
+}
+
+func (s *Service) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // buildIntake builds the handler of every intake path: a method check, signature.Verify with

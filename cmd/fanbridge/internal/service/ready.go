@@ -31,12 +31,18 @@ type probe struct {
 	check func(ctx context.Context) error
 }
 
+// unavailable is all /readyz says of a sink whose probe failed. The probe's error can name
+// brokers, hosts and ports, which an unauthenticated caller has no business learning; the log
+// has it.
+const unavailable = "unavailable"
+
 // readiness answers /readyz: ready when every sink (and the dead-letter queue) answers its probe,
 // with the result cached briefly so that frequent probes do not hammer the sinks.
 type readiness struct {
 	cache    time.Duration
 	timeout  time.Duration
 	shutting *atomic.Bool
+	log      *slog.Logger
 
 	probes atomic.Pointer[[]probe]
 	gen    atomic.Int64 // bumped by setProbes, so a cached answer for old sinks is not reused
@@ -45,11 +51,14 @@ type readiness struct {
 	at      time.Time
 	atGen   int64
 	unready map[string]string
-	ok      atomic.Bool
+	// failed holds each failing probe's error text from the last check, so that a failure is
+	// logged when it starts or changes, not at every check.
+	failed map[string]string
+	ok     atomic.Bool
 }
 
-func newReadiness(h config.Health, shutting *atomic.Bool, mp metric.MeterProvider) *readiness {
-	r := &readiness{cache: h.Cache.D(), timeout: h.ProbeTimeout.D(), shutting: shutting}
+func newReadiness(h config.Health, shutting *atomic.Bool, mp metric.MeterProvider, log *slog.Logger) *readiness {
+	r := &readiness{cache: h.Cache.D(), timeout: h.ProbeTimeout.D(), shutting: shutting, log: log}
 	g, err := mp.Meter("github.com/fanbridge/fanbridge/cmd/fanbridge").Int64ObservableGauge("fanbridge.ready",
 		metric.WithDescription("1 when the last readiness check passed and the service is not shutting down, else 0."))
 	if err == nil {
@@ -95,12 +104,21 @@ func (r *readiness) check(ctx context.Context) map[string]string {
 		wg.Go(func() { errs[i] = p.check(ctx) })
 	}
 	wg.Wait()
-	unready := map[string]string{}
+	unready, failed := map[string]string{}, map[string]string{}
 	for i, p := range ps {
-		if errs[i] != nil {
-			unready[p.name] = errs[i].Error()
+		if errs[i] == nil {
+			if _, was := r.failed[p.name]; was {
+				r.log.Info("sink ready again", "sink", p.name)
+			}
+			continue
+		}
+		unready[p.name] = unavailable
+		failed[p.name] = errs[i].Error()
+		if r.failed[p.name] != failed[p.name] {
+			r.log.Warn("sink not ready", "sink", p.name, "err", failed[p.name])
 		}
 	}
+	r.failed = failed
 	r.at, r.atGen, r.unready = time.Now(), gen, unready
 	r.ok.Store(len(unready) == 0)
 	return unready

@@ -180,7 +180,7 @@ logging: {level: %s}
 		req := httptest.NewRequest(http.MethodPost, "/webhooks", bytes.NewReader(body))
 		require.NoError(t, signature.SignStandardWebhooksRequest(req, "msg_1", ts, body, key))
 		rec := httptest.NewRecorder()
-		s.routes().ServeHTTP(rec, req)
+		s.routes(true).ServeHTTP(rec, req)
 		return rec.Code
 	}
 	reload := func(level string, keys ...string) {

@@ -73,6 +73,9 @@ type Service struct {
 
 	srv *http.Server
 	ln  net.Listener
+	// admin serves /metrics, /readyz and /healthz on listen.admin_address; nil when unset.
+	admin   *http.Server
+	adminLn net.Listener
 
 	// fileSum is the SHA-256 of the configuration text last read (at start or by ReloadFile).
 	fileSum atomic.Pointer[[sha256.Size]byte]
@@ -152,22 +155,33 @@ func New(cfg *config.Config, opts Options) (_ *Service, err error) {
 	}
 	s.intake.Store(&h)
 	s.replay = replay
-	s.ready = newReadiness(cfg.Health, &s.unready, s.tel.meters)
+	s.ready = newReadiness(cfg.Health, &s.unready, s.tel.meters, s.log.With("component", "readiness"))
 	s.ready.setProbes(s.probes())
 
-	s.srv = &http.Server{
-		Handler:           s.routes(),
-		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
-		ReadTimeout:       cfg.Listen.ReadTimeout.D(),
-		WriteTimeout:      cfg.Listen.WriteTimeout.D(),
-		IdleTimeout:       cfg.Listen.IdleTimeout.D(),
-		MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	server := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
+			ReadTimeout:       cfg.Listen.ReadTimeout.D(),
+			WriteTimeout:      cfg.Listen.WriteTimeout.D(),
+			IdleTimeout:       cfg.Listen.IdleTimeout.D(),
+			MaxHeaderBytes:    int(cfg.Listen.MaxHeaderBytes),
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
 	}
+	admin := cfg.Listen.AdminAddress != ""
+	s.srv = server(s.routes(!admin))
 	s.ln = opts.Listener
 	if s.ln == nil {
 		if s.ln, err = net.Listen("tcp", cfg.Listen.Address); err != nil {
 			return nil, fmt.Errorf("listen.address: %w", err)
+		}
+		cleanup = append(cleanup, func() { _ = s.ln.Close() })
+	}
+	if admin {
+		s.admin = server(s.adminRoutes())
+		if s.adminLn, err = net.Listen("tcp", cfg.Listen.AdminAddress); err != nil {
+			return nil, fmt.Errorf("listen.admin_address: %w", err)
 		}
 	}
 	return s, nil
@@ -175,6 +189,14 @@ func New(cfg *config.Config, opts Options) (_ *Service, err error) {
 
 // Addr is the address the server listens on.
 func (s *Service) Addr() net.Addr { return s.ln.Addr() }
+
+// AdminAddr is the address of the listener of listen.admin_address, nil when it is not set.
+func (s *Service) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
 
 func (s *Service) openDLQ(d *config.DLQ) error {
 	switch {
@@ -283,8 +305,11 @@ func (s *Service) probes() []probe {
 // server stops accepting and finishes its requests, the Dispatcher drains, and sinks, the
 // dead-letter queue and telemetry are closed. It returns nil after a clean shutdown.
 func (s *Service) Run(ctx context.Context) error {
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- s.srv.Serve(s.ln) }()
+	if s.admin != nil {
+		go func() { errc <- s.admin.Serve(s.adminLn) }()
+	}
 	s.mu.Lock()
 	watch, every := s.cfg.Reload.Watch && s.opts.ConfigPath != "", s.cfg.Reload.Interval.D()
 	s.mu.Unlock()
@@ -299,7 +324,11 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		go s.watch(ctx, every)
 	}
-	s.log.Info("listening", "addr", s.ln.Addr().String())
+	if s.admin != nil {
+		s.log.Info("listening", "addr", s.ln.Addr().String(), "admin_addr", s.adminLn.Addr().String())
+	} else {
+		s.log.Info("listening", "addr", s.ln.Addr().String())
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -340,6 +369,13 @@ func (s *Service) shutdown() error {
 		if herr := s.srv.Shutdown(hctx); herr != nil {
 			s.log.Warn("http requests still running at the shutdown deadline; closing their connections", "err", herr)
 			_ = s.srv.Close()
+		}
+		if s.admin != nil {
+			// The admin listener closes with the intake's, as /readyz and /metrics on the intake's
+			// listener do when there is no admin listener.
+			if herr := s.admin.Shutdown(hctx); herr != nil {
+				_ = s.admin.Close()
+			}
 		}
 		cancel()
 
