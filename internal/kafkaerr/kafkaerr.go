@@ -18,7 +18,9 @@ import (
 // compressed_bytes=M)"): the bytes of its records, without the batch header. The client's own
 // refusal of a record too large for its limits carries only the record's size. A batch whose
 // records take more bytes than r takes as a batch's only record held something else too. When the
-// size cannot be read, it reports false.
+// size cannot be read, it reports false. Sizes are those of the v2 record format (Kafka 0.11 and
+// later, which idempotent producing needs); a legacy message set frames a record in more bytes,
+// so there a record alone counts as shared: retried until its policy gives up, never lost.
 func SharedBatchTooLarge(err error, r *kgo.Record) bool {
 	if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) {
 		return false

@@ -196,7 +196,7 @@ func (s *suite) contextDone(expired bool) func(t *testing.T) {
 		}
 		defer cancel()
 		stopped := numberedEvent(prefix, 0)
-		err := bounded(t, ctx, "Send with a done context", func() error { return in.Sink.Send(done, stopped) })
+		err := bounded(t, done, "Send with a done context", func() error { return in.Sink.Send(done, stopped) })
 		if err == nil {
 			t.Fatal("sinktest: Send with a done context = nil, want an error")
 		}
@@ -501,7 +501,7 @@ func (s *suite) batchCanceled(t *testing.T) {
 	done, cancel := context.WithCancel(ctx)
 	cancel()
 	events := numbered(prefix, 5)
-	err := bounded(t, ctx, "SendBatch with a done context", func() error { return b.SendBatch(done, events) })
+	err := bounded(t, done, "SendBatch with a done context", func() error { return b.SendBatch(done, events) })
 	checkBatchErrors(t, err, len(events), func(e error) bool {
 		return !retry.IsPermanent(e) && errors.Is(e, context.Canceled)
 	}, "a non-permanent error wrapping context.Canceled")
