@@ -20,15 +20,19 @@ import (
 // events from 1, and a sender's retry repeats both. The length makes the key unambiguous, also
 // between an event with a Source and one without.
 func DedupKey(e *fanbridge.Event) string {
-	var n [20]byte
-	l := strconv.AppendInt(n[:0], int64(len(e.Source)), 10)
 	var b strings.Builder
-	b.Grow(len(l) + 1 + len(e.Source) + len(e.ID))
-	b.Write(l)
-	b.WriteByte(':')
-	b.WriteString(e.Source)
+	b.Grow(len(e.Source) + len(e.ID) + 4)
+	writePrefixed(&b, e.Source, ':')
 	b.WriteString(e.ID)
 	return b.String()
+}
+
+// writePrefixed writes s's length in decimal, sep and s.
+func writePrefixed(b *strings.Builder, s string, sep byte) {
+	var n [20]byte
+	b.Write(strconv.AppendInt(n[:0], int64(len(s)), 10))
+	b.WriteByte(sep)
+	b.WriteString(s)
 }
 
 // dedupScopeKey is the context key of WithDedupScope.
@@ -54,15 +58,11 @@ func scopedDedupKey(ctx context.Context, e *fanbridge.Event) string {
 	if scope == "" {
 		return DedupKey(e)
 	}
-	var n [20]byte
-	l := strconv.AppendInt(n[:0], int64(len(scope)), 10)
-	k := DedupKey(e)
 	var b strings.Builder
-	b.Grow(len(l) + 1 + len(scope) + len(k))
-	b.Write(l)
-	b.WriteByte('/')
-	b.WriteString(scope)
-	b.WriteString(k)
+	b.Grow(len(scope) + len(e.Source) + len(e.ID) + 8)
+	writePrefixed(&b, scope, '/')
+	writePrefixed(&b, e.Source, ':')
+	b.WriteString(e.ID)
 	return b.String()
 }
 
