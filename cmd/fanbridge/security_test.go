@@ -37,16 +37,23 @@ logging: {level: debug, format: json}
 health: {cache: 100ms}
 `
 
+// startTwoIntakes starts the service on twoIntakesConfig, with extra under listen, in front of a
+// consumer of its own.
+func startTwoIntakes(t *testing.T, ctx context.Context, extra string) (*proc, *consumer) {
+	t.Helper()
+	cons := newConsumer(t)
+	cfgPath := filepath.Join(t.TempDir(), "fanbridge.yaml")
+	writeFile(t, cfgPath, fmt.Sprintf(twoIntakesConfig, cons.addr, extra))
+	return startService(t, ctx, cfgPath), cons
+}
+
 // TestKeyForOneIntakeCannotSuppressAnothersEvents: Source and ID are the sender's to write, so a
 // sender holding only one path's key must not be able to make another path's events look like
 // duplicates by sending their Source and ID first. Within a path, a retry is still a duplicate.
 func TestKeyForOneIntakeCannotSuppressAnothersEvents(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons := newConsumer(t)
-	cfgPath := filepath.Join(t.TempDir(), "fanbridge.yaml")
-	writeFile(t, cfgPath, fmt.Sprintf(twoIntakesConfig, cons.addr, ""))
-	p := startService(t, ctx, cfgPath)
+	p, cons := startTwoIntakes(t, ctx, "")
 
 	send := func(path, key, data string) string {
 		t.Helper()
@@ -77,10 +84,7 @@ func TestKeyForOneIntakeCannotSuppressAnothersEvents(t *testing.T) {
 func TestReadyzNamesSinksNotHosts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons := newConsumer(t)
-	cfgPath := filepath.Join(t.TempDir(), "fanbridge.yaml")
-	writeFile(t, cfgPath, fmt.Sprintf(twoIntakesConfig, cons.addr, ""))
-	p := startService(t, ctx, cfgPath)
+	p, cons := startTwoIntakes(t, ctx, "")
 
 	cons.stop()
 	var status int
@@ -115,10 +119,7 @@ func TestReadyzNamesSinksNotHosts(t *testing.T) {
 func TestAdminAddress(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons := newConsumer(t)
-	cfgPath := filepath.Join(t.TempDir(), "fanbridge.yaml")
-	writeFile(t, cfgPath, fmt.Sprintf(twoIntakesConfig, cons.addr, "  admin_address: 127.0.0.1:0"))
-	p := startService(t, ctx, cfgPath)
+	p, _ := startTwoIntakes(t, ctx, "  admin_address: 127.0.0.1:0")
 	line, _, err := p.stderr.wait(ctx, 0, func(s string) bool { _, ok := logMsg(s, "listening"); return ok })
 	require.NoError(t, err)
 	m, _ := logMsg(line, "listening")

@@ -24,12 +24,7 @@ import (
 // unless an admin listener serves them, and the intake paths behind an atomic pointer that a
 // reload swaps. Health and readiness stay here either way, for the load balancer in front of it.
 func (s *Service) routes(metrics bool) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /readyz", s.ready)
-	if metrics {
-		mux.Handle("GET /metrics", s.tel.metrics)
-	}
+	mux := s.opsMux(metrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if s.shutting.Load() {
 			// net/http drops a request whose header completes once its Shutdown has begun; one
@@ -48,18 +43,24 @@ func (s *Service) routes(metrics bool) http.Handler {
 // adminRoutes is the handler of the admin listener: health, readiness and metrics, and nothing
 // else.
 func (s *Service) adminRoutes() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /readyz", s.ready)
-	mux.Handle("GET /metrics", s.tel.metrics)
+	mux := s.opsMux(true)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such path"})
 	})
 	return mux
 }
 
-func (s *Service) healthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+// opsMux is a mux with health, readiness and, when metrics is set, metrics.
+func (s *Service) opsMux(metrics bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /readyz", s.ready)
+	if metrics {
+		mux.Handle("GET /metrics", s.tel.metrics)
+	}
+	return mux
 }
 
 // buildIntake builds the handler of every intake path: a method check, signature.Verify with
