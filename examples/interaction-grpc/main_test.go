@@ -315,18 +315,5 @@ func TestOrganization(t *testing.T) {
 // in a temporary directory and listens only on loopback: given a directory or an address it
 // refuses to start, naming the setting, and touches neither.
 func TestOfflineRefusesAServicesSettings(t *testing.T) {
-	for _, setting := range []string{"DLQ_DIR", "LISTEN_ADDR"} {
-		t.Run(setting, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			dir := filepath.Join(t.TempDir(), "dlq")
-			vars := map[string]string{"DLQ_DIR": dir, "LISTEN_ADDR": "0.0.0.0:0"}
-			var out bytes.Buffer
-			err := run(ctx, nil, exampletest.Env(map[string]string{setting: vars[setting]}), &out)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), setting+" is set but GRPC_DOWNSTREAM_ADDRESSES is not")
-			assert.Empty(t, out.String(), "nothing ran")
-			assert.NoDirExists(t, dir)
-		})
-	}
+	exampletest.CheckOfflineRefuses(t, run, "GRPC_DOWNSTREAM_ADDRESSES")
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -160,18 +159,5 @@ func TestBoard(t *testing.T) {
 // no dead letters: given an address or a dead-letter directory it refuses to start, naming the
 // setting, and touches neither.
 func TestOfflineRefusesAServicesSettings(t *testing.T) {
-	for _, setting := range []string{"DLQ_DIR", "LISTEN_ADDR"} {
-		t.Run(setting, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			dir := filepath.Join(t.TempDir(), "dlq")
-			vars := map[string]string{"DLQ_DIR": dir, "LISTEN_ADDR": "0.0.0.0:0"}
-			var out bytes.Buffer
-			err := run(ctx, nil, exampletest.Env(map[string]string{setting: vars[setting]}), &out)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), setting+" is set but EVENTBRIDGE_API_KEY or GENESYS_WEBHOOK_SECRET is not")
-			assert.Empty(t, out.String(), "nothing ran")
-			assert.NoDirExists(t, dir)
-		})
-	}
+	exampletest.CheckOfflineRefuses(t, run, "EVENTBRIDGE_API_KEY or GENESYS_WEBHOOK_SECRET")
 }

@@ -344,18 +344,5 @@ func TestOrganization(t *testing.T) {
 // temporary directory and listens only on loopback: given a directory or an address it refuses
 // to start, naming the setting, and touches neither.
 func TestOfflineRefusesAServicesSettings(t *testing.T) {
-	for _, setting := range []string{"DLQ_DIR", "LISTEN_ADDR"} {
-		t.Run(setting, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			dir := t.TempDir()
-			vars := map[string]string{"DLQ_DIR": dir + "/dlq", "LISTEN_ADDR": "0.0.0.0:0"}
-			var out bytes.Buffer
-			err := run(ctx, nil, exampletest.Env(map[string]string{setting: vars[setting]}), &out)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), setting+" is set but KAFKA_BROKERS is not")
-			assert.Empty(t, out.String(), "nothing ran")
-			assert.NoDirExists(t, dir+"/dlq")
-		})
-	}
+	exampletest.CheckOfflineRefuses(t, run, "KAFKA_BROKERS")
 }

@@ -4,6 +4,7 @@ package exampletest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -137,8 +138,8 @@ func (p *Program) RunServingHint(t *testing.T) string {
 	return string(out)
 }
 
-// CheckServingHint runs an offline demo that keeps serving (-serve), runs the command it prints to try by hand as printed (see
-// RunServingHint), and requires that it is taken as a sender's post is (JSON content type, the
+// CheckServingHint runs an offline demo that keeps serving (-serve), runs the command it prints
+// to try by hand as printed (see RunServingHint), and requires that it is taken as a sender's post is (JSON content type, the
 // body as the file holds it): the demo posted that sample already, so it is acknowledged as a
 // duplicate.
 func CheckServingHint(t *testing.T, run demo.RunFunc) {
@@ -191,4 +192,25 @@ func DeadLetters(t *testing.T, ctx context.Context, dir string) []dlq.Entry {
 		entries = append(entries, e)
 	}
 	return entries
+}
+
+// CheckOfflineRefuses requires that an offline demo (missing, the setting that makes the program a
+// service, is unset) given a service's DLQ_DIR or LISTEN_ADDR refuses to start, naming both, and
+// runs and writes nothing.
+func CheckOfflineRefuses(t *testing.T, run demo.RunFunc, missing string) {
+	t.Helper()
+	for _, setting := range []string{"DLQ_DIR", "LISTEN_ADDR"} {
+		t.Run(setting, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			dir := filepath.Join(t.TempDir(), "dlq")
+			vars := map[string]string{"DLQ_DIR": dir, "LISTEN_ADDR": "0.0.0.0:0"}
+			var out bytes.Buffer
+			err := run(ctx, nil, Env(map[string]string{setting: vars[setting]}), &out)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), setting+" is set but "+missing+" is not")
+			assert.Empty(t, out.String(), "nothing ran")
+			assert.NoDirExists(t, dir)
+		})
+	}
 }
