@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -133,15 +134,7 @@ func TestAgainstCluster(t *testing.T) {
 func TestOrderPerAgent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topicPresence, topicActivity, topicAudit))
-	require.NoError(t, err)
-	defer cluster.Close()
-	p := exampletest.Start(t, ctx, run, nil, map[string]string{
-		"KAFKA_BROKERS":          cluster.ListenAddrs()[0],
-		"GENESYS_WEBHOOK_SECRET": "test-secret",
-		"LISTEN_ADDR":            "127.0.0.1:0",
-		"DLQ_DIR":                t.TempDir(),
-	})
+	p, cluster := startWithBroker(t, ctx, map[string]string{"GENESYS_WEBHOOK_SECRET": "test-secret"})
 
 	// Ten presence changes of one agent, signed by a proxy, one after the other.
 	template, err := samples.ReadFile("samples/user-presence-on-queue.json")
@@ -264,15 +257,7 @@ func TestAgentKey(t *testing.T) {
 func TestAuditKeyedByAgent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topicPresence, topicActivity, topicAudit))
-	require.NoError(t, err)
-	defer cluster.Close()
-	p := exampletest.Start(t, ctx, run, nil, map[string]string{
-		"KAFKA_BROKERS":       cluster.ListenAddrs()[0],
-		"EVENTBRIDGE_API_KEY": "test-key",
-		"LISTEN_ADDR":         "127.0.0.1:0",
-		"DLQ_DIR":             t.TempDir(),
-	})
+	p, cluster := startWithBroker(t, ctx, map[string]string{"EVENTBRIDGE_API_KEY": "test-key"})
 	key := http.Header{demo.APIKeyHeader: {"test-key"}}
 	require.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, auditBySupervisor(t), key))
 
@@ -309,16 +294,7 @@ func TestOrganization(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topicPresence, topicActivity, topicAudit))
-			require.NoError(t, err)
-			defer cluster.Close()
-			p := exampletest.Start(t, ctx, run, nil, map[string]string{
-				"KAFKA_BROKERS":           cluster.ListenAddrs()[0],
-				"EVENTBRIDGE_API_KEY":     "test-key",
-				"LISTEN_ADDR":             "127.0.0.1:0",
-				"DLQ_DIR":                 t.TempDir(),
-				"GENESYS_ORGANIZATION_ID": org,
-			})
+			p, _ := startWithBroker(t, ctx, map[string]string{"EVENTBRIDGE_API_KEY": "test-key", "GENESYS_ORGANIZATION_ID": org})
 			key := http.Header{demo.APIKeyHeader: {"test-key"}}
 			for _, c := range []struct {
 				sample string
@@ -345,4 +321,20 @@ func TestOrganization(t *testing.T) {
 // to start, naming the setting, and touches neither.
 func TestOfflineRefusesAServicesSettings(t *testing.T) {
 	exampletest.CheckOfflineRefuses(t, run, "KAFKA_BROKERS")
+}
+
+// startWithBroker starts the example as a service, with vars, against a broker of its own that
+// has all three topics, on a loopback port, its dead letters in a temporary directory.
+func startWithBroker(t *testing.T, ctx context.Context, vars map[string]string) (*exampletest.Program, *kfake.Cluster) {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topicPresence, topicActivity, topicAudit))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	all := map[string]string{
+		"KAFKA_BROKERS": cluster.ListenAddrs()[0],
+		"LISTEN_ADDR":   "127.0.0.1:0",
+		"DLQ_DIR":       t.TempDir(),
+	}
+	maps.Copy(all, vars)
+	return exampletest.Start(t, ctx, run, nil, all), cluster
 }
