@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/internal/cputime"
 	"github.com/fanbridge/fanbridge/signature"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
@@ -317,11 +317,11 @@ func (s segment) childCPUPerEvent() float64 {
 }
 
 func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	d, err := cputime.Process()
+	if err != nil {
 		panic(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return d
 }
 
 // measure sends n fresh copies of the 2.7 KB event to p and checks that every one was answered

@@ -8,13 +8,13 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/filter"
+	"github.com/fanbridge/fanbridge/internal/cputime"
 	"github.com/fanbridge/fanbridge/sink"
 )
 
@@ -42,13 +42,7 @@ func threeSinks(counts *[3]atomic.Int64) fanout.Config {
 
 // cpuTime returns the CPU time the process has used. The benchmarks report CPU per event next to
 // wall time because the machine they run on is shared: wall time there measures the neighbours.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func cpuTime() time.Duration { return cputime.OrZero() }
 
 // dispatchRetrying is what a sender does with a 503 + Retry-After, without the wait: it offers
 // the event again until a queue has room.

@@ -3,6 +3,8 @@ package fanout_test
 import (
 	"context"
 	"errors"
+	"math"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -137,8 +139,8 @@ func TestConfigValidation(t *testing.T) {
 		}, nil, `sink "a": Concurrency 4097 is above 4096`},
 		{"huge queue", fanout.Config{
 			// A channel this large cannot even be made: New would panic.
-			Sinks: []fanout.SinkConfig{{Name: "a", Sink: ok, QueueSize: 1 << 60}},
-		}, nil, `sink "a": QueueSize 1152921504606846976 is above 1048576`},
+			Sinks: []fanout.SinkConfig{{Name: "a", Sink: ok, QueueSize: math.MaxInt}},
+		}, nil, `sink "a": QueueSize ` + strconv.Itoa(math.MaxInt) + ` is above 1048576`},
 		{"route without filter", fanout.Config{
 			Sinks:  []fanout.SinkConfig{{Name: "a", Sink: ok}},
 			Routes: []fanout.Route{{Name: "r", Sinks: []string{"a"}}},

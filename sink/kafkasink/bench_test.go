@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/cputime"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 	"github.com/fanbridge/fanbridge/sink/sinktest"
 )
@@ -30,13 +30,7 @@ import (
 const benchPool = 64
 
 // cpuNanos is the CPU time (user and system) this process has used.
-func cpuNanos() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func cpuNanos() time.Duration { return cputime.OrZero() }
 
 // benchCluster starts an in-process broker with the topic "events" that keeps about 16 MiB of
 // records once trim is called: a benchmark produces hundreds of thousands of records a second,
