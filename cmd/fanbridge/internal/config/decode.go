@@ -211,6 +211,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			d.fail(path, n, "want a whole number, got %s", show(text, exp))
 			return
 		}
+		// On a 32-bit platform an int holds less than the text may say; SetInt would keep the
+		// low bits, and 2^32 would become 0, which reads as "the default".
+		if v.OverflowInt(i) {
+			d.fail(path, n, "want a whole number that fits in %d bits, got %s", t.Bits(), show(text, exp))
+			return
+		}
 		v.SetInt(i)
 	case reflect.Float64:
 		text, exp, ok := d.scalar(path, n)

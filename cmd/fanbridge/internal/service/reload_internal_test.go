@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -227,7 +228,7 @@ func TestReloadPanicIsARejectedReload(t *testing.T) {
 		spoil func(*config.Config)
 		swap  func()
 	}{
-		{name: "in the dispatcher", spoil: func(c *config.Config) { c.Sinks[0].QueueSize = 1 << 60 }},
+		{name: "in the dispatcher", spoil: func(c *config.Config) { c.Sinks[0].QueueSize = math.MaxInt }},
 		{name: "before the swap", spoil: func(c *config.Config) { c.Sinks[0].QueueSize = 7 }, swap: func() { panic("boom") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
