@@ -43,9 +43,12 @@
 //	 "detail": {"topicName": Topic, "eventBody": Data,
 //	            "metadata": {"CorrelationId": Metadata["correlation-id"]}}}
 //
-// with empty members left out, so the same pattern routes a Genesys event the same way whichever
-// intake it came through. An event that is not a JSON object matches nothing
-// (MatchRaw and Test report it as an error wrapping ErrInvalidEvent).
+// with empty members left out, so the same pattern on "detail-type" and "detail" routes a Genesys
+// event the same way whichever intake it came through. Only the fields an intake fills are
+// there: a notification from the WebSocket API has no source, account or region, so a pattern
+// that names one of them (such as {"source":[{"prefix":"aws.partner/genesys.com"}]}) never
+// matches it. An event that is not a JSON object, or whose Data is not exactly one JSON value,
+// matches nothing (MatchRaw and Test report the former as an error wrapping ErrInvalidEvent).
 //
 // # Event patterns: semantics
 //

@@ -15,10 +15,16 @@ import (
 //	 "detail": {"topicName": Topic, "eventBody": Data,
 //	            "metadata": {"CorrelationId": Metadata[correlation-id]}}}
 //
-// with empty members left out. buf, when not nil, must be passed to releaseEnvelope.
+// with empty members left out. buf, when not nil, must be passed to releaseEnvelope. When Data
+// is not exactly one JSON value it returns nil, which matches nothing: pasted in as it is, a
+// Data of `1},"detail-type":"x","z":{"a":1` would still make a well-formed view, one with fields
+// the event does not have.
 func envelopeOf(e *fanbridge.Event) (raw []byte, buf *[]byte) {
 	if len(e.Raw) > 0 && rawIsEnvelope(e) {
 		return e.Raw, nil
+	}
+	if len(e.Data) > 0 && !oneValue(e.Data) {
+		return nil, nil
 	}
 	buf = envPool.Get().(*[]byte)
 	b := (*buf)[:0]
@@ -81,6 +87,13 @@ func envelopeOf(e *fanbridge.Event) (raw []byte, buf *[]byte) {
 	return b, buf
 }
 
+// oneValue reports whether data is one well-formed JSON value, blanks around it allowed, nested
+// no deeper than the view allows below "detail"."eventBody".
+func oneValue(data []byte) bool {
+	end, err := skipValue(data, 0, 2)
+	return err == nil && skipWS(data, end) == len(data)
+}
+
 var envPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 func releaseEnvelope(buf *[]byte) {
@@ -109,8 +122,8 @@ func appendJSONString(b []byte, s string) []byte {
 // rawIsEnvelope reports whether e.Raw is what patterns match: when the decoder that built e says
 // the body was an Amazon EventBridge envelope, or says nothing (events built in code). Events
 // from the other formats (a bare Genesys notification from the WebSocket API, a webhook shape,
-// a CloudEvent) are matched through the EventBridge-shaped view instead, so that one pattern
-// routes a Genesys event the same way whichever intake it came through.
+// a CloudEvent) are matched through the EventBridge-shaped view instead, so that one pattern on
+// detail-type and detail routes a Genesys event the same way whichever intake it came through.
 func rawIsEnvelope(e *fanbridge.Event) bool {
 	switch e.Meta(fanbridge.MetaFormat) {
 	case "", formatEventBridge:

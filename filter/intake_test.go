@@ -59,3 +59,41 @@ func TestSamePatternWhicheverIntake(t *testing.T) {
 		})
 	}
 }
+
+// TestViewRefusesDataThatIsNotOneValue: an event matched through the EventBridge-shaped view
+// whose Data is not exactly one JSON value matches nothing. Pasted into the view as it is, the
+// Data below would close eventBody early and add a detail-type of its own.
+func TestViewRefusesDataThatIsNotOneValue(t *testing.T) {
+	injected := `{"detail-type":["v2.admin"]}`
+	for _, tc := range []struct {
+		name  string
+		data  string
+		match bool
+	}{
+		{"one object", `{"a":1}`, true},
+		{"blanks around one value", " \n[1,2]\t", true},
+		{"a string", `"x"`, true},
+		{"closes eventBody and adds fields", `1},"detail-type":"v2.admin","z":{"a":1`, false},
+		{"two values", `{"a":1} {"b":2}`, false},
+		{"cut short", `{"a":`, false},
+		{"not JSON", `hello`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &fanbridge.Event{
+				ID: "1", Type: "v2.admin", Data: json.RawMessage(tc.data),
+				Metadata: map[string]string{fanbridge.MetaFormat: "webhook"},
+			}
+			p, err := filter.ParsePattern([]byte(injected))
+			require.NoError(t, err)
+			assert.Equal(t, tc.match, p.Match(e), "Pattern")
+			m := filter.NewMatcher()
+			require.NoError(t, m.Add("r", []byte(injected)))
+			assert.Equal(t, tc.match, len(m.Match(e, nil)) == 1, "Matcher")
+
+			// The forged field must not match where the real one differs.
+			e.Type = "v2.users.{id}.presence"
+			assert.False(t, p.Match(e), "Pattern, forged detail-type")
+			assert.Empty(t, m.Match(e, nil), "Matcher, forged detail-type")
+		})
+	}
+}
