@@ -31,6 +31,16 @@ func TestDocumentedDivergences(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ok, "a block with host bits set stands for its network")
 
+	for _, c := range []struct{ pattern, event string }{
+		{`"\ud800"`, `"\ufffd"`},
+		{`"\ufffd"`, `"\udfff"`},
+		{`"\ud800"`, "\"\uFFFD\""},
+	} {
+		ok, err = filter.Test([]byte(`{"a":[`+c.pattern+`]}`), []byte(`{"a":`+c.event+`}`))
+		require.NoError(t, err)
+		assert.True(t, ok, "a lone surrogate reads as U+FFFD: pattern %s, event %s", c.pattern, c.event)
+	}
+
 	e := &fanbridge.Event{Data: []byte(`{"n":9007199254740992}`)}
 	assert.True(t, filter.Field("n").Eq(int64(9007199254740993)).Match(e), "Eq compares as float64")
 	ok, err = filter.Test([]byte(`{"n":[9007199254740993]}`), []byte(`{"n":9007199254740992}`))

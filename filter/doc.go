@@ -158,7 +158,9 @@
 // host bits set stands for its whole network here ("10.0.0.33/24" is 10.0.0.0 to 10.0.0.255),
 // where the engine starts the range at the address written. Key order for the absence rule
 // compares paths byte by byte (UTF-8), which differs from the engine's UTF-16 order only between
-// characters above U+FFFF and those from U+E000 to U+FFFF.
+// characters above U+FFFF and those from U+E000 to U+FFFF. A lone UTF-16 surrogate escape
+// ("\ud800"), in a pattern or an event, reads as U+FFFD, as encoding/json reads it, so it
+// equals a real U+FFFD, which the engine keeps apart.
 //
 // Field's Eq and In, which are not part of the pattern language, compare numbers as float64, so
 // integers beyond 2^53 that round to the same float64 are equal (9007199254740993 equals
