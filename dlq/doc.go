@@ -75,4 +75,10 @@
 // nothing. Removal follows delivery: an interruption between the two leaves a delivered entry in
 // the queue to be sent again by the next redrive. Sinks therefore see at-least-once delivery and
 // deduplicate on Event.ID.
+//
+// Removal is by ID, so an ID names one entry. Put assigns unique ones (NewID); a caller that sets
+// Entry.ID itself must keep it unique. Entries with the same ID, Sink and Event.ID are taken for
+// one entry written twice, and sent once. Entries that share an ID but not their sink or event are
+// neither sent nor removed by Redrive, which reports them with OutcomeConflict (ErrIDConflict):
+// removing one would remove the others, delivered or not.
 package dlq

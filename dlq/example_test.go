@@ -35,7 +35,7 @@ func ExampleRedrive() {
 	// Output:
 	// crm got ev-0
 	// crm got ev-1
-	// {Selected:3 Redriven:2 Removed:2 Failed:1 Skipped:0 Copies:0} <nil>
+	// {Selected:3 Redriven:2 Removed:2 Failed:1 Skipped:0 Copies:0 Conflicts:0} <nil>
 	// left: 1
 }
 

@@ -22,18 +22,26 @@ const (
 	OutcomeFailed Outcome = "failed"
 	// OutcomeSkipped: no sink of the entry's name was given; the entry stays as it was.
 	OutcomeSkipped Outcome = "skipped"
+	// OutcomeConflict: another entry in the queue, of another sink or another event, has the
+	// same ID, and a removal by ID would take it away too; the entry is not sent and stays as it
+	// was.
+	OutcomeConflict Outcome = "conflict"
 )
 
 // ErrNoSink is the error of an OutcomeSkipped result: the sinks passed to Redrive have none of the
 // entry's name.
 var ErrNoSink = errors.New("dlq: no sink of that name")
 
+// ErrIDConflict is the error of an OutcomeConflict result: entries of different sinks or events
+// share the entry's ID, so that removing one would remove the others.
+var ErrIDConflict = errors.New("dlq: entries of different sinks or events share this ID")
+
 // Result is what Redrive did with one entry; a WithOnResult hook receives it.
 type Result struct {
 	Entry   Entry
 	Outcome Outcome
-	// Err is why the entry stays: the sink's error (for a Retrier, the *retry.Error) or ErrNoSink.
-	// It is nil for OutcomeRedriven.
+	// Err is why the entry stays: the sink's error (for a Retrier, the *retry.Error), ErrNoSink or
+	// ErrIDConflict. It is nil for OutcomeRedriven.
 	Err error
 }
 
@@ -44,18 +52,23 @@ type Report struct {
 	// Redriven counts the entries their sink took again.
 	Redriven int
 	// Removed counts the redriven entries removed from the queue. It is smaller than Redriven
-	// only when removal failed or is unsupported; those entries will be sent again by the next
-	// redrive.
+	// only when removal failed or is unsupported, or when an entry of another sink or event with
+	// a redriven entry's ID was put while the redrive ran (see Redrive); those entries will be sent
+	// again by the next redrive.
 	Removed int
 	// Failed counts the entries their sink refused again; they stay in the queue unchanged.
 	Failed int
 	// Skipped counts the entries whose sink was not given; they stay in the queue unchanged.
 	Skipped int
-	// Copies counts further entries with the ID of one already selected: the same entry written
-	// twice by a Put retried after an unclear failure. A copy is not sent again; it shares the
-	// outcome of the entry selected first (removed with it, or kept with it), and is not in
-	// Selected.
+	// Copies counts further entries that are the same as one already selected (the same ID, Sink
+	// and Event.ID): the same entry written twice by a Put retried after an unclear failure. A
+	// copy is not sent again; it shares the outcome of the entry selected first (removed with it,
+	// or kept with it), and is not in Selected.
 	Copies int
+	// Conflicts counts the selected entries that were neither sent nor removed because an entry
+	// of another sink or another event has the same ID (OutcomeConflict). They stay in the queue
+	// unchanged, and are in Selected.
+	Conflicts int
 }
 
 // Option configures Redrive.
@@ -115,9 +128,17 @@ var ErrInvalidOption = errors.New("dlq: invalid option")
 // Reader cannot remove entries (ErrUnsupported) it redrives everything and then returns an error
 // wrapping ErrUnsupported, since those entries would be sent again by the next redrive.
 //
-// Entries are removed by ID, and a Put retried after an unclear failure can leave two copies of
-// one entry: the first one listed is sent, and its copies follow its outcome without being sent
-// again (Report.Copies). Redrive remembers the ID of every selected entry for this.
+// Entries are removed by ID, so Redrive reads the queue twice: first to learn which IDs name more
+// than one entry, then to redrive. Two entries with the same ID, Sink and Event.ID are one entry
+// written twice (a Put retried after an unclear failure): the first one listed is sent, and its
+// copies follow its outcome without being sent again (Report.Copies). Entries that share an ID
+// but differ in Sink or Event.ID can only come from a caller that set Entry.ID itself (Put assigns
+// unique IDs): a removal would take them all, delivered or not, so none of them is sent or removed,
+// and each selected one is reported with OutcomeConflict and ErrIDConflict (Report.Conflicts). To
+// redrive them, put them again with empty IDs and delete the shared one. The check covers the
+// entries in the queue when Redrive starts; for an entry put during the redrive with the ID of one
+// listed before it, the earlier entry's removal is held back if it has not happened yet, so that
+// entry stays to be sent again. Redrive remembers the ID, sink name and event ID of every entry.
 //
 // Removal follows delivery, so a redrive stopped between the two (a crash, a failed Delete) leaves
 // delivered entries in the queue: at-least-once, as everywhere in fanbridge. Removal of the last
@@ -136,10 +157,21 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 	case cfg.deleteBatch < 1:
 		return Report{}, fmt.Errorf("%w: delete batch %d, want at least 1", ErrInvalidOption, cfg.deleteBatch)
 	}
-	rd := &redrive{cfg: &cfg, r: r, seen: make(map[string]struct{})}
+	rd := &redrive{cfg: &cfg, r: r, ids: make(map[string]idState)}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	rd.cancel = cancel
+
+	// The first pass learns which IDs entries of different sinks or events share, before
+	// anything is sent or removed: a removal of an ID removes every entry that has it.
+	if err := r.List(ctx, func(e Entry) error {
+		rd.mu.Lock()
+		defer rd.mu.Unlock()
+		rd.note(e)
+		return nil
+	}); err != nil {
+		return Report{}, fmt.Errorf("dlq: redrive: %w", err)
+	}
 
 	work := make(chan job)
 	var wg sync.WaitGroup
@@ -151,16 +183,28 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 		})
 	}
 	listErr := r.List(ctx, func(e Entry) error {
+		// Every entry is noted, selected or not, since an entry put after the first pass may
+		// share an ID whose removal is still pending.
+		rd.mu.Lock()
+		st := rd.note(e)
+		rd.mu.Unlock()
 		if filter != nil && !filter(e) {
 			return nil
 		}
 		rd.mu.Lock()
-		if _, copied := rd.seen[e.ID]; copied {
+		switch {
+		case st.shared:
+			rd.rep.Selected++
+			rd.mu.Unlock()
+			rd.finish(ctx, Result{Entry: e, Outcome: OutcomeConflict, Err: fmt.Errorf("%w: %q", ErrIDConflict, e.ID)})
+			return nil
+		case st.selected:
 			rd.rep.Copies++
 			rd.mu.Unlock()
 			return nil
 		}
-		rd.seen[e.ID] = struct{}{}
+		st.selected = true
+		rd.ids[e.ID] = st
 		rd.rep.Selected++
 		rd.mu.Unlock()
 		s := sinks[e.Sink]
@@ -188,7 +232,7 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 	defer rd.mu.Unlock()
 	// An entry whose send the cancellation cut short is in no count; a List that had already
 	// handed over its last entry returns nil, so that is the only sign the redrive did not finish.
-	unsent := rd.rep.Selected - rd.rep.Redriven - rd.rep.Failed - rd.rep.Skipped
+	unsent := rd.rep.Selected - rd.rep.Redriven - rd.rep.Failed - rd.rep.Skipped - rd.rep.Conflicts
 	switch {
 	case rd.err != nil:
 		return rd.rep, rd.err
@@ -219,12 +263,34 @@ type redrive struct {
 
 	mu          sync.Mutex // guards everything below and serialises onResult
 	rep         Report
-	pending     []string            // redriven entries not yet removed
-	seen        map[string]struct{} // the IDs selected so far
+	pending     []string           // redriven entries not yet removed
+	ids         map[string]idState // every ID listed so far
 	unsupported bool
 	err         error // the first removal error, which stops the redrive
 
 	deleteMu sync.Mutex // one Delete at a time, in the order batches filled up
+}
+
+// idState is what a redrive knows of the entries with one ID.
+type idState struct {
+	sink, event string // the Sink and Event.ID of the first entry listed with the ID
+	shared      bool   // an entry of another sink or event has the ID too
+	selected    bool   // an entry with the ID was selected for the redrive
+}
+
+// note records e's ID, sink and event, and returns what is known of its ID. rd.mu must be held.
+func (rd *redrive) note(e Entry) idState {
+	st, ok := rd.ids[e.ID]
+	switch {
+	case !ok:
+		st = idState{sink: e.Sink, event: e.Event.ID}
+	case st.shared || (st.sink == e.Sink && st.event == e.Event.ID):
+		return st
+	default:
+		st.shared = true
+	}
+	rd.ids[e.ID] = st
+	return st
 }
 
 func (rd *redrive) deliver(ctx context.Context, j job) {
@@ -257,6 +323,8 @@ func (rd *redrive) finish(ctx context.Context, res Result) {
 		rd.rep.Failed++
 	case OutcomeSkipped:
 		rd.rep.Skipped++
+	case OutcomeConflict:
+		rd.rep.Conflicts++
 	}
 	if rd.cfg.onResult != nil {
 		rd.cfg.onResult(res)
@@ -277,9 +345,19 @@ func (rd *redrive) flush(ctx context.Context, final bool) {
 		rd.mu.Unlock()
 		return
 	}
-	ids := rd.pending
+	// An ID found shared after its entry was delivered (an entry put during the redrive) is held
+	// back: its removal would take the other entry too.
+	ids := make([]string, 0, len(rd.pending))
+	for _, id := range rd.pending {
+		if !rd.ids[id].shared {
+			ids = append(ids, id)
+		}
+	}
 	rd.pending = nil
 	rd.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
 
 	err := rd.r.Delete(ctx, ids...)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -261,4 +262,169 @@ func TestAll(t *testing.T) {
 		last = err
 	}
 	assert.ErrorIs(t, last, context.Canceled)
+}
+
+// Entries are removed by ID. Entries that share an ID but not their sink or event are not one
+// entry written twice: none of them may be sent as a "copy" of another, or removed with it.
+func TestRedriveSharedIDs(t *testing.T) {
+	type put struct{ id, sink, event string }
+	cases := []struct {
+		name   string
+		puts   []put
+		filter func(dlq.Entry) bool
+		want   dlq.Report
+		sent   map[string][]string // sink: event IDs it got
+		left   []put
+		// outcomes by sink/event of the entries selected.
+		outcomes map[string]dlq.Outcome
+	}{{
+		name: "other-sink",
+		puts: []put{{"X", "a", "ev-1"}, {"X", "b", "ev-1"}, {"Y", "a", "ev-2"}},
+		want: dlq.Report{Selected: 3, Redriven: 1, Removed: 1, Conflicts: 2},
+		sent: map[string][]string{"a": {"ev-2"}},
+		left: []put{{"X", "a", "ev-1"}, {"X", "b", "ev-1"}},
+		outcomes: map[string]dlq.Outcome{
+			"a/ev-1": dlq.OutcomeConflict, "b/ev-1": dlq.OutcomeConflict, "a/ev-2": dlq.OutcomeRedriven,
+		},
+	}, {
+		name: "other-event",
+		puts: []put{{"X", "a", "ev-1"}, {"X", "a", "ev-9"}},
+		want: dlq.Report{Selected: 2, Conflicts: 2},
+		left: []put{{"X", "a", "ev-1"}, {"X", "a", "ev-9"}},
+		outcomes: map[string]dlq.Outcome{
+			"a/ev-1": dlq.OutcomeConflict, "a/ev-9": dlq.OutcomeConflict,
+		},
+	}, {
+		// The entry of sink b is not selected, but removing the ID would take it too.
+		name:   "unselected-namesake",
+		puts:   []put{{"X", "a", "ev-1"}, {"X", "b", "ev-1"}},
+		filter: func(e dlq.Entry) bool { return e.Sink == "a" },
+		want:   dlq.Report{Selected: 1, Conflicts: 1},
+		left:   []put{{"X", "a", "ev-1"}, {"X", "b", "ev-1"}},
+		outcomes: map[string]dlq.Outcome{
+			"a/ev-1": dlq.OutcomeConflict,
+		},
+	}, {
+		// The same entry written twice is still one entry: sent once, removed with its copy.
+		name:     "copy",
+		puts:     []put{{"X", "a", "ev-1"}, {"X", "a", "ev-1"}},
+		want:     dlq.Report{Selected: 1, Redriven: 1, Removed: 1, Copies: 1},
+		sent:     map[string][]string{"a": {"ev-1"}},
+		outcomes: map[string]dlq.Outcome{"a/ev-1": dlq.OutcomeRedriven},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			q := dlqtest.NewMemory()
+			for _, p := range tc.puts {
+				require.NoError(t, q.Put(ctx, dlq.Entry{ID: p.id, Sink: p.sink, Event: fanbridge.Event{ID: p.event, Raw: []byte(`{}`)}}))
+			}
+			sent := map[string][]string{}
+			sinks := map[string]sink.Sink{}
+			for _, name := range []string{"a", "b"} {
+				sinks[name] = sink.Func(func(_ context.Context, e *fanbridge.Event) error {
+					sent[name] = append(sent[name], e.ID)
+					return nil
+				})
+			}
+			outcomes := map[string]dlq.Outcome{}
+			rep, err := dlq.Redrive(ctx, q, sinks, tc.filter, dlq.WithOnResult(func(r dlq.Result) {
+				outcomes[r.Entry.Sink+"/"+r.Entry.Event.ID] = r.Outcome
+				if r.Outcome == dlq.OutcomeConflict {
+					assert.ErrorIs(t, r.Err, dlq.ErrIDConflict)
+				}
+			}))
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, rep)
+			if tc.sent == nil {
+				tc.sent = map[string][]string{}
+			}
+			assert.Equal(t, tc.sent, sent)
+			assert.Equal(t, tc.outcomes, outcomes)
+			var left []put
+			for e, err := range dlq.All(ctx, q) {
+				require.NoError(t, err)
+				left = append(left, put{e.ID, e.Sink, e.Event.ID})
+			}
+			assert.Equal(t, tc.left, left)
+		})
+	}
+}
+
+// liveQueue lists the entries put while its List runs, as a queue that reads its storage as it
+// goes may. Its Delete must not run during a List.
+type liveQueue struct {
+	mu      sync.Mutex
+	entries []dlq.Entry
+}
+
+func (q *liveQueue) Put(_ context.Context, e dlq.Entry) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.entries = append(q.entries, e)
+	return nil
+}
+
+func (q *liveQueue) List(ctx context.Context, fn func(dlq.Entry) error) error {
+	for i := 0; ; i++ {
+		q.mu.Lock()
+		if i >= len(q.entries) {
+			q.mu.Unlock()
+			return nil
+		}
+		e := q.entries[i]
+		q.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+}
+
+func (q *liveQueue) Get(context.Context, string) (dlq.Entry, error) {
+	return dlq.Entry{}, dlq.ErrNotFound
+}
+
+func (q *liveQueue) Delete(_ context.Context, ids ...string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, id := range ids {
+		q.entries = slices.DeleteFunc(q.entries, func(e dlq.Entry) bool { return e.ID == id })
+	}
+	return nil
+}
+
+// An entry put during the redrive, with the ID of an entry already delivered but not yet removed,
+// holds that removal back: the delivered entry stays, to be sent again, rather than the new one
+// being removed unsent.
+func TestRedriveSharedIDPutDuringRedrive(t *testing.T) {
+	ctx := testCtx(t)
+	q := &liveQueue{}
+	require.NoError(t, q.Put(ctx, dlq.Entry{ID: "X", Sink: "a", Event: fanbridge.Event{ID: "ev-1"}}))
+	// Z is handed to the single worker only once it has finished X, so the List reaches the
+	// entry X's send puts.
+	require.NoError(t, q.Put(ctx, dlq.Entry{ID: "Z", Sink: "a", Event: fanbridge.Event{ID: "ev-2"}}))
+	var sentA []string
+	a := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+		sentA = append(sentA, e.ID)
+		if e.ID == "ev-1" {
+			return q.Put(ctx, dlq.Entry{ID: "X", Sink: "b", Event: fanbridge.Event{ID: "ev-1"}})
+		}
+		return nil
+	})
+	b := sink.Func(func(context.Context, *fanbridge.Event) error {
+		t.Error("the entry for sink b, sharing its ID, was sent")
+		return nil
+	})
+	rep, err := dlq.Redrive(ctx, q, map[string]sink.Sink{"a": a, "b": b}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, dlq.Report{Selected: 3, Redriven: 2, Removed: 1, Conflicts: 1}, rep)
+	assert.Equal(t, []string{"ev-1", "ev-2"}, sentA)
+	var left []string
+	for _, e := range q.entries {
+		left = append(left, e.ID+"/"+e.Sink)
+	}
+	assert.Equal(t, []string{"X/a", "X/b"}, left)
 }
