@@ -302,7 +302,8 @@ func parseTime(name, s string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: %s: %v", ErrMalformed, name, err)
 	}
-	return t, nil
+	// A writer other than this package may give an offset; the instant is what is kept.
+	return t.UTC(), nil
 }
 
 func decodeBytes(name string, embedded json.RawMessage, text, b64 *string) ([]byte, error) {

@@ -154,3 +154,21 @@ func TestAppendJSONRejectsTimesOutOfRange(t *testing.T) {
 	_, err := e.AppendJSON(nil)
 	assert.ErrorIs(t, err, dlq.ErrInvalidEntry)
 }
+
+// Another writer may give times with an offset: decoded times are in UTC, at the same instant.
+func TestJSONDecodedTimesAreUTC(t *testing.T) {
+	for _, offset := range []string{"+02:00", "-05:30", "+00:00", "Z"} {
+		t.Run(offset, func(t *testing.T) {
+			in := `{"v":1,"id":"A","sink":"s","first_attempt":"2026-03-01T12:00:00.5` + offset +
+				`","last_attempt":"2026-03-01T12:00:01` + offset + `","event":{"id":"e","time":"2026-03-01T11:59:00` + offset + `"}}`
+			var e dlq.Entry
+			require.NoError(t, e.UnmarshalJSON([]byte(in)))
+			for name, got := range map[string]time.Time{"first_attempt": e.FirstAttempt, "last_attempt": e.LastAttempt, "event.time": e.Event.Time} {
+				assert.Same(t, time.UTC, got.Location(), "%s: %v", name, got)
+			}
+			want, err := time.Parse(time.RFC3339Nano, "2026-03-01T12:00:00.5"+offset)
+			require.NoError(t, err)
+			assert.True(t, want.Equal(e.FirstAttempt), "the instant is kept: %v, want %v", e.FirstAttempt, want)
+		})
+	}
+}

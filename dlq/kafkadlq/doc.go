@@ -30,7 +30,8 @@
 //	event.data          Event.Data itself otherwise
 //	meta.<key>          each Event.Metadata entry
 //
-// A record without dlq.v was not written by this package; one with a newer version, or with
+// Times with an offset, from another producer, are read as the same instant in UTC. A record
+// without dlq.v was not written by this package; one with a newer version, or with
 // headers that do not parse, is not an entry this version can read. List and Get skip such
 // records and report them (WithOnDamage, the logger).
 //

@@ -325,3 +325,27 @@ func TestPutRefusedInASharedBatchIsRetryable(t *testing.T) {
 	require.NotZero(t, refused, "the batch went through: the test sent nothing the topic refuses")
 	require.NoError(t, q.Put(ctx, entry("again", 800)), "alone, the same size fits")
 }
+
+// A record written by another producer may give times with an offset: the entry read back has
+// them in UTC, at the same instant, as the JSON form does.
+func TestDecodedTimesAreUTC(t *testing.T) {
+	ctx := testCtx(t)
+	_, cl := cluster(t, 1)
+	q := newQueue(t, cl)
+	rec := &kgo.Record{Topic: topic, Value: []byte(`{}`), Headers: []kgo.RecordHeader{
+		{Key: kafkadlq.HeaderVersion, Value: []byte("1")},
+		{Key: kafkadlq.HeaderID, Value: []byte("offset-times")},
+		{Key: kafkadlq.HeaderSink, Value: []byte("s")},
+		{Key: kafkadlq.HeaderFirstAttempt, Value: []byte("2026-03-01T12:00:00.5+02:00")},
+		{Key: kafkadlq.HeaderLastAttempt, Value: []byte("2026-03-01T12:00:01+02:00")},
+		{Key: kafkadlq.HeaderEventTime, Value: []byte("2026-03-01T11:59:00-05:30")},
+	}}
+	require.NoError(t, cl.ProduceSync(ctx, rec).FirstErr())
+	e, err := q.Get(ctx, "offset-times")
+	require.NoError(t, err)
+	for name, got := range map[string]time.Time{"first": e.FirstAttempt, "last": e.LastAttempt, "event": e.Event.Time} {
+		assert.Same(t, time.UTC, got.Location(), "%s: %v", name, got)
+	}
+	assert.Equal(t, time.Date(2026, 3, 1, 10, 0, 0, 5e8, time.UTC), e.FirstAttempt)
+	assert.Equal(t, time.Date(2026, 3, 1, 17, 29, 0, 0, time.UTC), e.Event.Time)
+}

@@ -144,7 +144,8 @@ func decode(r *kgo.Record) (decoded, error) {
 		if perr != nil && err == nil {
 			err = fmt.Errorf("%w: header %s: %v", dlq.ErrMalformed, name, perr)
 		}
-		*dst = t
+		// Another producer may give an offset; entries come back in UTC, as from every driver.
+		*dst = t.UTC()
 	}
 	for _, h := range r.Headers {
 		v := h.Value
