@@ -34,7 +34,7 @@ type Config struct {
 
 	// fromEnv holds the values Decode took from the environment, by key path, which Validate
 	// never shows in an error.
-	fromEnv map[string]string
+	fromEnv envValues
 }
 
 // Listen is the HTTP server's address and timeouts.

@@ -21,7 +21,7 @@ import (
 type decoder struct {
 	lookup  func(string) (string, bool)
 	errs    *Errors
-	fromEnv map[string]string // key path -> value, for the text values ${ENV} expansion changed
+	fromEnv envValues // key path -> the values ${ENV} expansion put there
 }
 
 var (
@@ -39,16 +39,20 @@ func (d *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
 }
 
 // scalar returns the expanded text of a scalar node and whether expansion changed it (then the
-// text may be a secret and is never echoed in errors).
+// text may be a secret and is never echoed in errors). It records the values it took from the
+// environment under path, for Errors to keep out of every message.
 func (d *decoder) scalar(path string, n *yaml.Node) (string, bool, bool) {
 	if n.Kind != yaml.ScalarNode {
 		d.fail(path, n, "want a single value, got %s", kindName(n))
 		return "", false, false
 	}
-	out, changed, err := expand(n.Value, d.lookup)
+	out, changed, vals, err := expand(n.Value, d.lookup)
 	if err != nil {
 		d.fail(path, n, "%v", err)
 		return "", false, false
+	}
+	if changed {
+		d.fromEnv[path] = append(d.fromEnv[path], vals...)
 	}
 	return out, changed, true
 }
@@ -181,12 +185,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.Set(m)
 	case reflect.String:
-		text, exp, ok := d.scalar(path, n)
-		if ok {
+		if text, _, ok := d.scalar(path, n); ok {
 			v.SetString(text)
-			if exp {
-				d.fromEnv[path] = text
-			}
 		}
 	case reflect.Bool:
 		text, exp, ok := d.scalar(path, n)
@@ -315,7 +315,7 @@ func (d *decoder) decodePattern(n *yaml.Node, p *Pattern, path string) {
 			p.JSON = []byte(text)
 			return
 		}
-		out, err := d.expandJSONStrings(text)
+		out, err := d.expandJSONStrings(text, path)
 		if err != nil {
 			d.fail(path, n, "%v", err)
 			return
@@ -415,7 +415,8 @@ type jsonFrame struct {
 // JSON is parsed, as the YAML form does: expanding the text before parsing it would let a value
 // such as `a"],"detail-type":["x` add keys to the pattern. Keys are kept as written, as the YAML
 // form keeps them, and numbers keep their text. A reference outside a string is refused.
-func (d *decoder) expandJSONStrings(text string) ([]byte, error) {
+// The values taken from the environment are recorded under path, the pattern's key.
+func (d *decoder) expandJSONStrings(text, path string) ([]byte, error) {
 	dec := json.NewDecoder(strings.NewReader(text))
 	dec.UseNumber()
 	var buf bytes.Buffer
@@ -474,9 +475,12 @@ func (d *decoder) expandJSONStrings(text string) ([]byte, error) {
 			before()
 			val := tok
 			if !key {
-				expanded, _, err := expand(tok, d.lookup)
+				expanded, changed, vals, err := expand(tok, d.lookup)
 				if err != nil {
 					return nil, err
+				}
+				if changed {
+					d.fromEnv[path] = append(d.fromEnv[path], vals...)
 				}
 				val = expanded
 			}

@@ -63,3 +63,73 @@ func TestValuesFromTheEnvironmentNeverInErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestNoPartOfAnEnvironmentValueInLibraryMessages gives CEL expressions and event patterns values
+// from the environment that make them fail: a CEL compiler quotes the line it fails on, or a
+// token, so cutting out the whole expanded text is not enough. No part of a value may remain; a
+// value too short to cut out without garbling the message withholds the compiler's detail instead.
+func TestNoPartOfAnEnvironmentValueInLibraryMessages(t *testing.T) {
+	const (
+		secret   = "TOPSECRETVALUE"
+		withheld = "(the detail is not shown, as it could quote a value from the environment"
+	)
+	cases := []struct {
+		name  string
+		route string // the route's filter key, with ${S} in it
+		value string // of S
+		// wantError is in the error; wantDetail too when not empty (the compiler's detail is
+		// shown), else the detail is withheld and wantError is all of the error but its end.
+		wantError, wantDetail string
+	}{
+		{name: "cel one line", route: `cel: "event.source == '${S}' && nosuchvar"`, value: secret,
+			wantError: "config: routes[0].cel: filter: invalid CEL expression", wantDetail: "undeclared reference to 'nosuchvar'"},
+		{name: "cel failing line holds the value", route: `cel: "event.source == '${S}' && nosuchvar &&\n true"`, value: secret,
+			wantError: "config: routes[0].cel: filter: invalid CEL expression", wantDetail: "event.source == '(value from the environment)' && nosuchvar"},
+		{name: "cel value in double quotes", route: `cel: "event.source == \"${S}\" &&\n nosuchvar"`, value: secret,
+			wantError: "config: routes[0].cel: filter: invalid CEL expression", wantDetail: "undeclared reference to 'nosuchvar'"},
+		{name: "cel value beside other text", route: `cel: "event.source == 'aws.${S}.x' && nosuchvar &&\n true"`, value: secret,
+			wantError: "config: routes[0].cel: filter: invalid CEL expression", wantDetail: "'aws.(value from the environment).x'"},
+		{name: "cel value of several lines", route: `cel: "event.source == '${S}' && nosuchvar"`, value: "first line of it\nsecond line of it",
+			wantError: "config: routes[0].cel: filter: invalid CEL expression " + withheld},
+		{name: "cel tokens of the value", route: `cel: "event.source == ${S}"`, value: "TOPSECRET VALUE",
+			wantError: "config: routes[0].cel: filter: invalid CEL expression " + withheld},
+		{name: "cel short value", route: `cel: "event.source == '${S}' && nosuchvar &&\n true"`, value: "abc12",
+			wantError: "config: routes[0].cel: filter: invalid CEL expression " + withheld},
+		{name: "cel one character", route: `cel: "event.source == '${S}' && nosuchvar &&\n true"`, value: "x",
+			wantError: "config: routes[0].cel: refused " + withheld},
+		{name: "cel value on a line that compiles", route: `cel: "event.source == '${S}' &&\n nosuchvar"`, value: "abc12",
+			wantError: "config: routes[0].cel: filter: invalid CEL expression", wantDetail: "<input>:2:2: undeclared reference to 'nosuchvar'"},
+		{name: "pattern comparison", route: `pattern: {detail: {n: [{numeric: ["${S}", 5]}]}}`, value: secret,
+			wantError: `config: routes[0].pattern: filter: pattern at "detail.n": "numeric" has an unknown comparison (value from the environment)`, wantDetail: "unknown comparison"},
+		{name: "pattern as JSON", route: `pattern: '{"detail": {"n": [{"numeric": ["${S}", 5]}]}}'`, value: secret,
+			wantError: `config: routes[0].pattern: filter: pattern at "detail.n": "numeric" has an unknown comparison (value from the environment)`, wantDetail: "unknown comparison"},
+		// Quoted, a short value is cut out without garbling the rest.
+		{name: "pattern short value", route: `pattern: {detail: {n: [{numeric: ["${S}", 5]}]}}`, value: "=<",
+			wantError: `config: routes[0].pattern: filter: pattern at "detail.n": "numeric" has an unknown comparison (value from the environment)`, wantDetail: "unknown comparison"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			text := `
+intake: [{path: /e, insecure_no_auth: true}]
+sinks: [{name: s, grpc: {targets: ["h:1"], insecure: true}}]
+routes: [{name: r, sinks: [s], ` + tc.route + `}]
+`
+			_, err := config.Parse([]byte(text), env(map[string]string{"S": tc.value}))
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, config.ErrInvalid))
+			msg := err.Error()
+			assert.Contains(t, msg, tc.wantError)
+			if tc.wantDetail == "" {
+				assert.Equal(t, tc.wantError+"; write the value in the file to see it)", msg)
+				return
+			}
+			assert.Contains(t, msg, tc.wantDetail)
+			assert.NotContains(t, msg, "not shown")
+			assert.NotContains(t, msg, tc.value)
+			if len(tc.value) >= 8 {
+				assert.NotContains(t, msg, tc.value[:8])
+				assert.NotContains(t, msg, tc.value[len(tc.value)-8:])
+			}
+		})
+	}
+}

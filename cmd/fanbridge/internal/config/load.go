@@ -7,8 +7,11 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -20,8 +23,14 @@ var ErrInvalid = errors.New("config: invalid")
 type Errors struct {
 	List []string
 
-	fromEnv map[string]string // key path -> value, for the values ${ENV} expansion made
+	fromEnv envValues
 }
+
+// envValues holds, by key path, the values ${ENV} expansion put in a setting: each variable's
+// value on its own rather than the expanded text, since a message may quote any part of that
+// text (a CEL compiler quotes the one line it fails on). A path is there, with no values, when
+// every reference in it took its default.
+type envValues map[string][]string
 
 // show quotes the value at path for an error message, unless it came from the environment, where
 // it may be a secret: then it says so instead.
@@ -40,27 +49,155 @@ func (e *Errors) showAddress(path, a string) string {
 	return quoteAddress(a)
 }
 
-// redact replaces, in a message about path, the values from the environment at path or below it,
-// which the library functions Validate calls may quote: quoted wherever they appear, and as they
-// are when long enough not to be mistaken for a word of the message.
-func (e *Errors) redact(path, msg string) string {
-	for q, v := range e.fromEnv {
-		if v == "" || path != "" && q != path && !strings.HasPrefix(q, path+".") && !strings.HasPrefix(q, path+"[") {
-			continue
-		}
-		msg = strings.ReplaceAll(msg, strconv.Quote(v), fromEnvText)
-		if len(v) >= 8 {
-			msg = strings.ReplaceAll(msg, v, fromEnvText)
-		}
-	}
-	return msg
-}
-
 // fromEnvText stands in an error for a value that came from the environment.
 const fromEnvText = "(value from the environment)"
 
-func (e *Errors) add(path, msg string) {
+// redactMark stands in a message for a value while it is being redacted, so that a shorter value
+// found inside fromEnvText, or inside the stand-in of a longer value, is not replaced in turn.
+const redactMark = "\x00"
+
+// minShownAround is the length from which a value from the environment is cut out of a message
+// wherever it appears. A shorter one may be part of the message's own words ("in" of "invalid"),
+// which cutting it out would garble; it is cut out only where it stands quoted.
+const minShownAround = 8
+
+// under reports whether key path q is path or a key below it; every path is under "".
+func under(q, path string) bool {
+	return path == "" || q == path || strings.HasPrefix(q, path+".") || strings.HasPrefix(q, path+"[")
+}
+
+// forms lists the ways a message may spell v: as it is, each of its lines (a compiler quotes
+// the line it fails on), and escaped as Go and JSON quote it.
+func forms(v string) []string {
+	out := []string{v}
+	if strings.ContainsAny(v, "\r\n") {
+		out = append(out, strings.FieldsFunc(v, func(r rune) bool { return r == '\n' || r == '\r' })...)
+	}
+	if q := strconv.Quote(v); q[1:len(q)-1] != v {
+		out = append(out, q[1:len(q)-1])
+	}
+	var b bytes.Buffer
+	writeJSONString(&b, v)
+	if j := b.String(); j[1:len(j)-1] != v {
+		out = append(out, j[1:len(j)-1])
+	}
+	return out
+}
+
+// redact replaces, in a message about path, the values from the environment: those at path or
+// below it wherever they stand quoted, and any long enough not to be mistaken for a word of the
+// message (see minShownAround) wherever they appear, whichever key they belong to.
+func (e *Errors) redact(path, msg string) string {
+	type cut struct {
+		text   string
+		quoted bool
+	}
+	var cuts []cut
+	for q, vals := range e.fromEnv {
+		in := under(q, path)
+		for _, v := range vals {
+			for _, f := range forms(v) {
+				if f == "" {
+					continue
+				}
+				if in {
+					cuts = append(cuts, cut{strconv.Quote(f), true})
+				}
+				if len(f) >= minShownAround {
+					cuts = append(cuts, cut{f, false})
+				}
+			}
+		}
+	}
+	if len(cuts) == 0 {
+		return msg
+	}
+	// Longest first: a value, or a line of one, may hold another value.
+	slices.SortFunc(cuts, func(a, b cut) int { return len(b.text) - len(a.text) })
+	for _, c := range cuts {
+		msg = strings.ReplaceAll(msg, c.text, redactMark)
+	}
+	return strings.ReplaceAll(msg, redactMark, fromEnvText)
+}
+
+// mayQuote reports whether msg, redacted, may still hold a part of a value from the environment
+// at path or below it: any run of four characters of one (all of a shorter one), in any of its
+// forms, or any of its words (runs of letters, digits and _) standing as a word of its own.
+func (e *Errors) mayQuote(path, msg string) bool {
+	msg = strings.ReplaceAll(msg, fromEnvText, redactMark)
+	for q, vals := range e.fromEnv {
+		if !under(q, path) {
+			continue
+		}
+		for _, v := range vals {
+			for _, f := range forms(v) {
+				w := min(len(f), 4)
+				for i := 0; w > 0 && i+w <= len(f); i++ {
+					if strings.Contains(msg, f[i:i+w]) {
+						return true
+					}
+				}
+			}
+			for _, word := range strings.FieldsFunc(v, notWordRune) {
+				if containsWord(msg, word) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func notWordRune(r rune) bool {
+	return !(r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r))
+}
+
+// containsWord reports whether word stands in s with no letter, digit or _ on either side.
+func containsWord(s, word string) bool {
+	for i := 0; ; {
+		j := strings.Index(s[i:], word)
+		if j < 0 {
+			return false
+		}
+		j += i
+		end := j + len(word)
+		before, _ := utf8.DecodeLastRuneInString(s[:j])
+		after, _ := utf8.DecodeRuneInString(s[end:])
+		if (j == 0 || notWordRune(before)) && (end == len(s) || notWordRune(after)) {
+			return true
+		}
+		i = j + 1
+	}
+}
+
+func (e *Errors) add(path, msg string) { e.put(path, e.redact(path, msg)) }
+
+// addDetail reports msg, the text of err (or a part of it), which a library returned about the
+// value at path. A library may quote any part of that value, not only the whole of it (a CEL
+// compiler shows the line it fails on, or a token), so its message is shown only when no part
+// of a value from the environment may remain in it once redacted. Otherwise the message is
+// withheld, and only what err wraps innermost, such as "filter: invalid CEL expression", is
+// shown: a short value cannot be cut out of a message without garbling it, and a message
+// missing its detail is better than one showing a secret.
+func (e *Errors) addDetail(path, msg string, err error) {
 	msg = e.redact(path, msg)
+	if !e.mayQuote(path, msg) {
+		e.put(path, msg)
+		return
+	}
+	inner := err
+	for u := errors.Unwrap(inner); u != nil; u = errors.Unwrap(inner) {
+		inner = u
+	}
+	const withheld = "the detail is not shown, as it could quote a value from the environment; write the value in the file to see it"
+	if s := inner.Error(); inner != err && !e.mayQuote(path, s) && !strings.Contains(s, "\n") {
+		e.put(path, s+" ("+withheld+")")
+		return
+	}
+	e.put(path, "refused ("+withheld+")")
+}
+
+func (e *Errors) put(path, msg string) {
 	if path == "" {
 		e.List = append(e.List, "config: "+msg)
 		return
@@ -198,7 +335,7 @@ func decodeRoot(root *yaml.Node, lookup Lookup) (*Config, error) {
 		lookup = os.LookupEnv
 	}
 	errs := &Errors{}
-	d := &decoder{lookup: lookup, errs: errs, fromEnv: map[string]string{}}
+	d := &decoder{lookup: lookup, errs: errs, fromEnv: envValues{}}
 	cfg := &Config{fromEnv: d.fromEnv}
 	if root.Kind != yaml.MappingNode {
 		d.fail("", root, "the file must hold a mapping of settings, got %s", kindName(root))
@@ -212,15 +349,17 @@ func decodeRoot(root *yaml.Node, lookup Lookup) (*Config, error) {
 }
 
 // expand replaces ${NAME} and ${NAME:-default} in s. "$${" stands for a literal "${". It reports
-// whether anything was replaced. A variable that is unset (or empty, with a default given) takes
+// whether anything was replaced, and the values it took from the environment (not the defaults,
+// which are the file's own text). A variable that is unset (or empty, with a default given) takes
 // the default; unset without a default is an error naming it. A default is literal text without
 // "${" in it.
-func expand(s string, lookup Lookup) (string, bool, error) {
+func expand(s string, lookup Lookup) (string, bool, []string, error) {
 	if !strings.Contains(s, "${") {
-		return s, false, nil
+		return s, false, nil, nil
 	}
 	var b strings.Builder
 	changed := false
+	var vals []string
 	for {
 		i := strings.Index(s, "${")
 		if i < 0 {
@@ -236,30 +375,32 @@ func expand(s string, lookup Lookup) (string, bool, error) {
 		b.WriteString(s[:i])
 		end := strings.IndexByte(s[i:], '}')
 		if end < 0 {
-			return "", false, fmt.Errorf("unterminated ${ in value")
+			return "", false, nil, fmt.Errorf("unterminated ${ in value")
 		}
 		expr := s[i+2 : i+end]
 		s = s[i+end+1:]
 		name, def, hasDef := strings.Cut(expr, ":-")
 		if !validEnvName(name) {
-			return "", false, fmt.Errorf("invalid variable name %q in ${...}", name)
+			return "", false, nil, fmt.Errorf("invalid variable name %q in ${...}", name)
 		}
 		// A reference in a default would end the outer one at its own "}", leaving its text,
 		// such as "${FALLBACK_KEY}", as the value: for a key or password, one anybody can guess.
 		if strings.Contains(def, "${") {
-			return "", false, fmt.Errorf("the default of ${%s:-...} holds a ${...} reference; defaults are literal text, and references do not nest", name)
+			return "", false, nil, fmt.Errorf("the default of ${%s:-...} holds a ${...} reference; defaults are literal text, and references do not nest", name)
 		}
 		val, ok := lookup(name)
 		switch {
 		case hasDef && (!ok || val == ""):
 			val = def
 		case !ok:
-			return "", false, fmt.Errorf("environment variable %s is not set", name)
+			return "", false, nil, fmt.Errorf("environment variable %s is not set", name)
+		default:
+			vals = append(vals, val)
 		}
 		b.WriteString(val)
 		changed = true
 	}
-	return b.String(), changed, nil
+	return b.String(), changed, vals, nil
 }
 
 func validEnvName(s string) bool {

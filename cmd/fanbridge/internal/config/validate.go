@@ -210,7 +210,7 @@ func (c *Config) validateIntake(e *Errors) {
 				continue
 			}
 			if _, err := v.Build(); err != nil {
-				e.add(vp+"."+kind, err.Error())
+				e.addDetail(vp+"."+kind, err.Error(), err)
 			}
 		}
 		if in.MaxBody < 0 || in.MaxBody > 16<<20 {
@@ -335,7 +335,7 @@ func (c *Config) validateSinks(e *Errors) map[string]bool {
 			e.add(p, "one of kafka or grpc is required")
 		}
 		if _, err := retry.New(s.Retry.Policy()); err != nil {
-			e.add(p+".retry", err.Error())
+			e.addDetail(p+".retry", err.Error(), err)
 		}
 		if s.Retry.MaxAttempts < 0 && s.Retry.MaxAge == 0 {
 			// Without either budget an async delivery retries until the shutdown's drain deadline.
@@ -387,19 +387,19 @@ func validateKafkaSink(e *Errors, p string, k *KafkaSink) {
 	if k.Topic != "" {
 		n++
 		if err := kafkasink.ValidTopic(k.Topic); err != nil {
-			e.add(p+".topic", err.Error())
+			e.addDetail(p+".topic", err.Error(), err)
 		}
 	}
 	if len(k.TopicByType) > 0 {
 		n++
 		for t, topic := range k.TopicByType {
 			if err := kafkasink.ValidTopic(topic); err != nil {
-				e.add(mapKeyPath(p+".topic_by_type", t), err.Error())
+				e.addDetail(mapKeyPath(p+".topic_by_type", t), err.Error(), err)
 			}
 		}
 		if k.FallbackTopic != "" {
 			if err := kafkasink.ValidTopic(k.FallbackTopic); err != nil {
-				e.add(p+".fallback_topic", err.Error())
+				e.addDetail(p+".fallback_topic", err.Error(), err)
 			}
 		}
 	} else if k.FallbackTopic != "" {
@@ -412,14 +412,14 @@ func validateKafkaSink(e *Errors, p string, k *KafkaSink) {
 		e.add(p, "want exactly one of topic, topic_by_type or topic_template")
 	}
 	if _, err := KeyFunc(k.Key); err != nil {
-		e.add(p+".key", err.Error())
+		e.addDetail(p+".key", err.Error(), err)
 	}
 	if k.Value != "data" && k.Value != "raw" {
 		e.addf(p+".value", "want data or raw, got %s", e.show(p+".value", k.Value))
 	}
 	if k.TopicTemplate != "" {
 		if err := kafkasink.ValidTopicTemplate(k.TopicTemplate); err != nil {
-			e.add(p+".topic_template", strings.TrimPrefix(err.Error(), kafkasink.ErrInvalidTopic.Error()+": "))
+			e.addDetail(p+".topic_template", strings.TrimPrefix(err.Error(), kafkasink.ErrInvalidTopic.Error()+": "), err)
 		}
 	}
 }
@@ -475,8 +475,13 @@ func (c *Config) validateRoutes(e *Errors, sinks map[string]bool) {
 		if n != 1 {
 			e.add(p, "want exactly one of pattern, cel or all")
 		} else if _, err := r.Build(); err != nil {
+			// Build says which key ("cel: ...", "pattern: ...") and wraps the library's error.
 			key, msg, _ := strings.Cut(err.Error(), ": ")
-			e.add(p+"."+key, msg)
+			inner := errors.Unwrap(err)
+			if inner == nil {
+				inner = err
+			}
+			e.addDetail(p+"."+key, msg, inner)
 		}
 		if len(r.Sinks) == 0 {
 			e.add(p+".sinks", "at least one sink is required")
@@ -528,7 +533,7 @@ func (c *Config) validateDLQ(e *Errors) {
 		if d.Kafka.Topic == "" {
 			e.add("dlq.kafka.topic", "is required")
 		} else if err := kafkasink.ValidTopic(d.Kafka.Topic); err != nil {
-			e.add("dlq.kafka.topic", err.Error())
+			e.addDetail("dlq.kafka.topic", err.Error(), err)
 		}
 	default:
 		e.add("dlq", "one of file or kafka is required")
@@ -554,10 +559,10 @@ func (c *Config) validateDispatch(e *Errors) {
 func addKeyErr(e *Errors, path string, err error) {
 	var ke *KeyError
 	if errors.As(err, &ke) {
-		e.add(path+"."+ke.Key, ke.Err.Error())
+		e.addDetail(path+"."+ke.Key, ke.Err.Error(), ke.Err)
 		return
 	}
-	e.add(path, err.Error())
+	e.addDetail(path, err.Error(), err)
 }
 
 // quoteAddress quotes an address for an error, leaving out whatever comes before an "@" (after
