@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/fanbridge/fanbridge/retry"
 )
 
 // Limits of the WebSocket Notification API.
@@ -46,15 +48,21 @@ type Channel struct {
 // would make Genesys hold one more channel than the caller knows of, so CreateChannel returns an
 // error wrapping ErrOutcomeUnknown instead. Genesys offers no way to delete a channel; a caller
 // that counts its channels against MaxChannels should count such a creation as a channel that
-// lives ChannelLifetime from now (package genesys/notifications does).
+// lives ChannelLifetime from now (package genesys/notifications does). A success answer that
+// cannot be used (a body that does not decode, or one without id or connectUri) wraps
+// ErrOutcomeUnknown too: Genesys answered 2xx, so it did create a channel, which counts against
+// MaxChannels although it cannot be connected.
 func (c *Client) CreateChannel(ctx context.Context) (*Channel, error) {
 	var ch Channel
 	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v2/notifications/channels"}, &ch)
-	if err != nil {
+	var dErr *decodeError
+	switch {
+	case errors.As(err, &dErr):
+		return nil, retry.Permanent(fmt.Errorf("%w: %w", ErrOutcomeUnknown, err))
+	case err != nil:
 		return nil, err
-	}
-	if ch.ID == "" || ch.ConnectURI == "" {
-		return nil, fmt.Errorf("genesys: channel answer without id or connectUri")
+	case ch.ID == "" || ch.ConnectURI == "":
+		return nil, retry.Permanent(fmt.Errorf("%w: genesys: POST /api/v2/notifications/channels: success answer without id or connectUri", ErrOutcomeUnknown))
 	}
 	return &ch, nil
 }

@@ -2,8 +2,11 @@ package genesys_test
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,6 +136,44 @@ func TestCreateChannelIsNotRepeatedAfterAnUnclearFailure(t *testing.T) {
 		require.ErrorAs(t, err, &re)
 		assert.Equal(t, fastPolicy.MaxAttempts, re.Attempts, "every attempt of the policy was made")
 	})
+}
+
+// A success answer to a channel creation that cannot be used (no id, no connectUri, a body that
+// does not decode) still means that Genesys created a channel, which counts against MaxChannels:
+// the error must say the outcome is unknown, or a caller would count the creation as failed and
+// create another, uncounted, each time.
+func TestCreateChannelUnusableSuccessAnswerIsOutcomeUnknown(t *testing.T) {
+	const path = "/api/v2/notifications/channels"
+	for _, tc := range []struct{ name, body string }{
+		{"empty object", `{}`},
+		{"no connectUri", `{"id":"5f3c0000-0000-4000-8000-000000000001"}`},
+		{"no id", `{"connectUri":"wss://streaming.mypurecloud.com/channels/x"}`},
+		{"not JSON", `<html>ok</html>`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tokens := genesystest.NewServer()
+			t.Cleanup(tokens.Close)
+			var posts atomic.Int32
+			api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodPost || r.URL.Path != path {
+					http.NotFound(w, r)
+					return
+				}
+				posts.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, tc.body)
+			}))
+			t.Cleanup(api.Close)
+			c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+				genesys.WithBaseURL(api.URL), genesys.WithTokenURL(tokens.TokenURL()), genesys.WithRetryPolicy(fastPolicy))
+			require.NoError(t, err)
+			ch, err := c.CreateChannel(testContext(t))
+			require.ErrorIs(t, err, genesys.ErrOutcomeUnknown)
+			assert.True(t, retry.IsPermanent(err), "not to be sent again blindly")
+			assert.Nil(t, ch)
+			assert.EqualValues(t, 1, posts.Load(), "creations sent")
+		})
+	}
 }
 
 func TestAvailableTopics(t *testing.T) {

@@ -66,7 +66,8 @@
 //     again instead of creating another. Only a channel that Genesys says it does not have (404) is
 //     given up, with a warning: Genesys drops a channel early only to make room for a newer one.
 //   - A creation whose answer is lost (a 5xx, a timeout, a connection broken after the request was
-//     sent) is not sent again (genesys.ErrOutcomeUnknown), since Genesys may have created the
+//     sent, a success answer without the channel's id or connectUri) is not sent again
+//     (genesys.ErrOutcomeUnknown), since Genesys may have created the
 //     channel, or may still create it: a request the client gave up on after its per-attempt
 //     timeout, or one a gateway answered 502 or 504 for, can wait in Genesys' queue after the
 //     failure was seen. The source takes such a channel as created at any moment up to a grace

@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -98,12 +102,36 @@ func newHarness(t *testing.T, topics []string, srvOpts []genesystest.Option, opt
 // newHarnessWith is newHarness with the dispatcher d; nil means the harness' recorder.
 func newHarnessWith(t *testing.T, d eventbridge.Dispatcher, topics []string, srvOpts []genesystest.Option, opts ...notifications.Option) *harness {
 	t.Helper()
+	return buildHarness(t, d, nil, topics, srvOpts, opts...)
+}
+
+// newHarnessVia is newHarness with the client's API requests passing through a proxy in front of
+// the fake, which hands each answer to rewrite before the client sees it; the sockets connect to
+// the fake directly.
+func newHarnessVia(t *testing.T, rewrite func(*http.Response) error, topics []string, srvOpts []genesystest.Option, opts ...notifications.Option) *harness {
+	t.Helper()
+	return buildHarness(t, nil, rewrite, topics, srvOpts, opts...)
+}
+
+func buildHarness(t *testing.T, d eventbridge.Dispatcher, rewrite func(*http.Response) error, topics []string, srvOpts []genesystest.Option, opts ...notifications.Option) *harness {
+	t.Helper()
 	h := &harness{rec: newRecorder(), reader: sdkmetric.NewManualReader(), runErr: make(chan error, 1)}
 	h.srv = genesystest.NewServer(append([]genesystest.Option{genesystest.WithHeartbeatInterval(100 * time.Millisecond)}, srvOpts...)...)
 	t.Cleanup(h.srv.Close)
+	api := h.srv.URL
+	if rewrite != nil {
+		target, err := url.Parse(h.srv.URL)
+		require.NoError(t, err)
+		proxy := httptest.NewServer(&httputil.ReverseProxy{
+			Rewrite:        func(r *httputil.ProxyRequest) { r.SetURL(target) },
+			ModifyResponse: rewrite,
+		})
+		t.Cleanup(proxy.Close)
+		api = proxy.URL
+	}
 	var err error
 	h.client, err = genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
-		genesys.WithBaseURL(h.srv.URL), genesys.WithTokenURL(h.srv.TokenURL()),
+		genesys.WithBaseURL(api), genesys.WithTokenURL(h.srv.TokenURL()),
 		genesys.WithRetryPolicy(retry.Policy{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond}))
 	require.NoError(t, err)
 	all := append([]notifications.Option{

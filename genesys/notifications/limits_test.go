@@ -2,6 +2,7 @@ package notifications_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -471,4 +472,47 @@ func TestMaintenanceDuringCreationOutageRecovers(t *testing.T) {
 	assert.EqualValues(t, genesys.MaxChannels-lanes, h.counter(t, "fanbridge.notifications.channels", "origin", "unknown"))
 	assert.EqualValues(t, lanes, h.counter(t, "fanbridge.notifications.channels", "origin", "reused"))
 	assert.EqualValues(t, lanes, h.counter(t, "fanbridge.notifications.channels", "origin", "created"))
+}
+
+// Genesys answers a channel creation with a 2xx that lacks the id and connectUri: it did create
+// the channel, which counts against the 20 for 24 hours, though the answer cannot be used. The
+// source must count it as a creation whose outcome is unknown, not forget it as a failure, or
+// each retry would create one more channel it does not count, and at 20 Genesys would evict the
+// oldest, which may be in use. Here one lane's socket breaks until the source has created 19
+// channels; the 20th creation's answer is unusable, and the lane then connects again an unused
+// channel instead of creating a 21st.
+func TestUnusableCreationAnswerIsCounted(t *testing.T) {
+	const channels = "/api/v2/notifications/channels"
+	var posts atomic.Int32
+	rewrite := func(resp *http.Response) error {
+		if resp.Request.Method != http.MethodPost || resp.Request.URL.Path != channels || posts.Add(1) != genesys.MaxChannels {
+			return nil
+		}
+		_ = resp.Body.Close()
+		resp.Body = io.NopCloser(strings.NewReader(`{}`))
+		resp.ContentLength = 2
+		resp.Header.Set("Content-Length", "2")
+		return nil
+	}
+	h := newHarnessVia(t, rewrite, []string{presence}, nil, patientHeartbeat)
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	for i := 1; i < genesys.MaxChannels; i++ {
+		require.Len(t, h.srv.DisconnectTopic(presence), 1)
+		for h.srv.Count(http.MethodGet, "/channels/") <= i { // the handshake of the next socket
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no socket after %d breaks", i)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	}
+	assert.Equal(t, genesys.MaxChannels, h.srv.ChannelsCreated(), "a channel created beyond the unusable answer")
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.channels", "origin", "unknown"))
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.channels", "origin", "reused"))
+	sent := publish(h.srv, presence, 1, 3)
+	require.Len(t, sent, 3)
+	h.rec.waitCount(t, ctx, len(sent))
+	assertExactlyOnce(t, sent, h.rec.snapshot())
 }
