@@ -8,14 +8,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/demo"
@@ -66,14 +70,17 @@ const dlqUsage = `usage: fanbridge dlq list   [-config FILE | -file DIR] [-sink 
        fanbridge dlq show   [-config FILE | -file DIR] ID
        fanbridge dlq redrive -config FILE [-file DIR] [-sink NAME] [-id ID]... [-attempts N]
 
-list     prints one line per dead-letter entry, oldest first (-json: one JSON entry per line)
+list     prints one line per dead-letter entry, oldest first, as it reads them (-json: one JSON
+         entry per line); text holding control characters is printed quoted
 show     prints one entry in full, as JSON
 redrive  re-sends entries, each to the one sink it failed on (the sinks come from -config),
-         and removes those the sink took
+         and removes those the sink took; entries of different sinks or events that share an
+         ID are kept unsent (conflicts)
 list and redrive take -sink and -id to select entries (repeatable; comma lists)
 
-The queue is the configuration's dlq (file or Kafka), or the filedlq directory given by -file.
-A running fanbridge holds a file queue for writing: list and show work beside it, redrive does not.
+The queue is the configuration's dlq (file or Kafka), or the filedlq directory given by -file,
+which must exist. A running fanbridge holds a file queue for writing: list and show work beside
+it, redrive does not.
 
 flags:
 `
@@ -166,7 +173,7 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 		b, _ := e.MarshalJSON()
 		var out bytes.Buffer
 		_ = json.Indent(&out, b, "", "  ")
-		if _, err := fmt.Fprintln(stdout, out.String()); err != nil {
+		if _, err := fmt.Fprintln(stdout, string(escapeJSONControls(out.Bytes()))); err != nil {
 			fmt.Fprintln(stderr, "fanbridge dlq: writing the entry:", err)
 			return exitFail
 		}
@@ -193,9 +200,9 @@ func selected(e dlq.Entry, sinkNames, ids []string) bool {
 }
 
 func dlqList(ctx context.Context, r dlq.Reader, sinkNames, ids []string, asJSON bool, stdout, stderr io.Writer) int {
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	tw := &table{w: stdout}
 	if !asJSON {
-		fmt.Fprintln(tw, "ID\tLAST ATTEMPT\tSINK\tROUTE\tCONDITION\tATTEMPTS\tEVENT ID\tTYPE\tERROR")
+		tw.add("ID", "LAST ATTEMPT", "SINK", "ROUTE", "CONDITION", "ATTEMPTS", "EVENT ID", "TYPE", "ERROR")
 	}
 	n := 0
 	err := r.List(ctx, func(e dlq.Entry) error {
@@ -208,21 +215,20 @@ func dlqList(ctx context.Context, r dlq.Reader, sinkNames, ids []string, asJSON 
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(stdout, string(b))
+			_, err = fmt.Fprintln(stdout, string(escapeJSONControls(b)))
 			return err
 		}
-		msg := e.Error
+		msg := strings.ReplaceAll(strings.ReplaceAll(e.Error, "\r\n", " "), "\n", " ")
 		if r := []rune(msg); len(r) > 60 {
 			msg = string(r[:60]) + "..."
 		}
-		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.LastAttempt.Format(time.RFC3339), e.Sink, e.Route,
-			e.Condition, e.Attempts, e.Event.ID, e.Event.Type, strings.ReplaceAll(msg, "\n", " "))
-		return err
+		return tw.add(cell(e.ID), e.LastAttempt.Format(time.RFC3339), cell(e.Sink), cell(e.Route),
+			cell(string(e.Condition)), strconv.Itoa(e.Attempts), cell(e.Event.ID), cell(e.Event.Type), cell(msg))
 	})
 	if !asJSON {
-		// The table reaches stdout only here: a full disk or a closed pipe shows now.
-		if ferr := tw.Flush(); ferr != nil && err == nil {
-			err = fmt.Errorf("writing the list: %w", ferr)
+		// The last rows reach stdout here: a full disk or a closed pipe shows now if not before.
+		if ferr := tw.flush(); ferr != nil && err == nil {
+			err = ferr
 		}
 		fmt.Fprintf(stderr, "%d entries\n", n)
 	}
@@ -238,6 +244,14 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 		if !slices.ContainsFunc(cfg.Sinks, func(s config.Sink) bool { return s.Name == n }) {
 			fmt.Fprintf(stderr, "fanbridge dlq redrive: -sink %s: no sink of that name in the configuration\n", n)
 			return exitUsage
+		}
+	}
+	// A file queue opened for writing is created when it is missing: a mistyped directory would
+	// become an empty queue and the redrive a success that redrove nothing.
+	if where != nil && where.File != nil {
+		if err := queueDirExists(where.File.Dir); err != nil {
+			fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
+			return exitFail
 		}
 	}
 	sinks, release, err := service.Sinks(cfg, log)
@@ -264,9 +278,11 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 		return selected(e, sinkNames, ids)
 	}
 	rep, err := dlq.Redrive(ctx, r, sinks, selectEntry, dlq.WithRetrier(rt), dlq.WithOnResult(func(res dlq.Result) {
-		line := fmt.Sprintf("%s  %-10s sink=%s event=%s", res.Entry.ID, res.Outcome, res.Entry.Sink, res.Entry.Event.ID)
+		// The error text comes from the sink, which may quote a remote server: escaped like the
+		// entry's fields, it cannot reach the terminal as control sequences.
+		line := fmt.Sprintf("%s  %-10s sink=%s event=%s", cell(res.Entry.ID), res.Outcome, cell(res.Entry.Sink), cell(res.Entry.Event.ID))
 		if res.Err != nil {
-			line += "  error: " + res.Err.Error()
+			line += "  error: " + cell(res.Err.Error())
 		}
 		fmt.Fprintln(stdout, line)
 	}))
@@ -274,15 +290,135 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 	if rep.Copies > 0 {
 		summary += fmt.Sprintf(", copies %d (written twice; they went with the first)", rep.Copies)
 	}
+	if rep.Conflicts > 0 {
+		summary += fmt.Sprintf(", conflicts %d (entries of different sinks or events share an ID; kept unsent)", rep.Conflicts)
+	}
 	fmt.Fprintln(stdout, summary)
 	if err != nil {
 		fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
 		return exitFail
 	}
-	if rep.Failed > 0 || rep.Skipped > 0 {
+	if rep.Failed > 0 || rep.Skipped > 0 || rep.Conflicts > 0 {
 		return exitFail
 	}
 	return exitOK
+}
+
+// queueDirExists checks that a file queue's directory is there to be redriven.
+func queueDirExists(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s: no such directory: a file dlq is made by the fanbridge that writes to it, so there is nothing here to redrive (check -file or dlq.file.dir)", dir)
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return fmt.Errorf("%s: not a directory (a file dlq is a directory)", dir)
+	}
+	return nil
+}
+
+// tableChunk is how many rows the dlq list table holds before writing them, so that its memory
+// stays bounded and its output streams however long the queue is.
+const tableChunk = 1000
+
+// table writes rows in aligned columns, tableChunk rows at a time. A column is as wide as its
+// widest cell so far: a wider cell in a later chunk moves the columns after it right from that
+// chunk on, and they never move back.
+type table struct {
+	w      io.Writer
+	widths []int
+	rows   [][]string
+	buf    []byte
+}
+
+// add adds a row, writing the rows held when there are tableChunk of them.
+func (t *table) add(cells ...string) error {
+	t.rows = append(t.rows, cells)
+	if len(t.rows) < tableChunk {
+		return nil
+	}
+	return t.flush()
+}
+
+// flush writes the rows held.
+func (t *table) flush() error {
+	for _, r := range t.rows {
+		for i, c := range r {
+			if i == len(t.widths) {
+				t.widths = append(t.widths, 0)
+			}
+			t.widths[i] = max(t.widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	b := t.buf[:0]
+	for _, r := range t.rows {
+		for i, c := range r {
+			b = append(b, c...)
+			if i < len(r)-1 {
+				for range t.widths[i] - utf8.RuneCountInString(c) + 2 {
+					b = append(b, ' ')
+				}
+			}
+		}
+		b = append(b, '\n')
+	}
+	clear(t.rows)
+	t.rows, t.buf = t.rows[:0], b
+	if len(b) == 0 {
+		return nil
+	}
+	if _, err := t.w.Write(b); err != nil {
+		return fmt.Errorf("writing the list: %w", err)
+	}
+	return nil
+}
+
+// cell makes an entry's text safe to print in a table or a line. It comes from senders and sinks
+// (an event type, a remote server's error message): a tab would shift the columns, and a carriage
+// return or an escape sequence would reach the terminal. Text with any character that is not
+// printable (or not UTF-8), or that starts with a quote, is printed Go-quoted, those characters
+// escaped; other text as it is.
+func cell(s string) string {
+	if strings.HasPrefix(s, `"`) {
+		return strconv.Quote(s)
+	}
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// escapeJSONControls escapes, as \uXXXX, the characters JSON lets a string hold raw but a terminal
+// may act on: DEL, the C1 controls (U+009B starts an escape sequence on some terminals) and other
+// non-printing characters such as bidirectional overrides. In JSON they can only be inside
+// strings, so the value is unchanged; C0 controls are escaped by every JSON encoder already.
+func escapeJSONControls(b []byte) []byte {
+	var out []byte
+	done := 0
+	for i := 0; i < len(b); {
+		if b[i] < 0x7f {
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		if unicode.IsPrint(r) || n == 1 && r == utf8.RuneError {
+			i += n
+			continue
+		}
+		out = append(out, b[done:i]...)
+		for _, u := range utf16.AppendRune(nil, r) {
+			out = fmt.Appendf(out, `\u%04x`, u)
+		}
+		i += n
+		done = i
+	}
+	if out == nil {
+		return b
+	}
+	return append(out, b[done:]...)
 }
 
 const patternUsage = `usage: fanbridge pattern test PATTERN EVENT

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,7 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/genesys/genesystest"
 	"github.com/fanbridge/fanbridge/signature"
 )
@@ -581,4 +584,126 @@ func TestDLQListNeedsOnlyTheDLQSection(t *testing.T) {
 	code, _, errOut = runCmd(t, ctx, nil, "dlq", "list", "-config", none)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "the configuration has no dlq")
+}
+
+// redrive opens a file queue for writing, which would create a missing directory: a mistyped
+// -file (or a dlq.file.dir no service has written yet) must fail, create nothing, and not report
+// an empty redrive as a success.
+func TestDLQRedriveMissingDirectory(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	env := []string{"E2E_API_KEY=" + e2eAPIKey}
+	base := t.TempDir()
+	never := filepath.Join(base, "never", "written")
+	cfg := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", never, ""))
+	typo := filepath.Join(base, "typo", "dlq")
+	aFile := filepath.Join(base, "a-file")
+	writeFile(t, aFile, "not a queue\n")
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		missing string // a path that must still not exist
+		msg     string
+	}{
+		{"mistyped-file", []string{"-file", typo}, filepath.Join(base, "typo"), typo + ": no such directory"},
+		{"config-dir", nil, filepath.Join(base, "never"), never + ": no such directory"},
+		{"not-a-directory", []string{"-file", aFile}, "", aFile + ": not a directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, ctx, env, append([]string{"dlq", "redrive", "-config", cfg}, tc.args...)...)
+			assert.Equal(t, 1, code, "%s%s", out, errOut)
+			assert.Contains(t, errOut, "fanbridge dlq redrive: "+tc.msg)
+			assert.NotContains(t, out, "selected")
+			if tc.missing != "" {
+				assert.NoFileExists(t, tc.missing)
+				assert.NoDirExists(t, tc.missing)
+			}
+		})
+	}
+	// list fails on such a path too.
+	code, _, errOut := runCmd(t, ctx, env, "dlq", "list", "-file", typo)
+	assert.Equal(t, 1, code, errOut)
+	assert.NoDirExists(t, filepath.Join(base, "typo"))
+}
+
+// Entry text comes from senders (event id and type) and sinks (the error, which may quote a
+// remote server): its tabs, carriage returns and escape sequences must neither shift the
+// columns of dlq list nor reach the terminal, in list, show or redrive's progress lines.
+func TestDLQTextIsEscaped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	env := []string{"E2E_API_KEY=" + e2eAPIKey}
+	dir := filepath.Join(t.TempDir(), "dlq")
+	const (
+		errText = "refused\t\r\x1b[31mred\u202e"
+		evID    = "ev\x1b[2J"
+		evType  = "v2.type\u009b31m\x7f"
+	)
+	q, err := filedlq.Open(dir)
+	require.NoError(t, err)
+	// Sink "gone" is not in the configuration: redrive skips the entry and prints it.
+	require.NoError(t, q.Put(ctx, dlq.Entry{Sink: "gone", Route: "r\tx", Error: errText, Attempts: 1, Condition: dlq.ConditionPermanent,
+		Event: fanbridge.Event{ID: evID, Type: evType, Raw: []byte(`{"id":"x"}`)}}))
+	require.NoError(t, q.Close())
+	cfg := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", dir, ""))
+
+	raw := func(t *testing.T, what, out string) {
+		t.Helper()
+		for _, c := range []string{"\x1b", "\r", "\u009b", "\x7f", "\u202e"} {
+			assert.NotContains(t, out, c, "%s prints %q raw", what, c)
+		}
+	}
+	code, out, errOut := runCmd(t, ctx, env, "dlq", "list", "-file", dir)
+	require.Equal(t, 0, code, errOut)
+	raw(t, "list", out)
+	rows := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	require.Len(t, rows, 2, out)
+	assert.Len(t, regexp.MustCompile(`\s{2,}`).Split(rows[1], -1), 9, "nine columns: %q", rows[1])
+	assert.Contains(t, rows[1], strconv.Quote(errText))
+	assert.Contains(t, rows[1], strconv.Quote(evID))
+	assert.Contains(t, rows[1], strconv.Quote(evType))
+	assert.Contains(t, rows[1], strconv.Quote("r\tx"))
+
+	// The JSON of list -json and show holds the text unchanged, with those characters escaped.
+	id := strings.Fields(rows[1])[0]
+	for _, args := range [][]string{{"list", "-file", dir, "-json"}, {"show", "-file", dir, id}} {
+		code, out, errOut = runCmd(t, ctx, env, append([]string{"dlq"}, args...)...)
+		require.Equal(t, 0, code, errOut)
+		raw(t, args[0], out)
+		var e dlq.Entry
+		require.NoError(t, json.Unmarshal([]byte(out), &e), out)
+		assert.Equal(t, id, e.ID)
+		assert.Equal(t, errText, e.Error, args[0])
+		assert.Equal(t, evType, e.Event.Type, args[0])
+		assert.Equal(t, evID, e.Event.ID, args[0])
+	}
+
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-attempts", "1")
+	assert.Equal(t, 1, code, "%s%s", out, errOut)
+	raw(t, "redrive", out)
+	assert.Contains(t, out, "event="+strconv.Quote(evID))
+	assert.Contains(t, out, "selected 1, redriven 0, removed 0, failed 0, skipped 1")
+}
+
+// Entries of different sinks that share an ID (a program that set IDs itself) are neither sent
+// nor removed by redrive, which says so and exits 1.
+func TestDLQRedriveSharedIDs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "dlq")
+	q, err := filedlq.Open(dir)
+	require.NoError(t, err)
+	for _, s := range []string{"people", "archive"} {
+		require.NoError(t, q.Put(ctx, dlq.Entry{ID: "shared-id", Sink: s, Event: fanbridge.Event{ID: "ev-1", Raw: []byte(`{}`)}}))
+	}
+	require.NoError(t, q.Close())
+	cfg := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", dir, ""))
+	env := []string{"E2E_API_KEY=" + e2eAPIKey}
+	code, out, errOut := runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-attempts", "1")
+	assert.Equal(t, 1, code, "%s%s", out, errOut)
+	assert.Equal(t, 2, strings.Count(out, "shared-id  conflict "), out)
+	assert.Contains(t, out, "selected 2, redriven 0, removed 0, failed 0, skipped 0, conflicts 2")
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "list", "-file", dir, "-json")
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, 2, strings.Count(out, `"id":"shared-id"`), "both entries stay: %s", out)
 }

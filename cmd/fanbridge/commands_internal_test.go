@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/dlqtest"
+)
+
+// countingReader counts the entries its List has handed over.
+type countingReader struct {
+	dlq.Reader
+	listed int
+	// onEntry is called before each entry is handed over.
+	onEntry func(listed int)
+}
+
+func (r *countingReader) List(ctx context.Context, fn func(dlq.Entry) error) error {
+	return r.Reader.List(ctx, func(e dlq.Entry) error {
+		r.listed++
+		r.onEntry(r.listed)
+		return fn(e)
+	})
+}
+
+// rowsWriter counts the lines written to it and keeps them.
+type rowsWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *rowsWriter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.Buffer.Write(p)
+}
+
+func (w *rowsWriter) lines() int { return bytes.Count(w.Bytes(), []byte("\n")) }
+
+// The table of dlq list must stream: rows reach the output while the queue is still being read,
+// a bounded number of rows behind, rather than all at the end (which held every cell of a large
+// queue in memory and showed nothing until the whole queue was read).
+func TestDLQListTableStreams(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 3217
+	m := dlqtest.NewMemory()
+	for i := range n {
+		route := fmt.Sprintf("route-%04d", i)
+		if i == 2500 {
+			route = "a route with a much longer name than any before it"
+		}
+		require.NoError(t, m.Put(ctx, dlq.Entry{
+			Sink: "crm", Route: route, Attempts: 1, Condition: dlq.ConditionPermanent, Error: "refused",
+			Event: fanbridge.Event{ID: fmt.Sprintf("ev-%d", i), Type: "v2.users.presence"},
+		}))
+	}
+	out := &rowsWriter{}
+	maxBehind, firstAt := 0, -1
+	r := &countingReader{Reader: m, onEntry: func(listed int) {
+		// Rows of the entries handed over before this one that are not written yet (the
+		// header is the first line).
+		written := max(out.lines()-1, 0)
+		maxBehind = max(maxBehind, listed-1-written)
+		if firstAt < 0 && out.Len() > 0 {
+			firstAt = listed
+		}
+	}}
+	var stderr bytes.Buffer
+	require.Equal(t, exitOK, dlqList(ctx, r, nil, nil, false, out, &stderr), stderr.String())
+	assert.Equal(t, fmt.Sprintf("%d entries\n", n), stderr.String())
+	require.Equal(t, n, r.listed)
+	assert.Positive(t, firstAt, "nothing was written before the whole queue was read")
+	assert.LessOrEqual(t, firstAt, 1001, "the first rows came after %d entries were read", firstAt)
+	assert.LessOrEqual(t, maxBehind, 1000, "rows held back while the queue was read")
+	assert.Equal(t, 4, out.writes, "one write per chunk of 1000 rows")
+
+	// Every row is there, in order, and the columns only ever move right: within a chunk (the
+	// header and 999 rows, then 1000 rows each) they are aligned, and a wider cell moves them
+	// from its chunk on.
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	require.Len(t, lines, 1+n)
+	assert.Regexp(t, `^ID {2,}LAST ATTEMPT {2,}SINK {2,}ROUTE {2,}CONDITION {2,}ATTEMPTS {2,}EVENT ID {2,}TYPE {2,}ERROR$`, lines[0])
+	typeAt := func(entry int) int { return strings.Index(lines[1+entry], " v2.users.presence ") }
+	for i := range n {
+		assert.Contains(t, lines[1+i], fmt.Sprintf(" ev-%d ", i))
+		require.Positive(t, typeAt(i), lines[1+i])
+		if i > 0 && (i+1)%1000 != 0 {
+			assert.Equal(t, typeAt(i-1), typeAt(i), "entry %d: the columns of a chunk are not aligned", i)
+		}
+	}
+	assert.Less(t, typeAt(1998), typeAt(1999), "the wide route widens its column from its chunk on")
+	assert.Equal(t, typeAt(1999), typeAt(n-1), "the columns moved back after the wide route")
+	assert.Equal(t, typeAt(0), typeAt(1998), "the columns moved before the wide route")
+}
+
+// A table that cannot be written fails the listing at the first chunk, not after the whole queue.
+func TestDLQListTableWriteFailure(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m := dlqtest.NewMemory()
+	for i := range 2500 {
+		require.NoError(t, m.Put(ctx, dlq.Entry{Sink: "crm", Event: fanbridge.Event{ID: fmt.Sprint("ev-", i)}}))
+	}
+	r := &countingReader{Reader: m, onEntry: func(int) {}}
+	var stderr bytes.Buffer
+	assert.Equal(t, exitFail, dlqList(ctx, r, nil, nil, false, failingWriter{}, &stderr))
+	assert.Contains(t, stderr.String(), "writing the list: no space left")
+	assert.LessOrEqual(t, r.listed, 1001, "the listing went on after the output failed")
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, fmt.Errorf("no space left") }
+
+var _ io.Writer = failingWriter{}
