@@ -209,8 +209,10 @@ func (c *Config) validateIntake(e *Errors) {
 				e.add(vp, "want exactly one of api_key, basic, bearer, hmac, github, open_messaging, standard_webhooks")
 				continue
 			}
+			// The signature package never quotes a key, secret or password, only names (of
+			// headers, of Basic users), which add cuts out where they came from the environment.
 			if _, err := v.Build(); err != nil {
-				e.addDetail(vp+"."+kind, err.Error(), err)
+				e.add(vp+"."+kind, err.Error())
 			}
 		}
 		if in.MaxBody < 0 || in.MaxBody > 16<<20 {
@@ -335,7 +337,7 @@ func (c *Config) validateSinks(e *Errors) map[string]bool {
 			e.add(p, "one of kafka or grpc is required")
 		}
 		if _, err := retry.New(s.Retry.Policy()); err != nil {
-			e.addDetail(p+".retry", err.Error(), err)
+			e.add(p+".retry", err.Error())
 		}
 		if s.Retry.MaxAttempts < 0 && s.Retry.MaxAge == 0 {
 			// Without either budget an async delivery retries until the shutdown's drain deadline.
@@ -412,7 +414,7 @@ func validateKafkaSink(e *Errors, p string, k *KafkaSink) {
 		e.add(p, "want exactly one of topic, topic_by_type or topic_template")
 	}
 	if _, err := KeyFunc(k.Key); err != nil {
-		e.addDetail(p+".key", err.Error(), err)
+		e.add(p+".key", err.Error())
 	}
 	if k.Value != "data" && k.Value != "raw" {
 		e.addf(p+".value", "want data or raw, got %s", e.show(p+".value", k.Value))
