@@ -8,10 +8,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/fanbridge/fanbridge/internal/testwait"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/grpcsink"
+	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
 
 // heldHealth answers health checks once proceed is closed, and says when one has arrived.
@@ -92,4 +96,85 @@ health: {cache: 1ms, probe_timeout: 20s}
 	rec := testwait.Recv(t, answered, 10*time.Second)
 	require.Equal(t, http.StatusOK, rec.Code, "a healthy sink reported unready during a reload: %s", rec.Body)
 	require.NoError(t, testwait.Recv(t, reloaded, 10*time.Second))
+}
+
+// The same with a Kafka sink, whose client the Dispatcher closes on its own once a reload
+// retired the sink and its work drained: the probe pings through a client of its own, which
+// closes only once no check uses it.
+func TestReadyzDuringAReloadThatRebuildsAKafkaSink(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	// Once armed, the next ping (a metadata request for no topic) is held until proceed closes.
+	var armed atomic.Bool
+	arrived := make(chan struct{}, 1)
+	proceed := make(chan struct{})
+	c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		m := req.(*kmsg.MetadataRequest)
+		if m.Topics != nil && len(m.Topics) == 0 && armed.CompareAndSwap(true, false) {
+			arrived <- struct{}{}
+			c.SleepControl(func() { <-proceed })
+		}
+		return nil, nil, false
+	})
+	configWith := func(linger string) []byte {
+		return fmt.Appendf(nil, `listen: {address: "127.0.0.1:0"}
+intake:
+  - path: /events
+    insecure_no_auth: true
+sinks:
+  - name: k
+    kafka: {brokers: [%q], topic: t, linger: %s}
+routes:
+  - {name: everything, all: true, sinks: [k]}
+health: {cache: 1ms, probe_timeout: 20s}
+`, c.ListenAddrs()[0], linger)
+	}
+	s, path := newTestService(t, configWith("0s"))
+	s.mu.Lock()
+	oldSink := s.sinks["k"].sink.(*kafkasink.Sink)
+	oldProbe := s.sinks["k"].probe
+	s.mu.Unlock()
+
+	armed.Store(true)
+	answered := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		s.ready.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		answered <- rec
+	}()
+	testwait.Recv(t, arrived, 10*time.Second) // the check is pinging the broker
+
+	// A changed linger rebuilds the sink and its probe.
+	require.NoError(t, os.WriteFile(path, configWith("1ms"), 0o600))
+	gen := s.ready.gen.Load()
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- s.ReloadFile() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.ready.gen.Load() == gen { // the new probes are in place
+		require.True(t, time.Now().Before(deadline), "the reload never swapped the probes")
+		runtime.Gosched()
+	}
+	// The Dispatcher closes the retired, idle sink in the background and says nothing when it
+	// has: wait for its client to be closed (a ping fails, with the broker up).
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return oldSink.Client().Ping(ctx) != nil
+	}, 10*time.Second, 5*time.Millisecond, "the Dispatcher never closed the retired sink")
+
+	close(proceed)
+	rec := testwait.Recv(t, answered, 10*time.Second)
+	require.Equal(t, http.StatusOK, rec.Code, "a healthy Kafka sink reported unready during a reload: %s", rec.Body)
+	require.NoError(t, testwait.Recv(t, reloaded, 10*time.Second))
+
+	// The old probe's client is closed too, now that no check uses it: nothing is left open.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.Error(t, oldProbe(ctx), "the retired probe's client is still open")
+	s.mu.Lock()
+	newProbe := s.sinks["k"].probe
+	s.mu.Unlock()
+	require.NoError(t, newProbe(ctx))
 }

@@ -219,9 +219,9 @@ func (s *Service) openDLQ(d *config.DLQ) error {
 		if f.Retention > 0 {
 			opts = append(opts, filedlq.WithRetention(f.Retention))
 		}
-		if err := os.MkdirAll(f.Dir, 0o750); err != nil {
-			return fmt.Errorf("config: dlq.file.dir: %w", err)
-		}
+		// Open makes a missing directory itself, with mode 0700 (dead letters hold customer
+		// events), and syncs each new directory's parent so that an acknowledged Put does not
+		// depend on the mkdir reaching the disk: a directory made here first would defeat both.
 		q, err := filedlq.Open(f.Dir, opts...)
 		if err != nil {
 			return fmt.Errorf("config: dlq.file.dir: %w", err)
@@ -366,17 +366,22 @@ func (s *Service) shutdown() error {
 		}
 
 		hctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.HTTPTimeout.D())
+		var admin sync.WaitGroup
+		if s.admin != nil {
+			// The admin listener closes with the intake's, under the same deadline, as /healthz,
+			// /readyz and /metrics on the intake's listener do when there is no admin listener:
+			// not once the intake's requests are done, which can take the whole http_timeout.
+			admin.Go(func() {
+				if herr := s.admin.Shutdown(hctx); herr != nil {
+					_ = s.admin.Close()
+				}
+			})
+		}
 		if herr := s.srv.Shutdown(hctx); herr != nil {
 			s.log.Warn("http requests still running at the shutdown deadline; closing their connections", "err", herr)
 			_ = s.srv.Close()
 		}
-		if s.admin != nil {
-			// The admin listener closes with the intake's, as /readyz and /metrics on the intake's
-			// listener do when there is no admin listener.
-			if herr := s.admin.Shutdown(hctx); herr != nil {
-				_ = s.admin.Close()
-			}
-		}
+		admin.Wait()
 		cancel()
 
 		dctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.DrainTimeout.D())
@@ -416,6 +421,9 @@ func (s *Service) ReloadFile() error {
 	}
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	if s.unready.Load() {
+		return s.skipReload()
+	}
 	b, err := os.ReadFile(s.opts.ConfigPath)
 	if afterRead != nil {
 		afterRead()
@@ -460,7 +468,7 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.unready.Load() {
-		return errors.New("shutting down")
+		return s.skipReload()
 	}
 	fail := func(err error) error {
 		s.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(resultAttr("rejected")))
@@ -492,10 +500,9 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 	if s.opts.ListenAddress != "" {
 		cfg.Listen.Address = s.opts.ListenAddress
 	}
-	// Settings that belong to the process keep their running values.
-	for _, k := range restartOnly(s.cfg, cfg) {
-		s.log.Warn("setting changed in the file takes effect after a restart", "key", k)
-	}
+	// Settings that belong to the process keep their running values. That is said once the new
+	// configuration runs: of a rejected one, no setting takes effect, after a restart or not.
+	restart := restartOnly(s.cfg, cfg)
 	// Validate compared each dispatch_timeout with the file's listen.write_timeout, but the
 	// server keeps the running one: a deadline past it would cut answers off.
 	for i := range cfg.Intake {
@@ -549,8 +556,10 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 		}
 	}
 	s.sinks, s.cfg, s.replay = next, cfg, replay
-	// The new probes first; the replaced sinks' connections close once no readiness check is
-	// still probing through them, so a /readyz answered during the reload is not failed by it.
+	// The new probes first; the replaced sinks' probes close once no readiness check is still
+	// probing through them, so a /readyz answered during the reload is not failed by it. That
+	// holds because each probe has connections (gRPC) or a client (Kafka) of its own: the sinks
+	// themselves the Dispatcher closes once drained, whether a check is running or not.
 	s.ready.swapProbes(s.probes(), func() {
 		for _, old := range gone {
 			old.release() // the Dispatcher closes the sink itself once drained
@@ -566,7 +575,20 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 	}
 	s.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(resultAttr("applied")))
 	s.log.Info("configuration reloaded", "routes", len(routes), "sinks", len(cfg.Sinks), "rebuilt_sinks", names, "retired_sinks", released)
+	for _, k := range restart {
+		s.log.Warn("setting changed in the file takes effect after a restart", "key", k)
+	}
 	return nil
+}
+
+// errShuttingDown is what a reload asked for once the shutdown began returns.
+var errShuttingDown = errors.New("shutting down")
+
+// skipReload says that a reload asked for during the shutdown (a SIGHUP, the file watch) is not
+// done, rather than dropping it without a word: the running configuration serves to the end.
+func (s *Service) skipReload() error {
+	s.log.Info("configuration reload skipped: shutting down; the running configuration stays to the end")
+	return errShuttingDown
 }
 
 // restartOnly lists the keys whose change needs a restart.

@@ -36,7 +36,8 @@ type builtSink struct {
 	key   string
 	sink  sink.Sink
 	probe func(ctx context.Context) error
-	// release frees what the probe holds (gRPC probe connections); the Dispatcher closes the sink.
+	// release frees what the probe holds (the Kafka probe's client, the gRPC probe's
+	// connections); the Dispatcher closes the sink.
 	release func()
 }
 
@@ -85,13 +86,23 @@ func buildSink(s *config.Sink, log *slog.Logger) (*builtSink, error) {
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, kafkasink.WithLogger(log.With("sink", s.Name)))
-		ks, err := kafkasink.Dial(cc, opts...)
+		ks, err := kafkasink.Dial(cc, append(opts, kafkasink.WithLogger(log.With("sink", s.Name)))...)
 		if err != nil {
 			return nil, err
 		}
+		// The probe pings through a client of its own, as the gRPC probe has connections of its
+		// own: the Dispatcher closes the sink a reload retired as soon as its work has drained,
+		// which can be while a readiness check is still pinging, and a ping through the sink's
+		// client would then fail a healthy sink. The probe's client is closed by release, once no
+		// check uses it (readiness.swapProbes), and on shutdown.
+		pc, err := kafkasink.Dial(cc, opts...)
+		if err != nil {
+			_ = ks.Close()
+			return nil, err
+		}
 		b.sink = ks
-		b.probe = ks.Ping
+		b.probe = pc.Ping
+		b.release = func() { _ = pc.Close() }
 	case s.GRPC != nil:
 		g := s.GRPC
 		var (

@@ -71,6 +71,10 @@ func TestNewReturnsStartupErrors(t *testing.T) {
 		s, err := New(startupConfig(t, "127.0.0.1:0", filepath.Join(file, "dlq")), quiet)
 		require.Error(t, err)
 		assert.Nil(t, s)
+		// The key to fix, the directory, and what the system said.
+		assert.ErrorContains(t, err, "config: dlq.file.dir: ")
+		assert.ErrorContains(t, err, filepath.Join(file, "dlq"))
+		assert.ErrorContains(t, err, "not a directory")
 	})
 }
 

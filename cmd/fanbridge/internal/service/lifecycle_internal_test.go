@@ -1,0 +1,178 @@
+package service
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+	"github.com/fanbridge/fanbridge/internal/testwait"
+)
+
+// newLoggedService is newTestService with the service's logs kept in a buffer.
+func newLoggedService(t *testing.T, text []byte) (*Service, string, *lockedBuffer) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fanbridge.yaml")
+	require.NoError(t, os.WriteFile(path, text, 0o600))
+	cfg, err := config.Parse(text, nil)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	logs := &lockedBuffer{}
+	s, err := New(cfg, Options{ConfigPath: path, Logger: slog.New(slog.NewTextHandler(logs, nil)), Listener: ln, ConfigText: text})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.shutdown() })
+	return s, path, logs
+}
+
+// The "configuration reload rejected" log line says what is wrong with the file, never a value
+// from the environment, nor a part of one: a CEL compiler quotes only the line it fails on.
+func TestReloadRejectedLogShowsNoEnvironmentValue(t *testing.T) {
+	t.Setenv("FANBRIDGE_TEST_SOURCE", "TOPSECRETVALUE")
+	s, path, logs := newLoggedService(t, testConfig(t, "info"))
+	for _, cel := range []string{
+		`"event.source == '${FANBRIDGE_TEST_SOURCE}' && nosuchvar"`,
+		`"event.source == '${FANBRIDGE_TEST_SOURCE}' && nosuchvar &&\n true"`,
+	} {
+		bad := strings.Replace(string(testConfig(t, "debug")), "all: true", "cel: "+cel, 1)
+		require.NoError(t, os.WriteFile(path, []byte(bad), 0o600))
+		err := s.ReloadFile()
+		require.ErrorContains(t, err, "routes[0].cel")
+		assert.NotContains(t, err.Error(), "TOPSECRET")
+	}
+	out := logs.String()
+	assert.Equal(t, 2, strings.Count(out, "configuration reload rejected"), out)
+	assert.Contains(t, out, "undeclared reference to 'nosuchvar'")
+	assert.NotContains(t, out, "TOPSECRET")
+}
+
+// A setting that changes only with a restart is reported as such once the reload is applied;
+// a rejected reload applies nothing, and says nothing of the kind.
+func TestRestartOnlySettingsAreReportedOnlyForAnAppliedReload(t *testing.T) {
+	s, _, logs := newLoggedService(t, testConfig(t, "info")) // write_timeout: the default, 30s
+	const restart = "takes effect after a restart"
+	text := func(extra string) []byte {
+		return []byte(extra + `
+sinks: [{name: consumer, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
+routes: [{name: everything, all: true, sinks: [consumer]}]
+health: {cache: 5s}
+`)
+	}
+	// Valid as a file, refused by the running write_timeout.
+	rejected, err := config.Parse(text(`listen: {write_timeout: 2m}
+intake: [{path: /events, insecure_no_auth: true, dispatch_timeout: 1m}]`), nil)
+	require.NoError(t, err)
+	require.Error(t, s.Reload(rejected))
+	assert.Contains(t, logs.String(), "configuration reload rejected")
+	assert.NotContains(t, logs.String(), restart)
+
+	applied, err := config.Parse(text(`intake: [{path: /events, insecure_no_auth: true}]`), nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Reload(applied))
+	out := logs.String()
+	i, j := strings.Index(out, "configuration reloaded"), strings.Index(out, restart)
+	require.True(t, i >= 0 && j > i, "the restart warning follows the reload: %s", out)
+	assert.Contains(t, out[j:], "key=health")
+}
+
+// A reload asked for once the shutdown began (a SIGHUP while draining) is not done, and the log
+// says so instead of dropping it without a word.
+func TestReloadDuringShutdownIsLogged(t *testing.T) {
+	s, _, logs := newLoggedService(t, testConfig(t, "info"))
+	require.NoError(t, s.shutdown())
+	require.ErrorIs(t, s.ReloadFile(), errShuttingDown)
+	cfg, err := config.Parse(testConfig(t, "debug"), nil)
+	require.NoError(t, err)
+	require.ErrorIs(t, s.Reload(cfg), errShuttingDown)
+	out := logs.String()
+	assert.Equal(t, 2, strings.Count(out, "configuration reload skipped: shutting down"), out)
+	assert.Contains(t, out, "level=INFO msg=\"configuration reload skipped")
+	assert.NotContains(t, out, "configuration reload rejected")
+}
+
+// The admin listener closes together with the intake listener, not once the intake's last
+// request is done: /healthz and /metrics must not answer for up to shutdown.http_timeout after
+// the intake stopped taking requests.
+func TestAdminListenerClosesWithTheIntakeListener(t *testing.T) {
+	cfg, err := config.Parse([]byte(`listen: {address: "127.0.0.1:0", admin_address: "127.0.0.1:0", read_timeout: 1m}
+intake: [{path: /events, insecure_no_auth: true}]
+sinks: [{name: consumer, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
+routes: [{name: everything, all: true, sinks: [consumer]}]
+shutdown: {http_timeout: 1m}
+`), nil)
+	require.NoError(t, err)
+	s, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	intake, admin := s.Addr().String(), s.AdminAddr().String()
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get("http://" + admin + "/healthz")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// An intake request whose body never comes: the intake's shutdown waits for it. The server
+	// answers 100 Continue once the handler reads the body, so the request is running.
+	held, err := net.Dial("tcp", intake)
+	require.NoError(t, err)
+	defer held.Close()
+	_, err = fmt.Fprintf(held, "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, held.SetReadDeadline(time.Now().Add(10*time.Second)))
+	line, err := bufio.NewReader(held).ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, line, "100 Continue")
+
+	cancel()
+	refused := func(addr string) func() bool {
+		return func() bool {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return true
+			}
+			_ = c.Close()
+			return false
+		}
+	}
+	require.Eventually(t, refused(intake), 10*time.Second, 5*time.Millisecond, "the intake listener never closed")
+	require.Eventually(t, refused(admin), 5*time.Second, 5*time.Millisecond,
+		"the admin listener is still open while the intake's last request runs")
+	select {
+	case err := <-ran:
+		t.Fatalf("the shutdown ended before the intake's request did: %v", err)
+	default:
+	}
+
+	require.NoError(t, held.Close()) // the request ends, and with it the shutdown
+	require.NoError(t, testwait.Recv(t, ran, 30*time.Second))
+}
+
+// The service leaves the dead-letter directory to filedlq.Open, which makes it, and any missing
+// parent, with mode 0700: dead letters hold customer events.
+func TestFileDLQDirectoryIsPrivate(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "state")
+	dir := filepath.Join(parent, "dlq")
+	s, err := New(startupConfig(t, "127.0.0.1:0", dir), Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.NoError(t, s.shutdown())
+	for _, d := range []string{parent, dir} {
+		fi, err := os.Stat(d)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), d)
+	}
+}
