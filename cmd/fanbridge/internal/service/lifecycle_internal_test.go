@@ -23,16 +23,8 @@ import (
 // newLoggedService is newTestService with the service's logs kept in a buffer.
 func newLoggedService(t *testing.T, text []byte) (*Service, string, *lockedBuffer) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "fanbridge.yaml")
-	require.NoError(t, os.WriteFile(path, text, 0o600))
-	cfg, err := config.Parse(text, nil)
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	logs := &lockedBuffer{}
-	s, err := New(cfg, Options{ConfigPath: path, Logger: slog.New(slog.NewTextHandler(logs, nil)), Listener: ln, ConfigText: text})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.shutdown() })
+	s, path := newServiceLoggingTo(t, text, slog.NewTextHandler(logs, nil))
 	return s, path, logs
 }
 

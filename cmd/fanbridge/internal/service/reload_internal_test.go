@@ -42,13 +42,19 @@ logging: {level: %s}
 // newTestService builds a service from the configuration text in a file, without serving it.
 func newTestService(t *testing.T, text []byte) (*Service, string) {
 	t.Helper()
+	return newServiceLoggingTo(t, text, slog.DiscardHandler)
+}
+
+// newServiceLoggingTo is newTestService with the service's logs going to h.
+func newServiceLoggingTo(t *testing.T, text []byte, h slog.Handler) (*Service, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "fanbridge.yaml")
 	require.NoError(t, os.WriteFile(path, text, 0o600))
 	cfg, err := config.Parse(text, nil)
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	s, err := New(cfg, Options{ConfigPath: path, Logger: slog.New(slog.DiscardHandler), Listener: ln, ConfigText: text})
+	s, err := New(cfg, Options{ConfigPath: path, Logger: slog.New(h), Listener: ln, ConfigText: text})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.shutdown() })
 	return s, path
