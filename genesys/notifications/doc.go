@@ -29,11 +29,14 @@
 // refused for now (a 429, or an answer with Retry-After) is sent again after the wait asked for, up
 // to the reconnect policy's MaxRetryAfter but never less than its InitialInterval, and only if the
 // request fails otherwise is the channel replaced. Should the channel need replacing anyway while
-// that request waits (inside the genesys client too), the request is cut short. The replacement is connected and subscribed before the old channel is dropped, and the
-// old socket is still read for a short overlap (WithOverlap), so that what is already on its way
-// arrives; a message that comes over both is dispatched once (deduplicated by ID over the last
+// that request waits (inside the genesys client too), the request is cut short. The replacement
+// is connected and subscribed before the old channel is dropped, and the old socket is still read
+// until it has had nothing to read for a short overlap (WithOverlap), so that what is already on
+// its way arrives, however long a slow dispatcher keeps its reader from the socket (see Delivery
+// semantics); a message that comes over both is dispatched once (deduplicated by ID over the last
 // WithDedupWindow events). A set of topics never holds more than two channels: when a replacement
-// must itself be replaced during its overlap, the old channel is closed first.
+// must itself be replaced while the old channel is still read, a replacement whose socket failed
+// is dropped first, and a live one waits until the old channel is closed or has expired.
 //
 // Opening a channel is retried with backoff (WithReconnectPolicy); a WebSocket handshake that gets
 // no answer within the heartbeat timeout (a proxy that takes the connection and never answers) is
@@ -125,9 +128,22 @@
 //     network buffers instead. Genesys may then close a socket that does not keep up; the source
 //     reconnects, and what Genesys dropped meanwhile is lost (see above). Waiting for room in the
 //     buffer never counts as a silent socket.
+//   - A channel replaced while the dispatcher is behind (at its expiry, after a maintenance notice,
+//     after subscribing again failed) stays open until its socket has been read to the end: the
+//     events published before its replacement was subscribed come over it alone, and closing a
+//     WebSocket drops what is still unread in it. The old socket is closed once its reader has
+//     waited for it, with nothing to read, for the overlap (WithOverlap) in all, counting from the
+//     replacement's subscription or from the last time the reader had to wait for room in the
+//     buffer, whichever is later; time spent waiting for room never counts. A message that comes
+//     over the old socket after that is taken to have been published once the replacement was
+//     subscribed, so that it comes over the new socket too. Past the overlap, a replaced channel still open because its reader
+//     is behind is logged (info). It counts among the lane's two channels until it is closed or
+//     expires (a warning is logged then); an expired channel's socket is still read until Genesys
+//     closes it, so what Genesys sent before is not lost either.
 //   - When Run's context ends or Close is called, the sockets are closed at once and the events
 //     already read are still dispatched, for at most the drain timeout (WithDrainTimeout). Any left
-//     then are logged and counted as lost.
+//     then are logged and counted as lost. Messages still unread in a socket then (it waited behind
+//     a full buffer) are never read, so nothing can count them: a warning names each such socket.
 //
 // # Errors
 //

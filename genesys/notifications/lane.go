@@ -58,6 +58,85 @@ type conn struct {
 
 	reason string // why the reader returned on its own; read after done
 	err    error
+
+	// The reader's progress, which the retirement of a replaced channel follows (see retire).
+	mu       sync.Mutex
+	reading  bool // the reader waits in Read for the next message
+	blocked  bool // the reader holds an event and waits for room in the buffer
+	retiring bool
+	// While retiring: since is when the reader's current wait in Read began, idle how long it
+	// has waited in Read since the retirement began or it was last blocked, and stalled whether
+	// it was blocked at any time.
+	since   time.Time
+	idle    time.Duration
+	stalled bool
+	wake    chan struct{} // the reader starts waiting in Read, while retiring
+}
+
+// readStarts records that the reader waits in Read.
+func (c *conn) readStarts() {
+	c.mu.Lock()
+	c.reading = true
+	if c.retiring {
+		c.since = time.Now()
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+	c.mu.Unlock()
+}
+
+// readEnds records that Read has returned.
+func (c *conn) readEnds() {
+	c.mu.Lock()
+	c.reading = false
+	if c.retiring {
+		c.idle += time.Since(c.since)
+	}
+	c.mu.Unlock()
+}
+
+// setBlocked records whether the reader waits for room in the buffer. While it does, messages may
+// wait unread in the socket, and those already on their way may wait behind them on Genesys'
+// side: the idle time counted for the retirement starts again.
+func (c *conn) setBlocked(b bool) {
+	c.mu.Lock()
+	c.blocked = b
+	if b && c.retiring {
+		c.idle, c.stalled = 0, true
+	}
+	c.mu.Unlock()
+}
+
+// startRetiring starts counting the reader's idle time for the retirement.
+func (c *conn) startRetiring() {
+	c.mu.Lock()
+	c.retiring, c.idle, c.stalled = true, 0, c.blocked
+	if c.reading {
+		c.since = time.Now()
+	}
+	c.mu.Unlock()
+}
+
+// idleLeft returns how much longer the reader must wait in Read before the socket is read to the
+// end (see retire), whether it waits in Read now, and whether it was blocked during the
+// retirement.
+func (c *conn) idleLeft(overlap time.Duration) (left time.Duration, reading, stalled bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	idle := c.idle
+	if c.reading {
+		idle += time.Since(c.since)
+	}
+	return overlap - idle, c.reading, c.stalled
+}
+
+// isBlocked reports whether the reader waits for room in the buffer.
+func (c *conn) isBlocked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.blocked
 }
 
 // signal asks the lane to replace the channel, for reason.
@@ -94,10 +173,10 @@ func (l *lane) run(ctx context.Context) error {
 	}
 	var retiring sync.WaitGroup
 	defer func() {
-		cur.close()
+		l.closeAtShutdown(cur)
 		retiring.Wait()
 	}()
-	var retired chan struct{} // closed once the last channel replaced is closed
+	var retired chan struct{} // closed once the last channel replaced is closed or has expired
 	// quick counts the channels in a row replaced within the heartbeat timeout of being
 	// subscribed; see holdOff.
 	quick := 0
@@ -162,7 +241,8 @@ func (l *lane) run(ctx context.Context) error {
 		}
 		// A lane never holds more than two channels, which is what lets MaxChannels lanes replace
 		// theirs all at once within Genesys' limit: a failed channel is dropped before its
-		// successor is opened, and a live one waits until the channel it replaced is closed.
+		// successor is opened, and a live one waits until the channel it replaced is closed or
+		// has expired (see retire).
 		stopWatch := func() {}
 		if failed {
 			cur.close()
@@ -190,20 +270,29 @@ func (l *lane) run(ctx context.Context) error {
 		old := cur
 		cur = next
 		restored, dropped = time.Time{}, 0
-		// done closes once old and every channel retired before it are closed: a failed channel's
-		// retirement ends at once, and must not hide an earlier one still in its overlap.
+		// done closes once old and every channel retired before it no longer count among the
+		// lane's channels (see retire): a failed channel's retirement ends at once, and must not
+		// hide an earlier one still being read.
 		prev := retired
 		done := make(chan struct{})
 		retired = done
-		retiring.Add(1)
+		freed := make(chan struct{})
+		retiring.Add(2)
+		go func() {
+			defer retiring.Done()
+			l.retire(ctx, old, freed)
+		}()
 		go func() {
 			defer retiring.Done()
 			defer close(done)
-			l.retire(ctx, old)
-			if prev != nil {
+			for _, c := range []chan struct{}{freed, prev} {
+				if c == nil {
+					continue
+				}
 				select {
-				case <-prev:
+				case <-c:
 				case <-ctx.Done():
+					return
 				}
 			}
 		}()
@@ -411,20 +500,84 @@ func (l *lane) backoff(ctx context.Context, quick int, msg string) time.Duration
 	return wait
 }
 
-// retire keeps reading the old socket for the overlap, so that messages already on their way are
-// not lost (duplicates are dropped by the dispatch loop), then closes it.
-func (l *lane) retire(ctx context.Context, old *conn) {
-	t := time.NewTimer(l.s.cfg.overlap)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		// A close handshake tells Genesys the channel is no longer in use before the lane may
-		// open another one.
-		_ = old.ws.Close(websocket.StatusNormalClosure, "channel replaced")
-	case <-old.done:
-	case <-ctx.Done():
+// retire keeps reading the old socket of a replaced channel until it has been read to the end,
+// so that messages already on their way are not lost (duplicates are dropped by the dispatch
+// loop), then closes it with a close handshake. The socket counts as read to the end once its
+// reader has waited in Read, with nothing to read, for the overlap in all since the retirement
+// began or since it last had to wait for room in the buffer, and waits in Read now. Time the reader
+// spends holding an event for a slow dispatcher does not count: messages then wait unread in the
+// socket, and the close handshake would discard them (coder/websocket reads and drops data
+// frames until the peer's close). freed is closed once the channel no longer counts among the
+// lane's channels: when its socket is closed, or when the channel expires, after which Genesys no
+// longer counts it either; the reader then goes on until Genesys closes the socket or it has been
+// read to the end. Only the shutdown (ctx) closes the socket earlier.
+func (l *lane) retire(ctx context.Context, old *conn, freed chan<- struct{}) {
+	overlap := l.s.cfg.overlap
+	old.startRetiring()
+	freeOnce := sync.OnceFunc(func() { close(freed) })
+	defer freeOnce()
+	// The overlap as it used to be, on the wall clock: past it, a socket still unread is worth
+	// a line in the log, since its channel stays open.
+	late := time.NewTimer(overlap)
+	defer late.Stop()
+	expiry := time.NewTimer(time.Until(old.claim.expires()))
+	defer expiry.Stop()
+	lateC, expiryC := late.C, expiry.C
+	for {
+		left, reading, _ := old.idleLeft(overlap)
+		if reading && left <= 0 {
+			// A close handshake tells Genesys the channel is no longer in use before the lane
+			// may open another one. Whatever arrives now came after the overlap, over the new
+			// channel too.
+			_ = old.ws.Close(websocket.StatusNormalClosure, "channel replaced")
+			old.close()
+			return
+		}
+		// Without a wait in Read under way, nothing is due until the reader starts one.
+		var (
+			due  <-chan time.Time
+			stop = func() bool { return false }
+		)
+		if reading {
+			t := time.NewTimer(left)
+			due, stop = t.C, t.Stop
+		}
+		select {
+		case <-due:
+		case <-old.wake:
+		case <-lateC:
+			lateC = nil
+			if _, _, stalled := old.idleLeft(overlap); stalled {
+				l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: the replaced channel stays open until its socket is read to the end: the dispatcher is behind",
+					slog.Int("lane", l.idx), slog.String("channel", old.ch.ID), slog.Duration("overlap", overlap))
+			}
+		case <-expiryC:
+			expiryC = nil
+			if _, _, stalled := old.idleLeft(overlap); stalled {
+				l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: a replaced channel expired before its socket was read to the end; reading it until Genesys closes it",
+					slog.Int("lane", l.idx), slog.String("channel", old.ch.ID))
+			}
+			old.claim.release()
+			freeOnce()
+		case <-old.done:
+			old.close()
+			return
+		case <-ctx.Done():
+			l.closeAtShutdown(old)
+			return
+		}
+		stop()
 	}
-	old.close()
+}
+
+// closeAtShutdown closes c, whose reader may have fallen behind a slow dispatcher: messages that
+// wait unread in the socket are then dropped, never read, and only a log line tells of them.
+func (l *lane) closeAtShutdown(c *conn) {
+	if c.isBlocked() {
+		l.s.log.LogAttrs(context.Background(), slog.LevelWarn, "notifications: closing a socket whose reader is behind the dispatcher; messages still waiting in it are not read",
+			slog.Int("lane", l.idx), slog.String("channel", c.ch.ID))
+	}
+	c.close()
 }
 
 // rotateIn returns how long until the channel should be replaced because of its expiry: the
@@ -539,7 +692,7 @@ func (l *lane) gone(ctx context.Context, kept **claim, err error) error {
 func (l *lane) start(ctx context.Context, cl *claim, ws *websocket.Conn) *conn {
 	cctx, cancel := context.WithCancel(ctx)
 	c := &conn{ch: cl.channel(), claim: cl, ws: ws, opened: time.Now(), cancel: cancel, done: make(chan struct{}), closing: make(chan struct{}),
-		unsubscribed: make(chan struct{}, 1)}
+		unsubscribed: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 	go l.read(cctx, c)
 	if l.s.cfg.pingInterval > 0 {
 		go l.ping(cctx, c)
@@ -556,7 +709,9 @@ func (l *lane) read(ctx context.Context, c *conn) {
 		// The silence allowed is measured while waiting for the socket only, never while waiting
 		// for room in the buffer: a slow dispatcher is not a dead socket.
 		rctx, cancel := l.s.silenceContext(ctx)
+		c.readStarts()
 		_, data, err := c.ws.Read(rctx)
+		c.readEnds()
 		silent := err != nil && errors.Is(context.Cause(rctx), context.DeadlineExceeded)
 		cancel()
 		if err != nil {
@@ -599,6 +754,13 @@ func (l *lane) read(ctx context.Context, c *conn) {
 		l.s.m.message(kindEvent)
 		select {
 		case l.events <- ev:
+			continue
+		default:
+		}
+		c.setBlocked(true)
+		select {
+		case l.events <- ev:
+			c.setBlocked(false)
 		case <-l.pushCtx.Done():
 			l.s.m.event(outcomeLost, 1)
 			l.s.log.LogAttrs(context.Background(), slog.LevelError, "notifications: event read but not delivered before the drain timeout",

@@ -36,6 +36,11 @@ type laneLog struct {
 	// never waited for.
 	expiries       chan time.Time
 	expiryWarnings chan struct{}
+	// kept gets every replaced channel kept open past the overlap because its reader was behind
+	// the dispatcher, and keptPastExpiry every one still being read when it expired.
+	kept, keptPastExpiry chan struct{}
+	// unreadAtShutdown gets every socket closed by the shutdown while its reader was behind.
+	unreadAtShutdown chan struct{}
 }
 
 func (h laneLog) Enabled(context.Context, slog.Level) bool { return true }
@@ -79,6 +84,12 @@ func (h laneLog) Handle(_ context.Context, r slog.Record) error {
 		case h.expiryWarnings <- struct{}{}:
 		default:
 		}
+	case "notifications: the replaced channel stays open until its socket is read to the end: the dispatcher is behind":
+		signal(h.kept)
+	case "notifications: a replaced channel expired before its socket was read to the end; reading it until Genesys closes it":
+		signal(h.keptPastExpiry)
+	case "notifications: closing a socket whose reader is behind the dispatcher; messages still waiting in it are not read":
+		signal(h.unreadAtShutdown)
 	case "notifications: opening a channel failed, retrying":
 		wait(h.failures)
 	case "notifications: subscribing again after Genesys dropped the subscriptions was refused for now; waiting before sending it again":
