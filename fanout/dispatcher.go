@@ -179,11 +179,17 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 		ctx, span = tr.Start(parentContext(ctx, e), "fanout.dispatch", trace.WithSpanKind(trace.SpanKindInternal),
 			trace.WithAttributes(attribute.String("fanout.event.id", e.ID), attribute.String("fanout.event.type", e.Type)))
 		defer func() {
-			if err != nil {
+			// An event no route wants, or one already handled, is a dispatch that did its job:
+			// an attribute says which, where an exception event would mark the span as failed.
+			switch {
+			case err == nil:
+			case errors.Is(err, fanbridge.ErrNoMatch):
+				span.SetAttributes(attribute.String("fanout.outcome", "ignored"))
+			case errors.Is(err, fanbridge.ErrDuplicate):
+				span.SetAttributes(attribute.String("fanout.outcome", "duplicate"))
+			default:
 				span.RecordError(err)
-				if !errors.Is(err, fanbridge.ErrNoMatch) && !errors.Is(err, fanbridge.ErrDuplicate) {
-					span.SetStatus(codes.Error, "dispatch failed")
-				}
+				span.SetStatus(codes.Error, "dispatch failed")
 			}
 			span.End()
 		}()

@@ -185,7 +185,10 @@
 // sink.TraceContext), so a consumer's spans become its children. The Event itself is never
 // modified, so its traceparent metadata stays as received. A dead-letter entry's TraceID names
 // the dispatch's trace: the caller's span's or the sender's when there is one, else the one the
-// dispatch span began.
+// dispatch span began. A dispatch that fails records its error on the span with an Error status;
+// an event no route matched, or a duplicate, is no failure: its span carries the attribute
+// fanout.outcome, "ignored" or "duplicate", instead.
+//
 // Without these options the hot path does no telemetry work at all. Stats returns per-sink
 // counters (delivered, dead-lettered, failed, retried, queued, breaker state) without any metrics
 // pipeline, for health endpoints and for reconciling a run.

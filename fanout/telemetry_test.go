@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -142,6 +144,65 @@ func TestTracing(t *testing.T) {
 			assert.Equal(t, tp0, seen["e1"], "the event reaches the sink unmodified")
 		})
 	}
+}
+
+// An event no route wants and a duplicate are dispatches that did their job: their spans say so
+// in an attribute and carry neither an exception event nor an error status, which a failed
+// dispatch has.
+func TestIgnoredAndDuplicateSpansAreNotFailures(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	dedup, err := fanout.NewMemoryDedup(time.Minute, 100)
+	require.NoError(t, err)
+	s := newRecSink()
+	s.fail = func(e *fanbridge.Event, _ int) error {
+		if e.ID == "bad" {
+			return retry.Permanent(errors.New("refused"))
+		}
+		return nil
+	}
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "a", Sink: s}},
+		Routes: []fanout.Route{{Name: "r", Filter: typeIs("x"), Sinks: []string{"a"}}},
+	}, fanout.WithTracerProvider(tp), fanout.WithDedup(dedup))
+	require.NoError(t, err)
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+	require.ErrorIs(t, d.Dispatch(ctx, event("e1", "x")), fanbridge.ErrDuplicate)
+	require.ErrorIs(t, d.Dispatch(ctx, event("e2", "y")), fanbridge.ErrNoMatch)
+	require.Error(t, d.Dispatch(ctx, event("bad", "x")))
+	require.NoError(t, d.Close(ctx))
+
+	type seen struct {
+		outcome    string
+		exceptions int
+		status     codes.Code
+	}
+	var got []seen
+	for _, sp := range rec.Ended() {
+		if sp.Name() != "fanout.dispatch" {
+			continue
+		}
+		var g seen
+		for _, kv := range sp.Attributes() {
+			if kv.Key == "fanout.outcome" {
+				g.outcome = kv.Value.AsString()
+			}
+		}
+		for _, ev := range sp.Events() {
+			if ev.Name == "exception" {
+				g.exceptions++
+			}
+		}
+		g.status = sp.Status().Code
+		got = append(got, g)
+	}
+	assert.Equal(t, []seen{
+		{status: codes.Unset},
+		{outcome: "duplicate", status: codes.Unset},
+		{outcome: "ignored", status: codes.Unset},
+		{exceptions: 1, status: codes.Error},
+	}, got)
 }
 
 // An event that came without trace context starts a trace of its own in the dispatch; the sink
