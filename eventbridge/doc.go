@@ -87,6 +87,7 @@
 //
 //	situation                                              status  body
 //	Dispatch returned nil (delivered or dead-lettered)      200     {"status":"delivered","id":"..."}
+//	the same, WithQueuingDispatcher (the event is queued)   200     {"status":"queued","id":"..."}
 //	Dispatch returned fanbridge.ErrNoMatch                  200*    {"status":"ignored"}
 //	Dispatch returned fanbridge.ErrDuplicate                200     {"status":"duplicate"}
 //	method other than POST                                  405     error, Allow: POST

@@ -201,9 +201,12 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	cancel()
 
 	switch {
+	case err == nil && h.cfg.queuing:
+		h.count(ctx, outcomeQueued)
+		return writeAccepted(w, queuedPrefix, e.ID)
 	case err == nil:
 		h.count(ctx, outcomeDelivered)
-		return writeDelivered(w, e.ID)
+		return writeAccepted(w, deliveredPrefix, e.ID)
 	case errors.Is(err, fanbridge.ErrNoMatch):
 		h.count(ctx, outcomeIgnored)
 		if h.cfg.ignoredStatus == http.StatusNoContent {
@@ -392,9 +395,16 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) int {
 // what they are given, so a buffer is free again once Write returns.
 var answerPool = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
 
-func writeDelivered(w http.ResponseWriter, id string) int {
+// The answers to a nil from the Dispatcher, up to the event's id.
+const (
+	deliveredPrefix = `{"status":"delivered","id":`
+	queuedPrefix    = `{"status":"queued","id":`
+)
+
+// writeAccepted answers 200 with prefix, the event's id and the closing brace.
+func writeAccepted(w http.ResponseWriter, prefix, id string) int {
 	bp := answerPool.Get().(*[]byte)
-	b := append((*bp)[:0], `{"status":"delivered","id":`...)
+	b := append((*bp)[:0], prefix...)
 	b = appendJSONString(b, id)
 	b = append(b, '}')
 	status := writeJSON(w, http.StatusOK, b)

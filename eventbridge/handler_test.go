@@ -672,3 +672,38 @@ func TestHandlerSpanParentAndLinks(t *testing.T) {
 type panicker struct{}
 
 func (panicker) Dispatch(context.Context, *fanbridge.Event) error { panic("dispatcher bug") }
+
+// With WithQueuingDispatcher a nil from the Dispatcher is answered and counted as queued, not as
+// delivered; errors are answered as without it.
+func TestQueuingDispatcher(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	d := &recorder{}
+	h := newHandler(t, d, eventbridge.WithQueuingDispatcher(), eventbridge.WithMeterProvider(mp))
+	body := readSample(t, "v2.conversations.transcription.json")
+
+	w := post(h, body)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.JSONEq(t, `{"status":"queued","id":"6efd5506-3fd6-09a1-5599-09ae48bd6dd8"}`, w.Body.String())
+	d.err = fanbridge.ErrNoMatch
+	w = post(h, body)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.JSONEq(t, `{"status":"ignored"}`, w.Body.String())
+	d.err = fanbridge.ErrOverloaded
+	require.Equal(t, http.StatusServiceUnavailable, post(h, body).Code)
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	outcomes := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if data, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "fanbridge.eventbridge.dispatched" {
+				for _, dp := range data.DataPoints {
+					v, _ := dp.Attributes.Value("outcome")
+					outcomes[v.Emit()] += dp.Value
+				}
+			}
+		}
+	}
+	assert.Equal(t, map[string]int64{"queued": 1, "ignored": 1, "overloaded": 1}, outcomes)
+}

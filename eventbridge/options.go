@@ -36,6 +36,7 @@ type config struct {
 	logger          *slog.Logger
 	meterProvider   metric.MeterProvider
 	tracerProvider  trace.TracerProvider
+	queuing         bool
 	errs            []error
 }
 
@@ -129,6 +130,15 @@ func WithIgnoredStatus(code int) Option {
 		}
 		c.ignoredStatus = code
 	})
+}
+
+// WithQueuingDispatcher tells the Handler that a nil error from its Dispatcher means the event
+// was queued, not delivered, as with fanout's Async mode: the Handler then answers 200
+// {"status":"queued","id":"..."} and counts the dispatch with the outcome "queued", so that
+// neither the sender nor the metrics take an event held in memory for one its sinks have. The
+// default is off: nil means delivered or dead-lettered, answered {"status":"delivered",...}.
+func WithQueuingDispatcher() Option {
+	return optionFunc(func(c *config) { c.queuing = true })
 }
 
 // WithRetryAfter sets the Retry-After sent with a 503 when the Dispatcher's error does not carry

@@ -34,10 +34,11 @@ const (
 	outcomeClosed
 	outcomeTimeout
 	outcomeFailed
+	outcomeQueued
 	nOutcomes
 )
 
-var outcomeNames = [nOutcomes]string{"delivered", "ignored", "duplicate", "overloaded", "closed", "timeout", "failed"}
+var outcomeNames = [nOutcomes]string{"delivered", "ignored", "duplicate", "overloaded", "closed", "timeout", "failed", "queued"}
 
 // statuses are the codes a Handler answers with; their histogram options are built up front.
 var statuses = []int{200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 400, 403, 405, 413, 415, 503}

@@ -636,7 +636,7 @@ func TestAsyncLossExits1(t *testing.T) {
 			require.NoError(t, json.Unmarshal(body, &env))
 			status, answer := signedPost(t, ctx, p, body)
 			require.Equal(t, http.StatusOK, status, answer)
-			assert.Contains(t, answer, `"status":"delivered"`, "accepted")
+			assert.Contains(t, answer, `"status":"queued"`, "accepted, not yet delivered")
 
 			if tc.lost {
 				_, _, err := p.stderr.wait(ctx, 0, func(s string) bool {
@@ -665,6 +665,10 @@ func TestAsyncLossExits1(t *testing.T) {
 			}
 			failed, _ := metricValue(t, text, "fanbridge_fanout_sink_failed_total", `sink="analytics"`)
 			delivered, _ := metricValue(t, text, "fanbridge_fanout_sink_delivered_total", `sink="analytics"`)
+			queued, _ := metricValue(t, text, "fanbridge_eventbridge_dispatched_total", `outcome="queued"`)
+			assert.Equal(t, 1.0, queued, "the intake counts the event queued")
+			_, counted := metricValue(t, text, "fanbridge_eventbridge_dispatched_total", `outcome="delivered"`)
+			assert.False(t, counted, "the intake counts a queued event as delivered")
 			if tc.lost {
 				assert.Equal(t, 1.0, failed, "fanbridge_fanout_sink_failed_total")
 				assert.Zero(t, delivered, "fanbridge_fanout_sink_delivered_total")

@@ -102,6 +102,9 @@ func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]
 			eventbridge.WithMeterProvider(s.tel.meters),
 			eventbridge.WithTracerProvider(s.tel.tracer),
 		)
+		if d.async {
+			opts = append(opts, eventbridge.WithQueuingDispatcher())
+		}
 		// Each path deduplicates on its own: Source and ID are the sender's to write, and a sender
 		// trusted on one path must not be able to make another path's events look like duplicates.
 		scoped := *d
