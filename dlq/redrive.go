@@ -2,8 +2,10 @@ package dlq
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -80,6 +82,9 @@ type redriveConfig struct {
 	onResult      func(Result)
 	deleteBatch   int
 	removeTimeout time.Duration
+	// Tests replace the hashes of entries to make them collide.
+	keyHook func(id string) uint64
+	fpHook  func(id, sink, event string) uint64
 }
 
 type optionFunc func(*redriveConfig)
@@ -138,7 +143,16 @@ var ErrInvalidOption = errors.New("dlq: invalid option")
 // redrive them, put them again with empty IDs and delete the shared one. The check covers the
 // entries in the queue when Redrive starts; for an entry put during the redrive with the ID of one
 // listed before it, the earlier entry's removal is held back if it has not happened yet, so that
-// entry stays to be sent again. Redrive remembers the ID, sink name and event ID of every entry.
+// entry stays to be sent again.
+//
+// Redrive keeps no text of the entries it reads, only two 64-bit hashes, seeded anew for each
+// call: one of the ID, and one of the ID, Sink and Event.ID. That is about 20 to 40 bytes per
+// entry in the queue, whatever the filter selects, plus the exact IDs of delivered entries
+// waiting to be removed. Different IDs whose hashes collide (about one chance in 4 x 10^7 for a
+// queue of a million entries) are taken for a shared ID: those entries are kept and reported as
+// conflicts, or an entry already delivered is kept to be sent again. Should the second hash
+// collide too, the later entry is taken for a copy, and stays in the queue unsent. No collision
+// makes Redrive remove an entry it did not deliver.
 //
 // Removal follows delivery, so a redrive stopped between the two (a crash, a failed Delete) leaves
 // delivered entries in the queue: at-least-once, as everywhere in fanbridge. Removal of the last
@@ -157,7 +171,8 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 	case cfg.deleteBatch < 1:
 		return Report{}, fmt.Errorf("%w: delete batch %d, want at least 1", ErrInvalidOption, cfg.deleteBatch)
 	}
-	rd := &redrive{cfg: &cfg, r: r, ids: make(map[string]idState)}
+	rd := &redrive{cfg: &cfg, r: r, ids: make(map[uint64]idState), keySeed: maphash.MakeSeed()}
+	rd.fp.SetSeed(maphash.MakeSeed())
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	rd.cancel = cancel
@@ -167,7 +182,7 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 	if err := r.List(ctx, func(e Entry) error {
 		rd.mu.Lock()
 		defer rd.mu.Unlock()
-		rd.note(e)
+		rd.note(&e)
 		return nil
 	}); err != nil {
 		return Report{}, fmt.Errorf("dlq: redrive: %w", err)
@@ -186,25 +201,24 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 		// Every entry is noted, selected or not, since an entry put after the first pass may
 		// share an ID whose removal is still pending.
 		rd.mu.Lock()
-		st := rd.note(e)
+		key, st := rd.note(&e)
 		rd.mu.Unlock()
 		if filter != nil && !filter(e) {
 			return nil
 		}
 		rd.mu.Lock()
 		switch {
-		case st.shared:
+		case st&stateShared != 0:
 			rd.rep.Selected++
 			rd.mu.Unlock()
 			rd.finish(ctx, Result{Entry: e, Outcome: OutcomeConflict, Err: fmt.Errorf("%w: %q", ErrIDConflict, e.ID)})
 			return nil
-		case st.selected:
+		case st&stateSelected != 0:
 			rd.rep.Copies++
 			rd.mu.Unlock()
 			return nil
 		}
-		st.selected = true
-		rd.ids[e.ID] = st
+		rd.ids[key] = st | stateSelected
 		rd.rep.Selected++
 		rd.mu.Unlock()
 		s := sinks[e.Sink]
@@ -263,34 +277,79 @@ type redrive struct {
 
 	mu          sync.Mutex // guards everything below and serialises onResult
 	rep         Report
-	pending     []string           // redriven entries not yet removed
-	ids         map[string]idState // every ID listed so far
+	pending     []string           // IDs of redriven entries not yet removed, exact
+	ids         map[uint64]idState // by idKey, every ID listed so far
+	keySeed     maphash.Seed
+	fp          maphash.Hash // with a seed of its own, for fingerprint
 	unsupported bool
 	err         error // the first removal error, which stops the redrive
 
 	deleteMu sync.Mutex // one Delete at a time, in the order batches filled up
 }
 
-// idState is what a redrive knows of the entries with one ID.
-type idState struct {
-	sink, event string // the Sink and Event.ID of the first entry listed with the ID
-	shared      bool   // an entry of another sink or event has the ID too
-	selected    bool   // an entry with the ID was selected for the redrive
+// idState is what a redrive knows of the entries whose IDs have one idKey: a 62-bit fingerprint
+// of the ID, Sink and Event.ID of the first of them listed, and two flags in the low bits. Eight
+// bytes an entry, against the hundreds the strings would take, let a redrive of one entry read a
+// queue of millions.
+type idState uint64
+
+const (
+	stateShared   idState = 1 << iota // an entry of another sink or event (or ID) has the key too
+	stateSelected                     // an entry with the key was selected for the redrive
+	stateFlags    = stateShared | stateSelected
+)
+
+// idKey and fingerprint hash an entry with seeds of their own Redrive call, which an entry's
+// author cannot predict. Two different IDs with one key are taken for a shared ID (a false
+// conflict: kept, not sent, reported) unless their fingerprints also match; see note.
+func (rd *redrive) idKey(id string) uint64 {
+	if rd.cfg.keyHook != nil {
+		return rd.cfg.keyHook(id)
+	}
+	return maphash.String(rd.keySeed, id)
 }
 
-// note records e's ID, sink and event, and returns what is known of its ID. rd.mu must be held.
-func (rd *redrive) note(e Entry) idState {
-	st, ok := rd.ids[e.ID]
+func (rd *redrive) fingerprint(id, sink, event string) idState {
+	if rd.cfg.fpHook != nil {
+		return idState(rd.cfg.fpHook(id, sink, event)) &^ stateFlags
+	}
+	h := &rd.fp
+	h.Reset()
+	// Lengths first, so that no two (ID, sink, event) triples write the same bytes.
+	var n [24]byte
+	binary.LittleEndian.PutUint64(n[0:], uint64(len(id)))
+	binary.LittleEndian.PutUint64(n[8:], uint64(len(sink)))
+	binary.LittleEndian.PutUint64(n[16:], uint64(len(event)))
+	_, _ = h.Write(n[:])
+	_, _ = h.WriteString(id)
+	_, _ = h.WriteString(sink)
+	_, _ = h.WriteString(event)
+	return idState(h.Sum64()) &^ stateFlags
+}
+
+// note records e under its ID's key and returns what is known of the key. rd.mu must be held.
+//
+// The state is kept by hash, so it can be wrong in one direction only. Entries with one ID, Sink
+// and Event.ID always have one key and one fingerprint, so a true copy, or a true conflict, is
+// always seen as one. Entries with different IDs but one key (a 64-bit collision) are taken for a
+// conflict when their fingerprints differ: none of them is sent or removed, and each selected one
+// is reported with OutcomeConflict. Were their fingerprints to collide as well (another 62 bits),
+// the later one would be taken for a copy: not sent, and left in the queue, since removal is by
+// the exact IDs of delivered entries. Neither case loses an entry or removes one undelivered.
+func (rd *redrive) note(e *Entry) (uint64, idState) {
+	key := rd.idKey(e.ID)
+	fp := rd.fingerprint(e.ID, e.Sink, e.Event.ID)
+	st, ok := rd.ids[key]
 	switch {
 	case !ok:
-		st = idState{sink: e.Sink, event: e.Event.ID}
-	case st.shared || (st.sink == e.Sink && st.event == e.Event.ID):
-		return st
+		st = fp
+	case st&stateShared != 0 || st&^stateFlags == fp:
+		return key, st
 	default:
-		st.shared = true
+		st |= stateShared
 	}
-	rd.ids[e.ID] = st
-	return st
+	rd.ids[key] = st
+	return key, st
 }
 
 func (rd *redrive) deliver(ctx context.Context, j job) {
@@ -346,10 +405,11 @@ func (rd *redrive) flush(ctx context.Context, final bool) {
 		return
 	}
 	// An ID found shared after its entry was delivered (an entry put during the redrive) is held
-	// back: its removal would take the other entry too.
+	// back: its removal would take the other entry too. A key collision can only hold back more
+	// than needed: that entry stays, to be sent again by the next redrive.
 	ids := make([]string, 0, len(rd.pending))
 	for _, id := range rd.pending {
-		if !rd.ids[id].shared {
+		if rd.ids[rd.idKey(id)]&stateShared == 0 {
 			ids = append(ids, id)
 		}
 	}

@@ -1,0 +1,174 @@
+package dlq
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// withHashes replaces Redrive's hashes, to make them collide: keys gives each ID its key (a nil
+// keys, or an ID it lacks, keeps the real hash), and a true sameFingerprint gives every entry
+// one fingerprint.
+func withHashes(keys map[string]uint64, sameFingerprint bool) Option {
+	return optionFunc(func(c *redriveConfig) {
+		if keys != nil {
+			c.keyHook = func(id string) uint64 { return keys[id] }
+		}
+		if sameFingerprint {
+			c.fpHook = func(_, _, _ string) uint64 { return 1 << 10 }
+		}
+	})
+}
+
+// sliceQueue lists the entries put while its List runs, and removes by exact ID.
+type sliceQueue struct {
+	mu      sync.Mutex
+	entries []Entry
+}
+
+func (q *sliceQueue) put(e Entry) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.entries = append(q.entries, e)
+}
+
+func (q *sliceQueue) List(ctx context.Context, fn func(Entry) error) error {
+	for i := 0; ; i++ {
+		q.mu.Lock()
+		if i >= len(q.entries) {
+			q.mu.Unlock()
+			return nil
+		}
+		e := q.entries[i]
+		q.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+}
+
+func (q *sliceQueue) Get(context.Context, string) (Entry, error) { return Entry{}, ErrNotFound }
+
+func (q *sliceQueue) Delete(_ context.Context, ids ...string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.entries = slices.DeleteFunc(q.entries, func(e Entry) bool { return slices.Contains(ids, e.ID) })
+	return nil
+}
+
+func (q *sliceQueue) ids() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var ids []string
+	for _, e := range q.entries {
+		ids = append(ids, e.ID)
+	}
+	return ids
+}
+
+func entryOf(id, sinkName, event string) Entry {
+	return Entry{ID: id, Sink: sinkName, Event: fanbridge.Event{ID: event}}
+}
+
+// Redrive keeps hashes of IDs, not IDs: whatever collides, no entry is lost, and none is removed
+// unless it was delivered.
+func TestRedriveHashCollisions(t *testing.T) {
+	abc := []Entry{entryOf("A", "s", "ev-1"), entryOf("B", "s", "ev-2"), entryOf("C", "s", "ev-1")}
+	cases := []struct {
+		name    string
+		opt     Option
+		entries []Entry
+		want    Report
+		sent    []string
+		left    []string
+	}{{
+		name:    "none",
+		opt:     withHashes(nil, false),
+		entries: abc,
+		want:    Report{Selected: 3, Redriven: 3, Removed: 3},
+		sent:    []string{"ev-1", "ev-2", "ev-1"},
+	}, {
+		// A and C have one key but not one fingerprint: they are taken for a shared ID, and
+		// kept unsent; B is redriven.
+		name:    "keys",
+		opt:     withHashes(map[string]uint64{"A": 7, "B": 8, "C": 7}, false),
+		entries: abc,
+		want:    Report{Selected: 3, Redriven: 1, Removed: 1, Conflicts: 2},
+		sent:    []string{"ev-2"},
+		left:    []string{"A", "C"},
+	}, {
+		// Keys and fingerprints both collide: the later entries are taken for copies of the
+		// first, so they are not sent, but removal by exact ID leaves them in the queue.
+		name:    "keys-and-fingerprints",
+		opt:     withHashes(map[string]uint64{"A": 7, "B": 7, "C": 7}, true),
+		entries: abc,
+		want:    Report{Selected: 1, Redriven: 1, Removed: 1, Copies: 2},
+		sent:    []string{"ev-1"},
+		left:    []string{"B", "C"},
+	}, {
+		// Only fingerprints collide: different keys keep the entries apart.
+		name:    "fingerprints",
+		opt:     withHashes(nil, true),
+		entries: abc,
+		want:    Report{Selected: 3, Redriven: 3, Removed: 3},
+		sent:    []string{"ev-1", "ev-2", "ev-1"},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			q := &sliceQueue{}
+			for _, e := range tc.entries {
+				q.put(e)
+			}
+			var sent []string
+			s := sink.Func(func(_ context.Context, e *fanbridge.Event) error {
+				sent = append(sent, e.ID)
+				return nil
+			})
+			rep, err := Redrive(ctx, q, map[string]sink.Sink{"s": s}, nil, tc.opt)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, rep)
+			assert.Equal(t, tc.sent, sent)
+			assert.Equal(t, tc.left, q.ids())
+		})
+	}
+}
+
+// An entry put during the redrive whose ID only collides with that of a delivered entry holds
+// the delivered entry's removal back, as a true namesake would: the delivered entry stays, to be
+// sent again, and the new one is neither sent nor removed.
+func TestRedriveHashCollisionPutDuringRedrive(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q := &sliceQueue{}
+	q.put(entryOf("X", "s", "ev-1"))
+	// Y reaches the single worker only once X's send, which puts Z, is over; so the List
+	// reaches Z after X was delivered and before its removal (one batch, at the end).
+	q.put(entryOf("Y", "s", "ev-2"))
+	var sent []string
+	s := sink.Func(func(_ context.Context, e *fanbridge.Event) error {
+		sent = append(sent, e.ID)
+		if e.ID == "ev-1" {
+			q.put(entryOf("Z", "s", "ev-3"))
+		}
+		return nil
+	})
+	rep, err := Redrive(ctx, q, map[string]sink.Sink{"s": s}, nil,
+		withHashes(map[string]uint64{"X": 7, "Y": 8, "Z": 7}, false))
+	require.NoError(t, err)
+	assert.Equal(t, Report{Selected: 3, Redriven: 2, Removed: 1, Conflicts: 1}, rep)
+	assert.Equal(t, []string{"ev-1", "ev-2"}, sent)
+	assert.Equal(t, []string{"X", "Z"}, q.ids())
+}
