@@ -270,8 +270,9 @@ func (t *TLS) Config() (*tls.Config, error) {
 	if t.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			// The error of LoadX509KeyPair names the files and the problem, never key bytes.
-			return nil, keyErr("cert_file", err)
+			// The error of LoadX509KeyPair names the problem and either file, never key bytes:
+			// it is about the pair, and so the TLS settings as a whole.
+			return nil, err
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}
@@ -319,8 +320,11 @@ func KeyFunc(key string) (kafkasink.KeyFunc, error) {
 	case "none":
 		return kafkasink.NoKey, nil
 	}
-	return nil, fmt.Errorf("want id, conversation, user or none, got %q", key)
+	return nil, fmt.Errorf("want %s, got %q", keyChoices, key)
 }
+
+// keyChoices are the names KeyFunc knows.
+const keyChoices = "id, conversation, user or none"
 
 // Options returns the kafkasink options of k (topics, key, value).
 func (k *KafkaSink) Options() ([]kafkasink.Option, error) {

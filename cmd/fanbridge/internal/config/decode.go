@@ -21,7 +21,7 @@ import (
 type decoder struct {
 	lookup  func(string) (string, bool)
 	errs    *Errors
-	fromEnv envValues // key path -> the values ${ENV} expansion put there
+	fromEnv envValues // key path -> what ${ENV} expansion put there
 }
 
 var (
@@ -39,8 +39,8 @@ func (d *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
 }
 
 // scalar returns the expanded text of a scalar node and whether expansion changed it (then the
-// text may be a secret and is never echoed in errors). It records the values it took from the
-// environment under path, for Errors to keep out of every message.
+// text may be a secret and is never echoed in errors). It records the text and the values it took
+// from the environment under path, for Errors to keep out of the messages about path.
 func (d *decoder) scalar(path string, n *yaml.Node) (string, bool, bool) {
 	if n.Kind != yaml.ScalarNode {
 		d.fail(path, n, "want a single value, got %s", kindName(n))
@@ -52,7 +52,7 @@ func (d *decoder) scalar(path string, n *yaml.Node) (string, bool, bool) {
 		return "", false, false
 	}
 	if changed {
-		d.fromEnv[path] = append(d.fromEnv[path], vals...)
+		d.fromEnv.record(path, out, vals)
 	}
 	return out, changed, true
 }
@@ -415,7 +415,8 @@ type jsonFrame struct {
 // JSON is parsed, as the YAML form does: expanding the text before parsing it would let a value
 // such as `a"],"detail-type":["x` add keys to the pattern. Keys are kept as written, as the YAML
 // form keeps them, and numbers keep their text. A reference outside a string is refused.
-// The values taken from the environment are recorded under path, the pattern's key.
+// The strings expanded and the values taken from the environment are recorded under path, the
+// pattern's key.
 func (d *decoder) expandJSONStrings(text, path string) ([]byte, error) {
 	dec := json.NewDecoder(strings.NewReader(text))
 	dec.UseNumber()
@@ -480,7 +481,7 @@ func (d *decoder) expandJSONStrings(text, path string) ([]byte, error) {
 					return nil, err
 				}
 				if changed {
-					d.fromEnv[path] = append(d.fromEnv[path], vals...)
+					d.fromEnv.record(path, expanded, vals)
 				}
 				val = expanded
 			}

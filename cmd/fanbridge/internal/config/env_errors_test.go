@@ -2,6 +2,8 @@ package config_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -132,4 +134,68 @@ routes: [{name: r, sinks: [s], ` + tc.route + `}]
 			}
 		})
 	}
+}
+
+// TestNoPartOfAShortEnvironmentValueInsideALongerSetting puts a short value from the environment
+// inside a longer setting that a message quotes whole, or in part, or changed (a header name in
+// its canonical form), or beside another key's value: no run of four of its characters may show,
+// in any case, and the message names the key.
+func TestNoPartOfAShortEnvironmentValueInsideALongerSetting(t *testing.T) {
+	const withheld = "(the detail is not shown, as it could quote a value from the environment"
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "cert.pem")
+	require.NoError(t, os.WriteFile(cert, nil, 0o600))
+	cases := []struct {
+		name     string
+		from, to string // replaced in minimal, or appended when from is ""
+		value    string // of S
+		want     string
+	}{
+		{name: "kafka key", from: "topic: t}", to: `topic: t, key: "by-${S}"}`, value: "hunter2",
+			want: "config: sinks[0].kafka.key: want id, conversation, user or none, got (value from the environment)"},
+		{name: "api_key header", from: "header: X-Api-Key", to: `header: "X Api ${S}"`, value: "hunter2",
+			want: "config: intake[0].verifiers[0].api_key: signature: header name (value from the environment) is not a valid HTTP field name"},
+		{name: "hmac header, canonical and unquoted", from: `- api_key: {header: X-Api-Key, keys: ["k-0123456789"]}`,
+			to: `- hmac: {header: "x-sig-${S}", encoding: hex, prefix: "v 1", secrets: ["s-0123456789"]}`, value: "hunter2",
+			want: "config: intake[0].verifiers[0].hmac: refused " + withheld},
+		{name: "hmac prefix", from: `- api_key: {header: X-Api-Key, keys: ["k-0123456789"]}`,
+			to: `- hmac: {header: X-Sig, encoding: hex, prefix: "v1 ${S}", secrets: ["s-0123456789"]}`, value: "hunter2",
+			want: "config: intake[0].verifiers[0].hmac: signature: HMAC scheme X-Sig: prefix (value from the environment) must be visible ASCII"},
+		{name: "reserved intake path", from: "path: /events", to: `path: "/${S}"`, value: "readyz",
+			want: "config: intake[0].path: (value from the environment) is served by fanbridge itself"},
+		{name: "retry multiplier", from: "insecure: true}", to: "insecure: true}\n    retry: {multiplier: \"${S}\"}", value: "0.5",
+			want: "config: sinks[1].retry: retry: invalid policy " + withheld},
+		{name: "write timeout in a message about another key", to: "listen: {write_timeout: \"${S}\"}\n", value: "2s",
+			want: "config: intake[0].dispatch_timeout: must be shorter than listen.write_timeout\n"},
+		{name: "key file in a message about the pair", from: "topic: t}", to: `topic: t, tls: {cert_file: "` + cert + `", key_file: "/nowhere/${S}/key.pem"}}`, value: "abc12",
+			want: "config: sinks[0].kafka.tls: open (value from the environment): no such file or directory"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := minimal + tc.to
+			if tc.from != "" {
+				require.Contains(t, minimal, tc.from)
+				doc = strings.Replace(minimal, tc.from, tc.to, 1)
+			}
+			_, err := config.Parse([]byte(doc), env(map[string]string{"S": tc.value}))
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, config.ErrInvalid))
+			msg := err.Error()
+			assert.Contains(t, msg+"\n", tc.want)
+			lower := strings.ToLower(msg)
+			v := strings.ToLower(tc.value)
+			for i, w := 0, min(len(v), 4); i+w <= len(v); i++ {
+				assert.NotContains(t, lower, v[i:i+w], "a part of the value from the environment shows")
+			}
+		})
+	}
+}
+
+// TestAValueFromTheEnvironmentIsCutOnlyFromMessagesAboutItsKey gives one key a value from the
+// environment that is also a word of a message about another key: that message is not garbled.
+func TestAValueFromTheEnvironmentIsCutOnlyFromMessagesAboutItsKey(t *testing.T) {
+	doc := strings.Replace(minimal, "topic: t}", "topic: t, key: bogus}", 1) + "dispatch: {ordering_key: \"${ORDER}\"}\n"
+	_, err := config.Parse([]byte(doc), env(map[string]string{"ORDER": "conversation"}))
+	require.Error(t, err)
+	assert.Equal(t, `config: sinks[0].kafka.key: want id, conversation, user or none, got "bogus"`, err.Error())
 }

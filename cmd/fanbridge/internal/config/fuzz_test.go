@@ -32,10 +32,18 @@ func FuzzParse(f *testing.F) {
 	f.Add(strings.Replace(minimal, `pattern: {source: [{prefix: "aws."}]}`, `pattern: '{"${K}": [${V}]'`, 1))
 	f.Add(strings.Replace(minimal, `pattern: {source: [{prefix: "aws."}]}`, `cel: "event.source == '${S}' && nosuchvar &&\n true"`, 1))
 	f.Add(strings.Replace(minimal, `pattern: {source: [{prefix: "aws."}]}`, `pattern: {n: [{numeric: ["${OP}", 1]}]}`, 1))
+	f.Add(strings.Replace(minimal, "topic: t}", `topic: t, key: "by-${S}"}`, 1))
+	f.Add(strings.Replace(minimal, "header: X-Api-Key", `header: "X Api ${S}"`, 1))
+	f.Add(strings.Replace(minimal, "topic: t}", "topic: t, key: bogus}", 1) + "dispatch: {ordering_key: \"${ORDER}\"}\n")
 	const secret = "fuzz-secret-7Qz"
+	// A variable named by one letter holds a short value, which cannot be cut out of a message
+	// wherever it stands without garbling it.
 	lookup := func(name string) (string, bool) {
-		if name == "UNSET" {
+		switch {
+		case name == "UNSET":
 			return "", false
+		case len(name) == 1:
+			return "7Qz" + name, true
 		}
 		return secret + name, true
 	}
@@ -44,8 +52,8 @@ func FuzzParse(f *testing.F) {
 			if !errors.Is(err, config.ErrInvalid) {
 				t.Fatalf("decode error does not wrap ErrInvalid: %v", err)
 			}
-			if strings.Contains(err.Error(), secret) {
-				t.Fatalf("decode error shows a value from the environment: %v", err)
+			if showsPart(doc, err) {
+				t.Fatalf("decode error shows a part of a value from the environment: %v", err)
 			}
 		}
 		cfg, err := config.Parse([]byte(doc), lookup)
@@ -53,8 +61,7 @@ func FuzzParse(f *testing.F) {
 			if !errors.Is(err, config.ErrInvalid) {
 				t.Fatalf("parse error does not wrap ErrInvalid: %v", err)
 			}
-			// The end of the secret, unless the file itself spells it.
-			if !strings.Contains(doc, "7Qz") && strings.Contains(err.Error(), "7Qz") {
+			if showsPart(doc, err) {
 				t.Fatalf("parse error shows a part of a value from the environment: %v", err)
 			}
 			return
@@ -67,4 +74,10 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("a second validation changed the configuration:\n%s\n%s", before, after)
 		}
 	})
+}
+
+// showsPart reports whether err shows the part every value from the environment has (in any
+// case: a header name is shown in its canonical form), unless the file itself spells it.
+func showsPart(doc string, err error) bool {
+	return !strings.Contains(strings.ToLower(doc), "7qz") && strings.Contains(strings.ToLower(err.Error()), "7qz")
 }

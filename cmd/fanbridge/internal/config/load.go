@@ -26,11 +26,29 @@ type Errors struct {
 	fromEnv envValues
 }
 
-// envValues holds, by key path, the values ${ENV} expansion put in a setting: each variable's
-// value on its own rather than the expanded text, since a message may quote any part of that
-// text (a CEL compiler quotes the one line it fails on). A path is there, with no values, when
-// every reference in it took its default.
-type envValues map[string][]string
+// envValues holds, by key path, what ${ENV} expansion put in a setting. A path is there, with
+// nothing recorded, when every reference in it took its default.
+type envValues map[string]envSetting
+
+// envSetting is what ${ENV} expansion put in one setting: the expanded text as a whole, which a
+// message may quote as it quotes any value, and each variable's value on its own, since a
+// message may also quote a part of the text (a CEL compiler quotes the one line it fails on).
+type envSetting struct {
+	texts  []string // one per expanded string: a JSON-string pattern holds several
+	values []string
+}
+
+// record notes the text that expansion made of a string at path and the values it took from
+// the environment; vals is empty when every reference took its default, and then the text is
+// the file's own.
+func (v envValues) record(path, text string, vals []string) {
+	s := v[path]
+	if len(vals) > 0 {
+		s.texts = append(s.texts, text)
+		s.values = append(s.values, vals...)
+	}
+	v[path] = s
+}
 
 // show quotes the value at path for an error message, unless it came from the environment, where
 // it may be a secret: then it says so instead.
@@ -66,11 +84,18 @@ func under(q, path string) bool {
 	return path == "" || q == path || strings.HasPrefix(q, path+".") || strings.HasPrefix(q, path+"[")
 }
 
-// forms lists the ways a message may spell v: as it is, each of its lines (a compiler quotes
-// the line it fails on), and escaped as Go and JSON quote it.
-func forms(v string) []string {
+// related reports whether a message about path may quote a value at key path q: one at path,
+// below it (a pattern's checker quotes its values) or above it (the setting holding path). A
+// message about one key does not quote another key's value, and cutting every value out of
+// every message would garble messages that hold no secret: a value "conversation" from the
+// environment would be cut out of the list of choices a message about another key gives.
+func related(q, path string) bool { return under(q, path) || under(path, q) }
+
+// forms lists the ways a message may spell v: as it is, escaped as Go and JSON quote it, and,
+// with lines, each of its lines (a compiler quotes the line it fails on).
+func forms(v string, lines bool) []string {
 	out := []string{v}
-	if strings.ContainsAny(v, "\r\n") {
+	if lines && strings.ContainsAny(v, "\r\n") {
 		out = append(out, strings.FieldsFunc(v, func(r rune) bool { return r == '\n' || r == '\r' })...)
 	}
 	if q := strconv.Quote(v); q[1:len(q)-1] != v {
@@ -84,53 +109,59 @@ func forms(v string) []string {
 	return out
 }
 
-// redact replaces, in a message about path, the values from the environment: those at path or
-// below it wherever they stand quoted, and any long enough not to be mistaken for a word of the
-// message (see minShownAround) wherever they appear, whichever key they belong to.
+// redact replaces, in a message about path, what ${ENV} expansion put in the settings related
+// to path: each expanded text as a whole, and each variable's value and each line of one,
+// wherever they stand quoted, and as they are when long enough not to be mistaken for a word of
+// the message (see minShownAround). The lines of an expanded text are the file's own text
+// around the values, and are left as they are.
 func (e *Errors) redact(path, msg string) string {
-	type cut struct {
-		text   string
-		quoted bool
-	}
-	var cuts []cut
-	for q, vals := range e.fromEnv {
-		in := under(q, path)
-		for _, v := range vals {
-			for _, f := range forms(v) {
-				if f == "" {
-					continue
-				}
-				if in {
-					cuts = append(cuts, cut{strconv.Quote(f), true})
-				}
-				if len(f) >= minShownAround {
-					cuts = append(cuts, cut{f, false})
-				}
+	var cuts []string
+	add := func(v string, lines bool) {
+		for _, f := range forms(v, lines) {
+			if f == "" {
+				continue
 			}
+			cuts = append(cuts, strconv.Quote(f))
+			if len(f) >= minShownAround {
+				cuts = append(cuts, f)
+			}
+		}
+	}
+	for q, s := range e.fromEnv {
+		if !related(q, path) {
+			continue
+		}
+		for _, t := range s.texts {
+			add(t, false)
+		}
+		for _, v := range s.values {
+			add(v, true)
 		}
 	}
 	if len(cuts) == 0 {
 		return msg
 	}
-	// Longest first: a value, or a line of one, may hold another value.
-	slices.SortFunc(cuts, func(a, b cut) int { return len(b.text) - len(a.text) })
+	// Longest first: a text holds its values, and a value, or a line of one, may hold another.
+	slices.SortFunc(cuts, func(a, b string) int { return len(b) - len(a) })
 	for _, c := range cuts {
-		msg = strings.ReplaceAll(msg, c.text, redactMark)
+		msg = strings.ReplaceAll(msg, c, redactMark)
 	}
 	return strings.ReplaceAll(msg, redactMark, fromEnvText)
 }
 
 // mayQuote reports whether msg, redacted, may still hold a part of a value from the environment
-// at path or below it: any run of four characters of one (all of a shorter one), in any of its
-// forms, or any of its words (runs of letters, digits and _) standing as a word of its own.
-func (e *Errors) mayQuote(path, msg string) bool {
+// in a setting related to path, other than those for which named reports true (nil names
+// none): any run of four characters of one (all of a shorter one), in any of its forms, or any
+// of its words (runs of letters, digits and _) standing as a word of its own. The file's own
+// text around the values is no secret, and is not looked for.
+func (e *Errors) mayQuote(path, msg string, named func(q string) bool) bool {
 	msg = strings.ReplaceAll(msg, fromEnvText, redactMark)
-	for q, vals := range e.fromEnv {
-		if !under(q, path) {
+	for q, s := range e.fromEnv {
+		if !related(q, path) || named != nil && named(q) {
 			continue
 		}
-		for _, v := range vals {
-			for _, f := range forms(v) {
+		for _, v := range s.values {
+			for _, f := range forms(v, true) {
 				w := min(len(f), 4)
 				for i := 0; w > 0 && i+w <= len(f); i++ {
 					if strings.Contains(msg, f[i:i+w]) {
@@ -179,9 +210,16 @@ func (e *Errors) add(path, msg string) { e.put(path, e.redact(path, msg)) }
 // withheld, and only what err wraps innermost, such as "filter: invalid CEL expression", is
 // shown: a short value cannot be cut out of a message without garbling it, and a message
 // missing its detail is better than one showing a secret.
-func (e *Errors) addDetail(path, msg string, err error) {
+func (e *Errors) addDetail(path, msg string, err error) { e.addDetailExcept(path, msg, err, nil) }
+
+// addDetailExcept is addDetail for a library that never quotes the settings for which unquoted
+// reports true, not even in part (the signature package quotes names, never keys or secrets):
+// their values are cut out of its message like any other, but a word or a few characters of
+// one, which the message may hold by chance ("base64" in a secret and in "not whsec_ followed
+// by base64"), do not withhold it.
+func (e *Errors) addDetailExcept(path, msg string, err error, unquoted func(q string) bool) {
 	msg = e.redact(path, msg)
-	if !e.mayQuote(path, msg) {
+	if !e.mayQuote(path, msg, unquoted) {
 		e.put(path, msg)
 		return
 	}
@@ -190,11 +228,18 @@ func (e *Errors) addDetail(path, msg string, err error) {
 		inner = u
 	}
 	const withheld = "the detail is not shown, as it could quote a value from the environment; write the value in the file to see it"
-	if s := inner.Error(); inner != err && !e.mayQuote(path, s) && !strings.Contains(s, "\n") {
+	if s := inner.Error(); inner != err && !e.mayQuote(path, s, unquoted) && !strings.Contains(s, "\n") {
 		e.put(path, s+" ("+withheld+")")
 		return
 	}
 	e.put(path, "refused ("+withheld+")")
+}
+
+// fromEnvAt reports whether the value at path came from the environment, for a message about
+// another key that would quote it.
+func (e *Errors) fromEnvAt(path string) bool {
+	_, ok := e.fromEnv[path]
+	return ok
 }
 
 func (e *Errors) put(path, msg string) {

@@ -43,6 +43,10 @@ const (
 	MaxQueueSize   = fanout.MaxQueueSize
 )
 
+// verifierSecrets are the verifier keys that hold keys, secrets, tokens and passwords (Basic's
+// users map each name to a password).
+var verifierSecrets = []string{"keys", "tokens", "secrets", "users"}
+
 // reserved paths are served by the service itself.
 var reserved = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
@@ -180,7 +184,11 @@ func (c *Config) validateIntake(e *Errors) {
 		case in.Path == "/":
 			e.add(p+".path", "/ answers every unknown path with 404; use a path of its own, such as /events")
 		case reserved[in.Path]:
-			e.addf(p+".path", "%s is served by fanbridge itself", in.Path)
+			name := in.Path
+			if e.fromEnvAt(p + ".path") {
+				name = fromEnvText
+			}
+			e.addf(p+".path", "%s is served by fanbridge itself", name)
 		case strings.ContainsFunc(in.Path, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '{' || r == '}' }):
 			e.addf(p+".path", "must not contain whitespace, control characters or braces, got %s", e.show(p+".path", in.Path))
 		case strings.ContainsAny(in.Path, "?#"):
@@ -209,17 +217,30 @@ func (c *Config) validateIntake(e *Errors) {
 				e.add(vp, "want exactly one of api_key, basic, bearer, hmac, github, open_messaging, standard_webhooks")
 				continue
 			}
-			// The signature package never quotes a key, secret or password, only names (of
-			// headers, of Basic users), which add cuts out where they came from the environment.
+			// The signature package quotes names (of headers, of Basic users) and prefixes, whole
+			// or in part (an HMAC scheme is named by its header), but never a key, secret, token
+			// or password: only those are spared the check for a part of a value.
 			if _, err := v.Build(); err != nil {
-				e.add(vp+"."+kind, err.Error())
+				kp := vp + "." + kind
+				e.addDetailExcept(kp, err.Error(), err, func(q string) bool {
+					for _, k := range verifierSecrets {
+						if under(q, kp+"."+k) {
+							return true
+						}
+					}
+					return false
+				})
 			}
 		}
 		if in.MaxBody < 0 || in.MaxBody > 16<<20 {
 			e.add(p+".max_body", "want at most 16MiB")
 		}
 		if in.DispatchTimeout.D() >= c.Listen.WriteTimeout.D() {
-			e.addf(p+".dispatch_timeout", "must be shorter than listen.write_timeout (%s)", c.Listen.WriteTimeout.D())
+			if e.fromEnvAt("listen.write_timeout") {
+				e.add(p+".dispatch_timeout", "must be shorter than listen.write_timeout")
+			} else {
+				e.addf(p+".dispatch_timeout", "must be shorter than listen.write_timeout (%s)", c.Listen.WriteTimeout.D())
+			}
 		}
 		if in.IgnoredStatus != 0 && (in.IgnoredStatus < 200 || in.IgnoredStatus > 299) {
 			e.add(p+".ignored_status", "want a 2xx status")
@@ -337,7 +358,7 @@ func (c *Config) validateSinks(e *Errors) map[string]bool {
 			e.add(p, "one of kafka or grpc is required")
 		}
 		if _, err := retry.New(s.Retry.Policy()); err != nil {
-			e.add(p+".retry", err.Error())
+			e.addDetail(p+".retry", err.Error(), err)
 		}
 		if s.Retry.MaxAttempts < 0 && s.Retry.MaxAge == 0 {
 			// Without either budget an async delivery retries until the shutdown's drain deadline.
@@ -414,7 +435,7 @@ func validateKafkaSink(e *Errors, p string, k *KafkaSink) {
 		e.add(p, "want exactly one of topic, topic_by_type or topic_template")
 	}
 	if _, err := KeyFunc(k.Key); err != nil {
-		e.add(p+".key", err.Error())
+		e.addf(p+".key", "want %s, got %s", keyChoices, e.show(p+".key", k.Key))
 	}
 	if k.Value != "data" && k.Value != "raw" {
 		e.addf(p+".value", "want data or raw, got %s", e.show(p+".value", k.Value))
