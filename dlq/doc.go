@@ -44,10 +44,18 @@
 // ignore members they do not know, so version 1 may gain members. Event.Raw and Event.Data come
 // back byte for byte in one of three forms: embedded as a JSON value ("raw") when they are compact
 // JSON in valid UTF-8 without <, >, &, U+2028 or U+2029 (so that encoding/json, which compacts and
-// escapes embedded values, cannot change them either), as a JSON string ("raw_text") when they are
-// other valid UTF-8 (pretty-printed JSON, for one), and as standard base64 ("raw_b64") otherwise.
-// A nil Raw is left out; an empty one is "raw_text":"". Decoded times are in UTC; the instant is
-// kept, the time zone is not.
+// escapes embedded values, cannot change them either) and without terminal controls (below), as
+// a JSON string ("raw_text") when they are other valid UTF-8 (pretty-printed JSON, for one), and
+// as standard base64 ("raw_b64") otherwise. A nil Raw is left out; an empty one is "raw_text":"".
+// Decoded times are in UTC; the instant is kept, the time zone is not.
+//
+// The encoding holds no character a terminal acts on rather than shows: strings escape, as
+// \uXXXX, the C0 controls, DEL, the C1 controls U+0080 to U+009F and the bidirectional
+// embeddings, overrides and isolates U+202A to U+202E and U+2066 to U+2069, and Raw or Data
+// holding one of them is written as a string. An entry can therefore be printed as it is, and
+// decoding the printed text still gives Raw and Data byte for byte. Other invisible characters
+// (a no-break space, a joiner, a soft hyphen) are written as they are. Readers accept these
+// characters raw as well, as earlier writers of version 1 left them.
 //
 // # Errors
 //

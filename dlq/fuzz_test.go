@@ -35,6 +35,7 @@ func FuzzEntryJSON(f *testing.F) {
 		b, err := e.AppendJSON(nil)
 		require.NoError(t, err)
 		require.NotContains(t, string(b), "\n")
+		require.False(t, hasTerminalControl(b), "raw terminal control in %q", b)
 		var again dlq.Entry
 		require.NoError(t, json.Unmarshal(b, &again), "re-decoding %s", b)
 		dlqtest.AssertEntry(t, e, again)
@@ -50,6 +51,7 @@ func FuzzEntryRoundTrip(f *testing.F) {
 	f.Add(sample, []byte(`{"a":1}`), "err", "k", "v", int64(1700000000123456789))
 	f.Add([]byte{0xff, 0, '\n'}, []byte(nil), "\xff\x00", "", "\u2028", int64(-62135596800000000))
 	f.Add([]byte(`"<&>"`), []byte(`[1, 2]`), "quote\"", "\\", "\t", int64(0))
+	f.Add([]byte("{\"a\":\"\x7f\u009b\u202e\"}"), []byte("[\"\u2066\u00a0\"]"), "\x7f\u0085", "\u202d", "\u2069", int64(1))
 	f.Fuzz(func(t *testing.T, raw, data []byte, text, key, value string, nanos int64) {
 		in := dlq.Entry{
 			ID: "x", Sink: "s", Error: text, Route: text,
@@ -62,6 +64,7 @@ func FuzzEntryRoundTrip(f *testing.F) {
 		require.NoError(t, err)
 		require.True(t, json.Valid(b), "invalid JSON: %q", b)
 		require.NotContains(t, string(b), "\n")
+		require.False(t, hasTerminalControl(b), "raw terminal control in %q", b)
 		var out dlq.Entry
 		require.NoError(t, json.Unmarshal(b, &out))
 		require.True(t, bytes.Equal(raw, out.Event.Raw), "raw %q became %q", raw, out.Event.Raw)

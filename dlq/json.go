@@ -125,7 +125,9 @@ func appendBytesField(dst []byte, name string, b []byte) []byte {
 // embeddable reports whether b can be embedded in an entry's JSON as a value and come back byte for
 // byte, even through encoding/json, which compacts embedded values and escapes <, >, &, U+2028 and
 // U+2029: b must be valid UTF-8 JSON with no whitespace outside strings and none of those
-// characters. Most EventBridge deliveries are such compact JSON.
+// characters. Nor may it hold a terminal control (see terminalControl), which an entry's JSON
+// never holds raw; such bytes go in a JSON string, where they are escaped. Most EventBridge
+// deliveries are such compact JSON.
 func embeddable(b []byte) bool {
 	if len(b) == 0 {
 		return false
@@ -133,10 +135,16 @@ func embeddable(b []byte) bool {
 	inString, escaped := false, false
 	for i := 0; i < len(b); i++ {
 		c := b[i]
+		// 0xC2 and 0xE2 only ever lead a UTF-8 sequence, so the checks below cannot match the
+		// middle of another character; invalid UTF-8 is refused at the end.
 		switch {
-		case c == '<' || c == '>' || c == '&':
+		case c == '<' || c == '>' || c == '&' || c == 0x7F:
 			return false
-		case c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && (b[i+2] == 0xA8 || b[i+2] == 0xA9):
+		case c == 0xC2 && i+1 < len(b) && b[i+1] <= 0x9F: // U+0080 to U+009F
+			return false
+		case c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && b[i+2] >= 0xA8 && b[i+2] <= 0xAE: // U+2028 to U+202E
+			return false
+		case c == 0xE2 && i+2 < len(b) && b[i+1] == 0x81 && b[i+2] >= 0xA6 && b[i+2] <= 0xA9: // U+2066 to U+2069
 			return false
 		case inString:
 			switch {
@@ -158,16 +166,24 @@ func embeddable(b []byte) bool {
 
 const hexDigits = "0123456789abcdef"
 
+// terminalControl reports whether r is a character a terminal may act on rather than show: DEL,
+// the C1 controls (U+009B starts an escape sequence on some terminals) and the bidirectional
+// embeddings, overrides and isolates, which reorder what follows them. An entry's JSON holds
+// none of them raw (nor C0 controls, which JSON escapes anyway), so it is safe to print.
+func terminalControl(r rune) bool {
+	return r == 0x7F || (r >= 0x80 && r <= 0x9F) || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
+}
+
 // appendString appends s as a JSON string. Control characters, quotes and backslashes are escaped,
-// U+2028 and U+2029 too (so that a line is also safe JavaScript), and each byte of invalid UTF-8
-// becomes \ufffd, as encoding/json does.
+// U+2028 and U+2029 too (so that a line is also safe JavaScript), and so are the terminal
+// controls; each byte of invalid UTF-8 becomes \ufffd, as encoding/json does.
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7F {
 				i++
 				continue
 			}
@@ -196,9 +212,9 @@ func appendString(dst []byte, s string) []byte {
 			start = i
 			continue
 		}
-		if r == '\u2028' || r == '\u2029' {
+		if r == '\u2028' || r == '\u2029' || terminalControl(r) {
 			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			dst = append(dst, '\\', 'u', hexDigits[r>>12], hexDigits[r>>8&0xF], hexDigits[r>>4&0xF], hexDigits[r&0xF])
 			i += size
 			start = i
 			continue

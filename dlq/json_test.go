@@ -74,6 +74,17 @@ func TestJSONBytesForms(t *testing.T) {
 		{"empty", []byte{}, `"raw_text":""`},
 		{"binary", []byte{0xff, 0x00, 'a'}, `"raw_b64":"/wBh"`},
 		{"invalid-utf8-in-json-string", []byte("{\"a\":\"\xff\"}"), `"raw_b64":`},
+		// Terminal controls inside JSON strings make the JSON a string, in which they are escaped.
+		{"del", []byte("{\"a\":\"a\x7fb\"}"), `"raw_text":"{\"a\":\"a\u007fb\"}"`},
+		{"c1-csi", []byte("{\"a\":\"\u009b31m\"}"), `"raw_text":"{\"a\":\"\u009b31m\"}"`},
+		{"c1-first", []byte("{\"a\":\"\u0080\"}"), `"raw_text":"{\"a\":\"\u0080\"}"`},
+		{"bidi-override", []byte("{\"a\":\"\u202eevil\u202c\"}"), `"raw_text":"{\"a\":\"\u202eevil\u202c\"}"`},
+		{"bidi-embedding", []byte("{\"a\":\"\u202a\"}"), `"raw_text":"{\"a\":\"\u202a\"}"`},
+		{"bidi-isolates", []byte("{\"a\":\"\u2066x\u2069\"}"), `"raw_text":"{\"a\":\"\u2066x\u2069\"}"`},
+		// Characters next to those ranges, and other invisible ones a terminal shows or ignores,
+		// stay embedded as they are.
+		{"printable-neighbours", []byte("{\"a\":\"~\u00a0\u00ad\u200d\u200e\u2030\u2065\u206a\U0001F468\u200d\U0001F469\"}"),
+			"\"raw\":{\"a\":\"~\u00a0\u00ad\u200d\u200e\u2030\u2065\u206a\U0001F468\u200d\U0001F469\"}"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -171,4 +182,57 @@ func TestJSONDecodedTimesAreUTC(t *testing.T) {
 			assert.True(t, want.Equal(e.FirstAttempt), "the instant is kept: %v, want %v", e.FirstAttempt, want)
 		})
 	}
+}
+
+// hasTerminalControl reports whether b holds, raw, a character a terminal may act on: C0 controls,
+// DEL, C1 controls or bidirectional embeddings, overrides and isolates.
+func hasTerminalControl(b []byte) bool {
+	return strings.ContainsFunc(string(b), func(r rune) bool {
+		return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
+	})
+}
+
+// An entry's JSON can be printed on a terminal as it is: every field's terminal controls are
+// escaped, and decoding gives them back.
+func TestJSONEscapesTerminalControls(t *testing.T) {
+	const nasty = "a\x7fb\u0085c\u009b2Jd\u202ee\u2067f\x1b[31m\u00a0\u200d\u00ad"
+	e := dlq.Entry{
+		ID: "x" + nasty, Sink: nasty, Route: nasty, Error: nasty, TraceID: nasty,
+		Event: fanbridge.Event{
+			ID: nasty, Type: nasty, Topic: nasty, Source: nasty,
+			Metadata: map[string]string{nasty: nasty},
+			Raw:      []byte("{\"a\":\"a\x7fb\u0085\u009b\u202e\u2067\u00a0\"}"),
+			Data:     []byte(nasty),
+		},
+	}
+	b, err := e.AppendJSON(nil)
+	require.NoError(t, err)
+	assert.False(t, hasTerminalControl(b), "raw terminal control in %q", b)
+	assert.Contains(t, string(b), `a\u007fb\u0085c\u009b2Jd\u202ee\u2067f\u001b[31m`+"\u00a0\u200d\u00ad")
+	var got dlq.Entry
+	require.NoError(t, json.Unmarshal(b, &got))
+	dlqtest.AssertEntry(t, e, got)
+	assert.Equal(t, e.Event.Raw, got.Event.Raw)
+	assert.Equal(t, []byte(e.Event.Data), []byte(got.Event.Data))
+}
+
+// Entries written before terminal controls were kept out of embedded Raw and Data, and out of
+// strings, are read as they always were: byte for byte.
+func TestJSONReadsTerminalControlsWrittenRaw(t *testing.T) {
+	raw := "{\"a\":\"a\x7fb\u009b\u202e\u2066\u00a0\"}"
+	in := `{"v":1,"id":"A","sink":"s","error":"e` + "\x7f\u009b\u202e" + `","event":{"id":"e","data":` + raw + `,"raw":` + raw + `}}`
+	var e dlq.Entry
+	require.NoError(t, json.Unmarshal([]byte(in), &e))
+	assert.Equal(t, []byte(raw), e.Event.Raw)
+	assert.Equal(t, []byte(raw), []byte(e.Event.Data))
+	assert.Equal(t, "e\x7f\u009b\u202e", e.Error)
+
+	// Written again, they take the escaped form, and decode to the same bytes.
+	b, err := e.AppendJSON(nil)
+	require.NoError(t, err)
+	assert.False(t, hasTerminalControl(b), "raw terminal control in %q", b)
+	var again dlq.Entry
+	require.NoError(t, json.Unmarshal(b, &again))
+	assert.Equal(t, []byte(raw), again.Event.Raw)
+	assert.Equal(t, e.Error, again.Error)
 }

@@ -213,6 +213,14 @@ func roundTripCases() []struct {
 		e.Event.Metadata = map[string]string{"bad\xfe": "v\xff", "emoji": "📞", "empty": ""}
 	})
 	add("empty-metadata", func(e *dlq.Entry) { e.Event.Metadata = map[string]string{} })
+	// Characters a terminal acts on (DEL, C1, bidirectional overrides) and invisible ones it
+	// shows (no-break space, joiner, soft hyphen), in JSON Raw and Data and in text.
+	add("terminal-controls", func(e *dlq.Entry) {
+		raw := []byte("{\"name\":\"Ann\u00a0Lee\",\"emoji\":\"\U0001F468\u200d\U0001F469\",\"x\":\"a\x7fb\u009b\u202e\u2066\u00ad\"}")
+		e.Event.Raw, e.Event.Data = raw, raw
+		e.Error = "sink said \x7f\u009b[2J\u202egnp.exe\u00a0"
+		e.Event.Type = "type\u2067\u200d"
+	})
 	return c
 }
 
