@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,7 +16,6 @@ import (
 	"syscall"
 	"time"
 	"unicode"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
@@ -165,19 +162,7 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 			return exitFail
 		}
 		defer func() { _ = closeR() }()
-		e, err := r.Get(ctx, pos[0])
-		if err != nil {
-			fmt.Fprintln(stderr, "fanbridge dlq:", err)
-			return exitFail
-		}
-		b, _ := e.MarshalJSON()
-		var out bytes.Buffer
-		_ = json.Indent(&out, b, "", "  ")
-		if _, err := fmt.Fprintln(stdout, string(escapeJSONControls(out.Bytes()))); err != nil {
-			fmt.Fprintln(stderr, "fanbridge dlq: writing the entry:", err)
-			return exitFail
-		}
-		return exitOK
+		return dlqShow(ctx, r, pos[0], stdout, stderr)
 	case "redrive":
 		if len(pos) > 0 {
 			fs.Usage()
@@ -205,17 +190,20 @@ func dlqList(ctx context.Context, r dlq.Reader, sinkNames, ids []string, asJSON 
 		tw.add("ID", "LAST ATTEMPT", "SINK", "ROUTE", "CONDITION", "ATTEMPTS", "EVENT ID", "TYPE", "ERROR")
 	}
 	n := 0
+	var line []byte
 	err := r.List(ctx, func(e dlq.Entry) error {
 		if !selected(e, sinkNames, ids) {
 			return nil
 		}
 		n++
 		if asJSON {
-			b, err := e.MarshalJSON()
-			if err != nil {
+			// The entry's JSON is printed as dlq writes it: it holds no terminal control raw,
+			// and any rewriting would change the bytes of Raw and Data it carries.
+			var err error
+			if line, err = e.AppendJSON(line[:0]); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(stdout, string(escapeJSONControls(b)))
+			_, err = stdout.Write(append(line, '\n'))
 			return err
 		}
 		msg := strings.ReplaceAll(strings.ReplaceAll(e.Error, "\r\n", " "), "\n", " ")
@@ -391,34 +379,124 @@ func cell(s string) string {
 	return s
 }
 
-// escapeJSONControls escapes, as \uXXXX, the characters JSON lets a string hold raw but a terminal
-// may act on: DEL, the C1 controls (U+009B starts an escape sequence on some terminals) and other
-// non-printing characters such as bidirectional overrides. In JSON they can only be inside
-// strings, so the value is unchanged; C0 controls are escaped by every JSON encoder already.
-func escapeJSONControls(b []byte) []byte {
-	var out []byte
-	done := 0
+// dlqShow prints the entry with the given ID as indented JSON.
+func dlqShow(ctx context.Context, r dlq.Reader, id string, stdout, stderr io.Writer) int {
+	e, err := r.Get(ctx, id)
+	if err != nil {
+		fmt.Fprintln(stderr, "fanbridge dlq:", err)
+		return exitFail
+	}
+	b, err := e.AppendJSON(nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "fanbridge dlq:", err)
+		return exitFail
+	}
+	if _, err := stdout.Write(append(indentEntry(b), '\n')); err != nil {
+		fmt.Fprintln(stderr, "fanbridge dlq: writing the entry:", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// indentEntry indents an entry's JSON, compact as dlq writes it, two spaces a level as
+// json.Indent does, except for the event's embedded "data" and "raw" values, which are copied as
+// they are: indenting them would make the printed entry decode to other Raw and Data bytes than
+// the queue holds. Strings are copied as they are, so that the escapes of terminal controls dlq
+// writes stay.
+func indentEntry(b []byte) []byte {
+	out := make([]byte, 0, len(b)+len(b)/4)
+	depth := 0
+	var keys [3][]byte // the last key read at depths 1 and 2, quotes included
+	newline := func() {
+		out = append(out, '\n')
+		for range depth {
+			out = append(out, ' ', ' ')
+		}
+	}
 	for i := 0; i < len(b); {
-		if b[i] < 0x7f {
-			i++
+		switch c := b[i]; c {
+		case '"':
+			end := jsonStringEnd(b, i)
+			if end < len(b) && b[end] == ':' && depth < len(keys) {
+				keys[depth] = b[i:end]
+			}
+			out = append(out, b[i:end]...)
+			i = end
 			continue
+		case '{', '[':
+			if i+1 < len(b) && (b[i+1] == '}' || b[i+1] == ']') {
+				out = append(out, c, b[i+1])
+				i += 2
+				continue
+			}
+			out = append(out, c)
+			depth++
+			newline()
+		case '}', ']':
+			depth--
+			newline()
+			out = append(out, c)
+		case ',':
+			out = append(out, c)
+			newline()
+		case ':':
+			out = append(out, ':', ' ')
+			if depth == 2 && string(keys[1]) == `"event"` && (string(keys[2]) == `"data"` || string(keys[2]) == `"raw"`) {
+				end := jsonValueEnd(b, i+1)
+				out = append(out, b[i+1:end]...)
+				i = end
+				continue
+			}
+		default:
+			out = append(out, c)
 		}
-		r, n := utf8.DecodeRune(b[i:])
-		if unicode.IsPrint(r) || n == 1 && r == utf8.RuneError {
-			i += n
+		i++
+	}
+	return out
+}
+
+// jsonStringEnd returns the index just past the JSON string that starts at b[i], or len(b).
+func jsonStringEnd(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(b)
+}
+
+// jsonValueEnd returns the index just past the compact JSON value that starts at b[i], or len(b).
+func jsonValueEnd(b []byte, i int) int {
+	depth := 0
+	for j := i; j < len(b); {
+		switch b[j] {
+		case '"':
+			j = jsonStringEnd(b, j)
+			if depth == 0 {
+				return j
+			}
 			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return j // the end of the object the value is in
+			}
+			depth--
+			if depth == 0 {
+				return j + 1
+			}
+		case ',':
+			if depth == 0 {
+				return j
+			}
 		}
-		out = append(out, b[done:i]...)
-		for _, u := range utf16.AppendRune(nil, r) {
-			out = fmt.Appendf(out, `\u%04x`, u)
-		}
-		i += n
-		done = i
+		j++
 	}
-	if out == nil {
-		return b
-	}
-	return append(out, b[done:]...)
+	return len(b)
 }
 
 const patternUsage = `usage: fanbridge pattern test PATTERN EVENT

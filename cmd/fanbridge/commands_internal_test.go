@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -123,3 +124,102 @@ type failingWriter struct{}
 func (failingWriter) Write([]byte) (int, error) { return 0, fmt.Errorf("no space left") }
 
 var _ io.Writer = failingWriter{}
+
+// hasTerminalControl reports whether s holds, raw, a character a terminal may act on: C0
+// controls other than the newline, DEL, C1 controls, or bidirectional embeddings, overrides and
+// isolates.
+func hasTerminalControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool {
+		return (r < 0x20 && r != '\n') || r == 0x7f || (r >= 0x80 && r <= 0x9f) ||
+			(r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
+	})
+}
+
+// list -json and show print the documented entry shape, which decodes to Raw and Data byte for
+// byte, and never put a terminal control on the screen. Invisible characters a terminal only
+// shows (a no-break space, a joiner, a soft hyphen) stay as they are.
+func TestDLQJSONKeepsRawAndDataByteForByte(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	withControls := []byte("{\"detail-type\":\"t\",\"detail\":{\"name\":\"Ann\u00a0Lee\",\"emoji\":\"\U0001F468\u200d\U0001F469\",\"x\":\"a\x7fb\u009b\u202e\u2066\"}}")
+	printable := []byte("{\"name\":\"Ann\u00a0Lee\",\"emoji\":\"\U0001F468\u200d\U0001F469\",\"hyphen\":\"co\u00adop\",\"n\":[1,{\"a\":null}]}")
+	cases := []struct {
+		name      string
+		raw, data []byte
+	}{
+		{"controls-in-raw", withControls, printable},
+		{"controls-in-data", printable, withControls},
+		{"pretty-raw", []byte("{\n  \"a\": \"\u00a0\"\n}\n"), printable},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			q := dlqtest.NewMemory()
+			e := dlq.Entry{ID: "A", Sink: "s", Error: "x\x7f\u009b", Event: fanbridge.Event{ID: "e1", Raw: tc.raw, Data: tc.data, Metadata: map[string]string{"k": "v"}}, LastAttempt: time.Now()}
+			require.NoError(t, q.Put(ctx, e))
+
+			var list, show, errb bytes.Buffer
+			require.Equal(t, exitOK, dlqList(ctx, q, nil, nil, true, &list, &errb), errb.String())
+			require.Equal(t, exitOK, dlqShow(ctx, q, "A", &show, &errb), errb.String())
+			for name, out := range map[string]string{"list -json": list.String(), "show": show.String()} {
+				assert.False(t, hasTerminalControl(out), "%s prints a terminal control raw: %q", name, out)
+				assert.Contains(t, out, "Ann\u00a0Lee", "%s escapes a no-break space", name)
+				assert.Contains(t, out, "\U0001F468\u200d\U0001F469", "%s escapes a joiner", name)
+				var got dlq.Entry
+				require.NoError(t, got.UnmarshalJSON([]byte(out)), "%s: %s", name, out)
+				assert.Equal(t, tc.raw, got.Event.Raw, "%s changed Raw", name)
+				assert.Equal(t, tc.data, []byte(got.Event.Data), "%s changed Data", name)
+				assert.Equal(t, e.Error, got.Error, name)
+			}
+			assert.Contains(t, show.String(), "\n  \"event\": {\n    \"id\": \"e1\",\n", "show indents the entry")
+			assert.Equal(t, 1, strings.Count(list.String(), "\n"), "list -json prints one line an entry")
+		})
+	}
+}
+
+// indentEntry indents as json.Indent does, but leaves the embedded data and raw values alone.
+func TestIndentEntry(t *testing.T) {
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	full := dlq.Entry{ID: "A", Sink: "s", Route: "r", Error: "quote \" and \\ and \x7f", Attempts: 2, LastAttempt: at,
+		Event: fanbridge.Event{ID: "e", Type: "t", Time: at, Metadata: map[string]string{"k": "v", "k2": "{[,:]}"}}}
+	cases := []struct {
+		name      string
+		raw, data []byte
+	}{
+		{"no-bytes", nil, nil},
+		{"text-and-base64", []byte("not json"), []byte{0xff, 0}},
+		{"empty-metadata-and-text", []byte{}, nil},
+		{"embedded-object", []byte(`{"a":[1,2,{"b":"c,:}"}],"d":{}}`), []byte(`{"b":"c,:}"}`)},
+		{"embedded-scalars", []byte(`"s"`), []byte(`null`)},
+		{"embedded-array", []byte(`[[],{},"x"]`), []byte(`12.5e3`)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := full
+			e.Event.Raw, e.Event.Data = tc.raw, tc.data
+			if tc.name == "empty-metadata-and-text" {
+				e.Event.Metadata = map[string]string{}
+			}
+			b, err := e.AppendJSON(nil)
+			require.NoError(t, err)
+			got := indentEntry(b)
+			var want bytes.Buffer
+			require.NoError(t, json.Indent(&want, b, "", "  "))
+			var compact bytes.Buffer
+			require.NoError(t, json.Compact(&compact, got))
+			assert.Equal(t, string(b), compact.String(), "the same JSON")
+			var back dlq.Entry
+			require.NoError(t, back.UnmarshalJSON(got))
+			assert.Equal(t, tc.raw, back.Event.Raw)
+			assert.Equal(t, tc.data, []byte(back.Event.Data))
+			if !bytes.Contains(b, []byte(`"raw":`)) && !bytes.Contains(b, []byte(`"data":`)) {
+				assert.Equal(t, want.String(), string(got), "as json.Indent without embedded values")
+			} else {
+				for _, v := range [][]byte{tc.raw, tc.data} {
+					assert.Contains(t, string(got), ": "+string(v), "embedded as it is")
+				}
+				// Outside the embedded values the layout is json.Indent's.
+				assert.True(t, strings.HasPrefix(want.String(), string(got[:bytes.Index(got, []byte(`"data": `))])))
+			}
+		})
+	}
+}

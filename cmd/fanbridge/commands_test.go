@@ -639,15 +639,18 @@ func TestDLQTextIsEscaped(t *testing.T) {
 		evID    = "ev\x1b[2J"
 		evType  = "v2.type\u009b31m\x7f"
 	)
+	// Raw and Data must come back byte for byte from the JSON, terminal controls or not.
+	raw := []byte("{\"detail-type\":\"t\",\"detail\":{\"name\":\"Ann\u00a0Lee\",\"x\":\"a\x7fb\u009b\u202e\"}}")
+	data := []byte("{\"name\":\"Ann\u00a0Lee\",\"emoji\":\"\U0001F468\u200d\U0001F469\"}")
 	q, err := filedlq.Open(dir)
 	require.NoError(t, err)
 	// Sink "gone" is not in the configuration: redrive skips the entry and prints it.
 	require.NoError(t, q.Put(ctx, dlq.Entry{Sink: "gone", Route: "r\tx", Error: errText, Attempts: 1, Condition: dlq.ConditionPermanent,
-		Event: fanbridge.Event{ID: evID, Type: evType, Raw: []byte(`{"id":"x"}`)}}))
+		Event: fanbridge.Event{ID: evID, Type: evType, Raw: raw, Data: data}}))
 	require.NoError(t, q.Close())
 	cfg := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", dir, ""))
 
-	raw := func(t *testing.T, what, out string) {
+	noControls := func(t *testing.T, what, out string) {
 		t.Helper()
 		for _, c := range []string{"\x1b", "\r", "\u009b", "\x7f", "\u202e"} {
 			assert.NotContains(t, out, c, "%s prints %q raw", what, c)
@@ -655,7 +658,7 @@ func TestDLQTextIsEscaped(t *testing.T) {
 	}
 	code, out, errOut := runCmd(t, ctx, env, "dlq", "list", "-file", dir)
 	require.Equal(t, 0, code, errOut)
-	raw(t, "list", out)
+	noControls(t, "list", out)
 	rows := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	require.Len(t, rows, 2, out)
 	assert.Len(t, regexp.MustCompile(`\s{2,}`).Split(rows[1], -1), 9, "nine columns: %q", rows[1])
@@ -664,23 +667,27 @@ func TestDLQTextIsEscaped(t *testing.T) {
 	assert.Contains(t, rows[1], strconv.Quote(evType))
 	assert.Contains(t, rows[1], strconv.Quote("r\tx"))
 
-	// The JSON of list -json and show holds the text unchanged, with those characters escaped.
+	// The JSON of list -json and show holds the text, Raw and Data unchanged, with those
+	// characters escaped.
 	id := strings.Fields(rows[1])[0]
 	for _, args := range [][]string{{"list", "-file", dir, "-json"}, {"show", "-file", dir, id}} {
 		code, out, errOut = runCmd(t, ctx, env, append([]string{"dlq"}, args...)...)
 		require.Equal(t, 0, code, errOut)
-		raw(t, args[0], out)
+		noControls(t, args[0], out)
 		var e dlq.Entry
 		require.NoError(t, json.Unmarshal([]byte(out), &e), out)
 		assert.Equal(t, id, e.ID)
 		assert.Equal(t, errText, e.Error, args[0])
 		assert.Equal(t, evType, e.Event.Type, args[0])
 		assert.Equal(t, evID, e.Event.ID, args[0])
+		assert.Equal(t, raw, e.Event.Raw, args[0])
+		assert.Equal(t, data, []byte(e.Event.Data), args[0])
+		assert.Contains(t, out, "Ann\u00a0Lee", "%s escapes a no-break space", args[0])
 	}
 
 	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-attempts", "1")
 	assert.Equal(t, 1, code, "%s%s", out, errOut)
-	raw(t, "redrive", out)
+	noControls(t, "redrive", out)
 	assert.Contains(t, out, "event="+strconv.Quote(evID))
 	assert.Contains(t, out, "selected 1, redriven 0, removed 0, failed 0, skipped 1")
 }
