@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/fanbridge/fanbridge/filter"
 )
 
 // decoder walks the YAML node tree into a Config by reflection, so that every problem is reported
@@ -324,15 +326,31 @@ func (d *decoder) decodePattern(n *yaml.Node, p *Pattern, path string) {
 		return
 	}
 	var buf bytes.Buffer
-	if err := d.nodeJSON(&buf, n, path); err != nil {
+	if err := d.nodeJSON(&buf, n, path, 0); err != nil {
+		if err != errBadPattern { // else reported already
+			d.fail(path, n, "%v", err)
+		}
 		return
 	}
 	p.JSON = buf.Bytes()
 }
 
-func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string) error {
+// nodeJSON writes the pattern n as JSON, and returns errBadPattern once it has reported a
+// problem, or an error saying which limit the pattern exceeds. It stops once the pattern is
+// deeper or longer than the filter package accepts: an alias may refer to the mapping or list
+// that holds it, which nests without end, or each of several aliases may repeat another several
+// times over, which multiplies the text with every level, and yaml.v3 guards against neither in
+// the node tree it returns.
+func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string, depth int) error {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
+	}
+	// depth counts the mappings and lists around n, as the filter counts objects and arrays.
+	if depth > filter.MaxPatternDepth && (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) {
+		return fmt.Errorf("the pattern is nested more than %d levels deep (does an alias refer to the mapping or list that holds it?)", filter.MaxPatternDepth)
+	}
+	if buf.Len() > filter.MaxPatternBytes {
+		return fmt.Errorf("the pattern is larger than %d bytes as JSON, its aliases written out", filter.MaxPatternBytes)
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
@@ -355,7 +373,7 @@ func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string) error {
 			kb, _ := json.Marshal(k.Value)
 			buf.Write(kb)
 			buf.WriteByte(':')
-			if err := d.nodeJSON(buf, n.Content[i+1], mapKeyPath(path, k.Value)); err != nil {
+			if err := d.nodeJSON(buf, n.Content[i+1], mapKeyPath(path, k.Value), depth+1); err != nil {
 				return err
 			}
 		}
@@ -366,7 +384,7 @@ func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string) error {
 			if i > 0 {
 				buf.WriteByte(',')
 			}
-			if err := d.nodeJSON(buf, c, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := d.nodeJSON(buf, c, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,60 @@
+package config_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+)
+
+// TestPatternAliasesAreBounded gives event patterns YAML aliases that never end (one refers to
+// the mapping holding it) or that multiply the text level by level: each is refused at once,
+// naming the pattern's key, rather than written out without end. A pattern nested as deep as
+// the filter allows, written out, still validates.
+func TestPatternAliasesAreBounded(t *testing.T) {
+	// Nine levels of ten aliases each would be a billion values written out.
+	var laughs strings.Builder
+	fmt.Fprintf(&laughs, "\n        l0: &l0 [%s\"x\"]", strings.Repeat(`"x", `, 9))
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&laughs, "\n        l%d: &l%[1]d [%s*l%d]", i, strings.Repeat(fmt.Sprintf("*l%d, ", i-1), 9), i-1)
+	}
+	deepest := strings.Repeat("{a: ", 31) + "[1]" + strings.Repeat("}", 31)
+	cases := []struct {
+		name, pattern, wantError string
+	}{
+		{name: "alias to its own mapping", pattern: "&x {a: [*x]}",
+			wantError: "config: routes[0].pattern: the pattern is nested more than 32 levels deep (does an alias refer to the mapping or list that holds it?)"},
+		{name: "alias to its own list", pattern: "{a: &x [*x]}",
+			wantError: "config: routes[0].pattern: the pattern is nested more than 32 levels deep"},
+		{name: "aliases multiplying", pattern: "\n      detail:" + laughs.String(),
+			wantError: "config: routes[0].pattern: the pattern is larger than 65536 bytes as JSON, its aliases written out"},
+		{name: "as deep as the filter allows", pattern: deepest},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := strings.Replace(minimal, `pattern: {source: [{prefix: "aws."}]}`, "pattern: "+tc.pattern, 1)
+			done := make(chan error, 1)
+			go func() {
+				_, err := config.Parse([]byte(doc), env(nil))
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("Parse still writing the pattern out after 30s")
+			}
+			if tc.wantError == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.wantError)
+		})
+	}
+}
