@@ -54,9 +54,9 @@ type Report struct {
 	// Redriven counts the entries their sink took again.
 	Redriven int
 	// Removed counts the redriven entries removed from the queue. It is smaller than Redriven
-	// only when removal failed or is unsupported, or when an entry of another sink or event with
-	// a redriven entry's ID was put while the redrive ran (see Redrive); those entries will be sent
-	// again by the next redrive.
+	// only when removal failed or is unsupported, when an entry with a redriven entry's ID was
+	// put while the redrive ran, or when a redrive that stopped early had delivered an entry with
+	// copies (see Redrive); those entries will be sent again by the next redrive.
 	Removed int
 	// Failed counts the entries their sink refused again; they stay in the queue unchanged.
 	Failed int
@@ -142,17 +142,19 @@ var ErrInvalidOption = errors.New("dlq: invalid option")
 // and each selected one is reported with OutcomeConflict and ErrIDConflict (Report.Conflicts). To
 // redrive them, put them again with empty IDs and delete the shared one. The check covers the
 // entries in the queue when Redrive starts; for an entry put during the redrive with the ID of one
-// listed before it, the earlier entry's removal is held back if it has not happened yet, so that
-// entry stays to be sent again.
+// listed before it (even a copy of it), the earlier entry's removal is held back if it has not
+// happened yet, so that entry stays to be sent again, and the new one is a conflict. The removal
+// of an entry with copies waits until the whole queue has been listed, and does not happen if
+// the redrive stops before.
 //
-// Redrive keeps no text of the entries it reads, only two 64-bit hashes, seeded anew for each
+// Redrive keeps no text of most entries it reads, only two 64-bit hashes, seeded anew for each
 // call: one of the ID, and one of the ID, Sink and Event.ID. That is about 20 to 40 bytes per
-// entry in the queue, whatever the filter selects, plus the exact IDs of delivered entries
-// waiting to be removed. Different IDs whose hashes collide (about one chance in 4 x 10^7 for a
-// queue of a million entries) are taken for a shared ID: those entries are kept and reported as
-// conflicts, or an entry already delivered is kept to be sent again. Should the second hash
-// collide too, the later entry is taken for a copy, and stays in the queue unsent. No collision
-// makes Redrive remove an entry it did not deliver.
+// entry in the queue, whatever the filter selects. Text is kept only for delivered entries
+// waiting to be removed (their exact IDs) and for IDs the first pass found more than once with
+// the same hashes, which the second pass compares exactly to tell copies from conflicts. Hashes
+// that collide can therefore only make Redrive more careful: entries kept unsent and reported as
+// conflicts, or a delivered entry kept, to be sent again by the next redrive. No collision makes
+// it remove an entry it did not deliver.
 //
 // Removal follows delivery, so a redrive stopped between the two (a crash, a failed Delete) leaves
 // delivered entries in the queue: at-least-once, as everywhere in fanbridge. Removal of the last
@@ -171,7 +173,7 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 	case cfg.deleteBatch < 1:
 		return Report{}, fmt.Errorf("%w: delete batch %d, want at least 1", ErrInvalidOption, cfg.deleteBatch)
 	}
-	rd := &redrive{cfg: &cfg, r: r, ids: make(map[uint64]idState), keySeed: maphash.MakeSeed()}
+	rd := &redrive{cfg: &cfg, r: r, ids: make(map[uint64]idState), copies: make(map[uint64]exactID), keySeed: maphash.MakeSeed()}
 	rd.fp.SetSeed(maphash.MakeSeed())
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -182,7 +184,7 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 	if err := r.List(ctx, func(e Entry) error {
 		rd.mu.Lock()
 		defer rd.mu.Unlock()
-		rd.note(&e)
+		rd.note(&e, false)
 		return nil
 	}); err != nil {
 		return Report{}, fmt.Errorf("dlq: redrive: %w", err)
@@ -201,7 +203,7 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 		// Every entry is noted, selected or not, since an entry put after the first pass may
 		// share an ID whose removal is still pending.
 		rd.mu.Lock()
-		key, st := rd.note(&e)
+		key, st := rd.note(&e, true)
 		rd.mu.Unlock()
 		if filter != nil && !filter(e) {
 			return nil
@@ -235,6 +237,9 @@ func Redrive(ctx context.Context, r Reader, sinks map[string]sink.Sink, filter f
 	})
 	close(work)
 	wg.Wait()
+	rd.mu.Lock()
+	rd.listed = listErr == nil
+	rd.mu.Unlock()
 
 	// The last removals run even after a cancellation, so that what was delivered is not sent
 	// twice; they get a bounded context of their own.
@@ -278,7 +283,10 @@ type redrive struct {
 	mu          sync.Mutex // guards everything below and serialises onResult
 	rep         Report
 	pending     []string           // IDs of redriven entries not yet removed, exact
+	deferred    []string           // the same, for keys with copies: removed once all are listed
+	listed      bool               // the second pass listed the whole queue
 	ids         map[uint64]idState // by idKey, every ID listed so far
+	copies      map[uint64]exactID // by idKey, for keys with copies: the first entry listed again
 	keySeed     maphash.Seed
 	fp          maphash.Hash // with a seed of its own, for fingerprint
 	unsupported bool
@@ -287,21 +295,25 @@ type redrive struct {
 	deleteMu sync.Mutex // one Delete at a time, in the order batches filled up
 }
 
-// idState is what a redrive knows of the entries whose IDs have one idKey: a 62-bit fingerprint
-// of the ID, Sink and Event.ID of the first of them listed, and two flags in the low bits. Eight
-// bytes an entry, against the hundreds the strings would take, let a redrive of one entry read a
-// queue of millions.
+// idState is what a redrive knows of the entries whose IDs have one idKey: a 60-bit fingerprint
+// of the ID, Sink and Event.ID of the first of them listed, and four flags in the low bits.
+// Sixteen bytes an entry with its key, against the hundreds the strings would take, let a
+// redrive of one entry read a queue of millions.
 type idState uint64
 
 const (
-	stateShared   idState = 1 << iota // an entry of another sink or event (or ID) has the key too
+	stateShared   idState = 1 << iota // entries of different IDs, sinks or events have the key
 	stateSelected                     // an entry with the key was selected for the redrive
-	stateFlags    = stateShared | stateSelected
+	stateCopies                       // the first pass listed the key again, with one fingerprint
+	stateListed                       // the second pass has listed an entry with the key
+	stateFlags    = stateShared | stateSelected | stateCopies | stateListed
 )
 
+// exactID is what tells entries apart, kept as text only for keys with copies.
+type exactID struct{ id, sink, event string }
+
 // idKey and fingerprint hash an entry with seeds of their own Redrive call, which an entry's
-// author cannot predict. Two different IDs with one key are taken for a shared ID (a false
-// conflict: kept, not sent, reported) unless their fingerprints also match; see note.
+// author cannot predict.
 func (rd *redrive) idKey(id string) uint64 {
 	if rd.cfg.keyHook != nil {
 		return rd.cfg.keyHook(id)
@@ -327,25 +339,48 @@ func (rd *redrive) fingerprint(id, sink, event string) idState {
 	return idState(h.Sum64()) &^ stateFlags
 }
 
-// note records e under its ID's key and returns what is known of the key. rd.mu must be held.
+// note records e, listed by the first or the second pass, under its ID's key and returns what
+// is known of the key. rd.mu must be held.
 //
-// The state is kept by hash, so it can be wrong in one direction only. Entries with one ID, Sink
-// and Event.ID always have one key and one fingerprint, so a true copy, or a true conflict, is
-// always seen as one. Entries with different IDs but one key (a 64-bit collision) are taken for a
-// conflict when their fingerprints differ: none of them is sent or removed, and each selected one
-// is reported with OutcomeConflict. Were their fingerprints to collide as well (another 62 bits),
-// the later one would be taken for a copy: not sent, and left in the queue, since removal is by
-// the exact IDs of delivered entries. Neither case loses an entry or removes one undelivered.
-func (rd *redrive) note(e *Entry) (uint64, idState) {
+// Hashes can only make entries look alike, so no answer rests on hashes being equal alone:
+//   - A second entry with a key in the first pass is marked shared when its fingerprint differs,
+//     and as a copy candidate (stateCopies) when it is the same. The second pass keeps the ID,
+//     sink and event of the first entry it lists with a candidate key, and compares the later
+//     ones to it exactly: only equal ones are copies, any other marks the key shared. Entries
+//     of such a key are removed only once the second pass has listed the whole queue, so that
+//     a difference found late holds the removal back instead of coming after it.
+//   - An entry that the second pass lists with a key it has already listed, when the key is no
+//     copy candidate, was put during the redrive: the key is marked shared, even for a true
+//     copy, since there is nothing exact to compare it with.
+//
+// So a collision of keys, of fingerprints or of both gives at worst a false conflict: entries
+// kept unsent and reported, or a delivered entry's removal held back, to be sent again.
+func (rd *redrive) note(e *Entry, second bool) (uint64, idState) {
 	key := rd.idKey(e.ID)
 	fp := rd.fingerprint(e.ID, e.Sink, e.Event.ID)
 	st, ok := rd.ids[key]
+	same := st&^stateFlags == fp
 	switch {
 	case !ok:
 		st = fp
-	case st&stateShared != 0 || st&^stateFlags == fp:
+		if second {
+			st |= stateListed
+		}
+	case st&stateShared != 0:
 		return key, st
-	default:
+	case !second && same:
+		st |= stateCopies
+	case !second:
+		st |= stateShared
+	case st&stateListed == 0:
+		st |= stateListed
+		switch {
+		case !same:
+			st |= stateShared
+		case st&stateCopies != 0:
+			rd.copies[key] = exactID{e.ID, e.Sink, e.Event.ID}
+		}
+	case st&stateCopies == 0 || rd.copies[key] != (exactID{e.ID, e.Sink, e.Event.ID}):
 		st |= stateShared
 	}
 	rd.ids[key] = st
@@ -377,7 +412,11 @@ func (rd *redrive) finish(ctx context.Context, res Result) {
 	switch res.Outcome {
 	case OutcomeRedriven:
 		rd.rep.Redriven++
-		rd.pending = append(rd.pending, res.Entry.ID)
+		if rd.ids[rd.idKey(res.Entry.ID)]&stateCopies != 0 {
+			rd.deferred = append(rd.deferred, res.Entry.ID)
+		} else {
+			rd.pending = append(rd.pending, res.Entry.ID)
+		}
 	case OutcomeFailed:
 		rd.rep.Failed++
 	case OutcomeSkipped:
@@ -400,13 +439,21 @@ func (rd *redrive) flush(ctx context.Context, final bool) {
 	rd.deleteMu.Lock()
 	defer rd.deleteMu.Unlock()
 	rd.mu.Lock()
+	if final {
+		// Once every entry has been listed, what is known of the keys with copies is exact;
+		// before, their removal is held back, since a namesake may not have been seen yet.
+		if rd.listed {
+			rd.pending = append(rd.pending, rd.deferred...)
+		}
+		rd.deferred = nil
+	}
 	if rd.unsupported || rd.err != nil || len(rd.pending) == 0 || (!final && len(rd.pending) < rd.cfg.deleteBatch) {
 		rd.mu.Unlock()
 		return
 	}
-	// An ID found shared after its entry was delivered (an entry put during the redrive) is held
-	// back: its removal would take the other entry too. A key collision can only hold back more
-	// than needed: that entry stays, to be sent again by the next redrive.
+	// An ID found shared after its entry was delivered (an entry put during the redrive, or a
+	// copy found to differ) is held back: its removal would take the other entry too. That entry
+	// stays, to be sent again by the next redrive.
 	ids := make([]string, 0, len(rd.pending))
 	for _, id := range rd.pending {
 		if rd.ids[rd.idKey(id)]&stateShared == 0 {

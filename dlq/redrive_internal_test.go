@@ -2,6 +2,7 @@ package dlq
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -28,16 +29,19 @@ func withHashes(keys map[string]uint64, sameFingerprint bool) Option {
 	})
 }
 
-// sliceQueue lists the entries put while its List runs, and removes by exact ID.
+// sliceQueue lists the entries put while its List runs, and removes by exact ID, during a List
+// too: a removed entry keeps its place, marked, so that a List goes on where it was.
 type sliceQueue struct {
 	mu      sync.Mutex
 	entries []Entry
+	gone    []bool
 }
 
 func (q *sliceQueue) put(e Entry) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.entries = append(q.entries, e)
+	q.gone = append(q.gone, false)
 }
 
 func (q *sliceQueue) List(ctx context.Context, fn func(Entry) error) error {
@@ -47,10 +51,13 @@ func (q *sliceQueue) List(ctx context.Context, fn func(Entry) error) error {
 			q.mu.Unlock()
 			return nil
 		}
-		e := q.entries[i]
+		e, gone := q.entries[i], q.gone[i]
 		q.mu.Unlock()
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if gone {
+			continue
 		}
 		if err := fn(e); err != nil {
 			return err
@@ -63,7 +70,11 @@ func (q *sliceQueue) Get(context.Context, string) (Entry, error) { return Entry{
 func (q *sliceQueue) Delete(_ context.Context, ids ...string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.entries = slices.DeleteFunc(q.entries, func(e Entry) bool { return slices.Contains(ids, e.ID) })
+	for i, e := range q.entries {
+		if slices.Contains(ids, e.ID) {
+			q.gone[i] = true
+		}
+	}
 	return nil
 }
 
@@ -71,8 +82,10 @@ func (q *sliceQueue) ids() []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var ids []string
-	for _, e := range q.entries {
-		ids = append(ids, e.ID)
+	for i, e := range q.entries {
+		if !q.gone[i] {
+			ids = append(ids, e.ID)
+		}
 	}
 	return ids
 }
@@ -108,14 +121,31 @@ func TestRedriveHashCollisions(t *testing.T) {
 		sent:    []string{"ev-2"},
 		left:    []string{"A", "C"},
 	}, {
-		// Keys and fingerprints both collide: the later entries are taken for copies of the
-		// first, so they are not sent, but removal by exact ID leaves them in the queue.
+		// Keys and fingerprints both collide: the entries look like copies until they are
+		// compared exactly in the second pass, after the first was sent. It stays, its removal
+		// held back, and the others are conflicts.
 		name:    "keys-and-fingerprints",
 		opt:     withHashes(map[string]uint64{"A": 7, "B": 7, "C": 7}, true),
 		entries: abc,
-		want:    Report{Selected: 1, Redriven: 1, Removed: 1, Copies: 2},
+		want:    Report{Selected: 3, Redriven: 1, Conflicts: 2},
 		sent:    []string{"ev-1"},
-		left:    []string{"B", "C"},
+		left:    []string{"A", "B", "C"},
+	}, {
+		// One ID for two sinks, whose fingerprints collide: removing X after sink s took it
+		// would remove the entry of sink t unsent.
+		name:    "one-id-fingerprints",
+		opt:     withHashes(nil, true),
+		entries: []Entry{entryOf("X", "s", "ev-1"), entryOf("X", "t", "ev-1"), entryOf("Y", "s", "ev-2")},
+		want:    Report{Selected: 3, Redriven: 2, Removed: 1, Conflicts: 1},
+		sent:    []string{"ev-1", "ev-2"},
+		left:    []string{"X", "X"},
+	}, {
+		// True copies are compared exactly, and removed together.
+		name:    "copies-fingerprints",
+		opt:     withHashes(nil, true),
+		entries: []Entry{entryOf("X", "s", "ev-1"), entryOf("Y", "s", "ev-2"), entryOf("X", "s", "ev-1")},
+		want:    Report{Selected: 2, Redriven: 2, Removed: 2, Copies: 1},
+		sent:    []string{"ev-1", "ev-2"},
 	}, {
 		// Only fingerprints collide: different keys keep the entries apart.
 		name:    "fingerprints",
@@ -137,7 +167,7 @@ func TestRedriveHashCollisions(t *testing.T) {
 				sent = append(sent, e.ID)
 				return nil
 			})
-			rep, err := Redrive(ctx, q, map[string]sink.Sink{"s": s}, nil, tc.opt)
+			rep, err := Redrive(ctx, q, map[string]sink.Sink{"s": s, "t": s}, nil, tc.opt, WithDeleteBatch(1))
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, rep)
 			assert.Equal(t, tc.sent, sent)
@@ -171,4 +201,81 @@ func TestRedriveHashCollisionPutDuringRedrive(t *testing.T) {
 	assert.Equal(t, Report{Selected: 3, Redriven: 2, Removed: 1, Conflicts: 1}, rep)
 	assert.Equal(t, []string{"ev-1", "ev-2"}, sent)
 	assert.Equal(t, []string{"X", "Z"}, q.ids())
+}
+
+// failingList fails its second List (the redrive's) after handing over the first n entries.
+type failingList struct {
+	*sliceQueue
+	n     int
+	lists int
+}
+
+func (q *failingList) List(ctx context.Context, fn func(Entry) error) error {
+	q.lists++
+	if q.lists == 1 {
+		return q.sliceQueue.List(ctx, fn)
+	}
+	handed := 0
+	return q.sliceQueue.List(ctx, func(e Entry) error {
+		if handed == q.n {
+			return errors.New("disk failure")
+		}
+		handed++
+		return fn(e)
+	})
+}
+
+// An entry with copies is removed only once the whole queue has been listed, since a namesake
+// listed later could differ; a redrive stopped before keeps it, to be sent again. An entry
+// without copies delivered before the stop is removed as usual.
+func TestRedriveCopiesRemovedAfterTheWholeListing(t *testing.T) {
+	cases := []struct {
+		name    string
+		entries []Entry
+		want    Report
+		left    []string
+	}{
+		{"copies", []Entry{entryOf("X", "s", "ev-1"), entryOf("X", "s", "ev-1"), entryOf("Y", "s", "ev-2")},
+			Report{Selected: 1, Redriven: 1, Copies: 1}, []string{"X", "X", "Y"}},
+		{"no-copies", []Entry{entryOf("X", "s", "ev-1"), entryOf("Z", "s", "ev-3"), entryOf("Y", "s", "ev-2")},
+			Report{Selected: 2, Redriven: 2, Removed: 2}, []string{"Y"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			q := &failingList{sliceQueue: &sliceQueue{}, n: 2}
+			for _, e := range tc.entries {
+				q.put(e)
+			}
+			s := sink.Func(func(context.Context, *fanbridge.Event) error { return nil })
+			rep, err := Redrive(ctx, q, map[string]sink.Sink{"s": s}, nil)
+			require.ErrorContains(t, err, "disk failure")
+			assert.Equal(t, tc.want, rep)
+			assert.Equal(t, tc.left, q.ids())
+		})
+	}
+}
+
+// A copy put during the redrive cannot be compared with the entry it copies, whose text Redrive
+// did not keep: it is a conflict, and the delivered entry's removal is held back.
+func TestRedriveCopyPutDuringRedrive(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q := &sliceQueue{}
+	q.put(entryOf("X", "s", "ev-1"))
+	q.put(entryOf("Y", "s", "ev-2"))
+	var sent []string
+	s := sink.Func(func(_ context.Context, e *fanbridge.Event) error {
+		sent = append(sent, e.ID)
+		if e.ID == "ev-1" {
+			q.put(entryOf("X", "s", "ev-1"))
+		}
+		return nil
+	})
+	rep, err := Redrive(ctx, q, map[string]sink.Sink{"s": s}, nil)
+	require.NoError(t, err)
+	assert.Equal(t, Report{Selected: 3, Redriven: 2, Removed: 1, Conflicts: 1}, rep)
+	assert.Equal(t, []string{"ev-1", "ev-2"}, sent)
+	assert.Equal(t, []string{"X", "X"}, q.ids())
 }
