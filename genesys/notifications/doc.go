@@ -36,7 +36,9 @@
 // semantics); a message that comes over both is dispatched once (deduplicated by ID over the last
 // WithDedupWindow events). A set of topics never holds more than two channels: when a replacement
 // must itself be replaced while the old channel is still read, a replacement whose socket failed
-// is dropped first, and a live one waits until the old channel is closed or has expired.
+// is dropped first, and a live one waits until the old channel is closed or has expired, or until
+// its own socket fails (Genesys closes every socket about a minute after a maintenance notice): it
+// is then dropped and its successor opened at once, beside the old channel still being read.
 //
 // Opening a channel is retried with backoff (WithReconnectPolicy); a WebSocket handshake that gets
 // no answer within the heartbeat timeout (a proxy that takes the connection and never answers) is
@@ -140,10 +142,12 @@
 //     is behind is logged (info). It counts among the lane's two channels until it is closed or
 //     expires (a warning is logged then); an expired channel's socket is still read until Genesys
 //     closes it, so what Genesys sent before is not lost either.
-//   - When Run's context ends or Close is called, the sockets are closed at once and the events
-//     already read are still dispatched, for at most the drain timeout (WithDrainTimeout). Any left
-//     then are logged and counted as lost. Messages still unread in a socket then (it waited behind
-//     a full buffer) are never read, so nothing can count them: a warning names each such socket.
+//   - When Run's context ends or Close is called, the sockets are closed at once, those of replaced
+//     channels still being read too, and the events already read are still dispatched, for at most
+//     the drain timeout (WithDrainTimeout). Any left then are logged and counted as lost. Messages
+//     still unread in a socket then (it waited behind a full buffer) are never read, so nothing can
+//     count them: a warning names each such socket. Run ending with an error (see Errors) shuts
+//     down the same way.
 //
 // # Errors
 //
@@ -151,9 +155,12 @@
 // genesys.ErrTooManyTopics when the topics are at fault). Run returns nil after Close, the
 // context's error when its context ended, ErrAlreadyRunning or ErrClosed when misused, and the
 // error of the genesys client when a channel cannot be opened for a reason no retry cures: refused
-// credentials (genesys.IsUnauthorized), a missing permission, a topic Genesys refuses. An exhausted
-// API quota, and any answer with Retry-After (a WebSocket handshake's included), is waited out (up
-// to the reconnect policy's MaxRetryAfter, an hour by default).
+// credentials (genesys.IsUnauthorized), a missing permission, a topic Genesys refuses. Such an error
+// stops the source as Close does (see Delivery semantics), without waiting for a replaced channel's
+// socket to be read to the end: Run returns it once the events already read are dispatched, within
+// the drain timeout. An exhausted API quota, and any answer with Retry-After (a WebSocket
+// handshake's included), is waited out (up to the reconnect policy's MaxRetryAfter, an hour by
+// default).
 //
 // # Concurrency
 //

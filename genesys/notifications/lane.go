@@ -37,6 +37,9 @@ type lane struct {
 	topics  []string
 	events  chan<- *fanbridge.Event
 	pushCtx context.Context // ends when the dispatch loop stops taking events
+	// fail reports the error that ends Run and ends run's context; later calls do nothing. Nil
+	// in tests that build a lane alone.
+	fail func(error)
 }
 
 // conn is one channel and its socket, read by its own goroutine.
@@ -162,8 +165,8 @@ func (c *conn) shut() {
 }
 
 // run keeps the lane's topics subscribed until ctx ends. It returns nil then, or the error that
-// made opening a channel impossible.
-func (l *lane) run(ctx context.Context) error {
+// made opening a channel impossible, which it reports with fail before it closes its channels.
+func (l *lane) run(ctx context.Context) (err error) {
 	cur, err := l.connect(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -173,6 +176,13 @@ func (l *lane) run(ctx context.Context) error {
 	}
 	var retiring sync.WaitGroup
 	defer func() {
+		// Reported first, the error ends ctx: the retirements under way end at once, as at
+		// shutdown, and the drain timeout starts. Otherwise Run would report it only once
+		// every replaced socket had been read to the end or had expired, and a reader waiting
+		// for a dispatcher stuck until the shutdown would never return.
+		if err != nil && l.fail != nil {
+			l.fail(err)
+		}
 		l.closeAtShutdown(cur)
 		retiring.Wait()
 	}()
@@ -242,7 +252,7 @@ func (l *lane) run(ctx context.Context) error {
 		// A lane never holds more than two channels, which is what lets MaxChannels lanes replace
 		// theirs all at once within Genesys' limit: a failed channel is dropped before its
 		// successor is opened, and a live one waits until the channel it replaced is closed or
-		// has expired (see retire).
+		// has expired (see retire), or until its own socket fails.
 		stopWatch := func() {}
 		if failed {
 			cur.close()
@@ -251,6 +261,17 @@ func (l *lane) run(ctx context.Context) error {
 			if retired != nil {
 				select {
 				case <-retired:
+				case <-cur.done:
+					// Genesys closes every socket about a minute after a maintenance notice, the
+					// replaced one's too, which may still have a backlog to read behind a slow
+					// dispatcher. No channel of the lane receives new events now: its successor
+					// is opened at once, as for a failed channel, beside the channel still being
+					// read, which keeps its place until its retirement ends.
+					stopWatch()
+					stopWatch = func() {}
+					cur.close()
+					l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: the channel to replace failed while a channel replaced earlier was still being read; opening its successor now",
+						slog.Int("lane", l.idx), slog.String("channel", cur.ch.ID))
 				case <-ctx.Done():
 					stopWatch()
 					return nil

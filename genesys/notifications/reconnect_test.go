@@ -41,6 +41,9 @@ type laneLog struct {
 	kept, keptPastExpiry chan struct{}
 	// unreadAtShutdown gets every socket closed by the shutdown while its reader was behind.
 	unreadAtShutdown chan struct{}
+	// replacing gets every channel the lane starts to replace, and failedWhileWaiting every one
+	// whose socket failed while the lane waited for a channel replaced earlier.
+	replacing, failedWhileWaiting chan struct{}
 }
 
 func (h laneLog) Enabled(context.Context, slog.Level) bool { return true }
@@ -90,6 +93,10 @@ func (h laneLog) Handle(_ context.Context, r slog.Record) error {
 		signal(h.keptPastExpiry)
 	case "notifications: closing a socket whose reader is behind the dispatcher; messages still waiting in it are not read":
 		signal(h.unreadAtShutdown)
+	case "notifications: replacing channel":
+		signal(h.replacing)
+	case "notifications: the channel to replace failed while a channel replaced earlier was still being read; opening its successor now":
+		signal(h.failedWhileWaiting)
 	case "notifications: opening a channel failed, retrying":
 		wait(h.failures)
 	case "notifications: subscribing again after Genesys dropped the subscriptions was refused for now; waiting before sending it again":

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/genesys"
 	"github.com/fanbridge/fanbridge/genesys/genesystest"
 	"github.com/fanbridge/fanbridge/genesys/notifications"
 )
@@ -181,4 +182,166 @@ func TestShutdownWarnsOfUnreadMessages(t *testing.T) {
 	require.NoError(t, h.src.Close())
 	assert.Len(t, logs.unreadAtShutdown, 1)
 	assert.EqualValues(t, 3, h.counter(t, "fanbridge.notifications.events", "outcome", "lost"), "the events read")
+}
+
+// behind is a source whose dispatcher is stuck until release, with a buffer of one event, and
+// whose first channel has been replaced after a socket_closing notice while events 1 to 20 waited
+// in its socket, unread but for three: they came over it alone, since the successor's creation
+// waited until they were published.
+type behind struct {
+	h             *harness
+	ctx           context.Context
+	rec           *recorder
+	release       func()
+	first, second string // the replaced channel and its successor
+	sent          []int64
+}
+
+// replaceBehind builds a behind source; before, when not nil, is called with the first channel's
+// id before it is replaced.
+func replaceBehind(t *testing.T, logs laneLog, before func(h *harness, first string), opts ...notifications.Option) *behind {
+	t.Helper()
+	b := &behind{rec: newRecorder()}
+	stuck := make(chan struct{})
+	b.release = sync.OnceFunc(func() { close(stuck) })
+	d := eventbridge.DispatcherFunc(func(ctx context.Context, e *fanbridge.Event) error {
+		select {
+		case <-stuck:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return b.rec.Dispatch(ctx, e)
+	})
+	b.h = newHarnessWith(t, d, []string{presence}, []genesystest.Option{genesystest.WithSocketClosingDelay(-1)},
+		append([]notifications.Option{notifications.WithBufferSize(1), notifications.WithOverlap(50 * time.Millisecond),
+			notifications.WithLogger(slog.New(logs))}, opts...)...)
+	var creations atomic.Int32
+	creating, publishing := make(chan struct{}), make(chan struct{})
+	published := sync.OnceFunc(func() { close(publishing) })
+	b.h.srv.SetHook(func(r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/api/v2/notifications/channels" && creations.Add(1) == 2 {
+			close(creating)
+			<-publishing
+		}
+	})
+	b.ctx = b.h.start(t)
+	// Before Run is stopped and the fake closed, so that a failure waits neither for the drain
+	// timeout nor for the hook.
+	t.Cleanup(b.release)
+	t.Cleanup(published)
+	require.NoError(t, b.h.srv.WaitSubscribed(b.ctx, presence, 1))
+	b.first = b.h.srv.Channels()[0].ID
+	if before != nil {
+		before(b.h, b.first)
+	}
+	require.Equal(t, 1, b.h.srv.SendSocketClosing())
+	recv(t, b.ctx, creating)
+	b.sent = publish(b.h.srv, presence, 1, 20)
+	require.Len(t, b.sent, 20)
+	b.h.waitCounter(t, b.ctx, "fanbridge.notifications.messages", "kind", "event", 3)
+	published()
+	var second string
+	require.NoError(t, b.h.srv.WaitChannels(b.ctx, func(live []genesystest.ChannelInfo, _ int) bool {
+		i := slices.IndexFunc(live, func(c genesystest.ChannelInfo) bool { return c.ID != b.first && c.Connected && c.Topics == 1 })
+		if i >= 0 {
+			second = live[i].ID
+		}
+		return i >= 0
+	}))
+	b.second = second
+	return b
+}
+
+// subscribedBesides returns a condition for WaitChannels: a channel other than those named is
+// connected and subscribed.
+func subscribedBesides(ids ...string) func([]genesystest.ChannelInfo, int) bool {
+	return func(live []genesystest.ChannelInfo, _ int) bool {
+		return slices.ContainsFunc(live, func(c genesystest.ChannelInfo) bool {
+			return !slices.Contains(ids, c.ID) && c.Connected && c.Topics == 1
+		})
+	}
+}
+
+// The successor of a replaced channel must itself be replaced (a maintenance notice) while the
+// replaced channel's socket is still read behind the dispatcher: the lane waits for that to end
+// before it opens a third channel, so as to hold no more than two. Genesys then closes both
+// sockets, as it does a minute after its notice. The lane must not wait on: no channel of it
+// receives new events, and every event published until the dispatcher caught up with the old
+// backlog would be lost. It opens the third channel at once, and the backlog is still dispatched.
+func TestReplacementFailingWhileTheOldChannelIsReadIsReplacedAtOnce(t *testing.T) {
+	logs := laneLog{replacing: make(chan struct{}, 8), failedWhileWaiting: make(chan struct{}, 8)}
+	b := replaceBehind(t, logs, nil)
+	h, ctx := b.h, b.ctx
+	recv(t, ctx, logs.replacing)
+	require.Equal(t, 2, h.srv.SendSocketClosing(), "the successor, and the old socket, whose reader is behind")
+	recv(t, ctx, logs.replacing)
+	require.Equal(t, 2, h.srv.Disconnect())
+
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, h.srv.WaitChannels(wctx, subscribedBesides(b.first, b.second)),
+		"no channel subscribed while the old backlog waits for the dispatcher: events published now are lost")
+	recv(t, ctx, logs.failedWhileWaiting)
+	later := publish(h.srv, presence, 21, 30)
+	require.Len(t, later, 10)
+	sent := append(b.sent, later...)
+	b.release()
+	b.rec.waitCount(t, ctx, len(sent))
+	assertExactlyOnce(t, sent, b.rec.snapshot())
+	assert.Zero(t, h.counter(t, "fanbridge.notifications.events", "outcome", "lost"))
+	assert.Equal(t, 3, h.srv.ChannelsCreated())
+}
+
+// An error no retry cures (credentials revoked) while a channel is replaced behind a stuck
+// dispatcher ends Run at once, as Close would, with the error: it must not wait until a socket
+// whose reader is behind has been read to the end, which the stuck dispatcher never allows. Those
+// sockets are closed with the shutdown's warning, whether the channel is the one being replaced
+// or an older one still being read.
+func TestPermanentErrorDuringAReplacementEndsRunAtOnce(t *testing.T) {
+	revoke := func(h *harness) {
+		h.srv.Fail(genesystest.Fault{Path: "/oauth/token", Status: http.StatusUnauthorized, Code: "invalid_client", Times: 1000})
+		h.srv.ExpireTokens()
+	}
+	for _, tc := range []struct {
+		name string
+		// start has a channel's reader behind a stuck dispatcher, revokes the credentials and
+		// has the lane replace a channel.
+		start func(t *testing.T, logs laneLog) *harness
+	}{
+		{"the channel replaced is behind", func(t *testing.T, logs laneLog) *harness {
+			d := eventbridge.DispatcherFunc(func(ctx context.Context, _ *fanbridge.Event) error {
+				<-ctx.Done() // stuck until the drain timeout
+				return ctx.Err()
+			})
+			// A notice would wait unread behind the events: the channel is replaced at half
+			// its life.
+			h := newHarnessWith(t, d, []string{presence}, []genesystest.Option{genesystest.WithChannelLifetime(3 * time.Second)},
+				notifications.WithBufferSize(1), notifications.WithDrainTimeout(50*time.Millisecond), notifications.WithLogger(slog.New(logs)))
+			ctx := h.start(t)
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			revoke(h)
+			require.Len(t, publish(h.srv, presence, 1, 10), 10)
+			h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "event", 3)
+			return h
+		}},
+		{"a channel replaced earlier is still read", func(t *testing.T, logs laneLog) *harness {
+			b := replaceBehind(t, logs, nil, notifications.WithDrainTimeout(50*time.Millisecond))
+			revoke(b.h)
+			require.Equal(t, 2, b.h.srv.Disconnect())
+			return b.h
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			logs := laneLog{unreadAtShutdown: make(chan struct{}, 8)}
+			h := tc.start(t, logs)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := recv(t, ctx, h.runErr)
+			h.runErr <- err // for the harness' cleanup
+			require.Error(t, err)
+			assert.True(t, genesys.IsUnauthorized(err), "%v", err)
+			assert.Len(t, logs.unreadAtShutdown, 1)
+		})
+	}
 }

@@ -171,14 +171,19 @@ func (s *Source) Run(ctx context.Context) error {
 		errOnce  sync.Once
 		firstErr error
 	)
+	// fail records the first error and stops every lane; a lane calls it before it closes its
+	// channels, so that the shutdown does not wait for them.
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err })
+		stop(err)
+	}
 	for i, topics := range s.lanes {
-		l := &lane{s: s, idx: i, topics: topics, events: events, pushCtx: dispatchCtx}
+		l := &lane{s: s, idx: i, topics: topics, events: events, pushCtx: dispatchCtx, fail: fail}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := l.run(runCtx); err != nil {
-				errOnce.Do(func() { firstErr = err })
-				stop(err)
+				fail(err)
 			}
 		}()
 	}
