@@ -30,15 +30,17 @@
 // to the reconnect policy's MaxRetryAfter but never less than its InitialInterval, and only if the
 // request fails otherwise is the channel replaced. Should the channel need replacing anyway while
 // that request waits (inside the genesys client too), the request is cut short. The replacement
-// is connected and subscribed before the old channel is dropped, and the old socket is still read
-// until it has had nothing to read for a short overlap (WithOverlap), so that what is already on
-// its way arrives, however long a slow dispatcher keeps its reader from the socket (see Delivery
-// semantics); a message that comes over both is dispatched once (deduplicated by ID over the last
-// WithDedupWindow events). A set of topics never holds more than two channels: when a replacement
-// must itself be replaced while the old channel is still read, a replacement whose socket failed
-// is dropped first, and a live one waits until the old channel is closed or has expired, or until
-// its own socket fails (Genesys closes every socket about a minute after a maintenance notice): it
-// is then dropped and its successor opened at once, beside the old channel still being read.
+// is connected and subscribed before the old channel is dropped. The old channel's subscriptions
+// are then removed (a PUT of an empty list), so that its socket carries only what was already on
+// its way, and the socket is still read until its reader has spent a short overlap (WithOverlap)
+// waiting for the next message, so that all of it arrives, however long a slow dispatcher keeps
+// the reader from the socket (see Delivery semantics); a message that comes over both is
+// dispatched once (deduplicated by ID over the last WithDedupWindow events). A set of topics never
+// holds more than two channels: when a replacement must itself be replaced while the old channel
+// is still read, a replacement whose socket failed is dropped first, and a live one waits until
+// the old channel is closed or has expired, or until its own socket fails (Genesys closes every
+// socket about a minute after a maintenance notice): it is then dropped and its successor opened
+// at once, beside the old channel still being read.
 //
 // Opening a channel is retried with backoff (WithReconnectPolicy); a WebSocket handshake that gets
 // no answer within the heartbeat timeout (a proxy that takes the connection and never answers) is
@@ -133,15 +135,25 @@
 //   - A channel replaced while the dispatcher is behind (at its expiry, after a maintenance notice,
 //     after subscribing again failed) stays open until its socket has been read to the end: the
 //     events published before its replacement was subscribed come over it alone, and closing a
-//     WebSocket drops what is still unread in it. The old socket is closed once its reader has
-//     waited for it, with nothing to read, for the overlap (WithOverlap) in all, counting from the
-//     replacement's subscription or from the last time the reader had to wait for room in the
-//     buffer, whichever is later; time spent waiting for room never counts. A message that comes
-//     over the old socket after that is taken to have been published once the replacement was
-//     subscribed, so that it comes over the new socket too. Past the overlap, a replaced channel still open because its reader
-//     is behind is logged (info). It counts among the lane's two channels until it is closed or
-//     expires (a warning is logged then); an expired channel's socket is still read until Genesys
-//     closes it, so what Genesys sent before is not lost either.
+//     WebSocket drops what is still unread in it. Once the replacement is subscribed, the old
+//     channel's subscriptions are removed, so that later events come over the replacement alone and
+//     the old socket carries only its backlog. An event published while that request is under way
+//     comes over both, the old socket's copy behind its backlog: should the backlog be longer than
+//     the dedup window, that copy is dispatched too. A refusal for now (a 429, or an answer with
+//     Retry-After) is sent again after the wait asked for, as when subscribing again, and a 404
+//     (the channel has expired or was evicted) needs nothing more; should the request fail
+//     otherwise, a warning is logged and the old channel receives every event until its socket is
+//     closed, each a second copy that a dedup window shorter than the backlog lets through, for as
+//     long as the dispatcher stays behind. The old socket is closed once its reader waits in Read
+//     and has spent the overlap (WithOverlap) in all waiting there, counting from the replacement's
+//     subscription or from the last time the reader had to wait for room in the buffer, whichever
+//     is later; time spent waiting for room never counts. A message that comes over the old socket
+//     after that is taken to have been published once the replacement was subscribed, so that it
+//     comes over the new socket too. A replaced channel still open when the overlap has passed
+//     since its replacement was subscribed, and whose reader has had to wait for room in the buffer
+//     before or after that, is logged once (info). It counts among the lane's two channels until it
+//     is closed or expires; should it expire first, a warning is logged and its socket is still
+//     read until Genesys closes it, so what Genesys sent before is not lost either.
 //   - When Run's context ends or Close is called, the sockets are closed at once, those of replaced
 //     channels still being read too, and the events already read are still dispatched, for at most
 //     the drain timeout (WithDrainTimeout). Any left then are logged and counted as lost. Messages

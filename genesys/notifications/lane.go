@@ -73,7 +73,7 @@ type conn struct {
 	since   time.Time
 	idle    time.Duration
 	stalled bool
-	wake    chan struct{} // the reader starts waiting in Read, while retiring
+	wake    chan struct{} // the reader starts waiting in Read or for room, while retiring
 }
 
 // readStarts records that the reader waits in Read.
@@ -82,12 +82,17 @@ func (c *conn) readStarts() {
 	c.reading = true
 	if c.retiring {
 		c.since = time.Now()
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
+		c.wakeLocked()
 	}
 	c.mu.Unlock()
+}
+
+// wakeLocked tells the retirement that the reader's state changed; one wake pending is enough.
+func (c *conn) wakeLocked() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // readEnds records that Read has returned.
@@ -108,6 +113,7 @@ func (c *conn) setBlocked(b bool) {
 	c.blocked = b
 	if b && c.retiring {
 		c.idle, c.stalled = 0, true
+		c.wakeLocked() // the retirement logs a channel kept open behind the dispatcher
 	}
 	c.mu.Unlock()
 }
@@ -523,36 +529,50 @@ func (l *lane) backoff(ctx context.Context, quick int, msg string) time.Duration
 
 // retire keeps reading the old socket of a replaced channel until it has been read to the end,
 // so that messages already on their way are not lost (duplicates are dropped by the dispatch
-// loop), then closes it with a close handshake. The socket counts as read to the end once its
-// reader has waited in Read, with nothing to read, for the overlap in all since the retirement
-// began or since it last had to wait for room in the buffer, and waits in Read now. Time the reader
-// spends holding an event for a slow dispatcher does not count: messages then wait unread in the
-// socket, and the close handshake would discard them (coder/websocket reads and drops data
-// frames until the peer's close). freed is closed once the channel no longer counts among the
-// lane's channels: when its socket is closed, or when the channel expires, after which Genesys no
-// longer counts it either; the reader then goes on until Genesys closes the socket or it has been
-// read to the end. Only the shutdown (ctx) closes the socket earlier.
+// loop), then closes it with a close handshake. The channel's subscriptions are removed first (see
+// unsubscribe), so that the socket carries no new events, only those already on their way. The
+// socket counts as read to the end once its reader has spent the overlap in all waiting in Read,
+// counted since the retirement began or since it last had to wait for room in the buffer, and
+// waits in Read now. Time the reader spends holding an event for a slow dispatcher does not count:
+// messages then wait unread in the socket, and the close handshake would discard them
+// (coder/websocket reads and drops data frames until the peer's close). freed is closed once the
+// channel no longer counts among the lane's channels: when its socket is closed, or when the
+// channel expires, after which Genesys no longer counts it either; the reader then goes on until
+// Genesys closes the socket or it has been read to the end. Only the shutdown (ctx) closes the
+// socket earlier.
 func (l *lane) retire(ctx context.Context, old *conn, freed chan<- struct{}) {
 	overlap := l.s.cfg.overlap
 	old.startRetiring()
 	freeOnce := sync.OnceFunc(func() { close(freed) })
 	defer freeOnce()
-	// The overlap as it used to be, on the wall clock: past it, a socket still unread is worth
-	// a line in the log, since its channel stays open.
+	// Stopped before the channel is given back (see unsubscribe); deferred too, for the paths
+	// that keep it.
+	stopUnsubscribing := l.unsubscribe(ctx, old)
+	defer stopUnsubscribing()
+	// The overlap on the wall clock, from the replacement's subscription: past it, a socket still
+	// unread because the dispatcher is behind is worth a line in the log, once, since its channel
+	// stays open.
 	late := time.NewTimer(overlap)
 	defer late.Stop()
 	expiry := time.NewTimer(time.Until(old.claim.expires()))
 	defer expiry.Stop()
 	lateC, expiryC := late.C, expiry.C
+	lateLogged := false
 	for {
-		left, reading, _ := old.idleLeft(overlap)
+		left, reading, stalled := old.idleLeft(overlap)
 		if reading && left <= 0 {
 			// A close handshake tells Genesys the channel is no longer in use before the lane
 			// may open another one. Whatever arrives now came after the overlap, over the new
 			// channel too.
 			_ = old.ws.Close(websocket.StatusNormalClosure, "channel replaced")
+			stopUnsubscribing()
 			old.close()
 			return
+		}
+		if lateC == nil && stalled && !lateLogged {
+			lateLogged = true
+			l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: the replaced channel stays open until its socket is read to the end: the dispatcher is behind",
+				slog.Int("lane", l.idx), slog.String("channel", old.ch.ID), slog.Duration("overlap", overlap))
 		}
 		// Without a wait in Read under way, nothing is due until the reader starts one.
 		var (
@@ -568,27 +588,82 @@ func (l *lane) retire(ctx context.Context, old *conn, freed chan<- struct{}) {
 		case <-old.wake:
 		case <-lateC:
 			lateC = nil
-			if _, _, stalled := old.idleLeft(overlap); stalled {
-				l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: the replaced channel stays open until its socket is read to the end: the dispatcher is behind",
-					slog.Int("lane", l.idx), slog.String("channel", old.ch.ID), slog.Duration("overlap", overlap))
-			}
 		case <-expiryC:
 			expiryC = nil
-			if _, _, stalled := old.idleLeft(overlap); stalled {
+			select {
+			case <-old.done: // Genesys closed the socket as the channel expired: handled next
+			default:
 				l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: a replaced channel expired before its socket was read to the end; reading it until Genesys closes it",
 					slog.Int("lane", l.idx), slog.String("channel", old.ch.ID))
 			}
+			stopUnsubscribing()
 			old.claim.release()
 			freeOnce()
 		case <-old.done:
+			stopUnsubscribing()
 			old.close()
 			return
 		case <-ctx.Done():
+			stopUnsubscribing()
 			l.closeAtShutdown(old)
 			return
 		}
 		stop()
 	}
+}
+
+// unsubscribe removes, in the background, the subscriptions of old, a channel whose replacement
+// is subscribed, and returns a function that cuts the request short and waits for it. Genesys
+// sends every event to every channel that subscribes its topic, so an old channel still
+// subscribed would carry a second copy of the stream, behind the first by all that waits unread
+// in its socket: behind a dispatcher that never catches up, its reader would keep waiting for room
+// in the buffer, the socket would never be read to the end before the channel expired, and the
+// two copies of an event would come further apart than the dedup window reaches. Once the
+// replacement is subscribed, an event goes to it, so that removing the old subscriptions loses
+// nothing. A 404 means the channel has expired or was evicted: nothing more comes over it. A
+// request refused for now is sent again after the wait asked for, as in restore; one that fails
+// otherwise leaves the channel subscribed, with a warning, and its socket is read as before.
+// The retirement stops the request before the channel is given back: a request still under way
+// must not remove the subscriptions of a lane that has connected the channel again.
+func (l *lane) unsubscribe(ctx context.Context, old *conn) (stop func()) {
+	select {
+	case <-old.done:
+		return func() {} // a failed channel's socket carries nothing more
+	default:
+	}
+	uctx, cancel := context.WithCancel(ctx)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			err := l.s.client.SetSubscriptions(uctx, old.ch.ID, nil)
+			switch {
+			case err == nil:
+				l.s.log.LogAttrs(uctx, slog.LevelDebug, "notifications: removed the subscriptions of the replaced channel",
+					slog.Int("lane", l.idx), slog.String("channel", old.ch.ID))
+				return
+			case uctx.Err() != nil || genesys.IsNotFound(err):
+				return
+			}
+			if d, ok := throttled(err); ok {
+				p := l.s.reconnect.Policy()
+				wait := max(min(d, p.MaxRetryAfter), p.InitialInterval)
+				l.s.log.LogAttrs(uctx, slog.LevelWarn, "notifications: removing the subscriptions of a replaced channel was refused for now; waiting before sending it again",
+					slog.Int("lane", l.idx), slog.String("channel", old.ch.ID), slog.Duration("wait", wait), slog.String("error", err.Error()))
+				if retry.Sleep(uctx, l.s.cfg.clock, wait) != nil {
+					return
+				}
+				continue
+			}
+			l.s.log.LogAttrs(uctx, slog.LevelWarn, "notifications: removing the subscriptions of a replaced channel failed; it receives new events too until its socket is read to the end or it expires",
+				slog.Int("lane", l.idx), slog.String("channel", old.ch.ID), slog.String("error", err.Error()))
+			return
+		}
+	}()
+	return sync.OnceFunc(func() {
+		cancel()
+		<-finished
+	})
 }
 
 // closeAtShutdown closes c, whose reader may have fallen behind a slow dispatcher: messages that

@@ -122,12 +122,12 @@ func WithExpiryMargin(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.expiryMargin = d })
 }
 
-// WithOverlap sets how long the socket of an old channel must have had nothing to read, once its
-// replacement is subscribed, before it is closed, so that messages already on their way over it
-// are still read. Only time spent waiting for the socket counts, not time spent waiting for room
-// in the buffer: behind a slow dispatcher the old socket stays open until it has been read to the
-// end (see the package documentation). Messages that arrive on both are dispatched once. The
-// default is DefaultOverlap (5s).
+// WithOverlap sets how long, in all, the reader of an old channel's socket must have waited in
+// Read for the next message, once its replacement is subscribed, before the socket is closed, so
+// that messages already on their way over it are still read. Only time spent waiting for the
+// socket counts, not time spent waiting for room in the buffer: behind a slow dispatcher the old
+// socket stays open until it has been read to the end (see the package documentation). Messages
+// that arrive on both are dispatched once. The default is DefaultOverlap (5s).
 func WithOverlap(d time.Duration) Option { return optionFunc(func(c *config) { c.overlap = d }) }
 
 // WithReconnectPolicy sets how opening a channel (create, connect, subscribe) is retried. A

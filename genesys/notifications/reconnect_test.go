@@ -44,6 +44,10 @@ type laneLog struct {
 	// replacing gets every channel the lane starts to replace, and failedWhileWaiting every one
 	// whose socket failed while the lane waited for a channel replaced earlier.
 	replacing, failedWhileWaiting chan struct{}
+	// unsubscribeThrottled gets the wait of every removal of a replaced channel's subscriptions
+	// sent again after a refusal for now, and unsubscribeFailed every removal that failed.
+	unsubscribeThrottled chan time.Duration
+	unsubscribeFailed    chan struct{}
 }
 
 func (h laneLog) Enabled(context.Context, slog.Level) bool { return true }
@@ -97,6 +101,10 @@ func (h laneLog) Handle(_ context.Context, r slog.Record) error {
 		signal(h.replacing)
 	case "notifications: the channel to replace failed while a channel replaced earlier was still being read; opening its successor now":
 		signal(h.failedWhileWaiting)
+	case "notifications: removing the subscriptions of a replaced channel was refused for now; waiting before sending it again":
+		wait(h.unsubscribeThrottled)
+	case "notifications: removing the subscriptions of a replaced channel failed; it receives new events too until its socket is read to the end or it expires":
+		signal(h.unsubscribeFailed)
 	case "notifications: opening a channel failed, retrying":
 		wait(h.failures)
 	case "notifications: subscribing again after Genesys dropped the subscriptions was refused for now; waiting before sending it again":

@@ -145,16 +145,20 @@ func connected(live []genesystest.ChannelInfo, id string) bool {
 
 // A replaced channel whose reader keeps up is closed soon after its replacement is subscribed,
 // even while events keep coming over it: the overlap is the time its reader spent waiting for the
-// socket in all, not a stretch of silence, which steady traffic would never leave. Each event is
-// published once the one before is dispatched, so that the dispatcher is never behind.
+// socket in all, not a stretch of silence, which steady traffic would never leave. The removal of
+// its subscriptions fails here, so that the events do keep coming over it. Each event is published
+// once the one before is dispatched, so that the dispatcher is never behind.
 func TestReplacedChannelClosesUnderSteadyTraffic(t *testing.T) {
+	logs := laneLog{unsubscribeFailed: make(chan struct{}, 4)}
 	h := newHarness(t, []string{presence}, []genesystest.Option{genesystest.WithSocketClosingDelay(-1)},
-		notifications.WithOverlap(50*time.Millisecond))
+		notifications.WithOverlap(50*time.Millisecond), notifications.WithLogger(slog.New(logs)))
 	ctx := h.start(t)
 	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
 	first := h.srv.Channels()[0].ID
+	h.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: "/api/v2/notifications/channels/" + first + "/subscriptions", Status: http.StatusBadRequest})
 	require.Equal(t, 1, h.srv.SendSocketClosing())
 	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 2))
+	recv(t, ctx, logs.unsubscribeFailed)
 	var sent []int64
 	for seq := 1; connected(h.srv.Channels(), first); seq++ {
 		require.NoError(t, ctx.Err(), "the replaced channel stayed open under steady traffic")
@@ -262,6 +266,13 @@ func subscribedBesides(ids ...string) func([]genesystest.ChannelInfo, int) bool 
 	}
 }
 
+// waitAccounted waits until every event read has been dispatched or dropped as a duplicate.
+func waitAccounted(t *testing.T, h *harness, ctx context.Context) {
+	t.Helper()
+	read := h.counter(t, "fanbridge.notifications.messages", "kind", "event")
+	h.waitCounter(t, ctx, "fanbridge.notifications.events", "", "", read)
+}
+
 // The successor of a replaced channel must itself be replaced (a maintenance notice) while the
 // replaced channel's socket is still read behind the dispatcher: the lane waits for that to end
 // before it opens a third channel, so as to hold no more than two. Genesys then closes both
@@ -290,6 +301,81 @@ func TestReplacementFailingWhileTheOldChannelIsReadIsReplacedAtOnce(t *testing.T
 	assertExactlyOnce(t, sent, b.rec.snapshot())
 	assert.Zero(t, h.counter(t, "fanbridge.notifications.events", "outcome", "lost"))
 	assert.Equal(t, 3, h.srv.ChannelsCreated())
+}
+
+// Once its successor is subscribed, a replaced channel's subscriptions are removed, so that its
+// socket carries only what was already on its way. Left subscribed behind a dispatcher that stays
+// behind, it would carry a second copy of every later event, so far behind the first that a dedup
+// window shorter than the backlog (8 events here, 17 unread) no longer catches it: each would be
+// dispatched twice. A removal refused for now is sent again after its wait. A 404 (the channel is
+// gone) needs nothing more, and another failure leaves the channel subscribed, with a warning;
+// either way the old socket is still read to the end and closed, and with a dedup window long
+// enough every event is dispatched once.
+func TestReplacedChannelIsUnsubscribed(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		status     int    // of the fault answering the removal; zero for none
+		retryAfter string // of the fault
+		removed    bool   // the subscriptions are removed in the end
+	}{
+		{name: "removed", removed: true},
+		{name: "refused for now", status: http.StatusTooManyRequests, retryAfter: "3600", removed: true},
+		{name: "channel gone", status: http.StatusNotFound},
+		{name: "failed", status: http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			logs := laneLog{unsubscribeThrottled: make(chan time.Duration, 8), unsubscribeFailed: make(chan struct{}, 8)}
+			var opts []notifications.Option
+			if tc.removed {
+				opts = append(opts, notifications.WithDedupWindow(8))
+			}
+			path := func(id string) string { return "/api/v2/notifications/channels/" + id + "/subscriptions" }
+			b := replaceBehind(t, logs, func(h *harness, first string) {
+				if tc.status != 0 {
+					h.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path(first), Status: tc.status, RetryAfter: tc.retryAfter})
+				}
+			}, opts...)
+			h, ctx := b.h, b.ctx
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if tc.removed {
+				require.NoError(t, h.srv.WaitChannels(wctx, func(live []genesystest.ChannelInfo, _ int) bool {
+					return slices.ContainsFunc(live, func(c genesystest.ChannelInfo) bool { return c.ID == b.first && c.Topics == 0 })
+				}), "the replaced channel keeps its subscriptions")
+			} else {
+				waitRequests(t, h, wctx, http.MethodPut, path(b.first), 2)
+			}
+			switch tc.status {
+			case http.StatusTooManyRequests:
+				// The reconnect policy's MaxRetryAfter, which defaults to its MaxInterval.
+				assert.Equal(t, fastReconnect.MaxInterval, recv(t, ctx, logs.unsubscribeThrottled))
+			case http.StatusBadRequest:
+				recv(t, ctx, logs.unsubscribeFailed)
+			}
+			later := publish(h.srv, presence, 21, 40)
+			require.Len(t, later, 20)
+			sent := append(b.sent, later...)
+			b.release()
+			b.rec.waitCount(t, ctx, len(sent))
+			// Read to the end, the old socket is closed: nothing more comes over it.
+			require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, _ int) bool {
+				return !connected(live, b.first)
+			}))
+			waitAccounted(t, h, ctx)
+			assertExactlyOnce(t, sent, b.rec.snapshot())
+			dups := h.counter(t, "fanbridge.notifications.events", "outcome", "duplicate")
+			if tc.removed {
+				assert.Zero(t, dups, "copies came over the replaced channel")
+			} else {
+				assert.EqualValues(t, 20, dups, "the replaced channel still subscribed carries a copy of each later event")
+			}
+			if tc.status != http.StatusBadRequest {
+				assert.Empty(t, logs.unsubscribeFailed)
+			}
+			assert.Zero(t, h.counter(t, "fanbridge.notifications.events", "outcome", "lost"))
+		})
+	}
 }
 
 // An error no retry cures (credentials revoked) while a channel is replaced behind a stuck

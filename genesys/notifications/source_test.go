@@ -94,13 +94,23 @@ func TestSurvivesForcedDisconnect(t *testing.T) {
 }
 
 func TestSocketClosingOverlapsWithoutDuplicates(t *testing.T) {
-	// A long overlap keeps both sockets subscribed while the test publishes, so that every event
-	// arrives twice; Genesys closes the old socket a while after its notice (a minute; a few
-	// seconds here), and the new one must be subscribed before.
+	// A long overlap keeps the old socket open, and the removal of the old channel's
+	// subscriptions is held, while the test publishes, so that every event arrives twice; Genesys
+	// closes the old socket a while after its notice (a minute; a few seconds here), and the new
+	// one must be subscribed before.
 	h := newHarness(t, []string{presence}, []genesystest.Option{genesystest.WithSocketClosingDelay(3 * time.Second)},
 		notifications.WithOverlap(time.Minute))
 	ctx := h.start(t)
 	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	first := h.srv.Channels()[0].ID
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	t.Cleanup(release) // before the fake is closed
+	h.srv.SetHook(func(r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Path == "/api/v2/notifications/channels/"+first+"/subscriptions" {
+			<-hold
+		}
+	})
 	sent := publish(h.srv, presence, 1, 5)
 	h.rec.waitCount(t, ctx, 5)
 
@@ -114,6 +124,7 @@ func TestSocketClosingOverlapsWithoutDuplicates(t *testing.T) {
 	h.waitCounter(t, ctx, "fanbridge.notifications.events", "outcome", "duplicate", 10)
 	h.rec.waitCount(t, ctx, len(sent))
 	assertExactlyOnce(t, sent, h.rec.snapshot())
+	release()
 	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_closing"))
 	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.messages", "kind", "system"))
 }
