@@ -178,29 +178,43 @@ func TestRedriveHashCollisions(t *testing.T) {
 
 // An entry put during the redrive whose ID only collides with that of a delivered entry holds
 // the delivered entry's removal back, as a true namesake would: the delivered entry stays, to be
-// sent again, and the new one is neither sent nor removed.
-func TestRedriveHashCollisionPutDuringRedrive(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	q := &sliceQueue{}
-	q.put(entryOf("X", "s", "ev-1"))
-	// Y reaches the single worker only once X's send, which puts Z, is over; so the List
-	// reaches Z after X was delivered and before its removal (one batch, at the end).
-	q.put(entryOf("Y", "s", "ev-2"))
-	var sent []string
-	s := sink.Func(func(_ context.Context, e *fanbridge.Event) error {
-		sent = append(sent, e.ID)
-		if e.ID == "ev-1" {
-			q.put(entryOf("Z", "s", "ev-3"))
-		}
-		return nil
-	})
-	rep, err := Redrive(ctx, q, map[string]sink.Sink{"s": s}, nil,
-		withHashes(map[string]uint64{"X": 7, "Y": 8, "Z": 7}, false))
-	require.NoError(t, err)
-	assert.Equal(t, Report{Selected: 3, Redriven: 2, Removed: 1, Conflicts: 1}, rep)
-	assert.Equal(t, []string{"ev-1", "ev-2"}, sent)
-	assert.Equal(t, []string{"X", "Z"}, q.ids())
+// sent again, and the new one is neither sent nor removed. So does a true copy put during the
+// redrive: it cannot be compared with the entry it copies, whose text Redrive did not keep.
+func TestRedrivePutDuringRedrive(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		put  Entry
+		opts []Option
+		left []string
+	}{
+		{"hash-collision", entryOf("Z", "s", "ev-3"),
+			[]Option{withHashes(map[string]uint64{"X": 7, "Y": 8, "Z": 7}, false)}, []string{"X", "Z"}},
+		{"copy", entryOf("X", "s", "ev-1"), nil, []string{"X", "X"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			q := &sliceQueue{}
+			q.put(entryOf("X", "s", "ev-1"))
+			// Y reaches the single worker only once X's send, which puts the new entry, is over;
+			// so the List reaches it after X was delivered and before its removal (one batch, at
+			// the end).
+			q.put(entryOf("Y", "s", "ev-2"))
+			var sent []string
+			s := sink.Func(func(_ context.Context, e *fanbridge.Event) error {
+				sent = append(sent, e.ID)
+				if e.ID == "ev-1" {
+					q.put(tc.put)
+				}
+				return nil
+			})
+			rep, err := Redrive(ctx, q, map[string]sink.Sink{"s": s}, nil, tc.opts...)
+			require.NoError(t, err)
+			assert.Equal(t, Report{Selected: 3, Redriven: 2, Removed: 1, Conflicts: 1}, rep)
+			assert.Equal(t, []string{"ev-1", "ev-2"}, sent)
+			assert.Equal(t, tc.left, q.ids())
+		})
+	}
 }
 
 // failingList fails its second List (the redrive's) after handing over the first n entries.
@@ -255,27 +269,4 @@ func TestRedriveCopiesRemovedAfterTheWholeListing(t *testing.T) {
 			assert.Equal(t, tc.left, q.ids())
 		})
 	}
-}
-
-// A copy put during the redrive cannot be compared with the entry it copies, whose text Redrive
-// did not keep: it is a conflict, and the delivered entry's removal is held back.
-func TestRedriveCopyPutDuringRedrive(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	q := &sliceQueue{}
-	q.put(entryOf("X", "s", "ev-1"))
-	q.put(entryOf("Y", "s", "ev-2"))
-	var sent []string
-	s := sink.Func(func(_ context.Context, e *fanbridge.Event) error {
-		sent = append(sent, e.ID)
-		if e.ID == "ev-1" {
-			q.put(entryOf("X", "s", "ev-1"))
-		}
-		return nil
-	})
-	rep, err := Redrive(ctx, q, map[string]sink.Sink{"s": s}, nil)
-	require.NoError(t, err)
-	assert.Equal(t, Report{Selected: 3, Redriven: 2, Removed: 1, Conflicts: 1}, rep)
-	assert.Equal(t, []string{"ev-1", "ev-2"}, sent)
-	assert.Equal(t, []string{"X", "X"}, q.ids())
 }
