@@ -52,12 +52,12 @@
 // Replacing a channel creates or connects one and subscribes up to 1,000 topics, requests that
 // count against the organization's API rate limit; this keeps a socket that keeps breaking from
 // spending it. For the same reason, subscriptions that Genesys drops again within the heartbeat
-// timeout of the source restoring them are restored only after such a wait, growing in the same way
-// while the drops go on; the wait ends at once when the channel must be replaced anyway (its socket
-// fails, Genesys announces that it closes the socket, or the channel nears its expiry), since
-// Genesys closes the socket about a minute after its notice. Heartbeats and pongs (topic
-// channel.metadata) and system notices are never dispatched. WithPingInterval adds client pings,
-// whose pongs also count as signs of life.
+// timeout of the answer to the request that restored them are restored only after such a wait,
+// growing in the same way while the drops go on; the wait ends at once when the channel must be
+// replaced anyway (its socket fails, Genesys announces that it closes the socket, or the channel
+// nears its expiry), since Genesys closes the socket about a minute after its notice. Heartbeats
+// and pongs (topic channel.metadata) and system notices are never dispatched. WithPingInterval
+// adds client pings, whose pongs also count as signs of life.
 //
 // # Channel limits
 //

@@ -222,7 +222,8 @@ func (l *lane) run(ctx context.Context) (err error) {
 			} else {
 				dropped = 0
 			}
-			reason, failed = l.restore(ctx, cur, timer.C, l.backoff(ctx, dropped, droppedSoonMsg))
+			var at time.Time
+			at, reason, failed = l.restore(ctx, cur, timer.C, l.backoff(ctx, dropped, droppedSoonMsg))
 			if ctx.Err() != nil {
 				timer.Stop()
 				return nil
@@ -231,7 +232,7 @@ func (l *lane) run(ctx context.Context) (err error) {
 				cause = cur.err
 			}
 			if reason == "" {
-				restored = l.s.cfg.clock.Now()
+				restored = at
 				timer.Stop()
 				continue
 			}
@@ -327,7 +328,8 @@ func (l *lane) run(ctx context.Context) (err error) {
 }
 
 // restore subscribes the lane's topics again on cur, whose subscriptions Genesys dropped, once
-// wait is over (see pause), and returns an empty reason once it has, or when ctx ends. Genesys
+// wait is over (see pause), and returns an empty reason and when the request was answered once it
+// has, or when ctx ends. Genesys
 // replaces a channel's whole subscription set on each request, so this restores it without a new
 // channel: replacing the channel could have the lane wait for a place among the 20 (see account)
 // while its topics send nothing. A request refused for now (a 429, or an answer with Retry-After,
@@ -336,10 +338,10 @@ func (l *lane) run(ctx context.Context) (err error) {
 // cost a creation against the same rate limit and one of the 20 places. Otherwise it returns the
 // reason to replace cur: the one pause or subscribeAgain returned, or reasonUnsubscribed when the
 // request failed.
-func (l *lane) restore(ctx context.Context, cur *conn, expiry <-chan time.Time, wait time.Duration) (reason string, failed bool) {
+func (l *lane) restore(ctx context.Context, cur *conn, expiry <-chan time.Time, wait time.Duration) (at time.Time, reason string, failed bool) {
 	for {
 		if reason, failed = l.pause(ctx, cur, expiry, wait); reason != "" || ctx.Err() != nil {
-			return reason, failed
+			return time.Time{}, reason, failed
 		}
 		// The request below restores every subscription: notices that came during the wait are
 		// answered by it.
@@ -349,15 +351,19 @@ func (l *lane) restore(ctx context.Context, cur *conn, expiry <-chan time.Time, 
 		}
 		reason, failed, err := l.subscribeAgain(ctx, cur, expiry)
 		if reason != "" {
-			return reason, failed
+			return time.Time{}, reason, failed
 		}
 		switch {
 		case err == nil:
+			// The subscriptions hold from the answer on, as a channel's from its subscription
+			// (see connect): the time is taken before the log line, so that nothing that follows
+			// the line, however late the lane runs, moves the start of the hold.
+			at = l.s.cfg.clock.Now()
 			l.s.log.LogAttrs(ctx, slog.LevelInfo, "notifications: subscribed again after Genesys dropped the subscriptions",
 				slog.Int("lane", l.idx), slog.String("channel", cur.ch.ID), slog.Int("topics", len(l.topics)))
-			return "", false
+			return at, "", false
 		case ctx.Err() != nil:
-			return "", false
+			return time.Time{}, "", false
 		}
 		if d, ok := throttled(err); ok {
 			p := l.s.reconnect.Policy()
@@ -370,7 +376,7 @@ func (l *lane) restore(ctx context.Context, cur *conn, expiry <-chan time.Time, 
 		}
 		l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: subscribing again after Genesys dropped the subscriptions failed; replacing the channel",
 			slog.Int("lane", l.idx), slog.String("channel", cur.ch.ID), slog.String("error", err.Error()))
-		return reasonUnsubscribed, false
+		return time.Time{}, reasonUnsubscribed, false
 	}
 }
 

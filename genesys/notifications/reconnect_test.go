@@ -292,6 +292,79 @@ func TestRepeatedNoLongerSubscribedBacksOff(t *testing.T) {
 	}
 }
 
+// clockMovesWhileLogging is a laneLog whose "subscribed again" line, while armed, first moves the
+// fake clock by step: the time the lane takes between the answer to its request and what follows
+// the log line, stretched as far as a loaded machine may stretch it.
+type clockMovesWhileLogging struct {
+	laneLog
+	clk   *retrytest.Clock
+	step  time.Duration
+	armed *atomic.Bool
+}
+
+func (h clockMovesWhileLogging) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "notifications: subscribed again after Genesys dropped the subscriptions" && h.armed.CompareAndSwap(true, false) {
+		h.clk.Advance(h.step)
+	}
+	return h.laneLog.Handle(ctx, r)
+}
+func (h clockMovesWhileLogging) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h clockMovesWhileLogging) WithGroup(string) slog.Handler      { return h }
+
+// Restored subscriptions hold from the answer to the request that restored them: a drop a whole
+// heartbeat timeout after that answer is restored at once, however late the lane records the
+// restoration. The clock moves half the timeout while the lane logs the restoration, and the other
+// half after it, so a lane that took the time after its log line would see only half and wait.
+func TestRestoredSubscriptionsHoldFromTheAnswer(t *testing.T) {
+	const heartbeatTimeout = time.Minute
+	clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	logs := laneLog{dropWaits: make(chan time.Duration, 16), subscribed: make(chan struct{}, 16),
+		restored: make(chan struct{}, 16), notices: make(chan struct{}, 16)}
+	var armed atomic.Bool
+	policy := retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 4 * time.Second, Jitter: retry.NoJitter, MaxAttempts: -1}
+	h := newHarness(t, []string{presence}, nil, notifications.WithClock(clk), notifications.WithReconnectPolicy(policy),
+		notifications.WithHeartbeatTimeout(heartbeatTimeout), notifications.WithOverlap(0),
+		notifications.WithLogger(slog.New(clockMovesWhileLogging{laneLog: logs, clk: clk, step: heartbeatTimeout / 2, armed: &armed})))
+	ctx := h.start(t)
+	recv(t, ctx, logs.subscribed)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	id := h.srv.Channels()[0].ID
+	notice := func() {
+		t.Helper()
+		msg := fmt.Sprintf(`{"topicName":"v2.system.no_longer_subscribed.%s","version":"2","eventBody":{"message":"subscriptions dropped"}}`, id)
+		require.Equal(t, 1, h.srv.SendRaw([]byte(msg)))
+		recv(t, ctx, logs.notices)
+	}
+
+	notice()
+	recv(t, ctx, logs.restored)
+	// Dropped again at once: the lane waits, then restores with the clock moving as it logs.
+	notice()
+	require.Equal(t, time.Second, recv(t, ctx, logs.dropWaits))
+	waitDue(t, ctx, clk, time.Second)
+	armed.Store(true)
+	clk.Advance(time.Second)
+	recv(t, ctx, logs.restored)
+	require.False(t, armed.Load(), "the clock did not move while the restoration was logged")
+
+	// Heartbeats read in between, so that the socket never looks silent.
+	beats := h.counter(t, "fanbridge.notifications.messages", "kind", "heartbeat")
+	h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "heartbeat", beats+2)
+	clk.Advance(heartbeatTimeout / 2)
+	puts := h.srv.Count(http.MethodPut, "/api/v2/notifications/channels/")
+	notice()
+	select {
+	case <-logs.restored:
+	case d := <-logs.dropWaits:
+		t.Fatalf("waited %v before restoring subscriptions that held a whole heartbeat timeout", d)
+	case <-ctx.Done():
+		t.Fatal("the drop was not answered")
+	}
+	assert.Equal(t, puts+1, h.srv.Count(http.MethodPut, "/api/v2/notifications/channels/"))
+	assert.Equal(t, 1, h.srv.ChannelsCreated())
+	assert.Zero(t, h.counter(t, "fanbridge.notifications.heartbeats_missed", "", ""))
+}
+
 // A proxy that takes the connection but never answers the WebSocket handshake does not hold the
 // lane for ever: the answer must come within the heartbeat timeout, on the source's clock, and an
 // attempt without one is retried after the reconnect policy's wait, connecting the same channel
