@@ -74,24 +74,12 @@ health: {cache: 1ms, probe_timeout: 20s}
 	}
 	s, path := newTestService(t, configWith("5s"))
 
-	answered := make(chan *httptest.ResponseRecorder, 1)
-	go func() {
-		rec := httptest.NewRecorder()
-		s.ready.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-		answered <- rec
-	}()
+	answered := checkReadiness(s)
 	testwait.Recv(t, health.arrived, 10*time.Second) // the check is probing the sink
 
 	// A changed call timeout rebuilds the sink and its probe.
 	require.NoError(t, os.WriteFile(path, configWith("6s"), 0o600))
-	gen := s.ready.gen.Load()
-	reloaded := make(chan error, 1)
-	go func() { reloaded <- s.ReloadFile() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.ready.gen.Load() == gen { // the new probes are in place
-		require.True(t, time.Now().Before(deadline), "the reload never swapped the probes")
-		runtime.Gosched()
-	}
+	reloaded := reloadUntilProbesSwapped(t, s)
 	close(health.proceed)
 	rec := testwait.Recv(t, answered, 10*time.Second)
 	require.Equal(t, http.StatusOK, rec.Code, "a healthy sink reported unready during a reload: %s", rec.Body)
@@ -138,24 +126,12 @@ health: {cache: 1ms, probe_timeout: 20s}
 	s.mu.Unlock()
 
 	armed.Store(true)
-	answered := make(chan *httptest.ResponseRecorder, 1)
-	go func() {
-		rec := httptest.NewRecorder()
-		s.ready.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-		answered <- rec
-	}()
+	answered := checkReadiness(s)
 	testwait.Recv(t, arrived, 10*time.Second) // the check is pinging the broker
 
 	// A changed linger rebuilds the sink and its probe.
 	require.NoError(t, os.WriteFile(path, configWith("1ms"), 0o600))
-	gen := s.ready.gen.Load()
-	reloaded := make(chan error, 1)
-	go func() { reloaded <- s.ReloadFile() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.ready.gen.Load() == gen { // the new probes are in place
-		require.True(t, time.Now().Before(deadline), "the reload never swapped the probes")
-		runtime.Gosched()
-	}
+	reloaded := reloadUntilProbesSwapped(t, s)
 	// The Dispatcher closes the retired, idle sink in the background and says nothing when it
 	// has: wait for its client to be closed (a ping fails, with the broker up).
 	require.Eventually(t, func() bool {
@@ -177,4 +153,30 @@ health: {cache: 1ms, probe_timeout: 20s}
 	newProbe := s.sinks["k"].probe
 	s.mu.Unlock()
 	require.NoError(t, newProbe(ctx))
+}
+
+// checkReadiness runs one /readyz check in the background and hands over its answer.
+func checkReadiness(s *Service) <-chan *httptest.ResponseRecorder {
+	answered := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		s.ready.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		answered <- rec
+	}()
+	return answered
+}
+
+// reloadUntilProbesSwapped reloads s from its file in the background, returns once the new
+// probes are in place, and hands over the reload's result.
+func reloadUntilProbesSwapped(t *testing.T, s *Service) <-chan error {
+	t.Helper()
+	gen := s.ready.gen.Load()
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- s.ReloadFile() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.ready.gen.Load() == gen {
+		require.True(t, time.Now().Before(deadline), "the reload never swapped the probes")
+		runtime.Gosched()
+	}
+	return reloaded
 }
