@@ -365,11 +365,8 @@ func (l *lane) restore(ctx context.Context, cur *conn, expiry <-chan time.Time, 
 		case ctx.Err() != nil:
 			return time.Time{}, "", false
 		}
-		if d, ok := throttled(err); ok {
-			p := l.s.reconnect.Policy()
-			// Never less than the policy's first interval, even under a MaxRetryAfter below
-			// it: the request carries up to 1,000 topics.
-			wait = max(min(d, p.MaxRetryAfter), p.InitialInterval)
+		if d, ok := l.throttled(err); ok {
+			wait = d
 			l.s.log.LogAttrs(ctx, slog.LevelWarn, "notifications: subscribing again after Genesys dropped the subscriptions was refused for now; waiting before sending it again",
 				slog.Int("lane", l.idx), slog.String("channel", cur.ch.ID), slog.Duration("wait", wait), slog.String("error", err.Error()))
 			continue
@@ -411,11 +408,18 @@ func (l *lane) subscribeAgain(ctx context.Context, cur *conn, expiry <-chan time
 	return reason, failed, err
 }
 
-// throttled returns the wait an error's answer asked for, and whether the request was refused for
-// now: a 429 (with any wait, even none), or another answer with a Retry-After.
-func throttled(err error) (time.Duration, bool) {
+// throttled reports whether a subscription request was refused for now (a 429, with any wait,
+// even none, or another answer with a Retry-After), and how long to wait before sending it again:
+// the wait the answer asked for, capped by the reconnect policy's MaxRetryAfter, and never less
+// than its first interval, even under a MaxRetryAfter below it, since the request carries up to
+// 1,000 topics.
+func (l *lane) throttled(err error) (time.Duration, bool) {
 	d, ok := retry.RetryAfter(err)
-	return d, genesys.IsRateLimited(err) || ok && d > 0
+	if !genesys.IsRateLimited(err) && !(ok && d > 0) {
+		return 0, false
+	}
+	p := l.s.reconnect.Policy()
+	return max(min(d, p.MaxRetryAfter), p.InitialInterval), true
 }
 
 // dialRetryAfter returns the wait the Retry-After header of a refused WebSocket handshake asks for
@@ -651,9 +655,7 @@ func (l *lane) unsubscribe(ctx context.Context, old *conn) (stop func()) {
 			case uctx.Err() != nil || genesys.IsNotFound(err):
 				return
 			}
-			if d, ok := throttled(err); ok {
-				p := l.s.reconnect.Policy()
-				wait := max(min(d, p.MaxRetryAfter), p.InitialInterval)
+			if wait, ok := l.throttled(err); ok {
 				l.s.log.LogAttrs(uctx, slog.LevelWarn, "notifications: removing the subscriptions of a replaced channel was refused for now; waiting before sending it again",
 					slog.Int("lane", l.idx), slog.String("channel", old.ch.ID), slog.Duration("wait", wait), slog.String("error", err.Error()))
 				if retry.Sleep(uctx, l.s.cfg.clock, wait) != nil {
