@@ -149,15 +149,10 @@ func TestAgainstServices(t *testing.T) {
 			// Two real consumer services, as a user would run them.
 			crm, reporting := memsink.New(), memsink.New()
 			reporting.FailNext(2, nil)
-			crmAddr, stopCRM, err := startConsumer(crm)
-			require.NoError(t, err)
-			defer stopCRM()
-			reportingAddr, stopReporting, err := startConsumer(reporting)
-			require.NoError(t, err)
-			defer stopReporting()
+			addrs := startConsumers(t, crm, reporting)
 
 			p := exampletest.Start(t, ctx, run, []string{"-insecure", "-filter", kind}, map[string]string{
-				"GRPC_DOWNSTREAM_ADDRESSES": crmAddr + ", " + reportingAddr,
+				"GRPC_DOWNSTREAM_ADDRESSES": addrs,
 				"EVENTBRIDGE_API_KEY":       "test-key",
 				"GENESYS_WEBHOOK_SECRET":    "test-secret",
 				"GENESYS_ORGANIZATION_ID":   "32aa07aa-db1b-4987-abd0-9483601ec29d",
@@ -275,14 +270,9 @@ func TestOrganization(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			crm, reporting := memsink.New(), memsink.New()
-			crmAddr, stopCRM, err := startConsumer(crm)
-			require.NoError(t, err)
-			defer stopCRM()
-			reportingAddr, stopReporting, err := startConsumer(reporting)
-			require.NoError(t, err)
-			defer stopReporting()
+			addrs := startConsumers(t, crm, reporting)
 			p := exampletest.Start(t, ctx, run, []string{"-insecure"}, map[string]string{
-				"GRPC_DOWNSTREAM_ADDRESSES": crmAddr + "," + reportingAddr,
+				"GRPC_DOWNSTREAM_ADDRESSES": addrs,
 				"EVENTBRIDGE_API_KEY":       "test-key",
 				"GENESYS_ORGANIZATION_ID":   value,
 				"LISTEN_ADDR":               "127.0.0.1:0",
@@ -316,4 +306,19 @@ func TestOrganization(t *testing.T) {
 // refuses to start, naming the setting, and touches neither.
 func TestOfflineRefusesAServicesSettings(t *testing.T) {
 	exampletest.CheckOfflineRefuses(t, run, "GRPC_DOWNSTREAM_ADDRESSES")
+}
+
+// startConsumers starts a real consumer service for each sink, stopped when the test ends, and
+// returns their addresses as GRPC_DOWNSTREAM_ADDRESSES lists them, with a blank after each comma
+// as a user might write them.
+func startConsumers(t *testing.T, sinks ...*memsink.Sink) string {
+	t.Helper()
+	addrs := make([]string, len(sinks))
+	for i, s := range sinks {
+		addr, stop, err := startConsumer(s)
+		require.NoError(t, err)
+		t.Cleanup(stop)
+		addrs[i] = addr
+	}
+	return strings.Join(addrs, ", ")
 }
