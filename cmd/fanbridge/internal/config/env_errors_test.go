@@ -1,9 +1,12 @@
 package config_test
 
 import (
+	"encoding/pem"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -198,4 +201,40 @@ func TestAValueFromTheEnvironmentIsCutOnlyFromMessagesAboutItsKey(t *testing.T) 
 	_, err := config.Parse([]byte(doc), env(map[string]string{"ORDER": "conversation"}))
 	require.Error(t, err)
 	assert.Equal(t, `config: sinks[0].kafka.key: want id, conversation, user or none, got "bogus"`, err.Error())
+}
+
+// TestSinkBuildErrorsAfterValidationAreRedacted changes a sink's TLS file between validation and
+// building, as an operator may while the service reloads: the builder's error quotes the file's
+// path, which came from the environment, and SinkError cuts it out as validation would. The same
+// path written in the file is shown.
+func TestSinkBuildErrorsAfterValidationAreRedacted(t *testing.T) {
+	srv := httptest.NewTLSServer(nil)
+	defer srv.Close()
+	dir := filepath.Join(t.TempDir(), "tenant-7f3a9c-token")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	ca := filepath.Join(dir, "ca.pem")
+	for _, fromEnv := range []bool{true, false} {
+		require.NoError(t, os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600))
+		value := strconv.Quote(ca)
+		if fromEnv {
+			value = `"${CA_FILE}"`
+		}
+		doc := strings.Replace(minimal, "topic: t}", "topic: t, tls: {ca_file: "+value+"}}", 1)
+		cfg, err := config.Parse([]byte(doc), env(map[string]string{"CA_FILE": ca}))
+		require.NoError(t, err)
+
+		require.NoError(t, os.WriteFile(ca, []byte("not a certificate"), 0o600))
+		_, berr := cfg.Sinks[0].Kafka.ClientConfig()
+		require.Error(t, berr)
+		require.Contains(t, berr.Error(), "tenant-7f3a9c-token", "the builder quotes the path")
+
+		err = cfg.SinkError(0, berr)
+		assert.Contains(t, err.Error(), `config: sinks[0] ("k"): `)
+		if fromEnv {
+			assert.NotContains(t, err.Error(), "tenant-7f3a9c-token")
+			assert.NotContains(t, err.Error(), "ca.pem")
+		} else {
+			assert.Contains(t, err.Error(), ca, "a value written in the file is shown")
+		}
+	}
 }

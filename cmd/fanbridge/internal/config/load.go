@@ -235,6 +235,17 @@ func (e *Errors) addDetailExcept(path, msg string, err error, unquoted func(q st
 	e.put(path, "refused ("+withheld+")")
 }
 
+// SinkError reports err, which building the sink at index i returned after validation (a TLS
+// file that changed since, a broker list the client refuses), as validation errors are
+// reported: the values ${ENV} expansion put in the sink's settings are cut out of it, or the
+// detail is withheld when a part of one may remain.
+func (c *Config) SinkError(i int, err error) error {
+	e := &Errors{fromEnv: c.fromEnv}
+	path := fmt.Sprintf("sinks[%d]", i)
+	e.addDetail(path, err.Error(), err)
+	return errors.New(strings.Replace(e.List[0], path+": ", path+" ("+e.show(path+".name", c.Sinks[i].Name)+"): ", 1))
+}
+
 // fromEnvAt reports whether the value at path came from the environment, for a message about
 // another key that would quote it.
 func (e *Errors) fromEnvAt(path string) bool {

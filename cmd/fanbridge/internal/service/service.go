@@ -125,7 +125,7 @@ func New(cfg *config.Config, opts Options) (_ *Service, err error) {
 	for i := range cfg.Sinks {
 		b, berr := buildSink(&cfg.Sinks[i], s.log)
 		if berr != nil {
-			err = fmt.Errorf("config: sinks[%d] (%s): %w", i, cfg.Sinks[i].Name, berr)
+			err = cfg.SinkError(i, berr)
 			return nil, err
 		}
 		s.sinks[b.name] = b
@@ -523,7 +523,7 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 		b, err := buildSink(sc, s.log)
 		if err != nil {
 			discard()
-			return fail(fmt.Errorf("config: sinks[%d] (%s): %w", i, sc.Name, err))
+			return fail(cfg.SinkError(i, err))
 		}
 		next[sc.Name] = b
 		fresh = append(fresh, b)

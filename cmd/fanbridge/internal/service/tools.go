@@ -27,7 +27,7 @@ func Sinks(cfg *config.Config, log *slog.Logger) (map[string]sink.Sink, func(), 
 		b, err := buildSink(&cfg.Sinks[i], log)
 		if err != nil {
 			release()
-			return nil, nil, fmt.Errorf("config: sinks[%d] (%s): %w", i, cfg.Sinks[i].Name, err)
+			return nil, nil, cfg.SinkError(i, err)
 		}
 		built = append(built, b)
 		out[b.name] = b.sink
