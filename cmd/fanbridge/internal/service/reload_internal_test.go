@@ -285,3 +285,87 @@ func TestReloadPanicIsARejectedReload(t *testing.T) {
 		})
 	}
 }
+
+// The file watch applies a change only once two reads a tick apart agree on it: a file written
+// in place can be read half written, and half a file may still be valid. Each tick waits until
+// the watch has handled it, so the file is never written while the watch reads it.
+func TestWatchAppliesAChangeOnceTwoReadsAgree(t *testing.T) {
+	logs := &lockedBuffer{}
+	s, path := newServiceLoggingTo(t, testConfig(t, "info"), slog.NewTextHandler(logs, nil))
+	handled := make(chan struct{})
+	watchTicked = func() { handled <- struct{}{} }
+	t.Cleanup(func() { watchTicked = nil })
+	ticks := make(chan time.Time)
+	go s.watch(t.Context(), ticks)
+	deadline := time.After(20 * time.Second)
+	tick := func() {
+		t.Helper()
+		for _, step := range []func() bool{
+			func() bool {
+				select {
+				case ticks <- time.Time{}:
+					return true
+				case <-deadline:
+					return false
+				}
+			},
+			func() bool {
+				select {
+				case <-handled:
+					return true
+				case <-deadline:
+					return false
+				}
+			},
+		} {
+			if !step() {
+				t.Fatal("the watch stopped handling ticks")
+			}
+		}
+	}
+	reloads := func() int { return strings.Count(logs.String(), "configuration reloaded") }
+
+	// The first part of a write in place, valid on its own, then the whole.
+	full := testConfig(t, "warn")
+	half := full[:bytes.Index(full, []byte("logging:"))]
+	require.NoError(t, os.WriteFile(path, half, 0o600))
+	tick() // reads the half
+	require.NoError(t, os.WriteFile(path, full, 0o600))
+	tick() // reads the whole, which differs from the half
+	assert.Zero(t, reloads(), "a text read once is not applied")
+	tick() // reads the whole again and applies it
+	assert.Equal(t, 1, reloads(), "only the text read twice is applied")
+	s.mu.Lock()
+	assert.Equal(t, "warn", s.cfg.Logging.Level)
+	s.mu.Unlock()
+	assert.Equal(t, sha256.Sum256(full), *s.fileSum.Load())
+
+	// A change undone before a second read is not applied.
+	require.NoError(t, os.WriteFile(path, testConfig(t, "error"), 0o600))
+	tick()
+	require.NoError(t, os.WriteFile(path, full, 0o600))
+	tick()
+	tick()
+	assert.Equal(t, 1, reloads())
+	assert.Equal(t, sha256.Sum256(full), *s.fileSum.Load())
+}
+
+// A reload the watch starts reads the file once more and applies it only if it still holds the
+// text the watch saw settle; otherwise nothing changes, not even the remembered hash.
+func TestWatchReloadSkipsAFileThatChangedAgain(t *testing.T) {
+	s, path := newTestService(t, testConfig(t, "info"))
+	before := s.fileSum.Load()
+	seen := sha256.Sum256(testConfig(t, "warn"))
+	require.NoError(t, os.WriteFile(path, testConfig(t, "error"), 0o600))
+	require.ErrorIs(t, s.reloadFile(&seen), errChangedAgain)
+	s.mu.Lock()
+	assert.Equal(t, "info", s.cfg.Logging.Level)
+	s.mu.Unlock()
+	assert.Equal(t, before, s.fileSum.Load())
+
+	now := sha256.Sum256(testConfig(t, "error"))
+	require.NoError(t, s.reloadFile(&now))
+	s.mu.Lock()
+	assert.Equal(t, "error", s.cfg.Logging.Level)
+	s.mu.Unlock()
+}

@@ -322,7 +322,11 @@ func (s *Service) Run(ctx context.Context) error {
 				s.fileSum.Store(&sum)
 			}
 		}
-		go s.watch(ctx, every)
+		t := time.NewTicker(every)
+		go func() {
+			defer t.Stop()
+			s.watch(ctx, t.C)
+		}()
 	}
 	if s.admin != nil {
 		s.log.Info("listening", "addr", s.ln.Addr().String(), "admin_addr", s.adminLn.Addr().String())
@@ -415,7 +419,15 @@ func (s *Service) shutdown() error {
 
 // ReloadFile reads the configuration file again and applies it (see Reload). A file that does
 // not load or validate is rejected and the running configuration stays.
-func (s *Service) ReloadFile() error {
+func (s *Service) ReloadFile() error { return s.reloadFile(nil) }
+
+// errChangedAgain says that the file the watch saw settle changed again before it was read for
+// the reload: the watch waits for it to settle anew.
+var errChangedAgain = errors.New("the configuration file changed again")
+
+// reloadFile is ReloadFile. With want, it applies the file only if its text still hashes to
+// want, and otherwise returns errChangedAgain and changes nothing, not even the remembered hash.
+func (s *Service) reloadFile(want *[sha256.Size]byte) error {
 	if s.opts.ConfigPath == "" {
 		return errors.New("no configuration file to reload")
 	}
@@ -425,6 +437,12 @@ func (s *Service) ReloadFile() error {
 		return s.skipReload()
 	}
 	b, err := os.ReadFile(s.opts.ConfigPath)
+	if want != nil {
+		if err != nil || sha256.Sum256(b) != *want {
+			return errChangedAgain
+		}
+		s.log.Info("configuration file changed; reloading", "path", s.opts.ConfigPath)
+	}
 	if afterRead != nil {
 		afterRead()
 	}
@@ -618,28 +636,45 @@ func restartOnly(old, cur *config.Config) []string {
 	return keys
 }
 
-// watch reloads the file when its content changes. It reads and hashes the file at every tick
-// rather than trusting its modification time, which can be too coarse to see two quick writes.
-func (s *Service) watch(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
+// watch reloads the file when its content changes, reading it at every tick. It hashes the
+// text rather than trusting the modification time, which can be too coarse to see two quick
+// writes. A change is applied once two reads a tick apart agree on it, and the reload checks
+// that its own read agrees too: a file written in place, by an editor or a copy in progress,
+// can be read half written, and half a file may still be valid (fewer routes, fewer sinks).
+func (s *Service) watch(ctx context.Context, ticks <-chan time.Time) {
+	var seen *[sha256.Size]byte
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.stopped:
 			return
-		case <-t.C:
-			b, err := os.ReadFile(s.opts.ConfigPath)
-			if err != nil {
-				continue // being replaced, or gone: keep the running configuration
-			}
-			sum := sha256.Sum256(b)
-			if last := s.fileSum.Load(); last != nil && *last == sum {
-				continue
-			}
-			s.log.Info("configuration file changed; reloading", "path", s.opts.ConfigPath)
-			_ = s.ReloadFile()
+		case <-ticks:
+			seen = s.watched(seen)
+		}
+		if watchTicked != nil {
+			watchTicked()
 		}
 	}
 }
+
+// watched reads the file at a tick of the watch. seen is the hash of a change read at the last
+// tick and not applied; it returns the one to remember for the next tick.
+func (s *Service) watched(seen *[sha256.Size]byte) *[sha256.Size]byte {
+	b, err := os.ReadFile(s.opts.ConfigPath)
+	if err != nil {
+		return nil // being replaced, or gone: keep the running configuration
+	}
+	sum := sha256.Sum256(b)
+	switch last := s.fileSum.Load(); {
+	case last != nil && *last == sum:
+		return nil
+	case seen == nil || *seen != sum:
+		return &sum
+	}
+	_ = s.reloadFile(&sum)
+	return nil
+}
+
+// watchTicked, when set by a test, runs in the file watch once it has handled a tick.
+var watchTicked func()
