@@ -119,6 +119,7 @@
 //	WithFormats(f...)             all      formats the Handler accepts
 //	WithLogger(l)                 silent   Debug: rejections; Warn: failed dispatches
 //	WithMeterProvider(mp)         none     requests, rejected{reason}, dispatched{outcome}, duration
+//	WithMetricAttributes(kv...)   none     attributes on every measurement (one Handler per path)
 //	WithTracerProvider(tp)        none     one server span per request, child of traceparent
 //	                                       (a body's trace context is linked)
 //

@@ -99,7 +99,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var start time.Time
 	if h.tel.metrics {
 		start = time.Now()
-		h.tel.requests.Add(ctx, 1)
+		h.tel.requests.Add(ctx, 1, h.tel.requestOpts...)
 	}
 	var span trace.Span
 	var ht headerTrace
@@ -130,7 +130,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if h.tel.metrics {
 			opts, ok := h.tel.statusOpts[status]
 			if !ok {
-				opts = []metric.RecordOption{metric.WithAttributes(attribute.Int("http.response.status_code", status))}
+				opts = []metric.RecordOption{metric.WithAttributeSet(h.tel.statusSet(status))}
 			}
 			h.tel.duration.Record(ctx, time.Since(start).Seconds(), opts...)
 		}

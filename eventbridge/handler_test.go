@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -440,7 +441,13 @@ func TestNewHandlerValidation(t *testing.T) {
 		"nil logger":            {eventbridge.WithLogger(nil)},
 		"nil meter":             {eventbridge.WithMeterProvider(nil)},
 		"nil tracer":            {eventbridge.WithTracerProvider(nil)},
-		"nil option":            {nil},
+		"empty attribute key":   {eventbridge.WithMetricAttributes(attribute.String("", "x"))},
+		"attribute reason":      {eventbridge.WithMetricAttributes(attribute.String("reason", "x"))},
+		"attribute outcome":     {eventbridge.WithMetricAttributes(attribute.String("outcome", "x"))},
+		"attribute status":      {eventbridge.WithMetricAttributes(attribute.Int("http.response.status_code", 1))},
+		"attribute twice": {eventbridge.WithMetricAttributes(attribute.String("intake", "/a")),
+			eventbridge.WithMetricAttributes(attribute.String("intake", "/b"))},
+		"nil option": {nil},
 	}
 	for name, opts := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -672,6 +679,70 @@ func TestHandlerSpanParentAndLinks(t *testing.T) {
 type panicker struct{}
 
 func (panicker) Dispatch(context.Context, *fanbridge.Event) error { panic("dispatcher bug") }
+
+// Two Handlers on one MeterProvider, told apart by WithMetricAttributes, keep series of their
+// own: every measurement carries the attribute, beside the Handler's own.
+func TestHandlerMetricAttributes(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	a := newHandler(t, &recorder{}, eventbridge.WithMeterProvider(mp),
+		eventbridge.WithMetricAttributes(attribute.String("intake", "/a"), attribute.Bool("edge", true)))
+	b := newHandler(t, &recorder{err: fanbridge.ErrNoMatch}, eventbridge.WithMeterProvider(mp),
+		eventbridge.WithMetricAttributes(attribute.String("intake", "/b")))
+	panicking := newHandler(t, &recorder{}, eventbridge.WithMeterProvider(mp), eventbridge.WithMetricAttributes(attribute.String("intake", "/p")))
+	body := readSample(t, "v2.conversations.transcription.json")
+	require.Equal(t, 200, post(a, body).Code)
+	require.Equal(t, 400, post(a, []byte(`{`)).Code)
+	require.Equal(t, 200, post(b, body).Code)
+	require.Equal(t, 200, post(b, body).Code)
+	// An answer outside the list of prepared ones (here the 500 of no answer at all) still
+	// carries the attribute.
+	require.Panics(t, func() {
+		panicking.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/", &panicReader{}))
+	})
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			add := func(attrs attribute.Set, v int64) {
+				key := m.Name
+				for _, kv := range attrs.ToSlice() {
+					key += "," + string(kv.Key) + "=" + kv.Value.Emit()
+				}
+				got[key] += v
+			}
+			switch data := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, dp := range data.DataPoints {
+					add(dp.Attributes, dp.Value)
+				}
+			case metricdata.Histogram[float64]:
+				for _, dp := range data.DataPoints {
+					add(dp.Attributes, int64(dp.Count))
+				}
+			}
+		}
+	}
+	assert.Equal(t, map[string]int64{
+		"fanbridge.eventbridge.requests,edge=true,intake=/a":                                       2,
+		"fanbridge.eventbridge.requests,intake=/b":                                                 2,
+		"fanbridge.eventbridge.requests,intake=/p":                                                 1,
+		"fanbridge.eventbridge.rejected,edge=true,intake=/a,reason=malformed":                      1,
+		"fanbridge.eventbridge.dispatched,edge=true,intake=/a,outcome=delivered":                   1,
+		"fanbridge.eventbridge.dispatched,intake=/b,outcome=ignored":                               2,
+		"fanbridge.eventbridge.request.duration,edge=true,http.response.status_code=200,intake=/a": 1,
+		"fanbridge.eventbridge.request.duration,edge=true,http.response.status_code=400,intake=/a": 1,
+		"fanbridge.eventbridge.request.duration,http.response.status_code=200,intake=/b":           2,
+		"fanbridge.eventbridge.request.duration,http.response.status_code=500,intake=/p":           1,
+	}, got)
+}
+
+// panicReader is a request body whose first read panics, as a broken middleware's might.
+type panicReader struct{}
+
+func (*panicReader) Read([]byte) (int, error) { panic("the body cannot be read") }
 
 // With WithQueuingDispatcher a nil from the Dispatcher is answered and counted as queued, not as
 // delivered; errors are answered as without it.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -36,6 +37,7 @@ type config struct {
 	logger          *slog.Logger
 	meterProvider   metric.MeterProvider
 	tracerProvider  trace.TracerProvider
+	metricAttrs     []attribute.KeyValue
 	queuing         bool
 	errs            []error
 }
@@ -202,6 +204,33 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 			return
 		}
 		c.meterProvider = mp
+	})
+}
+
+// WithMetricAttributes adds attrs to every measurement the Handler records (see
+// WithMeterProvider), so that Handlers sharing one MeterProvider, say one per intake path, have
+// series of their own: WithMetricAttributes(attribute.String("intake", "/events")). The keys
+// the Handler sets itself (reason, outcome, http.response.status_code) cannot be given, nor can
+// an empty key or one key twice. Several calls add up.
+func WithMetricAttributes(attrs ...attribute.KeyValue) Option {
+	return optionFunc(func(c *config) {
+		for _, kv := range attrs {
+			switch k := string(kv.Key); {
+			case !kv.Valid():
+				c.fail("metric attribute %q has no key or no value", k)
+				return
+			case k == "reason" || k == "outcome" || k == "http.response.status_code":
+				c.fail("metric attribute %q is set by the Handler itself", k)
+				return
+			}
+			for _, have := range c.metricAttrs {
+				if have.Key == kv.Key {
+					c.fail("metric attribute %q is given twice", string(kv.Key))
+					return
+				}
+			}
+			c.metricAttrs = append(c.metricAttrs, kv)
+		}
 	})
 }
 

@@ -52,9 +52,11 @@ type telemetry struct {
 	dispatched metric.Int64Counter
 	duration   metric.Float64Histogram
 
+	requestOpts []metric.AddOption
 	reasonOpts  [nReasons][]metric.AddOption
 	outcomeOpts [nOutcomes][]metric.AddOption
 	statusOpts  map[int][]metric.RecordOption
+	attrs       []attribute.KeyValue // WithMetricAttributes, on every measurement
 
 	tracer     trace.Tracer
 	propagator propagation.TraceContext
@@ -91,17 +93,28 @@ func newTelemetry(c *config) (*telemetry, error) {
 		metric.WithExplicitBucketBoundaries(0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 5, 10)); err != nil {
 		return nil, err
 	}
+	t.attrs = c.metricAttrs
+	t.requestOpts = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(t.attrs...))}
 	for i, name := range reasonNames {
-		t.reasonOpts[i] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", name)))}
+		t.reasonOpts[i] = []metric.AddOption{metric.WithAttributeSet(t.set(attribute.String("reason", name)))}
 	}
 	for i, name := range outcomeNames {
-		t.outcomeOpts[i] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", name)))}
+		t.outcomeOpts[i] = []metric.AddOption{metric.WithAttributeSet(t.set(attribute.String("outcome", name)))}
 	}
 	t.statusOpts = make(map[int][]metric.RecordOption, len(statuses))
 	for _, code := range statuses {
-		t.statusOpts[code] = []metric.RecordOption{
-			metric.WithAttributeSet(attribute.NewSet(attribute.Int("http.response.status_code", code)))}
+		t.statusOpts[code] = []metric.RecordOption{metric.WithAttributeSet(t.statusSet(code))}
 	}
 	t.metrics = true
 	return t, nil
+}
+
+// set is the attribute set of a measurement: kv and the attributes of WithMetricAttributes.
+func (t *telemetry) set(kv attribute.KeyValue) attribute.Set {
+	return attribute.NewSet(append([]attribute.KeyValue{kv}, t.attrs...)...)
+}
+
+// statusSet is the attribute set of a request's duration, answered with code.
+func (t *telemetry) statusSet(code int) attribute.Set {
+	return t.set(attribute.Int("http.response.status_code", code))
 }
