@@ -147,7 +147,9 @@
 // # Metrics
 //
 // With WithMeterProvider, Verify counts fanbridge.signature.verified (attribute "scheme") and
-// fanbridge.signature.rejected (attribute "reason"). Without it, no metric code runs.
+// fanbridge.signature.rejected (attribute "reason"). WithMetricAttributes adds attributes of your
+// own to both, to tell apart several middlewares sharing one MeterProvider. Without
+// WithMeterProvider, no metric code runs.
 //
 // # Concurrency
 //

@@ -24,6 +24,7 @@ type config struct {
 	maxBody  int64
 	logger   *slog.Logger
 	meter    metric.MeterProvider
+	attrs    []attribute.KeyValue
 	onReject func(r *http.Request, err error)
 }
 
@@ -49,6 +50,15 @@ func WithLogger(l *slog.Logger) Option {
 // metrics.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(c *config) { c.meter = mp })
+}
+
+// WithMetricAttributes adds attrs to every count WithMeterProvider records, so that several
+// Verify middlewares on one MeterProvider, say one per intake path, have series of their own:
+// WithMetricAttributes(attribute.String("intake", "/events")). The keys the middleware sets
+// itself (scheme, reason) cannot be given, nor can an empty key or one key twice. Several calls
+// add up.
+func WithMetricAttributes(attrs ...attribute.KeyValue) Option {
+	return optionFunc(func(c *config) { c.attrs = append(c.attrs, attrs...) })
 }
 
 // WithOnReject calls f for every request that is not passed on, with the error (classify it with
@@ -159,6 +169,18 @@ func newMiddleware(v Verifier, opts []Option) (*middleware, error) {
 	if cfg.maxBody <= 0 {
 		return nil, fmt.Errorf("signature: Verify: body limit %d must be positive", cfg.maxBody)
 	}
+	seen := map[attribute.Key]bool{"scheme": true, "reason": true}
+	for _, kv := range cfg.attrs {
+		switch {
+		case !kv.Valid():
+			return nil, fmt.Errorf("signature: Verify: metric attribute %q has no key or no value", string(kv.Key))
+		case kv.Key == "scheme" || kv.Key == "reason":
+			return nil, fmt.Errorf("signature: Verify: metric attribute %q is set by the middleware itself", string(kv.Key))
+		case seen[kv.Key]:
+			return nil, fmt.Errorf("signature: Verify: metric attribute %q is given twice", string(kv.Key))
+		}
+		seen[kv.Key] = true
+	}
 	m := &middleware{v: v, maxBody: cfg.maxBody, logger: cfg.logger, onReject: cfg.onReject}
 	m.hv, _ = v.(HeaderVerifier)
 	if c, ok := v.(Challenger); ok {
@@ -166,7 +188,7 @@ func newMiddleware(v Verifier, opts []Option) (*middleware, error) {
 	}
 	if cfg.meter != nil {
 		var err error
-		if m.metrics, err = newMetrics(cfg.meter); err != nil {
+		if m.metrics, err = newMetrics(cfg.meter, cfg.attrs); err != nil {
 			return nil, err
 		}
 	}
@@ -363,12 +385,13 @@ type metrics struct {
 	verifiedCount metric.Int64Counter
 	rejectedCount metric.Int64Counter
 	byReason      map[string]metric.AddOption
+	attrs         []attribute.KeyValue // WithMetricAttributes, on every count
 
 	mu       sync.RWMutex
 	byScheme map[string]metric.AddOption
 }
 
-func newMetrics(mp metric.MeterProvider) (*metrics, error) {
+func newMetrics(mp metric.MeterProvider, attrs []attribute.KeyValue) (*metrics, error) {
 	meter := mp.Meter("github.com/fanbridge/fanbridge/signature")
 	v, err := meter.Int64Counter("fanbridge.signature.verified",
 		metric.WithDescription("Requests whose credentials were verified."), metric.WithUnit("{request}"))
@@ -380,12 +403,17 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signature: creating metrics: %w", err)
 	}
-	m := &metrics{verifiedCount: v, rejectedCount: rj, byReason: map[string]metric.AddOption{}, byScheme: map[string]metric.AddOption{}}
+	m := &metrics{verifiedCount: v, rejectedCount: rj, byReason: map[string]metric.AddOption{}, byScheme: map[string]metric.AddOption{}, attrs: attrs}
 	for _, r := range []string{ReasonMissing, ReasonMalformed, ReasonMismatch, ReasonStale, ReasonFuture,
 		ReasonReplayed, ReasonTooLarge, ReasonUnavailable, ReasonUnreadable, ReasonOther} {
-		m.byReason[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r)))
+		m.byReason[r] = m.option(attribute.String("reason", r))
 	}
 	return m, nil
+}
+
+// option is the attribute set of a count: kv and the attributes of WithMetricAttributes.
+func (m *metrics) option(kv attribute.KeyValue) metric.AddOption {
+	return metric.WithAttributeSet(attribute.NewSet(append([]attribute.KeyValue{kv}, m.attrs...)...))
 }
 
 func (m *metrics) rejected(ctx context.Context, reason string) {
@@ -397,7 +425,7 @@ func (m *metrics) verified(ctx context.Context, scheme string) {
 	opt, ok := m.byScheme[scheme]
 	m.mu.RUnlock()
 	if !ok {
-		opt = metric.WithAttributeSet(attribute.NewSet(attribute.String("scheme", scheme)))
+		opt = m.option(attribute.String("scheme", scheme))
 		m.mu.Lock()
 		// Custom verifiers may invent schemes; a bound keeps a misbehaving one from growing this map.
 		if len(m.byScheme) < 64 {

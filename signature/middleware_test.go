@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/fanbridge/fanbridge/signature"
 )
@@ -417,6 +418,13 @@ func TestVerifyPanicsOnBadConfiguration(t *testing.T) {
 	assert.Panics(t, func() { signature.Verify(v, signature.WithMaxBodyBytes(0)) })
 	assert.Panics(t, func() { signature.Verify(v, nil) })
 	assert.Panics(t, func() { signature.Verify(v)(nil) })
+	for _, kv := range []attribute.KeyValue{attribute.String("", "x"), attribute.String("scheme", "x"), attribute.String("reason", "x")} {
+		assert.Panics(t, func() { signature.Verify(v, signature.WithMetricAttributes(kv)) }, string(kv.Key))
+	}
+	assert.Panics(t, func() {
+		signature.Verify(v, signature.WithMetricAttributes(attribute.String("intake", "/a")),
+			signature.WithMetricAttributes(attribute.String("intake", "/b")))
+	}, "one key twice")
 }
 
 // unreadable is a body that fails midway, like a client that goes away.

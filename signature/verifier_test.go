@@ -22,6 +22,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -589,6 +590,42 @@ func TestMetrics(t *testing.T) {
 		"fanbridge.signature.rejected/mismatch":  1,
 		"fanbridge.signature.rejected/missing":   1,
 		"fanbridge.signature.rejected/too_large": 1,
+	}, got)
+}
+
+// Two middlewares on one MeterProvider, told apart by WithMetricAttributes, count apart: every
+// count carries the attribute beside the middleware's own.
+func TestMetricAttributes(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	v := signature.Must(signature.APIKey("X-Api-Key", "k"))
+	a := newEndpoint(t, v, signature.WithMeterProvider(mp), signature.WithMetricAttributes(attribute.String("intake", "/a")))
+	b := newEndpoint(t, v, signature.WithMeterProvider(mp), signature.WithMetricAttributes(attribute.String("intake", "/b")))
+	a.post(t, headers("X-Api-Key", "k"), []byte("x"), false)
+	a.post(t, headers("X-Api-Key", "bad"), []byte("x"), false)
+	b.post(t, headers("X-Api-Key", "k"), []byte("x"), false)
+	b.post(t, headers("X-Api-Key", "k"), []byte("x"), false)
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			require.True(t, ok, m.Name)
+			for _, dp := range sum.DataPoints {
+				key := m.Name
+				for _, kv := range dp.Attributes.ToSlice() {
+					key += "," + string(kv.Key) + "=" + kv.Value.Emit()
+				}
+				got[key] += dp.Value
+			}
+		}
+	}
+	assert.Equal(t, map[string]int64{
+		"fanbridge.signature.verified,intake=/a,scheme=api-key":  1,
+		"fanbridge.signature.rejected,intake=/a,reason=mismatch": 1,
+		"fanbridge.signature.verified,intake=/b,scheme=api-key":  2,
 	}, got)
 }
 
