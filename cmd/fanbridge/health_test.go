@@ -84,6 +84,24 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 		assert.Contains(t, metrics, name, "metric %s", name)
 	}
 	assert.Contains(t, metrics, `sink="analytics"`)
+	// The intake's series carry its path.
+	for _, m := range []struct {
+		name, label string
+		want        float64
+	}{
+		{"fanbridge_eventbridge_requests_total", "", 1},
+		{"fanbridge_eventbridge_dispatched_total", `outcome="delivered"`, 1},
+		{"fanbridge_signature_verified_total", `scheme="api-key"`, 1},
+		{"fanbridge_signature_rejected_total", `reason="mismatch"`, 1},
+	} {
+		labels := []string{`intake="/events"`}
+		if m.label != "" {
+			labels = append(labels, m.label)
+		}
+		v, found := metricValue(t, metrics, m.name, labels...)
+		assert.True(t, found, "%s{%s}", m.name, strings.Join(labels, ","))
+		assert.Equal(t, m.want, v, "%s{%s}", m.name, strings.Join(labels, ","))
+	}
 	assert.NotContains(t, metrics, e2eAPIKey)
 
 	// Shutting down: the process exits 0 and stops listening.
