@@ -35,7 +35,8 @@ func TestValidate(t *testing.T) {
 	exampleEnv := []string{
 		"EVENTBRIDGE_API_KEY=example-api-key-0123456789", "WEBHOOK_HMAC_SECRET=example-hmac-secret",
 		"STANDARD_WEBHOOKS_SECRET=" + whsec, "KAFKA_PASSWORD=example-kafka-password",
-		"EVENTBRIDGE_BASIC_PASSWORD=example-basic-password",
+		"EVENTBRIDGE_BASIC_PASSWORD=example-basic-password", "OPEN_MESSAGING_SECRET=example-open-messaging-secret",
+		"GITHUB_WEBHOOK_SECRET=example-github-secret", "WEBHOOK_BEARER_TOKEN=example-bearer-token",
 	}
 	bad := func(from, to string) string {
 		b, err := os.ReadFile(e.cfgPath)

@@ -80,17 +80,17 @@ type Verifier struct {
 // APIKeyVerifier accepts requests carrying one of Keys in Header.
 type APIKeyVerifier struct {
 	Header string   `yaml:"header"`
-	Keys   []string `yaml:"keys"`
+	Keys   []string `yaml:"keys" config:"secret"`
 }
 
 // BasicVerifier accepts HTTP Basic credentials; Users maps user names to passwords.
 type BasicVerifier struct {
-	Users map[string]string `yaml:"users"`
+	Users map[string]string `yaml:"users" config:"secret"`
 }
 
 // BearerVerifier accepts one of Tokens as a bearer token.
 type BearerVerifier struct {
-	Tokens []string `yaml:"tokens"`
+	Tokens []string `yaml:"tokens" config:"secret"`
 }
 
 // HMACVerifier checks an HMAC of the body carried in a header.
@@ -99,17 +99,17 @@ type HMACVerifier struct {
 	Encoding string   `yaml:"encoding"`
 	Prefix   string   `yaml:"prefix"`
 	Hash     string   `yaml:"hash"`
-	Secrets  []string `yaml:"secrets"`
+	Secrets  []string `yaml:"secrets" config:"secret"`
 }
 
 // SecretsVerifier is a preset HMAC scheme (GitHub, Open Messaging) with its secrets.
 type SecretsVerifier struct {
-	Secrets []string `yaml:"secrets"`
+	Secrets []string `yaml:"secrets" config:"secret"`
 }
 
 // StandardWebhooksVerifier checks Standard Webhooks signatures.
 type StandardWebhooksVerifier struct {
-	Keys        []string `yaml:"keys"`
+	Keys        []string `yaml:"keys" config:"secret"`
 	Tolerance   Duration `yaml:"tolerance"`
 	ReplayCache int      `yaml:"replay_cache"`
 	SvixHeaders *bool    `yaml:"svix_headers"`
@@ -151,7 +151,7 @@ type KafkaSink struct {
 type KafkaSASL struct {
 	Mechanism string `yaml:"mechanism"`
 	Username  string `yaml:"username"`
-	Password  string `yaml:"password"`
+	Password  string `yaml:"password" config:"secret"`
 }
 
 // TLS configures a client's TLS. Its presence turns TLS on.

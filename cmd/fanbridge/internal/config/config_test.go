@@ -40,6 +40,9 @@ func exampleEnv(t *testing.T) map[string]string {
 		"STANDARD_WEBHOOKS_SECRET":   whsec,
 		"KAFKA_PASSWORD":             "example-kafka-password",
 		"EVENTBRIDGE_BASIC_PASSWORD": "example-basic-password",
+		"OPEN_MESSAGING_SECRET":      "example-open-messaging-secret",
+		"GITHUB_WEBHOOK_SECRET":      "example-github-secret",
+		"WEBHOOK_BEARER_TOKEN":       "example-bearer-token",
 	}
 }
 

@@ -24,6 +24,7 @@ type decoder struct {
 	lookup  func(string) (string, bool)
 	errs    *Errors
 	fromEnv envValues // key path -> what ${ENV} expansion put there
+	secret  bool      // decoding a setting tagged config:"secret"
 }
 
 var (
@@ -48,9 +49,15 @@ func (d *decoder) scalar(path string, n *yaml.Node) (string, bool, bool) {
 		d.fail(path, n, "want a single value, got %s", kindName(n))
 		return "", false, false
 	}
-	out, changed, vals, err := expand(n.Value, d.lookup)
+	out, changed, vals, defaulted, err := expand(n.Value, d.lookup)
 	if err != nil {
 		d.fail(path, n, "%v", err)
+		return "", false, false
+	}
+	if d.secret && len(defaulted) > 0 {
+		// A default is the file's own text: whoever reads the file knows it, and a variable
+		// left unset by mistake would quietly make it a working key.
+		d.fail(path, n, "a key, secret, token or password may not fall back to the default of ${%s:-...}: set %s, or write the value without ${}", defaulted[0], defaulted[0])
 		return "", false, false
 	}
 	if changed {
@@ -302,7 +309,10 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		seen[k.Value] = true
+		was := d.secret
+		d.secret = was || v.Type().FieldByIndex(idx).Tag.Get("config") == "secret"
 		d.decode(val, v.FieldByIndex(idx), kp)
+		d.secret = was
 	}
 }
 
@@ -494,7 +504,7 @@ func (d *decoder) expandJSONStrings(text, path string) ([]byte, error) {
 			before()
 			val := tok
 			if !key {
-				expanded, changed, vals, err := expand(tok, d.lookup)
+				expanded, changed, vals, _, err := expand(tok, d.lookup)
 				if err != nil {
 					return nil, err
 				}

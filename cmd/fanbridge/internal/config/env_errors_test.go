@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+	"github.com/fanbridge/fanbridge/signature"
 )
 
 // TestValuesFromTheEnvironmentNeverInErrors gives each setting that Validate or the builders it
@@ -237,4 +238,48 @@ func TestSinkBuildErrorsAfterValidationAreRedacted(t *testing.T) {
 			assert.Contains(t, err.Error(), ca, "a value written in the file is shown")
 		}
 	}
+}
+
+// TestSecretsTakeNoDefault gives each secret setting ${VAR:-default}: with VAR unset or empty the
+// file is refused, naming the key and the variable and never the default, which would otherwise
+// be a working key anyone who reads the file knows. With VAR set, it loads; settings that are
+// not secret keep their defaults.
+func TestSecretsTakeNoDefault(t *testing.T) {
+	whsec, err := signature.NewStandardWebhooksSecret()
+	require.NoError(t, err)
+	const apiKey = `- api_key: {header: X-Api-Key, keys: ["k-0123456789"]}`
+	cases := []struct {
+		name, from, to, path, value string
+	}{
+		{"api key", `keys: ["k-0123456789"]`, `keys: ["${V:-fallback-key-123}"]`, "intake[0].verifiers[0].api_key.keys[0]", "k-0123456789"},
+		{"basic password", apiKey, `- basic: {users: {ops: "${V:-fallback-key-123}"}}`, "intake[0].verifiers[0].basic.users.ops", "a-password"},
+		{"bearer token", apiKey, `- bearer: {tokens: ["${V:-fallback-key-123}"]}`, "intake[0].verifiers[0].bearer.tokens[0]", "a-token"},
+		{"hmac secret", apiKey, `- hmac: {header: X-Sig, encoding: hex, secrets: ["${V:-fallback-key-123}"]}`, "intake[0].verifiers[0].hmac.secrets[0]", "a-secret"},
+		{"github secret", apiKey, `- github: {secrets: ["${V:-fallback-key-123}"]}`, "intake[0].verifiers[0].github.secrets[0]", "a-secret"},
+		{"open messaging secret", apiKey, `- open_messaging: {secrets: ["x${V:-fallback-key-123}"]}`, "intake[0].verifiers[0].open_messaging.secrets[0]", "a-secret"},
+		{"standard webhooks key", apiKey, `- standard_webhooks: {keys: ["${V:-fallback-key-123}"]}`, "intake[0].verifiers[0].standard_webhooks.keys[0]", whsec},
+		{"sasl password", "topic: t}", `topic: t, sasl: {mechanism: plain, username: u, password: "${V:-fallback-key-123}"}}`, "sinks[0].kafka.sasl.password", "a-password"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Contains(t, minimal, tc.from)
+			doc := strings.Replace(minimal, tc.from, tc.to, 1)
+			for _, vars := range []map[string]string{nil, {"V": ""}} {
+				_, err := config.Parse([]byte(doc), env(vars))
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "config: "+tc.path+": a key, secret, token or password may not fall back to the default of ${V:-...}: set V")
+				assert.NotContains(t, err.Error(), "fallback-key-123")
+			}
+			_, err := config.Parse([]byte(doc), env(map[string]string{"V": tc.value}))
+			require.NoError(t, err)
+		})
+	}
+	t.Run("other settings keep their defaults", func(t *testing.T) {
+		doc := strings.Replace(minimal, `"127.0.0.1:9092"`, `"${BROKER:-127.0.0.1:9092}"`, 1)
+		doc = strings.Replace(doc, "topic: t}", `topic: t, sasl: {mechanism: plain, username: "${USER_NAME:-fanbridge}", password: "${P}"}}`, 1)
+		cfg, err := config.Parse([]byte(doc), env(map[string]string{"P": "a-password"}))
+		require.NoError(t, err)
+		assert.Equal(t, []string{"127.0.0.1:9092"}, cfg.Sinks[0].Kafka.Brokers)
+		assert.Equal(t, "fanbridge", cfg.Sinks[0].Kafka.SASL.Username)
+	})
 }

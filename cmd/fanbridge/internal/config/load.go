@@ -405,17 +405,17 @@ func decodeRoot(root *yaml.Node, lookup Lookup) (*Config, error) {
 }
 
 // expand replaces ${NAME} and ${NAME:-default} in s. "$${" stands for a literal "${". It reports
-// whether anything was replaced, and the values it took from the environment (not the defaults,
-// which are the file's own text). A variable that is unset (or empty, with a default given) takes
+// whether anything was replaced, the values it took from the environment (not the defaults,
+// which are the file's own text) and the names of the variables that took their default. A variable that is unset (or empty, with a default given) takes
 // the default; unset without a default is an error naming it. A default is literal text without
 // "${" in it.
-func expand(s string, lookup Lookup) (string, bool, []string, error) {
+func expand(s string, lookup Lookup) (string, bool, []string, []string, error) {
 	if !strings.Contains(s, "${") {
-		return s, false, nil, nil
+		return s, false, nil, nil, nil
 	}
 	var b strings.Builder
 	changed := false
-	var vals []string
+	var vals, defaulted []string
 	for {
 		i := strings.Index(s, "${")
 		if i < 0 {
@@ -431,32 +431,33 @@ func expand(s string, lookup Lookup) (string, bool, []string, error) {
 		b.WriteString(s[:i])
 		end := strings.IndexByte(s[i:], '}')
 		if end < 0 {
-			return "", false, nil, fmt.Errorf("unterminated ${ in value")
+			return "", false, nil, nil, fmt.Errorf("unterminated ${ in value")
 		}
 		expr := s[i+2 : i+end]
 		s = s[i+end+1:]
 		name, def, hasDef := strings.Cut(expr, ":-")
 		if !validEnvName(name) {
-			return "", false, nil, fmt.Errorf("invalid variable name %q in ${...}", name)
+			return "", false, nil, nil, fmt.Errorf("invalid variable name %q in ${...}", name)
 		}
 		// A reference in a default would end the outer one at its own "}", leaving its text,
 		// such as "${FALLBACK_KEY}", as the value: for a key or password, one anybody can guess.
 		if strings.Contains(def, "${") {
-			return "", false, nil, fmt.Errorf("the default of ${%s:-...} holds a ${...} reference; defaults are literal text, and references do not nest", name)
+			return "", false, nil, nil, fmt.Errorf("the default of ${%s:-...} holds a ${...} reference; defaults are literal text, and references do not nest", name)
 		}
 		val, ok := lookup(name)
 		switch {
 		case hasDef && (!ok || val == ""):
 			val = def
+			defaulted = append(defaulted, name)
 		case !ok:
-			return "", false, nil, fmt.Errorf("environment variable %s is not set", name)
+			return "", false, nil, nil, fmt.Errorf("environment variable %s is not set", name)
 		default:
 			vals = append(vals, val)
 		}
 		b.WriteString(val)
 		changed = true
 	}
-	return b.String(), changed, vals, nil
+	return b.String(), changed, vals, defaulted, nil
 }
 
 func validEnvName(s string) bool {
