@@ -71,7 +71,7 @@ func BodyBytes(r *http.Request) ([]byte, bool) {
 const firstReadSize = chunkbuf.Size
 
 // readBody reads r's body whole, refusing more than max bytes (ErrTooLarge). When Content-Length is
-// known (the HTTP server guarantees the body has that length) the result is one slice of exactly
+// known and not zero (the HTTP server guarantees the body has that length) the result is one slice of exactly
 // that size (see readLength); otherwise the body goes through a pooled buffer.
 func readBody(r *http.Request, max int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
@@ -83,7 +83,9 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 	if body, ok := BodyBytes(r); ok {
 		return body, nil // already buffered by an outer layer: reuse the bytes, no copy
 	}
-	if r.ContentLength >= 0 {
+	// Zero is "unknown" for a request built as a client's (http.NewRequest over a reader of no
+	// known size); a server gives a request with Content-Length: 0 http.NoBody, handled above.
+	if r.ContentLength > 0 {
 		return readLength(r.Body, r.ContentLength)
 	}
 	buf := bufferPool.Get().(*bytes.Buffer)

@@ -479,6 +479,42 @@ func TestVerifyRequest(t *testing.T) {
 	assert.Error(t, err)
 }
 
+// A request built as a client's, over a reader of no known size, has ContentLength 0 and a body:
+// both VerifyRequest and Verify read it to the end instead of taking it for empty.
+func TestUnknownLengthBodyIsRead(t *testing.T) {
+	for _, v := range []signature.Verifier{
+		signature.Must(signature.APIKey("X-Api-Key", "k")),
+		signature.Must(signature.GitHub(githubSecret)),
+	} {
+		newRequest := func() *http.Request {
+			r, err := http.NewRequest(http.MethodPost, "http://x/", io.MultiReader(strings.NewReader(githubPayload)))
+			require.NoError(t, err)
+			require.Zero(t, r.ContentLength)
+			r.Header.Set("X-Api-Key", "k")
+			r.Header.Set("X-Hub-Signature-256", githubSignature)
+			return r
+		}
+		r := newRequest()
+		_, err := signature.VerifyRequest(v, r, 0)
+		require.NoError(t, err)
+		got, err := io.ReadAll(r.Body)
+		require.NoError(t, err)
+		assert.Equal(t, githubPayload, string(got))
+
+		var seen []byte
+		w := httptest.NewRecorder()
+		signature.Verify(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen, _ = io.ReadAll(r.Body)
+		})).ServeHTTP(w, newRequest())
+		require.Equal(t, http.StatusOK, w.Code)
+		assert.Equal(t, githubPayload, string(seen))
+
+		r = newRequest()
+		_, err = signature.VerifyRequest(v, r, 5)
+		assert.ErrorIs(t, err, signature.ErrTooLarge, "the limit holds without a length")
+	}
+}
+
 func TestNestedVerifyReusesBody(t *testing.T) {
 	body := []byte(githubPayload)
 	var seen []byte
