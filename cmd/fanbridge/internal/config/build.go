@@ -82,6 +82,9 @@ func (v *Verifier) build(key string, caches ReplayCaches) (signature.Verifier, e
 		if sw.SvixHeaders != nil {
 			opts = append(opts, signature.WithSvixHeaders(*sw.SvixHeaders))
 		}
+		if sw.ReplayCache < 0 {
+			return nil, fmt.Errorf("replay_cache must be 0 (off) or the number of ids to remember, got %d", sw.ReplayCache)
+		}
 		if sw.ReplayCache > 0 {
 			var c signature.ReplayCache
 			var err error
