@@ -198,6 +198,8 @@ type request struct {
 	// repeatable says whether sending the request again after an unclear failure is harmless.
 	// GET, PUT, PATCH and DELETE are; a POST that creates something is not unless the caller says so.
 	repeatable bool
+	// tries, when not nil, counts the times r was sent (a renewal of the token aside).
+	tries *int
 }
 
 func get(path string, q url.Values) request {
@@ -220,6 +222,9 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 	}
 	var last error
 	err := c.retrier.Do(ctx, func(ctx context.Context) error {
+		if r.tries != nil {
+			*r.tries++
+		}
 		last = c.attempt(ctx, r, payload, out)
 		return c.classify(r, last)
 	}, retry.OnRetry(func(a retry.Attempt) {

@@ -187,15 +187,18 @@ func (c *Client) GetIntegrationConfig(ctx context.Context, id string) (*Integrat
 }
 
 // putIntegrationConfig writes cfg, which must carry the version it was read at; a stale version
-// fails with an error matching ErrConflict.
-func (c *Client) putIntegrationConfig(ctx context.Context, id string, cfg *IntegrationConfig) (*IntegrationConfig, error) {
+// fails with an error matching ErrConflict. It also reports whether the request was sent more
+// than once: then a try whose answer was lost may have stored cfg before a later one met the
+// version that try made.
+func (c *Client) putIntegrationConfig(ctx context.Context, id string, cfg *IntegrationConfig) (*IntegrationConfig, bool, error) {
 	var out IntegrationConfig
+	tries := 0
 	err := c.do(ctx, request{
 		method: http.MethodPut, path: "/api/v2/integrations/" + url.PathEscape(id) + "/config/current",
-		body: cfg, repeatable: true,
+		body: cfg, repeatable: true, tries: &tries,
 	}, &out)
 	if err != nil {
-		return nil, err
+		return nil, tries > 1, err
 	}
-	return &out, nil
+	return &out, tries > 1, nil
 }

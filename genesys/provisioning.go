@@ -130,7 +130,8 @@ type EventBridgeResult struct {
 	Replaced bool
 	// ConfigUpdated reports that the configuration was written.
 	ConfigUpdated bool
-	// Enabled reports that the integration was switched to ENABLED by this call.
+	// Enabled reports that the integration was switched to ENABLED by this call, or switched on
+	// again because it reported ERROR.
 	Enabled bool
 }
 
@@ -207,7 +208,10 @@ const maxCreateTries = 3
 // The steps, in order: validate the spec (no request); read the organization id unless the spec
 // gives it; check every topic filter against the available topics; find the integration by name or
 // create it; read the config version and write the config if it differs, re-reading the version on
-// a 409 conflict; enable it. Nothing is written before every check has passed.
+// a 409 conflict; enable it, or enable it again when it reports ERROR (Genesys checks the config
+// when an integration is switched on, and the error may be about a config now replaced). The
+// result carries the integration's state as read after the last write. Nothing is written
+// before every check has passed.
 //
 // A creation whose answer is lost (timeout, reset, 5xx) is not blindly repeated: the integrations
 // are listed again by name, and only when none is there is the creation tried again.
@@ -246,13 +250,33 @@ func (c *Client) EnsureEventBridgeIntegration(ctx context.Context, spec EventBri
 	if in, err = c.configureEventBridge(ctx, in, spec, res); err != nil {
 		return res, err
 	}
-	if in.IntendedState != StateEnabled {
+	switch {
+	case in.IntendedState != StateEnabled:
 		enabled, err := c.EnableIntegration(ctx, in.ID)
 		if err != nil {
 			return res, fmt.Errorf("genesys: enabling integration %s: %w", in.ID, err)
 		}
 		in = enabled
 		res.Enabled = true
+	case in.ReportedState != nil && in.ReportedState.Code == ReportedError:
+		// Switched on before it was configured as it is now (by hand, or by a run that failed
+		// after enabling it): the error describes a config that may be gone. Genesys checks the
+		// config when an integration is switched on, so switch it on again.
+		enabled, err := c.EnableIntegration(ctx, in.ID)
+		if err != nil {
+			return res, fmt.Errorf("genesys: enabling integration %s again, as it reports %s: %w", in.ID, ReportedError, err)
+		}
+		in = enabled
+		res.Enabled = true
+	case res.ConfigUpdated:
+		// The state came with the integration, read before the config changed: read it again,
+		// so that the result does not report a state of the old config.
+		again, err := c.GetIntegration(ctx, in.ID)
+		if err != nil {
+			return res, fmt.Errorf("genesys: reading integration %s after configuring it: %w", in.ID, err)
+		}
+		again.Name, again.Notes = spec.Name, spec.Notes
+		in = again
 	}
 	res.Integration = *in
 	c.log.LogAttrs(ctx, slog.LevelInfo, "genesys: EventBridge integration ensured",
@@ -404,6 +428,7 @@ const (
 // surviving version conflicts. It returns the integration, which is a new one after a Replace.
 func (c *Client) configureEventBridge(ctx context.Context, in *Integration, spec EventBridgeSpec, res *EventBridgeResult) (*Integration, error) {
 	wrote := false
+	conflicted := -1 // the version of a repeated write refused with a 409, if the last one was
 	for attempt := 1; ; attempt++ {
 		cur, err := c.GetIntegrationConfig(ctx, in.ID)
 		if err != nil {
@@ -426,14 +451,22 @@ func (c *Client) configureEventBridge(ctx context.Context, in *Integration, spec
 		}
 		desired := desiredConfig(cur, spec)
 		if configMatches(cur, desired) {
+			// A write refused with a 409 may still be this run's: when the answer to the first
+			// try is lost, the client sends it again, and the version that try stored, one past
+			// the version written, refuses the repeat. A 409 at the first try wrote nothing.
+			wrote = wrote || conflicted >= 0 && cur.Version == conflicted+1
 			res.ConfigUpdated = res.ConfigUpdated || wrote
 			in.Name, in.Notes = spec.Name, spec.Notes
 			return in, nil
 		}
-		_, err = c.putIntegrationConfig(ctx, in.ID, desired)
-		// A version conflict wrote nothing: if the config read again then matches, another
-		// writer stored it, and this run did not configure anything.
+		_, repeated, err := c.putIntegrationConfig(ctx, in.ID, desired)
+		// A version conflict wrote nothing, unless an earlier try of the same request did (see
+		// above): if the config read again then matches, another writer stored it.
 		wrote = wrote || !IsConflict(err)
+		conflicted = -1
+		if IsConflict(err) && repeated {
+			conflicted = desired.Version
+		}
 		switch {
 		case err == nil:
 			res.ConfigUpdated = true

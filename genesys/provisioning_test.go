@@ -349,3 +349,70 @@ func TestIntegrationLifecycle(t *testing.T) {
 		assert.Error(t, bad())
 	}
 }
+
+// An integration switched on before it was configured reports ERROR. Ensure configures it, then
+// switches it on again so that Genesys checks the config now stored, and returns the state that
+// gives; a second run only reads.
+func TestEnsureRestartsAnIntegrationInError(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := testContext(t)
+	id := f.srv.SeedEventBridgeIntegration("fanbridge-events", "", "", "", nil)
+	in, err := f.client.EnableIntegration(ctx, id)
+	require.NoError(t, err)
+	require.NotNil(t, in.ReportedState)
+	require.Equal(t, genesys.ReportedError, in.ReportedState.Code, "the fake refuses to start an unconfigured integration")
+
+	res, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+	require.NoError(t, err)
+	assert.True(t, res.ConfigUpdated)
+	assert.True(t, res.Enabled, "switched on again")
+	require.NotNil(t, res.Integration.ReportedState)
+	assert.Equal(t, genesys.ReportedActive, res.Integration.ReportedState.Code)
+	assert.Equal(t, "fanbridge-events", res.Integration.Name)
+
+	patches := f.srv.Count(http.MethodPatch, "/api/v2/integrations/")
+	res, err = f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+	require.NoError(t, err)
+	assert.False(t, res.Changed())
+	assert.Equal(t, patches, f.srv.Count(http.MethodPatch, "/api/v2/integrations/"))
+}
+
+// An enabled integration whose config this run changed is read again: the result reports its
+// state after the change, not the one listed before it.
+func TestEnsureReportsTheStateAfterTheConfigChange(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := testContext(t)
+	f.srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "contact-centre.prod",
+		[]string{"v2.users.{id}.activity"})
+	gets := f.srv.Count(http.MethodGet, "/api/v2/integrations/")
+	res, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+	require.NoError(t, err)
+	assert.True(t, res.ConfigUpdated)
+	assert.False(t, res.Enabled)
+	require.NotNil(t, res.Integration.ReportedState)
+	assert.Equal(t, genesys.ReportedActive, res.Integration.ReportedState.Code)
+	assert.Equal(t, "fanbridge-events", res.Integration.Name)
+	assert.Equal(t, gets+2, f.srv.Count(http.MethodGet, "/api/v2/integrations/"),
+		"the config read before the write, then the integration after it")
+}
+
+// The answer to the config write is lost after Genesys stored it: the client sends it again, and
+// the version the first try made refuses the repeat. The config stored is this run's, and the
+// result says so.
+func TestEnsureCountsAWriteWhoseAnswerWasLost(t *testing.T) {
+	f := newFixture(t, nil)
+	f.srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "contact-centre.prod",
+		[]string{"v2.users.{id}.activity"})
+	f.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: "/api/v2/integrations/", Status: 504, Processed: true})
+	res, err := f.client.EnsureEventBridgeIntegration(testContext(t), goodSpec())
+	require.NoError(t, err)
+	var puts []int
+	for _, r := range f.srv.Requests() {
+		if r.Method == http.MethodPut {
+			puts = append(puts, r.Status)
+		}
+	}
+	require.Equal(t, []int{http.StatusGatewayTimeout, http.StatusConflict}, puts, "stored, answer lost; the repeat refused")
+	assert.True(t, res.ConfigUpdated)
+	assert.True(t, res.Changed())
+}
