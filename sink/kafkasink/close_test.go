@@ -3,6 +3,7 @@ package kafkasink_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -203,4 +204,32 @@ func TestCloseContextWithAnEndedContextStillCloses(t *testing.T) {
 	}
 	require.NoError(t, s.Close())
 	assert.ErrorIs(t, s.Send(ctx, presenceEvent("late")), sink.ErrClosed)
+}
+
+// A client whose buffer is bounded in bytes may leave kgo.MaxBufferedRecords, and with it the
+// default WithMaxInFlight, as large as the client allows. Close waits for the records in flight,
+// not for every slot that could hold one: with none in flight it returns at once, without error.
+func TestCloseWithAHugeRecordBuffer(t *testing.T) {
+	for _, owned := range []bool{false, true} {
+		t.Run(fmt.Sprintf("owned=%v", owned), func(t *testing.T) {
+			ctx := testContext(t)
+			c := newCluster(t, "events")
+			hook := &unbufferedHook{}
+			s := openSink(t, c, owned, []kgo.Opt{kgo.MaxBufferedRecords(math.MaxInt32), kgo.MaxBufferedBytes(64 << 20), kgo.WithHooks(hook)},
+				kafkasink.WithCloseTimeout(3*time.Second))
+			require.NoError(t, s.Send(ctx, presenceEvent("one")))
+
+			release, arrived := hang(c)
+			defer release()
+			inFlight := make(chan error, 1)
+			go func() { inFlight <- s.Send(ctx, presenceEvent("in-flight")) }()
+			waitFor(t, ctx, arrived, "the produce request")
+			closed := closeAsync(s, hook)
+			release()
+			res := recv(t, closed)
+			require.NoError(t, res.err, "nothing was left in flight")
+			assert.EqualValues(t, 2, res.finished, "Close returned once the record in flight was acknowledged")
+			require.NoError(t, recv(t, inFlight))
+		})
+	}
 }

@@ -42,8 +42,11 @@ type Sink struct {
 	slots  chan struct{} // one token per record waiting for its acknowledgement
 	pool   sync.Pool     // *pending, reused once their promise has run
 
-	// closed is set by the first Close. A Send reads it while it holds a slot, so Close, which
-	// sets it and then takes every slot, waits for each Send that saw it unset.
+	// held counts the slots taken. A Send counts its slot, then reads closed, so Close, which
+	// sets closed and then waits for held to reach zero, waits for each Send that saw it unset.
+	// idle wakes Close when the last slot is given back after closed was set.
+	held   atomic.Int64
+	idle   chan struct{}
 	closed atomic.Bool
 	// done is the end of the first Close, which every Close waits for and returns.
 	done *closeonce.Done
@@ -102,7 +105,7 @@ func newSink(client *kgo.Client, owned bool, opts []Option) (*Sink, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Sink{client: client, owned: owned, cfg: cfg, slots: make(chan struct{}, cfg.maxInFlight), done: closeonce.New()}
+	s := &Sink{client: client, owned: owned, cfg: cfg, slots: make(chan struct{}, cfg.maxInFlight), idle: make(chan struct{}, 1), done: closeonce.New()}
 	s.pool.New = func() any { return s.newPending() }
 	return s, nil
 }
@@ -162,7 +165,7 @@ func (s *Sink) newPending() *pending {
 	p.promise = func(r *kgo.Record, err error) {
 		if p.state.CompareAndSwap(stateWaiting, stateAnswered) {
 			p.done <- err
-			<-s.slots
+			s.giveSlot()
 			return
 		}
 		// The Send gave up waiting; nobody else will hear how the record fared.
@@ -172,9 +175,31 @@ func (s *Sink) newPending() *pending {
 			s.cfg.logger.Debug("kafkasink: a record whose Send gave up waiting was delivered", "id", p.id, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
 		}
 		s.release(p)
-		<-s.slots
+		s.giveSlot()
 	}
 	return p
+}
+
+// takeSlot waits for a free slot, or for ctx to end.
+func (s *Sink) takeSlot(ctx context.Context) error {
+	select {
+	case s.slots <- struct{}{}:
+		s.held.Add(1)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// giveSlot gives back a slot taken by takeSlot, and wakes a Close waiting for the last one.
+func (s *Sink) giveSlot() {
+	<-s.slots
+	if s.held.Add(-1) == 0 && s.closed.Load() {
+		select {
+		case s.idle <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (s *Sink) release(p *pending) {
@@ -306,13 +331,11 @@ func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) erro
 	if s.closed.Load() {
 		return fmt.Errorf("kafkasink: event %q: %w", e.ID, sink.ErrClosed)
 	}
-	select {
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("kafkasink: event %q not produced: %d records already wait for acknowledgement: %w", e.ID, cap(s.slots), ctx.Err())
+	if err := s.takeSlot(ctx); err != nil {
+		return fmt.Errorf("kafkasink: event %q not produced: %d records already wait for acknowledgement: %w", e.ID, cap(s.slots), err)
 	}
 	if s.closed.Load() {
-		<-s.slots
+		s.giveSlot()
 		return fmt.Errorf("kafkasink: event %q: %w", e.ID, sink.ErrClosed)
 	}
 	// The client gets a context that is never canceled but keeps ctx's values (for tracing hooks):
@@ -434,22 +457,18 @@ func (s *Sink) shutdown() error {
 	return err
 }
 
-// drain waits until no record of this sink awaits acknowledgement, by taking every slot.
+// drain waits until no record of this sink awaits acknowledgement: until every slot is given
+// back. closed is set, so no Send takes one for good any more. It waits on the count of slots
+// held, not by taking every free one, so its cost does not grow with WithMaxInFlight (which
+// defaults to the client's kgo.MaxBufferedRecords, and may be huge when the buffer is bounded
+// in bytes).
 func (s *Sink) drain(ctx context.Context) error {
-	taken := 0
-	defer func() {
-		for range taken {
-			<-s.slots
-		}
-	}()
-	for taken < cap(s.slots) {
+	for s.held.Load() > 0 {
 		select {
-		case s.slots <- struct{}{}:
-			taken++
+		case <-s.idle:
 		case <-ctx.Done():
-			// Our own tokens are in the channel too; the rest belong to unacknowledged records.
 			return fmt.Errorf("kafkasink: close: %d records still unacknowledged after %s: %w",
-				len(s.slots)-taken, s.cfg.closeTimeout, ctx.Err())
+				s.held.Load(), s.cfg.closeTimeout, ctx.Err())
 		}
 	}
 	return nil
