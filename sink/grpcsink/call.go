@@ -70,6 +70,11 @@ func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err
 		// retry.Classify sees a cancellation (never a reason to dead-letter) and errors.Is works.
 		return fmt.Errorf("grpcsink: deliver: %w: %w", ctxErr, err)
 	}
+	if st, _ := status.FromError(err); st.Code() == codes.Canceled && st.Message() == connClosing {
+		// The connection was closed by its owner (NewFromConn), as kafkasink says of a client
+		// closed under it.
+		return fmt.Errorf("grpcsink: deliver: %w: %w", sink.ErrClosed, err)
+	}
 	classified := Classify(err)
 	if classified == nil {
 		c.logger.LogAttrs(parent, slog.LevelDebug, "grpcsink: consumer already had the event",
@@ -78,6 +83,10 @@ func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err
 	}
 	return fmt.Errorf("grpcsink: deliver: %w", classified)
 }
+
+// connClosing is grpc-go's message for a call on a ClientConn that was closed (its deprecated
+// grpc.ErrClientConnClosing, with code Canceled).
+const connClosing = "grpc: the client connection is closing"
 
 // callerEnded returns the caller's context error when it, rather than the sink's call timeout or
 // the server, ended a call that failed with code.

@@ -86,6 +86,9 @@ func Classify(err error) error {
 	case Delivered:
 		return nil
 	case Permanent:
+		if st.Code() == codes.Unimplemented && strings.HasPrefix(st.Message(), httpStatusPrefix) {
+			return err // a proxy's 404: no gRPC server has answered yet
+		}
 		return retry.Permanent(err)
 	}
 	if d, ok := retryDelay(st); ok {
@@ -96,6 +99,10 @@ func Classify(err error) error {
 	}
 	return err
 }
+
+// httpStatusPrefix begins grpc-go's message for an answer that was plain HTTP, not gRPC, whose
+// status it mapped to a code (404 to Unimplemented).
+const httpStatusPrefix = "unexpected HTTP status code received from server"
 
 // tooLarge reports whether st is gRPC's refusal of a message over a size limit: grpc-go's
 // "grpc: received message larger than max" from the receiving side (the server's

@@ -3,13 +3,16 @@ package grpcsink_test
 import (
 	"context"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/fanbridge/fanbridge"
@@ -137,4 +140,44 @@ func TestRoundRobin(t *testing.T) {
 		share := r.count() - base[i]
 		assert.InDelta(t, n/3, share, 2, "server %d got %d of %d", i, share, n)
 	}
+}
+
+// An ingress or proxy with no route to the consumer yet answers plain HTTP 404, which grpc-go
+// reports as Unimplemented: no gRPC server has answered, so the event is retried, not
+// dead-lettered. A gRPC server that lacks the service is still permanent.
+func TestProxyNotFoundIsRetryable(t *testing.T) {
+	ctx := testContext(t)
+	lis := listen(t)
+	proto := new(http.Protocols)
+	proto.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: proto, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+	})}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	err := newSink(t, lis.Addr().String()).Send(ctx, &fanbridge.Event{ID: "a"})
+	require.Error(t, err)
+	assert.Equal(t, codes.Unimplemented, status.Code(err))
+	assert.Contains(t, err.Error(), "404")
+	assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "%v", err)
+
+	assert.Equal(t, retry.ClassPermanent, retry.Classify(grpcsink.Classify(status.Error(codes.Unimplemented, "unknown service fanbridge.v1.EventSink"))))
+}
+
+// A ClientConn closed by its owner under a sink made with NewFromConn fails Sends with an error
+// wrapping sink.ErrClosed, as a Sink closed itself does.
+func TestSharedConnClosedByItsOwner(t *testing.T) {
+	ctx := testContext(t)
+	lis := listen(t)
+	serve(t, lis, newRecorder())
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	s, err := grpcsink.NewFromConn(conn)
+	require.NoError(t, err)
+	require.NoError(t, s.Send(ctx, &fanbridge.Event{ID: "before"}))
+	require.NoError(t, conn.Close())
+	err = s.Send(ctx, &fanbridge.Event{ID: "after"})
+	require.ErrorIs(t, err, sink.ErrClosed)
+	assert.Equal(t, codes.Canceled, status.Code(err))
 }

@@ -51,9 +51,15 @@
 //	Unauthenticated      retry.Permanent                      no or bad credentials
 //	FailedPrecondition   retry.Permanent                      the consumer's rules reject it
 //	Unimplemented        retry.Permanent                      the server lacks EventSink/Deliver
+//	  HTTP status        retryable                            a proxy's 404 before any gRPC server
 //	OutOfRange           retry.Permanent                      the request is outside what is valid
 //	DataLoss             retry.Permanent                      the server reports corruption; an
 //	                                                          operator must look, the DLQ keeps it
+//
+// grpc-go reports a plain HTTP answer from something in front of the server (a proxy or an
+// ingress with no route yet, during a rollout) with a code it maps from the HTTP status, and a
+// message beginning "unexpected HTTP status code received from server": for a 404 that is
+// Unimplemented, which is then retryable, as no gRPC server has answered yet.
 //
 // A retryable answer that carries a google.rpc.RetryInfo detail is marked retry.After with its
 // delay (a Server sends one for a handler error marked retry.After). A ResourceExhausted without
