@@ -174,6 +174,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 		return errClosed
 	}
 	defer s.release()
+	handing := true // until the tasks are handed out (see snapshot.handing)
+	defer func() {
+		if handing {
+			s.handed()
+		}
+	}()
 	if tr := d.tel.tracer; tr != nil {
 		var span trace.Span
 		ctx, span = tr.Start(parentContext(ctx, e), "fanout.dispatch", trace.WithSpanKind(trace.SpanKindInternal),
@@ -197,7 +203,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 
 	g := d.newGroup(len(s.sinks))
 	defer d.unref(g)
-	if !s.match(ctx, e, g, d.tel) || len(g.targets) == 0 {
+	if !s.match(e, g) || len(g.targets) == 0 {
 		return errNoMatch
 	}
 
@@ -253,10 +259,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 		}
 		return tg.sink.errOverloaded
 	}
+	s.countMatched(ctx, g, d.tel)
 	if mode == Async {
 		d.enqueue(ctx, s, g, e, key, order)
 		return nil
 	}
+	handing = false // deliverSync says when, once its tasks are queued
 	return d.deliverSync(ctx, s, g, e, key, order, res)
 }
 
@@ -344,6 +352,7 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		}
 		j++
 	}
+	s.handed()
 	// A task this goroutine runs whose dead-letter write it would have to make while other tasks
 	// are pending hands the write to a goroutine of its own (see sinkState.deadLetter): this one
 	// must get to the select below, which withdraws the queued tasks as soon as gctx ends, so
@@ -499,6 +508,7 @@ type group struct {
 	seen    []bool
 	rules   []string // pattern rules the Matcher matched
 	order   []int    // route indices to look at, in configuration order
+	matched []int    // route indices that matched, counted once the event is accepted
 	tasks   []task
 	pending atomic.Int32 // tasks without an outcome
 	refs    atomic.Int32 // the dispatch, plus each task still in a queue or lane
@@ -530,6 +540,7 @@ func (d *Dispatcher) unref(g *group) {
 	clear(g.seen)
 	clear(g.rules)
 	g.rules = g.rules[:0]
+	g.matched = g.matched[:0]
 	clear(g.targets)
 	g.targets = g.targets[:0]
 	for i := range g.tasks {
@@ -609,8 +620,9 @@ func (d *Dispatcher) stop() {
 // Every other old sink is stopped, and closed (see WithSinkClosing), once the last dispatch that
 // could reach it is done and its queue has drained; Update does not wait for that. With
 // WithOrderingKey, a sink rebuilt under the same name starts its workers only once the old one's
-// are done, so that events of a key reach it in dispatch order across the swap; events accepted
-// meanwhile wait in its queue.
+// are done, so that events of a key reach it in dispatch order across the swap: once the events
+// queued to the old one are finished, whatever the other sinks of their dispatches still do.
+// Events accepted meanwhile wait in its queue, and the old one's count against its QueueSize.
 //
 // cfg is checked first; on error nothing changes.
 func (d *Dispatcher) Update(cfg Config) error {
@@ -697,6 +709,9 @@ func (d *Dispatcher) build(cfg Config, old *snapshot) (*snapshot, []*sinkState, 
 				d.sinkMu.Lock()
 				st.after = d.newest[n.Name]
 				d.sinkMu.Unlock()
+				if st.after != nil {
+					st.reserved = st.after.reserved
+				}
 			}
 			fresh = append(fresh, st)
 		}
@@ -731,11 +746,11 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 		st.start()
 	}
 	if old == nil {
-		s.prevAll = closedChan
+		s.prevAll, s.prevHanded = closedChan, closedChan
 		d.snap.Store(s)
 		return
 	}
-	s.prevAll = old.all
+	s.prevAll, s.prevHanded = old.all, old.allHanded
 	d.snap.Store(s)
 	var gone []*sinkState
 	for _, o := range old.sinks {
@@ -752,19 +767,25 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 	}
 	d.retiring.Add(1)
 	go d.retire(old, gone)
+	old.handed()
 	old.release()
 }
 
-// retire waits until no dispatch can reach old's removed sinks any more, lets their queues drain,
-// and closes the sinks no running sink shares.
+// retire closes the queues of old's removed sinks once no dispatch can hand them a task any more,
+// so that their workers finish what is queued and stop, and, once no dispatch can reach the sinks
+// at all (a Sync dispatch also sends on its own goroutine), closes those no running sink shares.
+// A sink rebuilt under ordering keys waits only for the first: for its predecessor's workers.
 func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 	defer d.retiring.Done()
-	<-old.drained
-	<-old.prevAll
-	close(old.all)
+	<-old.handedOut
+	<-old.prevHanded
+	close(old.allHanded)
 	for _, st := range gone {
 		close(st.queue)
 	}
+	<-old.drained
+	<-old.prevAll
+	close(old.all)
 	for _, st := range gone {
 		st.workers.Wait()
 		d.sinkMu.Lock()
@@ -877,6 +898,7 @@ func (d *Dispatcher) close(ctx context.Context) error {
 
 	d.retiring.Add(1)
 	go d.retire(s, s.sinks)
+	s.handed()
 	s.release()
 
 	done := make(chan struct{})

@@ -124,7 +124,10 @@
 // sink in the order they were dispatched: each sink keeps one FIFO lane per busy key, and an event
 // that keeps failing holds up only its own key. Dispatches of one key that overlap in time have no
 // order between them. Lanes go away when empty. An event dead-lettered from its lane leaves it, so
-// later events of the key may be delivered before a redrive of it.
+// later events of the key may be delivered before a redrive of it. A sink an Update rebuilds
+// (its settings changed) starts delivering once the sink it replaces has finished what was
+// queued to it, which no other sink holds up; until then, new events wait in its queue, and the
+// two count together against its QueueSize.
 //
 // # Errors
 //
@@ -174,7 +177,8 @@
 // # Observability
 //
 // WithLogger (silent by default) logs dead-lettered and lost deliveries and shutdown, never an
-// event's body. WithMeterProvider records fanbridge.fanout.route.matched per route;
+// event's body. WithMeterProvider records fanbridge.fanout.route.matched per route (an accepted
+// event, once: not a duplicate, nor one refused as overloaded);
 // fanbridge.fanout.sink.delivered, .retried, .dead_lettered, .failed and the
 // fanbridge.fanout.sink.delivery.duration histogram per sink; and the gauges
 // fanbridge.fanout.sink.queue.depth and fanbridge.fanout.sink.breaker.state (0 closed, 1 half-open,

@@ -162,3 +162,89 @@ func TestLanesAreRemovedWhenEmpty(t *testing.T) {
 	assert.Equal(t, 0, fanout.LaneCount(d, "s"))
 	assert.EqualValues(t, 0, fanout.QueueDepth(d, "s"))
 }
+
+// A sink an Update rebuilds under ordering keys waits for the events queued to the sink it
+// replaces, and for nothing else: a dispatch still waiting on another, hung, sink of the old
+// configuration does not hold it up, so a healthy sink keeps delivering across the reload.
+func TestRebuiltSinkWaitsOnlyForItsPredecessor(t *testing.T) {
+	ctx := testContext(t)
+	a := newRecSink()
+	a.sent = make(chan string, 4)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	hung := sinkFunc(func(ctx context.Context, _ *fanbridge.Event) error {
+		close(entered)
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	q := &memDLQ{}
+	cfg := func(concurrency int) fanout.Config {
+		return fanout.Config{
+			Sinks: []fanout.SinkConfig{{Name: "a", Sink: a, Concurrency: concurrency}, {Name: "b", Sink: hung}},
+			Routes: []fanout.Route{
+				{Name: "both", Filter: typeIs("both"), Sinks: []string{"a", "b"}},
+				{Name: "only-a", Filter: typeIs("a"), Sinks: []string{"a"}},
+			},
+			DLQ: q,
+		}
+	}
+	d := newDispatcher(t, cfg(4), fanout.WithOrderingKey(func(e *fanbridge.Event) string { return "key-" + e.ID }))
+
+	first := make(chan error, 1)
+	go func() { first <- d.Dispatch(ctx, event("e1", "both")) }()
+	assert.Equal(t, "e1", recv(t, a.sent))
+	recv(t, entered)
+	require.NoError(t, d.Update(cfg(8))) // a is rebuilt; b is kept, still holding e1's dispatch
+
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	res, err := d.Deliver(short, event("e2", "a"))
+	require.NoError(t, err)
+	require.Len(t, res.Sinks, 1)
+	assert.Equal(t, fanout.Delivered, res.Sinks[0].Outcome, "the rebuilt sink waited for the hung one")
+	assert.Equal(t, 1, a.Delivered("e2"))
+
+	close(release)
+	require.NoError(t, recv(t, first))
+	assert.Empty(t, q.Entries())
+}
+
+// The events queued to a sink an Update rebuilds under ordering keys count against the new
+// sink's QueueSize until they are finished: accepting a full queue again at every Update would
+// let a chain of them hold any number of events.
+func TestRebuiltSinkCountsItsPredecessorsQueue(t *testing.T) {
+	ctx := testContext(t)
+	release := make(chan struct{})
+	var delivered sync.Map
+	s := sinkFunc(func(_ context.Context, e *fanbridge.Event) error {
+		<-release
+		delivered.Store(e.ID, true)
+		return nil
+	})
+	cfg := func(concurrency int) fanout.Config {
+		return fanout.Config{
+			Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: concurrency, QueueSize: 2}},
+			Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		}
+	}
+	d := newDispatcher(t, cfg(1), fanout.WithMode(fanout.Async), fanout.WithOrderingKey(func(e *fanbridge.Event) string { return e.ID }))
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+	require.NoError(t, d.Dispatch(ctx, event("e2", "x")))
+	require.ErrorIs(t, d.Dispatch(ctx, event("refused", "x")), fanbridge.ErrOverloaded)
+
+	for concurrency := 2; concurrency <= 4; concurrency++ {
+		require.NoError(t, d.Update(cfg(concurrency)))
+		assert.Equal(t, int64(2), d.Stats()[0].Queued, "the old sink's events are counted")
+		require.ErrorIs(t, d.Dispatch(ctx, event(fmt.Sprintf("refused-%d", concurrency), "x")), fanbridge.ErrOverloaded)
+	}
+	close(release)
+	require.NoError(t, d.Close(ctx))
+	for _, id := range []string{"e1", "e2"} {
+		_, ok := delivered.Load(id)
+		assert.True(t, ok, id)
+	}
+}

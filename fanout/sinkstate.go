@@ -32,12 +32,13 @@ type sinkState struct {
 	after *sinkState
 
 	// queue feeds the workers. reserved (never above cfg.QueueSize) counts the tasks accepted and
-	// not finished; ghosts (never above cfg.QueueSize either) counts the tasks their Sync dispatch
+	// not finished; a sink rebuilt under ordering keys shares it with the one it replaces (see
+	// after), whose tasks it waits for, so that the bound holds for the name across Updates. ghosts (never above cfg.QueueSize either) counts the tasks their Sync dispatch
 	// took back and ran, or withdrew and answered for, still in the queue until a worker skips
 	// them. The queue holds both, so its
 	// capacity is twice cfg.QueueSize, and a send after a successful reserve never blocks.
 	queue    chan *task
-	reserved atomic.Int64
+	reserved *atomic.Int64
 	ghosts   atomic.Int64
 	workers  sync.WaitGroup
 	// sem holds one token per Send in flight: cfg.Concurrency at most, whether the Send runs on a
@@ -88,7 +89,7 @@ func normalize(sc SinkConfig) (SinkConfig, error) {
 
 func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
 	st := &sinkState{d: d, name: sc.Name, sink: sc.Sink, cfg: sc, attrSet: newAttrSet("sink", sc.Name),
-		lanes: make(map[string]*lane)}
+		lanes: make(map[string]*lane), reserved: new(atomic.Int64)}
 	r, err := retry.New(sc.Retry, retry.WithClock(d.cfg.clock))
 	if err != nil {
 		return nil, fmt.Errorf("%w: sink %q: %w", ErrInvalidConfig, sc.Name, err)

@@ -32,6 +32,15 @@ type snapshot struct {
 	drained chan struct{}   // closed when refs reaches zero
 	prevAll <-chan struct{} // closed when every older snapshot has drained
 	all     chan struct{}   // closed when this one and every older one have drained
+
+	// handing counts the dispatches that may still hand tasks to the sinks' queues, plus one
+	// while the snapshot is current. A dispatch stops counting once its tasks are handed out,
+	// long before it ends: a sink an Update removed can have its queue closed, and its workers
+	// finish, while the dispatches that reached it still wait for other sinks.
+	handing    atomic.Int64
+	handedOut  chan struct{}   // closed when handing reaches zero
+	prevHanded <-chan struct{} // closed when every older snapshot has handed out
+	allHanded  chan struct{}   // closed when this one and every older one have handed out
 }
 
 type routeState struct {
@@ -55,8 +64,10 @@ type target struct {
 const minShared = 2
 
 func newSnapshot(sinks []*sinkState, routes []routeState, q dlq.Queue) *snapshot {
-	s := &snapshot{sinks: sinks, routes: routes, dlq: q, drained: make(chan struct{}), all: make(chan struct{})}
+	s := &snapshot{sinks: sinks, routes: routes, dlq: q, drained: make(chan struct{}), all: make(chan struct{}),
+		handedOut: make(chan struct{}), allHanded: make(chan struct{})}
 	s.refs.Store(1)
+	s.handing.Store(1)
 	n := 0
 	for i := range routes {
 		if routes[i].pattern != nil {
@@ -89,35 +100,53 @@ func (s *snapshot) release() {
 	}
 }
 
-// acquire returns the current snapshot with a reference taken, or nil once the Dispatcher is
-// closed.
+// handed ends a dispatch's, or the current snapshot's, hold on handing tasks out.
+func (s *snapshot) handed() {
+	if s.handing.Add(-1) == 0 {
+		close(s.handedOut)
+	}
+}
+
+// acquire returns the current snapshot with a reference and a hold on handing out taken (give
+// them back with release and handed), or nil once the Dispatcher is closed.
 func (d *Dispatcher) acquire() *snapshot {
 	for {
 		s := d.snap.Load()
 		if s == nil {
 			return nil
 		}
-		for {
-			r := s.refs.Load()
-			if r <= 0 {
-				break // drained after a swap: the pointer has moved on
-			}
-			if s.refs.CompareAndSwap(r, r+1) {
-				return s
-			}
+		if !takeRef(&s.refs) {
+			continue // drained after a swap: the pointer has moved on
+		}
+		if takeRef(&s.handing) {
+			return s
+		}
+		s.release() // handed out after a swap: its queues may be closing
+	}
+}
+
+// takeRef adds one to n unless it has reached zero, which it never leaves.
+func takeRef(n *atomic.Int64) bool {
+	for {
+		r := n.Load()
+		if r <= 0 {
+			return false
+		}
+		if n.CompareAndSwap(r, r+1) {
+			return true
 		}
 	}
 }
 
 // match appends to g.targets the sinks of every route matching e, each sink once, with the first
 // route (in configuration order) that named it. It reports whether any route matched.
-func (s *snapshot) match(ctx context.Context, e *fanbridge.Event, g *group, tel *telemetry) bool {
+func (s *snapshot) match(e *fanbridge.Event, g *group) bool {
 	if s.matcher == nil {
 		matched := false
 		for i := range s.routes {
 			if s.routes[i].filter.Match(e) {
 				matched = true
-				s.take(ctx, i, g, tel)
+				s.take(i, g)
 			}
 		}
 		return matched
@@ -138,21 +167,30 @@ func (s *snapshot) match(ctx context.Context, e *fanbridge.Event, g *group, tel 
 			continue
 		}
 		matched = true
-		s.take(ctx, i, g, tel)
+		s.take(i, g)
 	}
 	return matched
 }
 
-// take counts route i as matched and adds its sinks the event does not go to yet.
-func (s *snapshot) take(ctx context.Context, i int, g *group, tel *telemetry) {
+// take notes route i as matched and adds its sinks the event does not go to yet.
+func (s *snapshot) take(i int, g *group) {
 	r := &s.routes[i]
-	tel.matched.Add(ctx, 1, r.attrs.addOpts...)
+	g.matched = append(g.matched, i)
 	for _, k := range r.sinks {
 		if g.seen[k] {
 			continue
 		}
 		g.seen[k] = true
 		g.targets = append(g.targets, target{sink: s.sinks[k], route: r.name})
+	}
+}
+
+// countMatched counts the routes g matched, once the event is accepted: an event refused
+// (overloaded, in flight elsewhere) or answered as a duplicate was counted when it was accepted,
+// or will be when its sender's retry is.
+func (s *snapshot) countMatched(ctx context.Context, g *group, tel *telemetry) {
+	for _, i := range g.matched {
+		tel.matched.Add(ctx, 1, s.routes[i].attrs.addOpts...)
 	}
 }
 

@@ -48,7 +48,7 @@ func newTelemetry(c *config, d *Dispatcher) (*telemetry, error) {
 	m := mp.Meter(instrumentation)
 	var errs [9]error
 	t.matched, errs[0] = m.Int64Counter("fanbridge.fanout.route.matched",
-		metric.WithDescription("Events a route matched."), metric.WithUnit("{event}"))
+		metric.WithDescription("Events a route matched, once each was accepted."), metric.WithUnit("{event}"))
 	t.delivered, errs[1] = m.Int64Counter("fanbridge.fanout.sink.delivered",
 		metric.WithDescription("Events a sink acknowledged."), metric.WithUnit("{event}"))
 	t.retried, errs[2] = m.Int64Counter("fanbridge.fanout.sink.retried",

@@ -317,3 +317,37 @@ func TestDispatchIsAChildOfTheCallersSpan(t *testing.T) {
 	assert.Equal(t, receive.SpanContext().TraceID(), dispatch.SpanContext().TraceID())
 	assert.Equal(t, receive.SpanContext().SpanID(), dispatch.Parent().SpanID())
 }
+
+// A route's match is counted once per accepted event: a duplicate answered from the
+// deduplication record, and an event refused because a queue is full (its sender retries it),
+// are not counted again.
+func TestRouteMatchedCountsAcceptedEvents(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	release := make(chan struct{})
+	defer close(release)
+	held := sinkFunc(func(ctx context.Context, _ *fanbridge.Event) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "ok", Sink: newRecSink()}, {Name: "held", Sink: held, QueueSize: 1}},
+		Routes: []fanout.Route{
+			{Name: "main", Filter: typeIs("x"), Sinks: []string{"ok"}},
+			{Name: "slow", Filter: typeIs("slow"), Sinks: []string{"held"}},
+		},
+	}, fanout.WithMeterProvider(mp), fanout.WithMode(fanout.Async))
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+	require.ErrorIs(t, d.Dispatch(ctx, event("e1", "x")), fanbridge.ErrDuplicate)
+	require.NoError(t, d.Dispatch(ctx, event("s1", "slow")))
+	require.ErrorIs(t, d.Dispatch(ctx, event("s2", "slow")), fanbridge.ErrOverloaded)
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(ctx, &rm))
+	assert.Equal(t, map[string]float64{"main": 1, "slow": 1}, points(t, rm, "fanbridge.fanout.route.matched", "route"))
+}
