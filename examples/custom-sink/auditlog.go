@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -56,15 +58,28 @@ type record struct {
 	Data     string            `json:"data"`
 }
 
-// OpenAuditLog appends to the file at path, creating it if needed. A file that does not end in a
-// line break ends in half a line, left by a write that failed part-way before a crash or a
+// OpenAuditLog appends to the file at path, creating it if needed. A file it creates has its
+// directory synced too, as syncing a new file does not make its name durable: without it, a
+// machine crash could lose the file and the events it acknowledged. A file that does not end in
+// a line break ends in half a line, left by a write that failed part-way before a crash or a
 // restart: the first event is then written on a line of its own, so the half line cannot swallow
 // it.
 func OpenAuditLog(path string) (*AuditLog, error) {
 	// Read as well as write: the last byte tells whether the file ends in half a line.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	created := err == nil
+	if errors.Is(err, fs.ErrExist) {
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0o600)
+	}
 	if err != nil {
 		return nil, err
+	}
+	if created {
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			f.Close()
+			os.Remove(path) // so that the next open creates it, and syncs, again
+			return nil, fmt.Errorf("auditlog: %w", err)
+		}
 	}
 	torn, err := endsInHalfLine(f)
 	if err != nil {
@@ -74,6 +89,20 @@ func OpenAuditLog(path string) (*AuditLog, error) {
 	l := NewAuditLog(f)
 	l.torn = torn
 	return l, nil
+}
+
+// syncDir makes the entries of the directory at dir durable (a file created in it). A variable,
+// so that a test can see it called.
+var syncDir = func(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // endsInHalfLine reports whether f is not empty and does not end in a line break.
@@ -112,15 +141,20 @@ func (l *AuditLog) Send(ctx context.Context, e *fanbridge.Event) error {
 	if !utf8.Valid(e.Data) {
 		return retry.Permanent(fmt.Errorf("%w: event %s", errNotUTF8, e.ID))
 	}
-	line, err := json.Marshal(record{ID: e.ID, Type: e.Type, Topic: e.Topic, Source: e.Source,
-		Time: e.Time, Metadata: e.Metadata, Data: string(e.Data)})
-	if err != nil {
+	// Without HTML escaping (json.Marshal writes each <, > and & as six bytes), a JSON body
+	// grows at most twice in the line (a quote or backslash gains one), so an event under the
+	// intake's 260 KiB limit always fits.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(record{ID: e.ID, Type: e.Type, Topic: e.Topic, Source: e.Source,
+		Time: e.Time, Metadata: e.Metadata, Data: string(e.Data)}); err != nil {
 		return retry.Permanent(fmt.Errorf("auditlog: event %s: %w", e.ID, err))
 	}
-	if len(line) >= maxLine {
-		return retry.Permanent(fmt.Errorf("%w: event %s, %d bytes", errTooLarge, e.ID, len(line)))
+	line := buf.Bytes() // ends in the line break Encode writes
+	if len(line)-1 >= maxLine {
+		return retry.Permanent(fmt.Errorf("%w: event %s, %d bytes", errTooLarge, e.ID, len(line)-1))
 	}
-	line = append(line, '\n')
 
 	// Waiting for the lock ends with ctx: another Send may be stuck in a write to a disk that
 	// does not answer.

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/retry"
 )
 
@@ -124,4 +130,60 @@ func TestSendReturnsByDeadlineWhenTheDiskHangs(t *testing.T) {
 			require.NoError(t, l.Close())
 		})
 	}
+}
+
+// A body full of the characters json.Marshal escapes as six bytes (<, >, &) still fits on one
+// line when it is under the intake's body limit, and comes back byte for byte.
+func TestHTMLHeavyBodyFits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	body := `{"html":"` + strings.Repeat(`<>&\"`, (eventbridge.DefaultMaxBodySize-64)/5) + `"}`
+	require.Less(t, len(body), eventbridge.DefaultMaxBodySize)
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := OpenAuditLog(path)
+	require.NoError(t, err)
+	require.NoError(t, l.Send(ctx, &fanbridge.Event{ID: "html", Type: "t", Data: []byte(body)}))
+	require.NoError(t, l.Close())
+
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, 1, bytes.Count(b, []byte("\n")))
+	var rec record
+	require.NoError(t, json.Unmarshal(b, &rec))
+	assert.Equal(t, body, rec.Data)
+	assert.Less(t, len(b), 2*len(body)+200)
+}
+
+// A log file OpenAuditLog creates has its directory synced, so that its name survives a machine
+// crash; reopening an existing one does not sync again. A sync that fails leaves no file behind,
+// so that the next open creates it, and syncs, again.
+func TestCreatedLogSyncsItsDirectory(t *testing.T) {
+	var synced []string
+	fail := false
+	old := syncDir
+	syncDir = func(dir string) error {
+		synced = append(synced, dir)
+		if fail {
+			return errors.New("no sync")
+		}
+		return old(dir)
+	}
+	t.Cleanup(func() { syncDir = old })
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+
+	fail = true
+	_, err := OpenAuditLog(path)
+	require.ErrorContains(t, err, "no sync")
+	_, err = os.Stat(path)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+
+	fail = false
+	l, err := OpenAuditLog(path)
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	l, err = OpenAuditLog(path)
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	assert.Equal(t, []string{dir, dir}, synced, "a sync at each creation, none at the reopening")
 }
