@@ -24,7 +24,6 @@ import (
 	"cmp"
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -123,7 +122,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			"v2.users.{id}.activity": topicActivity,
 			auditType:                topicAudit,
 		}, ""),
-		kafkasink.WithKey(agentKey),
+		kafkasink.WithKey(kafkasink.UserKey),
 	)
 	if err != nil {
 		return err
@@ -146,7 +145,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		DLQ: queue,
 	},
 		// One agent's events reach Kafka in the order they came in, even when they overlap.
-		fanout.WithOrderingKey(agentKey),
+		fanout.WithOrderingKey(kafkasink.UserKey),
 	)
 	if err != nil {
 		kafka.Close()
@@ -201,28 +200,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	<-ctx.Done()
 	fmt.Fprintln(out, "shutting down")
 	return nil
-}
-
-// agentKey is the record key and the ordering key: the user id of the agent an event is about.
-// An audit event names the agent in its topic (v2.audits.entitytype.UserPresence.entityid.<id>)
-// and in its body's entity.id, while its body's userId is whoever made the change (a supervisor,
-// an administrator, the agent), so audits take the entity; every other event is keyed by
-// kafkasink.UserKey, which reads the user from the topic or the body's userId.
-func agentKey(e *fanbridge.Event) string {
-	if e.Type == auditType {
-		if _, rest, ok := strings.Cut(e.Topic, ".entityid."); ok && rest != "" && !strings.ContainsAny(rest, ".{}") {
-			return rest
-		}
-		var body struct {
-			Entity struct {
-				ID string `json:"id"`
-			} `json:"entity"`
-		}
-		if json.Unmarshal(e.Data, &body) == nil && body.Entity.ID != "" {
-			return body.Entity.ID
-		}
-	}
-	return kafkasink.UserKey(e)
 }
 
 // readBack consumes the topics from the start, as a downstream service would, and prints where

@@ -247,7 +247,7 @@ func TestAgentKey(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			assert.Equal(t, c.want, agentKey(c.event(t)))
+			assert.Equal(t, c.want, kafkasink.UserKey(c.event(t)))
 		})
 	}
 }

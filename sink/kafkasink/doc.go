@@ -23,8 +23,9 @@
 // The record key decides the partition, and Kafka keeps order within a partition. The default key
 // is the event ID (KeyByID). ConversationKey keeps each Genesys conversation in one partition and
 // in order, reading the id from the concrete topic ("v2.detail.events.conversation.<id>.…") or the
-// body's "conversationId"; UserKey does the same for users ("v2.users.<id>.…", or "userId");
-// NoKey leaves records unkeyed.
+// body's "conversationId"; UserKey does the same for users ("v2.users.<id>.…", or "userId"), and
+// keys an audit of a user or of a user's presence by the audited user, not by the "userId" of
+// whoever made the change; NoKey leaves records unkeyed.
 //
 // # Record layout
 //

@@ -30,10 +30,49 @@ func ConversationKey(e *fanbridge.Event) string {
 // UserKey keys each record by the Genesys user it concerns, so that one agent's presence and
 // activity changes stay in order. It reads the id from the concrete topic ("v2.users.<id>.presence"),
 // then from the body's top-level "userId" (as in "user.end" detail events); an event with neither
-// is keyed by its ID.
+// is keyed by its ID. An audit of a user or of a user's presence
+// ("v2.audits.entitytype.UserPresence.entityid.<id>") concerns the audited user, named by the
+// topic's entityid or the body's entity.id: its body's userId is whoever made the change (a
+// supervisor, an administrator), so it is not read.
 func UserKey(e *fanbridge.Event) string {
+	if id, ok := auditedUser(e); ok {
+		return id
+	}
 	return entityKey(e, "userId", "users", "user")
 }
+
+// auditPrefix begins the topic of every audit event: v2.audits.entitytype.<type>.entityid.<id>.
+const auditPrefix = "v2.audits.entitytype."
+
+// auditedUser returns the user an audit of a User or UserPresence entity is about, and whether e
+// is such an audit.
+func auditedUser(e *fanbridge.Event) (string, bool) {
+	if !strings.HasPrefix(e.Topic, auditPrefix) && !strings.HasPrefix(e.Type, auditPrefix) {
+		return "", false
+	}
+	for _, t := range []string{e.Topic, e.Type} {
+		entityType, id, ok := strings.Cut(strings.TrimPrefix(t, auditPrefix), ".entityid.")
+		if ok && userEntity(entityType) && looksLikeID(id) {
+			return id, true
+		}
+	}
+	var body struct {
+		EntityType string `json:"entityType"`
+		Entity     struct {
+			ID string `json:"id"`
+		} `json:"entity"`
+	}
+	if json.Unmarshal(e.Data, &body) != nil || !userEntity(body.EntityType) {
+		return "", false
+	}
+	if body.Entity.ID == "" {
+		return e.ID, true // about a user, but not saying which: never the one who made the change
+	}
+	return body.Entity.ID, true
+}
+
+// userEntity reports whether an audit's entity type is a user's.
+func userEntity(t string) bool { return t == "User" || t == "UserPresence" }
 
 func entityKey(e *fanbridge.Event, bodyField string, segments ...string) string {
 	if id := idAfterSegment(e.Topic, segments...); id != "" {

@@ -113,6 +113,37 @@ func TestKeyFuncs(t *testing.T) {
 			conversation: "2f7bf00a-0fc2-4d6a-9b56-92238191433e",
 			user:         "8f2c5e9a-1b3d-4c6e-9f7a-2b4d6e8f0a1c",
 		},
+		// An audit body's userId is whoever made the change; the audited user is the entity.
+		{
+			name: "presence audit: the audited user, from the topic",
+			e: &fanbridge.Event{ID: "e7", Type: "v2.audits.entitytype.{id}.entityid.{id}",
+				Topic: "v2.audits.entitytype.UserPresence.entityid.278522be-1683-4877-8257-4164a177be89",
+				Data:  json.RawMessage(`{"userId":"aaaaaaaa-1111-4222-8333-444444444444","entityType":"UserPresence","entity":{"id":"278522be-1683-4877-8257-4164a177be89"}}`)},
+			conversation: "e7",
+			user:         "278522be-1683-4877-8257-4164a177be89",
+		},
+		{
+			name: "user audit: the audited user, from the body",
+			e: &fanbridge.Event{ID: "e8", Type: "v2.audits.entitytype.{id}.entityid.{id}",
+				Data: json.RawMessage(`{"userId":"aaaaaaaa-1111-4222-8333-444444444444","entityType":"User","entity":{"id":"8f2c5e9a-1b3d-4c6e-9f7a-2b4d6e8f0a1c"}}`)},
+			conversation: "e8",
+			user:         "8f2c5e9a-1b3d-4c6e-9f7a-2b4d6e8f0a1c",
+		},
+		{
+			name: "user audit naming no entity: never the one who made the change",
+			e: &fanbridge.Event{ID: "e9", Type: "v2.audits.entitytype.{id}.entityid.{id}",
+				Data: json.RawMessage(`{"userId":"aaaaaaaa-1111-4222-8333-444444444444","entityType":"UserPresence"}`)},
+			conversation: "e9",
+			user:         "e9",
+		},
+		{
+			name: "audit of another entity: the body's userId, as for any event",
+			e: &fanbridge.Event{ID: "e10", Type: "v2.audits.entitytype.{id}.entityid.{id}",
+				Topic: "v2.audits.entitytype.OAuthClient.entityid.5d3e1a2b-0c4f-4a6b-8d9e-1f2a3b4c5d6e",
+				Data:  json.RawMessage(`{"userId":"aaaaaaaa-1111-4222-8333-444444444444","entityType":"OAuthClient","entity":{"id":"5d3e1a2b-0c4f-4a6b-8d9e-1f2a3b4c5d6e"}}`)},
+			conversation: "e10",
+			user:         "aaaaaaaa-1111-4222-8333-444444444444",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
