@@ -63,9 +63,10 @@
 // leaves one unused, which counts against MaxChannels until it expires; see CreateChannel), is
 // retried only when it certainly did not reach the server (connection refused, 429); otherwise its
 // error wraps ErrOutcomeUnknown, and carries the wait a 5xx's Retry-After asked for
-// (retry.RetryAfter), for a caller that tries again. A channel creation answered 2xx with an answer
-// that cannot be used (no id or connectUri, or a body that does not decode) wraps ErrOutcomeUnknown
-// too: Genesys created the channel.
+// (retry.RetryAfter), for a caller that tries again. A creation answered 2xx with an answer that
+// cannot be used (a channel without id or connectUri, an integration without id, or a body that
+// does not decode) wraps ErrOutcomeUnknown too: Genesys created it, and provisioning looks the
+// integration up by name instead of creating another.
 //
 // # Errors
 //

@@ -3,11 +3,14 @@ package genesys
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/fanbridge/fanbridge/retry"
 )
 
 // EventBridgeIntegrationType is the integration type of Genesys Cloud's Amazon EventBridge source.
@@ -162,7 +165,10 @@ func (c *Client) DeleteIntegration(ctx context.Context, id string) error {
 }
 
 // createIntegration installs a new integration of the given type. It is not repeated on an unclear
-// failure (the error then matches ErrOutcomeUnknown): a blind retry could install two.
+// failure (the error then matches ErrOutcomeUnknown): a blind retry could install two. A success
+// answer that cannot be used (a body that does not decode, or one without an id) matches
+// ErrOutcomeUnknown too: Genesys answered 2xx, so it did install one, which a lookup by name can
+// find.
 func (c *Client) createIntegration(ctx context.Context, typeID, name string) (*Integration, error) {
 	body := map[string]any{"integrationType": IntegrationType{ID: typeID}}
 	if name != "" {
@@ -171,8 +177,15 @@ func (c *Client) createIntegration(ctx context.Context, typeID, name string) (*I
 		body["name"] = name
 	}
 	var in Integration
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/api/v2/integrations", body: body}, &in); err != nil {
+	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v2/integrations", body: body}, &in)
+	var dErr *decodeError
+	switch {
+	case errors.As(err, &dErr):
+		return nil, retry.Permanent(fmt.Errorf("%w: %w", ErrOutcomeUnknown, err))
+	case err != nil:
 		return nil, err
+	case in.ID == "":
+		return nil, retry.Permanent(fmt.Errorf("%w: genesys: POST /api/v2/integrations: success answer without id", ErrOutcomeUnknown))
 	}
 	return &in, nil
 }

@@ -1,7 +1,12 @@
 package genesys_test
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -415,4 +420,45 @@ func TestEnsureCountsAWriteWhoseAnswerWasLost(t *testing.T) {
 	require.Equal(t, []int{http.StatusGatewayTimeout, http.StatusConflict}, puts, "stored, answer lost; the repeat refused")
 	assert.True(t, res.ConfigUpdated)
 	assert.True(t, res.Changed())
+}
+
+// A 2xx answer to the integration's creation that cannot be used (a gateway that rewrote the
+// body, a body without an id) still means Genesys installed it: the outcome is unknown, so the
+// integration is looked up by name rather than created a second time.
+func TestEnsureUnusableCreateAnswerIsLookedUp(t *testing.T) {
+	for _, tc := range []struct{ name, body string }{
+		{"not JSON", `<html>ok</html>`},
+		{"no id", `{"name":"fanbridge-events"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := genesystest.NewServer()
+			t.Cleanup(srv.Close)
+			target, err := url.Parse(srv.URL)
+			require.NoError(t, err)
+			var rewritten atomic.Bool
+			proxy := httputil.NewSingleHostReverseProxy(target)
+			proxy.ModifyResponse = func(r *http.Response) error {
+				if r.Request.Method == http.MethodPost && r.Request.URL.Path == "/api/v2/integrations" &&
+					r.StatusCode/100 == 2 && rewritten.CompareAndSwap(false, true) {
+					r.Body = io.NopCloser(strings.NewReader(tc.body))
+					r.ContentLength = int64(len(tc.body))
+					r.Header.Set("Content-Length", strconv.Itoa(len(tc.body)))
+				}
+				return nil
+			}
+			front := httptest.NewServer(proxy)
+			t.Cleanup(front.Close)
+			c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+				genesys.WithBaseURL(front.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy))
+			require.NoError(t, err)
+
+			res, err := c.EnsureEventBridgeIntegration(testContext(t), goodSpec())
+			require.NoError(t, err)
+			assert.True(t, rewritten.Load())
+			assert.Equal(t, 1, srv.IntegrationCount(genesys.EventBridgeIntegrationType), "no second integration")
+			assert.Equal(t, 1, srv.Count(http.MethodPost, "/api/v2/integrations"), "the creation is not sent again")
+			assert.NotEmpty(t, res.Integration.ID)
+			assert.True(t, res.ConfigUpdated)
+		})
+	}
 }
