@@ -340,6 +340,9 @@ func TestEventTime(t *testing.T) {
 		{`{"eventTime":"not a time"}`, time.Time{}, false},
 		{`{"eventTime":1.5e12}`, time.Time{}, false},
 		{`{"eventTime":-1}`, time.Time{}, false},
+		{`{"eventTime":253402300799999}`, time.UnixMilli(253402300799999), true}, // 9999-12-31T23:59:59.999Z
+		{`{"eventTime":253402300800000}`, time.Time{}, false},                    // the year 10000
+		{`{"eventTime":"0000-01-01T00:00:00+01:00"}`, time.Time{}, false},        // the year -1 in UTC
 		{`{"eventTime":null}`, time.Time{}, false},
 		{`{"other":1}`, time.Time{}, false},
 		{`[1]`, time.Time{}, false},
@@ -712,4 +715,22 @@ func TestNewDecoder(t *testing.T) {
 	all, err := eventbridge.NewDecoder()
 	require.NoError(t, err)
 	assert.Len(t, all.Formats(), 5)
+}
+
+// A time no RFC 3339 timestamp can write (outside the years 0000 to 9999 in UTC) could be
+// neither produced to Kafka nor dead-lettered. A time field of the envelope is refused (400, the
+// sender's mistake); an eventBody's eventTime, which is the sender's data, just gives no time.
+func TestTimesOutsideTheYearsRFC3339Writes(t *testing.T) {
+	for _, body := range []string{
+		`{"id":"1","detail-type":"t","source":"s","time":"0000-01-01T00:00:00+01:00","detail":{}}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","time":"0000-01-01T00:00:00+01:00","data":{}}`,
+		`{"id":"x","eventType":"t","attributes":{},"timestamp":999999999999999}`,
+		`{"id":"x","eventType":"t","attributes":{},"timestamp":"9999-12-31T23:59:60Z"}`,
+	} {
+		_, err := eventbridge.Decode([]byte(body), "")
+		require.ErrorIs(t, err, eventbridge.ErrInvalidField, body)
+	}
+	e, err := eventbridge.Decode([]byte(`{"topicName":"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity","eventBody":{"eventTime":253402300800000}}`), "")
+	require.NoError(t, err)
+	assert.True(t, e.Time.IsZero(), "%v", e.Time)
 }

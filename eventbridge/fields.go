@@ -175,7 +175,7 @@ func (s *scanner) optionalTime(field string, idx int32) (time.Time, error) {
 	}
 	t, ok := parseTime(b)
 	if !ok {
-		return time.Time{}, fmt.Errorf("%w: %s is not an RFC 3339 timestamp", ErrInvalidField, field)
+		return time.Time{}, fmt.Errorf("%w: %s is not an RFC 3339 timestamp of the years 0000 to 9999", ErrInvalidField, field)
 	}
 	return t, nil
 }
@@ -236,7 +236,18 @@ func parseTime(b []byte) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
-	return t.Add(-time.Duration(offset) * time.Second), true
+	return inYears(t.Add(-time.Duration(offset) * time.Second))
+}
+
+// inYears returns t and whether it falls in the years 0000 to 9999 in UTC, the ones RFC 3339
+// can write: a time outside them ("0000-01-01T00:00:00+01:00", or epoch milliseconds past
+// 9999) could be neither produced to Kafka nor dead-lettered, and would be answered 503 at
+// every retry of its sender.
+func inYears(t time.Time) (time.Time, bool) {
+	if y := t.Year(); y < 0 || y > 9999 {
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 func digits(b []byte) (int, bool) {

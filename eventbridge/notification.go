@@ -120,7 +120,7 @@ func parseEventTime(v []byte) (time.Time, bool) {
 			}
 			ms = ms*10 + int64(c-'0')
 		}
-		return time.UnixMilli(ms).UTC(), true
+		return inYears(time.UnixMilli(ms).UTC())
 	}
 	return time.Time{}, false
 }

@@ -224,7 +224,7 @@ func decodeWebhookAttributes(s *scanner) (*fanbridge.Event, error) {
 		}
 		var ok bool
 		if t, ok = parseEventTime(v); !ok {
-			return nil, fmt.Errorf("%w: timestamp is neither RFC 3339 nor epoch milliseconds", ErrInvalidField)
+			return nil, fmt.Errorf("%w: timestamp is neither RFC 3339 nor epoch milliseconds of the years 0000 to 9999", ErrInvalidField)
 		}
 	}
 	if f[fAttributes] < 0 {
