@@ -96,6 +96,7 @@
 //	body unreadable, not JSON, unknown format, bad field    400     error
 //	Source or account not allowed                           403     error
 //	any other Dispatch error: overload, shutdown, failure   503     error with id, Retry-After
+//	body too slow for the server's ReadTimeout              503     error, Retry-After, Connection: close
 //
 // (*) WithIgnoredStatus picks another 2xx; 204 has no body. Error bodies are
 // {"error":"...","id":"..."}, where id is there only for 503 (the event was decoded). They name

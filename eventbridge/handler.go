@@ -162,6 +162,13 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			w.Header()["Connection"] = connectionClose
 			return h.reject(ctx, w, span, reasonSize, http.StatusRequestEntityTooLarge, err.Error())
 		}
+		if chunkbuf.TimedOut(err) {
+			// Too slow for the server's ReadTimeout: the connection is there, the sender hears
+			// the answer, and may well send the body in time on another try.
+			w.Header()["Connection"] = connectionClose
+			w.Header()["Retry-After"] = h.retryAfter
+			return h.reject(ctx, w, span, reasonRead, http.StatusServiceUnavailable, "eventbridge: the body did not arrive in time, retry later")
+		}
 		return h.reject(ctx, w, span, reasonRead, http.StatusBadRequest, "eventbridge: reading the body failed")
 	}
 	e, err := h.dec.decode(body, media)

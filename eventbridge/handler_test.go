@@ -1,6 +1,7 @@
 package eventbridge_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -777,4 +779,35 @@ func TestQueuingDispatcher(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]int64{"queued": 1, "ignored": 1, "overloaded": 1}, outcomes)
+}
+
+// A body that arrives too slowly for the server's ReadTimeout is answered 503 with Retry-After
+// and Connection: close, not 400: the connection is still there, the sender hears the answer, and
+// it may well send the body in time on another try (400 is never retried).
+func TestSlowBodyIsRetryable(t *testing.T) {
+	h := newHandler(t, &recorder{})
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	resp := postHalfABody(t, srv.Listener.Addr().String())
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	assert.True(t, resp.Close, "Connection: close")
+}
+
+// postHalfABody sends a request announcing 100 bytes of body and sends only a few, then reads
+// the answer the server gives when its read deadline passes.
+func postHalfABody(t *testing.T, addr string) *http.Response {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	_, err = io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	return resp
 }

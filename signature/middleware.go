@@ -10,6 +10,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/fanbridge/fanbridge/internal/chunkbuf"
 )
 
 // DefaultMaxBodyBytes is the default body limit: 260 KiB. Amazon EventBridge accepts events of up
@@ -77,7 +79,9 @@ func WithOnReject(f func(r *http.Request, err error)) Option {
 // request with wrong credentials costs no body buffer. It answers itself, and never calls the next
 // handler, when:
 //   - the body is over the limit: 413 {"error":"request body too large"};
-//   - the body cannot be read: 400 {"error":"cannot read request body"};
+//   - the body cannot be read: 400 {"error":"cannot read request body"}, or, when it came too
+//     slowly for the server's ReadTimeout, 503 with Retry-After and Connection: close, so that
+//     the sender retries;
 //   - verification fails for any reason: 401 {"error":"unauthorized"}, the same body and headers
 //     whatever the reason, plus WWW-Authenticate when v is a Challenger (Basic, Bearer);
 //   - verification could not complete (ErrUnavailable): 503 with Retry-After, so the sender retries.
@@ -281,6 +285,7 @@ var (
 	bodyUnauthorized = []byte(`{"error":"unauthorized"}` + "\n")
 	bodyTooLarge     = []byte(`{"error":"request body too large"}` + "\n")
 	bodyUnreadable   = []byte(`{"error":"cannot read request body"}` + "\n")
+	bodyTooSlow      = []byte(`{"error":"request body did not arrive in time, retry later"}` + "\n")
 	bodyUnavailable  = []byte(`{"error":"verification unavailable, retry later"}` + "\n")
 )
 
@@ -311,6 +316,14 @@ func (m *middleware) reject(w http.ResponseWriter, r *http.Request, err error) {
 		h.Set("Connection", "close")
 		status, body = http.StatusRequestEntityTooLarge, bodyTooLarge
 	case ReasonUnreadable:
+		if chunkbuf.TimedOut(err) {
+			// The body came too slowly for the server's ReadTimeout: the sender may well send
+			// it in time on another try, and the rest of this one is not read.
+			h.Set("Connection", "close")
+			h.Set("Retry-After", "1")
+			status, body = http.StatusServiceUnavailable, bodyTooSlow
+			break
+		}
 		status, body = http.StatusBadRequest, bodyUnreadable
 	case ReasonUnavailable:
 		h.Set("Retry-After", "1")

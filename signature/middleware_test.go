@@ -1,6 +1,7 @@
 package signature_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -556,4 +558,42 @@ func TestBody(t *testing.T) {
 	_, ok := signature.BodyBytes(httptest.NewRequest(http.MethodPost, "/", strings.NewReader("x")))
 	assert.False(t, ok)
 	_ = strconv.Itoa
+}
+
+// A body that arrives too slowly for the server's ReadTimeout is answered 503 with Retry-After
+// and Connection: close, so that the sender retries; a body that cannot be read for another
+// reason stays 400.
+func TestSlowBodyIsRetryable(t *testing.T) {
+	v := signature.Must(signature.GitHub(githubSecret))
+	var reason string
+	srv := httptest.NewUnstartedServer(signature.Verify(v, signature.WithOnReject(func(_ *http.Request, err error) {
+		reason = signature.Reason(err)
+	}))(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("passed on") })))
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	_, err = io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: "+githubSignature+"\r\nContent-Length: 100\r\n\r\n{\"a\":")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	assert.True(t, resp.Close, "Connection: close")
+	assert.JSONEq(t, `{"error":"request body did not arrive in time, retry later"}`, string(body))
+	assert.Equal(t, signature.ReasonUnreadable, reason)
+
+	// A body that breaks for another reason is still 400.
+	e := newEndpoint(t, v)
+	r := httptest.NewRequest(http.MethodPost, "/", unreadable{})
+	r.Header.Set("X-Hub-Signature-256", githubSignature)
+	w := httptest.NewRecorder()
+	signature.Verify(v)(e.next).ServeHTTP(w, r)
+	assert.Equal(t, http.StatusBadRequest, w.Code)
 }

@@ -5,7 +5,12 @@
 // The caller keeps its chunks in a slice of its own: a small one then stays on its stack.
 package chunkbuf
 
-import "sync"
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+)
 
 // Size is the size of a chunk, and the largest body worth reading straight into one allocation.
 const Size = 16 << 10
@@ -34,4 +39,16 @@ func Join(head []byte, chunks []*Chunk, total int64) []byte {
 		off += copy(body[off:], c[:])
 	}
 	return body
+}
+
+// TimedOut reports whether reading a body failed because a deadline passed: the server's
+// ReadTimeout, for a body that arrived too slowly. The connection is still there, so the sender
+// hears the answer, and, as the body may well arrive in time on another try, the answer should
+// ask it to retry rather than call the request bad.
+func TimedOut(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
