@@ -66,18 +66,26 @@ type record struct {
 // it.
 func OpenAuditLog(path string) (*AuditLog, error) {
 	// Read as well as write: the last byte tells whether the file ends in half a line.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
-	created := err == nil
-	if errors.Is(err, fs.ErrExist) {
-		f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0o600)
+	created := false
+	if errors.Is(err, fs.ErrNotExist) {
+		// Not O_EXCL: path may be a symbolic link to a file still to be made, which O_EXCL
+		// refuses. Another process creating the file meanwhile only costs a needless sync.
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+		created = err == nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	if created {
-		if err := syncDir(filepath.Dir(path)); err != nil {
+		// The directory that holds the new name: the link's target's, when path is a link.
+		file := path
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			file = real
+		}
+		if err := syncDir(filepath.Dir(file)); err != nil {
 			f.Close()
-			os.Remove(path) // so that the next open creates it, and syncs, again
+			os.Remove(file) // so that the next open creates it, and syncs, again
 			return nil, fmt.Errorf("auditlog: %w", err)
 		}
 	}

@@ -185,5 +185,35 @@ func TestCreatedLogSyncsItsDirectory(t *testing.T) {
 	l, err = OpenAuditLog(path)
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
-	assert.Equal(t, []string{dir, dir}, synced, "a sync at each creation, none at the reopening")
+	real, err := filepath.EvalSymlinks(dir)
+	require.NoError(t, err)
+	assert.Equal(t, []string{real, real}, synced, "a sync at each creation, none at the reopening")
+}
+
+// A log path that is a symbolic link to a file not made yet creates the file, and syncs the
+// directory of the file, not of the link.
+func TestLogThroughALinkToAFileNotMadeYet(t *testing.T) {
+	var synced []string
+	old := syncDir
+	syncDir = func(dir string) error {
+		synced = append(synced, dir)
+		return old(dir)
+	}
+	t.Cleanup(func() { syncDir = old })
+	linkDir, fileDir := t.TempDir(), t.TempDir()
+	target := filepath.Join(fileDir, "audit.jsonl")
+	link := filepath.Join(linkDir, "audit.jsonl")
+	if err := os.Symlink(target, link); err != nil {
+		t.Skipf("no symbolic links here: %v", err)
+	}
+	l, err := OpenAuditLog(link)
+	require.NoError(t, err)
+	require.NoError(t, l.Send(context.Background(), &fanbridge.Event{ID: "e", Type: "t", Data: []byte(`{}`)}))
+	require.NoError(t, l.Close())
+	b, err := os.ReadFile(target)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"id":"e"`)
+	real, err := filepath.EvalSymlinks(fileDir)
+	require.NoError(t, err)
+	assert.Equal(t, []string{real}, synced)
 }
