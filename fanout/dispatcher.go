@@ -169,17 +169,6 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 	if cerr := ctx.Err(); cerr != nil {
 		return fmt.Errorf("fanout: %w", cerr)
 	}
-	s := d.acquire()
-	if s == nil {
-		return errClosed
-	}
-	defer s.release()
-	handing := true // until the tasks are handed out (see snapshot.handing)
-	defer func() {
-		if handing {
-			s.handed()
-		}
-	}()
 	if tr := d.tel.tracer; tr != nil {
 		var span trace.Span
 		ctx, span = tr.Start(parentContext(ctx, e), "fanout.dispatch", trace.WithSpanKind(trace.SpanKindInternal),
@@ -201,19 +190,38 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 		}()
 	}
 
+	var key string // empty when deduplication is off, for this event or at all
+	if d.dedup != nil && e.ID != "" {
+		// Claimed before the configuration is taken: a dispatch waiting for the claim must not
+		// hold an old configuration, whose removed sinks' queues close only once every dispatch
+		// on it has handed its tasks out, while the claim's holder waits on a sink an Update
+		// rebuilt behind one of them.
+		key = scopedDedupKey(ctx, e)
+		if cerr := d.claims.acquire(ctx, key); cerr != nil {
+			return retry.After(fmt.Errorf("%w: %w", ErrInFlight, cerr), d.cfg.overloadAfter)
+		}
+		defer d.claims.release(key)
+	}
+
+	s := d.acquire()
+	if s == nil {
+		return errClosed
+	}
+	defer s.release()
+	handing := true // until the tasks are handed out (see snapshot.handing)
+	defer func() {
+		if handing {
+			s.handed()
+		}
+	}()
+
 	g := d.newGroup(len(s.sinks))
 	defer d.unref(g)
 	if !s.match(e, g) || len(g.targets) == 0 {
 		return errNoMatch
 	}
 
-	var key string // empty when deduplication is off, for this event or at all
-	if d.dedup != nil && e.ID != "" {
-		key = scopedDedupKey(ctx, e)
-		if cerr := d.claims.acquire(ctx, key); cerr != nil {
-			return retry.After(fmt.Errorf("%w: %w", ErrInFlight, cerr), d.cfg.overloadAfter)
-		}
-		defer d.claims.release(key)
+	if key != "" {
 		rec, seen, serr := d.dedup.Seen(ctx, key)
 		if serr != nil {
 			// Delivering again is safer than dropping: at least once, never at most once.
@@ -505,7 +513,7 @@ func (d *Dispatcher) finish(t *task, out SinkResult) {
 // are done with it.
 type group struct {
 	targets []target
-	seen    []bool
+	slot    []int32  // per sink of the snapshot: 1 + its index in targets, 0 when not a target
 	rules   []string // pattern rules the Matcher matched
 	order   []int    // route indices to look at, in configuration order
 	matched []int    // route indices that matched, counted once the event is accepted
@@ -526,10 +534,10 @@ type group struct {
 func (d *Dispatcher) newGroup(nSinks int) *group {
 	g := d.groups.Get().(*group)
 	g.refs.Store(1)
-	if cap(g.seen) < nSinks {
-		g.seen = make([]bool, nSinks)
+	if cap(g.slot) < nSinks {
+		g.slot = make([]int32, nSinks)
 	}
-	g.seen = g.seen[:nSinks]
+	g.slot = g.slot[:nSinks]
 	return g
 }
 
@@ -537,7 +545,7 @@ func (d *Dispatcher) unref(g *group) {
 	if g.refs.Add(-1) != 0 {
 		return
 	}
-	clear(g.seen)
+	clear(g.slot)
 	clear(g.rules)
 	g.rules = g.rules[:0]
 	g.matched = g.matched[:0]
@@ -710,7 +718,7 @@ func (d *Dispatcher) build(cfg Config, old *snapshot) (*snapshot, []*sinkState, 
 				st.after = d.newest[n.Name]
 				d.sinkMu.Unlock()
 				if st.after != nil {
-					st.reserved = st.after.reserved
+					st.reserved, st.count = st.after.reserved, st.after.count
 				}
 			}
 			fresh = append(fresh, st)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/retry/retrytest"
 )
 
@@ -242,9 +243,71 @@ func TestRebuiltSinkCountsItsPredecessorsQueue(t *testing.T) {
 		require.ErrorIs(t, d.Dispatch(ctx, event(fmt.Sprintf("refused-%d", concurrency), "x")), fanbridge.ErrOverloaded)
 	}
 	close(release)
+	// The rebuilt sink's Stats account for the events it took over: delivered by the old one,
+	// they are counted once, where Queued counted them.
+	require.Eventually(t, func() bool {
+		st := d.Stats()[0]
+		return st.Delivered == 2 && st.Queued == 0
+	}, 10*time.Second, time.Millisecond, "%+v", d.Stats())
 	require.NoError(t, d.Close(ctx))
 	for _, id := range []string{"e1", "e2"} {
 		_, ok := delivered.Load(id)
 		assert.True(t, ok, id)
 	}
+}
+
+// A dispatch that waits for another dispatch of the same event waits holding no configuration:
+// otherwise, when the holder's task waits in a sink an Update rebuilt under ordering keys, the
+// rebuilt sink waits for the old configuration to hand its tasks out, the waiting dispatch holds
+// that up, and the holder is dead-lettered when its budget ends.
+func TestDispatchWaitingForAClaimHoldsNoConfiguration(t *testing.T) {
+	ctx := testContext(t)
+	s := newRecSink()
+	q := &memDLQ{}
+	gate := make(chan struct{})
+	entered := make(chan struct{})
+	var once sync.Once
+	blocking := filter.PredicateFunc(func(*fanbridge.Event) bool {
+		once.Do(func() {
+			close(entered)
+			<-gate
+		})
+		return true
+	})
+	cfg := func(concurrency int, f filter.Predicate) fanout.Config {
+		return fanout.Config{
+			Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: concurrency}},
+			Routes: []fanout.Route{{Name: "r", Filter: f, Sinks: []string{"s"}}},
+			DLQ:    q,
+		}
+	}
+	d := newDispatcher(t, cfg(1, blocking), fanout.WithOrderingKey(func(*fanbridge.Event) string { return "k" }))
+
+	first := make(chan error, 1)
+	go func() { first <- d.Dispatch(ctx, event("E", "x")) }()
+	recv(t, entered) // the first dispatch holds the old configuration, matching
+	require.NoError(t, d.Update(cfg(2, fanout.All)))
+
+	type outcome struct {
+		res fanout.Result
+		err error
+	}
+	second := make(chan outcome, 1)
+	go func() {
+		short, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		res, err := d.Deliver(short, event("E", "x"))
+		second <- outcome{res, err}
+	}()
+	require.Eventually(t, func() bool { return fanout.ClaimWaiting(d, event("E", "x")) }, 5*time.Second, time.Millisecond,
+		"the second dispatch of E waits for the first")
+	close(gate)
+
+	require.NoError(t, recv(t, first))
+	got := recv(t, second)
+	require.ErrorIs(t, got.err, fanbridge.ErrDuplicate)
+	require.Len(t, got.res.Sinks, 1)
+	assert.Equal(t, fanout.SkippedDuplicate, got.res.Sinks[0].Outcome)
+	assert.Equal(t, 1, s.Delivered("E"))
+	assert.Empty(t, q.Entries())
 }

@@ -32,8 +32,9 @@ type sinkState struct {
 	after *sinkState
 
 	// queue feeds the workers. reserved (never above cfg.QueueSize) counts the tasks accepted and
-	// not finished; a sink rebuilt under ordering keys shares it with the one it replaces (see
-	// after), whose tasks it waits for, so that the bound holds for the name across Updates. ghosts (never above cfg.QueueSize either) counts the tasks their Sync dispatch
+	// not finished; a sink rebuilt under ordering keys shares it, and its counters, with the one
+	// it replaces (see after), whose tasks it waits for, so that the bound holds for the name
+	// across Updates and its Stats account for those tasks. ghosts (never above cfg.QueueSize either) counts the tasks their Sync dispatch
 	// took back and ran, or withdrew and answered for, still in the queue until a worker skips
 	// them. The queue holds both, so its
 	// capacity is twice cfg.QueueSize, and a send after a successful reserve never blocks.
@@ -50,7 +51,7 @@ type sinkState struct {
 	freeLanes *lane
 
 	errOverloaded error
-	count         counters
+	count         *counters // shared with the sink it replaces, as reserved is
 }
 
 // counters are what Stats reports.
@@ -89,7 +90,7 @@ func normalize(sc SinkConfig) (SinkConfig, error) {
 
 func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
 	st := &sinkState{d: d, name: sc.Name, sink: sc.Sink, cfg: sc, attrSet: newAttrSet("sink", sc.Name),
-		lanes: make(map[string]*lane), reserved: new(atomic.Int64)}
+		lanes: make(map[string]*lane), reserved: new(atomic.Int64), count: new(counters)}
 	r, err := retry.New(sc.Retry, retry.WithClock(d.cfg.clock))
 	if err != nil {
 		return nil, fmt.Errorf("%w: sink %q: %w", ErrInvalidConfig, sc.Name, err)

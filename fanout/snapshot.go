@@ -177,20 +177,26 @@ func (s *snapshot) take(i int, g *group) {
 	r := &s.routes[i]
 	g.matched = append(g.matched, i)
 	for _, k := range r.sinks {
-		if g.seen[k] {
+		if g.slot[k] != 0 {
 			continue
 		}
-		g.seen[k] = true
 		g.targets = append(g.targets, target{sink: s.sinks[k], route: r.name})
+		g.slot[k] = int32(len(g.targets))
 	}
 }
 
 // countMatched counts the routes g matched, once the event is accepted: an event refused
 // (overloaded, in flight elsewhere) or answered as a duplicate was counted when it was accepted,
-// or will be when its sender's retry is.
+// or will be when its sender's retry is. Of a retry that goes only to the sinks lacking the
+// event, the routes none of whose sinks it goes to were counted the first time.
 func (s *snapshot) countMatched(ctx context.Context, g *group, tel *telemetry) {
 	for _, i := range g.matched {
-		tel.matched.Add(ctx, 1, s.routes[i].attrs.addOpts...)
+		for _, k := range s.routes[i].sinks {
+			if j := g.slot[k]; j != 0 && !g.targets[j-1].skip {
+				tel.matched.Add(ctx, 1, s.routes[i].attrs.addOpts...)
+				break
+			}
+		}
 	}
 }
 

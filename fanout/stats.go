@@ -23,7 +23,8 @@ type SinkStats struct {
 
 // Stats returns the counters of the sinks of the current configuration, in configuration order
 // (nil once Close has begun). A sink kept across Update keeps its counters; a new or changed one
-// starts from zero.
+// starts from zero, except under WithOrderingKey, where a changed one carries on the counters of
+// the one it replaces, as it waits for that one's events and counts them against its QueueSize.
 func (d *Dispatcher) Stats() []SinkStats {
 	s := d.snap.Load()
 	if s == nil {

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/retry/retrytest"
@@ -350,4 +351,35 @@ func TestRouteMatchedCountsAcceptedEvents(t *testing.T) {
 	var rm metricdata.ResourceMetrics
 	require.NoError(t, reader.Collect(ctx, &rm))
 	assert.Equal(t, map[string]float64{"main": 1, "slow": 1}, points(t, rm, "fanbridge.fanout.route.matched", "route"))
+}
+
+// Of a sender's retry after a partial failure, which goes only to the sinks lacking the event, a
+// route none of whose sinks it goes to was counted the first time and is not counted again.
+func TestRouteMatchedCountsARetryOnlyWhereItGoes(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	flaky := newRecSink()
+	flaky.fail = func(_ *fanbridge.Event, attempt int) error {
+		if attempt == 1 {
+			return retry.Permanent(errBoom)
+		}
+		return nil
+	}
+	q := &memDLQ{fail: func(dlq.Entry) error { return errBoom }}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "ok", Sink: newRecSink()}, {Name: "flaky", Sink: flaky}},
+		Routes: []fanout.Route{
+			{Name: "to-ok", Filter: fanout.All, Sinks: []string{"ok"}},
+			{Name: "to-flaky", Filter: fanout.All, Sinks: []string{"flaky"}},
+		},
+		DLQ: q,
+	}, fanout.WithMeterProvider(mp), fanout.WithDLQTimeout(50*time.Millisecond))
+	ctx := testContext(t)
+	var derr *fanout.DeliveryError
+	require.ErrorAs(t, d.Dispatch(ctx, event("e1", "x")), &derr, "flaky failed and the DLQ refused it")
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")), "the retry reaches flaky only")
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(ctx, &rm))
+	assert.Equal(t, map[string]float64{"to-ok": 1, "to-flaky": 2}, points(t, rm, "fanbridge.fanout.route.matched", "route"))
 }
