@@ -163,7 +163,9 @@ func (s *scanner) isObject() bool {
 	return false
 }
 
-// detect picks the format from the top-level keys.
+// detect picks the format from the top-level keys. A key whose value is null counts as absent,
+// as it does when the format's fields are read: a webhook serialised with "detail": null is a
+// webhook.
 func (s *scanner) detect() Format {
 	const (
 		hasDetailType = 1 << iota
@@ -176,7 +178,7 @@ func (s *scanner) detect() Format {
 	var has int
 	for i := range s.members {
 		m := &s.members[i]
-		if m.parent != -1 {
+		if m.parent != -1 || isNull(s.val(m)) {
 			continue
 		}
 		switch string(s.key(m)) {

@@ -3,6 +3,7 @@ package eventbridge_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -733,4 +734,44 @@ func TestTimesOutsideTheYearsRFC3339Writes(t *testing.T) {
 	e, err := eventbridge.Decode([]byte(`{"topicName":"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity","eventBody":{"eventTime":253402300800000}}`), "")
 	require.NoError(t, err)
 	assert.True(t, e.Time.IsZero(), "%v", e.Time)
+}
+
+// A key that differs only in case from one the decoder reads is a duplicate to encoding/json,
+// which matches struct fields ignoring case (Unicode folding: "ſ" is "s", "K" is "k") and keeps
+// the last: a consumer decoding Raw so would read another source than the one checked. Such a
+// body is refused; keys that merely look alike are not.
+func TestKeysDifferingOnlyInCaseAreDuplicates(t *testing.T) {
+	const base = `{"id":"1","detail-type":"t","source":"aws.partner/genesys.com/cloud/org/","account":"123456789012","detail":{}%s}`
+	for _, extra := range []string{
+		`,"ſource":"evil"`, `,"Source":"evil"`, `,"SOURCE":"evil"`, `,"ID":"2"`, `,"Detail-Type":"u"`,
+		`,"\u017fource":"evil"`, `,"Account":"210987654321"`,
+	} {
+		_, err := eventbridge.Decode([]byte(fmt.Sprintf(base, extra)), "")
+		require.ErrorIs(t, err, eventbridge.ErrInvalidField, extra)
+		assert.Contains(t, err.Error(), "written in another case")
+		assert.NotContains(t, err.Error(), "evil")
+	}
+	for _, extra := range []string{`,"sources":"x"`, `,"version":"0"`, `,"detail_type":"x"`, `,"ѕource":"x"`} { // the last starts with a Cyrillic letter
+		_, err := eventbridge.Decode([]byte(fmt.Sprintf(base, extra)), "")
+		require.NoError(t, err, extra)
+	}
+	// Inside detail too, for the fields read there.
+	_, err := eventbridge.Decode([]byte(`{"id":"1","detail-type":"t","source":"s","detail":{"topicName":"v2.users.x.presence","TopicName":"v2.other","eventBody":{}}}`), "")
+	require.ErrorIs(t, err, eventbridge.ErrInvalidField)
+}
+
+// A top-level key whose value is null counts as absent when the format is picked, as it does
+// when the format's fields are read: a generic webhook serialised with its unset fields as null
+// is still a webhook.
+func TestNullKeysDoNotPickTheFormat(t *testing.T) {
+	for body, format := range map[string]string{
+		`{"event":"x","data":{},"detail":null}`:                                    "webhook",
+		`{"event":"x","data":{},"eventBody":null,"topicName":null}`:                "webhook",
+		`{"topicName":"v2.users.x.activity","eventBody":{},"detail":null}`:         "notification",
+		`{"id":"1","detail-type":"t","source":"s","detail":{},"specversion":null}`: "eventbridge",
+	} {
+		e, err := eventbridge.Decode([]byte(body), "")
+		require.NoError(t, err, body)
+		assert.Equal(t, format, e.Meta(fanbridge.MetaFormat), body)
+	}
 }

@@ -76,8 +76,10 @@
 // (also when spelled with escapes, like "i\u0064"): a duplicate is rejected rather than resolved,
 // because a proxy in front that reads the first copy and a decoder that reads the last would
 // disagree about what was checked. Duplicate keys inside Data are the sender's business and pass
-// through unchanged. JSON null counts as an absent member. Keys match exactly (case-sensitive),
-// unlike encoding/json's struct decoding.
+// through unchanged. JSON null counts as an absent member, also when the format is picked. Keys
+// match exactly (case-sensitive); as encoding/json's struct decoding matches them ignoring case
+// (Unicode folding: "ſource" is "source" to it) and keeps the last, a key that differs only in
+// case from one the decoder reads counts as a duplicate too.
 //
 // Decoding validates the whole body in one pass and extracts only the fields above; eventBody is
 // never materialised. That is what makes the Handler several times faster than code that

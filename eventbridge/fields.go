@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fanbridge/fanbridge/internal/jsonstr"
 )
@@ -63,6 +64,10 @@ func (o object) fields(where string, idx []int32, slot func(name []byte) int) er
 		idx[i] = -1
 	}
 	ms := o.s.members
+	// The members not read, for the check below; an object with more than fit here is searched
+	// again.
+	var ignored [16]int32
+	nIgnored, more := 0, false
 	for i := range ms {
 		m := &ms[i]
 		if m.parent != o.parent {
@@ -70,6 +75,12 @@ func (o object) fields(where string, idx []int32, slot func(name []byte) int) er
 		}
 		j := slot(o.s.key(m))
 		if j < 0 {
+			if nIgnored < len(ignored) {
+				ignored[nIgnored] = int32(i)
+				nIgnored++
+			} else {
+				more = true
+			}
 			continue
 		}
 		if idx[j] >= 0 {
@@ -77,12 +88,59 @@ func (o object) fields(where string, idx []int32, slot func(name []byte) int) er
 		}
 		idx[j] = int32(i)
 	}
+	// A key that differs only in case from one read ("Source", "ſource" beside "source") is a
+	// duplicate to encoding/json, which matches struct fields ignoring case and lets the last
+	// win: a consumer decoding Raw so would read another source than the one checked here.
+	check := func(i int) error {
+		k := o.s.key(&ms[i])
+		ascii := isASCII(k)
+		for _, j := range idx {
+			if j >= 0 && foldsTo(k, ascii, o.s.key(&ms[j])) {
+				return fmt.Errorf("%w: duplicate key %s%s, written in another case", ErrInvalidField, where, slotName(o.s.key(&ms[j])))
+			}
+		}
+		return nil
+	}
+	for _, i := range ignored[:nIgnored] {
+		if err := check(int(i)); err != nil {
+			return err
+		}
+	}
+	if more {
+		for i := int(ignored[len(ignored)-1]) + 1; i < len(ms); i++ {
+			if ms[i].parent == o.parent && slot(o.s.key(&ms[i])) < 0 {
+				if err := check(i); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	for i, j := range idx {
 		if j >= 0 && isNull(o.s.val(&ms[j])) {
 			idx[i] = -1
 		}
 	}
 	return nil
+}
+
+// foldsTo reports whether k equals name, an ASCII key, under Unicode case folding, as
+// encoding/json matches a key to a struct field. An ASCII k (ascii) folds only by the case of
+// its letters, which keeps its length and the bit 0x20 aside of each byte: most keys are told
+// apart by that before folding.
+func foldsTo(k []byte, ascii bool, name []byte) bool {
+	if ascii && (len(k) != len(name) || len(k) > 0 && k[0]|0x20 != name[0]|0x20) {
+		return false
+	}
+	return bytes.EqualFold(k, name)
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // slotName renders a key for an error message: only keys the decoder asked for reach here, so this

@@ -182,6 +182,20 @@ func crossCheck(t *testing.T, body []byte, e *fanbridge.Event) {
 		equal(t, "source", e.Source, top.str(t, "source"))
 		equal(t, "account", e.Meta(fanbridge.MetaAccount), top.str(t, "account"))
 		equal(t, "region", e.Meta(fanbridge.MetaRegion), top.str(t, "region"))
+		// A consumer decoding Raw into a struct matches keys ignoring case: it must read what
+		// was checked (the allowed sources and accounts), not a case variant.
+		var st struct {
+			ID         string `json:"id"`
+			DetailType string `json:"detail-type"`
+			Source     string `json:"source"`
+			Account    string `json:"account"`
+		}
+		if json.Unmarshal(body, &st) == nil {
+			equal(t, "struct id", e.ID, st.ID)
+			equal(t, "struct detail-type", e.Type, st.DetailType)
+			equal(t, "struct source", e.Source, st.Source)
+			equal(t, "struct account", e.Meta(fanbridge.MetaAccount), st.Account)
+		}
 		detail := top.obj(t, "detail")
 		if hasMember(detail, "eventBody") && hasMember(detail, "topicName") {
 			equal(t, "topicName", e.Topic, detail.str(t, "topicName"))
