@@ -20,6 +20,9 @@ const (
 	MetaDataBase64 = "database64"
 )
 
+// cloudEventKeys are the CloudEvents attributes read by name (see fields).
+var cloudEventKeys = []string{"specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time", "data", "data_base64"}
+
 // decodeCloudEvents decodes a CloudEvents 1.0 event in structured JSON mode.
 func decodeCloudEvents(s *scanner) (*fanbridge.Event, error) {
 	const (
@@ -61,7 +64,7 @@ func decodeCloudEvents(s *scanner) (*fanbridge.Event, error) {
 			return fDataBase64
 		}
 		return -1
-	})
+	}, cloudEventKeys)
 	if err != nil {
 		return nil, err
 	}

@@ -718,13 +718,14 @@ func TestNewDecoder(t *testing.T) {
 	assert.Len(t, all.Formats(), 5)
 }
 
-// A time no RFC 3339 timestamp can write (outside the years 0000 to 9999 in UTC) could be
-// neither produced to Kafka nor dead-lettered. A time field of the envelope is refused (400, the
+// A time outside the years 0001 to 9999 in UTC could be neither produced to Kafka nor
+// dead-lettered (RFC 3339 writes no other), nor sent as a protobuf Timestamp (from 0001). A time field of the envelope is refused (400, the
 // sender's mistake); an eventBody's eventTime, which is the sender's data, just gives no time.
 func TestTimesOutsideTheYearsRFC3339Writes(t *testing.T) {
 	for _, body := range []string{
 		`{"id":"1","detail-type":"t","source":"s","time":"0000-01-01T00:00:00+01:00","detail":{}}`,
 		`{"specversion":"1.0","id":"1","source":"s","type":"t","time":"0000-01-01T00:00:00+01:00","data":{}}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","time":"0000-06-01T00:00:00Z","data":{}}`,
 		`{"id":"x","eventType":"t","attributes":{},"timestamp":999999999999999}`,
 		`{"id":"x","eventType":"t","attributes":{},"timestamp":"9999-12-31T23:59:60Z"}`,
 	} {
@@ -755,9 +756,26 @@ func TestKeysDifferingOnlyInCaseAreDuplicates(t *testing.T) {
 		_, err := eventbridge.Decode([]byte(fmt.Sprintf(base, extra)), "")
 		require.NoError(t, err, extra)
 	}
-	// Inside detail too, for the fields read there.
-	_, err := eventbridge.Decode([]byte(`{"id":"1","detail-type":"t","source":"s","detail":{"topicName":"v2.users.x.presence","TopicName":"v2.other","eventBody":{}}}`), "")
-	require.ErrorIs(t, err, eventbridge.ErrInvalidField)
+	// A variant of a key that is absent is read by encoding/json as that key: refused too.
+	for _, body := range []string{
+		`{"id":"1","detail-type":"t","source":"s","detail":{},"Account":"210987654321"}`,
+		`{"id":"x","eventType":"t","attributes":{},"Source":"evil"}`,
+		`{"specversion":"1.0","id":"1","source":"s","type":"t","Subject":"x"}`,
+		`{"topicName":"v2.users.x.activity","eventBody":{},"MetaData":{}}`,
+	} {
+		_, err := eventbridge.Decode([]byte(body), "")
+		require.ErrorIs(t, err, eventbridge.ErrInvalidField, body)
+	}
+	// A generic event's detail is the sender's data, where keys that differ only in case are
+	// its business.
+	for _, detail := range []string{
+		`{"timestamp":"2024-01-02T03:04:05Z","Timestamp":1}`,
+		`{"metadata":{"a":1},"Metadata":{"b":2}}`,
+		`{"topicName":"x","TopicName":"y"}`,
+	} {
+		_, err := eventbridge.Decode([]byte(`{"id":"1","detail-type":"Order Placed","source":"com.example.shop","detail":`+detail+`}`), "")
+		require.NoError(t, err, detail)
+	}
 }
 
 // A top-level key whose value is null counts as absent when the format is picked, as it does

@@ -77,9 +77,11 @@
 // because a proxy in front that reads the first copy and a decoder that reads the last would
 // disagree about what was checked. Duplicate keys inside Data are the sender's business and pass
 // through unchanged. JSON null counts as an absent member, also when the format is picked. Keys
-// match exactly (case-sensitive); as encoding/json's struct decoding matches them ignoring case
+// match exactly (case-sensitive). As encoding/json's struct decoding matches them ignoring case
 // (Unicode folding: "ſource" is "source" to it) and keeps the last, a key that differs only in
-// case from one the decoder reads counts as a duplicate too.
+// case from one the decoder reads by name is refused too, whether that key is there or not, in
+// the objects whose shape is the format's (an envelope, a CloudEvent, a webhook, a
+// notification); in a generic event's detail such keys are the sender's data.
 //
 // Decoding validates the whole body in one pass and extracts only the fields above; eventBody is
 // never materialised. That is what makes the Handler several times faster than code that

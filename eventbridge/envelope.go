@@ -37,7 +37,7 @@ func decodeEventBridge(s *scanner) (*fanbridge.Event, error) {
 			return fDetail
 		}
 		return -1
-	})
+	}, envelopeKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -164,6 +164,11 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 	)
 	var f [nFields]int32
 	n := notification{bodyIdx: -1}
+	// A generic event's detail is the sender's data; a Genesys notification's shape is ours.
+	var strict []string
+	if names != &envelopeDetail {
+		strict = notificationKeys
+	}
 	err := o.fields(names.prefix, f[:], func(k []byte) int {
 		switch string(k) {
 		case "topicName":
@@ -176,7 +181,7 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 			return fTimestamp
 		}
 		return -1
-	})
+	}, strict)
 	if err != nil {
 		return n, err
 	}
@@ -217,7 +222,7 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 				return 0
 			}
 			return -1
-		})
+		}, nil)
 		if err == nil {
 			n.correlation, err = meta.s.optionalString(names.correlationID, c[0])
 		}

@@ -59,61 +59,37 @@ func (s *scanner) child(idx int32) object {
 // member name, or -1 to ignore the member. A name seen twice is an error: the two copies could be
 // read differently by different parsers (a signature proxy and this decoder), so neither wins.
 // Members whose value is JSON null count as absent, as encoding/json treats them.
-func (o object) fields(where string, idx []int32, slot func(name []byte) int) error {
+//
+// With names, the names slot knows, o is an object whose shape is ours to define (an envelope, a
+// CloudEvent, a webhook, a notification), and a key that differs only in case from one of them
+// ("Source", "ſource") is refused too: encoding/json's struct decoding matches keys ignoring case
+// (Unicode folding) and keeps the last, so a consumer decoding Raw so would read it where this
+// decoder read the exact key, or nothing. Without names (a generic event's detail, metadata, an
+// eventBody: the sender's data), such keys are the sender's business.
+func (o object) fields(where string, idx []int32, slot func(name []byte) int, names []string) error {
 	for i := range idx {
 		idx[i] = -1
 	}
 	ms := o.s.members
-	// The members not read, for the check below; an object with more than fit here is searched
-	// again.
-	var ignored [16]int32
-	nIgnored, more := 0, false
 	for i := range ms {
 		m := &ms[i]
 		if m.parent != o.parent {
 			continue
 		}
-		j := slot(o.s.key(m))
+		k := o.s.key(m)
+		j := slot(k)
 		if j < 0 {
-			if nIgnored < len(ignored) {
-				ignored[nIgnored] = int32(i)
-				nIgnored++
-			} else {
-				more = true
+			if names != nil {
+				if n, ok := foldsToOneOf(k, names); ok {
+					return fmt.Errorf("%w: duplicate key %s%q, written in another case", ErrInvalidField, where, n)
+				}
 			}
 			continue
 		}
 		if idx[j] >= 0 {
-			return fmt.Errorf("%w: duplicate key %s%s", ErrInvalidField, where, slotName(o.s.key(m)))
+			return fmt.Errorf("%w: duplicate key %s%s", ErrInvalidField, where, slotName(k))
 		}
 		idx[j] = int32(i)
-	}
-	// A key that differs only in case from one read ("Source", "ſource" beside "source") is a
-	// duplicate to encoding/json, which matches struct fields ignoring case and lets the last
-	// win: a consumer decoding Raw so would read another source than the one checked here.
-	check := func(i int) error {
-		k := o.s.key(&ms[i])
-		ascii := isASCII(k)
-		for _, j := range idx {
-			if j >= 0 && foldsTo(k, ascii, o.s.key(&ms[j])) {
-				return fmt.Errorf("%w: duplicate key %s%s, written in another case", ErrInvalidField, where, slotName(o.s.key(&ms[j])))
-			}
-		}
-		return nil
-	}
-	for _, i := range ignored[:nIgnored] {
-		if err := check(int(i)); err != nil {
-			return err
-		}
-	}
-	if more {
-		for i := int(ignored[len(ignored)-1]) + 1; i < len(ms); i++ {
-			if ms[i].parent == o.parent && slot(o.s.key(&ms[i])) < 0 {
-				if err := check(i); err != nil {
-					return err
-				}
-			}
-		}
 	}
 	for i, j := range idx {
 		if j >= 0 && isNull(o.s.val(&ms[j])) {
@@ -123,15 +99,41 @@ func (o object) fields(where string, idx []int32, slot func(name []byte) int) er
 	return nil
 }
 
-// foldsTo reports whether k equals name, an ASCII key, under Unicode case folding, as
-// encoding/json matches a key to a struct field. An ASCII k (ascii) folds only by the case of
-// its letters, which keeps its length and the bit 0x20 aside of each byte: most keys are told
-// apart by that before folding.
-func foldsTo(k []byte, ascii bool, name []byte) bool {
-	if ascii && (len(k) != len(name) || len(k) > 0 && k[0]|0x20 != name[0]|0x20) {
-		return false
+// foldsToOneOf returns the name of names, all ASCII, that k equals under Unicode case folding,
+// as encoding/json matches a key to a struct field. An ASCII k folds only by the case of its
+// letters, which keeps its length and every byte but for the bit 0x20 of a letter: most keys are
+// told apart by their length and first byte before folding.
+func foldsToOneOf(k []byte, names []string) (string, bool) {
+	ascii := isASCII(k)
+	for _, n := range names {
+		if ascii {
+			if len(k) != len(n) || len(k) == 0 || k[0]|0x20 != n[0]|0x20 {
+				continue
+			}
+			same := true
+			for i := range k {
+				if lower(k[i]) != lower(n[i]) {
+					same = false
+					break
+				}
+			}
+			if same {
+				return n, true
+			}
+			continue
+		}
+		if strings.EqualFold(string(k), n) {
+			return n, true
+		}
 	}
-	return bytes.EqualFold(k, name)
+	return "", false
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func isASCII(b []byte) bool {
@@ -233,7 +235,7 @@ func (s *scanner) optionalTime(field string, idx int32) (time.Time, error) {
 	}
 	t, ok := parseTime(b)
 	if !ok {
-		return time.Time{}, fmt.Errorf("%w: %s is not an RFC 3339 timestamp of the years 0000 to 9999", ErrInvalidField, field)
+		return time.Time{}, fmt.Errorf("%w: %s is not an RFC 3339 timestamp of the years 0001 to 9999", ErrInvalidField, field)
 	}
 	return t, nil
 }
@@ -297,12 +299,12 @@ func parseTime(b []byte) (time.Time, bool) {
 	return inYears(t.Add(-time.Duration(offset) * time.Second))
 }
 
-// inYears returns t and whether it falls in the years 0000 to 9999 in UTC, the ones RFC 3339
-// can write: a time outside them ("0000-01-01T00:00:00+01:00", or epoch milliseconds past
+// inYears returns t and whether it falls in the years 0001 to 9999 in UTC. RFC 3339 can write
+// no others, so a time outside them ("0000-12-31T23:00:00-02:00", or epoch milliseconds past
 // 9999) could be neither produced to Kafka nor dead-lettered, and would be answered 503 at
-// every retry of its sender.
+// every retry of its sender; and a protobuf Timestamp, which grpcsink sends, starts at 0001.
 func inYears(t time.Time) (time.Time, bool) {
-	if y := t.Year(); y < 0 || y > 9999 {
+	if y := t.Year(); y < 1 || y > 9999 {
 		return time.Time{}, false
 	}
 	return t, true
@@ -384,3 +386,12 @@ func (t *strtab) get(h int) string {
 	}
 	return t.all[t.offs[h]:t.offs[h+1]]
 }
+
+// The keys each format's decoder reads by name in the objects whose shape is the format's (see
+// fields): a key that differs from one of them only in case is refused.
+var (
+	envelopeKeys         = []string{"id", "detail-type", "source", "account", "region", "time", "detail"}
+	notificationKeys     = []string{"topicName", "eventBody", "metadata", "timestamp"}
+	webhookKeys          = []string{"event", "data", "metadata"}
+	webhookAttributeKeys = []string{"id", "eventType", "timestamp", "source", "attributes"}
+)

@@ -91,7 +91,7 @@ func eventTimeIn(o object) (time.Time, bool) {
 			return 0
 		}
 		return -1
-	})
+	}, nil)
 	if err != nil || f[0] < 0 {
 		return time.Time{}, false
 	}

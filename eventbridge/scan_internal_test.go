@@ -115,7 +115,7 @@ func FuzzParseTime(f *testing.F) {
 		}
 		// time.Parse is laxer than RFC 3339 (one-digit hours, a comma before the fraction, offsets
 		// of +24:00); only strings of the RFC's own shape must be accepted by both.
-		if !ok && err == nil && rfc3339Shape.MatchString(s) && want.UTC().Year() >= 0 && want.UTC().Year() <= 9999 {
+		if !ok && err == nil && rfc3339Shape.MatchString(s) && want.UTC().Year() >= 1 && want.UTC().Year() <= 9999 {
 			t.Fatalf("parseTime refused %q, time.Parse read %v", s, want)
 		}
 	})
@@ -146,14 +146,16 @@ func TestParseTimeMatchesTimeParse(t *testing.T) {
 	for _, s := range []string{"2023-02-29T00:00:00Z", "2021-06-25T24:00:00Z", "2021-06-25 15:11:52Z", "2021-06-25T15:11:52",
 		"2021-06-25T15:11:61Z", "2021-06-25x15:11:52Z", "2021-06-25T15:11:52y",
 		"2021-06-25T15:11:52.Z", "2021-06-25T15:11:52+2:00", "2021-13-01T00:00:00Z", "21-06-25T15:11:52Z",
-		// Instants outside the years 0000 to 9999 in UTC, which no RFC 3339 timestamp can write:
-		// neither a Kafka header nor a dead-letter entry could hold them.
-		"0000-01-01T00:00:00+01:00", "9999-12-31T23:59:60Z", "9999-12-31T23:00:00-01:00"} {
+		// Instants outside the years 0001 to 9999 in UTC: no RFC 3339 timestamp can write
+		// those before 0000 or after 9999, so neither a Kafka header nor a dead-letter entry could
+		// hold them, and a protobuf Timestamp (grpcsink) starts at 0001.
+		"0000-01-01T00:00:00+01:00", "0000-06-01T00:00:00Z", "0001-01-01T00:30:00+01:00",
+		"9999-12-31T23:59:60Z", "9999-12-31T23:00:00-01:00"} {
 		if _, ok := parseTime([]byte(s)); ok {
 			t.Errorf("parseTime accepted %q", s)
 		}
 	}
-	for _, s := range []string{"0000-01-01T00:00:00Z", "0000-01-01T01:00:00+01:00", "9999-12-31T23:59:59.999999999Z", "9999-12-31T22:59:59-01:00"} {
+	for _, s := range []string{"0001-01-01T00:00:00Z", "0001-01-01T01:00:00+01:00", "9999-12-31T23:59:59.999999999Z", "9999-12-31T22:59:59-01:00"} {
 		if _, ok := parseTime([]byte(s)); !ok {
 			t.Errorf("parseTime refused %q", s)
 		}

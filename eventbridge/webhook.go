@@ -35,7 +35,7 @@ func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
 			return fMeta
 		}
 		return -1
-	})
+	}, webhookKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +200,7 @@ func decodeWebhookAttributes(s *scanner) (*fanbridge.Event, error) {
 			return fAttributes
 		}
 		return -1
-	})
+	}, webhookAttributeKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +224,7 @@ func decodeWebhookAttributes(s *scanner) (*fanbridge.Event, error) {
 		}
 		var ok bool
 		if t, ok = parseEventTime(v); !ok {
-			return nil, fmt.Errorf("%w: timestamp is neither RFC 3339 nor epoch milliseconds of the years 0000 to 9999", ErrInvalidField)
+			return nil, fmt.Errorf("%w: timestamp is neither RFC 3339 nor epoch milliseconds of the years 0001 to 9999", ErrInvalidField)
 		}
 	}
 	if f[fAttributes] < 0 {
