@@ -787,7 +787,9 @@ func TestQueuingDispatcher(t *testing.T) {
 func TestSlowBodyIsRetryable(t *testing.T) {
 	h := newHandler(t, &recorder{})
 	srv := httptest.NewUnstartedServer(h)
+	// The worst case: the write deadline passes together with the read one.
 	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Config.WriteTimeout = 200 * time.Millisecond
 	srv.Start()
 	t.Cleanup(srv.Close)
 	resp := postHalfABody(t, srv.Listener.Addr().String())

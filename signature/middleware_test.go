@@ -569,7 +569,9 @@ func TestSlowBodyIsRetryable(t *testing.T) {
 	srv := httptest.NewUnstartedServer(signature.Verify(v, signature.WithOnReject(func(_ *http.Request, err error) {
 		reason = signature.Reason(err)
 	}))(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("passed on") })))
+	// The worst case: the write deadline passes together with the read one.
 	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Config.WriteTimeout = 200 * time.Millisecond
 	srv.Start()
 	t.Cleanup(srv.Close)
 

@@ -21,7 +21,7 @@ import (
 const (
 	DefaultAddress           = ":8080"
 	DefaultReadHeaderTimeout = 5 * time.Second
-	DefaultReadTimeout       = 30 * time.Second
+	DefaultReadTimeout       = 10 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultIdleTimeout       = 2 * time.Minute
 	DefaultMaxHeaderBytes    = 64 << 10
@@ -235,12 +235,9 @@ func (c *Config) validateIntake(e *Errors) {
 		if in.MaxBody < 0 || in.MaxBody > 16<<20 {
 			e.add(p+".max_body", "want at most 16MiB")
 		}
-		if in.DispatchTimeout.D() >= c.Listen.WriteTimeout.D() {
-			if e.fromEnvAt("listen.write_timeout") {
-				e.add(p+".dispatch_timeout", "must be shorter than listen.write_timeout")
-			} else {
-				e.addf(p+".dispatch_timeout", "must be shorter than listen.write_timeout (%s)", c.Listen.WriteTimeout.D())
-			}
+		if msg := DispatchTimeoutProblem(in.DispatchTimeout.D(), c.Listen.ReadTimeout.D(), c.Listen.WriteTimeout.D(),
+			e.fromEnvAt("listen.read_timeout") || e.fromEnvAt("listen.write_timeout")); msg != "" {
+			e.add(p+".dispatch_timeout", msg)
 		}
 		if in.IgnoredStatus != 0 && (in.IgnoredStatus < 200 || in.IgnoredStatus > 299) {
 			e.add(p+".ignored_status", "want a 2xx status")
@@ -601,4 +598,22 @@ func quoteAddress(a string) string {
 		scheme = a[:i+3]
 	}
 	return fmt.Sprintf("%q (what came before the @ is not shown)", scheme+"…"+a[at:])
+}
+
+// DispatchTimeoutProblem says what is wrong with an intake's dispatch timeout beside the
+// server's read and write timeouts, or "" when nothing is. The server's write deadline runs from
+// the end of a request's headers, its read deadline from their start: a body may take
+// readTimeout to arrive, and its answer, after a dispatch of up to dispatch, must still be
+// written before writeTimeout, or the sender hears nothing. The same holds for the 503 that
+// asks the sender of a body too slow for readTimeout to retry. hide leaves the durations out of
+// the message, when they came from the environment.
+func DispatchTimeoutProblem(dispatch, readTimeout, writeTimeout time.Duration, hide bool) string {
+	if readTimeout+dispatch < writeTimeout {
+		return ""
+	}
+	if hide {
+		return "plus listen.read_timeout must be shorter than listen.write_timeout: a body may take read_timeout to arrive, and its answer must be written before write_timeout"
+	}
+	return fmt.Sprintf("plus listen.read_timeout (%s) must be shorter than listen.write_timeout (%s): a body may take read_timeout to arrive, and its answer must be written before write_timeout",
+		readTimeout, writeTimeout)
 }

@@ -97,7 +97,7 @@ func TestReloadDuringShutdownIsLogged(t *testing.T) {
 // request is done: /healthz and /metrics must not answer for up to shutdown.http_timeout after
 // the intake stopped taking requests.
 func TestAdminListenerClosesWithTheIntakeListener(t *testing.T) {
-	cfg, err := config.Parse([]byte(`listen: {address: "127.0.0.1:0", admin_address: "127.0.0.1:0", read_timeout: 1m}
+	cfg, err := config.Parse([]byte(`listen: {address: "127.0.0.1:0", admin_address: "127.0.0.1:0", read_timeout: 1m, write_timeout: 2m}
 intake: [{path: /events, insecure_no_auth: true}]
 sinks: [{name: consumer, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
 routes: [{name: everything, all: true, sinks: [consumer]}]
@@ -167,4 +167,37 @@ func TestFileDLQDirectoryIsPrivate(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), d)
 	}
+}
+
+// A body slower than listen.read_timeout is answered 503 with Retry-After through the whole
+// service, behind a verifier, so that the sender retries: the configuration keeps write_timeout
+// past read_timeout plus the dispatch budget, and the answer is written in time.
+func TestSlowBodyGetsARetryableAnswer(t *testing.T) {
+	cfg, err := config.Parse([]byte(`listen: {address: "127.0.0.1:0", read_timeout: 300ms, write_timeout: 3s}
+intake: [{path: /events, dispatch_timeout: 1s, verifiers: [{api_key: {header: X-Api-Key, keys: ["k-0123456789"]}}]}]
+sinks: [{name: consumer, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
+routes: [{name: everything, all: true, sinks: [consumer]}]
+`), nil)
+	require.NoError(t, err)
+	s, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-ran
+	}()
+
+	conn, err := net.Dial("tcp", s.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = fmt.Fprintf(conn, "POST /events HTTP/1.1\r\nHost: x\r\nX-Api-Key: k-0123456789\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err, "the sender hears an answer")
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
 }

@@ -130,6 +130,8 @@ func TestReloadChecksDispatchTimeoutAgainstRunningWriteTimeout(t *testing.T) {
 intake: [{path: /events, insecure_no_auth: true, dispatch_timeout: 1m}]`, false},
 		{"equal to the running one", `listen: {write_timeout: 1m}
 intake: [{path: /events, insecure_no_auth: true, dispatch_timeout: 30s}]`, false},
+		{"under the running one, but not with the running read_timeout", `listen: {write_timeout: 1m}
+intake: [{path: /events, insecure_no_auth: true, dispatch_timeout: 25s}]`, false},
 		{"under the running one", `intake: [{path: /events, insecure_no_auth: true, dispatch_timeout: 10s}]`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -521,11 +521,12 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 	// Settings that belong to the process keep their running values. That is said once the new
 	// configuration runs: of a rejected one, no setting takes effect, after a restart or not.
 	restart := restartOnly(s.cfg, cfg)
-	// Validate compared each dispatch_timeout with the file's listen.write_timeout, but the
-	// server keeps the running one: a deadline past it would cut answers off.
+	// Validate compared each dispatch_timeout with the file's listen timeouts, but the server
+	// keeps the running ones: a deadline past them would cut answers off.
 	for i := range cfg.Intake {
-		if wt := s.cfg.Listen.WriteTimeout.D(); cfg.Intake[i].DispatchTimeout.D() >= wt {
-			return fail(fmt.Errorf("config: intake[%d].dispatch_timeout: must be shorter than the running listen.write_timeout (%s), which changes only with a restart", i, wt))
+		rt, wt := s.cfg.Listen.ReadTimeout.D(), s.cfg.Listen.WriteTimeout.D()
+		if config.DispatchTimeoutProblem(cfg.Intake[i].DispatchTimeout.D(), rt, wt, false) != "" {
+			return fail(fmt.Errorf("config: intake[%d].dispatch_timeout: plus the running listen.read_timeout (%s) must be shorter than the running listen.write_timeout (%s), which change only with a restart", i, rt, wt))
 		}
 	}
 	cfg.Listen, cfg.DLQ, cfg.Dispatch, cfg.Tracing, cfg.Health = s.cfg.Listen, s.cfg.DLQ, s.cfg.Dispatch, s.cfg.Tracing, s.cfg.Health
