@@ -181,14 +181,18 @@ func (c *Client) createIntegration(ctx context.Context, typeID, name string) (*I
 	var dErr *decodeError
 	switch {
 	case errors.As(err, &dErr):
-		return nil, retry.Permanent(fmt.Errorf("%w: %w", ErrOutcomeUnknown, err))
+		return nil, retry.Permanent(fmt.Errorf("%w: %w: %w", ErrOutcomeUnknown, errCreatedUnusable, err))
 	case err != nil:
 		return nil, err
 	case in.ID == "":
-		return nil, retry.Permanent(fmt.Errorf("%w: genesys: POST /api/v2/integrations: success answer without id", ErrOutcomeUnknown))
+		return nil, retry.Permanent(fmt.Errorf("%w: %w: success answer without id", ErrOutcomeUnknown, errCreatedUnusable))
 	}
 	return &in, nil
 }
+
+// errCreatedUnusable marks a creation Genesys answered 2xx, so certainly made, whose answer could
+// not be used: it must be looked up, never made again.
+var errCreatedUnusable = errors.New("genesys: POST /api/v2/integrations")
 
 // GetIntegrationConfig returns the integration's current configuration and its version.
 func (c *Client) GetIntegrationConfig(ctx context.Context, id string) (*IntegrationConfig, error) {

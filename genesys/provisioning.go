@@ -385,13 +385,17 @@ func (c *Client) findEventBridgeIntegration(ctx context.Context, name string) (*
 // yields two.
 func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) (*Integration, error) {
 	var err error
+	created := false // a 2xx answer said so: only looked up from then on
 	for try := 1; try <= maxCreateTries; try++ {
-		var in *Integration
-		if in, err = c.createIntegration(ctx, EventBridgeIntegrationType, name); err == nil {
-			return in, nil
-		}
-		if !errors.Is(err, ErrOutcomeUnknown) {
-			return nil, fmt.Errorf("genesys: creating EventBridge integration: %w", err)
+		if !created {
+			var in *Integration
+			if in, err = c.createIntegration(ctx, EventBridgeIntegrationType, name); err == nil {
+				return in, nil
+			}
+			if !errors.Is(err, ErrOutcomeUnknown) {
+				return nil, fmt.Errorf("genesys: creating EventBridge integration: %w", err)
+			}
+			created = errors.Is(err, errCreatedUnusable)
 		}
 		// A gateway can answer while the backend is still creating the integration: looking at
 		// once could miss it and create a second. Wait as long as the server asked (up to
@@ -412,6 +416,9 @@ func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) 
 		if found != nil {
 			return found, nil
 		}
+	}
+	if created {
+		return nil, fmt.Errorf("genesys: creating EventBridge integration: Genesys created it, but a lookup by name did not find it yet; run again to configure it: %w", err)
 	}
 	return nil, fmt.Errorf("genesys: creating EventBridge integration: %w", err)
 }

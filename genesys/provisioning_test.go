@@ -424,11 +424,16 @@ func TestEnsureCountsAWriteWhoseAnswerWasLost(t *testing.T) {
 
 // A 2xx answer to the integration's creation that cannot be used (a gateway that rewrote the
 // body, a body without an id) still means Genesys installed it: the outcome is unknown, so the
-// integration is looked up by name rather than created a second time.
+// integration is looked up by name rather than created a second time, even when the listing
+// lags behind the creation.
 func TestEnsureUnusableCreateAnswerIsLookedUp(t *testing.T) {
-	for _, tc := range []struct{ name, body string }{
-		{"not JSON", `<html>ok</html>`},
-		{"no id", `{"name":"fanbridge-events"}`},
+	for _, tc := range []struct {
+		name, body string
+		lag        int // listings after the creation that do not show it yet
+	}{
+		{"not JSON", `<html>ok</html>`, 0},
+		{"no id", `{"name":"fanbridge-events"}`, 0},
+		{"not JSON, listing lagging", `<html>ok</html>`, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := genesystest.NewServer()
@@ -436,13 +441,22 @@ func TestEnsureUnusableCreateAnswerIsLookedUp(t *testing.T) {
 			target, err := url.Parse(srv.URL)
 			require.NoError(t, err)
 			var rewritten atomic.Bool
+			var lagging atomic.Int32
+			lagging.Store(int32(tc.lag))
+			replace := func(r *http.Response, body string) {
+				r.Body = io.NopCloser(strings.NewReader(body))
+				r.ContentLength = int64(len(body))
+				r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+			}
 			proxy := httputil.NewSingleHostReverseProxy(target)
 			proxy.ModifyResponse = func(r *http.Response) error {
-				if r.Request.Method == http.MethodPost && r.Request.URL.Path == "/api/v2/integrations" &&
-					r.StatusCode/100 == 2 && rewritten.CompareAndSwap(false, true) {
-					r.Body = io.NopCloser(strings.NewReader(tc.body))
-					r.ContentLength = int64(len(tc.body))
-					r.Header.Set("Content-Length", strconv.Itoa(len(tc.body)))
+				switch {
+				case r.Request.Method == http.MethodPost && r.Request.URL.Path == "/api/v2/integrations" &&
+					r.StatusCode/100 == 2 && rewritten.CompareAndSwap(false, true):
+					replace(r, tc.body)
+				case r.Request.Method == http.MethodGet && r.Request.URL.Path == "/api/v2/integrations" &&
+					rewritten.Load() && lagging.Add(-1) >= 0:
+					replace(r, `{"entities":[],"pageSize":25,"pageNumber":1,"total":0,"pageCount":0}`)
 				}
 				return nil
 			}
