@@ -67,25 +67,30 @@ type record struct {
 func OpenAuditLog(path string) (*AuditLog, error) {
 	// Read as well as write: the last byte tells whether the file ends in half a line.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0o600)
-	created := false
+	created, file := false, path
 	if errors.Is(err, fs.ErrNotExist) {
-		// Not O_EXCL: path may be a symbolic link to a file still to be made, which O_EXCL
-		// refuses. Another process creating the file meanwhile only costs a needless sync.
-		f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+		// The file is missing, or path is a link to a file not made yet, which O_EXCL would
+		// refuse: make the link's target then. O_EXCL, so that this call knows the file is its
+		// own to remove when the sync below fails, even if another process makes it meanwhile.
+		if dest, lerr := os.Readlink(path); lerr == nil {
+			if !filepath.IsAbs(dest) {
+				dest = filepath.Join(filepath.Dir(path), dest)
+			}
+			file = dest
+		}
+		f, err = os.OpenFile(file, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
 		created = err == nil
+		if errors.Is(err, fs.ErrExist) { // made meanwhile
+			f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0o600)
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if created {
-		// The directory that holds the new name: the link's target's, when path is a link.
-		file := path
-		if real, err := filepath.EvalSymlinks(path); err == nil {
-			file = real
-		}
 		if err := syncDir(filepath.Dir(file)); err != nil {
 			f.Close()
-			os.Remove(file) // so that the next open creates it, and syncs, again
+			os.Remove(file) // this call made it: so that the next open makes it, and syncs, again
 			return nil, fmt.Errorf("auditlog: %w", err)
 		}
 	}

@@ -185,9 +185,7 @@ func TestCreatedLogSyncsItsDirectory(t *testing.T) {
 	l, err = OpenAuditLog(path)
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
-	real, err := filepath.EvalSymlinks(dir)
-	require.NoError(t, err)
-	assert.Equal(t, []string{real, real}, synced, "a sync at each creation, none at the reopening")
+	assert.Equal(t, []string{dir, dir}, synced, "a sync at each creation, none at the reopening")
 }
 
 // A log path that is a symbolic link to a file not made yet creates the file, and syncs the
@@ -213,7 +211,5 @@ func TestLogThroughALinkToAFileNotMadeYet(t *testing.T) {
 	b, err := os.ReadFile(target)
 	require.NoError(t, err)
 	assert.Contains(t, string(b), `"id":"e"`)
-	real, err := filepath.EvalSymlinks(fileDir)
-	require.NoError(t, err)
-	assert.Equal(t, []string{real}, synced)
+	assert.Equal(t, []string{fileDir}, synced)
 }
