@@ -235,6 +235,17 @@ func (e *Errors) addDetailExcept(path, msg string, err error, unquoted func(q st
 	e.put(path, "refused ("+withheld+")")
 }
 
+// IntakeLabel is the intake label of intake i's metrics: its path, or "intake[i]" when the path
+// came from the environment. /metrics needs no credentials, and a path kept out of the file may
+// be meant to stay unknown (a hard-to-guess webhook path).
+func (c *Config) IntakeLabel(i int) string {
+	path := fmt.Sprintf("intake[%d]", i)
+	if _, ok := c.fromEnv[path+".path"]; ok {
+		return path
+	}
+	return c.Intake[i].Path
+}
+
 // SinkError reports err, which building the sink at index i returned after validation (a TLS
 // file that changed since, a broker list the client refuses), as validation errors are
 // reported: the values ${ENV} expansion put in the sink's settings are cut out of it, or the

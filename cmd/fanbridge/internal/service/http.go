@@ -100,7 +100,7 @@ func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]
 		opts := append(in.HandlerOptions(),
 			eventbridge.WithLogger(s.log.With("component", "intake", "intake", in.Path)),
 			eventbridge.WithMeterProvider(s.tel.meters),
-			eventbridge.WithMetricAttributes(attribute.String("intake", in.Path)),
+			eventbridge.WithMetricAttributes(attribute.String("intake", cfg.IntakeLabel(i))),
 			eventbridge.WithTracerProvider(s.tel.tracer),
 		)
 		if d.async {
@@ -123,7 +123,7 @@ func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]
 			next = signature.Verify(v,
 				signature.WithLogger(s.log.With("component", "signature", "intake", in.Path)),
 				signature.WithMeterProvider(s.tel.meters),
-				signature.WithMetricAttributes(attribute.String("intake", in.Path)),
+				signature.WithMetricAttributes(attribute.String("intake", cfg.IntakeLabel(i))),
 				signature.WithMaxBodyBytes(int64(in.MaxBody)),
 			)(h)
 		}

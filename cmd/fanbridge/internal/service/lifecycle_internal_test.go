@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -200,4 +201,44 @@ routes: [{name: everything, all: true, sinks: [consumer]}]
 	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+}
+
+// An intake path taken from the environment may be meant to stay unknown (a hard-to-guess
+// webhook path): /metrics, which needs no credentials, labels its series intake[N] instead.
+func TestIntakePathFromTheEnvironmentStaysOffMetrics(t *testing.T) {
+	const secretPath = "/hooks/s3cr3t-9f2b71"
+	t.Setenv("HOOK_PATH", secretPath)
+	cfg, err := config.Parse([]byte(`listen: {address: "127.0.0.1:0"}
+intake:
+  - {path: /events, insecure_no_auth: true}
+  - {path: "${HOOK_PATH}", verifiers: [{api_key: {header: X-Api-Key, keys: ["k-0123456789"]}}]}
+sinks: [{name: consumer, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
+routes: [{name: everything, all: true, sinks: [consumer]}]
+`), nil)
+	require.NoError(t, err)
+	s, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-ran
+	}()
+
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, p := range []string{"/events", secretPath} {
+		resp, err := client.Post("http://"+s.Addr().String()+p, "application/json", strings.NewReader(`{`))
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+	}
+	resp, err := client.Get("http://" + s.Addr().String() + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.NoError(t, err)
+	metrics := string(body)
+	assert.Contains(t, metrics, `intake="/events"`)
+	assert.Contains(t, metrics, `intake="intake[1]"`)
+	assert.NotContains(t, metrics, "s3cr3t")
 }
