@@ -196,6 +196,13 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "relative path", from: "path: /events", to: "path: events", wantError: `config: intake[0].path: want a path starting with /, got "events"`},
 		{name: "dispatch timeout too long", from: "path: /events", to: "path: /events\n    dispatch_timeout: 1m", wantError: "config: intake[0].dispatch_timeout: plus listen.read_timeout (10s) must be shorter than listen.write_timeout (30s)"},
 		{name: "read timeout leaves no time to answer", from: "intake:", to: "listen: {read_timeout: 27s}\nintake:", wantError: "config: intake[0].dispatch_timeout: plus listen.read_timeout (27s) must be shorter than listen.write_timeout (30s)"},
+		// Limits of the Kafka client and of grpcsink: a file validate accepts must start.
+		{name: "kafka linger over a minute", from: "topic: t}", to: "topic: t, linger: 2m}", wantError: "config: sinks[0].kafka.linger: at most 1m0s, the Kafka client's limit"},
+		{name: "kafka delivery timeout under a second", from: "topic: t}", to: "topic: t, delivery_timeout: 500ms}", wantError: "config: sinks[0].kafka.delivery_timeout: 0 (the default) or at least 1s"},
+		{name: "kafka client id too long", from: "topic: t}", to: "topic: t, client_id: " + strings.Repeat("c", 257) + "}", wantError: "config: sinks[0].kafka.client_id: at most 256 bytes"},
+		{name: "kafka dlq delivery timeout under a second", doc: minimal + "dlq: {kafka: {brokers: [\"a:1\"], topic: d, delivery_timeout: 999ms}}\n", wantError: "config: dlq.kafka.delivery_timeout: 0 (the default) or at least 1s"},
+		{name: "grpc list with a path", from: `targets: ["127.0.0.1:5000"]`, to: `targets: ["a/b:443", "c:443"]`, wantError: `config: sinks[1].grpc.targets[0]: several targets are host:port addresses, got "a/b:443"`},
+		{name: "admin address on the same port", doc: minimal + "listen: {address: \"0.0.0.0:8080\", admin_address: \":8080\"}\n", wantError: "config: listen.admin_address: must differ from listen.address"},
 		{name: "bad max_body", from: "path: /events", to: "path: /events\n    max_body: lots", wantError: "config: intake[0].max_body: want a size"},
 		{name: "bad mode", doc: minimal + "dispatch: {mode: fast}\n", wantError: `config: dispatch.mode: want sync or async, got "fast"`},
 		{name: "bad ordering key", doc: minimal + "dispatch: {ordering_key: queue}\n", wantError: `config: dispatch.ordering_key: want none, conversation or user, got "queue"`},

@@ -158,10 +158,10 @@ func (c *Config) validateListen(e *Errors) {
 		e.addf("listen.address", "want host:port, got %s", e.showAddress("listen.address", c.Listen.Address))
 	}
 	if a := c.Listen.AdminAddress; a != "" {
-		if _, port, err := net.SplitHostPort(a); err != nil {
+		if _, _, err := net.SplitHostPort(a); err != nil {
 			e.addf("listen.admin_address", "want host:port, got %s", e.showAddress("listen.admin_address", a))
-		} else if a == c.Listen.Address && port != "0" {
-			e.add("listen.admin_address", "must differ from listen.address")
+		} else if sameListener(a, c.Listen.Address) {
+			e.add("listen.admin_address", "must differ from listen.address: both would listen on the same port")
 		}
 	}
 	if c.Listen.MaxHeaderBytes < 0 || c.Listen.MaxHeaderBytes > 1<<24 {
@@ -374,7 +374,36 @@ func (c *Config) validateSinks(e *Errors) map[string]bool {
 	return names
 }
 
+// sameListener reports whether listening on a and on b would take the same port: the same port
+// (not 0, which picks a free one) on the same host, or on any host when one of them listens on
+// every address (":8080", "0.0.0.0:8080", "[::]:8080").
+func sameListener(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+		return false
+	}
+	every := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || every(ha) || every(hb)
+}
+
+// The Kafka client's own limits, checked here so that a file validate accepts can start.
+const (
+	maxLinger          = time.Minute
+	minDeliveryTimeout = time.Second
+	maxClientID        = 256
+)
+
 func validateKafkaClient(e *Errors, p string, k *KafkaClient) {
+	if k.Linger.D() > maxLinger {
+		e.addf(p+".linger", "at most %s, the Kafka client's limit", maxLinger)
+	}
+	if d := k.DeliveryTimeout.D(); d > 0 && d < minDeliveryTimeout {
+		e.addf(p+".delivery_timeout", "0 (the default) or at least %s, the Kafka client's limit", minDeliveryTimeout)
+	}
+	if len(k.ClientID) > maxClientID {
+		e.addf(p+".client_id", "at most %d bytes, the Kafka client's limit", maxClientID)
+	}
 	if len(k.Brokers) == 0 {
 		e.add(p+".brokers", "at least one broker is required")
 	}
@@ -460,6 +489,8 @@ func validateGRPCSink(e *Errors, p string, g *GRPCSink) {
 		default:
 			if _, _, err := net.SplitHostPort(t); err != nil {
 				e.addf(tp, "want host:port or a gRPC URI such as dns:///name:443, got %s", e.showAddress(tp, t))
+			} else if len(g.Targets) > 1 && strings.Contains(t, "/") {
+				e.addf(tp, "several targets are host:port addresses, got %s", e.showAddress(tp, t))
 			}
 		}
 	}
