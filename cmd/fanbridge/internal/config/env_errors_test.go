@@ -170,7 +170,7 @@ func TestNoPartOfAShortEnvironmentValueInsideALongerSetting(t *testing.T) {
 		{name: "retry multiplier", from: "insecure: true}", to: "insecure: true}\n    retry: {multiplier: \"${S}\"}", value: "0.5",
 			want: "config: sinks[1].retry: retry: invalid policy " + withheld},
 		{name: "write timeout in a message about another key", to: "listen: {write_timeout: \"${S}\"}\n", value: "2s",
-			want: "config: intake[0].dispatch_timeout: plus listen.read_timeout must be shorter than listen.write_timeout: a body may take read_timeout to arrive, and its answer must be written before write_timeout\n"},
+			want: "config: intake[0].dispatch_timeout: plus listen.read_timeout and the dead-letter writes that may end after it must be shorter than listen.write_timeout: a body may take read_timeout to arrive, and its answer must be written before write_timeout\n"},
 		{name: "key file in a message about the pair", from: "topic: t}", to: `topic: t, tls: {cert_file: "` + cert + `", key_file: "/nowhere/${S}/key.pem"}}`, value: "abc12",
 			want: "config: sinks[0].kafka.tls: open (value from the environment): no such file or directory"},
 	}

@@ -235,8 +235,10 @@ func (c *Config) validateIntake(e *Errors) {
 		if in.MaxBody < 0 || in.MaxBody > 16<<20 {
 			e.add(p+".max_body", "want at most 16MiB")
 		}
-		if msg := DispatchTimeoutProblem(in.DispatchTimeout.D(), c.Listen.ReadTimeout.D(), c.Listen.WriteTimeout.D(),
-			e.fromEnvAt("listen.read_timeout") || e.fromEnvAt("listen.write_timeout")); msg != "" {
+		if msg := DispatchTimeoutProblem(in.DispatchTimeout.D(), c.Dispatch.DeadLetterOverrun(in.DispatchTimeout.D()),
+			c.Listen.ReadTimeout.D(), c.Listen.WriteTimeout.D(),
+			e.fromEnvAt("listen.read_timeout") || e.fromEnvAt("listen.write_timeout") ||
+				e.fromEnvAt("dispatch.dlq_timeout") || e.fromEnvAt("dispatch.dlq_reserve")); msg != "" {
 			e.add(p+".dispatch_timeout", msg)
 		}
 		if in.IgnoredStatus != 0 && (in.IgnoredStatus < 200 || in.IgnoredStatus > 299) {
@@ -634,17 +636,32 @@ func quoteAddress(a string) string {
 // DispatchTimeoutProblem says what is wrong with an intake's dispatch timeout beside the
 // server's read and write timeouts, or "" when nothing is. The server's write deadline runs from
 // the end of a request's headers, its read deadline from their start: a body may take
-// readTimeout to arrive, and its answer, after a dispatch of up to dispatch, must still be
-// written before writeTimeout, or the sender hears nothing. The same holds for the 503 that
-// asks the sender of a body too slow for readTimeout to retry. hide leaves the durations out of
-// the message, when they came from the environment.
-func DispatchTimeoutProblem(dispatch, readTimeout, writeTimeout time.Duration, hide bool) string {
-	if readTimeout+dispatch < writeTimeout {
+// readTimeout to arrive, and its answer, after a dispatch of up to dispatch and the dead-letter
+// writes that may end past it (up to late, see DeadLetterOverrun), must still be written before
+// writeTimeout, or the sender hears nothing. The same holds for the 503 that asks the sender of
+// a body too slow for readTimeout to retry. hide leaves the durations out of the message, when
+// they came from the environment.
+func DispatchTimeoutProblem(dispatch, late, readTimeout, writeTimeout time.Duration, hide bool) string {
+	if readTimeout+dispatch+late < writeTimeout {
 		return ""
 	}
 	if hide {
-		return "plus listen.read_timeout must be shorter than listen.write_timeout: a body may take read_timeout to arrive, and its answer must be written before write_timeout"
+		return "plus listen.read_timeout and the dead-letter writes that may end after it must be shorter than listen.write_timeout: a body may take read_timeout to arrive, and its answer must be written before write_timeout"
 	}
-	return fmt.Sprintf("plus listen.read_timeout (%s) must be shorter than listen.write_timeout (%s): a body may take read_timeout to arrive, and its answer must be written before write_timeout",
-		readTimeout, writeTimeout)
+	return fmt.Sprintf("plus listen.read_timeout (%s) and %s of dead-letter writes that may end after it (dispatch.dlq_timeout less dispatch.dlq_reserve) must be shorter than listen.write_timeout (%s): a body may take read_timeout to arrive, and its answer must be written before write_timeout",
+		readTimeout, late, writeTimeout)
+}
+
+// DeadLetterOverrun is how long after a dispatch's deadline its answer may come: the dispatcher
+// stops sending dispatch.dlq_reserve before the deadline (at most half the dispatch), then waits
+// for the dead-letter writes, each bounded by dispatch.dlq_timeout.
+func (d *Dispatch) DeadLetterOverrun(dispatch time.Duration) time.Duration {
+	timeout, reserve := d.DLQTimeout.D(), d.DLQReserve.D()
+	if timeout <= 0 {
+		timeout = fanout.DefaultDLQTimeout
+	}
+	if reserve <= 0 {
+		reserve = fanout.DefaultDLQReserve
+	}
+	return max(0, timeout-min(reserve, dispatch/2))
 }

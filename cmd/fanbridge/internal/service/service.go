@@ -524,9 +524,10 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 	// Validate compared each dispatch_timeout with the file's listen timeouts, but the server
 	// keeps the running ones: a deadline past them would cut answers off.
 	for i := range cfg.Intake {
-		rt, wt := s.cfg.Listen.ReadTimeout.D(), s.cfg.Listen.WriteTimeout.D()
-		if config.DispatchTimeoutProblem(cfg.Intake[i].DispatchTimeout.D(), rt, wt, false) != "" {
-			return fail(fmt.Errorf("config: intake[%d].dispatch_timeout: plus the running listen.read_timeout (%s) must be shorter than the running listen.write_timeout (%s), which change only with a restart", i, rt, wt))
+		rt, wt, dt := s.cfg.Listen.ReadTimeout.D(), s.cfg.Listen.WriteTimeout.D(), cfg.Intake[i].DispatchTimeout.D()
+		late := s.cfg.Dispatch.DeadLetterOverrun(dt)
+		if config.DispatchTimeoutProblem(dt, late, rt, wt, false) != "" {
+			return fail(fmt.Errorf("config: intake[%d].dispatch_timeout: plus the running listen.read_timeout (%s) and %s of dead-letter writes that may end after it must be shorter than the running listen.write_timeout (%s), which change only with a restart", i, rt, late, wt))
 		}
 	}
 	cfg.Listen, cfg.DLQ, cfg.Dispatch, cfg.Tracing, cfg.Health = s.cfg.Listen, s.cfg.DLQ, s.cfg.Dispatch, s.cfg.Tracing, s.cfg.Health
