@@ -465,8 +465,17 @@ func (s *suite) batchDelivers(t *testing.T) {
 	}
 	prefix := runPrefix()
 	events := append(fixtures(prefix), numbered(prefix, 20)...)
+	before := make([]*fanbridge.Event, len(events))
+	for i, e := range events {
+		before[i] = e.Clone()
+	}
 	if err := bounded(t, ctx, "SendBatch", func() error { return b.SendBatch(ctx, events) }); err != nil {
 		t.Fatalf("sinktest: SendBatch = %s, want nil", describe(err))
+	}
+	for i, e := range events {
+		if !reflect.DeepEqual(before[i], e) {
+			t.Errorf("sinktest: SendBatch modified event %d (%q) it was given", i, e.ID)
+		}
 	}
 	if got, ok := s.received(t, ctx, in); ok {
 		unordered := *s
@@ -509,6 +518,62 @@ func (s *suite) batchCanceled(t *testing.T) {
 	send(t, ctx, in.Sink, marker)
 	if got, ok := s.received(t, ctx, in); ok {
 		s.checkArrived(t, []*fanbridge.Event{marker}, ofRun(got, prefix))
+	}
+}
+
+// batchTransient: a transient failure gives every event of a batch a retryable error, and the
+// destination was asked at most once per event: a Batcher does not retry on its own either.
+func (s *suite) batchTransient(t *testing.T) {
+	s.skipUnless(t, s.h.Features.Batch, "Batch")
+	s.skipUnless(t, s.h.Features.TransientFailure, "TransientFailure")
+	ctx := subtestContext(t)
+	in := s.open(t)
+	b := batcher(t, in.Sink)
+	prefix := runPrefix()
+	send(t, ctx, in.Sink, numberedEvent(prefix, 0))
+	heal := in.FailTransient()
+	t.Cleanup(heal)
+	var before int
+	if in.Attempts != nil {
+		before = in.Attempts()
+	}
+	events := numbered(prefix+"-batch", 3)
+	err := bounded(t, ctx, "SendBatch to a failing destination", func() error { return b.SendBatch(ctx, events) })
+	heal()
+	if in.Attempts != nil {
+		if n := in.Attempts() - before; n > len(events) {
+			t.Errorf("sinktest: a failing SendBatch of %d events asked the destination %d times: a sink does not retry on its own", len(events), n)
+		}
+	}
+	checkBatchErrors(t, err, len(events), func(e error) bool {
+		return retry.Classify(e) == retry.ClassRetryable && !errors.Is(e, sink.ErrClosed)
+	}, "a retryable error")
+	marker := numberedEvent(prefix, 99)
+	send(t, ctx, in.Sink, marker)
+}
+
+// batchClosed: a SendBatch after Close gives every event an error wrapping sink.ErrClosed, not
+// permanent, and delivers none of them.
+func (s *suite) batchClosed(t *testing.T) {
+	s.skipUnless(t, s.h.Features.Batch, "Batch")
+	s.skipUnless(t, s.h.Features.Close, "Close")
+	ctx := subtestContext(t)
+	in := s.open(t)
+	b := batcher(t, in.Sink)
+	c := closer(t, in.Sink)
+	prefix := runPrefix()
+	first := numberedEvent(prefix, 0)
+	send(t, ctx, in.Sink, first)
+	if err := boundedClose(t, c); err != nil {
+		t.Fatalf("sinktest: Close = %s, want nil", describe(err))
+	}
+	events := numbered(prefix+"-after", 3)
+	err := bounded(t, ctx, "SendBatch after Close", func() error { return b.SendBatch(ctx, events) })
+	checkBatchErrors(t, err, len(events), func(e error) bool {
+		return errors.Is(e, sink.ErrClosed) && !retry.IsPermanent(e)
+	}, "a non-permanent error wrapping sink.ErrClosed")
+	if got, ok := s.received(t, ctx, in); ok {
+		s.checkArrived(t, []*fanbridge.Event{first}, ofRun(got, prefix))
 	}
 }
 

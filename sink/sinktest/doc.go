@@ -55,8 +55,11 @@
 //   - Close (Features.Close): Close keeps what was delivered; Sends racing Close either succeed
 //     (and arrived) or fail with an error that is not permanent; a Send after Close fails promptly
 //     with an error wrapping sink.ErrClosed; a second Close is harmless.
-//   - Batch (Features.Batch): SendBatch delivers every event, an empty batch is a no-op, and a
-//     failure gives every event an error (through sink.EventError) of the right class.
+//   - Batch (Features.Batch): SendBatch delivers every event without modifying any, an empty
+//     batch is a no-op, and a failure gives every event an error (through sink.EventError) of
+//     the right class: permanent, or retryable with the destination asked at most once per event
+//     (with Instance.Attempts); after Close (Features.Close), every event gets an error wrapping
+//     sink.ErrClosed and none arrives.
 //
 // Event IDs carry a prefix unique to each subtest, and Received may return events of earlier
 // subtests: Run ignores them, so one destination (one Kafka cluster, one server) can serve all

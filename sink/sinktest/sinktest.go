@@ -115,6 +115,8 @@ func Run(t *testing.T, h Harness) {
 		t.Run("Delivers", s.batchDelivers)
 		t.Run("Canceled", s.batchCanceled)
 		t.Run("Permanent", s.batchPermanent)
+		t.Run("Transient", s.batchTransient)
+		t.Run("Closed", s.batchClosed)
 	})
 }
 
