@@ -36,8 +36,9 @@ type Policy struct {
 	// MaxAge is the age budget: no attempt starts later than MaxAge after the start of the call
 	// (or the time given with Since). The default, zero, means no age budget.
 	MaxAge time.Duration
-	// AttemptTimeout bounds each attempt with its own deadline. The default, zero, means attempts
-	// are bounded only by the caller's context.
+	// AttemptTimeout bounds each attempt with its own context deadline, in real time (not the
+	// Retrier's clock). The default, zero, means attempts are bounded only by the caller's
+	// context.
 	AttemptTimeout time.Duration
 	// MaxRetryAfter caps a wait asked for with After, so that a server cannot park a retry for
 	// hours. Zero means MaxInterval.

@@ -68,7 +68,9 @@ type optionFunc func(*Retrier)
 
 func (f optionFunc) apply(r *Retrier) { f(r) }
 
-// WithClock sets the clock used for waits, deadlines and ages. The default is SystemClock.
+// WithClock sets the clock used for the waits between attempts and for ages (MaxAge, Since).
+// The default is SystemClock. Policy.AttemptTimeout is a context deadline, and so runs in real
+// time whatever the clock: a test on a fake clock sees it fire only as real time passes.
 func WithClock(c Clock) Option {
 	return optionFunc(func(r *Retrier) { r.clock = c })
 }
