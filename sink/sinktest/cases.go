@@ -300,19 +300,36 @@ func (s *suite) failure(permanent bool) func(t *testing.T) {
 		if errors.Is(err, sink.ErrClosed) {
 			t.Errorf("sinktest: Send = %s: a destination failure must not look like a closed sink", describe(err))
 		}
-		// A failed attempt may or may not have reached the destination (at-least-once), so only the
-		// events acknowledged around it are checked.
+		// A failed attempt may or may not have reached the destination (at-least-once), so the
+		// failed event may be there, once at most; the events acknowledged around it must be
+		// there, once each: a sink that replays what it had delivered when it recovers fails.
 		after := numberedEvent(prefix, 2)
 		send(t, ctx, in.Sink, after)
+		if in.Attempts != nil {
+			// The Send after the failure asked once more; a retry of the failed event in the
+			// background, after the failing Send returned, would show here.
+			if n := in.Attempts() - before; n != 2 {
+				t.Errorf("sinktest: the destination was asked %d times for a failing Send and one after it, want 2: a sink does not retry on its own, in the background either", n)
+			}
+		}
 		if got, ok := s.received(t, ctx, in); ok {
-			ids := map[string]bool{}
+			count := map[string]int{}
 			for _, g := range ofRun(got, prefix) {
-				ids[g.ID] = true
+				count[g.ID]++
 			}
 			for _, id := range []string{prefix + "-0", after.ID} {
-				if !ids[id] {
-					t.Errorf("sinktest: event %q was acknowledged but did not arrive", id)
+				if count[id] != 1 {
+					t.Errorf("sinktest: event %q was acknowledged, and arrived %d times, want once", id, count[id])
 				}
+			}
+			if n := count[prefix+"-1"]; n > 1 {
+				t.Errorf("sinktest: the failed event %q arrived %d times", prefix+"-1", n)
+			}
+		}
+		if in.Attempts != nil {
+			// Once more, after reading the destination back: a background retry a little later.
+			if n := in.Attempts() - before; n != 2 {
+				t.Errorf("sinktest: the destination was asked %d times by the end of the subtest, want 2: a sink does not retry on its own, in the background either", n)
 			}
 		}
 	}

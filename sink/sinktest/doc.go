@@ -50,8 +50,9 @@
 //   - Context/Deadline (Features.Hang): with the destination not answering, Send returns by its
 //     deadline with an error that is not permanent, and works again once the destination answers.
 //   - Failure/Transient and Failure/Permanent: a destination failure is classified as such
-//     (retry.Classify, retry.IsPermanent), and the sink recovers afterwards; with
-//     Instance.Attempts, the failing Send asked the destination once and did not retry.
+//     (retry.Classify, retry.IsPermanent), and the sink recovers afterwards without delivering
+//     an acknowledged event again; with Instance.Attempts, the failing Send asked the destination
+//     once and did not retry, then or by the end of the subtest.
 //   - Close (Features.Close): Close keeps what was delivered; Sends racing Close either succeed
 //     (and arrived) or fail with an error that is not permanent; a Send after Close fails promptly
 //     with an error wrapping sink.ErrClosed; a second Close is harmless.
