@@ -29,7 +29,13 @@ var (
 	genNumbers = []string{"0", "1", "1.5", "-2", "5.0", "3e2", "300", "1e-7", "6e11", "12345678901234567890", "0.000001"}
 )
 
-type gen struct{ r *rand.Rand }
+// gen draws events and patterns. With nest set, values are also wrapped in runs of nested
+// arrays, of one element or with a scalar or a small object beside the value, so that fields lie
+// in many arrays, only some of which can set two values apart.
+type gen struct {
+	r    *rand.Rand
+	nest bool
+}
 
 func (g gen) pick(s []string) string { return s[g.r.IntN(len(s))] }
 
@@ -49,6 +55,20 @@ func (g gen) scalar() string {
 }
 
 func (g gen) value(depth int) string {
+	if g.nest && g.r.IntN(4) == 0 {
+		v := g.value(depth)
+		for range 1 + g.r.IntN(6) {
+			switch g.r.IntN(4) {
+			case 0, 1:
+				v = "[" + v + "]"
+			case 2:
+				v = "[" + v + "," + g.scalar() + "]"
+			default:
+				v = "[" + g.object(3) + "," + v + "]"
+			}
+		}
+		return v
+	}
 	r := g.r.IntN(10)
 	switch {
 	case depth < 3 && r < 3:
@@ -311,18 +331,18 @@ func TestDifferentialMatcherPatternOracle(t *testing.T) {
 	// The second round narrows the fields at every step (options), which only events with
 	// large arrays would otherwise exercise.
 	defer func(n int) { optionsMin = n }(optionsMin)
-	for round, narrowFrom := range []int{optionsMin, 1} {
+	// The third round wraps values in runs of nested arrays.
+	for round, narrowFrom := range []int{optionsMin, 1, 1} {
 		optionsMin = narrowFrom
 		for seed := range seeds {
 			t.Run(fmt.Sprintf("round%d/seed%d", round, seed), func(t *testing.T) {
-				differentialRound(t, seed, nPatterns, nEvents)
+				differentialRound(t, gen{r: rand.New(rand.NewPCG(uint64(seed), 0x5eed)), nest: round == 2}, nPatterns, nEvents)
 			})
 		}
 	}
 }
 
-func differentialRound(t *testing.T, seed, nPatterns, nEvents int) {
-	g := gen{r: rand.New(rand.NewPCG(uint64(seed), 0x5eed))}
+func differentialRound(t *testing.T, g gen, nPatterns, nEvents int) {
 	m := NewMatcher()
 	var names []string
 	pats := map[string]*Pattern{}

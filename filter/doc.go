@@ -191,9 +191,13 @@
 // step holding the same positions in the arrays that can still affect the remaining steps are
 // merged, rules that share a step go on from it with only the positions each needs, and a step
 // taken inside an element of an array looks only at the values in that element, so the work
-// grows in proportion to the event, not with the number of ways to combine its array elements,
-// however the arrays nest (an event can push it above that only by repeating a key or spelling
-// one path two ways, {"a.b": …} beside {"a": {"b": …}}).
+// grows in proportion to the event, not with the number of ways to combine its array elements
+// (an event can push it above that only by repeating a key or spelling one path two ways,
+// {"a.b": …} beside {"a": {"b": …}}). Nesting adds one factor: a value holds a position in each
+// array around it that has two or more elements and holds objects, and the work on the value
+// grows with the number of those. Arrays of one element add nothing, so objects wrapped in 60
+// of them cost what they cost in one; inside 60 arrays of two objects each, a 240 KB event costs
+// about 20 times what it costs in one array (events nest at most 512 deep).
 //
 // Match appends names in ascending order to the caller's slice; reusing it (dst[:0]) makes
 // matching allocation-free after warm-up, for events carrying Raw. Add replaces a rule of the

@@ -106,10 +106,11 @@ type field struct {
 	kind   valueKind
 	numOK  bool
 	inText bool // text is in flatEvent.text (unescaped) rather than in the raw event
-	rel    bool // lies in an array whose elements hold objects (array consistency applies)
+	rel    bool // lies in an array where array consistency applies (see flatEvent.arrays)
 	num    int64
 	tOff   int32
 	tLen   int32
+	elem   int32 // the innermost array element it has a position in (an index in elems), or -1
 	memOff int32
 	memLen int32
 }
@@ -122,9 +123,20 @@ type memEntry struct {
 // span is a range of field indexes.
 type span struct{ lo, hi int32 }
 
-// frame is one open object (arr < 0) or array on the walk down the event.
+// frame is one open object (arr < 0) or array on the walk down the event. below is the index in
+// the stack of the nearest array frame under it, or -1, and elem, for an array, the node in
+// elems of its current element, or -1 until a value inside the element needs it.
 type frame struct {
-	arr, idx int32
+	arr, idx    int32
+	below, elem int32
+}
+
+// elemNode is an element of an array that some recorded value lies in; parent is the element
+// of the nearest array around that one, or -1. The nodes form a tree with one node per element
+// rather than a list of positions per value, so that recording a value inside many nested arrays
+// costs no more than recording one inside a single array.
+type elemNode struct {
+	arr, idx, parent int32
 }
 
 // flatEvent is an event reduced to the leaf values at listed paths, each with the array elements
@@ -134,7 +146,19 @@ type flatEvent struct {
 	fields []field
 	text   []byte
 	mem    []memEntry
-	arrays []bool // per array id: some element holds an object, so consistency applies
+	elems  []elemNode
+	arrays []bool // per array id: consistency applies (two or more elements, one holding an object)
+	// arrayLevel is, per array id where consistency applies, the number of such arrays around
+	// it: every field that lies in the array holds its position there at that offset of its
+	// positions. elemUp and elemDepth are scratch for group: per element node, the nearest
+	// node at or above it in an array where consistency applies, and the number of those.
+	arrayLevel []int32
+	elemUp     []int32
+	elemDepth  []int32
+	// arrStamp marks, per array id, the arrays where pushFrom's search holds a position, when
+	// it equals stamp.
+	arrStamp []uint32
+	stamp    uint32
 	// arrayNode is, per array id, the path table node of the path the array sits at, and
 	// arraySpan the fields that lie in the array: fields[lo:hi].
 	arrayNode []int32
@@ -178,7 +202,7 @@ type flatEvent struct {
 // should keep.
 func (f *flatEvent) outsized() bool {
 	return cap(f.fields) > 1<<14 || cap(f.text) > 1<<20 || cap(f.mem) > 1<<16 || cap(f.arrays) > 1<<14 ||
-		cap(f.holdLeaves) > 1<<16 || f.states.big()
+		cap(f.elems) > 1<<14 || cap(f.holdLeaves) > 1<<16 || f.states.big()
 }
 
 func (f *flatEvent) reset(raw []byte) {
@@ -186,6 +210,7 @@ func (f *flatEvent) reset(raw []byte) {
 	f.fields = f.fields[:0]
 	f.text = f.text[:0]
 	f.mem = f.mem[:0]
+	f.elems = f.elems[:0]
 	f.arrays = f.arrays[:0]
 	f.arrayNode = f.arrayNode[:0]
 	f.arraySpan = f.arraySpan[:0]
@@ -217,11 +242,13 @@ func (f *flatEvent) object(t *pathTable, i, depth int, node int32) (int, error) 
 		return i, syntaxErr(i, "nesting too deep")
 	}
 	// Every array between this object and the enclosing one now holds an object, so its
-	// elements can give different paths, and array consistency applies to it.
-	for k := len(f.stack) - 1; k >= 0 && f.stack[k].arr >= 0; k-- {
+	// elements can give different paths, and array consistency applies to it. An array already
+	// marked was marked with all those under it, so the walk stops there and costs nothing
+	// more for the next object in the same array, however many arrays are around it.
+	for k := len(f.stack) - 1; k >= 0 && f.stack[k].arr >= 0 && !f.arrays[f.stack[k].arr]; k-- {
 		f.arrays[f.stack[k].arr] = true
 	}
-	f.stack = append(f.stack, frame{arr: -1})
+	f.stack = append(f.stack, frame{arr: -1, below: f.nearestArray(), elem: -1})
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		f.stack = f.stack[:len(f.stack)-1]
@@ -285,7 +312,7 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 		f.arrays = append(f.arrays, false)
 		f.arrayNode = append(f.arrayNode, id)
 		f.arraySpan = append(f.arraySpan, span{lo: int32(len(f.fields))})
-		f.stack = append(f.stack, frame{arr: arr})
+		f.stack = append(f.stack, frame{arr: arr, below: f.nearestArray(), elem: -1})
 		top := len(f.stack) - 1
 		i = skipWS(b, i+1)
 		if i < len(b) && b[i] == ']' {
@@ -295,6 +322,7 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 		}
 		for idx := int32(0); ; idx++ {
 			f.stack[top].idx = idx
+			f.stack[top].elem = -1
 			var err error
 			if i, err = f.value(t, i, depth+1, id); err != nil {
 				return i, err
@@ -307,6 +335,11 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 			if i < len(b) && b[i] == ']' {
 				f.stack = f.stack[:top]
 				f.arraySpan[arr].hi = int32(len(f.fields))
+				if idx == 0 {
+					// Every value with a position in an array of one element holds the same
+					// one, so the array can never set two values apart.
+					f.arrays[arr] = false
+				}
 				return i + 1, nil
 			}
 			return i, syntaxErr(i, "expected ',' or ']'")
@@ -350,42 +383,87 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 	}
 }
 
-// record adds a leaf value with its array positions. As in event-ruler, only an object or an
-// array takes a position in the array holding it: a value that is itself an element of the
-// innermost array has none there, so it never conflicts with the fields of that array's objects.
+// nearestArray returns the index in the stack of the innermost open array, or -1.
+func (f *flatEvent) nearestArray() int32 {
+	n := len(f.stack)
+	if n == 0 {
+		return -1
+	}
+	if f.stack[n-1].arr >= 0 {
+		return int32(n - 1)
+	}
+	return f.stack[n-1].below
+}
+
+// record adds a leaf value with the innermost array element it lies in; group lists its array
+// positions. As in event-ruler, only an object or an array takes a position in the array
+// holding it: a value that is itself an element of the innermost array has none there, so it
+// never conflicts with the fields of that array's objects. The stack's top frame is the object
+// or array holding the value, and the array under that frame is the innermost one where the
+// value has a position.
 func (f *flatEvent) record(fd field) {
-	fd.memOff = int32(len(f.mem))
-	stack := f.stack
-	if n := len(stack); n > 0 && stack[n-1].arr >= 0 {
-		stack = stack[:n-1]
-	}
-	for _, fr := range stack {
-		if fr.arr >= 0 {
-			f.mem = append(f.mem, memEntry(fr))
-		}
-	}
-	fd.memLen = int32(len(f.mem)) - fd.memOff
+	fd.elem = f.element(f.stack[len(f.stack)-1].below)
 	f.fields = append(f.fields, fd)
 }
 
-// group orders the fields by leaf path and works out which of them array consistency concerns.
+// element returns the node of the current element of the array at stack index k (or -1 for no
+// array), adding it and the elements around it to elems the first time a value needs them.
+func (f *flatEvent) element(k int32) int32 {
+	if k < 0 {
+		return -1
+	}
+	if e := f.stack[k].elem; e >= 0 {
+		return e
+	}
+	parent := f.element(f.stack[k].below)
+	e := int32(len(f.elems))
+	f.elems = append(f.elems, elemNode{arr: f.stack[k].arr, idx: f.stack[k].idx, parent: parent})
+	f.stack[k].elem = e
+	return e
+}
+
+// group lists each field's positions in the arrays where consistency applies, outermost first,
+// orders the fields by leaf path and works out which of them array consistency concerns.
 func (f *flatEvent) group(leaves int) {
 	f.pathStart = grow(f.pathStart, leaves+1)
 	clear(f.pathStart)
 	f.pathRel = grow(f.pathRel, leaves)
 	clear(f.pathRel)
+	arrays := len(f.arrays)
+	// Parents come before their children in elems, so one pass finds, per element, the
+	// nearest element at or above it that counts and how many count, and per array its level.
+	f.arrayLevel = grow(f.arrayLevel, arrays)
+	f.elemUp = grow(f.elemUp, len(f.elems))
+	f.elemDepth = grow(f.elemDepth, len(f.elems))
+	for i, e := range f.elems {
+		up, depth := int32(-1), int32(0)
+		if e.parent >= 0 {
+			up, depth = f.elemUp[e.parent], f.elemDepth[e.parent]
+		}
+		if f.arrays[e.arr] {
+			f.arrayLevel[e.arr] = depth
+			up, depth = int32(i), depth+1
+		}
+		f.elemUp[i], f.elemDepth[i] = up, depth
+	}
 	// Count the (array, leaf) pairs per array, then place them, then keep each leaf once per
 	// array: three passes over the fields' array positions, whose number the event bounds.
-	arrays := len(f.arrays)
 	f.holdStart = grow(f.holdStart, arrays+1)
 	clear(f.holdStart)
 	for k := range f.fields {
 		fd := &f.fields[k]
-		for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
-			if f.arrays[e.arr] {
+		fd.memOff, fd.memLen = int32(len(f.mem)), 0
+		if fd.elem >= 0 {
+			if e := f.elemUp[fd.elem]; e >= 0 {
+				fd.memLen = f.elemDepth[e]
+				f.mem = slices.Grow(f.mem, int(fd.memLen))[:fd.memOff+fd.memLen]
+				for ; e >= 0; e = f.up(e) {
+					n := &f.elems[e]
+					f.mem[fd.memOff+f.arrayLevel[n.arr]] = memEntry{arr: n.arr, idx: n.idx}
+					f.holdStart[n.arr+1]++
+				}
 				fd.rel = true
 				f.pathRel[fd.leaf] = true
-				f.holdStart[e.arr+1]++
 			}
 		}
 		f.pathStart[fd.leaf+1]++
@@ -402,10 +480,8 @@ func (f *flatEvent) group(leaves int) {
 			continue
 		}
 		for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
-			if f.arrays[e.arr] {
-				f.holdLeaves[f.holdEnd[e.arr]] = fd.leaf
-				f.holdEnd[e.arr]++
-			}
+			f.holdLeaves[f.holdEnd[e.arr]] = fd.leaf
+			f.holdEnd[e.arr]++
 		}
 	}
 	f.leafMark = grow(f.leafMark, leaves)
@@ -437,6 +513,14 @@ func (f *flatEvent) group(leaves int) {
 		f.pathStart[l] = f.pathStart[l-1]
 	}
 	f.pathStart[0] = 0
+}
+
+// up returns the nearest element above node e in an array where consistency applies, or -1.
+func (f *flatEvent) up(e int32) int32 {
+	if p := f.elems[e].parent; p >= 0 {
+		return f.elemUp[p]
+	}
+	return -1
 }
 
 // at returns the indexes of the fields at leaf l, in document order.
@@ -477,6 +561,7 @@ func (f *flatEvent) options(t *pathTable, l int32, cur []memEntry) []int32 {
 	// one, a search holding positions in more arrays than it allows stops narrowing, and work
 	// on arrays nested that deep grows with the square of the event.
 	holes := f.holes[:0]
+	f.work += len(cur)
 	for _, c := range cur {
 		an := f.arrayNode[c.arr]
 		if an == t.node[l] || t.below[an][l/64]&(1<<(l%64)) == 0 {
@@ -486,8 +571,8 @@ func (f *flatEvent) options(t *pathTable, l int32, cur []memEntry) []int32 {
 		lo, _ := slices.BinarySearch(ks, sp.lo)
 		hi, _ := slices.BinarySearch(ks, sp.hi)
 		in := ks[lo:hi]
-		eLo := lo + sort.Search(len(in), func(i int) bool { return f.indexIn(in[i], c.arr) >= c.idx })
-		eHi := lo + sort.Search(len(in), func(i int) bool { return f.indexIn(in[i], c.arr) > c.idx })
+		eLo := lo + sort.Search(len(in), func(i int) bool { f.work++; return f.indexIn(in[i], c.arr) >= c.idx })
+		eHi := lo + sort.Search(len(in), func(i int) bool { f.work++; return f.indexIn(in[i], c.arr) > c.idx })
 		holes = append(holes, span{int32(lo), int32(eLo)}, span{int32(eHi), int32(hi)})
 	}
 	f.holes = holes
@@ -511,11 +596,13 @@ func (f *flatEvent) options(t *pathTable, l int32, cur []memEntry) []int32 {
 // looking at each costs less. Tests lower it.
 var optionsMin = 8
 
-// indexIn returns the element of array arr that field k lies in, or -1.
+// indexIn returns the element of array arr, one where consistency applies, that field k lies
+// in, or -1. A field's positions are listed outermost first, one per such array around it, so
+// the position in arr, if the field has one, is at arr's level.
 func (f *flatEvent) indexIn(k, arr int32) int32 {
 	fd := &f.fields[k]
-	for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
-		if e.arr == arr {
+	if lv := f.arrayLevel[arr]; lv < fd.memLen {
+		if e := f.mem[fd.memOff+lv]; e.arr == arr {
 			return e.idx
 		}
 	}
@@ -523,43 +610,62 @@ func (f *flatEvent) indexIn(k, arr int32) int32 {
 }
 
 // consistent reports whether field k can be chosen together with the fields whose array
-// positions are in cur: no array where both lie in different elements.
+// positions are in cur: no array where both lie in different elements. cur holds positions in
+// arrays where consistency applies only, so each is looked up at once.
 func (f *flatEvent) consistent(cur []memEntry, k int32) bool {
 	fd := &f.fields[k]
 	if !fd.rel || len(cur) == 0 {
 		return true
 	}
-	for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
-		if !f.arrays[e.arr] {
-			continue
-		}
-		for _, c := range cur {
-			if c.arr == e.arr && c.idx != e.idx {
-				return false
-			}
+	f.work += len(cur)
+	for _, c := range cur {
+		if idx := f.indexIn(k, c.arr); idx >= 0 && idx != c.idx {
+			return false
 		}
 	}
 	return true
 }
 
-// pushFrom appends to s those of field k's array positions that matter and are not yet in
-// s[from:].
+// pushFrom appends to s those of field k's array positions that are not yet in s[from:]. With
+// few positions on either side it compares each with each; otherwise it marks the arrays of
+// s[from:] first, so that a field inside many arrays costs as many steps, not their square.
 func (f *flatEvent) pushFrom(s []memEntry, from int, k int32) []memEntry {
 	fd := &f.fields[k]
 	if !fd.rel {
 		return s
 	}
-outer:
-	for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
-		if !f.arrays[e.arr] {
-			continue
-		}
-		for _, c := range s[from:] {
-			if c.arr == e.arr {
-				continue outer
+	mem := f.mem[fd.memOff : fd.memOff+fd.memLen]
+	held := s[from:]
+	if len(mem)*len(held) <= 16 {
+		f.work += len(mem) * len(held)
+	outer:
+		for _, e := range mem {
+			for _, c := range held {
+				if c.arr == e.arr {
+					continue outer
+				}
 			}
+			s = append(s, e)
 		}
-		s = append(s, e)
+		return s
+	}
+	f.work += len(mem) + len(held)
+	if len(f.arrStamp) < len(f.arrays) {
+		f.arrStamp = make([]uint32, len(f.arrays)+len(f.arrays)/4)
+		f.stamp = 0
+	}
+	f.stamp++
+	if f.stamp == 0 {
+		clear(f.arrStamp)
+		f.stamp = 1
+	}
+	for _, c := range held {
+		f.arrStamp[c.arr] = f.stamp
+	}
+	for _, e := range mem {
+		if f.arrStamp[e.arr] != f.stamp {
+			s = append(s, e)
+		}
 	}
 	return s
 }
@@ -599,6 +705,7 @@ func (f *flatEvent) reduce(leaves []uint64, cur []memEntry) []memEntry {
 	if len(cur) == 0 {
 		return cur
 	}
+	f.work += len(cur)
 	keep := 0
 	for _, e := range cur {
 		if f.matters(e.arr, leaves) {

@@ -675,6 +675,7 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
 // result, if smaller, lives on m.stack.
 func (m *matchScratch) reduce(leaves []uint64, cur []memEntry) []memEntry {
 	fe := &m.fe
+	fe.work += len(cur)
 	keep := 0
 	for _, e := range cur {
 		if fe.matters(e.arr, leaves) {
