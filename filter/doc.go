@@ -144,7 +144,10 @@
 // MaxPatternValues (1,000 values and operators), MaxOrCombinations (1,000 alternatives once every
 // $or is multiplied out), MaxExpandedFields (10,000 fields over all those alternatives, a field
 // outside a $or counting once in each), MaxWildcardStars (16 per wildcard) and MaxWildcardValues
-// (100 wildcards).
+// (100 wildcards). These bounds are the package's own, and looser than AWS's service quotas:
+// EventBridge refuses a pattern over 2,048 characters by default (4,096 after a quota increase)
+// and a wildcard it finds too complex ("Rule is too complex"). A pattern that compiles here may
+// therefore be refused by EventBridge; keep patterns meant for both under 2,048 characters.
 //
 // # Divergences from EventBridge
 //

@@ -3,6 +3,7 @@ package filter
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -245,8 +246,10 @@ func eqTest(fn string, v any) func(valueKind, []byte) bool {
 	case float64:
 		n = x
 	case json.Number:
+		// A JSON number, and only one: "Inf", "NaN" or "0x1p4" are not. One past float64's
+		// range reads as ±Inf, as the same number in an event does.
 		f, err := strconv.ParseFloat(string(x), 64)
-		if err != nil {
+		if !isJSONNumber(string(x)) || err != nil && !errors.Is(err, strconv.ErrRange) {
 			panic(fmt.Sprintf("filter: Field.%s given an invalid json.Number %q", fn, string(x)))
 		}
 		n = f
@@ -465,4 +468,9 @@ func SourcePrefix(prefix string) Predicate {
 // Meta matches events whose metadata value for key is exactly one of values.
 func Meta(key string, values ...string) Predicate {
 	return &attrPredicate{desc: "Meta[" + strconv.Quote(key) + "]", get: func(e *fanbridge.Event) string { return e.Meta(key) }, want: values}
+}
+
+// isJSONNumber reports whether s is one JSON number.
+func isJSONNumber(s string) bool {
+	return s != "" && (s[0] == '-' || '0' <= s[0] && s[0] <= '9') && json.Valid([]byte(s))
 }

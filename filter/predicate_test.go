@@ -258,3 +258,16 @@ func mustTime(t *testing.T, s string) time.Time {
 	require.NoError(t, err)
 	return tm
 }
+
+// Eq and In take a json.Number that is one JSON number, beyond float64's range too (read as ±Inf,
+// as the same number in an event is), and panic, at construction, on text that is not one.
+func TestFieldJSONNumbers(t *testing.T) {
+	e := &fanbridge.Event{Data: []byte(`{"big":1e400,"small":-1e400,"n":4.5}`)}
+	assert.True(t, filter.Field("big").Eq(json.Number("1e400")).Match(e))
+	assert.True(t, filter.Field("small").Eq(json.Number("-2e999")).Match(e))
+	assert.True(t, filter.Field("n").In(json.Number("4.50"), json.Number("1e400")).Match(e))
+	assert.False(t, filter.Field("n").Eq(json.Number("1e400")).Match(e))
+	for _, bad := range []string{"Inf", "NaN", "0x1p4", "+1", "1.", "", "1 2", ".5"} {
+		assert.Panics(t, func() { filter.Field("n").Eq(json.Number(bad)) }, bad)
+	}
+}
