@@ -316,7 +316,7 @@ func (c *Client) send(ctx context.Context, r request, payload []byte, token stri
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
-		return 0, nil, nil, &transportError{method: r.method, path: r.path, err: err, afterHeaders: true}
+		return 0, nil, nil, &transportError{method: r.method, path: r.path, err: err, afterHeaders: true, status: resp.StatusCode}
 	}
 	c.log.LogAttrs(ctx, levelDebug, "genesys: request",
 		slog.String("method", r.method), slog.String("path", r.path), slog.Int("status", resp.StatusCode),
@@ -403,6 +403,13 @@ type transportError struct {
 	method, path string
 	err          error
 	afterHeaders bool // the answer's headers arrived, so the server did receive the request
+	status       int  // with afterHeaders, the answer's status, whose body was cut off
+}
+
+// successCutOff reports whether the answer was a success whose body was cut off: the server did
+// what was asked, and only its answer is lost.
+func (e *transportError) successCutOff() bool {
+	return e.afterHeaders && e.status >= 200 && e.status <= 299
 }
 
 func (e *transportError) Error() string {

@@ -166,9 +166,9 @@ func (c *Client) DeleteIntegration(ctx context.Context, id string) error {
 
 // createIntegration installs a new integration of the given type. It is not repeated on an unclear
 // failure (the error then matches ErrOutcomeUnknown): a blind retry could install two. A success
-// answer that cannot be used (a body that does not decode, or one without an id) matches
-// ErrOutcomeUnknown too: Genesys answered 2xx, so it did install one, which a lookup by name can
-// find.
+// answer that cannot be used (a body cut off, one that does not decode, or one without an id)
+// matches ErrOutcomeUnknown too: Genesys answered 2xx, so it did install one, which a lookup by
+// name can find.
 func (c *Client) createIntegration(ctx context.Context, typeID, name string) (*Integration, error) {
 	body := map[string]any{"integrationType": IntegrationType{ID: typeID}}
 	if name != "" {
@@ -179,8 +179,9 @@ func (c *Client) createIntegration(ctx context.Context, typeID, name string) (*I
 	var in Integration
 	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v2/integrations", body: body}, &in)
 	var dErr *decodeError
+	var tErr *transportError
 	switch {
-	case errors.As(err, &dErr):
+	case errors.As(err, &dErr), errors.As(err, &tErr) && tErr.successCutOff():
 		return nil, retry.Permanent(fmt.Errorf("%w: %w: %w", ErrOutcomeUnknown, errCreatedUnusable, err))
 	case err != nil:
 		return nil, err

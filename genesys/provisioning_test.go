@@ -1,6 +1,7 @@
 package genesys_test
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -434,6 +436,7 @@ func TestEnsureUnusableCreateAnswerIsLookedUp(t *testing.T) {
 		{"not JSON", `<html>ok</html>`, 0},
 		{"no id", `{"name":"fanbridge-events"}`, 0},
 		{"not JSON, listing lagging", `<html>ok</html>`, 1},
+		{"cut off after the headers, listing lagging", "", 1}, // an empty body: cut off
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := genesystest.NewServer()
@@ -449,10 +452,16 @@ func TestEnsureUnusableCreateAnswerIsLookedUp(t *testing.T) {
 				r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 			}
 			proxy := httputil.NewSingleHostReverseProxy(target)
+			proxy.FlushInterval = -1 // the headers, and what body there is, go out at once
 			proxy.ModifyResponse = func(r *http.Response) error {
 				switch {
 				case r.Request.Method == http.MethodPost && r.Request.URL.Path == "/api/v2/integrations" &&
 					r.StatusCode/100 == 2 && rewritten.CompareAndSwap(false, true):
+					if tc.body == "" {
+						// The status and headers go out; the body breaks after a few bytes.
+						r.Body = io.NopCloser(io.MultiReader(strings.NewReader(`{"id":`), iotest.ErrReader(errors.New("connection reset"))))
+						break
+					}
 					replace(r, tc.body)
 				case r.Request.Method == http.MethodGet && r.Request.URL.Path == "/api/v2/integrations" &&
 					rewritten.Load() && lagging.Add(-1) >= 0:
