@@ -72,9 +72,13 @@ func OpenAuditLog(path string) (*AuditLog, error) {
 		// The file is missing, or path is a link to a file not made yet, which O_EXCL would
 		// refuse: make the link's target then. O_EXCL, so that this call knows the file is its
 		// own to remove when the sync below fails, even if another process makes it meanwhile.
-		if dest, lerr := os.Readlink(path); lerr == nil {
+		for range 40 { // as many links as the system follows
+			dest, lerr := os.Readlink(file)
+			if lerr != nil {
+				break // not a link: the name to make
+			}
 			if !filepath.IsAbs(dest) {
-				dest = filepath.Join(filepath.Dir(path), dest)
+				dest = filepath.Join(filepath.Dir(file), dest)
 			}
 			file = dest
 		}

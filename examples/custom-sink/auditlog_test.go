@@ -188,8 +188,8 @@ func TestCreatedLogSyncsItsDirectory(t *testing.T) {
 	assert.Equal(t, []string{dir, dir}, synced, "a sync at each creation, none at the reopening")
 }
 
-// A log path that is a symbolic link to a file not made yet creates the file, and syncs the
-// directory of the file, not of the link.
+// A log path that is a symbolic link, or a chain of them, to a file not made yet creates the
+// file, and syncs the directory of the file, not of the link.
 func TestLogThroughALinkToAFileNotMadeYet(t *testing.T) {
 	var synced []string
 	old := syncDir
@@ -201,9 +201,11 @@ func TestLogThroughALinkToAFileNotMadeYet(t *testing.T) {
 	linkDir, fileDir := t.TempDir(), t.TempDir()
 	target := filepath.Join(fileDir, "audit.jsonl")
 	link := filepath.Join(linkDir, "audit.jsonl")
-	if err := os.Symlink(target, link); err != nil {
+	// A chain: audit.jsonl -> mid.jsonl (relative) -> the target, not made yet.
+	if err := os.Symlink(target, filepath.Join(linkDir, "mid.jsonl")); err != nil {
 		t.Skipf("no symbolic links here: %v", err)
 	}
+	require.NoError(t, os.Symlink("mid.jsonl", link))
 	l, err := OpenAuditLog(link)
 	require.NoError(t, err)
 	require.NoError(t, l.Send(context.Background(), &fanbridge.Event{ID: "e", Type: "t", Data: []byte(`{}`)}))
