@@ -322,7 +322,9 @@ func (s *suite) failure(permanent bool) func(t *testing.T) {
 					t.Errorf("sinktest: event %q was acknowledged, and arrived %d times, want once", id, count[id])
 				}
 			}
-			if n := count[prefix+"-1"]; n > 1 {
+			// A sink whose client retries inside by design (Attempts left nil) may store the
+			// failed event more than once when the destination stored it and then failed.
+			if n := count[prefix+"-1"]; n > 1 && in.Attempts != nil {
 				t.Errorf("sinktest: the failed event %q arrived %d times", prefix+"-1", n)
 			}
 		}
