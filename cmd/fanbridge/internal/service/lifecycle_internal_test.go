@@ -174,21 +174,11 @@ func TestFileDLQDirectoryIsPrivate(t *testing.T) {
 // service, behind a verifier, so that the sender retries: the configuration keeps write_timeout
 // past read_timeout plus the dispatch budget, and the answer is written in time.
 func TestSlowBodyGetsARetryableAnswer(t *testing.T) {
-	cfg, err := config.Parse([]byte(`listen: {address: "127.0.0.1:0", read_timeout: 300ms, write_timeout: 3s}
+	s := runService(t, `listen: {address: "127.0.0.1:0", read_timeout: 300ms, write_timeout: 3s}
 intake: [{path: /events, dispatch_timeout: 1s, verifiers: [{api_key: {header: X-Api-Key, keys: ["k-0123456789"]}}]}]
 sinks: [{name: consumer, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
 routes: [{name: everything, all: true, sinks: [consumer]}]
-`), nil)
-	require.NoError(t, err)
-	s, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-ran
-	}()
+`)
 
 	conn, err := net.Dial("tcp", s.Addr().String())
 	require.NoError(t, err)
@@ -208,23 +198,13 @@ routes: [{name: everything, all: true, sinks: [consumer]}]
 func TestIntakePathFromTheEnvironmentStaysOffMetrics(t *testing.T) {
 	const secretPath = "/hooks/s3cr3t-9f2b71"
 	t.Setenv("HOOK_PATH", secretPath)
-	cfg, err := config.Parse([]byte(`listen: {address: "127.0.0.1:0"}
+	s := runService(t, `listen: {address: "127.0.0.1:0"}
 intake:
   - {path: /events, insecure_no_auth: true}
   - {path: "${HOOK_PATH}", verifiers: [{api_key: {header: X-Api-Key, keys: ["k-0123456789"]}}]}
 sinks: [{name: consumer, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
 routes: [{name: everything, all: true, sinks: [consumer]}]
-`), nil)
-	require.NoError(t, err)
-	s, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-ran
-	}()
+`)
 
 	client := &http.Client{Timeout: 10 * time.Second}
 	for _, p := range []string{"/events", secretPath} {
@@ -241,4 +221,22 @@ routes: [{name: everything, all: true, sinks: [consumer]}]
 	assert.Contains(t, metrics, `intake="/events"`)
 	assert.Contains(t, metrics, `intake="intake[1]"`)
 	assert.NotContains(t, metrics, "s3cr3t")
+}
+
+// runService starts a service from the configuration text and stops it, waiting for its
+// shutdown, when the test ends.
+func runService(t *testing.T, text string) *Service {
+	t.Helper()
+	cfg, err := config.Parse([]byte(text), nil)
+	require.NoError(t, err)
+	s, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-ran
+	})
+	return s
 }
