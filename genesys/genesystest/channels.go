@@ -271,6 +271,9 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	s.readLoop(so)
 }
 
+// Pings returns how many pings the server has received over its sockets.
+func (s *Server) Pings() int64 { return s.pings.Load() }
+
 // readLoop answers pings until the socket closes, then forgets it.
 func (s *Server) readLoop(so *socket) {
 	defer func() {
@@ -296,6 +299,7 @@ func (s *Server) readLoop(so *socket) {
 		if json.Unmarshal(data, &msg) != nil || msg.Message != "ping" {
 			continue
 		}
+		s.pings.Add(1)
 		if s.isSilent(so) {
 			continue
 		}

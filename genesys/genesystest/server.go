@@ -31,9 +31,10 @@ type Server struct {
 	// URL is the base URL of the API, the token endpoint and the WebSockets.
 	URL string
 
-	opts options
-	hs   *httptest.Server
-	corr atomic.Int64
+	opts  options
+	hs    *httptest.Server
+	corr  atomic.Int64
+	pings atomic.Int64
 
 	mu           sync.Mutex
 	tokens       map[string]time.Time // access token -> expiry

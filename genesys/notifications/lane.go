@@ -51,7 +51,8 @@ type conn struct {
 	// subscribed is when the lane's topics were subscribed, on the source's clock.
 	subscribed time.Time
 	cancel     context.CancelFunc
-	done       chan struct{} // closed when the reader has returned
+	done       chan struct{}  // closed when the reader has returned
+	pinger     sync.WaitGroup // the ping goroutine, when there is one
 
 	closing     chan struct{} // closed when Genesys asks us to move to a new channel
 	closingOnce sync.Once
@@ -163,11 +164,13 @@ func (c *conn) close() {
 	c.claim.release()
 }
 
-// shut drops the socket and waits for its reader; the lane keeps its claim on the channel.
+// shut drops the socket and waits for its reader and its pinger; the lane keeps its claim on
+// the channel.
 func (c *conn) shut() {
 	c.cancel()
 	_ = c.ws.CloseNow()
 	<-c.done
+	c.pinger.Wait()
 }
 
 // run keeps the lane's topics subscribed until ctx ends. It returns nil then, or the error that
@@ -799,7 +802,7 @@ func (l *lane) start(ctx context.Context, cl *claim, ws *websocket.Conn) *conn {
 		unsubscribed: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 	go l.read(cctx, c)
 	if l.s.cfg.pingInterval > 0 {
-		go l.ping(cctx, c)
+		c.pinger.Go(func() { l.ping(cctx, c) })
 	}
 	return c
 }
