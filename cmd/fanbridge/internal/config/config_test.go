@@ -107,6 +107,16 @@ routes:
     sinks: [k, g]
 `
 
+// edited returns minimal with from replaced by to, or with to appended when from is "".
+func edited(t *testing.T, from, to string) string {
+	t.Helper()
+	if from == "" {
+		return minimal + to
+	}
+	require.Contains(t, minimal, from, "the case must change something")
+	return strings.Replace(minimal, from, to, 1)
+}
+
 func TestMinimalConfigDefaults(t *testing.T) {
 	cfg, err := config.Parse([]byte(minimal), env(nil))
 	require.NoError(t, err)
@@ -230,8 +240,7 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := tc.doc
 			if doc == "" && tc.from != "" {
-				require.Contains(t, minimal, tc.from, "the case must change something")
-				doc = strings.Replace(minimal, tc.from, tc.to, 1)
+				doc = edited(t, tc.from, tc.to)
 			}
 			_, err := config.Parse([]byte(doc), env(nil))
 			require.Error(t, err)
@@ -302,11 +311,7 @@ func TestNullKeyIsPresent(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			doc := minimal + tc.to
-			if tc.from != "" {
-				require.Contains(t, minimal, tc.from)
-				doc = strings.Replace(minimal, tc.from, tc.to, 1)
-			}
+			doc := edited(t, tc.from, tc.to)
 			c, err := config.Parse([]byte(doc), env(map[string]string{"PW": "secret-password"}))
 			if tc.wantError != "" {
 				require.Error(t, err)

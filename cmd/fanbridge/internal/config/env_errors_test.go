@@ -48,13 +48,7 @@ func TestValuesFromTheEnvironmentNeverInErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			doc := func(value string) string {
-				if tc.from == "" {
-					return minimal + strings.ReplaceAll(tc.to, "%s", value)
-				}
-				require.Contains(t, minimal, tc.from)
-				return strings.Replace(minimal, tc.from, strings.ReplaceAll(tc.to, "%s", value), 1)
-			}
+			doc := func(value string) string { return edited(t, tc.from, strings.ReplaceAll(tc.to, "%s", value)) }
 			_, err := config.Parse([]byte(doc(`"${SECRET}"`)), env(map[string]string{"SECRET": secret}))
 			require.Error(t, err)
 			assert.True(t, errors.Is(err, config.ErrInvalid))
@@ -176,11 +170,7 @@ func TestNoPartOfAShortEnvironmentValueInsideALongerSetting(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			doc := minimal + tc.to
-			if tc.from != "" {
-				require.Contains(t, minimal, tc.from)
-				doc = strings.Replace(minimal, tc.from, tc.to, 1)
-			}
+			doc := edited(t, tc.from, tc.to)
 			_, err := config.Parse([]byte(doc), env(map[string]string{"S": tc.value}))
 			require.Error(t, err)
 			assert.True(t, errors.Is(err, config.ErrInvalid))
@@ -262,8 +252,7 @@ func TestSecretsTakeNoDefault(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			require.Contains(t, minimal, tc.from)
-			doc := strings.Replace(minimal, tc.from, tc.to, 1)
+			doc := edited(t, tc.from, tc.to)
 			for _, vars := range []map[string]string{nil, {"V": ""}} {
 				_, err := config.Parse([]byte(doc), env(vars))
 				require.Error(t, err)
