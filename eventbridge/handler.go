@@ -138,10 +138,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status = h.serve(ctx, w, r, span, ht)
 }
 
-// slowBodyAnswerTime is how long the answer to a body too slow for the server's ReadTimeout may
-// take to write.
-const slowBodyAnswerTime = 5 * time.Second
-
 // serve answers the request and returns the status it answered with; ht is the request's trace
 // context when the span has read it already.
 func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, span trace.Span, ht headerTrace) int {
@@ -171,9 +167,7 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			// the answer, and may well send the body in time on another try.
 			w.Header()["Connection"] = connectionClose
 			w.Header()["Retry-After"] = h.retryAfter
-			// The server's write deadline may have passed with the read one (WriteTimeout no
-			// longer than ReadTimeout): give the short answer time of its own.
-			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(slowBodyAnswerTime))
+			chunkbuf.AnswerTime(w)
 			return h.reject(ctx, w, span, reasonRead, http.StatusServiceUnavailable, "eventbridge: the body did not arrive in time, retry later")
 		}
 		return h.reject(ctx, w, span, reasonRead, http.StatusBadRequest, "eventbridge: reading the body failed")

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -322,9 +321,7 @@ func (m *middleware) reject(w http.ResponseWriter, r *http.Request, err error) {
 			// it in time on another try, and the rest of this one is not read.
 			h.Set("Connection", "close")
 			h.Set("Retry-After", "1")
-			// The server's write deadline may have passed with the read one (WriteTimeout no
-			// longer than ReadTimeout): give the short answer time of its own.
-			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(5 * time.Second))
+			chunkbuf.AnswerTime(w)
 			status, body = http.StatusServiceUnavailable, bodyTooSlow
 			break
 		}

@@ -8,8 +8,10 @@ package chunkbuf
 import (
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"sync"
+	"time"
 )
 
 // Size is the size of a chunk, and the largest body worth reading straight into one allocation.
@@ -51,4 +53,11 @@ func TimedOut(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// AnswerTime gives the answer to a body that timed out (see TimedOut) a write deadline of its
+// own: the server's may have passed with the read one, when WriteTimeout is no longer than
+// ReadTimeout, and the sender must hear that it may retry.
+func AnswerTime(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(5 * time.Second))
 }
