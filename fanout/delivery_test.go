@@ -587,16 +587,22 @@ func TestWithdrawnTaskCauseIsTheDeadline(t *testing.T) {
 	ctx := testContext(t)
 	require.NoError(t, d.Dispatch(ctx, event("block", "block")))
 	recv(t, entered) // b's only worker holds it
+	checked := 0
 	for i := range 100 {
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Millisecond)
 		res, err := d.Deliver(dctx, event(fmt.Sprint("e", i), "x"))
 		cancel()
+		if err != nil && len(res.Sinks) == 0 && errors.Is(err, context.DeadlineExceeded) {
+			continue // on a loaded machine the 2 ms can pass before the dispatch begins
+		}
 		require.NoError(t, err)
+		checked++
 		for _, r := range res.Sinks {
 			require.Equal(t, fanout.DeadLettered, r.Outcome, "%s of e%d", r.Sink, i)
 			require.ErrorIs(t, r.Err, context.DeadlineExceeded, "%s of e%d", r.Sink, i)
 		}
 	}
+	require.Positive(t, checked, "no dispatch began before its deadline")
 }
 
 // Sync dispatches whose budgets end while their tasks are being handed out, at every moment of
