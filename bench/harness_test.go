@@ -161,9 +161,11 @@ func newHarness() (h *harness, err error) {
 	} else if h.gen, err = startLoadgen(); err != nil {
 		return nil, err
 	}
+	// The returns below set h to nil; the cleanup closes what was built through its own copy.
+	built := h
 	defer func() {
 		if err != nil {
-			_ = h.close()
+			_ = built.close()
 		}
 	}()
 	all := slices.Concat(pipelineNames, floorNames)
