@@ -772,9 +772,25 @@ func TestKeysDifferingOnlyInCaseAreDuplicates(t *testing.T) {
 		`{"timestamp":"2024-01-02T03:04:05Z","Timestamp":1}`,
 		`{"metadata":{"a":1},"Metadata":{"b":2}}`,
 		`{"topicName":"x","TopicName":"y"}`,
+		`{"TopicName":"x","eventBody":{}}`,
 	} {
 		_, err := eventbridge.Decode([]byte(`{"id":"1","detail-type":"Order Placed","source":"com.example.shop","detail":`+detail+`}`), "")
 		require.NoError(t, err, detail)
+	}
+	// A detail with both topicName and eventBody is a Genesys notification, whose keys are the
+	// decoder's: the topic a route and a Kafka topic template read must be the one a consumer
+	// decoding Raw with encoding/json reads.
+	for _, detail := range []string{
+		`{"topicName":"v2.users.x.activity","eventBody":{},"TopicName":"v2.users.y.activity"}`,
+		`{"TOPICNAME":"v2.users.y.activity","topicName":"v2.users.x.activity","eventBody":{}}`,
+		`{"topicName":"v2.users.x.activity","eventBody":{},"EventBody":{"evil":1}}`,
+		`{"topicName":"v2.users.x.activity","eventBody":{},"Metadata":{"CorrelationId":"evil"}}`,
+		`{"topicName":"v2.users.x.activity","eventBody":{},"timeſtamp":1}`,
+	} {
+		_, err := eventbridge.Decode([]byte(`{"id":"1","detail-type":"t","source":"s","detail":`+detail+`}`), "")
+		require.ErrorIs(t, err, eventbridge.ErrInvalidField, detail)
+		assert.Contains(t, err.Error(), "detail.", detail)
+		assert.NotContains(t, err.Error(), "evil", detail)
 	}
 }
 

@@ -81,6 +81,7 @@
 // (Unicode folding: "ſource" is "source" to it) and keeps the last, a key that differs only in
 // case from one the decoder reads by name is refused too, whether that key is there or not, in
 // the objects whose shape is the format's (an envelope, a CloudEvent, a webhook, a
+// notification, and an envelope's detail holding both topicName and eventBody, which is a Genesys
 // notification); in a generic event's detail such keys are the sender's data.
 //
 // Decoding validates the whole body in one pass and extracts only the fields above; eventBody is

@@ -187,6 +187,13 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 	}
 	s := o.s
 	lenient := names == &envelopeDetail && (f[fBody] < 0 || f[fTopic] < 0)
+	// A detail with both topicName and eventBody is a Genesys notification, whose shape is ours as
+	// much as the envelope's: a key that differs from one of its keys only in case is refused.
+	if strict == nil && !lenient {
+		if err := o.refuseCaseVariants(names.prefix, notificationKeys); err != nil {
+			return n, err
+		}
+	}
 	if n.topic, err = s.optionalString(names.topicName, f[fTopic]); err != nil {
 		if !lenient {
 			return n, err

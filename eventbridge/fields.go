@@ -3,6 +3,7 @@ package eventbridge
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -64,8 +65,9 @@ func (s *scanner) child(idx int32) object {
 // CloudEvent, a webhook, a notification), and a key that differs only in case from one of them
 // ("Source", "ſource") is refused too: encoding/json's struct decoding matches keys ignoring case
 // (Unicode folding) and keeps the last, so a consumer decoding Raw so would read it where this
-// decoder read the exact key, or nothing. Without names (a generic event's detail, metadata, an
-// eventBody: the sender's data), such keys are the sender's business.
+// decoder read the exact key, or nothing. Without names (an envelope's detail until it is known to
+// be a Genesys notification, see refuseCaseVariants; metadata, an eventBody: the sender's data),
+// such keys are the sender's business.
 func (o object) fields(where string, idx []int32, slot func(name []byte) int, names []string) error {
 	for i := range idx {
 		idx[i] = -1
@@ -94,6 +96,26 @@ func (o object) fields(where string, idx []int32, slot func(name []byte) int, na
 	for i, j := range idx {
 		if j >= 0 && isNull(o.s.val(&ms[j])) {
 			idx[i] = -1
+		}
+	}
+	return nil
+}
+
+// refuseCaseVariants fails when a member of o has a key that is not one of names but equals one
+// of them under Unicode case folding, as fields does for an object given names.
+func (o object) refuseCaseVariants(where string, names []string) error {
+	ms := o.s.members
+	for i := range ms {
+		m := &ms[i]
+		if m.parent != o.parent {
+			continue
+		}
+		k := o.s.key(m)
+		if slices.Contains(names, string(k)) {
+			continue
+		}
+		if n, ok := foldsToOneOf(k, names); ok {
+			return fmt.Errorf("%w: duplicate key %s%q, written in another case", ErrInvalidField, where, n)
 		}
 	}
 	return nil
