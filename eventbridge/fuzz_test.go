@@ -200,6 +200,17 @@ func crossCheck(t *testing.T, body []byte, e *fanbridge.Event) {
 		if hasMember(detail, "eventBody") && hasMember(detail, "topicName") {
 			equal(t, "topicName", e.Topic, detail.str(t, "topicName"))
 			equal(t, "CorrelationId", e.Meta(fanbridge.MetaCorrelationID), detail.obj(t, "metadata").str(t, "CorrelationId"))
+			// A Genesys detail's keys are matched as the envelope's are.
+			var sd struct {
+				Detail struct {
+					TopicName string          `json:"topicName"`
+					EventBody json.RawMessage `json:"eventBody"`
+				} `json:"detail"`
+			}
+			if json.Unmarshal(body, &sd) == nil {
+				equal(t, "struct detail.topicName", e.Topic, sd.Detail.TopicName)
+				equal(t, "struct detail.eventBody", string(e.Data), string(sd.Detail.EventBody))
+			}
 		} else {
 			// Not Genesys': these fields are read only when they have Genesys' types, so
 			// whatever the decoder did read must be what encoding/json reads.
