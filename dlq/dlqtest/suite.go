@@ -13,9 +13,23 @@
 //					return q
 //				}
 //			},
+//			// Drops the queue's files and lock as a killed process would: no Close, no flush.
+//			Crash: func(t *testing.T, s dlqtest.Store) { abandon(s.(*filedlq.Queue)) },
 //			Features: dlqtest.Features{Delete: true, Durable: true, Ordered: true},
 //		})
 //	}
+//
+// # Durability
+//
+// A driver that sets Features.Durable promises that an entry is kept once Put returned nil. The
+// Reopen subtests close the store and open its storage again, which a driver that acknowledges
+// entries it still holds in memory, and writes them out in Close, passes as well. The Crash
+// subtests close nothing: they give the store up through Harness.Crash, as the death of the
+// process would, and require every acknowledged entry back from the storage. A durable driver
+// should therefore supply Crash; without it those subtests are skipped. Crash models a crash of
+// the process only: what reached the operating system (the page cache, a socket to a broker) is
+// not lost, so the suite cannot tell a driver that fsyncs from one that does not; that takes a
+// test of the driver's own, one that cuts the power or stands in for fsync.
 package dlqtest
 
 import (
@@ -24,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -53,7 +68,8 @@ type Opener func(t *testing.T) Store
 type Features struct {
 	// Delete: Reader.Delete removes entries. Without it, Delete must fail with dlq.ErrUnsupported.
 	Delete bool
-	// Durable: entries survive closing the store and opening it again.
+	// Durable: entries survive closing the store and opening it again and, once Put returned
+	// nil, a crash of the process too (checked when Harness.Crash is set).
 	Durable bool
 	// Ordered: entries put one after another are listed in that order, by a store reopened over
 	// the same storage too when Durable.
@@ -63,9 +79,28 @@ type Features struct {
 // Harness tells Run how to test one driver.
 type Harness struct {
 	// New prepares empty backing storage for one subtest and returns its Opener. The suite
-	// closes every store it opens (when it implements io.Closer) before reopening and at the end
-	// of the subtest; New registers the cleanup of the storage itself with t.Cleanup.
+	// closes every store it opens (when it implements io.Closer), but one it gave up with
+	// Crash, before reopening and at the end of the subtest; New registers the cleanup of the
+	// storage itself with t.Cleanup.
 	New func(t *testing.T) Opener
+	// Crash gives up s, a store the Opener returned, the way a killed process gives up its
+	// store, so that the Crash subtests can check that what Put acknowledged is in the storage
+	// and not merely in the store (see Features.Durable). It must:
+	//
+	//   - release what the operating system takes back from a dead process (file descriptors
+	//     and the locks they hold, network connections), so that the Opener can open the
+	//     storage again;
+	//   - stop the store's background work, or cut it off from the storage, so that nothing the
+	//     store still holds reaches the storage afterwards: a store whose Put left an entry in a
+	//     buffer that a goroutine or a client writes out later must lose that entry here;
+	//   - flush, sync, send and write nothing that Close would, and never call Close.
+	//
+	// What already reached the operating system or the storage (the kernel's page cache, a
+	// request on its way to a broker) stays, as it would after a kill. The suite never uses s
+	// again and does not close it; Crash may register the release of what is left (goroutines
+	// blocked on a dead connection, a client) with t.Cleanup, since that runs after the checks.
+	// When Crash is nil the Crash subtests are skipped.
+	Crash func(t *testing.T, s Store)
 	// Features says which optional behaviour the driver has.
 	Features Features
 }
@@ -93,6 +128,8 @@ func Run(t *testing.T, h Harness) {
 		{"Order", func(f Features) bool { return f.Ordered }, s.testOrder},
 		{"Reopen", func(f Features) bool { return f.Durable }, s.testReopen},
 		{"ReopenOrder", func(f Features) bool { return f.Durable && f.Ordered }, s.testReopenOrder},
+		{"Crash", func(f Features) bool { return f.Durable }, s.testCrash},
+		{"CrashAfterDelete", func(f Features) bool { return f.Durable && f.Delete }, s.testCrashAfterDelete},
 		{"Many", nil, s.testMany},
 		{"Delete", nil, s.testDelete},
 		{"DeleteDuringList", func(f Features) bool { return f.Delete }, s.testDeleteDuringList},
@@ -136,6 +173,15 @@ func (s *stores) close(t *testing.T) {
 		assert.NoError(t, c.Close(), "closing the store")
 	}
 	s.current = nil
+}
+
+// crash gives up the current store through the harness's Crash hook, without closing it.
+func (s *stores) crash(t *testing.T, h Harness) {
+	t.Helper()
+	require.NotNil(t, s.current, "no store open to crash")
+	q := s.current
+	s.current = nil // a crashed store is never closed, by the suite or its cleanup
+	h.Crash(t, q)
 }
 
 func (s *stores) reopen(t *testing.T) Store {
@@ -482,6 +528,177 @@ func (s *suite) testReopenOrder(t *testing.T, ctx context.Context, st *stores) {
 	assert.Equal(t, want, ids(listAll(t, ctx, q)), "order of entries put before and after reopening")
 	q = st.reopen(t)
 	assert.Equal(t, want, ids(listAll(t, ctx, q)), "order after reopening twice")
+}
+
+// needCrash skips a Crash subtest when the harness cannot crash a store.
+func (s *suite) needCrash(t *testing.T) {
+	t.Helper()
+	if s.h.Crash == nil {
+		t.Skip("Harness.Crash is not set: durability is checked only by closing and reopening, " +
+			"which a driver that writes acknowledged entries out in Close passes too")
+	}
+}
+
+// crashWriters and crashEach make testCrash put entries from several writers at once, so that a
+// driver that makes Puts durable together (group commit) is caught acknowledging one early.
+const crashWriters, crashEach = 8, 8
+
+// testCrash: Put returning nil makes an entry durable, not Close. The store is given up as a
+// killed process gives it up, and every entry acknowledged before is read back from the storage,
+// intact; a driver that kept acknowledged entries in memory until Close passes Reopen, not this.
+func (s *suite) testCrash(t *testing.T, ctx context.Context, st *stores) {
+	s.needCrash(t)
+	q := st.get(t)
+	want := map[string]dlq.Entry{}
+	var serial []string // put one after another
+	cases := roundTripCases()
+	for _, tc := range cases {
+		require.NoError(t, q.Put(ctx, tc.e))
+		want[tc.e.ID] = expected(t, tc.e)
+		serial = append(serial, tc.e.ID)
+	}
+	id := func(w, i int) string { return fmt.Sprintf("crash-%d-%02d", w, i) }
+	var wg sync.WaitGroup
+	errs := make(chan error, crashWriters)
+	for w := range crashWriters {
+		wg.Go(func() {
+			for i := range crashEach {
+				if err := q.Put(ctx, base(id(w, i), "s")); err != nil {
+					errs <- fmt.Errorf("Put %s: %w", id(w, i), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	runs := [][]string{serial}
+	for w := range crashWriters {
+		var run []string
+		for i := range crashEach {
+			want[id(w, i)] = expected(t, base(id(w, i), "s"))
+			run = append(run, id(w, i))
+		}
+		runs = append(runs, run)
+	}
+
+	st.crash(t, s.h)
+	q = st.get(t)
+	s.checkSurvivors(t, ctx, q, "after a crash", want, nil, runs)
+	// Get too, which a driver may answer from an index of its own: one it writes out in Close is
+	// stale after a crash. The newest entries are the ones such an index lacks.
+	for _, name := range []string{serial[0], serial[len(serial)-1], id(0, crashEach-1), id(crashWriters-1, crashEach-1)} {
+		got, err := q.Get(ctx, name)
+		require.NoError(t, err, "Get %s after a crash", name)
+		AssertEntry(t, want[name], got)
+	}
+
+	// The storage opened after a crash takes entries as before, and keeps them through another.
+	after := base("after-crash", "s")
+	require.NoError(t, q.Put(ctx, after))
+	want[after.ID] = expected(t, after)
+	runs[0] = append(runs[0], after.ID)
+	st.crash(t, s.h)
+	q = st.get(t)
+	s.checkSurvivors(t, ctx, q, "after a second crash", want, nil, runs)
+	got, err := q.Get(ctx, after.ID)
+	require.NoError(t, err, "Get %s after a second crash", after.ID)
+	AssertEntry(t, want[after.ID], got)
+}
+
+// testCrashAfterDelete: a crash after a Delete keeps every entry the Delete left and every entry
+// put after it. An entry the Delete removed may come back: package dlq promises at-least-once
+// redrive (removal follows delivery, and sinks deduplicate on Event.ID), so a removal lost in a
+// crash costs a second delivery, never an event. Deleting it again then removes it.
+func (s *suite) testCrashAfterDelete(t *testing.T, ctx context.Context, st *stores) {
+	s.needCrash(t)
+	q := st.get(t)
+	const n = 24
+	id := func(i int) string { return fmt.Sprintf("cad-%02d", i) }
+	want := map[string]dlq.Entry{}
+	var order []string
+	put := func(id string) {
+		e := base(id, "s")
+		require.NoError(t, q.Put(ctx, e), "Put %s", id)
+		want[id] = expected(t, e)
+		order = append(order, id)
+	}
+	for i := range n {
+		put(id(i))
+	}
+	// The oldest, every third and the newest entry: in a driver that keeps entries in files or
+	// segments, removals from the first, from the middle and from the one being written to.
+	removed := map[string]bool{}
+	var del []string
+	for i := 0; i < n; i += 3 {
+		del = append(del, id(i))
+	}
+	del = append(del, id(n-1))
+	require.NoError(t, q.Delete(ctx, del...))
+	for _, name := range del {
+		delete(want, name)
+		removed[name] = true
+	}
+	// Entries put after the Delete go wherever it left the driver writing.
+	for i := range 4 {
+		put(fmt.Sprintf("cad-after-%d", i))
+	}
+
+	st.crash(t, s.h)
+	q = st.get(t)
+	s.checkSurvivors(t, ctx, q, "after a crash that followed a Delete", want, removed, [][]string{order})
+	got, err := q.Get(ctx, "cad-after-3")
+	require.NoError(t, err, "Get of the newest entry after a crash")
+	AssertEntry(t, want["cad-after-3"], got)
+
+	require.NoError(t, q.Delete(ctx, del...), "deleting again after a crash")
+	s.checkSurvivors(t, ctx, q, "after deleting again", want, nil, [][]string{order})
+	q = st.reopen(t)
+	s.checkSurvivors(t, ctx, q, "after deleting again and reopening", want, nil, [][]string{order})
+}
+
+// checkSurvivors lists q and requires every entry of want in it once and intact; an ID in
+// mayReturn may be listed too (a removal the crash undid), any other may not. Each run holds IDs
+// put one after another, which an Ordered driver lists in that order.
+func (s *suite) checkSurvivors(t *testing.T, ctx context.Context, q Store, what string, want map[string]dlq.Entry, mayReturn map[string]bool, runs [][]string) {
+	t.Helper()
+	at := map[string]int{}
+	for n, e := range listAll(t, ctx, q) {
+		_, dup := at[e.ID]
+		require.False(t, dup, "%s: entry %s listed twice", what, e.ID)
+		at[e.ID] = n
+		w, ok := want[e.ID]
+		if !ok {
+			assert.True(t, mayReturn[e.ID], "%s: entry %s listed, which was not put or was deleted", what, e.ID)
+			continue
+		}
+		AssertEntry(t, w, e)
+	}
+	var lost []string
+	for id := range want {
+		if _, ok := at[id]; !ok {
+			lost = append(lost, id)
+		}
+	}
+	slices.Sort(lost)
+	require.Empty(t, lost, "%s: %d of %d entries whose Put returned nil are gone", what, len(lost), len(want))
+	if !s.h.Features.Ordered {
+		return
+	}
+	for _, run := range runs {
+		last := -1
+		for _, id := range run {
+			n, ok := at[id]
+			if !ok {
+				continue
+			}
+			assert.Greater(t, n, last, "%s: entry %s listed before one put earlier", what, id)
+			last = n
+		}
+	}
 }
 
 // manyWriters and manyEach make testMany put far more entries than a page, a batch or a segment of

@@ -26,6 +26,11 @@ type broken struct {
 	delete func(m *dlqtest.Memory, ctx context.Context, ids ...string) error
 	// reopened is set on a durable store opened over the storage of an earlier one.
 	reopened bool
+	// writeBehind makes a durable store work on a copy of its storage, which only Close writes
+	// back: a driver whose Put returns before the entry is durable.
+	writeBehind bool
+	// backing is the storage a write-behind store writes back to.
+	backing *dlqtest.Memory
 }
 
 func (b *broken) Put(ctx context.Context, e dlq.Entry) error {
@@ -78,31 +83,33 @@ func listInPages(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) erro
 	return nil
 }
 
-// brokenStores each break one promise; fails names a subtest the suite must fail with. A durable
-// one keeps its entries across reopening, and is tested as Durable.
+// brokenStores each break one promise; fails names a subtest the suite must fail with, and passes
+// subtests it must pass nonetheless. A durable one keeps its entries across reopening, and is
+// tested as Durable.
 var brokenStores = map[string]struct {
 	store   func() *broken
 	fails   string
 	durable bool
+	passes  []string
 }{
 	"raw-trimmed": {func() *broken {
 		return &broken{put: func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry) error {
 			e.Event.Raw = bytes.TrimSpace(e.Event.Raw)
 			return m.Put(ctx, e)
 		}}
-	}, "RoundTrip/trailing-newline", false},
+	}, "RoundTrip/trailing-newline", false, nil},
 	"times-to-milliseconds": {func() *broken {
 		return &broken{put: func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry) error {
 			e.LastAttempt = e.LastAttempt.Truncate(time.Millisecond)
 			return m.Put(ctx, e)
 		}}
-	}, "RoundTrip/genesys-audit", false},
+	}, "RoundTrip/genesys-audit", false, nil},
 	"metadata-dropped": {func() *broken {
 		return &broken{put: func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry) error {
 			e.Event.Metadata = nil
 			return m.Put(ctx, e)
 		}}
-	}, "RoundTrip/genesys-audit", false},
+	}, "RoundTrip/genesys-audit", false, nil},
 	"accepts-invalid": {func() *broken {
 		return &broken{put: func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry) error {
 			if e.Sink == "" {
@@ -110,12 +117,12 @@ var brokenStores = map[string]struct {
 			}
 			return m.Put(ctx, e)
 		}}
-	}, "InvalidEntry", false},
+	}, "InvalidEntry", false, nil},
 	"ignores-context": {func() *broken {
 		return &broken{put: func(m *dlqtest.Memory, _ context.Context, e dlq.Entry) error {
 			return m.Put(context.Background(), e)
 		}}
-	}, "CanceledContext", false},
+	}, "CanceledContext", false, nil},
 	"lists-twice": {func() *broken {
 		return &broken{list: func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error {
 			return m.List(ctx, func(e dlq.Entry) error {
@@ -128,7 +135,7 @@ var brokenStores = map[string]struct {
 				return nil
 			})
 		}}
-	}, "ConcurrentPuts", false},
+	}, "ConcurrentPuts", false, nil},
 	"list-ignores-callback-error": {func() *broken {
 		return &broken{list: func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error {
 			var first error
@@ -140,7 +147,7 @@ var brokenStores = map[string]struct {
 			})
 			return errors.Join(err, first)
 		}}
-	}, "ListStopsOnError", false},
+	}, "ListStopsOnError", false, nil},
 	"get-missing-without-error": {func() *broken {
 		return &broken{get: func(m *dlqtest.Memory, ctx context.Context, id string) (dlq.Entry, error) {
 			e, err := m.Get(ctx, id)
@@ -149,15 +156,15 @@ var brokenStores = map[string]struct {
 			}
 			return e, err
 		}}
-	}, "GetMissing", false},
+	}, "GetMissing", false, nil},
 	"delete-does-nothing": {func() *broken {
 		return &broken{delete: func(*dlqtest.Memory, context.Context, ...string) error { return nil }}
-	}, "Delete", false},
+	}, "Delete", false, nil},
 	"list-stops-after-a-page": {func() *broken {
 		return &broken{list: func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error {
 			return listInPages(m, ctx, fn, func(p [][]dlq.Entry) [][]dlq.Entry { return p[:min(1, len(p))] })
 		}}
-	}, "Many", false},
+	}, "Many", false, nil},
 	"list-pages-out-of-order": {func() *broken {
 		return &broken{list: func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error {
 			return listInPages(m, ctx, fn, func(p [][]dlq.Entry) [][]dlq.Entry {
@@ -167,7 +174,7 @@ var brokenStores = map[string]struct {
 				return p
 			})
 		}}
-	}, "Many", false},
+	}, "Many", false, nil},
 	"order-lost-on-reopen": {func() *broken {
 		b := &broken{}
 		b.list = func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error {
@@ -182,7 +189,12 @@ var brokenStores = map[string]struct {
 			})
 		}
 		return b
-	}, "ReopenOrder", true},
+	}, "ReopenOrder", true, nil},
+	// Acknowledges entries it holds in memory and writes them out in Close: closing and reopening
+	// cannot tell it from a durable store, a crash can.
+	"write-behind": {func() *broken {
+		return &broken{writeBehind: true}
+	}, "Crash", true, []string{"Reopen", "ReopenOrder", "PutAfterClose", "Many", "Delete", "RoundTrip"}},
 }
 
 const brokenEnv = "DLQTEST_BROKEN_STORE"
@@ -204,17 +216,23 @@ func TestBrokenStore(t *testing.T) {
 				switch {
 				case !b.durable:
 					s.Memory = dlqtest.NewMemory()
+					return s
 				case backing == nil:
 					backing = dlqtest.NewMemory()
-					s.Memory = backing
-					return durable{s}
 				default:
-					s.Memory, s.reopened = backing, true
-					return durable{s}
+					s.reopened = true
 				}
-				return s
+				s.Memory = backing
+				if s.writeBehind {
+					s.Memory, s.backing = copyMemory(t, backing), backing
+				}
+				return durable{s}
 			}
 		},
+		// The Memory behind a durable store stands for its storage, which outlives the process;
+		// the broken store over it is the process's own memory, which dies with it. Dropping the
+		// store is all a crash does.
+		Crash:    func(*testing.T, dlqtest.Store) {},
 		Features: dlqtest.Features{Delete: true, Ordered: true, Durable: b.durable},
 	})
 }
@@ -222,7 +240,32 @@ func TestBrokenStore(t *testing.T) {
 // durable is a broken store whose Close leaves its storage open for the next store.
 type durable struct{ *broken }
 
-func (durable) Close() error { return nil }
+// Close writes a write-behind store's copy back to its storage, and closes the copy; other
+// durable stores leave their storage open for the next store.
+func (d durable) Close() error {
+	if !d.writeBehind {
+		return nil
+	}
+	ctx := context.Background()
+	var stale []string
+	if err := d.backing.List(ctx, func(e dlq.Entry) error { stale = append(stale, e.ID); return nil }); err != nil {
+		return err
+	}
+	if err := d.backing.Delete(ctx, stale...); err != nil {
+		return err
+	}
+	err := d.Memory.List(ctx, func(e dlq.Entry) error { return d.backing.Put(ctx, e) })
+	return errors.Join(err, d.Memory.Close())
+}
+
+// copyMemory returns a new Memory holding the entries of m.
+func copyMemory(t *testing.T, m *dlqtest.Memory) *dlqtest.Memory {
+	c := dlqtest.NewMemory()
+	require.NoError(t, m.List(context.Background(), func(e dlq.Entry) error {
+		return c.Put(context.Background(), e)
+	}))
+	return c
+}
 
 // TestSuiteCatchesBrokenStores proves the suite can fail: each broken store must fail it, in the
 // subtest about the promise it breaks.
@@ -239,7 +282,10 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 			out, err := cmd.CombinedOutput()
 			var exit *exec.ExitError
 			require.ErrorAs(t, err, &exit, "the suite passed a broken store:\n%s", out)
-			assert.Contains(t, string(out), "--- FAIL: TestBrokenStore/"+b.fails, "%s", out)
+			assert.Contains(t, string(out), "--- FAIL: TestBrokenStore/"+b.fails+" ", "%s", out)
+			for _, p := range b.passes {
+				assert.Contains(t, string(out), "--- PASS: TestBrokenStore/"+p+" ", "%s", out)
+			}
 		})
 	}
 }
