@@ -809,3 +809,47 @@ func TestNullKeysDoNotPickTheFormat(t *testing.T) {
 		assert.Equal(t, format, e.Meta(fanbridge.MetaFormat), body)
 	}
 }
+
+// The metadata objects a decoder reads by name follow the same case rule: a consumer decoding Raw
+// with encoding/json must read the source that was checked, the time and the correlation id that
+// were kept.
+func TestMetadataKeysDifferingOnlyInCase(t *testing.T) {
+	for _, body := range []string{
+		`{"event":"v2.users.{id}.presence","data":{},"metadata":{"source":"aws.partner/genesys.com/cloud/org/bus","Source":"evil"}}`,
+		`{"event":"v2.users.{id}.presence","data":{},"metadata":{"\u017fource":"evil","source":"aws.partner/genesys.com/cloud/org/bus"}}`,
+		`{"event":"x","data":{},"metadata":{"timestamp":"2024-01-02T03:04:05Z","Timestamp":"2030-01-02T03:04:05Z"}}`,
+		`{"event":"x","data":{},"metadata":{"TIME":"2030-01-02T03:04:05Z"}}`,
+		`{"id":"1","detail-type":"t","source":"s","detail":{"topicName":"v2.users.x.activity","eventBody":{},"metadata":{"CorrelationId":"good","correlationId":"evil"}}}`,
+		`{"topicName":"v2.users.x.activity","eventBody":{},"metadata":{"CorrelationId":"good","CORRELATIONID":"evil"}}`,
+		`{"topicName":"v2.users.x.activity","eventBody":{},"metadata":{"correlationId":"evil"}}`,
+	} {
+		_, err := eventbridge.Decode([]byte(body), "")
+		require.ErrorIs(t, err, eventbridge.ErrInvalidField, body)
+		assert.Contains(t, err.Error(), "written in another case", body)
+		assert.NotContains(t, err.Error(), "evil", body)
+	}
+	// Metadata keys that are not read by name, and a generic detail's metadata, are the sender's.
+	for _, body := range []string{
+		`{"event":"x","data":{},"metadata":{"sources":"a","Region2":"b"}}`,
+		`{"id":"1","detail-type":"Order Placed","source":"com.example.shop","detail":{"metadata":{"CorrelationId":"a","correlationId":"b"}}}`,
+	} {
+		_, err := eventbridge.Decode([]byte(body), "")
+		require.NoError(t, err, body)
+	}
+}
+
+// A webhook's correlation id comes from its correlationId alone, whatever the order of the keys:
+// a metadata key spelled as the Metadata key it is kept under does not replace it.
+func TestWebhookCorrelationIDComesFromCorrelationID(t *testing.T) {
+	for _, meta := range []string{
+		`{"correlationId":"a","correlation-id":"b"}`,
+		`{"correlation-id":"b","correlationId":"a"}`,
+	} {
+		e, err := eventbridge.Decode([]byte(`{"event":"x","data":{},"metadata":`+meta+`}`), "")
+		require.NoError(t, err, meta)
+		assert.Equal(t, "a", e.Meta(fanbridge.MetaCorrelationID), meta)
+	}
+	e, err := eventbridge.Decode([]byte(`{"event":"x","data":{},"metadata":{"correlation-id":"b"}}`), "")
+	require.NoError(t, err)
+	assert.Empty(t, e.Meta(fanbridge.MetaCorrelationID))
+}

@@ -60,8 +60,10 @@
 //     (any case), timestamp and time as sent (in key order, whatever their type), and data. The
 //     string values of metadata go to Metadata (other types are skipped), except that "source"
 //     becomes Source, an RFC 3339 "timestamp" or "time" becomes Time, "correlationId" (any case)
-//     becomes correlation-id, and the keys account, region, format and database64 are ignored:
-//     only decoders set them; traceparent and tracestate are checked as trace context (see below).
+//     becomes correlation-id, and the keys account, region, format, database64 and correlation-id
+//     are ignored: only decoders set them; traceparent and tracestate are checked as trace
+//     context (see below). A metadata key that differs from source, timestamp or time only in case
+//     is refused (see the case rule below).
 //   - Webhook with attributes ("eventType"): {"id","eventType","timestamp","source","attributes"}.
 //     id, eventType and attributes are required; Data = attributes; timestamp is RFC 3339 or epoch
 //     milliseconds.
@@ -80,9 +82,9 @@
 // match exactly (case-sensitive). As encoding/json's struct decoding matches them ignoring case
 // (Unicode folding: "ſource" is "source" to it) and keeps the last, a key that differs only in
 // case from one the decoder reads by name is refused too, whether that key is there or not, in
-// the objects whose shape is the format's (an envelope, a CloudEvent, a webhook, a
-// notification, and an envelope's detail holding both topicName and eventBody, which is a Genesys
-// notification); in a generic event's detail such keys are the sender's data.
+// the objects whose shape is the format's (an envelope, a CloudEvent, a webhook and its metadata,
+// a notification and its metadata, and an envelope's detail holding both topicName and eventBody,
+// which is a Genesys notification); in a generic event's detail such keys are the sender's data.
 //
 // Decoding validates the whole body in one pass and extracts only the fields above; eventBody is
 // never materialised. That is what makes the Handler several times faster than code that

@@ -224,12 +224,18 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 		}
 		var c [1]int32
 		meta := s.child(i)
+		// A Genesys notification's metadata is Genesys' shape: a case variant of CorrelationId,
+		// which encoding/json would read as it, is refused.
+		var metaNames []string
+		if !lenient {
+			metaNames = correlationKeys
+		}
 		err := meta.fields(names.metadataDot, c[:], func(k []byte) int {
 			if string(k) == "CorrelationId" {
 				return 0
 			}
 			return -1
-		}, nil)
+		}, metaNames)
 		if err == nil {
 			n.correlation, err = meta.s.optionalString(names.correlationID, c[0])
 		}

@@ -414,6 +414,7 @@ func (t *strtab) get(h int) string {
 var (
 	envelopeKeys         = []string{"id", "detail-type", "source", "account", "region", "time", "detail"}
 	notificationKeys     = []string{"topicName", "eventBody", "metadata", "timestamp"}
+	correlationKeys      = []string{"CorrelationId"}
 	webhookKeys          = []string{"event", "data", "metadata"}
 	webhookAttributeKeys = []string{"id", "eventType", "timestamp", "source", "attributes"}
 )

@@ -234,6 +234,14 @@ func crossCheck(t *testing.T, body []byte, e *fanbridge.Event) {
 	case "webhook":
 		equal(t, "event", e.Type, top.str(t, "event"))
 		equal(t, "Data", string(e.Data), string(top["data"]))
+		var sw struct {
+			Metadata struct {
+				Source string `json:"source"`
+			} `json:"metadata"`
+		}
+		if json.Unmarshal(body, &sw) == nil {
+			equal(t, "struct metadata.source", e.Source, sw.Metadata.Source)
+		}
 	case "webhook-attributes":
 		equal(t, "id", e.ID, top.str(t, "id"))
 		equal(t, "eventType", e.Type, top.str(t, "eventType"))

@@ -16,6 +16,9 @@ func reservedMeta(k string) bool {
 	return k == fanbridge.MetaFormat || k == fanbridge.MetaAccount || k == fanbridge.MetaRegion || k == MetaDataBase64
 }
 
+// webhookMetaKeys are the keys of a webhook's metadata that the decoder reads by name.
+var webhookMetaKeys = []string{"source", "timestamp", "time"}
+
 // decodeWebhook decodes {"event","data","metadata"}.
 func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
 	const (
@@ -57,10 +60,16 @@ func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
 		if v[0] != '{' {
 			return nil, wrongType("metadata", "an object", v)
 		}
-		if pairs, err = webhookMetadata(s.child(i), tab); err != nil {
+		meta := s.child(i)
+		// source, timestamp and time are read by name, as encoding/json would read them;
+		// correlationId is read in any case, and the last one wins, as in encoding/json too.
+		if err := meta.refuseCaseVariants("metadata.", webhookMetaKeys); err != nil {
 			return nil, err
 		}
-		parts = identityParts(s.child(i), parts)
+		if pairs, err = webhookMetadata(meta, tab); err != nil {
+			return nil, err
+		}
+		parts = identityParts(meta, parts)
 	}
 	var id [idLen]byte
 	synthesizeID(&id, data, parts...)
@@ -144,7 +153,9 @@ func webhookMetadata(o object, tab *strtab) ([]metaPair, error) {
 		if err := checkMetaKey("metadata", k); err != nil {
 			return nil, err
 		}
-		if reservedMeta(string(k)) {
+		// The correlation id comes from correlationId alone: a key spelled as the metadata key
+		// it is kept under would otherwise win or lose by its place in the object.
+		if reservedMeta(string(k)) || string(k) == fanbridge.MetaCorrelationID {
 			continue
 		}
 		val, err := stringValue("a metadata value", v)
