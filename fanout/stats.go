@@ -2,7 +2,12 @@ package fanout
 
 // SinkStats counts what happened at one sink since it was configured. Delivered + DeadLettered +
 // Failed + Queued accounts for every (event, sink) the sink was given, so an operator or a test
-// can reconcile a run without a metrics pipeline.
+// can reconcile a run without a metrics pipeline. Once the sink's workers are idle the sum is
+// exact; while they are busy it can count an event twice for a moment: when a Sync dispatch's
+// budget runs out while its event still waits in the queue, the event is counted as dead-lettered
+// or failed at once and leaves Queued at once too, unless QueueSize such withdrawn events already
+// wait there: then it stays in Queued (and keeps its room in the queue) until a worker takes it
+// off the queue and drops it.
 type SinkStats struct {
 	// Name is the sink's name.
 	Name string

@@ -327,7 +327,8 @@ func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) erro
 	if err := s.fill(ctx, p, e); err != nil {
 		return err
 	}
-	// Checked before waiting for a slot too: while Close drains, it holds every free slot.
+	// Checked before waiting for a slot too, so that a Send after Close fails at once instead of
+	// waiting for a slot that the records Close drains still hold.
 	if s.closed.Load() {
 		return fmt.Errorf("kafkasink: event %q: %w", e.ID, sink.ErrClosed)
 	}
