@@ -25,6 +25,52 @@ type decoder struct {
 	errs    *Errors
 	fromEnv envValues // key path -> what ${ENV} expansion put there
 	secret  bool      // decoding a setting tagged config:"secret"
+	// left is how many more nodes the decoder may visit, aliases followed (see spend): yaml.v3
+	// does not bound the expansion of aliases in the node tree it returns, and each of a few
+	// aliases that repeat another multiplies the work, so a small file could exhaust memory.
+	left, limit int
+	spent       bool // the budget ran out and that was reported
+}
+
+// newDecoder returns a decoder for the tree under root.
+func newDecoder(root *yaml.Node, lookup func(string) (string, bool), errs *Errors) *decoder {
+	limit := nodeBudget(root)
+	return &decoder{lookup: lookup, errs: errs, fromEnv: envValues{}, left: limit, limit: limit}
+}
+
+// Budget of nodes a decoder visits: what the file holds, aliases not followed, times
+// aliasGrowth, and at least minNodeBudget. Repeating a sink's or an intake's settings through
+// aliases stays far inside it.
+const (
+	aliasGrowth   = 16
+	minNodeBudget = 100_000
+)
+
+// nodeBudget is the number of nodes a decoder may visit for the tree under n.
+func nodeBudget(n *yaml.Node) int {
+	count := 0
+	var walk func(*yaml.Node)
+	walk = func(n *yaml.Node) {
+		count++
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(n)
+	return max(count*aliasGrowth, minNodeBudget)
+}
+
+// spend takes one node from the budget, and reports (once) and returns false when none is left.
+func (d *decoder) spend(path string, n *yaml.Node) bool {
+	if d.left > 0 {
+		d.left--
+		return true
+	}
+	if !d.spent {
+		d.spent = true
+		d.fail(path, n, "the aliases of the file expand to more than %d values: write the repeated settings out, or repeat fewer of them", d.limit)
+	}
+	return false
 }
 
 var (
@@ -117,6 +163,9 @@ func mapKeyPath(path, key string) string {
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
+	}
+	if !d.spend(path, n) {
+		return
 	}
 	if isNull(n) {
 		d.decodeNull(n, v, path)
@@ -354,6 +403,9 @@ func (d *decoder) decodePattern(n *yaml.Node, p *Pattern, path string) {
 func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string, depth int) error {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
+	}
+	if !d.spend(path, n) {
+		return errBadPattern
 	}
 	// depth counts the mappings and lists around n, as the filter counts objects and arrays.
 	if depth > filter.MaxPatternDepth && (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) {

@@ -30,7 +30,7 @@ func TestWholeNumbersThatDoNotFitAreRefused(t *testing.T) {
 			}
 			errs := &Errors{}
 			lookup := func(name string) (string, bool) { return "4294967296", name == "BIG" }
-			d := &decoder{lookup: lookup, errs: errs, fromEnv: envValues{}}
+			d := newDecoder(root, lookup, errs)
 			var got narrow
 			d.decode(root, reflect.ValueOf(&got).Elem(), "")
 			err = errs.err()

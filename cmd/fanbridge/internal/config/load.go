@@ -402,7 +402,7 @@ func decodeRoot(root *yaml.Node, lookup Lookup) (*Config, error) {
 		lookup = os.LookupEnv
 	}
 	errs := &Errors{}
-	d := &decoder{lookup: lookup, errs: errs, fromEnv: envValues{}}
+	d := newDecoder(root, lookup, errs)
 	cfg := &Config{fromEnv: d.fromEnv}
 	if root.Kind != yaml.MappingNode {
 		d.fail("", root, "the file must hold a mapping of settings, got %s", kindName(root))

@@ -58,3 +58,53 @@ func TestPatternAliasesAreBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestAliasesAreBounded repeats a list of verifiers through aliases in many intakes, each
+// verifier itself an alias of one holding many keys: a 26 KB file that, written out, would be
+// 64 million keys, which exhausted memory. It is refused quickly, with one error that says why;
+// settings repeated through aliases a reasonable number of times still decode.
+func TestAliasesAreBounded(t *testing.T) {
+	const n = 400
+	var y strings.Builder
+	y.WriteString("intake:\n  - path: /a0\n    verifiers: &vs\n      - &v {api_key: {header: X-K, keys: [")
+	for i := range n {
+		if i > 0 {
+			y.WriteString(",")
+		}
+		fmt.Fprintf(&y, "\"key-%04d-abcdefgh\"", i)
+	}
+	y.WriteString("]}}\n")
+	for range n - 1 {
+		y.WriteString("      - *v\n")
+	}
+	for j := 1; j < n; j++ {
+		fmt.Fprintf(&y, "  - {path: /a%d, verifiers: *vs}\n", j)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := config.Parse([]byte(y.String()), env(nil))
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Parse still expanding the aliases after 30s")
+	}
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the aliases of the file expand to more than")
+	assert.Equal(t, 1, strings.Count(err.Error(), "aliases of the file"), "one error, not one per value left")
+
+	// Ten sinks sharing one retry policy and one set of client settings, and nine routes sharing a
+	// pattern, as a configuration written by hand would repeat them.
+	sinks := "sinks:\n  - name: s0\n    kafka: &client {brokers: [\"127.0.0.1:9092\"], topic: t}\n    retry: &policy {max_attempts: 3}\n"
+	for i := 1; i < 10; i++ {
+		sinks += fmt.Sprintf("  - {name: s%d, kafka: *client, retry: *policy}\n", i)
+	}
+	doc := edited(t, "sinks:\n", sinks) + "  - {name: r1, pattern: &p {source: [{prefix: \"aws.\"}]}, sinks: [s0]}\n"
+	for i := 2; i < 10; i++ {
+		doc += fmt.Sprintf("  - {name: r%d, pattern: *p, sinks: [s%d]}\n", i, i)
+	}
+	_, err = config.Parse([]byte(doc), env(nil))
+	require.NoError(t, err)
+}
