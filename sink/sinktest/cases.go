@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +29,9 @@ var (
 const (
 	// hangDeadline is the deadline a Send gets while the destination does not answer.
 	hangDeadline = 250 * time.Millisecond
+	// batchHangDeadline is the deadline a SendBatch gets while the destination does not answer:
+	// shorter, since the sink is warmed up by then and only the wait is measured.
+	batchHangDeadline = 100 * time.Millisecond
 	// deadlineSlack is how late after its deadline such a Send may return: generous, because the
 	// suite runs under -race on loaded machines.
 	deadlineSlack = 3 * time.Second
@@ -105,6 +110,7 @@ func (s *suite) deliverIntact(t *testing.T) {
 	}
 	if got, ok := s.received(t, ctx, in); ok {
 		s.checkArrived(t, events, ofRun(got, prefix))
+		s.settle(t, ctx, in, prefix, got)
 	}
 }
 
@@ -118,6 +124,7 @@ func (s *suite) deliverMany(t *testing.T) {
 	}
 	if got, ok := s.received(t, ctx, in); ok {
 		s.checkArrived(t, events, ofRun(got, prefix))
+		s.settle(t, ctx, in, prefix, got)
 	}
 }
 
@@ -146,6 +153,7 @@ func (s *suite) deliverConcurrent(t *testing.T) {
 		unordered := *s
 		unordered.h.Features.Ordered = false
 		unordered.checkArrived(t, events, ofRun(got, prefix))
+		s.settle(t, ctx, in, prefix, got)
 	}
 }
 
@@ -176,6 +184,7 @@ func (s *suite) deliverShared(t *testing.T) {
 		if n := len(ofRun(got, prefix)); n < 1 || n > len(errs) {
 			t.Errorf("sinktest: the shared event arrived %d times, want 1 to %d", n, len(errs))
 		}
+		s.settle(t, ctx, in, prefix, got)
 	}
 }
 
@@ -216,6 +225,7 @@ func (s *suite) contextDone(expired bool) func(t *testing.T) {
 		send(t, ctx, in.Sink, marker)
 		if got, ok := s.received(t, ctx, in); ok {
 			s.checkArrived(t, []*fanbridge.Event{marker}, ofRun(got, prefix))
+			s.settle(t, ctx, in, prefix, got)
 		}
 	}
 }
@@ -236,7 +246,8 @@ func (s *suite) contextDeadline(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	result := make(chan error, 1)
-	go func() { result <- in.Sink.Send(sendCtx, numberedEvent(prefix, 1)) }()
+	hung := numberedEvent(prefix, 1)
+	go func() { result <- in.Sink.Send(sendCtx, hung) }()
 	select {
 	case err := <-result:
 		elapsed := time.Since(start)
@@ -254,7 +265,14 @@ func (s *suite) contextDeadline(t *testing.T) {
 	}
 	release()
 	// Once the destination answers again, the sink works again.
-	send(t, ctx, in.Sink, numberedEvent(prefix, 2))
+	after := numberedEvent(prefix, 2)
+	send(t, ctx, in.Sink, after)
+	if got, ok := s.received(t, ctx, in); ok {
+		acked := []*fanbridge.Event{numberedEvent(prefix, 0), after}
+		s.checkAfterFailure(t, in, ofRun(got, prefix), acked, []*fanbridge.Event{hung})
+		// The destination may still complete the attempt Send gave up on.
+		s.settle(t, ctx, in, prefix, got, hung)
+	}
 }
 
 // failure checks that a destination failure reaches the caller classified, and that the sink
@@ -312,27 +330,94 @@ func (s *suite) failure(permanent bool) func(t *testing.T) {
 				t.Errorf("sinktest: the destination was asked %d times for a failing Send and one after it, want 2: a sink does not retry on its own, in the background either", n)
 			}
 		}
-		if got, ok := s.received(t, ctx, in); ok {
-			count := map[string]int{}
-			for _, g := range ofRun(got, prefix) {
-				count[g.ID]++
-			}
-			for _, id := range []string{prefix + "-0", after.ID} {
-				if count[id] != 1 {
-					t.Errorf("sinktest: event %q was acknowledged, and arrived %d times, want once", id, count[id])
-				}
-			}
-			// A sink whose client retries inside by design (Attempts left nil) may store the
-			// failed event more than once when the destination stored it and then failed.
-			if n := count[prefix+"-1"]; n > 1 && in.Attempts != nil {
-				t.Errorf("sinktest: the failed event %q arrived %d times", prefix+"-1", n)
-			}
+		got, readBack := s.received(t, ctx, in)
+		if readBack {
+			acked := []*fanbridge.Event{numberedEvent(prefix, 0), after}
+			s.checkAfterFailure(t, in, ofRun(got, prefix), acked, []*fanbridge.Event{numberedEvent(prefix, 1)})
 		}
 		if in.Attempts != nil {
 			// Once more, after reading the destination back: a background retry a little later.
 			if n := in.Attempts() - before; n != 2 {
 				t.Errorf("sinktest: the destination was asked %d times by the end of the subtest, want 2: a sink does not retry on its own, in the background either", n)
 			}
+		}
+		if readBack {
+			// The destination answered the failing Send, so it has no attempt left to complete:
+			// the failed event may not arrive from now on, even with Attempts left nil.
+			s.settle(t, ctx, in, prefix, got)
+		}
+	}
+}
+
+// checkAfterFailure checks got, what the destination holds of a subtest in which some Sends
+// failed: each acknowledged event arrived once (a sink that replays what it had delivered when
+// it recovers fails), and each failed one, which may or may not have reached the destination
+// (at-least-once), at most once. A sink whose client retries inside by design (Attempts left nil)
+// may store a failed event more than once, when the destination stored it and then failed.
+func (s *suite) checkAfterFailure(t *testing.T, in *instance, got, acked, failed []*fanbridge.Event) {
+	t.Helper()
+	count := countIDs(got)
+	for _, e := range acked {
+		if count[e.ID] != 1 {
+			t.Errorf("sinktest: event %q was acknowledged, and arrived %d times, want once", e.ID, count[e.ID])
+		}
+	}
+	if in.Attempts == nil {
+		return
+	}
+	for _, e := range failed {
+		if n := count[e.ID]; n > 1 {
+			t.Errorf("sinktest: the failed event %q arrived %d times", e.ID, n)
+		}
+	}
+}
+
+func countIDs(events []*fanbridge.Event) map[string]int {
+	count := make(map[string]int, len(events))
+	for _, e := range events {
+		count[e.ID]++
+	}
+	return count
+}
+
+// settle is the last check of a subtest that reads its destination back; got is what that
+// read-back returned. settle closes the sink, reads the destination again and fails every event
+// of the subtest that arrived in between, or arrived again: once Send or SendBatch has returned,
+// a sink does no more work for its events (no retry, no second copy in the background), and
+// Close returns only once whatever work the sink had left has stopped. The events in inFlight
+// are the exception: their Send gave up on a destination that had not answered, which may still
+// complete that attempt, so each may arrive late, once (any number of times with Attempts left
+// nil, as in checkAfterFailure). An event that was there and is gone after Close fails too.
+func (s *suite) settle(t *testing.T, ctx context.Context, in *instance, prefix string, got []*fanbridge.Event, inFlight ...*fanbridge.Event) {
+	t.Helper()
+	if !s.h.Features.ReadBack || !in.close() {
+		return
+	}
+	after, _ := s.received(t, ctx, in)
+	was, now := countIDs(ofRun(got, prefix)), countIDs(ofRun(after, prefix))
+	mayLand := make(map[string]bool, len(inFlight))
+	for _, e := range inFlight {
+		mayLand[e.ID] = true
+	}
+	ids := slices.Collect(maps.Keys(now))
+	for id := range was {
+		if _, ok := now[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		before, closed := was[id], now[id]
+		switch {
+		case closed < before:
+			t.Errorf("sinktest: event %q was at the destination %d times when the subtest read it back, and %d times once Close had returned: Close keeps what was delivered",
+				id, before, closed)
+		case closed == before:
+		case mayLand[id] && (in.Attempts == nil || closed <= 1):
+			// The destination completed the attempt that Send gave up on.
+		default:
+			t.Errorf("sinktest: event %q arrived late: the destination held it %d times when the subtest read it back, and %d times once Close had returned; after Send returns, nothing more of its event may arrive (no retry, no second copy in the background), and Close stops what is left",
+				id, before, closed)
 		}
 	}
 }
@@ -392,6 +477,7 @@ func (s *suite) closeRejects(t *testing.T) {
 	}
 	if got, ok := s.received(t, ctx, in); ok {
 		s.checkArrived(t, events, ofRun(got, prefix))
+		s.settle(t, ctx, in, prefix, got)
 	}
 }
 
@@ -462,6 +548,7 @@ func (s *suite) closeWhileSending(t *testing.T) {
 		unordered := *s
 		unordered.h.Features.Ordered = false
 		unordered.checkArrived(t, acked, ofRun(got, prefix))
+		s.settle(t, ctx, in, prefix, got)
 	}
 }
 
@@ -500,6 +587,7 @@ func (s *suite) batchDelivers(t *testing.T) {
 		unordered := *s
 		unordered.h.Features.Ordered = false // a batch need not arrive in order
 		unordered.checkArrived(t, events, ofRun(got, prefix))
+		s.settle(t, ctx, in, prefix, got)
 	}
 }
 
@@ -537,6 +625,7 @@ func (s *suite) batchCanceled(t *testing.T) {
 	send(t, ctx, in.Sink, marker)
 	if got, ok := s.received(t, ctx, in); ok {
 		s.checkArrived(t, []*fanbridge.Event{marker}, ofRun(got, prefix))
+		s.settle(t, ctx, in, prefix, got)
 	}
 }
 
@@ -569,6 +658,11 @@ func (s *suite) batchTransient(t *testing.T) {
 	}, "a retryable error")
 	marker := numberedEvent(prefix, 99)
 	send(t, ctx, in.Sink, marker)
+	if got, ok := s.received(t, ctx, in); ok {
+		acked := []*fanbridge.Event{numberedEvent(prefix, 0), marker}
+		s.checkAfterFailure(t, in, ofRun(got, prefix), acked, events)
+		s.settle(t, ctx, in, prefix, got)
+	}
 }
 
 // batchClosed: a SendBatch after Close gives every event an error wrapping sink.ErrClosed, not
@@ -593,6 +687,7 @@ func (s *suite) batchClosed(t *testing.T) {
 	}, "a non-permanent error wrapping sink.ErrClosed")
 	if got, ok := s.received(t, ctx, in); ok {
 		s.checkArrived(t, []*fanbridge.Event{first}, ofRun(got, prefix))
+		s.settle(t, ctx, in, prefix, got)
 	}
 }
 
@@ -610,4 +705,51 @@ func (s *suite) batchPermanent(t *testing.T) {
 	err := bounded(t, ctx, "SendBatch to a failing destination", func() error { return b.SendBatch(ctx, events) })
 	heal()
 	checkBatchErrors(t, err, len(events), retry.IsPermanent, "a permanent error")
+	if got, ok := s.received(t, ctx, in); ok {
+		s.checkAfterFailure(t, in, ofRun(got, prefix), []*fanbridge.Event{numberedEvent(prefix, 0)}, events)
+		s.settle(t, ctx, in, prefix, got)
+	}
+}
+
+// batchHang: a SendBatch to a destination that does not answer returns by its context's
+// deadline, and, since the destination acknowledged none of the batch, reports every event as
+// failed with an error that is not permanent (retryable or canceled). Once the destination
+// answers again, the sink delivers batches again.
+func (s *suite) batchHang(t *testing.T) {
+	s.skipUnless(t, s.h.Features.Batch, "Batch")
+	s.skipUnless(t, s.h.Features.Hang, "Hang")
+	ctx := subtestContext(t)
+	in := s.open(t)
+	b := batcher(t, in.Sink)
+	prefix := runPrefix()
+	// Deliver one event first, so the hang applies to a sink that is connected and warmed up.
+	first := numberedEvent(prefix, 0)
+	send(t, ctx, in.Sink, first)
+
+	release := in.Hang()
+	t.Cleanup(release) // runs before the sink is closed, so Close has no hung request to wait for
+	hungCtx, cancel := context.WithTimeout(ctx, batchHangDeadline)
+	defer cancel()
+	hung := numbered(prefix+"-hung", 3)
+	start := time.Now()
+	err := bounded(t, hungCtx, "SendBatch to a destination that does not answer", func() error { return b.SendBatch(hungCtx, hung) })
+	if elapsed := time.Since(start); elapsed > batchHangDeadline+deadlineSlack {
+		t.Errorf("sinktest: SendBatch returned %s after a deadline of %s", elapsed, batchHangDeadline)
+	}
+	checkBatchErrors(t, err, len(hung), func(e error) bool {
+		c := retry.Classify(e)
+		return c == retry.ClassRetryable || c == retry.ClassCanceled
+	}, "a retryable or canceled error: the destination acknowledged none of the batch")
+	release()
+
+	// Once the destination answers again, the sink works again.
+	again := numbered(prefix+"-again", 3)
+	if err := bounded(t, ctx, "SendBatch once the destination answers again", func() error { return b.SendBatch(ctx, again) }); err != nil {
+		t.Fatalf("sinktest: SendBatch once the destination answers again = %s, want nil", describe(err))
+	}
+	if got, ok := s.received(t, ctx, in); ok {
+		s.checkAfterFailure(t, in, ofRun(got, prefix), append([]*fanbridge.Event{first}, again...), hung)
+		// The destination may still complete the attempts SendBatch gave up on.
+		s.settle(t, ctx, in, prefix, got, hung...)
+	}
 }

@@ -4,9 +4,11 @@
 // A Sink makes promises a dispatcher relies on: Send returns nil only when the destination has the
 // event, intact; it honours its context's cancellation and deadline; it classifies failures
 // (retry.Permanent for what no retry cures, unmarked for what another attempt may cure) and never
-// retries on its own; it is safe for concurrent use and never modifies the event; a closed sink
-// keeps what it delivered and refuses more with an error wrapping sink.ErrClosed. Run checks each
-// promise with a subtest, against a destination the sink's author provides.
+// retries on its own; it is safe for concurrent use and never modifies the event; once Send has
+// returned, the sink does no more work for that event (no retry, no second copy in the
+// background); a closed sink has stopped all its work, keeps what it delivered and refuses more
+// with an error wrapping sink.ErrClosed. Run checks each promise with a subtest, against a
+// destination the sink's author provides.
 //
 // # How to use it
 //
@@ -48,23 +50,46 @@
 //   - Context/Canceled and Context/Expired: a Send with a done context fails with an error wrapping
 //     the context's error, not permanent, and delivers nothing.
 //   - Context/Deadline (Features.Hang): with the destination not answering, Send returns by its
-//     deadline with an error that is not permanent, and works again once the destination answers.
+//     deadline with an error that is not permanent, and works again once the destination answers;
+//     the events acknowledged before and after arrived once each.
 //   - Failure/Transient and Failure/Permanent: a destination failure is classified as such
 //     (retry.Classify, retry.IsPermanent), and the sink recovers afterwards without delivering
 //     an acknowledged event again; with Instance.Attempts, the failing Send asked the destination
-//     once and did not retry, then or by the end of the subtest.
+//     once and did not retry, then or by the end of the subtest, and its event arrived once at
+//     most.
 //   - Close (Features.Close): Close keeps what was delivered; Sends racing Close either succeed
 //     (and arrived) or fail with an error that is not permanent; a Send after Close fails promptly
 //     with an error wrapping sink.ErrClosed; a second Close is harmless.
 //   - Batch (Features.Batch): SendBatch delivers every event without modifying any, an empty
 //     batch is a no-op, and a failure gives every event an error (through sink.EventError) of
 //     the right class: permanent, or retryable with the destination asked at most once per event
-//     (with Instance.Attempts); after Close (Features.Close), every event gets an error wrapping
-//     sink.ErrClosed and none arrives.
+//     (with Instance.Attempts), and read back, each failed event there once at most (with
+//     Instance.Attempts) beside the acknowledged ones, once each; after Close (Features.Close),
+//     every event gets an error wrapping sink.ErrClosed and none arrives.
+//   - Batch/Hang (Features.Batch and Features.Hang): with the destination not answering, a
+//     SendBatch whose context has a short deadline returns by it (within the same slack as Send),
+//     and, since the destination acknowledged none of the batch, reports every event as failed:
+//     a non-nil error for each, through sink.EventError (one error for all, or a *sink.BatchError
+//     with one entry per event and no nil entry), classified retryable or canceled, never
+//     permanent. Once the destination answers again, a SendBatch delivers, and the acknowledged
+//     events arrived once each.
+//   - Nothing arrives late (every subtest, with Features.ReadBack): after a subtest's last
+//     read-back the suite closes the sink, reads the destination again and requires the events of
+//     the subtest to be there as many times as before, no fewer (Close keeps what was delivered)
+//     and no more. An acknowledged event must not arrive again, and the event of a Send that the
+//     destination refused must not arrive at all from then on: either would be work the sink did
+//     after Send returned, a retry or a copy in the background. The one exception is an attempt
+//     that Send or SendBatch gave up on while the destination did not answer (Context/Deadline,
+//     Batch/Hang): the destination may still complete it, so its event may arrive late, once (any
+//     number of times with Instance.Attempts nil), as at-least-once delivery allows. Close must
+//     return only once the sink's own work has stopped: the suite sees what lands before its
+//     read after Close, and work that outlives Close breaks the promise whether seen or not.
 //
 // Event IDs carry a prefix unique to each subtest, and Received may return events of earlier
 // subtests: Run ignores them, so one destination (one Kafka cluster, one server) can serve all
 // subtests. A destination must not hold duplicates of an acknowledged event when nothing failed.
+// Received is called again after the sink is closed, so it must read the destination without
+// the sink's help.
 // Every subtest carries a 30 s deadline. A call into the sink (Send, SendBatch, Close, including
 // the Close after each subtest) that has not returned 5 s after its context ended, or after that
 // deadline for Close, fails the subtest and names the call: a sink that hangs or ignores its

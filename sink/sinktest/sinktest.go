@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/fanbridge/fanbridge"
@@ -30,7 +31,9 @@ type Instance struct {
 
 	// Received returns every event the destination holds, rebuilt from what it stored, in the order
 	// it accepted them. Run calls it only after the Sends it checks have returned, so it need not
-	// wait for anything: a Sink returns nil only when the destination has the event. Required with
+	// wait for anything: a Sink returns nil only when the destination has the event. Run calls it
+	// once more after closing the sink, to see that nothing arrived late, so it must keep working
+	// once the sink is closed (read with a client of its own, not the sink's). Required with
 	// Features.ReadBack.
 	Received func(ctx context.Context) ([]*fanbridge.Event, error)
 
@@ -76,7 +79,7 @@ type Features struct {
 	// through Instance.FailPermanent.
 	PermanentFailure bool
 	// Hang checks that Send returns by its context's deadline when the destination does not
-	// answer, through Instance.Hang.
+	// answer, through Instance.Hang; with Batch, SendBatch too.
 	Hang bool
 	// Close: the sink implements io.Closer; Close keeps what was delivered, later Sends fail with
 	// an error wrapping sink.ErrClosed, and a second Close is harmless.
@@ -117,6 +120,7 @@ func Run(t *testing.T, h Harness) {
 		t.Run("Permanent", s.batchPermanent)
 		t.Run("Transient", s.batchTransient)
 		t.Run("Closed", s.batchClosed)
+		t.Run("Hang", s.batchHang)
 	})
 }
 
@@ -124,11 +128,19 @@ type suite struct {
 	h Harness
 }
 
+// instance is an Instance opened for one subtest, with the Close that ends it.
+type instance struct {
+	Instance
+	t         *testing.T
+	closeOnce sync.Once
+	closedOK  bool // Close returned nil or an error wrapping sink.ErrClosed, in time
+}
+
 // open builds an instance for one subtest, checks it has what the features need, and closes its
-// sink when the subtest ends.
-func (s *suite) open(t *testing.T) Instance {
+// sink when the subtest ends, unless settle closed it already.
+func (s *suite) open(t *testing.T) *instance {
 	t.Helper()
-	in := s.h.Open(t)
+	in := &instance{Instance: s.h.Open(t), t: t}
 	if in.Sink == nil {
 		t.Fatal("sinktest: Harness.Open returned an Instance without a Sink")
 	}
@@ -142,19 +154,29 @@ func (s *suite) open(t *testing.T) Instance {
 	need(f.TransientFailure, in.FailTransient != nil, "FailTransient")
 	need(f.PermanentFailure, in.FailPermanent != nil, "FailPermanent")
 	need(f.Hang, in.Hang != nil, "Hang")
-	t.Cleanup(func() {
+	t.Cleanup(func() { in.close() })
+	return in
+}
+
+// close closes the sink the first time it is called, reports a Close that fails or hangs, and
+// returns whether Close succeeded. A subtest that closed the sink itself (Features.Close) gets
+// one more Close here, which a sink must take as harmless.
+func (in *instance) close() bool {
+	in.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), subtestTimeout)
 		defer cancel()
 		err, ok := waitBounded(ctx, func() error { return sink.Close(in.Sink) })
 		switch {
 		case !ok:
-			t.Errorf("sinktest: closing the sink after the subtest had not returned %s after %s: Close hangs",
+			in.t.Errorf("sinktest: closing the sink after the subtest had not returned %s after %s: Close hangs",
 				returnLate, subtestTimeout)
 		case err != nil && !errors.Is(err, sink.ErrClosed):
-			t.Errorf("sinktest: closing the sink after the subtest: %v", err)
+			in.t.Errorf("sinktest: closing the sink after the subtest: %v", err)
+		default:
+			in.closedOK = true
 		}
 	})
-	return in
+	return in.closedOK
 }
 
 func (s *suite) skipUnless(t *testing.T, on bool, feature string) {
@@ -165,7 +187,7 @@ func (s *suite) skipUnless(t *testing.T, on bool, feature string) {
 }
 
 // received reads the destination back, or returns false when ReadBack is off.
-func (s *suite) received(t *testing.T, ctx context.Context, in Instance) ([]*fanbridge.Event, bool) {
+func (s *suite) received(t *testing.T, ctx context.Context, in *instance) ([]*fanbridge.Event, bool) {
 	t.Helper()
 	if !s.h.Features.ReadBack {
 		return nil, false
