@@ -112,15 +112,16 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	if *cfgPath != "" {
 		var err error
 		if sub == "redrive" {
-			if cfg, err = config.Load(*cfgPath, nil); err == nil {
-				where = cfg.DLQ
-			}
+			cfg, err = config.Load(*cfgPath, nil)
 		} else {
-			where, err = config.LoadDLQ(*cfgPath, nil)
+			cfg, err = config.LoadDLQ(*cfgPath, nil)
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitFail
+		}
+		if cfg != nil {
+			where = cfg.DLQ
 		}
 	}
 	switch {
@@ -140,7 +141,7 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 			fs.Usage()
 			return exitUsage
 		}
-		r, closeR, err := service.OpenDLQ(where, true, log)
+		r, closeR, err := service.OpenDLQ(cfg, where, true, log)
 		if err != nil {
 			fmt.Fprintln(stderr, "fanbridge dlq:", err)
 			return exitFail
@@ -156,7 +157,7 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "fanbridge dlq show: -sink and -id select entries for list and redrive; show takes one entry id")
 			return exitUsage
 		}
-		r, closeR, err := service.OpenDLQ(where, true, log)
+		r, closeR, err := service.OpenDLQ(cfg, where, true, log)
 		if err != nil {
 			fmt.Fprintln(stderr, "fanbridge dlq:", err)
 			return exitFail
@@ -248,7 +249,7 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 		return exitFail
 	}
 	defer release()
-	r, closeR, err := service.OpenDLQ(where, false, log)
+	r, closeR, err := service.OpenDLQ(cfg, where, false, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
 		return exitFail

@@ -257,6 +257,25 @@ func (c *Config) SinkError(i int, err error) error {
 	return errors.New(strings.Replace(e.List[0], path+": ", path+" ("+e.show(path+".name", c.Sinks[i].Name)+"): ", 1))
 }
 
+// SettingError reports err, which opening what the settings under path describe returned after
+// validation (the dead-letter queue at "dlq.kafka", a listener at "listen.address"), as SinkError
+// reports a sink's: the values ${ENV} expansion put there are cut out of it, or the detail is
+// withheld when a part of one may remain.
+// The error it returns wraps err, for errors.Is, but its text is only the redacted one.
+func (c *Config) SettingError(path string, err error) error {
+	e := &Errors{fromEnv: c.fromEnv}
+	e.addDetail(path, err.Error(), err)
+	return &settingError{msg: e.List[0], err: err}
+}
+
+type settingError struct {
+	msg string
+	err error
+}
+
+func (e *settingError) Error() string { return e.msg }
+func (e *settingError) Unwrap() error { return e.err }
+
 // fromEnvAt reports whether the value at path came from the environment, for a message about
 // another key that would quote it.
 func (e *Errors) fromEnvAt(path string) bool {
@@ -302,8 +321,9 @@ func Load(path string, lookup Lookup) (*Config, error) {
 
 // LoadDLQ reads the file at path for its dlq section alone: only that section's variables are
 // expanded and only it is validated, so that reading dead letters does not need every secret
-// of the service. It returns nil, without error, when the file has no dlq section.
-func LoadDLQ(path string, lookup Lookup) (*DLQ, error) {
+// of the service. It returns a Config holding that section alone (for SettingError), or nil,
+// without error, when the file has no dlq section.
+func LoadDLQ(path string, lookup Lookup) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -337,7 +357,7 @@ func LoadDLQ(path string, lookup Lookup) (*DLQ, error) {
 	if err := e.err(); err != nil {
 		return nil, err
 	}
-	return cfg.DLQ, nil
+	return cfg, nil
 }
 
 // Parse decodes and validates YAML text. Errors name each bad key by its path; several problems

@@ -39,8 +39,9 @@ dlq:
     topic: genesys-dlq
 `
 	only := env(map[string]string{"KAFKA_PASSWORD": "pw-0123456789"})
-	d, err := config.LoadDLQ(write(t, shared), only)
+	c, err := config.LoadDLQ(write(t, shared), only)
 	require.NoError(t, err, "API_KEY is not needed to read dead letters")
+	d := c.DLQ
 	require.NotNil(t, d.Kafka)
 	assert.Equal(t, []string{"kafka-1:9092", "kafka-2:9092"}, d.Kafka.Brokers)
 	assert.Equal(t, "svc", d.Kafka.SASL.Username)
@@ -62,7 +63,7 @@ dlq:
 	require.Error(t, derr)
 	assert.Contains(t, derr.Error(), "config: the file holds more than one YAML document")
 
-	d, err = config.LoadDLQ(write(t, "listen: {address: \"127.0.0.1:0\"}\n"), env(nil))
+	c, err = config.LoadDLQ(write(t, "listen: {address: \"127.0.0.1:0\"}\n"), env(nil))
 	require.NoError(t, err)
-	assert.Nil(t, d, "no dlq section")
+	assert.Nil(t, c, "no dlq section")
 }

@@ -114,7 +114,7 @@ func New(cfg *config.Config, opts Options) (_ *Service, err error) {
 	}
 	cleanup = append(cleanup, func() { _ = s.tel.shutdown(context.Background()) })
 
-	if err = s.openDLQ(cfg.DLQ); err != nil {
+	if err = s.openDLQ(cfg); err != nil {
 		return nil, err
 	}
 	if s.closeQ != nil {
@@ -174,14 +174,14 @@ func New(cfg *config.Config, opts Options) (_ *Service, err error) {
 	s.ln = opts.Listener
 	if s.ln == nil {
 		if s.ln, err = net.Listen("tcp", cfg.Listen.Address); err != nil {
-			return nil, fmt.Errorf("listen.address: %w", err)
+			return nil, cfg.SettingError("listen.address", err)
 		}
 		cleanup = append(cleanup, func() { _ = s.ln.Close() })
 	}
 	if admin {
 		s.admin = server(s.adminRoutes())
 		if s.adminLn, err = net.Listen("tcp", cfg.Listen.AdminAddress); err != nil {
-			return nil, fmt.Errorf("listen.admin_address: %w", err)
+			return nil, cfg.SettingError("listen.admin_address", err)
 		}
 	}
 	return s, nil
@@ -198,7 +198,8 @@ func (s *Service) AdminAddr() net.Addr {
 	return s.adminLn.Addr()
 }
 
-func (s *Service) openDLQ(d *config.DLQ) error {
+func (s *Service) openDLQ(cfg *config.Config) error {
+	d := cfg.DLQ
 	switch {
 	case d == nil:
 		return nil
@@ -224,14 +225,14 @@ func (s *Service) openDLQ(d *config.DLQ) error {
 		// depend on the mkdir reaching the disk: a directory made here first would defeat both.
 		q, err := filedlq.Open(f.Dir, opts...)
 		if err != nil {
-			return fmt.Errorf("config: dlq.file.dir: %w", err)
+			return cfg.SettingError("dlq.file.dir", err)
 		}
 		s.queue, s.closeQ = q, q.Close
 		s.dlqPing = func(context.Context) error { return nil }
 	case d.Kafka != nil:
 		q, ks, err := dialKafkaDLQ(d.Kafka, s.log.With("component", "dlq"))
 		if err != nil {
-			return fmt.Errorf("config: dlq.kafka: %w", err)
+			return cfg.SettingError("dlq.kafka", err)
 		}
 		s.queue, s.closeQ, s.dlqPing = q, ks.Close, ks.Ping
 	}

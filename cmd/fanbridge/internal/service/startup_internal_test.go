@@ -2,9 +2,11 @@ package service
 
 import (
 	"bytes"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -75,6 +77,51 @@ func TestNewReturnsStartupErrors(t *testing.T) {
 		assert.ErrorContains(t, err, "config: dlq.file.dir: ")
 		assert.ErrorContains(t, err, filepath.Join(file, "dlq"))
 		assert.ErrorContains(t, err, "not a directory")
+	})
+
+	// Values ${ENV} expansion put in the settings are cut out of a start's errors, as from
+	// validation's: a Kafka DLQ's TLS file that changed since validation, a listener address or
+	// a DLQ directory that cannot be used.
+	t.Run("values from the environment", func(t *testing.T) {
+		secretDir := filepath.Join(t.TempDir(), "tenant-7f3a9c-token")
+		require.NoError(t, os.Mkdir(secretDir, 0o700))
+		ca := filepath.Join(secretDir, "ca.pem")
+		held, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer held.Close()
+		file := filepath.Join(secretDir, "file")
+		require.NoError(t, os.WriteFile(file, nil, 0o600))
+		vars := map[string]string{"CA": ca, "ADDR": held.Addr().String(), "DIR": filepath.Join(file, "dlq")}
+		lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+		const base = "intake: [{path: /e, insecure_no_auth: true}]\n" +
+			"sinks: [{name: s, grpc: {targets: [\"127.0.0.1:1\"], insecure: true}}]\n" +
+			"routes: [{name: r, all: true, sinks: [s]}]\n"
+		const anyPort = "listen: {address: \"127.0.0.1:0\"}\n"
+		for name, tc := range map[string]struct{ doc, key string }{
+			"kafka dlq tls":  {base + anyPort + "dlq: {kafka: {brokers: [\"127.0.0.1:1\"], topic: dlq, tls: {ca_file: \"${CA}\"}}}\n", "config: dlq.kafka: "},
+			"listen address": {base + "listen: {address: \"${ADDR}\"}\n", "config: listen.address: "},
+			"dlq directory":  {base + anyPort + "dlq: {file: {dir: \"${DIR}\"}}\n", "config: dlq.file.dir: "},
+		} {
+			srv := httptest.NewTLSServer(nil)
+			require.NoError(t, os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600))
+			srv.Close()
+			cfg, err := config.Parse([]byte(tc.doc), lookup)
+			require.NoError(t, err, name)
+			require.NoError(t, os.WriteFile(ca, []byte("not a certificate"), 0o600))
+			s, err := New(cfg, quiet)
+			require.Error(t, err, name)
+			assert.Nil(t, s)
+			assert.ErrorContains(t, err, tc.key, name)
+			assert.NotContains(t, err.Error(), "tenant-7f3a9c-token", name)
+			assert.NotContains(t, err.Error(), held.Addr().String(), name)
+			if cfg.DLQ != nil {
+				// As the dlq commands open the queue.
+				_, _, err = OpenDLQ(cfg, cfg.DLQ, false, quiet.Logger)
+				require.Error(t, err, name)
+				assert.ErrorContains(t, err, "config: dlq.", name)
+				assert.NotContains(t, err.Error(), "tenant-7f3a9c-token", name)
+			}
+		}
 	})
 }
 

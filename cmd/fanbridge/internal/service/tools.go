@@ -35,9 +35,15 @@ func Sinks(cfg *config.Config, log *slog.Logger) (map[string]sink.Sink, func(), 
 	return out, release, nil
 }
 
-// OpenDLQ opens the configured dead-letter queue as a Reader. A file queue opened for writing
-// fails with an error wrapping filedlq.ErrLocked while a running service holds it.
-func OpenDLQ(d *config.DLQ, readOnly bool, log *slog.Logger) (dlq.Reader, func() error, error) {
+// OpenDLQ opens the dead-letter queue d as a Reader. A file queue opened for writing fails with
+// an error wrapping filedlq.ErrLocked while a running service holds it. When d is src's, the
+// values ${ENV} expansion put in its settings are cut out of the errors (src may be nil).
+func OpenDLQ(src *config.Config, d *config.DLQ, readOnly bool, log *slog.Logger) (_ dlq.Reader, _ func() error, err error) {
+	defer func() {
+		if err != nil && src != nil && d != nil && src.DLQ == d {
+			err = src.SettingError(dlqPath(d), err)
+		}
+	}()
 	switch {
 	case d == nil:
 		return nil, nil, errors.New("the configuration has no dlq")
@@ -62,6 +68,14 @@ func OpenDLQ(d *config.DLQ, readOnly bool, log *slog.Logger) (dlq.Reader, func()
 		return q, ks.Close, nil
 	}
 	return nil, nil, errors.New("the dlq has neither file nor kafka")
+}
+
+// dlqPath is the key path of the settings of the queue d.
+func dlqPath(d *config.DLQ) string {
+	if d.Kafka != nil {
+		return "dlq.kafka"
+	}
+	return "dlq.file"
 }
 
 // dialKafkaDLQ opens a Kafka dead-letter queue on a client of its own. A kafkasink built for the
