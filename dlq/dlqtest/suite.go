@@ -25,8 +25,10 @@
 // Reopen subtests close the store and open its storage again, which a driver that acknowledges
 // entries it still holds in memory, and writes them out in Close, passes as well. The Crash
 // subtests close nothing: they give the store up through Harness.Crash, as the death of the
-// process would, and require every acknowledged entry back from the storage. A durable driver
-// should therefore supply Crash; without it those subtests are skipped. Crash models a crash of
+// process would, and require every acknowledged entry back from the storage, intact; after a
+// crash that followed a Delete, the entries it removed may come back (a redrive delivers at least
+// once), those it kept must not be lost. A durable driver should therefore supply Crash; without
+// it those subtests are skipped. Crash models a crash of
 // the process only: what reached the operating system (the page cache, a socket to a broker) is
 // not lost, so the suite cannot tell a driver that fsyncs from one that does not; that takes a
 // test of the driver's own, one that cuts the power or stands in for fsync.
@@ -61,7 +63,7 @@ type Store interface {
 }
 
 // Opener opens a store over one backing storage. Calling it again after the previous store was
-// closed reopens the same storage.
+// closed, or given up with Harness.Crash, reopens the same storage.
 type Opener func(t *testing.T) Store
 
 // Features switches the subtests that only some drivers can pass.
@@ -539,32 +541,19 @@ func (s *suite) needCrash(t *testing.T) {
 	}
 }
 
-// crashWriters and crashEach make testCrash put entries from several writers at once, so that a
-// driver that makes Puts durable together (group commit) is caught acknowledging one early.
-const crashWriters, crashEach = 8, 8
-
-// testCrash: Put returning nil makes an entry durable, not Close. The store is given up as a
-// killed process gives it up, and every entry acknowledged before is read back from the storage,
-// intact; a driver that kept acknowledged entries in memory until Close passes Reopen, not this.
-func (s *suite) testCrash(t *testing.T, ctx context.Context, st *stores) {
-	s.needCrash(t)
-	q := st.get(t)
-	want := map[string]dlq.Entry{}
-	var serial []string // put one after another
-	cases := roundTripCases()
-	for _, tc := range cases {
-		require.NoError(t, q.Put(ctx, tc.e))
-		want[tc.e.ID] = expected(t, tc.e)
-		serial = append(serial, tc.e.ID)
-	}
-	id := func(w, i int) string { return fmt.Sprintf("crash-%d-%02d", w, i) }
+// putRuns puts the entries of each run one after another, the runs at once, and records each
+// in want as the store must give it back. Running them at once keeps the Crash subtests quick
+// with drivers whose every Put waits out a latency, and catches a driver that makes Puts durable
+// together (group commit) acknowledging one before that.
+func putRuns(t *testing.T, ctx context.Context, q Store, want map[string]dlq.Entry, runs [][]dlq.Entry) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, crashWriters)
-	for w := range crashWriters {
+	errs := make(chan error, len(runs))
+	for _, run := range runs {
 		wg.Go(func() {
-			for i := range crashEach {
-				if err := q.Put(ctx, base(id(w, i), "s")); err != nil {
-					errs <- fmt.Errorf("Put %s: %w", id(w, i), err)
+			for _, e := range run {
+				if err := q.Put(ctx, e); err != nil {
+					errs <- fmt.Errorf("Put %s: %w", e.ID, err)
 					return
 				}
 			}
@@ -575,38 +564,70 @@ func (s *suite) testCrash(t *testing.T, ctx context.Context, st *stores) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	runs := [][]string{serial}
+	for _, run := range runs {
+		for _, e := range run {
+			want[e.ID] = expected(t, e)
+		}
+	}
+}
+
+// runIDs returns the IDs of the entries of each run.
+func runIDs(runs [][]dlq.Entry) [][]string {
+	out := make([][]string, len(runs))
+	for i, run := range runs {
+		for _, e := range run {
+			out[i] = append(out[i], e.ID)
+		}
+	}
+	return out
+}
+
+// crashWriters and crashEach size the runs of testCrash.
+const crashWriters, crashEach = 12, 4
+
+// testCrash: Put returning nil makes an entry durable, not Close. The store is given up as a
+// killed process gives it up, and every entry acknowledged before is read back from the storage,
+// intact; a driver that kept acknowledged entries in memory until Close passes Reopen, not this.
+func (s *suite) testCrash(t *testing.T, ctx context.Context, st *stores) {
+	s.needCrash(t)
+	q := st.get(t)
+	// Every shape of entry RoundTrip checks, each on its own, and runs of plain ones.
+	var runs [][]dlq.Entry
+	for _, tc := range roundTripCases() {
+		runs = append(runs, []dlq.Entry{tc.e})
+	}
 	for w := range crashWriters {
-		var run []string
+		var run []dlq.Entry
 		for i := range crashEach {
-			want[id(w, i)] = expected(t, base(id(w, i), "s"))
-			run = append(run, id(w, i))
+			run = append(run, base(fmt.Sprintf("crash-%02d-%d", w, i), "s"))
 		}
 		runs = append(runs, run)
 	}
+	want := map[string]dlq.Entry{}
+	putRuns(t, ctx, q, want, runs)
+	order := runIDs(runs)
 
 	st.crash(t, s.h)
 	q = st.get(t)
-	s.checkSurvivors(t, ctx, q, "after a crash", want, nil, runs)
+	s.checkSurvivors(t, ctx, q, "after a crash", want, nil, order)
 	// Get too, which a driver may answer from an index of its own: one it writes out in Close is
-	// stale after a crash. The newest entries are the ones such an index lacks.
-	for _, name := range []string{serial[0], serial[len(serial)-1], id(0, crashEach-1), id(crashWriters-1, crashEach-1)} {
-		got, err := q.Get(ctx, name)
-		require.NoError(t, err, "Get %s after a crash", name)
-		AssertEntry(t, want[name], got)
+	// stale after a crash, and lacks the newest entries.
+	for _, id := range []string{order[0][0], order[len(order)-1][crashEach-1]} {
+		got, err := q.Get(ctx, id)
+		require.NoError(t, err, "Get %s after a crash", id)
+		AssertEntry(t, want[id], got)
 	}
 
 	// The storage opened after a crash takes entries as before, and keeps them through another.
-	after := base("after-crash", "s")
-	require.NoError(t, q.Put(ctx, after))
-	want[after.ID] = expected(t, after)
-	runs[0] = append(runs[0], after.ID)
+	after := []dlq.Entry{base("after-crash", "s")}
+	putRuns(t, ctx, q, want, [][]dlq.Entry{after})
+	order[len(order)-1] = append(order[len(order)-1], after[0].ID)
 	st.crash(t, s.h)
 	q = st.get(t)
-	s.checkSurvivors(t, ctx, q, "after a second crash", want, nil, runs)
-	got, err := q.Get(ctx, after.ID)
-	require.NoError(t, err, "Get %s after a second crash", after.ID)
-	AssertEntry(t, want[after.ID], got)
+	s.checkSurvivors(t, ctx, q, "after a second crash", want, nil, order)
+	got, err := q.Get(ctx, after[0].ID)
+	require.NoError(t, err, "Get %s after a second crash", after[0].ID)
+	AssertEntry(t, want[after[0].ID], got)
 }
 
 // testCrashAfterDelete: a crash after a Delete keeps every entry the Delete left and every entry
@@ -616,48 +637,48 @@ func (s *suite) testCrash(t *testing.T, ctx context.Context, st *stores) {
 func (s *suite) testCrashAfterDelete(t *testing.T, ctx context.Context, st *stores) {
 	s.needCrash(t)
 	q := st.get(t)
-	const n = 24
-	id := func(i int) string { return fmt.Sprintf("cad-%02d", i) }
+	const nRuns, each = 4, 4
+	runs := make([][]dlq.Entry, nRuns)
+	for r := range runs {
+		for i := range each {
+			runs[r] = append(runs[r], base(fmt.Sprintf("cad-%d-%d", r, i), "s"))
+		}
+	}
 	want := map[string]dlq.Entry{}
-	var order []string
-	put := func(id string) {
-		e := base(id, "s")
-		require.NoError(t, q.Put(ctx, e), "Put %s", id)
-		want[id] = expected(t, e)
-		order = append(order, id)
-	}
-	for i := range n {
-		put(id(i))
-	}
-	// The oldest, every third and the newest entry: in a driver that keeps entries in files or
-	// segments, removals from the first, from the middle and from the one being written to.
+	putRuns(t, ctx, q, want, runs)
+	// The first and the last of every run: the newest entry is among them, so in a driver that
+	// keeps entries in files or segments the removals reach the oldest one and the one being
+	// written to.
 	removed := map[string]bool{}
 	var del []string
-	for i := 0; i < n; i += 3 {
-		del = append(del, id(i))
+	for r := range runs {
+		for _, i := range []int{0, each - 1} {
+			id := runs[r][i].ID
+			del = append(del, id)
+			delete(want, id)
+			removed[id] = true
+		}
 	}
-	del = append(del, id(n-1))
 	require.NoError(t, q.Delete(ctx, del...))
-	for _, name := range del {
-		delete(want, name)
-		removed[name] = true
-	}
 	// Entries put after the Delete go wherever it left the driver writing.
-	for i := range 4 {
-		put(fmt.Sprintf("cad-after-%d", i))
+	later := [][]dlq.Entry{
+		{base("cad-later-0-0", "s"), base("cad-later-0-1", "s")},
+		{base("cad-later-1-0", "s"), base("cad-later-1-1", "s")},
 	}
+	putRuns(t, ctx, q, want, later)
+	order := runIDs(append(runs, later...))
 
 	st.crash(t, s.h)
 	q = st.get(t)
-	s.checkSurvivors(t, ctx, q, "after a crash that followed a Delete", want, removed, [][]string{order})
-	got, err := q.Get(ctx, "cad-after-3")
-	require.NoError(t, err, "Get of the newest entry after a crash")
-	AssertEntry(t, want["cad-after-3"], got)
+	s.checkSurvivors(t, ctx, q, "after a crash that followed a Delete", want, removed, order)
+	got, err := q.Get(ctx, "cad-later-1-1")
+	require.NoError(t, err, "Get of an entry put after the Delete, after a crash")
+	AssertEntry(t, want["cad-later-1-1"], got)
 
 	require.NoError(t, q.Delete(ctx, del...), "deleting again after a crash")
-	s.checkSurvivors(t, ctx, q, "after deleting again", want, nil, [][]string{order})
+	s.checkSurvivors(t, ctx, q, "after deleting again", want, nil, order)
 	q = st.reopen(t)
-	s.checkSurvivors(t, ctx, q, "after deleting again and reopening", want, nil, [][]string{order})
+	s.checkSurvivors(t, ctx, q, "after deleting again and reopening", want, nil, order)
 }
 
 // checkSurvivors lists q and requires every entry of want in it once and intact; an ID in
