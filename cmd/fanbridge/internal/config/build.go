@@ -1,10 +1,8 @@
 package config
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -42,17 +40,17 @@ func keyErr(key string, err error) error {
 func (v *Verifier) Build() (signature.Verifier, error) { return v.build("", nil) }
 
 // ReplayCaches provides the replay cache of a standard_webhooks verifier: key names the verifier
-// (its intake path, its index and a digest of its settings and keys) and size is its
-// replay_cache. A service keeps its caches across reloads this way, so that a reload does not
-// forget the messages already accepted.
+// (its intake path, its index and its replay_cache) and size is its replay_cache. A service keeps
+// its caches across reloads this way, so that a reload does not forget the messages already
+// accepted.
 type ReplayCaches func(key string, size int) (signature.ReplayCache, error)
 
-// replayKey names a standard_webhooks verifier for ReplayCaches; a change of its keys or settings
-// gives it a new name, and so a new cache.
+// replayKey names a standard_webhooks verifier for ReplayCaches. Its keys and its tolerance are
+// not part of the name: a reload that rotates the keys, adding a new one beside the old, must
+// still refuse a message accepted under the old key, and each id keeps the expiry it was claimed
+// with. Only a new size gives a new cache.
 func replayKey(path string, index int, sw *StandardWebhooksVerifier) string {
-	b, _ := json.Marshal(sw)
-	sum := sha256.Sum256(b)
-	return fmt.Sprintf("%s\x00%d\x00%x", path, index, sum)
+	return fmt.Sprintf("%s\x00%d\x00%d", path, index, sw.ReplayCache)
 }
 
 func (v *Verifier) build(key string, caches ReplayCaches) (signature.Verifier, error) {

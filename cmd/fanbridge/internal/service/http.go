@@ -65,7 +65,7 @@ func (s *Service) opsMux(metrics bool) *http.ServeMux {
 
 // buildIntake builds the handler of every intake path: a method check, signature.Verify with
 // the path's verifiers, and an eventbridge.Handler in front of the Dispatcher. A standard_webhooks
-// verifier whose path, position, keys and settings are unchanged gets the replay cache it had
+// verifier whose path, position and replay_cache are unchanged gets the replay cache it had
 // (from s.replay, which the caller guards); the caches the handler uses are returned, for the
 // caller to keep once the handler is in place.
 func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]signature.ReplayCache, err error) {

@@ -163,25 +163,26 @@ logging: {level: error}
 	}
 }
 
-// A reload keeps the replay cache of a standard_webhooks verifier whose path, position, keys
-// and settings are unchanged, so a message accepted before the reload is still refused as a
-// replay after it; changing the verifier's keys starts a new cache.
+// A reload keeps the replay cache of a standard_webhooks verifier whose path, position and
+// replay_cache are unchanged, so a message accepted before the reload is still refused as a
+// replay after it, also when the reload rotates the keys (a new one added beside the old, which
+// still verifies the message); a new replay_cache size starts a new cache.
 func TestReloadKeepsReplayCaches(t *testing.T) {
 	secret, err := signature.NewStandardWebhooksSecret()
 	require.NoError(t, err)
 	other, err := signature.NewStandardWebhooksSecret()
 	require.NoError(t, err)
-	text := func(level string, keys ...string) []byte {
+	text := func(level string, size int, keys ...string) []byte {
 		return fmt.Appendf(nil, `intake:
   - path: /webhooks
     verifiers:
-      - standard_webhooks: {keys: [%s], replay_cache: 100}
+      - standard_webhooks: {keys: [%s], replay_cache: %d}
 sinks: [{name: consumer, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
 routes: [{name: nothing, pattern: {source: ["never"]}, sinks: [consumer]}]
 logging: {level: %s}
-`, strings.Join(keys, ", "), level)
+`, strings.Join(keys, ", "), size, level)
 	}
-	s, _ := newTestService(t, text("info", secret))
+	s, _ := newTestService(t, text("info", 100, secret))
 	body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "genesys", "v2.audits.entitytype.UserPresence.update.json"))
 	require.NoError(t, err)
 	ts := time.Now()
@@ -192,18 +193,21 @@ logging: {level: %s}
 		s.routes(true).ServeHTTP(rec, req)
 		return rec.Code
 	}
-	reload := func(level string, keys ...string) {
-		cfg, err := config.Parse(text(level, keys...), nil)
+	reload := func(level string, size int, keys ...string) {
+		cfg, err := config.Parse(text(level, size, keys...), nil)
 		require.NoError(t, err)
 		require.NoError(t, s.Reload(cfg))
 	}
 
 	require.Equal(t, http.StatusOK, post(secret), "accepted (no route matches)")
 	require.Equal(t, http.StatusUnauthorized, post(secret), "the same message again is a replay")
-	reload("warn", secret)
+	reload("warn", 100, secret)
 	assert.Equal(t, http.StatusUnauthorized, post(secret), "still a replay after a reload")
-	reload("warn", secret, other)
-	assert.Equal(t, http.StatusOK, post(other), "new keys, new cache")
+	reload("warn", 100, other, secret)
+	assert.Equal(t, http.StatusUnauthorized, post(secret), "still a replay after the keys are rotated")
+	assert.Equal(t, http.StatusUnauthorized, post(other), "and under the new key")
+	reload("warn", 200, other, secret)
+	assert.Equal(t, http.StatusOK, post(other), "a new size, a new cache")
 	assert.Equal(t, http.StatusUnauthorized, post(other))
 }
 
