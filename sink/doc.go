@@ -17,6 +17,15 @@
 // no retry cures (an unknown topic, an invalid argument), After for an explicit wait, unmarked for
 // what another attempt may cure. A Send on a closed sink returns an error wrapping ErrClosed.
 //
+// # Delivery semantics
+//
+// An error from Send does not say the destination lacks the event: an attempt that ran out of
+// time may still land (a record the broker stores after the client gave up). The dispatcher's
+// retry then makes a duplicate, which at-least-once delivery allows. What a sink may not do is
+// deliver on its own after Send returned: it never retries in the background, and once Close
+// returns, nothing it started reaches the destination any more. The conformance suite checks
+// both: it reads the destination again after Close and fails a sink whose events arrived late.
+//
 // # Concurrency
 //
 // Every Sink must be safe for concurrent use: a dispatcher calls Send from many goroutines.
