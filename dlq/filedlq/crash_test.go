@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -327,3 +328,30 @@ func TestDamagedLines(t *testing.T) {
 func slicesConcat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)) }
+
+// The conformance suite's crash (Queue.Crash) must leave undone what Close does: under
+// SyncInterval, Close fsyncs what was written and a crash does not. The entry is read back all the
+// same, from the page cache, as after a kill.
+func TestCrashDoesNotSync(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	var syncs atomic.Int32
+	opts := []filedlq.Option{
+		filedlq.WithSync(filedlq.SyncInterval(time.Hour)),
+		filedlq.WithSyncFunc(func(f *os.File) error { syncs.Add(1); return f.Sync() }),
+	}
+	q, err := filedlq.Open(dir, opts...)
+	require.NoError(t, err)
+	require.NoError(t, q.Put(ctx, entryFor("before-crash", 0)))
+	q.Crash()
+	assert.Zero(t, syncs.Load(), "the crash fsynced the segment")
+	assert.ErrorIs(t, q.Put(ctx, entryFor("after-crash", 0)), dlq.ErrClosed)
+
+	// The lock went with the crash; Close, where the crash was, fsyncs.
+	q, err = filedlq.Open(dir, opts...)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"before-crash"}, listIDs(t, ctx, q))
+	require.NoError(t, q.Put(ctx, entryFor("before-close", 0)))
+	require.NoError(t, q.Close())
+	assert.Equal(t, int32(1), syncs.Load(), "Close did not fsync")
+}
