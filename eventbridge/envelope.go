@@ -164,12 +164,7 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 	)
 	var f [nFields]int32
 	n := notification{bodyIdx: -1}
-	// A generic event's detail is the sender's data; a Genesys notification's shape is ours.
-	var strict []string
-	if names != &envelopeDetail {
-		strict = notificationKeys
-	}
-	err := o.fields(names.prefix, f[:], func(k []byte) int {
+	slot := func(k []byte) int {
 		switch string(k) {
 		case "topicName":
 			return fTopic
@@ -181,19 +176,22 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 			return fTimestamp
 		}
 		return -1
-	}, strict)
+	}
+	// A notification's shape is ours, and so is an envelope detail's with both topicName and
+	// eventBody, a Genesys notification: a key that differs from one of its keys only in case is
+	// refused. Another detail is the sender's data: a case variant found in it is refused only
+	// once a second reading, without the check, finds both.
+	err := o.fields(names.prefix, f[:], slot, notificationKeys)
+	if variant, ok := err.(*caseVariantError); ok && names == &envelopeDetail {
+		if err = o.fields(names.prefix, f[:], slot, nil); err == nil && f[fBody] >= 0 && f[fTopic] >= 0 {
+			err = variant
+		}
+	}
 	if err != nil {
 		return n, err
 	}
 	s := o.s
 	lenient := names == &envelopeDetail && (f[fBody] < 0 || f[fTopic] < 0)
-	// A detail with both topicName and eventBody is a Genesys notification, whose shape is ours as
-	// much as the envelope's: a key that differs from one of its keys only in case is refused.
-	if strict == nil && !lenient {
-		if err := o.refuseCaseVariants(names.prefix, notificationKeys); err != nil {
-			return n, err
-		}
-	}
 	if n.topic, err = s.optionalString(names.topicName, f[fTopic]); err != nil {
 		if !lenient {
 			return n, err

@@ -3,7 +3,6 @@ package eventbridge
 import (
 	"bytes"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -65,9 +64,8 @@ func (s *scanner) child(idx int32) object {
 // CloudEvent, a webhook, a notification), and a key that differs only in case from one of them
 // ("Source", "ſource") is refused too: encoding/json's struct decoding matches keys ignoring case
 // (Unicode folding) and keeps the last, so a consumer decoding Raw so would read it where this
-// decoder read the exact key, or nothing. Without names (an envelope's detail until it is known to
-// be a Genesys notification, see refuseCaseVariants; metadata, an eventBody: the sender's data),
-// such keys are the sender's business.
+// decoder read the exact key, or nothing. Without names (a generic event's detail, see
+// decodeDetail; metadata, an eventBody: the sender's data), such keys are the sender's business.
 func (o object) fields(where string, idx []int32, slot func(name []byte) int, names []string) error {
 	for i := range idx {
 		idx[i] = -1
@@ -81,10 +79,8 @@ func (o object) fields(where string, idx []int32, slot func(name []byte) int, na
 		k := o.s.key(m)
 		j := slot(k)
 		if j < 0 {
-			if names != nil {
-				if n, ok := foldsToOneOf(k, names); ok {
-					return fmt.Errorf("%w: duplicate key %s%q, written in another case", ErrInvalidField, where, n)
-				}
+			if err := caseVariant(where, k, names); err != nil {
+				return err
 			}
 			continue
 		}
@@ -101,25 +97,23 @@ func (o object) fields(where string, idx []int32, slot func(name []byte) int, na
 	return nil
 }
 
-// refuseCaseVariants fails when a member of o has a key that is not one of names but equals one
-// of them under Unicode case folding, as fields does for an object given names.
-func (o object) refuseCaseVariants(where string, names []string) error {
-	ms := o.s.members
-	for i := range ms {
-		m := &ms[i]
-		if m.parent != o.parent {
-			continue
-		}
-		k := o.s.key(m)
-		if slices.Contains(names, string(k)) {
-			continue
-		}
-		if n, ok := foldsToOneOf(k, names); ok {
-			return fmt.Errorf("%w: duplicate key %s%q, written in another case", ErrInvalidField, where, n)
-		}
+// caseVariant refuses k, a key that is none of names, when it equals one of them under Unicode
+// case folding.
+func caseVariant(where string, k []byte, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	if n, ok := foldsToOneOf(k, names); ok {
+		return &caseVariantError{fmt.Sprintf("%s: duplicate key %s%q, written in another case", ErrInvalidField, where, n)}
 	}
 	return nil
 }
+
+// caseVariantError is the error of caseVariant, which wraps ErrInvalidField.
+type caseVariantError struct{ msg string }
+
+func (e *caseVariantError) Error() string { return e.msg }
+func (e *caseVariantError) Unwrap() error { return ErrInvalidField }
 
 // foldsToOneOf returns the name of names, all ASCII, that k equals under Unicode case folding,
 // as encoding/json matches a key to a struct field. An ASCII k folds only by the case of its

@@ -61,11 +61,6 @@ func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
 			return nil, wrongType("metadata", "an object", v)
 		}
 		meta := s.child(i)
-		// source, timestamp and time are read by name, as encoding/json would read them;
-		// correlationId is read in any case, and the last one wins, as in encoding/json too.
-		if err := meta.refuseCaseVariants("metadata.", webhookMetaKeys); err != nil {
-			return nil, err
-		}
 		if pairs, err = webhookMetadata(meta, tab); err != nil {
 			return nil, err
 		}
@@ -146,6 +141,14 @@ func webhookMetadata(o object, tab *strtab) ([]metaPair, error) {
 			return nil, fmt.Errorf("%w: duplicate key in metadata", ErrInvalidField)
 		}
 		seen[string(k)] = struct{}{}
+		// source, timestamp and time are read by name, and encoding/json would read a case
+		// variant as them; correlationId is read in any case, and the last one wins, as in
+		// encoding/json.
+		if !slices.Contains(webhookMetaKeys, string(k)) {
+			if err := caseVariant("metadata.", k, webhookMetaKeys); err != nil {
+				return nil, err
+			}
+		}
 		v := o.s.val(m)
 		if v[0] != '"' {
 			continue
