@@ -256,3 +256,47 @@ func TestListReportsATornTailBeforeTheLimit(t *testing.T) {
 	require.Len(t, d.list, 1)
 	assert.ErrorIs(t, d.list[0].Err, filedlq.ErrTorn)
 }
+
+// A checksummed line whose entry names its ID twice ("id" where scans read it, then "ID", which
+// decoding takes instead) or in invalid UTF-8 is damage: List, Get and Delete must agree on the
+// entry a line holds. Before, List showed it under the decoded ID, Get could not find it there,
+// and a Delete (a Redrive's) of the other ID removed it though it was never delivered.
+func TestAnEntryNamingItsIDTwiceIsDamage(t *testing.T) {
+	ctx := context.Background()
+	frame := func(entry string) string {
+		return fmt.Sprintf(`{"crc32c":"%08x","entry":%s}`+"\n", crc32c([]byte(entry)), entry)
+	}
+	for name, hostile := range map[string]string{
+		// Delete of A reads this line's ID as A, decodes it and keeps it, reporting it.
+		"second id": `{"v":1,"id":"A","sink":"s2","event":{"id":"ev-2"},"ID":"B"}`,
+		// Delete reads this line's ID as A\xff: not deleted, nor decoded.
+		"invalid UTF-8": "{\"v\":1,\"id\":\"A\xff\",\"sink\":\"s2\",\"event\":{\"id\":\"ev-2\"}}",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			good := `{"v":1,"id":"A","sink":"s1","event":{"id":"ev-1"}}`
+			text := frame(hostile) + frame(good)
+			seg := filepath.Join(dir, "dlq-00000000000000000001.jsonl")
+			require.NoError(t, os.WriteFile(seg, []byte(text), 0o600))
+			var d damages
+			q := open(t, dir, d.option())
+
+			assert.Equal(t, []string{"A"}, listIDs(t, ctx, q), "only the entry that reads the same both ways")
+			assert.Len(t, d.list, 1, "the other is damage")
+			_, err := q.Get(ctx, "B")
+			require.ErrorIs(t, err, dlq.ErrNotFound)
+			got, err := q.Get(ctx, "A")
+			require.NoError(t, err)
+			assert.Equal(t, "s1", got.Sink)
+
+			before := len(d.list)
+			require.NoError(t, q.Delete(ctx, "A"))
+			if name == "second id" {
+				assert.Greater(t, len(d.list), before, "Delete reports the damage it keeps")
+			}
+			after, err := os.ReadFile(seg)
+			require.NoError(t, err)
+			assert.Equal(t, frame(hostile), string(after), "the damaged line is kept")
+		})
+	}
+}

@@ -66,9 +66,22 @@ func ParseLine(line []byte) (dlq.Entry, error) {
 	if err != nil {
 		return dlq.Entry{}, err
 	}
+	return decodeEntry(entry)
+}
+
+// decodeEntry decodes a checked line's entry JSON. An entry whose ID, as scans read it at the
+// place AppendJSON writes it (see lineID), is not the ID decoding gives (a second "id" or "ID"
+// member, which decoding takes instead, or invalid UTF-8, which it replaces) is refused with an
+// error wrapping dlq.ErrMalformed: List, Get and Delete must agree on which entry a line holds,
+// or a Delete of one ID could remove an entry listed under another. AppendJSON never writes such
+// a line.
+func decodeEntry(entry []byte) (dlq.Entry, error) {
 	var e dlq.Entry
 	if err := e.UnmarshalJSON(entry); err != nil {
 		return dlq.Entry{}, err
+	}
+	if id, ok := quickID(entry); ok && id != e.ID {
+		return dlq.Entry{}, fmt.Errorf("%w: the entry names its ID twice, or not in UTF-8", dlq.ErrMalformed)
 	}
 	return e, nil
 }
@@ -100,16 +113,24 @@ var idPrefix = []byte(`{"v":1,"id":"`)
 // lineID returns the ID of the entry in a checked line's entry JSON, decoding the whole entry only
 // when the ID is not a plain string at the usual place.
 func lineID(entry []byte) (string, error) {
-	if rest, ok := bytes.CutPrefix(entry, idPrefix); ok {
-		if end := bytes.IndexByte(rest, '"'); end >= 0 && bytes.IndexByte(rest[:end], '\\') < 0 {
-			return string(rest[:end]), nil
-		}
+	if id, ok := quickID(entry); ok {
+		return id, nil
 	}
 	var e dlq.Entry
 	if err := e.UnmarshalJSON(entry); err != nil {
 		return "", err
 	}
 	return e.ID, nil
+}
+
+// quickID reads the ID at the place AppendJSON writes it, when it is a string without escapes.
+func quickID(entry []byte) (string, bool) {
+	if rest, ok := bytes.CutPrefix(entry, idPrefix); ok {
+		if end := bytes.IndexByte(rest, '"'); end >= 0 && bytes.IndexByte(rest[:end], '\\') < 0 {
+			return string(rest[:end]), true
+		}
+	}
+	return "", false
 }
 
 // parseCRC reads the 8 lowercase hex digits of a frame's checksum.

@@ -290,8 +290,8 @@ func (q *Queue) List(ctx context.Context, fn func(dlq.Entry) error) error {
 	for _, seg := range v.segs {
 		var fnErr error
 		err := q.scan(ctx, seg, v.limit(seg), visitor{report: true, entry: func(off, n int64, _, entry []byte) error {
-			var e dlq.Entry
-			if err := e.UnmarshalJSON(entry); err != nil {
+			e, err := decodeEntry(entry)
+			if err != nil {
 				q.report(Damage{Segment: segName(seg), Offset: off, Length: n, Err: err})
 				return nil
 			}
@@ -479,10 +479,20 @@ func (q *Queue) rewrite(ctx context.Context, seg uint64, limit int64, drop map[s
 	// a line with damage leave the damage on a line of its own.
 	var dropped, kept bool
 	err = q.scan(ctx, seg, limit, visitor{
-		entry: func(_, _ int64, rec, entry []byte) error {
+		report: true,
+		entry: func(off, n int64, rec, entry []byte) error {
+			// A line goes only when it decodes to the entry List showed under that ID; one that
+			// does not is damage, kept and reported.
 			if id, err := lineID(entry); err == nil && drop[id] {
-				removed, dropped = true, true
-				return nil
+				e, err := decodeEntry(entry)
+				if err == nil && e.ID == id {
+					removed, dropped = true, true
+					return nil
+				}
+				if err == nil {
+					err = fmt.Errorf("%w: the entry's ID reads differently when decoded", dlq.ErrMalformed)
+				}
+				q.report(Damage{Segment: segName(seg), Offset: off, Length: n, Err: err})
 			}
 			kept = true
 			return write(rec)
