@@ -320,7 +320,14 @@ func TestDamagedLines(t *testing.T) {
 			after, err := os.ReadFile(seg)
 			require.NoError(t, err)
 			assert.Equal(t, slicesConcat(lines[0], damaged), after)
-			assert.Equal(t, uint64(3), q.Stats().Damaged) // reported by List, by Get and by the Delete that kept it
+			// Reported by List and by Get, and by the Delete that kept it when the line's frame
+			// is damaged; a line whose checksum holds but whose entry does not decode is kept
+			// by a Delete of another ID without decoding it.
+			want := uint64(3)
+			if tc.want == dlq.ErrUnknownVersion {
+				want = 2
+			}
+			assert.Equal(t, want, q.Stats().Damaged)
 		})
 	}
 }
