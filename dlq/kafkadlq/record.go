@@ -217,6 +217,10 @@ func decode(r *kgo.Record) (decoded, error) {
 		return decoded{}, err
 	case e.ID == "" || e.Sink == "":
 		return decoded{}, fmt.Errorf("%w: no ID or sink header", dlq.ErrMalformed)
+	case dlq.CheckID(e.ID) != nil:
+		// Put never writes such an ID and Delete cannot remove one: listed, it would be redriven
+		// again by every Redrive, each reporting it removed.
+		return decoded{}, fmt.Errorf("%w: an ID header no Put writes", dlq.ErrMalformed)
 	}
 	ev.Raw = r.Value
 	if hasSpan {
