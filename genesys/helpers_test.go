@@ -13,6 +13,7 @@ import (
 	"github.com/fanbridge/fanbridge/genesys"
 	"github.com/fanbridge/fanbridge/genesys/genesystest"
 	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
 )
 
 // fastPolicy retries quickly so that tests with real time stay short.
@@ -72,5 +73,26 @@ func assertNoSecrets(t *testing.T, srv *genesystest.Server, what, s string) {
 	require.NotContains(t, s, genesystest.DefaultClientSecret, "%s contains the client secret", what)
 	for _, tok := range srv.Tokens() {
 		require.NotContains(t, s, tok, "%s contains an access token", what)
+	}
+}
+
+// onFakeClock runs f, advancing clk to each timer f waits on until f returns, and returns f's
+// error and how far the clock went.
+func onFakeClock(t *testing.T, ctx context.Context, clk *retrytest.Clock, f func() error) (error, time.Duration) {
+	t.Helper()
+	start := clk.Now()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	for {
+		select {
+		case err := <-done:
+			return err, clk.Now().Sub(start)
+		case <-ctx.Done():
+			t.Fatal("still running when the test's context ended")
+		case <-time.After(time.Millisecond): // let f reach its next wait
+		}
+		if due, ok := clk.NextDue(); ok {
+			clk.Advance(due)
+		}
 	}
 }

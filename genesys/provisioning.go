@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/fanbridge/fanbridge/retry"
 )
@@ -200,6 +201,16 @@ const maxConflictRetries = 5
 // maxCreateTries bounds how often a creation whose outcome was unclear is tried again.
 const maxCreateTries = 3
 
+// lateCreateGrace is how long after a creation with an unclear outcome was sent Genesys may still
+// carry it out (a gateway that answered 504 while the backend goes on, a request that outlived
+// the client's timeout), as package notifications assumes for channels. Until it has passed, the
+// integration is only looked up by name: creating it again could make two.
+const lateCreateGrace = 5 * time.Minute
+
+// lateCreateLook is how far apart the looks by name are, after the retry policy's first
+// maxCreateTries intervals, while lateCreateGrace runs: about ten lists of the integrations.
+const lateCreateLook = 30 * time.Second
+
 // EnsureEventBridgeIntegration makes Genesys Cloud hold exactly one enabled Amazon EventBridge
 // source integration named spec.Name, configured as spec says, and returns it with the partner
 // event source name to link in AWS. It is idempotent: when everything is already as the spec says,
@@ -380,14 +391,23 @@ func (c *Client) findEventBridgeIntegration(ctx context.Context, name string) (*
 	}
 }
 
-// createEventBridgeIntegration creates the integration, and after a failure with an unclear
-// outcome waits, then looks it up by name before trying again, so that a lost answer never
-// yields two.
+// createEventBridgeIntegration creates the integration. After a failure with an unclear outcome
+// it looks the integration up by name, after waits that grow with each look, and creates it
+// again only once lateCreateGrace has passed since that creation was sent, so that a lost answer,
+// or a creation Genesys carries out late, never yields two. When ctx ends first, the error says
+// so and wraps ErrOutcomeUnknown.
 func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) (*Integration, error) {
 	var err error
 	created := false // a 2xx answer said so: only looked up from then on
-	for try := 1; try <= maxCreateTries; try++ {
-		if !created {
+	creations := 0
+	var sent time.Time // when the last creation with an unclear outcome was sent
+	for look := 1; ; look++ {
+		if !created && (creations == 0 || c.clock.Now().Sub(sent) >= lateCreateGrace) {
+			if creations == maxCreateTries {
+				break
+			}
+			creations++
+			sent = c.clock.Now()
 			var in *Integration
 			if in, err = c.createIntegration(ctx, EventBridgeIntegrationType, name); err == nil {
 				return in, nil
@@ -396,18 +416,24 @@ func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) 
 				return nil, fmt.Errorf("genesys: creating EventBridge integration: %w", err)
 			}
 			created = errors.Is(err, errCreatedUnusable)
+			look = 1
+		} else if created && look > maxCreateTries {
+			break
 		}
 		// A gateway can answer while the backend is still creating the integration: looking at
-		// once could miss it and create a second. Wait as long as the server asked (up to
-		// MaxRetryAfter), and at least the retry policy's interval, growing with each try.
-		wait := c.retrier.Interval(try)
-		if d, ok := retry.RetryAfter(err); ok {
+		// once could miss it. Wait as long as the server asked (up to MaxRetryAfter), and at
+		// least the retry policy's interval, growing with each look.
+		wait := c.retrier.Interval(look)
+		if look > maxCreateTries {
+			wait = max(wait, lateCreateLook)
+		}
+		if d, ok := retry.RetryAfter(err); ok && look == 1 {
 			wait = max(wait, min(d, c.maxRetryAfter))
 		}
 		c.log.LogAttrs(ctx, slog.LevelWarn, "genesys: creating the integration had an unclear outcome; looking it up by name after a wait",
-			slog.String("name", name), slog.Int("try", try), slog.Duration("wait", wait), slog.String("error", err.Error()))
+			slog.String("name", name), slog.Int("creations", creations), slog.Duration("wait", wait), slog.String("error", err.Error()))
 		if werr := retry.Sleep(ctx, c.clock, wait); werr != nil {
-			return nil, fmt.Errorf("genesys: creating EventBridge integration: %w (and then %w)", err, werr)
+			return nil, fmt.Errorf("genesys: creating EventBridge integration: %w (and then %w); Genesys may still create it: look it up, or run again after %v", err, werr, lateCreateGrace)
 		}
 		found, ferr := c.findEventBridgeIntegration(ctx, name)
 		if ferr != nil {

@@ -1,6 +1,7 @@
 package genesys_test
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/iotest"
@@ -244,14 +246,86 @@ func TestEnsureRecoversALostCreateAnswer(t *testing.T) {
 	assert.Equal(t, 1, f.srv.Count(http.MethodPost, "/api/v2/integrations"), "the POST is not replayed")
 	assert.Equal(t, "fanbridge-events", res.Integration.Name)
 
-	t.Run("a refused create is tried again", func(t *testing.T) {
-		f := newFixture(t, nil)
+	t.Run("a refused create is tried again once Genesys cannot carry it out any more", func(t *testing.T) {
+		clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+		f := newFixture(t, nil, genesys.WithClock(clk))
 		// Not processed: the integration does not exist after the failure.
 		f.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: "/api/v2/integrations", Status: 503})
-		_, err := f.client.EnsureEventBridgeIntegration(testContext(t), goodSpec())
+		ctx := testContext(t)
+		err, took := onFakeClock(t, ctx, clk, func() error {
+			_, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+			return err
+		})
 		require.NoError(t, err)
 		assert.Equal(t, 1, f.srv.IntegrationCount(genesys.EventBridgeIntegrationType))
 		assert.Equal(t, 2, f.srv.Count(http.MethodPost, "/api/v2/integrations"))
+		assert.GreaterOrEqual(t, took, 5*time.Minute, "created again before the 5 minutes in which Genesys may still carry the first out")
+		assert.Less(t, took, 6*time.Minute)
+		lists := f.srv.Count(http.MethodGet, "/api/v2/integrations")
+		assert.LessOrEqual(t, lists, 20, "looked up about every 30s meanwhile")
+	})
+	t.Run("a creation carried out late is found, not made twice", func(t *testing.T) {
+		// A gateway answers 504 at once, and the backend carries the creation out a minute
+		// later: two lookups by name find nothing first.
+		clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+		srv := genesystest.NewServer()
+		t.Cleanup(srv.Close)
+		var mu sync.Mutex
+		var held *http.Request
+		var heldAt time.Time
+		posts := 0
+		forward := func() {
+			mu.Lock()
+			r := held
+			held = nil
+			mu.Unlock()
+			if r != nil {
+				resp, err := http.DefaultClient.Do(r)
+				require.NoError(t, err)
+				_ = resp.Body.Close()
+			}
+		}
+		target, err := url.Parse(srv.URL)
+		require.NoError(t, err)
+		rp := httputil.NewSingleHostReverseProxy(target)
+		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			due := held != nil && clk.Now().Sub(heldAt) >= time.Minute
+			mu.Unlock()
+			if due {
+				forward()
+			}
+			if r.Method == http.MethodPost && r.URL.Path == "/api/v2/integrations" {
+				mu.Lock()
+				posts++
+				first := posts == 1
+				mu.Unlock()
+				if first {
+					body, _ := io.ReadAll(r.Body)
+					late, _ := http.NewRequest(http.MethodPost, srv.URL+r.URL.Path, bytes.NewReader(body))
+					late.Header = r.Header.Clone()
+					mu.Lock()
+					held, heldAt = late, clk.Now()
+					mu.Unlock()
+					http.Error(w, `{"message":"gateway timeout","code":"gateway.timeout","status":504}`, http.StatusGatewayTimeout)
+					return
+				}
+			}
+			rp.ServeHTTP(w, r)
+		}))
+		t.Cleanup(proxy.Close)
+		c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+			genesys.WithBaseURL(proxy.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy), genesys.WithClock(clk))
+		require.NoError(t, err)
+		ctx := testContext(t)
+		err, _ = onFakeClock(t, ctx, clk, func() error {
+			_, err := c.EnsureEventBridgeIntegration(ctx, goodSpec())
+			return err
+		})
+		require.NoError(t, err)
+		forward() // a creation still held goes through now, as it would at last
+		assert.Equal(t, 1, srv.IntegrationCount(genesys.EventBridgeIntegrationType), "no second integration")
+		assert.Equal(t, 1, posts, "the creation is not sent again while Genesys may still carry it out")
 	})
 	t.Run("the lookup waits as long as the server asked", func(t *testing.T) {
 		// A gateway may answer while the backend still creates the integration: looking it up
@@ -278,13 +352,8 @@ func TestEnsureRecoversALostCreateAnswer(t *testing.T) {
 			}
 		}
 		assert.Equal(t, 1, f.srv.Count(http.MethodPost, "/api/v2/integrations"), "created again during the wait")
-		clk.Advance(2 * time.Second)
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-ctx.Done():
-			t.Fatal("Ensure did not finish")
-		}
+		err, _ := onFakeClock(t, ctx, clk, func() error { return <-done })
+		require.NoError(t, err)
 		assert.Equal(t, 1, f.srv.IntegrationCount(genesys.EventBridgeIntegrationType))
 		assert.Equal(t, 2, f.srv.Count(http.MethodPost, "/api/v2/integrations"))
 	})
