@@ -60,7 +60,8 @@ func AppendLine(dst []byte, e dlq.Entry) ([]byte, error) {
 // ParseLine decodes one line of the file format, given without its newline. It returns an error
 // wrapping ErrBadLine when the line is not in the format, ErrChecksum when the entry does not
 // match its checksum, and the error of dlq.Entry.UnmarshalJSON when a checksummed entry does not
-// decode. It never returns an entry whose checksum did not match.
+// decode, or one wrapping dlq.ErrMalformed when it names its ID twice (see decodeEntry). It never
+// returns an entry whose checksum did not match.
 func ParseLine(line []byte) (dlq.Entry, error) {
 	entry, err := checkLine(line)
 	if err != nil {
