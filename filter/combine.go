@@ -12,7 +12,8 @@ func Or(a, b Predicate) Predicate { return Any(a, b) }
 
 // All returns a Predicate that matches when every one of ps matches, checking them in order and
 // stopping at the first that does not. All() matches every event. It panics if any of ps is nil,
-// so that a missing filter is found when routes are built rather than when events arrive.
+// or is a nil *Pattern, *Expression or PredicateFunc, so that a missing filter is found when
+// routes are built rather than when events arrive.
 func All(ps ...Predicate) Predicate {
 	checkNil("All", ps)
 	return allOf(append([]Predicate(nil), ps...))
@@ -31,9 +32,28 @@ func Not(p Predicate) Predicate {
 	return not{p}
 }
 
+// checkNil panics if one of ps is nil, or is one of the package's predicate types holding a nil
+// pointer or func (a *Pattern whose ParsePattern error went unchecked, say), which an interface
+// comparison with nil does not catch and which would otherwise match nothing, or panic, only
+// once events arrive.
 func checkNil(fn string, ps []Predicate) {
 	for _, p := range ps {
-		if p == nil {
+		nilValue := false
+		switch p := p.(type) {
+		case nil:
+			nilValue = true
+		case *Pattern:
+			nilValue = p == nil
+		case *Expression:
+			nilValue = p == nil
+		case *fieldPredicate:
+			nilValue = p == nil
+		case *attrPredicate:
+			nilValue = p == nil
+		case PredicateFunc:
+			nilValue = p == nil
+		}
+		if nilValue {
 			panic("filter: " + fn + " given a nil Predicate")
 		}
 	}

@@ -146,16 +146,28 @@ func MustExpr(src string, opts ...ExprOption) *Expression {
 }
 
 // String returns the expression's source.
-func (x *Expression) String() string { return x.src }
+func (x *Expression) String() string {
+	if x == nil {
+		return ""
+	}
+	return x.src
+}
 
 // Match reports whether the expression is true for e. An evaluation error (a missing field, a
-// wrong type, a body that is not JSON, the cost limit) means no match.
+// wrong type, a body that is not JSON, the cost limit) means no match, and a nil *Expression
+// matches nothing.
 func (x *Expression) Match(e *fanbridge.Event) bool {
+	if x == nil {
+		return false
+	}
 	return x.match(e, newActivation(e))
 }
 
 // match is eval without building an error nobody reads.
 func (x *Expression) match(e *fanbridge.Event, act *activation) bool {
+	if x == nil {
+		return false
+	}
 	if x.logger == nil {
 		out, _, err := x.prg.Eval(act)
 		b, ok := out.(types.Bool)
@@ -167,6 +179,9 @@ func (x *Expression) match(e *fanbridge.Event, act *activation) bool {
 
 // Eval is Match that also returns the evaluation error, an *EvalError, for tools and tests.
 func (x *Expression) Eval(e *fanbridge.Event) (bool, error) {
+	if x == nil {
+		return false, &EvalError{Reason: "the expression is nil", Err: ErrInvalidExpression}
+	}
 	return x.eval(e, newActivation(e))
 }
 
@@ -180,7 +195,8 @@ type EvalError struct {
 	// Reason is one of "the event has no body", "the event body is not JSON", "the cost limit
 	// was exceeded", "a field or key is missing", "a value has the wrong type", "an index is out
 	// of range", "division by zero", "a number is out of range", "a string has the wrong form",
-	// "the result is not a bool" and, for anything else, "the evaluation failed".
+	// "the result is not a bool", "the expression is nil" (for a nil *Expression, with Err
+	// ErrInvalidExpression) and, for anything else, "the evaluation failed".
 	Reason string
 	// Err is CEL's error, wrapping the body's decoding error (and ErrInvalidEvent) when the body
 	// is not JSON. Its message may quote values from the body: show it only to whoever may see
@@ -265,7 +281,7 @@ func (x *Expression) eval(e *fanbridge.Event, act *activation) (bool, error) {
 }
 
 // MatchExprs appends to dst the indexes of the expressions that are true for e, decoding the
-// event body once for all of them, and returns the extended slice.
+// event body once for all of them, and returns the extended slice. A nil entry matches nothing.
 func MatchExprs(e *fanbridge.Event, exprs []*Expression, dst []int) []int {
 	act := newActivation(e)
 	for i, x := range exprs {

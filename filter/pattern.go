@@ -91,13 +91,18 @@ func MustParsePattern(src string) *Pattern {
 }
 
 // String returns the pattern's source.
-func (p *Pattern) String() string { return p.src }
+func (p *Pattern) String() string {
+	if p == nil {
+		return ""
+	}
+	return p.src
+}
 
 // Match reports whether the pattern matches the event's envelope: Event.Raw when it is an
-// EventBridge envelope, otherwise the envelope view described in the package documentation. An event that is not valid
-// JSON does not match.
+// EventBridge envelope, otherwise the envelope view described in the package documentation. An
+// event that is not valid JSON does not match, and neither does any event for a nil *Pattern.
 func (p *Pattern) Match(e *fanbridge.Event) bool {
-	if e == nil {
+	if p == nil || e == nil {
 		return false
 	}
 	raw, buf := envelopeOf(e)
@@ -107,8 +112,12 @@ func (p *Pattern) Match(e *fanbridge.Event) bool {
 }
 
 // MatchRaw reports whether the pattern matches the JSON event raw. The error wraps
-// ErrInvalidEvent when raw is not a JSON object.
+// ErrInvalidEvent when raw is not a JSON object. A nil *Pattern matches nothing and reports no
+// error.
 func (p *Pattern) MatchRaw(raw []byte) (bool, error) {
+	if p == nil {
+		return false, nil
+	}
 	fe := getFlat()
 	defer putFlat(fe)
 	if err := fe.flatten(p.table, raw); err != nil {

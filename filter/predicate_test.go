@@ -63,6 +63,36 @@ func TestCombinators(t *testing.T) {
 		assert.Panics(t, func() { filter.Any(nil) })
 		assert.Panics(t, func() { filter.Not(nil) })
 	})
+	t.Run("typed-nil-panics-at-construction", func(t *testing.T) {
+		// An interface holding a nil pointer is not nil: the combinators look inside.
+		typedNils := []filter.Predicate{(*filter.Pattern)(nil), (*filter.Expression)(nil), filter.PredicateFunc(nil)}
+		for _, p := range typedNils {
+			assert.Panics(t, func() { filter.All(p) }, "%T", p)
+			assert.Panics(t, func() { filter.Any(yes, p) }, "%T", p)
+			assert.Panics(t, func() { filter.And(yes, p) }, "%T", p)
+			assert.Panics(t, func() { filter.Or(p, yes) }, "%T", p)
+			assert.Panics(t, func() { filter.Not(p) }, "%T", p)
+		}
+	})
+	t.Run("nil-receivers-match-nothing", func(t *testing.T) {
+		ev := &fanbridge.Event{Raw: []byte(`{"detail-type":"x"}`), Data: []byte(`{}`)}
+		var p *filter.Pattern
+		assert.False(t, p.Match(ev))
+		ok, err := p.MatchRaw(ev.Raw)
+		assert.False(t, ok)
+		assert.NoError(t, err)
+		assert.Empty(t, p.String())
+		var x *filter.Expression
+		assert.False(t, x.Match(ev))
+		ok, err = x.Eval(ev)
+		assert.False(t, ok)
+		assert.ErrorIs(t, err, filter.ErrInvalidExpression)
+		var ee *filter.EvalError
+		require.ErrorAs(t, err, &ee)
+		assert.Equal(t, "the expression is nil", ee.Reason)
+		assert.Empty(t, x.String())
+		assert.Equal(t, []int{1}, filter.MatchExprs(ev, []*filter.Expression{nil, filter.MustExpr("true")}, nil))
+	})
 	t.Run("caller-slice-not-kept", func(t *testing.T) {
 		ps := []filter.Predicate{yes, yes}
 		all := filter.All(ps...)
