@@ -37,7 +37,7 @@ func (t *timeoutSink) Send(ctx context.Context, e *fanbridge.Event) error {
 }
 
 func (t *timeoutSink) SendBatch(ctx context.Context, events []*fanbridge.Event) error {
-	if _, ok := t.next.(Batcher); !ok {
+	if !batches(t.next) {
 		return SendBatch(ctx, Func(t.Send), events)
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.d)
@@ -46,6 +46,18 @@ func (t *timeoutSink) SendBatch(ctx context.Context, events []*fanbridge.Event) 
 }
 
 func (t *timeoutSink) Close() error { return Close(t.next) }
+
+func (t *timeoutSink) batchesBelow() bool { return batches(t.next) }
+
+// batches reports whether SendBatch on s reaches a Batcher, and not one Send per event: the
+// middleware here has a SendBatch of its own whatever it wraps, and says what lies below it.
+func batches(s Sink) bool {
+	if w, ok := s.(interface{ batchesBelow() bool }); ok {
+		return w.batchesBelow()
+	}
+	_, ok := s.(Batcher)
+	return ok
+}
 
 // Transform returns middleware that hands the wrapped sink f(e) instead of e. Because events are
 // shared read-only between sinks, f must not modify e: it returns a changed copy (see
@@ -107,6 +119,8 @@ func (t *transformSink) SendBatch(ctx context.Context, events []*fanbridge.Event
 }
 
 func (t *transformSink) Close() error { return Close(t.next) }
+
+func (t *transformSink) batchesBelow() bool { return batches(t.next) }
 
 // SendBatch delivers events to s: with one SendBatch call when s implements Batcher, otherwise with
 // one Send per event, in order. It returns nil when every event was delivered, a *BatchError when

@@ -130,14 +130,24 @@ func TestTimeout(t *testing.T) {
 
 	// Over a sink that is not a Batcher, a batch goes one Send at a time, and each gets d of its
 	// own: the first here takes all of its d, and the second still has a live context.
-	plain := sink.Chain(sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+	// So it does through middleware that has a SendBatch of its own over such a sink.
+	slow := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
 		if e.ID == "slow" {
 			<-ctx.Done()
 			return nil
 		}
 		return ctx.Err()
-	}), sink.Timeout(20*time.Millisecond))
-	assert.NoError(t, sink.SendBatch(ctx, plain, []*fanbridge.Event{{ID: "slow"}, {ID: "next"}}))
+	})
+	same := func(e *fanbridge.Event) (*fanbridge.Event, error) { return e, nil }
+	for name, s := range map[string]sink.Sink{
+		"plain":              sink.Chain(slow, sink.Timeout(20*time.Millisecond)),
+		"over a Transform":   sink.Chain(slow, sink.Timeout(20*time.Millisecond), sink.Transform(same)),
+		"over another bound": sink.Chain(slow, sink.Timeout(20*time.Millisecond), sink.Timeout(time.Hour)),
+		"under a Transform":  sink.Chain(slow, sink.Transform(same), sink.Timeout(20*time.Millisecond)),
+		"between Transforms": sink.Chain(slow, sink.Transform(same), sink.Timeout(20*time.Millisecond), sink.Transform(same)),
+	} {
+		assert.NoError(t, sink.SendBatch(ctx, s, []*fanbridge.Event{{ID: "slow"}, {ID: "next"}}), name)
+	}
 }
 
 func TestTransform(t *testing.T) {
