@@ -78,9 +78,15 @@ func Classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	st, ok := status.FromError(err)
-	if !ok {
+	// The status itself, not status.FromError's, whose message is the whole wrapping text when
+	// err wraps the status: the proxy and size checks below read the status's own message.
+	var gs interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &gs) {
 		return err
+	}
+	st := gs.GRPCStatus()
+	if st == nil || st.Code() == codes.OK {
+		return err // a failure that says OK acknowledges nothing: tried again
 	}
 	switch CodeClass(st.Code()) {
 	case Delivered:

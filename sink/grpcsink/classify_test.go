@@ -156,6 +156,25 @@ func TestClassify(t *testing.T) {
 		_, ok := retry.RetryAfter(grpcsink.Classify(st.Err()))
 		assert.False(t, ok)
 	})
+	// Wrapped, as a call function given to Adapt or an interceptor may return it, the status is
+	// read as it is: status.FromError would give the whole wrapping text as its message, which
+	// hides a proxy's 404 and a size refusal from the checks on the message.
+	t.Run("wrapped", func(t *testing.T) {
+		proxy404 := status.Error(codes.Unimplemented, "unexpected HTTP status code received from server: 404 (Not Found)")
+		assert.Equal(t, retry.ClassRetryable, retry.Classify(grpcsink.Classify(fmt.Errorf("call: %w", proxy404))))
+		big := status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5000000 vs. 4194304)")
+		assert.Equal(t, retry.ClassPermanent, retry.Classify(grpcsink.Classify(fmt.Errorf("call: %w", big))))
+		st, err := status.New(codes.Unavailable, "busy").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(2 * time.Second)})
+		require.NoError(t, err)
+		d, ok := retry.RetryAfter(grpcsink.Classify(fmt.Errorf("call: %w", st.Err())))
+		assert.True(t, ok)
+		assert.Equal(t, 2*time.Second, d)
+	})
+	t.Run("a failure carrying OK acknowledges nothing", func(t *testing.T) {
+		err := grpcsink.Classify(okStatusError{})
+		require.Error(t, err)
+		assert.Equal(t, retry.ClassRetryable, retry.Classify(err))
+	})
 	t.Run("class names", func(t *testing.T) {
 		assert.Equal(t, "delivered", grpcsink.Delivered.String())
 		assert.Equal(t, "retryable", grpcsink.Retryable.String())
