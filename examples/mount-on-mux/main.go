@@ -200,6 +200,9 @@ type agentStatus struct {
 	Presence      string    `json:"presence,omitempty"`
 	RoutingStatus string    `json:"routingStatus,omitempty"`
 	Updated       time.Time `json:"updated,omitzero"`
+	// When each field's state began: each is kept apart, as an event can say newer things of
+	// one and older of the other.
+	presenceAt, routingAt time.Time
 }
 
 // board keeps each agent's latest presence and routing status. It is the service's own state,
@@ -235,33 +238,26 @@ func (b *board) Send(ctx context.Context, e *fanbridge.Event) error {
 	if err := json.Unmarshal(e.Data, &body); err != nil {
 		return retry.Permanent(fmt.Errorf("board: event %s: %w", e.ID, err))
 	}
-	// A WebSocket notification has no envelope time: the body's own timestamps tell when the
-	// state it reports began.
-	when := e.Time
-	if when.IsZero() {
-		for _, t := range []time.Time{body.ModifiedDate, body.RoutingStatus.StartTime, body.Presence.ModifiedDate} {
-			if t.After(when) {
-				when = t
-			}
-		}
-	}
+	// Each field is placed by the body's own timestamp of when its state began, or, without one,
+	// by the envelope's time: an event delivered through EventBridge and a WebSocket notification
+	// are then placed alike.
+	presenceAt := cmp.Or(body.ModifiedDate, body.Presence.ModifiedDate, e.Time)
+	routingAt := cmp.Or(body.RoutingStatus.StartTime, e.Time)
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.agents[parts[2]]
-	// Delivery is at least once and in no particular order: never let an older event win, nor
-	// one that says nothing of when it happened win over one that does.
-	if when.Before(s.Updated) {
-		return nil
+	// Delivery is at least once and in no particular order: never let an older report of a field
+	// win, nor one that says nothing of when it happened win over one that does.
+	if p := cmp.Or(body.PresenceDefinition.SystemPresence, body.Presence.PresenceDefinition.SystemPresence); p != "" && !presenceAt.Before(s.presenceAt) {
+		s.Presence, s.presenceAt = p, presenceAt
 	}
-	if p := cmp.Or(body.PresenceDefinition.SystemPresence, body.Presence.PresenceDefinition.SystemPresence); p != "" {
-		s.Presence = p
+	if r := body.RoutingStatus.Status; r != "" && !routingAt.Before(s.routingAt) {
+		s.RoutingStatus, s.routingAt = r, routingAt
 	}
-	if body.RoutingStatus.Status != "" {
-		s.RoutingStatus = body.RoutingStatus.Status
-	}
-	if when.After(s.Updated) {
-		s.Updated = when
+	s.Updated = s.presenceAt
+	if s.routingAt.After(s.Updated) {
+		s.Updated = s.routingAt
 	}
 	b.agents[parts[2]] = s
 	return nil

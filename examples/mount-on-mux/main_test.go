@@ -30,7 +30,7 @@ func TestOffline(t *testing.T) {
 	text := out.String()
 	assert.Contains(t, text, "  -> 401 {\"error\":\"unauthorized\"}\n")
 	assert.Contains(t, text, "  -> 405 Method Not Allowed (Allow: POST)\n")
-	assert.Contains(t, text, `  -> 200 {"presence":"ON_QUEUE","routingStatus":"OFF_QUEUE","updated":"2026-03-02T09:03:17.112Z"}`)
+	assert.Contains(t, text, `  -> 200 {"presence":"ON_QUEUE","routingStatus":"OFF_QUEUE","updated":"2026-03-02T09:03:17.047Z"}`)
 	assert.Equal(t, 8, strings.Count(text, "  access: "), "every route goes through the service's chain")
 }
 
@@ -137,7 +137,7 @@ func TestBoard(t *testing.T) {
 	activity := func(presence, startTime string) *fanbridge.Event {
 		return &fanbridge.Event{ID: "a" + presence, Topic: "v2.users." + agent + ".activity",
 			Data: json.RawMessage(`{"routingStatus":{"status":"OFF_QUEUE","startTime":"` + startTime + `"},` +
-				`"presence":{"presenceDefinition":{"systemPresence":"` + presence + `"}}}`)}
+				`"presence":{"presenceDefinition":{"systemPresence":"` + presence + `"},"modifiedDate":"` + startTime + `"}}`)}
 	}
 	require.NoError(t, b.Send(ctx, activity("AVAILABLE", "2021-05-14T09:03:17.067Z")))
 	assert.Equal(t, "BREAK", b.agents[agent].Presence)
@@ -148,6 +148,24 @@ func TestBoard(t *testing.T) {
 	assert.Equal(t, "AVAILABLE", b.agents[agent].Presence)
 	assert.Equal(t, "OFF_QUEUE", b.agents[agent].RoutingStatus)
 	assert.Equal(t, at("2026-03-02T12:00:00Z"), b.agents[agent].Updated)
+
+	// Each field is placed by its own time, so the order of arrival does not matter: an event
+	// newer for one field and older for the other changes only the first.
+	for _, order := range [][]int{{0, 1}, {1, 0}} {
+		events := []*fanbridge.Event{
+			{ID: "p", Topic: "v2.users.u2.presence", Data: json.RawMessage(`{"presenceDefinition":{"systemPresence":"ON_QUEUE"},"modifiedDate":"2026-03-02T12:00:05Z"}`)},
+			{ID: "a", Topic: "v2.users.u2.activity", Data: json.RawMessage(`{"routingStatus":{"status":"INTERACTING","startTime":"2026-03-02T12:00:03Z"},` +
+				`"presence":{"presenceDefinition":{"systemPresence":"AVAILABLE"},"modifiedDate":"2026-03-02T12:00:01Z"}}`)},
+		}
+		b := newBoard()
+		for _, i := range order {
+			require.NoError(t, b.Send(ctx, events[i]))
+		}
+		s := b.agents["u2"]
+		assert.Equal(t, "ON_QUEUE", s.Presence, "order %v", order)
+		assert.Equal(t, "INTERACTING", s.RoutingStatus, "order %v", order)
+		assert.Equal(t, at("2026-03-02T12:00:05Z"), s.Updated, "order %v", order)
+	}
 
 	err := b.Send(ctx, &fanbridge.Event{ID: "x", Topic: "v2.users." + agent + ".presence", Data: json.RawMessage(`[1]`)})
 	assert.True(t, retry.IsPermanent(err), "a body of the wrong shape is refused for good: %v", err)
