@@ -5,7 +5,8 @@
 // and wrap-ups coded as a sale or a complaint), and delivers each to a CRM service and to a
 // reporting service, each with its own retry policy, dead-lettering to local files what a service
 // cannot take. The same selection is written twice, as a CEL expression and as an EventBridge
-// event pattern: -filter picks the one that routes, and both select the same events.
+// event pattern: -filter picks the one that routes, and both select the same events as Genesys
+// shapes them (a pattern also matches a value inside a list, which the expression does not).
 //
 // Offline, with no environment set, it starts both services in-process, posts the embedded
 // samples to itself, prints where each event went and exits:

@@ -13,8 +13,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/examples/internal/demo"
+	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/signature"
+	"github.com/fanbridge/fanbridge/sink/memsink"
 )
 
 func TestSplitList(t *testing.T) {
@@ -133,4 +136,26 @@ func TestPostSamples(t *testing.T) {
 
 	_, err = demo.PostSamples(ctx, srv.URL, fsys, []string{"missing.json"}, &out, demo.ShowBody)
 	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// Report prints an outcome's condition and error only when there is an error: a duplicate the
+// sink already had is no failure.
+func TestReportLines(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dedup, err := fanout.NewMemoryDedup(time.Minute, 100)
+	require.NoError(t, err)
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "crm", Sink: memsink.New()}},
+		Routes: []fanout.Route{{Name: "all", Filter: fanout.All, Sinks: []string{"crm"}}},
+	}, fanout.WithDedup(dedup))
+	require.NoError(t, err)
+	defer d.Close(ctx)
+	var out strings.Builder
+	report := demo.Report(d, &out, func(s fanout.SinkResult) string { return s.Sink + ": " + string(s.Outcome) }, func(*fanbridge.Event) string { return "unrouted" })
+	e := &fanbridge.Event{ID: "e1", Source: "s", Type: "t", Data: []byte(`{}`)}
+	require.NoError(t, report.Dispatch(ctx, e))
+	_ = report.Dispatch(ctx, e)
+	assert.NotContains(t, out.String(), "<nil>", out.String())
+	assert.Contains(t, out.String(), "e1 -> crm: ", out.String())
 }

@@ -160,7 +160,7 @@ func Report(d *fanout.Dispatcher, out io.Writer, sinkLine func(fanout.SinkResult
 		var b strings.Builder
 		for _, s := range res.Sinks {
 			fmt.Fprintf(&b, "  %s -> %s", e.ID, sinkLine(s))
-			if s.Outcome != fanout.Delivered {
+			if s.Outcome != fanout.Delivered && s.Err != nil {
 				fmt.Fprintf(&b, " [%s: %v]", s.Condition, s.Err)
 			}
 			b.WriteByte('\n')
