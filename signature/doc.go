@@ -146,7 +146,8 @@
 //
 // # Metrics
 //
-// With WithMeterProvider, Verify counts fanbridge.signature.verified (attribute "scheme") and
+// With WithMeterProvider, Verify counts fanbridge.signature.verified (attribute "scheme"; a
+// custom verifier's schemes past the 64th are counted as "other") and
 // fanbridge.signature.rejected (attribute "reason"). WithMetricAttributes adds attributes of your
 // own to both, to tell apart several middlewares sharing one MeterProvider. Without
 // WithMeterProvider, no metric code runs.

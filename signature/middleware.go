@@ -439,13 +439,25 @@ func (m *metrics) verified(ctx context.Context, scheme string) {
 	opt, ok := m.byScheme[scheme]
 	m.mu.RUnlock()
 	if !ok {
-		opt = m.option(attribute.String("scheme", scheme))
 		m.mu.Lock()
-		// Custom verifiers may invent schemes; a bound keeps a misbehaving one from growing this map.
-		if len(m.byScheme) < 64 {
-			m.byScheme[scheme] = opt
+		if opt, ok = m.byScheme[scheme]; !ok {
+			// Custom verifiers may invent schemes, from request data even: past maxSchemes, new
+			// ones are counted as "other", which bounds both this map and the metric's series.
+			if len(m.byScheme) >= maxSchemes {
+				scheme = otherScheme
+			}
+			if opt, ok = m.byScheme[scheme]; !ok {
+				opt = m.option(attribute.String("scheme", scheme))
+				m.byScheme[scheme] = opt
+			}
 		}
 		m.mu.Unlock()
 	}
 	m.verifiedCount.Add(ctx, 1, opt)
 }
+
+// maxSchemes bounds the scheme label's values; otherScheme stands for those past the bound.
+const (
+	maxSchemes  = 64
+	otherScheme = "other"
+)

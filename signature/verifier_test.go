@@ -579,6 +579,28 @@ func TestMetrics(t *testing.T) {
 	}, counts(t, reader))
 }
 
+// A custom verifier that names its scheme from request data gets at most 64 values of the scheme
+// attribute; the rest are counted as "other", so the metric's series stay bounded.
+func TestMetricSchemesAreBounded(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	v := signature.VerifierFunc(func(_ context.Context, h http.Header, _ []byte) (signature.Identity, error) {
+		return signature.Identity{Scheme: h.Get("X-Scheme"), Key: -1}, nil
+	})
+	e := newEndpoint(t, v, signature.WithMeterProvider(mp))
+	for i := range 100 {
+		e.post(t, headers("X-Scheme", fmt.Sprintf("s%d", i)), []byte("x"), false)
+	}
+	got := counts(t, reader)
+	assert.Len(t, got, 65, "64 schemes and other")
+	assert.Equal(t, int64(36), got["fanbridge.signature.verified,scheme=other"])
+	var total int64
+	for _, n := range got {
+		total += n
+	}
+	assert.Equal(t, int64(100), total, "every verified request is counted")
+}
+
 // counts collects the counters of reader, by name and attributes ("name,key=value,...").
 func counts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
 	t.Helper()
