@@ -287,9 +287,12 @@ func (d *Dispatcher) orderingKey(e *fanbridge.Event) string {
 // deduplication is off.
 func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanbridge.Event, dedupKey, order string) {
 	arrived := d.cfg.clock.Now()
+	// The span the dispatch runs under (the Dispatcher's own, or an intake's when the Dispatcher
+	// does not trace) is the parent of the sink attempts and names the trace of dead letters, as
+	// in Sync mode, where the tasks run under the dispatch's context.
 	tctx := d.life
-	if d.tel.tracer != nil {
-		tctx = trace.ContextWithSpanContext(tctx, trace.SpanContextFromContext(ctx))
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		tctx = trace.ContextWithSpanContext(tctx, sc)
 	}
 	for _, tg := range g.targets {
 		if tg.skip {

@@ -255,6 +255,46 @@ func TestDeadLetterEntryNamesTheDispatchTrace(t *testing.T) {
 	}
 }
 
+// A Dispatcher that does not trace, behind an intake that does: the sink attempts run under the
+// intake's span, and a dead-letter entry names its trace, in Async mode as in Sync.
+func TestUntracedDispatcherKeepsTheIntakeSpan(t *testing.T) {
+	intake := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+		SpanID:     trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8},
+		TraceFlags: trace.FlagsSampled,
+	})
+	for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
+		t.Run(mode.String(), func(t *testing.T) {
+			var mu sync.Mutex
+			var sendSpans []trace.SpanContext
+			s := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+				mu.Lock()
+				sendSpans = append(sendSpans, trace.SpanContextFromContext(ctx))
+				mu.Unlock()
+				return retry.Permanent(errors.New("refused"))
+			})
+			q := &memDLQ{}
+			d, err := fanout.New(fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "a", Sink: s}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a"}}},
+				DLQ:    q,
+			}, fanout.WithMode(mode))
+			require.NoError(t, err)
+			ctx := trace.ContextWithSpanContext(testContext(t), intake)
+			require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+			require.NoError(t, d.Close(testContext(t)))
+			mu.Lock()
+			defer mu.Unlock()
+			require.Len(t, sendSpans, 1)
+			assert.Equal(t, intake, sendSpans[0])
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			require.Len(t, q.entries, 1)
+			assert.Equal(t, intake.TraceID().String(), q.entries[0].TraceID)
+		})
+	}
+}
+
 func TestLogsNameTheSinkButNeverTheBody(t *testing.T) {
 	var buf bytes.Buffer
 	var mu sync.Mutex
