@@ -31,10 +31,13 @@ var (
 
 // gen draws events and patterns. With nest set, values are also wrapped in runs of nested
 // arrays, of one element or with a scalar or a small object beside the value, so that fields lie
-// in many arrays, only some of which can set two values apart.
+// in many arrays, only some of which can set two values apart. With spell set, an object may hold
+// both "a" and "a.b", spelling the paths under a.b two ways, which the package refuses when a
+// rule reads them; without it, the two keys meet only in different objects.
 type gen struct {
-	r    *rand.Rand
-	nest bool
+	r     *rand.Rand
+	nest  bool
+	spell bool
 }
 
 func (g gen) pick(s []string) string { return s[g.r.IntN(len(s))] }
@@ -87,10 +90,16 @@ func (g gen) value(depth int) string {
 func (g gen) object(depth int) string {
 	keys := slices.Clone(genKeys)
 	g.r.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
-	n := 1 + g.r.IntN(len(keys))
+	keys = keys[:1+g.r.IntN(len(keys))]
+	if !g.spell && slices.Contains(keys, "a") && slices.Contains(keys, "a.b") {
+		keys = slices.DeleteFunc(keys, func(k string) bool { return k == "a.b" })
+	}
+	if g.spell && g.r.IntN(4) == 0 {
+		keys = append(keys, g.pick(keys)) // a repeated key
+	}
 	var b strings.Builder
 	b.WriteString("{")
-	for i, k := range keys[:n] {
+	for i, k := range keys {
 		if i > 0 {
 			b.WriteString(",")
 		}
@@ -229,52 +238,154 @@ type oleaf struct {
 	mem  []memEntry
 }
 
-func oracleLeaves(t testing.TB, raw []byte) []oleaf {
+// onode is a JSON value with its object members in order, duplicate keys kept.
+type onode struct {
+	v    any // a leaf value as encoding/json decodes it (numbers as json.Number), or nil
+	obj  bool
+	arr  bool
+	keys []string
+	kids []*onode
+}
+
+func oracleDecode(t testing.TB, raw []byte) *onode {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	var root any
-	require.NoError(t, dec.Decode(&root))
+	var read func() *onode
+	read = func() *onode {
+		tok, err := dec.Token()
+		require.NoError(t, err)
+		switch tok {
+		case json.Delim('{'):
+			n := &onode{obj: true}
+			for dec.More() {
+				k, err := dec.Token()
+				require.NoError(t, err)
+				n.keys = append(n.keys, k.(string))
+				n.kids = append(n.kids, read())
+			}
+			_, err := dec.Token()
+			require.NoError(t, err)
+			return n
+		case json.Delim('['):
+			n := &onode{arr: true}
+			for dec.More() {
+				n.kids = append(n.kids, read())
+			}
+			_, err := dec.Token()
+			require.NoError(t, err)
+			return n
+		}
+		return &onode{v: tok}
+	}
+	return read()
+}
+
+// oracleLeaves lists the event's leaf values with their array positions, reading every copy of
+// a repeated key.
+func oracleLeaves(root *onode) []oleaf {
 	var out []oleaf
 	arrays := int32(0)
-	var walk func(x any, path *string, mem []memEntry)
-	walk = func(x any, path *string, mem []memEntry) {
-		switch v := x.(type) {
-		case map[string]any:
-			for k, e := range v {
+	var walk func(x *onode, path *string, mem []memEntry)
+	walk = func(x *onode, path *string, mem []memEntry) {
+		switch {
+		case x.obj:
+			for i, k := range x.keys {
 				p := k
 				if path != nil {
 					p = *path + "." + k
 				}
-				walk(e, &p, mem)
+				walk(x.kids[i], &p, mem)
 			}
-		case []any:
+		case x.arr:
 			id := arrays
 			arrays++
-			for i, e := range v {
-				switch e.(type) {
-				case map[string]any, []any:
+			for i, e := range x.kids {
+				if e.obj || e.arr {
 					walk(e, path, append(slices.Clip(mem), memEntry{arr: id, idx: int32(i)}))
-				default:
+				} else {
 					walk(e, path, mem) // a value that is an element has no position
 				}
 			}
-		case string:
-			out = append(out, oleaf{path: *path, v: value{kind: kindString, text: []byte(v)}, mem: mem})
-		case json.Number:
-			n, ok := comparableNumber([]byte(v))
-			out = append(out, oleaf{path: *path, v: value{kind: kindNumber, text: []byte(v), num: n, numOK: ok}, mem: mem})
-		case bool:
-			k := kindFalse
-			if v {
-				k = kindTrue
+		default:
+			switch v := x.v.(type) {
+			case string:
+				out = append(out, oleaf{path: *path, v: value{kind: kindString, text: []byte(v)}, mem: mem})
+			case json.Number:
+				n, ok := comparableNumber([]byte(v))
+				out = append(out, oleaf{path: *path, v: value{kind: kindNumber, text: []byte(v), num: n, numOK: ok}, mem: mem})
+			case bool:
+				k := kindFalse
+				if v {
+					k = kindTrue
+				}
+				out = append(out, oleaf{path: *path, v: value{kind: k}, mem: mem})
+			case nil:
+				out = append(out, oleaf{path: *path, v: value{kind: kindNull}, mem: mem})
 			}
-			out = append(out, oleaf{path: *path, v: value{kind: k}, mem: mem})
-		case nil:
-			out = append(out, oleaf{path: *path, v: value{kind: kindNull}, mem: mem})
 		}
 	}
 	walk(root, nil, nil)
 	return out
+}
+
+// oracleAmbiguous lists the paths, as segments, that the event reaches through object keys twice
+// where neither reach lies in an element of an array that the other is outside of, that is,
+// where the array elements around one reach (every array, outermost first) begin with those
+// around the other.
+func oracleAmbiguous(root *onode) [][]string {
+	type reached struct {
+		segs  []string
+		elems []memEntry
+	}
+	byPath := map[string][]reached{}
+	arrays := int32(0)
+	var walk func(x *onode, segs []string, elems []memEntry)
+	walk = func(x *onode, segs []string, elems []memEntry) {
+		switch {
+		case x.obj:
+			for i, k := range x.keys {
+				next := append(slices.Clip(segs), strings.Split(k, ".")...)
+				key := strings.Join(next, ".")
+				byPath[key] = append(byPath[key], reached{next, elems})
+				walk(x.kids[i], next, elems)
+			}
+		case x.arr:
+			id := arrays
+			arrays++
+			for i, e := range x.kids {
+				walk(e, segs, append(slices.Clip(elems), memEntry{arr: id, idx: int32(i)}))
+			}
+		}
+	}
+	walk(root, nil, nil)
+	var out [][]string
+	for _, rs := range byPath {
+	pairs:
+		for i, a := range rs {
+			for _, b := range rs[:i] {
+				n := min(len(a.elems), len(b.elems))
+				if slices.Equal(a.elems[:n], b.elems[:n]) {
+					out = append(out, a.segs)
+					break pairs
+				}
+			}
+		}
+	}
+	return out
+}
+
+// oracleRefuses reports whether a rule reading paths refuses an event with the ambiguous paths
+// amb: when one of them is a rule's path or leads to one.
+func oracleRefuses(amb [][]string, paths []string) bool {
+	for _, p := range paths {
+		l := strings.Split(p, ".")
+		for _, a := range amb {
+			if len(a) <= len(l) && slices.Equal(a, l[:len(a)]) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func oracleConsistent(chosen, mem []memEntry) bool {
@@ -331,12 +442,17 @@ func TestDifferentialMatcherPatternOracle(t *testing.T) {
 	// The second round narrows the fields at every step (options), which only events with
 	// large arrays would otherwise exercise.
 	defer func(n int) { optionsMin = n }(optionsMin)
-	// The third round wraps values in runs of nested arrays.
-	for round, narrowFrom := range []int{optionsMin, 1, 1} {
+	// The third round wraps values in runs of nested arrays. The fourth lets an object repeat a
+	// key or spell the paths under a.b two ways, which the package refuses when a rule reads
+	// them: the Matcher, holding rules on nearly every path, refuses many events, for all its
+	// rules, and that round checks that all three refuse the same events while the single
+	// patterns, each reading fewer paths, still match the rest.
+	for round, narrowFrom := range []int{optionsMin, 1, 1, optionsMin} {
 		optionsMin = narrowFrom
 		for seed := range seeds {
 			t.Run(fmt.Sprintf("round%d/seed%d", round, seed), func(t *testing.T) {
-				differentialRound(t, gen{r: rand.New(rand.NewPCG(uint64(seed), 0x5eed)), nest: round == 2}, nPatterns, nEvents)
+				g := gen{r: rand.New(rand.NewPCG(uint64(seed), 0x5eed)), nest: round == 2, spell: round == 3}
+				differentialRound(t, g, nPatterns, nEvents)
 			})
 		}
 	}
@@ -360,22 +476,42 @@ func differentialRound(t *testing.T, g gen, nPatterns, nEvents int) {
 		srcs[name] = src
 	}
 	require.Greater(t, len(names), nPatterns/2)
-	matchedSomething := 0
+	matchedSomething, refusedSomewhere, refusedByMatcher := 0, 0, 0
 	for range nEvents {
 		ev := []byte(g.object(0))
-		leaves := oracleLeaves(t, ev)
+		root := oracleDecode(t, ev)
+		leaves := oracleLeaves(root)
+		amb := oracleAmbiguous(root)
 		got, err := m.MatchRaw(ev, nil)
-		require.NoError(t, err, "event %s", ev)
 		var want []string
+		refused := false
 		for _, n := range names {
-			single, err := pats[n].MatchRaw(ev)
-			require.NoError(t, err)
-			oracle := oracleMatch(pats[n], leaves)
+			p := pats[n]
+			single, err := p.MatchRaw(ev)
+			if oracleRefuses(amb, p.table.paths) {
+				require.ErrorIs(t, err, ErrInvalidEvent, "Pattern vs oracle: refused\npattern %s\nevent   %s", srcs[n], ev)
+				require.False(t, single)
+				refused = true
+				continue
+			}
+			require.NoError(t, err, "Pattern vs oracle: accepted\npattern %s\nevent   %s", srcs[n], ev)
+			oracle := oracleMatch(p, leaves)
 			require.Equal(t, oracle, single, "Pattern vs oracle\npattern %s\nevent   %s", srcs[n], ev)
 			if single {
 				want = append(want, n)
 			}
 		}
+		if refused {
+			// The Matcher reads every rule's paths, so it refuses the event for all of them.
+			require.ErrorIs(t, err, ErrInvalidEvent, "event %s", ev)
+			require.Empty(t, got)
+			refusedByMatcher++
+			if len(want) > 0 {
+				refusedSomewhere++
+			}
+			continue
+		}
+		require.NoError(t, err, "event %s", ev)
 		require.Equal(t, want, got, "Matcher vs Patterns on event %s", ev)
 		if len(want) > 0 {
 			matchedSomething++
@@ -383,7 +519,14 @@ func differentialRound(t *testing.T, g gen, nPatterns, nEvents int) {
 	}
 	// The vocabulary is small on purpose: most events must match some pattern, or the
 	// comparison would prove little.
-	require.Greater(t, matchedSomething, nEvents/2)
+	t.Logf("%d events refused by the Matcher, %d of them matched by some rule alone; %d accepted and matched", refusedByMatcher, refusedSomewhere, matchedSomething)
+	if g.spell {
+		require.Greater(t, refusedSomewhere, nEvents/4, "events the Matcher refuses and some rule alone matches")
+		require.Greater(t, matchedSomething, nEvents/4)
+	} else {
+		require.Zero(t, refusedByMatcher)
+		require.Greater(t, matchedSomething, nEvents/2)
+	}
 }
 
 // TestDifferentialMatcherChanges checks that Add, replace and Remove are seen by the next match.

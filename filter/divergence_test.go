@@ -41,6 +41,18 @@ func TestDocumentedDivergences(t *testing.T) {
 		assert.True(t, ok, "a lone surrogate reads as U+FFFD: pattern %s, event %s", c.pattern, c.event)
 	}
 
+	for _, ev := range []string{`{"a":1,"a":2}`, `{"a.b":2,"a":{"b":1}}`, `{"a":[{"b":1}],"a.b":2}`} {
+		ok, err = filter.Test([]byte(`{"a":[{"exists":true}],"a.b":[2]}`), []byte(ev))
+		require.ErrorIs(t, err, filter.ErrInvalidEvent, "an ambiguous event is refused: %s", ev)
+		assert.False(t, ok)
+	}
+	ok, err = filter.Test([]byte(`{"a":{"b":[2]}}`), []byte(`{"x":1,"x":2,"a":{"b":2}}`))
+	require.NoError(t, err, "keys no rule reads may repeat")
+	assert.True(t, ok)
+	ok, err = filter.Test([]byte(`{"a":{"a":{"b":[2]}}}`), []byte(`{"a":[{"a":{"b":1}},{"a.b":2}]}`))
+	require.NoError(t, err, "each element of an array may spell a path its own way")
+	assert.True(t, ok)
+
 	e := &fanbridge.Event{Data: []byte(`{"n":9007199254740992}`)}
 	assert.True(t, filter.Field("n").Eq(int64(9007199254740993)).Match(e), "Eq compares as float64")
 	ok, err = filter.Test([]byte(`{"n":[9007199254740993]}`), []byte(`{"n":9007199254740992}`))

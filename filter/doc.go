@@ -48,7 +48,9 @@
 // there: a notification from the WebSocket API has no source, account or region, so a pattern
 // that names one of them (such as {"source":[{"prefix":"aws.partner/genesys.com"}]}) never
 // matches it. An event that is not a JSON object, or whose Data is not exactly one JSON value,
-// matches nothing (MatchRaw and Test report the former as an error wrapping ErrInvalidEvent).
+// matches nothing (MatchRaw and Test report the former as an error wrapping ErrInvalidEvent),
+// and neither does one that repeats a key, or spells one path two ways, where a rule reads it
+// (see Divergences from EventBridge).
 //
 // # Event patterns: semantics
 //
@@ -151,7 +153,22 @@
 //
 // # Divergences from EventBridge
 //
-// None in the language above, with these notes. The range of comparable numbers is the one of
+// Ambiguous events. EventBridge reads every copy of a repeated key, and both spellings of a
+// path, {"a.b": …} beside {"a": {"b": …}}. This package refuses such an event when the path is
+// one some rule reads, or leads to one: MatchRaw and Test return an error wrapping
+// ErrInvalidEvent, and Match matches nothing. A Matcher reads the paths of all its rules, so it
+// refuses the event for all of them, including rules that read none of those paths. Precisely,
+// an event is refused when it reaches such a path twice through object keys and the two places
+// do not lie in different elements of one array: a key repeated in one object (escaped or not),
+// a dotted key beside the nested spelling of its path, or one spelling outside an array and the
+// other inside it, as in {"a": [{"b": 1}], "a.b": 2}. Each element of an array may spell a path
+// its own way, and keys no rule reads may repeat freely. The reason is cost: copies of an array
+// at one path escape the array rule, which keeps the fields tested together in one element, so a
+// search would have to combine every element of one copy with every element of another, for
+// work growing with a power of the event. JSON leaves the meaning of a repeated key open (RFC
+// 8259 asks that names be unique).
+//
+// Otherwise none in the language above, with these notes. The range of comparable numbers is the one of
 // the current EventBridge engine (±5e11, six decimals); older AWS documentation quotes a smaller
 // range, and a number outside it is treated as literal text either way. Case folding
 // (equals-ignore-case, alone or in prefix, suffix and anything-but) is Unicode simple folding,
@@ -187,20 +204,21 @@
 // using {"exists": false}, whose meaning depends on the fields before that test in path order,
 // the test keeps its place among the fields under its own top-level key (the arrays it is judged
 // over lie under that key) and only the fields between two such tests are grouped by key; the
-// top-level keys are still ordered freely. A Pattern tests its steps in the same order. An
-// absence test on a key that sorts between two fields of another key (a.b, then a.b-x absent,
+// top-level keys are still ordered freely. A Pattern tests its steps in the same order. Walks
+// that reach the same step holding the same positions in the arrays that can still affect the
+// remaining steps are merged, rules that share a step go on from it with only the positions each
+// needs, and a step taken inside an element of an array looks only at the values in that
+// element, so, for every event the package accepts, the work grows in proportion to the event,
+// not with the number of ways to combine its array elements. (The package refuses an event that
+// repeats a key, or spells one path two ways, where a rule reads it, because copies of an array
+// at one path would escape that bound; see Divergences from EventBridge.) Two things add to it.
+// An absence test on a key that sorts between two fields of another key (a.b, then a.b-x absent,
 // then a.b.c) keeps them apart, and there arrays under a.b can make the work grow with the
-// product of two array lengths. Walks that reach the same
-// step holding the same positions in the arrays that can still affect the remaining steps are
-// merged, rules that share a step go on from it with only the positions each needs, and a step
-// taken inside an element of an array looks only at the values in that element, so the work
-// grows in proportion to the event, not with the number of ways to combine its array elements
-// (an event can push it above that only by repeating a key or spelling one path two ways,
-// {"a.b": …} beside {"a": {"b": …}}). Nesting adds one factor: a value holds a position in each
-// array around it that has two or more elements and holds objects, and the work on the value
-// grows with the number of those. Arrays of one element add nothing, so objects wrapped in 60
-// of them cost what they cost in one; inside 60 arrays of two objects each, a 240 KB event costs
-// about 20 times what it costs in one array (events nest at most 512 deep).
+// product of two array lengths. Nesting adds one factor: a value holds a position in each array
+// around it that has two or more elements and holds objects, and the work on the value grows
+// with the number of those. Arrays of one element add nothing, so objects wrapped in 60 of them
+// cost what they cost in one; inside 60 arrays of two objects each, a 240 KB event costs about
+// 20 times what it costs in one array (events nest at most 512 deep).
 //
 // Match appends names in ascending order to the caller's slice; reusing it (dst[:0]) makes
 // matching allocation-free after warm-up, for events carrying Raw. Add replaces a rule of the
@@ -232,9 +250,14 @@
 //	filter: pattern at "detail.eventBody.mediaType": "prefix" wants a string
 //
 // wrapping ErrInvalidPattern, or ErrPatternTooComplex for patterns beyond the limits. Expr
-// returns errors wrapping ErrInvalidExpression, and Expression.Eval an *EvalError. MatchRaw and Test return errors wrapping
-// ErrInvalidEvent for events that are not a JSON object; Match treats such events as matching
-// nothing. Matcher.Add and AddPattern return ErrInvalidName for an empty name or a nil pattern,
+// returns errors wrapping ErrInvalidExpression, and Expression.Eval an *EvalError. MatchRaw and
+// Test return errors wrapping ErrInvalidEvent for events that are not a JSON object, and for
+// events that repeat a key, or spell one path two ways, where a rule reads it, such as
+//
+//	filter: invalid event: ambiguous event: the key at offset 41 repeats a key, or spells a path two ways, at "detail.eventBody", which a rule reads
+//
+// (the message gives the key's offset and the rule's path, never a value from the event); Match
+// treats such events as matching nothing, and Matcher.MatchRaw returns dst unchanged. Matcher.Add and AddPattern return ErrInvalidName for an empty name or a nil pattern,
 // or the pattern's compile error; a failed change leaves the Matcher as it was.
 //
 // # Concurrency

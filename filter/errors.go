@@ -11,8 +11,10 @@ var (
 	// ErrPatternTooComplex is wrapped by errors about patterns that exceed the package's limits
 	// (size, nesting, values, wildcards, $or combinations); see the package documentation.
 	ErrPatternTooComplex = errors.New("filter: event pattern too complex")
-	// ErrInvalidEvent is wrapped by errors about events that are not a JSON object.
-	ErrInvalidEvent = errors.New("filter: event is not a valid JSON object")
+	// ErrInvalidEvent is wrapped by errors about events that are not a JSON object, and about
+	// events that repeat a key, or spell one path two ways, at a path some rule reads (see the
+	// package documentation).
+	ErrInvalidEvent = errors.New("filter: invalid event")
 	// ErrInvalidExpression is wrapped by errors about CEL expressions that do not compile.
 	ErrInvalidExpression = errors.New("filter: invalid CEL expression")
 	// ErrInvalidName is returned by Matcher.Add and Matcher.AddPattern for an empty rule name or a

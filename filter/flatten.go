@@ -19,6 +19,9 @@ type pathTable struct {
 	paths []string   // leaf paths by leaf id
 	below [][]uint64 // per node: the leaves whose path is this node's path or lies under it
 	node  []int32    // per leaf: its node
+	// nodePath is, per node, its path (the root's is empty), for the error about an event that
+	// reaches a node twice.
+	nodePath []string
 }
 
 type pathNode struct {
@@ -32,15 +35,18 @@ type pathNode struct {
 
 // newPathTable builds a table whose leaf ids are the indexes of paths.
 func newPathTable(paths []string) *pathTable {
-	t := &pathTable{nodes: []pathNode{{leaf: -1}}, paths: paths, node: make([]int32, len(paths))}
+	t := &pathTable{nodes: []pathNode{{leaf: -1}}, paths: paths, node: make([]int32, len(paths)), nodePath: []string{""}}
 	chains := make([][]int32, len(paths))
 	for i, p := range paths {
 		n := int32(0)
+		end := -1
 		for _, seg := range strings.Split(p, ".") {
+			end += 1 + len(seg)
 			next, ok := t.nodes[n].kids[seg]
 			if !ok {
 				next = int32(len(t.nodes))
 				t.nodes = append(t.nodes, pathNode{leaf: -1})
+				t.nodePath = append(t.nodePath, p[:end])
 				if t.nodes[n].kids == nil {
 					t.nodes[n].kids = map[string]int32{}
 				}
@@ -180,6 +186,15 @@ type flatEvent struct {
 	stack  []frame
 	fold   []byte // scratch for case folding
 
+	// reached records, per path table node, the last time the walk reached it through an object
+	// key, valid when its stamp equals epoch. ctxs holds the element contexts that are open, the
+	// event root (0) first and then, for each array the walk is in, the element it is in; lastCtx
+	// is the last context id given out. Ids are given out in the order the walk enters elements.
+	reached []reach
+	epoch   uint32
+	ctxs    []int32
+	lastCtx int32
+
 	// opts holds the fields a search step may choose from (see options), as a stack, and holes
 	// the ranges options leaves out, scratch that keeps its capacity across events.
 	opts  []int32
@@ -196,6 +211,13 @@ type flatEvent struct {
 
 	// work counts the search's steps and the values it looks at, for tests that bound it.
 	work int
+}
+
+// reach is the last time the walk reached a node through an object key: in element context
+// ctx, which was then at index depth of flatEvent.ctxs.
+type reach struct {
+	stamp      uint32
+	ctx, depth int32
 }
 
 // outsized reports whether an unusually large event grew f's buffers beyond what the pools
@@ -216,11 +238,22 @@ func (f *flatEvent) reset(raw []byte) {
 	f.arraySpan = f.arraySpan[:0]
 	f.stack = f.stack[:0]
 	f.opts = f.opts[:0]
+	f.ctxs = append(f.ctxs[:0], 0)
+	f.lastCtx = 0
+	f.epoch++
+	if f.epoch == 0 {
+		clear(f.reached[:cap(f.reached)])
+		f.epoch = 1
+	}
 }
 
 // flatten reads raw, which must be one JSON object, and records the leaf values at t's paths.
 func (f *flatEvent) flatten(t *pathTable, raw []byte) error {
 	f.reset(raw)
+	if len(f.reached) < len(t.nodes) {
+		// A new slice is zero, and a reused one holds stamps of earlier events only.
+		f.reached = grow(f.reached, len(t.nodes))
+	}
 	i := skipWS(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
 		return syntaxErr(i, "the event must be a JSON object")
@@ -271,6 +304,9 @@ func (f *flatEvent) object(t *pathTable, i, depth int, node int32) (int, error) 
 			return i, syntaxErr(i, "expected ':'")
 		}
 		if listed {
+			if !f.reach(id) {
+				return kStart, ambiguousErr(kStart, t.nodePath[id])
+			}
 			i, err = f.value(t, i+1, depth+1, id)
 		} else {
 			i, err = skipValue(b, i+1, depth+1)
@@ -320,9 +356,13 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 			f.arraySpan[arr].hi = int32(len(f.fields))
 			return i + 1, nil
 		}
+		f.ctxs = append(f.ctxs, 0)
+		ctxTop := len(f.ctxs) - 1
 		for idx := int32(0); ; idx++ {
 			f.stack[top].idx = idx
 			f.stack[top].elem = -1
+			f.lastCtx++
+			f.ctxs[ctxTop] = f.lastCtx
 			var err error
 			if i, err = f.value(t, i, depth+1, id); err != nil {
 				return i, err
@@ -334,6 +374,7 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 			}
 			if i < len(b) && b[i] == ']' {
 				f.stack = f.stack[:top]
+				f.ctxs = f.ctxs[:ctxTop]
 				f.arraySpan[arr].hi = int32(len(f.fields))
 				if idx == 0 {
 					// Every value with a position in an array of one element holds the same
@@ -381,6 +422,32 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 		f.record(field{leaf: n.leaf, kind: kindNumber, num: num, numOK: ok, tOff: int32(i), tLen: int32(end - i)})
 		return end, nil
 	}
+}
+
+// reach records that the walk reached node id through an object key, and reports whether the
+// event is still unambiguous there: no earlier reach of the node in the current element context,
+// in a context around it, or in one inside it. An event without repeated keys or a path spelled
+// two ways reaches a node more than once only in different elements of an array, where array
+// consistency keeps the values of one reach apart from those of another. A repeated key, or a
+// dotted key beside the nested spelling of its path, gives instead two copies of the values there
+// whose array positions never conflict, and a search testing several fields under them would
+// have to try every combination of an element of one copy with an element of the other.
+//
+// Context ids are given out in the order the walk enters elements, and a context still open is
+// an ancestor of every one given out after it, so the earlier reach is related to the current
+// context exactly when its context is still open (then it is the current one or around it) or
+// was given out after the current one (then it lies inside it). Comparing with the last reach
+// only is enough: two earlier reaches in unrelated contexts were in different elements of some
+// array, and a context related to the first but not the second would have to be an open
+// ancestor of the first, which, given out before both, would be related to the second too.
+func (f *flatEvent) reach(id int32) bool {
+	r := &f.reached[id]
+	cur, depth := f.ctxs[len(f.ctxs)-1], int32(len(f.ctxs)-1)
+	if r.stamp == f.epoch && (r.ctx >= cur || r.depth < int32(len(f.ctxs)) && f.ctxs[r.depth] == r.ctx) {
+		return false
+	}
+	*r = reach{stamp: f.epoch, ctx: cur, depth: depth}
+	return true
 }
 
 // nearestArray returns the index in the stack of the innermost open array, or -1.

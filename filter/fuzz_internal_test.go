@@ -1,6 +1,8 @@
 package filter
 
 import (
+	"encoding/json"
+	"errors"
 	"math/big"
 	"strings"
 	"testing"
@@ -84,6 +86,48 @@ func FuzzComparableNumber(f *testing.F) {
 		}
 		if ok && micro.Num().Int64() != got {
 			t.Fatalf("%s: %d millionths, want %s", s, got, micro.Num())
+		}
+	})
+}
+
+// FuzzMatchOracle holds a Pattern to the oracle of the randomized tests on any pattern and any
+// event: the same events refused as ambiguous, the same answer on the others.
+func FuzzMatchOracle(f *testing.F) {
+	seeds := []struct{ pattern, event string }{
+		{`{"a":{"b":[1],"c":[2]}}`, `{"a":[{"b":1,"c":1},{"b":1,"c":2}]}`},
+		{`{"a":{"b":[1]}}`, `{"a":{"b":1},"a.b":1}`},
+		{`{"a":{"b":[1]}}`, `{"a":[{"b":1}],"a.b":2}`},
+		{`{"a":{"b":[1]}}`, `{"a.b":2,"a":[{"b":1},{"b":3}]}`},
+		{`{"a":{"b":[1]}}`, `{"a":[{"b":1},{"a.b":2}],"x":1,"x":2}`},
+		{`{"a":{"b":[1]}}`, `{"a":1,"\u0061":{"b":1}}`},
+		{`{"x":{"d":{"a":[2]}}}`, `{"x":[{"d":{"a":9}},{"d":[[{"a":1}],[{"a":2}]],"d.a":2}]}`},
+		{`{".x":[2],"":{"y":[{"exists":false}]}}`, `{"":{"x":1},".x":2}`},
+		{`{"a":{"b":[{"exists":false}],"c":[1]}}`, `{"a":[{"c":1},{"b":2,"c":1}]}`},
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s.pattern), []byte(s.event))
+	}
+	f.Fuzz(func(t *testing.T, src, event []byte) {
+		p, err := ParsePattern(src)
+		if err != nil {
+			return
+		}
+		ok, err := p.MatchRaw(event)
+		if err != nil && !errors.Is(err, errEventAmbiguous) {
+			return // not JSON, or nested too deep
+		}
+		if !utf8.Valid(event) || !json.Valid(event) {
+			// encoding/json would read other strings than the bytes hold; or the event was
+			// refused as ambiguous before the walk reached its malformed part.
+			return
+		}
+		root := oracleDecode(t, event)
+		refused := oracleRefuses(oracleAmbiguous(root), p.table.paths)
+		if refused != (err != nil) {
+			t.Fatalf("pattern %s on %s: error %v, oracle refuses %v", src, event, err, refused)
+		}
+		if !refused && ok != oracleMatch(p, oracleLeaves(root)) {
+			t.Fatalf("pattern %s on %s: %v, oracle %v", src, event, ok, !ok)
 		}
 	})
 }

@@ -88,6 +88,10 @@ func FuzzMatch(f *testing.F) {
 	}
 	f.Add([]byte(`{"a":{"b":[{"exists":false}],"c":[1]}}`), []byte(`{"a":[{"c":1},{"b":2,"c":1}]}`))
 	f.Add([]byte(`{"k":["\u00e9"]}`), []byte(`{"\u006b":"\u00e9"}`))
+	// Events that repeat a key, or spell a path two ways, where the pattern reads it.
+	f.Add([]byte(`{"a":{"b":[1]}}`), []byte(`{"a":{"b":1},"a.b":1}`))
+	f.Add([]byte(`{"a":{"b":[1]}}`), []byte(`{"a":[{"b":1}],"a.b":2}`))
+	f.Add([]byte(`{"a":{"b":[1]}}`), []byte(`{"\u0061":{"b":1},"a":{"c":1}}`))
 	// Two fields in each of four arrays of objects: a walk that took the arrays' fields in turn
 	// across the arrays held a position in all four at once.
 	xw := `{"x":[1],"w":[{"numeric":[">",5]}]}`

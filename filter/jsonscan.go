@@ -20,6 +20,17 @@ func syntaxErr(i int, what string) error {
 	return fmt.Errorf("%w: %w at offset %d: %s", ErrInvalidEvent, errEventSyntax, i, what)
 }
 
+// errEventAmbiguous is the cause behind every ErrInvalidEvent about an event that repeats a key,
+// or spells a path two ways, at a path some rule reads.
+var errEventAmbiguous = errors.New("ambiguous event")
+
+// ambiguousErr says that the key at offset i reaches the path at a second time. The path is the
+// table's (a rule's), so the message quotes nothing the event alone holds.
+func ambiguousErr(i int, at string) error {
+	return fmt.Errorf("%w: %w: the key at offset %d repeats a key, or spells a path two ways, at %q, which a rule reads",
+		ErrInvalidEvent, errEventAmbiguous, i, at)
+}
+
 func skipWS(b []byte, i int) int {
 	for i < len(b) {
 		switch b[i] {

@@ -104,7 +104,7 @@ func (m *Matcher) current() *snapshot {
 
 // Match appends to dst the names of the rules whose pattern matches the event's envelope
 // (Event.Raw, or the envelope view; see the package documentation), in ascending order, and returns the
-// extended slice. An event that is not a valid JSON object matches nothing. Reusing dst across
+// extended slice. An event that MatchRaw refuses matches nothing. Reusing dst across
 // calls (dst[:0]) makes matching free of allocations after warm-up.
 func (m *Matcher) Match(e *fanbridge.Event, dst []string) []string {
 	if e == nil {
@@ -120,8 +120,9 @@ func (m *Matcher) Match(e *fanbridge.Event, dst []string) []string {
 	return dst
 }
 
-// MatchRaw is Match for a JSON event. When raw is not a JSON object it returns dst unchanged
-// and an error wrapping ErrInvalidEvent.
+// MatchRaw is Match for a JSON event. When raw is not a JSON object, or repeats a key, or spells
+// one path two ways, where some rule reads it (see the package documentation), it returns dst
+// unchanged and an error wrapping ErrInvalidEvent: such an event is refused for every rule.
 func (m *Matcher) MatchRaw(raw []byte, dst []string) ([]string, error) {
 	return m.current().matchRaw(raw, dst)
 }

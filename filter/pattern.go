@@ -100,7 +100,7 @@ func (p *Pattern) String() string {
 
 // Match reports whether the pattern matches the event's envelope: Event.Raw when it is an
 // EventBridge envelope, otherwise the envelope view described in the package documentation. An
-// event that is not valid JSON does not match, and neither does any event for a nil *Pattern.
+// event that MatchRaw refuses does not match, and neither does any event for a nil *Pattern.
 func (p *Pattern) Match(e *fanbridge.Event) bool {
 	if p == nil || e == nil {
 		return false
@@ -112,8 +112,9 @@ func (p *Pattern) Match(e *fanbridge.Event) bool {
 }
 
 // MatchRaw reports whether the pattern matches the JSON event raw. The error wraps
-// ErrInvalidEvent when raw is not a JSON object. A nil *Pattern matches nothing and reports no
-// error.
+// ErrInvalidEvent when raw is not a JSON object, or when it repeats a key, or spells a path two
+// ways, at a path the pattern reads (see the package documentation). A nil *Pattern matches
+// nothing and reports no error.
 func (p *Pattern) MatchRaw(raw []byte) (bool, error) {
 	if p == nil {
 		return false, nil
