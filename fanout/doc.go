@@ -26,7 +26,10 @@
 // pattern routes of a configuration are compiled together into one filter.Matcher, so a thousand
 // of them cost about what one does; other predicates run one by one. For each sink, results and
 // dead-letter entries name the first route (in configuration order) that chose it. An event no
-// route matches is reported with fanbridge.ErrNoMatch and forgotten.
+// route matches is reported with fanbridge.ErrNoMatch and forgotten. An event that repeats a key,
+// or spells one path two ways, at a path some pattern route of the configuration reads matches
+// no pattern route (see "Ambiguous events" in package filter): adding a pattern route can thus
+// make such an event, which no sender of Genesys events writes, miss a route it matched before.
 //
 // New checks the whole configuration once and names what is wrong: an unknown sink in a route, a
 // name used twice, a nil sink, an invalid retry policy or pattern. Update (a whole new Config)
