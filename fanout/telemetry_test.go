@@ -214,23 +214,8 @@ func TestDeadLetterEntryNamesTheDispatchTrace(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			rec := tracetest.NewSpanRecorder()
 			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-			var mu sync.Mutex
-			var sendSpans []trace.SpanContext
-			s := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
-				mu.Lock()
-				sendSpans = append(sendSpans, trace.SpanContextFromContext(ctx))
-				mu.Unlock()
-				return retry.Permanent(errors.New("refused"))
-			})
 			q := &memDLQ{}
-			d, err := fanout.New(fanout.Config{
-				Sinks:  []fanout.SinkConfig{{Name: "a", Sink: s}},
-				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a"}}},
-				DLQ:    q,
-			}, fanout.WithTracerProvider(tp), fanout.WithMode(mode))
-			require.NoError(t, err)
-			require.NoError(t, d.Dispatch(testContext(t), event("e1", "x")))
-			require.NoError(t, d.Close(testContext(t)))
+			sendSpans := dispatchToRefusingSink(t, testContext(t), q, fanout.WithTracerProvider(tp), fanout.WithMode(mode))
 
 			var dispatch, send sdktrace.ReadOnlySpan
 			for _, sp := range rec.Ended() {
@@ -247,8 +232,6 @@ func TestDeadLetterEntryNamesTheDispatchTrace(t *testing.T) {
 			defer q.mu.Unlock()
 			require.Len(t, q.entries, 1)
 			assert.Equal(t, dispatch.SpanContext().TraceID().String(), q.entries[0].TraceID)
-			mu.Lock()
-			defer mu.Unlock()
 			require.Len(t, sendSpans, 1)
 			assert.Equal(t, send.SpanContext(), sendSpans[0], "Send runs under its attempt's span")
 		})
@@ -265,26 +248,8 @@ func TestUntracedDispatcherKeepsTheIntakeSpan(t *testing.T) {
 	})
 	for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
 		t.Run(mode.String(), func(t *testing.T) {
-			var mu sync.Mutex
-			var sendSpans []trace.SpanContext
-			s := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
-				mu.Lock()
-				sendSpans = append(sendSpans, trace.SpanContextFromContext(ctx))
-				mu.Unlock()
-				return retry.Permanent(errors.New("refused"))
-			})
 			q := &memDLQ{}
-			d, err := fanout.New(fanout.Config{
-				Sinks:  []fanout.SinkConfig{{Name: "a", Sink: s}},
-				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a"}}},
-				DLQ:    q,
-			}, fanout.WithMode(mode))
-			require.NoError(t, err)
-			ctx := trace.ContextWithSpanContext(testContext(t), intake)
-			require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
-			require.NoError(t, d.Close(testContext(t)))
-			mu.Lock()
-			defer mu.Unlock()
+			sendSpans := dispatchToRefusingSink(t, trace.ContextWithSpanContext(testContext(t), intake), q, fanout.WithMode(mode))
 			require.Len(t, sendSpans, 1)
 			assert.Equal(t, intake, sendSpans[0])
 			q.mu.Lock()
@@ -293,6 +258,31 @@ func TestUntracedDispatcherKeepsTheIntakeSpan(t *testing.T) {
 			assert.Equal(t, intake.TraceID().String(), q.entries[0].TraceID)
 		})
 	}
+}
+
+// dispatchToRefusingSink dispatches one event under ctx to a sink that refuses it for good,
+// dead-lettering to q, closes the Dispatcher, and returns the span context each Send ran under.
+func dispatchToRefusingSink(t *testing.T, ctx context.Context, q *memDLQ, opts ...fanout.Option) []trace.SpanContext {
+	t.Helper()
+	var mu sync.Mutex
+	var spans []trace.SpanContext
+	s := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+		mu.Lock()
+		spans = append(spans, trace.SpanContextFromContext(ctx))
+		mu.Unlock()
+		return retry.Permanent(errors.New("refused"))
+	})
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "a", Sink: s}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a"}}},
+		DLQ:    q,
+	}, opts...)
+	require.NoError(t, err)
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+	require.NoError(t, d.Close(testContext(t)))
+	mu.Lock()
+	defer mu.Unlock()
+	return spans
 }
 
 func TestLogsNameTheSinkButNeverTheBody(t *testing.T) {
