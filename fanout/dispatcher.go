@@ -433,6 +433,7 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 
 	derr := &DeliveryError{ID: e.ID, Failed: make([]SinkResult, 0, failed)}
 	var have []string
+	var wait time.Duration // the longest wait a failed sink asked for, within its policy's cap
 	j = 0
 	for _, tg := range g.targets {
 		if tg.skip {
@@ -444,6 +445,9 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		if out.Outcome != Failed {
 			have = append(have, out.Sink)
 			continue
+		}
+		if d, ok := retry.RetryAfter(out.Err); ok {
+			wait = max(wait, min(d, tg.sink.retrier.Policy().MaxRetryAfter))
 		}
 		derr.Failed = append(derr.Failed, out)
 		cause := out.DeadLetterErr
@@ -458,6 +462,11 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		if !containsErr(derr.causes, cause) {
 			derr.causes = append(derr.causes, cause)
 		}
+	}
+	if wait > 0 {
+		// The sender's retry is worth making only once the sink's wait is over: an intake
+		// reads it with retry.RetryAfter (the eventbridge Handler's Retry-After).
+		derr.causes = append(derr.causes, retry.After(errSinkWait, wait))
 	}
 	if dedupKey != "" && len(have) > 0 {
 		d.record(ctx, dedupKey, DedupRecord{Sinks: have})

@@ -84,8 +84,14 @@ func (e *DeliveryError) Error() string {
 	return b.String()
 }
 
+// errSinkWait is the cause a DeliveryError carries, marked with retry.After, when a failed sink
+// asked for a wait.
+var errSinkWait = errors.New("fanout: a sink asked to wait")
+
 // Unwrap returns ErrUndelivered and the causes that apply to every intake: ErrNoDLQ, ErrDLQ,
-// context.Canceled.
+// context.Canceled, and, when a failed sink asked for a wait (retry.After), an error that
+// retry.RetryAfter reads it from: the longest such wait, each capped by its sink's
+// MaxRetryAfter.
 func (e *DeliveryError) Unwrap() []error {
 	return append([]error{ErrUndelivered}, e.causes...)
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -205,4 +206,31 @@ func TestDeliveryErrorDoesNotLeakPermanentMark(t *testing.T) {
 	assert.False(t, retry.IsPermanent(err), "an intake must not treat a sink's permanent failure as the event's")
 	require.Len(t, de.Failed, 1)
 	assert.ErrorIs(t, de.Failed[0].Err, errBoom)
+	_, ok := retry.RetryAfter(err)
+	assert.False(t, ok, "no sink asked for a wait")
+}
+
+// A DeliveryError carries the longest wait a failed sink asked for, within that sink's
+// MaxRetryAfter, so that the intake's answer (the eventbridge Handler's Retry-After) tells the
+// sender when a retry is worth making.
+func TestDeliveryErrorCarriesTheWaitASinkAskedFor(t *testing.T) {
+	busy := func(d time.Duration) *recSink {
+		s := newRecSink()
+		s.fail = func(*fanbridge.Event, int) error { return retry.After(errBoom, d) }
+		return s
+	}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{
+			{Name: "a", Sink: busy(30 * time.Second), Retry: retry.Policy{MaxAttempts: 1, MaxRetryAfter: time.Minute}},
+			{Name: "b", Sink: busy(time.Hour), Retry: retry.Policy{MaxAttempts: 1, MaxRetryAfter: 45 * time.Second}},
+			{Name: "c", Sink: newRecSink()},
+		},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b", "c"}}},
+	})
+	err := d.Dispatch(testContext(t), event("e1", "x"))
+	require.ErrorIs(t, err, fanout.ErrUndelivered)
+	wait, ok := retry.RetryAfter(err)
+	require.True(t, ok)
+	assert.Equal(t, 45*time.Second, wait, "b's hour, capped by its MaxRetryAfter, is the longest")
+	assert.False(t, retry.IsPermanent(err))
 }
