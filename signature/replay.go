@@ -85,6 +85,26 @@ func (c *MemoryReplayCache) Release(_ context.Context, id string) error {
 	return nil
 }
 
+// Extend makes every id the cache holds expire d later (nothing when d is not positive). An id is
+// kept until its message's timestamp goes stale under the verifier's tolerance; a service that
+// raises the tolerance and keeps the cache calls Extend with the difference, so that a message
+// accepted before stays refused for as long as the new tolerance would accept its timestamp.
+func (c *MemoryReplayCache) Extend(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, exp := range c.entries {
+		c.entries[id] = exp.Add(d)
+	}
+	// Shifting every entry by d keeps the heap's order, and stale entries left by released ids
+	// stay stale: each still differs from its id's record, if any.
+	for i := range c.order {
+		c.order[i].expires = c.order[i].expires.Add(d)
+	}
+}
+
 // Len returns the number of ids held, expired ones not yet dropped included.
 func (c *MemoryReplayCache) Len() int {
 	c.mu.Lock()

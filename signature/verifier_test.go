@@ -448,6 +448,29 @@ func TestMemoryReplayCache(t *testing.T) {
 	assert.LessOrEqual(t, c.Len(), 3)
 }
 
+// Extend shifts every held id's expiry: ids stay refused for the longer time, expire in the same
+// order, and a full cache still evicts the one that expires first.
+func TestMemoryReplayCacheExtend(t *testing.T) {
+	ctx := context.Background()
+	c, err := signature.NewMemoryReplayCache(3)
+	require.NoError(t, err)
+	claim := claimer(t, c)
+	assert.True(t, claim("a", 0, 10))
+	assert.True(t, claim("b", 0, 20))
+	require.NoError(t, c.Release(ctx, "b"))
+	assert.True(t, claim("b", 1, 15), "claimed again after a release: a stale entry stays behind")
+	c.Extend(0)
+	c.Extend(-time.Second)
+	c.Extend(30 * time.Second)
+	assert.False(t, claim("a", 35, 100), "a now expires at 40")
+	assert.False(t, claim("b", 44, 100), "b now expires at 45")
+	assert.True(t, claim("a", 41, 60), "a's extended expiry passed")
+	assert.True(t, claim("c", 41, 70))
+	assert.True(t, claim("d", 42, 80), "full: b, the earliest expiry, is evicted")
+	assert.Equal(t, uint64(1), c.Evicted())
+	assert.True(t, claim("b", 42, 90))
+}
+
 // A released id leaves its expiry behind in the cache's order; when that expiry passes, only it
 // goes, never the live id that expires after it. Otherwise, after a message answered outside 2xx
 // (released) and another accepted, a captured copy of the accepted one could be replayed inside
