@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/fanout"
@@ -40,17 +41,18 @@ func keyErr(key string, err error) error {
 func (v *Verifier) Build() (signature.Verifier, error) { return v.build("", nil) }
 
 // ReplayCaches provides the replay cache of a standard_webhooks verifier: key names the verifier
-// (its intake path, its index and its replay_cache) and size is its replay_cache. A service keeps
-// its caches across reloads this way, so that a reload does not forget the messages already
-// accepted.
-type ReplayCaches func(key string, size int) (signature.ReplayCache, error)
+// (its intake path, its place among the path's standard_webhooks verifiers, and its
+// replay_cache), size is its replay_cache and tolerance its tolerance. A service keeps its caches
+// across reloads this way, so that a reload does not forget the messages already accepted.
+type ReplayCaches func(key string, size int, tolerance time.Duration) (signature.ReplayCache, error)
 
-// replayKey names a standard_webhooks verifier for ReplayCaches. Its keys and its tolerance are
-// not part of the name: a reload that rotates the keys, adding a new one beside the old, must
-// still refuse a message accepted under the old key, and each id keeps the expiry it was claimed
-// with. Only a new size gives a new cache.
-func replayKey(path string, index int, sw *StandardWebhooksVerifier) string {
-	return fmt.Sprintf("%s\x00%d\x00%d", path, index, sw.ReplayCache)
+// replayKey names the nth standard_webhooks verifier of an intake path for ReplayCaches. Its keys
+// and its tolerance are not part of the name: a reload that rotates the keys, adding a new one
+// beside the old, must still refuse a message accepted under the old key (a raised tolerance is
+// the ReplayCaches' to apply to the ids held), and verifiers of other kinds may come and go
+// around it. Only a new size gives a new cache.
+func replayKey(path string, nth int, sw *StandardWebhooksVerifier) string {
+	return fmt.Sprintf("%s\x00%d\x00%d", path, nth, sw.ReplayCache)
 }
 
 func (v *Verifier) build(key string, caches ReplayCaches) (signature.Verifier, error) {
@@ -87,7 +89,11 @@ func (v *Verifier) build(key string, caches ReplayCaches) (signature.Verifier, e
 			var c signature.ReplayCache
 			var err error
 			if caches != nil {
-				c, err = caches(key, sw.ReplayCache)
+				tolerance := signature.DefaultTolerance
+				if sw.Tolerance > 0 {
+					tolerance = sw.Tolerance.D()
+				}
+				c, err = caches(key, sw.ReplayCache, tolerance)
 			} else {
 				c, err = signature.NewMemoryReplayCache(sw.ReplayCache)
 			}
@@ -165,10 +171,12 @@ func (in *Intake) VerifierWith(caches ReplayCaches) (signature.Verifier, error) 
 		return nil, nil
 	}
 	vs := make([]signature.Verifier, 0, len(in.Verifiers))
+	nth := 0
 	for i := range in.Verifiers {
 		var key string
 		if sw := in.Verifiers[i].StandardWebhooks; sw != nil {
-			key = replayKey(in.Path, i, sw)
+			key = replayKey(in.Path, nth, sw)
+			nth++
 		}
 		v, err := in.Verifiers[i].build(key, caches)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -65,10 +66,11 @@ func (s *Service) opsMux(metrics bool) *http.ServeMux {
 
 // buildIntake builds the handler of every intake path: a method check, signature.Verify with
 // the path's verifiers, and an eventbridge.Handler in front of the Dispatcher. A standard_webhooks
-// verifier whose path, position and replay_cache are unchanged gets the replay cache it had
+// verifier whose path, place among the path's standard_webhooks verifiers and replay_cache are
+// unchanged gets the replay cache it had, its ids kept longer when the tolerance was raised
 // (from s.replay, which the caller guards); the caches the handler uses are returned, for the
 // caller to keep once the handler is in place.
-func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]signature.ReplayCache, err error) {
+func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]*replayCache, err error) {
 	// ServeMux panics on a pattern it refuses. Validate refuses such paths first; should one get
 	// through, a reload must fail with an error, not take the running service down.
 	defer func() {
@@ -76,17 +78,23 @@ func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]
 			err = fmt.Errorf("config: intake: %v", p)
 		}
 	}()
-	used := map[string]signature.ReplayCache{}
-	caches := func(key string, size int) (signature.ReplayCache, error) {
+	used := map[string]*replayCache{}
+	caches := func(key string, size int, tolerance time.Duration) (signature.ReplayCache, error) {
 		if c, ok := s.replay[key]; ok {
-			used[key] = c
-			return c, nil
+			// The ids held expire when their timestamps go stale under the tolerance they were
+			// claimed with: a raised tolerance must keep them that much longer. A lowered one
+			// leaves them as they are (longer than needed, never shorter).
+			if tolerance > c.tolerance {
+				c.cache.Extend(tolerance - c.tolerance)
+			}
+			used[key] = &replayCache{cache: c.cache, tolerance: tolerance}
+			return c.cache, nil
 		}
 		c, err := signature.NewMemoryReplayCache(size)
 		if err != nil {
 			return nil, err
 		}
-		used[key] = c
+		used[key] = &replayCache{cache: c, tolerance: tolerance}
 		return c, nil
 	}
 	mux := http.NewServeMux()
@@ -153,6 +161,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// replayCache is a standard_webhooks verifier's replay cache as the service keeps it across
+// reloads, with the tolerance its ids were last kept for.
+type replayCache struct {
+	cache     *signature.MemoryReplayCache
+	tolerance time.Duration
 }
 
 // eventLogger logs one line per dispatched event: id, type, matched routes, and each sink's

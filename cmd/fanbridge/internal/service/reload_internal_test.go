@@ -211,6 +211,47 @@ logging: {level: %s}
 	assert.Equal(t, http.StatusUnauthorized, post(other))
 }
 
+// A reload that raises a verifier's tolerance keeps the ids already accepted for the longer
+// time, and one that moves the verifier among others of other kinds keeps its cache: a message
+// accepted right at the edge of the old tolerance, whose id the old tolerance would let go a
+// moment later, stays refused while the new tolerance accepts its timestamp.
+func TestReloadRaisingToleranceKeepsReplaysRefused(t *testing.T) {
+	secret, err := signature.NewStandardWebhooksSecret()
+	require.NoError(t, err)
+	text := func(tolerance string, apiKeyFirst bool) []byte {
+		verifiers := fmt.Sprintf("      - standard_webhooks: {keys: [%s], replay_cache: 100, tolerance: %s}\n", secret, tolerance)
+		if apiKeyFirst {
+			verifiers = "      - api_key: {header: X-Api-Key, keys: [\"k-0123456789\"]}\n" + verifiers
+		}
+		return fmt.Appendf(nil, `intake:
+  - path: /webhooks
+    verifiers:
+%ssinks: [{name: consumer, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
+routes: [{name: nothing, pattern: {source: ["never"]}, sinks: [consumer]}]
+`, verifiers)
+	}
+	s, _ := newTestService(t, text("2s", false))
+	body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "genesys", "v2.audits.entitytype.UserPresence.update.json"))
+	require.NoError(t, err)
+	// Timestamps are whole seconds: this one is 1 to 2 s old, so stale under the old tolerance
+	// within a second, when its id would be let go.
+	ts := time.Now().Truncate(time.Second).Add(-time.Second)
+	post := func() int {
+		req := httptest.NewRequest(http.MethodPost, "/webhooks", bytes.NewReader(body))
+		require.NoError(t, signature.SignStandardWebhooksRequest(req, "msg_edge", ts, body, secret))
+		rec := httptest.NewRecorder()
+		s.routes(true).ServeHTTP(rec, req)
+		return rec.Code
+	}
+	require.Equal(t, http.StatusOK, post(), "accepted (no route matches)")
+	cfg, err := config.Parse(text("1h", true), nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Reload(cfg))
+	// Let the old tolerance's horizon pass: the wall clock, not another goroutine, is waited for.
+	time.Sleep(time.Until(ts.Add(2*time.Second + 20*time.Millisecond)))
+	assert.Equal(t, http.StatusUnauthorized, post(), "still refused: the new tolerance accepts the timestamp")
+}
+
 // lockedBuffer is a log destination safe for the service's goroutines to write while a test reads.
 type lockedBuffer struct {
 	mu sync.Mutex

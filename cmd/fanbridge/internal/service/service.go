@@ -23,7 +23,6 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/fanout"
-	"github.com/fanbridge/fanbridge/signature"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 	"go.opentelemetry.io/otel/metric"
@@ -66,7 +65,7 @@ type Service struct {
 	sinks    map[string]*builtSink
 	// replay holds the replay caches of the standard_webhooks verifiers running now, kept across
 	// reloads so that a reload does not forget the messages already accepted.
-	replay map[string]signature.ReplayCache
+	replay map[string]*replayCache
 
 	intake atomic.Pointer[http.Handler]
 	ready  *readiness
