@@ -786,6 +786,9 @@ func TestKeysDifferingOnlyInCaseAreDuplicates(t *testing.T) {
 		`{"topicName":"v2.users.x.activity","eventBody":{},"EventBody":{"evil":1}}`,
 		`{"topicName":"v2.users.x.activity","eventBody":{},"Metadata":{"CorrelationId":"evil"}}`,
 		`{"topicName":"v2.users.x.activity","eventBody":{},"timeſtamp":1}`,
+		// encoding/json skips a null and reads the variant after it.
+		`{"topicName":null,"TopicName":"v2.users.victim.activity","eventBody":{"a":1}}`,
+		`{"topicName":"v2.users.x.activity","eventBody":null,"EventBody":{"evil":1}}`,
 	} {
 		_, err := eventbridge.Decode([]byte(`{"id":"1","detail-type":"t","source":"s","detail":`+detail+`}`), "")
 		require.ErrorIs(t, err, eventbridge.ErrInvalidField, detail)

@@ -97,6 +97,17 @@ func (o object) fields(where string, idx []int32, slot func(name []byte) int, na
 	return nil
 }
 
+// has reports whether o has a member with the key name, whatever its value (null included).
+func (o object) has(name string) bool {
+	ms := o.s.members
+	for i := range ms {
+		if ms[i].parent == o.parent && string(o.s.key(&ms[i])) == name {
+			return true
+		}
+	}
+	return false
+}
+
 // caseVariant refuses k, a key that is none of names, when it equals one of them under Unicode
 // case folding.
 func caseVariant(where string, k []byte, names []string) error {
