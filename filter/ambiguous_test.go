@@ -83,6 +83,11 @@ func TestAmbiguousEventsRefused(t *testing.T) {
 		{"both spellings in one array element", `{"x":{"d":{"a":[2]}}}`, `{"x":[{"d":{"a":9}},{"d":[{"a":1}],"d.a":2}]}`},
 		{"the spellings in nested elements of one element", `{"x":{"d":{"a":[2]}}}`, `{"x":[{"d.a":2,"y":0,"d":[[{"a":1}],[{"a":3}]]}]}`},
 		{"an empty key and a key starting with a dot", `{".x":[2]}`, `{"":{"x":1},".x":2}`},
+		// Each reach lies in the only element of a different array: not different elements of
+		// one array, so the copies of the array under the path never conflict.
+		{"spellings in elements of two sibling arrays", `{"x":{"d":{"a":[2]}}}`, `{"x":[{"d.a":2}],"x.d":[{"a":1}]}`},
+		{"three spellings in elements of three arrays", `{"x":{"d":{"e":{"a":[2]}}}}`, `{"x":[{"d.e.a":2}],"x.d":[{"e.a":1}],"x.d.e":[{"a":3}]}`},
+		{"sibling arrays under one element", `{"l":{"x":{"d":{"a":[2]}}}}`, `{"l":[{"x":[{"d.a":2}],"x.d":[{"a":1}]}]}`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { assertRefused(t, c.pattern, c.event) })
@@ -107,6 +112,8 @@ func TestAmbiguousEventsRefusedAtOnce(t *testing.T) {
 			`{"d":{"a":` + arr + `},"d.a":` + arr + `}`, `"d.a":`},
 		{"two spellings, one through an array", `{"d":{"a":{"b":["1"],"c":["1"],"z":[{"numeric":["<",0]}]}}}`,
 			`{"d":[{"a":` + arr + `}],"d.a":` + arr + `}`, `"d.a":`},
+		{"three spellings in sibling arrays", `{"x":{"d":{"e":{"a":{"b":["1"],"c":["1"],"z":[{"numeric":["<",0]}]}}}}}`,
+			`{"x":[{"d.e.a":` + arr + `}],"x.d":[{"e.a":` + arr + `}],"x.d.e":[{"a":` + arr + `}]}`, `"e.a":`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

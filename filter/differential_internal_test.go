@@ -364,7 +364,11 @@ func oracleAmbiguous(root *onode) [][]string {
 		for i, a := range rs {
 			for _, b := range rs[:i] {
 				n := min(len(a.elems), len(b.elems))
-				if slices.Equal(a.elems[:n], b.elems[:n]) {
+				k := 0
+				for k < n && a.elems[k] == b.elems[k] {
+					k++
+				}
+				if k == n || a.elems[k].arr != b.elems[k].arr {
 					out = append(out, a.segs)
 					break pairs
 				}

@@ -194,6 +194,7 @@ type flatEvent struct {
 	epoch   uint32
 	ctxs    []int32
 	lastCtx int32
+	ctxParent, ctxArr []int32
 
 	// opts holds the fields a search step may choose from (see options), as a stack, and holes
 	// the ranges options leaves out, scratch that keeps its capacity across events.
@@ -240,6 +241,8 @@ func (f *flatEvent) reset(raw []byte) {
 	f.opts = f.opts[:0]
 	f.ctxs = append(f.ctxs[:0], 0)
 	f.lastCtx = 0
+	f.ctxParent = append(f.ctxParent[:0], -1)
+	f.ctxArr = append(f.ctxArr[:0], -1)
 	f.epoch++
 	if f.epoch == 0 {
 		clear(f.reached[:cap(f.reached)])
@@ -363,6 +366,8 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 			f.stack[top].elem = -1
 			f.lastCtx++
 			f.ctxs[ctxTop] = f.lastCtx
+			f.ctxParent = append(f.ctxParent, f.ctxs[ctxTop-1])
+			f.ctxArr = append(f.ctxArr, arr)
 			var err error
 			if i, err = f.value(t, i, depth+1, id); err != nil {
 				return i, err
@@ -443,8 +448,24 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 func (f *flatEvent) reach(id int32) bool {
 	r := &f.reached[id]
 	cur, depth := f.ctxs[len(f.ctxs)-1], int32(len(f.ctxs)-1)
-	if r.stamp == f.epoch && (r.ctx >= cur || r.depth < int32(len(f.ctxs)) && f.ctxs[r.depth] == r.ctx) {
-		return false
+	if r.stamp == f.epoch {
+		if r.ctx >= cur || r.depth < int32(len(f.ctxs)) && f.ctxs[r.depth] == r.ctx {
+			return false
+		}
+		a, d := r.ctx, r.depth
+		for d > depth {
+			a = f.ctxParent[a]
+			d--
+		}
+		var ca, cc int32
+		for f.ctxs[d] != a {
+			ca, cc = a, f.ctxs[d]
+			a = f.ctxParent[a]
+			d--
+		}
+		if f.ctxArr[ca] != f.ctxArr[cc] {
+			return false // the reaches part in elements of two different arrays
+		}
 	}
 	*r = reach{stamp: f.epoch, ctx: cur, depth: depth}
 	return true
