@@ -190,10 +190,10 @@ type flatEvent struct {
 	// key, valid when its stamp equals epoch. ctxs holds the element contexts that are open, the
 	// event root (0) first and then, for each array the walk is in, the element it is in; lastCtx
 	// is the last context id given out. Ids are given out in the order the walk enters elements.
-	reached []reach
-	epoch   uint32
-	ctxs    []int32
-	lastCtx int32
+	reached           []reach
+	epoch             uint32
+	ctxs              []int32
+	lastCtx           int32
 	ctxParent, ctxArr []int32
 
 	// opts holds the fields a search step may choose from (see options), as a stack, and holes
