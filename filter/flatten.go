@@ -190,6 +190,7 @@ type flatEvent struct {
 	// key, valid when its stamp equals epoch. ctxs holds the element contexts that are open, the
 	// event root (0) first and then, for each array the walk is in, the element it is in; lastCtx
 	// is the last context id given out. Ids are given out in the order the walk enters elements.
+	// ctxParent and ctxArr give, per context id, the context around it and its array's id.
 	reached           []reach
 	epoch             uint32
 	ctxs              []int32
@@ -430,21 +431,23 @@ func (f *flatEvent) value(t *pathTable, i, depth int, id int32) (int, error) {
 }
 
 // reach records that the walk reached node id through an object key, and reports whether the
-// event is still unambiguous there: no earlier reach of the node in the current element context,
-// in a context around it, or in one inside it. An event without repeated keys or a path spelled
-// two ways reaches a node more than once only in different elements of an array, where array
-// consistency keeps the values of one reach apart from those of another. A repeated key, or a
-// dotted key beside the nested spelling of its path, gives instead two copies of the values there
-// whose array positions never conflict, and a search testing several fields under them would
-// have to try every combination of an element of one copy with an element of the other.
+// event is still unambiguous there: every earlier reach of the node lies in a different element of
+// one array than the current one, that is, where the chains of element contexts of the two reaches
+// part, the two contexts below the parting are elements of the same array. An event without
+// repeated keys or a path spelled two ways reaches a node more than once only so, and array
+// consistency keeps the values of one reach apart from those of another. A repeated key, a dotted
+// key beside the nested spelling of its path, or spellings in elements of two different arrays
+// give instead copies of the values there whose array positions never conflict, and a search
+// testing several fields under them would have to try every combination of an element of one
+// copy with an element of another.
 //
 // Context ids are given out in the order the walk enters elements, and a context still open is
-// an ancestor of every one given out after it, so the earlier reach is related to the current
-// context exactly when its context is still open (then it is the current one or around it) or
-// was given out after the current one (then it lies inside it). Comparing with the last reach
-// only is enough: two earlier reaches in unrelated contexts were in different elements of some
-// array, and a context related to the first but not the second would have to be an open
-// ancestor of the first, which, given out before both, would be related to the second too.
+// an ancestor of every one given out after it, so the earlier reach is in the current context, or
+// one around or inside it, exactly when its context is still open or was given out after the
+// current one; otherwise the two chains are walked up (ctxParent) to where they part, at most the
+// nesting depth. Comparing with the last reach only is enough: the walk never re-enters an element
+// it left, so where the current reach parts from any earlier one, it parts from the last one at
+// the same place or below it, inside an element of the array the earlier two were told apart by.
 func (f *flatEvent) reach(id int32) bool {
 	r := &f.reached[id]
 	cur, depth := f.ctxs[len(f.ctxs)-1], int32(len(f.ctxs)-1)
