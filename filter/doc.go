@@ -160,9 +160,10 @@
 // refuses the event for all of them, including rules that read none of those paths. Precisely,
 // an event is refused when it reaches such a path twice through object keys and the two places
 // do not lie in different elements of one array: a key repeated in one object (escaped or not),
-// a dotted key beside the nested spelling of its path, or one spelling outside an array and the
-// other inside it, as in {"a": [{"b": 1}], "a.b": 2}. Each element of an array may spell a path
-// its own way, and keys no rule reads may repeat freely. The reason is cost: copies of an array
+// a dotted key beside the nested spelling of its path, one spelling outside an array and the
+// other inside it, as in {"a": [{"b": 1}], "a.b": 2}, or the spellings in elements of two
+// different arrays, as in {"x": [{"d.a": 1}], "x.d": [{"a": 2}]}. Each element of one array may
+// spell a path its own way, and keys no rule reads may repeat freely. The reason is cost: copies of an array
 // at one path escape the array rule, which keeps the fields tested together in one element, so a
 // search would have to combine every element of one copy with every element of another, for
 // work growing with a power of the event. JSON leaves the meaning of a repeated key open (RFC
