@@ -30,6 +30,9 @@ type decoder struct {
 	// aliases that repeat another multiplies the work, so a small file could exhaust memory.
 	left, limit int
 	spent       bool // the budget ran out and that was reported
+	// patterns holds the JSON of each pattern node already written out, for routes that share
+	// a pattern through an alias: it is written, and counted against the budget, once.
+	patterns map[*yaml.Node][]byte
 }
 
 // newDecoder returns a decoder for the tree under root.
@@ -384,7 +387,12 @@ func (d *decoder) decodePattern(n *yaml.Node, p *Pattern, path string) {
 		p.JSON = out
 		return
 	}
+	if js, ok := d.patterns[n]; ok {
+		p.JSON = js
+		return
+	}
 	var buf bytes.Buffer
+	expanded := len(d.fromEnv)
 	if err := d.nodeJSON(&buf, n, path, 0); err != nil {
 		if err != errBadPattern { // else reported already
 			d.fail(path, n, "%v", err)
@@ -392,6 +400,14 @@ func (d *decoder) decodePattern(n *yaml.Node, p *Pattern, path string) {
 		return
 	}
 	p.JSON = buf.Bytes()
+	// A pattern that took values from the environment is written out again where it recurs, so
+	// that they are recorded under each route's path, for errors to keep out.
+	if len(d.fromEnv) == expanded {
+		if d.patterns == nil {
+			d.patterns = map[*yaml.Node][]byte{}
+		}
+		d.patterns[n] = p.JSON
+	}
 }
 
 // nodeJSON writes the pattern n as JSON, and returns errBadPattern once it has reported a

@@ -107,4 +107,23 @@ func TestAliasesAreBounded(t *testing.T) {
 	}
 	_, err = config.Parse([]byte(doc), env(nil))
 	require.NoError(t, err)
+
+	// A large pattern shared by many routes is written out once: 120 routes naming one pattern
+	// of 900 values are 108,000 values, which the budget would refuse if each counted again.
+	var shared strings.Builder
+	shared.WriteString("intake: [{path: /e, insecure_no_auth: true}]\nsinks: [{name: s, grpc: {targets: [\"127.0.0.1:1\"], insecure: true}}]\nroutes:\n")
+	shared.WriteString("  - name: r0\n    sinks: [s]\n    pattern: &p\n      detail:\n        eventBody:\n          queueId: [")
+	for i := range 900 {
+		if i > 0 {
+			shared.WriteString(", ")
+		}
+		fmt.Fprintf(&shared, "q%d", i)
+	}
+	shared.WriteString("]\n")
+	for i := 1; i < 120; i++ {
+		fmt.Fprintf(&shared, "  - {name: r%d, sinks: [s], pattern: *p}\n", i)
+	}
+	cfg, err := config.Parse([]byte(shared.String()), env(nil))
+	require.NoError(t, err)
+	assert.JSONEq(t, string(cfg.Routes[0].Pattern.JSON), string(cfg.Routes[119].Pattern.JSON))
 }
