@@ -226,7 +226,7 @@ type reach struct {
 // should keep.
 func (f *flatEvent) outsized() bool {
 	return cap(f.fields) > 1<<14 || cap(f.text) > 1<<20 || cap(f.mem) > 1<<16 || cap(f.arrays) > 1<<14 ||
-		cap(f.elems) > 1<<14 || cap(f.holdLeaves) > 1<<16 || f.states.big()
+		cap(f.elems) > 1<<14 || cap(f.holdLeaves) > 1<<16 || cap(f.ctxParent) > 1<<16 || f.states.big()
 }
 
 func (f *flatEvent) reset(raw []byte) {
