@@ -84,7 +84,8 @@
 // case from one the decoder reads by name is refused too, whether that key is there or not, in
 // the objects whose shape is the format's (an envelope, a CloudEvent, a webhook and its metadata,
 // a notification and its metadata, and an envelope's detail holding both topicName and eventBody,
-// which is a Genesys notification); in a generic event's detail such keys are the sender's data.
+// in any case and null or not, which is a Genesys notification); in a generic event's detail such
+// keys are the sender's data.
 //
 // Decoding validates the whole body in one pass and extracts only the fields above; eventBody is
 // never materialised. That is what makes the Handler several times faster than code that

@@ -180,11 +180,12 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 	// A notification's shape is ours, and so is an envelope detail's with both topicName and
 	// eventBody, a Genesys notification: a key that differs from one of its keys only in case is
 	// refused. Another detail is the sender's data: a case variant found in it is refused only
-	// once a second reading, without the check, finds both keys, null or not (encoding/json
-	// skips a null and then reads the variant, which is what the check is for).
+	// once a second reading, without the check, finds both keys in some spelling, null or not:
+	// encoding/json skips a null, and reads a variant as the key, so {"topicName": …,
+	// "EventBody": …} is a Genesys notification to a consumer decoding Raw.
 	err := o.fields(names.prefix, f[:], slot, notificationKeys)
 	if variant, ok := err.(*caseVariantError); ok && names == &envelopeDetail {
-		if err = o.fields(names.prefix, f[:], slot, nil); err == nil && o.has("topicName") && o.has("eventBody") {
+		if err = o.fields(names.prefix, f[:], slot, nil); err == nil && o.hasFolded("topicName") && o.hasFolded("eventBody") {
 			err = variant
 		}
 	}

@@ -97,11 +97,18 @@ func (o object) fields(where string, idx []int32, slot func(name []byte) int, na
 	return nil
 }
 
-// has reports whether o has a member with the key name, whatever its value (null included).
-func (o object) has(name string) bool {
+// hasFolded reports whether o has a member whose key is name, or equals it under Unicode case
+// folding as encoding/json matches keys, whatever its value (null included).
+func (o object) hasFolded(name string) bool {
 	ms := o.s.members
+	names := []string{name}
 	for i := range ms {
-		if ms[i].parent == o.parent && string(o.s.key(&ms[i])) == name {
+		if ms[i].parent != o.parent {
+			continue
+		}
+		if k := o.s.key(&ms[i]); string(k) == name {
+			return true
+		} else if _, ok := foldsToOneOf(k, names); ok {
 			return true
 		}
 	}
