@@ -87,8 +87,11 @@ func (c *MemoryReplayCache) Release(_ context.Context, id string) error {
 
 // Extend makes every id the cache holds expire d later (nothing when d is not positive). An id is
 // kept until its message's timestamp goes stale under the verifier's tolerance; a service that
-// raises the tolerance and keeps the cache calls Extend with the difference, so that a message
-// accepted before stays refused for as long as the new tolerance would accept its timestamp.
+// raises the tolerance and keeps the cache calls Extend with the difference, so that the ids it
+// holds stay for as long as the new tolerance accepts their timestamps. Ids already let go are
+// not brought back: such a service must also refuse messages older than the old tolerance
+// allowed at the raise, whose ids may be gone, and have claims made under the old tolerance
+// after the raise keep their ids as long.
 func (c *MemoryReplayCache) Extend(d time.Duration) {
 	if d <= 0 {
 		return

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -70,7 +71,7 @@ func (s *Service) opsMux(metrics bool) *http.ServeMux {
 // unchanged gets the replay cache it had, its ids kept longer when the tolerance was raised
 // (from s.replay, which the caller guards); the caches the handler uses are returned, for the
 // caller to keep once the handler is in place.
-func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]*replayCache, err error) {
+func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]*replayStore, err error) {
 	// ServeMux panics on a pattern it refuses. Validate refuses such paths first; should one get
 	// through, a reload must fail with an error, not take the running service down.
 	defer func() {
@@ -78,24 +79,20 @@ func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]
 			err = fmt.Errorf("config: intake: %v", p)
 		}
 	}()
-	used := map[string]*replayCache{}
+	used := map[string]*replayStore{}
 	caches := func(key string, size int, tolerance time.Duration) (signature.ReplayCache, error) {
-		if c, ok := s.replay[key]; ok {
-			// The ids held expire when their timestamps go stale under the tolerance they were
-			// claimed with: a raised tolerance must keep them that much longer. A lowered one
-			// leaves them as they are (longer than needed, never shorter).
-			if tolerance > c.tolerance {
-				c.cache.Extend(tolerance - c.tolerance)
-			}
-			used[key] = &replayCache{cache: c.cache, tolerance: tolerance}
-			return c.cache, nil
+		if r, ok := s.replay[key]; ok {
+			r.raise(tolerance, time.Now())
+			used[key] = r
+			return &replayView{store: r, tolerance: tolerance}, nil
 		}
 		c, err := signature.NewMemoryReplayCache(size)
 		if err != nil {
 			return nil, err
 		}
-		used[key] = &replayCache{cache: c, tolerance: tolerance}
-		return c, nil
+		r := &replayStore{cache: c, maxTolerance: tolerance}
+		used[key] = r
+		return &replayView{store: r, tolerance: tolerance}, nil
 	}
 	mux := http.NewServeMux()
 	d := &eventLogger{d: s.disp, log: s.log.With("component", "events"), async: cfg.Dispatch.Mode == "async", level: slog.LevelDebug}
@@ -163,11 +160,60 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// replayCache is a standard_webhooks verifier's replay cache as the service keeps it across
-// reloads, with the tolerance its ids were last kept for.
-type replayCache struct {
-	cache     *signature.MemoryReplayCache
+// replayStore is a standard_webhooks verifier's replay cache as the service keeps it across
+// reloads. A verifier keeps an id until its message's timestamp goes stale under its tolerance,
+// so a reload that raises the tolerance would let go, too early, the ids of messages the new
+// verifier still takes: every id is kept instead for the longest tolerance the cache has served
+// (the ids held when it is raised are extended), and a message older than the floor, whose id
+// may already have been let go under a shorter tolerance, is refused as a replay.
+type replayStore struct {
+	cache *signature.MemoryReplayCache
+	// mu orders claims (read) against a raise (write), so that no claim keeps an id only for
+	// the tolerance before the raise after the ids held were extended.
+	mu           sync.RWMutex
+	maxTolerance time.Duration
+	floor        time.Time // the zero time until the first raise
+}
+
+// raise makes tolerance the store's longest, when it is longer, at now.
+func (r *replayStore) raise(tolerance time.Duration, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if tolerance <= r.maxTolerance {
+		return
+	}
+	// Ids of messages older than this may have been let go under the old longest tolerance.
+	if f := now.Add(-r.maxTolerance); f.After(r.floor) {
+		r.floor = f
+	}
+	r.cache.Extend(tolerance - r.maxTolerance)
+	r.maxTolerance = tolerance
+}
+
+// replayView is the ReplayCache of one verifier over a store, tolerance its tolerance.
+type replayView struct {
+	store     *replayStore
 	tolerance time.Duration
+}
+
+// Claim implements signature.ReplayCache: expires is the message's timestamp plus the
+// verifier's tolerance.
+func (v *replayView) Claim(ctx context.Context, id string, now, expires time.Time) (bool, error) {
+	r := v.store
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if expires.Add(-v.tolerance).Before(r.floor) {
+		return false, nil
+	}
+	if pad := r.maxTolerance - v.tolerance; pad > 0 {
+		expires = expires.Add(pad)
+	}
+	return r.cache.Claim(ctx, id, now, expires)
+}
+
+// Release implements signature.ReplayCache.
+func (v *replayView) Release(ctx context.Context, id string) error {
+	return v.store.cache.Release(ctx, id)
 }
 
 // eventLogger logs one line per dispatched event: id, type, matched routes, and each sink's

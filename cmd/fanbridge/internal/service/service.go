@@ -65,7 +65,7 @@ type Service struct {
 	sinks    map[string]*builtSink
 	// replay holds the replay caches of the standard_webhooks verifiers running now, kept across
 	// reloads so that a reload does not forget the messages already accepted.
-	replay map[string]*replayCache
+	replay map[string]*replayStore
 
 	intake atomic.Pointer[http.Handler]
 	ready  *readiness
