@@ -767,14 +767,22 @@ func TestKeysDifferingOnlyInCaseAreDuplicates(t *testing.T) {
 		require.ErrorIs(t, err, eventbridge.ErrInvalidField, body)
 	}
 	// A generic event's detail is the sender's data, where keys that differ only in case are
-	// its business.
+	// its business: it is accepted, and a key with a variant is not read at all (no topic, the
+	// whole detail as data, no time or correlation id from it), so that nothing the decoder read
+	// differs from what a consumer decoding Raw with encoding/json reads.
 	for _, detail := range []string{
 		`{"timestamp":"2024-01-02T03:04:05Z","Timestamp":1}`,
-		`{"metadata":{"a":1},"Metadata":{"b":2}}`,
+		`{"metadata":{"CorrelationId":"a"},"Metadata":{"CorrelationId":"b"}}`,
 		`{"topicName":"x","TopicName":"y"}`,
+		`{"TopicName":"y"}`,
+		`{"eventBody":{"a":1},"EventBody":{"evil":1}}`,
 	} {
-		_, err := eventbridge.Decode([]byte(`{"id":"1","detail-type":"Order Placed","source":"com.example.shop","detail":`+detail+`}`), "")
+		e, err := eventbridge.Decode([]byte(`{"id":"1","detail-type":"Order Placed","source":"com.example.shop","detail":`+detail+`}`), "")
 		require.NoError(t, err, detail)
+		assert.Empty(t, e.Topic, detail)
+		assert.JSONEq(t, detail, string(e.Data), detail)
+		assert.True(t, e.Time.IsZero(), detail)
+		assert.Empty(t, e.Meta(fanbridge.MetaCorrelationID), detail)
 	}
 	// A detail with both topicName and eventBody is a Genesys notification, whose keys are the
 	// decoder's: the topic a route and a Kafka topic template read must be the one a consumer

@@ -183,10 +183,21 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 	// once a second reading, without the check, finds both keys in some spelling, null or not:
 	// encoding/json skips a null, and reads a variant as the key, so {"topicName": …,
 	// "EventBody": …} is a Genesys notification to a consumer decoding Raw.
+	// In such a detail that is not a Genesys notification, a key with a case variant beside it (or
+	// in its place) is not read at all: which one the sender meant is its business, and the
+	// event is decoded as if neither were there (no topic, the whole detail as data).
 	err := o.fields(names.prefix, f[:], slot, notificationKeys)
 	if variant, ok := err.(*caseVariantError); ok && names == &envelopeDetail {
-		if err = o.fields(names.prefix, f[:], slot, nil); err == nil && o.hasFolded("topicName") && o.hasFolded("eventBody") {
-			err = variant
+		if err = o.fields(names.prefix, f[:], slot, nil); err == nil {
+			if o.hasFolded("topicName") && o.hasFolded("eventBody") {
+				err = variant
+			} else {
+				for i, v := range o.variants(notificationKeys) {
+					if v {
+						f[i] = -1 // notificationKeys is in the order of the slots
+					}
+				}
+			}
 		}
 	}
 	if err != nil {

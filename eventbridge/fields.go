@@ -3,6 +3,7 @@ package eventbridge
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -113,6 +114,25 @@ func (o object) hasFolded(name string) bool {
 		}
 	}
 	return false
+}
+
+// variants reports, for each of names (at most four), whether o has a member whose key differs
+// from it and equals it under Unicode case folding.
+func (o object) variants(names []string) (found [4]bool) {
+	ms := o.s.members
+	for i := range ms {
+		if ms[i].parent != o.parent {
+			continue
+		}
+		k := o.s.key(&ms[i])
+		if slices.Contains(names, string(k)) {
+			continue
+		}
+		if n, ok := foldsToOneOf(k, names); ok {
+			found[slices.Index(names, n)] = true
+		}
+	}
+	return found
 }
 
 // caseVariant refuses k, a key that is none of names, when it equals one of them under Unicode
