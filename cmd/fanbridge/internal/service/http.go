@@ -82,7 +82,7 @@ func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]
 	used := map[string]*replayStore{}
 	caches := func(key string, size int, tolerance time.Duration) (signature.ReplayCache, error) {
 		if r, ok := s.replay[key]; ok {
-			r.raise(tolerance, time.Now())
+			r.raise(tolerance, time.Now)
 			used[key] = r
 			return &replayView{store: r, tolerance: tolerance}, nil
 		}
@@ -164,8 +164,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // reloads. A verifier keeps an id until its message's timestamp goes stale under its tolerance,
 // so a reload that raises the tolerance would let go, too early, the ids of messages the new
 // verifier still takes: every id is kept instead for the longest tolerance the cache has served
-// (the ids held when it is raised are extended), and a message older than the floor, whose id
-// may already have been let go under a shorter tolerance, is refused as a replay.
+// (the ids held when it is raised are extended), and a message as old as the floor or older, whose
+// id may already have been let go under a shorter tolerance, is refused as a replay. Such a
+// message was stale under the tolerance in force at the raise, so only a sender whose clock is
+// behind by more than that (the usual reason to raise it) has messages refused, until their
+// timestamps pass the floor: for at most the new tolerance minus the old.
 type replayStore struct {
 	cache *signature.MemoryReplayCache
 	// mu orders claims (read) against a raise (write), so that no claim keeps an id only for
@@ -175,15 +178,17 @@ type replayStore struct {
 	floor        time.Time // the zero time until the first raise
 }
 
-// raise makes tolerance the store's longest, when it is longer, at now.
-func (r *replayStore) raise(tolerance time.Duration, now time.Time) {
+// raise makes tolerance the store's longest, when it is longer, at the time now gives, read once
+// the claims are held off (a claim at a later time could let go ids the floor would not cover).
+func (r *replayStore) raise(tolerance time.Duration, now func() time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if tolerance <= r.maxTolerance {
 		return
 	}
-	// Ids of messages older than this may have been let go under the old longest tolerance.
-	if f := now.Add(-r.maxTolerance); f.After(r.floor) {
+	// Ids of messages this old or older may have been let go under the old longest tolerance
+	// (an id goes once its timestamp plus that tolerance is not after the time of a claim).
+	if f := now().Add(-r.maxTolerance); f.After(r.floor) {
 		r.floor = f
 	}
 	r.cache.Extend(tolerance - r.maxTolerance)
@@ -202,7 +207,9 @@ func (v *replayView) Claim(ctx context.Context, id string, now, expires time.Tim
 	r := v.store
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if expires.Add(-v.tolerance).Before(r.floor) {
+	// expires is the timestamp plus the tolerance plus a nanosecond: the timestamp is at or
+	// before the floor exactly when this is not after it.
+	if !r.floor.IsZero() && !expires.Add(-v.tolerance).After(r.floor) {
 		return false, nil
 	}
 	if pad := r.maxTolerance - v.tolerance; pad > 0 {

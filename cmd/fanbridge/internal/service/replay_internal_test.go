@@ -37,17 +37,18 @@ func TestReplayStoreRaise(t *testing.T) {
 		old := &replayView{store: r, tolerance: 2 * time.Second}
 		require.True(t, claim(old, "a", 0, 0))
 		require.True(t, claim(old, "b", 3, 3), "at 3, a's id is dropped")
-		r.raise(time.Hour, at(3))
+		r.raise(time.Hour, func() time.Time { return at(3) })
 		raised := &replayView{store: r, tolerance: time.Hour}
 		assert.False(t, claim(raised, "a", 0, 4), "a is older than the floor (1): refused")
 		assert.False(t, claim(raised, "b", 3, 4), "b is held, extended")
 		assert.True(t, claim(raised, "c", 4, 4), "a new message")
 		assert.True(t, claim(raised, "d", 1.5, 4), "a message the old verifier took at 3, never claimed")
+		assert.False(t, claim(raised, "e", 1, 4), "a message exactly at the floor may have been let go at 3")
 	})
 	t.Run("an id claimed by the old verifier after the raise", func(t *testing.T) {
 		r := newStore()
 		old := &replayView{store: r, tolerance: 2 * time.Second}
-		r.raise(time.Hour, at(0))
+		r.raise(time.Hour, func() time.Time { return at(0) })
 		require.True(t, claim(old, "e", 0, 0), "in flight during the reload")
 		raised := &replayView{store: r, tolerance: time.Hour}
 		assert.False(t, claim(raised, "e", 0, 600), "kept for the hour the new verifier takes it")
@@ -55,7 +56,7 @@ func TestReplayStoreRaise(t *testing.T) {
 	t.Run("a raise repeated", func(t *testing.T) {
 		r := newStore()
 		for range 3 {
-			r.raise(time.Hour, at(0))
+			r.raise(time.Hour, func() time.Time { return at(0) })
 		}
 		raised := &replayView{store: r, tolerance: time.Hour}
 		require.True(t, claim(raised, "f", 0, 0))
@@ -66,10 +67,10 @@ func TestReplayStoreRaise(t *testing.T) {
 	})
 	t.Run("a lower tolerance keeps ids as long", func(t *testing.T) {
 		r := newStore()
-		r.raise(time.Hour, at(0))
+		r.raise(time.Hour, func() time.Time { return at(0) })
 		lowered := &replayView{store: r, tolerance: time.Second}
 		require.True(t, claim(lowered, "g", 10, 10))
-		r.raise(time.Hour, at(20))
+		r.raise(time.Hour, func() time.Time { return at(20) })
 		raised := &replayView{store: r, tolerance: time.Hour}
 		assert.False(t, claim(raised, "g", 10, 1800), "kept for the longest tolerance served")
 	})
