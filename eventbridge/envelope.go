@@ -189,12 +189,14 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 	err := o.fields(names.prefix, f[:], slot, notificationKeys)
 	if variant, ok := err.(*caseVariantError); ok && names == &envelopeDetail {
 		if err = o.fields(names.prefix, f[:], slot, nil); err == nil {
-			if o.hasFolded("topicName") && o.hasFolded("eventBody") {
+			// notificationKeys is in the order of the slots.
+			exact, variants := o.spellings(notificationKeys)
+			if (exact[fTopic] || variants[fTopic]) && (exact[fBody] || variants[fBody]) {
 				err = variant
 			} else {
-				for i, v := range o.variants(notificationKeys) {
+				for i, v := range variants {
 					if v {
-						f[i] = -1 // notificationKeys is in the order of the slots
+						f[i] = -1
 					}
 				}
 			}

@@ -98,41 +98,23 @@ func (o object) fields(where string, idx []int32, slot func(name []byte) int, na
 	return nil
 }
 
-// hasFolded reports whether o has a member whose key is name, or equals it under Unicode case
-// folding as encoding/json matches keys, whatever its value (null included).
-func (o object) hasFolded(name string) bool {
-	ms := o.s.members
-	names := []string{name}
-	for i := range ms {
-		if ms[i].parent != o.parent {
-			continue
-		}
-		if k := o.s.key(&ms[i]); string(k) == name {
-			return true
-		} else if _, ok := foldsToOneOf(k, names); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// variants reports, for each of names (at most four), whether o has a member whose key differs
-// from it and equals it under Unicode case folding.
-func (o object) variants(names []string) (found [4]bool) {
+// spellings reports, for each of names (at most four), whether o has a member with that key
+// (exact), whatever its value, and whether it has one whose key differs from it and equals it
+// under Unicode case folding, as encoding/json matches keys (variant).
+func (o object) spellings(names []string) (exact, variant [4]bool) {
 	ms := o.s.members
 	for i := range ms {
 		if ms[i].parent != o.parent {
 			continue
 		}
 		k := o.s.key(&ms[i])
-		if slices.Contains(names, string(k)) {
-			continue
-		}
-		if n, ok := foldsToOneOf(k, names); ok {
-			found[slices.Index(names, n)] = true
+		if j := slices.Index(names, string(k)); j >= 0 {
+			exact[j] = true
+		} else if n, ok := foldsToOneOf(k, names); ok {
+			variant[slices.Index(names, n)] = true
 		}
 	}
-	return found
+	return exact, variant
 }
 
 // caseVariant refuses k, a key that is none of names, when it equals one of them under Unicode
