@@ -239,6 +239,9 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 	// become an empty queue and the redrive a success that redrove nothing.
 	if where != nil && where.File != nil {
 		if err := queueDirExists(where.File.Dir); err != nil {
+			if where == cfg.DLQ { // the directory may come from the environment: not quoted then
+				err = cfg.SettingError("dlq.file.dir", err)
+			}
 			fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
 			return exitFail
 		}

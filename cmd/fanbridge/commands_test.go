@@ -607,7 +607,7 @@ func TestDLQRedriveMissingDirectory(t *testing.T) {
 		msg     string
 	}{
 		{"mistyped-file", []string{"-file", typo}, filepath.Join(base, "typo"), typo + ": no such directory"},
-		{"config-dir", nil, filepath.Join(base, "never"), never + ": no such directory"},
+		{"config-dir", nil, filepath.Join(base, "never"), "config: dlq.file.dir: " + never + ": no such directory"},
 		{"not-a-directory", []string{"-file", aFile}, "", aFile + ": not a directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -625,6 +625,15 @@ func TestDLQRedriveMissingDirectory(t *testing.T) {
 	code, _, errOut := runCmd(t, ctx, env, "dlq", "list", "-file", typo)
 	assert.Equal(t, 1, code, errOut)
 	assert.NoDirExists(t, filepath.Join(base, "typo"))
+
+	// A directory that comes from the environment is not quoted: its setting is named instead.
+	secret := filepath.Join(base, "tenant-7f3a9c", "dlq")
+	fromEnv := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", "${DLQ_DIR}", ""))
+	code, out, errOut := runCmd(t, ctx, append(env, "DLQ_DIR="+secret), "dlq", "redrive", "-config", fromEnv)
+	assert.Equal(t, 1, code, "%s%s", out, errOut)
+	assert.Contains(t, errOut, "fanbridge dlq redrive: config: dlq.file.dir: ")
+	assert.NotContains(t, out+errOut, "tenant-7f3a9c")
+	assert.NoDirExists(t, filepath.Join(base, "tenant-7f3a9c"))
 }
 
 // Entry text comes from senders (event id and type) and sinks (the error, which may quote a
