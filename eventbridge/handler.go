@@ -299,7 +299,11 @@ func (h *Handler) sourceAllowed(src string) bool {
 
 // retryAfterSeconds rounds d up to whole seconds, at least one.
 func retryAfterSeconds(d time.Duration) int64 {
-	return max(int64((d+time.Second-1)/time.Second), 1)
+	s := int64(d / time.Second) // dividing first: adding a second to d could overflow
+	if d%time.Second != 0 {
+		s++
+	}
+	return max(s, 1)
 }
 
 var errTooLarge = errors.New("eventbridge: body too large")

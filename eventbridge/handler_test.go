@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -110,6 +111,8 @@ func TestHandlerDispatchOutcomes(t *testing.T) {
 			status: 503, answer: map[string]string{"error": "eventbridge: delivery failed, retry later", "id": id}, retryAfter: "2"},
 		{name: "a tiny wait is still one second", err: retry.After(errors.New("x"), time.Millisecond), status: 503,
 			answer: map[string]string{"error": "eventbridge: delivery failed, retry later", "id": id}, retryAfter: "1"},
+		{name: "the longest wait does not wrap around", err: retry.After(errors.New("x"), time.Duration(math.MaxInt64)), status: 503,
+			answer: map[string]string{"error": "eventbridge: delivery failed, retry later", "id": id}, retryAfter: "9223372037"},
 		{name: "timeout", err: fmt.Errorf("sink: %w", context.DeadlineExceeded), status: 503,
 			answer: map[string]string{"error": "eventbridge: delivery did not finish in time, retry later", "id": id}, retryAfter: "1"},
 	}
