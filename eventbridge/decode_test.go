@@ -835,6 +835,9 @@ func TestMetadataKeysDifferingOnlyInCase(t *testing.T) {
 		`{"id":"1","detail-type":"t","source":"s","detail":{"topicName":"v2.users.x.activity","eventBody":{},"metadata":{"CorrelationId":"good","correlationId":"evil"}}}`,
 		`{"topicName":"v2.users.x.activity","eventBody":{},"metadata":{"CorrelationId":"good","CORRELATIONID":"evil"}}`,
 		`{"topicName":"v2.users.x.activity","eventBody":{},"metadata":{"correlationId":"evil"}}`,
+		// An envelope detail with both topicName and eventBody is a Genesys notification, null or not.
+		`{"id":"1","detail-type":"t","source":"s","detail":{"topicName":"v2.users.x.activity","eventBody":null,"metadata":{"CorrelationId":"good","correlationId":"evil"}}}`,
+		`{"id":"1","detail-type":"t","source":"s","detail":{"topicName":null,"eventBody":{},"metadata":{"correlationId":"evil"}}}`,
 	} {
 		_, err := eventbridge.Decode([]byte(body), "")
 		require.ErrorIs(t, err, eventbridge.ErrInvalidField, body)
@@ -844,11 +847,25 @@ func TestMetadataKeysDifferingOnlyInCase(t *testing.T) {
 	// Metadata keys that are not read by name, and a generic detail's metadata, are the sender's.
 	for _, body := range []string{
 		`{"event":"x","data":{},"metadata":{"sources":"a","Region2":"b"}}`,
-		`{"id":"1","detail-type":"Order Placed","source":"com.example.shop","detail":{"metadata":{"CorrelationId":"a","correlationId":"b"}}}`,
 	} {
 		_, err := eventbridge.Decode([]byte(body), "")
 		require.NoError(t, err, body)
 	}
+	// There a CorrelationId with a case variant beside it, or in its place, is not read: which
+	// one the sender meant is its business, and a consumer decoding Raw reads the other.
+	for _, body := range []string{
+		`{"id":"1","detail-type":"Order Placed","source":"com.example.shop","detail":{"metadata":{"CorrelationId":"a","correlationId":"b"}}}`,
+		`{"id":"1","detail-type":"Order Placed","source":"com.example.shop","detail":{"metadata":{"correlationId":"b","CorrelationId":"a"}}}`,
+		`{"id":"1","detail-type":"t","source":"s","detail":{"topicName":"v2.users.x.activity","metadata":{"CorrelationId":"a","CORRELATIONID":"b"}}}`,
+		`{"id":"1","detail-type":"t","source":"s","detail":{"eventBody":{},"metadata":{"correlationid":"b"}}}`,
+	} {
+		e, err := eventbridge.Decode([]byte(body), "")
+		require.NoError(t, err, body)
+		assert.Empty(t, e.Meta(fanbridge.MetaCorrelationID), body)
+	}
+	e, err := eventbridge.Decode([]byte(`{"id":"1","detail-type":"t","source":"s","detail":{"metadata":{"CorrelationId":"a","other":"b"}}}`), "")
+	require.NoError(t, err)
+	assert.Equal(t, "a", e.Meta(fanbridge.MetaCorrelationID), "a generic detail's CorrelationId alone is read")
 }
 
 // A webhook's correlation id comes from its correlationId alone, whatever the order of the keys:

@@ -85,8 +85,8 @@
 // the objects whose shape is the format's (an envelope, a CloudEvent, a webhook and its metadata,
 // a notification and its metadata, and an envelope's detail holding both topicName and eventBody,
 // in any case and null or not, which is a Genesys notification); in a generic event's detail such
-// keys are the sender's data, and the detail's topicName, eventBody, metadata or timestamp is not
-// read at all when a case variant of it is there.
+// keys are the sender's data, and the detail's topicName, eventBody, metadata or timestamp, or
+// its metadata's CorrelationId, is not read at all when a case variant of it is there.
 //
 // Decoding validates the whole body in one pass and extracts only the fields above; eventBody is
 // never materialised. That is what makes the Handler several times faster than code that

@@ -238,9 +238,18 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 		var c [1]int32
 		meta := s.child(i)
 		// A Genesys notification's metadata is Genesys' shape: a case variant of CorrelationId,
-		// which encoding/json would read as it, is refused.
+		// which encoding/json would read as it, is refused. That is also the metadata of an
+		// envelope detail holding both topicName and eventBody, one of them null (a case
+		// variant of either was dealt with above). In any other detail the metadata is the
+		// sender's, and a CorrelationId with a case variant beside it, or in its place, is not
+		// read, as a variant of the detail's own keys is not.
+		genesys := !lenient
+		if lenient {
+			exact, _ := o.spellings(notificationKeys)
+			genesys = exact[fTopic] && exact[fBody]
+		}
 		var metaNames []string
-		if !lenient {
+		if genesys {
 			metaNames = correlationKeys
 		}
 		err := meta.fields(names.metadataDot, c[:], func(k []byte) int {
@@ -249,11 +258,16 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 			}
 			return -1
 		}, metaNames)
+		if err == nil && !genesys {
+			if _, variant := meta.spellings(correlationKeys); variant[0] {
+				c[0] = -1
+			}
+		}
 		if err == nil {
 			n.correlation, err = meta.s.optionalString(names.correlationID, c[0])
 		}
 		if err != nil {
-			if !lenient {
+			if _, variant := err.(*caseVariantError); !lenient || variant {
 				return n, err
 			}
 			n.correlation = nil

@@ -215,11 +215,15 @@ func crossCheck(t *testing.T, body []byte, e *fanbridge.Event) {
 				Detail struct {
 					TopicName string          `json:"topicName"`
 					EventBody json.RawMessage `json:"eventBody"`
+					Metadata  struct {
+						CorrelationId string
+					} `json:"metadata"`
 				} `json:"detail"`
 			}
 			if json.Unmarshal(body, &sd) == nil {
 				equal(t, "struct detail.topicName", e.Topic, sd.Detail.TopicName)
 				equal(t, "struct detail.eventBody", string(e.Data), string(sd.Detail.EventBody))
+				equal(t, "struct detail.metadata.CorrelationId", e.Meta(fanbridge.MetaCorrelationID), sd.Detail.Metadata.CorrelationId)
 			}
 		} else {
 			// Not Genesys': these fields are read only when they have Genesys' types, so
@@ -236,11 +240,17 @@ func crossCheck(t *testing.T, body []byte, e *fanbridge.Event) {
 				Detail struct {
 					TopicName *string         `json:"topicName"`
 					EventBody json.RawMessage `json:"eventBody"`
+					Metadata  *struct {
+						CorrelationId *string
+					} `json:"metadata"`
 				} `json:"detail"`
 			}
 			if json.Unmarshal(body, &sd) == nil {
 				if e.Topic != "" && sd.Detail.TopicName != nil {
 					equal(t, "struct detail.topicName", e.Topic, *sd.Detail.TopicName)
+				}
+				if c := e.Meta(fanbridge.MetaCorrelationID); c != "" && sd.Detail.Metadata != nil && sd.Detail.Metadata.CorrelationId != nil {
+					equal(t, "struct detail.metadata.CorrelationId", c, *sd.Detail.Metadata.CorrelationId)
 				}
 				if string(e.Data) != string(top["detail"]) {
 					equal(t, "struct detail.eventBody", string(e.Data), string(sd.Detail.EventBody))
@@ -317,6 +327,14 @@ func FuzzDecode(f *testing.F) {
 			f.Add(b, uint8(i))
 		}
 	})
+	// A case variant of CorrelationId in a Genesys detail with a null eventBody, and in a generic
+	// detail's metadata.
+	for _, b := range []string{
+		`{"id":"1","detail-type":"t","source":"s","detail":{"topicName":"v2.users.x.activity","eventBody":null,"metadata":{"CorrelationId":"a","correlationId":"b"}}}`,
+		`{"id":"1","detail-type":"t","source":"s","detail":{"metadata":{"CorrelationId":"a","correlationId":"b"}}}`,
+	} {
+		f.Add([]byte(b), uint8(0))
+	}
 	f.Fuzz(func(t *testing.T, body []byte, ct uint8) {
 		contentType := contentTypes[int(ct)%len(contentTypes)]
 		e, err := eventbridge.Decode(body, contentType)
