@@ -48,11 +48,11 @@
 // timeout, a reset connection, a 5xx from a gateway), the integration may exist anyway. The client
 // never replays such a POST; EnsureEventBridgeIntegration sends the name in the create request and,
 // after such a failure, lists the integrations by name again, after waits that grow to 30 seconds,
-// and creates again only if none is there 5 minutes after the lost request was sent: a gateway
-// can answer 504 while the backend goes on and creates it later. Such a run can therefore take
-// over 5 minutes (RunProvisionCommand's -timeout, 10 minutes by default, leaves room for it); when
-// its context ends first, the error wraps ErrOutcomeUnknown and says to look the integration up or
-// run again after that time.
+// and creates again only if none is there 5 minutes after the lost request failed (so at least 5
+// minutes after it was sent): a gateway can answer 504 while the backend goes on and creates it
+// later. Such a run can therefore take over 5 minutes (RunProvisionCommand's -timeout, 10 minutes
+// by default, leaves room for it); when its context ends first, or a lookup by name fails, the
+// error wraps ErrOutcomeUnknown and says to look the integration up or run again after that time.
 //
 // RunProvisionCommand wraps all this as a command line that reads the usual environment variables
 // (GENESYS_REGION, GENESYS_CLIENT_ID, GENESYS_CLIENT_SECRET, GENESYS_ORGANIZATION_ID...).

@@ -203,7 +203,9 @@ const maxCreateTries = 3
 
 // lateCreateGrace is how long after a creation with an unclear outcome was sent Genesys may still
 // carry it out (a gateway that answered 504 while the backend goes on, a request that outlived
-// the client's timeout), as package notifications assumes for channels. Until it has passed, the
+// the client's timeout), as package notifications assumes for channels. It is counted from when
+// the failure is seen, not from when the creation began: the client may first wait out 429s (each
+// up to MaxRetryAfter), and the lost request goes out after them. Until it has passed, the
 // integration is only looked up by name: creating it again could make two.
 const lateCreateGrace = 5 * time.Minute
 
@@ -393,23 +395,24 @@ func (c *Client) findEventBridgeIntegration(ctx context.Context, name string) (*
 
 // createEventBridgeIntegration creates the integration. After a failure with an unclear outcome
 // it looks the integration up by name, after waits that grow with each look, and creates it
-// again only once lateCreateGrace has passed since that creation was sent, so that a lost answer,
-// or a creation Genesys carries out late, never yields two. When ctx ends first, the error says
-// so and wraps ErrOutcomeUnknown.
+// again only once lateCreateGrace has passed since that failure, so that a lost answer, or a
+// creation Genesys carries out late, never yields two. When ctx ends first, or a lookup fails,
+// the error says so and wraps ErrOutcomeUnknown.
 func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) (*Integration, error) {
 	var err error
 	created := false // a 2xx answer said so: only looked up from then on
 	creations := 0
-	var sent time.Time // when the last creation with an unclear outcome was sent
+	var failed time.Time // when the last creation with an unclear outcome failed
 	for look := 1; ; look++ {
-		if !created && (creations == 0 || c.clock.Now().Sub(sent) >= lateCreateGrace) {
+		if !created && (creations == 0 || c.clock.Now().Sub(failed) >= lateCreateGrace) {
 			if creations == maxCreateTries {
 				break
 			}
 			creations++
-			sent = c.clock.Now()
 			var in *Integration
-			if in, err = c.createIntegration(ctx, EventBridgeIntegrationType, name); err == nil {
+			in, err = c.createIntegration(ctx, EventBridgeIntegrationType, name)
+			failed = c.clock.Now()
+			if err == nil {
 				return in, nil
 			}
 			if !errors.Is(err, ErrOutcomeUnknown) {
@@ -433,11 +436,12 @@ func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) 
 		c.log.LogAttrs(ctx, slog.LevelWarn, "genesys: creating the integration had an unclear outcome; looking it up by name after a wait",
 			slog.String("name", name), slog.Int("creations", creations), slog.Duration("wait", wait), slog.String("error", err.Error()))
 		if werr := retry.Sleep(ctx, c.clock, wait); werr != nil {
-			return nil, fmt.Errorf("genesys: creating EventBridge integration: %w (and then %w); Genesys may still create it: look it up, or run again after %v", err, werr, lateCreateGrace)
+			return nil, unclearCreation(err, werr)
 		}
 		found, ferr := c.findEventBridgeIntegration(ctx, name)
 		if ferr != nil {
-			return nil, ferr
+			// The run ends without knowing whether Genesys holds (or will hold) the integration.
+			return nil, unclearCreation(err, ferr)
 		}
 		if found != nil {
 			return found, nil
@@ -447,6 +451,12 @@ func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) 
 		return nil, fmt.Errorf("genesys: creating EventBridge integration: Genesys created it, but a lookup by name did not find it yet; run again to configure it: %w", err)
 	}
 	return nil, fmt.Errorf("genesys: creating EventBridge integration: %w", err)
+}
+
+// unclearCreation is the error of a run that ends with then after a creation failed with the
+// unclear outcome err, which wraps ErrOutcomeUnknown: it says what to do next.
+func unclearCreation(err, then error) error {
+	return fmt.Errorf("genesys: creating EventBridge integration: %w (and then %w); Genesys may still create it: look it up, or run again after %v", err, then, lateCreateGrace)
 }
 
 // The property names of the EventBridge integration's configuration.

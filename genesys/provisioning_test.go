@@ -2,6 +2,7 @@ package genesys_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -264,6 +265,31 @@ func TestEnsureRecoversALostCreateAnswer(t *testing.T) {
 		lists := f.srv.Count(http.MethodGet, "/api/v2/integrations")
 		assert.LessOrEqual(t, lists, 20, "looked up about every 30s meanwhile")
 	})
+	t.Run("the 5 minutes run from the lost creation, not from the 429s before it", func(t *testing.T) {
+		// The client waits out two 429s (the Retry-After is under its ceiling) before the POST
+		// whose answer is lost goes out, almost 6 minutes after the creation began.
+		clk := retrytest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+		f := newFixture(t, []genesystest.Option{genesystest.WithClock(clk.Now)}, genesys.WithClock(clk))
+		f.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: "/api/v2/integrations", Status: 429, RetryAfter: "170", Times: 2})
+		f.srv.Fail(genesystest.Fault{Method: http.MethodPost, Path: "/api/v2/integrations", Status: 504})
+		ctx := testContext(t)
+		err, _ := onFakeClock(t, ctx, clk, func() error {
+			_, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+			return err
+		})
+		require.NoError(t, err)
+		var posts []genesystest.Request
+		for _, r := range f.srv.Requests() {
+			if r.Method == http.MethodPost && r.Path == "/api/v2/integrations" {
+				posts = append(posts, r)
+			}
+		}
+		require.Len(t, posts, 4, "429, 429, the lost one, the creation again")
+		require.Equal(t, http.StatusGatewayTimeout, posts[2].Status)
+		assert.GreaterOrEqual(t, posts[3].Time.Sub(posts[2].Time), 5*time.Minute,
+			"created again before the 5 minutes in which Genesys may still carry the lost one out")
+		assert.Equal(t, 1, f.srv.IntegrationCount(genesys.EventBridgeIntegrationType))
+	})
 	t.Run("a creation carried out late is found, not made twice", func(t *testing.T) {
 		// A gateway answers 504 at once, and the backend carries the creation out a minute
 		// later: two lookups by name find nothing first.
@@ -364,6 +390,51 @@ func TestEnsureRecoversALostCreateAnswer(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 1, f.srv.IntegrationCount(genesys.EventBridgeIntegrationType))
 	})
+}
+
+// A run that ends after a creation whose outcome is unclear, while it looks the integration up
+// by name, must say that Genesys may still create it: a run again at once could make a second.
+func TestEnsureRunEndingInTheLookupAfterALostCreate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cancel bool // the context ends during the lookup instead of the lookup failing
+	}{
+		{name: "the lookup fails"},
+		{name: "the context ends during the lookup", cancel: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			ctx, cancel := context.WithCancel(testContext(t))
+			defer cancel()
+			var posted atomic.Bool
+			release := make(chan struct{})
+			t.Cleanup(sync.OnceFunc(func() { close(release) }))
+			f.srv.SetHook(func(r *http.Request) {
+				switch {
+				case r.Method == http.MethodPost && r.URL.Path == "/api/v2/integrations":
+					posted.Store(true)
+					if !tc.cancel {
+						f.srv.Fail(genesystest.Fault{Method: http.MethodGet, Path: "/api/v2/integrations", Status: 503, Times: fastPolicy.MaxAttempts})
+					}
+					panic(http.ErrAbortHandler) // the request arrived; its answer is lost
+				case r.Method == http.MethodGet && r.URL.Path == "/api/v2/integrations" && posted.Load():
+					cancel()
+					<-release // the caller has given up meanwhile
+				}
+			})
+			_, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+			require.Error(t, err)
+			assert.ErrorIs(t, err, genesys.ErrOutcomeUnknown)
+			assert.Contains(t, err.Error(), "run again after 5m0s")
+			if tc.cancel {
+				assert.ErrorIs(t, err, context.Canceled)
+			} else {
+				assert.ErrorIs(t, err, genesys.ErrServer, "the lookup's failure is kept")
+			}
+			assert.Equal(t, 1, f.srv.Count(http.MethodPost, "/api/v2/integrations"), "not created again")
+			assert.Zero(t, f.srv.PendingFaults())
+		})
+	}
 }
 
 func TestEnsureWithGivenOrganizationID(t *testing.T) {
