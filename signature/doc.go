@@ -83,6 +83,7 @@
 // that off). The signed content is "<id>.<timestamp>.<body>"; the signature header lists
 // space-separated "v1,<base64>" (HMAC-SHA256 keyed with the base64-decoded "whsec_" secret) and
 // "v1a,<base64>" (ed25519 under a "whpk_" public key) entries; one match with one key suffices.
+// Of the v1a entries, only the first three are checked (see Security).
 // Keys must carry their prefix: a bare base64 value is refused, because a public key given without
 // "whpk_" would otherwise be taken for an HMAC secret, and whoever knows the public key could sign.
 // The timestamp must lie within the tolerance of the clock in both directions (WithTolerance,
@@ -124,8 +125,15 @@
 //   - Strict parsing. A credential header sent twice is malformed, not merged. Hex and base64 are
 //     never guessed: the scheme says which. Signatures of the wrong length are malformed. A
 //     webhook-id over 256 bytes or containing "." (which would make the signed content ambiguous)
-//     is malformed; at most 16 signature entries are examined, since each v1a entry costs an
-//     ed25519 verification.
+//     is malformed, and so is a webhook-signature of more than 16 entries.
+//   - Bounded work before trust. A Standard Webhooks request, forged or not, costs at most one
+//     HMAC-SHA256 per "whsec_" secret and, when no v1 entry matched, at most three ed25519
+//     verifications per "whpk_" public key: only the first three v1a entries are checked, each
+//     against the public keys in turn until one verifies (a sender rotating keys sends one entry
+//     per key it holds, two during a rotation). Each of these hashes the whole signed content, so
+//     a check costs more the larger the body, up to the body limit (WithMaxBodyBytes): with P
+//     public keys, a forged request costs at most 3×P ed25519 verifications of a body at that
+//     limit. The 16-entry limit bounds parsing only.
 //   - Bad configuration fails in the constructor: empty or repeated keys, unknown encodings, Standard
 //     Webhooks secrets shorter than the specification's 24 bytes, Standard Webhooks keys without
 //     their whsec_ or whpk_ prefix, a signing key given to a receiver. The error names a key by its

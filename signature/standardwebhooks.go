@@ -34,9 +34,12 @@ const (
 	minSecretBytes = 24
 	// maxMessageID bounds webhook-id: it is signed, logged by reference and kept in replay caches.
 	maxMessageID = 256
-	// maxSignatures bounds the entries of webhook-signature that are examined, because each v1a
-	// entry costs an ed25519 verification per public key.
+	// maxSignatures bounds the entries of webhook-signature that are parsed.
 	maxSignatures = 16
+	// maxV1aEntries bounds the v1a entries that are checked: each costs an ed25519 verification per
+	// public key, hashing the whole signed content, and only a sender holding more ed25519 keys than
+	// this at once would need more (a rotation has two).
+	maxV1aEntries = 3
 	// maxTimestampDigits keeps webhook-timestamp far from integer overflow (year 33658).
 	maxTimestampDigits = 12
 )
@@ -116,6 +119,13 @@ func WithSvixHeaders(on bool) WebhookOption {
 // A webhook-id longer than 256 bytes or containing "." is ErrMalformed (the specification forbids
 // dots, which would make the signed content ambiguous); so is a header with more than 16 entries.
 // Entries of unknown versions are ignored, for forward compatibility.
+//
+// Only the first three well-formed v1a entries are checked, and only when no v1 entry matched: each
+// against every public key, in the order of keys, until one verifies. A request thus costs at most
+// one HMAC-SHA256 per secret and three ed25519 verifications per public key, whatever it carries,
+// and each of these hashes the whole signed content, so the cost grows with the body (up to the
+// middleware's limit). A sender rotating ed25519 keys sends one v1a entry per key it holds, two
+// during a rotation; one that lists more than three loses those after the third.
 //
 // StandardWebhooks fails when keys is empty, a key has none of the prefixes or cannot be decoded,
 // a secret is too short, or an option is invalid. The error names the key by its index, never by
@@ -270,14 +280,15 @@ func parseTimestamp(s string) (int64, error) {
 type signatureList struct {
 	v1   [maxSignatures][sha256.Size]byte
 	nv1  int
-	v1a  [maxSignatures][ed25519.SignatureSize]byte
+	v1a  [maxV1aEntries][ed25519.SignatureSize]byte
 	nv1a int
 }
 
 // parseSignatures decodes webhook-signature. Entries of other versions are skipped; entries of a
 // known version that do not decode to the right length are skipped too, since a rotation may put
-// anything next to a good signature. It is ErrMalformed when nothing usable remains or the header
-// has too many entries.
+// anything next to a good signature. Well-formed v1a entries after the first maxV1aEntries are
+// skipped, so that a forged header cannot make the verifier run more ed25519 checks. It is
+// ErrMalformed when nothing usable remains or the header has too many entries.
 func parseSignatures(s string, out *signatureList) error {
 	entries := 0
 	for s != "" {
@@ -304,6 +315,9 @@ func parseSignatures(s string, out *signatureList) error {
 				out.nv1++
 			}
 		case "v1a":
+			if out.nv1a == maxV1aEntries {
+				continue
+			}
 			if _, err := decodeBase64(out.v1a[out.nv1a][:], sig, false, ed25519.SignatureSize); err == nil {
 				out.nv1a++
 			}
@@ -367,7 +381,8 @@ func (v *webhookVerifier) Verify(ctx context.Context, h http.Header, body []byte
 }
 
 // match returns the index of the key that produced one of sigs, or -1. Every symmetric key is
-// computed and compared against every v1 entry, with no early exit.
+// computed and compared against every v1 entry, with no early exit. Only when none matched are the
+// v1a entries (at most maxV1aEntries) checked against each public key in turn, until one verifies.
 func (v *webhookVerifier) match(w *webhookHeaders, body []byte, sigs *signatureList) int {
 	idx := -1
 	if sigs.nv1 > 0 {
@@ -392,6 +407,7 @@ func (v *webhookVerifier) match(w *webhookHeaders, body []byte, sigs *signatureL
 		for _, k := range v.public {
 			countCompare()
 			for i := 0; i < sigs.nv1a; i++ {
+				countEd25519()
 				if ed25519.Verify(k.key, msg, sigs.v1a[i][:]) {
 					return k.index
 				}
@@ -399,6 +415,16 @@ func (v *webhookVerifier) match(w *webhookHeaders, body []byte, sigs *signatureL
 		}
 	}
 	return idx
+}
+
+// onEd25519, when set (by tests only), is called once per ed25519 verification. It lets a test
+// count the checks a request costs, each of which hashes the whole signed content.
+var onEd25519 func()
+
+func countEd25519() {
+	if onEd25519 != nil {
+		onEd25519()
+	}
 }
 
 func signedContent(id, timestamp string, body []byte) []byte {

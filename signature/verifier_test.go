@@ -310,6 +310,81 @@ func TestEverySecretIsCompared(t *testing.T) {
 	}
 }
 
+// ed25519Key returns the i-th of a set of fixed ed25519 keys: its public key (whpk_) and its
+// signing key (whsk_).
+func ed25519Key(i int) (public, signing string) {
+	seed := make([]byte, ed25519.SeedSize)
+	copy(seed, fmt.Sprintf("test ed25519 seed %d", i))
+	pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	return "whpk_" + base64.StdEncoding.EncodeToString(pub), "whsk_" + base64.StdEncoding.EncodeToString(seed)
+}
+
+// TestV1aChecksAreBounded counts the ed25519 verifications that Standard Webhooks requests cost.
+// Each one hashes the whole signed content, so a forged header full of v1a entries must not
+// multiply them: at most the first three v1a entries are checked, each against each public key,
+// while a sender that signs with every key it holds still verifies.
+func TestV1aChecksAreBounded(t *testing.T) {
+	var n int
+	restore := signature.SetEd25519Hook(func() { n++ })
+	defer restore()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	body := bytes.Repeat([]byte("x"), 64<<10)
+
+	// The receiver holds a secret and three public keys (indexes 1 to 3); keys 3 and 4 are the
+	// sender's only.
+	var pub, sign [5]string
+	for i := range pub {
+		pub[i], sign[i] = ed25519Key(i)
+	}
+	v := signature.Must(signature.StandardWebhooks([]string{secretA, pub[0], pub[1], pub[2]}, signature.WithClock(fixedClock)))
+	forged := func(count int) string {
+		entries := make([]string, count)
+		for i := range entries {
+			sig := make([]byte, ed25519.SignatureSize)
+			sig[0] = byte(i) // every entry differs; S stays canonical, so each is hashed in full
+			entries[i] = "v1a," + base64.StdEncoding.EncodeToString(sig)
+		}
+		return strings.Join(entries, " ")
+	}
+	signed := func(keys ...string) string {
+		return swHeader(t, testMessage, testNow, body, keys...).Get("Webhook-Signature")
+	}
+	forgedV1 := "v1," + base64.StdEncoding.EncodeToString(make([]byte, sha256.Size))
+
+	for _, tc := range []struct {
+		name   string
+		sig    string
+		key    int // index of the key that verifies, or -1
+		checks int
+	}{
+		{"16 forged v1a entries", forged(16), -1, 9},
+		{"forged v1 entries beside forged v1a entries", strings.Repeat(forgedV1+" ", 12) + forged(4), -1, 9},
+		{"one forged v1a entry", forged(1), -1, 3},
+		{"signed with the first public key", signed(sign[0]), 1, 1},
+		{"signed with the last public key", signed(sign[2]), 3, 3},
+		{"rotation: old key and new key, both known", signed(sign[0], sign[1]), 1, 1},
+		{"rotation: new key first, then the old one", signed(sign[1], sign[0]), 1, 2},
+		{"three keys, only the third known", signed(sign[3], sign[4], sign[2]), 3, 9},
+		{"a good entry after three forged ones is not checked", forged(3) + " " + signed(sign[0]), -1, 9},
+		{"v1 verifies without ed25519", signed(secretA) + " " + forged(15), 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, ctx.Err())
+			n = 0
+			h := swHeader(t, testMessage, testNow, body, secretB)
+			h.Set("Webhook-Signature", tc.sig)
+			id, err := v.Verify(ctx, h, body)
+			if tc.key < 0 {
+				assert.ErrorIs(t, err, signature.ErrMismatch)
+			} else if assert.NoError(t, err) {
+				assert.Equal(t, tc.key, id.Key)
+			}
+			assert.Equal(t, tc.checks, n, "ed25519 verifications")
+		})
+	}
+}
+
 func TestReplayCacheThroughMiddleware(t *testing.T) {
 	cache, err := signature.NewMemoryReplayCache(100)
 	require.NoError(t, err)
