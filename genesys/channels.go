@@ -44,14 +44,14 @@ type Channel struct {
 //
 // The creation is sent again only when it certainly did not reach Genesys: a refused connection or
 // a 429, which Genesys answers before doing any work. After an unclear failure (a 5xx, a timeout, a
-// connection broken once the request was sent) the channel may exist anyway, and creating another
-// would make Genesys hold one more channel than the caller knows of, so CreateChannel returns an
-// error wrapping ErrOutcomeUnknown instead. Genesys offers no way to delete a channel; a caller
-// that counts its channels against MaxChannels should count such a creation as a channel that
-// lives ChannelLifetime from now (package genesys/notifications does). A success answer that
-// cannot be used (a body that does not decode, or one without id or connectUri) wraps
-// ErrOutcomeUnknown too: Genesys answered 2xx, so it did create a channel, which counts against
-// MaxChannels although it cannot be connected.
+// connection broken or a context cancelled once the request was sent) the channel may exist
+// anyway, and creating another would make Genesys hold one more channel than the caller knows of,
+// so CreateChannel returns an error wrapping ErrOutcomeUnknown instead. Genesys offers no way to
+// delete a channel; a caller that counts its channels against MaxChannels should count such a
+// creation as a channel that lives ChannelLifetime from now (package genesys/notifications does).
+// A success answer that cannot be used (a body that does not decode, or one without id or
+// connectUri) wraps ErrOutcomeUnknown too: Genesys answered 2xx, so it did create a channel, which
+// counts against MaxChannels although it cannot be connected.
 func (c *Client) CreateChannel(ctx context.Context) (*Channel, error) {
 	var ch Channel
 	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v2/notifications/channels"}, &ch)

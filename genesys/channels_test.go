@@ -1,11 +1,13 @@
 package genesys_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -135,6 +137,42 @@ func TestCreateChannelIsNotRepeatedAfterAnUnclearFailure(t *testing.T) {
 		var re *retry.Error
 		require.ErrorAs(t, err, &re)
 		assert.Equal(t, fastPolicy.MaxAttempts, re.Attempts, "every attempt of the policy was made")
+	})
+}
+
+// A caller that gives up once the creation was sent does not know whether Genesys created the
+// channel, which counts against MaxChannels; one that gives up before sends nothing.
+func TestCreateChannelCancelled(t *testing.T) {
+	const path = "/api/v2/notifications/channels"
+	t.Run("once sent", func(t *testing.T) {
+		f := newFixture(t, nil)
+		ctx, cancel := context.WithCancel(testContext(t))
+		defer cancel()
+		release := make(chan struct{})
+		t.Cleanup(sync.OnceFunc(func() { close(release) }))
+		f.srv.SetHook(func(r *http.Request) {
+			if r.Method == http.MethodPost && r.URL.Path == path {
+				cancel()
+				<-release // Genesys creates the channel once the caller has given up
+			}
+		})
+		ch, err := f.client.CreateChannel(ctx)
+		require.ErrorIs(t, err, genesys.ErrOutcomeUnknown)
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.Nil(t, ch)
+		assert.Equal(t, 1, f.srv.Count(http.MethodPost, path), "creations sent")
+	})
+	t.Run("before", func(t *testing.T) {
+		f := newFixture(t, nil)
+		_, err := f.client.Organization(testContext(t)) // a token at hand, so the POST is next
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(testContext(t))
+		cancel()
+		_, err = f.client.CreateChannel(ctx)
+		require.ErrorIs(t, err, context.Canceled)
+		assert.NotErrorIs(t, err, genesys.ErrOutcomeUnknown, "nothing was sent")
+		assert.Equal(t, retry.ClassCanceled, retry.Classify(err))
+		assert.Zero(t, f.srv.Count(http.MethodPost, path))
 	})
 }
 

@@ -304,6 +304,10 @@ func (c *Client) send(ctx context.Context, r request, payload []byte, token stri
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if err := ctx.Err(); err != nil {
+		// Ended before anything was sent: not a transport error, whose outcome would be unclear.
+		return 0, nil, nil, err
+	}
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -337,14 +341,14 @@ func (c *Client) classify(r request, err error) error {
 		dErr     *decodeError
 	)
 	switch {
-	case errors.Is(err, context.Canceled):
-		return err
 	case errors.As(err, &apiErr):
 		return c.classifyStatus(r, apiErr.Status, apiErr.RetryAfter, err)
 	case errors.As(err, &tokenErr):
 		// The token request is always safe to repeat: it creates nothing.
 		return c.classifyStatus(request{repeatable: true}, tokenErr.Status, tokenErr.RetryAfter, err)
 	case errors.As(err, &tErr):
+		// A creation cancelled by the caller once it was sent is as unclear as one that timed
+		// out: the server may carry it out all the same.
 		if r.repeatable || tErr.nothingSent() {
 			return err
 		}
@@ -352,8 +356,8 @@ func (c *Client) classify(r request, err error) error {
 	case errors.As(err, &dErr):
 		return retry.Permanent(err)
 	default:
-		// A token request that could not be exchanged: it creates nothing and the API request
-		// was not sent yet, so another attempt is harmless.
+		// A token request that could not be exchanged, or a context that ended before the API
+		// request was sent: nothing was created, so another attempt is harmless.
 		return err
 	}
 }

@@ -66,12 +66,13 @@
 // safe to repeat are retried after an unclear failure: GET, PUT, PATCH and DELETE. A POST that
 // creates something, the creation of a notification channel included (a channel created twice
 // leaves one unused, which counts against MaxChannels until it expires; see CreateChannel), is
-// retried only when it certainly did not reach the server (connection refused, 429); otherwise its
-// error wraps ErrOutcomeUnknown, and carries the wait a 5xx's Retry-After asked for
-// (retry.RetryAfter), for a caller that tries again. A creation answered 2xx with an answer that
-// cannot be used (a channel without id or connectUri, an integration without id, or a body that
-// does not decode) wraps ErrOutcomeUnknown too: Genesys created it, and provisioning looks the
-// integration up by name instead of creating another.
+// retried only when it certainly did not reach the server (connection refused, 429); otherwise (a
+// 5xx, a timeout, a broken connection, a context cancelled once it was sent) its error wraps
+// ErrOutcomeUnknown, and carries the wait a 5xx's Retry-After asked for (retry.RetryAfter), for a
+// caller that tries again. A creation answered 2xx with an answer that cannot be used (a channel
+// without id or connectUri, an integration without id, or a body that does not decode) wraps
+// ErrOutcomeUnknown too: Genesys created it, and provisioning looks the integration up by name
+// instead of creating another.
 //
 // # Errors
 //

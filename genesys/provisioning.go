@@ -423,6 +423,11 @@ func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) 
 		} else if created && look > maxCreateTries {
 			break
 		}
+		if cerr := ctx.Err(); cerr != nil {
+			// The context ended during the creation (Ctrl-C on the command, a timeout): there is
+			// nothing to wait for.
+			return nil, unclearCreation(err, cerr)
+		}
 		// A gateway can answer while the backend is still creating the integration: looking at
 		// once could miss it. Wait as long as the server asked (up to MaxRetryAfter), and at
 		// least the retry policy's interval, growing with each look.

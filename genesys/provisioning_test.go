@@ -437,6 +437,29 @@ func TestEnsureRunEndingInTheLookupAfterALostCreate(t *testing.T) {
 	}
 }
 
+// A caller that gives up while the creation is under way (Ctrl-C on the provisioning command)
+// does not know whether Genesys created the integration: running again at once could make two.
+func TestEnsureCancelledDuringTheCreation(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx, cancel := context.WithCancel(testContext(t))
+	defer cancel()
+	release := make(chan struct{})
+	t.Cleanup(sync.OnceFunc(func() { close(release) }))
+	f.srv.SetHook(func(r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/api/v2/integrations" {
+			cancel()
+			<-release // Genesys goes on once the caller has given up
+		}
+	})
+	_, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+	require.Error(t, err)
+	assert.ErrorIs(t, err, genesys.ErrOutcomeUnknown)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Contains(t, err.Error(), "run again after 5m0s")
+	assert.Equal(t, 1, f.srv.Count(http.MethodPost, "/api/v2/integrations"))
+	assert.NotContains(t, f.logs.String(), "looking it up by name after a wait", "nothing is looked up once the caller gave up")
+}
+
 func TestEnsureWithGivenOrganizationID(t *testing.T) {
 	f := newFixture(t, nil)
 	spec := goodSpec()
