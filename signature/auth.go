@@ -68,6 +68,23 @@ func isToken68(s string) bool {
 // and the password are compared in constant time against every configured user, so timing reveals
 // neither which users exist nor how much of a password was right. Identity.User names the user.
 //
+// A user has one password here, and a Connection's password changes under the same user name.
+// Amazon EventBridge does not retry an event answered 401, so to rotate the password without
+// losing events, accept both while the Connection changes over, with Any of one Basic holding the
+// old password and one holding the new:
+//
+//	old, err := signature.Basic(map[string]string{"eventbridge": oldPassword})
+//	...
+//	next, err := signature.Basic(map[string]string{"eventbridge": newPassword})
+//	...
+//	v, err := signature.Any(old, next)
+//
+// then update the Connection, and when its update has taken effect, go back to Basic with the new
+// password alone. Any answers a failure as one Basic does (the same 401 with one challenge, the
+// same reason) after checking it with both, so timing sets apart only a success, and which
+// password it had; the Identity is the same for both (scheme basic, Key -1), so it cannot tell
+// when the Connection has switched.
+//
 // Basic fails when users is empty, a user name is empty or contains a colon or a control
 // character, a password is empty, or a user's encoded credentials would be longer than the 4096
 // bytes the verifier reads (no request could present them).

@@ -30,8 +30,12 @@
 // proxy of your own may add it, and HMAC(HMACScheme{Header: "X-Genesys-Event-Signature", Encoding:
 // Hex}, secret) verifies it.
 //
-// Every verifier takes several keys at once, so keys rotate without downtime: add the new one,
-// switch the sender, remove the old one. Identity.Key tells which one matched.
+// APIKey, Bearer, GitHub, OpenMessaging, HMAC and StandardWebhooks take several keys at once, so
+// keys rotate without downtime: add the new one, switch the sender, remove the old one.
+// Identity.Key tells which one matched. Basic holds one password per user, while an EventBridge
+// Connection changes its password under the same user name: during the switch, verify with
+// Any(old, next) of two Basic verifiers, one holding the old password and one the new (see Basic).
+// BearerFunc rotates as its validator does.
 //
 // Each HMAC scheme has a signer for clients and tests: SignHMAC, SignHMACRequest, SignGitHub,
 // SignOpenMessaging, SignStandardWebhooks and SignStandardWebhooksRequest (v1 with a "whsec_" secret,

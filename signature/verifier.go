@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -118,9 +119,12 @@ func IdentityFrom(ctx context.Context) (Identity, bool) {
 // carries none of the expected credentials); otherwise it joins (errors.Join) the failures of the
 // verifiers that did find their credentials, so errors.Is finds each of their sentinels, and Reason
 // picks the most telling one (unavailable before replayed, stale, future, mismatch, malformed).
-// Any's challenges are those of its members. Any is a HeaderVerifier when every member is one (Any
-// of APIKey and Basic, say), so that the body is read only after the credentials passed; with a
-// member that needs the body, the body is read first.
+// Any's challenges are those of its members, each sent once however many members share it (so
+// that Any of two Basic verifiers, during a password rotation, answers as one Basic does). Any
+// stops early only at a success: a request that fails is checked by every member, so timing tells
+// apart only a success (which the sender learns anyway) and which member accepted it. Any is a
+// HeaderVerifier when every member is one (Any of APIKey and Basic, say), so that the body is read
+// only after the credentials passed; with a member that needs the body, the body is read first.
 func Any(vs ...Verifier) (Verifier, error) {
 	if len(vs) == 0 {
 		return nil, errors.New("signature: Any needs at least one verifier")
@@ -134,7 +138,11 @@ func Any(vs ...Verifier) (Verifier, error) {
 	headerOnly := true
 	for _, v := range vs {
 		if c, ok := v.(Challenger); ok {
-			a.challenges = append(a.challenges, c.Challenge()...)
+			for _, ch := range c.Challenge() {
+				if !slices.Contains(a.challenges, ch) {
+					a.challenges = append(a.challenges, ch)
+				}
+			}
 		}
 		if _, ok := v.(HeaderVerifier); !ok {
 			headerOnly = false

@@ -286,6 +286,9 @@ func TestEverySecretIsCompared(t *testing.T) {
 	ctx := context.Background()
 	body := []byte("body")
 	users := map[string]string{"a": "1", "b": "2", "c": "3", "d": "4"}
+	// Any stops at a success only: a failure is compared with both passwords.
+	rotation := signature.Must(signature.Any(signature.Must(signature.Basic(map[string]string{"a": "1"})),
+		signature.Must(signature.Basic(map[string]string{"a": "2"}))))
 
 	for _, tc := range []struct {
 		name string
@@ -299,6 +302,7 @@ func TestEverySecretIsCompared(t *testing.T) {
 		{"bearer first", signature.Must(signature.Bearer("t1", "t2")), headers("Authorization", "Bearer t1"), 2},
 		{"basic known user", signature.Must(signature.Basic(users)), headers("Authorization", basicAuth("a:1")), 4},
 		{"basic unknown user", signature.Must(signature.Basic(users)), headers("Authorization", basicAuth("z:1")), 4},
+		{"basic rotation none", rotation, headers("Authorization", basicAuth("a:3")), 2},
 		{"hmac first", signature.Must(signature.GitHub("s1", "s2", "s3")), headers("X-Hub-Signature-256", hub(t, signature.GitHubScheme, "s1", body)), 3},
 		{"hmac none", signature.Must(signature.GitHub("s1", "s2", "s3")), headers("X-Hub-Signature-256", hub(t, signature.GitHubScheme, "s4", body)), 3},
 		{"sw first", signature.Must(signature.StandardWebhooks([]string{secretA, secretB}, signature.WithClock(fixedClock))), swHeader(t, "m", testNow, body, secretA), 2},
@@ -738,6 +742,51 @@ func TestMetricAttributes(t *testing.T) {
 		"fanbridge.signature.verified,intake=/a,scheme=api-key":  1,
 		"fanbridge.signature.rejected,intake=/a,reason=mismatch": 1,
 		"fanbridge.signature.verified,intake=/b,scheme=api-key":  2,
+	}, counts(t, reader))
+}
+
+// TestBasicPasswordRotation rotates a Basic password under the same user name, as an Amazon
+// EventBridge Connection does, with Any of a Basic holding the old password and one holding the
+// new: both verify during the switch, and every failure is answered and counted exactly as by a
+// single Basic.
+func TestBasicPasswordRotation(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	old := signature.Must(signature.Basic(map[string]string{"eventbridge": "old-password"}))
+	next := signature.Must(signature.Basic(map[string]string{"eventbridge": "new-password"}))
+	rotating := newEndpoint(t, signature.Must(signature.Any(old, next)), signature.WithMeterProvider(mp))
+	single := newEndpoint(t, next)
+	body := []byte(`{"n":1}`)
+
+	for _, pass := range []string{"old-password", "new-password"} {
+		got := rotating.post(t, headers("Authorization", basicAuth("eventbridge:"+pass)), body, false)
+		assert.Equal(t, http.StatusOK, got.status, pass)
+	}
+	rotating.next.mu.Lock()
+	ids := rotating.next.ids
+	rotating.next.mu.Unlock()
+	want := signature.Identity{Scheme: signature.SchemeBasic, Key: -1, User: "eventbridge"}
+	assert.Equal(t, []signature.Identity{want, want}, ids)
+
+	for name, h := range map[string]http.Header{
+		"wrong password": headers("Authorization", basicAuth("eventbridge:older-password")),
+		"unknown user":   headers("Authorization", basicAuth("mallory:new-password")),
+		"no colon":       headers("Authorization", basicAuth("eventbridge")),
+		"missing":        headers(),
+	} {
+		got := rotating.post(t, h, body, false)
+		alone := single.post(t, h, body, false)
+		got.header.Del("Date")
+		alone.header.Del("Date")
+		assert.Equal(t, alone, got, name)
+		assert.Equal(t, signature.Reason(single.takeErr()), signature.Reason(rotating.takeErr()), name)
+	}
+	assert.Equal(t, 2, rotating.next.count())
+	assert.Equal(t, map[string]int64{
+		"fanbridge.signature.verified,scheme=basic":     2,
+		"fanbridge.signature.rejected,reason=mismatch":  2,
+		"fanbridge.signature.rejected,reason=malformed": 1,
+		"fanbridge.signature.rejected,reason=missing":   1,
 	}, counts(t, reader))
 }
 
