@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -355,6 +356,26 @@ func TestServerErrors(t *testing.T) {
 		assert.True(t, genesys.IsNotFound(err))
 		assert.False(t, genesys.IsForbidden(err))
 	})
+}
+
+// A message from the server can hold anything; printed on a terminal, a C1 control such as CSI
+// (U+009B) starts an escape sequence, and a bidirectional override makes the text read in
+// another order.
+func TestServerTextIsStrippedOfControlCharacters(t *testing.T) {
+	f := newFixture(t, nil)
+	f.srv.Fail(genesystest.Fault{Method: http.MethodGet, Path: "/api/v2/organizations/me", Status: http.StatusNotFound,
+		Code: "not\u0085.found", Message: "gone\u009b2J \u202edeliver\u202c\u2066 \u200f\x1b[0m"})
+	_, err := f.client.Organization(testContext(t))
+	require.Error(t, err)
+	var apiErr *genesys.APIError
+	require.ErrorAs(t, err, &apiErr)
+	for _, s := range []string{err.Error(), apiErr.Code, apiErr.Message} {
+		assert.Equal(t, -1, strings.IndexFunc(s, func(r rune) bool {
+			return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)
+		}), "%q", s)
+	}
+	assert.Contains(t, apiErr.Message, "gone", "the readable text is kept")
+	assert.Contains(t, apiErr.Message, "deliver")
 }
 
 func TestConnectionErrorsAreRetried(t *testing.T) {

@@ -174,7 +174,7 @@ func printResult(w io.Writer, res *EventBridgeResult, spec EventBridgeSpec) {
 	}
 	state := "not reported yet"
 	if rs := res.Integration.ReportedState; rs != nil && rs.Code != "" {
-		state = rs.Code
+		state = clean(rs.Code, 128)
 		if rs.Detail != nil && rs.Detail.Message != "" {
 			state += ": " + clean(rs.Detail.Message, 200)
 		}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -101,28 +102,9 @@ func TestRunProvisionCommand(t *testing.T) {
 		}
 	})
 	t.Run("an integration Genesys cannot start fails the command", func(t *testing.T) {
-		// A proxy makes Genesys answer the enabling PATCH with the ERROR state it reports, for
-		// instance, when the partner event source already exists in AWS.
-		target, err := url.Parse(srv.URL)
-		require.NoError(t, err)
-		proxy := httputil.NewSingleHostReverseProxy(target)
-		proxy.ModifyResponse = func(r *http.Response) error {
-			if r.Request.Method != http.MethodPatch {
-				return nil
-			}
-			var in map[string]any
-			if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
-				return err
-			}
-			in["reportedState"] = map[string]any{"code": "ERROR", "detail": map[string]any{"message": "event source already exists"}}
-			b, _ := json.Marshal(in)
-			r.Body = io.NopCloser(bytes.NewReader(b))
-			r.ContentLength = int64(len(b))
-			r.Header.Set("Content-Length", strconv.Itoa(len(b)))
-			return nil
-		}
-		front := httptest.NewServer(proxy)
-		defer front.Close()
+		// Genesys reports ERROR, for instance, when the partner event source already exists in
+		// AWS.
+		front := reportingState(t, srv, map[string]any{"code": "ERROR", "detail": map[string]any{"message": "event source already exists"}})
 		saved := env["GENESYS_API_URL"]
 		env["GENESYS_API_URL"] = front.URL
 		defer func() { env["GENESYS_API_URL"] = saved }()
@@ -133,10 +115,52 @@ func TestRunProvisionCommand(t *testing.T) {
 		assert.Contains(t, out, "(reported state ERROR: event source already exists)")
 		assert.NotContains(t, out, "aws events create-event-bus", "no advice for AWS while Genesys cannot start it")
 	})
+	t.Run("the reported state is printed without control characters", func(t *testing.T) {
+		// A terminal takes CSI (U+009B) and ESC for the start of an escape sequence; a
+		// bidirectional override makes what follows read backwards.
+		front := reportingState(t, srv, map[string]any{"code": "ACTIVE\u009b2J\u202e\x1b[0m",
+			"detail": map[string]any{"message": "fine\u0085\u2066"}})
+		saved := env["GENESYS_API_URL"]
+		env["GENESYS_API_URL"] = front.URL
+		defer func() { env["GENESYS_API_URL"] = saved }()
+		out, _, err := run(t, "-name", "fanbridge-state", "-suffix", "fanbridge-state")
+		require.NoError(t, err)
+		assert.Contains(t, out, "(reported state ACTIVE")
+		assert.Equal(t, -1, strings.IndexFunc(out, func(r rune) bool {
+			return r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r))
+		}), "%q", out)
+	})
 	t.Run("help does not print environment values", func(t *testing.T) {
 		_, errOut, err := run(t, "-h")
 		require.Error(t, err)
 		assert.Contains(t, errOut, "GENESYS_CLIENT_SECRET")
 		assert.NotContains(t, errOut, genesystest.DefaultClientID)
 	})
+}
+
+// reportingState returns a proxy in front of srv that makes Genesys answer the enabling PATCH
+// with the reported state given.
+func reportingState(t *testing.T, srv *genesystest.Server, state map[string]any) *httptest.Server {
+	t.Helper()
+	target, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		if r.Request.Method != http.MethodPatch {
+			return nil
+		}
+		var in map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+			return err
+		}
+		in["reportedState"] = state
+		b, _ := json.Marshal(in)
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		r.ContentLength = int64(len(b))
+		r.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	front := httptest.NewServer(proxy)
+	t.Cleanup(front.Close)
+	return front
 }

@@ -89,9 +89,11 @@
 // ErrImmutableConfig and ErrAmbiguousName.
 //
 // The client secret and access tokens never appear in errors or logs; error messages from the
-// server are capped and stripped of control characters. A base URL, token URL or region that
-// NewClient or ParseRegion refuses is quoted with its user info, query and fragment replaced by
-// "[redacted]", since those are where credentials and tokens end up in a URL.
+// server are capped and stripped of control characters (C1 ones included) and of the
+// bidirectional formatting characters that make text display in another order than it reads. A
+// base URL, token URL or region that NewClient or ParseRegion refuses is quoted with its user
+// info, query and fragment replaced by "[redacted]", since those are where credentials and tokens
+// end up in a URL.
 //
 // # Concurrency
 //

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -187,8 +188,10 @@ func parseAPIError(status int, h http.Header, body []byte, now time.Time) *APIEr
 	return e
 }
 
-// clean makes s safe to embed in an error string: valid UTF-8, no control characters, at most n
-// bytes.
+// clean makes s safe to embed in an error string or print on a terminal: valid UTF-8, at most n
+// bytes, and no control characters (C0, DEL and C1, whose CSI U+009B starts an escape sequence on
+// some terminals) nor bidirectional formatting characters (U+202E and the like, which make text
+// display in another order than it reads).
 func clean(s string, n int) string {
 	if len(s) > n {
 		s = s[:n]
@@ -197,7 +200,7 @@ func clean(s string, n int) string {
 		}
 	}
 	return strings.Map(func(r rune) rune {
-		if r == utf8.RuneError || r < 0x20 || r == 0x7f {
+		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
 			return ' '
 		}
 		return r

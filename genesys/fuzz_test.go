@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -22,6 +23,7 @@ func FuzzParseAPIError(f *testing.F) {
 	f.Add(409, "x", "", []byte(`{"message":"The version supplied (1) does not match the current version (2).","code":"conflict","status":409}`))
 	f.Add(502, "", "Wed, 21 Oct 2015 07:28:00 GMT", []byte("<html><body>Bad gateway</body></html>"))
 	f.Add(500, "\x00\xff", "-1", []byte("\xff\xfe{"))
+	f.Add(404, "c0ffee\u202e", "", []byte(`{"message":"not found\u009b2J\u202eevil\u2066","code":"not\u200f.found\u0085","contextId":"\u061c"}`))
 	f.Fuzz(func(t *testing.T, status int, corr, retryAfter string, body []byte) {
 		h := http.Header{}
 		h.Set("ININ-Correlation-Id", corr)
@@ -34,8 +36,8 @@ func FuzzParseAPIError(f *testing.F) {
 		if !utf8.ValidString(msg) {
 			t.Fatalf("error text is not UTF-8: %q", msg)
 		}
-		if strings.ContainsAny(msg, "\r\n\x00") {
-			t.Fatalf("error text has control characters: %q", msg)
+		if strings.IndexFunc(msg, unsafeRune) >= 0 {
+			t.Fatalf("error text has control or bidirectional formatting characters: %q", msg)
 		}
 		if len(e.Message) > maxErrorText || len(e.Code) > 128 || len(e.CorrelationID) > 128 || len(e.ContextID) > 128 {
 			t.Fatalf("field not capped: %d %d %d %d", len(e.Message), len(e.Code), len(e.CorrelationID), len(e.ContextID))
@@ -56,10 +58,11 @@ func FuzzParseTokenError(f *testing.F) {
 	f.Add(401, []byte(`{"error":"invalid_client","description":"client not found","error_description":"client not found"}`))
 	f.Add(400, []byte(`{"error":"unsupported_grant_type"}`))
 	f.Add(429, []byte(`not json`))
+	f.Add(400, []byte(`{"error":"invalid\u009b","error_description":"refused\u202e\u0085"}`))
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
 		e := parseTokenError(status, http.Header{}, body, fuzzNow)
 		msg := e.Error()
-		if !utf8.ValidString(msg) || strings.ContainsAny(msg, "\r\n\x00") {
+		if !utf8.ValidString(msg) || strings.IndexFunc(msg, unsafeRune) >= 0 {
 			t.Fatalf("unsafe error text: %q", msg)
 		}
 		if len(e.Description) > maxErrorText || len(e.Code) > 128 {
@@ -67,6 +70,10 @@ func FuzzParseTokenError(f *testing.F) {
 		}
 	})
 }
+
+// unsafeRune reports runes that error text must not carry: they can drive a terminal, or make the
+// text display in another order than it reads.
+func unsafeRune(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }
 
 func FuzzParseRetryAfter(f *testing.F) {
 	for _, s := range []string{"0", "7", "3600", "86400", "1.5", " 12 ", "", "-1", "abc", "1e308", "99999999999999999999",

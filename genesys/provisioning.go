@@ -74,7 +74,7 @@ func (s EventBridgeSpec) Validate() error {
 	case len(s.Name) > 200:
 		bad("Name", "is longer than 200 bytes")
 	case clean(s.Name, 200) != s.Name || name != s.Name:
-		bad("Name", "has control characters or surrounding white space")
+		bad("Name", "has control or bidirectional formatting characters, or surrounding white space")
 	}
 	if !awsAccountRE.MatchString(s.AWSAccountID) {
 		bad("AWSAccountID", "%q is not 12 digits", clean(s.AWSAccountID, 40))

@@ -170,6 +170,8 @@ func TestEnsureValidatesBeforeAnyWrite(t *testing.T) {
 		{"suffix with slash", func(s *genesys.EventBridgeSpec) { s.EventSourceSuffix = "a/b" }, genesys.ErrInvalidSpec, []string{"EventSourceSuffix"}, true},
 		{"suffix too long", func(s *genesys.EventBridgeSpec) { s.EventSourceSuffix = strings.Repeat("x", 65) }, genesys.ErrInvalidSpec, []string{"EventSourceSuffix"}, true},
 		{"empty name", func(s *genesys.EventBridgeSpec) { s.Name = "" }, genesys.ErrInvalidSpec, []string{"Name"}, true},
+		{"name with a C1 control", func(s *genesys.EventBridgeSpec) { s.Name = "fanbridge\u009bevents" }, genesys.ErrInvalidSpec, []string{"Name"}, true},
+		{"name with a bidirectional override", func(s *genesys.EventBridgeSpec) { s.Name = "fanbridge-\u202estneve" }, genesys.ErrInvalidSpec, []string{"Name"}, true},
 		{"no topics", func(s *genesys.EventBridgeSpec) { s.Topics = nil }, genesys.ErrInvalidSpec, []string{"Topics"}, true},
 		{"duplicate topic", func(s *genesys.EventBridgeSpec) { s.Topics = append(s.Topics, s.Topics[0]) }, genesys.ErrInvalidSpec, []string{"Topics[2]", "twice"}, true},
 		{"several fields", func(s *genesys.EventBridgeSpec) { s.AWSAccountID, s.AWSRegion = "", "" }, genesys.ErrInvalidSpec, []string{"AWSAccountID", "AWSRegion"}, true},
