@@ -38,13 +38,14 @@ type Instance struct {
 	Received func(ctx context.Context) ([]*fanbridge.Event, error)
 
 	// FailTransient makes the destination fail every delivery with a failure another attempt could
-	// cure (a retriable broker error, UNAVAILABLE, a 503) until heal is called. Required with
-	// Features.TransientFailure.
+	// cure (a retriable broker error, UNAVAILABLE, a 503) until heal is called, storing none of
+	// them: the suite requires the event of a Send that failed meanwhile never to arrive. Required
+	// with Features.TransientFailure.
 	FailTransient func() (heal func())
 
 	// FailPermanent makes the destination reject every delivery for good (an unknown topic, an
-	// authorization failure, INVALID_ARGUMENT) until heal is called. Required with
-	// Features.PermanentFailure.
+	// authorization failure, INVALID_ARGUMENT) until heal is called, storing none of them, as
+	// FailTransient. Required with Features.PermanentFailure.
 	FailPermanent func() (heal func())
 
 	// Hang makes the destination stop answering, without failing, until release is called; release

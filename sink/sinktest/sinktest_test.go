@@ -179,6 +179,9 @@ var brokenSinks = map[string]struct {
 	// TestBrokenSink), with the suite's deadlines shortened: each one such a sink meets would
 	// otherwise take the full 35 s.
 	run string
+	// fullDeadlines keeps the suite's deadlines under run, for a sink that is meant to fail the
+	// check of how late it returns rather than be cut off as hanging.
+	fullDeadlines bool
 }{
 	"hangs-ignoring-its-context": {
 		change: func(f *faulty, _ *sinktest.Instance) {
@@ -293,6 +296,38 @@ var brokenSinks = map[string]struct {
 			}
 		},
 		want: "after a deadline of",
+	},
+	// Ignores its deadline as above, but waits only 2.5 s of its own: ten times the suite's
+	// 250 ms deadline, though well within the seconds a hang takes to be called one.
+	"waits-past-its-deadline": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				wait, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2500*time.Millisecond)
+				defer cancel()
+				return f.Sink.Send(wait, e)
+			}
+		},
+		want:          "Send returned",
+		run:           "^Context$/^Deadline$",
+		fullDeadlines: true,
+	},
+	"batch-waits-past-its-deadline": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.batch = func(ctx context.Context, events []*fanbridge.Event) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				wait, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2500*time.Millisecond)
+				defer cancel()
+				return f.Sink.SendBatch(wait, events)
+			}
+		},
+		want:          "SendBatch returned",
+		run:           "^Batch$/^Hang$",
+		fullDeadlines: true,
 	},
 	"unclassified-permanent-failure": {
 		change: func(f *faulty, in *sinktest.Instance) {
@@ -426,6 +461,37 @@ var brokenSinks = map[string]struct {
 		want: `-1" arrived late: the destination held it 0 times when the subtest read it back, and 1 times once Close had returned`,
 		run:  "^Failure$/^Transient$",
 	},
+	"resends-failed-events-with-the-next": {
+		change: func(f *faulty, in *sinktest.Instance) {
+			// Keeps each event whose Send failed (retryably) and sends it again at the start of
+			// the next Send, which then succeeds: nothing arrives after the suite has looked, and
+			// without Attempts no count shows the retry; only the event's arrival gives it away.
+			in.Attempts = nil
+			var mu sync.Mutex
+			var kept []*fanbridge.Event
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				mu.Lock()
+				again := kept
+				kept = nil
+				mu.Unlock()
+				for _, old := range again {
+					_ = f.Sink.Send(context.Background(), old)
+				}
+				err := f.Sink.Send(ctx, e)
+				if err != nil && !retry.IsPermanent(err) && ctx.Err() == nil && !errors.Is(err, sink.ErrClosed) {
+					mu.Lock()
+					kept = append(kept, e.Clone())
+					mu.Unlock()
+				}
+				return err
+			}
+			f.batch = func(ctx context.Context, events []*fanbridge.Event) error {
+				return sink.SendBatch(ctx, sink.Func(f.send), events)
+			}
+		},
+		want: `-1" failed while the destination refused every delivery, yet arrived 1 times`,
+		run:  "^Failure$/^Transient$",
+	},
 	"delivers-a-copy-late": {
 		change: func(f *faulty, in *sinktest.Instance) {
 			in.Attempts = nil // as above
@@ -459,7 +525,7 @@ func TestBrokenSink(t *testing.T) {
 	}
 	b, ok := brokenSinks[name]
 	require.True(t, ok, "unknown broken sink %q", name)
-	if b.run != "" {
+	if b.run != "" && !b.fullDeadlines {
 		defer sinktest.SetDeadlines(2*time.Second, time.Second)()
 	}
 	sinktest.Run(t, harnessFor(b.change))
