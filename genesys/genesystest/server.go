@@ -180,10 +180,13 @@ type Fault struct {
 	// RetryAfter, if set, is sent as the Retry-After header (seconds or an HTTP date). A 429
 	// without one gets "1", as Genesys sends Retry-After with every 429.
 	RetryAfter string
-	// Code and Message go into the error body; defaults are derived from Status. On the token
-	// endpoint the body takes the OAuth shape the login server uses, Code as "error" and Message
-	// as "error_description" and "description"; elsewhere it is the API's error shape, with
-	// "code" and "message".
+	// Code and Message go into the error body; defaults are derived from Status (the status
+	// text as the message; as the API's code bad.credentials for 401, missing.permissions for
+	// 403, not.found for 404, conflict for 409, too.many.requests.retry.after for 429,
+	// internal.server.error for 5xx and bad.request for any other). On the token endpoint the
+	// body takes the OAuth shape the login server uses, Code as "error" and Message as
+	// "error_description" and "description"; elsewhere it is the API's error shape, with "code"
+	// and "message".
 	Code, Message string
 	// Times is how many matching requests get the fault; zero means once.
 	Times int
@@ -362,18 +365,28 @@ func (s *Server) writeFault(w http.ResponseWriter, r *http.Request, f *Fault) {
 		s.writeTokenError(w, f.Status, cmp.Or(f.Code, tokenErrorCode(f.Status)), msg)
 		return
 	}
-	code := f.Code
-	if code == "" {
-		switch {
-		case f.Status == http.StatusTooManyRequests:
-			code = "too.many.requests.retry.after"
-		case f.Status >= 500:
-			code = "internal.server.error"
-		default:
-			code = "bad.request"
-		}
+	s.writeError(w, f.Status, cmp.Or(f.Code, apiErrorCode(f.Status)), msg)
+}
+
+// apiErrorCode is the code an API fault with status gets by default: the one Genesys, and the
+// fake's own routes where they answer that status, give it.
+func apiErrorCode(status int) string {
+	switch {
+	case status == http.StatusUnauthorized:
+		return "bad.credentials"
+	case status == http.StatusForbidden:
+		return "missing.permissions"
+	case status == http.StatusNotFound:
+		return "not.found"
+	case status == http.StatusConflict:
+		return "conflict"
+	case status == http.StatusTooManyRequests:
+		return "too.many.requests.retry.after"
+	case status >= 500:
+		return "internal.server.error"
+	default:
+		return "bad.request"
 	}
-	s.writeError(w, f.Status, code, msg)
 }
 
 // tokenErrorCode is the OAuth error code (RFC 6749 section 5.2, and the server_error and
