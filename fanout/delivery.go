@@ -150,7 +150,10 @@ const minHang = 250 * time.Millisecond
 
 // send calls the sink's Send. A panic there is a bug in the sink, but it must not take the
 // process, and every event queued in memory, down with it: it becomes a permanent failure of this
-// one delivery, so the event is dead-lettered, and the panic is logged with its stack.
+// one delivery, so the event is dead-lettered, and the panic is logged with its stack. An error
+// that panics when read (a nil *T returned as an error, whose Error dereferences it) is the same
+// bug one step later, where no recover would catch it: on a worker, or in the caller of a Sync
+// dispatch. It is replaced here by a permanent error of our own.
 func (st *sinkState) send(ctx context.Context, e *fanbridge.Event) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -159,7 +162,36 @@ func (st *sinkState) send(ctx context.Context, e *fanbridge.Event) (err error) {
 				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		}
 	}()
-	return st.sink.Send(ctx, e)
+	err = st.sink.Send(ctx, e)
+	if err != nil {
+		if p, stack := readErr(err); p != nil {
+			// Neither the error's text nor the panic's goes into the replacement: the first
+			// cannot be read, and the second may quote what the sink holds.
+			typ := fmt.Sprintf("%T", err)
+			err = retry.Permanent(fmt.Errorf("fanout: sink %q returned an error (%s) that panics when read", st.name, typ))
+			st.d.tel.logger.Error("fanout: sink returned an error that panics when read", "sink", st.name,
+				"event_id", e.ID, "error_type", typ, "panic", fmt.Sprint(p), "stack", stack)
+		}
+	}
+	return err
+}
+
+// readErr asks of err, under recover, all that a delivery later asks of an error from a sink or
+// a dead-letter queue: its text, and whether its chain of Unwrap, Is and As methods holds a
+// permanent mark, a wait, a cancellation or a retry.Error. It returns what panicked, if
+// anything, and where.
+func readErr(err error) (p any, stack string) {
+	defer func() {
+		if p = recover(); p != nil {
+			stack = string(debug.Stack())
+		}
+	}()
+	_ = err.Error()
+	_ = retry.Classify(err) // a permanent mark, then context.Canceled
+	_, _ = retry.RetryAfter(err)
+	var re *retry.Error
+	_ = errors.As(err, &re)
+	return nil, ""
 }
 
 // deliver runs t's retry loop and, when it ends without delivery, dead-letters the event. The
@@ -364,14 +396,20 @@ func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last 
 
 // putEntry writes entry to q. A panic in the queue's Put becomes a permanent failure of this
 // write, as a panic in a Send does: it may run on a sink's worker, where it would end the process
-// and lose every event queued in memory.
+// and lose every event queued in memory. So does an error from Put that panics when read.
 func putEntry(ctx context.Context, q dlq.Queue, entry *dlq.Entry) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = retry.Permanent(fmt.Errorf("dead-letter queue panicked: %v", p))
 		}
 	}()
-	return q.Put(ctx, *entry)
+	err = q.Put(ctx, *entry)
+	if err != nil {
+		if p, _ := readErr(err); p != nil {
+			err = retry.Permanent(fmt.Errorf("dead-letter queue returned an error (%T) that panics when read", err))
+		}
+	}
+	return err
 }
 
 // dlqContext returns the context of a dead-letter write: never cancelled by the dispatch, and

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
@@ -690,6 +692,93 @@ func TestPanickingSinkIsDeadLetteredNotFatal(t *testing.T) {
 			assert.Equal(t, 1, got.Attempts)
 			assert.Contains(t, got.Error, `sink "bad" panicked: nil map write`)
 		})
+	}
+}
+
+// unreadableErr is an error that panics when read: as Error, as Unwrap or as Is.
+type unreadableErr struct{ in string }
+
+func (e *unreadableErr) Error() string {
+	if e.in == "Error" {
+		panic("not readable")
+	}
+	return "unreadable"
+}
+
+func (e *unreadableErr) Unwrap() error {
+	if e.in == "Unwrap" {
+		panic("not unwrappable")
+	}
+	return nil
+}
+
+func (e *unreadableErr) Is(error) bool {
+	if e.in == "Is" {
+		panic("not comparable")
+	}
+	return false
+}
+
+// An error that panics when read (most often a nil *T returned as an error) is a bug in the sink
+// or queue that returned it, as a panic in Send is, and is contained as that is: the delivery
+// fails, the process lives on. It would otherwise panic on a worker, or in the caller of a Sync
+// dispatch.
+func TestErrorsThatPanicWhenReadAreContained(t *testing.T) {
+	unreadable := map[string]func() error{
+		"nil pointer": func() error { var e *unreadableErr; return e },
+		"Error":       func() error { return &unreadableErr{in: "Error"} },
+		"Unwrap":      func() error { return &unreadableErr{in: "Unwrap"} },
+		"Is":          func() error { return fmt.Errorf("wrapped: %w", &unreadableErr{in: "Is"}) },
+	}
+	for name, bad := range unreadable {
+		for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
+			t.Run("sink/"+name+"/"+mode.String(), func(t *testing.T) {
+				ok := newRecSink()
+				ok.sent = make(chan string, 1)
+				failing := sinkFunc(func(context.Context, *fanbridge.Event) error { return bad() })
+				q := &memDLQ{}
+				d := newDispatcher(t, fanout.Config{
+					Sinks:  []fanout.SinkConfig{{Name: "ok", Sink: ok}, {Name: "bad", Sink: failing}},
+					Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"bad", "ok"}}},
+					DLQ:    q,
+				}, fanout.WithMode(mode), fanout.WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracetest.NewSpanRecorder()))))
+				require.NoError(t, d.Dispatch(testContext(t), event("e1", "x")))
+				recv(t, ok.sent)
+				require.NoError(t, d.Close(testContext(t)))
+				require.Len(t, q.Entries(), 1)
+				got := q.Entries()[0]
+				assert.Equal(t, "bad", got.Sink)
+				assert.Equal(t, dlq.ConditionPermanent, got.Condition)
+				assert.Equal(t, retry.ClassPermanent, got.Class)
+				assert.Equal(t, 1, got.Attempts, "not retried")
+				assert.Contains(t, got.Error, `sink "bad" returned an error (`)
+				assert.Contains(t, got.Error, `) that panics when read`)
+				assert.NotContains(t, got.Error, "not ", "the panic's text stays out of the entry")
+			})
+		}
+		for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
+			t.Run("dead-letter queue/"+name+"/"+mode.String(), func(t *testing.T) {
+				failing := sinkFunc(func(context.Context, *fanbridge.Event) error { return retry.Permanent(errBoom) })
+				q := &memDLQ{fail: func(dlq.Entry) error { return bad() }}
+				d := newDispatcher(t, fanout.Config{
+					Sinks:  []fanout.SinkConfig{{Name: "bad", Sink: failing}},
+					Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"bad"}}},
+					DLQ:    q,
+				}, fanout.WithMode(mode))
+				err := d.Dispatch(testContext(t), event("e1", "x"))
+				if mode == fanout.Sync {
+					require.ErrorIs(t, err, fanout.ErrDLQ)
+					assert.Contains(t, err.Error(), "dead-letter queue returned an error (")
+					require.NoError(t, d.Close(testContext(t)))
+				} else {
+					require.NoError(t, err)
+					require.ErrorContains(t, d.Close(testContext(t)), "dead-letter queue returned an error (")
+				}
+				q.mu.Lock()
+				defer q.mu.Unlock()
+				assert.Equal(t, 1, q.puts, "a permanent failure: the write is not retried")
+			})
+		}
 	}
 }
 

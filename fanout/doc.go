@@ -54,8 +54,10 @@
 // Policy.AttemptTimeout, while a caller that comes with little time left opens none;
 // attempts cut by shutdown or by the caller going away count for nothing. A Send that
 // panics is a bug in the sink, but it fails only that delivery: it counts as a permanent failure
-// (dead-lettered, logged with its stack), and the process and its queues live on. A panic in a
-// dead-letter queue's Put fails that write (as an error would), and one in a sink's Close is
+// (dead-lettered, logged with its stack), and the process and its queues live on. So does a Send
+// whose error panics when read (a nil *T returned as an error, say): the error is replaced by a
+// permanent one that names its type. A panic in a dead-letter queue's Put, or an error from it
+// that panics when read, fails that write (as an error would), and one in a sink's Close is
 // returned by Close or Update; a panicking ordering-key function panics in the caller of
 // Dispatch, before any queue slot is taken.
 //
