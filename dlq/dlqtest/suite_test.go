@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -190,6 +192,59 @@ var brokenStores = map[string]struct {
 		}
 		return b
 	}, "ReopenOrder", true, nil},
+	// Keeps the first 64 KiB of Raw, as a column or a message size limit would: an intake takes
+	// envelopes of up to 260 KiB.
+	"raw-capped": {func() *broken {
+		return &broken{put: func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry) error {
+			if len(e.Event.Raw) > 64<<10 {
+				e.Event.Raw = e.Event.Raw[:64<<10]
+			}
+			return m.Put(ctx, e)
+		}}
+	}, "RoundTrip/largest-raw", false, []string{"RoundTrip/genesys-audit", "Delete"}},
+	// Matches IDs in Get and Delete whatever their case, as a SQL table with a case-insensitive
+	// collation does: a redrive that delivered "abc" and deletes it removes "ABC" too, which its
+	// sink may have refused.
+	"ids-fold-case": {func() *broken {
+		return &broken{
+			get: func(m *dlqtest.Memory, ctx context.Context, id string) (dlq.Entry, error) {
+				var found []dlq.Entry
+				err := m.List(ctx, func(e dlq.Entry) error {
+					if strings.EqualFold(e.ID, id) {
+						found = append(found, e)
+					}
+					return nil
+				})
+				if err != nil || len(found) == 0 {
+					return m.Get(ctx, id)
+				}
+				return found[0], nil
+			},
+			delete: func(m *dlqtest.Memory, ctx context.Context, ids ...string) error {
+				var drop []string
+				err := m.List(ctx, func(e dlq.Entry) error {
+					if slices.ContainsFunc(ids, func(id string) bool { return strings.EqualFold(id, e.ID) }) {
+						drop = append(drop, e.ID)
+					}
+					return nil
+				})
+				return errors.Join(err, m.Delete(ctx, drop...))
+			},
+		}
+	}, "Delete", false, []string{"RoundTrip/largest-raw"}},
+	// Drops quotes, backslashes and every character outside ASCII from the IDs it is given, as a
+	// store that puts IDs into a query or a file name unescaped might.
+	"ids-ascii-only": {func() *broken {
+		return &broken{put: func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry) error {
+			e.ID = strings.Map(func(r rune) rune {
+				if r > unicode.MaxASCII || r == '"' || r == '\\' {
+					return -1
+				}
+				return r
+			}, e.ID)
+			return m.Put(ctx, e)
+		}}
+	}, "RoundTrip/id-quotes", false, []string{"RoundTrip/largest-raw", "RoundTrip/id-mixed-case"}},
 	// Acknowledges entries it holds in memory and writes them out in Close: closing and reopening
 	// cannot tell it from a durable store, a crash can.
 	"write-behind": {func() *broken {
