@@ -55,6 +55,7 @@ type attempt struct {
 	lastErr     error // the last attempt's error
 	sinkErr     error // the last error that was the sink's, not our own context's
 	circuit     bool  // the breaker refused an attempt
+	aged        bool  // the age budget was spent when an attempt got its send slot
 	replay      error // the inline first attempt's error, handed to the Retrier as its attempt 1
 }
 
@@ -79,12 +80,22 @@ func (a *attempt) op(ctx context.Context) error {
 		}
 	}
 	defer func() { <-st.sem }()
+	now := st.d.cfg.clock.Now()
+	if st.maxAge > 0 {
+		// No attempt starts past the age budget, however long it waited for its slot: the
+		// checks before (deliver's, the Retrier's) could not count that wait.
+		if age := now.Sub(a.t.arrived); age >= st.maxAge {
+			a.aged = true
+			a.lastErr = fmt.Errorf("fanout: sink %q: the event waited %v, past MaxAge %v: %w",
+				st.name, age.Round(time.Millisecond), st.maxAge, retry.ErrAgeSpent)
+			return retry.Permanent(a.lastErr) // stops the Retrier at once
+		}
+	}
 	ok, probe := st.breaker.allow()
 	if !ok {
 		a.circuit = true
 		return errCircuitOpen
 	}
-	now := st.d.cfg.clock.Now()
 	started := now // on the system clock, which Sync budgets run on
 	if !st.d.sysClock {
 		started = time.Now()
@@ -230,6 +241,8 @@ func (st *sinkState) deliver(t *task) SinkResult {
 	switch {
 	case a.circuit:
 		cond = dlq.ConditionCircuitOpen
+	case a.aged:
+		cond = dlq.ConditionAge
 	case retry.IsPermanent(err):
 		cond = dlq.ConditionPermanent
 	case errors.As(err, &re) && re.Reason == retry.ReasonAttempts:

@@ -695,6 +695,55 @@ func TestPanickingSinkIsDeadLetteredNotFatal(t *testing.T) {
 	}
 }
 
+// No attempt starts past MaxAge, however long it waited for a send slot: the event's retry, due
+// well within its age budget, finds the sink at its Concurrency, and by the time a slot is free
+// the budget is spent.
+func TestNoAttemptStartsPastMaxAgeAfterWaitingForASlot(t *testing.T) {
+	clk := retrytest.NewClock(epoch)
+	gate, entered := make(chan struct{}), make(chan struct{}, 1)
+	s := newRecSink()
+	s.fail = func(e *fanbridge.Event, attempt int) error {
+		switch {
+		case e.ID == "holder":
+			entered <- struct{}{}
+			<-gate
+		case attempt == 1:
+			return errBoom
+		}
+		return nil
+	}
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: 1, Retry: retry.Policy{MaxAge: 200 * time.Millisecond,
+			InitialInterval: 10 * time.Millisecond, MaxInterval: 10 * time.Millisecond, Jitter: retry.NoJitter}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	}, fanout.WithClock(clk))
+	ctx := testContext(t)
+	late := make(chan fanout.Result, 1)
+	go func() {
+		res, err := d.Deliver(ctx, event("late", "x"))
+		assert.NoError(t, err)
+		late <- res
+	}()
+	require.NoError(t, clk.WaitTimers(ctx, 1), "late's first attempt failed; its retry is due in 10ms")
+	holder := make(chan error, 1)
+	go func() { holder <- d.Dispatch(ctx, event("holder", "x")) }()
+	recv(t, entered) // the only slot is taken
+	clk.Advance(time.Second)
+	close(gate)
+	require.NoError(t, recv(t, holder))
+
+	res := recv(t, late)
+	require.Len(t, res.Sinks, 1)
+	assert.Equal(t, fanout.DeadLettered, res.Sinks[0].Outcome)
+	assert.Equal(t, dlq.ConditionAge, res.Sinks[0].Condition)
+	assert.Equal(t, 1, res.Sinks[0].Attempts)
+	assert.Equal(t, 1, s.Attempts("late"), "the retry came a second after arrival, MaxAge 200ms: not made")
+	require.True(t, q.Has("late", "s"))
+	assert.Equal(t, dlq.ConditionAge, q.Entries()[0].Condition)
+}
+
 // unreadableErr is an error that panics when read: as Error, as Unwrap or as Is.
 type unreadableErr struct{ in string }
 

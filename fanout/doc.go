@@ -92,7 +92,8 @@
 // WithDLQTimeout after retrying stopped, however many sinks needed one; a queue slower than the
 // reserve makes it later than the deadline. Retry policies count age (Policy.MaxAge) from the
 // event's arrival, in both modes, and no attempt starts past it: an event that waited in a sink's
-// queue longer than MaxAge is dead-lettered with dlq.ConditionAge and no attempt. In Async mode
+// queue longer than MaxAge is dead-lettered with dlq.ConditionAge and no attempt, and so is one
+// whose attempt waited for a send slot (see Concurrency) until past it. In Async mode
 // there is no request budget: give sinks that may hang a Policy.AttemptTimeout (or wrap them with
 // sink.Timeout), or a hanging Send holds its worker until Close's deadline.
 //
