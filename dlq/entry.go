@@ -29,7 +29,7 @@ const MaxIDLength = 128
 // Retrier) and the times of the first and last attempts.
 //
 // From a *retry.Error it takes Attempts, Condition (see ConditionFromReason) and the last
-// attempt's error; from any other error one attempt, ConditionPermanent when err is marked
+// attempt's error (the *retry.Error's own text when it has none); from any other error one attempt, ConditionPermanent when err is marked
 // permanent and ConditionAttempts otherwise. Class is retry.Classify(err); Error is err's text,
 // capped by TruncateError; TraceID comes from the event's traceparent metadata. The entry gets a
 // fresh ID from NewID, so that the caller can log it.
@@ -53,7 +53,13 @@ func NewEntry(ev *fanbridge.Event, sinkName, route string, err error, first, las
 	case errors.As(err, &re):
 		e.Attempts = re.Attempts
 		e.Condition = ConditionFromReason(re.Reason)
-		e.Error = TruncateError(re.Last.Error())
+		// Last is never nil in what a Retrier returns, but a *retry.Error can be built by hand;
+		// then its own text says what there is to say.
+		if re.Last != nil {
+			e.Error = TruncateError(re.Last.Error())
+		} else {
+			e.Error = TruncateError(re.Error())
+		}
 	case err != nil:
 		e.Attempts = 1
 		e.Condition = ConditionAttempts

@@ -95,6 +95,9 @@ func TestNewEntry(t *testing.T) {
 		{"plain", refused, 1, dlq.ConditionAttempts, retry.ClassRetryable, "503 from upstream"},
 		{"plain-permanent", retry.Permanent(refused), 1, dlq.ConditionPermanent, retry.ClassPermanent, "503 from upstream"},
 		{"long", errors.New(strings.Repeat("x", 3*dlq.MaxErrorText)), 1, dlq.ConditionAttempts, retry.ClassRetryable, strings.Repeat("x", dlq.MaxErrorText)},
+		// Built by hand, without the last error a Retrier always sets.
+		{"no-last-error", &retry.Error{Reason: retry.ReasonCanceled}, 0, dlq.ConditionAge, retry.ClassRetryable,
+			(&retry.Error{Reason: retry.ReasonCanceled}).Error()},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
