@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/retry"
@@ -17,8 +18,10 @@ import (
 //
 // call is the generated client method, such as client.RecordInteraction; convert turns an event
 // into its request. Each Send converts, then calls with the same deadline (WithCallTimeout),
-// outgoing metadata (event id, traceparent, tracestate), call options and classification
-// (Classify) as a Sink built with New. A convert error is returned marked retry.Permanent, since
+// outgoing metadata (event id, traceparent, tracestate), call options and classification as a
+// Sink built with New: Classify, told the call's trailer metadata through a grpc.Trailer that
+// Adapt adds to the call options (see the package documentation's Errors), so call must pass
+// its options on to the client. A convert error is returned marked retry.Permanent, since
 // converting the same event again gives the same result; so convert should refuse what its request
 // cannot carry (such as text that is not valid UTF-8 in a proto3 string field), which gRPC would
 // otherwise report as a retryable Internal encoding error. The response is discarded.
@@ -68,7 +71,8 @@ func (a *adapter[Req, Resp]) Send(ctx context.Context, e *fanbridge.Event) error
 		return retry.Permanent(fmt.Errorf("grpcsink: convert event %q: %w", e.ID, err))
 	}
 	callCtx, cancel := a.caller.prepare(ctx, e)
-	_, err = a.call(callCtx, req, a.opts...)
+	var trailer metadata.MD
+	_, err = a.call(callCtx, req, append(a.opts[:len(a.opts):len(a.opts)], grpc.Trailer(&trailer))...)
 	cancel()
-	return a.caller.finish(ctx, callCtx, e, err)
+	return a.caller.finish(ctx, callCtx, e, err, trailer)
 }

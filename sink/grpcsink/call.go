@@ -60,8 +60,9 @@ func (c *caller) prepare(ctx context.Context, e *fanbridge.Event) (context.Conte
 }
 
 // finish turns the error of a call made under callCtx, derived from the caller's parent, into what
-// Send returns.
-func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err error) error {
+// Send returns. trailer is the call's trailer metadata (grpc.Trailer), which tells a size
+// refusal the consumer sent from the client's own, and may ask for a wait.
+func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err error, trailer metadata.MD) error {
 	if err == nil {
 		return nil
 	}
@@ -75,7 +76,7 @@ func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err
 		// closed under it.
 		return fmt.Errorf("grpcsink: deliver: %w: %w", sink.ErrClosed, err)
 	}
-	classified := Classify(err)
+	classified := classify(err, trailer, true)
 	if classified == nil {
 		c.logger.LogAttrs(parent, slog.LevelDebug, "grpcsink: consumer already had the event",
 			slog.String("event_id", e.ID))

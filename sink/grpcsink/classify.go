@@ -2,11 +2,15 @@ package grpcsink
 
 import (
 	"errors"
+	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/fanbridge/fanbridge/retry"
@@ -74,7 +78,21 @@ func CodeClass(c codes.Code) Class {
 // gRPC's own report of a message over the size limit ("larger than max"), and err unchanged
 // otherwise. An error without a gRPC status (a context error, say) is returned unchanged. Use it
 // in a Sink of your own over another gRPC client; Adapt already does.
+//
+// Classify sees the status alone, so it takes a size refusal as the server's refusal of the
+// request. grpc-go reports its own refusal of an answer over the client's receive limit
+// (grpc.MaxCallRecvMsgSize) with the same message, though the consumer took the event and
+// answered; and the trailer in which a server asks for a wait (grpc-retry-pushback-ms) is not
+// part of the status. Send and Adapt read the call's trailer metadata for both (see the package
+// documentation); a Sink of your own that can meet either should do the same.
 func Classify(err error) error {
+	return classify(err, nil, false)
+}
+
+// classify is Classify, told the call's trailer metadata when withTrailer is set: a size refusal
+// on receipt is then permanent only when the consumer sent it, and a grpc-retry-pushback-ms
+// trailer asks for a wait as RetryInfo does.
+func classify(err error, trailer metadata.MD, withTrailer bool) error {
 	if err == nil {
 		return nil
 	}
@@ -97,11 +115,22 @@ func Classify(err error) error {
 		}
 		return retry.Permanent(err)
 	}
-	if d, ok := retryDelay(st); ok {
+	d, hinted := retryDelay(st)
+	if withTrailer {
+		if p, ok := pushback(trailer); ok {
+			d, hinted = max(d, p), true
+		}
+	}
+	if hinted {
 		return retry.After(err, d)
 	}
-	if tooLarge(st) {
+	switch size := sizeRefusal(st); {
+	case size == refusedToSend:
 		return retry.Permanent(err)
+	case size == refusedOnReceipt && (!withTrailer || trailersOnly(trailer)):
+		return retry.Permanent(err)
+	case size == refusedOnReceipt:
+		return fmt.Errorf("the consumer's answer is over the client's receive limit (grpc.MaxCallRecvMsgSize), and the consumer may have the event: %w", err)
 	}
 	return err
 }
@@ -110,32 +139,75 @@ func Classify(err error) error {
 // status it mapped to a code (404 to Unimplemented).
 const httpStatusPrefix = "unexpected HTTP status code received from server"
 
-// tooLarge reports whether st is gRPC's refusal of a message over a size limit: grpc-go's
-// "grpc: received message larger than max" from the receiving side (the server's
-// MaxRecvMsgSize), "trying to send message larger than max" from the sending side, and their
-// variants after decompression. The same event is as large on every attempt, so retrying it, or
-// redriving it later, only fails again; a server that throttles instead says ResourceExhausted
-// with another message, or attaches RetryInfo, and stays retryable.
-func tooLarge(st *status.Status) bool {
+// sizeRefusalKind says which side of a call refused a message over a size limit, if one did.
+type sizeRefusalKind int
+
+const (
+	notSizeRefusal   sizeRefusalKind = iota
+	refusedToSend                    // the client's own send limit: the event never left
+	refusedOnReceipt                 // a receive limit: the server's on the request, or the client's on the answer
+)
+
+// sizeRefusal reports whether st is gRPC's refusal of a message over a size limit: grpc-go's
+// "trying to send message larger than max" from the sending side, and "grpc: received message
+// larger than max" and its variants after decompression from the receiving side. An event is as
+// large on every attempt, so retrying a request that was refused, or redriving it later, only
+// fails again; a server that throttles instead says ResourceExhausted with another message, or
+// attaches RetryInfo, and stays retryable.
+func sizeRefusal(st *status.Status) sizeRefusalKind {
 	if st.Code() != codes.ResourceExhausted {
-		return false
+		return notSizeRefusal
 	}
 	msg := st.Message()
-	for _, prefix := range sizeRefusals {
+	if strings.HasPrefix(msg, sendRefusal) {
+		return refusedToSend
+	}
+	for _, prefix := range receiveRefusals {
 		if strings.HasPrefix(msg, prefix) {
-			return true
+			return refusedOnReceipt
 		}
 	}
-	return false
+	return notSizeRefusal
 }
 
-// sizeRefusals are how grpc-go's messages for a size limit begin; a server's own message that
-// merely mentions a maximum does not count.
-var sizeRefusals = []string{
+// sendRefusal and receiveRefusals are how grpc-go's messages for a size limit begin; a server's
+// own message that merely mentions a maximum does not count.
+const sendRefusal = "trying to send message larger than max"
+
+var receiveRefusals = []string{
 	"grpc: received message larger than max",
 	"grpc: message after decompression larger than max",
 	"grpc: received message after decompression larger than max",
-	"trying to send message larger than max",
+}
+
+// trailersOnly reports whether trailer, the trailer metadata of a call, came in a Trailers-Only
+// response: a status the server sent before any answer, which is how a server refuses a request
+// (over its MaxRecvMsgSize, say) without running its handler. Such a response carries the
+// content-type that otherwise comes with the response headers, and grpc-go keeps it in the
+// trailer metadata; trailers after an answer never carry it. A receive-size refusal after an
+// answer began is the client refusing the consumer's answer, and the consumer may have the event.
+func trailersOnly(trailer metadata.MD) bool {
+	return len(trailer.Get("content-type")) > 0
+}
+
+// pushbackTrailer is the trailer with which a gRPC server asks a client to wait before trying a
+// call again (gRFC A6), in milliseconds.
+const pushbackTrailer = "grpc-retry-pushback-ms"
+
+// pushback returns the wait trailer's grpc-retry-pushback-ms asks for: one value, a non-negative
+// integer. gRFC A6 reads a negative or unreadable value, or several, as "do not retry"; for
+// grpc-go's own retries that ends the call, which here has ended already, and the dispatcher's
+// policy, breaker and dead-letter queue decide what comes next, so such a value gives no wait.
+func pushback(trailer metadata.MD) (time.Duration, bool) {
+	v := trailer.Get(pushbackTrailer)
+	if len(v) != 1 {
+		return 0, false
+	}
+	ms, err := strconv.ParseInt(v[0], 10, 64)
+	if err != nil || ms < 0 {
+		return 0, false
+	}
+	return time.Duration(min(ms, math.MaxInt64/int64(time.Millisecond))) * time.Millisecond, true
 }
 
 // retryDelay returns the wait a google.rpc.RetryInfo detail asks for.

@@ -13,11 +13,13 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/grpcsink"
 )
 
@@ -206,6 +208,56 @@ func TestStatusOf(t *testing.T) {
 				assert.Error(t, got)
 			}
 		})
+	}
+}
+
+// A consumer may ask for a wait with gRPC's standard trailer grpc-retry-pushback-ms (gRFC A6), as
+// well as with RetryInfo: a non-negative value is a retry.After of that many milliseconds, the
+// longer one when both come. gRFC A6 reads any other value as "do not retry", which for a call
+// that has already failed leaves the dispatcher's policy to decide: no wait is asked for, and
+// the code keeps its class.
+func TestRetryPushbackTrailer(t *testing.T) {
+	throttled := status.New(codes.ResourceExhausted, "throttled")
+	withRetryInfo, err := status.New(codes.Unavailable, "busy").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(3 * time.Second)})
+	require.NoError(t, err)
+	for _, tt := range []struct {
+		name      string
+		answer    *status.Status
+		pushback  []string
+		wantClass retry.Class
+		wantAfter time.Duration // 0: no wait asked for
+	}{
+		{"ResourceExhausted", throttled, []string{"5000"}, retry.ClassRetryable, 5 * time.Second},
+		{"Unavailable", status.New(codes.Unavailable, "restarting"), []string{"250"}, retry.ClassRetryable, 250 * time.Millisecond},
+		{"RetryInfo asks for less", withRetryInfo, []string{"4500"}, retry.ClassRetryable, 4500 * time.Millisecond},
+		{"RetryInfo asks for more", withRetryInfo, []string{"1000"}, retry.ClassRetryable, 3 * time.Second},
+		{"a size refusal with a wait", status.New(codes.ResourceExhausted, "grpc: received message larger than max (5000 vs. 4000)"),
+			[]string{"2000"}, retry.ClassRetryable, 2 * time.Second},
+		{"negative: do not retry", throttled, []string{"-1"}, retry.ClassRetryable, 0},
+		{"not a number", throttled, []string{"soon"}, retry.ClassRetryable, 0},
+		{"two values", throttled, []string{"100", "200"}, retry.ClassRetryable, 0},
+		{"on a permanent code", status.New(codes.InvalidArgument, "bad"), []string{"1000"}, retry.ClassPermanent, 0},
+	} {
+		for built, build := range sinkBuilders {
+			t.Run(tt.name+"/"+built, func(t *testing.T) {
+				consumer := sink.Func(func(ctx context.Context, _ *fanbridge.Event) error {
+					md := metadata.MD{}
+					md.Append("grpc-retry-pushback-ms", tt.pushback...)
+					assert.NoError(t, grpc.SetTrailer(ctx, md))
+					return tt.answer.Err()
+				})
+				s := build(t, startServer(t, consumer))
+
+				err := s.Send(testContext(t), &fanbridge.Event{ID: "e1"})
+
+				require.Error(t, err)
+				assert.Equal(t, tt.answer.Code(), status.Code(err))
+				assert.Equal(t, tt.wantClass, retry.Classify(err), "class of %v", err)
+				d, hinted := retry.RetryAfter(err)
+				assert.Equal(t, tt.wantAfter != 0, hinted, "a wait asked for")
+				assert.Equal(t, tt.wantAfter, d)
+			})
+		}
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fanbridge/fanbridge"
@@ -36,14 +38,18 @@ func fillProto(pe *fanbridgev1.Event, ts *timestamppb.Timestamp, e *fanbridge.Ev
 	}
 }
 
-// delivery holds one request, the messages it points to and the response in a single
-// allocation. It is not pooled: an interceptor or stats handler on the caller's connection may
-// keep the request after the call returns.
+// delivery holds one request, the messages it points to, the response, the call's trailer
+// metadata and its options in a single allocation. It is not pooled: an interceptor or stats
+// handler on the caller's connection may keep the request after the call returns.
 type delivery struct {
-	req   fanbridgev1.DeliverRequest
-	event fanbridgev1.Event
-	time  timestamppb.Timestamp
-	resp  fanbridgev1.DeliverResponse
+	req     fanbridgev1.DeliverRequest
+	event   fanbridgev1.Event
+	time    timestamppb.Timestamp
+	resp    fanbridgev1.DeliverResponse
+	trailer metadata.MD
+	// opts has room for the prepared options and the trailer's, for up to two of WithCallOptions
+	// without another allocation.
+	opts [4]grpc.CallOption
 }
 
 // checkEncodable returns an error wrapping ErrInvalidEvent, naming the field, when a text field of

@@ -143,9 +143,9 @@ func (c *config) validate() error {
 
 // Send delivers e with one Deliver call and returns nil once the consumer answered OK or
 // AlreadyExists. Otherwise the error is classified as the package documentation's table says:
-// marked retry.Permanent, marked retry.After when the server asked for a wait, unmarked when
-// retryable, and wrapping the context's error when ctx ended the call. After Close, Send returns
-// an error wrapping sink.ErrClosed.
+// marked retry.Permanent, marked retry.After when the server asked for a wait (RetryInfo, or the
+// grpc-retry-pushback-ms trailer), unmarked when retryable, and wrapping the context's error when
+// ctx ended the call. After Close, Send returns an error wrapping sink.ErrClosed.
 func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	if e == nil {
 		return retry.Permanent(ErrNilEvent)
@@ -173,13 +173,14 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	d.req.Event, d.req.Sink = &d.event, s.name
 	callCtx, cancel := s.call.prepare(ctx, e)
 	// The generated client's Deliver, without its two allocations per call: the response lives
-	// in d, and the options are prepared.
-	err := s.conn.Invoke(callCtx, fanbridgev1.EventSink_Deliver_FullMethodName, &d.req, &d.resp, s.opts...)
+	// in d, and the options are prepared, but for the trailer's, which points into d.
+	opts := append(append(d.opts[:0], s.opts...), grpc.Trailer(&d.trailer))
+	err := s.conn.Invoke(callCtx, fanbridgev1.EventSink_Deliver_FullMethodName, &d.req, &d.resp, opts...)
 	cancel()
 	if err == nil {
 		return nil
 	}
-	return s.call.finish(ctx, callCtx, e, err)
+	return s.call.finish(ctx, callCtx, e, err, d.trailer)
 }
 
 // Close stops the Sink: later Sends fail with sink.ErrClosed, Sends in flight are waited for (each

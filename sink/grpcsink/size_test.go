@@ -1,6 +1,7 @@
 package grpcsink_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -10,9 +11,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/fanbridge/fanbridge"
+	fanbridgev1 "github.com/fanbridge/fanbridge/proto/fanbridge/v1"
 	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/grpcsink"
 )
 
@@ -27,24 +32,26 @@ func TestMessageOverTheSizeLimitIsPermanent(t *testing.T) {
 		{name: "server's MaxRecvMsgSize", server: []grpc.ServerOption{grpc.MaxRecvMsgSize(1024)}},
 		{name: "client's MaxCallSendMsgSize", sink: []grpcsink.Option{grpcsink.WithCallOptions(grpc.MaxCallSendMsgSize(1024))}},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			rec := newRecorder()
-			s := newSink(t, startServer(t, rec, tt.server...), tt.sink...)
-			e := sampleEvent(t)
-			require.Greater(t, len(e.Raw), 1024, "the sample is over the limit")
+		for built, build := range sinkBuilders {
+			t.Run(tt.name+"/"+built, func(t *testing.T) {
+				rec := newRecorder()
+				s := build(t, startServer(t, rec, tt.server...), tt.sink...)
+				e := sampleEvent(t)
+				require.Greater(t, len(e.Raw), 1024, "the sample is over the limit")
 
-			err := s.Send(testContext(t), e)
+				err := s.Send(testContext(t), e)
 
-			require.Error(t, err)
-			assert.Equal(t, codes.ResourceExhausted, status.Code(err))
-			assert.Contains(t, err.Error(), "larger than max")
-			assert.Equal(t, retry.ClassPermanent, retry.Classify(err), "class of %v", err)
-			assert.Zero(t, rec.count(), "the consumer never saw it")
+				require.Error(t, err)
+				assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+				assert.Contains(t, err.Error(), "larger than max")
+				assert.Equal(t, retry.ClassPermanent, retry.Classify(err), "class of %v", err)
+				assert.Zero(t, rec.count(), "the consumer never saw it")
 
-			small := sampleEvent(t)
-			small.Raw, small.Data = nil, []byte(`{}`)
-			require.NoError(t, s.Send(testContext(t), small), "a smaller event still goes through")
-		})
+				small := sampleEvent(t)
+				small.Raw, small.Data = nil, []byte(`{}`)
+				require.NoError(t, s.Send(testContext(t), small), "a smaller event still goes through")
+			})
+		}
 	}
 }
 
@@ -81,4 +88,65 @@ func TestClassifyResourceExhausted(t *testing.T) {
 		err := grpcsink.Classify(status.Error(codes.Unavailable, "larger than max"))
 		assert.Equal(t, retry.ClassRetryable, retry.Classify(err))
 	})
+}
+
+// sinkBuilders build a sink for a consumer at addr in the two ways that make the call
+// themselves: New, and Adapt over the generated client of a connection of the test's.
+var sinkBuilders = map[string]func(t *testing.T, addr string, opts ...grpcsink.Option) sink.Sink{
+	"New": func(t *testing.T, addr string, opts ...grpcsink.Option) sink.Sink {
+		return newSink(t, addr, opts...)
+	},
+	"Adapt": func(t *testing.T, addr string, opts ...grpcsink.Option) sink.Sink {
+		client := fanbridgev1.NewEventSinkClient(plainConn(t, addr))
+		s, err := grpcsink.Adapt(client.Deliver, func(e *fanbridge.Event) (*fanbridgev1.DeliverRequest, error) {
+			return &fanbridgev1.DeliverRequest{Event: grpcsink.ToProto(e)}, nil
+		}, opts...)
+		require.NoError(t, err)
+		return s
+	},
+}
+
+// largeAnswer is a consumer that takes each event and answers OK with a response carrying extra
+// bytes in a field this version of the proto does not know, as a newer consumer's may.
+type largeAnswer struct {
+	*grpcsink.Server
+	extra int
+}
+
+func (l largeAnswer) Deliver(ctx context.Context, req *fanbridgev1.DeliverRequest) (*fanbridgev1.DeliverResponse, error) {
+	resp, err := l.Server.Deliver(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	unknown := protowire.AppendTag(nil, 15, protowire.BytesType)
+	resp.ProtoReflect().SetUnknown(protowire.AppendBytes(unknown, make([]byte, l.extra)))
+	return resp, nil
+}
+
+// An answer over the client's receive limit is refused by grpc-go with the message a server uses
+// for a request over its limit, but the consumer took the event: it stays retryable, as a lost
+// answer does, and is never dead-lettered as too large.
+func TestAnswerOverTheReceiveLimitIsRetryable(t *testing.T) {
+	for name, build := range sinkBuilders {
+		t.Run(name, func(t *testing.T) {
+			rec := newRecorder()
+			srv, err := grpcsink.NewServer(rec)
+			require.NoError(t, err)
+			lis := listen(t)
+			gs := grpc.NewServer()
+			fanbridgev1.RegisterEventSinkServer(gs, largeAnswer{Server: srv, extra: 128 << 10})
+			go func() { _ = gs.Serve(lis) }()
+			t.Cleanup(gs.Stop)
+			s := build(t, lis.Addr().String(), grpcsink.WithCallOptions(grpc.MaxCallRecvMsgSize(64<<10)))
+
+			err = s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+
+			require.Error(t, err)
+			assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+			assert.Contains(t, err.Error(), "larger than max")
+			assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
+			assert.Contains(t, err.Error(), "the consumer may have the event")
+			assert.Equal(t, 1, rec.count(), "the consumer has the event")
+		})
+	}
 }
