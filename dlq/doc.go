@@ -85,8 +85,12 @@
 // deduplicate on Event.ID.
 //
 // Removal is by ID, so an ID names one entry. Put assigns unique ones (NewID); a caller that sets
-// Entry.ID itself must keep it unique. Entries with the same ID, Sink and Event.ID are taken for
-// one entry written twice, and sent once. Entries that share an ID but not their sink or event are
-// neither sent nor removed by Redrive, which reports them with OutcomeConflict (ErrIDConflict):
-// removing one would remove the others, delivered or not.
+// Entry.ID itself must keep it unique, and not use it again after the entry was removed either:
+// a driver may remember removals by ID (kafkadlq hides every entry with a removed ID). Entries
+// with the same ID, Sink and Event.ID are taken for one entry written twice, and sent once.
+// Entries that share an ID but not their sink or event are neither sent nor removed by Redrive,
+// which reports them with OutcomeConflict (ErrIDConflict): removing one would remove the others,
+// delivered or not. Redrive finds them among the entries it lists, which may not include one put
+// under a shared ID while it runs: that one is removed with the entry Redrive delivered, unsent
+// (see Redrive).
 package dlq

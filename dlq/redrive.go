@@ -55,8 +55,9 @@ type Report struct {
 	Redriven int
 	// Removed counts the redriven entries removed from the queue. It is smaller than Redriven
 	// only when removal failed or is unsupported, when an entry with a redriven entry's ID was
-	// put while the redrive ran, or when a redrive that stopped early had delivered an entry with
-	// copies (see Redrive); those entries will be sent again by the next redrive.
+	// put while the redrive ran and listed by it, or when a redrive that stopped early had
+	// delivered an entry with copies (see Redrive); those entries will be sent again by the next
+	// redrive.
 	Removed int
 	// Failed counts the entries their sink refused again; they stay in the queue unchanged.
 	Failed int
@@ -140,12 +141,21 @@ var ErrInvalidOption = errors.New("dlq: invalid option")
 // but differ in Sink or Event.ID can only come from a caller that set Entry.ID itself (Put assigns
 // unique IDs): a removal would take them all, delivered or not, so none of them is sent or removed,
 // and each selected one is reported with OutcomeConflict and ErrIDConflict (Report.Conflicts). To
-// redrive them, put them again with empty IDs and delete the shared one. The check covers the
-// entries in the queue when Redrive starts; for an entry put during the redrive with the ID of one
-// listed before it (even a copy of it), the earlier entry's removal is held back if it has not
-// happened yet, so that entry stays to be sent again, and the new one is a conflict. The removal
-// of an entry with copies waits until the whole queue has been listed, and does not happen if
-// the redrive stops before.
+// redrive them, put them again with empty IDs and delete the shared one. The removal of an entry
+// with copies waits until the whole queue has been listed, and does not happen if the redrive
+// stops before.
+//
+// The check covers the entries that Redrive lists: those in the queue when it starts, and those
+// put during the redrive that its second List visits. For such an entry with the ID of one listed
+// before it (even a copy of it), the earlier entry's removal is held back if it has not happened
+// yet, so that entry stays to be sent again, and the new one is a conflict. An entry put during
+// the redrive that the second List does not visit is not checked, and the removal of its ID takes
+// it too, unsent: a Reader may list only what its queue held when List began (filedlq and
+// dlqtest.Memory do), and no List visits an entry put after it returned. IDs from NewID never
+// name an earlier entry; a caller that sets Entry.ID itself must therefore give an ID to one
+// entry only (or to its copies: the same Sink and Event.ID), never to entries of two sinks or
+// two events. The conflicts Redrive reports catch such IDs among the entries it lists; they
+// cannot catch every one.
 //
 // Redrive keeps no text of most entries it reads, only two 64-bit hashes, seeded anew for each
 // call: one of the ID, and one of the ID, Sink and Event.ID. That is about 20 to 40 bytes per
