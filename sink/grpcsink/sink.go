@@ -145,7 +145,8 @@ func (c *config) validate() error {
 // AlreadyExists. Otherwise the error is classified as the package documentation's table says:
 // marked retry.Permanent, marked retry.After when the server asked for a wait (RetryInfo, or the
 // grpc-retry-pushback-ms trailer), unmarked when retryable, and wrapping the context's error when
-// ctx ended the call. After Close, Send returns an error wrapping sink.ErrClosed.
+// ctx ended the call. After Close, Send returns an error wrapping sink.ErrClosed, whatever the
+// event.
 func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	if e == nil {
 		return retry.Permanent(ErrNilEvent)
@@ -153,9 +154,8 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("grpcsink: deliver: %w", err)
 	}
-	if err := checkEncodable(e); err != nil {
-		return retry.Permanent(err)
-	}
+	// Closed before anything about the event: a closed sink refuses every event alike, and a
+	// permanent refusal of this one during shutdown would dead-letter it for no fault of its own.
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -164,6 +164,9 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	s.inFlight.Add(1)
 	s.mu.RUnlock()
 	defer s.inFlight.Done()
+	if err := checkEncodable(e); err != nil {
+		return retry.Permanent(err)
+	}
 
 	d := new(delivery)
 	fillProto(&d.event, &d.time, e)

@@ -207,6 +207,16 @@ func TestClose(t *testing.T) {
 		assert.Equal(t, 1, rec.count())
 	})
 
+	// A closed sink refuses every event alike, retryably: an event it could never encode is no
+	// reason to dead-letter it during shutdown, where another sink may take it.
+	t.Run("send after close of an event proto cannot encode", func(t *testing.T) {
+		s := newSink(t, startServer(t, newRecorder()))
+		require.NoError(t, s.Close())
+		err := s.Send(testContext(t), &fanbridge.Event{ID: "bad-\xff"})
+		assert.ErrorIs(t, err, sink.ErrClosed)
+		assert.False(t, retry.IsPermanent(err), "%v", err)
+	})
+
 	t.Run("waits for sends in flight", func(t *testing.T) {
 		ctx := testContext(t)
 		entered, release := make(chan struct{}), make(chan struct{})

@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
@@ -230,6 +232,30 @@ func TestCloseWithAHugeRecordBuffer(t *testing.T) {
 			require.NoError(t, res.err, "nothing was left in flight")
 			assert.EqualValues(t, 2, res.finished, "Close returned once the record in flight was acknowledged")
 			require.NoError(t, recv(t, inFlight))
+		})
+	}
+}
+
+// A closed sink refuses every event alike, retryably, whatever it would have made of the event:
+// an event of an unmapped type, or with a time RFC 3339 cannot write, is no reason to
+// dead-letter it while the service shuts down, and another instance may still deliver it.
+func TestSendAfterCloseRefusesEveryEventAlike(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	s := newSink(t, newClient(t, c), kafkasink.WithTopicByType(map[string]string{customerEnd: "events"}, ""))
+	require.NoError(t, s.Close())
+	unmapped := presenceEvent("unmapped")
+	timeless := customerEndEvent("timeless")
+	timeless.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	for name, e := range map[string]*fanbridge.Event{"unmapped type": unmapped, "time past year 9999": timeless} {
+		t.Run(name, func(t *testing.T) {
+			err := s.Send(ctx, e)
+			assert.ErrorIs(t, err, sink.ErrClosed)
+			assert.False(t, retry.IsPermanent(err), "%v", err)
+
+			err = sink.EventError(s.SendBatch(ctx, []*fanbridge.Event{e}), 0)
+			assert.ErrorIs(t, err, sink.ErrClosed)
+			assert.False(t, retry.IsPermanent(err), "%v", err)
 		})
 	}
 }

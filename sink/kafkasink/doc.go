@@ -102,7 +102,7 @@
 // records are still being flushed. CloseContext bounds one caller's wait by its context: when the
 // context ends first it returns an error wrapping the context's error, and the close carries on
 // within its own timeout. A Send that begins once a Close has begun fails at once with an error
-// wrapping sink.ErrClosed.
+// wrapping sink.ErrClosed, whatever the event, before its topic or record is looked at.
 //
 // # Delivery semantics
 //

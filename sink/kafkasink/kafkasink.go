@@ -324,13 +324,15 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 
 // produce hands p's record for e to the client, holding a slot until its promise runs.
 func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) error {
-	if err := s.fill(ctx, p, e); err != nil {
-		return err
-	}
-	// Checked before waiting for a slot too, so that a Send after Close fails at once instead of
-	// waiting for a slot that the records Close drains still hold.
+	// Checked before anything about the event, so that a closed sink refuses every event alike
+	// (a permanent refusal of this one, an unmapped type say, would dead-letter it during
+	// shutdown), and before waiting for a slot too, so that a Send after Close fails at once
+	// instead of waiting for a slot that the records Close drains still hold.
 	if s.closed.Load() {
 		return fmt.Errorf("kafkasink: event %q: %w", e.ID, sink.ErrClosed)
+	}
+	if err := s.fill(ctx, p, e); err != nil {
+		return err
 	}
 	if err := s.takeSlot(ctx); err != nil {
 		return fmt.Errorf("kafkasink: event %q not produced: %d records already wait for acknowledgement: %w", e.ID, cap(s.slots), err)
