@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -706,6 +707,12 @@ func (d *Dispatcher) build(cfg Config, old *snapshot) (*snapshot, []*sinkState, 
 		if sc.Sink == nil || isNil(sc.Sink) {
 			return nil, nil, fmt.Errorf("%w: sink %q: nil Sink", ErrInvalidConfig, sc.Name)
 		}
+		if d.cfg.closeSinks && closable(sc.Sink) && !comparableSink(sc.Sink) {
+			// Closed once no sink uses it: of a value that cannot be compared, that cannot be
+			// known, so it would be closed by any Update, or under a name still using it.
+			return nil, nil, fmt.Errorf("%w: sink %q: %T has a Close method but is not comparable, so the Dispatcher "+
+				"cannot tell when no sink uses it: give a pointer to it, or use WithSinkClosing(false)", ErrInvalidConfig, sc.Name, sc.Sink)
+		}
 		n, err := normalize(sc)
 		if err != nil {
 			return nil, nil, err
@@ -828,6 +835,10 @@ func (d *Dispatcher) dropSink(st *sinkState) {
 			delete(d.live, k)
 		}
 		d.sinkMu.Unlock()
+	} else {
+		// Whether another sink still uses it cannot be known; build refuses such a value that
+		// has a Close, so there is nothing to close anyway.
+		closeIt = false
 	}
 	if !closeIt {
 		return
@@ -866,6 +877,15 @@ func closeSink(ctx *context.Context, s sink.Sink) (err error) {
 		return cc.CloseContext(*ctx)
 	}
 	return sink.Close(s)
+}
+
+// closable reports whether the Dispatcher would close s (see closeSink).
+func closable(s sink.Sink) bool {
+	switch s.(type) {
+	case io.Closer, contextCloser:
+		return true
+	}
+	return false
 }
 
 // sinkKey returns s as a map key when its dynamic value is comparable.

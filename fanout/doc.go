@@ -32,7 +32,8 @@
 // make such an event, which no sender of Genesys events writes, miss a route it matched before.
 //
 // New checks the whole configuration once and names what is wrong: an unknown sink in a route, a
-// name used twice, a nil sink, an invalid retry policy or pattern. Update (a whole new Config)
+// name used twice, a nil sink, an invalid retry policy or pattern, a sink with a Close method
+// that cannot be compared (pass a pointer). Update (a whole new Config)
 // and SetRoutes (new routes over the same sinks) swap configurations at run time atomically:
 // each dispatch uses the configuration it started with from beginning to end.
 //
@@ -177,7 +178,9 @@
 //
 // Who closes what: the Dispatcher closes the sinks it was given (sink.Close: those that implement
 // io.Closer), once drained, on Close and on removal by Update, unless WithSinkClosing(false); a
-// Sink value shared by several sink names is closed once, when the last goes. The dead-letter
+// Sink value shared by several sink names is closed once, when the last goes. Sink values are
+// told apart with ==, so one with a Close that cannot be compared (a struct holding a slice, say)
+// is refused: pass a pointer. The dead-letter
 // queue is never closed by the Dispatcher: close it after Close returns.
 //
 // # Observability

@@ -437,6 +437,87 @@ func TestSinkValueHoldingAFunc(t *testing.T) {
 	assert.EqualValues(t, 2, got.Load())
 }
 
+// closingValue is a Sink passed by value whose type cannot be compared (it holds a slice), with
+// a Close.
+type closingValue struct {
+	topics []string
+	closes *atomic.Int64
+}
+
+func (v closingValue) Send(context.Context, *fanbridge.Event) error {
+	if v.closes.Load() > 0 {
+		return sink.ErrClosed
+	}
+	return nil
+}
+
+func (v closingValue) Close() error { v.closes.Add(1); return nil }
+
+// ctxClosingValue is the same with a CloseContext instead, which the Dispatcher's Close calls.
+type ctxClosingValue struct{ topics []string }
+
+func (ctxClosingValue) Send(context.Context, *fanbridge.Event) error { return nil }
+func (ctxClosingValue) CloseContext(context.Context) error           { return nil }
+
+// The Dispatcher closes a Sink value once no sink uses it, which it cannot know of a value that
+// cannot be compared: such a value with a Close would be closed by any Update (even one with the
+// same configuration) while still configured, or under a name while another still uses it. New
+// and Update refuse it, unless the Dispatcher closes no sinks.
+func TestUncomparableSinkThatClosesIsRefused(t *testing.T) {
+	newValue := func() closingValue { return closingValue{topics: []string{"t"}, closes: new(atomic.Int64)} }
+	config := func(s sink.Sink, names ...string) fanout.Config {
+		var sinks []fanout.SinkConfig
+		for _, n := range names {
+			sinks = append(sinks, fanout.SinkConfig{Name: n, Sink: s})
+		}
+		return fanout.Config{Sinks: sinks, Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: names}}}
+	}
+	t.Run("New", func(t *testing.T) {
+		value := newValue()
+		for _, s := range []sink.Sink{value, ctxClosingValue{value.topics}, wrapCloser{value}} {
+			_, err := fanout.New(config(s, "a"))
+			require.ErrorIs(t, err, fanout.ErrInvalidConfig, "%T", s)
+			assert.ErrorContains(t, err, `sink "a": `)
+			assert.ErrorContains(t, err, "give a pointer to it, or use WithSinkClosing(false)")
+		}
+	})
+	t.Run("Update", func(t *testing.T) {
+		value, ptr := newValue(), new(closingValue)
+		*ptr = newValue()
+		d := newDispatcher(t, config(ptr, "a"))
+		require.ErrorIs(t, d.Update(config(value, "a")), fanout.ErrInvalidConfig)
+		require.NoError(t, d.Update(config(ptr, "a")), "a pointer can be told apart")
+		_, err := d.Deliver(testContext(t), event("e1", "x"))
+		require.NoError(t, err)
+		require.NoError(t, d.Close(testContext(t)))
+		assert.EqualValues(t, 1, ptr.closes.Load())
+	})
+	t.Run("WithSinkClosing(false)", func(t *testing.T) {
+		value := newValue()
+		d := newDispatcher(t, config(value, "a", "b"), fanout.WithSinkClosing(false))
+		require.NoError(t, d.Update(config(value, "a", "b")))
+		require.NoError(t, d.Update(config(value, "a")))
+		res, err := d.Deliver(testContext(t), event("e1", "x"))
+		require.NoError(t, err)
+		assert.Equal(t, fanout.Delivered, res.Sinks[0].Outcome)
+		require.NoError(t, d.Close(testContext(t)))
+		assert.Zero(t, value.closes.Load(), "the caller closes it")
+	})
+	t.Run("no Close", func(t *testing.T) {
+		// sink.Func cannot be compared either, but there is nothing to close.
+		d := newDispatcher(t, config(sinkFunc(func(context.Context, *fanbridge.Event) error { return nil }), "a", "b"))
+		_, err := d.Deliver(testContext(t), event("e1", "x"))
+		require.NoError(t, err)
+	})
+}
+
+// wrapCloser is a comparable value-type middleware with a Close: holding a Sink that cannot be
+// compared, it cannot be compared either.
+type wrapCloser struct{ next sink.Sink }
+
+func (w wrapCloser) Send(ctx context.Context, e *fanbridge.Event) error { return w.next.Send(ctx, e) }
+func (w wrapCloser) Close() error                                       { return sink.Close(w.next) }
+
 // A task its Sync dispatch withdrew when the budget ran out has its outcome: it no longer counts
 // as queued, and its queue slot is free for new events, although a worker has yet to skip it.
 func TestWithdrawnTasksGiveTheirSlotBack(t *testing.T) {
