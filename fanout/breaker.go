@@ -31,6 +31,7 @@ type breaker struct {
 }
 
 func newBreaker(b Breaker, clock retry.Clock) *breaker {
+	// normalize keeps Failures within MaxBreakerFailures: the conversion loses nothing.
 	return &breaker{threshold: int32(b.Failures), cooldown: b.Cooldown, clock: clock}
 }
 

@@ -3,6 +3,8 @@ package fanout_test
 import (
 	"context"
 	"fmt"
+	"math"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -237,4 +239,44 @@ func TestShortCallerDeadlinesLeaveBreakerClosed(t *testing.T) {
 	}
 	assert.Equal(t, "closed", d.Stats()[0].Breaker)
 	assert.EqualValues(t, 3, s.calls.Load(), "every caller reached the sink")
+}
+
+// The breaker counts failures in 32 bits: a larger threshold is refused, not cut down to one
+// that opens after a single failure (1<<32+1) or never (1<<31).
+func TestBreakerFailuresAboveMaxAreRefused(t *testing.T) {
+	if strconv.IntSize < 64 {
+		t.Skip("an int cannot hold a threshold above the maximum")
+	}
+	config := func(failures int64) fanout.Config {
+		return fanout.Config{
+			Sinks: []fanout.SinkConfig{{Name: "s", Sink: newRecSink(), Retry: retry.Policy{MaxAttempts: 1},
+				Breaker: fanout.Breaker{Failures: int(failures)}}},
+			Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		}
+	}
+	for _, failures := range []int64{fanout.MaxBreakerFailures + 1, 1<<32 + 1, math.MaxInt64} {
+		t.Run(fmt.Sprint(failures), func(t *testing.T) {
+			d, err := fanout.New(config(failures))
+			require.ErrorIs(t, err, fanout.ErrInvalidConfig)
+			assert.Nil(t, d)
+			assert.ErrorContains(t, err, fmt.Sprintf(`sink "s": Breaker.Failures %d is above 2147483647`, failures))
+
+			d = newDispatcher(t, config(20))
+			require.ErrorIs(t, d.Update(config(failures)), fanout.ErrInvalidConfig)
+		})
+	}
+	t.Run("the maximum", func(t *testing.T) {
+		s := &switchSink{}
+		s.down.Store(true)
+		cfg := config(fanout.MaxBreakerFailures)
+		cfg.Sinks[0].Sink = s
+		cfg.DLQ = &memDLQ{}
+		d := newDispatcher(t, cfg)
+		for i := range 3 {
+			res, err := d.Deliver(testContext(t), event(fmt.Sprint(i), "x"))
+			require.NoError(t, err)
+			assert.Equal(t, dlq.ConditionAttempts, res.Sinks[0].Condition, "event %d: the breaker stays closed", i)
+		}
+		assert.EqualValues(t, 3, s.calls.Load())
+	})
 }

@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"math"
 	"time"
 
 	"github.com/fanbridge/fanbridge"
@@ -53,9 +54,10 @@ type SinkConfig struct {
 // the dead-letter queue with dlq.ConditionCircuitOpen and no attempt; after Cooldown one probe at a
 // time is let through, and its success closes the breaker again.
 type Breaker struct {
-	// Failures is how many consecutive failed attempts open the breaker; a negative value turns
-	// the breaker off. Only retryable failures count: a permanent failure proves the sink answers,
-	// and an attempt cut short by our own context says nothing about the sink. The default is 20.
+	// Failures is how many consecutive failed attempts open the breaker, at most
+	// MaxBreakerFailures; a negative value turns the breaker off. Only retryable failures count: a
+	// permanent failure proves the sink answers, and an attempt cut short by our own context says
+	// nothing about the sink. The default is 20.
 	Failures int
 	// Cooldown is how long the breaker stays open before it lets a probe through. The default is
 	// 5s.
@@ -99,3 +101,7 @@ const (
 	MaxConcurrency = 4096
 	MaxQueueSize   = 1 << 20
 )
+
+// MaxBreakerFailures is the largest Breaker.Failures: the breaker counts failures in 32 bits. A
+// larger value is refused with ErrInvalidConfig rather than cut down to a threshold nobody set.
+const MaxBreakerFailures = math.MaxInt32

@@ -70,6 +70,8 @@ func normalize(sc SinkConfig) (SinkConfig, error) {
 		return sc, fmt.Errorf("%w: sink %q: Concurrency %d is above %d", ErrInvalidConfig, sc.Name, sc.Concurrency, MaxConcurrency)
 	case sc.QueueSize > MaxQueueSize:
 		return sc, fmt.Errorf("%w: sink %q: QueueSize %d is above %d", ErrInvalidConfig, sc.Name, sc.QueueSize, MaxQueueSize)
+	case sc.Breaker.Failures > MaxBreakerFailures:
+		return sc, fmt.Errorf("%w: sink %q: Breaker.Failures %d is above %d", ErrInvalidConfig, sc.Name, sc.Breaker.Failures, MaxBreakerFailures)
 	case sc.Breaker.Cooldown < 0:
 		return sc, fmt.Errorf("%w: sink %q: Breaker.Cooldown %v is negative", ErrInvalidConfig, sc.Name, sc.Breaker.Cooldown)
 	}
