@@ -41,7 +41,8 @@ func WithTopic(name string) Option {
 // WithTopicByType sends each event to the topic its Type maps to, such as
 // {"v2.users.{id}.presence": "gen-presence-status"}. An event of another type goes to fallback, or,
 // when fallback is "", fails with a permanent error wrapping ErrUnmappedType. Every name is checked
-// when the sink is built; the map is copied. There is no default.
+// when the sink is built; the map is copied. An empty map needs a fallback: without one no event
+// could go anywhere, and New and Dial refuse it. There is no default.
 func WithTopicByType(topics map[string]string, fallback string) Option {
 	return optionFunc(func(c *config) { c.setTopic(topicsByType(topics, fallback)) })
 }
@@ -50,8 +51,11 @@ func WithTopicByType(topics map[string]string, fallback string) Option {
 // "{topic}". Placeholders are {type}, {topic}, {source}, {account} and {region} (the last two from
 // Metadata); their values are made safe with SanitizeTopic, so "genesys.{type}" sends a
 // "v2.users.{id}.presence" event to "genesys.v2.users.id.presence". Literal text must already be
-// valid in a topic name. A result that is still invalid (empty, or longer than 249 bytes) fails the
-// Send permanently with ErrInvalidTopic. There is no default.
+// valid in a topic name. A template without placeholders must be a valid topic name itself (not
+// "." or "..", at most 249 bytes), and one with placeholders must have fewer than 249 bytes of
+// literal text, leaving them room; New, Dial and ValidTopicTemplate refuse others. A result that
+// is still invalid (empty, ".", "..", or longer than 249 bytes) fails the Send permanently with
+// ErrInvalidTopic. There is no default.
 func WithTopicTemplate(tmpl string) Option {
 	return optionFunc(func(c *config) { c.setTopic(topicTemplate(tmpl)) })
 }

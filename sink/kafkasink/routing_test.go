@@ -112,6 +112,12 @@ func TestTopicChoice(t *testing.T) {
 			},
 			failed: map[string]bool{"o": true}, // no Topic: an empty name
 		},
+		{
+			name:   "template without placeholders",
+			opt:    kafkasink.WithTopicTemplate("genesys-all"),
+			topics: []string{"genesys-all"},
+			want:   map[string]string{"p": "genesys-all", "c": "genesys-all", "o": "genesys-all"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

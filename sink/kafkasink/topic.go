@@ -29,21 +29,29 @@ type TopicFunc func(e *fanbridge.Event) (string, error)
 // ValidTopic reports whether Kafka accepts name as a topic name, with an error wrapping
 // ErrInvalidTopic that says why not.
 func ValidTopic(name string) error {
+	if problem := topicProblem(name); problem != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidTopic, problem)
+	}
+	return nil
+}
+
+// topicProblem says why Kafka refuses name as a topic name, or returns "" when it accepts it.
+func topicProblem(name string) string {
 	switch {
 	case name == "":
-		return fmt.Errorf("%w: empty", ErrInvalidTopic)
+		return "empty"
 	case name == "." || name == "..":
-		return fmt.Errorf("%w: %q is reserved", ErrInvalidTopic, name)
+		return fmt.Sprintf("%q is reserved", name)
 	case len(name) > maxTopicLen:
-		return fmt.Errorf("%w: %d bytes, longer than %d", ErrInvalidTopic, len(name), maxTopicLen)
+		return fmt.Sprintf("%d bytes, longer than %d", len(name), maxTopicLen)
 	}
 	for i := 0; i < len(name); i++ {
 		if !topicByte(name[i]) {
 			r, _ := utf8.DecodeRuneInString(name[i:])
-			return fmt.Errorf("%w: %q holds %q; Kafka allows only [a-zA-Z0-9._-]", ErrInvalidTopic, name, r)
+			return fmt.Sprintf("%q holds %q; Kafka allows only [a-zA-Z0-9._-]", name, r)
 		}
 	}
-	return nil
+	return ""
 }
 
 func topicByte(c byte) bool {
@@ -94,6 +102,9 @@ func fixedTopic(name string) (topicChooser, error) {
 }
 
 func topicsByType(topics map[string]string, fallback string) (topicChooser, error) {
+	if len(topics) == 0 && fallback == "" {
+		return topicChooser{}, errors.New("WithTopicByType: no type is mapped to a topic and there is no fallback, so every event would fail with ErrUnmappedType: map a type, or give a fallback")
+	}
 	m := make(map[string]string, len(topics))
 	for typ, name := range topics {
 		if err := ValidTopic(name); err != nil {
@@ -142,7 +153,10 @@ var templateFields = map[string]func(*fanbridge.Event) string{
 
 // topicTemplate parses a template such as "genesys.{type}": literal text, which must already be
 // valid in a topic name, and placeholders {type}, {topic}, {source}, {account} and {region},
-// whose values are sanitised with SanitizeTopic when an event fills them in.
+// whose values are sanitised with SanitizeTopic when an event fills them in. A template that no
+// event could turn into a valid name is refused here, rather than failing every event: one
+// without placeholders is a single name, checked as WithTopic's is, and one with placeholders
+// must leave them room, with less literal text than a name may have.
 func topicTemplate(tmpl string) (topicChooser, error) {
 	if tmpl == "" {
 		return topicChooser{}, fmt.Errorf("%w: empty template", ErrInvalidTopic)
@@ -170,15 +184,31 @@ func topicTemplate(tmpl string) (topicChooser, error) {
 		parts = append(parts, templatePart{field: field})
 		rest = rest[open+end+1:]
 	}
+	literal, placeholders := 0, 0
 	for _, p := range parts {
 		if p.field != nil {
+			placeholders++
 			continue
 		}
+		literal += len(p.literal)
 		for i := 0; i < len(p.literal); i++ {
 			if !topicByte(p.literal[i]) {
 				return topicChooser{}, fmt.Errorf("%w: template %q holds %q outside a placeholder", ErrInvalidTopic, tmpl, p.literal[i])
 			}
 		}
+	}
+	if placeholders == 0 {
+		if problem := topicProblem(tmpl); problem != "" {
+			return topicChooser{}, fmt.Errorf("%w: template %q has no placeholder, so it is the topic name itself: %s", ErrInvalidTopic, tmpl, problem)
+		}
+		return fixedTopic(tmpl)
+	}
+	// Every name the template makes holds all its literal text; at the limit or over it, only
+	// events whose placeholders are all empty would get a valid name, and a placeholder that
+	// must be empty has no use.
+	if literal >= maxTopicLen {
+		return topicChooser{}, fmt.Errorf("%w: template %q has %d bytes of literal text, which leaves its placeholders no room within Kafka's %d",
+			ErrInvalidTopic, tmpl, literal, maxTopicLen)
 	}
 	return topicChooser{f: func(e *fanbridge.Event) (string, error) {
 		var b strings.Builder

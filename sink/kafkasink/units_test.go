@@ -200,10 +200,17 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{name: "bad fixed topic", opts: []kafkasink.Option{kafkasink.WithTopic("a b")}, wantIs: kafkasink.ErrInvalidTopic},
 		{name: "bad mapped topic", opts: []kafkasink.Option{kafkasink.WithTopicByType(map[string]string{"t": "a/b"}, "")}, wantIs: kafkasink.ErrInvalidTopic, text: `type "t"`},
 		{name: "bad fallback", opts: []kafkasink.Option{kafkasink.WithTopicByType(nil, "..")}, wantIs: kafkasink.ErrInvalidTopic, text: "fallback"},
+		// Every event would fail with ErrUnmappedType.
+		{name: "empty type map, no fallback", opts: []kafkasink.Option{kafkasink.WithTopicByType(map[string]string{}, "")}, wantIs: kafkasink.ErrInvalidConfig, text: "no type is mapped to a topic and there is no fallback"},
+		{name: "nil type map, no fallback", opts: []kafkasink.Option{kafkasink.WithTopicByType(nil, "")}, wantIs: kafkasink.ErrInvalidConfig, text: "no type is mapped to a topic and there is no fallback"},
 		{name: "unknown placeholder", opts: []kafkasink.Option{kafkasink.WithTopicTemplate("x.{detail}")}, wantIs: kafkasink.ErrInvalidTopic, text: "{detail}"},
 		{name: "unclosed placeholder", opts: []kafkasink.Option{kafkasink.WithTopicTemplate("x.{type")}, wantIs: kafkasink.ErrInvalidTopic, text: "unclosed"},
 		{name: "bad literal", opts: []kafkasink.Option{kafkasink.WithTopicTemplate("x/{type}")}, wantIs: kafkasink.ErrInvalidTopic, text: "outside a placeholder"},
 		{name: "empty template", opts: []kafkasink.Option{kafkasink.WithTopicTemplate("")}, wantIs: kafkasink.ErrInvalidTopic},
+		// Templates every event would fail with.
+		{name: "reserved name as template", opts: []kafkasink.Option{kafkasink.WithTopicTemplate("..")}, wantIs: kafkasink.ErrInvalidTopic, text: "reserved"},
+		{name: "template over the limit", opts: []kafkasink.Option{kafkasink.WithTopicTemplate(strings.Repeat("a", 250))}, wantIs: kafkasink.ErrInvalidTopic, text: "longer than 249"},
+		{name: "template literal leaves no room", opts: []kafkasink.Option{kafkasink.WithTopicTemplate(strings.Repeat("a", 249) + "{type}")}, wantIs: kafkasink.ErrInvalidTopic, text: "no room"},
 		{name: "nil topic func", opts: []kafkasink.Option{kafkasink.WithTopicFunc(nil)}, wantIs: kafkasink.ErrInvalidTopic},
 		{name: "nil key func", opts: []kafkasink.Option{kafkasink.WithTopic("a"), kafkasink.WithKey(nil)}, wantIs: kafkasink.ErrInvalidConfig},
 		{name: "zero close timeout", opts: []kafkasink.Option{kafkasink.WithTopic("a"), kafkasink.WithCloseTimeout(0)}, wantIs: kafkasink.ErrInvalidConfig},
@@ -222,12 +229,18 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	assert.ErrorIs(t, err, kafkasink.ErrInvalidConfig)
 }
 
-// ValidTopicTemplate gives the answer New gives, without a client.
+// ValidTopicTemplate gives the answer New gives, without a client: it refuses a template that
+// no event could turn into a valid topic name, since every event would then fail permanently.
 func TestValidTopicTemplate(t *testing.T) {
-	for _, tmpl := range []string{"genesys.{type}", "{topic}", "a-{account}_{region}.{source}", "plain"} {
+	for _, tmpl := range []string{"genesys.{type}", "{topic}", "a-{account}_{region}.{source}", "plain", ".{type}", "...",
+		strings.Repeat("a", 249), strings.Repeat("a", 248) + "{type}"} {
 		assert.NoError(t, kafkasink.ValidTopicTemplate(tmpl), tmpl)
 	}
-	for tmpl, text := range map[string]string{"x.{detail}": "{detail}", "x.{type": "unclosed", "x/{type}": "outside a placeholder", "": "empty"} {
+	for tmpl, text := range map[string]string{
+		"x.{detail}": "{detail}", "x.{type": "unclosed", "x/{type}": "outside a placeholder", "": "empty",
+		".": "reserved", "..": "reserved", strings.Repeat("a", 250): "longer than 249",
+		strings.Repeat("a", 249) + "{type}": "no room", strings.Repeat("a", 200) + "{type}" + strings.Repeat("b", 60): "no room",
+	} {
 		err := kafkasink.ValidTopicTemplate(tmpl)
 		require.ErrorIs(t, err, kafkasink.ErrInvalidTopic, tmpl)
 		assert.Contains(t, err.Error(), text, tmpl)
