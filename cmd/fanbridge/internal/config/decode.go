@@ -478,6 +478,11 @@ func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string, depth i
 					buf.WriteString(n.Value)
 					return nil
 				}
+				// As everywhere in the file, a boolean is true or false: YAML also reads True,
+				// TRUE, False and FALSE as booleans, and a pattern would otherwise hold the
+				// string "True", which matches no boolean of an event.
+				d.fail(path, n, "want true or false, got %s (quote it for the text)", strconv.Quote(n.Value))
+				return errBadPattern
 			case "!!int", "!!float":
 				if json.Valid([]byte(n.Value)) {
 					buf.WriteString(n.Value)
