@@ -160,6 +160,12 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "bad topic", from: "topic: t}", to: "topic: \"a b\"}", wantError: "config: sinks[0].kafka.topic:"},
 		{name: "bad template placeholder", from: "topic: t}", to: "topic_template: \"x.{typo}\"}", wantError: "config: sinks[0].kafka.topic_template: template \"x.{typo}\" uses unknown placeholder {typo}"},
 		{name: "bad topic_by_type topic", from: "topic: t}", to: "topic_by_type: {\"v2.users.{id}.presence\": \"no way\"}}", wantError: `config: sinks[0].kafka.topic_by_type["v2.users.{id}.presence"]:`},
+		{name: "reference in a topic_by_type key", from: "topic: t}", to: "topic_by_type: {\"${PRESENCE_TYPE}\": presence}}",
+			wantError: `config: sinks[0].kafka.topic_by_type["${PRESENCE_TYPE}"]: a key may not hold a ${...} reference: references expand in values only, so write the key out ($${ is a literal ${) (line 8)`},
+		{name: "reference in a Basic user name", from: `- api_key: {header: X-Api-Key, keys: ["k-0123456789"]}`, to: `- basic: {users: {"${EB_USER}": "${EB_PASSWORD}"}}`,
+			wantError: `config: intake[0].verifiers[0].basic.users["${EB_USER}"]: a key may not hold a ${...} reference`},
+		{name: "reference in a pattern key", from: `pattern: {source: [{prefix: "aws."}]}`, to: `pattern: {detail: {"${FIELD}": [x]}}`,
+			wantError: `config: routes[0].pattern.detail["${FIELD}"]: a key may not hold a ${...} reference`},
 		{name: "YAML's True in a pattern", from: `pattern: {source: [{prefix: "aws."}]}`, to: `pattern: {detail: {urgent: [True]}}`,
 			wantError: `config: routes[0].pattern.detail.urgent[0]: want true or false, got "True" (quote it for the text) (line 13)`},
 		{name: "YAML's FALSE in a pattern", from: `pattern: {source: [{prefix: "aws."}]}`, to: `pattern: {detail: {urgent: [FALSE]}}`,
@@ -462,6 +468,16 @@ func TestLiteralDollarBrace(t *testing.T) {
 	c, err := config.Parse([]byte(doc), env(nil))
 	require.NoError(t, err)
 	assert.Equal(t, "${NOT_A_VAR}-0123", c.Intake[0].Verifiers[0].APIKey.Keys[0])
+
+	// In a key, which is never expanded, $${ is a literal ${ too.
+	doc = strings.Replace(minimal, `- api_key: {header: X-Api-Key, keys: ["k-0123456789"]}`, `- basic: {users: {"$${USER}": "password-0123"}}`, 1)
+	doc = strings.Replace(doc, "topic: t}", `topic_by_type: {"$${T}.x": t}}`, 1)
+	doc = strings.Replace(doc, `pattern: {source: [{prefix: "aws."}]}`, `pattern: {detail: {"a$${B}": [True1, "True"]}}`, 1)
+	c, err = config.Parse([]byte(doc), env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"${USER}": "password-0123"}, c.Intake[0].Verifiers[0].Basic.Users)
+	assert.Equal(t, map[string]string{"${T}.x": "t"}, c.Sinks[0].Kafka.TopicByType)
+	assert.Equal(t, `{"detail":{"a${B}":["True1","True"]}}`, string(c.Routes[0].Pattern.JSON))
 }
 
 func TestSecretsNeverInErrors(t *testing.T) {
@@ -520,7 +536,9 @@ func TestPatternJSONStringExpansion(t *testing.T) {
 			wantJSON: `{"source":["a\"],\"detail-type\":[\"x"]}`},
 		{name: "inside a longer string, numbers as written", pattern: `'{"source": ["aws.partner/${BUS}"], "detail": {"n": [{"numeric": [">", 1.50]}], "b": [true, null]}}'`,
 			env: map[string]string{"BUS": "genesys.com/<x>&"}, wantJSON: `{"source":["aws.partner/genesys.com/<x>&"],"detail":{"n":[{"numeric":[">",1.50]}],"b":[true,null]}}`},
-		{name: "keys are kept as written", pattern: `'{"${K}": ["${V}"]}'`, env: map[string]string{"K": "source", "V": "v"}, wantJSON: `{"${K}":["v"]}`},
+		{name: "a key is not expanded", pattern: `'{"${K}": ["x"]}'`, env: map[string]string{"K": "source-from-env"},
+			wantErr: `config: routes[0].pattern: the key "${K}": a key may not hold a ${...} reference: references expand in values only, so write the key out ($${ is a literal ${)`},
+		{name: "a literal dollar brace in a key", pattern: `'{"$${K}": ["v"]}'`, wantJSON: `{"${K}":["v"]}`},
 		{name: "reference spelt with an escape", pattern: `'{"source": ["\u0024{SRC}"]}'`, env: map[string]string{"SRC": "v"}, wantJSON: `{"source":["v"]}`},
 		{name: "other escapes, read as JSON reads them", pattern: `'{"source": ["\u0061"]}'`, wantJSON: `{"source":["a"]}`},
 		{name: "literal dollar brace", pattern: `'{"source": ["$${SRC}"]}'`, wantJSON: `{"source":["${SRC}"]}`},

@@ -115,6 +115,41 @@ func (d *decoder) scalar(path string, n *yaml.Node) (string, bool, bool) {
 	return out, changed, true
 }
 
+// key returns the text of the mapping key k at path, in a mapping whose keys are data (Basic's
+// users, topic_by_type, an event pattern). ${...} expands in values only: a key holding a
+// reference is refused, rather than taken as written, which would make the reference's text the
+// key (a user named "${EB_USER}"). $${ stands for a literal ${, as in values.
+func (d *decoder) key(path string, k *yaml.Node) (string, bool) {
+	text, err := literalKey(k.Value)
+	if err != nil {
+		d.fail(path, k, "%v", err)
+		return "", false
+	}
+	return text, true
+}
+
+// literalKey returns the key text s with each $${ read as a literal ${, and refuses a ${...}
+// reference in it.
+func literalKey(s string) (string, error) {
+	if !strings.Contains(s, "${") {
+		return s, nil
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		if i == 0 || s[i-1] != '$' {
+			return "", errors.New("a key may not hold a ${...} reference: references expand in values only, so write the key out ($${ is a literal ${)")
+		}
+		b.WriteString(s[:i-1])
+		b.WriteString("${")
+		s = s[i+2:]
+	}
+}
+
 // show quotes a value for an error message unless it came from the environment.
 func show(text string, expanded bool) string {
 	if expanded {
@@ -240,9 +275,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 				continue
 			}
 			seen[k.Value] = true
+			key, ok := d.key(kp, k)
+			if !ok {
+				continue
+			}
 			ev := reflect.New(t.Elem()).Elem()
 			d.decode(val, ev, kp)
-			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(t.Key()), ev)
+			m.SetMapIndex(reflect.ValueOf(key).Convert(t.Key()), ev)
 		}
 		v.Set(m)
 	case reflect.String:
@@ -440,18 +479,23 @@ func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string, depth i
 				d.fail(path, k, "pattern keys must be strings")
 				return errBadPattern
 			}
+			kp := mapKeyPath(path, k.Value)
 			if seen[k.Value] {
-				d.fail(mapKeyPath(path, k.Value), k, "key given twice")
+				d.fail(kp, k, "key given twice")
 				return errBadPattern
 			}
 			seen[k.Value] = true
+			key, ok := d.key(kp, k)
+			if !ok {
+				return errBadPattern
+			}
 			if i > 0 {
 				buf.WriteByte(',')
 			}
-			kb, _ := json.Marshal(k.Value)
+			kb, _ := json.Marshal(key)
 			buf.Write(kb)
 			buf.WriteByte(':')
-			if err := d.nodeJSON(buf, n.Content[i+1], mapKeyPath(path, k.Value), depth+1); err != nil {
+			if err := d.nodeJSON(buf, n.Content[i+1], kp, depth+1); err != nil {
 				return err
 			}
 		}
@@ -514,8 +558,9 @@ type jsonFrame struct {
 
 // expandJSONStrings expands ${ENV} in the string values of a pattern written as JSON, once the
 // JSON is parsed, as the YAML form does: expanding the text before parsing it would let a value
-// such as `a"],"detail-type":["x` add keys to the pattern. Keys are kept as written, as the YAML
-// form keeps them, and numbers keep their text. A reference outside a string is refused.
+// such as `a"],"detail-type":["x` add keys to the pattern. Keys are not expanded, as in the YAML
+// form: a key holding a reference is refused (see literalKey). Numbers keep their text. A
+// reference outside a string is refused.
 // The strings expanded and the values taken from the environment are recorded under path, the
 // pattern's key.
 func (d *decoder) expandJSONStrings(text, path string) ([]byte, error) {
@@ -576,7 +621,11 @@ func (d *decoder) expandJSONStrings(text, path string) ([]byte, error) {
 			key := len(stack) > 0 && stack[len(stack)-1].object && stack[len(stack)-1].wantKey
 			before()
 			val := tok
-			if !key {
+			if key {
+				if val, err = literalKey(tok); err != nil {
+					return nil, fmt.Errorf("the key %s: %w", strconv.Quote(tok), err)
+				}
+			} else {
 				expanded, changed, vals, _, err := expand(tok, d.lookup)
 				if err != nil {
 					return nil, err
