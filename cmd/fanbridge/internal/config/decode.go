@@ -261,10 +261,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			d.fail(path, n, "want a mapping, got %s", kindName(n))
 			return
 		}
-		m := reflect.MakeMapWithSize(t, len(n.Content)/2)
+		ps, ok := d.pairs(n, path)
+		if !ok {
+			return
+		}
+		m := reflect.MakeMapWithSize(t, len(ps))
 		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
+		for _, p := range ps {
+			k, val := p.key, p.val
 			if k.Kind != yaml.ScalarNode {
 				d.fail(path, k, "keys must be single values")
 				continue
@@ -381,10 +385,14 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		d.fail(path, n, "want a mapping, got %s", kindName(n))
 		return
 	}
+	ps, ok := d.pairs(n, path)
+	if !ok {
+		return
+	}
 	known := fields(v.Type())
 	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
+	for _, p := range ps {
+		k, val := p.key, p.val
 		if k.Kind != yaml.ScalarNode {
 			d.fail(path, k, "keys must be single values")
 			continue
@@ -471,10 +479,14 @@ func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string, depth i
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
+		ps, ok := d.pairs(n, path)
+		if !ok {
+			return errBadPattern
+		}
 		buf.WriteByte('{')
 		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
+		for i, p := range ps {
+			k := p.key
 			if k.Kind != yaml.ScalarNode {
 				d.fail(path, k, "pattern keys must be strings")
 				return errBadPattern
@@ -495,7 +507,7 @@ func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string, depth i
 			kb, _ := json.Marshal(key)
 			buf.Write(kb)
 			buf.WriteByte(':')
-			if err := d.nodeJSON(buf, n.Content[i+1], kp, depth+1); err != nil {
+			if err := d.nodeJSON(buf, p.val, kp, depth+1); err != nil {
 				return err
 			}
 		}

@@ -33,6 +33,8 @@ func FuzzParse(f *testing.F) {
 	f.Add(strings.Replace(minimal, `pattern: {source: [{prefix: "aws."}]}`, `cel: "event.source == '${S}' && nosuchvar &&\n true"`, 1))
 	f.Add(strings.Replace(minimal, `pattern: {source: [{prefix: "aws."}]}`, `pattern: {n: [{numeric: ["${OP}", 1]}]}`, 1))
 	f.Add(strings.Replace(minimal, "topic: t}", `topic: t, key: "by-${S}"}`, 1))
+	f.Add(strings.Replace(minimal, `pattern: {source: [{prefix: "aws."}]}`, `pattern: &p {<<: [{a: [True]}, &q {<<: *p}], "${K}": [1]}`, 1))
+	f.Add(strings.Replace(minimal, "topic: t}", "topic: t, <<: &c {sasl: {<<: *c}}}", 1) + "<<: {dlq: {file: {dir: /tmp/x}}}\n")
 	f.Add(strings.Replace(minimal, "header: X-Api-Key", `header: "X Api ${S}"`, 1))
 	f.Add(strings.Replace(minimal, "topic: t}", "topic: t, key: bogus}", 1) + "dispatch: {ordering_key: \"${ORDER}\"}\n")
 	const secret = "fuzz-secret-7Qz"

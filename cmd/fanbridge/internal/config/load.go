@@ -337,11 +337,17 @@ func LoadDLQ(path string, lookup Lookup) (*Config, error) {
 		return nil, err
 	}
 	// The dlq key and value nodes themselves, not a copy of their text: aliases keep pointing
-	// at anchors elsewhere in the file, and errors keep the file's line numbers.
+	// at anchors elsewhere in the file, and errors keep the file's line numbers. A dlq key that a
+	// merge key (<<) brings in counts, as in Parse.
+	errs := &Errors{}
+	ps, ok := newDecoder(root, lookup, errs).pairs(root, "")
+	if !ok {
+		return nil, errs
+	}
 	only := &yaml.Node{Kind: yaml.MappingNode, Line: root.Line, Column: root.Column}
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value == "dlq" {
-			only.Content = append(only.Content, root.Content[i], root.Content[i+1])
+	for _, p := range ps {
+		if p.key.Kind == yaml.ScalarNode && p.key.Value == "dlq" {
+			only.Content = append(only.Content, p.key, p.val)
 		}
 	}
 	if len(only.Content) == 0 {

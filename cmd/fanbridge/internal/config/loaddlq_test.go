@@ -63,6 +63,18 @@ dlq:
 	require.Error(t, derr)
 	assert.Contains(t, derr.Error(), "config: the file holds more than one YAML document")
 
+	// A dlq section, or settings in it, that merge keys (<<) bring in are read as Load reads them.
+	for _, text := range []string{
+		"<<: {dlq: {file: {dir: /tmp/x}}}\n",
+		"listen: {address: &dir /tmp/x}\ndlq: {file: {<<: {dir: *dir}}}\n",
+	} {
+		c, err = config.LoadDLQ(write(t, text), env(nil))
+		require.NoError(t, err, text)
+		require.NotNil(t, c, text)
+		require.NotNil(t, c.DLQ.File, text)
+		assert.Equal(t, "/tmp/x", c.DLQ.File.Dir, text)
+	}
+
 	c, err = config.LoadDLQ(write(t, "listen: {address: \"127.0.0.1:0\"}\n"), env(nil))
 	require.NoError(t, err)
 	assert.Nil(t, c, "no dlq section")
