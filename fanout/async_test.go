@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,6 +190,90 @@ func TestUpdateKeepsTheDLQAnEventStartedWith(t *testing.T) {
 	assert.Empty(t, newQ.Entries())
 	require.NoError(t, d.Dispatch(testContext(t), event("e2", "x")))
 	assert.True(t, newQ.Has("e2", "s"))
+}
+
+// closableDLQ refuses writes once closed, as a real queue's Put does after Close.
+type closableDLQ struct {
+	memDLQ
+	closed atomic.Bool
+}
+
+func (q *closableDLQ) Put(ctx context.Context, e dlq.Entry) error {
+	if q.closed.Load() {
+		return errors.New("dead-letter queue closed")
+	}
+	return q.memDLQ.Put(ctx, e)
+}
+
+// An Update does not wait for the events accepted under the configuration it replaces, which
+// still dead-letter to its queue (in Async mode, for as long as they stay queued): Settle says
+// when that queue may be closed. Closed then, it loses nothing.
+func TestSettleSaysWhenAReplacedDLQMayBeClosed(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mode   fanout.Mode
+		change func(*fanout.SinkConfig)
+	}{
+		{"async, sink kept", fanout.Async, func(*fanout.SinkConfig) {}},
+		{"async, sink rebuilt", fanout.Async, func(sc *fanout.SinkConfig) { sc.Concurrency = 2 }},
+		{"sync, sink kept", fanout.Sync, func(*fanout.SinkConfig) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &switchSink{gate: make(chan struct{}), entered: make(chan struct{}, 2)}
+			s.down.Store(true)
+			oldQ, newQ := &closableDLQ{}, &closableDLQ{}
+			cfg := fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: 1, Retry: retry.Policy{MaxAttempts: 1}}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+				DLQ:    oldQ,
+			}
+			d, err := fanout.New(cfg, fanout.WithMode(tc.mode))
+			require.NoError(t, err)
+			ctx := testContext(t)
+			require.NoError(t, d.Settle(ctx), "nothing replaced")
+
+			// Async: e1 and e2 are accepted, and e2 waits behind e1 (Concurrency 1). Sync: e1 is
+			// under way.
+			ids := []string{"e1"}
+			if tc.mode == fanout.Async {
+				ids = append(ids, "e2")
+			}
+			dispatched := make(chan error, len(ids))
+			for _, id := range ids {
+				go func() { dispatched <- d.Dispatch(ctx, event(id, "x")) }()
+			}
+			recv(t, s.entered)
+			if tc.mode == fanout.Async {
+				require.NoError(t, recv(t, dispatched))
+				require.NoError(t, recv(t, dispatched))
+			}
+			cfg.DLQ = newQ
+			tc.change(&cfg.Sinks[0])
+			require.NoError(t, d.Update(cfg))
+
+			cancelled, cancel := context.WithCancel(ctx)
+			cancel()
+			require.ErrorIs(t, d.Settle(cancelled), context.Canceled, "events accepted before the Update are under way")
+
+			settled := make(chan error, 1)
+			go func() { settled <- d.Settle(ctx) }()
+			close(s.gate)
+			require.NoError(t, recv(t, settled))
+			oldQ.closed.Store(true)
+			for _, id := range ids {
+				assert.True(t, oldQ.Has(id, "s"), id)
+			}
+			if tc.mode == fanout.Sync {
+				require.NoError(t, recv(t, dispatched))
+			}
+
+			require.NoError(t, d.Dispatch(ctx, event("e3", "x")))
+			require.NoError(t, d.Close(ctx), "nothing lost")
+			assert.True(t, newQ.Has("e3", "s"))
+			assert.Len(t, oldQ.Entries(), len(ids))
+			assert.ErrorIs(t, d.Settle(ctx), fanbridge.ErrClosed)
+		})
+	}
 }
 
 func TestAsyncEventOlderThanMaxAgeGetsNoAttempt(t *testing.T) {

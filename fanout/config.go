@@ -20,7 +20,9 @@ type Config struct {
 	// that matches it, each sink once.
 	Routes []Route
 	// DLQ takes what a sink could not deliver. With none, a failed sink makes the dispatch fail so
-	// that the sender retries.
+	// that the sender retries. The Dispatcher never closes it. Events accepted under this Config
+	// keep writing to it after an Update replaced it: see Dispatcher.Settle for when it may be
+	// closed.
 	DLQ dlq.Queue
 }
 

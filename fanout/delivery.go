@@ -37,6 +37,7 @@ type task struct {
 	route   string
 	arrived time.Time // for the retry policy's age budget
 	queue   dlq.Queue // the dead-letter queue of the snapshot the event started with
+	snap    *snapshot // Async: that snapshot, which counts the task until it is finished
 	state   atomic.Uint32
 	g       *group // the Sync dispatch waiting for the task; nil in Async mode
 	runBy   uint8  // who runs it: a worker, or the Sync dispatch's own goroutine (runInline, runTaken)

@@ -302,6 +302,8 @@ func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanb
 		t := d.tasks.Get().(*task)
 		t.sink, t.e, t.ctx, t.key, t.route, t.arrived, t.queue, t.g = tg.sink, e, tctx, order, tg.route, arrived, s.dlq, nil
 		t.timed = d.timed
+		t.snap = s
+		s.async.Add(1)
 		t.state.Store(taskQueued)
 		tg.sink.submit(t)
 	}
@@ -517,8 +519,10 @@ func (d *Dispatcher) finish(t *task, out SinkResult) {
 		d.tel.logger.Error("fanout: event lost: neither delivered nor dead-lettered", "event_id", t.e.ID,
 			"sink", out.Sink, "route", out.Route, "error", out.Err, "dlq_error", out.DeadLetterErr)
 	}
+	s := t.snap
 	*t = task{}
 	d.tasks.Put(t)
+	s.asyncDone()
 }
 
 // group is the state of one dispatch: its targets and, in Sync mode, its tasks. Groups are
@@ -645,6 +649,12 @@ func (d *Dispatcher) stop() {
 // queued to the old one are finished, whatever the other sinks of their dispatches still do.
 // Events accepted meanwhile wait in its queue, and the old one's count against its QueueSize.
 //
+// Events accepted before the swap are dead-lettered, when they fail, to the dead-letter queue of
+// the configuration they were accepted under, for as long as they are queued (in Async mode, until
+// their sink gets to them). So a dead-letter queue that cfg replaces is still in use when Update
+// returns: close it only once Settle, called after Update, returns nil, or once Close has
+// returned.
+//
 // cfg is checked first; on error nothing changes.
 func (d *Dispatcher) Update(cfg Config) error {
 	d.updateMu.Lock()
@@ -676,6 +686,26 @@ func (d *Dispatcher) SetRoutes(routes []Route) error {
 	}
 	d.commit(old, newSnapshot(old.sinks, rs, old.dlq), nil)
 	return nil
+}
+
+// Settle waits until the configurations that Update and SetRoutes replaced before it was called
+// are done with: every event accepted under them is delivered, dead-lettered or failed, and the
+// sinks only they had are closed (see WithSinkClosing). A dead-letter queue that only they had is
+// then no longer used, and may be closed. In Async mode that takes as long as the events accepted
+// before the swap wait in their sinks' queues. Settle returns nil at once when nothing was
+// replaced, an error wrapping ctx's when ctx ends first, and fanbridge.ErrClosed (wrapped) once
+// Close has begun: close the queues after Close returns.
+func (d *Dispatcher) Settle(ctx context.Context) error {
+	s := d.snap.Load()
+	if s == nil {
+		return errClosed
+	}
+	select {
+	case <-s.prevSettled:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("fanout: settle: %w", ctx.Err())
+	}
 }
 
 // withdrawQueued gives every task of g that no worker has started yet its outcome now that g's
@@ -773,11 +803,11 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 		st.start()
 	}
 	if old == nil {
-		s.prevAll, s.prevHanded = closedChan, closedChan
+		s.prevAll, s.prevHanded, s.prevSettled = closedChan, closedChan, closedChan
 		d.snap.Store(s)
 		return
 	}
-	s.prevAll, s.prevHanded = old.all, old.allHanded
+	s.prevAll, s.prevHanded, s.prevSettled = old.all, old.allHanded, old.settled
 	d.snap.Store(s)
 	var gone []*sinkState
 	for _, o := range old.sinks {
@@ -802,6 +832,8 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 // so that their workers finish what is queued and stop, and, once no dispatch can reach the sinks
 // at all (a Sync dispatch also sends on its own goroutine), closes those no running sink shares.
 // A sink rebuilt under ordering keys waits only for the first: for its predecessor's workers.
+// Then, once the Async deliveries accepted under old (on sinks kept too) are finished, old has
+// settled.
 func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 	defer d.retiring.Done()
 	<-old.handedOut
@@ -811,6 +843,7 @@ func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 		close(st.queue)
 	}
 	<-old.drained
+	old.asyncDone() // no dispatch can accept another under old
 	<-old.prevAll
 	close(old.all)
 	for _, st := range gone {
@@ -822,6 +855,9 @@ func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 		d.sinkMu.Unlock()
 		d.dropSink(st)
 	}
+	<-old.quiet
+	<-old.prevSettled
+	close(old.settled)
 }
 
 func (d *Dispatcher) dropSink(st *sinkState) {

@@ -180,8 +180,10 @@
 // io.Closer), once drained, on Close and on removal by Update, unless WithSinkClosing(false); a
 // Sink value shared by several sink names is closed once, when the last goes. Sink values are
 // told apart with ==, so one with a Close that cannot be compared (a struct holding a slice, say)
-// is refused: pass a pointer. The dead-letter
-// queue is never closed by the Dispatcher: close it after Close returns.
+// is refused: pass a pointer. The dead-letter queue is never closed by the Dispatcher: close it
+// after Close returns. One that an Update replaced is still written to by the events accepted
+// before it (in Async mode, for as long as they wait in a queue), so it cannot be closed when
+// Update returns: Settle says when nothing uses it any more.
 //
 // # Observability
 //

@@ -41,6 +41,16 @@ type snapshot struct {
 	handedOut  chan struct{}   // closed when handing reaches zero
 	prevHanded <-chan struct{} // closed when every older snapshot has handed out
 	allHanded  chan struct{}   // closed when this one and every older one have handed out
+
+	// async counts the Async deliveries accepted under the snapshot and not finished, which
+	// write to its dead-letter queue, plus one until it has drained, when no dispatch can
+	// accept another.
+	async       atomic.Int64
+	quiet       chan struct{}   // closed when async reaches zero
+	prevSettled <-chan struct{} // closed when every older snapshot has settled
+	// settled is closed when this one and every older one are quiet and their removed sinks
+	// are closed: nothing they alone had is used any more (see Dispatcher.Settle).
+	settled chan struct{}
 }
 
 type routeState struct {
@@ -65,9 +75,10 @@ const minShared = 2
 
 func newSnapshot(sinks []*sinkState, routes []routeState, q dlq.Queue) *snapshot {
 	s := &snapshot{sinks: sinks, routes: routes, dlq: q, drained: make(chan struct{}), all: make(chan struct{}),
-		handedOut: make(chan struct{}), allHanded: make(chan struct{})}
+		handedOut: make(chan struct{}), allHanded: make(chan struct{}), quiet: make(chan struct{}), settled: make(chan struct{})}
 	s.refs.Store(1)
 	s.handing.Store(1)
+	s.async.Store(1)
 	n := 0
 	for i := range routes {
 		if routes[i].pattern != nil {
@@ -97,6 +108,13 @@ func newSnapshot(sinks []*sinkState, routes []routeState, q dlq.Queue) *snapshot
 func (s *snapshot) release() {
 	if s.refs.Add(-1) == 0 {
 		close(s.drained)
+	}
+}
+
+// asyncDone ends an Async delivery accepted under s, or, once s has drained, s's own hold.
+func (s *snapshot) asyncDone() {
+	if s.async.Add(-1) == 0 {
+		close(s.quiet)
 	}
 }
 
