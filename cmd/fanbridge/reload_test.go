@@ -29,7 +29,7 @@ routes:
 %[4]s
 dlq: {file: {dir: "%[5]s"}}
 logging: {level: info, format: json}
-reload: {watch: %[6]t, interval: 20ms}
+reload: {watch: %[6]t, interval: 100ms}
 %[7]s`
 
 // Configuration A sends everything to reload.a; configuration B drops that sink, adds kafka-b,

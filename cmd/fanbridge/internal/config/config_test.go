@@ -234,6 +234,8 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "bad log level", doc: minimal + "logging: {level: loud}\n", wantError: `config: logging.level: want debug, info, warn or error, got "loud"`},
 		{name: "bad bool", doc: minimal + "logging: {events: yes}\n", wantError: `config: logging.events: want true or false, got "yes"`},
 		{name: "sample ratio out of range", doc: minimal + "tracing: {sample_ratio: 2}\n", wantError: "config: tracing.sample_ratio: want a number from 0 to 1"},
+		{name: "reload interval too short", doc: minimal + "reload: {watch: true, interval: 1ns}\n", wantError: "config: reload.interval: want at least 100ms (0 for the default, 2s)"},
+		{name: "reload interval just too short", doc: minimal + "reload: {interval: 99ms}\n", wantError: "config: reload.interval: want at least 100ms"},
 		{name: "ready delay too long", doc: minimal + "shutdown: {ready_delay: 10m}\n", wantError: "config: shutdown.ready_delay: want at most 5m0s"},
 		{name: "negative ready delay", doc: minimal + "shutdown: {ready_delay: -1s}\n", wantError: "config: shutdown.ready_delay:"},
 		{name: "mapping where a list goes", doc: minimal + "listen: [a]\n", wantError: "config: listen: want a mapping, got a list"},

@@ -41,6 +41,9 @@ const (
 	// a slip of the keyboard is refused here, naming the key, rather than by the dispatcher.
 	MaxConcurrency = fanout.MaxConcurrency
 	MaxQueueSize   = fanout.MaxQueueSize
+	// MinReloadInterval is the shortest reload.interval: the watch reads and hashes the whole
+	// file every interval, and an interval of a few nanoseconds keeps a core busy doing that.
+	MinReloadInterval = 100 * time.Millisecond
 )
 
 // verifierSecrets are the verifier keys that hold keys, secrets, tokens and passwords (Basic's
@@ -77,6 +80,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Shutdown.ReadyDelay.D() > MaxReadyDelay {
 		e.addf("shutdown.ready_delay", "want at most %s", MaxReadyDelay)
+	}
+	if c.Reload.Interval.D() < MinReloadInterval {
+		e.addf("reload.interval", "want at least %s (0 for the default, %s)", MinReloadInterval, DefaultReloadInterval)
 	}
 	return e.err()
 }
