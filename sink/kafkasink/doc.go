@@ -37,8 +37,11 @@
 // "fanbridge-meta-correlation-id"), then the W3C trace context, traceparent and tracestate, as
 // sink.TraceContext gives it: the span in the context of Send when there is one (fanout's attempt
 // span, when its Dispatcher traces), otherwise the event's own trace metadata. Empty fields are
-// left out. The core headers follow the CloudEvents Kafka binding in binary mode, so a
-// CloudEvents SDK reads a record as an event whose data is the body. EventFromRecord turns a
+// left out, but for ce_source, which CloudEvents requires: an event without a Source (the
+// WebSocket notification intake's, a webhook's that names none) gets "urn:fanbridge:" and its
+// Metadata format, such as "urn:fanbridge:notification" (see HeaderSource), which
+// EventFromRecord reads back as no Source. The core headers follow the CloudEvents Kafka binding
+// in binary mode, so a CloudEvents SDK reads a record as an event whose data is the body. EventFromRecord turns a
 // record back into the event. The record's own timestamp is the time it was produced, not the
 // event time, so that broker-side retention and timestamp limits judge it as new.
 //

@@ -90,7 +90,22 @@ func FuzzRecordRoundTrip(f *testing.F) {
 				delete(wantMeta, k)
 			}
 		}
-		if back.ID != e.ID || back.Type != e.Type || back.Topic != e.Topic || back.Source != e.Source ||
+		// CloudEvents requires a source: an event without one gets a default, which reads back
+		// as none, as does an event whose own Source is that default.
+		written := ""
+		for _, h := range r.Headers {
+			if h.Key == kafkasink.HeaderSource {
+				written = string(h.Value)
+			}
+		}
+		if written == "" {
+			t.Fatalf("record of %+v has no %s", e, kafkasink.HeaderSource)
+		}
+		wantSource := e.Source
+		if back.Source == "" && written == e.Source && strings.HasPrefix(written, "urn:fanbridge:") {
+			wantSource = ""
+		}
+		if back.ID != e.ID || back.Type != e.Type || back.Topic != e.Topic || back.Source != wantSource ||
 			!back.Time.Equal(e.Time) || string(back.Data) != string(e.Data) || !maps.Equal(back.Metadata, wantMeta) {
 			t.Fatalf("round trip changed the event:\n got %+v\nwant %+v", back, e)
 		}

@@ -22,7 +22,11 @@ const (
 	HeaderID = "ce_id"
 	// HeaderType carries Event.Type, such as "v2.users.{id}.presence".
 	HeaderType = "ce_type"
-	// HeaderSource carries Event.Source, when set.
+	// HeaderSource carries Event.Source. CloudEvents requires a source, so an event without one
+	// (every event of the Genesys WebSocket notification intake, and webhooks that name none)
+	// gets a default: "urn:fanbridge:" followed by its Metadata[fanbridge.MetaFormat], such as
+	// "urn:fanbridge:notification", or "urn:fanbridge:event" when the format is empty or holds a
+	// character outside [a-zA-Z0-9._-]. EventFromRecord reads the default back as no Source.
 	HeaderSource = "ce_source"
 	// HeaderSubject carries Event.Topic, the concrete Genesys topic with real ids, when set.
 	HeaderSubject = "ce_subject"
@@ -47,7 +51,26 @@ const (
 	specVersion     = "1.0"
 	jsonContentType = "application/json"
 	valueEnvelope   = "envelope"
+	// defaultSourcePrefix and defaultSourceFormat make the HeaderSource of an event without a
+	// Source.
+	defaultSourcePrefix = "urn:fanbridge:"
+	defaultSourceFormat = "event"
 )
+
+// sourceFormat is what follows defaultSourcePrefix in the default source of e: its format,
+// when that is safe in a URN as it is, and defaultSourceFormat otherwise.
+func sourceFormat(e *fanbridge.Event) string {
+	f := e.Meta(fanbridge.MetaFormat)
+	if f == "" {
+		return defaultSourceFormat
+	}
+	for i := 0; i < len(f); i++ {
+		if !topicByte(f[i]) {
+			return defaultSourceFormat
+		}
+	}
+	return f
+}
 
 // metaHeaderNames caches the header names of the metadata keys fanbridge's decoders set, so
 // building a record does not concatenate them each time.
@@ -75,7 +98,10 @@ var ErrNotEvent = errors.New("kafkasink: record is not a fanbridge event")
 // described in the package documentation. Consumers use it to read fanbridge's records.
 //
 // The event's Data (or Raw, for a record written with WithEnvelopeValue) shares memory with
-// r.Value. A record without a HeaderID header, or with a HeaderTime that is not RFC 3339, is
+// r.Value. A HeaderSource that is the default a Sink writes for an event without a Source (see
+// HeaderSource) gives an event without one, so an event such as the notification intake's comes
+// back as it was sent; an event whose own Source was exactly that default comes back without it
+// too. A record without a HeaderID header, or with a HeaderTime that is not RFC 3339, is
 // refused with an error wrapping ErrNotEvent. Unknown headers are ignored; a repeated header
 // counts once, the last one winning.
 func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
@@ -113,6 +139,9 @@ func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
 	}
 	if !hasID {
 		return nil, fmt.Errorf("%w: no %s header", ErrNotEvent, HeaderID)
+	}
+	if rest, ok := strings.CutPrefix(e.Source, defaultSourcePrefix); ok && rest == sourceFormat(e) {
+		e.Source = ""
 	}
 	if len(r.Value) > 0 {
 		if envelope {

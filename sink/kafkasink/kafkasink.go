@@ -223,11 +223,17 @@ func (s *Sink) fill(ctx context.Context, p *pending, e *fanbridge.Event) error {
 	}
 	key := s.cfg.key(e)
 	traceparent, tracestate := sink.TraceContext(ctx, e)
+	var format string // of the default source, for an event without one
+	sourceLen := len(e.Source)
+	if e.Source == "" {
+		format = sourceFormat(e)
+		sourceLen = len(defaultSourcePrefix) + len(format)
+	}
 
 	// Every string the record needs goes into one buffer, sized up front so the slices taken from
 	// it stay valid.
 	p.keys = p.keys[:0]
-	size := len(key) + len(e.ID) + len(e.Type) + len(e.Source) + len(e.Topic) + len(time.RFC3339Nano) + 8 +
+	size := len(key) + len(e.ID) + len(e.Type) + sourceLen + len(e.Topic) + len(time.RFC3339Nano) + 8 +
 		len(traceparent) + len(tracestate)
 	for k, v := range e.Metadata {
 		if k == fanbridge.MetaTraceparent || k == fanbridge.MetaTracestate {
@@ -254,6 +260,11 @@ func (s *Sink) fill(ctx context.Context, p *pending, e *fanbridge.Event) error {
 	h = append(h, kgo.RecordHeader{Key: HeaderType, Value: take(e.Type)})
 	if e.Source != "" {
 		h = append(h, kgo.RecordHeader{Key: HeaderSource, Value: take(e.Source)})
+	} else {
+		// CloudEvents requires a non-empty source; see HeaderSource.
+		start := len(buf)
+		buf = append(append(buf, defaultSourcePrefix...), format...)
+		h = append(h, kgo.RecordHeader{Key: HeaderSource, Value: buf[start:len(buf):len(buf)]})
 	}
 	if e.Topic != "" {
 		h = append(h, kgo.RecordHeader{Key: HeaderSubject, Value: take(e.Topic)})

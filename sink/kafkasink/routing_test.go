@@ -287,17 +287,65 @@ func TestHeaders(t *testing.T) {
 	assert.Equal(t, customerEndEvent("c").Data, json.RawMessage(recs[0].Value))
 	assert.Equal(t, []byte("c"), recs[0].Key)
 
-	// An event with only an ID and a Type carries only those.
+	// An event with only an ID and a Type carries only those, and the source CloudEvents requires.
 	assert.Equal(t, []kgo.RecordHeader{
 		{Key: "ce_specversion", Value: []byte("1.0")},
 		{Key: "ce_id", Value: []byte("bare")},
 		{Key: "ce_type", Value: []byte(presenceType)},
+		{Key: "ce_source", Value: []byte("urn:fanbridge:event")},
 	}, recs[1].Headers)
 	assert.Empty(t, recs[1].Value)
 
 	// The record's timestamp is when it was produced, not the event time, so retention and
 	// timestamp checks on the broker never see a years-old record.
 	assert.WithinDuration(t, time.Now(), recs[0].Timestamp, time.Minute)
+}
+
+// CloudEvents 1.0 requires specversion, id, type and a non-empty source. An event without a
+// Source, as the WebSocket notification intake and some webhooks make them, gets a default one
+// named after its format, and reads back without one.
+func TestRecordWithoutSourceIsACloudEvent(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	s := newSink(t, newClient(t, c), kafkasink.WithTopic("events"))
+	withFormat := func(id, format string) *fanbridge.Event {
+		e := presenceEvent(id)
+		e.Source = ""
+		e.Metadata = map[string]string{fanbridge.MetaFormat: format}
+		return e
+	}
+	noFormat := presenceEvent("no-format")
+	noFormat.Source = ""
+	sent := []*fanbridge.Event{
+		withFormat("notification", "notification"),
+		withFormat("webhook", "webhook-attributes"),
+		noFormat,
+		withFormat("odd-format", "not a urn/part"),
+		presenceEvent("own-source"),
+	}
+	want := map[string]string{
+		"notification": "urn:fanbridge:notification",
+		"webhook":      "urn:fanbridge:webhook-attributes",
+		"no-format":    "urn:fanbridge:event",
+		"odd-format":   "urn:fanbridge:event",
+		"own-source":   "aws.partner/genesys.com/cloud/org/suffix",
+	}
+	for _, e := range sent {
+		require.NoError(t, s.Send(ctx, e))
+	}
+
+	recs := readAll(t, ctx, c, "events")
+	require.Len(t, recs, len(sent))
+	for i, r := range recs {
+		id := header(r, kafkasink.HeaderID)
+		for _, k := range []string{kafkasink.HeaderSpecVersion, kafkasink.HeaderID, kafkasink.HeaderType, kafkasink.HeaderSource} {
+			assert.NotEmpty(t, header(r, k), "%s: %s, which CloudEvents requires", id, k)
+		}
+		assert.Equal(t, want[id], header(r, kafkasink.HeaderSource), id)
+		back, err := kafkasink.EventFromRecord(r)
+		require.NoError(t, err)
+		assert.Equal(t, sent[i].Source, back.Source, "%s reads back with the Source it was sent with", id)
+	}
 }
 
 func TestEnvelopeValue(t *testing.T) {
