@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/demo"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/service"
@@ -514,8 +517,10 @@ a Genesys notification or webhook), decoded as the intake decodes it. A pattern 
 EventBridge event as EventBridge's TestEventPattern does; any other event it matches in the
 EventBridge shape fanbridge gives it, with the topic as detail-type and the body as
 detail.eventBody. Prints "match" and exits 0, prints "no match" and exits 1; exits 2 for a bad
-pattern, expression or event. A CEL expression that fails on this event (a missing field, say) does not
-match, as in a route: "no match", the reason on standard error, exit 1.
+pattern, expression or event, such as one that repeats a key the pattern reads (a route matches
+nothing of it), with the reason on standard error. A CEL expression that fails on this event (a
+missing field, say) does not match, as in a route: "no match", the reason on standard error,
+exit 1.
 
   fanbridge pattern test '{"detail-type":[{"suffix":".customer.end"}]}' @event.json
   fanbridge pattern test -cel "data.mediaType == 'CHAT'" @event.json
@@ -573,8 +578,13 @@ func cmdPattern(args []string, stdout, stderr io.Writer) int {
 			}
 			fmt.Fprintln(stderr, "fanbridge pattern: the expression fails on this event, which a route counts as no match:", err)
 		}
-	} else {
-		matched = pat.Match(e)
+	} else if matched = pat.Match(e); !matched {
+		// Match says no match too for an event the pattern refuses to read (one that repeats a
+		// key the pattern reads): that is a bad event, not an answer.
+		if err := patternRefusal(pat, e); err != nil {
+			fmt.Fprintln(stderr, "fanbridge pattern: EVENT:", err)
+			return exitUsage
+		}
 	}
 	if matched {
 		fmt.Fprintln(stdout, "match")
@@ -582,6 +592,67 @@ func cmdPattern(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "no match")
 	return exitFail
+}
+
+// patternRefusal returns why pat refuses to read e, an error wrapping filter.ErrInvalidEvent,
+// or nil when it reads e. Match, which stays the answer as in a route, says no match for such an
+// event without saying why. patternRefusal gives MatchRaw what Match reads, as the filter package
+// documents it: Event.Raw for an EventBridge envelope, otherwise an EventBridge-shaped view of
+// the event's fields (TestPatternViewIsWhatMatchSees keeps the two alike). An event whose Data
+// is not JSON has no view, and Match matches nothing of it: that is no refusal.
+func patternRefusal(pat *filter.Pattern, e *fanbridge.Event) error {
+	raw, shaped := e.Raw, false
+	switch f := e.Meta(fanbridge.MetaFormat); {
+	case len(raw) > 0 && (f == "" || f == string(eventbridge.FormatEventBridge)):
+	case len(e.Data) > 0 && !json.Valid(e.Data):
+		return nil
+	default:
+		raw, shaped = patternView(e), true
+	}
+	if _, err := pat.MatchRaw(raw); err != nil {
+		if shaped {
+			return fmt.Errorf("%w (offsets count in the EventBridge shape a pattern sees the event in)", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// patternView returns the EventBridge-shaped view of e a pattern matches when e did not come in
+// an EventBridge envelope (see the filter package documentation).
+func patternView(e *fanbridge.Event) []byte {
+	type metadata struct {
+		CorrelationID string `json:"CorrelationId"`
+	}
+	type detail struct {
+		TopicName string          `json:"topicName,omitempty"`
+		EventBody json.RawMessage `json:"eventBody,omitempty"`
+		Metadata  *metadata       `json:"metadata,omitempty"`
+	}
+	v := struct {
+		ID         string  `json:"id,omitempty"`
+		DetailType string  `json:"detail-type,omitempty"`
+		Source     string  `json:"source,omitempty"`
+		Account    string  `json:"account,omitempty"`
+		Time       string  `json:"time,omitempty"`
+		Region     string  `json:"region,omitempty"`
+		Detail     *detail `json:"detail,omitempty"`
+	}{ID: e.ID, DetailType: e.Type, Source: e.Source, Account: e.Meta(fanbridge.MetaAccount), Region: e.Meta(fanbridge.MetaRegion)}
+	if !e.Time.IsZero() {
+		v.Time = e.Time.UTC().Format(time.RFC3339Nano)
+	}
+	corr := e.Meta(fanbridge.MetaCorrelationID)
+	if e.Topic != "" || len(e.Data) > 0 || corr != "" {
+		v.Detail = &detail{TopicName: e.Topic, EventBody: e.Data}
+		if corr != "" {
+			v.Detail.Metadata = &metadata{CorrelationID: corr}
+		}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // Data is valid JSON, and the rest strings
+	return b.Bytes()
 }
 
 func readArg(a string) ([]byte, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/dlqtest"
+	"github.com/fanbridge/fanbridge/filter"
 )
 
 // countingReader counts the entries its List has handed over.
@@ -222,4 +223,62 @@ func TestIndentEntry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// patternRefusal reads an event as Match does: for events of every format, a pattern on each
+// field of the EventBridge shape matches the view patternView writes exactly when Match matches
+// the event, and the view is one the filter reads.
+func TestPatternViewIsWhatMatchSees(t *testing.T) {
+	at := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.FixedZone("x", 3600))
+	full := &fanbridge.Event{
+		ID: "id-1", Type: "v2.users.{id}.presence", Topic: "v2.users.u<1>&.presence", Source: "genesys/<org>", Time: at,
+		Data: json.RawMessage(`{ "status" : "AVAILABLE", "n": 1.50, "tags": ["a", "b"] }`),
+		Metadata: map[string]string{fanbridge.MetaFormat: "cloudevents", fanbridge.MetaAccount: "123456789012",
+			fanbridge.MetaRegion: "eu-west-1", fanbridge.MetaCorrelationID: "corr-1"},
+		Raw: []byte(`{"specversion":"1.0"}`),
+	}
+	events := map[string]*fanbridge.Event{
+		"every field":         full,
+		"no raw, no format":   {ID: "id-2", Type: "t", Data: json.RawMessage(`"text"`)},
+		"notification":        {Type: "v2.users.{id}.activity", Topic: "v2.users.u1.activity", Data: json.RawMessage(`{"a":{"b":true}}`), Metadata: map[string]string{fanbridge.MetaFormat: "notification"}, Raw: []byte(`{"topicName":"v2.users.u1.activity"}`)},
+		"correlation only":    {ID: "id-3", Metadata: map[string]string{fanbridge.MetaFormat: "webhook", fanbridge.MetaCorrelationID: "c"}},
+		"topic without data":  {ID: "id-4", Topic: "x", Metadata: map[string]string{fanbridge.MetaFormat: "webhook"}},
+		"data that is a list": {ID: "id-5", Data: json.RawMessage(`[1, {"k": null}]`), Metadata: map[string]string{fanbridge.MetaFormat: "webhook-attributes"}},
+	}
+	fields := map[string]string{
+		"id": full.ID, "detail-type": full.Type, "source": full.Source, "account": "123456789012",
+		"time": "2024-05-06T06:08:09.123456789Z", "region": "eu-west-1", "detail.topicName": full.Topic,
+		"detail.eventBody.status": "AVAILABLE", "detail.eventBody.tags": "b", "detail.metadata.CorrelationId": "corr-1",
+	}
+	var patterns []string
+	for path, value := range fields {
+		leaf := func(v string) string {
+			segs := strings.Split(path, ".")
+			out := v
+			for i := len(segs) - 1; i >= 0; i-- {
+				k, _ := json.Marshal(segs[i])
+				out = "{" + string(k) + ":" + out + "}"
+			}
+			return out
+		}
+		v, _ := json.Marshal(value)
+		patterns = append(patterns, leaf("["+string(v)+"]"), leaf(`[{"exists":true}]`), leaf(`[{"exists":false}]`))
+	}
+	patterns = append(patterns, `{"detail":{"eventBody":{"n":[{"numeric":["=",1.5]}]}}}`, `{"detail":{"eventBody":{"a":{"b":[true]}}}}`, `{"detail":{"eventBody":[1]}}`)
+	matched := 0
+	for name, e := range events {
+		for _, src := range patterns {
+			p, err := filter.ParsePattern([]byte(src))
+			require.NoError(t, err, src)
+			want := p.Match(e)
+			got, err := p.MatchRaw(patternView(e))
+			require.NoError(t, err, "%s: %s", name, src)
+			assert.Equal(t, want, got, "%s: %s on %s", name, src, patternView(e))
+			require.NoError(t, patternRefusal(p, e))
+			if want {
+				matched++
+			}
+		}
+	}
+	assert.Greater(t, matched, len(fields), "the patterns match something")
 }

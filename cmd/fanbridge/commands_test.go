@@ -98,6 +98,12 @@ func TestPatternTest(t *testing.T) {
 	defer cancel()
 	event := "@" + filepath.Join("testdata", "genesys", "v2.detail.events.conversation.customer.end.json")
 	wsEvent := "@" + filepath.Join("testdata", "genesys", "websocket.v2.users.activity.REPAIRED.json")
+	// The same events, each repeating a key: the filter refuses to read such an event at a path
+	// a pattern reads, and a route matches nothing of it.
+	repeatedText := strings.Replace(mustRead(t, event[1:]), `"mediaType": "CHAT",`, `"mediaType": "CHAT", "mediaType": "VOICE",`, 1)
+	repeated := "@" + writeTemp(t, repeatedText)
+	secondKey := strconv.Itoa(strings.Index(repeatedText, `"mediaType": "VOICE"`))
+	wsRepeated := "@" + writeTemp(t, strings.Replace(mustRead(t, wsEvent[1:]), `"status": "OFF_QUEUE",`, `"status": "OFF_QUEUE", "status": "IDLE",`, 1))
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -119,6 +125,12 @@ func TestPatternTest(t *testing.T) {
 		{name: "notification as a route sees it", args: []string{`{"detail-type":["v2.users.{id}.activity"]}`, wsEvent}, code: 0, stdout: "match\n"},
 		{name: "notification's own field names", args: []string{`{"topicName":[{"prefix":"v2.users."}]}`, wsEvent}, code: 1, stdout: "no match\n"},
 		{name: "missing file", args: []string{`{"source":["x"]}`, "@/nonexistent/event.json"}, code: 2, stderr: "fanbridge pattern: EVENT:"},
+		{name: "event repeating a key the pattern reads", args: []string{`{"detail":{"eventBody":{"mediaType":["VOICE"]}}}`, repeated}, code: 2,
+			stderr: `fanbridge pattern: EVENT: filter: invalid event: ambiguous event: the key at offset ` + secondKey + ` repeats a key, or spells a path two ways, at "detail.eventBody.mediaType", which a rule reads`},
+		{name: "event repeating a key the pattern does not read", args: []string{`{"detail-type":[{"suffix":".customer.end"}]}`, repeated}, code: 0, stdout: "match\n"},
+		{name: "event repeating a key, no match elsewhere", args: []string{`{"detail-type":[{"suffix":".customer.start"}]}`, repeated}, code: 1, stdout: "no match\n"},
+		{name: "notification repeating a key the pattern reads", args: []string{`{"detail":{"eventBody":{"routingStatus":{"status":["IDLE"]}}}}`, wsRepeated}, code: 2,
+			stderr: "repeats a key, or spells a path two ways, at \"detail.eventBody.routingStatus.status\", which a rule reads (offsets count in the EventBridge shape a pattern sees the event in)"},
 		{name: "cel match", args: []string{"-cel", "data.mediaType == 'CHAT' && data.interactingDurationMs > 30000 && event.type.endsWith('.customer.end')", event}, code: 0, stdout: "match\n"},
 		{name: "cel no match", args: []string{"-cel", "data.mediaType == 'VOICE'", event}, code: 1, stdout: "no match\n"},
 		{name: "cel fails on the event", args: []string{"-cel", "data.wrapup.code == 'x'", event}, code: 1, stdout: "no match\n", stderr: "no such key: wrapup"},
