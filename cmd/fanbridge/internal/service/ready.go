@@ -31,6 +31,11 @@ type probe struct {
 	check func(ctx context.Context) error
 }
 
+// dlqProbe names the dead-letter queue among the sinks in /readyz and in the readiness logs. A
+// sink's name holds no space, so no sink can take it: one named "dlq" would be confused with the
+// queue, and the queue answering its probe would log that sink as ready again while it is down.
+const dlqProbe = "dead-letter queue"
+
 // unavailable is all /readyz says of a sink whose probe failed. The probe's error can name
 // brokers, hosts and ports, which an unauthenticated caller has no business learning; the log
 // has it.

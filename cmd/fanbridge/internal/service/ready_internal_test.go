@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -179,4 +180,54 @@ func reloadUntilProbesSwapped(t *testing.T, s *Service) <-chan error {
 		runtime.Gosched()
 	}
 	return reloaded
+}
+
+// A sink may be named dlq: /readyz and the readiness logs tell it from the dead-letter queue,
+// whichever of the two is down, and the queue answering its probe does not log that sink as
+// ready again while it is down.
+func TestReadinessTellsASinkNamedDLQFromTheDeadLetterQueue(t *testing.T) {
+	unready := func(t *testing.T, s *Service) map[string]string {
+		t.Helper()
+		s.ready.gen.Add(1) // a fresh check, not the cached answer
+		rec := testwait.Recv(t, checkReadiness(s), 20*time.Second)
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code, "%s", rec.Body)
+		var body struct{ Unready map[string]string }
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+		return body.Unready
+	}
+
+	t.Run("the sink is down", func(t *testing.T) {
+		s, _, logs := newLoggedService(t, fmt.Appendf(nil, `listen: {address: "127.0.0.1:0"}
+intake: [{path: /events, insecure_no_auth: true}]
+sinks: [{name: dlq, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
+routes: [{name: everything, all: true, sinks: [dlq]}]
+dlq: {file: {dir: %q}}
+health: {probe_timeout: 10s}
+`, t.TempDir()))
+		for range 2 {
+			require.Equal(t, map[string]string{"dlq": unavailable}, unready(t, s))
+		}
+		require.Contains(t, logs.String(), `sink=dlq err=`)
+		require.NotContains(t, logs.String(), "ready again", "the sink is still down")
+	})
+
+	t.Run("the queue is down", func(t *testing.T) {
+		sinkCluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+		require.NoError(t, err)
+		t.Cleanup(sinkCluster.Close)
+		dlqCluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "dead"))
+		require.NoError(t, err)
+		t.Cleanup(dlqCluster.Close)
+		s, _, logs := newLoggedService(t, fmt.Appendf(nil, `listen: {address: "127.0.0.1:0"}
+intake: [{path: /events, insecure_no_auth: true}]
+sinks: [{name: dlq, kafka: {brokers: [%q], topic: t}}]
+routes: [{name: everything, all: true, sinks: [dlq]}]
+dlq: {kafka: {brokers: [%q], topic: dead}}
+health: {probe_timeout: 2s}
+`, sinkCluster.ListenAddrs()[0], dlqCluster.ListenAddrs()[0]))
+		dlqCluster.Close()
+		require.Equal(t, map[string]string{dlqProbe: unavailable}, unready(t, s))
+		require.Contains(t, logs.String(), `sink="dead-letter queue" err=`)
+		require.NotContains(t, logs.String(), "sink=dlq", "the sink is up")
+	})
 }

@@ -296,7 +296,7 @@ func (s *Service) probes() []probe {
 		ps = append(ps, probe{name: b.name, check: b.probe})
 	}
 	if s.dlqPing != nil {
-		ps = append(ps, probe{name: "dlq", check: s.dlqPing})
+		ps = append(ps, probe{name: dlqProbe, check: s.dlqPing})
 	}
 	return ps
 }
