@@ -544,6 +544,10 @@ func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string, depth i
 					buf.WriteString(n.Value)
 					return nil
 				}
+				// YAML reads 0x1F, 0o17, +1, 1_000, .5, .inf and .nan as numbers too; written
+				// out as the string "0x1F" they would match no number of an event.
+				d.fail(path, n, "want a number as JSON writes it, got %s (quote it for the text)", strconv.Quote(n.Value))
+				return errBadPattern
 			}
 		}
 		text, _, ok := d.scalar(path, n)
