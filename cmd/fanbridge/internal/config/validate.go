@@ -26,6 +26,7 @@ const (
 	DefaultIdleTimeout       = 2 * time.Minute
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultMaxBody           = eventbridge.DefaultMaxBodySize
+	MaxMaxBody               = 16 << 20 // the largest intake max_body
 	DefaultDispatchTimeout   = 4 * time.Second
 	DefaultHealthCache       = time.Second
 	DefaultProbeTimeout      = 2 * time.Second
@@ -238,7 +239,7 @@ func (c *Config) validateIntake(e *Errors) {
 				})
 			}
 		}
-		if in.MaxBody < 0 || in.MaxBody > 16<<20 {
+		if in.MaxBody < 0 || in.MaxBody > MaxMaxBody {
 			e.add(p+".max_body", "want at most 16MiB")
 		}
 		if msg := DispatchTimeoutProblem(in.DispatchTimeout.D(), c.Dispatch.DeadLetterOverrun(in.DispatchTimeout.D()),

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/internal/testwait"
 )
 
@@ -239,4 +240,46 @@ func runService(t *testing.T, text string) *Service {
 		<-ran
 	})
 	return s
+}
+
+// An event as large as an intake may take can be dead-lettered to a file queue, which keeps its
+// envelope and its data apart: with filedlq's default entry size, an event of a little over
+// 4 MiB was refused by the queue and answered 503 for as long as its sender retried. The tools
+// read such an entry back.
+func TestLargestEventsCanBeDeadLettered(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dlq")
+	s := runService(t, fmt.Sprintf(`listen: {address: "127.0.0.1:0", write_timeout: 30s}
+intake: [{path: /events, insecure_no_auth: true, max_body: 16MiB, dispatch_timeout: 1s}]
+sinks: [{name: consumer, grpc: {targets: ["127.0.0.1:1"], insecure: true}}]
+routes: [{name: everything, all: true, sinks: [consumer]}]
+dlq: {file: {dir: %q, fsync: never}}
+`, dir))
+	// Compact JSON whose detail is nearly the whole body, as large as max_body allows.
+	const head = `{"version":"0","id":"big-1","detail-type":"v2.detail.events.conversation.{id}.customer.end","source":"aws.partner/genesys.com/cloud/o/b","account":"1","time":"2024-01-02T03:04:05Z","region":"us-east-1","resources":[],"detail":{"topicName":"v2.detail.events.conversation.c.customer.end","eventBody":{"notes":"`
+	const tail = `"}}}`
+	body := head + strings.Repeat("n", config.MaxMaxBody-len(head)-len(tail)) + tail
+	require.Len(t, body, config.MaxMaxBody)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.Addr().String()+"/events", strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	answer, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "dead-lettered is accepted: %s", answer)
+
+	r, closeR, err := OpenDLQ(nil, &config.DLQ{File: &config.FileDLQ{Dir: dir}}, true, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer func() { _ = closeR() }()
+	var got []string
+	require.NoError(t, r.List(ctx, func(e dlq.Entry) error {
+		assert.Equal(t, body, string(e.Event.Raw))
+		got = append(got, e.Event.ID)
+		return nil
+	}))
+	assert.Equal(t, []string{"big-1"}, got)
 }

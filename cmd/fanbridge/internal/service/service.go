@@ -204,7 +204,7 @@ func (s *Service) openDLQ(cfg *config.Config) error {
 		return nil
 	case d.File != nil:
 		f := d.File
-		opts := []filedlq.Option{filedlq.WithLogger(s.log.With("component", "dlq"))}
+		opts := []filedlq.Option{filedlq.WithLogger(s.log.With("component", "dlq")), filedlq.WithMaxEntrySize(FileDLQEntrySize)}
 		switch f.Fsync {
 		case "always":
 			opts = append(opts, filedlq.WithSync(filedlq.SyncAlways()))

@@ -48,7 +48,7 @@ func OpenDLQ(src *config.Config, d *config.DLQ, readOnly bool, log *slog.Logger)
 	case d == nil:
 		return nil, nil, errors.New("the configuration has no dlq")
 	case d.File != nil:
-		opts := []filedlq.Option{filedlq.WithLogger(log)}
+		opts := []filedlq.Option{filedlq.WithLogger(log), filedlq.WithMaxEntrySize(FileDLQEntrySize)}
 		if readOnly {
 			opts = append(opts, filedlq.WithReadOnly())
 		}
@@ -69,6 +69,15 @@ func OpenDLQ(src *config.Config, d *config.DLQ, readOnly bool, log *slog.Logger)
 	}
 	return nil, nil, errors.New("the dlq has neither file nor kafka")
 }
+
+// FileDLQEntrySize is the longest entry the service writes to a file dead-letter queue, and,
+// doubled, the longest line its tools read. An entry holds the envelope and its data apart (the
+// data is a part of the envelope), so an event as large as an intake may take must fit twice,
+// with room for the entry's other fields; filedlq's default of 8 MiB would refuse events of a
+// little over 4 MiB, which could then never be dead-lettered. An envelope that is not compact
+// JSON is kept as a string, where each newline, quote or control character takes two bytes or
+// more: such a body can still be too large to dead-letter, and its sender is answered 503.
+const FileDLQEntrySize = 2*config.MaxMaxBody + 1<<20
 
 // dlqPath is the key path of the settings of the queue d.
 func dlqPath(d *config.DLQ) string {
