@@ -195,6 +195,7 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "queue size past memory", from: "topic: t}", to: "topic: t}\n    queue_size: 100000000000", wantError: hugeQueueSizeError},
 		{name: "negative queue size", from: "topic: t}", to: "topic: t}\n    queue_size: -1", wantError: "config: sinks[0].queue_size: want 0 (the default) to 1048576"},
 		{name: "concurrency past memory", from: "topic: t}", to: "topic: t}\n    concurrency: 50000000", wantError: "config: sinks[0].concurrency: want 0 (the default) to 4096"},
+		{name: "breaker failures past what the breaker counts", from: "topic: t}", to: "topic: t}\n    breaker: {failures: 2147483648}", wantError: "config: sinks[0].breaker.failures: want "},
 		{name: "negative concurrency", from: "topic: t}", to: "topic: t}\n    concurrency: -1", wantError: "config: sinks[0].concurrency: want 0 (the default) to 4096"},
 		{name: "number not a number", from: "topic: t}", to: "topic: t}\n    concurrency: many", wantError: `config: sinks[0].concurrency: want a whole number, got "many"`},
 		{name: "duplicate route name", from: "routes:\n  - name: r", to: "routes:\n  - name: r\n    pattern: {source: [{prefix: \"aws.\"}]}\n    sinks: [k]\n  - name: r",

@@ -376,8 +376,8 @@ func (c *Config) validateSinks(e *Errors) map[string]bool {
 		if s.QueueSize < 0 || s.QueueSize > MaxQueueSize {
 			e.addf(p+".queue_size", "want 0 (the default) to %d", MaxQueueSize)
 		}
-		if s.Breaker.Failures < -1 {
-			e.add(p+".breaker.failures", "want -1 (off), 0 (default) or a positive count")
+		if s.Breaker.Failures < -1 || s.Breaker.Failures > fanout.MaxBreakerFailures {
+			e.addf(p+".breaker.failures", "want -1 (off), 0 (default) or a positive count up to %d", fanout.MaxBreakerFailures)
 		}
 	}
 	return names
