@@ -232,10 +232,13 @@ func (g gen) pattern() []byte {
 
 // oracle
 
+// oelem is an element of an array: the array's number in document order and the index.
+type oelem struct{ arr, idx int32 }
+
 type oleaf struct {
 	path string
 	v    value
-	mem  []memEntry
+	mem  []oelem
 }
 
 // onode is a JSON value with its object members in order, duplicate keys kept.
@@ -285,8 +288,8 @@ func oracleDecode(t testing.TB, raw []byte) *onode {
 func oracleLeaves(root *onode) []oleaf {
 	var out []oleaf
 	arrays := int32(0)
-	var walk func(x *onode, path *string, mem []memEntry)
-	walk = func(x *onode, path *string, mem []memEntry) {
+	var walk func(x *onode, path *string, mem []oelem)
+	walk = func(x *onode, path *string, mem []oelem) {
 		switch {
 		case x.obj:
 			for i, k := range x.keys {
@@ -301,7 +304,7 @@ func oracleLeaves(root *onode) []oleaf {
 			arrays++
 			for i, e := range x.kids {
 				if e.obj || e.arr {
-					walk(e, path, append(slices.Clip(mem), memEntry{arr: id, idx: int32(i)}))
+					walk(e, path, append(slices.Clip(mem), oelem{arr: id, idx: int32(i)}))
 				} else {
 					walk(e, path, mem) // a value that is an element has no position
 				}
@@ -335,12 +338,12 @@ func oracleLeaves(root *onode) []oleaf {
 func oracleAmbiguous(root *onode) [][]string {
 	type reached struct {
 		segs  []string
-		elems []memEntry
+		elems []oelem
 	}
 	byPath := map[string][]reached{}
 	arrays := int32(0)
-	var walk func(x *onode, segs []string, elems []memEntry)
-	walk = func(x *onode, segs []string, elems []memEntry) {
+	var walk func(x *onode, segs []string, elems []oelem)
+	walk = func(x *onode, segs []string, elems []oelem) {
 		switch {
 		case x.obj:
 			for i, k := range x.keys {
@@ -353,7 +356,7 @@ func oracleAmbiguous(root *onode) [][]string {
 			id := arrays
 			arrays++
 			for i, e := range x.kids {
-				walk(e, segs, append(slices.Clip(elems), memEntry{arr: id, idx: int32(i)}))
+				walk(e, segs, append(slices.Clip(elems), oelem{arr: id, idx: int32(i)}))
 			}
 		}
 	}
@@ -392,7 +395,7 @@ func oracleRefuses(amb [][]string, paths []string) bool {
 	return false
 }
 
-func oracleConsistent(chosen, mem []memEntry) bool {
+func oracleConsistent(chosen, mem []oelem) bool {
 	for _, e := range mem {
 		for _, c := range chosen {
 			if c.arr == e.arr && c.idx != e.idx {
@@ -405,8 +408,8 @@ func oracleConsistent(chosen, mem []memEntry) bool {
 
 func oracleMatch(p *Pattern, leaves []oleaf) bool {
 	var fold []byte
-	var search func(steps []step, chosen []memEntry) bool
-	search = func(steps []step, chosen []memEntry) bool {
+	var search func(steps []step, chosen []oelem) bool
+	search = func(steps []step, chosen []oelem) bool {
 		if len(steps) == 0 {
 			return true
 		}
@@ -450,12 +453,20 @@ func TestDifferentialMatcherPatternOracle(t *testing.T) {
 	// key or spell the paths under a.b two ways, which the package refuses when a rule reads
 	// them: the Matcher, holding rules on nearly every path, refuses many events, for all its
 	// rules, and that round checks that all three refuse the same events while the single
-	// patterns, each reading fewer paths, still match the rest.
-	for round, narrowFrom := range []int{optionsMin, 1, 1, optionsMin} {
+	// patterns, each reading fewer paths, still match the rest. The fifth is the third with the
+	// arrays' leaves worked out from the path table (holdAll), as for an event whose arrays and
+	// paths outgrow holdMax.
+	defer func(n int) { holdFloor = n }(holdFloor)
+	floor := holdFloor
+	for round, narrowFrom := range []int{optionsMin, 1, 1, optionsMin, 1} {
 		optionsMin = narrowFrom
+		holdFloor = floor
+		if round == 4 {
+			holdFloor = -1 << 40
+		}
 		for seed := range seeds {
 			t.Run(fmt.Sprintf("round%d/seed%d", round, seed), func(t *testing.T) {
-				g := gen{r: rand.New(rand.NewPCG(uint64(seed), 0x5eed)), nest: round == 2, spell: round == 3}
+				g := gen{r: rand.New(rand.NewPCG(uint64(seed), 0x5eed)), nest: round == 2 || round == 4, spell: round == 3}
 				differentialRound(t, g, nPatterns, nEvents)
 			})
 		}
@@ -531,6 +542,59 @@ func differentialRound(t *testing.T, g gen, nPatterns, nEvents int) {
 		require.Zero(t, refusedByMatcher)
 		require.Greater(t, matchedSomething, nEvents/2)
 	}
+}
+
+// TestMattersByPath holds the answer matters works out from the path table, when an event's
+// arrays and the leaves in them outgrow holdMax, to the one holdLeaves gives, for every array
+// where consistency applies, in random events with nested arrays, and random sets of leaves.
+func TestMattersByPath(t *testing.T) {
+	g := gen{r: rand.New(rand.NewPCG(11, 11)), nest: true}
+	seen := map[string]bool{}
+	var paths []string
+	for range 100 {
+		p, err := ParsePattern(g.pattern())
+		if err != nil {
+			continue
+		}
+		for _, path := range p.table.paths {
+			if !seen[path] {
+				seen[path] = true
+				paths = append(paths, path)
+			}
+		}
+	}
+	table := newPathTable(paths)
+	words := (len(paths) + 63) / 64
+	fe := new(flatEvent)
+	checked, held := 0, 0
+	for range 300 {
+		ev := []byte(g.object(0))
+		if fe.flatten(table, ev) != nil {
+			continue
+		}
+		require.False(t, fe.holdAll)
+		fe.markOwnHeld(table)
+		leaves := make([]uint64, words)
+		for a := range int32(len(fe.arrays)) {
+			if !fe.arrays[a] {
+				continue
+			}
+			for range 8 {
+				for w := range leaves {
+					leaves[w] = g.r.Uint64() & g.r.Uint64()
+				}
+				want := fe.matters(a, leaves)
+				require.Equal(t, want, fe.mattersByPath(a, leaves), "array %d of %s", a, ev)
+				checked++
+				if want {
+					held++
+				}
+			}
+		}
+	}
+	t.Logf("%d checked, %d holding a leaf", checked, held)
+	require.Greater(t, held, checked/10)
+	require.Greater(t, checked-held, checked/10)
 }
 
 // TestDifferentialMatcherChanges checks that Add, replace and Remove are seen by the next match.

@@ -219,7 +219,10 @@
 // around it that has two or more elements and holds objects, and the work on the value grows
 // with the number of those. Arrays of one element add nothing, so objects wrapped in 60 of them
 // cost what they cost in one; inside 60 arrays of two objects each, a 240 KB event costs about
-// 20 times what it costs in one array (events nest at most 512 deep).
+// 20 times what it costs in one array (events nest at most 512 deep). Memory does not grow so:
+// a value's positions are read through the elements around it rather than copied for each value,
+// and a walk holds one element per value it has chosen, so the memory a match takes follows the
+// event's size however deep its arrays nest.
 //
 // Match appends names in ascending order to the caller's slice; reusing it (dst[:0]) makes
 // matching allocation-free after warm-up, for events carrying Raw. Add replaces a rule of the

@@ -2,6 +2,7 @@ package filter
 
 import (
 	"bytes"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -112,18 +113,14 @@ type field struct {
 	kind   valueKind
 	numOK  bool
 	inText bool // text is in flatEvent.text (unescaped) rather than in the raw event
-	rel    bool // lies in an array where array consistency applies (see flatEvent.arrays)
+	rel    bool // lies in an array where array consistency applies (pos >= 0)
 	num    int64
 	tOff   int32
 	tLen   int32
-	elem   int32 // the innermost array element it has a position in (an index in elems), or -1
-	memOff int32
-	memLen int32
-}
-
-// memEntry says a field lies in element idx of array arr.
-type memEntry struct {
-	arr, idx int32
+	elem   int32 // the innermost array element it lies in (an index in elems), or -1
+	// pos is the innermost element it lies in of an array where consistency applies, or -1: its
+	// positions are those of pos and of the elements around pos in such arrays (see elemNode).
+	pos int32
 }
 
 // span is a range of field indexes.
@@ -138,9 +135,16 @@ type frame struct {
 }
 
 // elemNode is an element of an array that some recorded value lies in; parent is the element
-// of the nearest array around that one, or -1. The nodes form a tree with one node per element
-// rather than a list of positions per value, so that recording a value inside many nested arrays
-// costs no more than recording one inside a single array.
+// of the nearest array around that one, or -1. The nodes form a tree with one node per element,
+// and a value's array positions are read up its chain of parents rather than copied for each
+// value, so that the memory a flattened event takes follows its size, however deep its arrays
+// nest. The walk adds the nodes in document order, an element's node before the nodes inside the
+// element and those before it leaves the element, so the nodes inside element e are a range,
+// elems[e+1:elemEnd[e]], and so are those inside the elements of one array.
+//
+// A search holds the positions of the values it has chosen as a set of nodes (see consistent):
+// each stands for its own position and those of the elements around it, and none lies inside
+// another, so a set of positions in many nested arrays takes one node per value chosen.
 type elemNode struct {
 	arr, idx, parent int32
 }
@@ -149,20 +153,18 @@ type elemNode struct {
 // it lies in. It is reused from a pool: after warm-up flattening does not allocate.
 type flatEvent struct {
 	raw    []byte
+	table  *pathTable
 	fields []field
 	text   []byte
-	mem    []memEntry
 	elems  []elemNode
 	arrays []bool // per array id: consistency applies (two or more elements, one holding an object)
-	// arrayLevel is, per array id where consistency applies, the number of such arrays around
-	// it: every field that lies in the array holds its position there at that offset of its
-	// positions. elemUp and elemDepth are scratch for group: per element node, the nearest
-	// node at or above it in an array where consistency applies, and the number of those.
-	arrayLevel []int32
-	elemUp     []int32
-	elemDepth  []int32
-	// arrStamp marks, per array id, the arrays where pushFrom's search holds a position, when
-	// it equals stamp.
+	// elemUp is, per element node, the nearest node at or above it in an array where
+	// consistency applies, or -1, and elemEnd the end of the nodes inside it. arrLo and arrHi
+	// give, per array id, the nodes inside its elements: elems[arrLo:arrHi].
+	elemUp       []int32
+	elemEnd      []int32
+	arrLo, arrHi []int32
+	// arrStamp marks, per array id, the arrays options has looked at, when it equals stamp.
 	arrStamp []uint32
 	stamp    uint32
 	// arrayNode is, per array id, the path table node of the path the array sits at, and
@@ -176,11 +178,15 @@ type flatEvent struct {
 	// holdLeaves lists, per array id, the leaves with a field that has a position in the array
 	// (holdLeaves[holdStart[arr]:holdEnd[arr]], each leaf once): positions in it matter only to
 	// steps at those leaves. Sparse, so that its size follows the event's fields, not the
-	// number of arrays times the number of paths the rules name. leafMark is scratch for it.
+	// number of arrays times the number of paths the rules name; when the list would outgrow
+	// holdMax, holdAll is set and matters works the answer out from the path table instead
+	// (using ownHeld). arrMark is scratch for it.
 	holdLeaves []int32
 	holdStart  []int32
 	holdEnd    []int32
-	leafMark   []int32
+	holdAll    bool
+	ownHeld    []bool
+	arrMark    []int32
 
 	keyBuf []byte
 	stack  []frame
@@ -202,10 +208,10 @@ type flatEvent struct {
 	opts  []int32
 	holes []span
 
-	// red holds array positions while a search runs; memo marks (branch, step) searches that
+	// red holds sets of positions while a search runs; memo marks (branch, step) searches that
 	// failed with no position that mattered, in the current memoEpoch, and memoPos the steps
 	// for which states records failures with positions that mattered.
-	red       []memEntry
+	red       []int32
 	memo      []uint32
 	memoPos   []uint32
 	memoEpoch uint32
@@ -225,15 +231,15 @@ type reach struct {
 // outsized reports whether an unusually large event grew f's buffers beyond what the pools
 // should keep.
 func (f *flatEvent) outsized() bool {
-	return cap(f.fields) > 1<<14 || cap(f.text) > 1<<20 || cap(f.mem) > 1<<16 || cap(f.arrays) > 1<<14 ||
+	return cap(f.fields) > 1<<14 || cap(f.text) > 1<<20 || cap(f.arrays) > 1<<14 ||
 		cap(f.elems) > 1<<14 || cap(f.holdLeaves) > 1<<16 || cap(f.ctxParent) > 1<<16 || f.states.big()
 }
 
 func (f *flatEvent) reset(raw []byte) {
 	f.raw = raw
+	f.table = nil
 	f.fields = f.fields[:0]
 	f.text = f.text[:0]
-	f.mem = f.mem[:0]
 	f.elems = f.elems[:0]
 	f.arrays = f.arrays[:0]
 	f.arrayNode = f.arrayNode[:0]
@@ -269,7 +275,8 @@ func (f *flatEvent) flatten(t *pathTable, raw []byte) error {
 	if err := checkTrailing(raw, end); err != nil {
 		return err
 	}
-	f.group(len(t.paths))
+	f.table = t
+	f.group(t)
 	return nil
 }
 
@@ -513,81 +520,56 @@ func (f *flatEvent) element(k int32) int32 {
 	return e
 }
 
-// group lists each field's positions in the arrays where consistency applies, outermost first,
-// orders the fields by leaf path and works out which of them array consistency concerns.
-func (f *flatEvent) group(leaves int) {
+// group works out, per field, the innermost element of an array where consistency applies
+// that it lies in, orders the fields by leaf path and lists, per array, the leaves whose
+// fields have a position in it.
+func (f *flatEvent) group(t *pathTable) {
+	leaves := len(t.paths)
 	f.pathStart = grow(f.pathStart, leaves+1)
 	clear(f.pathStart)
 	f.pathRel = grow(f.pathRel, leaves)
 	clear(f.pathRel)
 	arrays := len(f.arrays)
-	// Parents come before their children in elems, so one pass finds, per element, the
-	// nearest element at or above it that counts and how many count, and per array its level.
-	f.arrayLevel = grow(f.arrayLevel, arrays)
+	// Parents come before their children in elems, so one pass forward finds, per element, the
+	// nearest element at or above it that counts, and one backward the end of its subtree.
 	f.elemUp = grow(f.elemUp, len(f.elems))
-	f.elemDepth = grow(f.elemDepth, len(f.elems))
+	f.elemEnd = grow(f.elemEnd, len(f.elems))
 	for i, e := range f.elems {
-		up, depth := int32(-1), int32(0)
+		up := int32(-1)
 		if e.parent >= 0 {
-			up, depth = f.elemUp[e.parent], f.elemDepth[e.parent]
+			up = f.elemUp[e.parent]
 		}
 		if f.arrays[e.arr] {
-			f.arrayLevel[e.arr] = depth
-			up, depth = int32(i), depth+1
+			up = int32(i)
 		}
-		f.elemUp[i], f.elemDepth[i] = up, depth
+		f.elemUp[i], f.elemEnd[i] = up, int32(i+1)
 	}
-	// Count the (array, leaf) pairs per array, then place them, then keep each leaf once per
-	// array: three passes over the fields' array positions, whose number the event bounds.
-	f.holdStart = grow(f.holdStart, arrays+1)
-	clear(f.holdStart)
+	for i := len(f.elems) - 1; i >= 0; i-- {
+		if p := f.elems[i].parent; p >= 0 {
+			f.elemEnd[p] = max(f.elemEnd[p], f.elemEnd[i])
+		}
+	}
+	// An array's element nodes come in the order of its elements, each after the nodes inside
+	// the one before.
+	f.arrLo = grow(f.arrLo, arrays)
+	f.arrHi = grow(f.arrHi, arrays)
+	clear(f.arrHi)
+	for i, e := range f.elems {
+		if f.arrHi[e.arr] == 0 {
+			f.arrLo[e.arr] = int32(i)
+		}
+		f.arrHi[e.arr] = f.elemEnd[i]
+	}
 	for k := range f.fields {
 		fd := &f.fields[k]
-		fd.memOff, fd.memLen = int32(len(f.mem)), 0
+		fd.pos, fd.rel = -1, false
 		if fd.elem >= 0 {
-			if e := f.elemUp[fd.elem]; e >= 0 {
-				fd.memLen = f.elemDepth[e]
-				f.mem = slices.Grow(f.mem, int(fd.memLen))[:fd.memOff+fd.memLen]
-				for ; e >= 0; e = f.up(e) {
-					n := &f.elems[e]
-					f.mem[fd.memOff+f.arrayLevel[n.arr]] = memEntry{arr: n.arr, idx: n.idx}
-					f.holdStart[n.arr+1]++
-				}
-				fd.rel = true
+			if u := f.elemUp[fd.elem]; u >= 0 {
+				fd.pos, fd.rel = u, true
 				f.pathRel[fd.leaf] = true
 			}
 		}
 		f.pathStart[fd.leaf+1]++
-	}
-	for a := 1; a <= arrays; a++ {
-		f.holdStart[a] += f.holdStart[a-1]
-	}
-	f.holdLeaves = grow(f.holdLeaves, int(f.holdStart[arrays]))
-	f.holdEnd = grow(f.holdEnd, arrays)
-	copy(f.holdEnd, f.holdStart[:arrays])
-	for k := range f.fields {
-		fd := &f.fields[k]
-		if !fd.rel {
-			continue
-		}
-		for _, e := range f.mem[fd.memOff : fd.memOff+fd.memLen] {
-			f.holdLeaves[f.holdEnd[e.arr]] = fd.leaf
-			f.holdEnd[e.arr]++
-		}
-	}
-	f.leafMark = grow(f.leafMark, leaves)
-	clear(f.leafMark)
-	for a := range arrays {
-		lo, hi := f.holdStart[a], f.holdEnd[a]
-		end := lo
-		for _, l := range f.holdLeaves[lo:hi] {
-			if f.leafMark[l] != int32(a)+1 {
-				f.leafMark[l] = int32(a) + 1
-				f.holdLeaves[end] = l
-				end++
-			}
-		}
-		f.holdEnd[a] = end
 	}
 	for l := 1; l <= leaves; l++ {
 		f.pathStart[l] += f.pathStart[l-1]
@@ -604,6 +586,88 @@ func (f *flatEvent) group(leaves int) {
 		f.pathStart[l] = f.pathStart[l-1]
 	}
 	f.pathStart[0] = 0
+	f.holdAll = !f.listHolds(leaves)
+	if f.holdAll {
+		f.markOwnHeld(t)
+	}
+}
+
+// listHolds fills holdLeaves and reports whether it fits in holdMax. It goes leaf by leaf and
+// walks each field's positions up to the first array that already lists the leaf, whose own
+// positions the walk that listed it went through: twice (counting, then placing), each time a
+// step per field and one per pair listed.
+func (f *flatEvent) listHolds(leaves int) bool {
+	arrays := len(f.arrays)
+	f.holdStart = grow(f.holdStart, arrays+1)
+	clear(f.holdStart)
+	f.arrMark = grow(f.arrMark, arrays)
+	clear(f.arrMark)
+	limit, total := holdMax(len(f.raw)), 0
+	for l := range int32(leaves) {
+		if !f.pathRel[l] {
+			continue
+		}
+		for _, k := range f.at(l) {
+			for e := f.fields[k].pos; e >= 0; e = f.up(e) {
+				a := f.elems[e].arr
+				if f.arrMark[a] == l+1 {
+					break
+				}
+				f.arrMark[a] = l + 1
+				f.holdStart[a+1]++
+				if total++; total > limit {
+					return false
+				}
+			}
+		}
+	}
+	for a := 1; a <= arrays; a++ {
+		f.holdStart[a] += f.holdStart[a-1]
+	}
+	f.holdLeaves = grow(f.holdLeaves, total)
+	f.holdEnd = grow(f.holdEnd, arrays)
+	copy(f.holdEnd, f.holdStart[:arrays])
+	for l := range int32(leaves) {
+		if !f.pathRel[l] {
+			continue
+		}
+		for _, k := range f.at(l) {
+			for e := f.fields[k].pos; e >= 0; e = f.up(e) {
+				a := f.elems[e].arr
+				if f.arrMark[a] == -(l + 1) {
+					break
+				}
+				f.arrMark[a] = -(l + 1)
+				f.holdLeaves[f.holdEnd[a]] = l
+				f.holdEnd[a]++
+			}
+		}
+	}
+	return true
+}
+
+// holdMax is the number of (array, leaf) pairs listHolds may list for an event of n bytes. An
+// event needs arrays nested deep around fields at many paths some rule names to come near it.
+func holdMax(n int) int { return n/2 + holdFloor }
+
+// holdFloor is the part of holdMax that does not depend on the event's size. Tests lower it.
+var holdFloor = 1024
+
+// markOwnHeld sets ownHeld for the arrays where a field at the array's own path has a position:
+// a value in an array nested in one of its elements.
+func (f *flatEvent) markOwnHeld(t *pathTable) {
+	f.ownHeld = grow(f.ownHeld, len(f.arrays))
+	clear(f.ownHeld)
+	for k := range f.fields {
+		fd := &f.fields[k]
+		for e := fd.pos; e >= 0; e = f.up(e) {
+			a := f.elems[e].arr
+			if f.arrayNode[a] != t.node[fd.leaf] || f.ownHeld[a] {
+				break
+			}
+			f.ownHeld[a] = true
+		}
+	}
 }
 
 // up returns the nearest element above node e in an array where consistency applies, or -1.
@@ -612,6 +676,11 @@ func (f *flatEvent) up(e int32) int32 {
 		return f.elemUp[p]
 	}
 	return -1
+}
+
+// inside reports whether node u is node e or lies inside it.
+func (f *flatEvent) inside(u, e int32) bool {
+	return u >= e && u < f.elemEnd[e]
 }
 
 // at returns the indexes of the fields at leaf l, in document order.
@@ -635,36 +704,56 @@ func (f *flatEvent) valueOf(k int32, v *value) {
 	}
 }
 
-// options returns the fields at leaf l that a search holding the array positions cur may
-// choose from, as a slice of l's fields or on the f.opts stack. It leaves out, by binary search,
-// the fields that lie in another element of an array where cur holds a position, which
-// consistent would reject one by one: without this, a pattern testing two fields of one array
-// of n objects would look at n values for each of n elements. The fields it returns still need
-// consistent.
-func (f *flatEvent) options(t *pathTable, l int32, cur []memEntry) []int32 {
+// options returns the fields at leaf l that a search holding the array positions cur (a set of
+// element nodes, see consistent) may choose from, as a slice of l's fields or on the f.opts
+// stack. It leaves out, by binary search, the fields that lie in another element of an array
+// where cur holds a position, which consistent would reject one by one: without this, a pattern
+// testing two fields of one array of n objects would look at n values for each of n elements.
+// The fields it returns still need consistent.
+func (f *flatEvent) options(t *pathTable, l int32, cur []int32) []int32 {
 	ks := f.at(l)
 	if len(cur) == 0 || len(ks) < optionsMin || !f.pathRel[l] {
 		return ks
 	}
 	// holes are ranges of ks to leave out, two per array of cur that l lies strictly under.
 	// Only there does every field of the array at l carry a position in it (a scalar element of
-	// the array itself has none), in ascending order. There is no limit on their number: with
-	// one, a search holding positions in more arrays than it allows stops narrowing, and work
-	// on arrays nested that deep grows with the square of the event.
+	// the array itself has none), and the fields of one element come together, in the order of
+	// the elements, as do their positions. There is no limit on their number: with one, a
+	// search holding positions in more arrays than it allows stops narrowing, and work on
+	// arrays nested that deep grows with the square of the event. The arrays around the nodes
+	// of cur are looked at once each: the walk up from a node stops at an array already seen,
+	// whose own surroundings were seen with it.
 	holes := f.holes[:0]
-	f.work += len(cur)
+	if len(f.arrStamp) < len(f.arrays) {
+		f.arrStamp = make([]uint32, len(f.arrays)+len(f.arrays)/4)
+		f.stamp = 0
+	}
+	f.stamp++
+	if f.stamp == 0 {
+		clear(f.arrStamp)
+		f.stamp = 1
+	}
 	for _, c := range cur {
-		an := f.arrayNode[c.arr]
-		if an == t.node[l] || t.below[an][l/64]&(1<<(l%64)) == 0 {
-			continue
+		for e := c; e >= 0; e = f.up(e) {
+			f.work++
+			a := f.elems[e].arr
+			if f.arrStamp[a] == f.stamp {
+				break
+			}
+			f.arrStamp[a] = f.stamp
+			an := f.arrayNode[a]
+			if an == t.node[l] || t.below[an][l/64]&(1<<(l%64)) == 0 {
+				continue
+			}
+			sp := f.arraySpan[a]
+			lo, _ := slices.BinarySearch(ks, sp.lo)
+			hi, _ := slices.BinarySearch(ks, sp.hi)
+			in := ks[lo:hi]
+			end := f.elemEnd[e]
+			eLo := lo + sort.Search(len(in), func(i int) bool { f.work++; return f.fields[in[i]].pos >= e })
+			eHi := lo + sort.Search(len(in), func(i int) bool { f.work++; return f.fields[in[i]].pos >= end })
+			holes = append(holes, span{int32(lo), int32(eLo)}, span{int32(eHi), int32(hi)})
 		}
-		sp := f.arraySpan[c.arr]
-		lo, _ := slices.BinarySearch(ks, sp.lo)
-		hi, _ := slices.BinarySearch(ks, sp.hi)
-		in := ks[lo:hi]
-		eLo := lo + sort.Search(len(in), func(i int) bool { f.work++; return f.indexIn(in[i], c.arr) >= c.idx })
-		eHi := lo + sort.Search(len(in), func(i int) bool { f.work++; return f.indexIn(in[i], c.arr) > c.idx })
-		holes = append(holes, span{int32(lo), int32(eLo)}, span{int32(eHi), int32(hi)})
 	}
 	f.holes = holes
 	if len(holes) == 0 {
@@ -687,76 +776,62 @@ func (f *flatEvent) options(t *pathTable, l int32, cur []memEntry) []int32 {
 // looking at each costs less. Tests lower it.
 var optionsMin = 8
 
-// indexIn returns the element of array arr, one where consistency applies, that field k lies
-// in, or -1. A field's positions are listed outermost first, one per such array around it, so
-// the position in arr, if the field has one, is at arr's level.
-func (f *flatEvent) indexIn(k, arr int32) int32 {
-	fd := &f.fields[k]
-	if lv := f.arrayLevel[arr]; lv < fd.memLen {
-		if e := f.mem[fd.memOff+lv]; e.arr == arr {
-			return e.idx
-		}
-	}
-	return -1
-}
-
-// consistent reports whether field k can be chosen together with the fields whose array
-// positions are in cur: no array where both lie in different elements. cur holds positions in
-// arrays where consistency applies only, so each is looked up at once.
-func (f *flatEvent) consistent(cur []memEntry, k int32) bool {
+// consistent reports whether field k can be chosen together with the fields chosen so far, whose
+// positions are cur: no array where k and one of them lie in different elements. cur is a set of
+// element nodes in arrays where consistency applies, none inside another, each standing for its
+// own position and the positions of the elements around it (see join).
+func (f *flatEvent) consistent(cur []int32, k int32) bool {
 	fd := &f.fields[k]
 	if !fd.rel || len(cur) == 0 {
 		return true
 	}
 	f.work += len(cur)
 	for _, c := range cur {
-		if idx := f.indexIn(k, c.arr); idx >= 0 && idx != c.idx {
+		if !f.agree(c, fd.pos) {
 			return false
 		}
 	}
 	return true
 }
 
-// pushFrom appends to s those of field k's array positions that are not yet in s[from:]. With
-// few positions on either side it compares each with each; otherwise it marks the arrays of
-// s[from:] first, so that a field inside many arrays costs as many steps, not their square.
-func (f *flatEvent) pushFrom(s []memEntry, from int, k int32) []memEntry {
-	fd := &f.fields[k]
-	if !fd.rel {
-		return s
+// agree reports whether the positions of nodes c and u agree: in every array where both have
+// one, it is the same element. Going up from c, the first array in which u has a position (u
+// lies inside one of its elements) decides: if u lies in the element c's chain has there, the
+// two chains share everything above it, otherwise they part in that array. The walk takes at
+// most one step per array around c.
+func (f *flatEvent) agree(c, u int32) bool {
+	if f.inside(u, c) || f.inside(c, u) {
+		return true
 	}
-	mem := f.mem[fd.memOff : fd.memOff+fd.memLen]
-	held := s[from:]
-	if len(mem)*len(held) <= 16 {
-		f.work += len(mem) * len(held)
-	outer:
-		for _, e := range mem {
-			for _, c := range held {
-				if c.arr == e.arr {
-					continue outer
-				}
-			}
-			s = append(s, e)
+	for e := c; e >= 0; e = f.up(e) {
+		f.work++
+		if a := f.elems[e].arr; u >= f.arrLo[a] && u < f.arrHi[a] {
+			return f.inside(u, e)
 		}
-		return s
 	}
-	f.work += len(mem) + len(held)
-	if len(f.arrStamp) < len(f.arrays) {
-		f.arrStamp = make([]uint32, len(f.arrays)+len(f.arrays)/4)
-		f.stamp = 0
+	return true
+}
+
+// join appends to s the positions cur together with field k's, which must agree with them: the
+// nodes of cur that k's node does not lie inside, and k's node unless it lies inside (or is) one
+// of cur, which then stands for it.
+func (f *flatEvent) join(s, cur []int32, k int32) []int32 {
+	u := f.fields[k].pos
+	if u < 0 {
+		return append(s, cur...)
 	}
-	f.stamp++
-	if f.stamp == 0 {
-		clear(f.arrStamp)
-		f.stamp = 1
-	}
-	for _, c := range held {
-		f.arrStamp[c.arr] = f.stamp
-	}
-	for _, e := range mem {
-		if f.arrStamp[e.arr] != f.stamp {
-			s = append(s, e)
+	f.work += len(cur)
+	covered := false
+	for _, c := range cur {
+		if f.inside(c, u) {
+			covered = true
+		} else if f.inside(u, c) {
+			continue // u's chain holds c's
 		}
+		s = append(s, c)
+	}
+	if !covered {
+		s = append(s, u)
 	}
 	return s
 }
@@ -782,6 +857,9 @@ func (f *flatEvent) newMemo(n int) {
 
 // matters reports whether array arr holds a field at one of the leaves in leaves, a bitset.
 func (f *flatEvent) matters(arr int32, leaves []uint64) bool {
+	if f.holdAll {
+		return f.mattersByPath(arr, leaves)
+	}
 	for _, l := range f.holdLeaves[f.holdStart[arr]:f.holdEnd[arr]] {
 		if leaves[l/64]&(1<<(l%64)) != 0 {
 			return true
@@ -790,29 +868,77 @@ func (f *flatEvent) matters(arr int32, leaves []uint64) bool {
 	return false
 }
 
-// reduce drops from cur the positions in arrays that hold no field at the leaves in leaves; the
-// result, if smaller, is built on f.red.
-func (f *flatEvent) reduce(leaves []uint64, cur []memEntry) []memEntry {
-	if len(cur) == 0 {
-		return cur
+// mattersByPath is matters without holdLeaves. A field at a leaf under the array's path that
+// lies among the array's fields has a position in it, one at the array's own path only if it
+// lies in an array nested in the array (ownHeld).
+func (f *flatEvent) mattersByPath(arr int32, leaves []uint64) bool {
+	t := f.table
+	an := f.arrayNode[arr]
+	own := t.nodes[an].leaf
+	sp := f.arraySpan[arr]
+	for w, word := range t.below[an] {
+		word &= leaves[w]
+		for word != 0 {
+			f.work++
+			l := int32(w*64 + bits.TrailingZeros64(word))
+			word &= word - 1
+			if l == own {
+				if f.ownHeld[arr] {
+					return true
+				}
+				continue
+			}
+			ks := f.at(l)
+			if i, _ := slices.BinarySearch(ks, sp.lo); i < len(ks) && ks[i] < sp.hi {
+				return true
+			}
+		}
 	}
+	return false
+}
+
+// reduce returns cur without the positions in arrays that hold no field at the leaves in leaves,
+// and whether that changed it. A field with a position in an array has one in every array around
+// it where consistency applies, so the positions that stay are, for each node of cur, those of
+// the innermost node at or around it whose array holds such a field and of the nodes around that
+// one. The result, when it differs, is built on *s: those nodes, each once and none inside
+// another, in ascending order.
+func (f *flatEvent) reduce(s *[]int32, leaves []uint64, cur []int32) ([]int32, bool) {
 	f.work += len(cur)
-	keep := 0
-	for _, e := range cur {
-		if f.matters(e.arr, leaves) {
-			keep++
+	i := 0
+	for i < len(cur) && f.matters(f.elems[cur[i]].arr, leaves) {
+		i++
+	}
+	if i == len(cur) {
+		return cur, false
+	}
+	t0 := len(*s)
+	out := append(*s, cur[:i]...)
+	for _, c := range cur[i:] {
+		e := c
+		for e >= 0 && !f.matters(f.elems[e].arr, leaves) {
+			f.work++
+			e = f.up(e)
+		}
+		if e >= 0 {
+			out = append(out, e)
 		}
 	}
-	if keep == len(cur) {
-		return cur
-	}
-	t0 := len(f.red)
-	for _, e := range cur {
-		if f.matters(e.arr, leaves) {
-			f.red = append(f.red, e)
+	red := out[t0:]
+	slices.Sort(red)
+	// In ascending order a node comes before the nodes inside it, and the last one kept is the
+	// only one that can hold the next.
+	n := 0
+	for _, e := range red {
+		if n > 0 && f.inside(e, red[n-1]) {
+			red[n-1] = e
+			continue
 		}
+		red[n] = e
+		n++
 	}
-	return f.red[t0:]
+	*s = out[:t0+n]
+	return red[:n], true
 }
 
 // grow returns s with length n, reusing its array when it is large enough. The contents are

@@ -529,7 +529,7 @@ type matchScratch struct {
 	stamp     uint32
 	kidStamp  []uint32 // per node: already collected for the current value
 	kids      []int32  // stack of children to visit
-	stack     []memEntry
+	stack     []int32  // sets of array positions, as element nodes
 	ruleEpoch []uint32
 	matched   []int32
 	v         value
@@ -589,14 +589,14 @@ func (s *snapshot) match(m *matchScratch) {
 	slices.Sort(m.matched)
 }
 
-func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
+func (s *snapshot) visit(m *matchScratch, n int32, cur []int32) {
 	nd := &s.nodes[n]
 	fe := &m.fe
 	fe.work++
 	top, optTop := len(m.stack), len(fe.opts)
 	defer func() { m.stack, fe.opts = m.stack[:top], fe.opts[:optTop] }()
 	if len(cur) > 0 {
-		cur = m.reduce(nd.subtree, cur)
+		cur, _ = fe.reduce(&m.stack, nd.subtree, cur)
 	}
 	// A visit's effect depends only on the node and the array positions that matter below it,
 	// so a second visit with the same ones (often none) has nothing left to do.
@@ -625,8 +625,9 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
 			// it, and rules that share the node may need positions this one does not: without
 			// this, {"a": {"x": [1]}, "c": {"z": [1]}}, sharing its first step with a rule that
 			// tests another field of a's element, would look at c's values once per element of a.
-			cur = m.reduce(t.leaves, cur)
-			if len(cur) < len(all) && fe.states.add(int32(len(s.nodes))+t.id, cur) {
+			var changed bool
+			cur, changed = fe.reduce(&m.stack, t.leaves, cur)
+			if changed && fe.states.add(int32(len(s.nodes))+t.id, cur) {
 				m.stack = m.stack[:mark]
 				continue
 			}
@@ -653,8 +654,7 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
 			next := cur
 			if fe.fields[k].rel {
 				t0 := len(m.stack)
-				m.stack = append(m.stack, cur...)
-				m.stack = fe.pushFrom(m.stack, t0, k)
+				m.stack = fe.join(m.stack, cur, k)
 				next = m.stack[t0:]
 			}
 			for i := base; i < len(m.kids); i++ {
@@ -669,29 +669,6 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []memEntry) {
 		}
 		m.stack = m.stack[:mark]
 	}
-}
-
-// reduce drops from cur the positions in arrays that hold no field at the leaves in leaves; the
-// result, if smaller, lives on m.stack.
-func (m *matchScratch) reduce(leaves []uint64, cur []memEntry) []memEntry {
-	fe := &m.fe
-	fe.work += len(cur)
-	keep := 0
-	for _, e := range cur {
-		if fe.matters(e.arr, leaves) {
-			keep++
-		}
-	}
-	if keep == len(cur) {
-		return cur
-	}
-	t0 := len(m.stack)
-	for _, e := range cur {
-		if fe.matters(e.arr, leaves) {
-			m.stack = append(m.stack, e)
-		}
-	}
-	return m.stack[t0:]
 }
 
 // lookup pushes onto m.kids the children that value v takes through index x.

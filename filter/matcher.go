@@ -145,6 +145,6 @@ func (s *snapshot) release(ms *matchScratch) {
 	if fe.outsized() || cap(ms.stack) > 1<<16 {
 		return // do not keep what an outsized event grew
 	}
-	fe.raw = nil
+	fe.raw, fe.table = nil, nil
 	s.pool.Put(ms)
 }

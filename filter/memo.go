@@ -1,15 +1,16 @@
 package filter
 
 // stateMemo is a set of search states: a step (or trie node) id with the array positions that
-// still matter to it. Once the positions are reduced to those the rest of the search can meet,
-// the outcome from a state depends on the state alone, so a state met twice need not be
-// searched twice; that is what keeps the search linear when independent arrays share an
-// element of an enclosing array. The set is emptied in O(1) per search by an epoch.
+// still matter to it, as a set of element nodes (see flatEvent.consistent). Once the positions
+// are reduced to those the rest of the search can meet, the outcome from a state depends on the
+// state alone, so a state met twice need not be searched twice; that is what keeps the search
+// linear when independent arrays share an element of an enclosing array. The set is emptied in
+// O(1) per search by an epoch.
 type stateMemo struct {
 	slots []stateSlot // open addressing; the length is a power of two
 	held  int         // states held in this epoch
 	epoch uint32
-	pos   []memEntry // the positions of the states held in this epoch
+	pos   []int32 // the positions of the states held in this epoch
 }
 
 type stateSlot struct {
@@ -31,12 +32,11 @@ func (s *stateMemo) reset() {
 	s.pos = s.pos[:0]
 }
 
-// stateHash hashes a state without regard to the order of its positions (one position per
-// array, in whatever order the search met the arrays).
-func stateHash(id int32, cur []memEntry) uint32 {
+// stateHash hashes a state without regard to the order of its nodes.
+func stateHash(id int32, cur []int32) uint32 {
 	h := uint64(uint32(id)) * 0x9e3779b97f4a7c15
 	for _, e := range cur {
-		x := uint64(uint32(e.arr))<<32 | uint64(uint32(e.idx))
+		x := uint64(uint32(e))
 		x ^= x >> 33
 		x *= 0xff51afd7ed558ccd
 		x ^= x >> 33
@@ -49,7 +49,7 @@ func stateHash(id int32, cur []memEntry) uint32 {
 }
 
 // has reports whether the state (id, cur) is in the set.
-func (s *stateMemo) has(id int32, cur []memEntry) bool {
+func (s *stateMemo) has(id int32, cur []int32) bool {
 	if s.held == 0 {
 		return false
 	}
@@ -67,7 +67,7 @@ func (s *stateMemo) has(id int32, cur []memEntry) bool {
 }
 
 // add puts the state (id, cur) into the set and reports whether it was there already.
-func (s *stateMemo) add(id int32, cur []memEntry) bool {
+func (s *stateMemo) add(id int32, cur []int32) bool {
 	if (s.held+1)*4 > len(s.slots)*3 {
 		s.grow()
 	}
@@ -90,9 +90,9 @@ func (s *stateMemo) add(id int32, cur []memEntry) bool {
 	return false
 }
 
-// same reports whether slot sl holds the state (id, cur). A state has one position per array,
-// so equal lengths and every position of cur found in the slot make the two equal.
-func (s *stateMemo) same(sl *stateSlot, id int32, cur []memEntry) bool {
+// same reports whether slot sl holds the state (id, cur). A state holds each node once, so equal
+// lengths and every node of cur found in the slot make the two equal.
+func (s *stateMemo) same(sl *stateSlot, id int32, cur []int32) bool {
 	if sl.id != id || int(sl.n) != len(cur) {
 		return false
 	}

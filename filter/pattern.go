@@ -159,14 +159,16 @@ func (p *Pattern) matchFlat(fe *flatEvent) bool {
 // positions chosen so far are reduced to those the remaining steps can meet, and the outcome
 // then depends on the step and those positions alone, so a step that failed with the same
 // positions (often none, or only the element of an enclosing array) fails again at once.
-func (p *Pattern) evalSteps(fe *flatEvent, b *branch, i int, cur []memEntry) bool {
+func (p *Pattern) evalSteps(fe *flatEvent, b *branch, i int, cur []int32) bool {
 	fe.work++
 	if i == len(b.steps) {
 		return true
 	}
 	top, optTop := len(fe.red), len(fe.opts)
 	defer func() { fe.red, fe.opts = fe.red[:top], fe.opts[:optTop] }()
-	cur = fe.reduce(b.after[i], cur)
+	if len(cur) > 0 {
+		cur, _ = fe.reduce(&fe.red, b.after[i], cur)
+	}
 	memo := b.memo + i
 	if len(cur) == 0 {
 		if fe.memo[memo] == fe.memoEpoch {
@@ -190,8 +192,7 @@ func (p *Pattern) evalSteps(fe *flatEvent, b *branch, i int, cur []memEntry) boo
 			continue
 		}
 		t0 := len(fe.red)
-		fe.red = append(fe.red, cur...)
-		fe.red = fe.pushFrom(fe.red, t0, k)
+		fe.red = fe.join(fe.red, cur, k)
 		ok := p.evalSteps(fe, b, i+1, fe.red[t0:])
 		fe.red = fe.red[:t0]
 		if ok {
@@ -219,6 +220,6 @@ func putFlat(fe *flatEvent) {
 	if fe.outsized() {
 		return
 	}
-	fe.raw = nil
+	fe.raw, fe.table = nil, nil
 	flatPool.Put(fe)
 }
