@@ -19,7 +19,9 @@ var long = flag.Bool("long", false, "run the long variants of the randomized tes
 // paths and array shapes collide often, and hold three implementations to one another:
 //
 //   - the Matcher, with every pattern loaded at once;
-//   - each Pattern on its own (the reference search in evalSteps over the flattener's fields);
+//   - each Pattern on its own (the reference search in evalSteps over the flattener's fields,
+//     which a Pattern with several branches leaves to the automaton, and which is then run
+//     on its own too);
 //   - an oracle that decodes the event with encoding/json, enumerates its leaves with their
 //     array positions (no array is left out), and searches the branches itself.
 
@@ -511,6 +513,9 @@ func differentialRound(t *testing.T, g gen, nPatterns, nEvents int) {
 			}
 			require.NoError(t, err, "Pattern vs oracle: accepted\npattern %s\nevent   %s", srcs[n], ev)
 			oracle := oracleMatch(p, leaves)
+			if len(p.branches) > 1 {
+				require.Equal(t, oracle, searchBranches(t, p, ev), "branch by branch vs oracle\npattern %s\nevent   %s", srcs[n], ev)
+			}
 			require.Equal(t, oracle, single, "Pattern vs oracle\npattern %s\nevent   %s", srcs[n], ev)
 			if single {
 				want = append(want, n)
@@ -542,6 +547,15 @@ func differentialRound(t *testing.T, g gen, nPatterns, nEvents int) {
 		require.Zero(t, refusedByMatcher)
 		require.Greater(t, matchedSomething, nEvents/2)
 	}
+}
+
+// searchBranches matches p against ev branch by branch (evalSteps), as MatchRaw does for a
+// pattern of one branch.
+func searchBranches(t *testing.T, p *Pattern, ev []byte) bool {
+	fe := getFlat()
+	defer putFlat(fe)
+	require.NoError(t, fe.flatten(p.table, ev))
+	return p.matchFlat(fe)
 }
 
 // TestMattersByPath holds the answer matters works out from the path table, when an event's

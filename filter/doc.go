@@ -205,7 +205,9 @@
 // using {"exists": false}, whose meaning depends on the fields before that test in path order,
 // the test keeps its place among the fields under its own top-level key (the arrays it is judged
 // over lie under that key) and only the fields between two such tests are grouped by key; the
-// top-level keys are still ordered freely. A Pattern tests its steps in the same order. Walks
+// top-level keys are still ordered freely. A Pattern tests its steps in the same order, and a
+// Pattern with $or matches through the same automaton, built for it alone on its first match,
+// so that its alternatives share the steps they begin with as a Matcher's rules do. Walks
 // that reach the same step holding the same positions in the arrays that can still affect the
 // remaining steps are merged, rules that share a step go on from it with only the positions each
 // needs, and a step taken inside an element of an array looks only at the values in that

@@ -3,6 +3,10 @@ package filter
 // PatternWork matches p against raw like MatchRaw and also returns how much searching it took:
 // the steps tried plus the values looked at.
 func PatternWork(p *Pattern, raw []byte) (bool, int, error) {
+	if len(p.branches) > 1 {
+		names, work, err := snapshotWork(p.automaton(), raw)
+		return len(names) > 0, work, err
+	}
 	fe := getFlat()
 	defer putFlat(fe)
 	if err := fe.flatten(p.table, raw); err != nil {
@@ -15,7 +19,10 @@ func PatternWork(p *Pattern, raw []byte) (bool, int, error) {
 
 // MatcherWork is MatchRaw that also returns the nodes visited plus the values looked at.
 func MatcherWork(m *Matcher, raw []byte) ([]string, int, error) {
-	s := m.current()
+	return snapshotWork(m.current(), raw)
+}
+
+func snapshotWork(s *snapshot, raw []byte) ([]string, int, error) {
 	ms := s.pool.Get().(*matchScratch)
 	defer s.release(ms)
 	if err := ms.fe.flatten(s.table, raw); err != nil {

@@ -35,6 +35,9 @@ type snapshot struct {
 	nodes     []tnode
 	leafWords int
 	pool      sync.Pool
+	// first ends a match at the first rule matched, for a snapshot that only answers whether
+	// any rule matches (a Pattern's, see Pattern.automaton).
+	first bool
 }
 
 // tnode is a state of the automaton.
@@ -614,6 +617,9 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []int32) {
 			m.matched = append(m.matched, r)
 		}
 	}
+	if s.first && len(m.matched) > 0 {
+		return
+	}
 	v := &m.v
 	all := cur
 	for ti := range nd.trans {
@@ -661,10 +667,16 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []int32) {
 				s.visit(m, m.kids[i], next)
 			}
 			m.kids = m.kids[:base]
+			if s.first && len(m.matched) > 0 {
+				return
+			}
 		}
 		if !usable {
 			for _, c := range t.absent {
 				s.visit(m, c, cur)
+			}
+			if s.first && len(m.matched) > 0 {
+				return
 			}
 		}
 		m.stack = m.stack[:mark]

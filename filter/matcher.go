@@ -140,6 +140,17 @@ func (s *snapshot) matchRaw(raw []byte, dst []string) ([]string, error) {
 	return dst, nil
 }
 
+// matchOne reports whether some rule matches the JSON event raw.
+func (s *snapshot) matchOne(raw []byte) (bool, error) {
+	ms := s.pool.Get().(*matchScratch)
+	defer s.release(ms)
+	if err := ms.fe.flatten(s.table, raw); err != nil {
+		return false, err
+	}
+	s.match(ms)
+	return len(ms.matched) > 0, nil
+}
+
 func (s *snapshot) release(ms *matchScratch) {
 	fe := &ms.fe
 	if fe.outsized() || cap(ms.stack) > 1<<16 {
