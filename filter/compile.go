@@ -482,6 +482,11 @@ func (c *compiler) anythingBut(v *jsonNode, path string) (*anythingBut, error) {
 			return nil, invalid(path, op, `wants one of "prefix", "suffix", "equals-ignore-case" or "wildcard" in its object`)
 		}
 		inner := v.keys[0]
+		// Checked before the operand, as EventBridge does: an operand of the right type would
+		// not make "numeric" or "exists" usable here.
+		if !butInner[inner] {
+			return nil, invalid(path, op, "does not support \""+inner+"\" in its object, only \"prefix\", \"suffix\", \"equals-ignore-case\" and \"wildcard\"")
+		}
 		var strs []string
 		switch w := v.vals[0]; w.kind {
 		case 's':
@@ -497,7 +502,7 @@ func (c *compiler) anythingBut(v *jsonNode, path string) (*anythingBut, error) {
 			return nil, invalid(path, op, "wants a string or a list of strings for \""+inner+"\"")
 		}
 		// An empty list would exclude nothing, so the operator would match every value.
-		if len(strs) == 0 && butInner[inner] {
+		if len(strs) == 0 {
 			return nil, invalid(path, op, "wants at least one string for \""+inner+"\"")
 		}
 		for range strs {
@@ -533,7 +538,6 @@ func (c *compiler) anythingBut(v *jsonNode, path string) (*anythingBut, error) {
 			slices.SortFunc(a.globs, func(x, y *glob) int { return compareStrings(x.key(), y.key()) })
 			return a, nil
 		}
-		return nil, invalid(path, op, "does not support \""+inner+"\"")
 	}
 	return nil, invalid(path, op, "wants a string, a number, a list of strings or of numbers, or an object")
 }
@@ -607,21 +611,20 @@ func numericRange(v *jsonNode, path string) (valueMatcher, error) {
 	if first != ">" && first != ">=" {
 		return m, invalid(path, op, "allows a second comparison only after \">\" or \">=\"")
 	}
-	if len(v.vals) != 4 || v.vals[2].kind != 's' {
-		return m, invalid(path, op, "wants \"<\" or \"<=\" and a number after the lower bound")
+	if len(v.vals) > 4 {
+		return m, invalid(path, op, "has "+strconv.Itoa(len(v.vals))+" terms, where a lower bound and an upper one take four, such as [\">\", 0, \"<=\", 5]")
 	}
 	second := v.vals[2].str
+	if v.vals[2].kind != 's' || second != "<" && second != "<=" {
+		return m, invalid(path, op, "wants \"<\" or \"<=\" after the lower bound")
+	}
 	y, err := num(3)
 	if err != nil {
 		return m, err
 	}
-	switch second {
-	case "<":
+	m.hi = y
+	if second == "<" {
 		m.hi = y - 1
-	case "<=":
-		m.hi = y
-	default:
-		return m, invalid(path, op, "wants \"<\" or \"<=\" after the lower bound")
 	}
 	if x >= y {
 		return m, invalid(path, op, "wants the lower bound below the upper bound")

@@ -285,3 +285,29 @@ func TestPatternErrorMessage(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, `filter: pattern at "detail.eventBody.mediaType": "prefix" wants a string`, err.Error())
 }
+
+// TestPatternErrorTexts: a message says what is wrong with the pattern, not what would be wrong
+// with another one. Anything-but, here as in EventBridge, takes no "numeric", "exists" or
+// "cidr" in its object, whatever their operand, where the message used to ask for strings as
+// their operand; and a numeric range with terms beyond the upper bound was told it lacked one.
+func TestPatternErrorTexts(t *testing.T) {
+	const butOnly = `only "prefix", "suffix", "equals-ignore-case" and "wildcard"`
+	for _, c := range []struct{ pattern, want string }{
+		{`{"a":[{"anything-but":{"numeric":[">",5]}}]}`, `"anything-but" does not support "numeric" in its object, ` + butOnly},
+		{`{"a":[{"anything-but":{"numeric":["a"]}}]}`, `"anything-but" does not support "numeric" in its object, ` + butOnly},
+		{`{"a":[{"anything-but":{"exists":true}}]}`, `"anything-but" does not support "exists" in its object, ` + butOnly},
+		{`{"a":[{"anything-but":{"cidr":"10.0.0.0/8"}}]}`, `"anything-but" does not support "cidr" in its object, ` + butOnly},
+		{`{"a":[{"anything-but":{"prefix":[5]}}]}`, `"anything-but" wants strings for "prefix"`},
+		{`{"a":[{"numeric":[">",0,"<",5,"<",6]}]}`, `"numeric" has 6 terms, where a lower bound and an upper one take four, such as [">", 0, "<=", 5]`},
+		{`{"a":[{"numeric":[">",0,"<",5,6]}]}`, `"numeric" has 5 terms, where a lower bound and an upper one take four, such as [">", 0, "<=", 5]`},
+		{`{"a":[{"numeric":[">",0,"<"]}]}`, `"numeric" wants a number after "<"`},
+		{`{"a":[{"numeric":[">",0,5]}]}`, `"numeric" wants "<" or "<=" after the lower bound`},
+		{`{"a":[{"numeric":[">",0,">",5]}]}`, `"numeric" wants "<" or "<=" after the lower bound`},
+	} {
+		t.Run(c.pattern, func(t *testing.T) {
+			_, err := filter.ParsePattern([]byte(c.pattern))
+			require.ErrorIs(t, err, filter.ErrInvalidPattern)
+			assert.Equal(t, `filter: pattern at "a": `+c.want, err.Error())
+		})
+	}
+}

@@ -136,20 +136,22 @@
 // ("exactly" is not part of the EventBridge language), an operator object with more than one key,
 // an operand of the wrong type, a wildcard with "**" or an escape other than \* and \\,
 // anything-but with a mixed or empty list (its own, or that of its prefix, suffix,
-// equals-ignore-case or wildcard), null or a boolean, or an empty prefix or suffix, a numeric range
-// whose bounds are out of range, have more than six decimals, or do not have the lower bound below
-// the upper one, a malformed CIDR block or one EventBridge refuses (a block of one address, /32 for
-// IPv4 or /128 for IPv6, for which an exact string does the job, an IPv6 block written with an IPv4
-// part, or an IPv4-mapped block with 32 or more mask bits, which EventBridge counts as an IPv4
-// mask), and a $or that is not an array of at least two objects. It also bounds what a pattern may
-// cost (ErrPatternTooComplex): MaxPatternBytes (64 KiB), MaxPatternDepth (32 levels),
-// MaxPatternValues (1,000 values and operators), MaxOrCombinations (1,000 alternatives once every
-// $or is multiplied out), MaxExpandedFields (10,000 fields over all those alternatives, a field
-// outside a $or counting once in each), MaxWildcardStars (16 per wildcard) and MaxWildcardValues
-// (100 wildcards). These bounds are the package's own, and looser than AWS's service quotas:
-// EventBridge refuses a pattern over 2,048 characters by default (4,096 after a quota increase)
-// and a wildcard it finds too complex ("Rule is too complex"). A pattern that compiles here may
-// therefore be refused by EventBridge; keep patterns meant for both under 2,048 characters.
+// equals-ignore-case or wildcard), null or a boolean, an empty prefix or suffix, or another
+// operator in its object (EventBridge has no anything-but of numeric, exists or cidr), a numeric
+// range with more than two comparisons or whose bounds are out of range, have more than six
+// decimals, or do not have the lower bound below the upper one, a malformed CIDR block or one
+// EventBridge refuses (a block of one address, /32 for IPv4 or /128 for IPv6, for which an exact
+// string does the job, an IPv6 block written with an IPv4 part, or an IPv4-mapped block with 32
+// or more mask bits, which EventBridge counts as an IPv4 mask), and a $or that is not an array of
+// at least two objects. It also bounds what a pattern may cost (ErrPatternTooComplex):
+// MaxPatternBytes (64 KiB), MaxPatternDepth (32 levels), MaxPatternValues (1,000 values and
+// operators), MaxOrCombinations (1,000 alternatives once every $or is multiplied out),
+// MaxExpandedFields (10,000 fields over all those alternatives, a field outside a $or counting once
+// in each), MaxWildcardStars (16 per wildcard) and MaxWildcardValues (100 wildcards). These bounds
+// are the package's own, and looser than AWS's service quotas: EventBridge refuses a pattern over
+// 2,048 characters by default (4,096 after a quota increase) and a wildcard it finds too complex
+// ("Rule is too complex"). A pattern that compiles here may therefore be refused by EventBridge;
+// keep patterns meant for both under 2,048 characters.
 //
 // # Divergences from EventBridge
 //
