@@ -31,8 +31,9 @@ type breaker struct {
 }
 
 func newBreaker(b Breaker, clock retry.Clock) *breaker {
-	// normalize keeps Failures within MaxBreakerFailures: the conversion loses nothing.
-	return &breaker{threshold: int32(b.Failures), cooldown: b.Cooldown, clock: clock}
+	// normalize keeps Failures at most MaxBreakerFailures, and every negative value means off:
+	// the conversion loses nothing.
+	return &breaker{threshold: int32(max(b.Failures, -1)), cooldown: b.Cooldown, clock: clock}
 }
 
 // allow reports whether an attempt may go ahead, and whether it is the half-open probe (whose

@@ -279,4 +279,22 @@ func TestBreakerFailuresAboveMaxAreRefused(t *testing.T) {
 		}
 		assert.EqualValues(t, 3, s.calls.Load())
 	})
+	// Every negative count turns the breaker off, also one whose low 32 bits are positive.
+	for _, failures := range []int64{-2, -(1 << 32) + 1, math.MinInt64} {
+		t.Run(fmt.Sprint(failures), func(t *testing.T) {
+			s := &switchSink{}
+			s.down.Store(true)
+			cfg := config(failures)
+			cfg.Sinks[0].Sink = s
+			cfg.Sinks[0].Breaker.Cooldown = time.Hour
+			cfg.DLQ = &memDLQ{}
+			d := newDispatcher(t, cfg)
+			for i := range 3 {
+				res, err := d.Deliver(testContext(t), event(fmt.Sprint(i), "x"))
+				require.NoError(t, err)
+				assert.Equal(t, dlq.ConditionAttempts, res.Sinks[0].Condition, "event %d: no breaker", i)
+			}
+			assert.EqualValues(t, 3, s.calls.Load())
+		})
+	}
 }

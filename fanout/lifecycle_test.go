@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -474,7 +475,7 @@ func TestUncomparableSinkThatClosesIsRefused(t *testing.T) {
 	}
 	t.Run("New", func(t *testing.T) {
 		value := newValue()
-		for _, s := range []sink.Sink{value, ctxClosingValue{value.topics}, wrapCloser{value}} {
+		for _, s := range []sink.Sink{value, ctxClosingValue{value.topics}, wrapCloser{value}, nanCloser{math.NaN()}} {
 			_, err := fanout.New(config(s, "a"))
 			require.ErrorIs(t, err, fanout.ErrInvalidConfig, "%T", s)
 			assert.ErrorContains(t, err, `sink "a": `)
@@ -517,6 +518,13 @@ type wrapCloser struct{ next sink.Sink }
 
 func (w wrapCloser) Send(ctx context.Context, e *fanbridge.Event) error { return w.next.Send(ctx, e) }
 func (w wrapCloser) Close() error                                       { return sink.Close(w.next) }
+
+// nanCloser is a comparable value with a Close that is not equal to itself: it could never be
+// found again as the sink a configuration keeps.
+type nanCloser struct{ weight float64 }
+
+func (nanCloser) Send(context.Context, *fanbridge.Event) error { return nil }
+func (nanCloser) Close() error                                 { return nil }
 
 // A task its Sync dispatch withdrew when the budget ran out has its outcome: it no longer counts
 // as queued, and its queue slot is free for new events, although a worker has yet to skip it.

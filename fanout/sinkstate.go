@@ -146,8 +146,10 @@ func sameSink(a, b sink.Sink) bool {
 // comparableSink reports whether s can be compared with == and used as a map key without a panic.
 // Its type says too little: a struct that holds an interface is a comparable type, yet holding
 // a sink.Func it panics.
+// A value that is not equal to itself (a float field holding NaN) counts as not comparable: it
+// could never be found again, under its own key or as the same sink.
 func comparableSink(s sink.Sink) bool {
-	return reflect.ValueOf(s).Comparable()
+	return reflect.ValueOf(s).Comparable() && s == s
 }
 
 // takeBack claims t, still queued, for its own Sync dispatch to run, if the ghost it leaves in the
