@@ -43,11 +43,27 @@ func NewEntry(ev *fanbridge.Event, sinkName, route string, err error, first, las
 		Event:        *ev,
 		Sink:         sinkName,
 		Route:        route,
-		Class:        retry.Classify(err),
 		FirstAttempt: first,
 		LastAttempt:  last,
 		TraceID:      TraceID(ev.Meta(fanbridge.MetaTraceparent)),
 	}
+	describe(&e, err)
+	return e
+}
+
+// describe sets e's class, attempts, condition and error from err. An error from a sink is the
+// sink's code: one whose Error, Unwrap, Is or As panics (a nil pointer of the sink's own error
+// type, returned as an error, is the common case) is described by its type instead.
+func describe(e *Entry, err error) {
+	defer func() {
+		if recover() != nil {
+			e.Class = retry.ClassPermanent
+			e.Attempts = max(e.Attempts, 1)
+			e.Condition = ConditionPermanent
+			e.Error = TruncateError(fmt.Sprintf("dlq: the error (%T) panics when read", err))
+		}
+	}()
+	e.Class = retry.Classify(err)
 	var re *retry.Error
 	switch {
 	case errors.As(err, &re):
@@ -68,7 +84,6 @@ func NewEntry(ev *fanbridge.Event, sinkName, route string, err error, first, las
 		}
 		e.Error = TruncateError(err.Error())
 	}
-	return e
 }
 
 // ConditionFromReason maps the reason a Retrier gave up to the condition an entry records.

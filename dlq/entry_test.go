@@ -3,6 +3,7 @@ package dlq_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -98,6 +99,14 @@ func TestNewEntry(t *testing.T) {
 		// Built by hand, without the last error a Retrier always sets.
 		{"no-last-error", &retry.Error{Reason: retry.ReasonCanceled}, 0, dlq.ConditionAge, retry.ClassRetryable,
 			(&retry.Error{Reason: retry.ReasonCanceled}).Error()},
+		// A sink's error that panics when read (a nil pointer of its own type, returned as an
+		// error) is described by its type.
+		{"last-error-panics", &retry.Error{Attempts: 3, Reason: retry.ReasonAttempts, Last: (*sinkErr)(nil)}, 3, dlq.ConditionPermanent,
+			retry.ClassPermanent, "dlq: the error (*retry.Error) panics when read"},
+		{"error-panics", (*sinkErr)(nil), 1, dlq.ConditionPermanent, retry.ClassPermanent, "dlq: the error (*dlq_test.sinkErr) panics when read"},
+		{"nil-retry-error", (*retry.Error)(nil), 1, dlq.ConditionPermanent, retry.ClassPermanent, "dlq: the error (*retry.Error) panics when read"},
+		{"wrapped-nil-retry-error", fmt.Errorf("sink: %w", (*retry.Error)(nil)), 1, dlq.ConditionPermanent, retry.ClassPermanent,
+			"dlq: the error (*fmt.wrapError) panics when read"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -179,3 +188,8 @@ func TestQueueFunc(t *testing.T) {
 	require.NoError(t, q.Put(context.Background(), dlq.Entry{ID: "a", Sink: "s"}))
 	assert.Equal(t, "a", got.ID)
 }
+
+// sinkErr is a sink's own error type whose Error reads its receiver.
+type sinkErr struct{ code int }
+
+func (e *sinkErr) Error() string { return fmt.Sprintf("code %d", e.code) }
