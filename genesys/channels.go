@@ -42,9 +42,11 @@ type Channel struct {
 
 // CreateChannel opens a new notification channel (POST /api/v2/notifications/channels).
 //
-// The creation is sent again only when it certainly did not reach Genesys: a refused connection or
-// a 429, which Genesys answers before doing any work. After an unclear failure (a 5xx, a timeout, a
-// connection broken or a context cancelled once the request was sent) the channel may exist
+// The creation is sent again only when it certainly did not reach Genesys (a refused connection, a
+// failure while the connection was being made) or when Genesys refused it (a 429, which Genesys
+// answers before doing any work). A context cancelled before the request had a connection returns
+// the context's error. After an unclear failure (a 5xx, a timeout, a connection broken or a
+// context cancelled once the request had a connection) the channel may exist
 // anyway, and creating another would make Genesys hold one more channel than the caller knows of,
 // so CreateChannel returns an error wrapping ErrOutcomeUnknown instead. Genesys offers no way to
 // delete a channel; a caller that counts its channels against MaxChannels should count such a

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -174,6 +176,189 @@ func TestCreateChannelCancelled(t *testing.T) {
 		assert.Equal(t, retry.ClassCanceled, retry.Classify(err))
 		assert.Zero(t, f.srv.Count(http.MethodPost, path))
 	})
+	// notSent checks the error of a creation cancelled before any of it was written.
+	notSent := func(t *testing.T, err error) {
+		t.Helper()
+		require.ErrorIs(t, err, context.Canceled)
+		assert.NotErrorIs(t, err, genesys.ErrOutcomeUnknown, "nothing was sent")
+		assert.False(t, retry.IsPermanent(err))
+		assert.Equal(t, retry.ClassCanceled, retry.Classify(err))
+	}
+	t.Run("during the TLS handshake", func(t *testing.T) {
+		tokens := genesystest.NewServer()
+		t.Cleanup(tokens.Close)
+		// A server that takes the connection and never answers the ClientHello.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = l.Close() })
+		ctx, cancel := context.WithCancel(testContext(t))
+		defer cancel()
+		go func() {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			_, _ = conn.Read(make([]byte, 1)) // the handshake has begun
+			cancel()
+			<-ctx.Done()
+			_, _ = io.Copy(io.Discard, conn) // until the client hangs up
+		}()
+		c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+			genesys.WithBaseURL("https://"+l.Addr().String()), genesys.WithTokenURL(tokens.TokenURL()),
+			genesys.WithRetryPolicy(fastPolicy))
+		require.NoError(t, err)
+		_, err = c.CreateChannel(ctx)
+		notSent(t, err)
+	})
+	t.Run("waiting for a connection of the pool", func(t *testing.T) {
+		hc := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+		t.Cleanup(hc.CloseIdleConnections)
+		f := newFixture(t, nil, genesys.WithHTTPClient(hc))
+		ctx := testContext(t)
+		_, err := f.client.Organization(ctx) // a token at hand, so the POST is next
+		require.NoError(t, err)
+		holding, release := make(chan struct{}), make(chan struct{})
+		releaseOnce := sync.OnceFunc(func() { close(release) })
+		t.Cleanup(releaseOnce)
+		f.srv.SetHook(func(r *http.Request) {
+			if r.Method == http.MethodGet && r.URL.Path == "/api/v2/notifications/availabletopics" {
+				close(holding)
+				<-release
+			}
+		})
+		held := make(chan error, 1)
+		go func() {
+			_, err := f.client.AvailableTopics(ctx) // holds the only connection
+			held <- err
+		}()
+		<-holding
+		// The caller's own trace still runs beside the client's: it cancels once the creation
+		// looks for a connection, which it must wait for.
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var asked atomic.Bool
+		cctx = httptrace.WithClientTrace(cctx, &httptrace.ClientTrace{GetConn: func(string) { asked.Store(true); cancel() }})
+		_, err = f.client.CreateChannel(cctx)
+		assert.True(t, asked.Load(), "the caller's trace was called")
+		notSent(t, err)
+		assert.Zero(t, f.srv.Count(http.MethodPost, path))
+		releaseOnce()
+		require.NoError(t, <-held)
+	})
+	t.Run("while reading a refusal", func(t *testing.T) {
+		tokens := genesystest.NewServer()
+		t.Cleanup(tokens.Close)
+		release := make(chan struct{})
+		api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = io.WriteString(w, `{"message":"slow down`)
+			w.(http.Flusher).Flush()
+			<-release // the rest of the body never comes
+		}))
+		t.Cleanup(api.Close)
+		t.Cleanup(func() { close(release) })
+		ctx, cancel := context.WithCancel(testContext(t))
+		defer cancel()
+		hc := &http.Client{Transport: cancelOnAnswer{base: http.DefaultTransport, path: path, cancel: cancel}}
+		c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+			genesys.WithBaseURL(api.URL), genesys.WithTokenURL(tokens.TokenURL()),
+			genesys.WithRetryPolicy(fastPolicy), genesys.WithHTTPClient(hc))
+		require.NoError(t, err)
+		_, err = c.CreateChannel(ctx)
+		require.ErrorIs(t, err, context.Canceled)
+		assert.NotErrorIs(t, err, genesys.ErrOutcomeUnknown, "a 429 creates nothing")
+		assert.Equal(t, retry.ClassCanceled, retry.Classify(err))
+	})
+	t.Run("through a transport that reports nothing", func(t *testing.T) {
+		// A transport of the caller's that calls no httptrace hook cannot say whether anything
+		// went out: the creation stays unclear.
+		f := newFixture(t, nil)
+		ctx, cancel := context.WithCancel(testContext(t))
+		defer cancel()
+		hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.URL.Path != path {
+				return http.DefaultTransport.RoundTrip(r.WithContext(context.WithoutCancel(r.Context())))
+			}
+			cancel()
+			<-r.Context().Done()
+			return nil, r.Context().Err()
+		})}
+		c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+			genesys.WithBaseURL(f.srv.URL), genesys.WithTokenURL(f.srv.TokenURL()),
+			genesys.WithRetryPolicy(fastPolicy), genesys.WithHTTPClient(hc))
+		require.NoError(t, err)
+		_, err = c.CreateChannel(ctx)
+		require.ErrorIs(t, err, genesys.ErrOutcomeUnknown)
+		assert.ErrorIs(t, err, context.Canceled)
+	})
+}
+
+// cancelOnAnswer is a transport that calls cancel once the headers of the answer to a request
+// for path are in, so that its body is read under a cancelled context.
+type cancelOnAnswer struct {
+	base   http.RoundTripper
+	path   string
+	cancel context.CancelFunc
+}
+
+func (t cancelOnAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(r)
+	if err == nil && r.URL.Path == t.path {
+		t.cancel()
+	}
+	return resp, err
+}
+
+// The status of an answer whose body was cut off says what the server did: a 4xx (429 included)
+// refused the creation, which may then be sent again; a 2xx made it, and a 5xx may have.
+func TestCreateChannelAnswerCutOff(t *testing.T) {
+	const path = "/api/v2/notifications/channels"
+	for _, tc := range []struct {
+		status  int
+		unknown bool
+	}{
+		{http.StatusBadRequest, false},
+		{http.StatusNotFound, false},
+		{http.StatusTooManyRequests, false},
+		{http.StatusOK, true},
+		{http.StatusServiceUnavailable, true},
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			tokens := genesystest.NewServer()
+			t.Cleanup(tokens.Close)
+			var posts atomic.Int32
+			api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				posts.Add(1)
+				conn, buf, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"mess", tc.status, http.StatusText(tc.status))
+				_ = buf.Flush()
+			}))
+			t.Cleanup(api.Close)
+			c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+				genesys.WithBaseURL(api.URL), genesys.WithTokenURL(tokens.TokenURL()), genesys.WithRetryPolicy(fastPolicy))
+			require.NoError(t, err)
+			_, err = c.CreateChannel(testContext(t))
+			require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+			if tc.unknown {
+				assert.ErrorIs(t, err, genesys.ErrOutcomeUnknown)
+				assert.True(t, retry.IsPermanent(err))
+				assert.EqualValues(t, 1, posts.Load(), "creations sent")
+				return
+			}
+			assert.NotErrorIs(t, err, genesys.ErrOutcomeUnknown)
+			var re *retry.Error
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, retry.ReasonAttempts, re.Reason)
+			assert.EqualValues(t, fastPolicy.MaxAttempts, posts.Load(), "creations sent")
+		})
+	}
 }
 
 // A success answer to a channel creation that cannot be used (no id, no connectUri, a body that

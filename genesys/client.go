@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -294,7 +296,8 @@ func (c *Client) send(ctx context.Context, r request, payload []byte, token stri
 	if payload != nil {
 		body = bytes.NewReader(payload)
 	}
-	req, err := http.NewRequestWithContext(ctx, r.method, target, body)
+	var trace sendTrace
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace.hooks()), r.method, target, body)
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("genesys: building %s %s: %w", r.method, r.path, err)
 	}
@@ -311,7 +314,13 @@ func (c *Client) send(ctx context.Context, r request, payload []byte, token stri
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, nil, nil, &transportError{method: r.method, path: r.path, err: err}
+		unsent := trace.unsent()
+		if cerr := ctx.Err(); cerr != nil && unsent {
+			// Ended while the connection was being made (a dial, a TLS handshake, a wait for a
+			// connection of the pool): the caller's cancellation, not a transport failure.
+			return 0, nil, nil, fmt.Errorf("genesys: %s %s: ended before it was sent: %w", r.method, r.path, cerr)
+		}
+		return 0, nil, nil, &transportError{method: r.method, path: r.path, err: err, unsent: unsent}
 	}
 	defer resp.Body.Close()
 	limit := int64(maxResponseBody)
@@ -347,9 +356,10 @@ func (c *Client) classify(r request, err error) error {
 		// The token request is always safe to repeat: it creates nothing.
 		return c.classifyStatus(request{repeatable: true}, tokenErr.Status, tokenErr.RetryAfter, err)
 	case errors.As(err, &tErr):
-		// A creation cancelled by the caller once it was sent is as unclear as one that timed
-		// out: the server may carry it out all the same.
-		if r.repeatable || tErr.nothingSent() {
+		// A creation cancelled by the caller once it may have been sent is as unclear as one
+		// that timed out: the server may carry it out all the same. One whose answer said the
+		// server refused it (429 or another 4xx) before the body was cut off created nothing.
+		if r.repeatable || tErr.nothingSent() || tErr.refusedCutOff() {
 			return err
 		}
 		return retry.Permanent(fmt.Errorf("%w: %w", ErrOutcomeUnknown, err))
@@ -408,12 +418,19 @@ type transportError struct {
 	err          error
 	afterHeaders bool // the answer's headers arrived, so the server did receive the request
 	status       int  // with afterHeaders, the answer's status, whose body was cut off
+	unsent       bool // the transport's trace says it failed before it had a connection for it
 }
 
 // successCutOff reports whether the answer was a success whose body was cut off: the server did
 // what was asked, and only its answer is lost.
 func (e *transportError) successCutOff() bool {
 	return e.afterHeaders && e.status >= 200 && e.status <= 299
+}
+
+// refusedCutOff reports whether the answer was a 4xx, a 429 included, whose body was cut off:
+// the server refused the request, so it did nothing.
+func (e *transportError) refusedCutOff() bool {
+	return e.afterHeaders && e.status >= 400 && e.status <= 499
 }
 
 func (e *transportError) Error() string {
@@ -423,10 +440,14 @@ func (e *transportError) Error() string {
 func (e *transportError) Unwrap() error { return e.err }
 
 // nothingSent reports whether the request certainly never reached the server: the connection was
-// never made. Only then is a non-repeatable request safe to send again.
+// never made. Only then is a non-repeatable request safe to send again. Without a trace from the
+// transport (see sendTrace), only a failed dial or DNS lookup says so.
 func (e *transportError) nothingSent() bool {
 	if e.afterHeaders {
 		return false
+	}
+	if e.unsent {
+		return true
 	}
 	var op *net.OpError
 	if errors.As(e.err, &op) && op.Op == "dial" {
@@ -435,6 +456,36 @@ func (e *transportError) nothingSent() bool {
 	var dns *net.DNSError
 	return errors.As(e.err, &dns)
 }
+
+// sendTrace follows a request through the transport with net/http/httptrace, to tell a failure
+// before any of it can have gone out from one after. The hooks come on top of any trace already in
+// the caller's context, which still sees every event.
+//
+// The line is drawn at GotConn, not at WroteHeaders: HTTP/2 writes the headers first and calls
+// WroteHeaders after, and a RoundTrip cancelled in between returns without waiting for it, so a
+// request whose headers reached the server could look unsent. net/http calls GotConn on the
+// caller's goroutine before it hands the request to the connection. A transport that calls no
+// hook (a caller's own, see WithHTTPClient) leaves every failure but a failed dial or DNS lookup
+// unclear.
+type sendTrace struct {
+	asked atomic.Bool // GetConn: the transport looks for a connection, and reports its steps
+	conn  atomic.Bool // GotConn or any later step: from here on the request may be on its way
+}
+
+func (t *sendTrace) hooks() *httptrace.ClientTrace {
+	sent := func() { t.conn.Store(true) }
+	return &httptrace.ClientTrace{
+		GetConn:              func(string) { t.asked.Store(true) },
+		GotConn:              func(httptrace.GotConnInfo) { sent() },
+		WroteHeaders:         sent,
+		WroteRequest:         func(httptrace.WroteRequestInfo) { sent() },
+		GotFirstResponseByte: sent,
+	}
+}
+
+// unsent reports whether the transport said it was getting a connection for the request and never
+// that it had one: then nothing of the request was written.
+func (t *sendTrace) unsent() bool { return t.asked.Load() && !t.conn.Load() }
 
 // decodeError is a successful answer whose body does not decode.
 type decodeError struct {
