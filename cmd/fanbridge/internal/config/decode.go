@@ -33,6 +33,10 @@ type decoder struct {
 	// patterns holds the JSON of each pattern node already written out, for routes that share
 	// a pattern through an alias: it is written, and counted against the budget, once.
 	patterns map[*yaml.Node][]byte
+	// merging holds the mappings whose merge keys are being carried out, to refuse one merged
+	// into itself; mergedOf, the keys of each mapping merged into another so far (see pairs).
+	merging  map[*yaml.Node]bool
+	mergedOf map[*yaml.Node]merged
 }
 
 // newDecoder returns a decoder for the tree under root.

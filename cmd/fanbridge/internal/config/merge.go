@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"slices"
 
 	"gopkg.in/yaml.v3"
 )
@@ -20,14 +19,24 @@ func isMergeKey(k *yaml.Node) bool { return k.Kind == yaml.ScalarNode && k.Tag =
 // those n writes itself, which win; of the mappings in `<<: [*a, *b]`, an earlier one wins over
 // a later one; a merged mapping's own merge keys are carried out first. Only a mapping, or a
 // list of mappings, may be merged. The keys n writes are returned as they are, a repeated one
-// included, for the caller to refuse; each merged key counts against the node budget. It
-// reports a problem under path and returns false.
+// included, for the caller to refuse. Each merge source visited and each merged key count
+// against the node budget, and each mapping is merged once, its keys kept for the next merge of
+// it: without both, mappings that merge another many times over, empty ones included, or long
+// chains of merges, would take time without end. It reports a problem under path and returns
+// false.
 func (d *decoder) pairs(n *yaml.Node, path string) ([]pair, bool) {
-	return d.mergedPairs(n, path, nil)
+	return d.mergedPairs(n, path, false)
 }
 
-// mergedPairs is pairs for n merged into the mappings in outer, outermost first.
-func (d *decoder) mergedPairs(n *yaml.Node, path string, outer []*yaml.Node) ([]pair, bool) {
+// merged is what merging a mapping gave: its keys, or a problem reported already.
+type merged struct {
+	pairs []pair
+	ok    bool
+}
+
+// mergedPairs is pairs for n; nested is true when n is merged into another mapping, whose
+// caller sees only the keys of n that are merged, so a repeated key of n is refused here.
+func (d *decoder) mergedPairs(n *yaml.Node, path string, nested bool) ([]pair, bool) {
 	written := map[string]bool{}
 	hasMerge := false
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -39,8 +48,7 @@ func (d *decoder) mergedPairs(n *yaml.Node, path string, outer []*yaml.Node) ([]
 		case isMergeKey(k):
 			hasMerge = true
 		case k.Kind != yaml.ScalarNode:
-		case written[k.Value] && len(outer) > 0:
-			// The caller sees only the keys of n that are merged, and would not see this one.
+		case written[k.Value] && nested:
 			d.fail(mapKeyPath(path, k.Value), k, "key given twice")
 			return nil, false
 		default:
@@ -54,8 +62,13 @@ func (d *decoder) mergedPairs(n *yaml.Node, path string, outer []*yaml.Node) ([]
 		}
 		return out, true
 	}
+	if d.merging == nil {
+		d.merging = map[*yaml.Node]bool{}
+	}
+	d.merging[n] = true
+	defer delete(d.merging, n)
 	mp := mapKeyPath(path, "<<")
-	merged := map[string]bool{}
+	taken := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !isMergeKey(k) {
@@ -67,11 +80,14 @@ func (d *decoder) mergedPairs(n *yaml.Node, path string, outer []*yaml.Node) ([]
 			return nil, false
 		}
 		for _, m := range sources {
-			if m == n || slices.Contains(outer, m) {
+			if !d.spend(mp, m) {
+				return nil, false
+			}
+			if d.merging[m] {
 				d.fail(mp, k, "merges a mapping that holds this merge key: a mapping may not be merged into itself")
 				return nil, false
 			}
-			inner, ok := d.mergedPairs(m, mp, append(outer[:len(outer):len(outer)], n))
+			inner, ok := d.mergeOf(m, mp)
 			if !ok {
 				return nil, false
 			}
@@ -80,16 +96,30 @@ func (d *decoder) mergedPairs(n *yaml.Node, path string, outer []*yaml.Node) ([]
 					return nil, false
 				}
 				if p.key.Kind == yaml.ScalarNode {
-					if written[p.key.Value] || merged[p.key.Value] {
+					if written[p.key.Value] || taken[p.key.Value] {
 						continue
 					}
-					merged[p.key.Value] = true
+					taken[p.key.Value] = true
 				}
 				out = append(out, p)
 			}
 		}
 	}
 	return out, true
+}
+
+// mergeOf returns the keys of the mapping m as merged into another, merging m only the first
+// time it is asked for.
+func (d *decoder) mergeOf(m *yaml.Node, path string) ([]pair, bool) {
+	if r, ok := d.mergedOf[m]; ok {
+		return r.pairs, r.ok
+	}
+	pairs, ok := d.mergedPairs(m, path, true)
+	if d.mergedOf == nil {
+		d.mergedOf = map[*yaml.Node]merged{}
+	}
+	d.mergedOf[m] = merged{pairs, ok}
+	return pairs, ok
 }
 
 // mergeSources returns the mappings the value v of a merge key at path names, earliest first:

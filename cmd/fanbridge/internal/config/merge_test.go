@@ -121,16 +121,10 @@ dlq:
 
 // A merge key that names something other than mappings, or repeats, or merges a mapping into
 // itself is refused, naming its key path; so is a key a merged mapping brings in where it does
-// not belong, at the merged mapping's line. Merging many times over is bounded by the budget of
-// values the aliases of a file may expand to.
+// not belong, at the merged mapping's line.
 func TestBadMergeKeys(t *testing.T) {
 	route := func(pattern string) string {
 		return strings.Replace(minimal, `pattern: {source: [{prefix: "aws."}]}`, "pattern: "+pattern, 1)
-	}
-	var laughs strings.Builder
-	laughs.WriteString("\n      detail:\n        l0: &l0 {x: [1]}")
-	for i := 1; i <= 9; i++ {
-		fmt.Fprintf(&laughs, "\n        l%d: &l%[1]d {<<: [%s*l%d]}", i, strings.Repeat(fmt.Sprintf("*l%d, ", i-1), 9), i-1)
 	}
 	cases := []struct{ name, doc, wantError string }{
 		{name: "a single value", doc: route(`{<<: aws, source: [x]}`),
@@ -155,7 +149,6 @@ func TestBadMergeKeys(t *testing.T) {
 			wantError: "config: sinks[0].kafka.dir: unknown key (line 1)"},
 		{name: "a setting's own check", doc: strings.Replace(minimal, "topic: t}", "topic: t}\n    retry: {<<: {max_attempts: many}}", 1),
 			wantError: `config: sinks[0].retry.max_attempts: want a whole number, got "many"`},
-		{name: "merged a billion times", doc: route(laughs.String()), wantError: "the aliases of the file expand to more than"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,6 +166,70 @@ func TestBadMergeKeys(t *testing.T) {
 			require.Error(t, err)
 			assert.ErrorIs(t, err, config.ErrInvalid)
 			assert.Contains(t, err.Error(), tc.wantError)
+		})
+	}
+}
+
+// Each mapping is merged once, and what merging costs counts against the budget of values the
+// aliases of a file may expand to: mappings that merge the one before ten times over, nine levels
+// deep (a billion merges written out), with keys or empty, and long chains of merges, are
+// decoded or refused at once.
+func TestMergingIsBounded(t *testing.T) {
+	// The mappings are defined in the list a merge key of the pattern names, each merging the
+	// one before.
+	laughs := func(base string) string {
+		var b strings.Builder
+		b.WriteString("[&l0 " + base)
+		for i := 1; i <= 9; i++ {
+			fmt.Fprintf(&b, ", &l%d {<<: [%s*l%d]}", i, strings.Repeat(fmt.Sprintf("*l%d, ", i-1), 9), i-1)
+		}
+		return b.String() + "]"
+	}
+	chain := func(n int, keys bool) string {
+		var b strings.Builder
+		b.WriteString("[&l0 {}")
+		for i := 1; i <= n; i++ {
+			if keys {
+				fmt.Fprintf(&b, ", &l%d {<<: *l%d, k%d: [v]}", i, i-1, i)
+			} else {
+				fmt.Fprintf(&b, ", &l%d {<<: *l%d}", i, i-1)
+			}
+		}
+		return b.String() + "]"
+	}
+	pattern := func(p string) string {
+		return strings.Replace(minimal, `pattern: {source: [{prefix: "aws."}]}`, "pattern: "+p, 1)
+	}
+	cases := []struct{ name, doc, wantJSON, wantError string }{
+		{name: "a billion merges of a mapping with a key", doc: pattern("{<<: " + laughs("{detail: {n: [1]}}") + "}"), wantJSON: `{"detail":{"n":[1]}}`},
+		{name: "a billion merges of an empty mapping", doc: pattern("{source: [a], <<: " + laughs("{}") + "}"), wantJSON: `{"source":["a"]}`},
+		{name: "a chain of 40000 empty merges", doc: pattern("{source: [a], <<: " + chain(40000, false) + "}"), wantJSON: `{"source":["a"]}`},
+		{name: "a chain of 40000 merges that each add a key", doc: pattern("{source: [a], <<: " + chain(40000, true) + "}"),
+			wantError: "the aliases of the file expand to more than"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			var cfg *config.Config
+			go func() {
+				var err error
+				cfg, err = config.Parse([]byte(tc.doc), env(nil))
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("Parse still merging after 20s")
+			}
+			if tc.wantError != "" {
+				require.ErrorIs(t, err, config.ErrInvalid)
+				assert.Contains(t, err.Error(), tc.wantError)
+				assert.Equal(t, 1, strings.Count(err.Error(), "aliases of the file"), "one error, not one per value left")
+				return
+			}
+			require.NoError(t, err)
+			assert.JSONEq(t, tc.wantJSON, string(cfg.Routes[0].Pattern.JSON))
 		})
 	}
 }
