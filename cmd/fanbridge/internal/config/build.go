@@ -341,7 +341,7 @@ func (k *KafkaSink) Options() ([]kafkasink.Option, error) {
 	switch {
 	case k.Topic != "":
 		opts = append(opts, kafkasink.WithTopic(k.Topic))
-	case len(k.TopicByType) > 0:
+	case k.TopicByType != nil:
 		opts = append(opts, kafkasink.WithTopicByType(k.TopicByType, k.FallbackTopic))
 	case k.TopicTemplate != "":
 		opts = append(opts, kafkasink.WithTopicTemplate(k.TopicTemplate))

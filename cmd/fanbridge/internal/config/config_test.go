@@ -12,9 +12,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
 	"github.com/fanbridge/fanbridge/signature"
+	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
 
 // hugeQueueSizeError is what a queue size of 10^11 or more gets: a range error where an int holds
@@ -176,6 +178,8 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 			wantError: `config: routes[0].pattern.detail.d[0].numeric[1]: want a number as JSON writes it, got ".5"`},
 		{name: "YAML's .inf in a pattern", from: `pattern: {source: [{prefix: "aws."}]}`, to: `pattern: {detail: {d: [{numeric: ["<", .inf]}]}}`,
 			wantError: `config: routes[0].pattern.detail.d[0].numeric[1]: want a number as JSON writes it, got ".inf"`},
+		{name: "empty topic_by_type", from: "topic: t}", to: "topic_by_type: {}}",
+			wantError: "config: sinks[0].kafka.topic_by_type: is empty: map a type to a topic, or give fallback_topic"},
 		{name: "fallback without map", from: "topic: t}", to: "topic: t, fallback_topic: f}", wantError: "config: sinks[0].kafka.fallback_topic: only applies with topic_by_type"},
 		{name: "bad key", from: "topic: t}", to: "topic: t, key: partition}", wantError: `config: sinks[0].kafka.key: want id, conversation, user or none, got "partition"`},
 		{name: "bad value", from: "topic: t}", to: "topic: t, value: body}", wantError: `config: sinks[0].kafka.value: want data or raw, got "body"`},
@@ -605,4 +609,23 @@ func TestIntakePathsRoutedAlike(t *testing.T) {
 		_, err := config.Parse([]byte(second(ok[0], ok[1])), env(nil))
 		assert.NoError(t, err, "%s and %s", ok[0], ok[1])
 	}
+}
+
+// An empty topic_by_type with a fallback_topic sends every event to the fallback, as
+// kafkasink.WithTopicByType does.
+func TestEmptyTopicByTypeWithFallback(t *testing.T) {
+	cfg, err := config.Parse([]byte(strings.Replace(minimal, "topic: t}", "topic_by_type: {}, fallback_topic: other}", 1)), env(nil))
+	require.NoError(t, err)
+	k := cfg.Sinks[0].Kafka
+	assert.NotNil(t, k.TopicByType)
+	assert.Empty(t, k.TopicByType)
+	assert.Equal(t, "other", k.FallbackTopic)
+	opts, err := k.Options()
+	require.NoError(t, err)
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	require.NoError(t, err)
+	defer cl.Close()
+	s, err := kafkasink.New(cl, opts...)
+	require.NoError(t, err, "the sink is built")
+	_ = s.Close()
 }

@@ -448,8 +448,11 @@ func validateKafkaSink(e *Errors, p string, k *KafkaSink) {
 			e.addDetail(p+".topic", err.Error(), err)
 		}
 	}
-	if len(k.TopicByType) > 0 {
+	if k.TopicByType != nil {
 		n++
+		if len(k.TopicByType) == 0 && k.FallbackTopic == "" {
+			e.add(p+".topic_by_type", "is empty: map a type to a topic, or give fallback_topic")
+		}
 		for t, topic := range k.TopicByType {
 			if err := kafkasink.ValidTopic(topic); err != nil {
 				e.addDetail(mapKeyPath(p+".topic_by_type", t), err.Error(), err)
