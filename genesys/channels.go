@@ -40,6 +40,8 @@ type Channel struct {
 	Expires    time.Time `json:"expires"`
 }
 
+func (ch *Channel) checkIDs() error { return checkID("channel", ch.ID) }
+
 // CreateChannel opens a new notification channel (POST /api/v2/notifications/channels).
 //
 // The creation is sent again only when it certainly did not reach Genesys (a refused connection, a
@@ -51,9 +53,10 @@ type Channel struct {
 // so CreateChannel returns an error wrapping ErrOutcomeUnknown instead. Genesys offers no way to
 // delete a channel; a caller that counts its channels against MaxChannels should count such a
 // creation as a channel that lives ChannelLifetime from now (package genesys/notifications does).
-// A success answer that cannot be used (a body that does not decode, or one without id or
-// connectUri) wraps ErrOutcomeUnknown too: Genesys answered 2xx, so it did create a channel, which
-// counts against MaxChannels although it cannot be connected.
+// A success answer that cannot be used (a body that does not decode, one without id or
+// connectUri, or one whose id is refused, see the package documentation) wraps ErrOutcomeUnknown
+// too: Genesys answered 2xx, so it did create a channel, which counts against MaxChannels although
+// it cannot be connected.
 func (c *Client) CreateChannel(ctx context.Context) (*Channel, error) {
 	var ch Channel
 	err := c.do(ctx, request{method: http.MethodPost, path: "/api/v2/notifications/channels"}, &ch)

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -372,6 +373,10 @@ func TestCreateChannelUnusableSuccessAnswerIsOutcomeUnknown(t *testing.T) {
 		{"no connectUri", `{"id":"5f3c0000-0000-4000-8000-000000000001"}`},
 		{"no id", `{"connectUri":"wss://streaming.mypurecloud.com/channels/x"}`},
 		{"not JSON", `<html>ok</html>`},
+		// The id is logged and put in errors: a terminal escape or a bidirectional override in it
+		// makes the channel as unusable as no id.
+		{"id with escapes", `{"id":"5f3c\u009b2J\u202e\u001b[0m","connectUri":"wss://streaming.mypurecloud.com/channels/x"}`},
+		{"id over 128 bytes", `{"id":"` + strings.Repeat("5f3c0000", 17) + `","connectUri":"wss://streaming.mypurecloud.com/channels/x"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tokens := genesystest.NewServer()
@@ -395,6 +400,8 @@ func TestCreateChannelUnusableSuccessAnswerIsOutcomeUnknown(t *testing.T) {
 			assert.True(t, retry.IsPermanent(err), "not to be sent again blindly")
 			assert.Nil(t, ch)
 			assert.EqualValues(t, 1, posts.Load(), "creations sent")
+			assert.Equal(t, -1, unsafeIndex(err.Error()), "%q", err.Error())
+			assert.NotContains(t, err.Error(), strings.Repeat("5f3c0000", 17))
 		})
 	}
 }

@@ -281,6 +281,11 @@ func (c *Client) attempt(ctx context.Context, r request, payload []byte, out any
 			if err := json.Unmarshal(body, out); err != nil {
 				return &decodeError{method: r.method, path: r.path, err: err}
 			}
+			if v, ok := out.(idChecker); ok {
+				if err := v.checkIDs(); err != nil {
+					return &decodeError{method: r.method, path: r.path, err: err}
+				}
+			}
 		}
 		return nil
 	}

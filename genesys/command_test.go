@@ -130,6 +130,22 @@ func TestRunProvisionCommand(t *testing.T) {
 			return r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r))
 		}), "%q", out)
 	})
+	t.Run("an integration id from Genesys is never printed raw", func(t *testing.T) {
+		front := rewritingProxy(t, srv, func(r *http.Request, answer any) {
+			if body, ok := answer.(map[string]any); ok && r.Method == http.MethodPatch {
+				body["id"] = "6b1f0c9e\u009b2J\u202edeliver\x1b[0m"
+				body["reportedState"] = map[string]any{"code": genesys.ReportedError}
+			}
+		})
+		saved := env["GENESYS_API_URL"]
+		env["GENESYS_API_URL"] = front
+		defer func() { env["GENESYS_API_URL"] = saved }()
+		out, errOut, err := run(t, "-name", "fanbridge-id", "-suffix", "fanbridge-id")
+		require.Error(t, err)
+		for _, s := range []string{out, errOut, err.Error()} {
+			assert.Equal(t, -1, unsafeIndex(s), "%q", s)
+		}
+	})
 	t.Run("help does not print environment values", func(t *testing.T) {
 		_, errOut, err := run(t, "-h")
 		require.Error(t, err)

@@ -207,6 +207,29 @@ func clean(s string, n int) string {
 	}, s)
 }
 
+// maxIDLen bounds the ids the client takes from Genesys' answers (integrations, channels), which
+// are UUIDs or as short.
+const maxIDLen = 128
+
+// idChecker is an answer that holds ids of Genesys' (see checkID); the client checks them as it
+// decodes the answer, which then fails like one that does not decode.
+type idChecker interface{ checkIDs() error }
+
+// checkID refuses id, an id of the given kind that Genesys sent, when it is longer than maxIDLen
+// bytes or holds anything but printable characters other than space: ids are printed, logged and
+// put in errors as they are, so control characters (terminal escapes) and bidirectional
+// formatting characters must not get that far. An empty id is left to the caller, which knows
+// whether one is needed.
+func checkID(kind, id string) error {
+	switch {
+	case len(id) > maxIDLen:
+		return fmt.Errorf("%s id of %d bytes, longer than %d", kind, len(id), maxIDLen)
+	case !utf8.ValidString(id) || strings.ContainsFunc(id, func(r rune) bool { return r == ' ' || !unicode.IsPrint(r) }):
+		return fmt.Errorf("%s id %q holds a control, formatting or space character, or is not UTF-8", kind, clean(id, maxIDLen))
+	}
+	return nil
+}
+
 // redactURL returns s, a URL or host that was refused, fit to be quoted in an error: user info,
 // query and fragment, which may hold credentials or tokens, become "[redacted]". It works on the
 // text, because a refused value often does not parse; when a '?' or '#' comes before the last '@',

@@ -3,10 +3,19 @@ package genesys_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/stretchr/testify/require"
 
@@ -58,6 +67,44 @@ func newFixture(t *testing.T, srvOpts []genesystest.Option, opts ...genesys.Opti
 	c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret, all...)
 	require.NoError(t, err)
 	return &fixture{srv: srv, client: c, logs: logs}
+}
+
+// unsafeIndex returns the index of the first rune in s that must not reach a terminal from the
+// server, or -1: a control character other than a line break (C1 ones too: CSI, U+009B, starts an
+// escape sequence on some terminals) or a bidirectional formatting character.
+func unsafeIndex(s string) int {
+	return strings.IndexFunc(s, func(r rune) bool {
+		return r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r))
+	})
+}
+
+// rewritingProxy returns the URL of a proxy in front of srv that hands every JSON answer, decoded,
+// to rewrite, and passes on what rewrite leaves.
+func rewritingProxy(t *testing.T, srv *genesystest.Server, rewrite func(r *http.Request, answer any)) string {
+	t.Helper()
+	target, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		var answer any
+		if json.Unmarshal(b, &answer) == nil {
+			rewrite(r.Request, answer)
+			if b, err = json.Marshal(answer); err != nil {
+				return err
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		r.ContentLength = int64(len(b))
+		r.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	front := httptest.NewServer(proxy)
+	t.Cleanup(front.Close)
+	return front.URL
 }
 
 func testContext(t *testing.T) context.Context {

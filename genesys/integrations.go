@@ -36,6 +36,8 @@ type Integration struct {
 	ReportedState *ReportedState `json:"reportedState,omitempty"`
 }
 
+func (in *Integration) checkIDs() error { return checkID("integration", in.ID) }
+
 // IntegrationType names the kind of an integration.
 type IntegrationType struct {
 	ID string `json:"id"`
@@ -76,6 +78,15 @@ type integrationListing struct {
 	PageNumber int           `json:"pageNumber"`
 	Total      int           `json:"total"`
 	PageCount  int           `json:"pageCount"`
+}
+
+func (l *integrationListing) checkIDs() error {
+	for i := range l.Entities {
+		if err := l.Entities[i].checkIDs(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // listPageSize is the page size asked for when listing; 100 is the API's largest.
@@ -166,9 +177,9 @@ func (c *Client) DeleteIntegration(ctx context.Context, id string) error {
 
 // createIntegration installs a new integration of the given type. It is not repeated on an unclear
 // failure (the error then matches ErrOutcomeUnknown): a blind retry could install two. A success
-// answer that cannot be used (a body cut off, one that does not decode, or one without an id)
-// matches ErrOutcomeUnknown too: Genesys answered 2xx, so it did install one, which a lookup by
-// name can find.
+// answer that cannot be used (a body cut off, one that does not decode, one without an id, or one
+// whose id is refused, see checkID) matches ErrOutcomeUnknown too: Genesys answered 2xx, so it did
+// install one, which a lookup by name can find.
 func (c *Client) createIntegration(ctx context.Context, typeID, name string) (*Integration, error) {
 	body := map[string]any{"integrationType": IntegrationType{ID: typeID}}
 	if name != "" {

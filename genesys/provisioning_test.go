@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -481,6 +482,75 @@ func TestEnsureAmbiguousName(t *testing.T) {
 	assert.Contains(t, err.Error(), a)
 	assert.Contains(t, err.Error(), b)
 	assert.Empty(t, f.srv.Writes())
+}
+
+// An integration id is printed, logged and put in errors: one from Genesys that holds a terminal
+// escape, a bidirectional override or more than 128 bytes is refused as the answer is read, and
+// nothing of it is written out raw.
+func TestEnsureRefusesUnprintableIntegrationIDs(t *testing.T) {
+	const escapes = "6b1f0c9e\u009b2J\u202edeliver\x1b[0m"
+	long := strings.Repeat("6b1f0c9e", 17) // 136 bytes
+	listing := func(r *http.Request) bool { return r.Method == http.MethodGet && r.URL.Path == "/api/v2/integrations" }
+	for _, tc := range []struct {
+		name   string
+		seeds  int // integrations with the spec's name before the run
+		id     string
+		answer func(*http.Request) bool // the answers whose integration ids become id
+		// created: the creation's answer is the one refused; the run looks the integration up
+		// by name and goes on.
+		created bool
+	}{
+		{name: "in the listing", seeds: 1, id: escapes, answer: listing},
+		{name: "in the listing, over 128 bytes", seeds: 1, id: long, answer: listing},
+		{name: "in the listing, the name used twice", seeds: 2, id: escapes, answer: listing},
+		{name: "in the answer to enabling it", id: escapes, answer: func(r *http.Request) bool { return r.Method == http.MethodPatch }},
+		{name: "in the answer to creating it", id: escapes, created: true,
+			answer: func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Path == "/api/v2/integrations" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := genesystest.NewServer()
+			t.Cleanup(srv.Close)
+			for range tc.seeds {
+				srv.SeedEventBridgeIntegration(goodSpec().Name, "123456789012", "eu-west-1", "contact-centre.prod", goodSpec().Topics)
+			}
+			front := rewritingProxy(t, srv, func(r *http.Request, answer any) {
+				if !tc.answer(r) {
+					return
+				}
+				body, _ := answer.(map[string]any)
+				if entities, ok := body["entities"].([]any); ok {
+					for _, e := range entities {
+						e.(map[string]any)["id"] = tc.id
+					}
+					return
+				}
+				body["id"] = tc.id
+			})
+			logs := &syncBuffer{}
+			c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+				genesys.WithBaseURL(front), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy),
+				genesys.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+			require.NoError(t, err)
+			res, err := c.EnsureEventBridgeIntegration(testContext(t), goodSpec())
+			assert.Equal(t, -1, unsafeIndex(logs.String()), "logs %q", logs.String())
+			if tc.created {
+				require.NoError(t, err)
+				assert.Equal(t, 1, srv.IntegrationCount(genesys.EventBridgeIntegrationType), "no second integration")
+				assert.Equal(t, 1, srv.Count(http.MethodPost, "/api/v2/integrations"), "the creation is not sent again")
+				assert.NotEmpty(t, res.Integration.ID)
+				assert.NotEqual(t, tc.id, res.Integration.ID, "the integration found by name")
+				return
+			}
+			require.Error(t, err)
+			assert.NotErrorIs(t, err, genesys.ErrAmbiguousName, "the listing is refused before names are compared")
+			assert.Contains(t, err.Error(), "integration id")
+			assert.Equal(t, -1, unsafeIndex(err.Error()), "error %q", err.Error())
+			assert.NotContains(t, err.Error(), long)
+			if tc.seeds > 0 {
+				assert.Empty(t, srv.Writes(), "nothing is written")
+			}
+		})
+	}
 }
 
 func TestIntegrationLifecycle(t *testing.T) {

@@ -73,7 +73,8 @@
 //     again instead of creating another. Only a channel that Genesys says it does not have (404) is
 //     given up, with a warning: Genesys drops a channel early only to make room for a newer one.
 //   - A creation whose answer is lost (a 5xx, a timeout, a connection broken after the request was
-//     sent, a success answer without the channel's id or connectUri) is not sent again
+//     sent, a success answer without the channel's id or connectUri, or with an id the genesys
+//     client refuses because it holds control or formatting characters) is not sent again
 //     (genesys.ErrOutcomeUnknown), since Genesys may have created the
 //     channel, or may still create it: a request the client gave up on after its per-attempt
 //     timeout, or one a gateway answered 502 or 504 for, can wait in Genesys' queue after the

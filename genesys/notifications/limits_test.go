@@ -1,16 +1,20 @@
 package notifications_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -515,4 +519,63 @@ func TestUnusableCreationAnswerIsCounted(t *testing.T) {
 	require.Len(t, sent, 3)
 	h.rec.waitCount(t, ctx, len(sent))
 	assertExactlyOnce(t, sent, h.rec.snapshot())
+}
+
+// A channel id from Genesys reaches the logs (and Run's error) as it is: one that holds a terminal
+// escape or a bidirectional override is refused by the genesys client as the answer is read, so
+// the creation counts as one whose outcome is unknown, and the next attempt creates another.
+func TestChannelIDWithEscapesIsNeverLogged(t *testing.T) {
+	const channels = "/api/v2/notifications/channels"
+	var rewritten atomic.Bool
+	rewrite := func(resp *http.Response) error {
+		if resp.Request.Method != http.MethodPost || resp.Request.URL.Path != channels || !rewritten.CompareAndSwap(false, true) {
+			return nil
+		}
+		var ch map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&ch); err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		ch["id"] = "5f3c\u009b2J\u202edeliver\x1b[0m"
+		b, err := json.Marshal(ch)
+		if err != nil {
+			return err
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.ContentLength = int64(len(b))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	logs := &lockedBuffer{}
+	// The JSON handler writes C1 controls and bidirectional formatting characters as they are.
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := newHarnessVia(t, rewrite, []string{presence}, nil, notifications.WithLogger(logger), patientHeartbeat)
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	assert.True(t, rewritten.Load())
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.channels", "origin", "unknown"))
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.channels", "origin", "created"))
+	out := logs.String()
+	require.Contains(t, out, "channel id", "the refusal is logged")
+	assert.Equal(t, -1, strings.IndexFunc(out, func(r rune) bool {
+		return r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r))
+	}), "logs %q", out)
+}
+
+// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
