@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -596,63 +594,22 @@ func cmdPattern(args []string, stdout, stderr io.Writer) int {
 
 // patternRefusal returns why pat refuses to read e, an error wrapping filter.ErrInvalidEvent,
 // or nil when it reads e. Match, which stays the answer as in a route, says no match for such an
-// event without saying why. patternRefusal gives MatchRaw what Match reads, as the filter package
-// documents it: Event.Raw for an EventBridge envelope, otherwise an EventBridge-shaped view of
-// the event's fields (TestPatternViewIsWhatMatchSees keeps the two alike). An event whose Data
-// is not JSON has no view, and Match matches nothing of it: that is no refusal.
+// event without saying why. patternRefusal gives MatchRaw what Match reads (filter.View):
+// Event.Raw for an EventBridge envelope, otherwise an EventBridge-shaped view of the event's
+// fields. An event whose Data is not one JSON value has no view, and Match matches nothing of
+// it: that is no refusal.
 func patternRefusal(pat *filter.Pattern, e *fanbridge.Event) error {
-	raw, shaped := e.Raw, false
-	switch f := e.Meta(fanbridge.MetaFormat); {
-	case len(raw) > 0 && (f == "" || f == string(eventbridge.FormatEventBridge)):
-	case len(e.Data) > 0 && !json.Valid(e.Data):
+	view := filter.View(e)
+	if view == nil {
 		return nil
-	default:
-		raw, shaped = patternView(e), true
 	}
-	if _, err := pat.MatchRaw(raw); err != nil {
-		if shaped {
+	if _, err := pat.MatchRaw(view); err != nil {
+		if f := e.Meta(fanbridge.MetaFormat); f != "" && f != string(eventbridge.FormatEventBridge) {
 			return fmt.Errorf("%w (offsets count in the EventBridge shape a pattern sees the event in)", err)
 		}
 		return err
 	}
 	return nil
-}
-
-// patternView returns the EventBridge-shaped view of e a pattern matches when e did not come in
-// an EventBridge envelope (see the filter package documentation).
-func patternView(e *fanbridge.Event) []byte {
-	type metadata struct {
-		CorrelationID string `json:"CorrelationId"`
-	}
-	type detail struct {
-		TopicName string          `json:"topicName,omitempty"`
-		EventBody json.RawMessage `json:"eventBody,omitempty"`
-		Metadata  *metadata       `json:"metadata,omitempty"`
-	}
-	v := struct {
-		ID         string  `json:"id,omitempty"`
-		DetailType string  `json:"detail-type,omitempty"`
-		Source     string  `json:"source,omitempty"`
-		Account    string  `json:"account,omitempty"`
-		Time       string  `json:"time,omitempty"`
-		Region     string  `json:"region,omitempty"`
-		Detail     *detail `json:"detail,omitempty"`
-	}{ID: e.ID, DetailType: e.Type, Source: e.Source, Account: e.Meta(fanbridge.MetaAccount), Region: e.Meta(fanbridge.MetaRegion)}
-	if !e.Time.IsZero() {
-		v.Time = e.Time.UTC().Format(time.RFC3339Nano)
-	}
-	corr := e.Meta(fanbridge.MetaCorrelationID)
-	if e.Topic != "" || len(e.Data) > 0 || corr != "" {
-		v.Detail = &detail{TopicName: e.Topic, EventBody: e.Data}
-		if corr != "" {
-			v.Detail.Metadata = &metadata{CorrelationID: corr}
-		}
-	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v) // Data is valid JSON, and the rest strings
-	return b.Bytes()
 }
 
 func readArg(a string) ([]byte, error) {

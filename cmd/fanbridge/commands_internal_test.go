@@ -226,7 +226,7 @@ func TestIndentEntry(t *testing.T) {
 }
 
 // patternRefusal reads an event as Match does: for events of every format, a pattern on each
-// field of the EventBridge shape matches the view patternView writes exactly when Match matches
+// field of the EventBridge shape matches the view filter.View writes exactly when Match matches
 // the event, and the view is one the filter reads.
 func TestPatternViewIsWhatMatchSees(t *testing.T) {
 	at := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.FixedZone("x", 3600))
@@ -271,9 +271,9 @@ func TestPatternViewIsWhatMatchSees(t *testing.T) {
 			p, err := filter.ParsePattern([]byte(src))
 			require.NoError(t, err, src)
 			want := p.Match(e)
-			got, err := p.MatchRaw(patternView(e))
+			got, err := p.MatchRaw(filter.View(e))
 			require.NoError(t, err, "%s: %s", name, src)
-			assert.Equal(t, want, got, "%s: %s on %s", name, src, patternView(e))
+			assert.Equal(t, want, got, "%s: %s on %s", name, src, filter.View(e))
 			require.NoError(t, patternRefusal(p, e))
 			if want {
 				matched++
@@ -281,4 +281,17 @@ func TestPatternViewIsWhatMatchSees(t *testing.T) {
 		}
 	}
 	assert.Greater(t, matched, len(fields), "the patterns match something")
+}
+
+// The offset a refusal quotes counts in the view the filter reads, where Data stands as it came,
+// blanks included: it points at the repeated key.
+func TestPatternRefusalOffsetsPointIntoTheView(t *testing.T) {
+	e := &fanbridge.Event{Type: "t", Data: json.RawMessage("{\n    \"a\": 1,\n    \"a\": 2\n}"), Metadata: map[string]string{fanbridge.MetaFormat: "notification"}}
+	p, err := filter.ParsePattern([]byte(`{"detail":{"eventBody":{"a":[2]}}}`))
+	require.NoError(t, err)
+	refusal := patternRefusal(p, e)
+	require.ErrorIs(t, refusal, filter.ErrInvalidEvent)
+	view := string(filter.View(e))
+	second := strings.LastIndex(view, `"a"`)
+	assert.Contains(t, refusal.Error(), fmt.Sprintf("offset %d", second), "view: %s", view)
 }
