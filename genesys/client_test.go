@@ -2,10 +2,12 @@ package genesys_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -376,6 +378,37 @@ func TestServerTextIsStrippedOfControlCharacters(t *testing.T) {
 	}
 	assert.Contains(t, apiErr.Message, "gone", "the readable text is kept")
 	assert.Contains(t, apiErr.Message, "deliver")
+}
+
+// The details entries of an error answer are server text too, kept in the APIError for callers
+// to print: they are capped and cleaned like the message.
+func TestErrorDetailsAreCappedAndStripped(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	long := strings.Repeat("x", 30<<10) // twice that fits in the 64 KiB of an error answer the client reads
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]any{"message": "bad", "code": "bad.request", "details": []map[string]string{{
+			"errorCode": "invalid\u009b2J", "fieldName": "name\u202eevil\x1b[0m", "entityId": "id\u0085" + long, "entityName": long,
+		}}})
+	}))
+	t.Cleanup(api.Close)
+	c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+		genesys.WithBaseURL(api.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy))
+	require.NoError(t, err)
+	_, err = c.Organization(testContext(t))
+	var apiErr *genesys.APIError
+	require.ErrorAs(t, err, &apiErr)
+	require.Len(t, apiErr.Details, 1)
+	d := apiErr.Details[0]
+	for _, s := range []string{d.ErrorCode, d.FieldName, d.EntityID, d.EntityName} {
+		assert.Equal(t, -1, unsafeIndex(s), "%q", s)
+		assert.LessOrEqual(t, len(s), 128)
+	}
+	assert.Contains(t, d.ErrorCode, "invalid", "the readable text is kept")
+	assert.Contains(t, d.FieldName, "evil")
+	assert.True(t, strings.HasPrefix(d.EntityName, "xxx"))
 }
 
 func TestConnectionErrorsAreRetried(t *testing.T) {

@@ -97,16 +97,16 @@
 // Provisioning errors add ErrInvalidSpec (each bad field named), ErrUnknownTopic,
 // ErrImmutableConfig and ErrAmbiguousName.
 //
-// The client secret and access tokens never appear in errors or logs; error messages from the
-// server are capped and stripped of control characters (C1 ones included) and of the
-// bidirectional formatting characters that make text display in another order than it reads.
-// The ids of integrations and channels in Genesys' answers are printed, logged and put in errors
-// as they are, so they are checked as the answer is read: an id longer than 128 bytes, or with a
-// control, formatting or space character, makes the answer fail as one that does not decode (a
-// creation's error then wraps ErrOutcomeUnknown: Genesys made it, see above). A
-// base URL, token URL or region that NewClient or ParseRegion refuses is quoted with its user
-// info, query and fragment replaced by "[redacted]", since those are where credentials and tokens
-// end up in a URL.
+// The client secret and access tokens never appear in errors or logs; the text of the server's
+// error answers (message, code, contextId, details) is capped and stripped of control characters
+// (C1 ones included) and of the bidirectional formatting characters that make text display in
+// another order than it reads. The ids of integrations and channels in Genesys' answers are
+// printed, logged and put in errors as they are, so they are checked as the answer is read: an id
+// longer than 128 bytes, or with a control, formatting or space character, makes the answer fail
+// as one that does not decode (a creation's error then wraps ErrOutcomeUnknown: Genesys made it,
+// see above). A base URL, token URL or region that NewClient or ParseRegion refuses is quoted with
+// its user info, query and fragment replaced by "[redacted]", since those are where credentials
+// and tokens end up in a URL.
 //
 // # Concurrency
 //

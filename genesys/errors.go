@@ -61,7 +61,7 @@ type APIError struct {
 	ContextID string
 	// CorrelationID is the ININ-Correlation-Id response header, which Genesys support asks for.
 	CorrelationID string
-	// Details are the body's details entries, when the server gives any.
+	// Details are the body's details entries (at most 16), when the server gives any.
 	Details []ErrorDetail
 	// Errors are nested errors of the same shape, when the server gives any.
 	Errors []APIError
@@ -71,7 +71,8 @@ type APIError struct {
 	RetryAfter time.Duration
 }
 
-// ErrorDetail is one entry of an error body's "details" array.
+// ErrorDetail is one entry of an error body's "details" array. Each field is server text,
+// capped at 128 bytes and cleaned like the message.
 type ErrorDetail struct {
 	ErrorCode  string `json:"errorCode,omitempty"`
 	FieldName  string `json:"fieldName,omitempty"`
@@ -173,8 +174,11 @@ func parseAPIError(status int, h http.Header, body []byte, now time.Time) *APIEr
 		e.Code = clean(b.Code, 128)
 		e.Message = clean(b.Message, maxErrorText)
 		e.ContextID = clean(b.ContextID, 128)
-		if len(b.Details) > 0 {
-			e.Details = b.Details[:min(len(b.Details), 16)]
+		for _, d := range b.Details[:min(len(b.Details), 16)] {
+			e.Details = append(e.Details, ErrorDetail{
+				ErrorCode: clean(d.ErrorCode, 128), FieldName: clean(d.FieldName, 128),
+				EntityID: clean(d.EntityID, 128), EntityName: clean(d.EntityName, 128),
+			})
 		}
 		for _, n := range b.Errors[:min(len(b.Errors), 16)] {
 			e.Errors = append(e.Errors, APIError{Status: n.Status, Code: clean(n.Code, 128), Message: clean(n.Message, maxErrorText)})
