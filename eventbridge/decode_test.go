@@ -277,6 +277,8 @@ func TestDecodeNotification(t *testing.T) {
 		"array":                `[{"topicName":"a","eventBody":{}}]`,
 		"escaped duplicate":    `{"topicName":"a","topic\u004eame":"b","eventBody":{}}`,
 		"control char in name": `{"topicName":"a\u0000b","eventBody":{}}`,
+		"C1 control in name":   `{"topicName":"v2.users.x\u009b2J.activity","eventBody":{}}`,
+		"raw C1 control":       "{\"topicName\":\"v2.users.x\u0085.activity\",\"eventBody\":{}}",
 	}
 	for name, body := range bad {
 		t.Run("rejects "+name, func(t *testing.T) {
@@ -285,6 +287,10 @@ func TestDecodeNotification(t *testing.T) {
 			assert.True(t, isDecodeError(err), "%v", err)
 		})
 	}
+	// Other characters written with a 0xC2 byte in UTF-8 are text.
+	e, err := eventbridge.DecodeNotification([]byte(`{"topicName":"v2.users.caf\u00e9\u00a0\u00bf©.activity","eventBody":{}}`))
+	require.NoError(t, err)
+	assert.Equal(t, "v2.users.caf\u00e9\u00a0\u00bf\u00a9.activity", e.Topic)
 }
 
 func isDecodeError(err error) bool {

@@ -235,8 +235,10 @@ func stringValue(field string, v []byte) ([]byte, error) {
 	if len(raw) > maxAttrLen {
 		return nil, fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidField, field, maxAttrLen)
 	}
-	for _, c := range raw {
-		if c < 0x20 || c == 0x7f {
+	for i, c := range raw {
+		// C0 controls, DEL, and the C1 controls U+0080 to U+009F (0xC2 0x80 to 0xC2 0x9F in
+		// UTF-8), which terminals read as escape sequences too.
+		if c < 0x20 || c == 0x7f || c == 0xc2 && i+1 < len(raw) && raw[i+1] < 0xa0 {
 			return nil, fmt.Errorf("%w: %s holds a control character", ErrInvalidField, field)
 		}
 	}
