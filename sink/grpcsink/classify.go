@@ -124,7 +124,7 @@ func classify(err error, trailer metadata.MD, withTrailer bool) error {
 	if hinted {
 		return retry.After(err, d)
 	}
-	switch size := sizeRefusal(st); {
+	switch size := sizeRefusal(st.Code(), st.Message()); {
 	case size == refusedToSend:
 		return retry.Permanent(err)
 	case size == refusedOnReceipt && (!withTrailer || trailersOnly(trailer)):
@@ -148,17 +148,16 @@ const (
 	refusedOnReceipt                 // a receive limit: the server's on the request, or the client's on the answer
 )
 
-// sizeRefusal reports whether st is gRPC's refusal of a message over a size limit: grpc-go's
-// "trying to send message larger than max" from the sending side, and "grpc: received message
-// larger than max" and its variants after decompression from the receiving side. An event is as
-// large on every attempt, so retrying a request that was refused, or redriving it later, only
-// fails again; a server that throttles instead says ResourceExhausted with another message, or
-// attaches RetryInfo, and stays retryable.
-func sizeRefusal(st *status.Status) sizeRefusalKind {
-	if st.Code() != codes.ResourceExhausted {
+// sizeRefusal reports whether a status of code and msg is gRPC's refusal of a message over a size
+// limit: grpc-go's "trying to send message larger than max" from the sending side, and "grpc:
+// received message larger than max" and its variants after decompression from the receiving side.
+// An event is as large on every attempt, so retrying a request that was refused, or redriving it
+// later, only fails again; a server that throttles instead says ResourceExhausted with another
+// message, or attaches RetryInfo, and stays retryable.
+func sizeRefusal(code codes.Code, msg string) sizeRefusalKind {
+	if code != codes.ResourceExhausted {
 		return notSizeRefusal
 	}
-	msg := st.Message()
 	if strings.HasPrefix(msg, sendRefusal) {
 		return refusedToSend
 	}

@@ -98,6 +98,16 @@ func TestHandlerErrorsRoundTrip(t *testing.T) {
 		{"relayed size refusal", retry.Permanent(fmt.Errorf("grpcsink: deliver: %w",
 			status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5000 vs. 4000)"))),
 			codes.ResourceExhausted, retry.ClassPermanent, 0},
+		// Relaying what its grpcsink.Sink returned for an answer over its receive limit, which
+		// the next consumer sent after taking the event: retryable, not the relay's refusal of
+		// the request. A receive refusal not marked permanent, from a call of the handler's own,
+		// is taken the same way.
+		{"relayed answer over the receive limit", fmt.Errorf("grpcsink: deliver: the consumer may have the event: %w",
+			status.Error(codes.ResourceExhausted, "grpc: received message larger than max (131080 vs. 65536)")),
+			codes.ResourceExhausted, retry.ClassRetryable, 0},
+		{"receive refusal not marked permanent", status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5000 vs. 4000)"),
+			codes.ResourceExhausted, retry.ClassRetryable, 0},
+		{"receive refusal as the error's own text", sizeStatusError{}, codes.ResourceExhausted, retry.ClassRetryable, 0},
 		{"after on a status without RetryInfo", retry.After(status.Error(codes.Unavailable, "busy"), 2*time.Second),
 			codes.Unavailable, retry.ClassRetryable, 2 * time.Second},
 		// What a fanbridge Dispatcher's Dispatch returns for an event no route wants: taken.
@@ -266,6 +276,18 @@ type okStatusError struct{}
 
 func (okStatusError) Error() string              { return "broken" }
 func (okStatusError) GRPCStatus() *status.Status { return status.New(codes.OK, "") }
+
+// sizeStatusError is an error whose text is the message of the gRPC status it carries: gRPC's
+// report of a message over a receive limit.
+type sizeStatusError struct{}
+
+func (sizeStatusError) Error() string {
+	return "grpc: received message after decompression larger than max 4000"
+}
+
+func (e sizeStatusError) GRPCStatus() *status.Status {
+	return status.New(codes.ResourceExhausted, e.Error())
+}
 
 func TestServerWithoutEventSinkIsPermanent(t *testing.T) {
 	lis := listen(t)

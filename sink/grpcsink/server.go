@@ -38,7 +38,12 @@ type Server struct {
 //     own size refusals by their message, so a handler relaying what another grpcsink.Sink
 //     returned is classified as that Sink classified it). The status decides the class, even
 //     under a retry.Permanent mark; a retry.After mark on a retryable status without a
-//     google.rpc.RetryInfo adds that detail.
+//     google.rpc.RetryInfo adds that detail. gRPC's report of a message over a receive limit
+//     ("grpc: received message larger than max") is the exception, as the status cannot say
+//     whose limit refused it: it goes as it is only under a retry.Permanent mark, which a
+//     grpcsink.Sink gives its consumer's refusal of the request. Otherwise (a grpcsink.Sink's
+//     own refusal of an answer its consumer sent after taking the event) its message becomes
+//     the error's text, and the sending Sink reads a retryable ResourceExhausted.
 //   - an error wrapping fanbridge.ErrDuplicate: AlreadyExists, which the sending Sink counts as
 //     delivered.
 //   - an error marked retry.Permanent: FailedPrecondition, which the sending Sink treats as
@@ -111,6 +116,13 @@ func StatusOf(err error) error {
 		if CodeClass(st.Code()) == Delivered {
 			return answer
 		}
+		if sizeRefusal(st.Code(), st.Message()) == refusedOnReceipt && !retry.IsPermanent(err) {
+			// The status alone cannot say whose receive limit refused a message, and the sender
+			// reads it as this server's refusal of the request: permanent. Not marked permanent,
+			// it is what a grpcsink.Sink returns for an answer over its own limit, which the
+			// consumer sent after taking the event; the handler's text keeps the account.
+			answer = withMessage(st, err.Error()).Err()
+		}
 		judged := Classify(answer)
 		if retry.IsPermanent(judged) {
 			return answer
@@ -145,4 +157,15 @@ func StatusOf(err error) error {
 		return status.Error(codes.DeadlineExceeded, msg)
 	}
 	return status.Error(codes.Unavailable, msg)
+}
+
+// withMessage returns st with msg as its message, its code and details kept. A msg that still
+// begins as gRPC's report of a size refusal is prefixed, so that the sender does not read it as one.
+func withMessage(st *status.Status, msg string) *status.Status {
+	if sizeRefusal(st.Code(), msg) != notSizeRefusal {
+		msg = "grpcsink: " + msg
+	}
+	p := st.Proto()
+	p.Message = msg
+	return status.FromProto(p)
 }

@@ -123,6 +123,27 @@ func (l largeAnswer) Deliver(ctx context.Context, req *fanbridgev1.DeliverReques
 	return resp, nil
 }
 
+// startLargeAnswer serves a largeAnswer consumer that hands each event to h, on a new loopback
+// port, and returns the address.
+func startLargeAnswer(t testing.TB, h sink.Sink, extra int) string {
+	t.Helper()
+	srv, err := grpcsink.NewServer(h)
+	require.NoError(t, err)
+	lis := listen(t)
+	gs := grpc.NewServer()
+	fanbridgev1.RegisterEventSinkServer(gs, largeAnswer{Server: srv, extra: extra})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = gs.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		gs.Stop()
+		recv(t, done)
+	})
+	return lis.Addr().String()
+}
+
 // An answer over the client's receive limit is refused by grpc-go with the message a server uses
 // for a request over its limit, but the consumer took the event: it stays retryable, as a lost
 // answer does, and is never dead-lettered as too large.
@@ -130,16 +151,9 @@ func TestAnswerOverTheReceiveLimitIsRetryable(t *testing.T) {
 	for name, build := range sinkBuilders {
 		t.Run(name, func(t *testing.T) {
 			rec := newRecorder()
-			srv, err := grpcsink.NewServer(rec)
-			require.NoError(t, err)
-			lis := listen(t)
-			gs := grpc.NewServer()
-			fanbridgev1.RegisterEventSinkServer(gs, largeAnswer{Server: srv, extra: 128 << 10})
-			go func() { _ = gs.Serve(lis) }()
-			t.Cleanup(gs.Stop)
-			s := build(t, lis.Addr().String(), grpcsink.WithCallOptions(grpc.MaxCallRecvMsgSize(64<<10)))
+			s := build(t, startLargeAnswer(t, rec, 128<<10), grpcsink.WithCallOptions(grpc.MaxCallRecvMsgSize(64<<10)))
 
-			err = s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+			err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
 
 			require.Error(t, err)
 			assert.Equal(t, codes.ResourceExhausted, status.Code(err))
@@ -147,6 +161,37 @@ func TestAnswerOverTheReceiveLimitIsRetryable(t *testing.T) {
 			assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
 			assert.Contains(t, err.Error(), "the consumer may have the event")
 			assert.Equal(t, 1, rec.count(), "the consumer has the event")
+		})
+	}
+}
+
+// A consumer that relays each event with a grpcsink.Sink of its own answers as that Sink
+// classified the event. An answer over the relay's receive limit, sent by the next consumer after
+// taking the event, is retryable there, and stays retryable for the first sender instead of
+// reading as the relay's refusal of a request too large, which would dead-letter it.
+func TestRelayedAnswerOverTheReceiveLimitStaysRetryable(t *testing.T) {
+	for name, build := range sinkBuilders {
+		t.Run(name, func(t *testing.T) {
+			rec := newRecorder()
+			next := build(t, startLargeAnswer(t, rec, 128<<10), grpcsink.WithCallOptions(grpc.MaxCallRecvMsgSize(64<<10)))
+			relayed := make(chan error, 1)
+			relay := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+				err := next.Send(ctx, e)
+				relayed <- err
+				return err
+			})
+			s := newSink(t, startServer(t, relay))
+
+			err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+
+			relayErr := recv(t, relayed)
+			require.Error(t, relayErr)
+			require.Equal(t, retry.ClassRetryable, retry.Classify(relayErr), "the relay's own class, of %v", relayErr)
+			require.Error(t, err)
+			assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+			assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
+			assert.Contains(t, err.Error(), "the consumer may have the event")
+			assert.Equal(t, 1, rec.count(), "the next consumer has the event")
 		})
 	}
 }
