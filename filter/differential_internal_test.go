@@ -40,6 +40,7 @@ type gen struct {
 	r     *rand.Rand
 	nest  bool
 	spell bool
+	strs  bool // patterns test mostly exact strings
 }
 
 func (g gen) pick(s []string) string { return s[g.r.IntN(len(s))] }
@@ -134,6 +135,15 @@ func (g gen) operand() any {
 	}
 	str := func() string { return g.pick([]string{"x", "y", "xy", "X", "", "a", "é"}) }
 	nonEmpty := func() string { return g.pick([]string{"x", "y", "X", "a", "é"}) }
+	if g.strs {
+		switch g.r.IntN(10) {
+		case 8:
+			return map[string]any{"exists": false}
+		case 9:
+		default:
+			return str()
+		}
+	}
 	switch g.r.IntN(22) {
 	case 0, 1:
 		var s string
@@ -457,18 +467,25 @@ func TestDifferentialMatcherPatternOracle(t *testing.T) {
 	// rules, and that round checks that all three refuse the same events while the single
 	// patterns, each reading fewer paths, still match the rest. The fifth is the third with the
 	// arrays' leaves worked out from the path table (holdAll), as for an event whose arrays and
-	// paths outgrow holdMax.
+	// paths outgrow holdMax. The sixth is the second and third with patterns testing mostly
+	// exact strings, and the Matcher looking them up in the value index wherever it can, which
+	// only events with many values at one path would otherwise make it do.
 	defer func(n int) { holdFloor = n }(holdFloor)
-	floor := holdFloor
-	for round, narrowFrom := range []int{optionsMin, 1, 1, optionsMin, 1} {
+	defer func(n, r int) { keyedMin, keyedRatio = n, r }(keyedMin, keyedRatio)
+	floor, kMin, kRatio := holdFloor, keyedMin, keyedRatio
+	for round, narrowFrom := range []int{optionsMin, 1, 1, optionsMin, 1, 1} {
 		optionsMin = narrowFrom
 		holdFloor = floor
 		if round == 4 {
 			holdFloor = -1 << 40
 		}
+		keyedMin, keyedRatio = kMin, kRatio
+		if round == 5 {
+			keyedMin, keyedRatio = 1, 0
+		}
 		for seed := range seeds {
 			t.Run(fmt.Sprintf("round%d/seed%d", round, seed), func(t *testing.T) {
-				g := gen{r: rand.New(rand.NewPCG(uint64(seed), 0x5eed)), nest: round == 2 || round == 4, spell: round == 3}
+				g := gen{r: rand.New(rand.NewPCG(uint64(seed), 0x5eed)), nest: round == 2 || round >= 4, spell: round == 3, strs: round == 5}
 				differentialRound(t, g, nPatterns, nEvents)
 			})
 		}

@@ -201,7 +201,13 @@
 // being decoded), then walks the trie from the root along the transitions the event's values
 // take. The cost depends on the event and on how many rules partly match it, not on how many
 // rules there are: on a 2.7 KB Genesys event, 10,000 generated routing rules cost about 1.5
-// times what one does (BenchmarkSideBySide). Steps are tested most selective first (exact
+// times what one does (BenchmarkSideBySide). Rules that partly match go on from nodes of their
+// own, and a node looks at the values of the path it tests next; when many such nodes test one
+// path for exact strings only, each looks its strings up among the values there, indexed once
+// per event, so 100 routes by queue and status on an event listing the 100 queues and 20,000
+// statuses cost about twice what one route does. A node testing anything else there (a prefix,
+// a range, anything-but, exists, a number) still looks at each value, so such rules cost in
+// proportion to their number times the values at the path. Steps are tested most selective first (exact
 // values before ranges), except that the fields under one key are tested one after the other, so
 // that a walk holds positions only in the arrays enclosing the field it tests next. In a rule
 // using {"exists": false}, whose meaning depends on the fields before that test in path order,

@@ -711,7 +711,11 @@ func (f *flatEvent) valueOf(k int32, v *value) {
 // testing two fields of one array of n objects would look at n values for each of n elements.
 // The fields it returns still need consistent.
 func (f *flatEvent) options(t *pathTable, l int32, cur []int32) []int32 {
-	ks := f.at(l)
+	return f.narrow(t, l, cur, f.at(l))
+}
+
+// narrow is options for ks, some of the fields at leaf l in ascending order.
+func (f *flatEvent) narrow(t *pathTable, l int32, cur, ks []int32) []int32 {
 	if len(cur) == 0 || len(ks) < optionsMin || !f.pathRel[l] {
 		return ks
 	}

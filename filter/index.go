@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
@@ -54,6 +55,9 @@ type ttrans struct {
 	idx    pathIndex
 	absent []int32  // children taken when the path has no usable value ({"exists": false})
 	leaves []uint64 // the leaf paths tested by the transition and below its children
+	// keys are, when the transition tests exact strings only, those strings in ascending
+	// order (see valueIndex); nil otherwise.
+	keys []string
 }
 
 // pathIndex finds, for one value, the transitions it takes: the ids it holds are trie nodes.
@@ -513,6 +517,11 @@ func buildTransitions(bt *buildTrans) ttrans {
 	x.suffix.seal(true)
 	x.foldPrefix.seal(false)
 	x.foldSuffix.seal(true)
+	if x.exact != nil && x.ip == nil && x.numEq == nil && x.numLit == nil && x.fold == nil &&
+		len(x.trueC)+len(x.falseC)+len(x.nullC)+len(x.exists)+len(x.scan)+len(x.ranges.pts) == 0 &&
+		x.prefix.byHash == nil && x.suffix.byHash == nil && x.foldPrefix.byHash == nil && x.foldSuffix.byHash == nil {
+		t.keys = slices.Sorted(maps.Keys(x.exact))
+	}
 	return t
 }
 
@@ -536,6 +545,7 @@ type matchScratch struct {
 	ruleEpoch []uint32
 	matched   []int32
 	v         value
+	values    valueIndex
 }
 
 func (s *snapshot) newScratch() any {
@@ -557,6 +567,7 @@ func (m *matchScratch) next() {
 	m.kids = m.kids[:0]
 	m.stack = m.stack[:0]
 	m.fe.states.reset()
+	m.values.reset(len(m.fe.table.paths))
 }
 
 func (m *matchScratch) collectOne(id int32) {
@@ -640,6 +651,15 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []int32) {
 		}
 		usable := false
 		ks := fe.options(s.table, t.leaf, cur)
+		// With absence tests, looking strings up would not tell whether the path has a usable
+		// value, unless every value there is usable, as it is with no positions held.
+		if t.keys != nil && (len(t.absent) == 0 || len(cur) == 0) && m.values.use(fe, t.leaf, len(t.keys), len(ks)) {
+			if s.visitKeys(m, t, cur) {
+				return
+			}
+			usable = len(ks) > 0
+			ks = nil
+		}
 		fe.work += len(ks)
 		for _, k := range ks {
 			if !fe.consistent(cur, k) {
@@ -681,6 +701,45 @@ func (s *snapshot) visit(m *matchScratch, n int32, cur []int32) {
 		}
 		m.stack = m.stack[:mark]
 	}
+}
+
+// visitKeys does for transition t, which tests exact strings only, what visit's loop over the
+// values does: it takes the transition's strings one by one and visits their children for each
+// value equal to one, found through the value index, that the search may choose. It reports
+// whether the walk is over (the snapshot's first rule matched).
+func (s *snapshot) visitKeys(m *matchScratch, t *ttrans, cur []int32) bool {
+	fe := &m.fe
+	for _, key := range t.keys {
+		fe.work++
+		ks := m.values.find(fe, t.leaf, key)
+		if len(ks) == 0 {
+			continue
+		}
+		kids := t.idx.exact[key]
+		optTop := len(fe.opts)
+		ks = fe.narrow(s.table, t.leaf, cur, ks)
+		fe.work += len(ks)
+		for _, k := range ks {
+			if !fe.consistent(cur, k) {
+				continue
+			}
+			next := cur
+			t0 := len(m.stack)
+			if fe.fields[k].rel {
+				m.stack = fe.join(m.stack, cur, k)
+				next = m.stack[t0:]
+			}
+			for _, c := range kids {
+				s.visit(m, c, next)
+			}
+			m.stack = m.stack[:t0]
+			if s.first && len(m.matched) > 0 {
+				return true
+			}
+		}
+		fe.opts = fe.opts[:optTop]
+	}
+	return false
 }
 
 // lookup pushes onto m.kids the children that value v takes through index x.

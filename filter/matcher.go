@@ -153,7 +153,7 @@ func (s *snapshot) matchOne(raw []byte) (bool, error) {
 
 func (s *snapshot) release(ms *matchScratch) {
 	fe := &ms.fe
-	if fe.outsized() || cap(ms.stack) > 1<<16 {
+	if fe.outsized() || cap(ms.stack) > 1<<16 || ms.values.big() {
 		return // do not keep what an outsized event grew
 	}
 	fe.raw, fe.table = nil, nil
