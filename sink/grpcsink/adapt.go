@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/retry"
@@ -20,8 +21,9 @@ import (
 // into its request. Each Send converts, then calls with the same deadline (WithCallTimeout),
 // outgoing metadata (event id, traceparent, tracestate), call options and classification as a
 // Sink built with New: Classify, told the call's trailer metadata through a grpc.Trailer that
-// Adapt adds to the call options (see the package documentation's Errors), so call must pass
-// its options on to the client. A convert error is returned marked retry.Permanent, since
+// Adapt adds to the call options, and the request's encoded size when it is a proto.Message (see
+// the package documentation's Errors), so call must pass its options on to the client, and send
+// the request it is given as it is. A convert error is returned marked retry.Permanent, since
 // converting the same event again gives the same result; so convert should refuse what its request
 // cannot carry (such as text that is not valid UTF-8 in a proto3 string field), which gRPC would
 // otherwise report as a retryable Internal encoding error. The response is discarded.
@@ -47,7 +49,7 @@ func Adapt[Req, Resp any](
 	return &adapter[Req, Resp]{
 		call:    call,
 		convert: convert,
-		caller:  caller{timeout: cfg.callTimeout, logger: cfg.logger},
+		caller:  newCaller(cfg),
 		opts:    cfg.callOptions,
 	}, nil
 }
@@ -74,5 +76,9 @@ func (a *adapter[Req, Resp]) Send(ctx context.Context, e *fanbridge.Event) error
 	var trailer metadata.MD
 	_, err = a.call(callCtx, req, append(a.opts[:len(a.opts):len(a.opts)], grpc.Trailer(&trailer))...)
 	cancel()
-	return a.caller.finish(ctx, callCtx, e, err, trailer)
+	if err == nil {
+		return nil
+	}
+	request, _ := any(req).(proto.Message)
+	return a.caller.finish(ctx, callCtx, e, err, trailer, request)
 }

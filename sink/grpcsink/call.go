@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/sink"
@@ -29,6 +31,29 @@ const (
 type caller struct {
 	timeout time.Duration
 	logger  *slog.Logger
+	// protoCodec is set when the call options leave the request to gRPC's protobuf codec, so
+	// that its size on the wire is known.
+	protoCodec bool
+}
+
+func newCaller(cfg config) caller {
+	return caller{timeout: cfg.callTimeout, logger: cfg.logger, protoCodec: protoCodec(cfg.callOptions)}
+}
+
+// protoCodec reports whether opts leave a call's messages to gRPC's protobuf codec: none of them
+// forces a codec, or names one other than "proto" as the content subtype.
+func protoCodec(opts []grpc.CallOption) bool {
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.ForceCodecCallOption, grpc.ForceCodecV2CallOption, grpc.CustomCodecCallOption:
+			return false
+		case grpc.ContentSubtypeCallOption:
+			if o.ContentSubtype != "proto" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // prepare returns the context one call runs under: bounded by the call timeout and carrying the
@@ -60,9 +85,10 @@ func (c *caller) prepare(ctx context.Context, e *fanbridge.Event) (context.Conte
 }
 
 // finish turns the error of a call made under callCtx, derived from the caller's parent, into what
-// Send returns. trailer is the call's trailer metadata (grpc.Trailer), which tells a size
-// refusal the consumer sent from the client's own, and may ask for a wait.
-func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err error, trailer metadata.MD) error {
+// Send returns. The call's trailer metadata (grpc.Trailer) and its request tell the client's own
+// refusal of an answer from the consumer's refusal of the request, and the trailer may ask for a
+// wait. request is nil when it is not a proto.Message.
+func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err error, trailer metadata.MD, request proto.Message) error {
 	if err == nil {
 		return nil
 	}
@@ -76,7 +102,11 @@ func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err
 		// closed under it.
 		return fmt.Errorf("grpcsink: deliver: %w: %w", sink.ErrClosed, err)
 	}
-	classified := classify(err, trailer, true)
+	call := &sentCall{trailer: trailer}
+	if c.protoCodec {
+		call.request = request
+	}
+	classified := classify(err, call)
 	if classified == nil {
 		c.logger.LogAttrs(parent, slog.LevelDebug, "grpcsink: consumer already had the event",
 			slog.String("event_id", e.ID))

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fanbridge/fanbridge/retry"
 )
@@ -83,16 +84,26 @@ func CodeClass(c codes.Code) Class {
 // request. grpc-go reports its own refusal of an answer over the client's receive limit
 // (grpc.MaxCallRecvMsgSize) with the same message, though the consumer took the event and
 // answered; and the trailer in which a server asks for a wait (grpc-retry-pushback-ms) is not
-// part of the status. Send and Adapt read the call's trailer metadata for both (see the package
-// documentation); a Sink of your own that can meet either should do the same.
+// part of the status. Send and Adapt also know the call's request and trailer metadata, and read
+// them for both (see the package documentation); a Sink of your own that can meet either should
+// do the same.
 func Classify(err error) error {
-	return classify(err, nil, false)
+	return classify(err, nil)
 }
 
-// classify is Classify, told the call's trailer metadata when withTrailer is set: a size refusal
-// on receipt is then permanent only when the consumer sent it, and a grpc-retry-pushback-ms
-// trailer asks for a wait as RetryInfo does.
-func classify(err error, trailer metadata.MD, withTrailer bool) error {
+// sentCall is what Send and Adapt know of a call beyond its error.
+type sentCall struct {
+	// trailer is the call's trailer metadata (grpc.Trailer).
+	trailer metadata.MD
+	// request is the call's request when gRPC's protobuf codec encoded it, which makes its size
+	// on the wire known; nil otherwise.
+	request proto.Message
+}
+
+// classify is Classify, told what Send or Adapt know of the call when call is not nil: a size
+// refusal on receipt is then retryable when the message refused cannot be the request, and a
+// grpc-retry-pushback-ms trailer asks for a wait as RetryInfo does.
+func classify(err error, call *sentCall) error {
 	if err == nil {
 		return nil
 	}
@@ -116,8 +127,8 @@ func classify(err error, trailer metadata.MD, withTrailer bool) error {
 		return retry.Permanent(err)
 	}
 	d, hinted := retryDelay(st)
-	if withTrailer {
-		if p, ok := pushback(trailer); ok {
+	if call != nil {
+		if p, ok := pushback(call.trailer); ok {
 			d, hinted = max(d, p), true
 		}
 	}
@@ -127,10 +138,10 @@ func classify(err error, trailer metadata.MD, withTrailer bool) error {
 	switch size := sizeRefusal(st.Code(), st.Message()); {
 	case size == refusedToSend:
 		return retry.Permanent(err)
-	case size == refusedOnReceipt && (!withTrailer || trailersOnly(trailer)):
-		return retry.Permanent(err)
-	case size == refusedOnReceipt:
+	case size == refusedOnReceipt && call != nil && call.answerRefused(st):
 		return fmt.Errorf("the consumer's answer is over the client's receive limit (grpc.MaxCallRecvMsgSize), and the consumer may have the event: %w", err)
+	case size == refusedOnReceipt:
+		return retry.Permanent(err)
 	}
 	return err
 }
@@ -173,18 +184,96 @@ func sizeRefusal(code codes.Code, msg string) sizeRefusalKind {
 // own message that merely mentions a maximum does not count.
 const sendRefusal = "trying to send message larger than max"
 
-var receiveRefusals = []string{
-	"grpc: received message larger than max",
-	"grpc: message after decompression larger than max",
-	"grpc: received message after decompression larger than max",
+var receiveRefusals = []string{wireRefusal, decompressedRefusal, decompressedRefusalBare}
+
+// The forms of grpc-go's receive refusals: over the limit on the wire (the first also over what
+// the machine can address), or after decompression, with both numbers or the limit alone.
+const (
+	wireRefusal             = "grpc: received message larger than max"
+	wireRefusalOnMachine    = "grpc: received message larger than max length allowed on current machine"
+	decompressedRefusal     = "grpc: message after decompression larger than max"
+	decompressedRefusalBare = "grpc: received message after decompression larger than max"
+)
+
+// answerRefused reports whether st, a receive-size refusal that ended the call, can only be the
+// client's refusal of the consumer's answer, which grpc-go raises locally after the consumer took
+// the event: the message refused cannot be the request, and nothing shows that a server sent the
+// status. How the answer was framed proves nothing: a server behind grpc.Server.ServeHTTP, or a
+// proxy, sends headers before a refusal as before an answer. When in doubt it is the server's
+// refusal, permanent: a request no attempt can deliver is not retried until it expires, and a
+// dead-lettered event the consumer took only comes back as a duplicate.
+func (c *sentCall) answerRefused(st *status.Status) bool {
+	if c.request == nil || len(st.Proto().GetDetails()) > 0 || trailersOnly(c.trailer) {
+		return false
+	}
+	size, limit, ok := refusedSizes(st.Message())
+	if !ok {
+		return false
+	}
+	encoded := int64(proto.Size(c.request))
+	if size < 0 {
+		// A refusal after decompression: the request decompresses to its encoded size, and a
+		// server refuses it only when that is over its limit.
+		return encoded <= limit
+	}
+	// The wire size of a refused request is its encoded size, or what a compressor made of it.
+	return size > encoded+compressionSlack(encoded)
+}
+
+// compressionSlack is how much more than n bytes a compressor may send for n bytes it cannot
+// shrink: gzip and zstd add a few bytes per block, snappy's block format at most a sixth and 32
+// bytes. A quarter and 256 bytes cover them all.
+func compressionSlack(n int64) int64 {
+	return n/4 + 256
+}
+
+// refusedSizes reads grpc-go's receive refusal msg: size is the refused message's size on the
+// wire, or -1 for a refusal after decompression, which names no wire size; limit is the limit it
+// was over. ok is false when msg is not in a form grpc-go writes.
+func refusedSizes(msg string) (size, limit int64, ok bool) {
+	if rest, found := strings.CutPrefix(msg, decompressedRefusal); found {
+		_, limit, ok = sizeVsLimit(rest)
+		return -1, limit, ok
+	}
+	if rest, found := strings.CutPrefix(msg, decompressedRefusalBare+" "); found {
+		limit, err := strconv.ParseInt(rest, 10, 64)
+		return -1, limit, err == nil && limit >= 0
+	}
+	for _, prefix := range []string{wireRefusalOnMachine, wireRefusal} {
+		if rest, found := strings.CutPrefix(msg, prefix); found {
+			return sizeVsLimit(rest)
+		}
+	}
+	return 0, 0, false
+}
+
+// sizeVsLimit reads " (N vs. M)", how grpc-go names the size and limit of a refused message.
+func sizeVsLimit(s string) (size, limit int64, ok bool) {
+	inner, found := strings.CutPrefix(s, " (")
+	if !found {
+		return 0, 0, false
+	}
+	inner, found = strings.CutSuffix(inner, ")")
+	if !found {
+		return 0, 0, false
+	}
+	n, m, found := strings.Cut(inner, " vs. ")
+	if !found {
+		return 0, 0, false
+	}
+	size, errN := strconv.ParseInt(n, 10, 64)
+	limit, errM := strconv.ParseInt(m, 10, 64)
+	if errN != nil || errM != nil || size < 0 || limit < 0 {
+		return 0, 0, false
+	}
+	return size, limit, true
 }
 
 // trailersOnly reports whether trailer, the trailer metadata of a call, came in a Trailers-Only
-// response: a status the server sent before any answer, which is how a server refuses a request
-// (over its MaxRecvMsgSize, say) without running its handler. Such a response carries the
-// content-type that otherwise comes with the response headers, and grpc-go keeps it in the
-// trailer metadata; trailers after an answer never carry it. A receive-size refusal after an
-// answer began is the client refusing the consumer's answer, and the consumer may have the event.
+// response: a status the server sent before any answer. Such a response carries the content-type
+// that otherwise comes with the response headers, and grpc-go keeps it in the trailer metadata;
+// trailers after an answer never carry it, and a status the client raises has no trailer of its
+// own. Its absence proves nothing: a server may send headers first.
 func trailersOnly(trailer metadata.MD) bool {
 	return len(trailer.Get("content-type")) > 0
 }

@@ -41,7 +41,8 @@
 //	DeadlineExceeded     retryable                            the call timed out; it may have landed
 //	ResourceExhausted    retryable, retry.After if hinted     throttled
 //	  "larger than max"  retry.Permanent, unless hinted       the event is over a message size limit
-//	    on the answer    retryable                            the consumer took the event (see below)
+//	    not the request  retryable                            the client refused the consumer's
+//	                                                          answer: it took the event (see below)
 //	Aborted              retryable                            a conflict the server says to retry
 //	Internal             retryable                            a server fault that may pass
 //	Unknown              retryable                            a handler error without a status
@@ -72,25 +73,47 @@
 // its class.
 //
 // A ResourceExhausted without a wait whose message is gRPC's report of a message over its size
-// limit is permanent when the request was refused: "grpc: received message larger than max"
-// sent by a server whose MaxRecvMsgSize the event exceeds, or "trying to send message larger
-// than max", from a grpc.MaxCallSendMsgSize given with WithCallOptions. The event is as large on
-// every attempt. grpc-go reports the client's own refusal of an answer over its receive limit
-// (grpc.MaxCallRecvMsgSize, default 4 MiB) with the same message as a server's, yet there the
-// consumer took the event and answered: that failure is retryable, as a lost answer is, since
-// delivery is at-least-once and a dead-lettered event the consumer has would only come back as
-// a duplicate. Send and Adapt tell the two apart by the call's trailer metadata (grpc.Trailer):
-// a server refuses a request before answering, with a Trailers-Only response, whose
-// content-type grpc-go keeps among the trailers. Classify alone sees only the status, and takes
-// every size refusal as the server's. When the caller's own context
-// ends a call (its cancellation, or its deadline when that was sooner than the call timeout), the
-// error wraps the context's error as well as the status: context.Canceled is classified
-// retry.ClassCanceled, never a reason to dead-letter, and a deadline is retryable. A context that
-// is already done when Send is called fails at once with its error, and nothing is sent. A connection failure, including a TLS handshake that fails (an unknown server
-// certificate, a missing or refused client certificate under mutual TLS, or TLS spoken to a
+// limit is permanent when the request was refused: "grpc: received message larger than max" (or
+// its forms after decompression) sent by a server whose MaxRecvMsgSize the event exceeds, or
+// "trying to send message larger than max", from a grpc.MaxCallSendMsgSize given with
+// WithCallOptions. The event is as large on every attempt. grpc-go reports the client's own
+// refusal of an answer over its receive limit (grpc.MaxCallRecvMsgSize, default 4 MiB) with the
+// same message as a server's, yet there the consumer took the event and answered: that failure is
+// retryable, as a lost answer is, since delivery is at-least-once.
+//
+// Send and Adapt tell the two apart by what they know of the request, not by how the status was
+// framed (a server behind grpc.Server.ServeHTTP, or a proxy, sends headers before a refusal as
+// before an answer). A receive refusal is the client's own, retryable, only when the message
+// refused cannot be the request:
+//
+//	the refusal names                     the client refused the answer when
+//	the size on the wire ("(N vs. M)")    N is more than the request's encoded size (proto.Size)
+//	                                      could be on the wire: a quarter and 256 bytes more, for
+//	                                      what a compressor adds to data it cannot shrink
+//	a limit after decompression           the request's encoded size is within the limit M, as the
+//	  ("... after decompression ... M")   request decompresses to its encoded size
+//
+// and nothing shows that a server sent the status: it carries no status details (grpc-go's own
+// refusals have none, and a Server relaying a refusal adds one) and did not come in a
+// Trailers-Only response (whose content-type grpc-go keeps among the trailers). Anything else is
+// the server's refusal of the request, permanent: an answer no larger than the request, a message
+// in another form, a request sent through a codec other than protobuf (grpc.ForceCodec,
+// grpc.ForceCodecV2 or a content subtype other than "proto" in WithCallOptions, or a request of
+// Adapt that is not a proto.Message; a codec set on a connection of the caller's is not seen). In
+// doubt the event is dead-lettered: if the consumer took it after all, a redrive only brings a
+// duplicate it knows by its id, while retrying a request no attempt can deliver would go on until
+// the event expires, counted against the breaker. Classify alone sees only the status, and takes
+// every size refusal as the server's.
+//
+// When the caller's own context ends a call (its cancellation, or its deadline when that was sooner
+// than the call timeout), the error wraps the context's error as well as the status:
+// context.Canceled is classified retry.ClassCanceled, never a reason to dead-letter, and a deadline
+// is retryable. A context that is already done when Send is called fails at once with its error,
+// and nothing is sent. A connection failure, including a TLS handshake that fails (an unknown
+// server certificate, a missing or refused client certificate under mutual TLS, or TLS spoken to a
 // plaintext server), surfaces from gRPC as Unavailable and is therefore retryable: a certificate
-// rotation or a restarted server cures it, and when the retry budget runs out the event goes to
-// the dead-letter queue. Send on a closed Sink returns an error wrapping sink.ErrClosed; Send of a nil
+// rotation or a restarted server cures it, and when the retry budget runs out the event goes to the
+// dead-letter queue. Send on a closed Sink returns an error wrapping sink.ErrClosed; Send of a nil
 // event returns ErrNilEvent marked permanent, and Send of an event with a text field that is not
 // valid UTF-8 (which proto3 cannot encode) returns ErrInvalidEvent marked permanent, without a
 // call. CodeClass gives the table as a function.
@@ -98,8 +121,9 @@
 // On the consumer's side NewServer (and StatusOf) map a handler's error back: nil and
 // fanbridge.ErrNoMatch to OK, fanbridge.ErrDuplicate to AlreadyExists, retry.Permanent to
 // FailedPrecondition, retry.After to ResourceExhausted with RetryInfo, a context error to Canceled
-// or DeadlineExceeded, an explicit gRPC status to itself (its own message and details), and
-// anything else to Unavailable; so a classification made in the consumer survives the trip, also
+// or DeadlineExceeded, an explicit gRPC status to itself (its own message and details; a refusal
+// over a receive limit only under retry.Permanent, see NewServer), and anything else to
+// Unavailable; so a classification made in the consumer survives the trip, also
 // through a consumer that relays to another one with a grpcsink.Sink of its own.
 //
 // # Concurrency

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"testing"
@@ -79,6 +80,53 @@ func startServer(t testing.TB, h sink.Sink, opts ...grpc.ServerOption) string {
 	lis := listen(t)
 	serve(t, lis, h, opts...)
 	return lis.Addr().String()
+}
+
+// transports are the two ways a consumer serves gRPC, by whether it goes through ServeHTTP:
+// grpc.Server.Serve, which refuses a request before any answer with a Trailers-Only response, and
+// an http.Server speaking HTTP/2 without TLS that hands each request to grpc.Server.ServeHTTP (one
+// port shared with HTTP handlers), which sends headers before every status, as a proxy may.
+var transports = map[string]bool{"Serve": false, "ServeHTTP": true}
+
+// serveOn serves gs on a new loopback port until the test ends, through gs.ServeHTTP when viaHTTP
+// is set and gs.Serve otherwise, and returns the address.
+func serveOn(t testing.TB, gs *grpc.Server, viaHTTP bool) string {
+	t.Helper()
+	lis := listen(t)
+	done := make(chan struct{})
+	if !viaHTTP {
+		go func() {
+			defer close(done)
+			_ = gs.Serve(lis)
+		}()
+		t.Cleanup(func() {
+			gs.Stop()
+			recv(t, done)
+		})
+		return lis.Addr().String()
+	}
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	hs := &http.Server{Handler: gs, Protocols: protocols}
+	go func() {
+		defer close(done)
+		_ = hs.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		_ = hs.Close()
+		recv(t, done)
+	})
+	return lis.Addr().String()
+}
+
+// startServerOn serves h as startServer does, through gs.ServeHTTP when viaHTTP is set.
+func startServerOn(t testing.TB, viaHTTP bool, h sink.Sink, opts ...grpc.ServerOption) string {
+	t.Helper()
+	gs := grpc.NewServer(opts...)
+	srv, err := grpcsink.NewServer(h)
+	require.NoError(t, err)
+	srv.Register(gs)
+	return serveOn(t, gs, viaHTTP)
 }
 
 // newSink builds a plaintext Sink for addr that the test closes.

@@ -41,9 +41,11 @@ type Server struct {
 //     google.rpc.RetryInfo adds that detail. gRPC's report of a message over a receive limit
 //     ("grpc: received message larger than max") is the exception, as the status cannot say
 //     whose limit refused it: it goes as it is only under a retry.Permanent mark, which a
-//     grpcsink.Sink gives its consumer's refusal of the request. Otherwise (a grpcsink.Sink's
-//     own refusal of an answer its consumer sent after taking the event) its message becomes
-//     the error's text, and the sending Sink reads a retryable ResourceExhausted.
+//     grpcsink.Sink gives its consumer's refusal of the request, with a google.rpc.ErrorInfo
+//     detail (domain "fanbridge", reason "MESSAGE_TOO_LARGE") when it has none, which shows the
+//     sending Sink that a server sent it. Otherwise (a grpcsink.Sink's own refusal of an answer
+//     its consumer sent after taking the event) its message becomes the error's text, and the
+//     sending Sink reads a retryable ResourceExhausted.
 //   - an error wrapping fanbridge.ErrDuplicate: AlreadyExists, which the sending Sink counts as
 //     delivered.
 //   - an error marked retry.Permanent: FailedPrecondition, which the sending Sink treats as
@@ -116,12 +118,24 @@ func StatusOf(err error) error {
 		if CodeClass(st.Code()) == Delivered {
 			return answer
 		}
-		if sizeRefusal(st.Code(), st.Message()) == refusedOnReceipt && !retry.IsPermanent(err) {
-			// The status alone cannot say whose receive limit refused a message, and the sender
-			// reads it as this server's refusal of the request: permanent. Not marked permanent,
-			// it is what a grpcsink.Sink returns for an answer over its own limit, which the
-			// consumer sent after taking the event; the handler's text keeps the account.
-			answer = withMessage(st, err.Error()).Err()
+		if sizeRefusal(st.Code(), st.Message()) == refusedOnReceipt {
+			switch {
+			case !retry.IsPermanent(err):
+				// The status alone cannot say whose receive limit refused a message, and the
+				// sender reads it as this server's refusal of the request: permanent. Not marked
+				// permanent, it is what a grpcsink.Sink returns for an answer over its own limit,
+				// which the consumer sent after taking the event; the handler's text keeps the
+				// account.
+				st = withMessage(st, err.Error())
+			case len(st.Proto().GetDetails()) == 0:
+				// A sending Sink takes a receive refusal for its own refusal of an answer when
+				// the message refused cannot be its request, and the request this handler made
+				// may be larger than the one it got. A detail shows that a server sent it.
+				if marked, derr := st.WithDetails(sentByServer); derr == nil {
+					st = marked
+				}
+			}
+			answer = st.Err()
 		}
 		judged := Classify(answer)
 		if retry.IsPermanent(judged) {
@@ -158,6 +172,10 @@ func StatusOf(err error) error {
 	}
 	return status.Error(codes.Unavailable, msg)
 }
+
+// sentByServer is the detail a Server adds to a size refusal it relays, which grpc-go's own
+// refusals never carry.
+var sentByServer = &errdetails.ErrorInfo{Domain: "fanbridge", Reason: "MESSAGE_TOO_LARGE"}
 
 // withMessage returns st with msg as its message, its code and details kept. A msg that still
 // begins as gRPC's report of a size refusal is prefixed, so that the sender does not read it as one.

@@ -120,7 +120,7 @@ func NewFromConn(conn grpc.ClientConnInterface, opts ...Option) (*Sink, error) {
 func newSink(conn grpc.ClientConnInterface, cfg config) *Sink {
 	return &Sink{
 		conn:   conn,
-		call:   caller{timeout: cfg.callTimeout, logger: cfg.logger},
+		call:   newCaller(cfg),
 		opts:   append([]grpc.CallOption{grpc.StaticMethod()}, cfg.callOptions...),
 		raw:    !cfg.withoutRaw,
 		name:   cfg.name,
@@ -183,7 +183,7 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	if err == nil {
 		return nil
 	}
-	return s.call.finish(ctx, callCtx, e, err, d.trailer)
+	return s.call.finish(ctx, callCtx, e, err, d.trailer, &d.req)
 }
 
 // Close stops the Sink: later Sends fail with sink.ErrClosed, Sends in flight are waited for (each

@@ -2,6 +2,8 @@ package grpcsink_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,8 +12,11 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/fanbridge/fanbridge"
@@ -25,17 +30,26 @@ import (
 // from the dead-letter queue, only fails again.
 func TestMessageOverTheSizeLimitIsPermanent(t *testing.T) {
 	for _, tt := range []struct {
-		name   string
-		server []grpc.ServerOption
-		sink   []grpcsink.Option
+		name    string
+		server  []grpc.ServerOption
+		viaHTTP bool
+		sink    []grpcsink.Option
 	}{
 		{name: "server's MaxRecvMsgSize", server: []grpc.ServerOption{grpc.MaxRecvMsgSize(1024)}},
+		// Headers come before the refusal, as before an answer: how the status was framed does
+		// not decide.
+		{name: "server's MaxRecvMsgSize through ServeHTTP", server: []grpc.ServerOption{grpc.MaxRecvMsgSize(1024)}, viaHTTP: true},
+		// The server refuses the compressed request by its size after decompression.
+		{name: "server's MaxRecvMsgSize, compressed", server: []grpc.ServerOption{grpc.MaxRecvMsgSize(1024)},
+			sink: []grpcsink.Option{grpcsink.WithCallOptions(grpc.UseCompressor(gzip.Name))}},
+		{name: "server's MaxRecvMsgSize, compressed, through ServeHTTP", server: []grpc.ServerOption{grpc.MaxRecvMsgSize(1024)}, viaHTTP: true,
+			sink: []grpcsink.Option{grpcsink.WithCallOptions(grpc.UseCompressor(gzip.Name))}},
 		{name: "client's MaxCallSendMsgSize", sink: []grpcsink.Option{grpcsink.WithCallOptions(grpc.MaxCallSendMsgSize(1024))}},
 	} {
 		for built, build := range sinkBuilders {
 			t.Run(tt.name+"/"+built, func(t *testing.T) {
 				rec := newRecorder()
-				s := build(t, startServer(t, rec, tt.server...), tt.sink...)
+				s := build(t, startServerOn(t, tt.viaHTTP, rec, tt.server...), tt.sink...)
 				e := sampleEvent(t)
 				require.Greater(t, len(e.Raw), 1024, "the sample is over the limit")
 
@@ -124,44 +138,44 @@ func (l largeAnswer) Deliver(ctx context.Context, req *fanbridgev1.DeliverReques
 }
 
 // startLargeAnswer serves a largeAnswer consumer that hands each event to h, on a new loopback
-// port, and returns the address.
-func startLargeAnswer(t testing.TB, h sink.Sink, extra int) string {
+// port, through ServeHTTP when viaHTTP is set, and returns the address.
+func startLargeAnswer(t testing.TB, viaHTTP bool, h sink.Sink, extra int) string {
 	t.Helper()
 	srv, err := grpcsink.NewServer(h)
 	require.NoError(t, err)
-	lis := listen(t)
 	gs := grpc.NewServer()
 	fanbridgev1.RegisterEventSinkServer(gs, largeAnswer{Server: srv, extra: extra})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = gs.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		gs.Stop()
-		recv(t, done)
-	})
-	return lis.Addr().String()
+	return serveOn(t, gs, viaHTTP)
 }
 
 // An answer over the client's receive limit is refused by grpc-go with the message a server uses
 // for a request over its limit, but the consumer took the event: it stays retryable, as a lost
 // answer does, and is never dead-lettered as too large.
 func TestAnswerOverTheReceiveLimitIsRetryable(t *testing.T) {
-	for name, build := range sinkBuilders {
-		t.Run(name, func(t *testing.T) {
-			rec := newRecorder()
-			s := build(t, startLargeAnswer(t, rec, 128<<10), grpcsink.WithCallOptions(grpc.MaxCallRecvMsgSize(64<<10)))
+	encodings := map[string][]grpc.CallOption{
+		"plain": nil,
+		// The answer compresses to less than the limit and is refused after decompression.
+		"compressed": {grpc.UseCompressor(gzip.Name)},
+	}
+	for transport, viaHTTP := range transports {
+		for encoded, callOpts := range encodings {
+			for built, build := range sinkBuilders {
+				t.Run(transport+"/"+encoded+"/"+built, func(t *testing.T) {
+					rec := newRecorder()
+					s := build(t, startLargeAnswer(t, viaHTTP, rec, 128<<10),
+						grpcsink.WithCallOptions(append(callOpts, grpc.MaxCallRecvMsgSize(64<<10))...))
 
-			err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+					err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
 
-			require.Error(t, err)
-			assert.Equal(t, codes.ResourceExhausted, status.Code(err))
-			assert.Contains(t, err.Error(), "larger than max")
-			assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
-			assert.Contains(t, err.Error(), "the consumer may have the event")
-			assert.Equal(t, 1, rec.count(), "the consumer has the event")
-		})
+					require.Error(t, err)
+					assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+					assert.Contains(t, err.Error(), "larger than max")
+					assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
+					assert.Contains(t, err.Error(), "the consumer may have the event")
+					assert.Equal(t, 1, rec.count(), "the consumer has the event")
+				})
+			}
+		}
 	}
 }
 
@@ -170,28 +184,146 @@ func TestAnswerOverTheReceiveLimitIsRetryable(t *testing.T) {
 // taking the event, is retryable there, and stays retryable for the first sender instead of
 // reading as the relay's refusal of a request too large, which would dead-letter it.
 func TestRelayedAnswerOverTheReceiveLimitStaysRetryable(t *testing.T) {
-	for name, build := range sinkBuilders {
-		t.Run(name, func(t *testing.T) {
-			rec := newRecorder()
-			next := build(t, startLargeAnswer(t, rec, 128<<10), grpcsink.WithCallOptions(grpc.MaxCallRecvMsgSize(64<<10)))
-			relayed := make(chan error, 1)
-			relay := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
-				err := next.Send(ctx, e)
-				relayed <- err
-				return err
+	for transport, viaHTTP := range transports {
+		for built, build := range sinkBuilders {
+			t.Run(transport+"/"+built, func(t *testing.T) {
+				rec := newRecorder()
+				next := build(t, startLargeAnswer(t, false, rec, 128<<10), grpcsink.WithCallOptions(grpc.MaxCallRecvMsgSize(64<<10)))
+				relayed := make(chan error, 1)
+				relay := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+					err := next.Send(ctx, e)
+					relayed <- err
+					return err
+				})
+				s := newSink(t, startServerOn(t, viaHTTP, relay))
+
+				err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+
+				relayErr := recv(t, relayed)
+				require.Error(t, relayErr)
+				require.Equal(t, retry.ClassRetryable, retry.Classify(relayErr), "the relay's own class, of %v", relayErr)
+				require.Error(t, err)
+				assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+				assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
+				assert.Contains(t, err.Error(), "the consumer may have the event")
+				assert.Equal(t, 1, rec.count(), "the next consumer has the event")
 			})
-			s := newSink(t, startServer(t, relay))
+		}
+	}
+}
 
-			err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+// A relay that makes the event larger before handing it on (it adds the raw envelope it keeps,
+// say) is refused by the next consumer's MaxRecvMsgSize: permanent there, and permanent for the
+// first sender too, though the message refused, the relay's request, is larger than the first
+// sender's request could be. Through ServeHTTP, nothing in the framing shows that the relay sent
+// the status, so the Server marks it with a detail.
+func TestRelayedRefusalOfTheRequestStaysPermanent(t *testing.T) {
+	for transport, viaHTTP := range transports {
+		for built, build := range sinkBuilders {
+			t.Run(transport+"/"+built, func(t *testing.T) {
+				rec := newRecorder()
+				next := build(t, startServer(t, rec, grpc.MaxRecvMsgSize(1024)))
+				relayed := make(chan error, 1)
+				relay := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+					e.Raw = make([]byte, 4096)
+					err := next.Send(ctx, e)
+					relayed <- err
+					return err
+				})
+				s := newSink(t, startServerOn(t, viaHTTP, relay))
 
-			relayErr := recv(t, relayed)
-			require.Error(t, relayErr)
-			require.Equal(t, retry.ClassRetryable, retry.Classify(relayErr), "the relay's own class, of %v", relayErr)
-			require.Error(t, err)
-			assert.Equal(t, codes.ResourceExhausted, status.Code(err))
-			assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
-			assert.Contains(t, err.Error(), "the consumer may have the event")
-			assert.Equal(t, 1, rec.count(), "the next consumer has the event")
-		})
+				err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+
+				relayErr := recv(t, relayed)
+				require.Error(t, relayErr)
+				require.Equal(t, retry.ClassPermanent, retry.Classify(relayErr), "the relay's own class, of %v", relayErr)
+				require.Error(t, err)
+				assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+				assert.Contains(t, err.Error(), "larger than max")
+				assert.Equal(t, retry.ClassPermanent, retry.Classify(err), "class of %v", err)
+				assert.Zero(t, rec.count(), "the next consumer never saw it")
+			})
+		}
+	}
+}
+
+// answerStatus is a consumer that answers every request with st, as a server that refuses the
+// request does, with no grpcsink.Server in between.
+type answerStatus struct {
+	fanbridgev1.UnimplementedEventSinkServer
+	st *status.Status
+}
+
+func (a answerStatus) Deliver(context.Context, *fanbridgev1.DeliverRequest) (*fanbridgev1.DeliverResponse, error) {
+	return nil, a.st.Err()
+}
+
+// grpc-go refuses an answer over the client's receive limit, after the consumer took the event,
+// with the message a server refuses a request over its own with. Send and Adapt take it for the
+// answer's only when the message refused cannot be the request, whatever the framing; anything
+// else is the server's refusal of the request, permanent. Each status here comes from a server,
+// through ServeHTTP unless said otherwise, so that the numbers decide.
+func TestReceiveRefusalIsTheAnswersOnlyWhenItCannotBeTheRequest(t *testing.T) {
+	small := &fanbridge.Event{ID: "small", Data: []byte(`{}`)}
+	large := sampleEvent(t)
+	sizeOf := func(e *fanbridge.Event) int {
+		return proto.Size(&fanbridgev1.DeliverRequest{Event: grpcsink.ToProto(e)})
+	}
+	require.Greater(t, sizeOf(large), 2048)
+	refusal := func(size, limit int) string {
+		return fmt.Sprintf("grpc: received message larger than max (%d vs. %d)", size, limit)
+	}
+	for _, tt := range []struct {
+		name      string
+		event     *fanbridge.Event
+		msg       string
+		detail    bool
+		trailers  bool // through Serve, where the server refuses with a Trailers-Only response
+		opts      []grpcsink.Option
+		wantClass retry.Class
+	}{
+		{name: "the request's size", event: small, msg: refusal(sizeOf(small), sizeOf(small)-1), wantClass: retry.ClassPermanent},
+		{name: "what compression may make of the request", event: small, msg: refusal(sizeOf(small)+200, 64), wantClass: retry.ClassPermanent},
+		{name: "larger than the request can be", event: small, msg: refusal(128<<10, 64<<10), wantClass: retry.ClassRetryable},
+		{name: "smaller than the request", event: large, msg: refusal(2048, 1024), wantClass: retry.ClassPermanent},
+		{name: "after decompression, a limit the request is within", event: small,
+			msg: "grpc: received message after decompression larger than max 65536", wantClass: retry.ClassRetryable},
+		{name: "after decompression, a limit the request is over", event: large,
+			msg: "grpc: received message after decompression larger than max 1024", wantClass: retry.ClassPermanent},
+		{name: "after decompression with sizes, a limit the request is within", event: small,
+			msg: "grpc: message after decompression larger than max (65537 vs. 65536)", wantClass: retry.ClassRetryable},
+		{name: "after decompression with sizes, a limit the request is over", event: large,
+			msg: "grpc: message after decompression larger than max (1025 vs. 1024)", wantClass: retry.ClassPermanent},
+		{name: "sizes not in grpc-go's form", event: small, msg: "grpc: received message larger than max (lots vs. 64)", wantClass: retry.ClassPermanent},
+		{name: "no sizes", event: small, msg: "grpc: received message larger than max", wantClass: retry.ClassPermanent},
+		{name: "with a detail, which grpc-go's own refusal never has", event: small, msg: refusal(128<<10, 64<<10), detail: true,
+			wantClass: retry.ClassPermanent},
+		{name: "in a Trailers-Only response", event: small, msg: refusal(128<<10, 64<<10), trailers: true, wantClass: retry.ClassPermanent},
+		{name: "through a codec of the caller's, whose size is not known", event: small, msg: refusal(128<<10, 64<<10),
+			opts: []grpcsink.Option{grpcsink.WithCallOptions(grpc.ForceCodecV2(encoding.GetCodecV2("proto")))}, wantClass: retry.ClassPermanent},
+		{name: "through the protobuf codec named", event: small, msg: refusal(128<<10, 64<<10),
+			opts: []grpcsink.Option{grpcsink.WithCallOptions(grpc.CallContentSubtype("proto"))}, wantClass: retry.ClassRetryable},
+	} {
+		for built, build := range sinkBuilders {
+			t.Run(tt.name+"/"+built, func(t *testing.T) {
+				st := status.New(codes.ResourceExhausted, tt.msg)
+				if tt.detail {
+					var err error
+					st, err = st.WithDetails(&errdetails.ErrorInfo{Domain: "example.com", Reason: "TOO_LARGE"})
+					require.NoError(t, err)
+				}
+				gs := grpc.NewServer()
+				fanbridgev1.RegisterEventSinkServer(gs, answerStatus{st: st})
+				s := build(t, serveOn(t, gs, !tt.trailers), tt.opts...)
+
+				err := s.Send(testContext(t), tt.event)
+
+				require.Error(t, err)
+				assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+				assert.Contains(t, err.Error(), tt.msg)
+				assert.Equal(t, tt.wantClass, retry.Classify(err), "class of %v", err)
+				assert.Equal(t, tt.wantClass == retry.ClassRetryable, strings.Contains(err.Error(), "the consumer may have the event"), "%v", err)
+			})
+		}
 	}
 }
