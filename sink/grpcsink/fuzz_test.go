@@ -1,6 +1,7 @@
 package grpcsink_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -43,5 +44,37 @@ func FuzzFromProto(f *testing.F) {
 		assert.Equal(t, e.Data, again.Data)
 		assert.Equal(t, e.Metadata, again.Metadata)
 		assert.Equal(t, e.Raw, again.Raw)
+	})
+}
+
+// FuzzRefusedSizes reads arbitrary status messages as grpc-go's receive refusals: none panics,
+// what is read is in range, and a refusal written the way grpc-go writes it reads back as the
+// numbers it holds.
+func FuzzRefusedSizes(f *testing.F) {
+	for _, m := range []string{
+		"grpc: received message larger than max (131075 vs. 65536)",
+		"grpc: received message larger than max length allowed on current machine (9 vs. 8)",
+		"grpc: message after decompression larger than max (70000 vs. 65536)",
+		"grpc: received message after decompression larger than max 65536",
+		"grpc: received message larger than max (-1 vs. 2)",
+		"grpc: received message larger than max (1 vs. 2",
+		"",
+	} {
+		f.Add(m, int64(0), int64(0))
+	}
+	f.Fuzz(func(t *testing.T, msg string, n, m int64) {
+		size, limit, ok := grpcsink.RefusedSizes(msg)
+		if ok && (size < -1 || limit < 0) {
+			t.Fatalf("%q read as size %d, limit %d", msg, size, limit)
+		}
+		if n < 0 || m < 0 {
+			return
+		}
+		size, limit, ok = grpcsink.RefusedSizes(fmt.Sprintf("grpc: received message larger than max (%d vs. %d)", n, m))
+		require.True(t, ok)
+		assert.Equal(t, [2]int64{n, m}, [2]int64{size, limit})
+		size, limit, ok = grpcsink.RefusedSizes(fmt.Sprintf("grpc: received message after decompression larger than max %d", m))
+		require.True(t, ok)
+		assert.Equal(t, [2]int64{-1, m}, [2]int64{size, limit})
 	})
 }

@@ -1,0 +1,4 @@
+package grpcsink
+
+// RefusedSizes exports refusedSizes to the fuzz test.
+var RefusedSizes = refusedSizes
