@@ -270,6 +270,8 @@ func outcome(err error, async bool) string {
 		return "overloaded"
 	case errors.Is(err, fanbridge.ErrClosed):
 		return "closed"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout" // as the intake counts it
 	}
 	return "failed"
 }
