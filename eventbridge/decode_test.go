@@ -265,20 +265,22 @@ func TestDecodeNotification(t *testing.T) {
 	})
 
 	bad := map[string]string{
-		"no topicName":         `{"eventBody":{}}`,
-		"empty topicName":      `{"topicName":"","eventBody":{}}`,
-		"no eventBody":         `{"topicName":"v2.users.x.activity"}`,
-		"eventBody string":     `{"topicName":"v2.users.x.activity","eventBody":"x"}`,
-		"topicName number":     `{"topicName":1,"eventBody":{}}`,
-		"metadata array":       `{"topicName":"a","eventBody":{},"metadata":[]}`,
-		"correlation number":   `{"topicName":"a","eventBody":{},"metadata":{"CorrelationId":7}}`,
-		"duplicate topicName":  `{"topicName":"a","topicName":"b","eventBody":{}}`,
-		"bad timestamp":        `{"topicName":"a","eventBody":{},"timestamp":"yesterday"}`,
-		"array":                `[{"topicName":"a","eventBody":{}}]`,
-		"escaped duplicate":    `{"topicName":"a","topic\u004eame":"b","eventBody":{}}`,
-		"control char in name": `{"topicName":"a\u0000b","eventBody":{}}`,
-		"C1 control in name":   `{"topicName":"v2.users.x\u009b2J.activity","eventBody":{}}`,
-		"raw C1 control":       "{\"topicName\":\"v2.users.x\u0085.activity\",\"eventBody\":{}}",
+		"no topicName":           `{"eventBody":{}}`,
+		"empty topicName":        `{"topicName":"","eventBody":{}}`,
+		"no eventBody":           `{"topicName":"v2.users.x.activity"}`,
+		"eventBody string":       `{"topicName":"v2.users.x.activity","eventBody":"x"}`,
+		"topicName number":       `{"topicName":1,"eventBody":{}}`,
+		"metadata array":         `{"topicName":"a","eventBody":{},"metadata":[]}`,
+		"correlation number":     `{"topicName":"a","eventBody":{},"metadata":{"CorrelationId":7}}`,
+		"duplicate topicName":    `{"topicName":"a","topicName":"b","eventBody":{}}`,
+		"bad timestamp":          `{"topicName":"a","eventBody":{},"timestamp":"yesterday"}`,
+		"array":                  `[{"topicName":"a","eventBody":{}}]`,
+		"escaped duplicate":      `{"topicName":"a","topic\u004eame":"b","eventBody":{}}`,
+		"control char in name":   `{"topicName":"a\u0000b","eventBody":{}}`,
+		"C1 control in name":     `{"topicName":"v2.users.x\u009b2J.activity","eventBody":{}}`,
+		"raw C1 control":         "{\"topicName\":\"v2.users.x\u0085.activity\",\"eventBody\":{}}",
+		"right-to-left override": `{"topicName":"v2.users.x\u202e.activity","eventBody":{}}`,
+		"isolate":                "{\"topicName\":\"v2.users.x\u2066.activity\",\"eventBody\":{}}",
 	}
 	for name, body := range bad {
 		t.Run("rejects "+name, func(t *testing.T) {

@@ -241,8 +241,34 @@ func stringValue(field string, v []byte) ([]byte, error) {
 		if c < 0x20 || c == 0x7f || c == 0xc2 && i+1 < len(raw) && raw[i+1] < 0xa0 {
 			return nil, fmt.Errorf("%w: %s holds a control character", ErrInvalidField, field)
 		}
+		if (c == 0xe2 || c == 0xd8) && bidiControl(raw[i:]) {
+			return nil, fmt.Errorf("%w: %s holds a bidirectional formatting character", ErrInvalidField, field)
+		}
 	}
 	return raw, nil
+}
+
+// bidiControl reports whether b starts with the UTF-8 encoding of a character that reorders the
+// text around it when shown (Unicode's Bidi_Control: U+061C, U+200E, U+200F, U+202A to U+202E
+// and U+2066 to U+2069), which could make an id or a type read as another in a log or a
+// terminal.
+func bidiControl(b []byte) bool {
+	if len(b) < 2 {
+		return false
+	}
+	if b[0] == 0xd8 {
+		return b[1] == 0x9c // U+061C
+	}
+	if len(b) < 3 || b[0] != 0xe2 {
+		return false
+	}
+	switch b[1] {
+	case 0x80:
+		return b[2] == 0x8e || b[2] == 0x8f || b[2] >= 0xaa && b[2] <= 0xae
+	case 0x81:
+		return b[2] >= 0xa6 && b[2] <= 0xa9
+	}
+	return false
 }
 
 // requiredString is stringValue for a member that must be present and not empty.

@@ -138,6 +138,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "id with DEL", body: envelope("id", "\"a\x7fb\""), status: 400, errPrefix: invalid},
 		{name: "id with a C1 control", body: envelope("id", "\"a\u009bb\""), status: 400, errPrefix: invalid},
 		{name: "id with an escaped C1 control", body: envelope("id", `"a\u0085b"`), status: 400, errPrefix: invalid},
+		{name: "type with a right-to-left override", body: envelope("detail-type", `"invoice\u202efdp.exe"`), status: 400, errPrefix: invalid},
 		{name: "huge id", body: envelope("id", `"`+strings.Repeat("x", 100<<10)+`"`), status: 400, errPrefix: invalid},
 		{name: "detail-type null", body: envelope("detail-type", `null`), status: 400, errPrefix: invalid},
 		{name: "detail-type bool", body: envelope("detail-type", `true`), status: 400, errPrefix: invalid},
