@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fanbridge/fanbridge"
@@ -15,8 +16,9 @@ import (
 // When ctx carries a valid span context, it wins: fanout's Dispatcher, given a tracer, starts a
 // span per sink attempt and passes it in the context of Send, so the consumer's work becomes a
 // child of that attempt. Otherwise the event's own Metadata[fanbridge.MetaTraceparent] and
-// Metadata[fanbridge.MetaTracestate] are returned as received, so the consumer joins the
-// sender's trace. Either value may be empty.
+// Metadata[fanbridge.MetaTracestate] are returned, so the consumer joins the sender's trace,
+// once read as W3C trace context: a traceparent that is not valid is dropped, and so is the
+// tracestate with it, which belongs to it. Either value may be empty.
 func TraceContext(ctx context.Context, e *fanbridge.Event) (traceparent, tracestate string) {
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		return FormatTraceparent(sc), sc.TraceState().String()
@@ -24,7 +26,21 @@ func TraceContext(ctx context.Context, e *fanbridge.Event) (traceparent, tracest
 	if e == nil {
 		return "", ""
 	}
-	return e.Metadata[fanbridge.MetaTraceparent], e.Metadata[fanbridge.MetaTracestate]
+	tp := e.Metadata[fanbridge.MetaTraceparent]
+	if tp == "" {
+		return "", ""
+	}
+	// The eventbridge decoder keeps only valid trace context, but an event may come from
+	// anywhere: it is read as the W3C rules say, and written out again as read.
+	carrier := propagation.MapCarrier{"traceparent": tp}
+	if ts := e.Metadata[fanbridge.MetaTracestate]; ts != "" {
+		carrier["tracestate"] = ts
+	}
+	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), carrier))
+	if !sc.IsValid() {
+		return "", ""
+	}
+	return FormatTraceparent(sc), sc.TraceState().String()
 }
 
 // FormatTraceparent returns sc as a W3C traceparent header value,

@@ -70,3 +70,28 @@ func TestFormatTraceparentInvalid(t *testing.T) {
 		t.Fatalf("FormatTraceparent = %q, want %q", got, want)
 	}
 }
+
+// An event's trace context is read as W3C trace context: a traceparent that is not valid is
+// dropped with the tracestate that belongs to it, and a tracestate that is not valid is dropped
+// alone.
+func TestTraceContextFromEventIsValidated(t *testing.T) {
+	for _, tc := range []struct {
+		name, parent, state, wantParent, wantState string
+	}{
+		{name: "too short", parent: "00-4bf9-01", state: senderState},
+		{name: "not hex", parent: "00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01", state: senderState},
+		{name: "zero trace id", parent: "00-00000000000000000000000000000000-00f067aa0ba902b7-01", state: senderState},
+		{name: "version ff", parent: "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", state: senderState},
+		{name: "not ASCII", parent: "00-\u00e9", state: senderState},
+		{name: "state without a parent", state: senderState},
+		{name: "bad state alone is dropped", parent: senderParent, state: "no equals sign", wantParent: senderParent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &fanbridge.Event{ID: "1", Metadata: map[string]string{fanbridge.MetaTraceparent: tc.parent, fanbridge.MetaTracestate: tc.state}}
+			tp, ts := sink.TraceContext(context.Background(), e)
+			if tp != tc.wantParent || ts != tc.wantState {
+				t.Fatalf("TraceContext = %q, %q; want %q, %q", tp, ts, tc.wantParent, tc.wantState)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package kafkasink_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
 
@@ -61,6 +63,7 @@ func FuzzRecordRoundTrip(f *testing.F) {
 		"aws.partner/genesys.com/cloud/org/suffix", int64(1655223131435123456), []byte(`{"conversationId":"2f7bf00a"}`), "correlation-id", "7272d362")
 	f.Add("", "", "", "", int64(0), []byte(nil), "", "")
 	f.Add("id", "t", "", "", int64(-6213559680000000), []byte(`{ "x" :"caf\u00e9"}`), "traceparent", "00-4bf9-01")
+	f.Add("id", "t", "", "", int64(1), []byte(nil), "tracestate", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	f.Add("\xff", "ce_id", "fanbridge-meta-x", "\x00", int64(1), []byte{0xff, 0}, "fanbridge-meta-", "\xff")
 	f.Fuzz(func(t *testing.T, id, typ, topic, source string, nanos int64, data []byte, metaKey, metaValue string) {
 		if len(data) == 0 {
@@ -83,10 +86,15 @@ func FuzzRecordRoundTrip(f *testing.F) {
 		if err != nil {
 			t.Fatalf("EventFromRecord: %v", err)
 		}
-		// An empty trace context is no trace context: the record leaves those headers out.
+		// The trace context travels as sink.TraceContext reads it: a traceparent that is not valid
+		// is dropped with its tracestate, and an empty one is no trace context.
 		wantMeta := maps.Clone(e.Metadata)
-		for _, k := range []string{fanbridge.MetaTraceparent, fanbridge.MetaTracestate} {
-			if v, ok := wantMeta[k]; ok && v == "" {
+		tp, ts := sink.TraceContext(context.Background(), e)
+		for k, v := range map[string]string{fanbridge.MetaTraceparent: tp, fanbridge.MetaTracestate: ts} {
+			if _, ok := wantMeta[k]; ok || v != "" {
+				wantMeta[k] = v
+			}
+			if v == "" {
 				delete(wantMeta, k)
 			}
 		}
