@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -40,9 +41,14 @@ func WithMaxBodyBytes(n int64) Option {
 	return optionFunc(func(c *config) { c.maxBody = n })
 }
 
-// WithLogger logs every rejection at Warn, with its reason, method, path and remote address, and
+// WithLogger logs rejections at Warn, with their reason, method, path and remote address, and
 // every verified request at Debug, with the scheme and the non-secret identity (key index, user,
 // message id). Header values, secrets and bodies are never logged. The default is no logging.
+//
+// Anyone who can reach the server can be rejected, as often as they like, so at most
+// RejectLogBurst rejections a second are logged at Warn; the others are logged at Debug, and the
+// next Warn line says in "suppressed" how many were left out of Warn since the last one. The
+// rejected counter of WithMeterProvider counts them all.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) { c.logger = l })
 }
@@ -155,9 +161,42 @@ type middleware struct {
 	maxBody    int64
 	challenges []string
 	logger     *slog.Logger
+	warns      logLimit // of the rejections logged at Warn
 	onReject   func(r *http.Request, err error)
 	metrics    *metrics
 }
+
+// RejectLogBurst is how many rejections a second a middleware logs at Warn (see WithLogger).
+const RejectLogBurst = 10
+
+// logLimit lets through at most RejectLogBurst lines a second and counts the others.
+type logLimit struct {
+	mu         sync.Mutex
+	second     int64 // the Unix second the lines in n were let through in
+	n          int
+	suppressed int64
+}
+
+// allow reports whether a line may be logged at now, and how many were not since the last one
+// that was.
+func (l *logLimit) allow(now time.Time) (ok bool, suppressed int64) {
+	sec := now.Unix()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sec != l.second {
+		l.second, l.n = sec, 0
+	}
+	if l.n >= RejectLogBurst {
+		l.suppressed++
+		return false, 0
+	}
+	l.n++
+	suppressed, l.suppressed = l.suppressed, 0
+	return true, suppressed
+}
+
+// logClock is the time the rejection log limit reads; tests set it.
+var logClock = time.Now
 
 func newMiddleware(v Verifier, opts []Option) (*middleware, error) {
 	if v == nil {
@@ -298,12 +337,7 @@ func (m *middleware) reject(w http.ResponseWriter, r *http.Request, err error) {
 		m.metrics.rejected(r.Context(), reason)
 	}
 	if m.logger != nil && m.logger.Enabled(r.Context(), slog.LevelWarn) {
-		m.logger.LogAttrs(r.Context(), slog.LevelWarn, "signature: request rejected",
-			slog.String("reason", reason),
-			slog.String("error", err.Error()),
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.String("remote", r.RemoteAddr))
+		m.logReject(r, reason, err)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -337,6 +371,32 @@ func (m *middleware) reject(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// logReject logs a rejection at Warn, or at Debug once RejectLogBurst lines went out at Warn
+// in the same second.
+func (m *middleware) logReject(r *http.Request, reason string, err error) {
+	level := slog.LevelWarn
+	ok, suppressed := m.warns.allow(logClock())
+	if !ok {
+		if !m.logger.Enabled(r.Context(), slog.LevelDebug) {
+			return
+		}
+		level = slog.LevelDebug
+	}
+	attrs := [6]slog.Attr{
+		slog.String("reason", reason),
+		slog.String("error", err.Error()),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.String("remote", r.RemoteAddr),
+	}
+	n := 5
+	if suppressed > 0 {
+		attrs[n] = slog.Int64("suppressed", suppressed)
+		n++
+	}
+	m.logger.LogAttrs(r.Context(), level, "signature: request rejected", attrs[:n]...)
 }
 
 func (m *middleware) verified(r *http.Request, id *Identity) {

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -956,4 +957,60 @@ func TestReplayAtTheToleranceBoundary(t *testing.T) {
 	now = now.Add(time.Nanosecond)
 	_, err = v.Verify(context.Background(), h, body)
 	assert.ErrorIs(t, err, signature.ErrStale)
+}
+
+// A flood of rejected requests logs at most RejectLogBurst Warn lines a second; the others go to
+// Debug, and the next Warn line counts them.
+func TestRejectionLogsAreLimited(t *testing.T) {
+	now := testNow
+	var clockMu sync.Mutex
+	restore := signature.SetLogClock(func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now })
+	defer restore()
+	type line struct {
+		Level      string
+		Suppressed int64
+	}
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+		t.Run(level.String(), func(t *testing.T) {
+			var buf bytes.Buffer
+			var mu sync.Mutex
+			logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &buf, mu: &mu}, &slog.HandlerOptions{Level: level}))
+			e := newEndpoint(t, signature.Must(signature.Bearer("token-0123456789")), signature.WithLogger(logger))
+			read := func() []line {
+				mu.Lock()
+				defer mu.Unlock()
+				var out []line
+				for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+					var v line
+					require.NoError(t, json.Unmarshal([]byte(l), &v), l)
+					out = append(out, v)
+				}
+				buf.Reset()
+				return out
+			}
+			for range 3 * signature.RejectLogBurst {
+				e.post(t, headers("Authorization", "Bearer wrong"), nil, false)
+			}
+			var warns, debugs int
+			for _, l := range read() {
+				switch l.Level {
+				case "WARN":
+					warns++
+				case "DEBUG":
+					debugs++
+				}
+			}
+			assert.Equal(t, signature.RejectLogBurst, warns)
+			if level == slog.LevelDebug {
+				assert.Equal(t, 2*signature.RejectLogBurst, debugs, "the rest at Debug")
+			} else {
+				assert.Zero(t, debugs)
+			}
+			clockMu.Lock()
+			now = now.Add(time.Second)
+			clockMu.Unlock()
+			e.post(t, headers("Authorization", "Bearer wrong"), nil, false)
+			assert.Equal(t, []line{{Level: "WARN", Suppressed: 2 * signature.RejectLogBurst}}, read())
+		})
+	}
 }
