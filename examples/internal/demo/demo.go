@@ -71,7 +71,10 @@ func Parse(flags *flag.FlagSet, args []string) (done bool, err error) {
 
 // Verifier accepts whichever credentials are configured: apiKey (EVENTBRIDGE_API_KEY) in
 // APIKeyHeader, secret (GENESYS_WEBHOOK_SECRET) as HMACScheme, or either. With neither it fails,
-// because the intake never runs unauthenticated.
+// because the intake never runs unauthenticated. A secret that is blank, or has white space
+// around it, is an error, as such an API key is: a one-space key guards nothing, and a line break
+// kept from a secret file makes every signature the proxy computes wrong, each post answered 401,
+// which senders do not retry.
 func Verifier(apiKey, secret string) (signature.Verifier, error) {
 	var vs []signature.Verifier
 	if apiKey != "" {
@@ -82,6 +85,12 @@ func Verifier(apiKey, secret string) (signature.Verifier, error) {
 		vs = append(vs, v)
 	}
 	if secret != "" {
+		switch trimmed := strings.TrimSpace(secret); {
+		case trimmed == "":
+			return nil, errors.New("GENESYS_WEBHOOK_SECRET: the secret is blank")
+		case trimmed != secret:
+			return nil, errors.New("GENESYS_WEBHOOK_SECRET: the secret has leading or trailing whitespace")
+		}
 		v, err := signature.HMAC(HMACScheme, secret)
 		if err != nil {
 			return nil, fmt.Errorf("GENESYS_WEBHOOK_SECRET: %w", err)

@@ -70,6 +70,37 @@ func TestVerifier(t *testing.T) {
 	assert.Contains(t, err.Error(), "never runs unauthenticated")
 }
 
+// A blank credential, or one with white space around it (a line break kept from a secret file),
+// stops the program, naming the variable and never the value: a one-space secret guards
+// nothing, and a padded one makes every signed post 401, which senders do not retry.
+func TestVerifierRefusesBlanks(t *testing.T) {
+	cases := []struct {
+		name, apiKey, secret, want string
+	}{
+		{"blank secret", "", " ", "GENESYS_WEBHOOK_SECRET: the secret is blank"},
+		{"tab and line break secret", "", "\t\n", "GENESYS_WEBHOOK_SECRET: the secret is blank"},
+		{"secret from a file", "", "s3cret\n", "GENESYS_WEBHOOK_SECRET: the secret has leading or trailing whitespace"},
+		{"secret after a space", "", " s3cret", "GENESYS_WEBHOOK_SECRET: the secret has leading or trailing whitespace"},
+		{"padded secret beside a good key", "k3y", "s3cret ", "GENESYS_WEBHOOK_SECRET: the secret has leading or trailing whitespace"},
+		{"blank key", " ", "", "EVENTBRIDGE_API_KEY: "},
+		{"key from a file", "k3y\n", "", "EVENTBRIDGE_API_KEY: "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := demo.Verifier(c.apiKey, c.secret)
+			require.Error(t, err)
+			assert.Nil(t, v)
+			assert.Contains(t, err.Error(), c.want)
+			if s := strings.TrimSpace(c.secret); s != "" {
+				assert.NotContains(t, err.Error(), s, "the secret is never echoed")
+			}
+		})
+	}
+	// Inner white space is part of a secret, and so are other characters.
+	_, err := demo.Verifier("", "s3cret with spaces")
+	require.NoError(t, err)
+}
+
 func TestDLQDir(t *testing.T) {
 	dir, remove, err := demo.DLQDir("/var/lib/dlq", false, "x")
 	require.NoError(t, err)
