@@ -1,7 +1,10 @@
 package demo_test
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/examples/internal/demo"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/signature"
@@ -189,4 +193,71 @@ func TestReportLines(t *testing.T) {
 	_ = report.Dispatch(ctx, e)
 	assert.NotContains(t, out.String(), "<nil>", out.String())
 	assert.Contains(t, out.String(), "e1 -> crm: ", out.String())
+}
+
+// A client with no credentials that trickles a body cannot hold a connection past the server's
+// ReadTimeout: the HMAC verifier has to read the body before it can refuse it, and the server
+// ends the read, answering 503 with Retry-After, which a real sender retries.
+func TestSlowBodyIsAnswered(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), demo.ReadTimeout+10*time.Second)
+	defer cancel()
+	v, err := demo.Verifier("k3y", "s3cret")
+	require.NoError(t, err)
+	dispatched := make(chan struct{}, 1)
+	intake, err := eventbridge.NewHandler(eventbridge.DispatcherFunc(func(context.Context, *fanbridge.Event) error {
+		dispatched <- struct{}{}
+		return nil
+	}))
+	require.NoError(t, err)
+	srv, err := demo.Listen("", true, signature.Verify(v)(intake))
+	require.NoError(t, err)
+	defer srv.Shutdown(ctx)
+
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", strings.TrimPrefix(srv.URL, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	start := time.Now()
+	_, err = io.WriteString(conn, "POST / HTTP/1.1\r\nHost: intake\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"id\":")
+	require.NoError(t, err)
+	// The answer, or the connection closed, whichever comes first.
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		answered <- answer{resp, err}
+	}()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case a := <-answered:
+			elapsed := time.Since(start)
+			require.NoError(t, a.err, "after %s", elapsed)
+			assert.Equal(t, http.StatusServiceUnavailable, a.resp.StatusCode)
+			assert.NotEmpty(t, a.resp.Header.Get("Retry-After"))
+			assert.Less(t, elapsed, demo.ReadTimeout+5*time.Second, "answered once the read timed out")
+			assert.Empty(t, dispatched, "nothing unverified is dispatched")
+			return
+		case <-tick.C:
+			// One more byte of the body: the client is slow, not gone. Once the server has
+			// answered, a write may fail; the answer tells what happened.
+			_, _ = io.WriteString(conn, " ")
+		case <-ctx.Done():
+			t.Fatalf("after %s the request is still open, unanswered", time.Since(start).Round(time.Second))
+		}
+	}
+}
+
+// The server's write deadline leaves room for everything an answer may wait for: the body, which
+// may take ReadTimeout to arrive, the intake's dispatch budget and the dead-letter writes that
+// may end after it.
+func TestServerTimeouts(t *testing.T) {
+	assert.Greater(t, demo.ReadTimeout, time.Duration(0))
+	assert.LessOrEqual(t, demo.ReadHeaderTimeout, demo.ReadTimeout)
+	assert.Greater(t, demo.WriteTimeout, demo.ReadTimeout+eventbridge.DefaultDispatchTimeout+fanout.DefaultDLQTimeout)
+	assert.Greater(t, demo.IdleTimeout, time.Duration(0))
 }

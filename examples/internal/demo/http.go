@@ -18,6 +18,22 @@ import (
 	"github.com/fanbridge/fanbridge/fanout"
 )
 
+// The HTTP server's timeouts. ReadTimeout bounds how long a client may take over a request, body
+// included: the HMAC of GENESYS_WEBHOOK_SECRET is checked only once the whole body is in, so
+// without it a client with no credentials at all could trickle a body and hold a connection for
+// as long as it liked. A body that misses it is answered 503 with Retry-After (by
+// signature.Verify, or by the eventbridge.Handler when it reads the body itself), so a real
+// sender tries again. WriteTimeout counts from the end of the headers: it is longer than
+// ReadTimeout for the body, plus the intake's dispatch budget (eventbridge.DefaultDispatchTimeout)
+// and the dead-letter writes that may end after it (fanout.DefaultDLQTimeout), so that no answer
+// is cut off. IdleTimeout closes kept-alive connections that no request uses.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 10 * time.Second
+	WriteTimeout      = 30 * time.Second
+	IdleTimeout       = 2 * time.Minute
+)
+
 // Server is an example's HTTP server.
 type Server struct {
 	// URL is where it listens: http://host:port, without a path.
@@ -25,9 +41,10 @@ type Server struct {
 	srv *http.Server
 }
 
-// Listen serves h on addr (LISTEN_ADDR as given). Without an address a service listens on :8080,
-// and the offline demo on a free loopback port, so that it never collides with anything. The
-// offline demo with an address is an error (see CheckOffline): its key is well known.
+// Listen serves h on addr (LISTEN_ADDR as given), with the timeouts above. Without an address a
+// service listens on :8080, and the offline demo on a free loopback port, so that it never
+// collides with anything. The offline demo with an address is an error (see CheckOffline): its
+// key is well known.
 func Listen(addr string, offline bool, h http.Handler) (*Server, error) {
 	if offline && addr != "" {
 		return nil, errors.New("LISTEN_ADDR: the offline demo listens only on a free loopback port")
@@ -42,7 +59,13 @@ func Listen(addr string, offline bool, h http.Handler) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+	}
 	go srv.Serve(ln)
 	return &Server{URL: "http://" + ln.Addr().String(), srv: srv}, nil
 }
