@@ -177,6 +177,14 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap hands http.ResponseController the server's writer underneath. Every middleware that
+// wraps the ResponseWriter needs it: the intake and signature.Verify answer a body too slow for
+// the server's ReadTimeout with 503 and Retry-After, under a write deadline of their own that
+// they set through the controller, and without Unwrap that call fails; if the server's deadline
+// has passed with the read one, the sender then hears only a closed connection, not the answer
+// that tells it to retry.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 // recoverPanics answers 500 when a handler panics, instead of dropping the connection.
 func recoverPanics(out io.Writer) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {

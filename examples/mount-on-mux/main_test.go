@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,9 +17,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/examples/internal/demo"
 	"github.com/fanbridge/fanbridge/examples/internal/exampletest"
 	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/signature"
 )
 
 const agent = "e40f28ea-fa86-493f-a5b8-d559c8533c96"
@@ -103,6 +108,46 @@ func TestChainOrder(t *testing.T) {
 		mark("outer"), mark("inner"))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
 	assert.Equal(t, []string{"outer", "inner", "handler"}, order)
+}
+
+// A body too slow for the server's ReadTimeout is answered 503 with Retry-After through the
+// service's chain as it is by the bare intake: the access log's writer lets the intake reach the
+// server's (http.ResponseController) to give that answer a write deadline of its own, which it
+// needs when the server's WriteTimeout has passed together with the read one.
+func TestSlowBodyAnsweredThroughTheChain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	intake, err := eventbridge.NewHandler(eventbridge.DispatcherFunc(func(context.Context, *fanbridge.Event) error { return nil }))
+	require.NoError(t, err)
+	verifier, err := demo.Verifier("", "test-secret")
+	require.NoError(t, err)
+	for name, h := range map[string]http.Handler{
+		"intake":                   intake,
+		"signature.Verify":         signature.Verify(verifier)(intake),
+		"access log around intake": chain(intake, accessLog(io.Discard)),
+		"the service's chain":      chain(signature.Verify(verifier)(intake), recoverPanics(io.Discard), requestID, accessLog(io.Discard)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewUnstartedServer(h)
+			// The worst case: the write deadline passes together with the read one.
+			srv.Config.ReadTimeout = 200 * time.Millisecond
+			srv.Config.WriteTimeout = 200 * time.Millisecond
+			srv.Start()
+			defer srv.Close()
+			conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", srv.Listener.Addr().String())
+			require.NoError(t, err)
+			defer conn.Close()
+			deadline, _ := ctx.Deadline()
+			require.NoError(t, conn.SetDeadline(deadline))
+			_, err = io.WriteString(conn, "POST /events/genesys HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":")
+			require.NoError(t, err)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			require.NoError(t, err, "the sender hears an answer")
+			defer resp.Body.Close()
+			assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+			assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+		})
+	}
 }
 
 func TestRecoverPanics(t *testing.T) {
