@@ -165,7 +165,8 @@
 // # Errors
 //
 // New returns errors wrapping ErrInvalidConfig (with genesys.ErrTemplateTopic or
-// genesys.ErrTooManyTopics when the topics are at fault). Run returns nil after Close, the
+// genesys.ErrTooManyTopics when the topics are at fault), among them for a buffer or a dedup
+// window beyond MaxBufferSize or MaxDedupWindow (1,000,000 each), which Run would reserve in full. Run returns nil after Close, the
 // context's error when its context ended, ErrAlreadyRunning or ErrClosed when misused, and the
 // error of the genesys client when a channel cannot be opened for a reason no retry cures: refused
 // credentials (genesys.IsUnauthorized), a missing permission, a topic Genesys refuses. Such an error

@@ -29,6 +29,14 @@ const (
 	DefaultReadLimit        = 1 << 20
 )
 
+// Upper bounds of WithBufferSize and WithDedupWindow: Run reserves memory for each in full when it
+// starts (an event pointer per place in the buffer, an id per place in the window), so New refuses
+// a value beyond them with ErrInvalidConfig rather than have Run fail for want of memory.
+const (
+	MaxBufferSize  = 1_000_000
+	MaxDedupWindow = 1_000_000
+)
+
 // MaxChannels is the most channels a source may hold (WithMaxChannels): half the 20 Genesys allows
 // per OAuth client, so that every channel can be replaced at the same time without evicting one
 // still in use.
@@ -148,11 +156,13 @@ func WithDispatchPolicy(p retry.Policy) Option {
 }
 
 // WithBufferSize sets how many decoded events may wait for the dispatcher. When the buffer is full,
-// the sockets are not read until there is room again. The default is DefaultBufferSize (256).
+// the sockets are not read until there is room again. It must be between 1 and MaxBufferSize
+// (1,000,000). The default is DefaultBufferSize (256).
 func WithBufferSize(n int) Option { return optionFunc(func(c *config) { c.bufferSize = n }) }
 
 // WithDedupWindow sets how many recent event IDs are remembered to drop a message that arrives
-// twice (on an old and a new channel during a replacement). The default is DefaultDedupWindow.
+// twice (on an old and a new channel during a replacement). It must be between 1 and
+// MaxDedupWindow (1,000,000). The default is DefaultDedupWindow (10,000).
 func WithDedupWindow(n int) Option { return optionFunc(func(c *config) { c.dedupWindow = n }) }
 
 // WithMaxChannels caps how many channels the source holds at once; each subscribes up to 1,000

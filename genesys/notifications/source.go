@@ -73,10 +73,10 @@ func New(client *genesys.Client, topics []string, d eventbridge.Dispatcher, opts
 		return nil, fmt.Errorf("%w: heartbeat timeout must be positive", ErrInvalidConfig)
 	case cfg.pingInterval < 0 || cfg.expiryMargin < 0 || cfg.overlap < 0 || cfg.drainTimeout < 0:
 		return nil, fmt.Errorf("%w: negative duration", ErrInvalidConfig)
-	case cfg.bufferSize < 1:
-		return nil, fmt.Errorf("%w: buffer size must be at least 1", ErrInvalidConfig)
-	case cfg.dedupWindow < 1:
-		return nil, fmt.Errorf("%w: dedup window must be at least 1", ErrInvalidConfig)
+	case cfg.bufferSize < 1 || cfg.bufferSize > MaxBufferSize:
+		return nil, fmt.Errorf("%w: buffer size must be between 1 and %d", ErrInvalidConfig, MaxBufferSize)
+	case cfg.dedupWindow < 1 || cfg.dedupWindow > MaxDedupWindow:
+		return nil, fmt.Errorf("%w: dedup window must be between 1 and %d", ErrInvalidConfig, MaxDedupWindow)
 	case cfg.maxChannels < 1 || cfg.maxChannels > MaxChannels:
 		return nil, fmt.Errorf("%w: max channels must be between 1 and %d", ErrInvalidConfig, MaxChannels)
 	case cfg.readLimit < 1024:

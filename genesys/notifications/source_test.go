@@ -257,6 +257,11 @@ func TestNewRejects(t *testing.T) {
 		{"11 channels", client, []string{presence}, d, []notifications.Option{notifications.WithMaxChannels(notifications.MaxChannels + 1)}, notifications.ErrInvalidConfig, "between 1 and 10"},
 		{"zero channels", client, []string{presence}, d, []notifications.Option{notifications.WithMaxChannels(0)}, notifications.ErrInvalidConfig, "max channels"},
 		{"zero buffer", client, []string{presence}, d, []notifications.Option{notifications.WithBufferSize(0)}, notifications.ErrInvalidConfig, "buffer"},
+		// Run reserves the buffer and the window in full: New refuses what no memory holds.
+		{"buffer beyond the cap", client, []string{presence}, d, []notifications.Option{notifications.WithBufferSize(notifications.MaxBufferSize + 1)}, notifications.ErrInvalidConfig, "buffer size must be between 1 and 1000000"},
+		{"zero dedup window", client, []string{presence}, d, []notifications.Option{notifications.WithDedupWindow(0)}, notifications.ErrInvalidConfig, "dedup window"},
+		{"dedup window beyond the cap", client, []string{presence}, d, []notifications.Option{notifications.WithDedupWindow(notifications.MaxDedupWindow + 1)}, notifications.ErrInvalidConfig, "dedup window must be between 1 and 1000000"},
+		{"dedup window of 2^50", client, []string{presence}, d, []notifications.Option{notifications.WithDedupWindow(1 << 50)}, notifications.ErrInvalidConfig, "dedup window"},
 		{"bad policy", client, []string{presence}, d, []notifications.Option{notifications.WithDispatchPolicy(retry.Policy{Multiplier: 0.1})}, retry.ErrInvalidPolicy, "dispatch policy"},
 		{"zero heartbeat", client, []string{presence}, d, []notifications.Option{notifications.WithHeartbeatTimeout(0)}, notifications.ErrInvalidConfig, "heartbeat"},
 	}
@@ -269,6 +274,10 @@ func TestNewRejects(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.text)
 		})
 	}
+	s, err := notifications.New(client, []string{presence}, d,
+		notifications.WithBufferSize(notifications.MaxBufferSize), notifications.WithDedupWindow(notifications.MaxDedupWindow))
+	require.NoError(t, err, "the caps themselves are allowed")
+	assert.NotNil(t, s)
 	assert.Empty(t, srv.Requests(), "New makes no request")
 }
 
