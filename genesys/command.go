@@ -24,7 +24,7 @@ var ErrUsage = errors.New("genesys: usage")
 //	-region       GENESYS_REGION           AWS region name or Genesys host (required)
 //	-client-id    GENESYS_CLIENT_ID        OAuth client id (required)
 //	              GENESYS_CLIENT_SECRET    OAuth client secret (required; environment only)
-//	-org-id       GENESYS_ORGANIZATION_ID  organization id (read from the API when empty)
+//	-org-id       GENESYS_ORGANIZATION_ID  organization id, a UUID (read from the API when empty)
 //	-aws-account  AWS_ACCOUNT_ID           12-digit AWS account (required)
 //	-aws-region   AWS_REGION               AWS region of the event source (required)
 //	-suffix       GENESYS_EVENT_SOURCE_SUFFIX  event source suffix (required)
@@ -33,7 +33,9 @@ var ErrUsage = errors.New("genesys: usage")
 //	-notes, -replace, -timeout, -api-url (GENESYS_API_URL), -token-url (GENESYS_TOKEN_URL)
 //
 // The secret is read from the environment only, so that it never shows in a process listing, and
-// it is never printed.
+// it is never printed. The organization id is taken in either case and printed in lower case, as
+// Genesys writes it in the partner event source; anything but a UUID is a usage error, so that no
+// name AWS cannot find is printed.
 //
 // It returns an error wrapping ErrUsage for a bad flag or setting (and for -h, wrapping
 // flag.ErrHelp too, which callers usually treat as success), and an error when the integration
@@ -45,7 +47,7 @@ func RunProvisionCommand(ctx context.Context, args []string, getenv func(string)
 	var (
 		region     = fs.String("region", "", "Genesys Cloud region: AWS region name (us-east-1) or API host; env GENESYS_REGION")
 		clientID   = fs.String("client-id", "", "OAuth client id (client credentials grant); env GENESYS_CLIENT_ID")
-		orgID      = fs.String("org-id", "", "Genesys organization id; read from /api/v2/organizations/me when empty; env GENESYS_ORGANIZATION_ID")
+		orgID      = fs.String("org-id", "", "Genesys organization id, a UUID, printed in lower case as Genesys writes it; read from /api/v2/organizations/me when empty; env GENESYS_ORGANIZATION_ID")
 		awsAccount = fs.String("aws-account", "", "12-digit AWS account that receives the partner event source; env AWS_ACCOUNT_ID")
 		awsRegion  = fs.String("aws-region", "", "AWS region of the partner event source; env AWS_REGION")
 		suffix     = fs.String("suffix", "", "event source suffix, at most 64 of [A-Za-z0-9._-]; env GENESYS_EVENT_SOURCE_SUFFIX")

@@ -64,6 +64,17 @@ func TestRunProvisionCommand(t *testing.T) {
 		require.NoError(t, err)
 		assert.Contains(t, out, "aws.partner/genesys.com/cloud/0f9e8d7c-6b5a-4321-8765-43210fedcba9/other-suffix")
 	})
+	t.Run("an organization id in upper case is printed as Genesys writes it", func(t *testing.T) {
+		// AWS names the partner event source with the id in lower case: the command it prints
+		// must find it.
+		env["GENESYS_ORGANIZATION_ID"] = " " + strings.ToUpper(genesystest.DefaultOrganizationID) + " "
+		defer delete(env, "GENESYS_ORGANIZATION_ID")
+		out, _, err := run(t, "-name", "fanbridge-prod")
+		require.NoError(t, err)
+		assert.Contains(t, out, "partner event source: "+want+"\n")
+		assert.Contains(t, out, "aws events create-event-bus --region eu-west-1 --name "+want+" --event-source-name "+want)
+		assert.NotContains(t, out, strings.ToUpper(genesystest.DefaultOrganizationID))
+	})
 	t.Run("usage errors", func(t *testing.T) {
 		for _, tc := range []struct {
 			args []string
@@ -76,6 +87,8 @@ func TestRunProvisionCommand(t *testing.T) {
 			{nil, map[string]string{"GENESYS_REGION": ""}, "missing -region"},
 			{[]string{"-aws-account", "12"}, nil, "AWSAccountID"},
 			{[]string{"-region", "bad host!"}, nil, "not a host name"},
+			{[]string{"-org-id", "my-org"}, nil, `OrganizationID: "my-org" is not an organization id: want a UUID`},
+			{nil, map[string]string{"GENESYS_ORGANIZATION_ID": "32aa07aa-db1b-4987-abd0"}, "OrganizationID"},
 		} {
 			saved := map[string]string{}
 			for k, v := range tc.env {

@@ -44,8 +44,11 @@ type EventBridgeSpec struct {
 	Topics []string
 	// Notes are free text shown in the Genesys Cloud admin UI.
 	Notes string
-	// OrganizationID is the Genesys organization id used in the partner event source name. When
-	// empty it is read from GET /api/v2/organizations/me.
+	// OrganizationID is the Genesys organization id used in the partner event source name: a
+	// UUID, such as bb14bed0-f8f9-445d-b9d1-10cecb8569d6, in either case. It is written in lower
+	// case, as Genesys writes it in the partner event source and in every event's source, so that
+	// the name printed is the one AWS knows. When empty it is read from
+	// GET /api/v2/organizations/me.
 	OrganizationID string
 	// Replace allows deleting and re-creating an existing integration whose AWS account, region
 	// or suffix differ from the spec (Genesys ties the partner event source to them). Without it
@@ -58,7 +61,8 @@ var (
 	awsRegionRE  = regexp.MustCompile(`^[a-z]{2,4}(-[a-z]+){1,3}-[0-9]{1,2}$`)
 	suffixRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 	topicRE      = regexp.MustCompile(`^[A-Za-z0-9._{}-]+$`)
-	orgIDRE      = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+	// An organization id is a UUID; Genesys writes it in lower case, and either case is taken.
+	orgIDRE = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
 )
 
 // Validate checks the spec without any request. It returns nil or an error wrapping ErrInvalidSpec
@@ -86,7 +90,7 @@ func (s EventBridgeSpec) Validate() error {
 		bad("EventSourceSuffix", "%q must be 1 to 64 of A-Z a-z 0-9 . _ -", clean(s.EventSourceSuffix, 80))
 	}
 	if s.OrganizationID != "" && !orgIDRE.MatchString(s.OrganizationID) {
-		bad("OrganizationID", "%q is not an organization id", clean(s.OrganizationID, 80))
+		bad("OrganizationID", "%q is not an organization id: want a UUID such as bb14bed0-f8f9-445d-b9d1-10cecb8569d6", clean(s.OrganizationID, 80))
 	}
 	if len(s.Notes) > 2000 {
 		bad("Notes", "is longer than 2000 bytes")
@@ -108,10 +112,10 @@ func (s EventBridgeSpec) Validate() error {
 }
 
 // PartnerEventSourceName returns the name of the AWS partner event source the integration
-// publishes to: aws.partner/genesys.com/cloud/{orgId}/{suffix}. The AWS account links an event
-// bus of this name.
+// publishes to: aws.partner/genesys.com/cloud/{orgId}/{suffix}, with orgID in lower case, as
+// Genesys writes it. The AWS account links an event bus of this name.
 func PartnerEventSourceName(orgID, suffix string) string {
-	return "aws.partner/genesys.com/cloud/" + orgID + "/" + suffix
+	return "aws.partner/genesys.com/cloud/" + strings.ToLower(orgID) + "/" + suffix
 }
 
 // EventBridgeResult tells what EnsureEventBridgeIntegration found and did.
@@ -120,7 +124,7 @@ type EventBridgeResult struct {
 	// Activation is asynchronous in Genesys Cloud: the state may still be ACTIVATING; read it
 	// again later with GetIntegration to see ACTIVE, or ERROR with a reason.
 	Integration Integration
-	// OrganizationID is the organization id used in PartnerEventSource.
+	// OrganizationID is the organization id used in PartnerEventSource, in lower case.
 	OrganizationID string
 	// PartnerEventSource is the partner event source to associate with an event bus in AWS.
 	PartnerEventSource string
@@ -245,6 +249,7 @@ func (c *Client) EnsureEventBridgeIntegration(ctx context.Context, spec EventBri
 		}
 		orgID = org.ID
 	}
+	orgID = strings.ToLower(orgID)
 	if err := c.checkEventBridgeTopics(ctx, spec.Topics); err != nil {
 		return nil, err
 	}

@@ -176,6 +176,9 @@ func TestEnsureValidatesBeforeAnyWrite(t *testing.T) {
 		{"no topics", func(s *genesys.EventBridgeSpec) { s.Topics = nil }, genesys.ErrInvalidSpec, []string{"Topics"}, true},
 		{"duplicate topic", func(s *genesys.EventBridgeSpec) { s.Topics = append(s.Topics, s.Topics[0]) }, genesys.ErrInvalidSpec, []string{"Topics[2]", "twice"}, true},
 		{"several fields", func(s *genesys.EventBridgeSpec) { s.AWSAccountID, s.AWSRegion = "", "" }, genesys.ErrInvalidSpec, []string{"AWSAccountID", "AWSRegion"}, true},
+		{"organization id not a UUID", func(s *genesys.EventBridgeSpec) { s.OrganizationID = "my-org" }, genesys.ErrInvalidSpec, []string{"OrganizationID", `"my-org"`, "want a UUID"}, true},
+		{"organization id a digit short", func(s *genesys.EventBridgeSpec) { s.OrganizationID = "0f9e8d7c-6b5a-4321-8765-43210fedcba" }, genesys.ErrInvalidSpec, []string{"OrganizationID", "want a UUID"}, true},
+		{"organization id without dashes", func(s *genesys.EventBridgeSpec) { s.OrganizationID = "0f9e8d7c6b5a4321876543210fedcba9" }, genesys.ErrInvalidSpec, []string{"OrganizationID", "want a UUID"}, true},
 		{"unknown topic", func(s *genesys.EventBridgeSpec) { s.Topics = append(s.Topics, "v2.users.{id}.mood") }, genesys.ErrUnknownTopic, []string{"v2.users.{id}.mood"}, false},
 		{"concrete id instead of template", func(s *genesys.EventBridgeSpec) {
 			s.Topics = []string{"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"}
@@ -464,13 +467,46 @@ func TestEnsureCancelledDuringTheCreation(t *testing.T) {
 }
 
 func TestEnsureWithGivenOrganizationID(t *testing.T) {
-	f := newFixture(t, nil)
-	spec := goodSpec()
-	spec.OrganizationID = "0f9e8d7c-6b5a-4321-8765-43210fedcba9"
-	res, err := f.client.EnsureEventBridgeIntegration(testContext(t), spec)
-	require.NoError(t, err)
-	assert.Equal(t, "aws.partner/genesys.com/cloud/0f9e8d7c-6b5a-4321-8765-43210fedcba9/contact-centre.prod", res.PartnerEventSource)
-	assert.Zero(t, f.srv.Count("", "/api/v2/organizations"))
+	// Genesys writes the id in lower case in the partner event source, and AWS names the source
+	// exactly so: an id given in upper case gives the name in lower case.
+	for _, id := range []string{"0f9e8d7c-6b5a-4321-8765-43210fedcba9", "0F9E8D7C-6B5A-4321-8765-43210FEDCBA9"} {
+		t.Run(id, func(t *testing.T) {
+			f := newFixture(t, nil)
+			spec := goodSpec()
+			spec.OrganizationID = id
+			res, err := f.client.EnsureEventBridgeIntegration(testContext(t), spec)
+			require.NoError(t, err)
+			assert.Equal(t, "aws.partner/genesys.com/cloud/0f9e8d7c-6b5a-4321-8765-43210fedcba9/contact-centre.prod", res.PartnerEventSource)
+			assert.Equal(t, "0f9e8d7c-6b5a-4321-8765-43210fedcba9", res.OrganizationID)
+			assert.Zero(t, f.srv.Count("", "/api/v2/organizations"))
+		})
+	}
+}
+
+// The organization id read from the API is written in lower case too, and one that is no UUID
+// is refused before anything is written.
+func TestEnsureWithOrganizationIDFromTheAPI(t *testing.T) {
+	t.Run("upper case", func(t *testing.T) {
+		f := newFixture(t, []genesystest.Option{genesystest.WithOrganizationID(strings.ToUpper(genesystest.DefaultOrganizationID))})
+		res, err := f.client.EnsureEventBridgeIntegration(testContext(t), goodSpec())
+		require.NoError(t, err)
+		assert.Equal(t, genesystest.DefaultOrganizationID, res.OrganizationID)
+		assert.Equal(t, "aws.partner/genesys.com/cloud/"+genesystest.DefaultOrganizationID+"/contact-centre.prod", res.PartnerEventSource)
+	})
+	t.Run("not a UUID", func(t *testing.T) {
+		f := newFixture(t, []genesystest.Option{genesystest.WithOrganizationID("my-org")})
+		res, err := f.client.EnsureEventBridgeIntegration(testContext(t), goodSpec())
+		require.Error(t, err)
+		assert.Nil(t, res)
+		assert.Contains(t, err.Error(), "no usable id")
+		assert.Empty(t, f.srv.Writes(), "nothing may be written")
+	})
+}
+
+func TestPartnerEventSourceName(t *testing.T) {
+	assert.Equal(t, "aws.partner/genesys.com/cloud/bb14bed0-f8f9-445d-b9d1-10cecb8569d6/DA-VOICE-SB",
+		genesys.PartnerEventSourceName("BB14BED0-F8F9-445D-B9D1-10CECB8569D6", "DA-VOICE-SB"),
+		"the organization id in lower case, the suffix as given")
 }
 
 func TestEnsureAmbiguousName(t *testing.T) {

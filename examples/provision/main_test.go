@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +59,27 @@ func TestProvision(t *testing.T) {
 		assert.Empty(t, out)
 		assert.Contains(t, errOut, "provision: ")
 		assert.Contains(t, errOut, "GENESYS_CLIENT_SECRET")
+		assert.Len(t, srv.Writes(), writes)
+	})
+	t.Run("organization id", func(t *testing.T) {
+		// Given in upper case, the id is printed as Genesys writes it in the partner event
+		// source, in lower case, so that the AWS command finds the source; anything but a UUID
+		// is a usage error, and nothing is written.
+		given := map[string]string{}
+		for k, v := range env {
+			given[k] = v
+		}
+		given["GENESYS_ORGANIZATION_ID"] = strings.ToUpper(genesystest.DefaultOrganizationID)
+		code, out, errOut := runProgram(t, args, given)
+		require.Equal(t, 0, code, "stderr: %s", errOut)
+		assert.Contains(t, out, "aws events create-event-bus --region eu-west-1 --name "+source+" --event-source-name "+source)
+
+		given["GENESYS_ORGANIZATION_ID"] = "acme"
+		code, out, errOut = runProgram(t, args, given)
+		assert.Equal(t, 2, code)
+		assert.Empty(t, out)
+		assert.Contains(t, errOut, "OrganizationID")
+		assert.Contains(t, errOut, "want a UUID")
 		assert.Len(t, srv.Writes(), writes)
 	})
 	t.Run("help", func(t *testing.T) {
