@@ -9,13 +9,16 @@ import (
 	"maps"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
@@ -131,22 +134,57 @@ func TestAgainstCluster(t *testing.T) {
 	assert.Equal(t, dlq.ConditionPermanent, entries[0].Condition)
 }
 
+// TestOrderPerAgent posts one agent's presence changes so that they overlap: the broker refuses
+// the first produce of every event with a retryable error the client hands back to the sink
+// (CORRUPT_MESSAGE, which the client itself does not retry), so each event waits out a retry
+// while the next is posted, and the next is posted as soon as the broker has seen the one before
+// it, so the order in which they came in is known. The topic must hold them in that order. Without
+// the dispatcher's ordering key an event posted later is produced while an earlier one waits out
+// its retry, and overtakes it.
 func TestOrderPerAgent(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p, cluster := startWithBroker(t, ctx, map[string]string{"GENESYS_WEBHOOK_SECRET": "test-secret"})
+	firstTries := failFirstProduce(cluster, topicPresence)
 
-	// Ten presence changes of one agent, signed by a proxy, one after the other.
+	// Ten presence changes of one agent, signed by a proxy, each posted once the one before it
+	// reached the broker, and answered when delivered.
 	template, err := samples.ReadFile("samples/user-presence-on-queue.json")
 	require.NoError(t, err)
+	const n = 10
+	answers := make(chan error, n)
+	arrived := map[string]bool{}
 	var want []string
-	for i := range 10 {
+	for i := range n {
 		id := fmt.Sprintf("%s-%02d", idOnQueue, i)
 		want = append(want, id)
 		body := bytes.Replace(template, []byte(idOnQueue), []byte(id), 1)
 		sig, err := signature.SignHMAC(demo.HMACScheme, "test-secret", body)
 		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, exampletest.Post(t, ctx, p.URL, body, http.Header{demo.HMACScheme.Header: {sig}}))
+		go func() {
+			resp, answer, err := demo.Do(ctx, http.MethodPost, p.URL, body,
+				http.Header{"Content-Type": {"application/json"}, demo.HMACScheme.Header: {sig}})
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("%s: answered %d %s", id, resp.StatusCode, answer)
+			}
+			answers <- err
+		}()
+		for !arrived[id] {
+			select {
+			case got := <-firstTries:
+				arrived[got] = true
+			case <-ctx.Done():
+				t.Fatalf("%s never reached the broker", id)
+			}
+		}
+	}
+	for range n {
+		select {
+		case err := <-answers:
+			require.NoError(t, err)
+		case <-ctx.Done():
+			t.Fatal("not every post was answered")
+		}
 	}
 
 	client, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...),
@@ -167,8 +205,77 @@ func TestOrderPerAgent(t *testing.T) {
 		}
 	}
 	assert.Len(t, parts, 1, "one agent, one partition")
-	assert.Equal(t, want, ids, "in the order they were posted")
+	assert.Equal(t, want, ids, "in the order they came in")
+	// The concurrent posts may have left a connection the client dialed and never used, which
+	// the server's Shutdown would wait for.
+	http.DefaultClient.CloseIdleConnections()
 	p.Stop(t)
+}
+
+// failFirstProduce makes the cluster refuse, with CORRUPT_MESSAGE, every produce request to topic
+// that carries an event it has not seen before, so that each event's first produce fails and a
+// retry of the same event succeeds. The returned channel receives the id of each event when its
+// first produce arrives.
+func failFirstProduce(cluster *kfake.Cluster, topic string) <-chan string {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	decided := map[kmsg.Request]bool{} // the fault asks once per partition of a request
+	first := make(chan string, 1024)
+	cluster.Fault(kfake.Fault{
+		Keys:  []kmsg.Key{kmsg.Produce},
+		Topic: topic,
+		Err:   kerr.CorruptMessage,
+		Count: -1,
+		When: func(req kmsg.Request) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if refuse, ok := decided[req]; ok {
+				return refuse
+			}
+			refuse := false
+			for _, id := range producedIDs(req) {
+				if !seen[id] {
+					seen[id], refuse = true, true
+					select {
+					case first <- id:
+					default: // never blocks the cluster; the test posts far fewer
+					}
+				}
+			}
+			decided[req] = refuse
+			return refuse
+		},
+	})
+	return first
+}
+
+// producedIDs returns the event ids (the ce_id header) of the records in a produce request.
+func producedIDs(req kmsg.Request) []string {
+	pr, ok := req.(*kmsg.ProduceRequest)
+	if !ok {
+		return nil
+	}
+	var ids []string
+	for _, topic := range pr.Topics {
+		for _, part := range topic.Partitions {
+			var batch kmsg.RecordBatch
+			if batch.ReadFrom(part.Records) != nil {
+				continue
+			}
+			records, err := kfake.BatchRecords(batch)
+			if err != nil {
+				continue
+			}
+			for _, r := range records {
+				for _, h := range r.Headers {
+					if h.Key == kafkasink.HeaderID {
+						ids = append(ids, string(h.Value))
+					}
+				}
+			}
+		}
+	}
+	return ids
 }
 
 func TestConfigurationErrors(t *testing.T) {
