@@ -55,6 +55,15 @@ const clockSkew = time.Minute
 // channel is given back or expires. Without this, placeholders alone (an outage in which every
 // creation answers 503) would fill the 20 places and stop the source for 24 hours.
 //
+// A request that changes a channel's subscriptions may be carried out late too, and Genesys applies
+// a channel's requests in the order it carries them out: a removal of the subscriptions that lands
+// after another lane has connected the channel again and subscribed its topics leaves that lane
+// with a socket that carries heartbeats and no event. So a channel on which such a request may
+// still be carried out (see lane.setSubscriptions) is held back once given back: it counts, but is
+// not connected again until lateCreationGrace after the lane saw that request end. It is not in
+// use, so a creation beyond 20 may evict it; such a creation forsakes every channel it may evict,
+// which is never connected again, as one Genesys may no longer have.
+//
 // The record cannot see channels created with the same OAuth client by another process or
 // source; those count against the same 20 and, when newer, bring the source's channels closer to
 // eviction.
@@ -84,6 +93,11 @@ type held struct {
 	// to lateCreationGrace after failed, so it is certainly older only than items sent after that.
 	sentAt, failed time.Time
 	inUse          bool // a lane holds a claim on it, or it is being created for one
+	// reuseAt is when Genesys can no longer carry out a request that changed the channel's
+	// subscriptions: the channel is not connected again before (see holdBack). forsaken says
+	// that a creation beyond 20 may have made Genesys evict it: it is never connected again.
+	reuseAt  time.Time
+	forsaken bool
 }
 
 // pending reports whether the item is a creation under way.
@@ -147,7 +161,7 @@ func (a *account) take(ctx context.Context, lane int, now time.Time) taken {
 	if a.alone == nil && len(a.items) < genesys.MaxChannels {
 		return taken{create: a.reserveLocked(now)}
 	}
-	if h := a.idleLocked(); h != nil {
+	if h := a.idleLocked(now); h != nil {
 		h.inUse = true
 		a.m.channel(originReused)
 		a.log.LogAttrs(ctx, slog.LevelInfo, "notifications: reusing an unused channel, since creating one would make Genesys evict the oldest",
@@ -157,14 +171,16 @@ func (a *account) take(ctx context.Context, lane int, now time.Time) taken {
 	}
 	if a.alone == nil && a.evictsNoneInUseLocked() {
 		n := len(a.items)
+		a.forsakeLocked()
 		a.alone = a.reserveLocked(now)
-		a.log.LogAttrs(ctx, slog.LevelInfo, "notifications: creating a channel beyond the 20 counted: the oldest are channels whose creation answer was lost, and none is in use",
+		a.log.LogAttrs(ctx, slog.LevelInfo, "notifications: creating a channel beyond the 20 counted: the oldest are channels whose creation answer was lost or that are held back, and none is in use",
 			slog.Int("lane", lane), slog.Int("counted", n), slog.Int("limit", genesys.MaxChannels))
 		return taken{create: a.alone}
 	}
-	// Every place is taken by a channel in use, a creation under way, or placeholders younger
-	// than a channel in use. Waiting is better than having a channel in use evicted.
-	return taken{changed: a.changed, next: a.nextExpiryLocked()}
+	// Every place is taken by a channel in use, a creation under way, or placeholders and channels
+	// held back younger than a channel in use. Waiting is better than having a channel in use
+	// evicted.
+	return taken{changed: a.changed, next: a.nextChangeLocked(now)}
 }
 
 // waitChange waits until changed is closed, the time next has come (unless it is zero), or ctx
@@ -276,6 +292,19 @@ func (a *account) evictsNoneInUseLocked() bool {
 	return true
 }
 
+// forsakeLocked marks the channels that a creation beyond 20, about to be sent, may make Genesys
+// evict (see evictsNoneInUseLocked): none is in use, none can be connected again now (the creation
+// would not be sent otherwise), so they are channels held back, which must then never be
+// connected again. They still count until they expire or are forgotten as the oldest.
+func (a *account) forsakeLocked() {
+	k := len(a.items) + 1 - genesys.MaxChannels
+	for _, h := range a.items {
+		if h.ch != nil && a.olderLocked(h) < k {
+			h.forsaken = true
+		}
+	}
+}
+
 // olderLocked returns how many items are certainly older than h.
 func (a *account) olderLocked(h *held) int {
 	n := 0
@@ -303,8 +332,8 @@ func (a *account) olderThan(x, h *held) bool {
 // count them all, and any channel forgotten that Genesys still holds is older than every item
 // kept, which keeps the rule of evictsNoneInUseLocked true. An item whose order is not settled
 // stays, which only over-counts; so does a placeholder whose channel Genesys may still create,
-// which would then be the newest. Only placeholders are ever forgotten so: a creation beyond 20
-// starts only when none of the items it may evict is in use.
+// which would then be the newest. Only placeholders and forsaken channels are ever forgotten so: a
+// creation beyond 20 starts only when none of the items it may evict is in use.
 func (a *account) dropOldestLocked(lane int, now time.Time) {
 	drop := 0
 	for j := 1; j <= len(a.items)-genesys.MaxChannels; j++ {
@@ -316,7 +345,7 @@ func (a *account) dropOldestLocked(lane int, now time.Time) {
 		return
 	}
 	a.items = slices.Delete(a.items, 0, drop)
-	a.log.LogAttrs(context.Background(), slog.LevelInfo, "notifications: forgot the oldest channels whose creation answer was lost: Genesys holds at most 20, so they are evicted or never existed",
+	a.log.LogAttrs(context.Background(), slog.LevelInfo, "notifications: forgot the oldest channels, whose creation answer was lost or that were held back: Genesys holds at most 20, so they are evicted or never existed",
 		slog.Int("lane", lane), slog.Int("forgotten", drop), slog.Int("counted", len(a.items)))
 }
 
@@ -341,23 +370,33 @@ func (a *account) pruneLocked(now time.Time) {
 	a.items = slices.DeleteFunc(a.items, func(h *held) bool { return !h.pending() && !h.expires.After(now) })
 }
 
-// idleLocked returns the unused channel that expires last, or nil.
-func (a *account) idleLocked() *held {
+// idleLocked returns the unused channel that expires last among those that may be connected again
+// at now, or nil.
+func (a *account) idleLocked(now time.Time) *held {
 	var best *held
 	for _, h := range a.items {
-		if h.ch != nil && !h.inUse && (best == nil || h.expires.After(best.expires)) {
+		if h.ch != nil && !h.inUse && !h.forsaken && !h.reuseAt.After(now) && (best == nil || h.expires.After(best.expires)) {
 			best = h
 		}
 	}
 	return best
 }
 
-// nextExpiryLocked returns when the first item expires, or zero without one.
-func (a *account) nextExpiryLocked() time.Time {
+// nextChangeLocked returns when, after now, the first item expires or the first unused channel held
+// back may be connected again, or zero without either.
+func (a *account) nextChangeLocked(now time.Time) time.Time {
 	var next time.Time
+	earliest := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
 	for _, h := range a.items {
-		if !h.pending() && (next.IsZero() || h.expires.Before(next)) {
-			next = h.expires
+		if !h.pending() {
+			earliest(h.expires)
+		}
+		if h.ch != nil && !h.inUse && !h.forsaken && h.reuseAt.After(now) {
+			earliest(h.reuseAt)
 		}
 	}
 	return next
@@ -378,6 +417,17 @@ func (c *claim) expires() time.Time { return c.h.expires }
 
 // expired reports whether the channel's lifetime is over.
 func (c *claim) expired() bool { return !c.h.expires.After(time.Now()) }
+
+// holdBack records that Genesys may carry out a request that changed the channel's subscriptions
+// until the grace period after at, when the lane saw the request end: until then, once given
+// back, the channel is not connected again (see account).
+func (c *claim) holdBack(at time.Time) {
+	c.a.mu.Lock()
+	defer c.a.mu.Unlock()
+	if until := at.Add(c.a.grace); until.After(c.h.reuseAt) {
+		c.h.reuseAt = until
+	}
+}
 
 // release gives the channel back to the account, once its socket is closed, for another lane to
 // connect again while it lives. Later calls do nothing.

@@ -118,6 +118,48 @@ func TestCreationBeyondTwentyEvictsNoChannelInUse(t *testing.T) {
 	}
 }
 
+// A channel given back while a request that changed its subscriptions may still be carried out is
+// held back for the grace period: a lane at the limit connects another unused channel, or waits
+// until the hold ends when a creation could evict a channel in use, and then connects it. A
+// creation beyond 20 that may evict it forsakes it: it is never connected again.
+func TestChannelHeldBackIsConnectedAgainOnlyAfterTheGracePeriod(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now() // the items expire an hour later, the last built last
+	holdBack := func(a *account, i int) *held {
+		(&claim{a: a, h: a.items[i]}).holdBack(now)
+		return a.items[i]
+	}
+	t.Run("another unused channel is connected", func(t *testing.T) {
+		a := testAccount(t)
+		a.items = items(0, append(append([]string{used, idle}, repeat(17, used)...), idle)...)
+		holdBack(a, 19)
+		tk := a.take(ctx, 0, now)
+		require.NotNil(t, tk.claim)
+		assert.Same(t, a.items[1], tk.claim.h)
+	})
+	t.Run("the lane waits for the hold to end", func(t *testing.T) {
+		a := testAccount(t)
+		a.items = items(0, append(repeat(19, used), idle)...)
+		h := holdBack(a, 19)
+		tk := a.take(ctx, 0, now.Add(lateCreationGrace-time.Second))
+		require.Nil(t, tk.claim)
+		require.Nil(t, tk.create)
+		assert.Equal(t, now.Add(lateCreationGrace), tk.next, "the wait ends with the hold")
+		tk = a.take(ctx, 0, tk.next)
+		require.NotNil(t, tk.claim)
+		assert.Same(t, h, tk.claim.h)
+	})
+	t.Run("a creation beyond 20 forsakes it", func(t *testing.T) {
+		a := testAccount(t)
+		a.items = items(0, append([]string{idle}, repeat(19, used)...)...)
+		h := holdBack(a, 0)
+		tk := a.take(ctx, 0, now)
+		require.NotNil(t, tk.create, "the channel held back is not in use: Genesys may evict it")
+		assert.True(t, h.forsaken)
+		assert.Nil(t, a.idleLocked(now.Add(lateCreationGrace)), "a channel Genesys may have evicted is connected again")
+	})
+}
+
 func TestOldestItemsBeyondTwentyAreForgottenOnlyInSettledOrder(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -198,9 +240,11 @@ type simCreation struct {
 // TestAccountNeverEvictsAChannelInUse runs the account against a model of Genesys through random
 // interleavings of lanes taking channels, creations reaching Genesys in any order, their answers
 // arriving in any order or getting lost, lost creations carried out after their failure was seen
-// (within the grace period), time passing at different paces, and channels given back. Genesys must never evict a
-// channel the account holds (in use or not), a lane must never be handed a channel Genesys no
-// longer has, and with nothing in use and nothing under way a lane must never have to wait.
+// (within the grace period), time passing at different paces, and channels given back, some held
+// back because a subscription request may still be carried out. Genesys must never evict a channel
+// the account holds (in use or not) unless it was forsaken, a lane must never be handed a channel
+// Genesys no longer has or one still held back, and with nothing in use and nothing under way a
+// lane must never have to wait.
 func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 	seeds := 2000
 	if testing.Short() {
@@ -215,11 +259,12 @@ func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 	if *long {
 		steps = 1000
 	}
-	var beyond, waits, placeholders, tardies int
+	var beyond, waits, placeholders, tardies, held int
 	for _, seed := range append(seq(seeds), 6819) {
 		rng := rand.New(rand.NewPCG(uint64(seed), 7))
 		// Drawn apart, so that the weather of the other draws stays as it was for each seed.
 		rng2 := rand.New(rand.NewPCG(uint64(seed), 11))
+		rng3 := rand.New(rand.NewPCG(uint64(seed), 13))
 		a := testAccount(t)
 		g := &simGenesys{}
 		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -256,6 +301,9 @@ func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 			tick  = []time.Duration{time.Second, 10 * time.Second, time.Minute}[rng2.IntN(3)]
 			// Lanes that keep their channels for long let placeholders pile up around them.
 			keep = []float64{0, 0.9, 0.99}[rng2.IntN(3)]
+			// Of the channels given back, those whose last subscription request may still be
+			// carried out (see holdBack).
+			unsettled = []float64{0, 0.5, 1}[rng3.IntN(3)]
 		)
 		fail := func() int {
 			switch {
@@ -289,7 +337,7 @@ func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 			if evicted != "" {
 				require.False(t, inUse(evicted), "%s: Genesys evicted channel %s, in use", where, evicted)
 				for _, h := range a.items {
-					require.False(t, h.ch != nil && h.ch.ID == evicted, "%s: Genesys evicted channel %s, held by the account", where, evicted)
+					require.False(t, h.ch != nil && h.ch.ID == evicted && !h.forsaken, "%s: Genesys evicted channel %s, held by the account", where, evicted)
 				}
 			}
 		}
@@ -309,6 +357,7 @@ func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 				switch {
 				case tk.claim != nil:
 					require.Contains(t, g.live, tk.claim.h.ch.ID, "%s: reused a channel Genesys no longer has", where)
+					require.False(t, tk.claim.h.reuseAt.After(now), "%s: reused a channel held back until %v", where, tk.claim.h.reuseAt)
 					claims[l] = append(claims[l], tk.claim)
 				case tk.create != nil:
 					if a.alone == tk.create {
@@ -362,6 +411,10 @@ func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 				l := rng.IntN(lanes)
 				if len(claims[l]) > 0 && rng2.Float64() >= keep {
 					i := rng.IntN(len(claims[l]))
+					if rng3.Float64() < unsettled {
+						claims[l][i].holdBack(now)
+						held++
+					}
 					claims[l][i].release()
 					claims[l] = slices.Delete(claims[l], i, i+1)
 				}
@@ -380,9 +433,10 @@ func TestAccountNeverEvictsAChannelInUse(t *testing.T) {
 			now = now.Add(tick)
 		}
 	}
-	t.Logf("creations beyond 20: %d, waits: %d, placeholders: %d, carried out after their failure: %d", beyond, waits, placeholders, tardies)
+	t.Logf("creations beyond 20: %d, waits: %d, placeholders: %d, carried out after their failure: %d, held back: %d", beyond, waits, placeholders, tardies, held)
 	assert.Positive(t, beyond, "the simulation never created beyond 20")
 	assert.Positive(t, waits, "the simulation never waited")
+	assert.Positive(t, held, "the simulation never held a channel back")
 }
 
 // A creation whose answer is lost because the client gave up (its per-attempt timeout, a 504 from

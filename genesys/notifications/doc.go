@@ -86,18 +86,33 @@
 //     policy's wait, or after the longer one the answer's Retry-After asked for (up to the
 //     policy's MaxRetryAfter); Run goes on. It never stops counting one within its grace period.
 //   - While fewer than 20 channels are counted, a lane that needs a channel creates one. At 20, it
-//     connects again the unused channel (closed by an earlier replacement) that expires last and
-//     subscribes its topics there (origin reused).
-//   - With 20 or more counted and none unused, creating one more evicts at most as many channels as
-//     are counted beyond 19, the oldest Genesys holds, and those are among as many of the oldest
-//     counted: those that do not exist only make room. A lost creation is older than a channel only
-//     when that channel's creation was sent after the lost one's grace period. When none of those
-//     that may be the oldest is in use (they are then all lost creations), the source creates the
-//     channel, one creation at a time, and then stops counting the oldest beyond 20. So creations
-//     that answer 503 during an outage longer than the grace period do not stop the source for 24
-//     hours once they fill the 20 places. Only when a channel in use may be among them (after a
-//     shorter outage, a channel created within the grace period of the lost creations before it)
-//     does the lane wait, until a channel is given back or expires, with a warning and
+//     connects again the unused channel (closed by an earlier replacement) that expires last,
+//     among those not held back (see below), and subscribes its topics there (origin reused).
+//   - A request that changes a channel's subscriptions may be carried out late too, as a creation
+//     may, and Genesys applies a channel's requests in the order it carries them out. The removal
+//     of a replaced channel's subscriptions, cut short once its socket has been read to the end,
+//     would otherwise empty the subscriptions of a lane that has connected the channel again
+//     meanwhile, and a request to subscribe again, cut short because the channel is replaced, would
+//     replace them with its own topics: that lane's socket would carry heartbeats and no event
+//     until its channel was next replaced, and nothing would tell. So a channel given back after
+//     such a request was cut short or failed (a 5xx, a timeout, a broken connection), or succeeded
+//     only once the genesys client had sent it again, is held back for the same grace period of
+//     5 minutes from when the lane saw the request end: it still counts, and no lane connects it
+//     again before. The source learns how often a request went out from net/http/httptrace
+//     (GotConn), which net/http's transport calls; with a transport of the caller's that calls
+//     nothing (genesys.WithHTTPClient), every channel given back is held back.
+//   - With 20 or more counted and none that may be connected again, creating one more evicts at
+//     most as many channels as are counted beyond 19, the oldest Genesys holds, and those are among
+//     as many of the oldest counted: those that do not exist only make room. A lost creation is
+//     older than a channel only when that channel's creation was sent after the lost one's grace
+//     period. When none of those that may be the oldest is in use (they are then lost creations,
+//     or channels held back, never connected again afterwards since Genesys may have evicted
+//     them), the source creates the channel, one creation at a time, and then stops counting the
+//     oldest beyond 20. So creations that answer 503 during an outage longer than the grace period
+//     do not stop the source for 24 hours once they fill the 20 places. Only when a channel in use
+//     may be among them (after a shorter outage, a channel created within the grace period of the
+//     lost creations before it) does the lane wait, until a channel is given back, a channel held
+//     back may be connected again, or one expires, with a warning and
 //     fanbridge.notifications.channel_limit_waits. A lane opening a successor while its old channel
 //     is still live gives the old one back as soon as its socket fails, so that a wait never
 //     outlasts the sockets Genesys closes after a maintenance notice.

@@ -8,9 +8,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -403,12 +405,36 @@ func (l *lane) subscribeAgain(ctx context.Context, cur *conn, expiry <-chan time
 		}
 		cancel()
 	}()
-	err = l.s.client.SetSubscriptions(rctx, cur.ch.ID, l.topics)
+	err = l.setSubscriptions(rctx, cur.claim, l.topics)
 	close(stop)
 	<-watched
 	// Once the watch has seen cur's end (and taken the expiry's tick), cur is replaced whatever
 	// the request's outcome.
 	return reason, failed, err
+}
+
+// setSubscriptions replaces the subscriptions of the claimed channel with topics. Genesys may carry
+// out such a request after its failure was seen, as it may a creation (see lateCreationGrace): one
+// cut short by the lane, or given up on after a timeout, a 5xx or a broken connection. The genesys
+// client sends a PUT again after such a failure, so even a success may leave an earlier copy
+// behind. Carried out after another lane has connected the channel again, a removal would leave
+// that lane's socket without subscriptions, and a subscription would replace them with topics of
+// another lane; nothing would tell, and the lane's events would be lost until its channel was next
+// replaced. So unless the request succeeded and went out once, the claimed channel is held back
+// (see account). How often it went out is told by net/http/httptrace, whose GotConn the client's
+// transport calls for every request it sends; a transport that calls none (see
+// genesys.WithHTTPClient) leaves every request unclear.
+func (l *lane) setSubscriptions(ctx context.Context, cl *claim, topics []string) error {
+	var sends atomic.Int64
+	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { sends.Add(1) }})
+	err := l.s.client.SetSubscriptions(tctx, cl.channel().ID, topics)
+	if err != nil || sends.Load() != 1 {
+		at := time.Now()
+		cl.holdBack(at)
+		l.s.log.LogAttrs(ctx, slog.LevelDebug, "notifications: Genesys may still carry out a subscription request whose outcome is unclear; the channel is not connected again until then",
+			slog.Int("lane", l.idx), slog.String("channel", cl.channel().ID), slog.Time("until", at.Add(l.s.account.grace)))
+	}
+	return err
 }
 
 // throttled reports whether a subscription request was refused for now (a 429, with any wait,
@@ -637,7 +663,8 @@ func (l *lane) retire(ctx context.Context, old *conn, freed chan<- struct{}) {
 // request refused for now is sent again after the wait asked for, as in restore; one that fails
 // otherwise leaves the channel subscribed, with a warning, and its socket is read as before.
 // The retirement stops the request before the channel is given back: a request still under way
-// must not remove the subscriptions of a lane that has connected the channel again.
+// must not remove the subscriptions of a lane that has connected the channel again. Cut short, it
+// may still be carried out, and the channel is held back (see setSubscriptions).
 func (l *lane) unsubscribe(ctx context.Context, old *conn) (stop func()) {
 	select {
 	case <-old.done:
@@ -649,7 +676,7 @@ func (l *lane) unsubscribe(ctx context.Context, old *conn) (stop func()) {
 	go func() {
 		defer close(finished)
 		for {
-			err := l.s.client.SetSubscriptions(uctx, old.ch.ID, nil)
+			err := l.setSubscriptions(uctx, old.claim, nil)
 			switch {
 			case err == nil:
 				l.s.log.LogAttrs(uctx, slog.LevelDebug, "notifications: removed the subscriptions of the replaced channel",
@@ -745,7 +772,7 @@ func (l *lane) connect(ctx context.Context) (*conn, error) {
 			// The socket endpoint's answer alone does not make the channel gone: the API must say
 			// so too, or a channel that still counts against the limit would be forgotten.
 			if resp != nil && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone) {
-				if serr := l.s.client.SetSubscriptions(actx, ch.ID, l.topics); genesys.IsNotFound(serr) {
+				if serr := l.setSubscriptions(actx, kept, l.topics); genesys.IsNotFound(serr) {
 					return l.gone(ctx, &kept, err)
 				}
 			}
@@ -754,7 +781,7 @@ func (l *lane) connect(ctx context.Context) (*conn, error) {
 		ws.SetReadLimit(l.s.cfg.readLimit)
 		// Read before subscribing, so that the first events never wait in a socket buffer.
 		conn := l.start(ctx, kept, ws)
-		if err := l.s.client.SetSubscriptions(actx, ch.ID, l.topics); err != nil {
+		if err := l.setSubscriptions(actx, kept, l.topics); err != nil {
 			conn.shut()
 			if genesys.IsNotFound(err) {
 				return l.gone(ctx, &kept, err)

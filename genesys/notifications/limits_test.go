@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -578,4 +579,118 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// A request that changes a channel's subscriptions may be carried out by Genesys after the client
+// gave up on it, as a creation may: the removal of a replaced channel's subscriptions cut short
+// once the old socket has been read to the end, a request to subscribe again cut short by a
+// maintenance notice, a request the client sent again after a 5xx. Such a channel is not connected
+// again by a lane at the limit of 20 until Genesys can no longer carry the request out: the lane
+// connects another unused channel. Otherwise the late removal would empty the subscriptions of
+// the lane that reuses the channel, whose socket would carry heartbeats and no event until the
+// channel was next replaced, or a late request to subscribe would replace them with another lane's.
+// The channel held back still counts: no channel is created beyond 20, none is evicted.
+func TestChannelWithUnsettledSubscriptionsIsNotReused(t *testing.T) {
+	path := func(id string) string { return "/api/v2/notifications/channels/" + id + "/subscriptions" }
+	for _, tc := range []struct {
+		name string
+		// replace has the lane replace its channel old while a request that changes old's
+		// subscriptions is left unsettled; held, when not nil, is where the fake holds a
+		// request to old until the test releases it, to carry it out then.
+		replace func(t *testing.T, h *harness, ctx context.Context, old string, held <-chan struct{})
+		hold    bool
+	}{
+		{name: "removal cut short", hold: true, replace: func(t *testing.T, h *harness, ctx context.Context, _ string, held <-chan struct{}) {
+			require.Equal(t, 1, h.srv.SendSocketClosing())
+			recv(t, ctx, held) // the removal, once the successor is subscribed
+		}},
+		{name: "subscribing again cut short", hold: true, replace: func(t *testing.T, h *harness, ctx context.Context, old string, held <-chan struct{}) {
+			notice := fmt.Sprintf(`{"topicName":"v2.system.no_longer_subscribed.%s","version":"2","eventBody":{"message":"subscriptions dropped"}}`, old)
+			require.Equal(t, 1, h.srv.SendRaw([]byte(notice)))
+			recv(t, ctx, held)
+			require.Equal(t, 1, h.srv.SendSocketClosing())
+		}},
+		{name: "removal answered after a retry", replace: func(t *testing.T, h *harness, ctx context.Context, old string, _ <-chan struct{}) {
+			h.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path(old), Status: http.StatusBadGateway, Processed: true})
+			require.Equal(t, 1, h.srv.SendSocketClosing())
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, []string{presence}, []genesystest.Option{genesystest.WithSocketClosingDelay(-1)},
+				notifications.WithOverlap(50*time.Millisecond), patientHeartbeat)
+			ctx := h.start(t)
+			// subscribedOther returns the channel, other than not, that the lane reads, once its
+			// other channels are closed; "" until then.
+			subscribedOther := func(live []genesystest.ChannelInfo, not string) string {
+				id := ""
+				for _, c := range live {
+					switch {
+					case !c.Connected:
+					case c.ID == not || id != "" || c.Topics == 0:
+						return ""
+					default:
+						id = c.ID
+					}
+				}
+				return id
+			}
+			var cur string
+			replaced := func(created int) {
+				t.Helper()
+				prev := cur
+				require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, n int) bool {
+					cur = subscribedOther(live, prev)
+					return cur != "" && n == created
+				}), "live %+v", h.srv.Channels())
+			}
+			replaced(1)
+			// Broken sockets have the lane create channels up to 19.
+			for i := 2; i < genesys.MaxChannels; i++ {
+				require.Len(t, h.srv.DisconnectTopic(presence), 1)
+				replaced(i)
+			}
+			old := cur
+			var (
+				held    = make(chan struct{}, 1)
+				release = make(chan struct{})
+				once    sync.Once
+			)
+			if tc.hold {
+				h.srv.SetHook(func(r *http.Request) {
+					first := false
+					if r.Method == http.MethodPut && r.URL.Path == path(old) {
+						once.Do(func() { first = true })
+					}
+					if !first {
+						return
+					}
+					body, _ := io.ReadAll(r.Body) // read before the client gives up
+					r.Body = io.NopCloser(bytes.NewReader(body))
+					held <- struct{}{}
+					select {
+					case <-release:
+					case <-t.Context().Done():
+					}
+				})
+			}
+			tc.replace(t, h, ctx, old, held)
+			replaced(genesys.MaxChannels) // old is closed and given back
+			// At the limit of 20, the lane connects an unused channel again.
+			require.Equal(t, 1, h.srv.SendSocketClosing())
+			replaced(genesys.MaxChannels)
+			assert.NotEqual(t, old, cur, "the channel whose subscriptions were left unsettled is connected again")
+			// Genesys carries out the request it held.
+			close(release)
+			waitRequests(t, h, ctx, http.MethodPut, path(old), h.srv.Count(http.MethodPut, path(old)))
+
+			sent := publish(h.srv, presence, 1, 3)
+			require.Len(t, sent, 3, "no socket is subscribed to the lane's topic: events are lost; live %+v", h.srv.Channels())
+			h.rec.waitCount(t, ctx, len(sent))
+			assertExactlyOnce(t, sent, h.rec.snapshot())
+			assert.Equal(t, genesys.MaxChannels, h.srv.ChannelsCreated())
+			assert.Zero(t, h.srv.EvictedInUse(), "channels in use evicted")
+			assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.channels", "origin", "reused"))
+		})
+	}
 }
