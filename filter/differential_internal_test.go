@@ -459,40 +459,28 @@ func TestDifferentialMatcherPatternOracle(t *testing.T) {
 		seeds, nPatterns, nEvents = 40, 500, 400
 	}
 	// The second round narrows the fields at every step (options), which only events with
-	// large arrays would otherwise exercise.
-	defer func(n int) { optionsMin = n }(optionsMin)
-	// The third round wraps values in runs of nested arrays. The fourth lets an object repeat a
-	// key or spell the paths under a.b two ways, which the package refuses when a rule reads
-	// them: the Matcher, holding rules on nearly every path, refuses many events, for all its
-	// rules, and that round checks that all three refuse the same events while the single
-	// patterns, each reading fewer paths, still match the rest. The fifth is the third with the
-	// arrays' leaves worked out from the path table (holdAll), as for an event whose arrays and
-	// paths outgrow holdMax. The sixth is the second and third with patterns testing mostly
-	// exact strings, and the Matcher looking them up in the value index wherever it can, which
-	// only events with many values at one path would otherwise make it do.
-	defer func(n int) { holdFloor = n }(holdFloor)
-	defer func(n, r int) { keyedMin, keyedRatio = n, r }(keyedMin, keyedRatio)
-	floor, kMin, kRatio := holdFloor, keyedMin, keyedRatio
-	for round, narrowFrom := range []int{optionsMin, 1, 1, optionsMin, 1, 1} {
-		optionsMin = narrowFrom
-		holdFloor = floor
-		if round == 4 {
-			holdFloor = -1 << 40
-		}
-		keyedMin, keyedRatio = kMin, kRatio
-		if round == 5 {
-			keyedMin, keyedRatio = 1, 0
-		}
+	// large arrays would otherwise exercise. The third round wraps values in runs of nested
+	// arrays. The fourth lets an object repeat a key or spell the paths under a.b two ways,
+	// which the package refuses when a rule reads them: the Matcher, holding rules on nearly
+	// every path, refuses many events, for all its rules, and that round checks that all three
+	// refuse the same events while the single patterns, each reading fewer paths, still match
+	// the rest. The fifth is the third with the arrays' leaves worked out from the path table
+	// (holdAll), as for an event whose arrays and paths outgrow holdMax. The sixth is the
+	// second and third with patterns testing mostly exact strings, and the Matcher looking them
+	// up in the value index wherever it can, which only events with many values at one path
+	// would otherwise make it do.
+	for round, low := range []int{0, lowNarrow, lowNarrow, 0, lowNarrow | lowHold, lowNarrow | lowKeyed} {
+		lim := lowLimits(low)
 		for seed := range seeds {
 			t.Run(fmt.Sprintf("round%d/seed%d", round, seed), func(t *testing.T) {
 				g := gen{r: rand.New(rand.NewPCG(uint64(seed), 0x5eed)), nest: round == 2 || round >= 4, spell: round == 3, strs: round == 5}
-				differentialRound(t, g, nPatterns, nEvents)
+				differentialRound(t, g, nPatterns, nEvents, lim)
 			})
 		}
 	}
 }
 
-func differentialRound(t *testing.T, g gen, nPatterns, nEvents int) {
+func differentialRound(t *testing.T, g gen, nPatterns, nEvents int, lim limits) {
 	m := NewMatcher()
 	var names []string
 	pats := map[string]*Pattern{}
@@ -516,12 +504,12 @@ func differentialRound(t *testing.T, g gen, nPatterns, nEvents int) {
 		root := oracleDecode(t, ev)
 		leaves := oracleLeaves(root)
 		amb := oracleAmbiguous(root)
-		got, err := m.MatchRaw(ev, nil)
+		got, err := m.current().matchRaw(ev, nil, lim)
 		var want []string
 		refused := false
 		for _, n := range names {
 			p := pats[n]
-			single, err := p.MatchRaw(ev)
+			single, err := p.matchRaw(ev, lim)
 			if oracleRefuses(amb, p.table.paths) {
 				require.ErrorIs(t, err, ErrInvalidEvent, "Pattern vs oracle: refused\npattern %s\nevent   %s", srcs[n], ev)
 				require.False(t, single)
@@ -531,7 +519,7 @@ func differentialRound(t *testing.T, g gen, nPatterns, nEvents int) {
 			require.NoError(t, err, "Pattern vs oracle: accepted\npattern %s\nevent   %s", srcs[n], ev)
 			oracle := oracleMatch(p, leaves)
 			if len(p.branches) > 1 {
-				require.Equal(t, oracle, searchBranches(t, p, ev), "branch by branch vs oracle\npattern %s\nevent   %s", srcs[n], ev)
+				require.Equal(t, oracle, searchBranches(t, p, ev, lim), "branch by branch vs oracle\npattern %s\nevent   %s", srcs[n], ev)
 			}
 			require.Equal(t, oracle, single, "Pattern vs oracle\npattern %s\nevent   %s", srcs[n], ev)
 			if single {
@@ -568,11 +556,36 @@ func differentialRound(t *testing.T, g gen, nPatterns, nEvents int) {
 
 // searchBranches matches p against ev branch by branch (evalSteps), as MatchRaw does for a
 // pattern of one branch.
-func searchBranches(t *testing.T, p *Pattern, ev []byte) bool {
-	fe := getFlat()
-	defer putFlat(fe)
-	require.NoError(t, fe.flatten(p.table, ev))
-	return p.matchFlat(fe)
+func searchBranches(t *testing.T, p *Pattern, ev []byte, lim limits) bool {
+	ok, err := p.searchRaw(ev, lim)
+	require.NoError(t, err)
+	return ok
+}
+
+// The limits tests lower, so that small events take the means a match keeps for large ones.
+const (
+	lowNarrow     = 1 << iota // options narrows the fields at every step
+	lowHold                   // the arrays' leaves are worked out from the path table (holdAll)
+	lowKeyed                  // exact strings are looked up in the value index from one value on
+	lowKeyedRatio             // ... or from as many values as strings on, when lowKeyed is not set
+)
+
+// lowLimits returns defaultLimits lowered as the bits of low say.
+func lowLimits(low int) limits {
+	lim := defaultLimits
+	if low&lowNarrow != 0 {
+		lim.optionsMin = 1
+	}
+	if low&lowHold != 0 {
+		lim.holdFloor = -1 << 40
+	}
+	switch {
+	case low&lowKeyed != 0:
+		lim.keyedMin, lim.keyedRatio = 1, 0
+	case low&lowKeyedRatio != 0:
+		lim.keyedMin, lim.keyedRatio = 1, 1
+	}
+	return lim
 }
 
 // TestMattersByPath holds the answer matters works out from the path table, when an event's
@@ -600,7 +613,7 @@ func TestMattersByPath(t *testing.T) {
 	checked, held := 0, 0
 	for range 300 {
 		ev := []byte(g.object(0))
-		if fe.flatten(table, ev) != nil {
+		if fe.flatten(table, ev, defaultLimits) != nil {
 			continue
 		}
 		require.False(t, fe.holdAll)

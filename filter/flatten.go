@@ -219,6 +219,8 @@ type flatEvent struct {
 
 	// work counts the search's steps and the values it looks at, for tests that bound it.
 	work int
+	// lim are the limits of the match under way.
+	lim limits
 }
 
 // reach is the last time the walk reached a node through an object key: in element context
@@ -257,9 +259,11 @@ func (f *flatEvent) reset(raw []byte) {
 	}
 }
 
-// flatten reads raw, which must be one JSON object, and records the leaf values at t's paths.
-func (f *flatEvent) flatten(t *pathTable, raw []byte) error {
+// flatten reads raw, which must be one JSON object, and records the leaf values at t's paths,
+// for a match with the limits lim.
+func (f *flatEvent) flatten(t *pathTable, raw []byte, lim limits) error {
 	f.reset(raw)
+	f.lim = lim
 	if len(f.reached) < len(t.nodes) {
 		// A new slice is zero, and a reused one holds stamps of earlier events only.
 		f.reached = grow(f.reached, len(t.nodes))
@@ -602,7 +606,7 @@ func (f *flatEvent) listHolds(leaves int) bool {
 	clear(f.holdStart)
 	f.arrMark = grow(f.arrMark, arrays)
 	clear(f.arrMark)
-	limit, total := holdMax(len(f.raw)), 0
+	limit, total := f.holdMax(), 0
 	for l := range int32(leaves) {
 		if !f.pathRel[l] {
 			continue
@@ -646,12 +650,10 @@ func (f *flatEvent) listHolds(leaves int) bool {
 	return true
 }
 
-// holdMax is the number of (array, leaf) pairs listHolds may list for an event of n bytes. An
-// event needs arrays nested deep around fields at many paths some rule names to come near it.
-func holdMax(n int) int { return n/2 + holdFloor }
-
-// holdFloor is the part of holdMax that does not depend on the event's size. Tests lower it.
-var holdFloor = 1024
+// holdMax is the number of (array, leaf) pairs listHolds may list for the event: half its size in
+// bytes, plus the limits' holdFloor. An event needs arrays nested deep around fields at many paths
+// some rule names to come near it.
+func (f *flatEvent) holdMax() int { return len(f.raw)/2 + f.lim.holdFloor }
 
 // markOwnHeld sets ownHeld for the arrays where a field at the array's own path has a position:
 // a value in an array nested in one of its elements.
@@ -716,7 +718,7 @@ func (f *flatEvent) options(t *pathTable, l int32, cur []int32) []int32 {
 
 // narrow is options for ks, some of the fields at leaf l in ascending order.
 func (f *flatEvent) narrow(t *pathTable, l int32, cur, ks []int32) []int32 {
-	if len(cur) == 0 || len(ks) < optionsMin || !f.pathRel[l] {
+	if len(cur) == 0 || len(ks) < f.lim.optionsMin || !f.pathRel[l] {
 		return ks
 	}
 	// holes are ranges of ks to leave out, two per array of cur that l lies strictly under.
@@ -775,10 +777,6 @@ func (f *flatEvent) narrow(t *pathTable, l int32, cur, ks []int32) []int32 {
 	f.opts = append(f.opts, ks[pos:]...)
 	return f.opts[t0:]
 }
-
-// optionsMin is the number of fields at a path from which options narrows them down; below it
-// looking at each costs less. Tests lower it.
-var optionsMin = 8
 
 // consistent reports whether field k can be chosen together with the fields chosen so far, whose
 // positions are cur: no array where k and one of them lie in different elements. cur is a set of

@@ -3,8 +3,10 @@ package filter_test
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,14 +14,15 @@ import (
 	"github.com/fanbridge/fanbridge/filter"
 )
 
-// fuzzSeeds returns the conformance table's patterns and events, and the invalid patterns.
+// fuzzSeeds returns the conformance table's patterns and events (in the order of the events'
+// names, so that FuzzMatch pairs them the same way each time), and the invalid patterns.
 func fuzzSeeds(f *testing.F) (patterns, events [][]byte) {
 	tab := loadConformance(f)
 	for _, c := range tab.cases {
 		patterns = append(patterns, c.Pattern)
 	}
-	for _, ev := range tab.events {
-		events = append(events, ev)
+	for _, name := range slices.Sorted(maps.Keys(tab.events)) {
+		events = append(events, tab.events[name])
 	}
 	src, err := os.ReadFile(filepath.Join("testdata", "invalid_patterns.json"))
 	if err != nil {
@@ -40,7 +43,9 @@ func fuzzSeeds(f *testing.F) (patterns, events [][]byte) {
 }
 
 // FuzzParsePattern: the compiler never panics; what it rejects is a *PatternError wrapping one of
-// the two sentinels; what it accepts matches or not, the same alone and inside a Matcher.
+// the two sentinels; what it accepts matches or not, the same alone and inside a Matcher, and, for
+// a pattern with $or, which both match through one automaton, the same as the search that tries
+// its alternatives one by one.
 func FuzzParsePattern(f *testing.F) {
 	patterns, events := fuzzSeeds(f)
 	for _, p := range patterns {
@@ -74,13 +79,19 @@ func FuzzParsePattern(f *testing.F) {
 			if single != (len(got) == 1) {
 				t.Fatalf("pattern %s: single %v, matcher %v on %s", src, single, got, ev)
 			}
+			if filter.Branches(p) > 1 {
+				if want, err := filter.SearchBranches(p, ev); err != nil || single != want {
+					t.Fatalf("pattern %s: %v, branch by branch %v (%v) on %s", src, single, want, err, ev)
+				}
+			}
 		}
 	})
 }
 
 // FuzzMatch: for any pattern and any bytes as the event, nothing panics, the Pattern and a
 // Matcher holding it agree on the answer and on whether the event is valid, and an event they
-// accept is valid JSON.
+// accept is valid JSON. Both match a pattern with $or through one automaton, so such a pattern is
+// also held to the search that tries its alternatives one by one.
 func FuzzMatch(f *testing.F) {
 	patterns, events := fuzzSeeds(f)
 	for i, p := range patterns {
@@ -88,6 +99,13 @@ func FuzzMatch(f *testing.F) {
 	}
 	f.Add([]byte(`{"a":{"b":[{"exists":false}],"c":[1]}}`), []byte(`{"a":[{"c":1},{"b":2,"c":1}]}`))
 	f.Add([]byte(`{"k":["\u00e9"]}`), []byte(`{"\u006b":"\u00e9"}`))
+	// $or: events that satisfy every field of the second alternative but one.
+	employees := `{"employees":{"$or":[{"firstName":["Anna"],"lastName":["Jones"]},{"firstName":["Peter"],"lastName":["Jones"]}]}}`
+	f.Add([]byte(employees), []byte(`{"employees":[{"firstName":"Peter","lastName":"Smith"},{"firstName":"Anna","lastName":"Doe"}]}`))
+	f.Add([]byte(employees), []byte(`{"employees":[{"firstName":"John","lastName":"Jones"},{"firstName":"Anna","lastName":"Doe"}]}`))
+	state := `{"$or":[{"source":["aws.s3"]},{"detail":{"state":["running"],"c-count":[5]}}]}`
+	f.Add([]byte(state), []byte(`{"source":"aws.ec2","detail":{"state":"running","c-count":6}}`))
+	f.Add([]byte(state), []byte(`{"source":"aws.ec2","detail":{"state":"stopped","c-count":5}}`))
 	// Events that repeat a key, or spell a path two ways, where the pattern reads it.
 	f.Add([]byte(`{"a":{"b":[1]}}`), []byte(`{"a":{"b":1},"a.b":1}`))
 	f.Add([]byte(`{"a":{"b":[1]}}`), []byte(`{"a":[{"b":1}],"a.b":2}`))
@@ -126,6 +144,12 @@ func FuzzMatch(f *testing.F) {
 		}
 		if single != (len(got) == 1) {
 			t.Fatalf("pattern %s on %s: single %v, matcher %v", src, event, single, got)
+		}
+		if filter.Branches(p) > 1 {
+			want, err := filter.SearchBranches(p, event)
+			if err != nil || single != want {
+				t.Fatalf("pattern %s on %s: %v, branch by branch %v (%v)", src, event, single, want, err)
+			}
 		}
 		if p.Match(&fanbridge.Event{Raw: event}) != single {
 			t.Fatal("Match and MatchRaw disagree")

@@ -115,7 +115,7 @@ func (m *Matcher) Match(e *fanbridge.Event, dst []string) []string {
 		return dst
 	}
 	raw, buf := envelopeOf(e)
-	dst, _ = s.matchRaw(raw, dst)
+	dst, _ = s.matchRaw(raw, dst, defaultLimits)
 	releaseEnvelope(buf)
 	return dst
 }
@@ -124,13 +124,15 @@ func (m *Matcher) Match(e *fanbridge.Event, dst []string) []string {
 // one path two ways, where some rule reads it (see the package documentation), it returns dst
 // unchanged and an error wrapping ErrInvalidEvent: such an event is refused for every rule.
 func (m *Matcher) MatchRaw(raw []byte, dst []string) ([]string, error) {
-	return m.current().matchRaw(raw, dst)
+	return m.current().matchRaw(raw, dst, defaultLimits)
 }
 
-func (s *snapshot) matchRaw(raw []byte, dst []string) ([]string, error) {
+// matchRaw appends to dst the names of the rules that match the JSON event raw, matched with the
+// limits lim.
+func (s *snapshot) matchRaw(raw []byte, dst []string, lim limits) ([]string, error) {
 	ms := s.pool.Get().(*matchScratch)
 	defer s.release(ms)
-	if err := ms.fe.flatten(s.table, raw); err != nil {
+	if err := ms.fe.flatten(s.table, raw, lim); err != nil {
 		return dst, err
 	}
 	s.match(ms)
@@ -140,11 +142,11 @@ func (s *snapshot) matchRaw(raw []byte, dst []string) ([]string, error) {
 	return dst, nil
 }
 
-// matchOne reports whether some rule matches the JSON event raw.
-func (s *snapshot) matchOne(raw []byte) (bool, error) {
+// matchOne reports whether some rule matches the JSON event raw, matched with the limits lim.
+func (s *snapshot) matchOne(raw []byte, lim limits) (bool, error) {
 	ms := s.pool.Get().(*matchScratch)
 	defer s.release(ms)
-	if err := ms.fe.flatten(s.table, raw); err != nil {
+	if err := ms.fe.flatten(s.table, raw, lim); err != nil {
 		return false, err
 	}
 	s.match(ms)

@@ -123,12 +123,22 @@ func (p *Pattern) MatchRaw(raw []byte) (bool, error) {
 	if p == nil {
 		return false, nil
 	}
+	return p.matchRaw(raw, defaultLimits)
+}
+
+// matchRaw is MatchRaw with the limits lim.
+func (p *Pattern) matchRaw(raw []byte, lim limits) (bool, error) {
 	if len(p.branches) > 1 {
-		return p.automaton().matchOne(raw)
+		return p.automaton().matchOne(raw, lim)
 	}
+	return p.searchRaw(raw, lim)
+}
+
+// searchRaw matches p against raw branch by branch (matchFlat), whatever the number of branches.
+func (p *Pattern) searchRaw(raw []byte, lim limits) (bool, error) {
 	fe := getFlat()
 	defer putFlat(fe)
-	if err := fe.flatten(p.table, raw); err != nil {
+	if err := fe.flatten(p.table, raw, lim); err != nil {
 		return false, err
 	}
 	return p.matchFlat(fe), nil

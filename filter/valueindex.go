@@ -35,11 +35,6 @@ type valueGroup struct {
 	start, n int32
 }
 
-// A transition's strings are looked up in the index rather than its values looked at one by one
-// when the values are keyedMin or more, and more than keyedRatio times the strings. Tests lower
-// both.
-var keyedMin, keyedRatio = 64, 4
-
 // reset empties the index for a new event over leaves leaf paths.
 func (x *valueIndex) reset(leaves int) {
 	if x.seed == (maphash.Seed{}) {
@@ -69,10 +64,11 @@ func (x *valueIndex) big() bool {
 }
 
 // use reports whether a transition on leaf l with nkeys strings, whose search may choose among
-// options values there, should look its strings up: when they are few beside the values and the
+// options values there, should look its strings up: when they are few beside the values (the
+// values are the match's keyedMin or more, and at least keyedRatio times the strings) and the
 // leaf's values were already looked at one by one in this match. It notes such a look otherwise.
 func (x *valueIndex) use(fe *flatEvent, l int32, nkeys, options int) bool {
-	if options < keyedMin || nkeys*keyedRatio > options {
+	if options < fe.lim.keyedMin || nkeys*fe.lim.keyedRatio > options {
 		return false
 	}
 	if x.scanned[l] != x.epoch {
