@@ -228,11 +228,16 @@
 // product of two array lengths. Nesting adds one factor: a value holds a position in each array
 // around it that has two or more elements and holds objects, and the work on the value grows
 // with the number of those. Arrays of one element add nothing, so objects wrapped in 60 of them
-// cost what they cost in one; inside 60 arrays of two objects each, a 240 KB event costs about
-// 20 times what it costs in one array (events nest at most 512 deep). Memory does not grow so:
-// a value's positions are read through the elements around it rather than copied for each value,
-// and a walk holds one element per value it has chosen, so the memory a match takes follows the
-// event's size however deep its arrays nest.
+// cost what they cost in one. Arrays of two elements do add: when the objects of a 250 KB event
+// lie 60 arrays deep, each array holding the next one and an object, the work (as the package's
+// tests count it: nodes or steps visited plus values looked at) is about 50 times what it is with
+// the objects in one array, and 120 arrays deep about 100 times; it grows linearly with the
+// depth, to about 425 times just under the 512 levels an event may nest. The time grew less on
+// the two-core machine that measured it: about 8 ms in one array, 100 ms 60 arrays deep and
+// 200 ms 120 deep (one rule, {"a": {"b": [1], "c": [2]}}, and objects that all fail it).
+// Memory does not grow so: a value's positions are read through the elements around it rather
+// than copied for each value, and a walk holds one element per value it has chosen, so the
+// memory a match takes follows the event's size however deep its arrays nest.
 //
 // Match appends names in ascending order to the caller's slice; reusing it (dst[:0]) makes
 // matching allocation-free after warm-up, for events carrying Raw. Add replaces a rule of the
