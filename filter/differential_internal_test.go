@@ -577,7 +577,7 @@ func lowLimits(low int) limits {
 		lim.optionsMin = 1
 	}
 	if low&lowHold != 0 {
-		lim.holdFloor = -1 << 40
+		lim.holdFloor = -1 << 30 // below any event's half, on 32 bits too
 	}
 	switch {
 	case low&lowKeyed != 0:

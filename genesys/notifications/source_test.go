@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -261,7 +262,7 @@ func TestNewRejects(t *testing.T) {
 		{"buffer beyond the cap", client, []string{presence}, d, []notifications.Option{notifications.WithBufferSize(notifications.MaxBufferSize + 1)}, notifications.ErrInvalidConfig, "buffer size must be between 1 and 1000000"},
 		{"zero dedup window", client, []string{presence}, d, []notifications.Option{notifications.WithDedupWindow(0)}, notifications.ErrInvalidConfig, "dedup window"},
 		{"dedup window beyond the cap", client, []string{presence}, d, []notifications.Option{notifications.WithDedupWindow(notifications.MaxDedupWindow + 1)}, notifications.ErrInvalidConfig, "dedup window must be between 1 and 1000000"},
-		{"dedup window of 2^50", client, []string{presence}, d, []notifications.Option{notifications.WithDedupWindow(1 << 50)}, notifications.ErrInvalidConfig, "dedup window"},
+		{"largest dedup window", client, []string{presence}, d, []notifications.Option{notifications.WithDedupWindow(math.MaxInt)}, notifications.ErrInvalidConfig, "dedup window"},
 		{"bad policy", client, []string{presence}, d, []notifications.Option{notifications.WithDispatchPolicy(retry.Policy{Multiplier: 0.1})}, retry.ErrInvalidPolicy, "dispatch policy"},
 		{"zero heartbeat", client, []string{presence}, d, []notifications.Option{notifications.WithHeartbeatTimeout(0)}, notifications.ErrInvalidConfig, "heartbeat"},
 	}
