@@ -236,9 +236,12 @@ func stringValue(field string, v []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidField, field, maxAttrLen)
 	}
 	for i, c := range raw {
+		if c-0x20 < 0x7f-0x20 {
+			continue // printable ASCII, the common case, in one comparison
+		}
 		// C0 controls, DEL, and the C1 controls U+0080 to U+009F (0xC2 0x80 to 0xC2 0x9F in
 		// UTF-8), which terminals read as escape sequences too.
-		if c < 0x20 || c == 0x7f || c == 0xc2 && i+1 < len(raw) && raw[i+1] < 0xa0 {
+		if c < 0x80 || c == 0xc2 && i+1 < len(raw) && raw[i+1]&0xe0 == 0x80 {
 			return nil, fmt.Errorf("%w: %s holds a control character", ErrInvalidField, field)
 		}
 		if (c == 0xe2 || c == 0xd8) && bidiControl(raw[i:]) {
