@@ -36,7 +36,8 @@
 // The partner event source name, aws.partner/genesys.com/cloud/{orgId}/{suffix}, needs the
 // organization id. The provisioning endpoints do not return it, so it comes from the spec or, when
 // the spec leaves it empty, from GET /api/v2/organizations/me, the documented public endpoint that
-// returns the caller's organization (its "id" is the orgId).
+// returns the caller's organization (its "id" is the orgId). Either way it must be a UUID, and it
+// is written in lower case, as sources carry it.
 //
 // Genesys ties the partner event source to the AWS account, region and suffix of the integration.
 // fanbridge therefore never changes them in place: when an existing integration has other values,
