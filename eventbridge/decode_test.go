@@ -489,6 +489,10 @@ func TestDecodeWebhook(t *testing.T) {
 		"duplicate metadata": `{"event":"x","data":1,"metadata":{"a":"1","a":"2"}}`,
 		"control in value":   `{"event":"x","data":1,"metadata":{"a":"\u0007"}}`,
 		"empty key":          `{"event":"x","data":1,"metadata":{"":"v"}}`,
+		"control in key":     `{"event":"x","data":1,"metadata":{"a\u0007":"v"}}`,
+		"C1 control in key":  `{"event":"x","data":1,"metadata":{"a\u009b31mb":"v"}}`,
+		"override in key":    `{"event":"x","data":1,"metadata":{"invoice\u202efdp.exe":"v"}}`,
+		"isolate in key":     "{\"event\":\"x\",\"data\":1,\"metadata\":{\"x\u2066y\":\"v\"}}",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := eventbridge.Decode([]byte(bad), "")

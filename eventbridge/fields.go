@@ -235,20 +235,28 @@ func stringValue(field string, v []byte) ([]byte, error) {
 	if len(raw) > maxAttrLen {
 		return nil, fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidField, field, maxAttrLen)
 	}
-	for i, c := range raw {
+	if what := unsafeText(raw); what != "" {
+		return nil, fmt.Errorf("%w: %s holds a %s", ErrInvalidField, field, what)
+	}
+	return raw, nil
+}
+
+// unsafeText names what in b may not reach an event's strings, or returns "": a control character
+// (C0, DEL, or C1: U+0080 to U+009F, 0xC2 0x80 to 0xC2 0x9F in UTF-8, which terminals read as
+// escape sequences too) or a bidirectional formatting character.
+func unsafeText(b []byte) string {
+	for i, c := range b {
 		if c-0x20 < 0x7f-0x20 {
 			continue // printable ASCII, the common case, in one comparison
 		}
-		// C0 controls, DEL, and the C1 controls U+0080 to U+009F (0xC2 0x80 to 0xC2 0x9F in
-		// UTF-8), which terminals read as escape sequences too.
-		if c < 0x80 || c == 0xc2 && i+1 < len(raw) && raw[i+1]&0xe0 == 0x80 {
-			return nil, fmt.Errorf("%w: %s holds a control character", ErrInvalidField, field)
+		if c < 0x80 || c == 0xc2 && i+1 < len(b) && b[i+1]&0xe0 == 0x80 {
+			return "control character"
 		}
-		if (c == 0xe2 || c == 0xd8) && bidiControl(raw[i:]) {
-			return nil, fmt.Errorf("%w: %s holds a bidirectional formatting character", ErrInvalidField, field)
+		if (c == 0xe2 || c == 0xd8) && bidiControl(b[i:]) {
+			return "bidirectional formatting character"
 		}
 	}
-	return raw, nil
+	return ""
 }
 
 // bidiControl reports whether b starts with the UTF-8 encoding of a character that reorders the

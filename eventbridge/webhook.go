@@ -181,10 +181,8 @@ func checkMetaKey(where string, k []byte) error {
 	if len(k) > 256 {
 		return fmt.Errorf("%w: %s has a key longer than 256 bytes", ErrInvalidField, where)
 	}
-	for _, c := range k {
-		if c < 0x20 || c == 0x7f {
-			return fmt.Errorf("%w: %s has a key with a control character", ErrInvalidField, where)
-		}
+	if what := unsafeText(k); what != "" {
+		return fmt.Errorf("%w: %s has a key with a %s", ErrInvalidField, where, what)
 	}
 	return nil
 }
