@@ -3,6 +3,8 @@ package sink
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
+	"strconv"
 
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -31,7 +33,15 @@ func TraceContext(ctx context.Context, e *fanbridge.Event) (traceparent, tracest
 		return "", ""
 	}
 	// The eventbridge decoder keeps only valid trace context, but an event may come from
-	// anywhere: it is read as the W3C rules say, and written out again as read.
+	// anywhere: it is read as the W3C rules say, and written out again as read. Version 00
+	// defines the flags sampled (01) and random (02); whoever passes the context on sends the
+	// other bits as 0, as the eventbridge decoder does, where OpenTelemetry's propagator would
+	// refuse the whole header.
+	if len(tp) == 55 && tp[:3] == "00-" && tp[52] == '-' {
+		if f, err := strconv.ParseUint(tp[53:], 16, 8); err == nil && f > 3 {
+			tp = tp[:53] + fmt.Sprintf("%02x", f&3)
+		}
+	}
 	carrier := propagation.MapCarrier{"traceparent": tp}
 	if ts := e.Metadata[fanbridge.MetaTracestate]; ts != "" {
 		carrier["tracestate"] = ts

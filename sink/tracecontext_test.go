@@ -85,6 +85,10 @@ func TestTraceContextFromEventIsValidated(t *testing.T) {
 		{name: "not ASCII", parent: "00-\u00e9", state: senderState},
 		{name: "state without a parent", state: senderState},
 		{name: "bad state alone is dropped", parent: senderParent, state: "no equals sign", wantParent: senderParent},
+		{name: "reserved flags are sent as 0", parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-fd", state: senderState,
+			wantParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", wantState: senderState},
+		{name: "the random flag is kept", parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02", state: senderState,
+			wantParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02", wantState: senderState},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := &fanbridge.Event{ID: "1", Metadata: map[string]string{fanbridge.MetaTraceparent: tc.parent, fanbridge.MetaTracestate: tc.state}}
