@@ -74,9 +74,12 @@ func OpenDLQ(src *config.Config, d *config.DLQ, readOnly bool, log *slog.Logger)
 // doubled, the longest line its tools read. An entry holds the envelope and its data apart (the
 // data is a part of the envelope), so an event as large as an intake may take must fit twice,
 // with room for the entry's other fields; filedlq's default of 8 MiB would refuse events of a
-// little over 4 MiB, which could then never be dead-lettered. An envelope that is not compact
-// JSON is kept as a string, where each newline, quote or control character takes two bytes or
-// more: such a body can still be too large to dead-letter, and its sender is answered 503.
+// little over 4 MiB, which could then never be dead-lettered. An envelope is embedded as it is
+// only when it is compact JSON without <, >, &, DEL, C1 controls or U+2028 to U+202E and U+2066 to
+// U+2069 (see dlq.Entry.AppendJSON); otherwise it and its data are kept as JSON strings, where
+// each quote and backslash takes two bytes and each of those characters up to six. Such a body
+// of more than about 8 MiB can be too large to dead-letter, and its sender is answered 503 for as
+// long as its sink fails; Genesys' events (256 KiB at most) are far from it.
 const FileDLQEntrySize = 2*config.MaxMaxBody + 1<<20
 
 // dlqPath is the key path of the settings of the queue d.
