@@ -2,7 +2,6 @@ package grpcsink
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -139,12 +138,26 @@ func classify(err error, call *sentCall) error {
 	case size == refusedToSend:
 		return retry.Permanent(err)
 	case size == refusedOnReceipt && call != nil && call.answerRefused(st):
-		return fmt.Errorf("the consumer's answer is over the client's receive limit (grpc.MaxCallRecvMsgSize), and the consumer may have the event: %w", err)
+		return &answerRefusal{err: err, limit: "the client's receive limit (grpc.MaxCallRecvMsgSize)"}
 	case size == refusedOnReceipt:
 		return retry.Permanent(err)
 	}
 	return err
 }
+
+// answerRefusal is the error of a call whose answer a size limit refused after the consumer took
+// the event: retryable, as a lost answer is. Its type is what StatusOf goes by when a handler
+// relays it, since the status it carries is also how a server refuses a request too large.
+type answerRefusal struct {
+	err   error
+	limit string // the limit that refused the answer
+}
+
+func (a *answerRefusal) Error() string {
+	return "the consumer's answer is over " + a.limit + ", and the consumer may have the event: " + a.err.Error()
+}
+
+func (a *answerRefusal) Unwrap() error { return a.err }
 
 // httpStatusPrefix begins grpc-go's message for an answer that was plain HTTP, not gRPC, whose
 // status it mapped to a code (404 to Unimplemented).

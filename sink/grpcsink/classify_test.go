@@ -98,16 +98,16 @@ func TestHandlerErrorsRoundTrip(t *testing.T) {
 		{"relayed size refusal", retry.Permanent(fmt.Errorf("grpcsink: deliver: %w",
 			status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5000 vs. 4000)"))),
 			codes.ResourceExhausted, retry.ClassPermanent, 0},
-		// Relaying what its grpcsink.Sink returned for an answer over its receive limit, which
-		// the next consumer sent after taking the event: retryable, not the relay's refusal of
-		// the request. A receive refusal not marked permanent, from a call of the handler's own,
-		// is taken the same way.
-		{"relayed answer over the receive limit", fmt.Errorf("grpcsink: deliver: the consumer may have the event: %w",
+		// A receive refusal is a grpcsink.Sink's refusal of an answer, retryable, only as the
+		// error that Sink returned (TestRelayedAnswerOverTheReceiveLimitStaysRetryable), never
+		// by its text or the lack of a mark: from a call of the handler's own, as it came, it
+		// is the refusal of a request, as large on every attempt.
+		{"receive refusal in a text saying the consumer may have the event", fmt.Errorf("grpcsink: deliver: the consumer may have the event: %w",
 			status.Error(codes.ResourceExhausted, "grpc: received message larger than max (131080 vs. 65536)")),
-			codes.ResourceExhausted, retry.ClassRetryable, 0},
+			codes.ResourceExhausted, retry.ClassPermanent, 0},
 		{"receive refusal not marked permanent", status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5000 vs. 4000)"),
-			codes.ResourceExhausted, retry.ClassRetryable, 0},
-		{"receive refusal as the error's own text", sizeStatusError{}, codes.ResourceExhausted, retry.ClassRetryable, 0},
+			codes.ResourceExhausted, retry.ClassPermanent, 0},
+		{"receive refusal as the error's own text", sizeStatusError{}, codes.ResourceExhausted, retry.ClassPermanent, 0},
 		{"after on a status without RetryInfo", retry.After(status.Error(codes.Unavailable, "busy"), 2*time.Second),
 			codes.Unavailable, retry.ClassRetryable, 2 * time.Second},
 		// What a fanbridge Dispatcher's Dispatch returns for an event no route wants: taken.

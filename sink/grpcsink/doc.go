@@ -121,10 +121,11 @@
 // On the consumer's side NewServer (and StatusOf) map a handler's error back: nil and
 // fanbridge.ErrNoMatch to OK, fanbridge.ErrDuplicate to AlreadyExists, retry.Permanent to
 // FailedPrecondition, retry.After to ResourceExhausted with RetryInfo, a context error to Canceled
-// or DeadlineExceeded, an explicit gRPC status to itself (its own message and details; a refusal
-// over a receive limit only under retry.Permanent, see NewServer), and anything else to
-// Unavailable; so a classification made in the consumer survives the trip, also
-// through a consumer that relays to another one with a grpcsink.Sink of its own.
+// or DeadlineExceeded, an explicit gRPC status to itself (its own message and details; but a
+// grpcsink.Sink's refusal of an answer over its receive limit with the error's text, as a status
+// cannot say whose limit refused a message, see NewServer), and anything else to Unavailable; so
+// a classification made in the consumer survives the trip, also through a consumer that relays to
+// another one with a grpcsink.Sink of its own.
 //
 // # Concurrency
 //

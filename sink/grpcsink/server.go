@@ -40,12 +40,14 @@ type Server struct {
 //     under a retry.Permanent mark; a retry.After mark on a retryable status without a
 //     google.rpc.RetryInfo adds that detail. gRPC's report of a message over a receive limit
 //     ("grpc: received message larger than max") is the exception, as the status cannot say
-//     whose limit refused it: it goes as it is only under a retry.Permanent mark, which a
-//     grpcsink.Sink gives its consumer's refusal of the request, with a google.rpc.ErrorInfo
-//     detail (domain "fanbridge", reason "MESSAGE_TOO_LARGE") when it has none, which shows the
-//     sending Sink that a server sent it. Otherwise (a grpcsink.Sink's own refusal of an answer
-//     its consumer sent after taking the event) its message becomes the error's text, and the
-//     sending Sink reads a retryable ResourceExhausted.
+//     whose limit refused it. When the error is what a grpcsink.Sink (New, NewFromConn or
+//     Adapt) returned for its own refusal of an answer its consumer sent after taking the
+//     event, the status's message becomes the error's text, and the sending Sink reads a
+//     retryable ResourceExhausted. Any other such refusal (what a grpcsink.Sink returned for
+//     its consumer's refusal of the request, or the error of a generated client of the
+//     handler's own, as it came) goes as it is, permanent for the sending Sink, with a
+//     google.rpc.ErrorInfo detail (domain "fanbridge", reason "MESSAGE_TOO_LARGE") when it has
+//     none, which shows the sending Sink that a server sent it.
 //   - an error wrapping fanbridge.ErrDuplicate: AlreadyExists, which the sending Sink counts as
 //     delivered.
 //   - an error marked retry.Permanent: FailedPrecondition, which the sending Sink treats as
@@ -119,13 +121,13 @@ func StatusOf(err error) error {
 			return answer
 		}
 		if sizeRefusal(st.Code(), st.Message()) == refusedOnReceipt {
+			var refused *answerRefusal
 			switch {
-			case !retry.IsPermanent(err):
+			case errors.As(err, &refused):
 				// The status alone cannot say whose receive limit refused a message, and the
-				// sender reads it as this server's refusal of the request: permanent. Not marked
-				// permanent, it is what a grpcsink.Sink returns for an answer over its own limit,
-				// which the consumer sent after taking the event; the handler's text keeps the
-				// account.
+				// sender reads it as this server's refusal of the request: permanent. This one is
+				// a grpcsink.Sink's refusal of an answer its consumer sent after taking the event,
+				// retryable; the handler's text keeps the account.
 				st = withMessage(st, err.Error())
 			case len(st.Proto().GetDetails()) == 0:
 				// A sending Sink takes a receive refusal for its own refusal of an answer when

@@ -247,6 +247,39 @@ func TestRelayedRefusalOfTheRequestStaysPermanent(t *testing.T) {
 	}
 }
 
+// A handler that calls a gRPC service of its own with a plain generated client, and returns the
+// error as it came, passes on that service's refusal of the handler's request for size: the
+// request is as large on every attempt, so it is permanent for the first sender too, whether
+// the handler's status comes Trailers-Only or after headers.
+func TestHandlersOwnSizeRefusalStaysPermanent(t *testing.T) {
+	for transport, viaHTTP := range transports {
+		for built, build := range sinkBuilders {
+			t.Run(transport+"/"+built, func(t *testing.T) {
+				rec := newRecorder()
+				client := fanbridgev1.NewEventSinkClient(plainConn(t, startServer(t, rec, grpc.MaxRecvMsgSize(1024))))
+				called := make(chan error, 1)
+				handler := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+					larger := grpcsink.ToProto(&fanbridge.Event{ID: e.ID, Raw: make([]byte, 4096)})
+					_, err := client.Deliver(ctx, &fanbridgev1.DeliverRequest{Event: larger})
+					called <- err
+					return err
+				})
+				s := build(t, startServerOn(t, viaHTTP, handler))
+
+				err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+
+				require.Contains(t, status.Convert(recv(t, called)).Message(), "larger than max", "the service refused the handler's request")
+				require.Error(t, err)
+				assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+				assert.Contains(t, err.Error(), "larger than max")
+				assert.Equal(t, retry.ClassPermanent, retry.Classify(err), "class of %v", err)
+				assert.NotContains(t, err.Error(), "the consumer may have the event")
+				assert.Zero(t, rec.count(), "the service never saw it")
+			})
+		}
+	}
+}
+
 // answerStatus is a consumer that answers every request with st, as a server that refuses the
 // request does, with no grpcsink.Server in between.
 type answerStatus struct {
