@@ -422,3 +422,102 @@ func TestAvailableTopics(t *testing.T) {
 	reqs := f.srv.Requests()
 	assert.Contains(t, reqs[len(reqs)-1].Query, "expand=transports")
 }
+
+// WithSendCount counts the times a call's request went out, and only those: not the token
+// request, not a copy refused with a 401 and sent again with a new token, not a try that never had
+// a connection. A caller that holds a channel back while a subscription request may still be
+// carried out reads it (package notifications).
+func TestSetSubscriptionsSendCount(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := testContext(t)
+	ch, err := f.client.CreateChannel(ctx)
+	require.NoError(t, err)
+	path := "/api/v2/notifications/channels/" + ch.ID + "/subscriptions"
+	topics := []string{"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"}
+	// fresh returns a client that has no token yet, so that its first call fetches one.
+	fresh := func(t *testing.T, opts ...genesys.Option) *genesys.Client {
+		t.Helper()
+		c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+			append([]genesys.Option{genesys.WithBaseURL(f.srv.URL), genesys.WithTokenURL(f.srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy)}, opts...)...)
+		require.NoError(t, err)
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		// before prepares the call made with c; it returns the context of the call.
+		before func(t *testing.T, c *genesys.Client) context.Context
+		sends  int // as counted
+		puts   int // as the server saw them
+		err    error
+	}{
+		{name: "once, the token fetched first", sends: 1, puts: 1,
+			before: func(*testing.T, *genesys.Client) context.Context { return ctx }},
+		{name: "once, after a 401 and a new token", sends: 1, puts: 2,
+			before: func(t *testing.T, c *genesys.Client) context.Context {
+				require.NoError(t, c.SetSubscriptions(ctx, ch.ID, topics))
+				f.srv.ExpireTokens()
+				f.srv.ResetLog()
+				return ctx
+			}},
+		{name: "twice, after a 503", sends: 2, puts: 2,
+			before: func(*testing.T, *genesys.Client) context.Context {
+				f.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusServiceUnavailable})
+				return ctx
+			}},
+		{name: "once, refused with a 400", sends: 1, puts: 1, err: genesys.ErrBadRequest,
+			before: func(*testing.T, *genesys.Client) context.Context {
+				f.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusBadRequest})
+				return ctx
+			}},
+		{name: "once, a second 401 final", sends: 1, puts: 2, err: genesys.ErrUnauthorized,
+			before: func(t *testing.T, c *genesys.Client) context.Context {
+				require.NoError(t, c.SetSubscriptions(ctx, ch.ID, topics))
+				f.srv.ResetLog()
+				f.srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusUnauthorized, Times: 2})
+				return ctx
+			}},
+		{name: "never, cancelled before", err: context.Canceled,
+			before: func(*testing.T, *genesys.Client) context.Context {
+				cctx, cancel := context.WithCancel(ctx)
+				cancel()
+				return cctx
+			}},
+		{name: "never, cancelled while the token was fetched", err: context.Canceled,
+			before: func(t *testing.T, _ *genesys.Client) context.Context {
+				cctx, cancel := context.WithCancel(ctx)
+				f.srv.SetHook(func(r *http.Request) {
+					if r.URL.Path == "/oauth/token" {
+						cancel()
+					}
+				})
+				t.Cleanup(func() { f.srv.SetHook(nil) })
+				return cctx
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := fresh(t)
+			cctx := tc.before(t, c)
+			f.srv.ResetLog()
+			sends := 0
+			err := c.SetSubscriptions(genesys.WithSendCount(cctx, &sends), ch.ID, topics)
+			if tc.err == nil {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, tc.err)
+			}
+			assert.Equal(t, tc.sends, sends, "sends counted")
+			assert.Equal(t, tc.puts, f.srv.Count(http.MethodPut, path), "requests the server saw")
+		})
+	}
+	t.Run("never, the connection refused", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		dead := "http://" + l.Addr().String()
+		require.NoError(t, l.Close())
+		sends := 0
+		err = fresh(t, genesys.WithBaseURL(dead)).SetSubscriptions(genesys.WithSendCount(ctx, &sends), ch.ID, topics)
+		var op *net.OpError
+		require.ErrorAs(t, err, &op)
+		assert.Zero(t, sends)
+	})
+}

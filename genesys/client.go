@@ -200,8 +200,34 @@ type request struct {
 	// repeatable says whether sending the request again after an unclear failure is harmless.
 	// GET, PUT, PATCH and DELETE are; a POST that creates something is not unless the caller says so.
 	repeatable bool
-	// tries, when not nil, counts the times r was sent (a renewal of the token aside).
+	// tries, when not nil, counts the times r went out, as WithSendCount does.
 	tries *int
+}
+
+// sendCountKey is the context key of WithSendCount.
+type sendCountKey struct{}
+
+// WithSendCount returns a copy of ctx with which every call of a Client adds to *n each time its
+// request goes out: once the transport has a connection for it (net/http/httptrace's GotConn; see
+// WithHTTPClient for a transport that does not say, through which every try that reached it counts
+// unless its dial failed). The token request does not count, nor a try refused with a 401 that the
+// client then sends again with a renewed token: Genesys did nothing with it. A call that counted
+// nothing sent nothing, and Genesys will not carry it out. A request that is safe to repeat (a
+// PUT) may go out more than once in one call, after a 5xx or a timeout, and an earlier copy may
+// then be carried out after the answer to a later one. n is not synchronised: calls that run at
+// the same time need their own.
+func WithSendCount(ctx context.Context, n *int) context.Context {
+	return context.WithValue(ctx, sendCountKey{}, n)
+}
+
+// countSend records that r went out once more.
+func countSend(ctx context.Context, r request) {
+	if r.tries != nil {
+		*r.tries++
+	}
+	if n, _ := ctx.Value(sendCountKey{}).(*int); n != nil {
+		*n++
+	}
 }
 
 func get(path string, q url.Values) request {
@@ -224,9 +250,6 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 	}
 	var last error
 	err := c.retrier.Do(ctx, func(ctx context.Context) error {
-		if r.tries != nil {
-			*r.tries++
-		}
 		last = c.attempt(ctx, r, payload, out)
 		return c.classify(r, last)
 	}, retry.OnRetry(func(a retry.Attempt) {
@@ -264,14 +287,20 @@ func (c *Client) attempt(ctx context.Context, r request, payload []byte, out any
 		}
 		status, h, body, err := c.send(ctx, r, payload, token)
 		if err != nil {
+			var tErr *transportError
+			if errors.As(err, &tErr) && !tErr.nothingSent() {
+				countSend(ctx, r)
+			}
 			return err
 		}
 		if status == http.StatusUnauthorized && !renewed {
+			// Refused before any work, and sent again below: not counted as sent.
 			c.log.LogAttrs(ctx, levelDebug, "genesys: token refused, renewing it",
 				slog.String("method", r.method), slog.String("path", r.path))
 			c.tokens.invalidate(token)
 			continue
 		}
+		countSend(ctx, r)
 		if status < 200 || status > 299 {
 			e := parseAPIError(status, h, body, c.clock.Now())
 			e.Method, e.Path = r.method, r.path

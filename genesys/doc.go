@@ -84,6 +84,12 @@
 // ErrOutcomeUnknown too: Genesys created it, and provisioning looks the integration up by name
 // instead of creating another.
 //
+// A caller that must know whether a request may still be carried out after a call returned (a
+// PUT sent again after a 5xx, whose first copy may land after the answer to the second; a call
+// cut short once the request had gone out) learns from WithSendCount how often the call's request
+// went out, counted by the same hooks: the token request does not count, nor a try refused with a
+// 401 that the client sent again with a renewed token.
+//
 // # Errors
 //
 // A non-2xx answer is an *APIError with the status, Genesys' code, message and contextId, and the

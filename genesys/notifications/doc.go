@@ -95,12 +95,15 @@
 //     meanwhile, and a request to subscribe again, cut short because the channel is replaced, would
 //     replace them with its own topics: that lane's socket would carry heartbeats and no event
 //     until its channel was next replaced, and nothing would tell. So a channel given back after
-//     such a request was cut short or failed (a 5xx, a timeout, a broken connection), or succeeded
-//     only once the genesys client had sent it again, is held back for the same grace period of
-//     5 minutes from when the lane saw the request end: it still counts, and no lane connects it
-//     again before. The source learns how often a request went out from net/http/httptrace
-//     (GotConn), which net/http's transport calls; with a transport of the caller's that calls
-//     nothing (genesys.WithHTTPClient), every channel given back is held back.
+//     such a request was cut short once it had gone out or failed (a 5xx, a timeout, a broken
+//     connection), or succeeded only once the genesys client had sent it again, is held back for
+//     the same grace period of 5 minutes from when the lane saw the request end: it still counts,
+//     and no lane connects it again before. A request that never went out, or that Genesys
+//     refused with a 4xx answer read in full, holds nothing back. The genesys client tells how
+//     often a request went out (genesys.WithSendCount), not counting its token request nor a
+//     copy refused with a 401 and sent again with a new token; through a transport of the
+//     caller's that does not report its connections (genesys.WithHTTPClient), every failure but
+//     a refused connection counts as a request that went out.
 //   - With 20 or more counted and none that may be connected again, creating one more evicts at
 //     most as many channels as are counted beyond 19, the oldest Genesys holds, and those are among
 //     as many of the oldest counted: those that do not exist only make room. A lost creation is

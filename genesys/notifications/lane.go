@@ -8,11 +8,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -415,26 +413,34 @@ func (l *lane) subscribeAgain(ctx context.Context, cur *conn, expiry <-chan time
 
 // setSubscriptions replaces the subscriptions of the claimed channel with topics. Genesys may carry
 // out such a request after its failure was seen, as it may a creation (see lateCreationGrace): one
-// cut short by the lane, or given up on after a timeout, a 5xx or a broken connection. The genesys
-// client sends a PUT again after such a failure, so even a success may leave an earlier copy
-// behind. Carried out after another lane has connected the channel again, a removal would leave
-// that lane's socket without subscriptions, and a subscription would replace them with topics of
-// another lane; nothing would tell, and the lane's events would be lost until its channel was next
-// replaced. So unless the request succeeded and went out once, the claimed channel is held back
-// (see account). How often it went out is told by net/http/httptrace, whose GotConn the client's
-// transport calls for every request it sends; a transport that calls none (see
-// genesys.WithHTTPClient) leaves every request unclear.
+// cut short by the lane once it had gone out, or given up on after a timeout, a 5xx or a broken
+// connection. The genesys client sends a PUT again after such a failure, so even a success may
+// leave an earlier copy behind. Carried out after another lane has connected the channel again, a
+// removal would leave that lane's socket without subscriptions, and a subscription would replace
+// them with topics of another lane; nothing would tell, and the lane's events would be lost until
+// its channel was next replaced. So the claimed channel is held back (see account) when the
+// request went out more than once, or went out once and did not come back answered: only a 2xx or
+// a 4xx read in full settles it. A request that never went out (cut short before, or during the
+// token request) holds nothing back, nor does a copy refused with a 401 that the client sent
+// again with a new token: the genesys client counts neither (see genesys.WithSendCount).
 func (l *lane) setSubscriptions(ctx context.Context, cl *claim, topics []string) error {
-	var sends atomic.Int64
-	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { sends.Add(1) }})
-	err := l.s.client.SetSubscriptions(tctx, cl.channel().ID, topics)
-	if err != nil || sends.Load() != 1 {
+	sends := 0
+	err := l.s.client.SetSubscriptions(genesys.WithSendCount(ctx, &sends), cl.channel().ID, topics)
+	if sends > 1 || sends == 1 && err != nil && !refused(err) {
 		at := time.Now()
 		cl.holdBack(at)
 		l.s.log.LogAttrs(ctx, slog.LevelDebug, "notifications: Genesys may still carry out a subscription request whose outcome is unclear; the channel is not connected again until then",
 			slog.Int("lane", l.idx), slog.String("channel", cl.channel().ID), slog.Time("until", at.Add(l.s.account.grace)))
 	}
 	return err
+}
+
+// refused reports whether err is an answer of Genesys' with a 4xx status, read in full: Genesys
+// did nothing with the request, and will not. A 4xx whose body was cut off is a transport error,
+// and stays unclear.
+func refused(err error) bool {
+	var apiErr *genesys.APIError
+	return errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status <= 499
 }
 
 // throttled reports whether a subscription request was refused for now (a 429, with any wait,

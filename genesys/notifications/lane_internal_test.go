@@ -1,6 +1,9 @@
 package notifications
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -8,8 +11,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/genesys/genesystest"
+	"github.com/fanbridge/fanbridge/retry"
 )
 
 // A channel connected again was created long before its socket was opened: its replacement is
@@ -88,4 +94,113 @@ func TestDialRetryAfter(t *testing.T) {
 	d, ok := dialRetryAfter(&http.Response{Header: http.Header{"Retry-After": []string{time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)}}})
 	assert.True(t, ok)
 	assert.InDelta(t, time.Hour, d, float64(2*time.Second))
+}
+
+// A channel is held back only when a subscription request that changed it may still be carried
+// out: it went out more than once, or went out once and its answer was not a 2xx or a 4xx read in
+// full. The token request, a copy refused with a 401 and sent again with a new token, and a
+// request cut short before it went out do not count: at the limit of 20, a needless hold makes a
+// lane wait for the grace period.
+func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	policy := retry.Policy{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxAttempts: 3, Jitter: retry.NoJitter}
+	// newClient returns a client without a token, so that its first request fetches one.
+	newClient := func(t *testing.T) *genesys.Client {
+		t.Helper()
+		c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+			genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(policy))
+		require.NoError(t, err)
+		return c
+	}
+	ch, err := newClient(t).CreateChannel(ctx)
+	require.NoError(t, err)
+	path := "/api/v2/notifications/channels/" + ch.ID + "/subscriptions"
+	topics := []string{"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"}
+	for _, tc := range []struct {
+		name string
+		// before prepares the request sent with c and returns its context.
+		before func(t *testing.T, c *genesys.Client) context.Context
+		hold   bool
+		err    bool
+	}{
+		{name: "sent once, the token fetched first",
+			before: func(*testing.T, *genesys.Client) context.Context { return ctx }},
+		{name: "sent once after a 401 and a new token",
+			before: func(t *testing.T, c *genesys.Client) context.Context {
+				require.NoError(t, c.SetSubscriptions(ctx, ch.ID, topics))
+				srv.ExpireTokens()
+				return ctx
+			}},
+		{name: "refused with a 400", err: true,
+			before: func(*testing.T, *genesys.Client) context.Context {
+				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusBadRequest})
+				return ctx
+			}},
+		{name: "cancelled before it went out", err: true,
+			before: func(*testing.T, *genesys.Client) context.Context {
+				cctx, cancel := context.WithCancel(ctx)
+				cancel()
+				return cctx
+			}},
+		{name: "cancelled during the token request", err: true,
+			before: func(t *testing.T, _ *genesys.Client) context.Context {
+				cctx, cancel := context.WithCancel(ctx)
+				srv.SetHook(func(r *http.Request) {
+					if r.URL.Path == "/oauth/token" {
+						cancel()
+					}
+				})
+				t.Cleanup(func() { srv.SetHook(nil) })
+				return cctx
+			}},
+		{name: "sent again after a 503", hold: true,
+			before: func(*testing.T, *genesys.Client) context.Context {
+				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusServiceUnavailable, Processed: true})
+				return ctx
+			}},
+		{name: "a 503, then refused with a 400", hold: true, err: true,
+			before: func(*testing.T, *genesys.Client) context.Context {
+				// The answer to the second copy does not settle the first.
+				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusServiceUnavailable})
+				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusBadRequest})
+				return ctx
+			}},
+		{name: "cut short once it went out", hold: true, err: true,
+			before: func(t *testing.T, c *genesys.Client) context.Context {
+				require.NoError(t, c.SetSubscriptions(ctx, ch.ID, topics)) // a token at hand
+				cctx, cancel := context.WithCancel(ctx)
+				srv.SetHook(func(r *http.Request) {
+					if r.Method != http.MethodPut || r.URL.Path != path {
+						return
+					}
+					_, _ = io.ReadAll(r.Body) // the whole request is in
+					cancel()
+					select {
+					case <-r.Context().Done(): // the client hung up
+					case <-ctx.Done():
+					}
+				})
+				t.Cleanup(func() { srv.SetHook(nil) })
+				return cctx
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClient(t)
+			a := testAccount(t)
+			l := &lane{s: &Source{client: c, log: slog.New(slog.DiscardHandler), account: a}}
+			h := &held{ch: ch, expires: time.Now().Add(time.Hour), inUse: true}
+			a.items = []*held{h}
+			rctx := tc.before(t, c)
+			err := l.setSubscriptions(rctx, &claim{a: a, h: h}, topics)
+			if tc.err {
+				require.Error(t, err)
+			} else {
+				require.NoError(t, err)
+			}
+			assert.Equal(t, tc.hold, !h.reuseAt.IsZero(), "held back until %v (error %v)", h.reuseAt, err)
+		})
+	}
 }
