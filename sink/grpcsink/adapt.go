@@ -20,13 +20,14 @@ import (
 // call is the generated client method, such as client.RecordInteraction; convert turns an event
 // into its request. Each Send converts, then calls with the same deadline (WithCallTimeout),
 // outgoing metadata (event id, traceparent, tracestate), call options and classification as a
-// Sink built with New: Classify, told the call's trailer metadata through a grpc.Trailer that
-// Adapt adds to the call options, and the request's encoded size when it is a proto.Message (see
-// the package documentation's Errors), so call must pass its options on to the client, and send
-// the request it is given as it is. A convert error is returned marked retry.Permanent, since
-// converting the same event again gives the same result; so convert should refuse what its request
-// cannot carry (such as text that is not valid UTF-8 in a proto3 string field), which gRPC would
-// otherwise report as a retryable Internal encoding error. The response is discarded.
+// Sink built with New: Classify, told the call's header and trailer metadata through a
+// grpc.Header and a grpc.Trailer that Adapt adds to the call options, and the request's encoded
+// size when it is a proto.Message (see the package documentation's Errors), so call must pass its
+// options on to the client, and send the request it is given as it is. A convert error is
+// returned marked retry.Permanent, since converting the same event again gives the same result;
+// so convert should refuse what its request cannot carry (such as text that is not valid UTF-8 in
+// a proto3 string field), which gRPC would otherwise report as a retryable Internal encoding
+// error. The response is discarded.
 //
 // The client's connection stays the caller's: the adapter has no Close. Options about the
 // connection or the fanbridge.v1 request (WithTLS, WithInsecure, WithDialOptions, WithoutRaw,
@@ -73,12 +74,12 @@ func (a *adapter[Req, Resp]) Send(ctx context.Context, e *fanbridge.Event) error
 		return retry.Permanent(fmt.Errorf("grpcsink: convert event %q: %w", e.ID, err))
 	}
 	callCtx, cancel := a.caller.prepare(ctx, e)
-	var trailer metadata.MD
-	_, err = a.call(callCtx, req, append(a.opts[:len(a.opts):len(a.opts)], grpc.Trailer(&trailer))...)
+	var header, trailer metadata.MD
+	_, err = a.call(callCtx, req, append(a.opts[:len(a.opts):len(a.opts)], grpc.Header(&header), grpc.Trailer(&trailer))...)
 	cancel()
 	if err == nil {
 		return nil
 	}
 	request, _ := any(req).(proto.Message)
-	return a.caller.finish(ctx, callCtx, e, err, trailer, request)
+	return a.caller.finish(ctx, callCtx, e, err, sentCall{header: header, trailer: trailer, request: request})
 }

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/sink"
@@ -85,10 +84,10 @@ func (c *caller) prepare(ctx context.Context, e *fanbridge.Event) (context.Conte
 }
 
 // finish turns the error of a call made under callCtx, derived from the caller's parent, into what
-// Send returns. The call's trailer metadata (grpc.Trailer) and its request tell the client's own
-// refusal of an answer from the consumer's refusal of the request, and the trailer may ask for a
-// wait. request is nil when it is not a proto.Message.
-func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err error, trailer metadata.MD, request proto.Message) error {
+// Send returns. What call holds of the call tells a refusal of the consumer's answer from a
+// refusal of the request, and its trailer may ask for a wait. call.request is nil when it is not
+// a proto.Message.
+func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err error, call sentCall) error {
 	if err == nil {
 		return nil
 	}
@@ -102,11 +101,10 @@ func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err
 		// closed under it.
 		return fmt.Errorf("grpcsink: deliver: %w: %w", sink.ErrClosed, err)
 	}
-	call := &sentCall{trailer: trailer}
-	if c.protoCodec {
-		call.request = request
+	if !c.protoCodec {
+		call.request = nil
 	}
-	classified := classify(err, call)
+	classified := classify(err, &call)
 	if classified == nil {
 		c.logger.LogAttrs(parent, slog.LevelDebug, "grpcsink: consumer already had the event",
 			slog.String("event_id", e.ID))

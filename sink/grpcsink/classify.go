@@ -92,16 +92,16 @@ func Classify(err error) error {
 
 // sentCall is what Send and Adapt know of a call beyond its error.
 type sentCall struct {
-	// trailer is the call's trailer metadata (grpc.Trailer).
-	trailer metadata.MD
+	// header and trailer are the call's header and trailer metadata (grpc.Header, grpc.Trailer).
+	header, trailer metadata.MD
 	// request is the call's request when gRPC's protobuf codec encoded it, which makes its size
 	// on the wire known; nil otherwise.
 	request proto.Message
 }
 
 // classify is Classify, told what Send or Adapt know of the call when call is not nil: a size
-// refusal on receipt is then retryable when the message refused cannot be the request, and a
-// grpc-retry-pushback-ms trailer asks for a wait as RetryInfo does.
+// refusal is then retryable when it refused the consumer's answer, and a grpc-retry-pushback-ms
+// trailer asks for a wait as RetryInfo does.
 func classify(err error, call *sentCall) error {
 	if err == nil {
 		return nil
@@ -135,6 +135,8 @@ func classify(err error, call *sentCall) error {
 		return retry.After(err, d)
 	}
 	switch size := sizeRefusal(st.Code(), st.Message()); {
+	case size == refusedToSend && call != nil && call.answerUnsent(st):
+		return &answerRefusal{err: err, limit: "its server's send limit (grpc.MaxSendMsgSize)"}
 	case size == refusedToSend:
 		return retry.Permanent(err)
 	case size == refusedOnReceipt && call != nil && call.answerRefused(st):
@@ -168,7 +170,7 @@ type sizeRefusalKind int
 
 const (
 	notSizeRefusal   sizeRefusalKind = iota
-	refusedToSend                    // the client's own send limit: the event never left
+	refusedToSend                    // a send limit: the client's on the request, or the server's on the answer
 	refusedOnReceipt                 // a receive limit: the server's on the request, or the client's on the answer
 )
 
@@ -230,6 +232,33 @@ func (c *sentCall) answerRefused(st *status.Status) bool {
 		return encoded <= limit
 	}
 	// The wire size of a refused request is its encoded size, or what a compressor made of it.
+	return size > encoded+compressionSlack(encoded)
+}
+
+// answerUnsent reports whether st, a send-size refusal that ended the call, is the consumer's
+// server refusing to send its answer over its own send limit (grpc.MaxSendMsgSize), after the
+// consumer took the event, rather than the client refusing to send the request over its limit:
+// grpc-go words the two alike. The client's refusal arises before anything comes back, and names
+// the request's size on the wire. So a refusal is the server's when response headers or a
+// Trailers-Only response came with it (both carry a content-type, which a status the client
+// raises lacks), or when the size it names cannot be the request's. grpc-go's own refusals carry
+// no status details: one that does is a server relaying another refusal (NewServer adds a
+// detail), of a request as large on every attempt.
+func (c *sentCall) answerUnsent(st *status.Status) bool {
+	if len(st.Proto().GetDetails()) > 0 {
+		return false
+	}
+	if len(c.header.Get("content-type")) > 0 || trailersOnly(c.trailer) {
+		return true
+	}
+	if c.request == nil {
+		return false
+	}
+	size, _, ok := sizeVsLimit(strings.TrimPrefix(st.Message(), sendRefusal))
+	if !ok {
+		return false
+	}
+	encoded := int64(proto.Size(c.request))
 	return size > encoded+compressionSlack(encoded)
 }
 

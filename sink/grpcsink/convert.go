@@ -38,18 +38,19 @@ func fillProto(pe *fanbridgev1.Event, ts *timestamppb.Timestamp, e *fanbridge.Ev
 	}
 }
 
-// delivery holds one request, the messages it points to, the response, the call's trailer
-// metadata and its options in a single allocation. It is not pooled: an interceptor or stats
+// delivery holds one request, the messages it points to, the response, the call's header and
+// trailer metadata and its options in a single allocation. It is not pooled: an interceptor or stats
 // handler on the caller's connection may keep the request after the call returns.
 type delivery struct {
 	req     fanbridgev1.DeliverRequest
 	event   fanbridgev1.Event
 	time    timestamppb.Timestamp
 	resp    fanbridgev1.DeliverResponse
+	header  metadata.MD
 	trailer metadata.MD
-	// opts has room for the prepared options and the trailer's, for up to two of WithCallOptions
-	// without another allocation.
-	opts [4]grpc.CallOption
+	// opts has room for the prepared options and the header's and trailer's, for up to two of
+	// WithCallOptions without another allocation.
+	opts [5]grpc.CallOption
 }
 
 // checkEncodable returns an error wrapping ErrInvalidEvent, naming the field, when a text field of

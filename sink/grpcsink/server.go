@@ -38,16 +38,17 @@ type Server struct {
 //     own size refusals by their message, so a handler relaying what another grpcsink.Sink
 //     returned is classified as that Sink classified it). The status decides the class, even
 //     under a retry.Permanent mark; a retry.After mark on a retryable status without a
-//     google.rpc.RetryInfo adds that detail. gRPC's report of a message over a receive limit
-//     ("grpc: received message larger than max") is the exception, as the status cannot say
-//     whose limit refused it. When the error is what a grpcsink.Sink (New, NewFromConn or
-//     Adapt) returned for its own refusal of an answer its consumer sent after taking the
-//     event, the status's message becomes the error's text, and the sending Sink reads a
-//     retryable ResourceExhausted. Any other such refusal (what a grpcsink.Sink returned for
-//     its consumer's refusal of the request, or the error of a generated client of the
-//     handler's own, as it came) goes as it is, permanent for the sending Sink, with a
-//     google.rpc.ErrorInfo detail (domain "fanbridge", reason "MESSAGE_TOO_LARGE") when it has
-//     none, which shows the sending Sink that a server sent it.
+//     google.rpc.RetryInfo adds that detail. gRPC's reports of a message over a size limit
+//     ("grpc: received message larger than max", "trying to send message larger than max") are
+//     the exception, as the status cannot say whose limit refused the message. When the error
+//     is what a grpcsink.Sink (New, NewFromConn or Adapt) returned for an answer refused after
+//     its consumer took the event (over the Sink's receive limit, or its consumer's server's
+//     send limit), the status's message becomes the error's text, and the sending Sink reads a
+//     retryable ResourceExhausted. Any other such refusal (what a grpcsink.Sink returned for a
+//     refusal of the request, or the error of a generated client of the handler's own, as it
+//     came) goes as it is, permanent for the sending Sink, with a google.rpc.ErrorInfo detail
+//     (domain "fanbridge", reason "MESSAGE_TOO_LARGE") when it has none, which shows the
+//     sending Sink that a server relays it.
 //   - an error wrapping fanbridge.ErrDuplicate: AlreadyExists, which the sending Sink counts as
 //     delivered.
 //   - an error marked retry.Permanent: FailedPrecondition, which the sending Sink treats as
@@ -120,19 +121,22 @@ func StatusOf(err error) error {
 		if CodeClass(st.Code()) == Delivered {
 			return answer
 		}
-		if sizeRefusal(st.Code(), st.Message()) == refusedOnReceipt {
+		if sizeRefusal(st.Code(), st.Message()) != notSizeRefusal {
 			var refused *answerRefusal
 			switch {
 			case errors.As(err, &refused):
-				// The status alone cannot say whose receive limit refused a message, and the
-				// sender reads it as this server's refusal of the request: permanent. This one is
-				// a grpcsink.Sink's refusal of an answer its consumer sent after taking the event,
-				// retryable; the handler's text keeps the account.
+				// The status alone cannot say whose limit refused a message, and the sender
+				// reads a receive refusal as this server's refusal of the request: permanent.
+				// This one is a grpcsink.Sink's refusal of an answer its consumer sent, or its
+				// consumer's server refusing to send one, after taking the event: retryable; the
+				// handler's text keeps the account.
 				st = withMessage(st, err.Error())
 			case len(st.Proto().GetDetails()) == 0:
 				// A sending Sink takes a receive refusal for its own refusal of an answer when
 				// the message refused cannot be its request, and the request this handler made
-				// may be larger than the one it got. A detail shows that a server sent it.
+				// may be larger than the one it got; and a send refusal that a server sent for
+				// that server's refusal to send its answer. A detail shows that this server
+				// relays a refusal instead.
 				if marked, derr := st.WithDetails(sentByServer); derr == nil {
 					st = marked
 				}

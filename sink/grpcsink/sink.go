@@ -176,14 +176,14 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	d.req.Event, d.req.Sink = &d.event, s.name
 	callCtx, cancel := s.call.prepare(ctx, e)
 	// The generated client's Deliver, without its two allocations per call: the response lives
-	// in d, and the options are prepared, but for the trailer's, which points into d.
-	opts := append(append(d.opts[:0], s.opts...), grpc.Trailer(&d.trailer))
+	// in d, and the options are prepared, but for the header's and trailer's, which point into d.
+	opts := append(append(d.opts[:0], s.opts...), grpc.Header(&d.header), grpc.Trailer(&d.trailer))
 	err := s.conn.Invoke(callCtx, fanbridgev1.EventSink_Deliver_FullMethodName, &d.req, &d.resp, opts...)
 	cancel()
 	if err == nil {
 		return nil
 	}
-	return s.call.finish(ctx, callCtx, e, err, d.trailer, &d.req)
+	return s.call.finish(ctx, callCtx, e, err, sentCall{header: d.header, trailer: d.trailer, request: &d.req})
 }
 
 // Close stops the Sink: later Sends fail with sink.ErrClosed, Sends in flight are waited for (each

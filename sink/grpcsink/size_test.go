@@ -12,6 +12,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/status"
@@ -139,11 +140,11 @@ func (l largeAnswer) Deliver(ctx context.Context, req *fanbridgev1.DeliverReques
 
 // startLargeAnswer serves a largeAnswer consumer that hands each event to h, on a new loopback
 // port, through ServeHTTP when viaHTTP is set, and returns the address.
-func startLargeAnswer(t testing.TB, viaHTTP bool, h sink.Sink, extra int) string {
+func startLargeAnswer(t testing.TB, viaHTTP bool, h sink.Sink, extra int, opts ...grpc.ServerOption) string {
 	t.Helper()
 	srv, err := grpcsink.NewServer(h)
 	require.NoError(t, err)
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(opts...)
 	fanbridgev1.RegisterEventSinkServer(gs, largeAnswer{Server: srv, extra: extra})
 	return serveOn(t, gs, viaHTTP)
 }
@@ -207,6 +208,158 @@ func TestRelayedAnswerOverTheReceiveLimitStaysRetryable(t *testing.T) {
 				assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
 				assert.Contains(t, err.Error(), "the consumer may have the event")
 				assert.Equal(t, 1, rec.count(), "the next consumer has the event")
+			})
+		}
+	}
+}
+
+// The consumer's server refuses to send an answer over its own send limit (grpc.MaxSendMsgSize)
+// after the consumer took the event, and reports it to the client in the words grpc-go uses for
+// the client's own refusal to send a request: it is retryable, as a lost answer is, also when the
+// answer, compressed, is no larger than the request could be, so that its size cannot tell.
+func TestAnswerOverTheServersSendLimitIsRetryable(t *testing.T) {
+	encodings := map[string]struct {
+		limit    int
+		callOpts []grpc.CallOption
+	}{
+		"plain": {limit: 64 << 10},
+		// 128 KiB of zeros compress to fewer bytes than a request of that size may take.
+		"compressed": {limit: 64, callOpts: []grpc.CallOption{grpc.UseCompressor(gzip.Name)}},
+	}
+	for transport, viaHTTP := range transports {
+		for encoded, enc := range encodings {
+			for built, build := range sinkBuilders {
+				t.Run(transport+"/"+encoded+"/"+built, func(t *testing.T) {
+					rec := newRecorder()
+					s := build(t, startLargeAnswer(t, viaHTTP, rec, 128<<10, grpc.MaxSendMsgSize(enc.limit)),
+						grpcsink.WithCallOptions(enc.callOpts...))
+					e := &fanbridge.Event{ID: "small", Data: []byte(`{}`)}
+
+					err := s.Send(testContext(t), e)
+
+					require.Error(t, err)
+					assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+					var size, limit int
+					_, scanErr := fmt.Sscanf(statusMessage(t, err), "trying to send message larger than max (%d vs. %d)", &size, &limit)
+					require.NoError(t, scanErr, "grpc-go's send refusal: %v", err)
+					assert.Equal(t, enc.limit, limit, "the server's limit")
+					if enc.callOpts != nil {
+						requestSize := proto.Size(&fanbridgev1.DeliverRequest{Event: grpcsink.ToProto(e)})
+						require.LessOrEqual(t, size, requestSize+256, "an answer no larger than the request could be")
+					}
+					assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
+					assert.Contains(t, err.Error(), "the consumer may have the event")
+					assert.Equal(t, 1, rec.count(), "the consumer has the event")
+				})
+			}
+		}
+	}
+}
+
+// A relay whose next consumer's server refuses to send its answer, after taking the event, gets a
+// retryable error from its grpcsink.Sink, and the first sender reads it as retryable too.
+func TestRelayedAnswerOverTheSendLimitStaysRetryable(t *testing.T) {
+	for transport, viaHTTP := range transports {
+		for built, build := range sinkBuilders {
+			t.Run(transport+"/"+built, func(t *testing.T) {
+				rec := newRecorder()
+				next := build(t, startLargeAnswer(t, false, rec, 128<<10, grpc.MaxSendMsgSize(64<<10)))
+				relayed := make(chan error, 1)
+				relay := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+					err := next.Send(ctx, e)
+					relayed <- err
+					return err
+				})
+				s := newSink(t, startServerOn(t, viaHTTP, relay))
+
+				err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+
+				relayErr := recv(t, relayed)
+				require.Error(t, relayErr)
+				require.Equal(t, retry.ClassRetryable, retry.Classify(relayErr), "the relay's own class, of %v", relayErr)
+				require.Error(t, err)
+				assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+				assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
+				assert.Contains(t, err.Error(), "the consumer may have the event")
+				assert.Equal(t, 1, rec.count(), "the next consumer has the event")
+			})
+		}
+	}
+}
+
+// The client's own send limit refuses the request before anything is sent, wherever the limit
+// was set: on the call, as the connection's default, or in a service config.
+func TestClientsSendLimitIsPermanentWhereverSet(t *testing.T) {
+	const serviceConfig = `{"methodConfig": [{"name": [{"service": "fanbridge.v1.EventSink"}], "maxRequestMessageBytes": 1024}]}`
+	for _, tt := range []struct {
+		name string
+		dial []grpc.DialOption
+		opts []grpcsink.Option
+	}{
+		{name: "WithCallOptions", opts: []grpcsink.Option{grpcsink.WithCallOptions(grpc.MaxCallSendMsgSize(1024))}},
+		{name: "default call options", dial: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(1024))}},
+		{name: "service config", dial: []grpc.DialOption{grpc.WithDefaultServiceConfig(serviceConfig)}},
+	} {
+		builders := map[string]func(t *testing.T, addr string) sink.Sink{
+			"New": func(t *testing.T, addr string) sink.Sink {
+				return newSink(t, addr, append([]grpcsink.Option{grpcsink.WithDialOptions(tt.dial...)}, tt.opts...)...)
+			},
+			"Adapt": func(t *testing.T, addr string) sink.Sink {
+				conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, tt.dial...)...)
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = conn.Close() })
+				s, err := grpcsink.Adapt(fanbridgev1.NewEventSinkClient(conn).Deliver, func(e *fanbridge.Event) (*fanbridgev1.DeliverRequest, error) {
+					return &fanbridgev1.DeliverRequest{Event: grpcsink.ToProto(e)}, nil
+				}, tt.opts...)
+				require.NoError(t, err)
+				return s
+			},
+		}
+		for built, build := range builders {
+			t.Run(tt.name+"/"+built, func(t *testing.T) {
+				rec := newRecorder()
+				s := build(t, startServer(t, rec))
+
+				err := s.Send(testContext(t), sampleEvent(t))
+
+				require.Error(t, err)
+				assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+				assert.Contains(t, err.Error(), "trying to send message larger than max")
+				assert.Equal(t, retry.ClassPermanent, retry.Classify(err), "class of %v", err)
+				assert.Zero(t, rec.count(), "the consumer never saw it")
+			})
+		}
+	}
+}
+
+// A relay that refuses to send a larger request with its grpcsink.Sink's own send limit answers
+// with that refusal, which the first sender, though the status came from a server, reads as a
+// permanent refusal of a request: the Server adds a detail grpc-go's refusal of an answer lacks.
+func TestRelayedSendRefusalOfTheRequestStaysPermanent(t *testing.T) {
+	for transport, viaHTTP := range transports {
+		for built, build := range sinkBuilders {
+			t.Run(transport+"/"+built, func(t *testing.T) {
+				rec := newRecorder()
+				next := build(t, startServer(t, rec), grpcsink.WithCallOptions(grpc.MaxCallSendMsgSize(1024)))
+				relayed := make(chan error, 1)
+				relay := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+					e.Raw = make([]byte, 4096)
+					err := next.Send(ctx, e)
+					relayed <- err
+					return err
+				})
+				s := newSink(t, startServerOn(t, viaHTTP, relay))
+
+				err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+
+				relayErr := recv(t, relayed)
+				require.Error(t, relayErr)
+				require.Equal(t, retry.ClassPermanent, retry.Classify(relayErr), "the relay's own class, of %v", relayErr)
+				require.Error(t, err)
+				assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+				assert.Contains(t, err.Error(), "trying to send message larger than max")
+				assert.Equal(t, retry.ClassPermanent, retry.Classify(err), "class of %v", err)
+				assert.Zero(t, rec.count(), "the next consumer never saw it")
 			})
 		}
 	}
@@ -278,6 +431,15 @@ func TestHandlersOwnSizeRefusalStaysPermanent(t *testing.T) {
 			})
 		}
 	}
+}
+
+// statusMessage returns the message of the gRPC status err wraps, which status.Convert would
+// give as the whole wrapping text.
+func statusMessage(t testing.TB, err error) string {
+	t.Helper()
+	var gs interface{ GRPCStatus() *status.Status }
+	require.ErrorAs(t, err, &gs)
+	return gs.GRPCStatus().Message()
 }
 
 // answerStatus is a consumer that answers every request with st, as a server that refuses the
@@ -357,6 +519,47 @@ func TestReceiveRefusalIsTheAnswersOnlyWhenItCannotBeTheRequest(t *testing.T) {
 				assert.Equal(t, tt.wantClass, retry.Classify(err), "class of %v", err)
 				assert.Equal(t, tt.wantClass == retry.ClassRetryable, strings.Contains(err.Error(), "the consumer may have the event"), "%v", err)
 			})
+		}
+	}
+}
+
+// A send refusal that a server sent is that server's refusal to send its answer, whatever size
+// it names, in a Trailers-Only response as after headers: the client's own arises before anything
+// comes back. One with status details relays a refusal of a request, as a Server does.
+func TestSendRefusalFromAServerIsTheAnswers(t *testing.T) {
+	small := &fanbridge.Event{ID: "small", Data: []byte(`{}`)}
+	requestSize := proto.Size(&fanbridgev1.DeliverRequest{Event: grpcsink.ToProto(small)})
+	msg := fmt.Sprintf("trying to send message larger than max (%d vs. %d)", requestSize, requestSize-1)
+	for _, tt := range []struct {
+		name      string
+		detail    bool
+		wantClass retry.Class
+	}{
+		{name: "the request's size", wantClass: retry.ClassRetryable},
+		{name: "with a detail", detail: true, wantClass: retry.ClassPermanent},
+	} {
+		for transport, viaHTTP := range transports {
+			for built, build := range sinkBuilders {
+				t.Run(tt.name+"/"+transport+"/"+built, func(t *testing.T) {
+					st := status.New(codes.ResourceExhausted, msg)
+					if tt.detail {
+						var err error
+						st, err = st.WithDetails(&errdetails.ErrorInfo{Domain: "example.com", Reason: "TOO_LARGE"})
+						require.NoError(t, err)
+					}
+					gs := grpc.NewServer()
+					fanbridgev1.RegisterEventSinkServer(gs, answerStatus{st: st})
+					s := build(t, serveOn(t, gs, viaHTTP))
+
+					err := s.Send(testContext(t), small)
+
+					require.Error(t, err)
+					assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+					assert.Contains(t, err.Error(), msg)
+					assert.Equal(t, tt.wantClass, retry.Classify(err), "class of %v", err)
+					assert.Equal(t, tt.wantClass == retry.ClassRetryable, strings.Contains(err.Error(), "the consumer may have the event"), "%v", err)
+				})
+			}
 		}
 	}
 }
