@@ -129,7 +129,9 @@ func (a *account) acquire(ctx context.Context, lane int) (*claim, error) {
 			return t.claim, nil
 		case t.create != nil:
 			ch, err := a.createChannel(ctx)
-			unknown := err != nil && (errors.Is(err, genesys.ErrOutcomeUnknown) || ctx.Err() != nil)
+			// The client says when a creation may have gone out, a cancelled one included; one
+			// cancelled before it went out created nothing.
+			unknown := errors.Is(err, genesys.ErrOutcomeUnknown)
 			return a.created(ctx, lane, t.create, ch, err, unknown, time.Now())
 		}
 		if !waited {

@@ -1,12 +1,16 @@
 package notifications
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -15,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/genesys/genesystest"
 )
 
 func testAccount(t *testing.T) *account {
@@ -505,6 +510,80 @@ func TestLostCreationCarriedOutLateEvictsNoChannelInUse(t *testing.T) {
 				require.Nil(t, tk.claim)
 				require.Nil(t, tk.create)
 			}
+		})
+	}
+}
+
+// A creation cut short before it went out (its dial still under way when the reconnect policy's
+// AttemptTimeout ends it, say) created nothing: it is not counted against the 20, and no lost
+// creation is reported. One cut short once it went out may still be carried out by Genesys, and
+// counts for 24 hours and the grace period.
+func TestCancelledCreationCountsOnlyOnceItWentOut(t *testing.T) {
+	const blackhole = "api.blackhole.test"
+	for _, tc := range []struct {
+		name string
+		lost bool
+	}{
+		{"cancelled while dialling", false},
+		{"cancelled once it went out", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := genesystest.NewServer()
+			t.Cleanup(srv.Close)
+			tctx, stop := context.WithTimeout(context.Background(), 20*time.Second)
+			defer stop()
+			ctx, cancel := context.WithCancel(tctx)
+			defer cancel()
+			base := srv.URL
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			t.Cleanup(tr.CloseIdleConnections)
+			if tc.lost {
+				srv.SetHook(func(r *http.Request) {
+					if r.Method != http.MethodPost || r.URL.Path != "/api/v2/notifications/channels" {
+						return
+					}
+					body, _ := io.ReadAll(r.Body) // the whole request is in
+					r.Body = io.NopCloser(bytes.NewReader(body))
+					cancel()
+					select {
+					case <-r.Context().Done(): // the client hung up
+					case <-tctx.Done():
+					}
+				})
+			} else {
+				// An address whose dial never completes.
+				base = "https://" + blackhole
+				dial := tr.DialContext
+				tr.DialContext = func(dctx context.Context, network, addr string) (net.Conn, error) {
+					if addr != blackhole+":443" {
+						return dial(dctx, network, addr)
+					}
+					cancel()
+					select {
+					case <-dctx.Done():
+					case <-tctx.Done():
+					}
+					return nil, dctx.Err()
+				}
+			}
+			client, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+				genesys.WithHTTPClient(&http.Client{Transport: tr}), genesys.WithBaseURL(base), genesys.WithTokenURL(srv.TokenURL()))
+			require.NoError(t, err)
+			m, err := newMetrics(nil)
+			require.NoError(t, err)
+			a := newAccount(client, m, slog.New(slog.DiscardHandler), lateCreationGrace)
+
+			_, err = a.acquire(ctx, 0)
+			require.Error(t, err)
+			if !tc.lost {
+				assert.ErrorIs(t, err, context.Canceled)
+				assert.NotErrorIs(t, err, genesys.ErrOutcomeUnknown)
+				assert.Empty(t, a.items, "a creation that never went out is counted")
+				return
+			}
+			assert.ErrorIs(t, err, genesys.ErrOutcomeUnknown)
+			require.Len(t, a.items, 1)
+			assert.True(t, a.items[0].placeholder())
 		})
 	}
 }
