@@ -81,5 +81,5 @@ func (a *adapter[Req, Resp]) Send(ctx context.Context, e *fanbridge.Event) error
 		return nil
 	}
 	request, _ := any(req).(proto.Message)
-	return a.caller.finish(ctx, callCtx, e, err, sentCall{header: header, trailer: trailer, request: request})
+	return a.caller.finish(ctx, callCtx, e, err, sentCall{header: header, trailer: trailer, request: request, options: a.caller.options})
 }

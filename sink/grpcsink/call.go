@@ -30,29 +30,69 @@ const (
 type caller struct {
 	timeout time.Duration
 	logger  *slog.Logger
-	// protoCodec is set when the call options leave the request to gRPC's protobuf codec, so
-	// that its size on the wire is known.
-	protoCodec bool
+	// options is what the call options given with WithCallOptions say of each call.
+	options optionsView
 }
 
 func newCaller(cfg config) caller {
-	return caller{timeout: cfg.callTimeout, logger: cfg.logger, protoCodec: protoCodec(cfg.callOptions)}
+	return caller{timeout: cfg.callTimeout, logger: cfg.logger, options: viewOptions(cfg.callOptions)}
 }
 
-// protoCodec reports whether opts leave a call's messages to gRPC's protobuf codec: none of them
-// forces a codec, or names one other than "proto" as the content subtype.
-func protoCodec(opts []grpc.CallOption) bool {
+// optionsView is what a call's options say of how the client encodes the request and how large
+// an answer it takes, which tells its own refusal of an answer from a server's refusal of the
+// request.
+type optionsView struct {
+	// protoCodec is set when the options leave the request to gRPC's protobuf codec, so that its
+	// size on the wire is known.
+	protoCodec bool
+	// recvLimit is the client's receive limit: the last grpc.MaxCallRecvMsgSize, or grpc-go's
+	// default. A service config may lower it, which no call option shows.
+	recvLimit int64
+}
+
+// defaultRecvLimit is grpc-go's receive limit for a client when no option sets one, 4 MiB.
+const defaultRecvLimit = 4 << 20
+
+// viewOptions reads opts as grpc-go applies them, in order: the last receive limit counts, and
+// a forced codec, or a content subtype other than "proto", anywhere leaves the request's encoding
+// unknown.
+func viewOptions(opts []grpc.CallOption) optionsView {
+	v := optionsView{protoCodec: true, recvLimit: defaultRecvLimit}
 	for _, o := range opts {
 		switch o := o.(type) {
 		case grpc.ForceCodecCallOption, grpc.ForceCodecV2CallOption, grpc.CustomCodecCallOption:
-			return false
+			v.protoCodec = false
 		case grpc.ContentSubtypeCallOption:
 			if o.ContentSubtype != "proto" {
-				return false
+				v.protoCodec = false
 			}
+		case grpc.MaxRecvMsgSizeCallOption:
+			v.recvLimit = int64(o.MaxRecvMsgSize)
 		}
 	}
-	return true
+	return v
+}
+
+// seenOptions is a call option that asks nothing of gRPC (it is a grpc.EmptyCallOption). Send
+// passes it on the connection New made, whose interceptor, seeOptions, fills it in from every
+// option of the call, the connection's default call options (grpc.WithDefaultCallOptions, given
+// with WithDialOptions) included: gRPC shows those to interceptors, and to nothing else.
+type seenOptions struct {
+	grpc.EmptyCallOption
+	view optionsView
+	seen bool
+}
+
+// seeOptions is the unary interceptor New installs on its connection, innermost, to fill in the
+// call's seenOptions.
+func seeOptions(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	for _, o := range opts {
+		if seen, ok := o.(*seenOptions); ok {
+			seen.view, seen.seen = viewOptions(opts), true
+			break
+		}
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
 // prepare returns the context one call runs under: bounded by the call timeout and carrying the
@@ -100,9 +140,6 @@ func (c *caller) finish(parent, callCtx context.Context, e *fanbridge.Event, err
 		// The connection was closed by its owner (NewFromConn), as kafkasink says of a client
 		// closed under it.
 		return fmt.Errorf("grpcsink: deliver: %w: %w", sink.ErrClosed, err)
-	}
-	if !c.protoCodec {
-		call.request = nil
 	}
 	classified := classify(err, &call)
 	if classified == nil {

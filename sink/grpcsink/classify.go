@@ -94,9 +94,19 @@ func Classify(err error) error {
 type sentCall struct {
 	// header and trailer are the call's header and trailer metadata (grpc.Header, grpc.Trailer).
 	header, trailer metadata.MD
-	// request is the call's request when gRPC's protobuf codec encoded it, which makes its size
-	// on the wire known; nil otherwise.
+	// request is the call's request, when it is a proto.Message.
 	request proto.Message
+	// options is what the call's options say, as far as they are seen.
+	options optionsView
+}
+
+// requestSize returns the request's encoded size, when gRPC's protobuf codec encoded it, which
+// makes its size on the wire known.
+func (c *sentCall) requestSize() (int64, bool) {
+	if c.request == nil || !c.options.protoCodec {
+		return 0, false
+	}
+	return int64(proto.Size(c.request)), true
 }
 
 // classify is Classify, told what Send or Adapt know of the call when call is not nil: a size
@@ -212,20 +222,28 @@ const (
 
 // answerRefused reports whether st, a receive-size refusal that ended the call, can only be the
 // client's refusal of the consumer's answer, which grpc-go raises locally after the consumer took
-// the event: the message refused cannot be the request, and nothing shows that a server sent the
-// status. How the answer was framed proves nothing: a server behind grpc.Server.ServeHTTP, or a
-// proxy, sends headers before a refusal as before an answer. When in doubt it is the server's
-// refusal, permanent: a request no attempt can deliver is not retried until it expires, and a
-// dead-lettered event the consumer took only comes back as a duplicate.
+// the event: the limit it names is the client's own, the message refused cannot be the request,
+// and nothing shows that a server sent the status. How the answer was framed proves nothing: a
+// server behind grpc.Server.ServeHTTP, or a proxy, sends headers before a refusal as before an
+// answer. When in doubt it is the server's refusal, permanent: a request no attempt can deliver
+// is not retried until it expires, and a dead-lettered event the consumer took only comes back as
+// a duplicate.
 func (c *sentCall) answerRefused(st *status.Status) bool {
-	if c.request == nil || len(st.Proto().GetDetails()) > 0 || trailersOnly(c.trailer) {
+	encoded, known := c.requestSize()
+	if !known || len(st.Proto().GetDetails()) > 0 || trailersOnly(c.trailer) {
 		return false
 	}
 	size, limit, ok := refusedSizes(st.Message())
 	if !ok {
 		return false
 	}
-	encoded := int64(proto.Size(c.request))
+	// A limit other than the client's is a server's, which refused the request whatever the sizes
+	// say (a codec the options do not show, on a connection of the caller's, makes the request
+	// larger than its encoded size). Over what the machine can address, the limit named is the
+	// machine's, on either side.
+	if limit != c.options.recvLimit && !strings.HasPrefix(st.Message(), wireRefusalOnMachine) {
+		return false
+	}
 	if size < 0 {
 		// A refusal after decompression: the request decompresses to its encoded size, and a
 		// server refuses it only when that is over its limit.
@@ -238,28 +256,18 @@ func (c *sentCall) answerRefused(st *status.Status) bool {
 // answerUnsent reports whether st, a send-size refusal that ended the call, is the consumer's
 // server refusing to send its answer over its own send limit (grpc.MaxSendMsgSize), after the
 // consumer took the event, rather than the client refusing to send the request over its limit:
-// grpc-go words the two alike. The client's refusal arises before anything comes back, and names
-// the request's size on the wire. So a refusal is the server's when response headers or a
-// Trailers-Only response came with it (both carry a content-type, which a status the client
-// raises lacks), or when the size it names cannot be the request's. grpc-go's own refusals carry
-// no status details: one that does is a server relaying another refusal (NewServer adds a
-// detail), of a request as large on every attempt.
+// grpc-go words the two alike. The client's refusal arises before anything comes back; a status
+// from the server comes after response headers or in a Trailers-Only response, and grpc-go takes
+// either only with a gRPC content-type, which it keeps in the header or trailer metadata. So the
+// refusal is the server's exactly when a content-type came. The size it names proves nothing: a
+// codec the options do not show (on a connection of the caller's) makes the request larger than
+// its encoded size. grpc-go's own refusals carry no status details: one that does is a server
+// relaying another refusal (NewServer adds a detail), of a request as large on every attempt.
 func (c *sentCall) answerUnsent(st *status.Status) bool {
 	if len(st.Proto().GetDetails()) > 0 {
 		return false
 	}
-	if len(c.header.Get("content-type")) > 0 || trailersOnly(c.trailer) {
-		return true
-	}
-	if c.request == nil {
-		return false
-	}
-	size, _, ok := sizeVsLimit(strings.TrimPrefix(st.Message(), sendRefusal))
-	if !ok {
-		return false
-	}
-	encoded := int64(proto.Size(c.request))
-	return size > encoded+compressionSlack(encoded)
+	return len(c.header.Get("content-type")) > 0 || trailersOnly(c.trailer)
 }
 
 // compressionSlack is how much more than n bytes a compressor may send for n bytes it cannot

@@ -48,9 +48,10 @@ type delivery struct {
 	resp    fanbridgev1.DeliverResponse
 	header  metadata.MD
 	trailer metadata.MD
-	// opts has room for the prepared options and the header's and trailer's, for up to two of
-	// WithCallOptions without another allocation.
-	opts [5]grpc.CallOption
+	seen    seenOptions
+	// opts has room for the prepared options, the header's, the trailer's and seen, for up to two
+	// of WithCallOptions without another allocation.
+	opts [6]grpc.CallOption
 }
 
 // checkEncodable returns an error wrapping ErrInvalidEvent, naming the field, when a text field of

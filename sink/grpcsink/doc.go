@@ -83,20 +83,23 @@
 // (grpc.MaxSendMsgSize), which it reports to the client as a status. Those failures are retryable,
 // as a lost answer is, since delivery is at-least-once.
 //
-// A send refusal is the client's own, permanent, when it arose on the client, before anything
-// came back, and names a size the request can have on the wire (see below). Send and Adapt ask
-// for the response headers (grpc.Header) as for the trailers: a status a server sends comes after
-// headers or in a Trailers-Only response, both with a content-type, which a status the client
-// raises lacks. A send refusal that came from the server, or whose size cannot be the request's,
-// is the server's refusal to send its answer, retryable, unless it carries status details:
-// grpc-go's own refusals have none, and a Server relaying a refusal adds one (see NewServer), so
-// such a status relays a refusal of a request, permanent. Where the client's send limit was set
-// (call options, a connection's default call options, a service config) does not matter.
+// A send refusal is the client's own, permanent, exactly when it arose on the client, before
+// anything came back. Send and Adapt ask for the response headers (grpc.Header) as for the
+// trailers: a status a server sends comes after headers or in a Trailers-Only response, which
+// grpc-go takes only with a gRPC content-type, kept in the header or trailer metadata; a status
+// the client raises has neither. A send refusal that came from the server is its refusal to send
+// its answer, retryable, unless it carries status details: grpc-go's own refusals have none, and
+// a Server relaying a refusal adds one (see NewServer), so such a status relays a refusal of a
+// request, permanent. Neither where the client's send limit was set (call options, a
+// connection's default call options, a service config) nor the codec matters, nor the size the
+// refusal names.
 //
 // A receive refusal cannot be told by how the status was framed (a server behind
 // grpc.Server.ServeHTTP, or a proxy, sends headers before a refusal as before an answer): Send
-// and Adapt go by what they know of the request. A receive refusal is the client's own,
-// retryable, only when the message refused cannot be the request:
+// and Adapt go by what they know of the call's options and its request. A receive refusal is the
+// client's own, retryable, only when the limit it names is the client's receive limit (M below,
+// but for the form "... allowed on current machine", whose limit is the machine's), the message
+// refused cannot be the request:
 //
 //	the refusal names                     the client refused the answer when
 //	the size on the wire ("(N vs. M)")    N is more than the request's encoded size (proto.Size)
@@ -108,14 +111,28 @@
 // and nothing shows that a server sent the status: it carries no status details (grpc-go's own
 // refusals have none, and a Server relaying a refusal adds one) and did not come in a
 // Trailers-Only response (whose content-type grpc-go keeps among the trailers). Anything else is
-// the server's refusal of the request, permanent: an answer no larger than the request, a message
-// in another form, a request sent through a codec other than protobuf (grpc.ForceCodec,
-// grpc.ForceCodecV2 or a content subtype other than "proto" in WithCallOptions, or a request of
-// Adapt that is not a proto.Message; a codec set on a connection of the caller's is not seen). In
-// doubt the event is dead-lettered: if the consumer took it after all, a redrive only brings a
-// duplicate it knows by its id, while retrying a request no attempt can deliver would go on until
-// the event expires, counted against the breaker. Classify alone sees only the status, and takes
-// every size refusal as the server's.
+// the server's refusal of the request, permanent: a limit other than the client's, an answer no
+// larger than the request, a message in another form, a request sent through a codec other than
+// protobuf (grpc.ForceCodec, grpc.ForceCodecV2 or a content subtype other than "proto" among the
+// options seen, or a request of Adapt that is not a proto.Message). In doubt the event is
+// dead-lettered: if the consumer took it after all, a redrive only brings a duplicate it knows by
+// its id, while retrying a request no attempt can deliver would go on until the event expires,
+// counted against the breaker. Classify alone sees only the status, and takes every size refusal
+// as the server's.
+//
+// The options seen are those given with WithCallOptions and, on the connection New makes, its
+// default call options (grpc.WithDefaultCallOptions given with WithDialOptions), which gRPC shows
+// only to interceptors: New adds one, innermost, that reads every call's options and changes
+// nothing. The client's receive limit is the last grpc.MaxCallRecvMsgSize among them, or grpc-go's
+// default of 4 MiB. Not seen are the default call options of a connection of the caller's
+// (NewFromConn, Adapt), and a service config's maxResponseMessageBytes, which lowers the limit.
+// A refusal of an answer over a receive limit set there names a limit that is not the one seen,
+// and is taken for the server's refusal of the request: the event is dead-lettered though the
+// consumer took it, and a redrive brings it a duplicate. A codec set there is taken for protobuf;
+// a server's refusal of a request it made larger is still told by the server's limit, except when
+// that is the client's too (both are 4 MiB by default) and the server sent headers before its
+// status (ServeHTTP, a proxy): then it reads as the client's refusal of an answer, and is retried
+// until the event expires. Give such options with WithCallOptions, where they are seen.
 //
 // When the caller's own context ends a call (its cancellation, or its deadline when that was sooner
 // than the call timeout), the error wraps the context's error as well as the status:
@@ -175,8 +192,9 @@
 // timer), counting the copies of the call's header and trailer metadata that grpc-go makes for
 // grpc.Header and grpc.Trailer, which Send reads for the error classification. The header's
 // copy, three allocations a call on a real connection (testing.AllocsPerRun, client and server
-// together), came last; the timings below were measured before Send read either, four
-// allocations fewer, and have not been measured since.
+// together), came last, with the interceptor New adds to read each call's options, which
+// allocates nothing; the timings below were measured before Send read the header or the
+// trailer, four allocations fewer, and before the interceptor, and have not been measured since.
 //
 // BenchmarkOverhead measures the difference end to end on the least favourable path: a loopback
 // connection to an in-process consumer that does nothing, where a call takes about 55 µs alone and

@@ -96,7 +96,10 @@ func WithInsecure() Option {
 // WithDialOptions adds gRPC dial options to the connection New makes, after the package's own
 // (transport credentials, round-robin service config), so that they win: keepalive, connect
 // backoff (grpc.WithConnectParams), interceptors, stats handlers, or other transport credentials.
-// Only New accepts it. The default is none.
+// New then adds a unary interceptor of its own, innermost, that changes nothing: it reads each
+// call's options, default call options (grpc.WithDefaultCallOptions) included, for the error
+// classification (see the package documentation's Errors). Only New accepts it. The default is
+// none.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return optionFunc(func(c *config) {
 		c.markConnOnly("WithDialOptions")
@@ -105,7 +108,9 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 }
 
 // WithCallOptions adds gRPC call options to every Deliver call, such as grpc.WaitForReady,
-// grpc.UseCompressor or grpc.MaxCallSendMsgSize. The default is none.
+// grpc.UseCompressor or grpc.MaxCallSendMsgSize. Every constructor's error classification sees a
+// codec or a receive limit (grpc.MaxCallRecvMsgSize) given here, as it does not one set on a
+// connection of the caller's (see the package documentation's Errors). The default is none.
 func WithCallOptions(opts ...grpc.CallOption) Option {
 	return optionFunc(func(c *config) {
 		c.callOptions = append(c.callOptions, opts...)

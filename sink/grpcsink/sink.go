@@ -90,6 +90,9 @@ func New(target string, opts ...Option) (*Sink, error) {
 		dial = append(dial, grpc.WithResolvers(&staticResolver{addrs: addrs}))
 	}
 	dial = append(dial, cfg.dialOptions...)
+	// The interceptor comes last, innermost, so that it sees the options the caller's own
+	// interceptors pass on.
+	dial = append(dial, grpc.WithChainUnaryInterceptor(seeOptions))
 	conn, err := grpc.NewClient(grpcTarget, dial...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %w", ErrInvalidTarget, target, err)
@@ -178,12 +181,20 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	// The generated client's Deliver, without its two allocations per call: the response lives
 	// in d, and the options are prepared, but for the header's and trailer's, which point into d.
 	opts := append(append(d.opts[:0], s.opts...), grpc.Header(&d.header), grpc.Trailer(&d.trailer))
+	if s.owned != nil {
+		// New's connection has the interceptor that fills it in.
+		opts = append(opts, &d.seen)
+	}
 	err := s.conn.Invoke(callCtx, fanbridgev1.EventSink_Deliver_FullMethodName, &d.req, &d.resp, opts...)
 	cancel()
 	if err == nil {
 		return nil
 	}
-	return s.call.finish(ctx, callCtx, e, err, sentCall{header: d.header, trailer: d.trailer, request: &d.req})
+	call := sentCall{header: d.header, trailer: d.trailer, request: &d.req, options: s.call.options}
+	if d.seen.seen {
+		call.options = d.seen.view
+	}
+	return s.call.finish(ctx, callCtx, e, err, call)
 }
 
 // Close stops the Sink: later Sends fail with sink.ErrClosed, Sends in flight are waited for (each

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -288,7 +289,8 @@ func TestRelayedAnswerOverTheSendLimitStaysRetryable(t *testing.T) {
 }
 
 // The client's own send limit refuses the request before anything is sent, wherever the limit
-// was set: on the call, as the connection's default, or in a service config.
+// was set: on the call, as the connection's default, or in a service config; and whatever codec
+// the connection encodes the request with, which may make it larger than its encoded size.
 func TestClientsSendLimitIsPermanentWhereverSet(t *testing.T) {
 	const serviceConfig = `{"methodConfig": [{"name": [{"service": "fanbridge.v1.EventSink"}], "maxRequestMessageBytes": 1024}]}`
 	for _, tt := range []struct {
@@ -299,6 +301,9 @@ func TestClientsSendLimitIsPermanentWhereverSet(t *testing.T) {
 		{name: "WithCallOptions", opts: []grpcsink.Option{grpcsink.WithCallOptions(grpc.MaxCallSendMsgSize(1024))}},
 		{name: "default call options", dial: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(1024))}},
 		{name: "service config", dial: []grpc.DialOption{grpc.WithDefaultServiceConfig(serviceConfig)}},
+		{name: "default call options with a codec", dial: []grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.CallContentSubtype(jsonCodec{}.Name()), grpc.MaxCallSendMsgSize(1024)),
+		}},
 	} {
 		builders := map[string]func(t *testing.T, addr string) sink.Sink{
 			"New": func(t *testing.T, addr string) sink.Sink {
@@ -320,7 +325,7 @@ func TestClientsSendLimitIsPermanentWhereverSet(t *testing.T) {
 				rec := newRecorder()
 				s := build(t, startServer(t, rec))
 
-				err := s.Send(testContext(t), sampleEvent(t))
+				err := s.Send(testContext(t), &fanbridge.Event{ID: "big", Data: []byte(`{}`), Raw: make([]byte, 20000)})
 
 				require.Error(t, err)
 				assert.Equal(t, codes.ResourceExhausted, status.Code(err))
@@ -455,9 +460,10 @@ func (a answerStatus) Deliver(context.Context, *fanbridgev1.DeliverRequest) (*fa
 
 // grpc-go refuses an answer over the client's receive limit, after the consumer took the event,
 // with the message a server refuses a request over its own with. Send and Adapt take it for the
-// answer's only when the message refused cannot be the request, whatever the framing; anything
-// else is the server's refusal of the request, permanent. Each status here comes from a server,
-// through ServeHTTP unless said otherwise, so that the numbers decide.
+// answer's only when the limit is the client's (64 KiB here) and the message refused cannot be
+// the request, whatever the framing; anything else is the server's refusal of the request,
+// permanent. Each status here comes from a server, through ServeHTTP unless said otherwise, so
+// that the numbers decide.
 func TestReceiveRefusalIsTheAnswersOnlyWhenItCannotBeTheRequest(t *testing.T) {
 	small := &fanbridge.Event{ID: "small", Data: []byte(`{}`)}
 	large := sampleEvent(t)
@@ -480,11 +486,17 @@ func TestReceiveRefusalIsTheAnswersOnlyWhenItCannotBeTheRequest(t *testing.T) {
 		{name: "the request's size", event: small, msg: refusal(sizeOf(small), sizeOf(small)-1), wantClass: retry.ClassPermanent},
 		{name: "what compression may make of the request", event: small, msg: refusal(sizeOf(small)+200, 64), wantClass: retry.ClassPermanent},
 		{name: "larger than the request can be", event: small, msg: refusal(128<<10, 64<<10), wantClass: retry.ClassRetryable},
+		{name: "larger than the request can be, over a limit not the client's", event: small, msg: refusal(128<<10, 32<<10),
+			wantClass: retry.ClassPermanent},
+		{name: "over what the machine can address", event: small,
+			msg: "grpc: received message larger than max length allowed on current machine (4294967295 vs. 2147483647)", wantClass: retry.ClassRetryable},
 		{name: "smaller than the request", event: large, msg: refusal(2048, 1024), wantClass: retry.ClassPermanent},
 		{name: "after decompression, a limit the request is within", event: small,
 			msg: "grpc: received message after decompression larger than max 65536", wantClass: retry.ClassRetryable},
 		{name: "after decompression, a limit the request is over", event: large,
 			msg: "grpc: received message after decompression larger than max 1024", wantClass: retry.ClassPermanent},
+		{name: "after decompression, a limit the request is within but not the client's", event: small,
+			msg: "grpc: received message after decompression larger than max 32768", wantClass: retry.ClassPermanent},
 		{name: "after decompression with sizes, a limit the request is within", event: small,
 			msg: "grpc: message after decompression larger than max (65537 vs. 65536)", wantClass: retry.ClassRetryable},
 		{name: "after decompression with sizes, a limit the request is over", event: large,
@@ -509,7 +521,8 @@ func TestReceiveRefusalIsTheAnswersOnlyWhenItCannotBeTheRequest(t *testing.T) {
 				}
 				gs := grpc.NewServer()
 				fanbridgev1.RegisterEventSinkServer(gs, answerStatus{st: st})
-				s := build(t, serveOn(t, gs, !tt.trailers), tt.opts...)
+				opts := append([]grpcsink.Option{grpcsink.WithCallOptions(grpc.MaxCallRecvMsgSize(64 << 10))}, tt.opts...)
+				s := build(t, serveOn(t, gs, !tt.trailers), opts...)
 
 				err := s.Send(testContext(t), tt.event)
 
@@ -562,4 +575,131 @@ func TestSendRefusalFromAServerIsTheAnswers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// jsonCodec encodes messages as protobuf JSON, which makes a request larger than its encoded size
+// (proto.Size): bytes fields take a third more as base64.
+type jsonCodec struct{}
+
+func (jsonCodec) Marshal(v any) ([]byte, error) { return protojson.Marshal(v.(proto.Message)) }
+func (jsonCodec) Unmarshal(data []byte, v any) error {
+	return protojson.Unmarshal(data, v.(proto.Message))
+}
+func (jsonCodec) Name() string { return "fanbridge-test-json" }
+
+func init() { encoding.RegisterCodec(jsonCodec{}) }
+
+// A codec or a receive limit set as a connection's default call options is seen on the connection
+// New makes, where an interceptor sees every option of a call; on a connection of the caller's it
+// is not, and a receive refusal is the client's own only when it names the limit the Sink's call
+// options give, or grpc-go's default. So a server's refusal of a request that a codec made larger
+// than its encoded size stays permanent however the codec was given, unless the server's limit is
+// the client's too (both 4 MiB by default) on a connection of the caller's; and a receive limit
+// set on a connection of the caller's makes the client's refusal of an answer read as a refusal
+// of the request: the event is dead-lettered, and a redrive brings the consumer a duplicate.
+func TestOptionsOfTheConnection(t *testing.T) {
+	codec := grpc.CallContentSubtype(jsonCodec{}.Name())
+	limit := grpc.MaxCallRecvMsgSize(64 << 10)
+	big := &fanbridge.Event{ID: "big", Data: []byte(`{}`), Raw: make([]byte, 20000)}
+	// Within 4 MiB as protobuf, over it as JSON, by more than compression could add.
+	huge := &fanbridge.Event{ID: "huge", Data: []byte(`{}`), Raw: make([]byte, 3500<<10)}
+	small := &fanbridge.Event{ID: "small", Data: []byte(`{}`)}
+	for _, tt := range []struct {
+		name string
+		// newSink builds the sink under test for addr, with opt as the connection's default call
+		// option.
+		newSink   func(t *testing.T, addr string, opt grpc.CallOption) sink.Sink
+		refusal   func(t *testing.T, viaHTTP bool) (addr string, e *fanbridge.Event, consumer *recorder)
+		opt       grpc.CallOption
+		wantClass retry.Class
+		// trailersOnlyClass, when set, is the class through Serve, whose Trailers-Only refusal
+		// shows that the server sent it.
+		trailersOnlyClass retry.Class
+	}{
+		{name: "codec/New", newSink: newWithDefault, refusal: requestRefusal(big, 1024), opt: codec, wantClass: retry.ClassPermanent},
+		{name: "codec/NewFromConn", newSink: fromConnWithDefault, refusal: requestRefusal(big, 1024), opt: codec, wantClass: retry.ClassPermanent},
+		{name: "codec/Adapt", newSink: adaptWithDefault, refusal: requestRefusal(big, 1024), opt: codec, wantClass: retry.ClassPermanent},
+		{name: "codec, at the client's limit/New", newSink: newWithDefault, refusal: requestRefusal(huge, 4<<20), opt: codec,
+			wantClass: retry.ClassPermanent},
+		{name: "codec, at the client's limit, not seen/NewFromConn", newSink: fromConnWithDefault, refusal: requestRefusal(huge, 4<<20), opt: codec,
+			wantClass: retry.ClassRetryable, trailersOnlyClass: retry.ClassPermanent},
+		{name: "receive limit/New", newSink: newWithDefault, refusal: answerRefusal(small), opt: limit, wantClass: retry.ClassRetryable},
+		{name: "receive limit, not seen/NewFromConn", newSink: fromConnWithDefault, refusal: answerRefusal(small), opt: limit,
+			wantClass: retry.ClassPermanent},
+		{name: "receive limit, not seen/Adapt", newSink: adaptWithDefault, refusal: answerRefusal(small), opt: limit,
+			wantClass: retry.ClassPermanent},
+	} {
+		for transport, viaHTTP := range transports {
+			t.Run(tt.name+"/"+transport, func(t *testing.T) {
+				addr, e, rec := tt.refusal(t, viaHTTP)
+				s := tt.newSink(t, addr, tt.opt)
+
+				err := s.Send(testContext(t), e)
+
+				require.Error(t, err)
+				assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+				assert.Contains(t, err.Error(), "grpc: received message larger than max")
+				wantClass := tt.wantClass
+				if !viaHTTP && tt.trailersOnlyClass != "" {
+					wantClass = tt.trailersOnlyClass
+				}
+				assert.Equal(t, wantClass, retry.Classify(err), "class of %v", err)
+				wantTaken := 0
+				if e == small {
+					wantTaken = 1
+				}
+				assert.Equal(t, wantTaken, rec.count(), "events the consumer took")
+			})
+		}
+	}
+}
+
+// requestRefusal starts a consumer with a MaxRecvMsgSize of limit, which e exceeds.
+func requestRefusal(e *fanbridge.Event, limit int) func(t *testing.T, viaHTTP bool) (string, *fanbridge.Event, *recorder) {
+	return func(t *testing.T, viaHTTP bool) (string, *fanbridge.Event, *recorder) {
+		t.Helper()
+		rec := newRecorder()
+		return startServerOn(t, viaHTTP, rec, grpc.MaxRecvMsgSize(limit)), e, rec
+	}
+}
+
+// answerRefusal starts a consumer that takes e and answers with 128 KiB.
+func answerRefusal(e *fanbridge.Event) func(t *testing.T, viaHTTP bool) (string, *fanbridge.Event, *recorder) {
+	return func(t *testing.T, viaHTTP bool) (string, *fanbridge.Event, *recorder) {
+		t.Helper()
+		rec := newRecorder()
+		return startLargeAnswer(t, viaHTTP, rec, 128<<10), e, rec
+	}
+}
+
+func newWithDefault(t *testing.T, addr string, opt grpc.CallOption) sink.Sink {
+	t.Helper()
+	return newSink(t, addr, grpcsink.WithDialOptions(grpc.WithDefaultCallOptions(opt)))
+}
+
+func fromConnWithDefault(t *testing.T, addr string, opt grpc.CallOption) sink.Sink {
+	t.Helper()
+	s, err := grpcsink.NewFromConn(connWithDefault(t, addr, opt))
+	require.NoError(t, err)
+	return s
+}
+
+func adaptWithDefault(t *testing.T, addr string, opt grpc.CallOption) sink.Sink {
+	t.Helper()
+	client := fanbridgev1.NewEventSinkClient(connWithDefault(t, addr, opt))
+	s, err := grpcsink.Adapt(client.Deliver, func(e *fanbridge.Event) (*fanbridgev1.DeliverRequest, error) {
+		return &fanbridgev1.DeliverRequest{Event: grpcsink.ToProto(e)}, nil
+	})
+	require.NoError(t, err)
+	return s
+}
+
+// connWithDefault is a plaintext connection to addr, closed when the test ends, with opt as a
+// default call option.
+func connWithDefault(t *testing.T, addr string, opt grpc.CallOption) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(opt))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }
