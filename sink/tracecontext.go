@@ -37,8 +37,8 @@ func TraceContext(ctx context.Context, e *fanbridge.Event) (traceparent, tracest
 	// defines the flags sampled (01) and random (02); whoever passes the context on sends the
 	// other bits as 0, as the eventbridge decoder does, where OpenTelemetry's propagator would
 	// refuse the whole header.
-	if len(tp) == 55 && tp[:3] == "00-" && tp[52] == '-' {
-		if f, err := strconv.ParseUint(tp[53:], 16, 8); err == nil && f > 3 {
+	if len(tp) == 55 && tp[:3] == "00-" && tp[52] == '-' && lowerHex(tp[53]) && lowerHex(tp[54]) {
+		if f, _ := strconv.ParseUint(tp[53:], 16, 8); f > 3 {
 			tp = tp[:53] + fmt.Sprintf("%02x", f&3)
 		}
 	}
@@ -69,3 +69,6 @@ func FormatTraceparent(sc trace.SpanContext) string {
 	hex.Encode(b[53:55], []byte{byte(sc.TraceFlags())})
 	return string(b[:])
 }
+
+// lowerHex reports whether c is a hex digit as W3C trace context writes them, in lower case.
+func lowerHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }

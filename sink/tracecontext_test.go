@@ -87,6 +87,8 @@ func TestTraceContextFromEventIsValidated(t *testing.T) {
 		{name: "bad state alone is dropped", parent: senderParent, state: "no equals sign", wantParent: senderParent},
 		{name: "reserved flags are sent as 0", parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-fd", state: senderState,
 			wantParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", wantState: senderState},
+		{name: "upper-case flags", parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A", state: senderState},
+		{name: "upper-case reserved flags", parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-FF", state: senderState},
 		{name: "the random flag is kept", parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02", state: senderState,
 			wantParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02", wantState: senderState},
 	} {
