@@ -73,9 +73,10 @@
 // reused or pooled by whoever owns it while the event lives (the Handler never reuses it).
 //
 // Strings copied into the event (ID, Type, Topic, Source, Metadata values) must hold at most 1024
-// bytes (trace context from the headers too: a traceparent is kept to 55, a tracestate to 512) and
-// no control characters (C0, DEL or C1) nor bidirectional formatting characters (which reorder
-// the text around them when shown), and a key the decoder reads must appear only once in its
+// bytes (trace context from the headers too: a traceparent is kept to 55, a tracestate to 512),
+// Metadata keys from a webhook's metadata 1 to 256 bytes, and neither may hold control characters
+// (C0, DEL or C1) nor bidirectional formatting characters (which reorder the text around them
+// when shown). A key the decoder reads must appear only once in its
 // object (also when spelled with escapes, like "i\u0064"): a duplicate is rejected rather than resolved,
 // because a proxy in front that reads the first copy and a decoder that reads the last would
 // disagree about what was checked. Duplicate keys inside Data are the sender's business and pass
