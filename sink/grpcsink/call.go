@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"google.golang.org/grpc"
@@ -38,9 +39,8 @@ func newCaller(cfg config) caller {
 	return caller{timeout: cfg.callTimeout, logger: cfg.logger, options: viewOptions(cfg.callOptions)}
 }
 
-// optionsView is what a call's options say of how the client encodes the request and how large
-// an answer it takes, which tells its own refusal of an answer from a server's refusal of the
-// request.
+// optionsView is what a call's options say of how the client encodes the request, how large an
+// answer it takes and how large a request it sends, which tells its own refusals from a server's.
 type optionsView struct {
 	// protoCodec is set when the options leave the request to gRPC's protobuf codec, so that its
 	// size on the wire is known.
@@ -48,16 +48,23 @@ type optionsView struct {
 	// recvLimit is the client's receive limit: the last grpc.MaxCallRecvMsgSize, or grpc-go's
 	// default. A service config may lower it, which no call option shows.
 	recvLimit int64
+	// sendLimit is the client's send limit: the last grpc.MaxCallSendMsgSize, or grpc-go's
+	// default. A service config may lower it too.
+	sendLimit int64
 }
 
-// defaultRecvLimit is grpc-go's receive limit for a client when no option sets one, 4 MiB.
-const defaultRecvLimit = 4 << 20
+// defaultRecvLimit and defaultSendLimit are grpc-go's limits for a client when no option sets
+// them: 4 MiB received, and what an int32 holds sent.
+const (
+	defaultRecvLimit = 4 << 20
+	defaultSendLimit = math.MaxInt32
+)
 
-// viewOptions reads opts as grpc-go applies them, in order: the last receive limit counts, and
-// a forced codec, or a content subtype other than "proto", anywhere leaves the request's encoding
-// unknown.
+// viewOptions reads opts as grpc-go applies them, in order: the last receive and send limits
+// count, and a forced codec, or a content subtype other than "proto", anywhere leaves the
+// request's encoding unknown.
 func viewOptions(opts []grpc.CallOption) optionsView {
-	v := optionsView{protoCodec: true, recvLimit: defaultRecvLimit}
+	v := optionsView{protoCodec: true, recvLimit: defaultRecvLimit, sendLimit: defaultSendLimit}
 	for _, o := range opts {
 		switch o := o.(type) {
 		case grpc.ForceCodecCallOption, grpc.ForceCodecV2CallOption, grpc.CustomCodecCallOption:
@@ -68,6 +75,8 @@ func viewOptions(opts []grpc.CallOption) optionsView {
 			}
 		case grpc.MaxRecvMsgSizeCallOption:
 			v.recvLimit = int64(o.MaxRecvMsgSize)
+		case grpc.MaxSendMsgSizeCallOption:
+			v.sendLimit = int64(o.MaxSendMsgSize)
 		}
 	}
 	return v

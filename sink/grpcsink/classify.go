@@ -79,13 +79,17 @@ func CodeClass(c codes.Code) Class {
 // otherwise. An error without a gRPC status (a context error, say) is returned unchanged. Use it
 // in a Sink of your own over another gRPC client; Adapt already does.
 //
-// Classify sees the status alone, so it takes a size refusal as the server's refusal of the
-// request. grpc-go reports its own refusal of an answer over the client's receive limit
-// (grpc.MaxCallRecvMsgSize) with the same message, though the consumer took the event and
-// answered; and the trailer in which a server asks for a wait (grpc-retry-pushback-ms) is not
-// part of the status. Send and Adapt also know the call's request and trailer metadata, and read
-// them for both (see the package documentation); a Sink of your own that can meet either should
-// do the same.
+// Classify sees the status alone, so it takes every size refusal for a refusal of the request,
+// permanent. grpc-go words two refusals of the consumer's answer, which come after the consumer
+// took the event, as it words refusals of the request: the client's refusal of an answer over its
+// receive limit (grpc.MaxCallRecvMsgSize), and the consumer's server refusing to send an answer
+// over its own send limit (grpc.MaxSendMsgSize), which reaches the client in the words of the
+// client's refusal to send a request. Classify marks both permanent, and the event is
+// dead-lettered though the consumer has it. Nor is the trailer in which a server asks for a wait
+// (grpc-retry-pushback-ms) part of the status. Send and Adapt also know the call's request, its
+// header and trailer metadata, and the options they see (the client's receive and send limits,
+// its codec), and read them for all three (see the package documentation); a Sink of your own
+// that can meet any of them should do the same.
 func Classify(err error) error {
 	return classify(err, nil)
 }
@@ -256,18 +260,41 @@ func (c *sentCall) answerRefused(st *status.Status) bool {
 // answerUnsent reports whether st, a send-size refusal that ended the call, is the consumer's
 // server refusing to send its answer over its own send limit (grpc.MaxSendMsgSize), after the
 // consumer took the event, rather than the client refusing to send the request over its limit:
-// grpc-go words the two alike. The client's refusal arises before anything comes back; a status
-// from the server comes after response headers or in a Trailers-Only response, and grpc-go takes
-// either only with a gRPC content-type, which it keeps in the header or trailer metadata. So the
-// refusal is the server's exactly when a content-type came. The size it names proves nothing: a
-// codec the options do not show (on a connection of the caller's) makes the request larger than
-// its encoded size. grpc-go's own refusals carry no status details: one that does is a server
-// relaying another refusal (NewServer adds a detail), of a request as large on every attempt.
+// grpc-go words the two alike.
+//
+// A refusal that names the client's send limit, as the options show it, is the client's: grpc-go
+// sends the request headers before it encodes the request and checks its size, so a server that
+// answers from the headers alone (a rate limiter in grpc.InTapHandle, an unknown method, an
+// authenticating proxy) may put a gRPC content-type in the metadata while the error is still the
+// client's own. Otherwise a status from the server comes after response headers or in a
+// Trailers-Only response, and grpc-go takes either only with a gRPC content-type, which it keeps
+// in the header or trailer metadata; the client's refusal, of a limit the options do not show (a
+// service config's, or a connection's default given to NewFromConn or Adapt), arises before
+// anything comes back unless such a server raced it. So the refusal is the server's when a
+// content-type came. The size it names proves nothing: a codec the options do not show makes the
+// request larger than its encoded size. grpc-go's own refusals carry no status details: one that
+// does is a server relaying another refusal (NewServer adds a detail), of a request as large on
+// every attempt. A server whose send limit is the client's is taken for the client: its refusal
+// is permanent, and a redrive brings the consumer a duplicate.
 func (c *sentCall) answerUnsent(st *status.Status) bool {
 	if len(st.Proto().GetDetails()) > 0 {
 		return false
 	}
+	_, limit, ok := sendRefusalSizes(st.Message())
+	if !ok || limit == c.options.sendLimit {
+		return false
+	}
 	return len(c.header.Get("content-type")) > 0 || trailersOnly(c.trailer)
+}
+
+// sendRefusalSizes reads grpc-go's send refusal msg: the refused message's size and the limit it
+// was over. ok is false when msg is not in the form grpc-go writes.
+func sendRefusalSizes(msg string) (size, limit int64, ok bool) {
+	rest, found := strings.CutPrefix(msg, sendRefusal)
+	if !found {
+		return 0, 0, false
+	}
+	return sizeVsLimit(rest)
 }
 
 // compressionSlack is how much more than n bytes a compressor may send for n bytes it cannot

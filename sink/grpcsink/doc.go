@@ -83,16 +83,20 @@
 // (grpc.MaxSendMsgSize), which it reports to the client as a status. Those failures are retryable,
 // as a lost answer is, since delivery is at-least-once.
 //
-// A send refusal is the client's own, permanent, exactly when it arose on the client, before
-// anything came back. Send and Adapt ask for the response headers (grpc.Header) as for the
-// trailers: a status a server sends comes after headers or in a Trailers-Only response, which
-// grpc-go takes only with a gRPC content-type, kept in the header or trailer metadata; a status
-// the client raises has neither. A send refusal that came from the server is its refusal to send
-// its answer, retryable, unless it carries status details: grpc-go's own refusals have none, and
-// a Server relaying a refusal adds one (see NewServer), so such a status relays a refusal of a
-// request, permanent. Neither where the client's send limit was set (call options, a
-// connection's default call options, a service config) nor the codec matters, nor the size the
-// refusal names.
+// A send refusal is the client's own, permanent, when the limit it names ("(N vs. M)") is the
+// client's send limit among the options seen (see below). grpc-go sends the request headers
+// before it encodes the request and checks its size, so a server that answers from the headers
+// alone (a rate limiter in grpc.InTapHandle, an unknown method, an authenticating proxy) may have
+// sent its status by then, yet the call returns the client's refusal. Any other send refusal is
+// the client's when nothing came back: Send and Adapt ask for the response headers (grpc.Header)
+// as for the trailers, and a status a server sends comes after headers or in a Trailers-Only
+// response, which grpc-go takes only with a gRPC content-type, kept in the header or trailer
+// metadata; a status the client raises has neither. A send refusal that came from the server is
+// its refusal to send its answer, retryable, unless it carries status details: grpc-go's own
+// refusals have none, and a Server relaying a refusal adds one (see NewServer), so such a status
+// relays a refusal of a request, permanent. Neither the codec matters nor the size the refusal
+// names. A consumer's server whose send limit is the client's is taken for the client: its
+// refusal of an answer dead-letters an event the consumer took.
 //
 // A receive refusal cannot be told by how the status was framed (a server behind
 // grpc.Server.ServeHTTP, or a proxy, sends headers before a refusal as before an answer): Send
@@ -118,14 +122,19 @@
 // dead-lettered: if the consumer took it after all, a redrive only brings a duplicate it knows by
 // its id, while retrying a request no attempt can deliver would go on until the event expires,
 // counted against the breaker. Classify alone sees only the status, and takes every size refusal
-// as the server's.
+// for a refusal of the request, permanent: a receive refusal as the server's, a send refusal as
+// the client's.
 //
 // The options seen are those given with WithCallOptions and, on the connection New makes, its
 // default call options (grpc.WithDefaultCallOptions given with WithDialOptions), which gRPC shows
 // only to interceptors: New adds one, innermost, that reads every call's options and changes
 // nothing. The client's receive limit is the last grpc.MaxCallRecvMsgSize among them, or grpc-go's
-// default of 4 MiB. Not seen are the default call options of a connection of the caller's
-// (NewFromConn, Adapt), and a service config's maxResponseMessageBytes, which lowers the limit.
+// default of 4 MiB; its send limit the last grpc.MaxCallSendMsgSize, or grpc-go's default, the
+// largest int32. Not seen are the default call options of a connection of the caller's
+// (NewFromConn, Adapt), and a service config's maxResponseMessageBytes and
+// maxRequestMessageBytes, which lower the limits. The client's refusal to send a request over a
+// send limit set there is told by the content-type alone: when a server answered from the headers
+// first, it reads as that server's refusal of its answer, and is retried until the event expires.
 // A refusal of an answer over a receive limit set there names a limit that is not the one seen,
 // and is taken for the server's refusal of the request: the event is dead-lettered though the
 // consumer took it, and a redrive brings it a duplicate. A codec set there is taken for protobuf;
@@ -150,11 +159,13 @@
 // On the consumer's side NewServer (and StatusOf) map a handler's error back: nil and
 // fanbridge.ErrNoMatch to OK, fanbridge.ErrDuplicate to AlreadyExists, retry.Permanent to
 // FailedPrecondition, retry.After to ResourceExhausted with RetryInfo, a context error to Canceled
-// or DeadlineExceeded, an explicit gRPC status to itself (its own message and details; but a
-// grpcsink.Sink's refusal of an answer over its receive limit with the error's text, as a status
-// cannot say whose limit refused a message, see NewServer), and anything else to Unavailable; so
-// a classification made in the consumer survives the trip, also through a consumer that relays to
-// another one with a grpcsink.Sink of its own.
+// or DeadlineExceeded, an explicit gRPC status to itself (its own message and details; but as a
+// status cannot say whose limit refused a message, gRPC's report of one over a size limit goes
+// with the error's text when it is a grpcsink.Sink's refusal of an answer its consumer took, over
+// the Sink's receive limit or the consumer's server's send limit, and otherwise, when it has no
+// details, with a google.rpc.ErrorInfo detail that shows it relayed; see NewServer), and anything
+// else to Unavailable; so a classification made in the consumer survives the trip, also through a
+// consumer that relays to another one with a grpcsink.Sink of its own.
 //
 // # Concurrency
 //

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -333,6 +334,65 @@ func TestClientsSendLimitIsPermanentWhereverSet(t *testing.T) {
 				assert.Equal(t, retry.ClassPermanent, retry.Classify(err), "class of %v", err)
 				assert.Zero(t, rec.count(), "the consumer never saw it")
 			})
+		}
+	}
+}
+
+// A server that answers from the request headers alone (a rate limiter in grpc.InTapHandle, an
+// unknown method) may send its status while the client is still encoding a request over the
+// client's own send limit, and put a gRPC content-type in the call's metadata before the call
+// ends. The client's refusal, of a request that never left, names the client's limit, and stays
+// permanent however the status raced it.
+func TestClientsSendRefusalWhileTheServerAnswersFromTheHeaders(t *testing.T) {
+	rateLimited := func(ctx context.Context, _ *tap.Info) (context.Context, error) {
+		return ctx, status.Error(codes.Unavailable, "rate limited")
+	}
+	servers := map[string]func(t *testing.T) string{
+		// grpc.Server.ServeHTTP runs no tap handle.
+		"rate limiter/Serve": func(t *testing.T) string {
+			return startServerOn(t, false, newRecorder(), grpc.InTapHandle(rateLimited))
+		},
+		"unknown method/Serve": func(t *testing.T) string {
+			return serveOn(t, grpc.NewServer(), false)
+		},
+		"unknown method/ServeHTTP": func(t *testing.T) string {
+			return serveOn(t, grpc.NewServer(), true)
+		},
+	}
+	limits := map[string]struct {
+		opts  []grpcsink.Option
+		build map[string]func(t *testing.T, addr string, opts ...grpcsink.Option) sink.Sink
+	}{
+		"WithCallOptions": {opts: []grpcsink.Option{grpcsink.WithCallOptions(grpc.MaxCallSendMsgSize(1024))}, build: sinkBuilders},
+		// New's interceptor sees the connection's default call options.
+		"default call options": {
+			opts:  []grpcsink.Option{grpcsink.WithDialOptions(grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(1024)))},
+			build: map[string]func(t *testing.T, addr string, opts ...grpcsink.Option) sink.Sink{"New": sinkBuilders["New"]},
+		},
+	}
+	big := &fanbridge.Event{ID: "big", Data: []byte(`{}`), Raw: make([]byte, 8<<20)}
+	for served, start := range servers {
+		for limited, limit := range limits {
+			for built, build := range limit.build {
+				t.Run(served+"/"+limited+"/"+built, func(t *testing.T) {
+					s := build(t, start(t), limit.opts...)
+					ctx := testContext(t)
+					// Connected first, so that the server's status can come while the request
+					// is encoded.
+					require.Error(t, s.Send(ctx, &fanbridge.Event{ID: "small", Data: []byte(`{}`)}))
+
+					// Each attempt races the server's status against the client's refusal.
+					for range 8 {
+						err := s.Send(ctx, big)
+
+						require.Error(t, err)
+						assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+						assert.Contains(t, err.Error(), "trying to send message larger than max")
+						assert.NotContains(t, err.Error(), "the consumer may have the event")
+						assert.Equal(t, retry.ClassPermanent, retry.Classify(err), "class of %v", err)
+					}
+				})
+			}
 		}
 	}
 }
