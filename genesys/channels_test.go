@@ -521,3 +521,94 @@ func TestSetSubscriptionsSendCount(t *testing.T) {
 		assert.Zero(t, sends)
 	})
 }
+
+// A transport may send a request more than once inside one exchange: net/http's HTTP/2 transport
+// sends it again after a proxy reset its stream with PROTOCOL_ERROR, which a proxy may do once the
+// backend has the request, and a transport of the caller's may send it again after a 503. Every
+// copy counts, but one answered with a 401 and sent again with a new token.
+func TestSendCountCountsEachCopyOfOneExchange(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	ctx := testContext(t)
+	plain, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+		genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy))
+	require.NoError(t, err)
+	ch, err := plain.CreateChannel(ctx)
+	require.NoError(t, err)
+	path := "/api/v2/notifications/channels/" + ch.ID + "/subscriptions"
+	topics := []string{"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"}
+	// throughGateway returns a client that speaks HTTP/2 to a gateway in front of srv, which
+	// resets the stream of the first subscription request once srv has it.
+	throughGateway := func(t *testing.T) *genesys.Client {
+		var resets atomic.Int32
+		g := newResetGateway(t, srv.URL, func(method, p string) gatewayReset {
+			if method == http.MethodPut && p == path && resets.Add(1) == 1 {
+				return resetStream
+			}
+			return passAnswer
+		})
+		c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+			genesys.WithHTTPClient(&http.Client{Transport: g.transport(t)}),
+			genesys.WithBaseURL(g.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy))
+		require.NoError(t, err)
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		// client returns the client of the call, ready for it.
+		client func(t *testing.T) *genesys.Client
+		sends  int // as counted
+		puts   int // as the server saw them
+	}{
+		{name: "HTTP/2, sent again after its stream was reset", sends: 2, puts: 2, client: throughGateway},
+		{name: "HTTP/2, sent again after its stream was reset, then a 401", sends: 2, puts: 3,
+			client: func(t *testing.T) *genesys.Client {
+				c := throughGateway(t)
+				_, err := c.AvailableTopics(ctx) // a token at hand, which srv then refuses
+				require.NoError(t, err)
+				srv.ExpireTokens()
+				return c
+			}},
+		{name: "sent again by the caller's transport after a 503", sends: 2, puts: 2,
+			client: func(t *testing.T) *genesys.Client {
+				tr := http.DefaultTransport.(*http.Transport).Clone()
+				t.Cleanup(tr.CloseIdleConnections)
+				c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+					genesys.WithHTTPClient(&http.Client{Transport: resendOn503{base: tr}}),
+					genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy))
+				require.NoError(t, err)
+				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusServiceUnavailable, Processed: true})
+				return c
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.client(t)
+			srv.ResetLog()
+			sends := 0
+			require.NoError(t, c.SetSubscriptions(genesys.WithSendCount(ctx, &sends), ch.ID, topics))
+			assert.Equal(t, tc.puts, srv.Count(http.MethodPut, path), "requests the server saw")
+			assert.Equal(t, tc.sends, sends, "sends counted")
+		})
+	}
+}
+
+// resendOn503 is a transport of the caller's that sends a request again, once, after a 503, as
+// retrying transports do. It sends the copy with the request's context, so that the trace there
+// sees both.
+type resendOn503 struct{ base http.RoundTripper }
+
+func (t resendOn503) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(r)
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		return resp, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	again := r.Clone(r.Context())
+	if r.GetBody != nil {
+		if again.Body, err = r.GetBody(); err != nil {
+			return nil, err
+		}
+	}
+	return t.base.RoundTrip(again)
+}

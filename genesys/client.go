@@ -208,25 +208,32 @@ type request struct {
 type sendCountKey struct{}
 
 // WithSendCount returns a copy of ctx with which every call of a Client adds to *n each time its
-// request goes out: once the transport has a connection for it (net/http/httptrace's GotConn; see
-// WithHTTPClient for a transport that does not say, through which every try that reached it counts
-// unless its dial failed). The token request does not count, nor a try refused with a 401 that the
-// client then sends again with a renewed token: Genesys did nothing with it. A call that counted
-// nothing sent nothing, and Genesys will not carry it out. A request that is safe to repeat (a
-// PUT) may go out more than once in one call, after a 5xx or a timeout, and an earlier copy may
-// then be carried out after the answer to a later one. n is not synchronised: calls that run at
-// the same time need their own.
+// request goes out: each time the transport has a connection for it (net/http/httptrace's
+// GotConn). The transport may send a request more than once inside one http.Client.Do, and each
+// copy counts: net/http's HTTP/2 transport sends it again after the peer reset its stream with
+// PROTOCOL_ERROR (a proxy may, once the backend has the request), a caller's transport may retry,
+// and net/http's sends it again on another connection when the kept-alive one it chose turns out
+// closed (both count, though the first may never have left). See WithHTTPClient for a transport
+// that does not report its connections. The token request does not count, nor a copy refused with a
+// 401 that the client then sends again with a renewed token: Genesys did nothing with it. A call
+// that counted nothing sent nothing, and Genesys will not carry it out. A request that is safe to
+// repeat (a PUT) may go out more than once in one call, and an earlier copy may then be carried
+// out after the answer to a later one. n is not synchronised: calls that run at the same time need
+// their own.
 func WithSendCount(ctx context.Context, n *int) context.Context {
 	return context.WithValue(ctx, sendCountKey{}, n)
 }
 
-// countSend records that r went out once more.
-func countSend(ctx context.Context, r request) {
+// countSends records that r went out copies more times.
+func countSends(ctx context.Context, r request, copies int) {
+	if copies <= 0 {
+		return
+	}
 	if r.tries != nil {
-		*r.tries++
+		*r.tries += copies
 	}
 	if n, _ := ctx.Value(sendCountKey{}).(*int); n != nil {
-		*n++
+		*n += copies
 	}
 }
 
@@ -285,22 +292,25 @@ func (c *Client) attempt(ctx context.Context, r request, payload []byte, out any
 		if err != nil {
 			return err
 		}
-		status, h, body, err := c.send(ctx, r, payload, token)
+		var trace sendTrace
+		status, h, body, err := c.send(ctx, r, payload, token, &trace)
 		if err != nil {
 			var tErr *transportError
 			if errors.As(err, &tErr) && !tErr.nothingSent() {
-				countSend(ctx, r)
+				countSends(ctx, r, trace.copies())
 			}
 			return err
 		}
 		if status == http.StatusUnauthorized && !renewed {
-			// Refused before any work, and sent again below: not counted as sent.
+			// The copy answered was refused before any work, and is sent again below: not
+			// counted as sent. A copy the transport sent before it, in the same exchange, is.
+			countSends(ctx, r, trace.copies()-1)
 			c.log.LogAttrs(ctx, levelDebug, "genesys: token refused, renewing it",
 				slog.String("method", r.method), slog.String("path", r.path))
 			c.tokens.invalidate(token)
 			continue
 		}
-		countSend(ctx, r)
+		countSends(ctx, r, trace.copies())
 		if status < 200 || status > 299 {
 			e := parseAPIError(status, h, body, c.clock.Now())
 			e.Method, e.Path = r.method, r.path
@@ -320,8 +330,9 @@ func (c *Client) attempt(ctx context.Context, r request, payload []byte, out any
 	}
 }
 
-// send performs one HTTP exchange and reads the whole answer.
-func (c *Client) send(ctx context.Context, r request, payload []byte, token string) (int, http.Header, []byte, error) {
+// send performs one HTTP exchange and reads the whole answer; trace follows it through the
+// transport.
+func (c *Client) send(ctx context.Context, r request, payload []byte, token string, trace *sendTrace) (int, http.Header, []byte, error) {
 	target := c.baseURL + r.path
 	if len(r.query) > 0 {
 		target += "?" + r.query.Encode()
@@ -330,7 +341,6 @@ func (c *Client) send(ctx context.Context, r request, payload []byte, token stri
 	if payload != nil {
 		body = bytes.NewReader(payload)
 	}
-	var trace sendTrace
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace.hooks()), r.method, target, body)
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("genesys: building %s %s: %w", r.method, r.path, err)
@@ -502,19 +512,30 @@ func (e *transportError) nothingSent() bool {
 // hook (a caller's own, see WithHTTPClient) leaves every failure but a failed dial or DNS lookup
 // unclear.
 type sendTrace struct {
-	asked atomic.Bool // GetConn: the transport looks for a connection, and reports its steps
-	conn  atomic.Bool // GotConn or any later step: from here on the request may be on its way
+	asked atomic.Bool  // GetConn: the transport looks for a connection, and reports its steps
+	conn  atomic.Bool  // GotConn or any later step: from here on the request may be on its way
+	conns atomic.Int32 // GotConn calls: one for each copy the transport sent
 }
 
 func (t *sendTrace) hooks() *httptrace.ClientTrace {
 	sent := func() { t.conn.Store(true) }
 	return &httptrace.ClientTrace{
-		GetConn:              func(string) { t.asked.Store(true) },
-		GotConn:              func(httptrace.GotConnInfo) { sent() },
+		GetConn: func(string) { t.asked.Store(true) },
+		GotConn: func(httptrace.GotConnInfo) {
+			t.conns.Add(1)
+			sent()
+		},
 		WroteHeaders:         sent,
 		WroteRequest:         func(httptrace.WroteRequestInfo) { sent() },
 		GotFirstResponseByte: sent,
 	}
+}
+
+// copies returns how many copies of the request the transport sent in the exchange, for one that
+// may have gone out: one for each connection it had for the request, or one when it reported
+// none (a transport that calls no hook, see WithHTTPClient).
+func (t *sendTrace) copies() int {
+	return max(int(t.conns.Load()), 1)
 }
 
 // unsent reports whether the transport said it was getting a connection for the request and never

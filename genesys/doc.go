@@ -87,8 +87,10 @@
 // A caller that must know whether a request may still be carried out after a call returned (a
 // PUT sent again after a 5xx, whose first copy may land after the answer to the second; a call
 // cut short once the request had gone out) learns from WithSendCount how often the call's request
-// went out, counted by the same hooks: the token request does not count, nor a try refused with a
-// 401 that the client sent again with a renewed token.
+// went out, counted by the same hooks, one for each copy: the transport may itself send a request
+// again inside one exchange (net/http's HTTP/2 transport does after a stream reset with
+// PROTOCOL_ERROR, which a proxy may send once the backend has the request). The token request does
+// not count, nor a copy refused with a 401 that the client sent again with a renewed token.
 //
 // # Errors
 //

@@ -44,11 +44,15 @@ type config struct {
 
 // WithHTTPClient sets the HTTP client used for API calls, token requests and (in package
 // notifications) WebSocket dials. Its Timeout, if any, bounds each attempt. Its transport should
-// call the net/http/httptrace hooks GetConn and GotConn, as net/http's does, also when it wraps
-// another: without them the client cannot tell a creation that failed before it had a connection,
-// which it may send again, from one that may have reached Genesys (see ErrOutcomeUnknown). The
-// default is a client with its own clone of http.DefaultTransport and no overall timeout; attempts
-// are bounded by the retry policy's AttemptTimeout.
+// call the net/http/httptrace hooks GetConn and GotConn of the request's context, as net/http's
+// does, also when it wraps another, and GotConn for every copy of a request it sends: without them
+// the client cannot tell a creation that failed before it had a connection, which it may send
+// again, from one that may have reached Genesys (see ErrOutcomeUnknown), and cannot count the
+// copies that went out (see WithSendCount). A transport that calls neither hook is counted as
+// sending each request it is given once, unless it fails with a dial or DNS error, which counts
+// as nothing sent; such a transport must not send a request again itself, since WithSendCount
+// would not count the copies. The default is a client with its own clone of http.DefaultTransport
+// and no overall timeout; attempts are bounded by the retry policy's AttemptTimeout.
 func WithHTTPClient(c *http.Client) Option {
 	return optionFunc(func(cfg *config) { cfg.httpClient = c })
 }

@@ -695,6 +695,49 @@ func TestEnsureCountsAWriteWhoseAnswerWasLost(t *testing.T) {
 	assert.True(t, res.Changed())
 }
 
+// The config write is stored, and a proxy then resets its stream (RST_STREAM PROTOCOL_ERROR, which
+// a proxy may send once the backend has the request): the client sends it again, and the version
+// the first copy made refuses the repeat. This run wrote the config, and the result says so.
+func TestEnsureCountsAWriteStoredBeforeItsStreamWasReset(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		reset gatewayReset
+	}{
+		{"sent again in the same exchange", resetStream},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := genesystest.NewServer()
+			t.Cleanup(srv.Close)
+			id := srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "contact-centre.prod",
+				[]string{"v2.users.{id}.activity"})
+			var resets atomic.Int32
+			g := newResetGateway(t, srv.URL, func(method, path string) gatewayReset {
+				if method == http.MethodPut && strings.HasSuffix(path, "/config/current") && resets.Add(1) == 1 {
+					return tc.reset
+				}
+				return passAnswer
+			})
+			c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+				genesys.WithHTTPClient(&http.Client{Transport: g.transport(t)}),
+				genesys.WithBaseURL(g.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy))
+			require.NoError(t, err)
+			version := srv.ConfigVersion(id)
+			res, err := c.EnsureEventBridgeIntegration(testContext(t), goodSpec())
+			require.NoError(t, err)
+			var puts []int
+			for _, r := range srv.Requests() {
+				if r.Method == http.MethodPut {
+					puts = append(puts, r.Status)
+				}
+			}
+			require.Equal(t, []int{http.StatusOK, http.StatusConflict}, puts, "stored, stream reset; the repeat refused")
+			require.Equal(t, version+1, srv.ConfigVersion(id), "one write stored")
+			assert.True(t, res.ConfigUpdated)
+			assert.True(t, res.Changed())
+		})
+	}
+}
+
 // A 2xx answer to the integration's creation that cannot be used (a gateway that rewrote the
 // body, a body without an id) still means Genesys installed it: the outcome is unknown, so the
 // integration is looked up by name rather than created a second time, even when the listing

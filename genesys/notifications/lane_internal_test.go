@@ -107,20 +107,29 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	policy := retry.Policy{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxAttempts: 3, Jitter: retry.NoJitter}
-	// newClient returns a client without a token, so that its first request fetches one.
-	newClient := func(t *testing.T) *genesys.Client {
+	// newClient returns a client without a token, so that its first request fetches one. Its
+	// transport is rt, or a clone of http.DefaultTransport when rt is nil.
+	newClient := func(t *testing.T, rt http.RoundTripper) *genesys.Client {
 		t.Helper()
+		if rt == nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			t.Cleanup(tr.CloseIdleConnections)
+			rt = tr
+		}
 		c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+			genesys.WithHTTPClient(&http.Client{Transport: rt}),
 			genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(policy))
 		require.NoError(t, err)
 		return c
 	}
-	ch, err := newClient(t).CreateChannel(ctx)
+	ch, err := newClient(t, nil).CreateChannel(ctx)
 	require.NoError(t, err)
 	path := "/api/v2/notifications/channels/" + ch.ID + "/subscriptions"
 	topics := []string{"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"}
 	for _, tc := range []struct {
 		name string
+		// transport, when set, returns the transport of the client.
+		transport func(t *testing.T) http.RoundTripper
 		// before prepares the request sent with c and returns its context.
 		before func(t *testing.T, c *genesys.Client) context.Context
 		hold   bool
@@ -161,6 +170,16 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusServiceUnavailable, Processed: true})
 				return ctx
 			}},
+		{name: "sent again by the caller's transport after a 503, inside one exchange", hold: true,
+			transport: func(t *testing.T) http.RoundTripper {
+				tr := http.DefaultTransport.(*http.Transport).Clone()
+				t.Cleanup(tr.CloseIdleConnections)
+				return resendOn503{base: tr}
+			},
+			before: func(*testing.T, *genesys.Client) context.Context {
+				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusServiceUnavailable, Processed: true})
+				return ctx
+			}},
 		{name: "a 503, then refused with a 400", hold: true, err: true,
 			before: func(*testing.T, *genesys.Client) context.Context {
 				// The answer to the second copy does not settle the first.
@@ -188,7 +207,11 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newClient(t)
+			var rt http.RoundTripper
+			if tc.transport != nil {
+				rt = tc.transport(t)
+			}
+			c := newClient(t, rt)
 			a := testAccount(t)
 			l := &lane{s: &Source{client: c, log: slog.New(slog.DiscardHandler), account: a}}
 			h := &held{ch: ch, expires: time.Now().Add(time.Hour), inUse: true}
@@ -203,4 +226,24 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 			assert.Equal(t, tc.hold, !h.reuseAt.IsZero(), "held back until %v (error %v)", h.reuseAt, err)
 		})
 	}
+}
+
+// resendOn503 is a transport of the caller's that sends a request again, once, after a 503, as
+// retrying transports do. It sends the copy with the request's context, whose trace sees both.
+type resendOn503 struct{ base http.RoundTripper }
+
+func (t resendOn503) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(r)
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		return resp, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	again := r.Clone(r.Context())
+	if r.GetBody != nil {
+		if again.Body, err = r.GetBody(); err != nil {
+			return nil, err
+		}
+	}
+	return t.base.RoundTrip(again)
 }
