@@ -141,6 +141,31 @@ func TestCreateChannelIsNotRepeatedAfterAnUnclearFailure(t *testing.T) {
 		require.ErrorAs(t, err, &re)
 		assert.Equal(t, fastPolicy.MaxAttempts, re.Attempts, "every attempt of the policy was made")
 	})
+	t.Run("a refused connection for the copy of one that reached Genesys", func(t *testing.T) {
+		// A proxy resets the creation's stream with GOAWAY once Genesys has it: net/http's
+		// HTTP/2 transport sends it again on a new connection, whose dial is refused. The
+		// exchange ends with a dial error, yet the first copy may have created the channel.
+		f := newFixture(t, nil)
+		g := newResetGateway(t, f.srv.URL, func(method, p string) gatewayReset {
+			if method == http.MethodPost && p == path {
+				return resetConnectionDialFails
+			}
+			return passAnswer
+		})
+		c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+			genesys.WithHTTPClient(&http.Client{Transport: g.transport(t)}),
+			genesys.WithBaseURL(g.URL), genesys.WithTokenURL(f.srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy))
+		require.NoError(t, err)
+		sends := 0
+		_, err = c.CreateChannel(genesys.WithSendCount(testContext(t), &sends))
+		var op *net.OpError
+		require.ErrorAs(t, err, &op, "the exchange ended with the refused dial")
+		assert.ErrorIs(t, err, genesys.ErrOutcomeUnknown)
+		assert.True(t, retry.IsPermanent(err))
+		assert.Equal(t, 1, f.srv.Count(http.MethodPost, path), "creations sent")
+		assert.Equal(t, 1, f.srv.ChannelsCreated())
+		assert.Equal(t, 1, sends)
+	})
 }
 
 // A caller that gives up once the creation was sent does not know whether Genesys created the
@@ -525,7 +550,8 @@ func TestSetSubscriptionsSendCount(t *testing.T) {
 // A transport may send a request more than once inside one exchange: net/http's HTTP/2 transport
 // sends it again after a proxy reset its stream with PROTOCOL_ERROR, which a proxy may do once the
 // backend has the request, and a transport of the caller's may send it again after a 503. Every
-// copy counts, but one answered with a 401 and sent again with a new token.
+// copy counts, but one answered with a 401 and sent again with a new token, also when the exchange
+// ends with the failed dial of a later copy.
 func TestSendCountCountsEachCopyOfOneExchange(t *testing.T) {
 	srv := genesystest.NewServer()
 	t.Cleanup(srv.Close)
@@ -538,12 +564,12 @@ func TestSendCountCountsEachCopyOfOneExchange(t *testing.T) {
 	path := "/api/v2/notifications/channels/" + ch.ID + "/subscriptions"
 	topics := []string{"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"}
 	// throughGateway returns a client that speaks HTTP/2 to a gateway in front of srv, which
-	// resets the stream of the first subscription request once srv has it.
-	throughGateway := func(t *testing.T) *genesys.Client {
+	// resets the first subscription request as reset says once srv has it.
+	throughGateway := func(t *testing.T, reset gatewayReset) *genesys.Client {
 		var resets atomic.Int32
 		g := newResetGateway(t, srv.URL, func(method, p string) gatewayReset {
 			if method == http.MethodPut && p == path && resets.Add(1) == 1 {
-				return resetStream
+				return reset
 			}
 			return passAnswer
 		})
@@ -560,14 +586,21 @@ func TestSendCountCountsEachCopyOfOneExchange(t *testing.T) {
 		sends  int // as counted
 		puts   int // as the server saw them
 	}{
-		{name: "HTTP/2, sent again after its stream was reset", sends: 2, puts: 2, client: throughGateway},
+		{name: "HTTP/2, sent again after its stream was reset", sends: 2, puts: 2,
+			client: func(t *testing.T) *genesys.Client { return throughGateway(t, resetStream) }},
 		{name: "HTTP/2, sent again after its stream was reset, then a 401", sends: 2, puts: 3,
 			client: func(t *testing.T) *genesys.Client {
-				c := throughGateway(t)
+				c := throughGateway(t, resetStream)
 				_, err := c.AvailableTopics(ctx) // a token at hand, which srv then refuses
 				require.NoError(t, err)
 				srv.ExpireTokens()
 				return c
+			}},
+		{name: "HTTP/2, its stream reset with a GOAWAY, the dial for the copy refused, then sent again", sends: 2, puts: 2,
+			client: func(t *testing.T) *genesys.Client {
+				// The first exchange ends with the refused dial of its second copy; its first
+				// counts all the same. The retrier then sends the request again.
+				return throughGateway(t, resetConnectionDialFails)
 			}},
 		{name: "sent again by the caller's transport after a 503", sends: 2, puts: 2,
 			client: func(t *testing.T) *genesys.Client {

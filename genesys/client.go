@@ -358,13 +358,13 @@ func (c *Client) send(ctx context.Context, r request, payload []byte, token stri
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		unsent := trace.unsent()
-		if cerr := ctx.Err(); cerr != nil && unsent {
+		if cerr := ctx.Err(); cerr != nil && trace.unsent() {
 			// Ended while the connection was being made (a dial, a TLS handshake, a wait for a
 			// connection of the pool): the caller's cancellation, not a transport failure.
 			return 0, nil, nil, fmt.Errorf("genesys: %s %s: ended before it was sent: %w", r.method, r.path, cerr)
 		}
-		return 0, nil, nil, &transportError{method: r.method, path: r.path, err: err, unsent: unsent}
+		return 0, nil, nil, &transportError{method: r.method, path: r.path, err: err,
+			traced: trace.asked.Load(), connected: trace.conn.Load()}
 	}
 	defer resp.Body.Close()
 	limit := int64(maxResponseBody)
@@ -462,7 +462,8 @@ type transportError struct {
 	err          error
 	afterHeaders bool // the answer's headers arrived, so the server did receive the request
 	status       int  // with afterHeaders, the answer's status, whose body was cut off
-	unsent       bool // the transport's trace says it failed before it had a connection for it
+	traced       bool // the transport's trace said it looked for a connection (GetConn)
+	connected    bool // the trace said the transport had a connection for the request, or more
 }
 
 // successCutOff reports whether the answer was a success whose body was cut off: the server did
@@ -483,14 +484,17 @@ func (e *transportError) Error() string {
 
 func (e *transportError) Unwrap() error { return e.err }
 
-// nothingSent reports whether the request certainly never reached the server: the connection was
-// never made. Only then is a non-repeatable request safe to send again. Without a trace from the
-// transport (see sendTrace), only a failed dial or DNS lookup says so.
+// nothingSent reports whether the request certainly never reached the server: the transport never
+// had a connection for it. Only then is a non-repeatable request safe to send again. A trace that
+// saw a connection settles it whatever the error: net/http's HTTP/2 transport sends a request again
+// after a stream reset, on a new connection after a GOAWAY, so an exchange whose first copy reached
+// the server can end with the failed dial of the next. Only a transport that reported no GetConn
+// at all (see sendTrace) leaves it to the error: a failed dial or DNS lookup then says so.
 func (e *transportError) nothingSent() bool {
-	if e.afterHeaders {
+	switch {
+	case e.afterHeaders, e.connected:
 		return false
-	}
-	if e.unsent {
+	case e.traced:
 		return true
 	}
 	var op *net.OpError

@@ -67,22 +67,24 @@
 // safe to repeat are retried after an unclear failure: GET, PUT, PATCH and DELETE. A POST that
 // creates something, the creation of a notification channel included (a channel created twice
 // leaves one unused, which counts against MaxChannels until it expires; see CreateChannel), is
-// retried only when it certainly did not reach the server (connection refused, a failure while
-// the connection was being made) or the server refused it (429, or another 4xx whose body was cut
-// off); otherwise (a 5xx, a timeout, a broken connection, a context cancelled once the request had
-// a connection) its error wraps ErrOutcomeUnknown, and carries the wait a 5xx's Retry-After asked
-// for (retry.RetryAfter), for a caller that tries again. A context cancelled before the request
-// had a connection (during the dial, the TLS handshake, or a wait for a connection of the pool)
-// sent nothing, and its error is the context's (retry.ClassCanceled).
+// retried only when it certainly did not reach the server (connection refused, a failure while the
+// connection was being made, unless the transport had had a connection for an earlier copy of it:
+// net/http's HTTP/2 transport sends a request again after a stream reset, on a new connection after
+// a GOAWAY) or the server refused it (429, or another 4xx whose body was cut off); otherwise (a
+// 5xx, a timeout, a broken connection, a context cancelled once the request had a connection) its
+// error wraps ErrOutcomeUnknown, and carries the wait a 5xx's Retry-After asked for
+// (retry.RetryAfter), for a caller that tries again. A context cancelled before the request had a
+// connection (during the dial, the TLS handshake, or a wait for a connection of the pool) sent
+// nothing, and its error is the context's (retry.ClassCanceled).
 //
 // The client learns whether a request had a connection from the net/http/httptrace hooks that
 // net/http's transport calls (GetConn and GotConn), which it adds to any trace already in the
-// request's context. With a transport of the caller's (WithHTTPClient) that calls none of them,
-// it cannot tell: a failure other than a refused connection or a failed DNS lookup then counts as
-// unclear, and a creation's error wraps ErrOutcomeUnknown. A creation answered 2xx with an answer that cannot be used (a channel
-// without id or connectUri, an integration without id, or a body that does not decode) wraps
-// ErrOutcomeUnknown too: Genesys created it, and provisioning looks the integration up by name
-// instead of creating another.
+// request's context. With a transport of the caller's (WithHTTPClient) that calls none of them, it
+// cannot tell: a failure other than a failed dial (a refused connection, say) or DNS lookup then
+// counts as unclear, and a creation's error wraps ErrOutcomeUnknown. A creation answered 2xx with
+// an answer that cannot be used (a channel without id or connectUri, an integration without id, or
+// a body that does not decode) wraps ErrOutcomeUnknown too: Genesys created it, and provisioning
+// looks the integration up by name instead of creating another.
 //
 // A caller that must know whether a request may still be carried out after a call returned (a
 // PUT sent again after a 5xx, whose first copy may land after the answer to the second; a call

@@ -30,6 +30,9 @@ const (
 	// resetConnection answers GOAWAY, then RST_STREAM PROTOCOL_ERROR: the transport sends the
 	// request again, inside the same http.Client.Do, on a connection it dials.
 	resetConnection
+	// resetConnectionDialFails is resetConnection, and the dial for the next copy, of a transport
+	// made by the gateway's transport method, is refused: the exchange ends with a dial error.
+	resetConnectionDialFails
 )
 
 // resetGateway is an HTTP/2 front end to a fake Genesys, as a proxy or a load balancer is: it passes
@@ -42,7 +45,7 @@ type resetGateway struct {
 	backend string
 	tls     *tls.Config // trusts the gateway's certificate
 	reset   func(method, path string) gatewayReset
-	// dialFails makes the next dial to the gateway, of clients made by transport, fail.
+	// dialFails makes the next dial to the gateway, of a transport made by transport, fail.
 	dialFails atomic.Bool
 	refused   string // an address where nobody listens
 }
@@ -161,6 +164,9 @@ func (g *resetGateway) answer(fr *http2.Framer, id uint32, method, path string, 
 		return fr.WriteRSTStream(id, http2.ErrCodeInternal)
 	}
 	switch g.reset(method, path) {
+	case resetConnectionDialFails:
+		g.dialFails.Store(true)
+		fallthrough
 	case resetConnection:
 		if err := fr.WriteGoAway(id, http2.ErrCodeNo, nil); err != nil {
 			return err

@@ -704,6 +704,8 @@ func TestEnsureCountsAWriteStoredBeforeItsStreamWasReset(t *testing.T) {
 		reset gatewayReset
 	}{
 		{"sent again in the same exchange", resetStream},
+		// The exchange ends with the refused dial of the second copy; the retrier sends it again.
+		{"the dial for the copy refused", resetConnectionDialFails},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := genesystest.NewServer()

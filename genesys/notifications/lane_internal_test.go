@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,6 +182,30 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusServiceUnavailable, Processed: true})
 				return ctx
 			}},
+		{name: "a 503, then the dial for the caller's transport's copy refused", hold: true,
+			// The exchange ends with a dial error after its first copy reached Genesys; the
+			// client sends the request again, which succeeds.
+			transport: func(t *testing.T) http.RoundTripper {
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				require.NoError(t, err)
+				refused := l.Addr().String()
+				require.NoError(t, l.Close())
+				tr := http.DefaultTransport.(*http.Transport).Clone()
+				tr.DisableKeepAlives = true // the copy dials a connection of its own
+				var d net.Dialer
+				var failNext atomic.Bool
+				tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					if failNext.CompareAndSwap(true, false) {
+						addr = refused
+					}
+					return d.DialContext(ctx, network, addr)
+				}
+				return resendOn503{base: tr, beforeCopy: func() { failNext.Store(true) }}
+			},
+			before: func(*testing.T, *genesys.Client) context.Context {
+				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusServiceUnavailable, Processed: true})
+				return ctx
+			}},
 		{name: "a 503, then refused with a 400", hold: true, err: true,
 			before: func(*testing.T, *genesys.Client) context.Context {
 				// The answer to the second copy does not settle the first.
@@ -229,8 +255,12 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 }
 
 // resendOn503 is a transport of the caller's that sends a request again, once, after a 503, as
-// retrying transports do. It sends the copy with the request's context, whose trace sees both.
-type resendOn503 struct{ base http.RoundTripper }
+// retrying transports do, calling beforeCopy, if set, first. It sends the copy with the request's
+// context, whose trace sees both.
+type resendOn503 struct {
+	base       http.RoundTripper
+	beforeCopy func()
+}
 
 func (t resendOn503) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(r)
@@ -244,6 +274,9 @@ func (t resendOn503) RoundTrip(r *http.Request) (*http.Response, error) {
 		if again.Body, err = r.GetBody(); err != nil {
 			return nil, err
 		}
+	}
+	if t.beforeCopy != nil {
+		t.beforeCopy()
 	}
 	return t.base.RoundTrip(again)
 }
