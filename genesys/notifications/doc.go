@@ -100,10 +100,14 @@
 //     the same grace period of 5 minutes from when the lane saw the request end: it still counts,
 //     and no lane connects it again before. A request that never went out, or that Genesys
 //     refused with a 4xx answer read in full, holds nothing back. The genesys client tells how
-//     often a request went out (genesys.WithSendCount), not counting its token request nor a
-//     copy refused with a 401 and sent again with a new token; through a transport of the
-//     caller's that does not report its connections (genesys.WithHTTPClient), every failure but
-//     a refused connection counts as a request that went out.
+//     often a request went out (genesys.WithSendCount): each copy the transport had a connection
+//     for, also one it sent again itself within one exchange (net/http's HTTP/2 transport does
+//     after a stream reset), but not the token request nor a copy refused with a 401 and sent
+//     again with a new token. Through a transport of the caller's that reports no connections
+//     (no net/http/httptrace GetConn or GotConn, see genesys.WithHTTPClient), each exchange counts
+//     as one request that went out unless it failed with a dial or DNS error, which counts as
+//     none; copies such a transport sends again itself are not seen, so a request it sent twice
+//     and that succeeded holds nothing back.
 //   - With 20 or more counted and none that may be connected again, creating one more evicts at
 //     most as many channels as are counted beyond 19, the oldest Genesys holds, and those are among
 //     as many of the oldest counted: those that do not exist only make room. A lost creation is
