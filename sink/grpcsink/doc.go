@@ -76,12 +76,12 @@
 // limit is permanent when the request was refused: "grpc: received message larger than max" (or
 // its forms after decompression) sent by a server whose MaxRecvMsgSize the event exceeds, or
 // "trying to send message larger than max" from the client's own send limit
-// (grpc.MaxCallSendMsgSize, by default none). The event is as large on every attempt. grpc-go
-// words two refusals of the consumer's answer the same way, yet there the consumer took the event
-// and answered: the client's refusal of an answer over its receive limit (grpc.MaxCallRecvMsgSize,
-// default 4 MiB), and the consumer's server refusing to send an answer over its own send limit
-// (grpc.MaxSendMsgSize), which it reports to the client as a status. Those failures are retryable,
-// as a lost answer is, since delivery is at-least-once.
+// (grpc.MaxCallSendMsgSize, by default the largest int32). The event is as large on every
+// attempt. grpc-go words two refusals of the consumer's answer the same way, yet there the
+// consumer took the event and answered: the client's refusal of an answer over its receive limit
+// (grpc.MaxCallRecvMsgSize, default 4 MiB), and the consumer's server refusing to send an answer
+// over its own send limit (grpc.MaxSendMsgSize), which it reports to the client as a status.
+// Those failures are retryable, as a lost answer is, since delivery is at-least-once.
 //
 // A send refusal is the client's own, permanent, when the limit it names ("(N vs. M)") is the
 // client's send limit among the options seen (see below). grpc-go sends the request headers
@@ -95,8 +95,9 @@
 // its refusal to send its answer, retryable, unless it carries status details: grpc-go's own
 // refusals have none, and a Server relaying a refusal adds one (see NewServer), so such a status
 // relays a refusal of a request, permanent. Neither the codec matters nor the size the refusal
-// names. A consumer's server whose send limit is the client's is taken for the client: its
-// refusal of an answer dead-letters an event the consumer took.
+// names. A consumer's server whose send limit is the client's (both are the largest int32 by
+// default) is taken for the client: its refusal of an answer, over 2 GiB then, dead-letters an
+// event the consumer took.
 //
 // A receive refusal cannot be told by how the status was framed (a server behind
 // grpc.Server.ServeHTTP, or a proxy, sends headers before a refusal as before an answer): Send
