@@ -46,8 +46,9 @@ func (ch *Channel) checkIDs() error { return checkID("channel", ch.ID) }
 //
 // The creation is sent again only when it certainly did not reach Genesys (a refused connection, a
 // failure while the connection was being made, when no earlier copy of it had one: see the package
-// documentation) or when Genesys refused it (a 429, which Genesys answers before doing any work). A context cancelled before the request had a connection returns
-// the context's error. After an unclear failure (a 5xx, a timeout, a connection broken or a
+// documentation, which says when that errs on the side of an unclear outcome) or when Genesys
+// refused it (a 429, which Genesys answers before doing any work). A context cancelled before
+// the request had a connection returns the context's error. After an unclear failure (a 5xx, a timeout, a connection broken or a
 // context cancelled once the request had a connection) the channel may exist
 // anyway, and creating another would make Genesys hold one more channel than the caller knows of,
 // so CreateChannel returns an error wrapping ErrOutcomeUnknown instead. Genesys offers no way to

@@ -70,7 +70,9 @@
 // retried only when it certainly did not reach the server (connection refused, a failure while the
 // connection was being made, unless the transport had had a connection for an earlier copy of it:
 // net/http's HTTP/2 transport sends a request again after a stream reset, on a new connection after
-// a GOAWAY) or the server refused it (429, or another 4xx whose body was cut off); otherwise (a
+// a GOAWAY, and the hooks cannot tell a copy the server read from one it never saw, so a copy
+// refused on a dead kept-alive connection or by a graceful GOAWAY, followed by a refused dial,
+// also counts as unclear) or the server refused it (429, or another 4xx whose body was cut off); otherwise (a
 // 5xx, a timeout, a broken connection, a context cancelled once the request had a connection) its
 // error wraps ErrOutcomeUnknown, and carries the wait a 5xx's Retry-After asked for
 // (retry.RetryAfter), for a caller that tries again. A context cancelled before the request had a
