@@ -192,17 +192,9 @@ func TestRelayedAnswerOverTheReceiveLimitStaysRetryable(t *testing.T) {
 			t.Run(transport+"/"+built, func(t *testing.T) {
 				rec := newRecorder()
 				next := build(t, startLargeAnswer(t, false, rec, 128<<10), grpcsink.WithCallOptions(grpc.MaxCallRecvMsgSize(64<<10)))
-				relayed := make(chan error, 1)
-				relay := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
-					err := next.Send(ctx, e)
-					relayed <- err
-					return err
-				})
-				s := newSink(t, startServerOn(t, viaHTTP, relay))
 
-				err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+				relayErr, err := sendThroughRelay(t, viaHTTP, next, false)
 
-				relayErr := recv(t, relayed)
 				require.Error(t, relayErr)
 				require.Equal(t, retry.ClassRetryable, retry.Classify(relayErr), "the relay's own class, of %v", relayErr)
 				require.Error(t, err)
@@ -266,17 +258,9 @@ func TestRelayedAnswerOverTheSendLimitStaysRetryable(t *testing.T) {
 			t.Run(transport+"/"+built, func(t *testing.T) {
 				rec := newRecorder()
 				next := build(t, startLargeAnswer(t, false, rec, 128<<10, grpc.MaxSendMsgSize(64<<10)))
-				relayed := make(chan error, 1)
-				relay := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
-					err := next.Send(ctx, e)
-					relayed <- err
-					return err
-				})
-				s := newSink(t, startServerOn(t, viaHTTP, relay))
 
-				err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+				relayErr, err := sendThroughRelay(t, viaHTTP, next, false)
 
-				relayErr := recv(t, relayed)
 				require.Error(t, relayErr)
 				require.Equal(t, retry.ClassRetryable, retry.Classify(relayErr), "the relay's own class, of %v", relayErr)
 				require.Error(t, err)
@@ -406,18 +390,9 @@ func TestRelayedSendRefusalOfTheRequestStaysPermanent(t *testing.T) {
 			t.Run(transport+"/"+built, func(t *testing.T) {
 				rec := newRecorder()
 				next := build(t, startServer(t, rec), grpcsink.WithCallOptions(grpc.MaxCallSendMsgSize(1024)))
-				relayed := make(chan error, 1)
-				relay := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
-					e.Raw = make([]byte, 4096)
-					err := next.Send(ctx, e)
-					relayed <- err
-					return err
-				})
-				s := newSink(t, startServerOn(t, viaHTTP, relay))
 
-				err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+				relayErr, err := sendThroughRelay(t, viaHTTP, next, true)
 
-				relayErr := recv(t, relayed)
 				require.Error(t, relayErr)
 				require.Equal(t, retry.ClassPermanent, retry.Classify(relayErr), "the relay's own class, of %v", relayErr)
 				require.Error(t, err)
@@ -441,18 +416,9 @@ func TestRelayedRefusalOfTheRequestStaysPermanent(t *testing.T) {
 			t.Run(transport+"/"+built, func(t *testing.T) {
 				rec := newRecorder()
 				next := build(t, startServer(t, rec, grpc.MaxRecvMsgSize(1024)))
-				relayed := make(chan error, 1)
-				relay := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
-					e.Raw = make([]byte, 4096)
-					err := next.Send(ctx, e)
-					relayed <- err
-					return err
-				})
-				s := newSink(t, startServerOn(t, viaHTTP, relay))
 
-				err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+				relayErr, err := sendThroughRelay(t, viaHTTP, next, true)
 
-				relayErr := recv(t, relayed)
 				require.Error(t, relayErr)
 				require.Equal(t, retry.ClassPermanent, retry.Classify(relayErr), "the relay's own class, of %v", relayErr)
 				require.Error(t, err)
@@ -762,4 +728,23 @@ func connWithDefault(t *testing.T, addr string, opt grpc.CallOption) *grpc.Clien
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
+}
+
+// sendThroughRelay sends a small event, over the transport viaHTTP names, to a consumer that
+// hands it on with next (made larger first when enlarge is set, as a relay that adds the raw
+// envelope it keeps would), and returns the relay's error from next and the first sender's.
+func sendThroughRelay(t *testing.T, viaHTTP bool, next sink.Sink, enlarge bool) (relayErr, err error) {
+	t.Helper()
+	relayed := make(chan error, 1)
+	relay := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+		if enlarge {
+			e.Raw = make([]byte, 4096)
+		}
+		err := next.Send(ctx, e)
+		relayed <- err
+		return err
+	})
+	s := newSink(t, startServerOn(t, viaHTTP, relay))
+	err = s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+	return recv(t, relayed), err
 }
