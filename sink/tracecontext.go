@@ -3,13 +3,11 @@ package sink
 import (
 	"context"
 	"encoding/hex"
-	"fmt"
-	"strconv"
 
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/tracectx"
 )
 
 // TraceContext returns the W3C trace context a sink sends along with e (as Kafka record headers,
@@ -28,29 +26,15 @@ func TraceContext(ctx context.Context, e *fanbridge.Event) (traceparent, tracest
 	if e == nil {
 		return "", ""
 	}
-	tp := e.Metadata[fanbridge.MetaTraceparent]
-	if tp == "" {
-		return "", ""
-	}
 	// The eventbridge decoder keeps only valid trace context, but an event may come from
-	// anywhere: it is read as the W3C rules say, and written out again as read. Version 00
-	// defines the flags sampled (01) and random (02); whoever passes the context on sends the
-	// other bits as 0, as the eventbridge decoder does, where OpenTelemetry's propagator would
-	// refuse the whole header.
-	if len(tp) == 55 && tp[:3] == "00-" && tp[52] == '-' && lowerHex(tp[53]) && lowerHex(tp[54]) {
-		if f, _ := strconv.ParseUint(tp[53:], 16, 8); f > 3 {
-			tp = tp[:53] + fmt.Sprintf("%02x", f&3)
-		}
-	}
-	carrier := propagation.MapCarrier{"traceparent": tp}
-	if ts := e.Metadata[fanbridge.MetaTracestate]; ts != "" {
-		carrier["tracestate"] = ts
-	}
-	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), carrier))
-	if !sc.IsValid() {
+	// anywhere: it is read by the same rules (a version 00 traceparent's reserved flags are
+	// sent as 0), without allocating for a value already written as it should be.
+	tp, ok := tracectx.Parent(e.Metadata[fanbridge.MetaTraceparent])
+	if !ok {
 		return "", ""
 	}
-	return FormatTraceparent(sc), sc.TraceState().String()
+	ts, _ := tracectx.State(e.Metadata[fanbridge.MetaTracestate])
+	return tp, ts
 }
 
 // FormatTraceparent returns sc as a W3C traceparent header value,
@@ -69,6 +53,3 @@ func FormatTraceparent(sc trace.SpanContext) string {
 	hex.Encode(b[53:55], []byte{byte(sc.TraceFlags())})
 	return string(b[:])
 }
-
-// lowerHex reports whether c is a hex digit as W3C trace context writes them, in lower case.
-func lowerHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }

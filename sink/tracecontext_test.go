@@ -101,3 +101,13 @@ func TestTraceContextFromEventIsValidated(t *testing.T) {
 		})
 	}
 }
+
+// Trace context written as it should be, as the eventbridge decoder keeps it, is passed on
+// without an allocation: every Send of an event that carries one reads it.
+func TestTraceContextFromEventDoesNotAllocate(t *testing.T) {
+	e := &fanbridge.Event{ID: "1", Metadata: map[string]string{
+		fanbridge.MetaTraceparent: senderParent, fanbridge.MetaTracestate: senderState}}
+	if n := testing.AllocsPerRun(100, func() { sink.TraceContext(context.Background(), e) }); n != 0 {
+		t.Fatalf("TraceContext allocates %v times per call", n)
+	}
+}
