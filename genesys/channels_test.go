@@ -607,7 +607,7 @@ func TestSendCountCountsEachCopyOfOneExchange(t *testing.T) {
 				tr := http.DefaultTransport.(*http.Transport).Clone()
 				t.Cleanup(tr.CloseIdleConnections)
 				c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
-					genesys.WithHTTPClient(&http.Client{Transport: resendOn503{base: tr}}),
+					genesys.WithHTTPClient(&http.Client{Transport: genesystest.ResendOn503{Base: tr}}),
 					genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy))
 				require.NoError(t, err)
 				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusServiceUnavailable, Processed: true})
@@ -623,25 +623,4 @@ func TestSendCountCountsEachCopyOfOneExchange(t *testing.T) {
 			assert.Equal(t, tc.sends, sends, "sends counted")
 		})
 	}
-}
-
-// resendOn503 is a transport of the caller's that sends a request again, once, after a 503, as
-// retrying transports do. It sends the copy with the request's context, so that the trace there
-// sees both.
-type resendOn503 struct{ base http.RoundTripper }
-
-func (t resendOn503) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(r)
-	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-		return resp, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	again := r.Clone(r.Context())
-	if r.GetBody != nil {
-		if again.Body, err = r.GetBody(); err != nil {
-			return nil, err
-		}
-	}
-	return t.base.RoundTrip(again)
 }

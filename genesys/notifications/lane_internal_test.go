@@ -176,7 +176,7 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 			transport: func(t *testing.T) http.RoundTripper {
 				tr := http.DefaultTransport.(*http.Transport).Clone()
 				t.Cleanup(tr.CloseIdleConnections)
-				return resendOn503{base: tr}
+				return genesystest.ResendOn503{Base: tr}
 			},
 			before: func(*testing.T, *genesys.Client) context.Context {
 				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusServiceUnavailable, Processed: true})
@@ -200,7 +200,7 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 					}
 					return d.DialContext(ctx, network, addr)
 				}
-				return resendOn503{base: tr, beforeCopy: func() { failNext.Store(true) }}
+				return genesystest.ResendOn503{Base: tr, BeforeCopy: func() { failNext.Store(true) }}
 			},
 			before: func(*testing.T, *genesys.Client) context.Context {
 				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusServiceUnavailable, Processed: true})
@@ -252,31 +252,4 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 			assert.Equal(t, tc.hold, !h.reuseAt.IsZero(), "held back until %v (error %v)", h.reuseAt, err)
 		})
 	}
-}
-
-// resendOn503 is a transport of the caller's that sends a request again, once, after a 503, as
-// retrying transports do, calling beforeCopy, if set, first. It sends the copy with the request's
-// context, whose trace sees both.
-type resendOn503 struct {
-	base       http.RoundTripper
-	beforeCopy func()
-}
-
-func (t resendOn503) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(r)
-	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-		return resp, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	again := r.Clone(r.Context())
-	if r.GetBody != nil {
-		if again.Body, err = r.GetBody(); err != nil {
-			return nil, err
-		}
-	}
-	if t.beforeCopy != nil {
-		t.beforeCopy()
-	}
-	return t.base.RoundTrip(again)
 }
