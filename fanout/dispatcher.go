@@ -834,6 +834,11 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 // A sink rebuilt under ordering keys waits only for the first: for its predecessor's workers.
 // Then, once the Async deliveries accepted under old (on sinks kept too) are finished, old has
 // settled.
+//
+// That last wait can be long (an Async delivery may be pending for as long as its sink hangs),
+// and every later Update's retire waits behind it: it holds old's channels only, not old, so
+// that replaced configurations (their routes, their compiled Matcher) are not kept in a chain
+// until then. Only the snapshot an Async task was accepted under stays, held by the task.
 func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 	defer d.retiring.Done()
 	<-old.handedOut
@@ -846,6 +851,8 @@ func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 	old.asyncDone() // no dispatch can accept another under old
 	<-old.prevAll
 	close(old.all)
+	quiet, prevSettled, settled := old.quiet, old.prevSettled, old.settled
+	old = nil
 	for _, st := range gone {
 		st.workers.Wait()
 		d.sinkMu.Lock()
@@ -855,9 +862,9 @@ func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 		d.sinkMu.Unlock()
 		d.dropSink(st)
 	}
-	<-old.quiet
-	<-old.prevSettled
-	close(old.settled)
+	<-quiet
+	<-prevSettled
+	close(settled)
 }
 
 func (d *Dispatcher) dropSink(st *sinkState) {
