@@ -72,6 +72,7 @@ type Route struct {
 	Name string
 	// Filter decides which events the route wants; use All for a route that wants every event.
 	// A *filter.Pattern here is matched together with every other pattern route (see Pattern).
+	// A Filter that panics on an event does not match it; the panic is logged and counted.
 	Filter filter.Predicate
 	// Pattern is an Amazon EventBridge event pattern (JSON source), an alternative to Filter:
 	// exactly one of the two must be set. All the pattern routes of a configuration (and the

@@ -218,7 +218,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 
 	g := d.newGroup(len(s.sinks))
 	defer d.unref(g)
-	if !s.match(e, g) || len(g.targets) == 0 {
+	if !s.match(ctx, e, g, d.tel) || len(g.targets) == 0 {
 		return errNoMatch
 	}
 

@@ -26,7 +26,13 @@
 // pattern routes of a configuration are compiled together into one filter.Matcher, so a thousand
 // of them cost about what one does; other predicates run one by one. For each sink, results and
 // dead-letter entries name the first route (in configuration order) that chose it. An event no
-// route matches is reported with fanbridge.ErrNoMatch and forgotten. An event that repeats a key,
+// route matches is reported with fanbridge.ErrNoMatch and forgotten. A route whose filter panics
+// on an event (a Go predicate, a CEL expression, any Filter but a pattern) does not match it:
+// the event still goes to the other routes that match it (when none does, it is reported with
+// fanbridge.ErrNoMatch), and the panic never reaches the caller of Dispatch. It is counted in
+// fanbridge.fanout.route.filter_panicked and logged at Error with the route's name and the
+// stack, at most once a minute per route (the line says how many panics went unlogged since the
+// last one). An event that repeats a key,
 // or spells one path two ways, at a path some pattern route of the configuration reads matches
 // no pattern route (see "Ambiguous events" in package filter): adding a pattern route can thus
 // make such an event, which no sender of Genesys events writes, miss a route it matched before.
@@ -59,8 +65,9 @@
 // whose error panics when read (a nil *T returned as an error, say): the error is replaced by a
 // permanent one that names its type. A panic in a dead-letter queue's Put, or an error from it
 // that panics when read, fails that write (as an error would), and one in a sink's Close is
-// returned by Close or Update; a panicking ordering-key function panics in the caller of
-// Dispatch, before any queue slot is taken.
+// returned by Close or Update. A route's filter that panics fails only that route's match (see
+// Routing). A panicking ordering-key function panics in the caller of Dispatch, before any
+// queue slot is taken.
 //
 // # Delivery semantics
 //
@@ -187,9 +194,10 @@
 //
 // # Observability
 //
-// WithLogger (silent by default) logs dead-lettered and lost deliveries and shutdown, never an
-// event's body. WithMeterProvider records fanbridge.fanout.route.matched per route (an accepted
-// event, once: not a duplicate, nor one refused as overloaded);
+// WithLogger (silent by default) logs dead-lettered and lost deliveries, panics in user code and
+// shutdown, never an event's body. WithMeterProvider records fanbridge.fanout.route.matched per
+// route (an accepted event, once: not a duplicate, nor one refused as overloaded) and
+// fanbridge.fanout.route.filter_panicked per route (see Routing);
 // fanbridge.fanout.sink.delivered, .retried, .dead_lettered, .failed and the
 // fanbridge.fanout.sink.delivery.duration histogram per sink; and the gauges
 // fanbridge.fanout.sink.queue.depth and fanbridge.fanout.sink.breaker.state (0 closed, 1 half-open,

@@ -1,15 +1,22 @@
 package fanout_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/fanout"
@@ -74,6 +81,83 @@ func TestNoMatch(t *testing.T) {
 	require.NoError(t, d.SetRoutes([]fanout.Route{{Name: "r", Filter: typeIs("y"), Sinks: []string{"s"}}}))
 	require.NoError(t, d.Dispatch(testContext(t), event("e1", "y")))
 	assert.Equal(t, 1, s.Delivered("e1"))
+}
+
+// nilMapFilter is a route filter with a bug of the commonest kind: it writes to a nil map.
+type nilMapFilter struct{ calls atomic.Int64 }
+
+func (f *nilMapFilter) Match(e *fanbridge.Event) bool {
+	f.calls.Add(1)
+	var seen map[string]int
+	seen[e.ID]++
+	return true
+}
+
+// A route filter that panics is a bug in it, contained as a panicking Send is: the route does
+// not match, the event still goes to every other route that matches it, the panic never reaches
+// the caller of Dispatch, and it is counted and logged (with its stack, not once per event).
+// That holds beside predicates, beside one pattern (matched on its own) and beside a Matcher.
+func TestPanickingRouteFilterDoesNotMatch(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		good fanout.Route // sends events of type "x" to a
+		more []fanout.Route
+	}{
+		{"beside a predicate", fanout.Route{Name: "good", Filter: typeIs("x"), Sinks: []string{"a"}}, nil},
+		{"beside a pattern", fanout.Route{Name: "good", Pattern: []byte(`{"detail-type":["x"]}`), Sinks: []string{"a"}}, nil},
+		{"beside a Matcher", fanout.Route{Name: "good", Pattern: []byte(`{"detail-type":["x"]}`), Sinks: []string{"a"}},
+			[]fanout.Route{{Name: "other", Pattern: []byte(`{"detail-type":["z"]}`), Sinks: []string{"b"}}}},
+	} {
+		for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
+			t.Run(tc.name+"/"+mode.String(), func(t *testing.T) {
+				var buf bytes.Buffer
+				var mu sync.Mutex
+				logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
+				reader := sdkmetric.NewManualReader()
+				mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+				a, b := newRecSink(), newRecSink()
+				bad := &nilMapFilter{}
+				d := newDispatcher(t, fanout.Config{
+					Sinks:  []fanout.SinkConfig{{Name: "a", Sink: a}, {Name: "b", Sink: b}},
+					Routes: append([]fanout.Route{tc.good, {Name: "bad", Filter: bad, Sinks: []string{"a", "b"}}}, tc.more...),
+				}, fanout.WithMode(mode), fanout.WithLogger(logger), fanout.WithMeterProvider(mp))
+				ctx := testContext(t)
+
+				var err error
+				require.NotPanics(t, func() { err = d.Dispatch(ctx, event("e1", "x")) })
+				require.NoError(t, err, "route good matched")
+				require.NotPanics(t, func() { err = d.Dispatch(ctx, event("e2", "y")) })
+				require.ErrorIs(t, err, fanbridge.ErrNoMatch, "only the panicking route was left")
+				res, err := d.Deliver(ctx, event("e3", "x"))
+				require.NoError(t, err)
+				assert.Equal(t, []fanout.SinkResult{{Sink: "a", Route: "good", Outcome: fanout.Delivered, Attempts: 1}},
+					clearDurations(res.Sinks))
+				require.NoError(t, d.Close(ctx))
+				assert.Equal(t, int64(3), bad.calls.Load())
+				assert.Equal(t, 1, a.Delivered("e1"))
+				assert.Zero(t, b.TotalDelivered(), "only the panicking route names b")
+
+				var rm metricdata.ResourceMetrics
+				require.NoError(t, reader.Collect(ctx, &rm))
+				assert.Equal(t, map[string]float64{"bad": 3}, points(t, rm, "fanbridge.fanout.route.filter_panicked", "route"))
+				mu.Lock()
+				out := buf.String()
+				mu.Unlock()
+				assert.Equal(t, 1, strings.Count(out, "route filter panicked"), "logged once, not per event:\n%s", out)
+				assert.Contains(t, out, `"route":"bad"`)
+				assert.Contains(t, out, "assignment to entry in nil map")
+				assert.Contains(t, out, "nilMapFilter", "with the stack")
+			})
+		}
+	}
+}
+
+// clearDurations zeroes the durations of results, which no test can predict.
+func clearDurations(rs []fanout.SinkResult) []fanout.SinkResult {
+	for i := range rs {
+		rs[i].Duration = 0
+	}
+	return rs
 }
 
 func TestNilEvent(t *testing.T) {

@@ -3,8 +3,10 @@ package fanout
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
@@ -60,6 +62,7 @@ type routeState struct {
 	shared  bool            // matched through snapshot.matcher
 	sinks   []int           // indices into snapshot.sinks, in the order the route names them
 	attrs   attrSet
+	panics  *panicLog // when the filter last panicked, for spacing out the logs
 }
 
 // target is one sink an event goes to, and the first route that chose it.
@@ -158,11 +161,11 @@ func takeRef(n *atomic.Int64) bool {
 
 // match appends to g.targets the sinks of every route matching e, each sink once, with the first
 // route (in configuration order) that named it. It reports whether any route matched.
-func (s *snapshot) match(e *fanbridge.Event, g *group) bool {
+func (s *snapshot) match(ctx context.Context, e *fanbridge.Event, g *group, tel *telemetry) bool {
 	if s.matcher == nil {
 		matched := false
 		for i := range s.routes {
-			if s.routes[i].filter.Match(e) {
+			if s.routes[i].matches(ctx, e, tel) {
 				matched = true
 				s.take(i, g)
 			}
@@ -181,13 +184,62 @@ func (s *snapshot) match(e *fanbridge.Event, g *group) bool {
 	slices.Sort(g.order)
 	matched := false
 	for _, i := range g.order {
-		if !s.routes[i].shared && !s.routes[i].filter.Match(e) {
+		if !s.routes[i].shared && !s.routes[i].matches(ctx, e, tel) {
 			continue
 		}
 		matched = true
 		s.take(i, g)
 	}
 	return matched
+}
+
+// matches reports whether route r matches e. A pattern is matched bare: it is this module's own
+// code, so that a configuration of pattern routes alone makes no deferred call per event. Any other
+// filter (a Go predicate, a CEL expression, a Predicate of the caller's) runs under recover: a
+// panic there is a bug in it, but it must not end the caller of Dispatch (an intake's request,
+// a WebSocket source's own goroutine, and with it the process), nor keep the event from the
+// other routes that match it. The route does not match the event, and the panic is counted
+// and logged (see filterPanicked).
+func (r *routeState) matches(ctx context.Context, e *fanbridge.Event, tel *telemetry) bool {
+	if r.pattern != nil {
+		return r.pattern.Match(e)
+	}
+	return r.guardedMatch(ctx, e, tel)
+}
+
+func (r *routeState) guardedMatch(ctx context.Context, e *fanbridge.Event, tel *telemetry) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			ok = false
+			r.filterPanicked(ctx, e, tel, p)
+		}
+	}()
+	return r.filter.Match(e)
+}
+
+// panicLogEvery is how often at most the panics of one route's filter are logged: a filter that
+// panics on every event would otherwise write a stack per event. The counter counts them all.
+const panicLogEvery = time.Minute
+
+// panicLog spaces out the logs of one route's filter panics.
+type panicLog struct {
+	next    atomic.Int64 // Unix nanoseconds before which a panic is counted but not logged
+	skipped atomic.Int64 // panics not logged since the last one that was
+}
+
+// filterPanicked counts a panic of r's filter, and logs it with its stack at Error unless
+// another was logged less than panicLogEvery ago; the log line then says how many were not.
+func (r *routeState) filterPanicked(ctx context.Context, e *fanbridge.Event, tel *telemetry, p any) {
+	tel.filterPanics.Add(ctx, 1, r.attrs.addOpts...)
+	now := time.Now().UnixNano()
+	next := r.panics.next.Load()
+	if now < next || !r.panics.next.CompareAndSwap(next, now+int64(panicLogEvery)) {
+		r.panics.skipped.Add(1)
+		return
+	}
+	tel.logger.Error("fanout: route filter panicked; the route does not match the event", "route", r.name,
+		"event_id", e.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()),
+		"not_logged_since_last", r.panics.skipped.Swap(0))
 }
 
 // take notes route i as matched and adds its sinks the event does not go to yet.
@@ -244,7 +296,7 @@ func buildRoutes(routes []Route, sinks []*sinkState) ([]routeState, error) {
 		if len(r.Sinks) == 0 {
 			return nil, fmt.Errorf("%w: route %q names no sink", ErrInvalidConfig, r.Name)
 		}
-		rs := routeState{name: r.Name, filter: r.Filter, attrs: newAttrSet("route", r.Name)}
+		rs := routeState{name: r.Name, filter: r.Filter, attrs: newAttrSet("route", r.Name), panics: new(panicLog)}
 		if r.Pattern != nil {
 			p, err := filter.ParsePattern(r.Pattern)
 			if err != nil {

@@ -23,6 +23,7 @@ type telemetry struct {
 	tracer trace.Tracer // nil: tracing off, and no span work at all on the hot path
 
 	matched      metric.Int64Counter
+	filterPanics metric.Int64Counter
 	delivered    metric.Int64Counter
 	retried      metric.Int64Counter
 	deadLettered metric.Int64Counter
@@ -46,9 +47,11 @@ func newTelemetry(c *config, d *Dispatcher) (*telemetry, error) {
 		mp = noop.NewMeterProvider()
 	}
 	m := mp.Meter(instrumentation)
-	var errs [9]error
+	var errs [10]error
 	t.matched, errs[0] = m.Int64Counter("fanbridge.fanout.route.matched",
 		metric.WithDescription("Events a route matched, once each was accepted."), metric.WithUnit("{event}"))
+	t.filterPanics, errs[9] = m.Int64Counter("fanbridge.fanout.route.filter_panicked",
+		metric.WithDescription("Events whose matching a route's filter panicked on; the route did not match them."), metric.WithUnit("{event}"))
 	t.delivered, errs[1] = m.Int64Counter("fanbridge.fanout.sink.delivered",
 		metric.WithDescription("Events a sink acknowledged."), metric.WithUnit("{event}"))
 	t.retried, errs[2] = m.Int64Counter("fanbridge.fanout.sink.retried",
