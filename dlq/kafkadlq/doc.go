@@ -68,12 +68,17 @@
 // for a client that does not produce with acks=all, unless WithAllowWeakAcks is given. Put and
 // Delete classify failures like a sink: permanent (retry.Permanent) for an invalid entry
 // (dlq.ErrInvalidEntry), an unknown topic, a denied authorization, a record too large on its own
-// and any other broker error Kafka marks not retriable (a batch the broker refused for its size
-// that held other records too is retryable: keep the client's kgo.ProducerBatchMaxBytes at or
-// below the topic's max.message.bytes); an error wrapping dlq.ErrClosed for a closed client; the
-// context's error when ctx ends first; unmarked, so retryable, otherwise (franz-go has already
-// retried what kerr.IsRetriable allows). A full client buffer is waited out within ctx. Get
-// returns dlq.ErrNotFound.
+// and any other broker error Kafka marks not retriable; an error wrapping dlq.ErrClosed for a
+// closed client; the context's error when ctx ends first; unmarked, so retryable, otherwise
+// (franz-go has already retried what kerr.IsRetriable allows). A full client buffer is waited out
+// within ctx. Get returns dlq.ErrNotFound.
+//
+// The broker judges whole batches, and when it refuses one the client fails every record it holds
+// for the partition: those of the refused batch and those queued behind it. A refusal for size
+// that does not show the record itself too large is therefore retryable: a MESSAGE_TOO_LARGE for
+// a batch larger than the record alone, and every RECORD_LIST_TOO_LARGE, which comes with no size.
+// Keep the client's kgo.ProducerBatchMaxBytes at or below the topic's max.message.bytes and
+// segment.bytes, and the broker refuses no batch for its size.
 //
 // Put and Delete wait for the broker's acknowledgement only as long as ctx lasts: when it ends
 // first they return at once, with an error that wraps ctx's error (retry.Classify calls it

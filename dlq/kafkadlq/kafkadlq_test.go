@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
@@ -327,6 +328,26 @@ func TestPutRefusedInASharedBatchIsRetryable(t *testing.T) {
 	}
 	require.NotZero(t, refused, "the batch went through: the test sent nothing the topic refuses")
 	require.NoError(t, q.Put(ctx, entry("again", 800)), "alone, the same size fits")
+}
+
+// RECORD_LIST_TOO_LARGE names no size, so no entry of the refused batch, nor any queued behind it,
+// is shown too large: the Put may be tried again, and then succeeds.
+func TestPutRefusedAsARecordListTooLargeIsRetryable(t *testing.T) {
+	ctx := testCtx(t)
+	c, cl := cluster(t, 1)
+	q := newQueue(t, cl)
+	fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Err: kerr.RecordListTooLarge})
+
+	err := q.Put(ctx, sampleEntry(t, "refused-once"))
+	require.ErrorIs(t, err, kerr.RecordListTooLarge)
+	require.Equal(t, 1, fault.Hits())
+	assert.False(t, retry.IsPermanent(err), "%v", err)
+	assert.Contains(t, err.Error(), "segment.bytes", "the error says what to change")
+
+	require.NoError(t, q.Put(ctx, sampleEntry(t, "refused-once")))
+	var ids []string
+	require.NoError(t, q.List(ctx, func(e dlq.Entry) error { ids = append(ids, e.ID); return nil }))
+	assert.Equal(t, []string{"refused-once"}, ids)
 }
 
 // A record written by another producer may give times with an offset: the entry read back has

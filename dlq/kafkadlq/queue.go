@@ -149,8 +149,10 @@ func (q *Queue) Topic() string { return q.topic }
 // Put writes e as one record and returns once the broker has acknowledged it, with every in-sync
 // replica holding it (acks=all). The error is classified like a sink's: marked permanent (with
 // retry.Permanent) for an invalid entry, an unknown topic, a denied authorization or a record too
-// large on its own (a batch refused for its size that held other records too is retryable); an error wrapping ctx's error when ctx ends first, in which case the record may still be
-// written; unmarked, and so retryable, otherwise. A full client buffer is waited out, within ctx.
+// large on its own (a refusal for size that does not show the record itself too large is
+// retryable: see the package documentation); an error wrapping ctx's error when ctx ends first, in
+// which case the record may still be written; unmarked, and so retryable, otherwise. A full client
+// buffer is waited out, within ctx.
 func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("kafkadlq: put: %w", err)
@@ -196,9 +198,10 @@ func (q *Queue) produce(ctx context.Context, cl *kgo.Client, op string, recs ...
 		return nil
 	}
 	if kafkaerr.SharedBatchTooLarge(first.err, first.r) {
-		// The broker judged the whole batch; the record alone may fit, so another attempt may pass.
-		return fmt.Errorf("kafkadlq: %s: the broker refused a batch holding the record as too large, and the record alone may fit "+
-			"(keep the client's ProducerBatchMaxBytes at or below the topic's max.message.bytes): %w", op, first.err)
+		// The broker judged a whole batch, and the client failed with it every record it held for
+		// the partition; the record alone may fit, so another attempt may pass.
+		return fmt.Errorf("kafkadlq: %s: the broker refused a batch of the record's partition as too large, and the record alone may fit "+
+			"(keep the client's ProducerBatchMaxBytes at or below the topic's max.message.bytes and segment.bytes): %w", op, first.err)
 	}
 	return classify(op, first.err)
 }
@@ -219,7 +222,6 @@ func classify(op string, err error) error {
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed),
 		errors.Is(err, kerr.SaslAuthenticationFailed),
 		errors.Is(err, kerr.MessageTooLarge),
-		errors.Is(err, kerr.RecordListTooLarge),
 		errors.Is(err, kerr.InvalidTopicException),
 		errors.Is(err, kerr.InvalidRecord),
 		errors.Is(err, kerr.PolicyViolation):

@@ -11,18 +11,29 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// SharedBatchTooLarge reports whether err is the broker refusing, as too large, a batch in which r
-// was not alone: the client then fails every record of the batch, and r on its own may fit.
+// SharedBatchTooLarge reports whether err is the broker refusing, as too large, a batch that does
+// not show r itself too large: r may have shared the batch with others, or been queued behind it
+// in its partition (the client then fails every record it holds for that partition), and on its
+// own r may fit.
 //
 // The client adds the refused batch's size to the broker's MESSAGE_TOO_LARGE ("(uncompressed_bytes=N,
 // compressed_bytes=M)"): the bytes of its records, without the batch header. The client's own
 // refusal of a record too large for its limits carries only the record's size. A batch whose
-// records take more bytes than r takes as a batch's only record held something else too. When the
-// size cannot be read, it reports false. Sizes are those of the v2 record format (Kafka 0.11 and
-// later, which idempotent producing needs); a legacy message set frames a record in more bytes,
-// so there a record alone counts as shared: retried until its policy gives up, never lost.
+// records take more bytes than r takes as a batch's only record held something else than r: the
+// broker would then take r alone, or refuse it alone for being larger still. When the size cannot
+// be read, it reports false. Sizes are those of the v2 record format (Kafka 0.11 and later, which
+// idempotent producing needs); a legacy message set frames a record in more bytes, so there a
+// record alone counts as shared: retried until its policy gives up, never lost.
+//
+// RECORD_LIST_TOO_LARGE (a batch larger than the topic's segment.bytes) comes with no size, so it
+// never shows which record was too large: it always reports true. A record too large for the
+// client's batch limit (kgo.ProducerBatchMaxBytes) alone never reaches the broker: the client
+// refuses it with MESSAGE_TOO_LARGE and its size.
 func SharedBatchTooLarge(err error, r *kgo.Record) bool {
-	if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) {
+	if errors.Is(err, kerr.RecordListTooLarge) {
+		return true
+	}
+	if !errors.Is(err, kerr.MessageTooLarge) {
 		return false
 	}
 	batch, ok := refusedBatchBytes(err.Error())

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func TestSharedBatchTooLarge(t *testing.T) {
@@ -31,7 +32,6 @@ func TestSharedBatchTooLarge(t *testing.T) {
 		want bool
 	}{
 		{"broker, batch shared", broker(kerr.MessageTooLarge, 8800), true},
-		{"broker, record list shared", broker(kerr.RecordListTooLarge, 8800), true},
 		{"broker, record alone", broker(kerr.MessageTooLarge, alone), false},
 		{"broker, one byte more than the record", broker(kerr.MessageTooLarge, alone+1), true},
 		{"wrapped further", fmt.Errorf("%w: last error: %w", kgo.ErrRecordTimeout, broker(kerr.MessageTooLarge, 8800)), true},
@@ -179,5 +179,17 @@ func TestSharedBatchTooLargeOnABroker(t *testing.T) {
 	}
 	if SharedBatchTooLarge(alone, r) {
 		t.Errorf("SharedBatchTooLarge(%v) = true for r alone", alone)
+	}
+
+	// RECORD_LIST_TOO_LARGE comes as the bare code, with no size to tell r from its company, even
+	// for a batch of r alone.
+	fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "fits", Err: kerr.RecordListTooLarge})
+	r = newRec("fits")
+	list := cl.ProduceSync(ctx, r).FirstErr()
+	if fault.Hits() != 1 || !errors.Is(list, kerr.RecordListTooLarge) {
+		t.Fatalf("the broker's refusal of a record list came back as %v", list)
+	}
+	if !SharedBatchTooLarge(list, r) {
+		t.Errorf("SharedBatchTooLarge(%v) = false: a record list refused tells no record's size", list)
 	}
 }

@@ -59,9 +59,10 @@
 //	                                                                     lookups (default 4: ~1 s)
 //	TOPIC_/CLUSTER_AUTHORIZATION_FAILED                      permanent   ACLs do not change by retrying
 //	SASL_AUTHENTICATION_FAILED, unsupported SASL mechanism   permanent   credentials are wrong (*)
-//	MESSAGE_TOO_LARGE (client or broker),                    permanent   the event will not shrink
-//	  RECORD_LIST_TOO_LARGE, for the record alone
-//	the same for a batch the record shared with others      retryable   it may fit a smaller batch (**)
+//	MESSAGE_TOO_LARGE (client or broker), for the record     permanent   the event will not shrink
+//	  alone
+//	the same for a batch it shared, or was queued behind     retryable   it may fit alone (**)
+//	RECORD_LIST_TOO_LARGE                                    retryable   no size: no record shown at fault (**)
 //	any other code kerr marks non-retriable                  permanent   INVALID_RECORD, POLICY_VIOLATION ...
 //	producer-session codes (OUT_OF_ORDER_SEQUENCE_NUMBER,    retryable   the client resets its session
 //	  INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID ...)
@@ -71,10 +72,16 @@
 //	                                                         retryable
 //	Send after Close; client closed under a pending Send     retryable   wraps sink.ErrClosed
 //
-// (**) The broker judges whole batches against a topic's max.message.bytes, and the client fails
-// every record of a refused batch. Keep the client's kgo.ProducerBatchMaxBytes (default 1,000,012)
-// at or below the smallest max.message.bytes of the topics the sink writes to, and the broker
-// refuses only records too large on their own.
+// (**) The broker judges whole batches, against a topic's max.message.bytes (MESSAGE_TOO_LARGE)
+// and segment.bytes (RECORD_LIST_TOO_LARGE), and the client then fails every record it holds for
+// the partition: those of the refused batch and those queued behind it. MESSAGE_TOO_LARGE comes
+// with the refused batch's size, so Send tells a record refused alone from one refused for its
+// company. RECORD_LIST_TOO_LARGE comes with no size, so it never shows which record was too large:
+// a record too large alone is retried until its policy gives up, and then dead-lettered. A record
+// over the client's own batch limit never reaches the broker: the client refuses it with
+// MESSAGE_TOO_LARGE. Keep the client's kgo.ProducerBatchMaxBytes (default 1,000,012) at or below
+// the smallest max.message.bytes and segment.bytes of the topics the sink writes to, and the
+// broker refuses no batch for its size.
 //
 // (*) The client keeps reconnecting until the record's delivery timeout (ClientConfig.DeliveryTimeout,
 // kgo.RecordDeliveryTimeout), so a Send whose deadline comes first sees only a retryable deadline

@@ -24,8 +24,9 @@ var producerStateErrors = []error{
 }
 
 // classify wraps err, the failure the client reported for the record of event id on topic, and
-// marks it permanent when no retry can cure it. sharedBatch is set for a MESSAGE_TOO_LARGE about a
-// batch the record shared with others (see kafkaerr.SharedBatchTooLarge), which a retry may cure.
+// marks it permanent when no retry can cure it. sharedBatch is set for a refusal of a batch as too
+// large that does not show the record itself too large (see kafkaerr.SharedBatchTooLarge), which a
+// retry may cure.
 func classify(id, topic string, err error, sharedBatch bool) error {
 	wrapped := fmt.Errorf("kafkasink: event %q to topic %q: %w", id, topic, err)
 	switch {
@@ -34,8 +35,9 @@ func classify(id, topic string, err error, sharedBatch bool) error {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return wrapped
 	case sharedBatch:
-		return fmt.Errorf("kafkasink: event %q to topic %q: the broker refused a batch holding it as too large, "+
-			"and the record alone may fit (keep the client's ProducerBatchMaxBytes at or below the topic's max.message.bytes): %w",
+		return fmt.Errorf("kafkasink: event %q to topic %q: the broker refused a batch of its partition as too large, "+
+			"and the record alone may fit (keep the client's ProducerBatchMaxBytes at or below the topic's max.message.bytes "+
+			"and segment.bytes): %w",
 			id, topic, err)
 	case IsPermanent(err):
 		return retry.Permanent(wrapped)
@@ -46,11 +48,12 @@ func classify(id, topic string, err error, sharedBatch bool) error {
 
 // IsPermanent reports whether err, as the franz-go client reports a failed record, is one no retry
 // can cure: an unknown topic (the client stops waiting for it after kgo.UnknownTopicRetries
-// metadata refreshes), a failed authorization or SASL authentication, a record or batch too large,
-// an invalid topic or record, or any other broker error code kerr marks non-retriable, except
-// those about the producer session, which the client repairs. Everything else is retryable:
-// retriable broker codes, kgo.ErrRecordTimeout and kgo.ErrRecordRetries with a retriable cause,
-// connection failures, a full buffer.
+// metadata refreshes), a failed authorization or SASL authentication, a record too large
+// (MESSAGE_TOO_LARGE), an invalid topic or record, or any other broker error code kerr marks
+// non-retriable, except those about the producer session, which the client repairs, and
+// RECORD_LIST_TOO_LARGE, which names no record (see the package's Errors table). Everything else
+// is retryable: retriable broker codes, kgo.ErrRecordTimeout and kgo.ErrRecordRetries with a
+// retriable cause, connection failures, a full buffer.
 //
 // The client may wrap the cause (kgo.ErrRecordTimeout reports the last error it saw), so every
 // error in err's chain counts.
@@ -63,6 +66,9 @@ func IsPermanent(err error) bool {
 	}
 	if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
 		return true
+	}
+	if errors.Is(err, kerr.RecordListTooLarge) {
+		return false
 	}
 	for _, p := range producerStateErrors {
 		if errors.Is(err, p) {

@@ -60,7 +60,9 @@ func TestBrokerErrorClassification(t *testing.T) {
 		{code: kerr.TopicAuthorizationFailed, permanent: true},
 		{code: kerr.ClusterAuthorizationFailed, permanent: true},
 		{code: kerr.MessageTooLarge, permanent: true},
-		{code: kerr.RecordListTooLarge, permanent: true},
+		// It names no size, so nothing shows the record, rather than a batch it shared or was
+		// queued behind, too large.
+		{code: kerr.RecordListTooLarge, permanent: false},
 		{code: kerr.InvalidRecord, permanent: true},
 		{code: kerr.PolicyViolation, permanent: true},
 		{code: kerr.UnknownServerError, permanent: true},
