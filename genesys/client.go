@@ -43,6 +43,8 @@ type Client struct {
 	maxRetryAfter time.Duration
 	userAgent     string
 	tokens        *tokenCache
+	own           *ownTransport // the transport of the HTTP client NewClient built, or nil
+	closed        atomic.Bool
 }
 
 // NewClient returns a client for the Genesys Cloud region (a constant such as USEast1, a Region
@@ -51,6 +53,7 @@ type Client struct {
 //
 // NewClient makes no request; the first call fetches a token. It returns an error wrapping
 // ErrInvalidConfig, which never contains the secret, for an argument or option it cannot use.
+// Close the Client when done with it: it keeps connections open for reuse.
 func NewClient(region Region, clientID, clientSecret string, opts ...Option) (*Client, error) {
 	cfg := config{
 		logger:        slog.New(slog.DiscardHandler),
@@ -94,8 +97,10 @@ func NewClient(region Region, clientID, clientSecret string, opts ...Option) (*C
 	if _, err := parseHTTPURL("token URL", cfg.tokenURL); err != nil {
 		return nil, err
 	}
+	var own *ownTransport
 	if cfg.httpClient == nil {
-		cfg.httpClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		own = newOwnTransport()
+		cfg.httpClient = &http.Client{Transport: own}
 	}
 	cfg.policy.MaxRetryAfter = cfg.maxRetryAfter
 	if cfg.maxRetryAfter == 0 {
@@ -114,6 +119,7 @@ func NewClient(region Region, clientID, clientSecret string, opts ...Option) (*C
 		clock:         cfg.clock,
 		maxRetryAfter: cfg.maxRetryAfter,
 		userAgent:     cfg.userAgent,
+		own:           own,
 	}
 	// Genesys documents the header as base64(clientId:clientSecret), without the form encoding
 	// RFC 6749 and oauth2.AuthStyleInHeader apply first (a "+" would become "%2B"), so the header
@@ -188,7 +194,9 @@ func (t headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func (c *Client) Region() Region { return c.region }
 
 // HTTPClient returns the HTTP client the Client uses; package notifications dials WebSockets with
-// it so that proxies and TLS settings apply there too.
+// it so that proxies and TLS settings apply there too. It is the one given with WithHTTPClient, or
+// else the one NewClient built, which refuses new requests with an error wrapping ErrClosed once
+// the Client is closed (see Close).
 func (c *Client) HTTPClient() *http.Client { return c.http }
 
 // request describes one API call.
@@ -288,6 +296,9 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 // renewed first. It returns errors as they are; classify marks them for the retrier.
 func (c *Client) attempt(ctx context.Context, r request, payload []byte, out any) error {
 	for renewed := false; ; renewed = true {
+		if err := c.errIfClosed(r); err != nil {
+			return err
+		}
 		token, err := c.tokens.get(ctx)
 		if err != nil {
 			return err
@@ -358,6 +369,10 @@ func (c *Client) send(ctx context.Context, r request, payload []byte, token stri
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			// Refused by the transport of a closed Client before anything went out.
+			return 0, nil, nil, fmt.Errorf("genesys: %s %s: %w", r.method, r.path, ErrClosed)
+		}
 		if cerr := ctx.Err(); cerr != nil && trace.unsent() {
 			// Ended while the connection was being made (a dial, a TLS handshake, a wait for a
 			// connection of the pool): the caller's cancellation, not a transport failure.
@@ -394,6 +409,9 @@ func (c *Client) classify(r request, err error) error {
 		dErr     *decodeError
 	)
 	switch {
+	case errors.Is(err, ErrClosed):
+		// No later attempt can go out either.
+		return retry.Permanent(err)
 	case errors.As(err, &apiErr):
 		return c.classifyStatus(r, apiErr.Status, apiErr.RetryAfter, err)
 	case errors.As(err, &tokenErr):

@@ -116,6 +116,7 @@ func RunProvisionCommand(ctx context.Context, args []string, getenv func(string)
 	if err != nil {
 		return err
 	}
+	defer client.Close()
 	spec := EventBridgeSpec{
 		Name:              *name,
 		AWSAccountID:      *awsAccount,

@@ -128,6 +128,18 @@
 // ends, returning an error that wraps the context's error, and leaves the fetch of the other
 // call running.
 //
+// # Closing
+//
+// Close releases the connections a Client keeps for reuse: without it, those of the HTTP client
+// NewClient built stay open, each with its socket and goroutines, for up to 90 seconds after
+// their last request. Idle connections close at once, the others when the last request in flight
+// ends; Close does not wait for it. Calls that start after Close, and the next attempt of a call
+// in flight, fail with an error wrapping ErrClosed, as does any request sent afterwards with the
+// HTTP client from HTTPClient that NewClient built; nothing of them goes out. A Source of package
+// genesys/notifications does not close the Client it was given: close the Source first, then the
+// Client. An HTTP client given with WithHTTPClient stays the caller's, and Close leaves it alone.
+// Close may be called more than once, and concurrently with calls.
+//
 // # Testing
 //
 // Package genesys/genesystest is a local fake of Genesys Cloud (token endpoint, integrations,

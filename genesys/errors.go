@@ -40,6 +40,10 @@ var (
 	// reset connection, a 5xx. The client does not replay such a request; callers that must know
 	// look the result up (EnsureEventBridgeIntegration re-lists by name).
 	ErrOutcomeUnknown = errors.New("genesys: request outcome unknown")
+	// ErrClosed is wrapped by the error of a call that starts, or of an attempt that a call in
+	// flight makes, after Client.Close, and by a request sent after Close with the HTTP client
+	// that NewClient built (see Client.HTTPClient). Nothing of such a request went out.
+	ErrClosed = errors.New("genesys: client closed")
 )
 
 // maxErrorText caps the server message kept in an error, so that an unexpected HTML page or a huge

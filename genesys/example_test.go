@@ -20,6 +20,7 @@ func ExampleNewClient() {
 	if err != nil {
 		panic(err)
 	}
+	defer client.Close() // releases the connections it keeps for reuse
 	org, err := client.Organization(context.Background())
 	if err != nil {
 		panic(err)
@@ -39,6 +40,7 @@ func ExampleClient_EnsureEventBridgeIntegration() {
 	if err != nil {
 		panic(err)
 	}
+	defer client.Close()
 	spec := genesys.EventBridgeSpec{
 		Name:              "fanbridge",
 		AWSAccountID:      "123456789012",

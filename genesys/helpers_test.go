@@ -66,6 +66,7 @@ func newFixture(t *testing.T, srvOpts []genesystest.Option, opts ...genesys.Opti
 	}, opts...)
 	c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret, all...)
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
 	return &fixture{srv: srv, client: c, logs: logs}
 }
 

@@ -51,8 +51,11 @@ type config struct {
 // copies that went out (see WithSendCount). A transport that calls neither hook is counted as
 // sending each request it is given once, unless it fails with a dial or DNS error, which counts
 // as nothing sent; such a transport must not send a request again itself, since WithSendCount
-// would not count the copies. The default is a client with its own clone of http.DefaultTransport
-// and no overall timeout; attempts are bounded by the retry policy's AttemptTimeout.
+// would not count the copies. The client stays the caller's: Client.Close neither closes its
+// connections nor stops it, and its idle connections are the caller's to close
+// (http.Client.CloseIdleConnections). The default is a client with its own clone of
+// http.DefaultTransport and no overall timeout, whose connections Client.Close releases; attempts
+// are bounded by the retry policy's AttemptTimeout.
 func WithHTTPClient(c *http.Client) Option {
 	return optionFunc(func(cfg *config) { cfg.httpClient = c })
 }

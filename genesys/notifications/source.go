@@ -204,7 +204,9 @@ func (s *Source) Run(ctx context.Context) error {
 // Close stops a running source and waits until Run has returned (after draining, see
 // WithDrainTimeout). Called from the Dispatcher's Dispatch, it starts the shutdown and returns at
 // once: Run waits for Dispatch to return, so waiting for Run there would never end. Calling it on a
-// source that never ran makes a later Run return ErrClosed. It always returns nil.
+// source that never ran makes a later Run return ErrClosed. It always returns nil. It leaves the
+// genesys.Client the source was given open, with its connections: close that with its Close once
+// Close has returned.
 func (s *Source) Close() error {
 	s.mu.Lock()
 	s.closed = true

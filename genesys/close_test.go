@@ -1,0 +1,325 @@
+package genesys_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/genesys/genesystest"
+	"github.com/fanbridge/fanbridge/internal/testwait"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/retry/retrytest"
+)
+
+// handles are the goroutines (by id) and file descriptors of the process at one moment, so that
+// a test can tell that a client let go of the connections it opened after that moment: each holds
+// a socket on both ends and goroutines on both ends, and none of them closes for 90 seconds on
+// its own.
+type handles struct {
+	goroutines map[string]bool
+	fds        map[string]string
+}
+
+func takeHandles(t *testing.T) handles {
+	t.Helper()
+	if _, err := os.ReadDir("/proc/self/fd"); err != nil {
+		t.Skipf("open file descriptors cannot be listed here: %v", err)
+	}
+	h := handles{goroutines: map[string]bool{}, fds: openFDs()}
+	for id := range goroutineStacks() {
+		h.goroutines[id] = true
+	}
+	return h
+}
+
+// added returns the goroutines and file descriptors that are there now and were not in h.
+func (h handles) added() []string {
+	var out []string
+	for id, stack := range goroutineStacks() {
+		if !h.goroutines[id] {
+			out = append(out, stack)
+		}
+	}
+	for fd, target := range openFDs() {
+		if h.fds[fd] != target {
+			out = append(out, "fd "+fd+" -> "+target)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// requireReleased waits until every goroutine and file descriptor added since h is gone, and
+// fails the test naming them when some are still there after 5 seconds.
+func (h handles) requireReleased(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		left := h.added()
+		if len(left) == 0 {
+			return
+		}
+		select {
+		case <-poll.C:
+		case <-ctx.Done():
+			t.Fatalf("still there 5s after Close:\n%s", strings.Join(left, "\n\n"))
+		}
+	}
+}
+
+// goroutineStacks returns the stack of every goroutine, by goroutine id.
+func goroutineStacks() map[string]string {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	out := map[string]string{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		// "goroutine 7 [chan receive]:"
+		if f := strings.Fields(g); len(f) > 1 && f[0] == "goroutine" {
+			out[f[1]] = g
+		}
+	}
+	return out
+}
+
+// openFDs returns what each open file descriptor refers to, by number.
+func openFDs() map[string]string {
+	out := map[string]string{}
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err != nil || strings.HasPrefix(target, "/proc/") {
+			continue // closed since, or the listing's own descriptor
+		}
+		out[e.Name()] = target
+	}
+	return out
+}
+
+func newTestClient(t *testing.T, srv *genesystest.Server, opts ...genesys.Option) *genesys.Client {
+	t.Helper()
+	all := append([]genesys.Option{genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.TokenURL())}, opts...)
+	c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret, all...)
+	require.NoError(t, err)
+	return c
+}
+
+// organizations calls Organization n times at once and requires every call to succeed.
+func organizations(t *testing.T, ctx context.Context, c *genesys.Client, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, err := c.Organization(ctx)
+			assert.NoError(t, err)
+		})
+	}
+	testwait.Group(t, &wg, 10*time.Second)
+}
+
+func TestCloseReleasesConnections(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close) // only after the check: closing the server would close the connections too
+	ctx := testContext(t)
+	base := takeHandles(t)
+
+	c := newTestClient(t, srv)
+	organizations(t, ctx, c, 4)
+	require.NotEmpty(t, base.added(), "the calls left no connection open to release")
+	require.NoError(t, c.Close())
+	base.requireReleased(t)
+
+	// Calls after Close send nothing.
+	before := len(srv.Requests())
+	_, err := c.Organization(ctx)
+	require.ErrorIs(t, err, genesys.ErrClosed)
+
+	var sent int
+	_, err = c.CreateChannel(genesys.WithSendCount(ctx, &sent))
+	require.ErrorIs(t, err, genesys.ErrClosed)
+	assert.NotErrorIs(t, err, genesys.ErrOutcomeUnknown, "a creation refused before it went out is not unclear")
+	assert.Zero(t, sent)
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/v2/organizations/me", nil)
+	require.NoError(t, err)
+	resp, err := c.HTTPClient().Do(req)
+	if resp != nil {
+		resp.Body.Close()
+	}
+	require.ErrorIs(t, err, genesys.ErrClosed, "the client's own HTTP client refuses too")
+
+	assert.Len(t, srv.Requests(), before)
+	require.NoError(t, c.Close(), "a second Close")
+	base.requireReleased(t)
+}
+
+func TestCloseWithCallsInFlight(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	ctx := testContext(t)
+	base := takeHandles(t)
+	c := newTestClient(t, srv)
+
+	// Each call's request waits on the server until Close has been called.
+	const calls = 3
+	arrived, release := make(chan struct{}, calls), make(chan struct{})
+	srv.SetHook(func(r *http.Request) {
+		if r.URL.Path == "/api/v2/organizations/me" {
+			arrived <- struct{}{}
+			<-release
+		}
+	})
+	errs := make(chan error, calls)
+	for range calls {
+		go func() {
+			_, err := c.Organization(ctx)
+			errs <- err
+		}()
+	}
+	for range calls {
+		testwait.RecvCtx(t, ctx, arrived)
+	}
+	var closers sync.WaitGroup
+	for range 2 {
+		closers.Go(func() { assert.NoError(t, c.Close()) })
+	}
+	testwait.Group(t, &closers, 10*time.Second)
+	close(release)
+	for range calls {
+		require.NoError(t, testwait.RecvCtx(t, ctx, errs), "a request on its way when Close was called is answered as usual")
+	}
+	base.requireReleased(t)
+}
+
+func TestCloseRacingCalls(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	ctx := testContext(t)
+	base := takeHandles(t)
+	c := newTestClient(t, srv)
+
+	// Calls run in a loop on several goroutines, with and without new connections, while
+	// Close is called: each ends answered or refused, and no connection outlives them.
+	organizations(t, ctx, c, 1)
+	var wg sync.WaitGroup
+	started := make(chan struct{}, 8)
+	for range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				_, err := c.Organization(ctx)
+				if i == 0 {
+					started <- struct{}{}
+				}
+				if err != nil {
+					assert.ErrorIs(t, err, genesys.ErrClosed)
+					return
+				}
+			}
+		})
+	}
+	for range 8 {
+		testwait.RecvCtx(t, ctx, started)
+	}
+	require.NoError(t, c.Close())
+	testwait.Group(t, &wg, 10*time.Second)
+	base.requireReleased(t)
+}
+
+func TestCloseEndsACallWaitingToRetry(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	ctx := testContext(t)
+	clk := retrytest.NewClock(time.Now())
+	c := newTestClient(t, srv, genesys.WithClock(clk),
+		genesys.WithRetryPolicy(retry.Policy{InitialInterval: time.Second, Multiplier: 2, MaxInterval: time.Second, MaxAttempts: 5, Jitter: retry.NoJitter}))
+	t.Cleanup(func() { _ = c.Close() })
+	srv.Fail(genesystest.Fault{Path: "/api/v2/organizations/me", Status: http.StatusServiceUnavailable})
+
+	errs := make(chan error, 1)
+	go func() {
+		_, err := c.Organization(ctx)
+		errs <- err
+	}()
+	require.NoError(t, clk.WaitTimers(ctx, 1), "the call waits to retry after the 503")
+	require.NoError(t, c.Close())
+	clk.Advance(time.Second)
+	err := testwait.RecvCtx(t, ctx, errs)
+	require.ErrorIs(t, err, genesys.ErrClosed)
+	var re *retry.Error
+	assert.False(t, errors.As(err, &re), "ErrClosed ends the call without more attempts: %v", err)
+	assert.Equal(t, 1, srv.Count(http.MethodGet, "/api/v2/organizations/me"), "nothing went out after Close")
+}
+
+func TestCloseLeavesCallersHTTPClient(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	ctx := testContext(t)
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	t.Cleanup(hc.CloseIdleConnections)
+	c := newTestClient(t, srv, genesys.WithHTTPClient(hc))
+
+	_, err := c.Organization(ctx)
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	require.NoError(t, c.Close())
+
+	_, err = c.Organization(ctx)
+	require.ErrorIs(t, err, genesys.ErrClosed, "the Client is closed whatever its HTTP client")
+	assert.Same(t, hc, c.HTTPClient())
+
+	// The caller's client still works, on the connection the Client left idle: Close closed none.
+	var reused bool
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, srv.URL+"/api/v2/organizations/me", nil)
+	require.NoError(t, err)
+	resp, err := hc.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "no token was sent")
+	assert.True(t, reused, "the caller's idle connection was closed")
+}
+
+func TestRunProvisionCommandReleasesConnections(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	env := map[string]string{
+		"GENESYS_REGION":              "us-east-1",
+		"GENESYS_CLIENT_ID":           genesystest.DefaultClientID,
+		"GENESYS_CLIENT_SECRET":       genesystest.DefaultClientSecret,
+		"AWS_ACCOUNT_ID":              "123456789012",
+		"AWS_REGION":                  "us-east-1",
+		"GENESYS_EVENT_SOURCE_SUFFIX": "fanbridge",
+		"GENESYS_EVENTBRIDGE_TOPICS":  "v2.users.{id}.presence",
+		"GENESYS_API_URL":             srv.URL,
+		"GENESYS_TOKEN_URL":           srv.TokenURL(),
+	}
+	base := takeHandles(t)
+	var out, errOut bytes.Buffer
+	require.NoError(t, genesys.RunProvisionCommand(testContext(t), []string{"-name", "fanbridge"}, func(k string) string { return env[k] }, &out, &errOut))
+	base.requireReleased(t)
+}
