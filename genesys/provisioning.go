@@ -192,7 +192,7 @@ func (e *ImmutableChangeError) Error() string {
 	for i, c := range e.Changes {
 		parts[i] = fmt.Sprintf("%s is %q, spec wants %q", c.Field, c.Current, c.Desired)
 	}
-	return fmt.Sprintf("genesys: integration %s: event source settings differ (%s); set Replace to delete and re-create it",
+	return fmt.Sprintf("genesys: integration %s: event source settings differ (%s); set Replace (the provision command's -replace) to delete and re-create it",
 		e.IntegrationID, strings.Join(parts, ", "))
 }
 

@@ -227,6 +227,8 @@ func TestEnsureRefusesToMoveTheEventSource(t *testing.T) {
 	require.ErrorAs(t, err, &ice)
 	assert.Equal(t, old, ice.IntegrationID)
 	assert.Equal(t, []genesys.FieldChange{{Field: "awsAccountId", Current: "999999999999", Desired: "123456789012"}}, ice.Changes)
+	// The hint names the option for library callers and the flag for the command's users.
+	assert.ErrorContains(t, err, "set Replace (the provision command's -replace)")
 	assert.Empty(t, f.srv.Writes())
 
 	t.Run("Replace re-creates it", func(t *testing.T) {
