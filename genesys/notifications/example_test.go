@@ -21,6 +21,8 @@ func ExampleNew() {
 	if err != nil {
 		panic(err)
 	}
+	// Deferred first, so it runs after src.Close: the client outlives the source that uses it.
+	defer client.Close()
 
 	// In a service the dispatcher is a fanout.Dispatcher delivering to Kafka, gRPC and others.
 	got := make(chan *fanbridge.Event, 1)
