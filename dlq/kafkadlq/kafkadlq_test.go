@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -348,6 +349,85 @@ func TestPutRefusedAsARecordListTooLargeIsRetryable(t *testing.T) {
 	var ids []string
 	require.NoError(t, q.List(ctx, func(e dlq.Entry) error { ids = append(ids, e.ID); return nil }))
 	assert.Equal(t, []string{"refused-once"}, ids)
+}
+
+// refuseBatchesHolding makes the broker refuse, with code, every produce request whose records
+// hold marker, as a broker validating records refuses a batch for one of them. The first such
+// request is held until release is called (safe to call more than once, and called when the test
+// ends); arrived then receives a value. Other requests are handled as usual. The client must not
+// compress, so that the marker shows in the request.
+func refuseBatchesHolding(t testing.TB, c *kfake.Cluster, marker string, code *kerr.Error) (release func(), arrived <-chan struct{}) {
+	t.Helper()
+	ch := make(chan struct{})
+	got := make(chan struct{}, 1)
+	var held atomic.Bool
+	c.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		preq := req.(*kmsg.ProduceRequest)
+		resp := preq.ResponseKind().(*kmsg.ProduceResponse)
+		refused := false
+		for _, rt := range preq.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				refused = refused || bytes.Contains(rp.Records, []byte(marker))
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, code.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		if !refused {
+			return nil, nil, false
+		}
+		c.KeepControl()
+		if !held.Swap(true) {
+			got <- struct{}{}
+			c.SleepControl(func() { <-ch })
+		}
+		return resp, nil, true
+	})
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(release)
+	return release, got
+}
+
+// The broker refuses a batch for one record's content, and the client fails with it every record
+// it holds for the partition, one queued behind the refused request included. That Put is
+// retryable, since fanout stops retrying a dead-letter write it is told is permanent, and the next
+// attempt writes the entry once; the refused entry is still refused.
+func TestPutRefusedForAnotherRecordsContentIsRetryable(t *testing.T) {
+	ctx := testCtx(t)
+	hook := &bufferedHook{ch: make(chan struct{}, 16)}
+	// One request at a time, so that a record produced while the first is held waits behind it.
+	c, cl := cluster(t, 1, kgo.WithHooks(hook), kgo.MaxProduceRequestsInflightPerBroker(1),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	q := newQueue(t, cl)
+	require.NoError(t, q.Put(ctx, sampleEntry(t, "warm")))
+	waitFor(t, ctx, hook.ch, "the first record to be buffered")
+
+	release, arrived := refuseBatchesHolding(t, c, "refused-entry", kerr.InvalidRecord)
+	refused := make(chan error, 1)
+	go func() { refused <- q.Put(ctx, sampleEntry(t, "refused-entry")) }()
+	waitFor(t, ctx, hook.ch, "the refused record to be buffered")
+	waitFor(t, ctx, arrived, "the request holding the refused record")
+	queued := make(chan error, 1)
+	go func() { queued <- q.Put(ctx, sampleEntry(t, "queued")) }()
+	waitFor(t, ctx, hook.ch, "the queued record to be buffered")
+	release()
+
+	err := waitFor(t, ctx, queued, "the queued Put")
+	require.ErrorIs(t, err, kerr.InvalidRecord, "the client failed the record queued behind")
+	assert.False(t, retry.IsPermanent(err), "the broker never saw it: %v", err)
+	err = waitFor(t, ctx, refused, "the refused Put")
+	require.ErrorIs(t, err, kerr.InvalidRecord)
+	assert.False(t, retry.IsPermanent(err), "nothing tells it from the other: %v", err)
+
+	require.NoError(t, q.Put(ctx, sampleEntry(t, "queued")), "the next attempt writes it")
+	require.ErrorIs(t, q.Put(ctx, sampleEntry(t, "refused-entry")), kerr.InvalidRecord, "the broker still refuses it")
+	var ids []string
+	require.NoError(t, q.List(ctx, func(e dlq.Entry) error { ids = append(ids, e.ID); return nil }))
+	assert.Equal(t, []string{"warm", "queued"}, ids, "the queued entry stored once, the refused one never")
 }
 
 // A record written by another producer may give times with an offset: the entry read back has

@@ -149,7 +149,7 @@ func (q *Queue) Topic() string { return q.topic }
 // Put writes e as one record and returns once the broker has acknowledged it, with every in-sync
 // replica holding it (acks=all). The error is classified like a sink's: marked permanent (with
 // retry.Permanent) for an invalid entry, an unknown topic, a denied authorization or a record too
-// large on its own (a refusal for size that does not show the record itself too large is
+// large on its own (a refusal of a batch that does not show the record itself at fault is
 // retryable: see the package documentation); an error wrapping ctx's error when ctx ends first, in
 // which case the record may still be written; unmarked, and so retryable, otherwise. A full client
 // buffer is waited out, within ctx.
@@ -203,12 +203,18 @@ func (q *Queue) produce(ctx context.Context, cl *kgo.Client, op string, recs ...
 		return fmt.Errorf("kafkadlq: %s: the broker refused a batch of the record's partition as too large, and the record alone may fit "+
 			"(keep the client's ProducerBatchMaxBytes at or below the topic's max.message.bytes and segment.bytes): %w", op, first.err)
 	}
+	if kafkaerr.RefusedForContent(first.err) {
+		// Neither shows the record at fault: a Put refused for another's content passes next time.
+		return fmt.Errorf("kafkadlq: %s: the broker refused a batch of the record's partition for what a record holds, "+
+			"which need not be this one: the client fails every record it holds for the partition with it: %w", op, first.err)
+	}
 	return classify(op, first.err)
 }
 
 // classify marks what no retry cures as permanent, the way kafkasink does: franz-go retries what
 // kerr.IsRetriable allows before it gives up, so an unknown topic is final here even though the
-// broker calls it retriable.
+// broker calls it retriable. A refusal for a record's content is not: it names no record (see
+// kafkaerr.RefusedForContent).
 func classify(op string, err error) error {
 	err = fmt.Errorf("kafkadlq: %s: %w", op, err)
 	switch {
@@ -222,13 +228,11 @@ func classify(op string, err error) error {
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed),
 		errors.Is(err, kerr.SaslAuthenticationFailed),
 		errors.Is(err, kerr.MessageTooLarge),
-		errors.Is(err, kerr.InvalidTopicException),
-		errors.Is(err, kerr.InvalidRecord),
-		errors.Is(err, kerr.PolicyViolation):
+		errors.Is(err, kerr.InvalidTopicException):
 		return retry.Permanent(err)
 	}
 	var ke *kerr.Error
-	if errors.As(err, &ke) && !ke.Retriable {
+	if errors.As(err, &ke) && !ke.Retriable && !kafkaerr.RefusedForContent(err) {
 		return retry.Permanent(err)
 	}
 	return err

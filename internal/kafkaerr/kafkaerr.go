@@ -43,6 +43,24 @@ func SharedBatchTooLarge(err error, r *kgo.Record) bool {
 	return batch > loneRecordBytes(r)
 }
 
+// contentCodes are the codes by which a broker refuses a produce batch for what a record in it
+// holds.
+var contentCodes = []error{kerr.InvalidRecord, kerr.InvalidTimestamp, kerr.PolicyViolation, kerr.CorruptMessage}
+
+// RefusedForContent reports whether err is a broker's refusal of a produce batch for what a record
+// holds: INVALID_RECORD, INVALID_TIMESTAMP, POLICY_VIOLATION or CORRUPT_MESSAGE. Such a refusal
+// shows no record at fault. The broker refuses the whole batch for one record, and the client
+// fails with that code every record it holds for the partition, those queued behind the refused
+// batch too, and keeps none of the broker's per-record errors.
+func RefusedForContent(err error) bool {
+	for _, code := range contentCodes {
+		if errors.Is(err, code) {
+			return true
+		}
+	}
+	return false
+}
+
 // loneRecordBytes is the size of r encoded as the first record of a batch (Kafka's record format
 // v2): its timestamp and offset deltas are then zero, one byte each.
 func loneRecordBytes(r *kgo.Record) int64 {

@@ -193,3 +193,43 @@ func TestSharedBatchTooLargeOnABroker(t *testing.T) {
 		t.Errorf("SharedBatchTooLarge(%v) = false: a record list refused tells no record's size", list)
 	}
 }
+
+// TestRefusedForContentOnABroker takes the errors the client reports for batches a broker refuses.
+func TestRefusedForContentOnABroker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, tt := range []struct {
+		code *kerr.Error
+		want bool
+	}{
+		{kerr.InvalidRecord, true},
+		{kerr.InvalidTimestamp, true},
+		{kerr.PolicyViolation, true},
+		{kerr.TopicAuthorizationFailed, false},
+		{kerr.MessageTooLarge, false},
+		{kerr.UnknownServerError, false},
+	} {
+		fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "t", Err: tt.code})
+		got := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr()
+		fault.Remove()
+		if !errors.Is(got, tt.code) {
+			t.Fatalf("%s: the client reported %v", tt.code.Message, got)
+		}
+		if RefusedForContent(got) != tt.want {
+			t.Errorf("RefusedForContent(%v) = %v, want %v", got, !tt.want, tt.want)
+		}
+		if wrapped := fmt.Errorf("%w: last error: %w", kgo.ErrRecordTimeout, got); RefusedForContent(wrapped) != tt.want {
+			t.Errorf("RefusedForContent(%v) = %v, want %v", wrapped, !tt.want, tt.want)
+		}
+	}
+}

@@ -63,7 +63,8 @@
 //	  alone
 //	the same for a batch it shared, or was queued behind     retryable   it may fit alone (**)
 //	RECORD_LIST_TOO_LARGE                                    retryable   no size: no record shown at fault (**)
-//	any other code kerr marks non-retriable                  permanent   INVALID_RECORD, POLICY_VIOLATION ...
+//	INVALID_RECORD, INVALID_TIMESTAMP, POLICY_VIOLATION      retryable   no record shown at fault (***)
+//	any other code kerr marks non-retriable                  permanent   INVALID_TOPIC_EXCEPTION ...
 //	producer-session codes (OUT_OF_ORDER_SEQUENCE_NUMBER,    retryable   the client resets its session
 //	  INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID ...)
 //	codes kerr marks retriable, once the client gave up      retryable   NOT_ENOUGH_REPLICAS, NOT_LEADER ...
@@ -71,6 +72,10 @@
 //	ctx canceled / deadline while waiting                    canceled /  the record may still arrive
 //	                                                         retryable
 //	Send after Close; client closed under a pending Send     retryable   wraps sink.ErrClosed
+//
+// (*) The client keeps reconnecting until the record's delivery timeout (ClientConfig.DeliveryTimeout,
+// kgo.RecordDeliveryTimeout), so a Send whose deadline comes first sees only a retryable deadline
+// error; Ping reports a refused login at once, which makes it the check to run at startup.
 //
 // (**) The broker judges whole batches, against a topic's max.message.bytes (MESSAGE_TOO_LARGE)
 // and segment.bytes (RECORD_LIST_TOO_LARGE), and the client then fails every record it holds for
@@ -83,9 +88,15 @@
 // the smallest max.message.bytes and segment.bytes of the topics the sink writes to, and the
 // broker refuses no batch for its size.
 //
-// (*) The client keeps reconnecting until the record's delivery timeout (ClientConfig.DeliveryTimeout,
-// kgo.RecordDeliveryTimeout), so a Send whose deadline comes first sees only a retryable deadline
-// error; Ping reports a refused login at once, which makes it the check to run at startup.
+// (***) The broker refuses a whole batch for what one of its records holds, and the client fails
+// with that code every record it holds for the partition, those queued behind the batch too,
+// keeping none of the broker's per-record errors: the code does not say which record was at
+// fault. Send therefore calls it retryable. A record refused only for its company is delivered by
+// the next attempt; one the broker refuses for itself fails every attempt, and is dead-lettered
+// when its retry policy gives up (for attempts or age, not as permanent), each failed attempt
+// counting towards fanout's circuit breaker like any retryable failure. Producing the record once
+// more within Send would not decide it either: the record at fault is produced again at the same
+// moment by its own Send, and the two may share a batch again.
 //
 // The client reports some failures wrapped (kgo.ErrRecordTimeout carries the last error it met),
 // so the whole error chain counts. Errors name the event ID and the topic, never the body.

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fanbridge/fanbridge/internal/kafkaerr"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 )
@@ -39,6 +40,10 @@ func classify(id, topic string, err error, sharedBatch bool) error {
 			"and the record alone may fit (keep the client's ProducerBatchMaxBytes at or below the topic's max.message.bytes "+
 			"and segment.bytes): %w",
 			id, topic, err)
+	case kafkaerr.RefusedForContent(err):
+		return fmt.Errorf("kafkasink: event %q to topic %q: the broker refused a batch of its partition for what a record holds, "+
+			"which need not be this one: the client fails every record it holds for the partition with it: %w",
+			id, topic, err)
 	case IsPermanent(err):
 		return retry.Permanent(wrapped)
 	default:
@@ -49,11 +54,12 @@ func classify(id, topic string, err error, sharedBatch bool) error {
 // IsPermanent reports whether err, as the franz-go client reports a failed record, is one no retry
 // can cure: an unknown topic (the client stops waiting for it after kgo.UnknownTopicRetries
 // metadata refreshes), a failed authorization or SASL authentication, a record too large
-// (MESSAGE_TOO_LARGE), an invalid topic or record, or any other broker error code kerr marks
-// non-retriable, except those about the producer session, which the client repairs, and
-// RECORD_LIST_TOO_LARGE, which names no record (see the package's Errors table). Everything else
-// is retryable: retriable broker codes, kgo.ErrRecordTimeout and kgo.ErrRecordRetries with a
-// retriable cause, connection failures, a full buffer.
+// (MESSAGE_TOO_LARGE), an invalid topic, or any other broker error code kerr marks non-retriable,
+// except those about the producer session, which the client repairs, and those by which the
+// broker refuses a whole batch without showing which record was at fault: RECORD_LIST_TOO_LARGE,
+// INVALID_RECORD, INVALID_TIMESTAMP and POLICY_VIOLATION (see the package's Errors table).
+// Everything else is retryable: retriable broker codes, kgo.ErrRecordTimeout and
+// kgo.ErrRecordRetries with a retriable cause, connection failures, a full buffer.
 //
 // The client may wrap the cause (kgo.ErrRecordTimeout reports the last error it saw), so every
 // error in err's chain counts.
@@ -67,7 +73,7 @@ func IsPermanent(err error) bool {
 	if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
 		return true
 	}
-	if errors.Is(err, kerr.RecordListTooLarge) {
+	if errors.Is(err, kerr.RecordListTooLarge) || kafkaerr.RefusedForContent(err) {
 		return false
 	}
 	for _, p := range producerStateErrors {

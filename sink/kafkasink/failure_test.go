@@ -22,6 +22,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/dlqtest"
+	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
@@ -63,8 +66,11 @@ func TestBrokerErrorClassification(t *testing.T) {
 		// It names no size, so nothing shows the record, rather than a batch it shared or was
 		// queued behind, too large.
 		{code: kerr.RecordListTooLarge, permanent: false},
-		{code: kerr.InvalidRecord, permanent: true},
-		{code: kerr.PolicyViolation, permanent: true},
+		// The broker refuses a whole batch for what one record holds, and the client fails every
+		// record of the partition with it: the code does not show this record at fault.
+		{code: kerr.InvalidRecord, permanent: false},
+		{code: kerr.InvalidTimestamp, permanent: false},
+		{code: kerr.PolicyViolation, permanent: false},
 		{code: kerr.UnknownServerError, permanent: true},
 		{code: kerr.InvalidTopicException, permanent: true},
 		// Retriable codes the client kept meeting until its retry limit.
@@ -493,4 +499,100 @@ func TestBatchTooLargeForTheTopic(t *testing.T) {
 		require.NotZero(t, refused, "the 8 KB batch went through: the test sent nothing the topic refuses")
 		require.NoError(t, s.Send(ctx, event("retried", 1000)), "alone, the same size fits")
 	})
+}
+
+// refuseBatchesHolding makes the broker refuse, with code, every produce request whose records
+// hold marker, as a broker validating records refuses a batch for one of them. The first such
+// request is held until release is called (safe to call more than once); arrived then receives a
+// value. Other requests are handled as usual. The client must not compress, so that the marker
+// shows in the request.
+func refuseBatchesHolding(c *kfake.Cluster, marker string, code *kerr.Error) (release func(), arrived <-chan struct{}) {
+	ch := make(chan struct{})
+	got := make(chan struct{}, 1)
+	var held atomic.Bool
+	c.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		preq := req.(*kmsg.ProduceRequest)
+		resp := preq.ResponseKind().(*kmsg.ProduceResponse)
+		refused := false
+		for _, rt := range preq.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				refused = refused || bytes.Contains(rp.Records, []byte(marker))
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, code.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		if !refused {
+			return nil, nil, false
+		}
+		c.KeepControl()
+		if !held.Swap(true) {
+			got <- struct{}{}
+			c.SleepControl(func() { <-ch })
+		}
+		return resp, nil, true
+	})
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }, got
+}
+
+// The broker refuses a batch for one record's content, and the client fails with it every record
+// it holds for the partition, one queued behind the refused request included: that record is
+// retryable, and delivered once by the next attempt, while the refused one still ends in the
+// dead-letter queue once its retry policy gives up.
+func TestRecordRefusedForAnotherRecordsContent(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	hook := newBufferedHook()
+	// One request at a time, so that a record produced while the first is held waits behind it.
+	cl := newClient(t, c, kgo.WithHooks(hook), kgo.MaxProduceRequestsInflightPerBroker(1),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	s := newSink(t, cl, kafkasink.WithTopic("events"))
+	require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+	hook.waitBuffered(t, ctx, 1)
+
+	release, arrived := refuseBatchesHolding(c, "refused-event", kerr.InvalidRecord)
+	defer release()
+	refused := make(chan error, 1)
+	go func() { refused <- s.Send(ctx, presenceEvent("refused-event")) }()
+	hook.waitBuffered(t, ctx, 1)
+	waitFor(t, ctx, arrived, "the request holding the refused record")
+	queued := make(chan error, 1)
+	go func() { queued <- s.Send(ctx, presenceEvent("queued")) }()
+	hook.waitBuffered(t, ctx, 1)
+	release()
+
+	err := recv(t, queued)
+	require.ErrorIs(t, err, kerr.InvalidRecord, "the client failed the record queued behind")
+	assert.False(t, retry.IsPermanent(err), "the broker never saw it: %v", err)
+	err = recv(t, refused)
+	require.ErrorIs(t, err, kerr.InvalidRecord)
+	assert.False(t, retry.IsPermanent(err), "nothing tells it from the other: %v", err)
+	require.NoError(t, s.Send(ctx, presenceEvent("queued")), "the next attempt delivers it")
+
+	queue := dlqtest.NewMemory()
+	d, err := fanout.New(fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "kafka", Sink: s,
+			Retry: retry.Policy{InitialInterval: time.Millisecond, Jitter: retry.NoJitter, MaxAttempts: 3}}},
+		Routes: []fanout.Route{{Name: "all", Filter: fanout.All, Sinks: []string{"kafka"}}},
+		DLQ:    queue,
+	}, fanout.WithSinkClosing(false))
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, d.Close(ctx)) }()
+	res, err := d.Deliver(ctx, presenceEvent("refused-event"))
+	require.NoError(t, err)
+	require.Len(t, res.Sinks, 1)
+	assert.Equal(t, fanout.DeadLettered, res.Sinks[0].Outcome)
+	assert.Equal(t, dlq.ConditionAttempts, res.Sinks[0].Condition)
+	assert.Equal(t, 3, res.Sinks[0].Attempts, "refused at every attempt")
+	assert.Equal(t, 1, queue.Len())
+
+	var ids []string
+	for _, e := range readEvents(t, ctx, c, "events") {
+		ids = append(ids, e.ID)
+	}
+	assert.Equal(t, []string{"warm", "queued"}, ids, "the queued record stored once, the refused one never")
 }
