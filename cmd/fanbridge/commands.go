@@ -49,19 +49,36 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	fmt.Fprintf(stdout, "%s: valid (%d intake paths, %d sinks, %d routes, dlq: %s, mode: %s)\n",
-		*cfgPath, len(cfg.Intake), len(cfg.Sinks), len(cfg.Routes), dlqKind(cfg.DLQ), cfg.Dispatch.Mode)
+		*cfgPath, len(cfg.Intake), len(cfg.Sinks), len(cfg.Routes), dlqKind(cfg), cfg.Dispatch.Mode)
 	return exitOK
 }
 
-func dlqKind(d *config.DLQ) string {
-	switch {
+// dlqKind says what the configuration's dead-letter queue is, and where, unless that came from
+// the environment.
+func dlqKind(cfg *config.Config) string {
+	switch d := cfg.DLQ; {
 	case d == nil:
 		return "none"
 	case d.File != nil:
-		return "file " + d.File.Dir
+		return "file " + settingText(cfg, "dlq.file.dir", d.File.Dir)
 	default:
-		return "kafka topic " + d.Kafka.Topic
+		return "kafka topic " + settingText(cfg, "dlq.kafka.topic", d.Kafka.Topic)
 	}
+}
+
+// fromEnvText stands for a value that came from the environment, as in the configuration's
+// errors.
+const fromEnvText = "(value from the environment)"
+
+// settingText returns v, the value of the setting at path, to be printed, or fromEnvText when
+// ${ENV} expansion put any of it there: it may be a secret, or a path meant to stay unknown, and
+// it is no more printed than the configuration's errors quote it. SettingError, which cuts such
+// values out of what it reports, tells: it changes a message holding v only then.
+func settingText(cfg *config.Config, path, v string) string {
+	if cfg.SettingError(path, errors.New(v)).Error() != "config: "+path+": "+v {
+		return fromEnvText
+	}
+	return v
 }
 
 const dlqUsage = `usage: fanbridge dlq list   [-config FILE | -file DIR] [-sink NAME]... [-id ID]... [-json]

@@ -736,3 +736,30 @@ func TestDLQRedriveSharedIDs(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	assert.Equal(t, 2, strings.Count(out, `"id":"shared-id"`), "both entries stay: %s", out)
 }
+
+// validate prints where the dead-letter queue is, unless ${ENV} expansion put it there: it is
+// quoted no more than the configuration's errors quote it.
+func TestValidateDoesNotPrintValuesFromTheEnvironment(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const hidden = "tenant-7f3a9c"
+	env := []string{"E2E_API_KEY=" + e2eAPIKey, "VALIDATE_DLQ_DIR=/srv/" + hidden + "/dlq", "VALIDATE_DLQ_TOPIC=dlq-" + hidden}
+	kafkaDLQ := strings.Replace(dlqConfig, `dlq: {file: {dir: "%[2]s"}}`, `dlq: {kafka: {brokers: ["%[1]s"], topic: "%[2]s"}}`, 1)
+	require.NotEqual(t, dlqConfig, kafkaDLQ)
+	for _, tc := range []struct {
+		name, text, want string
+	}{
+		{"file dir from the environment", fmt.Sprintf(dlqConfig, "127.0.0.1:1", "${VALIDATE_DLQ_DIR}", ""), "dlq: file (value from the environment),"},
+		{"part of the dir from the environment", fmt.Sprintf(dlqConfig, "127.0.0.1:1", "${VALIDATE_DLQ_DIR}/more", ""), "dlq: file (value from the environment),"},
+		{"kafka topic from the environment", fmt.Sprintf(kafkaDLQ, "127.0.0.1:1", "${VALIDATE_DLQ_TOPIC}", ""), "dlq: kafka topic (value from the environment),"},
+		{"the file's own default", fmt.Sprintf(dlqConfig, "127.0.0.1:1", "${VALIDATE_UNSET_DIR:-/var/lib/dlq}", ""), "dlq: file /var/lib/dlq,"},
+		{"the file's own topic", fmt.Sprintf(kafkaDLQ, "127.0.0.1:1", "genesys-dlq", ""), "dlq: kafka topic genesys-dlq,"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, ctx, env, "validate", writeTemp(t, tc.text))
+			require.Equal(t, 0, code, "%s%s", out, errOut)
+			assert.Contains(t, out, tc.want)
+			assert.NotContains(t, out+errOut, hidden)
+		})
+	}
+}
