@@ -527,15 +527,15 @@ const patternUsage = `usage: fanbridge pattern test PATTERN EVENT
 Tests an Amazon EventBridge event pattern against an event, or with -cel a CEL expression (over
 data, the event body, and event: id, type, topic, source, time, metadata), exactly as a route's
 pattern: or cel: key sees it. Each argument is the text itself, @FILE to read a file, or @- to
-read standard input. EVENT is a body as posted to an intake (an EventBridge event, a CloudEvent,
-a Genesys notification or webhook), decoded as the intake decodes it. A pattern matches an
-EventBridge event as EventBridge's TestEventPattern does; any other event it matches in the
-EventBridge shape fanbridge gives it, with the topic as detail-type and the body as
-detail.eventBody. Prints "match" and exits 0, prints "no match" and exits 1; exits 2 for a bad
-pattern, expression or event, such as one that repeats a key the pattern reads (a route matches
-nothing of it), with the reason on standard error. A CEL expression that fails on this event (a
-missing field, say) does not match, as in a route: "no match", the reason on standard error,
-exit 1.
+read standard input, 16 MiB at most. EVENT is a body as posted to an intake (an EventBridge
+event, a CloudEvent, a Genesys notification or webhook), decoded as the intake decodes it. A
+pattern matches an EventBridge event as EventBridge's TestEventPattern does; any other event it
+matches in the EventBridge shape fanbridge gives it, with the topic as detail-type and the body
+as detail.eventBody. Prints "match" and exits 0, prints "no match" and exits 1; exits 2 for a
+bad pattern, expression or event, such as one that repeats a key the pattern reads (a route
+matches nothing of it), with the reason on standard error. A CEL expression that fails on this
+event (a missing field, say) does not match, as in a route: "no match", the reason on standard
+error, exit 1.
 
   fanbridge pattern test '{"detail-type":[{"suffix":".customer.end"}]}' @event.json
   fanbridge pattern test -cel "data.mediaType == 'CHAT'" @event.json
@@ -629,14 +629,35 @@ func patternRefusal(pat *filter.Pattern, e *fanbridge.Event) error {
 	return nil
 }
 
+// maxArg is the most pattern test reads of a file or standard input: the largest body an intake
+// may take (max_body at most), which is more than any pattern or event it can be asked about.
+const maxArg = config.MaxMaxBody
+
+// readArg returns a pattern test argument: the text itself, or what @FILE or @- reads. A longer
+// read than maxArg is an error, never cut short: the start of an event is no event, and would be
+// reported as malformed JSON somewhere in the middle.
 func readArg(a string) ([]byte, error) {
-	switch {
-	case a == "@-":
-		return io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
-	case strings.HasPrefix(a, "@"):
-		return os.ReadFile(a[1:])
+	name, ok := strings.CutPrefix(a, "@")
+	if !ok {
+		return []byte(a), nil
 	}
-	return []byte(a), nil
+	r := io.Reader(os.Stdin)
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxArg+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxArg {
+		return nil, fmt.Errorf("larger than %d MiB", maxArg>>20)
+	}
+	return b, nil
 }
 
 func cmdProvision(args []string, stdout, stderr io.Writer) int {

@@ -763,3 +763,55 @@ func TestValidateDoesNotPrintValuesFromTheEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// pattern test reads at most 16 MiB of a file or standard input, the most an intake takes: a
+// longer one is refused as such, neither cut short (standard input was, and the event then
+// reported as malformed JSON somewhere in the middle) nor read without end (a file was).
+func TestPatternTestArgumentLimit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const limit = 16 << 20
+	event := func(size int) string {
+		head := `{"version":"0","id":"x1","detail-type":"a.customer.end","source":"s","account":"123456789012","time":"2022-06-14T16:12:11Z","region":"us-east-1","resources":[],"detail":{"pad":"`
+		tail := `"}}`
+		return head + strings.Repeat("x", size-len(head)-len(tail)) + tail
+	}
+	atLimit, overLimit := writeTemp(t, event(limit)), writeTemp(t, event(limit+1))
+	const pattern = `{"detail-type":[{"suffix":".customer.end"}]}`
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		stdin  string // a file to read standard input from
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"event file at the limit", []string{pattern, "@" + atLimit}, "", 0, "match\n", ""},
+		{"event on stdin at the limit", []string{pattern, "@-"}, atLimit, 0, "match\n", ""},
+		{"event file over the limit", []string{pattern, "@" + overLimit}, "", 2, "", "fanbridge pattern: EVENT: larger than 16 MiB\n"},
+		{"event on stdin over the limit", []string{pattern, "@-"}, overLimit, 2, "", "fanbridge pattern: EVENT: larger than 16 MiB\n"},
+		{"pattern on stdin over the limit", []string{"@-", "@" + atLimit}, overLimit, 2, "", "fanbridge pattern: PATTERN: larger than 16 MiB\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.CommandContext(ctx, binary, append([]string{"pattern", "test"}, tc.args...)...)
+			if tc.stdin != "" {
+				f, err := os.Open(tc.stdin)
+				require.NoError(t, err)
+				defer f.Close()
+				cmd.Stdin = f
+			}
+			var so, se strings.Builder
+			cmd.Stdout, cmd.Stderr = &so, &se
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else {
+				require.NoError(t, err)
+			}
+			assert.Equal(t, tc.code, code, "stderr: %s", se.String())
+			assert.Equal(t, tc.stdout, so.String())
+			assert.Equal(t, tc.stderr, se.String())
+		})
+	}
+}
