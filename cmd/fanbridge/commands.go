@@ -705,6 +705,14 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
+	// Each command takes its arguments and no more (sample's NAME is not empty: every name
+	// ends with it), so that a mistyped line is not run as another one.
+	switch {
+	case pos[0] == "sample" && (len(pos) > 2 || len(pos) == 2 && pos[1] == ""),
+		(pos[0] == "send" || pos[0] == "config") && len(pos) > 1:
+		fs.Usage()
+		return exitUsage
+	}
 	switch pos[0] {
 	case "send":
 		if *key == "" {

@@ -815,3 +815,22 @@ func TestPatternTestArgumentLimit(t *testing.T) {
 		})
 	}
 }
+
+// The demo helpers take their arguments and no more.
+func TestDemoCommandLine(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, args := range [][]string{
+		{"demo", "sample", ""},
+		{"demo", "sample", "customer.end", "extra"},
+		{"demo", "config", "extra"},
+		{"demo", "send", "extra", "-key", "k", "-url", "http://127.0.0.1:1/events"},
+	} {
+		t.Run(fmt.Sprintf("%q", args), func(t *testing.T) {
+			code, out, errOut := runCmd(t, ctx, nil, args...)
+			assert.Equal(t, 2, code, "%s%s", out, errOut)
+			assert.Empty(t, out)
+			assert.Contains(t, errOut, "usage: fanbridge demo send")
+		})
+	}
+}

@@ -22,11 +22,12 @@
 // # Demo
 //
 // With no -config, fanbridge starts an in-process Kafka broker (kfake) on 127.0.0.1:9092, an
-// in-process gRPC consumer, a file dead-letter queue in a temporary directory and an intake at
-// http://127.0.0.1:8080/events protected by a generated API key (a taken port falls back to a
-// free one), and prints a banner with the key, the addresses, a curl command that posts a
-// Genesys sample, and a kcat command that reads the topic. Each event is then logged with its
-// routes and each sink's outcome, and each Kafka record with its topic, partition and offset.
+// in-process gRPC consumer, a file dead-letter queue in a temporary directory (removed when the
+// demo stops; use -dlq-dir to keep it) and an intake at http://127.0.0.1:8080/events protected
+// by a generated API key (a taken port falls back to a free one), and prints a banner with the
+// key, the addresses, a curl command that posts a Genesys sample, and a kcat command that reads
+// the topic. Each event is then logged with its routes and each sink's outcome, and each Kafka
+// record with its topic, partition and offset.
 // `go run ./cmd/fanbridge` is all it takes.
 //
 // # Configuration

@@ -1,6 +1,7 @@
 // Package demo is what `fanbridge` runs with no configuration file: an in-process Kafka broker
-// (kfake), an in-process gRPC consumer, a temporary dead-letter directory, a generated API key,
-// the embedded Genesys samples, and the banner that tells a newcomer how to try it.
+// (kfake), an in-process gRPC consumer, a temporary dead-letter directory (removed when the demo
+// stops), a generated API key, the embedded Genesys samples, and the banner that tells a newcomer
+// how to try it.
 package demo
 
 import (
@@ -89,8 +90,12 @@ func Samples() []Sample {
 	return out
 }
 
-// FindSample returns the sample whose name is or ends with name.
+// FindSample returns the sample whose name is or ends with name. An empty name, which every name
+// ends with, finds none.
 func FindSample(name string) (Sample, bool) {
+	if name == "" {
+		return Sample{}, false
+	}
 	for _, s := range Samples() {
 		if s.Name == name || strings.HasSuffix(s.Name, name) {
 			return s, true
@@ -108,7 +113,8 @@ type Options struct {
 	KafkaPort int
 	// APIKey is the intake key; generated when empty.
 	APIKey string
-	// DLQDir is the dead-letter directory; a new temporary directory when empty.
+	// DLQDir is the dead-letter directory; a new temporary directory when empty, which Close
+	// removes.
 	DLQDir string
 	// Logger receives the consumer's lines.
 	Logger *slog.Logger
@@ -255,7 +261,8 @@ func (e *Env) startTail(log *slog.Logger) error {
 	return nil
 }
 
-// Close stops the consumers and the broker and removes the temporary directory.
+// Close stops the consumers and the broker and removes the temporary directory Start made for
+// the dead letters, with them (a DLQDir given to Start stays).
 func (e *Env) Close() {
 	if e.grpcSrv != nil {
 		e.grpcSrv.Stop()
@@ -286,7 +293,7 @@ fanbridge demo is running. Press Ctrl-C to stop.
   api key:  %s: %s
   kafka:    %s  topics: %s
   grpc:     %s  (consumer "analytics": each event it gets is logged as "grpc consumer received")
-  dlq:      %s
+  dlq:      %s%s
   health:   %s/healthz  %s/readyz  metrics: %s/metrics
 
 Each event is logged as "event" (its routes and each sink's outcome), and each record that
@@ -304,11 +311,23 @@ Read what reached Kafka:
 
   %s
 
-`, e.IntakeURL(), APIKeyHeader, e.APIKey, e.KafkaAddr, strings.Join(Topics, ", "), e.GRPCAddr, e.DLQDir,
+`, e.IntakeURL(), APIKeyHeader, e.APIKey, e.KafkaAddr, strings.Join(Topics, ", "), e.GRPCAddr, e.DLQDir, e.dlqNote(),
 		base, base, base,
 		e.CurlCommand(),
 		shellQuote(e.IntakeURL()), shellQuote(e.APIKey),
 		e.KcatCommand())
+}
+
+// tempDLQNote follows the dead-letter directory in the banner when the demo made it: Close
+// removes it, entries and all.
+const tempDLQNote = "  (removed when the demo stops; use -dlq-dir to keep it)"
+
+// dlqNote is what follows the dead-letter directory in the banner.
+func (e *Env) dlqNote() string {
+	if e.tempDir == "" {
+		return ""
+	}
+	return tempDLQNote
 }
 
 // CurlCommand is the shell command that posts the "conversation ended" sample to the demo.
