@@ -93,9 +93,10 @@ redrive  re-sends entries, each to the one sink it failed on (the sinks come fro
          ID are kept unsent (conflicts)
 list and redrive take -sink and -id to select entries (repeatable; comma lists)
 
-The queue is the configuration's dlq (file or Kafka), or the filedlq directory given by -file,
-which must exist. A running fanbridge holds a file queue for writing: list and show work beside
-it, redrive does not.
+The queue is the configuration's dlq (file or Kafka), or the filedlq directory given by -file.
+A file queue's directory must hold the queue's LOCK file or a dlq-*.jsonl segment, as one a
+fanbridge has written to does: another directory is refused. A running fanbridge holds a file
+queue for writing: list and show work beside it, redrive does not.
 
 flags:
 `
@@ -149,6 +150,22 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintln(stderr, "fanbridge dlq: give -config FILE or -file DIR")
 		return exitUsage
+	}
+	prefix := "fanbridge dlq:"
+	if sub == "redrive" {
+		prefix = "fanbridge dlq redrive:"
+	}
+	// Opening a file queue for writing creates what is missing, and reading one takes any
+	// directory for an empty queue: a mistyped directory would give a success that read or
+	// redrove nothing.
+	if where != nil && where.File != nil {
+		if err := queueDir(where.File.Dir); err != nil {
+			if cfg != nil && where == cfg.DLQ { // the directory may come from the environment: not quoted then
+				err = cfg.SettingError("dlq.file.dir", err)
+			}
+			fmt.Fprintln(stderr, prefix, err)
+			return exitFail
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -253,17 +270,6 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 			return exitUsage
 		}
 	}
-	// A file queue opened for writing is created when it is missing: a mistyped directory would
-	// become an empty queue and the redrive a success that redrove nothing.
-	if where != nil && where.File != nil {
-		if err := queueDirExists(where.File.Dir); err != nil {
-			if where == cfg.DLQ { // the directory may come from the environment: not quoted then
-				err = cfg.SettingError("dlq.file.dir", err)
-			}
-			fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
-			return exitFail
-		}
-	}
 	sinks, release, err := service.Sinks(cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
@@ -314,18 +320,42 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 	return exitOK
 }
 
-// queueDirExists checks that a file queue's directory is there to be redriven.
-func queueDirExists(dir string) error {
+// queueDir checks that dir is the directory of a file queue before a dlq command opens it. A
+// queue opened for writing creates what it misses (the directory, a LOCK file, a first segment),
+// and one opened for reading takes any directory for an empty queue: a mistyped directory, or
+// the parent of the queue's, would give an empty queue, and the command a success that read or
+// redrove nothing. A directory filedlq has opened for writing holds its LOCK file and at least
+// one segment (the active one stays when every entry is removed); one holding neither is refused.
+func queueDir(dir string) error {
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%s: no such directory: a file dlq is made by the fanbridge that writes to it, so there is nothing here to redrive (check -file or dlq.file.dir)", dir)
+		return fmt.Errorf("%s: no such directory: a file dlq is made by the fanbridge that writes to it, so there is no queue here (check -file or dlq.file.dir)", dir)
 	case err != nil:
 		return err
 	case !fi.IsDir():
 		return fmt.Errorf("%s: not a directory (a file dlq is a directory)", dir)
 	}
-	return nil
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
+		ents, err := f.ReadDir(256)
+		for _, e := range ents {
+			name := e.Name()
+			if e.Type().IsRegular() && (name == "LOCK" || strings.HasPrefix(name, "dlq-") && strings.HasSuffix(name, ".jsonl")) {
+				return nil
+			}
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			return fmt.Errorf("%s: not a file dlq: it holds neither a LOCK file nor a dlq-*.jsonl segment, which the fanbridge that writes to a queue creates (check -file or dlq.file.dir)", dir)
+		case err != nil:
+			return err
+		}
+	}
 }
 
 // tableChunk is how many rows the dlq list table holds before writing them, so that its memory

@@ -576,7 +576,10 @@ func TestDemoFlagsWithConfig(t *testing.T) {
 func TestDLQListNeedsOnlyTheDLQSection(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "dlq")
+	q, err := filedlq.Open(dir)
+	require.NoError(t, err)
+	require.NoError(t, q.Close())
 	cfg := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", dir, ""))
 	code, _, errOut := runCmd(t, ctx, nil, "dlq", "list", "-config", cfg)
 	assert.Equal(t, 0, code, errOut)
@@ -814,6 +817,102 @@ func TestPatternTestArgumentLimit(t *testing.T) {
 			assert.Equal(t, tc.stderr, se.String())
 		})
 	}
+}
+
+// A dlq command refuses a directory that holds no queue (neither the LOCK file nor a segment
+// that filedlq writes), such as the parent of the queue's: it reads nothing, creates nothing in
+// it, and exits 1 naming it, where list and show took it for an empty queue and redrive made one
+// there and reported an empty redrive as a success. A queue with no entries is still a queue.
+func TestDLQRefusesADirectoryHoldingNoQueue(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	env := []string{"E2E_API_KEY=" + e2eAPIKey}
+	base := t.TempDir()
+	parent := filepath.Join(base, "parent")
+	queue := filepath.Join(parent, "dlq")
+	q, err := filedlq.Open(queue)
+	require.NoError(t, err)
+	require.NoError(t, q.Put(ctx, dlq.Entry{ID: "entry-1", Sink: "gone", Event: fanbridge.Event{ID: "ev-1", Raw: []byte(`{}`)}}))
+	require.NoError(t, q.Close())
+	emptyDir := filepath.Join(base, "empty")
+	require.NoError(t, os.Mkdir(emptyDir, 0o700))
+	cfg := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", queue, ""))
+	parentCfg := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", parent, ""))
+
+	ls := func(dir string) []string {
+		t.Helper()
+		ents, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	for _, tc := range []struct {
+		name string
+		dir  string
+		args []string
+		msg  string
+	}{
+		{"list -file parent", parent, []string{"list", "-file", parent}, "fanbridge dlq: " + parent + ": not a file dlq"},
+		{"list -json -file parent", parent, []string{"list", "-json", "-file", parent}, "fanbridge dlq: " + parent + ": not a file dlq"},
+		{"show -file parent", parent, []string{"show", "-file", parent, "entry-1"}, "fanbridge dlq: " + parent + ": not a file dlq"},
+		{"redrive -file parent", parent, []string{"redrive", "-config", cfg, "-file", parent}, "fanbridge dlq redrive: " + parent + ": not a file dlq"},
+		{"list, the configuration's parent", parent, []string{"list", "-config", parentCfg}, "fanbridge dlq: config: dlq.file.dir: " + parent + ": not a file dlq"},
+		{"redrive, the configuration's parent", parent, []string{"redrive", "-config", parentCfg}, "fanbridge dlq redrive: config: dlq.file.dir: " + parent + ": not a file dlq"},
+		{"redrive -file empty", emptyDir, []string{"redrive", "-config", cfg, "-file", emptyDir}, "fanbridge dlq redrive: " + emptyDir + ": not a file dlq"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := ls(tc.dir)
+			code, out, errOut := runCmd(t, ctx, env, append([]string{"dlq"}, tc.args...)...)
+			assert.Equal(t, 1, code, "%s%s", out, errOut)
+			assert.Contains(t, errOut, tc.msg)
+			assert.NotContains(t, out+errOut, "entries", "nothing is listed")
+			assert.NotContains(t, out, "selected", "nothing is redriven")
+			assert.Equal(t, before, ls(tc.dir), "the command created something in %s", tc.dir)
+		})
+	}
+
+	// A directory from the environment is named by its setting, not quoted.
+	fromEnv := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", "${DLQ_PARENT}", ""))
+	hidden := filepath.Join(base, "tenant-7f3a9c")
+	require.NoError(t, os.Mkdir(hidden, 0o700))
+	for _, sub := range []string{"list", "redrive"} {
+		code, out, errOut := runCmd(t, ctx, append(env, "DLQ_PARENT="+hidden), "dlq", sub, "-config", fromEnv)
+		assert.Equal(t, 1, code, "%s%s", out, errOut)
+		assert.Contains(t, errOut, "config: dlq.file.dir: ")
+		assert.NotContains(t, out+errOut, "tenant-7f3a9c")
+		assert.Empty(t, ls(hidden))
+	}
+
+	// The queue itself, with its entry; a queue with no entries; one that holds only its
+	// segment (copied without its LOCK file); one that holds only its LOCK file.
+	code, out, errOut := runCmd(t, ctx, env, "dlq", "list", "-file", queue, "-json")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `"id":"entry-1"`)
+	fresh := filepath.Join(base, "fresh")
+	q, err = filedlq.Open(fresh)
+	require.NoError(t, err)
+	require.NoError(t, q.Close())
+	segOnly := filepath.Join(base, "segment-only")
+	require.NoError(t, os.Mkdir(segOnly, 0o700))
+	for _, name := range ls(queue) {
+		if name != "LOCK" {
+			writeFile(t, filepath.Join(segOnly, name), mustRead(t, filepath.Join(queue, name)))
+		}
+	}
+	lockOnly := filepath.Join(base, "lock-only")
+	require.NoError(t, os.Mkdir(lockOnly, 0o700))
+	writeFile(t, filepath.Join(lockOnly, "LOCK"), "")
+	for dir, n := range map[string]int{fresh: 0, segOnly: 1, lockOnly: 0} {
+		code, _, errOut := runCmd(t, ctx, env, "dlq", "list", "-file", dir)
+		assert.Equal(t, 0, code, "%s: %s", dir, errOut)
+		assert.Equal(t, fmt.Sprintf("%d entries\n", n), errOut, dir)
+	}
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-file", fresh)
+	assert.Equal(t, 0, code, "%s%s", out, errOut)
+	assert.Contains(t, out, "selected 0, redriven 0, removed 0, failed 0, skipped 0")
 }
 
 // The demo helpers take their arguments and no more.
