@@ -401,8 +401,8 @@ func document(text []byte) (*yaml.Node, error) {
 			break
 		}
 		if err != nil {
-			// yaml.v3's syntax errors carry a line number and the offending token only, never a value.
-			return nil, &Errors{List: []string{"config: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+			// yaml.v3's syntax errors name the offending token only, never a value.
+			return nil, syntaxError(text, err)
 		}
 		if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 			continue
