@@ -43,7 +43,10 @@
 // whose unread records are all gone is done, and one that lost a prefix is read from its new start
 // offset. That client is built from the options of the queue's client (Client.Opts), without its
 // producer, consumer and group options, so it reaches the same brokers with the same TLS, SASL and
-// dialer; WithReadOpts adds more.
+// dialer; WithReadOpts adds more. The offsets come from each partition's leader: a read that meets
+// a leader that has just moved (an election, a broker restarted or removed), which answers with a
+// retriable error such as NOT_LEADER_FOR_PARTITION, asks again with fresh metadata, 8 times at most
+// over a little more than two seconds and within its context, before it fails with that error.
 //
 // Removing a record is not: Kafka deletes only whole prefixes of a partition. Delete therefore
 // appends removal records for each ID (key: the ID, no value, headers dlq.v, dlq.op = "remove"

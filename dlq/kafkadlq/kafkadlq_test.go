@@ -430,6 +430,46 @@ func TestPutRefusedForAnotherRecordsContentIsRetryable(t *testing.T) {
 	assert.Equal(t, []string{"warm", "queued"}, ids, "the queued entry stored once, the refused one never")
 }
 
+// After a leader election the client still asks the old leaders for offsets, and they answer
+// NOT_LEADER_FOR_PARTITION: a read must ask again, not fail.
+func TestReadsAfterPartitionLeadersMove(t *testing.T) {
+	ctx := testCtx(t)
+	const brokers, partitions = 3, 6
+	c, err := kfake.NewCluster(kfake.NumBrokers(brokers), kfake.SeedTopics(partitions, topic))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	q := newQueue(t, cl)
+	want := map[string]bool{}
+	for i := range 2 * partitions {
+		e := sampleEntry(t, fmt.Sprint("e", i))
+		e.Event.ID = e.ID // keyed by its own ID, so that the entries spread over the partitions
+		require.NoError(t, q.Put(ctx, e))
+		want[e.ID] = true
+	}
+	count := func() int {
+		n := 0
+		require.NoError(t, q.List(ctx, func(dlq.Entry) error { n++; return nil }))
+		return n
+	}
+	require.Equal(t, len(want), count(), "before the move")
+
+	for p := range int32(partitions) {
+		require.NoError(t, c.MoveTopicPartition(topic, p, (c.LeaderFor(topic, p)+1)%brokers))
+	}
+	got := map[string]bool{}
+	require.NoError(t, q.List(ctx, func(e dlq.Entry) error { got[e.ID] = true; return nil }), "List after the move")
+	assert.Equal(t, want, got)
+	for p := range int32(partitions) {
+		require.NoError(t, c.MoveTopicPartition(topic, p, (c.LeaderFor(topic, p)+1)%brokers))
+	}
+	e, err := q.Get(ctx, "e3")
+	require.NoError(t, err, "Get after another move")
+	assert.Equal(t, "e3", e.ID)
+}
+
 // A record written by another producer may give times with an offset: the entry read back has
 // them in UTC, at the same instant, as the JSON form does.
 func TestDecodedTimesAreUTC(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -28,21 +29,71 @@ func (q *Queue) readerOpts(extra ...kgo.Opt) []kgo.Opt {
 	return append(opts, extra...)
 }
 
-// offsets lists the start and end offsets of the topic's partitions.
+// Listing offsets asks each partition's leader, as the client last knew it. After a leader moved
+// (an election, a broker restarted or removed) the first ask meets the old leader, which answers
+// with a retriable error such as NOT_LEADER_FOR_PARTITION, and the client refreshes its metadata
+// for the next. offsets therefore asks again, up to offsetsTries times in all, waiting
+// offsetsBackoff before the first retry and twice as long before each next one, up to
+// offsetsMaxBackoff: a little over two seconds of waiting in all, within the caller's context.
+const (
+	offsetsTries      = 8
+	offsetsBackoff    = 20 * time.Millisecond
+	offsetsMaxBackoff = time.Second
+)
+
+// offsets lists the start and end offsets of the topic's partitions. It asks again while every
+// error met is one Kafka calls retriable (see offsetsTries), and otherwise fails with the first.
 func (q *Queue) offsets(ctx context.Context) (starts, ends kadm.ListedOffsets, err error) {
 	adm := kadm.NewClient(q.client)
-	if starts, err = adm.ListStartOffsets(ctx, q.topic); err == nil {
-		err = starts.Error()
+	wait := offsetsBackoff
+	for try := 1; ; try++ {
+		var retriable bool
+		starts, ends, retriable, err = q.listOffsets(ctx, adm)
+		switch {
+		case err == nil:
+			return starts, ends, nil
+		case !retriable:
+			return nil, nil, classify("read", fmt.Errorf("listing offsets: %w", err))
+		case try == offsetsTries:
+			return nil, nil, classify("read", fmt.Errorf("listing offsets: still failing after %d tries: %w", try, err))
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: %w (after %d tries, the last failing with %v)", ctx.Err(), try, err)
+		case <-timer.C:
+		}
+		wait = min(2*wait, offsetsMaxBackoff)
 	}
-	if err == nil {
-		if ends, err = adm.ListEndOffsets(ctx, q.topic); err == nil {
-			err = ends.Error()
+}
+
+// listOffsets asks once for the start and end offsets of the topic's partitions. It returns the
+// first error of the requests or of a partition, and whether every error met is retriable: one
+// kerr.IsRetriable calls so, other than an unknown topic, which is final here as for Put.
+func (q *Queue) listOffsets(ctx context.Context, adm *kadm.Client) (starts, ends kadm.ListedOffsets, retriable bool, err error) {
+	retriable = true
+	note := func(e error) {
+		if e == nil {
+			return
+		}
+		if err == nil {
+			err = e
+		}
+		if !kerr.IsRetriable(e) || errors.Is(e, kerr.UnknownTopicOrPartition) {
+			retriable = false
 		}
 	}
-	if err != nil {
-		return nil, nil, classify("read", err)
+	list := func(f func(context.Context, ...string) (kadm.ListedOffsets, error)) kadm.ListedOffsets {
+		ls, lerr := f(ctx, q.topic)
+		note(lerr)
+		ls.Each(func(o kadm.ListedOffset) { note(o.Err) })
+		return ls
 	}
-	return starts, ends, nil
+	if starts = list(adm.ListStartOffsets); err == nil {
+		ends = list(adm.ListEndOffsets)
+	}
+	return starts, ends, retriable, err
 }
 
 // scan reads every record that was in the topic when it started, calling fn with each decoded
