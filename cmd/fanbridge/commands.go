@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -17,6 +18,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
@@ -93,10 +96,12 @@ redrive  re-sends entries, each to the one sink it failed on (the sinks come fro
          ID are kept unsent (conflicts)
 list and redrive take -sink and -id to select entries (repeatable; comma lists)
 
-The queue is the configuration's dlq (file or Kafka), or the filedlq directory given by -file.
-A file queue's directory must hold the queue's LOCK file or a dlq-*.jsonl segment, as one a
-fanbridge has written to does: another directory is refused. A running fanbridge holds a file
-queue for writing: list and show work beside it, redrive does not.
+The queue is the configuration's dlq (file or Kafka), or the filedlq directory given by -file,
+which replaces that section (list and show then read nothing of -config; redrive takes the rest
+of it). A file queue's directory must hold the queue's LOCK file or a dlq-*.jsonl segment, as
+one a fanbridge has written to does: another directory is refused. A running fanbridge holds a
+file queue for writing: list and show work beside it, redrive does not. redrive -id exits 1 for
+an id that names no entry.
 
 flags:
 `
@@ -122,34 +127,61 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	sub, pos := pos[0], pos[1:]
+	// The command and its arguments are checked before anything is read, so that a mistake in
+	// them is reported as such whatever the configuration file holds.
+	switch sub {
+	case "list", "redrive":
+		if len(pos) > 0 {
+			fs.Usage()
+			return exitUsage
+		}
+	case "show":
+		if len(pos) != 1 {
+			fs.Usage()
+			return exitUsage
+		}
+		if len(sinks) > 0 || len(ids) > 0 {
+			fmt.Fprintln(stderr, "fanbridge dlq show: -sink and -id select entries for list and redrive; show takes one entry id")
+			return exitUsage
+		}
+	default:
+		fmt.Fprintf(stderr, "fanbridge dlq: unknown command %q\n", sub)
+		fs.Usage()
+		return exitUsage
+	}
+	switch {
+	case sub == "redrive" && *cfgPath == "":
+		fmt.Fprintln(stderr, "fanbridge dlq redrive: -config is required (the sinks to redrive to come from it)")
+		return exitUsage
+	case *cfgPath == "" && *dir == "":
+		fmt.Fprintln(stderr, "fanbridge dlq: give -config FILE or -file DIR")
+		return exitUsage
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	// redrive builds the sinks, so it needs the whole file; list and show read the queue only,
-	// and need nothing (no secret, say) outside its section.
+	// and need nothing (no secret, say) outside its section. -file replaces the section: its
+	// variables need not be set then, and list and show read nothing of the file.
 	var cfg *config.Config
 	var where *config.DLQ
-	if *cfgPath != "" {
-		var err error
-		if sub == "redrive" {
-			cfg, err = config.Load(*cfgPath, nil)
-		} else {
-			cfg, err = config.LoadDLQ(*cfgPath, nil)
-		}
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return exitFail
-		}
-		if cfg != nil {
-			where = cfg.DLQ
-		}
-	}
+	var err error
 	switch {
-	case *dir != "":
+	case sub == "redrive" && *dir != "":
+		cfg, err = loadWithoutDLQ(*cfgPath)
+	case sub == "redrive":
+		cfg, err = config.Load(*cfgPath, nil)
+	case *dir == "":
+		cfg, err = config.LoadDLQ(*cfgPath, nil)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitFail
+	}
+	if cfg != nil {
+		where = cfg.DLQ
+	}
+	if *dir != "" {
 		where = &config.DLQ{File: &config.FileDLQ{Dir: *dir}}
-	case *cfgPath != "":
-	default:
-		fmt.Fprintln(stderr, "fanbridge dlq: give -config FILE or -file DIR")
-		return exitUsage
 	}
 	prefix := "fanbridge dlq:"
 	if sub == "redrive" {
@@ -170,49 +202,92 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	switch sub {
-	case "list":
-		if len(pos) > 0 {
-			fs.Usage()
-			return exitUsage
-		}
-		r, closeR, err := service.OpenDLQ(cfg, where, true, log)
-		if err != nil {
-			fmt.Fprintln(stderr, "fanbridge dlq:", err)
-			return exitFail
-		}
-		defer func() { _ = closeR() }()
-		return dlqList(ctx, r, sinks, ids, *asJSON, stdout, stderr)
-	case "show":
-		if len(pos) != 1 {
-			fs.Usage()
-			return exitUsage
-		}
-		if len(sinks) > 0 || len(ids) > 0 {
-			fmt.Fprintln(stderr, "fanbridge dlq show: -sink and -id select entries for list and redrive; show takes one entry id")
-			return exitUsage
-		}
-		r, closeR, err := service.OpenDLQ(cfg, where, true, log)
-		if err != nil {
-			fmt.Fprintln(stderr, "fanbridge dlq:", err)
-			return exitFail
-		}
-		defer func() { _ = closeR() }()
-		return dlqShow(ctx, r, pos[0], stdout, stderr)
-	case "redrive":
-		if len(pos) > 0 {
-			fs.Usage()
-			return exitUsage
-		}
-		if cfg == nil {
-			fmt.Fprintln(stderr, "fanbridge dlq redrive: -config is required (the sinks to redrive to come from it)")
-			return exitUsage
-		}
+	if sub == "redrive" {
 		return dlqRedrive(ctx, cfg, where, sinks, ids, *attempts, log, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "fanbridge dlq: unknown command %q\n", sub)
-	fs.Usage()
-	return exitUsage
+	r, closeR, err := service.OpenDLQ(cfg, where, true, log)
+	if err != nil {
+		fmt.Fprintln(stderr, prefix, err)
+		return exitFail
+	}
+	defer func() { _ = closeR() }()
+	if sub == "show" {
+		return dlqShow(ctx, r, pos[0], stdout, stderr)
+	}
+	return dlqList(ctx, r, sinks, ids, *asJSON, stdout, stderr)
+}
+
+// loadWithoutDLQ loads the configuration file at path as config.Load does, less its dlq
+// section, which -file replaces: the variables only that section uses need not be set, and its
+// values are not checked. The section's lines are blanked rather than cut, so that an error
+// elsewhere names the line it has in the file. A file whose section cannot be told by its lines
+// (a top-level mapping in flow style or with a merge key, an anchor inside the section, a dlq
+// key given twice, YAML that does not parse, a second document) is loaded whole, its errors
+// reported as Load reports them.
+func loadWithoutDLQ(path string) (*config.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if text, ok := blankDLQ(b); ok {
+		return config.Parse(text, nil)
+	}
+	return config.Parse(b, nil)
+}
+
+// blankDLQ returns text with the lines of its top-level dlq section emptied, and whether it
+// could tell them; text without a dlq section is returned as it is.
+func blankDLQ(text []byte) ([]byte, bool) {
+	// A second document, which Parse refuses, could start among the lines blanked.
+	dec := yaml.NewDecoder(bytes.NewReader(text))
+	var doc, next yaml.Node
+	if dec.Decode(&doc) != nil || len(doc.Content) == 0 || !errors.Is(dec.Decode(&next), io.EOF) {
+		return nil, false
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode || root.Style&yaml.FlowStyle != 0 {
+		return nil, false
+	}
+	first, last := 0, 0 // the section's first and last line, from 1; 0 for none
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		switch {
+		case k.Tag == "!!merge":
+			return nil, false
+		case k.Kind != yaml.ScalarNode || k.Value != "dlq":
+			if first > 0 && last == 0 {
+				last = k.Line - 1
+			}
+			continue
+		case first > 0 || hasAnchor(k) || hasAnchor(v):
+			return nil, false
+		}
+		first = k.Line
+	}
+	if first == 0 {
+		return text, true
+	}
+	lines := bytes.SplitAfter(text, []byte("\n"))
+	if last == 0 || last > len(lines) {
+		last = len(lines)
+	}
+	var out []byte
+	for i, l := range lines {
+		if i+1 >= first && i+1 <= last {
+			l = l[len(bytes.TrimRight(l, "\r\n")):] // the line ending alone
+		}
+		out = append(out, l...)
+	}
+	return out, true
+}
+
+// hasAnchor reports whether n or a node below it defines an anchor, which a node elsewhere in
+// the file may refer to.
+func hasAnchor(n *yaml.Node) bool {
+	if n.Anchor != "" {
+		return true
+	}
+	return slices.ContainsFunc(n.Content, hasAnchor)
 }
 
 // selected reports whether e is among the entries -sink and -id select (all when neither is given).
@@ -290,8 +365,15 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 		fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
 		return exitUsage
 	}
+	// Redrive calls selectEntry from the one goroutine that lists the queue, and is done with it
+	// when it returns.
+	found := map[string]bool{}
 	selectEntry := func(e dlq.Entry) bool {
-		return selected(e, sinkNames, ids)
+		ok := selected(e, sinkNames, ids)
+		if ok {
+			found[e.ID] = true
+		}
+		return ok
 	}
 	rep, err := dlq.Redrive(ctx, r, sinks, selectEntry, dlq.WithRetrier(rt), dlq.WithOnResult(func(res dlq.Result) {
 		// The error text comes from the sink, which may quote a remote server: escaped like the
@@ -314,10 +396,31 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 		fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
 		return exitFail
 	}
-	if rep.Failed > 0 || rep.Skipped > 0 || rep.Conflicts > 0 {
+	// An -id that selected nothing is a mistake, as it is for show, not a redrive done.
+	missing := false
+	for _, id := range ids {
+		if found[id] {
+			continue
+		}
+		missing = true
+		if len(sinkNames) > 0 {
+			fmt.Fprintf(stderr, "fanbridge dlq redrive: no entry %s of %s %s\n", cell(id), plural(len(sinkNames), "sink", "sinks"), cell(strings.Join(sinkNames, ", ")))
+		} else {
+			fmt.Fprintf(stderr, "fanbridge dlq redrive: no entry %s\n", cell(id))
+		}
+	}
+	if missing || rep.Failed > 0 || rep.Skipped > 0 || rep.Conflicts > 0 {
 		return exitFail
 	}
 	return exitOK
+}
+
+// plural returns one when n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // queueDir checks that dir is the directory of a file queue before a dlq command opens it. A

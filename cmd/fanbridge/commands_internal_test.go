@@ -295,3 +295,49 @@ func TestPatternRefusalOffsetsPointIntoTheView(t *testing.T) {
 	second := strings.LastIndex(view, `"a"`)
 	assert.Contains(t, refusal.Error(), fmt.Sprintf("offset %d", second), "view: %s", view)
 }
+
+// blankDLQ empties the lines of the top-level dlq section, and only those, keeping every line
+// (and so every line number) of the file; where it cannot tell the section's lines, it says so.
+func TestBlankDLQ(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       string // "" when blankDLQ cannot tell the section
+	}{
+		{"in the middle",
+			"listen: {address: x}\ndlq:\n  file:\n    dir: ${D}\n\n# sinks\nsinks: []\n",
+			"listen: {address: x}\n\n\n\n\n\nsinks: []\n"},
+		{"last, flow style",
+			"listen: {address: x}\ndlq: {file: {dir: \"${D}\"}}\n",
+			"listen: {address: x}\n\n"},
+		{"last, no final newline",
+			"listen: {address: x}\ndlq:\n  kafka: {topic: \"${T}\"}",
+			"listen: {address: x}\n\n"},
+		{"first, CRLF",
+			"dlq:\r\n  file: {dir: x}\r\nlisten: {address: x}\r\n",
+			"\r\n\r\nlisten: {address: x}\r\n"},
+		{"a block scalar",
+			"dlq:\n  file:\n    dir: |\n      a\n\n      b\nlogging: {}\n",
+			"\n\n\n\n\n\nlogging: {}\n"},
+		{"an alias in the section",
+			"listen: &l {address: x}\ndlq: {file: {dir: *l}}\nlogging: {}\n",
+			"listen: &l {address: x}\n\nlogging: {}\n"},
+		{"no dlq", "listen: {address: x}\n", "listen: {address: x}\n"},
+		{"a trailing document end", "listen: {address: x}\ndlq: {file: {dir: x}}\n---\n", ""},
+		{"a second document", "listen: {address: x}\ndlq: {file: {dir: x}}\n---\nlogging: {}\n", ""},
+		{"an anchor in the section", "dlq: {file: {dir: &d x}}\nlogging: {level: *d}\n", ""},
+		{"a merge key", "<<: {dlq: {file: {dir: x}}}\nlisten: {address: x}\n", ""},
+		{"dlq twice", "dlq: {file: {dir: x}}\ndlq: {file: {dir: y}}\n", ""},
+		{"a flow mapping", "{listen: {address: x}, dlq: {file: {dir: x}}}\n", ""},
+		{"not YAML", "listen: {address: [}\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := blankDLQ([]byte(tc.text))
+			if tc.want == "" {
+				assert.False(t, ok, "%q", got)
+				return
+			}
+			require.True(t, ok)
+			assert.Equal(t, tc.want, string(got))
+		})
+	}
+}

@@ -915,6 +915,88 @@ func TestDLQRefusesADirectoryHoldingNoQueue(t *testing.T) {
 	assert.Contains(t, out, "selected 0, redriven 0, removed 0, failed 0, skipped 0")
 }
 
+// The dlq command line is checked before the configuration is read; -file replaces the
+// configuration's dlq section, whose variables then need not be set; an -id of redrive that
+// names no entry is an error, as it is for show.
+func TestDLQCommandLine(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	env := []string{"E2E_API_KEY=" + e2eAPIKey}
+	base := t.TempDir()
+	queue := filepath.Join(base, "dlq")
+	q, err := filedlq.Open(queue)
+	require.NoError(t, err)
+	require.NoError(t, q.Close())
+	missing := filepath.Join(base, "no-such.yaml")
+	cfg := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", queue, ""))
+
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"bogus"}, `fanbridge dlq: unknown command "bogus"`},
+		{[]string{"bogus", "-config", missing}, `fanbridge dlq: unknown command "bogus"`},
+		{[]string{"bogus", "-file", queue}, `fanbridge dlq: unknown command "bogus"`},
+		{[]string{"show", "-config", missing}, "usage: fanbridge dlq list"},
+		{[]string{"show", "-config", missing, "a", "b"}, "usage: fanbridge dlq list"},
+		{[]string{"show", "-config", missing, "-id", "a", "a"}, "-sink and -id select entries for list and redrive"},
+		{[]string{"list", "extra", "-config", missing}, "usage: fanbridge dlq list"},
+		{[]string{"redrive", "extra", "-config", missing}, "usage: fanbridge dlq list"},
+		{[]string{"redrive", "-file", queue}, "-config is required"},
+		{[]string{"list"}, "give -config FILE or -file DIR"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out, errOut := runCmd(t, ctx, env, append([]string{"dlq"}, tc.args...)...)
+			assert.Equal(t, 2, code, "%s%s", out, errOut)
+			assert.Contains(t, errOut, tc.msg)
+			assert.NotContains(t, errOut, "no such file", "the configuration was read before the command line was checked")
+		})
+	}
+
+	// -file replaces the dlq section: its variable need not be set, for list, show or redrive.
+	// The rest of the file is still read and checked by redrive, and its errors keep their lines.
+	unsetDLQ := fmt.Sprintf(dlqConfig, "127.0.0.1:1", "${DLQ_NEVER_SET}", "")
+	withVar := writeTemp(t, unsetDLQ)
+	code, _, errOut := runCmd(t, ctx, env, "dlq", "list", "-config", withVar, "-file", queue)
+	assert.Equal(t, 0, code, errOut)
+	assert.Equal(t, "0 entries\n", errOut)
+	code, _, errOut = runCmd(t, ctx, env, "dlq", "show", "-config", withVar, "-file", queue, "some-id")
+	assert.Equal(t, 1, code, errOut)
+	assert.Contains(t, errOut, "not found")
+	assert.NotContains(t, errOut, "DLQ_NEVER_SET")
+	code, out, errOut := runCmd(t, ctx, env, "dlq", "redrive", "-config", withVar, "-file", queue)
+	assert.Equal(t, 0, code, "%s%s", out, errOut)
+	assert.Contains(t, out, "selected 0, redriven 0")
+	code, _, errOut = runCmd(t, ctx, nil, "dlq", "redrive", "-config", withVar, "-file", queue)
+	assert.Equal(t, 1, code, errOut)
+	assert.Contains(t, errOut, "E2E_API_KEY is not set", "the other sections are still checked")
+	assert.NotContains(t, errOut, "DLQ_NEVER_SET")
+	misspelt := strings.Replace(unsetDLQ, "logging: {format: json}", "logging: {formt: json}", 1)
+	require.NotEqual(t, unsetDLQ, misspelt)
+	line := strings.Count(misspelt[:strings.Index(misspelt, "formt")], "\n") + 1
+	code, _, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", writeTemp(t, misspelt), "-file", queue)
+	assert.Equal(t, 1, code, errOut)
+	assert.Contains(t, errOut, fmt.Sprintf("config: logging.formt: unknown key (line %d)", line))
+	// Without -file the section is the queue, and its variable is needed.
+	code, _, errOut = runCmd(t, ctx, env, "dlq", "list", "-config", withVar)
+	assert.Equal(t, 1, code, errOut)
+	assert.Contains(t, errOut, "DLQ_NEVER_SET is not set")
+
+	// redrive -id that names no entry.
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"-id", "NOPE"}, "fanbridge dlq redrive: no entry NOPE\n"},
+		{[]string{"-id", "NOPE", "-sink", "people"}, "fanbridge dlq redrive: no entry NOPE of sink people\n"},
+	} {
+		code, out, errOut = runCmd(t, ctx, env, append([]string{"dlq", "redrive", "-config", cfg}, tc.args...)...)
+		assert.Equal(t, 1, code, "%v: %s%s", tc.args, out, errOut)
+		assert.Contains(t, out, "selected 0, redriven 0")
+		assert.Equal(t, tc.msg, errOut, tc.args)
+	}
+}
+
 // The demo helpers take their arguments and no more.
 func TestDemoCommandLine(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

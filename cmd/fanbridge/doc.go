@@ -15,9 +15,10 @@
 //	fanbridge version                              print the version
 //
 // Exit codes: 0 success (and a clean shutdown), 1 failure (an invalid configuration, a pattern
-// that does not match, a shutdown that lost or could not close something), 2 usage errors (and
-// for pattern test a bad pattern, expression or event, or a file or standard input larger than
-// 16 MiB).
+// that does not match, a dlq directory that holds no queue, a redrive -id that names no entry, a
+// shutdown that lost or could not close something), 2 usage errors (an unknown command, a
+// missing or extra argument, and for pattern test a bad pattern, expression or event, or a file
+// or standard input larger than 16 MiB).
 //
 // # Demo
 //
