@@ -500,3 +500,157 @@ func TestCloseNamesASinkStillClosing(t *testing.T) {
 		})
 	}
 }
+
+// backlogDLQ is a dead-letter queue for shutdown tests. A Put waits, within its context, until
+// together Puts have begun (so that writes made one after another never finish), then for
+// latency (a write that takes time, as an fsync does); once it holds takes entries it takes no
+// more, and Puts wait for their context to end. It records the most Puts it ran at once.
+type backlogDLQ struct {
+	memDLQ
+	together int
+	latency  time.Duration
+	takes    int
+
+	begun, running, most, taken atomic.Int64
+	enough                      chan struct{} // closed once together Puts have begun
+}
+
+func (q *backlogDLQ) Put(ctx context.Context, e dlq.Entry) error {
+	n := q.running.Add(1)
+	defer q.running.Add(-1)
+	for m := q.most.Load(); n > m && !q.most.CompareAndSwap(m, n); m = q.most.Load() {
+	}
+	if q.begun.Add(1) == int64(q.together) {
+		close(q.enough)
+	}
+	if q.together > 0 {
+		select {
+		case <-q.enough:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if q.latency > 0 {
+		t := time.NewTimer(q.latency)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if q.takes > 0 && q.taken.Add(1) > int64(q.takes) {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return q.memDLQ.Put(ctx, e)
+}
+
+// Async mode, Close's deadline already passed: what the sinks' queues hold is dead-lettered in
+// full when the dead-letter queue is healthy, however few the sink's workers and however long
+// the backlog takes to write, and Close gives up only on a queue that stops taking entries.
+func TestAsyncCloseDeadLettersTheWholeBacklog(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		events      int
+		concurrency int
+		dlqTimeout  time.Duration
+		q           *backlogDLQ
+		wantLost    int
+	}{
+		// Written one after another by the sink's one worker, no write would ever finish.
+		{"written side by side", 200, 1, 200 * time.Millisecond, &backlogDLQ{together: 16}, 0},
+		// 640 writes of 25ms, 64 at a time, take at least 250ms: longer than the DLQ timeout.
+		{"longer than the DLQ timeout", 640, 4, 200 * time.Millisecond, &backlogDLQ{latency: 25 * time.Millisecond}, 0},
+		{"a queue that stops taking entries", 200, 4, 100 * time.Millisecond, &backlogDLQ{takes: 50}, 150},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.q.enough = make(chan struct{})
+			hang := sinkFunc(func(ctx context.Context, _ *fanbridge.Event) error { <-ctx.Done(); return ctx.Err() })
+			d, err := fanout.New(fanout.Config{
+				Sinks: []fanout.SinkConfig{{Name: "s", Sink: hang, Concurrency: tc.concurrency, QueueSize: tc.events,
+					Retry: retry.Policy{MaxAttempts: 1}}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+				DLQ:    tc.q,
+			}, fanout.WithMode(fanout.Async), fanout.WithDLQTimeout(tc.dlqTimeout))
+			require.NoError(t, err)
+			ctx := testContext(t)
+			for i := range tc.events {
+				require.NoError(t, d.Dispatch(ctx, event(fmt.Sprintf("e%d", i), "x")))
+			}
+			ended, cancel := context.WithCancel(ctx)
+			cancel()
+			start := time.Now()
+			err = d.Close(ended)
+			took := time.Since(start)
+
+			entries := tc.q.Entries()
+			ids := map[string]bool{}
+			for _, e := range entries {
+				ids[e.Event.ID] = true
+				assert.Equal(t, dlq.ConditionAge, e.Condition)
+				assert.Contains(t, e.Error, "shut", "our shutdown, not the sink, is the cause")
+			}
+			assert.Len(t, ids, len(entries), "each event dead-lettered once")
+			assert.Equal(t, tc.events-tc.wantLost, len(entries), "dead-lettered, Close: %v", err)
+			assert.LessOrEqual(t, tc.q.most.Load(), int64(64+tc.concurrency), "the drain's writers and the sink's own workers")
+			if tc.wantLost == 0 {
+				require.NoError(t, err)
+				if tc.q.latency > 0 {
+					require.Greater(t, took, tc.dlqTimeout, "the backlog took longer than one DLQ timeout to write")
+				}
+			} else {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), fmt.Sprintf("%d deliveries neither delivered nor dead-lettered", tc.wantLost))
+				assert.NotContains(t, err.Error(), "still in flight", "the cut-off writes ended")
+				assert.Less(t, took, 2*time.Second, "about the DLQ timeout after the last entry, with room for a loaded machine")
+			}
+			t.Logf("%d dead-lettered in %v, at most %d writes at once", len(entries), took.Round(time.Millisecond), tc.q.most.Load())
+		})
+	}
+}
+
+// With ordering keys, Close's deadline takes the events waiting in the sink's lanes as well as
+// those in its queue, even while the sink's only worker is held by a Send that ignores
+// cancellation: all but that one are dead-lettered (in no particular order across keys), and
+// Close reports the one still in a Send.
+func TestAsyncCloseDeadLettersLanesBehindAStuckSend(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	entered := make(chan string, 1)
+	stuck := sinkFunc(func(_ context.Context, e *fanbridge.Event) error {
+		entered <- e.ID
+		<-release // ignores its context: a broken sink
+		return nil
+	})
+	q := &memDLQ{}
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: stuck, Concurrency: 1, QueueSize: 200}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	}, fanout.WithMode(fanout.Async), fanout.WithDLQTimeout(100*time.Millisecond),
+		fanout.WithOrderingKey(func(e *fanbridge.Event) string { return e.ID[:2] }))
+	require.NoError(t, err)
+	ctx := testContext(t)
+	for i := range 40 {
+		for _, key := range []string{"k0", "k1", "k2", "k3"} {
+			require.NoError(t, d.Dispatch(ctx, event(fmt.Sprintf("%s-%d", key, i), "x")))
+		}
+	}
+	require.Equal(t, "k0-0", recv(t, entered))
+	require.Equal(t, 4, fanout.LaneCount(d, "s"))
+
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	start := time.Now()
+	err = d.Close(ended)
+	took := time.Since(start)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "1 deliveries still in flight")
+	assert.Contains(t, err.Error(), "1 in a sink's Send that ignored cancellation")
+	assert.NotContains(t, err.Error(), "waiting behind")
+	assert.NotContains(t, err.Error(), "neither delivered nor dead-lettered")
+	assert.Less(t, took, 2*time.Second, "the DLQ timeout after the last entry, and a grace")
+	assert.Len(t, q.Entries(), 159)
+	assert.False(t, q.Has("k0-0", "s"), "still in the Send")
+}

@@ -340,8 +340,8 @@ const (
 const outcomeOffloaded Outcome = "offloaded"
 
 // deadLetter writes one entry for (t.e, this sink). The write runs under a context detached from
-// the task's cancellation, bounded by the DLQ timeout (or, once Close's deadline has passed, by
-// the shared drain deadline), and is retried with backoff within that bound.
+// the task's cancellation, bounded by the DLQ timeout (and, once Close's deadline has passed, by
+// the drain: see dlqContext), and is retried with backoff within that bound.
 //
 // A task the Sync dispatch's goroutine runs while other tasks of the dispatch are pending
 // (t.offload) has its write made on a goroutine of its own, which then finishes the task as that
@@ -383,7 +383,9 @@ func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last 
 		TraceID:      traceID(t.ctx, t.e),
 	}
 	ctx, cancel := d.dlqContext(t.ctx)
+	d.dlqWriting.Add(1)
 	err := d.dlqRetrier.Do(ctx, func(ctx context.Context) error { return putEntry(ctx, t.queue, &entry) })
+	d.dlqWriting.Add(-1)
 	cancel()
 	if err != nil {
 		var re *retry.Error
@@ -395,6 +397,9 @@ func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last 
 				"route", t.route, "condition", string(cond), "error", err)
 		}
 		return st.failed(t, n, cause, start, cond, fmt.Errorf("%w: %w", ErrDLQ, err))
+	}
+	if dr := d.drain.Load(); dr != nil {
+		dr.progress()
 	}
 	st.count.deadLettered.Add(1)
 	d.tel.deadLettered.Add(context.Background(), 1, st.addOpts...)
@@ -427,12 +432,16 @@ func putEntry(ctx context.Context, q dlq.Queue, entry *dlq.Entry) (err error) {
 }
 
 // dlqContext returns the context of a dead-letter write: never cancelled by the dispatch, and
-// bounded in time.
+// bounded by the DLQ timeout; once Close's deadline has passed, also ended with the drain, when
+// the dead-letter queue has taken nothing for that long.
 func (d *Dispatcher) dlqContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d.stopped.Load() {
-		if dc := d.drainCtx.Load(); dc != nil {
-			return *dc, func() {}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.dlqTimeout)
+	if dr := d.drain.Load(); dr != nil {
+		stop := context.AfterFunc(dr.ctx, cancel)
+		return wctx, func() {
+			stop()
+			cancel()
 		}
 	}
-	return context.WithTimeout(context.WithoutCancel(ctx), d.cfg.dlqTimeout)
+	return wctx, cancel
 }

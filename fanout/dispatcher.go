@@ -9,6 +9,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +23,9 @@ import (
 	"github.com/fanbridge/fanbridge/sink"
 )
 
-// closeGrace is how long Close waits, past its deadline and the dead-letter timeout, for
-// deliveries to notice cancellation before it gives up on them.
+// closeGrace is how long Close waits, once the dead-letter queue has taken nothing for the DLQ
+// timeout after Close's deadline, for deliveries to notice cancellation before it gives up on
+// them.
 const closeGrace = 100 * time.Millisecond
 
 // Dispatcher routes each event to the sinks of the routes that match it and delivers it to each
@@ -47,20 +49,25 @@ type Dispatcher struct {
 	sysClock   bool // the clock is the system clock: time.Now readings can be shared with it
 
 	// life is the context of Async deliveries; Close cancels it at its deadline.
-	life        context.Context
-	endLife     context.CancelFunc
-	stopOnce    sync.Once
-	stopped     atomic.Bool
-	drainCtx    atomic.Pointer[context.Context]
-	drainCancel context.CancelFunc
-	reg         registry
+	life     context.Context
+	endLife  context.CancelFunc
+	stopOnce sync.Once
+	stopped  atomic.Bool
+	// drain, set once Close's deadline has passed (before stopped), dead-letters what is left.
+	drain atomic.Pointer[drain]
+	// dlqWriting counts the dead-letter writes under way, for Close's report.
+	dlqWriting atomic.Int64
+	reg        registry
 
 	sinkMu sync.Mutex
 	live   map[any]int // comparable Sink values -> running sinkStates using them
 	// newest holds, with ordering keys on, the latest sinkState started under each name until
 	// its workers are done, even once an Update removed it: a sink of that name added again
 	// later waits for it (see sinkState.after).
-	newest   map[string]*sinkState
+	newest map[string]*sinkState
+	// running holds every sinkState started and whose workers are not done, so that the drain
+	// finds the backlog of sinks an Update removed as well as of the current ones.
+	running  map[*sinkState]struct{}
 	retiring sync.WaitGroup
 
 	errMu    sync.Mutex
@@ -69,8 +76,9 @@ type Dispatcher struct {
 	lost     int64          // Async deliveries neither delivered nor dead-lettered
 	lastLost error
 
-	// sinkCloseCtx, once Close has begun, bounds the sinks' closing (see closeSink): it ends the
-	// dead-letter timeout after Close's context, just before Close gives up waiting.
+	// sinkCloseCtx, once Close has begun, bounds the sinks' closing (see closeSink): it ends,
+	// past Close's deadline, once the dead-letter queue has taken nothing for the DLQ timeout,
+	// just before Close gives up waiting.
 	sinkCloseCtx atomic.Pointer[context.Context]
 
 	closeOnce sync.Once
@@ -98,7 +106,8 @@ func New(cfg Config, opts ...Option) (*Dispatcher, error) {
 	case c.clock == nil:
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidConfig)
 	}
-	d := &Dispatcher{cfg: c, claims: newClaims(), live: make(map[any]int), newest: make(map[string]*sinkState), closing: map[string]int{}, timed: c.meters != nil,
+	d := &Dispatcher{cfg: c, claims: newClaims(), live: make(map[any]int), newest: make(map[string]*sinkState),
+		running: make(map[*sinkState]struct{}), closing: map[string]int{}, timed: c.meters != nil,
 		sysClock: c.clock == retry.SystemClock}
 	d.groups.New = func() any { return &group{done: make(chan struct{}, 1)} }
 	d.tasks.New = func() any { return new(task) }
@@ -618,12 +627,12 @@ func (d *Dispatcher) unregister(g *group) {
 }
 
 // stop ends retrying everywhere: Close's deadline has come. Deliveries still going are cut short
-// and dead-lettered under one shared deadline, dlqTimeout from now.
+// and dead-lettered, and the tasks no worker has started are taken off the sinks and
+// dead-lettered side by side, with no attempt (see drain). Each write is bounded by dlqTimeout,
+// and all of them end once the dead-letter queue has taken nothing for that long.
 func (d *Dispatcher) stop() {
 	d.stopOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.dlqTimeout)
-		d.drainCancel = cancel
-		d.drainCtx.Store(&ctx)
+		d.drain.Store(newDrain(d.cfg.dlqTimeout))
 		d.stopped.Store(true)
 		d.endLife()
 		for i := range d.reg.shards {
@@ -635,6 +644,7 @@ func (d *Dispatcher) stop() {
 			sh.mu.Unlock()
 		}
 		d.tel.logger.Warn("fanout: close deadline reached; dead-lettering what is left")
+		d.shedBacklog()
 	})
 }
 
@@ -802,6 +812,11 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 	for _, st := range fresh {
 		st.start()
 	}
+	d.sinkMu.Lock()
+	for _, st := range fresh {
+		d.running[st] = struct{}{}
+	}
+	d.sinkMu.Unlock()
 	if old == nil {
 		s.prevAll, s.prevHanded, s.prevSettled = closedChan, closedChan, closedChan
 		d.snap.Store(s)
@@ -859,6 +874,7 @@ func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 		if d.newest[st.name] == st {
 			delete(d.newest, st.name)
 		}
+		delete(d.running, st)
 		d.sinkMu.Unlock()
 		d.dropSink(st)
 	}
@@ -939,6 +955,59 @@ func sinkKey(s sink.Sink) (any, bool) {
 	return s, true
 }
 
+// unfinished says why Close gave up waiting: what was still in flight once the dead-letter queue
+// had taken nothing for the DLQ timeout after Close's deadline, and the grace had passed.
+func (d *Dispatcher) unfinished(s *snapshot) []error {
+	// The sinks of the last configuration, and those an Update removed whose workers still run;
+	// a sink rebuilt under ordering keys shares its count with the one it replaces.
+	counts := map[*atomic.Int64]bool{}
+	var n, sending int64
+	add := func(st *sinkState) {
+		sending += int64(len(st.sem))
+		if !counts[st.reserved] {
+			counts[st.reserved] = true
+			n += st.reserved.Load()
+		}
+	}
+	for _, st := range s.sinks {
+		add(st)
+	}
+	d.sinkMu.Lock()
+	for st := range d.running {
+		if !slices.Contains(s.sinks, st) {
+			add(st)
+		}
+	}
+	d.sinkMu.Unlock()
+	writing := d.dlqWriting.Load()
+
+	var errs []error
+	if n > 0 {
+		var where []string
+		if sending > 0 {
+			where = append(where, fmt.Sprintf("%d in a sink's Send that ignored cancellation", sending))
+		}
+		if writing > 0 {
+			where = append(where, fmt.Sprintf("%d in a dead-letter write that ignored cancellation", writing))
+		}
+		if rest := n - sending - writing; rest > 0 {
+			where = append(where, fmt.Sprintf("%d waiting behind those", rest))
+		}
+		errs = append(errs, fmt.Errorf("fanout: close: %d deliveries still in flight when the dead-letter queue had "+
+			"taken no entry for %v: %s", n, d.cfg.dlqTimeout, strings.Join(where, ", ")))
+	}
+	d.errMu.Lock()
+	still := slices.Sorted(maps.Keys(d.closing))
+	d.errMu.Unlock()
+	if len(still) > 0 {
+		errs = append(errs, fmt.Errorf("fanout: close: sinks %q still closing after the deadline", still))
+	}
+	if n == 0 && len(still) == 0 {
+		errs = append(errs, errors.New("fanout: close: the sinks' workers did not stop by the deadline"))
+	}
+	return errs
+}
+
 func isNil(v any) bool {
 	rv := reflect.ValueOf(v)
 	switch rv.Kind() {
@@ -951,17 +1020,23 @@ func isNil(v any) bool {
 // Close shuts the Dispatcher down. From its first moment every new dispatch fails with
 // fanbridge.ErrClosed. Dispatches in progress and queued deliveries carry on, retries included,
 // until all are done or ctx ends; when ctx ends, retrying stops, and whatever is not delivered is
-// dead-lettered (under a context detached from ctx, within the DLQ timeout), never dropped because
-// of our own cancellation. Then the sinks are closed (see WithSinkClosing); the dead-letter queue
-// is not: the caller closes it after Close returns.
+// dead-lettered (under a context detached from ctx), never dropped because of our own
+// cancellation: deliveries under way once cut short, and the events still waiting in a sink's
+// queue or ordering lane at once, without an attempt, up to 64 writes at a time whatever the
+// sinks' Concurrency. Then the sinks are closed (see WithSinkClosing); the dead-letter queue is
+// not: the caller closes it after Close returns.
 //
-// Close returns by ctx's deadline plus the DLQ timeout (plus a short grace for sinks to notice
-// cancellation). A sink with a CloseContext(ctx) method (kafkasink's, grpcsink's) is closed with
-// it, under a context that ends just before Close gives up, so that its own error is part of
-// Close's. Close's error reports deliveries that could not even be dead-lettered (since New, in
-// Async mode), sinks that failed to close or were still closing, and deliveries still stuck in a
-// sink or dead-letter queue that ignored cancellation. Calling Close again returns the first
-// call's result.
+// After ctx ends, Close returns once every accepted event is delivered or dead-lettered, each
+// dead-letter write bounded by the DLQ timeout; it stops waiting once the dead-letter queue has
+// taken no entry for the DLQ timeout (plus a grace of 100ms for deliveries to notice
+// cancellation). So a healthy queue is given the whole backlog, however long it takes, while a
+// queue that hangs, or sinks that ignore cancellation, keep Close for about the DLQ timeout past
+// ctx's end or the last entry written, whichever is later. A sink with a CloseContext(ctx)
+// method (kafkasink's, grpcsink's) is closed with it, under a context that ends just before
+// Close gives up, so that its own error is part of Close's. Close's error reports deliveries
+// that could not even be dead-lettered (since New, in Async mode), sinks that failed to close or
+// were still closing, and deliveries still in a sink's Send or a dead-letter write that ignored
+// cancellation when it stopped waiting. Calling Close again returns the first call's result.
 func (d *Dispatcher) Close(ctx context.Context) error {
 	d.closeOnce.Do(func() { d.closeErr = d.close(ctx) })
 	return d.closeErr
@@ -994,30 +1069,25 @@ func (d *Dispatcher) close(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		d.stop()
-		endSinks := time.AfterFunc(d.cfg.dlqTimeout, endSinkCtx)
-		defer endSinks.Stop()
-		grace := time.NewTimer(d.cfg.dlqTimeout + closeGrace)
+		// Past the deadline, Close waits for as long as the dead-letter queue keeps taking
+		// entries (the drain's context ends once it has taken none for the DLQ timeout), then a
+		// grace for what was cut off to notice.
+		dr := d.drain.Load()
 		select {
 		case <-done:
-		case <-grace.C:
-			var stuck int64
-			for _, st := range s.sinks {
-				stuck += st.reserved.Load()
+		case <-dr.ctx.Done():
+			endSinkCtx()
+			grace := time.NewTimer(closeGrace)
+			select {
+			case <-done:
+			case <-grace.C:
+				errs = append(errs, d.unfinished(s)...)
 			}
-			if stuck > 0 {
-				errs = append(errs, fmt.Errorf("fanout: close: %d deliveries still in flight in sinks or a dead-letter queue that ignored cancellation", stuck))
-			}
-			d.errMu.Lock()
-			still := slices.Sorted(maps.Keys(d.closing))
-			d.errMu.Unlock()
-			if len(still) > 0 {
-				errs = append(errs, fmt.Errorf("fanout: close: sinks %q still closing after the deadline", still))
-			}
-			if stuck == 0 && len(still) == 0 {
-				errs = append(errs, errors.New("fanout: close: the sinks' workers did not stop by the deadline"))
-			}
+			grace.Stop()
 		}
-		grace.Stop()
+	}
+	if dr := d.drain.Load(); dr != nil {
+		dr.end()
 	}
 	d.endLife()
 	d.tel.close()

@@ -129,16 +129,26 @@
 // only of events dispatched under the same scope.
 //
 // Shutdown. Close refuses new dispatches at once (fanbridge.ErrClosed) and lets in-flight and
-// queued deliveries finish, retries included. When its context ends, retrying stops everywhere
-// and what is left is dead-lettered under one shared deadline, the DLQ timeout from then: Close
-// returns by its deadline plus the DLQ timeout, and nothing accepted is dropped because of our
-// own cancellation. Its error reports what could not even be dead-lettered.
+// queued deliveries finish, retries included. When its context ends, retrying stops everywhere:
+// deliveries under way are cut short and dead-lettered, and the events still waiting in a sink's
+// queue or ordering lane are dead-lettered without an attempt, up to 64 writes at a time whatever
+// the sink's Concurrency (a queue that commits concurrent writes together, as filedlq does,
+// batches them). After its context ends, Close returns once every accepted event is delivered or
+// dead-lettered, each dead-letter write bounded by the DLQ timeout; it stops waiting once the
+// dead-letter queue has taken no entry for the DLQ timeout (as when the queue hangs or refuses,
+// or what is left is held by sinks that ignore cancellation), plus a grace of 100ms. A backlog the queue keeps taking is
+// thus written in full, however long that takes (about its size times one write, divided by
+// 64), and nothing accepted is dropped because of our own cancellation. Close's error reports
+// what could not even be dead-lettered, and what was still in a sink's Send or a dead-letter
+// write when it stopped waiting.
 //
 // Ordering. With WithOrderingKey (a conversation id, say), events with the same key reach each
 // sink in the order they were dispatched: each sink keeps one FIFO lane per busy key, and an event
 // that keeps failing holds up only its own key. Dispatches of one key that overlap in time have no
 // order between them. Lanes go away when empty. An event dead-lettered from its lane leaves it, so
-// later events of the key may be delivered before a redrive of it. A sink an Update rebuilds
+// later events of the key may be delivered before a redrive of it. Once Close's deadline has
+// passed, the events waiting in lanes are dead-lettered side by side, in no order across or
+// within keys. A sink an Update rebuilds
 // (its settings changed) starts delivering once the sink it replaces has finished what was
 // queued to it, which no other sink holds up; until then, new events wait in its queue, and the
 // two count together against its QueueSize.

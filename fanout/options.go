@@ -99,7 +99,8 @@ func WithDLQReserve(d time.Duration) Option {
 
 // WithDLQTimeout bounds each dead-letter write. The write runs under a context detached from the
 // dispatch's cancellation, so that our own cancellation never loses an event, and is retried with
-// backoff until this timeout. The default is 2s.
+// backoff until this timeout. Once Close's context has ended, it is also how long Close waits for
+// a dead-letter queue that takes no entry (see Dispatcher.Close). The default is 2s.
 func WithDLQTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.dlqTimeout = d })
 }

@@ -243,13 +243,16 @@ func (st *sinkState) submit(t *task) {
 
 // run delivers t, then the tasks waiting behind it in its lane, unless their dispatch withdrew
 // them first. Each gives up its queue slot, and its lane goes when empty, before its outcome is
-// handed over, so that a caller who has the outcome also sees the slot and lane free.
+// handed over, so that a caller who has the outcome also sees the slot and lane free. Once
+// Close's deadline has passed, a task not yet started gets no attempt: it goes to the drain,
+// which dead-letters it beside the rest of the backlog.
 func (st *sinkState) run(t *task) {
 	for t != nil {
 		key := t.key
 		started := t.state.CompareAndSwap(taskQueued, taskStarted)
+		shed := started && st.d.stopped.Load()
 		var out SinkResult
-		if started {
+		if started && !shed {
 			out = st.deliver(t)
 		}
 		var next *task
@@ -257,22 +260,30 @@ func (st *sinkState) run(t *task) {
 			next = st.advance(key)
 		}
 		switch {
+		case shed:
+			st.d.drain.Load().put(t)
 		case started:
 			st.reserved.Add(-1)
 			st.d.finish(t, out)
-		case t.state.Load() == taskStolen || t.state.Load() == taskReleased:
-			// Its Sync dispatch ran it or gave it an outcome, and gave back its slot: only the
-			// ghost is left.
-			st.ghosts.Add(-1)
-			st.d.unref(t.g)
 		default:
-			// Withdrawn by its Sync dispatch, which gave it an outcome; its slot is freed here,
-			// where it leaves the queue.
-			st.reserved.Add(-1)
-			st.d.unref(t.g)
+			st.dropGhost(t)
 		}
 		t = next
 	}
+}
+
+// dropGhost lets go of t, which its Sync dispatch ran, withdrew or gave an outcome to while it
+// waited in the queue or a lane, as t leaves them.
+func (st *sinkState) dropGhost(t *task) {
+	if s := t.state.Load(); s == taskStolen || s == taskReleased {
+		// Its dispatch gave back its slot already: only the ghost is left.
+		st.ghosts.Add(-1)
+	} else {
+		// Withdrawn while the ghost allowance was full: its slot is freed here, where it leaves
+		// the queue.
+		st.reserved.Add(-1)
+	}
+	st.d.unref(t.g)
 }
 
 // advance pops the next task of key's lane, or removes the lane when it is empty: memory stays

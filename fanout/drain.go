@@ -1,0 +1,165 @@
+package fanout
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fanbridge/fanbridge/dlq"
+)
+
+// drainWidth is how many dead-letter writes the shutdown drain makes at once, whatever the sinks'
+// Concurrency: a backlog queued behind a sink's few workers is written side by side, so that a
+// queue that commits concurrent writes together (filedlq) batches them, and the bound keeps one
+// that does not from being flooded.
+const drainWidth = 64
+
+// drain dead-letters what is left once Close's deadline has passed (see Dispatcher.stop): the
+// tasks no worker had started, taken off the sinks' queues and ordering lanes, are written by up
+// to drainWidth writers, and every dead-letter write from then on runs under ctx as well as its
+// own DLQ timeout. ctx ends once the dead-letter queue has taken nothing for the DLQ timeout: a
+// queue that keeps taking entries gets as long as the backlog needs, one that hangs or refuses
+// is given up on, and so is a sink that holds its tasks past cancellation.
+type drain struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	timeout time.Duration
+	began   time.Time    // on the monotonic clock
+	last    atomic.Int64 // when the queue last took an entry, as a time.Duration since began
+
+	mu      sync.Mutex
+	timer   *time.Timer // checks for progress
+	backlog []*task     // claimed, waiting for a writer
+	writers int
+}
+
+func newDrain(timeout time.Duration) *drain {
+	dr := &drain{timeout: timeout, began: time.Now()}
+	dr.ctx, dr.cancel = context.WithCancel(context.Background())
+	dr.mu.Lock()
+	dr.timer = time.AfterFunc(timeout, dr.check)
+	dr.mu.Unlock()
+	return dr
+}
+
+// progress notes that the dead-letter queue has just taken an entry.
+func (dr *drain) progress() {
+	dr.last.Store(int64(time.Since(dr.began)))
+}
+
+// check ends the drain when the queue has taken nothing for the timeout, or looks again when
+// that time would be up.
+func (dr *drain) check() {
+	if dr.ctx.Err() != nil {
+		return
+	}
+	idle := time.Since(dr.began) - time.Duration(dr.last.Load())
+	if idle >= dr.timeout {
+		dr.cancel()
+		return
+	}
+	dr.mu.Lock()
+	dr.timer.Reset(dr.timeout - idle)
+	dr.mu.Unlock()
+}
+
+// end stops the drain: Close is returning.
+func (dr *drain) end() {
+	dr.cancel()
+	dr.mu.Lock()
+	dr.timer.Stop()
+	dr.mu.Unlock()
+}
+
+// put hands t, claimed (taskStarted) and not attempted, to the writers.
+func (dr *drain) put(t *task) {
+	dr.mu.Lock()
+	dr.backlog = append(dr.backlog, t)
+	spawn := dr.writers < drainWidth
+	if spawn {
+		dr.writers++
+	}
+	dr.mu.Unlock()
+	if spawn {
+		go dr.write()
+	}
+}
+
+// write is one writer: it dead-letters tasks of the backlog, oldest first, until none is left.
+func (dr *drain) write() {
+	for {
+		dr.mu.Lock()
+		if len(dr.backlog) == 0 {
+			dr.backlog = nil // give the array back
+			dr.writers--
+			dr.mu.Unlock()
+			return
+		}
+		t := dr.backlog[0]
+		dr.backlog[0] = nil
+		dr.backlog = dr.backlog[1:]
+		dr.mu.Unlock()
+		t.sink.shed(t)
+	}
+}
+
+// shed dead-letters t, which no attempt was made for, because Close's deadline has passed.
+func (st *sinkState) shed(t *task) {
+	now := st.d.cfg.clock.Now()
+	out := st.deadLetter(t, dlq.ConditionAge, 0, now, now, ErrShutdown, now)
+	st.reserved.Add(-1)
+	st.d.finish(t, out)
+}
+
+// shedBacklog takes, once Close's deadline has passed, every task no worker has started off the
+// running sinks and hands it to the drain's writers: a sink's workers may be few, or held by
+// Sends that ignore cancellation, and must not make the dead-letter writes of its backlog wait
+// for one another, nor for them. The queues are read until they are closed, which catches the
+// tasks of dispatches that were handing theirs out at the deadline; a lane's tasks that come
+// later are shed by the worker that runs the lane (see run).
+func (d *Dispatcher) shedBacklog() {
+	d.sinkMu.Lock()
+	sinks := make([]*sinkState, 0, len(d.running))
+	for st := range d.running {
+		sinks = append(sinks, st)
+	}
+	d.sinkMu.Unlock()
+	for _, st := range sinks {
+		st.shedLanes()
+		go func() {
+			for t := range st.queue {
+				st.run(t)
+			}
+		}()
+	}
+}
+
+// shedLanes takes the tasks waiting behind each ordering lane's current one out of the lanes:
+// those not yet started go to the drain, in no particular order across keys, and the ghosts of
+// withdrawn Sync tasks are dropped as a worker would drop them. The lanes themselves stay, held
+// by their current tasks.
+func (st *sinkState) shedLanes() {
+	st.laneMu.Lock()
+	var held *task
+	for _, l := range st.lanes {
+		if l.head == nil {
+			continue
+		}
+		l.tail.next = held
+		held = l.head
+		l.head, l.tail = nil, nil
+	}
+	st.laneMu.Unlock()
+	dr := st.d.drain.Load()
+	for t := held; t != nil; {
+		next := t.next
+		t.next = nil
+		if t.state.CompareAndSwap(taskQueued, taskStarted) {
+			dr.put(t)
+		} else {
+			st.dropGhost(t)
+		}
+		t = next
+	}
+}
