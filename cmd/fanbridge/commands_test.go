@@ -433,6 +433,13 @@ func TestVersionHelpAndUnknownCommands(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, `unknown command "frobnicate"`)
 
+	for _, c := range []string{"version", "help"} {
+		code, out, errOut = runCmd(t, ctx, nil, c, "x")
+		assert.Equal(t, 2, code, c)
+		assert.Empty(t, out, c)
+		assert.Contains(t, errOut, `fanbridge `+c+`: unexpected argument "x"`)
+	}
+
 	code, _, errOut = runCmd(t, ctx, nil, "-config", filepath.Join(t.TempDir(), "nope.yaml"))
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "no such file")

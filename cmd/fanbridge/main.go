@@ -60,11 +60,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return cmdProvision(rest, stdout, stderr)
 		case "demo":
 			return cmdDemo(rest, stdout, stderr)
-		case "version":
-			fmt.Fprintln(stdout, versionString())
-			return exitOK
-		case "help":
-			fmt.Fprint(stdout, usage)
+		case "version", "help":
+			if len(rest) > 0 {
+				fmt.Fprintf(stderr, "fanbridge %s: unexpected argument %q\n\n%s", cmd, rest[0], usage)
+				return exitUsage
+			}
+			if cmd == "version" {
+				fmt.Fprintln(stdout, versionString())
+			} else {
+				fmt.Fprint(stdout, usage)
+			}
 			return exitOK
 		case "serve", "run":
 			args = rest
