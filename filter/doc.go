@@ -251,11 +251,24 @@
 // other), and event, with the fields id, type, topic, source (strings), time (timestamp; for an
 // event without a time, 1970-01-01T00:00:00Z) and metadata (map of strings). The result type must
 // be bool (or dyn, checked when evaluated).
+//
+// The body as data. A comprehension over an object (data.attributes.exists(k, …)) walks its keys
+// in sorted order, byte by byte. A repeated key takes its last value ({"a": 1, "a": 2} gives
+// data.a == 2), where event patterns refuse an event that repeats a key a rule reads. Numbers
+// compare by their value as int or double, whatever their size or decimals, where patterns
+// compare them only between -5e11 and 5e11 with at most six decimals (see Event patterns:
+// semantics): data.ms > 120000 holds for 1649237504949, and data.x > 0 for 0.0000001, which
+// {"numeric": [">", 120000]} and {"numeric": [">", 0]} do not match. An expression and a pattern
+// written for one selection thus part on such numbers and on repeated keys. A body nested deeper
+// than 512 levels, or holding a number beyond the range of a double (±1.8e308, such as 1e400,
+// which would read as an infinity), is refused, each with a reason of its own; an integer too
+// large for an int reads as a double, and a number too small for a double as 0.
+//
 // Compilation bounds the source size (WithMaxExprSize, default 4,096 code points) and
 // evaluation the work (WithCostLimit, default 100,000 cost units; cost is tracked only for
 // expressions whose worst case could exceed the limit, such as comprehensions over the body,
-// because tracking slows evaluation down). An evaluation error (a
-// missing field, a wrong type, the cost limit, a body that is not JSON) means no match. Eval
+// because tracking slows evaluation down). An evaluation error (a missing field, a wrong type,
+// the cost limit, a body that is missing, not JSON or refused) means no match. Eval
 // returns it as an *EvalError, whose message names the expression and a fixed reason but no value
 // from the body (the CEL error it wraps may quote some), and WithExprLogger logs the same at
 // debug level. The body is

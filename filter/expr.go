@@ -192,14 +192,15 @@ func (x *Expression) Eval(e *fanbridge.Event) (bool, error) {
 type EvalError struct {
 	// Expr is the expression's source.
 	Expr string
-	// Reason is one of "the event has no body", "the event body is not JSON", "the cost limit
-	// was exceeded", "a field or key is missing", "a value has the wrong type", "an index is out
-	// of range", "division by zero", "a number is out of range", "a string has the wrong form",
+	// Reason is one of "the event has no body", "the event body is not JSON", "the event body
+	// is nested too deep" (deeper than 512 levels), "the event body has a number too large for a
+	// double" (beyond ±1.8e308, such as 1e400), "the cost limit was exceeded", "a field or key is
+	// missing", "a value has the wrong type", "an index is out of range", "division by zero", "a number is out of range", "a string has the wrong form",
 	// "the result is not a bool", "the expression is nil" (for a nil *Expression, with Err
 	// ErrInvalidExpression) and, for anything else, "the evaluation failed".
 	Reason string
 	// Err is CEL's error, wrapping the body's decoding error (and ErrInvalidEvent) when the body
-	// is not JSON. Its message may quote values from the body: show it only to whoever may see
+	// is refused. Its message may quote values from the body: show it only to whoever may see
 	// the event.
 	Err error
 }
@@ -241,6 +242,10 @@ func evalReason(err error, act *activation) string {
 	switch {
 	case act.askedData && errors.Is(act.err, errNoBody):
 		return "the event has no body"
+	case act.askedData && errors.Is(act.err, errBodyTooDeep):
+		return "the event body is nested too deep"
+	case act.askedData && errors.Is(act.err, errBodyNumberRange):
+		return "the event body has a number too large for a double"
 	case act.askedData && act.err != nil:
 		return "the event body is not JSON"
 	case errors.As(err, new(interpreter.EvalCancelledError)):

@@ -286,3 +286,120 @@ func TestExprConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// numberList returns n copies of the JSON number text, comma-separated.
+func numberList(n int, text string) string {
+	return strings.TrimSuffix(strings.Repeat(text+",", n), ",")
+}
+
+func reasonOf(t *testing.T, err error) string {
+	t.Helper()
+	var ee *filter.EvalError
+	require.ErrorAs(t, err, &ee)
+	return ee.Reason
+}
+
+// TestExprMapWalkIsDeterministic: a comprehension over an object walks its keys in sorted order,
+// so where the cost limit stops it, and with that the answer, depends on the event alone.
+func TestExprMapWalkIsDeterministic(t *testing.T) {
+	attributes := func(vip string) *fanbridge.Event {
+		var b strings.Builder
+		b.WriteString(`{"attributes":{`)
+		for i := range 1000 {
+			v := "n"
+			if k := fmt.Sprintf("k%04d", i); k == vip {
+				v = "vip"
+			}
+			fmt.Fprintf(&b, `"k%04d":%q,`, i, v)
+		}
+		b.WriteString(`"end":"n"}}`)
+		return &fanbridge.Event{ID: "evt-m", Data: []byte(b.String())}
+	}
+	x := filter.MustExpr(`data.attributes.exists(k, data.attributes[k] == 'vip')`, filter.WithCostLimit(2000))
+	early, late := attributes("k0010"), attributes("k0990")
+	for range 20 {
+		ok, err := x.Eval(early)
+		require.NoError(t, err)
+		assert.True(t, ok, "the key is among the first walked")
+		ok, err = x.Eval(late)
+		assert.False(t, ok, "the key is past where the cost limit stops the walk")
+		require.Error(t, err)
+		assert.Equal(t, "the cost limit was exceeded", reasonOf(t, err))
+	}
+}
+
+// TestExprObjects: objects behave as CEL maps, with their keys walked in sorted order and, for a
+// repeated key, the last value.
+func TestExprObjects(t *testing.T) {
+	e := &fanbridge.Event{ID: "evt-o", Data: []byte(`{"o":{"b":[1,{"c":true}],"a":1},"p":{"a":1.0,"b":[1,{"c":true}]},` +
+		`"q":{"a":1},"dup":1,"dup":2,"empty":{}}`)}
+	for _, src := range []string{
+		`size(data.o) == 2`,
+		`'a' in data.o && !('z' in data.o)`,
+		`has(data.o.a) && !has(data.o.z)`,
+		`data.o.a == 1 && data.o['b'][1].c`,
+		`data.o == data.p && data.p == data.o`,
+		`data.o != data.q && data.q != data.o`,
+		`data.o == {'a': 1, 'b': [1, {'c': true}]}`,
+		`{'b': [1, {'c': true}], 'a': 1} == data.o`,
+		`data.o != {'a': 1, 'b': [1, {'c': false}]}`,
+		`data.o.map(k, k) == ['a', 'b']`,
+		`data.o.filter(k, k != 'a') == ['b']`,
+		`data.o.all(k, k in ['a', 'b']) && data.o.exists_one(k, k == 'b')`,
+		`type(data.o) == map && type(data) == map`,
+		`data.dup == 2`,
+		`size(data.empty) == 0 && data.empty == {}`,
+		`data.map(k, k) == ['dup', 'empty', 'o', 'p', 'q']`,
+	} {
+		t.Run(src, func(t *testing.T) {
+			ok, err := filter.MustExpr(src).Eval(e)
+			require.NoError(t, err)
+			assert.True(t, ok)
+		})
+	}
+	_, err := filter.MustExpr(`data.o.z == 1`).Eval(e)
+	assert.Equal(t, "a field or key is missing", reasonOf(t, err))
+	_, err = filter.MustExpr(`data.o[1] == 1`).Eval(e)
+	assert.Equal(t, "a field or key is missing", reasonOf(t, err))
+}
+
+// TestExprBodyRefused: a body nested deeper than 512 levels, or holding a number too large for a
+// double, is refused with a reason of its own, not taken for text that is not JSON nor read as
+// an infinity.
+func TestExprBodyRefused(t *testing.T) {
+	nested := func(levels int) []byte {
+		// the object is one level, the arrays the rest
+		return []byte(`{"x":` + strings.Repeat("[", levels-1) + strings.Repeat("]", levels-1) + `}`)
+	}
+	x := filter.MustExpr(`has(data.x)`)
+	ok, err := x.Eval(&fanbridge.Event{Data: nested(512)})
+	require.NoError(t, err)
+	assert.True(t, ok, "512 levels are read")
+
+	for _, tt := range []struct {
+		name, data, reason string
+	}{
+		{"513 levels", string(nested(513)), "the event body is nested too deep"},
+		{"600 levels", string(nested(600)), "the event body is nested too deep"},
+		{"1e400", `{"x":1e400}`, "the event body has a number too large for a double"},
+		{"-1e400", `{"x":[-1e400]}`, "the event body has a number too large for a double"},
+		{"just above the largest double", `{"x":1.7976931348623159e308}`, "the event body has a number too large for a double"},
+		{"not JSON", `{"x":1e}`, "the event body is not JSON"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ok, err := x.Eval(&fanbridge.Event{Data: []byte(tt.data)})
+			assert.False(t, ok)
+			assert.Equal(t, tt.reason, reasonOf(t, err))
+			assert.ErrorIs(t, err, filter.ErrInvalidEvent)
+		})
+	}
+	for _, tt := range []struct{ data, src string }{
+		{`{"x":1e-400}`, `data.x == 0.0`},
+		{`{"x":1.7976931348623157e308}`, `data.x > 1e308`},
+		{`{"x":-1.7976931348623157e308}`, `data.x < -1e308`},
+	} {
+		ok, err := filter.MustExpr(tt.src).Eval(&fanbridge.Event{Data: []byte(tt.data)})
+		require.NoError(t, err, tt.data)
+		assert.True(t, ok, tt.data)
+	}
+}
