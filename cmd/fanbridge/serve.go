@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
@@ -109,9 +110,23 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	go func() {
-		for range hup {
+	// The goroutines below end before cmdServe returns: neither channel they read is ever closed,
+	// and one left reading SIGHUP would take, for a service that stopped, the reloads meant for
+	// a later one in the same process.
+	done := make(chan struct{})
+	var background sync.WaitGroup
+	defer func() {
+		stop()
+		close(done)
+		background.Wait()
+	}()
+	background.Go(func() {
+		for {
+			select {
+			case <-hup:
+			case <-done:
+				return
+			}
 			if *cfgPath == "" {
 				log.Warn("SIGHUP ignored: the demo has no configuration file to reload")
 				continue
@@ -119,25 +134,28 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 			log.Info("SIGHUP: reloading configuration", "path", *cfgPath)
 			_ = svc.ReloadFile()
 		}
-	}()
-	go func() {
+	})
+	background.Go(func() {
 		select {
 		case <-sigs:
 			stop()
-		case <-ctx.Done(): // run is returning on its own
+		case <-done:
 			return
 		}
 		// A second Ctrl-C or SIGTERM while draining ends the process at once.
-		<-sigs
-		fmt.Fprintln(stderr, "fanbridge: second signal, exiting without finishing the drain")
-		os.Exit(130)
-	}()
+		select {
+		case <-sigs:
+			fmt.Fprintln(stderr, "fanbridge: second signal, exiting without finishing the drain")
+			os.Exit(130)
+		case <-done:
+		}
+	})
 	if env != nil && *sendSamples {
-		go func() {
+		background.Go(func() {
 			if err := demo.Send(ctx, env.IntakeURL(), env.APIKey, stdout); err != nil {
 				log.Warn("sending samples", "err", err)
 			}
-		}()
+		})
 	}
 
 	if err := svc.Run(ctx); err != nil {
