@@ -173,6 +173,10 @@ func New(cfg *config.Config, opts Options) (_ *Service, err error) {
 	s.ln = opts.Listener
 	if s.ln == nil {
 		if s.ln, err = net.Listen("tcp", cfg.Listen.Address); err != nil {
+			if opts.ListenAddress != "" {
+				// The address is the flag's, not the file's: the file is not what to fix.
+				return nil, fmt.Errorf("-listen: %w", err)
+			}
 			return nil, cfg.SettingError("listen.address", err)
 		}
 		cleanup = append(cleanup, func() { _ = s.ln.Close() })

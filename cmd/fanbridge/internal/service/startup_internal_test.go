@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -136,4 +137,22 @@ func TestReloadRefusesARootIntakePath(t *testing.T) {
 	level := s.cfg.Logging.Level
 	s.mu.Unlock()
 	assert.Equal(t, "info", level, "the running configuration stays")
+}
+
+// An address given with -listen that cannot be listened on is reported as the flag's: the file's
+// listen.address, which the flag overrides, is not what to fix.
+func TestListenFlagErrorNamesTheFlag(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer held.Close()
+	for _, addr := range []string{"127.0.0.1:99999", held.Addr().String()} {
+		t.Run(addr, func(t *testing.T) {
+			opts := Options{Logger: slog.New(slog.DiscardHandler), ListenAddress: addr}
+			s, err := New(startupConfig(t, "127.0.0.1:0", t.TempDir()), opts)
+			require.Error(t, err)
+			assert.Nil(t, s)
+			assert.True(t, strings.HasPrefix(err.Error(), "-listen: "), "names the flag: %v", err)
+			assert.NotContains(t, err.Error(), "listen.address")
+		})
+	}
 }
