@@ -32,6 +32,16 @@
 // the process only: what reached the operating system (the page cache, a socket to a broker) is
 // not lost, so the suite cannot tell a driver that fsyncs from one that does not; that takes a
 // test of the driver's own, one that cuts the power or stands in for fsync.
+//
+// # Refused writes
+//
+// Put's nil is what the dispatcher answers the sender on, so a driver must never return it for a
+// write its storage refused. Harness.FailTransient and Harness.FailPermanent make the storage
+// refuse writes, and the TransientRefusal and PermanentRefusal subtests require Put to fail then,
+// with an error of the matching class, and to store nothing. A driver that can make its storage
+// refuse writes in a test (a fault on an in-process broker, a read-only directory) should supply
+// them: without them those subtests are skipped, and a Put that reports success for a refused
+// write passes the suite.
 package dlqtest
 
 import (
@@ -103,6 +113,20 @@ type Harness struct {
 	// blocked on a dead connection, a client) with t.Cleanup, since that runs after the checks.
 	// When Crash is nil the Crash subtests are skipped.
 	Crash func(t *testing.T, s Store)
+	// FailTransient makes the storage behind s refuse every write for a reason a retry may cure
+	// (a broker short of in-sync replicas, a full disk, a lost connection), until the suite calls
+	// the restore function it returns; restore lifts the refusal and then leaves the storage as
+	// it was. While it lasts, Put must return an error that retry.Classify calls retryable (not
+	// permanent, so that the dispatcher keeps the event, and not canceled: the context has not
+	// ended) and store nothing; once restored, Put must work again. A driver that answers nil for
+	// a write its storage refused tells the sender that an event is kept when it is not. When
+	// FailTransient is nil the TransientRefusal subtest is skipped.
+	FailTransient func(t *testing.T, s Store) (restore func())
+	// FailPermanent is FailTransient for a refusal no retry cures (a denied authorization, a
+	// deleted topic, a read-only file system): Put must return an error retry.IsPermanent calls
+	// permanent, and store nothing. When FailPermanent is nil the PermanentRefusal subtest is
+	// skipped.
+	FailPermanent func(t *testing.T, s Store) (restore func())
 	// Features says which optional behaviour the driver has.
 	Features Features
 }
@@ -127,6 +151,8 @@ func Run(t *testing.T, h Harness) {
 		{"CanceledContext", nil, s.testCanceledContext},
 		{"ListStopsOnError", nil, s.testListStopsOnError},
 		{"PutAfterClose", nil, s.testPutAfterClose},
+		{"TransientRefusal", nil, s.testTransientRefusal},
+		{"PermanentRefusal", nil, s.testPermanentRefusal},
 		{"Order", func(f Features) bool { return f.Ordered }, s.testOrder},
 		{"Reopen", func(f Features) bool { return f.Durable }, s.testReopen},
 		{"ReopenOrder", func(f Features) bool { return f.Durable && f.Ordered }, s.testReopenOrder},
@@ -1021,6 +1047,51 @@ func (s *suite) testPutAfterClose(t *testing.T, ctx context.Context, st *stores)
 	if s.h.Features.Durable {
 		q = st.get(t)
 		assert.Equal(t, []string{"before-close"}, ids(listAll(t, ctx, q)))
+	}
+}
+
+// testTransientRefusal: a Put the storage refuses for a while fails, retryable, and stores
+// nothing; Put works again once the storage does (see Harness.FailTransient).
+func (s *suite) testTransientRefusal(t *testing.T, ctx context.Context, st *stores) {
+	if s.h.FailTransient == nil {
+		t.Skip("Harness.FailTransient is not set")
+	}
+	s.checkRefusal(t, ctx, st, s.h.FailTransient, false)
+}
+
+// testPermanentRefusal: a Put the storage refuses for good fails, permanent, and stores nothing
+// (see Harness.FailPermanent).
+func (s *suite) testPermanentRefusal(t *testing.T, ctx context.Context, st *stores) {
+	if s.h.FailPermanent == nil {
+		t.Skip("Harness.FailPermanent is not set")
+	}
+	s.checkRefusal(t, ctx, st, s.h.FailPermanent, true)
+}
+
+// checkRefusal puts an entry while fail has the storage refuse writes, and requires an error of
+// the class permanent says, nothing stored, and Puts that work before and after.
+func (s *suite) checkRefusal(t *testing.T, ctx context.Context, st *stores, fail func(*testing.T, Store) func(), permanent bool) {
+	q := st.get(t)
+	require.NoError(t, q.Put(ctx, base("before-refusal", "s")))
+	restore := fail(t, q)
+	require.NotNil(t, restore, "the failure hook returned no restore function")
+	err := q.Put(ctx, base("refused", "s"))
+	restore()
+	require.Error(t, err, "Put reported as stored an entry its storage refused")
+	if permanent {
+		assert.True(t, retry.IsPermanent(err), "a refusal no retry cures must be permanent: %v", err)
+	} else {
+		assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "a refusal a retry may cure must be retryable: %v", err)
+	}
+
+	require.NoError(t, q.Put(ctx, base("after-refusal", "s")), "Put once the storage takes writes again")
+	_, err = q.Get(ctx, "refused")
+	assert.ErrorIs(t, err, dlq.ErrNotFound, "Get of the refused entry")
+	got := ids(listAll(t, ctx, q))
+	if s.h.Features.Ordered {
+		assert.Equal(t, []string{"before-refusal", "after-refusal"}, got)
+	} else {
+		assert.ElementsMatch(t, []string{"before-refusal", "after-refusal"}, got)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/dlqtest"
+	"github.com/fanbridge/fanbridge/retry"
 )
 
 // broken is a Memory with one promise broken by the hooks that are set.
@@ -33,9 +34,19 @@ type broken struct {
 	writeBehind bool
 	// backing is the storage a write-behind store writes back to.
 	backing *dlqtest.Memory
+	// refusal, while set by the harness's failure hooks, is the error the storage refuses every
+	// write with; onRefusal, when set, answers such a Put instead of returning it.
+	refusal   error
+	onRefusal func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry, refusal error) error
 }
 
 func (b *broken) Put(ctx context.Context, e dlq.Entry) error {
+	if b.refusal != nil {
+		if b.onRefusal != nil {
+			return b.onRefusal(b.Memory, ctx, e, b.refusal)
+		}
+		return b.refusal
+	}
 	if b.put != nil {
 		return b.put(b.Memory, ctx, e)
 	}
@@ -245,6 +256,22 @@ var brokenStores = map[string]struct {
 			return m.Put(ctx, e)
 		}}
 	}, "RoundTrip/id-quotes", false, []string{"RoundTrip/largest-raw", "RoundTrip/id-mixed-case"}},
+	// Answers nil for a write its storage refused, as a driver that drops a produce error does.
+	"refusal-reported-as-stored": {func() *broken {
+		return &broken{onRefusal: func(*dlqtest.Memory, context.Context, dlq.Entry, error) error { return nil }}
+	}, "TransientRefusal", false, []string{"RoundTrip/genesys-audit", "Delete"}},
+	// Marks every refusal permanent, so that the dispatcher drops an event a retry would have kept.
+	"refusal-always-permanent": {func() *broken {
+		return &broken{onRefusal: func(_ *dlqtest.Memory, _ context.Context, _ dlq.Entry, refusal error) error {
+			return retry.Permanent(refusal)
+		}}
+	}, "TransientRefusal", false, []string{"PermanentRefusal"}},
+	// Keeps the entry its storage refused, and reports the refusal.
+	"refusal-stored-anyway": {func() *broken {
+		return &broken{onRefusal: func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry, refusal error) error {
+			return errors.Join(refusal, m.Put(ctx, e))
+		}}
+	}, "PermanentRefusal", false, nil},
 	// Acknowledges entries it holds in memory and writes them out in Close: closing and reopening
 	// cannot tell it from a durable store, a crash can.
 	"write-behind": {func() *broken {
@@ -287,9 +314,25 @@ func TestBrokenStore(t *testing.T) {
 		// The Memory behind a durable store stands for its storage, which outlives the process;
 		// the broken store over it is the process's own memory, which dies with it. Dropping the
 		// store is all a crash does.
-		Crash:    func(*testing.T, dlqtest.Store) {},
-		Features: dlqtest.Features{Delete: true, Ordered: true, Durable: b.durable},
+		Crash:         func(*testing.T, dlqtest.Store) {},
+		FailTransient: refuseWrites(errors.New("storage unavailable")),
+		FailPermanent: refuseWrites(retry.Permanent(errors.New("storage is read-only"))),
+		Features:      dlqtest.Features{Delete: true, Ordered: true, Durable: b.durable},
 	})
+}
+
+// refuseWrites returns a failure hook that has a broken store's storage refuse every write with
+// err until restored.
+func refuseWrites(err error) func(*testing.T, dlqtest.Store) func() {
+	return func(t *testing.T, s dlqtest.Store) func() {
+		b, ok := s.(*broken)
+		if d, durable := s.(durable); durable {
+			b, ok = d.broken, true
+		}
+		require.True(t, ok, "a store the Opener did not return")
+		b.refusal = err
+		return func() { b.refusal = nil }
+	}
 }
 
 // durable is a broken store whose Close leaves its storage open for the next store.

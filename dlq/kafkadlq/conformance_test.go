@@ -10,8 +10,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/dlqtest"
@@ -109,22 +111,41 @@ func TestConformance(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
 			procs := map[dlqtest.Store]*process{}
+			clusters := map[dlqtest.Store]*kfake.Cluster{}
+			// refuse has the broker behind a store refuse every produce request with code.
+			refuse := func(code *kerr.Error) func(*testing.T, dlqtest.Store) func() {
+				return func(t *testing.T, s dlqtest.Store) func() {
+					mu.Lock()
+					c := clusters[s]
+					mu.Unlock()
+					require.NotNil(t, c, "a store the Opener did not return")
+					return c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Err: code, Count: -1}).Remove
+				}
+			}
 			dlqtest.Run(t, dlqtest.Harness{
 				New: func(t *testing.T) dlqtest.Opener {
 					c, _ := cluster(t, tc.partitions)
 					// Every store gets a client of its own, as a program started anew does:
 					// a client shared with an earlier store could still deliver what that
 					// store left behind, and hide a Put that returned before its record was
-					// acknowledged.
+					// acknowledged. The client gives a record up after a few refusals with
+					// a retriable code, as one with a delivery timeout does, so that such a
+					// refusal reaches Put (with the default, unlimited retries, Put would wait
+					// for its context to end), and refreshes its metadata before each retry
+					// without waiting the default 5 s between refreshes.
 					return func(t *testing.T) dlqtest.Store {
-						p, cl := newProcess(t, c)
+						p, cl := newProcess(t, c, kgo.RecordRetries(2), kgo.MetadataMinAge(10*time.Millisecond))
 						q := newQueue(t, cl)
 						mu.Lock()
-						procs[q] = p
+						procs[q], clusters[q] = p, c
 						mu.Unlock()
 						return q
 					}
 				},
+				// NOT_ENOUGH_REPLICAS: fewer in-sync replicas than min.insync.replicas, until
+				// a broker comes back.
+				FailTransient: refuse(kerr.NotEnoughReplicas),
+				FailPermanent: refuse(kerr.TopicAuthorizationFailed),
 				Crash: func(t *testing.T, s dlqtest.Store) {
 					mu.Lock()
 					p := procs[s]
