@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -13,7 +14,10 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 	"github.com/google/cel-go/ext"
 	"github.com/google/cel-go/interpreter"
 
@@ -26,6 +30,10 @@ const (
 	// operation and per element an operation walks). 100,000 allows comprehensions over every
 	// element of a large Genesys body and stops a runaway nested one after about that many steps.
 	DefaultCostLimit = 100_000
+	// DefaultTimeLimit bounds the time of one evaluation of an expression whose cost is tracked.
+	// It is well above what such an evaluation takes on a Genesys body of a few kilobytes, and
+	// cuts short the evaluations that the cost limit lets run long (see WithTimeLimit).
+	DefaultTimeLimit = 100 * time.Millisecond
 	// DefaultMaxExprSize bounds an expression's source, in Unicode code points.
 	DefaultMaxExprSize = 4096
 )
@@ -41,6 +49,9 @@ type Expression struct {
 	src    string
 	prg    cel.Program
 	logger *slog.Logger
+	// timeLimit bounds an evaluation of a program that tracks its cost; it is zero for one that
+	// does not, which runs without a timer.
+	timeLimit time.Duration
 }
 
 // ExprOption configures Expr.
@@ -48,6 +59,7 @@ type ExprOption interface{ apply(*exprConfig) }
 
 type exprConfig struct {
 	costLimit uint64
+	timeLimit time.Duration
 	maxSize   int
 	logger    *slog.Logger
 }
@@ -57,9 +69,27 @@ type exprOptionFunc func(*exprConfig)
 func (f exprOptionFunc) apply(c *exprConfig) { f(c) }
 
 // WithCostLimit sets the cost limit of one evaluation; an evaluation that exceeds it is an
-// evaluation error, so the event does not match. The default is DefaultCostLimit (100,000).
+// evaluation error, so the event does not match. The cost limit is the bound to rely on: it
+// stops an evaluation of a given expression on a given event at the same point on every machine
+// and every run. Cost is tracked only for expressions whose worst case could exceed the limit
+// (every comprehension over data, and == or != between two values of data), and tracking makes a
+// comprehension slow down as it goes, its time growing with the square of its steps: with a
+// limit well above the default, raise WithTimeLimit too. The default is DefaultCostLimit
+// (100,000).
 func WithCostLimit(n uint64) ExprOption {
 	return exprOptionFunc(func(c *exprConfig) { c.costLimit = n })
+}
+
+// WithTimeLimit sets how long one evaluation of an expression whose cost is tracked (see
+// WithCostLimit) may run; an evaluation still running then stops, an evaluation error, so the
+// event does not match. It is a safety net behind the cost limit, for work that the cost limit
+// counts too low: where it falls depends on the machine and its load, so an event near it may
+// match on one run and not on another. It is checked between the iterations of comprehensions,
+// so an evaluation may overrun it by a few of them; expressions whose cost is not tracked
+// (those whose worst case fits the cost limit) run without it. Expr refuses a limit that is not
+// positive. The default is DefaultTimeLimit (100 ms).
+func WithTimeLimit(d time.Duration) ExprOption {
+	return exprOptionFunc(func(c *exprConfig) { c.timeLimit = d })
 }
 
 // WithMaxExprSize sets the longest expression source accepted, in code points. The default is
@@ -104,12 +134,15 @@ func celEnv(maxSize int) (*cel.Env, error) {
 // Parse and type errors, a result type other than bool (or dyn, checked when evaluated), and a
 // source longer than the size limit are reported here, wrapping ErrInvalidExpression.
 func Expr(src string, opts ...ExprOption) (*Expression, error) {
-	cfg := exprConfig{costLimit: DefaultCostLimit, maxSize: DefaultMaxExprSize}
+	cfg := exprConfig{costLimit: DefaultCostLimit, timeLimit: DefaultTimeLimit, maxSize: DefaultMaxExprSize}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
 	if cfg.maxSize <= 0 {
 		return nil, fmt.Errorf("%w: the size limit must be positive", ErrInvalidExpression)
+	}
+	if cfg.timeLimit <= 0 {
+		return nil, fmt.Errorf("%w: the time limit must be positive, not %v", ErrInvalidExpression, cfg.timeLimit)
 	}
 	env, err := celEnv(cfg.maxSize)
 	if err != nil {
@@ -123,16 +156,22 @@ func Expr(src string, opts ...ExprOption) (*Expression, error) {
 		return nil, fmt.Errorf("%w: the expression gives %s, not bool", ErrInvalidExpression, t)
 	}
 	popts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	x := &Expression{src: src, logger: cfg.logger}
 	// Tracking cost slows every step down (several times over in comprehensions), so it is only
 	// switched on when the worst case of the expression, sizes unknown, could exceed the limit.
+	// CEL's tracker also slows down as a comprehension goes on (it searches a stack that grows
+	// with the steps taken), so such a program also runs under the time limit, checked between
+	// iterations.
 	if est, err := env.EstimateCost(ast, noSizeHints{}); err != nil || est.Max > cfg.costLimit {
-		popts = append(popts, cel.CostLimit(cfg.costLimit))
+		popts = append(popts, cel.CostLimit(cfg.costLimit), cel.CostTracking(deepCosts{limit: cfg.costLimit}),
+			cel.InterruptCheckFrequency(interruptEvery))
+		x.timeLimit = cfg.timeLimit
 	}
 	prg, err := env.Program(ast, popts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidExpression, err)
 	}
-	x := &Expression{src: src, prg: prg, logger: cfg.logger}
+	x.prg = prg
 	return x, nil
 }
 
@@ -169,7 +208,7 @@ func (x *Expression) match(e *fanbridge.Event, act *activation) bool {
 		return false
 	}
 	if x.logger == nil {
-		out, _, err := x.prg.Eval(act)
+		out, err := x.run(act)
 		b, ok := out.(types.Bool)
 		return err == nil && ok && bool(b)
 	}
@@ -194,8 +233,9 @@ type EvalError struct {
 	Expr string
 	// Reason is one of "the event has no body", "the event body is not JSON", "the event body
 	// is nested too deep" (deeper than 512 levels), "the event body has a number too large for a
-	// double" (beyond ±1.8e308, such as 1e400), "the cost limit was exceeded", "a field or key is
-	// missing", "a value has the wrong type", "an index is out of range", "division by zero", "a number is out of range", "a string has the wrong form",
+	// double" (beyond ±1.8e308, such as 1e400), "the cost limit was exceeded", "the time limit
+	// was exceeded", "a field or key is missing", "a value has the wrong type", "an index is out
+	// of range", "division by zero", "a number is out of range", "a string has the wrong form",
 	// "the result is not a bool", "the expression is nil" (for a nil *Expression, with Err
 	// ErrInvalidExpression) and, for anything else, "the evaluation failed".
 	Reason string
@@ -214,6 +254,9 @@ func (e *EvalError) Error() string {
 func (e *EvalError) Unwrap() error { return e.Err }
 
 var errNoBody = errors.New("the event has no body")
+
+// errTimeLimit is the cause of the context of an evaluation that ran out of time.
+var errTimeLimit = errors.New("the time limit was exceeded")
 
 // evalReasons maps the start of CEL's evaluation error messages to the fixed reasons of
 // EvalError, so that the part of the message that may come from the body is never kept.
@@ -248,6 +291,8 @@ func evalReason(err error, act *activation) string {
 		return "the event body has a number too large for a double"
 	case act.askedData && act.err != nil:
 		return "the event body is not JSON"
+	case errors.Is(err, errTimeLimit):
+		return "the time limit was exceeded"
 	case errors.As(err, new(interpreter.EvalCancelledError)):
 		return "the cost limit was exceeded"
 	}
@@ -260,11 +305,23 @@ func evalReason(err error, act *activation) string {
 	return "the evaluation failed"
 }
 
+// run evaluates the program on act, under the time limit when the program tracks its cost.
+func (x *Expression) run(act *activation) (ref.Val, error) {
+	if x.timeLimit == 0 {
+		out, _, err := x.prg.Eval(act)
+		return out, err
+	}
+	ctx, cancel := context.WithTimeoutCause(context.Background(), x.timeLimit, errTimeLimit)
+	defer cancel()
+	out, _, err := x.prg.ContextEval(ctx, act)
+	return out, err
+}
+
 func (x *Expression) eval(e *fanbridge.Event, act *activation) (bool, error) {
 	// MatchExprs shares act, and with it a body's decoding error, among expressions: only one
 	// that asked for data failed because of it.
 	act.askedData = false
-	out, _, err := x.prg.Eval(act)
+	out, err := x.run(act)
 	reason := ""
 	if err == nil {
 		if b, ok := out.Value().(bool); ok {
@@ -315,6 +372,148 @@ func (noSizeHints) EstimateSize(checker.AstNode) *checker.SizeEstimate { return 
 
 func (noSizeHints) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
 	return nil
+}
+
+// interruptEvery is how many iterations of comprehensions a program that tracks its cost runs
+// between two looks at its time limit.
+const interruptEvery = 16
+
+// deepCosts charges ==, != and `in` by the values they compare, all the way down. CEL charges
+// them by the top-level size of their operands (a tenth of a unit per element for == and !=),
+// so two lists each holding one list of 50,000 numbers compare for one unit; compared in a
+// comprehension, they would run for seconds inside the cost limit.
+type deepCosts struct{ limit uint64 }
+
+var _ interpreter.ActualCostEstimator = deepCosts{}
+
+// CallCost returns the cost of == and != between two lists or two maps and of `in` on a list,
+// and nil (CEL's own cost) for everything else.
+func (c deepCosts) CallCost(function, _ string, args []ref.Val, _ ref.Val) *uint64 {
+	if len(args) != 2 {
+		return nil
+	}
+	var n uint64
+	switch function {
+	case operators.Equals, operators.NotEquals:
+		if !sameShape(args[0], args[1]) {
+			return nil
+		}
+		n = equalityCost(args[0], args[1], c.limit)
+	case operators.In:
+		l, ok := args[1].(traits.Lister)
+		if !ok {
+			return nil
+		}
+		// Each element is compared with the value sought: a value that holds others may walk
+		// each element, anything else stops at it.
+		size, ok := l.Size().(types.Int)
+		if !ok {
+			return nil
+		}
+		n = 1 + uint64(size)
+		if isContainer(args[0]) {
+			n = deepSize(l, beyond(c.limit))
+		}
+	default:
+		return nil
+	}
+	return &n
+}
+
+// sameShape reports whether a and b are lists, or maps, of the same size: the only pairs whose
+// comparison goes past their top level.
+func sameShape(a, b ref.Val) bool {
+	switch a := a.(type) {
+	case traits.Lister:
+		b, ok := b.(traits.Lister)
+		return ok && a.Size() == b.Size()
+	case traits.Mapper:
+		b, ok := b.(traits.Mapper)
+		return ok && a.Size() == b.Size()
+	}
+	return false
+}
+
+func isContainer(v ref.Val) bool {
+	switch v.(type) {
+	case traits.Lister, traits.Mapper:
+		return true
+	}
+	return false
+}
+
+// equalityCost is the smaller deep size of a and b, the most values comparing them can visit.
+// Both are counted with a budget that doubles until one of them fits it, so the counting costs
+// a few times the smaller size, or the limit, and never the size of a large value compared with
+// a small one.
+func equalityCost(a, b ref.Val, limit uint64) uint64 {
+	for budget := uint64(64); ; budget *= 2 {
+		na, nb := deepSize(a, budget), deepSize(b, budget)
+		if na < budget || nb < budget || budget > limit {
+			return min(na, nb)
+		}
+	}
+}
+
+// beyond returns a count just over limit: counting further changes nothing.
+func beyond(limit uint64) uint64 {
+	if limit == math.MaxUint64 {
+		return limit
+	}
+	return limit + 1
+}
+
+// deepSize counts the values in v, v included, a string as one plus a tenth of its length (as CEL
+// charges a string comparison), and map keys as values. It stops counting at max.
+func deepSize(v any, max uint64) uint64 {
+	c := sizeCounter{max: max}
+	c.add(v)
+	return min(c.n, max)
+}
+
+type sizeCounter struct{ n, max uint64 }
+
+// add counts v and what it holds; it returns false once the count reaches max.
+func (c *sizeCounter) add(v any) bool {
+	c.n++
+	switch v := v.(type) {
+	case string:
+		c.n += uint64(len(v)) / 10
+	case types.String:
+		c.n += uint64(len(v)) / 10
+	case jsonObject:
+		for k, x := range v {
+			if !c.add(k) || !c.add(x) {
+				return false
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if !c.add(x) {
+				return false
+			}
+		}
+	case traits.Lister:
+		// A list of the body reads its elements without adapting each to CEL.
+		if elems, ok := v.Value().([]any); ok {
+			c.n--
+			return c.add(elems)
+		}
+		for it := v.Iterator(); it.HasNext() == types.True; {
+			if !c.add(it.Next()) {
+				return false
+			}
+		}
+	case traits.Mapper:
+		for it := v.Iterator(); it.HasNext() == types.True; {
+			k := it.Next()
+			x, _ := v.Find(k)
+			if !c.add(k) || !c.add(x) {
+				return false
+			}
+		}
+	}
+	return c.n < c.max
 }
 
 // activation supplies data and event to an evaluation, decoding each the first time the

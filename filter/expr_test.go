@@ -144,13 +144,16 @@ func TestExprCostLimit(t *testing.T) {
 	e := &fanbridge.Event{Data: []byte(b.String())}
 	const quadratic = `data.xs.all(x, data.xs.all(y, x + y == 2))`
 
-	x := filter.MustExpr(quadratic)
+	// The time limit is raised for the test to be about the cost limit alone: under the race
+	// detector, tracking slows these steps down past the default time limit.
+	x := filter.MustExpr(quadratic, filter.WithTimeLimit(time.Minute))
 	ok, err := x.Eval(e)
 	assert.False(t, ok)
 	require.Error(t, err, "90,000 steps exceed the default limit")
 	assert.Contains(t, err.Error(), "cost")
 
-	x = filter.MustExpr(quadratic, filter.WithCostLimit(10_000_000))
+	// Tracking slows the 90,000 steps down to more than the default time limit.
+	x = filter.MustExpr(quadratic, filter.WithCostLimit(10_000_000), filter.WithTimeLimit(time.Minute))
 	ok, err = x.Eval(e)
 	require.NoError(t, err)
 	assert.True(t, ok)
@@ -292,11 +295,108 @@ func numberList(n int, text string) string {
 	return strings.TrimSuffix(strings.Repeat(text+",", n), ",")
 }
 
+// evalWithin evaluates x on e and fails the test if that takes longer than limit, the deadline
+// of a test that could otherwise hang for minutes.
+func evalWithin(t *testing.T, limit time.Duration, x *filter.Expression, e *fanbridge.Event) (bool, time.Duration, error) {
+	t.Helper()
+	type result struct {
+		ok  bool
+		err error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		ok, err := x.Eval(e)
+		done <- result{ok, err}
+	}()
+	select {
+	case r := <-done:
+		return r.ok, time.Since(start), r.err
+	case <-time.After(limit):
+		t.Fatalf("%q still evaluating after %v", x, limit)
+		return false, 0, nil
+	}
+}
+
 func reasonOf(t *testing.T, err error) string {
 	t.Helper()
 	var ee *filter.EvalError
 	require.ErrorAs(t, err, &ee)
 	return ee.Reason
+}
+
+// TestExprTimeLimit: CEL's cost tracker slows a comprehension down with the square of its steps,
+// so a limit that allows many steps lets one evaluation run for seconds; the time limit stops it.
+// Expressions whose cost is not tracked run without it.
+func TestExprTimeLimit(t *testing.T) {
+	for _, d := range []time.Duration{0, -time.Second} {
+		x, err := filter.Expr(`data.ids.exists(i, i == 1)`, filter.WithTimeLimit(d))
+		assert.Nil(t, x)
+		require.ErrorIs(t, err, filter.ErrInvalidExpression)
+		assert.Contains(t, err.Error(), "the time limit must be positive")
+	}
+
+	// 40,000 steps fit this cost limit and, tracked, take seconds.
+	e := &fanbridge.Event{ID: "evt-t", Data: []byte(`{"ids":[` + numberList(40_000, "0") + `]}`)}
+	x := filter.MustExpr(`data.ids.exists(i, i == 1)`, filter.WithCostLimit(10_000_000), filter.WithTimeLimit(20*time.Millisecond))
+	ok, took, err := evalWithin(t, time.Minute, x, e)
+	assert.False(t, ok)
+	require.Error(t, err)
+	assert.Equal(t, "the time limit was exceeded", reasonOf(t, err))
+	assert.Less(t, took, 2*time.Second, "the evaluation stops near its time limit")
+	assert.False(t, x.Match(e))
+
+	// The worst case of a comprehension over a literal fits the cost limit: no tracking, no timer.
+	src := `[` + numberList(64, "7") + `].exists(v, v == 8) || true`
+	x = filter.MustExpr(src, filter.WithTimeLimit(time.Nanosecond))
+	ok, err = x.Eval(e)
+	require.NoError(t, err)
+	assert.True(t, ok)
+}
+
+// TestExprDeepEqualityCost: ==, != and `in` cost what they walk, the elements of the lists and
+// maps inside their operands, not the operands' top-level size (CEL's own charge, one unit for
+// two lists each holding one list of 1,000 numbers).
+func TestExprDeepEqualityCost(t *testing.T) {
+	z := numberList(1000, "0")
+	e := &fanbridge.Event{ID: "evt-d", Data: []byte(`{"l":[` + z + `],"a":[[` + z + `]],"b":[[` + z + `]],"ls":[[[` + z + `]]],` +
+		`"m1":{"k":[` + z + `]},"m2":{"k":[` + z + `]},"small":[[0]]}`)}
+	for _, tt := range []struct {
+		src  string
+		want bool
+	}{
+		{`data.a == data.b`, true},
+		{`data.a != data.b`, false},
+		{`data.a in data.ls`, true},
+		{`1 in data.l`, false},
+		{`data.m1 == data.m2`, true},
+		{`data.m1 != data.m2`, false},
+	} {
+		t.Run(tt.src, func(t *testing.T) {
+			ok, err := filter.MustExpr(tt.src, filter.WithCostLimit(500)).Eval(e)
+			assert.False(t, ok)
+			require.Error(t, err, "a thousand elements cost more than 500")
+			assert.Equal(t, "the cost limit was exceeded", reasonOf(t, err))
+
+			ok, err = filter.MustExpr(tt.src, filter.WithCostLimit(10_000)).Eval(e)
+			require.NoError(t, err, "and about a thousand")
+			assert.Equal(t, tt.want, ok)
+		})
+	}
+	// A large value compared with a small one costs what the small one holds.
+	ok, err := filter.MustExpr(`data.small == data.a`, filter.WithCostLimit(500)).Eval(e)
+	require.NoError(t, err)
+	assert.False(t, ok)
+
+	// The same comparison in every step of a comprehension runs into the default cost limit
+	// (the time limit is raised for the test to be about the cost limit alone).
+	big := numberList(2000, "0")
+	e = &fanbridge.Event{ID: "evt-d2", Data: []byte(`{"items":[` + numberList(200, "0") + `],"a":[[` + big + `]],"b":[[` + big + `]]}`)}
+	x := filter.MustExpr(`data.items.exists(i, data.a != data.b)`, filter.WithTimeLimit(time.Minute))
+	ok, _, err = evalWithin(t, time.Minute, x, e)
+	assert.False(t, ok)
+	require.Error(t, err)
+	assert.Equal(t, "the cost limit was exceeded", reasonOf(t, err))
 }
 
 // TestExprMapWalkIsDeterministic: a comprehension over an object walks its keys in sorted order,

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -32,4 +33,23 @@ func TestJSONObjectConvertsAsAMap(t *testing.T) {
 	assert.Equal(t, o, o.ConvertToType(types.MapType))
 	assert.Equal(t, types.MapType, o.ConvertToType(types.TypeType))
 	assert.True(t, types.IsError(o.ConvertToType(types.StringType)))
+}
+
+// TestDeepSize: the body's values and CEL's own count alike, and counting stops at its limit.
+func TestDeepSize(t *testing.T) {
+	v, err := decodeJSON([]byte(`[[1,2],{"k":"0123456789abcdefghij"},"x"]`))
+	require.NoError(t, err)
+	// outer list 1, [1,2] 3, object 1 + key 1 + string 3, "x" 1
+	const want = 10
+	body := types.DefaultTypeAdapter.NativeToValue(v)
+	literal := types.DefaultTypeAdapter.NativeToValue([]ref.Val{
+		types.DefaultTypeAdapter.NativeToValue([]any{int64(1), int64(2)}),
+		types.NewStringInterfaceMap(types.DefaultTypeAdapter, map[string]any{"k": "0123456789abcdefghij"}),
+		types.String("x"),
+	})
+	for _, x := range []any{v, body, literal} {
+		assert.Equal(t, uint64(want), deepSize(x, 1000), "%T", x)
+		assert.Equal(t, uint64(4), deepSize(x, 4), "%T", x)
+	}
+	assert.Equal(t, uint64(want), equalityCost(body, literal, DefaultCostLimit))
 }
