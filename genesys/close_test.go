@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
@@ -128,6 +129,14 @@ func newTestClient(t *testing.T, srv *genesystest.Server, opts ...genesys.Option
 	return c
 }
 
+// newClientOf returns a Client of the server at url, for a test that uses only its HTTP client.
+func newClientOf(t *testing.T, url string) *genesys.Client {
+	t.Helper()
+	c, err := genesys.NewClient(genesys.USEast1, "id", "secret", genesys.WithBaseURL(url), genesys.WithTokenURL(url+"/oauth/token"))
+	require.NoError(t, err)
+	return c
+}
+
 // organizations calls Organization n times at once and requires every call to succeed.
 func organizations(t *testing.T, ctx context.Context, c *genesys.Client, n int) {
 	t.Helper()
@@ -246,6 +255,76 @@ func TestCloseRacingCalls(t *testing.T) {
 	}
 	require.NoError(t, c.Close())
 	testwait.Group(t, &wg, 10*time.Second)
+	base.requireReleased(t)
+}
+
+// A request that passed Close's check before Close and asks for a connection after it makes
+// net/http forget that Close asked it to close the connections that become idle: the connection
+// it was given must still be closed once it ends.
+func TestCloseWhileARequestWaitsForItsConnection(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "{}")
+	}))
+	t.Cleanup(srv.Close)
+	ctx := testContext(t)
+	base := takeHandles(t)
+	c := newClientOf(t, srv.URL)
+
+	trace := &httptrace.ClientTrace{GetConn: func(string) { assert.NoError(t, c.Close()) }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	resp, err := c.HTTPClient().Do(req)
+	require.NoError(t, err, "the request passed the check before Close")
+	_, _ = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, resp.Body.Close())
+	base.requireReleased(t)
+}
+
+// An exchange that fails is over too: when it is the last one in flight, the connections the
+// others left are closed.
+func TestCloseAfterTheLastExchangeFailed(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			arrived <- struct{}{}
+			<-r.Context().Done()
+			return
+		}
+		_, _ = io.WriteString(w, "{}")
+	}))
+	t.Cleanup(srv.Close)
+	ctx := testContext(t)
+	base := takeHandles(t)
+	c := newClientOf(t, srv.URL)
+
+	// The request that fails is on its way when Close is called.
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(hctx, http.MethodGet, srv.URL+"/hang", nil)
+		if err == nil {
+			var resp *http.Response
+			if resp, err = c.HTTPClient().Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+		errs <- err
+	}()
+	testwait.RecvCtx(t, ctx, arrived)
+
+	// Another one, on a connection of its own that Close does not close (see
+	// TestCloseWhileARequestWaitsForItsConnection), ends first.
+	trace := &httptrace.ClientTrace{GetConn: func(string) { assert.NoError(t, c.Close()) }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	resp, err := c.HTTPClient().Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, resp.Body.Close())
+
+	cancel()
+	require.ErrorIs(t, testwait.RecvCtx(t, ctx, errs), context.Canceled)
 	base.requireReleased(t)
 }
 
