@@ -27,6 +27,12 @@ func Any(ps ...Predicate) Predicate {
 }
 
 // Not returns a Predicate that matches exactly when p does not. It panics if p is nil.
+//
+// A predicate that cannot decide does not match, so Not of it matches: Not of an *Expression
+// matches the events on which the expression fails to evaluate (Not(MustExpr(`data.x == 1`))
+// matches an event without x), and Not of a Field test or a *Pattern matches an event whose body
+// is not JSON. To leave such events out, negate inside the expression (`data.x != 1` fails, and
+// so does not match, without x).
 func Not(p Predicate) Predicate {
 	checkNil("Not", []Predicate{p})
 	return not{p}

@@ -282,9 +282,12 @@
 // whose worst case fits the cost limit is neither tracked nor timed.
 //
 // Errors of evaluation. An evaluation error (a missing field, a wrong type, the cost or the time
-// limit, a body that is missing, not JSON or refused) means no match. Eval returns the error as
-// an *EvalError, whose message names the expression and a fixed reason but no value from the
-// body (the CEL error it wraps may quote some), and WithExprLogger logs the same at debug level.
+// limit, a body that is missing, not JSON or refused) means no match. So Not of an expression
+// matches the events on which the expression fails: Not(MustExpr(`data.x == 1`)) matches an
+// event without x; to leave those out, negate inside the expression (`data.x != 1` fails without
+// x). Eval returns the error as an *EvalError, whose message names the expression and a fixed
+// reason but no value from the body (the CEL error it wraps may quote some), and WithExprLogger
+// logs the same at debug level.
 //
 // # Errors
 //
