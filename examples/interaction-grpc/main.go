@@ -6,7 +6,11 @@
 // reporting service, each with its own retry policy, dead-lettering to local files what a service
 // cannot take. The same selection is written twice, as a CEL expression and as an EventBridge
 // event pattern: -filter picks the one that routes, and both select the same events as Genesys
-// shapes them (a pattern also matches a value inside a list, which the expression does not).
+// shapes them. They part on what Genesys does not send: a value inside a list, which the pattern
+// matches and the expression does not; a number beyond ±5e11 or with more than six decimals
+// (1649237504949, 120000.0000001), which the pattern's numeric tests never match and the
+// expression compares; and a body that repeats a key the pattern reads, which the pattern refuses
+// and the expression reads by its last value.
 //
 // Offline, with no environment set, it starts both services in-process, posts the embedded
 // samples to itself, prints where each event went and exits:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -128,6 +129,51 @@ func TestFiltersAgree(t *testing.T) {
 			tested, err := filter.Test([]byte(followUpPattern), c.raw)
 			require.NoError(t, err)
 			assert.Equal(t, c.want, tested, "filter.Test")
+		})
+	}
+}
+
+// TestFiltersPart pins where the two filters select differently, on values Genesys does not
+// send: a list (the pattern looks inside it), a number the pattern does not compare (beyond
+// ±5e11, or with more than six decimals) and a repeated key (the pattern refuses the event, the
+// expression reads the last value). The README names each case, so that it says what the
+// filters do.
+func TestFiltersPart(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	const (
+		end = "v2.detail.events.conversation.{id}.customer.end"
+		acw = "v2.detail.events.conversation.{id}.acw"
+	)
+	expr, err := filter.Expr(followUpCEL)
+	require.NoError(t, err)
+	pattern, err := filter.ParsePattern([]byte(followUpPattern))
+	require.NoError(t, err)
+	for _, c := range []struct {
+		name, readme   string
+		raw            []byte
+		cel, pat       bool
+		patternRefuses bool
+	}{
+		{"duration in a list", "a value inside a list", envelope(end, `{"interactingDurationMs":[900000]}`), false, true, false},
+		{"duration above 5e11", "1649237504949", envelope(end, `{"interactingDurationMs":1649237504949}`), true, false, false},
+		{"duration with seven decimals", "120000.0000001", envelope(end, `{"interactingDurationMs":120000.0000001}`), true, false, false},
+		{"wrap-up with seven decimals", "0.0000001", envelope(acw, `{"wrapupCode":"`+wrapupSale+`","wrapupDurationMs":0.0000001}`), true, false, false},
+		{"repeated key", "repeats a key", envelope(end, `{"interactingDurationMs":1,"interactingDurationMs":900000}`), true, false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			assert.True(t, strings.Contains(strings.Join(strings.Fields(string(readme)), " "), c.readme), "the README names %q", c.readme)
+			e, err := eventbridge.Decode(c.raw, "application/json")
+			require.NoError(t, err)
+			assert.Equal(t, c.cel, expr.Match(e), "CEL")
+			assert.Equal(t, c.pat, pattern.Match(e), "pattern")
+			tested, err := filter.Test([]byte(followUpPattern), c.raw)
+			if c.patternRefuses {
+				assert.ErrorIs(t, err, filter.ErrInvalidEvent)
+			} else {
+				require.NoError(t, err)
+			}
+			assert.Equal(t, c.pat, tested, "filter.Test")
 		})
 	}
 }
