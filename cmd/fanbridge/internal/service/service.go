@@ -54,7 +54,7 @@ type Service struct {
 
 	disp    *fanout.Dispatcher
 	queue   dlq.Queue
-	closeQ  func() error
+	closeQ  func(ctx context.Context) error // closes the queue, waiting only as long as ctx lasts
 	dlqPing func(context.Context) error
 
 	// reloadMu serialises reloads from reading the file to applying it, so that of two reloads
@@ -117,7 +117,7 @@ func New(cfg *config.Config, opts Options) (_ *Service, err error) {
 		return nil, err
 	}
 	if s.closeQ != nil {
-		cleanup = append(cleanup, func() { _ = s.closeQ() })
+		cleanup = append(cleanup, func() { _ = s.closeQ(context.Background()) })
 	}
 
 	s.sinks = map[string]*builtSink{}
@@ -141,7 +141,7 @@ func New(cfg *config.Config, opts Options) (_ *Service, err error) {
 	// From here on the Dispatcher owns the sinks: undo in the order shutdown uses.
 	cleanup = []func(){func() { _ = s.tel.shutdown(context.Background()) }}
 	if s.closeQ != nil {
-		cleanup = append(cleanup, func() { _ = s.closeQ() })
+		cleanup = append(cleanup, func() { _ = s.closeQ(context.Background()) })
 	}
 	cleanup = append(cleanup, func() { _ = s.disp.Close(context.Background()) })
 	for _, b := range s.sinks {
@@ -230,14 +230,16 @@ func (s *Service) openDLQ(cfg *config.Config) error {
 		if err != nil {
 			return cfg.SettingError("dlq.file.dir", err)
 		}
-		s.queue, s.closeQ = q, q.Close
+		s.queue, s.closeQ = q, func(context.Context) error { return q.Close() }
 		s.dlqPing = func(context.Context) error { return nil }
 	case d.Kafka != nil:
-		q, ks, err := dialKafkaDLQ(d.Kafka, s.log.With("component", "dlq"))
+		log := s.log.With("component", "dlq")
+		q, ks, err := dialKafkaDLQ(d.Kafka, log)
 		if err != nil {
 			return cfg.SettingError("dlq.kafka", err)
 		}
-		s.queue, s.closeQ, s.dlqPing = q, ks.Close, ks.Ping
+		s.queue, s.dlqPing = q, ks.Ping
+		s.closeQ = func(ctx context.Context) error { return closeKafkaDLQ(ctx, ks, log) }
 	}
 	return nil
 }
@@ -404,9 +406,15 @@ func (s *Service) shutdown() error {
 		}
 		s.mu.Unlock()
 		if s.closeQ != nil {
-			if qerr := s.closeQ(); qerr != nil {
+			// The queue closes within what is left of the bound the manual gives the whole
+			// shutdown (ready_delay + http_timeout + drain_timeout + dlq_timeout), rather than
+			// after it: a Kafka queue whose broker is gone would otherwise wait out its client's
+			// flush, on top of a drain that already had that bound.
+			qctx, cancel := context.WithDeadline(context.Background(), start.Add(shutdownBound(cfg)))
+			if qerr := s.closeQ(qctx); qerr != nil {
 				err = errors.Join(err, fmt.Errorf("dlq: %w", qerr))
 			}
+			cancel()
 		}
 		tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.tel.shutdown(tctx)
@@ -419,6 +427,18 @@ func (s *Service) shutdown() error {
 	})
 	<-s.stopped
 	return err
+}
+
+// shutdownBound is how long a shutdown may take by the manual: ready_delay + http_timeout +
+// drain_timeout + dlq_timeout, the last being what the Dispatcher's Close may take past its
+// deadline to dead-letter what is left.
+func shutdownBound(cfg *config.Config) time.Duration {
+	dlqTimeout := cfg.Dispatch.DLQTimeout.D()
+	if dlqTimeout <= 0 {
+		dlqTimeout = fanout.DefaultDLQTimeout
+	}
+	sh := cfg.Shutdown
+	return sh.ReadyDelay.D() + sh.HTTPTimeout.D() + sh.DrainTimeout.D() + dlqTimeout
 }
 
 // ReloadFile reads the configuration file again and applies it (see Reload). A file that does

@@ -1,9 +1,13 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
 	"github.com/fanbridge/fanbridge/dlq"
@@ -92,13 +96,18 @@ func dlqPath(d *config.DLQ) string {
 
 // dialKafkaDLQ opens a Kafka dead-letter queue on a client of its own. A kafkasink built for the
 // topic gives a client with acks=all and idempotence, which kafkadlq requires, and a Ping for
-// readiness; closing the sink closes the client.
+// readiness; closing the sink closes the client. The sink sends nothing itself, so the wait for
+// acknowledgements its close would make is cut to a moment: what the client still holds at the
+// end is the queue's, which closeKafkaDLQ sends within the time its caller has left. The client
+// pushes no client metrics (KIP-714) to the brokers, so that its close does not wait up to a
+// second more for a last push to a broker that is gone.
 func dialKafkaDLQ(k *config.KafkaDLQ, log *slog.Logger) (*kafkadlq.Queue, *kafkasink.Sink, error) {
 	cc, err := k.ClientConfig()
 	if err != nil {
 		return nil, nil, err
 	}
-	ks, err := kafkasink.Dial(cc, kafkasink.WithTopic(k.Topic))
+	cc.Opts = append(cc.Opts, kgo.DisableClientMetrics())
+	ks, err := kafkasink.Dial(cc, kafkasink.WithTopic(k.Topic), kafkasink.WithCloseTimeout(time.Millisecond))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,4 +117,18 @@ func dialKafkaDLQ(k *config.KafkaDLQ, log *slog.Logger) (*kafkadlq.Queue, *kafka
 		return nil, nil, err
 	}
 	return q, ks, nil
+}
+
+// closeKafkaDLQ closes a Kafka dead-letter queue dialKafkaDLQ opened. Its client may still hold
+// records: those of writes that gave up waiting for the broker, which the client keeps sending.
+// It sends them for as long as ctx lasts, then closes the client, which drops any it still holds.
+// Their writes have already failed (the sender was answered 503, or the dispatcher counted the
+// loss), so that is logged, not returned as the close's failure.
+func closeKafkaDLQ(ctx context.Context, ks *kafkasink.Sink, log *slog.Logger) error {
+	cl := ks.Client()
+	if err := cl.Flush(ctx); err != nil {
+		log.Warn("dead-letter queue closed with records its client could not send in time; their writes had already failed",
+			"records", cl.BufferedProduceRecords(), "err", err)
+	}
+	return ks.Close()
 }
