@@ -438,6 +438,10 @@ func TestVersionHelpAndUnknownCommands(t *testing.T) {
 		assert.Equal(t, 2, code, c)
 		assert.Empty(t, out, c)
 		assert.Contains(t, errOut, `fanbridge `+c+`: unexpected argument "x"`)
+		// -h asks for help, as it does of every command.
+		code, out, _ = runCmd(t, ctx, nil, c, "-h")
+		assert.Equal(t, 0, code, c)
+		assert.Contains(t, out, "usage", c)
 	}
 
 	code, _, errOut = runCmd(t, ctx, nil, "-config", filepath.Join(t.TempDir(), "nope.yaml"))

@@ -61,11 +61,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case "demo":
 			return cmdDemo(rest, stdout, stderr)
 		case "version", "help":
-			if len(rest) > 0 {
+			help := len(rest) == 1 && (rest[0] == "-h" || rest[0] == "-help" || rest[0] == "--help")
+			if len(rest) > 0 && !help {
 				fmt.Fprintf(stderr, "fanbridge %s: unexpected argument %q\n\n%s", cmd, rest[0], usage)
 				return exitUsage
 			}
-			if cmd == "version" {
+			if cmd == "version" && !help {
 				fmt.Fprintln(stdout, versionString())
 			} else {
 				fmt.Fprint(stdout, usage)
