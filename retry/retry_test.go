@@ -116,14 +116,27 @@ func TestSleep(t *testing.T) {
 	go func() { done <- retry.Sleep(ctx, clk, time.Minute) }()
 	require.NoError(t, clk.WaitTimers(ctx, 1))
 	clk.Advance(time.Minute)
-	require.NoError(t, <-done)
+	require.NoError(t, sleepResult(t, ctx, done))
 
 	cctx, ccancel := context.WithCancel(ctx)
 	go func() { done <- retry.Sleep(cctx, clk, time.Minute) }()
 	require.NoError(t, clk.WaitTimers(ctx, 1))
 	ccancel()
-	assert.ErrorIs(t, <-done, context.Canceled)
+	assert.ErrorIs(t, sleepResult(t, ctx, done), context.Canceled)
 	assert.NoError(t, retry.Sleep(ctx, clk, 0), "no wait at all")
+}
+
+// sleepResult returns what a Sleep sent on done, and fails the test when nothing comes before ctx
+// ends.
+func sleepResult(t *testing.T, ctx context.Context, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		t.Fatal("Sleep did not return")
+		return nil
+	}
 }
 
 func TestFullJitterStaysWithinBounds(t *testing.T) {
@@ -220,6 +233,20 @@ func TestRetryAfterIsHonouredAndCapped(t *testing.T) {
 	assert.Equal(t, []time.Duration{10 * time.Millisecond}, waits, "a shorter Retry-After does not shorten the backoff")
 }
 
+// With MaxRetryAfter left at zero, a Retry-After is capped by the policy's own MaxInterval, below
+// or above the default one.
+func TestRetryAfterCapDefaultsToMaxInterval(t *testing.T) {
+	for _, maxInterval := range []time.Duration{time.Second, 30 * time.Second} {
+		r, clk := newRetrier(t, retry.Policy{InitialInterval: 10 * time.Millisecond, MaxInterval: maxInterval,
+			Jitter: retry.NoJitter, MaxAttempts: 2})
+		assert.Equal(t, maxInterval, r.Policy().MaxRetryAfter)
+		op, _ := failN(1, retry.After(errFlaky, time.Hour))
+		err, waits := run(t, clk, r, op)
+		require.NoError(t, err)
+		assert.Equal(t, []time.Duration{maxInterval}, waits, "MaxInterval %v", maxInterval)
+	}
+}
+
 func TestAttemptBudget(t *testing.T) {
 	r, clk := newRetrier(t, retry.Policy{InitialInterval: time.Millisecond, MaxAttempts: 3, Jitter: retry.NoJitter})
 	op, calls := failN(100, errFlaky)
@@ -312,6 +339,40 @@ func TestContextCancellationDuringWait(t *testing.T) {
 	assert.Equal(t, 0, clk.Pending(), "the wait's timer is stopped")
 }
 
+// A caller that cancels while an attempt runs ends the call there, as ReasonCanceled, and no hook
+// announces a retry that will not come: also when that attempt was the last the policy allowed,
+// where the attempt budget must not take the blame.
+func TestContextCancellationDuringAttempt(t *testing.T) {
+	for _, tc := range []struct{ maxAttempts, cancelIn int }{
+		{maxAttempts: 1, cancelIn: 1},
+		{maxAttempts: 2, cancelIn: 2},
+		{maxAttempts: 3, cancelIn: 2},
+	} {
+		t.Run(fmt.Sprintf("attempt %d of %d", tc.cancelIn, tc.maxAttempts), func(t *testing.T) {
+			hooks := 0
+			r, clk := newRetrier(t, retry.Policy{InitialInterval: time.Millisecond, Jitter: retry.NoJitter, MaxAttempts: tc.maxAttempts},
+				retry.WithOnRetry(func(retry.Attempt) { hooks++ }))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			calls := 0
+			err, _ := runCtx(t, ctx, clk, r, func(context.Context) error {
+				if calls++; calls == tc.cancelIn {
+					cancel()
+				}
+				return errFlaky
+			})
+			var re *retry.Error
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, retry.ReasonCanceled, re.Reason)
+			assert.Equal(t, tc.cancelIn, re.Attempts)
+			assert.Equal(t, tc.cancelIn, calls)
+			assert.ErrorIs(t, err, context.Canceled)
+			assert.ErrorIs(t, err, errFlaky)
+			assert.Equal(t, tc.cancelIn-1, hooks, "a hook for each retry that happened, none for the cancelled attempt")
+		})
+	}
+}
+
 func TestContextAlreadyDone(t *testing.T) {
 	r, _ := newRetrier(t, retry.Policy{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -342,15 +403,18 @@ func TestAttemptTimeout(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
+// The Retrier's hook and a call's hook see every retry, the Retrier's first.
 func TestOnRetryHooks(t *testing.T) {
 	var global, local []retry.Attempt
+	var order []string
 	r, clk := newRetrier(t, retry.Policy{InitialInterval: time.Millisecond, Jitter: retry.NoJitter, MaxAttempts: 3},
-		retry.WithOnRetry(func(a retry.Attempt) { global = append(global, a) }))
+		retry.WithOnRetry(func(a retry.Attempt) { global = append(global, a); order = append(order, "retrier") }))
 	op, _ := failN(2, errFlaky)
-	err, _ := run(t, clk, r, op, retry.OnRetry(func(a retry.Attempt) { local = append(local, a) }))
+	err, _ := run(t, clk, r, op, retry.OnRetry(func(a retry.Attempt) { local = append(local, a); order = append(order, "call") }))
 	require.NoError(t, err)
 	require.Len(t, global, 2)
 	assert.Equal(t, global, local)
+	assert.Equal(t, []string{"retrier", "call", "retrier", "call"}, order)
 	assert.Equal(t, 1, global[0].Number)
 	assert.Equal(t, 2, global[1].Number)
 	assert.ErrorIs(t, global[0].Err, errFlaky)
