@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -139,6 +140,24 @@ func hub(t testing.TB, s signature.HMACScheme, secret string, body []byte) strin
 	return v
 }
 
+// lastByteChanged returns sig, a MAC written in enc after prefix, with one bit of its last byte
+// flipped: a signature that is right but for its end.
+func lastByteChanged(t testing.TB, sig, prefix string, enc signature.Encoding) string {
+	t.Helper()
+	text, ok := strings.CutPrefix(sig, prefix)
+	require.True(t, ok, sig)
+	if enc == signature.Hex {
+		mac, err := hex.DecodeString(text)
+		require.NoError(t, err)
+		mac[len(mac)-1] ^= 1
+		return prefix + hex.EncodeToString(mac)
+	}
+	mac, err := base64.StdEncoding.DecodeString(text)
+	require.NoError(t, err)
+	mac[len(mac)-1] ^= 1
+	return prefix + base64.StdEncoding.EncodeToString(mac)
+}
+
 // TestHostileRequests sends a corpus of hostile and good requests to real servers. Every
 // rejection gets its documented status and JSON body, the 401s all look the same, and the next
 // handler never sees a rejected request; good requests reach it with the body intact.
@@ -238,6 +257,9 @@ func TestHostileRequests(t *testing.T) {
 		{name: "bearerfunc rejected", endpoint: "bearerfunc", header: headers("Authorization", "Bearer expired"), status: 401, err: signature.ErrMismatch, challenge: "Bearer"},
 		{name: "bearerfunc not token68", endpoint: "bearerfunc", header: headers("Authorization", "Bearer a,b"), status: 401, err: signature.ErrMalformed, challenge: "Bearer"},
 		{name: "bearerfunc validator down", endpoint: "bearerfunc", header: headers("Authorization", "Bearer down"), status: 503, err: signature.ErrUnavailable},
+		// The validator refuses every token but "good": a mismatch shows that it saw the token.
+		{name: "bearerfunc longest token is validated", endpoint: "bearerfunc", header: headers("Authorization", "Bearer "+strings.Repeat("t", 4096)), status: 401, err: signature.ErrMismatch, challenge: "Bearer"},
+		{name: "bearerfunc longer token is not", endpoint: "bearerfunc", header: headers("Authorization", "Bearer "+strings.Repeat("t", 4097)), status: 401, err: signature.ErrMalformed, challenge: "Bearer"},
 
 		// GitHub: sha256=<hex>.
 		{name: "github good", endpoint: "github", header: headers("X-Hub-Signature-256", ghSig), status: 200},
@@ -247,6 +269,8 @@ func TestHostileRequests(t *testing.T) {
 		{name: "github garbage", endpoint: "github", header: headers("X-Hub-Signature-256", "garbage"), status: 401, err: signature.ErrMalformed},
 		{name: "github no prefix", endpoint: "github", header: headers("X-Hub-Signature-256", ghSig[7:]), status: 401, err: signature.ErrMalformed},
 		{name: "github wrong prefix", endpoint: "github", header: headers("X-Hub-Signature-256", "sha1="+ghSig[7:]), status: 401, err: signature.ErrMalformed},
+		{name: "github prefix in another case", endpoint: "github", header: headers("X-Hub-Signature-256", "S"+ghSig[1:]), status: 401, err: signature.ErrMalformed},
+		{name: "github last digit wrong", endpoint: "github", header: headers("X-Hub-Signature-256", lastByteChanged(t, ghSig, "sha256=", signature.Hex)), status: 401, err: signature.ErrMismatch},
 		{name: "github truncated", endpoint: "github", header: headers("X-Hub-Signature-256", ghSig[:len(ghSig)-2]), status: 401, err: signature.ErrMalformed},
 		{name: "github not hex", endpoint: "github", header: headers("X-Hub-Signature-256", ghSig[:len(ghSig)-1]+"g"), status: 401, err: signature.ErrMalformed},
 		{name: "github base64 instead of hex", endpoint: "github", header: headers("X-Hub-Signature-256", hub(t, signature.OpenMessagingScheme, "gh-secret", body)), status: 401, err: signature.ErrMalformed},
@@ -258,6 +282,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "open messaging good", endpoint: "om", header: headers("X-Hub-Signature-256", omSig), status: 200},
 		{name: "open messaging unpadded", endpoint: "om", header: headers("X-Hub-Signature-256", strings.TrimRight(omSig, "=")), status: 200},
 		{name: "open messaging hex instead of base64", endpoint: "om", header: headers("X-Hub-Signature-256", hub(t, signature.GitHubScheme, "om-secret", body)), status: 401, err: signature.ErrMalformed},
+		{name: "open messaging last byte wrong", endpoint: "om", header: headers("X-Hub-Signature-256", lastByteChanged(t, omSig, "sha256=", signature.Base64)), status: 401, err: signature.ErrMismatch},
 		{name: "open messaging wrong secret", endpoint: "om", header: headers("X-Hub-Signature-256", hub(t, signature.OpenMessagingScheme, "x", body)), status: 401, err: signature.ErrMismatch},
 		{name: "open messaging url alphabet", endpoint: "om", header: headers("X-Hub-Signature-256", strings.NewReplacer("+", "-", "/", "_").Replace(omSig)+"-_"), status: 401, err: signature.ErrMalformed},
 
@@ -282,6 +307,12 @@ func TestHostileRequests(t *testing.T) {
 			h.Set("Svix-Signature", h.Get("Webhook-Signature"))
 			h.Del("Webhook-Signature")
 		}), status: 401, err: signature.ErrMissing},
+		{name: "sw webhook- headers beside a whole svix- set", endpoint: "sw", header: swWith("msg_both", func(h http.Header) {
+			for _, k := range []string{"Id", "Timestamp", "Signature"} {
+				h.Set("Svix-"+k, h.Get("Webhook-"+k))
+			}
+			h.Del("Webhook-Id")
+		}), status: 401, err: signature.ErrMissing},
 		{name: "sw edge of tolerance past", endpoint: "sw", header: swHeader(t, "msg_edge_past", testNow.Add(-5*time.Minute), body, secretA), status: 200},
 		{name: "sw edge of tolerance future", endpoint: "sw", header: swHeader(t, "msg_edge_future", testNow.Add(5*time.Minute), body, secretA), status: 200},
 		{name: "sw stale", endpoint: "sw", header: swHeader(t, "msg_stale", testNow.Add(-5*time.Minute-time.Second), body, secretA), status: 401, err: signature.ErrStale},
@@ -302,6 +333,9 @@ func TestHostileRequests(t *testing.T) {
 		{name: "sw hex signature", endpoint: "sw", header: swWith("msg_hex", func(h http.Header) { h.Set("Webhook-Signature", "v1,"+strings.Repeat("ab", 32)) }), status: 401, err: signature.ErrMalformed},
 		{name: "sw truncated signature", endpoint: "sw", header: swWith("msg_trunc", func(h http.Header) { h.Set("Webhook-Signature", h.Get("Webhook-Signature")[:20]) }), status: 401, err: signature.ErrMalformed},
 		{name: "sw v1 signature labelled v1a", endpoint: "sw", header: swWith("msg_label", func(h http.Header) { h.Set("Webhook-Signature", "v1a"+h.Get("Webhook-Signature")[2:]) }), status: 401, err: signature.ErrMalformed},
+		{name: "sw last byte wrong", endpoint: "sw", header: swWith("msg_tail", func(h http.Header) {
+			h.Set("Webhook-Signature", lastByteChanged(t, h.Get("Webhook-Signature"), "v1,", signature.Base64))
+		}), status: 401, err: signature.ErrMismatch},
 		{name: "sw wrong key", endpoint: "sw", header: swHeader(t, "msg_wrongkey", testNow, body, secretB), status: 401, err: signature.ErrMismatch},
 		{name: "sw tampered body", endpoint: "sw", header: swOK("msg_tampered"), body: other, status: 401, err: signature.ErrMismatch},
 		{name: "sw two signature lines", endpoint: "sw", header: swWith("msg_twolines", func(h http.Header) { h.Add("Webhook-Signature", h.Get("Webhook-Signature")) }), status: 401, err: signature.ErrMalformed},
@@ -397,6 +431,16 @@ func TestBodyLimitOption(t *testing.T) {
 	// The limit applies before the credentials are looked at.
 	assert.Equal(t, 413, e.post(t, headers(), []byte("0123456789A"), false).status)
 	assert.Equal(t, 2, e.next.count())
+
+	// A lower limit set around Verify with http.MaxBytesHandler is answered like its own.
+	r := httptest.NewRequest(http.MethodPost, "/", io.MultiReader(strings.NewReader("0123456789A")))
+	r.ContentLength = -1
+	r.Header.Set("X-Api-Key", "k")
+	w := httptest.NewRecorder()
+	http.MaxBytesHandler(signature.Verify(v)(e.next), 10).ServeHTTP(w, r)
+	assert.Equal(t, 413, w.Code)
+	assert.JSONEq(t, `{"error":"request body too large"}`, w.Body.String())
+	assert.Equal(t, 2, e.next.count())
 }
 
 // TestLargestBodyLimit: a limit of math.MaxInt64 is a limit nothing passes, not one whose
@@ -474,6 +518,12 @@ func TestVerifyRequest(t *testing.T) {
 	r = httptest.NewRequest(http.MethodPost, "/", strings.NewReader(githubPayload))
 	r.Header.Set("X-Hub-Signature-256", githubSignature)
 	_, err = signature.VerifyRequest(v, r, 5)
+	assert.ErrorIs(t, err, signature.ErrTooLarge)
+	// A limit of 0 is DefaultMaxBodyBytes, held while reading a body of no stated length.
+	r = httptest.NewRequest(http.MethodPost, "/", io.MultiReader(bytes.NewReader(make([]byte, signature.DefaultMaxBodyBytes+1))))
+	r.ContentLength = -1
+	r.Header.Set("X-Hub-Signature-256", githubSignature)
+	_, err = signature.VerifyRequest(v, r, 0)
 	assert.ErrorIs(t, err, signature.ErrTooLarge)
 	_, err = signature.VerifyRequest(v, r, -1)
 	assert.Error(t, err)

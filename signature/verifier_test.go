@@ -78,6 +78,10 @@ func TestConstructorsRejectBadConfiguration(t *testing.T) {
 		"sw signing key":      func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{signingC}) },
 		"sw short public key": func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{"whpk_c2hvcnQ="}) },
 		"sw repeated key":     func() (signature.Verifier, error) { return signature.StandardWebhooks([]string{secretA, secretA}) },
+		"sw 23-byte secret": func() (signature.Verifier, error) {
+			// One byte short of the minimum; the published vector's secret has exactly 24.
+			return signature.StandardWebhooks([]string{"whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 23))})
+		},
 		"sw zero tolerance": func() (signature.Verifier, error) {
 			return signature.StandardWebhooks([]string{secretA}, signature.WithTolerance(0))
 		},
@@ -185,10 +189,11 @@ func TestKeyGeneration(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, pub, derived)
 
-	v, err := signature.StandardWebhooks([]string{sec, pub}, signature.WithClock(fixedClock))
+	// The secret second, so that Identity.Key shows which key a v1 signature matched.
+	v, err := signature.StandardWebhooks([]string{pub, sec}, signature.WithClock(fixedClock))
 	require.NoError(t, err)
 	body := []byte("payload")
-	for i, key := range []string{sec, sk} {
+	for i, key := range []string{sk, sec} {
 		id, err := v.Verify(context.Background(), swHeader(t, "msg", testNow, body, key), body)
 		require.NoError(t, err)
 		assert.Equal(t, i, id.Key)
@@ -467,6 +472,22 @@ func TestReplayClaimReleasedWhenHandlerFails(t *testing.T) {
 		assert.Equal(t, want, rec.Code, "request %d", i)
 	}
 	assert.Equal(t, 2, cache.Len())
+
+	// Any 2xx accepts the message and keeps the claim; any other answer, a redirect too, releases it.
+	for _, tc := range []struct {
+		status int
+		kept   bool
+	}{{http.StatusAccepted, true}, {http.StatusNoContent, true}, {http.StatusTemporaryRedirect, false}} {
+		e.next.status = tc.status
+		h := swHeader(t, fmt.Sprint("msg_status_", tc.status), testNow, body, secretA)
+		require.Equal(t, tc.status, e.post(t, h, body, false).status)
+		again := e.post(t, h, body, false).status
+		if tc.kept {
+			assert.Equal(t, 401, again, "replay after %d", tc.status)
+		} else {
+			assert.Equal(t, tc.status, again, "retry after %d", tc.status)
+		}
+	}
 }
 
 type failingCache struct{}
@@ -792,7 +813,8 @@ func TestBasicPasswordRotation(t *testing.T) {
 }
 
 // TestLogsNeverCarrySecrets logs every kind of outcome at the most verbose level and checks that
-// no secret, signature, token, password or body byte appears.
+// no secret, signature, token, password, header value or body byte appears, in the log or in the
+// errors.
 func TestLogsNeverCarrySecrets(t *testing.T) {
 	var buf bytes.Buffer
 	var mu sync.Mutex
@@ -804,10 +826,14 @@ func TestLogsNeverCarrySecrets(t *testing.T) {
 		signature.Must(signature.Bearer("TOKENMARK")),
 		signature.Must(signature.GitHub("GHSECRETMARK")),
 		signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithClock(fixedClock))),
+		signature.Must(signature.APIKey("X-Api-Key", "APIKEYMARK")),
 	))
 	e := newEndpoint(t, v, signature.WithLogger(logger))
 	ghSig := hub(t, signature.GitHubScheme, "GHSECRETMARK", body)
 	sw := swHeader(t, "msg_log", testNow, body, secretA)
+	swBadTime := swHeader(t, "msg_log_time", testNow, body, secretA)
+	swBadTime.Set("Webhook-Timestamp", "17TIMEMARK")
+	var errs []string
 	for _, h := range []http.Header{
 		headers("Authorization", basicAuth("ops:"+basicPass)),
 		headers("Authorization", basicAuth("ops:WRONGPASSMARK")),
@@ -816,18 +842,28 @@ func TestLogsNeverCarrySecrets(t *testing.T) {
 		headers("X-Hub-Signature-256", ghSig),
 		headers("X-Hub-Signature-256", ghSig+"00"),
 		sw,
+		swBadTime,
+		headers("X-Api-Key", "APIKEYMARK"),
+		headers("X-Api-Key", "WRONGKEYMARK"),
 		headers(),
 	} {
 		e.post(t, h, body, false)
+		if err := e.takeErr(); err != nil {
+			errs = append(errs, err.Error())
+		}
 	}
 	mu.Lock()
 	out := buf.String()
 	mu.Unlock()
 	require.Contains(t, out, `"reason":"mismatch"`)
+	require.Contains(t, out, `"reason":"malformed"`)
 	require.Contains(t, out, `"user":"ops"`)
+	require.Contains(t, out, `"scheme":"api-key"`)
 	for _, secret := range []string{"BODYMARK", "PASSWORDMARK", "WRONGPASSMARK", "TOKENMARK", "GHSECRETMARK",
+		"APIKEYMARK", "WRONGKEYMARK", "TIMEMARK",
 		ghSig[7:20], sw.Get("Webhook-Signature")[3:15], secretA[6:16], strings.TrimPrefix(basicAuth("ops:"+basicPass), "Basic ")[:10]} {
 		assert.NotContains(t, out, secret)
+		assert.NotContains(t, strings.Join(errs, "\n"), secret)
 	}
 }
 
