@@ -406,6 +406,17 @@ func TestDecodeEventBridgeVariants(t *testing.T) {
 			require.ErrorIs(t, err, eventbridge.ErrInvalidField, detail)
 		}
 	})
+	t.Run("detail.timestamp refines time within its second only", func(t *testing.T) {
+		for timestamp, want := range map[string]string{
+			"2024-01-02T03:04:05.999Z": "2024-01-02T03:04:05.999Z",
+			"2024-01-02T03:04:06.000Z": "2024-01-02T03:04:05Z",
+		} {
+			body := []byte(`{"id":"1","detail-type":"t","source":"s","time":"2024-01-02T03:04:05Z","detail":{"timestamp":"` + timestamp + `","eventBody":{}}}`)
+			e, err := eventbridge.Decode(body, "")
+			require.NoError(t, err)
+			assert.True(t, ts(want).Equal(e.Time), "timestamp %s: time %v", timestamp, e.Time)
+		}
+	})
 	t.Run("no time: detail.timestamp", func(t *testing.T) {
 		body := []byte(`{"id":"1","detail-type":"t","source":"s","detail":{"timestamp":"2024-01-02T03:04:05.678Z","eventBody":{}}}`)
 		e, err := eventbridge.Decode(body, "")
@@ -577,6 +588,15 @@ func TestDecodeCloudEvents(t *testing.T) {
 		assert.Equal(t, `"iVBORw0KGgo="`, string(e.Data))
 		assert.Equal(t, "true", e.Meta(eventbridge.MetaDataBase64))
 	})
+	t.Run("data_base64 that is not JSON stays base64, whatever datacontenttype says", func(t *testing.T) {
+		for _, ct := range []string{``, `,"datacontenttype":"application/json"`} {
+			// "bm90IGpzb24gew==" is `not json {`.
+			e, err := eventbridge.Decode([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"bm90IGpzb24gew=="`+ct+`}`), ce)
+			require.NoError(t, err, ct)
+			assert.Equal(t, `"bm90IGpzb24gew=="`, string(e.Data), ct)
+			assert.Equal(t, "true", e.Meta(eventbridge.MetaDataBase64), ct)
+		}
+	})
 	t.Run("invalid traceparent extension dropped", func(t *testing.T) {
 		e, err := eventbridge.Decode([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","traceparent":"garbage","tracestate":"a=b"}`), ce)
 		require.NoError(t, err)
@@ -586,6 +606,7 @@ func TestDecodeCloudEvents(t *testing.T) {
 	for name, bad := range map[string]string{
 		"specversion missing":   `{"id":"1","source":"s","type":"t"}`,
 		"specversion 0.3":       `{"specversion":"0.3","id":"1","source":"s","type":"t"}`,
+		"specversion 1.1":       `{"specversion":"1.1","id":"1","source":"s","type":"t"}`,
 		"specversion number":    `{"specversion":1.0,"id":"1","source":"s","type":"t"}`,
 		"id missing":            `{"specversion":"1.0","source":"s","type":"t"}`,
 		"source empty":          `{"specversion":"1.0","id":"1","source":"","type":"t"}`,
@@ -680,6 +701,9 @@ func TestDecodeErrors(t *testing.T) {
 		{"trailing", `{} {}`, "", eventbridge.ErrMalformed},
 		{"invalid utf-8", "{\"id\":\"\xff\"}", "", eventbridge.ErrMalformed},
 		{"deep", strings.Repeat("[", 65) + strings.Repeat("]", 65), "", eventbridge.ErrMalformed},
+		{"objects nested one too deep", nestedObjects(eventbridge.MaxDepth + 1), "", eventbridge.ErrMalformed},
+		{"id of 1025 bytes", `{"id":"` + strings.Repeat("i", 1025) + `","detail-type":"t","source":"s","detail":{}}`, "", eventbridge.ErrInvalidField},
+		{"metadata key of 257 bytes", `{"event":"x","data":{},"metadata":{"` + strings.Repeat("k", 257) + `":"v"}}`, "", eventbridge.ErrInvalidField},
 		{"not an object", `[1,2]`, "", eventbridge.ErrUnknownFormat},
 		{"unknown keys", `{"hello":"world"}`, "", eventbridge.ErrUnknownFormat},
 		{"xml", `{}`, "application/xml", eventbridge.ErrUnsupportedMediaType},
@@ -693,7 +717,18 @@ func TestDecodeErrors(t *testing.T) {
 			require.ErrorIs(t, err, tt.want)
 		})
 	}
+	t.Run("strings at the limit are fine", func(t *testing.T) {
+		id, key := strings.Repeat("i", 1024), strings.Repeat("k", 256)
+		e, err := eventbridge.Decode([]byte(`{"id":"`+id+`","detail-type":"t","source":"s","detail":{}}`), "")
+		require.NoError(t, err)
+		assert.Equal(t, id, e.ID)
+		e, err = eventbridge.Decode([]byte(`{"event":"x","data":{},"metadata":{"`+key+`":"v"}}`), "")
+		require.NoError(t, err)
+		assert.Equal(t, "v", e.Meta(key))
+	})
 	t.Run("nesting at the limit is fine", func(t *testing.T) {
+		_, err := eventbridge.Decode([]byte(nestedObjects(eventbridge.MaxDepth)), "")
+		require.NoError(t, err)
 		body := `{"id":"1","detail-type":"t","source":"s","detail":{"eventBody":` +
 			strings.Repeat("[", 61) + strings.Repeat("]", 61) + `}}`
 		e, err := eventbridge.Decode([]byte(body), "")
@@ -709,6 +744,11 @@ func TestDecodeErrors(t *testing.T) {
 		_, err = eventbridge.Decode([]byte(body), "")
 		require.ErrorIs(t, err, eventbridge.ErrMalformed)
 	})
+}
+
+// nestedObjects is a webhook whose objects nest depth deep, the top-level one counting as one.
+func nestedObjects(depth int) string {
+	return `{"event":"x","data":` + strings.Repeat(`{"a":`, depth-2) + `{}` + strings.Repeat(`}`, depth-2) + `}`
 }
 
 func TestNewDecoder(t *testing.T) {
@@ -894,4 +934,10 @@ func TestWebhookCorrelationIDComesFromCorrelationID(t *testing.T) {
 	e, err := eventbridge.Decode([]byte(`{"event":"x","data":{},"metadata":{"correlation-id":"b"}}`), "")
 	require.NoError(t, err)
 	assert.Empty(t, e.Meta(fanbridge.MetaCorrelationID))
+	// correlationId is read in any case.
+	for _, k := range []string{"CorrelationId", "CORRELATIONID"} {
+		e, err := eventbridge.Decode([]byte(`{"event":"x","data":{},"metadata":{"`+k+`":"a"}}`), "")
+		require.NoError(t, err, k)
+		assert.Equal(t, "a", e.Meta(fanbridge.MetaCorrelationID), k)
+	}
 }

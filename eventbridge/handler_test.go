@@ -167,8 +167,13 @@ func TestHandlerDispatchContext(t *testing.T) {
 
 	t.Run("a budget that runs out answers 503", func(t *testing.T) {
 		d := eventbridge.DispatcherFunc(func(ctx context.Context, _ *fanbridge.Event) error {
-			<-ctx.Done()
-			return ctx.Err()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(10 * time.Second):
+				t.Error("the dispatch context has no deadline")
+				return nil
+			}
 		})
 		h := newHandler(t, d, eventbridge.WithDispatchTimeout(20*time.Millisecond))
 		w := post(h, body)
@@ -327,8 +332,8 @@ func TestHandlerBodyReuse(t *testing.T) {
 		req := httptest.NewRequest(http.MethodPost, "/", nil)
 		req.Body = &bytesBody{t: t, data: body}
 		w := httptest.NewRecorder()
-		newHandler(t, failDispatcher(t), eventbridge.WithMaxBodySize(100)).ServeHTTP(w, req)
-		assert.Equal(t, 413, w.Code)
+		newHandler(t, failDispatcher(t), eventbridge.WithMaxBodySize(int64(len(body))-1)).ServeHTTP(w, req)
+		assert.Equal(t, 413, w.Code, "one byte over the limit")
 	})
 }
 

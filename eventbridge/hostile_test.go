@@ -90,6 +90,7 @@ func TestHostileRequests(t *testing.T) {
 		opts        []eventbridge.Option
 		status      int
 		errPrefix   string
+		notEchoed   string // besides marker, text of the request the answer must not carry
 	}{
 		{name: "GET", method: http.MethodGet, body: valid, status: 405, errPrefix: "eventbridge: method not allowed"},
 		{name: "PUT", method: http.MethodPut, body: valid, status: 405, errPrefix: "eventbridge: method not allowed"},
@@ -99,6 +100,8 @@ func TestHostileRequests(t *testing.T) {
 		{name: "text/plain", contentType: "text/plain", body: valid, status: 415, errPrefix: "eventbridge: unsupported media type"},
 		{name: "form", contentType: "application/x-www-form-urlencoded", body: "id=" + marker, status: 415, errPrefix: "eventbridge: unsupported media type"},
 		{name: "latin-1 charset", contentType: "application/json; charset=ISO-8859-1", body: valid, status: 415, errPrefix: "eventbridge: unsupported media type"},
+		{name: "marker as media type", contentType: "text/" + marker, body: valid, status: 415, errPrefix: "eventbridge: unsupported media type"},
+		{name: "marker as charset", contentType: "application/json; charset=" + marker, body: valid, status: 415, errPrefix: "eventbridge: unsupported media type"},
 		{name: "cloudevents batch", contentType: "application/cloudevents-batch+json", body: "[" + valid + "]", status: 415, errPrefix: "eventbridge: unsupported media type"},
 		{name: "empty body", body: "", status: 400, errPrefix: malformed},
 		{name: "blank body", body: " \r\n\t ", status: 400, errPrefix: malformed},
@@ -135,11 +138,14 @@ func TestHostileRequests(t *testing.T) {
 		{name: "id number", body: envelope("id", `12345`), status: 400, errPrefix: invalid},
 		{name: "id array", body: envelope("id", `["`+marker+`"]`), status: 400, errPrefix: invalid},
 		{name: "id with escaped NUL", body: envelope("id", `"a\u0000b"`), status: 400, errPrefix: invalid},
+		{name: "id with a control character beside the marker", body: envelope("id", `"`+marker+`\u0001"`), status: 400, errPrefix: invalid},
 		{name: "id with DEL", body: envelope("id", "\"a\x7fb\""), status: 400, errPrefix: invalid},
 		{name: "id with a C1 control", body: envelope("id", "\"a\u009bb\""), status: 400, errPrefix: invalid},
 		{name: "id with an escaped C1 control", body: envelope("id", `"a\u0085b"`), status: 400, errPrefix: invalid},
 		{name: "type with a right-to-left override", body: envelope("detail-type", `"invoice\u202efdp.exe"`), status: 400, errPrefix: invalid},
 		{name: "huge id", body: envelope("id", `"`+strings.Repeat("x", 100<<10)+`"`), status: 400, errPrefix: invalid},
+		{name: "source missing", body: envelope("source", ""), status: 400, errPrefix: invalid},
+		{name: "source empty", body: envelope("source", `""`), status: 400, errPrefix: invalid},
 		{name: "detail-type null", body: envelope("detail-type", `null`), status: 400, errPrefix: invalid},
 		{name: "detail-type bool", body: envelope("detail-type", `true`), status: 400, errPrefix: invalid},
 		{name: "source object", body: envelope("source", `{"s":"`+marker+`"}`), status: 400, errPrefix: invalid},
@@ -161,6 +167,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "duplicate source (spoofing a proxy)", body: strings.Replace(valid, `"version":"0"`, `"source":"aws.partner/genesys.com/cloud/evil/bus"`, 1), status: 400, errPrefix: invalid},
 		{name: "duplicate via escaped key", body: strings.Replace(valid, `"version":"0"`, `"i\u0064":"other"`, 1), status: 400, errPrefix: invalid},
 		{name: "duplicate detail", body: valid[:len(valid)-1] + `,"detail":{}}`, status: 400, errPrefix: invalid},
+		{name: "source written in another case", body: valid[:len(valid)-1] + `,"SoUrCe":"x"}`, status: 400, errPrefix: invalid, notEchoed: "SoUrCe"},
 		{name: "duplicate topicName", body: detailWith("topicName", `"a","topicName":"b"`), status: 400, errPrefix: invalid},
 		{name: "wrong account", body: valid, opts: []eventbridge.Option{eventbridge.WithAllowedAccounts("999999999999")}, status: 403, errPrefix: "eventbridge: account not allowed"},
 		{name: "wrong source", body: valid, opts: []eventbridge.Option{eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/00000000-0000-0000-0000-000000000000/")}, status: 403, errPrefix: "eventbridge: source not allowed"},
@@ -168,6 +175,8 @@ func TestHostileRequests(t *testing.T) {
 			opts: []eventbridge.Option{eventbridge.WithAllowedSources("aws.partner/genesys.com/cloud/32aa07aa-db1b-4987-abd0-9483601ec29d/")}, status: 403, errPrefix: "eventbridge: source not allowed"},
 		{name: "restricted format", body: valid, opts: []eventbridge.Option{eventbridge.WithFormats(eventbridge.FormatCloudEvents)}, status: 400, errPrefix: unknown},
 		{name: "cloudevents without specversion", contentType: "application/cloudevents+json", body: `{"id":"1","source":"s","type":"` + marker + `"}`, status: 400, errPrefix: invalid},
+		{name: "cloudevents specversion holding the marker", contentType: "application/cloudevents+json", body: `{"specversion":"` + marker + `","id":"1","source":"s","type":"t"}`, status: 400, errPrefix: invalid},
+		{name: "cloudevents marker as extension name", contentType: "application/cloudevents+json", body: `{"specversion":"1.0","id":"1","source":"s","type":"t","` + marker + `":"v"}`, status: 400, errPrefix: invalid},
 		{name: "cloudevents data and data_base64", contentType: "application/cloudevents+json", body: `{"specversion":"1.0","id":"1","source":"s","type":"t","data":{},"data_base64":"e30="}`, status: 400, errPrefix: invalid},
 		{name: "websocket sample with a lost line", body: string(readSample(t, "websocket.v2.users.activity.malformed.txt")), status: 400, errPrefix: malformed},
 		{name: "webhook event as array", body: `{"event":["` + marker + `"],"data":{}}`, status: 400, errPrefix: invalid},
@@ -200,6 +209,9 @@ func TestHostileRequests(t *testing.T) {
 			msg, _ := answer["error"].(string)
 			assert.True(t, strings.HasPrefix(msg, tt.errPrefix), "error %q, want prefix %q", msg, tt.errPrefix)
 			assert.NotContains(t, w.Body.String(), marker)
+			if tt.notEchoed != "" {
+				assert.NotContains(t, w.Body.String(), tt.notEchoed)
+			}
 			assert.Less(t, w.Body.Len(), 300, "errors stay short")
 			if tt.status == 405 {
 				assert.Equal(t, "POST", w.Header().Get("Allow"))
