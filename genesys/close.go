@@ -1,10 +1,14 @@
 package genesys
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 )
 
 // Close releases the connections the Client keeps open, and makes the calls that start after it
@@ -18,10 +22,11 @@ import (
 //
 // The HTTP client NewClient built, when WithHTTPClient gave none, keeps each connection open for
 // up to 90 seconds after its last request (http.DefaultTransport's IdleConnTimeout): Close
-// closes those that are idle at once, and the others once the last request in flight on them has
-// ended. That client refuses new requests after Close, WebSocket dials with HTTPClient included,
-// but leaves open a WebSocket it has already dialed. An HTTP client given with WithHTTPClient is
-// the caller's: Close neither closes its connections nor stops it.
+// closes those that are idle at once, and all the others, HTTP/1.1 and HTTP/2 alike, at the
+// latest once the last request in flight has ended (its answer's body closed, or the request
+// failed). That client refuses new requests after Close, WebSocket dials with HTTPClient
+// included, but leaves open a WebSocket it has already dialed. An HTTP client given with
+// WithHTTPClient is the caller's: Close neither closes its connections nor stops it.
 func (c *Client) Close() error {
 	c.closed.Store(true)
 	if c.own != nil {
@@ -39,21 +44,44 @@ func (c *Client) errIfClosed(r request) error {
 }
 
 // ownTransport is the transport of the HTTP client NewClient builds. It counts the exchanges in
-// flight, from RoundTrip until their answer's body is closed, so that Close can leave no
-// connection open: net/http's CloseIdleConnections closes the connections that become idle after
-// it only until a new request looks for one, so a request that began before Close and asked for
-// a connection after it would keep its connection in the pool. Refusing new exchanges after
-// Close, and closing the idle connections again when the last one ends, leaves none.
+// flight, from RoundTrip until their answer's body is closed or RoundTrip fails, refuses new ones
+// after Close, and once Close has been called and none is left in flight, closes every connection
+// it dialed.
+//
+// net/http's CloseIdleConnections alone would leave connections open: it skips those in use, and
+// closes those that become idle after it only until a new request looks for one, so a request
+// that began before Close and asked for a connection after it keeps its connection in the pool.
+// HTTP/2 has no such "close once idle" at all, and its transport may return from RoundTrip (a
+// cancelled request, an answer without body to a request with one) before the stream has left its
+// connection, so that connection still looks busy when the exchange ends. The transport's
+// connections are therefore recorded as they are dialed, below the TLS the transport adds on
+// top, and closed there.
 type ownTransport struct {
 	base *http.Transport
 
 	mu       sync.Mutex
 	closed   bool
 	inFlight int
+	conns    map[*ownConn]struct{} // open connections, until the transport is closed and idle
 }
 
 func newOwnTransport() *ownTransport {
-	return &ownTransport{base: http.DefaultTransport.(*http.Transport).Clone()}
+	t := &ownTransport{
+		base:  http.DefaultTransport.(*http.Transport).Clone(),
+		conns: map[*ownConn]struct{}{},
+	}
+	dial := t.base.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	t.base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return t.record(c)
+	}
+	return t
 }
 
 func (t *ownTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -63,14 +91,26 @@ func (t *ownTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		return nil, ErrClosed
 	}
+	// A request that asks to switch protocols (a WebSocket dial) may take its connection out of
+	// the transport: it learns which one. (A connection switched for a request that did not
+	// ask, which HTTP forbids, is closed with the others.)
+	var sw *switchTrace
+	if r.Header.Get("Upgrade") != "" {
+		sw = &switchTrace{}
+		r = r.WithContext(httptrace.WithClientTrace(r.Context(), sw.hooks()))
+	}
 	resp, err := t.base.RoundTrip(r)
 	if err != nil {
 		t.end()
 		return nil, err
 	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		// The connection has left the pool for the protocol it switched to (a WebSocket), and
-		// its body must stay the io.ReadWriteCloser the transport made.
+	if _, switched := resp.Body.(io.ReadWriteCloser); switched && resp.StatusCode == http.StatusSwitchingProtocols {
+		// The connection has left the transport for the protocol it switched to, whose user
+		// owns it now: Close leaves it open. Its body must stay the io.ReadWriteCloser the
+		// transport made.
+		if sw != nil {
+			t.forget(sw.conn.Load())
+		}
 		t.end()
 		return resp, nil
 	}
@@ -92,22 +132,111 @@ func (t *ownTransport) begin() bool {
 	return true
 }
 
-// end counts an exchange out; the last one to end after close closes the connections it leaves.
+// end counts an exchange out; the last one to end after close closes the connections.
 func (t *ownTransport) end() {
 	t.mu.Lock()
 	t.inFlight--
-	last := t.closed && t.inFlight == 0
+	conns, last := t.takeConnsIfDone()
 	t.mu.Unlock()
 	if last {
-		t.base.CloseIdleConnections()
+		t.closeConns(conns)
 	}
 }
 
 func (t *ownTransport) close() {
 	t.mu.Lock()
 	t.closed = true
+	conns, done := t.takeConnsIfDone()
 	t.mu.Unlock()
+	if done {
+		t.closeConns(conns)
+		return
+	}
 	t.base.CloseIdleConnections()
+}
+
+// takeConnsIfDone reports whether the transport is closed with no exchange in flight and, the
+// first time it is, hands over the connections to close. From then on, no exchange starts, and
+// record closes each connection a dial still in progress opens. t.mu must be held.
+func (t *ownTransport) takeConnsIfDone() (map[*ownConn]struct{}, bool) {
+	if !t.closed || t.inFlight > 0 {
+		return nil, false
+	}
+	conns := t.conns
+	t.conns = nil
+	return conns, true
+}
+
+// closeConns closes the connections of a closed transport with no exchange in flight: the idle
+// ones through the transport, the others, which HTTP/2 may still count busy, below their TLS.
+func (t *ownTransport) closeConns(conns map[*ownConn]struct{}) {
+	t.base.CloseIdleConnections()
+	for c := range conns {
+		c.Conn.Close()
+	}
+}
+
+// record adds a connection the transport has dialed to those to close, or closes it when the
+// transport is closed with no exchange in flight: no exchange will use it.
+func (t *ownTransport) record(nc net.Conn) (net.Conn, error) {
+	c := &ownConn{Conn: nc, t: t}
+	t.mu.Lock()
+	if t.conns == nil {
+		t.mu.Unlock()
+		nc.Close()
+		return nil, ErrClosed
+	}
+	t.conns[c] = struct{}{}
+	t.mu.Unlock()
+	return c, nil
+}
+
+// forget removes a connection from those to close; c may be nil.
+func (t *ownTransport) forget(c *ownConn) {
+	if c == nil {
+		return
+	}
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+}
+
+// ownConn is a connection the transport dialed. It leaves the record when it is closed, so that
+// a long-lived Client does not collect the connections that the server or the transport's idle
+// timeout closed.
+type ownConn struct {
+	net.Conn
+	t *ownTransport
+}
+
+func (c *ownConn) Close() error {
+	c.t.forget(c)
+	return c.Conn.Close()
+}
+
+// recordedConn returns the connection the transport dialed that c is, or is built on (TLS, TLS
+// through an HTTPS proxy), or nil.
+func recordedConn(c net.Conn) *ownConn {
+	for range 4 {
+		switch v := c.(type) {
+		case *ownConn:
+			return v
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// switchTrace learns which connection carried a request that asks to switch protocols.
+type switchTrace struct {
+	conn atomic.Pointer[ownConn]
+}
+
+func (s *switchTrace) hooks() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { s.conn.Store(recordedConn(info.Conn)) }}
 }
 
 // countedBody is an answer's body that counts its exchange out when it is closed.

@@ -3,8 +3,11 @@ package genesys_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
@@ -17,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -326,6 +330,245 @@ func TestCloseAfterTheLastExchangeFailed(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, testwait.RecvCtx(t, ctx, errs), context.Canceled)
 	base.requireReleased(t)
+}
+
+// newHTTP2Client starts a TLS server that speaks HTTP/2 (and HTTP/1.1, which WebSocket dials
+// ask for) and returns it with a Client whose own HTTP client trusts it.
+func newHTTP2Client(t *testing.T, h http.Handler) (*httptest.Server, *genesys.Client) {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	c := newClientOf(t, srv.URL)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	genesys.OwnTransport(c).TLSClientConfig = &tls.Config{RootCAs: roots}
+	return srv, c
+}
+
+// gate holds up what waits on it from hold until release.
+type gate struct {
+	mu   sync.Mutex
+	held chan struct{}
+}
+
+func (g *gate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held == nil {
+		g.held = make(chan struct{})
+	}
+}
+
+func (g *gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held != nil {
+		close(g.held)
+		g.held = nil
+	}
+}
+
+func (g *gate) wait() {
+	g.mu.Lock()
+	held := g.held
+	g.mu.Unlock()
+	if held != nil {
+		<-held
+	}
+}
+
+// gatedConn is a connection whose writes wait for its gate.
+type gatedConn struct {
+	net.Conn
+	gate *gate
+}
+
+func (c *gatedConn) Write(p []byte) (int, error) {
+	c.gate.wait()
+	return c.Conn.Write(p)
+}
+
+// gatedBody is a request body whose Close waits for its gate.
+type gatedBody struct {
+	io.Reader
+	gate *gate
+}
+
+func (b *gatedBody) Close() error {
+	b.gate.wait()
+	return nil
+}
+
+// Over HTTP/2, the transport returns an answer without body to a request with one before the
+// request's stream has left its connection (it first closes the request body, which here waits):
+// the connection still looks busy when the exchange ends, and must be closed all the same.
+func TestCloseHTTP2AnswerWithoutBody(t *testing.T) {
+	arrived, answer := make(chan struct{}, 1), make(chan struct{})
+	srv, c := newHTTP2Client(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		arrived <- struct{}{}
+		<-answer
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	ctx := testContext(t)
+	g := &gate{}
+	g.hold()
+	t.Cleanup(g.release) // before the server closes, should the test fail
+	base := takeHandles(t)
+
+	errs := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, srv.URL+"/subscriptions", &gatedBody{Reader: strings.NewReader("[]"), gate: g})
+		if err == nil {
+			var resp *http.Response
+			if resp, err = c.HTTPClient().Do(req); err == nil {
+				assert.Equal(t, 2, resp.ProtoMajor)
+				assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+				err = resp.Body.Close()
+			}
+		}
+		errs <- err
+	}()
+	testwait.RecvCtx(t, ctx, arrived)
+	require.NoError(t, c.Close())
+	close(answer)
+	require.NoError(t, testwait.RecvCtx(t, ctx, errs))
+	g.release() // the transport may now let go of the stream
+	base.requireReleased(t)
+}
+
+// Over HTTP/2, a cancelled request's RoundTrip returns before its stream has left its connection
+// (the transport first writes RST_STREAM, which here waits): the connection still looks busy when
+// the exchange ends, and must be closed all the same, whether Close came before or after.
+func TestCloseHTTP2CancelledExchange(t *testing.T) {
+	for _, closeFirst := range []bool{true, false} {
+		name := "Close then cancel"
+		if !closeFirst {
+			name = "cancel then Close"
+		}
+		t.Run(name, func(t *testing.T) {
+			arrived := make(chan struct{}, 1)
+			srv, c := newHTTP2Client(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				arrived <- struct{}{}
+				<-r.Context().Done()
+			}))
+			ctx := testContext(t)
+			g := &gate{}
+			t.Cleanup(g.release)
+			tr := genesys.OwnTransport(c)
+			dial := tr.DialContext
+			tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				conn, err := dial(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				return &gatedConn{Conn: conn, gate: g}, nil
+			}
+			base := takeHandles(t)
+
+			hctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			errs := make(chan error, 1)
+			go func() {
+				req, err := http.NewRequestWithContext(hctx, http.MethodGet, srv.URL+"/organizations/me", nil)
+				if err == nil {
+					var resp *http.Response
+					if resp, err = c.HTTPClient().Do(req); err == nil {
+						resp.Body.Close()
+					}
+				}
+				errs <- err
+			}()
+			testwait.RecvCtx(t, ctx, arrived)
+			g.hold() // the client's writes wait from now on
+			if closeFirst {
+				require.NoError(t, c.Close())
+			}
+			cancel()
+			require.ErrorIs(t, testwait.RecvCtx(t, ctx, errs), context.Canceled)
+			if !closeFirst {
+				require.NoError(t, c.Close())
+			}
+			g.release()
+			base.requireReleased(t)
+		})
+	}
+}
+
+// Close leaves open a WebSocket dialed with the Client's HTTP client, also when the last exchange
+// in flight ends afterwards and the connections left are closed.
+func TestCloseLeavesWebSocketsOpen(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		name := "ws"
+		if useTLS {
+			name = "wss"
+		}
+		t.Run(name, func(t *testing.T) {
+			arrived, answer := make(chan struct{}, 1), make(chan struct{})
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/ws" {
+					arrived <- struct{}{}
+					<-answer
+					_, _ = io.WriteString(w, "{}")
+					return
+				}
+				ws, err := websocket.Accept(w, r, nil)
+				if err != nil {
+					return
+				}
+				defer ws.CloseNow()
+				for {
+					typ, msg, err := ws.Read(r.Context())
+					if err != nil || ws.Write(r.Context(), typ, msg) != nil {
+						return
+					}
+				}
+			})
+			var srv *httptest.Server
+			var c *genesys.Client
+			if useTLS {
+				srv, c = newHTTP2Client(t, h)
+			} else {
+				srv = httptest.NewServer(h)
+				t.Cleanup(srv.Close)
+				c = newClientOf(t, srv.URL)
+			}
+			ctx := testContext(t)
+			base := takeHandles(t)
+
+			ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", &websocket.DialOptions{HTTPClient: c.HTTPClient()})
+			require.NoError(t, err)
+			defer ws.CloseNow()
+
+			// An exchange in flight when Close is called ends after it.
+			errs := make(chan error, 1)
+			go func() {
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/organizations/me", nil)
+				if err == nil {
+					var resp *http.Response
+					if resp, err = c.HTTPClient().Do(req); err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						err = resp.Body.Close()
+					}
+				}
+				errs <- err
+			}()
+			testwait.RecvCtx(t, ctx, arrived)
+			require.NoError(t, c.Close())
+			close(answer)
+			require.NoError(t, testwait.RecvCtx(t, ctx, errs))
+
+			require.NoError(t, ws.Write(ctx, websocket.MessageText, []byte("still there")))
+			typ, msg, err := ws.Read(ctx)
+			require.NoError(t, err, "the WebSocket was closed")
+			assert.Equal(t, websocket.MessageText, typ)
+			assert.Equal(t, "still there", string(msg))
+			require.NoError(t, ws.Close(websocket.StatusNormalClosure, ""))
+			base.requireReleased(t)
+		})
+	}
 }
 
 func TestCloseEndsACallWaitingToRetry(t *testing.T) {

@@ -132,8 +132,9 @@
 //
 // Close releases the connections a Client keeps for reuse: without it, those of the HTTP client
 // NewClient built stay open, each with its socket and goroutines, for up to 90 seconds after
-// their last request. Idle connections close at once, the others when the last request in flight
-// ends; Close does not wait for it. Calls that start after Close, and the next attempt of a call
+// their last request. Idle connections close at once, the others, over HTTP/1.1 and HTTP/2 alike,
+// at the latest when the last request in flight ends (its answer's body is closed, or it fails);
+// Close does not wait for it. Calls that start after Close, and the next attempt of a call
 // in flight, fail with an error wrapping ErrClosed, as does any request sent afterwards with the
 // HTTP client from HTTPClient that NewClient built; nothing of them goes out. A Source of package
 // genesys/notifications does not close the Client it was given: close the Source first, then the
