@@ -238,7 +238,7 @@ func (s *Service) openDLQ(cfg *config.Config) error {
 		if err != nil {
 			return cfg.SettingError("dlq.kafka", err)
 		}
-		s.queue, s.dlqPing = q, ks.Ping
+		s.queue, s.dlqPing = q, kafkaProbe(ks, []string{d.Kafka.Topic})
 		s.closeQ = func(ctx context.Context) error { return closeKafkaDLQ(ctx, ks, log) }
 	}
 	return nil

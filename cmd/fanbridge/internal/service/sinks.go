@@ -101,7 +101,7 @@ func buildSink(s *config.Sink, log *slog.Logger) (*builtSink, error) {
 			return nil, err
 		}
 		b.sink = ks
-		b.probe = pc.Ping
+		b.probe = kafkaProbe(pc, kafkaSinkTopics(s.Kafka))
 		b.release = func() { _ = pc.Close() }
 	case s.GRPC != nil:
 		g := s.GRPC
