@@ -654,3 +654,81 @@ func TestAsyncCloseDeadLettersLanesBehindAStuckSend(t *testing.T) {
 	assert.Len(t, q.Entries(), 159)
 	assert.False(t, q.Has("k0-0", "s"), "still in the Send")
 }
+
+// heldSeen holds the deduplication lookup of one event until released, in front of a
+// MemoryDedup: that event's dispatch has taken the configuration and not yet handed its tasks
+// out.
+type heldSeen struct {
+	key     string
+	entered chan struct{}
+	release chan struct{}
+	fanout.DedupStore
+}
+
+func (h *heldSeen) Seen(ctx context.Context, key string) (fanout.DedupRecord, bool, error) {
+	if key == h.key {
+		close(h.entered)
+		<-h.release
+	}
+	return h.DedupStore.Seen(ctx, key)
+}
+
+// An Async dispatch that took the configuration before Close, and hands its event out only once
+// Close's deadline has passed (its deduplication lookup was slow), has it dead-lettered like the
+// rest of the backlog: not left behind in the lane of a key whose current event a Send that
+// ignores cancellation holds, after the deadline emptied that lane, nor in the queue.
+func TestAsyncEventHandedOutAfterCloseDeadlineIsDeadLettered(t *testing.T) {
+	for _, ordered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ordered=%v", ordered), func(t *testing.T) {
+			release := make(chan struct{})
+			defer close(release)
+			entered := make(chan string, 1)
+			stuck := sinkFunc(func(_ context.Context, e *fanbridge.Event) error {
+				entered <- e.ID
+				<-release // ignores its context: a broken sink
+				return nil
+			})
+			written := make(chan string, 4)
+			q := &memDLQ{fail: func(e dlq.Entry) error { written <- e.Event.ID; return nil }}
+			late := event("late", "x")
+			mem, err := fanout.NewMemoryDedup(time.Minute, 100)
+			require.NoError(t, err)
+			held := &heldSeen{key: fanout.DedupKey(late), entered: make(chan struct{}), release: make(chan struct{}), DedupStore: mem}
+			opts := []fanout.Option{fanout.WithMode(fanout.Async), fanout.WithDedup(held),
+				// Long enough for the late event to be written before Close gives up on the stuck Send.
+				fanout.WithDLQTimeout(500 * time.Millisecond)}
+			if ordered {
+				opts = append(opts, fanout.WithOrderingKey(func(*fanbridge.Event) string { return "k" }))
+			}
+			d, err := fanout.New(fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "s", Sink: stuck, Concurrency: 1, QueueSize: 10}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+				DLQ:    q,
+			}, opts...)
+			require.NoError(t, err)
+			ctx := testContext(t)
+			require.NoError(t, d.Dispatch(ctx, event("first", "x")))
+			require.Equal(t, "first", recv(t, entered))
+			require.NoError(t, d.Dispatch(ctx, event("second", "x"))) // waits behind it, in its lane or the queue
+			lateErr := make(chan error, 1)
+			go func() { lateErr <- d.Dispatch(ctx, late) }()
+			recv(t, held.entered)
+
+			ended, cancel := context.WithCancel(ctx)
+			cancel()
+			closed := make(chan error, 1)
+			go func() { closed <- d.Close(ended) }()
+			// The deadline has taken what waited behind the stuck Send: the lane is empty.
+			require.Equal(t, "second", recv(t, written))
+			close(held.release)
+			require.NoError(t, recv(t, lateErr), "accepted")
+			err = recv(t, closed)
+			require.Error(t, err)
+			assert.True(t, q.Has("late", "s"), "the late event neither delivered nor dead-lettered; Close: %v", err)
+			assert.Contains(t, err.Error(), "1 deliveries still in flight")
+			assert.Contains(t, err.Error(), "1 in a sink's Send that ignored cancellation")
+			assert.NotContains(t, err.Error(), "waiting behind")
+			assert.NotContains(t, err.Error(), "neither delivered nor dead-lettered")
+		})
+	}
+}

@@ -116,8 +116,8 @@ func (st *sinkState) shed(t *task) {
 // running sinks and hands it to the drain's writers: a sink's workers may be few, or held by
 // Sends that ignore cancellation, and must not make the dead-letter writes of its backlog wait
 // for one another, nor for them. The queues are read until they are closed, which catches the
-// tasks of dispatches that were handing theirs out at the deadline; a lane's tasks that come
-// later are shed by the worker that runs the lane (see run).
+// tasks of dispatches that were handing theirs out at the deadline; a task that comes later to a
+// busy lane goes to the drain at once (see submit).
 func (d *Dispatcher) shedBacklog() {
 	d.sinkMu.Lock()
 	sinks := make([]*sinkState, 0, len(d.running))

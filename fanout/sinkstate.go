@@ -215,10 +215,21 @@ type lane struct {
 // workers: a task whose key is busy waits in the lane, outside the queue, and the worker that
 // finishes the lane's current task carries on with it. One key therefore never occupies more than
 // one worker, and other keys are never held up.
+//
+// Past Close's deadline, a task whose key is busy goes to the drain instead: shedLanes has taken
+// the lanes' waiting tasks, or will under this lock, and one put behind them now would wait for
+// the lane's current task, which a Send that ignores cancellation may hold past Close's return.
+// A dispatch that took the configuration before Close hands its tasks out that late.
 func (st *sinkState) submit(t *task) {
 	if t.key != "" {
 		st.laneMu.Lock()
 		if l := st.lanes[t.key]; l != nil {
+			if st.d.stopped.Load() {
+				st.laneMu.Unlock()
+				t.state.Store(taskStarted) // no one else has seen it yet
+				st.d.drain.Load().put(t)
+				return
+			}
 			if l.tail == nil {
 				l.head = t
 			} else {
