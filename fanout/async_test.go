@@ -285,52 +285,71 @@ func (*trackedFilter) Match(*fanbridge.Event) bool { return true }
 
 // A configuration that an Update replaced is freed once the dispatches that used it are over,
 // even while an Async delivery accepted under an older one is still pending (so that Settle still
-// waits): only the configuration that delivery was accepted under is kept, not every one
-// replaced since, with its routes and compiled patterns.
+// waits), or a Sync dispatch under an older one is held by a Send that ignores cancellation: only
+// the configuration that delivery or dispatch uses is kept, not every one replaced since, with
+// its routes and compiled patterns.
 func TestReplacedConfigurationsAreFreedWhileAnOlderDeliveryIsPending(t *testing.T) {
-	const updates = 20
-	s := &switchSink{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
-	freed := make(chan int, updates+1)
-	cfg := func(i int) fanout.Config {
-		f := &trackedFilter{}
-		runtime.AddCleanup(f, func(i int) { freed <- i }, i)
-		return fanout.Config{
-			Sinks: []fanout.SinkConfig{{Name: "s", Sink: s, Retry: retry.Policy{MaxAttempts: 1}}},
-			Routes: []fanout.Route{
-				{Name: "tracked", Filter: f, Sinks: []string{"s"}},
-				{Name: "a", Pattern: []byte(fmt.Sprintf(`{"detail-type":["a%d"]}`, i)), Sinks: []string{"s"}},
-				{Name: "b", Pattern: []byte(fmt.Sprintf(`{"detail-type":["b%d"]}`, i)), Sinks: []string{"s"}},
-			},
-		}
-	}
-	d := newDispatcher(t, cfg(0), fanout.WithMode(fanout.Async))
-	ctx := testContext(t)
-	require.NoError(t, d.Dispatch(ctx, event("pending", "x")))
-	recv(t, s.entered)
-	for i := 1; i <= updates; i++ {
-		require.NoError(t, d.Update(cfg(i)))
-	}
+	for _, mode := range []fanout.Mode{fanout.Async, fanout.Sync} {
+		t.Run(mode.String(), func(t *testing.T) {
+			const updates = 20
+			gate := make(chan struct{})
+			entered := make(chan struct{}, 1)
+			s := sinkFunc(func(_ context.Context, e *fanbridge.Event) error {
+				if e.ID == "pending" {
+					entered <- struct{}{}
+					<-gate // ignores its context, past a Sync dispatch's budget
+				}
+				return nil
+			})
+			freed := make(chan int, updates+1)
+			cfg := func(i int) fanout.Config {
+				f := &trackedFilter{}
+				runtime.AddCleanup(f, func(i int) { freed <- i }, i)
+				return fanout.Config{
+					Sinks: []fanout.SinkConfig{{Name: "s", Sink: s, Retry: retry.Policy{MaxAttempts: 1}}},
+					Routes: []fanout.Route{
+						{Name: "tracked", Filter: f, Sinks: []string{"s"}},
+						{Name: "a", Pattern: []byte(fmt.Sprintf(`{"detail-type":["a%d"]}`, i)), Sinks: []string{"s"}},
+						{Name: "b", Pattern: []byte(fmt.Sprintf(`{"detail-type":["b%d"]}`, i)), Sinks: []string{"s"}},
+					},
+				}
+			}
+			d := newDispatcher(t, cfg(0), fanout.WithMode(mode))
+			ctx := testContext(t)
+			dispatched := make(chan error, 1)
+			go func() {
+				dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+				defer cancel()
+				dispatched <- d.Dispatch(dctx, event("pending", "x"))
+			}()
+			recv(t, entered)
+			for i := 1; i <= updates; i++ {
+				require.NoError(t, d.Update(cfg(i)))
+			}
 
-	// Configurations 1 to updates-1 are replaced and unused; 0 is kept by the pending delivery,
-	// and the last is current.
-	got := map[int]bool{}
-	tick := time.NewTicker(5 * time.Millisecond) // a collection per tick, until all are freed
-	defer tick.Stop()
-	for len(got) < updates-1 {
-		runtime.GC()
-		select {
-		case i := <-freed:
-			require.True(t, i > 0 && i < updates, "configuration %d freed while in use", i)
-			got[i] = true
-		case <-tick.C:
-		case <-ctx.Done():
-			t.Fatalf("%d of %d replaced configurations freed while a delivery accepted under the first is pending", len(got), updates-1)
-		}
-	}
+			// Configurations 1 to updates-1 are replaced and unused; 0 is kept by the pending
+			// delivery, and the last is current.
+			got := map[int]bool{}
+			tick := time.NewTicker(5 * time.Millisecond) // a collection per tick, until all are freed
+			defer tick.Stop()
+			for len(got) < updates-1 {
+				runtime.GC()
+				select {
+				case i := <-freed:
+					require.True(t, i > 0 && i < updates, "configuration %d freed while in use", i)
+					got[i] = true
+				case <-tick.C:
+				case <-ctx.Done():
+					t.Fatalf("%d of %d replaced configurations freed while a delivery under the first is pending", len(got), updates-1)
+				}
+			}
 
-	close(s.gate)
-	require.NoError(t, d.Settle(ctx))
-	require.NoError(t, d.Close(ctx))
+			close(gate)
+			require.NoError(t, recv(t, dispatched))
+			require.NoError(t, d.Settle(ctx))
+			require.NoError(t, d.Close(ctx))
+		})
+	}
 }
 
 func TestAsyncEventOlderThanMaxAgeGetsNoAttempt(t *testing.T) {

@@ -850,24 +850,27 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 // Then, once the Async deliveries accepted under old (on sinks kept too) are finished, old has
 // settled.
 //
-// That last wait can be long (an Async delivery may be pending for as long as its sink hangs),
-// and every later Update's retire waits behind it: it holds old's channels only, not old, so
-// that replaced configurations (their routes, their compiled Matcher) are not kept in a chain
-// until then. Only the snapshot an Async task was accepted under stays, held by the task.
+// Each of these waits can be long, and every later Update's retire waits behind it: an Async
+// delivery may be pending for as long as its sink hangs, and a Sync dispatch holds its
+// configuration for as long as a Send that ignores cancellation holds it. So retire holds old's
+// channels only, never old, so that replaced configurations (their routes, their compiled
+// Matcher) are not kept in a chain until then. Only a configuration still in use stays: held by
+// the dispatches on it, or by an Async task accepted under it.
 func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 	defer d.retiring.Done()
-	<-old.handedOut
-	<-old.prevHanded
-	close(old.allHanded)
+	handedOut, prevHanded, allHanded := old.handedOut, old.prevHanded, old.allHanded
+	drained, prevAll, all := old.drained, old.prevAll, old.all
+	quiet, prevSettled, settled := old.quiet, old.prevSettled, old.settled
+	old = nil
+	<-handedOut
+	<-prevHanded
+	close(allHanded)
 	for _, st := range gone {
 		close(st.queue)
 	}
-	<-old.drained
-	old.asyncDone() // no dispatch can accept another under old
-	<-old.prevAll
-	close(old.all)
-	quiet, prevSettled, settled := old.quiet, old.prevSettled, old.settled
-	old = nil
+	<-drained // and with it old's own hold on its Async deliveries (see snapshot.release)
+	<-prevAll
+	close(all)
 	for _, st := range gone {
 		st.workers.Wait()
 		d.sinkMu.Lock()

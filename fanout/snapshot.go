@@ -108,9 +108,12 @@ func newSnapshot(sinks []*sinkState, routes []routeState, q dlq.Queue) *snapshot
 	return s
 }
 
+// release gives back a reference. The last one drains s: no dispatch can accept another
+// Async delivery under it, so its own hold on async goes too.
 func (s *snapshot) release() {
 	if s.refs.Add(-1) == 0 {
 		close(s.drained)
+		s.asyncDone()
 	}
 }
 
