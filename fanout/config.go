@@ -71,7 +71,8 @@ type Route struct {
 	// Name identifies the route in results, dead-letter entries, logs and metrics.
 	Name string
 	// Filter decides which events the route wants; use All for a route that wants every event.
-	// A *filter.Pattern here is matched together with every other pattern route (see Pattern).
+	// A *filter.Pattern here is matched together with every other pattern route (see Pattern);
+	// it must come from filter.ParsePattern: a zero one is refused with ErrInvalidConfig.
 	// A Filter that panics on an event does not match it; the panic is logged and counted.
 	Filter filter.Predicate
 	// Pattern is an Amazon EventBridge event pattern (JSON source), an alternative to Filter:

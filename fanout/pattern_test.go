@@ -86,6 +86,8 @@ func TestPatternRouteErrors(t *testing.T) {
 		{"not JSON", fanout.Route{Name: "junk", Pattern: []byte(`{`), Sinks: []string{"s"}}, `route "junk"`},
 		{"both", fanout.Route{Name: "both", Pattern: []byte(`{"source":["x"]}`), Filter: fanout.All, Sinks: []string{"s"}},
 			`route "both" has both a Filter and a Pattern`},
+		{"zero Pattern", fanout.Route{Name: "zero", Filter: &filter.Pattern{}, Sinks: []string{"s"}},
+			`route "zero": its *filter.Pattern was not made by filter.ParsePattern`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -308,6 +308,12 @@ func buildRoutes(routes []Route, sinks []*sinkState) ([]routeState, error) {
 			rs.filter = p
 		}
 		if p, ok := rs.filter.(*filter.Pattern); ok {
+			// A Pattern is matched without recover (see matches), so one that could not match
+			// (&filter.Pattern{}, never compiled) is refused here rather than met per event.
+			if p.String() == "" {
+				return nil, fmt.Errorf("%w: route %q: its *filter.Pattern was not made by filter.ParsePattern and would match nothing",
+					ErrInvalidConfig, r.Name)
+			}
 			rs.pattern = p
 		}
 		seen := make(map[string]bool, len(r.Sinks))

@@ -9,7 +9,8 @@ import (
 )
 
 // Pattern is a compiled Amazon EventBridge event pattern. It implements Predicate, matching the
-// event's envelope (Event.Raw). A Pattern is immutable and safe for concurrent use.
+// event's envelope (Event.Raw). A Pattern is immutable and safe for concurrent use. Make one with
+// ParsePattern: the zero Pattern, like a nil *Pattern, matches nothing.
 type Pattern struct {
 	src      string
 	branches []branch
@@ -94,7 +95,9 @@ func MustParsePattern(src string) *Pattern {
 	return p
 }
 
-// String returns the pattern's source.
+// String returns the pattern's source. It is empty only for a nil or zero Pattern: every pattern
+// ParsePattern compiles is a JSON object, so a caller can tell by it that a *Pattern it was given
+// was never compiled.
 func (p *Pattern) String() string {
 	if p == nil {
 		return ""
@@ -104,9 +107,10 @@ func (p *Pattern) String() string {
 
 // Match reports whether the pattern matches the event's envelope: Event.Raw when it is an
 // EventBridge envelope, otherwise the envelope view described in the package documentation. An
-// event that MatchRaw refuses does not match, and neither does any event for a nil *Pattern.
+// event that MatchRaw refuses does not match, and neither does any event for a nil or zero
+// Pattern.
 func (p *Pattern) Match(e *fanbridge.Event) bool {
-	if p == nil || e == nil {
+	if !p.compiled() || e == nil {
 		return false
 	}
 	raw, buf := envelopeOf(e)
@@ -117,13 +121,19 @@ func (p *Pattern) Match(e *fanbridge.Event) bool {
 
 // MatchRaw reports whether the pattern matches the JSON event raw. The error wraps
 // ErrInvalidEvent when raw is not a JSON object, or when it repeats a key, or spells a path two
-// ways, at a path the pattern reads (see the package documentation). A nil *Pattern matches
-// nothing and reports no error.
+// ways, at a path the pattern reads (see the package documentation). A nil or zero Pattern
+// matches nothing and reports no error.
 func (p *Pattern) MatchRaw(raw []byte) (bool, error) {
-	if p == nil {
+	if !p.compiled() {
 		return false, nil
 	}
 	return p.matchRaw(raw, defaultLimits)
+}
+
+// compiled reports whether p came from ParsePattern: a zero Pattern has no path table to read
+// an event with.
+func (p *Pattern) compiled() bool {
+	return p != nil && p.table != nil
 }
 
 // matchRaw is MatchRaw with the limits lim.

@@ -93,6 +93,18 @@ func TestCombinators(t *testing.T) {
 		assert.Empty(t, x.String())
 		assert.Equal(t, []int{1}, filter.MatchExprs(ev, []*filter.Expression{nil, filter.MustExpr("true")}, nil))
 	})
+	t.Run("zero-pattern-matches-nothing", func(t *testing.T) {
+		// A Pattern not made by ParsePattern behaves as a nil one, and says so by its String.
+		ev := &fanbridge.Event{Raw: []byte(`{"detail-type":"x"}`), Data: []byte(`{}`)}
+		p := &filter.Pattern{}
+		assert.False(t, p.Match(ev))
+		ok, err := p.MatchRaw(ev.Raw)
+		assert.False(t, ok)
+		assert.NoError(t, err)
+		assert.Empty(t, p.String())
+		assert.False(t, filter.Any(p).Match(ev))
+		assert.True(t, filter.Not(p).Match(ev))
+	})
 	t.Run("caller-slice-not-kept", func(t *testing.T) {
 		ps := []filter.Predicate{yes, yes}
 		all := filter.All(ps...)
