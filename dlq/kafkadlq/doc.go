@@ -74,7 +74,8 @@
 // and any other broker error Kafka marks not retriable; an error wrapping dlq.ErrClosed for a
 // closed client; the context's error when ctx ends first; unmarked, so retryable, otherwise
 // (franz-go has already retried what kerr.IsRetriable allows). A full client buffer is waited out
-// within ctx. Get returns dlq.ErrNotFound.
+// within ctx; a Put whose ctx ends first returns an error wrapping ErrBufferFull and ctx's error,
+// and its record, which never reached the client, is never written. Get returns dlq.ErrNotFound.
 //
 // The broker judges whole batches, and when it refuses one the client fails every record it holds
 // for the partition: those of the refused batch and those queued behind it. A refusal that does
@@ -90,12 +91,27 @@
 // first they return at once, with an error that wraps ctx's error (retry.Classify calls it
 // canceled) and says the record may still be written, because the client keeps producing it.
 //
+// A Put hands its record to the client only when the client's buffer has room for it, and waits
+// for that room within ctx. The queue holds a token for each of its records the client has not yet
+// reported on, as many as the client's kgo.MaxBufferedRecords, and offers a record with
+// kgo.Client.TryProduce once it holds one. The client refuses it when records of others (a client
+// shared with a sink) or their bytes (kgo.MaxBufferedBytes) fill the buffer, or in the instant
+// between the client's report on one of the queue's records and its counting that record out; the
+// Put then offers it again, at intervals growing to 50 ms. A Put that gives up before the client
+// took its record leaves nothing behind: no goroutine waits to hand the record over later, and it
+// is never written, however long the broker stays away. What an outage holds is thus bounded by
+// the client's buffer: with the broker gone, Puts beyond it fail, with ErrBufferFull, once their
+// ctx ends; a kgo.RecordDeliveryTimeout bounds how long the records in the buffer are tried.
+//
 // # Concurrency
 //
 // A Queue is safe for concurrent use, as is the client beneath it. Concurrent Puts are batched by
 // the client into the same produce requests; the client gets each record with a context that
 // keeps the caller's values but never ends, so one Put's cancellation or deadline cannot fail the
-// records of others batched with it. Every List, Get and Delete uses clients of its own, so reads
+// records of others batched with it. For the same reason a record, once the client has it, cannot
+// be taken back: a Put that gives up waiting for its acknowledgement leaves it to the client, which
+// may still write it. Each Put waits for room in the client's buffer within its own ctx, on its own
+// goroutine: it starts none. Every List, Get and Delete uses clients of its own, so reads
 // run beside Puts and beside each other, and Delete may be called from List's callback.
 //
 // A Queue has no Close: it holds nothing but the caller's client, and shutting it down is closing that client, once, after the last Put has returned. A
@@ -110,5 +126,6 @@
 // process, of this machine and of any broker short of losing all in-sync replicas. Set the topic's
 // min.insync.replicas to 2 or more for that to mean more than one copy. A Put that fails may still
 // have been written (the acknowledgement was lost, or ctx ended before it came): the sender
-// retries, and the topic may then hold the event twice; it never holds none.
+// retries, and the topic may then hold the event twice; it never holds none. A Put whose error
+// wraps ErrBufferFull is the exception: its record never reached the client and is never written.
 package kafkadlq

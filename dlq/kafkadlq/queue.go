@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -24,6 +27,10 @@ var (
 	ErrWeakAcks = errors.New("kafkadlq: client does not produce with acks=all")
 	// ErrNotEntry: a record of the topic that fanbridge did not write. Damage.Err wraps it.
 	ErrNotEntry = errors.New("kafkadlq: record is not a dead-letter entry")
+	// ErrBufferFull is wrapped, with ctx's error, by the error of a Put or Delete whose context
+	// ended while the client's buffer had no room for its record: the record was never handed to
+	// the client, so it will not be written. Such an error is never permanent.
+	ErrBufferFull = errors.New("kafkadlq: the client's buffer is full")
 )
 
 // Damage describes a record of the topic that is not an entry; List and Get skip it and report it
@@ -88,6 +95,9 @@ type Queue struct {
 	client *kgo.Client
 	topic  string
 	cfg    config
+	// slots holds one token for each record of a Put that the client has and has not yet
+	// reported on; it has room for the client's buffer (see produce).
+	slots chan struct{}
 }
 
 var (
@@ -127,7 +137,23 @@ func New(client *kgo.Client, topic string, opts ...Option) (*Queue, error) {
 			return []byte(e.ID)
 		}
 	}
-	return &Queue{client: client, topic: topic, cfg: cfg}, nil
+	return &Queue{client: client, topic: topic, cfg: cfg, slots: make(chan struct{}, bufferSize(client))}, nil
+}
+
+// bufferSize is how many records cl buffers at most (kgo.MaxBufferedRecords), or 10,000, the
+// franz-go default, should the client not say.
+func bufferSize(cl *kgo.Client) int {
+	var n int64
+	switch v := cl.OptValue(kgo.MaxBufferedRecords).(type) {
+	case int64:
+		n = v
+	case int:
+		n = int64(v)
+	}
+	if n <= 0 {
+		n = 10_000
+	}
+	return int(min(n, math.MaxInt32))
 }
 
 func validTopic(t string) bool {
@@ -151,8 +177,9 @@ func (q *Queue) Topic() string { return q.topic }
 // retry.Permanent) for an invalid entry, an unknown topic, a denied authorization or a record too
 // large on its own (a refusal of a batch that does not show the record itself at fault is
 // retryable: see the package documentation); an error wrapping ctx's error when ctx ends first, in
-// which case the record may still be written; unmarked, and so retryable, otherwise. A full client
-// buffer is waited out, within ctx.
+// which case the record may still be written, unless the error also wraps ErrBufferFull; unmarked,
+// and so retryable, otherwise. A full client buffer is waited out within ctx, and a Put that gives
+// up waiting for room leaves nothing behind: its record is never written.
 func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("kafkadlq: put: %w", err)
@@ -161,37 +188,100 @@ func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err != nil {
 		return retry.Permanent(fmt.Errorf("kafkadlq: put: %w", err))
 	}
-	return q.produce(ctx, q.client, "put", record(q.topic, q.cfg.key(&e), &e))
+	return q.produce(ctx, q.client, q.slots, "put", record(q.topic, q.cfg.key(&e), &e))
 }
 
+// Bounds of the wait between two offers of a record the client refused for want of room in its
+// buffer: the first is short, as the usual cause is a report that gave a token back an instant
+// before the client counted its record out.
+const (
+	minRoomWait = time.Millisecond
+	maxRoomWait = 50 * time.Millisecond
+)
+
 // produce hands recs to cl and waits for every acknowledgement, or for ctx to end.
-func (q *Queue) produce(ctx context.Context, cl *kgo.Client, op string, recs ...*kgo.Record) error {
+//
+// The records get a context that never ends but keeps ctx's values: the client fails every record
+// batched with one whose context ends, so one caller's deadline must not reach the records of
+// others. A record handed over thus cannot be taken back. So none is handed over before the
+// buffer has room for it: Produce would wait for that room with no regard to a context it may not
+// cancel, and a caller that gave up would leave it waiting, to write the record whenever room
+// came. A record is offered with TryProduce once produce holds one of slots, which its promise
+// gives back, and the client's buffer counts fewer records than slots holds; the waits for a
+// token and, after a refusal for want of room, for the next offer are made here, within ctx. A
+// record still waiting here when ctx ends is never written.
+func (q *Queue) produce(ctx context.Context, cl *kgo.Client, slots chan struct{}, op string, recs ...*kgo.Record) error {
 	type outcome struct {
 		r   *kgo.Record
 		err error
 	}
-	done := make(chan outcome, len(recs)) // buffered: a promise must never block the client
-	promise := func(r *kgo.Record, err error) { done <- outcome{r, err} }
-	// The records get a context that never ends but keeps ctx's values: the client fails every
-	// record batched with one whose context ends, so one caller's deadline must not reach the
-	// records of others. Produce waits for room in a full buffer, with no regard to a context it
-	// may not cancel, so it runs on its own goroutine while this one waits within ctx; a
-	// Delete of more ids than the buffer holds then goes out as room comes.
+	// Buffered: a promise must never block the client. Each record is handed over again only
+	// once its outcome was read, so it has at most one outcome unread.
+	done := make(chan outcome, len(recs))
+	promise := func(r *kgo.Record, err error) {
+		<-slots
+		done <- outcome{r, err}
+	}
 	rctx := context.WithoutCancel(ctx)
-	go func() {
-		for _, r := range recs {
-			cl.Produce(rctx, r, promise)
+	var (
+		todo     = slices.Clone(recs) // records not handed over, or refused for want of room
+		out      int                  // records handed over whose outcome is not read
+		first    outcome
+		timer    *time.Timer
+		retryC   <-chan time.Time // set while a refused record waits before its next offer
+		roomWait time.Duration
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
 		}
 	}()
-	var first outcome
-	for range recs {
+	// later makes the next offer wait, longer after each refusal in a row.
+	later := func() {
+		roomWait = min(max(2*roomWait, minRoomWait), maxRoomWait)
+		if timer == nil {
+			timer = time.NewTimer(roomWait)
+		} else {
+			timer.Reset(roomWait)
+		}
+		retryC = timer.C
+	}
+	for len(todo) > 0 || out > 0 {
+		var take chan<- struct{}
+		if len(todo) > 0 && retryC == nil {
+			take = slots
+		}
 		select {
+		case take <- struct{}{}:
+			if cl.BufferedProduceRecords() >= int64(cap(slots)) {
+				// Full already, of records of others or of one the client reported on and has not
+				// counted out yet: the client would refuse the record.
+				<-slots
+				later()
+				continue
+			}
+			r := todo[0]
+			todo = todo[1:]
+			out++
+			cl.TryProduce(rctx, r, promise)
 		case o := <-done:
-			if first.err == nil {
+			out--
+			if errors.Is(o.err, kgo.ErrMaxBuffered) {
+				todo = append([]*kgo.Record{o.r}, todo...)
+				later()
+				continue
+			}
+			roomWait = 0
+			if o.err != nil && first.err == nil {
 				first = o
 			}
+		case <-retryC:
+			retryC = nil
 		case <-ctx.Done():
-			return fmt.Errorf("kafkadlq: %s: no acknowledgement yet, the record may still be written: %w", op, ctx.Err())
+			if out > 0 || len(todo) < len(recs) {
+				return fmt.Errorf("kafkadlq: %s: no acknowledgement yet, the record may still be written: %w", op, ctx.Err())
+			}
+			return fmt.Errorf("%w: %s: the record was not produced, and will not be: %w", ErrBufferFull, op, ctx.Err())
 		}
 	}
 	if first.err == nil {

@@ -43,8 +43,10 @@ func (q *Queue) writerOpts() []kgo.Opt {
 //
 // Delete writes through a short-lived client of its own, which places records by partition
 // whatever the partitioner of the queue's client; it is closed when the queue's client is, which
-// fails a Delete still waiting with an error wrapping dlq.ErrClosed. When ctx ends first, Delete
-// returns an error wrapping ctx's error, and the removals may still be written.
+// fails a Delete still waiting with an error wrapping dlq.ErrClosed. Removals go to it as its
+// buffer has room for them. When ctx ends first, Delete returns an error wrapping ctx's error, and
+// the removals it has handed to the writer may still be written; when it had handed over none, the
+// error also wraps ErrBufferFull.
 func (q *Queue) Delete(ctx context.Context, ids ...string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("kafkadlq: delete: %w", err)
@@ -93,7 +95,8 @@ func (q *Queue) Delete(ctx context.Context, ids ...string) error {
 			recs = append(recs, r)
 		}
 	}
-	return q.produce(ctx, w, "delete", recs...)
+	// The writer is this Delete's alone, and so are the tokens bounding what it buffers.
+	return q.produce(ctx, w, make(chan struct{}, bufferSize(w)), "delete", recs...)
 }
 
 // allPartitions returns the partitions of the topic, asking through the writer, whose metadata is
