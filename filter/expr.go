@@ -481,8 +481,8 @@ func (c *sizeCounter) add(v any) bool {
 		c.n += uint64(len(v)) / 10
 	case types.String:
 		c.n += uint64(len(v)) / 10
-	case jsonObject:
-		for k, x := range v {
+	case *jsonObject:
+		for k, x := range v.m {
 			if !c.add(k) || !c.add(x) {
 				return false
 			}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/filter"
 )
 
@@ -429,7 +432,9 @@ func TestExprMapWalkIsDeterministic(t *testing.T) {
 }
 
 // TestExprObjects: objects behave as CEL maps, with their keys walked in sorted order and, for a
-// repeated key, the last value.
+// repeated key, the last value. An object sought with `in` in a list of constants or in a map
+// literal, or used as a key of a map literal, is simply not found (CEL looks such values up by
+// hash).
 func TestExprObjects(t *testing.T) {
 	e := &fanbridge.Event{ID: "evt-o", Data: []byte(`{"o":{"b":[1,{"c":true}],"a":1},"p":{"a":1.0,"b":[1,{"c":true}]},` +
 		`"q":{"a":1},"dup":1,"dup":2,"empty":{}}`)}
@@ -450,6 +455,13 @@ func TestExprObjects(t *testing.T) {
 		`data.dup == 2`,
 		`size(data.empty) == 0 && data.empty == {}`,
 		`data.map(k, k) == ['dup', 'empty', 'o', 'p', 'q']`,
+		`!(data.o in ['a', 'b']) && !(data.o in [1, 2.5])`,
+		`data.o in ['x'] || data.q.a == 1`,
+		`!(data.o in {'a': 1})`,
+		`!(data.o.b[1] in ['c'])`,
+		`data.o.b.filter(x, x in [1]) == [1]`,
+		`{data.o: 1} != {} && !({data.o: 1} == {})`,
+		`size({data.o: 1, data.p: 2}) == 2`,
 	} {
 		t.Run(src, func(t *testing.T) {
 			ok, err := filter.MustExpr(src).Eval(e)
@@ -457,7 +469,24 @@ func TestExprObjects(t *testing.T) {
 			assert.True(t, ok)
 		})
 	}
-	_, err := filter.MustExpr(`data.o.z == 1`).Eval(e)
+
+	raw, err := os.ReadFile(filepath.Join("testdata", "v2.audits.entitytype.OAuthClient.delete.json"))
+	require.NoError(t, err)
+	audit, err := eventbridge.Decode(raw, "application/json")
+	require.NoError(t, err)
+	for _, src := range []string{
+		`data.exists(k, data[k] in ['PeoplePermissions', 'Presence'])`,
+		`!(data.entity in ['x'])`,
+		`data.entity in ['x'] || data.action == 'Delete'`,
+		`!(data.entity in {'x': 1})`,
+	} {
+		t.Run(src, func(t *testing.T) {
+			ok, err := filter.MustExpr(src).Eval(audit)
+			require.NoError(t, err)
+			assert.True(t, ok)
+		})
+	}
+	_, err = filter.MustExpr(`data.o.z == 1`).Eval(e)
 	assert.Equal(t, "a field or key is missing", reasonOf(t, err))
 	_, err = filter.MustExpr(`data.o[1] == 1`).Eval(e)
 	assert.Equal(t, "a field or key is missing", reasonOf(t, err))

@@ -21,7 +21,7 @@ var (
 	errBodyNumberRange = errors.New("a number in the body is beyond the range of a double")
 )
 
-// decodeJSON decodes a JSON value into the values CEL takes for data: jsonObject for objects,
+// decodeJSON decodes a JSON value into the values CEL takes for data: *jsonObject for objects,
 // []any, string, int64 (integers that fit), float64 (other numbers), bool and nil. A value
 // nested deeper than the package's limit, or a number too large for a float64 (1e400), is an
 // error rather than a value CEL would compare wrongly (every such number would be +Inf).
@@ -46,10 +46,10 @@ func decodeValue(b []byte, i, depth int) (any, int, error) {
 		if depth >= maxEventDepth {
 			return nil, i, fmt.Errorf("%w: %w (offset %d)", ErrInvalidEvent, errBodyTooDeep, i)
 		}
-		m := jsonObject{}
+		m := map[string]any{}
 		i = skipWS(b, i+1)
 		if i < len(b) && b[i] == '}' {
-			return m, i + 1, nil
+			return &jsonObject{m}, i + 1, nil
 		}
 		for {
 			kEnd, esc, err := scanString(b, i)
@@ -73,7 +73,7 @@ func decodeValue(b []byte, i, depth int) (any, int, error) {
 				continue
 			}
 			if i < len(b) && b[i] == '}' {
-				return m, i + 1, nil
+				return &jsonObject{m}, i + 1, nil
 			}
 			return nil, i, syntaxErr(i, "expected ',' or '}'")
 		}
@@ -147,9 +147,12 @@ func stringOf(s []byte, escaped bool) string {
 // comprehension walks its keys in sorted order, where CEL walks a Go map in Go's random order.
 // When the cost limit stops a walk part-way, the entries it looked at then depend on the event
 // alone, so one event gives one result on every evaluation.
-type jsonObject map[string]any
+//
+// CEL holds it by pointer, as it holds its own maps: CEL uses values as Go map keys (`in` on a
+// constant list and map literals become hash lookups), and a Go map type as a key panics.
+type jsonObject struct{ m map[string]any }
 
-var _ traits.Mapper = jsonObject(nil)
+var _ traits.Mapper = (*jsonObject)(nil)
 
 // jsonValue gives CEL's value for a value of decodeJSON.
 func jsonValue(v any) ref.Val {
@@ -164,19 +167,19 @@ func jsonValue(v any) ref.Val {
 		return types.Bool(v)
 	case nil:
 		return types.NullValue
-	case jsonObject:
+	case *jsonObject:
 		return v
 	}
 	return types.DefaultTypeAdapter.NativeToValue(v)
 }
 
 // Find returns the value at key, a string; any other key is not found, as in CEL's maps.
-func (o jsonObject) Find(key ref.Val) (ref.Val, bool) {
+func (o *jsonObject) Find(key ref.Val) (ref.Val, bool) {
 	k, ok := key.(types.String)
 	if !ok {
 		return nil, false
 	}
-	v, ok := o[string(k)]
+	v, ok := o.m[string(k)]
 	if !ok {
 		return nil, false
 	}
@@ -184,7 +187,7 @@ func (o jsonObject) Find(key ref.Val) (ref.Val, bool) {
 }
 
 // Get returns the value at key, or CEL's "no such key" error.
-func (o jsonObject) Get(key ref.Val) ref.Val {
+func (o *jsonObject) Get(key ref.Val) ref.Val {
 	v, found := o.Find(key)
 	if !found {
 		return types.ValOrErr(v, "no such key: %v", key)
@@ -193,18 +196,18 @@ func (o jsonObject) Get(key ref.Val) ref.Val {
 }
 
 // Contains reports whether the object has the key.
-func (o jsonObject) Contains(key ref.Val) ref.Val {
+func (o *jsonObject) Contains(key ref.Val) ref.Val {
 	_, found := o.Find(key)
 	return types.Bool(found)
 }
 
 // Size returns the number of keys.
-func (o jsonObject) Size() ref.Val { return types.Int(len(o)) }
+func (o *jsonObject) Size() ref.Val { return types.Int(len(o.m)) }
 
 // Iterator walks the keys in sorted order.
-func (o jsonObject) Iterator() traits.Iterator {
-	keys := make([]string, 0, len(o))
-	for k := range o {
+func (o *jsonObject) Iterator() traits.Iterator {
+	keys := make([]string, 0, len(o.m))
+	for k := range o.m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
@@ -212,12 +215,12 @@ func (o jsonObject) Iterator() traits.Iterator {
 }
 
 // Equal reports whether other is a map with the same keys and equal values, as CEL's maps do.
-func (o jsonObject) Equal(other ref.Val) ref.Val {
+func (o *jsonObject) Equal(other ref.Val) ref.Val {
 	om, ok := other.(traits.Mapper)
-	if !ok || om.Size() != types.Int(len(o)) {
+	if !ok || om.Size() != types.Int(len(o.m)) {
 		return types.False
 	}
-	for k, v := range o {
+	for k, v := range o.m {
 		ov, found := om.Find(types.String(k))
 		if !found || types.Equal(jsonValue(v), ov) == types.False {
 			return types.False
@@ -227,13 +230,13 @@ func (o jsonObject) Equal(other ref.Val) ref.Val {
 }
 
 // Type returns CEL's map type.
-func (o jsonObject) Type() ref.Type { return types.MapType }
+func (o *jsonObject) Type() ref.Type { return types.MapType }
 
-// Value returns the object as a Go map; objects inside it are jsonObject values.
-func (o jsonObject) Value() any { return map[string]any(o) }
+// Value returns the object as a Go map; objects inside it are *jsonObject values.
+func (o *jsonObject) Value() any { return o.m }
 
 // ConvertToType converts the object to the map type or gives its type, as CEL's maps do.
-func (o jsonObject) ConvertToType(t ref.Type) ref.Val {
+func (o *jsonObject) ConvertToType(t ref.Type) ref.Val {
 	switch t {
 	case types.MapType:
 		return o
@@ -244,16 +247,16 @@ func (o jsonObject) ConvertToType(t ref.Type) ref.Val {
 }
 
 // ConvertToNative converts the object as CEL converts a map[string]any holding the same values.
-func (o jsonObject) ConvertToNative(t reflect.Type) (any, error) {
+func (o *jsonObject) ConvertToNative(t reflect.Type) (any, error) {
 	return types.DefaultTypeAdapter.NativeToValue(plainJSON(o)).ConvertToNative(t)
 }
 
-// plainJSON returns v with every jsonObject in it turned into a map[string]any.
+// plainJSON returns v with every *jsonObject in it turned into a map[string]any.
 func plainJSON(v any) any {
 	switch v := v.(type) {
-	case jsonObject:
-		m := make(map[string]any, len(v))
-		for k, x := range v {
+	case *jsonObject:
+		m := make(map[string]any, len(v.m))
+		for k, x := range v.m {
 			m[k] = plainJSON(x)
 		}
 		return m

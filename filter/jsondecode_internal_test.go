@@ -16,7 +16,7 @@ import (
 func TestJSONObjectConvertsAsAMap(t *testing.T) {
 	v, err := decodeJSON([]byte(`{"a":1,"b":[{"c":"x"},null],"d":{"e":2.5}}`))
 	require.NoError(t, err)
-	o, ok := v.(jsonObject)
+	o, ok := v.(*jsonObject)
 	require.True(t, ok, "%T", v)
 
 	want := map[string]any{"a": int64(1), "b": []any{map[string]any{"c": "x"}, nil}, "d": map[string]any{"e": 2.5}}
