@@ -2,6 +2,7 @@ package genesys
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -212,6 +213,15 @@ type ownConn struct {
 func (c *ownConn) Close() error {
 	c.t.forget(c)
 	return c.Conn.Close()
+}
+
+// CloseWrite half-closes the connection as the one below does (a *net.TCPConn), so that the body
+// of a plain-HTTP 101 answer offers what net/http's own connections offer.
+func (c *ownConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 // recordedConn returns the connection the transport dialed that c is, or is built on (TLS, TLS

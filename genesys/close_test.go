@@ -190,6 +190,71 @@ func TestCloseReleasesConnections(t *testing.T) {
 	base.requireReleased(t)
 }
 
+// A long-lived Client keeps no record of the connections the server closed.
+func TestClientForgetsClosedConnections(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	ctx := testContext(t)
+	c, err := genesys.NewClient(genesys.USEast1, "id", "secret", genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.URL))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	for range 20 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		require.NoError(t, err)
+		resp, err := c.HTTPClient().Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	// The transport closes a connection the server answered "close" on as the body is closed.
+	require.Eventually(t, func() bool { return genesys.RecordedConns(c) <= 1 }, 5*time.Second, 5*time.Millisecond,
+		"connections recorded: %d", genesys.RecordedConns(c))
+}
+
+// A connection the client's own HTTP client dialed half-closes as the one below it does, as a
+// plain-HTTP upgrade's caller may ask of it.
+func TestOwnConnectionsHalfClose(t *testing.T) {
+	got := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "test")
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			got <- err
+			return
+		}
+		defer conn.Close()
+		_, err = io.Copy(io.Discard, brw) // ends at the client's half-close
+		got <- err
+	}))
+	t.Cleanup(srv.Close)
+	ctx := testContext(t)
+	c, err := genesys.NewClient(genesys.USEast1, "id", "secret", genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.URL))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "test")
+	resp, err := c.HTTPClient().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	cw, ok := resp.Body.(interface{ CloseWrite() error })
+	require.True(t, ok, "the switched body is a %T", resp.Body)
+	require.NoError(t, cw.CloseWrite())
+	select {
+	case err := <-got:
+		require.NoError(t, err)
+	case <-ctx.Done():
+		t.Fatal("the server never saw the half-close")
+	}
+}
+
 func TestCloseWithCallsInFlight(t *testing.T) {
 	srv := genesystest.NewServer()
 	t.Cleanup(srv.Close)

@@ -10,3 +10,11 @@ func OwnTransport(c *Client) *http.Transport {
 	}
 	return c.own.base
 }
+
+// RecordedConns is the number of connections the transport of c's own HTTP client keeps to close
+// at Close.
+func RecordedConns(c *Client) int {
+	c.own.mu.Lock()
+	defer c.own.mu.Unlock()
+	return len(c.own.conns)
+}
