@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -625,6 +626,61 @@ func TestAsyncCloseDeadLettersTheWholeBacklog(t *testing.T) {
 				assert.Less(t, took, 2*time.Second, "about the DLQ timeout after the last entry, with room for a loaded machine")
 			}
 			t.Logf("%d dead-lettered in %v, at most %d writes at once", len(entries), took.Round(time.Millisecond), tc.q.most.Load())
+		})
+	}
+}
+
+// Sync mode, Close's deadline passed while many dispatches wait on slow sinks: each dispatch's
+// tasks waiting in a queue, and the one its own goroutine was running, are dead-lettered by the
+// drain's 64 writers, not by a goroutine each, and every dispatch still answers only once the
+// dead-letter queue has its events.
+func TestSyncCloseDeadLettersWithinTheDrainWidth(t *testing.T) {
+	const dispatches = 200
+	for _, sinks := range [][]string{{"a"}, {"a", "b"}} {
+		t.Run(strings.Join(sinks, ","), func(t *testing.T) {
+			hang := sinkFunc(func(ctx context.Context, _ *fanbridge.Event) error { <-ctx.Done(); return ctx.Err() })
+			// The first 64 writes wait until 64 have begun: the backlog is written side by side.
+			q := &backlogDLQ{together: 64, latency: 10 * time.Millisecond, enough: make(chan struct{})}
+			var scs []fanout.SinkConfig
+			for _, name := range sinks {
+				scs = append(scs, fanout.SinkConfig{Name: name, Sink: hang, Concurrency: 1, QueueSize: dispatches,
+					Retry: retry.Policy{MaxAttempts: 1}})
+			}
+			d, err := fanout.New(fanout.Config{
+				Sinks:  scs,
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: sinks}},
+				DLQ:    q,
+			}, fanout.WithDLQTimeout(time.Second))
+			require.NoError(t, err)
+			ctx := testContext(t)
+			answers := make(chan error, dispatches)
+			for i := range dispatches {
+				go func() { answers <- d.Dispatch(ctx, event(fmt.Sprintf("e%d", i), "x")) }()
+			}
+			require.Eventually(t, func() bool {
+				for _, name := range sinks {
+					if fanout.QueueDepth(d, name) != dispatches {
+						return false
+					}
+				}
+				return true
+			}, testTimeout, time.Millisecond, "every dispatch has its sinks' slots")
+
+			ended, cancel := context.WithCancel(ctx)
+			cancel()
+			require.NoError(t, d.Close(ended))
+			for range dispatches {
+				require.NoError(t, recv(t, answers), "answered once dead-lettered")
+			}
+			entries := q.Entries()
+			got := map[string]bool{}
+			for _, e := range entries {
+				got[e.Event.ID+"/"+e.Sink] = true
+			}
+			assert.Len(t, entries, len(sinks)*dispatches)
+			assert.Len(t, got, len(sinks)*dispatches, "each event dead-lettered once for each sink")
+			assert.LessOrEqual(t, q.most.Load(), int64(64+len(sinks)), "the drain's writers and the sinks' own workers")
+			t.Logf("at most %d writes at once", q.most.Load())
 		})
 	}
 }

@@ -344,24 +344,40 @@ const outcomeOffloaded Outcome = "offloaded"
 // the drain: see dlqContext), and is retried with backoff within that bound.
 //
 // A task the Sync dispatch's goroutine runs while other tasks of the dispatch are pending
-// (t.offload) has its write made on a goroutine of its own, which then finishes the task as that
-// goroutine would have, and outcomeOffloaded is returned: the dispatch's goroutine must not wait
-// for it, as it alone withdraws the queued tasks once the budget ends (or Close's deadline comes),
-// and their writes must run beside this one, not after it.
+// (t.offload) has its write made beside it (see Dispatcher.aside), which then finishes the task
+// as that goroutine would have, and outcomeOffloaded is returned: the dispatch's goroutine must
+// not wait for it, as it alone withdraws the queued tasks once the budget ends (or Close's
+// deadline comes), and their writes must run beside this one, not after it. Past Close's
+// deadline, the dispatch's goroutine hands its other writes to the drain too, and waits for them:
+// the writes of Sync dispatches then keep within the drain's width, however many there are.
 func (st *sinkState) deadLetter(t *task, cond dlq.Condition, n int, first, last time.Time, cause error, start time.Time) SinkResult {
+	if t.runBy == 0 {
+		return st.writeDeadLetter(t, cond, n, first, last, cause, start)
+	}
+	d := st.d
 	if t.offload {
 		t.offload = false
 		g, runBy := t.g, t.runBy
-		go func() {
-			out := st.deadLetter(t, cond, n, first, last, cause, start)
+		d.aside(func() {
+			out := st.writeDeadLetter(t, cond, n, first, last, cause, start)
 			st.reserved.Add(-1)
-			st.d.complete(t, out)
+			d.complete(t, out)
 			if runBy == runInline {
-				st.d.unref(g) // the hold it would have had in a queue
+				d.unref(g) // the hold it would have had in a queue
 			}
-		}()
+		})
 		return SinkResult{Outcome: outcomeOffloaded}
 	}
+	if d.stopped.Load() {
+		done := make(chan SinkResult, 1)
+		d.drain.Load().do(func() { done <- st.writeDeadLetter(t, cond, n, first, last, cause, start) })
+		return <-done
+	}
+	return st.writeDeadLetter(t, cond, n, first, last, cause, start)
+}
+
+// writeDeadLetter is deadLetter's write, made where it is called.
+func (st *sinkState) writeDeadLetter(t *task, cond dlq.Condition, n int, first, last time.Time, cause error, start time.Time) SinkResult {
 	d := st.d
 	if cause == nil {
 		cause = errors.New("fanout: delivery failed for no recorded reason") // never expected

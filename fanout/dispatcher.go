@@ -377,9 +377,9 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 	}
 	s.handed()
 	// A task this goroutine runs whose dead-letter write it would have to make while other tasks
-	// are pending hands the write to a goroutine of its own (see sinkState.deadLetter): this one
-	// must get to the select below, which withdraws the queued tasks as soon as gctx ends, so
-	// that their writes run beside that one rather than after it.
+	// are pending hands the write aside (see sinkState.deadLetter): this one must get to the
+	// select below, which withdraws the queued tasks as soon as gctx ends, so that their writes
+	// run beside that one rather than after it.
 	offload := n > 1
 	if inline >= 0 {
 		t := &g.tasks[inline]
@@ -719,14 +719,14 @@ func (d *Dispatcher) Settle(ctx context.Context) error {
 }
 
 // withdrawQueued gives every task of g that no worker has started yet its outcome now that g's
-// context has ended: dead-lettered (or failed, when the caller gave up), each on a goroutine of
-// its own, so that the answer waits for the slowest of those writes, not for their sum. It runs
-// only once every task of g is handed out.
+// context has ended: dead-lettered (or failed, when the caller gave up), each beside the others
+// (see aside), so that the answer waits for the slowest of those writes, not for their sum. It
+// runs only once every task of g is handed out.
 func (d *Dispatcher) withdrawQueued(g *group) {
 	for j := range g.tasks {
 		t := &g.tasks[j]
 		if t.sink.withdraw(t) {
-			go func() { d.complete(t, t.sink.abandon(t)) }()
+			d.aside(func() { d.complete(t, t.sink.abandon(t)) })
 		}
 	}
 }
@@ -1025,8 +1025,9 @@ func isNil(v any) bool {
 // until all are done or ctx ends; when ctx ends, retrying stops, and whatever is not delivered is
 // dead-lettered (under a context detached from ctx), never dropped because of our own
 // cancellation: deliveries under way once cut short, and the events still waiting in a sink's
-// queue or ordering lane at once, without an attempt, up to 64 writes at a time whatever the
-// sinks' Concurrency. Then the sinks are closed (see WithSinkClosing); the dead-letter queue is
+// queue or ordering lane at once, without an attempt. Those writes are made up to 64 at a time,
+// in both modes, whatever the sinks' Concurrency and however many Sync dispatches wait, besides
+// those of the deliveries a sink's workers had under way. Then the sinks are closed (see WithSinkClosing); the dead-letter queue is
 // not: the caller closes it after Close returns.
 //
 // After ctx ends, Close returns once every accepted event is delivered or dead-lettered, each

@@ -131,9 +131,11 @@
 // Shutdown. Close refuses new dispatches at once (fanbridge.ErrClosed) and lets in-flight and
 // queued deliveries finish, retries included. When its context ends, retrying stops everywhere:
 // deliveries under way are cut short and dead-lettered, and the events still waiting in a sink's
-// queue or ordering lane are dead-lettered without an attempt, up to 64 writes at a time whatever
-// the sink's Concurrency (a queue that commits concurrent writes together, as filedlq does,
-// batches them). After its context ends, Close returns once every accepted event is delivered or
+// queue or ordering lane are dead-lettered without an attempt. From then on, in both modes, the
+// dead-letter writes are made up to 64 at a time, whatever the sinks' Concurrency and however
+// many Sync dispatches wait (a queue that commits concurrent writes together, as filedlq does,
+// batches them), besides those of the deliveries a sink's workers had under way (at most its
+// Concurrency). After its context ends, Close returns once every accepted event is delivered or
 // dead-lettered, each dead-letter write bounded by the DLQ timeout; it stops waiting once the
 // dead-letter queue has taken no entry for the DLQ timeout (as when the queue hangs or refuses,
 // or what is left is held by sinks that ignore cancellation), plus a grace of 100ms. A backlog the queue keeps taking is

@@ -16,9 +16,10 @@ import (
 const drainWidth = 64
 
 // drain dead-letters what is left once Close's deadline has passed (see Dispatcher.stop): the
-// tasks no worker had started, taken off the sinks' queues and ordering lanes, are written by up
-// to drainWidth writers, and every dead-letter write from then on runs under ctx as well as its
-// own DLQ timeout. ctx ends once the dead-letter queue has taken nothing for the DLQ timeout: a
+// tasks no worker had started, taken off the sinks' queues and ordering lanes, and the writes of
+// Sync dispatches (their withdrawn tasks, and those their own goroutine ran) are made by up to
+// drainWidth writers, and every dead-letter write from then on runs under ctx as well as its own
+// DLQ timeout. ctx ends once the dead-letter queue has taken nothing for the DLQ timeout: a
 // queue that keeps taking entries gets as long as the backlog needs, one that hangs or refuses
 // is given up on, and so is a sink that holds its tasks past cancellation.
 type drain struct {
@@ -30,7 +31,7 @@ type drain struct {
 
 	mu      sync.Mutex
 	timer   *time.Timer // checks for progress
-	backlog []*task     // claimed, waiting for a writer
+	backlog []func()    // dead-letter writes, each with what follows it, waiting for a writer
 	writers int
 }
 
@@ -41,6 +42,18 @@ func newDrain(timeout time.Duration) *drain {
 	dr.timer = time.AfterFunc(timeout, dr.check)
 	dr.mu.Unlock()
 	return dr
+}
+
+// aside runs write, a dead-letter write and what follows it, beside the caller: on a goroutine of
+// its own, or, once Close's deadline has passed, on one of the drain's writers, so that the
+// writes a Sync dispatch makes then, however many dispatches there are, keep within the drain's
+// width. write must not wait for the drain itself.
+func (d *Dispatcher) aside(write func()) {
+	if d.stopped.Load() {
+		d.drain.Load().do(write) // set before stopped
+		return
+	}
+	go write()
 }
 
 // progress notes that the dead-letter queue has just taken an entry.
@@ -74,8 +87,14 @@ func (dr *drain) end() {
 
 // put hands t, claimed (taskStarted) and not attempted, to the writers.
 func (dr *drain) put(t *task) {
+	dr.do(func() { t.sink.shed(t) })
+}
+
+// do hands write, a dead-letter write and what follows it, to the writers. write must not wait
+// for the drain itself.
+func (dr *drain) do(write func()) {
 	dr.mu.Lock()
-	dr.backlog = append(dr.backlog, t)
+	dr.backlog = append(dr.backlog, write)
 	spawn := dr.writers < drainWidth
 	if spawn {
 		dr.writers++
@@ -86,7 +105,7 @@ func (dr *drain) put(t *task) {
 	}
 }
 
-// write is one writer: it dead-letters tasks of the backlog, oldest first, until none is left.
+// write is one writer: it runs the writes of the backlog, oldest first, until none is left.
 func (dr *drain) write() {
 	for {
 		dr.mu.Lock()
@@ -96,11 +115,11 @@ func (dr *drain) write() {
 			dr.mu.Unlock()
 			return
 		}
-		t := dr.backlog[0]
+		w := dr.backlog[0]
 		dr.backlog[0] = nil
 		dr.backlog = dr.backlog[1:]
 		dr.mu.Unlock()
-		t.sink.shed(t)
+		w()
 	}
 }
 
