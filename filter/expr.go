@@ -473,6 +473,9 @@ func deepSize(v any, max uint64) uint64 {
 
 type sizeCounter struct{ n, max uint64 }
 
+// bodyListType is the type of CEL's lists over the body's arrays.
+var bodyListType = reflect.TypeOf(types.DefaultTypeAdapter.NativeToValue([]any{}))
+
 // add counts v and what it holds; it returns false once the count reaches max.
 func (c *sizeCounter) add(v any) bool {
 	c.n++
@@ -487,6 +490,12 @@ func (c *sizeCounter) add(v any) bool {
 				return false
 			}
 		}
+	case map[string]any:
+		for k, x := range v {
+			if !c.add(k) || !c.add(x) {
+				return false
+			}
+		}
 	case []any:
 		for _, x := range v {
 			if !c.add(x) {
@@ -494,10 +503,14 @@ func (c *sizeCounter) add(v any) bool {
 			}
 		}
 	case traits.Lister:
-		// A list of the body reads its elements without adapting each to CEL.
-		if elems, ok := v.Value().([]any); ok {
-			c.n--
-			return c.add(elems)
+		// A list of the body hands out the elements it holds, read without adapting each to
+		// CEL. Other lists are walked: the Value of a concatenation is a copy of its elements,
+		// the objects in it turned into Go maps.
+		if reflect.TypeOf(v) == bodyListType {
+			if elems, ok := v.Value().([]any); ok {
+				c.n--
+				return c.add(elems)
+			}
 		}
 		for it := v.Iterator(); it.HasNext() == types.True; {
 			if !c.add(it.Next()) {

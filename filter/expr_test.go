@@ -363,7 +363,7 @@ func TestExprTimeLimit(t *testing.T) {
 func TestExprDeepEqualityCost(t *testing.T) {
 	z := numberList(1000, "0")
 	e := &fanbridge.Event{ID: "evt-d", Data: []byte(`{"l":[` + z + `],"a":[[` + z + `]],"b":[[` + z + `]],"ls":[[[` + z + `]]],` +
-		`"m1":{"k":[` + z + `]},"m2":{"k":[` + z + `]},"small":[[0]]}`)}
+		`"m1":{"k":[` + z + `]},"m2":{"k":[` + z + `]},"lm1":[{"k":[` + z + `]}],"lm2":[{"k":[` + z + `]}],"small":[[0]]}`)}
 	for _, tt := range []struct {
 		src  string
 		want bool
@@ -374,6 +374,8 @@ func TestExprDeepEqualityCost(t *testing.T) {
 		{`1 in data.l`, false},
 		{`data.m1 == data.m2`, true},
 		{`data.m1 != data.m2`, false},
+		{`[0] + data.lm1 == [0] + data.lm2`, true},
+		{`data.lm1 + [0] != data.lm2 + [0]`, false},
 	} {
 		t.Run(tt.src, func(t *testing.T) {
 			ok, err := filter.MustExpr(tt.src, filter.WithCostLimit(500)).Eval(e)
@@ -394,12 +396,18 @@ func TestExprDeepEqualityCost(t *testing.T) {
 	// The same comparison in every step of a comprehension runs into the default cost limit
 	// (the time limit is raised for the test to be about the cost limit alone).
 	big := numberList(2000, "0")
-	e = &fanbridge.Event{ID: "evt-d2", Data: []byte(`{"items":[` + numberList(200, "0") + `],"a":[[` + big + `]],"b":[[` + big + `]]}`)}
-	x := filter.MustExpr(`data.items.exists(i, data.a != data.b)`, filter.WithTimeLimit(time.Minute))
-	ok, _, err = evalWithin(t, time.Minute, x, e)
-	assert.False(t, ok)
-	require.Error(t, err)
-	assert.Equal(t, "the cost limit was exceeded", reasonOf(t, err))
+	e = &fanbridge.Event{ID: "evt-d2", Data: []byte(`{"items":[` + numberList(200, "0") + `],"a":[[` + big + `]],"b":[[` + big + `]],` +
+		`"oa":[{"k":[` + big + `]}],"ob":[{"k":[` + big + `]}]}`)}
+	for _, src := range []string{
+		`data.items.exists(i, data.a != data.b)`,
+		`data.items.exists(i, [0] + data.oa != [0] + data.ob)`,
+	} {
+		x := filter.MustExpr(src, filter.WithTimeLimit(time.Minute))
+		ok, _, err = evalWithin(t, time.Minute, x, e)
+		assert.False(t, ok, src)
+		require.Error(t, err, src)
+		assert.Equal(t, "the cost limit was exceeded", reasonOf(t, err), src)
+	}
 }
 
 // TestExprMapWalkIsDeterministic: a comprehension over an object walks its keys in sorted order,

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -52,4 +53,10 @@ func TestDeepSize(t *testing.T) {
 		assert.Equal(t, uint64(4), deepSize(x, 4), "%T", x)
 	}
 	assert.Equal(t, uint64(want), equalityCost(body, literal, DefaultCostLimit))
+
+	// A concatenation counts what both lists hold, the objects in them included, and so does an
+	// object as a Go map.
+	concat := body.(traits.Lister).Add(literal)
+	assert.Equal(t, uint64(1+2*(want-1)), deepSize(concat, 1000))
+	assert.Equal(t, uint64(5), deepSize(map[string]any{"k": "0123456789abcdefghij"}, 1000))
 }
