@@ -26,6 +26,7 @@ import (
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/demo"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/service"
 	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/genesys"
@@ -98,10 +99,11 @@ list and redrive take -sink and -id to select entries (repeatable; comma lists)
 
 The queue is the configuration's dlq (file or Kafka), or the filedlq directory given by -file,
 which replaces that section (list and show then read nothing of -config; redrive takes the rest
-of it). A file queue's directory must hold the queue's LOCK file or a dlq-*.jsonl segment, as
-one a fanbridge has written to does: another directory is refused. A running fanbridge holds a
-file queue for writing: list and show work beside it, redrive does not. redrive -id exits 1 for
-an id that names no entry.
+of it). A file queue's directory must hold the queue's LOCK file or a segment named
+dlq-<20-digit number>.jsonl, as one a fanbridge has written to does: another directory is
+refused (other files, such as an export saved as dlq-export.jsonl, do not count). A running
+fanbridge holds a file queue for writing: list and show work beside it, redrive does not.
+redrive -id exits 1 for an id that names no entry.
 
 flags:
 `
@@ -428,7 +430,9 @@ func plural(n int, one, many string) string {
 // and one opened for reading takes any directory for an empty queue: a mistyped directory, or
 // the parent of the queue's, would give an empty queue, and the command a success that read or
 // redrove nothing. A directory filedlq has opened for writing holds its LOCK file and at least
-// one segment (the active one stays when every entry is removed); one holding neither is refused.
+// one segment (the active one stays when every entry is removed); one holding neither, as
+// filedlq names them, is refused (an export such as dlq list -json > dlq-export.jsonl is no
+// segment).
 func queueDir(dir string) error {
 	fi, err := os.Stat(dir)
 	switch {
@@ -439,26 +443,14 @@ func queueDir(dir string) error {
 	case !fi.IsDir():
 		return fmt.Errorf("%s: not a directory (a file dlq is a directory)", dir)
 	}
-	f, err := os.Open(dir)
-	if err != nil {
+	ok, err := filedlq.HoldsQueue(dir)
+	switch {
+	case err != nil:
 		return err
+	case !ok:
+		return fmt.Errorf("%s: not a file dlq: it holds neither a LOCK file nor a dlq-<sequence number>.jsonl segment, which the fanbridge that writes to a queue creates (check -file or dlq.file.dir)", dir)
 	}
-	defer f.Close()
-	for {
-		ents, err := f.ReadDir(256)
-		for _, e := range ents {
-			name := e.Name()
-			if e.Type().IsRegular() && (name == "LOCK" || strings.HasPrefix(name, "dlq-") && strings.HasSuffix(name, ".jsonl")) {
-				return nil
-			}
-		}
-		switch {
-		case errors.Is(err, io.EOF):
-			return fmt.Errorf("%s: not a file dlq: it holds neither a LOCK file nor a dlq-*.jsonl segment, which the fanbridge that writes to a queue creates (check -file or dlq.file.dir)", dir)
-		case err != nil:
-			return err
-		}
-	}
+	return nil
 }
 
 // tableChunk is how many rows the dlq list table holds before writing them, so that its memory

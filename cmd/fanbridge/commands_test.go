@@ -926,6 +926,39 @@ func TestDLQRefusesADirectoryHoldingNoQueue(t *testing.T) {
 	assert.Contains(t, out, "selected 0, redriven 0, removed 0, failed 0, skipped 0")
 }
 
+// An export of the entries saved beside the queue (dlq list -json > parent/dlq-export.jsonl) is
+// no segment: the parent stays a directory that holds no queue, which list refuses and in which
+// redrive makes no queue.
+func TestDLQTakesNoExportForASegment(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	env := []string{"E2E_API_KEY=" + e2eAPIKey}
+	parent := filepath.Join(t.TempDir(), "fanbridge")
+	queue := filepath.Join(parent, "dlq")
+	q, err := filedlq.Open(queue)
+	require.NoError(t, err)
+	require.NoError(t, q.Put(ctx, dlq.Entry{ID: "entry-1", Sink: "gone", Event: fanbridge.Event{ID: "ev-1", Raw: []byte(`{}`)}}))
+	require.NoError(t, q.Close())
+	code, out, errOut := runCmd(t, ctx, env, "dlq", "list", "-json", "-file", queue)
+	require.Equal(t, 0, code, errOut)
+	writeFile(t, filepath.Join(parent, "dlq-export.jsonl"), out)
+
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "list", "-file", parent)
+	assert.Equal(t, 1, code, "%s%s", out, errOut)
+	assert.Contains(t, errOut, "fanbridge dlq: "+parent+": not a file dlq")
+	cfg := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", queue, ""))
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-file", parent)
+	assert.Equal(t, 1, code, "%s%s", out, errOut)
+	assert.Contains(t, errOut, "fanbridge dlq redrive: "+parent+": not a file dlq")
+	ents, err := os.ReadDir(parent)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	assert.Equal(t, []string{"dlq", "dlq-export.jsonl"}, names, "redrive made a queue in the parent")
+}
+
 // The dlq command line is checked before the configuration is read; -file replaces the
 // configuration's dlq section, whose variables then need not be set; an -id of redrive that
 // names no entry is an error, as it is for show.

@@ -17,7 +17,9 @@
 // next number is started; a segment therefore holds at least one entry, however large. Numbers
 // only grow, so reading every segment in number order, and each from start to end, reads the
 // entries oldest first. With WithRetention(n) starting a segment deletes the oldest segments
-// beyond n, with their entries; by default nothing is ever deleted that way.
+// beyond n, with their entries; by default nothing is ever deleted that way. HoldsQueue tells a
+// directory that holds a queue by these files, for tools that must not take another directory
+// for an empty queue.
 //
 // # File format, version 1
 //

@@ -61,6 +61,40 @@ func scanDir(dir string) (segs []uint64, tmps []string, err error) {
 	return segs, tmps, nil
 }
 
+// HoldsQueue reports whether dir holds a queue: a segment file named as the queue names them
+// (dlq-<20-digit sequence number from 1>.jsonl) or the LOCK file Open makes for writing. Open is
+// no such check: for writing it creates what is missing, and for reading it takes any directory
+// for an empty queue. A tool given a directory to read or redrive can ask HoldsQueue first, so
+// that a mistyped directory, or the parent of a queue's, is not taken for an empty queue. Other
+// files do not count, however they are named (an export of the entries saved as
+// dlq-export.jsonl, a leftover .tmp file), nor does anything that is not a regular file. The
+// error is the directory's, from opening or reading it (wrapping fs.ErrNotExist when there is
+// none).
+func HoldsQueue(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	for {
+		ents, err := f.ReadDir(256)
+		for _, de := range ents {
+			if !de.Type().IsRegular() {
+				continue
+			}
+			if _, ok := parseSegName(de.Name()); ok || de.Name() == lockName {
+				return true, nil
+			}
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			return false, nil
+		case err != nil:
+			return false, err
+		}
+	}
+}
+
 // syncDir makes the directory's entries (created, renamed and removed files) durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
