@@ -109,7 +109,8 @@ func TestAsyncLossIsReported(t *testing.T) {
 }
 
 // TestCloseReturnsInTimeDespiteASinkIgnoringCancellation: a sink that never returns must not keep
-// Close past its deadline plus the DLQ timeout (and a short grace).
+// Close waiting once the dead-letter queue has taken nothing for the DLQ timeout after the
+// deadline (here there is nothing else to take), and a short grace.
 func TestCloseReturnsInTimeDespiteASinkIgnoringCancellation(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)

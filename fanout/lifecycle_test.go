@@ -283,7 +283,10 @@ func TestClosedDispatcherRefuses(t *testing.T) {
 // TestCloseUnderLoadLosesNothing runs many dispatchers against a fast sink, a flaky one and one
 // that hangs on some events until cancelled, then closes with a short deadline while events are
 // still flowing. Every event whose Dispatch returned nil must be in each of its sinks or in the
-// DLQ for that sink; Close must return within its deadline plus the DLQ timeout.
+// DLQ for that sink. Past its deadline Close waits while the dead-letter queue keeps taking
+// entries, and gives up once it has taken none for the DLQ timeout; this queue takes each at once
+// and every sink honours cancellation, so Close must return within its deadline plus the DLQ
+// timeout.
 func TestCloseUnderLoadLosesNothing(t *testing.T) {
 	for _, mode := range []fanout.Mode{fanout.Sync, fanout.Async} {
 		t.Run(mode.String(), func(t *testing.T) {
