@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -72,9 +74,10 @@ func (f exprOptionFunc) apply(c *exprConfig) { f(c) }
 // evaluation error, so the event does not match. The cost limit is the bound to rely on: it
 // stops an evaluation of a given expression on a given event at the same point on every machine
 // and every run. Cost is tracked only for expressions whose worst case could exceed the limit
-// (every comprehension over data, and == or != between two values of data), and tracking makes a
-// comprehension slow down as it goes, its time growing with the square of its steps: with a
-// limit well above the default, raise WithTimeLimit too. The default is DefaultCostLimit
+// (every comprehension over data, and ==, != or `in` between two values of data, or between list
+// and map literals holding them, as in [data.a] == [data.b]), and tracking makes a comprehension
+// slow down as it goes, its time growing with the square of its steps: with a limit well above
+// the default, raise WithTimeLimit too. The default is DefaultCostLimit
 // (100,000).
 func WithCostLimit(n uint64) ExprOption {
 	return exprOptionFunc(func(c *exprConfig) { c.costLimit = n })
@@ -162,7 +165,7 @@ func Expr(src string, opts ...ExprOption) (*Expression, error) {
 	// CEL's tracker also slows down as a comprehension goes on (it searches a stack that grows
 	// with the steps taken), so such a program also runs under the time limit, checked between
 	// iterations.
-	if est, err := env.EstimateCost(ast, noSizeHints{}); err != nil || est.Max > cfg.costLimit {
+	if est, err := env.EstimateCost(ast, worstCase{ast.NativeRep()}); err != nil || est.Max > cfg.costLimit {
 		popts = append(popts, cel.CostLimit(cfg.costLimit), cel.CostTracking(deepCosts{limit: cfg.costLimit}),
 			cel.InterruptCheckFrequency(interruptEvery))
 		x.timeLimit = cfg.timeLimit
@@ -365,13 +368,74 @@ type celEvent struct {
 	Metadata map[string]string `cel:"metadata"`
 }
 
-// noSizeHints leaves every size unknown, so cost estimates are worst cases.
-type noSizeHints struct{}
+// worstCase estimates the worst case of an expression's cost: it leaves every size unknown,
+// and makes ==, != and `in` unbounded where both sides may hold lists or maps of the body.
+// CEL's own estimate counts only the top-level size of a list or map literal, so
+// [data.a, data.b] == [data.c, data.d] would be two units where it walks all that a to d hold.
+type worstCase struct{ ast *celast.AST }
 
-func (noSizeHints) EstimateSize(checker.AstNode) *checker.SizeEstimate { return nil }
+func (worstCase) EstimateSize(checker.AstNode) *checker.SizeEstimate { return nil }
 
-func (noSizeHints) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
-	return nil
+// EstimateCallCost returns an unbounded cost for ==, != and `in` whose operands may both hold
+// values of the body below their top level, and nil (CEL's own estimate) for everything else.
+func (w worstCase) EstimateCallCost(function, _ string, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	if len(args) != 2 {
+		return nil
+	}
+	switch function {
+	case operators.Equals, operators.NotEquals:
+		if !w.mayHoldData(args[0].Expr()) || !w.mayHoldData(args[1].Expr()) {
+			return nil
+		}
+	case operators.In:
+		// `in` on a map looks the key up; on a list it compares with every element.
+		if !w.mayHoldData(args[0].Expr()) || !w.mayListData(args[1].Expr()) {
+			return nil
+		}
+	default:
+		return nil
+	}
+	return &checker.CallEstimate{CostEstimate: checker.CostEstimate{Min: 1, Max: math.MaxUint64}}
+}
+
+// mayHoldData reports whether e may give a list or a map of the body, or one holding such: a
+// value whose type is dyn, or a list or map literal with such a value in it. Constants and
+// values of a type without dyn in it (a string, the event's metadata) cannot.
+func (w worstCase) mayHoldData(e celast.Expr) bool {
+	switch e.Kind() {
+	case celast.LiteralKind:
+		return false
+	case celast.ListKind:
+		return slices.ContainsFunc(e.AsList().Elements(), w.mayHoldData)
+	case celast.MapKind:
+		for _, entry := range e.AsMap().Entries() {
+			if m := entry.AsMapEntry(); w.mayHoldData(m.Key()) || w.mayHoldData(m.Value()) {
+				return true
+			}
+		}
+		return false
+	}
+	return typeMayHoldData(w.ast.GetType(e.ID()))
+}
+
+// mayListData reports whether e may give a list holding lists or maps of the body.
+func (w worstCase) mayListData(e celast.Expr) bool {
+	switch e.Kind() {
+	case celast.LiteralKind, celast.MapKind:
+		return false
+	case celast.ListKind:
+		return w.mayHoldData(e)
+	}
+	t := w.ast.GetType(e.ID())
+	return t.Kind() != types.MapKind && typeMayHoldData(t)
+}
+
+func typeMayHoldData(t *types.Type) bool {
+	switch t.Kind() {
+	case types.DynKind, types.AnyKind, types.TypeParamKind, types.ErrorKind:
+		return true
+	}
+	return slices.ContainsFunc(t.Parameters(), typeMayHoldData)
 }
 
 // interruptEvery is how many iterations of comprehensions a program that tracks its cost runs

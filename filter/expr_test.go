@@ -359,7 +359,8 @@ func TestExprTimeLimit(t *testing.T) {
 
 // TestExprDeepEqualityCost: ==, != and `in` cost what they walk, the elements of the lists and
 // maps inside their operands, not the operands' top-level size (CEL's own charge, one unit for
-// two lists each holding one list of 1,000 numbers).
+// two lists each holding one list of 1,000 numbers), and so do they between list and map
+// literals holding values of the body.
 func TestExprDeepEqualityCost(t *testing.T) {
 	z := numberList(1000, "0")
 	e := &fanbridge.Event{ID: "evt-d", Data: []byte(`{"l":[` + z + `],"a":[[` + z + `]],"b":[[` + z + `]],"ls":[[[` + z + `]]],` +
@@ -376,6 +377,11 @@ func TestExprDeepEqualityCost(t *testing.T) {
 		{`data.m1 != data.m2`, false},
 		{`[0] + data.lm1 == [0] + data.lm2`, true},
 		{`data.lm1 + [0] != data.lm2 + [0]`, false},
+		{`[data.a, data.b] == [data.b, data.a]`, true},
+		{`{'k': data.l} != {'k': data.l}`, false},
+		{`{'k': [data.a]} == {'k': [data.b]}`, true},
+		{`data.a in [data.b]`, true},
+		{`dyn([data.l]) == dyn([data.l])`, true},
 	} {
 		t.Run(tt.src, func(t *testing.T) {
 			ok, err := filter.MustExpr(tt.src, filter.WithCostLimit(500)).Eval(e)
