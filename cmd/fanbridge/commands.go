@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -18,8 +17,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
@@ -169,7 +166,7 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch {
 	case sub == "redrive" && *dir != "":
-		cfg, err = loadWithoutDLQ(*cfgPath)
+		cfg, err = config.LoadWithoutDLQ(*cfgPath, nil)
 	case sub == "redrive":
 		cfg, err = config.Load(*cfgPath, nil)
 	case *dir == "":
@@ -217,79 +214,6 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 		return dlqShow(ctx, r, pos[0], stdout, stderr)
 	}
 	return dlqList(ctx, r, sinks, ids, *asJSON, stdout, stderr)
-}
-
-// loadWithoutDLQ loads the configuration file at path as config.Load does, less its dlq
-// section, which -file replaces: the variables only that section uses need not be set, and its
-// values are not checked. The section's lines are blanked rather than cut, so that an error
-// elsewhere names the line it has in the file. A file whose section cannot be told by its lines
-// (a top-level mapping in flow style or with a merge key, an anchor inside the section, a dlq
-// key given twice, YAML that does not parse, a second document) is loaded whole, its errors
-// reported as Load reports them.
-func loadWithoutDLQ(path string) (*config.Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	if text, ok := blankDLQ(b); ok {
-		return config.Parse(text, nil)
-	}
-	return config.Parse(b, nil)
-}
-
-// blankDLQ returns text with the lines of its top-level dlq section emptied, and whether it
-// could tell them; text without a dlq section is returned as it is.
-func blankDLQ(text []byte) ([]byte, bool) {
-	// A second document, which Parse refuses, could start among the lines blanked.
-	dec := yaml.NewDecoder(bytes.NewReader(text))
-	var doc, next yaml.Node
-	if dec.Decode(&doc) != nil || len(doc.Content) == 0 || !errors.Is(dec.Decode(&next), io.EOF) {
-		return nil, false
-	}
-	root := doc.Content[0]
-	if root.Kind != yaml.MappingNode || root.Style&yaml.FlowStyle != 0 {
-		return nil, false
-	}
-	first, last := 0, 0 // the section's first and last line, from 1; 0 for none
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], root.Content[i+1]
-		switch {
-		case k.Tag == "!!merge":
-			return nil, false
-		case k.Kind != yaml.ScalarNode || k.Value != "dlq":
-			if first > 0 && last == 0 {
-				last = k.Line - 1
-			}
-			continue
-		case first > 0 || hasAnchor(k) || hasAnchor(v):
-			return nil, false
-		}
-		first = k.Line
-	}
-	if first == 0 {
-		return text, true
-	}
-	lines := bytes.SplitAfter(text, []byte("\n"))
-	if last == 0 || last > len(lines) {
-		last = len(lines)
-	}
-	var out []byte
-	for i, l := range lines {
-		if i+1 >= first && i+1 <= last {
-			l = l[len(bytes.TrimRight(l, "\r\n")):] // the line ending alone
-		}
-		out = append(out, l...)
-	}
-	return out, true
-}
-
-// hasAnchor reports whether n or a node below it defines an anchor, which a node elsewhere in
-// the file may refer to.
-func hasAnchor(n *yaml.Node) bool {
-	if n.Anchor != "" {
-		return true
-	}
-	return slices.ContainsFunc(n.Content, hasAnchor)
 }
 
 // selected reports whether e is among the entries -sink and -id select (all when neither is given).

@@ -1021,6 +1021,38 @@ func TestDLQCommandLine(t *testing.T) {
 	code, _, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", writeTemp(t, misspelt), "-file", queue)
 	assert.Equal(t, 1, code, errOut)
 	assert.Contains(t, errOut, fmt.Sprintf("config: logging.formt: unknown key (line %d)", line))
+	// However the file spells the section: after a "---" that ends the document, with an anchor
+	// another section uses, brought in by a merge key, in a file with CR line ends or a line
+	// separator (U+2028) in a comment, after a block scalar that keeps its final line breaks.
+	const intake = "intake:\n  - {path: /events, verifiers: [{api_key: {header: X-Api-Key, keys: [\"${E2E_API_KEY}\"]}}]}\n"
+	anchored := "listen: {address: \"127.0.0.1:0\"}\n" +
+		"dlq:\n  kafka: {brokers: &brokers [\"127.0.0.1:1\"], topic: \"${DLQ_NEVER_SET}\"}\n" + intake +
+		"sinks:\n  - {name: archive, kafka: {brokers: *brokers, topic: genesys.all}}\n" +
+		"routes:\n  - {name: everything, all: true, sinks: [archive]}\n"
+	keep := "listen: {address: \"127.0.0.1:0\"}\n" + intake +
+		"sinks:\n  - name: archive\n    kafka:\n      brokers: [\"127.0.0.1:1\"]\n      topic: genesys.all\n" +
+		"      sasl:\n        mechanism: PLAIN\n        username: u\n        password: |+\n          pw\n" +
+		"dlq:\n  file: {dir: \"${DLQ_NEVER_SET}\"}\n" +
+		"routes:\n  - {name: everything, all: true, sinks: [archive]}\n"
+	for name, text := range map[string]string{
+		"a trailing document end":  unsetDLQ + "---\n",
+		"an anchor in the section": anchored,
+		"a merge key":              strings.Replace(unsetDLQ, `dlq: {file: {dir: "${DLQ_NEVER_SET}"}}`, `<<: {dlq: {file: {dir: "${DLQ_NEVER_SET}"}}}`, 1),
+		"CR line ends":             strings.ReplaceAll(unsetDLQ, "\n", "\r"),
+		"a line separator":         strings.Replace(unsetDLQ, `dlq: {file: {dir: "${DLQ_NEVER_SET}"}}`, "dlq: # copied\u2028\n  {file: {dir: \"${DLQ_NEVER_SET}\"}}", 1),
+		"a kept block scalar":      keep,
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, ctx, env, "dlq", "redrive", "-config", writeTemp(t, text), "-file", queue)
+			assert.Equal(t, 0, code, "%s%s", out, errOut)
+			assert.Contains(t, out, "selected 0, redriven 0")
+		})
+	}
+	// A mistake after such a section is still found.
+	code, _, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config",
+		writeTemp(t, strings.Replace(misspelt, `dlq: {file: {dir: "${DLQ_NEVER_SET}"}}`, "dlq: # copied\u2028\n  {file: {dir: \"${DLQ_NEVER_SET}\"}}", 1)), "-file", queue)
+	assert.Equal(t, 1, code, errOut)
+	assert.Contains(t, errOut, "config: logging.formt: unknown key")
 	// Without -file the section is the queue, and its variable is needed.
 	code, _, errOut = runCmd(t, ctx, env, "dlq", "list", "-config", withVar)
 	assert.Equal(t, 1, code, errOut)

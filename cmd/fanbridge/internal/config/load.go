@@ -366,6 +366,55 @@ func LoadDLQ(path string, lookup Lookup) (*Config, error) {
 	return cfg, nil
 }
 
+// LoadWithoutDLQ reads the file at path as Load does, less its dlq section, which a caller
+// replaces with a queue of its own: the section's variables are not expanded, so they need not
+// be set, and its values are not checked. Everything else is decoded and validated as Load does
+// it, from the file's own node tree: errors name the lines the file has, an alias elsewhere still
+// reads an anchor inside the section, and a dlq key that a merge key (<<) brings in is left out
+// too. The returned Config has no DLQ.
+func LoadWithoutDLQ(path string, lookup Lookup) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	root, err := document(b)
+	if err != nil {
+		return nil, err
+	}
+	if root.Kind != yaml.MappingNode {
+		_, err := Decode(b, lookup) // says what is wrong with the file
+		return nil, err
+	}
+	errs := &Errors{}
+	d := newDecoder(root, lookup, errs)
+	ps, ok := d.pairs(root, "")
+	if !ok {
+		return nil, errs
+	}
+	rest := &yaml.Node{Kind: yaml.MappingNode, Tag: root.Tag, Line: root.Line, Column: root.Column}
+	found := false
+	for _, p := range ps {
+		if p.key.Kind != yaml.ScalarNode || p.key.Value != "dlq" {
+			rest.Content = append(rest.Content, p.key, p.val)
+			continue
+		}
+		// Load refuses a file that gives the section twice, and so does this.
+		if found {
+			d.fail("dlq", p.key, "key given twice")
+			return nil, errs
+		}
+		found = true
+	}
+	cfg, err := decodeRoot(rest, lookup)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
 // Parse decodes and validates YAML text. Errors name each bad key by its path; several problems
 // are reported together.
 func Parse(text []byte, lookup Lookup) (*Config, error) {

@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -78,4 +79,85 @@ dlq:
 	c, err = config.LoadDLQ(write(t, "listen: {address: \"127.0.0.1:0\"}\n"), env(nil))
 	require.NoError(t, err)
 	assert.Nil(t, c, "no dlq section")
+}
+
+// LoadWithoutDLQ reads a file as Load does, less the dlq section: with the section's variable
+// set, Load and LoadWithoutDLQ agree on everything else, errors and their lines included,
+// whatever line breaks, block scalars, anchors, merge keys or document markers the file holds;
+// with it unset, LoadWithoutDLQ still loads the file.
+func TestLoadWithoutDLQ(t *testing.T) {
+	write := func(t *testing.T, text string) string {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "fanbridge.yaml")
+		require.NoError(t, os.WriteFile(path, []byte(text), 0o600))
+		return path
+	}
+	const (
+		rest = "intake:\n  - {path: /events, verifiers: [{api_key: {header: X-Api-Key, keys: [\"${FB_TEST_KEY}\"]}}]}\n" +
+			"sinks:\n  - {name: a, grpc: {targets: [\"127.0.0.1:1\"], insecure: true}}\n" +
+			"routes:\n  - {name: all, all: true, sinks: [a]}\n"
+		section = "dlq:\n  file: {dir: \"${FB_TEST_DLQ}\"}\n"
+	)
+	keyOnly := env(map[string]string{"FB_TEST_KEY": "key-0123456789abcdef"})
+	both := env(map[string]string{"FB_TEST_KEY": "key-0123456789abcdef", "FB_TEST_DLQ": "dlq-tenant-7f3a9c"})
+	for _, tc := range []struct {
+		name, text string
+		err        string // what both report, "" for none
+	}{
+		{"the section in the middle", rest + section + "logging: {level: warn}\n", ""},
+		{"the section first, CRLF", strings.ReplaceAll(section+rest, "\n", "\r\n"), ""},
+		{"CR line ends", strings.ReplaceAll(section+rest, "\n", "\r"), ""},
+		{"a line separator in the section", rest + "dlq:\n  # copied from the wiki\u2028\n  file: {dir: \"${FB_TEST_DLQ}\"}\nlogging: {level: verbose}\n",
+			"logging.level"},
+		{"a next line character in the section", rest + "dlq:\n  # a\u0085\n  file: {dir: \"${FB_TEST_DLQ}\"}\nlogging: {formt: json}\n",
+			"logging.formt: unknown key"},
+		{"a block scalar keeping its line breaks before the section",
+			"intake:\n  - {path: /events, insecure_no_auth: true}\n" +
+				"sinks:\n  - name: a\n    kafka:\n      brokers: [\"127.0.0.1:1\"]\n      topic: t\n      sasl:\n        mechanism: PLAIN\n        username: u\n        password: |+\n          pw\n" +
+				section + "routes:\n  - {name: all, all: true, sinks: [a]}\n", ""},
+		{"a trailing document end", rest + section + "---\n", ""},
+		{"an anchor in the section",
+			"dlq:\n  kafka: {brokers: &brokers [\"127.0.0.1:1\"], topic: \"${FB_TEST_DLQ}\"}\n" +
+				"intake:\n  - {path: /events, insecure_no_auth: true}\n" +
+				"sinks:\n  - {name: a, kafka: {brokers: *brokers, topic: t}}\n" +
+				"routes:\n  - {name: all, all: true, sinks: [a]}\n", ""},
+		{"the section from a merge key", "<<: {dlq: {file: {dir: \"${FB_TEST_DLQ}\"}}}\n" + rest, ""},
+		{"the rest from a merge key", "<<: {logging: {level: warn}, shutdown: {drain_timeout: 3s}}\n" + rest + section, ""},
+		{"a flow mapping", "{intake: [{path: /events, insecure_no_auth: true}], sinks: [{name: a, grpc: {targets: [\"127.0.0.1:1\"], insecure: true}}], " +
+			"routes: [{name: all, all: true, sinks: [a]}], dlq: {file: {dir: \"${FB_TEST_DLQ}\"}}}\n", ""},
+		{"a mistake after the section", rest + section + "\n\nlogging: {formt: json}\n", "logging.formt: unknown key (line 11)"},
+		{"the section twice", rest + section + section, "dlq: key given twice (line 9)"},
+		{"a second document", rest + "---\n" + section, "more than one YAML document"},
+		{"not YAML", rest + section + "logging: {level: [}\n", "line 9"},
+		{"not a mapping", "- " + section, "must hold a mapping"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := write(t, tc.text)
+			want, werr := config.Load(path, both)
+			got, gerr := config.LoadWithoutDLQ(path, keyOnly)
+			if tc.err != "" {
+				require.Error(t, werr)
+				require.Error(t, gerr)
+				assert.Contains(t, werr.Error(), tc.err)
+				assert.Equal(t, werr.Error(), gerr.Error())
+				return
+			}
+			require.NoError(t, werr)
+			require.NoError(t, gerr, "the section's variable is not needed")
+			require.NotNil(t, want.DLQ)
+			assert.Nil(t, got.DLQ)
+			assert.Equal(t, []any{want.Listen, want.Intake, want.Sinks, want.Routes, want.Dispatch, want.Logging, want.Tracing, want.Health, want.Shutdown, want.Reload},
+				[]any{got.Listen, got.Intake, got.Sinks, got.Routes, got.Dispatch, got.Logging, got.Tracing, got.Health, got.Shutdown, got.Reload})
+		})
+	}
+
+	// The section's values are not checked; the rest's variables are still needed.
+	_, err := config.LoadWithoutDLQ(write(t, rest+"dlq: {file: {fsync: sometimes}}\n"), keyOnly)
+	assert.NoError(t, err)
+	_, err = config.LoadWithoutDLQ(write(t, rest+section), env(nil))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "FB_TEST_KEY is not set")
+	assert.NotContains(t, err.Error(), "FB_TEST_DLQ")
+	_, err = config.LoadWithoutDLQ(filepath.Join(t.TempDir(), "missing.yaml"), keyOnly)
+	assert.ErrorIs(t, err, os.ErrNotExist)
 }
