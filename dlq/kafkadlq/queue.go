@@ -140,8 +140,9 @@ func New(client *kgo.Client, topic string, opts ...Option) (*Queue, error) {
 	return &Queue{client: client, topic: topic, cfg: cfg, slots: make(chan struct{}, bufferSize(client))}, nil
 }
 
-// bufferSize is how many records cl buffers at most (kgo.MaxBufferedRecords), or 10,000, the
-// franz-go default, should the client not say.
+// bufferSize is how many records cl buffers at most (kgo.MaxBufferedRecords; the client reports
+// its default, 50,000 in franz-go 1.22, when it was not set). The fallback is for a client that
+// reports nothing usable.
 func bufferSize(cl *kgo.Client) int {
 	var n int64
 	switch v := cl.OptValue(kgo.MaxBufferedRecords).(type) {
@@ -236,6 +237,13 @@ func (q *Queue) produce(ctx context.Context, cl *kgo.Client, slots chan struct{}
 			timer.Stop()
 		}
 	}()
+	// ended is the error of a ctx that ended before every record was acknowledged.
+	ended := func() error {
+		if out > 0 || len(todo) < len(recs) {
+			return fmt.Errorf("kafkadlq: %s: no acknowledgement yet, the record may still be written: %w", op, ctx.Err())
+		}
+		return fmt.Errorf("%w: %s: the record was not produced, and will not be: %w", ErrBufferFull, op, ctx.Err())
+	}
 	// later makes the next offer wait, longer after each refusal in a row.
 	later := func() {
 		roomWait = min(max(2*roomWait, minRoomWait), maxRoomWait)
@@ -253,6 +261,11 @@ func (q *Queue) produce(ctx context.Context, cl *kgo.Client, slots chan struct{}
 		}
 		select {
 		case take <- struct{}{}:
+			if ctx.Err() != nil {
+				// select chose this ready case over ctx.Done: hand nothing more to the client.
+				<-slots
+				return ended()
+			}
 			if cl.BufferedProduceRecords() >= int64(cap(slots)) {
 				// Full already, of records of others or of one the client reported on and has not
 				// counted out yet: the client would refuse the record.
@@ -278,10 +291,7 @@ func (q *Queue) produce(ctx context.Context, cl *kgo.Client, slots chan struct{}
 		case <-retryC:
 			retryC = nil
 		case <-ctx.Done():
-			if out > 0 || len(todo) < len(recs) {
-				return fmt.Errorf("kafkadlq: %s: no acknowledgement yet, the record may still be written: %w", op, ctx.Err())
-			}
-			return fmt.Errorf("%w: %s: the record was not produced, and will not be: %w", ErrBufferFull, op, ctx.Err())
+			return ended()
 		}
 	}
 	if first.err == nil {
