@@ -16,6 +16,7 @@ import (
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
 )
 
 // A task's state moves once from queued to one of the others, by compare-and-swap, so that exactly
@@ -128,8 +129,8 @@ func (a *attempt) op(ctx context.Context) error {
 		switch {
 		case a.t.ctx.Err() != nil:
 			v = st.cutVerdict(a.t, started)
-		case retry.IsPermanent(err):
-			a.sinkErr = err
+		case retry.IsPermanent(err), sink.IsRefused(err):
+			a.sinkErr = err // the sink answered: it is up, though a refusal is still retried
 		default:
 			a.sinkErr = err
 			v = sick
@@ -190,8 +191,8 @@ func (st *sinkState) send(ctx context.Context, e *fanbridge.Event) (err error) {
 
 // readErr asks of err, under recover, all that a delivery later asks of an error from a sink or
 // a dead-letter queue: its text, and whether its chain of Unwrap, Is and As methods holds a
-// permanent mark, a wait, a cancellation or a retry.Error. It returns what panicked, if
-// anything, and where.
+// permanent mark, a wait, a cancellation, a sink.Refused mark or a retry.Error. It returns what
+// panicked, if anything, and where.
 func readErr(err error) (p any, stack string) {
 	defer func() {
 		if p = recover(); p != nil {
@@ -201,6 +202,7 @@ func readErr(err error) (p any, stack string) {
 	_ = err.Error()
 	_ = retry.Classify(err) // a permanent mark, then context.Canceled
 	_, _ = retry.RetryAfter(err)
+	_ = sink.IsRefused(err)
 	var re *retry.Error
 	_ = errors.As(err, &re)
 	return nil, ""

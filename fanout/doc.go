@@ -55,7 +55,12 @@
 // when three sinks each fail a fifth of their sends; see BenchmarkTutorialFanout).
 //
 // While a sink's breaker is open its events go straight to the dead-letter queue with
-// dlq.ConditionCircuitOpen and no attempt: nothing waits on a sink known to be down. A Sync
+// dlq.ConditionCircuitOpen and no attempt: nothing waits on a sink known to be down. A sink that
+// answers is up, so a permanent failure does not count against it, and ends a run of failures;
+// nor does a retryable failure the sink marks with sink.Refused, its destination's refusal of the
+// event or of a batch the event shared (a Kafka broker refusing a batch for what one record
+// holds), which is still retried as the policy says: events refused for what they hold do not
+// open the breaker and dead-letter the valid events behind them. A Sync
 // attempt that its dispatch's budget cut short counts as a failure when it had at least half of
 // that budget and at least 250ms, so a sink that hangs opens its breaker even without a
 // Policy.AttemptTimeout, while a caller that comes with little time left opens none;

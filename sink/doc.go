@@ -15,7 +15,12 @@
 //
 // A sink classifies its failures with package retry and never retries itself: Permanent for what
 // no retry cures (an unknown topic, an invalid argument), After for an explicit wait, unmarked for
-// what another attempt may cure. A Send on a closed sink returns an error wrapping ErrClosed.
+// what another attempt may cure. Refused marks a retryable failure that is the destination's
+// answer, not its absence: it refused this event, or a batch the event shared, and another attempt
+// may succeed (the batch-mate at fault is gone) or fail again (the event itself is at fault). A
+// dispatcher retries it, but does not count it against the sink's health, so that events a
+// destination refuses for what they hold do not open fanout's circuit breaker and send valid
+// events to the dead-letter queue. A Send on a closed sink returns an error wrapping ErrClosed.
 //
 // # Delivery semantics
 //

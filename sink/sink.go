@@ -14,8 +14,10 @@ import (
 // Send returns nil only when the destination has the event (a broker acknowledged it, a server
 // answered OK). Otherwise it returns an error classified with package retry: Permanent when no
 // retry can cure it, After when the destination asked for a wait, unmarked when another attempt
-// may succeed. Send never retries or sleeps on its own; the caller's Retrier does. Send must honour
-// ctx's cancellation and deadline, must not modify e, and must be safe for concurrent use.
+// may succeed, and also Refused when that retryable failure is the destination's answer, not a
+// sign that it is down. Send never retries or sleeps on its own; the caller's Retrier does. Send
+// must honour ctx's cancellation and deadline, must not modify e, and must be safe for concurrent
+// use.
 type Sink interface {
 	Send(ctx context.Context, e *fanbridge.Event) error
 }
@@ -80,4 +82,31 @@ func Close(s Sink) error {
 		return c.Close()
 	}
 	return nil
+}
+
+// refusedError marks a retryable failure that the destination gave as its answer: see Refused.
+type refusedError struct{ err error }
+
+func (r *refusedError) Error() string { return r.err.Error() }
+func (r *refusedError) Unwrap() error { return r.err }
+
+// Refused marks err, a retryable failure, as the destination's answer rather than a sign that it
+// is down: the destination refused the event, or a batch the event shared with others, without
+// showing that another attempt must fail too (a Kafka broker refuses a whole batch for one record
+// and names none). A dispatcher retries it as any retryable failure, but does not count it against
+// the sink's health: fanout's circuit breaker takes it, as it takes a permanent failure, for a
+// sign that the sink is up. The mark changes nothing else: retry.Classify still calls err
+// retryable, and retry marks (Permanent, After) on either side of it still count. Refused(nil)
+// is nil.
+func Refused(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &refusedError{err: err}
+}
+
+// IsRefused reports whether err, or any error it wraps, was marked with Refused.
+func IsRefused(err error) bool {
+	var r *refusedError
+	return errors.As(err, &r)
 }

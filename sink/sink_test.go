@@ -3,6 +3,7 @@ package sink_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -226,4 +227,31 @@ func TestMiddlewareConformance(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestRefused(t *testing.T) {
+	base := errors.New("refused for a batch-mate")
+	assert.NoError(t, sink.Refused(nil))
+	assert.False(t, sink.IsRefused(nil))
+	assert.False(t, sink.IsRefused(base))
+
+	err := sink.Refused(base)
+	assert.True(t, sink.IsRefused(err))
+	assert.ErrorIs(t, err, base)
+	assert.Equal(t, base.Error(), err.Error(), "the mark adds no text")
+	assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "still retryable")
+	assert.False(t, retry.IsPermanent(err))
+
+	wrapped := fmt.Errorf("sending: %w", retry.After(err, time.Second))
+	assert.True(t, sink.IsRefused(wrapped), "found under other wrappers")
+	d, ok := retry.RetryAfter(wrapped)
+	assert.True(t, ok)
+	assert.Equal(t, time.Second, d, "a wait asked for still counts")
+	assert.True(t, sink.IsRefused(sink.Refused(retry.After(base, time.Second))))
+	d, ok = retry.RetryAfter(sink.Refused(retry.After(base, time.Second)))
+	assert.True(t, ok && d == time.Second, "a wait under the mark still counts")
+
+	batch := &sink.BatchError{Errs: []error{nil, err}}
+	assert.True(t, sink.IsRefused(sink.EventError(batch, 1)))
+	assert.False(t, sink.IsRefused(sink.EventError(batch, 0)))
 }
