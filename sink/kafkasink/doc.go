@@ -93,10 +93,14 @@
 // keeping none of the broker's per-record errors: the code does not say which record was at
 // fault. Send therefore calls it retryable. A record refused only for its company is delivered by
 // the next attempt; one the broker refuses for itself fails every attempt, and is dead-lettered
-// when its retry policy gives up (for attempts or age, not as permanent), each failed attempt
-// counting towards fanout's circuit breaker like any retryable failure. Producing the record once
-// more within Send would not decide it either: the record at fault is produced again at the same
-// moment by its own Send, and the two may share a batch again.
+// when its retry policy gives up (for attempts or age, not as permanent). Producing the record
+// once more within Send would not decide it either: the record at fault is produced again at the
+// same moment by its own Send, and the two may share a batch again.
+//
+// The refusals marked (**) and (***) are the broker's answers, not signs that it is down: Send
+// marks them with sink.Refused, and fanout's circuit breaker does not count them as failures, so
+// that a run of invalid events does not open it and dead-letter the valid events behind them
+// circuit-open.
 //
 // The client reports some failures wrapped (kgo.ErrRecordTimeout carries the last error it met),
 // so the whole error chain counts. Errors name the event ID and the topic, never the body.

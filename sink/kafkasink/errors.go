@@ -28,6 +28,10 @@ var producerStateErrors = []error{
 // marks it permanent when no retry can cure it. sharedBatch is set for a refusal of a batch as too
 // large that does not show the record itself too large (see kafkaerr.SharedBatchTooLarge), which a
 // retry may cure.
+//
+// A refusal of a batch that does not show the record at fault, for its size or for what a record
+// holds, is the broker's answer: it is marked sink.Refused, so that a run of them does not open
+// fanout's circuit breaker on a broker that is up.
 func classify(id, topic string, err error, sharedBatch bool) error {
 	wrapped := fmt.Errorf("kafkasink: event %q to topic %q: %w", id, topic, err)
 	switch {
@@ -36,14 +40,14 @@ func classify(id, topic string, err error, sharedBatch bool) error {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return wrapped
 	case sharedBatch:
-		return fmt.Errorf("kafkasink: event %q to topic %q: the broker refused a batch of its partition as too large, "+
+		return sink.Refused(fmt.Errorf("kafkasink: event %q to topic %q: the broker refused a batch of its partition as too large, "+
 			"and the record alone may fit (keep the client's ProducerBatchMaxBytes at or below the topic's max.message.bytes "+
 			"and segment.bytes): %w",
-			id, topic, err)
+			id, topic, err))
 	case kafkaerr.RefusedForContent(err):
-		return fmt.Errorf("kafkasink: event %q to topic %q: the broker refused a batch of its partition for what a record holds, "+
+		return sink.Refused(fmt.Errorf("kafkasink: event %q to topic %q: the broker refused a batch of its partition for what a record holds, "+
 			"which need not be this one: the client fails every record it holds for the partition with it: %w",
-			id, topic, err)
+			id, topic, err))
 	case IsPermanent(err):
 		return retry.Permanent(wrapped)
 	default:

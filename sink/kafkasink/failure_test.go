@@ -54,23 +54,26 @@ func TestRetriableBrokerErrorIsRetriedByTheClient(t *testing.T) {
 }
 
 // TestBrokerErrorClassification: a broker error the client does not retry reaches Send, classified
-// by kerr's own retriable flag.
+// by kerr's own retriable flag. A refusal of a batch that does not show the record at fault is the
+// broker's answer, marked sink.Refused, which fanout's breaker does not count against the sink.
 func TestBrokerErrorClassification(t *testing.T) {
 	tests := []struct {
 		code      *kerr.Error
 		permanent bool
+		refused   bool
 	}{
 		{code: kerr.TopicAuthorizationFailed, permanent: true},
 		{code: kerr.ClusterAuthorizationFailed, permanent: true},
 		{code: kerr.MessageTooLarge, permanent: true},
 		// It names no size, so nothing shows the record, rather than a batch it shared or was
 		// queued behind, too large.
-		{code: kerr.RecordListTooLarge, permanent: false},
+		{code: kerr.RecordListTooLarge, permanent: false, refused: true},
 		// The broker refuses a whole batch for what one record holds, and the client fails every
 		// record of the partition with it: the code does not show this record at fault.
-		{code: kerr.InvalidRecord, permanent: false},
-		{code: kerr.InvalidTimestamp, permanent: false},
-		{code: kerr.PolicyViolation, permanent: false},
+		{code: kerr.InvalidRecord, permanent: false, refused: true},
+		{code: kerr.InvalidTimestamp, permanent: false, refused: true},
+		{code: kerr.PolicyViolation, permanent: false, refused: true},
+		{code: kerr.CorruptMessage, permanent: false, refused: true},
 		{code: kerr.UnknownServerError, permanent: true},
 		{code: kerr.InvalidTopicException, permanent: true},
 		// Retriable codes the client kept meeting until its retry limit.
@@ -90,6 +93,7 @@ func TestBrokerErrorClassification(t *testing.T) {
 			require.Error(t, err)
 			assert.ErrorIs(t, err, tt.code)
 			assert.Equal(t, tt.permanent, retry.IsPermanent(err), "%v", err)
+			assert.Equal(t, tt.refused, sink.IsRefused(err), "refused: %v", err)
 			assert.NotErrorIs(t, err, sink.ErrClosed)
 			assert.Contains(t, err.Error(), `"refused"`, "the error names the event")
 
@@ -478,6 +482,7 @@ func TestBatchTooLargeForTheTopic(t *testing.T) {
 		err := s.Send(ctx, event("big", 5000))
 		require.ErrorIs(t, err, kerr.MessageTooLarge)
 		assert.True(t, retry.IsPermanent(err), "%v", err)
+		assert.False(t, sink.IsRefused(err), "%v", err)
 	})
 	t.Run("in a shared batch", func(t *testing.T) {
 		errs := make([]error, 8)
@@ -494,6 +499,7 @@ func TestBatchTooLargeForTheTopic(t *testing.T) {
 			refused++
 			require.ErrorIs(t, err, kerr.MessageTooLarge, "event %d", i)
 			assert.False(t, retry.IsPermanent(err), "event %d fits the topic alone: %v", i, err)
+			assert.True(t, sink.IsRefused(err), "event %d: the broker answered: %v", i, err)
 			assert.Contains(t, err.Error(), "ProducerBatchMaxBytes", "the error says what to change")
 		}
 		require.NotZero(t, refused, "the 8 KB batch went through: the test sent nothing the topic refuses")

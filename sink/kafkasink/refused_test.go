@@ -1,0 +1,133 @@
+package kafkasink_test
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/dlqtest"
+	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink/kafkasink"
+)
+
+// refuseBatches makes the broker refuse, with code, every produce request whose records hold
+// marker, as a broker validating records (a schema check, a record policy) refuses a whole batch
+// for one of them; it answers the others as usual. The client must not compress, so that the
+// marker shows in the request. refused counts the requests refused.
+func refuseBatches(c *kfake.Cluster, marker string, code *kerr.Error) (refused func() int) {
+	var mu sync.Mutex
+	n := 0
+	c.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		preq := req.(*kmsg.ProduceRequest)
+		resp := preq.ResponseKind().(*kmsg.ProduceResponse)
+		hit := false
+		for _, rt := range preq.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				hit = hit || bytes.Contains(rp.Records, []byte(marker))
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, code.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		if !hit {
+			return nil, nil, false
+		}
+		mu.Lock()
+		n++
+		mu.Unlock()
+		return resp, nil, true
+	})
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
+// refusingDispatcher returns a Sync dispatcher over a sink on the topic "events" of c, which
+// refuses with INVALID_RECORD every batch holding an event whose ID begins with "bad-".
+func refusingDispatcher(t *testing.T, c *kfake.Cluster, policy retry.Policy, opts ...kgo.Opt) (*fanout.Dispatcher, *dlqtest.Memory) {
+	t.Helper()
+	cl := newClient(t, c, append([]kgo.Opt{kgo.ProducerBatchCompression(kgo.NoCompression())}, opts...)...)
+	s := newSink(t, cl, kafkasink.WithTopic("events"))
+	require.NoError(t, s.Send(testContext(t), presenceEvent("warm")))
+	refuseBatches(c, "bad-", kerr.InvalidRecord)
+	queue := dlqtest.NewMemory()
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "kafka", Sink: s, Concurrency: 64, Retry: policy}},
+		Routes: []fanout.Route{{Name: "all", Filter: fanout.All, Sinks: []string{"kafka"}}},
+		DLQ:    queue,
+	}, fanout.WithSinkClosing(false))
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, d.Close(testContext(t))) })
+	return d, queue
+}
+
+// Invalid events in a row, each refused at every one of its attempts (20 refusals, the breaker's
+// default threshold), are dead-lettered when their policy gives up, and do not open fanout's
+// breaker: the broker that refuses them is up, and the valid event that follows is delivered.
+func TestInvalidEventsLeaveTheBreakerClosed(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	d, queue := refusingDispatcher(t, c, retry.Policy{InitialInterval: time.Millisecond, Jitter: retry.NoJitter})
+
+	for i := range 4 {
+		res, err := d.Deliver(ctx, presenceEvent(fmt.Sprint("bad-", i)))
+		require.NoError(t, err)
+		require.Len(t, res.Sinks, 1)
+		assert.Equal(t, dlq.ConditionAttempts, res.Sinks[0].Condition, "bad-%d is refused at every attempt", i)
+		assert.Equal(t, retry.DefaultMaxAttempts, res.Sinks[0].Attempts)
+	}
+	res, err := d.Deliver(ctx, presenceEvent("good"))
+	require.NoError(t, err)
+	require.Len(t, res.Sinks, 1)
+	assert.Equal(t, fanout.Delivered, res.Sinks[0].Outcome,
+		"after 20 refusals: condition %q, attempts %d", res.Sinks[0].Condition, res.Sinks[0].Attempts)
+	assert.Equal(t, "closed", d.Stats()[0].Breaker)
+	assert.Equal(t, 4, queue.Len())
+}
+
+// One invalid event among 30 valid ones sent at once: the client fails with INVALID_RECORD every
+// record it holds for the partition, 31 refusals and more as they are retried, and none of them
+// opens the breaker, so that no valid event is dead-lettered circuit-open.
+func TestInvalidEventDoesNotOpenTheBreakerOnItsBatchMates(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	d, _ := refusingDispatcher(t, c, retry.Policy{InitialInterval: 20 * time.Millisecond})
+
+	var wg sync.WaitGroup
+	results := make([]fanout.SinkResult, 31)
+	for i := range results {
+		id := fmt.Sprint("good-", i)
+		if i == 15 {
+			id = "bad-0"
+		}
+		wg.Go(func() {
+			res, err := d.Deliver(ctx, presenceEvent(id))
+			if assert.NoError(t, err) && assert.Len(t, res.Sinks, 1) {
+				results[i] = res.Sinks[0]
+			}
+		})
+	}
+	waitGroup(t, &wg)
+	for i, r := range results {
+		assert.NotEqual(t, dlq.ConditionCircuitOpen, r.Condition, "event %d", i)
+	}
+	assert.Equal(t, dlq.ConditionAttempts, results[15].Condition, "the invalid event is refused at every attempt")
+	assert.Equal(t, "closed", d.Stats()[0].Breaker)
+}
