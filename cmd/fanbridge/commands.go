@@ -201,8 +201,10 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	hide := newQueueHider(cfg, where)
+	log = hide.logger(log)
 	if sub == "redrive" {
-		return dlqRedrive(ctx, cfg, where, sinks, ids, *attempts, log, stdout, stderr)
+		return dlqRedrive(ctx, cfg, where, sinks, ids, *attempts, hide, log, stdout, stderr)
 	}
 	r, closeR, err := service.OpenDLQ(cfg, where, true, log)
 	if err != nil {
@@ -211,9 +213,9 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	}
 	defer func() { _ = closeR() }()
 	if sub == "show" {
-		return dlqShow(ctx, r, pos[0], stdout, stderr)
+		return dlqShow(ctx, r, pos[0], hide, stdout, stderr)
 	}
-	return dlqList(ctx, r, sinks, ids, *asJSON, stdout, stderr)
+	return dlqList(ctx, r, sinks, ids, *asJSON, hide, stdout, stderr)
 }
 
 // selected reports whether e is among the entries -sink and -id select (all when neither is given).
@@ -221,7 +223,9 @@ func selected(e dlq.Entry, sinkNames, ids []string) bool {
 	return (len(sinkNames) == 0 || slices.Contains(sinkNames, e.Sink)) && (len(ids) == 0 || slices.Contains(ids, e.ID))
 }
 
-func dlqList(ctx context.Context, r dlq.Reader, sinkNames, ids []string, asJSON bool, stdout, stderr io.Writer) int {
+// dlqList prints the entries of r that -sink and -id select; hide keeps values of the
+// configuration out of its errors.
+func dlqList(ctx context.Context, r dlq.Reader, sinkNames, ids []string, asJSON bool, hide *queueHider, stdout, stderr io.Writer) int {
 	tw := &table{w: stdout}
 	if !asJSON {
 		tw.add("ID", "LAST ATTEMPT", "SINK", "ROUTE", "CONDITION", "ATTEMPTS", "EVENT ID", "TYPE", "ERROR")
@@ -258,13 +262,13 @@ func dlqList(ctx context.Context, r dlq.Reader, sinkNames, ids []string, asJSON 
 		fmt.Fprintf(stderr, "%d entries\n", n)
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "fanbridge dlq:", err)
+		fmt.Fprintln(stderr, "fanbridge dlq:", hide.err(err))
 		return exitFail
 	}
 	return exitOK
 }
 
-func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sinkNames, ids []string, attempts int, log *slog.Logger, stdout, stderr io.Writer) int {
+func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sinkNames, ids []string, attempts int, hide *queueHider, log *slog.Logger, stdout, stderr io.Writer) int {
 	for _, n := range sinkNames {
 		if !slices.ContainsFunc(cfg.Sinks, func(s config.Sink) bool { return s.Name == n }) {
 			fmt.Fprintf(stderr, "fanbridge dlq redrive: -sink %s: no sink of that name in the configuration\n", n)
@@ -306,7 +310,7 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 		// entry's fields, it cannot reach the terminal as control sequences.
 		line := fmt.Sprintf("%s  %-10s sink=%s event=%s", cell(res.Entry.ID), res.Outcome, cell(res.Entry.Sink), cell(res.Entry.Event.ID))
 		if res.Err != nil {
-			line += "  error: " + cell(res.Err.Error())
+			line += "  error: " + cell(hide.err(res.Err).Error())
 		}
 		fmt.Fprintln(stdout, line)
 	}))
@@ -319,7 +323,7 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 	}
 	fmt.Fprintln(stdout, summary)
 	if err != nil {
-		fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
+		fmt.Fprintln(stderr, "fanbridge dlq redrive:", hide.err(err))
 		return exitFail
 	}
 	// An -id that selected nothing is a mistake, as it is for show, not a redrive done.
@@ -450,11 +454,12 @@ func cell(s string) string {
 	return s
 }
 
-// dlqShow prints the entry with the given ID as indented JSON.
-func dlqShow(ctx context.Context, r dlq.Reader, id string, stdout, stderr io.Writer) int {
+// dlqShow prints the entry with the given ID as indented JSON; hide keeps values of the
+// configuration out of its errors.
+func dlqShow(ctx context.Context, r dlq.Reader, id string, hide *queueHider, stdout, stderr io.Writer) int {
 	e, err := r.Get(ctx, id)
 	if err != nil {
-		fmt.Fprintln(stderr, "fanbridge dlq:", err)
+		fmt.Fprintln(stderr, "fanbridge dlq:", hide.err(err))
 		return exitFail
 	}
 	b, err := e.AppendJSON(nil)

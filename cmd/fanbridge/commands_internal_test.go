@@ -78,7 +78,7 @@ func TestDLQListTableStreams(t *testing.T) {
 		}
 	}}
 	var stderr bytes.Buffer
-	require.Equal(t, exitOK, dlqList(ctx, r, nil, nil, false, out, &stderr), stderr.String())
+	require.Equal(t, exitOK, dlqList(ctx, r, nil, nil, false, nil, out, &stderr), stderr.String())
 	assert.Equal(t, fmt.Sprintf("%d entries\n", n), stderr.String())
 	require.Equal(t, n, r.listed)
 	assert.Positive(t, firstAt, "nothing was written before the whole queue was read")
@@ -115,7 +115,7 @@ func TestDLQListTableWriteFailure(t *testing.T) {
 	}
 	r := &countingReader{Reader: m, onEntry: func(int) {}}
 	var stderr bytes.Buffer
-	assert.Equal(t, exitFail, dlqList(ctx, r, nil, nil, false, failingWriter{}, &stderr))
+	assert.Equal(t, exitFail, dlqList(ctx, r, nil, nil, false, nil, failingWriter{}, &stderr))
 	assert.Contains(t, stderr.String(), "writing the list: no space left")
 	assert.LessOrEqual(t, r.listed, 1001, "the listing went on after the output failed")
 }
@@ -159,8 +159,8 @@ func TestDLQJSONKeepsRawAndDataByteForByte(t *testing.T) {
 			require.NoError(t, q.Put(ctx, e))
 
 			var list, show, errb bytes.Buffer
-			require.Equal(t, exitOK, dlqList(ctx, q, nil, nil, true, &list, &errb), errb.String())
-			require.Equal(t, exitOK, dlqShow(ctx, q, "A", &show, &errb), errb.String())
+			require.Equal(t, exitOK, dlqList(ctx, q, nil, nil, true, nil, &list, &errb), errb.String())
+			require.Equal(t, exitOK, dlqShow(ctx, q, "A", nil, &show, &errb), errb.String())
 			for name, out := range map[string]string{"list -json": list.String(), "show": show.String()} {
 				assert.False(t, hasTerminalControl(out), "%s prints a terminal control raw: %q", name, out)
 				assert.Contains(t, out, "Ann\u00a0Lee", "%s escapes a no-break space", name)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
@@ -957,6 +958,61 @@ func TestDLQTakesNoExportForASegment(t *testing.T) {
 		names = append(names, e.Name())
 	}
 	assert.Equal(t, []string{"dlq", "dlq-export.jsonl"}, names, "redrive made a queue in the parent")
+}
+
+// A queue directory or topic that came from the environment is not quoted by the warnings the
+// queue logs on stderr (a damaged line in a segment, a record that is no entry), as it is not by
+// the commands' errors: the warning is printed with the value replaced.
+func TestDLQLogsHideTheQueueFromTheEnvironment(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const hidden = "tenant-7f3a9c"
+	t.Run("file", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), hidden, "dlq")
+		q, err := filedlq.Open(dir)
+		require.NoError(t, err)
+		require.NoError(t, q.Put(ctx, dlq.Entry{ID: "entry-1", Sink: "gone", Event: fanbridge.Event{ID: "ev-1", Raw: []byte(`{}`)}}))
+		require.NoError(t, q.Close())
+		segs, err := filepath.Glob(filepath.Join(dir, "dlq-*.jsonl"))
+		require.NoError(t, err)
+		require.Len(t, segs, 1)
+		f, err := os.OpenFile(segs[0], os.O_APPEND|os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = f.WriteString("garbage\n")
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+
+		cfg := writeTemp(t, fmt.Sprintf(dlqConfig, "127.0.0.1:1", "${DLQ_DIR}", ""))
+		env := []string{"E2E_API_KEY=" + e2eAPIKey, "DLQ_DIR=" + dir}
+		for _, args := range [][]string{
+			{"list", "-config", cfg},
+			{"show", "-config", cfg, "entry-2"},
+			{"redrive", "-config", cfg},
+		} {
+			code, out, errOut := runCmd(t, ctx, env, append([]string{"dlq"}, args...)...)
+			assert.NotContains(t, out+errOut, hidden, "%v", args)
+			assert.Contains(t, errOut, `msg="filedlq: damaged bytes in a segment" dir="(value from the environment)"`, "%v", args)
+			if args[0] == "show" {
+				assert.Equal(t, 1, code)
+				assert.Contains(t, errOut, `fanbridge dlq: filedlq: get "entry-2": dlq: entry not found`)
+			}
+		}
+	})
+	t.Run("kafka", func(t *testing.T) {
+		topic := "dlq-" + hidden
+		kc := newKafka(t, topic)
+		broker := kc.ListenAddrs()[0]
+		cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+		require.NoError(t, err)
+		require.NoError(t, cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("not an entry")}).FirstErr())
+		cl.Close()
+		kafkaDLQ := strings.Replace(dlqConfig, `dlq: {file: {dir: "%[2]s"}}`, `dlq: {kafka: {brokers: ["%[1]s"], topic: "${DLQ_TOPIC}"}}`, 1)
+		cfg := writeTemp(t, fmt.Sprintf(kafkaDLQ, broker, "", ""))
+		code, out, errOut := runCmd(t, ctx, []string{"DLQ_TOPIC=" + topic}, "dlq", "list", "-config", cfg)
+		assert.Equal(t, 0, code, "%s%s", out, errOut)
+		assert.NotContains(t, out+errOut, hidden)
+		assert.Contains(t, errOut, `msg="kafkadlq: record is not a readable entry" topic="(value from the environment)"`)
+	})
 }
 
 // The dlq command line is checked before the configuration is read; -file replaces the

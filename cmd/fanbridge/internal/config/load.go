@@ -268,6 +268,17 @@ func (c *Config) SettingError(path string, err error) error {
 	return &settingError{msg: e.List[0], err: err}
 }
 
+// Redact returns s, text about the settings under path that is no error of theirs (a line a
+// library logs about what they describe), with the values ${ENV} expansion put there cut out as
+// SettingError cuts them: each expanded text and each variable's value wherever it stands
+// quoted, and as it is when long enough not to be taken for a word of the text. Unlike
+// SettingError it withholds nothing: a caller that knows how the text may spell a value cuts
+// the shorter ones itself.
+func (c *Config) Redact(path, s string) string {
+	e := &Errors{fromEnv: c.fromEnv}
+	return e.redact(path, s)
+}
+
 type settingError struct {
 	msg string
 	err error
