@@ -581,15 +581,15 @@ const patternUsage = `usage: fanbridge pattern test PATTERN EVENT
 Tests an Amazon EventBridge event pattern against an event, or with -cel a CEL expression (over
 data, the event body, and event: id, type, topic, source, time, metadata), exactly as a route's
 pattern: or cel: key sees it. Each argument is the text itself, @FILE to read a file, or @- to
-read standard input, 16 MiB at most. EVENT is a body as posted to an intake (an EventBridge
-event, a CloudEvent, a Genesys notification or webhook), decoded as the intake decodes it. A
-pattern matches an EventBridge event as EventBridge's TestEventPattern does; any other event it
-matches in the EventBridge shape fanbridge gives it, with the topic as detail-type and the body
-as detail.eventBody. Prints "match" and exits 0, prints "no match" and exits 1; exits 2 for a
-bad pattern, expression or event, such as one that repeats a key the pattern reads (a route
-matches nothing of it), with the reason on standard error. A CEL expression that fails on this
-event (a missing field, say) does not match, as in a route: "no match", the reason on standard
-error, exit 1.
+read standard input (for one of the two), 16 MiB at most. EVENT is a body as posted to an
+intake (an EventBridge event, a CloudEvent, a Genesys notification or webhook), decoded as the
+intake decodes it. A pattern matches an EventBridge event as EventBridge's TestEventPattern
+does; any other event it matches in the EventBridge shape fanbridge gives it, with the topic as
+detail-type and the body as detail.eventBody. Prints "match" and exits 0, prints "no match" and
+exits 1; exits 2 for a bad pattern, expression or event, such as one that repeats a key the
+pattern reads (a route matches nothing of it), with the reason on standard error. A CEL
+expression that fails on this event (a missing field, say) does not match, as in a route: "no
+match", the reason on standard error, exit 1.
 
   fanbridge pattern test '{"detail-type":[{"suffix":".customer.end"}]}' @event.json
   fanbridge pattern test -cel "data.mediaType == 'CHAT'" @event.json
@@ -605,6 +605,11 @@ func cmdPattern(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(pos) != 3 || pos[0] != "test" {
 		fs.Usage()
+		return exitUsage
+	}
+	if pos[1] == "@-" && pos[2] == "@-" {
+		// The first would read all of standard input, and the second would find it empty.
+		fmt.Fprintln(stderr, "fanbridge pattern: PATTERN and EVENT cannot both be @-: standard input is read once; give one of them as text or @FILE")
 		return exitUsage
 	}
 	pattern, err := readArg(pos[1])
@@ -736,7 +741,8 @@ const demoUsage = `usage: fanbridge demo send [-url URL] [-key KEY]
        fanbridge demo config
 
 send    posts every embedded Genesys sample to a running demo (or any fanbridge API-key path)
-sample  prints a sample (a name or a suffix of one), or lists them without NAME
+sample  prints a sample (by its name or its last dot-separated parts, such as customer.end),
+        or lists them without NAME
 config  prints the demo's configuration file
 
 flags:
@@ -759,8 +765,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	// Each command takes its arguments and no more (sample's NAME is not empty: every name
-	// ends with it), so that a mistyped line is not run as another one.
+	// Each command takes its arguments and no more (sample's NAME is not empty, which names no
+	// sample), so that a mistyped line is not run as another one.
 	switch {
 	case pos[0] == "sample" && (len(pos) > 2 || len(pos) == 2 && pos[1] == ""),
 		(pos[0] == "send" || pos[0] == "config") && len(pos) > 1:

@@ -138,6 +138,8 @@ func TestPatternTest(t *testing.T) {
 		{name: "cel bad expression", args: []string{"-cel", "data.mediaType ==", event}, code: 2, stderr: "fanbridge pattern: filter: invalid CEL expression"},
 		{name: "cel event not an event", args: []string{"-cel", "true", `{"a":1}`}, code: 2, stderr: "fanbridge pattern: EVENT:"},
 		{name: "too few arguments", args: []string{`{}`}, code: 2, stderr: "usage: fanbridge pattern test PATTERN EVENT"},
+		{name: "both from stdin", args: []string{"@-", "@-"}, stdin: mustRead(t, event[1:]), code: 2,
+			stderr: "fanbridge pattern: PATTERN and EVENT cannot both be @-: standard input is read once"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.CommandContext(ctx, binary, append([]string{"pattern", "test"}, tc.args...)...)

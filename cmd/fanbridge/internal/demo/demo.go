@@ -90,14 +90,16 @@ func Samples() []Sample {
 	return out
 }
 
-// FindSample returns the sample whose name is or ends with name. An empty name, which every name
-// ends with, finds none.
+// FindSample returns the sample whose name is name or ends with "." and name, as
+// customer.end ends v2.detail.events.conversation.customer.end: a name is matched by whole
+// dot-separated parts, so that a part of one ("d", "end" of "customer.end") finds none. An
+// empty name finds none.
 func FindSample(name string) (Sample, bool) {
 	if name == "" {
 		return Sample{}, false
 	}
 	for _, s := range Samples() {
-		if s.Name == name || strings.HasSuffix(s.Name, name) {
+		if s.Name == name || strings.HasSuffix(s.Name, "."+name) {
 			return s, true
 		}
 	}

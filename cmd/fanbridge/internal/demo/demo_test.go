@@ -58,14 +58,23 @@ func TestDeadLetterDirectory(t *testing.T) {
 	})
 }
 
-// A sample is found by its name or a suffix of it; an empty name, which every name ends with,
-// finds none.
+// A sample is found by its name or by its last dot-separated parts, never by a part of one; an
+// empty name finds none.
 func TestFindSample(t *testing.T) {
-	s, ok := demo.FindSample("customer.end")
-	require.True(t, ok)
-	assert.Equal(t, "v2.detail.events.conversation.customer.end", s.Name)
-	_, ok = demo.FindSample("")
-	assert.False(t, ok)
-	_, ok = demo.FindSample("no.such.sample")
-	assert.False(t, ok)
+	for name, want := range map[string]string{
+		"customer.end": "v2.detail.events.conversation.customer.end",
+		"end":          "v2.detail.events.conversation.customer.end",
+		"v2.detail.events.conversation.customer.end": "v2.detail.events.conversation.customer.end",
+		"no-external-contact":                        "v2.detail.events.conversation.customer.end.no-external-contact",
+		"REPAIRED":                                   "websocket.v2.users.activity.REPAIRED",
+	} {
+		s, ok := demo.FindSample(name)
+		if assert.True(t, ok, name) {
+			assert.Equal(t, want, s.Name, name)
+		}
+	}
+	for _, name := range []string{"", "d", "nd", "r.end", "ustomer.end", "contact", "type", ".end", "no.such.sample"} {
+		s, ok := demo.FindSample(name)
+		assert.False(t, ok, "%q found %s", name, s.Name)
+	}
 }
