@@ -100,7 +100,14 @@
 // The refusals marked (**) and (***) are the broker's answers, not signs that it is down: Send
 // marks them with sink.Refused, and fanout's circuit breaker does not count them as failures, so
 // that a run of invalid events does not open it and dead-letter the valid events behind them
-// circuit-open.
+// circuit-open. Send also asks for a random wait before the next attempt (retry.After), of up to
+// eight times the client's linger (kgo.ProducerLinger, at least 10 ms in all): the records of a
+// refused batch fail together, and retried after one same interval (a policy without jitter, or
+// intervals within the linger) the client would batch them together again, the valid ones with
+// the one at fault, to be refused again at every attempt. The random waits part them. Such a wait
+// only raises the policy's own: a policy without jitter (retry.NoJitter) whose interval is longer
+// still retries them together, and the valid records then share the fate of the one at fault
+// until it is dead-lettered; the default, retry.FullJitter, spreads them.
 //
 // The client reports some failures wrapped (kgo.ErrRecordTimeout carries the last error it met),
 // so the whole error chain counts. Errors name the event ID and the topic, never the body.

@@ -94,6 +94,9 @@ func TestBrokerErrorClassification(t *testing.T) {
 			assert.ErrorIs(t, err, tt.code)
 			assert.Equal(t, tt.permanent, retry.IsPermanent(err), "%v", err)
 			assert.Equal(t, tt.refused, sink.IsRefused(err), "refused: %v", err)
+			wait, ok := retry.RetryAfter(err)
+			assert.Equal(t, tt.refused, ok, "a refusal asks for a random wait: %v", err)
+			assert.Less(t, wait, 80*time.Millisecond, "eight times the client's linger, 10 ms")
 			assert.NotErrorIs(t, err, sink.ErrClosed)
 			assert.Contains(t, err.Error(), `"refused"`, "the error names the event")
 

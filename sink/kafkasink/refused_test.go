@@ -131,3 +131,46 @@ func TestInvalidEventDoesNotOpenTheBreakerOnItsBatchMates(t *testing.T) {
 	assert.Equal(t, dlq.ConditionAttempts, results[15].Condition, "the invalid event is refused at every attempt")
 	assert.Equal(t, "closed", d.Stats()[0].Breaker)
 }
+
+// The client fails every record it holds for the partition of a batch refused for one invalid
+// event, and with a policy without jitter their retries all come after the same interval: were
+// they produced again together, the client would batch them together, and the valid events would
+// be refused with the invalid one at every attempt. Send asks for a random wait after such a
+// refusal, spread over a few lingers, so that the valid events part from the invalid one and are
+// delivered.
+func TestBatchMatesOfAnInvalidEventPartFromIt(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	// Attempts enough that a valid event shares the invalid one's batch at every one of them only by
+	// a chance too small to fail the test.
+	d, _ := refusingDispatcher(t, c, retry.Policy{InitialInterval: time.Millisecond, Jitter: retry.NoJitter, MaxAttempts: 10})
+
+	var wg sync.WaitGroup
+	results := make([]fanout.SinkResult, 31)
+	for i := range results {
+		id := fmt.Sprint("good-", i)
+		if i == 15 {
+			id = "bad-0"
+		}
+		wg.Go(func() {
+			res, err := d.Deliver(ctx, presenceEvent(id))
+			if assert.NoError(t, err) && assert.Len(t, res.Sinks, 1) {
+				results[i] = res.Sinks[0]
+			}
+		})
+	}
+	waitGroup(t, &wg)
+	refusedOnce := 0
+	for i, r := range results {
+		if i == 15 {
+			assert.Equal(t, dlq.ConditionAttempts, r.Condition, "the invalid event is refused at every attempt")
+			continue
+		}
+		assert.Equal(t, fanout.Delivered, r.Outcome, "event %d: condition %q after %d attempts", i, r.Condition, r.Attempts)
+		if r.Attempts > 1 {
+			refusedOnce++
+		}
+	}
+	require.NotZero(t, refusedOnce, "no valid event shared a batch with the invalid one: the test tested nothing")
+	t.Logf("%d valid events were refused with the invalid one, and delivered later", refusedOnce)
+}
