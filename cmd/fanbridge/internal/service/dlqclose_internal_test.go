@@ -122,3 +122,37 @@ func TestKafkaDLQReachableAtShutdownSendsWhatItHolds(t *testing.T) {
 	require.NoError(t, q.List(ctx, func(e dlq.Entry) error { ids[e.Event.ID] = true; return nil }))
 	assert.Equal(t, map[string]bool{"first": true, "held": true}, ids)
 }
+
+// When writing the backlog took the drain past the shutdown's bound, nothing is left of it for
+// the Kafka dead-letter queue's close: a client that holds no record closes at once, keeps what
+// the broker acknowledged, and logs no drop it did not make.
+func TestKafkaDLQClosesAtOnceWithNothingLeftOfTheBound(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "dlq"))
+	require.NoError(t, err)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 5 { // the close's flush and its expired context race: several rounds catch it
+		s, _, logs := newLoggedService(t, kafkaDLQConfig(c.ListenAddrs()[0]))
+		id := fmt.Sprintf("acknowledged-%d", i)
+		require.NoError(t, s.queue.Put(ctx, deadLetter(id)))
+		closeQ := s.closeQ
+		s.closeQ = func(context.Context) error {
+			over, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+			defer cancel()
+			return closeQ(over)
+		}
+		_, err = shutdownWithin(t, s, 30*time.Second)
+		require.NoError(t, err)
+		assert.NotContains(t, logs.String(), "could not send in time", "round %d", i)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	require.NoError(t, err)
+	defer cl.Close()
+	q, err := kafkadlq.New(cl, "dlq")
+	require.NoError(t, err)
+	n := 0
+	require.NoError(t, q.List(ctx, func(dlq.Entry) error { n++; return nil }))
+	assert.Equal(t, 5, n, "every acknowledged entry is in the topic")
+}

@@ -406,10 +406,11 @@ func (s *Service) shutdown() error {
 		}
 		s.mu.Unlock()
 		if s.closeQ != nil {
-			// The queue closes within what is left of the bound the manual gives the whole
-			// shutdown (ready_delay + http_timeout + drain_timeout + dlq_timeout), rather than
-			// after it: a Kafka queue whose broker is gone would otherwise wait out its client's
-			// flush, on top of a drain that already had that bound.
+			// The queue closes within what is left of ready_delay + http_timeout +
+			// drain_timeout + dlq_timeout (nothing, when writing the backlog took the drain past
+			// it), rather than after it: a Kafka queue whose broker is gone would otherwise wait
+			// out its client's flush on top of the drain. What its client still holds then is of
+			// writes that already failed.
 			qctx, cancel := context.WithDeadline(context.Background(), start.Add(shutdownBound(cfg)))
 			if qerr := s.closeQ(qctx); qerr != nil {
 				err = errors.Join(err, fmt.Errorf("dlq: %w", qerr))
@@ -429,9 +430,10 @@ func (s *Service) shutdown() error {
 	return err
 }
 
-// shutdownBound is how long a shutdown may take by the manual: ready_delay + http_timeout +
-// drain_timeout + dlq_timeout, the last being what the Dispatcher's Close may take past its
-// deadline to dead-letter what is left.
+// shutdownBound is ready_delay + http_timeout + drain_timeout + dlq_timeout: how long a shutdown
+// takes at most by the manual, less the time the dead-letter queue takes to write the backlog
+// left at the drain's deadline, for which the Dispatcher's Close waits as long as the queue keeps
+// taking entries (dlq_timeout being how long it waits for one).
 func shutdownBound(cfg *config.Config) time.Duration {
 	dlqTimeout := cfg.Dispatch.DLQTimeout.D()
 	if dlqTimeout <= 0 {

@@ -123,12 +123,16 @@ func dialKafkaDLQ(k *config.KafkaDLQ, log *slog.Logger) (*kafkadlq.Queue, *kafka
 // records: those of writes that gave up waiting for the broker, which the client keeps sending.
 // It sends them for as long as ctx lasts, then closes the client, which drops any it still holds.
 // Their writes have already failed (the sender was answered 503, or the dispatcher counted the
-// loss), so that is logged, not returned as the close's failure.
+// loss), so that is logged, not returned as the close's failure. A ctx that has already ended
+// (a drain that took the whole bound) sends nothing more; the line is logged only when records
+// are dropped.
 func closeKafkaDLQ(ctx context.Context, ks *kafkasink.Sink, log *slog.Logger) error {
 	cl := ks.Client()
 	if err := cl.Flush(ctx); err != nil {
-		log.Warn("dead-letter queue closed with records its client could not send in time; their writes had already failed",
-			"records", cl.BufferedProduceRecords(), "err", err)
+		if n := cl.BufferedProduceRecords(); n > 0 {
+			log.Warn("dead-letter queue closed with records its client could not send in time; their writes had already failed",
+				"records", n, "err", err)
+		}
 	}
 	return ks.Close()
 }
