@@ -32,40 +32,69 @@ func (q *Queue) readerOpts(extra ...kgo.Opt) []kgo.Opt {
 // Listing offsets asks each partition's leader, as the client last knew it. After a leader moved
 // (an election, a broker restarted or removed) the first ask meets the old leader, which answers
 // with a retriable error such as NOT_LEADER_FOR_PARTITION, and the client refreshes its metadata
-// for the next. offsets therefore asks again, up to offsetsTries times in all, waiting
-// offsetsBackoff before the first retry and twice as long before each next one, up to
-// offsetsMaxBackoff: a little over two seconds of waiting in all, within the caller's context.
+// for the next. offsets therefore asks again, waiting offsetsBackoff before the first retry and
+// twice as long before each next one, up to offsetsMaxBackoff, for as long as offsetsBudget from
+// its first ask allows. The budget bounds every ask too, the first one included: the client
+// retries some of these errors on its own inside one ask (NOT_LEADER_FOR_PARTITION, for up to its
+// kgo.RetryTimeout, 30 s by default), and asks that each ran that long would add up to minutes.
 const (
-	offsetsTries      = 8
+	offsetsBudget     = 2500 * time.Millisecond
 	offsetsBackoff    = 20 * time.Millisecond
 	offsetsMaxBackoff = time.Second
 )
 
 // offsets lists the start and end offsets of the topic's partitions. It asks again while every
-// error met is one Kafka calls retriable (see offsetsTries), and otherwise fails with the first.
+// error met is one Kafka calls retriable, within offsetsBudget and ctx, and otherwise fails with
+// the first error of the last ask.
 func (q *Queue) offsets(ctx context.Context) (starts, ends kadm.ListedOffsets, err error) {
 	adm := kadm.NewClient(q.client)
+	deadline := time.Now().Add(offsetsBudget)
 	wait := offsetsBackoff
+	var last error // the last error a broker or the client gave, not the budget's end
 	for try := 1; ; try++ {
+		actx, cancel := context.WithDeadline(ctx, deadline)
 		var retriable bool
-		starts, ends, retriable, err = q.listOffsets(ctx, adm)
-		switch {
-		case err == nil:
+		starts, ends, retriable, err = q.listOffsets(actx, adm)
+		budgetSpent := actx.Err() != nil
+		cancel()
+		if err == nil {
 			return starts, ends, nil
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: %w (asked %s, the last time failing with %v)", cerr, times(try), err)
+		}
+		switch {
+		case budgetSpent && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)):
+			// The budget cut this ask short: what the asks met before is the cause.
+			if last == nil {
+				return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: no answer within %v", offsetsBudget)
+			}
+			return nil, nil, classify("read", fmt.Errorf("listing offsets: asked %s within %v, still failing: %w", times(try), offsetsBudget, last))
 		case !retriable:
 			return nil, nil, classify("read", fmt.Errorf("listing offsets: %w", err))
-		case try == offsetsTries:
-			return nil, nil, classify("read", fmt.Errorf("listing offsets: still failing after %d tries: %w", try, err))
+		}
+		last = err
+		if budgetSpent || time.Until(deadline) <= wait {
+			// No time left for a wait and another ask.
+			return nil, nil, classify("read", fmt.Errorf("listing offsets: asked %s within %v, still failing: %w", times(try), offsetsBudget, err))
 		}
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: %w (after %d tries, the last failing with %v)", ctx.Err(), try, err)
+			return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: %w (asked %s, the last time failing with %v)", ctx.Err(), times(try), err)
 		case <-timer.C:
 		}
 		wait = min(2*wait, offsetsMaxBackoff)
 	}
+}
+
+// times says n times in words: "once", "8 times".
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
 }
 
 // listOffsets asks once for the start and end offsets of the topic's partitions. It returns the
