@@ -89,11 +89,12 @@
 // for the partition: those of the refused batch and those queued behind it. A refusal that does
 // not show the record itself at fault is therefore retryable: a MESSAGE_TOO_LARGE for a batch
 // larger than the record alone; every RECORD_LIST_TOO_LARGE, which comes with no size; and every
-// refusal for what a record holds (INVALID_RECORD, INVALID_TIMESTAMP, POLICY_VIOLATION), the client
-// keeping none of the broker's per-record errors. A Put refused for another record is written by a
-// later attempt (fanout retries a dead-letter write within its own timeout); one the broker refuses
-// for itself fails every attempt. Keep the client's kgo.ProducerBatchMaxBytes at or below the
-// topic's max.message.bytes and segment.bytes, and the broker refuses no batch for its size.
+// refusal for what a record holds (INVALID_RECORD, INVALID_TIMESTAMP, POLICY_VIOLATION,
+// CORRUPT_MESSAGE), the client keeping none of the broker's per-record errors. A Put refused for
+// another record is written by a later attempt (fanout retries a dead-letter write within its own
+// timeout); one the broker refuses for itself fails every attempt. Keep the client's
+// kgo.ProducerBatchMaxBytes at or below the topic's max.message.bytes and segment.bytes, and the
+// broker refuses no batch for its size.
 //
 // Put and Delete wait for the broker's acknowledgement only as long as ctx lasts: when it ends
 // first they return at once, with an error that wraps ctx's error (retry.Classify calls it

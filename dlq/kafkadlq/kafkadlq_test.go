@@ -430,6 +430,24 @@ func TestPutRefusedForAnotherRecordsContentIsRetryable(t *testing.T) {
 	assert.Equal(t, []string{"warm", "queued"}, ids, "the queued entry stored once, the refused one never")
 }
 
+// Every code by which a broker refuses a batch for what a record holds makes a retryable Put: the
+// code does not show the entry at fault.
+func TestPutRefusedForContentIsRetryable(t *testing.T) {
+	for _, code := range []*kerr.Error{kerr.InvalidRecord, kerr.InvalidTimestamp, kerr.PolicyViolation, kerr.CorruptMessage} {
+		t.Run(code.Message, func(t *testing.T) {
+			ctx := testCtx(t)
+			c, cl := cluster(t, 1)
+			q := newQueue(t, cl)
+			fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Err: code})
+			err := q.Put(ctx, sampleEntry(t, "refused-once"))
+			require.ErrorIs(t, err, code)
+			require.Equal(t, 1, fault.Hits())
+			assert.False(t, retry.IsPermanent(err), "%v", err)
+			require.NoError(t, q.Put(ctx, sampleEntry(t, "refused-once")), "the next attempt writes it")
+		})
+	}
+}
+
 // After a leader election the client still asks the old leaders for offsets, and they answer
 // NOT_LEADER_FOR_PARTITION: a read must ask again, not fail.
 func TestReadsAfterPartitionLeadersMove(t *testing.T) {

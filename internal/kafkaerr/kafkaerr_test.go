@@ -215,6 +215,7 @@ func TestRefusedForContentOnABroker(t *testing.T) {
 		{kerr.InvalidRecord, true},
 		{kerr.InvalidTimestamp, true},
 		{kerr.PolicyViolation, true},
+		{kerr.CorruptMessage, true},
 		{kerr.TopicAuthorizationFailed, false},
 		{kerr.MessageTooLarge, false},
 		{kerr.UnknownServerError, false},

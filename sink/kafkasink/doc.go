@@ -63,7 +63,8 @@
 //	  alone
 //	the same for a batch it shared, or was queued behind     retryable   it may fit alone (**)
 //	RECORD_LIST_TOO_LARGE                                    retryable   no size: no record shown at fault (**)
-//	INVALID_RECORD, INVALID_TIMESTAMP, POLICY_VIOLATION      retryable   no record shown at fault (***)
+//	INVALID_RECORD, INVALID_TIMESTAMP, POLICY_VIOLATION,     retryable   no record shown at fault (***)
+//	  CORRUPT_MESSAGE
 //	any other code kerr marks non-retriable                  permanent   INVALID_TOPIC_EXCEPTION ...
 //	producer-session codes (OUT_OF_ORDER_SEQUENCE_NUMBER,    retryable   the client resets its session
 //	  INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID ...)
@@ -93,9 +94,13 @@
 // keeping none of the broker's per-record errors: the code does not say which record was at
 // fault. Send therefore calls it retryable. A record refused only for its company is delivered by
 // the next attempt; one the broker refuses for itself fails every attempt, and is dead-lettered
-// when its retry policy gives up (for attempts or age, not as permanent). Producing the record
-// once more within Send would not decide it either: the record at fault is produced again at the
-// same moment by its own Send, and the two may share a batch again.
+// when its retry policy gives up (for attempts or age, not as permanent). A policy with neither
+// budget (a negative MaxAttempts and no MaxAge), which fanout.New accepts, never gives up: in
+// Async mode, where no request's budget ends the retries, such a record is retried until the
+// Dispatcher's Close, and the events of its ordering key wait behind it; Close's deadline
+// dead-letters them all (for age). The fanbridge service's configuration refuses that policy.
+// Producing the record once more within Send would not decide it either: the record at fault is
+// produced again at the same moment by its own Send, and the two may share a batch again.
 //
 // The refusals marked (**) and (***) are the broker's answers, not signs that it is down: Send
 // marks them with sink.Refused, and fanout's circuit breaker does not count them as failures, so
@@ -106,8 +111,8 @@
 // intervals within the linger) the client would batch them together again, the valid ones with
 // the one at fault, to be refused again at every attempt. The random waits part them. Such a wait
 // only raises the policy's own: a policy without jitter (retry.NoJitter) whose interval is longer
-// still retries them together, and the valid records then share the fate of the one at fault
-// until it is dead-lettered; the default, retry.FullJitter, spreads them.
+// still retries them together, and the valid records may then be refused with the one at fault
+// at every attempt, and dead-lettered with it; the default, retry.FullJitter, spreads them.
 //
 // The client reports some failures wrapped (kgo.ErrRecordTimeout carries the last error it met),
 // so the whole error chain counts. Errors name the event ID and the topic, never the body.

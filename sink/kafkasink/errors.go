@@ -61,7 +61,8 @@ func classify(id, topic string, err error, sharedBatch bool) error {
 // (MESSAGE_TOO_LARGE), an invalid topic, or any other broker error code kerr marks non-retriable,
 // except those about the producer session, which the client repairs, and those by which the
 // broker refuses a whole batch without showing which record was at fault: RECORD_LIST_TOO_LARGE,
-// INVALID_RECORD, INVALID_TIMESTAMP and POLICY_VIOLATION (see the package's Errors table).
+// INVALID_RECORD, INVALID_TIMESTAMP, POLICY_VIOLATION and CORRUPT_MESSAGE (see the package's
+// Errors table).
 // Everything else is retryable: retriable broker codes, kgo.ErrRecordTimeout and
 // kgo.ErrRecordRetries with a retriable cause, connection failures, a full buffer.
 //

@@ -2,8 +2,10 @@ package kafkasink_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,10 +16,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/dlqtest"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
 
@@ -173,4 +177,55 @@ func TestBatchMatesOfAnInvalidEventPartFromIt(t *testing.T) {
 	}
 	require.NotZero(t, refusedOnce, "no valid event shared a batch with the invalid one: the test tested nothing")
 	t.Logf("%d valid events were refused with the invalid one, and delivered later", refusedOnce)
+}
+
+// With a policy of neither budget (no attempt budget, no MaxAge), which fanout.New accepts, an
+// event the broker refuses for what it holds is retried for as long as an Async Dispatcher runs,
+// and the next event of its ordering key waits behind it; Close's deadline dead-letters both, for
+// age, as the Errors section of the package documentation says.
+func TestInvalidEventWithAnUnboundedPolicyIsRetriedUntilClose(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	cl := newClient(t, c, kgo.ProducerBatchCompression(kgo.NoCompression()))
+	s := newSink(t, cl, kafkasink.WithTopic("events"))
+	refuseBatches(c, "bad-", kerr.InvalidRecord)
+	const enough = 10
+	var refusals atomic.Int64
+	refusedEnough := make(chan struct{})
+	counting := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+		err := s.Send(ctx, e)
+		if sink.IsRefused(err) && refusals.Add(1) == enough {
+			close(refusedEnough)
+		}
+		return err
+	})
+	queue := dlqtest.NewMemory()
+	d, err := fanout.New(fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "kafka", Sink: counting,
+			Retry: retry.Policy{MaxAttempts: -1, InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond}}},
+		Routes: []fanout.Route{{Name: "all", Filter: fanout.All, Sinks: []string{"kafka"}}},
+		DLQ:    queue,
+	}, fanout.WithMode(fanout.Async), fanout.WithSinkClosing(false),
+		fanout.WithOrderingKey(func(e *fanbridge.Event) string { return e.Metadata["lane"] }))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close(testContext(t)) }) // when the test fails before its own Close
+	inLane := func(id string) *fanbridge.Event {
+		e := presenceEvent(id)
+		e.Metadata = map[string]string{"lane": "a"}
+		return e
+	}
+	require.NoError(t, d.Dispatch(ctx, inLane("bad-0")))
+	require.NoError(t, d.Dispatch(ctx, inLane("good-behind")))
+	recv(t, refusedEnough)
+	st := d.Stats()[0]
+	assert.Zero(t, st.DeadLettered, "still retried after %d refusals", enough)
+	assert.Zero(t, st.Delivered, "the event behind it waits")
+
+	closeCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	require.NoError(t, d.Close(closeCtx))
+	conds := map[string]dlq.Condition{}
+	require.NoError(t, queue.List(ctx, func(e dlq.Entry) error { conds[e.Event.ID] = e.Condition; return nil }))
+	assert.Equal(t, map[string]dlq.Condition{"bad-0": dlq.ConditionAge, "good-behind": dlq.ConditionAge}, conds,
+		"both dead-lettered by Close")
 }
