@@ -392,6 +392,18 @@ func refuseBatchesHolding(t testing.TB, c *kfake.Cluster, marker string, code *k
 	return release, got
 }
 
+// produceHook signals each produce request the client has written to a broker.
+type produceHook struct{ ch chan struct{} }
+
+func (h *produceHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == kmsg.Produce.Int16() && err == nil {
+		select {
+		case h.ch <- struct{}{}:
+		default: // more than a test waits for: never stall the client
+		}
+	}
+}
+
 // The broker refuses a batch for one record's content, and the client fails with it every record
 // it holds for the partition, one queued behind the refused request included. That Put is
 // retryable, since fanout stops retrying a dead-letter write it is told is permanent, and the next
@@ -399,21 +411,26 @@ func refuseBatchesHolding(t testing.TB, c *kfake.Cluster, marker string, code *k
 func TestPutRefusedForAnotherRecordsContentIsRetryable(t *testing.T) {
 	ctx := testCtx(t)
 	hook := &bufferedHook{ch: make(chan struct{}, 16)}
-	// One request at a time, so that a record produced while the first is held waits behind it.
-	c, cl := cluster(t, 1, kgo.WithHooks(hook), kgo.MaxProduceRequestsInflightPerBroker(1),
-		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	requests := &produceHook{ch: make(chan struct{}, 1024)}
+	c, cl := cluster(t, 1, kgo.WithHooks(hook, requests), kgo.ProducerBatchCompression(kgo.NoCompression()))
 	q := newQueue(t, cl)
 	require.NoError(t, q.Put(ctx, sampleEntry(t, "warm")))
 	waitFor(t, ctx, hook.ch, "the first record to be buffered")
+	waitFor(t, ctx, requests.ch, "the first record's request")
 
 	release, arrived := refuseBatchesHolding(t, c, "refused-entry", kerr.InvalidRecord)
 	refused := make(chan error, 1)
 	go func() { refused <- q.Put(ctx, sampleEntry(t, "refused-entry")) }()
 	waitFor(t, ctx, hook.ch, "the refused record to be buffered")
 	waitFor(t, ctx, arrived, "the request holding the refused record")
+	waitFor(t, ctx, requests.ch, "the request holding the refused record")
+	// An idempotent client keeps up to five produce requests in flight to a broker once one was
+	// acknowledged (kgo.MaxProduceRequestsInflightPerBroker does not apply to it), so the next
+	// record goes out in a request of its own, which the broker answers after the held one.
 	queued := make(chan error, 1)
 	go func() { queued <- q.Put(ctx, sampleEntry(t, "queued")) }()
 	waitFor(t, ctx, hook.ch, "the queued record to be buffered")
+	waitFor(t, ctx, requests.ch, "the request holding the queued record")
 	release()
 
 	err := waitFor(t, ctx, queued, "the queued Put")

@@ -187,12 +187,13 @@ func TestOneCancellationDoesNotFailOthers(t *testing.T) {
 	ctx := testContext(t)
 	c := newCluster(t, "events")
 	hook := newBufferedHook()
-	s := newSink(t, newClient(t, c, kgo.WithHooks(hook), kgo.MaxProduceRequestsInflightPerBroker(1)), kafkasink.WithTopic("events"))
+	s := newSink(t, newClient(t, c, kgo.WithHooks(hook)), kafkasink.WithTopic("events"))
 	require.NoError(t, s.Send(ctx, presenceEvent("warm")))
 	hook.waitBuffered(t, ctx, 1)
 
-	// A first request reaches the broker and hangs there; records produced after it wait in the
-	// client's buffer, in one batch.
+	// A first request reaches the broker and hangs there; records produced after it wait behind
+	// it, in the client's buffer or in requests of their own (an idempotent client keeps up to
+	// five in flight to a broker), which the broker holds too.
 	release, arrived := hang(c)
 	defer release()
 	trigger := make(chan error, 1)
@@ -556,12 +557,12 @@ func TestRecordRefusedForAnotherRecordsContent(t *testing.T) {
 	ctx := testContext(t)
 	c := newCluster(t, "events")
 	hook := newBufferedHook()
-	// One request at a time, so that a record produced while the first is held waits behind it.
-	cl := newClient(t, c, kgo.WithHooks(hook), kgo.MaxProduceRequestsInflightPerBroker(1),
-		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	requests := newProduceHook()
+	cl := newClient(t, c, kgo.WithHooks(hook, requests), kgo.ProducerBatchCompression(kgo.NoCompression()))
 	s := newSink(t, cl, kafkasink.WithTopic("events"))
 	require.NoError(t, s.Send(ctx, presenceEvent("warm")))
 	hook.waitBuffered(t, ctx, 1)
+	requests.waitWritten(t, ctx, 1, "the warm record's request")
 
 	release, arrived := refuseBatchesHolding(c, "refused-event", kerr.InvalidRecord)
 	defer release()
@@ -569,9 +570,14 @@ func TestRecordRefusedForAnotherRecordsContent(t *testing.T) {
 	go func() { refused <- s.Send(ctx, presenceEvent("refused-event")) }()
 	hook.waitBuffered(t, ctx, 1)
 	waitFor(t, ctx, arrived, "the request holding the refused record")
+	requests.waitWritten(t, ctx, 1, "the request holding the refused record")
+	// An idempotent client keeps up to five produce requests in flight to a broker once one was
+	// acknowledged (kgo.MaxProduceRequestsInflightPerBroker does not apply to it), so the next
+	// record goes out in a request of its own, which the broker answers after the held one.
 	queued := make(chan error, 1)
 	go func() { queued <- s.Send(ctx, presenceEvent("queued")) }()
 	hook.waitBuffered(t, ctx, 1)
+	requests.waitWritten(t, ctx, 1, "the request holding the queued record")
 	release()
 
 	err := recv(t, queued)

@@ -200,3 +200,25 @@ func (h *bufferedHook) waitBuffered(t testing.TB, ctx context.Context, n int) {
 		waitFor(t, ctx, h.buffered, "a record to be buffered")
 	}
 }
+
+// produceHook signals each produce request the client has written to a broker.
+type produceHook struct{ written chan struct{} }
+
+func newProduceHook() *produceHook { return &produceHook{written: make(chan struct{}, 1024)} }
+
+func (h *produceHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == kmsg.Produce.Int16() && err == nil {
+		select {
+		case h.written <- struct{}{}:
+		default: // more than a test waits for: never stall the client
+		}
+	}
+}
+
+// waitWritten waits until n more produce requests were written.
+func (h *produceHook) waitWritten(t testing.TB, ctx context.Context, n int, what string) {
+	t.Helper()
+	for range n {
+		waitFor(t, ctx, h.written, what)
+	}
+}
