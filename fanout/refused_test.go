@@ -61,7 +61,7 @@ func TestRefusalsLeaveTheBreakerClosed(t *testing.T) {
 
 // A refusal says the sink answered, so it ends a run of retryable failures as a delivery does:
 // failures on either side of it are not counted together.
-func TestRefusalEndsARunOfFailures(t *testing.T) {
+func TestRefusalEndsABreakerRunOfFailures(t *testing.T) {
 	clk := retrytest.NewClock(epoch)
 	s := newRecSink()
 	s.fail = func(e *fanbridge.Event, _ int) error {
