@@ -357,6 +357,32 @@ func TestExprTimeLimit(t *testing.T) {
 	assert.True(t, ok)
 }
 
+// TestExprDefaultTimeLimit: the default time limit sits above the time the default cost limit
+// lets an evaluation run, so with the defaults the cost limit decides: a comprehension within it
+// gives its answer, and one beyond it stops for its cost, not for the time it took. The race
+// detector slows tracked evaluations down some twentyfold, past what the default is set for, so
+// there the test takes a shorter list and leaves the cost limit's worst case out.
+func TestExprDefaultTimeLimit(t *testing.T) {
+	x := filter.MustExpr(`data.ids.all(i, i != 1)`)
+	n := 12_000
+	if raceEnabled {
+		n = 3_000
+	}
+	within := &fanbridge.Event{ID: "evt-w", Data: []byte(`{"ids":[` + numberList(n, "0") + `]}`)}
+	ok, _, err := evalWithin(t, time.Minute, x, within)
+	require.NoError(t, err, "%d steps fit the default cost limit", n)
+	assert.True(t, ok)
+	if raceEnabled {
+		return
+	}
+
+	beyond := &fanbridge.Event{ID: "evt-b", Data: []byte(`{"ids":[` + numberList(40_000, "0") + `]}`)}
+	ok, _, err = evalWithin(t, time.Minute, x, beyond)
+	assert.False(t, ok)
+	require.Error(t, err)
+	assert.Equal(t, "the cost limit was exceeded", reasonOf(t, err))
+}
+
 // TestExprDeepEqualityCost: ==, != and `in` cost what they walk, the elements of the lists and
 // maps inside their operands, not the operands' top-level size (CEL's own charge, one unit for
 // two lists each holding one list of 1,000 numbers), and so do they between list and map
