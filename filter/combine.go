@@ -30,9 +30,12 @@ func Any(ps ...Predicate) Predicate {
 //
 // A predicate that cannot decide does not match, so Not of it matches: Not of an *Expression
 // matches the events on which the expression fails to evaluate (Not(MustExpr(`data.x == 1`))
-// matches an event without x), and Not of a Field test or a *Pattern matches an event whose body
-// is not JSON. To leave such events out, negate inside the expression (`data.x != 1` fails, and
-// so does not match, without x).
+// matches an event without x), and Not of a *Pattern an event that is not JSON or that repeats
+// a key the pattern reads. A Field test decides at the first value that passes, without reading
+// further: it matches a body damaged after that value, and Not of it does not (Field("x").Eq(1)
+// matches {"x":1, which is not JSON), while a body damaged before a passing value fails the test
+// and Not of it matches ({"x":2, or {"y":1,). To leave such events out, negate inside the
+// expression (`data.x != 1` fails, and so does not match, without x).
 func Not(p Predicate) Predicate {
 	checkNil("Not", []Predicate{p})
 	return not{p}

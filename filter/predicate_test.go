@@ -52,6 +52,28 @@ func TestCombinators(t *testing.T) {
 		})
 	}
 
+	t.Run("not-of-undecided", func(t *testing.T) {
+		// A Field test decides at the first value that passes, so damage after it goes unseen,
+		// while a pattern reads the whole event.
+		field := filter.Field("x").Eq(1)
+		pattern, err := filter.ParsePattern([]byte(`{"detail":{"eventBody":{"x":[1]}}}`))
+		require.NoError(t, err)
+		for _, tt := range []struct {
+			body                 string
+			notField, notPattern bool
+		}{
+			{`{"x":1}`, false, false},
+			{`{"x":1,`, false, true},
+			{`{"x":[1,`, false, true},
+			{`{"x":2,`, true, true},
+			{`{"y":1,`, true, true},
+			{`{"x":1,"x":1}`, false, true},
+		} {
+			ev := &fanbridge.Event{Type: "t", Data: []byte(tt.body)}
+			assert.Equal(t, tt.notField, filter.Not(field).Match(ev), "field on %s", tt.body)
+			assert.Equal(t, tt.notPattern, filter.Not(pattern).Match(ev), "pattern on %s", tt.body)
+		}
+	})
 	t.Run("short-circuit", func(t *testing.T) {
 		second := &counting{answer: true}
 		assert.False(t, filter.And(no, second).Match(e))
