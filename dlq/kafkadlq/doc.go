@@ -112,6 +112,13 @@
 // the client's buffer: with the broker gone, Puts beyond it fail, with ErrBufferFull, once their
 // ctx ends; a kgo.RecordDeliveryTimeout bounds how long the records in the buffer are tried.
 //
+// Give the queue a client of its own (the service does). On a client shared with producers that
+// wait in kgo.Client.Produce for room, such as a kafkasink at its defaults, those producers are
+// woken first whenever the buffer frees a place, and a Put, which only offers again at intervals,
+// can find it full until its ctx ends: under sustained load dead-letter writes then fail with
+// ErrBufferFull. If the client must be shared, keep the other producers below its buffer
+// (kafkasink.WithMaxInFlight under kgo.MaxBufferedRecords), so that the queue always finds room.
+//
 // # Concurrency
 //
 // A Queue is safe for concurrent use, as is the client beneath it. Concurrent Puts are batched by
