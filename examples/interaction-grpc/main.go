@@ -9,8 +9,10 @@
 // shapes them. They part on what Genesys does not send: a value inside a list, which the pattern
 // matches and the expression does not; a number beyond ±5e11 or with more than six decimals
 // (1649237504949, 120000.0000001), which the pattern's numeric tests never match and the
-// expression compares; and a body that repeats a key the pattern reads, which the pattern refuses
-// and the expression reads by its last value.
+// expression compares; a body that repeats a key the pattern reads, which the pattern refuses
+// and the expression reads by its last value; and a body holding a number beyond the range of a
+// double (1e400), even in a field neither reads, which the expression refuses and the pattern
+// matches on the fields it reads.
 //
 // Offline, with no environment set, it starts both services in-process, posts the embedded
 // samples to itself, prints where each event went and exits:

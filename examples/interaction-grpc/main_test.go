@@ -160,6 +160,8 @@ func TestFiltersPart(t *testing.T) {
 		{"duration with seven decimals", "120000.0000001", envelope(end, `{"interactingDurationMs":120000.0000001}`), true, false, false},
 		{"wrap-up with seven decimals", "0.0000001", envelope(acw, `{"wrapupCode":"`+wrapupSale+`","wrapupDurationMs":0.0000001}`), true, false, false},
 		{"repeated key", "repeats a key", envelope(end, `{"interactingDurationMs":1,"interactingDurationMs":900000}`), true, false, true},
+		{"number beyond a double elsewhere", "beyond the range of a double (`1e400`), even in a field neither filter reads",
+			envelope(end, `{"interactingDurationMs":900000,"other":1e400}`), false, true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			assert.True(t, strings.Contains(strings.Join(strings.Fields(string(readme)), " "), c.readme), "the README names %q", c.readme)
