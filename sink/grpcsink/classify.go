@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
 )
 
 // Errors returned by the constructors, and by Send for input it can never deliver.
@@ -150,11 +151,11 @@ func classify(err error, call *sentCall) error {
 	}
 	switch size := sizeRefusal(st.Code(), st.Message()); {
 	case size == refusedToSend && call != nil && call.answerUnsent(st):
-		return &answerRefusal{err: err, limit: "its server's send limit (grpc.MaxSendMsgSize)"}
+		return sink.Refused(&answerRefusal{err: err, limit: "its server's send limit (grpc.MaxSendMsgSize)"})
 	case size == refusedToSend:
 		return retry.Permanent(err)
 	case size == refusedOnReceipt && call != nil && call.answerRefused(st):
-		return &answerRefusal{err: err, limit: "the client's receive limit (grpc.MaxCallRecvMsgSize)"}
+		return sink.Refused(&answerRefusal{err: err, limit: "the client's receive limit (grpc.MaxCallRecvMsgSize)"})
 	case size == refusedOnReceipt:
 		return retry.Permanent(err)
 	}
@@ -162,7 +163,8 @@ func classify(err error, call *sentCall) error {
 }
 
 // answerRefusal is the error of a call whose answer a size limit refused after the consumer took
-// the event: retryable, as a lost answer is. Its type is what StatusOf goes by when a handler
+// the event: retryable, as a lost answer is, and marked sink.Refused, since the consumer is up
+// and every attempt of the event fails alike, so that it does not open a dispatcher's breaker. Its type is what StatusOf goes by when a handler
 // relays it, since the status it carries is also how a server refuses a request too large.
 type answerRefusal struct {
 	err   error

@@ -81,7 +81,8 @@
 // consumer took the event and answered: the client's refusal of an answer over its receive limit
 // (grpc.MaxCallRecvMsgSize, default 4 MiB), and the consumer's server refusing to send an answer
 // over its own send limit (grpc.MaxSendMsgSize), which it reports to the client as a status.
-// Those failures are retryable, as a lost answer is, since delivery is at-least-once.
+// Those failures are retryable, as a lost answer is, since delivery is at-least-once, and marked
+// sink.Refused: the consumer is up, so they do not count against a dispatcher's breaker.
 //
 // A send refusal is the client's own, permanent, when the limit it names ("(N vs. M)") is the
 // client's send limit among the options seen (see below). grpc-go sends the request headers

@@ -175,6 +175,7 @@ func TestAnswerOverTheReceiveLimitIsRetryable(t *testing.T) {
 					assert.Contains(t, err.Error(), "larger than max")
 					assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
 					assert.Contains(t, err.Error(), "the consumer may have the event")
+					assert.True(t, sink.IsRefused(err), "a refusal the consumer's side answered, not a sign it is down: %v", err)
 					assert.Equal(t, 1, rec.count(), "the consumer has the event")
 				})
 			}
@@ -243,6 +244,7 @@ func TestAnswerOverTheServersSendLimitIsRetryable(t *testing.T) {
 					}
 					assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
 					assert.Contains(t, err.Error(), "the consumer may have the event")
+					assert.True(t, sink.IsRefused(err), "a refusal the consumer's side answered, not a sign it is down: %v", err)
 					assert.Equal(t, 1, rec.count(), "the consumer has the event")
 				})
 			}
