@@ -749,11 +749,12 @@ func (h *heldSeen) Seen(ctx context.Context, key string) (fanout.DedupRecord, bo
 	return h.DedupStore.Seen(ctx, key)
 }
 
-// An Async dispatch that took the configuration before Close, and hands its event out only once
-// Close's deadline has passed (its deduplication lookup was slow), has it dead-lettered like the
-// rest of the backlog: not left behind in the lane of a key whose current event a Send that
-// ignores cancellation holds, after the deadline emptied that lane, nor in the queue.
-func TestAsyncEventHandedOutAfterCloseDeadlineIsDeadLettered(t *testing.T) {
+// An Async dispatch that took the configuration before Close, and reaches the hand-out of its
+// event only once Close's deadline has passed (its deduplication lookup was slow), is refused as
+// closed, with nothing recorded for its ID: not accepted into the lane of a key whose current
+// event a Send that ignores cancellation holds, after the deadline emptied that lane, nor into
+// the queue. The rest of the backlog is dead-lettered as ever.
+func TestAsyncEventHandedOutAfterCloseDeadlineIsRefused(t *testing.T) {
 	for _, ordered := range []bool{false, true} {
 		t.Run(fmt.Sprintf("ordered=%v", ordered), func(t *testing.T) {
 			release := make(chan struct{})
@@ -771,7 +772,6 @@ func TestAsyncEventHandedOutAfterCloseDeadlineIsDeadLettered(t *testing.T) {
 			require.NoError(t, err)
 			held := &heldSeen{key: fanout.DedupKey(late), entered: make(chan struct{}), release: make(chan struct{}), DedupStore: mem}
 			opts := []fanout.Option{fanout.WithMode(fanout.Async), fanout.WithDedup(held),
-				// Long enough for the late event to be written before Close gives up on the stuck Send.
 				fanout.WithDLQTimeout(500 * time.Millisecond)}
 			if ordered {
 				opts = append(opts, fanout.WithOrderingKey(func(*fanbridge.Event) string { return "k" }))
@@ -797,10 +797,14 @@ func TestAsyncEventHandedOutAfterCloseDeadlineIsDeadLettered(t *testing.T) {
 			// The deadline has taken what waited behind the stuck Send: the lane is empty.
 			require.Equal(t, "second", recv(t, written))
 			close(held.release)
-			require.NoError(t, recv(t, lateErr), "accepted")
+			lerr := recv(t, lateErr)
+			assert.ErrorIs(t, lerr, fanbridge.ErrClosed, "refused")
 			err = recv(t, closed)
 			require.Error(t, err)
-			assert.True(t, q.Has("late", "s"), "the late event neither delivered nor dead-lettered; Close: %v", err)
+			assert.False(t, q.Has("late", "s"), "refused, yet dead-lettered")
+			_, seen, serr := mem.Seen(ctx, fanout.DedupKey(late))
+			require.NoError(t, serr)
+			assert.False(t, seen, "refused, yet recorded as handled")
 			assert.Contains(t, err.Error(), "1 deliveries still in flight")
 			assert.Contains(t, err.Error(), "1 in a sink's Send that ignored cancellation")
 			assert.NotContains(t, err.Error(), "waiting behind")

@@ -83,6 +83,14 @@ type Dispatcher struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// handingOut counts the dispatches handing their tasks to the sinks right now: from the
+	// check that Close's deadline has not passed (see beginHandOut) to the last task given to a
+	// queue or lane. The caller's DedupStore, filters and ordering function run before, and
+	// nothing in between waits; the drain does not end while one is counted, so that a dispatch
+	// either is refused or has its tasks written by the drain. Every dispatch writes it: it
+	// comes last, away from the fields that deliveries read.
+	handingOut atomic.Int64
 }
 
 // New returns a Dispatcher over cfg's sinks and routes, with its workers running. It checks the
@@ -148,9 +156,12 @@ func New(cfg Config, opts ...Option) (*Dispatcher, error) {
 // fanbridge.ErrNoMatch when no route matched; fanbridge.ErrDuplicate when an event with the same
 // ID was already handled within the deduplication window; fanbridge.ErrOverloaded, wrapped with
 // retry.After, when a matched sink's queue is full (then no sink got the event); fanbridge.ErrClosed
-// once Close has begun; and otherwise a non-nil error (a *DeliveryError when some sink failed and
-// the dead-letter queue is missing or refused the entry): the sender must retry. For the outcome at
-// each sink, use Deliver.
+// once Close has begun, and for a dispatch begun before that reaches the hand-out of the event to
+// the sinks only once Close's deadline has passed (held in its DedupStore, a route's filter or
+// the ordering-key function: then no sink got the event, and nothing is recorded for its ID);
+// and otherwise a non-nil error (a *DeliveryError when some sink failed and the dead-letter
+// queue is missing or refused the entry): the sender must retry. For the outcome at each sink,
+// use Deliver.
 //
 // e must not be modified while Dispatch runs, nor, in Async mode, afterwards: the workers still
 // read it.
@@ -263,6 +274,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 	// The user's ordering function runs before any slot is taken, so that a panic in it leaks none.
 	order := d.orderingKey(e)
 
+	// The caller's code (the DedupStore, the routes' filters, the ordering function) may have held
+	// the dispatch past Close's deadline, even past Close's return: then the event is refused, as
+	// a new one would be, rather than handed to a drain that may have ended.
+	if !d.beginHandOut() {
+		return errClosed
+	}
 	// All or nothing: a slot in every matched sink's queue, or none, so that a refused event is
 	// not half delivered and then duplicated by the sender's retry.
 	for i := range g.targets {
@@ -275,15 +292,46 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 				prev.sink.reserved.Add(-1)
 			}
 		}
+		d.endHandOut()
 		return tg.sink.errOverloaded
 	}
 	s.countMatched(ctx, g, d.tel)
 	if mode == Async {
-		d.enqueue(ctx, s, g, e, key, order)
+		d.enqueue(ctx, s, g, e, order)
+		d.endHandOut()
+		handing = false
+		s.handed() // before the caller's DedupStore runs again
+		if key != "" {
+			d.record(ctx, key, DedupRecord{Complete: true})
+		}
 		return nil
 	}
 	handing = false // deliverSync says when, once its tasks are queued
 	return d.deliverSync(ctx, s, g, e, key, order, res)
+}
+
+// beginHandOut counts the dispatch in handingOut, unless Close's deadline has passed: then it
+// reports false, and the dispatch must give up. The count comes first, so that stop, which sets
+// stopped before the drain starts watching the count, cannot miss a dispatch that found stopped
+// unset: either the dispatch sees stopped, or the drain sees the dispatch.
+func (d *Dispatcher) beginHandOut() bool {
+	d.handingOut.Add(1)
+	if d.stopped.Load() {
+		d.handingOut.Add(-1)
+		return false
+	}
+	return true
+}
+
+// endHandOut ends the dispatch's count in handingOut: its tasks are in the sinks' queues and
+// lanes (or, past the deadline, with the drain). When the deadline passed meanwhile, the drain's
+// idle time restarts first, so that these tasks get the whole DLQ timeout, as the backlog did at
+// the deadline, before the drain can give up.
+func (d *Dispatcher) endHandOut() {
+	if d.stopped.Load() {
+		d.drain.Load().received()
+	}
+	d.handingOut.Add(-1)
 }
 
 func (d *Dispatcher) orderingKey(e *fanbridge.Event) string {
@@ -293,9 +341,8 @@ func (d *Dispatcher) orderingKey(e *fanbridge.Event) string {
 	return d.cfg.orderingKey(e)
 }
 
-// enqueue hands the event to every reserved sink's queue (Async). dedupKey is empty when
-// deduplication is off.
-func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanbridge.Event, dedupKey, order string) {
+// enqueue hands the event to every reserved sink's queue (Async).
+func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanbridge.Event, order string) {
 	arrived := d.cfg.clock.Now()
 	// The span the dispatch runs under (the Dispatcher's own, or an intake's when the Dispatcher
 	// does not trace) is the parent of the sink attempts and names the trace of dead letters, as
@@ -315,9 +362,6 @@ func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanb
 		s.async.Add(1)
 		t.state.Store(taskQueued)
 		tg.sink.submit(t)
-	}
-	if dedupKey != "" {
-		d.record(ctx, dedupKey, DedupRecord{Complete: true})
 	}
 }
 
@@ -375,6 +419,7 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		}
 		j++
 	}
+	d.endHandOut()
 	s.handed()
 	// A task this goroutine runs whose dead-letter write it would have to make while other tasks
 	// are pending hands the write aside (see sinkState.deadLetter): this one must get to the
@@ -632,8 +677,12 @@ func (d *Dispatcher) unregister(g *group) {
 // and all of them end once the dead-letter queue has taken nothing for that long.
 func (d *Dispatcher) stop() {
 	d.stopOnce.Do(func() {
-		d.drain.Store(newDrain(d.cfg.dlqTimeout))
+		dr := newDrain(d.cfg.dlqTimeout, &d.handingOut)
+		d.drain.Store(dr)
 		d.stopped.Store(true)
+		// Only now may the drain end: a dispatch that found stopped unset is in handingOut by
+		// then (see beginHandOut).
+		dr.start()
 		d.endLife()
 		for i := range d.reg.shards {
 			sh := &d.reg.shards[i]
@@ -1005,7 +1054,31 @@ func (d *Dispatcher) unfinished(s *snapshot) []error {
 	if len(still) > 0 {
 		errs = append(errs, fmt.Errorf("fanout: close: sinks %q still closing after the deadline", still))
 	}
-	if n == 0 && len(still) == 0 {
+	// Dispatches that took a configuration before Close and have not handed their event out
+	// yet: held in the caller's code they run first. The sinks' queues close only once they
+	// have, and each will be refused when it gets there (see beginHandOut). Those of the last
+	// configuration are counted (Close has let go of its own hold); of the configurations an
+	// Update replaced, only whether any is left is known.
+	handing := s.handing.Load()
+	older := false
+	select {
+	case <-s.prevHanded:
+	default:
+		older = true
+	}
+	if handing > 0 || older {
+		who := fmt.Sprintf("%d dispatches", handing)
+		switch {
+		case handing > 0 && older:
+			who += ", and others under a configuration an Update replaced,"
+		case older:
+			who = "dispatches under a configuration an Update replaced"
+		}
+		errs = append(errs, fmt.Errorf("fanout: close: %s begun before Close still handing their event out "+
+			"(held in a DedupStore, a route's filter or the ordering-key function): each will be refused as closed, "+
+			"and no sink gets its event", who))
+	}
+	if n == 0 && len(still) == 0 && handing == 0 && !older {
 		errs = append(errs, errors.New("fanout: close: the sinks' workers did not stop by the deadline"))
 	}
 	return errs
@@ -1022,10 +1095,14 @@ func isNil(v any) bool {
 
 // Close shuts the Dispatcher down. From its first moment every new dispatch fails with
 // fanbridge.ErrClosed. Dispatches in progress and queued deliveries carry on, retries included,
-// until all are done or ctx ends; when ctx ends, retrying stops, and whatever is not delivered is
-// dead-lettered (under a context detached from ctx), never dropped because of our own
-// cancellation: deliveries under way once cut short, and the events still waiting in a sink's
-// queue or ordering lane at once, without an attempt. Those writes are made up to 64 at a time,
+// until all are done or ctx ends. A dispatch in progress that has not handed its event to the
+// sinks when ctx ends (it is still in its DedupStore, a route's filter or the ordering-key
+// function) fails with fanbridge.ErrClosed too when it gets there, and no sink gets the event;
+// one handing it out at that moment is waited for, and its event dealt with as the rest. When
+// ctx ends, retrying stops, and whatever is not delivered is dead-lettered (under a context
+// detached from ctx), never dropped because of our own cancellation: deliveries under way once
+// cut short, and the events still waiting in a sink's queue or ordering lane at once, without an
+// attempt. Those writes are made up to 64 at a time,
 // in both modes, whatever the sinks' Concurrency and however many Sync dispatches wait, besides
 // those of the deliveries a sink's workers had under way. Then the sinks are closed (see WithSinkClosing); the dead-letter queue is
 // not: the caller closes it after Close returns.
@@ -1039,8 +1116,9 @@ func isNil(v any) bool {
 // method (kafkasink's, grpcsink's) is closed with it, under a context that ends just before
 // Close gives up, so that its own error is part of Close's. Close's error reports deliveries
 // that could not even be dead-lettered (since New, in Async mode), sinks that failed to close or
-// were still closing, and deliveries still in a sink's Send or a dead-letter write that ignored
-// cancellation when it stopped waiting. Calling Close again returns the first call's result.
+// were still closing, and, when it stopped waiting, deliveries still in a sink's Send or a
+// dead-letter write that ignored cancellation, and dispatches that had not handed their event
+// out yet. Calling Close again returns the first call's result.
 func (d *Dispatcher) Close(ctx context.Context) error {
 	d.closeOnce.Do(func() { d.closeErr = d.close(ctx) })
 	return d.closeErr

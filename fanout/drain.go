@@ -21,13 +21,17 @@ const drainWidth = 64
 // drainWidth writers, and every dead-letter write from then on runs under ctx as well as its own
 // DLQ timeout. ctx ends once the dead-letter queue has taken nothing for the DLQ timeout: a
 // queue that keeps taking entries gets as long as the backlog needs, one that hangs or refuses
-// is given up on, and so is a sink that holds its tasks past cancellation.
+// is given up on, and so is a sink that holds its tasks past cancellation. It never ends while a
+// dispatch is handing its tasks out (handing), nor sooner than the DLQ timeout after one has
+// (see Dispatcher.endHandOut): a dispatch either is refused at the deadline or has its tasks
+// written.
 type drain struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	timeout time.Duration
-	began   time.Time    // on the monotonic clock
-	last    atomic.Int64 // when the queue last took an entry, as a time.Duration since began
+	handing *atomic.Int64 // the Dispatcher's handingOut
+	began   time.Time     // on the monotonic clock
+	last    atomic.Int64  // when the queue last took an entry, as a time.Duration since began
 
 	mu      sync.Mutex
 	timer   *time.Timer // checks for progress
@@ -35,13 +39,21 @@ type drain struct {
 	writers int
 }
 
-func newDrain(timeout time.Duration) *drain {
-	dr := &drain{timeout: timeout, began: time.Now()}
+func newDrain(timeout time.Duration, handing *atomic.Int64) *drain {
+	dr := &drain{timeout: timeout, handing: handing, began: time.Now()}
 	dr.ctx, dr.cancel = context.WithCancel(context.Background())
-	dr.mu.Lock()
-	dr.timer = time.AfterFunc(timeout, dr.check)
-	dr.mu.Unlock()
 	return dr
+}
+
+// start lets the drain end from now on, once the queue has taken nothing for the timeout: stop
+// calls it once the Dispatcher is marked stopped, so that every dispatch still handing its tasks
+// out is counted in handing by then.
+func (dr *drain) start() {
+	dr.mu.Lock()
+	if dr.ctx.Err() == nil {
+		dr.timer = time.AfterFunc(dr.timeout, dr.check)
+	}
+	dr.mu.Unlock()
 }
 
 // aside runs write, a dead-letter write and what follows it, beside the caller: on a goroutine of
@@ -56,24 +68,42 @@ func (d *Dispatcher) aside(write func()) {
 	go write()
 }
 
-// progress notes that the dead-letter queue has just taken an entry.
+// progress notes that the dead-letter queue has just taken an entry. last only moves forward,
+// so that a note made earlier and stored later does not hide a later one.
 func (dr *drain) progress() {
-	dr.last.Store(int64(time.Since(dr.began)))
+	now := int64(time.Since(dr.began))
+	for {
+		last := dr.last.Load()
+		if last >= now || dr.last.CompareAndSwap(last, now) {
+			return
+		}
+	}
 }
 
-// check ends the drain when the queue has taken nothing for the timeout, or looks again when
-// that time would be up.
+// received notes that a dispatch has just handed tasks out past the deadline: the queue's idle
+// time counts from now, so that the drain gives them as long as it gave the backlog.
+func (dr *drain) received() {
+	dr.progress()
+}
+
+// check ends the drain when the queue has taken nothing for the timeout and no dispatch is handing
+// tasks out, or looks again when that time would be up. handing is read before the idle time: a
+// dispatch that has stopped counting has noted its hand-out (received) by then.
 func (dr *drain) check() {
 	if dr.ctx.Err() != nil {
 		return
 	}
-	idle := time.Since(dr.began) - time.Duration(dr.last.Load())
-	if idle >= dr.timeout {
-		dr.cancel()
-		return
+	wait := dr.timeout
+	if dr.handing.Load() == 0 {
+		idle := time.Since(dr.began) - time.Duration(dr.last.Load())
+		if idle >= dr.timeout {
+			dr.cancel()
+			return
+		}
+		wait = dr.timeout - idle
 	}
 	dr.mu.Lock()
-	dr.timer.Reset(dr.timeout - idle)
+	dr.timer.Reset(wait)
 	dr.mu.Unlock()
 }
 
@@ -81,7 +111,9 @@ func (dr *drain) check() {
 func (dr *drain) end() {
 	dr.cancel()
 	dr.mu.Lock()
-	dr.timer.Stop()
+	if dr.timer != nil {
+		dr.timer.Stop()
+	}
 	dr.mu.Unlock()
 }
 

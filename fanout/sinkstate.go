@@ -219,7 +219,8 @@ type lane struct {
 // Past Close's deadline, a task whose key is busy goes to the drain instead: shedLanes has taken
 // the lanes' waiting tasks, or will under this lock, and one put behind them now would wait for
 // the lane's current task, which a Send that ignores cancellation may hold past Close's return.
-// A dispatch that took the configuration before Close hands its tasks out that late.
+// A dispatch that was handing its tasks out when the deadline came hands them out that late (one
+// that gets there after the deadline is refused: see Dispatcher.beginHandOut).
 func (st *sinkState) submit(t *task) {
 	if t.key != "" {
 		st.laneMu.Lock()
