@@ -134,7 +134,11 @@
 // only of events dispatched under the same scope.
 //
 // Shutdown. Close refuses new dispatches at once (fanbridge.ErrClosed) and lets in-flight and
-// queued deliveries finish, retries included. When its context ends, retrying stops everywhere:
+// queued deliveries finish, retries included. A dispatch begun before Close that has not handed
+// its event to the sinks when Close's deadline passes (held in its DedupStore, a route's filter or
+// the ordering-key function) is refused with fanbridge.ErrClosed too when it gets there: no sink
+// gets the event and nothing is recorded for its ID; one handing its event out at that moment is
+// waited for. When its context ends, retrying stops everywhere:
 // deliveries under way are cut short and dead-lettered, and the events still waiting in a sink's
 // queue or ordering lane are dead-lettered without an attempt. From then on, in both modes, the
 // dead-letter writes are made up to 64 at a time, whatever the sinks' Concurrency and however
@@ -143,11 +147,12 @@
 // Concurrency). After its context ends, Close returns once every accepted event is delivered or
 // dead-lettered, each dead-letter write bounded by the DLQ timeout; it stops waiting once the
 // dead-letter queue has taken no entry for the DLQ timeout (as when the queue hangs or refuses,
-// or what is left is held by sinks that ignore cancellation), plus a grace of 100ms. A backlog the queue keeps taking is
-// thus written in full, however long that takes (about its size times one write, divided by
-// 64), and nothing accepted is dropped because of our own cancellation. Close's error reports
-// what could not even be dead-lettered, and what was still in a sink's Send or a dead-letter
-// write when it stopped waiting.
+// or what is left is held by sinks that ignore cancellation), plus a grace of 100ms. A backlog
+// the queue keeps taking is thus written in full, however long that takes (about its size times
+// one write, divided by 64), and nothing accepted is dropped because of our own cancellation.
+// Close's error reports what could not even be dead-lettered and, when it stopped waiting, what
+// was still in a sink's Send or a dead-letter write, and the dispatches that had not handed their
+// event out yet.
 //
 // Ordering. With WithOrderingKey (a conversation id, say), events with the same key reach each
 // sink in the order they were dispatched: each sink keeps one FIFO lane per busy key, and an event
