@@ -17,10 +17,12 @@ import (
 // yaml.v3's own line is not that line, and its error has no other: it counts from 0 for the
 // parser's errors and from 1 for the scanner's, it names the line where the construct in trouble
 // began when it knows one (the plain scalar before a misplaced tab, say, a line above the tab),
-// and it leaves the line out when that number is 0. The line is therefore found from the parser's
-// behaviour: the text up to the character named parses, the text up to and including it does not.
-// For a flow collection or a quoted string left open, that character is the bracket or quote
-// opening it; for a key without its ':' it is the key's first character.
+// and it leaves the line out when that number is 0 (and for a parser error inside a flow
+// collection, names the line of the collection's opening bracket). The line is therefore found
+// from the parser's behaviour: the text up to that line parses, once whatever it leaves open is
+// closed, and the text up to the point where the parser gave up does not. For a flow collection
+// or a quoted string left open, it is the line of the bracket or quote opening it; for a key
+// without its ':', the key's line.
 func syntaxError(text []byte, err error) error {
 	return &Errors{List: []string{fmt.Sprintf("config: line %d: %s", failingLine(text), yamlProblem(err))}}
 }
@@ -30,94 +32,197 @@ var yamlLine = regexp.MustCompile(`^yaml: (line \d+: )?`)
 
 func yamlProblem(err error) string { return yamlLine.ReplaceAllString(err.Error(), "") }
 
-// lineSearchBudget bounds the bytes failingLine has yaml.v3 parse, over all its attempts, so that
-// a large file with a mistake early in a long flow collection is not parsed thousands of times.
-const lineSearchBudget = 64 << 20
-
 // failingLine returns the 1-based line of the first character of text that yaml.v3 could not
 // take; text does not parse.
 //
-// It first finds how many bytes the parser had read when it failed (reading further cannot
-// change the outcome), then looks back from there for the longest prefix that parses on its own:
-// first among the prefixes that end at a line start, then among the longer ones. The character
-// after that prefix is the one the parser could not take. When the search would parse more than
-// lineSearchBudget bytes, it settles for the line the parser had read up to.
+// One decode, fed a byte at a time, shows how far the parser read before it gave up; the
+// character it could not take lies before that point, on the line of the longest prefix that
+// parses, among the prefixes that end at a line start. The parser reads a little ahead (to the
+// ':' that makes a key a key, say), so that line may be one or a few above the last line read.
+//
+// A prefix that ends inside a flow collection or a quoted string cannot parse as it stands, and
+// is tried with the brackets and quote open at its end closed; otherwise a mistake in the middle
+// of a multi-line "{...}" would be put on the line of its "{". Only when the parser read to the
+// end of a text that leaves a bracket or quote open is the mistake that it was left open, and
+// then the line is that of the bracket or quote, which is where the longest prefix that parses
+// ends.
+//
+// Every prefix parsed is charged to a budget of a few times the size of text; when the budget
+// runs out, the line is the one the parser had read up to.
 func failingLine(text []byte) int {
 	read := bytesRead(text)
-	budget := lineSearchBudget
-	parses := func(n int) (ok, spent bool) {
-		if budget -= n; budget < 0 {
-			return false, true
+	s := &lineSearch{text: text, budget: max(lineSearchFactor*len(text), lineSearchFloor)}
+	if _, opener := openAt(text, len(text)); read >= len(text) && opener >= 0 {
+		if s.parses(opener, nil) {
+			return lineAt(text, opener)
 		}
-		return decodesAll(bytes.NewReader(text[:n])) == nil, false
+		return s.search(read, false)
 	}
-	best := 0
+	return s.search(read, true)
+}
+
+// lineSearchFactor and lineSearchFloor bound the bytes failingLine has yaml.v3 parse, over all
+// its attempts: lineSearchFactor times the size of the file, and never less than lineSearchFloor,
+// so that a small file is never cut short and a large one costs a few parses of it.
+const (
+	lineSearchFactor = 6
+	lineSearchFloor  = 64 << 10
+)
+
+// lineSearch parses prefixes of text, within a budget of bytes.
+type lineSearch struct {
+	text   []byte
+	budget int
+}
+
+// search returns the line of the longest prefix of text, ending at a line start before offset
+// read, that parses; with closing, once the quote and brackets open at its end are closed.
+func (s *lineSearch) search(read int, closing bool) int {
 	for n := read - 1; n > 0; n-- {
-		if !isLineStart(text, n) {
+		if !isLineStart(s.text, n) {
 			continue
 		}
-		ok, spent := parses(n)
-		if spent {
-			return lineAt(text, read-1)
+		var closers []byte
+		if closing {
+			closers, _ = openAt(s.text, n)
 		}
-		if ok {
-			best = n
-			break
+		if s.budget < n+len(closers) {
+			return lineAt(s.text, read-1)
 		}
-	}
-	for n := read - 1; n > best; n-- {
-		if isLineStart(text, n) {
-			continue // already tried
-		}
-		ok, spent := parses(n)
-		if spent {
-			return lineAt(text, read-1)
-		}
-		if ok {
-			best = n
-			break
+		if s.parses(n, closers) {
+			return lineAt(s.text, n)
 		}
 	}
-	return lineAt(text, best)
+	return 1
 }
 
-// bytesRead returns how many bytes of text yaml.v3 reads before it reports the problem in text:
-// the fewest it can be given, the next read failing, and still report that problem.
+// parses reports whether the first n bytes of text, followed by closers, parse, and charges
+// them to the budget.
+func (s *lineSearch) parses(n int, closers []byte) bool {
+	s.budget -= n + len(closers)
+	return decodesAll(io.MultiReader(bytes.NewReader(s.text[:n]), bytes.NewReader(closers))) == nil
+}
+
+// bytesRead returns how many bytes of text yaml.v3 reads before it reports the problem in text.
+// The parser is handed one byte per read, so that it reads no further than it needs to.
 func bytesRead(text []byte) int {
-	lo, hi := 0, len(text) // all of it gives the problem
-	for lo < hi {
-		n := lo + (hi-lo)/2
-		r := &cutReader{text: text, cut: n}
-		if err := decodesAll(r); err != nil && !r.hit {
-			hi = n
-		} else {
-			lo = n + 1
-		}
-	}
-	return max(lo, 1)
+	r := &tricklingReader{text: text}
+	_ = decodesAll(r)
+	return max(r.off, 1)
 }
 
-// cutReader reads text up to offset cut, and fails a read that would go past it. yaml.v3 asks
-// for more only once it has decoded all it was given and needs more, so a read that fails means
-// that it needed a byte at cut or beyond.
-type cutReader struct {
+// tricklingReader reads text one byte at a time.
+type tricklingReader struct {
 	text []byte
-	cut  int
 	off  int
-	hit  bool // a read reached cut
 }
 
-func (r *cutReader) Read(p []byte) (int, error) {
-	switch {
-	case r.off >= len(r.text):
+func (r *tricklingReader) Read(p []byte) (int, error) {
+	if r.off >= len(r.text) {
 		return 0, io.EOF
-	case r.off >= r.cut:
-		r.hit = true
-		return 0, errors.New("cut off")
 	}
-	n := copy(p, r.text[r.off:r.cut])
-	r.off += n
-	return n, nil
+	if len(p) == 0 {
+		return 0, nil
+	}
+	p[0] = r.text[r.off]
+	r.off++
+	return 1, nil
+}
+
+// openAt returns the characters that close the quoted scalar and the flow collections open at
+// offset n of text, innermost first, and the offset of the outermost of them (-1 when none is).
+//
+// It reads text closely enough for that, not as a parser: a quote opens a scalar, and a bracket
+// a collection, only where a value can start (at a line start or after ':', '-' or '?'; inside a
+// flow collection after '[', '{', ',', ':' or '?', and a bracket anywhere); quotes end as YAML
+// ends them (” inside single quotes, a backslash escape inside double ones); a '#' at a line
+// start or after a space or tab starts a comment. Block scalars are not recognised: a quote or
+// bracket in one can make a prefix look open when it is not, which only has the search look
+// further back.
+func openAt(text []byte, n int) (closers []byte, outermost int) {
+	var (
+		quote   byte         // the quote open, or 0
+		quoteAt int          // where it opened
+		stack   []byte       // the closers of the open flow collections, outermost first
+		openers []int        // where those collections opened
+		prev    = byte('\n') // the last byte outside comments that is not a space or a tab
+		comment bool
+	)
+	for i := 0; i < n && i < len(text); i++ {
+		c := text[i]
+		switch {
+		case comment:
+			if c == '\n' || c == '\r' {
+				comment, prev = false, c
+			}
+			continue
+		case quote == '"':
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				quote, prev = 0, c
+			}
+			continue
+		case quote == '\'':
+			switch {
+			case c != '\'':
+			case i+1 < n && i+1 < len(text) && text[i+1] == '\'':
+				i++
+			default:
+				quote, prev = 0, c
+			}
+			continue
+		}
+		inFlow := len(stack) > 0
+		valueStart := prev == ':' || prev == '?' ||
+			!inFlow && (prev == '-' || prev == '\n' || prev == '\r') ||
+			inFlow && (prev == '[' || prev == '{' || prev == ',')
+		switch c {
+		case ' ', '\t':
+			if i+1 < n && i+1 < len(text) && text[i+1] == '#' {
+				comment = true
+				i++
+			}
+			continue
+		case '#':
+			if prev == '\n' || prev == '\r' {
+				comment = true
+				continue
+			}
+		case '"', '\'':
+			if valueStart {
+				quote, quoteAt = c, i
+				continue
+			}
+		case '[', '{':
+			if valueStart || inFlow {
+				stack = append(stack, c+2) // ']' and '}' follow '[' and '{' by two
+				openers = append(openers, i)
+			}
+		case ']', '}':
+			if inFlow {
+				stack, openers = stack[:len(stack)-1], openers[:len(openers)-1]
+			}
+		case '\n', '\r':
+			if inFlow {
+				continue // a collection goes on across lines, and what may follow with it
+			}
+		}
+		prev = c
+	}
+	outermost = -1
+	if quote != 0 {
+		closers = append(closers, quote)
+		outermost = quoteAt
+	}
+	for i := len(stack) - 1; i >= 0; i-- {
+		closers = append(closers, stack[i])
+	}
+	if len(openers) > 0 {
+		outermost = openers[0]
+	}
+	return closers, outermost
 }
 
 // decodesAll decodes every YAML document r holds, and returns the first error.

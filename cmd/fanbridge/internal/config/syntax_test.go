@@ -2,8 +2,10 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -52,4 +54,74 @@ func TestSyntaxErrorLineInALargeFile(t *testing.T) {
 	_, err := config.Parse([]byte(b.String()), env(nil))
 	require.Error(t, err)
 	assert.Equal(t, "config: line 1003: found a tab character that violates indentation", err.Error())
+}
+
+// TestSyntaxErrorLinesInFlowCollections checks that a mistake inside a flow collection written
+// over several lines, as a configuration in JSON is, is put on its own line, not on the line of
+// the bracket that opened the collection.
+func TestSyntaxErrorLinesInFlowCollections(t *testing.T) {
+	for _, tc := range []struct {
+		name, text, want string
+	}{
+		{"a character that starts no token", "routes: [\n  a,\n  b,\n  @c,\n]\n", "config: line 4: found character that cannot start any token"},
+		{"JSON: a missing comma", "{\n  \"logging\": {\"level\": \"info\"},\n  \"listen\": {\"address\": \":8080\"}\n  \"sinks\": []\n}\n", "config: line 4: did not find expected ',' or '}'"},
+		{"JSON: a value that is no token", "{\n  \"logging\": {\"level\": \"info\"},\n  \"listen\": {\"address\": @x}\n}\n", "config: line 3: found character that cannot start any token"},
+		{"a pattern: a missing comma", "routes:\n  - name: r\n    sinks: [a]\n    pattern: {\n      \"source\": [\"genesys\"],\n      \"detail-type\": [\"x\"]\n      \"detail\": {}\n    }\n", "config: line 7: did not find expected ',' or '}'"},
+		{"a quoted key holding brackets", "{\n  \"a[{\": 1,\n  \"b\": 2\n  \"c\": 3\n}\n", "config: line 4: did not find expected ',' or '}'"},
+		{"a flow mapping left open", "logging: {level: info,\n  format: json\nsinks: []\n", "config: line 1: did not find expected ',' or '}'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tc.text), env(nil))
+			require.Error(t, err)
+			assert.Equal(t, tc.want, err.Error())
+		})
+	}
+}
+
+// jsonConfig returns a configuration in JSON of the given number of routes, with mistake written
+// after the list of routes, near the end.
+func jsonConfig(routes int, mistake string) string {
+	var b strings.Builder
+	b.WriteString("{\n  \"logging\": {\"level\": \"info\"},\n  \"routes\": [\n")
+	for i := range routes {
+		fmt.Fprintf(&b, "    {\n      \"name\": \"route-%d\",\n      \"sinks\": [\"a\"],\n      \"pattern\": {\"detail-type\": [\"x%d\"]}\n    },\n", i, i)
+	}
+	b.WriteString("    {\"name\": \"last\", \"sinks\": [\"a\"]}\n  ]" + mistake + "\n}\n")
+	return b.String()
+}
+
+// TestSyntaxErrorInAJSONConfigIsQuick checks that a configuration in JSON with one comma missing
+// is refused at once, on the line of the mistake: every prefix of it ends inside the outer "{",
+// so a search for the longest one that parses as it stands would parse it hundreds of times.
+func TestSyntaxErrorInAJSONConfigIsQuick(t *testing.T) {
+	text := jsonConfig(100, "\n  \"sinks\": []") // about 10 KB
+	lines := strings.Count(text, "\n")
+	start := time.Now()
+	_, err := config.Parse([]byte(text), env(nil))
+	elapsed := time.Since(start)
+	require.Error(t, err)
+	assert.Equal(t, fmt.Sprintf("config: line %d: did not find expected ',' or '}'", lines-1), err.Error())
+	assert.Less(t, elapsed, time.Second, "refusing a %d-byte file", len(text))
+}
+
+// TestSyntaxErrorLineSearchIsBounded checks that a mistake the parser finds only far below it (a
+// key without its ':', followed by a megabyte of blank lines) is refused in a few parses of the
+// file, on the line the parser had read up to, rather than after a search back through every
+// line.
+func TestSyntaxErrorLineSearchIsBounded(t *testing.T) {
+	text := "logging:\n  level: info\n  format json\n" + strings.Repeat("\n", 1<<20) + "listen: {}\n"
+	fixed := strings.Replace(text, "format json", "format: json", 1)
+
+	start := time.Now()
+	_, err := config.Parse([]byte(fixed), env(nil))
+	whole := time.Since(start)
+	require.Error(t, err, "the file without the mistake is refused too, for what it lacks")
+	require.NotContains(t, err.Error(), "expected ':'")
+
+	start = time.Now()
+	_, err = config.Parse([]byte(text), env(nil))
+	elapsed := time.Since(start)
+	require.Error(t, err)
+	assert.Equal(t, fmt.Sprintf("config: line %d: could not find expected ':'", strings.Count(text, "\n")), err.Error())
+	assert.Less(t, elapsed, 30*whole, "refusing took %v, a whole parse %v", elapsed, whole)
 }
