@@ -77,7 +77,9 @@ func CodeClass(c codes.Code) Class {
 // marked with retry.After when the server attached a google.rpc.RetryInfo detail to a retryable
 // code, err marked with retry.Permanent for a ResourceExhausted without RetryInfo whose message is
 // gRPC's own report of a message over the size limit ("larger than max"), and err unchanged
-// otherwise. An error without a gRPC status (a context error, say) is returned unchanged. Use it
+// otherwise; a retryable err whose status carries the google.rpc.ErrorInfo detail a Server adds
+// for a handler's sink.Refused (domain "fanbridge", reason "REFUSED") is also marked sink.Refused.
+// An error without a gRPC status (a context error, say) is returned unchanged. Use it
 // in a Sink of your own over another gRPC client; Adapt already does.
 //
 // Classify sees the status alone, so it takes every size refusal for a refusal of the request,
@@ -147,7 +149,7 @@ func classify(err error, call *sentCall) error {
 		}
 	}
 	if hinted {
-		return retry.After(err, d)
+		return refusedIfMarked(st, retry.After(err, d))
 	}
 	switch size := sizeRefusal(st.Code(), st.Message()); {
 	case size == refusedToSend && call != nil && call.answerUnsent(st):
@@ -158,6 +160,15 @@ func classify(err error, call *sentCall) error {
 		return sink.Refused(&answerRefusal{err: err, limit: "the client's receive limit (grpc.MaxCallRecvMsgSize)"})
 	case size == refusedOnReceipt:
 		return retry.Permanent(err)
+	}
+	return refusedIfMarked(st, err)
+}
+
+// refusedIfMarked returns err, a retryable failure whose status is st, marked sink.Refused when a
+// Server's handler marked the error it answered with (st carries the detail it adds).
+func refusedIfMarked(st *status.Status, err error) error {
+	if hasRefusedMark(st) {
+		return sink.Refused(err)
 	}
 	return err
 }

@@ -63,6 +63,10 @@
 // message beginning "unexpected HTTP status code received from server": for a 404 that is
 // Unimplemented, which is then retryable, as no gRPC server has answered yet.
 //
+// A retryable answer that carries a google.rpc.ErrorInfo detail of domain "fanbridge" and reason
+// "REFUSED" (a Server sends one for a handler error marked sink.Refused) is marked sink.Refused:
+// the consumer is up and refused the event, so it does not count against a dispatcher's breaker.
+//
 // A retryable answer that carries a google.rpc.RetryInfo detail is marked retry.After with its
 // delay (a Server sends one for a handler error marked retry.After), and so is one whose trailer
 // metadata holds gRPC's standard grpc-retry-pushback-ms (gRFC A6) with a non-negative number of
@@ -166,8 +170,10 @@
 // with the error's text when it is a grpcsink.Sink's refusal of an answer its consumer took, over
 // the Sink's receive limit or the consumer's server's send limit, and otherwise, when it has no
 // details, with a google.rpc.ErrorInfo detail that shows it relayed; see NewServer), and anything
-// else to Unavailable; so a classification made in the consumer survives the trip, also through a
-// consumer that relays to another one with a grpcsink.Sink of its own.
+// else to Unavailable. A sink.Refused mark on an error whose answer is retryable adds a
+// google.rpc.ErrorInfo detail (domain "fanbridge", reason "REFUSED"), which Classify, Send and
+// Adapt turn back into sink.Refused. So a classification made in the consumer survives the trip,
+// also through a consumer that relays to another one with a grpcsink.Sink of its own.
 //
 // # Concurrency
 //

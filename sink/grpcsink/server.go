@@ -58,6 +58,13 @@ type Server struct {
 //   - an error wrapping context.Canceled or context.DeadlineExceeded: Canceled or DeadlineExceeded.
 //   - any other error: Unavailable (retryable).
 //
+// An error marked sink.Refused whose answer is retryable (any of the above but OK, AlreadyExists
+// and a permanent status) also gets a google.rpc.ErrorInfo detail (domain "fanbridge", reason
+// "REFUSED"), unless its status has one already, and the sending Sink marks its error
+// sink.Refused again: a refusal relayed through any number of consumers counts against no
+// dispatcher's breaker, as it would not in the consumer. The detail goes beside the status's
+// others (RetryInfo, say), and the code stays what it would be without the mark.
+//
 // The error's text becomes the status message that the sender sees and may record in its
 // dead-letter queue: keep secrets out of it. A request without an event, or with an invalid
 // timestamp, is answered InvalidArgument without calling handler.
@@ -150,11 +157,11 @@ func StatusOf(err error) error {
 		if d, ok := retry.RetryAfter(err); ok && d > 0 {
 			if _, has := retry.RetryAfter(judged); !has {
 				if withDelay, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}); derr == nil {
-					return withDelay.Err()
+					st = withDelay
 				}
 			}
 		}
-		return answer
+		return markRefused(st, err).Err()
 	}
 	msg := err.Error()
 	switch {
@@ -163,20 +170,52 @@ func StatusOf(err error) error {
 	case retry.IsPermanent(err):
 		return status.Error(codes.FailedPrecondition, msg)
 	}
+	var st *status.Status
 	if d, ok := retry.RetryAfter(err); ok {
-		st, detailErr := status.New(codes.ResourceExhausted, msg).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)})
-		if detailErr != nil {
-			return status.Error(codes.ResourceExhausted, msg)
+		st = status.New(codes.ResourceExhausted, msg)
+		if withDelay, detailErr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}); detailErr == nil {
+			st = withDelay
 		}
-		return st.Err()
+	} else {
+		switch {
+		case errors.Is(err, context.Canceled):
+			st = status.New(codes.Canceled, msg)
+		case errors.Is(err, context.DeadlineExceeded):
+			st = status.New(codes.DeadlineExceeded, msg)
+		default:
+			st = status.New(codes.Unavailable, msg)
+		}
 	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, msg)
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, msg)
+	return markRefused(st, err).Err()
+}
+
+// refusedMark is the detail a Server adds to a retryable answer for a handler's error marked
+// sink.Refused, which the status's code cannot carry: Classify marks the sender's error
+// sink.Refused again, so that a refusal relayed through consumers does not count against the
+// first sender's breaker.
+var refusedMark = &errdetails.ErrorInfo{Domain: "fanbridge", Reason: "REFUSED"}
+
+// markRefused returns st, a retryable answer for err, with refusedMark among its details when err
+// is marked sink.Refused and st has none yet.
+func markRefused(st *status.Status, err error) *status.Status {
+	if !sink.IsRefused(err) || hasRefusedMark(st) {
+		return st
 	}
-	return status.Error(codes.Unavailable, msg)
+	if marked, derr := st.WithDetails(refusedMark); derr == nil {
+		return marked
+	}
+	return st
+}
+
+// hasRefusedMark reports whether st carries refusedMark: its consumer's handler marked the error
+// it answered for sink.Refused.
+func hasRefusedMark(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == refusedMark.GetDomain() && info.GetReason() == refusedMark.GetReason() {
+			return true
+		}
+	}
+	return false
 }
 
 // sentByServer is the detail a Server adds to a size refusal it relays, which grpc-go's own
