@@ -503,7 +503,10 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 			have = append(have, out.Sink)
 			continue
 		}
-		if d, ok := retry.RetryAfter(out.Err); ok {
+		// A wait on a refusal (sink.Refused) parts the events of a batch the destination refused
+		// (kafkasink's); it asks nothing of the sender, whose retry comes when the intake's own
+		// default says.
+		if d, ok := retry.RetryAfter(out.Err); ok && !sink.IsRefused(out.Err) {
 			wait = max(wait, min(d, tg.sink.retrier.Policy().MaxRetryAfter))
 		}
 		derr.Failed = append(derr.Failed, out)

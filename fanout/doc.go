@@ -183,10 +183,14 @@
 // An overloaded event was given to no sink at all (every matched queue is reserved first, all or
 // nothing), so the sender's retry duplicates nothing. A *DeliveryError lists the failed sinks; it
 // never unwraps to a sink's own error, so a sink's retry.Permanent mark cannot make an intake drop
-// the event. For the outcome at every sink (delivered, dead-lettered, failed, skipped-duplicate,
-// attempts, last error, duration), call Deliver instead of Dispatch: the eventbridge contract
-// fixes Dispatch's signature, so the per-sink Result comes from this second method, which behaves
-// as Dispatch in Sync mode.
+// the event. It carries (for retry.RetryAfter) the longest wait a failed sink's last error asked
+// for with retry.After, each within its sink's MaxRetryAfter, but not a wait on an error marked
+// sink.Refused: that one parts the events of a batch the destination refused (kafkasink's) and
+// asks nothing of the sender, whose intake then answers with its own default wait. For the
+// outcome at every sink (delivered, dead-lettered, failed, skipped-duplicate, attempts, last
+// error, duration), call Deliver instead of Dispatch: the eventbridge contract fixes Dispatch's
+// signature, so the per-sink Result comes from this second method, which behaves as Dispatch in
+// Sync mode.
 //
 // # Concurrency
 //

@@ -95,9 +95,12 @@ func (r *refusedError) Unwrap() error { return r.err }
 // showing that another attempt must fail too (a Kafka broker refuses a whole batch for one record
 // and names none). A dispatcher retries it as any retryable failure, but does not count it against
 // the sink's health: fanout's circuit breaker takes it, as it takes a permanent failure, for a
-// sign that the sink is up. The mark changes nothing else: retry.Classify still calls err
-// retryable, and retry marks (Permanent, After) on either side of it still count. Refused(nil)
-// is nil.
+// sign that the sink is up. The mark changes nothing else for the sink's own retries:
+// retry.Classify still calls err retryable, and retry marks (Permanent, After) on either side of
+// it still count. A wait (retry.After) on a refused error is taken for the sink's next attempt
+// alone (kafkasink's random wait parts the events of a refused batch): fanout does not pass it on
+// to the sender as the wait its DeliveryError asks for, and an intake answers with its own default
+// wait instead. Refused(nil) is nil.
 func Refused(err error) error {
 	if err == nil {
 		return nil
