@@ -43,15 +43,19 @@
 // whose unread records are all gone is done, and one that lost a prefix is read from its new start
 // offset. That client is built from the options of the queue's client (Client.Opts), without its
 // producer, consumer and group options, so it reaches the same brokers with the same TLS, SASL and
-// dialer; WithReadOpts adds more. The offsets come from each partition's leader, asked through the
-// queue's client: a read that meets a leader that has just moved (an election, a broker restarted
-// or removed), which answers with a retriable error such as NOT_LEADER_FOR_PARTITION, asks again
-// with fresh metadata, waiting 20 ms and then twice as long each time, up to 1 s, as long as 2.5 s
-// from its first ask allow. The 2.5 s bound the asks too: the client retries some such errors on
-// its own within one ask (NOT_LEADER_FOR_PARTITION, for up to its kgo.RetryTimeout, 30 s by
-// default), and an ask still running then is cut short. A read whose asks still fail when the
-// 2.5 s are spent, or would be before its next wait ends, fails, retryable, with the last error
-// met, no later than 2.5 s after its first ask; when ctx ends first, with an error wrapping ctx's.
+// dialer; WithReadOpts adds more. The offsets come from each partition's leader, asked through
+// another such client, one for each listing, which never sends a ListOffsets again by itself
+// (franz-go would retry NOT_LEADER_FOR_PARTITION inside one ask for up to its kgo.RetryTimeout,
+// 30 s by default, or what WithReadOpts sets); its other requests keep the retry timeouts of the
+// queue's client. The first ask has only ctx for a limit, so a broker that answers slowly but well
+// is waited for. An ask that meets a leader that has just moved (an election, a broker restarted or
+// removed), which answers with a retriable error such as NOT_LEADER_FOR_PARTITION, or a broken
+// connection, is asked again with fresh metadata, waiting 20 ms and then twice as long each time,
+// up to 1 s, as long as 2.5 s from that first failure allow; those later asks are cut short when
+// the 2.5 s end. A read whose asks still fail when the 2.5 s are spent, or would be before its next
+// wait ends, fails, retryable, with the last error a broker or the client gave, no later than 2.5 s
+// after the first failure; when ctx ends first, with an error wrapping ctx's. Any other error, an
+// unknown topic among them, fails the read at once.
 // Each listing has a budget of its own: a pass over the topic lists the offsets when it begins,
 // and again when retention deleted records it was about to read; Get makes one pass, and List
 // two (one for the removal records, see below, then one for the entries).

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/fanbridge/fanbridge/dlq"
 )
@@ -30,13 +31,16 @@ func (q *Queue) readerOpts(extra ...kgo.Opt) []kgo.Opt {
 }
 
 // Listing offsets asks each partition's leader, as the client last knew it. After a leader moved
-// (an election, a broker restarted or removed) the first ask meets the old leader, which answers
-// with a retriable error such as NOT_LEADER_FOR_PARTITION, and the client refreshes its metadata
-// for the next. offsets therefore asks again, waiting offsetsBackoff before the first retry and
-// twice as long before each next one, up to offsetsMaxBackoff, for as long as offsetsBudget from
-// its first ask allows. The budget bounds every ask too, the first one included: the client
-// retries some of these errors on its own inside one ask (NOT_LEADER_FOR_PARTITION, for up to its
-// kgo.RetryTimeout, 30 s by default), and asks that each ran that long would add up to minutes.
+// (an election, a broker restarted or removed) an ask can meet the old leader, which answers with
+// a retriable error such as NOT_LEADER_FOR_PARTITION, and the client refreshes its metadata for
+// the next. offsets therefore asks again, waiting offsetsBackoff before the first retry and twice
+// as long before each next one, up to offsetsMaxBackoff, for as long as offsetsBudget from the
+// first retriable error allows; the asks after that error run within the budget too. The first
+// ask runs within ctx alone: a broker that answers slowly but well is waited for.
+//
+// The asks go through a client of the listing's own, which never sends a ListOffsets again by
+// itself: franz-go would otherwise retry NOT_LEADER_FOR_PARTITION inside one ask for up to its
+// kgo.RetryTimeout (30 s by default), and the first ask, which no budget bounds, with it.
 const (
 	offsetsBudget     = 2500 * time.Millisecond
 	offsetsBackoff    = 20 * time.Millisecond
@@ -44,18 +48,28 @@ const (
 )
 
 // offsets lists the start and end offsets of the topic's partitions. It asks again while every
-// error met is one Kafka calls retriable, within offsetsBudget and ctx, and otherwise fails with
-// the first error of the last ask.
+// error met is retriable (see listOffsets), within offsetsBudget from the first such error and
+// within ctx, and otherwise fails with the first error of the last ask.
 func (q *Queue) offsets(ctx context.Context) (starts, ends kadm.ListedOffsets, err error) {
-	adm := kadm.NewClient(q.client)
-	deadline := time.Now().Add(offsetsBudget)
+	cl, err := kgo.NewClient(q.readerOpts(q.listerRetryTimeout())...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kafkadlq: read: new client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	var (
+		deadline time.Time // the budget's end, once an ask failed
+		last     error     // the last error a broker or the client gave, not the budget's end
+	)
 	wait := offsetsBackoff
-	var last error // the last error a broker or the client gave, not the budget's end
 	for try := 1; ; try++ {
-		actx, cancel := context.WithDeadline(ctx, deadline)
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if last != nil {
+			actx, cancel = context.WithDeadline(ctx, deadline)
+		}
 		var retriable bool
 		starts, ends, retriable, err = q.listOffsets(actx, adm)
-		budgetSpent := actx.Err() != nil
+		budgetSpent := last != nil && actx.Err() != nil
 		cancel()
 		if err == nil {
 			return starts, ends, nil
@@ -63,20 +77,21 @@ func (q *Queue) offsets(ctx context.Context) (starts, ends kadm.ListedOffsets, e
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: %w (asked %s, the last time failing with %v)", cerr, times(try), err)
 		}
-		switch {
-		case budgetSpent && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)):
-			// The budget cut this ask short: what the asks met before is the cause.
-			if last == nil {
-				return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: no answer within %v", offsetsBudget)
-			}
-			return nil, nil, classify("read", fmt.Errorf("listing offsets: asked %s within %v, still failing: %w", times(try), offsetsBudget, last))
-		case !retriable:
+		if budgetSpent && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			// The budget cut this ask short, the broker not having answered it: what the asks
+			// met before is the cause.
+			return nil, nil, classify("read", fmt.Errorf("listing offsets: asked %s within %v of the first failure, the last unanswered, still failing: %w", times(try), offsetsBudget, last))
+		}
+		if !retriable {
 			return nil, nil, classify("read", fmt.Errorf("listing offsets: %w", err))
+		}
+		if last == nil {
+			deadline = time.Now().Add(offsetsBudget)
 		}
 		last = err
 		if budgetSpent || time.Until(deadline) <= wait {
 			// No time left for a wait and another ask.
-			return nil, nil, classify("read", fmt.Errorf("listing offsets: asked %s within %v, still failing: %w", times(try), offsetsBudget, err))
+			return nil, nil, classify("read", fmt.Errorf("listing offsets: asked %s within %v of the first failure, still failing: %w", times(try), offsetsBudget, err))
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -89,6 +104,22 @@ func (q *Queue) offsets(ctx context.Context) (starts, ends kadm.ListedOffsets, e
 	}
 }
 
+// listerRetryTimeout keeps the retry timeouts of the queue's client for every request but
+// ListOffsets, which the client is not to send again by itself: a timeout shorter than any wait
+// before a retry ends its tries at the first failure (zero would mean no limit).
+func (q *Queue) listerRetryTimeout() kgo.Opt {
+	inherited, _ := q.client.OptValue(kgo.RetryTimeoutFn).(func(int16) time.Duration)
+	return kgo.RetryTimeoutFn(func(key int16) time.Duration {
+		switch {
+		case key == kmsg.ListOffsets.Int16():
+			return time.Nanosecond
+		case inherited != nil:
+			return inherited(key)
+		}
+		return 30 * time.Second // franz-go's default for the requests a lister sends
+	})
+}
+
 // times says n times in words: "once", "8 times".
 func times(n int) string {
 	if n == 1 {
@@ -99,7 +130,8 @@ func times(n int) string {
 
 // listOffsets asks once for the start and end offsets of the topic's partitions. It returns the
 // first error of the requests or of a partition, and whether every error met is retriable: one
-// kerr.IsRetriable calls so, other than an unknown topic, which is final here as for Put.
+// kerr.IsRetriable calls so, other than an unknown topic, which is final here as for Put, or a
+// broken connection, which franz-go would have retried (kgo.IsRetryableBrokerErr).
 func (q *Queue) listOffsets(ctx context.Context, adm *kadm.Client) (starts, ends kadm.ListedOffsets, retriable bool, err error) {
 	retriable = true
 	note := func(e error) {
@@ -109,7 +141,7 @@ func (q *Queue) listOffsets(ctx context.Context, adm *kadm.Client) (starts, ends
 		if err == nil {
 			err = e
 		}
-		if !kerr.IsRetriable(e) || errors.Is(e, kerr.UnknownTopicOrPartition) {
+		if !(kerr.IsRetriable(e) || kgo.IsRetryableBrokerErr(e)) || errors.Is(e, kerr.UnknownTopicOrPartition) {
 			retriable = false
 		}
 	}
