@@ -60,7 +60,15 @@
 // nor does a retryable failure the sink marks with sink.Refused, its destination's refusal of the
 // event or of a batch the event shared (a Kafka broker refusing a batch for what one record
 // holds), which is still retried as the policy says: events refused for what they hold do not
-// open the breaker and dead-letter the valid events behind them. A Sync
+// open the breaker and dead-letter the valid events behind them. The other side of it: a
+// destination that refuses every event (a Kafka broker whose record validation lost its own
+// backend, answering INVALID_RECORD for every batch) never opens the breaker either, and every
+// event pays its whole retry policy before it is dead-lettered with dlq.ConditionAttempts. The
+// metrics count by sink, not by condition: such a sink shows .dead_lettered rising with every
+// event, .retried rising by the policy's attempts less one for each, .delivered flat and
+// breaker.state 0 (Stats gives the same counters); the dead-letter entries and the log of each
+// name the condition and the refusal. A sink that joins the errors of several destinations must
+// not put a refusal in the join when another destination is down (see sink.Refused). A Sync
 // attempt that its dispatch's budget cut short counts as a failure when it had at least half of
 // that budget and at least 250ms, so a sink that hangs opens its breaker even without a
 // Policy.AttemptTimeout, while a caller that comes with little time left opens none;

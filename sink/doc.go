@@ -20,7 +20,9 @@
 // may succeed (the batch-mate at fault is gone) or fail again (the event itself is at fault). A
 // dispatcher retries it, but does not count it against the sink's health, so that events a
 // destination refuses for what they hold do not open fanout's circuit breaker and send valid
-// events to the dead-letter queue. A Send on a closed sink returns an error wrapping ErrClosed.
+// events to the dead-letter queue. The mark covers the whole error: a sink that joins the errors of
+// several destinations marks none of them when one destination is down, or the outage opens no
+// breaker (see Refused). A Send on a closed sink returns an error wrapping ErrClosed.
 //
 // # Delivery semantics
 //

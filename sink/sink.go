@@ -100,7 +100,13 @@ func (r *refusedError) Unwrap() error { return r.err }
 // it still count. A wait (retry.After) on a refused error is taken for the sink's next attempt
 // alone (kafkasink's random wait parts the events of a refused batch): fanout does not pass it on
 // to the sender as the wait its DeliveryError asks for, and an intake answers with its own default
-// wait instead. Refused(nil) is nil.
+// wait instead.
+//
+// The mark applies to the whole error, and IsRefused finds it anywhere in err's chain, in one of
+// the errors of an errors.Join too. A sink that delivers to several destinations and joins their
+// errors must therefore not mark the join, nor any error in it, when one of the destinations is
+// down: the breaker would take the outage for an answer and never open. Mark a join only when
+// every failure in it is a refusal. Refused(nil) is nil.
 func Refused(err error) error {
 	if err == nil {
 		return nil

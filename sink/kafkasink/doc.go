@@ -113,6 +113,21 @@
 // only raises the policy's own: a policy without jitter (retry.NoJitter) whose interval is longer
 // still retries them together, and the valid records may then be refused with the one at fault
 // at every attempt, and dead-lettered with it; the default, retry.FullJitter, spreads them.
+// That wait is for the sink's next attempt alone: fanout does not pass it on to the sender (see
+// sink.Refused), whose intake answers with its own default wait.
+//
+// A broker that refuses every batch looks the same, and never opens the breaker: a record
+// validation or policy whose own backend is gone (a schema check that cannot reach its registry,
+// say) may answer INVALID_RECORD or POLICY_VIOLATION for every record. Each event then pays its
+// whole retry policy, attempts and waits (in fanout's Sync mode, within the sender's request), and
+// is dead-lettered for attempts (dlq.ConditionAttempts), one after another, not circuit-open at
+// once. No metric tells such refusals from any other retryable failure: the signs are the sink's
+// fanbridge.fanout.sink.dead_lettered (SinkStats.DeadLettered) growing with every event while
+// .delivered stays flat, .retried (SinkStats.Retried) growing by the policy's attempts less one
+// for each, and fanbridge.fanout.sink.breaker.state staying 0 (closed); the dead-letter entries,
+// and the Dispatcher's log of each, name condition "attempts" and the broker's code in their
+// error. Alert on the dead-lettered count, and redrive the entries once the broker accepts records
+// again.
 //
 // The client reports some failures wrapped (kgo.ErrRecordTimeout carries the last error it met),
 // so the whole error chain counts. Errors name the event ID and the topic, never the body.
