@@ -286,7 +286,20 @@
 // safety net against evaluations that run long on any machine: steps that CEL charges nothing
 // for are never stopped by the cost limit, and the tracker makes their time grow with the square
 // of their number (data.ids.exists_one(i, false) over 120,000 numbers ran for 26 s). An
-// expression whose worst case fits the cost limit is neither tracked nor timed.
+// expression whose worst case fits the cost limit is neither tracked nor timed, and a tracked one
+// without a comprehension is not timed (the time limit is looked at nowhere else). CEL charges a
+// call only once it has returned, so a tracked ==, != or `in` first counts what its operands
+// hold and is refused, for its cost, when that alone is past the limit: two lists each holding
+// the same list of the body 2,000 times (data.k.map(i, data.x)) are not walked for seconds.
+//
+// Limits and the caller's deadline. An evaluation takes no context: nothing but its own limits
+// stops it, and at the defaults one evaluation may take seconds on a large body (above). A
+// Predicate that is an Expression, as the filter of a fanout route, runs before any sink is
+// called and outside the dispatch's deadline, one route after another, so two such routes on one
+// 260 KiB event can take longer than a webhook's caller waits (EventBridge gives up after 5 s).
+// For routes on large bodies, lower WithCostLimit (with it, the time an evaluation may take),
+// keep comprehensions over large arrays out of routes, or state the condition as an event
+// pattern, whose cost grows with the event's size, not with the square of an array's.
 //
 // Errors of evaluation. An evaluation error (a missing field, a wrong type, the cost or the time
 // limit, a body that is missing, not JSON or refused) means no match. So Not of an expression

@@ -53,8 +53,10 @@ type Expression struct {
 	src    string
 	prg    cel.Program
 	logger *slog.Logger
-	// timeLimit bounds an evaluation of a program that tracks its cost; it is zero for one that
-	// does not, which runs without a timer.
+	// tracked says the program tracks its cost.
+	tracked bool
+	// timeLimit bounds an evaluation of a program that tracks its cost and holds a
+	// comprehension; it is zero for any other, which runs without a timer.
 	timeLimit time.Duration
 }
 
@@ -75,12 +77,16 @@ func (f exprOptionFunc) apply(c *exprConfig) { f(c) }
 // WithCostLimit sets the cost limit of one evaluation; an evaluation that exceeds it is an
 // evaluation error, so the event does not match. The cost limit is the bound to rely on: it
 // stops an evaluation of a given expression on a given event at the same point on every machine
-// and every run. Cost is tracked only for expressions whose worst case could exceed the limit
-// (every comprehension over data, and ==, != or `in` between two values of data, or between list
-// and map literals holding them, as in [data.a] == [data.b]), and tracking makes a comprehension
-// slow down as it goes, its time growing with the square of its steps: with a limit well above
-// the default, raise WithTimeLimit too. The default is DefaultCostLimit
-// (100,000).
+// and every run. Cost is tracked only for expressions whose worst case, with every size in the
+// body unknown, could exceed the limit. Those are many, such as every comprehension over data;
+// ==, != or `in` between two values that are not constants, or list and map literals holding
+// them ([data.a] == [data.b], data.a == data.b, event.metadata == data.m, type(data) == map);
+// `in` on a list of the body ('q1' in data.ids); and work on strings CEL cannot size before it
+// sees them (string(data.s) == 'x', data.s.matches('a+')). An ==, != or `in` whose operands
+// hold more than the limit allows is refused before it compares them. Tracking
+// makes a comprehension slow down as it goes, its time growing with the square of its steps:
+// with a limit well above the default, raise WithTimeLimit too. The default is
+// DefaultCostLimit (100,000).
 func WithCostLimit(n uint64) ExprOption {
 	return exprOptionFunc(func(c *exprConfig) { c.costLimit = n })
 }
@@ -95,8 +101,8 @@ func WithCostLimit(n uint64) ExprOption {
 // it charges nothing for (data.ids.exists_one(i, false)) are never stopped by the cost limit.
 // It is checked between the iterations of comprehensions, so an evaluation may overrun it by a
 // few of them; expressions whose cost is not tracked (those whose worst case fits the cost
-// limit) run without it. Expr refuses a limit that is not positive. The default is
-// DefaultTimeLimit (10 s).
+// limit) and tracked expressions without a comprehension run without it. Expr refuses a limit
+// that is not positive. The default is DefaultTimeLimit (10 s).
 func WithTimeLimit(d time.Duration) ExprOption {
 	return exprOptionFunc(func(c *exprConfig) { c.timeLimit = d })
 }
@@ -169,12 +175,17 @@ func Expr(src string, opts ...ExprOption) (*Expression, error) {
 	// Tracking cost slows every step down (several times over in comprehensions), so it is only
 	// switched on when the worst case of the expression, sizes unknown, could exceed the limit.
 	// CEL's tracker also slows down as a comprehension goes on (it searches a stack that grows
-	// with the steps taken), so such a program also runs under the time limit, checked between
-	// iterations.
+	// with the steps taken), so such a program also runs under the time limit if it holds a
+	// comprehension: the limit is looked at between iterations and nowhere else, and a timer
+	// elsewhere would cost every evaluation without ever stopping one.
 	if est, err := env.EstimateCost(ast, worstCase{ast.NativeRep()}); err != nil || est.Max > cfg.costLimit {
 		popts = append(popts, cel.CostLimit(cfg.costLimit), cel.CostTracking(deepCosts{limit: cfg.costLimit}),
-			cel.InterruptCheckFrequency(interruptEvery))
-		x.timeLimit = cfg.timeLimit
+			cel.CustomDecorator(boundComparisons(cfg.costLimit)))
+		x.tracked = true
+		if hasComprehension(ast.NativeRep().Expr()) {
+			popts = append(popts, cel.InterruptCheckFrequency(interruptEvery))
+			x.timeLimit = cfg.timeLimit
+		}
 	}
 	prg, err := env.Program(ast, popts...)
 	if err != nil {
@@ -462,32 +473,130 @@ func (c deepCosts) CallCost(function, _ string, args []ref.Val, _ ref.Val) *uint
 	if len(args) != 2 {
 		return nil
 	}
-	var n uint64
+	n, ok := comparisonCost(function, args[0], args[1], c.limit)
+	if !ok {
+		return nil
+	}
+	return &n
+}
+
+// comparisonCost returns the cost of function (==, != or `in`) on a and b, counted up to just
+// past limit, and false where CEL's own cost is right: for any other function, and for
+// comparisons that stop at the top level of their operands.
+func comparisonCost(function string, a, b ref.Val, limit uint64) (uint64, bool) {
 	switch function {
 	case operators.Equals, operators.NotEquals:
-		if !sameShape(args[0], args[1]) {
-			return nil
+		if !sameShape(a, b) {
+			return 0, false
 		}
-		n = equalityCost(args[0], args[1], c.limit)
+		return equalityCost(a, b, limit), true
 	case operators.In:
-		l, ok := args[1].(traits.Lister)
+		l, ok := b.(traits.Lister)
 		if !ok {
-			return nil
+			return 0, false
 		}
 		// Each element is compared with the value sought: a value that holds others may walk
 		// each element, anything else stops at it.
 		size, ok := l.Size().(types.Int)
 		if !ok {
-			return nil
+			return 0, false
 		}
-		n = 1 + uint64(size)
-		if isContainer(args[0]) {
-			n = deepSize(l, beyond(c.limit))
+		if isContainer(a) {
+			return deepSize(l, beyond(limit)), true
 		}
-	default:
-		return nil
+		return 1 + uint64(size), true
 	}
-	return &n
+	return 0, false
+}
+
+// boundComparisons replaces each ==, != and `in` of a program with a call that counts what it
+// is about to compare before comparing it, and ends the evaluation as the cost limit does when
+// that alone is past the limit. CEL charges a call only once it has returned, and looks at the
+// time limit only between the iterations of comprehensions, so without it one comparison of two
+// lists holding the same large list of the body many times over (as data.k.map(i, data.x)
+// builds) would walk all of it, for seconds, before either limit could stop it.
+func boundComparisons(limit uint64) interpreter.InterpretableDecorator {
+	return func(i interpreter.Interpretable) (interpreter.Interpretable, error) {
+		call, ok := i.(interpreter.InterpretableCall)
+		if !ok {
+			return i, nil
+		}
+		args := call.Args()
+		if len(args) != 2 {
+			return i, nil
+		}
+		switch call.Function() {
+		case operators.Equals, operators.NotEquals, operators.In:
+			return &boundedCall{InterpretableCall: call, lhs: args[0], rhs: args[1], limit: limit}, nil
+		}
+		return i, nil
+	}
+}
+
+// boundedCall is an ==, != or `in` that refuses to start a comparison past the cost limit. It
+// keeps the call's ID, function, overload and arguments, so that CEL's cost tracker charges it
+// as it would the call it replaces.
+type boundedCall struct {
+	interpreter.InterpretableCall
+	lhs, rhs interpreter.InterpretableV2
+	limit    uint64
+}
+
+// costExceeded is what CEL's cost tracker panics with when an evaluation exceeds the cost
+// limit; the program's Eval recovers it and returns it as the evaluation's error. Panicking, not
+// returning an error value, ends the evaluation even where an error would be absorbed, as the
+// error of one side of || is when the other side is true.
+var costExceeded = interpreter.EvalCancelledError{
+	Cause: interpreter.CostLimitExceeded, Message: "operation cancelled: actual cost limit exceeded",
+}
+
+// Exec evaluates the operands in the order and with the error and unknown handling of CEL's own
+// ==, != and `in`, then compares them as they do unless the comparison is too costly to start.
+func (c *boundedCall) Exec(frame *interpreter.ExecutionFrame) ref.Val {
+	l := c.lhs.Exec(frame)
+	if types.IsError(l) {
+		return l
+	}
+	r := c.rhs.Exec(frame)
+	if types.IsError(r) {
+		return r
+	}
+	unk, _ := types.MaybeMergeUnknowns(l, nil)
+	unk, _ = types.MaybeMergeUnknowns(r, unk)
+	if unk != nil {
+		return unk
+	}
+	fn := c.Function()
+	if n, ok := comparisonCost(fn, l, r, c.limit); ok && n > c.limit {
+		panic(costExceeded)
+	}
+	switch fn {
+	case operators.Equals:
+		return types.Equal(l, r)
+	case operators.NotEquals:
+		return types.Bool(types.Equal(l, r) != types.True)
+	}
+	if container, ok := r.(traits.Container); ok && r.Type().HasTrait(traits.ContainerType) {
+		return types.LabelErrNode(c.ID(), container.Contains(l))
+	}
+	return types.LabelErrNode(c.ID(), types.ValOrErr(r, "no such overload"))
+}
+
+// Eval implements interpreter.Interpretable.
+func (c *boundedCall) Eval(vars interpreter.Activation) ref.Val {
+	return c.Exec(interpreter.AsFrame(vars))
+}
+
+// hasComprehension reports whether e holds a comprehension, such as the ones exists, all, map
+// and filter expand to.
+func hasComprehension(e celast.Expr) bool {
+	found := false
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() == celast.ComprehensionKind {
+			found = true
+		}
+	}))
+	return found
 }
 
 // sameShape reports whether a and b are lists, or maps, of the same size: the only pairs whose

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -439,6 +440,80 @@ func TestExprDeepEqualityCost(t *testing.T) {
 		assert.False(t, ok, src)
 		require.Error(t, err, src)
 		assert.Equal(t, "the cost limit was exceeded", reasonOf(t, err), src)
+	}
+}
+
+// TestExprComparisonStopsBeforeWalking: a single ==, != or `in` whose operands hold more than
+// the cost limit allows is refused before it walks them. CEL charges a call only once it has
+// returned and looks at the time limit only between the iterations of comprehensions, so these
+// comparisons (2,000 and 250 references to one list of 100,000 numbers, each side) would walk
+// hundreds of millions of values, for seconds, before either limit stopped them (the first
+// ran 10 s under a time limit of 2 s, the last 1.4 s under one of 10 ms). The time limits of the
+// first three leave room for the map before the comparison, even under the race detector.
+func TestExprComparisonStopsBeforeWalking(t *testing.T) {
+	e := &fanbridge.Event{ID: "evt-w", Data: []byte(`{"k":[` + numberList(2000, "0") + `],"x":[` + numberList(100_000, "1") + `]}`)}
+	side := "[" + strings.TrimSuffix(strings.Repeat("data.x,", 250), ",") + "]"
+	for _, tt := range []struct {
+		src    string
+		limit  time.Duration
+		within time.Duration
+	}{
+		{`data.k.map(i, data.x) == data.k.map(i, data.x)`, 2 * time.Second, 4 * time.Second},
+		{`data.k.map(i, data.x) != data.k.map(i, data.x) || true`, 2 * time.Second, 4 * time.Second},
+		{`[data.x] in data.k.map(i, [data.x])`, 2 * time.Second, 4 * time.Second},
+		{side + ` == ` + side, 10 * time.Millisecond, 500 * time.Millisecond},
+	} {
+		t.Run(tt.src[:min(len(tt.src), 60)], func(t *testing.T) {
+			x := filter.MustExpr(tt.src, filter.WithTimeLimit(tt.limit))
+			ok, took, err := evalWithin(t, time.Minute, x, e)
+			assert.False(t, ok)
+			require.Error(t, err)
+			assert.Equal(t, "the cost limit was exceeded", reasonOf(t, err))
+			assert.Less(t, took, tt.within, "the comparison is refused before it starts")
+		})
+	}
+}
+
+// TestExprBoundedComparisonsAnswerAsCEL: in a program that tracks its cost, ==, != and `in`
+// give what CEL's own give, errors and their reasons included. A cost limit of MaxUint64 is one
+// no worst case exceeds, so there the same expression runs untracked, with CEL's own operators.
+func TestExprBoundedComparisonsAnswerAsCEL(t *testing.T) {
+	e := &fanbridge.Event{ID: "evt-c", Data: []byte(`{"a":[1,[2,{"k":"v"}]],"b":[1.0,[2,{"k":"v"}]],` +
+		`"c":[1,[2,{"k":"w"}]],"m":{"k":1},"s":"text","n":1,"u":1.0,"ids":["q1","q2"]}`)}
+	for _, src := range []string{
+		`data.a == data.b`,
+		`data.a != data.b`,
+		`data.a == data.c`,
+		`data.a != data.c`,
+		`data.n == data.u`,
+		`data.n != data.s`,
+		`data.m == data.m`,
+		`data.m == data.a`,
+		`data.a[1] in data.b`,
+		`data.a[1] in data.c`,
+		`'q1' in data.ids`,
+		`data.s in data.ids`,
+		`'k' in data.m`,
+		`data.n in data.m`,
+		`data.n in data.s`,
+		`data.missing == data.a`,
+		`data.a == data.missing`,
+		`data.missing in data.ids`,
+		`data.ids.exists(i, i in data.ids && i == data.s)`,
+		`(data.n in data.s) || true`,
+		`[data.a] == [data.b]`,
+	} {
+		t.Run(src, func(t *testing.T) {
+			tracked, trackedErr := filter.MustExpr(src).Eval(e)
+			plain, plainErr := filter.MustExpr(src, filter.WithCostLimit(math.MaxUint64)).Eval(e)
+			assert.Equal(t, plain, tracked)
+			if plainErr == nil {
+				assert.NoError(t, trackedErr)
+				return
+			}
+			require.Error(t, trackedErr)
+			assert.Equal(t, reasonOf(t, plainErr), reasonOf(t, trackedErr))
+		})
 	}
 }
 
