@@ -164,19 +164,27 @@ func TestBatchMatesOfAnInvalidEventPartFromIt(t *testing.T) {
 		})
 	}
 	waitGroup(t, &wg)
-	refusedOnce := 0
+	refusedOnce, lost := 0, 0
 	for i, r := range results {
 		if i == 15 {
 			assert.Equal(t, dlq.ConditionAttempts, r.Condition, "the invalid event is refused at every attempt")
 			continue
 		}
-		assert.Equal(t, fanout.Delivered, r.Outcome, "event %d: condition %q after %d attempts", i, r.Condition, r.Attempts)
-		if r.Attempts > 1 {
+		assert.NotEqual(t, dlq.ConditionCircuitOpen, r.Condition, "event %d", i)
+		if r.Outcome != fanout.Delivered {
+			// Every retry of the invalid event fails what the client holds for the partition at
+			// that moment, so a valid event buffered then at each of its attempts is refused too:
+			// rare, as their waits are random, but not impossible on a loaded machine.
+			lost++
+			t.Logf("event %d: condition %q after %d attempts", i, r.Condition, r.Attempts)
+		} else if r.Attempts > 1 {
 			refusedOnce++
 		}
 	}
 	require.NotZero(t, refusedOnce, "no valid event shared a batch with the invalid one: the test tested nothing")
-	t.Logf("%d valid events were refused with the invalid one, and delivered later", refusedOnce)
+	// Retried together, without the random waits, all thirty are refused at every attempt.
+	assert.LessOrEqual(t, lost, 3, "valid events refused at every attempt along with the invalid one")
+	t.Logf("%d valid events were refused with the invalid one and delivered later, %d at every attempt", refusedOnce, lost)
 }
 
 // With a policy of neither budget (no attempt budget, no MaxAge), which fanout.New accepts, an
