@@ -334,6 +334,11 @@ func (x *Expression) run(act *activation) (ref.Val, error) {
 	ctx, cancel := context.WithTimeoutCause(context.Background(), x.timeLimit, errTimeLimit)
 	defer cancel()
 	out, _, err := x.prg.ContextEval(ctx, act)
+	if err == nil && ctx.Err() != nil {
+		// The interrupt ends a comprehension with an error value, which an operator such as
+		// `|| true` absorbs: the answer would not be the expression's.
+		return nil, context.Cause(ctx)
+	}
 	return out, err
 }
 

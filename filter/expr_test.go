@@ -350,6 +350,14 @@ func TestExprTimeLimit(t *testing.T) {
 	assert.Less(t, took, 2*time.Second, "the evaluation stops near its time limit")
 	assert.False(t, x.Match(e))
 
+	// An operator that absorbs errors (|| true) does not turn an evaluation the time limit cut
+	// short into an answer: the interrupted comprehension decided nothing.
+	x = filter.MustExpr(`data.ids.exists(i, i == 1) || true`, filter.WithCostLimit(10_000_000), filter.WithTimeLimit(20*time.Millisecond))
+	ok, _, err = evalWithin(t, time.Minute, x, e)
+	assert.False(t, ok)
+	require.Error(t, err)
+	assert.Equal(t, "the time limit was exceeded", reasonOf(t, err))
+
 	// The worst case of a comprehension over a literal fits the cost limit: no tracking, no timer.
 	src := `[` + numberList(64, "7") + `].exists(v, v == 8) || true`
 	x = filter.MustExpr(src, filter.WithTimeLimit(time.Nanosecond))
