@@ -47,6 +47,9 @@ type Dispatcher struct {
 	tasks      sync.Pool
 	timed      bool // a meter provider is set: measure delivery durations
 	sysClock   bool // the clock is the system clock: time.Now readings can be shared with it
+	// handOutHook, when set (by the tests only, before the first dispatch), runs once a dispatch
+	// has begun handing its event out: it lets them hold one there.
+	handOutHook func(*fanbridge.Event)
 
 	// life is the context of Async deliveries; Close cancels it at its deadline.
 	life     context.Context
@@ -86,10 +89,11 @@ type Dispatcher struct {
 
 	// handingOut counts the dispatches handing their tasks to the sinks right now: from the
 	// check that Close's deadline has not passed (see beginHandOut) to the last task given to a
-	// queue or lane. The caller's DedupStore, filters and ordering function run before, and
-	// nothing in between waits; the drain does not end while one is counted, so that a dispatch
-	// either is refused or has its tasks written by the drain. Every dispatch writes it: it
-	// comes last, away from the fields that deliveries read.
+	// queue or lane. The caller's code (DedupStore, filters, ordering function, clock, context,
+	// meter) runs before or after, never in between, and nothing in between waits; should a
+	// dispatch panic there all the same, a deferred check ends its count. The drain does not end
+	// while one is counted, so that a dispatch either is refused or has its tasks written by the
+	// drain. Every dispatch writes it: it comes last, away from the fields that deliveries read.
 	handingOut atomic.Int64
 }
 
@@ -229,8 +233,14 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 		return errClosed
 	}
 	defer s.release()
-	handing := true // until the tasks are handed out (see snapshot.handing)
+	handing := true  // until the tasks are handed out (see snapshot.handing)
+	counted := false // in handingOut: from beginHandOut to endHandOut
 	defer func() {
+		// On every return, and on a panic: a dispatch left counted would keep the drain, and
+		// so Close, from ever ending.
+		if counted {
+			d.endHandOut()
+		}
 		if handing {
 			s.handed()
 		}
@@ -274,14 +284,44 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 	// The user's ordering function runs before any slot is taken, so that a panic in it leaks none.
 	order := d.orderingKey(e)
 
+	if mode != Async {
+		handing = false // deliverSync says when, once its tasks are queued
+		return d.deliverSync(ctx, s, g, e, key, order, res)
+	}
+	// What the hand-out needs from the caller's code (the clock, the context's span) is read
+	// before it begins: nothing in it may wait or panic (see handingOut).
+	arrived := d.cfg.clock.Now()
+	tctx := d.taskContext(ctx)
 	// The caller's code (the DedupStore, the routes' filters, the ordering function) may have held
 	// the dispatch past Close's deadline, even past Close's return: then the event is refused, as
 	// a new one would be, rather than handed to a drain that may have ended.
 	if !d.beginHandOut() {
 		return errClosed
 	}
-	// All or nothing: a slot in every matched sink's queue, or none, so that a refused event is
-	// not half delivered and then duplicated by the sender's retry.
+	counted = true
+	if d.handOutHook != nil {
+		d.handOutHook(e)
+	}
+	if err := g.reserve(); err != nil {
+		return err
+	}
+	d.enqueue(s, g, e, tctx, arrived, order)
+	counted = false
+	d.endHandOut()
+	handing = false
+	s.handed() // before the caller's DedupStore runs again
+	// The meter is the caller's code too: it counts the event once it is handed out.
+	s.countMatched(ctx, g, d.tel)
+	if key != "" {
+		d.record(ctx, key, DedupRecord{Complete: true})
+	}
+	return nil
+}
+
+// reserve takes a slot in the queue of every sink g hands the event to, or none, and then
+// returns the first full queue's error: all or nothing, so that a refused event is not half
+// delivered and then duplicated by the sender's retry.
+func (g *group) reserve() error {
 	for i := range g.targets {
 		tg := &g.targets[i]
 		if tg.skip || tg.sink.reserve() {
@@ -292,22 +332,9 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 				prev.sink.reserved.Add(-1)
 			}
 		}
-		d.endHandOut()
 		return tg.sink.errOverloaded
 	}
-	s.countMatched(ctx, g, d.tel)
-	if mode == Async {
-		d.enqueue(ctx, s, g, e, order)
-		d.endHandOut()
-		handing = false
-		s.handed() // before the caller's DedupStore runs again
-		if key != "" {
-			d.record(ctx, key, DedupRecord{Complete: true})
-		}
-		return nil
-	}
-	handing = false // deliverSync says when, once its tasks are queued
-	return d.deliverSync(ctx, s, g, e, key, order, res)
+	return nil
 }
 
 // beginHandOut counts the dispatch in handingOut, unless Close's deadline has passed: then it
@@ -341,16 +368,19 @@ func (d *Dispatcher) orderingKey(e *fanbridge.Event) string {
 	return d.cfg.orderingKey(e)
 }
 
-// enqueue hands the event to every reserved sink's queue (Async).
-func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanbridge.Event, order string) {
-	arrived := d.cfg.clock.Now()
-	// The span the dispatch runs under (the Dispatcher's own, or an intake's when the Dispatcher
-	// does not trace) is the parent of the sink attempts and names the trace of dead letters, as
-	// in Sync mode, where the tasks run under the dispatch's context.
-	tctx := d.life
+// taskContext is the context an Async dispatch's tasks run under. The span the dispatch runs
+// under (the Dispatcher's own, or an intake's when the Dispatcher does not trace) is the parent of
+// the sink attempts and names the trace of dead letters, as in Sync mode, where the tasks run
+// under the dispatch's context.
+func (d *Dispatcher) taskContext(ctx context.Context) context.Context {
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		tctx = trace.ContextWithSpanContext(tctx, sc)
+		return trace.ContextWithSpanContext(d.life, sc)
 	}
+	return d.life
+}
+
+// enqueue hands the event to every reserved sink's queue (Async), under tctx (see taskContext).
+func (d *Dispatcher) enqueue(s *snapshot, g *group, e *fanbridge.Event, tctx context.Context, arrived time.Time, order string) {
 	for _, tg := range g.targets {
 		if tg.skip {
 			continue
@@ -365,9 +395,21 @@ func (d *Dispatcher) enqueue(ctx context.Context, s *snapshot, g *group, e *fanb
 	}
 }
 
-// deliverSync hands the event to every reserved sink's workers and waits for the outcomes.
-// dedupKey is empty when deduplication is off.
+// deliverSync reserves a slot in every matched sink's queue, hands the event to the sinks'
+// workers and waits for the outcomes. It says when the tasks are handed out (s.handed), as
+// dispatch does in Async mode. dedupKey is empty when deduplication is off.
 func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *fanbridge.Event, dedupKey, order string, res *Result) error {
+	handing, counted := true, false // as in dispatch
+	defer func() {
+		if counted {
+			d.endHandOut()
+		}
+		if handing {
+			s.handed()
+		}
+	}()
+	// What the hand-out needs from the caller's code (the context's deadline and cancellation,
+	// the clock) is read before it begins: nothing in it may wait or panic (see handingOut).
 	now := time.Now()
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -376,15 +418,27 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 	reserve := min(d.cfg.dlqReserve, deadline.Sub(now)/2)
 	gctx, cancel := context.WithDeadline(ctx, deadline.Add(-reserve))
 	defer cancel()
+	arrived := now
+	if !d.sysClock {
+		arrived = d.cfg.clock.Now()
+	}
+
+	// As in dispatch: a dispatch held in the caller's code past Close's deadline is refused.
+	if !d.beginHandOut() {
+		return errClosed
+	}
+	counted = true
+	if d.handOutHook != nil {
+		d.handOutHook(e)
+	}
+	if err := g.reserve(); err != nil {
+		return err
+	}
 	g.ctx, g.parent, g.cancel = gctx, ctx, cancel
 	g.budget = deadline.Sub(now) - reserve
 	d.register(g)
 	defer d.unregister(g)
 
-	arrived := now
-	if !d.sysClock {
-		arrived = d.cfg.clock.Now()
-	}
 	timed := d.timed || res != nil
 	n := 0
 	for i := range g.targets {
@@ -419,7 +473,9 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		}
 		j++
 	}
+	counted = false
 	d.endHandOut()
+	handing = false
 	s.handed()
 	// A task this goroutine runs whose dead-letter write it would have to make while other tasks
 	// are pending hands the write aside (see sinkState.deadLetter): this one must get to the
@@ -462,6 +518,9 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		d.withdrawQueued(g)
 		<-g.done
 	}
+	// The meter is the caller's code: it counts the event once it is handed out, and once a
+	// panic in it can leave no task behind.
+	s.countMatched(ctx, g, d.tel)
 
 	failed := 0
 	for j := range g.tasks {
@@ -1059,9 +1118,10 @@ func (d *Dispatcher) unfinished(s *snapshot) []error {
 	}
 	// Dispatches that took a configuration before Close and have not handed their event out
 	// yet: held in the caller's code they run first. The sinks' queues close only once they
-	// have, and each will be refused when it gets there (see beginHandOut). Those of the last
-	// configuration are counted (Close has let go of its own hold); of the configurations an
-	// Update replaced, only whether any is left is known.
+	// have. None will hand it out now (see beginHandOut): each is refused as closed, unless its
+	// filters or DedupStore answer first that no route matched or that it is a duplicate. Those
+	// of the last configuration are counted (Close has let go of its own hold); of the
+	// configurations an Update replaced, only whether any is left is known.
 	handing := s.handing.Load()
 	older := false
 	select {
@@ -1070,16 +1130,20 @@ func (d *Dispatcher) unfinished(s *snapshot) []error {
 		older = true
 	}
 	if handing > 0 || older {
-		who := fmt.Sprintf("%d dispatches", handing)
+		var who string
 		switch {
-		case handing > 0 && older:
-			who += ", and others under a configuration an Update replaced,"
-		case older:
-			who = "dispatches under a configuration an Update replaced"
+		case handing == 1 && !older:
+			who = "1 dispatch begun before Close had not handed its event out"
+		case !older:
+			who = fmt.Sprintf("%d dispatches begun before Close had not handed their event out", handing)
+		case handing > 0:
+			who = fmt.Sprintf("%d dispatches, and others under a configuration an Update replaced, begun before "+
+				"Close had not handed their event out", handing)
+		default:
+			who = "dispatches under a configuration an Update replaced, begun before Close, had not handed their event out"
 		}
-		errs = append(errs, fmt.Errorf("fanout: close: %s begun before Close still handing their event out "+
-			"(held in a DedupStore, a route's filter or the ordering-key function): each will be refused as closed, "+
-			"and no sink gets its event", who))
+		errs = append(errs, fmt.Errorf("fanout: close: %s (held in a DedupStore, a route's filter or the "+
+			"ordering-key function): no sink will get it", who))
 	}
 	if n == 0 && len(still) == 0 && handing == 0 && !older {
 		errs = append(errs, errors.New("fanout: close: the sinks' workers did not stop by the deadline"))

@@ -2,7 +2,12 @@ package fanout
 
 import "github.com/fanbridge/fanbridge"
 
-// Hooks into internal state for the black-box tests: they observe, never change.
+// Hooks into internal state for the black-box tests: they observe, never change, but for
+// OnHandOut, which lets a test hold a dispatch where no caller's code runs.
+
+// OnHandOut has d call f, before its first dispatch, in each dispatch that has begun handing its
+// event out (counted in handingOut, no slot taken yet).
+func OnHandOut(d *Dispatcher, f func(e *fanbridge.Event)) { d.handOutHook = f }
 
 // ClaimWaiting reports whether a dispatch is waiting for another dispatch of e to finish.
 func ClaimWaiting(d *Dispatcher, e *fanbridge.Event) bool {
