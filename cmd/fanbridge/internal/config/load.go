@@ -330,30 +330,41 @@ func Load(path string, lookup Lookup) (*Config, error) {
 	return Parse(b, lookup)
 }
 
+// topPairs reads the file at path and returns its top-level mapping with the key and value
+// pairs it holds, merge keys (<<) carried out as Parse does, and the decoder that read them.
+func topPairs(path string, lookup Lookup) (*yaml.Node, []pair, *decoder, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("config: %w", err)
+	}
+	root, err := document(b)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if root.Kind != yaml.MappingNode {
+		_, err := Decode(b, lookup) // says what is wrong with the file
+		return nil, nil, nil, err
+	}
+	errs := &Errors{}
+	d := newDecoder(root, lookup, errs)
+	ps, ok := d.pairs(root, "")
+	if !ok {
+		return nil, nil, nil, errs
+	}
+	return root, ps, d, nil
+}
+
 // LoadDLQ reads the file at path for its dlq section alone: only that section's variables are
 // expanded and only it is validated, so that reading dead letters does not need every secret
 // of the service. It returns a Config holding that section alone (for SettingError), or nil,
 // without error, when the file has no dlq section.
 func LoadDLQ(path string, lookup Lookup) (*Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	root, err := document(b)
-	if err != nil {
-		return nil, err
-	}
-	if root.Kind != yaml.MappingNode {
-		_, err := Decode(b, lookup) // says what is wrong with the file
-		return nil, err
-	}
 	// The dlq key and value nodes themselves, not a copy of their text: aliases keep pointing
 	// at anchors elsewhere in the file, and errors keep the file's line numbers. A dlq key that a
 	// merge key (<<) brings in counts, as in Parse.
-	errs := &Errors{}
-	ps, ok := newDecoder(root, lookup, errs).pairs(root, "")
-	if !ok {
-		return nil, errs
+	root, ps, _, err := topPairs(path, lookup)
+	if err != nil {
+		return nil, err
 	}
 	only := &yaml.Node{Kind: yaml.MappingNode, Line: root.Line, Column: root.Column}
 	for _, p := range ps {
@@ -384,23 +395,9 @@ func LoadDLQ(path string, lookup Lookup) (*Config, error) {
 // reads an anchor inside the section, and a dlq key that a merge key (<<) brings in is left out
 // too. The returned Config has no DLQ.
 func LoadWithoutDLQ(path string, lookup Lookup) (*Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	root, err := document(b)
+	root, ps, d, err := topPairs(path, lookup)
 	if err != nil {
 		return nil, err
-	}
-	if root.Kind != yaml.MappingNode {
-		_, err := Decode(b, lookup) // says what is wrong with the file
-		return nil, err
-	}
-	errs := &Errors{}
-	d := newDecoder(root, lookup, errs)
-	ps, ok := d.pairs(root, "")
-	if !ok {
-		return nil, errs
 	}
 	rest := &yaml.Node{Kind: yaml.MappingNode, Tag: root.Tag, Line: root.Line, Column: root.Column}
 	found := false
@@ -412,7 +409,7 @@ func LoadWithoutDLQ(path string, lookup Lookup) (*Config, error) {
 		// Load refuses a file that gives the section twice, and so does this.
 		if found {
 			d.fail("dlq", p.key, "key given twice")
-			return nil, errs
+			return nil, d.errs
 		}
 		found = true
 	}
