@@ -1136,14 +1136,17 @@ func (d *Dispatcher) unfinished(s *snapshot) []error {
 			who = "1 dispatch begun before Close had not handed its event out"
 		case !older:
 			who = fmt.Sprintf("%d dispatches begun before Close had not handed their event out", handing)
+		case handing == 1:
+			who = "1 dispatch, and others under a configuration an Update replaced, begun before " +
+				"Close had not handed their event out"
 		case handing > 0:
 			who = fmt.Sprintf("%d dispatches, and others under a configuration an Update replaced, begun before "+
 				"Close had not handed their event out", handing)
 		default:
 			who = "dispatches under a configuration an Update replaced, begun before Close, had not handed their event out"
 		}
-		errs = append(errs, fmt.Errorf("fanout: close: %s (held in a DedupStore, a route's filter or the "+
-			"ordering-key function): no sink will get it", who))
+		errs = append(errs, fmt.Errorf("fanout: close: %s (held in the caller's code: a DedupStore, a route's "+
+			"filter, the ordering-key function, the clock, the context or the logger): no sink will get it", who))
 	}
 	if n == 0 && len(still) == 0 && handing == 0 && !older {
 		errs = append(errs, errors.New("fanout: close: the sinks' workers did not stop by the deadline"))
@@ -1163,8 +1166,10 @@ func isNil(v any) bool {
 // Close shuts the Dispatcher down. From its first moment every new dispatch fails with
 // fanbridge.ErrClosed. Dispatches in progress and queued deliveries carry on, retries included,
 // until all are done or ctx ends. A dispatch in progress that has not handed its event to the
-// sinks when ctx ends (it is still in its DedupStore, a route's filter or the ordering-key
-// function) fails with fanbridge.ErrClosed too when it gets there, and no sink gets the event;
+// sinks when ctx ends (it is still in the caller's code: its DedupStore, a route's filter, the
+// ordering-key function, the clock or the context) fails with fanbridge.ErrClosed too when it gets
+// there, unless its filters or DedupStore answer first (ErrNoMatch, ErrDuplicate), and no sink
+// gets the event;
 // one handing it out at that moment is waited for, and its event dealt with as the rest. When
 // ctx ends, retrying stops, and whatever is not delivered is dead-lettered (under a context
 // detached from ctx), never dropped because of our own cancellation: deliveries under way once

@@ -143,10 +143,11 @@
 //
 // Shutdown. Close refuses new dispatches at once (fanbridge.ErrClosed) and lets in-flight and
 // queued deliveries finish, retries included. A dispatch begun before Close that has not handed
-// its event to the sinks when Close's deadline passes (held in its DedupStore, a route's filter or
-// the ordering-key function) is refused with fanbridge.ErrClosed too when it gets there: no sink
-// gets the event and nothing is recorded for its ID; one handing its event out at that moment is
-// waited for. When its context ends, retrying stops everywhere:
+// its event to the sinks when Close's deadline passes (held in the caller's code: its
+// DedupStore, a route's filter, the ordering-key function, the clock or the context) is refused
+// with fanbridge.ErrClosed too when it gets there, unless its filters or DedupStore answer first
+// (ErrNoMatch, ErrDuplicate): no sink gets the event and nothing is recorded for its ID; one
+// handing its event out at that moment is waited for. When its context ends, retrying stops everywhere:
 // deliveries under way are cut short and dead-lettered, and the events still waiting in a sink's
 // queue or ordering lane are dead-lettered without an attempt. From then on, in both modes, the
 // dead-letter writes are made up to 64 at a time, whatever the sinks' Concurrency and however

@@ -146,8 +146,8 @@ func TestCloseReportOfHeldDispatchesPromisesNoRefusal(t *testing.T) {
 			go func() { closed <- d.Close(ended) }()
 			cerr := recv(t, closed)
 			require.Error(t, cerr)
-			assert.Contains(t, cerr.Error(), tc.want+" (held in a DedupStore, a route's filter or the "+
-				"ordering-key function): no sink will get it")
+			assert.Contains(t, cerr.Error(), tc.want+" (held in the caller's code: a DedupStore, a route's "+
+				"filter, the ordering-key function, the clock, the context or the logger): no sink will get it")
 			assert.NotContains(t, cerr.Error(), "refused")
 
 			close(release)
@@ -411,4 +411,40 @@ func TestPanicAboutHandOutLeavesCloseBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// One held dispatch under the last configuration and others under one an Update replaced: the
+// report counts the one in the singular.
+func TestCloseReportOfOneHeldDispatchBesideOlderOnes(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan string, 2)
+	f := filter.PredicateFunc(func(e *fanbridge.Event) bool {
+		entered <- e.ID
+		<-release
+		return false
+	})
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: newRecSink(), Concurrency: 1, QueueSize: 10}},
+		Routes: []fanout.Route{{Name: "r", Filter: f, Sinks: []string{"s"}}},
+		DLQ:    &memDLQ{},
+	}, fanout.WithMode(fanout.Async), fanout.WithDLQTimeout(30*time.Millisecond))
+	require.NoError(t, err)
+	ctx := testContext(t)
+	errs := make(chan error, 2)
+	go func() { errs <- d.Dispatch(ctx, event("old", "x")) }()
+	recv(t, entered)
+	require.NoError(t, d.SetRoutes([]fanout.Route{{Name: "r2", Filter: f, Sinks: []string{"s"}}}))
+	go func() { errs <- d.Dispatch(ctx, event("new", "x")) }()
+	recv(t, entered)
+
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- d.Close(ended) }()
+	cerr := recv(t, closed)
+	require.Error(t, cerr)
+	assert.Contains(t, cerr.Error(), "1 dispatch, and others under a configuration an Update replaced")
+	close(release)
+	assert.ErrorIs(t, recv(t, errs), fanbridge.ErrNoMatch)
+	assert.ErrorIs(t, recv(t, errs), fanbridge.ErrNoMatch)
 }
