@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -24,7 +25,16 @@ import (
 // or a quoted string left open, it is the line of the bracket or quote opening it; for a key
 // without its ':', the key's line.
 func syntaxError(text []byte, err error) error {
-	return &Errors{List: []string{fmt.Sprintf("config: line %d: %s", failingLine(text), yamlProblem(err))}}
+	return &Errors{List: []string{fmt.Sprintf("config: line %d: %s", failingLine(text, leftOpen(err)), yamlProblem(err))}}
+}
+
+// leftOpen reports whether yaml.v3's err says that the text ended inside a flow collection or a
+// quoted string. yaml.v3 has no error types to tell its problems apart, so its description is the
+// only witness: at the end of the text in a collection its parser "did not find expected" the
+// next token, and its scanner found the "unexpected end of stream" in a quoted string.
+func leftOpen(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "did not find expected") || strings.Contains(msg, "found unexpected end of stream")
 }
 
 // yamlLine is the "yaml: " and "line N: " yaml.v3 puts before its description of a problem.
@@ -42,23 +52,27 @@ func yamlProblem(err error) string { return yamlLine.ReplaceAllString(err.Error(
 //
 // A prefix that ends inside a flow collection or a quoted string cannot parse as it stands, and
 // is tried with the brackets and quote open at its end closed; otherwise a mistake in the middle
-// of a multi-line "{...}" would be put on the line of its "{". Only when the parser read to the
-// end of a text that leaves a bracket or quote open is the mistake that it was left open, and
-// then the line is that of the bracket or quote, which is where the longest prefix that parses
-// ends.
+// of a multi-line "{...}" would be put on the line of its "{". When no prefix parses so (openAt
+// took a bracket or quote for open that was not), they are tried again as they stand. Only when
+// the parser read to the end of a text that leaves a bracket or quote open, and unclosed says
+// that it complained of that, is the mistake that it was left open, and then the line is that
+// of the bracket or quote, which is where the longest prefix that parses ends.
 //
 // Every prefix parsed is charged to a budget of a few times the size of text; when the budget
 // runs out, the line is the one the parser had read up to.
-func failingLine(text []byte) int {
+func failingLine(text []byte, unclosed bool) int {
 	read := bytesRead(text)
 	s := &lineSearch{text: text, budget: max(lineSearchFactor*len(text), lineSearchFloor)}
-	if _, opener := openAt(text, len(text)); read >= len(text) && opener >= 0 {
+	if _, opener := openAt(text, len(text)); unclosed && read >= len(text) && opener >= 0 {
 		if s.parses(opener, nil) {
 			return lineAt(text, opener)
 		}
-		return s.search(read, false)
+		return max(s.search(read, false), 1)
 	}
-	return s.search(read, true)
+	if line := s.search(read, true); line > 0 {
+		return line
+	}
+	return max(s.search(read, false), 1)
 }
 
 // lineSearchFactor and lineSearchFloor bound the bytes failingLine has yaml.v3 parse, over all
@@ -76,7 +90,8 @@ type lineSearch struct {
 }
 
 // search returns the line of the longest prefix of text, ending at a line start before offset
-// read, that parses; with closing, once the quote and brackets open at its end are closed.
+// read, that parses; with closing, once the quote and brackets open at its end are closed. It
+// returns 0 when none does, and the line of offset read once the budget has run out.
 func (s *lineSearch) search(read int, closing bool) int {
 	for n := read - 1; n > 0; n-- {
 		if !isLineStart(s.text, n) {
@@ -93,7 +108,7 @@ func (s *lineSearch) search(read int, closing bool) int {
 			return lineAt(s.text, n)
 		}
 	}
-	return 1
+	return 0
 }
 
 // parses reports whether the first n bytes of text, followed by closers, parse, and charges
@@ -136,9 +151,9 @@ func (r *tricklingReader) Read(p []byte) (int, error) {
 // a collection, only where a value can start (at a line start or after ':', '-' or '?'; inside a
 // flow collection after '[', '{', ',', ':' or '?', and a bracket anywhere); quotes end as YAML
 // ends them (” inside single quotes, a backslash escape inside double ones); a '#' at a line
-// start or after a space or tab starts a comment. Block scalars are not recognised: a quote or
-// bracket in one can make a prefix look open when it is not, which only has the search look
-// further back.
+// start or after a space or tab starts a comment; the lines of a block scalar ('|' or '>' where
+// a value can start, outside flow collections) are skipped, for a quote or bracket at the start
+// of one of them is text.
 func openAt(text []byte, n int) (closers []byte, outermost int) {
 	var (
 		quote   byte         // the quote open, or 0
@@ -195,6 +210,14 @@ func openAt(text []byte, n int) (closers []byte, outermost int) {
 				quote, quoteAt = c, i
 				continue
 			}
+		case '|', '>':
+			if !valueStart || inFlow {
+				break
+			}
+			if end := blockScalarEnd(text[:min(n, len(text))], i); end >= 0 {
+				i, prev = end-1, '\n' // the loop goes on at end, a line start
+				continue
+			}
 		case '[', '{':
 			if valueStart || inFlow {
 				stack = append(stack, c+2) // ']' and '}' follow '[' and '{' by two
@@ -223,6 +246,108 @@ func openAt(text []byte, n int) (closers []byte, outermost int) {
 		outermost = openers[0]
 	}
 	return closers, outermost
+}
+
+// blockScalarEnd returns, when the '|' or '>' at offset i of text begins the header of a block
+// scalar, the offset of the first line after the scalar's lines, and otherwise -1.
+//
+// The header is the indicator, at most two chomping and indentation indicators, and a comment
+// or nothing. The scalar's lines are the blank ones and those indented at least as far as its
+// first line that is not blank, or as its indentation indicator says, which must be further
+// than the node holding the scalar: the key before its ':' (after any "- " on the line), or the
+// '-' or '?' before it; one that begins a line is taken to be held by nothing.
+func blockScalarEnd(text []byte, i int) int {
+	lineStart := i
+	for lineStart > 0 && text[lineStart-1] != '\n' && text[lineStart-1] != '\r' {
+		lineStart--
+	}
+	parent := -1
+	j := i - 1
+	for j >= lineStart && (text[j] == ' ' || text[j] == '\t') {
+		j--
+	}
+	switch {
+	case j < lineStart:
+	case text[j] == ':':
+		k := lineStart
+		for k < j {
+			if text[k] == ' ' {
+				k++
+			} else if text[k] == '-' && k+1 < j && (text[k+1] == ' ' || text[k+1] == '\t') {
+				k += 2
+			} else {
+				break
+			}
+		}
+		parent = k - lineStart
+	case text[j] == '-' || text[j] == '?':
+		parent = j - lineStart
+	}
+
+	k, increment := i+1, 0
+	for range 2 {
+		if k < len(text) && (text[k] == '+' || text[k] == '-') {
+			k++
+		} else if k < len(text) && text[k] >= '1' && text[k] <= '9' {
+			increment = int(text[k] - '0')
+			k++
+		}
+	}
+	spaced := false
+	for k < len(text) && (text[k] == ' ' || text[k] == '\t') {
+		k, spaced = k+1, true
+	}
+	if k < len(text) && text[k] == '#' && spaced {
+		for k < len(text) && text[k] != '\n' && text[k] != '\r' {
+			k++
+		}
+	}
+	if k < len(text) && text[k] != '\n' && text[k] != '\r' {
+		return -1
+	}
+
+	indent := -1
+	if increment > 0 {
+		indent = max(parent, 0) + increment
+	}
+	pos := nextLine(text, k)
+	for pos < len(text) {
+		e := pos
+		for e < len(text) && text[e] == ' ' {
+			e++
+		}
+		blank := e == len(text) || text[e] == '\n' || text[e] == '\r'
+		if !blank {
+			if indent < 0 {
+				indent = e - pos
+			}
+			if indent <= parent || e-pos < indent || e == pos && isDocumentMarker(text[pos:]) {
+				return pos
+			}
+		}
+		pos = nextLine(text, e)
+	}
+	return len(text)
+}
+
+// nextLine returns the offset after the line break at or after offset k of text, or the
+// length of text when there is none.
+func nextLine(text []byte, k int) int {
+	for k < len(text) && text[k] != '\n' && text[k] != '\r' {
+		k++
+	}
+	if k+1 < len(text) && text[k] == '\r' && text[k+1] == '\n' {
+		k++
+	}
+	return min(k+1, len(text))
+}
+
+// isDocumentMarker reports whether line begins with "---" or "...", alone or before a space.
+func isDocumentMarker(line []byte) bool {
+	if !bytes.HasPrefix(line, []byte("---")) && !bytes.HasPrefix(line, []byte("...")) {
+		return false
+	}
+	return len(line) == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\n' || line[3] == '\r'
 }
 
 // decodesAll decodes every YAML document r holds, and returns the first error.

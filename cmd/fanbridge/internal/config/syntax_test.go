@@ -69,6 +69,30 @@ func TestSyntaxErrorLinesInFlowCollections(t *testing.T) {
 		{"a pattern: a missing comma", "routes:\n  - name: r\n    sinks: [a]\n    pattern: {\n      \"source\": [\"genesys\"],\n      \"detail-type\": [\"x\"]\n      \"detail\": {}\n    }\n", "config: line 7: did not find expected ',' or '}'"},
 		{"a quoted key holding brackets", "{\n  \"a[{\": 1,\n  \"b\": 2\n  \"c\": 3\n}\n", "config: line 4: did not find expected ',' or '}'"},
 		{"a flow mapping left open", "logging: {level: info,\n  format: json\nsinks: []\n", "config: line 1: did not find expected ',' or '}'"},
+		{"a bracket inside a plain scalar on the first line, taken for one that opens", "k: a:[b\nc: 1\nd e\nf: 1\n", "config: line 3: could not find expected ':'"},
+		{"a character that starts no token, in a collection the file leaves open", "routes: [\n  {name: a, sinks: [x]},\n  {name: b, sinks: [y]},\n  @\n", "config: line 4: found character that cannot start any token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tc.text), env(nil))
+			require.Error(t, err)
+			assert.Equal(t, tc.want, err.Error())
+		})
+	}
+}
+
+// TestSyntaxErrorLinesAfterBlockScalars checks that a bracket or quote at the start of a line of
+// a block scalar, which is text, is not taken for one that opens a collection or a string, and so
+// does not move the line of a mistake below the scalar.
+func TestSyntaxErrorLinesAfterBlockScalars(t *testing.T) {
+	for _, tc := range []struct {
+		name, text, want string
+	}{
+		{"a bracket in a literal scalar", "a: |\n  [\nb: 1\nc d\ne: 1\n", "config: line 4: could not find expected ':'"},
+		{"a bracket in a literal scalar, the mistake last", "a: |\n  [\nb: 1\nc d\n", "config: line 4: could not find expected ':'"},
+		{"a quote in a literal scalar", "a: |\n  'tis\nb: 1\nc d\ne: 1\n", "config: line 4: could not find expected ':'"},
+		{"a brace in a folded scalar with indicators and a comment", "a: >-2 # text\n  {\n\n  \"x\nb: 1\nc d\ne: 1\n", "config: line 6: could not find expected ':'"},
+		{"a bracket in a scalar in a sequence", "routes:\n  - |\n    [\n  - name: r\n    sinks [a]\n    match: x\n", "config: line 5: could not find expected ':'"},
+		{"a bracket in a scalar under a key in a sequence", "routes:\n  - expr: |\n      [\n    sinks [a]\n    match: x\n", "config: line 4: could not find expected ':'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := config.Parse([]byte(tc.text), env(nil))
