@@ -47,18 +47,27 @@
 // another such client, one for each listing, which never sends a ListOffsets again by itself
 // (franz-go would retry NOT_LEADER_FOR_PARTITION inside one ask for up to its kgo.RetryTimeout,
 // 30 s by default, or what WithReadOpts sets); its other requests keep the retry timeouts of the
-// queue's client. The first ask has only ctx for a limit, so a broker that answers slowly but well
-// is waited for. An ask that meets a leader that has just moved (an election, a broker restarted or
-// removed), which answers with a retriable error such as NOT_LEADER_FOR_PARTITION, or a broken
-// connection, is asked again with fresh metadata, waiting 20 ms and then twice as long each time,
-// up to 1 s, as long as 2.5 s from that first failure allow; those later asks are cut short when
-// the 2.5 s end. A read whose asks still fail when the 2.5 s are spent, or would be before its next
-// wait ends, fails, retryable, with the last error a broker or the client gave, no later than 2.5 s
-// after the first failure; when ctx ends first, with an error wrapping ctx's. Any other error, an
-// unknown topic among them, fails the read at once.
-// Each listing has a budget of its own: a pass over the topic lists the offsets when it begins,
-// and again when retention deleted records it was about to read; Get makes one pass, and List
-// two (one for the removal records, see below, then one for the entries).
+// queue's client. Until something fails the asks have only ctx and 30 s for the whole listing for
+// a limit, so a broker that answers slowly but well is waited for. The first failure is the first
+// one the listing meets: a retriable error an ask returns, or one its client meets inside an ask,
+// a dial that failed or timed out (kgo.DialTimeout, 10 s by default, or the timeout of a
+// kgo.Dialer), a request it could not write or an answer it could not read, a broker that let the
+// client's read deadline pass (kgo.RequestTimeoutOverhead, 10 s by default) among them. An ask
+// that meets a leader that has just moved (an election, a broker restarted or removed), which
+// answers with a retriable error such as NOT_LEADER_FOR_PARTITION, or a broken connection, is
+// asked again with fresh metadata, waiting 20 ms and then twice as long each time, up to 1 s, as
+// long as 2.5 s from the first failure allow; every ask, the one under way at the first failure
+// included, is cut short when the 2.5 s end. A read whose asks still fail when the 2.5 s are
+// spent, or would be before its next wait ends, fails, retryable, with the last error a broker or
+// the client gave, no later than 2.5 s after the first failure and 30 s after the listing began,
+// so a listing that nothing answered or failed in 30 s (a kgo.Dialer without a timeout, into a
+// network that drops packets) fails then too, retryable, saying that no answer came; when ctx ends
+// first, with an error wrapping ctx's.
+// Any other error, an unknown topic among them, fails the read at once. At the client's defaults a
+// cluster whose dials time out thus fails a read about 12.5 s after it began.
+// Each listing has a budget and a limit of its own: a pass over the topic lists the offsets when
+// it begins, and again when retention deleted records it was about to read; Get makes one pass,
+// and List two (one for the removal records, see below, then one for the entries).
 //
 // Removing a record is not: Kafka deletes only whole prefixes of a partition. Delete therefore
 // appends removal records for each ID (key: the ID, no value, headers dlq.v, dlq.op = "remove"

@@ -1,6 +1,8 @@
 package kafkadlq
 
 import (
+	"time"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge/dlq"
@@ -16,4 +18,12 @@ func DecodeRecord(r *kgo.Record) (dlq.Entry, string, error) {
 // EncodeRecord exposes the record encoder to the fuzz test.
 func EncodeRecord(e dlq.Entry) *kgo.Record {
 	return record("t", []byte(e.Event.ID), &e)
+}
+
+// SetOffsetsLimit sets how long a listing of offsets may take, for a test that cannot wait 30 s,
+// and returns what restores it. Tests that call it do not run in parallel.
+func SetOffsetsLimit(d time.Duration) (restore func()) {
+	old := offsetsLimit
+	offsetsLimit = d
+	return func() { offsetsLimit = old }
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -35,69 +37,173 @@ func (q *Queue) readerOpts(extra ...kgo.Opt) []kgo.Opt {
 // a retriable error such as NOT_LEADER_FOR_PARTITION, and the client refreshes its metadata for
 // the next. offsets therefore asks again, waiting offsetsBackoff before the first retry and twice
 // as long before each next one, up to offsetsMaxBackoff, for as long as offsetsBudget from the
-// first retriable error allows; the asks after that error run within the budget too. The first
-// ask runs within ctx alone: a broker that answers slowly but well is waited for.
+// first failure allows. Until a failure the asks run within ctx and offsetsLimit alone: a broker
+// that answers slowly but well is waited for.
+//
+// The first failure is the first retriable error an ask returns, or the first failure the
+// listing's client meets on its own inside an ask (firstFailure): a dial that failed or timed out,
+// a request it could not write, an answer it could not read, a broker that let the client's read
+// deadline pass among them. franz-go retries those within the ask for up to its kgo.RetryTimeout,
+// which would otherwise keep a read of an unreachable cluster waiting until ctx ends.
+// offsetsLimit bounds the whole listing, for what no failure ends: a dial that never ends (a
+// kgo.Dialer without a timeout, into a network that drops packets).
 //
 // The asks go through a client of the listing's own, which never sends a ListOffsets again by
 // itself: franz-go would otherwise retry NOT_LEADER_FOR_PARTITION inside one ask for up to its
-// kgo.RetryTimeout (30 s by default), and the first ask, which no budget bounds, with it.
+// kgo.RetryTimeout (30 s by default) too.
 const (
 	offsetsBudget     = 2500 * time.Millisecond
 	offsetsBackoff    = 20 * time.Millisecond
 	offsetsMaxBackoff = time.Second
 )
 
+// offsetsLimit is how long a listing of offsets may take at most; a variable for the tests.
+var offsetsLimit = 30 * time.Second
+
+// The causes of the end of a listing's context other than the caller's.
+var (
+	errBudgetSpent  = errors.New("kafkadlq: listing offsets: budget spent")
+	errListingLimit = errors.New("kafkadlq: listing offsets: limit reached")
+)
+
+// firstFailure records the first failure of a listing: a kgo hook on the listing's client for the
+// failures it meets on its own, and note for the errors its asks return.
+type firstFailure struct {
+	mu  sync.Mutex
+	at  time.Time     // when it came
+	err error         // the failure, nil until one came
+	met chan struct{} // closed at the first failure
+	// done is that of the listing's context: what fails once it ended, because it ended, is
+	// not noted.
+	done <-chan struct{}
+}
+
+func newFirstFailure(done <-chan struct{}) *firstFailure {
+	return &firstFailure{met: make(chan struct{}), done: done}
+}
+
+// note records err as the first failure unless one was recorded, the listing's context ended, or
+// err is nil.
+func (f *firstFailure) note(err error) {
+	if err == nil {
+		return
+	}
+	select {
+	case <-f.done:
+		return
+	default:
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.at, f.err = time.Now(), err
+		close(f.met)
+	}
+}
+
+// first returns the first failure and when it came; a nil error before one came.
+func (f *firstFailure) first() (time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.at, f.err
+}
+
+// OnBrokerConnect implements kgo.HookBrokerConnect: a dial that failed or timed out.
+func (f *firstFailure) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	f.note(err)
+}
+
+// OnBrokerWrite implements kgo.HookBrokerWrite: a request that could not be written.
+func (f *firstFailure) OnBrokerWrite(_ kgo.BrokerMetadata, _ int16, _ int, _, _ time.Duration, err error) {
+	f.note(err)
+}
+
+// OnBrokerRead implements kgo.HookBrokerRead: an answer that could not be read, a broker that
+// closed the connection or did not answer before the client's read deadline among them.
+func (f *firstFailure) OnBrokerRead(_ kgo.BrokerMetadata, _ int16, _ int, _, _ time.Duration, err error) {
+	f.note(err)
+}
+
 // offsets lists the start and end offsets of the topic's partitions. It asks again while every
-// error met is retriable (see listOffsets), within offsetsBudget from the first such error and
-// within ctx, and otherwise fails with the first error of the last ask.
+// error met is retriable (see listOffsets), within offsetsBudget from the first failure (see
+// firstFailure), offsetsLimit and ctx, and otherwise fails with the first error of the last ask.
 func (q *Queue) offsets(ctx context.Context) (starts, ends kadm.ListedOffsets, err error) {
-	cl, err := kgo.NewClient(q.readerOpts(q.listerRetryTimeout())...)
+	// Every ask runs within lctx, which ends with ctx, at offsetsLimit, or offsetsBudget after
+	// the first failure.
+	limited, limitCancel := context.WithTimeoutCause(ctx, offsetsLimit, errListingLimit)
+	defer limitCancel()
+	lctx, lcancel := context.WithCancelCause(limited)
+	defer lcancel(nil)
+	failure := newFirstFailure(lctx.Done())
+	cl, err := kgo.NewClient(q.readerOpts(q.listerRetryTimeout(), kgo.WithHooks(failure))...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kafkadlq: read: new client: %w", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	var (
-		deadline time.Time // the budget's end, once an ask failed
-		last     error     // the last error a broker or the client gave, not the budget's end
-	)
+	go func() {
+		select {
+		case <-failure.met:
+		case <-lctx.Done():
+			return
+		}
+		at, _ := failure.first()
+		timer := time.NewTimer(time.Until(at.Add(offsetsBudget)))
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			lcancel(errBudgetSpent)
+		case <-lctx.Done():
+		}
+	}()
+	// stopped says that the budget or the limit, not ctx, ended lctx.
+	stopped := func() bool { return lctx.Err() != nil && ctx.Err() == nil }
+	// spent is the error of a listing the budget or the limit stopped after try asks, the last
+	// failing with err.
+	spent := func(try int, err error) error {
+		if _, ferr := failure.first(); ferr == nil && context.Cause(lctx) == errListingLimit {
+			return classify("read", fmt.Errorf("listing offsets: asked %s, no answer within %v", times(try), offsetsLimit))
+		}
+		return classify("read", fmt.Errorf("listing offsets: asked %s within %v of the first failure, still failing: %w", times(try), offsetsBudget, err))
+	}
+
+	var last error // the last error an ask gave, not the end of lctx
 	wait := offsetsBackoff
 	for try := 1; ; try++ {
-		actx, cancel := ctx, context.CancelFunc(func() {})
-		if last != nil {
-			actx, cancel = context.WithDeadline(ctx, deadline)
-		}
 		var retriable bool
-		starts, ends, retriable, err = q.listOffsets(actx, adm)
-		budgetSpent := last != nil && actx.Err() != nil
-		cancel()
+		starts, ends, retriable, err = q.askWithin(lctx, adm)
 		if err == nil {
 			return starts, ends, nil
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: %w (asked %s, the last time failing with %v)", cerr, times(try), err)
 		}
-		if budgetSpent && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
-			// The budget cut this ask short, the broker not having answered it: what the asks
-			// met before is the cause.
-			return nil, nil, classify("read", fmt.Errorf("listing offsets: asked %s within %v of the first failure, the last unanswered, still failing: %w", times(try), offsetsBudget, last))
+		if stopped() && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			// lctx cut this ask short, the broker not having answered it: what the asks, or the
+			// client inside the first one, met before is the cause.
+			cause := last
+			if cause == nil {
+				_, cause = failure.first()
+			}
+			return nil, nil, spent(try, cause)
 		}
 		if !retriable {
 			return nil, nil, classify("read", fmt.Errorf("listing offsets: %w", err))
 		}
-		if last == nil {
-			deadline = time.Now().Add(offsetsBudget)
-		}
+		failure.note(err)
 		last = err
-		if budgetSpent || time.Until(deadline) <= wait {
+		if at, _ := failure.first(); stopped() || time.Until(at.Add(offsetsBudget)) <= wait {
 			// No time left for a wait and another ask.
-			return nil, nil, classify("read", fmt.Errorf("listing offsets: asked %s within %v of the first failure, still failing: %w", times(try), offsetsBudget, err))
+			return nil, nil, spent(try, err)
 		}
 		timer := time.NewTimer(wait)
 		select {
-		case <-ctx.Done():
+		case <-lctx.Done():
 			timer.Stop()
-			return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: %w (asked %s, the last time failing with %v)", ctx.Err(), times(try), err)
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: %w (asked %s, the last time failing with %v)", cerr, times(try), err)
+			}
+			return nil, nil, spent(try, err)
 		case <-timer.C:
 		}
 		wait = min(2*wait, offsetsMaxBackoff)
@@ -126,6 +232,31 @@ func times(n int) string {
 		return "once"
 	}
 	return fmt.Sprintf("%d times", n)
+}
+
+// askWithin is listOffsets, returning with ctx's error when ctx ends first. The client does not
+// always return then: a connection it is opening waits for the broker's first answer until its
+// read deadline (kgo.RequestTimeoutOverhead), whatever the context of the request. That ask is
+// left to end on its own, failing at the latest when its deadline passes or when the listing's
+// client closes.
+func (q *Queue) askWithin(ctx context.Context, adm *kadm.Client) (starts, ends kadm.ListedOffsets, retriable bool, err error) {
+	type answer struct {
+		starts, ends kadm.ListedOffsets
+		retriable    bool
+		err          error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		var a answer
+		a.starts, a.ends, a.retriable, a.err = q.listOffsets(ctx, adm)
+		answered <- a
+	}()
+	select {
+	case a := <-answered:
+		return a.starts, a.ends, a.retriable, a.err
+	case <-ctx.Done():
+		return nil, nil, false, ctx.Err()
+	}
 }
 
 // listOffsets asks once for the start and end offsets of the topic's partitions. It returns the
