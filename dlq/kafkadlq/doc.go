@@ -63,8 +63,10 @@
 // so a listing that nothing answered or failed in 30 s (a kgo.Dialer without a timeout, into a
 // network that drops packets) fails then too, retryable, saying that no answer came; when ctx ends
 // first, with an error wrapping ctx's.
-// Any other error, an unknown topic among them, fails the read at once. At the client's defaults a
-// cluster whose dials time out thus fails a read about 12.5 s after it began.
+// Any other error fails the read at once: an unknown topic (permanent), and a dial error an ask
+// itself returns, such as a refused connection to a broker that is restarting (retryable: the
+// caller may read again). At the client's defaults a cluster whose dials time out thus fails a
+// read about 12.5 s after it began.
 // Each listing has a budget and a limit of its own: a pass over the topic lists the offsets when
 // it begins, and again when retention deleted records it was about to read; Get makes one pass,
 // and List two (one for the removal records, see below, then one for the entries).
