@@ -543,7 +543,13 @@ func TestReplacementEndsTheWaitBeforeSubscribingAgain(t *testing.T) {
 			clk.Advance(time.Second)
 			recv(t, ctx, logs.subscribed)
 			assert.Equal(t, 2, h.srv.ChannelsCreated())
-			assert.Equal(t, 3, h.srv.Count(http.MethodPut, "/api/v2/notifications/channels/"), "subscription requests")
+			// Two requests on the old channel (the first subscription, the restore after the first
+			// notice) and one on the new. A replaced channel whose socket is still open also has its
+			// subscriptions removed, in the background, by a third request on it, which may or may
+			// not have arrived by now; a subscription again on it would be logged as restored.
+			puts := h.srv.Count(http.MethodPut, "/api/v2/notifications/channels/")
+			assert.Equal(t, 1, puts-h.srv.Count(http.MethodPut, "/api/v2/notifications/channels/"+id+"/"), "subscription requests on the new channel")
+			assert.Contains(t, []int{2, 3}, h.srv.Count(http.MethodPut, "/api/v2/notifications/channels/"+id+"/"), "requests on the old channel")
 			assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.reconnects", "reason", tc.reason))
 			assert.Empty(t, logs.restored, "subscribed again on the channel replaced")
 		})
