@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/dlqtest"
 	"github.com/fanbridge/fanbridge/dlq/kafkadlq"
+	"github.com/fanbridge/fanbridge/internal/kafkatest"
 	"github.com/fanbridge/fanbridge/retry"
 )
 
@@ -351,47 +351,6 @@ func TestPutRefusedAsARecordListTooLargeIsRetryable(t *testing.T) {
 	assert.Equal(t, []string{"refused-once"}, ids)
 }
 
-// refuseBatchesHolding makes the broker refuse, with code, every produce request whose records
-// hold marker, as a broker validating records refuses a batch for one of them. The first such
-// request is held until release is called (safe to call more than once, and called when the test
-// ends); arrived then receives a value. Other requests are handled as usual. The client must not
-// compress, so that the marker shows in the request.
-func refuseBatchesHolding(t testing.TB, c *kfake.Cluster, marker string, code *kerr.Error) (release func(), arrived <-chan struct{}) {
-	t.Helper()
-	ch := make(chan struct{})
-	got := make(chan struct{}, 1)
-	var held atomic.Bool
-	c.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		preq := req.(*kmsg.ProduceRequest)
-		resp := preq.ResponseKind().(*kmsg.ProduceResponse)
-		refused := false
-		for _, rt := range preq.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				refused = refused || bytes.Contains(rp.Records, []byte(marker))
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, code.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		if !refused {
-			return nil, nil, false
-		}
-		c.KeepControl()
-		if !held.Swap(true) {
-			got <- struct{}{}
-			c.SleepControl(func() { <-ch })
-		}
-		return resp, nil, true
-	})
-	var once sync.Once
-	release = func() { once.Do(func() { close(ch) }) }
-	t.Cleanup(release)
-	return release, got
-}
-
 // produceHook signals each produce request the client has written to a broker.
 type produceHook struct{ ch chan struct{} }
 
@@ -418,7 +377,7 @@ func TestPutRefusedForAnotherRecordsContentIsRetryable(t *testing.T) {
 	waitFor(t, ctx, hook.ch, "the first record to be buffered")
 	waitFor(t, ctx, requests.ch, "the first record's request")
 
-	release, arrived := refuseBatchesHolding(t, c, "refused-entry", kerr.InvalidRecord)
+	release, arrived := kafkatest.RefuseBatchesHolding(t, c, "refused-entry", kerr.InvalidRecord)
 	refused := make(chan error, 1)
 	go func() { refused <- q.Put(ctx, sampleEntry(t, "refused-entry")) }()
 	waitFor(t, ctx, hook.ch, "the refused record to be buffered")

@@ -25,6 +25,7 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/dlqtest"
 	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/internal/kafkatest"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
@@ -511,44 +512,6 @@ func TestBatchTooLargeForTheTopic(t *testing.T) {
 	})
 }
 
-// refuseBatchesHolding makes the broker refuse, with code, every produce request whose records
-// hold marker, as a broker validating records refuses a batch for one of them. The first such
-// request is held until release is called (safe to call more than once); arrived then receives a
-// value. Other requests are handled as usual. The client must not compress, so that the marker
-// shows in the request.
-func refuseBatchesHolding(c *kfake.Cluster, marker string, code *kerr.Error) (release func(), arrived <-chan struct{}) {
-	ch := make(chan struct{})
-	got := make(chan struct{}, 1)
-	var held atomic.Bool
-	c.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		preq := req.(*kmsg.ProduceRequest)
-		resp := preq.ResponseKind().(*kmsg.ProduceResponse)
-		refused := false
-		for _, rt := range preq.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				refused = refused || bytes.Contains(rp.Records, []byte(marker))
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, code.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		if !refused {
-			return nil, nil, false
-		}
-		c.KeepControl()
-		if !held.Swap(true) {
-			got <- struct{}{}
-			c.SleepControl(func() { <-ch })
-		}
-		return resp, nil, true
-	})
-	var once sync.Once
-	return func() { once.Do(func() { close(ch) }) }, got
-}
-
 // The broker refuses a batch for one record's content, and the client fails with it every record
 // it holds for the partition, one queued behind the refused request included: that record is
 // retryable, and delivered once by the next attempt, while the refused one still ends in the
@@ -564,7 +527,7 @@ func TestRecordRefusedForAnotherRecordsContent(t *testing.T) {
 	hook.waitBuffered(t, ctx, 1)
 	requests.waitWritten(t, ctx, 1, "the warm record's request")
 
-	release, arrived := refuseBatchesHolding(c, "refused-event", kerr.InvalidRecord)
+	release, arrived := kafkatest.RefuseBatchesHolding(t, c, "refused-event", kerr.InvalidRecord)
 	defer release()
 	refused := make(chan error, 1)
 	go func() { refused <- s.Send(ctx, presenceEvent("refused-event")) }()

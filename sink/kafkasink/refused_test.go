@@ -1,7 +1,6 @@
 package kafkasink_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/dlqtest"
 	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/internal/kafkatest"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
@@ -34,20 +34,7 @@ func refuseBatches(c *kfake.Cluster, marker string, code *kerr.Error) (refused f
 	n := 0
 	c.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
-		preq := req.(*kmsg.ProduceRequest)
-		resp := preq.ResponseKind().(*kmsg.ProduceResponse)
-		hit := false
-		for _, rt := range preq.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				hit = hit || bytes.Contains(rp.Records, []byte(marker))
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, code.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
+		resp, hit := kafkatest.Refusal(req.(*kmsg.ProduceRequest), marker, code)
 		if !hit {
 			return nil, nil, false
 		}
