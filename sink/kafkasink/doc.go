@@ -32,7 +32,8 @@
 // The value is the event body (Event.Data) as it arrived, byte for byte; WithEnvelopeValue makes it
 // the whole envelope (Event.Raw) instead. Headers, in this order: ce_specversion ("1.0", left out
 // with WithEnvelopeValue), ce_id, ce_type, ce_source, ce_subject (the concrete Genesys topic),
-// ce_time (RFC 3339 with nanoseconds, in UTC), content-type ("application/json"), then one header per
+// ce_time (RFC 3339 with nanoseconds, in UTC), fanbridge-value ("envelope", only with
+// WithEnvelopeValue: see HeaderValue), content-type ("application/json"), then one header per
 // Metadata entry in key order, each key k as "fanbridge-meta-k" (so the correlation id travels as
 // "fanbridge-meta-correlation-id"), then the W3C trace context, traceparent and tracestate, as
 // sink.TraceContext gives it: the span in the context of Send when there is one (fanout's attempt
