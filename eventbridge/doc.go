@@ -133,7 +133,9 @@
 //	WithMeterProvider(mp)         none     requests, rejected{reason}, dispatched{outcome}, duration
 //	WithMetricAttributes(kv...)   none     attributes on every measurement (one Handler per path)
 //	WithTracerProvider(tp)        none     one server span per request, child of traceparent
-//	                                       (a body's trace context is linked)
+//	                                       (a body's trace context is linked); a rejection
+//	                                       sets fanbridge.rejected.reason, and an error
+//	                                       status only with a 5xx answer
 //
 // Source and account checks filter on what the body claims; they keep misrouted traffic out but
 // do not authenticate. Authenticate with signature.Verify in front of the Handler: when it has

@@ -270,7 +270,12 @@ func (h *Handler) reject(ctx context.Context, w http.ResponseWriter, span trace.
 		h.tel.rejected.Add(ctx, 1, h.tel.reasonOpts[why]...)
 	}
 	if span != nil {
-		span.SetStatus(codes.Error, reasonNames[why])
+		// A server span's status is an error only when the server failed (a 5xx); a request the
+		// sender got wrong leaves it unset, as OpenTelemetry's HTTP conventions ask, and says why.
+		span.SetAttributes(attribute.String("fanbridge.rejected.reason", reasonNames[why]))
+		if status >= http.StatusInternalServerError {
+			span.SetStatus(codes.Error, reasonNames[why])
+		}
 	}
 	if h.log.Enabled(ctx, slog.LevelDebug) {
 		h.log.LogAttrs(ctx, slog.LevelDebug, "eventbridge: request rejected",

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -686,6 +688,53 @@ func TestHandlerSpanParentAndLinks(t *testing.T) {
 	})
 }
 
+// A request the sender got wrong is not a server failure: its span says why it was refused, with
+// the status left unset, as OpenTelemetry's HTTP conventions ask of server spans; a 5xx is an
+// error.
+func TestHandlerSpanStatusOfRejections(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	h := newHandler(t, &recorder{}, eventbridge.WithTracerProvider(tp))
+	last := func() sdktrace.ReadOnlySpan {
+		ended := spans.Ended()
+		require.NotEmpty(t, ended)
+		return ended[len(ended)-1]
+	}
+	reasonOf := func(sp sdktrace.ReadOnlySpan) string {
+		for _, kv := range sp.Attributes() {
+			if kv.Key == "fanbridge.rejected.reason" {
+				return kv.Value.AsString()
+			}
+		}
+		return ""
+	}
+
+	require.Equal(t, 400, post(h, []byte(`{`)).Code)
+	sp := last()
+	assert.Equal(t, codes.Unset, sp.Status().Code, "a malformed body is the sender's fault")
+	assert.Equal(t, "malformed", reasonOf(sp))
+
+	req := httptest.NewRequest(http.MethodPost, "/events", strings.NewReader(`{}`))
+	req.Header.Set("Content-Type", "text/plain")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	require.Equal(t, 415, w.Code)
+	sp = last()
+	assert.Equal(t, codes.Unset, sp.Status().Code)
+	assert.Equal(t, "content_type", reasonOf(sp))
+
+	// A body that stops arriving is answered 503 (retry later): the server gave up, an error.
+	slow := newHandler(t, &recorder{}, eventbridge.WithTracerProvider(tp))
+	req = httptest.NewRequest(http.MethodPost, "/events", timeoutReader{})
+	req.Header.Set("Content-Type", "application/json")
+	w = httptest.NewRecorder()
+	slow.ServeHTTP(w, req)
+	require.Equal(t, 503, w.Code)
+	sp = last()
+	assert.Equal(t, codes.Error, sp.Status().Code)
+	assert.Equal(t, "read", reasonOf(sp))
+}
+
 type panicker struct{}
 
 func (panicker) Dispatch(context.Context, *fanbridge.Event) error { panic("dispatcher bug") }
@@ -821,3 +870,8 @@ func postHalfABody(t *testing.T, addr string) *http.Response {
 	_ = resp.Body.Close()
 	return resp
 }
+
+// timeoutReader fails as a body does when the server's read deadline passes.
+type timeoutReader struct{}
+
+func (timeoutReader) Read([]byte) (int, error) { return 0, os.ErrDeadlineExceeded }
