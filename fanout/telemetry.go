@@ -66,7 +66,7 @@ func newTelemetry(c *config, d *Dispatcher) (*telemetry, error) {
 	t.depth, errs[6] = m.Int64ObservableGauge("fanbridge.fanout.sink.queue.depth",
 		metric.WithDescription("Events accepted for a sink and not yet finished."), metric.WithUnit("{event}"))
 	t.breakerState, errs[7] = m.Int64ObservableGauge("fanbridge.fanout.sink.breaker.state",
-		metric.WithDescription("Circuit breaker state: 0 closed, 1 half-open, 2 open."))
+		metric.WithDescription("Circuit breaker state: 0 closed, 1 half-open, 2 open."), metric.WithUnit("{state}"))
 	if errs[6] == nil && errs[7] == nil {
 		t.reg, errs[8] = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 			s := d.snap.Load()

@@ -91,6 +91,13 @@ func TestMetricsAndStats(t *testing.T) {
 	assert.Equal(t, map[string]float64{"ok": 0, "flaky": 0, "dead": 2}, points(t, rm, "fanbridge.fanout.sink.breaker.state", "sink"),
 		"two failed attempts opened dead's breaker")
 
+	// Every instrument names its unit, as OpenTelemetry's conventions ask.
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			assert.NotEmpty(t, m.Unit, "%s has no unit", m.Name)
+		}
+	}
+
 	stats := d.Stats()
 	require.Len(t, stats, 3)
 	assert.Equal(t, fanout.SinkStats{Name: "ok", Delivered: 2, Breaker: "closed"}, stats[0])

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -177,6 +178,7 @@ func (h *harness) counter(t *testing.T, name, key, value string) int64 {
 			if m.Name != name {
 				continue
 			}
+			assert.NotEmpty(t, m.Unit, "%s names no unit", name)
 			sum, ok := m.Data.(metricdata.Sum[int64])
 			require.True(t, ok, "%s is not an int64 sum", name)
 			for _, p := range sum.DataPoints {

@@ -56,22 +56,22 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 		ms  metrics
 		err error
 	)
-	counter := func(name, desc string) metric.Int64Counter {
+	counter := func(name, unit, desc string) metric.Int64Counter {
 		if err != nil {
 			return nil
 		}
 		var c metric.Int64Counter
-		c, err = m.Int64Counter(name, metric.WithDescription(desc))
+		c, err = m.Int64Counter(name, metric.WithDescription(desc), metric.WithUnit(unit))
 		return c
 	}
-	ms.messages = counter("fanbridge.notifications.messages", "WebSocket messages read, by kind (event, heartbeat, system, malformed)")
-	ms.events = counter("fanbridge.notifications.events", "Events handled, by outcome (delivered, ignored, duplicate, failed, lost)")
-	ms.reconnects = counter("fanbridge.notifications.reconnects", "Channels replaced, by reason")
-	ms.missed = counter("fanbridge.notifications.heartbeats_missed", "Sockets that stayed silent longer than the heartbeat timeout")
-	ms.retries = counter("fanbridge.notifications.dispatch_retries", "Dispatch attempts made again after a failed one")
-	ms.channels = counter("fanbridge.notifications.channels",
+	ms.messages = counter("fanbridge.notifications.messages", "{message}", "WebSocket messages read, by kind (event, heartbeat, system, malformed)")
+	ms.events = counter("fanbridge.notifications.events", "{event}", "Events handled, by outcome (delivered, ignored, duplicate, failed, lost)")
+	ms.reconnects = counter("fanbridge.notifications.reconnects", "{channel}", "Channels replaced, by reason")
+	ms.missed = counter("fanbridge.notifications.heartbeats_missed", "{socket}", "Sockets that stayed silent longer than the heartbeat timeout")
+	ms.retries = counter("fanbridge.notifications.dispatch_retries", "{attempt}", "Dispatch attempts made again after a failed one")
+	ms.channels = counter("fanbridge.notifications.channels", "{channel}",
 		"Channels taken to connect, by origin (created, or reused because Genesys' limit of 20 was reached), and creations whose answer was lost (origin unknown)")
-	ms.limitWaits = counter("fanbridge.notifications.channel_limit_waits",
+	ms.limitWaits = counter("fanbridge.notifications.channel_limit_waits", "{wait}",
 		"Times a lane waited for a channel because every one counted against Genesys' limit was in use")
 	if err != nil {
 		return nil, err

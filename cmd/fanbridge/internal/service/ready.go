@@ -65,7 +65,8 @@ type readiness struct {
 func newReadiness(h config.Health, shutting *atomic.Bool, mp metric.MeterProvider, log *slog.Logger) *readiness {
 	r := &readiness{cache: h.Cache.D(), timeout: h.ProbeTimeout.D(), shutting: shutting, log: log}
 	g, err := mp.Meter("github.com/fanbridge/fanbridge/cmd/fanbridge").Int64ObservableGauge("fanbridge.ready",
-		metric.WithDescription("1 when the last readiness check passed and the service is not shutting down, else 0."))
+		metric.WithDescription("1 when the last readiness check passed and the service is not shutting down, else 0."),
+		metric.WithUnit("{state}"))
 	if err == nil {
 		_, _ = mp.Meter("github.com/fanbridge/fanbridge/cmd/fanbridge").RegisterCallback(func(_ context.Context, o metric.Observer) error {
 			v := int64(0)

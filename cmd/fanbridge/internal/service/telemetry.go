@@ -63,7 +63,7 @@ func newTelemetry(cfg config.Tracing, log *slog.Logger) (*telemetry, error) {
 	otel.SetMeterProvider(t.meters)
 	m := t.meters.Meter("github.com/fanbridge/fanbridge/cmd/fanbridge")
 	if t.reloads, err = m.Int64Counter("fanbridge.config.reloads",
-		metric.WithDescription("Configuration reloads, by result (applied or rejected).")); err != nil {
+		metric.WithDescription("Configuration reloads, by result (applied or rejected)."), metric.WithUnit("{reload}")); err != nil {
 		return nil, err
 	}
 	return t, nil
