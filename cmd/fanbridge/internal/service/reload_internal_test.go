@@ -404,15 +404,58 @@ func TestWatchReloadSkipsAFileThatChangedAgain(t *testing.T) {
 	before := s.fileSum.Load()
 	seen := sha256.Sum256(testConfig(t, "warn"))
 	require.NoError(t, os.WriteFile(path, testConfig(t, "error"), 0o600))
-	require.ErrorIs(t, s.reloadFile(&seen), errChangedAgain)
+	require.ErrorIs(t, s.reloadFile(&seen, true), errChangedAgain)
 	s.mu.Lock()
 	assert.Equal(t, "info", s.cfg.Logging.Level)
 	s.mu.Unlock()
 	assert.Equal(t, before, s.fileSum.Load())
 
 	now := sha256.Sum256(testConfig(t, "error"))
-	require.NoError(t, s.reloadFile(&now))
+	require.NoError(t, s.reloadFile(&now, true))
 	s.mu.Lock()
 	assert.Equal(t, "error", s.cfg.Logging.Level)
 	s.mu.Unlock()
+}
+
+// A reload on SIGHUP applies the file only once two reads agree, as the watch does: a file
+// being written in place is not applied half written. Here the writer finishes just after the
+// first read, which finds a valid first part (without the logging section).
+func TestReloadFileWaitsForTheFileToSettle(t *testing.T) {
+	s, path := newTestService(t, testConfig(t, "error"))
+	full := testConfig(t, "warn")
+	half := full[:bytes.Index(full, []byte("logging:"))]
+	require.NoError(t, os.WriteFile(path, half, 0o600))
+	var once sync.Once
+	finish := func() { once.Do(func() { require.NoError(t, os.WriteFile(path, full, 0o600)) }) }
+	settleRead, afterRead = finish, finish
+	t.Cleanup(func() { settleRead, afterRead = nil, nil })
+
+	require.NoError(t, s.ReloadFile())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	assert.Equal(t, "warn", s.cfg.Logging.Level, "the whole file is applied, not its first part")
+	assert.Equal(t, sha256.Sum256(full), *s.fileSum.Load())
+}
+
+// A file that never holds still is rejected, and the running configuration stays.
+func TestReloadFileRejectsAFileThatKeepsChanging(t *testing.T) {
+	logs := &lockedBuffer{}
+	s, path := newServiceLoggingTo(t, testConfig(t, "error"), slog.NewTextHandler(logs, nil))
+	delay, limit := settleDelay, settleMax
+	settleDelay, settleMax = time.Millisecond, 50*time.Millisecond
+	levels := []string{"warn", "info", "debug"}
+	n := 0
+	settleRead = func() {
+		n++
+		require.NoError(t, os.WriteFile(path, testConfig(t, levels[n%len(levels)]), 0o600))
+	}
+	t.Cleanup(func() { settleDelay, settleMax, settleRead = delay, limit, nil })
+
+	err := s.ReloadFile()
+	require.ErrorContains(t, err, "was still changing after 50ms")
+	assert.GreaterOrEqual(t, n, 2)
+	s.mu.Lock()
+	assert.Equal(t, "error", s.cfg.Logging.Level)
+	s.mu.Unlock()
+	assert.Contains(t, logs.String(), "configuration reload rejected")
 }

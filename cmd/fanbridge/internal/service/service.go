@@ -445,15 +445,68 @@ func shutdownBound(cfg *config.Config) time.Duration {
 
 // ReloadFile reads the configuration file again and applies it (see Reload). A file that does
 // not load or validate is rejected and the running configuration stays.
-func (s *Service) ReloadFile() error { return s.reloadFile(nil) }
+//
+// As the watch does, it applies the text only once two reads settleDelay apart agree on it, and
+// checks that the read it applies agrees too: a file written in place can be read half written,
+// and half a file may still be valid (fewer routes, sinks or keys), which would answer events
+// for what it lost 200 "ignored" or 404. A file that is still changing after settleMax is
+// rejected.
+func (s *Service) ReloadFile() error {
+	if s.opts.ConfigPath == "" {
+		return s.reloadFile(nil, false)
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	var last *[sha256.Size]byte
+	for start := time.Now(); ; {
+		if s.unready.Load() {
+			return s.skipReload()
+		}
+		b, err := os.ReadFile(s.opts.ConfigPath)
+		if err != nil {
+			return s.reloadFile(nil, false) // rejected with the read's error
+		}
+		if settleRead != nil {
+			settleRead()
+		}
+		sum := sha256.Sum256(b)
+		if last != nil && *last == sum {
+			if err := s.reloadFile(&sum, false); !errors.Is(err, errChangedAgain) {
+				return err
+			}
+		}
+		if time.Since(start) >= settleMax {
+			err := fmt.Errorf("config: %s was still changing after %v; write it elsewhere and rename it into place", s.opts.ConfigPath, settleMax)
+			s.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(resultAttr("rejected")))
+			s.log.Error("configuration reload rejected; the running configuration stays", "path", s.opts.ConfigPath, "err", err)
+			return err
+		}
+		last = &sum
+		timer.Reset(settleDelay)
+		select {
+		case <-timer.C:
+		case <-s.stopped:
+			return s.skipReload()
+		}
+	}
+}
+
+// settleDelay is how far apart ReloadFile's reads are; settleMax how long it waits for two to
+// agree. Variables, so that tests can shorten them.
+var (
+	settleDelay = 100 * time.Millisecond
+	settleMax   = 3 * time.Second
+)
 
 // errChangedAgain says that the file the watch saw settle changed again before it was read for
 // the reload: the watch waits for it to settle anew.
 var errChangedAgain = errors.New("the configuration file changed again")
 
-// reloadFile is ReloadFile. With want, it applies the file only if its text still hashes to
-// want, and otherwise returns errChangedAgain and changes nothing, not even the remembered hash.
-func (s *Service) reloadFile(want *[sha256.Size]byte) error {
+// reloadFile reads the file and applies it. With want, it applies the file only if its text still
+// hashes to want, and otherwise returns errChangedAgain and changes nothing, not even the
+// remembered hash. watched says the file watch asks, which the log tells.
+func (s *Service) reloadFile(want *[sha256.Size]byte, watched bool) error {
 	if s.opts.ConfigPath == "" {
 		return errors.New("no configuration file to reload")
 	}
@@ -467,6 +520,8 @@ func (s *Service) reloadFile(want *[sha256.Size]byte) error {
 		if err != nil || sha256.Sum256(b) != *want {
 			return errChangedAgain
 		}
+	}
+	if watched {
 		s.log.Info("configuration file changed; reloading", "path", s.opts.ConfigPath)
 	}
 	if afterRead != nil {
@@ -489,6 +544,10 @@ func (s *Service) reloadFile(want *[sha256.Size]byte) error {
 	}
 	return s.reload(cfg)
 }
+
+// settleRead, when set by a test, runs in ReloadFile after each read that waits for the file to
+// settle.
+var settleRead func()
 
 // afterRead, when set by a test, runs in ReloadFile between reading the file and applying it.
 var afterRead func()
@@ -700,7 +759,7 @@ func (s *Service) watched(seen *[sha256.Size]byte) *[sha256.Size]byte {
 	case seen == nil || *seen != sum:
 		return &sum
 	}
-	_ = s.reloadFile(&sum)
+	_ = s.reloadFile(&sum, true)
 	return nil
 }
 
