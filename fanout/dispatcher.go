@@ -64,12 +64,13 @@ type Dispatcher struct {
 
 	sinkMu sync.Mutex
 	live   map[any]int // comparable Sink values -> running sinkStates using them
-	// newest holds, with ordering keys on, the latest sinkState started under each name until
-	// its workers are done, even once an Update removed it: a sink of that name added again
-	// later waits for it (see sinkState.after).
+	// newest holds the latest sinkState started under each name until its workers are done,
+	// even once an Update removed it: a sink of that name built meanwhile carries on its
+	// counters, and with ordering keys on waits for it (see sinkState.after).
 	newest map[string]*sinkState
 	// running holds every sinkState started and whose workers are not done, so that the drain
-	// finds the backlog of sinks an Update removed as well as of the current ones.
+	// finds the backlog of sinks an Update removed as well as of the current ones, and the
+	// queue-depth gauge and Stats count it (see Dispatcher.backlogs).
 	running  map[*sinkState]struct{}
 	retiring sync.WaitGroup
 
@@ -881,14 +882,18 @@ func (d *Dispatcher) build(cfg Config, old *snapshot) (*snapshot, []*sinkState, 
 			if st, err = d.newSinkState(n); err != nil {
 				return nil, nil, err
 			}
-			if d.cfg.orderingKey != nil {
-				// The sink this one replaces, whether the last snapshot has it or an earlier
-				// Update removed it and its lanes may still hold events: see sinkState.after.
-				d.sinkMu.Lock()
-				st.after = d.newest[n.Name]
-				d.sinkMu.Unlock()
-				if st.after != nil {
-					st.reserved, st.count = st.after.reserved, st.after.count
+			// The sink this one replaces, whether the last snapshot has it or an earlier Update
+			// removed it and it may still hold events: its outcomes count where Stats counts
+			// this one's, so that the name's counters reconcile across the Update. With ordering
+			// keys, this one also waits for its lanes (see sinkState.after) and shares its queue
+			// slots.
+			d.sinkMu.Lock()
+			prev := d.newest[n.Name]
+			d.sinkMu.Unlock()
+			if prev != nil {
+				st.count = prev.count
+				if d.cfg.orderingKey != nil {
+					st.after, st.reserved = prev, prev.reserved
 				}
 			}
 			fresh = append(fresh, st)
@@ -915,9 +920,7 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 		if k, ok := sinkKey(st.sink); ok {
 			d.live[k]++
 		}
-		if d.cfg.orderingKey != nil {
-			d.newest[st.name] = st
-		}
+		d.newest[st.name] = st
 	}
 	d.sinkMu.Unlock()
 	for _, st := range fresh {

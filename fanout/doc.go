@@ -235,11 +235,13 @@
 // fanbridge.fanout.route.filter_panicked per route (see Routing);
 // fanbridge.fanout.sink.delivered, .retried, .dead_lettered, .failed and the
 // fanbridge.fanout.sink.delivery.duration histogram per sink; and the gauges
-// fanbridge.fanout.sink.queue.depth and fanbridge.fanout.sink.breaker.state (0 closed, 1 half-open,
-// 2 open). WithTracerProvider starts a span per dispatch, the child of the span the caller's
-// context carries (an intake's receive span), or, when it carries none, of the event's
-// traceparent when it has one; and a span per sink attempt. The attempt's span travels in the context given
-// to Send: kafkasink and grpcsink send it on as the traceparent of the record or call (see
+// fanbridge.fanout.sink.queue.depth (the events accepted for a sink and not finished, those a
+// sink of the same name that an Update changed or removed still holds included: a removed sink is
+// reported until it has finished them and stopped) and fanbridge.fanout.sink.breaker.state (0
+// closed, 1 half-open, 2 open). WithTracerProvider starts a span per dispatch, the child of the
+// span the caller's context carries (an intake's receive span), or, when it carries none, of the
+// event's traceparent when it has one; and a span per sink attempt. The attempt's span travels in
+// the context given to Send: kafkasink and grpcsink send it on as the traceparent of the record or call (see
 // sink.TraceContext), so a consumer's spans become its children. The Event itself is never
 // modified, so its traceparent metadata stays as received. A dead-letter entry's TraceID names
 // the dispatch's trace: the caller's span's or the sender's when there is one, else the one the
@@ -249,5 +251,7 @@
 //
 // Without these options the hot path does no telemetry work at all. Stats returns per-sink
 // counters (delivered, dead-lettered, failed, retried, queued, breaker state) without any metrics
-// pipeline, for health endpoints and for reconciling a run.
+// pipeline, for health endpoints and for reconciling a run. They count by name, as the metrics do:
+// a sink an Update changes carries on the counters of the one it replaces, and Queued counts the
+// events that one still holds.
 package fanout

@@ -141,9 +141,10 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithMeterProvider sets where the Dispatcher's metrics go: matched events per route; delivered,
-// retried, dead-lettered and failed per sink; delivery latency per sink; queue depth and breaker
-// state per sink of the current configuration (a sink an Update removed, and every sink once Close
-// has begun, is no longer reported while its queue drains). The default is no metrics.
+// retried, dead-lettered and failed per sink; delivery latency per sink; queue depth per sink
+// name, counting the events a sink an Update changed or removed still holds (a removed sink is
+// reported until it has finished them and stopped, and every sink is while Close drains it);
+// breaker state per sink of the current configuration. The default is no metrics.
 func WithMeterProvider(p metric.MeterProvider) Option {
 	return optionFunc(func(c *config) { c.meters = p })
 }

@@ -32,12 +32,13 @@ type sinkState struct {
 	after *sinkState
 
 	// queue feeds the workers. reserved (never above cfg.QueueSize) counts the tasks accepted and
-	// not finished; a sink rebuilt under ordering keys shares it, and its counters, with the one
-	// it replaces (see after), whose tasks it waits for, so that the bound holds for the name
-	// across Updates and its Stats account for those tasks. ghosts (never above cfg.QueueSize either) counts the tasks their Sync dispatch
-	// took back and ran, or withdrew and answered for, still in the queue until a worker skips
-	// them. The queue holds both, so its
-	// capacity is twice cfg.QueueSize, and a send after a successful reserve never blocks.
+	// not finished; a sink rebuilt under ordering keys shares it with the one it replaces (see
+	// after), whose tasks it waits for, so that the bound holds for the name across Updates.
+	// Otherwise each has its own, and the queue-depth gauge and Stats add up those of the
+	// sinks of a name still running (see Dispatcher.backlogs). ghosts (never above
+	// cfg.QueueSize either) counts the tasks their Sync dispatch took back and ran, or withdrew
+	// and answered for, still in the queue until a worker skips them. The queue holds both, so
+	// its capacity is twice cfg.QueueSize, and a send after a successful reserve never blocks.
 	queue    chan *task
 	reserved *atomic.Int64
 	ghosts   atomic.Int64
@@ -51,7 +52,10 @@ type sinkState struct {
 	freeLanes *lane
 
 	errOverloaded error
-	count         *counters // shared with the sink it replaces, as reserved is
+	// count is shared with the sink of the same name this one replaces in an Update, or that
+	// an earlier Update removed, while that one's workers still run (see Dispatcher.newest):
+	// whichever of them finishes an event, Stats counts it under the name.
+	count *counters
 }
 
 // counters are what Stats reports.

@@ -69,12 +69,17 @@ func newTelemetry(c *config, d *Dispatcher) (*telemetry, error) {
 		metric.WithDescription("Circuit breaker state: 0 closed, 1 half-open, 2 open."), metric.WithUnit("{state}"))
 	if errs[6] == nil && errs[7] == nil {
 		t.reg, errs[8] = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			// The depth of a name counts what the sinks an Update changed or removed still
+			// hold, until they stop, and goes on through Close; the breaker state is that of
+			// the current configuration's sinks.
 			s := d.snap.Load()
+			for _, b := range d.backlogs(s) {
+				o.ObserveInt64(t.depth, b.queued, b.st.obsOpts...)
+			}
 			if s == nil {
 				return nil
 			}
 			for _, st := range s.sinks {
-				o.ObserveInt64(t.depth, st.reserved.Load(), st.obsOpts...)
 				o.ObserveInt64(t.breakerState, int64(st.breaker.state.Load()), st.obsOpts...)
 			}
 			return nil
