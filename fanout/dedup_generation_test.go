@@ -72,3 +72,48 @@ func TestRetryAfterRotationGoesOnlyToTheSinksThatLackTheEvent(t *testing.T) {
 	assert.Equal(t, 1, a.Delivered("e1"))
 	assert.Equal(t, 1, b.Delivered("e1"))
 }
+
+// Sinks are known by name in a dedup record: a sink that an Update rebuilt under the same name
+// (a new Sink value, such as a new topic) counts as having what the sink it replaced had, as the
+// package documentation says. A renamed sink does not.
+func TestRetryAfterUpdateKnowsSinksByName(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	a, b := newRecSink(), newRecSink()
+	b.fail = func(*fanbridge.Event, int) error {
+		if down.Load() {
+			return errBoom
+		}
+		return nil
+	}
+	d := newDispatcher(t, fanout.Config{ // no dead-letter queue: b's failure fails the dispatch
+		Sinks:  []fanout.SinkConfig{{Name: "a", Sink: a}, {Name: "b", Sink: b, Retry: retry.Policy{MaxAttempts: 1}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b"}}},
+	})
+	ctx := testContext(t)
+	require.ErrorIs(t, d.Dispatch(ctx, event("e1", "x")), fanout.ErrUndelivered)
+	down.Store(false)
+
+	rebuilt := newRecSink()
+	require.NoError(t, d.Update(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "a", Sink: rebuilt}, {Name: "b", Sink: b, Retry: retry.Policy{MaxAttempts: 1}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b"}}},
+	}))
+	res, err := d.Deliver(ctx, event("e1", "x"))
+	require.NoError(t, err)
+	assert.Equal(t, fanout.SkippedDuplicate, res.Sinks[0].Outcome, "a, rebuilt, counts as having e1")
+	assert.Zero(t, rebuilt.Delivered("e1"))
+
+	// Under another name the sink lacks the event.
+	down.Store(true)
+	require.ErrorIs(t, d.Dispatch(ctx, event("e2", "x")), fanout.ErrUndelivered)
+	down.Store(false)
+	renamed := newRecSink()
+	require.NoError(t, d.Update(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "a2", Sink: renamed}, {Name: "b", Sink: b, Retry: retry.Policy{MaxAttempts: 1}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a2", "b"}}},
+	}))
+	_, err = d.Deliver(ctx, event("e2", "x"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, renamed.Delivered("e2"))
+}

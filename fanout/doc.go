@@ -131,7 +131,10 @@
 // Source and ID, see DedupKey) which sinks have the event (delivered or dead-lettered). A retry of
 // a fully handled event is answered with fanbridge.ErrDuplicate and sent nowhere; a retry of a
 // partly failed one goes only to the sinks that lack it; a retry of a failed one is not a
-// duplicate. An ID is recorded only
+// duplicate. Sinks are known by name: one that an Update rebuilt under the same name (with a new
+// topic, say) counts as having what the sink it replaced had, so a retry after such an Update
+// does not reach its new destination; rename the sink when its events must go there again. An
+// ID is recorded only
 // once its dispatch is over (Sync), or once every queue accepted it (Async: that is what the
 // answer promised). See DedupStore and NewMemoryDedup for the window and bounds.
 //
