@@ -164,7 +164,7 @@ func (g gen) operand() any {
 	case 9:
 		return map[string]any{g.pick([]string{"prefix", "suffix"}): map[string]any{"equals-ignore-case": str()}}
 	case 10:
-		return map[string]any{"wildcard": g.pick([]string{"x*", "*y", "*", "x*y", `a\*b`, "*.*", "x", "*x*"})}
+		return map[string]any{"wildcard": g.pick([]string{"x*", "*y", "*", "x*y", `a\*b`, "*.*", "x", "*x*", "*x*y"})}
 	case 11:
 		return map[string]any{"anything-but": str()}
 	case 12:

@@ -65,7 +65,12 @@ func FuzzFieldPath(f *testing.F) {
 
 // FuzzComparableNumber holds the exact-decimal conversion to math/big.
 func FuzzComparableNumber(f *testing.F) {
-	for _, s := range []string{"0", "-0", "5", "5.0", "3.0e2", "1e-7", "0.000001", "500000000000", "-500000000000.000001", "1E+3", "123456789012345678901", "0.10000000", "7e-400", "1e400"} {
+	for _, s := range []string{
+		"0", "-0", "5", "5.0", "3.0e2", "1e-7", "0.000001", "500000000000", "-500000000000.000001", "1E+3",
+		"123456789012345678901", "0.10000000", "7e-400", "1e400",
+		// zero with more than six zero decimals is still zero; 9.3e12 in millionths overflows an int64
+		"0.0000000", "0e-7", "-0.000e+3", "9300000000000", "500000000000.000001", "499999999999.999999",
+	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
