@@ -179,12 +179,34 @@ func invalidCases(t *testing.T) []invalidCase {
 	// Some that are too big to keep in the file.
 	cases = append(cases,
 		invalidCase{Name: "too-large", Pattern: `{"a":["` + strings.Repeat("x", filter.MaxPatternBytes) + `"]}`, TooComplex: true},
+		invalidCase{Name: "too-large-by-one-byte", Pattern: patternOfSize(filter.MaxPatternBytes + 1), TooComplex: true},
 		invalidCase{Name: "too-many-values-total", Pattern: manyFields(filter.MaxPatternValues + 1), Path: "f1000", TooComplex: true},
 		// 968 fields beside three $or of ten objects: 1,000 combinations of 971 fields each.
 		invalidCase{Name: "too-many-expanded-fields-or-last", Pattern: fieldsAndOrs(968, 3, 10, false), Path: "o1", Op: "$or", TooComplex: true},
 		invalidCase{Name: "too-many-expanded-fields-or-first", Pattern: fieldsAndOrs(968, 3, 10, true), Path: "f7", TooComplex: true},
+		// 136 fields beside one $or of 73 objects of one field: 73 combinations of 137, 10,001.
+		invalidCase{Name: "too-many-expanded-fields-by-one", Pattern: fieldsAndOrs(136, 1, 73, false), Path: "o0", Op: "$or", TooComplex: true},
 	)
 	return cases
+}
+
+// patternOfSize returns a pattern of exactly n bytes, one long string in one field.
+func patternOfSize(n int) string {
+	const frame = `{"a":[""]}`
+	return `{"a":["` + strings.Repeat("x", n-len(frame)) + `"]}`
+}
+
+// TestPatternSizeLimit: a pattern of MaxPatternBytes compiles and matches (one byte more is
+// among the invalid cases).
+func TestPatternSizeLimit(t *testing.T) {
+	src := patternOfSize(filter.MaxPatternBytes)
+	require.Len(t, src, filter.MaxPatternBytes)
+	p, err := filter.ParsePattern([]byte(src))
+	require.NoError(t, err)
+	value := src[len(`{"a":[`) : len(src)-len(`]}`)] // the long string, quoted
+	ok, err := p.MatchRaw([]byte(`{"a":` + value + `}`))
+	require.NoError(t, err)
+	assert.True(t, ok)
 }
 
 // fieldsAndOrs returns a pattern with fields f0, f1 ... and ors $or operators of alts objects

@@ -3,6 +3,7 @@ package filter_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,14 +57,44 @@ func TestMatcherBadInput(t *testing.T) {
 	assert.ErrorIs(t, m.Add("chat", []byte(`{"a":`)), filter.ErrInvalidPattern)
 	assert.Equal(t, []string{"chat"}, m.Names(), "failed changes leave the rules alone")
 
+	// The whole event is checked, not only the fields a rule reads: damage beside the rule's
+	// field is refused too. An event may nest 512 levels, the outer object being the first.
+	const chat = `{"detail":{"eventBody":{"mediaType":"CHAT"}}`
+	beside := func(v string) string { return chat + `,"b":` + v + `}` }
+	objects := func(n int) string { return strings.Repeat(`{"c":`, n) + `1` + strings.Repeat(`}`, n) }
+	arrays := func(n int) string { return strings.Repeat(`[`, n) + strings.Repeat(`]`, n) }
+	around := func(n int) string { // the rule's field in n arrays, under three objects
+		return `{"detail":{"eventBody":{"mediaType":` + strings.Repeat(`[`, n) + `"CHAT"` + strings.Repeat(`]`, n) + `}}}`
+	}
+	p := filter.MustParsePattern(`{"detail":{"eventBody":{"mediaType":["CHAT"]}}}`)
+
 	dst := []string{"kept"}
-	for _, ev := range []string{``, `null`, `[]`, `"x"`, `{"a":1`, `{"a":1}x`, `{"a":tru}`, `{"detail":{"eventBody":{"mediaType":"CHAT",}}}`} {
+	for _, ev := range []string{
+		``, `null`, `[]`, `"x"`, `{"a":1`, `{"a":1}x`, `{"a":tru}`, `{"detail":{"eventBody":{"mediaType":"CHAT",}}}`,
+		beside(`"\uZZZZ"`), beside("\"a\x1fb\""), beside(`1.`), beside(`1.e5`), beside(`nuxx`), beside(`trux`),
+		beside(objects(512)), beside(arrays(512)), around(510),
+	} {
 		got, err := m.MatchRaw([]byte(ev), dst)
-		assert.ErrorIs(t, err, filter.ErrInvalidEvent, "event %q", ev)
-		assert.Equal(t, []string{"kept"}, got, "dst unchanged for %q", ev)
+		assert.ErrorIs(t, err, filter.ErrInvalidEvent, "event %.80q", ev)
+		assert.Equal(t, []string{"kept"}, got, "dst unchanged for %.80q", ev)
 		assert.Equal(t, []string{"kept"}, m.Match(&fanbridge.Event{Raw: []byte(ev)}, dst))
+		ok, err := p.MatchRaw([]byte(ev))
+		assert.ErrorIs(t, err, filter.ErrInvalidEvent, "Pattern on %.80q", ev)
+		assert.False(t, ok)
 	}
 	assert.Equal(t, []string{"kept"}, m.Match(nil, dst))
+
+	for _, ev := range []string{
+		chat + `}`, beside(`"\u00e9\t"`), beside(`1.5e-3`), beside(`null`), beside(`true`),
+		beside(objects(511)), beside(arrays(511)), around(509),
+	} {
+		got, err := m.MatchRaw([]byte(ev), dst)
+		require.NoError(t, err, "event %.80q", ev)
+		assert.Equal(t, []string{"kept", "chat"}, got, "event %.80q", ev)
+		ok, err := p.MatchRaw([]byte(ev))
+		require.NoError(t, err, "Pattern on %.80q", ev)
+		assert.True(t, ok)
+	}
 }
 
 func TestMatcherAppendsToDst(t *testing.T) {
