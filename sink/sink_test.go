@@ -188,6 +188,14 @@ func TestTransform(t *testing.T) {
 	}
 	assert.Equal(t, []string{"a:V2.USERS.{ID}.PRESENCE", "b:", "c:"}, ids)
 	require.NoError(t, sink.SendBatch(ctx, s, []*fanbridge.Event{{ID: "d"}}))
+
+	// Each result of the wrapped sink's batch stays with its own event, wherever the failure
+	// sits among the events handed on.
+	err = sink.SendBatch(ctx, s, []*fanbridge.Event{{ID: "down"}, {ID: "e"}, {ID: "f"}})
+	require.Error(t, err)
+	assert.EqualError(t, sink.EventError(err, 0), "unavailable")
+	assert.NoError(t, sink.EventError(err, 1))
+	assert.NoError(t, sink.EventError(err, 2))
 }
 
 func TestSendBatchWithoutBatcher(t *testing.T) {
