@@ -55,8 +55,9 @@
 // SIGHUP reloads the configuration file (as does a change of its content with reload.watch):
 // routes, sinks, intake paths and verifiers are swapped without dropping a request; a file with
 // a mistake is refused with the key named in the log, and the running configuration stays. A
-// file is applied once two reads agree on its text, so one written in place is not applied half
-// written.
+// file is applied once two reads agree on its text (100 ms apart for SIGHUP, reload.interval
+// for the watch), so one written in place without a longer pause is not applied half written;
+// to be sure, write the file elsewhere and rename it into place.
 // SIGTERM and SIGINT shut down gracefully: /readyz fails (and, for shutdown.ready_delay,
 // requests are still taken while a load balancer catches up), new requests are refused (503, or a
 // connection closed without an answer), requests in flight finish (shutdown.http_timeout),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net"
@@ -454,6 +455,25 @@ func TestReloadFileRejectsAFileThatKeepsChanging(t *testing.T) {
 	err := s.ReloadFile()
 	require.ErrorContains(t, err, "was still changing after 50ms")
 	assert.GreaterOrEqual(t, n, 2)
+	s.mu.Lock()
+	assert.Equal(t, "error", s.cfg.Logging.Level)
+	s.mu.Unlock()
+	assert.Contains(t, logs.String(), "configuration reload rejected")
+}
+
+// A file that cannot be read is rejected at once, with the read's error: not read again, since
+// by then a file being replaced may be back half written.
+func TestReloadFileRejectsAFileItCannotRead(t *testing.T) {
+	logs := &lockedBuffer{}
+	s, path := newServiceLoggingTo(t, testConfig(t, "error"), slog.NewTextHandler(logs, nil))
+	require.NoError(t, os.Remove(path))
+	reads := 0
+	afterRead = func() { reads++ }
+	t.Cleanup(func() { afterRead = nil })
+
+	err := s.ReloadFile()
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	assert.Zero(t, reads, "the file was not read a second time")
 	s.mu.Lock()
 	assert.Equal(t, "error", s.cfg.Logging.Level)
 	s.mu.Unlock()

@@ -450,7 +450,8 @@ func shutdownBound(cfg *config.Config) time.Duration {
 // checks that the read it applies agrees too: a file written in place can be read half written,
 // and half a file may still be valid (fewer routes, sinks or keys), which would answer events
 // for what it lost 200 "ignored" or 404. A file that is still changing after settleMax is
-// rejected.
+// rejected, as is one that cannot be read. A writer that pauses for settleDelay or more in the
+// middle of the file can still have its first part applied: write elsewhere and rename.
 func (s *Service) ReloadFile() error {
 	if s.opts.ConfigPath == "" {
 		return s.reloadFile(nil, false)
@@ -465,7 +466,9 @@ func (s *Service) ReloadFile() error {
 		}
 		b, err := os.ReadFile(s.opts.ConfigPath)
 		if err != nil {
-			return s.reloadFile(nil, false) // rejected with the read's error
+			// Rejected as it is, not read again: a file being replaced may be back, half
+			// written, by then.
+			return s.rejectReload(fmt.Errorf("config: %w", err))
 		}
 		if settleRead != nil {
 			settleRead()
@@ -477,10 +480,8 @@ func (s *Service) ReloadFile() error {
 			}
 		}
 		if time.Since(start) >= settleMax {
-			err := fmt.Errorf("config: %s was still changing after %v; write it elsewhere and rename it into place", s.opts.ConfigPath, settleMax)
-			s.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(resultAttr("rejected")))
-			s.log.Error("configuration reload rejected; the running configuration stays", "path", s.opts.ConfigPath, "err", err)
-			return err
+			return s.rejectReload(fmt.Errorf("config: %s was still changing after %v; write it elsewhere and rename it into place",
+				s.opts.ConfigPath, settleMax))
 		}
 		last = &sum
 		timer.Reset(settleDelay)
@@ -490,6 +491,13 @@ func (s *Service) ReloadFile() error {
 			return s.skipReload()
 		}
 	}
+}
+
+// rejectReload reports a reload of the file rejected before it was parsed, and returns err.
+func (s *Service) rejectReload(err error) error {
+	s.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(resultAttr("rejected")))
+	s.log.Error("configuration reload rejected; the running configuration stays", "path", s.opts.ConfigPath, "err", err)
+	return err
 }
 
 // settleDelay is how far apart ReloadFile's reads are; settleMax how long it waits for two to
