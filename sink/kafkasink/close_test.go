@@ -259,3 +259,31 @@ func TestSendAfterCloseRefusesEveryEventAlike(t *testing.T) {
 		})
 	}
 }
+
+// A Send still choosing its topic when Close runs produces nothing once Close has returned: Close
+// waits only for the records already handed to the client, so that Send must see the sink closed
+// before it hands its record over.
+func TestSendChoosingItsTopicDuringCloseProducesNothing(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	choosing, release := make(chan struct{}), make(chan struct{})
+	s := newSink(t, newClient(t, c), kafkasink.WithTopicFunc(func(e *fanbridge.Event) (string, error) {
+		if e.ID == "slow" {
+			close(choosing)
+			<-release
+		}
+		return "events", nil
+	}))
+	result := make(chan error, 1)
+	go func() { result <- s.Send(ctx, presenceEvent("slow")) }()
+	waitFor(t, ctx, choosing, "the Send to choose its topic")
+	require.NoError(t, s.Close())
+	close(release)
+
+	err := recv(t, result)
+	assert.ErrorIs(t, err, sink.ErrClosed)
+	assert.False(t, retry.IsPermanent(err), "%v", err)
+	// Send returns only once the client is done with what it produced: an empty topic now
+	// means the record never went out.
+	assert.Empty(t, readAll(t, ctx, c, "events"))
+}

@@ -312,6 +312,27 @@ func TestNewLeavesCallersClientOpen(t *testing.T) {
 	require.NoError(t, cl.ProduceSync(ctx, &kgo.Record{Topic: "events", Value: []byte("still open")}).FirstErr())
 }
 
+// A record whose Send gave up is still delivered for a while: a minute, unless
+// ClientConfig.DeliveryTimeout says otherwise.
+func TestDialDeliveryTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		set  time.Duration
+		want time.Duration
+	}{
+		{name: "default", want: time.Minute},
+		{name: "set", set: 5 * time.Second, want: 5 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := kafkasink.Dial(kafkasink.ClientConfig{Brokers: []string{"127.0.0.1:1"}, DeliveryTimeout: tt.set},
+				kafkasink.WithTopic("events"))
+			require.NoError(t, err)
+			defer s.Close()
+			assert.Equal(t, tt.want, s.Client().OptValue(kgo.RecordDeliveryTimeout))
+		})
+	}
+}
+
 func TestDialOwnsItsClient(t *testing.T) {
 	ctx := testContext(t)
 	c := newCluster(t, "events")
@@ -380,6 +401,9 @@ func TestClassifyWrappedClientErrors(t *testing.T) {
 		{name: "joined", err: errors.Join(errors.New("x"), kerr.TopicAuthorizationFailed), permanent: true},
 		{name: "producer session", err: kerr.OutOfOrderSequenceNumber},
 		{name: "producer epoch", err: kerr.InvalidProducerEpoch},
+		{name: "unknown producer id", err: kerr.UnknownProducerID},
+		{name: "duplicate sequence number", err: kerr.DuplicateSequenceNumber},
+		{name: "invalid producer id mapping", err: kerr.InvalidProducerIDMapping},
 		{name: "unknown topic id", err: kerr.UnknownTopicID, permanent: true},
 		{name: "plain", err: errors.New("EOF")},
 		{name: "nil", err: nil},

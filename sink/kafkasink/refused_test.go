@@ -174,6 +174,30 @@ func TestBatchMatesOfAnInvalidEventPartFromIt(t *testing.T) {
 	t.Logf("%d valid events were refused with the invalid one and delivered later, %d at every attempt", refusedOnce, lost)
 }
 
+// With no linger, the random waits after refusals of batches spread over 10 ms: the records of a
+// refused batch, all failed at once, come back at times far enough apart to be batched apart.
+func TestRefusalWaitsSpreadOverTenMilliseconds(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t, "events")
+	s := newSink(t, newClient(t, c, kgo.ProducerLinger(0)), kafkasink.WithTopic("events"))
+	require.NoError(t, s.Send(ctx, presenceEvent("warm")))
+	fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "events", Err: kerr.InvalidRecord, Count: -1})
+	defer fault.Remove()
+
+	// Each wait is drawn from [0, 10 ms): that none of 30 reaches 5 ms happens about once in a
+	// billion runs.
+	var longest time.Duration
+	for i := range 30 {
+		err := s.Send(ctx, presenceEvent(fmt.Sprintf("refused-%d", i)))
+		require.True(t, sink.IsRefused(err), "%v", err)
+		wait, ok := retry.RetryAfter(err)
+		require.True(t, ok, "a refusal asks for a random wait: %v", err)
+		assert.Less(t, wait, 10*time.Millisecond)
+		longest = max(longest, wait)
+	}
+	assert.GreaterOrEqual(t, longest, 5*time.Millisecond, "the longest of 30 waits")
+}
+
 // With a policy of neither budget (no attempt budget, no MaxAge), which fanout.New accepts, an
 // event the broker refuses for what it holds is retried for as long as an Async Dispatcher runs,
 // and the next event of its ordering key waits behind it; Close's deadline dead-letters both, for

@@ -113,6 +113,16 @@ func TestTopicChoice(t *testing.T) {
 			failed: map[string]bool{"o": true}, // no Topic: an empty name
 		},
 		{
+			name:   "template by account, region and source",
+			opt:    kafkasink.WithTopicTemplate("{account}.{region}.{source}"),
+			topics: []string{"123456789012.us-east-1.aws.partner_genesys.com_cloud_org_suffix", "..aws.partner_genesys.com_cloud_org_suffix"},
+			want: map[string]string{
+				"c": "123456789012.us-east-1.aws.partner_genesys.com_cloud_org_suffix",
+				"p": "..aws.partner_genesys.com_cloud_org_suffix", // no account or region in its Metadata
+			},
+			failed: map[string]bool{"o": true}, // none of the three: "..", not a topic name
+		},
+		{
 			name:   "template without placeholders",
 			opt:    kafkasink.WithTopicTemplate("genesys-all"),
 			topics: []string{"genesys-all"},
@@ -316,12 +326,16 @@ func TestRecordWithoutSourceIsACloudEvent(t *testing.T) {
 	}
 	noFormat := presenceEvent("no-format")
 	noFormat.Source = ""
+	// An own Source that begins as the defaults do, but is not its format's, reads back as sent.
+	ownURN := withFormat("own-urn", "notification")
+	ownURN.Source = "urn:fanbridge:replayer"
 	sent := []*fanbridge.Event{
 		withFormat("notification", "notification"),
 		withFormat("webhook", "webhook-attributes"),
 		noFormat,
 		withFormat("odd-format", "not a urn/part"),
 		presenceEvent("own-source"),
+		ownURN,
 	}
 	want := map[string]string{
 		"notification": "urn:fanbridge:notification",
@@ -329,6 +343,7 @@ func TestRecordWithoutSourceIsACloudEvent(t *testing.T) {
 		"no-format":    "urn:fanbridge:event",
 		"odd-format":   "urn:fanbridge:event",
 		"own-source":   "aws.partner/genesys.com/cloud/org/suffix",
+		"own-urn":      "urn:fanbridge:replayer",
 	}
 	for _, e := range sent {
 		require.NoError(t, s.Send(ctx, e))

@@ -78,6 +78,13 @@ func TestKeyFuncs(t *testing.T) {
 			user:         "e40f28ea-fa86-493f-a5b8-d559c8533c96",
 		},
 		{
+			name: "transcription topic, no conversation id in the body",
+			e: &fanbridge.Event{ID: "e0", Type: "v2.conversations.{id}.transcription",
+				Topic: "v2.conversations.97b9dcb3-c182-4d1f-8123-76a4b5cf1f5a.transcription", Data: json.RawMessage(`{"transcripts":[]}`)},
+			conversation: "97b9dcb3-c182-4d1f-8123-76a4b5cf1f5a",
+			user:         "e0",
+		},
+		{
 			name:         "conversation id only in the body",
 			e:            &fanbridge.Event{ID: "e1", Type: "v2.detail.events.conversation.{id}.user.end", Data: json.RawMessage(`{"conversationId":"c-1","userId":"u-1"}`)},
 			conversation: "c-1",
