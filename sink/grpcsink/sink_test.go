@@ -22,9 +22,13 @@ func TestSendDeliversEveryField(t *testing.T) {
 	bare := &fanbridge.Event{ID: "only-an-id"}
 	oddID := full.Clone()
 	oddID.ID = "événement-\x01"
+	delID := full.Clone()
+	delID.ID = "id-\x7f"
 	badTrace := full.Clone()
 	badTrace.Metadata[fanbridge.MetaTraceparent] = "00-\u00e9"
 
+	// Metadata names are spelled out, not taken from the package's constants: the package doc
+	// promises them to consumers.
 	tests := []struct {
 		name      string
 		event     *fanbridge.Event
@@ -37,27 +41,31 @@ func TestSendDeliversEveryField(t *testing.T) {
 		{
 			name: "every field and trace context", event: full, wantRaw: true,
 			wantMD: map[string]string{
-				grpcsink.MetadataEventID:  full.ID,
-				fanbridge.MetaTraceparent: full.Metadata[fanbridge.MetaTraceparent],
-				fanbridge.MetaTracestate:  full.Metadata[fanbridge.MetaTracestate],
+				"fanbridge-event-id": full.ID,
+				"traceparent":        full.Metadata[fanbridge.MetaTraceparent],
+				"tracestate":         full.Metadata[fanbridge.MetaTracestate],
 			},
 		},
 		{
 			name: "without raw, with a name", event: full, opts: []grpcsink.Option{grpcsink.WithoutRaw(), grpcsink.WithName("interactions")},
 			wantName: "interactions",
-			wantMD:   map[string]string{grpcsink.MetadataEventID: full.ID, fanbridge.MetaTraceparent: full.Metadata[fanbridge.MetaTraceparent]},
+			wantMD:   map[string]string{"fanbridge-event-id": full.ID, "traceparent": full.Metadata[fanbridge.MetaTraceparent]},
 		},
 		{
 			name: "empty fields stay empty", event: bare, wantRaw: true,
-			wantMD: map[string]string{grpcsink.MetadataEventID: "only-an-id", fanbridge.MetaTraceparent: "", fanbridge.MetaTracestate: ""},
+			wantMD: map[string]string{"fanbridge-event-id": "only-an-id", "traceparent": "", "tracestate": ""},
 		},
 		{
 			name: "id that is not ASCII travels as binary metadata", event: oddID, wantRaw: true, wantIDBin: true,
-			wantMD: map[string]string{grpcsink.MetadataEventID: ""},
+			wantMD: map[string]string{"fanbridge-event-id": ""},
+		},
+		{
+			name: "id holding DEL, not printable, travels as binary metadata", event: delID, wantRaw: true, wantIDBin: true,
+			wantMD: map[string]string{"fanbridge-event-id": ""},
 		},
 		{
 			name: "invalid trace header is left out with its tracestate, not fatal", event: badTrace, wantRaw: true,
-			wantMD: map[string]string{fanbridge.MetaTraceparent: "", fanbridge.MetaTracestate: ""},
+			wantMD: map[string]string{"traceparent": "", "tracestate": ""},
 		},
 	}
 	for _, tt := range tests {
@@ -85,7 +93,7 @@ func TestSendDeliversEveryField(t *testing.T) {
 				}
 			}
 			if tt.wantIDBin {
-				assert.Equal(t, []string{tt.event.ID}, got[0].md.Get(grpcsink.MetadataEventIDBin))
+				assert.Equal(t, []string{tt.event.ID}, got[0].md.Get("fanbridge-event-id-bin"))
 			}
 		})
 	}
@@ -135,6 +143,11 @@ func TestConstructorsRefuseBadInput(t *testing.T) {
 		{"empty address in list", func() error { _, err := grpcsink.New("a:1,,b:2", grpcsink.WithInsecure()); return err }, grpcsink.ErrInvalidTarget},
 		{"list without ports", func() error { _, err := grpcsink.New("a,b", grpcsink.WithInsecure()); return err }, grpcsink.ErrInvalidTarget},
 		{"URI in list", func() error { _, err := grpcsink.New("dns:///a:1,b:2", grpcsink.WithInsecure()); return err }, grpcsink.ErrInvalidTarget},
+		// net.SplitHostPort takes "unix" for a host and the path for a port.
+		{"unix URI in list", func() error {
+			_, err := grpcsink.New("unix:///run/consumer.sock,127.0.0.1:1", grpcsink.WithInsecure())
+			return err
+		}, grpcsink.ErrInvalidTarget},
 		{"TLS and insecure", func() error {
 			_, err := grpcsink.New("a:1", grpcsink.WithInsecure(), grpcsink.WithTLS(nil))
 			return err

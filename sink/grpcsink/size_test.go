@@ -2,6 +2,7 @@ package grpcsink_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"strings"
 	"testing"
@@ -69,6 +70,32 @@ func TestMessageOverTheSizeLimitIsPermanent(t *testing.T) {
 				require.NoError(t, s.Send(testContext(t), small), "a smaller event still goes through")
 			})
 		}
+	}
+}
+
+// gzip sends a request it cannot shrink a few bytes larger than it is. A server's refusal of it
+// for its size on the wire is the refusal of the request, permanent, also when the server's limit
+// is the client's receive limit, as the client's refusal of an answer would name it.
+func TestCompressedRequestRefusedAtTheClientsLimitIsPermanent(t *testing.T) {
+	raw := make([]byte, 100<<10)
+	_, err := rand.Read(raw) // random bytes do not compress
+	require.NoError(t, err)
+	e := &fanbridge.Event{ID: "big", Data: []byte(`{}`), Raw: raw}
+	for built, build := range sinkBuilders {
+		t.Run(built, func(t *testing.T) {
+			rec := newRecorder()
+			// Through ServeHTTP, which sends headers before the refusal, so that its framing does
+			// not decide.
+			s := build(t, startServerOn(t, true, rec, grpc.MaxRecvMsgSize(64<<10)),
+				grpcsink.WithCallOptions(grpc.UseCompressor(gzip.Name), grpc.MaxCallRecvMsgSize(64<<10)))
+
+			err := s.Send(testContext(t), e)
+
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "grpc: received message larger than max")
+			assert.Equal(t, retry.ClassPermanent, retry.Classify(err), "class of %v", err)
+			assert.Zero(t, rec.count(), "the consumer never saw it")
+		})
 	}
 }
 
@@ -179,6 +206,41 @@ func TestAnswerOverTheReceiveLimitIsRetryable(t *testing.T) {
 					assert.Equal(t, 1, rec.count(), "the consumer has the event")
 				})
 			}
+		}
+	}
+}
+
+// The client's receive limit is the last grpc.MaxCallRecvMsgSize among a call's options, as
+// grpc-go applies them, those of the connection's defaults first: an answer over it is told from
+// a refusal of the request by the limit the refusal names, also when an earlier option set
+// another.
+func TestLastReceiveLimitCounts(t *testing.T) {
+	lower, limit := grpc.MaxCallRecvMsgSize(16<<10), grpc.MaxCallRecvMsgSize(64<<10)
+	builds := map[string]func(t *testing.T, addr string) sink.Sink{
+		"call options/New": func(t *testing.T, addr string) sink.Sink {
+			return sinkBuilders["New"](t, addr, grpcsink.WithCallOptions(lower, limit))
+		},
+		"call options/Adapt": func(t *testing.T, addr string) sink.Sink {
+			return sinkBuilders["Adapt"](t, addr, grpcsink.WithCallOptions(lower, limit))
+		},
+		"connection default, then a call option/New": func(t *testing.T, addr string) sink.Sink {
+			return newSink(t, addr, grpcsink.WithDialOptions(grpc.WithDefaultCallOptions(lower)), grpcsink.WithCallOptions(limit))
+		},
+	}
+	for transport, viaHTTP := range transports {
+		for built, build := range builds {
+			t.Run(transport+"/"+built, func(t *testing.T) {
+				rec := newRecorder()
+				s := build(t, startLargeAnswer(t, viaHTTP, rec, 128<<10))
+
+				err := s.Send(testContext(t), &fanbridge.Event{ID: "small", Data: []byte(`{}`)})
+
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "grpc: received message larger than max")
+				assert.Equal(t, retry.ClassRetryable, retry.Classify(err), "class of %v", err)
+				assert.True(t, sink.IsRefused(err), "%v", err)
+				assert.Equal(t, 1, rec.count(), "the consumer has the event")
+			})
 		}
 	}
 }
@@ -499,6 +561,16 @@ func TestReceiveRefusalIsTheAnswersOnlyWhenItCannotBeTheRequest(t *testing.T) {
 		return proto.Size(&fanbridgev1.DeliverRequest{Event: grpcsink.ToProto(e)})
 	}
 	require.Greater(t, sizeOf(large), 2048)
+	// sized returns an event whose request encodes to exactly n bytes.
+	sized := func(n int) *fanbridge.Event {
+		e := &fanbridge.Event{ID: "sized", Data: []byte(`{}`)}
+		for k := n; k > 0 && sizeOf(e) != n; k-- {
+			e.Raw = make([]byte, k)
+		}
+		require.Equal(t, n, sizeOf(e))
+		return e
+	}
+	mid, atLimit := sized(60000), sized(64<<10)
 	refusal := func(size, limit int) string {
 		return fmt.Sprintf("grpc: received message larger than max (%d vs. %d)", size, limit)
 	}
@@ -513,6 +585,11 @@ func TestReceiveRefusalIsTheAnswersOnlyWhenItCannotBeTheRequest(t *testing.T) {
 	}{
 		{name: "the request's size", event: small, msg: refusal(sizeOf(small), sizeOf(small)-1), wantClass: retry.ClassPermanent},
 		{name: "what compression may make of the request", event: small, msg: refusal(sizeOf(small)+200, 64), wantClass: retry.ClassPermanent},
+		// A quarter and 256 bytes more than the request is what a compressor may send for it.
+		{name: "what compression may make of the request, refused at the client's limit", event: mid,
+			msg: refusal(60000+60000/4+256, 64<<10), wantClass: retry.ClassPermanent},
+		{name: "more than compression may make of the request", event: mid, msg: refusal(60000+60000/4+257, 64<<10),
+			wantClass: retry.ClassRetryable},
 		{name: "larger than the request can be", event: small, msg: refusal(128<<10, 64<<10), wantClass: retry.ClassRetryable},
 		{name: "larger than the request can be, over a limit not the client's", event: small, msg: refusal(128<<10, 32<<10),
 			wantClass: retry.ClassPermanent},
@@ -523,6 +600,8 @@ func TestReceiveRefusalIsTheAnswersOnlyWhenItCannotBeTheRequest(t *testing.T) {
 			msg: "grpc: received message after decompression larger than max 65536", wantClass: retry.ClassRetryable},
 		{name: "after decompression, a limit the request is over", event: large,
 			msg: "grpc: received message after decompression larger than max 1024", wantClass: retry.ClassPermanent},
+		{name: "after decompression, a limit the request is exactly at", event: atLimit,
+			msg: "grpc: received message after decompression larger than max 65536", wantClass: retry.ClassRetryable},
 		{name: "after decompression, a limit the request is within but not the client's", event: small,
 			msg: "grpc: received message after decompression larger than max 32768", wantClass: retry.ClassPermanent},
 		{name: "after decompression with sizes, a limit the request is within", event: small,
