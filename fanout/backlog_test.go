@@ -260,3 +260,75 @@ func TestQueueDepthReportedWhileCloseDrains(t *testing.T) {
 	b.let()
 	require.NoError(t, recv(t, closed))
 }
+
+// Without ordering keys the sinks of a name stop in any order: one an Update changes and the
+// next removes holds nothing and stops at once, while the one it replaced still finishes its
+// events. A sink of the name added again then carries on the counters they all shared, so that
+// the outcomes of those events count where Queued counted them. Once every sink of the name has
+// stopped, its counters go: one added later starts from zero.
+func TestCountersFollowEverySinkOfANameStillRunning(t *testing.T) {
+	type step struct {
+		withB       bool
+		concurrency int
+	}
+	for _, tc := range []struct {
+		name    string
+		ordered bool
+		steps   []step // the Updates after b (concurrency 5) took e1, before the last one
+	}{
+		{"changed then removed", false, []step{{true, 6}, {false, 6}}},
+		{"removed, added again, removed", false, []step{{false, 5}, {true, 5}, {false, 5}}},
+		{"changed then removed, ordered", true, []step{{true, 6}, {false, 6}}},
+		{"removed, added again, removed, ordered", true, []step{{false, 5}, {true, 5}, {false, 5}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := &memDLQ{}
+			a, b := newHeldSink(t), newHeldSink(t)
+			a.let()
+			opts := []fanout.Option{fanout.WithMode(fanout.Async)}
+			if tc.ordered {
+				opts = append(opts, fanout.WithOrderingKey(func(e *fanbridge.Event) string { return e.ID }))
+			}
+			d := newDispatcher(t, backlogConfig(a, b, q, 5, true), opts...)
+			ctx := testContext(t)
+			require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+			require.Equal(t, "e1", recv(t, b.entered), "the first b holds e1")
+
+			for _, s := range tc.steps {
+				require.NoError(t, d.Update(backlogConfig(a, b, q, s.concurrency, s.withB)))
+			}
+			if !tc.ordered {
+				// The later b's hold nothing and stop; the first still holds e1. (Under ordering
+				// keys each waits for the one it replaces, so none stops before the first.)
+				require.Eventually(t, func() bool { return fanout.RunningSinks(d, "b") == 1 },
+					testTimeout, time.Millisecond, "only the first b runs")
+			}
+			require.NoError(t, d.Update(backlogConfig(a, b, q, 5, true)))
+			require.NoError(t, d.Dispatch(ctx, event("e3", "x")), "accepted for the last b, which dead-letters it")
+			if !tc.ordered {
+				require.Equal(t, "e3", recv(t, b.entered))
+			}
+			st, ok := statsOf(d, "b")
+			require.True(t, ok)
+			assert.Equal(t, fanout.SinkStats{Name: "b", Queued: 2, Breaker: "closed"}, st)
+
+			b.let()
+			require.NoError(t, d.Settle(ctx), "the b's an Update replaced have stopped")
+			require.Eventually(t, func() bool { st, _ = statsOf(d, "b"); return st.Queued == 0 },
+				testTimeout, time.Millisecond, "%+v", d.Stats())
+			assert.Equal(t, fanout.SinkStats{Name: "b", Delivered: 1, DeadLettered: 1, Breaker: "closed"}, st,
+				"e1's outcome counts where e1 was queued")
+			assert.True(t, q.Has("e3", "b"))
+			assert.Equal(t, 1, fanout.RunningSinks(d, "b"))
+			assert.Equal(t, 2, fanout.CountedNames(d), "the counters of a and b, nothing of the b's that stopped")
+
+			require.NoError(t, d.Update(backlogConfig(a, b, q, 5, false)))
+			require.NoError(t, d.Settle(ctx))
+			assert.Equal(t, 0, fanout.RunningSinks(d, "b"))
+			assert.Equal(t, 1, fanout.CountedNames(d), "b's counters went with its last sink")
+			require.NoError(t, d.Update(backlogConfig(a, b, q, 5, true)))
+			st, _ = statsOf(d, "b")
+			assert.Equal(t, fanout.SinkStats{Name: "b", Breaker: "closed"}, st, "added once every b had stopped")
+		})
+	}
+}

@@ -64,10 +64,18 @@ type Dispatcher struct {
 
 	sinkMu sync.Mutex
 	live   map[any]int // comparable Sink values -> running sinkStates using them
-	// newest holds the latest sinkState started under each name until its workers are done,
-	// even once an Update removed it: a sink of that name built meanwhile carries on its
-	// counters, and with ordering keys on waits for it (see sinkState.after).
+	// newest holds, with ordering keys on, the latest sinkState started under each name until
+	// its workers are done, even once an Update removed it: a sink of that name added again
+	// later waits for it (see sinkState.after).
 	newest map[string]*sinkState
+	// counts holds, for each name with sinkStates started and whose workers are not done, the
+	// counters they all share (see sinkState.count), which count them too: the entry goes once
+	// the last of them has stopped, so that no name is kept across Updates. It follows every
+	// sink of the name rather than the latest one, because without ordering keys they stop in
+	// any order: a sink an Update changes and then removes can stop, holding nothing, while the
+	// one it replaced still finishes its events, whose outcomes must still count where a sink
+	// of the name added again counts its own.
+	counts map[string]*counters
 	// running holds every sinkState started and whose workers are not done, so that the drain
 	// finds the backlog of sinks an Update removed as well as of the current ones, and the
 	// queue-depth gauge and Stats count it (see Dispatcher.backlogs).
@@ -120,8 +128,8 @@ func New(cfg Config, opts ...Option) (*Dispatcher, error) {
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidConfig)
 	}
 	d := &Dispatcher{cfg: c, claims: newClaims(), live: make(map[any]int), newest: make(map[string]*sinkState),
-		running: make(map[*sinkState]struct{}), closing: map[string]int{}, timed: c.meters != nil,
-		sysClock: c.clock == retry.SystemClock}
+		counts: make(map[string]*counters), running: make(map[*sinkState]struct{}), closing: map[string]int{},
+		timed: c.meters != nil, sysClock: c.clock == retry.SystemClock}
 	d.groups.New = func() any { return &group{done: make(chan struct{}, 1)} }
 	d.tasks.New = func() any { return new(task) }
 	if c.dedupSet {
@@ -882,18 +890,15 @@ func (d *Dispatcher) build(cfg Config, old *snapshot) (*snapshot, []*sinkState, 
 			if st, err = d.newSinkState(n); err != nil {
 				return nil, nil, err
 			}
-			// The sink this one replaces, whether the last snapshot has it or an earlier Update
-			// removed it and it may still hold events: its outcomes count where Stats counts
-			// this one's, so that the name's counters reconcile across the Update. With ordering
-			// keys, this one also waits for its lanes (see sinkState.after) and shares its queue
-			// slots.
-			d.sinkMu.Lock()
-			prev := d.newest[n.Name]
-			d.sinkMu.Unlock()
-			if prev != nil {
-				st.count = prev.count
-				if d.cfg.orderingKey != nil {
-					st.after, st.reserved = prev, prev.reserved
+			if d.cfg.orderingKey != nil {
+				// The sink this one replaces, whether the last snapshot has it or an earlier
+				// Update removed it and its lanes may still hold events: see sinkState.after.
+				// (Its counters are shared at commit, in every mode: see Dispatcher.counts.)
+				d.sinkMu.Lock()
+				st.after = d.newest[n.Name]
+				d.sinkMu.Unlock()
+				if st.after != nil {
+					st.reserved = st.after.reserved
 				}
 			}
 			fresh = append(fresh, st)
@@ -920,7 +925,16 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 		if k, ok := sinkKey(st.sink); ok {
 			d.live[k]++
 		}
-		d.newest[st.name] = st
+		if d.cfg.orderingKey != nil {
+			d.newest[st.name] = st
+		}
+		// Before st starts and before s is current, so that nothing has read st.count yet.
+		if c := d.counts[st.name]; c != nil {
+			st.count = c
+		} else {
+			d.counts[st.name] = st.count
+		}
+		st.count.sinks++
 	}
 	d.sinkMu.Unlock()
 	for _, st := range fresh {
@@ -990,6 +1004,9 @@ func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 		d.sinkMu.Lock()
 		if d.newest[st.name] == st {
 			delete(d.newest, st.name)
+		}
+		if st.count.sinks--; st.count.sinks == 0 {
+			delete(d.counts, st.name) // a sink of the name added later starts from zero
 		}
 		delete(d.running, st)
 		d.sinkMu.Unlock()

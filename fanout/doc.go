@@ -255,6 +255,6 @@
 // Without these options the hot path does no telemetry work at all. Stats returns per-sink
 // counters (delivered, dead-lettered, failed, retried, queued, breaker state) without any metrics
 // pipeline, for health endpoints and for reconciling a run. They count by name, as the metrics do:
-// a sink an Update changes carries on the counters of the one it replaces, and Queued counts the
-// events that one still holds.
+// a sink an Update changes, or adds again, carries on the counters of the sinks of its name that
+// still run, and Queued counts the events they still hold.
 package fanout

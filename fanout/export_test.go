@@ -48,3 +48,24 @@ func (d *Dispatcher) sinkState(name string) *sinkState {
 	}
 	return nil
 }
+
+// RunningSinks returns how many sinks of the name, of the current configuration or one an Update
+// replaced, have workers not done.
+func RunningSinks(d *Dispatcher, name string) int {
+	d.sinkMu.Lock()
+	defer d.sinkMu.Unlock()
+	n := 0
+	for st := range d.running {
+		if st.name == name {
+			n++
+		}
+	}
+	return n
+}
+
+// CountedNames returns how many sink names the Dispatcher keeps counters for.
+func CountedNames(d *Dispatcher) int {
+	d.sinkMu.Lock()
+	defer d.sinkMu.Unlock()
+	return len(d.counts)
+}

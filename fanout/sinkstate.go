@@ -52,15 +52,18 @@ type sinkState struct {
 	freeLanes *lane
 
 	errOverloaded error
-	// count is shared with the sink of the same name this one replaces in an Update, or that
-	// an earlier Update removed, while that one's workers still run (see Dispatcher.newest):
-	// whichever of them finishes an event, Stats counts it under the name.
+	// count is shared by every sink of this name whose workers run, whichever Updates changed,
+	// removed or added them meanwhile (see Dispatcher.counts): whichever of them finishes an
+	// event, Stats counts it under the name.
 	count *counters
 }
 
 // counters are what Stats reports.
 type counters struct {
 	delivered, deadLettered, failed, retried atomic.Int64
+	// sinks counts the sinkStates sharing these counters whose workers are not done; guarded by
+	// the Dispatcher's sinkMu, and never read on the path of an event.
+	sinks int
 }
 
 // normalize fills in a SinkConfig's defaults and checks its ranges.

@@ -2,8 +2,9 @@ package fanout
 
 import "sync/atomic"
 
-// SinkStats counts what happened at one sink since a sink of its name was configured: a sink an
-// Update changes carries on the counters of the one it replaces (see Dispatcher.Stats).
+// SinkStats counts what happened at the sinks of one name since the first of them was configured
+// while no other sink of that name ran: a sink an Update changes carries on the counters of the
+// one it replaces (see Dispatcher.Stats).
 // Delivered + DeadLettered + Failed + Queued accounts for every (event, sink) the sinks of that
 // name were given, so an operator or a test can reconcile a run without a metrics pipeline. Once
 // the sink's workers are idle the sum is exact; while they are busy it can count an event twice
@@ -34,10 +35,11 @@ type SinkStats struct {
 // (nil once Close has begun). A sink kept across Update keeps its counters, and a changed one
 // carries on those of the one it replaces, whose unfinished events it counts in Queued until they
 // are finished, so that the counters of a name reconcile across Updates. So does a sink added
-// again while the one of its name that an Update removed still finishes its events; a sink added
-// once that one has stopped, or under a new name, starts from zero. Without WithOrderingKey a
-// changed sink's QueueSize bounds only the events accepted for it, not those the old one still
-// holds, so Queued can then be above QueueSize for a while.
+// again while a sink of its name that an Update changed or removed still finishes its events,
+// however many Updates ago: the sinks of a name share one set of counters for as long as any of
+// them runs. A sink added once every sink of its name has stopped, or under a new name, starts
+// from zero. Without WithOrderingKey a changed sink's QueueSize bounds only the events accepted
+// for it, not those the old one still holds, so Queued can then be above QueueSize for a while.
 func (d *Dispatcher) Stats() []SinkStats {
 	s := d.snap.Load()
 	if s == nil {
