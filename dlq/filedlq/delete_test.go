@@ -36,15 +36,20 @@ func newHeldSync(ctx context.Context) *heldSync {
 
 func (h *heldSync) option() filedlq.Option {
 	return filedlq.WithSyncFunc(func(f *os.File) error {
-		if h.armed.CompareAndSwap(true, false) {
-			h.once.Do(func() { close(h.started) })
-			select {
-			case <-h.release:
-			case <-h.ctx.Done():
-			}
-		}
+		h.hold()
 		return f.Sync()
 	})
+}
+
+// hold holds the calling fsync, when armed, until release is closed or ctx ends.
+func (h *heldSync) hold() {
+	if h.armed.CompareAndSwap(true, false) {
+		h.once.Do(func() { close(h.started) })
+		select {
+		case <-h.release:
+		case <-h.ctx.Done():
+		}
+	}
 }
 
 // A Delete that rewrites the active segment copies the lines of Puts still waiting for their

@@ -96,3 +96,13 @@ type damages struct{ list []filedlq.Damage }
 func (d *damages) option() filedlq.Option {
 	return filedlq.WithOnDamage(func(x filedlq.Damage) { d.list = append(d.list, x) })
 }
+
+// syncDirectory fsyncs dir, as the queue does by default.
+func syncDirectory(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
