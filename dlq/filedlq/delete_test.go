@@ -305,3 +305,35 @@ func TestAnEntryNamingItsIDTwiceIsDamage(t *testing.T) {
 		})
 	}
 }
+
+// Delete fsyncs the copy of a segment before it renames the copy over the segment: were the
+// rename durable before the copy's data, a machine crash could leave the segment without the
+// entries it kept.
+func TestDeleteFsyncsTheCopyBeforeRenamingIt(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	l := newSyncLog()
+	type copied struct{ size, synced int64 }
+	copies := map[string]copied{} // by segment, when the copy was about to be renamed
+	q := open(t, dir, append(l.options(),
+		filedlq.WithMaxSegmentSize(int64(2*lineSize(t, "a-1"))),
+		filedlq.WithBeforeRename(func(seg string) {
+			tmp := seg + ".tmp"
+			fi, err := os.Stat(filepath.Join(dir, tmp))
+			if assert.NoError(t, err) {
+				copies[seg] = copied{fi.Size(), l.synced(tmp)}
+			}
+		}))...)
+	for _, id := range []string{"a-1", "a-2", "b-1", "b-2"} {
+		require.NoError(t, q.Put(ctx, entryFor(id, 0)))
+	}
+	require.Len(t, segments(t, dir), 2)
+	// An entry of an older segment and one of the active segment.
+	require.NoError(t, q.Delete(ctx, "a-1", "b-1"))
+	require.Len(t, copies, 2)
+	for seg, c := range copies {
+		assert.Positive(t, c.size, seg)
+		assert.Equal(t, c.size, c.synced, "%s: the copy was renamed before it was fsynced", seg)
+	}
+	assert.Equal(t, []string{"a-2", "b-2"}, listIDs(t, ctx, q))
+}

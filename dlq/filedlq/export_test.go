@@ -8,7 +8,8 @@ func WithoutGroupCommit() Option {
 	return optionFunc(func(c *config) { c.noGroupCommit = true })
 }
 
-// WithSyncFunc replaces the fsync of segment files, to observe or fail it.
+// WithSyncFunc replaces the fsync of segment files, and of the copy of a segment a Delete
+// writes, to observe or fail it.
 func WithSyncFunc(f func(*os.File) error) Option {
 	return optionFunc(func(c *config) { c.syncFile = f })
 }

@@ -70,7 +70,7 @@ type config struct {
 	fileMode       os.FileMode
 	// Hooks for this package's tests.
 	noGroupCommit bool
-	syncFile      func(*os.File) error
+	syncFile      func(*os.File) error // fsyncs segment files, and the copies Delete writes
 	syncDir       func(dir string) error
 	beforeRename  func(segment string) // called by a rewrite before it renames its temporary file
 }

@@ -515,7 +515,7 @@ func (q *Queue) rewrite(ctx context.Context, seg uint64, limit int64, drop map[s
 	if err := bw.Flush(); err != nil {
 		return 0, false, err
 	}
-	if err := tmp.Sync(); err != nil {
+	if err := q.cfg.syncFile(tmp); err != nil {
 		return 0, false, err
 	}
 	if err := tmp.Close(); err != nil {
