@@ -2,7 +2,9 @@ package filedlq_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,6 +21,7 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/internal/testwait"
+	"github.com/fanbridge/fanbridge/retry"
 )
 
 // heldSync returns an fsync replacement that, once armed, holds the next fsync of a segment until
@@ -336,4 +339,95 @@ func TestDeleteFsyncsTheCopyBeforeRenamingIt(t *testing.T) {
 		assert.Equal(t, c.size, c.synced, "%s: the copy was renamed before it was fsynced", seg)
 	}
 	assert.Equal(t, []string{"a-2", "b-2"}, listIDs(t, ctx, q))
+}
+
+// Delete removes every entry with a given ID (dlq.Reader): a Put retried after an unclear
+// failure can leave the same entry twice, and Redrive counts on the removal of the entry it
+// delivered taking the copy too.
+func TestDeleteRemovesEveryEntryWithTheID(t *testing.T) {
+	for name, segSize := range map[string]int64{"one segment": filedlq.DefaultMaxSegmentSize, "a segment each": 1} {
+		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
+			q := open(t, t.TempDir(), filedlq.WithMaxSegmentSize(segSize))
+			for _, id := range []string{"dup", "other", "dup"} {
+				require.NoError(t, q.Put(ctx, entryFor(id, 0)))
+			}
+			require.Equal(t, []string{"dup", "other", "dup"}, listIDs(t, ctx, q))
+			require.NoError(t, q.Delete(ctx, "dup"))
+			assert.Equal(t, []string{"other"}, listIDs(t, ctx, q), "a copy of a deleted entry stayed")
+		})
+	}
+}
+
+// A crash during a Delete can leave the copy of a segment beside it. Open removes the copy and
+// leaves the segment as it was, and a file that is not a copy of a segment alone.
+func TestOpenRemovesALeftoverCopy(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	q := open(t, dir)
+	require.NoError(t, q.Put(ctx, entryFor("a", 0)))
+	require.NoError(t, q.Put(ctx, entryFor("b", 0)))
+	require.NoError(t, q.Close())
+	seg := segments(t, dir)[0]
+	data, err := os.ReadFile(seg)
+	require.NoError(t, err)
+	// The copy of a Delete of a, cut short halfway through b's line.
+	leftover := seg + ".tmp"
+	require.NoError(t, os.WriteFile(leftover, data[len(data)/2:len(data)-len(data)/4], 0o600))
+	other := filepath.Join(dir, "dlq-export.jsonl.tmp")
+	require.NoError(t, os.WriteFile(other, data, 0o600))
+
+	q = open(t, dir)
+	assert.NoFileExists(t, leftover)
+	assert.FileExists(t, other)
+	assert.Equal(t, []string{"a", "b"}, listIDs(t, ctx, q))
+	assert.Empty(t, q.Recovered())
+}
+
+// A Delete that rewrote the active segment and then could not open the new file leaves the queue
+// holding the old one, which the rename unlinked: a Put written there would be acknowledged and
+// lost. The queue refuses entries instead, until it is reopened. The segment vanishing between
+// the rename and the reopening stands for any failure to open it.
+func TestPutAfterTheRewrittenSegmentCouldNotBeReopened(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	var armed atomic.Bool
+	q := open(t, dir, filedlq.WithDirSyncFunc(func(d string) error {
+		if armed.CompareAndSwap(true, false) {
+			// The Delete's directory fsync, after its rename and before the reopening.
+			if err := os.Remove(filepath.Join(d, "dlq-00000000000000000001.jsonl")); err != nil {
+				return err
+			}
+		}
+		return syncDirectory(d)
+	}))
+	require.NoError(t, q.Put(ctx, entryFor("a", 0)))
+	require.NoError(t, q.Put(ctx, entryFor("b", 0)))
+	armed.Store(true)
+	require.ErrorIs(t, q.Delete(ctx, "a"), fs.ErrNotExist)
+	require.False(t, armed.Load(), "the Delete made no directory fsync")
+
+	err := q.Put(ctx, entryFor("c", 0))
+	require.ErrorIs(t, err, filedlq.ErrBroken, "a Put was written to a segment the directory no longer holds")
+	assert.False(t, retry.IsPermanent(err), "a broken queue is no reason to drop the event: %v", err)
+	assert.Equal(t, uint64(2), q.Stats().Puts, "a broken queue wrote")
+}
+
+// List returns the error fn returns as it is, not wrapped (dlq.Reader), from any segment.
+func TestListReturnsTheCallbacksError(t *testing.T) {
+	ctx := testCtx(t)
+	q := open(t, t.TempDir(), filedlq.WithMaxSegmentSize(1))
+	for _, id := range []string{"a", "b"} { // a segment each
+		require.NoError(t, q.Put(ctx, entryFor(id, 0)))
+	}
+	for _, at := range []string{"a", "b"} {
+		stop := errors.New("stop")
+		err := q.List(ctx, func(e dlq.Entry) error {
+			if e.ID == at {
+				return stop
+			}
+			return nil
+		})
+		assert.Same(t, stop, err, "List changed the error fn returned at %s: %v", at, err)
+	}
 }

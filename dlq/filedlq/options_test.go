@@ -143,6 +143,24 @@ func TestPutRefusals(t *testing.T) {
 	assert.True(t, retry.IsPermanent(err))
 	assert.Empty(t, listIDs(t, ctx, q))
 	assert.Equal(t, uint64(0), q.Stats().Puts)
+
+	// The limit is on the line, newline included: a line of exactly 4096 bytes is taken, one of
+	// a byte more is not.
+	sized := func(id string, n int) dlq.Entry {
+		e := entryFor(id, 0)
+		line, err := filedlq.AppendLine(nil, e)
+		require.NoError(t, err)
+		e.Error += strings.Repeat("x", n-len(line))
+		line, err = filedlq.AppendLine(nil, e)
+		require.NoError(t, err)
+		require.Len(t, line, n)
+		return e
+	}
+	require.NoError(t, q.Put(ctx, sized("at-limit", 4096)))
+	err = q.Put(ctx, sized("past-limit", 4097))
+	assert.ErrorIs(t, err, filedlq.ErrTooLarge)
+	assert.True(t, retry.IsPermanent(err))
+	assert.Equal(t, []string{"at-limit"}, listIDs(t, ctx, q))
 }
 
 func TestClosedQueue(t *testing.T) {
