@@ -180,6 +180,30 @@ func TestPrepare(t *testing.T) {
 
 	_, err = dlq.Prepare(dlq.Entry{})
 	assert.ErrorIs(t, err, dlq.ErrInvalidEntry)
+
+	// Times are taken in the years 0 to 9999, the last nanosecond of 9999 included.
+	last := time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+	first := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	_, err = dlq.Prepare(dlq.Entry{Sink: "s", FirstAttempt: first, LastAttempt: last, Event: fanbridge.Event{Time: last}})
+	assert.NoError(t, err)
+	for _, bad := range []time.Time{last.Add(time.Nanosecond), first.Add(-time.Nanosecond)} {
+		_, err = dlq.Prepare(dlq.Entry{Sink: "s", Event: fanbridge.Event{Time: bad}})
+		assert.ErrorIs(t, err, dlq.ErrInvalidEntry, "event time %v", bad)
+	}
+}
+
+func TestCheckID(t *testing.T) {
+	for _, id := range []string{"a", "01J0000000000000000000000A", "rt-日本語", `q"uote\`, strings.Repeat("x", dlq.MaxIDLength)} {
+		assert.NoError(t, dlq.CheckID(id), "%q", id)
+	}
+	// Spaces and control characters, C0, DEL and C1, which a terminal acts on when an ID is
+	// printed; and IDs that are empty, too long or not UTF-8.
+	for _, id := range []string{
+		"a b", "a\tb", "a\nb", "a\u00a0b", "a\x00b", "a\x1b[2Jb", "a\x7fb", "a\u009bb", "a\u0085b",
+		"", strings.Repeat("x", dlq.MaxIDLength+1), "a\xffb",
+	} {
+		assert.ErrorIs(t, dlq.CheckID(id), dlq.ErrInvalidEntry, "%q", id)
+	}
 }
 
 func TestQueueFunc(t *testing.T) {

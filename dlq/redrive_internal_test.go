@@ -179,39 +179,52 @@ func TestRedriveHashCollisions(t *testing.T) {
 // An entry put during the redrive whose ID only collides with that of a delivered entry holds
 // the delivered entry's removal back, as a true namesake would: the delivered entry stays, to be
 // sent again, and the new one is neither sent nor removed. So does a true copy put during the
-// redrive: it cannot be compared with the entry it copies, whose text Redrive did not keep.
+// redrive: it cannot be compared with the entry it copies, whose text Redrive did not keep. Two
+// entries put during the redrive that share an ID are told apart the same way, whatever their
+// fingerprints: neither was listed by the first pass.
 func TestRedrivePutDuringRedrive(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		put  Entry
+		put  []Entry
 		opts []Option
+		want Report
+		sent []string
 		left []string
 	}{
-		{"hash-collision", entryOf("Z", "s", "ev-3"),
-			[]Option{withHashes(map[string]uint64{"X": 7, "Y": 8, "Z": 7}, false)}, []string{"X", "Z"}},
-		{"copy", entryOf("X", "s", "ev-1"), nil, []string{"X", "X"}},
+		{"hash-collision", []Entry{entryOf("Z", "s", "ev-3")},
+			[]Option{withHashes(map[string]uint64{"X": 7, "Y": 8, "Z": 7}, false)},
+			Report{Selected: 3, Redriven: 2, Removed: 1, Conflicts: 1}, []string{"ev-1", "ev-2"}, []string{"X", "Z"}},
+		{"copy", []Entry{entryOf("X", "s", "ev-1")}, nil,
+			Report{Selected: 3, Redriven: 2, Removed: 1, Conflicts: 1}, []string{"ev-1", "ev-2"}, []string{"X", "X"}},
+		// N of sink t is no copy of N of sink s, though their fingerprints collide: it is a
+		// conflict, and the removal of the N that was delivered is held back.
+		{"new-namesakes-fingerprints", []Entry{entryOf("N", "s", "ev-3"), entryOf("N", "t", "ev-4")},
+			[]Option{withHashes(nil, true)},
+			Report{Selected: 4, Redriven: 3, Removed: 2, Conflicts: 1}, []string{"ev-1", "ev-2", "ev-3"}, []string{"N", "N"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			q := &sliceQueue{}
 			q.put(entryOf("X", "s", "ev-1"))
-			// Y reaches the single worker only once X's send, which puts the new entry, is over;
-			// so the List reaches it after X was delivered and before its removal (one batch, at
-			// the end).
+			// Y reaches the single worker only once X's send, which puts the new entries, is
+			// over; so the List reaches them after X was delivered and before its removal (one
+			// batch, at the end).
 			q.put(entryOf("Y", "s", "ev-2"))
 			var sent []string
 			s := sink.Func(func(_ context.Context, e *fanbridge.Event) error {
 				sent = append(sent, e.ID)
 				if e.ID == "ev-1" {
-					q.put(tc.put)
+					for _, p := range tc.put {
+						q.put(p)
+					}
 				}
 				return nil
 			})
 			rep, err := Redrive(ctx, q, map[string]sink.Sink{"s": s}, nil, tc.opts...)
 			require.NoError(t, err)
-			assert.Equal(t, Report{Selected: 3, Redriven: 2, Removed: 1, Conflicts: 1}, rep)
-			assert.Equal(t, []string{"ev-1", "ev-2"}, sent)
+			assert.Equal(t, tc.want, rep)
+			assert.Equal(t, tc.sent, sent)
 			assert.Equal(t, tc.left, q.ids())
 		})
 	}

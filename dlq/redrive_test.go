@@ -104,6 +104,20 @@ func TestRedriveDeleteFailureStops(t *testing.T) {
 	assert.Equal(t, 10, r.Len())
 }
 
+// The only removal of a redrive smaller than a batch is the final one: when it fails, Redrive
+// says so, since the delivered entries stay to be sent again.
+func TestRedriveFinalRemovalFailureIsReturned(t *testing.T) {
+	ctx := testCtx(t)
+	r := &failingDelete{Memory: dlqtest.NewMemory(), err: errors.New("disk full")}
+	fill(t, ctx, r, "ok", 2)
+	ok := sink.Func(func(context.Context, *fanbridge.Event) error { return nil })
+	rep, err := dlq.Redrive(ctx, r, map[string]sink.Sink{"ok": ok}, nil)
+	require.ErrorIs(t, err, r.err, "Redrive reported success although no delivered entry was removed")
+	assert.Equal(t, dlq.Report{Selected: 2, Redriven: 2}, rep)
+	assert.Equal(t, int32(1), r.deletes.Load())
+	assert.Equal(t, 2, r.Len())
+}
+
 // A Put retried after an unclear failure can leave two copies of one entry (same ID). Redrive
 // sends the first one listed and lets its copies follow its outcome: the event is not sent twice,
 // and a copy is never reported failed while its removal takes it away with the first.
@@ -175,6 +189,41 @@ func TestRedriveCancelRemovesWhatWasDelivered(t *testing.T) {
 	assert.Equal(t, 2, rep.Redriven)
 	assert.Equal(t, 2, rep.Removed, "delivered entries must be removed despite the cancellation")
 	assert.Equal(t, 3, m.Len())
+}
+
+// cancelingDelete is a Reader whose first Delete is under way when the operator cancels the
+// redrive: it returns the context's error, as a store does whose request the cancellation cut
+// short.
+type cancelingDelete struct {
+	*dlqtest.Memory
+	cancel context.CancelFunc
+	calls  atomic.Int32
+}
+
+func (q *cancelingDelete) Delete(ctx context.Context, ids ...string) error {
+	if q.calls.Add(1) == 1 {
+		q.cancel()
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return q.Memory.Delete(ctx, ids...)
+}
+
+// A batch whose removal the cancellation cut short is removed by the final removal, with the
+// rest: its entries were delivered, and left in the queue they would be sent again.
+func TestRedriveCancelDuringARemovalRetriesIt(t *testing.T) {
+	base := testCtx(t)
+	ctx, cancel := context.WithCancel(base)
+	q := &cancelingDelete{Memory: dlqtest.NewMemory(), cancel: cancel}
+	fill(t, base, q, "ok", 3)
+	var sent atomic.Int32
+	ok := sink.Func(func(context.Context, *fanbridge.Event) error { sent.Add(1); return nil })
+	rep, err := dlq.Redrive(ctx, q, map[string]sink.Sink{"ok": ok}, nil, dlq.WithDeleteBatch(1))
+	require.ErrorIs(t, err, context.Canceled)
+	require.Positive(t, rep.Redriven)
+	assert.Equal(t, int(sent.Load()), rep.Redriven)
+	assert.Equal(t, rep.Redriven, rep.Removed, "a delivered entry was left in the queue, to be sent again")
+	assert.Equal(t, 3-rep.Redriven, q.Len())
 }
 
 // A cancellation that cuts short the sends of the last entries, after List has handed them all
