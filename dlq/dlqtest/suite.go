@@ -160,6 +160,7 @@ func Run(t *testing.T, h Harness) {
 		{"CrashAfterDelete", func(f Features) bool { return f.Durable && f.Delete }, s.testCrashAfterDelete},
 		{"Many", nil, s.testMany},
 		{"Delete", nil, s.testDelete},
+		{"SameID", nil, s.testSameID},
 		{"DeleteDuringList", func(f Features) bool { return f.Delete }, s.testDeleteDuringList},
 		{"Redrive", nil, s.testRedrive},
 		{"RedriveConcurrent", func(f Features) bool { return f.Delete }, s.testRedriveConcurrent},
@@ -564,6 +565,8 @@ func (s *suite) testCanceledContext(t *testing.T, ctx context.Context, st *store
 	assert.Equal(t, []string{"kept"}, ids(listAll(t, ctx, q)), "a Put with a canceled context stored its entry, or a Delete removed one")
 }
 
+// testListStopsOnError: List stops at the first error fn returns and returns that error
+// unchanged (dlq.Reader), not wrapped: a caller may compare it with the value it returned.
 func (s *suite) testListStopsOnError(t *testing.T, ctx context.Context, st *stores) {
 	q := st.get(t)
 	for i := range 3 {
@@ -578,7 +581,7 @@ func (s *suite) testListStopsOnError(t *testing.T, ctx context.Context, st *stor
 		}
 		return nil
 	})
-	assert.ErrorIs(t, err, stop)
+	assert.Same(t, stop, err, "List did not return fn's error unchanged: %v", err)
 	assert.Equal(t, 2, calls)
 }
 
@@ -986,6 +989,60 @@ func (s *suite) testDelete(t *testing.T, ctx context.Context, st *stores) {
 	assert.Empty(t, ids(listAll(t, ctx, q)))
 	require.NoError(t, q.Put(ctx, base("del-after", "s")))
 	assert.Equal(t, []string{"del-after"}, ids(listAll(t, ctx, q)))
+}
+
+// testSameID: Put never replaces an entry; one put under the ID of an entry the store holds is
+// stored beside it. Package dlq says so twice over: a Put retried after an unclear failure may
+// leave the same entry twice, and entries that share an ID but not their sink or event stay in
+// the queue, where Redrive reports each as a conflict; a store that replaced the first of them
+// would lose an entry whose Put returned nil. Delete of the ID removes every entry that has it,
+// copies included: Redrive counts a copy as removed with the entry it delivered, and a copy left
+// behind would be sent again.
+func (s *suite) testSameID(t *testing.T, ctx context.Context, st *stores) {
+	q := st.get(t)
+	dup := base("same-copy", "s")
+	require.NoError(t, q.Put(ctx, dup))
+	require.NoError(t, q.Put(ctx, dup), "Put of the same entry again")
+	var shared []dlq.Entry
+	for i, sinkName := range []string{"s1", "s2"} {
+		e := base("same-shared", sinkName)
+		e.Event.ID = fmt.Sprintf("same-shared-event-%d", i+1)
+		shared = append(shared, expected(t, e))
+		require.NoError(t, q.Put(ctx, e))
+	}
+	require.NoError(t, q.Put(ctx, base("same-other", "s")))
+
+	count := map[string]int{}
+	var gotShared []dlq.Entry
+	for _, e := range listAll(t, ctx, q) {
+		count[e.ID]++
+		if e.ID == "same-shared" {
+			gotShared = append(gotShared, e)
+		}
+	}
+	assert.Positive(t, count["same-copy"], "an entry put twice is gone")
+	assert.Equal(t, 1, count["same-other"])
+	require.Equal(t, 2, count["same-shared"], "entries listed with the ID of two: a Put replaced an entry with the same ID, or an entry is listed twice")
+	slices.SortFunc(gotShared, func(a, b dlq.Entry) int { return strings.Compare(a.Sink, b.Sink) })
+	for i := range shared {
+		AssertEntry(t, shared[i], gotShared[i])
+	}
+
+	err := q.Delete(ctx, "same-copy", "same-shared")
+	if !s.h.Features.Delete {
+		assert.ErrorIs(t, err, dlq.ErrUnsupported)
+		return
+	}
+	require.NoError(t, err)
+	assert.Equal(t, []string{"same-other"}, ids(listAll(t, ctx, q)), "Delete left an entry with an ID it was given")
+	for _, id := range []string{"same-copy", "same-shared"} {
+		_, err = q.Get(ctx, id)
+		assert.ErrorIs(t, err, dlq.ErrNotFound, "Get %q after its Delete", id)
+	}
+	if s.h.Features.Durable {
+		q = st.reopen(t)
+		assert.Equal(t, []string{"same-other"}, ids(listAll(t, ctx, q)), "after reopening")
+	}
 }
 
 func (s *suite) testDeleteDuringList(t *testing.T, ctx context.Context, st *stores) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
@@ -161,6 +162,15 @@ var brokenStores = map[string]struct {
 			return errors.Join(err, first)
 		}}
 	}, "ListStopsOnError", false, nil},
+	// Wraps the error the callback returned, which a caller can then not compare with its own.
+	"list-wraps-callback-error": {func() *broken {
+		return &broken{list: func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error {
+			if err := m.List(ctx, fn); err != nil {
+				return fmt.Errorf("list: %w", err)
+			}
+			return nil
+		}}
+	}, "ListStopsOnError", false, []string{"Delete"}},
 	"get-missing-without-error": {func() *broken {
 		return &broken{get: func(m *dlqtest.Memory, ctx context.Context, id string) (dlq.Entry, error) {
 			e, err := m.Get(ctx, id)
@@ -173,6 +183,44 @@ var brokenStores = map[string]struct {
 	"delete-does-nothing": {func() *broken {
 		return &broken{delete: func(*dlqtest.Memory, context.Context, ...string) error { return nil }}
 	}, "Delete", false, nil},
+	// Removes one entry of each ID it is given, so that a copy of a redriven entry stays, to be
+	// sent again.
+	"delete-leaves-copies": {func() *broken {
+		return &broken{delete: func(m *dlqtest.Memory, ctx context.Context, ids ...string) error {
+			var all []dlq.Entry
+			if err := m.List(ctx, func(e dlq.Entry) error { all = append(all, e); return nil }); err != nil {
+				return err
+			}
+			if err := m.Delete(ctx, ids...); err != nil {
+				return err
+			}
+			removed := map[string]bool{}
+			for _, e := range all {
+				switch {
+				case !slices.Contains(ids, e.ID):
+				case !removed[e.ID]:
+					removed[e.ID] = true
+				default:
+					if err := m.Put(ctx, e); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}}
+	}, "SameID", false, []string{"Delete", "Redrive"}},
+	// Replaces the entry that has the ID of the one it is given, as an upsert keyed by ID does:
+	// of entries that share an ID, only the last one put stays.
+	"put-replaces-same-id": {func() *broken {
+		return &broken{put: func(m *dlqtest.Memory, ctx context.Context, e dlq.Entry) error {
+			if e.ID != "" {
+				if err := m.Delete(ctx, e.ID); err != nil {
+					return err
+				}
+			}
+			return m.Put(ctx, e)
+		}}
+	}, "SameID", false, []string{"Delete", "RoundTrip/genesys-audit"}},
 	"list-stops-after-a-page": {func() *broken {
 		return &broken{list: func(m *dlqtest.Memory, ctx context.Context, fn func(dlq.Entry) error) error {
 			return listInPages(m, ctx, fn, func(p [][]dlq.Entry) [][]dlq.Entry { return p[:min(1, len(p))] })
