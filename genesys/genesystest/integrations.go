@@ -120,6 +120,31 @@ func (s *Server) SeedEventBridgeIntegration(name, awsAccount, awsRegion, suffix 
 	return in.ID
 }
 
+// reportedCodes are the codes of an integration's reportedState.
+var reportedCodes = map[string]bool{"ACTIVE": true, "ACTIVATING": true, "INACTIVE": true, "DEACTIVATING": true, "ERROR": true}
+
+// SetReportedState sets the reportedState of the integration: its code (ACTIVE, ACTIVATING,
+// INACTIVE, DEACTIVATING or ERROR) and the detail message Genesys gives with an ERROR ("" for
+// none). Genesys activates an integration asynchronously: once enabled, it reports ACTIVATING
+// until it runs (ACTIVE) or fails (ERROR). The fake reports the outcome as soon as the integration
+// is enabled or disabled (PATCH), and changes the state on nothing else; a test of a client that
+// reads the state while it changes sets it here, from a SetHook function to change it in the
+// middle of the client's sequence. It reports whether the integration exists, and panics on a code
+// Genesys does not use, a bug in the test.
+func (s *Server) SetReportedState(id, code, detail string) bool {
+	if !reportedCodes[code] {
+		panic(fmt.Sprintf("genesystest: %q is not a reportedState code", code))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.findLocked(id)
+	if in == nil {
+		return false
+	}
+	in.Reported, in.ReportedDetail, in.LastUpdated = code, detail, s.opts.now()
+	return true
+}
+
 func (s *Server) newIntegrationLocked(typeID, name string) *integration {
 	s.nextID++
 	if name == "" {

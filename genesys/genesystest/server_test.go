@@ -188,6 +188,46 @@ func TestFakeFaults(t *testing.T) {
 	}
 }
 
+// The reported state a test sets is what the integration's reads and the listing report, until
+// the integration is next enabled or disabled.
+func TestFakeSetReportedState(t *testing.T) {
+	srv := genesystest.NewServer()
+	t.Cleanup(srv.Close)
+	_, tok := tokenRequest(t, srv, genesystest.DefaultClientID, genesystest.DefaultClientSecret)
+	c := &rawClient{t: t, srv: srv, token: tok["access_token"].(string)}
+	id := srv.SeedEventBridgeIntegration("events", "123456789012", "eu-west-1", "prod", []string{"v2.users.{id}.presence"})
+	reported := func() (from, listed map[string]any) {
+		t.Helper()
+		resp, body := c.do(http.MethodGet, "/api/v2/integrations/"+id, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		from = body["reportedState"].(map[string]any)
+		resp, body = c.do(http.MethodGet, "/api/v2/integrations?integrationType=amazon-eventbridge-source", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		entities := body["entities"].([]any)
+		require.Len(t, entities, 1)
+		return from, entities[0].(map[string]any)["reportedState"].(map[string]any)
+	}
+
+	require.True(t, srv.SetReportedState(id, "ACTIVATING", ""))
+	got, listed := reported()
+	assert.Equal(t, "ACTIVATING", got["code"])
+	assert.Equal(t, got, listed)
+	assert.NotContains(t, got, "detail")
+
+	require.True(t, srv.SetReportedState(id, "ERROR", "awsAccountId not found"))
+	got, listed = reported()
+	assert.Equal(t, "ERROR", got["code"])
+	assert.Equal(t, map[string]any{"message": "awsAccountId not found"}, got["detail"])
+	assert.Equal(t, got, listed)
+
+	resp, body := c.do(http.MethodPatch, "/api/v2/integrations/"+id, map[string]string{"intendedState": "ENABLED"})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "ACTIVE", body["reportedState"].(map[string]any)["code"], "enabled again, it reports the outcome")
+
+	assert.False(t, srv.SetReportedState("no-such-integration", "ACTIVE", ""))
+	assert.Panics(t, func() { srv.SetReportedState(id, "RUNNING", "") })
+}
+
 func TestFakeWebSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
