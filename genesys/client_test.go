@@ -121,24 +121,52 @@ func TestRefusedURLsDoNotEchoSecrets(t *testing.T) {
 	}
 }
 
+// documentedRegions is the region table of Genesys' documentation, AWS region and API host, in the
+// order Regions returns them: the constants must say exactly this.
+var documentedRegions = []struct {
+	aws, host string
+	constant  genesys.Region
+}{
+	{"us-east-1", "api.mypurecloud.com", genesys.USEast1},
+	{"us-east-2", "api.use2.us-gov-pure.cloud", genesys.USEast2},
+	{"us-west-2", "api.usw2.pure.cloud", genesys.USWest2},
+	{"ca-central-1", "api.cac1.pure.cloud", genesys.CACentral1},
+	{"sa-east-1", "api.sae1.pure.cloud", genesys.SAEast1},
+	{"mx-central-1", "api.mxc1.pure.cloud", genesys.MXCentral1},
+	{"eu-west-1", "api.mypurecloud.ie", genesys.EUWest1},
+	{"eu-west-2", "api.euw2.pure.cloud", genesys.EUWest2},
+	{"eu-central-1", "api.mypurecloud.de", genesys.EUCentral1},
+	{"eu-central-2", "api.euc2.pure.cloud", genesys.EUCentral2},
+	{"me-central-1", "api.mec1.pure.cloud", genesys.MECentral1},
+	{"ap-south-1", "api.aps1.pure.cloud", genesys.APSouth1},
+	{"ap-southeast-1", "api.apse1.pure.cloud", genesys.APSoutheast1},
+	{"ap-southeast-2", "api.mypurecloud.com.au", genesys.APSoutheast2},
+	{"ap-northeast-1", "api.mypurecloud.jp", genesys.APNortheast1},
+	{"ap-northeast-2", "api.apne2.pure.cloud", genesys.APNortheast2},
+	{"ap-northeast-3", "api.apne3.pure.cloud", genesys.APNortheast3},
+	{"eusc-de-east-1", "api.edee1.eusc-pure.cloud", genesys.EUSCDEEast1},
+}
+
 func TestRegions(t *testing.T) {
 	all := genesys.Regions()
-	require.Len(t, all, 18)
-	seen := map[string]bool{}
-	for _, r := range all {
-		aws := r.AWSRegion()
-		assert.NotEmpty(t, aws, "region %s has no AWS name", r)
-		assert.False(t, seen[aws], "AWS region %s twice", aws)
-		seen[aws] = true
-		assert.True(t, strings.HasPrefix(r.LoginHost(), "login."), r.LoginHost())
-		assert.Equal(t, strings.TrimPrefix(r.APIHost(), "api."), strings.TrimPrefix(r.LoginHost(), "login."))
-		parsed, err := genesys.ParseRegion(aws)
-		require.NoError(t, err)
-		assert.Equal(t, r, parsed)
+	require.Len(t, all, len(documentedRegions))
+	for i, d := range documentedRegions {
+		t.Run(d.aws, func(t *testing.T) {
+			assert.Equal(t, genesys.Region(d.host), d.constant)
+			assert.Equal(t, d.constant, all[i])
+			assert.Equal(t, d.host, d.constant.APIHost())
+			assert.Equal(t, "login."+strings.TrimPrefix(d.host, "api."), d.constant.LoginHost())
+			assert.Equal(t, d.aws, d.constant.AWSRegion())
+			parsed, err := genesys.ParseRegion(d.aws)
+			require.NoError(t, err)
+			assert.Equal(t, d.constant, parsed)
+			parsed, err = genesys.ParseRegion(d.host)
+			require.NoError(t, err)
+			assert.Equal(t, d.constant, parsed)
+		})
 	}
 	assert.Equal(t, "login.mypurecloud.com", genesys.USEast1.LoginHost())
 	assert.Equal(t, "login.edee1.eusc-pure.cloud", genesys.EUSCDEEast1.LoginHost())
-	assert.Equal(t, "eu-central-2", genesys.EUCentral2.AWSRegion())
 	assert.Equal(t, "", genesys.Region("api.example.net").AWSRegion())
 	assert.Equal(t, "", genesys.Region("example.net").LoginHost())
 
@@ -169,29 +197,43 @@ func TestRegions(t *testing.T) {
 	}
 }
 
+// The token is renewed when 10% of its lifetime, at most 60 seconds, remains: before the server
+// would refuse it, and not sooner.
 func TestTokenCachedAndRenewedBeforeExpiry(t *testing.T) {
-	clk := retrytest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-	f := newFixture(t, []genesystest.Option{genesystest.WithClock(clk.Now), genesystest.WithTokenLifetime(300 * time.Second)},
-		genesys.WithClock(clk))
-	ctx := testContext(t)
+	for _, tc := range []struct {
+		name     string
+		lifetime time.Duration
+		reuse    time.Duration // after this, more than the margin is left: the token is reused
+		renew    time.Duration // after this, less than the margin is left: it is renewed
+	}{
+		// 10% of 300s is 30s: with 100s left the token is reused, with 25s left replaced.
+		{"5 minutes, renewed in the last 10%", 300 * time.Second, 200 * time.Second, 275 * time.Second},
+		// 10% of 24h is 2.4h, above the 60s ceiling: the token serves until its last minute.
+		{"24 hours, renewed in the last minute", 24 * time.Hour, 24*time.Hour - 61*time.Second, 24*time.Hour - 59*time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := retrytest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+			f := newFixture(t, []genesystest.Option{genesystest.WithClock(clk.Now), genesystest.WithTokenLifetime(tc.lifetime)},
+				genesys.WithClock(clk))
+			ctx := testContext(t)
 
-	_, err := f.client.Organization(ctx)
-	require.NoError(t, err)
-	require.Equal(t, 1, f.srv.TokensIssued())
+			_, err := f.client.Organization(ctx)
+			require.NoError(t, err)
+			require.Equal(t, 1, f.srv.TokensIssued())
 
-	clk.Advance(200 * time.Second)
-	_, err = f.client.Organization(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, 1, f.srv.TokensIssued(), "a token with 100s left must be reused")
+			clk.Advance(tc.reuse)
+			_, err = f.client.Organization(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 1, f.srv.TokensIssued(), "a token with %v left must be reused", tc.lifetime-tc.reuse)
 
-	// 10% of 300s is 30s: at 275s the token has 25s left and is replaced before the server would
-	// refuse it.
-	clk.Advance(75 * time.Second)
-	_, err = f.client.Organization(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, 2, f.srv.TokensIssued(), "the token must be renewed before it expires")
-	for _, r := range f.srv.Requests() {
-		assert.NotEqual(t, http.StatusUnauthorized, r.Status, "no request may be refused: %+v", r)
+			clk.Advance(tc.renew - tc.reuse)
+			_, err = f.client.Organization(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 2, f.srv.TokensIssued(), "a token with %v left must be renewed", tc.lifetime-tc.renew)
+			for _, r := range f.srv.Requests() {
+				assert.NotEqual(t, http.StatusUnauthorized, r.Status, "no request may be refused: %+v", r)
+			}
+		})
 	}
 }
 

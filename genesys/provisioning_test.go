@@ -166,6 +166,7 @@ func TestEnsureValidatesBeforeAnyWrite(t *testing.T) {
 		noRequest bool // the spec alone is wrong: not even a read happens
 	}{
 		{"short account id", func(s *genesys.EventBridgeSpec) { s.AWSAccountID = "12345678901" }, genesys.ErrInvalidSpec, []string{"AWSAccountID", "12345678901"}, true},
+		{"13-digit account id", func(s *genesys.EventBridgeSpec) { s.AWSAccountID = "1234567890123" }, genesys.ErrInvalidSpec, []string{"AWSAccountID", "1234567890123"}, true},
 		{"letters in account id", func(s *genesys.EventBridgeSpec) { s.AWSAccountID = "12345678901x" }, genesys.ErrInvalidSpec, []string{"AWSAccountID"}, true},
 		{"bad region", func(s *genesys.EventBridgeSpec) { s.AWSRegion = "Mars" }, genesys.ErrInvalidSpec, []string{"AWSRegion", "Mars"}, true},
 		{"suffix with slash", func(s *genesys.EventBridgeSpec) { s.EventSourceSuffix = "a/b" }, genesys.ErrInvalidSpec, []string{"EventSourceSuffix"}, true},
@@ -658,12 +659,19 @@ func TestEnsureRestartsAnIntegrationInError(t *testing.T) {
 }
 
 // An enabled integration whose config this run changed is read again: the result reports its
-// state after the change, not the one listed before it.
+// state after the change, not the one listed before it. Here the integration was still activating
+// when it was listed, and runs by the time the config is written.
 func TestEnsureReportsTheStateAfterTheConfigChange(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := testContext(t)
-	f.srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "contact-centre.prod",
+	id := f.srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "contact-centre.prod",
 		[]string{"v2.users.{id}.activity"})
+	require.True(t, f.srv.SetReportedState(id, "ACTIVATING", ""))
+	f.srv.SetHook(func(r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Path == "/api/v2/integrations/"+id+"/config/current" {
+			f.srv.SetReportedState(id, genesys.ReportedActive, "")
+		}
+	})
 	gets := f.srv.Count(http.MethodGet, "/api/v2/integrations/")
 	res, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
 	require.NoError(t, err)

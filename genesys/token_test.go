@@ -3,11 +3,14 @@ package genesys_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -271,7 +274,89 @@ func TestTokenEndpointFaults(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, te.Status)
 		assert.Equal(t, "invalid_grant", te.Code)
 		assert.Equal(t, "grant refused", te.Description)
+		assert.True(t, genesys.IsUnauthorized(err), "a 400 from the login server refuses the credentials")
 		assert.True(t, retry.IsPermanent(err))
 		assert.Equal(t, 1, f.srv.Count(http.MethodPost, "/oauth/token"))
 	})
+	// The token request creates nothing, so a 5xx from the login server is retried whatever the
+	// call waiting for the token, a creation that is never sent twice included.
+	for _, call := range []struct {
+		name string
+		do   func(context.Context, *genesys.Client) error
+	}{
+		{"5xx is retried before a read", func(ctx context.Context, c *genesys.Client) error {
+			_, err := c.Organization(ctx)
+			return err
+		}},
+		{"5xx is retried before a creation", func(ctx context.Context, c *genesys.Client) error {
+			_, err := c.CreateChannel(ctx)
+			return err
+		}},
+	} {
+		t.Run(call.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			f.srv.Fail(genesystest.Fault{Path: "/oauth/token", Status: http.StatusServiceUnavailable})
+			require.NoError(t, call.do(testContext(t), f.client))
+			assert.Equal(t, 2, f.srv.Count(http.MethodPost, "/oauth/token"))
+			assert.Equal(t, 1, f.srv.TokensIssued())
+		})
+	}
+}
+
+// Genesys' login server explains a refusal in "error_description", "description" or both; the
+// TokenError carries whichever is there, error_description first.
+func TestTokenErrorDescription(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body map[string]string
+		want string
+	}{
+		{"both", map[string]string{"error": "invalid_client", "description": "short", "error_description": "client not found"}, "client not found"},
+		{"description alone", map[string]string{"error": "invalid_client", "description": "client not found"}, "client not found"},
+		{"error_description alone", map[string]string{"error": "invalid_client", "error_description": "client not found"}, "client not found"},
+		{"neither", map[string]string{"error": "invalid_client"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			login := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				_ = json.NewEncoder(w).Encode(tc.body)
+			}))
+			t.Cleanup(login.Close)
+			c, err := genesys.NewClient(genesys.USEast1, "client-1", "secret-1",
+				genesys.WithBaseURL(login.URL), genesys.WithTokenURL(login.URL+"/oauth/token"), genesys.WithRetryPolicy(fastPolicy))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = c.Close() })
+			_, err = c.Organization(testContext(t))
+			var te *genesys.TokenError
+			require.ErrorAs(t, err, &te)
+			assert.Equal(t, "invalid_client", te.Code)
+			assert.Equal(t, tc.want, te.Description)
+		})
+	}
+}
+
+// A login server that redirects the token request never gets the credentials to another address:
+// the client does not follow the redirect.
+func TestTokenRequestFollowsNoRedirect(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "t", "token_type": "bearer", "expires_in": 3600})
+	}))
+	t.Cleanup(other.Close)
+	login := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/oauth/token", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(login.Close)
+	c, err := genesys.NewClient(genesys.USEast1, "client-1", oddSecret,
+		genesys.WithBaseURL(login.URL), genesys.WithTokenURL(login.URL+"/oauth/token"), genesys.WithRetryPolicy(fastPolicy))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	_, err = c.Organization(testContext(t))
+	var te *genesys.TokenError
+	require.ErrorAs(t, err, &te)
+	assert.Equal(t, http.StatusTemporaryRedirect, te.Status)
+	assert.Zero(t, elsewhere.Load(), "the token request went to the redirect's target")
 }
