@@ -332,3 +332,53 @@ func TestCountersFollowEverySinkOfANameStillRunning(t *testing.T) {
 		})
 	}
 }
+
+// closeSignal is a recSink that says when it is closed.
+type closeSignal struct {
+	*recSink
+	closed chan struct{}
+}
+
+func (c *closeSignal) Close() error { close(c.closed); return nil }
+
+// Two sinks removed by one Update, a holding an event in its Send and b idle: b is forgotten and
+// closed once its own workers are done, not once a's Send returns, whatever their order in the
+// configuration; and b added again afterwards starts from zero.
+func TestRemovedSinkIsClosedWithoutWaitingForAnotherOne(t *testing.T) {
+	for _, order := range [][]string{{"a", "b", "c"}, {"b", "a", "c"}} {
+		t.Run(order[0]+" first", func(t *testing.T) {
+			q := &memDLQ{}
+			a := newHeldSink(t)
+			b := &closeSignal{recSink: newRecSink(), closed: make(chan struct{})}
+			c := newRecSink()
+			all := map[string]fanout.SinkConfig{"a": {Name: "a", Sink: a}, "b": {Name: "b", Sink: b}, "c": {Name: "c", Sink: c}}
+			cfg := func(names ...string) fanout.Config {
+				out := fanout.Config{DLQ: q, Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: names}}}
+				for _, n := range names {
+					out.Sinks = append(out.Sinks, all[n])
+				}
+				return out
+			}
+			d := newDispatcher(t, cfg(order...), fanout.WithMode(fanout.Async))
+			defer a.let()
+			ctx := testContext(t)
+			require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+			require.Equal(t, "e1", recv(t, a.entered))
+
+			require.NoError(t, d.Update(cfg("c")))
+			select {
+			case <-b.closed:
+			case <-ctx.Done():
+				t.Fatal("b, removed and idle, was not closed while a held its event")
+			}
+			assert.Equal(t, 1, b.Delivered("e1"), "b had delivered e1 before it was closed")
+			assert.Zero(t, fanout.RunningSinks(d, "b"))
+			b2 := newRecSink()
+			all["b"] = fanout.SinkConfig{Name: "b", Sink: b2}
+			require.NoError(t, d.Update(cfg("b", "c")))
+			st, ok := statsOf(d, "b")
+			require.True(t, ok)
+			assert.Equal(t, fanout.SinkStats{Name: "b", Breaker: "closed"}, st, "a b added once every b stopped starts from zero")
+		})
+	}
+}

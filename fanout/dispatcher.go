@@ -999,19 +999,25 @@ func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 	<-drained // and with it old's own hold on its Async deliveries (see snapshot.release)
 	<-prevAll
 	close(all)
+	// Each removed sink is forgotten and closed as soon as its own workers are done: one held by
+	// a stuck Send must not keep the others counted as running, nor open.
+	var forgotten sync.WaitGroup
 	for _, st := range gone {
-		st.workers.Wait()
-		d.sinkMu.Lock()
-		if d.newest[st.name] == st {
-			delete(d.newest, st.name)
-		}
-		if st.count.sinks--; st.count.sinks == 0 {
-			delete(d.counts, st.name) // a sink of the name added later starts from zero
-		}
-		delete(d.running, st)
-		d.sinkMu.Unlock()
-		d.dropSink(st)
+		forgotten.Go(func() {
+			st.workers.Wait()
+			d.sinkMu.Lock()
+			if d.newest[st.name] == st {
+				delete(d.newest, st.name)
+			}
+			if st.count.sinks--; st.count.sinks == 0 {
+				delete(d.counts, st.name) // a sink of the name added later starts from zero
+			}
+			delete(d.running, st)
+			d.sinkMu.Unlock()
+			d.dropSink(st)
+		})
 	}
+	forgotten.Wait()
 	<-quiet
 	<-prevSettled
 	close(settled)
