@@ -12,7 +12,10 @@ import (
 //
 // Put returns nil only when the entry is durable to the degree the implementation promises (for
 // filedlq with the default policy: written and fsynced). An intake acknowledges an event to its
-// sender on the strength of that nil, so a Queue must not return nil early.
+// sender on the strength of that nil, so a Queue must not return nil early. Nor may it replace
+// an entry it already holds under the same ID: that entry's own Put returned nil too. Entries
+// that share an ID are all kept (see "Removal is by ID" in the package documentation), and a
+// Reader lists each of them; an entry put twice may be kept once.
 type Queue interface {
 	Put(ctx context.Context, e Entry) error
 }
