@@ -33,9 +33,11 @@ func SyncAlways() SyncPolicy { return SyncPolicy{mode: syncAlways} }
 // a process crash; a machine crash loses at most the last d of them. d must be positive.
 func SyncInterval(d time.Duration) SyncPolicy { return SyncPolicy{mode: syncInterval, interval: d} }
 
-// SyncNever makes Put return once its entry is written to the file and never calls fsync, leaving
+// SyncNever makes Put return once its entry is written to the file and never fsync entries, leaving
 // the flush to the operating system. Acknowledged entries survive a process crash; a machine crash
-// may lose any that the system had not yet written back.
+// may lose any that the system had not yet written back. Delete still fsyncs the copy of a segment
+// it writes before renaming it into place (see "Deleting entries" in the package documentation),
+// since a rename that outlives its copy's data would empty the segment.
 func SyncNever() SyncPolicy { return SyncPolicy{mode: syncNever} }
 
 // String names the policy as in configuration files: "always", "interval(1s)" or "never".
