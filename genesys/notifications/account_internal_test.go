@@ -165,6 +165,30 @@ func TestChannelHeldBackIsConnectedAgainOnlyAfterTheGracePeriod(t *testing.T) {
 	})
 }
 
+// At 20, a lane connects again the unused channel that expires last, wherever it stands in the
+// order of creation: it has the most life left before the lane must replace it.
+func TestLaneAtTheLimitConnectsTheUnusedChannelThatExpiresLast(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name   string
+		expire [2]time.Duration // of the two unused channels, the older first
+		want   int              // the index of the one connected
+	}{
+		{"the older expires last", [2]time.Duration{2 * time.Hour, time.Hour}, 18},
+		{"the newer expires last", [2]time.Duration{time.Hour, 2 * time.Hour}, 19},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := testAccount(t)
+			a.items = items(0, append(repeat(18, used), idle, idle)...)
+			a.items[18].expires = now.Add(tc.expire[0])
+			a.items[19].expires = now.Add(tc.expire[1])
+			tk := a.take(context.Background(), 0, now)
+			require.NotNil(t, tk.claim)
+			assert.Same(t, a.items[tc.want], tk.claim.h)
+		})
+	}
+}
+
 func TestOldestItemsBeyondTwentyAreForgottenOnlyInSettledOrder(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -512,6 +536,26 @@ func TestLostCreationCarriedOutLateEvictsNoChannelInUse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A creation whose answer was lost counts until the channel Genesys may create for it would expire:
+// Genesys may carry it out as late as the end of the grace period, and the channel then lives 24
+// hours from there.
+func TestLostCreationCountsUntilALateChannelWouldExpire(t *testing.T) {
+	ctx := context.Background()
+	a := testAccount(t)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	h := a.take(ctx, 0, now).create
+	require.NotNil(t, h)
+	_, err := a.created(ctx, 0, h, nil, fmt.Errorf("%w: 504 from a gateway", genesys.ErrOutcomeUnknown), true, now)
+	require.ErrorIs(t, err, genesys.ErrOutcomeUnknown)
+	lateExpiry := now.Add(lateCreationGrace + genesys.ChannelLifetime)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pruneLocked(lateExpiry.Add(-time.Second))
+	assert.Equal(t, []*held{h}, a.items, "forgotten while the channel created late still counts")
+	a.pruneLocked(lateExpiry)
+	assert.Empty(t, a.items, "counted after the channel created late has expired")
 }
 
 // A creation cut short before it went out (its dial still under way when the reconnect policy's

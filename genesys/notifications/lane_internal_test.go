@@ -110,9 +110,14 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 	t.Cleanup(cancel)
 	policy := retry.Policy{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxAttempts: 3, Jitter: retry.NoJitter}
 	// newClient returns a client without a token, so that its first request fetches one. Its
-	// transport is rt, or a clone of http.DefaultTransport when rt is nil.
-	newClient := func(t *testing.T, rt http.RoundTripper) *genesys.Client {
+	// transport is rt, or a clone of http.DefaultTransport when rt is nil; with once, it sends each
+	// request once, whatever the answer.
+	newClient := func(t *testing.T, rt http.RoundTripper, once bool) *genesys.Client {
 		t.Helper()
+		p := policy
+		if once {
+			p.MaxAttempts = 1
+		}
 		if rt == nil {
 			tr := http.DefaultTransport.(*http.Transport).Clone()
 			t.Cleanup(tr.CloseIdleConnections)
@@ -120,11 +125,11 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 		}
 		c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
 			genesys.WithHTTPClient(&http.Client{Transport: rt}),
-			genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(policy))
+			genesys.WithBaseURL(srv.URL), genesys.WithTokenURL(srv.TokenURL()), genesys.WithRetryPolicy(p))
 		require.NoError(t, err)
 		return c
 	}
-	ch, err := newClient(t, nil).CreateChannel(ctx)
+	ch, err := newClient(t, nil, false).CreateChannel(ctx)
 	require.NoError(t, err)
 	path := "/api/v2/notifications/channels/" + ch.ID + "/subscriptions"
 	topics := []string{"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"}
@@ -134,6 +139,7 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 		transport func(t *testing.T) http.RoundTripper
 		// before prepares the request sent with c and returns its context.
 		before func(t *testing.T, c *genesys.Client) context.Context
+		once   bool // the client does not send the request again
 		hold   bool
 		err    bool
 	}{
@@ -166,6 +172,12 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 				})
 				t.Cleanup(func() { srv.SetHook(nil) })
 				return cctx
+			}},
+		{name: "sent once, answered 502", once: true, hold: true, err: true,
+			// A gateway's 5xx says nothing of what Genesys did with the request.
+			before: func(*testing.T, *genesys.Client) context.Context {
+				srv.Fail(genesystest.Fault{Method: http.MethodPut, Path: path, Status: http.StatusBadGateway, Processed: true})
+				return ctx
 			}},
 		{name: "sent again after a 503", hold: true,
 			before: func(*testing.T, *genesys.Client) context.Context {
@@ -237,7 +249,7 @@ func TestSubscriptionRequestHoldsBackOnlyWhatMayStillLand(t *testing.T) {
 			if tc.transport != nil {
 				rt = tc.transport(t)
 			}
-			c := newClient(t, rt)
+			c := newClient(t, rt, tc.once)
 			a := testAccount(t)
 			l := &lane{s: &Source{client: c, log: slog.New(slog.DiscardHandler), account: a}}
 			h := &held{ch: ch, expires: time.Now().Add(time.Hour), inUse: true}

@@ -360,6 +360,37 @@ func TestChannelGoneBeforeSubscribedIsReplaced(t *testing.T) {
 	}
 }
 
+// The socket endpoint refusing the handshake with a 404 or a 410 does not make a channel gone while
+// the API still has it (a proxy in front of the sockets, say): the channel still counts against
+// the limit of 20, so the lane connects it again instead of creating another.
+func TestHandshakeRefusedAloneKeepsTheChannel(t *testing.T) {
+	for _, status := range []int{http.StatusNotFound, http.StatusGone} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			var gone atomic.Int32
+			logger := slog.New(onLog(func(msg string) {
+				if strings.HasPrefix(msg, "notifications: Genesys no longer has the channel") {
+					gone.Add(1)
+				}
+			}))
+			h := newHarness(t, []string{presence}, nil, notifications.WithLogger(logger), patientHeartbeat)
+			const refusals = 3
+			h.srv.Fail(genesystest.Fault{Method: http.MethodGet, Path: "/channels/", Status: status, Times: refusals})
+			ctx := h.start(t)
+			require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+			assert.Zero(t, h.srv.PendingFaults())
+			assert.Equal(t, 1, h.srv.ChannelsCreated(), "a channel Genesys still has was given up")
+			assert.Zero(t, gone.Load(), "warnings about a channel gone")
+			assert.Equal(t, refusals+1, h.srv.Count(http.MethodGet, "/channels/"), "handshakes")
+			assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.channels", "origin", "created"))
+
+			sent := publish(h.srv, presence, 1, 3)
+			require.Len(t, sent, 3)
+			h.rec.waitCount(t, ctx, 3)
+			assertExactlyOnce(t, sent, h.rec.snapshot())
+		})
+	}
+}
+
 // An answer to a channel creation is lost after Genesys created the channel (a gateway answers
 // 503). The creation is not sent again, and the source counts the channel it cannot see until it
 // would expire: at 20 it connects an unused channel again instead of creating a 21st, which would

@@ -144,13 +144,13 @@ var budgets = []struct {
 	{"age budget shorter than the waits", -1, 500 * time.Millisecond},
 }
 
-// A socket closed right after it is subscribed (by a proxy, say) is not replaced in a tight loop,
-// each round a creation and a subscription of up to 1,000 topics against the organization's API
-// rate limit: each such channel counts as a failed attempt of the reconnect policy, so the wait
-// before the next channel grows as the policy's interval does, and nothing is requested during
-// it, whatever the policy's attempt and age budgets. A channel that lives longer than the heartbeat
-// timeout starts the count again. The waits run on a fake clock, so the test sees every one of
-// them exactly.
+// A socket closed right after it is subscribed (by a proxy, say), or later but within the
+// heartbeat timeout, is not replaced in a tight loop, each round a creation and a subscription of
+// up to 1,000 topics against the organization's API rate limit: each such channel counts as a
+// failed attempt of the reconnect policy, so the wait before the next channel grows as the
+// policy's interval does, and nothing is requested during it, whatever the policy's attempt and
+// age budgets. A channel that lives longer than the heartbeat timeout starts the count again. The
+// waits run on a fake clock, so the test sees every one of them exactly.
 func TestSocketClosedRightAfterSubscribingBacksOff(t *testing.T) {
 	for _, b := range budgets {
 		t.Run(b.name, func(t *testing.T) {
@@ -178,13 +178,35 @@ func TestSocketClosedRightAfterSubscribingBacksOff(t *testing.T) {
 					return n == created && connected == 1 && live[len(live)-1].Connected && live[len(live)-1].Topics == 1
 				}), "created %d: %+v", h.srv.ChannelsCreated(), h.srv.Channels())
 			}
+			// live lets the channel live for d: the clock moves in steps of half the heartbeat
+			// timeout, with heartbeats read after each, so that the socket never looks silent.
+			live := func(d time.Duration) {
+				t.Helper()
+				for d > 0 {
+					step := min(d, heartbeatTimeout/2)
+					beats := h.counter(t, "fanbridge.notifications.messages", "kind", "heartbeat")
+					clk.Advance(step)
+					h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "heartbeat", beats+2)
+					d -= step
+				}
+			}
 			subscribed()
 			const subscriptions = "/api/v2/notifications/channels/"
-			breakRightAway := func(want time.Duration) {
+			// breakAfter breaks the socket once the channel has lived for lived, and checks that the
+			// lane waits want before it opens the next channel, requesting nothing meanwhile.
+			breakAfter := func(lived, want time.Duration) {
 				t.Helper()
+				live(lived)
 				puts, posts := h.srv.Count(http.MethodPut, subscriptions), h.srv.Count(http.MethodPost, "/api/v2/notifications/channels")
 				require.Equal(t, 1, h.srv.Disconnect())
-				assert.Equal(t, want, recv(t, ctx, logs.waits))
+				select {
+				case w := <-logs.waits:
+					assert.Equal(t, want, w)
+				case <-logs.subscribed:
+					t.Fatalf("a channel replaced %v after it was subscribed was replaced without a wait", lived)
+				case <-ctx.Done():
+					t.Fatal(ctx.Err())
+				}
 				waitDue(t, ctx, clk, want)
 				assert.Equal(t, puts, h.srv.Count(http.MethodPut, subscriptions), "subscribed again during the wait")
 				assert.Equal(t, posts, h.srv.Count(http.MethodPost, "/api/v2/notifications/channels"), "created a channel during the wait")
@@ -192,23 +214,25 @@ func TestSocketClosedRightAfterSubscribingBacksOff(t *testing.T) {
 				created++
 				subscribed()
 			}
-			for _, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second, 4 * time.Second} {
-				breakRightAway(want)
+			for _, c := range []struct{ lived, want time.Duration }{
+				{0, time.Second},
+				{0, 2 * time.Second},
+				{heartbeatTimeout / 2, 4 * time.Second}, // within the heartbeat timeout still
+				{0, 4 * time.Second},
+				{0, 4 * time.Second},
+			} {
+				breakAfter(c.lived, c.want)
 			}
 
-			// The channel now lives longer than the heartbeat timeout. The clock moves in two steps, with
-			// heartbeats read in between, so that the socket never looks silent.
-			beats := h.counter(t, "fanbridge.notifications.messages", "kind", "heartbeat")
-			clk.Advance(heartbeatTimeout / 2)
-			h.waitCounter(t, ctx, "fanbridge.notifications.messages", "kind", "heartbeat", beats+2)
-			clk.Advance(heartbeatTimeout / 2)
+			// The channel now lives longer than the heartbeat timeout.
+			live(heartbeatTimeout)
 			require.Equal(t, 1, h.srv.Disconnect())
 			created++
 			subscribed() // at once: the clock does not move
 			assert.Empty(t, logs.waits, "waited after a channel that lived")
 			assert.Zero(t, h.counter(t, "fanbridge.notifications.heartbeats_missed", "", ""))
 
-			breakRightAway(time.Second)
+			breakAfter(0, time.Second)
 			assert.EqualValues(t, 7, h.counter(t, "fanbridge.notifications.reconnects", "reason", "socket_error"))
 			assert.Equal(t, created, h.srv.Count(http.MethodPut, subscriptions), "one subscription per channel")
 		})
