@@ -130,6 +130,48 @@ func TestSocketClosingOverlapsWithoutDuplicates(t *testing.T) {
 	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.messages", "kind", "system"))
 }
 
+// The dedup window remembers the last WithDedupWindow event ids, and forgets the oldest: with a
+// window of 2, a copy of an event 3 events back is dispatched again, one 2 back is not.
+func TestDedupWindowForgetsTheOldest(t *testing.T) {
+	h := newHarness(t, []string{presence}, nil, notifications.WithDedupWindow(2))
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	// Each seq is one event: the same topic, correlation id and body make the same id.
+	event := func(seq int) []byte {
+		return fmt.Appendf(nil, `{"topicName":%q,"version":"2","eventBody":{"seq":%d},"metadata":{"CorrelationId":"5e9c0000-0000-4000-8000-%012d"}}`,
+			presence, seq, seq)
+	}
+	for _, seq := range []int{1, 2, 3, 1, 3, 4} {
+		require.Equal(t, 1, h.srv.PublishRaw(presence, event(seq)))
+	}
+	// Events are dispatched in the order they were read.
+	h.rec.waitCount(t, ctx, 4)
+	require.Equal(t, []int64{1, 2, 3, 1}, h.rec.snapshot()[:4], "the copy of 1, three events after it, was dropped")
+	h.rec.waitCount(t, ctx, 5)
+	assert.Equal(t, []int64{1, 2, 3, 1, 4}, h.rec.snapshot(), "the copy of 3, two events after it, was dispatched")
+	h.waitCounter(t, ctx, "fanbridge.notifications.events", "outcome", "duplicate", 1)
+	assert.EqualValues(t, 1, h.counter(t, "fanbridge.notifications.events", "outcome", "duplicate"))
+}
+
+// A message larger than WithReadLimit closes the socket without being dispatched, and the channel
+// is replaced: later events arrive over its successor.
+func TestMessageOverTheReadLimitReplacesTheSocket(t *testing.T) {
+	const limit = 2048
+	h := newHarness(t, []string{presence}, nil, notifications.WithReadLimit(limit), patientHeartbeat)
+	ctx := h.start(t)
+	require.NoError(t, h.srv.WaitSubscribed(ctx, presence, 1))
+	_, n := h.srv.Publish(presence, map[string]any{"seq": 1, "pad": strings.Repeat("x", 4*limit)})
+	require.Equal(t, 1, n)
+	h.waitCounter(t, ctx, "fanbridge.notifications.reconnects", "reason", "socket_error", 1)
+	require.NoError(t, h.srv.WaitChannels(ctx, func(live []genesystest.ChannelInfo, created int) bool {
+		return created == 2 && live[len(live)-1].Connected && live[len(live)-1].Topics == 1
+	}))
+	_, n = h.srv.Publish(presence, map[string]any{"seq": 2, "pad": strings.Repeat("x", limit/2)})
+	require.Equal(t, 1, n)
+	h.rec.waitCount(t, ctx, 1)
+	assert.Equal(t, []int64{2}, h.rec.snapshot(), "only the message within the limit is dispatched")
+}
+
 func TestOldChannelClosedAfterOverlap(t *testing.T) {
 	h := newHarness(t, []string{presence}, nil, notifications.WithOverlap(20*time.Millisecond))
 	ctx := h.start(t)
