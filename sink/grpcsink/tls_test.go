@@ -2,16 +2,8 @@ package grpcsink_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,69 +12,24 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/testpki"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/grpcsink"
 )
 
 // testPKI is a private CA with a server certificate for 127.0.0.1 and a client certificate.
-type testPKI struct {
-	pool   *x509.CertPool
-	server tls.Certificate
-	client tls.Certificate
-}
+type testPKI struct{ *testpki.PKI }
 
-func newTestPKI(t testing.TB) *testPKI {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "fanbridge test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	ca, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) tls.Certificate {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		require.NoError(t, err)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			IPAddresses:  ips,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		require.NoError(t, err)
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &testPKI{
-		pool:   pool,
-		server: leaf(2, "consumer", x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)}),
-		client: leaf(3, "fanbridge-client", x509.ExtKeyUsageClientAuth, nil),
-	}
-}
+func newTestPKI(t testing.TB) *testPKI { return &testPKI{testpki.New(t)} }
 
 // serverCreds returns TLS server credentials; with mutual set, a client certificate from the CA
 // is required.
 func (p *testPKI) serverCreds(mutual bool) grpc.ServerOption {
-	cfg := &tls.Config{Certificates: []tls.Certificate{p.server}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{Certificates: []tls.Certificate{p.Server}, MinVersion: tls.VersionTLS12}
 	if mutual {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-		cfg.ClientCAs = p.pool
+		cfg.ClientCAs = p.Pool
 	}
 	return grpc.Creds(credentials.NewTLS(cfg))
 }
@@ -114,8 +61,8 @@ func newTLSSink(t *testing.T, target string, opts ...grpcsink.Option) sink.Sink 
 
 func TestTLS(t *testing.T) {
 	pki := newTestPKI(t)
-	trusting := &tls.Config{RootCAs: pki.pool}
-	withClientCert := &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{pki.client}}
+	trusting := &tls.Config{RootCAs: pki.Pool}
+	withClientCert := &tls.Config{RootCAs: pki.Pool, Certificates: []tls.Certificate{pki.Client}}
 
 	tests := []struct {
 		name      string
@@ -128,7 +75,7 @@ func TestTLS(t *testing.T) {
 		{name: "TLS with a private CA", server: []grpc.ServerOption{pki.serverCreds(false)}, opts: []grpcsink.Option{grpcsink.WithTLS(trusting)}, delivered: true},
 		{name: "TLS to a list of addresses", server: []grpc.ServerOption{pki.serverCreds(false)}, servers: 2, opts: []grpcsink.Option{grpcsink.WithTLS(trusting)}, delivered: true},
 		{name: "default is TLS with system roots, which do not know the CA", server: []grpc.ServerOption{pki.serverCreds(false)}},
-		{name: "wrong server name", server: []grpc.ServerOption{pki.serverCreds(false)}, opts: []grpcsink.Option{grpcsink.WithTLS(&tls.Config{RootCAs: pki.pool, ServerName: "elsewhere.example"})}},
+		{name: "wrong server name", server: []grpc.ServerOption{pki.serverCreds(false)}, opts: []grpcsink.Option{grpcsink.WithTLS(&tls.Config{RootCAs: pki.Pool, ServerName: "elsewhere.example"})}},
 		{name: "mutual TLS with a client certificate", server: []grpc.ServerOption{pki.serverCreds(true)}, opts: []grpcsink.Option{grpcsink.WithTLS(withClientCert)}, delivered: true, clientCN: "fanbridge-client"},
 		{name: "mutual TLS without a client certificate", server: []grpc.ServerOption{pki.serverCreds(true)}, opts: []grpcsink.Option{grpcsink.WithTLS(trusting)}},
 		{name: "plaintext server refused by default", server: nil},
