@@ -1,8 +1,14 @@
 package config_test
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,7 +20,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+	"github.com/fanbridge/fanbridge/eventbridge"
+	"github.com/fanbridge/fanbridge/internal/testpki"
+	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/signature"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
@@ -132,6 +142,32 @@ func TestMinimalConfigDefaults(t *testing.T) {
 	assert.Equal(t, "data", cfg.Sinks[0].Kafka.Value)
 	assert.Equal(t, 5*time.Second, cfg.Sinks[1].GRPC.CallTimeout.D())
 	assert.Equal(t, "json", cfg.Logging.Format)
+	assert.Equal(t, time.Hour, cfg.Dispatch.Dedup.Window.D())
+	assert.Equal(t, 100_000, cfg.Dispatch.Dedup.Size)
+}
+
+// A file dead-letter queue syncs every write unless told otherwise, and once a second with
+// fsync: interval.
+func TestFileDLQDefaults(t *testing.T) {
+	cfg, err := config.Parse([]byte(minimal+"dlq: {file: {dir: /tmp/x}}\n"), env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "always", cfg.DLQ.File.Fsync)
+	cfg, err = config.Parse([]byte(minimal+"dlq: {file: {dir: /tmp/x, fsync: interval}}\n"), env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, time.Second, cfg.DLQ.File.FsyncInterval.D())
+}
+
+// Sizes take binary (KiB, MiB, GiB) and decimal (KB, MB, GB) units, or none for bytes.
+func TestSizeUnits(t *testing.T) {
+	for in, want := range map[string]int64{
+		"1KiB": 1 << 10, "2MiB": 2 << 20, "1GiB": 1 << 30,
+		"3KB": 3_000, "2MB": 2_000_000, "1GB": 1_000_000_000,
+		"7B": 7, "300": 300,
+	} {
+		cfg, err := config.Parse([]byte(minimal+"dlq: {file: {dir: /tmp/x, max_segment_size: "+in+"}}\n"), env(nil))
+		require.NoError(t, err, in)
+		assert.EqualValues(t, want, cfg.DLQ.File.MaxSegmentSize, in)
+	}
 }
 
 func TestBadConfigsNameTheKey(t *testing.T) {
@@ -150,6 +186,7 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "brokers as a comma list", from: `"127.0.0.1:9092"`, to: `"kafka-1:9092,kafka-2:9092"`, wantError: `config: sinks[0].kafka.brokers[0]: one broker per entry, got "kafka-1:9092,kafka-2:9092": list several as separate entries`},
 		{name: "dlq brokers as a comma list", doc: minimal + "dlq: {kafka: {brokers: [\"a:1\", \"b:1,c:1\"], topic: d}}\n", wantError: `config: dlq.kafka.brokers[1]: one broker per entry, got "b:1,c:1": list several as separate entries`},
 		{name: "broker with credentials", from: `"127.0.0.1:9092"`, to: `"svc:hunter2@kafka:9092"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port (credentials go in sasl), got "…@kafka:9092" (what came before the @ is not shown)`},
+		{name: "broker with a token", from: `"127.0.0.1:9092"`, to: `"s3cr3ttoken@kafka:9092"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port (credentials go in sasl), got "…@kafka:9092" (what came before the @ is not shown)`},
 		{name: "broker with credentials, no port", from: `"127.0.0.1:9092"`, to: `"svc:hunter2@kafka"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port (credentials go in sasl), got "…@kafka" (what came before the @ is not shown)`},
 		{name: "broker with a named port", from: `"127.0.0.1:9092"`, to: `"kafka:http"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port (credentials go in sasl), got "kafka:http"`},
 		{name: "broker without a host", from: `"127.0.0.1:9092"`, to: `":9092"`, wantError: `config: sinks[0].kafka.brokers[0]: want host:port (credentials go in sasl), got ":9092"`},
@@ -186,6 +223,7 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "bad sasl mechanism", from: "topic: t}", to: "topic: t, sasl: {mechanism: md5, username: u, password: p}}", wantError: "config: sinks[0].kafka.sasl.mechanism: want plain, scram-sha-256 or scram-sha-512"},
 		{name: "sasl without password", from: "topic: t}", to: "topic: t, sasl: {mechanism: plain, username: u}}", wantError: "config: sinks[0].kafka.sasl.password: is required"},
 		{name: "missing ca file", from: "topic: t}", to: "topic: t, tls: {ca_file: /nonexistent/ca.pem}}", wantError: "config: sinks[0].kafka.tls.ca_file:"},
+		{name: "missing grpc ca file", from: "insecure: true}", to: "tls: {ca_file: /nonexistent/ca.pem}}", wantError: "config: sinks[1].grpc.tls.ca_file:"},
 		{name: "cert without key", from: "topic: t}", to: "topic: t, tls: {cert_file: /x.pem}}", wantError: "config: sinks[0].kafka.tls.key_file: cert_file and key_file go together"},
 		{name: "grpc insecure and tls", from: "insecure: true}", to: "insecure: true, tls: {}}", wantError: "config: sinks[1].grpc.insecure: cannot be combined with tls"},
 		{name: "grpc no targets", from: `targets: ["127.0.0.1:5000"], `, to: "", wantError: "config: sinks[1].grpc.targets: at least one target is required"},
@@ -200,6 +238,7 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "negative queue size", from: "topic: t}", to: "topic: t}\n    queue_size: -1", wantError: "config: sinks[0].queue_size: want 0 (the default) to 1048576"},
 		{name: "concurrency past memory", from: "topic: t}", to: "topic: t}\n    concurrency: 50000000", wantError: "config: sinks[0].concurrency: want 0 (the default) to 4096"},
 		{name: "breaker failures past what the breaker counts", from: "topic: t}", to: "topic: t}\n    breaker: {failures: 2147483648}", wantError: "config: sinks[0].breaker.failures: want "},
+		{name: "breaker failures below off", from: "topic: t}", to: "topic: t}\n    breaker: {failures: -2}", wantError: "config: sinks[0].breaker.failures: want -1 (off), 0 (default) or a positive count"},
 		{name: "negative concurrency", from: "topic: t}", to: "topic: t}\n    concurrency: -1", wantError: "config: sinks[0].concurrency: want 0 (the default) to 4096"},
 		{name: "number not a number", from: "topic: t}", to: "topic: t}\n    concurrency: many", wantError: `config: sinks[0].concurrency: want a whole number, got "many"`},
 		{name: "duplicate route name", from: "routes:\n  - name: r", to: "routes:\n  - name: r\n    pattern: {source: [{prefix: \"aws.\"}]}\n    sinks: [k]\n  - name: r",
@@ -225,9 +264,12 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "path with dot segments", from: "path: /events", to: "path: /a/../b", wantError: `config: intake[0].path: want a clean path (net/http redirects requests for "/a/../b" elsewhere)`},
 		{name: "path with a query", from: "path: /events", to: "path: /events?x=1", wantError: `config: intake[0].path: want a path without query or fragment, got "/events?x=1"`},
 		{name: "relative path", from: "path: /events", to: "path: events", wantError: `config: intake[0].path: want a path starting with /, got "events"`},
-		{name: "dispatch timeout too long", from: "path: /events", to: "path: /events\n    dispatch_timeout: 1m", wantError: "config: intake[0].dispatch_timeout: plus listen.read_timeout (10s) and 1.5s of dead-letter writes that may end after it (dispatch.dlq_timeout less dispatch.dlq_reserve) must be shorter than listen.write_timeout (30s)"},
+		{name: "dispatch timeout too long", from: "path: /events", to: "path: /events\n    dispatch_timeout: 1m", wantError: "config: intake[0].dispatch_timeout: plus listen.read_timeout (10s) and 1.5s of dead-letter writes that may end after it (dispatch.dlq_timeout less dispatch.dlq_reserve, at most half of dispatch_timeout) must be shorter than listen.write_timeout (30s)"},
 		{name: "read timeout leaves no time to answer", from: "intake:", to: "listen: {read_timeout: 27s}\nintake:", wantError: "config: intake[0].dispatch_timeout: plus listen.read_timeout (27s) and 1.5s of dead-letter writes"},
-		{name: "dead-letter writes leave no time to answer", from: "intake:", to: "listen: {read_timeout: 20s}\ndispatch: {dlq_timeout: 7s}\nintake:", wantError: "config: intake[0].dispatch_timeout: plus listen.read_timeout (20s) and 6.5s of dead-letter writes that may end after it (dispatch.dlq_timeout less dispatch.dlq_reserve) must be shorter than listen.write_timeout (30s)"},
+		{name: "dead-letter writes leave no time to answer", from: "intake:", to: "listen: {read_timeout: 20s}\ndispatch: {dlq_timeout: 7s}\nintake:", wantError: "config: intake[0].dispatch_timeout: plus listen.read_timeout (20s) and 6.5s of dead-letter writes that may end after it (dispatch.dlq_timeout less dispatch.dlq_reserve, at most half of dispatch_timeout) must be shorter than listen.write_timeout (30s)"},
+		{name: "dlq_reserve counts up to half a short dispatch",
+			doc:       strings.Replace(minimal, "path: /events", "path: /events\n    dispatch_timeout: 500ms", 1) + "listen: {write_timeout: 12250ms}\n",
+			wantError: "config: intake[0].dispatch_timeout: plus listen.read_timeout (10s) and 1.75s of dead-letter writes that may end after it (dispatch.dlq_timeout less dispatch.dlq_reserve, at most half of dispatch_timeout) must be shorter than listen.write_timeout (12.25s)"},
 		// Limits of the Kafka client and of grpcsink: a file validate accepts must start.
 		{name: "kafka linger over a minute", from: "topic: t}", to: "topic: t, linger: 2m}", wantError: "config: sinks[0].kafka.linger: at most 1m0s, the Kafka client's limit"},
 		{name: "kafka delivery timeout under a second", from: "topic: t}", to: "topic: t, delivery_timeout: 500ms}", wantError: "config: sinks[0].kafka.delivery_timeout: 0 (the default) or at least 1s"},
@@ -235,12 +277,16 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 		{name: "kafka dlq delivery timeout under a second", doc: minimal + "dlq: {kafka: {brokers: [\"a:1\"], topic: d, delivery_timeout: 999ms}}\n", wantError: "config: dlq.kafka.delivery_timeout: 0 (the default) or at least 1s"},
 		{name: "grpc list with a path", from: `targets: ["127.0.0.1:5000"]`, to: `targets: ["a/b:443", "c:443"]`, wantError: `config: sinks[1].grpc.targets[0]: several targets are host:port addresses, got "a/b:443"`},
 		{name: "admin address on the same port", doc: minimal + "listen: {address: \"0.0.0.0:8080\", admin_address: \":8080\"}\n", wantError: "config: listen.admin_address: must differ from listen.address"},
+		{name: "max_body past 16MiB", from: "path: /events", to: "path: /events\n    max_body: 16777217", wantError: "config: intake[0].max_body: want at most 16MiB"},
+		{name: "ignored_status not 2xx", from: "path: /events", to: "path: /events\n    ignored_status: 300", wantError: "config: intake[0].ignored_status: want a 2xx status"},
+		{name: "max_header_bytes past 16MiB", doc: minimal + "listen: {max_header_bytes: 16777217}\n", wantError: "config: listen.max_header_bytes: want at most 16MiB"},
 		{name: "bad max_body", from: "path: /events", to: "path: /events\n    max_body: lots", wantError: "config: intake[0].max_body: want a size"},
 		{name: "bad mode", doc: minimal + "dispatch: {mode: fast}\n", wantError: `config: dispatch.mode: want sync or async, got "fast"`},
 		{name: "bad ordering key", doc: minimal + "dispatch: {ordering_key: queue}\n", wantError: `config: dispatch.ordering_key: want none, conversation or user, got "queue"`},
 		{name: "dlq with both kinds", doc: minimal + "dlq: {file: {dir: /tmp/x}, kafka: {brokers: [\"a:1\"], topic: d}}\n", wantError: "config: dlq: want one of file or kafka, not both"},
 		{name: "file dlq without dir", doc: minimal + "dlq: {file: {fsync: always}}\n", wantError: "config: dlq.file.dir: is required"},
 		{name: "file dlq bad fsync", doc: minimal + "dlq: {file: {dir: /tmp/x, fsync: sometimes}}\n", wantError: `config: dlq.file.fsync: want always, interval or never, got "sometimes"`},
+		{name: "file dlq fsync_interval without interval", doc: minimal + "dlq: {file: {dir: /tmp/x, fsync: always, fsync_interval: 1s}}\n", wantError: "config: dlq.file.fsync_interval: only applies with fsync: interval"},
 		{name: "kafka dlq without topic", doc: minimal + "dlq: {kafka: {brokers: [\"a:1\"]}}\n", wantError: "config: dlq.kafka.topic: is required"},
 		{name: "bad log level", doc: minimal + "logging: {level: loud}\n", wantError: `config: logging.level: want debug, info, warn or error, got "loud"`},
 		{name: "bad bool", doc: minimal + "logging: {events: yes}\n", wantError: `config: logging.events: want true or false, got "yes"`},
@@ -270,6 +316,7 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 			assert.True(t, errors.Is(err, config.ErrInvalid))
 			assert.Contains(t, err.Error(), tc.wantError)
 			assert.NotContains(t, err.Error(), "hunter2", "no credential in an error")
+			assert.NotContains(t, err.Error(), "s3cr3t", "no credential in an error")
 		})
 	}
 }
@@ -628,4 +675,201 @@ func TestEmptyTopicByTypeWithFallback(t *testing.T) {
 	s, err := kafkasink.New(cl, opts...)
 	require.NoError(t, err, "the sink is built")
 	_ = s.Close()
+}
+
+// write_timeout must exceed read_timeout, the dispatch_timeout and the dead-letter writes that may
+// end after it (dlq_timeout less dlq_reserve, the reserve counting up to half the dispatch): a
+// timeout equal to the sum is refused, one a millisecond longer accepted.
+func TestWriteTimeoutBoundary(t *testing.T) {
+	cases := []struct {
+		name     string
+		dispatch string // the intake's dispatch_timeout, or "" for the default
+		sum      string // what write_timeout must exceed
+	}{
+		{name: "defaults: 10s + 4s + (2s - 500ms)", sum: "15500ms"},
+		{name: "reserve capped at half the dispatch: 10s + 500ms + (2s - 250ms)", dispatch: "500ms", sum: "12250ms"},
+		{name: "reserve under half the dispatch: 10s + 1s + (2s - 500ms)", dispatch: "1s", sum: "12500ms"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := minimal
+			if tc.dispatch != "" {
+				doc = edited(t, "path: /events", "path: /events\n    dispatch_timeout: "+tc.dispatch)
+			}
+			sum, err := time.ParseDuration(tc.sum)
+			require.NoError(t, err)
+			_, err = config.Parse([]byte(doc+"listen: {write_timeout: "+tc.sum+"}\n"), env(nil))
+			require.Error(t, err, "equal to the sum")
+			assert.Contains(t, err.Error(), "config: intake[0].dispatch_timeout:")
+			_, err = config.Parse([]byte(doc+"listen: {write_timeout: "+(sum+time.Millisecond).String()+"}\n"), env(nil))
+			assert.NoError(t, err, "a millisecond past the sum")
+		})
+	}
+}
+
+// writePEM writes a certificate and its key as PEM files, and returns their paths.
+func writePEM(t *testing.T, c tls.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600))
+	return certFile, keyFile
+}
+
+// Every tls setting of a sink reaches the tls.Config it is built into, and TLS is never older
+// than 1.2.
+func TestTLSSettingsReachTheConfig(t *testing.T) {
+	pki := testpki.New(t)
+	caFile, _ := writePEM(t, pki.Server)
+	certFile, keyFile := writePEM(t, pki.Client)
+	doc := edited(t, `grpc: {targets: ["127.0.0.1:5000"], insecure: true}`, fmt.Sprintf(
+		`grpc: {targets: ["127.0.0.1:5000"], tls: {ca_file: %q, cert_file: %q, key_file: %q, server_name: consumer.internal}}`, caFile, certFile, keyFile))
+	cfg, err := config.Parse([]byte(doc), env(nil))
+	require.NoError(t, err)
+	tc, err := cfg.Sinks[1].GRPC.TLS.Config()
+	require.NoError(t, err)
+	assert.Equal(t, "consumer.internal", tc.ServerName)
+	leaf, err := x509.ParseCertificate(pki.Server.Certificate[0])
+	require.NoError(t, err)
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	require.NotNil(t, tc.RootCAs, "ca_file")
+	assert.True(t, roots.Equal(tc.RootCAs), "ca_file")
+	require.Len(t, tc.Certificates, 1, "cert_file and key_file")
+	assert.Equal(t, pki.Client.Certificate[0], tc.Certificates[0].Certificate[0])
+	assert.Equal(t, uint16(tls.VersionTLS12), tc.MinVersion)
+	assert.False(t, tc.InsecureSkipVerify)
+}
+
+// Each SASL mechanism named is the one the Kafka client uses.
+func TestSASLMechanisms(t *testing.T) {
+	for name, want := range map[string]string{
+		"plain":         kafkasink.SASLPlain,
+		"scram-sha-256": kafkasink.SASLScramSHA256,
+		"scram-sha-512": kafkasink.SASLScramSHA512,
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(edited(t, "topic: t}", "topic: t, sasl: {mechanism: "+name+", username: u, password: p}}")), env(nil))
+			require.NoError(t, err)
+			cc, err := cfg.Sinks[0].Kafka.ClientConfig()
+			require.NoError(t, err)
+			assert.Equal(t, want, cc.SASL.Mechanism)
+		})
+	}
+}
+
+// Every retry key reaches the sink's retry.Policy.
+func TestRetryPolicyFromTheFile(t *testing.T) {
+	cfg, err := config.Parse([]byte(edited(t, "topic: t}",
+		"topic: t}\n    retry: {initial_interval: 50ms, multiplier: 3, max_interval: 700ms, max_attempts: 7, max_age: 9s, attempt_timeout: 1500ms}")), env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, retry.Policy{
+		InitialInterval: 50 * time.Millisecond,
+		Multiplier:      3,
+		MaxInterval:     700 * time.Millisecond,
+		MaxAttempts:     7,
+		MaxAge:          9 * time.Second,
+		AttemptTimeout:  1500 * time.Millisecond,
+	}, cfg.Sinks[0].Retry.Policy())
+}
+
+// verifiers parses minimal with its verifier list replaced by list.
+func verifiers(t *testing.T, list string, vars map[string]string) []config.Verifier {
+	t.Helper()
+	cfg, err := config.Parse([]byte(edited(t, `      - api_key: {header: X-Api-Key, keys: ["k-0123456789"]}`, list)), env(vars))
+	require.NoError(t, err)
+	return cfg.Intake[0].Verifiers
+}
+
+// verify builds v and runs it on a request with header h and body.
+func verify(t *testing.T, v config.Verifier, h http.Header, body []byte) error {
+	t.Helper()
+	sv, err := v.Build()
+	require.NoError(t, err)
+	_, err = sv.Verify(context.Background(), h, body)
+	return err
+}
+
+// hmac takes base64url and SHA-256 by default; github checks sha256=<hex> and open_messaging
+// sha256=<base64>, each refusing the other's form.
+func TestHMACVerifiersAsDocumented(t *testing.T) {
+	const secret = "s3cret-0123456789"
+	vs := verifiers(t, `      - hmac: {header: X-Sig, encoding: base64url, secrets: ["`+secret+`"]}
+      - github: {secrets: ["`+secret+`"]}
+      - open_messaging: {secrets: ["`+secret+`"]}`, nil)
+	// A body whose base64url signature differs from its standard base64 one.
+	scheme := signature.HMACScheme{Name: "x", Header: "X-Sig", Encoding: signature.Base64URL, Hash: signature.SHA256}
+	var body []byte
+	var sig string
+	for i := 0; sig == ""; i++ {
+		body = []byte(`{"n":` + strconv.Itoa(i) + `}`)
+		s, err := signature.SignHMAC(scheme, secret, body)
+		require.NoError(t, err)
+		if strings.ContainsAny(s, "-_") {
+			sig = s
+		}
+	}
+	assert.NoError(t, verify(t, vs[0], http.Header{"X-Sig": {sig}}, body), "hmac: base64url, sha256")
+
+	gh, err := signature.SignGitHub(secret, body)
+	require.NoError(t, err)
+	om, err := signature.SignOpenMessaging(secret, body)
+	require.NoError(t, err)
+	assert.NoError(t, verify(t, vs[1], http.Header{"X-Hub-Signature-256": {gh}}, body), "github takes sha256=<hex>")
+	assert.Error(t, verify(t, vs[1], http.Header{"X-Hub-Signature-256": {om}}, body), "github refuses base64")
+	assert.NoError(t, verify(t, vs[2], http.Header{"X-Hub-Signature-256": {om}}, body), "open_messaging takes sha256=<base64>")
+	assert.Error(t, verify(t, vs[2], http.Header{"X-Hub-Signature-256": {gh}}, body), "open_messaging refuses hex")
+}
+
+// standard_webhooks' tolerance and svix_headers reach the verifier.
+func TestStandardWebhooksSettings(t *testing.T) {
+	key, err := signature.NewStandardWebhooksSecret()
+	require.NoError(t, err)
+	vs := verifiers(t, `      - standard_webhooks: {keys: ["${K}"], tolerance: 1m, svix_headers: false}`, map[string]string{"K": key})
+	body := []byte(`{}`)
+	signed := func(prefix string, at time.Time) http.Header {
+		s, err := signature.SignStandardWebhooks(key, "msg_1", at, body)
+		require.NoError(t, err)
+		h := http.Header{}
+		h.Set(prefix+"-id", "msg_1")
+		h.Set(prefix+"-timestamp", strconv.FormatInt(at.Unix(), 10))
+		h.Set(prefix+"-signature", s)
+		return h
+	}
+	assert.NoError(t, verify(t, vs[0], signed("webhook", time.Now()), body))
+	assert.Error(t, verify(t, vs[0], signed("webhook", time.Now().Add(-3*time.Minute)), body), "3m old, past a 1m tolerance")
+	assert.Error(t, verify(t, vs[0], signed("svix", time.Now()), body), "svix_headers: false")
+}
+
+// errBusy is a dispatch failure the handler answers with Retry-After.
+type errBusy struct{}
+
+func (errBusy) Error() string { return "busy" }
+
+// An intake's ignored_status, retry_after and formats reach its handler.
+func TestIntakeHandlerOptions(t *testing.T) {
+	cfg, err := config.Parse([]byte(edited(t, "path: /events", "path: /events\n    ignored_status: 202\n    retry_after: 7s\n    formats: [cloudevents]")), env(nil))
+	require.NoError(t, err)
+	serve := func(d eventbridge.DispatcherFunc, body string) *httptest.ResponseRecorder {
+		h, err := eventbridge.NewHandler(d, cfg.Intake[0].HandlerOptions()...)
+		require.NoError(t, err)
+		r := httptest.NewRequest(http.MethodPost, "/events", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	const (
+		cloudEvent  = `{"specversion":"1.0","id":"1","source":"s","type":"t","data":{}}`
+		eventBridge = `{"version":"0","id":"1","detail-type":"t","source":"aws.x","account":"123456789012","time":"2024-01-01T00:00:00Z","region":"us-east-1","resources":[],"detail":{}}`
+	)
+	noMatch := func(context.Context, *fanbridge.Event) error { return fanbridge.ErrNoMatch }
+	busy := func(context.Context, *fanbridge.Event) error { return retry.After(errBusy{}, 0) }
+	assert.Equal(t, http.StatusAccepted, serve(noMatch, cloudEvent).Code, "ignored_status")
+	assert.GreaterOrEqual(t, serve(noMatch, eventBridge).Code, 400, "formats: [cloudevents] refuses EventBridge")
+	w := serve(busy, cloudEvent)
+	assert.Equal(t, "7", w.Header().Get("Retry-After"), "retry_after (status %d)", w.Code)
 }

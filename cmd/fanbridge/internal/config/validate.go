@@ -658,7 +658,7 @@ func DispatchTimeoutProblem(dispatch, late, readTimeout, writeTimeout time.Durat
 	if hide {
 		return "plus listen.read_timeout and the dead-letter writes that may end after it must be shorter than listen.write_timeout: a body may take read_timeout to arrive, and its answer must be written before write_timeout"
 	}
-	return fmt.Sprintf("plus listen.read_timeout (%s) and %s of dead-letter writes that may end after it (dispatch.dlq_timeout less dispatch.dlq_reserve) must be shorter than listen.write_timeout (%s): a body may take read_timeout to arrive, and its answer must be written before write_timeout",
+	return fmt.Sprintf("plus listen.read_timeout (%s) and %s of dead-letter writes that may end after it (dispatch.dlq_timeout less dispatch.dlq_reserve, at most half of dispatch_timeout) must be shorter than listen.write_timeout (%s): a body may take read_timeout to arrive, and its answer must be written before write_timeout",
 		readTimeout, late, writeTimeout)
 }
 
