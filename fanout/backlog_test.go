@@ -102,6 +102,19 @@ func queueDepth(t *testing.T, reader *sdkmetric.ManualReader) map[string]float64
 	return points(t, rm, "fanbridge.fanout.sink.queue.depth", "sink")
 }
 
+// waitNothingQueued waits until no sink of d's configuration counts an event in Queued.
+func waitNothingQueued(t *testing.T, d *fanout.Dispatcher) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, st := range d.Stats() {
+			if st.Queued != 0 {
+				return false
+			}
+		}
+		return true
+	}, testTimeout, time.Millisecond, "%+v", d.Stats())
+}
+
 func statsOf(d *fanout.Dispatcher, name string) (fanout.SinkStats, bool) {
 	for _, st := range d.Stats() {
 		if st.Name == name {
@@ -161,14 +174,7 @@ func TestRebuiltSinkKeepsItsBacklogInDepthAndStats(t *testing.T) {
 			b.let()
 			run.wait()
 			require.NoError(t, d.Settle(testContext(t)))
-			require.Eventually(t, func() bool {
-				for _, st := range d.Stats() {
-					if st.Queued != 0 {
-						return false
-					}
-				}
-				return true
-			}, testTimeout, time.Millisecond, "%+v", d.Stats())
+			waitNothingQueued(t, d)
 			st, _ = statsOf(d, "b")
 			assert.Equal(t, fanout.SinkStats{Name: "b", Delivered: 5, DeadLettered: 1, Retried: 1, Breaker: "closed"}, st,
 				"every event given to b, once, whichever b had it")
@@ -218,14 +224,7 @@ func TestRemovedSinkKeepsItsBacklogInDepth(t *testing.T) {
 				b.let()
 				run.wait()
 				require.NoError(t, d.Settle(testContext(t)))
-				require.Eventually(t, func() bool {
-					for _, st := range d.Stats() {
-						if st.Queued != 0 {
-							return false
-						}
-					}
-					return true
-				}, testTimeout, time.Millisecond, "%+v", d.Stats())
+				waitNothingQueued(t, d)
 				if !again {
 					assert.Equal(t, map[string]float64{"a": 0}, queueDepth(t, reader), "b has stopped: its series is gone")
 					return

@@ -169,21 +169,20 @@ func holdAtHandOut(d *fanout.Dispatcher, id string, g *gate) {
 	})
 }
 
-// A dispatch that is handing its event out when Close's deadline passes (held there by the test)
-// is waited for: the drain does not end while it hands out, and then gives its task the whole DLQ
-// timeout, so the event is dead-lettered, although the queue had nothing to write for much longer
-// than that timeout and a Send that ignores cancellation holds the sink's only worker.
-func TestDrainWaitsForADispatchHandingOut(t *testing.T) {
-	const dlqTimeout = 100 * time.Millisecond
+// lateHandOutBehindStuckSink starts an Async Dispatcher writing to q, whose one sink's only worker
+// is held by the event "first" in a Send that ignores cancellation (a broken sink, released when
+// the test ends), and a dispatch of "late" held at its hand-out. It returns the Dispatcher, the
+// gate "late" waits at, and where that Dispatch's result arrives.
+func lateHandOutBehindStuckSink(t *testing.T, ctx context.Context, q *memDLQ, dlqTimeout time.Duration) (*fanout.Dispatcher, *gate, <-chan error) {
+	t.Helper()
 	release := make(chan struct{})
-	defer close(release)
+	t.Cleanup(func() { close(release) })
 	entered := make(chan string, 1)
 	stuck := sinkFunc(func(_ context.Context, e *fanbridge.Event) error {
 		entered <- e.ID
-		<-release // ignores its context: a broken sink
+		<-release
 		return nil
 	})
-	q := &memDLQ{}
 	d, err := fanout.New(fanout.Config{
 		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: stuck, Concurrency: 1, QueueSize: 10}},
 		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
@@ -192,13 +191,23 @@ func TestDrainWaitsForADispatchHandingOut(t *testing.T) {
 	require.NoError(t, err)
 	held := newGate()
 	holdAtHandOut(d, "late", held)
-	ctx := testContext(t)
 	require.NoError(t, d.Dispatch(ctx, event("first", "x")))
 	require.Equal(t, "first", recv(t, entered))
-
 	lateErr := make(chan error, 1)
 	go func() { lateErr <- d.Dispatch(ctx, event("late", "x")) }()
 	recv(t, held.entered)
+	return d, held, lateErr
+}
+
+// A dispatch that is handing its event out when Close's deadline passes (held there by the test)
+// is waited for: the drain does not end while it hands out, and then gives its task the whole DLQ
+// timeout, so the event is dead-lettered, although the queue had nothing to write for much longer
+// than that timeout and a Send that ignores cancellation holds the sink's only worker.
+func TestDrainWaitsForADispatchHandingOut(t *testing.T) {
+	const dlqTimeout = 100 * time.Millisecond
+	q := &memDLQ{}
+	ctx := testContext(t)
+	d, held, lateErr := lateHandOutBehindStuckSink(t, ctx, q, dlqTimeout)
 
 	ended, cancel := context.WithCancel(ctx)
 	cancel()
@@ -214,7 +223,7 @@ func TestDrainWaitsForADispatchHandingOut(t *testing.T) {
 	}
 	close(held.release)
 	require.NoError(t, recv(t, lateErr), "handed out before the deadline's check: accepted")
-	err = recv(t, closed)
+	err := recv(t, closed)
 	require.Error(t, err)
 	assert.True(t, q.Has("late", "s"), "accepted, yet neither delivered nor dead-lettered; Close: %v", err)
 	assert.Contains(t, err.Error(), "1 deliveries still in flight")
@@ -235,34 +244,14 @@ func TestDrainWaitsForADispatchHandingOut(t *testing.T) {
 // rather than the drain giving up at its next look, which comes sooner.
 func TestDrainRestartsIdleAfterLateHandOut(t *testing.T) {
 	const dlqTimeout = 200 * time.Millisecond
-	release := make(chan struct{})
-	defer close(release)
-	entered := make(chan string, 1)
-	stuck := sinkFunc(func(_ context.Context, e *fanbridge.Event) error {
-		entered <- e.ID
-		<-release // ignores its context: a broken sink
-		return nil
-	})
 	q := &memDLQ{fail: func(e dlq.Entry) error {
 		if e.Event.ID == "late" {
 			time.Sleep(dlqTimeout * 7 / 10) // the queue's own time to write, within its timeout
 		}
 		return nil
 	}}
-	d, err := fanout.New(fanout.Config{
-		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: stuck, Concurrency: 1, QueueSize: 10}},
-		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
-		DLQ:    q,
-	}, fanout.WithMode(fanout.Async), fanout.WithDLQTimeout(dlqTimeout))
-	require.NoError(t, err)
-	held := newGate()
-	holdAtHandOut(d, "late", held)
 	ctx := testContext(t)
-	require.NoError(t, d.Dispatch(ctx, event("first", "x")))
-	require.Equal(t, "first", recv(t, entered))
-	lateErr := make(chan error, 1)
-	go func() { lateErr <- d.Dispatch(ctx, event("late", "x")) }()
-	recv(t, held.entered)
+	d, held, lateErr := lateHandOutBehindStuckSink(t, ctx, q, dlqTimeout)
 
 	ended, cancel := context.WithCancel(ctx)
 	cancel()
@@ -281,7 +270,7 @@ func TestDrainRestartsIdleAfterLateHandOut(t *testing.T) {
 	}
 	close(held.release)
 	require.NoError(t, recv(t, lateErr), "handed out before the deadline's check: accepted")
-	err = recv(t, closed)
+	err := recv(t, closed)
 	require.Error(t, err)
 	assert.True(t, q.Has("late", "s"), "accepted, yet not dead-lettered; Close: %v", err)
 }
