@@ -2,6 +2,7 @@ package filter
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 )
 
@@ -21,6 +22,9 @@ var (
 	// nil pattern.
 	ErrInvalidName = errors.New("filter: rule name must not be empty")
 )
+
+// errZeroPattern refuses a Pattern that ParsePattern did not make.
+var errZeroPattern = fmt.Errorf("%w: the Pattern was not made by ParsePattern", ErrInvalidPattern)
 
 // PatternError describes why an event pattern does not compile: where in the pattern, which
 // operator, and what is wrong. It wraps ErrInvalidPattern or ErrPatternTooComplex.

@@ -40,9 +40,14 @@ func (m *Matcher) Add(name string, pattern []byte) error {
 }
 
 // AddPattern stores an already compiled pattern under name, replacing any rule of that name.
+// A Pattern that did not come from ParsePattern (a zero Pattern) is refused with an error
+// wrapping ErrInvalidPattern, as it could never match; the Matcher is then unchanged.
 func (m *Matcher) AddPattern(name string, p *Pattern) error {
 	if name == "" || p == nil {
 		return ErrInvalidName
+	}
+	if !p.compiled() {
+		return errZeroPattern
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

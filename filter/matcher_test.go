@@ -54,6 +54,10 @@ func TestMatcherBadInput(t *testing.T) {
 	assert.ErrorIs(t, m.Add("", []byte(`{"a":[1]}`)), filter.ErrInvalidName)
 	assert.ErrorIs(t, m.AddPattern("", filter.MustParsePattern(`{"a":[1]}`)), filter.ErrInvalidName)
 	assert.ErrorIs(t, m.AddPattern("x", nil), filter.ErrInvalidName)
+	// A zero Pattern could never match: it is refused, not stored, and does not replace a rule.
+	err := m.AddPattern("chat", &filter.Pattern{})
+	assert.ErrorIs(t, err, filter.ErrInvalidPattern)
+	assert.ErrorContains(t, err, "ParsePattern")
 	assert.ErrorIs(t, m.Add("chat", []byte(`{"a":`)), filter.ErrInvalidPattern)
 	assert.Equal(t, []string{"chat"}, m.Names(), "failed changes leave the rules alone")
 
