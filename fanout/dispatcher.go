@@ -774,10 +774,13 @@ func (d *Dispatcher) stop() {
 // types, such as sink.Func, never count as unchanged: use SetRoutes to change only the routes).
 // Every other old sink is stopped, and closed (see WithSinkClosing), once the last dispatch that
 // could reach it is done and its queue has drained; Update does not wait for that. With
-// WithOrderingKey, a sink rebuilt under the same name starts its workers only once the old one's
-// are done, so that events of a key reach it in dispatch order across the swap: once the events
-// queued to the old one are finished, whatever the other sinks of their dispatches still do.
-// Events accepted meanwhile wait in its queue, and the old one's count against its QueueSize.
+// WithOrderingKey, a sink rebuilt under the same name (or removed and added again while the old
+// one still runs) starts its workers only once the old one's are done, so that events of a key
+// reach it in dispatch order across the swap: once the events queued to the old one are
+// finished, whatever the other sinks of their dispatches still do. Events accepted meanwhile
+// wait in its queue, and the old one's count against its QueueSize; the sink holds no goroutine
+// until its workers start, however many Updates rebuild it behind an old one that is slow to
+// finish.
 //
 // Events accepted before the swap are dead-lettered, when they fail, to the dead-letter queue of
 // the configuration they were accepted under, for as long as they are queued (in Async mode, until
@@ -1000,22 +1003,28 @@ func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 	<-prevAll
 	close(all)
 	// Each removed sink is forgotten and closed as soon as its own workers are done: one held by
-	// a stuck Send must not keep the others counted as running, nor open.
+	// a stuck Send must not keep the others counted as running, nor open. The last is waited
+	// for on this goroutine, which would otherwise only wait for the others.
+	forget := func(st *sinkState) {
+		st.workers.Wait()
+		d.sinkMu.Lock()
+		if d.newest[st.name] == st {
+			delete(d.newest, st.name)
+		}
+		if st.count.sinks--; st.count.sinks == 0 {
+			delete(d.counts, st.name) // a sink of the name added later starts from zero
+		}
+		delete(d.running, st)
+		d.sinkMu.Unlock()
+		d.dropSink(st)
+	}
 	var forgotten sync.WaitGroup
-	for _, st := range gone {
-		forgotten.Go(func() {
-			st.workers.Wait()
-			d.sinkMu.Lock()
-			if d.newest[st.name] == st {
-				delete(d.newest, st.name)
-			}
-			if st.count.sinks--; st.count.sinks == 0 {
-				delete(d.counts, st.name) // a sink of the name added later starts from zero
-			}
-			delete(d.running, st)
-			d.sinkMu.Unlock()
-			d.dropSink(st)
-		})
+	for i, st := range gone {
+		if i == len(gone)-1 {
+			forget(st)
+		} else {
+			forgotten.Go(func() { forget(st) })
+		}
 	}
 	forgotten.Wait()
 	<-quiet

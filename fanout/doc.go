@@ -173,9 +173,12 @@
 // later events of the key may be delivered before a redrive of it. Once Close's deadline has
 // passed, the events waiting in lanes are dead-lettered side by side, in no order across or
 // within keys. A sink an Update rebuilds
-// (its settings changed) starts delivering once the sink it replaces has finished what was
-// queued to it, which no other sink holds up; until then, new events wait in its queue, and the
-// two count together against its QueueSize.
+// (its settings changed, or removed and added again while the old one still runs) starts
+// delivering once the sink it replaces has finished what was queued to it, which no other sink
+// holds up; until then, new events wait in its queue, and the two count together against its
+// QueueSize. Its workers are started only then: a sink rebuilt again and again behind a Send
+// that does not return adds no goroutine of its own (each Update keeps one until what it
+// replaced has settled).
 //
 // # Errors
 //

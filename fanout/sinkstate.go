@@ -30,6 +30,15 @@ type sinkState struct {
 	// still run): its lanes may still hold earlier events of a key, so this one's workers start
 	// only once its workers are done. start clears it, so that no chain of Updates is kept.
 	after *sinkState
+	// handMu guards done and next. done is set once the last of the sink's workers has left its
+	// queue; until then next is the sink started with this one as its after, whose workers that
+	// last worker launches (see start): a sink that waits for the one it replaces holds no
+	// goroutine meanwhile, however many Updates rebuild it behind a Send that does not return.
+	handMu sync.Mutex
+	done   bool
+	next   *sinkState
+	// left counts the workers that have not yet left the queue, launched or not.
+	left atomic.Int32
 
 	// queue feeds the workers. reserved (never above cfg.QueueSize) counts the tasks accepted and
 	// not finished; a sink rebuilt under ordering keys shares it with the one it replaces (see
@@ -112,20 +121,34 @@ func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
 	return st, nil
 }
 
-// start launches the sink's workers.
+// start makes the sink ready to take tasks and launches its workers, or, when the sink it
+// replaces (after) still has workers, leaves them to the last of those to launch: its queue
+// takes tasks meanwhile, and its workers count as not done in the meantime.
 func (st *sinkState) start() {
 	st.queue = make(chan *task, 2*st.cfg.QueueSize)
 	st.sem = make(chan struct{}, st.cfg.Concurrency)
 	st.workers.Add(st.cfg.Concurrency)
+	st.left.Store(int32(st.cfg.Concurrency))
 	prev := st.after
 	st.after = nil
+	if prev != nil {
+		prev.handMu.Lock()
+		waits := !prev.done
+		if waits {
+			prev.next = st
+		}
+		prev.handMu.Unlock()
+		if waits {
+			return
+		}
+	}
+	st.launch()
+}
+
+// launch starts the sink's workers.
+func (st *sinkState) launch() {
 	for range st.cfg.Concurrency {
-		go func() {
-			if prev != nil {
-				prev.workers.Wait()
-			}
-			st.work()
-		}()
+		go st.work()
 	}
 }
 
@@ -203,11 +226,24 @@ func (st *sinkState) reserve() bool {
 }
 
 // work is one worker: it runs tasks until the queue is closed (after the sink's last snapshot has
-// drained) and empty.
+// drained) and empty. The last worker to leave launches the workers of the sink that waits for
+// this one, if any (see start): this sink has then finished every task it will ever run.
 func (st *sinkState) work() {
-	defer st.workers.Done()
 	for t := range st.queue {
 		st.run(t)
+	}
+	last := st.left.Add(-1) == 0
+	st.workers.Done()
+	if !last {
+		return
+	}
+	st.handMu.Lock()
+	st.done = true
+	next := st.next
+	st.next = nil
+	st.handMu.Unlock()
+	if next != nil {
+		next.launch()
 	}
 }
 
