@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -81,9 +82,12 @@ type Dispatcher struct {
 	// queue-depth gauge and Stats count it (see Dispatcher.backlogs).
 	running  map[*sinkState]struct{}
 	retiring sync.WaitGroup
+	// retired numbers the configurations handed to retire, in the order they were replaced
+	// (Close's own last); guarded by updateMu. See closeFailure.
+	retired uint64
 
 	errMu    sync.Mutex
-	sinkErrs []error        // from closing sinks
+	sinkErrs []closeFailure // from closing sinks
 	closing  map[string]int // sinks whose Close is running, by name
 	lost     int64          // Async deliveries neither delivered nor dead-lettered
 	lastLost error
@@ -969,7 +973,8 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 		}
 	}
 	d.retiring.Add(1)
-	go d.retire(old, gone)
+	d.retired++
+	go d.retire(old, gone, d.retired)
 	old.handed()
 	old.release()
 }
@@ -987,7 +992,9 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 // channels only, never old, so that replaced configurations (their routes, their compiled
 // Matcher) are not kept in a chain until then. Only a configuration still in use stays: held by
 // the dispatches on it, or by an Async task accepted under it.
-func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
+//
+// seq is old's place among the configurations retired (see closeFailure).
+func (d *Dispatcher) retire(old *snapshot, gone []*sinkState, seq uint64) {
 	defer d.retiring.Done()
 	handedOut, prevHanded, allHanded := old.handedOut, old.prevHanded, old.allHanded
 	drained, prevAll, all := old.drained, old.prevAll, old.all
@@ -1005,7 +1012,7 @@ func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 	// Each removed sink is forgotten and closed as soon as its own workers are done: one held by
 	// a stuck Send must not keep the others counted as running, nor open. The last is waited
 	// for on this goroutine, which would otherwise only wait for the others.
-	forget := func(st *sinkState) {
+	forget := func(at int, st *sinkState) {
 		st.workers.Wait()
 		d.sinkMu.Lock()
 		if d.newest[st.name] == st {
@@ -1016,14 +1023,14 @@ func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 		}
 		delete(d.running, st)
 		d.sinkMu.Unlock()
-		d.dropSink(st)
+		d.dropSink(st, seq, at)
 	}
 	var forgotten sync.WaitGroup
 	for i, st := range gone {
 		if i == len(gone)-1 {
-			forget(st)
+			forget(i, st)
 		} else {
-			forgotten.Go(func() { forget(st) })
+			forgotten.Go(func() { forget(i, st) })
 		}
 	}
 	forgotten.Wait()
@@ -1032,7 +1039,19 @@ func (d *Dispatcher) retire(old *snapshot, gone []*sinkState) {
 	close(settled)
 }
 
-func (d *Dispatcher) dropSink(st *sinkState) {
+// closeFailure is a sink's failure to close, and where Close's error lists it: removed sinks are
+// closed side by side and finish in any order, but the report follows the configurations they
+// were removed from, in the order those were replaced (retired; Close's own last), and within
+// one, the order in which it listed its sinks (at).
+type closeFailure struct {
+	retired uint64
+	at      int
+	err     error
+}
+
+// dropSink forgets st's Sink value and closes it if no running sink uses it any more: st was
+// the at-th sink of the seq-th configuration retired.
+func (d *Dispatcher) dropSink(st *sinkState, seq uint64, at int) {
 	closeIt := d.cfg.closeSinks
 	if k, ok := sinkKey(st.sink); ok {
 		d.sinkMu.Lock()
@@ -1060,7 +1079,8 @@ func (d *Dispatcher) dropSink(st *sinkState) {
 		delete(d.closing, st.name)
 	}
 	if err != nil {
-		d.sinkErrs = append(d.sinkErrs, fmt.Errorf("fanout: closing sink %q: %w", st.name, err))
+		err = fmt.Errorf("fanout: closing sink %q: %w", st.name, err)
+		d.sinkErrs = append(d.sinkErrs, closeFailure{retired: seq, at: at, err: err})
 	}
 	d.errMu.Unlock()
 }
@@ -1222,7 +1242,9 @@ func isNil(v any) bool {
 // ctx's end or the last entry written, whichever is later. A sink with a CloseContext(ctx)
 // method (kafkasink's, grpcsink's) is closed with it, under a context that ends just before
 // Close gives up, so that its own error is part of Close's. Close's error reports deliveries
-// that could not even be dead-lettered (since New, in Async mode), sinks that failed to close or
+// that could not even be dead-lettered (since New, in Async mode), sinks that failed to close (in
+// a fixed order, whichever close ends first: those Updates removed, in the order of the Updates,
+// then those of the last configuration, each configuration's in the order it lists them) or
 // were still closing, and, when it stopped waiting, deliveries still in a sink's Send or a
 // dead-letter write that ignored cancellation, and dispatches that had not handed their event
 // out yet. Calling Close again returns the first call's result.
@@ -1234,6 +1256,8 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 func (d *Dispatcher) close(ctx context.Context) error {
 	d.updateMu.Lock()
 	s := d.snap.Swap(nil)
+	d.retired++
+	seq := d.retired
 	d.updateMu.Unlock()
 	stopAtDeadline := context.AfterFunc(ctx, d.stop)
 	defer stopAtDeadline()
@@ -1244,7 +1268,7 @@ func (d *Dispatcher) close(ctx context.Context) error {
 	d.sinkCloseCtx.Store(&sinkCtx)
 
 	d.retiring.Add(1)
-	go d.retire(s, s.sinks)
+	go d.retire(s, s.sinks, seq)
 	s.handed()
 	s.release()
 
@@ -1285,7 +1309,12 @@ func (d *Dispatcher) close(ctx context.Context) error {
 	if d.lost > 0 {
 		errs = append(errs, fmt.Errorf("fanout: %d deliveries neither delivered nor dead-lettered; last: %w", d.lost, d.lastLost))
 	}
-	errs = append(errs, d.sinkErrs...)
+	slices.SortFunc(d.sinkErrs, func(a, b closeFailure) int {
+		return cmp.Or(cmp.Compare(a.retired, b.retired), cmp.Compare(a.at, b.at))
+	})
+	for _, e := range d.sinkErrs {
+		errs = append(errs, e.err)
+	}
 	d.errMu.Unlock()
 	if len(errs) > 0 {
 		d.tel.logger.Error("fanout: closed with losses or errors", "error", errors.Join(errs...))

@@ -162,9 +162,11 @@
 // or what is left is held by sinks that ignore cancellation), plus a grace of 100ms. A backlog
 // the queue keeps taking is thus written in full, however long that takes (about its size times
 // one write, divided by 64), and nothing accepted is dropped because of our own cancellation.
-// Close's error reports what could not even be dead-lettered and, when it stopped waiting, what
-// was still in a sink's Send or a dead-letter write, and the dispatches that had not handed their
-// event out yet.
+// Close's error reports what could not even be dead-lettered, the sinks that failed to close
+// (those Updates removed first, in the order of the Updates, then those of the last
+// configuration; within a configuration in the order it lists them, however their closes,
+// which run side by side, finish) and, when it stopped waiting, what was still in a sink's Send
+// or a dead-letter write, and the dispatches that had not handed their event out yet.
 //
 // Ordering. With WithOrderingKey (a conversation id, say), events with the same key reach each
 // sink in the order they were dispatched: each sink keeps one FIFO lane per busy key, and an event
