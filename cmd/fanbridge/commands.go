@@ -580,10 +580,10 @@ const patternUsage = `usage: fanbridge pattern test PATTERN EVENT
 
 Tests an Amazon EventBridge event pattern against an event, or with -cel a CEL expression (over
 data, the event body, and event: id, type, topic, source, time, metadata), exactly as a route's
-pattern: or cel: key sees it. Each argument is the text itself, @FILE to read a file, or @- to
-read standard input (for one of the two), 16 MiB at most. EVENT is a body as posted to an
-intake (an EventBridge event, a CloudEvent, a Genesys notification or webhook), decoded as the
-intake decodes it. A pattern matches an EventBridge event as EventBridge's TestEventPattern
+pattern: or cel: key sees it, a CEL expression under the default cel limits (whatever a file
+sets). Each argument is the text itself, @FILE to read a file, or @- to read standard input
+(for one of the two), 16 MiB at most. EVENT is a body as posted to an intake (an EventBridge
+event, a CloudEvent, a Genesys notification or webhook), decoded as the intake decodes it. A pattern matches an EventBridge event as EventBridge's TestEventPattern
 does; any other event it matches in the EventBridge shape fanbridge gives it, with the topic as
 detail-type and the body as detail.eventBody. Prints "match" and exits 0, prints "no match" and
 exits 1; exits 2 for a bad pattern, expression or event, such as one that repeats a key the

@@ -37,11 +37,11 @@
 // bearer, hmac, github, open_messaging, standard_webhooks); sinks (kafka with brokers, TLS, SASL,
 // a topic, topics by type or a topic template, and a key; grpc with targets and TLS), each with
 // its retry policy, concurrency, queue and circuit breaker; routes (a name, an EventBridge pattern
-// or a CEL expression or all, and sink names); a dead-letter queue (a directory or a Kafka
-// topic); the dispatch mode; logging, tracing, health, shutdown and reload settings. Any value
-// may be ${ENV} or ${ENV:-default}, which is how secrets are given. Unknown keys are errors, and
-// every error names its key path; the process does not start on an invalid file.
-// fanbridge.example.yaml lists every key with its default.
+// or a CEL expression or all, and sink names) and the cost and time limits of CEL expressions;
+// a dead-letter queue (a directory or a Kafka topic); the dispatch mode; logging, tracing,
+// health, shutdown and reload settings. Any value may be ${ENV} or ${ENV:-default}, which is how
+// secrets are given. Unknown keys are errors, and every error names its key path; the process
+// does not start on an invalid file. fanbridge.example.yaml lists every key with its default.
 //
 // # Delivery semantics
 //

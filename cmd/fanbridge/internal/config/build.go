@@ -218,8 +218,9 @@ func (in *Intake) HandlerOptions() []eventbridge.Option {
 	return opts
 }
 
-// Build returns the fanout route r describes.
-func (r *Route) Build() (fanout.Route, error) {
+// Build returns the fanout route r describes, its CEL expression compiled under limits (as
+// Validate leaves them; a limit left at 0 is the library's default).
+func (r *Route) Build(limits CELLimits) (fanout.Route, error) {
 	out := fanout.Route{Name: r.Name, Sinks: r.Sinks}
 	switch {
 	case r.Pattern != nil:
@@ -231,7 +232,11 @@ func (r *Route) Build() (fanout.Route, error) {
 		}
 		out.Filter = p
 	case r.CEL != "":
-		x, err := filter.Expr(r.CEL)
+		opts, err := limits.options()
+		if err != nil {
+			return out, fmt.Errorf("cel: %w", err)
+		}
+		x, err := filter.Expr(r.CEL, opts...)
 		if err != nil {
 			return out, fmt.Errorf("cel: %w", err)
 		}
@@ -242,6 +247,23 @@ func (r *Route) Build() (fanout.Route, error) {
 		return out, errors.New("one of pattern, cel or all is required")
 	}
 	return out, nil
+}
+
+// options returns the filter options of l.
+func (l CELLimits) options() ([]filter.ExprOption, error) {
+	var opts []filter.ExprOption
+	switch {
+	case l.CostLimit < 0:
+		// A conversion to the library's uint64 would make it a limit no evaluation reaches.
+		return nil, fmt.Errorf("the cost limit must be positive, not %d", l.CostLimit)
+	case l.CostLimit > 0:
+		opts = append(opts, filter.WithCostLimit(uint64(l.CostLimit)))
+	}
+	if l.TimeLimit != 0 {
+		// The library refuses a negative one.
+		opts = append(opts, filter.WithTimeLimit(l.TimeLimit.D()))
+	}
+	return opts, nil
 }
 
 // Policy returns the retry policy.

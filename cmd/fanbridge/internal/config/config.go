@@ -17,6 +17,8 @@ type Config struct {
 	Sinks []Sink `yaml:"sinks"`
 	// Routes select sinks for each event.
 	Routes []Route `yaml:"routes"`
+	// CEL bounds each evaluation of a route's CEL expression.
+	CEL CELLimits `yaml:"cel"`
 	// DLQ is the dead-letter queue; without one a failed sink makes the sender retry.
 	DLQ *DLQ `yaml:"dlq"`
 	// Dispatch holds the dispatcher's settings.
@@ -199,6 +201,17 @@ type Route struct {
 	// All matches every event.
 	All   bool     `yaml:"all"`
 	Sinks []string `yaml:"sinks"`
+}
+
+// CELLimits bound each evaluation of every route's CEL expression: filter.WithCostLimit and
+// filter.WithTimeLimit. Route filters run one after another before any sink is called, and
+// nothing but these limits stops an evaluation, the intake's dispatch_timeout included.
+type CELLimits struct {
+	// CostLimit is in CEL cost units; 0 is the default, filter.DefaultCostLimit.
+	CostLimit int64 `yaml:"cost_limit"`
+	// TimeLimit bounds an evaluation whose cost is tracked and that holds a comprehension; 0 is
+	// the default, filter.DefaultTimeLimit.
+	TimeLimit Duration `yaml:"time_limit"`
 }
 
 // DLQ is the dead-letter queue: exactly one of File and Kafka is set.

@@ -73,7 +73,7 @@ func TestExampleConfigParsesAndValidates(t *testing.T) {
 		string(cfg.Routes[0].Pattern.JSON))
 	assert.Equal(t, `{"detail-type": ["v2.detail.events.conversation.{id}.wrapup"]}`, string(cfg.Routes[1].Pattern.JSON))
 	for i := range cfg.Routes {
-		_, err := cfg.Routes[i].Build()
+		_, err := cfg.Routes[i].Build(cfg.CEL)
 		require.NoError(t, err, cfg.Routes[i].Name)
 	}
 	for i := range cfg.Intake {

@@ -70,7 +70,7 @@ routes:
 			require.NoError(t, err)
 			p := cfg.Routes[3].Pattern
 			assert.Equal(t, tc.wantJSON, string(p.JSON))
-			r, err := cfg.Routes[3].Build()
+			r, err := cfg.Routes[3].Build(cfg.CEL)
 			require.NoError(t, err)
 			ok, err := r.Filter.(interface{ MatchRaw([]byte) (bool, error) }).MatchRaw([]byte(customerEnd))
 			require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
@@ -45,6 +46,18 @@ const (
 	// MinReloadInterval is the shortest reload.interval: the watch reads and hashes the whole
 	// file every interval, and an interval of a few nanoseconds keeps a core busy doing that.
 	MinReloadInterval = 100 * time.Millisecond
+	// DefaultCELCostLimit and DefaultCELTimeLimit are the library's defaults.
+	DefaultCELCostLimit = filter.DefaultCostLimit
+	DefaultCELTimeLimit = filter.DefaultTimeLimit
+	// MaxCELCostLimit is a hundred times the default: room for comparisons of large bodies,
+	// whose cost grows with their size, while a slip of the keyboard (a few zeros too many) is
+	// refused, naming the key. For comprehensions the time limit decides well below it, as
+	// CEL's cost tracker slows them down with the square of their steps.
+	MaxCELCostLimit = 100 * filter.DefaultCostLimit
+	// MinCELTimeLimit is the shortest cel.time_limit: the limit is looked at only every few
+	// iterations of a comprehension, and one of microseconds (1us for 1s, say) would stop every
+	// comprehension over a body of a few hundred values, by chance of the machine's load.
+	MinCELTimeLimit = 10 * time.Millisecond
 )
 
 // verifierSecrets are the verifier keys that hold keys, secrets, tokens and passwords (Basic's
@@ -63,7 +76,12 @@ func (c *Config) Validate() error {
 	c.validateListen(e)
 	c.validateIntake(e)
 	sinks := c.validateSinks(e)
-	c.validateRoutes(e, sinks)
+	limits := c.CEL
+	if !c.validateCEL(e) {
+		// The routes' own problems are still reported, found under the default limits.
+		limits = CELLimits{}
+	}
+	c.validateRoutes(e, sinks, limits)
 	c.validateDLQ(e)
 	c.validateDispatch(e)
 	switch c.Logging.Level {
@@ -158,6 +176,8 @@ func (c *Config) defaults() {
 	setDur(&c.Shutdown.HTTPTimeout, DefaultHTTPShutdown)
 	setDur(&c.Shutdown.DrainTimeout, DefaultDrainTimeout)
 	setDur(&c.Reload.Interval, DefaultReloadInterval)
+	// The cel limits stay 0 when not set, for the library's defaults: only a time limit the file
+	// sets is held to the write timeout (see validateCEL).
 }
 
 func (c *Config) validateListen(e *Errors) {
@@ -516,7 +536,35 @@ func validateGRPCSink(e *Errors, p string, g *GRPCSink) {
 	}
 }
 
-func (c *Config) validateRoutes(e *Errors, sinks map[string]bool) {
+// validateCEL checks the cel limits and reports whether they hold. A time limit the file sets
+// must leave time to write the answer (see CELTimeLimitProblem); the default is not held to
+// that, so that a file written before the key existed stays valid with a write_timeout of 22s
+// or less (at the default read_timeout and dlq_timeout): its CEL expressions may hold no
+// comprehension at all, and so never run under the time limit.
+func (c *Config) validateCEL(e *Errors) bool {
+	ok := true
+	if n := c.CEL.CostLimit; n < 0 || n > MaxCELCostLimit {
+		e.addf("cel.cost_limit", "want 1 to %d cost units (0 for the default, %d)", MaxCELCostLimit, DefaultCELCostLimit)
+		ok = false
+	}
+	d := c.CEL.TimeLimit.D()
+	if d == 0 {
+		return ok
+	}
+	if d < MinCELTimeLimit {
+		e.addf("cel.time_limit", "want at least %s (0 for the default, %s)", MinCELTimeLimit, DefaultCELTimeLimit)
+		return false
+	}
+	if msg := CELTimeLimitProblem(d, c.Dispatch.DeadLetterTimeout(), c.Listen.ReadTimeout.D(), c.Listen.WriteTimeout.D(),
+		e.fromEnvAt("cel.time_limit") || e.fromEnvAt("listen.read_timeout") || e.fromEnvAt("listen.write_timeout") ||
+			e.fromEnvAt("dispatch.dlq_timeout")); msg != "" {
+		e.add("cel.time_limit", msg)
+		ok = false
+	}
+	return ok
+}
+
+func (c *Config) validateRoutes(e *Errors, sinks map[string]bool, limits CELLimits) {
 	if len(c.Routes) == 0 {
 		e.add("routes", "at least one route is required")
 	}
@@ -537,7 +585,7 @@ func (c *Config) validateRoutes(e *Errors, sinks map[string]bool) {
 		}
 		if n != 1 {
 			e.add(p, "want exactly one of pattern, cel or all")
-		} else if _, err := r.Build(); err != nil {
+		} else if _, err := r.Build(limits); err != nil {
 			// Build says which key ("cel: ...", "pattern: ...") and wraps the library's error.
 			key, msg, _ := strings.Cut(err.Error(), ": ")
 			inner := errors.Unwrap(err)
@@ -662,14 +710,39 @@ func DispatchTimeoutProblem(dispatch, late, readTimeout, writeTimeout time.Durat
 		readTimeout, late, writeTimeout)
 }
 
+// CELTimeLimitProblem says what is wrong with cel.time_limit beside the server's read and write
+// timeouts, or "" when nothing is. A route's filter runs before its dispatch looks at the
+// deadline, and nothing but its own limits stops it: an evaluation that runs to the time limit,
+// when that is longer than the intake's dispatch_timeout, leaves the sinks no time, and they are
+// dead-lettered after it, each write bounded by dlqTimeout. The answer must still be written
+// before writeTimeout, which runs from the end of the request's headers, while its body may take
+// readTimeout to arrive. This bounds one evaluation: the routes' evaluations add up, which
+// Validate cannot weigh, as only some expressions are timed. hide leaves the durations out of
+// the message, when they came from the environment.
+func CELTimeLimitProblem(limit, dlqTimeout, readTimeout, writeTimeout time.Duration, hide bool) string {
+	if readTimeout+limit+dlqTimeout < writeTimeout {
+		return ""
+	}
+	if hide {
+		return "plus listen.read_timeout and dispatch.dlq_timeout must be shorter than listen.write_timeout: an evaluation is not stopped by dispatch_timeout, a body may take read_timeout to arrive, and the answer, after the evaluation and the dead-letter writes that may follow it, must be written before write_timeout"
+	}
+	return fmt.Sprintf("plus listen.read_timeout (%s) and dispatch.dlq_timeout (%s) must be shorter than listen.write_timeout (%s): an evaluation is not stopped by dispatch_timeout, a body may take read_timeout to arrive, and the answer, after the evaluation and the dead-letter writes that may follow it, must be written before write_timeout",
+		readTimeout, dlqTimeout, writeTimeout)
+}
+
+// DeadLetterTimeout is dispatch.dlq_timeout, or the dispatcher's default when it is not set.
+func (d *Dispatch) DeadLetterTimeout() time.Duration {
+	if t := d.DLQTimeout.D(); t > 0 {
+		return t
+	}
+	return fanout.DefaultDLQTimeout
+}
+
 // DeadLetterOverrun is how long after a dispatch's deadline its answer may come: the dispatcher
 // stops sending dispatch.dlq_reserve before the deadline (at most half the dispatch), then waits
 // for the dead-letter writes, each bounded by dispatch.dlq_timeout.
 func (d *Dispatch) DeadLetterOverrun(dispatch time.Duration) time.Duration {
-	timeout, reserve := d.DLQTimeout.D(), d.DLQReserve.D()
-	if timeout <= 0 {
-		timeout = fanout.DefaultDLQTimeout
-	}
+	timeout, reserve := d.DeadLetterTimeout(), d.DLQReserve.D()
 	if reserve <= 0 {
 		reserve = fanout.DefaultDLQReserve
 	}

@@ -286,7 +286,7 @@ func (s *Service) dispatchOptions(cfg *config.Config) []fanout.Option {
 func buildRoutes(cfg *config.Config) ([]fanout.Route, error) {
 	routes := make([]fanout.Route, 0, len(cfg.Routes))
 	for i := range cfg.Routes {
-		r, err := cfg.Routes[i].Build()
+		r, err := cfg.Routes[i].Build(cfg.CEL)
 		if err != nil {
 			return nil, fmt.Errorf("config: routes[%d].%w", i, err)
 		}
@@ -622,6 +622,13 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 		if config.DispatchTimeoutProblem(dt, late, rt, wt, false) != "" {
 			return fail(fmt.Errorf("config: intake[%d].dispatch_timeout: plus the running listen.read_timeout (%s) and %s of dead-letter writes that may end after it must be shorter than the running listen.write_timeout (%s), which change only with a restart", i, rt, late, wt))
 		}
+	}
+	// So was a cel.time_limit the file sets, which a reload applies, with the file's
+	// dispatch.dlq_timeout: the running one, which changes only with a restart too, bounds the
+	// dead-letter writes.
+	rt, wt, dt := s.cfg.Listen.ReadTimeout.D(), s.cfg.Listen.WriteTimeout.D(), s.cfg.Dispatch.DeadLetterTimeout()
+	if tl := cfg.CEL.TimeLimit.D(); tl != 0 && config.CELTimeLimitProblem(tl, dt, rt, wt, false) != "" {
+		return fail(fmt.Errorf("config: cel.time_limit: plus the running listen.read_timeout (%s) and dispatch.dlq_timeout (%s) must be shorter than the running listen.write_timeout (%s), which change only with a restart", rt, dt, wt))
 	}
 	cfg.Listen, cfg.DLQ, cfg.Dispatch, cfg.Tracing, cfg.Health = s.cfg.Listen, s.cfg.DLQ, s.cfg.Dispatch, s.cfg.Tracing, s.cfg.Health
 	cfg.Logging.Format, cfg.Reload = s.cfg.Logging.Format, s.cfg.Reload
