@@ -219,8 +219,9 @@ func (in *Intake) HandlerOptions() []eventbridge.Option {
 }
 
 // Build returns the fanout route r describes, its CEL expression compiled under limits (as
-// Validate leaves them; a limit left at 0 is the library's default).
-func (r *Route) Build(limits CELLimits) (fanout.Route, error) {
+// Validate leaves them; a limit left at 0 is the library's default) and with extra, options the
+// configuration does not hold (a logger).
+func (r *Route) Build(limits CELLimits, extra ...filter.ExprOption) (fanout.Route, error) {
 	out := fanout.Route{Name: r.Name, Sinks: r.Sinks}
 	switch {
 	case r.Pattern != nil:
@@ -236,7 +237,7 @@ func (r *Route) Build(limits CELLimits) (fanout.Route, error) {
 		if err != nil {
 			return out, fmt.Errorf("cel: %w", err)
 		}
-		x, err := filter.Expr(r.CEL, opts...)
+		x, err := filter.Expr(r.CEL, append(opts, extra...)...)
 		if err != nil {
 			return out, fmt.Errorf("cel: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -52,7 +53,8 @@ routes: [{name: last-id, cel: "data.ids.exists(i, i == 299)", sinks: [consumer]}
 	})
 	require.NoError(t, err)
 
-	s, path := newTestService(t, text(""))
+	logs := &lockedBuffer{}
+	s, path := newServiceLoggingTo(t, text(""), slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	n := 0
 	// post sends the event under a new id (deduplication would answer "duplicate") and returns
 	// the status of the answer.
@@ -79,6 +81,11 @@ routes: [{name: last-id, cel: "data.ids.exists(i, i == 299)", sinks: [consumer]}
 
 	require.NoError(t, reload("cel: {cost_limit: 100}\n"))
 	assert.Equal(t, "ignored", post(), "past the reloaded cost limit, the route does not match")
+	// The operator who lowered the limit can see why at debug level: the filter's own record,
+	// with the event's id and the reason, never a value of the body.
+	assert.Contains(t, logs.String(), "component=filter")
+	assert.Contains(t, logs.String(), "event_id=e2")
+	assert.Contains(t, logs.String(), "cost limit")
 
 	err = reload("cel: {cost_limit: -1}\n")
 	require.Error(t, err)

@@ -23,6 +23,7 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 	"go.opentelemetry.io/otel/metric"
@@ -130,7 +131,7 @@ func New(cfg *config.Config, opts Options) (_ *Service, err error) {
 		s.sinks[b.name] = b
 		cleanup = append(cleanup, func() { b.release(); _ = sink.Close(b.sink) })
 	}
-	routes, err := buildRoutes(cfg)
+	routes, err := buildRoutes(cfg, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -283,10 +284,13 @@ func (s *Service) dispatchOptions(cfg *config.Config) []fanout.Option {
 	return opts
 }
 
-func buildRoutes(cfg *config.Config) ([]fanout.Route, error) {
+// buildRoutes builds the routes of cfg. A CEL route's evaluation errors (a missing field, a
+// limit reached) are logged to log at debug level: such an event does not match the route.
+func buildRoutes(cfg *config.Config, log *slog.Logger) ([]fanout.Route, error) {
 	routes := make([]fanout.Route, 0, len(cfg.Routes))
+	exprLog := filter.WithExprLogger(log.With("component", "filter"))
 	for i := range cfg.Routes {
-		r, err := cfg.Routes[i].Build(cfg.CEL)
+		r, err := cfg.Routes[i].Build(cfg.CEL, exprLog)
 		if err != nil {
 			return nil, fmt.Errorf("config: routes[%d].%w", i, err)
 		}
@@ -648,7 +652,7 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 		next[sc.Name] = b
 		fresh = append(fresh, b)
 	}
-	routes, err := buildRoutes(cfg)
+	routes, err := buildRoutes(cfg, s.log)
 	if err != nil {
 		discard()
 		return fail(err)
