@@ -1,6 +1,7 @@
 package eventbridge
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -101,10 +102,12 @@ func (d *Decoder) Decode(body []byte, contentType string) (*fanbridge.Event, err
 	if err != nil {
 		return nil, err
 	}
-	return d.decode(body, media)
+	return d.decode(context.Background(), body, media)
 }
 
-func (d *Decoder) decode(body []byte, media media) (*fanbridge.Event, error) {
+// decode decodes body. ctx is the request's context, from which the formats that carry no id of
+// their own read the sender's verified message id (see eventID).
+func (d *Decoder) decode(ctx context.Context, body []byte, media media) (*fanbridge.Event, error) {
 	s := getScanner()
 	defer putScanner(s)
 	if err := s.scan(body); err != nil {
@@ -130,9 +133,9 @@ func (d *Decoder) decode(body []byte, media media) (*fanbridge.Event, error) {
 	case FormatCloudEvents:
 		return decodeCloudEvents(s)
 	case FormatNotification:
-		return decodeNotification(s)
+		return decodeNotification(s, messageID(ctx))
 	case FormatWebhook:
-		return decodeWebhook(s)
+		return decodeWebhook(s, messageID(ctx))
 	default:
 		return decodeWebhookAttributes(s)
 	}
@@ -151,7 +154,7 @@ func DecodeNotification(raw []byte) (*fanbridge.Event, error) {
 	if !s.isObject() {
 		return nil, fmt.Errorf("%w: body is not a JSON object", ErrUnknownFormat)
 	}
-	return decodeNotification(s)
+	return decodeNotification(s, "")
 }
 
 func (s *scanner) isObject() bool {

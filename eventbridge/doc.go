@@ -11,7 +11,8 @@
 //	mux.Handle("POST /events", signature.Verify(v)(h))
 //
 // The decoders are exported too (Decode, DecodeNotification, Decoder), so that the WebSocket
-// source in genesys/notifications and any other intake turn the same bytes into the same events.
+// source in genesys/notifications and any other intake turn the same bytes into the same events
+// (but for the IDs of the events nothing tells apart: see Event IDs).
 //
 // # Formats
 //
@@ -48,16 +49,20 @@
 //     Notification API sends it. topicName and eventBody are required. Topic = topicName, Type =
 //     TopicTemplate(topicName), Data = eventBody, correlation-id from metadata.CorrelationId, Time
 //     = timestamp when present, else eventBody.eventTime (epoch milliseconds or RFC 3339; see
-//     EventTime). There is no id, so ID is derived from the content: the first 32 hex digits of
-//     the SHA-256 of topicName and metadata.CorrelationId, each preceded by its length as 4
+//     EventTime). There is no id (see Event IDs): what tells notifications apart is
+//     metadata.CorrelationId, which every notification of the WebSocket API carries, and ID is
+//     derived from the content when it is there and not empty: the first 32 hex digits of the
+//     SHA-256 of topicName and metadata.CorrelationId, each preceded by its length as 4
 //     big-endian bytes, then the eventBody bytes. A redelivery of the same message gets the same ID
 //     and deduplication works; a body that repeats an earlier one (a user's conversation summary
 //     going back to one active call) comes with another CorrelationId, so distinct events do not
 //     collide. Heartbeats (topic "channel.metadata") decode as events of that type;
 //     IsHeartbeat and IsSocketClosing let a WebSocket reader drop or act on them.
 //   - Webhook ("event"): {"event","data","metadata"}. Type = event, Data = data (any JSON value,
-//     required), ID derived as for notifications from event, the metadata members correlationId
-//     (any case), timestamp and time as sent (in key order, whatever their type), and data. The
+//     required). There is no id (see Event IDs): what tells webhooks apart is the metadata
+//     members correlationId (any case), timestamp and time, whatever their type, but for null and
+//     the empty string; when there is one, ID is derived as for notifications from event, those
+//     members' keys and values as sent (in key order), and data. The
 //     string values of metadata go to Metadata (other types are skipped), except that "source"
 //     becomes Source, an RFC 3339 "timestamp" or "time" becomes Time, "correlationId" (any case)
 //     becomes correlation-id, and the keys account, region, format, database64 and correlation-id
@@ -93,6 +98,30 @@
 // Decoding validates the whole body in one pass and extracts only the fields above; eventBody is
 // never materialised. That is what makes the Handler several times faster than code that
 // unmarshals into map[string]any, with a small fixed number of allocations per event.
+//
+// # Event IDs
+//
+// The formats that carry no id of their own (notification, webhook) get an ID by the first of
+// these rules that applies, always 32 lower-case hex digits:
+//
+//  1. The request was verified by a signature.Verifier that names the sender's message id
+//     (signature.Identity.MessageID in the request's context, see signature.IdentityFrom): the
+//     Standard Webhooks webhook-id, which a sender repeats on each retry of a message and never
+//     gives to another. ID is then the first 32 hex digits of the SHA-256 of "webhook-id" and the
+//     message id, each preceded by its length as 4 big-endian bytes: the sender's retry is a
+//     duplicate, and two messages are two events, whatever their bodies.
+//  2. The body holds something that tells it from another event with the same content (named with
+//     each format above): ID is derived from the content as described there, so that a
+//     redelivery gets the same ID and deduplication works.
+//  3. Nothing tells a redelivery from a new event with the same content (a presence going
+//     AVAILABLE, AWAY and AVAILABLE again, posted with no metadata), and taking the third for a
+//     duplicate of the first would acknowledge it and lose it. ID is then 128 random bits, unique
+//     to the request: such an event is delivered at least once, and a sender's retry of it is
+//     delivered again. To have retries deduplicated, send a correlationId or a timestamp in a
+//     webhook's metadata (a CorrelationId in a notification's), or sign with Standard Webhooks.
+//
+// Decode, DecodeNotification and Decoder.Decode have no request, so rule 1 is the Handler's
+// alone; they decode the same bytes to the same ID, except under rule 3.
 //
 // # HTTP answers
 //
@@ -192,7 +221,9 @@
 // (it was accepted before). Any other outcome, including the dispatch budget running out, is 503
 // with Retry-After, so the sender, which delivers at least once, tries again: EventBridge for up
 // to 24 hours. Requests refused before dispatch (400, 403, 405, 413, 415) are never retried by
-// EventBridge, and are used only for requests no retry could fix.
+// EventBridge, and are used only for requests no retry could fix. An event whose ID is random
+// (rule 3 of Event IDs) is never taken for a duplicate: the sender's retry of it is delivered
+// again.
 //
 // Dispatch runs with a context that carries the request's values (the trace span) and a deadline
 // of WithDispatchTimeout (4 s, under EventBridge's 5 s timeout) but not the request's

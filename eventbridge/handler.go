@@ -172,7 +172,7 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 		return h.reject(ctx, w, span, reasonRead, http.StatusBadRequest, "eventbridge: reading the body failed")
 	}
-	e, err := h.dec.decode(body, media)
+	e, err := h.dec.decode(r.Context(), body, media)
 	if err != nil {
 		return h.reject(ctx, w, span, reasonMalformed, http.StatusBadRequest, err.Error())
 	}

@@ -1,17 +1,15 @@
 package eventbridge
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"time"
 
 	"github.com/fanbridge/fanbridge"
 )
 
-// decodeNotification decodes a bare Genesys notification (the WebSocket format).
-func decodeNotification(s *scanner) (*fanbridge.Event, error) {
+// decodeNotification decodes a bare Genesys notification (the WebSocket format). msgID is the
+// sender's message id, "" when there is none (see eventID).
+func decodeNotification(s *scanner, msgID string) (*fanbridge.Event, error) {
 	n, err := decodeDetail(s.root(), &bareDetail)
 	if err != nil {
 		return nil, err
@@ -29,8 +27,11 @@ func decodeNotification(s *scanner) (*fanbridge.Event, error) {
 	if t.IsZero() {
 		t, _ = eventTimeIn(s.child(n.bodyIdx))
 	}
+	// A notification that repeats an earlier one's content (a user's conversation summary going
+	// back to one active call) comes with another CorrelationId; without one, nothing tells it
+	// from a redelivery.
 	var id [idLen]byte
-	synthesizeID(&id, n.body, n.topic, n.correlation)
+	eventID(&id, msgID, len(n.correlation) > 0, n.body, n.topic, n.correlation)
 
 	tab := &s.strs
 	hID, hTopic, hCorr := tab.add(id[:]), tab.add(n.topic), tab.add(n.correlation)
@@ -48,26 +49,6 @@ func decodeNotification(s *scanner) (*fanbridge.Event, error) {
 		Metadata: md,
 		Raw:      s.buf,
 	}, nil
-}
-
-// idLen is the length of a synthesized ID: 128 bits of SHA-256 in hex.
-const idLen = 32
-
-// synthesizeID derives an ID for formats that carry none: the first 128 bits, in hex, of the
-// SHA-256 of parts and body, each part preceded by its length. The parts are what tells one event
-// from another when bodies repeat (a topic or type, a correlation id, a timestamp); a sender that
-// redelivers the same message produces the same ID, so deduplication still works.
-func synthesizeID(dst *[idLen]byte, body []byte, parts ...[]byte) {
-	h := sha256.New()
-	var n [4]byte
-	for _, p := range parts {
-		binary.BigEndian.PutUint32(n[:], uint32(len(p)))
-		h.Write(n[:])
-		h.Write(p)
-	}
-	h.Write(body)
-	var sum [sha256.Size]byte
-	hex.Encode(dst[:], h.Sum(sum[:0])[:idLen/2])
 }
 
 // EventTime returns when a Genesys event happened according to its body's "eventTime" field:

@@ -19,8 +19,9 @@ func reservedMeta(k string) bool {
 // webhookMetaKeys are the keys of a webhook's metadata that the decoder reads by name.
 var webhookMetaKeys = []string{"source", "timestamp", "time"}
 
-// decodeWebhook decodes {"event","data","metadata"}.
-func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
+// decodeWebhook decodes {"event","data","metadata"}. msgID is the sender's message id, "" when
+// there is none (see eventID).
+func decodeWebhook(s *scanner, msgID string) (*fanbridge.Event, error) {
 	const (
 		fEvent = iota
 		fData
@@ -64,10 +65,12 @@ func decodeWebhook(s *scanner) (*fanbridge.Event, error) {
 		if pairs, err = webhookMetadata(meta, tab); err != nil {
 			return nil, err
 		}
-		parts = identityParts(meta, parts)
+		if msgID == "" {
+			parts = identityParts(meta, parts)
+		}
 	}
 	var id [idLen]byte
-	synthesizeID(&id, data, parts...)
+	eventID(&id, msgID, len(parts) > 1, data, parts...)
 	hID := tab.add(id[:])
 	tab.build()
 
@@ -105,7 +108,8 @@ type metaPair struct{ key, value int }
 // identityParts appends to parts what tells one webhook event from another when their data is the
 // same (a presence going back to what it was): the members of metadata named correlationId (in
 // any case), timestamp or time, key and value as sent, whatever the value's type, in key order so
-// that a sender re-serializing its metadata gets the same ID. A redelivery repeats them.
+// that a sender re-serializing its metadata gets the same ID. A redelivery repeats them. A null or
+// an empty string tells nothing apart, and is left out.
 func identityParts(o object, parts [][]byte) [][]byte {
 	type kv struct{ k, v []byte }
 	var found []kv
@@ -114,9 +118,12 @@ func identityParts(o object, parts [][]byte) [][]byte {
 		if m.parent != o.parent {
 			continue
 		}
-		k := o.s.key(m)
+		k, v := o.s.key(m), o.s.val(m)
+		if isNull(v) || string(v) == `""` {
+			continue
+		}
 		if string(k) == "timestamp" || string(k) == "time" || strings.EqualFold(string(k), "correlationId") {
-			found = append(found, kv{k, o.s.val(m)})
+			found = append(found, kv{k, v})
 		}
 	}
 	slices.SortFunc(found, func(a, b kv) int { return bytes.Compare(a.k, b.k) })

@@ -86,7 +86,8 @@ func WithClock(now func() time.Time) WebhookOption {
 // timestamp is within the tolerance. Ids are claimed only after the signature verified, so forged
 // requests cannot fill the cache, and the middleware releases a claim when the handler answers
 // outside 2xx, so that the sender's retry is not refused. The default is no replay cache: use the
-// id for idempotency downstream (fanout deduplicates on the event ID).
+// id for idempotency downstream (fanout deduplicates on the event ID, which eventbridge's Handler
+// derives from the id for bodies that carry none).
 func WithReplayCache(c ReplayCache) WebhookOption {
 	return webhookOptionFunc(func(cfg *webhookConfig) { cfg.cache = c })
 }

@@ -76,7 +76,9 @@ type Identity struct {
 	Key int
 	// User is the Basic user name.
 	User string
-	// MessageID is the sender's message id (Standard Webhooks webhook-id).
+	// MessageID is the sender's message id (Standard Webhooks webhook-id), the same on each retry
+	// of a message. eventbridge's Handler takes the ID of an event whose body carries none from
+	// it, so that a retry is deduplicated and two messages with equal bodies are not.
 	MessageID string
 	// Timestamp is the signed send time (Standard Webhooks webhook-timestamp).
 	Timestamp time.Time
