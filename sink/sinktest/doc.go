@@ -43,7 +43,7 @@
 //   - Deliver/Intact: events (a full Genesys event, a minimal one, a body with awkward JSON bytes,
 //     metadata with W3C trace context, a 64 KiB body) arrive with ID, Type, Topic, Source, Time
 //     (the same instant) and Data byte for byte; Metadata and Raw too when Features.Metadata and
-//     Features.Raw are on. Send must not modify the event.
+//     Features.Raw are on.
 //   - Deliver/Many and Deliver/Concurrent: 200 events one by one (in order with Features.Ordered),
 //     then 8 goroutines at once; every event arrives exactly once.
 //   - Deliver/SharedEvent: one event sent from several goroutines at once (run with -race).
@@ -55,6 +55,11 @@
 //     second, plus twice the deadline, plus however late the suite's own goroutine saw the
 //     deadline pass (a loaded machine under -race wakes everyone late): a sink that waits on
 //     for a second or more of its own fails.
+//   - Context/CanceledInFlight (Features.Hang): as Context/Deadline, but the Send's context has
+//     no deadline and is canceled while the Send waits for the destination (as a dispatcher does
+//     when the sender goes away or it shuts down): Send returns as promptly, with an error
+//     wrapping context.Canceled. A sink that only turns its context's deadline into a timeout of
+//     its client fails here.
 //   - Failure/Transient and Failure/Permanent: a destination failure is classified as such
 //     (retry.Classify, retry.IsPermanent), and the sink recovers afterwards without delivering
 //     an acknowledged event again. The event of the failing Send never arrives: the destination
@@ -78,6 +83,11 @@
 //     with one entry per event and no nil entry), classified retryable or canceled, never
 //     permanent. Once the destination answers again, a SendBatch delivers, and the acknowledged
 //     events arrived once each.
+//   - The event is left as it was (every subtest): every Send and SendBatch the suite makes,
+//     those that fail and those under a done context included, must leave each event it was given
+//     exactly as it was; the suite compares it with a copy taken before the call. A dispatcher
+//     hands one event to every sink, so a note a failed Send leaves on it (its error in Metadata)
+//     reaches the other sinks, and races with their Sends.
 //   - Nothing arrives late (every subtest, with Features.ReadBack): after a subtest's last
 //     read-back the suite closes the sink, reads the destination again and requires the events of
 //     the subtest to be there as many times as before, no fewer (Close keeps what was delivered)
@@ -85,7 +95,7 @@
 //     destination refused must not arrive at all from then on: either would be work the sink did
 //     after Send returned, a retry or a copy in the background. The one exception is an attempt
 //     that Send or SendBatch gave up on while the destination did not answer (Context/Deadline,
-//     Batch/Hang): the destination may still complete it, so its event may arrive late, once (any
+//     Context/CanceledInFlight, Batch/Hang): the destination may still complete it, so its event may arrive late, once (any
 //     number of times with Instance.Attempts nil), as at-least-once delivery allows. Close must
 //     return only once the sink's own work has stopped: the suite sees what lands before its
 //     read after Close, and work that outlives Close breaks the promise whether seen or not.
@@ -98,5 +108,6 @@
 // Every subtest carries a 30 s deadline. A call into the sink (Send, SendBatch, Close, including
 // the Close after each subtest) that has not returned 5 s after its context ended, or after that
 // deadline for Close, fails the subtest and names the call: a sink that hangs or ignores its
-// context fails rather than stalls the run.
+// context fails rather than stalls the run. A call into the sink that panics fails its subtest
+// with the panic's value and stack, and the run goes on to the next subtest.
 package sinktest

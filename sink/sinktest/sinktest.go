@@ -79,8 +79,9 @@ type Features struct {
 	// PermanentFailure checks that a permanent destination failure satisfies retry.IsPermanent,
 	// through Instance.FailPermanent.
 	PermanentFailure bool
-	// Hang checks that Send returns by its context's deadline when the destination does not
-	// answer, through Instance.Hang; with Batch, SendBatch too.
+	// Hang checks that Send returns by its context's deadline, and once its context is canceled,
+	// when the destination does not answer, through Instance.Hang; with Batch, SendBatch returns
+	// by its deadline too.
 	Hang bool
 	// Close: the sink implements io.Closer; Close keeps what was delivered, later Sends fail with
 	// an error wrapping sink.ErrClosed, and a second Close is harmless.
@@ -106,6 +107,7 @@ func Run(t *testing.T, h Harness) {
 		t.Run("Canceled", s.contextDone(false))
 		t.Run("Expired", s.contextDone(true))
 		t.Run("Deadline", s.contextDeadline)
+		t.Run("CanceledInFlight", s.contextCanceledInFlight)
 	})
 	t.Run("Failure", func(t *testing.T) {
 		t.Run("Transient", s.failure(false))
@@ -168,6 +170,7 @@ func (in *instance) close() bool {
 		defer cancel()
 		err, ok := waitBounded(ctx, func() error { return sink.Close(in.Sink) })
 		switch {
+		case ok && panicked(in.t, "closing the sink after the subtest", err):
 		case !ok:
 			in.t.Errorf("sinktest: closing the sink after the subtest had not returned %s after %s: Close hangs",
 				returnLate, subtestTimeout)

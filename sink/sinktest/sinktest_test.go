@@ -186,6 +186,8 @@ var brokenSinks = map[string]struct {
 	// fullDeadlines keeps the suite's deadlines under run, for a sink that is meant to fail the
 	// check of how late it returns rather than be cut off as hanging.
 	fullDeadlines bool
+	// notWant, when set, must not be in the child's output, with a newline put before it.
+	notWant string
 }{
 	"hangs-ignoring-its-context": {
 		change: func(f *faulty, _ *sinktest.Instance) {
@@ -864,6 +866,110 @@ var brokenSinks = map[string]struct {
 		want: "SendBatch modified event 1",
 		run:  "^Batch$/^Delivers$",
 	},
+	"honours-only-its-deadline": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			// Drives a client that takes a timeout and no context: it passes on the context's
+			// deadline, and so stops at it, but a cancellation does not reach the client.
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				if err := ctx.Err(); err != nil {
+					return fmt.Errorf("faulty: %w", err)
+				}
+				timeout := time.Minute
+				if dl, ok := ctx.Deadline(); ok {
+					timeout = time.Until(dl)
+				}
+				client, cancel := context.WithTimeout(context.Background(), timeout)
+				defer cancel()
+				return f.Sink.Send(client, e)
+			}
+		},
+		want: "Send canceled while the destination does not answer had not returned",
+		run:  "^Context$/^CanceledInFlight$",
+	},
+	"notes-its-failure-on-the-event": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			// Leaves the reason it failed on the event, for whoever looks at it next (the
+			// dead-letter queue, it thinks): only a failed Send changes the event.
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				err := f.Sink.Send(ctx, e)
+				if err != nil {
+					if e.Metadata == nil {
+						e.Metadata = make(map[string]string)
+					}
+					e.Metadata["last-error"] = err.Error()
+				}
+				return err
+			}
+		},
+		want: "Send to a failing destination modified the event it was given: Metadata changed",
+		run:  "^Failure$/^Transient$",
+	},
+	"notes-a-canceled-send-on-the-event": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				err := f.Sink.Send(ctx, e)
+				if err != nil && ctx.Err() != nil {
+					e.Time = time.Time{} // marks it as never sent
+				}
+				return err
+			}
+		},
+		want: "Send with a done context modified the event it was given: Time changed",
+		run:  "^Context$/^Canceled$",
+	},
+	"batch-notes-its-failure-on-the-events": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.batch = func(ctx context.Context, events []*fanbridge.Event) error {
+				err := f.Sink.SendBatch(ctx, events)
+				for i, e := range events {
+					if ev := sink.EventError(err, i); ev != nil {
+						e.Metadata = map[string]string{"last-error": ev.Error()}
+					}
+				}
+				return err
+			}
+		},
+		want: "SendBatch to a failing destination modified event 0",
+		run:  "^Batch$/^Transient$",
+	},
+	// A panic in the sink fails the subtest it happens in, with its value and stack, and the
+	// run goes on: the test binary does not crash.
+	"panics-on-an-event-without-metadata": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				if e.Metadata == nil {
+					panic("faulty: no metadata")
+				}
+				return f.Sink.Send(ctx, e)
+			}
+		},
+		want:    `-minimal") panicked: faulty: no metadata`,
+		notWant: "\npanic: ",
+		run:     "^Deliver$",
+	},
+	"panics-in-concurrent-sends": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			var n atomic.Int64
+			f.send = func(ctx context.Context, e *fanbridge.Event) error {
+				if n.Add(1)%5 == 0 {
+					var m map[string]string
+					m["x"] = "y" // a nil map
+				}
+				return f.Sink.Send(ctx, e)
+			}
+		},
+		want:    `") panicked: assignment to entry in nil map`,
+		notWant: "\npanic: ",
+		run:     "^(Deliver|Close)$/^(Concurrent|WhileSending)$",
+	},
+	"panics-on-close": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			f.closeFn = func() error { panic("faulty: close") }
+		},
+		want:    "closing the sink after the subtest panicked: faulty: close",
+		notWant: "\npanic: ",
+		run:     "^Deliver$/^Intact$",
+	},
 	"missing-hook": {
 		change: func(_ *faulty, in *sinktest.Instance) { in.Hang = nil },
 		want:   "Instance.Hang is nil",
@@ -906,6 +1012,9 @@ func TestSuiteCatchesBrokenSinks(t *testing.T) {
 			var exit *exec.ExitError
 			require.ErrorAs(t, err, &exit, "the suite passed a broken sink:\n%s", out)
 			assert.Contains(t, string(out), b.want)
+			if b.notWant != "" {
+				assert.NotContains(t, "\n"+string(out), b.notWant)
+			}
 		})
 	}
 }
