@@ -3,8 +3,11 @@
 //
 // Middleware wraps a sink with behaviour of its own; Chain applies several. Timeout bounds each
 // delivery and Transform hands the sink a changed copy of each event; both forward Close and
-// SendBatch, so a wrapped sink still flushes and batches. A Middleware written as a plain Func
-// hides those extras: forward them in your own wrapper type when the sink underneath needs them.
+// SendBatch, so a wrapped sink still flushes and batches, and both have Unwrap, which returns the
+// sink they wrap: Innermost follows it to the sink at the bottom, which is how code that closes
+// sinks tells that two wrappers, built at different times, deliver to the same one. A Middleware
+// written as a plain Func hides those extras: forward them, and give it Unwrap() Sink, in your own
+// wrapper type when the sink underneath needs them.
 // SendBatch delivers a slice through Batcher when a sink has it and one Send at a time otherwise,
 // and EventError reads one event's result out of its error.
 //

@@ -70,3 +70,16 @@ func ExampleSendBatch() {
 	// b rejected
 	// c <nil>
 }
+
+func ExampleInnermost() {
+	crm := memsink.New() // a long-lived sink, with a connection of its own
+	// Each configuration reload builds its wrappers again around the same sink.
+	before := sink.Chain(crm, sink.Timeout(2*time.Second))
+	after := sink.Chain(crm, sink.Timeout(3*time.Second))
+	fmt.Println(before == after)
+	// Retiring before must not close crm: after still delivers to it.
+	fmt.Println(sink.Innermost(before) == sink.Innermost(after))
+	// Output:
+	// false
+	// true
+}

@@ -15,7 +15,7 @@ import (
 // sent one Send at a time, each bounded to d, as each would be on its own.
 //
 // A d of zero or less leaves the sink unbounded. The wrapper forwards Close and SendBatch to the
-// wrapped sink, so wrapping loses neither.
+// wrapped sink, so wrapping loses neither, and its Unwrap returns the wrapped sink (see Innermost).
 func Timeout(d time.Duration) Middleware {
 	return func(next Sink) Sink {
 		if d <= 0 {
@@ -47,6 +47,9 @@ func (t *timeoutSink) SendBatch(ctx context.Context, events []*fanbridge.Event) 
 
 func (t *timeoutSink) Close() error { return Close(t.next) }
 
+// Unwrap returns the sink t wraps.
+func (t *timeoutSink) Unwrap() Sink { return t.next }
+
 func (t *timeoutSink) batchesBelow() bool { return batches(t.next) }
 
 // batches reports whether SendBatch on s reaches a Batcher, and not one Send per event: the
@@ -65,7 +68,8 @@ func batches(s Sink) bool {
 // wrapped sink, so f classifies its own failures (retry.Permanent for an event it can never
 // convert).
 //
-// The wrapper forwards Close and SendBatch to the wrapped sink.
+// The wrapper forwards Close and SendBatch to the wrapped sink, and its Unwrap returns the wrapped
+// sink (see Innermost).
 func Transform(f func(*fanbridge.Event) (*fanbridge.Event, error)) Middleware {
 	return func(next Sink) Sink {
 		return &transformSink{next: next, f: f}
@@ -119,6 +123,43 @@ func (t *transformSink) SendBatch(ctx context.Context, events []*fanbridge.Event
 }
 
 func (t *transformSink) Close() error { return Close(t.next) }
+
+// Unwrap returns the sink t wraps.
+func (t *transformSink) Unwrap() Sink { return t.next }
+
+// maxUnwrap bounds how many wrappers Innermost follows: no real chain of middleware comes near it,
+// and a wrapper that unwraps to itself, or to one of its own wrappers, must not make it loop.
+const maxUnwrap = 1000
+
+// Innermost returns the sink at the bottom of s's wrappers: it calls Unwrap() Sink on s, then on
+// what that returned, and so on, until it reaches a sink without that method, or one whose Unwrap
+// returns nil, and returns that sink. A sink that wraps none is its own innermost sink, and
+// Innermost(nil) is nil. The middleware of this package (Timeout, Transform) has Unwrap; give a
+// wrapper of your own an Unwrap() Sink method too. Innermost follows at most 1000 wrappers, so that
+// a wrapper that unwraps to itself, or into a cycle, cannot make it loop: it returns the sink it has
+// reached then.
+//
+// Unwrap exists for code that manages a sink's lifetime. A wrapper forwards Close to the sink it
+// wraps, and wrappers built at different times around one long-lived sink (the same
+// Chain(crm, Timeout(2*time.Second)), built again at each configuration reload) are different
+// values that share their innermost sink: closing a retired wrapper closes that sink under the
+// wrappers still in use. Comparing innermost sinks tells a dispatcher whether a sink it is about
+// to retire is still used by a wrapper of the configuration it keeps, and so whether to close it
+// yet.
+func Innermost(s Sink) Sink {
+	for range maxUnwrap {
+		w, ok := s.(interface{ Unwrap() Sink })
+		if !ok {
+			return s
+		}
+		inner := w.Unwrap()
+		if inner == nil {
+			return s
+		}
+		s = inner
+	}
+	return s
+}
 
 func (t *transformSink) batchesBelow() bool { return batches(t.next) }
 

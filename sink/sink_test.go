@@ -151,6 +151,71 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
+// wrapper is a user's own middleware type, with Unwrap as the package doc asks.
+type wrapper struct{ next sink.Sink }
+
+func (w *wrapper) Send(ctx context.Context, e *fanbridge.Event) error { return w.next.Send(ctx, e) }
+func (w *wrapper) Unwrap() sink.Sink                                  { return w.next }
+
+func TestUnwrap(t *testing.T) {
+	same := func(e *fanbridge.Event) (*fanbridge.Event, error) { return e, nil }
+	// Every middleware of the package that wraps a sink in a value of its own.
+	for name, mw := range map[string]sink.Middleware{
+		"Timeout":   sink.Timeout(time.Second),
+		"Transform": sink.Transform(same),
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := memsink.New()
+			w := mw(m)
+			u, ok := w.(interface{ Unwrap() sink.Sink })
+			require.True(t, ok, "%T has no Unwrap() sink.Sink", w)
+			assert.Same(t, m, u.Unwrap())
+			assert.Same(t, m, sink.Innermost(w))
+
+			// Built again, around the same sink, as a configuration reload does: another
+			// wrapper, the same innermost sink.
+			again := mw(m)
+			assert.NotSame(t, w, again)
+			assert.Same(t, sink.Innermost(w), sink.Innermost(again))
+			assert.NotSame(t, m, sink.Innermost(mw(memsink.New())))
+		})
+	}
+}
+
+func TestInnermost(t *testing.T) {
+	same := func(e *fanbridge.Event) (*fanbridge.Event, error) { return e, nil }
+	m := memsink.New()
+	assert.Same(t, m, sink.Innermost(m), "a sink that wraps none is its own innermost sink")
+	assert.Nil(t, sink.Innermost(nil))
+	assert.Same(t, m, sink.Innermost(sink.Chain(m, sink.Timeout(time.Second), sink.Transform(same), sink.Timeout(time.Hour))))
+	assert.Same(t, m, sink.Innermost(sink.Chain(m, sink.Timeout(0))), "a zero Timeout adds no wrapper")
+	assert.Same(t, m, sink.Innermost(&wrapper{next: sink.Chain(m, sink.Timeout(time.Second))}), "through a user's wrapper")
+
+	// A wrapper of the user's whose Unwrap has nothing to give is where it stops.
+	empty := &wrapper{}
+	assert.Same(t, empty, sink.Innermost(sink.Chain(empty, sink.Timeout(time.Second))))
+
+	// A plain Func middleware hides what it wraps, as it hides Close and SendBatch.
+	hide := func(next sink.Sink) sink.Sink { return sink.Func(next.Send) }
+	_, isFunc := sink.Innermost(sink.Chain(m, hide)).(sink.Func)
+	assert.True(t, isFunc)
+
+	// Wrappers that unwrap into a cycle end the search rather than loop.
+	a, b := &wrapper{}, &wrapper{}
+	a.next, b.next = b, a
+	done := make(chan sink.Sink, 1)
+	go func() { done <- sink.Innermost(a) }()
+	select {
+	case got := <-done:
+		assert.Contains(t, []sink.Sink{a, b}, got)
+	case <-testContext(t).Done():
+		t.Fatal("Innermost loops on wrappers that unwrap into a cycle")
+	}
+	self := &wrapper{}
+	self.next = self
+	assert.Same(t, self, sink.Innermost(self))
+}
+
 func TestTransform(t *testing.T) {
 	ctx := testContext(t)
 	m := memsink.New()
