@@ -30,11 +30,12 @@ type Config struct {
 type SinkConfig struct {
 	// Name identifies the sink in routes, results, dead-letter entries, logs and metrics.
 	Name string
-	// Sink is the destination. The Dispatcher closes it (see WithSinkClosing) once it is no longer
-	// used and its work has drained. It tells one Sink value from another with ==, so, unless
-	// WithSinkClosing(false), a value with a Close (or CloseContext) method must be comparable: a
-	// struct holding a slice, map or func (directly or in an interface) is refused with
-	// ErrInvalidConfig; pass a pointer to it.
+	// Sink is the destination. The Dispatcher closes it (see WithSinkClosing) once no sink that
+	// reaches the same sink through its middleware (see "Who closes what" in the package
+	// documentation) is used any more, and their work has drained. It tells one sink from another
+	// with ==, so, unless WithSinkClosing(false), a value with a Close (or CloseContext) method
+	// must be comparable, or wrap a sink that is: a struct holding a slice, map or func (directly
+	// or in an interface) is refused with ErrInvalidConfig; pass a pointer to it.
 	Sink sink.Sink
 	// Retry is the sink's own retry policy; the zero Policy takes retry's defaults (5 attempts,
 	// 100ms growing twice up to 10s, full jitter). Its MaxAge counts from the event's arrival.

@@ -64,7 +64,8 @@ type Dispatcher struct {
 	reg        registry
 
 	sinkMu sync.Mutex
-	live   map[any]int // comparable Sink values -> running sinkStates using them
+	// live holds, for each key (see closeKey), the running sinkStates counted under it.
+	live map[any]*liveSink
 	// newest holds, with ordering keys on, the latest sinkState started under each name until
 	// its workers are done, even once an Update removed it: a sink of that name added again
 	// later waits for it (see sinkState.after).
@@ -131,7 +132,7 @@ func New(cfg Config, opts ...Option) (*Dispatcher, error) {
 	case c.clock == nil:
 		return nil, fmt.Errorf("%w: nil clock", ErrInvalidConfig)
 	}
-	d := &Dispatcher{cfg: c, claims: newClaims(), live: make(map[any]int), newest: make(map[string]*sinkState),
+	d := &Dispatcher{cfg: c, claims: newClaims(), live: make(map[any]*liveSink), newest: make(map[string]*sinkState),
 		counts: make(map[string]*counters), running: make(map[*sinkState]struct{}), closing: map[string]int{},
 		timed: c.meters != nil, sysClock: c.clock == retry.SystemClock}
 	d.groups.New = func() any { return &group{done: make(chan struct{}, 1)} }
@@ -776,8 +777,9 @@ func (d *Dispatcher) stop() {
 // configuration they started with; new ones use cfg. A sink keeps its queue, workers and breaker
 // across the swap when its name, settings and Sink value are unchanged (values of uncomparable
 // types, such as sink.Func, never count as unchanged: use SetRoutes to change only the routes).
-// Every other old sink is stopped, and closed (see WithSinkClosing), once the last dispatch that
-// could reach it is done and its queue has drained; Update does not wait for that. With
+// Every other old sink is stopped, and closed (see WithSinkClosing) unless a sink still running
+// wraps the same sink, once the last dispatch that could reach it is done and its queue has
+// drained; Update does not wait for that. With
 // WithOrderingKey, a sink rebuilt under the same name (or removed and added again while the old
 // one still runs) starts its workers only once the old one's are done, so that events of a key
 // reach it in dispatch order across the swap: once the events queued to the old one are
@@ -874,12 +876,6 @@ func (d *Dispatcher) build(cfg Config, old *snapshot) (*snapshot, []*sinkState, 
 		if sc.Sink == nil || isNil(sc.Sink) {
 			return nil, nil, fmt.Errorf("%w: sink %q: nil Sink", ErrInvalidConfig, sc.Name)
 		}
-		if d.cfg.closeSinks && closable(sc.Sink) && !comparableSink(sc.Sink) {
-			// Closed once no sink uses it: of a value that cannot be compared, that cannot be
-			// known, so it would be closed by any Update, or under a name still using it.
-			return nil, nil, fmt.Errorf("%w: sink %q: %T has a Close method but is not comparable, so the Dispatcher "+
-				"cannot tell when no sink uses it: give a pointer to it, or use WithSinkClosing(false)", ErrInvalidConfig, sc.Name, sc.Sink)
-		}
 		n, err := normalize(sc)
 		if err != nil {
 			return nil, nil, err
@@ -929,8 +925,13 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 	d.sinkMu.Lock()
 	for _, st := range fresh {
-		if k, ok := sinkKey(st.sink); ok {
-			d.live[k]++
+		if st.key != nil {
+			l := d.live[st.key]
+			if l == nil {
+				l = new(liveSink)
+				d.live[st.key] = l
+			}
+			l.n++
 		}
 		if d.cfg.orderingKey != nil {
 			d.newest[st.name] = st
@@ -1049,37 +1050,56 @@ type closeFailure struct {
 	err     error
 }
 
-// dropSink forgets st's Sink value and closes it if no running sink uses it any more: st was
-// the at-th sink of the seq-th configuration retired.
+// liveSink is what the Dispatcher knows of the running sinks counted under one key.
+type liveSink struct {
+	n int // how many
+	// closer is the last of them that went with a close method while others still ran: closed
+	// in place of the last to go when that one has none, so that the order in which they go
+	// does not decide whether the sink they share is closed. Its name and value only: the rest
+	// of a sinkState (its queue) is not kept for it.
+	closer     sink.Sink
+	closerName string
+}
+
+// dropSink forgets st, and closes its Sink value if no running sink reaches the sink it wraps
+// (see closeKey) any more: st was the at-th sink of the seq-th configuration retired. A value
+// that goes while others still reach that sink is not closed, as its Close would close what they
+// use.
 func (d *Dispatcher) dropSink(st *sinkState, seq uint64, at int) {
-	closeIt := d.cfg.closeSinks
-	if k, ok := sinkKey(st.sink); ok {
-		d.sinkMu.Lock()
-		d.live[k]--
-		if d.live[k] > 0 {
-			closeIt = false
-		} else {
-			delete(d.live, k)
+	if st.key == nil {
+		// The Dispatcher closes no sinks, or whether another sink still uses this one cannot be
+		// known; build refuses such a value that has a close method, so there is nothing to
+		// close anyway.
+		return
+	}
+	name, s := st.name, st.sink
+	d.sinkMu.Lock()
+	l := d.live[st.key]
+	if l.n--; l.n > 0 {
+		if closable(s) {
+			l.closer, l.closerName = s, name
 		}
 		d.sinkMu.Unlock()
-	} else {
-		// Whether another sink still uses it cannot be known; build refuses such a value that
-		// has a Close, so there is nothing to close anyway.
-		closeIt = false
+		return
 	}
-	if !closeIt {
+	delete(d.live, st.key)
+	if !closable(s) && l.closer != nil {
+		name, s = l.closerName, l.closer
+	}
+	d.sinkMu.Unlock()
+	if !closable(s) {
 		return
 	}
 	d.errMu.Lock()
-	d.closing[st.name]++
+	d.closing[name]++
 	d.errMu.Unlock()
-	err := closeSink(d.sinkCloseCtx.Load(), st.sink)
+	err := closeSink(d.sinkCloseCtx.Load(), s)
 	d.errMu.Lock()
-	if d.closing[st.name]--; d.closing[st.name] == 0 {
-		delete(d.closing, st.name)
+	if d.closing[name]--; d.closing[name] == 0 {
+		delete(d.closing, name)
 	}
 	if err != nil {
-		err = fmt.Errorf("fanout: closing sink %q: %w", st.name, err)
+		err = fmt.Errorf("fanout: closing sink %q: %w", name, err)
 		d.sinkErrs = append(d.sinkErrs, closeFailure{retired: seq, at: at, err: err})
 	}
 	d.errMu.Unlock()
@@ -1114,14 +1134,6 @@ func closable(s sink.Sink) bool {
 		return true
 	}
 	return false
-}
-
-// sinkKey returns s as a map key when its dynamic value is comparable.
-func sinkKey(s sink.Sink) (any, bool) {
-	if s == nil || !comparableSink(s) {
-		return nil, false
-	}
-	return s, true
 }
 
 // unfinished says why Close gave up waiting: what was still in flight once the dead-letter queue

@@ -158,9 +158,10 @@ func WithTracerProvider(p trace.TracerProvider) Option {
 
 // WithSinkClosing chooses whether the Dispatcher closes (with sink.Close, or under Close with the
 // sink's CloseContext when it has one) the sinks it was given, once their work has drained: on
-// Close, and when Update removes a sink whose value no remaining sink uses. With it on, New and
-// Update refuse a Sink value that has a Close method but cannot be compared (see SinkConfig.Sink),
-// as whether another sink still uses it cannot be known. The default is true.
+// Close, and when Update removes a sink and no running sink reaches the sink it wraps (see "Who
+// closes what" in the package documentation). With it on, New and Update refuse a Sink value
+// that has a Close method but cannot be compared, nor wraps a sink that can (see
+// SinkConfig.Sink), as whether another sink still uses it cannot be known. The default is true.
 func WithSinkClosing(on bool) Option {
 	return optionFunc(func(c *config) { c.closeSinks = on })
 }

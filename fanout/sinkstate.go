@@ -2,8 +2,10 @@ package fanout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,9 +18,12 @@ import (
 // sinkState is one sink at run time: its queue, its workers, its ordering lanes, its breaker. It is
 // shared by every snapshot that keeps the sink, and stopped once the last of them has drained.
 type sinkState struct {
-	d        *Dispatcher
-	name     string
-	sink     sink.Sink
+	d    *Dispatcher
+	name string
+	sink sink.Sink
+	// key is what the sink counts under among the sinks the Dispatcher closes (see closeKey): nil
+	// when it is not counted, as when the Dispatcher closes no sinks.
+	key      any
 	cfg      SinkConfig // with defaults filled in
 	retrier  *retry.Retrier
 	attemptT time.Duration
@@ -109,6 +114,21 @@ func normalize(sc SinkConfig) (SinkConfig, error) {
 func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
 	st := &sinkState{d: d, name: sc.Name, sink: sc.Sink, cfg: sc, attrSet: newAttrSet("sink", sc.Name),
 		lanes: make(map[string]*lane), reserved: new(atomic.Int64), count: new(counters)}
+	if d.cfg.closeSinks {
+		k, err := closeKey(sc.Sink)
+		if err != nil {
+			return nil, fmt.Errorf("%w: sink %q: %T: the sink it wraps cannot be found (%w), so the Dispatcher cannot "+
+				"tell when no sink uses it: fix its Unwrap, or use WithSinkClosing(false)", ErrInvalidConfig, sc.Name, sc.Sink, err)
+		}
+		if k == nil && closable(sc.Sink) {
+			// Closed once no sink uses what it wraps: of a value that cannot be compared, and
+			// wraps none that can, that cannot be known, so it would be closed by any Update,
+			// or under a name still using it.
+			return nil, fmt.Errorf("%w: sink %q: %T has a Close method but is not comparable, so the Dispatcher "+
+				"cannot tell when no sink uses it: give a pointer to it, or use WithSinkClosing(false)", ErrInvalidConfig, sc.Name, sc.Sink)
+		}
+		st.key = k
+	}
 	r, err := retry.New(sc.Retry, retry.WithClock(d.cfg.clock))
 	if err != nil {
 		return nil, fmt.Errorf("%w: sink %q: %w", ErrInvalidConfig, sc.Name, err)
@@ -180,6 +200,63 @@ func sameSink(a, b sink.Sink) bool {
 // could never be found again, under its own key or as the same sink.
 func comparableSink(s sink.Sink) bool {
 	return reflect.ValueOf(s).Comparable() && s == s
+}
+
+// unwrapper is middleware that names the sink it wraps, as the sink package's middleware does.
+type unwrapper interface {
+	Unwrap() sink.Sink
+}
+
+// maxUnwrap is how many wrappers deep closeKey looks for the sink at the bottom of a chain.
+const maxUnwrap = 64
+
+// closeKey returns what s counts under among the sinks the Dispatcher closes: the sink at the
+// bottom of its chain of wrappers (see unwrapper), so that the same sink wrapped anew by each
+// reload, or under several names, is closed once, when the last sink that reaches it goes. When
+// that one cannot be compared (a sink.Func, say), s itself is the key, as though it wrapped
+// nothing; when neither can be, the key is nil: s is not counted. It fails when the chain has no
+// bottom (it loops, or runs deeper than maxUnwrap) or an Unwrap panics.
+func closeKey(s sink.Sink) (any, error) {
+	in, err := innermost(s)
+	switch {
+	case err != nil:
+		return nil, err
+	case comparableSink(in):
+		return in, nil
+	case comparableSink(s):
+		return s, nil
+	}
+	return nil, nil
+}
+
+// innermost follows s's Unwrap chain to the sink that wraps nothing (or whose Unwrap returns
+// nil).
+func innermost(s sink.Sink) (in sink.Sink, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			in, err = nil, fmt.Errorf("its Unwrap panicked: %v", p)
+		}
+	}()
+	var seen []sink.Sink // the comparable ones, to tell a loop from a long chain
+	in = s
+	for range maxUnwrap + 1 {
+		u, ok := in.(unwrapper)
+		if !ok {
+			return in, nil
+		}
+		next := u.Unwrap()
+		if next == nil || isNil(next) {
+			return in, nil
+		}
+		if comparableSink(in) {
+			seen = append(seen, in)
+		}
+		if comparableSink(next) && slices.Contains(seen, next) {
+			return nil, errors.New("its Unwrap chain loops")
+		}
+		in = next
+	}
+	return nil, fmt.Errorf("it wraps sinks more than %d deep", maxUnwrap)
 }
 
 // takeBack claims t, still queued, for its own Sync dispatch to run, if the ghost it leaves in the

@@ -1,0 +1,228 @@
+package fanout_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// unwrapper is middleware that says what it wraps, as the sink package's middleware does: its
+// Close forwards to the wrapped sink, and closed counts its own closes.
+type unwrapper struct {
+	next   sink.Sink
+	closed atomic.Int64
+}
+
+func (w *unwrapper) Send(ctx context.Context, e *fanbridge.Event) error { return w.next.Send(ctx, e) }
+func (w *unwrapper) Unwrap() sink.Sink                                  { return w.next }
+func (w *unwrapper) Close() error                                       { w.closed.Add(1); return sink.Close(w.next) }
+
+// plainWrapper is middleware with an Unwrap and no Close of its own.
+type plainWrapper struct{ next sink.Sink }
+
+func (w *plainWrapper) Send(ctx context.Context, e *fanbridge.Event) error {
+	return w.next.Send(ctx, e)
+}
+func (w *plainWrapper) Unwrap() sink.Sink { return w.next }
+
+// settle waits for the configurations d's Updates replaced.
+func settle(t *testing.T, d *fanout.Dispatcher) {
+	t.Helper()
+	require.NoError(t, d.Settle(testContext(t)))
+}
+
+// A sink is closed by what it is, not by how it is wrapped: a configuration rebuilt at every
+// reload wraps the same long-lived sink in a new middleware value each time, and the wrapper it
+// replaces must not close the sink the new wrapper still sends to. Nor does removing one of two
+// names that wrap the same sink close it. It is closed once, when the last sink that reaches it
+// goes.
+func TestWrappedSinkIsClosedWhenTheLastWrapperGoes(t *testing.T) {
+	config := func(sinks map[string]sink.Sink, names ...string) fanout.Config {
+		c := fanout.Config{Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: names}}}
+		for _, n := range names {
+			c.Sinks = append(c.Sinks, fanout.SinkConfig{Name: n, Sink: sinks[n]})
+		}
+		return c
+	}
+	wrap := func(s sink.Sink) sink.Sink { return &unwrapper{next: s} }
+	for _, tc := range []struct {
+		name string
+		// first and then are the sinks of the first configuration and of the Update's; each
+		// maps a sink name to the sink built around crm.
+		first, then func(crm sink.Sink) map[string]sink.Sink
+	}{
+		{"rewrapped by a reload",
+			func(crm sink.Sink) map[string]sink.Sink { return map[string]sink.Sink{"crm": wrap(crm)} },
+			func(crm sink.Sink) map[string]sink.Sink { return map[string]sink.Sink{"crm": wrap(crm)} }},
+		{"wrapped twice, one removed",
+			func(crm sink.Sink) map[string]sink.Sink {
+				return map[string]sink.Sink{"crm": wrap(crm), "crm-copy": wrap(crm)}
+			},
+			nil},
+		{"wrapped and bare, the wrapped one removed",
+			func(crm sink.Sink) map[string]sink.Sink {
+				return map[string]sink.Sink{"crm": crm, "crm-copy": wrap(wrap(crm))}
+			},
+			nil},
+		{"wrapped without a Close, the wrapper with one removed",
+			func(crm sink.Sink) map[string]sink.Sink {
+				return map[string]sink.Sink{"crm": &plainWrapper{next: crm}, "crm-copy": wrap(crm)}
+			},
+			nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			crm := newClosingSink(t, "crm")
+			first := tc.first(crm)
+			names := []string{"crm"}
+			if first["crm-copy"] != nil {
+				names = append(names, "crm-copy")
+			}
+			d := newDispatcher(t, config(first, names...))
+			ctx := testContext(t)
+			require.NoError(t, d.Dispatch(ctx, event("before", "x")))
+			then := first
+			if tc.then != nil {
+				then = tc.then(crm)
+			}
+			require.NoError(t, d.Update(config(then, "crm")))
+			settle(t, d)
+			assert.False(t, crm.closed.Load(), "closed while the new configuration still sends to it")
+			res, err := d.Deliver(ctx, event("after", "x"))
+			require.NoError(t, err)
+			assert.Equal(t, fanout.Delivered, res.Sinks[0].Outcome)
+			assert.True(t, crm.Has("after"))
+
+			require.NoError(t, d.Close(ctx))
+			assert.True(t, crm.closed.Load(), "closed once nothing reaches it") // closingSink fails a second close
+			if w, ok := then["crm"].(*unwrapper); ok {
+				assert.EqualValues(t, 1, w.closed.Load(), "the wrapper that went last is the one closed")
+			}
+		})
+	}
+}
+
+// The sink package's middleware says what it wraps too (sink.Chain, sink.Timeout): a
+// configuration rebuilt with the same sink behind a new sink.Timeout keeps it open.
+func TestSinkPackageMiddlewareIsSeenThrough(t *testing.T) {
+	if _, ok := sink.Chain(newRecSink(), sink.Timeout(time.Second)).(interface{ Unwrap() sink.Sink }); !ok {
+		t.Skip("the sink package's middleware does not say what it wraps")
+	}
+	crm := newClosingSink(t, "crm")
+	config := func() fanout.Config {
+		return fanout.Config{
+			Sinks:  []fanout.SinkConfig{{Name: "crm", Sink: sink.Chain(crm, sink.Timeout(2*time.Second))}},
+			Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"crm"}}},
+		}
+	}
+	d := newDispatcher(t, config())
+	ctx := testContext(t)
+	require.NoError(t, d.Update(config()))
+	settle(t, d)
+	assert.False(t, crm.closed.Load())
+	res, err := d.Deliver(ctx, event("after", "x"))
+	require.NoError(t, err)
+	assert.Equal(t, fanout.Delivered, res.Sinks[0].Outcome)
+	require.NoError(t, d.Close(ctx))
+	assert.True(t, crm.closed.Load())
+}
+
+// loopWrapper is middleware whose Unwrap never reaches a sink that wraps nothing.
+type loopWrapper struct{ other *loopWrapper }
+
+func (*loopWrapper) Send(context.Context, *fanbridge.Event) error { return nil }
+func (w *loopWrapper) Unwrap() sink.Sink                          { return w.other }
+func (*loopWrapper) Close() error                                 { return nil }
+
+// panicWrapper is middleware whose Unwrap panics.
+type panicWrapper struct{}
+
+func (*panicWrapper) Send(context.Context, *fanbridge.Event) error { return nil }
+func (*panicWrapper) Unwrap() sink.Sink                            { panic("no") }
+func (*panicWrapper) Close() error                                 { return nil }
+
+// A sink whose Unwrap chain has no end, or panics, cannot be told apart from the sinks it may
+// share a destination with: it is refused, and an Update that brings it changes nothing.
+func TestSinkWhoseUnwrapHasNoEndIsRefused(t *testing.T) {
+	self := &loopWrapper{}
+	self.other = self
+	a, b := &loopWrapper{}, &loopWrapper{}
+	a.other, b.other = b, a
+	deep := sink.Sink(newRecSink())
+	for range 100 {
+		deep = &plainWrapper{next: deep}
+	}
+	for _, tc := range []struct {
+		name string
+		s    sink.Sink
+		want string
+	}{
+		{"itself", self, "loops"},
+		{"a cycle", a, "loops"},
+		{"too deep", deep, "more than"},
+		{"panics", &panicWrapper{}, "panicked"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "s", Sink: tc.s}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+			}
+			_, err := fanout.New(cfg)
+			require.ErrorIs(t, err, fanout.ErrInvalidConfig)
+			assert.ErrorContains(t, err, `sink "s": `)
+			assert.ErrorContains(t, err, tc.want)
+
+			ok := newRecSink()
+			d := newDispatcher(t, fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "s", Sink: ok}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+			})
+			require.ErrorIs(t, d.Update(cfg), fanout.ErrInvalidConfig)
+			require.NoError(t, d.Dispatch(testContext(t), event("e1", "x")))
+			assert.Equal(t, 1, ok.Delivered("e1"), "the old configuration still runs")
+
+			// Without sink closing, nothing is unwrapped: the sink is taken.
+			d2 := newDispatcher(t, cfg, fanout.WithSinkClosing(false))
+			require.NoError(t, d2.Dispatch(testContext(t), event("e1", "x")))
+		})
+	}
+}
+
+// sliceWrapper is middleware passed by value whose type cannot be compared (it holds a slice),
+// with a Close that forwards to the sink it wraps.
+type sliceWrapper struct {
+	next sink.Sink
+	tags []string
+}
+
+func (w sliceWrapper) Send(ctx context.Context, e *fanbridge.Event) error { return w.next.Send(ctx, e) }
+func (w sliceWrapper) Unwrap() sink.Sink                                  { return w.next }
+func (w sliceWrapper) Close() error                                       { return sink.Close(w.next) }
+
+// A wrapper that cannot be compared, around a sink that can, is counted by that sink: it is
+// taken, and the sink is closed once, when nothing reaches it any more.
+func TestUncomparableWrapperOfAComparableSinkIsTaken(t *testing.T) {
+	crm := newClosingSink(t, "crm")
+	config := func() fanout.Config {
+		return fanout.Config{
+			Sinks:  []fanout.SinkConfig{{Name: "crm", Sink: sliceWrapper{next: crm, tags: []string{"t"}}}},
+			Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"crm"}}},
+		}
+	}
+	d := newDispatcher(t, config())
+	ctx := testContext(t)
+	require.NoError(t, d.Update(config()))
+	settle(t, d)
+	assert.False(t, crm.closed.Load())
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+	assert.True(t, crm.Has("e1"))
+	require.NoError(t, d.Close(ctx))
+	assert.True(t, crm.closed.Load())
+}
