@@ -4,7 +4,8 @@
 // Retrier decides what happens next.
 //
 //   - Permanent(err) marks a failure no retry can cure; the Retrier stops at once and a dispatcher
-//     dead-letters the event.
+//     dead-letters the event. The mark counts wherever it is in an error's chain, an errors.Join
+//     included: mark a join of several failures only when every one of them is permanent.
 //   - After(err, d) asks for at least d before the next attempt (an HTTP Retry-After, a broker
 //     throttle); the Policy caps it with MaxRetryAfter.
 //   - Any other error is retryable.

@@ -14,6 +14,15 @@ func (p *permanentError) Unwrap() error { return p.err }
 
 // Permanent marks err as permanent: a Retrier stops at once and a dispatcher dead-letters the event
 // without retrying. Permanent(nil) is nil.
+//
+// The mark covers the whole error it ends up in: IsPermanent finds it anywhere in an error's chain,
+// in one of the errors of an errors.Join too, and Classify then calls the whole error permanent,
+// whatever else it holds. So an operation that joins several failures (a sink that writes to
+// several destinations) must not mark one of them on its own: errors.Join(Permanent(errA), errB),
+// with errB an outage, is permanent, and the outage is never retried (nor, in a dispatcher,
+// counted against the sink's health). Keep the failures unmarked while collecting them, mark the
+// join, Permanent(errors.Join(errA, errB)), only when every failure in it is permanent, and return
+// it unmarked, and so retryable as a whole, otherwise.
 func Permanent(err error) error {
 	if err == nil || IsPermanent(err) {
 		return err
@@ -21,7 +30,8 @@ func Permanent(err error) error {
 	return &permanentError{err: err}
 }
 
-// IsPermanent reports whether err, or any error it wraps, was marked with Permanent.
+// IsPermanent reports whether err, or any error it wraps (the errors of an errors.Join included),
+// was marked with Permanent: one permanent error in a join makes the join permanent (see Permanent).
 func IsPermanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)
@@ -70,9 +80,10 @@ const (
 	ClassCanceled Class = "canceled"
 )
 
-// Classify returns the Class of err, or "" for a nil error. A permanent mark wins over
-// cancellation; context.DeadlineExceeded alone is retryable, because an attempt that timed out may
-// succeed when tried again.
+// Classify returns the Class of err, or "" for a nil error. A permanent mark, anywhere in err's
+// chain as IsPermanent finds it, wins over cancellation and over every error joined with it;
+// context.DeadlineExceeded alone is retryable, because an attempt that timed out may succeed when
+// tried again.
 func Classify(err error) Class {
 	switch {
 	case err == nil:

@@ -311,6 +311,45 @@ func TestPermanentStopsAtOnce(t *testing.T) {
 	assert.Equal(t, retry.ClassPermanent, retry.Classify(err))
 }
 
+// A permanent mark counts wherever it is in an error, in one error of an errors.Join too, as
+// Permanent's doc says: a join of a permanent failure and an outage is permanent as a whole. A
+// join is retried only when nothing in it is marked.
+func TestPermanentInAJoin(t *testing.T) {
+	rejected := errors.New("search index: 400 bad document")
+	down := errors.New("warehouse: connection refused")
+	for _, tc := range []struct {
+		name      string
+		err       error
+		permanent bool
+	}{
+		{"one of two marked", errors.Join(retry.Permanent(rejected), down), true},
+		{"the other marked", errors.Join(down, fmt.Errorf("index: %w", retry.Permanent(rejected))), true},
+		{"the join marked", retry.Permanent(errors.Join(rejected, down)), true},
+		{"with a cancellation", errors.Join(retry.Permanent(rejected), context.Canceled), true},
+		{"none marked", errors.Join(rejected, down), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.permanent, retry.IsPermanent(tc.err))
+			r, clk := newRetrier(t, retry.Policy{MaxAttempts: 3, Jitter: retry.NoJitter})
+			op, calls := failN(100, tc.err)
+			err, _ := run(t, clk, r, op)
+			var re *retry.Error
+			require.ErrorAs(t, err, &re)
+			if tc.permanent {
+				assert.Equal(t, retry.ClassPermanent, retry.Classify(tc.err))
+				assert.Equal(t, retry.ReasonPermanent, re.Reason)
+				assert.Equal(t, 1, *calls, "no retry: the outage in the join is never tried again")
+				assert.Same(t, tc.err, retry.Permanent(tc.err), "already permanent: no second mark")
+			} else {
+				assert.NotEqual(t, retry.ClassPermanent, retry.Classify(tc.err))
+				assert.Equal(t, retry.ReasonAttempts, re.Reason)
+				assert.Equal(t, 3, *calls)
+			}
+			assert.ErrorIs(t, err, rejected)
+		})
+	}
+}
+
 func TestContextCancellationDuringWait(t *testing.T) {
 	r, clk := newRetrier(t, retry.Policy{InitialInterval: time.Minute, MaxInterval: time.Minute, Jitter: retry.NoJitter, MaxAttempts: 5})
 	ctx, cancel := context.WithCancel(context.Background())

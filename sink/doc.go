@@ -25,7 +25,17 @@
 // destination refuses for what they hold do not open fanout's circuit breaker and send valid
 // events to the dead-letter queue. The mark covers the whole error: a sink that joins the errors of
 // several destinations marks none of them when one destination is down, or the outage opens no
-// breaker (see Refused). A Send on a closed sink returns an error wrapping ErrClosed.
+// breaker (see Refused).
+//
+// The same holds for retry.Permanent, with a graver outcome: retry.IsPermanent finds the mark in
+// any error of an errors.Join, so errors.Join(retry.Permanent(errA), errB), where errB is an
+// outage, is permanent as a whole. The dispatcher dead-letters the event at once, without a retry,
+// and does not count the outage against the sink's health, so the breaker never opens while every
+// event goes to the dead-letter queue. Join the failures unmarked, and mark the join permanent only
+// when every failure in it is permanent, refused only when every one is a refusal; otherwise leave
+// it unmarked, so that the whole Send is retried.
+//
+// A Send on a closed sink returns an error wrapping ErrClosed.
 //
 // # Delivery semantics
 //

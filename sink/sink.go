@@ -15,9 +15,12 @@ import (
 // answered OK). Otherwise it returns an error classified with package retry: Permanent when no
 // retry can cure it, After when the destination asked for a wait, unmarked when another attempt
 // may succeed, and also Refused when that retryable failure is the destination's answer, not a
-// sign that it is down. Send never retries or sleeps on its own; the caller's Retrier does. Send
-// must honour ctx's cancellation and deadline, must not modify e, and must be safe for concurrent
-// use.
+// sign that it is down. A mark counts wherever it is in the error, an errors.Join included: a Send
+// that joins the failures of several destinations marks the join Permanent only when every failure
+// in it is permanent, and Refused only when every one is a refusal (see the package doc). Send
+// never retries or sleeps on its own; the caller's Retrier does. Send must honour ctx's
+// cancellation and deadline, must not modify e, even when it fails, and must be safe for
+// concurrent use.
 type Sink interface {
 	Send(ctx context.Context, e *fanbridge.Event) error
 }
@@ -106,7 +109,8 @@ func (r *refusedError) Unwrap() error { return r.err }
 // the errors of an errors.Join too. A sink that delivers to several destinations and joins their
 // errors must therefore not mark the join, nor any error in it, when one of the destinations is
 // down: the breaker would take the outage for an answer and never open. Mark a join only when
-// every failure in it is a refusal. Refused(nil) is nil.
+// every failure in it is a refusal. A retry.Permanent mark in a join is found the same way and
+// weighs more: it makes the whole join permanent (see retry.Permanent). Refused(nil) is nil.
 func Refused(err error) error {
 	if err == nil {
 		return nil
