@@ -28,10 +28,18 @@ const (
 	// FormatWebhookAttributes is the generic webhook shape
 	// {"id","eventType","timestamp","source","attributes"}.
 	FormatWebhookAttributes Format = "webhook-attributes"
+	// FormatOpenMessaging is a Genesys Cloud Open Messaging message as Genesys POSTs it to an
+	// integration's outbound webhook (the Outbound Open NormalizedMessage):
+	// {"id","channel":{"platform","type","to","from","time",...},"type","text","direction",...}.
+	// Genesys signs it: see signature.OpenMessaging.
+	FormatOpenMessaging Format = "open-messaging"
+	// FormatStandardWebhooks is the payload the Standard Webhooks specification recommends:
+	// {"type","timestamp","data"}.
+	FormatStandardWebhooks Format = "standard-webhooks"
 )
 
 var allFormats = []Format{FormatEventBridge, FormatCloudEvents, FormatNotification, FormatWebhook,
-	FormatWebhookAttributes}
+	FormatWebhookAttributes, FormatOpenMessaging, FormatStandardWebhooks}
 
 type formatSet uint8
 
@@ -92,7 +100,8 @@ func Decode(body []byte, contentType string) (*fanbridge.Event, error) {
 // JSON. Structured CloudEvents are decoded as such; for JSON the format is detected from the
 // top-level keys, in this order: "detail-type" or "detail" (EventBridge), "specversion"
 // (CloudEvents), "topicName" or "eventBody" (Genesys notification), "event" (webhook),
-// "eventType" (webhook with attributes).
+// "eventType" (webhook with attributes), "channel" (an object) with "direction" (Open Messaging),
+// "type" with "data" (Standard Webhooks payload).
 //
 // The returned Event's Raw is body itself and its Data a sub-slice of body: neither is copied, so
 // the caller must not modify or reuse body while the Event is in use. Errors wrap ErrMalformed,
@@ -121,8 +130,8 @@ func (d *Decoder) decode(ctx context.Context, body []byte, media media) (*fanbri
 		f = s.detect()
 	}
 	if f == "" {
-		return nil, fmt.Errorf("%w: no known envelope keys (detail-type, specversion, topicName, event, eventType)",
-			ErrUnknownFormat)
+		return nil, fmt.Errorf("%w: no known envelope keys (detail-type, specversion, topicName, event, eventType, "+
+			"channel with direction, type with data)", ErrUnknownFormat)
 	}
 	if d.formats&formatBit(f) == 0 {
 		return nil, fmt.Errorf("%w: %s envelopes are not accepted here", ErrUnknownFormat, f)
@@ -136,8 +145,12 @@ func (d *Decoder) decode(ctx context.Context, body []byte, media media) (*fanbri
 		return decodeNotification(s, messageID(ctx))
 	case FormatWebhook:
 		return decodeWebhook(s, messageID(ctx))
-	default:
+	case FormatWebhookAttributes:
 		return decodeWebhookAttributes(s)
+	case FormatOpenMessaging:
+		return decodeOpenMessaging(s, messageID(ctx))
+	default:
+		return decodeStandardWebhooks(s, messageID(ctx))
 	}
 }
 
@@ -168,7 +181,9 @@ func (s *scanner) isObject() bool {
 
 // detect picks the format from the top-level keys. A key whose value is null counts as absent,
 // as it does when the format's fields are read: a webhook serialised with "detail": null is a
-// webhook.
+// webhook. A body with the keys of several formats is the first of them in the order below, the
+// order the formats were added in: a format added later never takes a body an earlier one
+// decoded.
 func (s *scanner) detect() Format {
 	const (
 		hasDetailType = 1 << iota
@@ -177,6 +192,10 @@ func (s *scanner) detect() Format {
 		hasNotification
 		hasEvent
 		hasEventType
+		hasChannel
+		hasDirection
+		hasType
+		hasData
 	)
 	var has int
 	for i := range s.members {
@@ -197,6 +216,17 @@ func (s *scanner) detect() Format {
 			has |= hasEvent
 		case "eventType":
 			has |= hasEventType
+		case "channel":
+			// Open Messaging's channel is an object; a string "channel" is some other sender's.
+			if s.val(m)[0] == '{' {
+				has |= hasChannel
+			}
+		case "direction":
+			has |= hasDirection
+		case "type":
+			has |= hasType
+		case "data":
+			has |= hasData
 		}
 	}
 	switch {
@@ -214,6 +244,10 @@ func (s *scanner) detect() Format {
 		return FormatWebhook
 	case has&hasEventType != 0:
 		return FormatWebhookAttributes
+	case has&(hasChannel|hasDirection) == hasChannel|hasDirection:
+		return FormatOpenMessaging
+	case has&(hasType|hasData) == hasType|hasData:
+		return FormatStandardWebhooks
 	}
 	return ""
 }

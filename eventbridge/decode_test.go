@@ -767,7 +767,9 @@ func TestNewDecoder(t *testing.T) {
 
 	all, err := eventbridge.NewDecoder()
 	require.NoError(t, err)
-	assert.Len(t, all.Formats(), 5)
+	assert.Equal(t, []eventbridge.Format{eventbridge.FormatEventBridge, eventbridge.FormatCloudEvents,
+		eventbridge.FormatNotification, eventbridge.FormatWebhook, eventbridge.FormatWebhookAttributes,
+		eventbridge.FormatOpenMessaging, eventbridge.FormatStandardWebhooks}, all.Formats())
 }
 
 // A time outside the years 0001 to 9999 in UTC could be neither produced to Kafka nor

@@ -72,6 +72,29 @@
 //   - Webhook with attributes ("eventType"): {"id","eventType","timestamp","source","attributes"}.
 //     id, eventType and attributes are required; Data = attributes; timestamp is RFC 3339 or epoch
 //     milliseconds.
+//   - Open Messaging ("channel", an object, with "direction"): a Genesys Cloud Open Messaging
+//     message as Genesys POSTs it to an integration's outbound webhook, signed with
+//     X-Hub-Signature-256 (signature.OpenMessaging), in Genesys' Outbound Open NormalizedMessage
+//     format: {"id","channel":{"platform","type","to","from","time",...},"type","text",
+//     "direction",...}. Type = type ("Text", "Structured", "Receipt", "Event", ... as sent; a
+//     string, required), Data = the whole message (without the whitespace around it), Time =
+//     channel.time when it is an RFC 3339 string (otherwise none: the message is Genesys' to
+//     shape). The message's id is not the event's (see Event IDs): a receipt carries the id of
+//     the message it is about, so ID is derived from the whole message, the first 32 hex digits
+//     of the SHA-256 of the body without the whitespace around it. A redelivery is the same bytes
+//     and gets the same ID; two messages differ in their id or their time. There is no Source: a
+//     sink that needs one takes its default (kafkasink: "urn:fanbridge:open-messaging").
+//   - Standard Webhooks ("type" with "data"): the payload the Standard Webhooks specification
+//     recommends, {"type","timestamp","data"}. Type = type (a string, required), Data = data
+//     (any JSON value, required), Time = timestamp (an RFC 3339 string, optional; when the event
+//     happened). There is no id (see Event IDs): the sender's webhook-id names the message, and
+//     what tells events apart in the body is the timestamp; when it is there, ID is derived as
+//     for notifications from type and timestamp (as sent), then data. There is no Source
+//     (kafkasink's default: "urn:fanbridge:standard-webhooks").
+//
+// A body with the keys of several formats is the first of them in the order above:
+// {"event","data","type"} is a webhook, {"channel","direction","type","data"} an Open Messaging
+// message. The formats added later come later, so that none takes a body an earlier one decoded.
 //
 // Every event gets Metadata[fanbridge.MetaFormat] (the Format name) and Raw, the body exactly as
 // received. Raw and Data are not copies: Data is a sub-slice of Raw, so the body must not be
@@ -90,10 +113,12 @@
 // (Unicode folding: "ſource" is "source" to it) and keeps the last, a key that differs only in
 // case from one the decoder reads by name is refused too, whether that key is there or not, in
 // the objects whose shape is the format's (an envelope, a CloudEvent, a webhook and its metadata,
-// a notification and its metadata, and an envelope's detail holding both topicName and eventBody,
-// in any case and null or not, which is a Genesys notification); in a generic event's detail such
-// keys are the sender's data, and the detail's topicName, eventBody, metadata or timestamp, or
-// its metadata's CorrelationId, is not read at all when a case variant of it is there.
+// a notification and its metadata, an Open Messaging message (channel, direction, type) and its
+// channel (time), a Standard Webhooks payload, and an envelope's detail holding both topicName
+// and eventBody, in any case and null or not, which is a Genesys notification); in a generic
+// event's detail such keys are the sender's data, and the detail's topicName, eventBody,
+// metadata or timestamp, or its metadata's CorrelationId, is not read at all when a case variant
+// of it is there.
 //
 // Decoding validates the whole body in one pass and extracts only the fields above; eventBody is
 // never materialised. That is what makes the Handler several times faster than code that
@@ -101,8 +126,8 @@
 //
 // # Event IDs
 //
-// The formats that carry no id of their own (notification, webhook) get an ID by the first of
-// these rules that applies, always 32 lower-case hex digits:
+// The formats that carry no id of their own (notification, webhook, Open Messaging, Standard
+// Webhooks) get an ID by the first of these rules that applies, always 32 lower-case hex digits:
 //
 //  1. The request was verified by a signature.Verifier that names the sender's message id
 //     (signature.Identity.MessageID in the request's context, see signature.IdentityFrom): the
@@ -118,7 +143,9 @@
 //     duplicate of the first would acknowledge it and lose it. ID is then 128 random bits, unique
 //     to the request: such an event is delivered at least once, and a sender's retry of it is
 //     delivered again. To have retries deduplicated, send a correlationId or a timestamp in a
-//     webhook's metadata (a CorrelationId in a notification's), or sign with Standard Webhooks.
+//     webhook's metadata (a CorrelationId in a notification's, a timestamp in a Standard
+//     Webhooks payload), or sign with Standard Webhooks. An Open Messaging message always has
+//     something: the whole of it.
 //
 // Decode, DecodeNotification and Decoder.Decode have no request, so rule 1 is the Handler's
 // alone; they decode the same bytes to the same ID, except under rule 3.

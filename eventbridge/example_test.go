@@ -49,7 +49,7 @@ func ExampleNewHandler() {
 	// dispatching 6f1c1c4e-0d3a-4a8e-9c43-5f1f0e2b8d11 from account 123456789012
 	// 200 {"status":"delivered","id":"6f1c1c4e-0d3a-4a8e-9c43-5f1f0e2b8d11"}
 	// 200 {"status":"ignored"}
-	// 400 {"error":"eventbridge: unknown event format: no known envelope keys (detail-type, specversion, topicName, event, eventType)"}
+	// 400 {"error":"eventbridge: unknown event format: no known envelope keys (detail-type, specversion, topicName, event, eventType, channel with direction, type with data)"}
 }
 
 func ExampleDecode() {
@@ -74,7 +74,7 @@ func ExampleDecode() {
 	// 2022-04-06T09:30:45.013Z
 	// {"eventTime":1649237444949,"mediaType":"CHAT"}
 	// 7272d362-23b2-4c14-9d40-dc7b7683153a eventbridge
-	// eventbridge: unknown event format: no known envelope keys (detail-type, specversion, topicName, event, eventType)
+	// eventbridge: unknown event format: no known envelope keys (detail-type, specversion, topicName, event, eventType, channel with direction, type with data)
 }
 
 func ExampleDecodeNotification() {

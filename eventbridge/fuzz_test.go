@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/fanbridge/fanbridge"
@@ -45,6 +46,11 @@ func addSamples(f *testing.F, add func(body []byte)) {
 		`[[[[1e-5,-0.0,true,false,null,"\"\\\/\b\f\n\r\t"]]]]`,
 		`{"event":"x","data":{},"metadata":{"traceparent":"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-\u00e9","tracestate":"a=b, c@d=e"}}`,
 		`{"specversion":"1.0","id":"1","source":"s","type":"t","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"rojo=1,congo=2"}`,
+		`{"id":"m-1","channel":{"platform":"Open","to":{"id":"c"},"time":"2024-05-01T12:00:00.5+02:00"},"type":"Receipt","status":"Delivered","direction":"Outbound"}`,
+		`{"channel":{"time":1714564800000,"Time":"x"},"direction":"Outbound","type":"Text","data":{}}`,
+		`{"channel":"sms","direction":"out","type":"message.sent","data":{"id":1}}`,
+		`{"type":"contact.deleted","data":{"id":"c-1"}}`,
+		`{"type":"x","timestamp":"2024-05-01T12:00:00Z","data":null,"Data":1}`,
 	} {
 		add([]byte(s))
 	}
@@ -283,6 +289,43 @@ func crossCheck(t *testing.T, body []byte, e *fanbridge.Event) {
 		equal(t, "eventType", e.Type, top.str(t, "eventType"))
 		equal(t, "source", e.Source, top.str(t, "source"))
 		equal(t, "Data", string(e.Data), string(top["attributes"]))
+	case "open-messaging":
+		equal(t, "type", e.Type, top.str(t, "type"))
+		equal(t, "Data", string(e.Data), string(bytes.TrimSpace(body)))
+		if v, ok := top["channel"]; !ok || v[0] != '{' || !hasMember(top, "direction") {
+			t.Fatal("an Open Messaging message without a channel object and a direction")
+		}
+		// A consumer decoding Raw into a struct reads the type and time that were read.
+		var so struct {
+			Type    string `json:"type"`
+			Channel struct {
+				Time json.RawMessage `json:"time"`
+			} `json:"channel"`
+		}
+		if json.Unmarshal(body, &so) == nil {
+			equal(t, "struct type", e.Type, so.Type)
+			if !e.Time.IsZero() {
+				var st time.Time
+				if err := json.Unmarshal(so.Channel.Time, &st); err == nil && !st.Equal(e.Time) {
+					t.Fatalf("struct channel.time %v, decoder %v", st, e.Time)
+				}
+			}
+		}
+	case "standard-webhooks":
+		equal(t, "type", e.Type, top.str(t, "type"))
+		equal(t, "Data", string(e.Data), string(top["data"]))
+		var sw struct {
+			Type      string          `json:"type"`
+			Timestamp *time.Time      `json:"timestamp"`
+			Data      json.RawMessage `json:"data"`
+		}
+		if json.Unmarshal(body, &sw) == nil {
+			equal(t, "struct type", e.Type, sw.Type)
+			equal(t, "struct data", string(e.Data), string(sw.Data))
+			if sw.Timestamp != nil && !sw.Timestamp.Equal(e.Time) {
+				t.Fatalf("struct timestamp %v, decoder %v", sw.Timestamp, e.Time)
+			}
+		}
 	case "cloudevents":
 		equal(t, "specversion", top.str(t, "specversion"), "1.0")
 		equal(t, "id", e.ID, top.str(t, "id"))

@@ -177,7 +177,8 @@ func HMAC(s HMACScheme, secrets ...string) (Verifier, error) {
 func GitHub(secrets ...string) (Verifier, error) { return HMAC(GitHubScheme, secrets...) }
 
 // OpenMessaging returns a Verifier for Genesys Cloud Open Messaging outbound webhook signatures
-// (OpenMessagingScheme: base64, not GitHub's hex).
+// (OpenMessagingScheme: base64, not GitHub's hex). eventbridge's Handler behind it decodes the
+// messages Genesys posts there (the Outbound Open NormalizedMessage) as its open-messaging format.
 func OpenMessaging(secrets ...string) (Verifier, error) { return HMAC(OpenMessagingScheme, secrets...) }
 
 // macState is one reusable HMAC with room for its sum.
