@@ -873,3 +873,20 @@ func TestIntakeHandlerOptions(t *testing.T) {
 	w := serve(busy, cloudEvent)
 	assert.Equal(t, "7", w.Header().Get("Retry-After"), "retry_after (status %d)", w.Code)
 }
+
+// Every format the decoder knows is a valid intake format, and nothing else is.
+func TestIntakeFormatsAreTheDecoders(t *testing.T) {
+	d, err := eventbridge.NewDecoder()
+	require.NoError(t, err)
+	all := d.Formats()
+	require.Contains(t, all, eventbridge.FormatOpenMessaging)
+	require.Contains(t, all, eventbridge.FormatStandardWebhooks)
+	for _, f := range all {
+		_, err := config.Parse([]byte(edited(t, "path: /events", "path: /events\n    formats: ["+string(f)+"]")), env(nil))
+		assert.NoError(t, err, "format %s", f)
+	}
+	for _, f := range []string{"bogus", "EventBridge", `""`} {
+		_, err := config.Parse([]byte(edited(t, "path: /events", "path: /events\n    formats: ["+f+"]")), env(nil))
+		assert.ErrorContains(t, err, "config: intake[0].formats[0]: unknown format", "format %s", f)
+	}
+}

@@ -283,9 +283,8 @@ func (c *Config) validateIntake(e *Errors) {
 			}
 		}
 		for j, f := range in.Formats {
-			switch eventbridge.Format(f) {
-			case eventbridge.FormatEventBridge, eventbridge.FormatCloudEvents, eventbridge.FormatNotification, eventbridge.FormatWebhook, eventbridge.FormatWebhookAttributes:
-			default:
+			// The decoder is the one list of formats: a format it gains is accepted here too.
+			if _, err := eventbridge.NewDecoder(eventbridge.Format(f)); err != nil {
 				fp := fmt.Sprintf("%s.formats[%d]", p, j)
 				e.addf(fp, "unknown format %s", e.show(fp, f))
 			}
