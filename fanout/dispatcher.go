@@ -93,10 +93,13 @@ type Dispatcher struct {
 	lost     int64          // Async deliveries neither delivered nor dead-lettered
 	lastLost error
 
-	// sinkCloseCtx, once Close has begun, bounds the sinks' closing (see closeSink): it ends,
-	// past Close's deadline, once the dead-letter queue has taken nothing for the DLQ timeout,
-	// just before Close gives up waiting.
-	sinkCloseCtx atomic.Pointer[context.Context]
+	// sinkLife bounds every wait for a sink's close (see closeSink): Close ends it, past its
+	// deadline, once the dead-letter queue has taken nothing for the DLQ timeout, just before it
+	// gives up waiting. closeBegun is set once Close has begun: from then on, sinkLife alone
+	// bounds the closes that begin.
+	sinkLife    context.Context
+	endSinkLife context.CancelFunc
+	closeBegun  atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -160,6 +163,7 @@ func New(cfg Config, opts ...Option) (*Dispatcher, error) {
 		return nil, err
 	}
 	d.life, d.endLife = context.WithCancel(context.Background())
+	d.sinkLife, d.endSinkLife = context.WithCancel(context.Background())
 	d.updateMu.Lock()
 	d.commit(nil, s, fresh)
 	d.updateMu.Unlock()
@@ -1093,7 +1097,7 @@ func (d *Dispatcher) dropSink(st *sinkState, seq uint64, at int) {
 	d.errMu.Lock()
 	d.closing[name]++
 	d.errMu.Unlock()
-	err := closeSink(d.sinkCloseCtx.Load(), s)
+	err := d.closeSink(s)
 	d.errMu.Lock()
 	if d.closing[name]--; d.closing[name] == 0 {
 		delete(d.closing, name)
@@ -1111,20 +1115,36 @@ type contextCloser interface {
 	CloseContext(ctx context.Context) error
 }
 
+// sinkCloseTimeout bounds the wait for the close of a sink that has a CloseContext and no Close,
+// when an Update removed it before Close began.
+const sinkCloseTimeout = 30 * time.Second
+
 // closeSink closes s, turning a panic in its Close into an error: it may run on a background
-// goroutine after a route swap, where a panic would end the process. When ctx is not nil (the
-// Dispatcher is closing) and s has CloseContext, the wait ends with *ctx, so that the sink's own
-// error reaches Close's result instead of arriving after it.
-func closeSink(ctx *context.Context, s sink.Sink) (err error) {
+// goroutine after a route swap, where a panic would end the process. Once Close has begun, a sink
+// with CloseContext is closed with it, under a context that ends just before Close gives up, so
+// that the sink's own error reaches Close's result instead of arriving after it. Before that, a
+// sink is closed with its Close, or, when it has only CloseContext, with that, under a context
+// that ends after sinkCloseTimeout (or when Close gives up, whichever comes first), so that a
+// close that hangs cannot keep Settle waiting for ever.
+func (d *Dispatcher) closeSink(s sink.Sink) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("close panicked: %v", p)
 		}
 	}()
-	if cc, ok := s.(contextCloser); ok && ctx != nil {
-		return cc.CloseContext(*ctx)
+	cc, withContext := s.(contextCloser)
+	if withContext && d.closeBegun.Load() {
+		return cc.CloseContext(d.sinkLife)
 	}
-	return sink.Close(s)
+	if c, ok := s.(io.Closer); ok {
+		return c.Close()
+	}
+	if withContext {
+		ctx, cancel := context.WithTimeout(d.sinkLife, sinkCloseTimeout)
+		defer cancel()
+		return cc.CloseContext(ctx)
+	}
+	return nil
 }
 
 // closable reports whether the Dispatcher would close s (see closeSink).
@@ -1275,9 +1295,8 @@ func (d *Dispatcher) close(ctx context.Context) error {
 	defer stopAtDeadline()
 	// Sinks closed from here on stop waiting for their close when Close itself is about to give
 	// up, so that what they report is part of Close's answer.
-	sinkCtx, endSinkCtx := context.WithCancel(context.Background())
-	defer endSinkCtx()
-	d.sinkCloseCtx.Store(&sinkCtx)
+	defer d.endSinkLife()
+	d.closeBegun.Store(true)
 
 	d.retiring.Add(1)
 	go d.retire(s, s.sinks, seq)
@@ -1301,7 +1320,7 @@ func (d *Dispatcher) close(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-dr.ctx.Done():
-			endSinkCtx()
+			d.endSinkLife()
 			grace := time.NewTimer(closeGrace)
 			select {
 			case <-done:

@@ -156,8 +156,10 @@ func WithTracerProvider(p trace.TracerProvider) Option {
 	return optionFunc(func(c *config) { c.tracers = p })
 }
 
-// WithSinkClosing chooses whether the Dispatcher closes (with sink.Close, or under Close with the
-// sink's CloseContext when it has one) the sinks it was given, once their work has drained: on
+// WithSinkClosing chooses whether the Dispatcher closes the sinks it was given, once their work
+// has drained: with their Close, or with their CloseContext(ctx) once Close has begun (see
+// Dispatcher.Close) and when they have no Close (then, before Close begins, under a context that
+// ends after 30s, or when Close gives up waiting if that comes first). It closes them on
 // Close, and when Update removes a sink and no running sink reaches the sink it wraps (see "Who
 // closes what" in the package documentation). With it on, New and Update refuse a Sink value
 // that has a Close method but cannot be compared, nor wraps a sink that can (see

@@ -2,6 +2,7 @@ package fanout_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -225,4 +226,79 @@ func TestUncomparableWrapperOfAComparableSinkIsTaken(t *testing.T) {
 	assert.True(t, crm.Has("e1"))
 	require.NoError(t, d.Close(ctx))
 	assert.True(t, crm.closed.Load())
+}
+
+// contextOnlyCloser has a CloseContext and no Close, as a sink may that can bound its close by a
+// context. It records whether that context had a deadline.
+type contextOnlyCloser struct {
+	closed      atomic.Int64
+	hadDeadline atomic.Bool
+	err         error
+}
+
+func (c *contextOnlyCloser) Send(context.Context, *fanbridge.Event) error { return nil }
+func (c *contextOnlyCloser) CloseContext(ctx context.Context) error {
+	c.closed.Add(1)
+	_, ok := ctx.Deadline()
+	c.hadDeadline.Store(ok)
+	return c.err
+}
+
+// A sink with only a CloseContext is closed when an Update removes it, as one with a Close is,
+// under a context that bounds the wait; the Dispatcher's own Close does not close it again.
+func TestContextOnlySinkIsClosedWhenRemoved(t *testing.T) {
+	a, b := &contextOnlyCloser{}, &contextOnlyCloser{}
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "a", Sink: a}, {Name: "b", Sink: b}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b"}}},
+	})
+	require.NoError(t, err)
+	ctx := testContext(t)
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+	require.NoError(t, d.Update(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "b", Sink: b}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"b"}}},
+	}))
+	settle(t, d)
+	assert.EqualValues(t, 1, a.closed.Load(), "closed once Update removed it and its work drained")
+	assert.True(t, a.hadDeadline.Load(), "the wait for its close is bounded")
+	assert.Zero(t, b.closed.Load(), "b is still in use")
+	require.NoError(t, d.Close(ctx))
+	assert.EqualValues(t, 1, a.closed.Load())
+	assert.EqualValues(t, 1, b.closed.Load())
+}
+
+// hangingContextCloser has only a CloseContext, which returns when its context ends.
+type hangingContextCloser struct{ started chan struct{} }
+
+func (*hangingContextCloser) Send(context.Context, *fanbridge.Event) error { return nil }
+func (h *hangingContextCloser) CloseContext(ctx context.Context) error {
+	close(h.started)
+	<-ctx.Done()
+	return fmt.Errorf("records unacknowledged: %w", ctx.Err())
+}
+
+// The close of a removed sink with only a CloseContext that begins before Close is bounded by
+// Close too: it ends when Close gives up waiting, and its error is part of Close's.
+func TestContextOnlyCloseBegunBeforeCloseEndsWithIt(t *testing.T) {
+	h := &hangingContextCloser{started: make(chan struct{})}
+	kept := newRecSink()
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "a", Sink: h}, {Name: "b", Sink: kept}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b"}}},
+		DLQ:    &memDLQ{},
+	}, fanout.WithDLQTimeout(100*time.Millisecond))
+	require.NoError(t, err)
+	require.NoError(t, d.Update(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "b", Sink: kept}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"b"}}},
+	}))
+	recv(t, h.started)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = d.Close(ctx)
+	assert.Less(t, time.Since(start), 5*time.Second, "100ms deadline + 100ms DLQ timeout + grace, with room for a loaded machine")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `fanout: closing sink "a": records unacknowledged: context canceled`)
 }
