@@ -145,3 +145,49 @@ func TestMethodsAndUnknownPaths(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusRequestEntityTooLarge, status, body)
 }
+
+// The service's own paths take GET and HEAD only: another method is answered 405 with the
+// methods they take, on the intake's listener and on the admin listener, where it was answered
+// 404 as if the path were not there.
+func TestOpsPathsRefuseOtherMethods(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, _ := startTwoIntakes(t, ctx, "  admin_address: 127.0.0.1:0")
+	line, _, err := p.stderr.wait(ctx, 0, func(s string) bool { _, ok := logMsg(s, "listening"); return ok })
+	require.NoError(t, err)
+	m, _ := logMsg(line, "listening")
+	adminAddr, _ := m["admin_addr"].(string)
+	require.NotEmpty(t, adminAddr, line)
+
+	do := func(method, url string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(`{}`))
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		require.NoError(t, err)
+		return resp, string(b)
+	}
+	urls := []string{p.url("/healthz"), p.url("/readyz"), "http://" + adminAddr + "/healthz", "http://" + adminAddr + "/readyz", "http://" + adminAddr + "/metrics"}
+	for _, url := range urls {
+		for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions} {
+			resp, body := do(method, url)
+			assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "%s %s: %s", method, url, body)
+			assert.Equal(t, "GET, HEAD", resp.Header.Get("Allow"), "%s %s", method, url)
+			assert.JSONEq(t, `{"error":"method not allowed"}`, body, "%s %s", method, url)
+		}
+		// A probe may ask with HEAD: the GET answer without its body.
+		resp, body := do(http.MethodHead, url)
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "HEAD %s", url)
+		assert.Empty(t, body, "HEAD %s", url)
+		resp, _ = do(http.MethodGet, url)
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "GET %s", url)
+	}
+	// The intake's listener has no /metrics when an admin listener serves it: any method finds
+	// no such path there.
+	resp, body := do(http.MethodPost, p.url("/metrics"))
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, body)
+	assert.JSONEq(t, `{"error":"no such path"}`, body)
+}

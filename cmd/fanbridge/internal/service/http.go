@@ -55,14 +55,27 @@ func (s *Service) adminRoutes() http.Handler {
 // opsMux is a mux with health, readiness and, when metrics is set, metrics.
 func (s *Service) opsMux(metrics bool) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("/healthz", getOnly(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.Handle("GET /readyz", s.ready)
+	})))
+	mux.Handle("/readyz", getOnly(s.ready))
 	if metrics {
-		mux.Handle("GET /metrics", s.tel.metrics)
+		mux.Handle("/metrics", getOnly(s.tel.metrics))
 	}
 	return mux
+}
+
+// getOnly answers 405 to any method but GET and HEAD. A "GET /path" pattern would leave the
+// other methods to the mux's "/" pattern, which answers 404 for a path the service does serve.
+func getOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // buildIntake builds the handler of every intake path: a method check, signature.Verify with
