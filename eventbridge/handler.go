@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,8 +38,10 @@ type Handler struct {
 	retryAfter []string
 }
 
-// NewHandler returns a Handler that dispatches to d. Invalid options are reported together, as an
-// error wrapping ErrInvalidConfig.
+// NewHandler returns a Handler that dispatches to d. d must not be nil, nor hold the nil of a
+// pointer, func, map, channel or slice type (a *fanout.Dispatcher left nil because fanout.New
+// failed): such a Handler would fail every request. Invalid options are reported together, as an error wrapping
+// ErrInvalidConfig.
 func NewHandler(d Dispatcher, opts ...Option) (*Handler, error) {
 	c := config{
 		maxBody:         DefaultMaxBodySize,
@@ -46,8 +49,11 @@ func NewHandler(d Dispatcher, opts ...Option) (*Handler, error) {
 		retryAfter:      DefaultRetryAfter,
 		dispatchTimeout: DefaultDispatchTimeout,
 	}
-	if d == nil {
+	switch {
+	case d == nil:
 		c.fail("dispatcher must not be nil")
+	case holdsNil(d):
+		c.fail("dispatcher is a nil %T (was the error of its constructor checked?)", d)
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -82,6 +88,16 @@ func NewHandler(d Dispatcher, opts ...Option) (*Handler, error) {
 		tel:        tel,
 		retryAfter: []string{strconv.FormatInt(retryAfterSeconds(c.retryAfter), 10)},
 	}, nil
+}
+
+// holdsNil reports whether d holds a nil of a kind that has one: a typed nil passes d == nil and
+// would panic, or fail, only when the first request reaches it.
+func holdsNil(d Dispatcher) bool {
+	switch v := reflect.ValueOf(d); v.Kind() {
+	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Chan, reflect.Slice, reflect.UnsafePointer:
+		return v.IsNil()
+	}
+	return false
 }
 
 // Header values shared by every answer; net/http only reads them.

@@ -431,6 +431,23 @@ func TestHandlerBodyReading(t *testing.T) {
 	})
 }
 
+// routeMap and eventChan are Dispatchers of other kinds that have a nil: a nil map answers nil to
+// everything without anyone having filled it, and a nil channel blocks every send.
+type routeMap map[string]error
+
+func (m routeMap) Dispatch(_ context.Context, e *fanbridge.Event) error { return m[e.Type] }
+
+type eventChan chan *fanbridge.Event
+
+func (c eventChan) Dispatch(ctx context.Context, e *fanbridge.Event) error {
+	select {
+	case c <- e:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
@@ -472,6 +489,22 @@ func TestNewHandlerValidation(t *testing.T) {
 		_, err := eventbridge.NewHandler(nil)
 		require.ErrorIs(t, err, eventbridge.ErrInvalidConfig)
 	})
+	// A nil of a Dispatcher type passes d == nil and would fail every request (a constructor's
+	// error left unchecked: var d *fanout.Dispatcher; d, err = fanout.New(...)).
+	typedNils := map[string]eventbridge.Dispatcher{
+		"nil pointer":        (*recorder)(nil),
+		"nil DispatcherFunc": eventbridge.DispatcherFunc(nil),
+		"nil map":            routeMap(nil),
+		"nil channel":        eventChan(nil),
+	}
+	for name, d := range typedNils {
+		t.Run(name, func(t *testing.T) {
+			h, err := eventbridge.NewHandler(d)
+			require.ErrorIs(t, err, eventbridge.ErrInvalidConfig)
+			assert.Nil(t, h)
+			assert.Contains(t, err.Error(), fmt.Sprintf("nil %T", d))
+		})
+	}
 	t.Run("all errors reported together", func(t *testing.T) {
 		_, err := eventbridge.NewHandler(nil, eventbridge.WithMaxBodySize(-1), eventbridge.WithRetryAfter(0))
 		require.Error(t, err)
