@@ -154,7 +154,7 @@
 //
 //	situation                                              status  body
 //	Dispatch returned nil (delivered or dead-lettered)      200     {"status":"delivered","id":"..."}
-//	the same, WithQueuingDispatcher (the event is queued)   200     {"status":"queued","id":"..."}
+//	the same from a queuing Dispatcher (see below)          200     {"status":"queued","id":"..."}
 //	Dispatch returned fanbridge.ErrNoMatch                  200*    {"status":"ignored"}
 //	Dispatch returned fanbridge.ErrDuplicate                200     {"status":"duplicate"}
 //	method other than POST                                  405     error, Allow: POST
@@ -176,12 +176,19 @@
 // Retry-After is the wait the Dispatcher asked for with retry.After, or WithRetryAfter's default
 // (1 s), rounded up to whole seconds.
 //
+// A queuing Dispatcher is one whose nil means the event is only queued in memory (an Async
+// fanout.Dispatcher): one that implements Queuer and reports true, or any Dispatcher when the
+// Handler is built with WithQueuingDispatcher. Its nil is answered "queued" and counted with the
+// outcome "queued", never "delivered".
+//
 // # Options
 //
 //	WithMaxBodySize(n)            260 KiB  larger bodies: 413
 //	WithAllowedSources(s...)      any      exact, or prefix when ending in "/" or "*"; else 403
 //	WithAllowedAccounts(a...)     any      EventBridge account must be listed; else 403
 //	WithIgnoredStatus(code)       200      answer for ErrNoMatch (2xx only)
+//	WithQueuingDispatcher()       off      nil from Dispatch is answered "queued"; on by itself
+//	                                       for a Dispatcher whose Queues() reports true
 //	WithRetryAfter(d)             1 s      Retry-After when the error carries none
 //	WithDispatchTimeout(d)        4 s      deadline of the Dispatch context
 //	WithFormats(f...)             all      formats the Handler accepts
@@ -244,13 +251,14 @@
 // # Delivery semantics
 //
 // The Handler answers 2xx only when Dispatch returned nil (every matching sink has the event, or
-// it is durably dead-lettered), fanbridge.ErrNoMatch (nobody wants it) or fanbridge.ErrDuplicate
-// (it was accepted before). Any other outcome, including the dispatch budget running out, is 503
-// with Retry-After, so the sender, which delivers at least once, tries again: EventBridge for up
-// to 24 hours. Requests refused before dispatch (400, 403, 405, 413, 415) are never retried by
-// EventBridge, and are used only for requests no retry could fix. An event whose ID is random
-// (rule 3 of Event IDs) is never taken for a duplicate: the sender's retry of it is delivered
-// again.
+// it is durably dead-lettered; from a queuing Dispatcher, answered "queued": it is held in
+// memory, only as safe as that Dispatcher keeps it), fanbridge.ErrNoMatch (nobody wants it) or
+// fanbridge.ErrDuplicate (it was accepted before). Any other outcome, including the dispatch
+// budget running out, is 503 with Retry-After, so the sender, which delivers at least once,
+// tries again: EventBridge for up to 24 hours. Requests refused before dispatch (400, 403, 405,
+// 413, 415) are never retried by EventBridge, and are used only for requests no retry could fix.
+// An event whose ID is random (rule 3 of Event IDs) is never taken for a duplicate: the sender's
+// retry of it is delivered again.
 //
 // Dispatch runs with a context that carries the request's values (the trace span) and a deadline
 // of WithDispatchTimeout (4 s, under EventBridge's 5 s timeout) but not the request's

@@ -40,7 +40,8 @@ type Handler struct {
 
 // NewHandler returns a Handler that dispatches to d. d must not be nil, nor hold the nil of a
 // pointer, func, map, channel or slice type (a *fanout.Dispatcher left nil because fanout.New
-// failed): such a Handler would fail every request. Invalid options are reported together, as an error wrapping
+// failed): such a Handler would fail every request. When d implements Queuer and reports true, the Handler answers as with
+// WithQueuingDispatcher. Invalid options are reported together, as an error wrapping
 // ErrInvalidConfig.
 func NewHandler(d Dispatcher, opts ...Option) (*Handler, error) {
 	c := config{
@@ -54,6 +55,12 @@ func NewHandler(d Dispatcher, opts ...Option) (*Handler, error) {
 		c.fail("dispatcher must not be nil")
 	case holdsNil(d):
 		c.fail("dispatcher is a nil %T (was the error of its constructor checked?)", d)
+	default:
+		// Asked once: a Dispatcher queues or delivers for its whole life (fanout's mode is fixed
+		// when it is built), and the answer is then not a method call per request.
+		if q, ok := d.(Queuer); ok && q.Queues() {
+			c.queuing = true
+		}
 	}
 	for _, o := range opts {
 		if o == nil {

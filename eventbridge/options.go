@@ -137,8 +137,14 @@ func WithIgnoredStatus(code int) Option {
 // WithQueuingDispatcher tells the Handler that a nil error from its Dispatcher means the event
 // was queued, not delivered, as with fanout's Async mode: the Handler then answers 200
 // {"status":"queued","id":"..."} and counts the dispatch with the outcome "queued", so that
-// neither the sender nor the metrics take an event held in memory for one its sinks have. The
-// default is off: nil means delivered or dead-lettered, answered {"status":"delivered",...}.
+// neither the sender nor the metrics take an event held in memory for one its sinks have.
+//
+// A Dispatcher that implements Queuer and reports true (an Async fanout.Dispatcher) is answered
+// so without this option; it is needed for one that cannot tell, such as a DispatcherFunc or a
+// wrapper around an Async Dispatcher. It only ever turns queuing on: a Dispatcher that reports
+// it queues is never answered "delivered". The default is what the Dispatcher reports through
+// Queuer, and off when it does not implement it: nil means delivered or dead-lettered, answered
+// {"status":"delivered",...}.
 func WithQueuingDispatcher() Option {
 	return optionFunc(func(c *config) { c.queuing = true })
 }
