@@ -183,7 +183,9 @@
 //
 // # Options
 //
-//	WithMaxBodySize(n)            260 KiB  larger bodies: 413
+//	WithMaxBodySize(n)            260 KiB  larger bodies: 413; behind signature.Verify, raise
+//	                                       signature.WithMaxBodyBytes to n too (Verify reads
+//	                                       the body first, with its own 260 KiB limit)
 //	WithAllowedSources(s...)      any      exact, or prefix when ending in "/" or "*"; else 403
 //	WithAllowedAccounts(a...)     any      EventBridge account must be listed; else 403
 //	WithIgnoredStatus(code)       200      answer for ErrNoMatch (2xx only)
@@ -203,7 +205,9 @@
 // Source and account checks filter on what the body claims; they keep misrouted traffic out but
 // do not authenticate. Authenticate with signature.Verify in front of the Handler: when it has
 // read the body already, r.Body offers a Bytes() []byte method, and the Handler uses those bytes
-// instead of reading or copying again.
+// instead of reading or copying again. Verify refuses a body over its own limit
+// (signature.WithMaxBodyBytes, 260 KiB by default) before the Handler sees it, so a larger
+// WithMaxBodySize needs the same limit given to Verify.
 //
 // The memory the Handler holds for a body follows the bytes that arrive, never the Content-Length,
 // which is only the client's claim: an event of up to 16 KiB is read straight into one slice of its

@@ -49,6 +49,12 @@ func (c *config) fail(format string, args ...any) {
 // WithMaxBodySize limits the request body to n bytes; a larger body is answered 413 without being
 // read to the end. The default, 260 KiB, takes the largest event EventBridge accepts (256 KiB)
 // with the envelope an API destination wraps it in.
+//
+// Behind signature.Verify, raising it alone changes nothing: Verify reads the body first, with
+// its own limit (signature.WithMaxBodyBytes, also 260 KiB by default, whatever the verifier),
+// and answers a larger body 413 itself, which EventBridge does not retry. Raise both to the same
+// n: signature.Verify(v, signature.WithMaxBodyBytes(n)) in front of a Handler built with
+// WithMaxBodySize(n). The same holds for an http.MaxBytesHandler or a proxy in front.
 func WithMaxBodySize(n int64) Option {
 	return optionFunc(func(c *config) {
 		if n <= 0 {

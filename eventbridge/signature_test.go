@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -153,4 +154,33 @@ func TestHandlerUsesVerifiedBytes(t *testing.T) {
 	require.Equal(t, 200, w.Code)
 	e, _ := d.last(t)
 	assert.True(t, within(e.Raw, body) && len(e.Raw) == len(body))
+}
+
+// Verify reads the body before the Handler, with its own limit, even for a verifier that decides
+// from the headers alone: WithMaxBodySize takes a larger body only when Verify is given the same
+// limit with signature.WithMaxBodyBytes.
+func TestBodyLimitBehindVerify(t *testing.T) {
+	const limit = 1 << 20
+	v, err := signature.APIKey("X-Api-Key", "k3y-shared-with-the-connection")
+	require.NoError(t, err)
+	body := []byte(`{"event":"e","data":{"p":"` + strings.Repeat("x", 300<<10) + `"}}`)
+	withKey := func(r *http.Request) { r.Header.Set("X-Api-Key", "k3y-shared-with-the-connection") }
+	h := newHandler(t, &recorder{}, eventbridge.WithMaxBodySize(limit))
+
+	tests := []struct {
+		name   string
+		opts   []signature.Option
+		status int
+	}{
+		{"only the Handler's limit raised", nil, http.StatusRequestEntityTooLarge},
+		{"both raised", []signature.Option{signature.WithMaxBodyBytes(limit)}, http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(signature.Verify(v, tt.opts...)(h))
+			defer srv.Close()
+			status, _ := sendSigned(t, srv.URL, body, withKey)
+			assert.Equal(t, tt.status, status)
+		})
+	}
 }

@@ -36,7 +36,12 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 // WithMaxBodyBytes sets the largest body accepted; a larger one is answered 413 before it is read
-// further. It must be positive. The default is DefaultMaxBodyBytes (260 KiB).
+// further. It must be positive. The limit holds whatever the Verifier, header-only ones (APIKey,
+// Basic, Bearer) too, since Verify reads the body for the next handler: the limit of the handler
+// behind Verify takes effect only up to this one. In front of an eventbridge.Handler built with
+// eventbridge.WithMaxBodySize(n), give WithMaxBodyBytes(n) too; a body between the two limits
+// would otherwise be answered 413 here, which EventBridge does not retry. The default is
+// DefaultMaxBodyBytes (260 KiB), the Handler's default too.
 func WithMaxBodyBytes(n int64) Option {
 	return optionFunc(func(c *config) { c.maxBody = n })
 }
