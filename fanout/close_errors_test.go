@@ -31,19 +31,21 @@ func (f *failingCloser) Close() error {
 	return errors.New("cannot close " + f.name)
 }
 
-// The sinks that fail to close are listed in Close's error in a fixed order, however their
-// closes, which run side by side, finish: those an Update removed first, then those of the last
-// configuration, each configuration's in the order it lists them. Here each close finishes only
-// after the one listed after it.
+// The sinks that fail to close are listed in Close's error (or Settle's) in a fixed order,
+// however their closes, which run side by side, finish: those an Update removed first, then
+// those of the last configuration, each configuration's in the order it lists them. Here each
+// close finishes only after the one listed after it.
 func TestCloseListsSinkCloseErrorsInConfigurationOrder(t *testing.T) {
 	names := []string{"a", "b", "c", "d"}
 	for _, tc := range []struct {
-		name string
-		kept []string // the sinks the Update before Close keeps; nil: no Update
+		name   string
+		kept   []string // the sinks the Update before Close keeps; nil: no Update
+		settle bool     // Settle after the Update: it reports what the Update removed
 	}{
-		{"closed by Close", nil},
-		{"removed by an Update", []string{}},
-		{"removed by an Update, then closed by Close", []string{"c", "d"}},
+		{"closed by Close", nil, false},
+		{"removed by an Update", []string{}, false},
+		{"removed by an Update, then closed by Close", []string{"c", "d"}, false},
+		{"removed by an Update, reported by Settle", []string{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sinks := map[string]*failingCloser{}
@@ -70,8 +72,14 @@ func TestCloseListsSinkCloseErrorsInConfigurationOrder(t *testing.T) {
 				require.NoError(t, d.Update(cfg(tc.kept...)))
 			}
 
-			err = d.Close(ctx)
+			if tc.settle {
+				err = d.Settle(ctx)
+				require.NoError(t, d.Close(ctx), "Settle reported the failures")
+			} else {
+				err = d.Close(ctx)
+			}
 			require.Error(t, err)
+			assert.ErrorIs(t, err, fanout.ErrSinkClose)
 			var got []string
 			for line := range strings.SplitSeq(err.Error(), "\n") {
 				if strings.Contains(line, "closing sink") {

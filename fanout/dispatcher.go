@@ -838,6 +838,15 @@ func (d *Dispatcher) SetRoutes(routes []Route) error {
 // before the swap wait in their sinks' queues. Settle returns nil at once when nothing was
 // replaced, an error wrapping ctx's when ctx ends first, and fanbridge.ErrClosed (wrapped) once
 // Close has begun: close the queues after Close returns.
+//
+// Once the configurations are done with, Settle returns nil, or, when sinks they alone had
+// failed to close, those failures, each wrapping ErrSinkClose and the sink's own error, in the
+// order Close would list them. The configurations are done with all the same: the dead-letter
+// queue they alone had may be closed. Each failure to close is reported once: by the first
+// Settle that returns once it has happened and that waited for the configuration it was
+// retired with, or else by Close. A sink kept open for a while because another still reached the
+// sink it wraps (see "Who closes what" in the package documentation) is closed, and its failure
+// reported, with the configuration whose retirement closed it.
 func (d *Dispatcher) Settle(ctx context.Context) error {
 	s := d.snap.Load()
 	if s == nil {
@@ -845,10 +854,40 @@ func (d *Dispatcher) Settle(ctx context.Context) error {
 	}
 	select {
 	case <-s.prevSettled:
-		return nil
+		return d.takeCloseFailures(s.replaced)
 	case <-ctx.Done():
 		return fmt.Errorf("fanout: settle: %w", ctx.Err())
 	}
+}
+
+// takeCloseFailures returns the failures to close of the sinks closed when the first upTo
+// configurations retired, in the order Close lists them, and forgets them: each is reported
+// once, by Settle or else by Close.
+func (d *Dispatcher) takeCloseFailures(upTo uint64) error {
+	d.errMu.Lock()
+	defer d.errMu.Unlock()
+	var taken []closeFailure
+	d.sinkErrs = slices.DeleteFunc(d.sinkErrs, func(f closeFailure) bool {
+		if f.retired > upTo {
+			return false
+		}
+		taken = append(taken, f)
+		return true
+	})
+	return errors.Join(closeFailureErrs(taken)...)
+}
+
+// closeFailureErrs returns the errors of fs in a fixed order, whichever close ended first (see
+// closeFailure).
+func closeFailureErrs(fs []closeFailure) []error {
+	slices.SortFunc(fs, func(a, b closeFailure) int {
+		return cmp.Or(cmp.Compare(a.retired, b.retired), cmp.Compare(a.at, b.at))
+	})
+	errs := make([]error, len(fs))
+	for i, f := range fs {
+		errs[i] = f.err
+	}
+	return errs
 }
 
 // withdrawQueued gives every task of g that no worker has started yet its outcome now that g's
@@ -963,6 +1002,8 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 		return
 	}
 	s.prevAll, s.prevHanded, s.prevSettled = old.all, old.allHanded, old.settled
+	d.retired++
+	s.replaced = d.retired
 	d.snap.Store(s)
 	var gone []*sinkState
 	for _, o := range old.sinks {
@@ -978,8 +1019,7 @@ func (d *Dispatcher) commit(old, s *snapshot, fresh []*sinkState) {
 		}
 	}
 	d.retiring.Add(1)
-	d.retired++
-	go d.retire(old, gone, d.retired)
+	go d.retire(old, gone, s.replaced)
 	old.handed()
 	old.release()
 }
@@ -1103,8 +1143,7 @@ func (d *Dispatcher) dropSink(st *sinkState, seq uint64, at int) {
 		delete(d.closing, name)
 	}
 	if err != nil {
-		err = fmt.Errorf("fanout: closing sink %q: %w", name, err)
-		d.sinkErrs = append(d.sinkErrs, closeFailure{retired: seq, at: at, err: err})
+		d.sinkErrs = append(d.sinkErrs, closeFailure{retired: seq, at: at, err: &sinkCloseError{name: name, err: err}})
 	}
 	d.errMu.Unlock()
 }
@@ -1274,12 +1313,13 @@ func isNil(v any) bool {
 // ctx's end or the last entry written, whichever is later. A sink with a CloseContext(ctx)
 // method (kafkasink's, grpcsink's) is closed with it, under a context that ends just before
 // Close gives up, so that its own error is part of Close's. Close's error reports deliveries
-// that could not even be dead-lettered (since New, in Async mode), sinks that failed to close (in
-// a fixed order, whichever close ends first: those Updates removed, in the order of the Updates,
-// then those of the last configuration, each configuration's in the order it lists them) or
-// were still closing, and, when it stopped waiting, deliveries still in a sink's Send or a
-// dead-letter write that ignored cancellation, and dispatches that had not handed their event
-// out yet. Calling Close again returns the first call's result.
+// that could not even be dead-lettered (since New, in Async mode), sinks that failed to close,
+// each wrapping ErrSinkClose, that no Settle reported (in a fixed order, whichever close ends
+// first: those Updates removed, in the order of the Updates, then those of the last configuration,
+// each configuration's in the order it lists them) or were still closing, and, when it stopped
+// waiting, deliveries still in a sink's Send or a dead-letter write that ignored cancellation, and
+// dispatches that had not handed their event out yet. Calling Close again returns the first call's
+// result.
 func (d *Dispatcher) Close(ctx context.Context) error {
 	d.closeOnce.Do(func() { d.closeErr = d.close(ctx) })
 	return d.closeErr
@@ -1340,12 +1380,9 @@ func (d *Dispatcher) close(ctx context.Context) error {
 	if d.lost > 0 {
 		errs = append(errs, fmt.Errorf("fanout: %d deliveries neither delivered nor dead-lettered; last: %w", d.lost, d.lastLost))
 	}
-	slices.SortFunc(d.sinkErrs, func(a, b closeFailure) int {
-		return cmp.Or(cmp.Compare(a.retired, b.retired), cmp.Compare(a.at, b.at))
-	})
-	for _, e := range d.sinkErrs {
-		errs = append(errs, e.err)
-	}
+	// Those no Settle has reported.
+	errs = append(errs, closeFailureErrs(d.sinkErrs)...)
+	d.sinkErrs = nil
 	d.errMu.Unlock()
 	if len(errs) > 0 {
 		d.tel.logger.Error("fanout: closed with losses or errors", "error", errors.Join(errs...))

@@ -79,7 +79,8 @@
 // whose error panics when read (a nil *T returned as an error, say): the error is replaced by a
 // permanent one that names its type. A panic in a dead-letter queue's Put, or an error from it
 // that panics when read, fails that write (as an error would), and one in a sink's Close is
-// returned by Close or Update. A route's filter that panics fails only that route's match (see
+// that sink's failure to close, which Settle or Close reports (an Update returns before the
+// sinks it removed are closed). A route's filter that panics fails only that route's match (see
 // Routing). A panicking ordering-key function panics in the caller of Dispatch, before any
 // queue slot is taken.
 //
@@ -164,10 +165,11 @@
 // the queue keeps taking is thus written in full, however long that takes (about its size times
 // one write, divided by 64), and nothing accepted is dropped because of our own cancellation.
 // Close's error reports what could not even be dead-lettered, the sinks that failed to close
-// (those Updates removed first, in the order of the Updates, then those of the last
-// configuration; within a configuration in the order it lists them, however their closes,
-// which run side by side, finish) and, when it stopped waiting, what was still in a sink's Send
-// or a dead-letter write, and the dispatches that had not handed their event out yet.
+// and that no Settle reported (those Updates removed first, in the order of the Updates, then
+// those of the last configuration; within a configuration in the order it lists them, however
+// their closes, which run side by side, finish) and, when it stopped waiting, what was still in
+// a sink's Send or a dead-letter write, and the dispatches that had not handed their event out
+// yet.
 //
 // Ordering. With WithOrderingKey (a conversation id, say), events with the same key reach each
 // sink in the order they were dispatched: each sink keeps one FIFO lane per busy key, and an event

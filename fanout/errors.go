@@ -31,6 +31,9 @@ var (
 	// ErrShutdown is the last error of a delivery stopped by Close's deadline before the sink got
 	// the event.
 	ErrShutdown = errors.New("fanout: shutdown deadline reached before delivery")
+	// ErrSinkClose is wrapped by each failure of a sink to close (its error, or a panic in its
+	// close) that Settle or Close reports, beside the sink's own error.
+	ErrSinkClose = errors.New("fanout: sink failed to close")
 )
 
 // Pre-built results for the paths that must not allocate.
@@ -83,6 +86,19 @@ func (e *DeliveryError) Error() string {
 	}
 	return b.String()
 }
+
+// sinkCloseError is a sink's failure to close: it unwraps to ErrSinkClose and to the sink's
+// own error.
+type sinkCloseError struct {
+	name string
+	err  error
+}
+
+func (e *sinkCloseError) Error() string {
+	return "fanout: closing sink " + strconv.Quote(e.name) + ": " + e.err.Error()
+}
+
+func (e *sinkCloseError) Unwrap() []error { return []error{ErrSinkClose, e.err} }
 
 // errSinkWait is the cause a DeliveryError carries, marked with retry.After, when a failed sink
 // asked for a wait.

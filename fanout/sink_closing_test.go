@@ -2,6 +2,7 @@ package fanout_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -301,4 +302,39 @@ func TestContextOnlyCloseBegunBeforeCloseEndsWithIt(t *testing.T) {
 	assert.Less(t, time.Since(start), 5*time.Second, "100ms deadline + 100ms DLQ timeout + grace, with room for a loaded machine")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `fanout: closing sink "a": records unacknowledged: context canceled`)
+}
+
+// Settle reports the sinks that the configurations it waited for alone had and that failed to
+// close, each wrapping ErrSinkClose; each failure is reported once, so Close, which lists those
+// no Settle has reported, no longer does. The configurations are settled all the same.
+func TestSettleReportsSinkCloseFailures(t *testing.T) {
+	boom := errors.New("cannot close")
+	for _, tc := range []struct {
+		name string
+		s    sink.Sink
+	}{
+		{"Close", &failingCloser{name: "a", closed: make(chan struct{})}},
+		{"CloseContext", &contextOnlyCloser{err: boom}},
+		{"wrapped", &unwrapper{next: &failingCloser{name: "a", closed: make(chan struct{})}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kept := newRecSink()
+			d, err := fanout.New(fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "a", Sink: tc.s}, {Name: "b", Sink: kept}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a", "b"}}},
+			})
+			require.NoError(t, err)
+			ctx := testContext(t)
+			require.NoError(t, d.Update(fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "b", Sink: kept}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"b"}}},
+			}))
+			err = d.Settle(ctx)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, fanout.ErrSinkClose)
+			assert.ErrorContains(t, err, `fanout: closing sink "a": cannot close`)
+			assert.NoError(t, d.Settle(ctx), "reported once")
+			assert.NoError(t, d.Close(ctx), "Settle reported it already")
+		})
+	}
 }

@@ -53,6 +53,9 @@ type snapshot struct {
 	// settled is closed when this one and every older one are quiet and their removed sinks
 	// are closed: nothing they alone had is used any more (see Dispatcher.Settle).
 	settled chan struct{}
+	// replaced is the number of configurations retired before this one became current: those
+	// prevSettled waits for (see closeFailure).
+	replaced uint64
 }
 
 type routeState struct {
