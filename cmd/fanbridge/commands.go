@@ -49,8 +49,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitFail
 	}
-	fmt.Fprintf(stdout, "%s: valid (%d intake paths, %d sinks, %d routes, dlq: %s, mode: %s)\n",
-		*cfgPath, len(cfg.Intake), len(cfg.Sinks), len(cfg.Routes), dlqKind(cfg), cfg.Dispatch.Mode)
+	fmt.Fprintf(stdout, "%s: valid (%s, %s, %s, dlq: %s, mode: %s)\n", *cfgPath,
+		count(len(cfg.Intake), "intake path", "intake paths"), count(len(cfg.Sinks), "sink", "sinks"),
+		count(len(cfg.Routes), "route", "routes"), dlqKind(cfg), cfg.Dispatch.Mode)
 	return exitOK
 }
 
@@ -259,7 +260,7 @@ func dlqList(ctx context.Context, r dlq.Reader, sinkNames, ids []string, asJSON 
 		if ferr := tw.flush(); ferr != nil && err == nil {
 			err = ferr
 		}
-		fmt.Fprintf(stderr, "%d entries\n", n)
+		fmt.Fprintln(stderr, count(n, "entry", "entries"))
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "fanbridge dlq:", hide.err(err))
@@ -351,6 +352,11 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// count returns n followed by one when n is 1, else by many: "1 sink", "2 sinks".
+func count(n int, one, many string) string {
+	return strconv.Itoa(n) + " " + plural(n, one, many)
 }
 
 // queueDir checks that dir is the directory of a file queue before a dlq command opens it. A

@@ -47,6 +47,16 @@ func TestValidate(t *testing.T) {
 		writeFile(t, p, strings.Replace(string(b), from, to, 1))
 		return p
 	}
+	oneOfEach := filepath.Join(t.TempDir(), "one.yaml")
+	writeFile(t, oneOfEach, `
+intake:
+  - path: /events
+    verifiers: [{api_key: {header: X-Api-Key, keys: ["key-0123456789abcdef"]}}]
+sinks:
+  - {name: all, kafka: {brokers: ["127.0.0.1:1"], topic: genesys.all}}
+routes:
+  - {name: everything, all: true, sinks: [all]}
+`)
 	for _, tc := range []struct {
 		name       string
 		args       []string
@@ -59,6 +69,8 @@ func TestValidate(t *testing.T) {
 		{name: "valid", args: []string{"-config", e.cfgPath}, env: e.env, code: 0,
 			stdout: `^` + regexp.QuoteMeta(e.cfgPath) + `: valid \(2 intake paths, 4 sinks, 3 routes, dlq: file \S+, mode: sync\)\n$`},
 		{name: "file as argument", args: []string{e.cfgPath}, env: e.env, code: 0, stdout: `: valid `},
+		{name: "one of each", args: []string{"-config", oneOfEach}, code: 0,
+			stdout: `^` + regexp.QuoteMeta(oneOfEach) + `: valid \(1 intake path, 1 sink, 1 route, dlq: none, mode: sync\)\n$`},
 		{name: "the example configuration", args: []string{"-config", "fanbridge.example.yaml"}, env: exampleEnv, code: 0,
 			stdout: `valid \(2 intake paths, 4 sinks, 4 routes, dlq: file /var/lib/fanbridge/dlq, mode: sync\)`},
 		{name: "secret not set", args: []string{"-config", e.cfgPath}, env: []string{"E2E_API_KEY=" + e2eAPIKey, "E2E_WHSEC=" + e.whsec}, code: 1,
@@ -697,6 +709,7 @@ func TestDLQTextIsEscaped(t *testing.T) {
 	}
 	code, out, errOut := runCmd(t, ctx, env, "dlq", "list", "-file", dir)
 	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, "1 entry\n", errOut)
 	noControls(t, "list", out)
 	rows := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	require.Len(t, rows, 2, out)
@@ -919,10 +932,10 @@ func TestDLQRefusesADirectoryHoldingNoQueue(t *testing.T) {
 	lockOnly := filepath.Join(base, "lock-only")
 	require.NoError(t, os.Mkdir(lockOnly, 0o700))
 	writeFile(t, filepath.Join(lockOnly, "LOCK"), "")
-	for dir, n := range map[string]int{fresh: 0, segOnly: 1, lockOnly: 0} {
+	for dir, want := range map[string]string{fresh: "0 entries\n", segOnly: "1 entry\n", lockOnly: "0 entries\n"} {
 		code, _, errOut := runCmd(t, ctx, env, "dlq", "list", "-file", dir)
 		assert.Equal(t, 0, code, "%s: %s", dir, errOut)
-		assert.Equal(t, fmt.Sprintf("%d entries\n", n), errOut, dir)
+		assert.Equal(t, want, errOut, dir)
 	}
 	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-file", fresh)
 	assert.Equal(t, 0, code, "%s%s", out, errOut)
