@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -207,8 +206,9 @@ type unwrapper interface {
 	Unwrap() sink.Sink
 }
 
-// maxUnwrap is how many wrappers deep closeKey looks for the sink at the bottom of a chain.
-const maxUnwrap = 64
+// maxUnwrap is how many wrappers deep closeKey looks for the sink at the bottom of a chain: as
+// many as sink.Innermost follows.
+const maxUnwrap = 1000
 
 // closeKey returns what s counts under among the sinks the Dispatcher closes: the sink at the
 // bottom of its chain of wrappers (see unwrapper), so that the same sink wrapped anew by each
@@ -237,7 +237,7 @@ func innermost(s sink.Sink) (in sink.Sink, err error) {
 			in, err = nil, fmt.Errorf("its Unwrap panicked: %v", p)
 		}
 	}()
-	var seen []sink.Sink // the comparable ones, to tell a loop from a long chain
+	seen := map[sink.Sink]bool{} // the comparable ones, to tell a loop from a long chain
 	in = s
 	for range maxUnwrap + 1 {
 		u, ok := in.(unwrapper)
@@ -249,9 +249,9 @@ func innermost(s sink.Sink) (in sink.Sink, err error) {
 			return in, nil
 		}
 		if comparableSink(in) {
-			seen = append(seen, in)
+			seen[in] = true
 		}
-		if comparableSink(next) && slices.Contains(seen, next) {
+		if comparableSink(next) && seen[next] {
 			return nil, errors.New("its Unwrap chain loops")
 		}
 		in = next
