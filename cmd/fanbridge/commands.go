@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"slices"
@@ -86,13 +87,15 @@ func settingText(cfg *config.Config, path, v string) string {
 const dlqUsage = `usage: fanbridge dlq list   [-config FILE | -file DIR] [-sink NAME]... [-id ID]... [-json]
        fanbridge dlq show   [-config FILE | -file DIR] ID
        fanbridge dlq redrive -config FILE [-file DIR] [-sink NAME] [-id ID]... [-attempts N]
+                             [-concurrency N] [-max-failures N]
 
 list     prints one line per dead-letter entry, oldest first, as it reads them (-json: one JSON
          entry per line); text holding control characters is printed quoted
 show     prints one entry in full, as JSON
 redrive  re-sends entries, each to the one sink it failed on (the sinks come from -config),
          and removes those the sink took; entries of different sinks or events that share an
-         ID are kept unsent (conflicts)
+         ID are kept unsent (conflicts). It prints a line per entry, and stops when one sink
+         has refused -max-failures entries in a row, leaving the rest in the queue (exit 1)
 list and redrive take -sink and -id to select entries (repeatable; comma lists)
 
 The queue is the configuration's dlq (file or Kafka), or the filedlq directory given by -file,
@@ -115,7 +118,11 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 		sinks    listFlag
 		ids      listFlag
 		attempts = fs.Int("attempts", 3, "redrive: attempts per entry, with backoff")
+		conc     = boundedInt{n: 1, min: 1, max: maxRedriveConcurrency}
+		maxFails = boundedInt{n: 5, min: 0, max: math.MaxInt}
 	)
+	fs.Var(&conc, "concurrency", fmt.Sprintf("redrive: re-send `N` entries at once, 1 to %d; with more than 1 they may reach their sinks out of queue order", maxRedriveConcurrency))
+	fs.Var(&maxFails, "max-failures", "redrive: stop once a sink has refused `N` entries in a row; 0 never stops")
 	fs.Var(&sinks, "sink", "list, redrive: only entries of this sink (repeatable)")
 	fs.Var(&ids, "id", "list, redrive: only these entry ids (repeatable)")
 	pos, code, ok := parseFlags(fs, args)
@@ -205,7 +212,8 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	hide := newQueueHider(cfg, where)
 	log = hide.logger(log)
 	if sub == "redrive" {
-		return dlqRedrive(ctx, cfg, where, sinks, ids, *attempts, hide, log, stdout, stderr)
+		return dlqRedrive(ctx, cfg, where, redriveOptions{sinkNames: sinks, ids: ids, attempts: *attempts,
+			concurrency: conc.n, maxFailures: maxFails.n}, hide, log, stdout, stderr)
 	}
 	r, closeR, err := service.OpenDLQ(cfg, where, true, log)
 	if err != nil {
@@ -269,7 +277,34 @@ func dlqList(ctx context.Context, r dlq.Reader, sinkNames, ids []string, asJSON 
 	return exitOK
 }
 
-func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sinkNames, ids []string, attempts int, hide *queueHider, log *slog.Logger, stdout, stderr io.Writer) int {
+// maxRedriveConcurrency is the most entries dlq redrive re-sends at once: enough to keep a
+// remote sink busy, few enough that a redrive does not flood a sink that has just come back.
+const maxRedriveConcurrency = 64
+
+// redriveOptions are what the flags of dlq redrive choose.
+type redriveOptions struct {
+	sinkNames, ids []string
+	attempts       int
+	concurrency    int
+	// maxFailures is how many entries in a row one sink may refuse before the redrive stops; 0
+	// never stops.
+	maxFailures int
+}
+
+// errSinkKeepsFailing stops a redrive when one sink has refused opts.maxFailures entries in a
+// row: it is most likely down, and every further entry would cost it the whole retry policy.
+type errSinkKeepsFailing struct {
+	sink string
+	n    int
+	last error
+}
+
+func (e *errSinkKeepsFailing) Error() string {
+	return fmt.Sprintf("sink %s refused %d entries in a row", cell(e.sink), e.n)
+}
+
+func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, opts redriveOptions, hide *queueHider, log *slog.Logger, stdout, stderr io.Writer) int {
+	sinkNames, ids := opts.sinkNames, opts.ids
 	for _, n := range sinkNames {
 		if !slices.ContainsFunc(cfg.Sinks, func(s config.Sink) bool { return s.Name == n }) {
 			fmt.Fprintf(stderr, "fanbridge dlq redrive: -sink %s: no sink of that name in the configuration\n", n)
@@ -288,14 +323,22 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 		return exitFail
 	}
 	defer func() { _ = closeR() }()
-	if attempts < 1 {
-		attempts = 1
-	}
-	rt, err := retry.New(retry.Policy{MaxAttempts: attempts, MaxInterval: 2 * time.Second, AttemptTimeout: 10 * time.Second})
+	attempts := max(opts.attempts, 1)
+	const attemptTimeout = 10 * time.Second
+	rt, err := retry.New(retry.Policy{MaxAttempts: attempts, MaxInterval: 2 * time.Second, AttemptTimeout: attemptTimeout})
 	if err != nil {
 		fmt.Fprintln(stderr, "fanbridge dlq redrive:", err)
 		return exitUsage
 	}
+	// A sink that is down costs each entry the whole retry policy: the operator is told what
+	// one entry may take, and when the redrive gives up.
+	stopsAt := "never stops early (-max-failures 0)"
+	if opts.maxFailures > 0 {
+		stopsAt = fmt.Sprintf("stops once a sink refuses %s in a row (-max-failures)", count(opts.maxFailures, "entry", "entries"))
+	}
+	fmt.Fprintf(stderr, "fanbridge dlq redrive: %s per entry, each up to %s; %s at a time; %s\n",
+		count(attempts, "attempt", "attempts"), attemptTimeout, count(opts.concurrency, "entry", "entries"), stopsAt)
+
 	// Redrive calls selectEntry from the one goroutine that lists the queue, and is done with it
 	// when it returns.
 	found := map[string]bool{}
@@ -306,15 +349,36 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 		}
 		return ok
 	}
-	rep, err := dlq.Redrive(ctx, r, sinks, selectEntry, dlq.WithRetrier(rt), dlq.WithOnResult(func(res dlq.Result) {
+	// Redrive serialises its results, and is done with them when it returns: inRow and stop need
+	// no lock. Cancelling its context stops it: the sends in flight are cut short and their
+	// entries stay, as do the entries not yet sent; those delivered are still removed.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	inRow := map[string]int{} // by sink: its refusals since it last took an entry
+	var stop *errSinkKeepsFailing
+	onResult := func(res dlq.Result) {
 		// The error text comes from the sink, which may quote a remote server: escaped like the
 		// entry's fields, it cannot reach the terminal as control sequences.
 		line := fmt.Sprintf("%s  %-10s sink=%s event=%s", cell(res.Entry.ID), res.Outcome, cell(res.Entry.Sink), cell(res.Entry.Event.ID))
+		switch res.Outcome {
+		case dlq.OutcomeRedriven:
+			inRow[res.Entry.Sink] = 0
+		case dlq.OutcomeFailed:
+			inRow[res.Entry.Sink]++
+			if opts.maxFailures > 0 {
+				line += fmt.Sprintf("  in a row: %d of %d", inRow[res.Entry.Sink], opts.maxFailures)
+			}
+		}
 		if res.Err != nil {
 			line += "  error: " + cell(hide.err(res.Err).Error())
 		}
 		fmt.Fprintln(stdout, line)
-	}))
+		if n := inRow[res.Entry.Sink]; res.Outcome == dlq.OutcomeFailed && opts.maxFailures > 0 && n >= opts.maxFailures && stop == nil {
+			stop = &errSinkKeepsFailing{sink: res.Entry.Sink, n: n, last: res.Err}
+			cancel(stop)
+		}
+	}
+	rep, err := dlq.Redrive(ctx, r, sinks, selectEntry, dlq.WithRetrier(rt), dlq.WithConcurrency(opts.concurrency), dlq.WithOnResult(onResult))
 	summary := fmt.Sprintf("selected %d, redriven %d, removed %d, failed %d, skipped %d", rep.Selected, rep.Redriven, rep.Removed, rep.Failed, rep.Skipped)
 	if rep.Copies > 0 {
 		summary += fmt.Sprintf(", copies %d (written twice; they went with the first)", rep.Copies)
@@ -323,6 +387,18 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 		summary += fmt.Sprintf(", conflicts %d (entries of different sinks or events share an ID; kept unsent)", rep.Conflicts)
 	}
 	fmt.Fprintln(stdout, summary)
+	// The queue's List may report the cancellation as its own error (filedlq's is
+	// context.Canceled, not the cause): after a stop, either is the stop.
+	if stop != nil && err != nil {
+		if !errors.Is(err, stop) && !errors.Is(err, context.Canceled) {
+			fmt.Fprintln(stderr, "fanbridge dlq redrive:", hide.err(err))
+		}
+		fmt.Fprintf(stderr, "fanbridge dlq redrive: stopped: sink %s refused %s in a row, the last with: %s\n"+
+			"Every entry not redriven stays in the queue. Run the redrive again once the sink is back\n"+
+			"(-sink selects the entries of other sinks; -max-failures 0 never stops early).\n",
+			cell(stop.sink), count(stop.n, "entry", "entries"), cell(hide.err(stop.last).Error()))
+		return exitFail
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "fanbridge dlq redrive:", hide.err(err))
 		return exitFail
@@ -344,6 +420,34 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, sink
 		return exitFail
 	}
 	return exitOK
+}
+
+// boundedInt is an integer flag that refuses values outside [min, max] when it is parsed, so
+// that a mistake is a usage error before anything is read.
+type boundedInt struct {
+	n, min, max int
+}
+
+func (b *boundedInt) String() string {
+	if b == nil {
+		return ""
+	}
+	return strconv.Itoa(b.n)
+}
+
+func (b *boundedInt) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	switch {
+	case err != nil:
+		return errors.New("not a whole number")
+	case n < b.min || n > b.max:
+		if b.max == math.MaxInt {
+			return fmt.Errorf("want %d or more", b.min)
+		}
+		return fmt.Errorf("want %d to %d", b.min, b.max)
+	}
+	b.n = n
+	return nil
 }
 
 // plural returns one when n is 1, else many.

@@ -767,6 +767,101 @@ func TestDLQRedriveSharedIDs(t *testing.T) {
 	assert.Equal(t, 2, strings.Count(out, `"id":"shared-id"`), "both entries stay: %s", out)
 }
 
+// A redrive stops once a sink has refused -max-failures entries in a row (counted for each sink
+// on its own: another sink's deliveries in between do not reset it), says which sink and why,
+// and leaves in the queue every entry it did not deliver; it went on to the end of the queue,
+// one entry after another, whatever the sink answered.
+func TestDLQRedriveStopsWhenASinkKeepsFailing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kc := newKafka(t, "gen-presence-status", "genesys.all")
+	dir := filepath.Join(t.TempDir(), "dlq")
+	q, err := filedlq.Open(dir)
+	require.NoError(t, err)
+	// Entries of "people", which has no topic for their type and refuses each at once, alternate
+	// with entries of "archive", which takes them. There are enough of them that a redrive that
+	// stops leaves some unsent, however many it sends at once.
+	const each = 12
+	for i := range each {
+		for _, s := range []string{"people", "archive"} {
+			require.NoError(t, q.Put(ctx, dlq.Entry{Sink: s, Route: "everything", Attempts: 1, Condition: dlq.ConditionPermanent,
+				Event: fanbridge.Event{ID: fmt.Sprintf("%s-%d", s, i), Type: "v2.detail.events.conversation.{id}.customer.end",
+					Raw: []byte(`{}`), Data: []byte(`{}`)}}))
+		}
+	}
+	require.NoError(t, q.Close())
+	cfg := writeTemp(t, fmt.Sprintf(dlqConfig, kc.ListenAddrs()[0], dir, ""))
+	env := []string{"E2E_API_KEY=" + e2eAPIKey}
+	left := func() map[string]int {
+		t.Helper()
+		code, out, errOut := runCmd(t, ctx, env, "dlq", "list", "-file", dir, "-json")
+		require.Equal(t, 0, code, errOut)
+		bySink := map[string]int{}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var e dlq.Entry
+			require.NoError(t, json.Unmarshal([]byte(l), &e), l)
+			bySink[e.Sink]++
+		}
+		return bySink
+	}
+
+	// people-0 fails, archive-0 is delivered, people-1 fails, archive-1 is delivered, people-2
+	// fails: three in a row for people, and the redrive stops there.
+	code, out, errOut := runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-attempts", "1", "-max-failures", "3")
+	assert.Equal(t, 1, code, "%s%s", out, errOut)
+	assert.Contains(t, errOut, "fanbridge dlq redrive: 1 attempt per entry, each up to 10s; 1 entry at a time; stops once a sink refuses 3 entries in a row (-max-failures)\n")
+	assert.Contains(t, errOut, "fanbridge dlq redrive: stopped: sink people refused 3 entries in a row, the last with: ")
+	assert.Contains(t, errOut, "kafkasink: ", "the sink's error")
+	assert.Contains(t, errOut, "Every entry not redriven stays in the queue")
+	assert.NotContains(t, errOut, "context canceled")
+	for i := range 3 {
+		assert.Regexp(t, fmt.Sprintf(`(?m)^\S+  failed     sink=people event=people-%d  in a row: %d of 3  error: .*kafkasink: `, i, i+1), out)
+	}
+	assert.Equal(t, 3, strings.Count(out, "  failed     sink="), out)
+	assert.Equal(t, 2, strings.Count(out, "redriven   sink=archive"), out)
+	assert.NotContains(t, out, "event=archive-2", "nothing is sent after the stop")
+	assert.Contains(t, out, "redriven 2, removed 2, failed 3,")
+	assert.Equal(t, map[string]int{"people": each, "archive": each - 2}, left(), "only the delivered entries are removed")
+
+	// -max-failures 0 never stops: every entry of people is tried, and stays.
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-attempts", "1", "-max-failures", "0", "-sink", "people")
+	assert.Equal(t, 1, code, "%s%s", out, errOut)
+	assert.Contains(t, errOut, "never stops early (-max-failures 0)")
+	assert.NotContains(t, errOut, "stopped")
+	assert.Contains(t, out, fmt.Sprintf("selected %d, redriven 0, removed 0, failed %d, skipped 0", each, each))
+	assert.NotContains(t, out, "in a row")
+	assert.Equal(t, map[string]int{"people": each, "archive": each - 2}, left())
+
+	// The default stops at 5, with several entries sent at once too.
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-attempts", "1", "-sink", "people", "-concurrency", "4")
+	assert.Equal(t, 1, code, "%s%s", out, errOut)
+	assert.Contains(t, errOut, "; 4 entries at a time; stops once a sink refuses 5 entries in a row")
+	assert.Contains(t, errOut, "stopped: sink people refused 5 entries in a row")
+	assert.Equal(t, map[string]int{"people": each, "archive": each - 2}, left())
+
+	// The sinks that work are redriven as before.
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-sink", "archive", "-concurrency", "64")
+	require.Equal(t, 0, code, "%s%s", out, errOut)
+	assert.Contains(t, out, fmt.Sprintf("selected %d, redriven %d, removed %d, failed 0", each-2, each-2, each-2))
+	assert.Equal(t, map[string]int{"people": each}, left())
+
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"-concurrency", "0"}, `invalid value "0" for flag -concurrency: want 1 to 64`},
+		{[]string{"-concurrency", "65"}, `invalid value "65" for flag -concurrency: want 1 to 64`},
+		{[]string{"-max-failures", "-1"}, `invalid value "-1" for flag -max-failures: want 0 or more`},
+		{[]string{"-max-failures", "x"}, `invalid value "x" for flag -max-failures: not a whole number`},
+	} {
+		code, out, errOut := runCmd(t, ctx, env, append([]string{"dlq", "redrive", "-config", cfg}, tc.args...)...)
+		assert.Equal(t, 2, code, "%v: %s%s", tc.args, out, errOut)
+		assert.Contains(t, errOut, tc.msg, "%v", tc.args)
+		assert.Empty(t, out, "%v: nothing is redriven", tc.args)
+	}
+	assert.Equal(t, map[string]int{"people": each}, left())
+}
+
 // validate prints where the dead-letter queue is, unless ${ENV} expansion put it there: it is
 // quoted no more than the configuration's errors quote it.
 func TestValidateDoesNotPrintValuesFromTheEnvironment(t *testing.T) {
@@ -1140,7 +1235,8 @@ func TestDLQCommandLine(t *testing.T) {
 		code, out, errOut = runCmd(t, ctx, env, append([]string{"dlq", "redrive", "-config", cfg}, tc.args...)...)
 		assert.Equal(t, 1, code, "%v: %s%s", tc.args, out, errOut)
 		assert.Contains(t, out, "selected 0, redriven 0")
-		assert.Equal(t, tc.msg, errOut, tc.args)
+		_, last, _ := strings.Cut(errOut, " in a row (-max-failures)\n") // the policy line comes first
+		assert.Equal(t, tc.msg, last, tc.args)
 	}
 }
 
