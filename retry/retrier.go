@@ -156,14 +156,23 @@ func Sleep(ctx context.Context, clock Clock, d time.Duration) error {
 type CallOption func(*call)
 
 type call struct {
-	start   time.Time
-	since   bool // start was given with Since
-	onRetry func(Attempt)
+	start    time.Time
+	since    bool // start was given with Since
+	onRetry  func(Attempt)
+	deadline bool // see EndBeforeDeadline
 }
 
 // Since counts the age budget from t instead of from the start of the call: pass the time an event
 // was received so that its retries across several calls share one budget.
 func Since(t time.Time) CallOption { return func(c *call) { c.start, c.since = t, true } }
+
+// EndBeforeDeadline makes Do end the call at once, rather than begin a wait that would end at or
+// past ctx's deadline: no attempt could follow that wait, and the caller learns now what it would
+// have learnt at the deadline. Do returns the same account as the deadline would have given it,
+// ReasonCanceled unwrapping to context.DeadlineExceeded and the last error, though ctx has not
+// ended yet: use it only where a caller takes that account as the deadline's, not as a sign that
+// ctx is done. The wait is compared with the deadline only on SystemClock (see WithClock).
+func EndBeforeDeadline() CallOption { return func(c *call) { c.deadline = true } }
 
 // OnRetry adds a hook for this call only, called after the Retrier's own hook.
 func OnRetry(f func(Attempt)) CallOption { return func(c *call) { c.onRetry = f } }
@@ -238,6 +247,11 @@ func (r *Retrier) Do(ctx context.Context, op func(ctx context.Context) error, op
 		if p.MaxAge > 0 && wait >= p.MaxAge-elapsed {
 			return giveUp(n, ReasonAge, err, nil)
 		}
+		if c.deadline && r.realTime() {
+			if dl, ok := ctx.Deadline(); ok && wait >= time.Until(dl) {
+				return giveUp(n, ReasonCanceled, err, context.DeadlineExceeded)
+			}
+		}
 		a := Attempt{Number: n, Err: err, Wait: wait, Elapsed: elapsed}
 		if r.onRetry != nil {
 			r.onRetry(a)
@@ -249,6 +263,12 @@ func (r *Retrier) Do(ctx context.Context, op func(ctx context.Context) error, op
 			return giveUp(n, ReasonCanceled, err, serr)
 		}
 	}
+}
+
+// realTime reports whether the Retrier's waits run on the clock context deadlines follow.
+func (r *Retrier) realTime() bool {
+	_, ok := r.clock.(systemClock)
+	return ok
 }
 
 // attempt runs op once under the per-attempt timeout. A panic is not recovered: it is a bug in op.

@@ -412,6 +412,47 @@ func TestContextCancellationDuringAttempt(t *testing.T) {
 	}
 }
 
+// With EndBeforeDeadline, a wait that would end past the context's deadline is not begun: Do
+// returns at once what the deadline would have made it return. Without it, or on a fake clock,
+// the wait begins and the deadline cuts it short.
+func TestEndBeforeDeadline(t *testing.T) {
+	throttled := retry.After(errFlaky, 30*time.Second)
+	policy := retry.Policy{MaxAttempts: 5, MaxRetryAfter: time.Minute}
+	hooks := 0
+	system, err := retry.New(policy, retry.WithOnRetry(func(retry.Attempt) { hooks++ }))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	calls := 0
+	err = system.Do(ctx, func(context.Context) error { calls++; return throttled }, retry.EndBeforeDeadline())
+	assert.NoError(t, ctx.Err(), "Do waited for a deadline it knew no attempt could beat")
+	var re *retry.Error
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, retry.ReasonCanceled, re.Reason)
+	assert.Equal(t, 1, re.Attempts)
+	assert.Equal(t, 1, calls)
+	assert.Zero(t, hooks)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, errFlaky)
+
+	short, cancelShort := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancelShort()
+	cut := system.Do(short, func(context.Context) error { return throttled })
+	assert.Error(t, short.Err(), "without the option the wait begins")
+	var cre *retry.Error
+	require.ErrorAs(t, cut, &cre)
+	assert.Equal(t, cre.Reason, re.Reason)
+	assert.Equal(t, cre.Attempts, re.Attempts)
+	assert.Equal(t, retry.Classify(cut), retry.Classify(err))
+
+	fake, clk := newRetrier(t, policy)
+	short2, cancelShort2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancelShort2()
+	_ = fake.Do(short2, func(context.Context) error { return throttled }, retry.EndBeforeDeadline())
+	assert.Error(t, short2.Err(), "on a fake clock the wait begins")
+	assert.Equal(t, 0, clk.Pending())
+}
+
 func TestContextAlreadyDone(t *testing.T) {
 	r, _ := newRetrier(t, retry.Policy{})
 	ctx, cancel := context.WithCancel(context.Background())
