@@ -2,6 +2,7 @@ package fanout_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/retry/retrytest"
+	"github.com/fanbridge/fanbridge/sink"
 )
 
 // switchSink fails while down is set, and blocks on gate (when set) before answering.
@@ -239,6 +241,38 @@ func TestShortCallerDeadlinesLeaveBreakerClosed(t *testing.T) {
 	}
 	assert.Equal(t, "closed", d.Stats()[0].Breaker)
 	assert.EqualValues(t, 3, s.calls.Load(), "every caller reached the sink")
+}
+
+// A sink that hands its deadline on (grpcsink sends it as grpc-timeout) can report the deadline
+// passed just before the context's own timer fires: that is the budget cutting the attempt
+// short, not the sink failing, and a caller that came with little time left still opens nothing.
+func TestSinkDeadlineErrorJustBeforeTheBudgetIsACut(t *testing.T) {
+	early := sink.Func(func(ctx context.Context, _ *fanbridge.Event) error {
+		dl, ok := ctx.Deadline()
+		if !ok {
+			return errors.New("no deadline")
+		}
+		select {
+		case <-time.After(time.Until(dl) - 2*time.Millisecond): // the far side's verdict
+		case <-ctx.Done():
+		}
+		return fmt.Errorf("rpc error: code = DeadlineExceeded: %w", context.DeadlineExceeded)
+	})
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: early,
+			Breaker: fanout.Breaker{Failures: 1, Cooldown: time.Hour}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    &memDLQ{},
+	}, fanout.WithBudget(2*time.Second))
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(testContext(t), 100*time.Millisecond)
+		res, err := d.Deliver(ctx, event(fmt.Sprint("late", i), "x"))
+		cancel()
+		require.NoError(t, err)
+		assert.Equal(t, fanout.DeadLettered, res.Sinks[0].Outcome)
+		assert.NotEqual(t, dlq.ConditionCircuitOpen, res.Sinks[0].Condition, "event %d", i)
+	}
+	assert.Equal(t, "closed", d.Stats()[0].Breaker)
 }
 
 // The breaker counts failures in 32 bits: a larger threshold is refused, not cut down to one

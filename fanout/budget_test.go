@@ -2,6 +2,7 @@ package fanout_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -9,7 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
 )
 
 // A Sync dispatch's attempts run until WithDLQReserve before its deadline, and the reserve is at
@@ -78,5 +82,42 @@ func TestDLQReserveIsAtMostHalfTheBudget(t *testing.T) {
 			assert.False(t, sendDeadline.After(at(after)), "the Send's deadline %v is late: the reserve is too short",
 				sendDeadline.Sub(before))
 		})
+	}
+}
+
+// A sink that asks for a wait longer than what is left of the Sync budget gets its outcome at
+// once: no attempt could follow that wait, so the dispatch does not hold the caller (and a queue
+// slot) to the end of the budget to learn what it knows now.
+func TestRetryAfterPastTheBudgetEndsAtOnce(t *testing.T) {
+	calls := atomic.Int32{}
+	throttled := sink.Func(func(context.Context, *fanbridge.Event) error {
+		calls.Add(1)
+		return retry.After(errBoom, time.Hour)
+	})
+	q := &memDLQ{}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: throttled,
+			Retry: retry.Policy{MaxAttempts: 5, MaxRetryAfter: 2 * time.Hour}}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	}, fanout.WithBudget(time.Minute))
+	done := make(chan fanout.Result, 1)
+	go func() {
+		res, err := d.Deliver(context.Background(), event("throttled", "x"))
+		assert.NoError(t, err)
+		done <- res
+	}()
+	select {
+	case res := <-done:
+		require.Len(t, res.Sinks, 1)
+		r := res.Sinks[0]
+		assert.Equal(t, fanout.DeadLettered, r.Outcome)
+		assert.Equal(t, dlq.ConditionAge, r.Condition, "the budget would run out first")
+		assert.Equal(t, 1, r.Attempts)
+		assert.EqualValues(t, 1, calls.Load())
+		require.Len(t, q.Entries(), 1)
+		assert.Contains(t, q.Entries()[0].Error, errBoom.Error(), "the entry keeps the sink's own error")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the dispatch waited for a retry its budget could never reach")
 	}
 }

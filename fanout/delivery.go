@@ -127,7 +127,7 @@ func (a *attempt) op(ctx context.Context) error {
 	if err != nil {
 		a.lastErr = err
 		switch {
-		case a.t.ctx.Err() != nil:
+		case a.t.ctx.Err() != nil || budgetRanOut(a.t, err):
 			v = st.cutVerdict(a.t, started)
 		case retry.IsPermanent(err), sink.IsRefused(err):
 			a.sinkErr = err // the sink answered: it is up, though a refusal is still retried
@@ -148,14 +148,32 @@ func (a *attempt) op(ctx context.Context) error {
 // says nothing.
 func (st *sinkState) cutVerdict(t *task, started time.Time) verdict {
 	g := t.g
-	if g == nil || st.d.stopped.Load() || !errors.Is(t.ctx.Err(), context.DeadlineExceeded) {
-		return neutral
+	if g == nil || st.d.stopped.Load() || errors.Is(t.ctx.Err(), context.Canceled) {
+		return neutral // no budget, shutdown, or the caller went away
 	}
 	if elapsed := time.Since(started); elapsed >= g.budget/2 && elapsed >= minHang {
 		return sick
 	}
 	return neutral
 }
+
+// budgetRanOut reports whether err, from an attempt whose task's context has not ended yet, is
+// that context's deadline all the same: a sink that passes its deadline on (grpcsink sends it as
+// grpc-timeout) can hear from the far side that it passed before the context's own timer has
+// fired, since that timer runs late on a busy machine and a deadline sent as a duration is
+// rounded. Such an attempt was cut by its budget, not failed by the sink.
+func budgetRanOut(t *task, err error) bool {
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	dl, ok := t.ctx.Deadline()
+	return ok && time.Until(dl) <= deadlineSlack
+}
+
+// deadlineSlack is how early before its context's deadline a sink's deadline error still counts
+// as that deadline. An attempt long enough to say something about the sink is judged as any
+// attempt its budget cut (see cutVerdict), so the slack only spares attempts that began late.
+const deadlineSlack = 20 * time.Millisecond
 
 // minHang is the least time an attempt cut by its Sync budget must have run to count against
 // the sink: a caller that came with a few milliseconds left says nothing about a healthy sink.
@@ -229,7 +247,7 @@ func (st *sinkState) deliver(t *task) SinkResult {
 	}
 	if t.ctx.Err() == nil && !retry.IsPermanent(err) {
 		a.replay = err
-		err = st.retrier.Do(t.ctx, a.op, retry.Since(t.arrived))
+		err = st.retrier.Do(t.ctx, a.op, retry.Since(t.arrived), retry.EndBeforeDeadline())
 		if err == nil {
 			return st.delivered(t, &a)
 		}
@@ -252,7 +270,7 @@ func (st *sinkState) deliver(t *task) SinkResult {
 		cond = dlq.ConditionAttempts
 	case errors.As(err, &re) && re.Reason == retry.ReasonAge:
 		cond = dlq.ConditionAge
-	default: // the task's context ended
+	default: // the task's context ended, or would have before the next attempt (EndBeforeDeadline)
 		if !d.deadLetterOnCancel(t) {
 			return st.failed(t, a.n, a.lastErr, a.first, "", nil)
 		}
