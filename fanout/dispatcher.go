@@ -191,6 +191,12 @@ func (d *Dispatcher) Dispatch(ctx context.Context, e *fanbridge.Event) error {
 	return d.dispatch(ctx, e, d.cfg.mode, nil)
 }
 
+// Queues reports whether Dispatch returns nil once the event is queued, before it is delivered:
+// true in Async mode. It implements eventbridge.Queuer, so that a Handler in front of an Async
+// Dispatcher answers the sender "queued", not "delivered". The mode is set by New and never
+// changes.
+func (d *Dispatcher) Queues() bool { return d.cfg.mode == Async }
+
 // Deliver is Dispatch in Sync mode, whatever the Dispatcher's mode, reporting the outcome at each
 // matched sink. Its error is the one Dispatch would return in Sync mode.
 //

@@ -79,7 +79,8 @@ func defaultConfig() config {
 	}
 }
 
-// WithMode chooses Sync or Async dispatch. The default is Sync.
+// WithMode chooses Sync or Async dispatch. The default is Sync. An Async Dispatcher reports it
+// through Queues, so that an eventbridge Handler in front of it answers "queued".
 func WithMode(m Mode) Option {
 	return optionFunc(func(c *config) { c.mode = m })
 }
