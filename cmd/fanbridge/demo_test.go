@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/demo"
 )
 
 // banner is what the demo prints for a newcomer, parsed.
@@ -324,6 +326,57 @@ func TestDemo(t *testing.T) {
 
 	p.signal(t, syscall.SIGTERM)
 	code, err = p.exit(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+}
+
+// TestDemoSendsEverySample starts a fresh demo with -send-samples: each embedded sample is
+// delivered, none answered as a duplicate (two of the files repeat another's id, and the demo
+// posts them under ids of their own), and the log shows what the two variants are there for.
+func TestDemoSendsEverySample(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p := start(t, nil, "-listen", "127.0.0.1:0", "-kafka-port", "0", "-dlq-dir", filepath.Join(t.TempDir(), "dlq"), "-send-samples")
+	parseBanner(t, ctx, p)
+	samples := demo.Samples()
+	require.Len(t, samples, 8)
+	for _, s := range samples {
+		line, _, err := p.stdout.wait(ctx, 0, func(l string) bool { return strings.HasPrefix(l, s.Name+" ") })
+		require.NoError(t, err, "no answer for %s:\n%s", s.Name, p.stdout.String())
+		assert.Regexp(t, `^`+regexp.QuoteMeta(s.Name)+`\s+200 \{"status":"delivered","id":"[^"]+"\}$`, line)
+	}
+	assert.NotContains(t, p.stdout.String(), "duplicate")
+
+	const (
+		endID   = "58fb5dac-f077-4eec-a25f-c638dbdd4368"
+		startID = "adbcfa5b-0116-4baa-b66b-a3f5902e95bf"
+	)
+	for _, want := range [][]string{
+		// A conversation end with no external contact is a long conversation like any other.
+		{`msg=event`, `id=` + endID + `-no-external-contact `, `type=v2.detail.events.conversation.{id}.customer.end `,
+			`routes="[long-conversations everything]"`, `sinks="[analytics=delivered kafka-conversations=delivered kafka-all=delivered]"`},
+		// detail-type and detail.topicName disagree: the event is taken, its type is the
+		// detail-type (what an EventBridge rule matched), and only the route that takes every
+		// event matches it.
+		{`msg=event`, `id=` + startID + `-mismatched-detail-type `, `type=v2.something.but.conversation.{id}.customer.start `,
+			`routes=[everything] `, `sinks="[kafka-all=delivered]"`},
+		// The originals keep their ids.
+		{`msg=event`, `id=` + endID + ` `, `routes="[long-conversations everything]"`},
+		{`msg=event`, `id=` + startID + ` `, `type=v2.detail.events.conversation.{id}.customer.start `, `routes=[everything] `},
+	} {
+		_, _, err := p.stderr.wait(ctx, 0, func(s string) bool {
+			for _, w := range want {
+				if !strings.Contains(s, w) {
+					return false
+				}
+			}
+			return true
+		})
+		require.NoError(t, err, "no log line with %v", want)
+	}
+
+	p.signal(t, syscall.SIGTERM)
+	code, err := p.exit(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 0, code)
 }

@@ -59,8 +59,14 @@ type Sample struct {
 	Body []byte // compact JSON
 }
 
-// Samples returns the embedded Genesys samples, compacted, in a fixed order that posts each
-// event before the sample that repeats its id.
+// Samples returns the embedded Genesys samples, compacted, in a fixed order that puts each event
+// before the samples that repeat its id, each with an id of its own. Two of the files are
+// variants of another sample under the same id (no-external-contact of customer.end, and
+// negative-test.mismatched-detail-type of customer.start): posted as they are, an intake would
+// answer them as duplicates and route them nowhere, and they would show nothing. Such a sample's
+// top-level "id" gets the last part of its name as a suffix, so that
+// v2.detail.events.conversation.customer.end.no-external-contact is posted as
+// 58fb5dac-f077-4eec-a25f-c638dbdd4368-no-external-contact; the rest of its body is the file's.
 func Samples() []Sample {
 	entries, _ := samples.ReadDir("samples")
 	var out []Sample
@@ -87,7 +93,62 @@ func Samples() []Sample {
 		}
 		return out[i].Name < out[j].Name
 	})
+	ids := map[string]bool{}
+	for i := range out {
+		var env struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(out[i].Body, &env) != nil || env.ID == "" {
+			continue // no id of its own: the intake derives one from the body
+		}
+		id := env.ID
+		if ids[id] {
+			suffix := out[i].Name[strings.LastIndex(out[i].Name, ".")+1:]
+			id = env.ID + "-" + suffix
+			for n := 2; ids[id]; n++ {
+				id = fmt.Sprintf("%s-%s-%d", env.ID, suffix, n)
+			}
+			b, err := withID(out[i].Body, id)
+			if err != nil {
+				continue
+			}
+			out[i].Body = b
+		}
+		ids[id] = true
+	}
 	return out
+}
+
+// withID returns the compact JSON object body with its top-level "id" set to id, every other
+// byte as it was.
+func withID(body []byte, id string) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		if t != "id" {
+			continue
+		}
+		// The value's bytes end where the decoder stands; body is compact, so they are v exactly.
+		end := int(dec.InputOffset())
+		q, err := json.Marshal(id)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]byte, 0, len(body)-len(v)+len(q))
+		out = append(append(append(out, body[:end-len(v)]...), q...), body[end:]...)
+		return out, nil
+	}
+	return nil, errors.New(`no top-level "id"`)
 }
 
 // FindSample returns the sample whose name is name or ends with "." and name, as

@@ -2,6 +2,7 @@ package demo_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,4 +78,42 @@ func TestFindSample(t *testing.T) {
 		s, ok := demo.FindSample(name)
 		assert.False(t, ok, "%q found %s", name, s.Name)
 	}
+}
+
+// Each sample is posted under an id of its own: the two files that are variants of another
+// sample under its id (posted as they are, they would be answered as duplicates and routed
+// nowhere) get it with a suffix, and the rest of their body is the file's.
+func TestSamplesHaveDistinctIDs(t *testing.T) {
+	samples := demo.Samples()
+	require.Len(t, samples, 8)
+	seen := map[string]string{}
+	for _, s := range samples {
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(s.Body, &body), s.Name)
+		id, ok := body["id"].(string)
+		if !ok {
+			continue // the WebSocket notification has no id of its own
+		}
+		if other, dup := seen[id]; dup {
+			assert.Failf(t, "a shared id", "%s and %s are both posted as %s", other, s.Name, id)
+		}
+		seen[id] = s.Name
+
+		file, err := os.ReadFile(filepath.Join("samples", s.Name+".json"))
+		require.NoError(t, err)
+		var want map[string]any
+		require.NoError(t, json.Unmarshal(file, &want))
+		wantID := want["id"].(string)
+		switch s.Name {
+		case "v2.detail.events.conversation.customer.end.no-external-contact":
+			wantID += "-no-external-contact"
+		case "negative-test.mismatched-detail-type":
+			wantID += "-mismatched-detail-type"
+		}
+		assert.Equal(t, wantID, id, s.Name)
+		want["id"] = wantID
+		assert.Equal(t, want, body, "%s: the file's body, the id aside", s.Name)
+	}
+	assert.Equal(t, "v2.detail.events.conversation.customer.end", seen["58fb5dac-f077-4eec-a25f-c638dbdd4368"], "the original keeps its id")
+	assert.Equal(t, "v2.detail.events.conversation.customer.start", seen["adbcfa5b-0116-4baa-b66b-a3f5902e95bf"], "the original keeps its id")
 }
