@@ -89,8 +89,14 @@ type ClientConfig struct {
 	// Sends wait for acknowledgements, so records also batch up on their own while a produce request
 	// is in flight. The default is 0: send at once.
 	Linger time.Duration
-	// DeliveryTimeout bounds how long the client keeps trying to deliver one record, including
-	// records whose Send already gave up waiting. The default is one minute.
+	// DeliveryTimeout is how long the client keeps trying to deliver one record, including records
+	// whose Send already gave up waiting, and, with a margin, how long Send waits for one, whatever
+	// its context. The client cannot hold to it for a record whose produce request went out and was
+	// never answered (a broker that crashed meanwhile): not knowing whether the broker stored it, it
+	// keeps such a record, and those behind it on its partition, until a broker answers. Send
+	// stops waiting for it at the latest DeliveryTimeout + Linger + min(DeliveryTimeout, 5 s) after
+	// it began, with a retryable error wrapping ErrNoAcknowledgement, and the record may still be
+	// delivered later (see the package's Delivery semantics). The default is one minute.
 	DeliveryTimeout time.Duration
 	// Opts are further client options, applied after everything above, so they can override it
 	// (kgo.ProducerBatchCompression, kgo.MaxBufferedRecords, even kgo.RequiredAcks, though fewer

@@ -73,11 +73,15 @@
 //	kgo.ErrRecordTimeout, kgo.ErrRecordRetries, connections  retryable   the cause, when wrapped, decides
 //	ctx canceled / deadline while waiting                    canceled /  the record may still arrive
 //	                                                         retryable
+//	no acknowledgement within the delivery timeout and its   retryable   ErrNoAcknowledgement, whatever
+//	  margin (see Delivery semantics)                                    ctx; the record may still arrive
 //	Send after Close; client closed under a pending Send     retryable   wraps sink.ErrClosed
 //
 // (*) The client keeps reconnecting until the record's delivery timeout (ClientConfig.DeliveryTimeout,
 // kgo.RecordDeliveryTimeout), so a Send whose deadline comes first sees only a retryable deadline
-// error; Ping reports a refused login at once, which makes it the check to run at startup.
+// error (a Send without one normally sees the refusal, since Send allows the client a margin past
+// the timeout: see Delivery semantics); Ping reports a refused login at once, which makes it the
+// check to run at startup.
 //
 // (**) The broker judges whole batches, against a topic's max.message.bytes (MESSAGE_TOO_LARGE)
 // and segment.bytes (RECORD_LIST_TOO_LARGE), and the client then fails every record it holds for
@@ -175,6 +179,29 @@
 // record). The caller's retry then produces the event again: consumers should deduplicate on
 // ce_id. With WithLogger, the fate of such an abandoned record is logged. The same holds for a
 // Send whose acknowledgement was lost, and for a dead-lettered event redriven later.
+//
+// No Send waits much past the client's delivery timeout, whatever its context: Dial's client
+// always has one (ClientConfig.DeliveryTimeout, a minute by default); a client given to New has
+// its kgo.RecordDeliveryTimeout, which franz-go leaves unset, and without one Send waits as long as
+// its context lets it. The client gives up on a record at that timeout only when that is safe for
+// the idempotent producer: not once a produce request holding it went out and no answer came back
+// (the broker crashed, or the connection broke, meanwhile), since the broker may have stored it.
+// The client then keeps that record, and those behind it on its partition, until a broker answers,
+// which in an outage takes as long as the outage. Send therefore stops waiting DeliveryTimeout +
+// Linger + min(DeliveryTimeout, 5 s) after it began, and returns a retryable error wrapping
+// ErrNoAcknowledgement and context.DeadlineExceeded, which fanout's circuit breaker counts as a
+// failure of the sink. The margin leaves room for the client's own failure, which names its cause
+// (a refused login, NOT_ENOUGH_REPLICAS), to come first when there is one: the client looks at a
+// record's age only when it writes a request or hears back, up to one retry backoff (at most 5 s
+// with franz-go's default) after the timeout. As when a context ends, the record may still be
+// delivered once a broker answers, and a retry then makes a duplicate. The records of Sends that
+// gave up keep their WithMaxInFlight slots until the client is done with them; a Send that finds
+// every slot held waits for one no longer than the same limit, and its record is not produced. A
+// SendBatch waits as long as one Send, for the whole batch. In fanout's Async mode, where no
+// request's budget bounds an attempt, this limit is what lets the retry policy, the breaker and the
+// dead-letter queue act during a broker outage; a shorter retry.Policy.AttemptTimeout ends each
+// attempt sooner. A Send whose context ends before the limit arms no timer for it; others take
+// one from a pool, so the limit costs no allocation.
 //
 // Close stops new Sends, waits (WithCloseTimeout) for records already produced to be acknowledged,
 // then closes the client if Dial built it; records still unacknowledged then fail, and Close (every

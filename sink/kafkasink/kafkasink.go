@@ -53,6 +53,10 @@ type Sink struct {
 	done *closeonce.Done
 	// spread is the range of the wait Send asks for after a refusal of a batch: see refusalSpread.
 	spread time.Duration
+	// limit is the longest a Send waits, whatever its context (see waitLimit); 0 for none.
+	// limitErr is what a Send returns when it ran out: built once, it is shared.
+	limit    time.Duration
+	limitErr error
 }
 
 var (
@@ -62,7 +66,9 @@ var (
 
 // New returns a Sink that produces through client, which stays the caller's: the sink never closes
 // it, and the client's own settings (idempotence, linger, retries, delivery timeout) decide how
-// records are produced. The client must produce with acks=all (the franz-go default) unless
+// records are produced. The client's kgo.RecordDeliveryTimeout also bounds how long a Send waits
+// whatever its context (see ClientConfig.DeliveryTimeout); franz-go's default, none, leaves the
+// wait to the context alone. The client must produce with acks=all (the franz-go default) unless
 // WithAllowWeakAcks is given, and must be neither transactional nor flushed by hand
 // (kgo.TransactionalID, kgo.ManualFlushing), under which no Send could succeed. A topic option is
 // required.
@@ -109,7 +115,10 @@ func newSink(client *kgo.Client, owned bool, opts []Option) (*Sink, error) {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Sink{client: client, owned: owned, cfg: cfg, slots: make(chan struct{}, cfg.maxInFlight), idle: make(chan struct{}, 1),
-		done: closeonce.New(), spread: refusalSpread(client)}
+		done: closeonce.New(), spread: refusalSpread(client), limit: waitLimit(client)}
+	if s.limit > 0 {
+		s.limitErr = fmt.Errorf("%w and its margin (%s in all): %w", ErrNoAcknowledgement, s.limit, context.DeadlineExceeded)
+	}
 	s.pool.New = func() any { return s.newPending() }
 	return s, nil
 }
@@ -184,14 +193,17 @@ func (s *Sink) newPending() *pending {
 	return p
 }
 
-// takeSlot waits for a free slot, or for ctx to end.
-func (s *Sink) takeSlot(ctx context.Context) error {
+// takeSlot waits for a free slot, or for ctx or b to end.
+func (s *Sink) takeSlot(ctx context.Context, b *bound) error {
 	select {
 	case s.slots <- struct{}{}:
 		s.held.Add(1)
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-b.c:
+		b.fired()
+		return s.limitErr
 	}
 }
 
@@ -321,7 +333,10 @@ var (
 // Send produces e and waits for the broker to acknowledge it (with acks=all, for every in-sync
 // replica to have it). The record is produced asynchronously inside the client, so concurrent Sends
 // share produce requests. When ctx ends first, Send returns an error wrapping ctx's error, which is
-// never permanent, and the record may still be delivered: see the package documentation.
+// never permanent, and the record may still be delivered: see the package documentation. Nor does
+// Send wait past the client's delivery timeout, with a margin (see the package's Delivery
+// semantics), whatever ctx: then it returns a retryable error wrapping ErrNoAcknowledgement and
+// context.DeadlineExceeded, and the record, again, may still be delivered.
 func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	if e == nil {
 		return retry.Permanent(errors.New("kafkasink: nil event"))
@@ -329,16 +344,18 @@ func (s *Sink) Send(ctx context.Context, e *fanbridge.Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("kafkasink: event %q not produced: %w", e.ID, err)
 	}
+	b := s.startBound(ctx)
+	defer b.stop()
 	p := s.pool.Get().(*pending)
-	if err := s.produce(ctx, p, e); err != nil {
+	if err := s.produce(ctx, p, e, &b); err != nil {
 		s.release(p)
 		return err
 	}
-	return s.wait(ctx, p)
+	return s.wait(ctx, p, &b)
 }
 
 // produce hands p's record for e to the client, holding a slot until its promise runs.
-func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) error {
+func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event, b *bound) error {
 	// Checked before anything about the event, so that a closed sink refuses every event alike
 	// (a permanent refusal of this one, an unmapped type say, would dead-letter it during
 	// shutdown), and before waiting for a slot too, so that a Send after Close fails at once
@@ -349,7 +366,7 @@ func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) erro
 	if err := s.fill(ctx, p, e); err != nil {
 		return err
 	}
-	if err := s.takeSlot(ctx); err != nil {
+	if err := s.takeSlot(ctx, b); err != nil {
 		return fmt.Errorf("kafkasink: event %q not produced: %d records already wait for acknowledgement: %w", e.ID, cap(s.slots), err)
 	}
 	if s.closed.Load() {
@@ -372,22 +389,34 @@ func (s *Sink) produce(ctx context.Context, p *pending, e *fanbridge.Event) erro
 	return nil
 }
 
-// wait waits for p's promise, or for ctx to end.
-func (s *Sink) wait(ctx context.Context, p *pending) error {
+// wait waits for p's promise, or for ctx or b to end.
+func (s *Sink) wait(ctx context.Context, p *pending, b *bound) error {
 	select {
 	case err := <-p.done:
 		return s.answer(p, err)
 	case <-ctx.Done():
-		// Once abandoned, the promise owns p and may recycle it at any moment: read what the
-		// error names first.
-		id, topic := p.id, p.rec.Topic
-		if p.state.CompareAndSwap(stateWaiting, stateAbandoned) {
-			return fmt.Errorf("kafkasink: event %q to topic %q: no acknowledgement yet, the record may still be delivered: %w",
-				id, topic, ctx.Err())
-		}
-		// The promise ran just now: its answer is the truth.
-		return s.answer(p, <-p.done)
+		return s.abandon(p, ctx.Err())
+	case <-b.c:
+		b.fired()
+		return s.abandon(p, nil)
 	}
+}
+
+// abandon stops waiting for p's promise, unless it already ran: for cause, the end of the
+// caller's context, or, when nil, for the sink's limit.
+func (s *Sink) abandon(p *pending, cause error) error {
+	// Once abandoned, the promise owns p and may recycle it at any moment: read what the error
+	// names first.
+	id, topic := p.id, p.rec.Topic
+	if p.state.CompareAndSwap(stateWaiting, stateAbandoned) {
+		if cause == nil {
+			return fmt.Errorf("kafkasink: event %q to topic %q, the record may still be delivered: %w", id, topic, s.limitErr)
+		}
+		return fmt.Errorf("kafkasink: event %q to topic %q: no acknowledgement yet, the record may still be delivered: %w",
+			id, topic, cause)
+	}
+	// The promise ran just now: its answer is the truth.
+	return s.answer(p, <-p.done)
 }
 
 func (s *Sink) answer(p *pending, err error) error {
@@ -425,6 +454,7 @@ const (
 // SendBatch produces every event, then waits for every acknowledgement; the records share produce
 // requests. It returns nil when all were acknowledged, and otherwise a *sink.BatchError with one
 // entry per event (nil for those delivered), or, when ctx was already done, that one error for all.
+// The whole batch waits no longer than one Send would (see Send).
 func (s *Sink) SendBatch(ctx context.Context, events []*fanbridge.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -432,6 +462,10 @@ func (s *Sink) SendBatch(ctx context.Context, events []*fanbridge.Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("kafkasink: batch of %d events not produced: %w", len(events), err)
 	}
+	// One bound for the batch, from its start: waits that each took the whole of it in turn could
+	// add up to one for every event.
+	b := s.startBound(ctx)
+	defer b.stop()
 	ps := make([]*pending, len(events))
 	errs := make([]error, len(events))
 	failed := false
@@ -441,7 +475,7 @@ func (s *Sink) SendBatch(ctx context.Context, events []*fanbridge.Event) error {
 			continue
 		}
 		p := s.pool.Get().(*pending)
-		if err := s.produce(ctx, p, e); err != nil {
+		if err := s.produce(ctx, p, e, &b); err != nil {
 			s.release(p)
 			errs[i], failed = err, true
 			continue
@@ -452,7 +486,7 @@ func (s *Sink) SendBatch(ctx context.Context, events []*fanbridge.Event) error {
 		if p == nil {
 			continue
 		}
-		if errs[i] = s.wait(ctx, p); errs[i] != nil {
+		if errs[i] = s.wait(ctx, p, &b); errs[i] != nil {
 			failed = true
 		}
 	}
