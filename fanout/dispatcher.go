@@ -1111,10 +1111,10 @@ type liveSink struct {
 	closerName string
 }
 
-// dropSink forgets st, and closes its Sink value if no running sink reaches the sink it wraps
-// (see closeKey) any more: st was the at-th sink of the seq-th configuration retired. A value
-// that goes while others still reach that sink is not closed, as its Close would close what they
-// use.
+// dropSink forgets st, and closes the sink it counts under (see closeKey) if no running sink
+// reaches it any more: st was the at-th sink of the seq-th configuration retired. A value that
+// goes while others still reach that sink is not closed, as its Close would close what they use.
+// When the sink beneath the wrappers has no close method, the last wrapper with one is closed.
 func (d *Dispatcher) dropSink(st *sinkState, seq uint64, at int) {
 	if st.key == nil {
 		// The Dispatcher closes no sinks, or whether another sink still uses this one cannot be
@@ -1133,7 +1133,13 @@ func (d *Dispatcher) dropSink(st *sinkState, seq uint64, at int) {
 		return
 	}
 	delete(d.live, st.key)
-	if !closable(s) && l.closer != nil {
+	switch in, ok := st.key.(sink.Sink); {
+	case ok && closable(in):
+		// The sink beneath the wrappers is closed itself, as it would be given bare (with
+		// CloseContext where it has one), rather than through a wrapper's Close, which may know
+		// only one of its close methods.
+		s = in
+	case !closable(s) && l.closer != nil:
 		name, s = l.closerName, l.closer
 	}
 	d.sinkMu.Unlock()

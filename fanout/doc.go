@@ -236,17 +236,18 @@
 // sink.Innermost) counts as the sink it wraps, followed down to one that wraps nothing. So a sink
 // shared by several sink names, or wrapped anew for each Config a reload builds (the same
 // sink.Chain(crm, sink.Timeout(d)) built again), is closed once, when the last Sink value that
-// reaches it goes: the Dispatcher closes that value, whose Close reaches the shared sink through
-// the wrappers. The wrappers that go before it are not closed, since that would close the sink the
-// others still use: a wrapper whose Close does more than pass it on (flushes a buffer of its own,
-// say) loses that work when it is not the last to go, so keep such work out of Close, or give
-// every Config the same wrapper value. When the last to go has no close method, the last one that
-// went with one is closed in its place; a sink none of whose values has one is not closed. Sinks
-// are told apart with ==: one at the bottom that cannot be compared (a sink.Func, say) cannot be
-// counted, so the Sink value given is counted instead, as though it wrapped nothing (wrapped anew
-// by each reload, it is closed by each reload); a value with a close method that cannot be
-// compared, and wraps no sink that can (a struct holding a slice, say), is refused: pass a
-// pointer. So is a value whose Unwrap chain loops, runs more than 1000 wrappers deep or panics.
+// reaches it goes. The Dispatcher then closes the sink at the bottom itself, as it would close it
+// given bare (with CloseContext where it has one), not the wrappers: a wrapper whose Close does
+// more than pass it on (flushes a buffer of its own, say) loses that work, so keep such work out
+// of Close, or give the wrapper no Unwrap. Only when the sink at the bottom has no close method is
+// a wrapper closed: the last to go with one. A sink none of whose values has one is not closed.
+// Sinks are told apart with ==: one at the bottom that cannot be compared and has no close method
+// (a sink.Func, say) cannot be counted, so the Sink value given is counted instead, as though it
+// wrapped nothing (wrapped anew by each reload, it is closed by each reload); one at the bottom
+// that cannot be compared and has a close method (a struct holding a slice, say) is refused,
+// bare or wrapped, and so is a value with a close method that cannot be compared and wraps no
+// sink that can: pass a pointer. So is a value whose Unwrap chain loops, runs more than 1000
+// wrappers deep or panics.
 // The dead-letter queue is never closed by the Dispatcher: close it after Close returns. One that
 // an Update replaced is still written to by the events accepted before it (in Async mode, for as
 // long as they wait in a queue), so it cannot be closed when Update returns: Settle says when

@@ -104,8 +104,10 @@ func TestWrappedSinkIsClosedWhenTheLastWrapperGoes(t *testing.T) {
 
 			require.NoError(t, d.Close(ctx))
 			assert.True(t, crm.closed.Load(), "closed once nothing reaches it") // closingSink fails a second close
-			if w, ok := then["crm"].(*unwrapper); ok {
-				assert.EqualValues(t, 1, w.closed.Load(), "the wrapper that went last is the one closed")
+			for _, w := range []sink.Sink{first["crm"], first["crm-copy"], then["crm"]} {
+				if w, ok := w.(*unwrapper); ok {
+					assert.Zero(t, w.closed.Load(), "the sink beneath is closed, not a wrapper")
+				}
 			}
 		})
 	}
@@ -333,5 +335,97 @@ func TestSettleReportsSinkCloseFailures(t *testing.T) {
 			assert.NoError(t, d.Settle(ctx), "reported once")
 			assert.NoError(t, d.Close(ctx), "Settle reported it already")
 		})
+	}
+}
+
+// shared is the resource the copies of a sink passed by value share.
+type shared struct{ closed atomic.Bool }
+
+// valueSink is a sink passed by value that cannot be compared (it holds a slice) and has a Close.
+type valueSink struct {
+	tags []string
+	res  *shared
+}
+
+func (v valueSink) Send(context.Context, *fanbridge.Event) error {
+	if v.res.closed.Load() {
+		return sink.ErrClosed
+	}
+	return nil
+}
+func (v valueSink) Close() error { v.res.closed.Store(true); return nil }
+
+// A sink with a Close that cannot be compared cannot be counted, whatever wraps it: refused bare,
+// it is refused under the sink package's middleware too, which would otherwise be closed by each
+// reload that builds the chain anew, and close it under the chain still using it.
+func TestUncomparableClosableSinkIsRefusedWrapped(t *testing.T) {
+	v := valueSink{tags: []string{"x"}, res: &shared{}}
+	for _, s := range []sink.Sink{v, sink.Chain(v, sink.Timeout(time.Second)), &unwrapper{next: v}} {
+		_, err := fanout.New(fanout.Config{
+			Sinks:  []fanout.SinkConfig{{Name: "crm", Sink: s}},
+			Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"crm"}}},
+		})
+		require.ErrorIs(t, err, fanout.ErrInvalidConfig, "%T", s)
+		assert.ErrorContains(t, err, "fanout_test.valueSink has a Close method but is not comparable")
+	}
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "crm", Sink: sink.Chain(v, sink.Timeout(time.Second))}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"crm"}}},
+	}, fanout.WithSinkClosing(false))
+	require.NoError(t, err, "taken when the Dispatcher closes no sinks")
+	require.NoError(t, d.Close(testContext(t)))
+	assert.False(t, v.res.closed.Load())
+}
+
+// The sink beneath the sink package's middleware is closed as it would be given bare: with its
+// CloseContext, bounded as Update's and Close's closes are, where the wrapper's Close would know
+// only io.Closer (a CloseContext-only sink was never closed, and one shaped like kafkasink's was
+// closed without a bound, past Close's deadline).
+func TestSinkBeneathMiddlewareIsClosedWithItsOwnCloseContext(t *testing.T) {
+	for _, removal := range []string{"Update", "Close"} {
+		t.Run("context only/"+removal, func(t *testing.T) {
+			c := &contextOnlyCloser{}
+			d := newDispatcher(t, fanout.Config{
+				Sinks:  []fanout.SinkConfig{{Name: "a", Sink: sink.Chain(c, sink.Timeout(time.Second))}},
+				Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"a"}}},
+			})
+			if removal == "Update" {
+				require.NoError(t, d.Update(fanout.Config{}))
+				require.NoError(t, d.Settle(testContext(t)))
+				assert.True(t, c.hadDeadline.Load(), "closed under a bounded context")
+			} else {
+				require.NoError(t, d.Close(testContext(t)))
+			}
+			assert.EqualValues(t, 1, c.closed.Load())
+		})
+	}
+	t.Run("both, at Close's deadline", func(t *testing.T) {
+		h := &hangingBothCloser{release: make(chan struct{})}
+		defer close(h.release)
+		d, err := fanout.New(fanout.Config{
+			Sinks:  []fanout.SinkConfig{{Name: "k", Sink: sink.Chain(h, sink.Timeout(time.Second))}},
+			Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"k"}}},
+		}, fanout.WithDLQTimeout(100*time.Millisecond))
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(testContext(t), 100*time.Millisecond)
+		defer cancel()
+		err = d.Close(ctx)
+		require.Error(t, err)
+		assert.ErrorContains(t, err, `fanout: closing sink "k": still unacknowledged`, "the sink's own error, within Close")
+	})
+}
+
+// hangingBothCloser is shaped like kafkasink: Close waits without a bound, CloseContext until its
+// context ends.
+type hangingBothCloser struct{ release chan struct{} }
+
+func (*hangingBothCloser) Send(context.Context, *fanbridge.Event) error { return nil }
+func (h *hangingBothCloser) Close() error                               { return h.CloseContext(context.Background()) }
+func (h *hangingBothCloser) CloseContext(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return errors.New("still unacknowledged")
+	case <-h.release:
+		return nil
 	}
 }

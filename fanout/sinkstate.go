@@ -119,12 +119,18 @@ func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
 			return nil, fmt.Errorf("%w: sink %q: %T: the sink it wraps cannot be found (%w), so the Dispatcher cannot "+
 				"tell when no sink uses it: fix its Unwrap, or use WithSinkClosing(false)", ErrInvalidConfig, sc.Name, sc.Sink, err)
 		}
-		if k == nil && closable(sc.Sink) {
-			// Closed once no sink uses what it wraps: of a value that cannot be compared, and
-			// wraps none that can, that cannot be known, so it would be closed by any Update,
-			// or under a name still using it.
+		// A sink with a close method is closed once no sink uses it: of one that cannot be
+		// compared, that cannot be known, so it would be closed by any Update, or under a name
+		// still using it; whether it is given bare or under wrappers that can be compared, which
+		// would pass their own close on to it.
+		if in, _ := innermost(sc.Sink); closable(in) && !comparableSink(in) {
 			return nil, fmt.Errorf("%w: sink %q: %T has a Close method but is not comparable, so the Dispatcher "+
-				"cannot tell when no sink uses it: give a pointer to it, or use WithSinkClosing(false)", ErrInvalidConfig, sc.Name, sc.Sink)
+				"cannot tell when no sink uses it: give a pointer to it, or use WithSinkClosing(false)", ErrInvalidConfig, sc.Name, in)
+		}
+		if k == nil && closable(sc.Sink) {
+			return nil, fmt.Errorf("%w: sink %q: %T has a Close method but is not comparable, and wraps no sink that "+
+				"is, so the Dispatcher cannot tell when no sink uses it: give a pointer to it, or use WithSinkClosing(false)",
+				ErrInvalidConfig, sc.Name, sc.Sink)
 		}
 		st.key = k
 	}
