@@ -323,8 +323,10 @@
 //	filter: invalid event: ambiguous event: the key at offset 41 repeats a key, or spells a path two ways, at "detail.eventBody", which a rule reads
 //
 // (the message gives the key's offset and the rule's path, never a value from the event); Match
-// treats such events as matching nothing, and Matcher.MatchRaw returns dst unchanged. Matcher.Add and AddPattern return ErrInvalidName for an empty name or a nil pattern,
-// or the pattern's compile error; a failed change leaves the Matcher as it was.
+// treats such events as matching nothing, and Matcher.MatchRaw returns dst unchanged.
+// Matcher.Add and AddPattern return ErrInvalidName for an empty name or a nil pattern, Add the
+// pattern's compile error, and AddPattern an error wrapping ErrInvalidPattern for a zero Pattern
+// (one ParsePattern did not make); a failed change leaves the Matcher as it was.
 //
 // # Concurrency
 //
