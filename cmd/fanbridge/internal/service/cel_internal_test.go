@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -17,6 +18,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/grpcsink"
 )
@@ -82,8 +85,8 @@ routes: [{name: last-id, cel: "data.ids.exists(i, i == 299)", sinks: [consumer]}
 	require.NoError(t, reload("cel: {cost_limit: 100}\n"))
 	assert.Equal(t, "ignored", post(), "past the reloaded cost limit, the route does not match")
 	// The operator who lowered the limit can see why at debug level: the filter's own record,
-	// with the event's id and the reason, never a value of the body.
-	assert.Contains(t, logs.String(), "component=filter")
+	// with the route's name, the event's id and the reason, never a value of the body.
+	assert.Contains(t, logs.String(), "component=filter route=last-id")
 	assert.Contains(t, logs.String(), "event_id=e2")
 	assert.Contains(t, logs.String(), "cost limit")
 
@@ -99,4 +102,41 @@ routes: [{name: last-id, cel: "data.ids.exists(i, i == 299)", sinks: [consumer]}
 
 	require.NoError(t, reload(""))
 	assert.Equal(t, "delivered", post(), "back to the defaults, the route matches again")
+}
+
+// A CEL route's evaluation errors are logged naming the route, never with its expression: the
+// text may hold a value ${ENV} expansion put there, which the configuration never shows.
+func TestCELDebugLogNamesTheRoute(t *testing.T) {
+	const secret = "tk_live_5f2a9c0d7e"
+	text := []byte(`intake: [{path: /events, insecure_no_auth: true}]
+sinks: [{name: k, kafka: {brokers: ["127.0.0.1:1"], topic: t}}]
+routes:
+  - {name: tenant, cel: "event.metadata.tenant == '${TENANT_KEY}' && data.x > 1", sinks: [k]}
+  - {name: chats, cel: "data.mediaType == 'CHAT'", sinks: [k]}
+  - {name: rest, all: true, sinks: [k]}
+`)
+	cfg, err := config.Parse(text, func(k string) (string, bool) {
+		if k == "TENANT_KEY" {
+			return secret, true
+		}
+		return "", false
+	})
+	require.NoError(t, err)
+	logs := &lockedBuffer{}
+	routes, err := buildRoutes(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	require.NoError(t, err)
+	require.Len(t, routes, 3)
+	e := &fanbridge.Event{ID: "e1", Type: "t", Data: []byte(`{}`)} // no data.x, no data.mediaType
+	for _, r := range routes[:2] {
+		ok, err := r.Filter.(*filter.Expression).Eval(e)
+		require.Error(t, err)
+		require.False(t, ok)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	require.Len(t, lines, 2, logs.String())
+	assert.Contains(t, lines[0], `msg="CEL expression did not evaluate" component=filter route=tenant event_id=e1 reason="a field or key is missing"`)
+	assert.Contains(t, lines[1], `msg="CEL expression did not evaluate" component=filter route=chats event_id=e1 reason="a field or key is missing"`)
+	assert.NotContains(t, logs.String(), secret)
+	assert.NotContains(t, logs.String(), "expr=", "no route's expression is logged")
+	assert.NotContains(t, logs.String(), "CHAT")
 }

@@ -285,12 +285,17 @@ func (s *Service) dispatchOptions(cfg *config.Config) []fanout.Option {
 }
 
 // buildRoutes builds the routes of cfg. A CEL route's evaluation errors (a missing field, a
-// limit reached) are logged to log at debug level: such an event does not match the route.
+// limit reached) are logged to log at debug level, naming the route (see routeLog): such an
+// event does not match the route.
 func buildRoutes(cfg *config.Config, log *slog.Logger) ([]fanout.Route, error) {
 	routes := make([]fanout.Route, 0, len(cfg.Routes))
-	exprLog := filter.WithExprLogger(log.With("component", "filter"))
+	filterLog := log.With("component", "filter")
 	for i := range cfg.Routes {
-		r, err := cfg.Routes[i].Build(cfg.CEL, exprLog)
+		var extra []filter.ExprOption
+		if cfg.Routes[i].CEL != "" {
+			extra = append(extra, filter.WithExprLogger(routeLog(filterLog, cfg.Routes[i].Name)))
+		}
+		r, err := cfg.Routes[i].Build(cfg.CEL, extra...)
 		if err != nil {
 			return nil, fmt.Errorf("config: routes[%d].%w", i, err)
 		}
