@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -171,4 +172,65 @@ func TestExampleConfigCELLimits(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, filter.DefaultCostLimit, cfg.CEL.CostLimit)
 	assert.Equal(t, filter.DefaultTimeLimit, cfg.CEL.TimeLimit.D())
+}
+
+// A cost limit under what a route's expression costs on an event with an empty body is refused:
+// the route could evaluate no ordinary event, and would answer every one "ignored", which the
+// sender does not retry. The expression is evaluated once, under the file's limits, on such an
+// event; a limit it does not exceed there is accepted, and the route evaluates.
+func TestCELCostLimitBelowWhatARouteCosts(t *testing.T) {
+	const chat = `"data.mediaType == 'CHAT' && data.interactingDurationMs > 1000"`
+	// A comprehension of 160,000 steps over two literal lists: past the default limit on any event.
+	zeros := "[" + strings.Repeat("0,", 399) + "0]"
+	heavy := `"` + zeros + ".all(a, " + zeros + `.all(b, a == b))"`
+	const lower = "is lower than what routes[0].cel costs even on an event with an empty body ({}): every evaluation would stop at the limit, and the route would match nothing; raise it (0 for the default, 100000)"
+	cases := []struct {
+		name, doc  string
+		env        map[string]string
+		wantErrors []string // none when the file is valid
+	}{
+		{name: "one", doc: celRoute(t, chat) + "cel: {cost_limit: 1}\n", wantErrors: []string{"config: cel.cost_limit: " + lower}},
+		{name: "three", doc: celRoute(t, chat) + "cel: {cost_limit: 3}\n", wantErrors: []string{"config: cel.cost_limit: " + lower}},
+		{name: "from the environment", doc: celRoute(t, chat) + "cel: {cost_limit: '${CL}'}\n", env: map[string]string{"CL": "2"},
+			wantErrors: []string{"config: cel.cost_limit: " + lower}},
+		{name: "enough for the empty body", doc: celRoute(t, chat) + "cel: {cost_limit: 4}\n"},
+		{name: "a constant costs nothing", doc: celRoute(t, `"true"`) + "cel: {cost_limit: 1}\n"},
+		{name: "a pattern route has no cost", doc: minimal + "cel: {cost_limit: 1}\n"},
+		{name: "the second route", doc: celRoute(t, `"true"`) + `  - {name: chats, cel: ` + chat + `, sinks: [k]}` + "\ncel: {cost_limit: 3}\n",
+			wantErrors: []string{"config: cel.cost_limit: is lower than what routes[1].cel costs even on an event with an empty body"}},
+		{name: "past the default", doc: celRoute(t, heavy),
+			wantErrors: []string{"config: routes[0].cel: costs more than the default cel.cost_limit (100000) even on an event with an empty body ({}): every evaluation would stop at the limit, and the route would match nothing; write a simpler expression, or raise cel.cost_limit"}},
+		{name: "within a raised limit", doc: celRoute(t, heavy) + "cel: {cost_limit: 1_000_000}\n"},
+		{name: "a limit out of range is reported once", doc: celRoute(t, chat) + "cel: {cost_limit: -3}\n",
+			wantErrors: []string{"config: cel.cost_limit: want 1 to 10000000 cost units (0 for the default, 100000)"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(tc.doc), env(tc.env))
+			if len(tc.wantErrors) > 0 {
+				require.Error(t, err)
+				assert.True(t, errors.Is(err, config.ErrInvalid))
+				var es *config.Errors
+				require.ErrorAs(t, err, &es)
+				require.Len(t, es.List, len(tc.wantErrors), err.Error())
+				for i, want := range tc.wantErrors {
+					assert.Contains(t, es.List[i], want)
+				}
+				return
+			}
+			require.NoError(t, err)
+			for i := range cfg.Routes {
+				if cfg.Routes[i].CEL == "" {
+					continue
+				}
+				r, err := cfg.Routes[i].Build(cfg.CEL)
+				require.NoError(t, err)
+				_, err = r.Filter.(*filter.Expression).Eval(&fanbridge.Event{ID: "e1", Data: []byte(`{"mediaType":"CHAT","interactingDurationMs":60000}`)})
+				var ee *filter.EvalError
+				if errors.As(err, &ee) {
+					assert.NotEqual(t, "the cost limit was exceeded", ee.Reason, "routes[%d]", i)
+				}
+			}
+		})
+	}
 }

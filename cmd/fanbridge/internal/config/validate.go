@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/filter"
@@ -76,12 +77,12 @@ func (c *Config) Validate() error {
 	c.validateListen(e)
 	c.validateIntake(e)
 	sinks := c.validateSinks(e)
-	limits := c.CEL
-	if !c.validateCEL(e) {
+	limits, limitsOK := c.CEL, c.validateCEL(e)
+	if !limitsOK {
 		// The routes' own problems are still reported, found under the default limits.
 		limits = CELLimits{}
 	}
-	c.validateRoutes(e, sinks, limits)
+	c.validateRoutes(e, sinks, limits, limitsOK)
 	c.validateDLQ(e)
 	c.validateDispatch(e)
 	switch c.Logging.Level {
@@ -563,7 +564,39 @@ func (c *Config) validateCEL(e *Errors) bool {
 	return ok
 }
 
-func (c *Config) validateRoutes(e *Errors, sinks map[string]bool, limits CELLimits) {
+// costLimitReason is the Reason of a filter.EvalError for an evaluation the cost limit stopped.
+const costLimitReason = "the cost limit was exceeded"
+
+// emptyBodyEvent is the event each CEL route is evaluated on when the file is validated: an id,
+// an empty body and nothing else. A cost limit an expression exceeds on it is too low for any
+// ordinary event: the route would match nothing, and every event would be answered "ignored",
+// which the sender does not retry. Most expressions cost more on a body holding the fields they
+// read (comparing strings and lists costs by their size), so a limit that passes this is not
+// shown to be enough: it is only not shown to be too low.
+func emptyBodyEvent() *fanbridge.Event {
+	return &fanbridge.Event{ID: "validate", Data: []byte(`{}`)}
+}
+
+// checkCELCost reports a CEL route, at path p, that the cost limit of limits stops even on
+// emptyBodyEvent.
+func checkCELCost(e *Errors, p string, route fanout.Route, limits CELLimits) {
+	x, ok := route.Filter.(*filter.Expression)
+	if !ok {
+		return
+	}
+	var ee *filter.EvalError
+	if _, err := x.Eval(emptyBodyEvent()); !errors.As(err, &ee) || ee.Reason != costLimitReason {
+		return
+	}
+	const why = "even on an event with an empty body ({}): every evaluation would stop at the limit, and the route would match nothing"
+	if limits.CostLimit == 0 {
+		e.addf(p+".cel", "costs more than the default cel.cost_limit (%d) %s; write a simpler expression, or raise cel.cost_limit", DefaultCELCostLimit, why)
+		return
+	}
+	e.addf("cel.cost_limit", "is lower than what %s.cel costs %s; raise it (0 for the default, %d)", p, why, DefaultCELCostLimit)
+}
+
+func (c *Config) validateRoutes(e *Errors, sinks map[string]bool, limits CELLimits, checkCost bool) {
 	if len(c.Routes) == 0 {
 		e.add("routes", "at least one route is required")
 	}
@@ -584,7 +617,7 @@ func (c *Config) validateRoutes(e *Errors, sinks map[string]bool, limits CELLimi
 		}
 		if n != 1 {
 			e.add(p, "want exactly one of pattern, cel or all")
-		} else if _, err := r.Build(limits); err != nil {
+		} else if route, err := r.Build(limits); err != nil {
 			// Build says which key ("cel: ...", "pattern: ...") and wraps the library's error.
 			key, msg, _ := strings.Cut(err.Error(), ": ")
 			inner := errors.Unwrap(err)
@@ -592,6 +625,8 @@ func (c *Config) validateRoutes(e *Errors, sinks map[string]bool, limits CELLimi
 				inner = err
 			}
 			e.addDetail(p+"."+key, msg, inner)
+		} else if checkCost {
+			checkCELCost(e, p, route, limits)
 		}
 		if len(r.Sinks) == 0 {
 			e.add(p+".sinks", "at least one sink is required")
