@@ -29,6 +29,7 @@ import (
 	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/genesys"
 	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
 )
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
@@ -95,7 +96,10 @@ show     prints one entry in full, as JSON
 redrive  re-sends entries, each to the one sink it failed on (the sinks come from -config),
          and removes those the sink took; entries of different sinks or events that share an
          ID are kept unsent (conflicts). It prints a line per entry, and stops when one sink
-         has refused -max-failures entries in a row, leaving the rest in the queue (exit 1)
+         has failed -max-failures entries in a row with retryable errors, as a sink that is
+         down does, leaving the rest in the queue (exit 1); an entry the sink refuses
+         (permanently, such as a type with no topic, or as its answer) neither counts nor
+         starts the count again
 list and redrive take -sink and -id to select entries (repeatable; comma lists)
 
 The queue is the configuration's dlq (file or Kafka), or the filedlq directory given by -file,
@@ -122,7 +126,7 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 		maxFails = boundedInt{n: 5, min: 0, max: math.MaxInt}
 	)
 	fs.Var(&conc, "concurrency", fmt.Sprintf("redrive: re-send `N` entries at once, 1 to %d; with more than 1 they may reach their sinks out of queue order", maxRedriveConcurrency))
-	fs.Var(&maxFails, "max-failures", "redrive: stop once a sink has refused `N` entries in a row; 0 never stops")
+	fs.Var(&maxFails, "max-failures", "redrive: stop once a sink has failed `N` entries in a row with retryable errors (it looks down); 0 never stops")
 	fs.Var(&sinks, "sink", "list, redrive: only entries of this sink (repeatable)")
 	fs.Var(&ids, "id", "list, redrive: only these entry ids (repeatable)")
 	pos, code, ok := parseFlags(fs, args)
@@ -286,13 +290,14 @@ type redriveOptions struct {
 	sinkNames, ids []string
 	attempts       int
 	concurrency    int
-	// maxFailures is how many entries in a row one sink may refuse before the redrive stops; 0
-	// never stops.
+	// maxFailures is how many entries in a row one sink may fail with retryable errors before
+	// the redrive stops (see looksDown); 0 never stops.
 	maxFailures int
 }
 
-// errSinkKeepsFailing stops a redrive when one sink has refused opts.maxFailures entries in a
-// row: it is most likely down, and every further entry would cost it the whole retry policy.
+// errSinkKeepsFailing stops a redrive when one sink has failed opts.maxFailures entries in a
+// row with retryable errors: it is most likely down, and every further entry would cost it the
+// whole retry policy.
 type errSinkKeepsFailing struct {
 	sink string
 	n    int
@@ -300,7 +305,16 @@ type errSinkKeepsFailing struct {
 }
 
 func (e *errSinkKeepsFailing) Error() string {
-	return fmt.Sprintf("sink %s refused %d entries in a row", cell(e.sink), e.n)
+	return fmt.Sprintf("sink %s failed %d entries in a row with retryable errors", cell(e.sink), e.n)
+}
+
+// looksDown reports whether err, why a redriven entry failed, is what a sink that is down
+// answers: a retryable error (the Retrier's *retry.Error classifies as its last attempt's) that
+// the sink did not give as its answer (sink.Refused). A permanent refusal (a type with no topic,
+// an event the consumer refuses) or a refused event is about that entry: the sink is up, and the
+// entries behind it may well go through. A cancellation is the redrive's own stop.
+func looksDown(err error) bool {
+	return retry.Classify(err) == retry.ClassRetryable && !sink.IsRefused(err)
 }
 
 func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, opts redriveOptions, hide *queueHider, log *slog.Logger, stdout, stderr io.Writer) int {
@@ -334,7 +348,7 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, opts
 	// one entry may take, and when the redrive gives up.
 	stopsAt := "never stops early (-max-failures 0)"
 	if opts.maxFailures > 0 {
-		stopsAt = fmt.Sprintf("stops once a sink refuses %s in a row (-max-failures)", count(opts.maxFailures, "entry", "entries"))
+		stopsAt = fmt.Sprintf("stops once a sink fails %s in a row with retryable errors (-max-failures)", count(opts.maxFailures, "entry", "entries"))
 	}
 	fmt.Fprintf(stderr, "fanbridge dlq redrive: %s per entry, each up to %s; %s at a time; %s\n",
 		count(attempts, "attempt", "attempts"), attemptTimeout, count(opts.concurrency, "entry", "entries"), stopsAt)
@@ -354,26 +368,32 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, opts
 	// entries stay, as do the entries not yet sent; those delivered are still removed.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	inRow := map[string]int{} // by sink: its refusals since it last took an entry
+	inRow := map[string]int{} // by sink: its retryable failures since it last took an entry
 	var stop *errSinkKeepsFailing
 	onResult := func(res dlq.Result) {
 		// The error text comes from the sink, which may quote a remote server: escaped like the
 		// entry's fields, it cannot reach the terminal as control sequences.
 		line := fmt.Sprintf("%s  %-10s sink=%s event=%s", cell(res.Entry.ID), res.Outcome, cell(res.Entry.Sink), cell(res.Entry.Event.ID))
+		counted := false
 		switch res.Outcome {
 		case dlq.OutcomeRedriven:
 			inRow[res.Entry.Sink] = 0
 		case dlq.OutcomeFailed:
-			inRow[res.Entry.Sink]++
-			if opts.maxFailures > 0 {
-				line += fmt.Sprintf("  in a row: %d of %d", inRow[res.Entry.Sink], opts.maxFailures)
+			// A refusal of this entry neither counts nor starts the count again: the refusals
+			// among entries of a sink that is down must not hide the outage.
+			if looksDown(res.Err) {
+				counted = true
+				inRow[res.Entry.Sink]++
+				if opts.maxFailures > 0 {
+					line += fmt.Sprintf("  in a row: %d of %d", inRow[res.Entry.Sink], opts.maxFailures)
+				}
 			}
 		}
 		if res.Err != nil {
 			line += "  error: " + cell(hide.err(res.Err).Error())
 		}
 		fmt.Fprintln(stdout, line)
-		if n := inRow[res.Entry.Sink]; res.Outcome == dlq.OutcomeFailed && opts.maxFailures > 0 && n >= opts.maxFailures && stop == nil {
+		if n := inRow[res.Entry.Sink]; counted && opts.maxFailures > 0 && n >= opts.maxFailures && stop == nil {
 			stop = &errSinkKeepsFailing{sink: res.Entry.Sink, n: n, last: res.Err}
 			cancel(stop)
 		}
@@ -393,7 +413,7 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, where *config.DLQ, opts
 		if !errors.Is(err, stop) && !errors.Is(err, context.Canceled) {
 			fmt.Fprintln(stderr, "fanbridge dlq redrive:", hide.err(err))
 		}
-		fmt.Fprintf(stderr, "fanbridge dlq redrive: stopped: sink %s refused %s in a row, the last with: %s\n"+
+		fmt.Fprintf(stderr, "fanbridge dlq redrive: stopped: sink %s failed %s in a row with retryable errors (it looks down), the last with: %s\n"+
 			"Every entry not redriven stays in the queue. Run the redrive again once the sink is back\n"+
 			"(-sink selects the entries of other sinks; -max-failures 0 never stops early).\n",
 			cell(stop.sink), count(stop.n, "entry", "entries"), cell(hide.err(stop.last).Error()))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -17,6 +18,8 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/dlqtest"
 	"github.com/fanbridge/fanbridge/filter"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
 )
 
 // countingReader counts the entries its List has handed over.
@@ -294,4 +297,27 @@ func TestPatternRefusalOffsetsPointIntoTheView(t *testing.T) {
 	view := string(filter.View(e))
 	second := strings.LastIndex(view, `"a"`)
 	assert.Contains(t, refusal.Error(), fmt.Sprintf("offset %d", second), "view: %s", view)
+}
+
+// Only a failure a sink that is down gives counts toward -max-failures: a retryable error, as
+// the Retrier reports it (its *retry.Error classified as its last attempt's error), and not one
+// the sink gave as its answer to the entry, permanent or sink.Refused.
+func TestRedriveCountsOnlyOutages(t *testing.T) {
+	down := errors.New("connection refused")
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"retryable", &retry.Error{Attempts: 3, Reason: retry.ReasonAttempts, Last: down}, true},
+		{"retryable, with a wait", &retry.Error{Attempts: 1, Reason: retry.ReasonAttempts, Last: retry.After(down, time.Second)}, true},
+		{"permanent", &retry.Error{Attempts: 1, Reason: retry.ReasonPermanent, Last: retry.Permanent(errors.New("no topic for event type"))}, false},
+		{"refused by the sink", &retry.Error{Attempts: 3, Reason: retry.ReasonAttempts, Last: sink.Refused(errors.New("batch refused"))}, false},
+		{"cut short by the stop", &retry.Error{Attempts: 1, Reason: retry.ReasonCanceled, Last: context.Canceled}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, looksDown(tc.err))
+		})
+	}
 }

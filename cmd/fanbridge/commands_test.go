@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -767,30 +768,52 @@ func TestDLQRedriveSharedIDs(t *testing.T) {
 	assert.Equal(t, 2, strings.Count(out, `"id":"shared-id"`), "both entries stay: %s", out)
 }
 
-// A redrive stops once a sink has refused -max-failures entries in a row (counted for each sink
-// on its own: another sink's deliveries in between do not reset it), says which sink and why,
-// and leaves in the queue every entry it did not deliver; it went on to the end of the queue,
-// one entry after another, whatever the sink answered.
+// A redrive stops once a sink has failed -max-failures entries in a row with retryable errors, as
+// a sink that is down does (counted for each sink on its own: another sink's deliveries in
+// between do not reset it, nor do the entries a sink refuses), says which sink and why, and
+// leaves in the queue every entry it did not deliver. Entries a sink refuses (permanently, as a
+// type with no topic) do not count: any number of them at the head of the queue do not keep the
+// redrive from the entries behind them.
 func TestDLQRedriveStopsWhenASinkKeepsFailing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	kc := newKafka(t, "gen-presence-status", "genesys.all")
+	// "down" is a gRPC consumer nobody listens for: every call fails at once, Unavailable,
+	// which a retry may cure.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	downAddr := ln.Addr().String()
+	require.NoError(t, ln.Close())
 	dir := filepath.Join(t.TempDir(), "dlq")
 	q, err := filedlq.Open(dir)
 	require.NoError(t, err)
-	// Entries of "people", which has no topic for their type and refuses each at once, alternate
-	// with entries of "archive", which takes them. There are enough of them that a redrive that
-	// stops leaves some unsent, however many it sends at once.
-	const each = 12
+	put := func(s string, i int) {
+		t.Helper()
+		require.NoError(t, q.Put(ctx, dlq.Entry{Sink: s, Route: "everything", Attempts: 1, Condition: dlq.ConditionAttempts,
+			Event: fanbridge.Event{ID: fmt.Sprintf("%s-%d", s, i), Type: "v2.detail.events.conversation.{id}.customer.end",
+				Raw: []byte(`{}`), Data: []byte(`{}`)}}))
+	}
+	// Entries of "people", which has no topic for their type and refuses each at once, come
+	// first; then entries of "down", "people" and "archive" (which takes them) in turn. There are
+	// enough of them that a redrive that stops leaves some unsent, however many it sends at once.
+	const head, each = 8, 12
+	for i := range head {
+		put("people", i)
+	}
 	for i := range each {
-		for _, s := range []string{"people", "archive"} {
-			require.NoError(t, q.Put(ctx, dlq.Entry{Sink: s, Route: "everything", Attempts: 1, Condition: dlq.ConditionPermanent,
-				Event: fanbridge.Event{ID: fmt.Sprintf("%s-%d", s, i), Type: "v2.detail.events.conversation.{id}.customer.end",
-					Raw: []byte(`{}`), Data: []byte(`{}`)}}))
+		for _, s := range []string{"down", "people", "archive"} {
+			if s == "people" {
+				put(s, head+i)
+			} else {
+				put(s, i)
+			}
 		}
 	}
 	require.NoError(t, q.Close())
-	cfg := writeTemp(t, fmt.Sprintf(dlqConfig, kc.ListenAddrs()[0], dir, ""))
+	text := fmt.Sprintf(dlqConfig, kc.ListenAddrs()[0], dir, "")
+	text = strings.Replace(text, "  - name: archive\n", fmt.Sprintf("  - name: down\n    grpc: {targets: [%q], insecure: true}\n  - name: archive\n", downAddr), 1)
+	text = strings.Replace(text, "sinks: [people, archive]}", "sinks: [people, archive, down]}", 1)
+	cfg := writeTemp(t, text)
 	env := []string{"E2E_API_KEY=" + e2eAPIKey}
 	left := func() map[string]int {
 		t.Helper()
@@ -805,45 +828,51 @@ func TestDLQRedriveStopsWhenASinkKeepsFailing(t *testing.T) {
 		return bySink
 	}
 
-	// people-0 fails, archive-0 is delivered, people-1 fails, archive-1 is delivered, people-2
-	// fails: three in a row for people, and the redrive stops there.
+	// The eight refusals of people at the head do not stop it. Then down-0 fails, people-8 is
+	// refused, archive-0 is delivered, down-1 fails, people-9, archive-1, down-2 fails: three in
+	// a row for down, and the redrive stops there.
 	code, out, errOut := runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-attempts", "1", "-max-failures", "3")
 	assert.Equal(t, 1, code, "%s%s", out, errOut)
-	assert.Contains(t, errOut, "fanbridge dlq redrive: 1 attempt per entry, each up to 10s; 1 entry at a time; stops once a sink refuses 3 entries in a row (-max-failures)\n")
-	assert.Contains(t, errOut, "fanbridge dlq redrive: stopped: sink people refused 3 entries in a row, the last with: ")
-	assert.Contains(t, errOut, "kafkasink: ", "the sink's error")
+	assert.Contains(t, errOut, "fanbridge dlq redrive: 1 attempt per entry, each up to 10s; 1 entry at a time; stops once a sink fails 3 entries in a row with retryable errors (-max-failures)\n")
+	assert.Contains(t, errOut, "fanbridge dlq redrive: stopped: sink down failed 3 entries in a row with retryable errors (it looks down), the last with: ")
+	assert.Contains(t, errOut, "Unavailable", "the sink's error")
 	assert.Contains(t, errOut, "Every entry not redriven stays in the queue")
 	assert.NotContains(t, errOut, "context canceled")
 	for i := range 3 {
-		assert.Regexp(t, fmt.Sprintf(`(?m)^\S+  failed     sink=people event=people-%d  in a row: %d of 3  error: .*kafkasink: `, i, i+1), out)
+		assert.Regexp(t, fmt.Sprintf(`(?m)^\S+  failed     sink=down event=down-%d  in a row: %d of 3  error: .*Unavailable`, i, i+1), out)
 	}
-	assert.Equal(t, 3, strings.Count(out, "  failed     sink="), out)
+	for i := range head + 2 {
+		assert.Regexp(t, fmt.Sprintf(`(?m)^\S+  failed     sink=people event=people-%d  error: .*kafkasink: `, i), out, "a refusal is not counted")
+	}
+	assert.Equal(t, head+2+3, strings.Count(out, "  failed     sink="), out)
 	assert.Equal(t, 2, strings.Count(out, "redriven   sink=archive"), out)
-	assert.NotContains(t, out, "event=archive-2", "nothing is sent after the stop")
-	assert.Contains(t, out, "redriven 2, removed 2, failed 3,")
-	assert.Equal(t, map[string]int{"people": each, "archive": each - 2}, left(), "only the delivered entries are removed")
+	assert.NotContains(t, out, "event=people-10", "nothing is sent after the stop")
+	assert.Contains(t, out, fmt.Sprintf("redriven 2, removed 2, failed %d,", head+2+3))
+	assert.Equal(t, map[string]int{"people": head + each, "down": each, "archive": each - 2}, left(), "only the delivered entries are removed")
 
-	// -max-failures 0 never stops: every entry of people is tried, and stays.
-	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-attempts", "1", "-max-failures", "0", "-sink", "people")
+	// -max-failures 0 never stops: every entry of down is tried, and stays.
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-attempts", "1", "-max-failures", "0", "-sink", "down")
 	assert.Equal(t, 1, code, "%s%s", out, errOut)
 	assert.Contains(t, errOut, "never stops early (-max-failures 0)")
 	assert.NotContains(t, errOut, "stopped")
 	assert.Contains(t, out, fmt.Sprintf("selected %d, redriven 0, removed 0, failed %d, skipped 0", each, each))
 	assert.NotContains(t, out, "in a row")
-	assert.Equal(t, map[string]int{"people": each, "archive": each - 2}, left())
 
 	// The default stops at 5, with several entries sent at once too.
-	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-attempts", "1", "-sink", "people", "-concurrency", "4")
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-attempts", "1", "-sink", "down", "-concurrency", "4")
 	assert.Equal(t, 1, code, "%s%s", out, errOut)
-	assert.Contains(t, errOut, "; 4 entries at a time; stops once a sink refuses 5 entries in a row")
-	assert.Contains(t, errOut, "stopped: sink people refused 5 entries in a row")
-	assert.Equal(t, map[string]int{"people": each, "archive": each - 2}, left())
+	assert.Contains(t, errOut, "; 4 entries at a time; stops once a sink fails 5 entries in a row with retryable errors")
+	assert.Contains(t, errOut, "stopped: sink down failed 5 entries in a row")
+	assert.Equal(t, map[string]int{"people": head + each, "down": each, "archive": each - 2}, left())
 
-	// The sinks that work are redriven as before.
-	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-sink", "archive", "-concurrency", "64")
-	require.Equal(t, 0, code, "%s%s", out, errOut)
-	assert.Contains(t, out, fmt.Sprintf("selected %d, redriven %d, removed %d, failed 0", each-2, each-2, each-2))
-	assert.Equal(t, map[string]int{"people": each}, left())
+	// At the default, the refusals of people, twice as many as -max-failures, never stop it:
+	// every entry of people and archive is tried, those of archive delivered.
+	code, out, errOut = runCmd(t, ctx, env, "dlq", "redrive", "-config", cfg, "-attempts", "1", "-sink", "people,archive", "-concurrency", "4")
+	assert.Equal(t, 1, code, "%s%s", out, errOut)
+	assert.NotContains(t, errOut, "stopped")
+	assert.NotContains(t, out, "in a row")
+	assert.Contains(t, out, fmt.Sprintf("selected %d, redriven %d, removed %d, failed %d, skipped 0", head+each+each-2, each-2, each-2, head+each))
+	assert.Equal(t, map[string]int{"people": head + each, "down": each}, left())
 
 	for _, tc := range []struct {
 		args []string
@@ -859,7 +888,7 @@ func TestDLQRedriveStopsWhenASinkKeepsFailing(t *testing.T) {
 		assert.Contains(t, errOut, tc.msg, "%v", tc.args)
 		assert.Empty(t, out, "%v: nothing is redriven", tc.args)
 	}
-	assert.Equal(t, map[string]int{"people": each}, left())
+	assert.Equal(t, map[string]int{"people": head + each, "down": each}, left())
 }
 
 // validate prints where the dead-letter queue is, unless ${ENV} expansion put it there: it is
@@ -1235,7 +1264,7 @@ func TestDLQCommandLine(t *testing.T) {
 		code, out, errOut = runCmd(t, ctx, env, append([]string{"dlq", "redrive", "-config", cfg}, tc.args...)...)
 		assert.Equal(t, 1, code, "%v: %s%s", tc.args, out, errOut)
 		assert.Contains(t, out, "selected 0, redriven 0")
-		_, last, _ := strings.Cut(errOut, " in a row (-max-failures)\n") // the policy line comes first
+		_, last, _ := strings.Cut(errOut, " (-max-failures)\n") // the policy line comes first
 		assert.Equal(t, tc.msg, last, tc.args)
 	}
 }
