@@ -712,10 +712,12 @@ Tests an Amazon EventBridge event pattern against an event, or with -cel a CEL e
 data, the event body, and event: id, type, topic, source, time, metadata), exactly as a route's
 pattern: or cel: key sees it, a CEL expression under the default cel limits (whatever a file
 sets). Each argument is the text itself, @FILE to read a file, or @- to read standard input
-(for one of the two), 16 MiB at most. EVENT is a body as posted to an intake (an EventBridge
-event, a CloudEvent, a Genesys notification or webhook), decoded as the intake decodes it. A pattern matches an EventBridge event as EventBridge's TestEventPattern
-does; any other event it matches in the EventBridge shape fanbridge gives it, with the topic as
-detail-type and the body as detail.eventBody. Prints "match" and exits 0, prints "no match" and
+(for one of the two), 16 MiB at most. EVENT is a body as posted to an intake, in any of the
+envelope formats (eventbridge, cloudevents, notification, webhook, webhook-attributes,
+open-messaging, standard-webhooks), decoded as an intake that accepts them all decodes it. A
+pattern matches an EventBridge event as EventBridge's TestEventPattern does; any other event it
+matches in the EventBridge shape fanbridge gives it, with the topic as detail-type and the body
+as detail.eventBody. Prints "match" and exits 0, prints "no match" and
 exits 1; exits 2 for a bad pattern, expression or event, such as one that repeats a key the
 pattern reads (a route matches nothing of it), with the reason on standard error. A CEL
 expression that fails on this event (a missing field, say) does not match, as in a route: "no

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/dlqtest"
+	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/filter"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
@@ -320,4 +323,27 @@ func TestRedriveCountsOnlyOutages(t *testing.T) {
 			assert.Equal(t, tc.want, looksDown(tc.err))
 		})
 	}
+}
+
+// pattern test's usage and the example configuration name every envelope format an intake
+// decodes.
+func TestDocsNameEveryFormat(t *testing.T) {
+	d, err := eventbridge.NewDecoder()
+	require.NoError(t, err)
+	example, err := os.ReadFile("fanbridge.example.yaml")
+	require.NoError(t, err)
+	var line string
+	for l := range strings.Lines(string(example)) {
+		if strings.HasPrefix(strings.TrimSpace(l), "# formats: [") {
+			line = l
+		}
+	}
+	require.NotEmpty(t, line, "the example shows the formats key")
+	usage := strings.Join(strings.Fields(patternUsage), " ")
+	var names []string
+	for _, f := range d.Formats() {
+		names = append(names, string(f))
+		assert.Regexp(t, `[ (]`+regexp.QuoteMeta(string(f))+`[,)]`, usage, "pattern test's usage")
+	}
+	assert.Contains(t, line, "["+strings.Join(names, ", ")+"]", "the example's formats")
 }
