@@ -34,7 +34,7 @@ const (
 	// Genesys signs it: see signature.OpenMessaging.
 	FormatOpenMessaging Format = "open-messaging"
 	// FormatStandardWebhooks is the payload the Standard Webhooks specification recommends:
-	// {"type","timestamp","data"}.
+	// {"type","timestamp","data"}, with or without an "id", which is then the event's ID.
 	FormatStandardWebhooks Format = "standard-webhooks"
 )
 

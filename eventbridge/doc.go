@@ -85,12 +85,25 @@
 //     and gets the same ID; two messages differ in their id or their time. There is no Source: a
 //     sink that needs one takes its default (kafkasink: "urn:fanbridge:open-messaging").
 //   - Standard Webhooks ("type" with "data"): the payload the Standard Webhooks specification
-//     recommends, {"type","timestamp","data"}. Type = type (a string, required), Data = data
-//     (any JSON value, required), Time = timestamp (an RFC 3339 string, optional; when the event
-//     happened). There is no id (see Event IDs): the sender's webhook-id names the message, and
-//     what tells events apart in the body is the timestamp; when it is there, ID is derived as
-//     for notifications from type and timestamp (as sent), then data. There is no Source
-//     (kafkasink's default: "urn:fanbridge:standard-webhooks").
+//     recommends, {"type","timestamp","data"}, also with an "id" beside them, as many senders'
+//     events have (a Stripe event: {"id","object","type","created","data",...}). Type = type (a
+//     string, required), Data = data (any JSON value, required), Time = timestamp (an RFC 3339
+//     string, optional; when the event happened). ID = id, as a CloudEvent's (unescaped, as sent),
+//     when it is a string that is not empty and keeps the bounds of every string below: it names
+//     the event, and the sender's retry repeats it, so it is the ID whether a webhook-id names the
+//     message or not (rule 1 of Event IDs is for payloads without one, and Decode and the Handler
+//     agree). A top-level id must therefore be unique per event: one that names something else (a
+//     user, an order) makes all the events about it one, and all but the first are answered
+//     "duplicate". Any other id (empty, over 1024 bytes, with a control or bidirectional formatting
+//     character, or not a string) is the sender's data like any other member, and is not refused.
+//     Without such an id the payload has none (see Event IDs): the sender's webhook-id names the
+//     message, and what tells events apart in the body is its timestamp or id (of any value but
+//     null and ""); when either is there, ID is derived, as for Open Messaging, from the whole
+//     payload: the first 32 hex digits of the SHA-256 of the body without the whitespace around it.
+//     Two payloads that differ anywhere, in a member the decoder does not read too, are two events;
+//     a redelivery of the same bytes is a duplicate, and one re-serialised in between (another key
+//     order or spacing inside) is delivered again. There is no Source, a top-level "source" being
+//     the sender's data (kafkasink's default: "urn:fanbridge:standard-webhooks").
 //
 // A body with the keys of several formats is the first of them in the order above:
 // {"event","data","type"} is a webhook, {"channel","direction","type","data"} an Open Messaging
@@ -126,8 +139,9 @@
 //
 // # Event IDs
 //
-// The formats that carry no id of their own (notification, webhook, Open Messaging, Standard
-// Webhooks) get an ID by the first of these rules that applies, always 32 lower-case hex digits:
+// The formats that carry no id of their own (notification, webhook, Open Messaging, and a
+// Standard Webhooks payload without an id that may be an ID) get an ID by the first of these
+// rules that applies, always 32 lower-case hex digits:
 //
 //  1. The request was verified by a signature.Verifier that names the sender's message id
 //     (signature.Identity.MessageID in the request's context, see signature.IdentityFrom): the
@@ -143,9 +157,9 @@
 //     duplicate of the first would acknowledge it and lose it. ID is then 128 random bits, unique
 //     to the request: such an event is delivered at least once, and a sender's retry of it is
 //     delivered again. To have retries deduplicated, send a correlationId or a timestamp in a
-//     webhook's metadata (a CorrelationId in a notification's, a timestamp in a Standard
-//     Webhooks payload), or sign with Standard Webhooks. An Open Messaging message always has
-//     something: the whole of it.
+//     webhook's metadata (a CorrelationId in a notification's, an id or a timestamp in a
+//     Standard Webhooks payload), or sign with Standard Webhooks. An Open Messaging message
+//     always has something: the whole of it.
 //
 // Decode, DecodeNotification and Decoder.Decode have no request, so rule 1 is the Handler's
 // alone; they decode the same bytes to the same ID, except under rule 3.

@@ -51,6 +51,8 @@ func addSamples(f *testing.F, add func(body []byte)) {
 		`{"channel":"sms","direction":"out","type":"message.sent","data":{"id":1}}`,
 		`{"type":"contact.deleted","data":{"id":"c-1"}}`,
 		`{"type":"x","timestamp":"2024-05-01T12:00:00Z","data":null,"Data":1}`,
+		`{"id":"evt_1Mq","object":"event","type":"charge.succeeded","created":1680064028,"data":{"object":{}}}`,
+		`{"id":7,"type":"x","data":{}}`,
 	} {
 		add([]byte(s))
 	}
@@ -312,6 +314,12 @@ func crossCheck(t *testing.T, body []byte, e *fanbridge.Event) {
 			}
 		}
 	case "standard-webhooks":
+		// An id that is a string an ID may be is the ID; any other gives a derived one.
+		if own := top.looseStr("id"); plainID(own) {
+			equal(t, "id", e.ID, own)
+		} else if !derivedID.MatchString(e.ID) {
+			t.Fatalf("ID %q beside id %s", e.ID, top["id"])
+		}
 		equal(t, "type", e.Type, top.str(t, "type"))
 		equal(t, "Data", string(e.Data), string(top["data"]))
 		var sw struct {
@@ -360,6 +368,20 @@ func checkTraceContext(t *testing.T, e *fanbridge.Event) {
 			t.Fatalf("tracestate %q kept with byte %#x", ts, ts[i])
 		}
 	}
+}
+
+// plainID reports whether id, a string a body carries, is one the decoders take as an ID: not
+// empty, at most 1024 bytes, printable ASCII (a stricter test than theirs).
+func plainID(id string) bool {
+	if id == "" || len(id) > 1024 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // derivedID is the form of the IDs given to events whose format carries none.

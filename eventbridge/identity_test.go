@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -186,6 +187,7 @@ func TestOwnIDsWinOverTheMessageID(t *testing.T) {
 		string(readSample(t, "v2.conversations.transcription.json")):               "",
 		`{"specversion":"1.0","id":"ce-1","source":"s","type":"t","data":{}}`:      "ce-1",
 		`{"id":"evt-1","eventType":"t","timestamp":1649237504949,"attributes":{}}`: "evt-1",
+		`{"id":"evt_1","type":"t","data":{}}`:                                      "evt_1",
 	} {
 		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body)).WithContext(ctx)
 		req.Header.Set("Content-Type", "application/json")
@@ -200,4 +202,78 @@ func TestOwnIDsWinOverTheMessageID(t *testing.T) {
 			assert.Equal(t, id, e.ID)
 		}
 	}
+}
+
+// Standard Webhooks payloads with an id of their own at the top level, the same type, timestamp
+// and data: two events, both delivered, and the sender's retry of each is a duplicate.
+func TestStandardWebhooksPayloadsWithDistinctIDsAreBothDelivered(t *testing.T) {
+	url, got := intake(t, nil)
+	bodies := []string{
+		`{"id":"evt_1","type":"user.login","timestamp":"2024-05-01T12:00:00Z","data":{"user":"u1"}}`,
+		`{"id":"evt_2","type":"user.login","timestamp":"2024-05-01T12:00:00Z","data":{"user":"u1"}}`,
+	}
+	for _, b := range bodies {
+		status, answer := sendSigned(t, url, []byte(b), nil)
+		require.Equal(t, http.StatusOK, status, "%v", answer)
+		assert.Equal(t, "delivered", answer["status"], "%s", b)
+	}
+	for _, b := range bodies {
+		_, answer := sendSigned(t, url, []byte(b), nil)
+		assert.Equal(t, "duplicate", answer["status"], "a retry of %s", b)
+	}
+	events := got.all()
+	require.Len(t, events, 2)
+	assert.Equal(t, "evt_1", events[0].ID)
+	assert.Equal(t, "evt_2", events[1].ID)
+}
+
+// Without an id, a payload's ID is derived from all of it: two that differ only in a member the
+// decoder does not read are two events, and the same bytes again are a retry.
+func TestStandardWebhooksPayloadsThatDifferAnywhereAreBothDelivered(t *testing.T) {
+	url, got := intake(t, nil)
+	bodies := []string{
+		`{"type":"user.login","timestamp":"2024-05-01T12:00:00Z","data":{"user":"u1"},"session":"s1"}`,
+		`{"type":"user.login","timestamp":"2024-05-01T12:00:00Z","data":{"user":"u1"},"session":"s2"}`,
+		// An id that may not be an ID is the sender's data, and tells events apart like any.
+		`{"id":41,"type":"user.login","data":{"user":"u1"}}`,
+		`{"id":42,"type":"user.login","data":{"user":"u1"}}`,
+	}
+	var ids []string
+	for _, b := range bodies {
+		status, answer := sendSigned(t, url, []byte(b), nil)
+		require.Equal(t, http.StatusOK, status, "%v", answer)
+		assert.Equal(t, "delivered", answer["status"], "%s", b)
+		assert.Regexp(t, `^[0-9a-f]{32}$`, answer["id"])
+		ids = append(ids, answer["id"])
+	}
+	// The whitespace around the payload is not part of it.
+	for _, b := range bodies {
+		_, answer := sendSigned(t, url, []byte("\n"+b+"\n"), nil)
+		assert.Equal(t, "duplicate", answer["status"], "a retry of %s", b)
+	}
+	assert.Len(t, slices.Compact(slices.Sorted(slices.Values(ids))), len(bodies))
+	assert.Len(t, got.all(), len(bodies))
+}
+
+// A Stripe-style event decodes as a Standard Webhooks payload: its id is the event's ID, so the
+// sender's retry is a duplicate, though it has no timestamp.
+func TestStandardWebhooksPayloadKeepsItsOwnID(t *testing.T) {
+	b := []byte(`{"id":"evt_1MqqbKLt4dXK03v5","object":"event","type":"charge.succeeded","created":1680064028,"data":{"object":{"id":"ch_1"}}}`)
+	e1, err := eventbridge.Decode(b, "application/json")
+	require.NoError(t, err)
+	require.Equal(t, "standard-webhooks", e1.Meta(fanbridge.MetaFormat))
+	assert.Equal(t, "evt_1MqqbKLt4dXK03v5", e1.ID)
+	e2, err := eventbridge.Decode(b, "application/json")
+	require.NoError(t, err)
+	assert.Equal(t, e1.ID, e2.ID)
+
+	url, got := intake(t, nil)
+	var answers []string
+	for range 2 {
+		status, answer := sendSigned(t, url, b, nil)
+		require.Equal(t, http.StatusOK, status, "%v", answer)
+		answers = append(answers, answer["status"])
+	}
+	assert.Equal(t, []string{"delivered", "duplicate"}, answers)
+	assert.Len(t, got.all(), 1)
 }

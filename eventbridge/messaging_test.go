@@ -182,6 +182,20 @@ func TestDecodeStandardWebhooksPayload(t *testing.T) {
 	assert.NotEqual(t, idOf(bare), idOf(bare))
 	assert.NotEqual(t, idOf(`{"type":"contact.updated","timestamp":null,"data":{"id":"c-1"}}`),
 		idOf(`{"type":"contact.updated","timestamp":null,"data":{"id":"c-1"}}`))
+	// The ID is derived from the whole payload: a member the decoder does not read counts too.
+	assert.NotEqual(t, first, idOf(`{"type":"contact.updated","timestamp":"2024-05-01T12:00:00Z","data":{"id":"c-1"},"n":2}`))
+	// An id of the payload's own is the ID, as sent (unescaped).
+	assert.Equal(t, "evt_1", idOf(`{"id":"evt\u005f1","type":"contact.updated","data":{"id":"c-1"}}`))
+	// An id that may not be an ID (empty, too long, a control character, not a string) is the
+	// sender's data: the ID is derived, and the same bytes keep it; an empty one tells nothing
+	// apart.
+	for _, own := range []string{`"` + strings.Repeat("a", 1025) + `"`, `"evt\u0000"`, `7`, `{"n":1}`} {
+		body := `{"id":` + own + `,"type":"contact.updated","data":{"id":"c-1"}}`
+		assert.Equal(t, idOf(body), idOf(body), body)
+		assert.Regexp(t, `^[0-9a-f]{32}$`, idOf(body))
+	}
+	const emptyID = `{"id":"","type":"contact.updated","data":{"id":"c-1"}}`
+	assert.NotEqual(t, idOf(emptyID), idOf(emptyID))
 	// data is any JSON value.
 	e, err := eventbridge.Decode([]byte(`{"type":"ping","timestamp":"2024-05-01T12:00:00Z","data":[1,"a"],"extra":{}}`), "")
 	require.NoError(t, err)
@@ -195,6 +209,9 @@ func TestDecodeStandardWebhooksPayload(t *testing.T) {
 		"timestamp in another case": `{"type":"t","timestamp":"2024-05-01T12:00:00Z","Timestamp":"2030-05-01T12:00:00Z","data":{}}`,
 		"data in another case":      `{"type":"t","data":{},"DATA":{"evil":1}}`,
 		"duplicate data":            `{"type":"t","data":{},"data":{"evil":1}}`,
+		"duplicate id":              `{"id":"a","type":"t","data":{},"id":"evil"}`,
+		"id in another case":        `{"id":"a","type":"t","data":{},"ID":"evil"}`,
+		"only a case variant of id": `{"Id":"evil","type":"t","data":{}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := eventbridge.Decode([]byte(bad), "")
