@@ -50,14 +50,18 @@
 //     TopicTemplate(topicName), Data = eventBody, correlation-id from metadata.CorrelationId, Time
 //     = timestamp when present, else eventBody.eventTime (epoch milliseconds or RFC 3339; see
 //     EventTime). There is no id (see Event IDs): what tells notifications apart is
-//     metadata.CorrelationId, which every notification of the WebSocket API carries, and ID is
-//     derived from the content when it is there and not empty: the first 32 hex digits of the
-//     SHA-256 of topicName and metadata.CorrelationId, each preceded by its length as 4
-//     big-endian bytes, then the eventBody bytes. A redelivery of the same message gets the same ID
-//     and deduplication works; a body that repeats an earlier one (a user's conversation summary
-//     going back to one active call) comes with another CorrelationId, so distinct events do not
-//     collide. Heartbeats (topic "channel.metadata") decode as events of that type;
-//     IsHeartbeat and IsSocketClosing let a WebSocket reader drop or act on them.
+//     metadata.CorrelationId, which every notification of the WebSocket API carries, and, in one
+//     without it, timestamp. When the CorrelationId is there and not empty, ID is derived from the
+//     content: the first 32 hex digits of the SHA-256 of topicName and metadata.CorrelationId, each
+//     preceded by its length as 4 big-endian bytes, then the eventBody bytes; the timestamp is not
+//     part of it. Without a CorrelationId (absent, null or empty) but with a timestamp, ID is
+//     derived the same way from topicName, an empty CorrelationId and the timestamp as sent (the
+//     JSON string, quotes and escapes included), then eventBody. A redelivery of the same message
+//     gets the same ID and deduplication works; a body that repeats an earlier one (a user's
+//     conversation summary going back to one active call) comes with another CorrelationId or
+//     timestamp, so distinct events do not collide. Heartbeats (topic "channel.metadata") decode as
+//     events of that type; IsHeartbeat and IsSocketClosing let a WebSocket reader drop or act on
+//     them.
 //   - Webhook ("event"): {"event","data","metadata"}. Type = event, Data = data (any JSON value,
 //     required). There is no id (see Event IDs): what tells webhooks apart is the metadata
 //     members correlationId (any case), timestamp and time, whatever their type, but for null and
@@ -157,9 +161,9 @@
 //     duplicate of the first would acknowledge it and lose it. ID is then 128 random bits, unique
 //     to the request: such an event is delivered at least once, and a sender's retry of it is
 //     delivered again. To have retries deduplicated, send a correlationId or a timestamp in a
-//     webhook's metadata (a CorrelationId in a notification's, an id or a timestamp in a
-//     Standard Webhooks payload), or sign with Standard Webhooks. An Open Messaging message
-//     always has something: the whole of it.
+//     webhook's metadata (a CorrelationId in a notification's metadata or a timestamp in the
+//     notification, an id or a timestamp in a Standard Webhooks payload), or sign with Standard
+//     Webhooks. An Open Messaging message always has something: the whole of it.
 //
 // Decode, DecodeNotification and Decoder.Decode have no request, so rule 1 is the Handler's
 // alone; they decode the same bytes to the same ID, except under rule 3.

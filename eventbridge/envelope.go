@@ -133,6 +133,7 @@ type notification struct {
 	bodyIdx     int32  // eventBody's member index in the object's scanner, -1 when absent
 	correlation []byte
 	timestamp   time.Time
+	stamp       []byte // timestamp as sent (the JSON string), nil when there is none
 }
 
 // detailNames are the field names decodeDetail uses in errors, qualified by where the object sits.
@@ -218,6 +219,8 @@ func decodeDetail(o object, names *detailNames) (notification, error) {
 			return n, err
 		}
 		n.timestamp = time.Time{}
+	} else if i := f[fTimestamp]; i >= 0 {
+		n.stamp = s.val(&s.members[i])
 	}
 	if i := f[fBody]; i >= 0 {
 		switch v := s.val(&s.members[i]); {

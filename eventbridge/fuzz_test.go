@@ -53,6 +53,7 @@ func addSamples(f *testing.F, add func(body []byte)) {
 		`{"type":"x","timestamp":"2024-05-01T12:00:00Z","data":null,"Data":1}`,
 		`{"id":"evt_1Mq","object":"event","type":"charge.succeeded","created":1680064028,"data":{"object":{}}}`,
 		`{"id":7,"type":"x","data":{}}`,
+		`{"topicName":"v2.users.x.presence","eventBody":{},"timestamp":"2021-06-25T15:11:52.435Z"}`,
 	} {
 		add([]byte(s))
 	}
@@ -435,10 +436,11 @@ func FuzzDecodeNotification(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decoding the same bytes again failed: %v", err)
 		}
-		// With a CorrelationId the ID is derived, and a redelivery deduplicates; without one
-		// nothing tells a redelivery from another event with the same content, and each copy
-		// gets an ID of its own.
-		if (again.ID == e.ID) != (e.Meta(fanbridge.MetaCorrelationID) != "") {
+		// With a CorrelationId or a timestamp the ID is derived, and a redelivery deduplicates;
+		// with neither nothing tells a redelivery from another event with the same content, and
+		// each copy gets an ID of its own.
+		distinct := e.Meta(fanbridge.MetaCorrelationID) != "" || hasMember(object(t, raw), "timestamp")
+		if (again.ID == e.ID) != distinct {
 			t.Fatalf("decoding the same bytes again gave ID %s, then %s", e.ID, again.ID)
 		}
 		if !derivedID.MatchString(e.ID) {

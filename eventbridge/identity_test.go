@@ -2,6 +2,9 @@ package eventbridge_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -276,4 +279,55 @@ func TestStandardWebhooksPayloadKeepsItsOwnID(t *testing.T) {
 	}
 	assert.Equal(t, []string{"delivered", "duplicate"}, answers)
 	assert.Len(t, got.all(), 1)
+}
+
+// A bare notification without a CorrelationId but with a timestamp: the timestamp tells it from
+// another with the same body, so its sender's retry is a duplicate and a later one with the same
+// body is delivered.
+func TestNotificationTimestampTellsEventsApart(t *testing.T) {
+	const shape = `{"topicName":"v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence","version":"2","eventBody":{"presenceDefinition":{"systemPresence":"AVAILABLE"}},"timestamp":"%s"}`
+	first := []byte(strings.Replace(shape, "%s", "2021-06-25T15:11:52.435Z", 1))
+	later := []byte(strings.Replace(shape, "%s", "2021-06-25T15:19:03.001Z", 1))
+	url, got := intake(t, nil)
+	var answers, ids []string
+	for _, b := range [][]byte{first, first, later} {
+		status, answer := sendSigned(t, url, b, nil)
+		require.Equal(t, http.StatusOK, status, "%v", answer)
+		answers = append(answers, answer["status"])
+		ids = append(ids, answer["id"])
+	}
+	assert.Equal(t, []string{"delivered", "duplicate", "delivered"}, answers)
+	assert.NotEqual(t, ids[0], ids[2])
+	assert.Regexp(t, `^[0-9a-f]{32}$`, ids[0])
+	assert.Len(t, got.all(), 2)
+
+	a, err := eventbridge.DecodeNotification(first)
+	require.NoError(t, err)
+	b, err := eventbridge.DecodeNotification(first)
+	require.NoError(t, err)
+	assert.Equal(t, a.ID, b.ID, "the WebSocket path derives the same ID")
+	assert.Equal(t, ids[0], a.ID)
+}
+
+// Beside a CorrelationId the timestamp is left out of the ID: a notification's ID is the digest
+// of topicName, CorrelationId and eventBody, as it has always been.
+func TestNotificationWithCorrelationIDKeepsItsDigest(t *testing.T) {
+	const (
+		topic = "v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence"
+		corr  = "9e8067c7-8b35-4e54-add9-db24e7d6f086"
+		body  = `{"presenceDefinition":{"systemPresence":"AVAILABLE"}}`
+	)
+	h := sha256.New()
+	for _, p := range []string{topic, corr} {
+		_ = binary.Write(h, binary.BigEndian, uint32(len(p)))
+		h.Write([]byte(p))
+	}
+	h.Write([]byte(body))
+	want := hex.EncodeToString(h.Sum(nil)[:16])
+	for _, stamp := range []string{"", `,"timestamp":"2021-06-25T15:11:52.435Z"`, `,"timestamp":"2030-01-01T00:00:00Z"`} {
+		n := `{"topicName":"` + topic + `","version":"2","eventBody":` + body + `,"metadata":{"CorrelationId":"` + corr + `"}` + stamp + `}`
+		e, err := eventbridge.DecodeNotification([]byte(n))
+		require.NoError(t, err)
+		assert.Equal(t, want, e.ID, n)
+	}
 }

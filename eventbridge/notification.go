@@ -28,10 +28,16 @@ func decodeNotification(s *scanner, msgID string) (*fanbridge.Event, error) {
 		t, _ = eventTimeIn(s.child(n.bodyIdx))
 	}
 	// A notification that repeats an earlier one's content (a user's conversation summary going
-	// back to one active call) comes with another CorrelationId; without one, nothing tells it
-	// from a redelivery.
+	// back to one active call) comes with another CorrelationId. Without one, its timestamp, when
+	// it happened, tells it from another with the same body, as a webhook's does; with neither,
+	// nothing tells it from a redelivery. The timestamp is left out beside a CorrelationId, so
+	// that the IDs derived from one stay what they were.
 	var id [idLen]byte
-	eventID(&id, msgID, len(n.correlation) > 0, n.body, n.topic, n.correlation)
+	if len(n.correlation) > 0 {
+		eventID(&id, msgID, true, n.body, n.topic, n.correlation)
+	} else {
+		eventID(&id, msgID, n.stamp != nil, n.body, n.topic, nil, n.stamp)
+	}
 
 	tab := &s.strs
 	hID, hTopic, hCorr := tab.add(id[:]), tab.add(n.topic), tab.add(n.correlation)

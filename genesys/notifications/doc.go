@@ -7,9 +7,10 @@
 // every message with eventbridge.DecodeNotification, the decoder of the HTTP path, so an event
 // looks the same whichever way it came: Type is the topic template ("v2.users.{id}.presence"),
 // Topic the concrete topic, Data the eventBody, and ID a digest of topic, CorrelationId and body
-// (WebSocket messages carry no id of their own). A message without a CorrelationId gets a random
-// ID instead, since nothing tells it from another with the same body: it is never taken for a
-// duplicate, and a copy of it that arrives over two channels is delivered twice.
+// (WebSocket messages carry no id of their own). A message without a CorrelationId takes its
+// timestamp into the digest instead; one with neither gets a random ID, since nothing tells it
+// from another with the same body: it is never taken for a duplicate, and a copy of it that
+// arrives over two channels is delivered twice.
 //
 // Topics must be concrete ("v2.users.<uuid>.presence"): the WebSocket API has no "{id}" wildcard,
 // and New refuses templates with genesys.ErrTemplateTopic. A channel subscribes at most 1,000
