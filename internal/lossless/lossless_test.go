@@ -185,7 +185,7 @@ func runScenario(t *testing.T, mode fanout.Mode, n int, stall time.Duration) {
 
 	h, err := e.collect(ctx)
 	require.NoError(t, err)
-	r := reconcile(c, outs, h, rules{allAcked: true, mayLose: !lossless, routes: e.routes})
+	r := reconcile(c, outs, h, rules{allAcked: true, mayLose: !lossless, queues: mode == fanout.Async, routes: e.routes})
 	t.Logf("%s: %d events sent in %v by %d senders (%.0f events/s), drained in %v",
 		mode, n, sent.Round(time.Millisecond), senders, float64(n)/sent.Seconds(), time.Since(start).Round(time.Millisecond))
 	t.Logf("faults: %s", faults)
