@@ -114,7 +114,7 @@ func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
 	st := &sinkState{d: d, name: sc.Name, sink: sc.Sink, cfg: sc, attrSet: newAttrSet("sink", sc.Name),
 		lanes: make(map[string]*lane), reserved: new(atomic.Int64), count: new(counters)}
 	if d.cfg.closeSinks {
-		k, err := closeKey(sc.Sink)
+		k, in, err := closeKey(sc.Sink)
 		if err != nil {
 			return nil, fmt.Errorf("%w: sink %q: %T: the sink it wraps cannot be found (%w), so the Dispatcher cannot "+
 				"tell when no sink uses it: fix its Unwrap, or use WithSinkClosing(false)", ErrInvalidConfig, sc.Name, sc.Sink, err)
@@ -123,7 +123,7 @@ func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
 		// compared, that cannot be known, so it would be closed by any Update, or under a name
 		// still using it; whether it is given bare or under wrappers that can be compared, which
 		// would pass their own close on to it.
-		if in, _ := innermost(sc.Sink); closable(in) && !comparableSink(in) {
+		if closable(in) && !comparableSink(in) {
 			return nil, fmt.Errorf("%w: sink %q: %T has a Close method but is not comparable, so the Dispatcher "+
 				"cannot tell when no sink uses it: give a pointer to it, or use WithSinkClosing(false)", ErrInvalidConfig, sc.Name, in)
 		}
@@ -220,19 +220,20 @@ const maxUnwrap = 1000
 // bottom of its chain of wrappers (see unwrapper), so that the same sink wrapped anew by each
 // reload, or under several names, is closed once, when the last sink that reaches it goes. When
 // that one cannot be compared (a sink.Func, say), s itself is the key, as though it wrapped
-// nothing; when neither can be, the key is nil: s is not counted. It fails when the chain has no
-// bottom (it loops, or runs deeper than maxUnwrap) or an Unwrap panics.
-func closeKey(s sink.Sink) (any, error) {
-	in, err := innermost(s)
+// nothing; when neither can be, the key is nil: s is not counted. in is that sink at the bottom.
+// It fails when the chain has no bottom (it loops, or runs deeper than maxUnwrap) or an Unwrap
+// panics.
+func closeKey(s sink.Sink) (key any, in sink.Sink, err error) {
+	in, err = innermost(s)
 	switch {
 	case err != nil:
-		return nil, err
+		return nil, nil, err
 	case comparableSink(in):
-		return in, nil
+		return in, in, nil
 	case comparableSink(s):
-		return s, nil
+		return s, in, nil
 	}
-	return nil, nil
+	return nil, in, nil
 }
 
 // innermost follows s's Unwrap chain to the sink that wraps nothing (or whose Unwrap returns
