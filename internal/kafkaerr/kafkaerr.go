@@ -1,11 +1,13 @@
-// Package kafkaerr reads what franz-go reports about refused records beyond their error codes, and
-// tells the client settings under which no record would ever be acknowledged.
+// Package kafkaerr reads what franz-go reports about refused records beyond their error codes,
+// tells the client settings under which no record would ever be acknowledged, and how long a
+// client may keep a record before it gives up.
 package kafkaerr
 
 import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -116,4 +118,31 @@ func NeverProduces(c *kgo.Client) error {
 		return errors.New("the client flushes only when told to, so no record is ever acknowledged: leave ManualFlushing off")
 	}
 	return nil
+}
+
+// backoffCap is the longest wait franz-go's default retry backoff asks for between tries.
+const backoffCap = 5 * time.Second
+
+// WaitLimit is the longest a producer should wait for a record's acknowledgement, whatever its
+// context: the client's kgo.RecordDeliveryTimeout, plus its kgo.ProducerLinger, plus a margin; 0
+// (no limit) for a client without a delivery timeout, which never gives up on a record either.
+//
+// The client fails a record at its delivery timeout only when that is safe for the idempotent
+// producer's sequence numbers: not for a record in a produce request that went out and got no
+// answer (a broker that crashed after the request was written), which it keeps until a broker
+// answers, however long that takes. The limit ends the wait for those; for the others, the
+// client's own failure, which names the cause (a refused login is permanent), should come first.
+// The client looks at a record's age only when it writes a request for it or hears back, so that
+// failure comes after the timeout by up to a linger (a record waits that long before its first
+// request) and one retry backoff (up to backoffCap with the default backoff). The margin is that
+// backoff, but no longer than the delivery timeout: the backoff starts at 250 ms and doubles, so
+// it has rarely grown past the time a record already waited, and a short delivery timeout stays
+// short.
+func WaitLimit(c *kgo.Client) time.Duration {
+	delivery, _ := c.OptValue(kgo.RecordDeliveryTimeout).(time.Duration)
+	if delivery <= 0 {
+		return 0
+	}
+	linger, _ := c.OptValue(kgo.ProducerLinger).(time.Duration)
+	return delivery + linger + min(delivery, backoffCap)
 }

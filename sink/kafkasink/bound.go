@@ -5,8 +5,6 @@ import (
 	"errors"
 	"sync"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // ErrNoAcknowledgement is wrapped, with context.DeadlineExceeded, by the error Send (or an entry of
@@ -16,33 +14,6 @@ import (
 // the Send could not even produce its record in that time, every slot of WithMaxInFlight being held
 // by records still unacknowledged.
 var ErrNoAcknowledgement = errors.New("kafkasink: no acknowledgement within the delivery timeout")
-
-// backoffCap is the longest wait franz-go's default retry backoff asks for between tries.
-const backoffCap = 5 * time.Second
-
-// waitLimit is the longest a Send waits for its record, whatever its context: the client's
-// kgo.RecordDeliveryTimeout, plus its kgo.ProducerLinger, plus a margin; 0 (no limit) for a client
-// without a delivery timeout, which never gives up on a record either.
-//
-// The client fails a record at its delivery timeout only when that is safe for the idempotent
-// producer's sequence numbers: not for a record in a produce request that went out and got no
-// answer (a broker that crashed after the request was written), which it keeps until a broker
-// answers, however long that takes. The limit ends the wait for those; for the others, the
-// client's own failure, which names the cause (a refused login is permanent), should come first.
-// The client looks at a record's age only when it writes a request for it or hears back, so that
-// failure comes after the timeout by up to a linger (a record waits that long before its first
-// request) and one retry backoff (up to backoffCap with the default backoff). The margin is that
-// backoff, but no longer than the delivery timeout: the backoff starts at 250 ms and doubles, so
-// it has rarely grown past the time a record already waited, and a short delivery timeout stays
-// short.
-func waitLimit(client *kgo.Client) time.Duration {
-	delivery, _ := client.OptValue(kgo.RecordDeliveryTimeout).(time.Duration)
-	if delivery <= 0 {
-		return 0
-	}
-	linger, _ := client.OptValue(kgo.ProducerLinger).(time.Duration)
-	return delivery + linger + min(delivery, backoffCap)
-}
 
 // A bound ends the waits of one Send or SendBatch (for a slot, then for acknowledgements) at the
 // sink's limit, unless the caller's context ends sooner. A Send whose context ends first (fanout's

@@ -53,7 +53,7 @@ type Sink struct {
 	done *closeonce.Done
 	// spread is the range of the wait Send asks for after a refusal of a batch: see refusalSpread.
 	spread time.Duration
-	// limit is the longest a Send waits, whatever its context (see waitLimit); 0 for none.
+	// limit is the longest a Send waits, whatever its context (see kafkaerr.WaitLimit); 0 for none.
 	// limitErr is what a Send returns when it ran out: built once, it is shared.
 	limit    time.Duration
 	limitErr error
@@ -115,7 +115,7 @@ func newSink(client *kgo.Client, owned bool, opts []Option) (*Sink, error) {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Sink{client: client, owned: owned, cfg: cfg, slots: make(chan struct{}, cfg.maxInFlight), idle: make(chan struct{}, 1),
-		done: closeonce.New(), spread: refusalSpread(client), limit: waitLimit(client)}
+		done: closeonce.New(), spread: refusalSpread(client), limit: kafkaerr.WaitLimit(client)}
 	if s.limit > 0 {
 		s.limitErr = fmt.Errorf("%w and its margin (%s in all): %w", ErrNoAcknowledgement, s.limit, context.DeadlineExceeded)
 	}
