@@ -114,6 +114,11 @@
 // Put and Delete wait for the broker's acknowledgement only as long as ctx lasts: when it ends
 // first they return at once, with an error that wraps ctx's error (retry.Classify calls it
 // canceled) and says the record may still be written, because the client keeps producing it.
+// A Put also stops waiting once the client's kgo.RecordDeliveryTimeout, its kgo.ProducerLinger and
+// a margin of up to 5 s have passed, whatever ctx allows, with an error wrapping
+// ErrNoAcknowledgement and context.DeadlineExceeded: franz-go fails a record at its delivery
+// timeout, but not one in a produce request a crashed broker never answered, which it keeps until
+// a broker answers. Without a delivery timeout (franz-go's default) only ctx bounds a Put.
 //
 // A Put hands its record to the client only when the client's buffer has room for it, and waits
 // for that room within ctx. The queue holds a token for each of its records the client has not yet

@@ -31,6 +31,11 @@ var (
 	// ended while the client's buffer had no room for its record: the record was never handed to
 	// the client, so it will not be written. Such an error is never permanent.
 	ErrBufferFull = errors.New("kafkadlq: the client's buffer is full")
+	// ErrNoAcknowledgement is wrapped, with context.DeadlineExceeded, by the error of a Put whose
+	// record got no acknowledgement within the client's kgo.RecordDeliveryTimeout and a margin,
+	// however long its context lasts (see the package's Delivery semantics). The record may still
+	// be written; the error is retryable.
+	ErrNoAcknowledgement = errors.New("kafkadlq: no acknowledgement within the delivery timeout")
 )
 
 // Damage describes a record of the topic that is not an entry; List and Get skip it and report it
@@ -98,6 +103,10 @@ type Queue struct {
 	// slots holds one token for each record of a Put that the client has and has not yet
 	// reported on; it has room for the client's buffer (see produce).
 	slots chan struct{}
+	// limit is the longest a Put waits, whatever its context (see kafkaerr.WaitLimit); 0 for
+	// none. limitErr is the cause a Put's context gets when the limit ends it.
+	limit    time.Duration
+	limitErr error
 }
 
 var (
@@ -137,7 +146,11 @@ func New(client *kgo.Client, topic string, opts ...Option) (*Queue, error) {
 			return []byte(e.ID)
 		}
 	}
-	return &Queue{client: client, topic: topic, cfg: cfg, slots: make(chan struct{}, bufferSize(client))}, nil
+	q := &Queue{client: client, topic: topic, cfg: cfg, slots: make(chan struct{}, bufferSize(client)), limit: kafkaerr.WaitLimit(client)}
+	if q.limit > 0 {
+		q.limitErr = fmt.Errorf("%w and its margin (%s in all): %w", ErrNoAcknowledgement, q.limit, context.DeadlineExceeded)
+	}
+	return q, nil
 }
 
 // bufferSize is how many records cl buffers at most (kgo.MaxBufferedRecords; the client reports
@@ -178,9 +191,11 @@ func (q *Queue) Topic() string { return q.topic }
 // retry.Permanent) for an invalid entry, an unknown topic, a denied authorization or a record too
 // large on its own (a refusal of a batch that does not show the record itself at fault is
 // retryable: see the package documentation); an error wrapping ctx's error when ctx ends first, in
-// which case the record may still be written, unless the error also wraps ErrBufferFull; unmarked,
-// and so retryable, otherwise. A full client buffer is waited out within ctx, and a Put that gives
-// up waiting for room leaves nothing behind: its record is never written.
+// which case the record may still be written, unless the error also wraps ErrBufferFull; an error
+// wrapping ErrNoAcknowledgement when the client's delivery timeout and its margin pass first (a
+// broker gone with the request unanswered), the record again perhaps written; unmarked, and so
+// retryable, otherwise. A full client buffer is waited out within ctx, and a Put that gives up
+// waiting for room leaves nothing behind: its record is never written.
 func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("kafkadlq: put: %w", err)
@@ -188,6 +203,15 @@ func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	e, err := dlq.Prepare(e)
 	if err != nil {
 		return retry.Permanent(fmt.Errorf("kafkadlq: put: %w", err))
+	}
+	if q.limit > 0 {
+		// A record in a request a crashed broker never answered is kept by the client until a
+		// broker does: a Put whose caller set no nearer deadline stops waiting at the limit.
+		if deadline, ok := ctx.Deadline(); !ok || time.Until(deadline) > q.limit {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeoutCause(ctx, q.limit, q.limitErr)
+			defer cancel()
+		}
 	}
 	return q.produce(ctx, q.client, q.slots, "put", record(q.topic, q.cfg.key(&e), &e))
 }
@@ -239,10 +263,14 @@ func (q *Queue) produce(ctx context.Context, cl *kgo.Client, slots chan struct{}
 	}()
 	// ended is the error of a ctx that ended before every record was acknowledged.
 	ended := func() error {
-		if out > 0 || len(todo) < len(recs) {
-			return fmt.Errorf("kafkadlq: %s: no acknowledgement yet, the record may still be written: %w", op, ctx.Err())
+		cause := ctx.Err()
+		if c := context.Cause(ctx); errors.Is(c, ErrNoAcknowledgement) {
+			cause = c // Put's own limit, not the caller's context
 		}
-		return fmt.Errorf("%w: %s: the record was not produced, and will not be: %w", ErrBufferFull, op, ctx.Err())
+		if out > 0 || len(todo) < len(recs) {
+			return fmt.Errorf("kafkadlq: %s: no acknowledgement yet, the record may still be written: %w", op, cause)
+		}
+		return fmt.Errorf("%w: %s: the record was not produced, and will not be: %w", ErrBufferFull, op, cause)
 	}
 	// later makes the next offer wait, longer after each refusal in a row.
 	later := func() {
