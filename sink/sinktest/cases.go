@@ -958,6 +958,46 @@ func (s *suite) batchPermanent(t *testing.T) {
 	}
 }
 
+// batchCanceledInFlight is contextCanceledInFlight for SendBatch: a batch waiting for a
+// destination that does not answer returns promptly once its context, which has no deadline, is
+// canceled, and reports every event failed with an error wrapping context.Canceled that is not
+// permanent.
+func (s *suite) batchCanceledInFlight(t *testing.T) {
+	s.skipUnless(t, s.h.Features.Batch, "Batch")
+	s.skipUnless(t, s.h.Features.Hang, "Hang")
+	ctx := subtestContext(t)
+	in := s.open(t)
+	b := batcher(t, in.Sink)
+	prefix := runPrefix()
+	first := numberedEvent(prefix, 0)
+	send(t, ctx, in.Sink, first)
+
+	release := in.Hang()
+	t.Cleanup(release) // as in batchHang
+	hungCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	watch := watchEnd(hungCtx, batchHangDeadline, fmt.Sprintf("a cancellation %s in", batchHangDeadline))
+	timer := time.AfterFunc(batchHangDeadline, cancel)
+	defer timer.Stop()
+	hung := numbered(prefix+"-hung", 3)
+	const what = "SendBatch canceled while the destination does not answer"
+	err := trySendBatch(t, hungCtx, b, hung, what)
+	watch.check(t, "SendBatch", time.Since(watch.start))
+	checkBatchErrors(t, err, len(hung), func(e error) bool {
+		return !retry.IsPermanent(e) && errors.Is(e, context.Canceled)
+	}, "a non-permanent error wrapping context.Canceled: the caller canceled a batch the destination acknowledged none of")
+	release()
+
+	again := numbered(prefix+"-again", 3)
+	if err := trySendBatch(t, ctx, b, again, "SendBatch once the destination answers again"); err != nil {
+		t.Fatalf("sinktest: SendBatch once the destination answers again = %s, want nil", describe(err))
+	}
+	if got, ok := s.received(t, ctx, in); ok {
+		s.checkAfterFailure(t, in, ofRun(got, prefix), append([]*fanbridge.Event{first}, again...), nil, hung)
+		s.settle(t, ctx, in, prefix, got, hung...)
+	}
+}
+
 // batchHang: a SendBatch to a destination that does not answer returns by its context's
 // deadline, and, since the destination acknowledged none of the batch, reports every event as
 // failed with an error that is not permanent (retryable or canceled). Once the destination

@@ -83,6 +83,9 @@
 //     with one entry per event and no nil entry), classified retryable or canceled, never
 //     permanent. Once the destination answers again, a SendBatch delivers, and the acknowledged
 //     events arrived once each.
+//   - Batch/CanceledInFlight (Features.Batch and Features.Hang): as Batch/Hang, but the context
+//     has no deadline and is canceled while the SendBatch waits: it returns as promptly, each
+//     event's error wrapping context.Canceled and not permanent.
 //   - The event is left as it was (every subtest): every Send and SendBatch the suite makes,
 //     those that fail and those under a done context included, must leave each event it was given
 //     exactly as it was; the suite compares it with a copy taken before the call. A dispatcher
@@ -95,7 +98,8 @@
 //     destination refused must not arrive at all from then on: either would be work the sink did
 //     after Send returned, a retry or a copy in the background. The one exception is an attempt
 //     that Send or SendBatch gave up on while the destination did not answer (Context/Deadline,
-//     Context/CanceledInFlight, Batch/Hang): the destination may still complete it, so its event may arrive late, once (any
+//     Context/CanceledInFlight, Batch/Hang, Batch/CanceledInFlight): the destination may still
+//     complete it, so its event may arrive late, once (any
 //     number of times with Instance.Attempts nil), as at-least-once delivery allows. Close must
 //     return only once the sink's own work has stopped: the suite sees what lands before its
 //     read after Close, and work that outlives Close breaks the promise whether seen or not.

@@ -124,6 +124,7 @@ func Run(t *testing.T, h Harness) {
 		t.Run("Transient", s.batchTransient)
 		t.Run("Closed", s.batchClosed)
 		t.Run("Hang", s.batchHang)
+		t.Run("CanceledInFlight", s.batchCanceledInFlight)
 	})
 }
 

@@ -886,6 +886,25 @@ var brokenSinks = map[string]struct {
 		want: "Send canceled while the destination does not answer had not returned",
 		run:  "^Context$/^CanceledInFlight$",
 	},
+	"batch-honours-only-its-deadline": {
+		change: func(f *faulty, _ *sinktest.Instance) {
+			// As honours-only-its-deadline, for the batch path alone.
+			f.batch = func(ctx context.Context, events []*fanbridge.Event) error {
+				if err := ctx.Err(); err != nil {
+					return f.Sink.SendBatch(ctx, events)
+				}
+				timeout := time.Minute
+				if dl, ok := ctx.Deadline(); ok {
+					timeout = time.Until(dl)
+				}
+				client, cancel := context.WithTimeout(context.Background(), timeout)
+				defer cancel()
+				return f.Sink.SendBatch(client, events)
+			}
+		},
+		want: "SendBatch canceled while the destination does not answer had not returned",
+		run:  "^Batch$/^CanceledInFlight$",
+	},
 	"notes-its-failure-on-the-event": {
 		change: func(f *faulty, _ *sinktest.Instance) {
 			// Leaves the reason it failed on the event, for whoever looks at it next (the
