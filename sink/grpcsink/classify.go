@@ -142,6 +142,9 @@ func classify(err error, call *sentCall) error {
 		}
 		return retry.Permanent(err)
 	}
+	if proxyRefusedSize(st) {
+		return retry.Permanent(err) // the event is as large on every attempt
+	}
 	d, hinted := retryDelay(st)
 	if call != nil {
 		if p, ok := pushback(call.trailer); ok {
@@ -191,6 +194,22 @@ func (a *answerRefusal) Unwrap() error { return a.err }
 // httpStatusPrefix begins grpc-go's message for an answer that was plain HTTP, not gRPC, whose
 // status it mapped to a code (404 to Unimplemented).
 const httpStatusPrefix = "unexpected HTTP status code received from server"
+
+// proxyRefusedSize reports whether st is grpc-go's report of a plain HTTP 413 (Content Too Large)
+// or 431 (Request Header Fields Too Large) answer: something in front of the consumer (a proxy's
+// or an ingress's body or header size limit) refused the request for its size before any gRPC
+// server saw it. grpc-go maps both to Unknown.
+func proxyRefusedSize(st *status.Status) bool {
+	if st.Code() != codes.Unknown {
+		return false
+	}
+	rest, ok := strings.CutPrefix(st.Message(), httpStatusPrefix+": ")
+	if !ok {
+		return false
+	}
+	code, _, _ := strings.Cut(rest, " ")
+	return code == "413" || code == "431"
+}
 
 // sizeRefusalKind says which side of a call refused a message over a size limit, if one did.
 type sizeRefusalKind int

@@ -46,6 +46,7 @@
 //	Aborted              retryable                            a conflict the server says to retry
 //	Internal             retryable                            a server fault that may pass
 //	Unknown              retryable                            a handler error without a status
+//	  HTTP 413 or 431    retry.Permanent                      a proxy's size limit refused the request
 //	Canceled             retryable, or canceled (see below)   the server, or our caller, gave up
 //	InvalidArgument      retry.Permanent                      the consumer refuses this event
 //	NotFound             retry.Permanent                      no such service or resource
@@ -61,7 +62,11 @@
 // grpc-go reports a plain HTTP answer from something in front of the server (a proxy or an
 // ingress with no route yet, during a rollout) with a code it maps from the HTTP status, and a
 // message beginning "unexpected HTTP status code received from server": for a 404 that is
-// Unimplemented, which is then retryable, as no gRPC server has answered yet.
+// Unimplemented, which is then retryable, as no gRPC server has answered yet. A 413 or a 431 is
+// Unknown: a body or header size limit in front of the consumer (nginx's client_max_body_size is
+// 1 MiB by default) refused the request, which is as large on every attempt, so it is permanent
+// and, like every permanent failure, does not count against a dispatcher's breaker. Other
+// statuses keep their code's class (a proxy's 429 is Unavailable, retryable).
 //
 // A retryable answer that carries a google.rpc.ErrorInfo detail of domain "fanbridge" and reason
 // "REFUSED" (a Server sends one for a handler error marked sink.Refused) is marked sink.Refused:
