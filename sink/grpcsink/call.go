@@ -173,17 +173,23 @@ func callerEnded(parent, callCtx context.Context, code codes.Code) error {
 		return err
 	}
 	// The server learns the deadline from the grpc-timeout header and may give up a moment before
-	// the caller's own timer fires. When the caller's deadline was the binding one, it is still the
-	// caller's deadline that ran out.
+	// the caller's own timer fires. When the caller's deadline was the binding one and has come,
+	// give or take that moment, it is still the caller's deadline that ran out; one still ahead
+	// was not (the consumer's own backend timed out, and said so).
 	if code == codes.DeadlineExceeded {
 		pd, ok := parent.Deadline()
 		cd, _ := callCtx.Deadline()
-		if ok && pd.Equal(cd) {
+		if ok && pd.Equal(cd) && time.Until(pd) <= deadlineSlack {
 			return context.DeadlineExceeded
 		}
 	}
 	return nil
 }
+
+// deadlineSlack is how long before the caller's deadline a DeadlineExceeded from the server is
+// still taken for that deadline: the server's timer, armed from grpc-timeout, and the caller's
+// fire at the same instant, but a busy machine runs either late.
+const deadlineSlack = 20 * time.Millisecond
 
 func noCancel() {}
 

@@ -94,6 +94,24 @@ func TestCallDeadline(t *testing.T) {
 		recv(t, entered)
 	})
 
+	// A consumer whose own backend timed out answers DeadlineExceeded long before the caller's
+	// deadline, which is nearer than the call timeout (as in fanout's Sync mode): the error is
+	// the consumer's, not the caller's deadline, and does not say the budget ran out.
+	t.Run("the consumer's own deadline error", func(t *testing.T) {
+		own := startServer(t, sink.Func(func(context.Context, *fanbridge.Event) error {
+			return status.Error(codes.DeadlineExceeded, "database query timed out")
+		}))
+		s := newSink(t, own) // default 5 s call timeout
+		ctx, cancel := context.WithTimeout(testContext(t), 3*time.Second)
+		defer cancel()
+		err := s.Send(ctx, &fanbridge.Event{ID: "backend-timeout"})
+		require.Error(t, err)
+		require.NoError(t, ctx.Err())
+		assert.NotErrorIs(t, err, context.DeadlineExceeded, "%v", err)
+		assert.Equal(t, codes.DeadlineExceeded, status.Code(err))
+		assert.Equal(t, retry.ClassRetryable, retry.Classify(err))
+	})
+
 	t.Run("caller cancels", func(t *testing.T) {
 		s := newSink(t, addr)
 		ctx, cancel := context.WithCancel(testContext(t))
