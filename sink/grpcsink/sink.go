@@ -52,7 +52,11 @@ var (
 // target is either one gRPC target, such as "consumer.internal:8443", "dns:///consumer:8443"
 // (every address the name resolves to is used) or "unix:///run/consumer.sock", or a
 // comma-separated list of host:port addresses, such as "10.0.0.1:8443,10.0.0.2:8443". Calls are
-// spread round-robin over all the addresses either form yields.
+// spread round-robin over all the addresses either form yields. The addresses must be replicas of
+// one consumer: each answer is taken as the consumer's, so one replica answering a permanent code
+// for every event (stale credentials, PermissionDenied; an old version without the service,
+// Unimplemented) has its share of the events dead-lettered at their first attempt, while a replica
+// that is down or unreachable only costs retries that the next address serves.
 //
 // The connection uses TLS with the system roots unless WithTLS or WithInsecure says otherwise.
 // New does not connect: the first Send does, and a consumer that is down shows as a retryable
