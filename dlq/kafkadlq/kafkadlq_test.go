@@ -251,8 +251,9 @@ func TestNew(t *testing.T) {
 		_, err = kafkadlq.New(weak, topic, kafkadlq.WithAllowWeakAcks())
 		assert.NoError(t, err)
 	})
-	// Under these no Put could ever succeed.
-	for name, opt := range map[string]kgo.Opt{"transactional": kgo.TransactionalID("fanbridge-tx"), "manual-flushing": kgo.ManualFlushing()} {
+	// Under these no Put could ever succeed, or none after one data-loss report.
+	for name, opt := range map[string]kgo.Opt{"transactional": kgo.TransactionalID("fanbridge-tx"), "manual-flushing": kgo.ManualFlushing(),
+		"stop-on-data-loss": kgo.StopProducerOnDataLossDetected()} {
 		t.Run(name, func(t *testing.T) {
 			_, cl := cluster(t, 1, opt)
 			_, err := kafkadlq.New(cl, topic)

@@ -116,7 +116,8 @@ var (
 
 // New returns a queue writing to topic through client, which must produce with acks=all (the
 // franz-go default) unless WithAllowWeakAcks is given, and must be neither transactional nor
-// flushed by hand (kgo.TransactionalID, kgo.ManualFlushing). The topic must exist, or the client must
+// flushed by hand (kgo.TransactionalID, kgo.ManualFlushing) nor told to stop producing at the first
+// data-loss report (kgo.StopProducerOnDataLossDetected). The topic must exist, or the client must
 // be allowed to create it; use the delete cleanup policy (see the package documentation).
 func New(client *kgo.Client, topic string, opts ...Option) (*Queue, error) {
 	cfg := config{logger: slog.New(slog.DiscardHandler)}
@@ -134,8 +135,9 @@ func New(client *kgo.Client, topic string, opts ...Option) (*Queue, error) {
 	if acks, ok := client.OptValue(kgo.RequiredAcks).(kgo.Acks); ok && acks != kgo.AllISRAcks() && !cfg.allowWeakAcks {
 		return nil, ErrWeakAcks
 	}
-	// Under these no Put could ever succeed, and every dead letter would fail.
-	if err := kafkaerr.NeverProduces(client); err != nil {
+	// Under these no Put could ever succeed, or none after one broker answer, and every dead
+	// letter would fail.
+	if err := kafkaerr.Unfit(client); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	if cfg.key == nil {

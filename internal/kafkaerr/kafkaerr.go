@@ -107,15 +107,21 @@ func refusedBatchBytes(msg string) (int64, bool) {
 	return n, err == nil && n >= 0
 }
 
-// NeverProduces returns why a record produced through c, outside any transaction, could never be
-// acknowledged, or nil: a transactional client refuses such records, and one flushed by hand sends
-// nothing until told to.
-func NeverProduces(c *kgo.Client) error {
+// Unfit returns why records produced through c, outside any transaction, could never be
+// acknowledged, or could stop being acknowledged for the rest of the client's life, or nil: a
+// transactional client refuses such records, one flushed by hand sends nothing until told to, and
+// one told to stop on data loss fails every record after a single OUT_OF_ORDER_SEQUENCE_NUMBER or
+// UNKNOWN_PRODUCER_ID answer, however the broker answers afterwards, until the process restarts;
+// retried, each of them would fail again.
+func Unfit(c *kgo.Client) error {
 	if id, _ := c.OptValue(kgo.TransactionalID).(string); id != "" {
 		return errors.New("the client is transactional: it refuses records produced outside a transaction")
 	}
 	if manual, _ := c.OptValue(kgo.ManualFlushing).(bool); manual {
 		return errors.New("the client flushes only when told to, so no record is ever acknowledged: leave ManualFlushing off")
+	}
+	if stop, _ := c.OptValue(kgo.StopProducerOnDataLossDetected).(bool); stop {
+		return errors.New("the client stops producing for good at the first data-loss report, so every later record would fail however often it is retried: leave StopProducerOnDataLossDetected off")
 	}
 	return nil
 }

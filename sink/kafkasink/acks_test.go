@@ -43,13 +43,15 @@ func TestWeakAcksNeedConsent(t *testing.T) {
 }
 
 // Under a transactional client (a Send produces outside any transaction, which the client
-// refuses) or one flushed only by hand (nothing is ever sent), no Send could succeed, and each
-// event would spend its whole retry budget before being dead-lettered: the sink refuses both.
+// refuses) or one flushed only by hand (nothing is ever sent), no Send could succeed, and under one
+// that stops on data loss none could after one OUT_OF_ORDER_SEQUENCE_NUMBER: each event would
+// spend its whole retry budget before being dead-lettered. The sink refuses all three.
 func TestClientsThatCannotDeliverAreRefused(t *testing.T) {
 	c := newCluster(t, "events")
 	for name, opt := range map[string]kgo.Opt{
-		"transactional":   kgo.TransactionalID("fanbridge-tx"),
-		"manual flushing": kgo.ManualFlushing(),
+		"transactional":     kgo.TransactionalID("fanbridge-tx"),
+		"manual flushing":   kgo.ManualFlushing(),
+		"stop on data loss": kgo.StopProducerOnDataLossDetected(),
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, err := kafkasink.New(newClient(t, c, opt), kafkasink.WithTopic("events"))

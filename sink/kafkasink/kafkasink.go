@@ -70,8 +70,9 @@ var (
 // whatever its context (see ClientConfig.DeliveryTimeout); franz-go's default, none, leaves the
 // wait to the context alone. The client must produce with acks=all (the franz-go default) unless
 // WithAllowWeakAcks is given, and must be neither transactional nor flushed by hand
-// (kgo.TransactionalID, kgo.ManualFlushing), under which no Send could succeed. A topic option is
-// required.
+// (kgo.TransactionalID, kgo.ManualFlushing), under which no Send could succeed, nor stop producing
+// at the first data-loss report (kgo.StopProducerOnDataLossDetected), after which none could. A
+// topic option is required.
 func New(client *kgo.Client, opts ...Option) (*Sink, error) {
 	if client == nil {
 		return nil, fmt.Errorf("%w: nil client", ErrInvalidConfig)
@@ -103,9 +104,9 @@ func newSink(client *kgo.Client, owned bool, opts []Option) (*Sink, error) {
 	if acks, ok := client.OptValue(kgo.RequiredAcks).(kgo.Acks); ok && acks != kgo.AllISRAcks() && !cfg.allowWeakAcks {
 		return nil, fmt.Errorf("%w: %w: use acks=all, or WithAllowWeakAcks", ErrInvalidConfig, ErrWeakAcks)
 	}
-	// Under these no Send could ever succeed: each event would spend its whole retry budget
-	// before being dead-lettered.
-	if err := kafkaerr.NeverProduces(client); err != nil {
+	// Under these no Send could ever succeed, or none after one broker answer: each event would
+	// spend its whole retry budget before being dead-lettered.
+	if err := kafkaerr.Unfit(client); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if cfg.maxInFlight == 0 {
