@@ -27,3 +27,11 @@ func SetOffsetsLimit(d time.Duration) (restore func()) {
 	offsetsLimit = d
 	return func() { offsetsLimit = old }
 }
+
+// SetScanStallLimit sets how long a scan waits for a fetch to bring anything, for a test that
+// cannot wait 10 s, and returns what restores it. Tests that call it do not run in parallel.
+func SetScanStallLimit(d time.Duration) (restore func()) {
+	old := scanStallLimit
+	scanStallLimit = d
+	return func() { scanStallLimit = old }
+}

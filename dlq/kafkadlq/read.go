@@ -60,6 +60,16 @@ const (
 // offsetsLimit is how long a listing of offsets may take at most; a variable for the tests.
 var offsetsLimit = 30 * time.Second
 
+// scanStallLimit is how long a scan waits for the next fetch to bring anything, once the offsets
+// showed records to read; a variable for the tests. A partition leader that holds the records
+// answers a fetch for them at once; franz-go retries on its own, and never reports, a broker that
+// drops the connection at each fetch or answers with a retriable error (a leader that moved or
+// restarts, a storage error), so without a limit such a scan would wait until ctx ends.
+var scanStallLimit = 10 * time.Second
+
+// errScanStalled is the cause of the end of a fetch's context at scanStallLimit.
+var errScanStalled = errors.New("kafkadlq: read: no fetch brought anything")
+
 // The causes of the end of a listing's context other than the caller's.
 var (
 	errBudgetSpent  = errors.New("kafkadlq: listing offsets: budget spent")
@@ -325,13 +335,20 @@ func (q *Queue) scan(ctx context.Context, fn func(decoded) error) error {
 	}
 	defer cl.Close()
 	for len(until) > 0 {
-		fetches := cl.PollFetches(ctx)
+		pctx, cancel := context.WithTimeoutCause(ctx, scanStallLimit, errScanStalled)
+		fetches := cl.PollFetches(pctx)
+		cancel()
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("kafkadlq: read: %w", err)
 		}
 		var trimmed []int32
 		for _, fe := range fetches.Errors() {
 			if errors.Is(fe.Err, context.Canceled) || errors.Is(fe.Err, context.DeadlineExceeded) {
+				if context.Cause(pctx) == errScanStalled {
+					// Unmarked, so retryable: the cluster may answer again.
+					return fmt.Errorf("kafkadlq: read: the offsets showed records to read, and no fetch brought any for %s (brokers unreachable, or a partition without a leader that answers): %w",
+						scanStallLimit, fe.Err)
+				}
 				return fmt.Errorf("kafkadlq: read: %w", fe.Err)
 			}
 			if errors.Is(fe.Err, kerr.OffsetOutOfRange) && fe.Topic == q.topic {
