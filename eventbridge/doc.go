@@ -189,7 +189,10 @@
 // Dispatcher's error text, which can name internal hosts. A missing Content-Type is taken as JSON:
 // some senders leave it out, and the body is validated as JSON anyway. Amazon EventBridge does
 // not retry 400, 403, 405, 413 and 415, so none of these is ever used for a condition that could
-// heal; it retries 503 for up to 24 hours, honouring Retry-After.
+// heal; it retries 503 for up to 24 hours, honouring Retry-After. Connection: close is for
+// HTTP/1.x, whose connection then closes once the rest of the body came or half a second passed,
+// whichever is first; over HTTP/2 the request's stream alone is reset, and the connection stays
+// for other requests.
 //
 // Retry-After is the wait the Dispatcher asked for with retry.After, or WithRetryAfter's default
 // (1 s), rounded up to whole seconds.

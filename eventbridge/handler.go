@@ -111,7 +111,6 @@ func holdsNil(d Dispatcher) bool {
 var (
 	jsonContentType = []string{"application/json"}
 	allowPost       = []string{http.MethodPost}
-	connectionClose = []string{"close"}
 	ignoredBody     = []byte(`{"status":"ignored"}`)
 	duplicateBody   = []byte(`{"status":"duplicate"}`)
 )
@@ -182,13 +181,13 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 		if errors.Is(err, errTooLarge) {
 			// The rest of the body stays unread; do not keep the connection for another request.
-			w.Header()["Connection"] = connectionClose
+			chunkbuf.LeaveBody(w, r)
 			return h.reject(ctx, w, span, reasonSize, http.StatusRequestEntityTooLarge, err.Error())
 		}
 		if chunkbuf.TimedOut(err) {
 			// Too slow for the server's ReadTimeout: the connection is there, the sender hears
 			// the answer, and may well send the body in time on another try.
-			w.Header()["Connection"] = connectionClose
+			chunkbuf.LeaveBody(w, r)
 			w.Header()["Retry-After"] = h.retryAfter
 			chunkbuf.AnswerTime(w)
 			return h.reject(ctx, w, span, reasonRead, http.StatusServiceUnavailable, "eventbridge: the body did not arrive in time, retry later")

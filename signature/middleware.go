@@ -295,9 +295,9 @@ func (m *middleware) check(w http.ResponseWriter, r *http.Request) (Identity, []
 	id, err := m.hv.VerifyHeader(r.Context(), r.Header)
 	if err != nil {
 		if bodyPending(r) {
-			// The body stays unread. Closing the connection after the answer saves the server
-			// from reading the rest of it to reuse the connection, at the sender's pace.
-			w.Header().Set("Connection", "close")
+			// The body stays unread: the server must not read the rest of it, at the sender's
+			// pace, to reuse the connection.
+			chunkbuf.LeaveBody(w, r)
 		}
 		m.reject(w, r, err)
 		return Identity{}, nil, false
@@ -351,14 +351,14 @@ func (m *middleware) reject(w http.ResponseWriter, r *http.Request, err error) {
 	var body []byte
 	switch reason {
 	case ReasonTooLarge:
-		// The rest of the body is not read; ask the client not to reuse the connection.
-		h.Set("Connection", "close")
+		// The rest of the body is not read.
+		chunkbuf.LeaveBody(w, r)
 		status, body = http.StatusRequestEntityTooLarge, bodyTooLarge
 	case ReasonUnreadable:
 		if chunkbuf.TimedOut(err) {
 			// The body came too slowly for the server's ReadTimeout: the sender may well send
 			// it in time on another try, and the rest of this one is not read.
-			h.Set("Connection", "close")
+			chunkbuf.LeaveBody(w, r)
 			h.Set("Retry-After", "1")
 			chunkbuf.AnswerTime(w)
 			status, body = http.StatusServiceUnavailable, bodyTooSlow

@@ -61,3 +61,28 @@ func TimedOut(err error) bool {
 func AnswerTime(w http.ResponseWriter) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(5 * time.Second))
 }
+
+// connectionClose is the value of the Connection header LeaveBody sets.
+var connectionClose = []string{"close"}
+
+// LeaveBody is for an answer that leaves the rest of r's body unread (a refusal before or while
+// reading it). Over HTTP/1.x it asks for the connection to close after the answer, and gives the
+// connection's reads leaveGrace from now: net/http reads up to 256 KiB more of the body once the
+// handler returned, at the sender's pace, and without a deadline a refused sender holding its
+// body back held a connection and a goroutine until the server's ReadTimeout. The grace lets a
+// sender whose body is on its way have it read and the connection closed cleanly: one closed with
+// unread bytes is reset, which can cost the sender the answer. Over HTTP/2 it does nothing: the
+// server resets the request's stream alone, and a Connection: close would make it shut the whole
+// connection down, with the requests of everyone else sharing it.
+func LeaveBody(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor != 1 {
+		return
+	}
+	w.Header()["Connection"] = connectionClose
+	// Not every ResponseWriter can (a wrapper without Unwrap); the connection still closes.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(leaveGrace))
+}
+
+// leaveGrace is how long LeaveBody lets the rest of a refused body arrive: as long as net/http
+// waits, after an answer to a body over an http.MaxBytesReader, before it closes the connection.
+const leaveGrace = 500 * time.Millisecond

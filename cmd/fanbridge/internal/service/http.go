@@ -19,6 +19,7 @@ import (
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
 	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/internal/chunkbuf"
 	"github.com/fanbridge/fanbridge/signature"
 )
 
@@ -33,7 +34,7 @@ func (s *Service) routes(metrics bool) http.Handler {
 			// read in the instant between the signal and that call is refused here the same way,
 			// before its body is read, so that the sender retries elsewhere.
 			w.Header().Set("Retry-After", "1")
-			w.Header().Set("Connection", "close")
+			chunkbuf.LeaveBody(w, r)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "shutting down, retry later"})
 			return
 		}
