@@ -144,8 +144,8 @@
 //     Webhooks secrets shorter than the specification's 24 bytes, Standard Webhooks keys without
 //     their whsec_ or whpk_ prefix, a signing key given to a receiver. The error names a key by its
 //     index, never by its value.
-//   - Logs carry the reason, method, path and remote address, and on success the scheme, key index,
-//     user name and message id. Never a header value, key, signature, token or body byte. Errors
+//   - Logs carry the reason, method, path (cut to 256 bytes, its length noted) and remote
+//     address, and on success the scheme, key index, user name and message id. Never a header value, key, signature, token or body byte. Errors
 //     returned by a BearerFunc validator are logged as they are, so they must not contain the token.
 //
 // # Errors

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -393,7 +395,7 @@ func (m *middleware) logReject(r *http.Request, reason string, err error) {
 		slog.String("reason", reason),
 		slog.String("error", err.Error()),
 		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
+		slog.String("path", logPath(r.URL.Path)),
 		slog.String("remote", r.RemoteAddr),
 	}
 	n := 5
@@ -402,6 +404,23 @@ func (m *middleware) logReject(r *http.Request, reason string, err error) {
 		n++
 	}
 	m.logger.LogAttrs(r.Context(), level, "signature: request rejected", attrs[:n]...)
+}
+
+// maxLoggedPath is the longest request path a rejection's log line carries whole.
+const maxLoggedPath = 256
+
+// logPath returns p for a log line, cut to maxLoggedPath bytes (at a character's start) with its
+// full length noted: the path is the sender's, and RejectLogBurst bounds the lines, not their
+// size, so a megabyte path on every forged request would otherwise fill the log that fast.
+func logPath(p string) string {
+	if len(p) <= maxLoggedPath {
+		return p
+	}
+	cut := maxLoggedPath
+	for cut > 0 && !utf8.RuneStart(p[cut]) {
+		cut--
+	}
+	return p[:cut] + "… (" + strconv.Itoa(len(p)) + " bytes)"
 }
 
 func (m *middleware) verified(r *http.Request, id *Identity) {

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -1048,5 +1049,35 @@ func TestRejectionLogsAreLimited(t *testing.T) {
 			e.post(t, headers("Authorization", "Bearer wrong"), nil, false)
 			assert.Equal(t, []line{{Level: "WARN", Suppressed: 2 * signature.RejectLogBurst}}, read())
 		})
+	}
+}
+
+// RejectLogBurst bounds the lines, not their size: the path a rejected sender chose is cut to 256
+// bytes in the log line, at a character's start, with its length noted.
+func TestRejectionLogsCutLongPaths(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&buf, nil))
+	h := signature.Verify(signature.Must(signature.Bearer("token-0123456789")), signature.WithLogger(logger))(
+		http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("the next handler was called") }))
+	for _, path := range []string{"/hooks/" + strings.Repeat("a", 64<<10), "/hooks/" + strings.Repeat("é", 200), "/short"} {
+		buf.Reset()
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("{}"))
+		req.URL.Path = path
+		req.Header.Set("Authorization", "Bearer wrong")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		var line struct{ Path string }
+		require.NoError(t, json.Unmarshal(buf.Bytes(), &line))
+		if len(path) <= 256 {
+			assert.Equal(t, path, line.Path)
+			continue
+		}
+		kept, note, ok := strings.Cut(line.Path, "… ")
+		require.True(t, ok, line.Path)
+		assert.True(t, strings.HasPrefix(path, kept))
+		assert.LessOrEqual(t, len(kept), 256)
+		assert.Greater(t, len(kept), 250)
+		assert.Equal(t, fmt.Sprintf("(%d bytes)", len(path)), note)
+		assert.True(t, utf8.ValidString(line.Path))
+		assert.Less(t, buf.Len(), 1024, "the whole line")
 	}
 }
