@@ -1,13 +1,11 @@
 package signature
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"sync"
 
 	"github.com/fanbridge/fanbridge/internal/chunkbuf"
 )
@@ -72,7 +70,8 @@ const firstReadSize = chunkbuf.Size
 
 // readBody reads r's body whole, refusing more than max bytes (ErrTooLarge). When Content-Length is
 // known and not zero (the HTTP server guarantees the body has that length) the result is one slice of exactly
-// that size (see readLength); otherwise the body goes through a pooled buffer.
+// that size (see readLength); otherwise too, after the body was collected in pooled chunks (see
+// readUnknown).
 func readBody(r *http.Request, max int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return []byte{}, nil
@@ -88,23 +87,40 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 	if r.ContentLength > 0 {
 		return readLength(r.Body, r.ContentLength)
 	}
-	buf := bufferPool.Get().(*bytes.Buffer)
-	defer func() {
-		// A rare huge body must not pin its buffer in the pool.
-		if buf.Cap() <= 64<<10 {
-			buf.Reset()
-			bufferPool.Put(buf)
-		}
-	}()
-	buf.Reset()
+	return readUnknown(r.Body, max)
+}
+
+// readUnknown reads a body of unknown length (chunked) up to its end, refusing more than max
+// bytes, as readLength reads a large one: in pooled chunks as it arrives, then one slice of
+// exactly its size.
+func readUnknown(rd io.Reader, max int64) ([]byte, error) {
 	// One byte past the limit tells that it was passed; a limit of math.MaxInt64 cannot be.
-	if _, err := buf.ReadFrom(io.LimitReader(r.Body, max+min(1, math.MaxInt64-max))); err != nil {
-		return nil, readError(err)
+	limit := max + min(1, math.MaxInt64-max)
+	var first [4]*chunkbuf.Chunk
+	chunks := first[:0]
+	defer func() { chunkbuf.Put(chunks) }()
+	var total int64
+	off := chunkbuf.Size // in the last chunk; a full one to begin with, so that the first is taken
+	for total < limit {
+		if off == chunkbuf.Size {
+			chunks = append(chunks, chunkbuf.Get())
+			off = 0
+		}
+		c := chunks[len(chunks)-1]
+		n, err := rd.Read(c[off : off+int(min(int64(chunkbuf.Size-off), limit-total))])
+		off += n
+		total += int64(n)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, readError(err)
+		}
 	}
-	if int64(buf.Len()) > max {
+	if total > max {
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
 	}
-	return bytes.Clone(buf.Bytes()), nil
+	return chunkbuf.Join(nil, chunks, total), nil
 }
 
 // checkDeclaredLength refuses a body whose announced size is over max, before any of it is read.
@@ -156,8 +172,6 @@ func readLength(rd io.Reader, n int64) ([]byte, error) {
 	}
 	return chunkbuf.Join(nil, chunks, n), nil
 }
-
-var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func readError(err error) error {
 	var mbe *http.MaxBytesError

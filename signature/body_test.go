@@ -2,6 +2,7 @@ package signature_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -317,4 +318,41 @@ func TestClaimedLengthAllocatesNothing(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	assert.Equal(t, http.StatusBadRequest, w.Code)
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(8<<20), "bytes allocated for a 20 KB body claiming 1 TiB")
+}
+
+// A body of unknown length (chunked) costs what one with a Content-Length does: it is collected in
+// pooled chunks as it arrives and copied once into a slice of its size, not grown by doubling and
+// then cloned.
+func TestChunkedBodyIsAllocatedOnce(t *testing.T) {
+	const size = 200 << 10
+	body := bytes.Repeat([]byte("x"), size)
+	v := signature.Must(signature.APIKey("X-Api-Key", "secret-key"))
+	h := signature.Verify(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := signature.BodyBytes(r)
+		if !ok || len(got) != size {
+			t.Errorf("the next handler got %d bytes", len(got))
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	post := func() {
+		req := httptest.NewRequest(http.MethodPost, "/events", nil)
+		req.Body = io.NopCloser(struct{ io.Reader }{bytes.NewReader(body)})
+		req.ContentLength = -1
+		req.Header.Set("X-Api-Key", "secret-key")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		require.Equal(t, http.StatusNoContent, w.Code)
+	}
+	for range 3 {
+		post() // fill the chunk pool
+	}
+	const runs = 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		post()
+	}
+	runtime.ReadMemStats(&after)
+	perRequest := (after.TotalAlloc - before.TotalAlloc) / runs
+	assert.Less(t, perRequest, uint64(size+size/2), "bytes allocated per request for a %d-byte chunked body", size)
 }

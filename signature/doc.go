@@ -72,6 +72,8 @@
 // memory is not allocated from the claim: a body of up to 16 KiB is read straight into its slice,
 // and a larger one is collected in pooled 16 KiB chunks as it arrives and copied into its slice
 // once complete, so a client that announces a large body and sends little holds little memory.
+// A body without Content-Length (chunked) is collected the same way, up to its end or one byte
+// past the limit, and copied once into a slice of its size.
 //
 // The order of the checks is: an announced size over the limit (413); then, for a HeaderVerifier
 // (APIKey, Basic, Bearer, BearerFunc, or Any of only those), the credentials (401, the body left
