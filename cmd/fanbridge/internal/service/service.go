@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
@@ -84,6 +85,15 @@ type Service struct {
 	shutting atomic.Bool // intake requests are refused: the listener closes
 	stopOnce sync.Once
 	stopped  chan struct{}
+
+	// settleMu guards settling and settleAgain: whether a goroutine waits for the configurations
+	// reloads replaced (see settleRetired), and whether a reload came after its wait began.
+	settleMu    sync.Mutex
+	settling    bool
+	settleAgain bool
+	// settleCtx ends when the shutdown begins: Close reports what is left from then on.
+	settleCtx    context.Context
+	settleCancel context.CancelFunc
 }
 
 // New builds everything cfg (validated) describes and starts listening; Run serves.
@@ -96,6 +106,7 @@ func New(cfg *config.Config, opts Options) (_ *Service, err error) {
 	}
 	// The cleanups below close over s, which the named result would turn to nil on return.
 	s := &Service{opts: opts, log: opts.Logger, cfg: cfg, stopped: make(chan struct{})}
+	s.settleCtx, s.settleCancel = context.WithCancel(context.Background())
 	if opts.ConfigText != nil {
 		sum := sha256.Sum256(opts.ConfigText)
 		s.fileSum.Store(&sum)
@@ -363,6 +374,7 @@ func (s *Service) shutdown() error {
 	var err error
 	s.stopOnce.Do(func() {
 		defer close(s.stopped)
+		s.settleCancel()
 		s.unready.Store(true)
 		s.mu.Lock()
 		cfg := s.cfg
@@ -704,10 +716,46 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 	}
 	s.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(resultAttr("applied")))
 	s.log.Info("configuration reloaded", "routes", len(routes), "sinks", len(cfg.Sinks), "rebuilt_sinks", names, "retired_sinks", released)
+	if len(released) > 0 {
+		s.settleRetired()
+	}
 	for _, k := range restart {
 		s.log.Warn("setting changed in the file takes effect after a restart", "key", k)
 	}
 	return nil
+}
+
+// settleRetired waits in the background until the configurations reloads replaced are done with
+// (fanout.Dispatcher.Settle), and logs at error each sink they alone had that failed to close (a
+// Kafka sink whose broker was away longer than its close bound), when it happens and naming the
+// sink. Close would otherwise report those failures at the shutdown, days later, as if that
+// shutdown had lost something, and exit 1. One goroutine waits at a time: a reload while it waits
+// makes it wait once more, for the newer replacements too. The wait ends when the shutdown begins;
+// Close reports what is left.
+func (s *Service) settleRetired() {
+	s.settleMu.Lock()
+	defer s.settleMu.Unlock()
+	if s.settling {
+		s.settleAgain = true
+		return
+	}
+	s.settling = true
+	go func() {
+		for {
+			err := s.disp.Settle(s.settleCtx)
+			if err != nil && s.settleCtx.Err() == nil && !errors.Is(err, fanbridge.ErrClosed) {
+				s.log.Error("sinks retired by a reload failed to close", "err", err)
+			}
+			s.settleMu.Lock()
+			if !s.settleAgain || s.settleCtx.Err() != nil {
+				s.settling = false
+				s.settleMu.Unlock()
+				return
+			}
+			s.settleAgain = false
+			s.settleMu.Unlock()
+		}
+	}()
 }
 
 // errShuttingDown is what a reload asked for once the shutdown began returns.

@@ -1,0 +1,92 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
+)
+
+// closeFails is a sink whose Close fails, as a Kafka sink's does when its broker stayed away past
+// the close bound.
+type closeFails struct{}
+
+func (*closeFails) Send(context.Context, *fanbridge.Event) error { return nil }
+func (*closeFails) Close() error {
+	return errors.New("51 records still unacknowledged after 10s")
+}
+
+// errorRecords passes the message and text of each Error record to c.
+type errorRecords struct{ c chan string }
+
+func (h errorRecords) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (h errorRecords) Handle(_ context.Context, r slog.Record) error {
+	text := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		text += " " + a.Key + "=" + a.Value.String()
+		return true
+	})
+	select {
+	case h.c <- text:
+	default:
+	}
+	return nil
+}
+func (h errorRecords) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h errorRecords) WithGroup(string) slog.Handler      { return h }
+
+// A sink a reload retired that fails to close is logged at error when that happens, naming it,
+// and is not reported again at the shutdown, which a failure days before would otherwise turn
+// into an exit 1 for a shutdown that lost nothing.
+func TestRetiredSinkCloseFailureIsLoggedWhenItHappens(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	text := func(sink string) []byte {
+		return fmt.Appendf(nil, `listen: {address: "127.0.0.1:0"}
+intake:
+  - path: /events
+    insecure_no_auth: true
+sinks:
+  - name: %s
+    kafka: {brokers: [%q], topic: t}
+routes:
+  - {name: everything, all: true, sinks: [%s]}
+`, sink, c.ListenAddrs()[0], sink)
+	}
+	parse := func(b []byte) *config.Config {
+		cfg, err := config.Parse(b, nil)
+		require.NoError(t, err)
+		return cfg
+	}
+	logged := make(chan string, 16)
+	s, _ := newServiceLoggingTo(t, text("crm"), errorRecords{c: logged})
+
+	// The sink under the name becomes one whose Close fails; the same file applied again hands it
+	// to the Dispatcher.
+	s.mu.Lock()
+	s.sinks["crm"].sink = &closeFails{}
+	s.mu.Unlock()
+	require.NoError(t, s.Reload(parse(text("crm"))))
+	// The rename retires it.
+	require.NoError(t, s.Reload(parse(text("crm-v2"))))
+
+	select {
+	case line := <-logged:
+		assert.Contains(t, line, "sinks retired by a reload failed to close")
+		assert.Contains(t, line, `"crm"`)
+		assert.Contains(t, line, "51 records still unacknowledged")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the retired sink's close failure was not logged")
+	}
+	assert.NoError(t, s.shutdown(), "a failure already reported is not the shutdown's")
+}
