@@ -77,9 +77,15 @@
 //
 // The order of the checks is: an announced size over the limit (413); then, for a HeaderVerifier
 // (APIKey, Basic, Bearer, BearerFunc, or Any of only those), the credentials (401, the body left
-// unread and the connection closed after the answer); then reading the body (413, 400); then, for
-// the other verifiers, the signature over headers and body (401). A verifier of your own that
-// needs no body opts in to the early check by implementing HeaderVerifier.
+// unread and the connection closed after the answer); for the HMAC and Standard Webhooks
+// verifiers, and Any of them and header verifiers, what the headers alone can refuse (401, the body
+// left unread likewise): a missing or repeated signature header, one that does not decode, a
+// webhook-id or timestamp that is malformed, stale or in the future; then reading the body (413,
+// 400); then the signature over headers and body (401). A request with no credentials, or with
+// credentials that cannot be right, thus costs no body read. Any lets the body be read as soon as
+// one member cannot refuse the request from its headers (a BearerFunc whose token is present, a
+// Verifier of your own). A verifier of your own that needs no body opts in to the early check by
+// implementing HeaderVerifier.
 //
 // Outside net/http middleware, call VerifyRequest (reads, verifies, leaves a re-readable body) or a
 // Verifier's Verify method directly with the headers and body your framework gives you.

@@ -211,14 +211,10 @@ type hmacVerifier struct {
 }
 
 func (v *hmacVerifier) Verify(_ context.Context, h http.Header, body []byte) (Identity, error) {
-	val, err := singleValue(h, v.scheme.header)
+	var sig [sha512.Size]byte
+	n, err := v.signature(h, &sig)
 	if err != nil {
 		return Identity{}, err
-	}
-	var sig [sha512.Size]byte
-	n, err := decodeMAC(&sig, val, v.scheme.prefix, v.scheme.encoding, v.scheme.size)
-	if err != nil {
-		return Identity{}, fmt.Errorf("%w: %s: %w", ErrMalformed, v.scheme.header, err)
 	}
 	idx := -1
 	for i, p := range v.keys {
@@ -233,6 +229,26 @@ func (v *hmacVerifier) Verify(_ context.Context, h http.Header, body []byte) (Id
 		return Identity{}, fmt.Errorf("%w: %s matches no secret", ErrMismatch, v.scheme.header)
 	}
 	return Identity{Scheme: v.scheme.name, Key: idx}, nil
+}
+
+// signature decodes the request's signature header into sig and returns its length.
+func (v *hmacVerifier) signature(h http.Header, sig *[sha512.Size]byte) (int, error) {
+	val, err := singleValue(h, v.scheme.header)
+	if err != nil {
+		return 0, err
+	}
+	n, err := decodeMAC(sig, val, v.scheme.prefix, v.scheme.encoding, v.scheme.size)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %w", ErrMalformed, v.scheme.header, err)
+	}
+	return n, nil
+}
+
+// precheck implements prechecker: a missing, repeated or malformed signature header.
+func (v *hmacVerifier) precheck(_ context.Context, h http.Header) error {
+	var sig [sha512.Size]byte
+	_, err := v.signature(h, &sig)
+	return err
 }
 
 func boolInt(b bool) int {

@@ -277,6 +277,21 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 // other verifiers need the body first.
 func (m *middleware) check(w http.ResponseWriter, r *http.Request) (Identity, []byte, bool) {
 	if m.hv == nil {
+		if p, ok := m.v.(prechecker); ok {
+			// Refused from the headers alone: the body stays unread, as for a HeaderVerifier.
+			// An announced body over the limit is refused first, as for every verifier.
+			err := checkDeclaredLength(r, m.maxBody)
+			if err == nil {
+				err = p.precheck(r.Context(), r.Header)
+				if err != nil && bodyPending(r) {
+					chunkbuf.LeaveBody(w, r)
+				}
+			}
+			if err != nil {
+				m.reject(w, r, err)
+				return Identity{}, nil, false
+			}
+		}
 		body, err := readBody(r, m.maxBody)
 		if err != nil {
 			m.reject(w, r, err)

@@ -333,31 +333,13 @@ func parseSignatures(s string, out *signatureList) error {
 var dot = []byte{'.'}
 
 func (v *webhookVerifier) Verify(ctx context.Context, h http.Header, body []byte) (Identity, error) {
-	w, err := readWebhookHeaders(h, v.cfg.svix)
-	if err != nil {
-		return Identity{}, err
-	}
-	if err := checkMessageID(w.id); err != nil {
-		return Identity{}, err
-	}
-	unix, err := parseTimestamp(w.timestamp)
-	if err != nil {
-		return Identity{}, err
-	}
+	var w webhookHeaders
 	var sigs signatureList
-	if err := parseSignatures(w.signature, &sigs); err != nil {
+	now := v.cfg.now()
+	ts, err := v.checkHeaders(h, now, &w, &sigs)
+	if err != nil {
 		return Identity{}, err
 	}
-
-	now := v.cfg.now()
-	ts := time.Unix(unix, 0)
-	if now.Sub(ts) > v.cfg.tolerance {
-		return Identity{}, fmt.Errorf("%w: webhook-timestamp is %v old", ErrStale, now.Sub(ts).Truncate(time.Second))
-	}
-	if ts.Sub(now) > v.cfg.tolerance {
-		return Identity{}, fmt.Errorf("%w: webhook-timestamp is %v ahead", ErrFuture, ts.Sub(now).Truncate(time.Second))
-	}
-
 	idx := v.match(&w, body, &sigs)
 	if idx < 0 {
 		return Identity{}, fmt.Errorf("%w: no webhook-signature entry matches a key", ErrMismatch)
@@ -379,6 +361,41 @@ func (v *webhookVerifier) Verify(ctx context.Context, h http.Header, body []byte
 		id.release = func(ctx context.Context) error { return c.Release(ctx, key) }
 	}
 	return id, nil
+}
+
+// checkHeaders reads and checks the headers into w and sigs: everything Verify checks before it
+// needs the body, the timestamp against now included. It returns the timestamp.
+func (v *webhookVerifier) checkHeaders(h http.Header, now time.Time, w *webhookHeaders, sigs *signatureList) (time.Time, error) {
+	var err error
+	if *w, err = readWebhookHeaders(h, v.cfg.svix); err != nil {
+		return time.Time{}, err
+	}
+	if err := checkMessageID(w.id); err != nil {
+		return time.Time{}, err
+	}
+	unix, err := parseTimestamp(w.timestamp)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := parseSignatures(w.signature, sigs); err != nil {
+		return time.Time{}, err
+	}
+	ts := time.Unix(unix, 0)
+	if now.Sub(ts) > v.cfg.tolerance {
+		return time.Time{}, fmt.Errorf("%w: webhook-timestamp is %v old", ErrStale, now.Sub(ts).Truncate(time.Second))
+	}
+	if ts.Sub(now) > v.cfg.tolerance {
+		return time.Time{}, fmt.Errorf("%w: webhook-timestamp is %v ahead", ErrFuture, ts.Sub(now).Truncate(time.Second))
+	}
+	return ts, nil
+}
+
+// precheck implements prechecker.
+func (v *webhookVerifier) precheck(_ context.Context, h http.Header) error {
+	var w webhookHeaders
+	var sigs signatureList
+	_, err := v.checkHeaders(h, v.cfg.now(), &w, &sigs)
+	return err
 }
 
 // match returns the index of the key that produced one of sigs, or -1. Every symmetric key is
