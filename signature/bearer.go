@@ -78,12 +78,9 @@ type bearerFuncVerifier struct {
 func (v *bearerFuncVerifier) Challenge() []string { return bearerChallenge }
 
 func (v *bearerFuncVerifier) Verify(ctx context.Context, h http.Header, _ []byte) (Identity, error) {
-	tok, err := authorization(h, "Bearer")
+	tok, err := bearerToken(h)
 	if err != nil {
 		return Identity{}, err
-	}
-	if !isToken68(tok) {
-		return Identity{}, fmt.Errorf("%w: bearer token is not token68", ErrMalformed)
 	}
 	if err := v.validate(ctx, tok); err != nil {
 		if errors.Is(err, ErrUnavailable) {
@@ -95,6 +92,25 @@ func (v *bearerFuncVerifier) Verify(ctx context.Context, h http.Header, _ []byte
 		return Identity{}, fmt.Errorf("%w: %w", ErrMismatch, err)
 	}
 	return Identity{Scheme: SchemeBearer, Key: -1}, nil
+}
+
+// bearerToken returns the request's bearer token, once it is there and token68.
+func bearerToken(h http.Header) (string, error) {
+	tok, err := authorization(h, "Bearer")
+	if err != nil {
+		return "", err
+	}
+	if !isToken68(tok) {
+		return "", fmt.Errorf("%w: bearer token is not token68", ErrMalformed)
+	}
+	return tok, nil
+}
+
+// checkToken is what Verify refuses before it calls the validator: no token, or one that is not
+// token68. Any uses it (see anyVerifier.precheck).
+func (v *bearerFuncVerifier) checkToken(h http.Header) error {
+	_, err := bearerToken(h)
+	return err
 }
 
 // VerifyHeader implements HeaderVerifier: Verify never looks at the body.

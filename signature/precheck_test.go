@@ -43,6 +43,7 @@ func TestBodyVerifiersRefuseWhatTheHeadersShowBeforeReading(t *testing.T) {
 		{"any, one well-formed signature", signature.Must(signature.Any(github, sw, bearer)), wellFormedWrong, true, 0},
 		{"any with a validator that calls out", signature.Must(signature.Any(github, validator)),
 			headers("Authorization", "Bearer some-token"), true, http.StatusNoContent},
+		{"any with a validator, no token", signature.Must(signature.Any(github, validator)), headers(), false, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var rejected error

@@ -210,6 +210,8 @@ func (a *anyVerifier) precheck(ctx context.Context, header http.Header) error {
 			return Identity{}, v.precheck(ctx, header)
 		case *apiKeyVerifier, *basicVerifier, *bearerVerifier:
 			return v.(HeaderVerifier).VerifyHeader(ctx, header)
+		case *bearerFuncVerifier:
+			return Identity{}, v.checkToken(header)
 		}
 		return Identity{}, nil
 	})
