@@ -134,7 +134,8 @@
 // took its record leaves nothing behind: no goroutine waits to hand the record over later, and it
 // is never written, however long the broker stays away. What an outage holds is thus bounded by
 // the client's buffer: with the broker gone, Puts beyond it fail, with ErrBufferFull, once their
-// ctx ends; a kgo.RecordDeliveryTimeout bounds how long the records in the buffer are tried.
+// ctx ends or their delivery-timeout bound passes (see below); a kgo.RecordDeliveryTimeout
+// bounds how long the records in the buffer are tried.
 //
 // Give the queue a client of its own (the service does). On a client shared with producers that
 // wait in kgo.Client.Produce for room, such as a kafkasink at its defaults, those producers are

@@ -97,3 +97,22 @@ func TestPutUnderANearerDeadlineEndsWithIt(t *testing.T) {
 	assert.NotErrorIs(t, err, kafkadlq.ErrNoAcknowledgement)
 	assert.Less(t, took, outageDeliveryTimeout)
 }
+
+// A Put whose record waits for room in a buffer the outage filled, and whose wait the bound ends,
+// never handed its record to the client: it fails with ErrBufferFull, which says nothing will be
+// written, and not with ErrNoAcknowledgement, which says the record may still be.
+func TestPutWaitingForRoomEndsAtTheBoundWithErrBufferFull(t *testing.T) {
+	c, cl := cluster(t, 1, kgo.RecordDeliveryTimeout(outageDeliveryTimeout), kgo.MaxBufferedRecords(1))
+	q := newQueue(t, cl)
+	require.NoError(t, q.Put(testCtx(t), dlq.Entry{ID: "warm", Sink: "s"}))
+	c.Close()
+	err, _ := putWithin(t, func() error { return q.Put(context.Background(), dlq.Entry{ID: "takes-the-room", Sink: "s"}) })
+	require.ErrorIs(t, err, kafkadlq.ErrNoAcknowledgement)
+	err, took := putWithin(t, func() error { return q.Put(context.Background(), dlq.Entry{ID: "finds-none", Sink: "s"}) })
+	require.ErrorIs(t, err, kafkadlq.ErrBufferFull)
+	assert.NotErrorIs(t, err, kafkadlq.ErrNoAcknowledgement)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "will not be")
+	assert.NotContains(t, err.Error(), "may still be written")
+	assert.Less(t, took, outageBound)
+}

@@ -28,13 +28,15 @@ var (
 	// ErrNotEntry: a record of the topic that fanbridge did not write. Damage.Err wraps it.
 	ErrNotEntry = errors.New("kafkadlq: record is not a dead-letter entry")
 	// ErrBufferFull is wrapped, with ctx's error, by the error of a Put or Delete whose context
-	// ended while the client's buffer had no room for its record: the record was never handed to
-	// the client, so it will not be written. Such an error is never permanent.
+	// ended (or, for a Put, whose delivery-timeout bound passed: see ErrNoAcknowledgement) while
+	// the client's buffer had no room for its record: the record was never handed to the client,
+	// so it will not be written. Such an error is never permanent.
 	ErrBufferFull = errors.New("kafkadlq: the client's buffer is full")
 	// ErrNoAcknowledgement is wrapped, with context.DeadlineExceeded, by the error of a Put whose
-	// record got no acknowledgement within the client's kgo.RecordDeliveryTimeout and a margin,
-	// however long its context lasts (see the package's Delivery semantics). The record may still
-	// be written; the error is retryable.
+	// record the client took and got no acknowledgement for within the client's
+	// kgo.RecordDeliveryTimeout and a margin, however long its context lasts (see the package
+	// documentation). The record may still be written; the error is retryable. A Put whose record
+	// was still waiting for room in the client's buffer then fails with ErrBufferFull instead.
 	ErrNoAcknowledgement = errors.New("kafkadlq: no acknowledgement within the delivery timeout")
 )
 
@@ -265,14 +267,16 @@ func (q *Queue) produce(ctx context.Context, cl *kgo.Client, slots chan struct{}
 	}()
 	// ended is the error of a ctx that ended before every record was acknowledged.
 	ended := func() error {
-		cause := ctx.Err()
-		if c := context.Cause(ctx); errors.Is(c, ErrNoAcknowledgement) {
-			cause = c // Put's own limit, not the caller's context
-		}
 		if out > 0 || len(todo) < len(recs) {
+			cause := ctx.Err()
+			if c := context.Cause(ctx); errors.Is(c, ErrNoAcknowledgement) {
+				cause = c // Put's own limit, not the caller's context
+			}
 			return fmt.Errorf("kafkadlq: %s: no acknowledgement yet, the record may still be written: %w", op, cause)
 		}
-		return fmt.Errorf("%w: %s: the record was not produced, and will not be: %w", ErrBufferFull, op, cause)
+		// Nothing was handed over: whichever deadline ended the wait for room, nothing can be
+		// written, so the error never says an acknowledgement is missing.
+		return fmt.Errorf("%w: %s: the record was not produced, and will not be: %w", ErrBufferFull, op, ctx.Err())
 	}
 	// later makes the next offer wait, longer after each refusal in a row.
 	later := func() {
