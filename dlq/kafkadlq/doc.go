@@ -70,10 +70,13 @@
 // Each listing has a budget and a limit of its own: a pass over the topic lists the offsets when
 // it begins, and again when retention deleted records it was about to read; Get makes one pass,
 // and List two (one for the removal records, see below, then one for the entries). Once the
-// offsets are listed, the records they show are fetched; a leader that holds them answers at
-// once, and franz-go retries on its own what goes wrong (a dropped connection, a leader that
-// moved, a storage error) without reporting it, so a pass whose fetches bring nothing for 10 s
-// fails, retryable, saying so, rather than waiting until ctx ends.
+// offsets are listed, the records they show are fetched. franz-go retries on its own what goes
+// wrong there (a dropped connection, a leader that moved, a storage error) without reporting it,
+// so a pass that reads none of the records it wants for as long as one fetch may take under the
+// reading client's own timeouts (kgo.DialTimeout, kgo.FetchMaxWait and
+// kgo.RequestTimeoutOverhead: 25 s at franz-go's defaults) plus 5 s fails, retryable, saying
+// so, rather than waiting until ctx ends. Records written after the pass began, in partitions it
+// has read to their end, are not fetched and do not count as reading.
 //
 // Removing a record is not: Kafka deletes only whole prefixes of a partition. Delete therefore
 // appends removal records for each ID (key: the ID, no value, headers dlq.v, dlq.op = "remove"

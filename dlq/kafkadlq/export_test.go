@@ -28,10 +28,20 @@ func SetOffsetsLimit(d time.Duration) (restore func()) {
 	return func() { offsetsLimit = old }
 }
 
-// SetScanStallLimit sets how long a scan waits for a fetch to bring anything, for a test that
-// cannot wait 10 s, and returns what restores it. Tests that call it do not run in parallel.
+// SetScanStallLimit sets a scan's stall window, for a test that cannot wait 30 s, and returns
+// what restores it. Tests that call it do not run in parallel.
 func SetScanStallLimit(d time.Duration) (restore func()) {
 	old := scanStallLimit
 	scanStallLimit = d
 	return func() { scanStallLimit = old }
+}
+
+// StallWindow returns the stall window of a scan of q, from the options its reading client gets.
+func StallWindow(q *Queue) time.Duration {
+	cl, err := kgo.NewClient(q.readerOpts()...)
+	if err != nil {
+		panic(err)
+	}
+	defer cl.Close()
+	return stallWindow(cl)
 }

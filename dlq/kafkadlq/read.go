@@ -60,15 +60,33 @@ const (
 // offsetsLimit is how long a listing of offsets may take at most; a variable for the tests.
 var offsetsLimit = 30 * time.Second
 
-// scanStallLimit is how long a scan waits for the next fetch to bring anything, once the offsets
-// showed records to read; a variable for the tests. A partition leader that holds the records
-// answers a fetch for them at once; franz-go retries on its own, and never reports, a broker that
-// drops the connection at each fetch or answers with a retriable error (a leader that moved or
-// restarts, a storage error), so without a limit such a scan would wait until ctx ends.
-var scanStallLimit = 10 * time.Second
+// A scan fails when, once the offsets showed records to read, it reads none of them for a whole
+// stall window: franz-go retries on its own, and never reports, a broker that drops the
+// connection at each fetch or answers with a retriable error (a leader that moved or restarts, a
+// storage error), so without a bound such a scan would wait until ctx ends. Only a record the
+// scan wants counts: records written after it began, in partitions it finished, do not. The
+// window is what one fetch may take under the reading client's own timeouts (a dial, then
+// kgo.FetchMaxWait and kgo.RequestTimeoutOverhead for the answer), plus stallMargin: a healthy
+// but slow fetch, whose answer the client itself would wait for, is waited for too.
+const stallMargin = 5 * time.Second
 
-// errScanStalled is the cause of the end of a fetch's context at scanStallLimit.
-var errScanStalled = errors.New("kafkadlq: read: no fetch brought anything")
+// scanStallLimit, when set, replaces the window; a variable for the tests.
+var scanStallLimit time.Duration
+
+// stallWindow returns the stall window of a scan reading through cl.
+func stallWindow(cl *kgo.Client) time.Duration {
+	if scanStallLimit > 0 {
+		return scanStallLimit
+	}
+	opt := func(o any) time.Duration {
+		d, _ := cl.OptValue(o).(time.Duration)
+		return max(d, 0)
+	}
+	return opt(kgo.DialTimeout) + opt(kgo.FetchMaxWait) + opt(kgo.RequestTimeoutOverhead) + stallMargin
+}
+
+// errScanStalled is the cause of the end of a fetch's context at the stall window.
+var errScanStalled = errors.New("kafkadlq: read: the scan read nothing in its stall window")
 
 // The causes of the end of a listing's context other than the caller's.
 var (
@@ -334,8 +352,11 @@ func (q *Queue) scan(ctx context.Context, fn func(decoded) error) error {
 		return fmt.Errorf("kafkadlq: read: new client: %w", err)
 	}
 	defer cl.Close()
+	window := stallWindow(cl)
+	progress := time.Now() // when the scan last read a record it wants, or began
+	var finished []int32   // partitions read to their end, to pause
 	for len(until) > 0 {
-		pctx, cancel := context.WithTimeoutCause(ctx, scanStallLimit, errScanStalled)
+		pctx, cancel := context.WithDeadlineCause(ctx, progress.Add(window), errScanStalled)
 		fetches := cl.PollFetches(pctx)
 		cancel()
 		if err := ctx.Err(); err != nil {
@@ -346,8 +367,8 @@ func (q *Queue) scan(ctx context.Context, fn func(decoded) error) error {
 			if errors.Is(fe.Err, context.Canceled) || errors.Is(fe.Err, context.DeadlineExceeded) {
 				if context.Cause(pctx) == errScanStalled {
 					// Unmarked, so retryable: the cluster may answer again.
-					return fmt.Errorf("kafkadlq: read: the offsets showed records to read, and no fetch brought any for %s (brokers unreachable, or a partition without a leader that answers): %w",
-						scanStallLimit, fe.Err)
+					return fmt.Errorf("kafkadlq: read: the offsets showed records to read, and no fetch brought any for %s (brokers unreachable, or a partition whose leader does not serve it): %w",
+						window, fe.Err)
 				}
 				return fmt.Errorf("kafkadlq: read: %w", fe.Err)
 			}
@@ -360,20 +381,24 @@ func (q *Queue) scan(ctx context.Context, fn func(decoded) error) error {
 			return classify("read", fe.Err)
 		}
 		var stop error
+		read := false
 		fetches.EachRecord(func(r *kgo.Record) {
 			end, want := until[r.Partition]
 			if stop != nil || !want {
 				return
 			}
+			read = true
 			if r.Offset >= end {
 				// The record at end-1 is gone (a compacted or aborted tail): what follows was
 				// written after the scan began.
 				delete(until, r.Partition)
+				finished = append(finished, r.Partition)
 				return
 			}
 			next[r.Partition] = r.Offset + 1
 			if r.Offset+1 >= end {
 				delete(until, r.Partition)
+				finished = append(finished, r.Partition)
 			}
 			if r.Attrs.IsControl() {
 				return
@@ -389,10 +414,19 @@ func (q *Queue) scan(ctx context.Context, fn func(decoded) error) error {
 		if stop != nil {
 			return stop
 		}
+		if len(finished) > 0 {
+			// Records written after the scan began are not waited for, nor fetched.
+			cl.PauseFetchPartitions(map[string][]int32{q.topic: finished})
+			finished = finished[:0]
+		}
 		if len(trimmed) > 0 {
 			if err := q.resume(ctx, cl, trimmed, next, until); err != nil {
 				return err
 			}
+			read = true
+		}
+		if read {
+			progress = time.Now()
 		}
 	}
 	return nil
