@@ -1,6 +1,7 @@
 package eventbridge
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 
@@ -85,16 +86,28 @@ func eventTimeIn(o object) (time.Time, bool) {
 	return parseEventTime(o.s.val(&o.s.members[f[0]]))
 }
 
+// parseTimeString parses a JSON string value (quotes included) holding an RFC 3339 time, escapes
+// decoded: "\u002B" is a "+" to JSON, and some encoders (.NET's by default) write it so.
+func parseTimeString(v []byte) (time.Time, bool) {
+	raw := v[1 : len(v)-1]
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		if len(raw) > 6*64 { // each character escaped is six bytes
+			return time.Time{}, false
+		}
+		raw = unescape(raw)
+	}
+	if len(raw) > 64 {
+		return time.Time{}, false
+	}
+	return parseTime(raw)
+}
+
 // parseEventTime parses a JSON value that is either integer epoch milliseconds or an RFC 3339
 // string.
 func parseEventTime(v []byte) (time.Time, bool) {
 	switch {
 	case v[0] == '"':
-		raw := v[1 : len(v)-1]
-		if len(raw) > 64 {
-			return time.Time{}, false
-		}
-		return parseTime(raw)
+		return parseTimeString(v)
 	case v[0] >= '0' && v[0] <= '9':
 		// At most 15 digits keeps the value exact and within the years time.Time represents.
 		if len(v) > 15 {

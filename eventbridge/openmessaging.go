@@ -68,8 +68,8 @@ func decodeOpenMessaging(s *scanner, msgID string) (*fanbridge.Event, error) {
 	}
 	var t time.Time
 	if c[0] >= 0 {
-		if v := channel.s.val(&channel.s.members[c[0]]); v[0] == '"' && len(v) <= 66 {
-			t, _ = parseTime(v[1 : len(v)-1])
+		if v := channel.s.val(&channel.s.members[c[0]]); v[0] == '"' {
+			t, _ = parseTimeString(v)
 		}
 	}
 
