@@ -190,9 +190,11 @@
 // some senders leave it out, and the body is validated as JSON anyway. Amazon EventBridge does
 // not retry 400, 403, 405, 413 and 415, so none of these is ever used for a condition that could
 // heal; it retries 503 for up to 24 hours, honouring Retry-After. Connection: close is for
-// HTTP/1.x, whose connection then closes once the rest of the body came or half a second passed,
-// whichever is first; over HTTP/2 the request's stream alone is reset, and the connection stays
-// for other requests.
+// HTTP/1.x, whose connection then closes once the rest of the body came or two seconds passed,
+// whichever is first (a ResponseWriter that does not unwrap to the server's, such as
+// http.TimeoutHandler's, leaves only the server's ReadTimeout); over HTTP/2 the request's stream
+// alone is reset, and the connection stays for other requests. The 405 and 415 answers leave a
+// body no verifier read in the same way.
 //
 // Retry-After is the wait the Dispatcher asked for with retry.After, or WithRetryAfter's default
 // (1 s), rounded up to whole seconds.

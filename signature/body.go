@@ -138,13 +138,7 @@ func checkDeclaredLength(r *http.Request, max int64) error {
 }
 
 // bodyPending reports whether r has body bytes still to come from the client.
-func bodyPending(r *http.Request) bool {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return false
-	}
-	_, buffered := BodyBytes(r)
-	return !buffered
-}
+func bodyPending(r *http.Request) bool { return chunkbuf.Pending(r) }
 
 // readLength reads exactly n bytes from rd into one slice of exactly that size. A body of up to
 // firstReadSize is read straight into it. A larger one is first collected in pooled chunks as it

@@ -55,8 +55,9 @@
 // All 401 answers of a verifier are the same, status, headers and body, whatever the reason: a
 // caller probing the endpoint learns nothing about which part was wrong. (A HeaderVerifier's 401
 // comes before the body is read; when a body was announced, an HTTP/1.x connection closes after
-// it, the server reading the rest of the body for half a second at most, and an HTTP/2 stream is
-// reset alone.) Basic
+// it, the server reading the rest of the body for two seconds at most, and an HTTP/2 stream is
+// reset alone. The two seconds need the server's ResponseWriter to be reachable through Unwrap:
+// behind http.TimeoutHandler only the server's ReadTimeout bounds them.) Basic
 // and Bearer verifiers add their WWW-Authenticate challenge to every 401. The reason goes only to
 // the logger (WithLogger), to the metrics (WithMeterProvider), to WithOnReject, and to Go callers
 // as the error.

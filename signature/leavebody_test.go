@@ -104,3 +104,33 @@ func TestRefusalsKeepTheHTTP2Connection(t *testing.T) {
 	}
 	assert.Equal(t, int64(1), conns.Load(), "connections opened")
 }
+
+// A refused sender whose body is on its way, slowly, has it read and hears its answer: the
+// connection closes cleanly once the rest arrived, rather than being reset under a sender still
+// writing (which then fails its write, and on some systems loses the answer).
+func TestSlowSenderHearsItsRefusal(t *testing.T) {
+	v := signature.Must(signature.APIKey("X-Api-Key", "secret-key"))
+	srv := httptest.NewServer(signature.Verify(v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		t.Error("the next handler was called")
+	})))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	const piece, pieces = 5000, 20 // 100 KB over a second and more
+	_, err = fmt.Fprintf(conn, "POST /events HTTP/1.1\r\nHost: x\r\nX-Api-Key: wrong\r\nContent-Length: %d\r\n\r\n", piece*pieces)
+	require.NoError(t, err)
+	tick := time.NewTicker(60 * time.Millisecond)
+	defer tick.Stop()
+	chunk := bytes.Repeat([]byte("x"), piece)
+	for i := range pieces {
+		<-tick.C
+		_, err := conn.Write(chunk)
+		require.NoError(t, err, "piece %d: the server reset the connection under a sender still writing", i)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}

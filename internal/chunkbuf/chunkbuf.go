@@ -68,21 +68,38 @@ var connectionClose = []string{"close"}
 // LeaveBody is for an answer that leaves the rest of r's body unread (a refusal before or while
 // reading it). Over HTTP/1.x it asks for the connection to close after the answer, and gives the
 // connection's reads leaveGrace from now: net/http reads up to 256 KiB more of the body once the
-// handler returned, at the sender's pace, and without a deadline a refused sender holding its
-// body back held a connection and a goroutine until the server's ReadTimeout. The grace lets a
-// sender whose body is on its way have it read and the connection closed cleanly: one closed with
-// unread bytes is reset, which can cost the sender the answer. Over HTTP/2 it does nothing: the
-// server resets the request's stream alone, and a Connection: close would make it shut the whole
-// connection down, with the requests of everyone else sharing it.
+// handler returned (before the answer, unless the connection is to close), at the sender's pace,
+// and without a deadline a refused sender holding its body back held a connection and a goroutine
+// until the server's ReadTimeout. The grace lets the rest of a body on its way be read and the
+// connection close cleanly: one closed with bytes unread is reset, and a sender still writing
+// then fails its write, and some (and some systems) lose the answer. Over HTTP/2 it does nothing:
+// the server resets the request's stream alone, and a Connection: close would make it shut the
+// whole connection down, with the requests of everyone else sharing it.
+//
+// The deadline reaches the connection only through a ResponseWriter that is the server's own or
+// unwraps to it (Unwrap, see http.ResponseController); behind one that does not
+// (http.TimeoutHandler's), the connection still closes after the answer, but only the server's
+// ReadTimeout bounds the reading.
 func LeaveBody(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor != 1 {
 		return
 	}
 	w.Header()["Connection"] = connectionClose
-	// Not every ResponseWriter can (a wrapper without Unwrap); the connection still closes.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(leaveGrace))
 }
 
-// leaveGrace is how long LeaveBody lets the rest of a refused body arrive: as long as net/http
-// waits, after an answer to a body over an http.MaxBytesReader, before it closes the connection.
-const leaveGrace = 500 * time.Millisecond
+// Pending reports whether r may have body bytes that nothing has read: it has a body, and no
+// layer before buffered it (one that did offers it through a Bytes method, as package signature's
+// verified bodies do).
+func Pending(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return false
+	}
+	_, buffered := r.Body.(interface{ Bytes() []byte })
+	return !buffered
+}
+
+// leaveGrace is how long LeaveBody lets the rest of a refused body arrive: enough for the 256 KiB
+// net/http reads at 128 KiB/s, a tenth of the service's default ReadTimeout for a sender that
+// holds the body back.
+const leaveGrace = 2 * time.Second
