@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/cmd/fanbridge/internal/config"
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
@@ -91,6 +90,7 @@ type Service struct {
 	settleMu    sync.Mutex
 	settling    bool
 	settleAgain bool
+	settleWG    sync.WaitGroup // the waiting goroutine, which the shutdown waits for
 	// settleCtx ends when the shutdown begins: Close reports what is left from then on.
 	settleCtx    context.Context
 	settleCancel context.CancelFunc
@@ -374,7 +374,10 @@ func (s *Service) shutdown() error {
 	var err error
 	s.stopOnce.Do(func() {
 		defer close(s.stopped)
+		// The wait for retired configurations ends at once, before Close, which reports what is
+		// left: each close failure goes to the one or the other.
 		s.settleCancel()
+		s.settleWG.Wait()
 		s.unready.Store(true)
 		s.mu.Lock()
 		cfg := s.cfg
@@ -727,11 +730,13 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 
 // settleRetired waits in the background until the configurations reloads replaced are done with
 // (fanout.Dispatcher.Settle), and logs at error each sink they alone had that failed to close (a
-// Kafka sink whose broker was away longer than its close bound), when it happens and naming the
-// sink. Close would otherwise report those failures at the shutdown, days later, as if that
-// shutdown had lost something, and exit 1. One goroutine waits at a time: a reload while it waits
-// makes it wait once more, for the newer replacements too. The wait ends when the shutdown begins;
-// Close reports what is left.
+// Kafka sink whose broker was away longer than its close bound), naming the sink. Close would
+// otherwise report those failures at the shutdown, days later, as if that shutdown had lost
+// something, and exit 1. A configuration is done with once its own deliveries ended, and those of
+// the configurations before it (in async mode, a slow sink's queue holds that back), so a
+// failure is logged then, not always at the instant of the close. One goroutine waits at a time:
+// a reload while it waits makes it wait once more, for the newer replacements too. The wait ends
+// when the shutdown begins; Close reports what is left.
 func (s *Service) settleRetired() {
 	s.settleMu.Lock()
 	defer s.settleMu.Unlock()
@@ -740,10 +745,13 @@ func (s *Service) settleRetired() {
 		return
 	}
 	s.settling = true
+	s.settleWG.Add(1)
 	go func() {
+		defer s.settleWG.Done()
 		for {
-			err := s.disp.Settle(s.settleCtx)
-			if err != nil && s.settleCtx.Err() == nil && !errors.Is(err, fanbridge.ErrClosed) {
+			// Close failures Settle returns are taken off the Dispatcher's list: they are logged
+			// whatever happened since, or nobody would report them.
+			if err := s.disp.Settle(s.settleCtx); errors.Is(err, fanout.ErrSinkClose) {
 				s.log.Error("sinks retired by a reload failed to close", "err", err)
 			}
 			s.settleMu.Lock()

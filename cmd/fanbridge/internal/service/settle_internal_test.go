@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,4 +90,62 @@ routes:
 		t.Fatal("the retired sink's close failure was not logged")
 	}
 	assert.NoError(t, s.shutdown(), "a failure already reported is not the shutdown's")
+}
+
+// closeSignals is closeFails that says when its Close ran.
+type closeSignals struct{ closed chan struct{} }
+
+func (*closeSignals) Send(context.Context, *fanbridge.Event) error { return nil }
+func (c *closeSignals) Close() error {
+	close(c.closed)
+	return errors.New("51 records still unacknowledged after 10s")
+}
+
+// A close failure a reload's retirement caused is reported once, in the log or by the shutdown,
+// however close the shutdown follows the reload: never by neither.
+func TestRetiredSinkCloseFailureIsNeverLost(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	text := func(sink string) []byte {
+		return fmt.Appendf(nil, `listen: {address: "127.0.0.1:0"}
+intake:
+  - path: /events
+    insecure_no_auth: true
+sinks:
+  - name: %s
+    kafka: {brokers: [%q], topic: t}
+routes:
+  - {name: everything, all: true, sinks: [%s]}
+`, sink, c.ListenAddrs()[0], sink)
+	}
+	parse := func(b []byte) *config.Config {
+		cfg, err := config.Parse(b, nil)
+		require.NoError(t, err)
+		return cfg
+	}
+	for i := range 40 {
+		logged := make(chan string, 16)
+		s, _ := newServiceLoggingTo(t, text("crm"), errorRecords{c: logged})
+		sink := &closeSignals{closed: make(chan struct{})}
+		s.mu.Lock()
+		s.sinks["crm"].sink = sink
+		s.mu.Unlock()
+		require.NoError(t, s.Reload(parse(text("crm"))))
+		require.NoError(t, s.Reload(parse(text("crm-v2"))))
+		select {
+		case <-sink.closed:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the retired sink was not closed")
+		}
+		shutErr := s.shutdown() // it waits for the goroutine that logs
+		inLog := false
+		for len(logged) > 0 {
+			if line := <-logged; strings.Contains(line, "sinks retired by a reload failed to close") {
+				inLog = true
+			}
+		}
+		byShutdown := shutErr != nil && strings.Contains(shutErr.Error(), "51 records")
+		assert.True(t, inLog != byShutdown, "run %d: logged %v, reported by the shutdown %v (%v)", i, inLog, byShutdown, shutErr)
+	}
 }
