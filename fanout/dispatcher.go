@@ -335,7 +335,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 	handing = false
 	s.handed() // before the caller's DedupStore runs again
 	// The meter is the caller's code too: it counts the event once it is handed out.
-	s.countMatched(ctx, g, d.tel)
+	s.countMatched(ctx, g, d.tel, nil)
 	if key != "" {
 		d.record(ctx, key, DedupRecord{Complete: true})
 	}
@@ -542,16 +542,27 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 		d.withdrawQueued(g)
 		<-g.done
 	}
-	// The meter is the caller's code: it counts the event once it is handed out, and once a
-	// panic in it can leave no task behind.
-	s.countMatched(ctx, g, d.tel)
-
 	failed := 0
 	for j := range g.tasks {
 		if g.tasks[j].out.Outcome == Failed {
 			failed++
 		}
 	}
+	// The meter is the caller's code: it counts the event once it is handed out, and once a
+	// panic in it can leave no task behind.
+	var failedTargets []bool
+	if failed > 0 {
+		failedTargets = make([]bool, len(g.targets))
+		j := 0
+		for i, tg := range g.targets {
+			if tg.skip {
+				continue
+			}
+			failedTargets[i] = g.tasks[j].out.Outcome == Failed
+			j++
+		}
+	}
+	s.countMatched(ctx, g, d.tel, failedTargets)
 	if res != nil {
 		res.Sinks = make([]SinkResult, 0, len(g.targets))
 		j := 0

@@ -257,10 +257,16 @@
 //
 // WithLogger (silent by default) logs dead-lettered and lost deliveries, panics in user code and
 // shutdown, never an event's body. WithMeterProvider records fanbridge.fanout.route.matched per
-// route (an accepted event, once: not a duplicate, nor one refused as overloaded) and
-// fanbridge.fanout.route.filter_panicked per route (see Routing);
+// route (an accepted event, once: not a duplicate, nor one refused as overloaded, nor a Sync
+// dispatch answered with a failure, whose route the sender's retry counts once it gets the event
+// to every sink of the route) and fanbridge.fanout.route.filter_panicked per route (see Routing;
+// it counts evaluations, a duplicate's and a refused event's included);
 // fanbridge.fanout.sink.delivered, .retried, .dead_lettered, .failed and the
-// fanbridge.fanout.sink.delivery.duration histogram per sink; and the gauges
+// fanbridge.fanout.sink.delivery.duration histogram per sink (.failed counts a delivery that
+// ended with neither the sink nor the dead-letter queue having the event: in Async mode a lost
+// event; in Sync mode a dispatch answered with the failure, which the sender retries, so each
+// failed retry of one event counts again; a dead-letter write that ignores its context and
+// returns after Close's deadline is counted when it returns, after Close); and the gauges
 // fanbridge.fanout.sink.queue.depth (the events accepted for a sink and not finished, those a
 // sink of the same name that an Update changed or removed still holds included: a removed sink is
 // reported until it has finished them and stopped) and fanbridge.fanout.sink.breaker.state (0

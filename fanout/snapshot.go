@@ -264,14 +264,23 @@ func (s *snapshot) take(i int, g *group) {
 // countMatched counts the routes g matched, once the event is accepted: an event refused
 // (overloaded, in flight elsewhere) or answered as a duplicate was counted when it was accepted,
 // or will be when its sender's retry is. Of a retry that goes only to the sinks lacking the
-// event, the routes none of whose sinks it goes to were counted the first time.
-func (s *snapshot) countMatched(ctx context.Context, g *group, tel *telemetry) {
+// event, the routes none of whose sinks it goes to were counted the first time. failed, when not
+// nil, says which of g's targets failed in a Sync dispatch that the sender will be asked to
+// retry: a route one of whose sinks failed is counted by the retry that reaches that sink, not
+// now, and one whose sinks all have the event now, which no retry will reach again, is.
+func (s *snapshot) countMatched(ctx context.Context, g *group, tel *telemetry, failed []bool) {
 	for _, i := range g.matched {
+		live, lacking := false, false
 		for _, k := range s.routes[i].sinks {
 			if j := g.slot[k]; j != 0 && !g.targets[j-1].skip {
-				tel.matched.Add(ctx, 1, s.routes[i].attrs.addOpts...)
-				break
+				live = true
+				if failed != nil && failed[j-1] {
+					lacking = true
+				}
 			}
+		}
+		if live && !lacking {
+			tel.matched.Add(ctx, 1, s.routes[i].attrs.addOpts...)
 		}
 	}
 }

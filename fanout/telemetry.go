@@ -51,7 +51,7 @@ func newTelemetry(c *config, d *Dispatcher) (*telemetry, error) {
 	t.matched, errs[0] = m.Int64Counter("fanbridge.fanout.route.matched",
 		metric.WithDescription("Events a route matched, once each was accepted."), metric.WithUnit("{event}"))
 	t.filterPanics, errs[9] = m.Int64Counter("fanbridge.fanout.route.filter_panicked",
-		metric.WithDescription("Events whose matching a route's filter panicked on; the route did not match them."), metric.WithUnit("{event}"))
+		metric.WithDescription("Evaluations of a route's filter that panicked, one per dispatch (a duplicate or a refused event included); the route did not match."), metric.WithUnit("{evaluation}"))
 	t.delivered, errs[1] = m.Int64Counter("fanbridge.fanout.sink.delivered",
 		metric.WithDescription("Events a sink acknowledged."), metric.WithUnit("{event}"))
 	t.retried, errs[2] = m.Int64Counter("fanbridge.fanout.sink.retried",
@@ -59,7 +59,7 @@ func newTelemetry(c *config, d *Dispatcher) (*telemetry, error) {
 	t.deadLettered, errs[3] = m.Int64Counter("fanbridge.fanout.sink.dead_lettered",
 		metric.WithDescription("Events written to the dead-letter queue for a sink."), metric.WithUnit("{event}"))
 	t.failed, errs[4] = m.Int64Counter("fanbridge.fanout.sink.failed",
-		metric.WithDescription("Events a sink does not have and the dead-letter queue does not either."), metric.WithUnit("{event}"))
+		metric.WithDescription("Deliveries that ended with neither the sink nor the dead-letter queue having the event: lost in Async mode; in Sync mode answered as a failure, one per dispatch, which the sender retries."), metric.WithUnit("{event}"))
 	t.latency, errs[5] = m.Float64Histogram("fanbridge.fanout.sink.delivery.duration",
 		metric.WithDescription("Time from first attempt to outcome, per sink."), metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

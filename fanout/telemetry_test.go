@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -391,7 +392,8 @@ func TestRouteMatchedCountsAcceptedEvents(t *testing.T) {
 }
 
 // Of a sender's retry after a partial failure, which goes only to the sinks lacking the event, a
-// route none of whose sinks it goes to was counted the first time and is not counted again.
+// route none of whose sinks it goes to was counted the first time and is not counted again; a
+// route whose sink failed is counted by the retry that delivers it, once.
 func TestRouteMatchedCountsARetryOnlyWhereItGoes(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
@@ -418,5 +420,39 @@ func TestRouteMatchedCountsARetryOnlyWhereItGoes(t *testing.T) {
 
 	var rm metricdata.ResourceMetrics
 	require.NoError(t, reader.Collect(ctx, &rm))
-	assert.Equal(t, map[string]float64{"to-ok": 1, "to-flaky": 2}, points(t, rm, "fanbridge.fanout.route.matched", "route"))
+	assert.Equal(t, map[string]float64{"to-ok": 1, "to-flaky": 1}, points(t, rm, "fanbridge.fanout.route.matched", "route"))
+}
+
+// A Sync dispatch answered with a failure was not accepted: the sender retries, and a route with a
+// sink that failed is counted once, by the retry that gets the event to it or to the dead-letter
+// queue, however many retries failed before.
+func TestRouteMatchedCountsAnEventOnceAcrossFailedRetries(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	crm := newRecSink()
+	crm.fail = func(*fanbridge.Event, int) error { return retry.Permanent(errBoom) }
+	var puts atomic.Int32
+	q := &memDLQ{fail: func(dlq.Entry) error {
+		if puts.Add(1) <= 5 {
+			return errBoom
+		}
+		return nil
+	}}
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "crm", Sink: crm}, {Name: "kafka", Sink: newRecSink()}},
+		Routes: []fanout.Route{{Name: "r", Filter: fanout.All, Sinks: []string{"crm", "kafka"}}},
+		DLQ:    q,
+	}, fanout.WithMeterProvider(mp), fanout.WithDLQTimeout(50*time.Millisecond))
+	ctx := testContext(t)
+	tries := 0
+	for ; tries < 50; tries++ {
+		if err := d.Dispatch(ctx, event("e1", "x")); err == nil {
+			break
+		}
+	}
+	require.Less(t, tries, 50, "the event never got to the dead-letter queue")
+	require.Positive(t, tries, "the first tries failed")
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(ctx, &rm))
+	assert.Equal(t, map[string]float64{"r": 1}, points(t, rm, "fanbridge.fanout.route.matched", "route"))
 }
