@@ -148,12 +148,14 @@ func FuzzTopicTemplate(f *testing.F) {
 }
 
 // FuzzKeys runs the key functions over arbitrary topics and bodies: they never panic, and what
-// they return is the event ID, a segment of the topic or type, or a string from the body.
+// they return is the event ID, a segment of the topic or type, or a string from the body (for a
+// user audit, the nested entity.id UserKey reads).
 func FuzzKeys(f *testing.F) {
 	f.Add("e1", "v2.detail.events.conversation.{id}.customer.end", "v2.detail.events.conversation.2f7bf00a-0fc2-4d6a-9b56-92238191433e.customer.end", []byte(`{"conversationId":"x"}`))
 	f.Add("e2", "v2.users.{id}.presence", "v2.users.8f2c5e9a-1b3d-4c6e-9f7a-2b4d6e8f0a1c.presence", []byte(`{"userId":"u"}`))
 	f.Add("e3", "", "users.conversation.users", []byte(`{"userId":"\u00e9","conversationId":["x"]}`))
 	f.Add("e4", "...", "..", []byte(`{`))
+	f.Add("e5", "v2.audits.entitytype.User", "", []byte(`{"entityType":"User","entity":{"id":"zz"}}`))
 	f.Fuzz(func(t *testing.T, id, typ, topic string, data []byte) {
 		e := &fanbridge.Event{ID: id, Type: typ, Topic: topic, Data: data}
 		for name, key := range map[string]kafkasink.KeyFunc{"conversation": kafkasink.ConversationKey, "user": kafkasink.UserKey} {
@@ -168,6 +170,9 @@ func FuzzKeys(f *testing.F) {
 					if v == k {
 						found = true
 					}
+				}
+				if entity, ok := body["entity"].(map[string]any); ok && entity["id"] == k {
+					found = true
 				}
 				if found {
 					continue

@@ -108,6 +108,8 @@ func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
 	e := &fanbridge.Event{}
 	hasID := false
 	envelope := false
+	var rawTime []byte // the last HeaderTime, parsed once the last is known
+	hasTime := false
 	for _, h := range r.Headers {
 		v := string(h.Value)
 		switch h.Key {
@@ -120,11 +122,7 @@ func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
 		case HeaderSubject:
 			e.Topic = v
 		case HeaderTime:
-			t, err := time.Parse(time.RFC3339Nano, v)
-			if err != nil {
-				return nil, fmt.Errorf("%w: header %s: %w", ErrNotEvent, HeaderTime, err)
-			}
-			e.Time = t
+			rawTime, hasTime = h.Value, true
 		case HeaderTraceparent:
 			setMeta(e, fanbridge.MetaTraceparent, v)
 		case HeaderTracestate:
@@ -139,6 +137,13 @@ func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
 	}
 	if !hasID {
 		return nil, fmt.Errorf("%w: no %s header", ErrNotEvent, HeaderID)
+	}
+	if hasTime {
+		t, err := time.Parse(time.RFC3339Nano, string(rawTime))
+		if err != nil {
+			return nil, fmt.Errorf("%w: header %s: %w", ErrNotEvent, HeaderTime, err)
+		}
+		e.Time = t
 	}
 	if rest, ok := strings.CutPrefix(e.Source, defaultSourcePrefix); ok && rest == sourceFormat(e) {
 		e.Source = ""

@@ -333,6 +333,18 @@ func TestEventFromRecordRefuses(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	assert.Equal(t, &fanbridge.Event{ID: "1", Type: "b", Metadata: map[string]string{"": "no key"}}, e)
+	// The time too: a bad one the last replaces is not looked at, a bad last one is refused.
+	e, err = kafkasink.EventFromRecord(&kgo.Record{Headers: []kgo.RecordHeader{
+		{Key: "ce_id", Value: []byte("1")}, {Key: "ce_time", Value: []byte("not a time")},
+		{Key: "ce_time", Value: []byte("2022-06-14T16:12:11Z")},
+	}})
+	require.NoError(t, err)
+	assert.Equal(t, time.Date(2022, 6, 14, 16, 12, 11, 0, time.UTC), e.Time)
+	_, err = kafkasink.EventFromRecord(&kgo.Record{Headers: []kgo.RecordHeader{
+		{Key: "ce_id", Value: []byte("1")}, {Key: "ce_time", Value: []byte("2022-06-14T16:12:11Z")},
+		{Key: "ce_time", Value: []byte("not a time")},
+	}})
+	require.ErrorIs(t, err, kafkasink.ErrNotEvent)
 }
 
 func TestTimeWithoutRFC3339FormIsPermanent(t *testing.T) {
