@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -614,4 +615,71 @@ func FuzzHandlerTraceHeaders(f *testing.F) {
 func hexValue(s string) int {
 	v, _ := strconv.ParseUint(s, 16, 8)
 	return int(v)
+}
+
+// escapeAt returns b with the k-th printable ASCII character inside its JSON strings (keys
+// included, counted modulo their number) written as a \u00XX escape: the same string to any JSON
+// reader. It reports false when b has no such character.
+func escapeAt(b []byte, k int) ([]byte, bool) {
+	var at []int
+	inString := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case inString && c == '\\':
+			i++ // the escaped byte is part of an escape already
+		case c == '"':
+			inString = !inString
+		case inString && c >= 0x20 && c < 0x7f:
+			at = append(at, i)
+		}
+	}
+	if len(at) == 0 {
+		return nil, false
+	}
+	i := at[k%len(at)]
+	out := append([]byte{}, b[:i]...)
+	out = fmt.Appendf(out, `\u%04x`, b[i])
+	return append(out, b[i+1:]...), true
+}
+
+// FuzzDecodeEscapes: escaping a character of a string changes nothing a JSON reader sees, so it
+// changes neither whether a body decodes nor its Type, Source, Topic, Time and Metadata, nor the
+// ID of a format whose body names it.
+func FuzzDecodeEscapes(f *testing.F) {
+	addSamples(f, func(b []byte) {
+		for k := range 8 {
+			f.Add(b, uint16(k*7))
+		}
+	})
+	f.Add([]byte(`{"id":"e","eventType":"x","timestamp":"2021-06-25T15:11:52+02:00","attributes":{}}`), uint16(30))
+	f.Fuzz(func(t *testing.T, body []byte, k uint16) {
+		escaped, ok := escapeAt(body, int(k))
+		if !ok {
+			return
+		}
+		e1, err1 := eventbridge.Decode(body, "application/json")
+		e2, err2 := eventbridge.Decode(escaped, "application/json")
+		if (err1 == nil) != (err2 == nil) {
+			if errors.Is(err1, eventbridge.ErrMalformed) || errors.Is(err2, eventbridge.ErrMalformed) {
+				return // not JSON to begin with: the "strings" were not strings
+			}
+			t.Fatalf("%s: %v\n%s: %v", body, err1, escaped, err2)
+		}
+		if err1 != nil {
+			return
+		}
+		if e1.Type != e2.Type || e1.Source != e2.Source || e1.Topic != e2.Topic || !e1.Time.Equal(e2.Time) {
+			t.Fatalf("%s: %q %q %q %v\n%s: %q %q %q %v", body, e1.Type, e1.Source, e1.Topic, e1.Time,
+				escaped, e2.Type, e2.Source, e2.Topic, e2.Time)
+		}
+		if !maps.Equal(e1.Metadata, e2.Metadata) {
+			t.Fatalf("%s: %v\n%s: %v", body, e1.Metadata, escaped, e2.Metadata)
+		}
+		switch e1.Meta(fanbridge.MetaFormat) {
+		case "eventbridge", "cloudevents", "webhook-attributes":
+			if e1.ID != e2.ID {
+				t.Fatalf("%s: id %q\n%s: id %q", body, e1.ID, escaped, e2.ID)
+			}
+		}
+	})
 }
