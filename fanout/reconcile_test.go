@@ -112,7 +112,11 @@ func TestReconcileUnderFailures(t *testing.T) {
 				return nil
 			}}
 			cfg.DLQ = q
-			d, err := fanout.New(cfg, fanout.WithMode(mode), fanout.WithDLQTimeout(time.Second))
+			// At most two busy answers per write, 20 to 40 ms apart, take well under a second;
+			// the timeout is ten times that, as a process starved on a loaded machine (-race,
+			// one P) was seen to stall a write past one second, and in Async mode a write past its
+			// timeout loses the event by design.
+			d, err := fanout.New(cfg, fanout.WithMode(mode), fanout.WithDLQTimeout(10*time.Second))
 			require.NoError(t, err)
 
 			ids := make(chan int)

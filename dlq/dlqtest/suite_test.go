@@ -419,10 +419,13 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 	if os.Getenv(brokenEnv) != "" {
 		t.Skip("child process")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	for name, b := range brokenStores {
 		t.Run(name, func(t *testing.T) {
+			// A minute for each child, which takes two or three seconds: one for them all was
+			// most of it used on a loaded machine, and the child running when it ran out was
+			// killed without the lines checked below.
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
 			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestBrokenStore$", "-test.v")
 			cmd.Env = append(os.Environ(), brokenEnv+"="+name)
 			out, err := cmd.CombinedOutput()
