@@ -193,7 +193,7 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		if chunkbuf.TimedOut(err) {
 			// Too slow for the server's ReadTimeout: the connection is there, the sender hears
 			// the answer, and may well send the body in time on another try.
-			chunkbuf.LeaveBody(w, r)
+			chunkbuf.LeaveTimedOutBody(w, r)
 			w.Header()["Retry-After"] = h.retryAfter
 			chunkbuf.AnswerTime(w)
 			return h.reject(ctx, w, span, reasonRead, http.StatusServiceUnavailable, "eventbridge: the body did not arrive in time, retry later")

@@ -550,9 +550,13 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 	}
 	// The meter is the caller's code: it counts the event once it is handed out, and once a
 	// panic in it can leave no task behind.
-	var failedTargets []bool
-	if failed > 0 {
-		failedTargets = make([]bool, len(g.targets))
+	switch {
+	case failed == 0:
+		s.countMatched(ctx, g, d.tel, nil)
+	case dedupKey != "":
+		// The sender's retry goes only to the sinks that failed (the dedup record says which
+		// have the event): routes whose sinks all have it are counted now, the others by it.
+		failedTargets := make([]bool, len(g.targets))
 		j := 0
 		for i, tg := range g.targets {
 			if tg.skip {
@@ -561,8 +565,9 @@ func (d *Dispatcher) deliverSync(ctx context.Context, s *snapshot, g *group, e *
 			failedTargets[i] = g.tasks[j].out.Outcome == Failed
 			j++
 		}
+		s.countMatched(ctx, g, d.tel, failedTargets)
 	}
-	s.countMatched(ctx, g, d.tel, failedTargets)
+	// Without deduplication the retry goes to every sink again, and counts every route then.
 	if res != nil {
 		res.Sinks = make([]SinkResult, 0, len(g.targets))
 		j := 0

@@ -259,7 +259,8 @@
 // shutdown, never an event's body. WithMeterProvider records fanbridge.fanout.route.matched per
 // route (an accepted event, once: not a duplicate, nor one refused as overloaded, nor a Sync
 // dispatch answered with a failure, whose route the sender's retry counts once it gets the event
-// to every sink of the route) and fanbridge.fanout.route.filter_panicked per route (see Routing;
+// to every sink of the route; a dedup record that could not be written, which sends the retry
+// to every sink again, can count a route twice) and fanbridge.fanout.route.filter_panicked per route (see Routing;
 // it counts evaluations, a duplicate's and a refused event's included);
 // fanbridge.fanout.sink.delivered, .retried, .dead_lettered, .failed and the
 // fanbridge.fanout.sink.delivery.duration histogram per sink (.failed counts a delivery that

@@ -456,3 +456,33 @@ func TestRouteMatchedCountsAnEventOnceAcrossFailedRetries(t *testing.T) {
 	require.NoError(t, reader.Collect(ctx, &rm))
 	assert.Equal(t, map[string]float64{"r": 1}, points(t, rm, "fanbridge.fanout.route.matched", "route"))
 }
+
+// Without deduplication a sender's retry goes to every sink again: a failed Sync dispatch counts
+// no route, and the retry that succeeds counts each once.
+func TestRouteMatchedWithoutDedupCountsTheSuccessfulRetry(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	flaky := newRecSink()
+	flaky.fail = func(_ *fanbridge.Event, attempt int) error {
+		if attempt == 1 {
+			return retry.Permanent(errBoom)
+		}
+		return nil
+	}
+	q := &memDLQ{fail: func(dlq.Entry) error { return errBoom }}
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "ok", Sink: newRecSink()}, {Name: "flaky", Sink: flaky}},
+		Routes: []fanout.Route{
+			{Name: "to-ok", Filter: fanout.All, Sinks: []string{"ok"}},
+			{Name: "to-flaky", Filter: fanout.All, Sinks: []string{"flaky"}},
+		},
+		DLQ: q,
+	}, fanout.WithMeterProvider(mp), fanout.WithDLQTimeout(50*time.Millisecond), fanout.WithDedup(nil))
+	ctx := testContext(t)
+	var derr *fanout.DeliveryError
+	require.ErrorAs(t, d.Dispatch(ctx, event("e1", "x")), &derr)
+	require.NoError(t, d.Dispatch(ctx, event("e1", "x")))
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(ctx, &rm))
+	assert.Equal(t, map[string]float64{"to-ok": 1, "to-flaky": 1}, points(t, rm, "fanbridge.fanout.route.matched", "route"))
+}

@@ -134,3 +134,52 @@ func TestSlowSenderHearsItsRefusal(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 }
+
+// The grace never lets a connection outlive the server's ReadTimeout by much: a refusal gives the
+// reads at most that timeout, and a body the timeout already cut gets none.
+func TestLeftBodyGraceStaysWithinTheReadTimeout(t *testing.T) {
+	const readTimeout = 300 * time.Millisecond
+	v := signature.Must(signature.APIKey("X-Api-Key", "secret-key"))
+	srv := httptest.NewUnstartedServer(signature.Verify(v)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})))
+	srv.Config.ReadTimeout = readTimeout
+	srv.Start()
+	defer srv.Close()
+	for name, tt := range map[string]struct {
+		key    string
+		status int
+	}{
+		"refused before the body": {"wrong", http.StatusUnauthorized},
+		"body too slow":           {"secret-key", http.StatusServiceUnavailable},
+	} {
+		t.Run(name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			require.NoError(t, err)
+			defer conn.Close()
+			require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+			start := time.Now()
+			_, err = fmt.Fprintf(conn, "POST /events HTTP/1.1\r\nHost: x\r\nX-Api-Key: %s\r\nContent-Length: 100000\r\n\r\n{", tt.key)
+			require.NoError(t, err)
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			require.NoError(t, err)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			assert.Equal(t, tt.status, resp.StatusCode)
+			serverClosesSoon(t, conn, br)
+			// Two seconds of grace would close it at 2 s at the earliest.
+			assert.Less(t, time.Since(start), 1700*time.Millisecond, "closed after %s", time.Since(start))
+		})
+	}
+}
+
+// VerifyRequest refuses from the headers what the middleware refuses from them, the body unread.
+func TestVerifyRequestRefusesFromTheHeadersFirst(t *testing.T) {
+	body := &trickleBody{data: []byte(`{"a":1}`), step: 1, end: io.ErrUnexpectedEOF}
+	r := httptest.NewRequest(http.MethodPost, "/", nil)
+	r.Body, r.ContentLength = body, 7
+	_, err := signature.VerifyRequest(signature.Must(signature.GitHub("s3cret")), r, 0)
+	require.ErrorIs(t, err, signature.ErrMissing)
+	assert.False(t, body.read())
+}

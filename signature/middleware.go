@@ -121,7 +121,9 @@ func Verify(v Verifier, opts ...Option) func(http.Handler) http.Handler {
 // but not the HTTP answers. It reads the body (at most maxBody bytes; 0 means
 // DefaultMaxBodyBytes), verifies it, and replaces r.Body with a *Body over the bytes and sets
 // r.ContentLength, so the body can be read again. When v is a HeaderVerifier the credentials are
-// checked first, and a request that fails them is returned with its body unread. The error wraps
+// checked first, and a request that fails them is returned with its body unread; so is one whose
+// headers alone an HMAC or Standard Webhooks verifier refuses (see the order of the checks in
+// the package documentation). The error wraps
 // ErrTooLarge or ErrUnreadable when the body could not be read, otherwise it is the verifier's. On
 // success, call Identity.Release if the message is then not accepted.
 func VerifyRequest(v Verifier, r *http.Request, maxBody int64) (Identity, error) {
@@ -137,12 +139,21 @@ func VerifyRequest(v Verifier, r *http.Request, maxBody int64) (Identity, error)
 	ctx := r.Context()
 	hv, headerOnly := v.(HeaderVerifier)
 	var id Identity
-	if headerOnly {
+	switch p, ok := v.(prechecker); {
+	case headerOnly:
 		if err := checkDeclaredLength(r, maxBody); err != nil {
 			return Identity{}, err
 		}
 		var err error
 		if id, err = hv.VerifyHeader(ctx, r.Header); err != nil {
+			return Identity{}, err
+		}
+	case ok:
+		// What the headers alone refuse is refused with the body unread, as Verify does.
+		if err := checkDeclaredLength(r, maxBody); err != nil {
+			return Identity{}, err
+		}
+		if err := p.precheck(ctx, r.Header); err != nil {
 			return Identity{}, err
 		}
 	}
@@ -375,7 +386,7 @@ func (m *middleware) reject(w http.ResponseWriter, r *http.Request, err error) {
 		if chunkbuf.TimedOut(err) {
 			// The body came too slowly for the server's ReadTimeout: the sender may well send
 			// it in time on another try, and the rest of this one is not read.
-			chunkbuf.LeaveBody(w, r)
+			chunkbuf.LeaveTimedOutBody(w, r)
 			h.Set("Retry-After", "1")
 			chunkbuf.AnswerTime(w)
 			status, body = http.StatusServiceUnavailable, bodyTooSlow

@@ -81,11 +81,30 @@ var connectionClose = []string{"close"}
 // (http.TimeoutHandler's), the connection still closes after the answer, but only the server's
 // ReadTimeout bounds the reading.
 func LeaveBody(w http.ResponseWriter, r *http.Request) {
+	leaveBody(w, r, true)
+}
+
+// LeaveTimedOutBody is LeaveBody for a body whose reading the server's ReadTimeout ended (see
+// TimedOut): that deadline has passed, so the connection's reads fail at once, and no grace
+// prolongs them past the read timeout.
+func LeaveTimedOutBody(w http.ResponseWriter, r *http.Request) {
+	leaveBody(w, r, false)
+}
+
+func leaveBody(w http.ResponseWriter, r *http.Request, grace bool) {
 	if r.ProtoMajor != 1 {
 		return
 	}
 	w.Header()["Connection"] = connectionClose
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(leaveGrace))
+	if !grace {
+		return
+	}
+	d := leaveGrace
+	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok && srv.ReadTimeout > 0 {
+		// No longer than the server's read timeout lets a whole request take.
+		d = min(d, srv.ReadTimeout)
+	}
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
 }
 
 // Pending reports whether r may have body bytes that nothing has read: it has a body, and no
@@ -100,6 +119,6 @@ func Pending(r *http.Request) bool {
 }
 
 // leaveGrace is how long LeaveBody lets the rest of a refused body arrive: enough for the 256 KiB
-// net/http reads at 128 KiB/s, a tenth of the service's default ReadTimeout for a sender that
-// holds the body back.
+// net/http reads at 128 KiB/s, a fifth of the service's default ReadTimeout for a sender that
+// holds the body back. It is never longer than the server's ReadTimeout.
 const leaveGrace = 2 * time.Second

@@ -374,14 +374,17 @@ func (s *Service) shutdown() error {
 	var err error
 	s.stopOnce.Do(func() {
 		defer close(s.stopped)
+		// Under mu, which a reload holds from its check of unready to its end: a reload under
+		// way finishes first (and starts its wait for what it retired, if any), and later ones
+		// see unready and do nothing.
+		s.mu.Lock()
+		s.unready.Store(true)
+		cfg := s.cfg
+		s.mu.Unlock()
 		// The wait for retired configurations ends at once, before Close, which reports what is
 		// left: each close failure goes to the one or the other.
 		s.settleCancel()
 		s.settleWG.Wait()
-		s.unready.Store(true)
-		s.mu.Lock()
-		cfg := s.cfg
-		s.mu.Unlock()
 		// New requests are refused from the moment the log says so: at once without a ready
 		// delay, after it with one.
 		delay := cfg.Shutdown.ReadyDelay.D()
