@@ -195,9 +195,10 @@ func TestReportLines(t *testing.T) {
 	assert.Contains(t, out.String(), "e1 -> crm: ", out.String())
 }
 
-// A client with no credentials that trickles a body cannot hold a connection past the server's
-// ReadTimeout: the HMAC verifier has to read the body before it can refuse it, and the server
-// ends the read, answering 503 with Retry-After, which a real sender retries.
+// A client whose signature looks right (the headers alone cannot refuse it) and that trickles a
+// body cannot hold a connection past the server's ReadTimeout: the HMAC verifier has to read the
+// body before it can refuse it, and the server ends the read, answering 503 with Retry-After,
+// which a real sender retries. (With no signature at all it is refused 401 at once.)
 func TestSlowBodyIsAnswered(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), demo.ReadTimeout+10*time.Second)
@@ -218,7 +219,8 @@ func TestSlowBodyIsAnswered(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close()
 	start := time.Now()
-	_, err = io.WriteString(conn, "POST / HTTP/1.1\r\nHost: intake\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"id\":")
+	_, err = io.WriteString(conn, "POST / HTTP/1.1\r\nHost: intake\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n"+
+		demo.HMACScheme.Header+": "+strings.Repeat("0", 64)+"\r\n\r\n{\"id\":")
 	require.NoError(t, err)
 	// The answer, or the connection closed, whichever comes first.
 	type answer struct {
