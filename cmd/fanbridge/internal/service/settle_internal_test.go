@@ -18,12 +18,38 @@ import (
 )
 
 // closeFails is a sink whose Close fails, as a Kafka sink's does when its broker stayed away past
-// the close bound.
-type closeFails struct{}
+// the close bound, and says when it ran.
+type closeFails struct{ closed chan struct{} }
+
+func newCloseFails() *closeFails { return &closeFails{closed: make(chan struct{})} }
 
 func (*closeFails) Send(context.Context, *fanbridge.Event) error { return nil }
-func (*closeFails) Close() error {
+func (c *closeFails) Close() error {
+	close(c.closed)
 	return errors.New("51 records still unacknowledged after 10s")
+}
+
+// retiringConfig returns a configuration whose only sink, named sink, is a Kafka one on c, and a
+// parser for it.
+func retiringConfig(t *testing.T, c *kfake.Cluster) (text func(sink string) []byte, parse func([]byte) *config.Config) {
+	text = func(sink string) []byte {
+		return fmt.Appendf(nil, `listen: {address: "127.0.0.1:0"}
+intake:
+  - path: /events
+    insecure_no_auth: true
+sinks:
+  - name: %s
+    kafka: {brokers: [%q], topic: t}
+routes:
+  - {name: everything, all: true, sinks: [%s]}
+`, sink, c.ListenAddrs()[0], sink)
+	}
+	parse = func(b []byte) *config.Config {
+		cfg, err := config.Parse(b, nil)
+		require.NoError(t, err)
+		return cfg
+	}
+	return text, parse
 }
 
 // errorRecords passes the message and text of each Error record to c.
@@ -52,30 +78,14 @@ func TestRetiredSinkCloseFailureIsLoggedWhenItHappens(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	text := func(sink string) []byte {
-		return fmt.Appendf(nil, `listen: {address: "127.0.0.1:0"}
-intake:
-  - path: /events
-    insecure_no_auth: true
-sinks:
-  - name: %s
-    kafka: {brokers: [%q], topic: t}
-routes:
-  - {name: everything, all: true, sinks: [%s]}
-`, sink, c.ListenAddrs()[0], sink)
-	}
-	parse := func(b []byte) *config.Config {
-		cfg, err := config.Parse(b, nil)
-		require.NoError(t, err)
-		return cfg
-	}
+	text, parse := retiringConfig(t, c)
 	logged := make(chan string, 16)
 	s, _ := newServiceLoggingTo(t, text("crm"), errorRecords{c: logged})
 
 	// The sink under the name becomes one whose Close fails; the same file applied again hands it
 	// to the Dispatcher.
 	s.mu.Lock()
-	s.sinks["crm"].sink = &closeFails{}
+	s.sinks["crm"].sink = newCloseFails()
 	s.mu.Unlock()
 	require.NoError(t, s.Reload(parse(text("crm"))))
 	// The rename retires it.
@@ -92,42 +102,17 @@ routes:
 	assert.NoError(t, s.shutdown(), "a failure already reported is not the shutdown's")
 }
 
-// closeSignals is closeFails that says when its Close ran.
-type closeSignals struct{ closed chan struct{} }
-
-func (*closeSignals) Send(context.Context, *fanbridge.Event) error { return nil }
-func (c *closeSignals) Close() error {
-	close(c.closed)
-	return errors.New("51 records still unacknowledged after 10s")
-}
-
 // A close failure a reload's retirement caused is reported once, in the log or by the shutdown,
 // however close the shutdown follows the reload: never by neither.
 func TestRetiredSinkCloseFailureIsNeverLost(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	text := func(sink string) []byte {
-		return fmt.Appendf(nil, `listen: {address: "127.0.0.1:0"}
-intake:
-  - path: /events
-    insecure_no_auth: true
-sinks:
-  - name: %s
-    kafka: {brokers: [%q], topic: t}
-routes:
-  - {name: everything, all: true, sinks: [%s]}
-`, sink, c.ListenAddrs()[0], sink)
-	}
-	parse := func(b []byte) *config.Config {
-		cfg, err := config.Parse(b, nil)
-		require.NoError(t, err)
-		return cfg
-	}
+	text, parse := retiringConfig(t, c)
 	for i := range 40 {
 		logged := make(chan string, 16)
 		s, _ := newServiceLoggingTo(t, text("crm"), errorRecords{c: logged})
-		sink := &closeSignals{closed: make(chan struct{})}
+		sink := newCloseFails()
 		s.mu.Lock()
 		s.sinks["crm"].sink = sink
 		s.mu.Unlock()
