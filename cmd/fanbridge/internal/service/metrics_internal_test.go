@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,13 @@ func TestFanoutMetricsAreInTheManual(t *testing.T) {
 		}
 	}
 	require.Contains(t, names, "fanbridge_fanout_route_filter_panicked_total", rec.Body.String())
+	// The Go runtime's and the process's own series, for an operator watching for leaks.
+	assert.Contains(t, rec.Body.String(), "\ngo_goroutines ")
+	assert.Contains(t, rec.Body.String(), "\ngo_memstats_heap_inuse_bytes ")
+	if runtime.GOOS == "linux" {
+		assert.Contains(t, rec.Body.String(), "\nprocess_open_fds ")
+		assert.Contains(t, rec.Body.String(), "\nprocess_resident_memory_bytes ")
+	}
 	assert.Contains(t, rec.Body.String(), `fanbridge_fanout_route_filter_panicked_total{otel_scope_name=`)
 	assert.Contains(t, rec.Body.String(), `route="broken"} 1`)
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -33,6 +34,14 @@ type telemetry struct {
 
 func newTelemetry(cfg config.Tracing, log *slog.Logger) (*telemetry, error) {
 	reg := prometheus.NewRegistry()
+	// The Go runtime's and the process's own series (goroutines, heap, GC, CPU, resident memory,
+	// open descriptors): what an operator watches for leaks first.
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, err
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, err
+	}
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
 	if err != nil {
 		return nil, err
