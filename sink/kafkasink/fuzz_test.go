@@ -25,22 +25,44 @@ func FuzzEventFromRecord(f *testing.F) {
 	f.Add("ce_id", "", "ce_time", "2022-06-14T16:12:11+02:00", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", []byte(nil))
 	f.Add("fanbridge-value", "envelope", "ce_id", "1", "fanbridge-meta-", "", []byte(`{"version":"0"}`))
 	f.Add("ce_time", "not a time", "ce_id", "1", "ce_time", "", []byte{0xff})
+	f.Add("ce_time", "not a time", "ce_id", "1", "ce_time", "2022-06-14T16:12:11Z", []byte(`{}`))
+	f.Add("ce_type", "a", "ce_id", "1", "ce_type", "b", []byte(`{}`))
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, k3, v3 string, value []byte) {
 		r := &kgo.Record{Value: value, Headers: []kgo.RecordHeader{
 			{Key: k1, Value: []byte(v1)}, {Key: k2, Value: []byte(v2)}, {Key: k3, Value: []byte(v3)},
 		}}
 		e, err := kafkasink.EventFromRecord(r)
+		// The model of the doc: a repeated header counts once, the last one winning; the record
+		// is refused without ce_id, or when the last ce_time is not RFC 3339.
+		last := map[string]string{}
+		for _, h := range r.Headers {
+			last[h.Key] = string(h.Value)
+		}
+		id, hasID := last[kafkasink.HeaderID]
+		var when time.Time
+		badTime := false
+		if v, ok := last[kafkasink.HeaderTime]; ok {
+			var perr error
+			when, perr = time.Parse(time.RFC3339Nano, v)
+			badTime = perr != nil
+		}
+		if wantErr := !hasID || badTime; (err != nil) != wantErr {
+			t.Fatalf("EventFromRecord(%v) = %v, want an error: %v", r.Headers, err, wantErr)
+		}
 		if err != nil {
 			return
 		}
-		last := ""
-		for _, h := range r.Headers {
-			if h.Key == kafkasink.HeaderID {
-				last = string(h.Value)
-			}
+		if e.ID != id || e.Type != last[kafkasink.HeaderType] || e.Topic != last[kafkasink.HeaderSubject] || !e.Time.Equal(when) {
+			t.Fatalf("EventFromRecord(%v) = id %q type %q topic %q time %v, want the last values", r.Headers, e.ID, e.Type, e.Topic, e.Time)
 		}
-		if e.ID != last {
-			t.Fatalf("ID = %q, want the last ce_id %q", e.ID, last)
+		for k, v := range last {
+			name, ok := strings.CutPrefix(k, kafkasink.HeaderMetadataPrefix)
+			if name == fanbridge.MetaTraceparent || name == fanbridge.MetaTracestate {
+				continue // also set by the trace headers; the later of the two wins
+			}
+			if ok && e.Metadata[name] != v {
+				t.Fatalf("metadata %q = %q, want the last %q", name, e.Metadata[name], v)
+			}
 		}
 	})
 }
