@@ -605,11 +605,39 @@ func FuzzHandlerTraceHeaders(f *testing.F) {
 				members = append(members, m)
 			}
 		}
-		if ts := got.Meta(fanbridge.MetaTracestate); ts != "" && ts != strings.Join(members, ",") && ts != "body=1" {
+		ts := got.Meta(fanbridge.MetaTracestate)
+		if ts != "" && ts != strings.Join(members, ",") && ts != "body=1" {
 			t.Fatalf("tracestate %q kept from header %q", ts, state)
+		}
+		// A valid header replaces the body's trace context, its tracestate included; an invalid
+		// one leaves the body's as it was.
+		valid := false
+		if m := traceparentGrammar.FindStringSubmatch(parent); m != nil {
+			valid = m[1] != "ff" && !(m[1] == "00" && m[5] != "") &&
+				strings.Trim(m[2], "0") != "" && strings.Trim(m[3], "0") != ""
+		}
+		if !valid {
+			if kept != tp || ts != "body=1" {
+				t.Fatalf("invalid header %q: kept %q and %q, want the body's", parent, kept, ts)
+			}
+			return
+		}
+		want := parent[:55]
+		if parent[:2] == "00" {
+			want = fmt.Sprintf("%s%02x", parent[:53], hexValue(parent[53:55])&3)
+		}
+		if kept != want {
+			t.Fatalf("valid header %q: kept %q, want %q", parent, kept, want)
+		}
+		if ts == "body=1" && !strings.Contains(state, "body=1") {
+			t.Fatalf("valid header %q: the body's tracestate kept beside it", parent)
 		}
 	})
 }
+
+// traceparentGrammar is W3C traceparent's shape: version, trace id, parent id, flags, and what a
+// later version may add after them.
+var traceparentGrammar = regexp.MustCompile(`(?s)^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$`)
 
 // hexValue reads two lower-case hex digits.
 func hexValue(s string) int {
