@@ -111,6 +111,9 @@ type MemoryDedup struct {
 	genMax int
 	clock  retry.Clock
 	seeds  [2]maphash.Seed
+	// base is the clock's reading at construction: ages are measured from it, so that the
+	// system clock's monotonic reading, not its wall time, which an NTP step moves, decides.
+	base time.Time
 
 	mu        sync.Mutex
 	cur, prev *dedupGen
@@ -119,7 +122,7 @@ type MemoryDedup struct {
 type dedupKey [2]uint64
 
 type dedupVal struct {
-	at       int64 // recorded at, Unix nanoseconds
+	at       int64 // recorded at, nanoseconds since base
 	complete bool
 }
 
@@ -166,7 +169,8 @@ func NewMemoryDedup(window time.Duration, maxEntries int, opts ...MemoryDedupOpt
 	}
 	size := min(m.genMax, 4096)
 	m.cur, m.prev = newDedupGen(size), newDedupGen(size)
-	m.cur.start = m.clock.Now()
+	m.base = m.clock.Now()
+	m.cur.start = m.base
 	return m, nil
 }
 
@@ -194,7 +198,7 @@ func (m *MemoryDedup) Seen(_ context.Context, id string) (DedupRecord, bool, err
 		rec.Sinks = g.sinks[k]
 	}
 	m.mu.Unlock()
-	if m.clock.Now().UnixNano()-v.at >= int64(m.window) {
+	if int64(m.clock.Now().Sub(m.base))-v.at >= int64(m.window) {
 		return DedupRecord{}, false, nil
 	}
 	return rec, true, nil
@@ -219,7 +223,7 @@ func (m *MemoryDedup) Record(_ context.Context, id string, rec DedupRecord) erro
 		old.start = now
 		m.cur = old
 	}
-	m.cur.vals[k] = dedupVal{at: now.UnixNano(), complete: rec.Complete}
+	m.cur.vals[k] = dedupVal{at: int64(now.Sub(m.base)), complete: rec.Complete}
 	if sinks != nil {
 		m.cur.sinks[k] = sinks
 	} else {

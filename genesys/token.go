@@ -106,6 +106,9 @@ func (t *tokenCache) fetch(ctx context.Context) (string, error) {
 
 // tokenLifetime reads expires_in from the token answer. It does not use tok.Expiry, which the
 // oauth2 package computes from the wall clock, so that a fake clock drives expiry in tests.
+// maxTokenLifetime is the longest lifetime a token answer is taken to give.
+const maxTokenLifetime = 365 * 24 * time.Hour
+
 func tokenLifetime(tok *oauth2.Token) time.Duration {
 	var secs float64
 	switch v := tok.Extra("expires_in").(type) {
@@ -117,7 +120,9 @@ func tokenLifetime(tok *oauth2.Token) time.Duration {
 		secs, _ = strconv.ParseFloat(v, 64)
 	}
 	if secs > 0 {
-		return time.Duration(secs * float64(time.Second))
+		// A token said never to expire (a huge expires_in) is renewed after a year: converted
+		// whole, the seconds would overflow a Duration.
+		return time.Duration(min(secs, maxTokenLifetime.Seconds()) * float64(time.Second))
 	}
 	if !tok.Expiry.IsZero() {
 		return time.Until(tok.Expiry)

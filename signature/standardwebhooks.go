@@ -68,10 +68,13 @@ type webhookOptionFunc func(*webhookConfig)
 
 func (f webhookOptionFunc) apply(c *webhookConfig) { f(c) }
 
+// maxTolerance is the longest tolerance StandardWebhooks takes: a year.
+const maxTolerance = 365 * 24 * time.Hour
+
 // WithTolerance sets how far webhook-timestamp may lie from the clock, in the past (stale) and in
-// the future alike; it must be positive. It also sets how long a replay cache keeps an id: until
-// the first instant the timestamp is stale, one nanosecond after timestamp plus tolerance. The
-// default is DefaultTolerance (5 minutes).
+// the future alike; it must be positive and at most a year. It also sets how long a replay cache
+// keeps an id: until the first instant the timestamp is stale, one nanosecond after timestamp
+// plus tolerance. The default is DefaultTolerance (5 minutes).
 func WithTolerance(d time.Duration) WebhookOption {
 	return webhookOptionFunc(func(c *webhookConfig) { c.tolerance = d })
 }
@@ -142,6 +145,10 @@ func StandardWebhooks(keys []string, opts ...WebhookOption) (Verifier, error) {
 	switch {
 	case cfg.tolerance <= 0:
 		return nil, fmt.Errorf("signature: StandardWebhooks: tolerance %v must be positive", cfg.tolerance)
+	case cfg.tolerance > maxTolerance:
+		// Past this, timestamp plus tolerance overflows time.Time's arithmetic for real
+		// timestamps, and a tolerance of centuries is no check anyway.
+		return nil, fmt.Errorf("signature: StandardWebhooks: tolerance %v is longer than %v", cfg.tolerance, maxTolerance)
 	case cfg.now == nil:
 		return nil, errors.New("signature: StandardWebhooks: clock is nil")
 	case len(keys) == 0:
@@ -351,7 +358,7 @@ func (v *webhookVerifier) Verify(ctx context.Context, h http.Header, body []byte
 		// cannot change the timestamp without breaking the signature.
 		key := w.id + "." + w.timestamp
 		// Kept until the first instant the timestamp is stale: at ts+tolerance it is still accepted.
-		claimed, err := c.Claim(ctx, key, now, ts.Add(v.cfg.tolerance+time.Nanosecond))
+		claimed, err := c.Claim(ctx, key, now, ts.Add(v.cfg.tolerance).Add(time.Nanosecond))
 		if err != nil {
 			return Identity{}, fmt.Errorf("%w: replay cache: %w", ErrUnavailable, err)
 		}

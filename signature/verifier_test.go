@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -1080,4 +1081,23 @@ func TestRejectionLogsCutLongPaths(t *testing.T) {
 		assert.True(t, utf8.ValidString(line.Path))
 		assert.Less(t, buf.Len(), 1024, "the whole line")
 	}
+}
+
+// A tolerance too long for time arithmetic (math.MaxInt64, Go's usual "no limit") is refused:
+// timestamp plus tolerance would overflow, and a replay cache would keep nothing. A year is
+// taken, and its replays are refused.
+func TestStandardWebhooksToleranceBounds(t *testing.T) {
+	_, err := signature.StandardWebhooks([]string{secretA}, signature.WithTolerance(math.MaxInt64))
+	require.Error(t, err)
+	cache, err := signature.NewMemoryReplayCache(100)
+	require.NoError(t, err)
+	v, err := signature.StandardWebhooks([]string{secretA}, signature.WithTolerance(365*24*time.Hour),
+		signature.WithClock(fixedClock), signature.WithReplayCache(cache))
+	require.NoError(t, err)
+	body := []byte(`{"a":1}`)
+	h := swHeader(t, testMessage, testNow, body, secretA)
+	_, err = v.Verify(context.Background(), h, body)
+	require.NoError(t, err)
+	_, err = v.Verify(context.Background(), h, body)
+	require.ErrorIs(t, err, signature.ErrReplayed)
 }
