@@ -198,7 +198,10 @@
 //	*DeliveryError (ErrUndelivered)         a sink failed, DLQ missing    503, sender retries
 //	                                        (ErrNoDLQ) or refused (ErrDLQ)
 //	                                        or client gone (context.Canceled)
-//	retry.Permanent error                   nil event: a caller's bug     (never from an intake)
+//	retry.Permanent error                   nil event, or a Time outside  (never from an intake)
+//	                                        the years 0001 to 9999: a
+//	                                        caller's bug, refused before
+//	                                        anything is accepted
 //
 // An overloaded event was given to no sink at all (every matched queue is reserved first, all or
 // nothing), so the sender's retry duplicates nothing. A *DeliveryError lists the failed sinks; it

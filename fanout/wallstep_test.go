@@ -58,3 +58,26 @@ func TestMemoryDedupSurvivesAWallClockStep(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, seen, "an id recorded a moment ago was forgotten after the wall clock stepped an hour")
 }
+
+// An event whose Time no dead-letter entry can hold (past the year 9999, before the year 1) is
+// refused before anything is accepted: in Async mode it would otherwise be acknowledged, then
+// neither delivered (its sink refuses it too) nor dead-lettered.
+func TestEventTimeOutsideTheYearsIsRefused(t *testing.T) {
+	ctx := testContext(t)
+	s := newRecSink()
+	d := newDispatcher(t, fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: s}},
+		Routes: []fanout.Route{{Name: "all", Filter: fanout.All, Sinks: []string{"s"}}},
+	}, fanout.WithMode(fanout.Async))
+	for _, when := range []time.Time{time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC)} {
+		e := event("far", "x")
+		e.Time = when
+		err := d.Dispatch(ctx, e)
+		require.Error(t, err, "%v", when)
+		require.True(t, retry.IsPermanent(err))
+		require.Contains(t, err.Error(), "outside the years")
+	}
+	e := event("near", "x")
+	e.Time = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	require.NoError(t, d.Dispatch(ctx, e))
+}
