@@ -119,7 +119,10 @@
 // for the fsync has written its entry, which the next fsync makes durable. The sender retries on
 // such an error, so the queue may hold the same event twice; it never holds none. An fsync that
 // fails makes the queue refuse further entries (ErrBroken), because the kernel may have discarded
-// the data it could not write and a later successful fsync would prove nothing.
+// the data it could not write and a later successful fsync would prove nothing. So does an fsync
+// that finds the active segment no longer at its name (removed or replaced under the running
+// queue, by hand or by a cleanup job): the lines written to it since went with it, and no Put
+// waiting for that fsync reports its entry stored. Under SyncNever nothing looks.
 //
 // Damage to a segment on disk (a flipped bit, a garbled or misdirected write, a zeroed block, a
 // hand edit) costs the entries whose bytes it touched and no other:

@@ -35,6 +35,9 @@ type Queue struct {
 	broken    error
 
 	fileMu sync.Mutex // held while the active file is fsynced, and while it is replaced or closed
+	// rewritingActive is set while a Delete rewrites the active segment: between its rename and
+	// the switch to the new file, the active file is rightly no longer the one at its name.
+	rewritingActive atomic.Bool
 
 	segMu sync.Mutex // guards segs, and the files of segments that are not active
 	segs  []uint64
@@ -291,12 +294,34 @@ func (q *Queue) append(line []byte) (uint64, error) {
 	seq := q.written.Add(1)
 	if q.cfg.sync.mode == syncAlways && q.cfg.noGroupCommit {
 		q.syncs.Add(1)
-		if err := q.cfg.syncFile(q.active); err != nil {
+		if err := q.syncActive(); err != nil {
 			q.broken = err
 			return 0, fmt.Errorf("filedlq: put: fsync: %w", err)
 		}
 	}
 	return seq, nil
+}
+
+// syncActive fsyncs the active segment and checks that it is still the file at its name: one
+// removed or replaced under the running queue (an operator's rm, a cleanup job) takes every line
+// written to it since with it, and a Put must not report those as stored. The caller holds
+// fileMu, or mu with no Delete rewriting the active segment.
+func (q *Queue) syncActive() error {
+	if err := q.cfg.syncFile(q.active); err != nil {
+		return err
+	}
+	held, err := q.active.Stat()
+	if err != nil {
+		return err
+	}
+	name := filepath.Join(q.dir, segName(q.activeSeq))
+	named, err := os.Stat(name)
+	// The flag is read after the look at the name: a rewrite sets it before its rename, and
+	// clears it only after the switch, which waits for fileMu.
+	if (err != nil || !os.SameFile(held, named)) && !q.rewritingActive.Load() {
+		return fmt.Errorf("the active segment %s was removed or replaced under the queue, with the lines written to it", name)
+	}
+	return nil
 }
 
 // rotateLocked makes a new, empty segment the active one and applies the retention. The caller
@@ -307,7 +332,7 @@ func (q *Queue) rotateLocked() error {
 	if q.cfg.sync.mode != syncNever {
 		target := q.written.Load()
 		q.syncs.Add(1)
-		if err := q.cfg.syncFile(q.active); err != nil {
+		if err := q.syncActive(); err != nil {
 			q.failSync(err)
 			return fmt.Errorf("filedlq: put: fsync before rotation: %w", err)
 		}

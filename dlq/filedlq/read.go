@@ -396,6 +396,8 @@ func (q *Queue) deleteFrom(ctx context.Context, seg uint64, drop map[string]bool
 	}
 	if seg == q.activeSeq {
 		defer q.mu.Unlock()
+		q.rewritingActive.Store(true)
+		defer q.rewritingActive.Store(false)
 		size, removed, err := q.rewrite(ctx, seg, q.size, drop)
 		if err != nil || !removed {
 			return err

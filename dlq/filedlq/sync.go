@@ -60,7 +60,7 @@ func (q *Queue) syncRound() {
 		return
 	}
 	q.syncs.Add(1)
-	if err := q.cfg.syncFile(q.active); err != nil {
+	if err := q.syncActive(); err != nil {
 		q.failSync(err)
 		return
 	}
