@@ -25,8 +25,8 @@ type Queue struct {
 	recovered []Damage
 
 	// Lock order: mu, then fileMu, then segMu.
-	mu     sync.Mutex // serialises appends; guards active, activeSeq, size, closed, broken
-	active *os.File   // the segment appended to; nil when read-only
+	mu     ctxMutex // serialises appends; guards active, activeSeq, size, closed, broken
+	active *os.File // the segment appended to; nil when read-only
 	// activeSeq is the sequence number of the active segment; size its length, every byte of which
 	// belongs to a complete line.
 	activeSeq uint64
@@ -83,7 +83,7 @@ func Open(dir string, opts ...Option) (*Queue, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("%w: empty directory name", ErrInvalidOption)
 	}
-	q := &Queue{dir: dir, cfg: cfg}
+	q := &Queue{dir: dir, cfg: cfg, mu: make(ctxMutex, 1)}
 	q.sy.done = make(chan struct{})
 	if cfg.readOnly {
 		segs, _, err := scanDir(dir)
@@ -248,7 +248,7 @@ func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if len(line) > q.cfg.maxEntrySize {
 		return retry.Permanent(fmt.Errorf("%w: %d bytes encoded, at most %d", ErrTooLarge, len(line), q.cfg.maxEntrySize))
 	}
-	seq, err := q.append(line)
+	seq, err := q.append(ctx, line)
 	if err != nil {
 		return err
 	}
@@ -260,8 +260,12 @@ func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 
 // append writes one line at the end of the active segment, rotating first when it would overflow,
 // and returns the line's sequence number.
-func (q *Queue) append(line []byte) (uint64, error) {
-	q.mu.Lock()
+func (q *Queue) append(ctx context.Context, line []byte) (uint64, error) {
+	// Another Put's rotation (an fsync) or a Delete rewriting the active segment may hold the
+	// lock for long on a slow disk: the wait ends with ctx, and the line is then not written.
+	if err := q.mu.LockContext(ctx); err != nil {
+		return 0, fmt.Errorf("filedlq: put: waiting to write: %w", err)
+	}
 	defer q.mu.Unlock()
 	switch {
 	case q.closed:
@@ -375,4 +379,20 @@ func (q *Queue) rotateLocked() error {
 		}
 	}
 	return nil
+}
+
+// ctxMutex is a mutex whose Lock can give up when a context ends. Make it with room for one.
+type ctxMutex chan struct{}
+
+func (m ctxMutex) Lock()   { m <- struct{}{} }
+func (m ctxMutex) Unlock() { <-m }
+
+// LockContext locks m, or returns ctx's error when ctx ends first.
+func (m ctxMutex) LockContext(ctx context.Context) error {
+	select {
+	case m <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -1,8 +1,10 @@
 package filedlq_test
 
 import (
+	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,4 +36,31 @@ func TestActiveSegmentRemovedUnderTheQueue(t *testing.T) {
 	assert.NotContains(t, ids, "later")
 	require.NoError(t, q.Put(ctx, entryFor("reopened", 0)))
 	assert.Contains(t, listIDs(t, ctx, q), "reopened")
+}
+
+// A Put waiting to write while another Put's rotation fsync holds the queue (a slow disk) gives up
+// when its context ends, without writing its entry, instead of waiting out the fsync.
+func TestPutWaitingBehindARotationEndsWithItsContext(t *testing.T) {
+	ctx := testCtx(t)
+	held := newHeldSync(ctx)
+	dir := t.TempDir()
+	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024))
+	require.NoError(t, q.Put(ctx, entryFor("fills", 900)))
+	held.armed.Store(true)
+	rotated := make(chan error, 1)
+	go func() { rotated <- q.Put(ctx, entryFor("rotates", 900)) }()
+	select {
+	case <-held.started:
+	case <-ctx.Done():
+		t.Fatal("the rotation's fsync never started")
+	}
+	waiting, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := q.Put(waiting, entryFor("gives-up", 0))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 5*time.Second, "it waited for the held fsync")
+	close(held.release)
+	require.NoError(t, <-rotated)
+	assert.NotContains(t, listIDs(t, ctx, q), "gives-up")
 }
