@@ -199,6 +199,29 @@ func (q *Queue) createSegment(seq uint64) (*os.File, error) {
 	return f, nil
 }
 
+// Err reports whether the queue takes entries: nil when it does, an error wrapping ErrBroken
+// after a storage failure (a failed fsync or write, the active segment gone), which lasts until
+// the queue is reopened, or dlq.ErrClosed after Close. A readiness probe can call it; it touches
+// no file and does not wait for a Put under way.
+func (q *Queue) Err() error {
+	if err := q.syncErr(); err != nil {
+		return fmt.Errorf("%w: fsync: %w", ErrBroken, err)
+	}
+	select {
+	case q.mu <- struct{}{}:
+		defer q.mu.Unlock()
+	default:
+		return nil // a Put or Delete holds it: the queue is working
+	}
+	switch {
+	case q.closed:
+		return fmt.Errorf("filedlq: %w", dlq.ErrClosed)
+	case q.broken != nil:
+		return fmt.Errorf("%w: %w", ErrBroken, q.broken)
+	}
+	return nil
+}
+
 // Recovered returns the torn writes Open truncated away. Under SyncAlways none of them held an
 // acknowledged entry: Open keeps the entries it finds among the bytes after a segment's last
 // newline, and truncates only what follows the last of them.

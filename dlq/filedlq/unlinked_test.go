@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
 )
 
@@ -63,4 +64,25 @@ func TestPutWaitingBehindARotationEndsWithItsContext(t *testing.T) {
 	close(held.release)
 	require.NoError(t, <-rotated)
 	assert.NotContains(t, listIDs(t, ctx, q), "gives-up")
+}
+
+// Err says whether the queue takes entries, for a readiness probe: nil while it does, ErrBroken
+// once a storage failure broke it, dlq.ErrClosed after Close.
+func TestErrFollowsTheQueuesState(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	q := open(t, dir)
+	require.NoError(t, q.Err())
+	require.NoError(t, q.Put(ctx, entryFor("ok", 0)))
+	require.NoError(t, q.Err())
+	for _, p := range segments(t, dir) {
+		require.NoError(t, os.Remove(p))
+	}
+	require.ErrorIs(t, q.Put(ctx, entryFor("lost", 0)), filedlq.ErrBroken)
+	require.ErrorIs(t, q.Err(), filedlq.ErrBroken)
+	require.NoError(t, q.Close())
+	q = open(t, dir)
+	require.NoError(t, q.Err())
+	require.NoError(t, q.Close())
+	require.ErrorIs(t, q.Err(), dlq.ErrClosed)
 }

@@ -243,7 +243,9 @@ func (s *Service) openDLQ(cfg *config.Config) error {
 			return cfg.SettingError("dlq.file.dir", err)
 		}
 		s.queue, s.closeQ = q, func(context.Context) error { return q.Close() }
-		s.dlqPing = func(context.Context) error { return nil }
+		// Readiness fails once the queue refuses entries (a failed fsync, a full disk, its
+		// segment removed), which lasts until a restart: a load balancer then sends elsewhere.
+		s.dlqPing = func(context.Context) error { return q.Err() }
 	case d.Kafka != nil:
 		log := s.log.With("component", "dlq")
 		q, ks, err := dialKafkaDLQ(d.Kafka, log)
