@@ -3,6 +3,7 @@ package service
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -68,4 +69,32 @@ func TestFanoutMetricsAreInTheManual(t *testing.T) {
 	for _, name := range names {
 		assert.True(t, strings.Contains(string(manual), "| `"+name+"` |"), "README.md's metrics table has no row for %s", name)
 	}
+}
+
+// Every route keeps a series of its own, however many there are: the SDK's default limit of 2,000
+// series per instrument folded the rest into one series without a route label.
+func TestEveryRouteHasItsSeries(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tel, err := newTelemetry(config.Tracing{Disabled: true}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer func() { _ = tel.shutdown(context.Background()) }()
+	const n = 2500
+	routes := make([]fanout.Route, n)
+	for i := range routes {
+		routes[i] = fanout.Route{Name: fmt.Sprint("r", i), Filter: fanout.All, Sinks: []string{"s"}}
+	}
+	d, err := fanout.New(fanout.Config{
+		Sinks:  []fanout.SinkConfig{{Name: "s", Sink: sink.Func(func(context.Context, *fanbridge.Event) error { return nil })}},
+		Routes: routes,
+	}, fanout.WithMeterProvider(tel.meters))
+	require.NoError(t, err)
+	require.NoError(t, d.Dispatch(ctx, &fanbridge.Event{ID: "e-1", Type: "t", Raw: []byte(`{}`)}))
+	require.NoError(t, d.Close(ctx))
+
+	rec := httptest.NewRecorder()
+	tel.metrics.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	assert.Equal(t, n, strings.Count(body, "\nfanbridge_fanout_route_matched_total{"), "route series")
+	assert.NotContains(t, body, "otel_metric_overflow")
 }

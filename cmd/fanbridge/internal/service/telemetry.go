@@ -47,7 +47,10 @@ func newTelemetry(cfg config.Tracing, log *slog.Logger) (*telemetry, error) {
 		return nil, err
 	}
 	t := &telemetry{
-		meters:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp)),
+		// No cardinality limit: the labels are route, sink and intake names from the
+		// configuration (and status codes), which the configuration bounds; the SDK's default of
+		// 2,000 series per instrument folded every route past that into one unnamed series.
+		meters:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithCardinalityLimit(0)),
 		metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 	}
 	// W3C trace context is what EventBridge senders, Kafka headers and gRPC metadata carry.
