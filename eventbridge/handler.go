@@ -165,18 +165,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, span trace.Span, ht headerTrace) int {
 	if r.Method != http.MethodPost {
 		w.Header()["Allow"] = allowPost
-		if chunkbuf.Pending(r) {
-			chunkbuf.LeaveBody(w, r)
-		}
+		chunkbuf.LeavePending(w, r)
 		return h.reject(ctx, w, span, reasonMethod, http.StatusMethodNotAllowed,
 			"eventbridge: method not allowed, use POST")
 	}
 	ct := r.Header.Get("Content-Type")
 	media, err := parseMediaType(ct)
 	if err != nil {
-		if chunkbuf.Pending(r) {
-			chunkbuf.LeaveBody(w, r)
-		}
+		chunkbuf.LeavePending(w, r)
 		return h.reject(ctx, w, span, reasonContentType, http.StatusUnsupportedMediaType, err.Error())
 	}
 	body, err := h.readBody(r)

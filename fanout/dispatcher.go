@@ -212,10 +212,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, e *fanbridge.Event, mode Mode
 	if e == nil {
 		return errNilEvent
 	}
-	if y := e.Time.UTC().Year(); !e.Time.IsZero() && (y < 1 || y > 9999) {
-		// No dead-letter entry can hold such a time (dlq.Prepare), nor the sinks' formats: once
-		// accepted, the event could be neither delivered nor dead-lettered.
-		return retry.Permanent(fmt.Errorf("fanout: event %q: time %v is outside the years 0001 to 9999", e.ID, e.Time.UTC()))
+	if !e.Time.IsZero() {
+		if y := e.Time.UTC().Year(); y < 1 || y > 9999 {
+			// No dead-letter entry can hold such a time (dlq.Prepare), nor the sinks' formats:
+			// once accepted, the event could be neither delivered nor dead-lettered.
+			return retry.Permanent(fmt.Errorf("fanout: event %q: time %v is outside the years 0001 to 9999", e.ID, e.Time.UTC()))
+		}
 	}
 	if res != nil {
 		res.ID = e.ID

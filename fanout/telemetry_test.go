@@ -391,10 +391,11 @@ func TestRouteMatchedCountsAcceptedEvents(t *testing.T) {
 	assert.Equal(t, map[string]float64{"main": 1, "slow": 1}, points(t, rm, "fanbridge.fanout.route.matched", "route"))
 }
 
-// Of a sender's retry after a partial failure, which goes only to the sinks lacking the event, a
-// route none of whose sinks it goes to was counted the first time and is not counted again; a
-// route whose sink failed is counted by the retry that delivers it, once.
-func TestRouteMatchedCountsARetryOnlyWhereItGoes(t *testing.T) {
+// okAndFlakyRoutes returns a Dispatcher with a route to a sink that always takes the event and
+// one to a sink that refuses its first attempt, behind a dead-letter queue that refuses every
+// entry, and the reader of its metrics.
+func okAndFlakyRoutes(t *testing.T, opts ...fanout.Option) (*sdkmetric.ManualReader, *fanout.Dispatcher) {
+	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	flaky := newRecSink()
@@ -412,7 +413,15 @@ func TestRouteMatchedCountsARetryOnlyWhereItGoes(t *testing.T) {
 			{Name: "to-flaky", Filter: fanout.All, Sinks: []string{"flaky"}},
 		},
 		DLQ: q,
-	}, fanout.WithMeterProvider(mp), fanout.WithDLQTimeout(50*time.Millisecond))
+	}, append([]fanout.Option{fanout.WithMeterProvider(mp), fanout.WithDLQTimeout(50 * time.Millisecond)}, opts...)...)
+	return reader, d
+}
+
+// Of a sender's retry after a partial failure, which goes only to the sinks lacking the event, a
+// route none of whose sinks it goes to was counted the first time and is not counted again; a
+// route whose sink failed is counted by the retry that delivers it, once.
+func TestRouteMatchedCountsARetryOnlyWhereItGoes(t *testing.T) {
+	reader, d := okAndFlakyRoutes(t)
 	ctx := testContext(t)
 	var derr *fanout.DeliveryError
 	require.ErrorAs(t, d.Dispatch(ctx, event("e1", "x")), &derr, "flaky failed and the DLQ refused it")
@@ -460,24 +469,7 @@ func TestRouteMatchedCountsAnEventOnceAcrossFailedRetries(t *testing.T) {
 // Without deduplication a sender's retry goes to every sink again: a failed Sync dispatch counts
 // no route, and the retry that succeeds counts each once.
 func TestRouteMatchedWithoutDedupCountsTheSuccessfulRetry(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	flaky := newRecSink()
-	flaky.fail = func(_ *fanbridge.Event, attempt int) error {
-		if attempt == 1 {
-			return retry.Permanent(errBoom)
-		}
-		return nil
-	}
-	q := &memDLQ{fail: func(dlq.Entry) error { return errBoom }}
-	d := newDispatcher(t, fanout.Config{
-		Sinks: []fanout.SinkConfig{{Name: "ok", Sink: newRecSink()}, {Name: "flaky", Sink: flaky}},
-		Routes: []fanout.Route{
-			{Name: "to-ok", Filter: fanout.All, Sinks: []string{"ok"}},
-			{Name: "to-flaky", Filter: fanout.All, Sinks: []string{"flaky"}},
-		},
-		DLQ: q,
-	}, fanout.WithMeterProvider(mp), fanout.WithDLQTimeout(50*time.Millisecond), fanout.WithDedup(nil))
+	reader, d := okAndFlakyRoutes(t, fanout.WithDedup(nil))
 	ctx := testContext(t)
 	var derr *fanout.DeliveryError
 	require.ErrorAs(t, d.Dispatch(ctx, event("e1", "x")), &derr)

@@ -137,9 +137,6 @@ func checkDeclaredLength(r *http.Request, max int64) error {
 	return nil
 }
 
-// bodyPending reports whether r has body bytes still to come from the client.
-func bodyPending(r *http.Request) bool { return chunkbuf.Pending(r) }
-
 // readLength reads exactly n bytes from rd into one slice of exactly that size. A body of up to
 // firstReadSize is read straight into it. A larger one is first collected in pooled chunks as it
 // arrives, and the slice is allocated only once all of it is here: until then the memory held

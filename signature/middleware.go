@@ -293,9 +293,8 @@ func (m *middleware) check(w http.ResponseWriter, r *http.Request) (Identity, []
 			// An announced body over the limit is refused first, as for every verifier.
 			err := checkDeclaredLength(r, m.maxBody)
 			if err == nil {
-				err = p.precheck(r.Context(), r.Header)
-				if err != nil && bodyPending(r) {
-					chunkbuf.LeaveBody(w, r)
+				if err = p.precheck(r.Context(), r.Header); err != nil {
+					chunkbuf.LeavePending(w, r)
 				}
 			}
 			if err != nil {
@@ -322,11 +321,9 @@ func (m *middleware) check(w http.ResponseWriter, r *http.Request) (Identity, []
 	}
 	id, err := m.hv.VerifyHeader(r.Context(), r.Header)
 	if err != nil {
-		if bodyPending(r) {
-			// The body stays unread: the server must not read the rest of it, at the sender's
-			// pace, to reuse the connection.
-			chunkbuf.LeaveBody(w, r)
-		}
+		// The body stays unread: the server must not read the rest of it, at the sender's pace,
+		// to reuse the connection.
+		chunkbuf.LeavePending(w, r)
 		m.reject(w, r, err)
 		return Identity{}, nil, false
 	}

@@ -107,6 +107,14 @@ func leaveBody(w http.ResponseWriter, r *http.Request, grace bool) {
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
 }
 
+// LeavePending is LeaveBody for an answer given before anything read r's body, when it has one
+// (see Pending).
+func LeavePending(w http.ResponseWriter, r *http.Request) {
+	if Pending(r) {
+		LeaveBody(w, r)
+	}
+}
+
 // Pending reports whether r may have body bytes that nothing has read: it has a body, and no
 // layer before buffered it (one that did offers it through a Bytes method, as package signature's
 // verified bodies do).

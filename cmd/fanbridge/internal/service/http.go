@@ -34,7 +34,7 @@ func (s *Service) routes(metrics bool) http.Handler {
 			// read in the instant between the signal and that call is refused here the same way,
 			// before its body is read, so that the sender retries elsewhere.
 			w.Header().Set("Retry-After", "1")
-			leaveBody(w, r)
+			chunkbuf.LeavePending(w, r)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "shutting down, retry later"})
 			return
 		}
@@ -48,7 +48,7 @@ func (s *Service) routes(metrics bool) http.Handler {
 func (s *Service) adminRoutes() http.Handler {
 	mux := s.opsMux(true)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		leaveBody(w, r)
+		chunkbuf.LeavePending(w, r)
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such path"})
 	})
 	return mux
@@ -72,7 +72,7 @@ func (s *Service) opsMux(metrics bool) *http.ServeMux {
 // A body sent with any of them is not read.
 func getOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		leaveBody(w, r)
+		chunkbuf.LeavePending(w, r)
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
@@ -152,25 +152,17 @@ func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]
 		mux.Handle(in.Path, postOnly(next))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		leaveBody(w, r)
+		chunkbuf.LeavePending(w, r)
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such path"})
 	})
 	return mux, used, nil
-}
-
-// leaveBody is for an answer that reads no body: one the request has is not read to the end,
-// at the sender's pace (see chunkbuf.LeaveBody).
-func leaveBody(w http.ResponseWriter, r *http.Request) {
-	if chunkbuf.Pending(r) {
-		chunkbuf.LeaveBody(w, r)
-	}
 }
 
 // postOnly answers other methods with 405 before credentials are even looked at.
 func postOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
-			leaveBody(w, r)
+			chunkbuf.LeavePending(w, r)
 			w.Header().Set("Allow", http.MethodPost)
 			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
 			return
