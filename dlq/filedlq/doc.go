@@ -116,8 +116,13 @@
 //     within 30 s on Linux), so a machine crash may lose more; Close does not fsync either.
 //
 // An error from Put does not prove the entry absent: a Put whose context ended while it waited
-// for the fsync has written its entry, which the next fsync makes durable. The sender retries on
-// such an error, so the queue may hold the same event twice; it never holds none. An fsync that
+// for the fsync has written its entry, which the next fsync makes durable, and one whose context
+// ended while it waited for its turn to write (behind another Put's rotation or a Delete's rewrite
+// of the active segment, which hold the queue for an fsync) hands its entry over: the queue
+// writes it as soon as it is free, or at Close, up to 16 MiB of such entries. A caller that gives
+// up on a dead-letter write may have no one to retry it (an Async dispatch already acknowledged
+// its event); the entry is kept all the same. The sender retries on such an error, so the queue
+// may hold the same event twice; it never holds none. An fsync that
 // fails makes the queue refuse further entries (ErrBroken), because the kernel may have discarded
 // the data it could not write and a later successful fsync would prove nothing. So does an fsync
 // that finds the active segment no longer at its name (removed or replaced under the running

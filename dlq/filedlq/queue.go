@@ -1,6 +1,7 @@
 package filedlq
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,8 @@ type Queue struct {
 	segMu sync.Mutex // guards segs, and the files of segments that are not active
 	segs  []uint64
 
+	late lateLines
+
 	sy syncState
 
 	written   atomic.Uint64 // lines appended; a line's sequence number is the count after it
@@ -50,6 +53,20 @@ type Queue struct {
 	dropped   atomic.Uint64
 	damaged   atomic.Uint64
 }
+
+// lateLines holds the lines of Puts that stopped waiting for mu (see handOver). It has a lock of
+// its own, taken with or without mu, and nothing else under it.
+type lateLines struct {
+	mu      sync.Mutex
+	lines   [][]byte
+	bytes   int
+	waiting bool // a goroutine waits for mu to write them
+	shut    bool // Close took the last of them: no more are taken
+}
+
+// maxLateBytes bounds the lines waiting in lateLines (at least one entry of the largest size is
+// taken): past it, a Put that gives up waiting writes nothing.
+const maxLateBytes = 16 << 20
 
 // syncState tracks which appended lines are durable, for Puts waiting under SyncAlways.
 type syncState struct {
@@ -245,7 +262,11 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b
 // context's error when ctx ends first, and the storage error otherwise.
 //
 // An error does not prove the entry absent: a Put whose context ended while it waited for the
-// fsync has still written its entry, which becomes durable with the next fsync.
+// fsync has still written its entry, which becomes durable with the next fsync. A Put whose
+// context ended while it waited for its turn to write (another Put's rotation or a Delete's
+// rewrite holds the queue for as long as an fsync takes) returns the context's error at once and
+// hands its entry over: the queue writes it as soon as it is free, and Close writes it before it
+// closes. Up to 16 MiB of entries wait so; past that, such a Put writes nothing.
 func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("filedlq: put: %w", err)
@@ -285,20 +306,86 @@ func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 // and returns the line's sequence number.
 func (q *Queue) append(ctx context.Context, line []byte) (uint64, error) {
 	// Another Put's rotation (an fsync) or a Delete rewriting the active segment may hold the
-	// lock for long on a slow disk: the wait ends with ctx, and the line is then not written.
+	// lock for long on a slow disk: the wait ends with ctx, and the line is handed over to be
+	// written once the lock is free. A caller that gives up on a dead-letter write may have no
+	// one to retry it (an Async dispatch already acknowledged): dropping the line would lose it.
 	if err := q.mu.LockContext(ctx); err != nil {
-		return 0, fmt.Errorf("filedlq: put: waiting to write: %w", err)
+		if q.handOver(line) {
+			return 0, fmt.Errorf("filedlq: put: gave up waiting to write; the entry is written once the queue is free: %w", err)
+		}
+		return 0, fmt.Errorf("filedlq: put: gave up waiting to write: %w", err)
 	}
 	defer q.mu.Unlock()
+	if err := q.writable(); err != nil {
+		return 0, err
+	}
+	q.writeLateLocked()
+	return q.writeLocked(line)
+}
+
+// writable says whether a Put may write now. The caller holds mu.
+func (q *Queue) writable() error {
 	switch {
 	case q.closed:
-		return 0, fmt.Errorf("filedlq: put: %w", dlq.ErrClosed)
+		return fmt.Errorf("filedlq: put: %w", dlq.ErrClosed)
 	case q.broken != nil:
-		return 0, fmt.Errorf("filedlq: put: %w: %w", ErrBroken, q.broken)
+		return fmt.Errorf("filedlq: put: %w: %w", ErrBroken, q.broken)
 	}
 	if err := q.syncErr(); err != nil {
-		return 0, fmt.Errorf("filedlq: put: %w: fsync: %w", ErrBroken, err)
+		return fmt.Errorf("filedlq: put: %w: fsync: %w", ErrBroken, err)
 	}
+	return nil
+}
+
+// handOver keeps a copy of line for the next holder of mu to write, and makes sure there is one:
+// a goroutine that waits for mu. It returns false, keeping nothing, when the queue is closing or
+// too many bytes already wait.
+func (q *Queue) handOver(line []byte) bool {
+	l := &q.late
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.shut || (l.bytes > 0 && l.bytes+len(line) > max(maxLateBytes, q.cfg.maxEntrySize)) {
+		return false
+	}
+	l.lines = append(l.lines, bytes.Clone(line))
+	l.bytes += len(line)
+	if !l.waiting {
+		l.waiting = true
+		go func() {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			l.mu.Lock()
+			l.waiting = false
+			l.mu.Unlock()
+			if q.writable() == nil {
+				q.writeLateLocked()
+			}
+		}()
+	}
+	return true
+}
+
+// writeLateLocked writes the lines handed over by Puts that gave up waiting. Their Puts have
+// returned: a line that cannot be written is logged. The caller holds mu and has checked that
+// the queue is writable.
+func (q *Queue) writeLateLocked() {
+	l := &q.late
+	l.mu.Lock()
+	lines := l.lines
+	l.lines, l.bytes = nil, 0
+	l.mu.Unlock()
+	for i, line := range lines {
+		if _, err := q.writeLocked(line); err != nil {
+			q.cfg.logger.Error("filedlq: entries whose Puts gave up waiting to write are lost", "dir", q.dir, "entries", len(lines)-i, "err", err)
+			return
+		}
+	}
+}
+
+// writeLocked writes line at the end of the active segment, rotating first when it would
+// overflow, and returns the line's sequence number. The caller holds mu and has checked that the
+// queue is writable.
+func (q *Queue) writeLocked(line []byte) (uint64, error) {
 	if q.size > 0 && q.size+int64(len(line)) > q.cfg.maxSegmentSize {
 		if err := q.rotateLocked(); err != nil {
 			return 0, err

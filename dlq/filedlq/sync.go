@@ -148,10 +148,12 @@ func (s *syncState) wakeLocked() {
 	s.done = make(chan struct{})
 }
 
-// Close stops the queue: later Puts fail with dlq.ErrClosed. Under SyncAlways and SyncInterval it
-// fsyncs what was written first, so Puts still waiting return nil. It waits for a Delete that is
-// rewriting a segment, and then releases the directory's lock. Close returns the error of that
-// last fsync; closing again returns nil.
+// Close stops the queue: later Puts fail with dlq.ErrClosed. It writes the entries Puts handed
+// over when they gave up waiting for their turn and, under SyncAlways and SyncInterval, fsyncs
+// what was written, so Puts still waiting return nil. It waits for a Delete that is rewriting a
+// segment, and then releases the directory's lock. Close returns the error of that last fsync,
+// which also fails when the active segment was removed under the queue; closing again returns
+// nil.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -168,6 +170,16 @@ func (q *Queue) Close() error {
 	// takes segMu under mu and checks closed first.
 	q.segMu.Lock()
 	q.segMu.Unlock()
+	// Entries handed over by Puts that gave up waiting for their turn are written now, to be
+	// made durable with the rest; no more are taken.
+	q.late.mu.Lock()
+	q.late.shut = true
+	q.late.mu.Unlock()
+	if q.broken == nil && q.syncErr() == nil {
+		q.writeLateLocked()
+	} else if n := len(q.late.lines); n > 0 {
+		q.cfg.logger.Error("filedlq: entries whose Puts gave up waiting to write are lost: the queue is broken", "dir", q.dir, "entries", n)
+	}
 	close(q.sy.quit)
 	<-q.sy.exited
 
@@ -180,7 +192,7 @@ func (q *Queue) Close() error {
 		q.sy.mu.Unlock()
 		if pending {
 			q.syncs.Add(1)
-			if err = q.cfg.syncFile(q.active); err != nil {
+			if err = q.syncActive(); err != nil {
 				q.failSync(err)
 			} else {
 				q.markSynced(target)

@@ -40,7 +40,8 @@ func TestActiveSegmentRemovedUnderTheQueue(t *testing.T) {
 }
 
 // A Put waiting to write while another Put's rotation fsync holds the queue (a slow disk) gives up
-// when its context ends, without writing its entry, instead of waiting out the fsync.
+// when its context ends, instead of waiting out the fsync, and hands its entry over: the queue
+// writes it once it is free, before the next Put's line.
 func TestPutWaitingBehindARotationEndsWithItsContext(t *testing.T) {
 	ctx := testCtx(t)
 	held := newHeldSync(ctx)
@@ -60,10 +61,29 @@ func TestPutWaitingBehindARotationEndsWithItsContext(t *testing.T) {
 	start := time.Now()
 	err := q.Put(waiting, entryFor("gives-up", 0))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "written once the queue is free")
 	assert.Less(t, time.Since(start), 5*time.Second, "it waited for the held fsync")
 	close(held.release)
 	require.NoError(t, <-rotated)
-	assert.NotContains(t, listIDs(t, ctx, q), "gives-up")
+	require.NoError(t, q.Put(ctx, entryFor("next", 0)))
+	assert.Subset(t, listIDs(t, ctx, q), []string{"fills", "rotates", "gives-up", "next"})
+}
+
+// Close's last fsync looks, as every other fsync does, whether the active segment is still the
+// file at its name: a queue whose segment was removed does not close with nil.
+func TestCloseSeesTheActiveSegmentRemoved(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	q, err := filedlq.Open(dir, filedlq.WithSync(filedlq.SyncInterval(time.Hour)))
+	require.NoError(t, err)
+	require.NoError(t, q.Put(ctx, entryFor("before", 0)))
+	for _, p := range segments(t, dir) {
+		require.NoError(t, os.Remove(p))
+	}
+	require.NoError(t, q.Put(ctx, entryFor("after", 0))) // written, not yet fsynced
+	err = q.Close()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "removed or replaced under the queue")
 }
 
 // Err says whether the queue takes entries, for a readiness probe: nil while it does, ErrBroken

@@ -1,0 +1,172 @@
+package filedlq_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/dlq"
+	"github.com/fanbridge/fanbridge/dlq/filedlq"
+	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/retry"
+	"github.com/fanbridge/fanbridge/sink"
+)
+
+// holdRotation fills the queue's first segment and starts a Put whose rotation fsync is held
+// until held.release is closed; it returns once that fsync has started, with the Put's outcome
+// to come on the channel.
+func holdRotation(t *testing.T, ctx context.Context, q *filedlq.Queue, held *heldSync) <-chan error {
+	t.Helper()
+	require.NoError(t, q.Put(ctx, entryFor("fills", 900)))
+	held.armed.Store(true)
+	rotated := make(chan error, 1)
+	go func() { rotated <- q.Put(ctx, entryFor("rotates", 900)) }()
+	select {
+	case <-held.started:
+	case <-ctx.Done():
+		t.Fatal("the rotation's fsync never started")
+	}
+	return rotated
+}
+
+// Entries handed over by Puts that gave up waiting are written by Close when no Put came after
+// them, and reach the disk with the rest.
+func TestCloseWritesEntriesHandedOver(t *testing.T) {
+	ctx := testCtx(t)
+	held := newHeldSync(ctx)
+	dir := t.TempDir()
+	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024))
+	rotated := holdRotation(t, ctx, q, held)
+	for _, id := range []string{"late-1", "late-2"} {
+		waiting, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		require.ErrorIs(t, q.Put(waiting, entryFor(id, 0)), context.DeadlineExceeded)
+		cancel()
+	}
+	close(held.release)
+	require.NoError(t, <-rotated)
+	require.NoError(t, q.Close())
+	assert.Subset(t, listIDs(t, ctx, open(t, dir)), []string{"fills", "rotates", "late-1", "late-2"})
+}
+
+// What waits so is bounded: past 16 MiB of entries handed over, a Put that gives up writes
+// nothing and says so; every entry it did take is written.
+func TestEntriesHandedOverAreBounded(t *testing.T) {
+	ctx := testCtx(t)
+	held := newHeldSync(ctx)
+	dir := t.TempDir()
+	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024))
+	rotated := holdRotation(t, ctx, q, held)
+	const puts = 24 // of about 0.93 MiB each: 17 fit in 16 MiB
+	entries := make([]dlq.Entry, puts)
+	for i := range entries {
+		entries[i] = entryFor(fmt.Sprintf("big-%02d", i), 700<<10)
+	}
+	var (
+		wg                    sync.WaitGroup
+		mu                    sync.Mutex
+		taken, refused, other []string
+	)
+	for _, e := range entries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Long enough for every Put to reach its wait for the lock, even under -race.
+			waiting, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			err := q.Put(waiting, e)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil && strings.Contains(err.Error(), "written once the queue is free"):
+				taken = append(taken, e.ID)
+			case err != nil && strings.Contains(err.Error(), "gave up waiting to write"):
+				refused = append(refused, e.ID)
+			default:
+				other = append(other, fmt.Sprintf("%s: %v", e.ID, err))
+			}
+		}()
+	}
+	wg.Wait()
+	require.Empty(t, other)
+	assert.Len(t, taken, 17)
+	assert.Len(t, refused, puts-17)
+	close(held.release)
+	require.NoError(t, <-rotated)
+	require.NoError(t, q.Close())
+	ids := listIDs(t, ctx, open(t, dir))
+	assert.Subset(t, ids, taken)
+	for _, id := range refused {
+		assert.NotContains(t, ids, id)
+	}
+}
+
+// An Async dispatch has acknowledged its event before the sink fails it: a dead-letter write that
+// gives up waiting behind a slow rotation must still leave the entry in the queue, since no one
+// would retry it.
+func TestAsyncDeadLetterBehindASlowRotationIsKept(t *testing.T) {
+	ctx := testCtx(t)
+	held := newHeldSync(ctx)
+	dir := t.TempDir()
+	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024))
+	rotated := holdRotation(t, ctx, q, held)
+
+	logs := &signalHandler{match: "fanout: dead-letter write failed", seen: make(chan struct{})}
+	d, err := fanout.New(fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: sink.Func(func(context.Context, *fanbridge.Event) error {
+			return retry.Permanent(context.Canceled)
+		})}},
+		Routes: []fanout.Route{{Name: "all", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	}, fanout.WithMode(fanout.Async), fanout.WithDLQTimeout(100*time.Millisecond), fanout.WithLogger(slog.New(logs)))
+	require.NoError(t, err)
+	require.NoError(t, d.Dispatch(ctx, &fanbridge.Event{ID: "accepted", Type: "t", Raw: []byte(`{}`)}))
+	select {
+	case <-logs.seen: // the dead-letter write gave up while the fsync was held
+	case <-ctx.Done():
+		t.Fatal("the dead-letter write never gave up")
+	}
+	close(held.release)
+	require.NoError(t, <-rotated)
+	// Close reports the dead-letter write that failed; the entry is kept all the same.
+	err = d.Close(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "written once the queue is free")
+	require.NoError(t, q.Close())
+	var events []string
+	require.NoError(t, open(t, dir).List(ctx, func(e dlq.Entry) error {
+		events = append(events, e.Event.ID)
+		return nil
+	}))
+	assert.Contains(t, events, "accepted")
+}
+
+// signalHandler is a slog.Handler that closes seen at the first record whose message is match.
+type signalHandler struct {
+	match string
+	seen  chan struct{}
+	once  sync.Once
+	mu    sync.Mutex
+	buf   bytes.Buffer
+}
+
+func (h *signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *signalHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *signalHandler) WithGroup(string) slog.Handler            { return h }
+func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.buf.WriteString(r.Message + "\n")
+	h.mu.Unlock()
+	if r.Message == h.match {
+		h.once.Do(func() { close(h.seen) })
+	}
+	return nil
+}
