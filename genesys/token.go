@@ -104,11 +104,11 @@ func (t *tokenCache) fetch(ctx context.Context) (string, error) {
 	return tok.AccessToken, nil
 }
 
-// tokenLifetime reads expires_in from the token answer. It does not use tok.Expiry, which the
-// oauth2 package computes from the wall clock, so that a fake clock drives expiry in tests.
 // maxTokenLifetime is the longest lifetime a token answer is taken to give.
 const maxTokenLifetime = 365 * 24 * time.Hour
 
+// tokenLifetime reads expires_in from the token answer. It does not use tok.Expiry, which the
+// oauth2 package computes from the wall clock, so that a fake clock drives expiry in tests.
 func tokenLifetime(tok *oauth2.Token) time.Duration {
 	var secs float64
 	switch v := tok.Extra("expires_in").(type) {
