@@ -79,8 +79,9 @@ type Route struct {
 	// Pattern is an Amazon EventBridge event pattern (JSON source), an alternative to Filter:
 	// exactly one of the two must be set. All the pattern routes of a configuration (and the
 	// Filters that are a *filter.Pattern) are compiled into one filter.Matcher, so that matching
-	// a thousand pattern routes costs about as much as matching one; other Filters are evaluated
-	// one by one, in route order.
+	// a thousand pattern routes costs about as much as matching one. Filters that are a CEL
+	// *filter.Expression are evaluated together, over one decoding of the event's body; other
+	// Filters one by one, in route order.
 	Pattern []byte
 	// Sinks names the sinks the route delivers to.
 	Sinks []string

@@ -697,10 +697,13 @@ type group struct {
 	rules   []string // pattern rules the Matcher matched
 	order   []int    // route indices to look at, in configuration order
 	matched []int    // route indices that matched, counted once the event is accepted
-	tasks   []task
-	pending atomic.Int32 // tasks without an outcome
-	refs    atomic.Int32 // the dispatch, plus each task still in a queue or lane
-	done    chan struct{}
+	// exprHits and exprOK hold which of the snapshot's CEL expressions are true for the event.
+	exprHits []int
+	exprOK   []bool
+	tasks    []task
+	pending  atomic.Int32 // tasks without an outcome
+	refs     atomic.Int32 // the dispatch, plus each task still in a queue or lane
+	done     chan struct{}
 
 	ctx    context.Context
 	parent context.Context

@@ -24,7 +24,9 @@
 // route order. A route matches with a filter.Predicate (Filter; All matches everything) or an
 // Amazon EventBridge event pattern (Pattern, or a Filter that is a *filter.Pattern). All the
 // pattern routes of a configuration are compiled together into one filter.Matcher, so a thousand
-// of them cost about what one does; other predicates run one by one. For each sink, results and
+// of them cost about what one does. The routes whose Filter is a CEL *filter.Expression are
+// evaluated together (filter.MatchExprs), over one decoding of the event's body; other
+// predicates run one by one. For each sink, results and
 // dead-letter entries name the first route (in configuration order) that chose it. An event no
 // route matches is reported with fanbridge.ErrNoMatch and forgotten. A route whose filter panics
 // on an event (a Go predicate, a CEL expression, any Filter but a pattern) does not match it:

@@ -9,6 +9,13 @@ import "github.com/fanbridge/fanbridge"
 // event out (counted in handingOut, no slot taken yet).
 func OnHandOut(d *Dispatcher, f func(e *fanbridge.Event)) { d.handOutHook = f }
 
+// OnMatchExprs has every dispatch call f where it evaluates its CEL routes together, until the
+// returned function is called.
+func OnMatchExprs(f func()) (restore func()) {
+	matchExprsHook.Store(&f)
+	return func() { matchExprsHook.Store(nil) }
+}
+
 // ClaimWaiting reports whether a dispatch is waiting for another dispatch of e to finish.
 func ClaimWaiting(d *Dispatcher, e *fanbridge.Event) bool {
 	id := DedupKey(e)

@@ -28,6 +28,10 @@ type snapshot struct {
 	// others are the indices of the routes the Matcher does not match, in order; with a Matcher,
 	// a dispatch looks at these and at the routes it matched, never at every route.
 	others []int
+	// exprs are the CEL expressions of the routes whose Filter is a *filter.Expression, evaluated
+	// together by filter.MatchExprs so that an event's body is decoded once for all of them
+	// rather than once per route. nil when fewer than two routes are CEL expressions.
+	exprs []*filter.Expression
 
 	// refs counts the dispatches using the snapshot, plus one while it is current.
 	refs    atomic.Int64
@@ -63,6 +67,7 @@ type routeState struct {
 	filter  filter.Predicate
 	pattern *filter.Pattern // set for pattern routes
 	shared  bool            // matched through snapshot.matcher
+	expr    int             // 1 + the index of its expression in snapshot.exprs; 0 when not there
 	sinks   []int           // indices into snapshot.sinks, in the order the route names them
 	attrs   attrSet
 	panics  *panicLog // when the filter last panicked, for spacing out the logs
@@ -85,10 +90,21 @@ func newSnapshot(sinks []*sinkState, routes []routeState, q dlq.Queue) *snapshot
 	s.refs.Store(1)
 	s.handing.Store(1)
 	s.async.Store(1)
-	n := 0
+	n, nx := 0, 0
 	for i := range routes {
 		if routes[i].pattern != nil {
 			n++
+		} else if _, ok := routes[i].filter.(*filter.Expression); ok {
+			nx++
+		}
+	}
+	if nx >= minShared {
+		s.exprs = make([]*filter.Expression, 0, nx)
+		for i := range routes {
+			if x, ok := routes[i].filter.(*filter.Expression); ok && routes[i].pattern == nil {
+				s.exprs = append(s.exprs, x)
+				routes[i].expr = len(s.exprs)
+			}
 		}
 	}
 	if n >= minShared {
@@ -168,10 +184,11 @@ func takeRef(n *atomic.Int64) bool {
 // match appends to g.targets the sinks of every route matching e, each sink once, with the first
 // route (in configuration order) that named it. It reports whether any route matched.
 func (s *snapshot) match(ctx context.Context, e *fanbridge.Event, g *group, tel *telemetry) bool {
+	exprs := len(s.exprs) > 0 && s.matchExprs(e, g)
 	if s.matcher == nil {
 		matched := false
 		for i := range s.routes {
-			if s.routes[i].matches(ctx, e, tel) {
+			if s.routes[i].matchesWith(ctx, e, tel, g, exprs) {
 				matched = true
 				s.take(i, g)
 			}
@@ -190,13 +207,50 @@ func (s *snapshot) match(ctx context.Context, e *fanbridge.Event, g *group, tel 
 	slices.Sort(g.order)
 	matched := false
 	for _, i := range g.order {
-		if !s.routes[i].shared && !s.routes[i].matches(ctx, e, tel) {
+		if !s.routes[i].shared && !s.routes[i].matchesWith(ctx, e, tel, g, exprs) {
 			continue
 		}
 		matched = true
 		s.take(i, g)
 	}
 	return matched
+}
+
+// matchExprs evaluates every expression of s.exprs on e, noting in g.exprOK which are true. A
+// panic in one (a bug in CEL or in this module) must not cost the other routes their answer: it
+// reports false, and each route's expression then runs on its own, under matches' guard, which
+// counts and logs the panic against its route.
+func (s *snapshot) matchExprs(e *fanbridge.Event, g *group) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	if h := matchExprsHook.Load(); h != nil {
+		(*h)()
+	}
+	g.exprHits = filter.MatchExprs(e, s.exprs, g.exprHits[:0])
+	if cap(g.exprOK) < len(s.exprs) {
+		g.exprOK = make([]bool, len(s.exprs))
+	}
+	g.exprOK = g.exprOK[:len(s.exprs)]
+	clear(g.exprOK)
+	for _, k := range g.exprHits {
+		g.exprOK[k] = true
+	}
+	return true
+}
+
+// matchExprsHook, when set (by tests), runs in matchExprs before the expressions.
+var matchExprsHook atomic.Pointer[func()]
+
+// matchesWith is matches, taking the answer of a route whose expression matchExprs evaluated
+// (exprs) from g.
+func (r *routeState) matchesWith(ctx context.Context, e *fanbridge.Event, tel *telemetry, g *group, exprs bool) bool {
+	if exprs && r.expr > 0 {
+		return g.exprOK[r.expr-1]
+	}
+	return r.matches(ctx, e, tel)
 }
 
 // matches reports whether route r matches e. A pattern is matched bare: it is this module's own
