@@ -7,7 +7,8 @@
 //     (ParsePattern, *Pattern) or thousands at once (Matcher), at nearly the same cost.
 //   - CEL expressions (Expr), for conditions patterns cannot state.
 //
-// Test checks a pattern against an event the way EventBridge's TestEventPattern does.
+// Test checks a pattern against an event the way EventBridge's TestEventPattern does, without
+// asking for the envelope's fields.
 //
 // # Go predicates
 //
@@ -171,9 +172,12 @@
 // work growing with a power of the event. JSON leaves the meaning of a repeated key open (RFC
 // 8259 asks that names be unique).
 //
-// Otherwise none in the language above, with these notes. The range of comparable numbers is the one of
-// the current EventBridge engine (±5e11, six decimals); older AWS documentation quotes a smaller
-// range, and a number outside it is treated as literal text either way. Case folding
+// Otherwise none in the language above, with these notes. Numbers inside the comparable range
+// match by value (300 matches 300.0 and 3.0e2), as the engine does; the EventBridge user guide
+// says instead that numbers match by their text, so that those three differ. The range of
+// comparable numbers is the one of the current EventBridge engine (±5e11, six decimals); older
+// AWS documentation quotes a smaller range, and a number outside it is treated as literal text
+// either way. Case folding
 // (equals-ignore-case, alone or in prefix, suffix and anything-but) is Unicode simple folding,
 // as strings.EqualFold: characters whose upper case is longer (German ß against "SS") are not
 // equal ignoring case, while some that EventBridge's engine keeps apart are: the Kelvin sign

@@ -170,7 +170,9 @@ func (p *Pattern) automaton() *snapshot {
 
 // Test reports whether the event pattern matches the JSON event, in the manner of EventBridge's
 // TestEventPattern: the error says what is wrong with the pattern (a *PatternError) or with the
-// event (wrapping ErrInvalidEvent).
+// event (wrapping ErrInvalidEvent). Unlike TestEventPattern, it does not ask the event for the
+// envelope's fields (id, account, source, time, region, resources, detail-type): any JSON object
+// is an event, as a route sees it.
 func Test(pattern, event []byte) (bool, error) {
 	p, err := ParsePattern(pattern)
 	if err != nil {

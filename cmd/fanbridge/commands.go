@@ -715,7 +715,8 @@ sets). Each argument is the text itself, @FILE to read a file, or @- to read sta
 (for one of the two), 16 MiB at most. EVENT is a body as posted to an intake, in any of the
 envelope formats (eventbridge, cloudevents, notification, webhook, webhook-attributes,
 open-messaging, standard-webhooks), decoded as an intake that accepts them all decodes it. A
-pattern matches an EventBridge event as EventBridge's TestEventPattern does; any other event it
+pattern matches an EventBridge event as EventBridge's TestEventPattern does (which also asks for
+the envelope fields account, region and resources: this command does not); any other event it
 matches in the EventBridge shape fanbridge gives it, with the topic as detail-type and the body
 as detail.eventBody. Prints "match" and exits 0, prints "no match" and
 exits 1; exits 2 for a bad pattern, expression or event, such as one that repeats a key the
