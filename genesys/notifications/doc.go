@@ -151,8 +151,9 @@
 //   - Events are dispatched one at a time, in the order they were read. A Dispatch error is retried
 //     with backoff for as long as it takes (WithDispatchPolicy); later events wait, so the order
 //     holds. fanbridge.ErrNoMatch and fanbridge.ErrDuplicate count as handled. An error marked
-//     retry.Permanent gives the event up: it is logged at error level with its id and type and
-//     counted as failed.
+//     retry.Permanent gives the event up, and so does a limit the dispatch policy sets on purpose
+//     (MaxAttempts above zero, MaxAge; a zero MaxAttempts means no limit here): the event is
+//     logged at error level with its id and type and counted as failed.
 //   - While the dispatcher is slow or failing, decoded events wait in a bounded buffer
 //     (WithBufferSize); when it is full, the sockets are no longer read, and messages wait in the
 //     network buffers instead. Genesys may then close a socket that does not keep up; the source

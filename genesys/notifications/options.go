@@ -139,20 +139,37 @@ func WithExpiryMargin(d time.Duration) Option {
 func WithOverlap(d time.Duration) Option { return optionFunc(func(c *config) { c.overlap = d }) }
 
 // WithReconnectPolicy sets how opening a channel (create, connect, subscribe) is retried. A
-// permanent error (refused credentials, a 4xx) ends Run with that error. The policy's interval
-// also sets how long a lane waits before opening another channel after channels in a row were
-// replaced within the heartbeat timeout of being subscribed (see the package documentation); the
-// policy's attempt and age budgets neither end nor shorten that wait. The default is
+// permanent error (refused credentials, a 4xx) ends Run with that error. A MaxAttempts of zero
+// means no limit here, where package retry would read it as its default of 5: an outage of a
+// few seconds must not end Run. A limit set on purpose (MaxAttempts above zero, or MaxAge) is
+// kept, and when it runs out Run ends with the last error. The policy's interval also sets how
+// long a lane waits before opening another channel after channels in a row were replaced within
+// the heartbeat timeout of being subscribed (see the package documentation); the policy's
+// attempt and age budgets neither end nor shorten that wait. The default is
 // DefaultReconnectPolicy.
 func WithReconnectPolicy(p retry.Policy) Option {
+	p = unlimitedByDefault(p)
 	return optionFunc(func(c *config) { c.reconnect = p })
 }
 
 // WithDispatchPolicy sets how a failed Dispatch is retried. An error marked retry.Permanent stops
-// the retries for that event, which is then logged and counted as failed. The default is
+// the retries for that event, which is then logged and counted as failed. A MaxAttempts of zero
+// means no limit here, where package retry would read it as its default of 5: an event read from
+// a channel has no sender to send it again, so a dispatcher overloaded for a while must not lose
+// it. A limit set on purpose (MaxAttempts above zero, or MaxAge) is kept: an event still failing
+// when it runs out is given up, logged and counted as failed. The default is
 // DefaultDispatchPolicy, which never gives up on a retryable error.
 func WithDispatchPolicy(p retry.Policy) Option {
+	p = unlimitedByDefault(p)
 	return optionFunc(func(c *config) { c.dispatch = p })
+}
+
+// unlimitedByDefault makes a zero MaxAttempts unlimited.
+func unlimitedByDefault(p retry.Policy) retry.Policy {
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = -1
+	}
+	return p
 }
 
 // WithBufferSize sets how many decoded events may wait for the dispatcher. When the buffer is full,

@@ -289,7 +289,11 @@ func (s *Source) deliver(ctx context.Context, ev *fanbridge.Event, lost *int64) 
 		*lost++
 	default:
 		s.m.event(outcomeFailed, 1)
-		s.log.LogAttrs(ctx, slog.LevelError, "notifications: event not delivered: the dispatcher failed permanently",
+		msg := "notifications: event not delivered: the dispatcher failed permanently"
+		if re := (*retry.Error)(nil); errors.As(err, &re) && re.Reason != retry.ReasonPermanent {
+			msg = "notifications: event not delivered: the dispatch policy's retries ran out"
+		}
+		s.log.LogAttrs(ctx, slog.LevelError, msg,
 			slog.String("id", ev.ID), slog.String("type", ev.Type), slog.String("topic", ev.Topic), slog.String("error", err.Error()))
 	}
 }
