@@ -150,8 +150,8 @@ func WithDedupClock(c retry.Clock) MemoryDedupOption {
 }
 
 // NewMemoryDedup returns a store that remembers each ID for window (see MemoryDedup for the
-// exact bounds), holding at most maxEntries IDs: about 40 bytes each, plus the sink lists of
-// partly failed events.
+// exact bounds), holding at most maxEntries IDs: about 50 bytes each whatever the IDs' length
+// (46 to 53 measured; about 5 MB for 100,000), plus the sink lists of partly failed events.
 func NewMemoryDedup(window time.Duration, maxEntries int, opts ...MemoryDedupOption) (*MemoryDedup, error) {
 	if window <= 0 {
 		return nil, fmt.Errorf("%w: dedup window %v is not positive", ErrInvalidConfig, window)
