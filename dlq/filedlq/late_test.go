@@ -3,10 +3,13 @@ package filedlq_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,4 +172,124 @@ func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
 		h.once.Do(func() { close(h.seen) })
 	}
 	return nil
+}
+
+// A Put that hands its entry over is told the queue writes it unless it breaks first: when the
+// rotation's fsync it waited behind fails, the queue breaks, and the entry is logged as lost at
+// Close rather than written to a queue that refuses entries.
+func TestEntriesHandedOverToAQueueThatBreaks(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	var armed atomic.Bool
+	started, release := make(chan struct{}), make(chan struct{})
+	logs := &signalHandler{match: "filedlq: entries whose Puts gave up waiting to write are lost: the queue is broken", seen: make(chan struct{})}
+	q := open(t, dir, filedlq.WithMaxSegmentSize(1024), filedlq.WithLogger(slog.New(logs)),
+		filedlq.WithSyncFunc(func(f *os.File) error {
+			if armed.CompareAndSwap(true, false) {
+				close(started)
+				<-release
+				return errors.New("input/output error")
+			}
+			return f.Sync()
+		}))
+	require.NoError(t, q.Put(ctx, entryFor("fills", 900)))
+	armed.Store(true)
+	rotated := make(chan error, 1)
+	go func() { rotated <- q.Put(ctx, entryFor("rotates", 900)) }()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("the rotation's fsync never started")
+	}
+	waiting, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err := q.Put(waiting, entryFor("late", 0))
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "written once the queue is free, unless it breaks first")
+	close(release)
+	require.Error(t, <-rotated) // the failed fsync
+	require.ErrorIs(t, q.Err(), filedlq.ErrBroken)
+	q.Close()
+	select {
+	case <-logs.seen:
+	default:
+		t.Error("Close did not log the entry handed over as lost")
+	}
+	// A queue that is broken takes no entry over.
+	assert.NotContains(t, listIDs(t, ctx, open(t, dir)), "late")
+}
+
+// The bound counts the entries handed over until they are written: while a writer holds the
+// lines it took (a rotation's fsync between two of them), no more than the bound is taken.
+func TestEntriesHandedOverStayCountedWhileWritten(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	var holds atomic.Int32 // fsyncs still to hold
+	started, release := make(chan struct{}, 1), make(chan struct{}, 1)
+	q := open(t, dir, filedlq.WithSync(filedlq.SyncInterval(time.Hour)), filedlq.WithMaxSegmentSize(1024),
+		filedlq.WithSyncFunc(func(f *os.File) error {
+			if holds.Add(-1) >= 0 {
+				started <- struct{}{}
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+			}
+			return f.Sync()
+		}))
+	require.NoError(t, q.Put(ctx, entryFor("fills", 900)))
+	holds.Store(1)
+	rotated := make(chan error, 1)
+	go func() { rotated <- q.Put(ctx, entryFor("rotates", 900)) }()
+	<-started
+	handOver := func(prefix string) (taken int) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for i := range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				err := q.Put(w, entryFor(fmt.Sprintf("%s-%02d", prefix, i), 700<<10))
+				if err != nil && strings.Contains(err.Error(), "written once the queue is free") {
+					mu.Lock()
+					taken++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		return taken
+	}
+	first := handOver("a")
+	require.Equal(t, 17, first)
+	// The writer of the handed-over lines rotates before its first line: hold that fsync, so
+	// that it holds every line it took.
+	holds.Store(1)
+	release <- struct{}{}
+	require.NoError(t, <-rotated)
+	<-started
+	second := handOver("b")
+	holds.Store(0)
+	release <- struct{}{}
+	assert.Zero(t, second, "more than 16 MiB of entries handed over held at once")
+}
+
+// Under SyncAlways, the lines a waiting goroutine writes for Puts that gave up are fsynced
+// without waiting for another Put or Close.
+func TestEntriesHandedOverAreFsynced(t *testing.T) {
+	ctx := testCtx(t)
+	held := newHeldSync(ctx)
+	dir := t.TempDir()
+	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024))
+	rotated := holdRotation(t, ctx, q, held)
+	waiting, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	require.ErrorIs(t, q.Put(waiting, entryFor("late", 0)), context.DeadlineExceeded)
+	cancel()
+	close(held.release)
+	require.NoError(t, <-rotated)
+	// Polled: nothing else happens in the queue that a test could wait on.
+	require.Eventually(t, func() bool { return q.Stats().Puts == 3 && q.DurableLines() == 3 }, 10*time.Second, 5*time.Millisecond,
+		"the handed-over line was not fsynced: %d written, %d durable", q.Stats().Puts, q.DurableLines())
 }

@@ -266,7 +266,9 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b
 // context ended while it waited for its turn to write (another Put's rotation or a Delete's
 // rewrite holds the queue for as long as an fsync takes) returns the context's error at once and
 // hands its entry over: the queue writes it as soon as it is free, and Close writes it before it
-// closes. Up to 16 MiB of entries wait so; past that, such a Put writes nothing.
+// closes, unless the queue breaks first (a failed fsync or write: the entry is then logged as
+// lost). Up to 16 MiB of entries wait so; past that, or on a queue already broken, such a Put
+// writes nothing.
 func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("filedlq: put: %w", err)
@@ -311,7 +313,7 @@ func (q *Queue) append(ctx context.Context, line []byte) (uint64, error) {
 	// one to retry it (an Async dispatch already acknowledged): dropping the line would lose it.
 	if err := q.mu.LockContext(ctx); err != nil {
 		if q.handOver(line) {
-			return 0, fmt.Errorf("filedlq: put: gave up waiting to write; the entry is written once the queue is free: %w", err)
+			return 0, fmt.Errorf("filedlq: put: gave up waiting to write; the entry is written once the queue is free, unless it breaks first: %w", err)
 		}
 		return 0, fmt.Errorf("filedlq: put: gave up waiting to write: %w", err)
 	}
@@ -338,9 +340,12 @@ func (q *Queue) writable() error {
 }
 
 // handOver keeps a copy of line for the next holder of mu to write, and makes sure there is one:
-// a goroutine that waits for mu. It returns false, keeping nothing, when the queue is closing or
-// too many bytes already wait.
+// a goroutine that waits for mu. It returns false, keeping nothing, when the queue is closing,
+// an fsync has failed, or too many bytes already wait (counted until they are written).
 func (q *Queue) handOver(line []byte) bool {
+	if q.syncErr() != nil {
+		return false
+	}
 	l := &q.late
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -357,29 +362,42 @@ func (q *Queue) handOver(line []byte) bool {
 			l.mu.Lock()
 			l.waiting = false
 			l.mu.Unlock()
-			if q.writable() == nil {
-				q.writeLateLocked()
+			if q.writable() == nil && q.writeLateLocked() && q.cfg.sync.mode == syncAlways && !q.cfg.noGroupCommit {
+				// No Put waits for these lines' fsync: start a round for them, as a Put would.
+				q.startSyncRound()
 			}
 		}()
 	}
 	return true
 }
 
-// writeLateLocked writes the lines handed over by Puts that gave up waiting. Their Puts have
-// returned: a line that cannot be written is logged. The caller holds mu and has checked that
-// the queue is writable.
-func (q *Queue) writeLateLocked() {
+// writeLateLocked writes the lines handed over by Puts that gave up waiting, and reports whether
+// it wrote any. Their Puts have returned: a line that cannot be written is logged. Each line
+// stays counted against maxLateBytes until it is written or dropped. The caller holds mu and has
+// checked that the queue is writable.
+func (q *Queue) writeLateLocked() bool {
 	l := &q.late
 	l.mu.Lock()
 	lines := l.lines
-	l.lines, l.bytes = nil, 0
+	l.lines = nil
 	l.mu.Unlock()
 	for i, line := range lines {
-		if _, err := q.writeLocked(line); err != nil {
+		_, err := q.writeLocked(line)
+		l.mu.Lock()
+		if err != nil {
+			for _, rest := range lines[i:] {
+				l.bytes -= len(rest)
+			}
+		} else {
+			l.bytes -= len(line)
+		}
+		l.mu.Unlock()
+		if err != nil {
 			q.cfg.logger.Error("filedlq: entries whose Puts gave up waiting to write are lost", "dir", q.dir, "entries", len(lines)-i, "err", err)
-			return
+			return i > 0
 		}
 	}
+	return len(lines) > 0
 }
 
 // writeLocked writes line at the end of the active segment, rotating first when it would
@@ -424,6 +442,12 @@ func (q *Queue) syncActive() error {
 	if err := q.cfg.syncFile(q.active); err != nil {
 		return err
 	}
+	return q.checkActiveName()
+}
+
+// checkActiveName returns an error when the active segment is no longer the file at its name.
+// The caller holds what syncActive's caller holds.
+func (q *Queue) checkActiveName() error {
 	held, err := q.active.Stat()
 	if err != nil {
 		return err

@@ -123,14 +123,7 @@ func (q *Queue) waitSynced(ctx context.Context, seq uint64) error {
 		case !s.running:
 			// Start the next round. It runs on a goroutine of its own so that this Put can
 			// still give up when ctx ends: an fsync cannot be abandoned halfway.
-			s.running = true
-			go func() {
-				q.syncRound()
-				s.mu.Lock()
-				s.running = false
-				s.wakeLocked()
-				s.mu.Unlock()
-			}()
+			q.startSyncRoundLocked()
 		}
 		done := s.done
 		s.mu.Unlock()
@@ -140,6 +133,30 @@ func (q *Queue) waitSynced(ctx context.Context, seq uint64) error {
 			return fmt.Errorf("filedlq: put: waiting for fsync: %w", ctx.Err())
 		}
 	}
+}
+
+// startSyncRound starts an fsync round on a goroutine of its own, unless one is running or the
+// queue is closed.
+func (q *Queue) startSyncRound() {
+	q.sy.mu.Lock()
+	defer q.sy.mu.Unlock()
+	if !q.sy.running && !q.sy.closed {
+		q.startSyncRoundLocked()
+	}
+}
+
+// startSyncRoundLocked starts an fsync round on a goroutine of its own. The caller holds q.sy.mu
+// and has seen no round running.
+func (q *Queue) startSyncRoundLocked() {
+	s := &q.sy
+	s.running = true
+	go func() {
+		q.syncRound()
+		s.mu.Lock()
+		s.running = false
+		s.wakeLocked()
+		s.mu.Unlock()
+	}()
 }
 
 // wakeLocked wakes every Put waiting in waitSynced. The caller holds s.mu.
@@ -152,8 +169,9 @@ func (s *syncState) wakeLocked() {
 // over when they gave up waiting for their turn and, under SyncAlways and SyncInterval, fsyncs
 // what was written, so Puts still waiting return nil. It waits for a Delete that is rewriting a
 // segment, and then releases the directory's lock. Close returns the error of that last fsync,
-// which also fails when the active segment was removed under the queue; closing again returns
-// nil.
+// or of its look at whether the active segment is still the file at its name (it fails when the
+// segment was removed under the queue); a failure that broke the queue before was reported then,
+// and Close does not report it again. Closing again returns nil.
 func (q *Queue) Close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -197,6 +215,9 @@ func (q *Queue) Close() error {
 			} else {
 				q.markSynced(target)
 			}
+		} else if err = q.checkActiveName(); err != nil {
+			// Every line was fsynced, but the file holding them is no longer the segment.
+			q.failSync(err)
 		}
 	}
 	if cerr := q.active.Close(); err == nil {

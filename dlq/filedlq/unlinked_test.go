@@ -84,6 +84,18 @@ func TestCloseSeesTheActiveSegmentRemoved(t *testing.T) {
 	err = q.Close()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "removed or replaced under the queue")
+
+	// Under SyncAlways every line is fsynced before Close: Close still looks.
+	dir = t.TempDir()
+	q, err = filedlq.Open(dir)
+	require.NoError(t, err)
+	require.NoError(t, q.Put(ctx, entryFor("acknowledged", 0)))
+	for _, p := range segments(t, dir) {
+		require.NoError(t, os.Remove(p))
+	}
+	err = q.Close()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "removed or replaced under the queue")
 }
 
 // Err says whether the queue takes entries, for a readiness probe: nil while it does, ErrBroken
