@@ -121,7 +121,8 @@
 // bytes (trace context from the headers too: a traceparent is kept to 55, a tracestate to 512),
 // Metadata keys from a webhook's metadata 1 to 256 bytes, and neither may hold control characters
 // (C0, DEL or C1) nor bidirectional formatting characters (which reorder the text around them
-// when shown). A key the decoder reads must appear only once in its
+// when shown), nor a \u escape of an unpaired UTF-16 surrogate (which would decode to U+FFFD,
+// making "\uDEAD" and "\uDEAE" one ID). A key the decoder reads must appear only once in its
 // object (also when spelled with escapes, like "i\u0064"): a duplicate is rejected rather than resolved,
 // because a proxy in front that reads the first copy and a decoder that reads the last would
 // disagree about what was checked. Duplicate keys inside Data are the sender's business and pass

@@ -230,6 +230,11 @@ func stringValue(field string, v []byte) ([]byte, error) {
 	}
 	raw := v[1 : len(v)-1]
 	if bytes.IndexByte(raw, '\\') >= 0 {
+		// A lone surrogate escape would decode to U+FFFD: "\uDEAD" and "\uDEAE" would be one id,
+		// and the second event a duplicate of the first.
+		if jsonstr.LoneSurrogate(raw) {
+			return nil, fmt.Errorf("%w: %s holds a \\u escape of an unpaired UTF-16 surrogate", ErrInvalidField, field)
+		}
 		raw = unescape(raw)
 	}
 	if len(raw) > maxAttrLen {

@@ -53,6 +53,32 @@ func AppendUnescaped(dst, s []byte) []byte {
 	return dst
 }
 
+// LoneSurrogate reports whether s, valid JSON string contents as for AppendUnescaped, holds a \u
+// escape of a UTF-16 surrogate that is not the first half of a pair followed by its second half:
+// one that AppendUnescaped turns into U+FFFD, so that two different strings decode the same.
+func LoneSurrogate(s []byte) bool {
+	for i := 0; i < len(s); {
+		if s[i] != '\\' {
+			i++
+			continue
+		}
+		if s[i+1] != 'u' {
+			i += 2
+			continue
+		}
+		r := hex4(s[i+2 : i+6])
+		i += 6
+		if !utf16.IsSurrogate(r) {
+			continue
+		}
+		if i+6 > len(s) || s[i] != '\\' || s[i+1] != 'u' || utf16.DecodeRune(r, hex4(s[i+2:i+6])) == utf8.RuneError {
+			return true
+		}
+		i += 6
+	}
+	return false
+}
+
 // hex4 reads the four hex digits of a \u escape.
 func hex4(b []byte) rune {
 	var r rune
