@@ -38,13 +38,18 @@
 //   - CloudEvents ("specversion"): CloudEvents 1.0 in structured JSON mode. specversion must be
 //     "1.0"; id, source and type are required. ID = id, Type = type, Source = source, Topic =
 //     subject, Time = time, Data = data; datacontenttype and dataschema go to Metadata under the
-//     same names, and every extension attribute (lower-case a-z0-9 names, string, number or boolean
-//     values) too, numbers and booleans as their JSON text; the extensions account, region, format
-//     and database64 are ignored, as only envelope facts and the decoder set those keys; the
+//     same names, and every extension attribute (lower-case a-z0-9 names of at most 64
+//     characters, at most 64 extensions; string, number or boolean values) too, numbers and
+//     booleans as their JSON text, passed on as sent (a number that is not a 32-bit integer, an
+//     empty subject or dataschema, a source or dataschema that is not a URI are not refused);
+//     the extensions account, region, format and database64 are ignored, as only envelope facts and the decoder set those keys; the
 //     traceparent and tracestate extensions are checked as trace context (see below).
 //     data_base64 is decoded: when the content type is JSON (or absent) and the bytes are valid
 //     JSON they become Data; otherwise Data is the base64 text as a JSON string and
-//     Metadata[MetaDataBase64] is "true". Both data and data_base64 is an error. Batches (application/cloudevents-batch+json) are refused.
+//     Metadata[MetaDataBase64] is "true". Both data and data_base64 is an error. Batches
+//     (application/cloudevents-batch+json) are refused, and so is the HTTP binding's binary
+//     content mode (a request with a ce-specversion header and another media type than
+//     application/cloudevents+json), with 415: its attributes are in headers no format reads.
 //   - Notification ("topicName" or "eventBody"): a bare Genesys notification as the WebSocket
 //     Notification API sends it. topicName and eventBody are required. Topic = topicName, Type =
 //     TopicTemplate(topicName), Data = eventBody, correlation-id from metadata.CorrelationId, Time

@@ -175,6 +175,14 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		chunkbuf.LeavePending(w, r)
 		return h.reject(ctx, w, span, reasonContentType, http.StatusUnsupportedMediaType, err.Error())
 	}
+	if media != mediaCloudEvents && len(r.Header["Ce-Specversion"]) > 0 {
+		// A CloudEvent in the HTTP binding's binary mode: its attributes are in the ce-* headers,
+		// which no format here reads. Decoded as a body alone, it would be another event (a
+		// webhook, with an id made from its body and the sender's type and source dropped).
+		chunkbuf.LeavePending(w, r)
+		return h.reject(ctx, w, span, reasonContentType, http.StatusUnsupportedMediaType,
+			"eventbridge: CloudEvents binary content mode (ce-* headers) is not supported; send the event in structured mode, Content-Type: application/cloudevents+json")
+	}
 	body, err := h.readBody(r)
 	if err != nil {
 		var mbe *http.MaxBytesError // an http.MaxBytesHandler around the handler set a lower limit
