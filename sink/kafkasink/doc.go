@@ -42,8 +42,12 @@
 // WebSocket notification intake's, a webhook's that names none) gets "urn:fanbridge:" and its
 // Metadata format, such as "urn:fanbridge:notification" (see HeaderSource), which
 // EventFromRecord reads back as no Source. The core headers follow the CloudEvents Kafka binding
-// in binary mode, so a CloudEvents SDK reads a record as an event whose data is the body. EventFromRecord turns a
-// record back into the event. The record's own timestamp is the time it was produced, not the
+// in binary mode, so a CloudEvents SDK reads a record as an event (id, type, source, subject,
+// time) whose data is the body, as JSON. The event's other attributes travel in
+// fanbridge-meta-* headers, which an SDK does not read as attributes: a CloudEvent taken in with
+// extensions, a dataschema or a datacontenttype comes out with those in fanbridge-meta-*
+// headers, and data that was text or data_base64 comes out as the JSON string the intake kept
+// (see the eventbridge package). EventFromRecord turns a record back into the event. The record's own timestamp is the time it was produced, not the
 // event time, so that broker-side retention and timestamp limits judge it as new.
 //
 // # Errors

@@ -27,13 +27,16 @@ func FuzzEventFromRecord(f *testing.F) {
 	f.Add("ce_time", "not a time", "ce_id", "1", "ce_time", "", []byte{0xff})
 	f.Add("ce_time", "not a time", "ce_id", "1", "ce_time", "2022-06-14T16:12:11Z", []byte(`{}`))
 	f.Add("ce_type", "a", "ce_id", "1", "ce_type", "b", []byte(`{}`))
+	f.Add("ce_time", "2016-12-31t23:59:60z", "ce_id", "1", "ce_specversion", "1.0", []byte(`{}`))
+	f.Add("ce_specversion", "0.3", "ce_id", "1", "ce_time", "2018-04-05t17:31:00Z", []byte(`{}`))
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, k3, v3 string, value []byte) {
 		r := &kgo.Record{Value: value, Headers: []kgo.RecordHeader{
 			{Key: k1, Value: []byte(v1)}, {Key: k2, Value: []byte(v2)}, {Key: k3, Value: []byte(v3)},
 		}}
 		e, err := kafkasink.EventFromRecord(r)
 		// The model of the doc: a repeated header counts once, the last one winning; the record
-		// is refused without ce_id, or when the last ce_time is not RFC 3339.
+		// is refused without ce_id, when the last ce_time is not RFC 3339 (a lower-case t or z and
+		// a leap second are), or when the last ce_specversion is not 1.0.
 		last := map[string]string{}
 		for _, h := range r.Headers {
 			last[h.Key] = string(h.Value)
@@ -44,9 +47,30 @@ func FuzzEventFromRecord(f *testing.F) {
 		if v, ok := last[kafkasink.HeaderTime]; ok {
 			var perr error
 			when, perr = time.Parse(time.RFC3339Nano, v)
+			if perr != nil && len(v) > 19 {
+				// The forms time.Parse refuses: "t" at 10, "z" at the end, second 60.
+				fixed := []byte(v)
+				if fixed[10] == 't' {
+					fixed[10] = 'T'
+				}
+				if fixed[len(fixed)-1] == 'z' {
+					fixed[len(fixed)-1] = 'Z'
+				}
+				leap := string(fixed[17:19]) == "60"
+				if leap {
+					fixed[17], fixed[18] = '5', '9'
+				}
+				if w, err := time.Parse(time.RFC3339Nano, string(fixed)); err == nil {
+					when, perr = w, nil
+					if leap {
+						when = when.Add(time.Second)
+					}
+				}
+			}
 			badTime = perr != nil
 		}
-		if wantErr := !hasID || badTime; (err != nil) != wantErr {
+		spec, hasSpec := last[kafkasink.HeaderSpecVersion]
+		if wantErr := !hasID || badTime || hasSpec && spec != "1.0"; (err != nil) != wantErr {
 			t.Fatalf("EventFromRecord(%v) = %v, want an error: %v", r.Headers, err, wantErr)
 		}
 		if err != nil {

@@ -101,15 +101,22 @@ var ErrNotEvent = errors.New("kafkasink: record is not a fanbridge event")
 // r.Value. A HeaderSource that is the default a Sink writes for an event without a Source (see
 // HeaderSource) gives an event without one, so an event such as the notification intake's comes
 // back as it was sent; an event whose own Source was exactly that default comes back without it
-// too. A record without a HeaderID header, or with a HeaderTime that is not RFC 3339, is
+// too. A record without a HeaderID header, with a HeaderTime that is not RFC 3339 (a lower-case
+// "t" or "z" and a leap second are RFC 3339), or with a HeaderSpecVersion other than "1.0", is
 // refused with an error wrapping ErrNotEvent. Unknown headers are ignored; a repeated header
 // counts once, the last one winning.
+//
+// It reads a Sink's layout, not CloudEvents records in general: of a record another producer
+// wrote in the CloudEvents Kafka binding's binary mode it reads the core attributes (id, type,
+// source, subject, time) and the data, but not the extensions (ce_<name>), ce_dataschema or
+// content-type, and a record in the binding's structured mode has no HeaderID: it is refused.
 func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
 	e := &fanbridge.Event{}
 	hasID := false
 	envelope := false
 	var rawTime []byte // the last HeaderTime, parsed once the last is known
 	hasTime := false
+	specVersion, hasSpec := "", false
 	for _, h := range r.Headers {
 		v := string(h.Value)
 		switch h.Key {
@@ -123,6 +130,8 @@ func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
 			e.Topic = v
 		case HeaderTime:
 			rawTime, hasTime = h.Value, true
+		case HeaderSpecVersion:
+			specVersion, hasSpec = v, true
 		case HeaderTraceparent:
 			setMeta(e, fanbridge.MetaTraceparent, v)
 		case HeaderTracestate:
@@ -139,11 +148,14 @@ func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
 		return nil, fmt.Errorf("%w: no %s header", ErrNotEvent, HeaderID)
 	}
 	if hasTime {
-		t, err := time.Parse(time.RFC3339Nano, string(rawTime))
+		t, err := parseRFC3339(string(rawTime))
 		if err != nil {
 			return nil, fmt.Errorf("%w: header %s: %w", ErrNotEvent, HeaderTime, err)
 		}
 		e.Time = t
+	}
+	if hasSpec && specVersion != "1.0" {
+		return nil, fmt.Errorf("%w: header %s is %q, not \"1.0\"", ErrNotEvent, HeaderSpecVersion, specVersion)
 	}
 	if rest, ok := strings.CutPrefix(e.Source, defaultSourcePrefix); ok && rest == sourceFormat(e) {
 		e.Source = ""
@@ -156,6 +168,35 @@ func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
 		}
 	}
 	return e, nil
+}
+
+// parseRFC3339 parses an RFC 3339 time as time.RFC3339Nano does, and also the two forms RFC 3339
+// allows and time.Parse refuses, as the intake reads them: a lower-case "t" or "z", and a leap
+// second (second 60, read as the first second of the next minute).
+func parseRFC3339(v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err == nil {
+		return t, nil
+	}
+	u := v
+	if len(u) > 10 && u[10] == 't' {
+		u = u[:10] + "T" + u[11:]
+	}
+	if n := len(u); n > 0 && u[n-1] == 'z' {
+		u = u[:n-1] + "Z"
+	}
+	leap := len(u) > 19 && u[17:19] == "60"
+	if leap {
+		u = u[:17] + "59" + u[19:]
+	}
+	t, err2 := time.Parse(time.RFC3339Nano, u)
+	if err2 != nil {
+		return time.Time{}, err
+	}
+	if leap {
+		t = t.Add(time.Second)
+	}
+	return t, nil
 }
 
 func setMeta(e *fanbridge.Event, key, value string) {
