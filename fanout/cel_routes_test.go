@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -146,23 +144,7 @@ func BenchmarkCELRoutes(b *testing.B) {
 			}
 			routes = append(routes, r)
 		}
-		var n64 atomic.Int64
-		d, err := fanout.New(fanout.Config{Sinks: []fanout.SinkConfig{{Name: "s", Sink: countingSink(&n64)}}, Routes: routes},
-			fanout.WithMode(fanout.Async), fanout.WithDedup(nil))
-		if err != nil {
-			b.Fatal(err)
-		}
-		return d
-	}
-	measure := func(d *fanout.Dispatcher, n int) time.Duration {
-		ctx := context.Background()
-		start := time.Now()
-		for range n {
-			if err := dispatchRetrying(ctx, d, e); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return time.Since(start)
+		return countingDispatcher(b, routes)
 	}
 	var perEvent [2]float64
 	for k, together := range []bool{true, false} {
@@ -176,8 +158,8 @@ func BenchmarkCELRoutes(b *testing.B) {
 			defer hundred.Close(context.Background())
 			b.ReportAllocs()
 			b.ResetTimer()
-			t1 := measure(one, b.N)
-			t100 := measure(hundred, b.N)
+			t1 := timeDispatches(b, one, e, b.N)
+			t100 := timeDispatches(b, hundred, e, b.N)
 			perEvent[k] = float64(t100.Nanoseconds()) / float64(b.N)
 			b.ReportMetric(float64(t1.Nanoseconds())/float64(b.N), "ns/event-1-route")
 			b.ReportMetric(perEvent[k], "ns/event-100-routes")

@@ -24,31 +24,31 @@ import (
 	"github.com/fanbridge/fanbridge/sink"
 )
 
-// holdRotation fills the queue's first segment and starts a Put whose rotation fsync is held
-// until held.release is closed; it returns once that fsync has started, with the Put's outcome
-// to come on the channel.
-func holdRotation(t *testing.T, ctx context.Context, q *filedlq.Queue, held *heldSync) <-chan error {
+// behindHeldRotation opens a queue in a new directory, fills its first segment and starts a Put
+// whose rotation fsync is held until held.release is closed; it returns once that fsync has
+// started, with the Put's outcome to come on rotated.
+func behindHeldRotation(t *testing.T) (ctx context.Context, dir string, q *filedlq.Queue, held *heldSync, rotated <-chan error) {
 	t.Helper()
+	ctx = testCtx(t)
+	held = newHeldSync(ctx)
+	dir = t.TempDir()
+	q = open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024))
 	require.NoError(t, q.Put(ctx, entryFor("fills", 900)))
 	held.armed.Store(true)
-	rotated := make(chan error, 1)
-	go func() { rotated <- q.Put(ctx, entryFor("rotates", 900)) }()
+	out := make(chan error, 1)
+	go func() { out <- q.Put(ctx, entryFor("rotates", 900)) }()
 	select {
 	case <-held.started:
 	case <-ctx.Done():
 		t.Fatal("the rotation's fsync never started")
 	}
-	return rotated
+	return ctx, dir, q, held, out
 }
 
 // Entries handed over by Puts that gave up waiting are written by Close when no Put came after
 // them, and reach the disk with the rest.
 func TestCloseWritesEntriesHandedOver(t *testing.T) {
-	ctx := testCtx(t)
-	held := newHeldSync(ctx)
-	dir := t.TempDir()
-	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024))
-	rotated := holdRotation(t, ctx, q, held)
+	ctx, dir, q, held, rotated := behindHeldRotation(t)
 	for _, id := range []string{"late-1", "late-2"} {
 		waiting, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		require.ErrorIs(t, q.Put(waiting, entryFor(id, 0)), context.DeadlineExceeded)
@@ -63,11 +63,7 @@ func TestCloseWritesEntriesHandedOver(t *testing.T) {
 // What waits so is bounded: past 16 MiB of entries handed over, a Put that gives up writes
 // nothing and says so; every entry it did take is written.
 func TestEntriesHandedOverAreBounded(t *testing.T) {
-	ctx := testCtx(t)
-	held := newHeldSync(ctx)
-	dir := t.TempDir()
-	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024))
-	rotated := holdRotation(t, ctx, q, held)
+	ctx, dir, q, held, rotated := behindHeldRotation(t)
 	const puts = 24 // of about 0.93 MiB each: 17 fit in 16 MiB
 	entries := make([]dlq.Entry, puts)
 	for i := range entries {
@@ -116,11 +112,7 @@ func TestEntriesHandedOverAreBounded(t *testing.T) {
 // gives up waiting behind a slow rotation must still leave the entry in the queue, since no one
 // would retry it.
 func TestAsyncDeadLetterBehindASlowRotationIsKept(t *testing.T) {
-	ctx := testCtx(t)
-	held := newHeldSync(ctx)
-	dir := t.TempDir()
-	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024))
-	rotated := holdRotation(t, ctx, q, held)
+	ctx, dir, q, held, rotated := behindHeldRotation(t)
 
 	logs := &signalHandler{match: "fanout: dead-letter write failed", seen: make(chan struct{})}
 	d, err := fanout.New(fanout.Config{
@@ -279,11 +271,7 @@ func TestEntriesHandedOverStayCountedWhileWritten(t *testing.T) {
 // Under SyncAlways, the lines a waiting goroutine writes for Puts that gave up are fsynced
 // without waiting for another Put or Close.
 func TestEntriesHandedOverAreFsynced(t *testing.T) {
-	ctx := testCtx(t)
-	held := newHeldSync(ctx)
-	dir := t.TempDir()
-	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024))
-	rotated := holdRotation(t, ctx, q, held)
+	ctx, _, q, held, rotated := behindHeldRotation(t)
 	waiting, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	require.ErrorIs(t, q.Put(waiting, entryFor("late", 0)), context.DeadlineExceeded)
 	cancel()

@@ -43,19 +43,7 @@ func TestActiveSegmentRemovedUnderTheQueue(t *testing.T) {
 // when its context ends, instead of waiting out the fsync, and hands its entry over: the queue
 // writes it once it is free, before the next Put's line.
 func TestPutWaitingBehindARotationEndsWithItsContext(t *testing.T) {
-	ctx := testCtx(t)
-	held := newHeldSync(ctx)
-	dir := t.TempDir()
-	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024))
-	require.NoError(t, q.Put(ctx, entryFor("fills", 900)))
-	held.armed.Store(true)
-	rotated := make(chan error, 1)
-	go func() { rotated <- q.Put(ctx, entryFor("rotates", 900)) }()
-	select {
-	case <-held.started:
-	case <-ctx.Done():
-		t.Fatal("the rotation's fsync never started")
-	}
+	ctx, _, q, held, rotated := behindHeldRotation(t)
 	waiting, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
