@@ -64,6 +64,13 @@ type lateLines struct {
 	shut    bool // Close took the last of them: no more are taken
 }
 
+// pending reports whether lines wait to be written.
+func (l *lateLines) pending() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.lines) > 0
+}
+
 // maxLateBytes bounds the lines waiting in lateLines (at least one entry of the largest size is
 // taken): past it, a Put that gives up waiting writes nothing.
 const maxLateBytes = 16 << 20
@@ -321,7 +328,13 @@ func (q *Queue) append(ctx context.Context, line []byte) (uint64, error) {
 	if err := q.writable(); err != nil {
 		return 0, err
 	}
-	q.writeLateLocked()
+	if q.late.pending() {
+		q.writeLateLocked()
+		// A late line's failed write may have broken the queue.
+		if err := q.writable(); err != nil {
+			return 0, err
+		}
+	}
 	return q.writeLocked(line)
 }
 
