@@ -47,9 +47,12 @@
 //     data_base64 is decoded: when the content type is JSON (or absent) and the bytes are valid
 //     JSON they become Data; otherwise Data is the base64 text as a JSON string and
 //     Metadata[MetaDataBase64] is "true". Both data and data_base64 is an error. Batches
-//     (application/cloudevents-batch+json) are refused, and so is the HTTP binding's binary
-//     content mode (a request with a ce-specversion header and another media type than
-//     application/cloudevents+json), with 415: its attributes are in headers no format reads.
+//     (application/cloudevents-batch+json) are refused. The HTTP binding's binary content mode
+//     (a request with a ce-specversion header and a Content-Type not application/cloudevents*:
+//     attributes in ce-* headers, data in the body) is decoded with
+//     WithCloudEventsBinaryMode, as the same event in structured mode (see
+//     Decoder.DecodeCloudEventsBinary; Raw is then that structured rendering), and refused 415
+//     without it, so that its body is never read as another format.
 //   - Notification ("topicName" or "eventBody"): a bare Genesys notification as the WebSocket
 //     Notification API sends it. topicName and eventBody are required. Topic = topicName, Type =
 //     TopicTemplate(topicName), Data = eventBody, correlation-id from metadata.CorrelationId, Time
@@ -119,7 +122,7 @@
 // message. The formats added later come later, so that none takes a body an earlier one decoded.
 //
 // Every event gets Metadata[fanbridge.MetaFormat] (the Format name) and Raw, the body exactly as
-// received. Raw and Data are not copies: Data is a sub-slice of Raw, so the body must not be
+// received (a CloudEvent in binary mode: its structured rendering, a new slice). Raw and Data are not copies: Data is a sub-slice of Raw, so the body must not be
 // reused or pooled by whoever owns it while the event lives (the Handler never reuses it).
 //
 // Strings copied into the event (ID, Type, Topic, Source, Metadata values) must hold at most 1024
@@ -183,7 +186,8 @@
 //	Dispatch returned fanbridge.ErrDuplicate                200     {"status":"duplicate"}
 //	method other than POST                                  405     error, Allow: POST
 //	body over the limit (WithMaxBodySize)                   413     error, Connection: close
-//	Content-Type not JSON / CloudEvents JSON, or non-UTF-8  415     error
+//	Content-Type not JSON / CloudEvents JSON, or non-UTF-8  415     error (any type in binary mode)
+//	CloudEvents binary mode, not enabled (ce-specversion)   415     error
 //	body unreadable, not JSON, unknown format, bad field    400     error
 //	Source or account not allowed                           403     error
 //	any other Dispatch error: overload, shutdown, failure   503     error with id, Retry-After

@@ -116,3 +116,28 @@ func ExampleNewDecoder() {
 	// Output:
 	// 42 com.example.ticket.closed ticket-7 acme {"ok":true}
 }
+
+func ExampleWithCloudEventsBinaryMode() {
+	d := eventbridge.DispatcherFunc(func(ctx context.Context, e *fanbridge.Event) error {
+		fmt.Println(e.ID, e.Type, e.Source, e.Topic, string(e.Data))
+		return nil
+	})
+	h, err := eventbridge.NewHandler(d, eventbridge.WithCloudEventsBinaryMode())
+	if err != nil {
+		panic(err)
+	}
+	// Binary content mode: the attributes in ce-* headers (percent-encoded), the data as the body.
+	r := httptest.NewRequest(http.MethodPost, "/events", strings.NewReader(`{"orderId":7}`))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Ce-Specversion", "1.0")
+	r.Header.Set("Ce-Id", "A234-1234-1234")
+	r.Header.Set("Ce-Source", "/orders")
+	r.Header.Set("Ce-Type", "com.example.order.created")
+	r.Header.Set("Ce-Subject", "order%207")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	fmt.Println(w.Code)
+	// Output:
+	// A234-1234-1234 com.example.order.created /orders order 7 {"orderId":7}
+	// 200
+}

@@ -171,17 +171,18 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	ct := r.Header.Get("Content-Type")
 	media, err := parseMediaType(ct)
-	if err != nil {
-		chunkbuf.LeavePending(w, r)
-		return h.reject(ctx, w, span, reasonContentType, http.StatusUnsupportedMediaType, err.Error())
-	}
-	if media != mediaCloudEvents && len(r.Header["Ce-Specversion"]) > 0 {
-		// A CloudEvent in the HTTP binding's binary mode: its attributes are in the ce-* headers,
-		// which no format here reads. Decoded as a body alone, it would be another event (a
-		// webhook, with an id made from its body and the sender's type and source dropped).
+	binary := len(r.Header["Ce-Specversion"]) > 0 && !cloudEventsMedia(ct)
+	switch {
+	case binary && !h.cfg.binaryMode:
+		// A CloudEvent in the HTTP binding's binary mode: its attributes are in the ce-* headers.
+		// Decoded as a body alone, it would be another event (a webhook, with an id made from its
+		// body and the sender's type and source dropped).
 		chunkbuf.LeavePending(w, r)
 		return h.reject(ctx, w, span, reasonContentType, http.StatusUnsupportedMediaType,
-			"eventbridge: CloudEvents binary content mode (ce-* headers) is not supported; send the event in structured mode, Content-Type: application/cloudevents+json")
+			"eventbridge: CloudEvents binary content mode (ce-* headers) is not enabled here; send the event in structured mode, Content-Type: application/cloudevents+json")
+	case err != nil && !binary:
+		chunkbuf.LeavePending(w, r)
+		return h.reject(ctx, w, span, reasonContentType, http.StatusUnsupportedMediaType, err.Error())
 	}
 	body, err := h.readBody(r)
 	if err != nil {
@@ -204,7 +205,12 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 		return h.reject(ctx, w, span, reasonRead, http.StatusBadRequest, "eventbridge: reading the body failed")
 	}
-	e, err := h.dec.decode(r.Context(), body, media)
+	var e *fanbridge.Event
+	if binary {
+		e, err = h.dec.decodeBinary(r.Context(), r.Header, body)
+	} else {
+		e, err = h.dec.decode(r.Context(), body, media)
+	}
 	if err != nil {
 		return h.reject(ctx, w, span, reasonMalformed, http.StatusBadRequest, err.Error())
 	}
@@ -314,6 +320,15 @@ func (h *Handler) reject(ctx context.Context, w http.ResponseWriter, span trace.
 			slog.String("reason", reasonNames[why]), slog.Int("status", status), slog.String("error", msg))
 	}
 	return writeError(w, status, msg, "")
+}
+
+// cloudEventsMedia reports whether a Content-Type names a CloudEvents format
+// (application/cloudevents, a structured or batched body) rather than the data of an event in
+// binary mode.
+func cloudEventsMedia(ct string) bool {
+	const prefix = "application/cloudevents"
+	ct = strings.TrimSpace(ct)
+	return len(ct) >= len(prefix) && strings.EqualFold(ct[:len(prefix)], prefix)
 }
 
 func (h *Handler) sourceAllowed(src string) bool {

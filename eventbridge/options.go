@@ -39,6 +39,7 @@ type config struct {
 	tracerProvider  trace.TracerProvider
 	metricAttrs     []attribute.KeyValue
 	queuing         bool
+	binaryMode      bool
 	errs            []error
 }
 
@@ -153,6 +154,22 @@ func WithIgnoredStatus(code int) Option {
 // {"status":"delivered",...}.
 func WithQueuingDispatcher() Option {
 	return optionFunc(func(c *config) { c.queuing = true })
+}
+
+// WithCloudEventsBinaryMode accepts CloudEvents sent in the HTTP binding's binary content mode:
+// a request with a ce-specversion header and a Content-Type other than application/cloudevents*
+// is decoded with Decoder.DecodeCloudEventsBinary, its attributes from the ce-* headers and its
+// data from the body, when the Handler accepts FormatCloudEvents. Without this option such a
+// request is answered 415, naming structured mode, and is never read as another format.
+//
+// A signature over the body (signature.HMAC, GitHub, OpenMessaging, StandardWebhooks) does not
+// cover the ce-* headers: whoever has seen one signed request, without knowing the secret, can
+// send its body again with another id, type or source, and a changed id is not deduplicated. With
+// a verifier that only reads headers (APIKey, Basic, Bearer) the same person holds the key and
+// could send anything anyway. Turn binary mode on behind those, or mutual TLS; behind a body
+// signature, only when the senders and the path are trusted.
+func WithCloudEventsBinaryMode() Option {
+	return optionFunc(func(c *config) { c.binaryMode = true })
 }
 
 // WithRetryAfter sets the Retry-After sent with a 503 when the Dispatcher's error does not carry

@@ -215,6 +215,9 @@ func (in *Intake) HandlerOptions() []eventbridge.Option {
 		}
 		opts = append(opts, eventbridge.WithFormats(fs...))
 	}
+	if in.CloudEventsBinary {
+		opts = append(opts, eventbridge.WithCloudEventsBinaryMode())
+	}
 	return opts
 }
 

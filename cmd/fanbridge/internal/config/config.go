@@ -66,6 +66,9 @@ type Intake struct {
 	IgnoredStatus   int      `yaml:"ignored_status"`
 	RetryAfter      Duration `yaml:"retry_after"`
 	Formats         []string `yaml:"formats"`
+	// CloudEventsBinary accepts CloudEvents in the HTTP binding's binary content mode (attributes
+	// in ce-* headers), only behind verifiers that read headers alone.
+	CloudEventsBinary bool `yaml:"cloudevents_binary"`
 }
 
 // Verifier is one way of checking a sender: exactly one member is set.

@@ -890,3 +890,43 @@ func TestIntakeFormatsAreTheDecoders(t *testing.T) {
 		assert.ErrorContains(t, err, "config: intake[0].formats[0]: unknown format", "format %s", f)
 	}
 }
+
+// cloudevents_binary turns the Handler's binary content mode on, and is refused where it could
+// not work (the formats leave CloudEvents out) or is not safe (a body signature checks the path).
+func TestIntakeCloudEventsBinary(t *testing.T) {
+	serve := func(cfg *config.Config) *httptest.ResponseRecorder {
+		var got *fanbridge.Event
+		h, err := eventbridge.NewHandler(eventbridge.DispatcherFunc(func(_ context.Context, e *fanbridge.Event) error {
+			got = e
+			return nil
+		}), cfg.Intake[0].HandlerOptions()...)
+		require.NoError(t, err)
+		r := httptest.NewRequest(http.MethodPost, "/events", strings.NewReader(`{"order":7}`))
+		r.Header.Set("Content-Type", "application/json")
+		for k, v := range map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "b1", "Ce-Source": "/orders", "Ce-Type": "order.created"} {
+			r.Header.Set(k, v)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code == http.StatusOK {
+			require.NotNil(t, got)
+			assert.Equal(t, "b1", got.ID)
+		}
+		return w
+	}
+	const path = "path: /events"
+	on, err := config.Parse([]byte(edited(t, path, path+"\n    cloudevents_binary: true")), env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, serve(on).Code)
+	off, err := config.Parse([]byte(edited(t, path, path+"\n    formats: [cloudevents]")), env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusUnsupportedMediaType, serve(off).Code, "off by default")
+
+	_, err = config.Parse([]byte(edited(t, path, path+"\n    cloudevents_binary: true\n    formats: [eventbridge]")), env(nil))
+	assert.ErrorContains(t, err, "config: intake[0].cloudevents_binary: needs cloudevents among the formats")
+	signed := strings.Replace(minimal, `- api_key: {header: X-Api-Key, keys: ["k-0123456789"]}`,
+		`- api_key: {header: X-Api-Key, keys: ["k-0123456789"]}
+      - hmac: {header: X-Sig, encoding: hex, secrets: ["s-0123456789"]}`, 1)
+	_, err = config.Parse([]byte(strings.Replace(signed, path, path+"\n    cloudevents_binary: true", 1)), env(nil))
+	assert.ErrorContains(t, err, "config: intake[0].cloudevents_binary: cannot be combined with the hmac verifier (verifiers[1])")
+}

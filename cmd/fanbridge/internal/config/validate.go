@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -288,6 +289,19 @@ func (c *Config) validateIntake(e *Errors) {
 			if _, err := eventbridge.NewDecoder(eventbridge.Format(f)); err != nil {
 				fp := fmt.Sprintf("%s.formats[%d]", p, j)
 				e.addf(fp, "unknown format %s", e.show(fp, f))
+			}
+		}
+		if in.CloudEventsBinary {
+			if len(in.Formats) > 0 && !slices.Contains(in.Formats, string(eventbridge.FormatCloudEvents)) {
+				e.add(p+".cloudevents_binary", "needs cloudevents among the formats")
+			}
+			for j := range in.Verifiers {
+				switch kind := in.Verifiers[j].Kind(); kind {
+				case "hmac", "github", "open_messaging", "standard_webhooks":
+					// A body signature does not cover the ce-* headers: a request seen once could
+					// be sent again with other attributes.
+					e.addf(p+".cloudevents_binary", "cannot be combined with the %s verifier (verifiers[%d]): its signature covers the body, not the ce-* headers binary mode reads; use api_key, basic or bearer on this path", kind, j)
+				}
 			}
 		}
 	}
