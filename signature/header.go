@@ -61,7 +61,9 @@ func checkSecrets(what string, secrets []string) error {
 		if s == "" {
 			return fmt.Errorf("signature: %s %d is empty", what, i)
 		}
-		if strings.TrimSpace(s) != s {
+		if t := strings.TrimSpace(s); t == "" {
+			return fmt.Errorf("signature: %s %d is blank (only whitespace)", what, i)
+		} else if t != s {
 			return fmt.Errorf("signature: %s %d has leading or trailing whitespace", what, i)
 		}
 		if j, dup := seen[s]; dup {

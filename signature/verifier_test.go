@@ -1101,3 +1101,13 @@ func TestStandardWebhooksToleranceBounds(t *testing.T) {
 	_, err = v.Verify(context.Background(), h, body)
 	require.ErrorIs(t, err, signature.ErrReplayed)
 }
+
+// A credential of only whitespace (a variable set to a blank line) is called blank, not padded.
+func TestBlankCredentialIsCalledBlank(t *testing.T) {
+	_, err := signature.APIKey("X-Api-Key", "a", "  \t")
+	assert.EqualError(t, err, "signature: API key 1 is blank (only whitespace)")
+	_, err = signature.Bearer(" ")
+	assert.EqualError(t, err, "signature: bearer token 0 is blank (only whitespace)")
+	_, err = signature.APIKey("X-Api-Key", " a")
+	assert.ErrorContains(t, err, "has leading or trailing whitespace")
+}

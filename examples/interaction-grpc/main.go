@@ -110,7 +110,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	// Offline the two services run in this process; otherwise they are yours.
-	addrs := demo.SplitList(getenv("GRPC_DOWNSTREAM_ADDRESSES"))
+	addrs, err := demo.SplitList("GRPC_DOWNSTREAM_ADDRESSES", getenv("GRPC_DOWNSTREAM_ADDRESSES"))
+	if err != nil {
+		return err
+	}
 	offline := len(addrs) == 0
 	apiKey, secret := getenv("EVENTBRIDGE_API_KEY"), getenv("GENESYS_WEBHOOK_SECRET")
 	org, err := demo.Organization(getenv("GENESYS_ORGANIZATION_ID"))

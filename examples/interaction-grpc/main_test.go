@@ -263,6 +263,7 @@ func TestConfigurationErrors(t *testing.T) {
 		want string
 	}{
 		{"one address", nil, with("GRPC_DOWNSTREAM_ADDRESSES", "127.0.0.1:1"), "want two addresses"},
+		{"addresses set to nothing", nil, with("GRPC_DOWNSTREAM_ADDRESSES", " "), "GRPC_DOWNSTREAM_ADDRESSES is set but names nothing"},
 		{"no credentials", nil, with("EVENTBRIDGE_API_KEY", ""), "never runs unauthenticated"},
 		{"no dead-letter directory", nil, with("DLQ_DIR", ""), "DLQ_DIR"},
 		{"organization not a UUID", nil, with("GENESYS_ORGANIZATION_ID", "32aa07aa"), "GENESYS_ORGANIZATION_ID: want the organization's id, a UUID"},

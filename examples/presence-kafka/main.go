@@ -78,7 +78,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	// Offline an in-process broker (franz-go's kfake, a real Kafka wire protocol server) stands in
 	// for the cluster, with the topics already created.
-	brokers := demo.SplitList(getenv("KAFKA_BROKERS"))
+	brokers, err := demo.SplitList("KAFKA_BROKERS", getenv("KAFKA_BROKERS"))
+	if err != nil {
+		return err
+	}
 	offline := len(brokers) == 0
 	apiKey, secret := getenv("EVENTBRIDGE_API_KEY"), getenv("GENESYS_WEBHOOK_SECRET")
 	org, err := demo.Organization(getenv("GENESYS_ORGANIZATION_ID"))

@@ -292,6 +292,7 @@ func TestConfigurationErrors(t *testing.T) {
 		{"organization with a word", nil, map[string]string{"KAFKA_BROKERS": "127.0.0.1:1", "EVENTBRIDGE_API_KEY": "k", "DLQ_DIR": t.TempDir(),
 			"GENESYS_ORGANIZATION_ID": "org bb14bed0-f8f9-445d-b9d1-10cecb8569d6"}, "GENESYS_ORGANIZATION_ID"},
 		{"unknown flag", []string{"-topics", "x"}, nil, "topics"},
+		{"brokers set to nothing", nil, map[string]string{"KAFKA_BROKERS": " , ", "EVENTBRIDGE_API_KEY": "k"}, "KAFKA_BROKERS is set but names nothing"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

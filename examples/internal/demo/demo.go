@@ -146,16 +146,21 @@ func DLQDir(dir string, offline bool, name string) (_ string, remove func(), err
 	return dir, func() { os.RemoveAll(dir) }, nil
 }
 
-// SplitList splits a comma-separated list from the environment, dropping blanks around and
-// between the items.
-func SplitList(s string) []string {
+// SplitList splits the comma-separated list in the environment variable name, whose value is s,
+// dropping blanks around and between the items. Unset (empty) is no list; a value that holds
+// only blanks and commas is an error, so that a service whose setting went wrong does not run
+// the offline demo instead.
+func SplitList(name, s string) ([]string, error) {
 	var list []string
 	for _, item := range strings.Split(s, ",") {
 		if item = strings.TrimSpace(item); item != "" {
 			list = append(list, item)
 		}
 	}
-	return list
+	if s != "" && len(list) == 0 {
+		return nil, fmt.Errorf("%s is set but names nothing: list addresses separated by commas, or leave it unset to run the offline demo", name)
+	}
+	return list, nil
 }
 
 // Locked returns a writer that lets one Write through to w at a time: an example's in-process

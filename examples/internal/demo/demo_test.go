@@ -27,12 +27,18 @@ import (
 func TestSplitList(t *testing.T) {
 	for in, want := range map[string][]string{
 		"":                  nil,
-		" , ,":              nil,
 		"a":                 {"a"},
 		" a:1 ,, b:2 , ":    {"a:1", "b:2"},
 		"dns:///x:443,y:80": {"dns:///x:443", "y:80"},
 	} {
-		assert.Equal(t, want, demo.SplitList(in), "%q", in)
+		got, err := demo.SplitList("ADDRS", in)
+		require.NoError(t, err, "%q", in)
+		assert.Equal(t, want, got, "%q", in)
+	}
+	// Set, but to nothing: a mistake, not the offline demo.
+	for _, in := range []string{" ", " , ,", ","} {
+		_, err := demo.SplitList("ADDRS", in)
+		assert.ErrorContains(t, err, "ADDRS is set but names nothing", "%q", in)
 	}
 }
 
