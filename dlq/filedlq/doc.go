@@ -122,8 +122,9 @@
 // writes it as soon as it is free, or at Close, up to 16 MiB of such entries, fsynced as any
 // other under the sync policy. A caller that gives up on a dead-letter write may have no one to
 // retry it (an Async dispatch already acknowledged its event); the entry is kept all the same,
-// unless the queue breaks before it is written (a failed fsync or write: then it is logged as
-// lost, and the Put's error said it might be). The sender retries on such an error, so the queue
+// first in line and tried again after a write that fails (a full disk), unless the queue breaks
+// before it is written (ErrBroken: then it is logged as lost, and the Put's error said it might
+// be). The sender retries on such an error, so the queue
 // may hold the same event twice; it never holds none. An fsync that
 // fails makes the queue refuse further entries (ErrBroken), because the kernel may have discarded
 // the data it could not write and a later successful fsync would prove nothing. So does an fsync

@@ -20,6 +20,7 @@ import (
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/dlq/filedlq"
 	"github.com/fanbridge/fanbridge/fanout"
+	"github.com/fanbridge/fanbridge/internal/testwait"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 )
@@ -156,6 +157,12 @@ type signalHandler struct {
 func (h *signalHandler) Enabled(context.Context, slog.Level) bool { return true }
 func (h *signalHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
 func (h *signalHandler) WithGroup(string) slog.Handler            { return h }
+func (h *signalHandler) text() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.buf.String()
+}
+
 func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
 	h.buf.WriteString(r.Message + "\n")
@@ -174,7 +181,7 @@ func TestEntriesHandedOverToAQueueThatBreaks(t *testing.T) {
 	dir := t.TempDir()
 	var armed atomic.Bool
 	started, release := make(chan struct{}), make(chan struct{})
-	logs := &signalHandler{match: "filedlq: entries whose Puts gave up waiting to write are lost: the queue is broken", seen: make(chan struct{})}
+	logs := &signalHandler{match: "filedlq: entries whose Puts gave up waiting to write are lost", seen: make(chan struct{})}
 	q := open(t, dir, filedlq.WithMaxSegmentSize(1024), filedlq.WithLogger(slog.New(logs)),
 		filedlq.WithSyncFunc(func(f *os.File) error {
 			if armed.CompareAndSwap(true, false) {
@@ -280,4 +287,86 @@ func TestEntriesHandedOverAreFsynced(t *testing.T) {
 	// Polled: nothing else happens in the queue that a test could wait on.
 	require.Eventually(t, func() bool { return q.Stats().Puts == 3 && q.DurableLines() == 3 }, 10*time.Second, 5*time.Millisecond,
 		"the handed-over line was not fsynced: %d written, %d durable", q.Stats().Puts, q.DurableLines())
+}
+
+// A write of an entry handed over that fails without breaking the queue (the new segment's
+// directory fsync fails, twice) does not drop it: the entry stays first in line and the queue
+// tries again by itself, with no Put to carry it, until it is written. Err says the queue takes
+// entries all along.
+func TestEntriesHandedOverSurviveAFailedWrite(t *testing.T) {
+	ctx := testCtx(t)
+	held := newHeldSync(ctx)
+	dir := t.TempDir()
+	var dirSyncs, failures atomic.Int32
+	recovered := make(chan struct{})
+	logs := &signalHandler{match: "filedlq: entries whose Puts gave up waiting could not be written yet; trying again", seen: make(chan struct{})}
+	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024), filedlq.WithLogger(slog.New(logs)),
+		filedlq.WithDirSyncFunc(func(d string) error {
+			// After arming: the rotating Put's new segment passes; the late line's fails twice.
+			switch n := dirSyncs.Add(1); {
+			case n == 2 || n == 3:
+				failures.Add(1)
+				return errors.New("input/output error")
+			case n == 4:
+				defer close(recovered)
+			}
+			return syncDirectory(d)
+		}))
+	require.NoError(t, q.Put(ctx, entryFor("fills", 900)))
+	dirSyncs.Store(0)
+	held.armed.Store(true)
+	rotated := make(chan error, 1)
+	go func() { rotated <- q.Put(ctx, entryFor("rotates", 900)) }()
+	testwait.RecvCtx(t, ctx, held.started)
+	waiting, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err := q.Put(waiting, entryFor("late", 900))
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	close(held.release)
+	require.NoError(t, <-rotated)
+	testwait.RecvCtx(t, ctx, logs.seen)
+	require.NoError(t, q.Err(), "a failed write does not break the queue")
+	testwait.RecvCtx(t, ctx, recovered)
+	assert.EqualValues(t, 2, failures.Load())
+	// The goroutine that wrote the late line held the queue from before that fsync to after the
+	// write: this Put comes after it.
+	require.NoError(t, q.Put(ctx, entryFor("after", 10)))
+	assert.Equal(t, []string{"fills", "rotates", "late", "after"}, listIDs(t, ctx, q))
+	require.NoError(t, q.Close())
+	assert.NotContains(t, logs.text(), "are lost")
+}
+
+// While an entry handed over cannot be written, a Put is told so and writes nothing of its own
+// (its caller retries it); the entry handed over stays first, and Close writes it once it can.
+func TestPutBehindAnEntryThatCannotBeWrittenYet(t *testing.T) {
+	ctx := testCtx(t)
+	held := newHeldSync(ctx)
+	dir := t.TempDir()
+	var failing atomic.Bool
+	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024),
+		filedlq.WithDirSyncFunc(func(d string) error {
+			if failing.Load() {
+				return errors.New("input/output error")
+			}
+			return syncDirectory(d)
+		}))
+	require.NoError(t, q.Put(ctx, entryFor("fills", 900)))
+	held.armed.Store(true)
+	rotated := make(chan error, 1)
+	go func() { rotated <- q.Put(ctx, entryFor("rotates", 900)) }()
+	testwait.RecvCtx(t, ctx, held.started)
+	waiting, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	require.ErrorIs(t, q.Put(waiting, entryFor("late", 900)), context.DeadlineExceeded)
+	cancel()
+	// From now on no new segment can be made: neither the rotating Put's nor the late line's.
+	failing.Store(true)
+	close(held.release)
+	require.Error(t, <-rotated, "told, so its caller retries")
+	err := q.Put(ctx, entryFor("next", 10))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "writing entries handed over earlier")
+	require.NoError(t, q.Err())
+	failing.Store(false)
+	require.NoError(t, q.Close())
+	assert.Equal(t, []string{"fills", "late"}, listIDs(t, ctx, open(t, dir)))
 }

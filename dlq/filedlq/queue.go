@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fanbridge/fanbridge/dlq"
 	"github.com/fanbridge/fanbridge/retry"
@@ -34,6 +35,8 @@ type Queue struct {
 	size      int64
 	closed    bool
 	broken    error
+	// isBroken is set with broken, for handOver, which cannot take mu.
+	isBroken atomic.Bool
 
 	fileMu sync.Mutex // held while the active file is fsynced, and while it is replaced or closed
 	// rewritingActive is set while a Delete rewrites the active segment: between its rename and
@@ -273,9 +276,12 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b
 // context ended while it waited for its turn to write (another Put's rotation or a Delete's
 // rewrite holds the queue for as long as an fsync takes) returns the context's error at once and
 // hands its entry over: the queue writes it as soon as it is free, and Close writes it before it
-// closes, unless the queue breaks first (a failed fsync or write: the entry is then logged as
-// lost). Up to 16 MiB of entries wait so; past that, or on a queue already broken, such a Put
-// writes nothing.
+// closes, unless the queue breaks first (ErrBroken: the entry is then logged as lost). A write
+// of it that fails without breaking the queue (a full disk, a segment that cannot be created) is
+// tried again: by the queue itself, waiting 10 ms, then twice as long each time up to 5 s; by the
+// next Put, which fails as its own write would when it still cannot (its entry is not written, so
+// that its caller retries it); and by Close. Up to 16 MiB of entries wait so; past that, or on a
+// queue already broken, such a Put writes nothing.
 func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("filedlq: put: %w", err)
@@ -329,13 +335,19 @@ func (q *Queue) append(ctx context.Context, line []byte) (uint64, error) {
 		return 0, err
 	}
 	if q.late.pending() {
-		q.writeLateLocked()
-		// A late line's failed write may have broken the queue.
-		if err := q.writable(); err != nil {
+		// Lines handed over earlier go first; when one cannot be written, it stays for the next
+		// try and this Put fails as its own write would (its caller retries it).
+		if _, err := q.writeLateLocked(); err != nil {
 			return 0, err
 		}
 	}
 	return q.writeLocked(line)
+}
+
+// breakWith makes the queue refuse entries from now on, for err. The caller holds mu.
+func (q *Queue) breakWith(err error) {
+	q.broken = err
+	q.isBroken.Store(true)
 }
 
 // writable says whether a Put may write now. The caller holds mu.
@@ -356,7 +368,7 @@ func (q *Queue) writable() error {
 // a goroutine that waits for mu. It returns false, keeping nothing, when the queue is closing,
 // an fsync has failed, or too many bytes already wait (counted until they are written).
 func (q *Queue) handOver(line []byte) bool {
-	if q.syncErr() != nil {
+	if q.isBroken.Load() || q.syncErr() != nil {
 		return false
 	}
 	l := &q.late
@@ -369,48 +381,90 @@ func (q *Queue) handOver(line []byte) bool {
 	l.bytes += len(line)
 	if !l.waiting {
 		l.waiting = true
-		go func() {
-			q.mu.Lock()
-			defer q.mu.Unlock()
-			l.mu.Lock()
-			l.waiting = false
-			l.mu.Unlock()
-			if q.writable() == nil && q.writeLateLocked() && q.cfg.sync.mode == syncAlways && !q.cfg.noGroupCommit {
-				// No Put waits for these lines' fsync: start a round for them, as a Put would.
-				q.startSyncRound()
-			}
-		}()
+		go q.writeLateWhenFree()
 	}
 	return true
 }
 
+// Waits between tries of a goroutine writing lines handed over, after a write failed.
+const (
+	lateRetryFirst = 10 * time.Millisecond
+	lateRetryMax   = 5 * time.Second
+)
+
+// writeLateWhenFree writes the lines handed over once mu is free, and again, with a growing wait,
+// while a write fails and the queue still takes entries: the Puts that handed them over have
+// returned, and no one else would. It ends when every line is written (clearing waiting in the
+// same step as it finds none left, so that a line handed over later starts another goroutine), or
+// when the queue breaks or closes, leaving the lines to Close.
+func (q *Queue) writeLateWhenFree() {
+	l := &q.late
+	wait := lateRetryFirst
+	for {
+		q.mu.Lock()
+		if q.writable() != nil {
+			q.mu.Unlock()
+			l.mu.Lock()
+			l.waiting = false
+			l.mu.Unlock()
+			return
+		}
+		wrote, err := q.writeLateLocked()
+		if wrote && q.cfg.sync.mode == syncAlways && !q.cfg.noGroupCommit {
+			// No Put waits for these lines' fsync: start a round for them, as a Put would.
+			q.startSyncRound()
+		}
+		if err == nil {
+			l.mu.Lock()
+			done := len(l.lines) == 0
+			if done {
+				l.waiting = false
+			}
+			l.mu.Unlock()
+			q.mu.Unlock()
+			if done {
+				return
+			}
+			continue
+		}
+		q.mu.Unlock()
+		q.cfg.logger.Warn("filedlq: entries whose Puts gave up waiting could not be written yet; trying again",
+			"dir", q.dir, "retry_in", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-q.sy.quit:
+			// Close writes them, or logs them as lost.
+			l.mu.Lock()
+			l.waiting = false
+			l.mu.Unlock()
+			return
+		}
+		wait = min(2*wait, lateRetryMax)
+	}
+}
+
 // writeLateLocked writes the lines handed over by Puts that gave up waiting, and reports whether
-// it wrote any. Their Puts have returned: a line that cannot be written is logged. Each line
-// stays counted against maxLateBytes until it is written or dropped. The caller holds mu and has
-// checked that the queue is writable.
-func (q *Queue) writeLateLocked() bool {
+// it wrote any. When a write fails, that line and the ones after it stay, first in line and still
+// counted against maxLateBytes, and the error is returned. The caller holds mu and has checked
+// that the queue is writable.
+func (q *Queue) writeLateLocked() (wrote bool, err error) {
 	l := &q.late
 	l.mu.Lock()
 	lines := l.lines
 	l.lines = nil
 	l.mu.Unlock()
 	for i, line := range lines {
-		_, err := q.writeLocked(line)
+		if _, err := q.writeLocked(line); err != nil {
+			l.mu.Lock()
+			l.lines = append(lines[i:len(lines):len(lines)], l.lines...)
+			l.mu.Unlock()
+			return i > 0, fmt.Errorf("filedlq: put: writing entries handed over earlier: %w", err)
+		}
 		l.mu.Lock()
-		if err != nil {
-			for _, rest := range lines[i:] {
-				l.bytes -= len(rest)
-			}
-		} else {
-			l.bytes -= len(line)
-		}
+		l.bytes -= len(line)
 		l.mu.Unlock()
-		if err != nil {
-			q.cfg.logger.Error("filedlq: entries whose Puts gave up waiting to write are lost", "dir", q.dir, "entries", len(lines)-i, "err", err)
-			return i > 0
-		}
 	}
-	return len(lines) > 0
+	return len(lines) > 0, nil
 }
 
 // writeLocked writes line at the end of the active segment, rotating first when it would
@@ -429,7 +483,7 @@ func (q *Queue) writeLocked(line []byte) (uint64, error) {
 		// Take a partial line back off, so that the next line starts on a line of its own.
 		if n > 0 {
 			if terr := q.active.Truncate(q.size); terr != nil {
-				q.broken = fmt.Errorf("write failed (%v) and its partial line could not be removed: %w", err, terr)
+				q.breakWith(fmt.Errorf("write failed (%v) and its partial line could not be removed: %w", err, terr))
 				q.cfg.logger.Error("filedlq: segment left with a partial line", "dir", q.dir, "segment", segName(q.activeSeq), "err", q.broken)
 			}
 		}
@@ -440,7 +494,7 @@ func (q *Queue) writeLocked(line []byte) (uint64, error) {
 	if q.cfg.sync.mode == syncAlways && q.cfg.noGroupCommit {
 		q.syncs.Add(1)
 		if err := q.syncActive(); err != nil {
-			q.broken = err
+			q.breakWith(err)
 			return 0, fmt.Errorf("filedlq: put: fsync: %w", err)
 		}
 	}

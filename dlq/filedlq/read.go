@@ -419,7 +419,7 @@ func (q *Queue) deleteFrom(ctx context.Context, seg uint64, drop map[string]bool
 		q.markSynced(q.written.Load())
 		f, err := os.OpenFile(filepath.Join(q.dir, segName(seg)), os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
-			q.broken = fmt.Errorf("reopening the rewritten active segment: %w", err)
+			q.breakWith(fmt.Errorf("reopening the rewritten active segment: %w", err))
 			return err
 		}
 		q.fileMu.Lock()

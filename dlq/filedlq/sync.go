@@ -2,6 +2,7 @@ package filedlq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/fanbridge/fanbridge/dlq"
@@ -193,11 +194,17 @@ func (q *Queue) Close() error {
 	q.late.mu.Lock()
 	q.late.shut = true
 	q.late.mu.Unlock()
+	var lateErr error
 	if q.broken == nil && q.syncErr() == nil {
-		q.writeLateLocked()
-	} else if n := len(q.late.lines); n > 0 {
-		q.cfg.logger.Error("filedlq: entries whose Puts gave up waiting to write are lost: the queue is broken", "dir", q.dir, "entries", n)
+		_, lateErr = q.writeLateLocked()
+	} else {
+		lateErr = errors.New("the queue is broken")
 	}
+	q.late.mu.Lock()
+	if n := len(q.late.lines); n > 0 {
+		q.cfg.logger.Error("filedlq: entries whose Puts gave up waiting to write are lost", "dir", q.dir, "entries", n, "err", lateErr)
+	}
+	q.late.mu.Unlock()
 	close(q.sy.quit)
 	<-q.sy.exited
 
