@@ -76,7 +76,8 @@ func CodeClass(c codes.Code) Class {
 // the event (AlreadyExists included), err marked with retry.Permanent for a permanent code, err
 // marked with retry.After when the server attached a google.rpc.RetryInfo detail to a retryable
 // code, err marked with retry.Permanent for a ResourceExhausted without RetryInfo whose message is
-// gRPC's own report of a message over the size limit ("larger than max"), and err unchanged
+// gRPC's own report of a message over the size limit (grpc-go's "larger than max", or another
+// gRPC implementation's words for it, as the package documentation lists them), and err unchanged
 // otherwise; a retryable err whose status carries the google.rpc.ErrorInfo detail a Server adds
 // for a handler's sink.Refused (domain "fanbridge", reason "REFUSED") is also marked sink.Refused.
 // An error without a gRPC status (a context error, say) is returned unchanged. Use it
@@ -221,11 +222,13 @@ const (
 )
 
 // sizeRefusal reports whether a status of code and msg is gRPC's refusal of a message over a size
-// limit: grpc-go's "trying to send message larger than max" from the sending side, and "grpc:
-// received message larger than max" and its variants after decompression from the receiving side.
-// An event is as large on every attempt, so retrying a request that was refused, or redriving it
-// later, only fails again; a server that throttles instead says ResourceExhausted with another
-// message, or attaches RetryInfo, and stays retryable.
+// limit: grpc-go's "trying to send message larger than max" from the sending side, and from the
+// receiving side grpc-go's "grpc: received message larger than max" and its variants after
+// decompression, or what another gRPC implementation says in its place (receiveRefusal), as a
+// consumer's server written in another language refuses the request. An event is as large on
+// every attempt, so retrying a request that was refused, or redriving it later, only fails again;
+// a server that throttles instead says ResourceExhausted with another message, or attaches
+// RetryInfo, and stays retryable.
 func sizeRefusal(code codes.Code, msg string) sizeRefusalKind {
 	if code != codes.ResourceExhausted {
 		return notSizeRefusal
@@ -233,22 +236,56 @@ func sizeRefusal(code codes.Code, msg string) sizeRefusalKind {
 	if strings.HasPrefix(msg, sendRefusal) {
 		return refusedToSend
 	}
-	for _, prefix := range receiveRefusals {
-		if strings.HasPrefix(msg, prefix) {
-			return refusedOnReceipt
-		}
+	if receiveRefusal(msg) {
+		return refusedOnReceipt
 	}
 	return notSizeRefusal
 }
 
-// sendRefusal and receiveRefusals are how grpc-go's messages for a size limit begin; a server's
-// own message that merely mentions a maximum does not count.
+// receiveRefusal reports whether msg begins as a gRPC implementation's refusal of a received
+// message over its size limit, in any case and with or without a "grpc:" prefix; whatever follows
+// (grpc-go's " (N vs. M)", another's " (N vs M)" or ": N") does not matter. A server's own message
+// that merely mentions a maximum does not count.
+func receiveRefusal(msg string) bool {
+	msg = strings.ToLower(msg)
+	if rest, found := strings.CutPrefix(msg, "grpc:"); found {
+		msg = strings.TrimLeft(rest, " ")
+	}
+	for _, prefix := range receiveRefusals {
+		if strings.HasPrefix(msg, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// sendRefusal is how grpc-go's messages for a send limit begin.
 const sendRefusal = "trying to send message larger than max"
 
-var receiveRefusals = []string{wireRefusal, decompressedRefusal, decompressedRefusalBare}
+// receiveRefusals are how gRPC implementations word the refusal of a received message over a
+// size limit, in lower case and without grpc-go's "grpc: " prefix.
+var receiveRefusals = []string{
+	// grpc-go on the wire ("... (N vs. M)", or "... length allowed on current machine (N vs.
+	// M)"); gRPC core, under C++, Python, Ruby and PHP, and @grpc/grpc-js ("Received message
+	// larger than max (N vs. M)", or "(N vs M)").
+	"received message larger than max",
+	// grpc-go after decompression.
+	"message after decompression larger than max",
+	"received message after decompression larger than max",
+	// @grpc/grpc-js after decompression ("... larger than M").
+	"received message that decompresses to a size larger than",
+	// grpc-java on the wire ("gRPC message exceeds maximum size M: N"), after decompression
+	// ("Decompressed gRPC message exceeds maximum size M"), and before it in older versions.
+	"grpc message exceeds maximum size",
+	"decompressed grpc message exceeds maximum size",
+	"compressed grpc message exceeds maximum size",
+	// grpc-dotnet ("Received message exceeds the maximum configured message size.").
+	"received message exceeds the maximum configured message size",
+}
 
-// The forms of grpc-go's receive refusals: over the limit on the wire (the first also over what
-// the machine can address), or after decompression, with both numbers or the limit alone.
+// The forms of grpc-go's receive refusals, which alone can be the client's own refusal of an
+// answer: over the limit on the wire (the first also over what the machine can address), or
+// after decompression, with both numbers or the limit alone.
 const (
 	wireRefusal             = "grpc: received message larger than max"
 	wireRefusalOnMachine    = "grpc: received message larger than max length allowed on current machine"
@@ -338,7 +375,8 @@ func compressionSlack(n int64) int64 {
 
 // refusedSizes reads grpc-go's receive refusal msg: size is the refused message's size on the
 // wire, or -1 for a refusal after decompression, which names no wire size; limit is the limit it
-// was over. ok is false when msg is not in a form grpc-go writes.
+// was over. ok is false when msg is not in a form grpc-go writes, as for a refusal in another gRPC
+// implementation's words: the client is grpc-go, so only a server can have sent that one.
 func refusedSizes(msg string) (size, limit int64, ok bool) {
 	if rest, found := strings.CutPrefix(msg, decompressedRefusal); found {
 		_, limit, ok = sizeVsLimit(rest)

@@ -93,6 +93,18 @@
 // Those failures are retryable, as a lost answer is, since delivery is at-least-once, and marked
 // sink.Refused: the consumer is up, so they do not count against a dispatcher's breaker.
 //
+// A consumer's server in another language words its refusal of a request over its receive limit
+// its own way, and each wording is read as grpc-go's is, in any case and with or without a
+// "grpc:" prefix: gRPC core (C++, Python, Ruby, PHP) and @grpc/grpc-js say "Received message
+// larger than max (N vs. M)" (grpc-js also without the dot, and "Received message that
+// decompresses to a size larger than M"), grpc-java "gRPC message exceeds maximum size M: N" (or
+// "Decompressed gRPC message exceeds maximum size M"), grpc-dotnet "Received message exceeds the
+// maximum configured message size.". The client is grpc-go, so such a refusal is always a
+// server's refusal of the request: permanent, and not counted against a dispatcher's breaker. A
+// consumer's own handler that refuses an event as too large should answer a permanent code
+// (InvalidArgument, FailedPrecondition or OutOfRange) rather than ResourceExhausted, which is
+// retried unless its message is one of these.
+//
 // A send refusal is the client's own, permanent, when the limit it names ("(N vs. M)") is the
 // client's send limit among the options seen (see below). grpc-go sends the request headers
 // before it encodes the request and checks its size, so a server that answers from the headers

@@ -39,7 +39,8 @@ type Server struct {
 //     returned is classified as that Sink classified it). The status decides the class, even
 //     under a retry.Permanent mark; a retry.After mark on a retryable status without a
 //     google.rpc.RetryInfo adds that detail. gRPC's reports of a message over a size limit
-//     ("grpc: received message larger than max", "trying to send message larger than max") are
+//     ("grpc: received message larger than max", or another gRPC implementation's words for it
+//     as the package documentation lists them, and "trying to send message larger than max") are
 //     the exception, as the status cannot say whose limit refused the message. When the error
 //     is what a grpcsink.Sink (New, NewFromConn or Adapt) returned for an answer refused after
 //     its consumer took the event (over the Sink's receive limit, or its consumer's server's

@@ -643,6 +643,53 @@ func TestReceiveRefusalIsTheAnswersOnlyWhenItCannotBeTheRequest(t *testing.T) {
 	}
 }
 
+// A consumer's server in another language refuses a request over its receive limit in its own
+// words, and the answer on the wire is that status: ResourceExhausted with the text below, no
+// details. Each is the server's refusal of the request, permanent, even when the limit it names is
+// the client's and the size more than the request can be: the client is grpc-go, whose own
+// refusal of an answer never reads so. Any other ResourceExhausted is throttling, retryable.
+func TestOtherImplementationsSizeRefusalsArePermanent(t *testing.T) {
+	small := &fanbridge.Event{ID: "small", Data: []byte(`{}`)}
+	for _, tt := range []struct {
+		name      string
+		msg       string
+		wantClass retry.Class
+	}{
+		{"grpc-js", "Received message larger than max (102418 vs 65536)", retry.ClassPermanent},
+		{"gRPC core and newer grpc-js", "Received message larger than max (102418 vs. 65536)", retry.ClassPermanent},
+		{"grpc-js after decompression", "Received message that decompresses to a size larger than 65536", retry.ClassPermanent},
+		{"grpc-java", "gRPC message exceeds maximum size 4194304: 5000000", retry.ClassPermanent},
+		{"grpc-java after decompression", "Decompressed gRPC message exceeds maximum size 4194304", retry.ClassPermanent},
+		{"grpc-dotnet", "Received message exceeds the maximum configured message size.", retry.ClassPermanent},
+		{"with a grpc: prefix", "grpc: Received message larger than max (102418 vs 65536)", retry.ClassPermanent},
+		{"grpc-go's words in capitals", "GRPC: RECEIVED MESSAGE LARGER THAN MAX (102418 VS. 65536)", retry.ClassPermanent},
+		{"throttled", "quota exceeded", retry.ClassRetryable},
+		{"a server's own message mentioning a maximum size", "tenant backlog exceeds maximum size 100", retry.ClassRetryable},
+	} {
+		t.Run(tt.name+"/Classify", func(t *testing.T) {
+			err := grpcsink.Classify(status.Error(codes.ResourceExhausted, tt.msg))
+			assert.Equal(t, tt.wantClass, retry.Classify(err), "class of %v", err)
+		})
+		for transport, viaHTTP := range transports {
+			for built, build := range sinkBuilders {
+				t.Run(tt.name+"/"+transport+"/"+built, func(t *testing.T) {
+					gs := grpc.NewServer()
+					fanbridgev1.RegisterEventSinkServer(gs, answerStatus{st: status.New(codes.ResourceExhausted, tt.msg)})
+					s := build(t, serveOn(t, gs, viaHTTP), grpcsink.WithCallOptions(grpc.MaxCallRecvMsgSize(64<<10)))
+
+					err := s.Send(testContext(t), small)
+
+					require.Error(t, err)
+					assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+					assert.Contains(t, err.Error(), tt.msg)
+					assert.Equal(t, tt.wantClass, retry.Classify(err), "class of %v", err)
+					assert.False(t, sink.IsRefused(err), "%v", err)
+				})
+			}
+		}
+	}
+}
+
 // A send refusal that a server sent is that server's refusal to send its answer, whatever size
 // it names, in a Trailers-Only response as after headers: the client's own arises before anything
 // comes back. One with status details relays a refusal of a request, as a Server does.
