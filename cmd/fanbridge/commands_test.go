@@ -598,6 +598,32 @@ func TestDemoFlagsWithConfig(t *testing.T) {
 	assert.NotContains(t, errOut, "(default -1)")
 }
 
+// A service flag given an empty value (-config "$CFG" with CFG unset) is a usage error: an empty
+// -config must not start the demo, with its generated key, on the address meant for the service.
+func TestServeRefusesEmptyFlags(t *testing.T) {
+	cfg := writeTemp(t, "listen: {address: \"127.0.0.1:0\"}\n")
+	for _, args := range [][]string{
+		{"-config", "", "-listen", "127.0.0.1:0"},
+		{"-config=", "-listen", "127.0.0.1:0"},
+		{"-listen", "127.0.0.1:0", "-config", ""},
+		{"serve", "-config", ""},
+		{"-config", cfg, "-listen", ""},
+		{"-listen", "", "-kafka-port", "0"},
+		{"-api-key", "", "-listen", "127.0.0.1:0", "-kafka-port", "0"},
+		{"-dlq-dir", "", "-listen", "127.0.0.1:0", "-kafka-port", "0"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			// Without the check the demo or the service starts, and runs until the deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			code, out, errOut := runCmd(t, ctx, nil, args...)
+			assert.Equal(t, 2, code, "stderr: %s", errOut)
+			assert.Regexp(t, `^fanbridge: -[a-z-]+ is empty; leave the flag out for `, errOut)
+			assert.NotContains(t, out, "demo is running")
+		})
+	}
+}
+
 // dlq list and show read the dlq section alone: a secret the rest of the file needs may be
 // missing; redrive, which builds the sinks, still needs the whole file.
 func TestDLQListNeedsOnlyTheDLQSection(t *testing.T) {

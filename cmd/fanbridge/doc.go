@@ -17,7 +17,7 @@
 // Exit codes: 0 success (and a clean shutdown), 1 failure (an invalid configuration, a pattern
 // that does not match, a dlq directory that holds no queue, a redrive -id that names no entry, a
 // shutdown that lost or could not close something), 2 usage errors (an unknown command, a
-// missing or extra argument, and for pattern test a bad pattern, expression or event, or a file
+// missing or extra argument, a service flag given an empty value, and for pattern test a bad pattern, expression or event, or a file
 // or standard input larger than 16 MiB).
 //
 // # Demo
@@ -29,7 +29,8 @@
 // key, the addresses, a curl command that posts a Genesys sample, and a kcat command that reads
 // the topic. Each event is then logged with its routes and each sink's outcome, and each Kafka
 // record with its topic, partition and offset.
-// `go run ./cmd/fanbridge` is all it takes.
+// `go run ./cmd/fanbridge` is all it takes. An empty -config (-config "$CFG" with CFG unset) is
+// a usage error, never the demo.
 //
 // # Configuration
 //

@@ -21,7 +21,7 @@ import (
 func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("fanbridge", usage+"\nservice flags:\n", stderr)
 	var (
-		cfgPath     = fs.String("config", "", "configuration file (YAML); without it fanbridge runs the demo")
+		cfgPath     = fs.String("config", "", "configuration file (YAML); without it fanbridge runs the demo (an empty value is refused)")
 		listen      = fs.String("listen", "", "listen address, overriding listen.address (demo: default 127.0.0.1:8080, or a free port when taken)")
 		kafkaPort   portFlag
 		apiKey      = fs.String("api-key", "", "demo only: the intake API key (default: generated)")
@@ -35,6 +35,19 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(pos) > 0 {
 		fmt.Fprintf(stderr, "fanbridge: unexpected argument %q\n", pos[0])
+		return exitUsage
+	}
+	// A flag given an empty value, as -config "$CFG" gives it when CFG is unset, would mean what
+	// leaving it out means: for -config, the demo (in-process Kafka, a generated key, a temporary
+	// queue) on the address of a production service, whose senders would all be refused.
+	empty := ""
+	fs.Visit(func(f *flag.Flag) {
+		if _, ok := leftOut[f.Name]; ok && empty == "" && f.Value.String() == "" {
+			empty = f.Name
+		}
+	})
+	if empty != "" {
+		fmt.Fprintf(stderr, "fanbridge: -%s is empty; leave the flag out for %s\n", empty, leftOut[empty])
 		return exitUsage
 	}
 	if *cfgPath != "" {
@@ -163,6 +176,15 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// leftOut says, for each service flag that takes text, what leaving it out means; given empty,
+// the flag is refused rather than taken as left out.
+var leftOut = map[string]string{
+	"config":  "the demo",
+	"listen":  "listen.address (the demo: 127.0.0.1:8080)",
+	"api-key": "a generated key",
+	"dlq-dir": "a temporary directory",
 }
 
 // portFlag is -kafka-port: a TCP port, or unset (-1 to the demo: 9092, or a free one when taken).
