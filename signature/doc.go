@@ -51,6 +51,7 @@
 //	malformed header, header sent twice, wrong key or      401     {"error":"unauthorized"}
 //	  signature, stale or future timestamp, replayed id
 //	a replay cache or token validator failed               503     {"error":"verification unavailable, retry later"}, Retry-After: 1
+//	a copy of a signed request still being handled         503     the same
 //
 // All 401 answers of a verifier are the same, status, headers and body, whatever the reason: a
 // caller probing the endpoint learns nothing about which part was wrong. (A HeaderVerifier's 401
@@ -121,7 +122,12 @@
 // An ErrUnavailable (503 with Retry-After) makes it retry. When the next handler answers outside
 // 2xx, or panics, after a replay-cache claim, Verify releases the claim, so that the very same
 // request, sent again, verifies rather than being refused as a replay; only an accepted message
-// keeps its claim. A handler that returns without writing has answered 200 and keeps it. A caller
+// keeps its claim. A copy of the request that comes while the first is still being handled (a
+// sender's client that gave up waiting and resent it, byte for byte, within the same second) is
+// answered 503 with Retry-After, not 401: the first may yet fail, and the copy's retry then
+// verifies; once the first is accepted, a copy is a replay. This holds within one middleware's
+// process: with a ReplayCache shared by several instances, a copy that reaches another instance
+// while the first is handled is refused as a replay. A handler that returns without writing has answered 200 and keeps it. A caller
 // of VerifyRequest or Verifier.Verify does the same with Identity.Release.
 //
 // # Security

@@ -100,7 +100,10 @@ func WithOnReject(f func(r *http.Request, err error)) Option {
 //   - verification could not complete (ErrUnavailable): 503 with Retry-After, so the sender retries.
 //
 // When v claimed the message id in a replay cache and the next handler answers outside 2xx (or
-// panics), the claim is released so that the sender's retry is accepted.
+// panics), the claim is released so that the sender's retry is accepted. A copy of the request
+// that comes while the first is still being handled (a sender's client that timed out, a proxy
+// that resent it) is answered 503 with Retry-After rather than refused as a replay: the first may
+// yet fail, and the copy's retry then verifies.
 //
 // Verify panics when v is nil or an option is invalid: configuration errors surface when the
 // server is built, never per request.
@@ -175,7 +178,8 @@ func VerifyRequest(v Verifier, r *http.Request, maxBody int64) (Identity, error)
 
 type middleware struct {
 	v          Verifier
-	hv         HeaderVerifier // v, when it decides from the headers alone; else nil
+	hv         HeaderVerifier  // v, when it decides from the headers alone; else nil
+	tv         trackedVerifier // v, when it claims message ids and can tell one in flight; else nil
 	maxBody    int64
 	challenges []string
 	logger     *slog.Logger
@@ -244,6 +248,7 @@ func newMiddleware(v Verifier, opts []Option) (*middleware, error) {
 	}
 	m := &middleware{v: v, maxBody: cfg.maxBody, logger: cfg.logger, onReject: cfg.onReject}
 	m.hv, _ = v.(HeaderVerifier)
+	m.tv, _ = v.(trackedVerifier)
 	if c, ok := v.(Challenger); ok {
 		m.challenges = c.Challenge()
 	}
@@ -278,6 +283,11 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		if !sw.accepted(returned) {
 			m.release(r, &vr.id)
 		}
+		// After the release: a copy of the request that comes now finds the claim gone (and
+		// verifies) or kept (and is a replay), never a claim without its request.
+		if vr.id.settle != nil {
+			vr.id.settle()
+		}
 	}()
 	next.ServeHTTP(sw, r2)
 	returned = true
@@ -307,7 +317,12 @@ func (m *middleware) check(w http.ResponseWriter, r *http.Request) (Identity, []
 			m.reject(w, r, err)
 			return Identity{}, nil, false
 		}
-		id, err := m.v.Verify(r.Context(), r.Header, body)
+		var id Identity
+		if m.tv != nil {
+			id, err = m.tv.verifyTracked(r.Context(), r.Header, body)
+		} else {
+			id, err = m.v.Verify(r.Context(), r.Header, body)
+		}
 		if err != nil {
 			m.reject(w, r, err)
 			return Identity{}, nil, false

@@ -226,9 +226,10 @@ type publicKey struct {
 }
 
 type webhookVerifier struct {
-	cfg     webhookConfig
-	secrets []secretKey
-	public  []publicKey
+	cfg      webhookConfig
+	secrets  []secretKey
+	public   []publicKey
+	inFlight inFlight // claims whose requests the middleware is handling
 }
 
 // webhookHeaders are the three raw header values of one request.
@@ -340,6 +341,16 @@ func parseSignatures(s string, out *signatureList) error {
 var dot = []byte{'.'}
 
 func (v *webhookVerifier) Verify(ctx context.Context, h http.Header, body []byte) (Identity, error) {
+	return v.verify(ctx, h, body, false)
+}
+
+func (v *webhookVerifier) verifyTracked(ctx context.Context, h http.Header, body []byte) (Identity, error) {
+	return v.verify(ctx, h, body, true)
+}
+
+// verify is Verify; with track, a claim stays in flight until the Identity is settled, and a copy
+// of its request meanwhile is unavailable rather than replayed.
+func (v *webhookVerifier) verify(ctx context.Context, h http.Header, body []byte, track bool) (Identity, error) {
 	var w webhookHeaders
 	var sigs signatureList
 	now := v.cfg.now()
@@ -357,15 +368,26 @@ func (v *webhookVerifier) Verify(ctx context.Context, h http.Header, body []byte
 		// new timestamp, and must verify (deduplication by event ID answers it), while a replay
 		// cannot change the timestamp without breaking the signature.
 		key := w.id + "." + w.timestamp
+		if track && !v.inFlight.add(key) {
+			return Identity{}, fmt.Errorf("%w: a request with this webhook-id and webhook-timestamp is being handled; retry once it is answered", ErrUnavailable)
+		}
 		// Kept until the first instant the timestamp is stale: at ts+tolerance it is still accepted.
 		claimed, err := c.Claim(ctx, key, now, ts.Add(v.cfg.tolerance).Add(time.Nanosecond))
-		if err != nil {
-			return Identity{}, fmt.Errorf("%w: replay cache: %w", ErrUnavailable, err)
+		if err == nil && !claimed {
+			err = fmt.Errorf("%w: webhook-id and webhook-timestamp seen before", ErrReplayed)
+		} else if err != nil {
+			err = fmt.Errorf("%w: replay cache: %w", ErrUnavailable, err)
 		}
-		if !claimed {
-			return Identity{}, fmt.Errorf("%w: webhook-id and webhook-timestamp seen before", ErrReplayed)
+		if err != nil {
+			if track {
+				v.inFlight.remove(key)
+			}
+			return Identity{}, err
 		}
 		id.release = func(ctx context.Context) error { return c.Release(ctx, key) }
+		if track {
+			id.settle = func() { v.inFlight.remove(key) }
+		}
 	}
 	return id, nil
 }

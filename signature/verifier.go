@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -95,6 +96,45 @@ type Identity struct {
 
 	// release undoes a replay-cache claim; nil when nothing was claimed.
 	release func(ctx context.Context) error
+	// settle ends the claim's time in flight once the request is answered (see trackedVerifier);
+	// nil when nothing tracks it.
+	settle func()
+}
+
+// trackedVerifier is a Verifier that claims message ids in a replay cache and keeps, while the
+// middleware handles a request, the claim "in flight": a copy of the request that arrives then is
+// refused as unavailable (503, retried) rather than as a replay (401, final), since the first may
+// still fail and release the claim. verifyTracked is Verify for the middleware, which calls the
+// Identity's settle once the request is answered; callers that would not (VerifyRequest, a
+// direct Verify) use Verify, which tracks nothing.
+type trackedVerifier interface {
+	verifyTracked(ctx context.Context, header http.Header, body []byte) (Identity, error)
+}
+
+// inFlight is the set of claims whose requests are being handled.
+type inFlight struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+// add marks key in flight, or reports false when it is already.
+func (f *inFlight) add(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.keys[key]; ok {
+		return false
+	}
+	if f.keys == nil {
+		f.keys = make(map[string]struct{})
+	}
+	f.keys[key] = struct{}{}
+	return true
+}
+
+func (f *inFlight) remove(key string) {
+	f.mu.Lock()
+	delete(f.keys, key)
+	f.mu.Unlock()
 }
 
 // Release forgets the message id this Identity claimed in a replay cache, so that the sender's next
@@ -175,6 +215,15 @@ func (a *anyVerifier) Challenge() []string { return a.challenges }
 
 func (a *anyVerifier) Verify(ctx context.Context, header http.Header, body []byte) (Identity, error) {
 	return a.first(func(v Verifier) (Identity, error) { return v.Verify(ctx, header, body) })
+}
+
+func (a *anyVerifier) verifyTracked(ctx context.Context, header http.Header, body []byte) (Identity, error) {
+	return a.first(func(v Verifier) (Identity, error) {
+		if t, ok := v.(trackedVerifier); ok {
+			return t.verifyTracked(ctx, header, body)
+		}
+		return v.Verify(ctx, header, body)
+	})
 }
 
 // first returns the Identity of the first member that check accepts, or the combined failure.

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -29,6 +30,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/fanbridge/fanbridge/internal/testwait"
 	"github.com/fanbridge/fanbridge/signature"
 )
 
@@ -1110,4 +1112,66 @@ func TestBlankCredentialIsCalledBlank(t *testing.T) {
 	assert.EqualError(t, err, "signature: bearer token 0 is blank (only whitespace)")
 	_, err = signature.APIKey("X-Api-Key", " a")
 	assert.ErrorContains(t, err, "has leading or trailing whitespace")
+}
+
+// A copy of a request that arrives while the first is still being handled (a sender's client that
+// timed out and resent it, byte for byte) is answered 503 with Retry-After, not 401: the first
+// may still fail and release its claim, and a 401, which senders do not retry, would then lose the
+// event. Once the first is answered, a copy verifies when it failed and is a replay when it was
+// accepted; behind Any too.
+func TestCopyOfARequestInFlightIsRetried(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cache, err := signature.NewMemoryReplayCache(100)
+	require.NoError(t, err)
+	sw := signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithClock(fixedClock), signature.WithReplayCache(cache)))
+	for name, v := range map[string]signature.Verifier{
+		"standard webhooks": sw,
+		"any":               signature.Must(signature.Any(signature.Must(signature.APIKey("X-Api-Key", "k")), sw)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			entered, answer := make(chan struct{}, 1), make(chan int)
+			var calls atomic.Int32
+			srv := httptest.NewServer(signature.Verify(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				entered <- struct{}{}
+				select {
+				case code := <-answer:
+					w.WriteHeader(code)
+				case <-ctx.Done():
+				}
+			})))
+			defer srv.Close()
+			body := []byte(`{"n":3}`)
+			h := swHeader(t, "msg_inflight_"+strings.ReplaceAll(name, " ", "_"), testNow, body, secretA)
+			send := func() *http.Response {
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, bytes.NewReader(body))
+				require.NoError(t, err)
+				for k, vs := range h {
+					req.Header[k] = vs
+				}
+				resp, err := http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				_ = resp.Body.Close()
+				return resp
+			}
+			first := make(chan int, 1)
+			go func() { first <- send().StatusCode }()
+			testwait.RecvCtx(t, ctx, entered)
+
+			copied := send()
+			assert.Equal(t, http.StatusServiceUnavailable, copied.StatusCode, "a copy while the first is handled")
+			assert.Equal(t, "1", copied.Header.Get("Retry-After"))
+			assert.EqualValues(t, 1, calls.Load(), "the copy went no further")
+
+			answer <- http.StatusServiceUnavailable // the first fails
+			assert.Equal(t, http.StatusServiceUnavailable, testwait.RecvCtx(t, ctx, first))
+			go func() { first <- send().StatusCode }() // the copy's retry verifies
+			testwait.RecvCtx(t, ctx, entered)
+			answer <- http.StatusOK
+			assert.Equal(t, http.StatusOK, testwait.RecvCtx(t, ctx, first))
+			assert.Equal(t, http.StatusUnauthorized, send().StatusCode, "a copy of an accepted request is a replay")
+			assert.EqualValues(t, 2, calls.Load())
+		})
+	}
 }
