@@ -282,3 +282,22 @@ func FuzzCloudEventsBinary(f *testing.F) {
 		}
 	})
 }
+
+// Content-Type sent twice is refused whatever the order of the two: a proxy in front that reads
+// the last copy and this Handler, which would read the first, must not disagree on the type.
+func TestContentTypeSentTwiceIsRefused(t *testing.T) {
+	rec := &recorder{}
+	h := newHandler(t, rec, eventbridge.WithCloudEventsBinaryMode())
+	body := []byte(`{"event":"order.created","data":{"order":7}}`)
+	for _, cts := range [][]string{{"application/json", "text/plain"}, {"text/plain", "application/json"}, {"application/json", "application/json"}} {
+		req := httptest.NewRequest(http.MethodPost, "/events", bytes.NewReader(body))
+		req.Header["Content-Type"] = cts
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		assert.Equal(t, http.StatusUnsupportedMediaType, w.Code, "%q", cts)
+		assert.Contains(t, w.Body.String(), "more than once")
+	}
+	w := postBinary(h, []byte(`{}`), "", append(binaryCore, "Content-Type", "application/json", "Content-Type", "text/plain")...)
+	assert.Equal(t, http.StatusUnsupportedMediaType, w.Code, "in binary mode too")
+	assert.Empty(t, rec.events)
+}

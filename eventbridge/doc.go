@@ -10,6 +10,10 @@
 //	v := signature.Must(signature.APIKey("X-Api-Key", apiKey))
 //	mux.Handle("POST /events", signature.Verify(v)(h))
 //
+// With "POST " in the pattern, net/http answers any other method itself, before the credentials
+// are checked: 405 with Allow: POST and a text/plain body. Mounted as "/events", the request is
+// verified first (401 without credentials) and the Handler answers 405 in JSON (see HTTP answers).
+//
 // The decoders are exported too (Decode, DecodeNotification, Decoder), so that the WebSocket
 // source in genesys/notifications and any other intake turn the same bytes into the same events
 // (but for the IDs of the events nothing tells apart: see Event IDs).
@@ -187,6 +191,7 @@
 //	method other than POST                                  405     error, Allow: POST
 //	body over the limit (WithMaxBodySize)                   413     error, Connection: close
 //	Content-Type not JSON / CloudEvents JSON, or non-UTF-8  415     error (any type in binary mode)
+//	Content-Type sent more than once                        415     error
 //	CloudEvents binary mode, not enabled (ce-specversion)   415     error
 //	body unreadable, not JSON, unknown format, bad field    400     error
 //	Source or account not allowed                           403     error

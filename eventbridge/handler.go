@@ -169,6 +169,12 @@ func (h *Handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return h.reject(ctx, w, span, reasonMethod, http.StatusMethodNotAllowed,
 			"eventbridge: method not allowed, use POST")
 	}
+	if len(r.Header["Content-Type"]) > 1 {
+		// A proxy in front that reads the last copy would not see the type this Handler reads.
+		chunkbuf.LeavePending(w, r)
+		return h.reject(ctx, w, span, reasonContentType, http.StatusUnsupportedMediaType,
+			"eventbridge: Content-Type is sent more than once")
+	}
 	ct := r.Header.Get("Content-Type")
 	media, err := parseMediaType(ct)
 	binary := len(r.Header["Ce-Specversion"]) > 0 && !cloudEventsMedia(ct)
