@@ -190,7 +190,9 @@
 // else to Unavailable. A sink.Refused mark on an error whose answer is retryable adds a
 // google.rpc.ErrorInfo detail (domain "fanbridge", reason "REFUSED"), which Classify, Send and
 // Adapt turn back into sink.Refused. So a classification made in the consumer survives the trip,
-// also through a consumer that relays to another one with a grpcsink.Sink of its own.
+// also through a consumer that relays to another one with a grpcsink.Sink of its own. The status
+// message is the error's text, or a status's own message, with what is not valid UTF-8 replaced
+// by U+FFFD, without which grpc-go could not send the details that carry the wait and the mark.
 //
 // # Concurrency
 //

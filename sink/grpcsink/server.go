@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -67,8 +69,11 @@ type Server struct {
 // others (RetryInfo, say), and the code stays what it would be without the mark.
 //
 // The error's text becomes the status message that the sender sees and may record in its
-// dead-letter queue: keep secrets out of it. A request without an event, or with an invalid
-// timestamp, is answered InvalidArgument without calling handler.
+// dead-letter queue: keep secrets out of it. A status message must be valid UTF-8, or grpc-go
+// cannot send the status's details (under grpc.Server.ServeHTTP it panics): each sequence of
+// bytes that is not is replaced by U+FFFD, in the error's text as in the message of a status it
+// carries. A request without an event, or with an invalid timestamp, is answered InvalidArgument
+// without calling handler.
 func NewServer(handler sink.Sink) (*Server, error) {
 	if handler == nil {
 		return nil, fmt.Errorf("%w: NewServer needs a handler", ErrInvalidOption)
@@ -121,10 +126,11 @@ func StatusOf(err error) error {
 		if st == nil || st.Code() == codes.OK {
 			// A status of OK attached to a failure would acknowledge an event the handler
 			// refused.
-			return status.Error(codes.Unknown, err.Error())
+			return status.Error(codes.Unknown, validUTF8(err.Error()))
 		}
 		// The status's own message, not the wrapping text: the sender reads some messages
 		// (gRPC's size refusals) to classify them.
+		st = withValidMessage(st)
 		answer := st.Err()
 		if CodeClass(st.Code()) == Delivered {
 			return answer
@@ -164,7 +170,7 @@ func StatusOf(err error) error {
 		}
 		return markRefused(st, err).Err()
 	}
-	msg := err.Error()
+	msg := validUTF8(err.Error())
 	switch {
 	case errors.Is(err, fanbridge.ErrDuplicate):
 		return status.Error(codes.AlreadyExists, msg)
@@ -223,13 +229,34 @@ func hasRefusedMark(st *status.Status) bool {
 // refusals never carry.
 var sentByServer = &errdetails.ErrorInfo{Domain: "fanbridge", Reason: "MESSAGE_TOO_LARGE"}
 
-// withMessage returns st with msg as its message, its code and details kept. A msg that still
-// begins as gRPC's report of a size refusal is prefixed, so that the sender does not read it as one.
+// withMessage returns st with msg, made valid UTF-8, as its message, its code and details kept. A
+// msg that still begins as gRPC's report of a size refusal is prefixed, so that the sender does
+// not read it as one.
 func withMessage(st *status.Status, msg string) *status.Status {
+	msg = validUTF8(msg)
 	if sizeRefusal(st.Code(), msg) != notSizeRefusal {
 		msg = "grpcsink: " + msg
 	}
 	p := st.Proto()
 	p.Message = msg
+	return status.FromProto(p)
+}
+
+// validUTF8 returns msg with each sequence of bytes that is not valid UTF-8 replaced by U+FFFD. A
+// status travels as a google.rpc.Status, whose message proto3 encodes only as valid UTF-8: with
+// anything else grpc-go drops the status's details under grpc.Server.Serve (RetryInfo, the
+// REFUSED mark), and panics under grpc.Server.ServeHTTP.
+func validUTF8(msg string) string {
+	return strings.ToValidUTF8(msg, "\uFFFD")
+}
+
+// withValidMessage returns st, with its message made valid UTF-8 when it is not (a status a
+// handler relays may come from anywhere), its code and details kept.
+func withValidMessage(st *status.Status) *status.Status {
+	if utf8.ValidString(st.Message()) {
+		return st
+	}
+	p := st.Proto()
+	p.Message = validUTF8(p.Message)
 	return status.FromProto(p)
 }
