@@ -321,6 +321,33 @@ func TestBadConfigsNameTheKey(t *testing.T) {
 	}
 }
 
+// A gRPC target given as host:port needs a port a connection can use, as a Kafka broker does;
+// the URI forms gRPC resolves itself are taken as they are.
+func TestGRPCTargetPorts(t *testing.T) {
+	for _, target := range []string{
+		"127.0.0.1:99999", "consumer:", "consumer:http", "consumer:0", "consumer:-1", "[::1]:65536", "consumer: 80",
+	} {
+		t.Run(target, func(t *testing.T) {
+			_, err := config.Parse([]byte(edited(t, `"127.0.0.1:5000"`, strconv.Quote(target))), env(nil))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "config: sinks[1].grpc.targets[0]: want host:port with a port from 1 to 65535, got "+strconv.Quote(target))
+		})
+	}
+	for _, targets := range []string{
+		`["consumer:1", "[::1]:65535", ":50051"]`,
+		`["dns:///consumer:443"]`,
+		`["unix:///run/consumer.sock"]`,
+		`["unix:relative.sock"]`,
+		`["unix-abstract:consumer"]`,
+		`["passthrough:///consumer:443"]`,
+	} {
+		t.Run(targets, func(t *testing.T) {
+			_, err := config.Parse([]byte(edited(t, `["127.0.0.1:5000"]`, targets)), env(nil))
+			assert.NoError(t, err)
+		})
+	}
+}
+
 // The largest queue_size and concurrency are accepted; one more is refused.
 func TestSinkQueueAndConcurrencyBounds(t *testing.T) {
 	doc := func(queue, conc int) string {

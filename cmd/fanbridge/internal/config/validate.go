@@ -315,6 +315,11 @@ func brokerAddress(b string) bool {
 	if err != nil || host == "" || strings.Contains(b, "@") {
 		return false
 	}
+	return validPort(port)
+}
+
+// validPort reports whether port is a TCP port number, 1 to 65535, in decimal.
+func validPort(port string) bool {
 	n, err := strconv.ParseUint(port, 10, 16)
 	return err == nil && n > 0
 }
@@ -528,13 +533,17 @@ func validateGRPCSink(e *Errors, p string, g *GRPCSink) {
 		switch {
 		case strings.Contains(t, ","):
 			e.add(tp, "one target per entry: list several as separate entries")
-		case strings.Contains(t, "://") || strings.HasPrefix(t, "unix:"):
+		case strings.Contains(t, "://") || strings.HasPrefix(t, "unix:") || strings.HasPrefix(t, "unix-abstract:"):
 			if len(g.Targets) > 1 {
 				e.add(tp, "a URI target must be the only target")
 			}
 		default:
-			if _, _, err := net.SplitHostPort(t); err != nil {
+			// A port out of range, missing or named ("host:http") would start the sink and fail
+			// every event it is given, as it would a Kafka broker's.
+			if _, port, err := net.SplitHostPort(t); err != nil {
 				e.addf(tp, "want host:port or a gRPC URI such as dns:///name:443, got %s", e.showAddress(tp, t))
+			} else if !validPort(port) {
+				e.addf(tp, "want host:port with a port from 1 to 65535, got %s", e.showAddress(tp, t))
 			} else if len(g.Targets) > 1 && strings.Contains(t, "/") {
 				e.addf(tp, "several targets are host:port addresses, got %s", e.showAddress(tp, t))
 			}
