@@ -50,8 +50,8 @@ var reservedInOr = map[string]bool{
 	"in-date-range": true, "ip-address-in-range": true, "ip-address-not-in-range": true,
 }
 
-// jsonNode is a parsed pattern: JSON with object members kept in order, duplicates included,
-// because EventBridge lets a later occurrence of a field replace an earlier one.
+// jsonNode is a parsed pattern: JSON with object members kept in order. No object repeats a
+// key: parsePatternJSON refuses one that does.
 type jsonNode struct {
 	kind byte // 'o' object, 'a' array, 's' string, 'n' number, 't', 'f', 'z' (null)
 	str  string
@@ -62,7 +62,7 @@ type jsonNode struct {
 func parsePatternJSON(src []byte) (*jsonNode, error) {
 	dec := json.NewDecoder(bytes.NewReader(src))
 	dec.UseNumber()
-	n, err := readNode(dec, 0)
+	n, err := readNode(dec, 0, nodeAt{})
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +72,67 @@ func parsePatternJSON(src []byte) (*jsonNode, error) {
 	return n, nil
 }
 
-func readNode(dec *json.Decoder, depth int) (*jsonNode, error) {
+// nodeAt is where a value lies in the pattern, for naming it in an error: segs are the field
+// keys from the root, as the compiler joins them into a path; inValues is set inside a field's
+// list of values, whose objects are operators, and or for the value of a $or.
+type nodeAt struct {
+	segs         []string
+	inValues, or bool
+}
+
+// member returns where the value of the key k of an object at a lies.
+func (a nodeAt) member(k string) nodeAt {
+	switch {
+	case a.inValues:
+		return nodeAt{segs: a.segs, inValues: true}
+	case k == orKeyword:
+		return nodeAt{segs: a.segs, or: true}
+	}
+	return nodeAt{segs: append(a.segs[:len(a.segs):len(a.segs)], k)}
+}
+
+// element returns where an element of an array at a lies: an array under a field's key is its
+// list of values, and the one under $or holds objects of fields.
+func (a nodeAt) element() nodeAt {
+	if a.or {
+		return nodeAt{segs: a.segs}
+	}
+	return nodeAt{segs: a.segs, inValues: true}
+}
+
+// repeatedKey is the error for an object at a that gives the key k twice. Keeping the last value
+// would drop the condition written first without a word, and merging two objects under one key
+// would join conditions their author may have meant as alternatives, so the pattern is refused.
+// The error names the path, never a value.
+func repeatedKey(a nodeAt, k string) error {
+	const reason = "is given twice in one object"
+	if a.inValues || k == orKeyword {
+		return invalid(strings.Join(a.segs, "."), k, reason)
+	}
+	return invalid(strings.Join(a.member(k).segs, "."), "", reason)
+}
+
+// repeats reports whether k is among keys, the keys read so far from one object, looking it up
+// in *seen once the object has many, and recording it there.
+func repeats(keys []string, seen *map[string]struct{}, k string) bool {
+	const scan = 16
+	if len(keys) < scan {
+		return slices.Contains(keys, k)
+	}
+	if *seen == nil {
+		*seen = make(map[string]struct{}, 2*scan)
+		for _, x := range keys {
+			(*seen)[x] = struct{}{}
+		}
+	}
+	if _, ok := (*seen)[k]; ok {
+		return true
+	}
+	(*seen)[k] = struct{}{}
+	return false
+}
+
+func readNode(dec *json.Decoder, depth int, at nodeAt) (*jsonNode, error) {
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, invalid("", "", "is not valid JSON: "+jsonErrText(err))
@@ -85,13 +145,18 @@ func readNode(dec *json.Decoder, depth int) (*jsonNode, error) {
 		switch t {
 		case '{':
 			n := &jsonNode{kind: 'o'}
+			var seen map[string]struct{} // for objects of many keys, which a scan would make quadratic
 			for dec.More() {
 				kt, err := dec.Token()
 				if err != nil {
 					return nil, invalid("", "", "is not valid JSON: "+jsonErrText(err))
 				}
 				k, _ := kt.(string)
-				v, err := readNode(dec, depth+1)
+				// The decoder has unescaped k, so "sourc\u0065" repeats "source".
+				if repeats(n.keys, &seen, k) {
+					return nil, repeatedKey(at, k)
+				}
+				v, err := readNode(dec, depth+1, at.member(k))
 				if err != nil {
 					return nil, err
 				}
@@ -105,7 +170,7 @@ func readNode(dec *json.Decoder, depth int) (*jsonNode, error) {
 		case '[':
 			n := &jsonNode{kind: 'a'}
 			for dec.More() {
-				v, err := readNode(dec, depth+1)
+				v, err := readNode(dec, depth+1, at.element())
 				if err != nil {
 					return nil, err
 				}

@@ -144,7 +144,9 @@
 // EventBridge refuses (a block of one address, /32 for IPv4 or /128 for IPv6, for which an exact
 // string does the job, an IPv6 block written with an IPv4 part, or an IPv4-mapped block with 32
 // or more mask bits, which EventBridge counts as an IPv4 mask), and a $or that is not an array of
-// at least two objects. It also bounds what a pattern may cost (ErrPatternTooComplex):
+// at least two objects. Beyond EventBridge, it rejects an object that gives a key twice, at any
+// depth (keys compare as JSON reads them, so "sourc\u0065" repeats "source"; see Divergences
+// from EventBridge). It also bounds what a pattern may cost (ErrPatternTooComplex):
 // MaxPatternBytes (64 KiB), MaxPatternDepth (32 levels), MaxPatternValues (1,000 values and
 // operators), MaxOrCombinations (1,000 alternatives once every $or is multiplied out),
 // MaxExpandedFields (10,000 fields over all those alternatives, a field outside a $or counting once
@@ -171,6 +173,17 @@
 // search would have to combine every element of one copy with every element of another, for
 // work growing with a power of the event. JSON leaves the meaning of a repeated key open (RFC
 // 8259 asks that names be unique).
+//
+// Repeated keys in patterns. A pattern object that gives a key twice, such as
+// {"source": ["a"], "source": ["b"]} or {"detail": {"x": ["a"]}, "detail": {"y": ["b"]}}, is
+// refused, and the error names the path (never a value). EventBridge's engine, event-ruler, by
+// default keeps the value written last, dropping the first condition, and merges two objects
+// under one key; it refuses the first kind when told not to let a later field replace an
+// earlier one. A route that loses a condition without a word matches what it should not; and
+// the fanbridge command's YAML form of a pattern refuses a key given twice, so a pattern reads
+// the same written either way. A field named once in the pattern and once in a $or alternative, or
+// written both as {"a.b": …} and {"a": {"b": …}}, is not a repeated key: the occurrence written
+// later applies, as in EventBridge.
 //
 // Otherwise none in the language above, with these notes. Numbers inside the comparable range
 // match by value (300 matches 300.0 and 3.0e2), as the engine does; the EventBridge user guide

@@ -43,13 +43,22 @@ func fuzzSeeds(f *testing.F) (patterns, events [][]byte) {
 }
 
 // FuzzParsePattern: the compiler never panics; what it rejects is a *PatternError wrapping one of
-// the two sentinels; what it accepts matches or not, the same alone and inside a Matcher, and, for
-// a pattern with $or, which both match through one automaton, the same as the search that tries
-// its alternatives one by one.
+// the two sentinels; what it accepts repeats no key in any object, and matches or not, the same
+// alone and inside a Matcher, and, for a pattern with $or, which both match through one
+// automaton, the same as the search that tries its alternatives one by one.
 func FuzzParsePattern(f *testing.F) {
 	patterns, events := fuzzSeeds(f)
 	for _, p := range patterns {
 		f.Add(p)
+	}
+	for _, p := range []string{
+		`{"source":["a"],"source":["b"]}`,
+		`{"detail":{"mediaType":["VOICE"]},"detail":{"direction":["INBOUND"]}}`,
+		`{"source":["a"],"sourc\u0065":["b"]}`,
+		`{"$or":[{"a":[1],"a":[2]},{"b":[1]}]}`,
+		`{"a":[{"anything-but":{"prefix":"x","prefix":"y"}}]}`,
+	} {
+		f.Add([]byte(p))
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
 		p, err := filter.ParsePattern(src)
@@ -59,6 +68,9 @@ func FuzzParsePattern(f *testing.F) {
 				t.Fatalf("error %v is not a classified *PatternError", err)
 			}
 			return
+		}
+		if repeatsKey(src) {
+			t.Fatalf("pattern %s repeats a key, and compiled", src)
 		}
 		if p.String() != string(src) {
 			t.Fatalf("String() = %q", p.String())
