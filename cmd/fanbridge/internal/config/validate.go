@@ -96,7 +96,8 @@ func (c *Config) Validate() error {
 	default:
 		e.addf("logging.format", "want json or text, got %s", e.show("logging.format", c.Logging.Format))
 	}
-	if r := c.Tracing.SampleRatio; r != nil && (*r < 0 || *r > 1) {
+	// Written so that NaN, which no comparison holds for, is refused too.
+	if r := c.Tracing.SampleRatio; r != nil && !(*r >= 0 && *r <= 1) {
 		e.add("tracing.sample_ratio", "want a number from 0 to 1")
 	}
 	if c.Shutdown.ReadyDelay.D() > MaxReadyDelay {
@@ -405,7 +406,10 @@ func (c *Config) validateSinks(e *Errors) map[string]bool {
 		if _, err := retry.New(s.Retry.Policy()); err != nil {
 			e.addDetail(p+".retry", err.Error(), err)
 		}
-		if s.Retry.MaxAttempts < 0 && s.Retry.MaxAge == 0 {
+		if s.Retry.MaxAttempts < -1 {
+			// The retry package takes any negative count as no budget; the file has one way to say it.
+			e.addf(p+".retry.max_attempts", "want -1 (no attempt budget), 0 (the default, %d) or a positive count", retry.DefaultMaxAttempts)
+		} else if s.Retry.MaxAttempts == -1 && s.Retry.MaxAge == 0 {
 			// Without either budget an async delivery retries until the shutdown's drain deadline.
 			e.add(p+".retry.max_age", "is required with a negative max_attempts (no attempt budget), to end the retries")
 		}
