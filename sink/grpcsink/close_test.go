@@ -3,6 +3,9 @@ package grpcsink_test
 import (
 	"context"
 	"errors"
+	"net"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,4 +188,103 @@ func TestCloseContextWithAnEndedContextStillCloses(t *testing.T) {
 	}
 	require.NoError(t, s.Close())
 	assert.ErrorIs(t, s.Send(ctx, &fanbridge.Event{ID: "2"}), sink.ErrClosed)
+}
+
+// Close closes the connection New made, and with it ends every goroutine grpc-go runs for it:
+// the resolver, the balancer, and the transport to each address. A Sink that left it open would
+// hold them, and a connection to each consumer, for as long as the process lives.
+func TestCloseEndsTheConnectionsGoroutines(t *testing.T) {
+	first, second := startServer(t, newRecorder()), startServer(t, newRecorder())
+	_, port, err := net.SplitHostPort(first)
+	require.NoError(t, err)
+	for _, tt := range []struct{ name, target string }{
+		{"one address", first},
+		{"a list of addresses", first + "," + second},
+		// A name, not an IP address: grpc-go's dns resolver then runs a goroutine of its own.
+		{"a dns name", "dns:///localhost:" + port},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := testContext(t)
+			before := goroutineIDs()
+			s, err := grpcsink.New(tt.target, grpcsink.WithInsecure(), grpcsink.WithDialOptions(fastReconnect()))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = s.Close() })
+			// New does not connect: the first Send does.
+			require.NoError(t, s.Send(ctx, &fanbridge.Event{ID: "e1"}))
+			require.NotEmpty(t, clientGoroutines(before), "the connection runs goroutines once it has sent")
+
+			require.NoError(t, s.Close())
+
+			// They end soon after Close, not during it: wait for them, as long as ctx lasts.
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
+			for left := clientGoroutines(before); len(left) > 0; left = clientGoroutines(before) {
+				select {
+				case <-ctx.Done():
+					t.Fatalf("%d goroutines of the connection still run after Close:\n\n%s", len(left), strings.Join(left, "\n\n"))
+				case <-tick.C:
+				}
+			}
+		})
+	}
+}
+
+// clientMarks are what the stack of a goroutine grpc-go runs for a client connection holds: the
+// serializers of its resolver and balancer, grpc-go's dns resolver, and the reader and writer of
+// each transport (created by transport.NewHTTP2Client). A server's goroutines have none of them.
+var clientMarks = []string{
+	"google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer)",
+	"google.golang.org/grpc/internal/resolver/dns.",
+	"google.golang.org/grpc/internal/transport.NewHTTP2Client",
+	"google.golang.org/grpc/internal/transport.(*http2Client)",
+	"google.golang.org/grpc.(*ClientConn)",
+	"google.golang.org/grpc.(*addrConn)",
+}
+
+// goroutineStacks returns the stack of every goroutine, by its id.
+func goroutineStacks() map[string]string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	stacks := make(map[string]string)
+	for _, stack := range strings.Split(string(buf), "\n\n") {
+		// Each stack begins "goroutine <id> [<state>]:".
+		if header, _, ok := strings.Cut(stack, " ["); ok {
+			stacks[header] = stack
+		}
+	}
+	return stacks
+}
+
+// goroutineIDs returns the ids of the goroutines that run now.
+func goroutineIDs() map[string]bool {
+	ids := make(map[string]bool)
+	for id := range goroutineStacks() {
+		ids[id] = true
+	}
+	return ids
+}
+
+// clientGoroutines returns the stacks of the goroutines, begun since before was taken, that
+// grpc-go runs for a client connection.
+func clientGoroutines(before map[string]bool) []string {
+	var found []string
+	for id, stack := range goroutineStacks() {
+		if before[id] {
+			continue
+		}
+		for _, mark := range clientMarks {
+			if strings.Contains(stack, mark) {
+				found = append(found, stack)
+				break
+			}
+		}
+	}
+	return found
 }
