@@ -593,6 +593,13 @@ func TestSecretsNeverInErrors(t *testing.T) {
 		"repeated hmac secret":           strings.Replace(minimal, `- api_key: {header: X-Api-Key, keys: ["k-0123456789"]}`, `- hmac: {header: X-Sig, encoding: hex, secrets: ["${S}", "${S}"]}`, 1),
 		"repeated api key":               strings.Replace(minimal, `keys: ["k-0123456789"]`, `keys: ["${S}", "${S}"]`, 1),
 		"sasl password with bad mech":    strings.Replace(minimal, "topic: t}", "topic: t, sasl: {mechanism: nope, username: u, password: \"${S}\"}}", 1),
+		// A value under a YAML tag the decoder does not read: neither the value nor the tag is quoted.
+		"api key under !!binary":    strings.Replace(minimal, `keys: ["k-0123456789"]`, "keys: [!!binary "+secret+"]", 1),
+		"api key under its own tag": strings.Replace(minimal, `keys: ["k-0123456789"]`, "keys: [!app "+secret+"]", 1),
+		"a tag that is the secret":  strings.Replace(minimal, `keys: ["k-0123456789"]`, "keys: [!"+secret+" k-0123456789]", 1),
+		"env api key under a tag":   strings.Replace(minimal, `keys: ["k-0123456789"]`, `keys: [!app "${S}"]`, 1),
+		"sasl password under a tag": strings.Replace(minimal, "topic: t}", "topic: t, sasl: {mechanism: plain, username: u, password: !!binary "+secret+"}}", 1),
+		"a secret tagged !!null":    strings.Replace(minimal, `keys: ["k-0123456789"]`, "keys: [!!null "+secret+"]", 1),
 	}
 	for name, doc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -165,8 +165,51 @@ func show(text string, expanded bool) string {
 	return strconv.Quote(text)
 }
 
+// isNull reports whether n is null: written plain as nothing, ~ or null, or tagged !!null (which
+// badTag holds to those same texts).
 func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.Tag == "!!null" && n.Style == 0
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null" && (n.Style == 0 || n.Style&yaml.TaggedStyle != 0)
+}
+
+// readTags are the explicit YAML tags the decoder honours, by kind of node. It reads a value's
+// text as its setting's type, so any other tag (!!binary, whose text is base64; !!timestamp; a
+// tag of an application's own) would be ignored and the text taken as written: a token tagged
+// !!binary would be its base64, not the bytes it encodes.
+var readTags = map[yaml.Kind]map[string]bool{
+	yaml.ScalarNode:   {"!!str": true, "!!int": true, "!!float": true, "!!bool": true, "!!null": true},
+	yaml.MappingNode:  {"!!map": true},
+	yaml.SequenceNode: {"!!seq": true},
+}
+
+// readTagsText names readTags' tags by kind of node, for errors.
+var readTagsText = map[yaml.Kind]string{
+	yaml.ScalarNode:   "!!str, !!int, !!float, !!bool and !!null",
+	yaml.MappingNode:  "!!map",
+	yaml.SequenceNode: "!!seq",
+}
+
+// nullTexts are the texts YAML reads as null when written plain.
+var nullTexts = map[string]bool{"": true, "~": true, "null": true, "Null": true, "NULL": true}
+
+// badTag reports, once it has reported it under path, that n carries an explicit YAML tag the
+// decoder does not honour. Neither the tag nor the value is quoted: either may be a secret's text.
+func (d *decoder) badTag(path string, n *yaml.Node) bool {
+	if n.Style&yaml.TaggedStyle == 0 {
+		return false
+	}
+	if !readTags[n.Kind][n.Tag] {
+		what, ok := readTagsText[n.Kind]
+		if !ok {
+			what = "none"
+		}
+		d.fail(path, n, "has a YAML tag fanbridge does not read (it reads %s here): write the value without it", what)
+		return true
+	}
+	if n.Tag == "!!null" && !nullTexts[n.Value] {
+		d.fail(path, n, "is tagged !!null but holds a value: remove the tag or the value")
+		return true
+	}
+	return false
 }
 
 func kindName(n *yaml.Node) string {
@@ -206,7 +249,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
-	if !d.spend(path, n) {
+	if !d.spend(path, n) || d.badTag(path, n) {
 		return
 	}
 	if isNull(n) {
@@ -278,6 +321,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 				continue
 			}
 			kp := mapKeyPath(path, k.Value)
+			if d.badTag(kp, k) {
+				continue
+			}
 			if seen[k.Value] {
 				d.fail(kp, k, "key given twice")
 				continue
@@ -402,6 +448,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		kp := join(path, k.Value)
+		if d.badTag(kp, k) {
+			continue
+		}
 		idx, ok := known[k.Value]
 		if !ok {
 			d.fail(kp, k, "unknown key")
@@ -471,7 +520,7 @@ func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string, depth i
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
-	if !d.spend(path, n) {
+	if !d.spend(path, n) || d.badTag(path, n) {
 		return errBadPattern
 	}
 	// depth counts the mappings and lists around n, as the filter counts objects and arrays.
@@ -496,6 +545,9 @@ func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string, depth i
 				return errBadPattern
 			}
 			kp := mapKeyPath(path, k.Value)
+			if d.badTag(kp, k) {
+				return errBadPattern
+			}
 			if seen[k.Value] {
 				d.fail(kp, k, "key given twice")
 				return errBadPattern
@@ -528,7 +580,8 @@ func (d *decoder) nodeJSON(buf *bytes.Buffer, n *yaml.Node, path string, depth i
 		}
 		buf.WriteByte(']')
 	case yaml.ScalarNode:
-		if n.Style == 0 {
+		// A quoted value is text unless a tag says otherwise.
+		if n.Style == 0 || n.Style&yaml.TaggedStyle != 0 {
 			switch n.Tag {
 			case "!!null":
 				buf.WriteString("null")

@@ -132,6 +132,9 @@ func (d *decoder) mergeSources(v *yaml.Node, path string) ([]*yaml.Node, bool) {
 		return n
 	}
 	v = resolve(v)
+	if d.badTag(path, v) {
+		return nil, false
+	}
 	switch v.Kind {
 	case yaml.MappingNode:
 		return []*yaml.Node{v}, true
@@ -139,6 +142,9 @@ func (d *decoder) mergeSources(v *yaml.Node, path string) ([]*yaml.Node, bool) {
 		out := make([]*yaml.Node, 0, len(v.Content))
 		for i, c := range v.Content {
 			c = resolve(c)
+			if d.badTag(fmt.Sprintf("%s[%d]", path, i), c) {
+				return nil, false
+			}
 			if c.Kind != yaml.MappingNode {
 				d.fail(fmt.Sprintf("%s[%d]", path, i), c, "only a mapping may be merged, got %s", kindName(c))
 				return nil, false
