@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"reflect"
 	"slices"
 	"strings"
@@ -40,7 +41,7 @@ func (s *Service) routes(metrics bool) http.Handler {
 		}
 		(*s.intake.Load()).ServeHTTP(w, r)
 	})
-	return mux
+	return cleanOnly(mux)
 }
 
 // adminRoutes is the handler of the admin listener: health, readiness and metrics, and nothing
@@ -51,7 +52,35 @@ func (s *Service) adminRoutes() http.Handler {
 		chunkbuf.LeavePending(w, r)
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such path"})
 	})
-	return mux
+	return cleanOnly(mux)
+}
+
+// cleanOnly answers a request whose path is not clean ("//events", "/./events", "/x/../events")
+// as one for a path the service does not serve. ServeMux would redirect it to the clean path,
+// before any credential is checked: an answer no sender expects, which a sender such as Amazon
+// EventBridge does not follow and counts as a failure.
+func cleanOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != cleanPath(r.URL.Path) {
+			chunkbuf.LeavePending(w, r)
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such path"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cleanPath is the path ServeMux redirects a request for p to when they differ: p with a leading
+// slash, without dot segments or repeated slashes, and keeping a trailing slash.
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
 }
 
 // opsMux is a mux with health, readiness and, when metrics is set, metrics.
