@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fanbridge/fanbridge/internal/jsonstr"
+	"github.com/fanbridge/fanbridge/internal/rfc3339"
 )
 
 // Bounds on the strings a decoder copies into an Event. They keep hostile envelopes from turning
@@ -320,99 +321,14 @@ func (s *scanner) optionalTime(field string, idx int32) (time.Time, error) {
 	return t, nil
 }
 
-// parseTime parses an RFC 3339 timestamp ("2021-06-25T15:11:52.435Z": any number of fraction
-// digits, "Z" or a "+hh:mm" offset) and returns it in UTC, without converting b to a string (an
-// allocation per field on the hot path). It does what time.Parse with time.RFC3339Nano does,
-// and also takes two forms RFC 3339 allows and time.Parse refuses: a lower-case "t" or "z", and
-// a leap second (second 60, read as the first second of the next minute). Refusing them would
-// answer 400 to a valid event, which senders do not retry.
-func parseTime(b []byte) (time.Time, bool) {
-	if len(b) < len("2006-01-02T15:04:05Z") || b[4] != '-' || b[7] != '-' || b[10]|0x20 != 't' || b[13] != ':' ||
-		b[16] != ':' {
-		return time.Time{}, false
-	}
-	year, ok1 := digits(b[0:4])
-	month, ok2 := digits(b[5:7])
-	day, ok3 := digits(b[8:10])
-	hour, ok4 := digits(b[11:13])
-	minute, ok5 := digits(b[14:16])
-	sec, ok6 := digits(b[17:19])
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || month < 1 || month > 12 || day < 1 ||
-		day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 60 {
-		return time.Time{}, false
-	}
-	rest := b[19:]
-	nsec := 0
-	if len(rest) > 0 && rest[0] == '.' {
-		i := 1
-		for i < len(rest) && isDigit(rest[i]) {
-			i++
-		}
-		if i == 1 {
-			return time.Time{}, false
-		}
-		// Digits past nanoseconds are dropped, as time.Parse drops them.
-		frac, _ := digits(rest[1:min(i, 10)])
-		for k := min(i, 10) - 1; k < 9; k++ {
-			frac *= 10
-		}
-		nsec = frac
-		rest = rest[i:]
-	}
-	offset := 0
-	switch {
-	case len(rest) == 1 && rest[0]|0x20 == 'z':
-	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
-		oh, ok1 := digits(rest[1:3])
-		om, ok2 := digits(rest[4:6])
-		if !ok1 || !ok2 || oh > 23 || om > 59 {
-			return time.Time{}, false
-		}
-		offset = (oh*60 + om) * 60
-		if rest[0] == '-' {
-			offset = -offset
-		}
-	default:
-		return time.Time{}, false
-	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
-	return inYears(t.Add(-time.Duration(offset) * time.Second))
-}
+// parseTime parses an RFC 3339 timestamp and returns it in UTC, as rfc3339.Parse does, which
+// kafkasink.EventFromRecord also reads ce_time with. It takes two forms RFC 3339 allows and
+// time.Parse refuses, a lower-case "t" or "z" and a leap second: refusing them would answer 400
+// to a valid event, which senders do not retry.
+func parseTime(b []byte) (time.Time, bool) { return rfc3339.Parse(b) }
 
-// inYears returns t and whether it falls in the years 0001 to 9999 in UTC. RFC 3339 can write
-// no others, so a time outside them ("0000-12-31T23:00:00-02:00", or epoch milliseconds past
-// 9999) could be neither produced to Kafka nor dead-lettered, and would be answered 503 at
-// every retry of its sender; and a protobuf Timestamp, which grpcsink sends, starts at 0001.
-func inYears(t time.Time) (time.Time, bool) {
-	if y := t.Year(); y < 1 || y > 9999 {
-		return time.Time{}, false
-	}
-	return t, true
-}
-
-func digits(b []byte) (int, bool) {
-	n := 0
-	for _, c := range b {
-		if !isDigit(c) {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
-}
-
-func daysIn(month, year int) int {
-	switch month {
-	case 2:
-		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
-}
+// inYears returns t and whether it falls in the years 0001 to 9999 in UTC (see rfc3339.InYears).
+func inYears(t time.Time) (time.Time, bool) { return rfc3339.InYears(t) }
 
 // unescape decodes the backslash escapes of a JSON string's contents (without quotes), which the
 // scanner has already validated.

@@ -59,7 +59,8 @@
 //	-------------------------------------------------------  ----------  ------------------------------
 //	invalid topic name (from a template or TopicFunc)        permanent   refused before producing
 //	type not in WithTopicByType and no fallback              permanent   ErrUnmappedType
-//	Event.Time outside the years 0 to 9999                   permanent   RFC 3339 cannot write it
+//	Event.Time outside the years 0001 to 9999                permanent   EventFromRecord, as the intake,
+//	                                                                     reads no other
 //	UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_ID             permanent   after kgo.UnknownTopicRetries
 //	                                                                     lookups (default 4: ~1 s)
 //	TOPIC_/CLUSTER_AUTHORIZATION_FAILED                      permanent   ACLs do not change by retrying

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/rfc3339"
 )
 
 // Record headers. The event's own attributes travel under the names of the CloudEvents Kafka
@@ -101,10 +101,12 @@ var ErrNotEvent = errors.New("kafkasink: record is not a fanbridge event")
 // r.Value. A HeaderSource that is the default a Sink writes for an event without a Source (see
 // HeaderSource) gives an event without one, so an event such as the notification intake's comes
 // back as it was sent; an event whose own Source was exactly that default comes back without it
-// too. A record without a HeaderID header, with a HeaderTime that is not RFC 3339 (a lower-case
-// "t" or "z" and a leap second are RFC 3339), or with a HeaderSpecVersion other than "1.0", is
-// refused with an error wrapping ErrNotEvent. Unknown headers are ignored; a repeated header
-// counts once, the last one winning.
+// too. A record without a HeaderID header, with a HeaderTime that is not an RFC 3339 time of the
+// years 0001 to 9999, or with a HeaderSpecVersion other than "1.0", is refused with an error
+// wrapping ErrNotEvent. HeaderTime is read exactly as the intake reads an event's time: a
+// lower-case "t" or "z" and a leap second (read as the first second of the next minute) are RFC
+// 3339, a comma before the fraction is not; the time comes back in UTC. Unknown headers are
+// ignored; a repeated header counts once, the last one winning.
 //
 // It reads a Sink's layout, not CloudEvents records in general: of a record another producer
 // wrote in the CloudEvents Kafka binding's binary mode it reads the core attributes (id, type,
@@ -148,9 +150,9 @@ func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
 		return nil, fmt.Errorf("%w: no %s header", ErrNotEvent, HeaderID)
 	}
 	if hasTime {
-		t, err := parseRFC3339(string(rawTime))
-		if err != nil {
-			return nil, fmt.Errorf("%w: header %s: %w", ErrNotEvent, HeaderTime, err)
+		t, ok := rfc3339.Parse(rawTime)
+		if !ok {
+			return nil, fmt.Errorf("%w: header %s is not an RFC 3339 time of the years 0001 to 9999", ErrNotEvent, HeaderTime)
 		}
 		e.Time = t
 	}
@@ -168,35 +170,6 @@ func EventFromRecord(r *kgo.Record) (*fanbridge.Event, error) {
 		}
 	}
 	return e, nil
-}
-
-// parseRFC3339 parses an RFC 3339 time as time.RFC3339Nano does, and also the two forms RFC 3339
-// allows and time.Parse refuses, as the intake reads them: a lower-case "t" or "z", and a leap
-// second (second 60, read as the first second of the next minute).
-func parseRFC3339(v string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err == nil {
-		return t, nil
-	}
-	u := v
-	if len(u) > 10 && u[10] == 't' {
-		u = u[:10] + "T" + u[11:]
-	}
-	if n := len(u); n > 0 && u[n-1] == 'z' {
-		u = u[:n-1] + "Z"
-	}
-	leap := len(u) > 19 && u[17:19] == "60"
-	if leap {
-		u = u[:17] + "59" + u[19:]
-	}
-	t, err2 := time.Parse(time.RFC3339Nano, u)
-	if err2 != nil {
-		return time.Time{}, err
-	}
-	if leap {
-		t = t.Add(time.Second)
-	}
-	return t, nil
 }
 
 func setMeta(e *fanbridge.Event, key, value string) {

@@ -17,6 +17,7 @@ import (
 	"github.com/fanbridge/fanbridge"
 	"github.com/fanbridge/fanbridge/internal/closeonce"
 	"github.com/fanbridge/fanbridge/internal/kafkaerr"
+	"github.com/fanbridge/fanbridge/internal/rfc3339"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
 )
@@ -290,8 +291,10 @@ func (s *Sink) fill(ctx context.Context, p *pending, e *fanbridge.Event) error {
 		// In UTC: RFC 3339 offsets have no seconds, so a zone with an odd offset would move the
 		// instant.
 		t := e.Time.UTC()
-		if y := t.Year(); y < 0 || y > 9999 {
-			return retry.Permanent(fmt.Errorf("kafkasink: event %q: time %s has no RFC 3339 form", e.ID, t))
+		// Only the years EventFromRecord reads back, as the intake reads them: RFC 3339 writes
+		// none past 9999 or before 0000, and the intake leaves out 0000 too.
+		if _, ok := rfc3339.InYears(t); !ok {
+			return retry.Permanent(fmt.Errorf("kafkasink: event %q: time %s is outside the years 0001 to 9999, the RFC 3339 times EventFromRecord reads", e.ID, t))
 		}
 		start := len(buf)
 		buf = t.AppendFormat(buf, time.RFC3339Nano)

@@ -347,12 +347,15 @@ func TestEventFromRecordRefuses(t *testing.T) {
 	require.ErrorIs(t, err, kafkasink.ErrNotEvent)
 }
 
-func TestTimeWithoutRFC3339FormIsPermanent(t *testing.T) {
+// TestTimeOutsideReadableYearsIsPermanent: a Sink writes no time EventFromRecord would not read
+// back, the year 0000 included, which has an RFC 3339 form but which the intake, and so
+// EventFromRecord, refuses.
+func TestTimeOutsideReadableYearsIsPermanent(t *testing.T) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
 	require.NoError(t, err)
 	defer cl.Close()
 	s := newSink(t, cl, kafkasink.WithTopic("events"))
-	for _, year := range []int{-1, 10000} {
+	for _, year := range []int{-1, 0, 10000} {
 		e := &fanbridge.Event{ID: "x", Time: time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC)}
 		err := s.Send(testContext(t), e)
 		require.Error(t, err, "year %d", year)
