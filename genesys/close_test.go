@@ -13,7 +13,6 @@ import (
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -46,7 +45,7 @@ func takeHandles(t *testing.T) handles {
 		t.Skipf("open file descriptors cannot be listed here: %v", err)
 	}
 	h := handles{goroutines: map[string]bool{}, fds: openFDs()}
-	for id := range goroutineStacks() {
+	for id := range testwait.Goroutines() {
 		h.goroutines[id] = true
 	}
 	return h
@@ -55,7 +54,7 @@ func takeHandles(t *testing.T) handles {
 // added returns the goroutines and file descriptors that are there now and were not in h.
 func (h handles) added() []string {
 	var out []string
-	for id, stack := range goroutineStacks() {
+	for id, stack := range testwait.Goroutines() {
 		if !h.goroutines[id] {
 			out = append(out, stack)
 		}
@@ -88,27 +87,6 @@ func (h handles) requireReleased(t *testing.T) {
 			t.Fatalf("still there 5s after Close:\n%s", strings.Join(left, "\n\n"))
 		}
 	}
-}
-
-// goroutineStacks returns the stack of every goroutine, by goroutine id.
-func goroutineStacks() map[string]string {
-	buf := make([]byte, 1<<16)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	out := map[string]string{}
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		// "goroutine 7 [chan receive]:"
-		if f := strings.Fields(g); len(f) > 1 && f[0] == "goroutine" {
-			out[f[1]] = g
-		}
-	}
-	return out
 }
 
 // openFDs returns what each open file descriptor refers to, by number.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fanbridge/fanbridge/internal/testwait"
 )
 
 // logWatch is a log that lets a test wait, without polling, for a text to appear in it.
@@ -71,17 +72,8 @@ const serveFunc = "/cmd/fanbridge.cmdServe"
 
 // goroutinesOf returns the stacks of the running goroutines that mention fn.
 func goroutinesOf(fn string) []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
+	for _, g := range testwait.Goroutines() {
 		if strings.Contains(g, fn) {
 			out = append(out, g)
 		}

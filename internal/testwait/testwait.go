@@ -5,6 +5,8 @@ package testwait
 
 import (
 	"context"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,4 +47,26 @@ func Group(t testing.TB, wg *sync.WaitGroup, d time.Duration) {
 		close(done)
 	}()
 	Recv(t, done, d)
+}
+
+// Goroutines returns the stack of every goroutine running now, by its id (the number after
+// "goroutine " in the stack's first line), for tests that look for goroutines left behind.
+func Goroutines() map[string]string {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	out := make(map[string]string)
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		// "goroutine 7 [chan receive]:"
+		if f := strings.Fields(g); len(f) > 1 && f[0] == "goroutine" {
+			out[f[1]] = g
+		}
+	}
+	return out
 }

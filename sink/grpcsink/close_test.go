@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/testwait"
 	"github.com/fanbridge/fanbridge/sink"
 	"github.com/fanbridge/fanbridge/sink/grpcsink"
 )
@@ -241,31 +241,10 @@ var clientMarks = []string{
 	"google.golang.org/grpc.(*addrConn)",
 }
 
-// goroutineStacks returns the stack of every goroutine, by its id.
-func goroutineStacks() map[string]string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	stacks := make(map[string]string)
-	for _, stack := range strings.Split(string(buf), "\n\n") {
-		// Each stack begins "goroutine <id> [<state>]:".
-		if header, _, ok := strings.Cut(stack, " ["); ok {
-			stacks[header] = stack
-		}
-	}
-	return stacks
-}
-
 // goroutineIDs returns the ids of the goroutines that run now.
 func goroutineIDs() map[string]bool {
 	ids := make(map[string]bool)
-	for id := range goroutineStacks() {
+	for id := range testwait.Goroutines() {
 		ids[id] = true
 	}
 	return ids
@@ -275,7 +254,7 @@ func goroutineIDs() map[string]bool {
 // grpc-go runs for a client connection.
 func clientGoroutines(before map[string]bool) []string {
 	var found []string
-	for id, stack := range goroutineStacks() {
+	for id, stack := range testwait.Goroutines() {
 		if before[id] {
 			continue
 		}
