@@ -31,9 +31,15 @@ func DecodeCloudEventsBinary(header http.Header, body []byte) (*fanbridge.Event,
 //
 // Header names are matched ignoring case, and the attribute name is the rest of the name in
 // lower case: it must be one CloudEvents allows (a-z and 0-9), and each may come only once. A
-// value may be a quoted-string (RFC 9110), and is then percent-decoded, as the binding asks; a %
-// not followed by two hex digits, or bytes that are not UTF-8, are refused. ce-datacontenttype
-// (the binding forbids it beside Content-Type) and ce-data (the data is the body) are refused.
+// value may be a quoted-string (RFC 9110), and is then percent-decoded, as the binding asks: %XX
+// becomes the byte XX, a % without two hex digits after it stays, and a value that is not UTF-8
+// once decoded is refused. ce-datacontenttype (the binding forbids it beside Content-Type) and
+// ce-data (the data is the body) are refused.
+//
+// Some senders do not percent-encode: the Go SDK (sdk-go, up to v2.15 at least) and the Java SDK
+// write values as they are, and a value of theirs that holds %XX ("order%2F1") reaches the event
+// decoded ("order/1"), its ID or source changed. Have such senders use structured mode, where
+// nothing is encoded twice.
 //
 // The body becomes data: as it is when the Content-Type is JSON (application/json, text/json,
 // a +json suffix, or none) and the body is one JSON document; as a JSON string when the
@@ -229,10 +235,9 @@ func headerAttrValue(v string) (string, error) {
 		out := make([]byte, 0, len(v))
 		for i := 0; i < len(v); i++ {
 			c := v[i]
-			if c == '%' {
-				if i+2 >= len(v) || !isHex(v[i+1]) || !isHex(v[i+2]) {
-					return "", fmt.Errorf("a %% is not followed by two hex digits")
-				}
+			// A % without two hex digits after it stays as it is: the SDKs that do not
+			// percent-encode send "100% done" so, and refusing it would lose the event.
+			if c == '%' && i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]) {
 				c = unhex(v[i+1])<<4 | unhex(v[i+2])
 				i += 2
 			}

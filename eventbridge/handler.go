@@ -74,6 +74,8 @@ func NewHandler(d Dispatcher, opts ...Option) (*Handler, error) {
 		var err error
 		if dec, err = NewDecoder(c.formats...); err != nil {
 			c.errs = append(c.errs, err)
+		} else if c.binaryMode && dec.formats&formatBit(FormatCloudEvents) == 0 {
+			c.fail("WithCloudEventsBinaryMode needs FormatCloudEvents among WithFormats")
 		}
 	}
 	if len(c.errs) > 0 {

@@ -159,8 +159,9 @@ func WithQueuingDispatcher() Option {
 // WithCloudEventsBinaryMode accepts CloudEvents sent in the HTTP binding's binary content mode:
 // a request with a ce-specversion header and a Content-Type other than application/cloudevents*
 // is decoded with Decoder.DecodeCloudEventsBinary, its attributes from the ce-* headers and its
-// data from the body, when the Handler accepts FormatCloudEvents. Without this option such a
-// request is answered 415, naming structured mode, and is never read as another format.
+// data from the body. The Handler must accept FormatCloudEvents (NewHandler fails otherwise).
+// Without this option such a request is answered 415, naming structured mode, and is never read
+// as another format.
 //
 // A signature over the body (signature.HMAC, GitHub, OpenMessaging, StandardWebhooks) does not
 // cover the ce-* headers: whoever has seen one signed request, without knowing the secret, can
