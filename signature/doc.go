@@ -123,11 +123,12 @@
 // 2xx, or panics, after a replay-cache claim, Verify releases the claim, so that the very same
 // request, sent again, verifies rather than being refused as a replay; only an accepted message
 // keeps its claim. A copy of the request that comes while the first is still being handled (a
-// sender's client that gave up waiting and resent it, byte for byte, within the same second) is
+// sender's client that gave up waiting and resent it byte for byte) is
 // answered 503 with Retry-After, not 401: the first may yet fail, and the copy's retry then
-// verifies; once the first is accepted, a copy is a replay. This holds within one middleware's
-// process: with a ReplayCache shared by several instances, a copy that reaches another instance
-// while the first is handled is refused as a replay. A handler that returns without writing has answered 200 and keeps it. A caller
+// verifies; once the first is accepted, a copy is a replay. This holds within one process, for
+// every verifier over one MemoryReplayCache (a reloaded configuration's too; see ReplayCache); a
+// copy that reaches another instance sharing a cache while the first is handled is refused as a
+// replay. A handler that returns without writing has answered 200 and keeps it. A caller
 // of VerifyRequest or Verifier.Verify does the same with Identity.Release.
 //
 // # Security

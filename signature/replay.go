@@ -18,6 +18,13 @@ import (
 // carries a new timestamp, so it is claimed afresh. Ids are the sender's: give each
 // StandardWebhooks verifier its own cache, or prefix the ids in your implementation, when senders
 // could reuse each other's ids.
+//
+// A claim is "in flight" while the middleware handles its request: a copy of the request that
+// arrives then is answered 503 (see Verify). Each verifier keeps its own set of such claims,
+// unless its cache has a method PendingClaims() *PendingClaims, as MemoryReplayCache has: the
+// set it returns is then shared by every verifier using the cache, so that a verifier built anew
+// (a reloaded configuration) sees the claims of the one it replaces. A wrapper around a
+// MemoryReplayCache should pass the method on.
 type ReplayCache interface {
 	// Claim records id until expires and reports true, or reports false when id is already
 	// recorded and its record has not expired at now. It must be atomic: of two concurrent claims
@@ -42,7 +49,13 @@ type MemoryReplayCache struct {
 	entries map[string]time.Time
 	order   expiryHeap
 	evicted uint64
+
+	pending PendingClaims
 }
+
+// PendingClaims returns the set of claims whose requests are being handled, shared by every
+// verifier that uses c (see ReplayCache).
+func (c *MemoryReplayCache) PendingClaims() *PendingClaims { return &c.pending }
 
 // NewMemoryReplayCache returns an empty cache holding at most maxEntries ids. It fails when
 // maxEntries is not positive.

@@ -229,7 +229,7 @@ type webhookVerifier struct {
 	cfg      webhookConfig
 	secrets  []secretKey
 	public   []publicKey
-	inFlight inFlight // claims whose requests the middleware is handling
+	inFlight inFlight // claims whose requests the middleware is handling, when the cache has none
 }
 
 // webhookHeaders are the three raw header values of one request.
@@ -368,7 +368,13 @@ func (v *webhookVerifier) verify(ctx context.Context, h http.Header, body []byte
 		// new timestamp, and must verify (deduplication by event ID answers it), while a replay
 		// cannot change the timestamp without breaking the signature.
 		key := w.id + "." + w.timestamp
-		if track && !v.inFlight.add(key) {
+		pending := &v.inFlight
+		if p, ok := c.(interface{ PendingClaims() *PendingClaims }); ok {
+			if shared := p.PendingClaims(); shared != nil {
+				pending = shared
+			}
+		}
+		if track && !pending.add(key) {
 			return Identity{}, fmt.Errorf("%w: a request with this webhook-id and webhook-timestamp is being handled; retry once it is answered", ErrUnavailable)
 		}
 		// Kept until the first instant the timestamp is stale: at ts+tolerance it is still accepted.
@@ -380,13 +386,13 @@ func (v *webhookVerifier) verify(ctx context.Context, h http.Header, body []byte
 		}
 		if err != nil {
 			if track {
-				v.inFlight.remove(key)
+				pending.remove(key)
 			}
 			return Identity{}, err
 		}
 		id.release = func(ctx context.Context) error { return c.Release(ctx, key) }
 		if track {
-			id.settle = func() { v.inFlight.remove(key) }
+			id.settle = func() { pending.remove(key) }
 		}
 	}
 	return id, nil

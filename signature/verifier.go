@@ -111,11 +111,17 @@ type trackedVerifier interface {
 	verifyTracked(ctx context.Context, header http.Header, body []byte) (Identity, error)
 }
 
-// inFlight is the set of claims whose requests are being handled.
-type inFlight struct {
+// PendingClaims is the set of replay-cache claims whose requests are still being handled, for a
+// ReplayCache to share among the verifiers that use it (see ReplayCache). The zero value is
+// empty and ready; it is safe for concurrent use. It has no methods of its own: the verifiers
+// alone mark and settle claims in it.
+type PendingClaims struct {
 	mu   sync.Mutex
 	keys map[string]struct{}
 }
+
+// inFlight is the set a verifier marks its claims in.
+type inFlight = PendingClaims
 
 // add marks key in flight, or reports false when it is already.
 func (f *inFlight) add(key string) bool {

@@ -1175,3 +1175,49 @@ func TestCopyOfARequestInFlightIsRetried(t *testing.T) {
 		})
 	}
 }
+
+// A verifier built anew over the same MemoryReplayCache (a reloaded configuration) sees the claims
+// its predecessor is still handling: a copy that reaches the new one meanwhile is retried, not
+// refused. A cache without PendingClaims keeps the claims per verifier, as documented.
+func TestCopyInFlightSeenByAVerifierOverTheSameCache(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cache, err := signature.NewMemoryReplayCache(100)
+	require.NoError(t, err)
+	build := func() signature.Verifier {
+		return signature.Must(signature.StandardWebhooks([]string{secretA}, signature.WithClock(fixedClock), signature.WithReplayCache(cache)))
+	}
+	entered, answer := make(chan struct{}, 1), make(chan int)
+	held := httptest.NewServer(signature.Verify(build())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		select {
+		case code := <-answer:
+			w.WriteHeader(code)
+		case <-ctx.Done():
+		}
+	})))
+	defer held.Close()
+	rebuilt := httptest.NewServer(signature.Verify(build())(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	defer rebuilt.Close()
+	body := []byte(`{"n":4}`)
+	h := swHeader(t, "msg_rebuilt", testNow, body, secretA)
+	send := func(url string) *http.Response {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		require.NoError(t, err)
+		for k, vs := range h {
+			req.Header[k] = vs
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		return resp
+	}
+	first := make(chan int, 1)
+	go func() { first <- send(held.URL).StatusCode }()
+	testwait.RecvCtx(t, ctx, entered)
+	assert.Equal(t, http.StatusServiceUnavailable, send(rebuilt.URL).StatusCode)
+	answer <- http.StatusBadGateway
+	assert.Equal(t, http.StatusBadGateway, testwait.RecvCtx(t, ctx, first))
+	assert.Equal(t, http.StatusOK, send(rebuilt.URL).StatusCode, "the retry verifies once the first failed")
+	assert.Equal(t, http.StatusUnauthorized, send(held.URL).StatusCode, "and is a replay once accepted")
+}

@@ -271,6 +271,10 @@ func (v *replayView) Release(ctx context.Context, id string) error {
 	return v.store.cache.Release(ctx, id)
 }
 
+// PendingClaims passes on the cache's set of claims in flight, so that a verifier built by a
+// reload sees the requests the one before it is still handling.
+func (v *replayView) PendingClaims() *signature.PendingClaims { return v.store.cache.PendingClaims() }
+
 // eventLogger logs one line per dispatched event: id, type, matched routes, and each sink's
 // outcome. In Sync mode it calls Deliver, which is Dispatch with the per-sink results. It
 // dispatches under its intake's deduplication scope.

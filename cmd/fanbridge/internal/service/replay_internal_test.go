@@ -75,3 +75,21 @@ func TestReplayStoreRaise(t *testing.T) {
 		assert.False(t, claim(raised, "g", 10, 1800), "kept for the longest tolerance served")
 	})
 }
+
+// The views a reload builds over one store share its cache's claims in flight, so that a copy of
+// a request the old verifier is still handling is retried when the new verifier sees it (see
+// signature.ReplayCache).
+func TestReplayViewsShareClaimsInFlight(t *testing.T) {
+	c, err := signature.NewMemoryReplayCache(100)
+	require.NoError(t, err)
+	r := &replayStore{cache: c, maxTolerance: time.Minute}
+	var old, rebuilt signature.ReplayCache = &replayView{store: r, tolerance: time.Minute}, &replayView{store: r, tolerance: time.Minute}
+	type pending interface {
+		PendingClaims() *signature.PendingClaims
+	}
+	po, ok := old.(pending)
+	require.True(t, ok, "a view passes its cache's claims in flight on")
+	pr, _ := rebuilt.(pending)
+	assert.Same(t, c.PendingClaims(), po.PendingClaims())
+	assert.Same(t, po.PendingClaims(), pr.PendingClaims())
+}
