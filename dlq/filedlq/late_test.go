@@ -336,37 +336,40 @@ func TestEntriesHandedOverSurviveAFailedWrite(t *testing.T) {
 	assert.NotContains(t, logs.text(), "are lost")
 }
 
-// While an entry handed over cannot be written, a Put is told so and writes nothing of its own
-// (its caller retries it); the entry handed over stays first, and Close writes it once it can.
-func TestPutBehindAnEntryThatCannotBeWrittenYet(t *testing.T) {
+// While an entry handed over cannot be written (it needs a new segment, and none can be made),
+// a Put whose own entry fits the active segment still writes it: the entry waiting does not
+// hold back the queue. One that needs a new segment too fails with its own error. The entry
+// handed over stays first in line, and Close writes it once it can.
+func TestPutBesideAnEntryThatCannotBeWrittenYet(t *testing.T) {
 	ctx := testCtx(t)
 	held := newHeldSync(ctx)
 	dir := t.TempDir()
 	var failing atomic.Bool
-	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(1024),
+	q := open(t, dir, held.option(), filedlq.WithMaxSegmentSize(2048),
 		filedlq.WithDirSyncFunc(func(d string) error {
 			if failing.Load() {
-				return errors.New("input/output error")
+				return errors.New("no space left on device")
 			}
 			return syncDirectory(d)
 		}))
 	require.NoError(t, q.Put(ctx, entryFor("fills", 900)))
 	held.armed.Store(true)
 	rotated := make(chan error, 1)
-	go func() { rotated <- q.Put(ctx, entryFor("rotates", 900)) }()
+	go func() { rotated <- q.Put(ctx, entryFor("rotates", 1800)) }()
 	testwait.RecvCtx(t, ctx, held.started)
 	waiting, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	require.ErrorIs(t, q.Put(waiting, entryFor("late", 900)), context.DeadlineExceeded)
+	require.ErrorIs(t, q.Put(waiting, entryFor("late", 1800)), context.DeadlineExceeded)
 	cancel()
 	// From now on no new segment can be made: neither the rotating Put's nor the late line's.
 	failing.Store(true)
 	close(held.release)
 	require.Error(t, <-rotated, "told, so its caller retries")
-	err := q.Put(ctx, entryFor("next", 10))
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "writing entries handed over earlier")
+	require.NoError(t, q.Put(ctx, entryFor("small", 0)), "an entry that fits is written")
+	err := q.Put(ctx, entryFor("large", 1800))
+	require.Error(t, err, "an entry that needs a new segment is not")
+	assert.Contains(t, err.Error(), "new segment")
 	require.NoError(t, q.Err())
 	failing.Store(false)
 	require.NoError(t, q.Close())
-	assert.Equal(t, []string{"fills", "late"}, listIDs(t, ctx, open(t, dir)))
+	assert.Equal(t, []string{"fills", "small", "late"}, listIDs(t, ctx, open(t, dir)))
 }

@@ -278,9 +278,8 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b
 // hands its entry over: the queue writes it as soon as it is free, and Close writes it before it
 // closes, unless the queue breaks first (ErrBroken: the entry is then logged as lost). A write
 // of it that fails without breaking the queue (a full disk, a segment that cannot be created) is
-// tried again: by the queue itself, waiting 10 ms, then twice as long each time up to 5 s; by the
-// next Put, which fails as its own write would when it still cannot (its entry is not written, so
-// that its caller retries it); and by Close. Up to 16 MiB of entries wait so; past that, or on a
+// tried again: by the queue itself, waiting 10 ms, then twice as long each time up to 5 s; by
+// each Put, before its own entry (which is written all the same when it can be); and by Close. Up to 16 MiB of entries wait so; past that, or on a
 // queue already broken, such a Put writes nothing.
 func (q *Queue) Put(ctx context.Context, e dlq.Entry) error {
 	if err := ctx.Err(); err != nil {
@@ -335,10 +334,14 @@ func (q *Queue) append(ctx context.Context, line []byte) (uint64, error) {
 		return 0, err
 	}
 	if q.late.pending() {
-		// Lines handed over earlier go first; when one cannot be written, it stays for the next
-		// try and this Put fails as its own write would (its caller retries it).
+		// Lines handed over earlier go first. One that cannot be written stays for the next try,
+		// and this Put's line is written all the same when it can be: a large line waiting for a
+		// segment that cannot be made must not hold back a small one that fits (a queue keeps
+		// no order), unless the failure broke the queue.
 		if _, err := q.writeLateLocked(); err != nil {
-			return 0, err
+			if err := q.writable(); err != nil {
+				return 0, err
+			}
 		}
 	}
 	return q.writeLocked(line)
