@@ -12,6 +12,8 @@ import (
 	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/filter"
+	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/genesys/notifications"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/signature"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
@@ -385,4 +387,34 @@ func (k *KafkaSink) Options() ([]kafkasink.Option, error) {
 		return nil, fmt.Errorf("value: want data or raw, got %q", k.Value)
 	}
 	return opts, nil
+}
+
+// Client returns the Genesys Cloud client n describes, with extra, options the configuration
+// does not hold (a logger). It makes no request; close it when done.
+func (n *Notifications) Client(extra ...genesys.Option) (*genesys.Client, error) {
+	r, err := genesys.ParseRegion(n.Region)
+	if err != nil {
+		return nil, keyErr("region", err)
+	}
+	var opts []genesys.Option
+	if n.APIURL != "" {
+		opts = append(opts, genesys.WithBaseURL(n.APIURL))
+	}
+	if n.TokenURL != "" {
+		opts = append(opts, genesys.WithTokenURL(n.TokenURL))
+	}
+	return genesys.NewClient(r, n.ClientID, n.ClientSecret, append(opts, extra...)...)
+}
+
+// SourceOptions returns the notifications.Source options of n (without logger, meters or drain
+// timeout, which are the service's).
+func (n *Notifications) SourceOptions() []notifications.Option {
+	var opts []notifications.Option
+	if n.MaxChannels > 0 {
+		opts = append(opts, notifications.WithMaxChannels(n.MaxChannels))
+	}
+	if n.HeartbeatTimeout > 0 {
+		opts = append(opts, notifications.WithHeartbeatTimeout(n.HeartbeatTimeout.D()))
+	}
+	return opts
 }

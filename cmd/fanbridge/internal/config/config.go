@@ -13,6 +13,9 @@ type Config struct {
 	Listen Listen `yaml:"listen"`
 	// Intake lists the paths events are POSTed to, each with its verifiers.
 	Intake []Intake `yaml:"intake"`
+	// Notifications, when given, also takes events from Genesys Cloud's WebSocket Notification
+	// API, for the same routes and sinks.
+	Notifications *Notifications `yaml:"notifications"`
 	// Sinks lists the named destinations.
 	Sinks []Sink `yaml:"sinks"`
 	// Routes select sinks for each event.
@@ -118,6 +121,25 @@ type StandardWebhooksVerifier struct {
 	Tolerance   Duration `yaml:"tolerance"`
 	ReplayCache int      `yaml:"replay_cache"`
 	SvixHeaders *bool    `yaml:"svix_headers"`
+}
+
+// Notifications is a source of events over Genesys Cloud's WebSocket Notification API
+// (package genesys/notifications): an OAuth client of a region, and the concrete topics to
+// subscribe.
+type Notifications struct {
+	// Region is what genesys.ParseRegion reads: an AWS region name such as us-east-1, or a
+	// Genesys Cloud host.
+	Region       string   `yaml:"region"`
+	ClientID     string   `yaml:"client_id"`
+	ClientSecret string   `yaml:"client_secret" config:"secret"`
+	Topics       []string `yaml:"topics"`
+	// APIURL and TokenURL replace the region's API base URL and OAuth token endpoint (a proxy,
+	// a test server).
+	APIURL   string `yaml:"api_url"`
+	TokenURL string `yaml:"token_url"`
+	// MaxChannels caps the channels the source holds; 0 is the library's default.
+	MaxChannels      int      `yaml:"max_channels"`
+	HeartbeatTimeout Duration `yaml:"heartbeat_timeout"`
 }
 
 // Sink is one named destination: exactly one of Kafka and GRPC is set.

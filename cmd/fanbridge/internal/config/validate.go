@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,8 @@ import (
 	"github.com/fanbridge/fanbridge/eventbridge"
 	"github.com/fanbridge/fanbridge/fanout"
 	"github.com/fanbridge/fanbridge/filter"
+	"github.com/fanbridge/fanbridge/genesys"
+	"github.com/fanbridge/fanbridge/genesys/notifications"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink/kafkasink"
 )
@@ -41,6 +44,13 @@ const (
 	DefaultDedupWindow       = time.Hour
 	DefaultDedupSize         = 100_000
 	DefaultGRPCCallTimeout   = 5 * time.Second
+	// DefaultMaxChannels and DefaultHeartbeatTimeout are the notifications source's defaults.
+	DefaultMaxChannels      = notifications.DefaultMaxChannels
+	DefaultHeartbeatTimeout = notifications.DefaultHeartbeatTimeout
+	// MinHeartbeatTimeout is what notifications.heartbeat_timeout must exceed: Genesys sends a
+	// heartbeat about every 30 seconds, and a socket silent for less than that is not dead, so
+	// a shorter timeout would replace healthy channels over and over.
+	MinHeartbeatTimeout = 30 * time.Second
 	// MaxConcurrency and MaxQueueSize bound a sink's workers and queue, as the dispatcher does:
 	// a slip of the keyboard is refused here, naming the key, rather than by the dispatcher.
 	MaxConcurrency = fanout.MaxConcurrency
@@ -77,6 +87,7 @@ func (c *Config) Validate() error {
 	c.defaults()
 	c.validateListen(e)
 	c.validateIntake(e)
+	c.validateNotifications(e)
 	sinks := c.validateSinks(e)
 	limits, limitsOK := c.CEL, c.validateCEL(e)
 	if !limitsOK {
@@ -148,6 +159,12 @@ func (c *Config) defaults() {
 			setDur(&s.GRPC.CallTimeout, DefaultGRPCCallTimeout)
 		}
 	}
+	if n := c.Notifications; n != nil {
+		if n.MaxChannels == 0 {
+			n.MaxChannels = DefaultMaxChannels
+		}
+		setDur(&n.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	}
 	if c.DLQ != nil && c.DLQ.File != nil {
 		f := c.DLQ.File
 		if f.Fsync == "" {
@@ -200,8 +217,8 @@ func (c *Config) validateListen(e *Errors) {
 }
 
 func (c *Config) validateIntake(e *Errors) {
-	if len(c.Intake) == 0 {
-		e.add("intake", "at least one intake path is required")
+	if len(c.Intake) == 0 && c.Notifications == nil {
+		e.add("intake", "at least one intake path is required (or a notifications section)")
 	}
 	paths := map[string]int{}
 	mux := newRouteCheck()
@@ -305,6 +322,79 @@ func (c *Config) validateIntake(e *Errors) {
 				}
 			}
 		}
+	}
+}
+
+// validateNotifications checks the notifications section, each key on its own, and then builds
+// the client and the source as the service does (neither makes a request), so that a section
+// that validates also builds. No message quotes the client secret.
+func (c *Config) validateNotifications(e *Errors) {
+	n := c.Notifications
+	if n == nil {
+		return
+	}
+	const p = "notifications"
+	before := len(e.List)
+	if n.Region == "" {
+		e.add(p+".region", "is required: an AWS region name such as us-east-1, or a Genesys Cloud host")
+	} else if _, err := genesys.ParseRegion(n.Region); err != nil {
+		e.addDetail(p+".region", err.Error(), err)
+	}
+	if strings.TrimSpace(n.ClientID) == "" {
+		e.add(p+".client_id", "is required")
+	}
+	if strings.TrimSpace(n.ClientSecret) == "" {
+		e.add(p+".client_secret", "is required")
+	}
+	// Each URL is tried alone, beside a region that needs neither, so that its error is its own.
+	for _, u := range []struct {
+		key, url string
+		opt      func(string) genesys.Option
+	}{{"api_url", n.APIURL, genesys.WithBaseURL}, {"token_url", n.TokenURL, genesys.WithTokenURL}} {
+		if u.url == "" {
+			continue
+		}
+		cl, err := genesys.NewClient(genesys.USEast1, "validate", "validate", u.opt(u.url))
+		if err != nil {
+			e.addDetail(p+"."+u.key, err.Error(), err)
+			continue
+		}
+		_ = cl.Close()
+	}
+	if len(n.Topics) == 0 {
+		e.add(p+".topics", "at least one topic is required")
+	}
+	unique := map[string]bool{}
+	for i, t := range n.Topics {
+		if err := genesys.CheckSubscriptionTopics([]string{t}); err != nil {
+			e.addDetail(fmt.Sprintf("%s.topics[%d]", p, i), err.Error(), err)
+		}
+		unique[t] = true
+	}
+	switch {
+	case n.MaxChannels < 1 || n.MaxChannels > notifications.MaxChannels:
+		e.addf(p+".max_channels", "want 0 (the default, %d) to %d: Genesys allows %d channels per OAuth client, and each needs room for its replacement",
+			DefaultMaxChannels, notifications.MaxChannels, genesys.MaxChannels)
+	case len(unique) > n.MaxChannels*genesys.MaxTopicsPerChannel:
+		e.addf(p+".topics", "%d topics need more than max_channels (%d) channels of %d topics each",
+			len(unique), n.MaxChannels, genesys.MaxTopicsPerChannel)
+	}
+	if n.HeartbeatTimeout.D() <= MinHeartbeatTimeout {
+		e.addf(p+".heartbeat_timeout", "want more than %s (0 for the default, %s): Genesys sends a heartbeat about every 30s",
+			MinHeartbeatTimeout, DefaultHeartbeatTimeout)
+	}
+	if len(e.List) > before {
+		return
+	}
+	cl, err := n.Client()
+	if err != nil {
+		addKeyErr(e, p, err)
+		return
+	}
+	defer cl.Close()
+	nop := eventbridge.DispatcherFunc(func(context.Context, *fanbridge.Event) error { return nil })
+	if _, err := notifications.New(cl, n.Topics, nop, n.SourceOptions()...); err != nil {
+		e.addDetail(p, err.Error(), err)
 	}
 }
 
