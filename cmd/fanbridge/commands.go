@@ -51,10 +51,22 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitFail
 	}
-	fmt.Fprintf(stdout, "%s: valid (%s, %s, %s, dlq: %s, mode: %s)\n", *cfgPath,
+	fmt.Fprintf(stdout, "%s: valid (%s, %s, %s, dlq: %s, mode: %s%s)\n", *cfgPath,
 		count(len(cfg.Intake), "intake path", "intake paths"), count(len(cfg.Sinks), "sink", "sinks"),
-		count(len(cfg.Routes), "route", "routes"), dlqKind(cfg), cfg.Dispatch.Mode)
+		count(len(cfg.Routes), "route", "routes"), dlqKind(cfg), cfg.Dispatch.Mode, notificationsSummary(cfg))
 	return exitOK
+}
+
+// notificationsSummary says, for the summary line, how many WebSocket topics the configuration
+// subscribes and in which region (unless that came from the environment), or nothing without a
+// notifications section.
+func notificationsSummary(cfg *config.Config) string {
+	n := cfg.Notifications
+	if n == nil {
+		return ""
+	}
+	return fmt.Sprintf(", notifications: %s in %s", count(len(n.Topics), "topic", "topics"),
+		settingText(cfg, "notifications.region", n.Region))
 }
 
 // dlqKind says what the configuration's dead-letter queue is, and where, unless that came from

@@ -58,6 +58,22 @@ sinks:
 routes:
   - {name: everything, all: true, sinks: [all]}
 `)
+	// The WebSocket source alone, without an intake path; its secret from the environment.
+	webSocketOnly := filepath.Join(t.TempDir(), "websocket.yaml")
+	writeFile(t, webSocketOnly, `
+notifications:
+  region: eu-west-1
+  client_id: fanbridge-client
+  client_secret: "${GENESYS_CLIENT_SECRET}"
+  topics: ["v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.presence", "v2.users.e40f28ea-fa86-493f-a5b8-d559c8533c96.activity"]
+sinks:
+  - {name: all, kafka: {brokers: ["127.0.0.1:1"], topic: genesys.all}}
+routes:
+  - {name: everything, all: true, sinks: [all]}
+`)
+	badWebSocket := filepath.Join(t.TempDir(), "websocket-bad.yaml")
+	writeFile(t, badWebSocket, strings.Replace(strings.Replace(mustRead(t, webSocketOnly),
+		"e40f28ea-fa86-493f-a5b8-d559c8533c96.activity", "{id}.activity", 1), "region: eu-west-1", "region: eu-west-1\n  heartbeat_timeout: 5s", 1))
 	for _, tc := range []struct {
 		name       string
 		args       []string
@@ -72,6 +88,13 @@ routes:
 		{name: "file as argument", args: []string{e.cfgPath}, env: e.env, code: 0, stdout: `: valid `},
 		{name: "one of each", args: []string{"-config", oneOfEach}, code: 0,
 			stdout: `^` + regexp.QuoteMeta(oneOfEach) + `: valid \(1 intake path, 1 sink, 1 route, dlq: none, mode: sync\)\n$`},
+		{name: "notifications", args: []string{"-config", webSocketOnly}, env: []string{"GENESYS_CLIENT_SECRET=gc-secret-0123456789"}, code: 0,
+			stdout: `^` + regexp.QuoteMeta(webSocketOnly) + `: valid \(0 intake paths, 1 sink, 1 route, dlq: none, mode: sync, notifications: 2 topics in eu-west-1\)\n$`},
+		{name: "notifications secret not set", args: []string{"-config", webSocketOnly}, code: 1,
+			stderr: []string{"config: notifications.client_secret: environment variable GENESYS_CLIENT_SECRET is not set"}},
+		{name: "notifications refused, secret not echoed", args: []string{"-config", badWebSocket}, env: []string{"GENESYS_CLIENT_SECRET=gc-secret-0123456789"}, code: 1,
+			stderr:     []string{"config: notifications.heartbeat_timeout: want more than 30s", `config: notifications.topics[1]: genesys: WebSocket topics need concrete ids, not {id} templates: "v2.users.{id}.activity"`},
+			notInOuput: "gc-secret"},
 		{name: "the example configuration", args: []string{"-config", "fanbridge.example.yaml"}, env: exampleEnv, code: 0,
 			stdout: `valid \(2 intake paths, 4 sinks, 4 routes, dlq: file /var/lib/fanbridge/dlq, mode: sync\)`},
 		{name: "secret not set", args: []string{"-config", e.cfgPath}, env: []string{"E2E_API_KEY=" + e2eAPIKey, "E2E_WHSEC=" + e.whsec}, code: 1,
