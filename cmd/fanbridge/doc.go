@@ -1,8 +1,9 @@
 // Command fanbridge is the ready-made fanbridge service: it takes Genesys Cloud events in over
-// HTTP (Amazon EventBridge API destinations, signed webhooks), checks who sent them, routes them
-// with EventBridge patterns or CEL expressions, and delivers them to Kafka topics and gRPC
-// consumers, retrying each sink on its own and dead-lettering what still fails. It is built
-// only from the library's public packages. README.md in this directory is the full manual.
+// HTTP (Amazon EventBridge API destinations, signed webhooks) and, without AWS, from Genesys
+// Cloud's WebSocket Notification API, checks who sent them, routes them with EventBridge
+// patterns or CEL expressions, and delivers them to Kafka topics and gRPC consumers, retrying
+// each sink on its own and dead-lettering what still fails. It is built only from the library's
+// public packages. README.md in this directory is the full manual.
 //
 // Usage:
 //
@@ -35,7 +36,9 @@
 // # Configuration
 //
 // A YAML file declares the listen address; intake paths with their verifiers (api_key, basic,
-// bearer, hmac, github, open_messaging, standard_webhooks); sinks (kafka with brokers, TLS, SASL,
+// bearer, hmac, github, open_messaging, standard_webhooks); the WebSocket Notification API
+// source (notifications: region, OAuth client, concrete topics), whose events follow the same
+// routes; sinks (kafka with brokers, TLS, SASL,
 // a topic, topics by type or a topic template, and a key; grpc with targets and TLS), each with
 // its retry policy, concurrency, queue and circuit breaker; routes (a name, an EventBridge pattern
 // or a CEL expression or all, and sink names) and the cost and time limits of CEL expressions;
@@ -68,8 +71,8 @@
 // # Endpoints
 //
 // POST on each intake path; GET /healthz (liveness), GET /readyz (ready only when every sink
-// and the dead-letter queue answer their probe; it names the sinks that are down, the log says
-// why), GET /metrics (Prometheus). With listen.admin_address set, /metrics is served on that
+// and the dead-letter queue answer their probe, and the WebSocket source has not stopped; it
+// names the sinks that are down, the log says why), GET /metrics (Prometheus). With listen.admin_address set, /metrics is served on that
 // address only, and /healthz and /readyz on both. Each intake path deduplicates events on its
 // own, so that a sender trusted on one path cannot suppress another's events. A traceparent header
 // starts spans in the sender's trace (per request, per event and per sink attempt) and travels

@@ -3,6 +3,10 @@ package config_test
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -175,4 +179,49 @@ func TestNotificationsSecretInTheFileNeverInErrors(t *testing.T) {
 	assert.Contains(t, err.Error(), "config: notifications.heartbeat_timeout:")
 	assert.NotContains(t, err.Error(), notificationsSecret)
 	assert.NotContains(t, err.Error(), "7f3a9b2c")
+}
+
+// The example configuration's notifications section, commented out as it ships, validates once
+// uncommented, and it and the README's table name every key of the section, and no other.
+func TestExampleNotificationsSectionAndReadmeTable(t *testing.T) {
+	example, err := os.ReadFile(filepath.Join("..", "..", "fanbridge.example.yaml"))
+	require.NoError(t, err)
+	var section []string
+	for l := range strings.Lines(string(example)) {
+		if section == nil && !strings.HasPrefix(l, "# notifications:") {
+			continue
+		}
+		if section != nil && !strings.HasPrefix(l, "#   ") {
+			break
+		}
+		section = append(section, strings.TrimPrefix(l, "# "))
+	}
+	require.NotEmpty(t, section, "the example has a commented-out notifications section")
+	cfg, err := config.Parse([]byte(minimal+strings.Join(section, "")), env(map[string]string{
+		"GENESYS_CLIENT_ID": "example-client-id", "GENESYS_CLIENT_SECRET": notificationsSecret}))
+	require.NoError(t, err)
+	require.NotNil(t, cfg.Notifications)
+	assert.Equal(t, "example-client-id", cfg.Notifications.ClientID)
+
+	manual, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	_, table, ok := strings.Cut(string(manual), "### `notifications` (optional)")
+	require.True(t, ok, "README.md has a notifications section")
+	table, _, _ = strings.Cut(table, "\n### ")
+	var documented []string
+	for l := range strings.Lines(table) {
+		if m := regexp.MustCompile("^\\| `([a-z_]+)` \\|").FindStringSubmatch(l); m != nil {
+			documented = append(documented, m[1])
+		}
+	}
+	var keys []string
+	typ := reflect.TypeOf(config.Notifications{})
+	for i := range typ.NumField() {
+		keys = append(keys, typ.Field(i).Tag.Get("yaml"))
+	}
+	assert.Equal(t, keys, documented, "README.md's notifications table")
+	text := strings.Join(section, "")
+	for _, k := range keys {
+		assert.Contains(t, text, "  "+k+":", "the example's notifications section")
+	}
 }

@@ -141,10 +141,7 @@ func (s *Service) buildIntake(cfg *config.Config) (_ http.Handler, _ map[string]
 		return &replayView{store: r, tolerance: tolerance}, nil
 	}
 	mux := http.NewServeMux()
-	d := &eventLogger{d: s.disp, log: s.log.With("component", "events"), async: cfg.Dispatch.Mode == "async", level: slog.LevelDebug}
-	if cfg.Logging.Events {
-		d.level = slog.LevelInfo
-	}
+	d := s.eventLogger(cfg, "")
 	for i := range cfg.Intake {
 		in := &cfg.Intake[i]
 		p := fmt.Sprintf("config: intake[%d]", i)
@@ -274,6 +271,15 @@ func (v *replayView) Release(ctx context.Context, id string) error {
 // PendingClaims passes on the cache's set of claims in flight, so that a verifier built by a
 // reload sees the requests the one before it is still handling.
 func (v *replayView) PendingClaims() *signature.PendingClaims { return v.store.cache.PendingClaims() }
+
+// eventLogger returns the eventLogger of cfg's logging settings under the deduplication scope.
+func (s *Service) eventLogger(cfg *config.Config, scope string) *eventLogger {
+	d := &eventLogger{d: s.disp, log: s.log.With("component", "events"), async: cfg.Dispatch.Mode == "async", level: slog.LevelDebug, scope: scope}
+	if cfg.Logging.Events {
+		d.level = slog.LevelInfo
+	}
+	return d
+}
 
 // eventLogger logs one line per dispatched event: id, type, matched routes, and each sink's
 // outcome. In Sync mode it calls Deliver, which is Dispatch with the per-sink results. It

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -40,6 +41,13 @@ const dlqProbe = "dead-letter queue"
 // brokers, hosts and ports, which an unauthenticated caller has no business learning; the log
 // has it.
 const unavailable = "unavailable"
+
+// reasonError is a probe's error that says, in readyzReason, why it failed in words /readyz may
+// show: nothing of a host, a port or a credential.
+type reasonError interface {
+	error
+	readyzReason() string
+}
 
 // readiness answers /readyz: ready when every sink (and the dead-letter queue) answers its probe,
 // with the result cached briefly so that frequent probes do not hammer the sinks.
@@ -119,6 +127,10 @@ func (r *readiness) check(ctx context.Context) map[string]string {
 			continue
 		}
 		unready[p.name] = unavailable
+		// A probe whose error says why in words safe to show (reasonError) is named with them.
+		if why, ok := errors.AsType[reasonError](errs[i]); ok {
+			unready[p.name] = why.readyzReason()
+		}
 		failed[p.name] = errs[i].Error()
 		if r.failed[p.name] != failed[p.name] {
 			r.log.Warn("sink not ready", "sink", p.name, "err", failed[p.name])

@@ -71,6 +71,11 @@ type Service struct {
 	intake atomic.Pointer[http.Handler]
 	ready  *readiness
 
+	// ws is the WebSocket source of the notifications section, nil without one; notify is the
+	// dispatcher it hands its events to, which a reload points at the new logging settings.
+	ws     *wsSource
+	notify atomic.Pointer[eventLogger]
+
 	srv *http.Server
 	ln  net.Listener
 	// admin serves /metrics, /readyz and /healthz on listen.admin_address; nil when unset.
@@ -166,6 +171,14 @@ func New(cfg *config.Config, opts Options) (_ *Service, err error) {
 	}
 	s.intake.Store(&h)
 	s.replay = replay
+	s.notify.Store(s.eventLogger(cfg, notificationsScope))
+	if err = s.openNotifications(cfg); err != nil {
+		return nil, err
+	}
+	if s.ws != nil {
+		// Before the Dispatcher's Close (cleanup runs backwards), as in the shutdown.
+		cleanup = append(cleanup, s.ws.close)
+	}
 	s.ready = newReadiness(cfg.Health, &s.unready, s.tel.meters, s.log.With("component", "readiness"))
 	s.ready.setProbes(s.probes())
 
@@ -326,6 +339,9 @@ func (s *Service) probes() []probe {
 	if s.dlqPing != nil {
 		ps = append(ps, probe{name: dlqProbe, check: s.dlqPing})
 	}
+	if s.ws != nil {
+		ps = append(ps, probe{name: notificationsProbe, check: s.ws.probe})
+	}
 	return ps
 }
 
@@ -355,6 +371,9 @@ func (s *Service) Run(ctx context.Context) error {
 			defer t.Stop()
 			s.watch(ctx, t.C)
 		}()
+	}
+	if s.ws != nil {
+		go s.ws.run()
 	}
 	if s.admin != nil {
 		s.log.Info("listening", "addr", s.ln.Addr().String(), "admin_addr", s.adminLn.Addr().String())
@@ -405,7 +424,13 @@ func (s *Service) shutdown() error {
 		}
 
 		hctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.HTTPTimeout.D())
-		var admin sync.WaitGroup
+		var admin, ws sync.WaitGroup
+		if s.ws != nil {
+			// The WebSocket source stops reading with the listener, and dispatches what it has
+			// read (within http_timeout, as requests in flight) while the Dispatcher still takes
+			// events: Genesys does not send an event again, so one dropped here would be lost.
+			ws.Go(s.ws.close)
+		}
 		if s.admin != nil {
 			// The admin listener closes with the intake's, under the same deadline, as /healthz,
 			// /readyz and /metrics on the intake's listener do when there is no admin listener:
@@ -421,6 +446,7 @@ func (s *Service) shutdown() error {
 			_ = s.srv.Close()
 		}
 		admin.Wait()
+		ws.Wait()
 		cancel()
 
 		dctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.DrainTimeout.D())
@@ -659,7 +685,13 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 	if tl := cfg.CEL.TimeLimit.D(); tl != 0 && config.CELTimeLimitProblem(tl, dt, rt, wt, false) != "" {
 		return fail(fmt.Errorf("config: cel.time_limit: plus the running listen.read_timeout (%s) and dispatch.dlq_timeout (%s) must be shorter than the running listen.write_timeout (%s), which change only with a restart", rt, dt, wt))
 	}
+	// Validate let a file with a notifications section leave out the intake paths, but the
+	// section is a restart's: applied to a service without a source, it would take nothing.
+	if len(cfg.Intake) == 0 && s.ws == nil {
+		return fail(errors.New("config: intake: at least one intake path is required: the running service has no notifications source, and the section takes effect only after a restart"))
+	}
 	cfg.Listen, cfg.DLQ, cfg.Dispatch, cfg.Tracing, cfg.Health = s.cfg.Listen, s.cfg.DLQ, s.cfg.Dispatch, s.cfg.Tracing, s.cfg.Health
+	cfg.Notifications = s.cfg.Notifications
 	cfg.Logging.Format, cfg.Reload = s.cfg.Logging.Format, s.cfg.Reload
 
 	next := map[string]*builtSink{}
@@ -696,6 +728,7 @@ func (s *Service) reload(cfg *config.Config) (err error) {
 	}
 	swapped = true
 	s.intake.Store(&h)
+	s.notify.Store(s.eventLogger(cfg, notificationsScope))
 	var released []string
 	var gone []*builtSink
 	for name, old := range s.sinks {
@@ -804,6 +837,9 @@ func restartOnly(old, cur *config.Config) []string {
 	}
 	if old.Reload != cur.Reload {
 		keys = append(keys, "reload")
+	}
+	if !equalJSON(old.Notifications, cur.Notifications) {
+		keys = append(keys, "notifications")
 	}
 	return keys
 }
