@@ -262,6 +262,11 @@ func (r *Retrier) Do(ctx context.Context, op func(ctx context.Context) error, op
 		if serr := Sleep(ctx, r.clock, wait); serr != nil {
 			return giveUp(n, ReasonCanceled, err, serr)
 		}
+		// A timer that fired late (a GC pause, a suspended host) must not start an attempt past
+		// MaxAge.
+		if p.MaxAge > 0 && r.clock.Now().Sub(c.start) >= p.MaxAge {
+			return giveUp(n, ReasonAge, err, nil)
+		}
 	}
 }
 

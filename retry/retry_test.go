@@ -560,3 +560,33 @@ func TestErrorClasses(t *testing.T) {
 	assert.Equal(t, retry.ClassRetryable, retry.Classify(context.DeadlineExceeded))
 	assert.Equal(t, retry.ClassPermanent, retry.Classify(retry.Permanent(context.Canceled)))
 }
+
+// No attempt starts later than MaxAge after the call began, also when the timer of the wait
+// before it fires late (a GC pause, a suspended host): the wait ends, the age is looked at again,
+// and the call gives up.
+func TestNoAttemptPastMaxAgeAfterALateTimer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, clk := newRetrier(t, retry.Policy{InitialInterval: time.Second, Jitter: retry.NoJitter, MaxAttempts: -1, MaxAge: 10 * time.Second})
+	start := clk.Now()
+	var ages []time.Duration
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Do(ctx, func(context.Context) error {
+			ages = append(ages, clk.Now().Sub(start))
+			return errFlaky
+		})
+	}()
+	require.NoError(t, clk.WaitTimers(ctx, 1))
+	clk.Advance(time.Minute) // the one-second wait ends a minute later
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		t.Fatal("Do did not finish")
+	}
+	var re *retry.Error
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, retry.ReasonAge, re.Reason)
+	assert.Equal(t, []time.Duration{0}, ages, "the attempt after the late wait does not start")
+}
