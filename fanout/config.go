@@ -39,6 +39,8 @@ type SinkConfig struct {
 	Sink sink.Sink
 	// Retry is the sink's own retry policy; the zero Policy takes retry's defaults (5 attempts,
 	// 100ms growing twice up to 10s, full jitter). Its MaxAge counts from the event's arrival.
+	// Its AttemptTimeout starts when the attempt holds a send slot (see Concurrency): waiting
+	// for one is no attempt, and only the dispatch's budget and MaxAge bound it.
 	Retry retry.Policy
 	// Concurrency is the most Sends in flight to this sink at once, at most MaxConcurrency. The
 	// default is 32. In Sync mode each dispatch waiting on the sink holds one, so a sink that

@@ -82,6 +82,14 @@ func (a *attempt) op(ctx context.Context) error {
 		}
 	}
 	defer func() { <-st.sem }()
+	if st.attemptT > 0 {
+		// The attempt's time starts now, with its slot: a wait for one is bounded by the task's
+		// own context (the dispatch's budget, the age budget below), not charged as a failed
+		// attempt of a sink that is only busy.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, st.attemptT)
+		defer cancel()
+	}
 	now := st.d.cfg.clock.Now()
 	if st.maxAge > 0 {
 		// No attempt starts past the age budget, however long it waited for its slot: the
@@ -294,14 +302,9 @@ func (st *sinkState) deliver(t *task) SinkResult {
 	return st.deadLetter(t, cond, a.n, a.first, a.last, cause, a.first)
 }
 
-// firstAttempt runs attempt 1 under the policy's per-attempt timeout.
+// firstAttempt runs attempt 1 (op applies the per-attempt timeout once it holds a send slot).
 func (st *sinkState) firstAttempt(a *attempt) error {
-	if st.attemptT <= 0 {
-		return a.op(a.t.ctx)
-	}
-	ctx, cancel := context.WithTimeout(a.t.ctx, st.attemptT)
-	defer cancel()
-	return a.op(ctx)
+	return a.op(a.t.ctx)
 }
 
 func (st *sinkState) delivered(t *task, a *attempt) SinkResult {

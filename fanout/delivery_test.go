@@ -831,8 +831,9 @@ func TestErrorsThatPanicWhenReadAreContained(t *testing.T) {
 	}
 }
 
-// An attempt that times out waiting for a send slot (the sink is at its Concurrency) has still
-// failed for a reason, and the event is dead-lettered with it rather than with none.
+// An event whose dispatch budget ends while it waits for a send slot (the sink is at its
+// Concurrency) has still failed for a reason, and is dead-lettered with it rather than with none.
+// The wait is not an attempt (see TestWaitForASendSlotIsNotAnAttempt): the budget ends it.
 func TestAttemptsThatNeverGetASlotAreDeadLettered(t *testing.T) {
 	gate, entered := make(chan struct{}), make(chan struct{}, 1)
 	held := sink.Func(func(_ context.Context, e *fanbridge.Event) error {
@@ -854,11 +855,14 @@ func TestAttemptsThatNeverGetASlotAreDeadLettered(t *testing.T) {
 	go func() { first <- d.Dispatch(ctx, event("holder", "x")) }()
 	recv(t, entered)
 
-	res, err := d.Deliver(ctx, event("waiter", "x"))
+	budget, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	res, err := d.Deliver(budget, event("waiter", "x"))
 	require.NoError(t, err, "dead-lettered counts as handled")
 	require.Len(t, res.Sinks, 1)
 	assert.Equal(t, fanout.DeadLettered, res.Sinks[0].Outcome)
-	assert.Equal(t, dlq.ConditionAttempts, res.Sinks[0].Condition)
+	assert.Equal(t, dlq.ConditionAge, res.Sinks[0].Condition, "the budget ended it")
+	assert.Zero(t, res.Sinks[0].Attempts)
 	require.Len(t, q.Entries(), 1)
 	assert.Equal(t, "waiter", q.Entries()[0].Event.ID)
 	assert.Contains(t, q.Entries()[0].Error, "no send slot free")
@@ -951,4 +955,49 @@ func TestRetriedCountsOnlyRetriesThatHappened(t *testing.T) {
 	st := d.Stats()[0]
 	assert.Equal(t, 1, sends)
 	assert.Zero(t, st.Retried, "the retry waited for never came")
+}
+
+// Waiting for a send slot (the sink at its Concurrency) is not an attempt: the per-attempt
+// timeout starts with the slot, so a healthy but busy sink's events are not dead-lettered as
+// having used up their attempts without one Send. The slow Send is let go after more than
+// MaxAttempts attempt timeouts: the waiting event is then sent once, and delivered.
+func TestWaitForASendSlotIsNotAnAttempt(t *testing.T) {
+	ctx := testContext(t)
+	q := &memDLQ{}
+	in, release := make(chan struct{}, 1), make(chan struct{})
+	var mu sync.Mutex
+	sends := map[string]int{}
+	s := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+		mu.Lock()
+		sends[e.ID]++
+		mu.Unlock()
+		if e.ID == "slow" {
+			in <- struct{}{}
+			<-release
+		}
+		return ctx.Err()
+	})
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: 1,
+			Retry: retry.Policy{MaxAttempts: 2, InitialInterval: time.Millisecond, AttemptTimeout: 50 * time.Millisecond}}},
+		Routes: []fanout.Route{{Name: "all", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	})
+	slowDone := make(chan error, 1)
+	go func() { slowDone <- d.Dispatch(ctx, event("slow", "x")) }()
+	recv(t, in)
+	// Four attempt timeouts from now: the old behaviour had dead-lettered the waiting event
+	// after two.
+	timer := time.AfterFunc(200*time.Millisecond, func() { close(release) })
+	defer timer.Stop()
+	r, err := d.Deliver(ctx, event("waits", "x"))
+	require.NoError(t, err)
+	require.Len(t, r.Sinks, 1)
+	assert.Equal(t, fanout.Delivered, r.Sinks[0].Outcome, "%+v", r.Sinks[0])
+	assert.Equal(t, 1, r.Sinks[0].Attempts)
+	recv(t, slowDone)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, 1, sends["waits"])
+	assert.Empty(t, q.Entries())
 }

@@ -138,9 +138,19 @@ func (d *Dispatcher) newSinkState(sc SinkConfig) (*sinkState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: sink %q: %w", ErrInvalidConfig, sc.Name, err)
 	}
-	st.retrier = r
+	// The per-attempt timeout is the attempt's own (see attempt.op): it starts once the attempt
+	// holds a send slot, so that waiting for one is not charged as a failed attempt. The Retrier
+	// runs without it.
 	st.attemptT = r.Policy().AttemptTimeout
 	st.maxAge = r.Policy().MaxAge
+	if st.attemptT > 0 {
+		p := r.Policy()
+		p.AttemptTimeout = 0
+		if r, err = retry.New(p, retry.WithClock(d.cfg.clock)); err != nil {
+			return nil, fmt.Errorf("%w: sink %q: %w", ErrInvalidConfig, sc.Name, err)
+		}
+	}
+	st.retrier = r
 	st.breaker = newBreaker(sc.Breaker, d.cfg.clock)
 	st.errOverloaded = retry.After(fmt.Errorf("fanout: sink %q: queue full: %w", sc.Name, fanbridge.ErrOverloaded), d.cfg.overloadAfter)
 	return st, nil
