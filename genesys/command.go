@@ -33,7 +33,11 @@ var ErrUsage = errors.New("genesys: usage")
 //	-notes, -replace, -timeout, -api-url (GENESYS_API_URL), -token-url (GENESYS_TOKEN_URL)
 //
 // The secret is read from the environment only, so that it never shows in a process listing, and
-// it is never printed. The organization id is taken in either case and printed in lower case, as
+// it is never printed. Environment values are trimmed of surrounding white space, except the
+// credentials: a client id or secret with white space around it (often the line break a secret
+// file ends with), from the environment or -client-id, is a usage error naming the variable or
+// flag, never the value, rather than a token request Genesys refuses with a bare 401
+// invalid_client. The organization id is taken in either case and printed in lower case, as
 // Genesys writes it in the partner event source; anything but a UUID is a usage error, so that no
 // name AWS cannot find is printed.
 //
@@ -74,8 +78,12 @@ func RunProvisionCommand(ctx context.Context, args []string, getenv func(string)
 			*p = strings.TrimSpace(getenv(key))
 		}
 	}
+	clientIDFrom := "-client-id"
+	if *clientID == "" {
+		// Taken as it is, as the secret is: see the check below.
+		*clientID, clientIDFrom = getenv("GENESYS_CLIENT_ID"), "GENESYS_CLIENT_ID"
+	}
 	fromEnv(region, "GENESYS_REGION")
-	fromEnv(clientID, "GENESYS_CLIENT_ID")
 	fromEnv(orgID, "GENESYS_ORGANIZATION_ID")
 	fromEnv(awsAccount, "AWS_ACCOUNT_ID")
 	fromEnv(awsRegion, "AWS_REGION")
@@ -91,7 +99,7 @@ func RunProvisionCommand(ctx context.Context, args []string, getenv func(string)
 
 	var missing []string
 	for _, m := range []struct{ v, what string }{
-		{*region, "-region or GENESYS_REGION"}, {*clientID, "-client-id or GENESYS_CLIENT_ID"},
+		{*region, "-region or GENESYS_REGION"}, {strings.TrimSpace(*clientID), "-client-id or GENESYS_CLIENT_ID"},
 		{strings.TrimSpace(secret), "GENESYS_CLIENT_SECRET"},
 	} {
 		if m.v == "" {
@@ -100,6 +108,14 @@ func RunProvisionCommand(ctx context.Context, args []string, getenv func(string)
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: missing %s", ErrUsage, strings.Join(missing, ", "))
+	}
+	// A credential is not trimmed: the line break a secret file ends with would otherwise reach
+	// the token request and come back as a bare 401 invalid_client. It is refused instead, naming
+	// where it came from and never the value.
+	for _, c := range []struct{ v, from string }{{*clientID, clientIDFrom}, {secret, "GENESYS_CLIENT_SECRET"}} {
+		if strings.TrimSpace(c.v) != c.v {
+			return fmt.Errorf("%w: %s has leading or trailing white space (a line break kept from a file?); remove it", ErrUsage, c.from)
+		}
 	}
 	r, err := ParseRegion(*region)
 	if err != nil {

@@ -104,6 +104,35 @@ func TestRunProvisionCommand(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		}
 	})
+	t.Run("a credential with white space around it is refused before any request", func(t *testing.T) {
+		// A secret file's trailing line break would otherwise reach the token request, which
+		// Genesys answers with nothing more than 401 invalid_client.
+		for _, tc := range []struct {
+			name, key, value string
+			args             []string
+			want             string
+		}{
+			{"secret with a line break", "GENESYS_CLIENT_SECRET", genesystest.DefaultClientSecret + "\n", nil, "GENESYS_CLIENT_SECRET has leading or trailing white space"},
+			{"secret with a leading space", "GENESYS_CLIENT_SECRET", " " + genesystest.DefaultClientSecret, nil, "GENESYS_CLIENT_SECRET has leading or trailing white space"},
+			{"client id with a line break", "GENESYS_CLIENT_ID", genesystest.DefaultClientID + "\r\n", nil, "GENESYS_CLIENT_ID has leading or trailing white space"},
+			{"client id flag with a space", "", "", []string{"-client-id", genesystest.DefaultClientID + " "}, "-client-id has leading or trailing white space"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				if tc.key != "" {
+					saved := env[tc.key]
+					env[tc.key] = tc.value
+					defer func() { env[tc.key] = saved }()
+				}
+				srv.ResetLog()
+				_, _, err := run(t, append([]string{"-name", "fanbridge-padded"}, tc.args...)...)
+				require.Error(t, err)
+				assert.ErrorIs(t, err, genesys.ErrUsage)
+				assert.Contains(t, err.Error(), tc.want)
+				assert.NotContains(t, err.Error(), genesystest.DefaultClientID, "the value is not echoed")
+				assert.Empty(t, srv.Requests(), "nothing is sent")
+			})
+		}
+	})
 	t.Run("wrong secret", func(t *testing.T) {
 		env["GENESYS_CLIENT_SECRET"] = "not-the-secret-0000"
 		defer func() { env["GENESYS_CLIENT_SECRET"] = genesystest.DefaultClientSecret }()
