@@ -523,3 +523,50 @@ func TestCanceledContext(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, retry.ClassCanceled, retry.Classify(err))
 }
+
+// An AWS region name that is not in the table, or one dressed as a URL, and a host without a dot
+// are configuration errors: taken for hosts, they would only fail, after every retry, when the
+// host "api.eu-north-1" is looked up.
+func TestParseRegionRefusesWhatNamesNoGenesysRegion(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"eu-north-1", "not an AWS region Genesys Cloud runs in (us-east-1, us-east-2, "},
+		{"US-EAST-3", "not an AWS region Genesys Cloud runs in"},
+		{"us-gov-west-1", "not an AWS region Genesys Cloud runs in"},
+		{"https://eu-north-1/", "not an AWS region Genesys Cloud runs in"},
+		{"eu-west-1/", "write the AWS region name eu-west-1 alone"},
+		{"https://eu-west-1", "write the AWS region name eu-west-1 alone"},
+		{"eu-west-1:443", "write the AWS region name eu-west-1 alone"},
+		{"localhost", "not a host name with a domain, such as mypurecloud.ie, nor an AWS region name"},
+		{"https://localhost:8443/", "not a host name with a domain, such as mypurecloud.ie, nor an AWS region name"},
+		{"api", "not a host name with a domain, such as mypurecloud.ie, nor an AWS region name"},
+		{"login", "not a host name with a domain, such as mypurecloud.ie, nor an AWS region name"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			r, err := genesys.ParseRegion(tc.in)
+			require.ErrorIs(t, err, genesys.ErrInvalidConfig, "got region %q", r)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	t.Run("the error lists every region", func(t *testing.T) {
+		_, err := genesys.ParseRegion("eu-north-1")
+		require.Error(t, err)
+		for _, d := range documentedRegions {
+			assert.Contains(t, err.Error(), d.aws)
+		}
+	})
+	t.Run("the documented forms still read", func(t *testing.T) {
+		for in, want := range map[string]genesys.Region{
+			"eusc-de-east-1":                  genesys.EUSCDEEast1,
+			"mypurecloud.ie":                  genesys.EUWest1,
+			"login.mypurecloud.ie":            genesys.EUWest1,
+			"https://login.mypurecloud.ie/":   genesys.EUWest1,
+			"mypurecloud.com:443":             "api.mypurecloud.com:443",
+			"genesys.example.net":             "api.genesys.example.net",
+			"https://api.genesys.example.net": "api.genesys.example.net",
+		} {
+			got, err := genesys.ParseRegion(in)
+			require.NoError(t, err, in)
+			assert.Equal(t, want, got, in)
+		}
+	})
+}

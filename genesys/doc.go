@@ -9,8 +9,9 @@
 //
 // A Region is the API host of a Genesys Cloud region; the constants name every public region after
 // its AWS region (USEast1 is "api.mypurecloud.com"), and ParseRegion reads "eu-west-1",
-// "mypurecloud.ie", "api.mypurecloud.ie" or a URL. The OAuth server is the API host with "api."
-// replaced by "login.".
+// "mypurecloud.ie", "api.mypurecloud.ie" or a URL. An AWS region name Genesys Cloud does not run
+// in ("eu-north-1"), and a host without a dot, are configuration errors, not hosts to look up.
+// The OAuth server is the API host with "api." replaced by "login.".
 //
 // NewClient authenticates with OAuth client credentials (golang.org/x/oauth2/clientcredentials):
 // POST https://login.<region>/oauth/token with Authorization: Basic base64(clientId:clientSecret)

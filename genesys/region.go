@@ -67,10 +67,14 @@ func Regions() []Region {
 	return out
 }
 
-// ParseRegion reads a region the way people write it in configuration: an AWS region name
-// ("eu-west-1"), an API host ("api.mypurecloud.ie"), a login host ("login.mypurecloud.ie"), a bare
-// environment domain as the official SDKs take it ("mypurecloud.ie"), or a URL of any of those
-// ("https://api.mypurecloud.ie/"). It returns an error wrapping ErrInvalidConfig for anything else.
+// ParseRegion reads a region the way people write it in configuration: the AWS region name of one
+// of the constants ("eu-west-1"), an API host ("api.mypurecloud.ie"), a login host
+// ("login.mypurecloud.ie"), a bare environment domain as the official SDKs take it
+// ("mypurecloud.ie"), or a URL of one of those hosts ("https://api.mypurecloud.ie/"). It returns an
+// error wrapping ErrInvalidConfig for anything else: in particular for an AWS region name Genesys
+// Cloud does not run in ("eu-north-1"; the error lists those it runs in), for an AWS region name
+// inside a URL or with a slash, and for a host without a dot ("localhost"), which would otherwise
+// become a host such as "api.eu-north-1" that only fails when it is looked up.
 func ParseRegion(s string) (Region, error) {
 	v := strings.ToLower(strings.TrimSpace(s))
 	for _, r := range regions {
@@ -82,6 +86,21 @@ func ParseRegion(s string) (Region, error) {
 		v = v[i+3:]
 	}
 	v = strings.TrimSuffix(v, "/")
+	if !strings.ContainsAny(v, "@?#") { // those are refused below, quoted redacted
+		host := v
+		if i := strings.IndexAny(host, ":/"); i >= 0 {
+			host = host[:i]
+		}
+		switch {
+		case awsRegionRE.MatchString(host) && isAWSRegionName(host):
+			return "", fmt.Errorf("%w: region %q: write the AWS region name %s alone, or a Genesys Cloud host", ErrInvalidConfig, clean(s, 100), host)
+		case awsRegionRE.MatchString(host):
+			return "", fmt.Errorf("%w: region %q is not an AWS region Genesys Cloud runs in (%s); or give a Genesys Cloud host",
+				ErrInvalidConfig, clean(s, 100), strings.Join(awsRegionNames(), ", "))
+		case host != "" && !strings.Contains(host, "."):
+			return "", fmt.Errorf("%w: region %q is not a host name with a domain, such as mypurecloud.ie, nor an AWS region name", ErrInvalidConfig, clean(s, 100))
+		}
+	}
 	switch {
 	case strings.HasPrefix(v, "login."):
 		v = "api." + strings.TrimPrefix(v, "login.")
@@ -93,6 +112,25 @@ func ParseRegion(s string) (Region, error) {
 		return "", err
 	}
 	return r, nil
+}
+
+// isAWSRegionName reports whether name is the AWS region of one of the constants.
+func isAWSRegionName(name string) bool {
+	for _, r := range regions {
+		if r.aws == name {
+			return true
+		}
+	}
+	return false
+}
+
+// awsRegionNames returns the AWS regions of the constants, in their order.
+func awsRegionNames() []string {
+	out := make([]string, len(regions))
+	for i, r := range regions {
+		out[i] = r.aws
+	}
+	return out
 }
 
 // APIHost returns the host of the REST API, such as "api.mypurecloud.com".
