@@ -2,6 +2,7 @@ package genesystest
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -118,6 +119,41 @@ func (s *Server) SeedEventBridgeIntegration(name, awsAccount, awsRegion, suffix 
 	}
 	in.IntendedState, in.Reported = "ENABLED", "ACTIVE"
 	return in.ID
+}
+
+// EditIntegrationConfig changes the integration's config as an administrator would in the admin
+// UI, and bumps its version: each of properties is set (a nil value removes the property), and
+// advanced and credentials, when not nil, replace those sections. Tests use it to give an
+// integration settings a client must keep. It reports whether the integration exists.
+func (s *Server) EditIntegrationConfig(id string, properties, advanced, credentials map[string]any) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.findLocked(id)
+	if in == nil {
+		return false
+	}
+	// New maps, never changed in place: an answer being written outside the lock may still be
+	// reading the old ones.
+	props := maps.Clone(in.cfg.Properties)
+	if props == nil {
+		props = map[string]any{}
+	}
+	for k, v := range properties {
+		if v == nil {
+			delete(props, k)
+		} else {
+			props[k] = v
+		}
+	}
+	in.cfg.Properties = props
+	if advanced != nil {
+		in.cfg.Advanced = maps.Clone(advanced)
+	}
+	if credentials != nil {
+		in.cfg.Credentials = maps.Clone(credentials)
+	}
+	in.cfg.Version++
+	return true
 }
 
 // reportedCodes are the codes of an integration's reportedState.
@@ -331,6 +367,10 @@ func validEventBridgeProps(p map[string]any) string {
 	return ""
 }
 
+// handlePutConfig stores a config. The body is the whole config Genesys documents,
+// {"name","notes","version","properties":{...},"advanced":{},"credentials":{}}: a body without
+// the advanced or credentials object is malformed (400), as a client that leaves them out would
+// wipe what an administrator put there.
 func (s *Server) handlePutConfig(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Name        string         `json:"name"`
@@ -352,6 +392,11 @@ func (s *Server) handlePutConfig(w http.ResponseWriter, r *http.Request) {
 	if in == nil {
 		s.mu.Unlock()
 		s.writeError(w, http.StatusNotFound, "not.found", "The requested integration was not found.")
+		return
+	}
+	if body.Advanced == nil || body.Credentials == nil {
+		s.mu.Unlock()
+		s.writeError(w, http.StatusBadRequest, "bad.request", "advanced and credentials must be objects ({} for none)")
 		return
 	}
 	if *body.Version != in.cfg.Version {

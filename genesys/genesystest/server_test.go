@@ -107,6 +107,40 @@ func TestFakeBehavesAsDocumented(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 	assert.Equal(t, "not.found", body["code"])
 
+	// The config PUT body is the whole config Genesys documents: without the advanced or the
+	// credentials object it is malformed, and nothing is stored.
+	id := srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "suffix", []string{"v2.users.{id}.presence"})
+	props := map[string]any{"awsAccountId": "123456789012", "awsAccountRegion": "eu-west-1", "eventSourceSuffix": "suffix",
+		"eventFilter": []string{"v2.users.{id}.presence"}}
+	for _, missing := range []string{"advanced", "credentials"} {
+		put := map[string]any{"name": "fanbridge-events", "version": srv.ConfigVersion(id), "properties": props,
+			"advanced": map[string]any{}, "credentials": map[string]any{}}
+		delete(put, missing)
+		resp, body = c.do(http.MethodPut, "/api/v2/integrations/"+id+"/config/current", put)
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "a PUT without %s", missing)
+		assert.Equal(t, "bad.request", body["code"])
+		put[missing] = nil
+		resp, _ = c.do(http.MethodPut, "/api/v2/integrations/"+id+"/config/current", put)
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "a PUT with %s null", missing)
+	}
+	assert.Equal(t, 2, srv.ConfigVersion(id), "nothing stored")
+	resp, _ = c.do(http.MethodPut, "/api/v2/integrations/"+id+"/config/current", map[string]any{"name": "fanbridge-events",
+		"version": 2, "properties": props, "advanced": map[string]any{}, "credentials": map[string]any{}})
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, 3, srv.ConfigVersion(id))
+
+	// An administrator's edit keeps the rest of the config and bumps the version.
+	require.True(t, srv.EditIntegrationConfig(id, map[string]any{"extra": "x", "eventSourceSuffix": nil},
+		map[string]any{"retries": 2}, map[string]any{"basicAuth": map[string]any{"id": "c1", "type": "userDefined"}}))
+	resp, body = c.do(http.MethodGet, "/api/v2/integrations/"+id+"/config/current", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.EqualValues(t, 4, body["version"])
+	assert.Equal(t, map[string]any{"awsAccountId": "123456789012", "awsAccountRegion": "eu-west-1", "extra": "x",
+		"eventFilter": []any{"v2.users.{id}.presence"}}, body["properties"])
+	assert.Equal(t, map[string]any{"retries": 2.0}, body["advanced"])
+	assert.Equal(t, map[string]any{"basicAuth": map[string]any{"id": "c1", "type": "userDefined"}}, body["credentials"])
+	assert.False(t, srv.EditIntegrationConfig("none", nil, nil, nil))
+
 	now = now.Add(11 * time.Minute)
 	resp, body = c.do(http.MethodGet, "/api/v2/organizations/me", nil)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "an expired token is refused")
