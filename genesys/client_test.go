@@ -344,6 +344,39 @@ func TestQuotaRetryAfterFailsAtOnce(t *testing.T) {
 	})
 }
 
+// The ceiling is the longest wait the client accepts: a Retry-After of exactly 180 seconds is
+// waited for, one second more is a quota.
+func TestRetryAfterAtTheCeiling(t *testing.T) {
+	for _, tc := range []struct {
+		retryAfter string
+		waited     time.Duration
+		quota      bool
+	}{
+		{"180", 180 * time.Second, false},
+		{"181", 0, true},
+		{"180.5", 0, true},
+	} {
+		t.Run(tc.retryAfter, func(t *testing.T) {
+			clk := retrytest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+			f := newFixture(t, []genesystest.Option{genesystest.WithClock(clk.Now)}, genesys.WithClock(clk))
+			ctx := testContext(t)
+			f.srv.Fail(genesystest.Fault{Path: "/api/v2/organizations/me", Status: 429, RetryAfter: tc.retryAfter})
+			err, waited := onFakeClock(t, ctx, clk, func() error {
+				_, err := f.client.Organization(ctx)
+				return err
+			})
+			assert.Equal(t, tc.waited, waited)
+			if tc.quota {
+				require.ErrorIs(t, err, genesys.ErrQuotaExhausted)
+				assert.Equal(t, 1, f.srv.Count(http.MethodGet, "/api/v2/organizations/me"))
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, 2, f.srv.Count(http.MethodGet, "/api/v2/organizations/me"))
+		})
+	}
+}
+
 func TestServerErrors(t *testing.T) {
 	tests := []struct {
 		name      string

@@ -811,3 +811,128 @@ func TestEnsureUnusableCreateAnswerIsLookedUp(t *testing.T) {
 		})
 	}
 }
+
+// The config write carries the whole config: properties fanbridge does not manage, and the
+// advanced and credentials sections an administrator filled in, are written back as they were.
+func TestEnsureKeepsWhatItDoesNotManage(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := testContext(t)
+	id := f.srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "contact-centre.prod",
+		[]string{"v2.users.{id}.activity"})
+	advanced := map[string]any{"retries": 2.0, "labels": []any{"a", "b"}}
+	credentials := map[string]any{"basicAuth": map[string]any{"id": "7c0b3e4a-credential", "type": "userDefined"}}
+	require.True(t, f.srv.EditIntegrationConfig(id, map[string]any{"displayTimezone": "Europe/Dublin", "weight": 3.0},
+		advanced, credentials))
+
+	res, err := f.client.EnsureEventBridgeIntegration(ctx, goodSpec())
+	require.NoError(t, err)
+	require.True(t, res.ConfigUpdated, "the topics differed")
+
+	cfg, err := f.client.GetIntegrationConfig(ctx, id)
+	require.NoError(t, err)
+	assert.JSONEq(t, `"Europe/Dublin"`, string(cfg.Properties["displayTimezone"]))
+	assert.JSONEq(t, `3`, string(cfg.Properties["weight"]))
+	assert.JSONEq(t, `["v2.detail.events.conversation.{id}.customer.end","v2.users.{id}.presence"]`, string(cfg.Properties["eventFilter"]))
+	assert.JSONEq(t, `{"retries":2,"labels":["a","b"]}`, string(cfg.Advanced))
+	assert.JSONEq(t, `{"basicAuth":{"id":"7c0b3e4a-credential","type":"userDefined"}}`, string(cfg.Credentials))
+}
+
+// PATCH and DELETE are safe to repeat: after an unclear failure (a 5xx, whether or not the server
+// acted on the request) they are sent again, within provisioning too.
+func TestEnablingAndDeletingAreRetriedAfterA5xx(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault genesystest.Fault
+		call  func(ctx context.Context, c *genesys.Client, id string) error
+		sent  int
+	}{
+		{"PATCH, 503 twice", genesystest.Fault{Method: http.MethodPatch, Status: 503, Times: 2},
+			func(ctx context.Context, c *genesys.Client, id string) error {
+				in, err := c.EnableIntegration(ctx, id)
+				if err == nil && in.IntendedState != genesys.StateEnabled {
+					err = errors.New("not enabled: " + in.IntendedState)
+				}
+				return err
+			}, 3},
+		{"PATCH, 504 after the server acted", genesystest.Fault{Method: http.MethodPatch, Status: 504, Processed: true},
+			func(ctx context.Context, c *genesys.Client, id string) error {
+				_, err := c.DisableIntegration(ctx, id)
+				return err
+			}, 2},
+		{"DELETE, 500", genesystest.Fault{Method: http.MethodDelete, Status: 500},
+			func(ctx context.Context, c *genesys.Client, id string) error { return c.DeleteIntegration(ctx, id) }, 2},
+		{"DELETE, 502 three times", genesystest.Fault{Method: http.MethodDelete, Status: 502, Times: 3},
+			func(ctx context.Context, c *genesys.Client, id string) error { return c.DeleteIntegration(ctx, id) }, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			id := f.srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "contact-centre.prod",
+				[]string{"v2.users.{id}.presence"})
+			tc.fault.Path = "/api/v2/integrations/" + id
+			f.srv.Fail(tc.fault)
+			require.NoError(t, tc.call(testContext(t), f.client, id))
+			assert.Zero(t, f.srv.PendingFaults())
+			assert.Equal(t, tc.sent, f.srv.Count(tc.fault.Method, "/api/v2/integrations/"+id))
+		})
+	}
+	t.Run("provisioning enables through a 503", func(t *testing.T) {
+		f := newFixture(t, nil)
+		f.srv.Fail(genesystest.Fault{Method: http.MethodPatch, Path: "/api/v2/integrations/", Status: 503, Times: 2})
+		res, err := f.client.EnsureEventBridgeIntegration(testContext(t), goodSpec())
+		require.NoError(t, err)
+		assert.True(t, res.Enabled)
+		assert.Equal(t, genesys.StateEnabled, res.Integration.IntendedState)
+		assert.Equal(t, 3, f.srv.Count(http.MethodPatch, "/api/v2/integrations/"))
+	})
+	t.Run("provisioning replaces through a 503", func(t *testing.T) {
+		f := newFixture(t, nil)
+		old := f.srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "old-suffix",
+			[]string{"v2.users.{id}.presence"})
+		f.srv.Fail(genesystest.Fault{Method: http.MethodDelete, Path: "/api/v2/integrations/", Status: 503})
+		spec := goodSpec()
+		spec.Replace = true
+		res, err := f.client.EnsureEventBridgeIntegration(testContext(t), spec)
+		require.NoError(t, err)
+		assert.True(t, res.Replaced)
+		assert.NotEqual(t, old, res.Integration.ID)
+		assert.Equal(t, 2, f.srv.Count(http.MethodDelete, "/api/v2/integrations/"+old))
+		assert.Equal(t, 1, f.srv.IntegrationCount(genesys.EventBridgeIntegrationType))
+	})
+}
+
+// The listing is narrowed by type on the server and again in the client: a server (or a proxy)
+// that ignores the integrationType parameter does not make an integration of another type, with
+// the same name, count as an EventBridge one.
+func TestListingKeepsOnlyTheTypeAskedFor(t *testing.T) {
+	f := newFixture(t, nil)
+	id := f.srv.SeedEventBridgeIntegration("fanbridge-events", "123456789012", "eu-west-1", "contact-centre.prod",
+		goodSpec().Topics)
+	front := rewritingProxy(t, f.srv, func(r *http.Request, answer any) {
+		if r.Method != http.MethodGet || r.URL.Path != "/api/v2/integrations" {
+			return
+		}
+		body := answer.(map[string]any)
+		body["entities"] = append(body["entities"].([]any), map[string]any{
+			"id": "0a0b0c0d-0000-4000-9000-000000000001", "name": "fanbridge-events",
+			"integrationType": map[string]any{"id": "purecloud-data-actions"}, "intendedState": "ENABLED",
+		})
+	})
+	c, err := genesys.NewClient(genesys.USEast1, genesystest.DefaultClientID, genesystest.DefaultClientSecret,
+		genesys.WithBaseURL(front), genesys.WithTokenURL(f.srv.TokenURL()), genesys.WithRetryPolicy(fastPolicy))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := testContext(t)
+
+	all, err := c.ListEventBridgeIntegrations(ctx)
+	require.NoError(t, err)
+	require.Len(t, all, 1)
+	assert.Equal(t, id, all[0].ID)
+	every, err := c.ListIntegrations(ctx, "")
+	require.NoError(t, err)
+	assert.Len(t, every, 2, "no type asked for: every type")
+
+	res, err := c.EnsureEventBridgeIntegration(ctx, goodSpec())
+	require.NoError(t, err, "the data actions integration is not a second EventBridge one")
+	assert.Equal(t, id, res.Integration.ID)
+	assert.False(t, res.Created)
+}
