@@ -930,7 +930,14 @@ func (d *Dispatcher) withdrawQueued(g *group) {
 	for j := range g.tasks {
 		t := &g.tasks[j]
 		if t.sink.withdraw(t) {
-			d.aside(func() { d.complete(t, t.sink.abandon(t)) })
+			released := t.state.Load() == taskReleased
+			d.aside(func() {
+				r := t.sink.abandon(t)
+				if released {
+					t.sink.count.withdrawing.Add(-1) // counted as dead-lettered or failed now
+				}
+				d.complete(t, r)
+			})
 		}
 	}
 }

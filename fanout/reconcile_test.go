@@ -190,3 +190,85 @@ func TestReconcileUnderFailures(t *testing.T) {
 }
 
 var _ sink.Sink = (*chaosSink)(nil)
+
+// heldDLQ holds the Put of one event until released.
+type heldDLQ struct {
+	memDLQ
+	id               string
+	entered, release chan struct{}
+}
+
+func (q *heldDLQ) Put(ctx context.Context, e dlq.Entry) error {
+	if e.Event.ID == q.id {
+		close(q.entered)
+		select {
+		case <-q.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return q.memDLQ.Put(ctx, e)
+}
+
+// An event a Sync dispatch withdraws from a sink's queue when its budget runs out gives its room
+// back at once, but stays in Queued while its dead-letter write runs: with the sink's worker
+// idle, the counts of the sink still account for every event it was given. e0 has an ordering
+// key, so that b's only worker (not its dispatch) runs it and holds b's only send slot: e1 and
+// e2 then wait in b's queue.
+func TestWithdrawnEventCountedWhileItsDeadLetterWriteRuns(t *testing.T) {
+	ctx := testContext(t)
+	q := &heldDLQ{id: "e2", entered: make(chan struct{}), release: make(chan struct{})}
+	inB, releaseB := make(chan struct{}, 1), make(chan struct{})
+	b := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+		if e.ID == "e0" {
+			inB <- struct{}{}
+			<-releaseB
+		}
+		return nil
+	})
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{
+			{Name: "a", Sink: sink.Func(func(context.Context, *fanbridge.Event) error { return nil })},
+			{Name: "b", Sink: b, Concurrency: 1, QueueSize: 10},
+		},
+		Routes: []fanout.Route{{Name: "all", Filter: fanout.All, Sinks: []string{"a", "b"}}},
+		DLQ:    q,
+	}, fanout.WithDLQTimeout(15*time.Second), fanout.WithDLQReserve(10*time.Millisecond),
+		fanout.WithOrderingKey(func(e *fanbridge.Event) string {
+			if e.ID == "e0" {
+				return "k"
+			}
+			return ""
+		}))
+
+	done := make(chan error, 3)
+	go func() { done <- d.Dispatch(ctx, event("e0", "x")) }()
+	recv(t, inB)
+	go func() { done <- d.Dispatch(ctx, event("e1", "x")) }()
+	go func() {
+		budget, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		done <- d.Dispatch(budget, event("e2", "x"))
+	}()
+	recv(t, q.entered) // e2's budget ran out while it waited at b: its dead-letter write runs
+	close(releaseB)
+	require.NoError(t, recv(t, done))
+	require.NoError(t, recv(t, done)) // e0 and e1 delivered; b's worker is idle
+
+	stats := func() fanout.SinkStats {
+		for _, s := range d.Stats() {
+			if s.Name == "b" {
+				return s
+			}
+		}
+		t.Fatal("no stats for b")
+		return fanout.SinkStats{}
+	}
+	st := stats()
+	assert.Equal(t, int64(3), st.Delivered+st.DeadLettered+st.Failed+st.Queued, "%+v", st)
+	assert.Equal(t, int64(1), st.Queued, "e2, while its write runs")
+	assert.Zero(t, st.DeadLettered)
+	close(q.release)
+	require.NoError(t, recv(t, done))
+	assert.Equal(t, fanout.SinkStats{Name: "b", Delivered: 2, DeadLettered: 1, Breaker: "closed"}, stats())
+}

@@ -74,6 +74,9 @@ type sinkState struct {
 // counters are what Stats reports.
 type counters struct {
 	delivered, deadLettered, failed, retried atomic.Int64
+	// withdrawing counts events withdrawn with their queue slot given back whose dead-letter
+	// write still runs: they are in Queued until it returns (see SinkStats).
+	withdrawing atomic.Int64
 	// sinks counts the sinkStates sharing these counters whose workers are not done; guarded by
 	// the Dispatcher's sinkMu, and never read on the path of an event.
 	sinks int
@@ -300,6 +303,7 @@ func (st *sinkState) takeBack(t *task) bool {
 func (st *sinkState) withdraw(t *task) bool {
 	if st.ghosts.Add(1) <= int64(st.cfg.QueueSize) {
 		if t.state.CompareAndSwap(taskQueued, taskReleased) {
+			st.count.withdrawing.Add(1)
 			st.reserved.Add(-1)
 			return true
 		}

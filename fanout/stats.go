@@ -9,9 +9,10 @@ import "sync/atomic"
 // name were given, so an operator or a test can reconcile a run without a metrics pipeline. Once
 // the sink's workers are idle the sum is exact; while they are busy it can count an event twice
 // for a moment: when a Sync dispatch's budget runs out while its event still waits in the queue,
-// the event is counted as dead-lettered or failed at once and leaves Queued at once too, unless
-// QueueSize such withdrawn events already wait there: then it stays in Queued (and keeps its room
-// in the queue) until a worker takes it off the queue and drops it.
+// the event gives its room in the queue back at once but stays in Queued until its dead-letter
+// write returns and counts it as dead-lettered or failed, unless QueueSize such withdrawn events
+// already wait there: then it also keeps its room until a worker takes it off the queue and
+// drops it.
 type SinkStats struct {
 	// Name is the sink's name.
 	Name string
@@ -86,6 +87,11 @@ func (d *Dispatcher) backlogs(s *snapshot) []backlog {
 		if !counted[st.reserved] {
 			counted[st.reserved] = true
 			out[i].queued += st.reserved.Load()
+		}
+		// The sinks of a name share their counters: their withdrawn events are counted once.
+		if w := &st.count.withdrawing; !counted[w] {
+			counted[w] = true
+			out[i].queued += w.Load()
 		}
 	}
 	if s != nil {
