@@ -121,6 +121,19 @@ func (s *Server) SeedEventBridgeIntegration(name, awsAccount, awsRegion, suffix 
 	return in.ID
 }
 
+// CreateIntegration installs an integration of the type as POST /api/v2/integrations does:
+// disabled, with an empty config at version 1. Tests use it for the leftover of a run that
+// stopped right after creating one. It returns the id, and panics on a type the fake does not
+// know, a bug in the test.
+func (s *Server) CreateIntegration(typeID, name string) string {
+	if _, ok := knownIntegrationTypes[typeID]; !ok {
+		panic(fmt.Sprintf("genesystest: unknown integration type %q", typeID))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.newIntegrationLocked(typeID, name).ID
+}
+
 // EditIntegrationConfig changes the integration's config as an administrator would in the admin
 // UI, and bumps its version: each of properties is set (a nil value removes the property), and
 // advanced and credentials, when not nil, replace those sections. Tests use it to give an
@@ -187,7 +200,7 @@ func (s *Server) newIntegrationLocked(typeID, name string) *integration {
 		name = knownIntegrationTypes[typeID]
 	}
 	in := &integration{
-		ID:            fmt.Sprintf("6b1f0c9e-0000-4000-9000-%012d", s.nextID),
+		ID:            s.opts.integrationID(s.nextID),
 		Name:          name,
 		Type:          typeID,
 		IntendedState: "DISABLED",

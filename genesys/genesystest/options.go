@@ -1,6 +1,9 @@
 package genesystest
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Default credentials the fake accepts.
 const (
@@ -26,6 +29,7 @@ type options struct {
 	channelLifetime        time.Duration
 	maxPageSize            int
 	socketClosingDelay     time.Duration
+	integrationID          func(n int) string
 }
 
 func defaults() options {
@@ -39,6 +43,7 @@ func defaults() options {
 		channelLifetime:    24 * time.Hour,
 		maxPageSize:        100,
 		socketClosingDelay: DefaultSocketClosingDelay,
+		integrationID:      func(n int) string { return fmt.Sprintf("6b1f0c9e-0000-4000-9000-%012d", n) },
 	}
 }
 
@@ -94,4 +99,13 @@ const DefaultSocketClosingDelay = time.Minute
 // DefaultSocketClosingDelay (1 minute).
 func WithSocketClosingDelay(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.socketClosingDelay = d })
+}
+
+// WithIntegrationIDs sets how the id of the nth integration installed (n counts from 1) is made.
+// Genesys makes random UUIDs, whose order says nothing of the order of creation; the default makes
+// ids that sort in the order of creation, 6b1f0c9e-0000-4000-9000-000000000001 and so on, and a
+// test of a client that must not rely on that order gives ids that sort the other way. Ids must
+// be unique.
+func WithIntegrationIDs(id func(n int) string) Option {
+	return optionFunc(func(o *options) { o.integrationID = id })
 }

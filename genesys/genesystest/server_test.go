@@ -446,3 +446,26 @@ func ExampleNewServer() {
 	fmt.Println(strings.HasPrefix(srv.URL, "http://127.0.0.1:"), srv.PendingFaults(), len(genesystest.Topics()))
 	// Output: true 1 237
 }
+
+// CreateIntegration installs what a creation does: a disabled integration with an empty config,
+// whose id WithIntegrationIDs makes.
+func TestFakeCreateIntegrationAndIDs(t *testing.T) {
+	srv := genesystest.NewServer(genesystest.WithIntegrationIDs(func(n int) string { return fmt.Sprintf("z-%d", 10-n) }))
+	t.Cleanup(srv.Close)
+	_, tok := tokenRequest(t, srv, genesystest.DefaultClientID, genesystest.DefaultClientSecret)
+	c := &rawClient{t: t, srv: srv, token: tok["access_token"].(string)}
+
+	assert.Equal(t, "z-9", srv.CreateIntegration("amazon-eventbridge-source", "leftover"))
+	resp, body := c.do(http.MethodPost, "/api/v2/integrations", map[string]any{"integrationType": map[string]any{"id": "amazon-eventbridge-source"}, "name": "n"})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "z-8", body["id"])
+
+	resp, body = c.do(http.MethodGet, "/api/v2/integrations/z-9", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "leftover", body["name"])
+	assert.Equal(t, "DISABLED", body["intendedState"])
+	assert.Equal(t, "INACTIVE", body["reportedState"].(map[string]any)["code"])
+	assert.Equal(t, 1, srv.ConfigVersion("z-9"))
+	assert.Equal(t, 2, srv.IntegrationCount("amazon-eventbridge-source"))
+	assert.Panics(t, func() { srv.CreateIntegration("no-such-type", "x") })
+}
