@@ -181,6 +181,8 @@ func printResult(w io.Writer, res *EventBridgeResult, spec EventBridgeSpec) {
 		did = append(did, "replaced")
 	case res.Created:
 		did = append(did, "created")
+	case res.DuplicateDeleted:
+		did = append(did, "created at the same time by another run (this run's duplicate deleted)")
 	}
 	if res.ConfigUpdated {
 		did = append(did, "configured")

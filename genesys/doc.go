@@ -56,6 +56,21 @@
 // by default, leaves room for it); when its context ends first, or a lookup by name fails, the
 // error wraps ErrOutcomeUnknown and says to look the integration up or run again after that time.
 //
+// Two runs at the same time with the same spec (two replicas starting, a job started twice) can
+// both find nothing and both create the integration. Provisioning still ends with one: a run
+// that created one lists by name again; it deletes its own creation, and carries on with the
+// other, when another run's is enabled (a run enables only the one it keeps) or has a smaller
+// id, and otherwise waits for the others to be deleted by their runs or enabled by the run that
+// keeps its own. Every run then returns the same integration, and EventBridgeResult.
+// DuplicateDeleted tells the runs that deleted their own. A run never deletes an integration it
+// did not create, which needs the integrations:integration:delete permission. A run that stops
+// between creating and listing again (a crash, a kill) leaves a disabled integration: alone, the
+// next run takes it over as it would any integration of the name; made while another run was
+// creating its own, that run takes it over after waiting for it for a minute more than the
+// WithMaxRetryAfter ceiling (4 minutes by default). Several integrations of the name that no run
+// can tell apart (made by hand, or several leftovers) make a run fail with ErrAmbiguousName,
+// naming their ids: delete all but one, in the admin UI or with DeleteIntegration, and run again.
+//
 // RunProvisionCommand wraps all this as a command line that reads the usual environment variables
 // (GENESYS_REGION, GENESYS_CLIENT_ID, GENESYS_CLIENT_SECRET, GENESYS_ORGANIZATION_ID...).
 //

@@ -138,11 +138,15 @@ type EventBridgeResult struct {
 	// Enabled reports that the integration was switched to ENABLED by this call, or switched on
 	// again because it reported ERROR.
 	Enabled bool
+	// DuplicateDeleted reports that this call created an integration while another run created
+	// one of the same name, and deleted its own to carry on with the other (Created is then
+	// false): see EnsureEventBridgeIntegration.
+	DuplicateDeleted bool
 }
 
 // Changed reports whether the call wrote anything.
 func (r *EventBridgeResult) Changed() bool {
-	return r.Created || r.Replaced || r.ConfigUpdated || r.Enabled
+	return r.Created || r.Replaced || r.ConfigUpdated || r.Enabled || r.DuplicateDeleted
 }
 
 // UnknownTopicsError lists topic filters Genesys Cloud does not offer on EventBridge.
@@ -233,7 +237,19 @@ const lateCreateLook = 30 * time.Second
 // A creation whose answer is lost (timeout, reset, 5xx) is not blindly repeated: the integrations
 // are listed again by name, and only when none is there is the creation tried again.
 //
-// It needs the integrations:integration:view, add and edit permissions (delete too with Replace).
+// Runs at the same time with the same spec (two replicas starting, a job run twice) may each find
+// no integration and each create one. So a run that created one lists by name again until every
+// run can agree on one of them: a run deletes its own creation when another run's is enabled, or
+// has a smaller id, and otherwise waits for the others to be deleted by the runs that created them
+// or enabled by the run that keeps its own; then it carries on with the one left, and every run
+// returns the same integration (DuplicateDeleted reports a run that deleted its own). A run never
+// deletes an integration it did not create. One that stays disabled for a minute more than
+// WithMaxRetryAfter's ceiling is taken for the leftover of a run that stopped between creating it
+// and listing: the run deletes its own and carries on with that one, or, when there are several,
+// fails with ErrAmbiguousName.
+//
+// It needs the integrations:integration:view, add and edit permissions, and delete too: with
+// Replace, and for a run that must delete the duplicate it created.
 func (c *Client) EnsureEventBridgeIntegration(ctx context.Context, spec EventBridgeSpec) (*EventBridgeResult, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -260,10 +276,9 @@ func (c *Client) EnsureEventBridgeIntegration(ctx context.Context, spec EventBri
 		return nil, err
 	}
 	if in == nil {
-		if in, err = c.createEventBridgeIntegration(ctx, spec.Name); err != nil {
+		if in, res.Created, res.DuplicateDeleted, err = c.createSettled(ctx, spec.Name); err != nil {
 			return nil, err
 		}
-		res.Created = true
 	}
 	if in, err = c.configureEventBridge(ctx, in, spec, res); err != nil {
 		return res, err
@@ -373,15 +388,9 @@ func looksLikeID(s string) bool {
 // findEventBridgeIntegration returns the EventBridge integration named name, nil if there is none,
 // or an error wrapping ErrAmbiguousName if there are several.
 func (c *Client) findEventBridgeIntegration(ctx context.Context, name string) (*Integration, error) {
-	all, err := c.ListEventBridgeIntegrations(ctx)
+	found, err := c.eventBridgeNamed(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("genesys: listing EventBridge integrations: %w", err)
-	}
-	var found []Integration
-	for _, in := range all {
-		if in.Name == name {
-			found = append(found, in)
-		}
+		return nil, err
 	}
 	switch len(found) {
 	case 0:
@@ -389,12 +398,7 @@ func (c *Client) findEventBridgeIntegration(ctx context.Context, name string) (*
 	case 1:
 		return &found[0], nil
 	default:
-		ids := make([]string, len(found))
-		for i, in := range found {
-			ids[i] = in.ID
-		}
-		return nil, fmt.Errorf("%w: %q is the name of integrations %s; delete or rename all but one",
-			ErrAmbiguousName, name, strings.Join(ids, ", "))
+		return nil, ambiguousName(name, found)
 	}
 }
 
@@ -402,9 +406,9 @@ func (c *Client) findEventBridgeIntegration(ctx context.Context, name string) (*
 // it looks the integration up by name, after waits that grow with each look, and creates it
 // again only once lateCreateGrace has passed since that failure, so that a lost answer, or a
 // creation Genesys carries out late, never yields two. When ctx ends first, or a lookup fails,
-// the error says so and wraps ErrOutcomeUnknown.
-func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) (*Integration, error) {
-	var err error
+// the error says so and wraps ErrOutcomeUnknown. It reports whether the integration returned is
+// certainly this run's: the one a creation's answer named, rather than one found by name.
+func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) (in *Integration, ours bool, err error) {
 	created := false // a 2xx answer said so: only looked up from then on
 	creations := 0
 	var failed time.Time // when the last creation with an unclear outcome failed
@@ -414,14 +418,13 @@ func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) 
 				break
 			}
 			creations++
-			var in *Integration
 			in, err = c.createIntegration(ctx, EventBridgeIntegrationType, name)
 			failed = c.clock.Now()
 			if err == nil {
-				return in, nil
+				return in, true, nil
 			}
 			if !errors.Is(err, ErrOutcomeUnknown) {
-				return nil, fmt.Errorf("genesys: creating EventBridge integration: %w", err)
+				return nil, false, fmt.Errorf("genesys: creating EventBridge integration: %w", err)
 			}
 			created = errors.Is(err, errCreatedUnusable)
 			look = 1
@@ -431,7 +434,7 @@ func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) 
 		if cerr := ctx.Err(); cerr != nil {
 			// The context ended during the creation (Ctrl-C on the command, a timeout): there is
 			// nothing to wait for.
-			return nil, unclearCreation(err, cerr)
+			return nil, false, unclearCreation(err, cerr)
 		}
 		// A gateway can answer while the backend is still creating the integration: looking at
 		// once could miss it. Wait as long as the server asked (up to MaxRetryAfter), and at
@@ -446,21 +449,41 @@ func (c *Client) createEventBridgeIntegration(ctx context.Context, name string) 
 		c.log.LogAttrs(ctx, slog.LevelWarn, "genesys: creating the integration had an unclear outcome; looking it up by name after a wait",
 			slog.String("name", name), slog.Int("creations", creations), slog.Duration("wait", wait), slog.String("error", err.Error()))
 		if werr := retry.Sleep(ctx, c.clock, wait); werr != nil {
-			return nil, unclearCreation(err, werr)
+			return nil, false, unclearCreation(err, werr)
 		}
 		found, ferr := c.findEventBridgeIntegration(ctx, name)
 		if ferr != nil {
 			// The run ends without knowing whether Genesys holds (or will hold) the integration.
-			return nil, unclearCreation(err, ferr)
+			return nil, false, unclearCreation(err, ferr)
 		}
 		if found != nil {
-			return found, nil
+			return found, false, nil
 		}
 	}
 	if created {
-		return nil, fmt.Errorf("genesys: creating EventBridge integration: Genesys created it, but a lookup by name did not find it yet; run again to configure it: %w", err)
+		return nil, false, fmt.Errorf("genesys: creating EventBridge integration: Genesys created it, but a lookup by name did not find it yet; run again to configure it: %w", err)
 	}
-	return nil, fmt.Errorf("genesys: creating EventBridge integration: %w", err)
+	return nil, false, fmt.Errorf("genesys: creating EventBridge integration: %w", err)
+}
+
+// createSettled creates the integration and settles it against runs that created one of the same
+// name at the same time (see settleCreation). It reports whether the integration returned is the
+// one this run created, and whether this run deleted its own as a duplicate.
+func (c *Client) createSettled(ctx context.Context, name string) (in *Integration, kept, deletedOwn bool, err error) {
+	in, ours, err := c.createEventBridgeIntegration(ctx, name)
+	if err != nil {
+		return nil, false, false, err
+	}
+	if !ours {
+		// Found by name, alone, after a creation whose answer was lost: most likely this run's,
+		// and nothing to settle.
+		return in, true, false, nil
+	}
+	s, err := c.settleCreation(ctx, name, in)
+	if err != nil {
+		return nil, false, s.deleted, err
+	}
+	return s.in, s.kept, s.deleted, nil
 }
 
 // unclearCreation is the error of a run that ends with then after a creation failed with the
@@ -497,7 +520,10 @@ func (c *Client) configureEventBridge(ctx context.Context, in *Integration, spec
 				return nil, fmt.Errorf("genesys: deleting integration %s to replace it: %w", in.ID, err)
 			}
 			res.Replaced = true
-			if in, err = c.createEventBridgeIntegration(ctx, spec.Name); err != nil {
+			var deletedOwn bool
+			in, _, deletedOwn, err = c.createSettled(ctx, spec.Name)
+			res.DuplicateDeleted = res.DuplicateDeleted || deletedOwn
+			if err != nil {
 				return nil, err
 			}
 			continue
