@@ -71,6 +71,27 @@ func TestReadOfAbsentLeaderEndsWithTheContext(t *testing.T) {
 	assert.Contains(t, err.Error(), kerr.NotLeaderForPartition.Message, "the error names what the reads met")
 }
 
+// When the caller's context cuts an ask short, the error still names what the asks before it
+// met, not only the context: here the second ask hangs until the context ends.
+func TestReadCutByTheContextNamesWhatTheAsksMet(t *testing.T) {
+	c, cl := cluster(t, 1)
+	q := newQueue(t, cl)
+	require.NoError(t, q.Put(testCtx(t), sampleEntry(t, "e1")))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var asks atomic.Int64
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.ListOffsets}, Topic: topic, Err: kerr.NotLeaderForPartition, Count: -1,
+		When: func(kmsg.Request) bool {
+			if asks.Add(1) > 1 {
+				<-ctx.Done() // the broker stalls; the caller's context ends the ask
+			}
+			return true
+		}})
+	err := q.List(ctx, func(dlq.Entry) error { return nil })
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), kerr.NotLeaderForPartition.Message, "%v", err)
+}
+
 // A broker that answers every ListOffsets well but slowly (a loaded broker, a distant cluster) is
 // waited for within the caller's context: the budget bounds only the asking again after an error.
 // Each listing asks twice in a row (start, then end offsets), together longer than the budget.

@@ -196,6 +196,20 @@ func (q *Queue) offsets(ctx context.Context) (starts, ends kadm.ListedOffsets, e
 	}
 
 	var last error // the last error an ask gave, not the end of lctx
+	// met is what an ask that failed with err met: err, unless the caller's context cut it
+	// short, and then what the asks, or the client inside the first one, met before.
+	met := func(err, last error) error {
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		if last != nil {
+			return last
+		}
+		if _, f := failure.first(); f != nil {
+			return f
+		}
+		return err
+	}
 	wait := offsetsBackoff
 	for try := 1; ; try++ {
 		var retriable bool
@@ -204,7 +218,7 @@ func (q *Queue) offsets(ctx context.Context) (starts, ends kadm.ListedOffsets, e
 			return starts, ends, nil
 		}
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: %w (asked %s, the last time failing with %v)", cerr, times(try), err)
+			return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: %w (asked %s, the last time failing with %v)", cerr, times(try), met(err, last))
 		}
 		if stopped() && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 			// lctx cut this ask short, the broker not having answered it: what the asks, or the
@@ -229,7 +243,7 @@ func (q *Queue) offsets(ctx context.Context) (starts, ends kadm.ListedOffsets, e
 		case <-lctx.Done():
 			timer.Stop()
 			if cerr := ctx.Err(); cerr != nil {
-				return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: %w (asked %s, the last time failing with %v)", cerr, times(try), err)
+				return nil, nil, fmt.Errorf("kafkadlq: read: listing offsets: %w (asked %s, the last time failing with %v)", cerr, times(try), met(err, last))
 			}
 			return nil, nil, spent(try, err)
 		case <-timer.C:
