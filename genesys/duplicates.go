@@ -51,6 +51,9 @@ type settled struct {
 //
 //   - own is the only one: it is kept. Two runs cannot both see only their own, as each created
 //     its own before listing.
+//   - own is ENABLED: another run, which deleted its own for it, took it and enabled it, and may
+//     have returned it: it is kept, whatever else the listing holds (a later run's creation,
+//     which that run deletes on seeing own enabled).
 //   - another is ENABLED: a run enables its integration only once it has kept it, so that one was
 //     kept (or made by hand): own is deleted, and the run carries on with that one (with the
 //     smallest id if there are several).
@@ -95,6 +98,11 @@ func (c *Client) settleCreation(ctx context.Context, name string, own *Integrati
 		var others, enabled []Integration
 		for _, in := range named {
 			switch {
+			case in.ID == ownID && in.IntendedState == StateEnabled:
+				// Another run took own (it deleted its own for it) and enabled it, and may have
+				// returned it already: own is the one every run ends with.
+				res.in, res.kept = &in, true
+				return res, nil
 			case in.ID == ownID:
 			case in.IntendedState == StateEnabled:
 				others, enabled = append(others, in), append(enabled, in)

@@ -269,3 +269,50 @@ func TestADuplicateThatCannotBeDeletedIsNamed(t *testing.T) {
 	assert.NotEqual(t, leftover, dels[0])
 	assert.Contains(t, err.Error(), "deleting integration "+dels[0]+", created by this run")
 }
+
+// A run whose creation another run took and enabled (that run deleted its own for it, and may
+// have returned it) keeps it, although a third run's creation with a smaller id has appeared
+// meanwhile: deleting it would take away the integration another run returned.
+func TestRunKeepsItsCreationAnotherRunEnabled(t *testing.T) {
+	const mine, later = "6b1f0c9e-0000-4000-9000-000000000005", "6b1f0c9e-0000-4000-9000-000000000001"
+	f := newFixture(t, []genesystest.Option{genesystest.WithIntegrationIDs(func(n int) string {
+		return map[int]string{1: mine, 2: later}[n]
+	})})
+	run := secondClient(t, f, "run-a")
+	ctx := testContext(t)
+	var once sync.Once
+	var hookErr error
+	f.srv.SetHook(func(r *http.Request) {
+		// After this run created its integration, before it lists again: another run enables it,
+		// and a third creates one of the same name with a smaller id.
+		if r.UserAgent() != "run-a" || r.Method != http.MethodGet || r.URL.Path != "/api/v2/integrations" {
+			return
+		}
+		if !created(f.srv) {
+			return
+		}
+		once.Do(func() {
+			_, hookErr = f.client.EnableIntegration(ctx, mine)
+			f.srv.CreateIntegration(genesys.EventBridgeIntegrationType, goodSpec().Name)
+		})
+	})
+	res, err := run.EnsureEventBridgeIntegration(ctx, goodSpec())
+	f.srv.SetHook(nil)
+	require.NoError(t, hookErr)
+	require.NoError(t, err)
+	assert.Equal(t, mine, res.Integration.ID)
+	assert.False(t, res.DuplicateDeleted)
+	assert.NotContains(t, deletes(f.srv), mine)
+	_, err = f.client.GetIntegration(ctx, mine)
+	assert.NoError(t, err, "the integration the other run enabled is still there")
+}
+
+// created reports whether a POST of an integration has been logged.
+func created(srv *genesystest.Server) bool {
+	for _, r := range srv.Requests() {
+		if r.Method == http.MethodPost && r.Path == "/api/v2/integrations" {
+			return true
+		}
+	}
+	return false
+}
