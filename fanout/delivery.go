@@ -72,8 +72,20 @@ func (a *attempt) op(ctx context.Context) error {
 	select {
 	case st.sem <- struct{}{}:
 	default:
+		// The wait ends with the task's context or, when there is one, the age budget.
+		var aged <-chan time.Time
+		if st.maxAge > 0 {
+			timer := st.d.cfg.clock.NewTimer(st.maxAge - st.d.cfg.clock.Now().Sub(a.t.arrived))
+			defer timer.Stop()
+			aged = timer.C()
+		}
 		select {
 		case st.sem <- struct{}{}:
+		case <-aged:
+			a.aged = true
+			a.lastErr = fmt.Errorf("fanout: sink %q: no send slot free (Concurrency %d) within MaxAge %v: %w",
+				st.name, cap(st.sem), st.maxAge, retry.ErrAgeSpent)
+			return retry.Permanent(a.lastErr) // stops the Retrier at once
 		case <-ctx.Done():
 			// Not the sink's fault, but the reason this attempt failed: remember it, or an
 			// attempt that never got a slot would leave nothing to dead-letter with.

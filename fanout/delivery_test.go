@@ -1001,3 +1001,44 @@ func TestWaitForASendSlotIsNotAnAttempt(t *testing.T) {
 	assert.Equal(t, 1, sends["waits"])
 	assert.Empty(t, q.Entries())
 }
+
+// MaxAge bounds the wait for a send slot too: an event behind a busy sink is dead-lettered once
+// its age budget is spent (Condition age, no Send), not when the slot frees or the dispatch's
+// budget ends.
+func TestMaxAgeBoundsTheWaitForASendSlot(t *testing.T) {
+	ctx := testContext(t)
+	q := &memDLQ{}
+	in, release := make(chan struct{}, 1), make(chan struct{})
+	var sends atomic.Int32
+	s := sink.Func(func(ctx context.Context, e *fanbridge.Event) error {
+		if e.ID == "slow" {
+			in <- struct{}{}
+			<-release
+			return nil
+		}
+		sends.Add(1)
+		return nil
+	})
+	d := newDispatcher(t, fanout.Config{
+		Sinks: []fanout.SinkConfig{{Name: "s", Sink: s, Concurrency: 1,
+			Retry: retry.Policy{MaxAttempts: 2, InitialInterval: time.Millisecond, AttemptTimeout: 50 * time.Millisecond, MaxAge: 100 * time.Millisecond}}},
+		Routes: []fanout.Route{{Name: "all", Filter: fanout.All, Sinks: []string{"s"}}},
+		DLQ:    q,
+	})
+	slowDone := make(chan error, 1)
+	go func() { slowDone <- d.Dispatch(ctx, event("slow", "x")) }()
+	recv(t, in)
+	defer func() {
+		close(release)
+		recv(t, slowDone)
+	}()
+	r, err := d.Deliver(ctx, event("waits", "x"))
+	require.NoError(t, err)
+	require.Len(t, r.Sinks, 1)
+	assert.Equal(t, fanout.DeadLettered, r.Sinks[0].Outcome, "%+v", r.Sinks[0])
+	assert.Equal(t, dlq.ConditionAge, r.Sinks[0].Condition)
+	assert.Zero(t, r.Sinks[0].Attempts)
+	assert.Zero(t, sends.Load())
+	require.Len(t, q.Entries(), 1)
+	assert.Contains(t, q.Entries()[0].Error, "within MaxAge")
+}
