@@ -18,7 +18,10 @@
 // for an id that is not printable ASCII) and W3C trace context, "traceparent" and "tracestate", as
 // sink.TraceContext gives it: the span in the context of Send when there is one (fanout's attempt
 // span, when its Dispatcher traces), otherwise the event's own trace metadata. A consumer's spans
-// thus join the event's trace without decoding the body. Each call is bounded by
+// thus join the event's trace without decoding the body. A Server takes a valid traceparent (and
+// its tracestate) of the call into the event's Metadata, in place of those the event was sent
+// with, and into its handler's context as the remote parent, so that the handler, or a
+// Dispatcher it relays to, hangs its spans under the delivery that reached it. Each call is bounded by
 // WithCallTimeout (default 5 s) or the caller's deadline, whichever comes first.
 //
 // # Transport security

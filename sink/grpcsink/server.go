@@ -7,13 +7,16 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/tracectx"
 	fanbridgev1 "github.com/fanbridge/fanbridge/proto/fanbridge/v1"
 	"github.com/fanbridge/fanbridge/retry"
 	"github.com/fanbridge/fanbridge/sink"
@@ -98,10 +101,39 @@ func (s *Server) Deliver(ctx context.Context, req *fanbridgev1.DeliverRequest) (
 	if name := req.GetSink(); name != "" {
 		ctx = context.WithValue(ctx, sinkNameKey{}, name)
 	}
+	ctx = continueTrace(ctx, e)
 	if err := StatusOf(s.handler.Send(ctx, e)); err != nil {
 		return nil, err
 	}
 	return &fanbridgev1.DeliverResponse{}, nil
+}
+
+// continueTrace takes the call's W3C trace context (the sender's delivery attempt, see the package
+// documentation) into e's metadata, in place of the trace context the event was sent with, and
+// into ctx as the remote parent: the handler's spans, and those of a Dispatcher it relays to, then
+// hang under the delivery that reached the consumer, as a Kafka consumer's do through
+// kafkasink.EventFromRecord. A call without a valid traceparent (sent once) leaves both alone.
+func continueTrace(ctx context.Context, e *fanbridge.Event) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	tps := md.Get(fanbridge.MetaTraceparent)
+	if len(tps) != 1 {
+		return ctx
+	}
+	tp, ok := tracectx.Parent(tps[0])
+	if !ok {
+		return ctx
+	}
+	if e.Metadata == nil {
+		e.Metadata = make(map[string]string, 2)
+	}
+	e.Metadata[fanbridge.MetaTraceparent] = tp
+	delete(e.Metadata, fanbridge.MetaTracestate)
+	if tss := md.Get(fanbridge.MetaTracestate); len(tss) == 1 {
+		if ts, ok := tracectx.State(tss[0]); ok && ts != "" {
+			e.Metadata[fanbridge.MetaTracestate] = ts
+		}
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier(e.Metadata))
 }
 
 type sinkNameKey struct{}

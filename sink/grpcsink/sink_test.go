@@ -111,8 +111,10 @@ func TestSendCarriesTheSpanOfSend(t *testing.T) {
 	require.Len(t, got, 1)
 	assert.Equal(t, []string{"00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01"}, got[0].md.Get(fanbridge.MetaTraceparent))
 	assert.Equal(t, []string{"fb=attempt"}, got[0].md.Get(fanbridge.MetaTracestate))
-	// The body is the event as it came, trace metadata included.
-	assert.Equal(t, e.Metadata[fanbridge.MetaTraceparent], got[0].event.Metadata[fanbridge.MetaTraceparent])
+	// The body is the event as it came; a Server hands its handler the delivery's trace context
+	// in place of the event's (see TestServerHandlerContinuesTheDeliverysTrace).
+	assert.NotEqual(t, e.Metadata[fanbridge.MetaTraceparent], got[0].event.Metadata[fanbridge.MetaTraceparent])
+	assert.Equal(t, "00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01", got[0].event.Metadata[fanbridge.MetaTraceparent])
 }
 
 func TestTargetForms(t *testing.T) {
