@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fanbridge/fanbridge"
+	"github.com/fanbridge/fanbridge/internal/tracectx"
 	"github.com/fanbridge/fanbridge/retry"
 )
 
@@ -119,33 +120,14 @@ func TruncateError(s string) string {
 }
 
 // TraceID returns the trace id of a W3C traceparent header value ("00-<trace id>-<span id>-<flags>"),
-// or "" when the value is not a valid traceparent.
+// or "" when the value is not a valid traceparent: by the rules the sinks send trace context by
+// (sink.TraceContext), so that an entry never names a trace no delivery carried.
 func TraceID(traceparent string) string {
-	// version(2) - trace-id(32) - parent-id(16) - flags(2); later versions may append fields.
-	if len(traceparent) < 55 || traceparent[2] != '-' || traceparent[35] != '-' || traceparent[52] != '-' {
+	tp, ok := tracectx.Parent(traceparent)
+	if !ok {
 		return ""
 	}
-	if len(traceparent) > 55 && traceparent[55] != '-' {
-		return ""
-	}
-	if !isLowerHex(traceparent[:2]) || traceparent[:2] == "ff" || !isLowerHex(traceparent[36:52]) || !isLowerHex(traceparent[53:55]) {
-		return ""
-	}
-	id := traceparent[3:35]
-	if !isLowerHex(id) || id == "00000000000000000000000000000000" {
-		return ""
-	}
-	return id
-}
-
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
+	return tp[3:35]
 }
 
 // crockford is the alphabet of NewID: Crockford's base32, which sorts in byte order and has no

@@ -139,6 +139,10 @@ func TestTraceID(t *testing.T) {
 		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", ""},
 		{"00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ""},
 		{"00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01", ""},
+		// What the sinks refuse to send names no trace here either (see sink.TraceContext): an
+		// all-zero parent id, and a version 00 value with fields after the flags.
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", ""},
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", ""},
 	}
 	for _, tc := range cases {
 		assert.Equal(t, tc.want, dlq.TraceID(tc.in), "traceparent %q", tc.in)
