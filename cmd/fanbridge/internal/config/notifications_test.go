@@ -225,3 +225,20 @@ func TestExampleNotificationsSectionAndReadmeTable(t *testing.T) {
 		assert.Contains(t, text, "  "+k+":", "the example's notifications section")
 	}
 }
+
+// A client id or secret with white space around it (a line break kept from a secret file) is
+// refused, naming the key and never the value: Genesys would refuse it at run time as unknown
+// credentials, after validate said the file was good.
+func TestNotificationsPaddedCredentialsRefused(t *testing.T) {
+	_, err := config.Parse([]byte(withNotifications(validNotifications)),
+		env(map[string]string{"GENESYS_CLIENT_SECRET": notificationsSecret + "\n"}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "config: notifications.client_secret: has white space around it")
+	assert.NotContains(t, err.Error(), notificationsSecret)
+
+	padded := strings.Replace(validNotifications, "client_id: 0c4f2a8e-client", `client_id: " 0c4f2a8e-client"`, 1)
+	require.NotEqual(t, validNotifications, padded)
+	_, err = config.Parse([]byte(withNotifications(padded)), notificationsEnv())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "config: notifications.client_id: has white space around it")
+}

@@ -340,11 +340,15 @@ func (c *Config) validateNotifications(e *Errors) {
 	} else if _, err := genesys.ParseRegion(n.Region); err != nil {
 		e.addDetail(p+".region", err.Error(), err)
 	}
-	if strings.TrimSpace(n.ClientID) == "" {
-		e.add(p+".client_id", "is required")
-	}
-	if strings.TrimSpace(n.ClientSecret) == "" {
-		e.add(p+".client_secret", "is required")
+	// Genesys' client ids and secrets hold no white space: around one it is a line break kept from
+	// a secret file, which Genesys would refuse as unknown credentials at run time.
+	for _, c := range []struct{ key, v string }{{"client_id", n.ClientID}, {"client_secret", n.ClientSecret}} {
+		switch t := strings.TrimSpace(c.v); {
+		case t == "":
+			e.add(p+"."+c.key, "is required")
+		case t != c.v:
+			e.add(p+"."+c.key, "has white space around it (a line break kept from a file?)")
+		}
 	}
 	// Each URL is tried alone, beside a region that needs neither, so that its error is its own.
 	for _, u := range []struct {
